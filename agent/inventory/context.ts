@@ -1,0 +1,167 @@
+/**
+ * What every inventory source gets: the root to read (`/` or a mounted image), a way to
+ * run commands (execFile only, argument arrays, timeout, maxBuffer) and a warning sink.
+ * Sources never throw for a missing or unreadable input: they warn and return what they
+ * have, so one broken source never costs the whole inventory.
+ */
+import { execFile } from 'node:child_process';
+import { lstat, open, readlink } from 'node:fs/promises';
+import { isAbsolute, join, posix } from 'node:path';
+import { CommandFailedError, InputTooLargeError, SourceUnavailableError } from '../../shared/errors.ts';
+import type { InventoryWarning } from '../../shared/protocol.ts';
+
+export interface CommandResult {
+  stdout: string;
+  stderr: string;
+  /** Exit status; commands that exit non-zero are returned, not thrown (rpm -q does that). */
+  status: number;
+}
+
+export interface RunOptions {
+  timeoutMs?: number;
+  maxBuffer?: number;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Runs a program with an argument array; `null` when the program is not installed. */
+export type CommandRunner = (file: string, args: readonly string[], options?: RunOptions) => Promise<CommandResult | null>;
+
+export interface InventoryContext {
+  /** Absolute path of the root file system being inventoried; `/` for this machine. */
+  readonly root: string;
+  readonly run: CommandRunner;
+  warn(warning: InventoryWarning): void;
+}
+
+export const DEFAULT_TIMEOUT_MS = 30_000;
+export const DEFAULT_MAX_BUFFER = 64 * 1024 * 1024;
+/** Status files of real hosts are a few MB; 256 MiB is far past any real one. */
+export const MAX_FILE_BYTES = 256 * 1024 * 1024;
+
+export const runCommand: CommandRunner = (file, args, options = {}) =>
+  new Promise((resolve, reject) => {
+    execFile(
+      file,
+      args,
+      {
+        timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+        maxBuffer: options.maxBuffer ?? DEFAULT_MAX_BUFFER,
+        env: options.env ?? { ...process.env, LC_ALL: 'C' },
+        encoding: 'utf8',
+        windowsHide: true,
+      },
+      (error, stdout, stderr) => {
+        if (error === null) {
+          resolve({ stdout, stderr, status: 0 });
+          return;
+        }
+        const e = error as NodeJS.ErrnoException & { code?: string | number; killed?: boolean; signal?: string };
+        if (e.code === 'ENOENT') {
+          resolve(null);
+          return;
+        }
+        if (typeof e.code === 'number' && !e.killed) {
+          resolve({ stdout, stderr, status: e.code });
+          return;
+        }
+        const why = e.killed ? `killed (${e.signal ?? 'timeout'})` : String(e.code ?? e.message);
+        reject(new CommandFailedError(`${file} ${args.join(' ')}: ${why}`, { cause: error }));
+      },
+    );
+  });
+
+const MAX_SYMLINKS = 40;
+
+/**
+ * Resolves `path` inside `root` as the kernel would after chroot(root): absolute symlinks
+ * restart at root and `..` never climbs above it. Container images and mounted roots are
+ * full of absolute links (/etc/os-release -> /usr/lib/os-release) that would otherwise
+ * point at the host's own files.
+ */
+export async function resolveInRoot(root: string, path: string): Promise<string> {
+  if (root === '/') return path;
+  const pending = path.split('/').filter((p) => p !== '' && p !== '.');
+  const done: string[] = [];
+  let links = 0;
+  while (pending.length > 0) {
+    const part = pending.shift() as string;
+    if (part === '..') {
+      done.pop();
+      continue;
+    }
+    const candidate = join(root, ...done, part);
+    let isLink = false;
+    try {
+      isLink = (await lstat(candidate)).isSymbolicLink();
+    } catch {
+      // Missing component: the open() that follows reports it with the real path.
+      done.push(part, ...pending.filter((p) => p !== '.'));
+      break;
+    }
+    if (!isLink) {
+      done.push(part);
+      continue;
+    }
+    if (++links > MAX_SYMLINKS) throw new SourceUnavailableError(`too many symbolic links resolving ${path} in ${root}`);
+    const target = await readlink(candidate);
+    if (isAbsolute(target)) done.length = 0;
+    pending.unshift(...target.split('/').filter((p) => p !== '' && p !== '.'));
+  }
+  return join(root, ...done);
+}
+
+/** The path inside the inventoried root, for messages. */
+export function displayPath(ctx: InventoryContext, path: string): string {
+  return ctx.root === '/' ? path : posix.join(ctx.root, path);
+}
+
+/**
+ * Reads a file inside the root, refusing files over `maxBytes` (a huge or endless file,
+ * /dev/zero linked in by a hostile image). `null` when it does not exist.
+ */
+export async function readRootFile(ctx: InventoryContext, path: string, maxBytes = MAX_FILE_BYTES): Promise<Buffer | null> {
+  const real = await resolveInRoot(ctx.root, path);
+  let handle;
+  try {
+    handle = await open(real, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return null;
+    throw new SourceUnavailableError(`cannot open ${displayPath(ctx, path)}: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    const info = await handle.stat();
+    if (!info.isFile() && !info.isCharacterDevice()) {
+      throw new SourceUnavailableError(`${displayPath(ctx, path)} is not a regular file`);
+    }
+    // /proc files report size 0, so read in chunks up to the limit whatever stat says.
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const buf = Buffer.allocUnsafe(Math.min(1 << 20, maxBytes + 1 - total));
+      const { bytesRead } = await handle.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) break;
+      total += bytesRead;
+      if (total > maxBytes) throw new InputTooLargeError(`${displayPath(ctx, path)} is larger than ${maxBytes} bytes`);
+      chunks.push(buf.subarray(0, bytesRead));
+    }
+    return Buffer.concat(chunks, total);
+  } catch (err) {
+    if (err instanceof SourceUnavailableError || err instanceof InputTooLargeError) throw err;
+    throw new SourceUnavailableError(`cannot read ${displayPath(ctx, path)}: ${(err as Error).message}`, { cause: err });
+  } finally {
+    await handle.close();
+  }
+}
+
+/** A context that collects warnings in an array; used by the inventory and by tests. */
+export function createContext(root: string, options: { run?: CommandRunner } = {}): InventoryContext & { warnings: InventoryWarning[] } {
+  const warnings: InventoryWarning[] = [];
+  return {
+    root,
+    run: options.run ?? runCommand,
+    warnings,
+    warn(w) {
+      warnings.push(w);
+    },
+  };
+}

@@ -1,0 +1,50 @@
+/**
+ * Builds dist/agent.js (one self-contained CommonJS file: every dependency bundled, no
+ * native module, Node 18+) and dist/collector.js (better-sqlite3 stays in node_modules).
+ *
+ * Why CommonJS when the sources are ESM: operators copy agent.js alone onto servers whose
+ * Node is 18 (Debian 12, Ubuntu 24.04). Node 18 treats a lone .js file as CommonJS and has
+ * no ESM syntax detection, so an ESM bundle would fail there. dist/package.json pins
+ * `"type": "commonjs"` so the repo's own `"type": "module"` does not apply inside dist/.
+ */
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { build } from 'tsup';
+
+const root = join(import.meta.dirname, '..');
+const outDir = join(root, 'dist');
+const { version } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string };
+
+const common = {
+  format: 'cjs' as const,
+  platform: 'node' as const,
+  outDir,
+  sourcemap: false,
+  clean: false,
+  silent: true,
+  splitting: false,
+  outExtension: () => ({ js: '.js' }),
+  banner: { js: '#!/usr/bin/env node' },
+};
+
+mkdirSync(outDir, { recursive: true });
+writeFileSync(join(outDir, 'package.json'), '{ "type": "commonjs" }\n');
+
+await build({
+  ...common,
+  entry: { agent: join(root, 'agent/main.ts') },
+  target: 'node18',
+  noExternal: [/.*/],
+  minify: false,
+});
+
+await build({
+  ...common,
+  entry: { collector: join(root, 'collector/main.ts') },
+  target: 'node20',
+  external: ['better-sqlite3'],
+  noExternal: [/^(?!better-sqlite3$).*/],
+});
+
+for (const f of ['agent.js', 'collector.js']) chmodSync(join(outDir, f), 0o755);
+process.stdout.write(`built dist/agent.js and dist/collector.js (${version})\n`);

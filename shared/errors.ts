@@ -1,0 +1,68 @@
+/**
+ * One error base class with stable codes (the undici habit): callers and operators branch
+ * on `code`, never on message text. Protocol errors also carry the WebSocket close code
+ * to send (the ws receiver habit). Every code an operator can see is listed in
+ * README.md's error table; keep the two in step (a test checks it).
+ */
+export class PatchwardenError extends Error {
+  readonly code: string;
+  /** WebSocket close code to send when the peer cannot be trusted any more. */
+  readonly closeCode: number | undefined;
+
+  constructor(message: string, code = 'PW_ERR', options?: { cause?: unknown; closeCode?: number }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.closeCode = options?.closeCode;
+  }
+}
+
+/** A file or command the inventory needs could not be read; the inventory goes on without it. */
+export class SourceUnavailableError extends PatchwardenError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'PW_ERR_SOURCE_UNAVAILABLE', options);
+  }
+}
+
+/** Input (a file, a message, a command's output) does not have the expected shape. */
+export class MalformedInputError extends PatchwardenError {
+  constructor(message: string, options?: { cause?: unknown; closeCode?: number }) {
+    super(message, 'PW_ERR_MALFORMED_INPUT', options);
+  }
+}
+
+/** Input is larger than the limit set for it. */
+export class InputTooLargeError extends PatchwardenError {
+  constructor(message: string, options?: { cause?: unknown; closeCode?: number }) {
+    super(message, 'PW_ERR_INPUT_TOO_LARGE', { closeCode: 1009, ...options });
+  }
+}
+
+/** A command we ran failed, timed out or printed more than allowed. */
+export class CommandFailedError extends PatchwardenError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'PW_ERR_COMMAND_FAILED', options);
+  }
+}
+
+/** A version string the scheme's own tool would reject. */
+export class InvalidVersionError extends PatchwardenError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'PW_ERR_INVALID_VERSION', options);
+  }
+}
+
+/** Command-line usage or configuration that cannot be acted on. */
+export class UsageError extends PatchwardenError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'PW_ERR_USAGE', options);
+  }
+}
+
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    return typeof code === 'string' ? `${err.message} (${code})` : err.message;
+  }
+  return String(err);
+}

@@ -1,0 +1,167 @@
+/**
+ * The wire contract between agent and collector (../shared/DESIGN.md). Every message is
+ * validated with these schemas at the boundary on both sides; inside, trust the types.
+ * The JSON Schema in shared/inventory.schema.json is generated from here (`npm run schema`).
+ */
+import { z } from 'zod';
+
+/** A peer accepts any protocol version with the same major (`^major`). */
+export const PROTOCOL_VERSION = '1.0.0';
+export const INVENTORY_SCHEMA = 'patchwarden.inventory/1';
+
+// Grammars are the union of what dpkg, rpm and apk accept, and nothing more: a name with a
+// space, quote, semicolon, angle bracket or `$` is refused at the boundary, so SQL, HTML and
+// shell fragments never reach the store or a command line.
+/** dpkg: [a-z0-9][a-z0-9+.-]+; rpm adds upper case and `_`; apk adds `_`. */
+export const PACKAGE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.+-]*$/;
+/** dpkg: [epoch:]upstream[-revision] with `~`; rpm: [epoch:]version-release with `^`; apk: 1.2.3_p1-r0. */
+export const VERSION = /^[A-Za-z0-9_.+~^:-]+$/;
+/** RFC 1123 host names, plus `_` which real fleets do contain. */
+export const HOSTNAME = /^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$/;
+/** OSV ecosystem names: `Debian:12`, `Ubuntu:24.04:LTS`, `Rocky Linux:9`, `Alpine:v3.21`. */
+export const ECOSYSTEM = /^[A-Za-z][A-Za-z ]*[A-Za-z](:[A-Za-z0-9._-]+)+$/;
+/** Debian/dpkg architecture names and rpm/apk arch names (`amd64`, `x86_64`, `noarch`, `all`). */
+export const ARCH = /^[A-Za-z0-9_-]+$/;
+
+export const LIMITS = Object.freeze({
+  packages: 200_000,
+  name: 256,
+  version: 256,
+  text: 4096,
+  path: 4096,
+  list: 10_000,
+});
+
+const text = z.string().max(LIMITS.text);
+const shortText = z.string().max(LIMITS.name);
+const packageName = z.string().max(LIMITS.name).regex(PACKAGE_NAME, 'not a valid package name');
+const version = z.string().max(LIMITS.version).regex(VERSION, 'not a valid package version');
+const isoDate = z.iso.datetime({ offset: true });
+
+export const PackageSchema = z.strictObject({
+  name: packageName,
+  version,
+  arch: z.string().max(64).regex(ARCH, 'not a valid architecture'),
+  /** deb: the `Source:` package; rpm: the source rpm's name; apk: the origin (`o:`). */
+  source: packageName,
+  sourceVersion: version,
+});
+export type Package = z.infer<typeof PackageSchema>;
+
+export const PackageFormatSchema = z.enum(['deb', 'rpm', 'apk']);
+export type PackageFormat = z.infer<typeof PackageFormatSchema>;
+
+export const OsSchema = z.strictObject({
+  id: shortText.nullable(),
+  idLike: z.array(shortText).max(32),
+  versionId: shortText.nullable(),
+  codename: shortText.nullable(),
+  prettyName: text.nullable(),
+});
+export type OsInfo = z.infer<typeof OsSchema>;
+
+export const HardwareSchema = z.strictObject({
+  cpu: text.nullable(),
+  cores: z.number().int().nonnegative().nullable(),
+  memoryBytes: z.number().int().nonnegative().nullable(),
+  virtualization: shortText.nullable(),
+  model: text.nullable(),
+});
+export type Hardware = z.infer<typeof HardwareSchema>;
+
+export const HostSchema = z.strictObject({
+  hostname: z.string().max(253).regex(HOSTNAME, 'not a valid host name'),
+  machineId: z.string().regex(/^[0-9a-f]{32}$/).nullable(),
+  bootId: z.string().regex(/^[0-9a-f-]{32,36}$/).nullable(),
+  arch: z.string().max(64).regex(ARCH),
+  uptimeSeconds: z.number().nonnegative().nullable(),
+  os: OsSchema,
+  ecosystem: z.string().max(128).regex(ECOSYSTEM).nullable(),
+  hardware: HardwareSchema,
+});
+export type Host = z.infer<typeof HostSchema>;
+
+export const KernelPackageSchema = z.strictObject({
+  name: packageName,
+  source: packageName,
+  version,
+});
+export type KernelPackage = z.infer<typeof KernelPackageSchema>;
+
+export const InstalledKernelSchema = z.strictObject({
+  /** null when the kernel is only in /boot or /lib/modules and no package owns it. */
+  name: packageName.nullable(),
+  version: version.nullable(),
+  release: z.string().max(LIMITS.name).regex(VERSION),
+});
+export type InstalledKernel = z.infer<typeof InstalledKernelSchema>;
+
+export const LivepatchProviderSchema = z.enum(['none', 'kernelcare', 'canonical-livepatch', 'kpatch', 'livepatch']);
+export type LivepatchProvider = z.infer<typeof LivepatchProviderSchema>;
+
+export const LivepatchSchema = z.strictObject({
+  provider: LivepatchProviderSchema,
+  active: z.boolean(),
+  /** KernelCare's effective kernel version, Canonical Livepatch's patch version. */
+  effectiveVersion: shortText.nullable(),
+  fixedCves: z.array(z.string().regex(/^CVE-\d{4}-\d{4,}$/)).max(LIMITS.list),
+  /** Loaded live-patch modules (/sys/kernel/livepatch, kpatch list): Ubuntu's LSN OVAL matches these. */
+  modules: z.array(shortText).max(LIMITS.list),
+});
+export type Livepatch = z.infer<typeof LivepatchSchema>;
+
+export const KernelSchema = z.strictObject({
+  release: z.string().max(LIMITS.name),
+  version: text,
+  /** null: no package provides the running kernel (a custom build, a VM's own kernel). */
+  package: KernelPackageSchema.nullable(),
+  installed: z.array(InstalledKernelSchema).max(1000),
+  livepatch: LivepatchSchema,
+});
+export type Kernel = z.infer<typeof KernelSchema>;
+
+export const RebootReasonKindSchema = z.enum([
+  'reboot-required-file',
+  'kernel-update',
+  'needs-restarting',
+  'init-deleted-libraries',
+]);
+export type RebootReasonKind = z.infer<typeof RebootReasonKindSchema>;
+
+export const RebootSchema = z.strictObject({
+  required: z.boolean(),
+  reasons: z.array(z.strictObject({ kind: RebootReasonKindSchema, detail: text })).max(100),
+  /** Processes that map deleted files: a service restart, not a reboot, clears them. */
+  services: z
+    .array(
+      z.strictObject({
+        unit: shortText.nullable(),
+        pids: z.array(z.number().int().positive()).max(LIMITS.list),
+        command: shortText.nullable(),
+        files: z.array(z.string().max(LIMITS.path)).max(1000),
+      }),
+    )
+    .max(LIMITS.list),
+});
+export type Reboot = z.infer<typeof RebootSchema>;
+
+/** Why the inventory is partial: a source that could not be read, stanzas skipped. */
+export const WarningSchema = z.strictObject({
+  source: shortText,
+  code: shortText,
+  message: text,
+});
+export type InventoryWarning = z.infer<typeof WarningSchema>;
+
+export const InventorySchema = z.strictObject({
+  schema: z.literal(INVENTORY_SCHEMA),
+  collectedAt: isoDate,
+  agentVersion: z.string().max(64),
+  host: HostSchema,
+  packageFormat: PackageFormatSchema.nullable(),
+  packages: z.array(PackageSchema).max(LIMITS.packages),
+  kernel: KernelSchema,
+  reboot: RebootSchema,
+  warnings: z.array(WarningSchema).max(1000),
+});
+export type Inventory = z.infer<typeof InventorySchema>;
