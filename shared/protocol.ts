@@ -18,8 +18,8 @@ export const PACKAGE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.+-]*$/;
 export const VERSION = /^[A-Za-z0-9_.+~^:-]+$/;
 /** RFC 1123 host names, plus `_` which real fleets do contain. */
 export const HOSTNAME = /^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$/;
-/** OSV ecosystem names: `Debian:12`, `Ubuntu:24.04:LTS`, `Rocky Linux:9`, `Alpine:v3.21`. */
-export const ECOSYSTEM = /^[A-Za-z][A-Za-z ]*[A-Za-z](:[A-Za-z0-9._-]+)+$/;
+/** OSV ecosystem names: `Debian:12`, `Ubuntu:24.04:LTS`, `Rocky Linux:9`, `Alpine:v3.21`, `SUSE:Linux Enterprise Server 15 SP5`. */
+export const ECOSYSTEM = /^[A-Za-z][A-Za-z ]*[A-Za-z](:[A-Za-z0-9._ -]*[A-Za-z0-9._-])+$/;
 /** Debian/dpkg architecture names and rpm/apk arch names (`amd64`, `x86_64`, `noarch`, `all`). */
 export const ARCH = /^[A-Za-z0-9_-]+$/;
 

@@ -1,0 +1,55 @@
+/**
+ * `patchwarden-agent`: the entry point bundled into dist/agent.js.
+ */
+import { UsageError, errorMessage } from '../shared/errors.ts';
+import { AGENT_VERSION } from '../shared/version.ts';
+import { inventoryCommand } from './commands/inventory.ts';
+
+const USAGE = `patchwarden-agent ${AGENT_VERSION}
+
+usage:
+  patchwarden-agent inventory [--root DIR] [--json] [--kernel-release R] [--kernel-version V]
+  patchwarden-agent version
+
+exit codes: 0 ok, 1 failed, 2 usage error, 3 partial inventory (see the warnings)
+`;
+
+type Command = (argv: string[], out: NodeJS.WritableStream) => Promise<number>;
+
+const commands: Record<string, Command> = {
+  inventory: inventoryCommand,
+  version: (_argv, out) => {
+    out.write(`${AGENT_VERSION}\n`);
+    return Promise.resolve(0);
+  },
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
+    process.stdout.write(USAGE);
+    return name === undefined ? 2 : 0;
+  }
+  const command = commands[name];
+  try {
+    if (command === undefined) throw new UsageError(`unknown command '${name}'`);
+    return await command(rest, process.stdout);
+  } catch (err) {
+    process.stderr.write(`patchwarden-agent: ${errorMessage(err)}\n`);
+    if (err instanceof UsageError) {
+      process.stderr.write(USAGE);
+      return 2;
+    }
+    return 1;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`patchwarden-agent: ${errorMessage(err)}\n`);
+    process.exitCode = 1;
+  },
+);
