@@ -1,0 +1,66 @@
+/**
+ * Numbered migrations, run in order at start inside one transaction each. Never edit a
+ * migration that has shipped: add the next number. `PRAGMA user_version` records the
+ * last one applied.
+ */
+export const MIGRATIONS: readonly string[] = [
+  // 1: advisory feeds, the advisories themselves, the affected index and KEV.
+  `
+  CREATE TABLE feeds (
+    source        TEXT PRIMARY KEY,
+    kind          TEXT NOT NULL,
+    location      TEXT,
+    records       INTEGER NOT NULL DEFAULT 0,
+    newest        TEXT,
+    imported_at   TEXT,
+    checked_at    TEXT,
+    last_error    TEXT,
+    etag          TEXT,
+    last_modified TEXT
+  ) STRICT;
+
+  CREATE TABLE advisories (
+    source     TEXT NOT NULL,
+    id         TEXT NOT NULL,
+    hash       TEXT NOT NULL,
+    severity   TEXT NOT NULL,
+    published  TEXT,
+    modified   TEXT,
+    withdrawn  TEXT,
+    data       TEXT NOT NULL,
+    PRIMARY KEY (source, id)
+  ) STRICT, WITHOUT ROWID;
+
+  -- One row per (advisory, ecosystem, package): the correlation index.
+  CREATE TABLE affected (
+    source    TEXT NOT NULL,
+    id        TEXT NOT NULL,
+    ecosystem TEXT NOT NULL,
+    package   TEXT NOT NULL,
+    PRIMARY KEY (ecosystem, package, source, id),
+    FOREIGN KEY (source, id) REFERENCES advisories (source, id) ON DELETE CASCADE
+  ) STRICT, WITHOUT ROWID;
+  CREATE INDEX affected_by_advisory ON affected (source, id);
+
+  CREATE TABLE kev (
+    cve                TEXT PRIMARY KEY,
+    date_added         TEXT NOT NULL,
+    due_date           TEXT NOT NULL,
+    vendor_project     TEXT NOT NULL,
+    product            TEXT NOT NULL,
+    ransomware         TEXT
+  ) STRICT, WITHOUT ROWID;
+
+  -- Per-host finding history: first seen and resolved times, for time-to-remediate.
+  CREATE TABLE finding_history (
+    host       TEXT NOT NULL,
+    advisory   TEXT NOT NULL,
+    package    TEXT NOT NULL,
+    first_seen TEXT NOT NULL,
+    last_seen  TEXT NOT NULL,
+    resolved   TEXT,
+    status     TEXT NOT NULL,
+    PRIMARY KEY (host, advisory, package)
+  ) STRICT, WITHOUT ROWID;
+  `,
+];
