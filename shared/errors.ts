@@ -52,6 +52,23 @@ export class InvalidVersionError extends PatchwardenError {
   }
 }
 
+/** An advisory feed file or record does not have its format's shape (bad JSON, bad dates, a corrupt or hostile archive). */
+export class FeedFormatError extends PatchwardenError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'PW_ERR_FEED_FORMAT', options);
+  }
+}
+
+/**
+ * Valid feed data that this collector cannot evaluate (OSV `SEMVER`/`GIT` ranges, `limit`
+ * events, encrypted zip entries): skipped and counted, never read as "affected".
+ */
+export class FeedUnsupportedError extends PatchwardenError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'PW_ERR_FEED_UNSUPPORTED', options);
+  }
+}
+
 /** Command-line usage or configuration that cannot be acted on. */
 export class UsageError extends PatchwardenError {
   constructor(message: string, options?: { cause?: unknown }) {
