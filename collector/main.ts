@@ -1,0 +1,60 @@
+/**
+ * `patchwarden-collector`: the entry point bundled into dist/collector.js.
+ */
+import { UsageError, errorMessage } from '../shared/errors.ts';
+import { AGENT_VERSION } from '../shared/version.ts';
+import { feedCommand } from './commands/feed.ts';
+import { scanCommand } from './commands/scan.ts';
+import { vercmpCommand } from './commands/vercmp-cli.ts';
+
+const USAGE = `patchwarden-collector ${AGENT_VERSION}
+
+usage:
+  patchwarden-collector scan --inventory FILE [--feed PATH...] [--db FILE] [--json|--csv] [--policy FILE]
+  patchwarden-collector feed import [--db FILE] [--name NAME] PATH...
+  patchwarden-collector feed sync [--db FILE] --config FILE
+  patchwarden-collector feed list [--db FILE] [--json]
+  patchwarden-collector vercmp --scheme deb|rpm|apk   (A<TAB>B lines on stdin)
+  patchwarden-collector version
+
+exit codes: scan: 0 no open finding is overdue, 1 one is, 2 error; others: 0 ok, 1 failed, 2 usage
+`;
+
+export type Command = (argv: string[], io: { stdin: NodeJS.ReadableStream; stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream }) => Promise<number>;
+
+const commands: Record<string, Command> = {
+  scan: scanCommand,
+  feed: feedCommand,
+  vercmp: vercmpCommand,
+  version: (_argv, io) => {
+    io.stdout.write(`${AGENT_VERSION}\n`);
+    return Promise.resolve(0);
+  },
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
+    process.stdout.write(USAGE);
+    return name === undefined ? 2 : 0;
+  }
+  try {
+    const command = commands[name];
+    if (command === undefined) throw new UsageError(`unknown command '${name}'`);
+    return await command(rest, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr });
+  } catch (err) {
+    process.stderr.write(`patchwarden-collector: ${errorMessage(err)}\n`);
+    if (err instanceof UsageError) process.stderr.write(USAGE);
+    return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`patchwarden-collector: ${errorMessage(err)}\n`);
+    process.exitCode = 2;
+  },
+);
