@@ -203,8 +203,10 @@ export function compareApkVersions(a: string, b: string): -1 | 0 | 1 {
 }
 
 function describe(s: string, pos: number): string {
-  const ch = s.charAt(pos);
-  return `'${ch}' at offset ${pos}`;
+  const c = s.charCodeAt(pos);
+  // Control characters are named by code point so the answer stays on one printable line.
+  const shown = c >= 0x20 && c !== 0x7f ? `'${s.charAt(pos)}'` : `U+${c.toString(16).toUpperCase().padStart(4, '0')}`;
+  return `${shown} at offset ${pos}`;
 }
 
 /**

@@ -32,14 +32,17 @@ function isDigit(c: number): boolean {
  * (parseversion's own answer, and what a package field would get) and parse "<unknown>" literally.
  */
 export function parseDebVersionOrReason(input: string): DebVersion | string {
-  // A NUL can never reach dpkg (argv and control fields are C strings).
-  if (input.includes('\0')) return 'version string contains a NUL byte';
   let start = 0;
   let end = input.length;
   while (start < end && isBlank(input.charCodeAt(start))) start++;
   if (start === end) return 'version string is empty';
   let stop = start;
-  while (stop < end && !isBlank(input.charCodeAt(stop))) stop++;
+  for (; stop < end; stop++) {
+    const c = input.charCodeAt(stop);
+    if (isBlank(c)) break;
+    // A NUL can never reach dpkg (argv and control fields are C strings).
+    if (c === 0) return 'version string contains a NUL byte';
+  }
   for (let i = stop; i < end; i++) {
     if (!isBlank(input.charCodeAt(i))) return 'version string has embedded spaces';
   }
