@@ -132,7 +132,7 @@ function parseJson(text: string, name: string): unknown {
  * past that its bytes are dropped as they arrive until the newline, so a 1 GB line costs
  * time, never memory. Blank lines are skipped.
  */
-export async function* readJsonLines(chunks: AsyncIterable<Buffer>, name: string, options: ReadOptions = {}): AsyncGenerator<FeedRecord> {
+export async function* readJsonLines(chunks: AsyncIterable<Buffer> | Iterable<Buffer>, name: string, options: ReadOptions = {}): AsyncGenerator<FeedRecord> {
   const report = options.report ?? new FeedReport();
   const max = options.limits?.maxLineBytes ?? DEFAULT_READ_LIMITS.maxLineBytes;
   let parts: Buffer[] = [];
