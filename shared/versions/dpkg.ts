@@ -36,12 +36,24 @@ export function parseDebVersionOrReason(input: string): DebVersion | string {
   let end = input.length;
   while (start < end && isBlank(input.charCodeAt(start))) start++;
   if (start === end) return 'version string is empty';
-  let stop = start;
-  for (; stop < end; stop++) {
-    const c = input.charCodeAt(stop);
-    if (isBlank(c)) break;
-    // A NUL can never reach dpkg (argv and control fields are C strings).
-    if (c === 0) return 'version string contains a NUL byte';
+  // One pass finds the end of the word, the first colon and the last hyphen.
+  let stop = end;
+  let colon = -1;
+  let hyphen = -1;
+  for (let i = start; i < end; i++) {
+    const c = input.charCodeAt(i);
+    if (c <= 0x20) {
+      if (isBlank(c)) {
+        stop = i;
+        break;
+      }
+      // A NUL can never reach dpkg (argv and control fields are C strings).
+      if (c === 0) return 'version string contains a NUL byte';
+    } else if (c === 0x3a) {
+      if (colon === -1) colon = i;
+    } else if (c === 0x2d) {
+      hyphen = i;
+    }
   }
   for (let i = stop; i < end; i++) {
     if (!isBlank(input.charCodeAt(i))) return 'version string has embedded spaces';
@@ -50,8 +62,7 @@ export function parseDebVersionOrReason(input: string): DebVersion | string {
 
   let epoch = 0;
   let upstreamStart = start;
-  const colon = input.indexOf(':', start);
-  if (colon !== -1 && colon < end) {
+  if (colon !== -1) {
     // strtol(string, &end, 10): optional whitespace and sign, then digits that must run up to
     // the first colon exactly.
     let p = start;
@@ -78,7 +89,6 @@ export function parseDebVersionOrReason(input: string): DebVersion | string {
     upstreamStart = colon + 1;
   }
 
-  const hyphen = input.lastIndexOf('-', end - 1);
   let upstream: string;
   let revision = '';
   if (hyphen >= upstreamStart) {
