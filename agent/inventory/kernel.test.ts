@@ -150,6 +150,21 @@ describe('readKernel: kernels only on disk', () => {
     assert.deepEqual(ctx.warnings, []);
   });
 
+  it('garbage names in /boot and /lib/modules are not kernels', async (t) => {
+    const root = await tempRoot(t);
+    await put(root, 'boot/vmlinuz-6.1.0 evil');
+    await put(root, 'boot/vmlinuz-6.1.0-55-amd64\nevil');
+    await put(root, 'boot/vmlinuz-\u00ff\u0001');
+    await put(root, 'boot/vmlinuz-');
+    await put(root, 'lib/modules/..hidden/modules.order');
+    await put(root, 'lib/modules/not-a-release/modules.order');
+    await put(root, 'lib/modules/6.1.0-55-amd64');
+    const ctx = createContext(root);
+    const kernel = await readKernel(ctx, [], 'deb', { release: '6.1.0-55-amd64', version: '' });
+    assert.deepEqual(kernel.installed, []);
+    assert.deepEqual(ctx.warnings, []);
+  });
+
   it('a mounted root without --kernel-release warns instead of borrowing the host kernel', async (t) => {
     const root = await tempRoot(t);
     const ctx = createContext(root);

@@ -216,6 +216,14 @@ describe('readLivepatch: files in the root', () => {
     LivepatchSchema.parse(got);
   });
 
+  it('a huge or garbage effective_version is not reported as a version', async (t) => {
+    const root = await tempRoot(t);
+    await put(root, 'proc/kcare/effective_version', `${'5.4.0-177.197'.repeat(1000)}\n`);
+    const ctx = createContext(root);
+    assert.deepEqual(await readLivepatch(ctx), { provider: 'kernelcare', active: false, effectiveVersion: null, fixedCves: [], modules: [] });
+    assert.deepEqual(ctx.warnings, []);
+  });
+
   it('/sys/kernel/livepatch: enabled modules only, provider livepatch', async (t) => {
     const root = await tempRoot(t);
     // Module names of real kpatch builds (rhel-labs kpatch labs, RHEL 9.2 and 8.5).
