@@ -168,7 +168,7 @@ describe('compareDebVersions on the ordering rules, judged by the real dpkg', ()
 });
 
 describe('differential: compareDebVersions against the real dpkg', () => {
-  it('300 seeded pairs from the vectors and their mutations', async () => {
+  it('240 seeded pairs from the vectors and their mutations', async () => {
     const random = seededRandom(0x5eed_deb);
     const pool = readTsvVectors('dpkg-compare-versions.tsv').flatMap((p) => [p.a, p.b]);
     const pickReal = (): string => pool[Math.floor(random() * pool.length)] ?? '0';
@@ -178,7 +178,7 @@ describe('differential: compareDebVersions against the real dpkg', () => {
     const holds = (r: number, op: (typeof ops)[number]): boolean =>
       op === 'lt' ? r < 0 : op === 'le' ? r <= 0 : op === 'eq' ? r === 0 : op === 'ne' ? r !== 0 : op === 'ge' ? r >= 0 : r > 0;
     const cases: { a: string; op: (typeof ops)[number]; b: string }[] = [];
-    while (cases.length < 300) {
+    while (cases.length < 240) {
       const a = pickReal();
       const kind = random();
       // Half compare a version with a mutation of itself (close pairs find the edge cases).
