@@ -1,8 +1,10 @@
 /**
- * Alpine apk versions, compared and validated exactly as apk-tools 2.14 does (src/version.c:
- * the Gentoo-style tokenizer next_token/get_token with int64_t values,
- * apk_version_compare_blob_fuzzy without fuzz, apk_version_validate). apk-tools 3 changed several rules (for example `1.2.0A` vs
- * `1.2.0d` and `1-ruff`); Alpine 3.x ships 2.14, which is what we follow.
+ * Alpine apk versions, compared and validated as apk-tools 2.14 does (src/version.c: the
+ * Gentoo-style tokenizer next_token/get_token, apk_version_compare_blob_fuzzy without fuzz,
+ * apk_version_validate), with 64-bit component values (the osv-scanner vector
+ * `1.0.0_pre20191002222144-r0 < 1.0.0_pre20210530193627-r0` needs more than 32 bits).
+ * apk-tools 3 changed several rules for invalid versions (`1.2.0A` vs `1.2.0d`, `1-ruff`);
+ * the Alpine releases in our secdb data (v3.2..v3.21) ship apk-tools 2.x.
  */
 
 const INVALID = -1;
