@@ -165,3 +165,54 @@ export const InventorySchema = z.strictObject({
   warnings: z.array(WarningSchema).max(1000),
 });
 export type Inventory = z.infer<typeof InventorySchema>;
+
+export const FINDINGS_SCHEMA = 'patchwarden.findings/1';
+
+export const SeveritySchema = z.enum(['critical', 'high', 'medium', 'low', 'unknown']);
+export type Severity = z.infer<typeof SeveritySchema>;
+
+export const FindingStatusSchema = z.enum(['open', 'fixed-pending-reboot', 'mitigated-livepatch', 'unfixed', 'accepted', 'resolved']);
+export type FindingStatus = z.infer<typeof FindingStatusSchema>;
+
+const day = z.iso.date();
+
+export const FindingSchema = z.strictObject({
+  advisory: z.string().max(LIMITS.name),
+  /** Which feed said so (`osv`, `alpine-secdb`, `debian-tracker`, ...). */
+  source: z.string().max(LIMITS.name),
+  cves: z.array(z.string().max(64)).max(LIMITS.list),
+  /** The name the advisory is keyed by: the source package on Debian/Ubuntu, the rpm on the RHEL family, the origin on Alpine. */
+  package: packageName,
+  binaries: z.array(packageName).max(LIMITS.list),
+  installed: version,
+  /** null: no fixed version is published yet (`unfixed`). */
+  fixed: version.nullable(),
+  status: FindingStatusSchema,
+  severity: SeveritySchema,
+  kev: z.boolean(),
+  published: day.nullable(),
+  firstSeen: isoDate,
+  /** null for statuses with no deadline (`resolved`, `accepted` until it expires). */
+  due: day.nullable(),
+  overdue: z.boolean(),
+  resolvedAt: isoDate.nullable(),
+  why: text,
+});
+export type Finding = z.infer<typeof FindingSchema>;
+
+export const FindingsSchema = z.strictObject({
+  schema: z.literal(FINDINGS_SCHEMA),
+  host: z.string().max(253),
+  ecosystem: z.string().max(128).nullable(),
+  generatedAt: isoDate,
+  kernel: z.strictObject({
+    release: z.string().max(LIMITS.name),
+    /** false: no package provides the running kernel, so no kernel findings can be raised. */
+    managed: z.boolean(),
+  }),
+  /** Feeds behind these findings; a stale feed means findings may be missing. */
+  feeds: z.array(z.strictObject({ source: z.string(), newest: z.string().nullable(), importedAt: z.string().nullable(), stale: z.boolean() })),
+  warnings: z.array(text),
+  findings: z.array(FindingSchema),
+});
+export type Findings = z.infer<typeof FindingsSchema>;

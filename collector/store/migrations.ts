@@ -20,6 +20,7 @@ export const MIGRATIONS: readonly string[] = [
   ) STRICT;
 
   CREATE TABLE advisories (
+    feed       TEXT NOT NULL REFERENCES feeds (source),
     source     TEXT NOT NULL,
     id         TEXT NOT NULL,
     hash       TEXT NOT NULL,
@@ -30,6 +31,7 @@ export const MIGRATIONS: readonly string[] = [
     data       TEXT NOT NULL,
     PRIMARY KEY (source, id)
   ) STRICT, WITHOUT ROWID;
+  CREATE INDEX advisories_by_feed ON advisories (feed);
 
   -- One row per (advisory, ecosystem, package): the correlation index.
   CREATE TABLE affected (

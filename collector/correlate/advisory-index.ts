@@ -1,0 +1,90 @@
+/**
+ * In-memory index of the loaded advisories by (ecosystem, package): correlation is a map
+ * lookup per installed package, not a query. Built from the store at start and patched
+ * on every feed import, which also says which (ecosystem, package) pairs changed so
+ * cached correlations are redone for those pairs only.
+ */
+import type { Advisory, AdvisoryRange } from '../feeds/types.ts';
+import type { Severity } from '../../shared/protocol.ts';
+
+export interface AdvisoryMeta {
+  source: string;
+  id: string;
+  cves: readonly string[];
+  severity: Severity;
+  published: string | null;
+}
+
+export interface IndexEntry {
+  advisory: AdvisoryMeta;
+  ranges: readonly AdvisoryRange[];
+  versions: readonly string[];
+}
+
+export function indexKey(ecosystem: string, pkg: string): string {
+  return `${ecosystem}\u0000${pkg}`;
+}
+
+function cvesOf(a: Advisory): string[] {
+  const ids = new Set<string>();
+  if (a.id.startsWith('CVE-')) ids.add(a.id);
+  for (const x of a.aliases) if (x.startsWith('CVE-')) ids.add(x);
+  return [...ids].sort();
+}
+
+export class AdvisoryIndex {
+  readonly #byKey = new Map<string, IndexEntry[]>();
+  /** advisory `${source}\0${id}` -> index keys it contributes to, for replacement. */
+  readonly #keysOf = new Map<string, string[]>();
+  #generation = 0;
+
+  get generation(): number {
+    return this.#generation;
+  }
+
+  get size(): number {
+    return this.#keysOf.size;
+  }
+
+  lookup(ecosystem: string, pkg: string): readonly IndexEntry[] {
+    return this.#byKey.get(indexKey(ecosystem, pkg)) ?? [];
+  }
+
+  /**
+   * Adds or replaces advisories; withdrawn ones are removed. Returns the index keys
+   * whose entries changed.
+   */
+  apply(advisories: Iterable<Advisory>): Set<string> {
+    const changed = new Set<string>();
+    for (const a of advisories) {
+      const id = `${a.source}\u0000${a.id}`;
+      for (const key of this.#keysOf.get(id) ?? []) {
+        const list = this.#byKey.get(key);
+        if (list === undefined) continue;
+        const kept = list.filter((e) => e.advisory.source !== a.source || e.advisory.id !== a.id);
+        if (kept.length === 0) this.#byKey.delete(key);
+        else this.#byKey.set(key, kept);
+        changed.add(key);
+      }
+      this.#keysOf.delete(id);
+      if (a.withdrawn !== null) continue;
+      const meta: AdvisoryMeta = { source: a.source, id: a.id, cves: cvesOf(a), severity: a.severity, published: a.published };
+      const keys: string[] = [];
+      for (const aff of a.affected) {
+        if (aff.ranges.length === 0 && aff.versions.length === 0) continue;
+        const key = indexKey(aff.ecosystem, aff.package);
+        let list = this.#byKey.get(key);
+        if (list === undefined) {
+          list = [];
+          this.#byKey.set(key, list);
+        }
+        list.push({ advisory: meta, ranges: aff.ranges, versions: aff.versions });
+        keys.push(key);
+        changed.add(key);
+      }
+      if (keys.length > 0) this.#keysOf.set(id, keys);
+    }
+    if (changed.size > 0) this.#generation++;
+    return changed;
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * The correlator: an advisory index plus a cache of matches per inventory content.
+ * Identical inventories (a fleet built from one image) are matched once; after a feed
+ * import only the (ecosystem, package) pairs it changed are matched again.
+ */
+import { createHash } from 'node:crypto';
+import { FINDINGS_SCHEMA, type Findings, type Inventory } from '../../shared/protocol.ts';
+import type { Advisory } from '../feeds/types.ts';
+import { AdvisoryIndex } from './advisory-index.ts';
+import { buildFindings, type FindingContext } from './findings.ts';
+import { comparatorFor, type MatchPlan, matchUnit, planInventory, type RawMatch } from './match.ts';
+
+interface CacheEntry {
+  inv: Inventory;
+  plan: MatchPlan;
+  /** Matches per unit (index key), filled lazily; a feed import deletes the keys it changed. */
+  byKey: Map<string, RawMatch[]>;
+}
+
+export interface FeedState {
+  source: string;
+  newest: string | null;
+  importedAt: string | null;
+}
+
+/** Bytes of the inventory that decide its matches; collectedAt, host identity and hardware do not. */
+export function matchHash(inv: Inventory): string {
+  const h = createHash('sha256');
+  h.update(JSON.stringify([inv.host.ecosystem, inv.kernel, inv.packages]));
+  return h.digest('hex');
+}
+
+export class Correlator {
+  readonly index = new AdvisoryIndex();
+  readonly #cache = new Map<string, CacheEntry>();
+  readonly #maxCached: number;
+  stats = { hits: 0, misses: 0, unitsMatched: 0 };
+
+  constructor(options: { maxCachedInventories?: number } = {}) {
+    this.#maxCached = options.maxCachedInventories ?? 10_000;
+  }
+
+  /** Loads or replaces advisories; cached matches of the pairs they touch are dropped. */
+  apply(advisories: Iterable<Advisory>): number {
+    const changed = this.index.apply(advisories);
+    if (changed.size === 0) return 0;
+    for (const entry of this.#cache.values()) for (const k of changed) entry.byKey.delete(k);
+    return changed.size;
+  }
+
+  matches(inv: Inventory, hash = matchHash(inv)): { matches: RawMatch[]; plan: MatchPlan } {
+    let entry = this.#cache.get(hash);
+    if (entry === undefined) {
+      this.stats.misses++;
+      entry = { inv, plan: planInventory(inv), byKey: new Map() };
+      if (this.#cache.size >= this.#maxCached) {
+        const oldest = this.#cache.keys().next().value;
+        if (oldest !== undefined) this.#cache.delete(oldest);
+      }
+      this.#cache.set(hash, entry);
+    } else {
+      this.stats.hits++;
+    }
+    const { plan } = entry;
+    const out: RawMatch[] = [];
+    if (plan.ecosystem === null) return { matches: out, plan };
+    const cmp = comparatorFor(plan.ecosystem);
+    if (cmp === null) return { matches: out, plan };
+    const seen = new Set<string>();
+    for (const u of plan.units) {
+      const id = u.kernel ? `kernel\u0000${u.key}` : `${u.key}\u0000${u.installed}`;
+      let m = entry.byKey.get(id);
+      if (m === undefined || u.kernel) {
+        // Kernel units share one de-duplication set (an RHEL advisory lists kernel and
+        // kernel-core), so they are always matched afresh; there are at most three.
+        m = matchUnit(entry.inv, u, this.index, cmp, plan.ecosystem, seen, plan.warnings);
+        this.stats.unitsMatched++;
+        entry.byKey.set(id, m);
+      }
+      out.push(...m);
+    }
+    return { matches: out, plan };
+  }
+
+  findings(inv: Inventory, ctx: FindingContext & { feeds?: readonly FeedState[] }): Findings {
+    const { matches, plan } = this.matches(inv);
+    const staleMs = ctx.policy.staleFeedHours * 3600_000;
+    const feeds = (ctx.feeds ?? []).map((f) => ({
+      ...f,
+      stale: f.importedAt === null || ctx.now.getTime() - Date.parse(f.importedAt) > staleMs,
+    }));
+    const warnings = [...new Set(plan.warnings)];
+    for (const f of feeds) if (f.stale) warnings.push(`feed ${f.source} is stale (last imported ${f.importedAt ?? 'never'}): findings may be missing`);
+    return {
+      schema: FINDINGS_SCHEMA,
+      host: inv.host.hostname,
+      ecosystem: inv.host.ecosystem,
+      generatedAt: ctx.now.toISOString(),
+      kernel: { release: inv.kernel.release, managed: plan.kernelManaged },
+      feeds,
+      warnings,
+      findings: buildFindings(matches, ctx),
+    };
+  }
+}

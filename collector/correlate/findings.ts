@@ -1,0 +1,100 @@
+/**
+ * Turns matches into findings with compliance dates: first seen, due, overdue, and the
+ * statuses that depend on the host's history (resolved) and on operators' exceptions
+ * (accepted). Cheap, so it runs per host on top of the shared, cached matches.
+ */
+import type { Finding } from '../../shared/protocol.ts';
+import type { RawMatch } from './match.ts';
+import { addDays, type DuePolicy } from './policy.ts';
+
+export interface KevInfo {
+  dueDate: string;
+}
+
+export interface HistoryEntry {
+  firstSeen: string;
+  resolvedAt: string | null;
+  /** For resolved findings: what was last reported. */
+  last?: Finding;
+}
+
+export interface RiskException {
+  advisory: string;
+  /** Absent: every package the advisory touches. */
+  package?: string | undefined;
+  owner: string;
+  reason: string;
+  expires: string;
+}
+
+export interface FindingContext {
+  policy: DuePolicy;
+  now: Date;
+  kev: ReadonlyMap<string, KevInfo>;
+  /** Per `${advisory}\0${package}`: when this host first had it. */
+  history?: ReadonlyMap<string, HistoryEntry>;
+  exceptions?: readonly RiskException[];
+}
+
+export function historyKey(advisory: string, pkg: string): string {
+  return `${advisory}\u0000${pkg}`;
+}
+
+const DEADLINE_STATUSES = new Set(['open', 'unfixed', 'fixed-pending-reboot']);
+
+export function buildFindings(matches: readonly RawMatch[], ctx: FindingContext): Finding[] {
+  const nowIso = ctx.now.toISOString();
+  const today = nowIso.slice(0, 10);
+  const out: Finding[] = [];
+  for (const m of matches) {
+    const hk = historyKey(m.advisory.id, m.package);
+    const hist = ctx.history?.get(hk);
+    const firstSeen = hist !== undefined && hist.resolvedAt === null ? hist.firstSeen : nowIso;
+    const published = m.advisory.published?.slice(0, 10) ?? null;
+    const kevDue = m.advisory.cves.map((c) => ctx.kev.get(c)?.dueDate).filter((d): d is string => d !== undefined).sort()[0];
+    let status: Finding['status'] = m.status;
+    let why = m.why;
+    let due: string | null = null;
+    if (DEADLINE_STATUSES.has(status)) {
+      const start = ctx.policy.clockStart === 'published' && published !== null ? published : firstSeen.slice(0, 10);
+      due = addDays(start, ctx.policy.days[m.advisory.severity]);
+      if (kevDue !== undefined && ctx.policy.kevDueDates && kevDue < due) {
+        due = kevDue;
+        why += `; known exploited (CISA KEV due ${kevDue})`;
+      }
+    }
+    const exc = ctx.exceptions?.find((e) => e.advisory === m.advisory.id && (e.package === undefined || e.package === m.package) && e.expires > nowIso);
+    if (exc !== undefined && DEADLINE_STATUSES.has(status)) {
+      status = 'accepted';
+      why += `; risk accepted by ${exc.owner} until ${exc.expires.slice(0, 10)}: ${exc.reason}`;
+      due = null;
+    }
+    out.push({
+      advisory: m.advisory.id,
+      source: m.advisory.source,
+      cves: [...m.advisory.cves],
+      package: m.package,
+      binaries: [...m.binaries].sort(),
+      installed: m.installed,
+      fixed: m.fixed,
+      status,
+      severity: m.advisory.severity,
+      kev: kevDue !== undefined,
+      published,
+      firstSeen,
+      due,
+      overdue: due !== null && due < today,
+      resolvedAt: null,
+      why,
+    });
+  }
+  if (ctx.history !== undefined) {
+    const current = new Set(out.map((f) => historyKey(f.advisory, f.package)));
+    for (const [k, h] of ctx.history) {
+      if (current.has(k) || h.last === undefined) continue;
+      out.push({ ...h.last, status: 'resolved', due: null, overdue: false, resolvedAt: h.resolvedAt ?? nowIso, why: `no longer applies (was: ${h.last.why})` });
+    }
+  }
+  out.sort((a, b) => (a.package < b.package ? -1 : a.package > b.package ? 1 : a.advisory < b.advisory ? -1 : a.advisory > b.advisory ? 1 : 0));
+  return out;
+}

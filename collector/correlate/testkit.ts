@@ -1,0 +1,73 @@
+/**
+ * Test helpers for correlation: real inventories built from ../shared/data and an
+ * independent version oracle (the real librpm through python3-rpm). Tests only.
+ */
+import { execFileSync } from 'node:child_process';
+import { packagesFromRpmManifest } from '../../agent/inventory/rpm-manifest.ts';
+import { INVENTORY_SCHEMA, type Inventory, type Package } from '../../shared/protocol.ts';
+import { readData } from '../../shared/testing/data.ts';
+import type { Advisory } from '../feeds/types.ts';
+import { FeedReport } from '../feeds/types.ts';
+import { readFeedFile } from '../feeds/reader.ts';
+import { parseOsv } from '../feeds/osv.ts';
+
+export function inventoryOf(ecosystem: string, format: Inventory['packageFormat'], packages: Package[], kernel?: Partial<Inventory['kernel']>): Inventory {
+  return {
+    schema: INVENTORY_SCHEMA,
+    collectedAt: '2026-11-26T18:00:00.000Z',
+    agentVersion: '0.1.0',
+    host: {
+      hostname: 'test-1',
+      machineId: null,
+      bootId: null,
+      arch: 'x86_64',
+      uptimeSeconds: 1,
+      os: { id: null, idLike: [], versionId: null, codename: null, prettyName: null },
+      ecosystem,
+      hardware: { cpu: null, cores: null, memoryBytes: null, virtualization: null, model: null },
+    },
+    packageFormat: format,
+    packages,
+    kernel: {
+      release: '6.18.44-custom',
+      version: '#1 SMP',
+      package: null,
+      installed: [],
+      livepatch: { provider: 'none', active: false, effectiveVersion: null, fixedCves: [], modules: [] },
+      ...kernel,
+    },
+    reboot: { required: false, reasons: [], services: [] },
+    warnings: [],
+  };
+}
+
+/** The real RHEL 9.5 httpd image's 243 rpms. */
+export function rhel95Packages(): Package[] {
+  return packagesFromRpmManifest(JSON.parse(readData('host-inventory', 'rhel9.5-httpd-24.rpm-manifest.claircore-fixture.json.gz')));
+}
+
+export async function loadOsv(path: string): Promise<Advisory[]> {
+  const report = new FeedReport();
+  const out: Advisory[] = [];
+  for await (const { name, record } of readFeedFile(path, { report })) out.push(parseOsv(record, report, name));
+  return out;
+}
+
+/** librpm's own labelCompare over many pairs in one process: -1, 0 or 1 per pair. */
+export function rpmOracle(pairs: readonly (readonly [string, string])[]): number[] {
+  const script = `
+import sys, rpm
+def evr(s):
+    e, _, rest = s.rpartition(':') if ':' in s else ('0', '', s)
+    v, _, r = rest.rpartition('-') if '-' in rest else (rest, '', '')
+    return (e or '0', v, r)
+out = []
+for line in sys.stdin.read().splitlines():
+    a, b = line.split('\\t')
+    out.append(str(rpm.labelCompare(evr(a), evr(b))))
+print('\\n'.join(out))
+`;
+  const input = pairs.map(([a, b]) => `${a}\t${b}`).join('\n');
+  const stdout = execFileSync('/usr/bin/python3', ['-c', script], { input, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, timeout: 120_000 });
+  return stdout.trim() === '' ? [] : stdout.trim().split('\n').map(Number);
+}

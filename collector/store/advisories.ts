@@ -1,0 +1,188 @@
+/**
+ * Advisories, feeds and KEV in SQLite. An import is one transaction: a feed file that
+ * fails to parse never reaches here, and one that fails half-way through is rolled back,
+ * so the last good data stays. Each advisory is stored with a content hash, so
+ * re-importing the same data writes nothing.
+ */
+import { createHash } from 'node:crypto';
+import type { Advisory, KevEntry } from '../feeds/types.ts';
+import type { Db } from './db.ts';
+
+export interface ImportResult {
+  added: number;
+  updated: number;
+  unchanged: number;
+  /** Advisories that were added or updated, for the correlator's index. */
+  changed: Advisory[];
+}
+
+export interface FeedRow {
+  source: string;
+  kind: string;
+  location: string | null;
+  records: number;
+  newest: string | null;
+  importedAt: string | null;
+  checkedAt: string | null;
+  lastError: string | null;
+  etag: string | null;
+  lastModified: string | null;
+}
+
+function hashAdvisory(a: Advisory): string {
+  return createHash('sha256').update(JSON.stringify(a)).digest('base64url');
+}
+
+export class AdvisoryStore {
+  readonly #db: Db;
+  readonly #getHash;
+  readonly #upsert;
+  readonly #deleteAffected;
+  readonly #insertAffected;
+  readonly #upsertFeed;
+  readonly #feedCounts;
+
+  constructor(db: Db) {
+    this.#db = db;
+    this.#getHash = db.prepare<[string, string], { hash: string }>('SELECT hash FROM advisories WHERE source = ? AND id = ?');
+    this.#upsert = db.prepare(
+      `INSERT INTO advisories (feed, source, id, hash, severity, published, modified, withdrawn, data)
+       VALUES (@feed, @source, @id, @hash, @severity, @published, @modified, @withdrawn, @data)
+       ON CONFLICT (source, id) DO UPDATE SET feed = excluded.feed, hash = excluded.hash, severity = excluded.severity,
+         published = excluded.published, modified = excluded.modified, withdrawn = excluded.withdrawn, data = excluded.data`,
+    );
+    this.#deleteAffected = db.prepare('DELETE FROM affected WHERE source = ? AND id = ?');
+    this.#insertAffected = db.prepare('INSERT OR IGNORE INTO affected (source, id, ecosystem, package) VALUES (?, ?, ?, ?)');
+    this.#upsertFeed = db.prepare(
+      `INSERT INTO feeds (source, kind, location, checked_at) VALUES (@source, @kind, @location, @now)
+       ON CONFLICT (source) DO UPDATE SET kind = excluded.kind, location = excluded.location, checked_at = excluded.checked_at, last_error = NULL`,
+    );
+    this.#feedCounts = db.prepare(
+      `UPDATE feeds SET records = (SELECT count(*) FROM advisories WHERE feed = @source),
+         newest = (SELECT max(coalesce(modified, published)) FROM advisories WHERE feed = @source),
+         imported_at = CASE WHEN @changed THEN @now ELSE coalesce(imported_at, @now) END
+       WHERE source = @source`,
+    );
+  }
+
+  /** Stores a whole feed's advisories atomically. */
+  importAdvisories(feed: { source: string; kind: string; location: string | null }, advisories: readonly Advisory[], now = new Date()): ImportResult {
+    const result: ImportResult = { added: 0, updated: 0, unchanged: 0, changed: [] };
+    const nowIso = now.toISOString();
+    this.#db.transaction(() => {
+      this.#upsertFeed.run({ ...feed, now: nowIso });
+      for (const a of advisories) {
+        const hash = hashAdvisory(a);
+        const old = this.#getHash.get(a.source, a.id);
+        if (old?.hash === hash) {
+          result.unchanged++;
+          continue;
+        }
+        if (old === undefined) result.added++;
+        else result.updated++;
+        this.#upsert.run({
+          feed: feed.source,
+          source: a.source,
+          id: a.id,
+          hash,
+          severity: a.severity,
+          published: a.published,
+          modified: a.modified,
+          withdrawn: a.withdrawn,
+          data: JSON.stringify(a),
+        });
+        this.#deleteAffected.run(a.source, a.id);
+        for (const aff of a.affected) this.#insertAffected.run(a.source, a.id, aff.ecosystem, aff.package);
+        result.changed.push(a);
+      }
+      this.#feedCounts.run({ source: feed.source, now: nowIso, changed: result.changed.length > 0 ? 1 : 0 });
+    })();
+    return result;
+  }
+
+  /** Records that a feed could not be fetched or parsed; its last good data stays. */
+  recordFeedError(feed: { source: string; kind: string; location: string | null }, message: string, now = new Date()): void {
+    this.#db
+      .prepare(
+        `INSERT INTO feeds (source, kind, location, last_error) VALUES (?, ?, ?, ?)
+         ON CONFLICT (source) DO UPDATE SET last_error = excluded.last_error`,
+      )
+      .run(feed.source, feed.kind, feed.location, `${now.toISOString()} ${message}`);
+  }
+
+  setFeedValidators(source: string, etag: string | null, lastModified: string | null): void {
+    this.#db.prepare('UPDATE feeds SET etag = ?, last_modified = ? WHERE source = ?').run(etag, lastModified, source);
+  }
+
+  touchFeed(source: string, now = new Date()): void {
+    this.#db.prepare('UPDATE feeds SET checked_at = ?, last_error = NULL WHERE source = ?').run(now.toISOString(), source);
+  }
+
+  *allAdvisories(): Generator<Advisory> {
+    for (const row of this.#db.prepare<[], { data: string }>('SELECT data FROM advisories').iterate()) {
+      yield JSON.parse(row.data) as Advisory;
+    }
+  }
+
+  importKev(feed: { source: string; kind: string; location: string | null }, entries: readonly KevEntry[], now = new Date()): { added: number; updated: number; unchanged: number } {
+    const counts = { added: 0, updated: 0, unchanged: 0 };
+    const get = this.#db.prepare<[string], { date_added: string; due_date: string; vendor_project: string; product: string; ransomware: string | null }>(
+      'SELECT date_added, due_date, vendor_project, product, ransomware FROM kev WHERE cve = ?',
+    );
+    const put = this.#db.prepare(
+      `INSERT INTO kev (cve, date_added, due_date, vendor_project, product, ransomware) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (cve) DO UPDATE SET date_added = excluded.date_added, due_date = excluded.due_date,
+         vendor_project = excluded.vendor_project, product = excluded.product, ransomware = excluded.ransomware`,
+    );
+    const nowIso = now.toISOString();
+    this.#db.transaction(() => {
+      this.#upsertFeed.run({ ...feed, now: nowIso });
+      for (const e of entries) {
+        const old = get.get(e.cve);
+        const ransomware = e.knownRansomwareCampaignUse;
+        if (old !== undefined && old.date_added === e.dateAdded && old.due_date === e.dueDate && old.vendor_project === e.vendorProject && old.product === e.product && old.ransomware === ransomware) {
+          counts.unchanged++;
+          continue;
+        }
+        if (old === undefined) counts.added++;
+        else counts.updated++;
+        put.run(e.cve, e.dateAdded, e.dueDate, e.vendorProject, e.product, ransomware);
+      }
+      this.#db
+        .prepare(
+          `UPDATE feeds SET records = (SELECT count(*) FROM kev), newest = (SELECT max(date_added) FROM kev),
+             imported_at = CASE WHEN ? THEN ? ELSE coalesce(imported_at, ?) END WHERE source = ?`,
+        )
+        .run(counts.added + counts.updated > 0 ? 1 : 0, nowIso, nowIso, feed.source);
+    })();
+    return counts;
+  }
+
+  kev(): Map<string, { dueDate: string; dateAdded: string }> {
+    const out = new Map<string, { dueDate: string; dateAdded: string }>();
+    for (const r of this.#db.prepare<[], { cve: string; due_date: string; date_added: string }>('SELECT cve, due_date, date_added FROM kev').iterate()) {
+      out.set(r.cve, { dueDate: r.due_date, dateAdded: r.date_added });
+    }
+    return out;
+  }
+
+  feeds(): FeedRow[] {
+    return this.#db
+      .prepare<[], { source: string; kind: string; location: string | null; records: number; newest: string | null; imported_at: string | null; checked_at: string | null; last_error: string | null; etag: string | null; last_modified: string | null }>(
+        'SELECT * FROM feeds ORDER BY source',
+      )
+      .all()
+      .map((r) => ({
+        source: r.source,
+        kind: r.kind,
+        location: r.location,
+        records: r.records,
+        newest: r.newest,
+        importedAt: r.imported_at,
+        checkedAt: r.checked_at,
+        lastError: r.last_error,
+        etag: r.etag,
+        lastModified: r.last_modified,
+      }));
+  }
+}
