@@ -1,0 +1,39 @@
+/**
+ * Which parser a feed record needs, from its content (names lie: `list`, `data.json`,
+ * `all.zip` entries). `name` is only for the message when nothing fits. The record is
+ * what readFeedFile yields: a parsed JSON value, or the whole text of a text feed.
+ */
+import { FeedFormatError } from '../../shared/errors.ts';
+
+export type FeedFormat = 'osv' | 'alpine-secdb' | 'debian-tracker' | 'debian-dsa-list' | 'kev-json' | 'kev-csv';
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function firstLine(text: string): string {
+  for (const line of text.replace(/^\ufeff/, '').split('\n', 50)) if (line.trim() !== '') return line.replace(/\r$/, '');
+  return '';
+}
+
+export function detectFormat(name: string, firstRecord: unknown): FeedFormat {
+  if (typeof firstRecord === 'string') {
+    const line = firstLine(firstRecord);
+    if (/^\[[^\]]+\]\s+(DSA|DLA|DTSA)-\d+/.test(line)) return 'debian-dsa-list';
+    const columns = line.split(',');
+    if (columns.includes('cveID') && columns.includes('dateAdded') && columns.includes('dueDate')) return 'kev-csv';
+  } else if (isObject(firstRecord)) {
+    const r = firstRecord;
+    if (Array.isArray(r.vulnerabilities) && (typeof r.catalogVersion === 'string' || typeof r.dateReleased === 'string')) return 'kev-json';
+    if (typeof r.distroversion === 'string' && 'packages' in r) return 'alpine-secdb';
+    if (typeof r.id === 'string' && typeof r.modified === 'string') return 'osv';
+    // package -> {CVE -> {releases}}: look at the first issue of the first package.
+    for (const issues of Object.values(r)) {
+      if (!isObject(issues)) break;
+      const issue = Object.values(issues)[0];
+      if (isObject(issue) && 'releases' in issue) return 'debian-tracker';
+      break;
+    }
+  }
+  throw new FeedFormatError(`${name}: not a feed format this collector reads (OSV, Alpine secdb, Debian tracker JSON, DSA/DLA list, KEV JSON or CSV)`);
+}
