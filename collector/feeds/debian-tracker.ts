@@ -78,9 +78,9 @@ function release(codename: string, raw: unknown, pkg: string, at: string, report
       return { entry: { ...base, ranges: [{ introduced: '0', fixed, lastAffected: null }], notAffected: false }, urgency: severity };
     }
     case 'undetermined':
-      report.count('undetermined');
-    // falls through: see the module comment
     case 'open':
+      // Undetermined is read as open: see the module comment.
+      if (status === 'undetermined') report.count('undetermined');
       return { entry: { ...base, ranges: [{ introduced: '0', fixed: null, lastAffected: null }], notAffected: false }, urgency: severity };
     default:
       report.warn(`${at} ${codename}`, new FeedUnsupportedError(`status ${JSON.stringify(status)} is not open, resolved or undetermined; skipped`));
