@@ -1,6 +1,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile, copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -147,6 +148,13 @@ describe('ZipArchive refuses hostile and broken archives', () => {
     } finally {
       await zip.close();
     }
+  });
+
+  it('a compressed size over the entry limit is refused before anything is allocated', async () => {
+    const p = join(dir, 'bigcompressed.zip');
+    // 64 KiB of noise deflates to about 64 KiB; the header claims 10 KiB, under the 16 KiB limit.
+    await writeFile(p, buildZip([{ name: 'noise.json', data: randomBytes(64 * 1024), uncompressedSize: 10 * 1024 }]));
+    await assert.rejects(ZipArchive.open(p, { maxEntryBytes: 16 * 1024 }), (e: unknown) => e instanceof InputTooLargeError && /compressed bytes/.test(e.message));
   });
 
   it('zip bomb by ratio: a declared size deflate cannot reach from its compressed size', async () => {

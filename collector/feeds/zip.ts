@@ -257,6 +257,11 @@ async function readCentralDirectory(fh: FileHandle, path: string, limits: ZipLim
     if (uncompressedSize > limits.maxEntryBytes) {
       throw new InputTooLargeError(`zip ${path}: entry ${JSON.stringify(name)} declares ${uncompressedSize} bytes, limit ${limits.maxEntryBytes}`);
     }
+    // Deflate never grows data by more than a few bytes per 16 KiB block, so a compressed
+    // size far over the entry limit is a lie that would only make us allocate it.
+    if (compressedSize > limits.maxEntryBytes + (limits.maxEntryBytes >> 6) + 1024) {
+      throw new InputTooLargeError(`zip ${path}: entry ${JSON.stringify(name)} declares ${compressedSize} compressed bytes, limit ${limits.maxEntryBytes}`);
+    }
     if (method === 8 && uncompressedSize > compressedSize * MAX_DEFLATE_RATIO + 1024) {
       throw new InputTooLargeError(`zip ${path}: entry ${JSON.stringify(name)} declares a ratio deflate cannot produce (zip bomb?)`);
     }
