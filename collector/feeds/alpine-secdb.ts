@@ -102,12 +102,17 @@ export function parseAlpineSecdb(doc: unknown, report: FeedReport, where = 'alpi
         report.warn(at, new InvalidVersionError(`fixed version ${JSON.stringify(fixed.slice(0, 64))} is not a valid apk version (${problem}); skipped`));
         continue;
       }
+      const id = `${ecosystem}/${name}/${fixed}`;
+      if (id.length > ADVISORY_LIMITS.id) {
+        report.warn(at, new FeedFormatError(`package name and version together are too long for an advisory id; skipped`));
+        continue;
+      }
       const aliases = [...new Set((list ?? []).flatMap((id) => idsOf(id, `${at} ${fixed}`, report)))].sort().slice(0, ADVISORY_LIMITS.aliases);
       const notAffected = fixed === '0';
       if (notAffected) report.count('not affected');
       advisories.push({
         source: ALPINE_SOURCE,
-        id: `${ecosystem}/${name}/${fixed}`,
+        id,
         aliases,
         summary: null,
         severity: 'unknown',

@@ -57,17 +57,17 @@ describe('parseDebianTracker on the real tracker JSON extract (vunnel fixture)',
   });
 
   const CASES: [string, string, Record<string, string | null>, string[]][] = [
-    ['CVE-2008-7220/prototypejs', 'high', { 'Debian:9': '1.6.0.2-1', 'Debian:8': '1.6.0.2-1', 'Debian:10': '1.6.0.2-1', 'Debian:sid': '1.6.0.2-1' }, ['CVE-2008-7220']],
-    ['CVE-2007-2383/prototypejs', 'low', { 'Debian:9': 'not affected', 'Debian:8': 'not affected', 'Debian:10': 'not affected', 'Debian:sid': 'not affected' }, ['CVE-2007-2383']],
-    ['CVE-2013-1444/txt2man', 'low', { 'Debian:9': '1.5.5-4.1', 'Debian:8': '1.5.5-4.1', 'Debian:10': '1.5.5-4.1', 'Debian:sid': '1.5.5-4.1' }, ['CVE-2013-1444']],
-    ['CVE-2005-3111/backupninja', 'medium', { 'Debian:9': '0.8-2', 'Debian:8': '0.8-2', 'Debian:10': '0.8-2', 'Debian:sid': '0.8-2' }, ['CVE-2005-3111']],
+    ['DEBIAN-CVE-2008-7220/prototypejs', 'high', { 'Debian:9': '1.6.0.2-1', 'Debian:8': '1.6.0.2-1', 'Debian:10': '1.6.0.2-1', 'Debian:sid': '1.6.0.2-1' }, ['CVE-2008-7220']],
+    ['DEBIAN-CVE-2007-2383/prototypejs', 'low', { 'Debian:9': 'not affected', 'Debian:8': 'not affected', 'Debian:10': 'not affected', 'Debian:sid': 'not affected' }, ['CVE-2007-2383']],
+    ['DEBIAN-CVE-2013-1444/txt2man', 'low', { 'Debian:9': '1.5.5-4.1', 'Debian:8': '1.5.5-4.1', 'Debian:10': '1.5.5-4.1', 'Debian:sid': '1.5.5-4.1' }, ['CVE-2013-1444']],
+    ['DEBIAN-CVE-2005-3111/backupninja', 'medium', { 'Debian:9': '0.8-2', 'Debian:8': '0.8-2', 'Debian:10': '0.8-2', 'Debian:sid': '0.8-2' }, ['CVE-2005-3111']],
     [
-      'CVE-2022-0456/chromium',
+      'DEBIAN-CVE-2022-0456/chromium',
       'unknown',
       { 'Debian:12': '98.0.4758.80-1', 'Debian:11': '98.0.4758.80-1~deb11u1', 'Debian:10': null, 'Debian:sid': '98.0.4758.80-1', 'Debian:9': null },
       ['CVE-2022-0456'],
     ],
-    ['CVE-2025-53603/sope', 'unknown', { 'Debian:12': '5.8.0-1+deb12u1', 'Debian:11': '5.0.1-2+deb11u1', 'Debian:sid': '5.12.1-2', 'Debian:13': '5.12.1-2' }, ['CVE-2025-53603']],
+    ['DEBIAN-CVE-2025-53603/sope', 'unknown', { 'Debian:12': '5.8.0-1+deb12u1', 'Debian:11': '5.0.1-2+deb11u1', 'Debian:sid': '5.12.1-2', 'Debian:13': '5.12.1-2' }, ['CVE-2025-53603']],
   ];
   for (const [id, severity, expected, aliases] of CASES) {
     it(`${id}: severity ${severity}, ${JSON.stringify(expected)}`, () => {
@@ -80,12 +80,12 @@ describe('parseDebianTracker on the real tracker JSON extract (vunnel fixture)',
   }
 
   it('open (chromium in buster, urgency end-of-life) is an unfixed range from 0', () => {
-    const buster = byId(advisories, 'CVE-2022-0456/chromium').affected.find((x) => x.ecosystem === 'Debian:10');
+    const buster = byId(advisories, 'DEBIAN-CVE-2022-0456/chromium').affected.find((x) => x.ecosystem === 'Debian:10');
     assert.deepEqual(buster, { ecosystem: 'Debian:10', package: 'chromium', ranges: [{ introduced: '0', fixed: null, lastAffected: null }], versions: [], notAffected: false });
   });
 
   it('the description is the summary', () => {
-    assert.match(byId(advisories, 'CVE-2025-53603/sope').summary ?? '', /^In Alinto SOPE SOGo 2\.0\.2 through 5\.12\.2/);
+    assert.match(byId(advisories, 'DEBIAN-CVE-2025-53603/sope').summary ?? '', /^In Alinto SOPE SOGo 2\.0\.2 through 5\.12\.2/);
   });
 });
 
@@ -95,7 +95,7 @@ describe('parseDebianTracker: odd and hostile input', () => {
     const sope = doc.sope!['CVE-2025-53603']!;
     (sope.releases as Record<string, Record<string, unknown>>).bookworm = { status: 'undetermined', urgency: 'not yet assigned' };
     const report = new FeedReport();
-    const a = byId(parseDebianTracker(doc, report), 'CVE-2025-53603/sope');
+    const a = byId(parseDebianTracker(doc, report), 'DEBIAN-CVE-2025-53603/sope');
     assert.equal(releases(a)['Debian:12'], null);
     assert.equal(report.counts.get('undetermined'), 1);
   });
@@ -130,7 +130,7 @@ describe('parseDebianTracker: odd and hostile input', () => {
       const advisories = parseDebianTracker(doc, report);
       assert.equal(report.warningCount(code), 1);
       assert.equal(report.warningCount(), 1);
-      assert.ok(advisories.some((a) => a.id === 'CVE-2008-7220/prototypejs'));
+      assert.ok(advisories.some((a) => a.id === 'DEBIAN-CVE-2008-7220/prototypejs'));
     });
   }
 });

@@ -2,7 +2,9 @@
  * The Debian security tracker's JSON (https://security-tracker.debian.org/tracker/data/json):
  * source package -> CVE (or TEMP-…) -> {description, releases: {codename: {status,
  * fixed_version, urgency, nodsa, repositories}}} -> one advisory per (CVE, source
- * package), id `CVE-2024-6119/openssl`, one affected entry per release.
+ * package), id `DEBIAN-CVE-2024-6119/openssl` (osv.dev's `DEBIAN-` prefix for tracker
+ * data, plus the package, since the tracker judges each package separately), one affected
+ * entry per release.
  *
  * Per release:
  * - `resolved` with `fixed_version` `"0"`: the release never had the vulnerable code ->
@@ -132,10 +134,15 @@ export function parseDebianTracker(doc: unknown, report: FeedReport, where = 'de
         report.count('issues without releases');
         continue;
       }
+      const advisoryId = `DEBIAN-${id}/${pkg}`;
+      if (advisoryId.length > ADVISORY_LIMITS.id) {
+        report.warn(at, new FeedFormatError('package name and id together are too long for an advisory id; skipped'));
+        continue;
+      }
       const description = entry.data.description ?? null;
       advisories.push({
         source: DEBIAN_TRACKER_SOURCE,
-        id: `${id}/${pkg}`,
+        id: advisoryId,
         aliases: CVE_ID.test(id) ? [id] : [],
         summary: description === null || description === '' ? null : description.slice(0, ADVISORY_LIMITS.summary),
         severity,

@@ -49,6 +49,14 @@ describe('readFeedFile: plain layouts', () => {
     assert.equal(records[0]?.name, DSA);
   });
 
+  it('a .json document that is an array -> one record per element', async () => {
+    const path = join(dir, 'array.json');
+    await writeFile(path, JSON.stringify([JSON.parse(await readFile(DSA, 'utf8')), JSON.parse(await readFile(UBUNTU, 'utf8'))]));
+    const records = await collect(path);
+    assert.deepEqual(records.map(idOf), ['DSA-3029-1', 'UBUNTU-CVE-2025-38094']);
+    assert.deepEqual(records.map((r) => r.name), [`${path}[0]`, `${path}[1]`]);
+  });
+
   it('a directory, recursive, sorted; a bad .json is a warning; other files are ignored', async () => {
     const root = join(dir, 'tree');
     await mkdir(join(root, 'debian', 'deep'), { recursive: true });

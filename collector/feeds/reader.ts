@@ -1,6 +1,6 @@
 /**
- * Turns a feed path into records, whatever its packaging: one `.json` document, a
- * directory of `.json` files (recursive), `.jsonl` (one JSON value per line, streamed),
+ * Turns a feed path into records, whatever its packaging: one `.json` document (a
+ * top-level array is a list of records), a directory of `.json` files (recursive), `.jsonl` (one JSON value per line, streamed),
  * osv.dev's `all.zip`, or a text feed (Debian DSA/DLA list, KEV CSV) yielded whole as one
  * string. Gzip is recognized by its magic bytes, whatever the name says.
  *
@@ -107,6 +107,14 @@ async function* fileChunks(path: string): AsyncGenerator<Buffer> {
   }
 }
 
+/**
+ * The records of one JSON document: the value itself, or each element when it is an
+ * array (some OSV exporters publish one array of records instead of one file each).
+ */
+function documentRecords(name: string, value: unknown): FeedRecord[] {
+  return Array.isArray(value) ? value.map((record: unknown, i) => ({ name: `${name}[${i}]`, record })) : [{ name, record: value }];
+}
+
 async function readWhole(chunks: AsyncIterable<Buffer>, path: string, limit: number): Promise<string> {
   const parts: Buffer[] = [];
   let total = 0;
@@ -208,12 +216,15 @@ async function* readZip(path: string, limits: ReadLimits, report: FeedReport): A
       const data = await zip.read(entry);
       let text = data.toString('utf8');
       if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+      let value: unknown;
       try {
-        yield { name: where, record: parseJson(text, where) };
+        value = parseJson(text, where);
       } catch (err) {
         if (!(err instanceof FeedFormatError)) throw err;
         report.warn(where, err);
+        continue;
       }
+      yield* documentRecords(where, value);
     }
   } finally {
     await zip.close();
@@ -241,11 +252,14 @@ async function* readDirectory(dir: string, depth: number, limits: ReadLimits, re
     } else if (e.isDirectory()) {
       yield* readDirectory(path, depth + 1, limits, report);
     } else if (e.isFile() && e.name.toLowerCase().endsWith('.json')) {
+      let value: unknown;
       try {
-        yield { name: path, record: parseJson(await readWhole(fileChunks(path), path, limits.maxDocumentBytes), path) };
+        value = parseJson(await readWhole(fileChunks(path), path, limits.maxDocumentBytes), path);
       } catch (err) {
         report.warn(path, unreadable(path, err));
+        continue;
       }
+      yield* documentRecords(path, value);
     }
   }
 }
@@ -271,7 +285,7 @@ export async function* readFeedFile(path: string, options: ReadOptions = {}): As
       yield* readJsonLines(fileChunks(path), path, { report, limits });
       return;
     case 'json':
-      yield { name: path, record: parseJson(await readWhole(fileChunks(path), path, limits.maxDocumentBytes), path) };
+      yield* documentRecords(path, parseJson(await readWhole(fileChunks(path), path, limits.maxDocumentBytes), path));
       return;
     case 'text':
       yield { name: path, record: await readWhole(fileChunks(path), path, limits.maxTextBytes) };
