@@ -1,6 +1,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -108,6 +109,24 @@ describe('readFeedFile: plain layouts', () => {
     assert.equal(records.length, 1);
     assert.equal(typeof records[0]?.record, 'string');
     assert.ok((records[0]?.record as string).startsWith('[29 Mar 2023] DSA-5380-1 xorg-server - security update\n'));
+  });
+
+  it('binary garbage as .jsonl: every line a warning, nothing yielded, no throw', async () => {
+    const path = join(dir, 'garbage.jsonl');
+    // A leading 'x' so the noise never starts with the gzip or zip magic.
+    const noise = Buffer.concat([Buffer.from('x'), randomBytes(256 * 1024)]);
+    await writeFile(path, noise);
+    const report = new FeedReport();
+    const records = await collect(path, { report });
+    assert.equal(records.length, 0);
+    assert.equal(report.warningCount(), report.warningCount('PW_ERR_FEED_FORMAT'));
+    assert.ok(report.warningCount() > 0);
+  });
+
+  it('binary garbage as a single .json -> FeedFormatError', async () => {
+    const path = join(dir, 'garbage.json');
+    await writeFile(path, randomBytes(4096));
+    await assert.rejects(collect(path), (e: unknown) => e instanceof FeedFormatError && e.code === 'PW_ERR_FEED_FORMAT');
   });
 
   it('a missing path -> SourceUnavailableError', async () => {
