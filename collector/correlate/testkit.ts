@@ -71,3 +71,20 @@ print('\\n'.join(out))
   const stdout = execFileSync('/usr/bin/python3', ['-c', script], { input, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, timeout: 120_000 });
   return stdout.trim() === '' ? [] : stdout.trim().split('\n').map(Number);
 }
+
+/** libapt's own version_compare (python3-apt) over many pairs in one process. */
+export function dpkgOracle(pairs: readonly (readonly [string, string])[]): number[] {
+  const script = `
+import sys, apt_pkg
+apt_pkg.init()
+out = []
+for line in sys.stdin.read().splitlines():
+    a, b = line.split('\\t')
+    c = apt_pkg.version_compare(a, b)
+    out.append(str((c > 0) - (c < 0)))
+print('\\n'.join(out))
+`;
+  const input = pairs.map(([a, b]) => `${a}\t${b}`).join('\n');
+  const stdout = execFileSync('/usr/bin/python3', ['-c', script], { input, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, timeout: 120_000 });
+  return stdout.trim() === '' ? [] : stdout.trim().split('\n').map(Number);
+}

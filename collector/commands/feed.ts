@@ -1,0 +1,133 @@
+/**
+ * `feed import [--db FILE] [--name NAME] PATH...`, `feed sync [--db FILE] --config FILE`,
+ * `feed list [--db FILE] [--json]`.
+ */
+import { SingleBar } from 'cli-progress';
+import { UsageError, errorMessage } from '../../shared/errors.ts';
+import { loadConfig } from '../config.ts';
+import { AdvisoryStore, type FeedRow } from '../store/advisories.ts';
+import { openDatabase } from '../store/db.ts';
+import { importFeedPath } from '../feeds/store-import.ts';
+import { syncFeed } from '../feeds/sync.ts';
+import { parse } from './args.ts';
+
+export const DEFAULT_DB = 'patchwarden.db';
+
+type Io = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream & { isTTY?: boolean } };
+
+async function importCmd(argv: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, name: { type: 'string' } }, true);
+  if (positionals.length === 0) throw new UsageError('feed import needs at least one PATH');
+  if (values.name !== undefined && positionals.length > 1) throw new UsageError('--name names one PATH only');
+  const db = openDatabase(values.db);
+  let failed = 0;
+  try {
+    const store = new AdvisoryStore(db);
+    for (const path of positionals) {
+      try {
+        const r = await importFeedPath(store, path, values.name === undefined ? {} : { name: values.name });
+        const a = r.advisories;
+        io.stdout.write(
+          `${r.source}: ${r.formats.join('+') || 'no records'}: ${a.added} added, ${a.updated} updated, ${a.unchanged} unchanged` +
+            (r.parsed.kev.length > 0 ? `; KEV ${r.kev.added} added, ${r.kev.updated} updated, ${r.kev.unchanged} unchanged` : '') +
+            (r.warnings > 0 ? `; ${r.warnings} records skipped (warnings)` : '') +
+            '\n',
+        );
+        for (const w of r.parsed.report.warnings.slice(0, 10)) io.stderr.write(`warning: ${w.source}: ${w.message} (${w.code})\n`);
+      } catch (err) {
+        failed++;
+        io.stderr.write(`${path}: refused, nothing stored: ${errorMessage(err)}\n`);
+      }
+    }
+  } finally {
+    db.close();
+  }
+  return failed > 0 ? 1 : 0;
+}
+
+async function syncCmd(argv: string[], io: Io): Promise<number> {
+  const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, config: { type: 'string' } });
+  if (values.config === undefined) throw new UsageError('feed sync needs --config FILE listing the feeds');
+  const config = await loadConfig(values.config);
+  if (config.feeds.length === 0) throw new UsageError(`${values.config} lists no feeds`);
+  const db = openDatabase(values.db);
+  let failed = 0;
+  const tty = io.stderr.isTTY ?? false;
+  try {
+    const store = new AdvisoryStore(db);
+    for (const src of config.feeds) {
+      const bar = tty ? new SingleBar({ format: `${src.name} [{bar}] {percentage}% {value}/{total} bytes`, stream: io.stderr }) : null;
+      const progress = { started: false };
+      const outcome = await syncFeed(store, src, {
+        onProgress: (_s, received, total) => {
+          if (bar === null || total === null) return;
+          if (!progress.started) {
+            bar.start(total, 0);
+            progress.started = true;
+          }
+          bar.update(received);
+        },
+      });
+      if (bar !== null && progress.started) bar.stop();
+      if (outcome.status === 'imported') {
+        const a = outcome.result.advisories;
+        io.stdout.write(`${src.name}: ${a.added} added, ${a.updated} updated, ${a.unchanged} unchanged\n`);
+      } else if (outcome.status === 'not-modified') {
+        io.stdout.write(`${src.name}: not modified\n`);
+      } else {
+        failed++;
+        io.stderr.write(`${src.name}: failed, keeping the last good data: ${outcome.error} (${outcome.code})\n`);
+      }
+    }
+  } finally {
+    db.close();
+  }
+  return failed > 0 ? 1 : 0;
+}
+
+function age(iso: string | null, now: Date): string {
+  if (iso === null) return 'never';
+  const h = (now.getTime() - Date.parse(iso)) / 3600_000;
+  return h < 48 ? `${h.toFixed(1)}h` : `${(h / 24).toFixed(1)}d`;
+}
+
+export function feedListText(rows: readonly FeedRow[], now: Date): string {
+  const lines = ['source'.padEnd(28) + 'kind'.padEnd(18) + 'records'.padStart(8) + '  newest'.padEnd(14) + '  checked'.padEnd(10) + '  status'];
+  for (const r of rows) {
+    lines.push(
+      r.source.slice(0, 27).padEnd(28) +
+        r.kind.slice(0, 17).padEnd(18) +
+        String(r.records).padStart(8) +
+        `  ${(r.newest ?? '-').slice(0, 10)}`.padEnd(14) +
+        `  ${age(r.checkedAt, now)}`.padEnd(10) +
+        `  ${r.lastError === null ? 'ok' : `last attempt failed: ${r.lastError}`}`,
+    );
+  }
+  return lines.join('\n') + '\n';
+}
+
+function listCmd(argv: string[], io: Io): number {
+  const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, json: { type: 'boolean', default: false } });
+  const db = openDatabase(values.db, { readonly: true });
+  try {
+    const rows = new AdvisoryStore(db).feeds();
+    io.stdout.write(values.json ? JSON.stringify(rows, null, 2) + '\n' : feedListText(rows, new Date()));
+  } finally {
+    db.close();
+  }
+  return 0;
+}
+
+export async function feedCommand(argv: string[], io: Io): Promise<number> {
+  const [sub, ...rest] = argv;
+  switch (sub) {
+    case 'import':
+      return importCmd(rest, io);
+    case 'sync':
+      return syncCmd(rest, io);
+    case 'list':
+      return Promise.resolve(listCmd(rest, io));
+    default:
+      throw new UsageError(`feed ${sub ?? ''}: expected import, sync or list`);
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * `patchwarden-collector scan --inventory FILE [--feed PATH...] [--db FILE] [--json|--csv]
+ * [--policy FILE] [--now ISO]`: one-shot correlation of one inventory, for CI pipelines
+ * and spot checks.
+ *
+ * Advisories come from `--feed` paths (parsed in memory, nothing stored) and/or the
+ * database a collector keeps (`--db`). Exit: 0 no open finding is overdue, 1 one is,
+ * 2 errors (unreadable inventory, a feed that fails to parse, bad usage).
+ */
+import { readFile } from 'node:fs/promises';
+import { MalformedInputError, UsageError, errorMessage } from '../../shared/errors.ts';
+import { type Findings, InventorySchema } from '../../shared/protocol.ts';
+import { Correlator, type FeedState } from '../correlate/correlator.ts';
+import { DuePolicySchema, type DuePolicy } from '../correlate/policy.ts';
+import { type KevInfo } from '../correlate/findings.ts';
+import { parseFeedPath } from '../feeds/import.ts';
+import { AdvisoryStore } from '../store/advisories.ts';
+import { openDatabase } from '../store/db.ts';
+import { parse } from './args.ts';
+import { findingsCsv } from './findings-csv.ts';
+
+const MAX_INVENTORY_BYTES = 64 * 1024 * 1024;
+
+export async function readInventoryFile(path: string) {
+  let text: string;
+  try {
+    const buf = await readFile(path);
+    if (buf.length > MAX_INVENTORY_BYTES) throw new MalformedInputError(`${path} is larger than ${MAX_INVENTORY_BYTES} bytes`);
+    text = buf.toString('utf8');
+  } catch (err) {
+    if (err instanceof MalformedInputError) throw err;
+    throw new MalformedInputError(`cannot read inventory ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new MalformedInputError(`inventory ${path} is not JSON: ${(err as Error).message}`, { cause: err });
+  }
+  const r = InventorySchema.safeParse(json);
+  if (!r.success) {
+    const issues = r.error.issues.slice(0, 3).map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new MalformedInputError(`inventory ${path} is not a patchwarden.inventory/1 document: ${issues.join('; ')}`);
+  }
+  return r.data;
+}
+
+export async function readPolicyFile(path: string | undefined): Promise<DuePolicy> {
+  if (path === undefined) return DuePolicySchema.parse({});
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(path, 'utf8'));
+  } catch (err) {
+    throw new UsageError(`cannot read policy ${path}: ${errorMessage(err)}`);
+  }
+  const r = DuePolicySchema.safeParse(json);
+  if (!r.success) throw new UsageError(`policy ${path}: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  return Object.freeze(r.data);
+}
+
+export async function scanCommand(argv: string[], io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream }): Promise<number> {
+  const { values } = parse(argv, {
+    inventory: { type: 'string' },
+    feed: { type: 'string', multiple: true },
+    db: { type: 'string' },
+    json: { type: 'boolean', default: false },
+    csv: { type: 'boolean', default: false },
+    policy: { type: 'string' },
+    now: { type: 'string' },
+  });
+  if (values.inventory === undefined) throw new UsageError('--inventory FILE is required');
+  if (values.json && values.csv) throw new UsageError('--json and --csv exclude each other');
+  const feeds = values.feed ?? [];
+  if (feeds.length === 0 && values.db === undefined) throw new UsageError('give advisories with --feed PATH or --db FILE');
+  const now = values.now === undefined ? new Date() : new Date(values.now);
+  if (Number.isNaN(now.getTime())) throw new UsageError(`--now ${values.now ?? ''} is not a date`);
+  const policy = await readPolicyFile(values.policy);
+  const inventory = await readInventoryFile(values.inventory);
+
+  const correlator = new Correlator();
+  const kev = new Map<string, KevInfo>();
+  const feedStates: FeedState[] = [];
+  if (values.db !== undefined) {
+    const db = openDatabase(values.db, { readonly: true });
+    try {
+      const store = new AdvisoryStore(db);
+      correlator.apply(store.allAdvisories());
+      for (const [cve, k] of store.kev()) kev.set(cve, k);
+      for (const f of store.feeds()) feedStates.push({ source: f.source, newest: f.newest, importedAt: f.checkedAt });
+    } finally {
+      db.close();
+    }
+  }
+  for (const path of feeds) {
+    const parsed = await parseFeedPath(path);
+    for (const w of parsed.report.warnings.slice(0, 20)) io.stderr.write(`warning: ${w.source}: ${w.message} (${w.code})\n`);
+    correlator.apply(parsed.advisories);
+    for (const k of parsed.kev) kev.set(k.cve, { dueDate: k.dueDate });
+    // Files given on the command line are as fresh as the operator says they are.
+    feedStates.push({ source: path, newest: parsed.newest, importedAt: now.toISOString() });
+  }
+
+  const doc: Findings = correlator.findings(inventory, { policy, now, kev, feeds: feedStates });
+  if (values.json) io.stdout.write(JSON.stringify(doc, null, 2) + '\n');
+  else if (values.csv) io.stdout.write(findingsCsv(doc));
+  else io.stdout.write(findingsText(doc));
+  return doc.findings.some((f) => f.overdue) ? 1 : 0;
+}
+
+function findingsText(doc: Findings): string {
+  const lines = [`${doc.host} [${doc.ecosystem ?? 'no ecosystem'}] kernel ${doc.kernel.release}${doc.kernel.managed ? '' : ' (unmanaged)'}`];
+  for (const w of doc.warnings) lines.push(`warning: ${w}`);
+  const counts = new Map<string, number>();
+  for (const f of doc.findings) counts.set(f.status, (counts.get(f.status) ?? 0) + 1);
+  const overdue = doc.findings.filter((f) => f.overdue).length;
+  lines.push(`${doc.findings.length} findings (${[...counts].map(([s, n]) => `${n} ${s}`).join(', ') || 'none'}), ${overdue} overdue`);
+  for (const f of doc.findings) {
+    const flags = [f.kev ? 'KEV' : '', f.overdue ? 'OVERDUE' : ''].filter((s) => s !== '').join(' ');
+    lines.push(`${f.advisory.padEnd(18)} ${f.severity.padEnd(8)} ${f.status.padEnd(20)} due ${f.due ?? '-'.padEnd(10)} ${f.package} ${f.installed} -> ${f.fixed ?? '(no fix)'} ${flags}`.trimEnd());
+  }
+  return lines.join('\n') + '\n';
+}

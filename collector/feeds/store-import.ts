@@ -1,0 +1,53 @@
+/**
+ * `feed import` and `feed sync` share this: parse a whole path first, then store it in
+ * one transaction. A path that fails to parse (corrupt gzip or zip, unreadable) stores
+ * nothing and records the error on the feed, so the last good data stays and
+ * `feed list` says what went wrong.
+ */
+import { basename } from 'node:path';
+import { errorMessage } from '../../shared/errors.ts';
+import type { Correlator } from '../correlate/correlator.ts';
+import type { AdvisoryStore } from '../store/advisories.ts';
+import { parseFeedPath, type ParsedFeed } from './import.ts';
+
+export interface FeedImportResult {
+  source: string;
+  formats: string[];
+  advisories: { added: number; updated: number; unchanged: number };
+  kev: { added: number; updated: number; unchanged: number };
+  warnings: number;
+  parsed: ParsedFeed;
+}
+
+/** A feed's name: what the operator called it, else the file name. */
+export function feedName(path: string, name?: string): string {
+  return name ?? basename(path.replace(/\/+$/, ''));
+}
+
+export async function importFeedPath(
+  store: AdvisoryStore,
+  path: string,
+  options: { name?: string; location?: string; correlator?: Correlator; now?: Date } = {},
+): Promise<FeedImportResult> {
+  const source = feedName(path, options.name);
+  const location = options.location ?? path;
+  let parsed: ParsedFeed;
+  try {
+    parsed = await parseFeedPath(path);
+  } catch (err) {
+    store.recordFeedError({ source, kind: 'unknown', location }, errorMessage(err), options.now);
+    throw err;
+  }
+  const feed = { source, kind: parsed.formats.join('+') || 'empty', location };
+  const advisories = store.importAdvisories(feed, parsed.advisories, options.now);
+  const kev = parsed.kev.length > 0 ? store.importKev(feed, parsed.kev, options.now) : { added: 0, updated: 0, unchanged: 0 };
+  options.correlator?.apply(advisories.changed);
+  return {
+    source,
+    formats: parsed.formats,
+    advisories: { added: advisories.added, updated: advisories.updated, unchanged: advisories.unchanged },
+    kev,
+    warnings: parsed.report.warningCount(),
+    parsed,
+  };
+}

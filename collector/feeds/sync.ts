@@ -1,0 +1,152 @@
+/**
+ * `feed sync`: fetch each configured feed with undici, conditionally (ETag /
+ * Last-Modified, so an unchanged feed costs one 304), with retries and jittered backoff,
+ * through the proxy the environment names (HTTP_PROXY, HTTPS_PROXY, NO_PROXY), then import
+ * it through the same path as `feed import`. A feed that fails keeps its last good data
+ * and records the error; the others still sync.
+ */
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Transform } from 'node:stream';
+import { type Dispatcher, EnvHttpProxyAgent, request } from 'undici';
+import { InputTooLargeError, PatchwardenError, SourceUnavailableError, errorMessage } from '../../shared/errors.ts';
+import type { Correlator } from '../correlate/correlator.ts';
+import type { AdvisoryStore } from '../store/advisories.ts';
+import { importFeedPath, type FeedImportResult } from './store-import.ts';
+
+export interface FeedSource {
+  name: string;
+  url: string;
+}
+
+export interface SyncOptions {
+  dispatcher?: Dispatcher;
+  retries?: number;
+  /** First backoff; doubled per attempt, with full jitter. */
+  backoffMs?: number;
+  timeoutMs?: number;
+  /** osv.dev's largest all.zip is a few hundred MB. */
+  maxBytes?: number;
+  correlator?: Correlator;
+  onProgress?: (source: string, received: number, total: number | null) => void;
+  now?: () => Date;
+}
+
+export type SyncOutcome =
+  | { source: string; status: 'imported'; result: FeedImportResult }
+  | { source: string; status: 'not-modified' }
+  | { source: string; status: 'failed'; error: string; code: string };
+
+export class FeedFetchError extends PatchwardenError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'PW_ERR_FEED_FETCH', options);
+  }
+}
+
+const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** A file name the reader can detect the format from (`.jsonl.gz`, `.zip`, `.json`). */
+function downloadName(url: string): string {
+  const last = basename(new URL(url).pathname);
+  return /^[A-Za-z0-9._-]{1,200}$/.test(last) ? last : 'feed';
+}
+
+async function fetchOnce(
+  src: FeedSource,
+  validators: { etag: string | null; lastModified: string | null },
+  dest: string,
+  o: Required<Pick<SyncOptions, 'timeoutMs' | 'maxBytes'>> & SyncOptions & { dispatcher: Dispatcher },
+): Promise<{ status: 304 } | { status: 200; etag: string | null; lastModified: string | null }> {
+  const headers: Record<string, string> = { 'user-agent': 'patchwarden-collector', 'accept-encoding': 'identity' };
+  if (validators.etag !== null) headers['if-none-match'] = validators.etag;
+  if (validators.lastModified !== null) headers['if-modified-since'] = validators.lastModified;
+  const res = await request(src.url, {
+    method: 'GET',
+    headers,
+    dispatcher: o.dispatcher,
+    headersTimeout: o.timeoutMs,
+    bodyTimeout: o.timeoutMs,
+    maxRedirections: 5,
+  } as Parameters<typeof request>[1]);
+  if (res.statusCode === 304) {
+    await res.body.dump();
+    return { status: 304 };
+  }
+  if (res.statusCode !== 200) {
+    await res.body.dump();
+    const err = new FeedFetchError(`${src.url}: HTTP ${res.statusCode}`);
+    (err as FeedFetchError & { retryable?: boolean }).retryable = RETRYABLE_STATUS.has(res.statusCode);
+    throw err;
+  }
+  const header = (h: string | string[] | undefined): string | null => (Array.isArray(h) ? (h[0] ?? null) : (h ?? null));
+  const lengthHeader = header(res.headers['content-length']);
+  const total = lengthHeader === null ? null : Number(lengthHeader);
+  if (total !== null && total > o.maxBytes) {
+    await res.body.dump();
+    throw new InputTooLargeError(`${src.url}: ${total} bytes is over the ${o.maxBytes}-byte limit`);
+  }
+  let received = 0;
+  const limiter = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      received += chunk.length;
+      if (received > o.maxBytes) {
+        cb(new InputTooLargeError(`${src.url}: more than ${o.maxBytes} bytes`));
+        return;
+      }
+      o.onProgress?.(src.name, received, total);
+      cb(null, chunk);
+    },
+  });
+  await pipeline(res.body, limiter, createWriteStream(dest));
+  if (total !== null && received !== total) throw new FeedFetchError(`${src.url}: connection closed after ${received} of ${total} bytes`);
+  return { status: 200, etag: header(res.headers.etag), lastModified: header(res.headers['last-modified']) };
+}
+
+export async function syncFeed(store: AdvisoryStore, src: FeedSource, options: SyncOptions = {}): Promise<SyncOutcome> {
+  const o = {
+    retries: 3,
+    backoffMs: 500,
+    timeoutMs: 60_000,
+    maxBytes: 2 * 1024 * 1024 * 1024,
+    ...options,
+    dispatcher: options.dispatcher ?? new EnvHttpProxyAgent(),
+  };
+  const now = o.now ?? (() => new Date());
+  const row = store.feeds().find((f) => f.source === src.name);
+  const validators = { etag: row?.etag ?? null, lastModified: row?.lastModified ?? null };
+  const dir = await mkdtemp(join(tmpdir(), 'pw-feed-'));
+  const dest = join(dir, downloadName(src.url));
+  try {
+    let fetched: Awaited<ReturnType<typeof fetchOnce>> | undefined;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        fetched = await fetchOnce(src, validators, dest, o);
+        break;
+      } catch (err) {
+        const retryable = !(err instanceof InputTooLargeError) && (!(err instanceof FeedFetchError) || (err as { retryable?: boolean }).retryable === true);
+        if (!retryable || attempt >= o.retries) throw err;
+        await sleep(Math.random() * o.backoffMs * 2 ** attempt);
+      }
+    }
+    if (fetched.status === 304) {
+      store.touchFeed(src.name, now());
+      return { source: src.name, status: 'not-modified' };
+    }
+    const result = await importFeedPath(store, dest, { name: src.name, location: src.url, now: now(), ...(o.correlator === undefined ? {} : { correlator: o.correlator }) });
+    store.setFeedValidators(src.name, fetched.etag, fetched.lastModified);
+    return { source: src.name, status: 'imported', result };
+  } catch (err) {
+    const wrapped = err instanceof PatchwardenError ? err : new SourceUnavailableError(`${src.url}: ${errorMessage(err)}`, { cause: err });
+    store.recordFeedError({ source: src.name, kind: row?.kind ?? 'unknown', location: src.url }, wrapped.message, now());
+    return { source: src.name, status: 'failed', error: wrapped.message, code: wrapped.code };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
