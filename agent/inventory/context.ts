@@ -64,7 +64,7 @@ export const runCommand: CommandRunner = (file, args, options = {}) =>
           resolve({ stdout, stderr, status: e.code });
           return;
         }
-        const why = e.killed ? `killed (${e.signal ?? 'timeout'})` : String(e.code ?? e.message);
+        const why = e.killed ? `killed (${e.signal ?? 'timeout'})` : (e.code ?? e.message);
         reject(new CommandFailedError(`${file} ${args.join(' ')}: ${why}`, { cause: error }));
       },
     );
