@@ -214,6 +214,16 @@ export async function readDpkgPackages(ctx: InventoryContext): Promise<Package[]
     return [];
   }
   if (data === null) return null;
+  // dpkg writes a blank line after every stanza, the last one too: a file that ends
+  // otherwise was cut short (a full disk, a copy interrupted), and packages are missing.
+  const n = data.length;
+  if (n > 0 && !(data[n - 1] === 0x0a && data[n - 2] === 0x0a)) {
+    ctx.warn({
+      source: 'dpkg',
+      code: 'PW_WARN_DPKG_TRUNCATED',
+      message: `${displayPath(ctx, DPKG_STATUS_PATH)} does not end with the blank line dpkg writes after every stanza: it was cut short and packages may be missing`,
+    });
+  }
   let skipped = 0;
   let first = '';
   const packages = parseDpkgStatus(data.toString('utf8'), (reason) => {
