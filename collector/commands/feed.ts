@@ -92,14 +92,16 @@ function age(iso: string | null, now: Date): string {
 }
 
 export function feedListText(rows: readonly FeedRow[], now: Date): string {
-  const lines = ['source'.padEnd(28) + 'kind'.padEnd(18) + 'records'.padStart(8) + '  newest'.padEnd(14) + '  checked'.padEnd(10) + '  status'];
+  const w = Math.max(6, ...rows.map((r) => r.source.length)) + 2;
+  const k = Math.max(4, ...rows.map((r) => r.kind.length)) + 2;
+  const lines = ['source'.padEnd(w) + 'kind'.padEnd(k) + 'records'.padStart(8) + '  newest      checked   status'];
   for (const r of rows) {
     lines.push(
-      r.source.slice(0, 27).padEnd(28) +
-        r.kind.slice(0, 17).padEnd(18) +
+      r.source.padEnd(w) +
+        r.kind.padEnd(k) +
         String(r.records).padStart(8) +
-        `  ${(r.newest ?? '-').slice(0, 10)}`.padEnd(14) +
-        `  ${age(r.checkedAt, now)}`.padEnd(10) +
+        `  ${(r.newest ?? '-').slice(0, 10).padEnd(10)}` +
+        `  ${age(r.checkedAt, now).padEnd(8)}` +
         `  ${r.lastError === null ? 'ok' : `last attempt failed: ${r.lastError}`}`,
     );
   }
