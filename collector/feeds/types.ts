@@ -9,12 +9,10 @@
  * upper bound means no fix is published (the correlation's `unfixed`).
  */
 import { z } from 'zod';
-import { PACKAGE_NAME, VERSION } from '../../shared/protocol.ts';
+import { PACKAGE_NAME, SeveritySchema, VERSION } from '../../shared/protocol.ts';
 import type { PatchwardenError } from '../../shared/errors.ts';
 
-export const SEVERITIES = ['critical', 'high', 'medium', 'low', 'unknown'] as const;
-export const SeveritySchema = z.enum(SEVERITIES);
-export type Severity = z.infer<typeof SeveritySchema>;
+export { SeveritySchema, type Severity } from '../../shared/protocol.ts';
 
 /**
  * Size limits of one normalized advisory. Real records are far below them: the largest
