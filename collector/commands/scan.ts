@@ -1,14 +1,15 @@
 /**
- * `patchwarden-collector scan --inventory FILE [--feed PATH...] [--db FILE] [--json|--csv]
- * [--policy FILE] [--now ISO]`: one-shot correlation of one inventory, for CI pipelines
- * and spot checks.
+ * `patchwarden-collector scan --inventory FILE [--feed PATH...] [--db FILE [--record]]
+ * [--json|--csv] [--policy FILE] [--now ISO]`: one-shot correlation of one inventory, for
+ * CI pipelines and spot checks. With `--db`, the host's finding history (first seen,
+ * resolved) and accepted risks apply; `--record` also writes this scan into the history.
  *
  * Advisories come from `--feed` paths (parsed in memory, nothing stored) and/or the
  * database a collector keeps (`--db`). Exit: 0 no open finding is overdue, 1 one is,
  * 2 errors (unreadable inventory, a feed that fails to parse, bad usage).
  */
-import { readFile } from 'node:fs/promises';
-import { MalformedInputError, UsageError, errorMessage } from '../../shared/errors.ts';
+import { open, readFile } from 'node:fs/promises';
+import { InputTooLargeError, MalformedInputError, PatchwardenError, UsageError, errorMessage } from '../../shared/errors.ts';
 import { type Findings, InventorySchema } from '../../shared/protocol.ts';
 import { Correlator, type FeedState } from '../correlate/correlator.ts';
 import { DuePolicySchema, type DuePolicy } from '../correlate/policy.ts';
@@ -16,19 +17,45 @@ import { type KevInfo } from '../correlate/findings.ts';
 import { parseFeedPath } from '../feeds/import.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase } from '../store/db.ts';
+import { FindingHistoryStore } from '../store/history.ts';
 import { parse } from './args.ts';
 import { findingsCsv } from './findings-csv.ts';
 
-const MAX_INVENTORY_BYTES = 64 * 1024 * 1024;
+/** 200k packages (the schema's limit) at ~150 bytes each is 30 MB; twice that is no inventory. */
+export const MAX_INVENTORY_BYTES = 64 * 1024 * 1024;
+const READ_CHUNK = 1024 * 1024;
 
-export async function readInventoryFile(path: string) {
+/**
+ * Reads at most `max` bytes: the size is checked before reading, and again while reading,
+ * since a FIFO or /dev/stdin has no size up front and /dev/zero never ends.
+ */
+async function readBounded(path: string, max: number): Promise<Buffer> {
+  const fh = await open(path, 'r');
+  try {
+    const { size } = await fh.stat();
+    if (size > max) throw new InputTooLargeError(`inventory ${path} is ${size} bytes, over the ${max}-byte limit`);
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, max + 1 - total));
+      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) break;
+      chunks.push(buf.subarray(0, bytesRead));
+      total += bytesRead;
+      if (total > max) throw new InputTooLargeError(`inventory ${path} is over the ${max}-byte limit`);
+    }
+    return Buffer.concat(chunks, total);
+  } finally {
+    await fh.close();
+  }
+}
+
+export async function readInventoryFile(path: string, maxBytes = MAX_INVENTORY_BYTES) {
   let text: string;
   try {
-    const buf = await readFile(path);
-    if (buf.length > MAX_INVENTORY_BYTES) throw new MalformedInputError(`${path} is larger than ${MAX_INVENTORY_BYTES} bytes`);
-    text = buf.toString('utf8');
+    text = (await readBounded(path, maxBytes)).toString('utf8');
   } catch (err) {
-    if (err instanceof MalformedInputError) throw err;
+    if (err instanceof PatchwardenError) throw err;
     throw new MalformedInputError(`cannot read inventory ${path}: ${(err as Error).message}`, { cause: err });
   }
   let json: unknown;
@@ -67,7 +94,9 @@ export async function scanCommand(argv: string[], io: { stdout: NodeJS.WritableS
     csv: { type: 'boolean', default: false },
     policy: { type: 'string' },
     now: { type: 'string' },
+    record: { type: 'boolean', default: false },
   });
+  if (values.record && values.db === undefined) throw new UsageError('--record needs --db FILE');
   if (values.inventory === undefined) throw new UsageError('--inventory FILE is required');
   if (values.json && values.csv) throw new UsageError('--json and --csv exclude each other');
   const feeds = values.feed ?? [];
@@ -80,17 +109,7 @@ export async function scanCommand(argv: string[], io: { stdout: NodeJS.WritableS
   const correlator = new Correlator();
   const kev = new Map<string, KevInfo>();
   const feedStates: FeedState[] = [];
-  if (values.db !== undefined) {
-    const db = openDatabase(values.db, { readonly: true });
-    try {
-      const store = new AdvisoryStore(db);
-      correlator.apply(store.allAdvisories());
-      for (const [cve, k] of store.kev()) kev.set(cve, k);
-      for (const f of store.feeds()) feedStates.push({ source: f.source, newest: f.newest, importedAt: f.checkedAt });
-    } finally {
-      db.close();
-    }
-  }
+  const hostKey = inventory.host.machineId ?? inventory.host.hostname;
   for (const path of feeds) {
     const parsed = await parseFeedPath(path);
     for (const w of parsed.report.warnings.slice(0, 20)) io.stderr.write(`warning: ${w.source}: ${w.message} (${w.code})\n`);
@@ -100,7 +119,35 @@ export async function scanCommand(argv: string[], io: { stdout: NodeJS.WritableS
     feedStates.push({ source: path, newest: parsed.newest, importedAt: now.toISOString() });
   }
 
-  const doc: Findings = correlator.findings(inventory, { policy, now, kev, feeds: feedStates });
+  // The feeds above may fail; the database is opened only once they have parsed.
+  const db = values.db === undefined ? undefined : openDatabase(values.db, { readonly: !values.record });
+  let history: FindingHistoryStore | undefined;
+  let doc: Findings;
+  const feedErrors: string[] = [];
+  try {
+    if (db !== undefined) {
+      const store = new AdvisoryStore(db);
+      correlator.apply(store.allAdvisories());
+      for (const [cve, k] of store.kev()) kev.set(cve, k);
+      for (const f of store.feeds()) {
+        feedStates.push({ source: f.source, newest: f.newest, importedAt: f.checkedAt });
+        // The data is the last good import, but the operator must know the feed is failing.
+        if (f.lastError !== null) feedErrors.push(`feed ${f.source}: last attempt failed: ${f.lastError.slice(0, 1000)}`);
+      }
+      history = new FindingHistoryStore(db);
+    }
+    doc = correlator.findings(inventory, {
+      policy,
+      now,
+      kev,
+      feeds: feedStates,
+      ...(history === undefined ? {} : { history: history.history(hostKey), exceptions: history.exceptions(hostKey, now) }),
+    });
+    doc.warnings.push(...feedErrors);
+    if (values.record) history?.record(hostKey, doc.findings, now);
+  } finally {
+    db?.close();
+  }
   if (values.json) io.stdout.write(JSON.stringify(doc, null, 2) + '\n');
   else if (values.csv) io.stdout.write(findingsCsv(doc));
   else io.stdout.write(findingsText(doc));

@@ -8,6 +8,18 @@ import { createHash } from 'node:crypto';
 import type { Advisory, KevEntry } from '../feeds/types.ts';
 import type { Db } from './db.ts';
 
+export interface FeedInfo {
+  source: string;
+  kind: string;
+  location: string | null;
+}
+
+export interface KevCounts {
+  added: number;
+  updated: number;
+  unchanged: number;
+}
+
 export interface ImportResult {
   added: number;
   updated: number;
@@ -41,6 +53,8 @@ export class AdvisoryStore {
   readonly #insertAffected;
   readonly #upsertFeed;
   readonly #feedCounts;
+  readonly #getKev;
+  readonly #putKev;
 
   constructor(db: Db) {
     this.#db = db;
@@ -57,51 +71,91 @@ export class AdvisoryStore {
       `INSERT INTO feeds (source, kind, location, checked_at) VALUES (@source, @kind, @location, @now)
        ON CONFLICT (source) DO UPDATE SET kind = excluded.kind, location = excluded.location, checked_at = excluded.checked_at, last_error = NULL`,
     );
+    // A feed's records are its advisories plus its KEV entries (a directory may hold
+    // both); KEV dates are days, stored as midnight UTC so `newest` compares as one kind.
     this.#feedCounts = db.prepare(
-      `UPDATE feeds SET records = (SELECT count(*) FROM advisories WHERE feed = @source),
-         newest = (SELECT max(coalesce(modified, published)) FROM advisories WHERE feed = @source),
+      `UPDATE feeds SET
+         records = (SELECT count(*) FROM advisories WHERE feed = @source) + (SELECT count(*) FROM kev WHERE feed = @source),
+         newest = (SELECT max(d) FROM (
+           SELECT max(coalesce(modified, published)) AS d FROM advisories WHERE feed = @source
+           UNION ALL SELECT max(date_added) || 'T00:00:00.000Z' FROM kev WHERE feed = @source)),
          imported_at = CASE WHEN @changed THEN @now ELSE coalesce(imported_at, @now) END
        WHERE source = @source`,
     );
+    this.#getKev = db.prepare<[string, string], { date_added: string; due_date: string; vendor_project: string; product: string; ransomware: string | null }>(
+      'SELECT date_added, due_date, vendor_project, product, ransomware FROM kev WHERE feed = ? AND cve = ?',
+    );
+    this.#putKev = db.prepare(
+      `INSERT INTO kev (feed, cve, date_added, due_date, vendor_project, product, ransomware) VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (feed, cve) DO UPDATE SET date_added = excluded.date_added, due_date = excluded.due_date,
+         vendor_project = excluded.vendor_project, product = excluded.product, ransomware = excluded.ransomware`,
+    );
   }
 
-  /** Stores a whole feed's advisories atomically. */
-  importAdvisories(feed: { source: string; kind: string; location: string | null }, advisories: readonly Advisory[], now = new Date()): ImportResult {
+  /**
+   * Stores everything one feed path gave, advisories and KEV entries, in one transaction:
+   * either all of it is there afterwards or none of it.
+   */
+  importFeed(feed: FeedInfo, advisories: readonly Advisory[], kev: readonly KevEntry[], now = new Date()): { advisories: ImportResult; kev: KevCounts } {
     const result: ImportResult = { added: 0, updated: 0, unchanged: 0, changed: [] };
+    const counts: KevCounts = { added: 0, updated: 0, unchanged: 0 };
     const nowIso = now.toISOString();
     this.#db.transaction(() => {
       this.#upsertFeed.run({ ...feed, now: nowIso });
-      for (const a of advisories) {
-        const hash = hashAdvisory(a);
-        const old = this.#getHash.get(a.source, a.id);
-        if (old?.hash === hash) {
-          result.unchanged++;
-          continue;
-        }
-        if (old === undefined) result.added++;
-        else result.updated++;
-        this.#upsert.run({
-          feed: feed.source,
-          source: a.source,
-          id: a.id,
-          hash,
-          severity: a.severity,
-          published: a.published,
-          modified: a.modified,
-          withdrawn: a.withdrawn,
-          data: JSON.stringify(a),
-        });
-        this.#deleteAffected.run(a.source, a.id);
-        for (const aff of a.affected) this.#insertAffected.run(a.source, a.id, aff.ecosystem, aff.package);
-        result.changed.push(a);
-      }
-      this.#feedCounts.run({ source: feed.source, now: nowIso, changed: result.changed.length > 0 ? 1 : 0 });
+      for (const a of advisories) this.#storeAdvisory(feed.source, a, result);
+      for (const e of kev) this.#storeKev(feed.source, e, counts);
+      const changed = result.changed.length + counts.added + counts.updated > 0;
+      this.#feedCounts.run({ source: feed.source, now: nowIso, changed: changed ? 1 : 0 });
     })();
-    return result;
+    return { advisories: result, kev: counts };
+  }
+
+  #storeAdvisory(feed: string, a: Advisory, result: ImportResult): void {
+    const hash = hashAdvisory(a);
+    const old = this.#getHash.get(a.source, a.id);
+    if (old?.hash === hash) {
+      result.unchanged++;
+      return;
+    }
+    if (old === undefined) result.added++;
+    else result.updated++;
+    this.#upsert.run({
+      feed,
+      source: a.source,
+      id: a.id,
+      hash,
+      severity: a.severity,
+      published: a.published,
+      modified: a.modified,
+      withdrawn: a.withdrawn,
+      data: JSON.stringify(a),
+    });
+    this.#deleteAffected.run(a.source, a.id);
+    // The affected table is the correlation index: a withdrawn advisory must not be found
+    // through it (the in-memory AdvisoryIndex drops withdrawn ones the same way).
+    if (a.withdrawn === null) for (const aff of a.affected) this.#insertAffected.run(a.source, a.id, aff.ecosystem, aff.package);
+    result.changed.push(a);
+  }
+
+  #storeKev(feed: string, e: KevEntry, counts: KevCounts): void {
+    const old = this.#getKev.get(feed, e.cve);
+    const ransomware = e.knownRansomwareCampaignUse;
+    if (old !== undefined && old.date_added === e.dateAdded && old.due_date === e.dueDate && old.vendor_project === e.vendorProject && old.product === e.product && old.ransomware === ransomware) {
+      counts.unchanged++;
+      return;
+    }
+    if (old === undefined) counts.added++;
+    else counts.updated++;
+    this.#putKev.run(feed, e.cve, e.dateAdded, e.dueDate, e.vendorProject, e.product, ransomware);
+  }
+
+  /** Stores a whole feed's advisories atomically. */
+  importAdvisories(feed: FeedInfo, advisories: readonly Advisory[], now = new Date()): ImportResult {
+    return this.importFeed(feed, advisories, [], now).advisories;
   }
 
   /** Records that a feed could not be fetched or parsed; its last good data stays. */
-  recordFeedError(feed: { source: string; kind: string; location: string | null }, message: string, now = new Date()): void {
+  recordFeedError(feed: FeedInfo, message: string, now = new Date()): void {
     this.#db
       .prepare(
         `INSERT INTO feeds (source, kind, location, last_error) VALUES (?, ?, ?, ?)
@@ -124,45 +178,21 @@ export class AdvisoryStore {
     }
   }
 
-  importKev(feed: { source: string; kind: string; location: string | null }, entries: readonly KevEntry[], now = new Date()): { added: number; updated: number; unchanged: number } {
-    const counts = { added: 0, updated: 0, unchanged: 0 };
-    const get = this.#db.prepare<[string], { date_added: string; due_date: string; vendor_project: string; product: string; ransomware: string | null }>(
-      'SELECT date_added, due_date, vendor_project, product, ransomware FROM kev WHERE cve = ?',
-    );
-    const put = this.#db.prepare(
-      `INSERT INTO kev (cve, date_added, due_date, vendor_project, product, ransomware) VALUES (?, ?, ?, ?, ?, ?)
-       ON CONFLICT (cve) DO UPDATE SET date_added = excluded.date_added, due_date = excluded.due_date,
-         vendor_project = excluded.vendor_project, product = excluded.product, ransomware = excluded.ransomware`,
-    );
-    const nowIso = now.toISOString();
-    this.#db.transaction(() => {
-      this.#upsertFeed.run({ ...feed, now: nowIso });
-      for (const e of entries) {
-        const old = get.get(e.cve);
-        const ransomware = e.knownRansomwareCampaignUse;
-        if (old !== undefined && old.date_added === e.dateAdded && old.due_date === e.dueDate && old.vendor_project === e.vendorProject && old.product === e.product && old.ransomware === ransomware) {
-          counts.unchanged++;
-          continue;
-        }
-        if (old === undefined) counts.added++;
-        else counts.updated++;
-        put.run(e.cve, e.dateAdded, e.dueDate, e.vendorProject, e.product, ransomware);
-      }
-      this.#db
-        .prepare(
-          `UPDATE feeds SET records = (SELECT count(*) FROM kev), newest = (SELECT max(date_added) FROM kev),
-             imported_at = CASE WHEN ? THEN ? ELSE coalesce(imported_at, ?) END WHERE source = ?`,
-        )
-        .run(counts.added + counts.updated > 0 ? 1 : 0, nowIso, nowIso, feed.source);
-    })();
-    return counts;
+  /** Stores a KEV catalog atomically, as this feed's entries (other KEV feeds keep theirs). */
+  importKev(feed: FeedInfo, entries: readonly KevEntry[], now = new Date()): KevCounts {
+    return this.importFeed(feed, [], entries, now).kev;
   }
 
+  /**
+   * Every known-exploited CVE, merged over the KEV feeds: the earliest due date and date
+   * added any of them gives (a deadline is never pushed back by a second copy).
+   */
   kev(): Map<string, { dueDate: string; dateAdded: string }> {
     const out = new Map<string, { dueDate: string; dateAdded: string }>();
-    for (const r of this.#db.prepare<[], { cve: string; due_date: string; date_added: string }>('SELECT cve, due_date, date_added FROM kev').iterate()) {
-      out.set(r.cve, { dueDate: r.due_date, dateAdded: r.date_added });
-    }
+    const rows = this.#db.prepare<[], { cve: string; due_date: string; date_added: string }>(
+      'SELECT cve, min(due_date) AS due_date, min(date_added) AS date_added FROM kev GROUP BY cve',
+    );
+    for (const r of rows.iterate()) out.set(r.cve, { dueDate: r.due_date, dateAdded: r.date_added });
     return out;
   }
 

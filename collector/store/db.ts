@@ -25,12 +25,25 @@ export function openDatabase(path: string, options: { readonly?: boolean } = {})
     db.pragma('synchronous = NORMAL');
     db.pragma('foreign_keys = ON');
     db.pragma('busy_timeout = 5000');
-    if (!readonly) migrate(db);
+    if (readonly) checkVersion(db, path);
+    else migrate(db);
     return db;
   } catch (err) {
     db?.close();
     if (err instanceof StoreError) throw err;
     throw new StoreError(`cannot open database ${path}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** A read-only open cannot migrate, and queries against another schema fail obscurely. */
+function checkVersion(db: Db, path: string): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current !== MIGRATIONS.length) {
+    throw new StoreError(
+      current > MIGRATIONS.length
+        ? `database ${path} has schema version ${current}, newer than this collector knows (${MIGRATIONS.length}): upgrade the collector`
+        : `database ${path} has schema version ${current}, this collector needs ${MIGRATIONS.length}: open it once read-write (feed import or feed sync) to migrate it`,
+    );
   }
 }
 

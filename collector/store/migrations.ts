@@ -54,6 +54,7 @@ export const MIGRATIONS: readonly string[] = [
   ) STRICT, WITHOUT ROWID;
 
   -- Per-host finding history: first seen and resolved times, for time-to-remediate.
+  -- host is the machine-id when the agent knows it, else the host name.
   CREATE TABLE finding_history (
     host       TEXT NOT NULL,
     advisory   TEXT NOT NULL,
@@ -62,7 +63,21 @@ export const MIGRATIONS: readonly string[] = [
     last_seen  TEXT NOT NULL,
     resolved   TEXT,
     status     TEXT NOT NULL,
+    finding    TEXT NOT NULL,
     PRIMARY KEY (host, advisory, package)
   ) STRICT, WITHOUT ROWID;
+
+  -- Accepted risks: an owner, a reason and an expiry; host NULL = every host.
+  CREATE TABLE exceptions (
+    id         INTEGER PRIMARY KEY,
+    advisory   TEXT NOT NULL,
+    package    TEXT,
+    host       TEXT,
+    owner      TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    expires    TEXT NOT NULL,
+    created_at TEXT NOT NULL
+  ) STRICT;
+  CREATE INDEX exceptions_by_advisory ON exceptions (advisory);
   `,
 ];

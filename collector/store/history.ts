@@ -1,0 +1,76 @@
+/**
+ * Per-host finding history and accepted risks. First-seen is kept from the first report
+ * that raised a finding until it stops applying (resolved), so time-to-remediate is
+ * `resolved - first_seen`; a finding that comes back starts a new clock.
+ */
+import type { Finding } from '../../shared/protocol.ts';
+import { historyKey, type HistoryEntry, type RiskException } from '../correlate/findings.ts';
+import type { Db } from './db.ts';
+
+interface HistoryRow {
+  advisory: string;
+  package: string;
+  first_seen: string;
+  resolved: string | null;
+  finding: string;
+}
+
+export class FindingHistoryStore {
+  readonly #db: Db;
+  readonly #select;
+  readonly #upsert;
+  readonly #resolve;
+
+  constructor(db: Db) {
+    this.#db = db;
+    this.#select = db.prepare<[string], HistoryRow>('SELECT advisory, package, first_seen, resolved, finding FROM finding_history WHERE host = ?');
+    this.#upsert = db.prepare(
+      `INSERT INTO finding_history (host, advisory, package, first_seen, last_seen, resolved, status, finding)
+       VALUES (@host, @advisory, @package, @firstSeen, @now, NULL, @status, @finding)
+       ON CONFLICT (host, advisory, package) DO UPDATE SET
+         first_seen = CASE WHEN resolved IS NULL THEN first_seen ELSE excluded.first_seen END,
+         last_seen = excluded.last_seen, resolved = NULL, status = excluded.status, finding = excluded.finding`,
+    );
+    this.#resolve = db.prepare(`UPDATE finding_history SET resolved = @now, status = 'resolved' WHERE host = @host AND advisory = @advisory AND package = @package AND resolved IS NULL`);
+  }
+
+  /** What the host had before: the input to buildFindings' first-seen and resolved logic. */
+  history(host: string): Map<string, HistoryEntry> {
+    const out = new Map<string, HistoryEntry>();
+    for (const r of this.#select.iterate(host)) {
+      out.set(historyKey(r.advisory, r.package), { firstSeen: r.first_seen, resolvedAt: r.resolved, last: JSON.parse(r.finding) as Finding });
+    }
+    return out;
+  }
+
+  /** Records one correlation's findings for the host in one transaction. */
+  record(host: string, findings: readonly Finding[], now: Date): void {
+    const nowIso = now.toISOString();
+    this.#db.transaction(() => {
+      for (const f of findings) {
+        if (f.status === 'resolved') {
+          this.#resolve.run({ host, advisory: f.advisory, package: f.package, now: f.resolvedAt ?? nowIso });
+        } else {
+          this.#upsert.run({ host, advisory: f.advisory, package: f.package, firstSeen: f.firstSeen, now: nowIso, status: f.status, finding: JSON.stringify(f) });
+        }
+      }
+    })();
+  }
+
+  addException(e: RiskException & { host?: string | undefined }, now: Date): number {
+    const r = this.#db
+      .prepare('INSERT INTO exceptions (advisory, package, host, owner, reason, expires, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(e.advisory, e.package ?? null, e.host ?? null, e.owner, e.reason, e.expires, now.toISOString());
+    return Number(r.lastInsertRowid);
+  }
+
+  /** Exceptions for this host (and fleet-wide ones) that have not expired. */
+  exceptions(host: string, now: Date): RiskException[] {
+    return this.#db
+      .prepare<[string, string], { advisory: string; package: string | null; owner: string; reason: string; expires: string }>(
+        'SELECT advisory, package, owner, reason, expires FROM exceptions WHERE (host IS NULL OR host = ?) AND expires > ? ORDER BY id',
+      )
+      .all(host, now.toISOString())
+      .map((r) => ({ advisory: r.advisory, package: r.package ?? undefined, owner: r.owner, reason: r.reason, expires: r.expires }));
+  }
+}
