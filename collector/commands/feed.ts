@@ -7,13 +7,31 @@ import { UsageError, errorMessage } from '../../shared/errors.ts';
 import { loadConfig } from '../config.ts';
 import { AdvisoryStore, type FeedRow } from '../store/advisories.ts';
 import { openDatabase } from '../store/db.ts';
-import { importFeedPath } from '../feeds/store-import.ts';
+import { importFeedPath, type FeedImportResult } from '../feeds/store-import.ts';
 import { syncFeed } from '../feeds/sync.ts';
 import { parse } from './args.ts';
 
 export const DEFAULT_DB = 'patchwarden.db';
 
 type Io = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream & { isTTY?: boolean } };
+
+/** `almalinux9: osv: 1783 added, 0 updated, 0 unchanged`; a KEV catalog's counts are its entries. */
+export function importSummary(r: FeedImportResult): string {
+  const parts: string[] = [];
+  const a = r.advisories;
+  if (r.parsed.advisories.length > 0 || r.parsed.kev.length === 0) parts.push(`${a.added} added, ${a.updated} updated, ${a.unchanged} unchanged`);
+  if (r.parsed.kev.length > 0) parts.push(`KEV ${r.kev.added} added, ${r.kev.updated} updated, ${r.kev.unchanged} unchanged`);
+  // Warnings are not all skipped records: one can be a single bad CVE id in a kept record.
+  if (r.warnings > 0) parts.push(`${r.warnings} warning${r.warnings === 1 ? '' : 's'}`);
+  return `${r.source}: ${r.formats.join('+')}: ${parts.join('; ')}`;
+}
+
+const MAX_WARNINGS_SHOWN = 10;
+
+function writeWarnings(r: FeedImportResult, io: Io): void {
+  for (const w of r.parsed.report.warnings.slice(0, MAX_WARNINGS_SHOWN)) io.stderr.write(`warning: ${w.source}: ${w.message} (${w.code})\n`);
+  if (r.warnings > MAX_WARNINGS_SHOWN) io.stderr.write(`warning: ${r.source}: ${r.warnings - MAX_WARNINGS_SHOWN} more not shown\n`);
+}
 
 async function importCmd(argv: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, name: { type: 'string' } }, true);
@@ -26,14 +44,8 @@ async function importCmd(argv: string[], io: Io): Promise<number> {
     for (const path of positionals) {
       try {
         const r = await importFeedPath(store, path, values.name === undefined ? {} : { name: values.name });
-        const a = r.advisories;
-        io.stdout.write(
-          `${r.source}: ${r.formats.join('+') || 'no records'}: ${a.added} added, ${a.updated} updated, ${a.unchanged} unchanged` +
-            (r.parsed.kev.length > 0 ? `; KEV ${r.kev.added} added, ${r.kev.updated} updated, ${r.kev.unchanged} unchanged` : '') +
-            (r.warnings > 0 ? `; ${r.warnings} records skipped (warnings)` : '') +
-            '\n',
-        );
-        for (const w of r.parsed.report.warnings.slice(0, 10)) io.stderr.write(`warning: ${w.source}: ${w.message} (${w.code})\n`);
+        io.stdout.write(importSummary(r) + '\n');
+        writeWarnings(r, io);
       } catch (err) {
         failed++;
         io.stderr.write(`${path}: refused, nothing stored: ${errorMessage(err)}\n`);
@@ -70,8 +82,8 @@ async function syncCmd(argv: string[], io: Io): Promise<number> {
       });
       if (bar !== null && progress.started) bar.stop();
       if (outcome.status === 'imported') {
-        const a = outcome.result.advisories;
-        io.stdout.write(`${src.name}: ${a.added} added, ${a.updated} updated, ${a.unchanged} unchanged\n`);
+        io.stdout.write(importSummary(outcome.result) + '\n');
+        writeWarnings(outcome.result, io);
       } else if (outcome.status === 'not-modified') {
         io.stdout.write(`${src.name}: not modified\n`);
       } else {

@@ -4,8 +4,11 @@
  * its content, so a directory may mix formats. Per-record problems (a refused record, a
  * record of no known format) are warnings in `report`; corruption of the container
  * (truncated gzip or zip, bad CRC) throws, and the caller keeps nothing from the path.
+ * So does a path that gives nothing usable (no record of a known format, or every record
+ * refused): a garbage file or an empty directory must not pass as a feed that is empty
+ * today, and the caller keeps the feed's last good data.
  */
-import { FeedFormatError } from '../../shared/errors.ts';
+import { FeedFormatError, InputTooLargeError, type PatchwardenError } from '../../shared/errors.ts';
 import { detectFormat, type FeedFormat } from './detect.ts';
 import { parseFeedRecord } from './parse.ts';
 import { readFeedFile, type ReadOptions } from './reader.ts';
@@ -48,5 +51,18 @@ export async function parseFeedPath(path: string, options: Omit<ReadOptions, 're
       report.count('records refused');
     }
   }
+  if (advisories.length === 0 && kev.length === 0 && (formats.size === 0 || report.warningCount() > 0)) throw nothingUsable(path, report);
   return { formats: [...formats], advisories, kev, report, newest };
+}
+
+/** The refusal carries the first problem's code when it was a size limit, so `feed list` and scripts can tell it. */
+function nothingUsable(path: string, report: FeedReport): PatchwardenError {
+  const first = report.warnings[0];
+  const counted = [...report.counts].map(([what, n]) => `${n} ${what}`).join(', ');
+  const why =
+    first === undefined
+      ? `no record of a known format${counted === '' ? '' : ` (${counted})`}`
+      : `${report.warningCount()} problem(s), the first: ${first.source}: ${first.message} (${first.code})`;
+  const message = `${path}: nothing usable, refused: ${why}`;
+  return first?.code === 'PW_ERR_INPUT_TOO_LARGE' ? new InputTooLargeError(message) : new FeedFormatError(message);
 }

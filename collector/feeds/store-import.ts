@@ -39,8 +39,7 @@ export async function importFeedPath(
     throw err;
   }
   const feed = { source, kind: parsed.formats.join('+') || 'empty', location };
-  const advisories = store.importAdvisories(feed, parsed.advisories, options.now);
-  const kev = parsed.kev.length > 0 ? store.importKev(feed, parsed.kev, options.now) : { added: 0, updated: 0, unchanged: 0 };
+  const { advisories, kev } = store.importFeed(feed, parsed.advisories, parsed.kev, options.now);
   options.correlator?.apply(advisories.changed);
   return {
     source,

@@ -80,4 +80,31 @@ export const MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX exceptions_by_advisory ON exceptions (advisory);
   `,
+  // 2: KEV rows per feed. CISA's JSON and CSV catalogs disagree on some entries (the
+  // 2025-11-17 CSV says knownRansomwareCampaignUse "Known" for six CVEs that the
+  // 2025-08-25 JSON says "Unknown"), so one row per CVE made the two feeds overwrite each
+  // other on every import. Rows from version 1 go to the KEV feed imported last.
+  `
+  CREATE TABLE kev_by_feed (
+    feed               TEXT NOT NULL REFERENCES feeds (source),
+    cve                TEXT NOT NULL,
+    date_added         TEXT NOT NULL,
+    due_date           TEXT NOT NULL,
+    vendor_project     TEXT NOT NULL,
+    product            TEXT NOT NULL,
+    ransomware         TEXT,
+    PRIMARY KEY (feed, cve)
+  ) STRICT, WITHOUT ROWID;
+  INSERT OR IGNORE INTO feeds (source, kind)
+    SELECT 'kev', 'kev-json' WHERE EXISTS (SELECT 1 FROM kev) AND NOT EXISTS (SELECT 1 FROM feeds WHERE kind LIKE '%kev%');
+  INSERT INTO kev_by_feed (feed, cve, date_added, due_date, vendor_project, product, ransomware)
+    SELECT (SELECT source FROM feeds WHERE kind LIKE '%kev%' OR source = 'kev' ORDER BY imported_at DESC LIMIT 1),
+           cve, date_added, due_date, vendor_project, product, ransomware
+    FROM kev;
+  DROP TABLE kev;
+  ALTER TABLE kev_by_feed RENAME TO kev;
+  CREATE INDEX kev_by_cve ON kev (cve);
+  UPDATE feeds SET records = (SELECT count(*) FROM advisories a WHERE a.feed = feeds.source)
+    + (SELECT count(*) FROM kev WHERE kev.feed = feeds.source);
+  `,
 ];
