@@ -11,8 +11,8 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
-import { type Dispatcher, EnvHttpProxyAgent, request } from 'undici';
-import { InputTooLargeError, PatchwardenError, SourceUnavailableError, errorMessage } from '../../shared/errors.ts';
+import { type Dispatcher, EnvHttpProxyAgent, interceptors, request } from 'undici';
+import { InputTooLargeError, PatchwardenError, errorMessage } from '../../shared/errors.ts';
 import type { Correlator } from '../correlate/correlator.ts';
 import type { AdvisoryStore } from '../store/advisories.ts';
 import { importFeedPath, type FeedImportResult } from './store-import.ts';
@@ -46,6 +46,7 @@ export class FeedFetchError extends PatchwardenError {
   }
 }
 
+const MAX_REDIRECTIONS = 5;
 const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
 
 function sleep(ms: number): Promise<void> {
@@ -73,8 +74,7 @@ async function fetchOnce(
     dispatcher: o.dispatcher,
     headersTimeout: o.timeoutMs,
     bodyTimeout: o.timeoutMs,
-    maxRedirections: 5,
-  } as Parameters<typeof request>[1]);
+  });
   if (res.statusCode === 304) {
     await res.body.dump();
     return { status: 304 };
@@ -110,20 +110,26 @@ async function fetchOnce(
 }
 
 export async function syncFeed(store: AdvisoryStore, src: FeedSource, options: SyncOptions = {}): Promise<SyncOutcome> {
+  const base = options.dispatcher ?? new EnvHttpProxyAgent();
+  // Only an agent made here is closed here: a caller's dispatcher may serve other feeds.
+  const own = base === options.dispatcher ? null : base;
   const o = {
     retries: 3,
     backoffMs: 500,
     timeoutMs: 60_000,
     maxBytes: 2 * 1024 * 1024 * 1024,
     ...options,
-    dispatcher: options.dispatcher ?? new EnvHttpProxyAgent(),
+    // undici 7 dropped request()'s `maxRedirections` option (it throws "use the redirect
+    // interceptor"): redirects (mirrors, GitHub release assets) go through the interceptor.
+    dispatcher: base.compose(interceptors.redirect({ maxRedirections: MAX_REDIRECTIONS })),
   };
   const now = o.now ?? (() => new Date());
   const row = store.feeds().find((f) => f.source === src.name);
   const validators = { etag: row?.etag ?? null, lastModified: row?.lastModified ?? null };
-  const dir = await mkdtemp(join(tmpdir(), 'pw-feed-'));
-  const dest = join(dir, downloadName(src.url));
+  let dir: string | null = null;
   try {
+    dir = await mkdtemp(join(tmpdir(), 'pw-feed-'));
+    const dest = join(dir, downloadName(src.url));
     let fetched: Awaited<ReturnType<typeof fetchOnce>> | undefined;
     for (let attempt = 0; ; attempt++) {
       try {
@@ -143,10 +149,12 @@ export async function syncFeed(store: AdvisoryStore, src: FeedSource, options: S
     store.setFeedValidators(src.name, fetched.etag, fetched.lastModified);
     return { source: src.name, status: 'imported', result };
   } catch (err) {
-    const wrapped = err instanceof PatchwardenError ? err : new SourceUnavailableError(`${src.url}: ${errorMessage(err)}`, { cause: err });
+    // Anything that is not ours came from the network (reset, cut short, DNS, proxy).
+    const wrapped = err instanceof PatchwardenError ? err : new FeedFetchError(`${src.url}: ${errorMessage(err)}`, { cause: err });
     store.recordFeedError({ source: src.name, kind: row?.kind ?? 'unknown', location: src.url }, wrapped.message, now());
     return { source: src.name, status: 'failed', error: wrapped.message, code: wrapped.code };
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    if (dir !== null) await rm(dir, { recursive: true, force: true });
+    await own?.close();
   }
 }
