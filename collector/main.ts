@@ -44,8 +44,13 @@ export async function main(argv: string[]): Promise<number> {
     return await command(rest, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr });
   } catch (err) {
     process.stderr.write(`patchwarden-collector: ${errorMessage(err)}\n`);
-    if (err instanceof UsageError) process.stderr.write(USAGE);
-    return 2;
+    if (err instanceof UsageError) {
+      process.stderr.write(USAGE);
+      return 2;
+    }
+    // scan keeps 1 for "an open finding is overdue", so its errors are 2; for the other
+    // commands 2 means usage, and a failure (the database cannot be opened) is 1.
+    return name === 'scan' ? 2 : 1;
   }
 }
 
