@@ -3,6 +3,7 @@
  */
 import { UsageError, errorMessage } from '../shared/errors.ts';
 import { AGENT_VERSION } from '../shared/version.ts';
+import { exceptionCommand } from './commands/exception.ts';
 import { feedCommand } from './commands/feed.ts';
 import { scanCommand } from './commands/scan.ts';
 import { vercmpCommand } from './commands/vercmp-cli.ts';
@@ -10,10 +11,12 @@ import { vercmpCommand } from './commands/vercmp-cli.ts';
 const USAGE = `patchwarden-collector ${AGENT_VERSION}
 
 usage:
-  patchwarden-collector scan --inventory FILE [--feed PATH...] [--db FILE] [--json|--csv] [--policy FILE]
+  patchwarden-collector scan --inventory FILE [--feed PATH...] [--db FILE [--record]] [--json|--csv] [--policy FILE] [--now ISO]
   patchwarden-collector feed import [--db FILE] [--name NAME] PATH...
   patchwarden-collector feed sync [--db FILE] --config FILE
   patchwarden-collector feed list [--db FILE] [--json]
+  patchwarden-collector exception add [--db FILE] --advisory ID [--package NAME] [--host ID] --owner WHO --reason WHY --expires DATE
+  patchwarden-collector exception list [--db FILE] [--json]
   patchwarden-collector vercmp --scheme deb|rpm|apk   (A<TAB>B lines on stdin)
   patchwarden-collector version
 
@@ -25,6 +28,7 @@ export type Command = (argv: string[], io: { stdin: NodeJS.ReadableStream; stdou
 const commands: Record<string, Command> = {
   scan: scanCommand,
   feed: feedCommand,
+  exception: exceptionCommand,
   vercmp: vercmpCommand,
   version: (_argv, io) => {
     io.stdout.write(`${AGENT_VERSION}\n`);
