@@ -13,8 +13,10 @@ import { comparatorFor, type MatchPlan, matchUnit, planInventory, type RawMatch 
 interface CacheEntry {
   inv: Inventory;
   plan: MatchPlan;
-  /** Matches per unit (index key), filled lazily; a feed import deletes the keys it changed. */
-  byKey: Map<string, RawMatch[]>;
+  /** Matches per unit of plan.units, filled lazily; a feed import clears the units whose key it changed. */
+  matches: (RawMatch[] | undefined)[];
+  /** Index key -> positions in plan.units, for that invalidation. */
+  unitsByKey: Map<string, number[]>;
 }
 
 export interface FeedState {
@@ -44,7 +46,9 @@ export class Correlator {
   apply(advisories: Iterable<Advisory>): number {
     const changed = this.index.apply(advisories);
     if (changed.size === 0) return 0;
-    for (const entry of this.#cache.values()) for (const k of changed) entry.byKey.delete(k);
+    for (const entry of this.#cache.values()) {
+      for (const k of changed) for (const i of entry.unitsByKey.get(k) ?? []) entry.matches[i] = undefined;
+    }
     return changed.size;
   }
 
@@ -52,7 +56,14 @@ export class Correlator {
     let entry = this.#cache.get(hash);
     if (entry === undefined) {
       this.stats.misses++;
-      entry = { inv, plan: planInventory(inv), byKey: new Map() };
+      const plan = planInventory(inv);
+      const unitsByKey = new Map<string, number[]>();
+      plan.units.forEach((u, i) => {
+        const list = unitsByKey.get(u.key);
+        if (list === undefined) unitsByKey.set(u.key, [i]);
+        else list.push(i);
+      });
+      entry = { inv, plan, matches: new Array<RawMatch[] | undefined>(plan.units.length), unitsByKey };
       if (this.#cache.size >= this.#maxCached) {
         const oldest = this.#cache.keys().next().value;
         if (oldest !== undefined) this.#cache.delete(oldest);
@@ -63,22 +74,23 @@ export class Correlator {
     }
     const { plan } = entry;
     const out: RawMatch[] = [];
-    if (plan.ecosystem === null) return { matches: out, plan };
-    const cmp = comparatorFor(plan.ecosystem);
+    const { ecosystem } = plan;
+    if (ecosystem === null) return { matches: out, plan };
+    const cmp = comparatorFor(ecosystem);
     if (cmp === null) return { matches: out, plan };
     const seen = new Set<string>();
-    for (const u of plan.units) {
-      const id = u.kernel ? `kernel\u0000${u.key}` : `${u.key}\u0000${u.installed}`;
-      let m = entry.byKey.get(id);
+    const cached = entry;
+    plan.units.forEach((u, i) => {
+      let m = cached.matches[i];
       if (m === undefined || u.kernel) {
         // Kernel units share one de-duplication set (an RHEL advisory lists kernel and
         // kernel-core), so they are always matched afresh; there are at most three.
-        m = matchUnit(entry.inv, u, this.index, cmp, plan.ecosystem, seen, plan.warnings);
+        m = matchUnit(cached.inv, u, this.index, cmp, ecosystem, seen, plan.warnings);
         this.stats.unitsMatched++;
-        entry.byKey.set(id, m);
+        cached.matches[i] = m;
       }
       out.push(...m);
-    }
+    });
     return { matches: out, plan };
   }
 
