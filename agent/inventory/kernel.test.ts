@@ -91,7 +91,7 @@ describe('readKernel: Debian root with two kernels (dpkg status + /boot + /lib/m
     const image56 = asInstalled(await indexStanza('linux-image-6.1.0-56-amd64'));
     const image18 = image56.replaceAll('6.1.0-56', '6.1.0-18').replaceAll('6.1.192-2', '6.1.76-1').replaceAll('6.1.192+2', '6.1.76+1');
     const meta = asInstalled(await indexStanza('linux-image-amd64'));
-    await put(root, 'var/lib/dpkg/status', `${hostStatus.trimEnd()}\n\n${image18}\n${image56}\n${meta}`);
+    await put(root, 'var/lib/dpkg/status', `${hostStatus.trimEnd()}\n\n${image18}\n${image56}\n${meta}\n`);
     for (const rel of ['6.1.0-18-amd64', '6.1.0-56-amd64']) {
       await put(root, `boot/vmlinuz-${rel}`);
       await put(root, `boot/config-${rel}`);
