@@ -584,7 +584,11 @@ async function main(): Promise<void> {
   }
   const only = values.only === undefined ? [...SECTIONS] : values.only.split(',').map((s) => s.trim()).filter((s) => s !== '');
   const unknown = only.filter((s) => !(SECTIONS as readonly string[]).includes(s));
-  if (unknown.length > 0) throw new Error(`unknown section ${unknown.join(', ')}: choose from ${SECTIONS.join(', ')}`);
+  if (unknown.length > 0) {
+    process.stderr.write(`bench: unknown section ${unknown.join(', ')}: choose from ${SECTIONS.join(', ')}\n`);
+    process.exitCode = 2;
+    return;
+  }
   const selected = new Set(only as Section[]);
   const dataDir = values.data;
   const started = new Date();
