@@ -567,19 +567,34 @@ function table(figures: readonly Figure[], intros: readonly string[]): string {
   return out.join('\n') + '\n';
 }
 
+const USAGE = `usage: npm run bench -- [--only ${SECTIONS.join(',')}] [--json] [--data DIR]\n`;
+
+function parseCommandLine(): { only?: string; json: boolean; data: string; help: boolean } | null {
+  try {
+    return parseArgs({
+      options: {
+        only: { type: 'string' },
+        json: { type: 'boolean', default: false },
+        data: { type: 'string', default: DATA_DIR },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (err) {
+    process.stderr.write(`bench: ${(err as Error).message}\n${USAGE}`);
+    return null;
+  }
+}
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      only: { type: 'string' },
-      json: { type: 'boolean', default: false },
-      data: { type: 'string', default: DATA_DIR },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-    strict: true,
-    allowPositionals: false,
-  });
+  const values = parseCommandLine();
+  if (values === null) {
+    process.exitCode = 2;
+    return;
+  }
   if (values.help) {
-    process.stdout.write(`usage: npm run bench -- [--only ${SECTIONS.join(',')}] [--json] [--data DIR]\n`);
+    process.stdout.write(USAGE);
     return;
   }
   const only = values.only === undefined ? [...SECTIONS] : values.only.split(',').map((s) => s.trim()).filter((s) => s !== '');
