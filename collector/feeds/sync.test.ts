@@ -334,7 +334,11 @@ describe('syncFeed failures keep the last good data', () => {
     });
     const { db, store, before, feed } = await goodStore(t);
     const out = await syncFeed(store, { name: 'alpine-main', url: `${srv.base}/portal/almalinux9.osv.jsonl.gz` }, { ...fast, dispatcher: agent(t) });
-    assert.equal(out.status === 'failed' && out.code, 'PW_ERR_FEED_FORMAT');
+    assert.equal(out.status, 'failed');
+    assert.equal(out.code, 'PW_ERR_FEED_FORMAT');
+    const url = `${srv.base}/portal/almalinux9.osv.jsonl.gz`;
+    assert.ok(out.error.startsWith(`${url}: nothing usable, refused: 1 problem(s), the first: ${url}:1: `), out.error);
+    assert.ok(store.feeds()[0]?.lastError?.includes(out.error));
     assert.equal(dump(db), before);
     assert.equal(store.feeds()[0]?.etag, feed.etag, "a failed import must not keep the bad download's ETag");
   });

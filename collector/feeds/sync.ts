@@ -127,9 +127,10 @@ export async function syncFeed(store: AdvisoryStore, src: FeedSource, options: S
   const row = store.feeds().find((f) => f.source === src.name);
   const validators = { etag: row?.etag ?? null, lastModified: row?.lastModified ?? null };
   let dir: string | null = null;
+  let dest: string | null = null;
   try {
     dir = await mkdtemp(join(tmpdir(), 'pw-feed-'));
-    const dest = join(dir, downloadName(src.url));
+    dest = join(dir, downloadName(src.url));
     let fetched: Awaited<ReturnType<typeof fetchOnce>> | undefined;
     for (let attempt = 0; ; attempt++) {
       try {
@@ -151,8 +152,10 @@ export async function syncFeed(store: AdvisoryStore, src: FeedSource, options: S
   } catch (err) {
     // Anything that is not ours came from the network (reset, cut short, DNS, proxy).
     const wrapped = err instanceof PatchwardenError ? err : new FeedFetchError(`${src.url}: ${errorMessage(err)}`, { cause: err });
-    store.recordFeedError({ source: src.name, kind: row?.kind ?? 'unknown', location: src.url }, wrapped.message, now());
-    return { source: src.name, status: 'failed', error: wrapped.message, code: wrapped.code };
+    // A parse error names the download's temporary file, which is gone by now: name the URL.
+    const message = dest === null ? wrapped.message : wrapped.message.replaceAll(dest, src.url);
+    store.recordFeedError({ source: src.name, kind: row?.kind ?? 'unknown', location: src.url }, message, now());
+    return { source: src.name, status: 'failed', error: message, code: wrapped.code };
   } finally {
     if (dir !== null) await rm(dir, { recursive: true, force: true });
     await own?.close();
