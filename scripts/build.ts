@@ -35,7 +35,7 @@ await build({
   entry: { agent: join(root, 'agent/main.ts') },
   target: 'node18',
   noExternal: [/.*/],
-  minify: false,
+  minify: true,
 });
 
 await build({
