@@ -78,9 +78,7 @@ describe('dist/agent.js, copied alone into an empty directory', () => {
   it('bundles every dependency: no require() of anything but Node built-ins', () => {
     const text = readFileSync(bundle, 'utf8');
     const required = new Set([...text.matchAll(/\brequire\(["']([^"']+)["']\)/g)].map((m) => m[1] as string));
-    // systeminformation's macOS-only sensor modules: required inside try/catch on darwin only.
-    const darwinOptional = new Set(['osx-temperature-sensor', 'macos-temperature-sensor']);
-    const foreign = [...required].filter((m) => !darwinOptional.has(m) && !m.startsWith('node:') && !/^(fs|os|path|util|child_process|crypto|events|stream|net|tls|http|https|zlib|url|buffer|assert|readline|string_decoder|worker_threads|process|dns|tty|constants|perf_hooks|module|v8)(\/.*)?$/.test(m));
+    const foreign = [...required].filter((m) => !m.startsWith('node:') && !/^(fs|os|path|util|child_process|crypto|events|stream|net|tls|http|https|zlib|url|buffer|assert|readline|string_decoder|worker_threads|process|dns|tty|constants|perf_hooks|module|v8)(\/.*)?$/.test(m));
     assert.deepEqual(foreign, []);
     assert.ok(!text.includes('.node"') || !/require\([^)]*\.node["']\)/.test(text), 'no native addon');
   });
