@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -231,6 +231,23 @@ describe('feed import of the real data', () => {
     assert.equal(lines.length, 6);
     assert.match(lines[0] ?? '', /^source\s+kind\s+records\s+newest\s+checked\s+status$/);
     assert.match(lines[2] ?? '', /^almalinux9\.osv\.jsonl\.gz\s+osv\s+1783\s+2026-08-21\s+\d+\.\dh\s+ok$/);
+  });
+});
+
+describe('feed import of a directory', () => {
+  it('the real alpine-secdb mirror (41 .json.gz files, v3.2 to v3.21 and edge): every file, as when imported one by one', async () => {
+    const db = join(dir, 'alpine-dir.db');
+    const files = (await readdir(dataPath('alpine-secdb'))).filter((f) => f.endsWith('.json.gz'));
+    assert.equal(files.length, 41);
+    let expected = 0;
+    for (const f of files) expected += (await parseFeedPath(dataPath('alpine-secdb', f))).advisories.length;
+    const r = await run(feedCommand, ['import', '--db', db, '--name', 'alpine-secdb', dataPath('alpine-secdb')]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`^alpine-secdb: alpine-secdb: ${expected} added, 0 updated, 0 unchanged; \\d+ warnings\n$`));
+    assert.deepEqual(query(db, 'SELECT count(*) AS n FROM advisories'), [{ n: expected }]);
+    const releases = query<{ ecosystem: string }>(db, 'SELECT DISTINCT ecosystem FROM affected ORDER BY ecosystem').map((x) => x.ecosystem);
+    assert.equal(releases.length, 21);
+    assert.ok(releases.includes('Alpine:v3.2') && releases.includes('Alpine:v3.21') && releases.includes('Alpine:edge'), releases.join(' '));
   });
 });
 

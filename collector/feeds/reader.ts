@@ -1,6 +1,7 @@
 /**
  * Turns a feed path into records, whatever its packaging: one `.json` document (a
- * top-level array is a list of records), a directory of `.json` files (recursive), `.jsonl` (one JSON value per line, streamed),
+ * top-level array is a list of records), a directory of `.json` / `.json.gz` files
+ * (recursive; Alpine's secdb mirrors are directories of `.json.gz`), `.jsonl` (one JSON value per line, streamed),
  * osv.dev's `all.zip`, or a text feed (Debian DSA/DLA list, KEV CSV) yielded whole as one
  * string. Gzip is recognized by its magic bytes, whatever the name says.
  *
@@ -274,7 +275,7 @@ async function* readDirectory(dir: string, depth: number, limits: ReadLimits, re
       report.count('symbolic links skipped');
     } else if (e.isDirectory()) {
       yield* readDirectory(path, depth + 1, limits, report);
-    } else if (e.isFile() && e.name.toLowerCase().endsWith('.json')) {
+    } else if (e.isFile() && /\.json(\.gz)?$/i.test(e.name)) {
       let value: unknown;
       try {
         value = parseJson(await readWhole(path, limits.maxDocumentBytes), path);
