@@ -453,44 +453,46 @@ describe('files with some bad records: the good ones are imported, the bad ones 
     assert.deepEqual(query(db, 'SELECT id FROM advisories'), [{ id: 'ALSA-2022:4587' }]);
   });
 
-  it('SEMVER ranges: an entry with only SEMVER is dropped (no finding), one with ECOSYSTEM too keeps the ECOSYSTEM range', async () => {
-    const db = join(dir, 'semver.db');
-    const path = join(dir, 'semver.jsonl');
-    // Two real advisories that do apply to the RHEL 9.5 image (bind-libs, acl).
-    const bind = almaRecord('ALSA-2025:1681');
-    const acl = almaRecord('ALSA-2026:42736');
-    // Only the two bind rpms the image has, so every warning fits the ten printed.
-    const installed = bind.affected.filter((a) => ['bind-libs', 'bind-license'].includes((a as unknown as { package: { name: string } }).package.name));
-    assert.equal(installed.length, 2);
-    const semverOnly = { ...bind, affected: installed.map((a) => ({ ...a, ranges: a.ranges.map((x) => ({ ...x, type: 'SEMVER' })) })) };
-    const both = { ...acl, affected: acl.affected.map((a) => ({ ...a, ranges: [...a.ranges.map((x) => ({ ...x, type: 'SEMVER' })), ...a.ranges] })) };
-    await writeFile(path, `${JSON.stringify(semverOnly)}\n${JSON.stringify(both)}\n`);
-    const r = await run(feedCommand, ['import', '--db', db, path]);
-    assert.equal(r.code, 0, r.stderr);
-    const expected = installed.length + acl.affected.length;
-    assert.equal(r.stdout, `semver.jsonl: osv: 2 added, 0 updated, 0 unchanged; ${expected} warnings\n`);
-    const warnings = r.stderr.trimEnd().split('\n');
-    assert.equal(warnings.length, expected);
-    assert.ok(warnings.every((w) => w.endsWith('(PW_ERR_FEED_UNSUPPORTED)')), r.stderr);
-    assert.match(r.stderr, /ALSA-2025:1681 AlmaLinux:9\/bind-libs: range type SEMVER cannot be evaluated; entry skipped/);
-    assert.match(r.stderr, /ALSA-2026:42736 AlmaLinux:9\/acl: range type SEMVER cannot be evaluated; only the ECOSYSTEM ranges and listed versions are used/);
-    assert.deepEqual(query(db, "SELECT count(*) AS n FROM affected WHERE id = 'ALSA-2025:1681'"), [{ n: 0 }]);
-    const stored = query<{ data: string }>(db, "SELECT data FROM advisories WHERE id = 'ALSA-2026:42736'")[0];
-    const aclEntry = (JSON.parse(stored?.data ?? '{}') as { affected: { package: string; ranges: unknown[] }[] }).affected.find((a) => a.package === 'acl');
-    assert.deepEqual(aclEntry?.ranges, [{ introduced: '0', fixed: '2.4.0-1.el9_8', lastAffected: null }]);
+  for (const type of ['SEMVER', 'GIT', 'DEBIAN_EPOCHLESS']) {
+    it(`${type} ranges: an entry with only ${type} is dropped (no finding), one with ECOSYSTEM too keeps the ECOSYSTEM range`, async () => {
+      const db = join(dir, `${type}.db`);
+      const path = join(dir, `${type}.jsonl`);
+      // Two real advisories that do apply to the RHEL 9.5 image (bind-libs, acl).
+      const bind = almaRecord('ALSA-2025:1681');
+      const acl = almaRecord('ALSA-2026:42736');
+      // Only the two bind rpms the image has, so every warning fits the ten printed.
+      const installed = bind.affected.filter((a) => ['bind-libs', 'bind-license'].includes((a as unknown as { package: { name: string } }).package.name));
+      assert.equal(installed.length, 2);
+      const semverOnly = { ...bind, affected: installed.map((a) => ({ ...a, ranges: a.ranges.map((x) => ({ ...x, type })) })) };
+      const both = { ...acl, affected: acl.affected.map((a) => ({ ...a, ranges: [...a.ranges.map((x) => ({ ...x, type })), ...a.ranges] })) };
+      await writeFile(path, `${JSON.stringify(semverOnly)}\n${JSON.stringify(both)}\n`);
+      const r = await run(feedCommand, ['import', '--db', db, path]);
+      assert.equal(r.code, 0, r.stderr);
+      const expected = installed.length + acl.affected.length;
+      assert.equal(r.stdout, `${type}.jsonl: osv: 2 added, 0 updated, 0 unchanged; ${expected} warnings\n`);
+      const warnings = r.stderr.trimEnd().split('\n');
+      assert.equal(warnings.length, expected);
+      assert.ok(warnings.every((w) => w.endsWith('(PW_ERR_FEED_UNSUPPORTED)')), r.stderr);
+      assert.ok(r.stderr.includes(`ALSA-2025:1681 AlmaLinux:9/bind-libs: range type ${type} cannot be evaluated; entry skipped`), r.stderr);
+      assert.ok(r.stderr.includes(`ALSA-2026:42736 AlmaLinux:9/acl: range type ${type} cannot be evaluated; only the ECOSYSTEM ranges and listed versions are used`), r.stderr);
+      assert.deepEqual(query(db, "SELECT count(*) AS n FROM affected WHERE id = 'ALSA-2025:1681'"), [{ n: 0 }]);
+      const stored = query<{ data: string }>(db, "SELECT data FROM advisories WHERE id = 'ALSA-2026:42736'")[0];
+      const aclEntry = (JSON.parse(stored?.data ?? '{}') as { affected: { package: string; ranges: unknown[] }[] }).affected.find((a) => a.package === 'acl');
+      assert.deepEqual(aclEntry?.ranges, [{ introduced: '0', fixed: '2.4.0-1.el9_8', lastAffected: null }]);
 
-    const inv = join(dir, 'rhel95.json');
-    await writeFile(inv, JSON.stringify(inventoryOf('AlmaLinux:9', 'rpm', rhel95Packages())));
-    const scan = async (args: string[]): Promise<string[]> => {
-      const s = await run(scanCommand, ['--inventory', inv, ...args, '--json', '--now', '2026-11-26T18:00:00Z']);
-      return FindingsSchema.parse(JSON.parse(s.stdout)).findings.map((f) => `${f.advisory} ${f.package} ${f.fixed ?? ''}`);
-    };
-    // The same two records as published: the bind ones raise findings, so dropping them is the SEMVER rule.
-    const originals = join(dir, 'originals.jsonl');
-    await writeFile(originals, `${JSON.stringify(bind)}\n${JSON.stringify(acl)}\n`);
-    const published = await scan(['--feed', originals]);
-    assert.ok(published.includes('ALSA-2025:1681 bind-libs 32:9.16.23-24.el9_5.3'), published.join('\n'));
-    assert.ok(published.includes('ALSA-2026:42736 acl 2.4.0-1.el9_8'), published.join('\n'));
-    assert.deepEqual(await scan(['--db', db]), published.filter((f) => !f.startsWith('ALSA-2025:1681 ')));
-  });
+      const inv = join(dir, `rhel95-${type}.json`);
+      await writeFile(inv, JSON.stringify(inventoryOf('AlmaLinux:9', 'rpm', rhel95Packages())));
+      const scan = async (args: string[]): Promise<string[]> => {
+        const s = await run(scanCommand, ['--inventory', inv, ...args, '--json', '--now', '2026-11-26T18:00:00Z']);
+        return FindingsSchema.parse(JSON.parse(s.stdout)).findings.map((f) => `${f.advisory} ${f.package} ${f.fixed ?? ''}`);
+      };
+      // The same two records as published: the bind ones raise findings, so their absence below is the unsupported-range rule at work.
+      const originals = join(dir, `originals-${type}.jsonl`);
+      await writeFile(originals, `${JSON.stringify(bind)}\n${JSON.stringify(acl)}\n`);
+      const published = await scan(['--feed', originals]);
+      assert.ok(published.includes('ALSA-2025:1681 bind-libs 32:9.16.23-24.el9_5.3'), published.join('\n'));
+      assert.ok(published.includes('ALSA-2026:42736 acl 2.4.0-1.el9_8'), published.join('\n'));
+      assert.deepEqual(await scan(['--db', db]), published.filter((f) => !f.startsWith('ALSA-2025:1681 ')));
+    });
+  }
 });
