@@ -41,16 +41,14 @@ export interface FeedRow {
   lastModified: string | null;
 }
 
-function hashAdvisory(a: Advisory): string {
-  return createHash('sha256').update(JSON.stringify(a)).digest('base64url');
+function hashOf(data: string): string {
+  return createHash('sha256').update(data).digest('base64url');
 }
 
 export class AdvisoryStore {
   readonly #db: Db;
   readonly #getHash;
   readonly #upsert;
-  readonly #deleteAffected;
-  readonly #insertAffected;
   readonly #upsertFeed;
   readonly #feedCounts;
   readonly #getKev;
@@ -65,8 +63,6 @@ export class AdvisoryStore {
        ON CONFLICT (source, id) DO UPDATE SET feed = excluded.feed, hash = excluded.hash, severity = excluded.severity,
          published = excluded.published, modified = excluded.modified, withdrawn = excluded.withdrawn, data = excluded.data`,
     );
-    this.#deleteAffected = db.prepare('DELETE FROM affected WHERE source = ? AND id = ?');
-    this.#insertAffected = db.prepare('INSERT OR IGNORE INTO affected (source, id, ecosystem, package) VALUES (?, ?, ?, ?)');
     this.#upsertFeed = db.prepare(
       `INSERT INTO feeds (source, kind, location, checked_at) VALUES (@source, @kind, @location, @now)
        ON CONFLICT (source) DO UPDATE SET kind = excluded.kind, location = excluded.location, checked_at = excluded.checked_at, last_error = NULL`,
@@ -111,7 +107,8 @@ export class AdvisoryStore {
   }
 
   #storeAdvisory(feed: string, a: Advisory, result: ImportResult): void {
-    const hash = hashAdvisory(a);
+    const data = JSON.stringify(a);
+    const hash = hashOf(data);
     const old = this.#getHash.get(a.source, a.id);
     if (old?.hash === hash) {
       result.unchanged++;
@@ -128,12 +125,8 @@ export class AdvisoryStore {
       published: a.published,
       modified: a.modified,
       withdrawn: a.withdrawn,
-      data: JSON.stringify(a),
+      data,
     });
-    this.#deleteAffected.run(a.source, a.id);
-    // The affected table is the correlation index: a withdrawn advisory must not be found
-    // through it (the in-memory AdvisoryIndex drops withdrawn ones the same way).
-    if (a.withdrawn === null) for (const aff of a.affected) this.#insertAffected.run(a.source, a.id, aff.ecosystem, aff.package);
     result.changed.push(a);
   }
 
