@@ -3,7 +3,7 @@
  * (the fastify habit): inside the program the types are trusted.
  */
 import { readFile } from 'node:fs/promises';
-import { z } from 'zod';
+import * as z from 'zod';
 import { UsageError, errorMessage } from '../shared/errors.ts';
 import { DuePolicySchema } from './correlate/policy.ts';
 

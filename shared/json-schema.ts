@@ -3,7 +3,7 @@
  * of truth; the JSON files are for other languages and tools). `npm run schema` writes
  * them; a test fails when a committed file is out of date.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { FINDINGS_SCHEMA, FindingsSchema, INVENTORY_SCHEMA, InventorySchema } from './protocol.ts';
 
 export const SCHEMA_FILES: Readonly<Record<string, () => unknown>> = {

@@ -3,7 +3,7 @@
  * validated with these schemas at the boundary on both sides; inside, trust the types.
  * The JSON Schema in shared/inventory.schema.json is generated from here (`npm run schema`).
  */
-import { z } from 'zod';
+import * as z from 'zod';
 
 /** A peer accepts any protocol version with the same major (`^major`). */
 export const PROTOCOL_VERSION = '1.0.0';

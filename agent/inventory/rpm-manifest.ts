@@ -4,7 +4,7 @@
  * srpm_name, srpm_nevra, kind, ...}]}`), as inventory packages. They are the real rpm
  * lists of real RHEL images, so the collector's tests use them as RHEL hosts.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { MalformedInputError } from '../../shared/errors.ts';
 import { PackageSchema, type Package } from '../../shared/protocol.ts';
 

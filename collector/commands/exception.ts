@@ -4,7 +4,7 @@
  * An accepted finding has an owner and an expiry, never forever: when it expires the
  * finding is open again and its due date applies.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { UsageError } from '../../shared/errors.ts';
 import { HOSTNAME, PACKAGE_NAME } from '../../shared/protocol.ts';
 import { ADVISORY_ID } from '../feeds/types.ts';

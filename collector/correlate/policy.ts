@@ -3,7 +3,7 @@
  * ask for "mitigated within 30 days", so 30 days for every severity is the default; KEV
  * entries are due by CISA's due date when that is sooner.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 
 const days = z.number().int().positive().max(3650);
 

@@ -20,7 +20,7 @@
  * advisory ids (XSA-, GHSA-, ...) as whole words, parenthesised notes are dropped, and a
  * token that starts like a CVE but is not one is a counted warning.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { FeedFormatError, InvalidVersionError } from '../../shared/errors.ts';
 import { PACKAGE_NAME, VERSION } from '../../shared/protocol.ts';
 import { apkVersionProblem } from '../../shared/versions/apk.ts';

@@ -19,7 +19,7 @@
  * `medium`, `high`; `not yet assigned` and `end-of-life` unknown. A trailing `*`/`**`
  * marks an urgency taken from NVD; the word still counts.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { FeedFormatError, FeedUnsupportedError, InvalidVersionError } from '../../shared/errors.ts';
 import { PACKAGE_NAME, VERSION } from '../../shared/protocol.ts';
 import { validateVersion } from '../../shared/versions/index.ts';

@@ -6,7 +6,7 @@
  * Bad entries (no valid CVE id, impossible dates, empty vendor or product) are skipped
  * with a warning; a document that is not a catalog at all is refused.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { FeedFormatError } from '../../shared/errors.ts';
 import { parseCsv } from './csv.ts';
 import { normalizeDate } from './dates.ts';

@@ -10,7 +10,7 @@
  * evaluate (`SEMVER`, `GIT`, unknown types, `limit` events), a range without
  * `introduced`, package names or versions outside the dpkg/rpm/apk grammar.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { FeedFormatError, FeedUnsupportedError, InputTooLargeError, InvalidVersionError } from '../../shared/errors.ts';
 import { PACKAGE_NAME, VERSION } from '../../shared/protocol.ts';
 import { cvss3BaseScore } from './cvss.ts';

@@ -8,7 +8,7 @@
  * introduced <= v <= lastAffected; introduced `"0"` means from the first version; no
  * upper bound means no fix is published (the correlation's `unfixed`).
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { PACKAGE_NAME, SeveritySchema, VERSION } from '../../shared/protocol.ts';
 import type { PatchwardenError } from '../../shared/errors.ts';
 
