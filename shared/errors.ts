@@ -83,3 +83,25 @@ export function errorMessage(err: unknown): string {
   }
   return String(err);
 }
+
+/**
+ * A peer broke the wire protocol. Carries the WebSocket close code to send (the ws
+ * receiver habit): 4000 malformed or unexpected message, 4001 not authenticated,
+ * 4003 agent revoked, 4004 enrollment token refused, 4005 protocol version not
+ * accepted, 4008 handshake timeout, 1009 message too big.
+ */
+export class ProtocolError extends PatchwardenError {
+  constructor(message: string, code: string, closeCode: number, options?: { cause?: unknown }) {
+    super(message, code, { ...options, closeCode });
+  }
+}
+
+export const CLOSE = Object.freeze({
+  protocol: 4000,
+  unauthenticated: 4001,
+  revoked: 4003,
+  tokenRefused: 4004,
+  version: 4005,
+  timeout: 4008,
+  tooBig: 1009,
+});

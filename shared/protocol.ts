@@ -216,3 +216,71 @@ export const FindingsSchema = z.strictObject({
   findings: z.array(FindingSchema),
 });
 export type Findings = z.infer<typeof FindingsSchema>;
+
+// ---------------------------------------------------------------------------------------
+// Messages between agent and collector (WebSocket text frames, one JSON object each).
+//
+//   collector -> agent: challenge {nonce}
+//   agent -> collector: enroll {token, publicKey, ...}  -> enrolled {agentId, collectorPublicKey}
+//                    or hello {agentId, signature}      -> welcome {heartbeatSeconds, inventoryHash}
+//   agent -> collector: report {id, hash, inventory|null} -> ack {id, status}
+//   either way: error {code, message} before a close with a 4xxx code
+// Heartbeats are WebSocket ping/pong frames.
+
+/** Frames over this are refused by ws itself (close 1009). A 200k-package inventory is ~25 MB. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024;
+
+const b64url = (min: number, max: number) => z.string().min(min).max(max).regex(/^[A-Za-z0-9_-]+$/, 'not base64url');
+const semverString = z.string().max(64).regex(/^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$/, 'not a semver version');
+const agentId = z.uuid();
+/** sha256 of the inventory's canonical JSON, hex. */
+const contentHash = z.string().regex(/^[0-9a-f]{64}$/, 'not a sha256 hex digest');
+
+export const ChallengeMessageSchema = z.strictObject({ type: z.literal('challenge'), protocol: semverString, nonce: b64url(43, 43) });
+export const EnrollMessageSchema = z.strictObject({
+  type: z.literal('enroll'),
+  protocol: semverString,
+  agentVersion: z.string().max(64),
+  token: z.string().min(16).max(256).regex(/^[A-Za-z0-9_.-]+$/, 'not an enrollment token'),
+  /** ed25519 public key, raw 32 bytes, base64url. */
+  publicKey: b64url(43, 43),
+  hostname: z.string().max(253).regex(HOSTNAME, 'not a valid host name'),
+  machineId: z.string().regex(/^[0-9a-f]{32}$/).nullable(),
+});
+export const EnrolledMessageSchema = z.strictObject({ type: z.literal('enrolled'), agentId, collectorPublicKey: b64url(43, 43) });
+export const HelloMessageSchema = z.strictObject({
+  type: z.literal('hello'),
+  protocol: semverString,
+  agentVersion: z.string().max(64),
+  agentId,
+  /** ed25519 over helloPayload(nonce, agentId), base64url. */
+  signature: b64url(86, 86),
+});
+export const WelcomeMessageSchema = z.strictObject({
+  type: z.literal('welcome'),
+  agentId,
+  heartbeatSeconds: z.number().int().positive().max(3600),
+  /** The hash of the last inventory the collector stored for this agent, so an unchanged one is not sent again. */
+  inventoryHash: contentHash.nullable(),
+});
+export const ReportMessageSchema = z.strictObject({
+  type: z.literal('report'),
+  /** Unique per report: the ack names it, and a re-sent report is recognised. */
+  id: z.uuid(),
+  hash: contentHash,
+  /** null: unchanged since the inventory with this hash (the collector must have it). */
+  inventory: InventorySchema.nullable(),
+});
+export const AckMessageSchema = z.strictObject({
+  type: z.literal('ack'),
+  id: z.uuid(),
+  /** stored: committed; unchanged: the hash was already known; duplicate: this report id was stored before. */
+  status: z.enum(['stored', 'unchanged', 'duplicate']),
+});
+export const ErrorMessageSchema = z.strictObject({ type: z.literal('error'), code: z.string().max(64), message: z.string().max(LIMITS.text) });
+
+export const AgentMessageSchema = z.discriminatedUnion('type', [EnrollMessageSchema, HelloMessageSchema, ReportMessageSchema]);
+export const CollectorMessageSchema = z.discriminatedUnion('type', [ChallengeMessageSchema, EnrolledMessageSchema, WelcomeMessageSchema, AckMessageSchema, ErrorMessageSchema]);
+export type AgentMessage = z.infer<typeof AgentMessageSchema>;
+export type CollectorMessage = z.infer<typeof CollectorMessageSchema>;
+export type ReportMessage = z.infer<typeof ReportMessageSchema>;

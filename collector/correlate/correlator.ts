@@ -3,7 +3,7 @@
  * Identical inventories (a fleet built from one image) are matched once; after a feed
  * import only the (ecosystem, package) pairs it changed are matched again.
  */
-import { createHash } from 'node:crypto';
+import { packagesHash } from '../../shared/inventory-hash.ts';
 import { FINDINGS_SCHEMA, type Findings, type Inventory } from '../../shared/protocol.ts';
 import type { Advisory } from '../feeds/types.ts';
 import { AdvisoryIndex } from './advisory-index.ts';
@@ -26,11 +26,7 @@ export interface FeedState {
 }
 
 /** Bytes of the inventory that decide its matches; collectedAt, host identity and hardware do not. */
-export function matchHash(inv: Inventory): string {
-  const h = createHash('sha256');
-  h.update(JSON.stringify([inv.host.ecosystem, inv.kernel, inv.packages]));
-  return h.digest('hex');
-}
+export const matchHash = packagesHash;
 
 export class Correlator {
   readonly index = new AdvisoryIndex();
@@ -94,8 +90,9 @@ export class Correlator {
     return { matches: out, plan };
   }
 
-  findings(inv: Inventory, ctx: FindingContext & { feeds?: readonly FeedState[] }): Findings {
-    const { matches, plan } = this.matches(inv);
+  /** `hash`: the inventory's packagesHash when the caller has it already (the store does). */
+  findings(inv: Inventory, ctx: FindingContext & { feeds?: readonly FeedState[]; hash?: string }): Findings {
+    const { matches, plan } = this.matches(inv, ctx.hash);
     const staleMs = ctx.policy.staleFeedHours * 3600_000;
     const feeds = (ctx.feeds ?? []).map((f) => ({
       ...f,
