@@ -118,4 +118,90 @@ export const MIGRATIONS: readonly string[] = [
     FROM advisories a, json_each(a.data, '$.affected') e
     WHERE a.withdrawn IS NULL;
   `,
+  // 4: the fleet. Agents enroll with a token (only its hash is stored) and register an
+  // ed25519 public key; every report is kept (history), the packages of identical
+  // inventories once (by content hash); `hosts` is each agent's current state for the API.
+  `
+  CREATE TABLE enrollment_tokens (
+    id          INTEGER PRIMARY KEY,
+    hash        TEXT NOT NULL UNIQUE,
+    uses_left   INTEGER NOT NULL CHECK (uses_left >= 0),
+    expires_at  TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    created_by  TEXT NOT NULL,
+    note        TEXT
+  ) STRICT;
+
+  CREATE TABLE agents (
+    id                  TEXT PRIMARY KEY,
+    public_key          TEXT NOT NULL UNIQUE,
+    hostname            TEXT NOT NULL,
+    machine_id          TEXT,
+    token_id            INTEGER REFERENCES enrollment_tokens (id),
+    enrolled_at         TEXT NOT NULL,
+    revoked_at          TEXT,
+    agent_version       TEXT,
+    connected           INTEGER NOT NULL DEFAULT 0,
+    last_seen           TEXT,
+    last_inventory_hash TEXT,
+    tags                TEXT NOT NULL DEFAULT '[]'
+  ) STRICT;
+
+  -- The packages (and kernel) of an inventory, stored once however many hosts share them.
+  CREATE TABLE inventory_contents (
+    hash          TEXT PRIMARY KEY,
+    ecosystem     TEXT,
+    package_count INTEGER NOT NULL,
+    packages      TEXT NOT NULL,
+    created_at    TEXT NOT NULL
+  ) STRICT, WITHOUT ROWID;
+
+  CREATE TABLE reports (
+    id             TEXT PRIMARY KEY,
+    agent_id       TEXT NOT NULL REFERENCES agents (id),
+    received_at    TEXT NOT NULL,
+    inventory_hash TEXT NOT NULL,
+    content_hash   TEXT NOT NULL REFERENCES inventory_contents (hash),
+    -- The inventory without its packages (host, kernel, reboot, warnings).
+    envelope       TEXT NOT NULL
+  ) STRICT;
+  CREATE INDEX reports_by_agent ON reports (agent_id, received_at);
+
+  CREATE TABLE hosts (
+    agent_id        TEXT PRIMARY KEY REFERENCES agents (id),
+    hostname        TEXT NOT NULL,
+    ecosystem       TEXT,
+    package_count   INTEGER NOT NULL,
+    kernel_release  TEXT NOT NULL,
+    kernel_managed  INTEGER NOT NULL,
+    reboot_required INTEGER NOT NULL,
+    last_report_id  TEXT NOT NULL REFERENCES reports (id),
+    last_report_at  TEXT NOT NULL,
+    open_findings   INTEGER NOT NULL DEFAULT 0,
+    overdue_findings INTEGER NOT NULL DEFAULT 0
+  ) STRICT;
+  CREATE INDEX hosts_by_ecosystem ON hosts (ecosystem);
+  CREATE INDEX hosts_by_hostname ON hosts (hostname);
+
+  CREATE TABLE api_tokens (
+    id         INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE,
+    hash       TEXT NOT NULL UNIQUE,
+    role       TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    revoked_at TEXT
+  ) STRICT;
+
+  -- Every change, who made it and when: enrollments, revocations, tokens, exceptions.
+  CREATE TABLE audit (
+    id     INTEGER PRIMARY KEY,
+    at     TEXT NOT NULL,
+    actor  TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT,
+    detail TEXT
+  ) STRICT;
+  CREATE INDEX audit_by_time ON audit (at);
+  `,
 ];
