@@ -1,0 +1,456 @@
+/**
+ * The fleet in the store: enrollment tokens, agents, their reports and each host's
+ * current state. Every statement is prepared once; every change that must be all-or-
+ * nothing (enrolling with a counted token, ingesting a report) is one transaction, and a
+ * caller acknowledges a report only after ingestReport has returned (the commit).
+ *
+ * Reports: the packages of an inventory are stored once per content (packagesHash), so a
+ * fleet built from one image keeps one copy; each stored report keeps the rest of its
+ * inventory (host, kernel, reboot, warnings) as its envelope. An unchanged report (the
+ * agent sends only the hash) updates last-seen and stores no row: history records changes,
+ * and 10,000 agents re-checking every few minutes would otherwise fill the table with copies.
+ */
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { CLOSE, MalformedInputError, ProtocolError } from '../../shared/errors.ts';
+import { packagesHash } from '../../shared/inventory-hash.ts';
+import type { Inventory, Package } from '../../shared/protocol.ts';
+import type { Db } from './db.ts';
+
+export type TokenRefusal = 'unknown' | 'expired' | 'used-up';
+
+export interface AgentRecord {
+  id: string;
+  publicKey: string;
+  hostname: string;
+  machineId: string | null;
+  tokenId: number | null;
+  enrolledAt: string;
+  revokedAt: string | null;
+  agentVersion: string | null;
+  connected: boolean;
+  lastSeen: string | null;
+  lastInventoryHash: string | null;
+  tags: string[];
+}
+
+export type IngestResult =
+  | { status: 'stored'; contentHash: string; newContent: boolean }
+  | { status: 'unchanged' }
+  | { status: 'duplicate' };
+
+export interface HostSummary {
+  agentId: string;
+  hostname: string;
+  ecosystem: string | null;
+  packageCount: number;
+  kernelRelease: string;
+  kernelManaged: boolean;
+  rebootRequired: boolean;
+  lastReportId: string;
+  lastReportAt: string;
+  openFindings: number;
+  overdueFindings: number;
+  connected: boolean;
+  lastSeen: string | null;
+  revokedAt: string | null;
+  tags: string[];
+}
+
+export interface HostQuery {
+  ecosystem?: string | undefined;
+  rebootRequired?: boolean | undefined;
+  /** ISO date-time: hosts whose agent was seen at or after it. */
+  seenSince?: string | undefined;
+  tag?: string | undefined;
+  /** 1..1000, default 100. */
+  limit?: number | undefined;
+  /** The `nextCursor` of the previous page. */
+  cursor?: string | undefined;
+}
+
+export const MAX_PAGE = 1000;
+
+interface AgentRow {
+  id: string;
+  public_key: string;
+  hostname: string;
+  machine_id: string | null;
+  token_id: number | null;
+  enrolled_at: string;
+  revoked_at: string | null;
+  agent_version: string | null;
+  connected: number;
+  last_seen: string | null;
+  last_inventory_hash: string | null;
+  tags: string;
+}
+
+interface HostRow {
+  agent_id: string;
+  hostname: string;
+  ecosystem: string | null;
+  package_count: number;
+  kernel_release: string;
+  kernel_managed: number;
+  reboot_required: number;
+  last_report_id: string;
+  last_report_at: string;
+  open_findings: number;
+  overdue_findings: number;
+  connected: number;
+  last_seen: string | null;
+  revoked_at: string | null;
+  tags: string;
+}
+
+export function tokenHash(token: string): string {
+  return createHash('sha256').update(token, 'utf8').digest('hex');
+}
+
+function agentOf(r: AgentRow): AgentRecord {
+  return {
+    id: r.id,
+    publicKey: r.public_key,
+    hostname: r.hostname,
+    machineId: r.machine_id,
+    tokenId: r.token_id,
+    enrolledAt: r.enrolled_at,
+    revokedAt: r.revoked_at,
+    agentVersion: r.agent_version,
+    connected: r.connected === 1,
+    lastSeen: r.last_seen,
+    lastInventoryHash: r.last_inventory_hash,
+    tags: JSON.parse(r.tags) as string[],
+  };
+}
+
+function hostOf(r: HostRow): HostSummary {
+  return {
+    agentId: r.agent_id,
+    hostname: r.hostname,
+    ecosystem: r.ecosystem,
+    packageCount: r.package_count,
+    kernelRelease: r.kernel_release,
+    kernelManaged: r.kernel_managed === 1,
+    rebootRequired: r.reboot_required === 1,
+    lastReportId: r.last_report_id,
+    lastReportAt: r.last_report_at,
+    openFindings: r.open_findings,
+    overdueFindings: r.overdue_findings,
+    connected: r.connected === 1,
+    lastSeen: r.last_seen,
+    revokedAt: r.revoked_at,
+    tags: JSON.parse(r.tags) as string[],
+  };
+}
+
+function encodeCursor(hostname: string, agentId: string): string {
+  return Buffer.from(JSON.stringify([hostname, agentId]), 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: string): [string, string] {
+  try {
+    const v: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && typeof v[1] === 'string') return [v[0], v[1]];
+  } catch {
+    // fall through to the refusal below
+  }
+  throw new MalformedInputError('cursor is not one this collector issued');
+}
+
+export class FleetStore {
+  readonly #db: Db;
+  readonly #insertToken;
+  readonly #takeToken;
+  readonly #tokenByHash;
+  readonly #insertAgent;
+  readonly #agentById;
+  readonly #agentByKey;
+  readonly #revoke;
+  readonly #setConnected;
+  readonly #touch;
+  readonly #setVersion;
+  readonly #reportById;
+  readonly #contentExists;
+  readonly #insertContent;
+  readonly #insertReport;
+  readonly #upsertHost;
+  readonly #setAgentInventory;
+  readonly #latest;
+  readonly #listHosts;
+  readonly #hostById;
+  readonly #setFindings;
+  readonly #setTags;
+  readonly #insertAudit;
+  readonly #disconnectAll;
+  readonly #enrollTx;
+  readonly #ingestTx;
+
+  constructor(db: Db) {
+    this.#db = db;
+    this.#insertToken = db.prepare<[string, number, string, string, string, string | null]>(
+      'INSERT INTO enrollment_tokens (hash, uses_left, expires_at, created_at, created_by, note) VALUES (?, ?, ?, ?, ?, ?)',
+    );
+    // One statement, so two agents enrolling at once can never both take a token's last use.
+    this.#takeToken = db.prepare<[string, string], { id: number }>(
+      'UPDATE enrollment_tokens SET uses_left = uses_left - 1 WHERE hash = ? AND uses_left > 0 AND expires_at > ? RETURNING id',
+    );
+    this.#tokenByHash = db.prepare<[string], { uses_left: number; expires_at: string }>('SELECT uses_left, expires_at FROM enrollment_tokens WHERE hash = ?');
+    this.#insertAgent = db.prepare(
+      `INSERT INTO agents (id, public_key, hostname, machine_id, token_id, enrolled_at, agent_version)
+       VALUES (@id, @publicKey, @hostname, @machineId, @tokenId, @now, @agentVersion)`,
+    );
+    this.#agentById = db.prepare<[string], AgentRow>('SELECT * FROM agents WHERE id = ?');
+    this.#agentByKey = db.prepare<[string], { id: string }>('SELECT id FROM agents WHERE public_key = ?');
+    this.#revoke = db.prepare<[string, string]>('UPDATE agents SET revoked_at = ?, connected = 0 WHERE id = ? AND revoked_at IS NULL');
+    this.#setConnected = db.prepare<[number, string, string]>('UPDATE agents SET connected = ?, last_seen = ? WHERE id = ?');
+    this.#touch = db.prepare<[string, string]>('UPDATE agents SET last_seen = ? WHERE id = ?');
+    this.#setVersion = db.prepare<[string, string]>('UPDATE agents SET agent_version = ? WHERE id = ?');
+    this.#reportById = db.prepare<[string], { agent_id: string }>('SELECT agent_id FROM reports WHERE id = ?');
+    this.#contentExists = db.prepare<[string], { one: number }>('SELECT 1 AS one FROM inventory_contents WHERE hash = ?');
+    this.#insertContent = db.prepare<[string, string | null, number, string, string]>(
+      'INSERT INTO inventory_contents (hash, ecosystem, package_count, packages, created_at) VALUES (?, ?, ?, ?, ?)',
+    );
+    this.#insertReport = db.prepare<[string, string, string, string, string, string]>(
+      'INSERT INTO reports (id, agent_id, received_at, inventory_hash, content_hash, envelope) VALUES (?, ?, ?, ?, ?, ?)',
+    );
+    this.#upsertHost = db.prepare(
+      `INSERT INTO hosts (agent_id, hostname, ecosystem, package_count, kernel_release, kernel_managed, reboot_required, last_report_id, last_report_at)
+       VALUES (@agentId, @hostname, @ecosystem, @packageCount, @kernelRelease, @kernelManaged, @rebootRequired, @reportId, @now)
+       ON CONFLICT (agent_id) DO UPDATE SET hostname = excluded.hostname, ecosystem = excluded.ecosystem,
+         package_count = excluded.package_count, kernel_release = excluded.kernel_release, kernel_managed = excluded.kernel_managed,
+         reboot_required = excluded.reboot_required, last_report_id = excluded.last_report_id, last_report_at = excluded.last_report_at`,
+    );
+    this.#setAgentInventory = db.prepare<[string, string, string]>('UPDATE agents SET last_inventory_hash = ?, last_seen = ? WHERE id = ?');
+    this.#latest = db.prepare<[string], { envelope: string; packages: string }>(
+      `SELECT r.envelope, c.packages FROM hosts h JOIN reports r ON r.id = h.last_report_id
+       JOIN inventory_contents c ON c.hash = r.content_hash WHERE h.agent_id = ?`,
+    );
+    const hostColumns = `h.agent_id, h.hostname, h.ecosystem, h.package_count, h.kernel_release, h.kernel_managed, h.reboot_required,
+       h.last_report_id, h.last_report_at, h.open_findings, h.overdue_findings, a.connected, a.last_seen, a.revoked_at, a.tags
+       FROM hosts h JOIN agents a ON a.id = h.agent_id`;
+    // One statement for every filter combination: a NULL parameter switches its filter off.
+    this.#listHosts = db.prepare<Record<string, string | number | null>, HostRow>(
+      `SELECT ${hostColumns}
+       WHERE (@ecosystem IS NULL OR h.ecosystem = @ecosystem)
+         AND (@reboot IS NULL OR h.reboot_required = @reboot)
+         AND (@seenSince IS NULL OR a.last_seen >= @seenSince)
+         AND (@tag IS NULL OR EXISTS (SELECT 1 FROM json_each(a.tags) t WHERE t.value = @tag))
+         AND (@afterName IS NULL OR (h.hostname, h.agent_id) > (@afterName, @afterId))
+       ORDER BY h.hostname, h.agent_id LIMIT @limit`,
+    );
+    this.#hostById = db.prepare<[string], HostRow>(`SELECT ${hostColumns} WHERE h.agent_id = ?`);
+    this.#setFindings = db.prepare<[number, number, string]>('UPDATE hosts SET open_findings = ?, overdue_findings = ? WHERE agent_id = ?');
+    this.#setTags = db.prepare<[string, string]>('UPDATE agents SET tags = ? WHERE id = ?');
+    this.#insertAudit = db.prepare<[string, string, string, string | null, string | null]>(
+      'INSERT INTO audit (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)',
+    );
+    this.#disconnectAll = db.prepare('UPDATE agents SET connected = 0 WHERE connected = 1');
+    this.#enrollTx = db.transaction(
+      (token: string, agent: { publicKey: string; hostname: string; machineId: string | null; agentVersion: string | null }, now: Date) => {
+        const taken = this.consumeEnrollmentToken(token, now);
+        if (!taken.ok) return taken;
+        const agentId = this.enrollAgent({ ...agent, tokenId: taken.tokenId }, now);
+        return { ok: true as const, agentId };
+      },
+    );
+    this.#ingestTx = db.transaction(this.#ingest.bind(this));
+  }
+
+  createEnrollmentToken(
+    opts: { uses: number; ttlMs: number; createdBy: string; note?: string | null },
+    now = new Date(),
+  ): { token: string; id: number; expiresAt: string } {
+    if (!Number.isInteger(opts.uses) || opts.uses < 1) throw new RangeError('an enrollment token needs at least one use');
+    if (!Number.isFinite(opts.ttlMs) || opts.ttlMs <= 0) throw new RangeError('an enrollment token needs a positive lifetime');
+    const token = randomBytes(32).toString('base64url');
+    const expiresAt = new Date(now.getTime() + opts.ttlMs).toISOString();
+    const id = this.#db.transaction(() => {
+      const r = this.#insertToken.run(tokenHash(token), opts.uses, expiresAt, now.toISOString(), opts.createdBy, opts.note ?? null);
+      const tokenId = Number(r.lastInsertRowid);
+      this.audit(opts.createdBy, 'enrollment-token.create', `token:${tokenId}`, JSON.stringify({ uses: opts.uses, expiresAt, note: opts.note ?? null }), now);
+      return tokenId;
+    })();
+    return { token, id, expiresAt };
+  }
+
+  /** Takes one use of the token; the reason says why not when it cannot. */
+  consumeEnrollmentToken(token: string, now = new Date()): { ok: true; tokenId: number } | { ok: false; reason: TokenRefusal } {
+    const hash = tokenHash(token);
+    const taken = this.#takeToken.get(hash, now.toISOString());
+    if (taken !== undefined) return { ok: true, tokenId: taken.id };
+    const row = this.#tokenByHash.get(hash);
+    if (row === undefined) return { ok: false, reason: 'unknown' };
+    return { ok: false, reason: row.expires_at <= now.toISOString() ? 'expired' : 'used-up' };
+  }
+
+  /** Registers an agent's public key; a key that is enrolled already is refused (PW_ERR_ALREADY_ENROLLED). */
+  enrollAgent(
+    agent: { publicKey: string; hostname: string; machineId: string | null; tokenId: number | null; agentVersion?: string | null },
+    now = new Date(),
+  ): string {
+    if (this.#agentByKey.get(agent.publicKey) !== undefined) {
+      throw new ProtocolError('this public key is enrolled already: make a new key to enroll again', 'PW_ERR_ALREADY_ENROLLED', CLOSE.tokenRefused);
+    }
+    const id = randomUUID();
+    this.#insertAgent.run({ id, publicKey: agent.publicKey, hostname: agent.hostname, machineId: agent.machineId, tokenId: agent.tokenId, now: now.toISOString(), agentVersion: agent.agentVersion ?? null });
+    this.audit(`agent:${id}`, 'agent.enroll', `agent:${id}`, JSON.stringify({ hostname: agent.hostname, tokenId: agent.tokenId }), now);
+    return id;
+  }
+
+  /**
+   * Token use and enrollment in one transaction: a refused key does not use up the token,
+   * and a token's last use cannot enroll two agents.
+   */
+  enrollWithToken(
+    token: string,
+    agent: { publicKey: string; hostname: string; machineId: string | null; agentVersion?: string | null },
+    now = new Date(),
+  ): { ok: true; agentId: string } | { ok: false; reason: TokenRefusal } {
+    return this.#enrollTx.immediate(token, { ...agent, agentVersion: agent.agentVersion ?? null }, now);
+  }
+
+  agentById(id: string): AgentRecord | undefined {
+    const r = this.#agentById.get(id);
+    return r === undefined ? undefined : agentOf(r);
+  }
+
+  /** false when there is no such agent or it was revoked already. */
+  revokeAgent(id: string, actor: string, now = new Date()): boolean {
+    return this.#db.transaction(() => {
+      const changed = this.#revoke.run(now.toISOString(), id).changes === 1;
+      if (changed) this.audit(actor, 'agent.revoke', `agent:${id}`, null, now);
+      return changed;
+    })();
+  }
+
+  setConnected(id: string, connected: boolean, now = new Date()): void {
+    this.#setConnected.run(connected ? 1 : 0, now.toISOString(), id);
+  }
+
+  /** A collector that starts has no connections, whatever the last one left in the table. */
+  markAllDisconnected(): number {
+    return this.#disconnectAll.run().changes;
+  }
+
+  /** last_seen for many agents in one transaction (the gateway's heartbeat tick). */
+  touch(ids: Iterable<string>, now = new Date()): void {
+    const at = now.toISOString();
+    this.#db.transaction(() => {
+      for (const id of ids) this.#touch.run(at, id);
+    })();
+  }
+
+  setAgentVersion(id: string, version: string): void {
+    this.#setVersion.run(version, id);
+  }
+
+  setTags(id: string, tags: readonly string[], actor: string, now = new Date()): boolean {
+    return this.#db.transaction(() => {
+      const changed = this.#setTags.run(JSON.stringify([...new Set(tags)].sort()), id).changes === 1;
+      if (changed) this.audit(actor, 'agent.tags', `agent:${id}`, JSON.stringify(tags), now);
+      return changed;
+    })();
+  }
+
+  /**
+   * Stores one report in one transaction; when it returns, the report is committed and
+   * may be acknowledged. `hash` is the agent's inventoryHash, checked by the caller
+   * against the inventory as it arrived. A null inventory means "unchanged since `hash`",
+   * which must then be the last inventory stored for this agent.
+   */
+  ingestReport(agentId: string, reportId: string, hash: string, inventory: Inventory | null, now = new Date()): IngestResult {
+    return this.#ingestTx.immediate(agentId, reportId, hash, inventory, now);
+  }
+
+  #ingest(agentId: string, reportId: string, hash: string, inventory: Inventory | null, now: Date): IngestResult {
+    const at = now.toISOString();
+    const agent = this.#agentById.get(agentId);
+    if (agent === undefined) throw new ProtocolError(`agent ${agentId} is not enrolled`, 'PW_ERR_UNAUTHENTICATED', CLOSE.unauthenticated);
+    if (agent.revoked_at !== null) throw new ProtocolError(`agent ${agentId} was revoked at ${agent.revoked_at}`, 'PW_ERR_AGENT_REVOKED', CLOSE.revoked);
+    const seen = this.#reportById.get(reportId);
+    if (seen !== undefined) {
+      if (seen.agent_id !== agentId) throw new ProtocolError(`report id ${reportId} belongs to another agent`, 'PW_ERR_PROTOCOL', CLOSE.protocol);
+      this.#touch.run(at, agentId);
+      return { status: 'duplicate' };
+    }
+    if (inventory === null || hash === agent.last_inventory_hash) {
+      if (hash !== agent.last_inventory_hash) {
+        throw new ProtocolError(
+          `report ${reportId} says the inventory is unchanged since ${hash}, but the last inventory stored for this agent is ${agent.last_inventory_hash ?? 'none'}: send the full inventory`,
+          'PW_ERR_INVENTORY_UNKNOWN',
+          CLOSE.protocol,
+        );
+      }
+      this.#touch.run(at, agentId);
+      return { status: 'unchanged' };
+    }
+    const contentHash = packagesHash(inventory);
+    const newContent = this.#contentExists.get(contentHash) === undefined;
+    if (newContent) this.#insertContent.run(contentHash, inventory.host.ecosystem, inventory.packages.length, JSON.stringify(inventory.packages), at);
+    const { packages: _stored, ...envelope } = inventory;
+    this.#insertReport.run(reportId, agentId, at, hash, contentHash, JSON.stringify(envelope));
+    this.#upsertHost.run({
+      agentId,
+      hostname: inventory.host.hostname,
+      ecosystem: inventory.host.ecosystem,
+      packageCount: inventory.packages.length,
+      kernelRelease: inventory.kernel.release,
+      kernelManaged: inventory.kernel.package === null ? 0 : 1,
+      rebootRequired: inventory.reboot.required ? 1 : 0,
+      reportId,
+      now: at,
+    });
+    this.#setAgentInventory.run(hash, at, agentId);
+    return { status: 'stored', contentHash, newContent };
+  }
+
+  /** The last stored inventory of the agent, as it was reported (collectedAt included). */
+  latestInventory(agentId: string): Inventory | undefined {
+    const r = this.#latest.get(agentId);
+    if (r === undefined) return undefined;
+    const env = JSON.parse(r.envelope) as Omit<Inventory, 'packages'>;
+    return {
+      schema: env.schema,
+      collectedAt: env.collectedAt,
+      agentVersion: env.agentVersion,
+      host: env.host,
+      packageFormat: env.packageFormat,
+      packages: JSON.parse(r.packages) as Package[],
+      kernel: env.kernel,
+      reboot: env.reboot,
+      warnings: env.warnings,
+    };
+  }
+
+  host(agentId: string): HostSummary | undefined {
+    const r = this.#hostById.get(agentId);
+    return r === undefined ? undefined : hostOf(r);
+  }
+
+  /** Keyset pagination by (hostname, agent id): stable while hosts report in between pages. */
+  listHosts(q: HostQuery = {}): { hosts: HostSummary[]; nextCursor: string | null } {
+    const limit = Math.min(Math.max(Math.trunc(q.limit ?? 100), 1), MAX_PAGE);
+    const after = q.cursor === undefined ? null : decodeCursor(q.cursor);
+    const rows = this.#listHosts.all({
+      ecosystem: q.ecosystem ?? null,
+      reboot: q.rebootRequired === undefined ? null : q.rebootRequired ? 1 : 0,
+      seenSince: q.seenSince ?? null,
+      tag: q.tag ?? null,
+      afterName: after?.[0] ?? null,
+      afterId: after?.[1] ?? null,
+      limit: limit + 1,
+    });
+    const page = rows.slice(0, limit).map(hostOf);
+    const last = page[page.length - 1];
+    return { hosts: page, nextCursor: rows.length > limit && last !== undefined ? encodeCursor(last.hostname, last.agentId) : null };
+  }
+
+  setFindingCounts(agentId: string, open: number, overdue: number): void {
+    this.#setFindings.run(open, overdue, agentId);
+  }
+
+  audit(actor: string, action: string, target: string | null, detail: string | null, now = new Date()): void {
+    this.#insertAudit.run(now.toISOString(), actor, action, target, detail);
+  }
+}
