@@ -8,7 +8,7 @@ import { readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
 const root = join(import.meta.dirname, '..');
-const roots = ['agent', 'collector', 'shared', 'scripts'];
+const roots = ['agent', 'collector', 'shared', 'scripts', 'systemd'];
 
 function collect(dir: string, out: string[]): void {
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
