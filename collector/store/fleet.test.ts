@@ -194,7 +194,9 @@ describe('FleetStore.ingestReport', () => {
       const other = enroll(fleet, 'b');
       fleet.ingestReport(id, FIRST_REPORT, inventoryHash(rhel), rhel, NOW);
       const before = { reports: count(db, 'reports'), contents: count(db, 'inventory_contents'), hosts: count(db, 'hosts'), hashB: fleet.agentById(other)?.lastInventoryHash };
-      assert.throws(() => c.run(fleet, id, other), { code: c.code, closeCode: c.closeCode });
+      assert.throws(() => {
+        c.run(fleet, id, other);
+      }, { code: c.code, closeCode: c.closeCode });
       assert.deepEqual(
         { reports: count(db, 'reports'), contents: count(db, 'inventory_contents'), hosts: count(db, 'hosts'), hashB: fleet.agentById(other)?.lastInventoryHash },
         before,
