@@ -1,0 +1,42 @@
+/**
+ * Test helpers for the daemon: temporary directories and real inventories. Tests only.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { inventoryHash } from '../../shared/inventory-hash.ts';
+import type { Inventory, ReportMessage } from '../../shared/protocol.ts';
+import { collectInventory } from '../inventory/inventory.ts';
+
+export function tempDir(t: { after: (fn: () => void) => void }, prefix = 'pw-daemon-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  t.after(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return dir;
+}
+
+let thisHost: Promise<Inventory> | undefined;
+
+/** This machine's real inventory, collected once per test process. */
+export function hostInventory(): Promise<Inventory> {
+  thisHost ??= collectInventory();
+  return thisHost;
+}
+
+/**
+ * The real inventory as it would look after `apt-get remove` of its first `n` packages:
+ * a different, equally real state with a different hash.
+ */
+export function withoutFirstPackages(inv: Inventory, n: number): Inventory {
+  return { ...inv, packages: inv.packages.slice(n) };
+}
+
+export function fullReport(inv: Inventory): ReportMessage {
+  return { type: 'report', id: randomUUID(), hash: inventoryHash(inv), inventory: inv };
+}
+
+export function hashReport(inv: Inventory): ReportMessage {
+  return { type: 'report', id: randomUUID(), hash: inventoryHash(inv), inventory: null };
+}
