@@ -8,7 +8,7 @@
 import { lstat } from 'node:fs/promises';
 import { errorMessage } from '../../shared/errors.ts';
 import { LIMITS, PackageSchema, type Package } from '../../shared/protocol.ts';
-import { displayPath, readRootFile, resolveInRoot, type InventoryContext } from './context.ts';
+import { displayPath, readRootFile, resolveInRoot, skipCounter, type InventoryContext } from './context.ts';
 
 /**
  * apk-tools 3 defaults to /usr/lib/apk/db but keeps using /lib/apk/db where it exists
@@ -134,17 +134,8 @@ export async function readApkPackages(ctx: InventoryContext): Promise<Package[] 
     return [];
   }
   if (data === null) return null;
-  let skipped = 0;
-  let first = '';
-  const packages = parseApkInstalled(data.toString('utf8'), (reason) => {
-    if (skipped++ === 0) first = reason;
-  });
-  if (skipped > 0) {
-    ctx.warn({
-      source: 'apk',
-      code: 'PW_WARN_APK_MALFORMED',
-      message: `skipped ${skipped} malformed or truncated stanza(s) in ${displayPath(ctx, path)}, for example ${first}`.slice(0, LIMITS.text),
-    });
-  }
+  const skips = skipCounter();
+  const packages = parseApkInstalled(data.toString('utf8'), skips.onSkip);
+  skips.warnIfAny(ctx, { source: 'apk', code: 'PW_WARN_APK_MALFORMED', what: `malformed or truncated stanza(s) in ${displayPath(ctx, path)}` });
   return packages;
 }

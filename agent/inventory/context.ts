@@ -199,3 +199,22 @@ export function createContext(root: string, options: { run?: CommandRunner } = {
     },
   };
 }
+
+/**
+ * Counts the entries a parser skips and, when asked, turns them into ONE warning with the
+ * count and the first reason: a database with 10,000 bad records must not make 10,000
+ * warnings.
+ */
+export function skipCounter(): { onSkip: (reason: string) => void; warnIfAny: (ctx: InventoryContext, w: { source: string; code: string; what: string }) => void } {
+  let skipped = 0;
+  let first = '';
+  return {
+    onSkip: (reason) => {
+      if (skipped++ === 0) first = reason;
+    },
+    warnIfAny: (ctx, w) => {
+      if (skipped === 0) return;
+      ctx.warn({ source: w.source, code: w.code, message: `skipped ${skipped} ${w.what}, for example ${first}`.slice(0, 4096) });
+    },
+  };
+}

@@ -7,7 +7,7 @@
 import { lstat, readdir } from 'node:fs/promises';
 import { errorMessage } from '../../shared/errors.ts';
 import { LIMITS, PackageSchema, type Package } from '../../shared/protocol.ts';
-import { displayPath, readRootFile, resolveInRoot, type InventoryContext } from './context.ts';
+import { displayPath, readRootFile, resolveInRoot, skipCounter, type InventoryContext } from './context.ts';
 
 export const DPKG_STATUS_PATH = '/var/lib/dpkg/status';
 /** dpkg's journal: each file is a stanza written since the last checkpoint into `status`. */
@@ -224,18 +224,9 @@ export async function readDpkgPackages(ctx: InventoryContext): Promise<Package[]
       message: `${displayPath(ctx, DPKG_STATUS_PATH)} does not end with the blank line dpkg writes after every stanza: it was cut short and packages may be missing`,
     });
   }
-  let skipped = 0;
-  let first = '';
-  const packages = parseDpkgStatus(data.toString('utf8'), (reason) => {
-    if (skipped++ === 0) first = reason;
-  });
-  if (skipped > 0) {
-    ctx.warn({
-      source: 'dpkg',
-      code: 'PW_WARN_DPKG_MALFORMED',
-      message: `skipped ${skipped} malformed or truncated stanza(s) in ${displayPath(ctx, DPKG_STATUS_PATH)}, for example ${first}`.slice(0, LIMITS.text),
-    });
-  }
+  const skips = skipCounter();
+  const packages = parseDpkgStatus(data.toString('utf8'), skips.onSkip);
+  skips.warnIfAny(ctx, { source: 'dpkg', code: 'PW_WARN_DPKG_MALFORMED', what: `malformed or truncated stanza(s) in ${displayPath(ctx, DPKG_STATUS_PATH)}` });
   await warnPendingJournal(ctx);
   return packages;
 }

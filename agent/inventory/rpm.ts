@@ -9,7 +9,7 @@ import { lstat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { errorMessage } from '../../shared/errors.ts';
 import { LIMITS, PackageSchema, type Package } from '../../shared/protocol.ts';
-import { displayPath, resolveInRoot, type InventoryContext } from './context.ts';
+import { displayPath, resolveInRoot, skipCounter, type InventoryContext } from './context.ts';
 
 /** rpm's database directory: RHEL/CentOS up to 9; Fedora 36+ and SUSE (/var/lib/rpm is a link there). */
 export const RPM_DB_DIRS = ['/var/lib/rpm', '/usr/lib/sysimage/rpm'] as const;
@@ -146,17 +146,8 @@ export async function readRpmPackages(ctx: InventoryContext): Promise<Package[] 
       message: `rpm -qa --dbpath ${displayPath(ctx, dbpath)} exited with status ${result.status}: ${stderr}`.slice(0, LIMITS.text),
     });
   }
-  let skipped = 0;
-  let first = '';
-  const packages = parseRpmQuery(result.stdout, (reason) => {
-    if (skipped++ === 0) first = reason;
-  });
-  if (skipped > 0) {
-    ctx.warn({
-      source: 'rpm',
-      code: 'PW_WARN_RPM_MALFORMED',
-      message: `skipped ${skipped} malformed or truncated record(s) of rpm -qa --dbpath ${displayPath(ctx, dbpath)}, for example ${first}`.slice(0, LIMITS.text),
-    });
-  }
+  const skips = skipCounter();
+  const packages = parseRpmQuery(result.stdout, skips.onSkip);
+  skips.warnIfAny(ctx, { source: 'rpm', code: 'PW_WARN_RPM_MALFORMED', what: `malformed or truncated record(s) of rpm -qa --dbpath ${displayPath(ctx, dbpath)}` });
   return packages;
 }
