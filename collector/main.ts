@@ -3,6 +3,7 @@
  */
 import { UsageError, errorMessage } from '../shared/errors.ts';
 import { AGENT_VERSION } from '../shared/version.ts';
+import { apiTokenCommand } from './commands/api-token.ts';
 import { exceptionCommand } from './commands/exception.ts';
 import { feedCommand } from './commands/feed.ts';
 import { scanCommand } from './commands/scan.ts';
@@ -17,6 +18,9 @@ usage:
   patchwarden-collector feed list [--db FILE] [--json]
   patchwarden-collector exception add [--db FILE] --advisory ID [--package NAME] [--host ID] --owner WHO --reason WHY --expires DATE
   patchwarden-collector exception list [--db FILE] [--json]
+  patchwarden-collector api-token create [--db FILE] --name NAME --role viewer|operator|admin [--json]   (prints the token once)
+  patchwarden-collector api-token revoke [--db FILE] --name NAME
+  patchwarden-collector api-token list [--db FILE] [--json]
   patchwarden-collector vercmp --scheme deb|rpm|apk   (A<TAB>B lines on stdin)
   patchwarden-collector version
 
@@ -29,6 +33,7 @@ const commands: Record<string, Command> = {
   scan: scanCommand,
   feed: feedCommand,
   exception: exceptionCommand,
+  'api-token': apiTokenCommand,
   vercmp: vercmpCommand,
   version: (_argv, io) => {
     io.stdout.write(`${AGENT_VERSION}\n`);

@@ -1,0 +1,97 @@
+/**
+ * `api-token create [--db FILE] --name NAME --role viewer|operator|admin [--json]`,
+ * `api-token revoke [--db FILE] --name NAME` and `api-token list [--db FILE] [--json]`:
+ * the tokens of the HTTP API and the dashboard, for operators on the collector's machine.
+ * The token is printed once, at creation; the database keeps only its sha256. Creating
+ * and revoking are written to the audit log with the actor `cli:<unix user>`.
+ */
+import { userInfo } from 'node:os';
+import { UsageError } from '../../shared/errors.ts';
+import { ApiTokenStore, ROLES, type Role, TOKEN_NAME } from '../store/access.ts';
+import { openDatabase } from '../store/db.ts';
+import { FleetStore } from '../store/fleet.ts';
+import { parse } from './args.ts';
+import { DEFAULT_DB } from './feed.ts';
+
+type Io = { stdout: NodeJS.WritableStream };
+
+/** `cli:<unix user>`; a uid without a passwd entry (containers) is named by its number. */
+export function cliActor(): string {
+  try {
+    return `cli:${userInfo().username}`;
+  } catch {
+    return `cli:uid-${process.getuid?.() ?? 'unknown'}`;
+  }
+}
+
+function checkName(name: string | undefined): string {
+  if (name === undefined) throw new UsageError('--name NAME is required');
+  if (!TOKEN_NAME.test(name)) throw new UsageError(`--name ${JSON.stringify(name)}: 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit`);
+  return name;
+}
+
+function create(argv: string[], io: Io): number {
+  const { values } = parse(argv, {
+    db: { type: 'string', default: DEFAULT_DB },
+    name: { type: 'string' },
+    role: { type: 'string' },
+    json: { type: 'boolean', default: false },
+  });
+  const name = checkName(values.name);
+  if (values.role === undefined || !(ROLES as readonly string[]).includes(values.role)) throw new UsageError(`--role must be one of ${ROLES.join(', ')}`);
+  const db = openDatabase(values.db);
+  try {
+    const tokens = new ApiTokenStore(db, new FleetStore(db));
+    if (tokens.byName(name) !== undefined) throw new UsageError(`an API token named ${name} exists already (names stay taken after revocation, so the audit log stays unambiguous)`);
+    const { token, record } = tokens.create({ name, role: values.role as Role, createdBy: cliActor() });
+    if (values.json) io.stdout.write(JSON.stringify({ ...record, token }) + '\n');
+    else io.stdout.write(`${token}\n`);
+  } finally {
+    db.close();
+  }
+  return 0;
+}
+
+function revoke(argv: string[], io: Io): number {
+  const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, name: { type: 'string' } });
+  const name = checkName(values.name);
+  const db = openDatabase(values.db);
+  try {
+    const tokens = new ApiTokenStore(db, new FleetStore(db));
+    const t = tokens.byName(name);
+    if (t === undefined) throw new UsageError(`no API token is named ${name}`);
+    if (!tokens.revoke(name, cliActor())) {
+      io.stdout.write(`API token ${name} was revoked already at ${t.revokedAt ?? '?'}\n`);
+      return 0;
+    }
+    io.stdout.write(`API token ${name} (${t.role}) revoked\n`);
+  } finally {
+    db.close();
+  }
+  return 0;
+}
+
+function list(argv: string[], io: Io): number {
+  const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, json: { type: 'boolean', default: false } });
+  const db = openDatabase(values.db);
+  try {
+    const rows = new ApiTokenStore(db, new FleetStore(db)).list();
+    if (values.json) io.stdout.write(JSON.stringify(rows, null, 2) + '\n');
+    else for (const r of rows) io.stdout.write(`${r.name.padEnd(24)} ${r.role.padEnd(8)} created ${r.createdAt} by ${r.createdBy}${r.revokedAt === null ? '' : `  REVOKED ${r.revokedAt}`}\n`);
+  } finally {
+    db.close();
+  }
+  return 0;
+}
+
+export function apiTokenCommand(argv: string[], io: Io): Promise<number> {
+  const [sub, ...rest] = argv;
+  try {
+    if (sub === 'create') return Promise.resolve(create(rest, io));
+    if (sub === 'revoke') return Promise.resolve(revoke(rest, io));
+    if (sub === 'list') return Promise.resolve(list(rest, io));
+    throw new UsageError(`api-token ${sub ?? ''}: expected create, revoke or list`);
+  } catch (err) {
+    return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+  }
+}

@@ -1,0 +1,312 @@
+/**
+ * What the HTTP API reads and writes beside FleetStore: API tokens (only their sha256 is
+ * stored), the audit log's listing, and the host listing with the filters the API offers.
+ * Changes are audited through FleetStore.audit in the same transaction as the change, so
+ * the log never misses one and never records one that was rolled back.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Db } from './db.ts';
+import { tokenHash, type FleetStore, type HostSummary } from './fleet.ts';
+
+export const ROLES = ['viewer', 'operator', 'admin'] as const;
+export type Role = (typeof ROLES)[number];
+
+/** viewer < operator < admin: a role may do whatever the roles before it may. */
+export function roleAtLeast(have: Role, need: Role): boolean {
+  return ROLES.indexOf(have) >= ROLES.indexOf(need);
+}
+
+/**
+ * `pwa_` + 32 random bytes in base64url. The prefix lets secret scanners (and people)
+ * recognise a leaked token; the 256 random bits make the unsalted sha256 we store safe to
+ * keep, since nothing can be guessed from it.
+ */
+export const API_TOKEN = /^pwa_[A-Za-z0-9_-]{43}$/;
+export const TOKEN_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
+
+export function newApiToken(): string {
+  return `pwa_${randomBytes(32).toString('base64url')}`;
+}
+
+export interface ApiTokenRecord {
+  id: number;
+  name: string;
+  role: Role;
+  createdAt: string;
+  createdBy: string;
+  revokedAt: string | null;
+}
+
+interface TokenRow {
+  id: number;
+  name: string;
+  role: Role;
+  created_at: string;
+  created_by: string;
+  revoked_at: string | null;
+}
+
+function tokenOf(r: TokenRow): ApiTokenRecord {
+  return { id: r.id, name: r.name, role: r.role, createdAt: r.created_at, createdBy: r.created_by, revokedAt: r.revoked_at };
+}
+
+export class ApiTokenStore {
+  readonly #db: Db;
+  readonly #audit: Pick<FleetStore, 'audit'>;
+  readonly #insert;
+  readonly #byHash;
+  readonly #byName;
+  readonly #byId;
+  readonly #revoke;
+  readonly #list;
+
+  constructor(db: Db, audit: Pick<FleetStore, 'audit'>) {
+    this.#db = db;
+    this.#audit = audit;
+    this.#insert = db.prepare<[string, string, Role, string, string]>('INSERT INTO api_tokens (name, hash, role, created_at, created_by) VALUES (?, ?, ?, ?, ?)');
+    this.#byHash = db.prepare<[string], TokenRow>('SELECT id, name, role, created_at, created_by, revoked_at FROM api_tokens WHERE hash = ?');
+    this.#byName = db.prepare<[string], TokenRow>('SELECT id, name, role, created_at, created_by, revoked_at FROM api_tokens WHERE name = ?');
+    this.#byId = db.prepare<[number], TokenRow>('SELECT id, name, role, created_at, created_by, revoked_at FROM api_tokens WHERE id = ?');
+    this.#revoke = db.prepare<[string, string]>('UPDATE api_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL');
+    this.#list = db.prepare<[], TokenRow>('SELECT id, name, role, created_at, created_by, revoked_at FROM api_tokens ORDER BY id');
+  }
+
+  /** Makes a token; the caller shows it once, since only its hash is kept. Names are unique, revoked ones too (the audit log names them). */
+  create(opts: { name: string; role: Role; createdBy: string }, now = new Date()): { token: string; record: ApiTokenRecord } {
+    if (!TOKEN_NAME.test(opts.name)) throw new RangeError(`token name ${JSON.stringify(opts.name)} is not 1-64 letters, digits, '.', '_', '@' or '-'`);
+    const token = newApiToken();
+    const at = now.toISOString();
+    const id = this.#db.transaction(() => {
+      const r = this.#insert.run(opts.name, tokenHash(token), opts.role, at, opts.createdBy);
+      const tokenId = Number(r.lastInsertRowid);
+      this.#audit.audit(opts.createdBy, 'api-token.create', `api-token:${opts.name}`, JSON.stringify({ role: opts.role }), now);
+      return tokenId;
+    })();
+    return { token, record: { id, name: opts.name, role: opts.role, createdAt: at, createdBy: opts.createdBy, revokedAt: null } };
+  }
+
+  /** The token's record, revoked or not; undefined for a string that is no token of ours. */
+  lookup(token: string): ApiTokenRecord | undefined {
+    if (!API_TOKEN.test(token)) return undefined;
+    const r = this.#byHash.get(tokenHash(token));
+    return r === undefined ? undefined : tokenOf(r);
+  }
+
+  byName(name: string): ApiTokenRecord | undefined {
+    const r = this.#byName.get(name);
+    return r === undefined ? undefined : tokenOf(r);
+  }
+
+  byId(id: number): ApiTokenRecord | undefined {
+    const r = this.#byId.get(id);
+    return r === undefined ? undefined : tokenOf(r);
+  }
+
+  /** false: no such token, or revoked already. */
+  revoke(name: string, actor: string, now = new Date()): boolean {
+    return this.#db.transaction(() => {
+      const changed = this.#revoke.run(now.toISOString(), name).changes === 1;
+      if (changed) this.#audit.audit(actor, 'api-token.revoke', `api-token:${name}`, null, now);
+      return changed;
+    })();
+  }
+
+  list(): ApiTokenRecord[] {
+    return this.#list.all().map(tokenOf);
+  }
+}
+
+export interface AuditEntry {
+  id: number;
+  at: string;
+  actor: string;
+  action: string;
+  target: string | null;
+  detail: string | null;
+}
+
+export interface AuditQuery {
+  actor?: string | undefined;
+  action?: string | undefined;
+  /** Entries with an id below this one (the previous page's last id): newest first. */
+  beforeId?: number | undefined;
+  limit: number;
+}
+
+export class AuditLog {
+  readonly #list;
+
+  constructor(db: Db) {
+    this.#list = db.prepare<Record<string, string | number | null>, AuditEntry>(
+      `SELECT id, at, actor, action, target, detail FROM audit
+       WHERE (@actor IS NULL OR actor = @actor) AND (@action IS NULL OR action = @action) AND (@before IS NULL OR id < @before)
+       ORDER BY id DESC LIMIT @limit`,
+    );
+  }
+
+  /** Newest first; `more` says whether another page follows the last entry. */
+  list(q: AuditQuery): { entries: AuditEntry[]; more: boolean } {
+    const rows = this.#list.all({ actor: q.actor ?? null, action: q.action ?? null, before: q.beforeId ?? null, limit: q.limit + 1 });
+    return { entries: rows.slice(0, q.limit), more: rows.length > q.limit };
+  }
+}
+
+export interface HostListQuery {
+  ecosystem?: string | undefined;
+  rebootRequired?: boolean | undefined;
+  /** ISO date-time (toISOString form, as the store writes): agents seen at or after it. */
+  seenSince?: string | undefined;
+  tag?: string | undefined;
+  /** Host name prefix, case-sensitive (the store keeps names as the agent reported them). */
+  hostnamePrefix?: string | undefined;
+  /** Hosts after this (hostname, agent id) in the listing order. */
+  after?: readonly [string, string] | undefined;
+  limit: number;
+}
+
+export interface HostListItem extends HostSummary {
+  machineId: string | null;
+  /** The packagesHash of the last stored inventory: hosts sharing it share their matches. */
+  contentHash: string;
+}
+
+interface HostListRow {
+  agent_id: string;
+  hostname: string;
+  ecosystem: string | null;
+  package_count: number;
+  kernel_release: string;
+  kernel_managed: number;
+  reboot_required: number;
+  last_report_id: string;
+  last_report_at: string;
+  open_findings: number;
+  overdue_findings: number;
+  connected: number;
+  last_seen: string | null;
+  revoked_at: string | null;
+  tags: string;
+  machine_id: string | null;
+  content_hash: string;
+}
+
+/**
+ * The smallest string greater than every string starting with `prefix`, for a range scan
+ * on the hostname index; the API only lets ASCII letters, digits and `._-` through, so
+ * the last character has a successor.
+ */
+function prefixEnd(prefix: string): string {
+  const last = prefix.charCodeAt(prefix.length - 1);
+  return prefix.slice(0, -1) + String.fromCharCode(last + 1);
+}
+
+/**
+ * Hosts with the API's filters. FleetStore.listHosts has the same order and all filters but
+ * the host name prefix, and no content hash or machine id (the findings need them), hence
+ * this query.
+ */
+export class HostDirectory {
+  readonly #list;
+  readonly #one;
+
+  constructor(db: Db) {
+    const columns = `h.agent_id, h.hostname, h.ecosystem, h.package_count, h.kernel_release, h.kernel_managed, h.reboot_required,
+       h.last_report_id, h.last_report_at, h.open_findings, h.overdue_findings, a.connected, a.last_seen, a.revoked_at, a.tags,
+       a.machine_id, r.content_hash
+       FROM hosts h JOIN agents a ON a.id = h.agent_id JOIN reports r ON r.id = h.last_report_id`;
+    // One statement for every filter combination: a NULL parameter switches its filter off.
+    this.#list = db.prepare<Record<string, string | number | null>, HostListRow>(
+      `SELECT ${columns}
+       WHERE (@ecosystem IS NULL OR h.ecosystem = @ecosystem)
+         AND (@reboot IS NULL OR h.reboot_required = @reboot)
+         AND (@seenSince IS NULL OR a.last_seen >= @seenSince)
+         AND (@tag IS NULL OR EXISTS (SELECT 1 FROM json_each(a.tags) t WHERE t.value = @tag))
+         AND (@prefix IS NULL OR (h.hostname >= @prefix AND h.hostname < @prefixEnd))
+         AND (@afterName IS NULL OR (h.hostname, h.agent_id) > (@afterName, @afterId))
+       ORDER BY h.hostname, h.agent_id LIMIT @limit`,
+    );
+    this.#one = db.prepare<[string], HostListRow>(`SELECT ${columns} WHERE h.agent_id = ?`);
+  }
+
+  list(q: HostListQuery): { hosts: HostListItem[]; more: boolean } {
+    const prefix = q.hostnamePrefix === undefined || q.hostnamePrefix === '' ? null : q.hostnamePrefix;
+    const rows = this.#list.all({
+      ecosystem: q.ecosystem ?? null,
+      reboot: q.rebootRequired === undefined ? null : q.rebootRequired ? 1 : 0,
+      seenSince: q.seenSince ?? null,
+      tag: q.tag ?? null,
+      prefix,
+      prefixEnd: prefix === null ? null : prefixEnd(prefix),
+      afterName: q.after?.[0] ?? null,
+      afterId: q.after?.[1] ?? null,
+      limit: q.limit + 1,
+    });
+    return { hosts: rows.slice(0, q.limit).map(hostItem), more: rows.length > q.limit };
+  }
+
+  /** Every host, in listing order, a page at a time (the fleet summary walks them all). */
+  *all(pageSize = 1000): Generator<HostListItem> {
+    let after: readonly [string, string] | undefined;
+    for (;;) {
+      const { hosts, more } = this.list({ after, limit: pageSize });
+      yield* hosts;
+      const last = hosts[hosts.length - 1];
+      if (!more || last === undefined) return;
+      after = [last.hostname, last.agentId];
+    }
+  }
+
+  get(agentId: string): HostListItem | undefined {
+    const r = this.#one.get(agentId);
+    return r === undefined ? undefined : hostItem(r);
+  }
+}
+
+function hostItem(r: HostListRow): HostListItem {
+  return {
+    agentId: r.agent_id,
+    hostname: r.hostname,
+    ecosystem: r.ecosystem,
+    packageCount: r.package_count,
+    kernelRelease: r.kernel_release,
+    kernelManaged: r.kernel_managed === 1,
+    rebootRequired: r.reboot_required === 1,
+    lastReportId: r.last_report_id,
+    lastReportAt: r.last_report_at,
+    openFindings: r.open_findings,
+    overdueFindings: r.overdue_findings,
+    connected: r.connected === 1,
+    lastSeen: r.last_seen,
+    revokedAt: r.revoked_at,
+    tags: JSON.parse(r.tags) as string[],
+    machineId: r.machine_id,
+    contentHash: r.content_hash,
+  };
+}
+
+export interface FleetCounts {
+  hosts: number;
+  rebootRequired: number;
+  byEcosystem: Record<string, number>;
+  agents: { enrolled: number; connected: number; revoked: number };
+}
+
+/** Counts for the summary and the gauges, in SQL: no host is loaded. */
+export function fleetCounts(db: Db): FleetCounts {
+  const hosts = db.prepare<[], { n: number; reboot: number | null }>('SELECT count(*) AS n, sum(reboot_required) AS reboot FROM hosts').get();
+  const byEco = db.prepare<[], { ecosystem: string | null; n: number }>('SELECT ecosystem, count(*) AS n FROM hosts GROUP BY ecosystem ORDER BY ecosystem').all();
+  const agents = db
+    .prepare<[], { n: number; connected: number | null; revoked: number | null }>(
+      'SELECT count(*) AS n, sum(connected = 1 AND revoked_at IS NULL) AS connected, sum(revoked_at IS NOT NULL) AS revoked FROM agents',
+    )
+    .get();
+  const byEcosystem: Record<string, number> = {};
+  // An inventory without a recognised ecosystem still counts, under a name no OSV ecosystem has.
+  for (const r of byEco) byEcosystem[r.ecosystem ?? '(unknown)'] = r.n;
+  return {
+    hosts: hosts?.n ?? 0,
+    rebootRequired: hosts?.reboot ?? 0,
+    byEcosystem,
+    agents: { enrolled: agents?.n ?? 0, connected: agents?.connected ?? 0, revoked: agents?.revoked ?? 0 },
+  };
+}
