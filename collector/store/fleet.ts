@@ -180,6 +180,7 @@ export class FleetStore {
   readonly #listHosts;
   readonly #hostById;
   readonly #setFindings;
+  readonly #hostIds;
   readonly #setTags;
   readonly #insertAudit;
   readonly #disconnectAll;
@@ -241,6 +242,7 @@ export class FleetStore {
     );
     this.#hostById = db.prepare<[string], HostRow>(`SELECT ${hostColumns} WHERE h.agent_id = ?`);
     this.#setFindings = db.prepare<[number, number, string]>('UPDATE hosts SET open_findings = ?, overdue_findings = ? WHERE agent_id = ?');
+    this.#hostIds = db.prepare<[], string>('SELECT agent_id FROM hosts ORDER BY agent_id').pluck();
     this.#setTags = db.prepare<[string, string]>('UPDATE agents SET tags = ? WHERE id = ?');
     this.#insertAudit = db.prepare<[string, string, string, string | null, string | null]>(
       'INSERT INTO audit (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)',
@@ -444,6 +446,11 @@ export class FleetStore {
     const page = rows.slice(0, limit).map(hostOf);
     const last = page[page.length - 1];
     return { hosts: page, nextCursor: rows.length > limit && last !== undefined ? encodeCursor(last.hostname, last.agentId) : null };
+  }
+
+  /** Agents that have a stored inventory. */
+  reportedAgentIds(): string[] {
+    return this.#hostIds.all();
   }
 
   setFindingCounts(agentId: string, open: number, overdue: number): void {

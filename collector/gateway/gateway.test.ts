@@ -1,0 +1,522 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { after, before, describe, it } from 'node:test';
+import WebSocket from 'ws';
+import { collectInventory } from '../../agent/inventory/inventory.ts';
+import { ProtocolError } from '../../shared/errors.ts';
+import { inventoryHash } from '../../shared/inventory-hash.ts';
+import { type Inventory, PROTOCOL_VERSION } from '../../shared/protocol.ts';
+import { dataPath } from '../../shared/testing/data.ts';
+import { inventoryOf, rhel95Packages } from '../correlate/testkit.ts';
+import { importFeedPath } from '../feeds/store-import.ts';
+import { AdvisoryStore } from '../store/advisories.ts';
+import { openDatabase, type Db } from '../store/db.ts';
+import { acceptsProtocol } from './gateway.ts';
+import { enrollMessage, helloMessage, newKeys, startCollector, TestAgent, type TestCollector, variant } from './testkit.ts';
+
+const run = promisify(execFile);
+
+let thisHost: Inventory;
+let installedCount: number;
+before(async () => {
+  thisHost = await collectInventory();
+  // dpkg's own view of this machine: packages whose status is `installed` (not `rc` leftovers).
+  const { stdout } = await run('dpkg-query', ['-W', '-f', '${db:Status-Status}\\t${binary:Package}\\n'], { timeout: 30_000, maxBuffer: 16 * 1024 * 1024 });
+  installedCount = stdout.split('\n').filter((l) => l.startsWith('installed\t')).length;
+});
+
+function counts(db: Db): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const table of ['agents', 'reports', 'inventory_contents', 'hosts', 'enrollment_tokens']) {
+    out[table] = (db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
+  }
+  out.usesLeft = (db.prepare('SELECT coalesce(sum(uses_left), 0) AS n FROM enrollment_tokens').get() as { n: number }).n;
+  return out;
+}
+
+/** A good agent does its whole job on the same collector: enroll, report, ack. */
+async function stillServes(tc: TestCollector): Promise<void> {
+  const { client, agentId } = await tc.agent();
+  const ack = await client.report(thisHost);
+  assert.equal(ack.status, 'stored');
+  assert.equal(tc.collector.fleet.host(agentId)?.packageCount, thisHost.packages.length);
+  await client.close();
+}
+
+describe('gateway: the good path', () => {
+  it("enrolls, reports this machine's real inventory, acks it, and the host has dpkg-query's package count", async (t) => {
+    const tc = await startCollector(t);
+    const { fleet } = tc.collector;
+    const { token } = fleet.createEnrollmentToken({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
+    const keys = newKeys();
+    const client = await TestAgent.connect(tc.collector.agentUrl);
+    const nonce = await client.challenge();
+    assert.match(nonce, /^[A-Za-z0-9_-]{43}$/);
+    client.send(enrollMessage(token, keys, { hostname: thisHost.host.hostname, machineId: thisHost.host.machineId }));
+    const enrolled = await client.expect('enrolled');
+    assert.equal(enrolled.collectorPublicKey, tc.collector.publicKey);
+    const welcome = await client.expect('welcome');
+    assert.deepEqual(welcome, { type: 'welcome', agentId: enrolled.agentId, heartbeatSeconds: 30, inventoryHash: null });
+
+    const hash = inventoryHash(thisHost);
+    const reportId = randomUUID();
+    assert.deepEqual(await client.report(thisHost, hash, reportId), { type: 'ack', id: reportId, status: 'stored' });
+    const host = fleet.host(enrolled.agentId);
+    assert.equal(host?.packageCount, installedCount);
+    assert.equal(host.hostname, thisHost.host.hostname);
+    assert.equal(host.connected, true);
+    assert.deepEqual(fleet.latestInventory(enrolled.agentId), thisHost);
+    assert.equal(fleet.agentById(enrolled.agentId)?.lastInventoryHash, hash);
+    await client.close();
+    // The close is recorded by the server after the client sees it.
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(fleet.agentById(enrolled.agentId)?.connected, false);
+
+    // Reconnect with hello: the welcome names the stored hash, so the agent sends only that.
+    const again = await TestAgent.connect(tc.collector.agentUrl);
+    const { welcome: w2 } = await again.hello(enrolled.agentId, keys);
+    assert.equal(w2.inventoryHash, hash);
+    assert.equal((await again.report(null, hash)).status, 'unchanged');
+    assert.equal((await again.report(thisHost, hash, reportId)).status, 'duplicate');
+    assert.equal(tc.collector.db.prepare('SELECT count(*) AS n FROM reports').pluck().get(), 1);
+    await again.close();
+  });
+
+  it('correlates a new inventory after the ack: real RHEL 9.5 rpms against the real AlmaLinux 9 OSV feed', async (t) => {
+    // The feed goes into the database before the collector starts, as `feed import` would.
+    const dir = await mkdtemp(join(tmpdir(), 'pw-gw-feed-'));
+    const keyDb = openDatabase(join(dir, 'collector.db'));
+    await importFeedPath(new AdvisoryStore(keyDb), dataPath('osv', 'almalinux9.osv.jsonl.gz'), { name: 'almalinux9' });
+    keyDb.close();
+    const tc = await startCollector(t, { dbPath: join(dir, 'collector.db') });
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const { client, agentId } = await tc.agent('rhel-1');
+    const rhel = inventoryOf('AlmaLinux:9', 'rpm', rhel95Packages());
+    rhel.host.hostname = 'rhel-1';
+    assert.equal((await client.report(rhel)).status, 'stored');
+    await tc.collector.findings.drained();
+    const expected = tc.collector.findings.findings(agentId, rhel);
+    assert.ok(expected !== undefined);
+    const open = expected.findings.filter((f) => ['open', 'unfixed', 'fixed-pending-reboot'].includes(f.status)).length;
+    assert.ok(open > 0, 'the 2024 RHEL image has open findings in the 2026 feed');
+    const host = tc.collector.fleet.host(agentId);
+    assert.equal(host?.openFindings, open);
+    assert.equal(host.overdueFindings, expected.findings.filter((f) => f.overdue).length);
+    const history = tc.collector.db.prepare('SELECT count(*) FROM finding_history WHERE host = ?').pluck().get(agentId);
+    assert.equal(history, expected.findings.length);
+    await client.close();
+  });
+
+  it('one connection per agent: a second hello closes the first (1000), the agent stays connected', async (t) => {
+    const tc = await startCollector(t);
+    const { client: first, agentId, keys } = await tc.agent();
+    const second = await TestAgent.connect(tc.collector.agentUrl);
+    await second.hello(agentId, keys);
+    const closed = await first.closed;
+    assert.equal(closed.code, 1000);
+    assert.equal(closed.reason, 'replaced by a newer connection');
+    assert.equal(tc.collector.fleet.agentById(agentId)?.connected, true);
+    assert.equal(tc.collector.gateway.connectedAgents, 1);
+    assert.equal((await second.report(thisHost)).status, 'stored');
+    await second.close();
+  });
+
+  it('an agent that answers no ping is terminated after two heartbeats and marked disconnected', async (t) => {
+    const tc = await startCollector(t, { gateway: { heartbeatSeconds: 1 } });
+    const { token } = tc.collector.fleet.createEnrollmentToken({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
+    const silent = await TestAgent.connect(tc.collector.agentUrl, { autoPong: false });
+    const { agentId } = await silent.enroll(token, newKeys());
+    const started = Date.now();
+    const closed = await silent.closed;
+    const ms = Date.now() - started;
+    assert.equal(closed.code, 1006, 'terminated, no close frame');
+    assert.ok(ms >= 1500 && ms < 4500, `terminated after ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(tc.collector.fleet.agentById(agentId)?.connected, false);
+    // One that answers stays.
+    const { client } = await tc.agent();
+    await new Promise((r) => setTimeout(r, 3500));
+    assert.equal((await client.report(thisHost)).status, 'stored');
+    await client.close();
+  });
+
+  it('an agent revoked while connected is refused at its next report (4003) and its report is not stored', async (t) => {
+    const tc = await startCollector(t);
+    const { client, agentId } = await tc.agent();
+    tc.collector.fleet.revokeAgent(agentId, 'test');
+    client.sendReport(thisHost);
+    const r = await client.refusal();
+    assert.deepEqual([r.error?.code, r.close.code], ['PW_ERR_AGENT_REVOKED', 4003]);
+    assert.equal(tc.collector.fleet.host(agentId), undefined);
+    await stillServes(tc);
+  });
+
+  it('gateway.disconnect ends a connected agent with the given code', async (t) => {
+    const tc = await startCollector(t);
+    const { client, agentId } = await tc.agent();
+    assert.equal(tc.collector.gateway.disconnect(agentId, new ProtocolError('revoked', 'PW_ERR_AGENT_REVOKED', 4003)), true);
+    const r = await client.refusal();
+    assert.deepEqual([r.error?.code, r.close.code], ['PW_ERR_AGENT_REVOKED', 4003]);
+    assert.equal(tc.collector.gateway.disconnect(agentId, new ProtocolError('x', 'PW_ERR_AGENT_REVOKED', 4003)), false);
+  });
+
+  it('an upgrade on another path is answered 404 and the collector goes on', async (t) => {
+    const tc = await startCollector(t);
+    await assert.rejects(TestAgent.connect(tc.collector.url.replace('http', 'ws') + '/v1/other'), /HTTP 404/);
+    await stillServes(tc);
+  });
+
+  it('logs are JSON lines and never contain the enrollment token', async (t) => {
+    const tc = await startCollector(t);
+    const { token } = tc.collector.fleet.createEnrollmentToken({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
+    const client = await TestAgent.connect(tc.collector.agentUrl);
+    await client.enroll(token, newKeys());
+    // A refused enroll with a token that was used up, logged as a warning.
+    const again = await TestAgent.connect(tc.collector.agentUrl);
+    await again.challenge();
+    again.send(enrollMessage(token, newKeys()));
+    await again.refusal();
+    await client.close();
+    assert.ok(tc.logs.length > 3);
+    for (const line of tc.logs) {
+      const entry = JSON.parse(line) as { msg?: string };
+      assert.equal(typeof entry.msg, 'string');
+      assert.equal(line.includes(token), false, `token in ${line}`);
+    }
+    assert.ok(tc.logs.some((l) => l.includes('PW_ERR_TOKEN_REFUSED')));
+  });
+});
+
+interface BadCase {
+  name: string;
+  /** Sets up (helper agents, tokens) and returns the client to refuse and the bad frame to send. */
+  setup: (tc: TestCollector) => Promise<{ client: TestAgent; bad: () => void }>;
+  code: string | null;
+  closeCode: number;
+}
+
+const HOSTILE = ["'; DROP TABLE agents;--", '<script>alert(1)</script>', '$(reboot)'];
+
+function withPackageName(name: string): Inventory {
+  const inv = structuredClone(thisHost);
+  inv.packages[0]!.name = name;
+  return inv;
+}
+
+function withHostname(name: string): Inventory {
+  const inv = structuredClone(thisHost);
+  inv.host.hostname = name;
+  return inv;
+}
+
+/** A fresh connection that has read its challenge. */
+async function challenged(tc: TestCollector): Promise<{ client: TestAgent; nonce: string }> {
+  const client = await TestAgent.connect(tc.collector.agentUrl);
+  return { client, nonce: await client.challenge() };
+}
+
+/** An agent enrolled on this collector that is not connected (for hello cases). */
+async function enrolledOffline(tc: TestCollector) {
+  const { client, agentId, keys } = await tc.agent('offline');
+  await client.close();
+  return { agentId, keys };
+}
+
+/** The bad frame goes on a fresh, unauthenticated connection. */
+function raw(frame: (nonce: string) => string | Buffer, binary = false): BadCase['setup'] {
+  return async (tc) => {
+    const { client, nonce } = await challenged(tc);
+    return {
+      client,
+      bad: () => {
+        client.sendRaw(frame(nonce), binary);
+      },
+    };
+  };
+}
+
+/** The bad report goes on an enrolled, authenticated connection. */
+function authenticatedReport(send: (client: TestAgent) => void): BadCase['setup'] {
+  return async (tc) => {
+    const { client } = await tc.agent();
+    return {
+      client,
+      bad: () => {
+        send(client);
+      },
+    };
+  };
+}
+
+const badCases: BadCase[] = [
+  { name: 'malformed JSON', setup: raw(() => '{"type":"hello",'), code: 'PW_ERR_PROTOCOL', closeCode: 4000 },
+  { name: 'a JSON number, not an object', setup: raw(() => '42'), code: 'PW_ERR_PROTOCOL', closeCode: 4000 },
+  { name: 'JSON null', setup: raw(() => 'null'), code: 'PW_ERR_PROTOCOL', closeCode: 4000 },
+  {
+    name: 'wrong types: agentId 42, signature true',
+    setup: raw(() => JSON.stringify({ type: 'hello', protocol: PROTOCOL_VERSION, agentVersion: '0.1.0', agentId: 42, signature: true })),
+    code: 'PW_ERR_PROTOCOL',
+    closeCode: 4000,
+  },
+  { name: 'unknown message type instruction', setup: raw(() => JSON.stringify({ type: 'instruction', id: randomUUID() })), code: 'PW_ERR_PROTOCOL', closeCode: 4000 },
+  {
+    name: 'an extra field on a correctly signed hello',
+    setup: async (tc) => {
+      const { agentId, keys } = await enrolledOffline(tc);
+      const { client, nonce } = await challenged(tc);
+      return {
+        client,
+        bad: () => {
+          client.send({ ...helloMessage(nonce, agentId, keys), admin: true });
+        },
+      };
+    },
+    code: 'PW_ERR_PROTOCOL',
+    closeCode: 4000,
+  },
+  { name: 'a binary frame', setup: raw(() => Buffer.from('{"type":"hello"}'), true), code: 'PW_ERR_PROTOCOL', closeCode: 4000 },
+  { name: 'a frame over maxPayload (1 MiB + 1)', setup: raw(() => `"${'x'.repeat(1024 * 1024 - 1)}"`), code: null, closeCode: 1009 },
+  { name: 'a report before hello', setup: raw(() => JSON.stringify({ type: 'report', id: randomUUID(), hash: inventoryHash(thisHost), inventory: thisHost })), code: 'PW_ERR_UNAUTHENTICATED', closeCode: 4001 },
+  {
+    name: 'a hello signed with the wrong key',
+    setup: async (tc) => {
+      const { agentId } = await enrolledOffline(tc);
+      return raw((nonce) => JSON.stringify(helloMessage(nonce, agentId, newKeys())))(tc);
+    },
+    code: 'PW_ERR_UNAUTHENTICATED',
+    closeCode: 4001,
+  },
+  { name: 'a hello for an agent id that was never enrolled', setup: raw((nonce) => JSON.stringify(helloMessage(nonce, randomUUID(), newKeys()))), code: 'PW_ERR_UNAUTHENTICATED', closeCode: 4001 },
+  {
+    name: "a hello signed with the agent's own key but naming another agent's id",
+    setup: async (tc) => {
+      const mine = await enrolledOffline(tc);
+      const other = await enrolledOffline(tc);
+      return raw((nonce) => JSON.stringify({ ...helloMessage(nonce, mine.agentId, mine.keys), agentId: other.agentId }))(tc);
+    },
+    code: 'PW_ERR_UNAUTHENTICATED',
+    closeCode: 4001,
+  },
+  {
+    name: 'a hello captured on one connection, replayed on a new one',
+    setup: async (tc) => {
+      const { agentId, keys } = await enrolledOffline(tc);
+      const first = await TestAgent.connect(tc.collector.agentUrl);
+      const { sent } = await first.hello(agentId, keys);
+      await first.close();
+      return raw(() => JSON.stringify(sent))(tc);
+    },
+    code: 'PW_ERR_UNAUTHENTICATED',
+    closeCode: 4001,
+  },
+  {
+    name: 'a revoked agent with a valid signature',
+    setup: async (tc) => {
+      const { agentId, keys } = await enrolledOffline(tc);
+      tc.collector.fleet.revokeAgent(agentId, 'test');
+      return raw((nonce) => JSON.stringify(helloMessage(nonce, agentId, keys)))(tc);
+    },
+    code: 'PW_ERR_AGENT_REVOKED',
+    closeCode: 4003,
+  },
+  {
+    name: 'protocol 2.0.0',
+    setup: async (tc) => {
+      const { agentId, keys } = await enrolledOffline(tc);
+      return raw((nonce) => JSON.stringify(helloMessage(nonce, agentId, keys, '2.0.0')))(tc);
+    },
+    code: 'PW_ERR_PROTOCOL_VERSION',
+    closeCode: 4005,
+  },
+  {
+    name: 'an enrollment token used past its limit (uses 1, second enroll)',
+    setup: async (tc) => {
+      const { token } = tc.collector.fleet.createEnrollmentToken({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
+      const first = await TestAgent.connect(tc.collector.agentUrl);
+      await first.enroll(token, newKeys());
+      await first.close();
+      return raw(() => JSON.stringify(enrollMessage(token, newKeys())))(tc);
+    },
+    code: 'PW_ERR_TOKEN_REFUSED',
+    closeCode: 4004,
+  },
+  {
+    name: 'an expired enrollment token',
+    setup: async (tc) => {
+      const { token } = tc.collector.fleet.createEnrollmentToken({ uses: 5, ttlMs: 3600_000, createdBy: 'test' }, new Date(Date.now() - 2 * 3600_000));
+      return raw(() => JSON.stringify(enrollMessage(token, newKeys())))(tc);
+    },
+    code: 'PW_ERR_TOKEN_REFUSED',
+    closeCode: 4004,
+  },
+  { name: 'an unknown enrollment token', setup: raw(() => JSON.stringify(enrollMessage('u'.repeat(43), newKeys()))), code: 'PW_ERR_TOKEN_REFUSED', closeCode: 4004 },
+  {
+    name: 'enrolling a public key that is enrolled already',
+    setup: async (tc) => {
+      const keys = newKeys();
+      const { token } = tc.collector.fleet.createEnrollmentToken({ uses: 2, ttlMs: 3600_000, createdBy: 'test' });
+      const first = await TestAgent.connect(tc.collector.agentUrl);
+      await first.enroll(token, keys);
+      await first.close();
+      return raw(() => JSON.stringify(enrollMessage(token, keys)))(tc);
+    },
+    code: 'PW_ERR_ALREADY_ENROLLED',
+    closeCode: 4004,
+  },
+  {
+    name: 'no hello within the handshake timeout',
+    setup: async (tc) => ({ client: (await challenged(tc)).client, bad: () => undefined }),
+    code: 'PW_ERR_HANDSHAKE_TIMEOUT',
+    closeCode: 4008,
+  },
+  ...HOSTILE.flatMap((h): BadCase[] => [
+    {
+      name: `enroll with hostname ${h}`,
+      setup: async (tc) => {
+        const { token } = tc.collector.fleet.createEnrollmentToken({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
+        return raw(() => JSON.stringify(enrollMessage(token, newKeys(), { hostname: h })))(tc);
+      },
+      code: 'PW_ERR_PROTOCOL',
+      closeCode: 4000,
+    },
+    { name: `a report with package name ${h}`, setup: authenticatedReport((c) => c.sendReport(withPackageName(h))), code: 'PW_ERR_PROTOCOL', closeCode: 4000 },
+    { name: `a report with inventory hostname ${h}`, setup: authenticatedReport((c) => c.sendReport(withHostname(h))), code: 'PW_ERR_PROTOCOL', closeCode: 4000 },
+    {
+      name: `a hello with agent id ${h}`,
+      setup: raw(() => JSON.stringify({ type: 'hello', protocol: PROTOCOL_VERSION, agentVersion: h, agentId: h, signature: 'A'.repeat(86) })),
+      code: 'PW_ERR_PROTOCOL',
+      closeCode: 4000,
+    },
+  ]),
+  { name: 'a report whose hash is not the hash of its inventory', setup: authenticatedReport((c) => c.sendReport(thisHost, 'f'.repeat(64))), code: 'PW_ERR_PROTOCOL', closeCode: 4000 },
+  { name: 'an unchanged report naming a hash the collector does not have', setup: authenticatedReport((c) => c.sendReport(null, 'e'.repeat(64))), code: 'PW_ERR_INVENTORY_UNKNOWN', closeCode: 4000 },
+  {
+    name: 'a second hello on an authenticated connection',
+    setup: async (tc) => {
+      const { client, agentId, keys } = await tc.agent();
+      return {
+        client,
+        bad: () => {
+          client.send(helloMessage('n'.repeat(43), agentId, keys));
+        },
+      };
+    },
+    code: 'PW_ERR_PROTOCOL',
+    closeCode: 4000,
+  },
+];
+
+describe('gateway: bad input is refused with a stable code and close code, nothing is stored, the next agent is served', () => {
+  // One collector for every case: each bad client must leave it serving the next one.
+  let tc: TestCollector;
+  const cleanups: (() => Promise<void>)[] = [];
+  before(async () => {
+    tc = await startCollector({ after: (fn) => cleanups.push(fn) }, { gateway: { maxPayload: 1024 * 1024, handshakeTimeoutMs: 800, closeGraceMs: 500 } });
+  });
+  after(async () => {
+    for (const fn of cleanups) await fn();
+  });
+
+  for (const c of badCases) {
+    it(`${c.name}: ${c.code ?? 'no error message'}, close ${c.closeCode}`, async () => {
+      const { client, bad } = await c.setup(tc);
+      const before = counts(tc.collector.db);
+      bad();
+      const r = await client.refusal(5000);
+      assert.equal(r.close.code, c.closeCode, JSON.stringify(r));
+      assert.equal(r.error?.code ?? null, c.code);
+      if (r.error !== null) assert.equal(r.close.reason, c.code);
+      assert.deepEqual(counts(tc.collector.db), before, 'the refused frame stored nothing, and used no token');
+      const dump = ['agents', 'hosts', 'reports', 'inventory_contents'].map((table) => JSON.stringify(tc.collector.db.prepare(`SELECT * FROM ${table}`).all())).join('');
+      for (const h of HOSTILE) assert.equal(dump.includes(h), false, `${h} reached the store`);
+      await stillServes(tc);
+    });
+  }
+
+  it('counted every refusal by its code', () => {
+    const refused = tc.collector.gateway.stats.refused;
+    assert.equal(refused.PW_ERR_PROTOCOL, badCases.filter((c) => c.code === 'PW_ERR_PROTOCOL').length, JSON.stringify(refused));
+    assert.equal(refused.WS_ERR_UNSUPPORTED_MESSAGE_LENGTH, 1);
+    assert.equal(refused.PW_ERR_UNAUTHENTICATED, 5);
+  });
+});
+
+describe('acceptsProtocol', () => {
+  const table: [string, boolean][] = [
+    ['1.0.0', true],
+    ['1.9.3', true],
+    ['1.2.0-beta.1', true],
+    ['0.9.0', false],
+    ['2.0.0', false],
+    ['1.0', false],
+    ['banana', false],
+  ];
+  for (const [v, ok] of table) {
+    it(`${v} -> ${ok}`, () => {
+      assert.equal(acceptsProtocol(v), ok);
+    });
+  }
+});
+
+describe('gateway: throughput over loopback (one agent, sequential acks)', () => {
+  it('full reports with new content, full reports with shared content, unchanged reports', async (t) => {
+    const tc = await startCollector(t);
+    const { client } = await tc.agent('bench');
+    const measure = async (n: number, make: (i: number) => Inventory | null, hashOf: (i: number) => string, expect: string) => {
+      const started = process.hrtime.bigint();
+      for (let i = 0; i < n; i++) {
+        const inv = make(i);
+        const ack = await client.report(inv, inv === null ? hashOf(i) : inventoryHash(inv));
+        assert.equal(ack.status, expect);
+      }
+      return n / (Number(process.hrtime.bigint() - started) / 1e9);
+    };
+    const n = 150;
+    const fresh = await measure(n, (i) => variant(thisHost, i), () => '', 'stored');
+    const shared = await measure(n, (i) => ({ ...thisHost, agentVersion: `0.1.${i}` }), () => '', 'stored');
+    const lastHash = inventoryHash({ ...thisHost, agentVersion: `0.1.${n - 1}` });
+    const unchanged = await measure(2000, () => null, () => lastHash, 'unchanged');
+    const contents = tc.collector.db.prepare('SELECT count(*) FROM inventory_contents').pluck().get();
+    assert.equal(contents, n + 1, 'shared-content reports stored their packages once');
+    t.diagnostic(`${thisHost.packages.length}-package reports, one agent, ack before the next: new content ${fresh.toFixed(0)}/s, shared content ${shared.toFixed(0)}/s, unchanged ${unchanged.toFixed(0)}/s`);
+    await client.close();
+  });
+});
+
+describe('gateway over TLS', () => {
+  it('serves wss with a certificate and key (openssl self-signed), the agent trusting that CA', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'pw-tls-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    await run(
+      'openssl',
+      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')],
+      { timeout: 30_000 },
+    );
+    const cert = await readFile(join(dir, 'cert.pem'));
+    const tc = await startCollector(t, { tls: { cert, key: await readFile(join(dir, 'key.pem')) } });
+    assert.match(tc.collector.url, /^https:\/\/127\.0\.0\.1:\d+$/);
+    assert.match(tc.collector.agentUrl, /^wss:\/\/127\.0\.0\.1:\d+\/v1\/agent$/);
+    const ws = new WebSocket(tc.collector.agentUrl, { ca: cert });
+    const first = await new Promise<string>((resolve, reject) => {
+      ws.once('message', (d: Buffer) => {
+        resolve(d.toString('utf8'));
+      });
+      ws.once('error', reject);
+    });
+    assert.equal((JSON.parse(first) as { type: string }).type, 'challenge');
+    ws.terminate();
+    // Without the CA the agent refuses the collector.
+    const untrusted = new WebSocket(tc.collector.agentUrl);
+    await assert.rejects(
+      new Promise((_resolve, reject) => {
+        untrusted.once('error', reject);
+      }),
+      /self-signed|certificate/,
+    );
+  });
+});

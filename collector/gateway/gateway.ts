@@ -1,0 +1,399 @@
+/**
+ * The agents' WebSocket endpoint (`/v1/agent`), on the collector's HTTP(S) server.
+ *
+ *   collector: challenge {nonce}                      (a fresh 32-byte nonce per connection)
+ *   agent:     hello {agentId, signature}  -> welcome {heartbeatSeconds, inventoryHash}
+ *          or  enroll {token, publicKey}   -> enrolled {agentId, collectorPublicKey}, welcome
+ *   agent:     report {id, hash, inventory|null} -> ack {id, status}   (after the commit)
+ *
+ * Every frame is validated with the wire schemas before anything else looks at it; a frame
+ * that fails, or a step out of order, gets `error {code}` and a 4xxx close, and nothing of
+ * it is stored. One bad peer never affects the others: each connection's failures end
+ * that connection only.
+ */
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, Server as HttpServer } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
+import type { Duplex } from 'node:stream';
+import semver from 'semver';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { CLOSE, ProtocolError } from '../../shared/errors.ts';
+import { inventoryHash } from '../../shared/inventory-hash.ts';
+import {
+  AgentMessageSchema,
+  type CollectorMessage,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  type Inventory,
+  PROTOCOL_VERSION,
+} from '../../shared/protocol.ts';
+import { helloPayload, verifyBytes } from '../../shared/signing.ts';
+import type { Logger } from '../logger.ts';
+import type { FleetStore } from '../store/fleet.ts';
+
+export const AGENT_PATH = '/v1/agent';
+
+export interface GatewayOptions {
+  fleet: FleetStore;
+  /** Sent in `enrolled`; the agent pins it to check the collector's signed instructions. */
+  collectorPublicKey: string;
+  logger: Logger;
+  /** Called after a new inventory was committed and acknowledged (correlation). */
+  onInventory?: (agentId: string, inventory: Inventory, contentHash: string) => void;
+  /** Called per report: its ack status and the seconds from its arrival to the ack; `rejected` when it was refused. */
+  onReport?: (status: 'stored' | 'unchanged' | 'duplicate' | 'rejected', seconds: number) => void;
+  /** WebSocket ping interval, told to agents in `welcome`; no pong for two of them ends the connection. Default 30. */
+  heartbeatSeconds?: number;
+  /** Time from connect to a valid hello or enroll. Default 10 s. */
+  handshakeTimeoutMs?: number;
+  /** Largest frame accepted; ws closes with 1009 above it. Default DEFAULT_MAX_MESSAGE_BYTES (32 MiB). */
+  maxPayload?: number;
+  /** Time a refused peer gets to answer our close frame before its socket is destroyed. Default 5 s. */
+  closeGraceMs?: number;
+  now?: () => Date;
+}
+
+export interface GatewayStats {
+  connections: number;
+  authenticated: number;
+  enrolled: number;
+  reports: { stored: number; unchanged: number; duplicate: number };
+  /** Refusals by error code (PW_ERR_PROTOCOL, ...), ws's own codes (WS_ERR_UNSUPPORTED_MESSAGE_LENGTH) and `heartbeat-timeout`. */
+  refused: Record<string, number>;
+}
+
+interface Session {
+  readonly id: number;
+  readonly ws: WebSocket;
+  readonly nonce: string;
+  log: Logger;
+  agentId: string | null;
+  closing: boolean;
+  /** The frame being handled is a report (for the `rejected` count when it is refused). */
+  reportPending: boolean;
+  missedPongs: number;
+  handshakeTimer: NodeJS.Timeout | undefined;
+}
+
+/** A better-sqlite3 failure (disk full, I/O error, busy): the agent should retry later, it did nothing wrong. */
+class StoreUnavailableError extends ProtocolError {
+  constructor(cause: unknown) {
+    super('the collector could not store this report; send it again later', 'PW_ERR_STORE', 1011, { cause });
+  }
+}
+
+function protocolError(message: string): ProtocolError {
+  return new ProtocolError(message, 'PW_ERR_PROTOCOL', CLOSE.protocol);
+}
+
+/** The peer's protocol is accepted when its major is ours (`^major`). */
+export function acceptsProtocol(peer: string): boolean {
+  const v = semver.valid(peer);
+  return v !== null && semver.major(v) === semver.major(PROTOCOL_VERSION);
+}
+
+export class Gateway {
+  readonly #opts: Required<Omit<GatewayOptions, 'onInventory' | 'onReport'>> & Pick<GatewayOptions, 'onInventory' | 'onReport'>;
+  readonly #wss: WebSocketServer;
+  readonly #sessions = new Set<Session>();
+  readonly #byAgent = new Map<string, Session>();
+  readonly #heartbeat: NodeJS.Timeout;
+  readonly #servers: (HttpServer | HttpsServer)[] = [];
+  readonly #onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    this.#upgrade(req, socket, head);
+  };
+  #nextId = 1;
+  #closed = false;
+  readonly stats: GatewayStats = { connections: 0, authenticated: 0, enrolled: 0, reports: { stored: 0, unchanged: 0, duplicate: 0 }, refused: {} };
+
+  constructor(options: GatewayOptions) {
+    this.#opts = {
+      heartbeatSeconds: 30,
+      handshakeTimeoutMs: 10_000,
+      maxPayload: DEFAULT_MAX_MESSAGE_BYTES,
+      closeGraceMs: 5000,
+      now: () => new Date(),
+      ...options,
+    };
+    if (!Number.isInteger(this.#opts.heartbeatSeconds) || this.#opts.heartbeatSeconds < 1 || this.#opts.heartbeatSeconds > 3600) {
+      throw new RangeError('heartbeatSeconds is a whole number from 1 to 3600');
+    }
+    // No compression: a small compressed frame can inflate past every limit (a zip bomb).
+    this.#wss = new WebSocketServer({ noServer: true, maxPayload: this.#opts.maxPayload, perMessageDeflate: false, clientTracking: false });
+    this.#heartbeat = setInterval(() => {
+      this.#tick();
+    }, this.#opts.heartbeatSeconds * 1000);
+    this.#heartbeat.unref();
+    // Whatever the last run left in the table, nobody is connected to a collector that starts.
+    this.#opts.fleet.markAllDisconnected();
+  }
+
+  /** Serves agents on `path` of this server; other upgrade requests get 404. */
+  attach(server: HttpServer | HttpsServer): void {
+    server.on('upgrade', this.#onUpgrade);
+    this.#servers.push(server);
+  }
+
+  get connectedAgents(): number {
+    return this.#byAgent.size;
+  }
+
+  isConnected(agentId: string): boolean {
+    return this.#byAgent.has(agentId);
+  }
+
+  /** Ends an agent's connection (after a revocation through the API); false when it has none. */
+  disconnect(agentId: string, error: ProtocolError): boolean {
+    const s = this.#byAgent.get(agentId);
+    if (s === undefined) return false;
+    this.#refuse(s, error);
+    return true;
+  }
+
+  /** Closes every connection (1001 going away) and stops serving; the HTTP server is the caller's. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#heartbeat);
+    for (const server of this.#servers) server.off('upgrade', this.#onUpgrade);
+    const closed = [...this.#sessions].map(
+      (s) =>
+        new Promise<void>((resolve) => {
+          s.ws.once('close', () => {
+            resolve();
+          });
+          s.closing = true;
+          s.ws.close(1001, 'collector shutting down');
+          setTimeout(() => {
+            s.ws.terminate();
+          }, Math.min(this.#opts.closeGraceMs, 2000)).unref();
+        }),
+    );
+    await Promise.all(closed);
+    await new Promise<void>((resolve) => {
+      this.#wss.close(() => {
+        resolve();
+      });
+    });
+  }
+
+  #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    let path: string;
+    try {
+      path = new URL(req.url ?? '/', 'http://collector').pathname;
+    } catch {
+      path = '';
+    }
+    if (path !== AGENT_PATH || this.#closed) {
+      socket.end(`HTTP/1.1 ${this.#closed ? '503 Service Unavailable' : '404 Not Found'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+      socket.destroy();
+      return;
+    }
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      this.#accept(ws, req);
+    });
+  }
+
+  #accept(ws: WebSocket, req: IncomingMessage): void {
+    const nonce = randomBytes(32).toString('base64url');
+    const id = this.#nextId++;
+    const log = this.#opts.logger.child({ conn: id, remote: req.socket.remoteAddress });
+    const s: Session = { id, ws, nonce, log, agentId: null, closing: false, reportPending: false, missedPongs: 0, handshakeTimer: undefined };
+    this.#sessions.add(s);
+    this.stats.connections++;
+    s.handshakeTimer = setTimeout(() => {
+      this.#refuse(s, new ProtocolError(`no hello or enroll within ${this.#opts.handshakeTimeoutMs} ms`, 'PW_ERR_HANDSHAKE_TIMEOUT', CLOSE.timeout));
+    }, this.#opts.handshakeTimeoutMs);
+    ws.on('message', (data, isBinary) => {
+      if (s.closing) return;
+      const arrived = process.hrtime.bigint();
+      try {
+        this.#handle(s, data, isBinary, arrived);
+      } catch (err) {
+        if (s.reportPending) this.#opts.onReport?.('rejected', 0);
+        this.#refuse(s, err instanceof ProtocolError ? err : this.#internal(s, err));
+      }
+      s.reportPending = false;
+    });
+    ws.on('pong', () => {
+      s.missedPongs = 0;
+    });
+    // ws reports a frame over maxPayload (1009), bad UTF-8 (1007) or a bad frame here and
+    // closes the connection itself; without a listener the error would crash the process.
+    ws.on('error', (err: Error & { code?: string }) => {
+      this.#count(err.code ?? 'WS_ERR');
+      log.warn({ code: err.code, agentId: s.agentId }, `connection refused by the WebSocket layer: ${err.message}`);
+    });
+    ws.on('close', (code, reason) => {
+      this.#closedSession(s, code, reason.toString('utf8'));
+    });
+    log.debug('agent connection opened');
+    this.#send(s, { type: 'challenge', protocol: PROTOCOL_VERSION, nonce });
+  }
+
+  #handle(s: Session, data: RawData, isBinary: boolean, arrived: bigint): void {
+    if (isBinary) throw protocolError('binary frames are not part of the protocol: send JSON text frames');
+    const text = (Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)).toString('utf8');
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (err) {
+      throw protocolError(`the frame is not JSON: ${(err as Error).message}`);
+    }
+    const parsed = AgentMessageSchema.safeParse(json);
+    s.reportPending = (json as { type?: unknown } | null)?.type === 'report';
+    if (!parsed.success) {
+      const issues = parsed.error.issues.slice(0, 3).map((i) => `${i.path.join('.') || '(message)'}: ${i.message}`);
+      throw protocolError(`the message does not match the protocol: ${issues.join('; ')}`);
+    }
+    const msg = parsed.data;
+    if (msg.type === 'report') {
+      if (s.agentId === null) throw new ProtocolError('a report before hello or enroll', 'PW_ERR_UNAUTHENTICATED', CLOSE.unauthenticated);
+      // The hash is checked on the inventory as it arrived (the agent's key order), the
+      // same bytes the agent hashed; a report whose hash lies is refused, never stored.
+      const raw = (json as { inventory: Inventory | null }).inventory;
+      if (raw !== null && inventoryHash(raw) !== msg.hash) throw protocolError(`report ${msg.id}: hash ${msg.hash} is not the hash of its inventory`);
+      this.#report(s, s.agentId, msg.id, msg.hash, msg.inventory, arrived);
+      return;
+    }
+    if (s.agentId !== null) throw protocolError(`${msg.type} on a connection that is authenticated already`);
+    if (!acceptsProtocol(msg.protocol)) {
+      throw new ProtocolError(`protocol ${msg.protocol} is not accepted: this collector speaks ^${semver.major(PROTOCOL_VERSION)} (${PROTOCOL_VERSION})`, 'PW_ERR_PROTOCOL_VERSION', CLOSE.version);
+    }
+    const fleet = this.#opts.fleet;
+    const now = this.#opts.now();
+    if (msg.type === 'hello') {
+      const agent = fleet.agentById(msg.agentId);
+      // Unknown agent and bad signature look the same to the peer: nothing to probe ids with.
+      if (agent === undefined || !verifyBytes(agent.publicKey, helloPayload(s.nonce, msg.agentId), msg.signature)) {
+        throw new ProtocolError('hello: the signature does not prove this agent id', 'PW_ERR_UNAUTHENTICATED', CLOSE.unauthenticated);
+      }
+      if (agent.revokedAt !== null) throw new ProtocolError(`agent ${agent.id} was revoked at ${agent.revokedAt}`, 'PW_ERR_AGENT_REVOKED', CLOSE.revoked);
+      if (agent.agentVersion !== msg.agentVersion) fleet.setAgentVersion(agent.id, msg.agentVersion);
+      this.#authenticated(s, agent.id, agent.lastInventoryHash, now);
+      return;
+    }
+    let result;
+    try {
+      result = fleet.enrollWithToken(msg.token, { publicKey: msg.publicKey, hostname: msg.hostname, machineId: msg.machineId, agentVersion: msg.agentVersion }, now);
+    } catch (err) {
+      if (err instanceof ProtocolError) throw err;
+      throw this.#internal(s, err);
+    }
+    if (!result.ok) {
+      throw new ProtocolError(`enroll: the enrollment token is ${result.reason === 'used-up' ? 'used up' : result.reason}`, 'PW_ERR_TOKEN_REFUSED', CLOSE.tokenRefused);
+    }
+    this.stats.enrolled++;
+    s.log.info({ agentId: result.agentId, hostname: msg.hostname }, 'agent enrolled');
+    this.#send(s, { type: 'enrolled', agentId: result.agentId, collectorPublicKey: this.#opts.collectorPublicKey });
+    this.#authenticated(s, result.agentId, null, now);
+  }
+
+  #authenticated(s: Session, agentId: string, inventoryHash: string | null, now: Date): void {
+    clearTimeout(s.handshakeTimer);
+    const older = this.#byAgent.get(agentId);
+    if (older !== undefined) {
+      // Two live connections for one key: a restarted agent whose old TCP connection is
+      // not dead yet, or a cloned VM. The newest wins; the log tells the two apart.
+      older.log.warn({ agentId, newer: s.id }, 'a newer connection of this agent replaces this one');
+      older.closing = true;
+      older.ws.close(1000, 'replaced by a newer connection');
+    }
+    s.agentId = agentId;
+    s.log = s.log.child({ agentId });
+    this.#byAgent.set(agentId, s);
+    this.stats.authenticated++;
+    this.#opts.fleet.setConnected(agentId, true, now);
+    s.log.info('agent connected');
+    this.#send(s, { type: 'welcome', agentId, heartbeatSeconds: this.#opts.heartbeatSeconds, inventoryHash });
+  }
+
+  #report(s: Session, agentId: string, id: string, hash: string, inventory: Inventory | null, arrived: bigint): void {
+    let result;
+    try {
+      result = this.#opts.fleet.ingestReport(agentId, id, hash, inventory, this.#opts.now());
+    } catch (err) {
+      if (err instanceof ProtocolError) throw err;
+      throw this.#internal(s, err);
+    }
+    this.stats.reports[result.status]++;
+    // The transaction has committed: only now may the agent forget the report.
+    this.#send(s, { type: 'ack', id, status: result.status });
+    s.reportPending = false;
+    this.#opts.onReport?.(result.status, Number(process.hrtime.bigint() - arrived) / 1e9);
+    s.log.debug({ reportId: id, status: result.status }, 'report acknowledged');
+    if (result.status === 'stored' && inventory !== null && this.#opts.onInventory !== undefined) {
+      try {
+        this.#opts.onInventory(agentId, inventory, result.contentHash);
+      } catch (err) {
+        s.log.error({ err }, 'correlating the new inventory failed; the report is stored');
+      }
+    }
+  }
+
+  #internal(s: Session, err: unknown): ProtocolError {
+    s.log.error({ err }, 'the collector failed while handling a message');
+    return new StoreUnavailableError(err);
+  }
+
+  #send(s: Session, msg: CollectorMessage): void {
+    s.ws.send(JSON.stringify(msg));
+  }
+
+  #count(code: string): void {
+    this.stats.refused[code] = (this.stats.refused[code] ?? 0) + 1;
+  }
+
+  #refuse(s: Session, err: ProtocolError): void {
+    if (s.closing) return;
+    s.closing = true;
+    clearTimeout(s.handshakeTimer);
+    this.#count(err.code);
+    const level = err.code === 'PW_ERR_STORE' ? 'error' : 'warn';
+    s.log[level]({ code: err.code, closeCode: err.closeCode }, `agent connection refused: ${err.message}`);
+    // No longer this agent's connection, even before the peer answers the close.
+    this.#release(s);
+    this.#send(s, { type: 'error', code: err.code, message: err.message.slice(0, 4096) });
+    s.ws.close(err.closeCode ?? CLOSE.protocol, err.code);
+    // A peer that never answers the close frame must not hold a socket for ws's 30 s.
+    setTimeout(() => {
+      s.ws.terminate();
+    }, this.#opts.closeGraceMs).unref();
+  }
+
+  #closedSession(s: Session, code: number, reason: string): void {
+    clearTimeout(s.handshakeTimer);
+    this.#sessions.delete(s);
+    s.closing = true;
+    this.#release(s);
+    s.log.info({ code, reason }, s.agentId === null ? 'connection closed before authentication' : 'agent disconnected');
+  }
+
+  #release(s: Session): void {
+    if (s.agentId === null || this.#byAgent.get(s.agentId) !== s) return;
+    this.#byAgent.delete(s.agentId);
+    try {
+      this.#opts.fleet.setConnected(s.agentId, false, this.#opts.now());
+    } catch (err) {
+      s.log.error({ err }, 'could not record the disconnection');
+    }
+  }
+
+  #tick(): void {
+    for (const s of this.#sessions) {
+      if (s.missedPongs >= 2) {
+        s.log.warn({ missed: s.missedPongs }, 'no pong for two heartbeats: connection terminated');
+        this.#count('heartbeat-timeout');
+        s.ws.terminate();
+        continue;
+      }
+      s.missedPongs++;
+      s.ws.ping();
+    }
+    if (this.#byAgent.size === 0) return;
+    try {
+      this.#opts.fleet.touch(this.#byAgent.keys(), this.#opts.now());
+    } catch (err) {
+      this.#opts.logger.error({ err }, 'could not record last-seen of the connected agents');
+    }
+  }
+}

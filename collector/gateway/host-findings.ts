@@ -1,0 +1,166 @@
+/**
+ * Findings per enrolled host: the shared Correlator (advisories loaded from the store at
+ * start), each host's finding history keyed by its agent id, and the open/overdue counts
+ * the host list shows. A new inventory is correlated after its report was acknowledged,
+ * one host per event-loop turn, so a burst of reports never delays acks or heartbeats;
+ * a host that reports twice before its turn is correlated once, with the newest inventory.
+ */
+import { packagesHash } from '../../shared/inventory-hash.ts';
+import type { Findings, Inventory } from '../../shared/protocol.ts';
+import { Correlator, type FeedState } from '../correlate/correlator.ts';
+import type { KevInfo } from '../correlate/findings.ts';
+import type { DuePolicy } from '../correlate/policy.ts';
+import type { Logger } from '../logger.ts';
+import { AdvisoryStore } from '../store/advisories.ts';
+import type { Db } from '../store/db.ts';
+import type { FleetStore } from '../store/fleet.ts';
+import { FindingHistoryStore } from '../store/history.ts';
+
+/** Statuses that still need someone to act before their due date. */
+const OPEN = new Set(['open', 'unfixed', 'fixed-pending-reboot']);
+
+export interface HostFindingsOptions {
+  db: Db;
+  fleet: FleetStore;
+  policy: DuePolicy;
+  logger: Logger;
+  correlator?: Correlator;
+  now?: () => Date;
+}
+
+export class HostFindings {
+  readonly correlator: Correlator;
+  readonly #advisories: AdvisoryStore;
+  readonly #history: FindingHistoryStore;
+  readonly #fleet: FleetStore;
+  readonly #policy: DuePolicy;
+  readonly #log: Logger;
+  readonly #now: () => Date;
+  #kev = new Map<string, KevInfo>();
+  #feeds: FeedState[] = [];
+  #feedErrors: string[] = [];
+  /** null: load the host's latest stored inventory when its turn comes. */
+  readonly #queue = new Map<string, { inventory: Inventory; hash: string } | null>();
+  #running = false;
+  #stopped = false;
+  #waiters: (() => void)[] = [];
+  stats = { correlated: 0, failed: 0 };
+
+  constructor(opts: HostFindingsOptions) {
+    this.correlator = opts.correlator ?? new Correlator();
+    this.#advisories = new AdvisoryStore(opts.db);
+    this.#history = new FindingHistoryStore(opts.db);
+    this.#fleet = opts.fleet;
+    this.#policy = opts.policy;
+    this.#log = opts.logger;
+    this.#now = opts.now ?? (() => new Date());
+  }
+
+  /** (Re)loads advisories, KEV and feed states from the store; call at start and after a feed import. */
+  load(): { advisories: number; kev: number; feeds: number } {
+    const all = [...this.#advisories.allAdvisories()];
+    this.correlator.apply(all);
+    this.#kev = new Map([...this.#advisories.kev()].map(([cve, k]) => [cve, { dueDate: k.dueDate }]));
+    const rows = this.#advisories.feeds();
+    this.#feeds = rows.map((f) => ({ source: f.source, newest: f.newest, importedAt: f.checkedAt }));
+    this.#feedErrors = rows.filter((f) => f.lastError !== null).map((f) => `feed ${f.source}: last attempt failed: ${(f.lastError ?? '').slice(0, 1000)}`);
+    return { advisories: all.length, kev: this.#kev.size, feeds: rows.length };
+  }
+
+  /** The host's findings now, with its history and exceptions; nothing is recorded. */
+  findings(agentId: string, inventory = this.#fleet.latestInventory(agentId), hash?: string): Findings | undefined {
+    if (inventory === undefined) return undefined;
+    const now = this.#now();
+    const doc = this.correlator.findings(inventory, {
+      policy: this.#policy,
+      now,
+      kev: this.#kev,
+      feeds: this.#feeds,
+      history: this.#history.history(agentId),
+      exceptions: this.#history.exceptions(agentId, now),
+      ...(hash === undefined ? {} : { hash }),
+    });
+    doc.warnings.push(...this.#feedErrors);
+    return doc;
+  }
+
+  /** Correlates, records the history and updates the host's counts. */
+  refresh(agentId: string, inventory: Inventory, hash: string): Findings {
+    const doc = this.findings(agentId, inventory, hash) as Findings;
+    const now = this.#now();
+    this.#history.record(agentId, doc.findings, now);
+    const open = doc.findings.filter((f) => OPEN.has(f.status)).length;
+    const overdue = doc.findings.filter((f) => f.overdue).length;
+    this.#fleet.setFindingCounts(agentId, open, overdue);
+    this.stats.correlated++;
+    return doc;
+  }
+
+  /** Queues a host for correlation; the newest inventory wins when it is queued twice. */
+  schedule(agentId: string, inventory: Inventory, hash: string): void {
+    this.#queue.delete(agentId);
+    this.#queue.set(agentId, { inventory, hash });
+    this.#start();
+  }
+
+  /**
+   * Queues every host that has reported, with its stored inventory: at start, since the
+   * advisories may have changed since the last run (a feed import while it was down) and a
+   * killed collector may not have correlated its last reports.
+   */
+  scheduleAll(agentIds: Iterable<string>): void {
+    for (const id of agentIds) if (!this.#queue.has(id)) this.#queue.set(id, null);
+    this.#start();
+  }
+
+  /** Drops the queue (the collector is closing; the findings are derived state, rebuilt at the next start). */
+  stop(): void {
+    this.#stopped = true;
+    this.#queue.clear();
+  }
+
+  #start(): void {
+    if (!this.#running && !this.#stopped && this.#queue.size > 0) {
+      this.#running = true;
+      setImmediate(() => {
+        this.#next();
+      });
+    }
+  }
+
+  /** Resolves when every queued host has been correlated. */
+  drained(): Promise<void> {
+    if (!this.#running) return Promise.resolve();
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  get pending(): number {
+    return this.#queue.size;
+  }
+
+  #next(): void {
+    const first = this.#queue.entries().next();
+    if (first.done === true || this.#stopped) {
+      this.#running = false;
+      const waiters = this.#waiters;
+      this.#waiters = [];
+      for (const w of waiters) w();
+      return;
+    }
+    const [agentId, job] = first.value;
+    this.#queue.delete(agentId);
+    try {
+      if (job !== null) this.refresh(agentId, job.inventory, job.hash);
+      else {
+        const inventory = this.#fleet.latestInventory(agentId);
+        if (inventory !== undefined) this.refresh(agentId, inventory, packagesHash(inventory));
+      }
+    } catch (err) {
+      this.stats.failed++;
+      this.#log.error({ err, agentId }, 'correlating a host failed; its findings are from its previous report');
+    }
+    setImmediate(() => {
+      this.#next();
+    });
+  }
+}

@@ -1,0 +1,203 @@
+/**
+ * The collector service: one HTTP(S) server carrying the HTTP app (API, dashboard,
+ * /healthz, /metrics) and the agents' WebSocket gateway (`/v1/agent`), over one SQLite
+ * store. `patchwarden-collector serve` is a thin shell around createCollector.
+ *
+ * Plain HTTP binds to loopback unless told otherwise, and says so in the log when told to
+ * listen elsewhere: enrollment tokens and inventories would cross the network in clear.
+ * With a certificate and key it is HTTPS, and agents connect with wss.
+ */
+import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
+import { getRequestListener } from '@hono/node-server';
+import { CLOSE, ProtocolError, UsageError, errorMessage } from '../shared/errors.ts';
+import { generateKeyPair, publicKeyOfPem } from '../shared/signing.ts';
+import { type CollectorConfig, parseConfig } from './config.ts';
+import { AGENT_PATH, Gateway, type GatewayOptions } from './gateway/gateway.ts';
+import { HostFindings } from './gateway/host-findings.ts';
+import { createApp } from './http/app.ts';
+import { createMetrics, type CollectorMetrics } from './http/metrics.ts';
+import { createLogger, type Logger } from './logger.ts';
+import { openDatabase, type Db } from './store/db.ts';
+import { FleetStore } from './store/fleet.ts';
+
+export const DEFAULT_LISTEN = '127.0.0.1:8443';
+export const KEY_FILE = 'collector.key';
+
+export interface CollectorOptions {
+  /** The SQLite file; the collector's key is kept beside it unless `keyFile` says otherwise. */
+  dbPath: string;
+  /** `HOST:PORT` (`[::1]:8443` for IPv6); port 0 picks a free one. Default 127.0.0.1:8443. */
+  listen?: string;
+  /** PEM certificate (chain) and private key: HTTPS and wss. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  config?: CollectorConfig;
+  keyFile?: string;
+  logger?: Logger;
+  gateway?: Pick<GatewayOptions, 'heartbeatSeconds' | 'handshakeTimeoutMs' | 'maxPayload' | 'closeGraceMs'>;
+  now?: () => Date;
+}
+
+export interface Collector {
+  httpServer: HttpServer | HttpsServer;
+  /** `http(s)://host:port`, with the port actually bound. */
+  url: string;
+  /** `ws(s)://host:port/v1/agent`: what `patchwarden-agent enroll --collector` takes. */
+  agentUrl: string;
+  /** The collector's ed25519 public key (raw, base64url), pinned by agents at enrollment. */
+  publicKey: string;
+  db: Db;
+  fleet: FleetStore;
+  gateway: Gateway;
+  findings: HostFindings;
+  metrics: CollectorMetrics;
+  logger: Logger;
+  /** Closes agent connections (1001), stops the HTTP server, closes the database. */
+  close(): Promise<void>;
+}
+
+export function parseListen(listen: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(listen);
+  const port = Number(m?.[3]);
+  if (m === null || port > 65535) throw new UsageError(`--listen ${listen}: expected HOST:PORT (for example 127.0.0.1:8443 or [::1]:8443)`);
+  return { host: m[1] ?? m[2] ?? '', port };
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/**
+ * The collector's signing key: made at first start, then read. 0600 because whoever holds
+ * it can sign instructions every agent will run.
+ */
+export function loadOrCreateKey(path: string, log: Logger): { publicKey: string; privateKeyPem: string } {
+  try {
+    const pem = readFileSync(path, 'utf8');
+    const mode = statSync(path).mode & 0o777;
+    if ((mode & 0o077) !== 0) log.warn({ path, mode: mode.toString(8) }, `the collector key ${path} can be read by other users: chmod 600 it`);
+    try {
+      return { publicKey: publicKeyOfPem(pem), privateKeyPem: pem };
+    } catch (err) {
+      throw new UsageError(`the collector key ${path} is not an ed25519 private key (PKCS#8 PEM): ${errorMessage(err)}`);
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+      if (err instanceof UsageError) throw err;
+      throw new UsageError(`cannot read the collector key ${path}: ${errorMessage(err)}`);
+    }
+  }
+  const pair = generateKeyPair();
+  // `wx`: two collectors starting on one directory must not overwrite each other's key.
+  writeFileSync(path, pair.privateKeyPem, { mode: 0o600, flag: 'wx' });
+  chmodSync(path, 0o600);
+  log.info({ path }, 'made the collector key');
+  return pair;
+}
+
+function hostForUrl(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+export async function createCollector(options: CollectorOptions): Promise<Collector> {
+  const logger = options.logger ?? createLogger();
+  const config = options.config ?? parseConfig({});
+  const { host, port } = parseListen(options.listen ?? DEFAULT_LISTEN);
+  if (options.dbPath === ':memory:' && options.keyFile === undefined) throw new UsageError('an in-memory database needs keyFile for the collector key');
+  const keyFile = options.keyFile ?? join(dirname(resolve(options.dbPath)), KEY_FILE);
+  const key = loadOrCreateKey(keyFile, logger);
+  const db = openDatabase(options.dbPath);
+  const now = options.now ?? (() => new Date());
+  let gateway: Gateway | undefined;
+  try {
+    const fleet = new FleetStore(db);
+    const metrics = createMetrics();
+    const findings = new HostFindings({ db, fleet, policy: config.policy, logger, now });
+    const started = Date.now();
+    const loaded = findings.load();
+    logger.info({ ...loaded, ms: Date.now() - started }, 'advisories loaded');
+    gateway = new Gateway({
+      fleet,
+      collectorPublicKey: key.publicKey,
+      logger,
+      now,
+      ...options.gateway,
+      onInventory: (agentId, inventory, hash) => {
+        findings.schedule(agentId, inventory, hash);
+      },
+      onReport: (status, seconds) => {
+        metrics.reportsTotal.inc({ status });
+        if (status !== 'rejected') metrics.reportIngestSeconds.observe(seconds);
+      },
+    });
+    const gw = gateway;
+    findings.scheduleAll(fleet.reportedAgentIds());
+
+    const app = createApp({
+      db,
+      fleet,
+      correlator: findings.correlator,
+      policy: config.policy,
+      now,
+      metrics,
+      onAgentRevoked: (agentId) => {
+        gw.disconnect(agentId, new ProtocolError(`agent ${agentId} was revoked`, 'PW_ERR_AGENT_REVOKED', CLOSE.revoked));
+      },
+      onError: (err) => {
+        logger.error({ err }, 'HTTP request failed');
+      },
+    });
+    const fetch = getRequestListener(app.fetch);
+    const listener = (req: IncomingMessage, res: ServerResponse): void => {
+      void fetch(req, res);
+    };
+    const server: HttpServer | HttpsServer =
+      options.tls === undefined ? createHttpServer(listener) : createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, listener);
+    gw.attach(server);
+    if (options.tls === undefined && !isLoopback(host)) {
+      logger.warn({ listen: `${host}:${port}` }, 'listening beyond loopback without TLS: enrollment tokens and inventories cross the network in clear; give --tls-cert and --tls-key');
+    }
+    await new Promise<void>((resolveListen, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolveListen();
+      });
+    });
+    const bound = (server.address() as AddressInfo).port;
+    const scheme = options.tls === undefined ? 'http' : 'https';
+    const url = `${scheme}://${hostForUrl(host)}:${bound}`;
+    const agentUrl = `${options.tls === undefined ? 'ws' : 'wss'}://${hostForUrl(host)}:${bound}${AGENT_PATH}`;
+    logger.info({ url, agentUrl }, 'collector listening');
+
+    let closing: Promise<void> | undefined;
+    const close = (): Promise<void> => {
+      closing ??= (async () => {
+        const stopped = new Promise<void>((r) => {
+          server.close(() => {
+            r();
+          });
+        });
+        server.closeIdleConnections();
+        findings.stop();
+        await gw.close();
+        server.closeAllConnections();
+        await stopped;
+        db.close();
+        logger.info('collector stopped');
+      })();
+      return closing;
+    };
+    return { httpServer: server, url, agentUrl, publicKey: key.publicKey, db, fleet, gateway: gw, findings, metrics, logger, close };
+  } catch (err) {
+    await gateway?.close();
+    db.close();
+    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE' || (err as NodeJS.ErrnoException).code === 'EADDRNOTAVAIL' || (err as NodeJS.ErrnoException).code === 'EACCES') {
+      throw new UsageError(`cannot listen on ${host}:${port}: ${(err as Error).message}`);
+    }
+    throw err;
+  }
+}
