@@ -7,6 +7,10 @@ import { apiTokenCommand } from './commands/api-token.ts';
 import { exceptionCommand } from './commands/exception.ts';
 import { feedCommand } from './commands/feed.ts';
 import { scanCommand } from './commands/scan.ts';
+import { serveCommand } from './commands/serve.ts';
+import { tokenCommand } from './commands/token.ts';
+import { hostsCommand } from './commands/hosts.ts';
+import { agentCommand } from './commands/agent.ts';
 import { vercmpCommand } from './commands/vercmp-cli.ts';
 
 const USAGE = `patchwarden-collector ${AGENT_VERSION}
@@ -21,6 +25,10 @@ usage:
   patchwarden-collector api-token create [--db FILE] --name NAME --role viewer|operator|admin [--json]   (prints the token once)
   patchwarden-collector api-token revoke [--db FILE] --name NAME
   patchwarden-collector api-token list [--db FILE] [--json]
+  patchwarden-collector serve [--db FILE] [--listen HOST:PORT] [--config FILE] [--tls-cert FILE --tls-key FILE]
+  patchwarden-collector token create [--db FILE] --uses N --ttl 24h [--note TEXT] [--json]   (prints the enrollment token once)
+  patchwarden-collector hosts [--db FILE] [--json]
+  patchwarden-collector agent revoke [--db FILE] ID
   patchwarden-collector vercmp --scheme deb|rpm|apk   (A<TAB>B lines on stdin)
   patchwarden-collector version
 
@@ -34,6 +42,10 @@ const commands: Record<string, Command> = {
   feed: feedCommand,
   exception: exceptionCommand,
   'api-token': apiTokenCommand,
+  serve: serveCommand,
+  token: tokenCommand,
+  hosts: hostsCommand,
+  agent: agentCommand,
   vercmp: vercmpCommand,
   version: (_argv, io) => {
     io.stdout.write(`${AGENT_VERSION}\n`);

@@ -1,0 +1,54 @@
+/**
+ * `serve [--db FILE] [--listen HOST:PORT] [--config FILE] [--tls-cert FILE --tls-key FILE]`:
+ * the collector service. Prints where it listens, then runs until SIGTERM or SIGINT, when
+ * it closes agent connections (1001), lets requests finish and closes the database; a
+ * second signal exits at once.
+ */
+import { readFileSync } from 'node:fs';
+import { UsageError, errorMessage } from '../../shared/errors.ts';
+import { loadConfig } from '../config.ts';
+import { createCollector, DEFAULT_LISTEN } from '../server.ts';
+import { parse } from './args.ts';
+import { DEFAULT_DB } from './feed.ts';
+
+type Io = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
+
+function readPem(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new UsageError(`cannot read the TLS ${what} ${path}: ${errorMessage(err)}`);
+  }
+}
+
+export async function serveCommand(argv: string[], io: Io): Promise<number> {
+  const { values } = parse(argv, {
+    db: { type: 'string', default: DEFAULT_DB },
+    listen: { type: 'string', default: DEFAULT_LISTEN },
+    config: { type: 'string' },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
+  });
+  const certPath = values['tls-cert'];
+  const keyPath = values['tls-key'];
+  if ((certPath === undefined) !== (keyPath === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
+  const config = await loadConfig(values.config);
+  const tls = certPath === undefined || keyPath === undefined ? undefined : { cert: readPem(certPath, 'certificate'), key: readPem(keyPath, 'key') };
+  const collector = await createCollector({ dbPath: values.db, listen: values.listen, config, ...(tls === undefined ? {} : { tls }) });
+  io.stdout.write(`patchwarden-collector listening on ${collector.url} (agents: ${collector.agentUrl})\n`);
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    const on = (s: NodeJS.Signals) => {
+      process.off('SIGTERM', on);
+      process.off('SIGINT', on);
+      // A second signal while closing: the operator wants it gone now.
+      process.once('SIGTERM', () => process.exit(1));
+      process.once('SIGINT', () => process.exit(1));
+      resolve(s);
+    };
+    process.on('SIGTERM', on);
+    process.on('SIGINT', on);
+  });
+  collector.logger.info({ signal }, 'closing');
+  await collector.close();
+  return 0;
+}
