@@ -34,21 +34,30 @@ export async function serveCommand(argv: string[], io: Io): Promise<number> {
   if ((certPath === undefined) !== (keyPath === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
   const config = await loadConfig(values.config);
   const tls = certPath === undefined || keyPath === undefined ? undefined : { cert: readPem(certPath, 'certificate'), key: readPem(keyPath, 'key') };
-  const collector = await createCollector({ dbPath: values.db, listen: values.listen, config, ...(tls === undefined ? {} : { tls }) });
-  io.stdout.write(`patchwarden-collector listening on ${collector.url} (agents: ${collector.agentUrl})\n`);
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    const on = (s: NodeJS.Signals) => {
-      process.off('SIGTERM', on);
-      process.off('SIGINT', on);
-      // A second signal while closing: the operator wants it gone now.
-      process.once('SIGTERM', () => process.exit(1));
-      process.once('SIGINT', () => process.exit(1));
-      resolve(s);
-    };
-    process.on('SIGTERM', on);
-    process.on('SIGINT', on);
+  // Signals are handled before the URL is printed: whoever reads that line may signal at
+  // once. One listener for the whole run, removed only after the close.
+  let signals = 0;
+  let stop: (s: NodeJS.Signals) => void = () => undefined;
+  const stopped = new Promise<NodeJS.Signals>((resolve) => {
+    stop = resolve;
   });
-  collector.logger.info({ signal }, 'closing');
-  await collector.close();
+  const listener = (s: NodeJS.Signals) => {
+    signals++;
+    // A second signal while closing: the operator wants it gone now.
+    if (signals > 1) process.exit(1);
+    stop(s);
+  };
+  process.on('SIGTERM', listener);
+  process.on('SIGINT', listener);
+  try {
+    const collector = await createCollector({ dbPath: values.db, listen: values.listen, config, ...(tls === undefined ? {} : { tls }) });
+    io.stdout.write(`patchwarden-collector listening on ${collector.url} (agents: ${collector.agentUrl})\n`);
+    const signal = await stopped;
+    collector.logger.info({ signal }, 'closing');
+    await collector.close();
+  } finally {
+    process.off('SIGTERM', listener);
+    process.off('SIGINT', listener);
+  }
   return 0;
 }
