@@ -37,7 +37,7 @@ export interface CollectorOptions {
   config?: CollectorConfig;
   keyFile?: string;
   logger?: Logger;
-  gateway?: Pick<GatewayOptions, 'heartbeatSeconds' | 'handshakeTimeoutMs' | 'maxPayload' | 'closeGraceMs'>;
+  gateway?: Pick<GatewayOptions, 'heartbeatSeconds' | 'handshakeTimeoutMs' | 'maxPayload' | 'closeGraceMs' | 'maxPendingHandshakes'>;
   now?: () => Date;
 }
 

@@ -165,6 +165,16 @@ describe('gateway: the good path', () => {
     assert.equal(tc.collector.gateway.disconnect(agentId, new ProtocolError('x', 'PW_ERR_AGENT_REVOKED', 4003)), false);
   });
 
+  it('past maxPendingHandshakes strangers get 503 at the upgrade; agents get in again once they are gone', async (t) => {
+    const tc = await startCollector(t, { gateway: { maxPendingHandshakes: 2, handshakeTimeoutMs: 500, closeGraceMs: 200 } });
+    const idle = [await TestAgent.connect(tc.collector.agentUrl), await TestAgent.connect(tc.collector.agentUrl)];
+    await assert.rejects(TestAgent.connect(tc.collector.agentUrl), /HTTP 503/);
+    assert.equal(tc.collector.gateway.stats.refused['handshakes-full'], 1);
+    for (const c of idle) assert.equal((await c.refusal()).close.code, 4008);
+    await new Promise((r) => setTimeout(r, 50));
+    await stillServes(tc);
+  });
+
   it('an upgrade on another path is answered 404 and the collector goes on', async (t) => {
     const tc = await startCollector(t);
     await assert.rejects(TestAgent.connect(tc.collector.url.replace('http', 'ws') + '/v1/other'), /HTTP 404/);
@@ -485,6 +495,25 @@ describe('gateway: throughput over loopback (one agent, sequential acks)', () =>
     assert.equal(contents, n + 1, 'shared-content reports stored their packages once');
     t.diagnostic(`${thisHost.packages.length}-package reports, one agent, ack before the next: new content ${fresh.toFixed(0)}/s, shared content ${shared.toFixed(0)}/s, unchanged ${unchanged.toFixed(0)}/s`);
     await client.close();
+  });
+
+  it('50 agents at once, each 100 unchanged reports pipelined', async (t) => {
+    const tc = await startCollector(t);
+    const agents = await Promise.all(Array.from({ length: 50 }, (_, i) => tc.agent(`host-${i}`)));
+    const hash = inventoryHash(thisHost);
+    await Promise.all(agents.map(({ client }) => client.report(thisHost, hash)));
+    const started = process.hrtime.bigint();
+    await Promise.all(
+      agents.map(async ({ client }) => {
+        for (let i = 0; i < 100; i++) client.sendReport(null, hash);
+        for (let i = 0; i < 100; i++) assert.equal((await client.expect('ack')).status, 'unchanged');
+      }),
+    );
+    const perSecond = 5000 / (Number(process.hrtime.bigint() - started) / 1e9);
+    assert.equal(tc.collector.gateway.stats.reports.unchanged, 5000);
+    assert.equal(tc.collector.db.prepare('SELECT count(*) FROM inventory_contents').pluck().get(), 1, '50 hosts, one content');
+    t.diagnostic(`50 agents, 5000 unchanged reports: ${perSecond.toFixed(0)}/s (test client in the same process)`);
+    for (const { client } of agents) await client.close();
   });
 });
 

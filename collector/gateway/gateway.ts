@@ -49,6 +49,12 @@ export interface GatewayOptions {
   maxPayload?: number;
   /** Time a refused peer gets to answer our close frame before its socket is destroyed. Default 5 s. */
   closeGraceMs?: number;
+  /**
+   * Connections not yet authenticated, at most; more are answered 503 at the upgrade. Each
+   * may send one frame of up to maxPayload before it is refused, so this bounds the memory
+   * strangers can make the collector hold. Default 1024.
+   */
+  maxPendingHandshakes?: number;
   now?: () => Date;
 }
 
@@ -111,6 +117,7 @@ export class Gateway {
       handshakeTimeoutMs: 10_000,
       maxPayload: DEFAULT_MAX_MESSAGE_BYTES,
       closeGraceMs: 5000,
+      maxPendingHandshakes: 1024,
       now: () => new Date(),
       ...options,
     };
@@ -183,8 +190,10 @@ export class Gateway {
     } catch {
       path = '';
     }
-    if (path !== AGENT_PATH || this.#closed) {
-      socket.end(`HTTP/1.1 ${this.#closed ? '503 Service Unavailable' : '404 Not Found'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    const busy = this.#sessions.size - this.#byAgent.size >= this.#opts.maxPendingHandshakes;
+    if (path !== AGENT_PATH || this.#closed || busy) {
+      if (busy && !this.#closed) this.#count('handshakes-full');
+      socket.end(`HTTP/1.1 ${path !== AGENT_PATH ? '404 Not Found' : '503 Service Unavailable'}\r\nConnection: close\r\nRetry-After: 5\r\nContent-Length: 0\r\n\r\n`);
       socket.destroy();
       return;
     }
