@@ -1,0 +1,160 @@
+import assert from 'node:assert/strict';
+import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { before, describe, it, type TestContext } from 'node:test';
+import { collectInventory } from '../agent/inventory/inventory.ts';
+import type { Inventory } from '../shared/protocol.ts';
+import { publicKeyOfPem } from '../shared/signing.ts';
+import { newKeys, startCollector, TestAgent } from './gateway/testkit.ts';
+import { createLogger } from './logger.ts';
+import { createCollector, isLoopback, loadOrCreateKey, parseListen } from './server.ts';
+
+let thisHost: Inventory;
+before(async () => {
+  thisHost = await collectInventory();
+});
+
+async function tempDir(t: TestContext): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'pw-server-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function captureLogger() {
+  const lines: string[] = [];
+  return {
+    lines,
+    logger: createLogger({
+      destination: {
+        write(l: string) {
+          lines.push(l);
+        },
+      },
+    }),
+  };
+}
+
+describe('parseListen', () => {
+  const ok: [string, { host: string; port: number }][] = [
+    ['127.0.0.1:8443', { host: '127.0.0.1', port: 8443 }],
+    ['0.0.0.0:0', { host: '0.0.0.0', port: 0 }],
+    ['[::1]:8443', { host: '::1', port: 8443 }],
+    ['[::]:443', { host: '::', port: 443 }],
+    ['collector.example.org:8443', { host: 'collector.example.org', port: 8443 }],
+  ];
+  for (const [text, want] of ok) {
+    it(`${text} -> ${want.host} ${want.port}`, () => {
+      assert.deepEqual(parseListen(text), want);
+    });
+  }
+  for (const text of ['8443', '127.0.0.1', '127.0.0.1:65536', '::1:8443', '127.0.0.1:http', '$(reboot):80', '']) {
+    it(`${JSON.stringify(text)} is refused with PW_ERR_USAGE`, () => {
+      assert.throws(() => parseListen(text), { code: 'PW_ERR_USAGE' });
+    });
+  }
+});
+
+describe('isLoopback', () => {
+  const table: [string, boolean][] = [
+    ['127.0.0.1', true],
+    ['127.1.2.3', true],
+    ['::1', true],
+    ['localhost', true],
+    ['0.0.0.0', false],
+    ['::', false],
+    ['10.0.0.1', false],
+    ['127.0.0.1.example.org', false],
+  ];
+  for (const [host, want] of table) {
+    it(`${host} -> ${want}`, () => {
+      assert.equal(isLoopback(host), want);
+    });
+  }
+});
+
+describe('loadOrCreateKey', () => {
+  it('makes an ed25519 key with mode 0600 at first start and reads the same key after', async (t) => {
+    const dir = await tempDir(t);
+    const path = join(dir, 'collector.key');
+    const { logger } = captureLogger();
+    const first = loadOrCreateKey(path, logger);
+    assert.equal((await stat(path)).mode & 0o777, 0o600);
+    assert.equal(publicKeyOfPem(await readFile(path, 'utf8')), first.publicKey);
+    assert.equal(loadOrCreateKey(path, logger).publicKey, first.publicKey);
+  });
+
+  it('warns when the key can be read by others', async (t) => {
+    const dir = await tempDir(t);
+    const path = join(dir, 'collector.key');
+    const { logger, lines } = captureLogger();
+    loadOrCreateKey(path, logger);
+    await chmod(path, 0o644);
+    loadOrCreateKey(path, logger);
+    assert.ok(lines.some((l) => l.includes('chmod 600')), lines.join(''));
+  });
+
+  const bad: [string, string][] = [
+    ['not PEM', 'hello\n'],
+    ['an RSA-looking PEM with garbage', '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n'],
+    ['empty', ''],
+  ];
+  for (const [name, content] of bad) {
+    it(`a key file that is ${name} is refused with PW_ERR_USAGE and left alone`, async (t) => {
+      const dir = await tempDir(t);
+      const path = join(dir, 'collector.key');
+      await writeFile(path, content, { mode: 0o600 });
+      assert.throws(() => loadOrCreateKey(path, captureLogger().logger), { code: 'PW_ERR_USAGE' });
+      assert.equal(await readFile(path, 'utf8'), content);
+    });
+  }
+});
+
+describe('createCollector', () => {
+  it('serves /healthz, /metrics and the gateway on one port; reports show in the metrics', async (t) => {
+    const tc = await startCollector(t);
+    const health = await fetch(`${tc.collector.url}/healthz`);
+    assert.equal(health.status, 200);
+    assert.deepEqual(await health.json(), { status: 'ok', db: true });
+    const { client } = await tc.agent();
+    assert.equal((await client.report(thisHost)).status, 'stored');
+    assert.equal((await client.report(thisHost)).status, 'unchanged');
+    const metrics = await (await fetch(`${tc.collector.url}/metrics`)).text();
+    assert.match(metrics, /^patchwarden_reports_total\{status="stored"\} 1$/m);
+    assert.match(metrics, /^patchwarden_reports_total\{status="unchanged"\} 1$/m);
+    assert.match(metrics, /^patchwarden_report_ingest_seconds_count 2$/m);
+    await client.close();
+  });
+
+  it('correlates every reported host again at start (counts a killed collector left stale are rebuilt)', async (t) => {
+    const dir = await tempDir(t);
+    const dbPath = join(dir, 'c.db');
+    const first = await createCollector({ dbPath, listen: '127.0.0.1:0', logger: captureLogger().logger });
+    const { token } = first.fleet.createEnrollmentToken({ uses: 1, ttlMs: 60_000, createdBy: 'test' });
+    const client = await TestAgent.connect(first.agentUrl);
+    const { agentId } = await client.enroll(token, newKeys());
+    await client.report(thisHost);
+    await client.close();
+    await first.findings.drained();
+    const real = first.fleet.host(agentId);
+    first.fleet.setFindingCounts(agentId, 999, 999);
+    await first.close();
+
+    const second = await createCollector({ dbPath, listen: '127.0.0.1:0', logger: captureLogger().logger });
+    t.after(() => second.close());
+    await second.findings.drained();
+    assert.deepEqual([second.fleet.host(agentId)?.openFindings, second.fleet.host(agentId)?.overdueFindings], [real?.openFindings, real?.overdueFindings]);
+    assert.equal(second.fleet.agentById(agentId)?.connected, false);
+  });
+
+  it('a port in use is PW_ERR_USAGE and leaves nothing open', async (t) => {
+    const tc = await startCollector(t);
+    const port = new URL(tc.collector.url).port;
+    const dir = await tempDir(t);
+    await assert.rejects(createCollector({ dbPath: join(dir, 'c.db'), listen: `127.0.0.1:${port}`, logger: captureLogger().logger }), { code: 'PW_ERR_USAGE', message: /cannot listen on 127\.0\.0\.1/ });
+  });
+
+  it('an in-memory database needs keyFile', async () => {
+    await assert.rejects(createCollector({ dbPath: ':memory:', listen: '127.0.0.1:0' }), { code: 'PW_ERR_USAGE' });
+  });
+});
