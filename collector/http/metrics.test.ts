@@ -114,7 +114,7 @@ describe('Registry', () => {
     const h = r.histogram('t_seconds', 'x', [], [0.1, 1, 10]);
     for (const v of [0.05, 0.1, 0.5, 2, 20]) h.observe(v);
     const fam = parseWithPrometheusClient(r.render()).find((f) => f.name === 't_seconds');
-    assert.ok(fam !== undefined);
+    assert.ok(fam !== undefined, 'the histogram is in the output');
     assert.equal(fam.type, 'histogram');
     const byName = (n: string, le?: string) => fam.samples.find((s) => s.name === n && (le === undefined || s.labels.le === le))?.value;
     assert.equal(byName('t_seconds_bucket', '0.1'), 2);
@@ -122,7 +122,7 @@ describe('Registry', () => {
     assert.equal(byName('t_seconds_bucket', '10.0') ?? byName('t_seconds_bucket', '10'), 4);
     assert.equal(byName('t_seconds_bucket', '+Inf'), 5);
     assert.equal(byName('t_seconds_count'), 5);
-    assert.ok(Math.abs((byName('t_seconds_sum') ?? 0) - 22.65) < 1e-9);
+    assert.ok(Math.abs((byName('t_seconds_sum') ?? 0) - 22.65) < 1e-9, `sum ${byName('t_seconds_sum') ?? 'missing'}`);
   });
 
   it('times sync and async work and records a throwing run too', async () => {

@@ -1,0 +1,75 @@
+/**
+ * The JSON API under /api/v1. Every request needs `Authorization: Bearer <api token>`;
+ * viewer reads hosts and the summary, admin reads the audit log and revokes agents.
+ * The operator role is reserved for rollouts (issue 5): today it may do what a viewer may.
+ */
+import { Hono } from 'hono';
+import * as z from 'zod';
+import { bearerAuth, type AuthVariables, requireRole } from './auth.ts';
+import { conflict, notFound } from './errors.ts';
+import { AuditQuerySchema, cursorScope, decodeAuditCursor, DEFAULT_LIMIT, EmptyQuerySchema, HostsQuerySchema, parseQuery } from './query.ts';
+import type { Services } from './services.ts';
+import { hostDocument, listHosts, summary } from './views.ts';
+
+const AgentId = z.uuid();
+
+function agentIdParam(raw: string): string {
+  // Not a uuid: no agent has that id, and saying "not found" echoes nothing back.
+  const r = AgentId.safeParse(raw);
+  if (!r.success) throw notFound('no such host');
+  return r.data;
+}
+
+export function apiRoutes(s: Services): Hono<{ Variables: AuthVariables }> {
+  const api = new Hono<{ Variables: AuthVariables }>();
+  api.use('*', bearerAuth(s.tokens));
+
+  api.get('/whoami', requireRole('viewer'), (c) => {
+    parseQuery(EmptyQuerySchema, c.req.queries());
+    const p = c.get('principal');
+    return c.json({ name: p?.name, role: p?.role });
+  });
+
+  api.get('/hosts', requireRole('viewer'), (c) => {
+    const q = parseQuery(HostsQuerySchema, c.req.queries());
+    return c.json(listHosts(s, q));
+  });
+
+  api.get('/hosts/:id', requireRole('viewer'), (c) => {
+    parseQuery(EmptyQuerySchema, c.req.queries());
+    const doc = hostDocument(s, agentIdParam(c.req.param('id')));
+    if (doc === undefined) throw notFound('no such host (or it has not reported yet)');
+    return c.json(doc);
+  });
+
+  api.get('/summary', requireRole('viewer'), (c) => {
+    parseQuery(EmptyQuerySchema, c.req.queries());
+    return c.json(summary(s));
+  });
+
+  api.get('/audit', requireRole('admin'), (c) => {
+    const { limit = DEFAULT_LIMIT, cursor, ...filters } = parseQuery(AuditQuerySchema, c.req.queries());
+    const scope = cursorScope('audit', filters);
+    const beforeId = cursor === undefined ? undefined : decodeAuditCursor(s.cursors, scope, cursor);
+    const { entries, more } = s.audit.list({ ...filters, beforeId, limit });
+    const last = entries[entries.length - 1];
+    return c.json({ items: entries, nextCursor: more && last !== undefined ? s.cursors.encode(scope, last.id) : null });
+  });
+
+  api.post('/agents/:id/revoke', requireRole('admin'), (c) => {
+    parseQuery(EmptyQuerySchema, c.req.queries());
+    const id = agentIdParam(c.req.param('id'));
+    const agent = s.deps.fleet.agentById(id);
+    if (agent === undefined) throw notFound('no such agent');
+    if (agent.revokedAt !== null) throw conflict(`agent ${id} was revoked already at ${agent.revokedAt}`);
+    const principal = c.get('principal');
+    const now = s.now();
+    // Revoked between the read above and here: another admin was quicker.
+    if (!s.deps.fleet.revokeAgent(id, principal?.actor ?? 'api:unknown', now)) throw conflict(`agent ${id} was revoked already`);
+    s.deps.onAgentRevoked?.(id);
+    return c.json({ agent: { id, hostname: agent.hostname, revokedAt: now.toISOString() } });
+  });
+
+  api.notFound((c) => c.json({ error: { code: 'PW_ERR_NOT_FOUND', message: 'no such API route' } }, 404));
+  return api;
+}

@@ -1,0 +1,255 @@
+/**
+ * The dashboard: server-rendered HTML, no script at all. Every value goes through hono's
+ * `html` template, which escapes it (a host name `<script>…` is text); `raw()` is not used
+ * anywhere in this file. The Content-Security-Policy allows no script and only this
+ * file's own stylesheet (by hash), as a second wall should an escape ever be missed.
+ *
+ * Login: a form posts an API token; a valid one starts a session (see auth.ts) and sets an
+ * HttpOnly, SameSite=Strict cookie. Any role may look; nothing here changes state except
+ * logging in and out, which check the Origin header (hono's csrf middleware).
+ */
+import { createHash } from 'node:crypto';
+import { Hono, type Context, type MiddlewareHandler } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { csrf } from 'hono/csrf';
+import { html } from 'hono/html';
+import type { HtmlEscapedString } from 'hono/utils/html';
+import * as z from 'zod';
+import type { Finding, Severity } from '../../shared/protocol.ts';
+import { clearSessionCookie, type Principal, sessionId, setSessionCookie } from './auth.ts';
+import { ApiError } from './errors.ts';
+import { HostsQuerySchema, parseQuery } from './query.ts';
+import type { Services } from './services.ts';
+import { type HostJson, hostDocument, listHosts, summary } from './views.ts';
+
+type Html = HtmlEscapedString | Promise<HtmlEscapedString>;
+type DashEnv = { Variables: { principal: Principal } };
+
+export const DASHBOARD_CSS = `
+body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1d232a;background:#f6f7f9}
+header{display:flex;gap:1.5em;align-items:center;padding:.6em 1.2em;background:#1d232a;color:#fff}
+header a{color:#fff;text-decoration:none;font-weight:600}header form{margin-left:auto}
+main{padding:1em 1.2em}h1{font-size:1.3em;margin:.2em 0 .6em}h2{font-size:1.1em;margin:1.2em 0 .4em}
+table{border-collapse:collapse;width:100%;background:#fff}th,td{padding:.35em .6em;border-bottom:1px solid #e3e6ea;text-align:left;vertical-align:top}
+th{background:#eef0f3;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.cards{display:flex;flex-wrap:wrap;gap:.8em;margin-bottom:1em}.card{background:#fff;border:1px solid #e3e6ea;padding:.5em .9em;min-width:8em}
+.card b{display:block;font-size:1.4em}.bad{color:#b42318;font-weight:600}.warn{color:#b54708}.ok{color:#067647}.muted{color:#667085}
+form.filters{display:flex;gap:.6em;flex-wrap:wrap;align-items:end;margin-bottom:.8em}label{display:flex;flex-direction:column;font-size:.85em}
+input,select,button{font:inherit;padding:.25em .4em}.login{max-width:28em;margin:4em auto;background:#fff;padding:1.5em;border:1px solid #e3e6ea}
+.login input{width:100%;box-sizing:border-box}.error{background:#fef3f2;border:1px solid #fecdca;padding:.5em .8em;margin:.5em 0}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em}dt{font-weight:600}dd{margin:0}code{font-size:.9em}
+`;
+const CSS_HASH = createHash('sha256').update(DASHBOARD_CSS).digest('base64');
+export const DASHBOARD_CSP = `default-src 'none'; style-src 'sha256-${CSS_HASH}'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`;
+
+function page(title: string, principal: Principal | undefined, body: Html): Html {
+  return html`<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>${title} · patchwarden</title><style>${DASHBOARD_CSS}</style></head>
+<body>
+<header><a href="/">patchwarden</a>${principal === undefined
+    ? ''
+    : html`<span>${principal.name} <span class="muted">(${principal.role})</span></span><form method="post" action="/logout"><button type="submit">Log out</button></form>`}</header>
+<main>${body}</main>
+</body>
+</html>`;
+}
+
+function send(c: Context, body: Html, status: 200 | 400 | 401 | 403 | 404 | 500 = 200) {
+  c.header('Content-Security-Policy', DASHBOARD_CSP);
+  c.header('X-Frame-Options', 'DENY');
+  c.header('Referrer-Policy', 'no-referrer');
+  c.header('Cache-Control', 'no-store');
+  return c.html(body, status);
+}
+
+/** Only a path on this site: `//evil.example` and `/\evil.example` would leave it. */
+function safeNext(next: string | undefined): string {
+  return next !== undefined && /^\/(?![/\\])[A-Za-z0-9/_.?=&%:-]*$/.test(next) && next.length <= 2048 ? next : '/';
+}
+
+function when(iso: string | null): string {
+  return iso === null ? '—' : iso.replace('T', ' ').replace(/\.\d{3}Z$/, 'Z');
+}
+
+const SEVERITY_ORDER: Record<Severity, number> = { critical: 0, high: 1, medium: 2, low: 3, unknown: 4 };
+
+function loginPage(next: string, error?: string): Html {
+  return page(
+    'Log in',
+    undefined,
+    html`<div class="login"><h1>Log in</h1>
+<p>Paste an API token (<code>patchwarden-collector api-token create --name NAME --role viewer</code> makes one).</p>
+${error === undefined ? '' : html`<p class="error" role="alert">${error}</p>`}
+<form method="post" action="/login">
+<input type="hidden" name="next" value="${next}">
+<label>API token<input type="password" name="token" autocomplete="off" required autofocus></label>
+<p><button type="submit">Log in</button></p>
+</form></div>`,
+  );
+}
+
+function hostRow(h: HostJson): Html {
+  return html`<tr>
+<td><a href="/hosts/${h.id}">${h.hostname}</a>${h.revokedAt === null ? '' : html` <span class="bad">revoked</span>`}</td>
+<td>${h.ecosystem ?? '—'}</td>
+<td class="num">${h.packageCount}</td>
+<td><code>${h.kernel.release}</code>${h.kernel.managed ? '' : html` <span class="warn">unmanaged</span>`}</td>
+<td>${h.rebootRequired ? html`<span class="warn">yes</span>` : 'no'}</td>
+<td class="num">${h.findings.open}${h.findings.overdue > 0 ? html` <span class="bad">(${h.findings.overdue} overdue)</span>` : ''}</td>
+<td>${when(h.lastSeen ?? h.lastReportAt)}${h.connected ? html` <span class="ok">●</span>` : ''}</td>
+</tr>`;
+}
+
+function findingRow(f: Finding): Html {
+  return html`<tr>
+<td>${f.advisory}${f.kev ? html` <span class="bad">KEV</span>` : ''}</td>
+<td>${f.severity}</td>
+<td>${f.status}</td>
+<td>${f.package}</td>
+<td><code>${f.installed}</code></td>
+<td><code>${f.fixed ?? '—'}</code></td>
+<td>${f.due ?? '—'}${f.overdue ? html` <span class="bad">overdue</span>` : ''}</td>
+<td>${f.cves.slice(0, 5).join(' ')}${f.cves.length > 5 ? ` +${f.cves.length - 5}` : ''}</td>
+</tr>`;
+}
+
+/** Form fields left empty are absent, not empty filters. */
+function formQueries(c: Context): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const [k, v] of Object.entries(c.req.queries())) {
+    const kept = v.filter((x) => x !== '');
+    if (kept.length > 0) out[k] = kept;
+  }
+  return out;
+}
+
+const LoginForm = z.strictObject({ token: z.string().max(256), next: z.string().max(2048).optional() });
+
+export function dashboardRoutes(s: Services): Hono<DashEnv> {
+  const app = new Hono<DashEnv>();
+
+  app.get('/login', (c) => {
+    const next = safeNext(c.req.query('next'));
+    if (s.sessions.principal(sessionId(c)) !== undefined) return c.redirect(next, 303);
+    return send(c, loginPage(next));
+  });
+
+  app.post('/login', csrf(), bodyLimit({ maxSize: 8 * 1024, onError: (c) => send(c, loginPage('/', 'The form is too large.'), 400) }), async (c) => {
+    const form = LoginForm.safeParse(Object.fromEntries(Object.entries(await c.req.parseBody()).filter(([, v]) => typeof v === 'string')));
+    if (!form.success) return send(c, loginPage('/', 'Paste an API token.'), 400);
+    const next = safeNext(form.data.next);
+    try {
+      const { id } = s.sessions.login(form.data.token.trim());
+      setSessionCookie(c, id);
+      return c.redirect(next, 303);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) return send(c, loginPage(next, 'That token is unknown or revoked.'), 401);
+      throw err;
+    }
+  });
+
+  app.post('/logout', csrf(), (c) => {
+    s.sessions.logout(sessionId(c));
+    clearSessionCookie(c);
+    return c.redirect('/login', 303);
+  });
+
+  // The pages need a session; without one the browser goes to the login form and comes back.
+  const session: MiddlewareHandler<DashEnv> = async (c, next) => {
+    const p = s.sessions.principal(sessionId(c));
+    if (p === undefined) {
+      const back = new URL(c.req.url);
+      return c.redirect(`/login?next=${encodeURIComponent(safeNext(back.pathname + back.search))}`, 303);
+    }
+    c.set('principal', p);
+    await next();
+  };
+
+  app.get('/', session, (c) => {
+    const principal = c.get('principal');
+    let q;
+    try {
+      q = parseQuery(HostsQuerySchema, formQueries(c));
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      return send(c, page('Hosts', principal, html`<h1>Hosts</h1><p class="error" role="alert">${err.message}</p><p><a href="/">All hosts</a></p>`), 400);
+    }
+    const list = listHosts(s, q);
+    const sum = summary(s);
+    const nextParams = new URLSearchParams();
+    for (const [k, v] of Object.entries(q)) if (k !== 'cursor') nextParams.set(k, String(v));
+    if (list.nextCursor !== null) nextParams.set('cursor', list.nextCursor);
+    const reboot = q.rebootRequired === undefined ? '' : String(q.rebootRequired);
+    return send(
+      c,
+      page(
+        'Hosts',
+        principal,
+        html`<h1>Hosts</h1>
+<div class="cards">
+<div class="card"><b>${sum.hosts.total}</b>hosts</div>
+<div class="card"><b>${sum.agents.connected}</b>connected</div>
+<div class="card"><b class="${sum.hosts.rebootRequired > 0 ? 'warn' : ''}">${sum.hosts.rebootRequired}</b>reboot pending</div>
+<div class="card"><b>${sum.findings.open}</b>open findings</div>
+<div class="card"><b class="${sum.findings.overdue > 0 ? 'bad' : ''}">${sum.findings.overdue}</b>overdue</div>
+<div class="card"><b class="${sum.staleFeeds > 0 ? 'bad' : ''}">${sum.staleFeeds}</b>stale feeds</div>
+</div>
+<form class="filters" method="get" action="/">
+<label>Host name starts with<input name="q" value="${q.q ?? ''}"></label>
+<label>Ecosystem<input name="ecosystem" value="${q.ecosystem ?? ''}" placeholder="Debian:12"></label>
+<label>Tag<input name="tag" value="${q.tag ?? ''}"></label>
+<label>Reboot pending<select name="rebootRequired"><option value="" ${reboot === '' ? 'selected' : ''}>any</option><option value="true" ${reboot === 'true' ? 'selected' : ''}>yes</option><option value="false" ${reboot === 'false' ? 'selected' : ''}>no</option></select></label>
+<button type="submit">Filter</button>
+</form>
+<table id="hosts">
+<thead><tr><th>Host</th><th>Ecosystem</th><th>Packages</th><th>Kernel</th><th>Reboot pending</th><th>Open findings</th><th>Last seen</th></tr></thead>
+<tbody>${list.items.length === 0 ? html`<tr><td colspan="7" class="muted">No hosts.</td></tr>` : list.items.map(hostRow)}</tbody>
+</table>
+${list.nextCursor === null ? '' : html`<p><a rel="next" href="/?${nextParams.toString()}">Next page</a></p>`}`,
+      ),
+    );
+  });
+
+  app.get('/hosts/:id', session, (c) => {
+    const principal = c.get('principal');
+    const id = c.req.param('id');
+    const doc = z.uuid().safeParse(id).success ? hostDocument(s, id) : undefined;
+    if (doc === undefined) return send(c, page('Not found', principal, html`<h1>No such host</h1><p><a href="/">All hosts</a></p>`), 404);
+    const { host, inventory, findings } = doc;
+    const sorted = [...findings.findings].sort(
+      (a, b) => Number(b.overdue) - Number(a.overdue) || SEVERITY_ORDER[a.severity] - SEVERITY_ORDER[b.severity] || (a.due ?? '9').localeCompare(b.due ?? '9') || a.advisory.localeCompare(b.advisory),
+    );
+    return send(
+      c,
+      page(
+        host.hostname,
+        principal,
+        html`<p><a href="/">← All hosts</a></p>
+<h1>${host.hostname}</h1>
+<dl>
+<dt>Ecosystem</dt><dd>${host.ecosystem ?? '—'}${inventory.host.os.prettyName === null ? '' : html` <span class="muted">(${inventory.host.os.prettyName})</span>`}</dd>
+<dt>Kernel</dt><dd><code>${host.kernel.release}</code>${host.kernel.managed ? '' : html` <span class="warn">no package provides it (unmanaged)</span>`}</dd>
+<dt>Packages</dt><dd>${host.packageCount}</dd>
+<dt>Reboot pending</dt><dd>${host.rebootRequired ? html`<span class="warn">yes</span>: ${inventory.reboot.reasons.map((r) => `${r.kind} (${r.detail})`).join('; ')}` : 'no'}</dd>
+<dt>Last seen</dt><dd>${when(host.lastSeen)}${host.connected ? html` <span class="ok">connected</span>` : ''}</dd>
+<dt>Last report</dt><dd>${when(host.lastReportAt)}</dd>
+<dt>Tags</dt><dd>${host.tags.length === 0 ? '—' : host.tags.join(', ')}</dd>
+<dt>Agent</dt><dd><code>${host.id}</code>${host.revokedAt === null ? '' : html` <span class="bad">revoked ${when(host.revokedAt)}</span>`}</dd>
+</dl>
+${findings.warnings.length === 0 ? '' : html`<h2>Warnings</h2><ul>${findings.warnings.map((w) => html`<li>${w}</li>`)}</ul>`}
+<h2>Findings (${findings.findings.length}; ${host.findings.open} open, ${host.findings.overdue} overdue)</h2>
+<table id="findings">
+<thead><tr><th>Advisory</th><th>Severity</th><th>Status</th><th>Package</th><th>Installed</th><th>Fixed</th><th>Due</th><th>CVEs</th></tr></thead>
+<tbody>${sorted.length === 0 ? html`<tr><td colspan="8" class="muted">No findings.</td></tr>` : sorted.map(findingRow)}</tbody>
+</table>`,
+      ),
+    );
+  });
+
+  return app;
+}
+
+export function dashboardError(c: Context, err: ApiError): Response | Promise<Response> {
+  return send(c, page('Error', undefined, html`<h1>${err.status === 404 ? 'Not found' : 'Error'}</h1><p>${err.message}</p><p><a href="/">All hosts</a></p>`), err.status === 404 ? 404 : err.status === 400 ? 400 : 500);
+}

@@ -1,0 +1,237 @@
+/**
+ * Findings for the API and the dashboard, computed from the stored inventories by the
+ * Correlator (the same code as `scan --db` and the gateway's HostFindings), at read time:
+ * a feed import or a due date passing changes them without any host reporting.
+ *
+ * - One host's document (`forHost`) is exact: its history (first seen, resolved) and its
+ *   exceptions apply, keyed by agent id as HostFindings records them.
+ * - Counts over many hosts (the host list, the summary, the gauges) are computed once per
+ *   inventory content (a fleet built from one image shares it) with the fleet-wide and the
+ *   host's own exceptions, without history: they count current findings, so `resolved`
+ *   is never counted, and with `clockStart: first-seen` a finding's clock starts at the
+ *   count rather than at the host's first report. The host page shows the exact figures.
+ * Counts are cached until the advisories, the exceptions, the day (due dates) or the
+ * fleet's reports change, and for at most `ttlMs`.
+ */
+import type { Findings, FindingStatus, Severity } from '../../shared/protocol.ts';
+import type { Correlator, FeedState } from '../correlate/correlator.ts';
+import type { KevInfo, RiskException } from '../correlate/findings.ts';
+import type { DuePolicy } from '../correlate/policy.ts';
+import { type HostDirectory, type HostListItem } from '../store/access.ts';
+import { AdvisoryStore } from '../store/advisories.ts';
+import type { Db } from '../store/db.ts';
+import type { FleetStore } from '../store/fleet.ts';
+import { FindingHistoryStore } from '../store/history.ts';
+
+export interface FindingCounts {
+  /** Findings someone must act on before their due date: open, unfixed, fixed-pending-reboot (as hosts.open_findings counts them). */
+  open: number;
+  overdue: number;
+  byStatus: Record<FindingStatus, number>;
+  /** Of the `open` ones above. */
+  bySeverity: Record<Severity, number>;
+}
+
+/** Statuses that still need someone to act before their due date. */
+export const ACTIONABLE: ReadonlySet<FindingStatus> = new Set(['open', 'unfixed', 'fixed-pending-reboot']);
+
+export interface FeedHealth {
+  source: string;
+  kind: string;
+  newest: string | null;
+  importedAt: string | null;
+  checkedAt: string | null;
+  /** Seconds since the last successful check; null: never checked successfully. */
+  ageSeconds: number | null;
+  stale: boolean;
+  lastError: string | null;
+}
+
+export function emptyCounts(): FindingCounts {
+  return {
+    open: 0,
+    overdue: 0,
+    byStatus: { open: 0, 'fixed-pending-reboot': 0, 'mitigated-livepatch': 0, unfixed: 0, accepted: 0, resolved: 0 },
+    bySeverity: { critical: 0, high: 0, medium: 0, low: 0, unknown: 0 },
+  };
+}
+
+export function countFindings(doc: Findings): FindingCounts {
+  const c = emptyCounts();
+  for (const f of doc.findings) {
+    c.byStatus[f.status]++;
+    if (ACTIONABLE.has(f.status)) {
+      c.open++;
+      c.bySeverity[f.severity]++;
+    }
+    if (f.overdue) c.overdue++;
+  }
+  return c;
+}
+
+export function addCounts(into: FindingCounts, c: FindingCounts, times = 1): void {
+  into.open += c.open * times;
+  into.overdue += c.overdue * times;
+  for (const k of Object.keys(c.byStatus) as FindingStatus[]) into.byStatus[k] += c.byStatus[k] * times;
+  for (const k of Object.keys(c.bySeverity) as Severity[]) into.bySeverity[k] += c.bySeverity[k] * times;
+}
+
+interface Snapshot {
+  key: string;
+  madeAt: number;
+  kev: Map<string, KevInfo>;
+  fleetExceptions: RiskException[];
+  hostExceptions: Map<string, RiskException[]>;
+  counts: Map<string, FindingCounts>;
+  totals?: { fleetKey: string; hosts: number; counts: FindingCounts; hostsWithOverdue: number };
+}
+
+export interface FleetFindingsDeps {
+  db: Db;
+  fleet: FleetStore;
+  hosts: HostDirectory;
+  correlator: Correlator;
+  policy: DuePolicy;
+  now: () => Date;
+  /** Counts are recomputed at least this often (a safety net under the change checks). */
+  ttlMs?: number;
+}
+
+export class FleetFindings {
+  readonly #d: FleetFindingsDeps;
+  readonly #advisories: AdvisoryStore;
+  readonly #history: FindingHistoryStore;
+  readonly #exceptionsSig;
+  readonly #allExceptions;
+  readonly #fleetSig;
+  #snap: Snapshot | undefined;
+
+  constructor(deps: FleetFindingsDeps) {
+    this.#d = deps;
+    this.#advisories = new AdvisoryStore(deps.db);
+    this.#history = new FindingHistoryStore(deps.db);
+    this.#exceptionsSig = deps.db.prepare<[string], { n: number; last: number | null; soonest: string | null }>(
+      'SELECT count(*) AS n, max(id) AS last, min(expires) AS soonest FROM exceptions WHERE expires > ?',
+    );
+    this.#allExceptions = deps.db.prepare<[string], { advisory: string; package: string | null; host: string | null; owner: string; reason: string; expires: string }>(
+      'SELECT advisory, package, host, owner, reason, expires FROM exceptions WHERE expires > ? ORDER BY id',
+    );
+    this.#fleetSig = deps.db.prepare<[], { n: number; last: number | null }>('SELECT (SELECT count(*) FROM hosts) AS n, (SELECT max(rowid) FROM reports) AS last');
+  }
+
+  #snapshot(now: Date): Snapshot {
+    const nowIso = now.toISOString();
+    const ex = this.#exceptionsSig.get(nowIso);
+    const key = [this.#d.correlator.index.generation, nowIso.slice(0, 10), ex?.n ?? 0, ex?.last ?? 0, ex?.soonest ?? ''].join('|');
+    const ttl = this.#d.ttlMs ?? 60_000;
+    const s = this.#snap;
+    if (s !== undefined && s.key === key && now.getTime() - s.madeAt < ttl && now.getTime() >= s.madeAt) return s;
+    const fleetExceptions: RiskException[] = [];
+    const hostExceptions = new Map<string, RiskException[]>();
+    for (const r of this.#allExceptions.iterate(nowIso)) {
+      const e: RiskException = { advisory: r.advisory, package: r.package ?? undefined, owner: r.owner, reason: r.reason, expires: r.expires };
+      if (r.host === null) fleetExceptions.push(e);
+      else {
+        const list = hostExceptions.get(r.host);
+        if (list === undefined) hostExceptions.set(r.host, [e]);
+        else list.push(e);
+      }
+    }
+    this.#snap = {
+      key,
+      madeAt: now.getTime(),
+      kev: this.#advisories.kev(),
+      fleetExceptions,
+      hostExceptions,
+      counts: new Map(),
+    };
+    return this.#snap;
+  }
+
+  /** One host's findings document, exact (history and exceptions applied); undefined when it never reported. */
+  forHost(agentId: string): { host: HostListItem; inventory: NonNullable<ReturnType<FleetStore['latestInventory']>>; findings: Findings } | undefined {
+    const host = this.#d.hosts.get(agentId);
+    const inventory = this.#d.fleet.latestInventory(agentId);
+    if (host === undefined || inventory === undefined) return undefined;
+    const now = this.#d.now();
+    const snap = this.#snapshot(now);
+    const key = agentId;
+    const feeds = this.#advisories.feeds();
+    const findings = this.#d.correlator.findings(inventory, {
+      policy: this.#d.policy,
+      now,
+      kev: snap.kev,
+      // As `scan --db`: a feed's freshness is its last successful check.
+      feeds: feeds.map((f): FeedState => ({ source: f.source, newest: f.newest, importedAt: f.checkedAt })),
+      hash: host.contentHash,
+      history: this.#history.history(key),
+      exceptions: this.#history.exceptions(key, now),
+    });
+    // The data is the last good import, but the operator must know the feed is failing.
+    for (const f of feeds) if (f.lastError !== null) findings.warnings.push(`feed ${f.source}: last attempt failed: ${f.lastError.slice(0, 1000)}`);
+    return { host, inventory, findings };
+  }
+
+  /** A host's current finding counts (see the module comment for what they leave out). */
+  counts(host: HostListItem): FindingCounts {
+    return this.#counts(host, this.#snapshot(this.#d.now()));
+  }
+
+  #counts(host: HostListItem, snap: Snapshot): FindingCounts {
+    const own = snap.hostExceptions.get(host.agentId);
+    const cacheKey = own === undefined ? host.contentHash : `${host.contentHash}\0${host.agentId}`;
+    const cached = snap.counts.get(cacheKey);
+    if (cached !== undefined) return cached;
+    const inventory = this.#d.fleet.latestInventory(host.agentId);
+    if (inventory === undefined) return emptyCounts();
+    const doc = this.#d.correlator.findings(inventory, {
+      policy: this.#d.policy,
+      now: this.#d.now(),
+      kev: snap.kev,
+      feeds: [],
+      hash: host.contentHash,
+      exceptions: own === undefined ? snap.fleetExceptions : [...snap.fleetExceptions, ...own],
+    });
+    const c = countFindings(doc);
+    snap.counts.set(cacheKey, c);
+    return c;
+  }
+
+  /** Counts over every host, cached until a report, an exception, a feed or the day changes. */
+  totals(): { hosts: number; counts: FindingCounts; hostsWithOverdue: number } {
+    const now = this.#d.now();
+    const snap = this.#snapshot(now);
+    const sig = this.#fleetSig.get();
+    const fleetKey = `${sig?.n ?? 0}|${sig?.last ?? 0}`;
+    if (snap.totals?.fleetKey === fleetKey) return snap.totals;
+    const counts = emptyCounts();
+    let hosts = 0;
+    let hostsWithOverdue = 0;
+    for (const h of this.#d.hosts.all()) {
+      const c = this.#counts(h, snap);
+      addCounts(counts, c);
+      hosts++;
+      if (c.overdue > 0) hostsWithOverdue++;
+    }
+    snap.totals = { fleetKey, hosts, counts, hostsWithOverdue };
+    return snap.totals;
+  }
+
+  feedHealth(): FeedHealth[] {
+    const now = this.#d.now();
+    const staleMs = this.#d.policy.staleFeedHours * 3600_000;
+    return this.#advisories.feeds().map((f) => {
+      const age = f.checkedAt === null ? null : Math.max(0, Math.round((now.getTime() - Date.parse(f.checkedAt)) / 1000));
+      return {
+        source: f.source,
+        kind: f.kind,
+        newest: f.newest,
+        importedAt: f.importedAt,
+        checkedAt: f.checkedAt,
+        ageSeconds: age,
+        stale: age === null || age * 1000 > staleMs,
+        lastError: f.lastError,
+      };
+    });
+  }
+}

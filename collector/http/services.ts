@@ -1,0 +1,56 @@
+/**
+ * What the routes share, made once per app from createApp's dependencies.
+ */
+import type { Correlator } from '../correlate/correlator.ts';
+import type { DuePolicy } from '../correlate/policy.ts';
+import { ApiTokenStore, AuditLog, HostDirectory } from '../store/access.ts';
+import type { Db } from '../store/db.ts';
+import type { FleetStore } from '../store/fleet.ts';
+import { SessionStore } from './auth.ts';
+import { CursorCodec } from './cursor.ts';
+import { FleetFindings } from './fleet-findings.ts';
+import type { CollectorMetrics } from './metrics.ts';
+
+export interface AppDeps {
+  db: Db;
+  fleet: FleetStore;
+  /** Loaded with the store's advisories (and kept current by feed imports) by the caller. */
+  correlator: Correlator;
+  policy: DuePolicy;
+  /** The clock; tests pass a fixed one. */
+  now?: () => Date;
+  metrics: CollectorMetrics;
+  /** HMAC key for page cursors (32 random bytes when absent: cursors then end with the process). */
+  cursorKey?: Buffer;
+  /** Called after an agent is revoked through the API, so the gateway can close its connection. */
+  onAgentRevoked?: (agentId: string) => void;
+  /** Unexpected errors (answered with 500 PW_ERR_INTERNAL and no detail); default: one line on stderr. */
+  onError?: (err: unknown) => void;
+}
+
+export interface Services {
+  deps: AppDeps;
+  now: () => Date;
+  tokens: ApiTokenStore;
+  audit: AuditLog;
+  hosts: HostDirectory;
+  findings: FleetFindings;
+  cursors: CursorCodec;
+  sessions: SessionStore;
+}
+
+export function makeServices(deps: AppDeps): Services {
+  const now = deps.now ?? (() => new Date());
+  const tokens = new ApiTokenStore(deps.db, deps.fleet);
+  const hosts = new HostDirectory(deps.db);
+  return {
+    deps,
+    now,
+    tokens,
+    audit: new AuditLog(deps.db),
+    hosts,
+    findings: new FleetFindings({ db: deps.db, fleet: deps.fleet, hosts, correlator: deps.correlator, policy: deps.policy, now }),
+    cursors: new CursorCodec(deps.cursorKey),
+    sessions: new SessionStore(tokens, now),
+  };
+}
