@@ -17,7 +17,7 @@ import type { HtmlEscapedString } from 'hono/utils/html';
 import * as z from 'zod';
 import type { Finding, Severity } from '../../shared/protocol.ts';
 import { clearSessionCookie, type Principal, sessionId, setSessionCookie } from './auth.ts';
-import { ApiError } from './errors.ts';
+import { ApiError, type ApiStatus } from './errors.ts';
 import { HostsQuerySchema, parseQuery } from './query.ts';
 import type { Services } from './services.ts';
 import { type HostJson, hostDocument, listHosts, summary } from './views.ts';
@@ -55,7 +55,7 @@ function page(title: string, principal: Principal | undefined, body: Html): Html
 </html>`;
 }
 
-function send(c: Context, body: Html, status: 200 | 400 | 401 | 403 | 404 | 500 = 200) {
+function send(c: Context, body: Html, status: 200 | ApiStatus = 200) {
   c.header('Content-Security-Policy', DASHBOARD_CSP);
   c.header('X-Frame-Options', 'DENY');
   c.header('Referrer-Policy', 'no-referrer');
@@ -251,5 +251,6 @@ ${findings.warnings.length === 0 ? '' : html`<h2>Warnings</h2><ul>${findings.war
 }
 
 export function dashboardError(c: Context, err: ApiError): Response | Promise<Response> {
-  return send(c, page('Error', undefined, html`<h1>${err.status === 404 ? 'Not found' : 'Error'}</h1><p>${err.message}</p><p><a href="/">All hosts</a></p>`), err.status === 404 ? 404 : err.status === 400 ? 400 : 500);
+  const title = err.status === 404 ? 'Not found' : err.status === 403 ? 'Refused' : 'Error';
+  return send(c, page(title, undefined, html`<h1>${title}</h1><p>${err.message}</p><p><a href="/">All hosts</a></p>`), err.status);
 }

@@ -1,24 +1,7 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { describe, it } from 'node:test';
+import { parseWithPrometheusClient } from './testkit.ts';
 import { createMetrics, escapeHelp, escapeLabelValue, formatValue, MAX_SERIES_PER_METRIC, Registry } from './metrics.ts';
-
-/**
- * The official Python client's text parser (Debian python3-prometheus-client) reads our
- * output back: an independent check of the exposition format and its escaping.
- */
-function parseWithPrometheusClient(text: string): { name: string; type: string; samples: { name: string; labels: Record<string, string>; value: number }[] }[] {
-  const script = `
-import sys, json, math
-from prometheus_client.parser import text_string_to_metric_families
-out = []
-for f in text_string_to_metric_families(sys.stdin.read()):
-    out.append({"name": f.name, "type": f.type, "help": f.documentation,
-                "samples": [{"name": s.name, "labels": s.labels, "value": (str(s.value) if math.isinf(s.value) or math.isnan(s.value) else s.value)} for s in f.samples]})
-print(json.dumps(out))
-`;
-  return JSON.parse(execFileSync('/usr/bin/python3', ['-c', script], { input: text, encoding: 'utf8', timeout: 30_000, maxBuffer: 16 * 1024 * 1024 })) as never;
-}
 
 describe('escapeLabelValue', () => {
   const cases: [string, string][] = [
@@ -101,7 +84,7 @@ describe('Registry', () => {
     const fam = families.find((f) => f.name === 't_requests');
     assert.ok(fam !== undefined, text);
     assert.equal(fam.type, 'counter');
-    assert.equal((fam as unknown as { help: string }).help, 'Requests "by" route\nsecond line \\ backslash.');
+    assert.equal(fam.help, 'Requests "by" route\nsecond line \\ backslash.');
     const got = new Map(fam.samples.map((s) => [s.labels.route, s.value]));
     assert.equal(got.size, hostile.length);
     hostile.forEach((route, i) => {

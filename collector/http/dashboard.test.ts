@@ -1,0 +1,261 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { SESSION_TTL_MS } from './auth.ts';
+import { DASHBOARD_CSP } from './dashboard.ts';
+import { almaInventory, debianInventory, type Fixture, HOSTILE_HOSTNAME, makeFixture, NOW } from './testkit.ts';
+
+const ORIGIN = 'http://localhost';
+
+function login(fx: Fixture, token: string, opts: { next?: string; origin?: string | null; url?: string } = {}): Promise<Response> {
+  const body = new URLSearchParams({ token, ...(opts.next === undefined ? {} : { next: opts.next }) });
+  const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded' };
+  if (opts.origin !== null) headers.origin = opts.origin ?? ORIGIN;
+  return Promise.resolve(fx.app.request(opts.url ?? '/login', { method: 'POST', body, headers }));
+}
+
+async function session(fx: Fixture, token: string): Promise<string> {
+  const res = await login(fx, token);
+  assert.equal(res.status, 303);
+  const cookie = (res.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
+  assert.match(cookie, /^pw_session=[A-Za-z0-9_-]{43}$/);
+  return cookie;
+}
+
+function page(fx: Fixture, path: string, cookie?: string): Promise<Response> {
+  return Promise.resolve(fx.app.request(path, cookie === undefined ? {} : { headers: { cookie } }));
+}
+
+function rows(htmlText: string, tableId: string): string[] {
+  const table = new RegExp(`<table id="${tableId}">([\\s\\S]*?)</table>`).exec(htmlText)?.[1] ?? '';
+  const body = /<tbody>([\s\S]*)<\/tbody>/.exec(table)?.[1] ?? '';
+  return [...body.matchAll(/<tr>([\s\S]*?)<\/tr>/g)].map((m) => m[1] ?? '');
+}
+
+describe('dashboard', () => {
+  let fx: Fixture;
+  const ids: Record<string, string> = {};
+  before(async () => {
+    fx = await makeFixture();
+    ids.web1 = fx.addHost(debianInventory('web-1'), { connected: true });
+    ids.db1 = fx.addHost(almaInventory('db-1', { rebootRequired: true }));
+    ids.db2 = fx.addHost(almaInventory('db-2'));
+    ids.hostile = fx.addHost(debianInventory(HOSTILE_HOSTNAME), { tags: ['"><img src=x onerror=alert(2)>'] });
+  });
+  after(() => {
+    fx.close();
+  });
+
+  describe('without a session', () => {
+    const cases: [string, string][] = [
+      ['/', '/login?next=%2F'],
+      ['/?q=db', '/login?next=%2F%3Fq%3Ddb'],
+      ['/hosts/00000000-0000-4000-8000-000000000000', '/login?next=%2Fhosts%2F00000000-0000-4000-8000-000000000000'],
+    ];
+    for (const [path, location] of cases) {
+      it(`sends GET ${path} to the login form and back`, async () => {
+        const res = await page(fx, path);
+        assert.equal(res.status, 303);
+        assert.equal(res.headers.get('location'), location);
+      });
+    }
+
+    it('shows the login form with a policy that allows no script', async () => {
+      const res = await page(fx, '/login');
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get('content-security-policy'), DASHBOARD_CSP);
+      assert.match(DASHBOARD_CSP, /default-src 'none'/);
+      assert.equal(res.headers.get('x-frame-options'), 'DENY');
+      const text = await res.text();
+      assert.match(text, /<form method="post" action="\/login">/);
+      assert.match(text, /<input type="password" name="token"/);
+    });
+
+    it('does not carry an outside address through the login form', async () => {
+      const text = await (await page(fx, `/login?next=${encodeURIComponent('https://evil.example/')}`)).text();
+      assert.match(text, /name="next" value="\/"/);
+    });
+  });
+
+  describe('login', () => {
+    const refused: [string, () => Promise<Response>, number, RegExp][] = [
+      ['an unknown token', () => login(fx, `pwa_${'B'.repeat(43)}`), 401, /unknown or revoked/],
+      ['a revoked token', () => login(fx, fx.bearer.revoked), 401, /unknown or revoked/],
+      ['an empty token', () => login(fx, ''), 401, /unknown or revoked/],
+      ['a token of HTML', () => login(fx, '<script>alert(1)</script>'), 401, /unknown or revoked/],
+      ['a post from another site', () => login(fx, fx.bearer.admin, { origin: 'https://evil.example' }), 403, /cross-site/],
+      ['a post with no Origin header', () => login(fx, fx.bearer.admin, { origin: null }), 403, /cross-site/],
+      ['a form over 8 KiB', () => login(fx, 'x'.repeat(9000)), 400, /too large/],
+    ];
+    for (const [name, attempt, status, text] of refused) {
+      it(`refuses ${name} and sets no cookie`, async () => {
+        const res = await attempt();
+        assert.equal(res.status, status);
+        assert.equal(res.headers.get('set-cookie'), null);
+        assert.match(await res.text(), text);
+      });
+    }
+
+    it('sets an HttpOnly, SameSite=Strict session cookie that holds no token', async () => {
+      const res = await login(fx, fx.bearer.viewer);
+      assert.equal(res.status, 303);
+      assert.equal(res.headers.get('location'), '/');
+      const setCookie = res.headers.get('set-cookie') ?? '';
+      assert.match(setCookie, /HttpOnly/);
+      assert.match(setCookie, /SameSite=Strict/);
+      assert.match(setCookie, /Path=\//);
+      assert.match(setCookie, new RegExp(`Max-Age=${SESSION_TTL_MS / 1000}`));
+      assert.doesNotMatch(setCookie, /Secure/, 'plain http: a Secure cookie would never come back');
+      assert.ok(!setCookie.includes(fx.bearer.viewer), 'the cookie is a session id, not the token');
+    });
+
+    it('marks the cookie Secure over https', async () => {
+      const res = await login(fx, fx.bearer.viewer, { url: 'https://collector.example/login', origin: 'https://collector.example' });
+      assert.equal(res.status, 303);
+      assert.match(res.headers.get('set-cookie') ?? '', /Secure/);
+    });
+
+    const nexts: [string, string][] = [
+      ['/hosts/abc', '/hosts/abc'],
+      ['/?q=db', '/?q=db'],
+      ['//evil.example/', '/'],
+      ['/\\evil.example', '/'],
+      ['https://evil.example/', '/'],
+      ['javascript:alert(1)', '/'],
+    ];
+    for (const [next, location] of nexts) {
+      it(`goes on to ${location} when asked for ${next}`, async () => {
+        const res = await login(fx, fx.bearer.viewer, { next });
+        assert.equal(res.headers.get('location'), location);
+      });
+    }
+  });
+
+  describe('with a session', () => {
+    let cookie: string;
+    before(async () => {
+      cookie = await session(fx, fx.bearer.viewer);
+    });
+
+    it('lists the hosts with their facts, and a hostile name and tag as text', async () => {
+      const res = await page(fx, '/', cookie);
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get('content-security-policy'), DASHBOARD_CSP);
+      const text = await res.text();
+      const hostRows = rows(text, 'hosts');
+      assert.equal(hostRows.length, 4);
+      assert.ok(text.includes('&lt;script&gt;alert(1)&lt;/script&gt;'), 'the hostile host name is escaped');
+      assert.ok(!text.includes('<script'), 'no script element anywhere');
+      assert.ok(!text.includes('<img'), 'no img element from the tag');
+      const db1 = hostRows.find((r) => r.includes('>db-1<')) ?? '';
+      assert.match(db1, /AlmaLinux:9/);
+      assert.match(db1, /<td class="num">243<\/td>/);
+      assert.match(db1, /6\.18\.44-custom/);
+      assert.match(db1, /<span class="warn">yes<\/span>/);
+      assert.match(db1, /overdue/);
+      assert.match(text, /viewer <span class="muted">\(viewer\)<\/span>/);
+    });
+
+    const filters: [string, string[]][] = [
+      ['/?q=db&rebootRequired=true', ['db-1']],
+      ['/?q=&ecosystem=&tag=&rebootRequired=', ['&lt;script&gt;alert(1)&lt;/script&gt;', 'db-1', 'db-2', 'web-1']],
+      ['/?ecosystem=Debian%3A12', ['&lt;script&gt;alert(1)&lt;/script&gt;', 'web-1']],
+    ];
+    for (const [path, names] of filters) {
+      it(`filters ${path}`, async () => {
+        const text = await (await page(fx, path, cookie)).text();
+        const shown = rows(text, 'hosts').map((r) => /<a href="\/hosts\/[^"]+">([^<]*)<\/a>/.exec(r)?.[1]);
+        assert.deepEqual(shown, names);
+      });
+    }
+
+    it('answers a hostile filter with a 400 page that shows it as text', async () => {
+      const res = await page(fx, `/?q=${encodeURIComponent('<script>alert(1)</script>')}`, cookie);
+      assert.equal(res.status, 400);
+      const text = await res.text();
+      assert.ok(!text.includes('<script'), 'no script element');
+      assert.match(text, /start of a host name/);
+    });
+
+    it('pages with a next link', async () => {
+      const first = await (await page(fx, '/?limit=3', cookie)).text();
+      assert.equal(rows(first, 'hosts').length, 3);
+      const next = /<a rel="next" href="([^"]+)">/.exec(first)?.[1]?.replace(/&amp;/g, '&');
+      assert.ok(next !== undefined, 'a next link');
+      const second = await (await page(fx, next, cookie)).text();
+      assert.equal(rows(second, 'hosts').length, 1);
+      assert.doesNotMatch(second, /rel="next"/);
+    });
+
+    it('shows a host with its findings, sorted overdue first', async () => {
+      const api = (await (await fx.app.request(`/api/v1/hosts/${ids.db1 ?? ''}`, { headers: { authorization: `Bearer ${fx.bearer.viewer}` } })).json()) as {
+        findings: { findings: { advisory: string; overdue: boolean }[] };
+      };
+      const res = await page(fx, `/hosts/${ids.db1 ?? ''}`, cookie);
+      assert.equal(res.status, 200);
+      const text = await res.text();
+      const findingRows = rows(text, 'findings');
+      assert.equal(findingRows.length, api.findings.findings.length);
+      assert.ok(findingRows.length > 10, `${findingRows.length} findings`);
+      const overdue = findingRows.map((r) => r.includes('<span class="bad">overdue</span>'));
+      assert.deepEqual(overdue, [...overdue].sort((a, b) => Number(b) - Number(a)), 'overdue rows come first');
+      assert.match(text, /kernel-update \(running 5\.14\.0-503\.11\.1\.el9_5, newest installed 5\.14\.0-503\.15\.1\.el9_5\)/);
+      assert.match(text, /<h1>db-1<\/h1>/);
+    });
+
+    it('shows the hostile host’s page with its name as text', async () => {
+      const text = await (await page(fx, `/hosts/${ids.hostile ?? ''}`, cookie)).text();
+      assert.match(text, /<h1>&lt;script&gt;alert\(1\)&lt;\/script&gt;<\/h1>/);
+      assert.match(text, /<title>&lt;script&gt;/);
+      assert.ok(!text.includes('<script') && !text.includes('<img'), 'no element from the data');
+    });
+
+    const missing = ['/hosts/00000000-0000-4000-8000-000000000000', '/hosts/not-a-uuid', `/hosts/${encodeURIComponent('<script>')}`];
+    for (const path of missing) {
+      it(`answers 404 for ${path}`, async () => {
+        const res = await page(fx, path, cookie);
+        assert.equal(res.status, 404);
+        assert.ok(!(await res.text()).includes('<script'), 'nothing echoed as markup');
+      });
+    }
+  });
+
+  describe('sessions end', () => {
+    it('at logout, on the server too', async () => {
+      const cookie = await session(fx, fx.bearer.viewer);
+      const out = await fx.app.request('/logout', { method: 'POST', headers: { cookie, origin: ORIGIN } });
+      assert.equal(out.status, 303);
+      assert.match(out.headers.get('set-cookie') ?? '', /pw_session=;.*Max-Age=0/);
+      assert.equal((await page(fx, '/', cookie)).status, 303, 'the old cookie no longer works');
+    });
+
+    it('when their token is revoked', async () => {
+      const { token } = fx.tokens.create({ name: 'short-lived', role: 'viewer', createdBy: 'cli:test' }, NOW);
+      const cookie = await session(fx, token);
+      assert.equal((await page(fx, '/', cookie)).status, 200);
+      fx.tokens.revoke('short-lived', 'cli:test', NOW);
+      assert.equal((await page(fx, '/', cookie)).status, 303);
+    });
+
+    it('after twelve hours', async () => {
+      const cookie = await session(fx, fx.bearer.viewer);
+      fx.clock.now = new Date(NOW.getTime() + SESSION_TTL_MS - 1000);
+      assert.equal((await page(fx, '/', cookie)).status, 200);
+      fx.clock.now = new Date(NOW.getTime() + SESSION_TTL_MS + 1000);
+      try {
+        assert.equal((await page(fx, '/', cookie)).status, 303);
+      } finally {
+        fx.clock.now = NOW;
+      }
+    });
+
+    it('never from a forged cookie', async () => {
+      for (const cookie of ['pw_session=', `pw_session=${'A'.repeat(43)}`, 'pw_session=<script>', `pw_session=${fx.bearer.admin}`]) {
+        assert.equal((await page(fx, '/', cookie)).status, 303, cookie);
+      }
+    });
+  });
+
+  it('never answered with a 500', () => {
+    assert.deepEqual(fx.errors, []);
+  });
+});
