@@ -37,6 +37,7 @@ th{background:#eef0f3;font-weight:600}td.num{text-align:right;font-variant-numer
 form.filters{display:flex;gap:.6em;flex-wrap:wrap;align-items:end;margin-bottom:.8em}label{display:flex;flex-direction:column;font-size:.85em}
 input,select,button{font:inherit;padding:.25em .4em}.login{max-width:28em;margin:4em auto;background:#fff;padding:1.5em;border:1px solid #e3e6ea}
 .login input{width:100%;box-sizing:border-box}.error{background:#fef3f2;border:1px solid #fecdca;padding:.5em .8em;margin:.5em 0}
+#findings td:first-child,#findings td:nth-child(7){white-space:nowrap}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em}dt{font-weight:600}dd{margin:0}code{font-size:.9em}
 `;
 const CSS_HASH = createHash('sha256').update(DASHBOARD_CSS).digest('base64');
@@ -128,6 +129,12 @@ const LoginForm = z.strictObject({ token: z.string().max(256), next: z.string().
 
 export function dashboardRoutes(s: Services): Hono<DashEnv> {
   const app = new Hono<DashEnv>();
+
+  // Browsers ask for it on every first visit; an empty answer keeps a 404 out of their consoles.
+  app.get('/favicon.ico', (c) => {
+    c.header('Cache-Control', 'max-age=86400');
+    return c.body(null, 204);
+  });
 
   app.get('/login', (c) => {
     const next = safeNext(c.req.query('next'));

@@ -1,0 +1,136 @@
+/**
+ * The dashboard in a real browser (Debian's Chromium through playwright-core) against a
+ * real HTTP server on a free port: log in with an API token, see the hosts, open a host,
+ * and check that a hostile host name is shown as text and runs nothing. Screenshots go to
+ * /tmp for a person to look at.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { getRequestListener } from '@hono/node-server';
+import { type Browser, chromium, type Page } from 'playwright-core';
+import { almaInventory, debianInventory, type Fixture, HOSTILE_HOSTNAME, makeFixture } from './testkit.ts';
+
+const CHROMIUM = '/usr/bin/chromium';
+export const SCREENSHOTS = { hosts: '/tmp/patchwarden-dashboard-hosts.png', host: '/tmp/patchwarden-dashboard-host.png' };
+
+describe('dashboard in Chromium', () => {
+  let fx: Fixture;
+  let server: Server;
+  let base: string;
+  let browser: Browser;
+  let page: Page;
+  const dialogs: string[] = [];
+  const consoleErrors: string[] = [];
+  const ids: Record<string, string> = {};
+
+  before(async () => {
+    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium`);
+    fx = await makeFixture();
+    ids.web1 = fx.addHost(debianInventory('web-1'), { connected: true, tags: ['prod'] });
+    ids.db1 = fx.addHost(almaInventory('db-1', { rebootRequired: true }), { connected: true });
+    ids.db2 = fx.addHost(almaInventory('db-2'));
+    ids.hostile = fx.addHost(debianInventory(HOSTILE_HOSTNAME), { tags: ['"><img src=x onerror=alert(2)>'] });
+    const listener = getRequestListener(fx.app.fetch);
+    server = createServer((req, res) => {
+      void listener(req, res);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--no-sandbox', '--headless', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+      timeout: 60_000,
+    });
+    page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    page.on('dialog', (d) => {
+      dialogs.push(`${d.type()}: ${d.message()}`);
+      void d.dismiss();
+    });
+    page.on('console', (m) => {
+      if (m.type() === 'error') consoleErrors.push(m.text());
+    });
+    page.on('pageerror', (e) => consoleErrors.push(e.message));
+  });
+
+  after(async () => {
+    await browser.close();
+    await new Promise<void>((resolve) => {
+      server.close(() => {
+        resolve();
+      });
+      server.closeAllConnections();
+    });
+    fx.close();
+  });
+
+  it('sends a visitor to the login form, which refuses a wrong token', async () => {
+    await page.goto(`${base}/`);
+    assert.equal(new URL(page.url()).pathname, '/login');
+    await page.fill('input[name="token"]', `pwa_${'C'.repeat(43)}`);
+    await Promise.all([page.waitForURL(/\/login$/), page.click('button[type="submit"]')]);
+    assert.match((await page.textContent('[role="alert"]')) ?? '', /unknown or revoked/);
+  });
+
+  it('logs in with a viewer token and shows the hosts table, the hostile name as text', async () => {
+    await page.fill('input[name="token"]', fx.bearer.viewer);
+    await Promise.all([page.waitForURL(`${base}/`), page.click('button[type="submit"]')]);
+    const names = await page.$$eval('#hosts tbody tr td:first-child a', (as) => as.map((a) => a.textContent));
+    assert.deepEqual(names, [HOSTILE_HOSTNAME, 'db-1', 'db-2', 'web-1']);
+    assert.equal(await page.$$eval('script', (s) => s.length), 0, 'no script element in the page');
+    assert.equal(await page.$$eval('img', (s) => s.length), 0, 'no img element from the hostile tag');
+    // HttpOnly: the page's own script could not read the session.
+    assert.equal(await page.evaluate(() => document.cookie), '');
+    const headers = await page.$$eval('#hosts thead th', (ths) => ths.map((th) => th.textContent));
+    assert.deepEqual(headers, ['Host', 'Ecosystem', 'Packages', 'Kernel', 'Reboot pending', 'Open findings', 'Last seen']);
+    const db1 = await page.$$eval('#hosts tbody tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent.trim())).find((cells) => cells[0] === 'db-1'));
+    assert.equal(db1?.[1], 'AlmaLinux:9');
+    assert.equal(db1?.[2], '243');
+    assert.equal(db1?.[4], 'yes');
+    assert.match(db1?.[5] ?? '', /^\d+ \(\d+ overdue\)$/);
+    // The stylesheet is allowed by its hash under the CSP: the header is dark.
+    assert.equal(await page.$eval('header', (h) => getComputedStyle(h).backgroundColor), 'rgb(29, 35, 42)');
+    await page.screenshot({ path: SCREENSHOTS.hosts, fullPage: true });
+  });
+
+  it('filters by a host name prefix', async () => {
+    await page.fill('input[name="q"]', 'db');
+    await Promise.all([page.waitForURL(/q=db/), page.click('form.filters button')]);
+    const names = await page.$$eval('#hosts tbody tr td:first-child a', (as) => as.map((a) => a.textContent));
+    assert.deepEqual(names, ['db-1', 'db-2']);
+  });
+
+  it('opens a host with its findings', async () => {
+    await Promise.all([page.waitForURL(`${base}/hosts/${ids.db1 ?? ''}`), page.click('text=db-1')]);
+    assert.equal(await page.textContent('h1'), 'db-1');
+    const findings = await page.$$eval('#findings tbody tr', (trs) => trs.length);
+    assert.ok(findings > 10, `${findings} findings`);
+    assert.match((await page.textContent('dl')) ?? '', /kernel-update/);
+    await page.screenshot({ path: SCREENSHOTS.host, fullPage: false });
+  });
+
+  it('shows the hostile host’s page with its name as the heading text', async () => {
+    await page.goto(`${base}/hosts/${ids.hostile ?? ''}`);
+    assert.equal(await page.textContent('h1'), HOSTILE_HOSTNAME);
+    assert.equal(await page.title(), `${HOSTILE_HOSTNAME} · patchwarden`);
+    assert.equal(await page.$$eval('script', (s) => s.length), 0);
+  });
+
+  it('logs out', async () => {
+    await Promise.all([page.waitForURL(/\/login$/), page.click('header button')]);
+    await page.goto(`${base}/`);
+    assert.equal(new URL(page.url()).pathname, '/login');
+  });
+
+  it('ran no script and broke no Content-Security-Policy rule', () => {
+    assert.deepEqual(dialogs, []);
+    // The refused login's 401 is logged by Chromium as a failed load; anything else is not expected.
+    assert.deepEqual(
+      consoleErrors.filter((m) => m !== 'Failed to load resource: the server responded with a status of 401 (Unauthorized)'),
+      [],
+    );
+    assert.deepEqual(fx.errors, []);
+  });
+});
