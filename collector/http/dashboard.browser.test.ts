@@ -77,35 +77,37 @@ describe('dashboard in Chromium', () => {
   it('logs in with a viewer token and shows the hosts table, the hostile name as text', async () => {
     await page.fill('input[name="token"]', fx.bearer.viewer);
     await Promise.all([page.waitForURL(`${base}/`), page.click('button[type="submit"]')]);
-    const names = await page.$$eval('#hosts tbody tr td:first-child a', (as) => as.map((a) => a.textContent));
+    const names = await page.locator('#hosts tbody tr td:first-child a').allTextContents();
     assert.deepEqual(names, [HOSTILE_HOSTNAME, 'db-1', 'db-2', 'web-1']);
-    assert.equal(await page.$$eval('script', (s) => s.length), 0, 'no script element in the page');
-    assert.equal(await page.$$eval('img', (s) => s.length), 0, 'no img element from the hostile tag');
-    // HttpOnly: the page's own script could not read the session.
-    assert.equal(await page.evaluate(() => document.cookie), '');
-    const headers = await page.$$eval('#hosts thead th', (ths) => ths.map((th) => th.textContent));
+    assert.equal(await page.locator('script').count(), 0, 'no script element in the page');
+    assert.equal(await page.locator('img').count(), 0, 'no img element from the hostile tag');
+    // HttpOnly: a script in the page could not read the session.
+    assert.equal(await page.evaluate<string>('document.cookie'), '');
+    const [cookie] = await page.context().cookies();
+    assert.deepEqual([cookie?.name, cookie?.httpOnly, cookie?.sameSite], ['pw_session', true, 'Strict']);
+    const headers = await page.locator('#hosts thead th').allTextContents();
     assert.deepEqual(headers, ['Host', 'Ecosystem', 'Packages', 'Kernel', 'Reboot pending', 'Open findings', 'Last seen']);
-    const db1 = await page.$$eval('#hosts tbody tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent.trim())).find((cells) => cells[0] === 'db-1'));
-    assert.equal(db1?.[1], 'AlmaLinux:9');
-    assert.equal(db1?.[2], '243');
-    assert.equal(db1?.[4], 'yes');
-    assert.match(db1?.[5] ?? '', /^\d+ \(\d+ overdue\)$/);
+    const db1 = (await page.locator('#hosts tbody tr', { has: page.locator('a', { hasText: /^db-1$/ }) }).locator('td').allTextContents()).map((t) => t.trim());
+    assert.equal(db1[1], 'AlmaLinux:9');
+    assert.equal(db1[2], '243');
+    assert.equal(db1[4], 'yes');
+    assert.match(db1[5] ?? '', /^\d+ \(\d+ overdue\)$/);
     // The stylesheet is allowed by its hash under the CSP: the header is dark.
-    assert.equal(await page.$eval('header', (h) => getComputedStyle(h).backgroundColor), 'rgb(29, 35, 42)');
+    assert.equal(await page.evaluate<string>("getComputedStyle(document.querySelector('header')).backgroundColor"), 'rgb(29, 35, 42)');
     await page.screenshot({ path: SCREENSHOTS.hosts, fullPage: true });
   });
 
   it('filters by a host name prefix', async () => {
     await page.fill('input[name="q"]', 'db');
     await Promise.all([page.waitForURL(/q=db/), page.click('form.filters button')]);
-    const names = await page.$$eval('#hosts tbody tr td:first-child a', (as) => as.map((a) => a.textContent));
+    const names = await page.locator('#hosts tbody tr td:first-child a').allTextContents();
     assert.deepEqual(names, ['db-1', 'db-2']);
   });
 
   it('opens a host with its findings', async () => {
     await Promise.all([page.waitForURL(`${base}/hosts/${ids.db1 ?? ''}`), page.click('text=db-1')]);
     assert.equal(await page.textContent('h1'), 'db-1');
-    const findings = await page.$$eval('#findings tbody tr', (trs) => trs.length);
+    const findings = await page.locator('#findings tbody tr').count();
     assert.ok(findings > 10, `${findings} findings`);
     assert.match((await page.textContent('dl')) ?? '', /kernel-update/);
     await page.screenshot({ path: SCREENSHOTS.host, fullPage: false });
@@ -115,7 +117,7 @@ describe('dashboard in Chromium', () => {
     await page.goto(`${base}/hosts/${ids.hostile ?? ''}`);
     assert.equal(await page.textContent('h1'), HOSTILE_HOSTNAME);
     assert.equal(await page.title(), `${HOSTILE_HOSTNAME} · patchwarden`);
-    assert.equal(await page.$$eval('script', (s) => s.length), 0);
+    assert.equal(await page.locator('script').count(), 0, 'no script element in the page');
   });
 
   it('logs out', async () => {
