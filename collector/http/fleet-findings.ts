@@ -10,8 +10,10 @@
  *   host's own exceptions, without history: they count current findings, so `resolved`
  *   is never counted, and with `clockStart: first-seen` a finding's clock starts at the
  *   count rather than at the host's first report. The host page shows the exact figures.
- * Counts are cached until the advisories, the exceptions, the day (due dates) or the
- * fleet's reports change, and for at most `ttlMs`.
+ * Counts are cached per inventory content until the advisories, KEV, the exceptions or
+ * the day (due dates) change, and for at most `ttlMs`: recomputing them costs about 2 ms
+ * per distinct content (measured: 200 contents over 2,000 hosts, 383 ms cold, 2 ms warm),
+ * and it blocks the event loop the gateway shares, so it must not happen on every scrape.
  */
 import type { Findings, FindingStatus, Severity } from '../../shared/protocol.ts';
 import type { Correlator, FeedState } from '../correlate/correlator.ts';
@@ -93,7 +95,7 @@ export interface FleetFindingsDeps {
   correlator: Correlator;
   policy: DuePolicy;
   now: () => Date;
-  /** Counts are recomputed at least this often (a safety net under the change checks). */
+  /** Counts are recomputed at least this often (a safety net under the change checks); default one hour. */
   ttlMs?: number;
 }
 
@@ -104,6 +106,7 @@ export class FleetFindings {
   readonly #exceptionsSig;
   readonly #allExceptions;
   readonly #fleetSig;
+  readonly #feedsSig;
   #snap: Snapshot | undefined;
 
   constructor(deps: FleetFindingsDeps) {
@@ -116,14 +119,17 @@ export class FleetFindings {
     this.#allExceptions = deps.db.prepare<[string], { advisory: string; package: string | null; host: string | null; owner: string; reason: string; expires: string }>(
       'SELECT advisory, package, host, owner, reason, expires FROM exceptions WHERE expires > ? ORDER BY id',
     );
+    this.#feedsSig = deps.db.prepare<[], { n: number; last: string | null }>('SELECT count(*) AS n, max(imported_at) AS last FROM feeds');
     this.#fleetSig = deps.db.prepare<[], { n: number; last: number | null }>('SELECT (SELECT count(*) FROM hosts) AS n, (SELECT max(rowid) FROM reports) AS last');
   }
 
   #snapshot(now: Date): Snapshot {
     const nowIso = now.toISOString();
     const ex = this.#exceptionsSig.get(nowIso);
-    const key = [this.#d.correlator.index.generation, nowIso.slice(0, 10), ex?.n ?? 0, ex?.last ?? 0, ex?.soonest ?? ''].join('|');
-    const ttl = this.#d.ttlMs ?? 60_000;
+    // A KEV import changes due dates without touching the advisory index: feeds' imported_at moves only when their data changed.
+    const feeds = this.#feedsSig.get();
+    const key = [this.#d.correlator.index.generation, nowIso.slice(0, 10), ex?.n ?? 0, ex?.last ?? 0, ex?.soonest ?? '', feeds?.n ?? 0, feeds?.last ?? ''].join('|');
+    const ttl = this.#d.ttlMs ?? 3600_000;
     const s = this.#snap;
     if (s !== undefined && s.key === key && now.getTime() - s.madeAt < ttl && now.getTime() >= s.madeAt) return s;
     const fleetExceptions: RiskException[] = [];
