@@ -30,9 +30,9 @@ export function apiRoutes(s: Services): Hono<{ Variables: AuthVariables }> {
     return c.json({ name: p?.name, role: p?.role });
   });
 
-  api.get('/hosts', requireRole('viewer'), (c) => {
+  api.get('/hosts', requireRole('viewer'), async (c) => {
     const q = parseQuery(HostsQuerySchema, c.req.queries());
-    return c.json(listHosts(s, q));
+    return c.json(await listHosts(s, q));
   });
 
   api.get('/hosts/:id', requireRole('viewer'), (c) => {
@@ -42,9 +42,9 @@ export function apiRoutes(s: Services): Hono<{ Variables: AuthVariables }> {
     return c.json(doc);
   });
 
-  api.get('/summary', requireRole('viewer'), (c) => {
+  api.get('/summary', requireRole('viewer'), async (c) => {
     parseQuery(EmptyQuerySchema, c.req.queries());
-    return c.json(summary(s));
+    return c.json(await summary(s));
   });
 
   api.get('/audit', requireRole('admin'), (c) => {

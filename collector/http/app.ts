@@ -41,8 +41,11 @@ function registerGauges(s: Services): void {
     m.feedAgeSeconds.reset();
     for (const f of s.findings.feedHealth()) m.feedAgeSeconds.set({ feed: f.source }, f.ageSeconds ?? Infinity);
   });
+  // The counts HostFindings keeps per host as it correlates each report (exact, history and
+  // exceptions applied): a sum, so a scrape never waits for a fleet-wide recount.
+  const openSum = s.deps.db.prepare<[], { n: number }>('SELECT coalesce(sum(open_findings), 0) AS n FROM hosts');
   m.registry.onCollect(() => {
-    m.findingsOpen.set(s.findings.totals().counts.open);
+    m.findingsOpen.set(openSum.get()?.n ?? 0);
   });
 }
 

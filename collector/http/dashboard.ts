@@ -173,7 +173,7 @@ export function dashboardRoutes(s: Services): Hono<DashEnv> {
     await next();
   };
 
-  app.get('/', session, (c) => {
+  app.get('/', session, async (c) => {
     const principal = c.get('principal');
     let q;
     try {
@@ -182,8 +182,8 @@ export function dashboardRoutes(s: Services): Hono<DashEnv> {
       if (!(err instanceof ApiError)) throw err;
       return send(c, page('Hosts', principal, html`<h1>Hosts</h1><p class="error" role="alert">${err.message}</p><p><a href="/">All hosts</a></p>`), 400);
     }
-    const list = listHosts(s, q);
-    const sum = summary(s);
+    const list = await listHosts(s, q);
+    const sum = await summary(s);
     const nextParams = new URLSearchParams();
     for (const [k, v] of Object.entries(q)) if (k !== 'cursor') nextParams.set(k, String(v));
     if (list.nextCursor !== null) nextParams.set('cursor', list.nextCursor);

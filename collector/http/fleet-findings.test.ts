@@ -58,16 +58,46 @@ describe('FleetFindings counts', () => {
     fx.addHost(debianInventory('web-1'));
     const ff = new FleetFindings({ db: fx.db, fleet: fx.fleet, hosts: new HostDirectory(fx.db), correlator: fx.correlator, policy: DEFAULT_POLICY, now: () => clock.now });
     let before = calls(fx);
-    const first = ff.totals();
+    const first = await ff.totals();
     assert.equal(calls(fx) - before, 2, 'one correlation per distinct inventory (AlmaLinux, Debian), not per host');
     assert.equal(first.hosts, 3);
     for (const step of steps) {
       await step.change(fx, clock);
       before = calls(fx);
-      const totals = ff.totals();
+      const totals = await ff.totals();
       assert.equal(calls(fx) - before, step.recount ? 2 : 0, `${step.name}: ${step.recount ? 'recounted' : 'cached'}`);
       assert.ok(totals.counts.open > 0, `${step.name}: counts stay`);
     }
+  });
+
+  it('share one computation between callers and let the event loop run during it', async (t) => {
+    const fx = await makeFixture();
+    t.after(() => {
+      fx.close();
+    });
+    // 60 hosts, each with its own package set (one version changed), so nothing is cached.
+    const base = almaInventory('x');
+    for (let i = 0; i < 60; i++) {
+      const inv = structuredClone(base);
+      inv.host.hostname = `db-${i}`;
+      const first = inv.packages[0];
+      if (first !== undefined) inv.packages[0] = { ...first, version: `${first.version}.${i}` };
+      fx.addHost(inv);
+    }
+    const ff = new FleetFindings({ db: fx.db, fleet: fx.fleet, hosts: new HostDirectory(fx.db), correlator: fx.correlator, policy: DEFAULT_POLICY, now: () => NOW });
+    let ticks = 0;
+    const timer = setInterval(() => {
+      ticks++;
+    }, 1);
+    const before = calls(fx);
+    const started = performance.now();
+    const [a, b] = await Promise.all([ff.totals(), ff.totals()]);
+    const ms = performance.now() - started;
+    clearInterval(timer);
+    assert.equal(a, b, 'the second caller got the first one’s result');
+    assert.equal(a.hosts, 60);
+    assert.equal(calls(fx) - before, 60, 'each inventory counted once');
+    assert.ok(ms < 40 || ticks > 0, `a timer ran ${ticks} times during ${ms.toFixed(0)} ms of counting`);
   });
 
   it('apply a host’s own exception to that host only', async (t) => {

@@ -85,7 +85,23 @@ interface Snapshot {
   fleetExceptions: RiskException[];
   hostExceptions: Map<string, RiskException[]>;
   counts: Map<string, FindingCounts>;
-  totals?: { fleetKey: string; hosts: number; counts: FindingCounts; hostsWithOverdue: number };
+  /** The clock when the snapshot was made: counts judge due dates by it (the key changes with the day). */
+  now: Date;
+  totals?: FleetTotals;
+}
+
+export interface FleetTotals {
+  fleetKey: string;
+  hosts: number;
+  counts: FindingCounts;
+  hostsWithOverdue: number;
+}
+
+/** Work between two yields to the event loop. */
+const SLICE_MS = 10;
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 export interface FleetFindingsDeps {
@@ -108,6 +124,7 @@ export class FleetFindings {
   readonly #fleetSig;
   readonly #feedsSig;
   #snap: Snapshot | undefined;
+  #pending: { key: string; promise: Promise<FleetTotals> } | undefined;
 
   constructor(deps: FleetFindingsDeps) {
     this.#d = deps;
@@ -145,6 +162,7 @@ export class FleetFindings {
     }
     this.#snap = {
       key,
+      now,
       madeAt: now.getTime(),
       kev: this.#advisories.kev(),
       fleetExceptions,
@@ -183,6 +201,24 @@ export class FleetFindings {
     return this.#counts(host, this.#snapshot(this.#d.now()));
   }
 
+  /**
+   * Counts of many hosts. Counts not cached yet cost about 2 ms each and the event loop is
+   * the gateway's too (heartbeats, acks), so this yields to it every SLICE_MS of work.
+   */
+  async countsOf(hosts: Iterable<HostListItem>): Promise<FindingCounts[]> {
+    const snap = this.#snapshot(this.#d.now());
+    const out: FindingCounts[] = [];
+    let slice = performance.now();
+    for (const h of hosts) {
+      out.push(this.#counts(h, snap));
+      if (performance.now() - slice > SLICE_MS) {
+        await yieldToEventLoop();
+        slice = performance.now();
+      }
+    }
+    return out;
+  }
+
   #counts(host: HostListItem, snap: Snapshot): FindingCounts {
     const own = snap.hostExceptions.get(host.agentId);
     const cacheKey = own === undefined ? host.contentHash : `${host.contentHash}\0${host.agentId}`;
@@ -192,7 +228,7 @@ export class FleetFindings {
     if (inventory === undefined) return emptyCounts();
     const doc = this.#d.correlator.findings(inventory, {
       policy: this.#d.policy,
-      now: this.#d.now(),
+      now: snap.now,
       kev: snap.kev,
       feeds: [],
       hash: host.contentHash,
@@ -203,24 +239,39 @@ export class FleetFindings {
     return c;
   }
 
-  /** Counts over every host, cached until a report, an exception, a feed or the day changes. */
-  totals(): { hosts: number; counts: FindingCounts; hostsWithOverdue: number } {
-    const now = this.#d.now();
-    const snap = this.#snapshot(now);
+  /**
+   * Counts over every host, cached until a report, an exception, a feed or the day changes;
+   * callers that ask while they are being computed share the one computation.
+   */
+  totals(): Promise<FleetTotals> {
+    const snap = this.#snapshot(this.#d.now());
     const sig = this.#fleetSig.get();
     const fleetKey = `${sig?.n ?? 0}|${sig?.last ?? 0}`;
-    if (snap.totals?.fleetKey === fleetKey) return snap.totals;
-    const counts = emptyCounts();
-    let hosts = 0;
-    let hostsWithOverdue = 0;
-    for (const h of this.#d.hosts.all()) {
-      const c = this.#counts(h, snap);
-      addCounts(counts, c);
-      hosts++;
-      if (c.overdue > 0) hostsWithOverdue++;
-    }
-    snap.totals = { fleetKey, hosts, counts, hostsWithOverdue };
-    return snap.totals;
+    if (snap.totals?.fleetKey === fleetKey) return Promise.resolve(snap.totals);
+    if (this.#pending?.key === `${snap.key}|${fleetKey}`) return this.#pending.promise;
+    const promise = (async () => {
+      const counts = emptyCounts();
+      let hosts = 0;
+      let hostsWithOverdue = 0;
+      let slice = performance.now();
+      for (const h of this.#d.hosts.all()) {
+        const c = this.#counts(h, snap);
+        addCounts(counts, c);
+        hosts++;
+        if (c.overdue > 0) hostsWithOverdue++;
+        if (performance.now() - slice > SLICE_MS) {
+          await yieldToEventLoop();
+          slice = performance.now();
+        }
+      }
+      const totals = { fleetKey, hosts, counts, hostsWithOverdue };
+      snap.totals = totals;
+      return totals;
+    })().finally(() => {
+      this.#pending = undefined;
+    });
+    this.#pending = { key: `${snap.key}|${fleetKey}`, promise };
+    return promise;
   }
 
   feedHealth(): FeedHealth[] {

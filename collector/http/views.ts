@@ -4,7 +4,7 @@
  */
 import type { Findings, Inventory } from '../../shared/protocol.ts';
 import { fleetCounts, type HostListItem } from '../store/access.ts';
-import { countFindings, type FeedHealth, type FindingCounts } from './fleet-findings.ts';
+import { countFindings, emptyCounts, type FeedHealth, type FindingCounts } from './fleet-findings.ts';
 import { cursorScope, decodeHostCursor, DEFAULT_LIMIT, type HostsQuery } from './query.ts';
 import type { Services } from './services.ts';
 
@@ -40,7 +40,7 @@ export function hostJson(h: HostListItem, c: FindingCounts): HostJson {
   };
 }
 
-export function listHosts(s: Services, q: HostsQuery): { items: HostJson[]; nextCursor: string | null } {
+export async function listHosts(s: Services, q: HostsQuery): Promise<{ items: HostJson[]; nextCursor: string | null }> {
   const { limit = DEFAULT_LIMIT, cursor, ...filters } = q;
   const scope = cursorScope('hosts', filters);
   const after = cursor === undefined ? undefined : decodeHostCursor(s.cursors, scope, cursor);
@@ -54,8 +54,9 @@ export function listHosts(s: Services, q: HostsQuery): { items: HostJson[]; next
     limit,
   });
   const last = page.hosts[page.hosts.length - 1];
+  const counts = await s.findings.countsOf(page.hosts);
   return {
-    items: page.hosts.map((h) => hostJson(h, s.findings.counts(h))),
+    items: page.hosts.map((h, i) => hostJson(h, counts[i] ?? emptyCounts())),
     nextCursor: page.more && last !== undefined ? s.cursors.encode(scope, [last.hostname, last.agentId]) : null,
   };
 }
@@ -82,9 +83,9 @@ export interface Summary {
   staleFeeds: number;
 }
 
-export function summary(s: Services): Summary {
+export async function summary(s: Services): Promise<Summary> {
+  const totals = await s.findings.totals();
   const counts = fleetCounts(s.deps.db);
-  const totals = s.findings.totals();
   const feeds = s.findings.feedHealth();
   return {
     generatedAt: s.now().toISOString(),
