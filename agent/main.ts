@@ -9,15 +9,25 @@ const USAGE = `patchwarden-agent ${AGENT_VERSION}
 
 usage:
   patchwarden-agent inventory [--root DIR] [--json] [--kernel-release R] [--kernel-version V]
+  patchwarden-agent enroll --collector URL --token T [--config FILE] [--spool-dir DIR] [--ca-file PEM] [--force]
+  patchwarden-agent run [--config FILE]
   patchwarden-agent version
 
-exit codes: 0 ok, 1 failed, 2 usage error, 3 partial inventory (see the warnings)
+  --config defaults to /etc/patchwarden/agent.json; the key is written beside it (agent.key, 0600).
+  enroll reads the token from PATCHWARDEN_ENROLL_TOKEN when --token is not given.
+
+exit codes: 0 ok, 1 failed, 2 usage error, 3 partial inventory (see the warnings),
+            4 run: the collector revoked this agent (re-enroll; do not restart)
 `;
 
 type Command = (argv: string[], out: NodeJS.WritableStream) => Promise<number>;
 
+// The daemon's modules (ws, pino) load only for enroll and run, so `inventory` and
+// `version` start as fast as before.
 const commands: Record<string, Command> = {
   inventory: inventoryCommand,
+  enroll: async (argv, out) => (await import('./commands/enroll.ts')).enrollCommand(argv, out),
+  run: async (argv, out) => (await import('./commands/run.ts')).runCommand(argv, out),
   version: (_argv, out) => {
     out.write(`${AGENT_VERSION}\n`);
     return Promise.resolve(0);

@@ -31,6 +31,8 @@ export class Backoff {
   private readonly random: () => number;
   private attempt = 0;
   private connectedAt: number | null = null;
+  /** The window and attempt number the last next() drew from, for logs. */
+  last = { windowMs: 0, attempt: 0 };
 
   constructor(options: BackoffOptions = {}) {
     this.baseMs = options.baseMs ?? DEFAULT_BACKOFF.baseMs;
@@ -63,8 +65,10 @@ export class Backoff {
   next(now: number = Date.now()): number {
     if (this.connectedAt !== null && now - this.connectedAt >= this.stableMs) this.attempt = 0;
     this.connectedAt = null;
-    const delay = Math.floor(this.random() * this.window());
-    if (this.window() < this.capMs) this.attempt++;
+    const windowMs = this.window();
+    const delay = Math.floor(this.random() * windowMs);
+    this.last = { windowMs, attempt: this.attempt };
+    if (windowMs < this.capMs) this.attempt++;
     return delay;
   }
 

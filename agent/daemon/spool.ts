@@ -24,6 +24,7 @@
 import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errorMessage } from '../../shared/errors.ts';
+import { inventoryHash } from '../../shared/inventory-hash.ts';
 import { type ReportMessage, ReportMessageSchema } from '../../shared/protocol.ts';
 import { TEMP_PREFIX, writeFileAtomic } from './atomic-write.ts';
 
@@ -171,6 +172,15 @@ export class Spool {
 
   /** The report, or null when the file is unreadable or invalid (it is then set aside with a warning). */
   async read(entry: SpoolEntry): Promise<ReportMessage | null> {
+    return (await this.readRaw(entry))?.report ?? null;
+  }
+
+  /**
+   * The report and its exact bytes. The bytes are what is sent: the collector checks the
+   * hash against the inventory as it arrives, in the key order it was hashed in, and a
+   * schema parse would rebuild the objects in the schema's order.
+   */
+  async readRaw(entry: SpoolEntry): Promise<{ report: ReportMessage; text: string } | null> {
     let text: string;
     if (entry.memory !== undefined) {
       text = entry.memory;
@@ -205,14 +215,20 @@ export class Spool {
       await this.setAside(entry, 'its contents do not match its name (report id, hash or kind)');
       return null;
     }
-    return report;
+    // Hashed as it was written (the raw JSON's key order), exactly as the collector will check it.
+    const raw = (json as { inventory: Parameters<typeof inventoryHash>[0] | null }).inventory;
+    if (raw !== null && inventoryHash(raw) !== report.hash) {
+      await this.setAside(entry, 'its inventory does not have the hash it claims (edited after it was written?)');
+      return null;
+    }
+    return { report, text };
   }
 
   /** After the collector's ack. A file already gone is not an error. */
   remove(entry: SpoolEntry): Promise<void> {
     return this.exclusive(async () => {
-      this.forget(entry);
       if (entry.memory === undefined) await unlinkQuietly(join(this.dir, entry.name));
+      this.forget(entry);
     });
   }
 

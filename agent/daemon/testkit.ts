@@ -40,3 +40,15 @@ export function fullReport(inv: Inventory): ReportMessage {
 export function hashReport(inv: Inventory): ReportMessage {
   return { type: 'report', id: randomUUID(), hash: inventoryHash(inv), inventory: null };
 }
+
+/** A pino destination that keeps the agent's log lines, parsed. */
+export function logSink(): { lines: Record<string, unknown>[]; write: (s: string) => void; codes: () => string[] } {
+  const lines: Record<string, unknown>[] = [];
+  return {
+    lines,
+    write: (s: string) => {
+      lines.push(JSON.parse(s) as Record<string, unknown>);
+    },
+    codes: () => lines.map((l) => l.code).filter((c): c is string => typeof c === 'string'),
+  };
+}

@@ -1,0 +1,49 @@
+/**
+ * `patchwarden-agent enroll --collector URL --token T [--config FILE] [--spool-dir DIR] [--ca-file PEM] [--force]`
+ *
+ * The token may come from PATCHWARDEN_ENROLL_TOKEN instead of --token, which keeps it out
+ * of `ps` output and shell history. Exit codes: 0 enrolled; 1 refused or unreachable
+ * (the error names the collector's code, e.g. PW_ERR_TOKEN_REFUSED); 2 usage.
+ */
+import { parseArgs } from 'node:util';
+import { UsageError } from '../../shared/errors.ts';
+import { DEFAULT_CONFIG_PATH } from '../daemon/config.ts';
+import { enroll } from '../daemon/enroll.ts';
+
+export async function enrollCommand(argv: string[], out: NodeJS.WritableStream): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        collector: { type: 'string' },
+        token: { type: 'string' },
+        config: { type: 'string', default: DEFAULT_CONFIG_PATH },
+        'spool-dir': { type: 'string' },
+        'ca-file': { type: 'string' },
+        force: { type: 'boolean', default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const token = values.token ?? process.env.PATCHWARDEN_ENROLL_TOKEN;
+  if (values.collector === undefined) throw new UsageError('enroll needs --collector URL (wss://collector:8443)');
+  if (token === undefined || token === '') throw new UsageError('enroll needs --token T (or PATCHWARDEN_ENROLL_TOKEN)');
+  const { config, configPath } = await enroll({
+    collectorUrl: values.collector,
+    token,
+    configPath: values.config,
+    force: values.force,
+    ...(values['spool-dir'] === undefined ? {} : { spoolDir: values['spool-dir'] }),
+    ...(values['ca-file'] === undefined ? {} : { caFile: values['ca-file'] }),
+  });
+  out.write(
+    `enrolled as agent ${config.agentId} with ${config.collectorUrl}\n` +
+      `config ${configPath}\nkey    ${config.keyFile} (mode 0600)\nspool  ${config.spoolDir}\n` +
+      `start it: patchwarden-agent run --config ${configPath}\n`,
+  );
+  return 0;
+}

@@ -1,0 +1,158 @@
+/**
+ * Enrollment: make this host's ed25519 key, present the one-time token to the collector,
+ * and write the agent's config and key once the collector has registered the key.
+ *
+ * Order matters for the operator: everything that can fail locally (a bad token format,
+ * an existing enrollment, an unwritable config directory, an unreadable CA file) fails
+ * BEFORE the token is presented, so a typo or a permissions problem never spends a use
+ * of a counted token. The key is written before the config, so a config on disk always
+ * has its key.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, stat, unlink } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { CLOSE, MalformedInputError, ProtocolError, UsageError } from '../../shared/errors.ts';
+import { EnrollMessageSchema, PROTOCOL_VERSION } from '../../shared/protocol.ts';
+import { generateKeyPair } from '../../shared/signing.ts';
+import { AGENT_VERSION } from '../../shared/version.ts';
+import { createContext } from '../inventory/context.ts';
+import { readHost } from '../inventory/host.ts';
+import { TEMP_PREFIX } from './atomic-write.ts';
+import {
+  type AgentConfig,
+  DEFAULT_CONFIG_PATH,
+  DEFAULT_INTERVAL_SECONDS,
+  DEFAULT_SPOOL_DIR,
+  DEFAULT_SPOOL_MAX_BYTES,
+  defaultKeyFile,
+  loadConfig,
+  normalizeCollectorUrl,
+  saveConfig,
+  savePrivateKey,
+} from './config.ts';
+import { CollectorConnection, acceptsProtocol, readCaFile } from './connection.ts';
+
+export interface EnrollOptions {
+  collectorUrl: string;
+  token: string;
+  configPath: string;
+  /** Default: /var/lib/patchwarden/spool for the default config, else `spool` beside the config. */
+  spoolDir?: string;
+  caFile?: string;
+  /** Enroll again even though the config names an agent already (a revoked one, a cloned VM). */
+  force?: boolean;
+  intervalSeconds?: number;
+  spoolMaxBytes?: number;
+  timeoutMs?: number;
+  /** This host's name and machine id; read from the system by default. */
+  identity?: { hostname: string; machineId: string | null };
+}
+
+export interface EnrollResult {
+  config: AgentConfig;
+  configPath: string;
+}
+
+export function defaultSpoolDir(configPath: string): string {
+  return resolve(configPath) === DEFAULT_CONFIG_PATH ? DEFAULT_SPOOL_DIR : join(dirname(resolve(configPath)), 'spool');
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Creates the directory and proves a file can be created in it, before the token is spent. */
+async function ensureWritableDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o755 });
+    const probe = join(dir, `${TEMP_PREFIX}enroll-probe-${randomBytes(6).toString('hex')}`);
+    const h = await open(probe, 'wx', 0o600);
+    await h.close();
+    await unlink(probe);
+  } catch (err) {
+    throw new UsageError(`cannot write the agent config in ${dir}: ${(err as Error).message} (run enroll as root, or pass --config FILE)`, { cause: err });
+  }
+}
+
+export async function enroll(options: EnrollOptions): Promise<EnrollResult> {
+  const url = normalizeCollectorUrl(options.collectorUrl);
+  const configPath = resolve(options.configPath);
+  const keyFile = defaultKeyFile(configPath);
+  const spoolDir = resolve(options.spoolDir ?? defaultSpoolDir(configPath));
+  const timeoutMs = options.timeoutMs ?? 30_000;
+
+  if (!EnrollMessageSchema.shape.token.safeParse(options.token).success) {
+    throw new UsageError('the enrollment token is not one: 16 to 256 characters of A-Z a-z 0-9 _ . - (as printed by `patchwarden-collector token create`)');
+  }
+  if (!options.force && (await exists(configPath))) {
+    let who = 'an agent';
+    try {
+      who = `agent ${(await loadConfig(configPath)).agentId}`;
+    } catch {
+      // An unreadable config is still one we would overwrite: refuse all the same.
+    }
+    throw new UsageError(`${configPath} already enrolls this host as ${who}; pass --force to enroll again with a new key`);
+  }
+  await ensureWritableDir(dirname(configPath));
+  if (dirname(keyFile) !== dirname(configPath)) await ensureWritableDir(dirname(keyFile));
+  const ca = await readCaFile(options.caFile);
+
+  const identity = options.identity ?? (await readHost(createContext('/')));
+  const pair = generateKeyPair();
+  const draft = {
+    type: 'enroll' as const,
+    protocol: PROTOCOL_VERSION,
+    agentVersion: AGENT_VERSION,
+    token: options.token,
+    publicKey: pair.publicKey,
+    hostname: identity.hostname,
+    machineId: identity.machineId,
+  };
+  const checked = EnrollMessageSchema.safeParse(draft);
+  if (!checked.success) {
+    const issue = checked.error.issues[0];
+    throw new MalformedInputError(`cannot enroll: ${issue?.path.join('.') ?? ''} ${JSON.stringify(issue?.path[0] === 'hostname' ? identity.hostname : '')}: ${issue?.message ?? 'invalid'}`);
+  }
+
+  const conn = await CollectorConnection.open({ url, ...(ca === undefined ? {} : { ca }), openTimeoutMs: timeoutMs });
+  let agentId: string;
+  let collectorPublicKey: string;
+  try {
+    const challenge = await conn.next(timeoutMs);
+    if (challenge.type !== 'challenge') throw new ProtocolError(`expected a challenge from the collector, got ${challenge.type}`, 'PW_ERR_PROTOCOL', CLOSE.protocol);
+    if (!acceptsProtocol(challenge.protocol)) {
+      throw new ProtocolError(`the collector speaks protocol ${challenge.protocol}, this agent ${PROTOCOL_VERSION}: upgrade one of them`, 'PW_ERR_PROTOCOL_VERSION', CLOSE.version);
+    }
+    await conn.send(checked.data);
+    const answer = await conn.next(timeoutMs);
+    if (answer.type !== 'enrolled') throw new ProtocolError(`expected enrolled from the collector, got ${answer.type}`, 'PW_ERR_PROTOCOL', CLOSE.protocol);
+    ({ agentId, collectorPublicKey } = answer);
+  } catch (err) {
+    conn.close(err instanceof ProtocolError && err.closeCode !== undefined && err.closeCode >= 4000 ? err.closeCode : 1000);
+    throw err;
+  }
+  conn.close(1000, 'enrolled');
+
+  const config = {
+    collectorUrl: url,
+    agentId,
+    collectorPublicKey,
+    keyFile,
+    spoolDir,
+    spoolMaxBytes: options.spoolMaxBytes ?? DEFAULT_SPOOL_MAX_BYTES,
+    intervalSeconds: options.intervalSeconds ?? DEFAULT_INTERVAL_SECONDS,
+    ...(options.caFile === undefined ? {} : { caFile: resolve(options.caFile) }),
+  };
+  try {
+    await savePrivateKey(keyFile, pair.privateKeyPem);
+    await saveConfig(configPath, config);
+  } catch (err) {
+    throw new UsageError(`the collector enrolled this host as agent ${agentId}, but its key or config could not be written (${(err as Error).message}); revoke that agent and enroll again`, { cause: err });
+  }
+  return { config: Object.freeze(config), configPath };
+}
