@@ -36,6 +36,19 @@ await build({
   target: 'node18',
   noExternal: [/.*/],
   minify: true,
+  esbuildPlugins: [
+    {
+      // ws tries require('bufferutil') and require('utf-8-validate') (optional native
+      // addons) inside try/catch and falls back to plain JS. Left as they are, the bundle
+      // would require packages that never exist beside agent.js (and would load a stray
+      // global copy); resolved to a module that throws, ws always takes its JS path.
+      name: 'without-ws-native-addons',
+      setup(b) {
+        b.onResolve({ filter: /^(bufferutil|utf-8-validate)$/ }, (args) => ({ path: args.path, namespace: 'absent-addon' }));
+        b.onLoad({ filter: /.*/, namespace: 'absent-addon' }, (args) => ({ contents: `throw new Error(${JSON.stringify(`${args.path} is not bundled`)});`, loader: 'js' }));
+      },
+    },
+  ],
 });
 
 await build({
