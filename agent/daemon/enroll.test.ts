@@ -1,0 +1,112 @@
+import assert from 'node:assert/strict';
+import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { publicKeyOfPem } from '../../shared/signing.ts';
+import { DEFAULT_SPOOL_DIR, loadConfig } from './config.ts';
+import { defaultSpoolDir, enroll } from './enroll.ts';
+import { TestCollector } from './test-collector.ts';
+import { tempDir } from './testkit.ts';
+
+async function collector(t: { after: (fn: () => unknown) => void }): Promise<TestCollector> {
+  const c = await TestCollector.start();
+  t.after(() => c.stop());
+  return c;
+}
+
+describe('enroll', () => {
+  it('writes the config (0644) and the key beside it (0600); the collector holds the public key of that private key', async (t) => {
+    const c = await collector(t);
+    const dir = tempDir(t);
+    const configPath = join(dir, 'etc', 'agent.json');
+    const { config } = await enroll({ collectorUrl: c.url, token: c.createToken(), configPath });
+    assert.equal(statSync(configPath).mode & 0o777, 0o644);
+    assert.equal(statSync(config.keyFile).mode & 0o777, 0o600);
+    assert.equal(config.keyFile, join(dir, 'etc', 'agent.key'));
+    assert.equal(config.spoolDir, join(dir, 'etc', 'spool'));
+    assert.deepEqual(await loadConfig(configPath), config);
+    const record = c.agents.get(config.agentId);
+    assert.ok(record, 'the collector knows the agent id written to the config');
+    assert.equal(record.publicKey, publicKeyOfPem(readFileSync(config.keyFile, 'utf8')));
+    assert.equal(config.collectorPublicKey, c.collectorKey.publicKey);
+    assert.equal(record.hostname, hostname());
+    assert.equal(record.machineId, readFileSync('/etc/machine-id', 'utf8').trim());
+    assert.deepEqual(readdirSync(join(dir, 'etc')).sort(), ['agent.json', 'agent.key']);
+  });
+
+  it('a collector URL without a path gets /v1/agent', async (t) => {
+    const c = await collector(t);
+    const { config } = await enroll({ collectorUrl: `ws://127.0.0.1:${c.port}`, token: c.createToken(), configPath: join(tempDir(t), 'agent.json') });
+    assert.equal(config.collectorUrl, c.url);
+  });
+
+  it('the default config path puts the spool in /var/lib/patchwarden/spool; any other path puts it beside the config', () => {
+    assert.equal(defaultSpoolDir('/etc/patchwarden/agent.json'), DEFAULT_SPOOL_DIR);
+    assert.equal(defaultSpoolDir('/srv/pw/agent.json'), '/srv/pw/spool');
+  });
+
+  it('a token used past its limit: PW_ERR_TOKEN_REFUSED with close 4004, nothing written', async (t) => {
+    const c = await collector(t);
+    const token = c.createToken(1);
+    await enroll({ collectorUrl: c.url, token, configPath: join(tempDir(t), 'agent.json') });
+    const dir = tempDir(t);
+    await assert.rejects(enroll({ collectorUrl: c.url, token, configPath: join(dir, 'agent.json') }), (err: Error & { code?: string; closeCode?: number }) => {
+      assert.equal(err.code, 'PW_ERR_TOKEN_REFUSED');
+      assert.equal(err.closeCode, 4004);
+      assert.match(err.message, /token is used up/);
+      return true;
+    });
+    assert.deepEqual(readdirSync(dir), []);
+    assert.equal(c.agents.size, 1);
+  });
+
+  const local: [string, (dir: string) => { token?: string; configPath?: string; identity?: { hostname: string; machineId: string | null }; caFile?: string }, string, RegExp][] = [
+    ['a token with a space', () => ({ token: 'abc def ghi jkl mno' }), 'PW_ERR_USAGE', /not one/],
+    ['a token shorter than 16 characters', () => ({ token: 'short' }), 'PW_ERR_USAGE', /not one/],
+    ['a config directory that is a file', (dir) => (writeFileSync(join(dir, 'file'), 'x'), { configPath: join(dir, 'file', 'agent.json') }), 'PW_ERR_USAGE', /cannot write the agent config/],
+    ['a CA file that does not exist', (dir) => ({ caFile: join(dir, 'nope.pem') }), 'PW_ERR_CONNECT', /cannot read the CA file/],
+    ['a host name carrying shell', () => ({ identity: { hostname: 'web-1;rm -rf /', machineId: null } }), 'PW_ERR_MALFORMED_INPUT', /hostname "web-1;rm -rf \/": not a valid host name/],
+    ['a host name carrying HTML', () => ({ identity: { hostname: '<script>alert(1)</script>', machineId: null } }), 'PW_ERR_MALFORMED_INPUT', /not a valid host name/],
+    ['a 300-character host name', () => ({ identity: { hostname: 'a'.repeat(300), machineId: null } }), 'PW_ERR_MALFORMED_INPUT', /hostname/],
+  ];
+  for (const [name, make, code, pattern] of local) {
+    it(`${name}: ${code} before the collector is contacted, so the token is not spent`, async (t) => {
+      const c = await collector(t);
+      const dir = tempDir(t);
+      const token = c.createToken(1);
+      const opts = make(dir);
+      await assert.rejects(enroll({ collectorUrl: c.url, token, configPath: join(dir, 'agent.json'), ...opts }), { code, message: pattern });
+      assert.equal(c.attempts.length, 0, 'no connection was made');
+      await enroll({ collectorUrl: c.url, token, configPath: join(tempDir(t), 'agent.json') });
+    });
+  }
+
+  it('an existing enrollment is refused without --force (naming its agent id) and replaced with it', async (t) => {
+    const c = await collector(t);
+    const configPath = join(tempDir(t), 'agent.json');
+    const first = await enroll({ collectorUrl: c.url, token: c.createToken(), configPath });
+    await assert.rejects(enroll({ collectorUrl: c.url, token: c.createToken(), configPath }), {
+      code: 'PW_ERR_USAGE',
+      message: new RegExp(`already enrolls this host as agent ${first.config.agentId}; pass --force`),
+    });
+    assert.equal(c.attempts.length, 1);
+    const second = await enroll({ collectorUrl: c.url, token: c.createToken(), configPath, force: true });
+    assert.notEqual(second.config.agentId, first.config.agentId);
+    assert.equal((await loadConfig(configPath)).agentId, second.config.agentId);
+  });
+
+  const network: [string, (c: TestCollector) => string, RegExp][] = [
+    ['nothing listening', () => 'ws://127.0.0.1:1/v1/agent', /cannot connect to the collector .*ECONNREFUSED/],
+    ['a wrong path (HTTP 404)', (c) => `ws://127.0.0.1:${c.port}/v2/agents`, /HTTP 404 Not Found instead of a WebSocket/],
+    ['a collector that is starting (HTTP 503)', (c) => ((c.unavailable = true), c.url), /HTTP 503 Service Unavailable/],
+  ];
+  for (const [name, url, pattern] of network) {
+    it(`${name}: PW_ERR_CONNECT, nothing written`, async (t) => {
+      const c = await collector(t);
+      const dir = tempDir(t);
+      await assert.rejects(enroll({ collectorUrl: url(c), token: c.createToken(), configPath: join(dir, 'agent.json') }), { code: 'PW_ERR_CONNECT', message: pattern });
+      assert.deepEqual(readdirSync(dir), []);
+    });
+  }
+});
