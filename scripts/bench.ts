@@ -1,11 +1,11 @@
 /**
- * `npm run bench -- [--only agent,versions,feeds,correlate] [--json] [--data DIR]`
+ * `npm run bench -- [--only agent,versions,feeds,correlate,fleet] [--json] [--data DIR] [--fleet-agents N]`
  *
  * Every figure is printed beside a baseline measured in the same run: the machines are
  * shared and noisy, so a figure alone says little and its ratio to the baseline is what
  * we compare between runs. `ratio` is always "our cost / the baseline's cost" (a rate is
  * turned into a cost first), so 1.0x is the floor and bigger is worse. Aims come from
- * the issues (2: agent, 3: versions, feeds, correlation) and are printed with whether the
+ * the issues (2: agent, 3: versions, feeds, correlation, 4: fleet) and are printed with whether the
  * run met them. Progress goes to stderr; stdout is the table, or one JSON document with
  * `--json`.
  */
@@ -31,13 +31,14 @@ import { compareDebVersions, parseDebVersion } from '../shared/versions/dpkg.ts'
 import { readTsvVectors } from '../shared/versions/vectors.ts';
 import { benchAgent } from './bench-agent.ts';
 import { benchFeedParse } from './bench-feeds.ts';
+import { benchFleet } from './bench-fleet.ts';
 import { benchVersions } from './bench-versions.ts';
 
 const ROOT = join(import.meta.dirname, '..');
-const SECTIONS = ['agent', 'versions', 'feeds', 'correlate'] as const;
+const SECTIONS = ['agent', 'versions', 'feeds', 'correlate', 'fleet'] as const;
 type Section = (typeof SECTIONS)[number];
 
-type Unit = 'ms' | 'MB' | '/s';
+type Unit = 'ms' | 'MB' | '/s' | 'count';
 
 interface Figure {
   section: Section;
@@ -68,6 +69,7 @@ function figure(
 }
 
 const under = (limit: number, unit: Unit) => (value: number) => ({ text: `< ${limit} ${unit}`, met: value < limit });
+const atLeast = (limit: number, unit: Unit) => (value: number) => ({ text: `>= ${fmtValue(limit, unit)}`, met: value >= limit });
 const within = (limit: number) => (_value: number, ratio: number | null) => ({ text: `<= ${limit}x baseline`, met: ratio !== null && ratio <= limit });
 
 function median(xs: readonly number[]): number {
@@ -525,10 +527,70 @@ async function correlateSection(dataDir: string): Promise<{ figures: Figure[]; r
 }
 
 // ---------------------------------------------------------------------------------------
+// 5. fleet (issue 4)
+
+const FLEET_AIM = { agents: 10_000, rssMb: 1500, fullPerSecond: 1000, unchangedPerSecond: 20_000 };
+
+async function fleetSection(dataDir: string, agents: number): Promise<{ figures: Figure[]; raw: unknown }> {
+  const base = buildInventory(dataDir).inv;
+  const cpuProfDir = process.env.PW_BENCH_FLEET_CPU_PROF ?? null;
+  const collectorJs = process.env.PW_BENCH_FLEET_COLLECTOR ?? null;
+  const r = await benchFleet({ dataDir, base, agents, cpuProfDir, collectorJs, progress });
+  const cpu = (c: { collector: number; simulator: number }): string => `CPU: collector ${(c.collector * 100).toFixed(0)}%, simulator ${(c.simulator * 100).toFixed(0)}% of a core`;
+  const invalid = (problems: readonly string[]): string | null => (problems.length === 0 ? null : problems.join('; '));
+  const connectFloor = { name: `ws connect + 1 round trip, echo server (${r.baselines.echoConnect.count})`, value: r.baselines.echoConnect.perSecond };
+  const idle = { name: 'the same collector idle, no agent', value: r.rssMb.idle };
+  const enoughAgents = r.connect.connected >= FLEET_AIM.agents;
+  const figures = [
+    figure('fleet', `enrollments (new key, enroll, commit)`, r.enroll.perSecond, '/s', connectFloor, {
+      note: `${r.enroll.count} in ${fmtValue(r.enroll.ms, 'ms')}; ${cpu(r.enroll.cpu)}; ed25519 keys made here: ${fmtValue(r.baselines.keygenPerSecond, '/s')}`,
+      invalid: invalid(r.enroll.problems),
+    }),
+    figure('fleet', 'connects with a signed hello, kept open', r.connect.perSecond, '/s', connectFloor, {
+      note: `${r.connect.count} in ${fmtValue(r.connect.ms, 'ms')}; ${cpu(r.connect.cpu)}`,
+      invalid: invalid(r.connect.problems),
+    }),
+    figure('fleet', 'connected agents', r.connect.connected, 'count', null, {
+      aim: atLeast(FLEET_AIM.agents, 'count'),
+      note: `the collector's /metrics says ${r.metrics.connected ?? '?'}; --fleet-agents ${r.agents}`,
+    }),
+    figure('fleet', `collector RSS, ${r.connect.connected} agents connected`, r.rssMb.connected, 'MB', idle, {
+      aim: (v) => ({ text: `< ${FLEET_AIM.rssMb} MB at ${FLEET_AIM.agents} agents`, met: v < FLEET_AIM.rssMb && enoughAgents }),
+      note: `${(((r.rssMb.connected - r.rssMb.idle) * 1024) / Math.max(1, r.connect.connected)).toFixed(1)} KB per connected agent`,
+    }),
+    figure('fleet', `full reports (${r.packages} packages), acked`, r.full.perSecond, '/s', { name: 'JSON.parse + JSON.stringify of one, here', value: r.baselines.jsonRoundTripPerSecond }, {
+      aim: atLeast(FLEET_AIM.fullPerSecond, '/s'),
+      note: `${r.full.count} reports (${(r.frameBytes.full / 1024).toFixed(0)} KB frames) in ${fmtValue(r.full.ms, 'ms')}, ${r.full.window} in flight; ack latency p50 ${fmtValue(r.full.latencyMs.p50, 'ms')} p99 ${fmtValue(r.full.latencyMs.p99, 'ms')}; ${cpu(r.full.cpu)}; RSS after ${fmtValue(r.rssMb.afterFull, 'MB')}`,
+      invalid: invalid(r.full.problems),
+    }),
+    figure('fleet', 'unchanged reports, acked', r.unchanged.perSecond, '/s', { name: `ws echo round trips, echo server (${r.baselines.echo.connections} conns)`, value: r.baselines.echo.perSecond }, {
+      aim: atLeast(FLEET_AIM.unchangedPerSecond, '/s'),
+      note: `${r.unchanged.count} reports in ${fmtValue(r.unchanged.ms, 'ms')}, ${r.unchanged.window} in flight; ack latency p50 ${fmtValue(r.unchanged.latencyMs.p50, 'ms')} p99 ${fmtValue(r.unchanged.latencyMs.p99, 'ms')}; ${cpu(r.unchanged.cpu)}`,
+      invalid: invalid(r.unchanged.problems),
+    }),
+    figure('fleet', 'collector peak RSS (VmHWM)', r.rssMb.peak, 'MB', idle, {
+      aim: (v) => ({ text: `< ${FLEET_AIM.rssMb} MB at ${FLEET_AIM.agents} agents`, met: v < FLEET_AIM.rssMb && enoughAgents }),
+      note: `after the unchanged reports: RSS ${fmtValue(r.rssMb.afterUnchanged, 'MB')}`,
+      invalid: invalid(r.problems.filter((p) => !/^(enroll|connect|full|unchanged): /.test(p))),
+    }),
+  ];
+  const s = r.store;
+  const intro =
+    `${r.agents} simulated agents in this process, one ws connection each, against ${r.collector} serve in its own process on a temp SQLite DB` +
+    `${r.build === null ? '' : ` (${r.build})`}; ${r.packages}-package inventories (the correlate inventory, relabelled Debian:12) in ${r.variants} package sets ` +
+    `(the host's real pending upgrades applied to 32 depths), each agent with its own hostname, machine-id and boot-id; ` +
+    `store afterwards: ${s === null ? '?' : `${s.agents} agents, ${s.hosts} hosts, ${s.reports} reports, ${s.contents} inventory contents for ${s.expectedContents} distinct package sets`}; ` +
+    `collector log: ${r.collectorLog.lines} lines, ${r.collectorLog.warnings} warnings, ${r.collectorLog.errors} errors, ${r.collectorLog.exit} on SIGTERM` +
+    (r.cpuProfile === null ? '' : `; CPU profile ${r.cpuProfile}`);
+  return { figures, raw: { intro, ...r } };
+}
+
+// ---------------------------------------------------------------------------------------
 // output
 
 function fmtValue(v: number, unit: Unit): string {
   if (!Number.isFinite(v)) return `? ${unit}`;
+  if (unit === 'count') return v.toFixed(0);
   if (unit === '/s') {
     if (v >= 1e6) return `${(v / 1e6).toFixed(2)} M/s`;
     if (v >= 1e3) return `${(v / 1e3).toFixed(1)} k/s`;
@@ -567,15 +629,18 @@ function table(figures: readonly Figure[], intros: readonly string[]): string {
   return out.join('\n') + '\n';
 }
 
-const USAGE = `usage: npm run bench -- [--only ${SECTIONS.join(',')}] [--json] [--data DIR]\n`;
+const USAGE = `usage: npm run bench -- [--only ${SECTIONS.join(',')}] [--json] [--data DIR] [--fleet-agents N]
+  PW_BENCH_FLEET_CPU_PROF=DIR: the fleet's collector writes a V8 CPU profile (node --cpu-prof) into DIR
+  PW_BENCH_FLEET_COLLECTOR=FILE: run that collector build instead of dist/collector.js (not rebuilt)\n`;
 
-function parseCommandLine(): { only?: string; json: boolean; data: string; help: boolean } | null {
+function parseCommandLine(): { only?: string; json: boolean; data: string; help: boolean; 'fleet-agents': string } | null {
   try {
     return parseArgs({
       options: {
         only: { type: 'string' },
         json: { type: 'boolean', default: false },
         data: { type: 'string', default: DATA_DIR },
+        'fleet-agents': { type: 'string', default: String(FLEET_AIM.agents) },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -604,6 +669,12 @@ async function main(): Promise<void> {
     process.exitCode = 2;
     return;
   }
+  const fleetAgents = Number(values['fleet-agents']);
+  if (!/^\d{1,6}$/.test(values['fleet-agents']) || fleetAgents < 1) {
+    process.stderr.write(`bench: --fleet-agents ${values['fleet-agents']}: expected a whole number from 1\n${USAGE}`);
+    process.exitCode = 2;
+    return;
+  }
   const selected = new Set(only as Section[]);
   const dataDir = values.data;
   const started = new Date();
@@ -621,7 +692,9 @@ async function main(): Promise<void> {
           ? versionsSection()
           : section === 'feeds'
             ? await feedsSection(dataDir)
-            : await correlateSection(dataDir);
+            : section === 'correlate'
+              ? await correlateSection(dataDir)
+              : await fleetSection(dataDir, fleetAgents);
     figures.push(...r.figures);
     raw[section] = r.raw;
     const intro = (r.raw as { intro?: unknown }).intro;
