@@ -1,0 +1,135 @@
+/**
+ * End to end: the REAL collector (createCollector: gateway, SQLite store, HTTP API) on
+ * port 0 with a temporary database, an enrollment token made through its FleetStore, and
+ * this agent enrolled and run against it with this machine's real inventory. The host
+ * must show up through the API with exactly dpkg-query's package count, survive a
+ * collector restart with its spool, and stop when revoked through the API.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, it } from 'node:test';
+import { type Collector, createCollector } from '../../collector/server.ts';
+import { createLogger as createCollectorLogger } from '../../collector/logger.ts';
+import { ApiTokenStore } from '../../collector/store/access.ts';
+import { inventoryHash } from '../../shared/inventory-hash.ts';
+import type { Inventory } from '../../shared/protocol.ts';
+import { collectInventory } from '../inventory/inventory.ts';
+import { Agent, type AgentExit } from './agent.ts';
+import { loadConfig, loadPrivateKey } from './config.ts';
+import { enroll } from './enroll.ts';
+import { createLogger } from './log.ts';
+import { logSink, tempDir } from './testkit.ts';
+
+/** `dpkg-query -W` rows whose package is installed (status abbreviation `?i`). */
+function dpkgInstalledCount(): number {
+  const out = execFileSync('dpkg-query', ['-W', '-f=${db:Status-Abbrev}\\n'], { encoding: 'utf8' });
+  return out.split('\n').filter((l) => l[1] === 'i').length;
+}
+
+async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const start = Date.now();
+  while (!(await cond())) {
+    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+interface ApiHost {
+  id: string;
+  hostname: string;
+  packageCount: number;
+  connected: boolean;
+}
+
+describe('agent against the real collector', () => {
+  it("enroll + run: the host appears through the API with dpkg-query's package count; restart, spool and revocation", async (t) => {
+    const dir = tempDir(t, 'pw-e2e-');
+    const dbPath = join(dir, 'collector.db');
+    const quiet = createCollectorLogger({ level: 'silent' });
+    let collector: Collector = await createCollector({ dbPath, listen: '127.0.0.1:0', logger: quiet });
+    t.after(() => collector.close());
+    const port = new URL(collector.url).port;
+    const { token } = collector.fleet.createEnrollmentToken({ uses: 1, ttlMs: 3_600_000, createdBy: 'e2e-test' });
+    const apiToken = new ApiTokenStore(collector.db, collector.fleet).create({ name: 'e2e', role: 'admin', createdBy: 'e2e-test' }).token;
+    const api = async (path: string, init: RequestInit = {}): Promise<{ status: number; body: unknown }> => {
+      const res = await fetch(`${collector.url}/api/v1${path}`, { ...init, headers: { authorization: `Bearer ${apiToken}` } });
+      return { status: res.status, body: await res.json() };
+    };
+    const apiHosts = async (): Promise<ApiHost[]> => ((await api('/hosts')).body as { items: ApiHost[] }).items;
+
+    const configPath = join(dir, 'agent', 'agent.json');
+    const { config: enrolled } = await enroll({ collectorUrl: collector.agentUrl, token, configPath });
+    assert.equal(enrolled.collectorPublicKey, collector.publicKey, 'the collector key is pinned at enrollment');
+    await assert.rejects(enroll({ collectorUrl: collector.agentUrl, token, configPath: join(dir, 'other', 'agent.json') }), { code: 'PW_ERR_TOKEN_REFUSED', closeCode: 4004 });
+
+    const config = await loadConfig(configPath);
+    const { key } = await loadPrivateKey(config.keyFile);
+    const real = await collectInventory();
+    // The real inventory, or (while the collector is away) the host after removing packages.
+    let removed = 0;
+    const collect = async (): Promise<Inventory> => {
+      const inv = await collectInventory();
+      return { ...inv, packages: inv.packages.slice(removed) };
+    };
+    const sink = logSink();
+    const agent = await Agent.create({ config, key, log: createLogger({ destination: sink }), collect, watch: [], backoff: { baseMs: 50, capMs: 400 } });
+    t.after(() => agent.stop());
+    const acks: { status: string; full: boolean; hash: string }[] = [];
+    agent.on('acked', (a) => acks.push(a));
+    const run = agent.run();
+
+    await until('the first ack', () => acks.length >= 1);
+    const installed = dpkgInstalledCount();
+    assert.equal((await api('/hosts')).status, 200);
+    const hosts = await apiHosts();
+    const host = hosts.find((h) => h.id === config.agentId);
+    assert.ok(host, JSON.stringify(hosts));
+    assert.equal(host.packageCount, installed);
+    assert.equal(host.packageCount, real.packages.length);
+    assert.equal(host.connected, true);
+    assert.equal((await api(`/hosts/${config.agentId}`)).status, 200);
+    assert.deepEqual([acks[0]!.full, acks[0]!.status, acks[0]!.hash], [true, 'stored', inventoryHash(real)]);
+
+    // Unchanged: only the hash crosses the wire.
+    agent.checkNow();
+    await until('the hash-only ack', () => acks.length >= 2);
+    assert.deepEqual([acks[1]!.full, acks[1]!.status], [false, 'unchanged']);
+
+    // The collector goes away; the host changes twice meanwhile; both changes are spooled.
+    const disconnected = once(agent, 'disconnected');
+    await collector.close();
+    await disconnected;
+    for (const n of [1, 2]) {
+      removed = n;
+      agent.checkNow(`change ${n}`);
+      await agent.checksIdle();
+    }
+    assert.equal(readdirSync(config.spoolDir).length, 2);
+    collector = await createCollector({ dbPath, listen: `127.0.0.1:${port}`, logger: quiet });
+    await until('the spool delivered', () => agent.spool.size === 0 && acks.length >= 5);
+    assert.deepEqual(
+      acks.slice(2, 5).map((a) => [a.full, a.status]),
+      [
+        [true, 'stored'],
+        [true, 'stored'],
+        [false, 'unchanged'],
+      ],
+    );
+    await until('the API to show the newest inventory', async () => {
+      const h = (await apiHosts()).find((x) => x.id === config.agentId);
+      return h?.packageCount === installed - 2;
+    });
+
+    // Revoked through the API: the gateway closes with 4003 and the agent stops for good.
+    const revoked = await api(`/agents/${config.agentId}/revoke`, { method: 'POST' });
+    assert.equal(revoked.status, 200);
+    const exit: AgentExit = await run;
+    assert.equal(exit.reason, 'revoked');
+    assert.equal(exit.error.code, 'PW_ERR_AGENT_REVOKED');
+    assert.equal(exit.error.closeCode, 4003);
+  });
+});
