@@ -116,6 +116,7 @@ describe('Spool: bad files are skipped with a warning, never a crash', () => {
     ['JSON that is not a report', () => JSON.stringify({ type: 'ack', id: 'x' })],
     ['a report whose package name carries SQL', (s) => s.replace(/"name":"[^"]+"/, `"name":"x'; DROP TABLE hosts;--"`)],
     ['a valid report whose id does not match the file name', (s) => s.replace(/"id":"[0-9a-f-]{36}"/, `"id":"${fulls[4]!.id}"`)],
+    ['a valid report whose package version was edited (its hash no longer matches)', (s) => s.replace(/"version":"[^"]+"/, '"version":"0.0.1"')],
   ];
   for (const [name, damageFn] of damage) {
     it(`${name}: read() gives null, PW_WARN_SPOOL_CORRUPT, the file is set aside as .bad, the next report is delivered`, async (t) => {
