@@ -58,9 +58,9 @@ interface Setup {
 
 async function setup(
   t: { after: (fn: () => unknown) => void },
-  opts: { spoolMaxBytes?: number; intervalSeconds?: number; agent?: Partial<AgentOptions>; start?: boolean } = {},
+  opts: { spoolMaxBytes?: number; intervalSeconds?: number; agent?: Partial<AgentOptions>; start?: boolean; heartbeatSeconds?: number } = {},
 ): Promise<Setup> {
-  const collector = await TestCollector.start();
+  const collector = await TestCollector.start({ heartbeatSeconds: opts.heartbeatSeconds ?? 30 });
   t.after(() => collector.stop());
   const dir = tempDir(t);
   const configPath = join(dir, 'agent.json');
@@ -343,6 +343,24 @@ describe('Agent: refusals', () => {
     await until('a second stored full report', () => s.collector.reports.filter((r) => r.status === 'stored').length === 2);
     assert.ok(s.sink.codes().includes('PW_ERR_INVENTORY_UNKNOWN'));
     assert.deepEqual(s.collector.refusals, ['PW_ERR_INVENTORY_UNKNOWN']);
+  });
+
+  it('heartbeats: pings every second keep an idle connection up; a collector gone silent is dropped after 2.5 heartbeats and reconnected', async (t) => {
+    const s = await setup(t, { heartbeatSeconds: 1 });
+    await delivered(s, 1);
+    let drops = 0;
+    s.agent.on('disconnected', () => drops++);
+    await sleep(3500);
+    assert.equal(drops, 0, 'pinged connections stay up while no message flows');
+    s.collector.sendPings = false;
+    const started = Date.now();
+    const [err] = (await once(s.agent, 'disconnected')) as [{ code: string; closeCode: number }];
+    const after = Date.now() - started;
+    assert.ok(after >= 1500 && after <= 4500, `dropped after ${after} ms of silence`);
+    assert.deepEqual([err.code, err.closeCode], ['PW_ERR_CONNECTION_CLOSED', 1006]);
+    assert.ok(s.sink.lines.some((l) => l.code === 'PW_ERR_TIMEOUT' && /nothing from the collector for 2\.5 s/.test(String(l.msg))));
+    s.collector.sendPings = true;
+    await once(s.agent, 'connected');
   });
 
   it('stop() during the backoff wait returns at once', async (t) => {

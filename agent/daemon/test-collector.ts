@@ -57,6 +57,8 @@ export class TestCollector {
   unavailable = false;
   /** Do not ack reports (a collector stuck in its database). */
   holdAcks = false;
+  /** Ping every heartbeatSeconds, as the gateway does; false: a collector (or a route) gone silent. */
+  sendPings = true;
   /** Refuse every report with PW_ERR_PROTOCOL and close 4000 (a collector stricter than this agent). */
   refuseReports = false;
   private readonly tokens = new Map<string, number>();
@@ -67,8 +69,9 @@ export class TestCollector {
   private pinger: NodeJS.Timeout | undefined;
   port = 0;
 
-  static async start(): Promise<TestCollector> {
+  static async start(options: { heartbeatSeconds?: number } = {}): Promise<TestCollector> {
     const c = new TestCollector();
+    c.heartbeatSeconds = options.heartbeatSeconds ?? 30;
     await c.listen(0);
     return c;
   }
@@ -160,7 +163,7 @@ export class TestCollector {
     this.server = server;
     this.port = (server.address() as AddressInfo).port;
     this.pinger = setInterval(() => {
-      for (const ws of this.sockets) ws.ping();
+      if (this.sendPings) for (const ws of this.sockets) ws.ping();
     }, this.heartbeatSeconds * 1000);
     this.pinger.unref();
   }
