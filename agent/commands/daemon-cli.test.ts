@@ -129,6 +129,16 @@ describe('patchwarden-agent run (CLI)', () => {
     assert.match(r.stderr, /cannot open the agent config \/nonexistent\/agent\.json.*run `patchwarden-agent enroll/);
   });
 
+  it('a spool directory that cannot be created: exit 2 naming it', async (t) => {
+    const c = await collector(t);
+    const dir = tempDir(t);
+    const config = join(dir, 'agent.json');
+    assert.equal((await finish(sources(['enroll', '--collector', c.url, '--token', c.createToken(), '--config', config, '--spool-dir', join(dir, 'agent.json', 'spool')]))).status, 0);
+    const r = await finish(sources(['run', '--config', config]));
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /cannot open the spool directory .*agent\.json\/spool: .*ENOTDIR.*\(PW_ERR_USAGE\)/);
+  });
+
   it('revoked: exit 4 with a message that says how to re-enroll', async (t) => {
     const c = await collector(t);
     const config = join(tempDir(t), 'agent.json');

@@ -19,7 +19,7 @@
 import { EventEmitter } from 'node:events';
 import type { KeyObject } from 'node:crypto';
 import { randomUUID } from 'node:crypto';
-import { CLOSE, ProtocolError, errorMessage } from '../../shared/errors.ts';
+import { CLOSE, ProtocolError, UsageError, errorMessage } from '../../shared/errors.ts';
 import { inventoryHash } from '../../shared/inventory-hash.ts';
 import { type CollectorMessage, type Inventory, PROTOCOL_VERSION, type ReportMessage } from '../../shared/protocol.ts';
 import { helloPayload, signBytes } from '../../shared/signing.ts';
@@ -116,9 +116,15 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   static async create(options: AgentOptions): Promise<Agent> {
     const log = options.log;
-    const spool = await Spool.open(options.config.spoolDir, options.config.spoolMaxBytes, (w) => {
-      log.warn({ code: w.code }, w.message);
-    });
+    let spool: Spool;
+    try {
+      spool = await Spool.open(options.config.spoolDir, options.config.spoolMaxBytes, (w) => {
+        log.warn({ code: w.code }, w.message);
+      });
+    } catch (err) {
+      // Without a spool nothing can be reported safely: a start-up error, not a daemon that limps on.
+      throw new UsageError(`cannot open the spool directory ${options.config.spoolDir}: ${(err as Error).message} (check spoolDir in the config, and run as root)`, { cause: err });
+    }
     if (spool.size > 0) log.info({ reports: spool.size, bytes: spool.bytes }, `${spool.size} undelivered reports in the spool ${spool.dir}`);
     return new Agent(options, spool);
   }

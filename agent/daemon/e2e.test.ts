@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
@@ -20,6 +20,7 @@ import type { Inventory } from '../../shared/protocol.ts';
 import { collectInventory } from '../inventory/inventory.ts';
 import { Agent, type AgentExit } from './agent.ts';
 import { loadConfig, loadPrivateKey } from './config.ts';
+import { readCaFile } from './connection.ts';
 import { enroll } from './enroll.ts';
 import { createLogger } from './log.ts';
 import { logSink, tempDir } from './testkit.ts';
@@ -131,5 +132,50 @@ describe('agent against the real collector', () => {
     assert.equal(exit.reason, 'revoked');
     assert.equal(exit.error.code, 'PW_ERR_AGENT_REVOKED');
     assert.equal(exit.error.closeCode, 4003);
+  });
+
+  it('wss with a private CA: refused without caFile (PW_ERR_CONNECT, nothing written), enrolled and reporting with it', async (t) => {
+    const dir = tempDir(t, 'pw-e2e-tls-');
+    const ssl = (args: string[]): void => {
+      execFileSync('openssl', args, { cwd: dir, stdio: 'ignore', timeout: 30_000 });
+    };
+    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+    ssl(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=patchwarden test CA']);
+    ssl(['req', ...ec, '-keyout', 'other-ca.key', '-x509', '-out', 'other-ca.pem', '-days', '1', '-subj', '/CN=another CA']);
+    ssl(['req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1']);
+    writeFileSync(join(dir, 'san.cnf'), 'subjectAltName=IP:127.0.0.1\n');
+    ssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '1', '-extfile', 'san.cnf']);
+    const collector = await createCollector({
+      dbPath: join(dir, 'collector.db'),
+      listen: '127.0.0.1:0',
+      logger: createCollectorLogger({ level: 'silent' }),
+      tls: { cert: readFileSync(join(dir, 'server.pem')), key: readFileSync(join(dir, 'server.key')) },
+    });
+    t.after(() => collector.close());
+    assert.match(collector.agentUrl, /^wss:\/\/127\.0\.0\.1:\d+\/v1\/agent$/);
+    const { token } = collector.fleet.createEnrollmentToken({ uses: 1, ttlMs: 3_600_000, createdBy: 'e2e-test' });
+
+    for (const caFile of [undefined, join(dir, 'other-ca.pem')]) {
+      const configPath = join(dir, caFile === undefined ? 'no-ca' : 'wrong-ca', 'agent.json');
+      await assert.rejects(enroll({ collectorUrl: collector.agentUrl, token, configPath, ...(caFile === undefined ? {} : { caFile }) }), {
+        code: 'PW_ERR_CONNECT',
+        message: /self-signed certificate|unable to (verify|get local issuer)/,
+      });
+      assert.deepEqual(readdirSync(join(configPath, '..')), []);
+    }
+
+    const configPath = join(dir, 'agent', 'agent.json');
+    await enroll({ collectorUrl: collector.agentUrl, token, configPath, caFile: join(dir, 'ca.pem') });
+    const config = await loadConfig(configPath);
+    assert.equal(config.caFile, join(dir, 'ca.pem'));
+    const { key } = await loadPrivateKey(config.keyFile);
+    const ca = await readCaFile(config.caFile);
+    const agent = await Agent.create({ config, key, log: createLogger({ level: 'silent' }), watch: [], ...(ca === undefined ? {} : { ca }) });
+    t.after(() => agent.stop());
+    const acked = once(agent, 'acked');
+    void agent.run();
+    const [ack] = (await acked) as [{ full: boolean; status: string }];
+    assert.deepEqual([ack.full, ack.status], [true, 'stored']);
+    assert.equal(collector.fleet.host(config.agentId)?.packageCount, dpkgInstalledCount());
   });
 });
