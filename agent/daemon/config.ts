@@ -14,7 +14,8 @@ import { UsageError } from '../../shared/errors.ts';
 import { writeFileAtomic } from './atomic-write.ts';
 
 export const DEFAULT_CONFIG_PATH = '/etc/patchwarden/agent.json';
-export const DEFAULT_SPOOL_DIR = '/var/lib/patchwarden/spool';
+/** Inside the agent unit's StateDirectory (systemd/patchwarden-agent.service), apart from the collector's /var/lib/patchwarden. */
+export const DEFAULT_SPOOL_DIR = '/var/lib/patchwarden-agent/spool';
 export const KEY_FILE_NAME = 'agent.key';
 /** The gateway's path on the collector's HTTP server. */
 export const AGENT_PATH = '/v1/agent';

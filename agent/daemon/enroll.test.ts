@@ -41,8 +41,10 @@ describe('enroll', () => {
     assert.equal(config.collectorUrl, c.url);
   });
 
-  it('the default config path puts the spool in /var/lib/patchwarden/spool; any other path puts it beside the config', () => {
+  it("the default config path puts the spool in the agent unit's StateDirectory; any other path puts it beside the config", () => {
     assert.equal(defaultSpoolDir('/etc/patchwarden/agent.json'), DEFAULT_SPOOL_DIR);
+    assert.equal(DEFAULT_SPOOL_DIR, '/var/lib/patchwarden-agent/spool');
+    assert.match(readFileSync(join(import.meta.dirname, '..', '..', 'systemd', 'patchwarden-agent.service'), 'utf8'), /^StateDirectory=patchwarden-agent$/m);
     assert.equal(defaultSpoolDir('/srv/pw/agent.json'), '/srv/pw/spool');
   });
 

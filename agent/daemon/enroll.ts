@@ -36,7 +36,7 @@ export interface EnrollOptions {
   collectorUrl: string;
   token: string;
   configPath: string;
-  /** Default: /var/lib/patchwarden/spool for the default config, else `spool` beside the config. */
+  /** Default: /var/lib/patchwarden-agent/spool for the default config, else `spool` beside the config. */
   spoolDir?: string;
   caFile?: string;
   /** Enroll again even though the config names an agent already (a revoked one, a cloned VM). */
