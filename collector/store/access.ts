@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Db } from './db.ts';
-import { tokenHash, type FleetStore, type HostSummary } from './fleet.ts';
+import { hostOf, tokenHash, type FleetStore, type HostRow, type HostSummary } from './fleet.ts';
 
 export const ROLES = ['viewer', 'operator', 'admin'] as const;
 export type Role = (typeof ROLES)[number];
@@ -170,22 +170,7 @@ export interface HostListItem extends HostSummary {
   contentHash: string;
 }
 
-interface HostListRow {
-  agent_id: string;
-  hostname: string;
-  ecosystem: string | null;
-  package_count: number;
-  kernel_release: string;
-  kernel_managed: number;
-  reboot_required: number;
-  last_report_id: string;
-  last_report_at: string;
-  open_findings: number;
-  overdue_findings: number;
-  connected: number;
-  last_seen: string | null;
-  revoked_at: string | null;
-  tags: string;
+interface HostListRow extends HostRow {
   machine_id: string | null;
   content_hash: string;
 }
@@ -263,25 +248,7 @@ export class HostDirectory {
 }
 
 function hostItem(r: HostListRow): HostListItem {
-  return {
-    agentId: r.agent_id,
-    hostname: r.hostname,
-    ecosystem: r.ecosystem,
-    packageCount: r.package_count,
-    kernelRelease: r.kernel_release,
-    kernelManaged: r.kernel_managed === 1,
-    rebootRequired: r.reboot_required === 1,
-    lastReportId: r.last_report_id,
-    lastReportAt: r.last_report_at,
-    openFindings: r.open_findings,
-    overdueFindings: r.overdue_findings,
-    connected: r.connected === 1,
-    lastSeen: r.last_seen,
-    revokedAt: r.revoked_at,
-    tags: JSON.parse(r.tags) as string[],
-    machineId: r.machine_id,
-    contentHash: r.content_hash,
-  };
+  return { ...hostOf(r), machineId: r.machine_id, contentHash: r.content_hash };
 }
 
 export interface FleetCounts {

@@ -85,7 +85,7 @@ interface AgentRow {
   tags: string;
 }
 
-interface HostRow {
+export interface HostRow {
   agent_id: string;
   hostname: string;
   ecosystem: string | null;
@@ -124,7 +124,7 @@ function agentOf(r: AgentRow): AgentRecord {
   };
 }
 
-function hostOf(r: HostRow): HostSummary {
+export function hostOf(r: HostRow): HostSummary {
   return {
     agentId: r.agent_id,
     hostname: r.hostname,
