@@ -186,6 +186,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
         await gw.close();
         server.closeAllConnections();
         await stopped;
+        fleet.flushTouches();
         db.close();
         logger.info('collector stopped');
       })();

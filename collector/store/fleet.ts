@@ -158,6 +158,9 @@ function decodeCursor(cursor: string): [string, string] {
   throw new MalformedInputError('cursor is not one this collector issued');
 }
 
+/** How long an unchanged report's last_seen may wait to be written (batched with others). */
+export const TOUCH_FLUSH_MS = 1000;
+
 export class FleetStore {
   readonly #db: Db;
   readonly #insertToken;
@@ -169,6 +172,8 @@ export class FleetStore {
   readonly #revoke;
   readonly #setConnected;
   readonly #touch;
+  readonly #pendingTouches = new Map<string, string>();
+  #touchTimer: NodeJS.Timeout | undefined;
   readonly #setVersion;
   readonly #reportById;
   readonly #contentExists;
@@ -205,7 +210,8 @@ export class FleetStore {
     this.#agentByKey = db.prepare<[string], { id: string }>('SELECT id FROM agents WHERE public_key = ?');
     this.#revoke = db.prepare<[string, string]>('UPDATE agents SET revoked_at = ?, connected = 0 WHERE id = ? AND revoked_at IS NULL');
     this.#setConnected = db.prepare<[number, string, string]>('UPDATE agents SET connected = ?, last_seen = ? WHERE id = ?');
-    this.#touch = db.prepare<[string, string]>('UPDATE agents SET last_seen = ? WHERE id = ?');
+    // max(): a deferred touch flushed late never moves last_seen backwards.
+    this.#touch = db.prepare<[string, string]>("UPDATE agents SET last_seen = max(coalesce(last_seen, ''), ?) WHERE id = ?");
     this.#setVersion = db.prepare<[string, string]>('UPDATE agents SET agent_version = ? WHERE id = ?');
     this.#reportById = db.prepare<[string], { agent_id: string }>('SELECT agent_id FROM reports WHERE id = ?');
     this.#contentExists = db.prepare<[string], { one: number }>('SELECT 1 AS one FROM inventory_contents WHERE hash = ?');
@@ -313,6 +319,7 @@ export class FleetStore {
   }
 
   agentById(id: string): AgentRecord | undefined {
+    this.flushTouches();
     const r = this.#agentById.get(id);
     return r === undefined ? undefined : agentOf(r);
   }
@@ -362,7 +369,41 @@ export class FleetStore {
    * which must then be the last inventory stored for this agent.
    */
   ingestReport(agentId: string, reportId: string, hash: string, inventory: Inventory | null, now = new Date()): IngestResult {
+    if (inventory === null) {
+      const fast = this.#unchanged(agentId, reportId, hash, now);
+      if (fast !== undefined) return fast;
+    }
     return this.#ingestTx.immediate(agentId, reportId, hash, inventory, now);
+  }
+
+  /**
+   * The common case of a healthy fleet: "unchanged since the inventory you have". Nothing
+   * is stored but last_seen, so it needs no write transaction of its own: the touch is
+   * batched with others and flushed within TOUCH_FLUSH_MS (or before last_seen is read).
+   * Anything unusual (unknown or revoked agent, a hash the collector does not have, a
+   * re-sent id) takes the transactional path, which refuses it with its code.
+   */
+  #unchanged(agentId: string, reportId: string, hash: string, now: Date): IngestResult | undefined {
+    const agent = this.#agentById.get(agentId);
+    if (agent === undefined || agent.revoked_at !== null || agent.last_inventory_hash !== hash) return undefined;
+    if (this.#reportById.get(reportId) !== undefined) return undefined;
+    this.#pendingTouches.set(agentId, now.toISOString());
+    this.#touchTimer ??= setTimeout(() => {
+      this.flushTouches();
+    }, TOUCH_FLUSH_MS).unref();
+    return { status: 'unchanged' };
+  }
+
+  /** Writes the batched last_seen times of unchanged reports in one transaction. */
+  flushTouches(): void {
+    if (this.#touchTimer !== undefined) clearTimeout(this.#touchTimer);
+    this.#touchTimer = undefined;
+    if (this.#pendingTouches.size === 0) return;
+    const pending = [...this.#pendingTouches];
+    this.#pendingTouches.clear();
+    this.#db.transaction(() => {
+      for (const [id, at] of pending) this.#touch.run(at, id);
+    })();
   }
 
   #ingest(agentId: string, reportId: string, hash: string, inventory: Inventory | null, now: Date): IngestResult {
@@ -426,12 +467,14 @@ export class FleetStore {
   }
 
   host(agentId: string): HostSummary | undefined {
+    this.flushTouches();
     const r = this.#hostById.get(agentId);
     return r === undefined ? undefined : hostOf(r);
   }
 
   /** Keyset pagination by (hostname, agent id): stable while hosts report in between pages. */
   listHosts(q: HostQuery = {}): { hosts: HostSummary[]; nextCursor: string | null } {
+    this.flushTouches();
     const limit = Math.min(Math.max(Math.trunc(q.limit ?? 100), 1), MAX_PAGE);
     const after = q.cursor === undefined ? null : decodeCursor(q.cursor);
     const rows = this.#listHosts.all({
