@@ -5,31 +5,17 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { isBuiltin } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { InventorySchema } from '../shared/protocol.ts';
+import { ensureBuilt } from '../scripts/dist-fresh.ts';
 import { NODE18_BIN } from '../scripts/node18-path.ts';
 
 const root = join(import.meta.dirname, '..');
 const bundle = join(root, 'dist', 'agent.js');
-
-function newestSource(dir: string): number {
-  let newest = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    if (e.isFile() && e.name.endsWith('.ts')) newest = Math.max(newest, statSync(join(e.parentPath, e.name)).mtimeMs);
-  }
-  return newest;
-}
-
-function ensureBuilt(): void {
-  const srcMtime = Math.max(newestSource(join(root, 'agent')), newestSource(join(root, 'shared')));
-  if (!existsSync(bundle) || statSync(bundle).mtimeMs < srcMtime) {
-    execFileSync(process.execPath, ['--import', 'tsx', join(root, 'scripts', 'build.ts')], { cwd: root, stdio: 'ignore', timeout: 120_000 });
-  }
-}
 
 function installedCount(): number {
   const out = execFileSync('dpkg-query', ['-W', '-f=${db:Status-Abbrev}\\n'], { encoding: 'utf8' });
@@ -37,7 +23,7 @@ function installedCount(): number {
 }
 
 describe('dist/agent.js, copied alone into an empty directory', () => {
-  ensureBuilt();
+  ensureBuilt('agent');
   const dir = mkdtempSync(join(tmpdir(), 'pw-bundle-'));
   after(() => {
     rmSync(dir, { recursive: true, force: true });

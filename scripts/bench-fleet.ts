@@ -22,9 +22,10 @@
  * collector must do with one). Every phase has a deadline; the child processes and the
  * temporary directory are removed whatever happens.
  */
+import { ensureBuilt } from './dist-fresh.ts';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createHash, type Hash, randomUUID } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import WebSocket from 'ws';
@@ -131,43 +132,6 @@ export interface FleetBench {
 // the collector build and process
 
 /** Newest modification time of the files dist/collector.js is built from. */
-function newestSource(): { path: string; mtimeMs: number } {
-  let newest = { path: '', mtimeMs: 0 };
-  const consider = (path: string): void => {
-    const m = statSync(path, { throwIfNoEntry: false })?.mtimeMs ?? 0;
-    if (m > newest.mtimeMs) newest = { path, mtimeMs: m };
-  };
-  for (const f of ['scripts/build.ts', 'package.json', 'package-lock.json']) consider(join(ROOT, f));
-  for (const d of ['collector', 'shared']) {
-    for (const e of readdirSync(join(ROOT, d), { recursive: true, withFileTypes: true })) {
-      if (e.isFile() && e.name.endsWith('.ts') && !e.name.endsWith('.test.ts')) consider(join(e.parentPath, e.name));
-    }
-  }
-  return newest;
-}
-
-/** Builds dist/ when dist/collector.js is missing or older than its sources; says why it did. */
-function ensureCollectorBuilt(progress: (line: string) => void): { collectorJs: string; built: string | null } {
-  const collectorJs = join(ROOT, 'dist', 'collector.js');
-  const builtAt = statSync(collectorJs, { throwIfNoEntry: false })?.mtimeMs ?? null;
-  const src = newestSource();
-  if (builtAt !== null && builtAt >= src.mtimeMs) return { collectorJs, built: null };
-  const why = builtAt === null ? 'dist/collector.js was missing' : `${relative(ROOT, src.path)} is newer than dist/collector.js`;
-  progress(`fleet: building (${why})`);
-  const t = performance.now();
-  const r = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts', 'build.ts')], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    encoding: 'utf8',
-    timeout: 300_000,
-    maxBuffer: 16 * 1024 * 1024,
-  });
-  if (r.error !== undefined || r.status !== 0) {
-    throw new Error(`build failed (${r.error?.message ?? `exit ${r.status ?? r.signal ?? '?'}`}): ${r.stderr}`);
-  }
-  return { collectorJs, built: `rebuilt first in ${Math.round(performance.now() - t)} ms: ${why}` };
-}
-
 /** The soft `ulimit -n` of this process (children inherit it). */
 function openFileLimit(): number {
   const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
@@ -791,7 +755,8 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
   if (n + echoConnections + 200 > fdLimit) {
     throw new RangeError(`--fleet-agents ${n}: ulimit -n is ${fdLimit}, and ${n} agents need about ${n + echoConnections + 200} open files here (raise ulimit -n)`);
   }
-  const { collectorJs, built } = opts.collectorJs === null ? ensureCollectorBuilt(progress) : { collectorJs: resolve(opts.collectorJs), built: null };
+  if (opts.collectorJs === null) progress('fleet: checking dist/collector.js is up to date');
+  const { path: collectorJs, built } = opts.collectorJs === null ? ensureBuilt('collector') : { path: resolve(opts.collectorJs), built: null };
   const problems: string[] = [];
 
   // Inventories and their self-check, outside every clock.

@@ -9,10 +9,10 @@
  * run met them. Progress goes to stderr; stdout is the table, or one JSON document with
  * `--json`.
  */
-import { spawnSync } from 'node:child_process';
+import { ensureBuilt } from './dist-fresh.ts';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import { parseDpkgStatus } from '../agent/inventory/dpkg.ts';
@@ -34,7 +34,6 @@ import { benchFeedParse } from './bench-feeds.ts';
 import { benchFleet } from './bench-fleet.ts';
 import { benchVersions } from './bench-versions.ts';
 
-const ROOT = join(import.meta.dirname, '..');
 const SECTIONS = ['agent', 'versions', 'feeds', 'correlate', 'fleet'] as const;
 type Section = (typeof SECTIONS)[number];
 
@@ -84,51 +83,8 @@ function progress(line: string): void {
 // ---------------------------------------------------------------------------------------
 // 1. agent (issue 2)
 
-/** Newest modification time of the files dist/agent.js is built from. */
-function newestSource(dirs: readonly string[], files: readonly string[]): { path: string; mtimeMs: number } {
-  let newest = { path: '', mtimeMs: 0 };
-  const consider = (path: string): void => {
-    const m = statSync(path, { throwIfNoEntry: false })?.mtimeMs ?? 0;
-    if (m > newest.mtimeMs) newest = { path, mtimeMs: m };
-  };
-  for (const f of files) consider(join(ROOT, f));
-  for (const d of dirs) {
-    for (const e of readdirSync(join(ROOT, d), { recursive: true, withFileTypes: true })) {
-      if (e.isFile() && e.name.endsWith('.ts') && !e.name.endsWith('.test.ts')) consider(join(e.parentPath, e.name));
-    }
-  }
-  return newest;
-}
-
-/** Builds dist/agent.js when it is missing or older than its sources; says why it did. */
-function ensureAgentBuilt(): { agentJs: string; built: string | null } {
-  const agentJs = join(ROOT, 'dist', 'agent.js');
-  let builtAt: number | null = null;
-  try {
-    builtAt = statSync(agentJs).mtimeMs;
-  } catch {
-    builtAt = null;
-  }
-  const src = newestSource(['agent', 'shared'], ['scripts/build.ts', 'package.json', 'package-lock.json']);
-  if (builtAt !== null && builtAt >= src.mtimeMs) return { agentJs, built: null };
-  const why = builtAt === null ? 'dist/agent.js was missing' : `${relative(ROOT, src.path)} is newer than dist/agent.js`;
-  progress(`building (${why})`);
-  const t = performance.now();
-  const r = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts', 'build.ts')], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    encoding: 'utf8',
-    timeout: 300_000,
-    maxBuffer: 16 * 1024 * 1024,
-  });
-  if (r.error !== undefined || r.status !== 0) {
-    throw new Error(`build failed (${r.error?.message ?? `exit ${r.status ?? r.signal ?? '?'}`}): ${r.stderr}`);
-  }
-  return { agentJs, built: `rebuilt first in ${Math.round(performance.now() - t)} ms: ${why}` };
-}
-
 async function agentSection(): Promise<{ figures: Figure[]; raw: unknown }> {
-  const { agentJs, built } = ensureAgentBuilt();
+  const { path: agentJs, built } = ensureBuilt('agent');
   progress('agent: in-process inventory, whole process, peak RSS');
   const r = await benchAgent(agentJs);
   const figures = [

@@ -9,27 +9,13 @@ import { once } from 'node:events';
 import { copyFileSync, existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { ensureBuilt } from '../../scripts/dist-fresh.ts';
 import { NODE18_BIN } from '../../scripts/node18-path.ts';
 import { TestCollector } from '../daemon/test-collector.ts';
 import { tempDir } from '../daemon/testkit.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 const bundle = join(root, 'dist', 'agent.js');
-
-function newestSource(dir: string): number {
-  let newest = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    if (e.isFile() && e.name.endsWith('.ts')) newest = Math.max(newest, statSync(join(e.parentPath, e.name)).mtimeMs);
-  }
-  return newest;
-}
-
-function ensureBuilt(): void {
-  const src = Math.max(newestSource(join(root, 'agent')), newestSource(join(root, 'shared')));
-  if (!existsSync(bundle) || statSync(bundle).mtimeMs < src) {
-    execFileSync(process.execPath, ['--import', 'tsx', join(root, 'scripts', 'build.ts')], { cwd: root, stdio: 'ignore', timeout: 120_000 });
-  }
-}
 
 interface Result {
   status: number | null;
@@ -156,7 +142,7 @@ describe('patchwarden-agent run (CLI)', () => {
       'dist/agent.js copied alone into an empty directory, on Node 18',
       (t) => {
         assert.ok(existsSync(NODE18_BIN), `${NODE18_BIN} is missing: run \`npm run node18\``);
-        ensureBuilt();
+        ensureBuilt('agent');
         const lone = tempDir(t, 'pw-lone-');
         copyFileSync(bundle, join(lone, 'agent.js'));
         return (args, env) => spawn(NODE18_BIN, [join(lone, 'agent.js'), ...args], { cwd: lone, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env } });
