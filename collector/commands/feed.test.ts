@@ -3,7 +3,8 @@
  * SQLite file, then hostile files against a store holding a good copy of the feed.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { dumpStore } from '../store/testkit.ts';
+import type { FeedRow } from '../store/advisories.ts';
 import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -50,27 +51,14 @@ async function run(command: typeof feedCommand, argv: string[]): Promise<{ code:
   return { code, stdout: out.text(), stderr: err.text() };
 }
 
-/** Row counts and a hash of every row of the data tables (feeds left out: checked_at moves). */
-function dump(db: string): { advisories: number; affected: number; kev: number; sha256: string } {
-  const h = createHash('sha256');
-  const counts = { advisories: 0, affected: 0, kev: 0 };
-  const queries = {
-    advisories: 'SELECT * FROM advisories ORDER BY source, id',
-    affected: 'SELECT * FROM affected ORDER BY source, id, ecosystem, package',
-    kev: 'SELECT * FROM kev ORDER BY feed, cve',
-  } as const;
+/** dumpStore of the database file, opened read-only. */
+function dump(db: string): ReturnType<typeof dumpStore> {
   const conn = openDatabase(db, { readonly: true });
   try {
-    for (const [table, sql] of Object.entries(queries) as [keyof typeof queries, string][]) {
-      for (const row of conn.prepare(sql).iterate()) {
-        h.update(JSON.stringify(row) + '\n');
-        counts[table]++;
-      }
-    }
+    return dumpStore(conn);
   } finally {
     conn.close();
   }
-  return { ...counts, sha256: h.digest('hex') };
 }
 
 function query<T>(db: string, sql: string): T[] {
@@ -82,23 +70,10 @@ function query<T>(db: string, sql: string): T[] {
   }
 }
 
-interface FeedListRow {
-  source: string;
-  kind: string;
-  location: string | null;
-  records: number;
-  newest: string | null;
-  importedAt: string | null;
-  checkedAt: string | null;
-  lastError: string | null;
-  etag: string | null;
-  lastModified: string | null;
-}
-
-async function feedList(db: string): Promise<FeedListRow[]> {
+async function feedList(db: string): Promise<FeedRow[]> {
   const r = await run(feedCommand, ['list', '--db', db, '--json']);
   assert.equal(r.code, 0);
-  return JSON.parse(r.stdout) as FeedListRow[];
+  return JSON.parse(r.stdout) as FeedRow[];
 }
 
 let almaLines: string[] | undefined;
@@ -194,7 +169,7 @@ describe('feed import of the real data', () => {
     ]);
     assert.deepEqual(dump(db), before);
     // Only checked_at moves: imported_at says when the data last changed.
-    const strip = (rows: FeedListRow[]) => rows.map(({ checkedAt: _c, ...rest }) => rest);
+    const strip = (rows: FeedRow[]) => rows.map(({ checkedAt: _c, ...rest }) => rest);
     assert.deepEqual(strip(await feedList(db)), strip(feedsBefore));
   });
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { dumpStore } from './testkit.ts';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,23 +33,6 @@ async function tempStore(t: TestContext): Promise<{ db: Db; store: AdvisoryStore
   return { db, store: new AdvisoryStore(db) };
 }
 
-/** Row counts and a hash of every row of the data tables, in key order. */
-function dump(db: Db): { advisories: number; affected: number; kev: number; sha256: string } {
-  const h = createHash('sha256');
-  const counts = { advisories: 0, affected: 0, kev: 0 };
-  const queries = {
-    advisories: 'SELECT * FROM advisories ORDER BY source, id',
-    affected: 'SELECT * FROM affected ORDER BY source, id, ecosystem, package',
-    kev: 'SELECT * FROM kev ORDER BY feed, cve',
-  } as const;
-  for (const [table, sql] of Object.entries(queries) as [keyof typeof queries, string][]) {
-    for (const row of db.prepare(sql).iterate()) {
-      h.update(JSON.stringify(row) + '\n');
-      counts[table]++;
-    }
-  }
-  return { ...counts, sha256: h.digest('hex') };
-}
 
 let almaLines: string[] | undefined;
 /** One real record of the AlmaLinux 9 export, parsed. */
@@ -82,7 +65,7 @@ describe('AdvisoryStore advisories', () => {
     assert.deepEqual({ added: r.added, updated: r.updated, unchanged: r.unchanged, changed: r.changed.length }, { added: 1783, updated: 0, unchanged: 0, changed: 1783 });
     assert.equal(parsed.advisories.reduce((n, a) => n + a.affected.length, 0), 24012);
     const distinct = new Set(parsed.advisories.flatMap((a) => a.affected.map((x) => `${a.id}\0${x.ecosystem}\0${x.package}`)));
-    const d = dump(db);
+    const d = dumpStore(db);
     assert.equal(d.advisories, 1783);
     assert.equal(d.affected, distinct.size);
     const feed = store.feeds()[0]!;
@@ -96,11 +79,11 @@ describe('AdvisoryStore advisories', () => {
     const { db, store } = await tempStore(t);
     const parsed = await parseFeedPath(ALMA9.location);
     store.importAdvisories(ALMA9, parsed.advisories, NOW);
-    const before = dump(db);
+    const before = dumpStore(db);
     const later = new Date(NOW.getTime() + 3600_000);
     const r = store.importAdvisories(ALMA9, parsed.advisories, later);
     assert.deepEqual({ added: r.added, updated: r.updated, unchanged: r.unchanged, changed: r.changed.length }, { added: 0, updated: 0, unchanged: 1783, changed: 0 });
-    assert.deepEqual(dump(db), before);
+    assert.deepEqual(dumpStore(db), before);
     const feed = store.feeds()[0]!;
     assert.equal(feed.importedAt, NOW.toISOString(), 'nothing changed, so the import time stays');
     assert.equal(feed.checkedAt, later.toISOString());
@@ -139,10 +122,10 @@ describe('AdvisoryStore advisories', () => {
   it('recordFeedError keeps the last good data; the next good import clears the error', async (t) => {
     const { db, store } = await tempStore(t);
     store.importAdvisories(ALMA9, [realOsv('ALSA-2025:1681')], NOW);
-    const before = dump(db);
+    const before = dumpStore(db);
     const failedAt = new Date('2026-11-27T00:00:00.000Z');
     store.recordFeedError({ ...ALMA9, kind: 'unknown' }, 'cut.jsonl.gz: gzip data is truncated or corrupt (PW_ERR_FEED_FORMAT)', failedAt);
-    assert.deepEqual(dump(db), before);
+    assert.deepEqual(dumpStore(db), before);
     const feed = store.feeds()[0]!;
     assert.equal(feed.lastError, '2026-11-27T00:00:00.000Z cut.jsonl.gz: gzip data is truncated or corrupt (PW_ERR_FEED_FORMAT)');
     assert.equal(feed.kind, 'osv', 'the failed attempt does not rename what the feed holds');
@@ -173,13 +156,13 @@ describe('AdvisoryStore advisories', () => {
   it('a failure half-way through rolls the whole feed back, feed row included', async (t) => {
     const { db, store } = await tempStore(t);
     store.importAdvisories(ALMA9, [realOsv('ALSA-2025:1681')], NOW);
-    const before = dump(db);
+    const before = dumpStore(db);
     const feedsBefore = store.feeds();
     const good = realOsv('ALSA-2026:42736');
     // What a parser bug would hand over: the store's NOT NULL catches it mid-transaction.
     const broken = { ...realOsv('ALSA-2025:1681'), id: 'ALSA-BROKEN', severity: null as unknown as Severity };
     assert.throws(() => store.importAdvisories({ ...ALMA9, kind: 'osv+broken' }, [good, broken], new Date('2026-11-27T00:00:00.000Z')), { code: 'SQLITE_CONSTRAINT_NOTNULL' });
-    assert.deepEqual(dump(db), before);
+    assert.deepEqual(dumpStore(db), before);
     assert.deepEqual(store.feeds(), feedsBefore);
   });
 });
@@ -194,12 +177,12 @@ describe('AdvisoryStore KEV', () => {
     const csv = await parseFeedPath(CSV_KEV.location);
     assert.deepEqual(store.importKev(JSON_KEV, json.kev, NOW), { added: 1404, updated: 0, unchanged: 0 });
     assert.deepEqual(store.importKev(CSV_KEV, csv.kev, NOW), { added: 1460, updated: 0, unchanged: 0 });
-    const before = dump(db);
+    const before = dumpStore(db);
     // The two catalogs disagree on CVE-2024-1086's ransomware use: neither import may
     // overwrite the other's row, or every re-import would report 6 updates.
     assert.deepEqual(store.importKev(JSON_KEV, json.kev, NOW), { added: 0, updated: 0, unchanged: 1404 });
     assert.deepEqual(store.importKev(CSV_KEV, csv.kev, NOW), { added: 0, updated: 0, unchanged: 1460 });
-    assert.deepEqual(dump(db), before);
+    assert.deepEqual(dumpStore(db), before);
     const ransomware = db.prepare<[], { feed: string; ransomware: string }>("SELECT feed, ransomware FROM kev WHERE cve = 'CVE-2024-1086' ORDER BY feed").all();
     assert.deepEqual(ransomware, [
       { feed: 'kev-csv', ransomware: 'Known' },
