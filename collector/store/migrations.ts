@@ -204,4 +204,11 @@ export const MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX audit_by_time ON audit (at);
   `,
+  // 5: packages by reference. A report may name its package set by packageSetHash
+  // (shared/inventory-hash.ts) instead of sending it; the index finds a stored copy. Rows
+  // from before have no package_set and are simply not found by reference.
+  `
+  ALTER TABLE inventory_contents ADD COLUMN package_set TEXT;
+  CREATE INDEX inventory_contents_by_set ON inventory_contents (package_set) WHERE package_set IS NOT NULL;
+  `,
 ];
