@@ -105,3 +105,39 @@ export const CLOSE = Object.freeze({
   timeout: 4008,
   tooBig: 1009,
 });
+
+/**
+ * An instruction the agent will not run (issue 5): unsigned or wrongly signed, another
+ * agent's, expired, replayed, an unknown kind, an unsafe package name. The code says which
+ * (PW_ERR_INSTRUCTION_*, PW_ERR_UNSAFE_PACKAGE_NAME); the refusal is reported to the
+ * collector as a result with that code, and nothing runs.
+ */
+export class InstructionRefusedError extends PatchwardenError {}
+
+/** A rollout plan that cannot be accepted (bad names, a cron that never fires, an unknown time zone, limits exceeded). */
+export class RolloutPlanError extends PatchwardenError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'PW_ERR_ROLLOUT_PLAN', options);
+  }
+}
+
+/** The rollout is not in a state that allows this step (approving a running rollout, resuming a cancelled one). */
+export class RolloutStateError extends PatchwardenError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'PW_ERR_ROLLOUT_STATE', options);
+  }
+}
+
+/** No rollout with this id. */
+export class RolloutNotFoundError extends PatchwardenError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'PW_ERR_ROLLOUT_NOT_FOUND', options);
+  }
+}
+
+/** A four-eyes rollout approved by the operator who created or submitted it. */
+export class RolloutApprovalError extends PatchwardenError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'PW_ERR_ROLLOUT_APPROVAL', options);
+  }
+}
