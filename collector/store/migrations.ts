@@ -211,4 +211,65 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE inventory_contents ADD COLUMN package_set TEXT;
   CREATE INDEX inventory_contents_by_set ON inventory_contents (package_set) WHERE package_set IS NOT NULL;
   `,
+  // 6: rollouts (issue 5): each rollout with its frozen plan and state, one row per host
+  // with its wave and step, and the outbox of signed instructions the gateway delivers.
+  // A collector restart resumes from these rows alone.
+  `
+  CREATE TABLE rollouts (
+    id            TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    plan          TEXT NOT NULL,
+    state         TEXT NOT NULL CHECK (state IN ('draft', 'awaiting-approval', 'running', 'paused', 'halted', 'completed', 'cancelled')),
+    created_by    TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    submitted_by  TEXT,
+    approved_by   TEXT,
+    approved_at   TEXT,
+    started_at    TEXT,
+    finished_at   TEXT,
+    updated_at    TEXT NOT NULL,
+    current_wave  INTEGER NOT NULL DEFAULT -1,
+    wave_count    INTEGER NOT NULL DEFAULT 0,
+    wave_done_at  TEXT,
+    halted_reason TEXT
+  ) STRICT;
+  CREATE INDEX rollouts_by_state ON rollouts (state);
+
+  CREATE TABLE rollout_hosts (
+    rollout_id     TEXT NOT NULL REFERENCES rollouts (id),
+    agent_id       TEXT NOT NULL REFERENCES agents (id),
+    wave           INTEGER NOT NULL,
+    state          TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'succeeded', 'failed', 'refused', 'expired', 'not-back')),
+    step           TEXT,
+    steps          TEXT NOT NULL,
+    instruction_id TEXT,
+    boot_id        TEXT,
+    result         TEXT,
+    detail         TEXT,
+    updated_at     TEXT NOT NULL,
+    PRIMARY KEY (rollout_id, agent_id)
+  ) STRICT, WITHOUT ROWID;
+  CREATE INDEX rollout_hosts_by_agent ON rollout_hosts (agent_id, state);
+  CREATE INDEX rollout_hosts_by_instruction ON rollout_hosts (instruction_id);
+
+  -- Signed instructions waiting for their agent (the gateway sends them at connect and when
+  -- told), with the agent's result once it came.
+  CREATE TABLE instruction_outbox (
+    id           TEXT PRIMARY KEY,
+    agent_id     TEXT NOT NULL REFERENCES agents (id),
+    rollout_id   TEXT REFERENCES rollouts (id),
+    payload      TEXT NOT NULL,
+    signature    TEXT NOT NULL,
+    expires_at   TEXT NOT NULL,
+    enqueued_at  TEXT NOT NULL,
+    sent_at      TEXT,
+    result_at    TEXT,
+    result       TEXT,
+    expired_at   TEXT,
+    withdrawn_at TEXT
+  ) STRICT;
+  CREATE INDEX instruction_outbox_pending ON instruction_outbox (agent_id, enqueued_at)
+    WHERE result_at IS NULL AND expired_at IS NULL AND withdrawn_at IS NULL;
+  CREATE INDEX instruction_outbox_by_rollout ON instruction_outbox (rollout_id);
+  `,
 ];

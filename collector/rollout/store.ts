@@ -1,0 +1,374 @@
+/**
+ * Rollouts in the store: the rollouts themselves, one row per host of each, and the
+ * instruction outbox the gateway reads. All of it is persisted as it changes, so a
+ * collector that restarts picks up exactly where it stopped: the engine keeps no state of
+ * its own between calls.
+ *
+ * The outbox holds the signed text exactly as signed (the agent verifies those bytes). An
+ * entry leaves the pending list when the agent's result for it is recorded, when it
+ * expires, or when its rollout withdraws it (pause, halt, cancel) before it was delivered.
+ * A delivered entry is never withdrawn: the agent may be running it already.
+ */
+import type { InstructionResult } from '../../shared/instructions.ts';
+import type { Db } from '../store/db.ts';
+import type { RolloutPlan } from './plan.ts';
+
+export interface OutboxEntry {
+  id: string;
+  agentId: string;
+  payload: string;
+  signature: string;
+  expiresAt: string;
+}
+
+interface OutboxRow {
+  id: string;
+  agent_id: string;
+  rollout_id: string | null;
+  payload: string;
+  signature: string;
+  expires_at: string;
+  enqueued_at: string;
+  sent_at: string | null;
+  result_at: string | null;
+  result: string | null;
+  expired_at: string | null;
+  withdrawn_at: string | null;
+}
+
+export interface OutboxRecord extends OutboxEntry {
+  rolloutId: string | null;
+  enqueuedAt: string;
+  sentAt: string | null;
+  resultAt: string | null;
+  result: InstructionResult | null;
+  expiredAt: string | null;
+  withdrawnAt: string | null;
+}
+
+function recordOf(r: OutboxRow): OutboxRecord {
+  return {
+    id: r.id,
+    agentId: r.agent_id,
+    payload: r.payload,
+    signature: r.signature,
+    expiresAt: r.expires_at,
+    rolloutId: r.rollout_id,
+    enqueuedAt: r.enqueued_at,
+    sentAt: r.sent_at,
+    resultAt: r.result_at,
+    result: r.result === null ? null : (JSON.parse(r.result) as InstructionResult),
+    expiredAt: r.expired_at,
+    withdrawnAt: r.withdrawn_at,
+  };
+}
+
+export class InstructionOutbox {
+  readonly #db: Db;
+  readonly #insert;
+  readonly #pending;
+  readonly #markSent;
+  readonly #byId;
+  readonly #setResult;
+  readonly #expire;
+  readonly #withdraw;
+
+  constructor(db: Db) {
+    this.#db = db;
+    this.#insert = db.prepare<[string, string, string | null, string, string, string, string]>(
+      'INSERT INTO instruction_outbox (id, agent_id, rollout_id, payload, signature, expires_at, enqueued_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    );
+    this.#pending = db.prepare<[string, string], OutboxRow>(
+      `SELECT * FROM instruction_outbox
+       WHERE agent_id = ? AND result_at IS NULL AND expired_at IS NULL AND withdrawn_at IS NULL AND expires_at > ?
+       ORDER BY enqueued_at, rowid`,
+    );
+    this.#markSent = db.prepare<[string, string]>('UPDATE instruction_outbox SET sent_at = coalesce(sent_at, ?) WHERE id = ?');
+    this.#byId = db.prepare<[string], OutboxRow>('SELECT * FROM instruction_outbox WHERE id = ?');
+    this.#setResult = db.prepare<[string, string, string]>('UPDATE instruction_outbox SET result_at = ?, result = ? WHERE id = ? AND result_at IS NULL');
+    this.#expire = db.prepare<[string, string]>(
+      'UPDATE instruction_outbox SET expired_at = ? WHERE expires_at <= ? AND result_at IS NULL AND expired_at IS NULL AND withdrawn_at IS NULL',
+    );
+    this.#withdraw = db.prepare<[string, string]>(
+      `UPDATE instruction_outbox SET withdrawn_at = ?
+       WHERE rollout_id = ? AND sent_at IS NULL AND result_at IS NULL AND expired_at IS NULL AND withdrawn_at IS NULL
+       RETURNING id, agent_id`,
+    );
+  }
+
+  enqueue(entry: OutboxEntry & { rolloutId: string | null }, now: Date): void {
+    this.#insert.run(entry.id, entry.agentId, entry.rolloutId, entry.payload, entry.signature, entry.expiresAt, now.toISOString());
+  }
+
+  /** Not yet acknowledged by the agent's result and not expired, oldest first. */
+  pendingFor(agentId: string, now: Date): OutboxEntry[] {
+    return this.#pending.all(agentId, now.toISOString()).map((r) => ({ id: r.id, agentId: r.agent_id, payload: r.payload, signature: r.signature, expiresAt: r.expires_at }));
+  }
+
+  /** The first delivery time is kept: a re-send after a reconnect does not restart the reboot grace. */
+  markSent(id: string, now: Date): void {
+    this.#markSent.run(now.toISOString(), id);
+  }
+
+  /**
+   * The agent's result; idempotent by instruction id (a re-sent result changes nothing and
+   * returns true); false if the id is unknown or another agent's. A result that comes
+   * after the entry expired is still recorded: the agent ran it or refused it, and the
+   * rollout must know which.
+   */
+  recordResult(agentId: string, result: InstructionResult, now: Date): boolean {
+    if (result.instructionId === null) return false;
+    const row = this.#byId.get(result.instructionId);
+    if (row?.agent_id !== agentId) return false;
+    this.#setResult.run(now.toISOString(), JSON.stringify(result), row.id);
+    return true;
+  }
+
+  /** Marks entries past their expiry with no result as expired; returns how many. */
+  expire(now: Date): number {
+    const at = now.toISOString();
+    return this.#expire.run(at, at).changes;
+  }
+
+  /** Takes back a rollout's undelivered entries; returns them (id, agent). */
+  withdraw(rolloutId: string, now: Date): { id: string; agentId: string }[] {
+    return (this.#withdraw.all(now.toISOString(), rolloutId) as { id: string; agent_id: string }[]).map((r) => ({ id: r.id, agentId: r.agent_id }));
+  }
+
+  get(id: string): OutboxRecord | undefined {
+    const r = this.#byId.get(id);
+    return r === undefined ? undefined : recordOf(r);
+  }
+
+  /** For tests and the API: every entry of a rollout, oldest first. */
+  forRollout(rolloutId: string): OutboxRecord[] {
+    return this.#db
+      .prepare<[string], OutboxRow>('SELECT * FROM instruction_outbox WHERE rollout_id = ? ORDER BY enqueued_at, rowid')
+      .all(rolloutId)
+      .map(recordOf);
+  }
+}
+
+export const ROLLOUT_STATES = ['draft', 'awaiting-approval', 'running', 'paused', 'halted', 'completed', 'cancelled'] as const;
+export type RolloutState = (typeof ROLLOUT_STATES)[number];
+export const HOST_STATES = ['pending', 'sent', 'succeeded', 'failed', 'refused', 'expired', 'not-back'] as const;
+export type HostState = (typeof HOST_STATES)[number];
+/** A host in one of these is done; the failed ones among them count against the gate. */
+export const HOST_DONE: ReadonlySet<HostState> = new Set(['succeeded', 'failed', 'refused', 'expired', 'not-back']);
+export const HOST_FAILED: ReadonlySet<HostState> = new Set(['failed', 'refused', 'expired', 'not-back']);
+
+/** What a host is still to be sent, in order. `reboot-if-needed` is dropped when the step before reported no reboot needed. */
+export type Step = 'patch' | 'livepatch' | 'reboot' | 'reboot-if-needed' | 'refresh';
+
+export interface RolloutRecord {
+  id: string;
+  name: string;
+  plan: RolloutPlan;
+  state: RolloutState;
+  createdBy: string;
+  createdAt: string;
+  submittedBy: string | null;
+  approvedBy: string | null;
+  approvedAt: string | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+  updatedAt: string;
+  /** The last wave sent, -1 before the first. */
+  currentWave: number;
+  waveCount: number;
+  /** When the current wave had every host done and passed its gate; the wait runs from here. */
+  waveDoneAt: string | null;
+  haltedReason: string | null;
+}
+
+export interface RolloutHostRecord {
+  rolloutId: string;
+  agentId: string;
+  wave: number;
+  state: HostState;
+  /** The step outstanding (state sent) or last run. */
+  step: Step | null;
+  /** Still to send after the current one. */
+  steps: Step[];
+  instructionId: string | null;
+  /** The host's boot id when the reboot was sent; a different one in a later inventory means it came back. */
+  bootId: string | null;
+  result: InstructionResult | null;
+  detail: string | null;
+  updatedAt: string;
+}
+
+interface RolloutRow {
+  id: string;
+  name: string;
+  plan: string;
+  state: RolloutState;
+  created_by: string;
+  created_at: string;
+  submitted_by: string | null;
+  approved_by: string | null;
+  approved_at: string | null;
+  started_at: string | null;
+  finished_at: string | null;
+  updated_at: string;
+  current_wave: number;
+  wave_count: number;
+  wave_done_at: string | null;
+  halted_reason: string | null;
+}
+
+interface HostRow {
+  rollout_id: string;
+  agent_id: string;
+  wave: number;
+  state: HostState;
+  step: Step | null;
+  steps: string;
+  instruction_id: string | null;
+  boot_id: string | null;
+  result: string | null;
+  detail: string | null;
+  updated_at: string;
+}
+
+function hostOf(r: HostRow): RolloutHostRecord {
+  return {
+    rolloutId: r.rollout_id,
+    agentId: r.agent_id,
+    wave: r.wave,
+    state: r.state,
+    step: r.step,
+    steps: JSON.parse(r.steps) as Step[],
+    instructionId: r.instruction_id,
+    bootId: r.boot_id,
+    result: r.result === null ? null : (JSON.parse(r.result) as InstructionResult),
+    detail: r.detail,
+    updatedAt: r.updated_at,
+  };
+}
+
+/**
+ * Row access for the engine. `parse` turns stored plan JSON back into a frozen plan (the
+ * engine passes parsePlan, so a plan is validated on its way out of the store too).
+ */
+export class RolloutStore {
+  readonly #db: Db;
+  readonly #parse: (json: unknown) => RolloutPlan;
+  readonly #insert;
+  readonly #get;
+  readonly #list;
+  readonly #byState;
+  readonly #insertHost;
+  readonly #hosts;
+  readonly #host;
+  readonly #byInstruction;
+  readonly #awaitingReboot;
+
+  constructor(db: Db, parse: (json: unknown) => RolloutPlan) {
+    this.#db = db;
+    this.#parse = parse;
+    this.#insert = db.prepare<[string, string, string, string, string, string]>(
+      'INSERT INTO rollouts (id, name, plan, state, created_by, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)',
+    );
+    this.#get = db.prepare<[string], RolloutRow>('SELECT * FROM rollouts WHERE id = ?');
+    this.#list = db.prepare<[], RolloutRow>('SELECT * FROM rollouts ORDER BY created_at DESC, id');
+    this.#byState = db.prepare<[string], string>('SELECT id FROM rollouts WHERE state = ? ORDER BY created_at, id').pluck();
+    this.#insertHost = db.prepare<[string, string, number, string]>(
+      "INSERT INTO rollout_hosts (rollout_id, agent_id, wave, state, steps, updated_at) VALUES (?, ?, ?, 'pending', '[]', ?)",
+    );
+    this.#hosts = db.prepare<[string], HostRow>('SELECT * FROM rollout_hosts WHERE rollout_id = ? ORDER BY wave, agent_id');
+    this.#host = db.prepare<[string, string], HostRow>('SELECT * FROM rollout_hosts WHERE rollout_id = ? AND agent_id = ?');
+    this.#byInstruction = db.prepare<[string, string], HostRow>('SELECT * FROM rollout_hosts WHERE instruction_id = ? AND agent_id = ?');
+    this.#awaitingReboot = db.prepare<[string], HostRow>(
+      `SELECT h.* FROM rollout_hosts h JOIN rollouts r ON r.id = h.rollout_id
+       WHERE h.agent_id = ? AND h.state = 'sent' AND h.step IN ('reboot', 'reboot-if-needed') AND r.state IN ('running', 'paused')`,
+    );
+  }
+
+  insert(id: string, plan: RolloutPlan, actor: string, now: Date): void {
+    this.#insert.run(id, plan.name, JSON.stringify(plan), 'draft', actor, now.toISOString());
+  }
+
+  get(id: string): RolloutRecord | undefined {
+    const r = this.#get.get(id);
+    return r === undefined ? undefined : this.#recordOf(r);
+  }
+
+  list(): RolloutRecord[] {
+    return this.#list.all().map((r) => this.#recordOf(r));
+  }
+
+  idsInState(state: RolloutState): string[] {
+    return this.#byState.all(state);
+  }
+
+  update(id: string, fields: Partial<Record<'state' | 'submitted_by' | 'approved_by' | 'approved_at' | 'started_at' | 'finished_at' | 'current_wave' | 'wave_count' | 'wave_done_at' | 'halted_reason', string | number | null>>, now: Date): void {
+    const cols = Object.keys(fields);
+    const sets = [...cols.map((c) => `${c} = @${c}`), 'updated_at = @updated_at'].join(', ');
+    // Column names come from the type above, never from input.
+    this.#db.prepare(`UPDATE rollouts SET ${sets} WHERE id = @id`).run({ ...fields, updated_at: now.toISOString(), id });
+  }
+
+  insertHosts(id: string, waves: ReadonlyMap<string, number>, now: Date): void {
+    const at = now.toISOString();
+    for (const [agentId, wave] of waves) this.#insertHost.run(id, agentId, wave, at);
+  }
+
+  hosts(id: string): RolloutHostRecord[] {
+    return this.#hosts.all(id).map(hostOf);
+  }
+
+  host(id: string, agentId: string): RolloutHostRecord | undefined {
+    const r = this.#host.get(id, agentId);
+    return r === undefined ? undefined : hostOf(r);
+  }
+
+  hostByInstruction(instructionId: string, agentId: string): RolloutHostRecord | undefined {
+    const r = this.#byInstruction.get(instructionId, agentId);
+    return r === undefined ? undefined : hostOf(r);
+  }
+
+  /** The agent's hosts rows that wait for it to come back from a reboot. */
+  awaitingReboot(agentId: string): RolloutHostRecord[] {
+    return this.#awaitingReboot.all(agentId).map(hostOf);
+  }
+
+  updateHost(
+    id: string,
+    agentId: string,
+    fields: Partial<{ state: HostState; step: Step | null; steps: Step[]; instructionId: string | null; bootId: string | null; result: InstructionResult | null; detail: string | null }>,
+    now: Date,
+  ): void {
+    const map: Record<string, string | number | null> = {};
+    if (fields.state !== undefined) map.state = fields.state;
+    if (fields.step !== undefined) map.step = fields.step;
+    if (fields.steps !== undefined) map.steps = JSON.stringify(fields.steps);
+    if (fields.instructionId !== undefined) map.instruction_id = fields.instructionId;
+    if (fields.bootId !== undefined) map.boot_id = fields.bootId;
+    if (fields.result !== undefined) map.result = fields.result === null ? null : JSON.stringify(fields.result);
+    if (fields.detail !== undefined) map.detail = fields.detail;
+    const sets = [...Object.keys(map).map((c) => `${c} = @${c}`), 'updated_at = @updated_at'].join(', ');
+    this.#db.prepare(`UPDATE rollout_hosts SET ${sets} WHERE rollout_id = @id AND agent_id = @agentId`).run({ ...map, updated_at: now.toISOString(), id, agentId });
+  }
+
+  #recordOf(r: RolloutRow): RolloutRecord {
+    return {
+      id: r.id,
+      name: r.name,
+      plan: this.#parse(JSON.parse(r.plan)),
+      state: r.state,
+      createdBy: r.created_by,
+      createdAt: r.created_at,
+      submittedBy: r.submitted_by,
+      approvedBy: r.approved_by,
+      approvedAt: r.approved_at,
+      startedAt: r.started_at,
+      finishedAt: r.finished_at,
+      updatedAt: r.updated_at,
+      currentWave: r.current_wave,
+      waveCount: r.wave_count,
+      waveDoneAt: r.wave_done_at,
+      haltedReason: r.halted_reason,
+    };
+  }
+}
