@@ -141,31 +141,3 @@ export class RolloutApprovalError extends PatchwardenError {
     super(message, 'PW_ERR_ROLLOUT_APPROVAL', options);
   }
 }
-
-/** A rollout plan that cannot be accepted (bad names, a cron that never fires, an unknown time zone, limits exceeded). */
-export class RolloutPlanError extends PatchwardenError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, 'PW_ERR_ROLLOUT_PLAN', options);
-  }
-}
-
-/** The rollout is not in a state that allows this step (approving a running rollout, resuming a cancelled one). */
-export class RolloutStateError extends PatchwardenError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, 'PW_ERR_ROLLOUT_STATE', options);
-  }
-}
-
-/** No rollout with this id. */
-export class RolloutNotFoundError extends PatchwardenError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, 'PW_ERR_ROLLOUT_NOT_FOUND', options);
-  }
-}
-
-/** A four-eyes rollout approved by the operator who created or submitted it. */
-export class RolloutApprovalError extends PatchwardenError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, 'PW_ERR_ROLLOUT_APPROVAL', options);
-  }
-}
