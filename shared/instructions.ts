@@ -9,7 +9,7 @@
  *   agent -> collector: result {instructionId, status, ...}
  */
 import * as z from 'zod';
-import { PACKAGE_NAME, VERSION, LIMITS } from './protocol.ts';
+import { LIMITS, PACKAGE_NAME, VERSION } from './grammar.ts';
 import { signBytes, verifyBytes } from './signing.ts';
 
 export const INSTRUCTION_SCHEMA = 'patchwarden.instruction/1';

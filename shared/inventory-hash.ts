@@ -1,19 +1,50 @@
 /**
- * The content hash of an inventory: what the agent compares to decide whether to send a
- * full report, and what the collector acks. Fields that change on every run without the
- * host changing (collectedAt, uptime) are left out, so an unchanged host sends a hash,
- * not 2,000 packages.
+ * Content hashes of an inventory, built like a Merkle tree so the 2,000 packages are
+ * serialised and hashed once per report, on both sides:
+ *
+ *   packageSetHash = sha256(JSON of the packages)
+ *   inventoryHash  = sha256(JSON of the inventory with `packages` replaced by packageSetHash,
+ *                    without the fields that change on every run without the host changing
+ *                    (collectedAt, uptime))
+ *   packagesHash   = sha256(JSON of [ecosystem, kernel, packageSetHash]): what correlation
+ *                    depends on, so identical hosts share one match
+ *
+ * The agent compares inventoryHash to decide whether to report at all; a report of a
+ * package set the collector already holds names it by packageSetHash instead of sending it.
  */
 import { createHash } from 'node:crypto';
-import type { Inventory } from './protocol.ts';
+import type { Inventory, Package } from './protocol.ts';
 
-export function inventoryHash(inv: Inventory): string {
+function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** The JSON text whose hash is packageSetHash; the collector stores exactly this text. */
+export function packageSetJson(packages: readonly Package[]): string {
+  return JSON.stringify(packages);
+}
+
+export function packageSetHash(packages: readonly Package[]): string {
+  return sha256(packageSetJson(packages));
+}
+
+/** Both at once: the collector hashes the text it then stores. */
+export function packageSetRef(packages: readonly Package[]): { hash: string; json: string } {
+  const json = packageSetJson(packages);
+  return { hash: sha256(json), json };
+}
+
+/**
+ * `setHash` stands for the packages (their packageSetHash); pass it when it is known, or
+ * when the inventory was sent without its packages.
+ */
+export function inventoryHash(inv: Inventory, setHash = packageSetHash(inv.packages)): string {
   const { collectedAt: _at, host, ...rest } = inv;
   const { uptimeSeconds: _up, ...stableHost } = host;
-  return createHash('sha256').update(JSON.stringify({ ...rest, host: stableHost })).digest('hex');
+  return sha256(JSON.stringify({ ...rest, packages: setHash, host: stableHost }));
 }
 
 /** The hash of what correlation depends on (ecosystem, kernel, packages): identical fleets share it. */
-export function packagesHash(inv: Inventory): string {
-  return createHash('sha256').update(JSON.stringify([inv.host.ecosystem, inv.kernel, inv.packages])).digest('hex');
+export function packagesHash(inv: Inventory, setHash = packageSetHash(inv.packages)): string {
+  return sha256(JSON.stringify([inv.host.ecosystem, inv.kernel, setHash]));
 }

@@ -4,33 +4,14 @@
  * The JSON Schema in shared/inventory.schema.json is generated from here (`npm run schema`).
  */
 import * as z from 'zod';
+import { InstructionResultSchema, SignedInstructionSchema } from './instructions.ts';
 
 /** A peer accepts any protocol version with the same major (`^major`). */
-export const PROTOCOL_VERSION = '1.0.0';
+export const PROTOCOL_VERSION = '1.1.0';
 export const INVENTORY_SCHEMA = 'patchwarden.inventory/1';
 
-// Grammars are the union of what dpkg, rpm and apk accept, and nothing more: a name with a
-// space, quote, semicolon, angle bracket or `$` is refused at the boundary, so SQL, HTML and
-// shell fragments never reach the store or a command line.
-/** dpkg: [a-z0-9][a-z0-9+.-]+; rpm adds upper case and `_`; apk adds `_`. */
-export const PACKAGE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.+-]*$/;
-/** dpkg: [epoch:]upstream[-revision] with `~`; rpm: [epoch:]version-release with `^`; apk: 1.2.3_p1-r0. */
-export const VERSION = /^[A-Za-z0-9_.+~^:-]+$/;
-/** RFC 1123 host names, plus `_` which real fleets do contain. */
-export const HOSTNAME = /^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$/;
-/** OSV ecosystem names: `Debian:12`, `Ubuntu:24.04:LTS`, `Rocky Linux:9`, `Alpine:v3.21`, `SUSE:Linux Enterprise Server 15 SP5`. */
-export const ECOSYSTEM = /^[A-Za-z][A-Za-z ]*[A-Za-z](:[A-Za-z0-9._ -]*[A-Za-z0-9._-])+$/;
-/** Debian/dpkg architecture names and rpm/apk arch names (`amd64`, `x86_64`, `noarch`, `all`). */
-export const ARCH = /^[A-Za-z0-9_-]+$/;
-
-export const LIMITS = Object.freeze({
-  packages: 200_000,
-  name: 256,
-  version: 256,
-  text: 4096,
-  path: 4096,
-  list: 10_000,
-});
+export { ARCH, ECOSYSTEM, HOSTNAME, LIMITS, PACKAGE_NAME, VERSION } from './grammar.ts';
+import { ARCH, ECOSYSTEM, HOSTNAME, LIMITS, PACKAGE_NAME, VERSION } from './grammar.ts';
 
 const text = z.string().max(LIMITS.text);
 const shortText = z.string().max(LIMITS.name);
@@ -224,6 +205,10 @@ export type Findings = z.infer<typeof FindingsSchema>;
 //   agent -> collector: enroll {token, publicKey, ...}  -> enrolled {agentId, collectorPublicKey}
 //                    or hello {agentId, signature}      -> welcome {heartbeatSeconds, inventoryHash}
 //   agent -> collector: report {id, hash, inventory|null} -> ack {id, status}
+//                    or report {id, hash, packageSet, inventory without packages} -> ack {id, status}
+//                       (status packages-unknown: send it again with its packages)
+//   collector -> agent: instruction {payload, signature}  (any time after welcome)
+//   agent -> collector: result {id, result}               -> ack {id, status}
 //   either way: error {code, message} before a close with a 4xxx code
 // Heartbeats are WebSocket ping/pong frames.
 
@@ -270,17 +255,31 @@ export const ReportMessageSchema = z.strictObject({
   hash: contentHash,
   /** null: unchanged since the inventory with this hash (the collector must have it). */
   inventory: InventorySchema.nullable(),
+  /**
+   * Packages by reference: the packageSetHash of a package set the collector may hold
+   * already (another host with the same image, or this host before). The inventory's
+   * `packages` is then empty; a collector without the set acks `packages-unknown`.
+   */
+  packageSet: contentHash.optional(),
 });
 export const AckMessageSchema = z.strictObject({
   type: z.literal('ack'),
   id: z.uuid(),
-  /** stored: committed; unchanged: the hash was already known; duplicate: this report id was stored before. */
-  status: z.enum(['stored', 'unchanged', 'duplicate']),
+  /**
+   * stored: committed; unchanged: the hash was already known; duplicate: this id was stored before;
+   * packages-unknown: nothing stored, the report named a package set the collector does not hold.
+   */
+  status: z.enum(['stored', 'unchanged', 'duplicate', 'packages-unknown']),
 });
+/** An instruction for this agent: the collector's signed payload (shared/instructions.ts). */
+export const InstructionMessageSchema = SignedInstructionSchema.extend({ type: z.literal('instruction') });
+/** How an instruction ended on the agent; acked (stored or duplicate) once committed. */
+export const ResultMessageSchema = z.strictObject({ type: z.literal('result'), id: z.uuid(), result: InstructionResultSchema });
 export const ErrorMessageSchema = z.strictObject({ type: z.literal('error'), code: z.string().max(64), message: z.string().max(LIMITS.text) });
 
-export const AgentMessageSchema = z.discriminatedUnion('type', [EnrollMessageSchema, HelloMessageSchema, ReportMessageSchema]);
-export const CollectorMessageSchema = z.discriminatedUnion('type', [ChallengeMessageSchema, EnrolledMessageSchema, WelcomeMessageSchema, AckMessageSchema, ErrorMessageSchema]);
+export const AgentMessageSchema = z.discriminatedUnion('type', [EnrollMessageSchema, HelloMessageSchema, ReportMessageSchema, ResultMessageSchema]);
+export const CollectorMessageSchema = z.discriminatedUnion('type', [ChallengeMessageSchema, EnrolledMessageSchema, WelcomeMessageSchema, AckMessageSchema, InstructionMessageSchema, ErrorMessageSchema]);
 export type AgentMessage = z.infer<typeof AgentMessageSchema>;
 export type CollectorMessage = z.infer<typeof CollectorMessageSchema>;
 export type ReportMessage = z.infer<typeof ReportMessageSchema>;
+export type ResultMessage = z.infer<typeof ResultMessageSchema>;

@@ -9,7 +9,7 @@ import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
-import { inventoryHash } from '../../shared/inventory-hash.ts';
+import { inventoryHash, packageSetHash } from '../../shared/inventory-hash.ts';
 import type { Inventory } from '../../shared/protocol.ts';
 import { Agent, type AgentExit, type AgentOptions } from './agent.ts';
 import { Backoff } from './backoff.ts';
@@ -117,14 +117,24 @@ describe('Agent: reports', () => {
     await s.collector.waitForReports(3);
     s.agent.checkNow();
     await s.collector.waitForReports(4);
+    // Back to the first package set: the collector holds it, so the report names it and carries no packages.
+    s.setInventory(inv);
+    s.agent.checkNow();
+    await s.collector.waitForReports(5);
     assert.deepEqual(
-      s.collector.reports.map((r) => [r.full, r.status, r.packages]),
+      s.collector.reports.map((r) => [r.full, r.status, r.packages, r.packageSet]),
       [
-        [true, 'stored', inv.packages.length],
-        [false, 'unchanged', null],
-        [true, 'stored', inv.packages.length - 1],
-        [false, 'unchanged', null],
+        [true, 'stored', inv.packages.length, null],
+        [false, 'unchanged', null, null],
+        [true, 'stored', inv.packages.length - 1, null],
+        [false, 'unchanged', null, null],
+        [true, 'stored', null, packageSetHash(inv.packages)],
       ],
+    );
+    // Each new set was named first, and sent in full only after the collector said it did not hold it.
+    assert.deepEqual(
+      s.collector.unknownSets.map((r) => [r.id, r.packageSet]),
+      [s.collector.reports[0], s.collector.reports[2]].map((r) => [r!.id, packageSetHash(r === s.collector.reports[0] ? inv.packages : withoutFirstPackages(inv, 1).packages)]),
     );
     assert.equal(s.collector.reports[0]!.hash, inventoryHash(inv));
     await until('an empty spool', () => s.agent.spool.size === 0);

@@ -30,7 +30,7 @@ import { CheckScheduler, type WatchTarget } from './checks.ts';
 import type { AgentConfig } from './config.ts';
 import { CollectorConnection, acceptsProtocol } from './connection.ts';
 import type { Logger } from './log.ts';
-import { Spool, type SpoolEntry } from './spool.ts';
+import { Spool, type SpoolEntry, type SpooledReport } from './spool.ts';
 
 export interface AgentOptions {
   config: AgentConfig;
@@ -81,6 +81,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   private collectorHash: string | null = null;
   private conn: CollectorConnection | null = null;
   private welcomed = false;
+  /** The collector takes reports that name their package set (protocol 1.1). */
+  private byReference = false;
   private inFlight: SpoolEntry | null = null;
   private readonly refusals = new Map<string, number>();
   private wake: (() => void) | null = null;
@@ -219,6 +221,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     let liveness: NodeJS.Timeout | undefined;
     try {
       const challenge = expect(await conn.next(this.handshakeTimeoutMs), 'challenge', conn);
+      // Packages by reference came with protocol 1.1; a 1.0 collector would refuse the field.
+      this.byReference = semverAtLeast(challenge.protocol, 1, 1);
       if (!acceptsProtocol(challenge.protocol)) {
         const err = new ProtocolError(`the collector speaks protocol ${challenge.protocol}, this agent ${PROTOCOL_VERSION}: upgrade one of them`, 'PW_ERR_PROTOCOL_VERSION', CLOSE.version);
         conn.close(CLOSE.version, err.code);
@@ -275,7 +279,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       }
       const item = await this.spool.readRaw(entry);
       if (item === null) continue;
-      const { report, text } = item;
+      const { report } = item;
       if (report.inventory === null && report.hash !== this.collectorHash) {
         // The full inventory it refers to never reached the collector (dropped by the
         // spool bound) or the collector lost it; sending it would only be refused.
@@ -284,13 +288,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         continue;
       }
       this.inFlight = entry;
-      await conn.send(text);
-      const answer = await conn.next(this.ackTimeoutMs);
-      if (answer.type !== 'ack' || answer.id !== report.id) {
-        const err = new ProtocolError(`expected the ack of report ${report.id}, got ${answer.type === 'ack' ? `the ack of ${answer.id}` : answer.type}`, 'PW_ERR_PROTOCOL', CLOSE.protocol);
-        conn.close(CLOSE.protocol, err.code);
-        throw err;
-      }
+      const answer = await this.send(conn, item);
       // Before the spool forgets the report, so a check running meanwhile never sees
       // neither (it would compare against a stale hash and send a needless full report).
       this.collectorHash = report.hash;
@@ -300,6 +298,35 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.log.info({ reportId: report.id, status: answer.status, full: report.inventory !== null, spooled: this.spool.size }, 'report acknowledged');
       this.emit('acked', { id: report.id, hash: report.hash, full: report.inventory !== null, status: answer.status });
     }
+  }
+
+  /**
+   * Sends one report and returns its ack. A full report names its package set first
+   * (a collector that holds it, from this host before or from any host built from the
+   * same image, needs nothing more); only when the collector answers packages-unknown
+   * do the packages follow, in the same report sent again.
+   */
+  private async send(conn: CollectorConnection, item: SpooledReport): Promise<Extract<CollectorMessage, { type: 'ack' }>> {
+    const { report, text, raw, packageSet } = item;
+    if (raw !== null && packageSet !== null && raw.packages.length > 0 && this.byReference) {
+      const compact = JSON.stringify({ type: 'report', id: report.id, hash: report.hash, inventory: { ...raw, packages: [] }, packageSet });
+      await conn.send(compact);
+      const answer = await this.ack(conn, report.id);
+      if (answer.status !== 'packages-unknown') return answer;
+      this.log.debug({ reportId: report.id, packageSet }, 'the collector does not hold this package set: sending it');
+    }
+    await conn.send(text);
+    return this.ack(conn, report.id);
+  }
+
+  private async ack(conn: CollectorConnection, id: string): Promise<Extract<CollectorMessage, { type: 'ack' }>> {
+    const answer = await conn.next(this.ackTimeoutMs);
+    if (answer.type !== 'ack' || answer.id !== id) {
+      const err = new ProtocolError(`expected the ack of report ${id}, got ${answer.type === 'ack' ? `the ack of ${answer.id}` : answer.type}`, 'PW_ERR_PROTOCOL', CLOSE.protocol);
+      conn.close(CLOSE.protocol, err.code);
+      throw err;
+    }
+    return answer;
   }
 
   /** Waits for a new spool entry; rejects when the connection ends. */
@@ -354,6 +381,13 @@ function expect<T extends CollectorMessage['type']>(msg: CollectorMessage, type:
     throw err;
   }
   return msg as Extract<CollectorMessage, { type: T }>;
+}
+
+function semverAtLeast(version: string, major: number, minor: number): boolean {
+  const m = /^(\d+)\.(\d+)\./.exec(version);
+  if (m === null) return false;
+  const [maj, min] = [Number(m[1]), Number(m[2])];
+  return maj > major || (maj === major && min >= minor);
 }
 
 function codeOf(err: unknown): string {

@@ -24,8 +24,8 @@
 import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errorMessage } from '../../shared/errors.ts';
-import { inventoryHash } from '../../shared/inventory-hash.ts';
-import { type ReportMessage, ReportMessageSchema } from '../../shared/protocol.ts';
+import { inventoryHash, packageSetHash } from '../../shared/inventory-hash.ts';
+import { type Inventory, type ReportMessage, ReportMessageSchema } from '../../shared/protocol.ts';
 import { TEMP_PREFIX, writeFileAtomic } from './atomic-write.ts';
 
 export interface SpoolWarning {
@@ -62,6 +62,15 @@ function parseName(name: string, bytes: number): SpoolEntry | null {
 interface BadFile {
   name: string;
   bytes: number;
+}
+
+/** A spooled report: parsed, its exact bytes, and its inventory as written (the key order it was hashed in). */
+export interface SpooledReport {
+  report: ReportMessage;
+  text: string;
+  raw: Inventory | null;
+  /** packageSetHash of the raw inventory's packages, null for a hash-only report. */
+  packageSet: string | null;
 }
 
 export class Spool {
@@ -180,7 +189,7 @@ export class Spool {
    * hash against the inventory as it arrives, in the key order it was hashed in, and a
    * schema parse would rebuild the objects in the schema's order.
    */
-  async readRaw(entry: SpoolEntry): Promise<{ report: ReportMessage; text: string } | null> {
+  async readRaw(entry: SpoolEntry): Promise<SpooledReport | null> {
     let text: string;
     if (entry.memory !== undefined) {
       text = entry.memory;
@@ -216,12 +225,13 @@ export class Spool {
       return null;
     }
     // Hashed as it was written (the raw JSON's key order), exactly as the collector will check it.
-    const raw = (json as { inventory: Parameters<typeof inventoryHash>[0] | null }).inventory;
-    if (raw !== null && inventoryHash(raw) !== report.hash) {
+    const raw = (json as { inventory: Inventory | null }).inventory;
+    const set = raw === null ? null : packageSetHash(raw.packages);
+    if (raw !== null && inventoryHash(raw, set ?? undefined) !== report.hash) {
       await this.setAside(entry, 'its inventory does not have the hash it claims (edited after it was written?)');
       return null;
     }
-    return { report, text };
+    return { report, text, raw, packageSet: set };
   }
 
   /** After the collector's ack. A file already gone is not an error. */

@@ -12,7 +12,8 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { CLOSE } from '../../shared/errors.ts';
-import { inventoryHash } from '../../shared/inventory-hash.ts';
+import { inventoryHash, packageSetHash } from '../../shared/inventory-hash.ts';
+import type { InstructionResult, SignedInstruction } from '../../shared/instructions.ts';
 import { AgentMessageSchema, type CollectorMessage, type Inventory, PROTOCOL_VERSION } from '../../shared/protocol.ts';
 import { generateKeyPair, helloPayload, verifyBytes } from '../../shared/signing.ts';
 
@@ -30,8 +31,11 @@ export interface ReceivedReport {
   id: string;
   hash: string;
   full: boolean;
-  status: 'stored' | 'unchanged' | 'duplicate';
+  status: 'stored' | 'unchanged' | 'duplicate' | 'packages-unknown';
+  /** The packages the report carried; null for hash-only and by-reference reports. */
   packages: number | null;
+  /** The package set it named instead of sending it, if it did. */
+  packageSet: string | null;
   collectedAt: string | null;
 }
 
@@ -49,6 +53,11 @@ export class TestCollector {
   readonly collectorKey = generateKeyPair();
   readonly agents = new Map<string, TestAgentRecord>();
   readonly reports: ReceivedReport[] = [];
+  /** Package sets stored (packageSetHash -> package count), as the collector's inventory_contents. */
+  readonly packageSets = new Map<string, number>();
+  readonly results: { agentId: string; result: InstructionResult }[] = [];
+  /** Reports that named a package set this collector did not hold (answered packages-unknown, not in `reports`). */
+  readonly unknownSets: ReceivedReport[] = [];
   /** Date.now() of every upgrade request, accepted or not. */
   readonly attempts: number[] = [];
   readonly refusals: string[] = [];
@@ -215,30 +224,54 @@ export class TestCollector {
       this.send(ws, { type: 'welcome', agentId: a.id, heartbeatSeconds: this.heartbeatSeconds, inventoryHash: a.lastHash });
       return;
     }
-    if (s.agentId === null) throw new Refusal('a report before hello', 'PW_ERR_UNAUTHENTICATED', CLOSE.unauthenticated);
+    if (s.agentId === null) throw new Refusal(`a ${msg.type} before hello`, 'PW_ERR_UNAUTHENTICATED', CLOSE.unauthenticated);
     const a = this.agents.get(s.agentId) as TestAgentRecord;
+    if (msg.type === 'result') {
+      this.results.push({ agentId: a.id, result: msg.result });
+      if (!this.holdAcks) this.send(ws, { type: 'ack', id: msg.id, status: 'stored' });
+      return;
+    }
     if (this.refuseReports) throw new Refusal(`report ${msg.id} refused`, 'PW_ERR_PROTOCOL', CLOSE.protocol);
     const raw = (json as { inventory: Inventory | null }).inventory;
-    if (raw !== null && inventoryHash(raw) !== msg.hash) throw new Refusal(`report ${msg.id}: hash is not the hash of its inventory`, 'PW_ERR_PROTOCOL', CLOSE.protocol);
+    const byReference = msg.packageSet !== undefined;
+    const setHash = msg.packageSet ?? (raw === null ? null : packageSetHash(raw.packages));
+    if (raw !== null && setHash !== null && inventoryHash(raw, setHash) !== msg.hash) {
+      throw new Refusal(`report ${msg.id}: hash is not the hash of its inventory`, 'PW_ERR_PROTOCOL', CLOSE.protocol);
+    }
     let status: ReceivedReport['status'];
     if (this.reports.some((r) => r.id === msg.id)) status = 'duplicate';
     else if (msg.inventory === null || msg.hash === a.lastHash) {
       if (msg.hash !== a.lastHash) throw new Refusal(`report ${msg.id}: unknown inventory ${msg.hash}`, 'PW_ERR_INVENTORY_UNKNOWN', CLOSE.protocol);
       status = 'unchanged';
+    } else if (byReference && setHash !== null && !this.packageSets.has(setHash)) {
+      status = 'packages-unknown';
     } else {
       status = 'stored';
       a.lastHash = msg.hash;
+      if (setHash !== null && !byReference) this.packageSets.set(setHash, msg.inventory.packages.length);
     }
-    this.reports.push({
+    (status === 'packages-unknown' ? this.unknownSets : this.reports).push({
       agentId: a.id,
       id: msg.id,
       hash: msg.hash,
       full: msg.inventory !== null,
       status,
-      packages: msg.inventory?.packages.length ?? null,
+      packages: msg.inventory === null || byReference ? null : msg.inventory.packages.length,
+      packageSet: msg.packageSet ?? null,
       collectedAt: msg.inventory?.collectedAt ?? null,
     });
-    if (!this.holdAcks) this.send(ws, { type: 'ack', id: msg.id, status });
+    // packages-unknown commits nothing, so a collector stuck in its database still answers it.
+    if (!this.holdAcks || status === 'packages-unknown') this.send(ws, { type: 'ack', id: msg.id, status });
+  }
+
+  /** Sends a signed instruction to the agent if it is connected; false if it is not. */
+  sendInstruction(agentId: string, signed: SignedInstruction): boolean {
+    for (const [ws, s] of this.bySocket) {
+      if (s.agentId !== agentId) continue;
+      this.send(ws, { type: 'instruction', ...signed });
+      return true;
+    }
+    return false;
   }
 
   private send(ws: WebSocket, msg: CollectorMessage): void {

@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { collectInventory } from '../../agent/inventory/inventory.ts';
 import { ProtocolError } from '../../shared/errors.ts';
-import { inventoryHash } from '../../shared/inventory-hash.ts';
+import { inventoryHash, packageSetHash } from '../../shared/inventory-hash.ts';
 import { type Inventory, PROTOCOL_VERSION } from '../../shared/protocol.ts';
 import { dataPath } from '../../shared/testing/data.ts';
 import { inventoryOf, rhel95Packages } from '../correlate/testkit.ts';
@@ -420,6 +420,65 @@ const badCases: BadCase[] = [
     closeCode: 4000,
   },
 ];
+
+describe('gateway: packages by reference', () => {
+  it('a package set the collector does not hold is answered packages-unknown and nothing is stored; sent in full, it is stored', async (t) => {
+    const tc = await startCollector(t);
+    const { client, agentId } = await tc.agent();
+    const before = counts(tc.collector.db);
+    const id = randomUUID();
+    assert.deepEqual(await client.reportByReference(thisHost, undefined, id), { type: 'ack', id, status: 'packages-unknown' });
+    assert.deepEqual(counts(tc.collector.db), before);
+    assert.equal(tc.collector.fleet.host(agentId), undefined);
+    // The same report id, now with its packages: stored (not a duplicate: nothing was stored before).
+    assert.equal((await client.report(thisHost, undefined, id)).status, 'stored');
+    assert.deepEqual(tc.collector.fleet.latestInventory(agentId), thisHost);
+  });
+
+  it('a second host with the same packages names the set: stored with the first host\'s packages, one copy in the store', async (t) => {
+    const tc = await startCollector(t);
+    const a = await tc.agent('image-a');
+    assert.equal((await a.client.report(thisHost)).status, 'stored');
+    const b = await tc.agent('image-b');
+    const other: Inventory = { ...thisHost, host: { ...thisHost.host, hostname: 'image-b', machineId: 'b'.repeat(32), bootId: randomUUID() } };
+    assert.equal((await b.client.reportByReference(other)).status, 'stored');
+    assert.deepEqual(tc.collector.fleet.latestInventory(b.agentId), other);
+    assert.equal(tc.collector.fleet.host(b.agentId)?.packageCount, installedCount);
+    assert.equal(counts(tc.collector.db).inventory_contents, 1);
+    // Unchanged afterwards, by hash only, as before.
+    assert.equal((await b.client.report(null, inventoryHash(other))).status, 'unchanged');
+  });
+
+  const refusals: { name: string; message: (inv: Inventory) => unknown }[] = [
+    {
+      name: 'packageSet beside a non-empty package list',
+      message: (inv) => ({ type: 'report', id: randomUUID(), hash: inventoryHash(inv), inventory: inv, packageSet: packageSetHash(inv.packages) }),
+    },
+    { name: 'packageSet without an inventory', message: (inv) => ({ type: 'report', id: randomUUID(), hash: inventoryHash(inv), inventory: null, packageSet: packageSetHash(inv.packages) }) },
+    {
+      name: 'a hash that is not of the inventory with the named set (another host\'s set)',
+      message: (inv) => ({ type: 'report', id: randomUUID(), hash: inventoryHash(inv), inventory: { ...inv, packages: [] }, packageSet: packageSetHash(variant(inv, 1).packages) }),
+    },
+    { name: 'a packageSet that is not a sha256', message: (inv) => ({ type: 'report', id: randomUUID(), hash: inventoryHash(inv), inventory: { ...inv, packages: [] }, packageSet: "x' OR 1=1 --" }) },
+  ];
+  for (const c of refusals) {
+    it(`refused: ${c.name} (PW_ERR_PROTOCOL, close 4000, nothing stored)`, async (t) => {
+      const tc = await startCollector(t);
+      const seed = await tc.agent('seed');
+      // Both sets held, so only the mismatch itself can be what is refused.
+      assert.equal((await seed.client.report(thisHost)).status, 'stored');
+      assert.equal((await seed.client.report(variant(thisHost, 1))).status, 'stored');
+      const { client } = await tc.agent();
+      const before = counts(tc.collector.db);
+      client.send(c.message(thisHost));
+      const { error, close } = await client.refusal();
+      assert.equal(error?.code, 'PW_ERR_PROTOCOL');
+      assert.equal(close.code, 4000);
+      assert.deepEqual(counts(tc.collector.db), before);
+      await stillServes(tc);
+    });
+  }
+});
 
 describe('gateway: bad input is refused with a stable code and close code, nothing is stored, the next agent is served', () => {
   // One collector for every case: each bad client must leave it serving the next one.

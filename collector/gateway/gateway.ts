@@ -5,6 +5,8 @@
  *   agent:     hello {agentId, signature}  -> welcome {heartbeatSeconds, inventoryHash}
  *          or  enroll {token, publicKey}   -> enrolled {agentId, collectorPublicKey}, welcome
  *   agent:     report {id, hash, inventory|null} -> ack {id, status}   (after the commit)
+ *          or  report {id, hash, packageSet, inventory without packages}
+ *                                               -> ack {id, stored | packages-unknown}
  *
  * Every frame is validated with the wire schemas before anything else looks at it; a frame
  * that fails, or a step out of order, gets `error {code}` and a 4xxx close, and nothing of
@@ -18,7 +20,8 @@ import type { Duplex } from 'node:stream';
 import semver from 'semver';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { CLOSE, ProtocolError } from '../../shared/errors.ts';
-import { inventoryHash } from '../../shared/inventory-hash.ts';
+import { inventoryHash, packageSetRef } from '../../shared/inventory-hash.ts';
+import type { InstructionResult } from '../../shared/instructions.ts';
 import {
   AgentMessageSchema,
   type CollectorMessage,
@@ -28,11 +31,22 @@ import {
 } from '../../shared/protocol.ts';
 import { helloPayload, verifyBytes } from '../../shared/signing.ts';
 import type { Logger } from '../logger.ts';
-import type { FleetStore } from '../store/fleet.ts';
+import type { FleetStore, PackageSetRef } from '../store/fleet.ts';
 
 export const AGENT_PATH = '/v1/agent';
 
+/** Where the gateway finds instructions to send and puts their results (the rollout outbox). */
+export interface InstructionChannel {
+  /** Signed instructions for the agent that have no result yet and have not expired, oldest first. */
+  pendingFor(agentId: string, now: Date): readonly { id: string; payload: string; signature: string }[];
+  markSent(id: string, now: Date): void;
+  /** false when the instruction is unknown or another agent's (the result is logged, not stored). */
+  recordResult(agentId: string, result: InstructionResult, now: Date): boolean;
+}
+
 export interface GatewayOptions {
+  /** Instructions for agents; without it the collector sends none and refuses results. */
+  instructions?: InstructionChannel;
   fleet: FleetStore;
   /** Sent in `enrolled`; the agent pins it to check the collector's signed instructions. */
   collectorPublicKey: string;
@@ -40,7 +54,7 @@ export interface GatewayOptions {
   /** Called after a new inventory was committed and acknowledged (correlation). */
   onInventory?: (agentId: string, inventory: Inventory, contentHash: string) => void;
   /** Called per report: its ack status and the seconds from its arrival to the ack; `rejected` when it was refused. */
-  onReport?: (status: 'stored' | 'unchanged' | 'duplicate' | 'rejected', seconds: number) => void;
+  onReport?: (status: 'stored' | 'unchanged' | 'duplicate' | 'packages-unknown' | 'rejected', seconds: number) => void;
   /** WebSocket ping interval, told to agents in `welcome`; no pong for two of them ends the connection. Default 30. */
   heartbeatSeconds?: number;
   /** Time from connect to a valid hello or enroll. Default 10 s. */
@@ -62,7 +76,7 @@ export interface GatewayStats {
   connections: number;
   authenticated: number;
   enrolled: number;
-  reports: { stored: number; unchanged: number; duplicate: number };
+  reports: { stored: number; unchanged: number; duplicate: number; 'packages-unknown': number };
   /** Refusals by error code (PW_ERR_PROTOCOL, ...), ws's own codes (WS_ERR_UNSUPPORTED_MESSAGE_LENGTH) and `heartbeat-timeout`. */
   refused: Record<string, number>;
 }
@@ -78,6 +92,8 @@ interface Session {
   reportPending: boolean;
   missedPongs: number;
   handshakeTimer: NodeJS.Timeout | undefined;
+  /** Instruction ids sent on this connection (a reconnect sends the unanswered ones again). */
+  sent: Set<string>;
 }
 
 /** A better-sqlite3 failure (disk full, I/O error, busy): the agent should retry later, it did nothing wrong. */
@@ -98,7 +114,7 @@ export function acceptsProtocol(peer: string): boolean {
 }
 
 export class Gateway {
-  readonly #opts: Required<Omit<GatewayOptions, 'onInventory' | 'onReport'>> & Pick<GatewayOptions, 'onInventory' | 'onReport'>;
+  readonly #opts: Required<Omit<GatewayOptions, 'onInventory' | 'onReport' | 'instructions'>> & Pick<GatewayOptions, 'onInventory' | 'onReport' | 'instructions'>;
   readonly #wss: WebSocketServer;
   readonly #sessions = new Set<Session>();
   readonly #byAgent = new Map<string, Session>();
@@ -109,7 +125,7 @@ export class Gateway {
   };
   #nextId = 1;
   #closed = false;
-  readonly stats: GatewayStats = { connections: 0, authenticated: 0, enrolled: 0, reports: { stored: 0, unchanged: 0, duplicate: 0 }, refused: {} };
+  readonly stats: GatewayStats = { connections: 0, authenticated: 0, enrolled: 0, reports: { stored: 0, unchanged: 0, duplicate: 0, 'packages-unknown': 0 }, refused: {} };
 
   constructor(options: GatewayOptions) {
     this.#opts = {
@@ -154,6 +170,32 @@ export class Gateway {
     if (s === undefined) return false;
     this.#refuse(s, error);
     return true;
+  }
+
+  /**
+   * Sends the agent its pending instructions now, if it is connected (after a rollout
+   * enqueued some); an offline agent gets them when it next connects.
+   */
+  deliverInstructions(agentId: string): void {
+    const s = this.#byAgent.get(agentId);
+    if (s !== undefined) this.#deliver(s);
+  }
+
+  #deliver(s: Session): void {
+    const channel = this.#opts.instructions;
+    if (channel === undefined || s.agentId === null || s.closing) return;
+    const now = this.#opts.now();
+    try {
+      for (const entry of channel.pendingFor(s.agentId, now)) {
+        if (s.sent.has(entry.id)) continue;
+        s.sent.add(entry.id);
+        this.#send(s, { type: 'instruction', payload: entry.payload, signature: entry.signature });
+        channel.markSent(entry.id, now);
+        s.log.info({ instructionId: entry.id }, 'instruction sent');
+      }
+    } catch (err) {
+      s.log.error({ err }, 'could not send the pending instructions; they stay queued for the next connection');
+    }
   }
 
   /** Closes every connection (1001 going away) and stops serving; the HTTP server is the caller's. */
@@ -206,7 +248,7 @@ export class Gateway {
     const nonce = randomBytes(32).toString('base64url');
     const id = this.#nextId++;
     const log = this.#opts.logger.child({ conn: id, remote: req.socket.remoteAddress });
-    const s: Session = { id, ws, nonce, log, agentId: null, closing: false, reportPending: false, missedPongs: 0, handshakeTimer: undefined };
+    const s: Session = { id, ws, nonce, log, agentId: null, closing: false, reportPending: false, missedPongs: 0, handshakeTimer: undefined, sent: new Set() };
     this.#sessions.add(s);
     this.stats.connections++;
     s.handshakeTimer = setTimeout(() => {
@@ -255,13 +297,36 @@ export class Gateway {
       throw protocolError(`the message does not match the protocol: ${issues.join('; ')}`);
     }
     const msg = parsed.data;
-    if (msg.type === 'report') {
-      if (s.agentId === null) throw new ProtocolError('a report before hello or enroll', 'PW_ERR_UNAUTHENTICATED', CLOSE.unauthenticated);
+    if (msg.type === 'report' || msg.type === 'result') {
+      if (s.agentId === null) throw new ProtocolError(`a ${msg.type} before hello or enroll`, 'PW_ERR_UNAUTHENTICATED', CLOSE.unauthenticated);
+      if (msg.type === 'result') {
+        this.#result(s, s.agentId, msg.id, msg.result);
+        return;
+      }
       // The hash is checked on the inventory as it arrived (the agent's key order), the
       // same bytes the agent hashed; a report whose hash lies is refused, never stored.
       const raw = (json as { inventory: Inventory | null }).inventory;
-      if (raw !== null && inventoryHash(raw) !== msg.hash) throw protocolError(`report ${msg.id}: hash ${msg.hash} is not the hash of its inventory`);
-      this.#report(s, s.agentId, msg.id, msg.hash, msg.inventory, arrived);
+      if (raw === null || msg.inventory === null) {
+        if (msg.packageSet !== undefined) throw protocolError(`report ${msg.id}: packageSet without an inventory`);
+        this.#report(s, s.agentId, msg.id, msg.hash, null, undefined, arrived);
+        return;
+      }
+      let set: PackageSetRef;
+      let inventory = msg.inventory;
+      if (msg.packageSet === undefined) {
+        set = packageSetRef(raw.packages);
+      } else {
+        if (raw.packages.length !== 0) throw protocolError(`report ${msg.id}: packageSet names the packages, so the inventory's packages must be empty`);
+        const packages = this.#opts.fleet.packageSet(msg.packageSet);
+        if (packages === undefined) {
+          this.#ack(s, msg.id, 'packages-unknown', arrived);
+          return;
+        }
+        set = { hash: msg.packageSet, json: null };
+        inventory = { ...inventory, packages };
+      }
+      if (inventoryHash(raw, set.hash) !== msg.hash) throw protocolError(`report ${msg.id}: hash ${msg.hash} is not the hash of its inventory`);
+      this.#report(s, s.agentId, msg.id, msg.hash, inventory, set, arrived);
       return;
     }
     if (s.agentId !== null) throw protocolError(`${msg.type} on a connection that is authenticated already`);
@@ -314,22 +379,19 @@ export class Gateway {
     this.#opts.fleet.setConnected(agentId, true, now);
     s.log.info('agent connected');
     this.#send(s, { type: 'welcome', agentId, heartbeatSeconds: this.#opts.heartbeatSeconds, inventoryHash });
+    this.#deliver(s);
   }
 
-  #report(s: Session, agentId: string, id: string, hash: string, inventory: Inventory | null, arrived: bigint): void {
+  #report(s: Session, agentId: string, id: string, hash: string, inventory: Inventory | null, set: PackageSetRef | undefined, arrived: bigint): void {
     let result;
     try {
-      result = this.#opts.fleet.ingestReport(agentId, id, hash, inventory, this.#opts.now());
+      result = this.#opts.fleet.ingestReport(agentId, id, hash, inventory, this.#opts.now(), set);
     } catch (err) {
       if (err instanceof ProtocolError) throw err;
       throw this.#internal(s, err);
     }
-    this.stats.reports[result.status]++;
     // The transaction has committed: only now may the agent forget the report.
-    this.#send(s, { type: 'ack', id, status: result.status });
-    s.reportPending = false;
-    this.#opts.onReport?.(result.status, Number(process.hrtime.bigint() - arrived) / 1e9);
-    s.log.debug({ reportId: id, status: result.status }, 'report acknowledged');
+    this.#ack(s, id, result.status, arrived);
     if (result.status === 'stored' && inventory !== null && this.#opts.onInventory !== undefined) {
       try {
         this.#opts.onInventory(agentId, inventory, result.contentHash);
@@ -337,6 +399,34 @@ export class Gateway {
         s.log.error({ err }, 'correlating the new inventory failed; the report is stored');
       }
     }
+  }
+
+  #ack(s: Session, id: string, status: 'stored' | 'unchanged' | 'duplicate' | 'packages-unknown', arrived: bigint): void {
+    this.stats.reports[status]++;
+    this.#send(s, { type: 'ack', id, status });
+    s.reportPending = false;
+    this.#opts.onReport?.(status, Number(process.hrtime.bigint() - arrived) / 1e9);
+    s.log.debug({ reportId: id, status }, 'report acknowledged');
+  }
+
+  #result(s: Session, agentId: string, id: string, result: InstructionResult): void {
+    const channel = this.#opts.instructions;
+    if (channel === undefined) throw protocolError('this collector sends no instructions, so it takes no results');
+    // An instruction sent again after a reconnect, before its result (spooled by the agent)
+    // arrived, is refused by the agent as a replay: that says nothing about how it went.
+    if (result.code === 'PW_ERR_INSTRUCTION_REPLAYED') {
+      s.log.info({ instructionId: result.instructionId }, 'the agent had run this instruction already; waiting for its result');
+      this.#send(s, { type: 'ack', id, status: 'stored' });
+      return;
+    }
+    let known;
+    try {
+      known = channel.recordResult(agentId, result, this.#opts.now());
+    } catch (err) {
+      throw this.#internal(s, err);
+    }
+    s.log[known ? 'info' : 'warn']({ instructionId: result.instructionId, status: result.status, code: result.code, known }, 'instruction result');
+    this.#send(s, { type: 'ack', id, status: 'stored' });
   }
 
   #internal(s: Session, err: unknown): ProtocolError {

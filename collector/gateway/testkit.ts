@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
-import { inventoryHash } from '../../shared/inventory-hash.ts';
+import { inventoryHash, packageSetHash } from '../../shared/inventory-hash.ts';
 import { type CollectorMessage, CollectorMessageSchema, type Inventory, PROTOCOL_VERSION } from '../../shared/protocol.ts';
 import { generateKeyPair, helloPayload, type KeyPair, signBytes } from '../../shared/signing.ts';
 import { createLogger } from '../logger.ts';
@@ -129,6 +129,14 @@ export class TestAgent {
   sendReport(inventory: Inventory | null, hash = inventory === null ? '' : inventoryHash(inventory), id: string = randomUUID()): string {
     this.send({ type: 'report', id, hash, inventory });
     return id;
+  }
+
+  /** Sends a report that names its package set instead of carrying it (protocol 1.1). */
+  async reportByReference(inventory: Inventory, packageSet = packageSetHash(inventory.packages), id: string = randomUUID()): Promise<Extract<CollectorMessage, { type: 'ack' }>> {
+    this.send({ type: 'report', id, hash: inventoryHash(inventory), inventory: { ...inventory, packages: [] }, packageSet });
+    const ack = await this.expect('ack');
+    if (ack.id !== id) throw new Error(`ack for ${ack.id}, sent ${id}`);
+    return ack;
   }
 
   async report(inventory: Inventory | null, hash?: string, id?: string): Promise<Extract<CollectorMessage, { type: 'ack' }>> {

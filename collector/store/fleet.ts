@@ -12,7 +12,7 @@
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { CLOSE, MalformedInputError, ProtocolError } from '../../shared/errors.ts';
-import { packagesHash } from '../../shared/inventory-hash.ts';
+import { packagesHash, packageSetJson, packageSetRef } from '../../shared/inventory-hash.ts';
 import type { Inventory, Package } from '../../shared/protocol.ts';
 import type { Db } from './db.ts';
 
@@ -32,6 +32,18 @@ export interface AgentRecord {
   lastInventoryHash: string | null;
   tags: string[];
 }
+
+/**
+ * A report's packages: `json` is their JSON text as hashed (stored as is, so no second
+ * serialisation), or null when they came from the store by reference.
+ */
+export interface PackageSetRef {
+  hash: string;
+  json: string | null;
+}
+
+/** Parsed package sets kept in memory: a fleet built from a few images names the same few sets over and over. */
+const PACKAGE_SET_CACHE = 32;
 
 export type IngestResult =
   | { status: 'stored'; contentHash: string; newContent: boolean }
@@ -177,6 +189,8 @@ export class FleetStore {
   readonly #setVersion;
   readonly #reportById;
   readonly #contentExists;
+  readonly #setByHash;
+  readonly #sets = new Map<string, Package[]>();
   readonly #insertContent;
   readonly #insertReport;
   readonly #upsertHost;
@@ -215,9 +229,10 @@ export class FleetStore {
     this.#setVersion = db.prepare<[string, string]>('UPDATE agents SET agent_version = ? WHERE id = ?');
     this.#reportById = db.prepare<[string], { agent_id: string }>('SELECT agent_id FROM reports WHERE id = ?');
     this.#contentExists = db.prepare<[string], { one: number }>('SELECT 1 AS one FROM inventory_contents WHERE hash = ?');
-    this.#insertContent = db.prepare<[string, string | null, number, string, string]>(
-      'INSERT INTO inventory_contents (hash, ecosystem, package_count, packages, created_at) VALUES (?, ?, ?, ?, ?)',
+    this.#insertContent = db.prepare<[string, string | null, number, string, string, string]>(
+      'INSERT INTO inventory_contents (hash, ecosystem, package_count, packages, created_at, package_set) VALUES (?, ?, ?, ?, ?, ?)',
     );
+    this.#setByHash = db.prepare<[string], string>('SELECT packages FROM inventory_contents WHERE package_set = ? LIMIT 1').pluck();
     this.#insertReport = db.prepare<[string, string, string, string, string, string]>(
       'INSERT INTO reports (id, agent_id, received_at, inventory_hash, content_hash, envelope) VALUES (?, ?, ?, ?, ?, ?)',
     );
@@ -368,12 +383,39 @@ export class FleetStore {
    * against the inventory as it arrived. A null inventory means "unchanged since `hash`",
    * which must then be the last inventory stored for this agent.
    */
-  ingestReport(agentId: string, reportId: string, hash: string, inventory: Inventory | null, now = new Date()): IngestResult {
+  ingestReport(agentId: string, reportId: string, hash: string, inventory: Inventory | null, now = new Date(), set?: PackageSetRef): IngestResult {
     if (inventory === null) {
       const fast = this.#unchanged(agentId, reportId, hash, now);
       if (fast !== undefined) return fast;
     }
-    return this.#ingestTx.immediate(agentId, reportId, hash, inventory, now);
+    return this.#ingestTx.immediate(agentId, reportId, hash, inventory, now, set);
+  }
+
+  /**
+   * The packages of a set some report stored before, by its packageSetHash, or undefined.
+   * The hash was computed by this collector over the packages it then stored, so a report
+   * that names it gets exactly those packages.
+   */
+  packageSet(setHash: string): Package[] | undefined {
+    const cached = this.#sets.get(setHash);
+    if (cached !== undefined) {
+      this.#sets.delete(setHash);
+      this.#sets.set(setHash, cached);
+      return cached;
+    }
+    const json = this.#setByHash.get(setHash);
+    if (json === undefined) return undefined;
+    const packages = JSON.parse(json) as Package[];
+    this.#rememberSet(setHash, packages);
+    return packages;
+  }
+
+  #rememberSet(setHash: string, packages: Package[]): void {
+    this.#sets.set(setHash, packages);
+    if (this.#sets.size > PACKAGE_SET_CACHE) {
+      const oldest = this.#sets.keys().next();
+      if (oldest.done !== true) this.#sets.delete(oldest.value);
+    }
   }
 
   /**
@@ -406,7 +448,7 @@ export class FleetStore {
     })();
   }
 
-  #ingest(agentId: string, reportId: string, hash: string, inventory: Inventory | null, now: Date): IngestResult {
+  #ingest(agentId: string, reportId: string, hash: string, inventory: Inventory | null, now: Date, set: PackageSetRef | undefined): IngestResult {
     const at = now.toISOString();
     const agent = this.#agentById.get(agentId);
     if (agent === undefined) throw new ProtocolError(`agent ${agentId} is not enrolled`, 'PW_ERR_UNAUTHENTICATED', CLOSE.unauthenticated);
@@ -428,9 +470,13 @@ export class FleetStore {
       this.#touch.run(at, agentId);
       return { status: 'unchanged' };
     }
-    const contentHash = packagesHash(inventory);
+    const { hash: setHash, json: setJson } = set ?? packageSetRef(inventory.packages);
+    const contentHash = packagesHash(inventory, setHash);
     const newContent = this.#contentExists.get(contentHash) === undefined;
-    if (newContent) this.#insertContent.run(contentHash, inventory.host.ecosystem, inventory.packages.length, JSON.stringify(inventory.packages), at);
+    if (newContent) {
+      this.#insertContent.run(contentHash, inventory.host.ecosystem, inventory.packages.length, setJson ?? packageSetJson(inventory.packages), at, setHash);
+      this.#rememberSet(setHash, inventory.packages);
+    }
     const { packages: _stored, ...envelope } = inventory;
     this.#insertReport.run(reportId, agentId, at, hash, contentHash, JSON.stringify(envelope));
     this.#upsertHost.run({
