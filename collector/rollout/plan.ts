@@ -150,10 +150,15 @@ function deepFreeze<T>(value: T): T {
 export function parsePlan(input: unknown): RolloutPlan {
   const r = PlanSchema.safeParse(input);
   if (!r.success) {
-    const issues = r.error.issues.slice(0, 10).map((i) => `${i.path.map(String).join('.') || '(plan)'}: ${i.message}`);
+    // Keys are input too: a hostile key names no markup or shell characters in the message.
+    const clean = (x: string): string => x.replace(/[^A-Za-z0-9_.-]/g, '?').slice(0, 64);
+    const issues = r.error.issues.slice(0, 10).map((i) => {
+      const where = i.path.map((x) => clean(String(x))).join('.') || '(plan)';
+      const what = i.code === 'unrecognized_keys' ? `unknown field ${i.keys.slice(0, 5).map(clean).join(', ')}` : i.message;
+      return `${where}: ${what}`;
+    });
     const more = r.error.issues.length > 10 ? ` | and ${r.error.issues.length - 10} more` : '';
-    // Zod names unknown keys in its messages, and a key is input too: no markup or shell characters get through.
-    throw new RolloutPlanError(`rollout plan refused: ${issues.join(' | ')}${more}`.replace(/[^\x20-\x7E]|[<>;$`]/g, '?').slice(0, 4096));
+    throw new RolloutPlanError(`rollout plan refused: ${issues.join(' | ')}${more}`.slice(0, 4096));
   }
   return deepFreeze(r.data);
 }

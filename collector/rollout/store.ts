@@ -267,8 +267,8 @@ export class RolloutStore {
   constructor(db: Db, parse: (json: unknown) => RolloutPlan) {
     this.#db = db;
     this.#parse = parse;
-    this.#insert = db.prepare<[string, string, string, string, string, string]>(
-      'INSERT INTO rollouts (id, name, plan, state, created_by, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)',
+    this.#insert = db.prepare<[string, string, string, string, string, string, string]>(
+      'INSERT INTO rollouts (id, name, plan, state, created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
     );
     this.#get = db.prepare<[string], RolloutRow>('SELECT * FROM rollouts WHERE id = ?');
     this.#list = db.prepare<[], RolloutRow>('SELECT * FROM rollouts ORDER BY created_at DESC, id');
@@ -286,7 +286,7 @@ export class RolloutStore {
   }
 
   insert(id: string, plan: RolloutPlan, actor: string, now: Date): void {
-    this.#insert.run(id, plan.name, JSON.stringify(plan), 'draft', actor, now.toISOString());
+    this.#insert.run(id, plan.name, JSON.stringify(plan), 'draft', actor, now.toISOString(), now.toISOString());
   }
 
   get(id: string): RolloutRecord | undefined {

@@ -1,0 +1,172 @@
+/**
+ * A rollout test bench: a real SQLite file in a temp dir, a real FleetStore with enrolled
+ * agents and ingested inventories built from ../shared/data (the RHEL 9.5 image's rpms as
+ * AlmaLinux 9, this project's Debian 12 dpkg status), findings from the real Correlator
+ * over the real AlmaLinux 9 OSV export plus ALSA-2026:A009 (a real kernel advisory), and
+ * instructions signed with a real ed25519 key. Tests only.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestContext } from 'node:test';
+import { parseDpkgStatus } from '../../agent/inventory/dpkg.ts';
+import { inventoryHash } from '../../shared/inventory-hash.ts';
+import { InstructionSchema, signInstruction, type Instruction, type InstructionResult, type SignedInstruction } from '../../shared/instructions.ts';
+import type { Finding, Inventory, Package } from '../../shared/protocol.ts';
+import { generateKeyPair, type KeyPair } from '../../shared/signing.ts';
+import { dataPath, readData } from '../../shared/testing/data.ts';
+import { Correlator } from '../correlate/correlator.ts';
+import { DEFAULT_POLICY } from '../correlate/policy.ts';
+import { inventoryOf, loadOsv, rhel95Packages } from '../correlate/testkit.ts';
+import type { Advisory } from '../feeds/types.ts';
+import { openDatabase, type Db } from '../store/db.ts';
+import { FleetStore } from '../store/fleet.ts';
+import { RolloutEngine } from './engine.ts';
+import { InstructionOutbox, type OutboxEntry } from './store.ts';
+
+export const NOW = new Date('2026-11-26T18:00:00.000Z');
+/** ALSA-2026:A009 (kernel) is fixed in NEW_KERNEL; hosts built with `kernel: 'old'` run OLD_KERNEL. */
+export const OLD_KERNEL = '5.14.0-611.5.1.el9_7';
+export const NEW_KERNEL = '5.14.0-611.54.6.el9_7';
+
+let advisories: Advisory[] | undefined;
+let debianPackages: Package[] | undefined;
+
+async function loadAdvisories(): Promise<Advisory[]> {
+  advisories ??= [...(await loadOsv(dataPath('osv', 'almalinux9.osv.jsonl.gz'))), ...(await loadOsv(dataPath('osv', 'samples', 'ALSA-2026_A009.json')))];
+  return advisories;
+}
+
+export interface HostSpec {
+  hostname: string;
+  os?: 'alma' | 'debian';
+  tags?: string[];
+  /** Run the old kernel from ALSA-2026:A009 (one open kernel finding). */
+  kernel?: 'old' | 'unmanaged';
+  livepatch?: 'kpatch' | 'none';
+  rebootRequired?: boolean;
+}
+
+export function hostInventory(spec: HostSpec, bootId = randomUUID()): Inventory {
+  const kpkg = (name: string, version: string): Package => ({ name, version, arch: 'x86_64', source: 'kernel', sourceVersion: version });
+  let inv: Inventory;
+  if (spec.os === 'debian') {
+    debianPackages ??= parseDpkgStatus(readData('host-inventory', 'debian12-host.dpkg-status.gz'));
+    inv = inventoryOf('Debian:12', 'deb', debianPackages);
+  } else if (spec.kernel === 'old') {
+    inv = inventoryOf('AlmaLinux:9', 'rpm', [...rhel95Packages(), kpkg('kernel-core', OLD_KERNEL), kpkg('kernel-modules', OLD_KERNEL)], {
+      release: `${OLD_KERNEL}.x86_64`,
+      package: { name: 'kernel-core', source: 'kernel', version: OLD_KERNEL },
+      installed: [{ name: 'kernel-core', version: OLD_KERNEL, release: `${OLD_KERNEL}.x86_64` }],
+    });
+  } else {
+    inv = inventoryOf('AlmaLinux:9', 'rpm', rhel95Packages());
+  }
+  inv.host.hostname = spec.hostname;
+  inv.host.bootId = bootId;
+  if (spec.livepatch === 'kpatch') inv.kernel.livepatch = { provider: 'kpatch', active: true, effectiveVersion: null, fixedCves: [], modules: ['kpatch_5_14_0_611_5_1_1_1'] };
+  if (spec.rebootRequired === true) inv.reboot = { required: true, reasons: [{ kind: 'kernel-update', detail: 'newer kernel installed' }], services: [] };
+  return inv;
+}
+
+export interface Bench {
+  dir: string;
+  path: string;
+  db: Db;
+  fleet: FleetStore;
+  outbox: InstructionOutbox;
+  engine: RolloutEngine;
+  key: KeyPair;
+  clock: { now: Date };
+  /** Agents onEnqueued was called for, in order. */
+  pushed: string[];
+  /** Enrolls an agent and stores its inventory; returns the agent id. */
+  addHost(spec: HostSpec): string;
+  /** A new report from the agent (a new boot id when it rebooted), passed to the engine as the gateway would. */
+  report(agentId: string, inv: Inventory): void;
+  findings(agentId: string): Finding[];
+  /** Closes the database and opens it again with a new engine: a collector restart. */
+  restart(): void;
+}
+
+export async function makeBench(t: TestContext): Promise<Bench> {
+  const dir = await mkdtemp(join(tmpdir(), 'pw-rollout-'));
+  const path = join(dir, 'c.db');
+  const correlator = new Correlator();
+  correlator.apply(await loadAdvisories());
+  const key = generateKeyPair();
+  const clock = { now: NOW };
+  const pushed: string[] = [];
+  const bench = {} as Bench;
+  const wire = (): void => {
+    const db = openDatabase(path);
+    const fleet = new FleetStore(db);
+    const outbox = new InstructionOutbox(db);
+    const findings = (agentId: string): Finding[] => {
+      const inv = fleet.latestInventory(agentId);
+      return inv === undefined ? [] : correlator.findings(inv, { policy: DEFAULT_POLICY, now: clock.now, kev: new Map() }).findings;
+    };
+    const engine = new RolloutEngine({
+      db,
+      fleet,
+      findings,
+      signer: (i: Instruction): SignedInstruction => signInstruction(i, key.privateKeyPem),
+      outbox,
+      audit: (actor, action, target, detail) => {
+        fleet.audit(actor, action, target, detail, clock.now);
+      },
+      now: () => clock.now,
+      onEnqueued: (agentId) => pushed.push(agentId),
+    });
+    Object.assign(bench, { db, fleet, outbox, engine, findings });
+  };
+  wire();
+  t.after(async () => {
+    if (bench.db.open) bench.db.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  Object.assign(bench, {
+    dir,
+    path,
+    key,
+    clock,
+    pushed,
+    addHost: (spec: HostSpec) => {
+      const inv = hostInventory(spec);
+      const id = bench.fleet.enrollAgent({ publicKey: generateKeyPair().publicKey, hostname: spec.hostname, machineId: null, tokenId: null }, clock.now);
+      bench.fleet.ingestReport(id, randomUUID(), inventoryHash(inv), inv, clock.now);
+      if (spec.tags !== undefined) bench.fleet.setTags(id, spec.tags, 'cli:test', clock.now);
+      return id;
+    },
+    report: (agentId: string, inv: Inventory) => {
+      bench.fleet.ingestReport(agentId, randomUUID(), inventoryHash(inv), inv, clock.now);
+      bench.engine.onInventory(agentId, inv);
+    },
+    restart: () => {
+      bench.db.close();
+      wire();
+    },
+  });
+  return bench;
+}
+
+/** The instruction inside an outbox entry, parsed as the agent would after checking its signature. */
+export function instructionOf(e: OutboxEntry): Instruction {
+  return InstructionSchema.parse(JSON.parse(e.payload));
+}
+
+export function resultFor(instructionId: string, status: InstructionResult['status'], at: Date, opts: { rebootRequired?: boolean | null; code?: string | null } = {}): InstructionResult {
+  return {
+    instructionId,
+    status,
+    code: opts.code ?? (status === 'succeeded' ? null : status === 'failed' ? 'PW_ERR_COMMAND_FAILED' : 'PW_ERR_INSTRUCTION_EXPIRED'),
+    message: status === 'succeeded' ? 'done' : 'dnf exited with 1',
+    dryRun: false,
+    startedAt: at.toISOString(),
+    finishedAt: at.toISOString(),
+    commands: [],
+    changes: [],
+    rebootRequired: opts.rebootRequired === undefined ? false : opts.rebootRequired,
+  };
+}
