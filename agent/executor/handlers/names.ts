@@ -38,12 +38,13 @@ const GRAMMARS: Readonly<Record<ManagerFamily, Grammar>> = {
     version: /^(?:[0-9]+:)?[A-Za-z0-9._+~^]+(?:-[A-Za-z0-9._+~^]+)?$/,
     join: '-',
   },
-  // abuild refuses upper case in pkgname; versions as apk-tools parses them
-  // (digits with dots, one letter, _alpha/_beta/_pre/_rc/_cvs/_svn/_git/_hg/_p suffixes,
-  // -rN). `apk add name=version` pins that exact version.
+  // abuild refuses upper case in pkgname. Versions: apk-tools 2.14 accepts more than its
+  // documented token order (real secdb versions 1.9.5p2-r0, 10.2.22.r0 and 0.12.5.-r0
+  // pass `apk version -c`); what it rejects is a `-` other than the final -rN revision
+  // (10.0.11-0, 2021-03-27-r5). `apk add name=version` pins that exact version.
   apk: {
     name: /^[a-z0-9_][a-z0-9_.+-]*$/,
-    version: /^[0-9]+(?:\.[0-9]+)*[a-z]?(?:_(?:alpha|beta|pre|rc|cvs|svn|git|hg|p)[0-9]*)*(?:~[0-9a-f]+)?(?:-r[0-9]+)?$/,
+    version: /^[0-9][0-9a-z._~]*(?:-r[0-9]+)?$/,
     join: '=',
   },
 };
