@@ -11,6 +11,7 @@ usage:
   patchwarden-agent inventory [--root DIR] [--json] [--kernel-release R] [--kernel-version V]
   patchwarden-agent enroll --collector URL --token T [--config FILE] [--spool-dir DIR] [--ca-file PEM] [--force]
   patchwarden-agent run [--config FILE]
+  patchwarden-agent execute --instruction FILE [--config FILE] [--root DIR] [--dry-run] [--json]
   patchwarden-agent version
 
   --config defaults to /etc/patchwarden/agent.json; the key is written beside it (agent.key, 0600).
@@ -18,6 +19,7 @@ usage:
 
 exit codes: 0 ok, 1 failed, 2 usage error, 3 partial inventory (see the warnings),
             4 run: the collector revoked this agent (re-enroll; do not restart)
+            execute: 0 succeeded, 1 failed, 2 refused (nothing ran)
 `;
 
 type Command = (argv: string[], out: NodeJS.WritableStream) => Promise<number>;
@@ -28,6 +30,7 @@ const commands: Record<string, Command> = {
   inventory: inventoryCommand,
   enroll: async (argv, out) => (await import('./commands/enroll.ts')).enrollCommand(argv, out),
   run: async (argv, out) => (await import('./commands/run.ts')).runCommand(argv, out),
+  execute: async (argv, out) => (await import('./commands/execute.ts')).executeCommand(argv, out),
   version: (_argv, out) => {
     out.write(`${AGENT_VERSION}\n`);
     return Promise.resolve(0);

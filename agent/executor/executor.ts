@@ -47,6 +47,8 @@ export interface ExecutorOptions {
   maxClockSkewMs?: number;
   /** Where an onResult that throws is reported; the queue goes on either way. */
   onError?: (err: unknown) => void;
+  /** Told when a verified instruction is held until its notBefore (for the log, or a CLI waiting on it). */
+  onHeld?: (instruction: Instruction, until: Date) => void;
 }
 
 /**
@@ -189,6 +191,8 @@ export class Executor {
     }
     const pending: Pending = { instruction, signed, timer: null };
     this.#pending.set(id, pending);
+    const notBefore = new Date(instruction.notBefore);
+    if (notBefore.getTime() > this.#now().getTime()) this.#o.onHeld?.(instruction, notBefore);
     this.#holdUntilDue(pending);
   }
 
