@@ -1,0 +1,50 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import type { PatchTarget } from '../../../shared/instructions.ts';
+import { fixture, patchInstruction } from '../testkit.ts';
+import { aptHandler, aptPlan } from './apt.ts';
+
+const OPTS = ['-q', '-y', '-o', 'Dpkg::Options::=--force-confdef', '-o', 'Dpkg::Options::=--force-confold', '-o', 'Dpkg::Use-Pty=0'];
+
+describe('aptPlan argv', () => {
+  const cases: [string, PatchTarget[], boolean, string[]][] = [
+    ['libssl3 newest', [{ name: 'libssl3', version: null }], false, [...OPTS, '--only-upgrade', 'install', '--', 'libssl3']],
+    ['libssl3 newest, dry run', [{ name: 'libssl3', version: null }], true, [...OPTS, '-s', '--only-upgrade', 'install', '--', 'libssl3']],
+    [
+      'openssl + libssl3 exact',
+      [{ name: 'openssl', version: '3.0.17-1~deb12u2' }, { name: 'libssl3', version: '3.0.17-1~deb12u2' }],
+      false,
+      [...OPTS, '--only-upgrade', 'install', '--', 'openssl=3.0.17-1~deb12u2', 'libssl3=3.0.17-1~deb12u2'],
+    ],
+    ['libc6 exact, dry run', [{ name: 'libc6', version: '2.36-9+deb12u13' }], true, [...OPTS, '-s', '--only-upgrade', 'install', '--', 'libc6=2.36-9+deb12u13']],
+  ];
+  for (const [label, packages, dryRun, install] of cases) {
+    it(label, () => {
+      const plan = aptPlan({ packages }, dryRun);
+      assert.ok('steps' in plan);
+      assert.deepEqual(
+        plan.steps.map((s) => s.argv),
+        [['apt-get', '-q', 'update'], ['apt-get', ...install]],
+      );
+    });
+  }
+});
+
+describe('apt handler refuses hostile names and runs nothing', () => {
+  const names = ['-oAPT::Update::Pre-Invoke::=id', 'foo;rm -rf /', '$(id)', 'a b', '../x', '', 'Libssl3'];
+  for (const name of names) {
+    it(JSON.stringify(name), async (t) => {
+      const root = await mkdtemp(join(tmpdir(), 'pw-apt-refuse-'));
+      t.after(() => rm(root, { recursive: true, force: true }));
+      const i = patchInstruction(fixture(), { packages: [{ name, version: null }] });
+      assert.ok(i.kind === 'patch');
+      const out = await aptHandler.run(i, { root, dryRun: false, timeoutMs: 5_000, signal: new AbortController().signal });
+      assert.equal(out.status, 'refused');
+      assert.equal(out.code, 'PW_ERR_UNSAFE_PACKAGE_NAME');
+      assert.deepEqual(out.commands, []);
+    });
+  }
+});
