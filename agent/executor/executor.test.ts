@@ -270,15 +270,22 @@ describe('Executor refuses, runs nothing, and reports the refusal', () => {
     assert.equal(h.handler.calls.length, 0);
   });
 
-  it("a resolver's refusal (no package manager) is reported with its code; nothing runs", async () => {
+  it("a resolver's refusal (no package manager) is reported with its code; nothing runs and the id is not spent", async () => {
     const h = harness({ fx, resolverRefuses: true });
-    h.executor.submit(sign(fx, patchInstruction(fx)));
+    const signed = sign(fx, patchInstruction(fx));
+    h.executor.submit(signed);
     const [r] = await h.results$(1);
+    h.executor.submit(signed);
+    const [, again] = await h.results$(2);
     await h.executor.close();
-    assert.equal(r?.status, 'refused');
-    assert.equal(r.code, 'PW_ERR_NO_PACKAGE_MANAGER');
+    for (const x of [r, again]) {
+      assert.equal(x?.status, 'refused');
+      assert.equal(x.code, 'PW_ERR_NO_PACKAGE_MANAGER');
+      assertValid(x);
+    }
+    assert.equal(h.resolves, 2);
     assert.equal(h.handler.calls.length, 0);
-    assertValid(r);
+    assert.equal((await Ledger.open(h.stateDir)).size, 0);
   });
 });
 

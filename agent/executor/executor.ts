@@ -6,7 +6,8 @@
  * notBefore if it is not yet due (a held reboot does not block a refresh behind it); when
  * its turn comes, verify again (it may have expired while held or queued), record its id in
  * the ledger (fsync'd) and only then run it. A crash after the record never allows a second
- * run; a crash before it never ran anything.
+ * run; a crash before it never ran anything. A host that has no handler for it (no package
+ * manager, no live-patch provider) refuses it before the record: it was never run.
  */
 import { dirname } from 'node:path';
 import { errorMessage, PatchwardenError, SourceUnavailableError } from '../../shared/errors.ts';
@@ -231,27 +232,30 @@ export class Executor {
       return;
     }
     const instruction = v.instruction;
-    try {
+    const spent = { recorded: false };
+    const record = async (): Promise<void> => {
       await ledger.record(instruction.id, instruction.expiresAt);
-    } catch (err) {
-      this.#report(this.#refusal(instruction.id, instruction, startedAt, LEDGER_CODE, errorMessage(err)));
-      return;
-    }
+      spent.recorded = true;
+    };
     let result: InstructionResult;
     try {
-      result = await this.#run(instruction, startedAt);
+      result = await this.#run(instruction, startedAt, record);
     } catch (err) {
-      result = this.#result(instruction, startedAt, {
-        status: 'failed',
-        code: err instanceof PatchwardenError && err.code.startsWith('PW_') ? err.code : 'PW_ERR_COMMAND_FAILED',
-        message: `the ${instruction.kind} handler failed: ${errorMessage(err)}`,
-        commands: [],
-      });
+      const code = err instanceof PatchwardenError ? err.code : 'PW_ERR_COMMAND_FAILED';
+      // Not recorded: nothing ran (the ledger could not be written, or the resolver failed).
+      result = spent.recorded
+        ? this.#result(instruction, startedAt, { status: 'failed', code, message: `the ${instruction.kind} handler failed: ${errorMessage(err)}`, commands: [] })
+        : this.#refusal(instruction.id, instruction, startedAt, code, errorMessage(err));
     }
     this.#report(result);
   }
 
-  async #run(instruction: Instruction, startedAt: Date): Promise<InstructionResult> {
+  /**
+   * `record` goes before anything that acts on the instruction or decides its outcome; only
+   * a resolver's refusal (no package manager, no such provider) comes first, so an
+   * instruction this host could not run at all is not spent.
+   */
+  async #run(instruction: Instruction, startedAt: Date, record: () => Promise<void>): Promise<InstructionResult> {
     const ctx: HandlerContext = {
       root: this.#o.root,
       dryRun: instruction.dryRun || this.#o.dryRun === true,
@@ -259,10 +263,12 @@ export class Executor {
       signal: this.#abort.signal,
     };
     if (instruction.kind === 'refresh') {
+      await record();
       this.#o.onRefresh();
       return this.#result(instruction, startedAt, { status: 'succeeded', code: null, message: 'inventory refresh requested', commands: [] });
     }
     if (instruction.kind === 'reboot' && instruction.onlyIfNeeded) {
+      await record();
       const needed = await this.#o.readRebootRequired(this.#o.root);
       if (needed === false) {
         return this.#result(instruction, startedAt, { status: 'succeeded', code: null, message: 'reboot not needed: the host no longer requires one', commands: [] }, false);
@@ -278,6 +284,7 @@ export class Executor {
     }
     const handler = await this.#o.resolveHandler(instruction, ctx);
     if (isHandlerOutcome(handler)) return this.#result(instruction, startedAt, handler);
+    if (!(instruction.kind === 'reboot' && instruction.onlyIfNeeded)) await record();
 
     const isPatch = instruction.kind === 'patch';
     const notes: string[] = [];
