@@ -63,6 +63,11 @@ describe('reboot handler (never reboots this machine: dry runs, or a chroot with
     assert.deepEqual(out.commands, []);
     assert.match(out.message, /\(kernel-update: running 6\.1\.0-18-amd64, newest installed 6\.1\.0-56-amd64\)$/);
   });
+  it('only if needed, the reboot state unreadable: failed, nothing run', async (t) => {
+    const out = await rebootHandler({ state: () => Promise.reject(new Error('EACCES: /run/reboot-required')) }).run(reboot({ onlyIfNeeded: true }), ctx(await emptyRoot(t), false));
+    assert.deepEqual([out.status, out.code, out.commands], ['failed', 'PW_ERR_SOURCE_UNAVAILABLE', []]);
+    assert.match(out.message, /cannot be read, so no reboot: EACCES/);
+  });
   it('for real in a chroot without systemctl: failed, PW_ERR_COMMAND_NOT_FOUND', { skip: process.getuid?.() !== 0 ? 'chroot needs root' : false }, async (t) => {
     const root = await emptyRoot(t);
     const out = await rebootHandler().run(reboot({ id: ID }), ctx(root, false));

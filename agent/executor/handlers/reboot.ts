@@ -6,6 +6,7 @@
  * since a live patch or an earlier reboot may have made this one needless. A dry run runs
  * nothing and says what it would have run.
  */
+import { errorMessage } from '../../../shared/errors.ts';
 import type { Reboot } from '../../../shared/protocol.ts';
 import type { RebootInstruction } from '../../../shared/instructions.ts';
 import { createContext } from '../../inventory/context.ts';
@@ -37,7 +38,13 @@ export function rebootHandler(options: { state?: (root: string) => Promise<Reboo
     async run(instruction: RebootInstruction, ctx: HandlerContext): Promise<HandlerOutcome> {
       let why = 'asked to reboot unconditionally';
       if (instruction.onlyIfNeeded) {
-        const now = await state(ctx.root);
+        let now: RebootState;
+        try {
+          now = await state(ctx.root);
+        } catch (err) {
+          // Not knowing is not a reason to reboot a server.
+          return { status: 'failed', code: 'PW_ERR_SOURCE_UNAVAILABLE', message: `the reboot state cannot be read, so no reboot: ${errorMessage(err)}`.slice(0, 4096), commands: [] };
+        }
         if (!now.required) return { status: 'succeeded', code: null, message: 'no reboot needed any more; nothing run', commands: [] };
         why = now.reasons.map((r) => `${r.kind}: ${r.detail}`).join('; ');
       }
