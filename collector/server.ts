@@ -23,6 +23,9 @@ import { createMetrics, type CollectorMetrics } from './http/metrics.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { openDatabase, type Db } from './store/db.ts';
 import { FleetStore } from './store/fleet.ts';
+import { RolloutEngine } from './rollout/engine.ts';
+import { InstructionOutbox } from './rollout/store.ts';
+import { signInstruction } from '../shared/instructions.ts';
 
 export const DEFAULT_LISTEN = '127.0.0.1:8443';
 export const KEY_FILE = 'collector.key';
@@ -38,6 +41,8 @@ export interface CollectorOptions {
   keyFile?: string;
   logger?: Logger;
   gateway?: Pick<GatewayOptions, 'heartbeatSeconds' | 'handshakeTimeoutMs' | 'maxPayload' | 'closeGraceMs' | 'maxPendingHandshakes'>;
+  /** How often running rollouts are advanced (windows, waits, gates, reboot grace). Default 15 s. */
+  rolloutTickMs?: number;
   now?: () => Date;
 }
 
@@ -53,6 +58,8 @@ export interface Collector {
   fleet: FleetStore;
   gateway: Gateway;
   findings: HostFindings;
+  rollouts: RolloutEngine;
+  outbox: InstructionOutbox;
   metrics: CollectorMetrics;
   logger: Logger;
   /** Closes agent connections (1001), stops the HTTP server, closes the database. */
@@ -119,14 +126,44 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     const started = Date.now();
     const loaded = findings.load();
     logger.info({ ...loaded, ms: Date.now() - started }, 'advisories loaded');
+    const outbox = new InstructionOutbox(db);
+    // Assigned below; the engine only calls it after a commit, long after the gateway exists.
+    let deliver = (_agentId: string): void => undefined;
+    const rollouts = new RolloutEngine({
+      db,
+      fleet,
+      findings: (agentId) => findings.findings(agentId)?.findings ?? [],
+      signer: (instruction) => signInstruction(instruction, key.privateKeyPem),
+      outbox,
+      audit: (actor, action, target, detail) => {
+        fleet.audit(actor, action, target, detail, now());
+      },
+      now,
+      onEnqueued: (agentId) => {
+        deliver(agentId);
+      },
+    });
     gateway = new Gateway({
       fleet,
       collectorPublicKey: key.publicKey,
       logger,
       now,
       ...options.gateway,
+      instructions: {
+        pendingFor: (agentId, at) => outbox.pendingFor(agentId, at),
+        markSent: (id, at) => {
+          outbox.markSent(id, at);
+        },
+        // The engine records the result in the outbox too, and moves the rollout on.
+        recordResult: (agentId, result) => rollouts.onResult(agentId, result),
+      },
       onInventory: (agentId, inventory, hash) => {
         findings.schedule(agentId, inventory, hash);
+        try {
+          rollouts.onInventory(agentId, inventory);
+        } catch (err) {
+          logger.error({ err, agentId }, 'the rollouts could not take the new inventory');
+        }
       },
       onReport: (status, seconds) => {
         metrics.reportsTotal.inc({ status });
@@ -134,7 +171,20 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
       },
     });
     const gw = gateway;
+    deliver = (agentId) => {
+      gw.deliverInstructions(agentId);
+    };
     findings.scheduleAll(fleet.reportedAgentIds());
+    const tick = (): void => {
+      try {
+        rollouts.tick();
+      } catch (err) {
+        logger.error({ err }, 'advancing the rollouts failed; the next tick tries again');
+      }
+    };
+    tick();
+    const ticker = setInterval(tick, options.rolloutTickMs ?? 15_000);
+    ticker.unref();
 
     const app = createApp({
       db,
@@ -182,6 +232,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
           });
         });
         server.closeIdleConnections();
+        clearInterval(ticker);
         findings.stop();
         await gw.close();
         server.closeAllConnections();
@@ -192,7 +243,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
       })();
       return closing;
     };
-    return { httpServer: server, url, agentUrl, publicKey: key.publicKey, db, fleet, gateway: gw, findings, metrics, logger, close };
+    return { httpServer: server, url, agentUrl, publicKey: key.publicKey, db, fleet, gateway: gw, findings, rollouts, outbox, metrics, logger, close };
   } catch (err) {
     await gateway?.close();
     db.close();
