@@ -193,6 +193,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
       policy: config.policy,
       now,
       metrics,
+      rollouts,
       onAgentRevoked: (agentId) => {
         gw.disconnect(agentId, new ProtocolError(`agent ${agentId} was revoked`, 'PW_ERR_AGENT_REVOKED', CLOSE.revoked));
       },

@@ -1,7 +1,7 @@
 /**
  * The JSON API under /api/v1. Every request needs `Authorization: Bearer <api token>`;
- * viewer reads hosts and the summary, admin reads the audit log and revokes agents.
- * The operator role is reserved for rollouts (issue 5): today it may do what a viewer may.
+ * viewer reads hosts, the summary and rollouts, operator creates and moves rollouts
+ * (rollouts.ts), admin reads the audit log and revokes agents.
  */
 import { Hono } from 'hono';
 import * as z from 'zod';
@@ -9,6 +9,7 @@ import { bearerAuth, type AuthVariables, requireRole } from './auth.ts';
 import { conflict, notFound } from './errors.ts';
 import { AuditQuerySchema, cursorScope, decodeAuditCursor, DEFAULT_LIMIT, EmptyQuerySchema, HostsQuerySchema, parseQuery } from './query.ts';
 import type { Services } from './services.ts';
+import { rolloutRoutes } from './rollouts.ts';
 import { hostDocument, listHosts, summary } from './views.ts';
 
 const AgentId = z.uuid();
@@ -69,6 +70,8 @@ export function apiRoutes(s: Services): Hono<{ Variables: AuthVariables }> {
     s.deps.onAgentRevoked?.(id);
     return c.json({ agent: { id, hostname: agent.hostname, revokedAt: now.toISOString() } });
   });
+
+  api.route('/rollouts', rolloutRoutes(s));
 
   api.notFound((c) => c.json({ error: { code: 'PW_ERR_NOT_FOUND', message: 'no such API route' } }, 404));
   return api;

@@ -6,6 +6,7 @@ import type { DuePolicy } from '../correlate/policy.ts';
 import { ApiTokenStore, AuditLog, HostDirectory } from '../store/access.ts';
 import type { Db } from '../store/db.ts';
 import type { FleetStore } from '../store/fleet.ts';
+import type { RolloutEngine } from '../rollout/engine.ts';
 import { SessionStore } from './auth.ts';
 import { CursorCodec } from './cursor.ts';
 import { FleetFindings } from './fleet-findings.ts';
@@ -26,6 +27,8 @@ export interface AppDeps {
   onAgentRevoked?: (agentId: string) => void;
   /** Unexpected errors (answered with 500 PW_ERR_INTERNAL and no detail); default: one line on stderr. */
   onError?: (err: unknown) => void;
+  /** The collector's rollout engine; without it the rollout routes answer 404 (an app over a store alone, as in tests). */
+  rollouts?: RolloutEngine;
 }
 
 export interface Services {

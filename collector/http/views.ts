@@ -1,9 +1,15 @@
 /**
- * The API's documents (hosts, one host, the fleet summary), shared by the JSON routes and
+ * The API's documents (hosts, one host, the fleet summary, rollouts), shared by the JSON routes and
  * the dashboard so both always show the same figures.
  */
+import type { InstructionResult } from '../../shared/instructions.ts';
 import type { Findings, Inventory } from '../../shared/protocol.ts';
+import type { RolloutEngine } from '../rollout/engine.ts';
+import type { RolloutPlan } from '../rollout/plan.ts';
+import { HOST_STATES, type HostState, type RolloutRecord, type RolloutState } from '../rollout/store.ts';
 import { fleetCounts, type HostListItem } from '../store/access.ts';
+import type { Db } from '../store/db.ts';
+import type { FleetStore } from '../store/fleet.ts';
 import { countFindings, emptyCounts, type FeedHealth, type FindingCounts } from './fleet-findings.ts';
 import { cursorScope, decodeHostCursor, DEFAULT_LIMIT, type HostsQuery } from './query.ts';
 import type { Services } from './services.ts';
@@ -95,4 +101,112 @@ export async function summary(s: Services): Promise<Summary> {
     feeds,
     staleFeeds: feeds.filter((f) => f.stale).length,
   };
+}
+
+/** One rollout in a list: what it does, where it stands, how its hosts are doing. */
+export interface RolloutJson {
+  id: string;
+  name: string;
+  state: RolloutState;
+  action: string;
+  dryRun: boolean;
+  requireApproval: boolean;
+  fourEyes: boolean;
+  createdBy: string;
+  createdAt: string;
+  submittedBy: string | null;
+  approvedBy: string | null;
+  approvedAt: string | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+  updatedAt: string;
+  /** `current`: the waves sent so far (0 before the first); `total`: 0 until the rollout starts and its hosts are chosen. */
+  waves: { current: number; total: number };
+  haltedReason: string | null;
+  hostStates: Record<HostState, number> & { total: number };
+}
+
+export interface RolloutHostJson {
+  agentId: string;
+  hostname: string | null;
+  wave: number;
+  state: HostState;
+  step: string | null;
+  stepsLeft: string[];
+  instructionId: string | null;
+  detail: string | null;
+  updatedAt: string;
+  result: InstructionResult | null;
+}
+
+export interface RolloutDetailJson extends RolloutJson {
+  plan: RolloutPlan;
+  hosts: RolloutHostJson[];
+}
+
+function emptyHostStates(): RolloutJson['hostStates'] {
+  const out = { total: 0 } as RolloutJson['hostStates'];
+  for (const st of HOST_STATES) out[st] = 0;
+  return out;
+}
+
+function rolloutJson(r: RolloutRecord, hostStates: RolloutJson['hostStates']): RolloutJson {
+  return {
+    id: r.id,
+    name: r.name,
+    state: r.state,
+    action: r.plan.action.kind,
+    dryRun: r.plan.dryRun,
+    requireApproval: r.plan.requireApproval,
+    fourEyes: r.plan.fourEyes,
+    createdBy: r.createdBy,
+    createdAt: r.createdAt,
+    submittedBy: r.submittedBy,
+    approvedBy: r.approvedBy,
+    approvedAt: r.approvedAt,
+    startedAt: r.startedAt,
+    finishedAt: r.finishedAt,
+    updatedAt: r.updatedAt,
+    waves: { current: r.currentWave + 1, total: r.waveCount },
+    haltedReason: r.haltedReason,
+    hostStates,
+  };
+}
+
+/** Every rollout, newest first, with its hosts counted by state in one query. */
+export function listRollouts(db: Db, engine: RolloutEngine): RolloutJson[] {
+  const counts = new Map<string, RolloutJson['hostStates']>();
+  const rows = db.prepare<[], { rollout_id: string; state: HostState; n: number }>('SELECT rollout_id, state, count(*) AS n FROM rollout_hosts GROUP BY rollout_id, state').all();
+  for (const row of rows) {
+    let c = counts.get(row.rollout_id);
+    if (c === undefined) counts.set(row.rollout_id, (c = emptyHostStates()));
+    c[row.state] = row.n;
+    c.total += row.n;
+  }
+  return engine.list().map((r) => rolloutJson(r, counts.get(r.id) ?? emptyHostStates()));
+}
+
+/** One rollout with its plan and each host's state (RolloutNotFoundError for an unknown id). */
+export function rolloutDetail(fleet: FleetStore, engine: RolloutEngine, id: string): RolloutDetailJson {
+  const v = engine.get(id);
+  const states = emptyHostStates();
+  const names = new Map<string, string | null>();
+  const hosts = v.hosts.map((h): RolloutHostJson => {
+    states[h.state]++;
+    states.total++;
+    if (!names.has(h.agentId)) names.set(h.agentId, fleet.agentById(h.agentId)?.hostname ?? null);
+    return {
+      agentId: h.agentId,
+      hostname: names.get(h.agentId) ?? null,
+      wave: h.wave,
+      state: h.state,
+      step: h.step,
+      stepsLeft: h.steps,
+      instructionId: h.instructionId,
+      detail: h.detail,
+      updatedAt: h.updatedAt,
+      result: h.result,
+    };
+  });
+  return { ...rolloutJson(v, states), plan: v.plan, hosts };
 }
