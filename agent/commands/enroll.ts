@@ -1,5 +1,8 @@
 /**
- * `patchwarden-agent enroll --collector URL --token T [--config FILE] [--spool-dir DIR] [--ca-file PEM] [--force]`
+ * `patchwarden-agent enroll --collector URL --token T [--config FILE] [--spool-dir DIR] [--ca-file PEM] [--root DIR] [--force]`
+ *
+ * --root DIR: the agent reports and patches the system under DIR (an image, a test root)
+ * instead of this machine's; instructions then run there through chroot.
  *
  * The token may come from PATCHWARDEN_ENROLL_TOKEN instead of --token, which keeps it out
  * of `ps` output and shell history. Exit codes: 0 enrolled; 1 refused or unreachable
@@ -21,6 +24,7 @@ export async function enrollCommand(argv: string[], out: NodeJS.WritableStream):
         config: { type: 'string', default: DEFAULT_CONFIG_PATH },
         'spool-dir': { type: 'string' },
         'ca-file': { type: 'string' },
+        root: { type: 'string' },
         force: { type: 'boolean', default: false },
       },
       strict: true,
@@ -39,6 +43,7 @@ export async function enrollCommand(argv: string[], out: NodeJS.WritableStream):
     force: values.force,
     ...(values['spool-dir'] === undefined ? {} : { spoolDir: values['spool-dir'] }),
     ...(values['ca-file'] === undefined ? {} : { caFile: values['ca-file'] }),
+    ...(values.root === undefined ? {} : { root: values.root }),
   });
   out.write(
     `enrolled as agent ${config.agentId} with ${config.collectorUrl}\n` +

@@ -10,14 +10,9 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
 import { inventoryHash, packageSetHash } from '../../shared/inventory-hash.ts';
-import type { Inventory } from '../../shared/protocol.ts';
-import { Agent, type AgentExit, type AgentOptions } from './agent.ts';
+import { delivered, setup, until } from './agent-harness.ts';
 import { Backoff } from './backoff.ts';
-import { loadConfig, loadPrivateKey } from './config.ts';
-import { enroll } from './enroll.ts';
-import { createLogger } from './log.ts';
-import { TestCollector } from './test-collector.ts';
-import { hostInventory, logSink, tempDir, withoutFirstPackages } from './testkit.ts';
+import { hostInventory, tempDir, withoutFirstPackages } from './testkit.ts';
 
 const inv = await hostInventory();
 
@@ -29,80 +24,6 @@ function seeded(seed: number): () => number {
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-async function until(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const start = Date.now();
-  while (!cond()) {
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
-/** Until the collector has `n` reports and the agent has processed their acks (an event could fire before a listener is on). */
-function delivered(s: { collector: TestCollector; agent: Agent }, n: number): Promise<void> {
-  return until(`${n} reports acked`, () => s.collector.reports.length >= n && s.agent.spool.size === 0);
-}
-
-interface Setup {
-  collector: TestCollector;
-  agent: Agent;
-  run: Promise<AgentExit>;
-  sink: ReturnType<typeof logSink>;
-  configPath: string;
-  spoolDir: string;
-  setInventory: (i: Inventory) => void;
-  newAgent: (extra?: Partial<AgentOptions>) => Promise<{ agent: Agent; run: Promise<AgentExit> }>;
-}
-
-async function setup(
-  t: { after: (fn: () => unknown) => void },
-  opts: { spoolMaxBytes?: number; intervalSeconds?: number; agent?: Partial<AgentOptions>; start?: boolean; heartbeatSeconds?: number } = {},
-): Promise<Setup> {
-  const collector = await TestCollector.start({ heartbeatSeconds: opts.heartbeatSeconds ?? 30 });
-  t.after(() => collector.stop());
-  const dir = tempDir(t);
-  const configPath = join(dir, 'agent.json');
-  await enroll({
-    collectorUrl: collector.url,
-    token: collector.createToken(),
-    configPath,
-    ...(opts.spoolMaxBytes === undefined ? {} : { spoolMaxBytes: opts.spoolMaxBytes }),
-    ...(opts.intervalSeconds === undefined ? {} : { intervalSeconds: opts.intervalSeconds }),
-  });
-  const config = await loadConfig(configPath);
-  const { key } = await loadPrivateKey(config.keyFile);
-  const sink = logSink();
-  let current = inv;
-  const newAgent = async (extra: Partial<AgentOptions> = {}, start = true): Promise<{ agent: Agent; run: Promise<AgentExit> }> => {
-    const agent = await Agent.create({
-      config,
-      key,
-      log: createLogger({ destination: sink }),
-      collect: () => Promise.resolve({ ...current, collectedAt: new Date().toISOString() }),
-      backoff: { baseMs: 20, capMs: 200, stableMs: 60_000 },
-      watch: [],
-      handshakeTimeoutMs: 3000,
-      ...opts.agent,
-      ...extra,
-    });
-    t.after(() => agent.stop());
-    return { agent, run: start ? agent.run() : Promise.resolve({ reason: 'stopped' }) };
-  };
-  // start: false leaves the first agent idle, for tests that set the collector up first and then call newAgent().
-  const { agent, run } = await newAgent({}, opts.start !== false);
-  return {
-    collector,
-    agent,
-    run,
-    sink,
-    configPath,
-    spoolDir: config.spoolDir,
-    setInventory: (i) => {
-      current = i;
-    },
-    newAgent,
   };
 }
 

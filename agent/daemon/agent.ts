@@ -31,6 +31,12 @@ import type { AgentConfig } from './config.ts';
 import { CollectorConnection, acceptsProtocol } from './connection.ts';
 import type { Logger } from './log.ts';
 import { Spool, type SpoolEntry, type SpooledReport } from './spool.ts';
+import { Executor, readInstalledPackages, readRebootRequired, stateDirFor } from '../executor/executor.ts';
+import type { HandlerResolver } from '../executor/handler.ts';
+import { resolveHandler } from '../executor/handlers/index.ts';
+import type { InstructionResult } from '../../shared/instructions.ts';
+import { join } from 'node:path';
+import { type PendingResult, ResultOutbox } from './results.ts';
 
 export interface AgentOptions {
   config: AgentConfig;
@@ -49,6 +55,10 @@ export interface AgentOptions {
   ca?: string;
   /** How often a collector may refuse the same report (4000, 1009) before it is set aside. */
   maxRefusals?: number;
+  /** Picks the handler for an instruction; the package managers' and live-patch tools' by default. */
+  resolveHandler?: HandlerResolver;
+  /** Run every instruction as a dry run (a lab, a first week in production). */
+  dryRun?: boolean;
 }
 
 export type AgentExit = { reason: 'stopped' } | { reason: 'revoked'; error: ProtocolError };
@@ -60,6 +70,8 @@ export interface AgentEvents {
   retry: [info: { delayMs: number; attempt: number; windowMs: number }];
   queued: [info: { id: string; hash: string; full: boolean; reason: string }];
   acked: [info: { id: string; hash: string; full: boolean; status: string }];
+  /** An instruction's result was stored by the collector. */
+  result: [result: InstructionResult];
 }
 
 /** What the collector calls a report it cannot take; after maxRefusals the report is set aside. */
@@ -90,13 +102,38 @@ export class Agent extends EventEmitter<AgentEvents> {
   private stopSleep: (() => void) | null = null;
   private running: Promise<AgentExit> | null = null;
 
-  private constructor(options: AgentOptions, spool: Spool) {
+  private readonly results: ResultOutbox;
+  private readonly executor: Executor;
+
+  private constructor(options: AgentOptions, spool: Spool, results: ResultOutbox) {
     super();
     this.config = options.config;
     this.spool = spool;
+    this.results = results;
+    const root = options.config.root ?? '/';
+    this.executor = new Executor({
+      collectorPublicKey: options.config.collectorPublicKey,
+      agentId: options.config.agentId,
+      stateDir: stateDirFor(options.config),
+      root,
+      resolveHandler: options.resolveHandler ?? resolveHandler,
+      readPackages: readInstalledPackages,
+      readRebootRequired,
+      onResult: (result) => this.queueResult(result),
+      onRefresh: () => {
+        this.scheduler.trigger('refresh instruction');
+      },
+      ...(options.dryRun === true ? { dryRun: true } : {}),
+      onError: (err) => {
+        this.log.error({ code: codeOf(err) }, `instruction handling failed: ${errorMessage(err)}`);
+      },
+      onHeld: (instruction, until) => {
+        this.log.info({ instructionId: instruction.id, kind: instruction.kind, notBefore: until.toISOString() }, 'instruction held until its not-before time');
+      },
+    });
     this.key = options.key;
     this.log = options.log;
-    this.collect = options.collect ?? (() => collectInventory());
+    this.collect = options.collect ?? (() => collectInventory({ root }));
     this.backoff = new Backoff(options.backoff);
     this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? 30_000;
     this.ackTimeoutMs = options.ackTimeoutMs ?? 120_000;
@@ -128,7 +165,17 @@ export class Agent extends EventEmitter<AgentEvents> {
       throw new UsageError(`cannot open the spool directory ${options.config.spoolDir}: ${(err as Error).message} (check spoolDir in the config, and run as root)`, { cause: err });
     }
     if (spool.size > 0) log.info({ reports: spool.size, bytes: spool.bytes }, `${spool.size} undelivered reports in the spool ${spool.dir}`);
-    return new Agent(options, spool);
+    const resultsDir = join(stateDirFor(options.config), 'results');
+    let results: ResultOutbox;
+    try {
+      results = await ResultOutbox.open(resultsDir, (w) => {
+        log.warn({ code: w.code }, w.message);
+      });
+    } catch (err) {
+      throw new UsageError(`cannot open the results directory ${resultsDir}: ${(err as Error).message}`, { cause: err });
+    }
+    if (results.size > 0) log.info({ results: results.size }, `${results.size} instruction results not yet acknowledged`);
+    return new Agent(options, spool, results);
   }
 
   /** stop() may set this while the loop awaits; a getter keeps TypeScript from narrowing it to its loop-guard value. */
@@ -148,7 +195,9 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.stopSleep?.();
     this.conn?.close(1001, 'agent stopping');
     this.wake?.();
-    return this.run();
+    const exit = await this.run();
+    await this.executor.close();
+    return exit;
   }
 
   /** Queues a check now (tests, a signal). */
@@ -256,6 +305,9 @@ export class Agent extends EventEmitter<AgentEvents> {
           conn.terminate();
         }
       }, welcome.heartbeatSeconds * 1000);
+      conn.onInstruction = (msg) => {
+        this.executor.submit({ payload: msg.payload, signature: msg.signature });
+      };
       this.scheduler.trigger('connected');
       await this.deliver(conn);
       return await conn.closed;
@@ -272,6 +324,12 @@ export class Agent extends EventEmitter<AgentEvents> {
   private async deliver(conn: CollectorConnection): Promise<void> {
     for (;;) {
       if (this.stopping) return;
+      // Results first: small, and what an operator waits on.
+      const pending = this.results.first();
+      if (pending !== undefined) {
+        await this.deliverResult(conn, pending);
+        continue;
+      }
       const entry = this.spool.entries()[0];
       if (entry === undefined) {
         await this.nextWork(conn);
@@ -327,6 +385,25 @@ export class Agent extends EventEmitter<AgentEvents> {
       throw err;
     }
     return answer;
+  }
+
+  private async deliverResult(conn: CollectorConnection, pending: PendingResult): Promise<void> {
+    const { message } = pending;
+    await conn.send(message);
+    const answer = await this.ack(conn, message.id);
+    await this.results.remove(pending);
+    this.log.info({ instructionId: message.result.instructionId, status: message.result.status, ack: answer.status }, 'instruction result acknowledged');
+    this.emit('result', message.result);
+  }
+
+  /** Kept on disk before anything else, then sent; a run (not a refusal) is followed by a fresh inventory. */
+  private async queueResult(result: InstructionResult): Promise<void> {
+    await this.results.add(result);
+    const level = result.status === 'succeeded' ? 'info' : 'warn';
+    this.log[level]({ instructionId: result.instructionId, status: result.status, code: result.code, dryRun: result.dryRun, changes: result.changes.length }, `instruction ${result.status}: ${result.message.slice(0, 500)}`);
+    this.wake?.();
+    // The findings resolve from the host's facts, not from the instruction's word.
+    if (result.status !== 'refused' && !result.dryRun) this.scheduler.trigger('after instruction');
   }
 
   /** Waits for a new spool entry; rejects when the connection ends. */

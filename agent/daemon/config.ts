@@ -62,6 +62,11 @@ export const AgentConfigSchema = z.strictObject({
   intervalSeconds: z.number().int().min(1).max(7 * 24 * 3600),
   /** PEM bundle to trust for wss:// besides the system's CAs (a private CA). */
   caFile: path.optional(),
+  /**
+   * The system this agent reports and patches: `/` (the default) or the root directory of
+   * another one (an image being built, a test root); instructions then run in `chroot`.
+   */
+  root: path.optional(),
 });
 export type AgentConfigInput = z.infer<typeof AgentConfigSchema>;
 export type AgentConfig = Readonly<AgentConfigInput>;

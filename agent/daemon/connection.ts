@@ -80,6 +80,11 @@ export class CollectorConnection {
   endedByCollector = false;
   /** Date.now() of the last frame of any kind from the collector (messages, pings, pongs). */
   lastHeard = Date.now();
+  /**
+   * Instructions come whenever the collector has one, between acks; they go here instead
+   * of to next(). Unset (before welcome), one is refused as out of order.
+   */
+  onInstruction: ((msg: Extract<CollectorMessage, { type: 'instruction' }>) => void) | null = null;
 
   private constructor(url: string, ws: WebSocket) {
     this.url = url;
@@ -233,6 +238,11 @@ export class CollectorConnection {
       this.errorTimer = setTimeout(() => {
         this.abort(new ProtocolError(`the collector refused: ${msg.message}`, msg.code, CLOSE.protocol));
       }, ERROR_CLOSE_WAIT_MS);
+      return;
+    }
+    if (msg.type === 'instruction') {
+      if (this.onInstruction === null) this.abort(malformed('the collector sent an instruction before welcome'));
+      else this.onInstruction(msg);
       return;
     }
     if (this.waiter !== null) {

@@ -44,8 +44,10 @@ export interface EnrollOptions {
   intervalSeconds?: number;
   spoolMaxBytes?: number;
   timeoutMs?: number;
-  /** This host's name and machine id; read from the system by default. */
+  /** This host's name and machine id; read from the system (under `root`) by default. */
   identity?: { hostname: string; machineId: string | null };
+  /** The system this agent reports and patches, when it is not `/` (config `root`). */
+  root?: string;
 }
 
 export interface EnrollResult {
@@ -102,7 +104,7 @@ export async function enroll(options: EnrollOptions): Promise<EnrollResult> {
   if (dirname(keyFile) !== dirname(configPath)) await ensureWritableDir(dirname(keyFile));
   const ca = await readCaFile(options.caFile);
 
-  const identity = options.identity ?? (await readHost(createContext('/')));
+  const identity = options.identity ?? (await readHost(createContext(options.root ?? '/')));
   const pair = generateKeyPair();
   const draft = {
     type: 'enroll' as const,
@@ -147,6 +149,7 @@ export async function enroll(options: EnrollOptions): Promise<EnrollResult> {
     spoolMaxBytes: options.spoolMaxBytes ?? DEFAULT_SPOOL_MAX_BYTES,
     intervalSeconds: options.intervalSeconds ?? DEFAULT_INTERVAL_SECONDS,
     ...(options.caFile === undefined ? {} : { caFile: resolve(options.caFile) }),
+    ...(options.root === undefined ? {} : { root: resolve(options.root) }),
   };
   try {
     await savePrivateKey(keyFile, pair.privateKeyPem);
