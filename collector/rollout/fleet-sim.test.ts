@@ -104,9 +104,15 @@ async function waitFor(what: string, cond: () => boolean, timeoutMs = 10_000): P
   }
 }
 
-/** Long enough for several rollout ticks to run. */
-function ticks(n = 6): Promise<void> {
-  return sleep(n * TICK_MS);
+/**
+ * Lets the collector's own ticks run, then ticks once more at the current clock so a
+ * "nothing happened" assertion never rests on a timer that did not fire on a busy machine,
+ * then waits for any frame that tick sent to arrive.
+ */
+async function ticks(f: Fleet): Promise<void> {
+  await sleep(3 * TICK_MS);
+  f.collector.rollouts.tick();
+  await sleep(3 * TICK_MS);
 }
 
 /** agent id -> wave, as the preview of a created rollout says. */
@@ -180,9 +186,9 @@ describe('rollouts over a simulated fleet on real sockets', () => {
     assert.deepEqual(trail.filter((e) => e.action === 'rollout.halt').map((e) => e.actor), ['system']);
 
     f.clock.advance(2 * 60 * MIN);
-    await ticks();
+    await ticks(f);
     f.clock.advance(24 * 60 * MIN);
-    await ticks();
+    await ticks(f);
     assert.equal(rollouts.get(id).state, 'halted');
     for (const a of f.agents) {
       const expected = canary.includes(a.agentId) ? 1 : 0;
@@ -213,7 +219,7 @@ describe('rollouts over a simulated fleet on real sockets', () => {
     for (let w = 0; w < preview.waves.length; w++) {
       await waitFor(`wave ${w} to succeed`, () => hostsDone(w));
       if (w === preview.waves.length - 1) break;
-      await ticks();
+      await ticks(f);
       assert.deepEqual(inWave(w + 1).map((a) => a.frames), inWave(w + 1).map(() => 0), `wave ${w + 1} waits ${wait} min`);
       f.clock.advance(wait * MIN);
       await waitFor(`wave ${w + 1} to be sent`, () => inWave(w + 1).every((a) => a.frames === 1));
@@ -262,15 +268,15 @@ describe('rollouts over a simulated fleet on real sockets', () => {
     for (const a of f.agents) a.script = 'hang';
 
     assert.equal(rollouts.submit(id, 'alice'), 'running');
-    await ticks();
+    await ticks(f);
     f.clock.advance(start.getTime() - f.clock.now().getTime() - MIN);
-    await ticks();
+    await ticks(f);
     assert.deepEqual(f.agents.map((a) => a.frames), f.agents.map(() => 0), 'nothing reaches an agent while the window is closed');
     assert.deepEqual(f.collector.outbox.forRollout(id), [], 'nothing even queued');
 
     f.clock.advance(2 * MIN);
     await waitFor('the canary to get its instructions', () => canary.every((a) => a.frames === 1));
-    await ticks();
+    await ticks(f);
     for (const a of f.agents) assert.equal(a.frames, canary.includes(a) ? 1 : 0, `${a.hostname}: instruction frames`);
     for (const a of canary) {
       const ins = a.received[0]?.instruction ?? assert.fail();
@@ -294,7 +300,7 @@ describe('rollouts over a simulated fleet on real sockets', () => {
     assert.equal(rollouts.submit(r1, 'alice'), 'running');
     const e1 = f.collector.outbox.forRollout(r1)[0] ?? assert.fail('queued in the outbox');
     assert.equal(e1.sentAt, null, 'queued, not delivered');
-    await ticks();
+    await ticks(f);
     assert.equal(a.frames, 0);
     await a.reconnect();
     await waitFor('the reconnected agent to finish', () => rollouts.get(r1).state === 'completed');
@@ -309,7 +315,7 @@ describe('rollouts over a simulated fleet on real sockets', () => {
     await waitFor('the expired canary to halt the rollout', () => rollouts.get(r2).state === 'halted');
     assert.notEqual(f.collector.outbox.get(e2.id)?.expiredAt ?? null, null);
     await b.reconnect();
-    await ticks();
+    await ticks(f);
     assert.equal(b.frames, 0, 'an expired instruction is never delivered');
     assert.equal(f.collector.outbox.get(e2.id)?.sentAt, null);
     assert.deepEqual(rollouts.get(r2).hosts.map((h) => h.state), ['expired']);
@@ -337,7 +343,7 @@ describe('rollouts over a simulated fleet on real sockets', () => {
 
     rollouts.pause(id, 'bob');
     f.clock.advance(11 * MIN);
-    await ticks();
+    await ticks(f);
     assert.equal(rollouts.get(id).state, 'paused');
     assert.deepEqual(inWave(1).map((a) => a.frames), [0, 0, 0, 0], 'paused: the next wave waits although its wait is over');
 
@@ -351,7 +357,7 @@ describe('rollouts over a simulated fleet on real sockets', () => {
     rollouts.pause(id, 'bob');
     assert.notEqual(f.collector.outbox.get(withdrawn?.id ?? '')?.withdrawnAt ?? null, null, 'taken back on pause');
     await x.reconnect();
-    await ticks();
+    await ticks(f);
     assert.equal(x.frames, 0, 'a withdrawn instruction is not delivered');
 
     rollouts.resume(id, 'bob');
@@ -379,7 +385,7 @@ describe('rollouts over a simulated fleet on real sockets', () => {
     rollouts.cancel(id, 'bob');
     assert.equal(rollouts.get(id).state, 'cancelled');
     f.clock.advance(60 * MIN);
-    await ticks();
+    await ticks(f);
     assert.equal(rollouts.get(id).state, 'cancelled');
     assert.deepEqual(inWave(2).map((a) => a.frames), inWave(2).map(() => 0), 'the wave after the cancel gets nothing');
     for (const a of inWave(2)) assert.deepEqual(f.collector.outbox.pendingFor(a.agentId, f.clock.now()), []);
