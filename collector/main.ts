@@ -12,6 +12,7 @@ import { tokenCommand } from './commands/token.ts';
 import { hostsCommand } from './commands/hosts.ts';
 import { agentCommand } from './commands/agent.ts';
 import { vercmpCommand } from './commands/vercmp-cli.ts';
+import { rolloutCommand } from './commands/rollout.ts';
 
 const USAGE = `patchwarden-collector ${AGENT_VERSION}
 
@@ -29,6 +30,11 @@ usage:
   patchwarden-collector token create [--db FILE] --uses N --ttl 24h [--note TEXT] [--json]   (prints the enrollment token once)
   patchwarden-collector hosts [--db FILE] [--json]
   patchwarden-collector agent revoke [--db FILE] ID
+  patchwarden-collector rollout create [--db FILE] --plan FILE.json [--actor NAME] [--json]   (prints the new rollout's id)
+  patchwarden-collector rollout preview [--db FILE] (--plan FILE.json | --id ID) [--json]
+  patchwarden-collector rollout list [--db FILE] [--json]
+  patchwarden-collector rollout show [--db FILE] --id ID [--json]
+  patchwarden-collector rollout submit|approve|pause|resume|cancel [--db FILE] --id ID [--actor NAME] [--json]
   patchwarden-collector vercmp --scheme deb|rpm|apk   (A<TAB>B lines on stdin)
   patchwarden-collector version
 
@@ -47,6 +53,7 @@ const commands: Record<string, Command> = {
   hosts: hostsCommand,
   agent: agentCommand,
   vercmp: vercmpCommand,
+  rollout: rolloutCommand,
   version: (_argv, io) => {
     io.stdout.write(`${AGENT_VERSION}\n`);
     return Promise.resolve(0);
