@@ -25,8 +25,8 @@ export const MAX_INSTRUCTION_BYTES = 256 * 1024;
 export const OUTPUT_TAIL_BYTES = 16 * 1024;
 
 const isoDate = z.iso.datetime({ offset: true });
-/** Advisory and CVE ids as the feeds spell them (CVE-2024-1234, DSA-5800-1, ALSA-2024:1234, GHSA-…). */
-export const ADVISORY_ID = /^[A-Za-z][A-Za-z0-9]*-[A-Za-z0-9:._-]+$/;
+/** Advisory and CVE ids as the feeds spell them (CVE-2024-1234, DSA-5800-1, ALSA-2024:1234, GHSA-…, and the tracker importer's DEBIAN-CVE-2024-1234/openssl). */
+export const ADVISORY_ID = /^[A-Za-z][A-Za-z0-9]*-[A-Za-z0-9:._/-]+$/;
 
 // Package names are checked twice: here against the union grammar (no space, quote, `;`,
 // `$`, and never a leading `-`, so a name can never be read as an option), and again by
