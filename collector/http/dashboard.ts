@@ -20,7 +20,7 @@ import { clearSessionCookie, type Principal, sessionId, setSessionCookie } from 
 import { ApiError, type ApiStatus } from './errors.ts';
 import { HostsQuerySchema, parseQuery } from './query.ts';
 import type { Services } from './services.ts';
-import { type HostJson, hostDocument, listHosts, summary } from './views.ts';
+import { type HostJson, hostDocument, listHosts, listRollouts, type RolloutDetailJson, rolloutDetail, type RolloutJson, summary } from './views.ts';
 
 type Html = HtmlEscapedString | Promise<HtmlEscapedString>;
 type DashEnv = { Variables: { principal: Principal } };
@@ -50,7 +50,7 @@ function page(title: string, principal: Principal | undefined, body: Html): Html
 <body>
 <header><a href="/">patchwarden</a>${principal === undefined
     ? ''
-    : html`<span>${principal.name} <span class="muted">(${principal.role})</span></span><form method="post" action="/logout"><button type="submit">Log out</button></form>`}</header>
+    : html`<a href="/rollouts">Rollouts</a><span>${principal.name} <span class="muted">(${principal.role})</span></span><form method="post" action="/logout"><button type="submit">Log out</button></form>`}</header>
 <main>${body}</main>
 </body>
 </html>`;
@@ -71,6 +71,77 @@ function safeNext(next: string | undefined): string {
 
 function when(iso: string | null): string {
   return iso === null ? '—' : iso.replace('T', ' ').replace(/\.\d{3}Z$/, 'Z');
+}
+
+const STATE_CLASS: Readonly<Record<string, string>> = {
+  running: 'ok',
+  completed: 'ok',
+  succeeded: 'ok',
+  'awaiting-approval': 'warn',
+  paused: 'warn',
+  sent: 'warn',
+  halted: 'bad',
+  failed: 'bad',
+  refused: 'bad',
+  expired: 'bad',
+  'not-back': 'bad',
+};
+
+function stateCell(state: string): Html {
+  return html`<span class="${STATE_CLASS[state] ?? 'muted'}">${state}</span>`;
+}
+
+/** `3/7 succeeded, 1 failed, 2 sent`: the hosts of the waves so far, as the gate counts them. */
+function hostProgress(r: RolloutJson): string {
+  const s = r.hostStates;
+  const failed = s.failed + s.refused + s.expired + s['not-back'];
+  return `${s.succeeded}/${s.total} succeeded${failed > 0 ? `, ${failed} failed` : ''}${s.sent > 0 ? `, ${s.sent} sent` : ''}`;
+}
+
+function rolloutRow(r: RolloutJson): Html {
+  return html`<tr>
+<td><a href="/rollouts/${r.id}">${r.name}</a>${r.dryRun ? html` <span class="muted">dry run</span>` : ''}</td>
+<td>${stateCell(r.state)}</td>
+<td>${r.action}</td>
+<td class="num">${r.waves.current}/${r.waves.total}</td>
+<td>${hostProgress(r)}</td>
+<td>${r.haltedReason ?? '—'}</td>
+<td>${when(r.createdAt)} <span class="muted">${r.createdBy}</span></td>
+<td>${r.approvedBy ?? '—'}</td>
+</tr>`;
+}
+
+function rolloutHostRow(h: RolloutDetailJson['hosts'][number]): Html {
+  return html`<tr>
+<td><a href="/hosts/${h.agentId}">${h.hostname ?? h.agentId}</a></td>
+<td class="num">${h.wave}</td>
+<td>${stateCell(h.state)}</td>
+<td>${h.step ?? '—'}</td>
+<td>${h.stepsLeft.length === 0 ? '—' : h.stepsLeft.join(' + ')}</td>
+<td>${h.detail ?? ''}</td>
+<td>${when(h.updatedAt)}</td>
+</tr>`;
+}
+
+function rolloutPage(r: RolloutDetailJson): Html {
+  return html`<p><a href="/rollouts">← All rollouts</a></p>
+<h1>${r.name}</h1>
+<dl>
+<dt>State</dt><dd>${stateCell(r.state)}${r.haltedReason === null ? '' : html`: <span class="bad">${r.haltedReason}</span>`}</dd>
+<dt>Action</dt><dd>${r.action}${r.dryRun ? ' (dry run: nothing on the hosts changes)' : ''}</dd>
+<dt>Waves</dt><dd>${r.waves.current} of ${r.waves.total} sent</dd>
+<dt>Hosts</dt><dd>${hostProgress(r)}</dd>
+<dt>Approval</dt><dd>${r.requireApproval ? (r.fourEyes ? 'required (four eyes)' : 'required') : 'not required'}${r.approvedBy === null ? '' : html`; approved by ${r.approvedBy} at ${when(r.approvedAt)}`}</dd>
+<dt>Created</dt><dd>${when(r.createdAt)} by ${r.createdBy}${r.submittedBy === null ? '' : html`; submitted by ${r.submittedBy}`}</dd>
+<dt>Started</dt><dd>${when(r.startedAt)}</dd>
+<dt>Finished</dt><dd>${when(r.finishedAt)}</dd>
+<dt>Rollout</dt><dd><code>${r.id}</code></dd>
+</dl>
+<h2>Hosts (${r.hosts.length})</h2>
+<table id="rollout-hosts">
+<thead><tr><th>Host</th><th>Wave</th><th>State</th><th>Step</th><th>Next</th><th>Detail</th><th>Updated</th></tr></thead>
+<tbody>${r.hosts.length === 0 ? html`<tr><td colspan="7" class="muted">No hosts yet: they are chosen when the rollout starts.</td></tr>` : r.hosts.map(rolloutHostRow)}</tbody>
+</table>`;
 }
 
 const SEVERITY_ORDER: Record<Severity, number> = { critical: 0, high: 1, medium: 2, low: 3, unknown: 4 };
@@ -252,6 +323,36 @@ ${findings.warnings.length === 0 ? '' : html`<h2>Warnings</h2><ul>${findings.war
 </table>`,
       ),
     );
+  });
+
+  // Read-only: rollouts are created and moved through the API or the CLI, never from a page.
+  app.get('/rollouts', session, (c) => {
+    const principal = c.get('principal');
+    const engine = s.deps.rollouts;
+    if (engine === undefined) return send(c, page('Rollouts', principal, html`<h1>Rollouts</h1><p class="muted">Rollouts are not enabled on this collector.</p>`));
+    const items = listRollouts(s.deps.db, engine);
+    return send(
+      c,
+      page(
+        'Rollouts',
+        principal,
+        html`<h1>Rollouts</h1>
+<table id="rollouts">
+<thead><tr><th>Name</th><th>State</th><th>Action</th><th>Waves</th><th>Hosts</th><th>Halted because</th><th>Created</th><th>Approved by</th></tr></thead>
+<tbody>${items.length === 0 ? html`<tr><td colspan="8" class="muted">No rollouts (<code>patchwarden-collector rollout create --plan FILE.json</code> makes one).</td></tr>` : items.map(rolloutRow)}</tbody>
+</table>`,
+      ),
+    );
+  });
+
+  app.get('/rollouts/:id', session, (c) => {
+    const principal = c.get('principal');
+    const engine = s.deps.rollouts;
+    const id = c.req.param('id');
+    const found = engine !== undefined && z.uuid().safeParse(id).success && engine.store.get(id) !== undefined;
+    if (!found) return send(c, page('Not found', principal, html`<h1>No such rollout</h1><p><a href="/rollouts">All rollouts</a></p>`), 404);
+    const r = rolloutDetail(s.deps.fleet, engine, id);
+    return send(c, page(r.name, principal, rolloutPage(r)));
   });
 
   return app;

@@ -6,9 +6,10 @@ import { dataPath } from '../../shared/testing/data.ts';
 import { importFeedPath } from '../feeds/store-import.ts';
 import { startCollector, type TestAgent, type TestCollector } from '../gateway/testkit.ts';
 import type { PlanInput } from '../rollout/plan.ts';
-import { hostInventory } from '../rollout/testkit.ts';
+import { hostInventory, resultFor } from '../rollout/testkit.ts';
 import { ApiTokenStore } from '../store/access.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
+import { DASHBOARD_CSP } from './dashboard.ts';
 import { MAX_PLAN_BYTES } from './rollouts.ts';
 import type { RolloutDetailJson, RolloutJson } from './views.ts';
 
@@ -290,5 +291,81 @@ describe('rollouts API: hostile and wrong requests', () => {
     }
     const r = (await json<{ rollout: RolloutJson }>(await api.call(api.tokens.viewer, 'GET', `/rollouts/${id}`), 200)).rollout;
     assert.equal(r.state, 'draft', 'nothing moved it');
+  });
+});
+
+describe('dashboard: rollouts pages', () => {
+  const HOSTILE = '<script>alert(1)</script>';
+
+  async function login(api: Api, token: string): Promise<string> {
+    const res = await fetch(`${api.tc.collector.url}/login`, {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', origin: api.tc.collector.url },
+      body: new URLSearchParams({ token }),
+    });
+    assert.equal(res.status, 303);
+    return (res.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
+  }
+
+  function page(api: Api, path: string, cookie?: string): Promise<Response> {
+    return fetch(`${api.tc.collector.url}${path}`, { redirect: 'manual', headers: cookie === undefined ? {} : { cookie } });
+  }
+
+  it('lists a halted rollout with its waves and reason, and shows its hosts, with a hostile name and agent message escaped', async (t) => {
+    const api = await setup(t, 2);
+    const r = (await json<{ rollout: RolloutJson }>(await api.call(api.tokens.alice, 'POST', '/rollouts', plan()), 201)).rollout;
+    const started = (await json<{ rollout: RolloutDetailJson }>(await api.call(api.tokens.alice, 'POST', `/rollouts/${r.id}/submit`), 200)).rollout;
+    const canary = started.hosts.find((h) => h.state === 'sent') ?? assert.fail();
+    const agent = api.agents.find((a) => a.agentId === canary.agentId) ?? assert.fail();
+    const frame = await agent.client.expect('instruction');
+    const ins = InstructionSchema.parse(JSON.parse(frame.payload));
+    // The agent's own words reach the page: its result message is input like any other.
+    const result = { ...resultFor(ins.id, 'failed', new Date()), message: `dnf said ${HOSTILE}` };
+    const resultId = randomUUID();
+    agent.client.send({ type: 'result', id: resultId, result });
+    assert.equal((await agent.client.expect('ack')).id, resultId);
+    assert.equal(api.tc.collector.rollouts.get(r.id).state, 'halted');
+    // A name the plan grammar never lets in, written straight into the row: the page's own escaping must hold.
+    api.tc.collector.db.prepare('UPDATE rollouts SET name = ? WHERE id = ?').run(HOSTILE, r.id);
+
+    const cookie = await login(api, api.tokens.viewer);
+    const list = await page(api, '/rollouts', cookie);
+    assert.equal(list.status, 200);
+    assert.equal(list.headers.get('content-security-policy'), DASHBOARD_CSP);
+    const listHtml = await list.text();
+    assert.ok(!listHtml.includes(HOSTILE), 'the name is escaped');
+    const row = /<table id="rollouts">[\s\S]*?<tbody>\s*<tr>([\s\S]*?)<\/tr>/.exec(listHtml)?.[1] ?? assert.fail(listHtml);
+    const cells = [...row.matchAll(/<td[^>]*>([\s\S]*?)<\/td>/g)].map((m) => (m[1] ?? '').replace(/<[^>]+>/g, '').trim());
+    assert.equal(cells[0], '&lt;script&gt;alert(1)&lt;/script&gt;');
+    assert.deepEqual(cells.slice(1, 5), ['halted', 'patch', '1/2', '0/2 succeeded, 1 failed']);
+    assert.match(cells[5] ?? '', /^gate after wave 0: 1 of 1 hosts failed, refused, expired or did not come back \(limit 0\)$/);
+    assert.match(row, new RegExp(`<a href="/rollouts/${r.id}">`));
+
+    const detail = await page(api, `/rollouts/${r.id}`, cookie);
+    assert.equal(detail.status, 200);
+    const detailHtml = await detail.text();
+    assert.ok(!detailHtml.includes(HOSTILE), 'neither the name nor the agent message is markup');
+    assert.ok(detailHtml.includes('<h1>&lt;script&gt;alert(1)&lt;/script&gt;</h1>'));
+    assert.ok(detailHtml.includes('PW_ERR_COMMAND_FAILED: dnf said &lt;script&gt;alert(1)&lt;/script&gt;'));
+    const hostRows = /<table id="rollout-hosts">[\s\S]*?<tbody>([\s\S]*?)<\/tbody>/.exec(detailHtml)?.[1] ?? assert.fail();
+    assert.equal([...hostRows.matchAll(/<tr>/g)].length, 2);
+    assert.match(hostRows, new RegExp(`<a href="/hosts/${agent.agentId}">${agent.hostname}</a>`));
+
+    const cases: [string, string | undefined, number][] = [
+      ['/rollouts/not-a-uuid', cookie, 404],
+      [`/rollouts/${randomUUID()}`, cookie, 404],
+      ['/rollouts', undefined, 303],
+      [`/rollouts/${r.id}`, undefined, 303],
+    ];
+    for (const [path, c, status] of cases) {
+      await t.test(`GET ${path} ${c === undefined ? 'without' : 'with'} a session -> ${status}`, async () => {
+        const res = await page(api, path, c);
+        assert.equal(res.status, status);
+        if (status === 303) assert.match(res.headers.get('location') ?? '', /^\/login\?next=/);
+        await res.body?.cancel();
+      });
+    }
+    assert.deepEqual(api.failures(), []);
   });
 });
