@@ -449,6 +449,38 @@ describe('gateway: packages by reference', () => {
     assert.equal((await b.client.report(null, inventoryHash(other))).status, 'unchanged');
   });
 
+  it('a full report of a set the collector holds is stored from the held copy (only the rest of the frame is parsed)', async (t) => {
+    const tc = await startCollector(t);
+    const a = await tc.agent('image-a');
+    assert.equal((await a.client.report(thisHost)).status, 'stored');
+    assert.equal(tc.collector.gateway.stats.heldSetFrames, 0);
+    const b = await tc.agent('image-b');
+    const other: Inventory = { ...thisHost, host: { ...thisHost.host, hostname: 'image-b', machineId: 'b'.repeat(32), bootId: randomUUID() } };
+    assert.equal((await b.client.report(other)).status, 'stored');
+    assert.equal(tc.collector.gateway.stats.heldSetFrames, 1);
+    assert.deepEqual(tc.collector.fleet.latestInventory(b.agentId), other);
+    // A lie about anything outside the packages is still caught by the hash.
+    const c = await tc.agent('image-c');
+    c.client.sendRaw(JSON.stringify({ type: 'report', id: randomUUID(), hash: inventoryHash(other), inventory: { ...other, warnings: [{ code: 'PW_X', message: 'changed' }] } }));
+    const { error } = await c.client.refusal();
+    assert.equal(error?.code, 'PW_ERR_PROTOCOL');
+  });
+
+  it('refused: a held set followed by a second packages key (PW_ERR_PROTOCOL, nothing stored)', async (t) => {
+    const tc = await startCollector(t);
+    const seed = await tc.agent('seed');
+    assert.equal((await seed.client.report(thisHost)).status, 'stored');
+    const { client } = await tc.agent();
+    const before = counts(tc.collector.db);
+    const frame = JSON.stringify({ type: 'report', id: randomUUID(), hash: inventoryHash(thisHost), inventory: thisHost });
+    client.sendRaw(`${frame.slice(0, -2)},"packages":${JSON.stringify(thisHost.packages.slice(0, 1))}}}`);
+    const { error, close } = await client.refusal();
+    assert.equal(error?.code, 'PW_ERR_PROTOCOL');
+    assert.equal(close.code, 4000);
+    assert.deepEqual(counts(tc.collector.db), before);
+    await stillServes(tc);
+  });
+
   const refusals: { name: string; message: (inv: Inventory) => unknown }[] = [
     {
       name: 'packageSet beside a non-empty package list',

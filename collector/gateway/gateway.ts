@@ -32,6 +32,7 @@ import {
 import { helloPayload, verifyBytes } from '../../shared/signing.ts';
 import type { Logger } from '../logger.ts';
 import type { FleetStore, PackageSetRef } from '../store/fleet.ts';
+import { splitKnownPackageSet } from './known-set.ts';
 
 export const AGENT_PATH = '/v1/agent';
 
@@ -77,6 +78,8 @@ export interface GatewayStats {
   authenticated: number;
   enrolled: number;
   reports: { stored: number; unchanged: number; duplicate: number; 'packages-unknown': number };
+  /** Full reports whose packages matched a set the store holds, so only the rest of the frame was parsed. */
+  heldSetFrames: number;
   /** Refusals by error code (PW_ERR_PROTOCOL, ...), ws's own codes (WS_ERR_UNSUPPORTED_MESSAGE_LENGTH) and `heartbeat-timeout`. */
   refused: Record<string, number>;
 }
@@ -125,7 +128,7 @@ export class Gateway {
   };
   #nextId = 1;
   #closed = false;
-  readonly stats: GatewayStats = { connections: 0, authenticated: 0, enrolled: 0, reports: { stored: 0, unchanged: 0, duplicate: 0, 'packages-unknown': 0 }, refused: {} };
+  readonly stats: GatewayStats = { connections: 0, authenticated: 0, enrolled: 0, reports: { stored: 0, unchanged: 0, duplicate: 0, 'packages-unknown': 0 }, heldSetFrames: 0, refused: {} };
 
   constructor(options: GatewayOptions) {
     this.#opts = {
@@ -284,9 +287,11 @@ export class Gateway {
   #handle(s: Session, data: RawData, isBinary: boolean, arrived: bigint): void {
     if (isBinary) throw protocolError('binary frames are not part of the protocol: send JSON text frames');
     const text = (Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)).toString('utf8');
+    // Only an authenticated agent's report can name a stored set; before that, parse it all.
+    const known = s.agentId === null ? null : splitKnownPackageSet(text, (h) => this.#opts.fleet.packageSet(h));
     let json: unknown;
     try {
-      json = JSON.parse(text);
+      json = JSON.parse(known?.rest ?? text);
     } catch (err) {
       throw protocolError(`the frame is not JSON: ${(err as Error).message}`);
     }
@@ -313,7 +318,14 @@ export class Gateway {
       }
       let set: PackageSetRef;
       let inventory = msg.inventory;
-      if (msg.packageSet === undefined) {
+      if (known !== null) {
+        if (msg.packageSet !== undefined) throw protocolError(`report ${msg.id}: packageSet names the packages, so the inventory's packages must be empty`);
+        // Anything but our `[]` means the frame had a second packages key: not what it seemed.
+        if (raw.packages.length !== 0) throw protocolError(`report ${msg.id}: the inventory has two packages keys`);
+        set = { hash: known.hash, json: null };
+        inventory = { ...inventory, packages: known.packages };
+        this.stats.heldSetFrames++;
+      } else if (msg.packageSet === undefined) {
         set = packageSetRef(raw.packages);
       } else {
         if (raw.packages.length !== 0) throw protocolError(`report ${msg.id}: packageSet names the packages, so the inventory's packages must be empty`);

@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { before, describe, it } from 'node:test';
+import { collectInventory } from '../../agent/inventory/inventory.ts';
+import { inventoryHash, packageSetHash } from '../../shared/inventory-hash.ts';
+import type { Inventory, Package } from '../../shared/protocol.ts';
+import { KNOWN_SET_MIN_FRAME, splitKnownPackageSet } from './known-set.ts';
+
+let inv: Inventory;
+let held: Map<string, Package[]>;
+before(async () => {
+  // This machine's real inventory: hundreds of packages, a frame well over the threshold.
+  inv = await collectInventory();
+  held = new Map([[packageSetHash(inv.packages), inv.packages]]);
+});
+
+function frame(i: Inventory, space?: number): string {
+  return JSON.stringify({ type: 'report', id: randomUUID(), hash: inventoryHash(i), inventory: i }, null, space);
+}
+
+describe('splitKnownPackageSet', () => {
+  it('a JSON.stringify frame of a held set: the packages span becomes [] and the held packages come back', () => {
+    const text = frame(inv);
+    assert.ok(text.length > KNOWN_SET_MIN_FRAME);
+    const got = splitKnownPackageSet(text, (h) => held.get(h));
+    assert.ok(got !== null);
+    assert.equal(got.hash, packageSetHash(inv.packages));
+    assert.equal(got.packages, inv.packages);
+    const rest = JSON.parse(got.rest) as { inventory: Inventory };
+    assert.deepEqual(rest.inventory, { ...inv, packages: [] });
+  });
+
+  const misses: { name: string; text: () => string }[] = [
+    { name: 'a set the collector does not hold', text: () => frame({ ...inv, packages: inv.packages.slice(1) }) },
+    { name: 'the held set, pretty-printed (not the bytes that were hashed)', text: () => frame(inv, 1) },
+    { name: 'the held set in a different order', text: () => frame({ ...inv, packages: [...inv.packages].reverse() }) },
+    { name: 'a frame under the threshold', text: () => frame({ ...inv, packages: inv.packages.slice(0, 2) }) },
+    { name: 'no packages key at all', text: () => JSON.stringify({ type: 'report', pad: 'x'.repeat(KNOWN_SET_MIN_FRAME) }) },
+    {
+      name: 'the markers only inside a string (escaped quotes never match)',
+      text: () => JSON.stringify({ type: 'report', note: `"packages":${JSON.stringify(inv.packages)},"kernel":` }),
+    },
+  ];
+  for (const c of misses) {
+    it(`parsed whole: ${c.name}`, () => {
+      assert.equal(
+        splitKnownPackageSet(c.text(), (h) => held.get(h)),
+        null,
+      );
+    });
+  }
+});
