@@ -178,6 +178,8 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     const tick = (): void => {
       try {
         rollouts.tick();
+        // Instructions a CLI process enqueued on this database reach connected agents here.
+        for (const agentId of outbox.agentsWithUnsent(now())) if (gw.isConnected(agentId)) gw.deliverInstructions(agentId);
       } catch (err) {
         logger.error({ err }, 'advancing the rollouts failed; the next tick tries again');
       }

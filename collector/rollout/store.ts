@@ -68,6 +68,7 @@ export class InstructionOutbox {
   readonly #insert;
   readonly #pending;
   readonly #markSent;
+  readonly #unsentAgents;
   readonly #byId;
   readonly #setResult;
   readonly #expire;
@@ -83,6 +84,12 @@ export class InstructionOutbox {
        WHERE agent_id = ? AND result_at IS NULL AND expired_at IS NULL AND withdrawn_at IS NULL AND expires_at > ?
        ORDER BY enqueued_at, rowid`,
     );
+    this.#unsentAgents = db
+      .prepare<[string], string>(
+        `SELECT DISTINCT agent_id FROM instruction_outbox
+         WHERE sent_at IS NULL AND result_at IS NULL AND expired_at IS NULL AND withdrawn_at IS NULL AND expires_at > ?`,
+      )
+      .pluck();
     this.#markSent = db.prepare<[string, string]>('UPDATE instruction_outbox SET sent_at = coalesce(sent_at, ?) WHERE id = ?');
     this.#byId = db.prepare<[string], OutboxRow>('SELECT * FROM instruction_outbox WHERE id = ?');
     this.#setResult = db.prepare<[string, string, string]>('UPDATE instruction_outbox SET result_at = ?, result = ? WHERE id = ? AND result_at IS NULL');
@@ -103,6 +110,14 @@ export class InstructionOutbox {
   /** Not yet acknowledged by the agent's result and not expired, oldest first. */
   pendingFor(agentId: string, now: Date): OutboxEntry[] {
     return this.#pending.all(agentId, now.toISOString()).map((r) => ({ id: r.id, agentId: r.agent_id, payload: r.payload, signature: r.signature, expiresAt: r.expires_at }));
+  }
+
+  /**
+   * Agents with instructions never sent: enqueued by another process (the CLI) on the same
+   * database, which cannot reach the serving collector's connections.
+   */
+  agentsWithUnsent(now: Date): string[] {
+    return this.#unsentAgents.all(now.toISOString());
   }
 
   /** The first delivery time is kept: a re-send after a reconnect does not restart the reboot grace. */
