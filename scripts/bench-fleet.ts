@@ -6,7 +6,9 @@
  *
  *   enroll:  challenge -> enroll {token, publicKey} -> enrolled, welcome; closed (as `patchwarden-agent enroll` does)
  *   connect: challenge -> hello {agentId, signature} -> welcome; kept open
- *   full:    report {id, hash, inventory} -> ack stored          (2,000 packages)
+ *   full:    report {id, hash, inventory} -> ack stored          (2,000 packages in the frame)
+ *   by ref:  report {id, hash, packageSet, inventory without packages} -> ack stored
+ *            (what agents send first: a fleet built from a few images names sets the collector holds)
  *   same:    report {id, hash, inventory: null} -> ack unchanged
  *
  * Inventories are the real Debian 12 host's packages plus the real bookworm-security index
@@ -32,7 +34,7 @@ import WebSocket from 'ws';
 import { ecosystemFor, parseOsRelease } from '../agent/inventory/os-release.ts';
 import { enrollMessage, helloMessage, newKeys } from '../collector/gateway/testkit.ts';
 import { openDatabase } from '../collector/store/db.ts';
-import { inventoryHash, packagesHash } from '../shared/inventory-hash.ts';
+import { inventoryHash, packageSetHash, packagesHash } from '../shared/inventory-hash.ts';
 import { type Inventory, InventorySchema, type Package } from '../shared/protocol.ts';
 import type { KeyPair } from '../shared/signing.ts';
 
@@ -45,6 +47,8 @@ export const VARIANTS = 32;
  * default) unauthenticated connections, so this stays well under it.
  */
 const HANDSHAKE_CONCURRENCY = 128;
+/** Full reports of package sets the collector has never seen, each made (and hashed) before the phase. */
+const NEW_SET_REPORTS = 500;
 /** Full reports in flight: 32 x ~250 KB frames; more only adds memory to both sides. */
 const FULL_WINDOW = 32;
 /** Unchanged reports in flight: 10,000 agents on timers keep about this many outstanding. */
@@ -98,8 +102,8 @@ export interface FleetBench {
   agents: number;
   packages: number;
   variants: number;
-  /** Bytes of one full report frame, of one unchanged report frame. */
-  frameBytes: { full: number; unchanged: number };
+  /** Bytes of one full report frame, of one naming its package set, of one unchanged report frame. */
+  frameBytes: { full: number; byReference: number; unchanged: number };
   /** The collector build that ran, relative to the repository. */
   collector: string;
   build: string | null;
@@ -115,7 +119,12 @@ export interface FleetBench {
   };
   enroll: Rate & { cpu: PhaseCpu; problems: string[] };
   connect: Rate & { connected: number; cpu: PhaseCpu; problems: string[] };
+  /** Full reports, packages in the frame, of the fleet's package sets (held by the collector after the first of each). */
   full: ReportPhase;
+  /** Full reports, packages in the frame, each a package set the collector has never seen: the worst case. */
+  newSets: ReportPhase;
+  /** Changed inventories whose package set the collector holds, named by packageSetHash. */
+  byReference: ReportPhase;
   unchanged: ReportPhase;
   rssMb: { idle: number; connected: number; afterFull: number; afterUnchanged: number; peak: number };
   /** What the collector said about itself on /metrics after each phase (null when it could not be read). */
@@ -412,6 +421,10 @@ interface Variant {
   contentHash: string;
   /** `"packageFormat":…,"packages":[…],"kernel":…,"reboot":…,"warnings":[]}` of the inventory. */
   tail: Buffer;
+  packages: Package[];
+  /** The same with `"packages":[]`, and `,"packageSet":"…"}` after the inventory. */
+  compactTail: Buffer;
+  setHash: string;
   /** sha256 over everything inventoryHash serialises before the host. */
   hashPrefix: Hash;
   upgraded: number;
@@ -448,14 +461,19 @@ function buildVariants(dataDir: string, base: Inventory): { template: Inventory;
       return { ...p, version, sourceVersion: p.sourceVersion === p.version ? version.replace(/\+b\d+$/, '') : p.sourceVersion };
     });
     const inv: Inventory = { ...template, packages };
+    const setHash = packageSetHash(packages);
     const { collectedAt: _at, host: _host, ...rest } = inv;
-    const forHash = JSON.stringify({ ...rest, host: null });
+    const forHash = JSON.stringify({ ...rest, packages: setHash, host: null });
     const cut = forHash.length - 'null}'.length;
     if (!forHash.endsWith(',"host":null}')) throw new Error('unexpected key order in the inventory');
     const tailJson = JSON.stringify({ packageFormat: inv.packageFormat, packages: inv.packages, kernel: inv.kernel, reboot: inv.reboot, warnings: inv.warnings });
+    const compactJson = JSON.stringify({ packageFormat: inv.packageFormat, packages: [], kernel: inv.kernel, reboot: inv.reboot, warnings: inv.warnings });
     variants.push({
       contentHash: packagesHash(inv),
       tail: Buffer.from(tailJson.slice(1), 'utf8'),
+      packages,
+      compactTail: Buffer.from(`${compactJson.slice(1)},"packageSet":"${setHash}"`, 'utf8'),
+      setHash,
       hashPrefix: createHash('sha256').update(forHash.slice(0, cut)),
       upgraded,
     });
@@ -469,13 +487,13 @@ const FRAME_END = Buffer.from('}', 'utf8');
  * One full report frame, built from the variant's serialised tail: the same bytes
  * JSON.stringify would give, without serialising 2,000 packages per report here.
  */
-function fullReport(template: Inventory, variant: Variant, agent: SimAgent): { id: string; hash: string; data: Buffer } {
+function fullReport(template: Inventory, variant: Variant, agent: SimAgent, byReference = false): { id: string; hash: string; data: Buffer } {
   const id = randomUUID();
   const hash = variant.hashPrefix.copy().update(`${agent.stableHostJson}}`).digest('hex');
   const head =
     `{"type":"report","id":"${id}","hash":"${hash}","inventory":{"schema":${JSON.stringify(template.schema)},` +
     `"collectedAt":"${new Date().toISOString()}","agentVersion":${JSON.stringify(template.agentVersion)},"host":${JSON.stringify(agent.host)},`;
-  return { id, hash, data: Buffer.concat([Buffer.from(head, 'utf8'), variant.tail, FRAME_END]) };
+  return { id, hash, data: Buffer.concat([Buffer.from(head, 'utf8'), byReference ? variant.compactTail : variant.tail, FRAME_END]) };
 }
 
 function unchangedReport(hash: string): { id: string; data: string } {
@@ -494,6 +512,10 @@ function checkFrames(template: Inventory, variants: readonly Variant[], agents: 
     const inv = InventorySchema.parse(msg.inventory);
     if (inventoryHash(msg.inventory as Inventory) !== f.hash) throw new Error(`variant ${v}: the report's hash is not inventoryHash of its inventory`);
     if (packagesHash(inv) !== variant.contentHash) throw new Error(`variant ${v}: packagesHash differs from the variant's`);
+    const r = fullReport(template, variant, agent, true);
+    const compact = JSON.parse(r.data.toString('utf8')) as { hash: string; inventory: Inventory; packageSet: string };
+    if (compact.inventory.packages.length !== 0 || compact.packageSet !== packageSetHash(inv.packages)) throw new Error(`variant ${v}: the by-reference frame does not name the variant's package set`);
+    if (inventoryHash(InventorySchema.parse(compact.inventory), compact.packageSet) !== r.hash) throw new Error(`variant ${v}: the by-reference frame's hash is not inventoryHash with the named set`);
   }
 }
 
@@ -767,7 +789,7 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
   const v0 = variants[0];
   if (sample === undefined || v0 === undefined) throw new Error('unreachable');
   const fullFrame = fullReport(template, v0, sample);
-  const frameBytes = { full: fullFrame.data.length, unchanged: Buffer.byteLength(unchangedReport(fullFrame.hash).data) };
+  const frameBytes = { full: fullFrame.data.length, byReference: fullReport(template, v0, sample, true).data.length, unchanged: Buffer.byteLength(unchangedReport(fullFrame.hash).data) };
 
   progress('fleet: baselines: ed25519 key generation, JSON.parse + JSON.stringify of one full report');
   const keygenPerSecond = ratePerSecond(300, () => newKeys());
@@ -911,6 +933,77 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
     if (full.count < Math.min(MIN_FULL_REPORTS, live.length * fullRounds)) fullProblems.push(`only ${full.count} full reports acked`);
     problems.push(...fullProblems.map((p) => `full: ${p}`));
 
+    // Phase 2a: full reports of package sets nobody sent before (one package's version
+    // differs per report): every one is parsed, validated, hashed and stored whole.
+    const newSetCount = Math.min(NEW_SET_REPORTS, live.length);
+    progress(`fleet: preparing ${newSetCount} full reports of package sets new to the collector`);
+    const v0packages = (variants[0] as Variant).packages;
+    const newSetFrames = live.slice(0, newSetCount).map((a, k) => {
+      const packages = v0packages.map((p, i) => (i === k % v0packages.length ? { ...p, version: `${p.version}+pwnew${k}` } : p));
+      const inv: Inventory = { ...template, collectedAt: new Date().toISOString(), host: a.host, packages };
+      const id = randomUUID();
+      const hash = inventoryHash(inv);
+      return { id, hash, data: Buffer.from(JSON.stringify({ type: 'report', id, hash, inventory: inv }), 'utf8') };
+    });
+    progress(`fleet: full reports of new package sets: ${newSetCount} agents x 1, ${fullWindow} in flight`);
+    cpu = cpuMeter(pid);
+    const newSets = await drive(
+      live.slice(0, newSetCount).map((a) => a.link as Link),
+      1,
+      fullWindow,
+      performance.now() + 60_000 + newSetCount * 40,
+      (i) => {
+        const a = live[i] as SimAgent;
+        const f = newSetFrames[i] as { id: string; hash: string; data: Buffer };
+        return {
+          id: f.id,
+          data: f.data,
+          acked: (status) => {
+            if (status === 'stored') a.hash = f.hash;
+          },
+        };
+      },
+      (m, sent) => (m.type === 'ack' && m.id === sent.id && typeof m.status === 'string' ? m.status : null),
+    );
+    newSetFrames.length = 0;
+    const newSetCpu = cpu();
+    alive();
+    const newSetProblems = [...newSets.problems];
+    if ((newSets.statuses.stored ?? 0) !== newSets.count) newSetProblems.push(`acks were ${JSON.stringify(newSets.statuses)}: every report of a new set should be stored`);
+    problems.push(...newSetProblems.map((p) => `new sets: ${p}`));
+
+    // Phase 2b: changed inventories whose package set the collector holds (every variant
+    // was stored in phase 2), named by reference: what an agent sends first, and all it
+    // sends when its new set came from the same image or patch as other hosts'.
+    const refRounds = fullRounds * 3;
+    progress(`fleet: reports naming a held package set: ${live.length} agents x ${refRounds}, ${fullWindow} in flight (${frameBytes.byReference} bytes each)`);
+    cpu = cpuMeter(pid);
+    const byRef = await drive(
+      live.map((a) => a.link as Link),
+      refRounds,
+      fullWindow,
+      performance.now() + 60_000 + live.length * refRounds * 10,
+      (i, round) => {
+        const a = live[i] as SimAgent;
+        const v = (a.index + fullRounds + round) % VARIANTS;
+        const f = fullReport(template, variants[v] as Variant, a, true);
+        return {
+          id: f.id,
+          data: f.data,
+          acked: (status) => {
+            if (status === 'stored') a.hash = f.hash;
+          },
+        };
+      },
+      (m, sent) => (m.type === 'ack' && m.id === sent.id && typeof m.status === 'string' ? m.status : null),
+    );
+    const refCpu = cpu();
+    alive();
+    const refProblems = [...byRef.problems];
+    if ((byRef.statuses.stored ?? 0) !== byRef.count) refProblems.push(`acks were ${JSON.stringify(byRef.statuses)}: every report naming a held set should be stored`);
+    if (usedVariants.size < VARIANTS) refProblems.push(`phase 2 stored ${usedVariants.size} of ${VARIANTS} package sets, so some named sets may be unknown`);
+    problems.push(...refProblems.map((p) => `by reference: ${p}`));
+
     // Phase 3: unchanged reports from every agent that has a stored inventory.
     const reported = live.filter((a) => a.hash !== null && a.link?.closed === null);
     const sameRounds = Math.max(1, Math.ceil(MIN_UNCHANGED_REPORTS / Math.max(1, reported.length)));
@@ -935,7 +1028,8 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
 
     const peak = procStatus(pid).hwmMb;
     const metrics = await scrapeMetrics(httpUrl);
-    if (metrics.stored !== null && metrics.stored !== full.count) problems.push(`the collector counts ${metrics.stored} stored reports, the simulator ${full.count} acks`);
+    const storedAcks = full.count + newSets.count + byRef.count;
+    if (metrics.stored !== null && metrics.stored !== storedAcks) problems.push(`the collector counts ${metrics.stored} stored reports, the simulator ${storedAcks} acks`);
     if (metrics.unchanged !== null && metrics.unchanged !== same.count) problems.push(`the collector counts ${metrics.unchanged} unchanged reports, the simulator ${same.count} acks`);
 
     progress('fleet: closing the agents, stopping the collector, reading its store');
@@ -946,13 +1040,13 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
     const db = openDatabase(dbPath, { readonly: true });
     try {
       const count = (table: string): number => db.prepare<[], number>(`SELECT COUNT(*) FROM ${table}`).pluck().get() ?? NaN;
-      const contents = new Set([...usedVariants].map((v) => variants[v]?.contentHash)).size;
+      const contents = new Set([...usedVariants].map((v) => variants[v]?.contentHash)).size + newSets.count;
       store = { agents: count('agents'), hosts: count('hosts'), reports: count('reports'), contents: count('inventory_contents'), expectedContents: contents };
     } finally {
       db.close();
     }
     if (store.agents !== enroll.count) problems.push(`store: ${store.agents} agents, ${enroll.count} enrollments acknowledged`);
-    if (store.reports !== full.count) problems.push(`store: ${store.reports} reports, ${full.count} full reports acknowledged`);
+    if (store.reports !== storedAcks) problems.push(`store: ${store.reports} reports, ${storedAcks} stored reports acknowledged`);
     if (store.contents !== store.expectedContents) problems.push(`store: ${store.contents} inventory contents for ${store.expectedContents} distinct package sets: identical inventories are not stored once`);
 
     const profile = opts.cpuProfDir === null ? null : (readdirSync(opts.cpuProfDir).filter((f) => f.endsWith('.cpuprofile') && f.includes(`.${pid}.`))[0] ?? null);
@@ -967,6 +1061,8 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
       enroll: { count: enroll.count, ms: enroll.ms, perSecond: enroll.perSecond, cpu: enrollCpu, problems: enrollProblems },
       connect: { count: connect.count, ms: connect.ms, perSecond: connect.perSecond, connected: live.length, cpu: connectCpu, problems: connectProblems },
       full: { count: full.count, ms: full.ms, perSecond: full.perSecond, window: fullWindow, statuses: full.statuses, latencyMs: full.latencyMs, cpu: fullCpu, problems: fullProblems },
+      newSets: { count: newSets.count, ms: newSets.ms, perSecond: newSets.perSecond, window: fullWindow, statuses: newSets.statuses, latencyMs: newSets.latencyMs, cpu: newSetCpu, problems: newSetProblems },
+      byReference: { count: byRef.count, ms: byRef.ms, perSecond: byRef.perSecond, window: fullWindow, statuses: byRef.statuses, latencyMs: byRef.latencyMs, cpu: refCpu, problems: refProblems },
       unchanged: { count: same.count, ms: same.ms, perSecond: same.perSecond, window: sameWindow, statuses: same.statuses, latencyMs: same.latencyMs, cpu: sameCpu, problems: sameProblems },
       rssMb: { idle: idleMb, connected: connectedMb, afterFull: afterFullMb, afterUnchanged: afterUnchangedMb, peak },
       metrics: { ...metrics, connected: m1.connected },

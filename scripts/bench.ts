@@ -514,10 +514,19 @@ async function fleetSection(dataDir: string, agents: number): Promise<{ figures:
       aim: (v) => ({ text: `< ${FLEET_AIM.rssMb} MB at ${FLEET_AIM.agents} agents`, met: v < FLEET_AIM.rssMb && enoughAgents }),
       note: `${(((r.rssMb.connected - r.rssMb.idle) * 1024) / Math.max(1, r.connect.connected)).toFixed(1)} KB per connected agent`,
     }),
-    figure('fleet', `full reports (${r.packages} packages), acked`, r.full.perSecond, '/s', { name: 'JSON.parse + JSON.stringify of one, here', value: r.baselines.jsonRoundTripPerSecond }, {
+    figure('fleet', `full reports, ${r.packages} packages in the frame (the fleet's ${r.variants} sets), acked`, r.full.perSecond, '/s', { name: 'JSON.parse + JSON.stringify of one, here', value: r.baselines.jsonRoundTripPerSecond }, {
       aim: atLeast(FLEET_AIM.fullPerSecond, '/s'),
       note: `${r.full.count} reports (${(r.frameBytes.full / 1024).toFixed(0)} KB frames) in ${fmtValue(r.full.ms, 'ms')}, ${r.full.window} in flight; ack latency p50 ${fmtValue(r.full.latencyMs.p50, 'ms')} p99 ${fmtValue(r.full.latencyMs.p99, 'ms')}; ${cpu(r.full.cpu)}; RSS after ${fmtValue(r.rssMb.afterFull, 'MB')}`,
       invalid: invalid(r.full.problems),
+    }),
+    figure('fleet', `full reports, ${r.packages} packages in the frame, each a set the collector never saw`, r.newSets.perSecond, '/s', { name: 'JSON.parse + JSON.stringify of one, here', value: r.baselines.jsonRoundTripPerSecond }, {
+      note: `${r.newSets.count} reports in ${fmtValue(r.newSets.ms, 'ms')}, ${r.newSets.window} in flight; ack latency p50 ${fmtValue(r.newSets.latencyMs.p50, 'ms')} p99 ${fmtValue(r.newSets.latencyMs.p99, 'ms')}; ${cpu(r.newSets.cpu)}: the worst case, every report parsed, validated, hashed and stored whole`,
+      invalid: invalid(r.newSets.problems),
+    }),
+    figure('fleet', `changed reports naming a package set the collector holds (${r.packages} packages), acked`, r.byReference.perSecond, '/s', { name: 'full reports with the packages in the frame, above', value: r.full.perSecond }, {
+      aim: atLeast(FLEET_AIM.fullPerSecond, '/s'),
+      note: `${r.byReference.count} reports (${r.frameBytes.byReference} B frames) in ${fmtValue(r.byReference.ms, 'ms')}, ${r.byReference.window} in flight; ack latency p50 ${fmtValue(r.byReference.latencyMs.p50, 'ms')} p99 ${fmtValue(r.byReference.latencyMs.p99, 'ms')}; ${cpu(r.byReference.cpu)}`,
+      invalid: invalid(r.byReference.problems),
     }),
     figure('fleet', 'unchanged reports, acked', r.unchanged.perSecond, '/s', { name: `ws echo round trips, echo server (${r.baselines.echo.connections} conns)`, value: r.baselines.echo.perSecond }, {
       aim: atLeast(FLEET_AIM.unchangedPerSecond, '/s'),
@@ -527,7 +536,7 @@ async function fleetSection(dataDir: string, agents: number): Promise<{ figures:
     figure('fleet', 'collector peak RSS (VmHWM)', r.rssMb.peak, 'MB', idle, {
       aim: (v) => ({ text: `< ${FLEET_AIM.rssMb} MB at ${FLEET_AIM.agents} agents`, met: v < FLEET_AIM.rssMb && enoughAgents }),
       note: `after the unchanged reports: RSS ${fmtValue(r.rssMb.afterUnchanged, 'MB')}`,
-      invalid: invalid(r.problems.filter((p) => !/^(enroll|connect|full|unchanged): /.test(p))),
+      invalid: invalid(r.problems.filter((p) => !/^(enroll|connect|full|new sets|by reference|unchanged): /.test(p))),
     }),
   ];
   const s = r.store;

@@ -15,8 +15,7 @@ import { dataPath } from '../../shared/testing/data.ts';
 import { importFeedPath } from '../feeds/store-import.ts';
 import { startCollector, TestAgent, type TestCollector } from '../gateway/testkit.ts';
 import type { Preview } from '../rollout/engine.ts';
-import type { PlanInput } from '../rollout/plan.ts';
-import { hostInventory } from '../rollout/testkit.ts';
+import { BIND, bindPlan as plan, hostInventory } from '../rollout/testkit.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import type { KeyPair } from '../../shared/signing.ts';
 import type { RolloutDetailJson, RolloutJson } from '../http/views.ts';
@@ -24,7 +23,6 @@ import { KEY_FILE } from '../server.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 /** ALSA-2026:54510 fixes bind 9.16.23 (bind-libs, bind-license, bind-utils in the RHEL 9.5 image). */
-const BIND = 'ALSA-2026:54510';
 const ME = `cli:${userInfo().username}`;
 
 function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -33,17 +31,6 @@ function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr:
       resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : -1, stdout, stderr });
     });
   });
-}
-
-function plan(over: Partial<PlanInput> = {}): PlanInput {
-  return {
-    name: 'bind week 48',
-    target: { tags: ['web'] },
-    action: { kind: 'patch', advisories: [BIND] },
-    waves: { canary: { hosts: 1 }, growth: { factor: 2 } },
-    waitMinutes: 0,
-    ...over,
-  };
 }
 
 interface Fleet {

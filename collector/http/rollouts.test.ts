@@ -5,8 +5,7 @@ import { InstructionSchema, instructionSignatureValid, type PatchInstruction } f
 import { dataPath } from '../../shared/testing/data.ts';
 import { importFeedPath } from '../feeds/store-import.ts';
 import { startCollector, type TestAgent, type TestCollector } from '../gateway/testkit.ts';
-import type { PlanInput } from '../rollout/plan.ts';
-import { hostInventory, resultFor } from '../rollout/testkit.ts';
+import { BIND, bindPlan as plan, hostInventory, resultFor } from '../rollout/testkit.ts';
 import { ApiTokenStore } from '../store/access.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { DASHBOARD_CSP } from './dashboard.ts';
@@ -14,21 +13,9 @@ import { MAX_PLAN_BYTES } from './rollouts.ts';
 import type { RolloutDetailJson, RolloutJson } from './views.ts';
 
 /** ALSA-2026:54510 fixes bind 9.16.23 (bind-libs, bind-license, bind-utils in the RHEL 9.5 image). */
-const BIND = 'ALSA-2026:54510';
 
 interface ErrorJson {
   error: { code: string; message: string };
-}
-
-function plan(over: Partial<PlanInput> = {}): PlanInput {
-  return {
-    name: 'bind week 48',
-    target: { tags: ['web'] },
-    action: { kind: 'patch', advisories: [BIND] },
-    waves: { canary: { hosts: 1 }, growth: { factor: 2 } },
-    waitMinutes: 0,
-    ...over,
-  };
 }
 
 interface Api {

@@ -1,24 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { instructionSignatureValid, type PatchInstruction } from '../../shared/instructions.ts';
-import type { PlanInput } from './plan.ts';
-import { type Bench, hostInventory, instructionOf, makeBench, NOW, resultFor } from './testkit.ts';
+import { type Bench, BIND, bindPlan as plan, hostInventory, instructionOf, makeBench, NOW, resultFor } from './testkit.ts';
 
 const MIN = 60_000;
 const at = (m: number) => new Date(NOW.getTime() + m * MIN);
 /** ALSA-2026:54510 fixes bind 9.16.23 (bind-libs, bind-license, bind-utils in the RHEL 9.5 image). */
-const BIND = 'ALSA-2026:54510';
-
-function plan(over: Partial<PlanInput> = {}): PlanInput {
-  return {
-    name: 'bind week 48',
-    target: { tags: ['web'] },
-    action: { kind: 'patch', advisories: [BIND] },
-    waves: { canary: { hosts: 1 }, growth: { factor: 2 } },
-    waitMinutes: 0,
-    ...over,
-  };
-}
 
 function fleetOf(b: Bench, n: number): string[] {
   return Array.from({ length: n }, (_, i) => b.addHost({ hostname: `web-${i + 1}`, tags: ['web'] }));

@@ -23,6 +23,7 @@ import type { Advisory } from '../feeds/types.ts';
 import { openDatabase, type Db } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
 import { RolloutEngine } from './engine.ts';
+import type { PlanInput } from './plan.ts';
 import { InstructionOutbox, type OutboxEntry } from './store.ts';
 
 export const NOW = new Date('2026-11-26T18:00:00.000Z');
@@ -168,5 +169,20 @@ export function resultFor(instructionId: string, status: InstructionResult['stat
     commands: [],
     changes: [],
     rebootRequired: opts.rebootRequired === undefined ? false : opts.rebootRequired,
+  };
+}
+
+/** The real AlmaLinux 9 bind advisory the rollout tests patch (in almalinux9.osv.jsonl.gz). */
+export const BIND = 'ALSA-2026:54510';
+
+/** A plan patching everything that fixes BIND on the hosts tagged `web`, canary of one, no wait. */
+export function bindPlan(over: Partial<PlanInput> = {}): PlanInput {
+  return {
+    name: 'bind week 48',
+    target: { tags: ['web'] },
+    action: { kind: 'patch', advisories: [BIND] },
+    waves: { canary: { hosts: 1 }, growth: { factor: 2 } },
+    waitMinutes: 0,
+    ...over,
   };
 }

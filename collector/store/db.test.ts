@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { MIGRATIONS } from './migrations.ts';
+import Database from 'better-sqlite3';
 import { openDatabase } from './db.ts';
 
 describe('openDatabase', () => {
@@ -37,5 +38,31 @@ describe('openDatabase', () => {
     const path = join(dir, 'junk.db');
     await writeFile(path, 'this is not sqlite '.repeat(100));
     assert.throws(() => openDatabase(path), { code: 'PW_ERR_STORE' });
+  });
+
+  it('migration 7 rebuilds inventory_contents as a rowid table: stored reports keep their contents, foreign keys hold and stay enforced', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'pw-db-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const path = join(dir, 'c.db');
+    // A database as a collector at schema 6 left it, with a stored report.
+    const old = new Database(path);
+    old.pragma('foreign_keys = ON');
+    for (const sql of MIGRATIONS.slice(0, 6)) old.exec(sql);
+    old.pragma('user_version = 6');
+    old.exec(`INSERT INTO agents (id, public_key, hostname, enrolled_at) VALUES ('a1', 'k1', 'web-1', '2026-11-26T00:00:00Z');
+      INSERT INTO inventory_contents (hash, ecosystem, package_count, packages, created_at, package_set) VALUES ('c1', 'Debian:12', 1, '[{"name":"zlib1g"}]', '2026-11-26T00:00:00Z', 's1');
+      INSERT INTO reports (id, agent_id, received_at, inventory_hash, content_hash, envelope) VALUES ('r1', 'a1', '2026-11-26T00:00:00Z', 'h1', 'c1', '{}');`);
+    old.close();
+
+    const db = openDatabase(path);
+    t.after(() => db.close());
+    assert.equal(db.pragma('user_version', { simple: true }), MIGRATIONS.length);
+    const sql = db.prepare<[], string>("SELECT sql FROM sqlite_schema WHERE name = 'inventory_contents'").pluck().get() ?? '';
+    assert.doesNotMatch(sql, /WITHOUT ROWID/);
+    assert.deepEqual(db.prepare('SELECT hash, package_set, packages FROM inventory_contents').all(), [{ hash: 'c1', package_set: 's1', packages: '[{"name":"zlib1g"}]' }]);
+    assert.deepEqual(db.pragma('foreign_key_check'), []);
+    assert.equal(db.pragma('foreign_keys', { simple: true }), 1);
+    // Still the parent of reports.content_hash: a report naming no stored content is refused.
+    assert.throws(() => db.exec("INSERT INTO reports (id, agent_id, received_at, inventory_hash, content_hash, envelope) VALUES ('r2', 'a1', 'x', 'h', 'nope', '{}')"), /FOREIGN KEY/);
   });
 });

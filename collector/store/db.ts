@@ -52,11 +52,22 @@ export function migrate(db: Db): void {
   if (current > MIGRATIONS.length) {
     throw new StoreError(`database schema version ${current} is newer than this collector knows (${MIGRATIONS.length}): upgrade the collector`);
   }
-  for (let v = current; v < MIGRATIONS.length; v++) {
-    const sql = MIGRATIONS[v] as string;
-    db.transaction(() => {
-      db.exec(sql);
-      db.pragma(`user_version = ${v + 1}`);
-    })();
+  if (current === MIGRATIONS.length) return;
+  // Off while migrating, as SQLite's table-rebuild procedure needs (the pragma cannot change
+  // inside a transaction); each migration is checked before it commits instead.
+  const enforced = db.pragma('foreign_keys', { simple: true }) === 1;
+  db.pragma('foreign_keys = OFF');
+  try {
+    for (let v = current; v < MIGRATIONS.length; v++) {
+      const sql = MIGRATIONS[v] as string;
+      db.transaction(() => {
+        db.exec(sql);
+        const broken = db.pragma('foreign_key_check') as unknown[];
+        if (broken.length > 0) throw new StoreError(`migration ${v + 1} would leave ${broken.length} broken references: ${JSON.stringify(broken.slice(0, 3))}`);
+        db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
+  } finally {
+    if (enforced) db.pragma('foreign_keys = ON');
   }
 }
