@@ -55,8 +55,11 @@ await build({
   ...common,
   entry: { collector: join(root, 'collector/main.ts') },
   target: 'node20',
-  external: ['better-sqlite3'],
-  noExternal: [/^(?!better-sqlite3$).*/],
+  // Native modules stay in node_modules. bufferutil is ws's C unmasking: every frame an
+  // agent sends is masked, and unmasking a 240 KB report in JS was the collector's largest
+  // cost for full reports (scripts/bench-fleet.ts profile).
+  external: ['better-sqlite3', 'bufferutil'],
+  noExternal: [/^(?!(better-sqlite3|bufferutil)$).*/],
 });
 
 for (const f of ['agent.js', 'collector.js']) chmodSync(join(outDir, f), 0o755);
