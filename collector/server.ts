@@ -123,6 +123,9 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     const fleet = new FleetStore(db);
     const metrics = createMetrics();
     const findings = new HostFindings({ db, fleet, policy: config.policy, logger, now });
+    metrics.registry.onCollect(() => {
+      metrics.findingsQueue.set(findings.queued);
+    });
     const started = Date.now();
     const loaded = findings.load();
     logger.info({ ...loaded, ms: Date.now() - started }, 'advisories loaded');

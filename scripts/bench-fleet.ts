@@ -126,6 +126,8 @@ export interface FleetBench {
   /** Changed inventories whose package set the collector holds, named by packageSetHash. */
   byReference: ReportPhase;
   unchanged: ReportPhase;
+  /** After each report phase: how long until the collector had correlated every host it queued (null: not within the deadline). */
+  correlationCatchUpMs: Record<string, number | null>;
   rssMb: { idle: number; connected: number; afterFull: number; afterUnchanged: number; peak: number };
   /** What the collector said about itself on /metrics after each phase (null when it could not be read). */
   metrics: { connected: number | null; hosts: number | null; stored: number | null; unchanged: number | null };
@@ -748,6 +750,25 @@ async function echoBaselines(
 // ---------------------------------------------------------------------------------------
 // the bench
 
+/**
+ * Waits until the collector has correlated every host a phase's reports queued
+ * (patchwarden_findings_queue 0), so the next phase measures its own work, not the last
+ * one's tail. Returns the wait in ms (null if the gauge never reached 0 in time).
+ */
+async function settle(url: string, timeoutMs: number): Promise<number | null> {
+  const t0 = performance.now();
+  while (performance.now() - t0 < timeoutMs) {
+    try {
+      const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(10_000) });
+      if (/^patchwarden_findings_queue 0$/m.test(await res.text())) return performance.now() - t0;
+    } catch {
+      // The collector is busy; ask again.
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return null;
+}
+
 async function scrapeMetrics(url: string): Promise<{ connected: number | null; hosts: number | null; stored: number | null; unchanged: number | null }> {
   try {
     const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(10_000) });
@@ -932,6 +953,7 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
     if ((full.statuses.stored ?? 0) !== full.count) fullProblems.push(`acks were ${JSON.stringify(full.statuses)}: every full report should be stored`);
     if (full.count < Math.min(MIN_FULL_REPORTS, live.length * fullRounds)) fullProblems.push(`only ${full.count} full reports acked`);
     problems.push(...fullProblems.map((p) => `full: ${p}`));
+    const settleMs: Record<string, number | null> = { full: await settle(httpUrl, STEP_TIMEOUT_MS * 4) };
 
     // Phase 2a: full reports of package sets nobody sent before (one package's version
     // differs per report): every one is parsed, validated, hashed and stored whole.
@@ -971,6 +993,7 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
     const newSetProblems = [...newSets.problems];
     if ((newSets.statuses.stored ?? 0) !== newSets.count) newSetProblems.push(`acks were ${JSON.stringify(newSets.statuses)}: every report of a new set should be stored`);
     problems.push(...newSetProblems.map((p) => `new sets: ${p}`));
+    settleMs.newSets = await settle(httpUrl, STEP_TIMEOUT_MS * 4);
 
     // Phase 2b: changed inventories whose package set the collector holds (every variant
     // was stored in phase 2), named by reference: what an agent sends first, and all it
@@ -1003,6 +1026,8 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
     if ((byRef.statuses.stored ?? 0) !== byRef.count) refProblems.push(`acks were ${JSON.stringify(byRef.statuses)}: every report naming a held set should be stored`);
     if (usedVariants.size < VARIANTS) refProblems.push(`phase 2 stored ${usedVariants.size} of ${VARIANTS} package sets, so some named sets may be unknown`);
     problems.push(...refProblems.map((p) => `by reference: ${p}`));
+    settleMs.byReference = await settle(httpUrl, STEP_TIMEOUT_MS * 4);
+    for (const [phase, ms] of Object.entries(settleMs)) if (ms === null) problems.push(`${phase}: the collector's correlation queue did not drain`);
 
     // Phase 3: unchanged reports from every agent that has a stored inventory.
     const reported = live.filter((a) => a.hash !== null && a.link?.closed === null);
@@ -1064,6 +1089,7 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
       newSets: { count: newSets.count, ms: newSets.ms, perSecond: newSets.perSecond, window: fullWindow, statuses: newSets.statuses, latencyMs: newSets.latencyMs, cpu: newSetCpu, problems: newSetProblems },
       byReference: { count: byRef.count, ms: byRef.ms, perSecond: byRef.perSecond, window: fullWindow, statuses: byRef.statuses, latencyMs: byRef.latencyMs, cpu: refCpu, problems: refProblems },
       unchanged: { count: same.count, ms: same.ms, perSecond: same.perSecond, window: sameWindow, statuses: same.statuses, latencyMs: same.latencyMs, cpu: sameCpu, problems: sameProblems },
+      correlationCatchUpMs: settleMs,
       rssMb: { idle: idleMb, connected: connectedMb, afterFull: afterFullMb, afterUnchanged: afterUnchangedMb, peak },
       metrics: { ...metrics, connected: m1.connected },
       store,

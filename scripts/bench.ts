@@ -545,6 +545,7 @@ async function fleetSection(dataDir: string, agents: number): Promise<{ figures:
     `${r.build === null ? '' : ` (${r.build})`}; ${r.packages}-package inventories (the correlate inventory, relabelled Debian:12) in ${r.variants} package sets ` +
     `(the host's real pending upgrades applied to 32 depths), each agent with its own hostname, machine-id and boot-id; ` +
     `store afterwards: ${s === null ? '?' : `${s.agents} agents, ${s.hosts} hosts, ${s.reports} reports, ${s.contents} inventory contents for ${s.expectedContents} distinct package sets`}; ` +
+    `correlation caught up after each report phase in ${Object.entries(r.correlationCatchUpMs).map(([k, v]) => `${k} ${v === null ? 'never' : fmtValue(v, 'ms')}`).join(', ')} (measured apart from the phases); ` +
     `collector log: ${r.collectorLog.lines} lines, ${r.collectorLog.warnings} warnings, ${r.collectorLog.errors} errors, ${r.collectorLog.exit} on SIGTERM` +
     (r.cpuProfile === null ? '' : `; CPU profile ${r.cpuProfile}`);
   return { figures, raw: { intro, ...r } };

@@ -98,6 +98,11 @@ export class HostFindings {
     return doc;
   }
 
+  /** Hosts waiting for their turn (the findings_queue gauge). */
+  get queued(): number {
+    return this.#queue.size;
+  }
+
   /** Queues a host for correlation; the newest inventory wins when it is queued twice. */
   schedule(agentId: string, inventory: Inventory, hash: string): void {
     this.#queue.delete(agentId);

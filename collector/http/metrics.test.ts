@@ -162,6 +162,7 @@ describe('createMetrics', () => {
       'patchwarden_agents_connected',
       'patchwarden_feed_age_seconds',
       'patchwarden_findings_open',
+      'patchwarden_findings_queue',
       'patchwarden_hosts_total',
       'patchwarden_http_requests',
       'patchwarden_metrics_collect_errors',
