@@ -286,12 +286,12 @@ export class Gateway {
 
   #handle(s: Session, data: RawData, isBinary: boolean, arrived: bigint): void {
     if (isBinary) throw protocolError('binary frames are not part of the protocol: send JSON text frames');
-    const text = (Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)).toString('utf8');
+    const frame = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
     // Only an authenticated agent's report can name a stored set; before that, parse it all.
-    const known = s.agentId === null ? null : splitKnownPackageSet(text, (h) => this.#opts.fleet.packageSet(h));
+    const known = s.agentId === null ? null : splitKnownPackageSet(frame, (h) => this.#opts.fleet.packageSet(h));
     let json: unknown;
     try {
-      json = JSON.parse(known?.rest ?? text);
+      json = JSON.parse(known?.rest ?? frame.toString('utf8'));
     } catch (err) {
       throw protocolError(`the frame is not JSON: ${(err as Error).message}`);
     }

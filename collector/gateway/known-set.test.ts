@@ -14,8 +14,8 @@ before(async () => {
   held = new Map([[packageSetHash(inv.packages), inv.packages]]);
 });
 
-function frame(i: Inventory, space?: number): string {
-  return JSON.stringify({ type: 'report', id: randomUUID(), hash: inventoryHash(i), inventory: i }, null, space);
+function frame(i: Inventory, space?: number): Buffer {
+  return Buffer.from(JSON.stringify({ type: 'report', id: randomUUID(), hash: inventoryHash(i), inventory: i }, null, space), 'utf8');
 }
 
 describe('splitKnownPackageSet', () => {
@@ -30,7 +30,7 @@ describe('splitKnownPackageSet', () => {
     assert.deepEqual(rest.inventory, { ...inv, packages: [] });
   });
 
-  const misses: { name: string; text: () => string }[] = [
+  const misses: { name: string; text: () => Buffer | string }[] = [
     { name: 'a set the collector does not hold', text: () => frame({ ...inv, packages: inv.packages.slice(1) }) },
     { name: 'the held set, pretty-printed (not the bytes that were hashed)', text: () => frame(inv, 1) },
     { name: 'the held set in a different order', text: () => frame({ ...inv, packages: [...inv.packages].reverse() }) },
@@ -41,10 +41,17 @@ describe('splitKnownPackageSet', () => {
       text: () => JSON.stringify({ type: 'report', note: `"packages":${JSON.stringify(inv.packages)},"kernel":` }),
     },
   ];
+  it('a host name field with multi-byte UTF-8 before the packages: the span and the rest are cut at the right bytes', () => {
+    const text = JSON.stringify({ type: 'report', id: randomUUID(), note: 'höst-ünïcødé-✓'.repeat(50), inventory: { packages: inv.packages, kernel: {} } });
+    const got = splitKnownPackageSet(Buffer.from(text, 'utf8'), (h) => held.get(h));
+    assert.ok(got !== null);
+    assert.equal(got.rest, text.replace(JSON.stringify(inv.packages), '[]'));
+  });
+
   for (const c of misses) {
     it(`parsed whole: ${c.name}`, () => {
       assert.equal(
-        splitKnownPackageSet(c.text(), (h) => held.get(h)),
+        splitKnownPackageSet(Buffer.from(c.text()), (h) => held.get(h)),
         null,
       );
     });

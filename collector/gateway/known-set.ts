@@ -9,36 +9,38 @@
  * used. The stored set is one this collector parsed, validated and hashed itself, so a
  * frame that takes this path means exactly what it would have meant parsed whole.
  *
- * Neither marker can occur inside a JSON string (a string's quotes are escaped), so the
- * span is the array's text whenever the frame came from JSON.stringify; any other frame
+ * Neither marker can occur inside a JSON string (a string's quotes are escaped), nor inside
+ * a UTF-8 multi-byte character (whose bytes are all >= 0x80), so the frame is searched and
+ * the span hashed as bytes: the 240 KB are never decoded to a string. The span is the
+ * array's text whenever the frame came from JSON.stringify; any other frame
  * (whitespace, a different key order, a set the collector has not seen) hashes to nothing
  * known and is parsed whole, as before.
  */
 import { createHash } from 'node:crypto';
 import type { Package } from '../../shared/protocol.ts';
 
-const START = '"packages":[';
-const END = '],"kernel":';
+const START = Buffer.from('"packages":[', 'utf8');
+const END = Buffer.from('],"kernel":', 'utf8');
 /** Below this a frame is parsed whole: there is no set worth skipping. */
 export const KNOWN_SET_MIN_FRAME = 16 * 1024;
 
 export interface KnownSetFrame {
-  /** The frame with the packages' span replaced by `[]`. */
+  /** The frame, decoded, with the packages' span replaced by `[]`. */
   rest: string;
   /** packageSetHash of the span. */
   hash: string;
   packages: Package[];
 }
 
-export function splitKnownPackageSet(text: string, lookup: (setHash: string) => Package[] | undefined): KnownSetFrame | null {
-  if (text.length < KNOWN_SET_MIN_FRAME) return null;
-  const start = text.indexOf(START);
+export function splitKnownPackageSet(frame: Buffer, lookup: (setHash: string) => Package[] | undefined): KnownSetFrame | null {
+  if (frame.length < KNOWN_SET_MIN_FRAME) return null;
+  const start = frame.indexOf(START);
   if (start < 0) return null;
   const open = start + START.length - 1;
-  const close = text.indexOf(END, open);
+  const close = frame.indexOf(END, open);
   if (close < 0) return null;
-  const hash = createHash('sha256').update(text.slice(open, close + 1)).digest('hex');
+  const hash = createHash('sha256').update(frame.subarray(open, close + 1)).digest('hex');
   const packages = lookup(hash);
   if (packages === undefined) return null;
-  return { rest: `${text.slice(0, open)}[]${text.slice(close + 1)}`, hash, packages };
+  return { rest: `${frame.toString('utf8', 0, open)}[]${frame.toString('utf8', close + 1)}`, hash, packages };
 }
