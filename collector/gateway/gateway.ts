@@ -288,7 +288,7 @@ export class Gateway {
     if (isBinary) throw protocolError('binary frames are not part of the protocol: send JSON text frames');
     const frame = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
     // Only an authenticated agent's report can name a stored set; before that, parse it all.
-    const known = s.agentId === null ? null : splitKnownPackageSet(frame, (h) => this.#opts.fleet.packageSet(h));
+    const known = s.agentId === null ? null : splitKnownPackageSet(frame, (json) => this.#opts.fleet.matchPackageSet(json));
     let json: unknown;
     try {
       json = JSON.parse(known?.rest ?? frame.toString('utf8'));

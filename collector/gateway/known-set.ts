@@ -3,8 +3,8 @@
  * a fleet runs a few images, so most full reports repeat a set some host sent before.
  *
  * The agent serialises its report with JSON.stringify, so the frame contains the packages
- * exactly as packageSetJson makes them: `"packages":[...]` followed by `],"kernel":`. That
- * span is hashed as bytes; when the hash names a stored set, the frame is parsed and
+ * exactly as packageSetJson makes them: `"packages":[...]` followed by `],"kernel":`. When
+ * that span is byte for byte a stored set's JSON (same bytes, same packageSetHash), the frame is parsed and
  * validated with `[]` in its place (2 KB instead of 240 KB) and the stored packages are
  * used. The stored set is one this collector parsed, validated and hashed itself, so a
  * frame that takes this path means exactly what it would have meant parsed whole.
@@ -16,7 +16,6 @@
  * (whitespace, a different key order, a set the collector has not seen) hashes to nothing
  * known and is parsed whole, as before.
  */
-import { createHash } from 'node:crypto';
 import type { Package } from '../../shared/protocol.ts';
 
 const START = Buffer.from('"packages":[', 'utf8');
@@ -32,15 +31,15 @@ export interface KnownSetFrame {
   packages: Package[];
 }
 
-export function splitKnownPackageSet(frame: Buffer, lookup: (setHash: string) => Package[] | undefined): KnownSetFrame | null {
+/** `match` finds the held set whose JSON is exactly the span's bytes (FleetStore.matchPackageSet). */
+export function splitKnownPackageSet(frame: Buffer, match: (json: Buffer) => { hash: string; packages: Package[] } | undefined): KnownSetFrame | null {
   if (frame.length < KNOWN_SET_MIN_FRAME) return null;
   const start = frame.indexOf(START);
   if (start < 0) return null;
   const open = start + START.length - 1;
   const close = frame.indexOf(END, open);
   if (close < 0) return null;
-  const hash = createHash('sha256').update(frame.subarray(open, close + 1)).digest('hex');
-  const packages = lookup(hash);
-  if (packages === undefined) return null;
-  return { rest: `${frame.toString('utf8', 0, open)}[]${frame.toString('utf8', close + 1)}`, hash, packages };
+  const held = match(frame.subarray(open, close + 1));
+  if (held === undefined) return null;
+  return { rest: `${frame.toString('utf8', 0, open)}[]${frame.toString('utf8', close + 1)}`, hash: held.hash, packages: held.packages };
 }

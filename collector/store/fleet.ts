@@ -190,7 +190,8 @@ export class FleetStore {
   readonly #reportById;
   readonly #contentExists;
   readonly #setByHash;
-  readonly #sets = new Map<string, Package[]>();
+  /** Parsed package sets and their JSON bytes, most recently used last. */
+  readonly #sets = new Map<string, { packages: Package[]; bytes: Buffer }>();
   readonly #insertContent;
   readonly #insertReport;
   readonly #upsertHost;
@@ -401,17 +402,35 @@ export class FleetStore {
     if (cached !== undefined) {
       this.#sets.delete(setHash);
       this.#sets.set(setHash, cached);
-      return cached;
+      return cached.packages;
     }
     const json = this.#setByHash.get(setHash);
     if (json === undefined) return undefined;
     const packages = JSON.parse(json) as Package[];
-    this.#rememberSet(setHash, packages);
+    this.#rememberSet(setHash, packages, json);
     return packages;
   }
 
-  #rememberSet(setHash: string, packages: Package[]): void {
-    this.#sets.set(setHash, packages);
+  /**
+   * The held set whose JSON is exactly these bytes (the packages' span of a full report):
+   * compared byte for byte with the sets in memory first, which costs a memcmp where a
+   * sha256 of 240 KB would cost half a millisecond; else hashed and looked up.
+   */
+  matchPackageSet(json: Buffer): { hash: string; packages: Package[] } | undefined {
+    for (const [hash, set] of this.#sets) {
+      if (set.bytes.length === json.length && set.bytes.equals(json)) {
+        this.#sets.delete(hash);
+        this.#sets.set(hash, set);
+        return { hash, packages: set.packages };
+      }
+    }
+    const hash = createHash('sha256').update(json).digest('hex');
+    const packages = this.packageSet(hash);
+    return packages === undefined ? undefined : { hash, packages };
+  }
+
+  #rememberSet(setHash: string, packages: Package[], json: string): void {
+    this.#sets.set(setHash, { packages, bytes: Buffer.from(json, 'utf8') });
     if (this.#sets.size > PACKAGE_SET_CACHE) {
       const oldest = this.#sets.keys().next();
       if (oldest.done !== true) this.#sets.delete(oldest.value);
@@ -474,8 +493,9 @@ export class FleetStore {
     const contentHash = packagesHash(inventory, setHash);
     const newContent = this.#contentExists.get(contentHash) === undefined;
     if (newContent) {
-      this.#insertContent.run(contentHash, inventory.host.ecosystem, inventory.packages.length, setJson ?? packageSetJson(inventory.packages), at, setHash);
-      this.#rememberSet(setHash, inventory.packages);
+      const json = setJson ?? packageSetJson(inventory.packages);
+      this.#insertContent.run(contentHash, inventory.host.ecosystem, inventory.packages.length, json, at, setHash);
+      this.#rememberSet(setHash, inventory.packages, json);
     }
     const { packages: _stored, ...envelope } = inventory;
     this.#insertReport.run(reportId, agentId, at, hash, contentHash, JSON.stringify(envelope));

@@ -20,6 +20,8 @@ export class FindingHistoryStore {
   readonly #select;
   readonly #upsert;
   readonly #resolve;
+  readonly #exceptions;
+  readonly #recordTx;
 
   constructor(db: Db) {
     this.#db = db;
@@ -32,6 +34,19 @@ export class FindingHistoryStore {
          last_seen = excluded.last_seen, resolved = NULL, status = excluded.status, finding = excluded.finding`,
     );
     this.#resolve = db.prepare(`UPDATE finding_history SET resolved = @now, status = 'resolved' WHERE host = @host AND advisory = @advisory AND package = @package AND resolved IS NULL`);
+    // Prepared once: both run for every correlated host, thousands of times in a burst of reports.
+    this.#exceptions = db.prepare<[string, string], { advisory: string; package: string | null; owner: string; reason: string; expires: string }>(
+      'SELECT advisory, package, owner, reason, expires FROM exceptions WHERE (host IS NULL OR host = ?) AND expires > ? ORDER BY id',
+    );
+    this.#recordTx = db.transaction((host: string, findings: readonly Finding[], nowIso: string) => {
+      for (const f of findings) {
+        if (f.status === 'resolved') {
+          this.#resolve.run({ host, advisory: f.advisory, package: f.package, now: f.resolvedAt ?? nowIso });
+        } else {
+          this.#upsert.run({ host, advisory: f.advisory, package: f.package, firstSeen: f.firstSeen, now: nowIso, status: f.status, finding: JSON.stringify(f) });
+        }
+      }
+    });
   }
 
   /** What the host had before: the input to buildFindings' first-seen and resolved logic. */
@@ -45,16 +60,7 @@ export class FindingHistoryStore {
 
   /** Records one correlation's findings for the host in one transaction. */
   record(host: string, findings: readonly Finding[], now: Date): void {
-    const nowIso = now.toISOString();
-    this.#db.transaction(() => {
-      for (const f of findings) {
-        if (f.status === 'resolved') {
-          this.#resolve.run({ host, advisory: f.advisory, package: f.package, now: f.resolvedAt ?? nowIso });
-        } else {
-          this.#upsert.run({ host, advisory: f.advisory, package: f.package, firstSeen: f.firstSeen, now: nowIso, status: f.status, finding: JSON.stringify(f) });
-        }
-      }
-    })();
+    this.#recordTx(host, findings, now.toISOString());
   }
 
   addException(e: RiskException & { host?: string | undefined }, now: Date): number {
@@ -66,10 +72,7 @@ export class FindingHistoryStore {
 
   /** Exceptions for this host (and fleet-wide ones) that have not expired. */
   exceptions(host: string, now: Date): RiskException[] {
-    return this.#db
-      .prepare<[string, string], { advisory: string; package: string | null; owner: string; reason: string; expires: string }>(
-        'SELECT advisory, package, owner, reason, expires FROM exceptions WHERE (host IS NULL OR host = ?) AND expires > ? ORDER BY id',
-      )
+    return this.#exceptions
       .all(host, now.toISOString())
       .map((r) => ({ advisory: r.advisory, package: r.package ?? undefined, owner: r.owner, reason: r.reason, expires: r.expires }));
   }
