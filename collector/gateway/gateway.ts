@@ -31,7 +31,7 @@ import {
 } from '../../shared/protocol.ts';
 import { helloPayload, verifyBytes } from '../../shared/signing.ts';
 import type { Logger } from '../logger.ts';
-import type { FleetStore, PackageSetRef } from '../store/fleet.ts';
+import type { FleetStore, IngestItem, IngestResult, PackageSetRef } from '../store/fleet.ts';
 import { splitKnownPackageSet } from './known-set.ts';
 
 export const AGENT_PATH = '/v1/agent';
@@ -206,6 +206,8 @@ export class Gateway {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#heartbeat);
+    // Reports waiting for their shared commit are stored and acked before the goodbye.
+    if (this.#batch.length > 0) this.#flush();
     for (const server of this.#servers) server.off('upgrade', this.#onUpgrade);
     const closed = [...this.#sessions].map(
       (s) =>
@@ -395,6 +397,13 @@ export class Gateway {
   }
 
   #report(s: Session, agentId: string, id: string, hash: string, inventory: Inventory | null, set: PackageSetRef | undefined, arrived: bigint): void {
+    if (inventory !== null) {
+      // Stored reports that arrive in the same event-loop turn share one commit (each in its
+      // own savepoint); their acks go out after it, in arrival order.
+      this.#batch.push({ s, item: { agentId, reportId: id, hash, inventory, set }, arrived });
+      if (this.#batch.length === 1) setImmediate(this.#flush);
+      return;
+    }
     let result;
     try {
       result = this.#opts.fleet.ingestReport(agentId, id, hash, inventory, this.#opts.now(), set);
@@ -402,16 +411,42 @@ export class Gateway {
       if (err instanceof ProtocolError) throw err;
       throw this.#internal(s, err);
     }
-    // The transaction has committed: only now may the agent forget the report.
     this.#ack(s, id, result.status, arrived);
-    if (result.status === 'stored' && inventory !== null && this.#opts.onInventory !== undefined) {
-      try {
-        this.#opts.onInventory(agentId, inventory, result.contentHash);
-      } catch (err) {
-        s.log.error({ err }, 'correlating the new inventory failed; the report is stored');
-      }
-    }
   }
+
+  readonly #batch: { s: Session; item: IngestItem; arrived: bigint }[] = [];
+  readonly #flush = (): void => {
+    const batch = this.#batch.splice(0);
+    let results: (IngestResult | { error: unknown })[];
+    try {
+      results = this.#opts.fleet.ingestBatch(
+        batch.map((b) => b.item),
+        this.#opts.now(),
+      );
+    } catch (err) {
+      // The commit itself failed (disk full, I/O error): nothing of the batch is stored.
+      results = batch.map(() => ({ error: err }));
+    }
+    batch.forEach(({ s, item, arrived }, i) => {
+      const result = results[i] ?? { error: new Error('no result') };
+      if ('error' in result) {
+        this.#opts.onReport?.('rejected', 0);
+        this.#refuse(s, result.error instanceof ProtocolError ? result.error : this.#internal(s, result.error));
+        return;
+      }
+      // The transaction has committed: only now may the agent forget the report. A session
+      // closed meanwhile gets no ack; its agent sends the report again (answered duplicate).
+      if (s.closing) return;
+      this.#ack(s, item.reportId, result.status, arrived);
+      if (result.status === 'stored' && this.#opts.onInventory !== undefined) {
+        try {
+          this.#opts.onInventory(item.agentId, item.inventory, result.contentHash);
+        } catch (err) {
+          s.log.error({ err }, 'correlating the new inventory failed; the report is stored');
+        }
+      }
+    });
+  };
 
   #ack(s: Session, id: string, status: 'stored' | 'unchanged' | 'duplicate' | 'packages-unknown', arrived: bigint): void {
     this.stats.reports[status]++;

@@ -215,6 +215,41 @@ describe('FleetStore.ingestReport', () => {
   });
 });
 
+describe('FleetStore.ingestBatch (one commit for the reports of one event-loop turn)', () => {
+  it('each report in its own savepoint: a refused one rolls back alone, the others are stored', async (t) => {
+    const { db, fleet } = await tempFleet(t);
+    const [a, revoked, b] = [enroll(fleet, 'a'), enroll(fleet, 'revoked'), enroll(fleet, 'b')];
+    fleet.revokeAgent(revoked, 'test', NOW);
+    const hostB = { ...rhel, host: { ...rhel.host, hostname: 'b' } };
+    const results = fleet.ingestBatch(
+      [
+        { agentId: a, reportId: randomUUID(), hash: inventoryHash(rhel), inventory: rhel },
+        { agentId: revoked, reportId: randomUUID(), hash: inventoryHash(rhel), inventory: rhel },
+        { agentId: randomUUID(), reportId: randomUUID(), hash: inventoryHash(rhel), inventory: rhel },
+        { agentId: b, reportId: randomUUID(), hash: inventoryHash(hostB), inventory: hostB },
+      ],
+      NOW,
+    );
+    assert.deepEqual(
+      results.map((r) => ('error' in r ? (r.error as { code?: string }).code : r.status)),
+      ['stored', 'PW_ERR_AGENT_REVOKED', 'PW_ERR_UNAUTHENTICATED', 'stored'],
+    );
+    assert.deepEqual([count(db, 'reports'), count(db, 'hosts'), count(db, 'inventory_contents')], [2, 2, 1]);
+    assert.equal(fleet.host(revoked), undefined);
+    assert.equal(fleet.latestInventory(b)?.host.hostname, 'b');
+  });
+
+  it('a failing commit stores nothing of the batch', async (t) => {
+    const { db, fleet } = await tempFleet(t);
+    const a = enroll(fleet, 'a');
+    // A deferred constraint fails at COMMIT: the whole batch's transaction, not one savepoint.
+    db.exec('CREATE TABLE commit_gate (x INTEGER REFERENCES agents (id) DEFERRABLE INITIALLY DEFERRED)');
+    db.exec("CREATE TRIGGER gate AFTER INSERT ON reports BEGIN INSERT INTO commit_gate VALUES ('no such agent'); END");
+    assert.throws(() => fleet.ingestBatch([{ agentId: a, reportId: randomUUID(), hash: inventoryHash(rhel), inventory: rhel }], NOW), /FOREIGN KEY/);
+    assert.deepEqual([count(db, 'reports'), count(db, 'hosts'), count(db, 'inventory_contents')], [0, 0, 0]);
+  });
+});
+
 describe('FleetStore.listHosts', () => {
   async function fleetOf(t: TestContext, n: number) {
     const { db, fleet } = await tempFleet(t);

@@ -45,6 +45,15 @@ export interface PackageSetRef {
 /** Parsed package sets kept in memory: a fleet built from a few images names the same few sets over and over. */
 const PACKAGE_SET_CACHE = 32;
 
+/** One report of a batch (see ingestBatch). */
+export interface IngestItem {
+  agentId: string;
+  reportId: string;
+  hash: string;
+  inventory: Inventory;
+  set?: PackageSetRef | undefined;
+}
+
 export type IngestResult =
   | { status: 'stored'; contentHash: string; newContent: boolean }
   | { status: 'unchanged' }
@@ -206,6 +215,7 @@ export class FleetStore {
   readonly #disconnectAll;
   readonly #enrollTx;
   readonly #ingestTx;
+  readonly #batchTx;
 
   constructor(db: Db) {
     this.#db = db;
@@ -279,6 +289,16 @@ export class FleetStore {
       },
     );
     this.#ingestTx = db.transaction(this.#ingest.bind(this));
+    // Inside #batchTx, each #ingestTx call is a SAVEPOINT: a refused report rolls back alone.
+    this.#batchTx = db.transaction((items: readonly IngestItem[], now: Date) =>
+      items.map((it): IngestResult | { error: unknown } => {
+        try {
+          return this.#ingestTx(it.agentId, it.reportId, it.hash, it.inventory, now, it.set);
+        } catch (error) {
+          return { error };
+        }
+      }),
+    );
   }
 
   createEnrollmentToken(
@@ -390,6 +410,16 @@ export class FleetStore {
       if (fast !== undefined) return fast;
     }
     return this.#ingestTx.immediate(agentId, reportId, hash, inventory, now, set);
+  }
+
+  /**
+   * Stores several reports in one transaction (one commit, one WAL append), each in its own
+   * savepoint: a report that is refused (unknown agent, revoked, a stale hash) rolls back
+   * alone and comes back as `{error}`; the others are stored. When this returns, every
+   * result that is not an error is committed. A failing commit throws for all of them.
+   */
+  ingestBatch(items: readonly IngestItem[], now = new Date()): (IngestResult | { error: unknown })[] {
+    return this.#batchTx.immediate(items, now);
   }
 
   /**
