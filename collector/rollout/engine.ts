@@ -225,6 +225,7 @@ export class RolloutEngine {
       this.#setState(r, 'cancelled', actor, 'rollout.cancel', now);
       this.store.update(id, { finished_at: now.toISOString() }, now);
       this.#withdraw(r, now, 'rollout cancelled');
+      this.#outbox.stopResends(r.id, now);
     });
   }
 
@@ -411,6 +412,7 @@ export class RolloutEngine {
           this.store.update(id, { halted_reason: reason }, now);
           this.#setState(r, 'halted', SYSTEM_ACTOR, 'rollout.halt', now, reason);
           this.#withdraw(r, now, 'rollout halted');
+          this.#outbox.stopResends(r.id, now);
           return;
         }
         if (r.currentWave >= r.waveCount - 1) {

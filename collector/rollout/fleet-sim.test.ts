@@ -394,6 +394,15 @@ describe('rollouts over a simulated fleet on real sockets', () => {
     assert.throws(() => {
       rollouts.resume(id, 'bob');
     }, { code: 'PW_ERR_ROLLOUT_STATE' });
+    // A wave-1 agent that reconnects (as one that lost the delivery would) is not sent the
+    // cancelled rollout's instruction again.
+    const again = inWave(1)[0] ?? assert.fail('wave 1 has a host');
+    await again.disconnect();
+    await again.reconnect();
+    f.clock.advance(MIN);
+    await ticks(f);
+    assert.equal(again.frames, 1, 'no second delivery after the cancel');
+    assert.deepEqual(f.collector.outbox.pendingFor(again.agentId, f.clock.now()), []);
     noViolations(f);
   });
 });

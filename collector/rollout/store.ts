@@ -7,7 +7,10 @@
  * The outbox holds the signed text exactly as signed (the agent verifies those bytes). An
  * entry leaves the pending list when the agent's result for it is recorded, when it
  * expires, or when its rollout withdraws it (pause, halt, cancel) before it was delivered.
- * A delivered entry is never withdrawn: the agent may be running it already.
+ * A delivered entry is not taken back by a pause (the agent may be running it), but a
+ * halt or a cancel stops it being sent again after a reconnect (stopResends): an agent
+ * that lost the first delivery must not start work the operator has stopped. Its result,
+ * if the first delivery did arrive, is still recorded.
  */
 import type { InstructionResult } from '../../shared/instructions.ts';
 import type { Db } from '../store/db.ts';
@@ -73,6 +76,7 @@ export class InstructionOutbox {
   readonly #setResult;
   readonly #expire;
   readonly #withdraw;
+  readonly #stopResends;
 
   constructor(db: Db) {
     this.#db = db;
@@ -95,6 +99,10 @@ export class InstructionOutbox {
     this.#setResult = db.prepare<[string, string, string]>('UPDATE instruction_outbox SET result_at = ?, result = ? WHERE id = ? AND result_at IS NULL');
     this.#expire = db.prepare<[string, string]>(
       'UPDATE instruction_outbox SET expired_at = ? WHERE expires_at <= ? AND result_at IS NULL AND expired_at IS NULL AND withdrawn_at IS NULL',
+    );
+    this.#stopResends = db.prepare<[string, string]>(
+      `UPDATE instruction_outbox SET withdrawn_at = ?
+       WHERE rollout_id = ? AND sent_at IS NOT NULL AND result_at IS NULL AND expired_at IS NULL AND withdrawn_at IS NULL`,
     );
     this.#withdraw = db.prepare<[string, string]>(
       `UPDATE instruction_outbox SET withdrawn_at = ?
@@ -146,6 +154,11 @@ export class InstructionOutbox {
   }
 
   /** Takes back a rollout's undelivered entries; returns them (id, agent). */
+  /** After a halt or a cancel: delivered, unanswered entries are never sent again (their results are still taken). */
+  stopResends(rolloutId: string, now: Date): number {
+    return this.#stopResends.run(now.toISOString(), rolloutId).changes;
+  }
+
   withdraw(rolloutId: string, now: Date): { id: string; agentId: string }[] {
     return (this.#withdraw.all(now.toISOString(), rolloutId) as { id: string; agent_id: string }[]).map((r) => ({ id: r.id, agentId: r.agent_id }));
   }
