@@ -264,6 +264,9 @@ export class RolloutEngine {
   onInventory(agentId: string, inventory: Inventory): void {
     const bootId = inventory.host.bootId;
     if (bootId === null) return;
+    // Nearly every stored inventory comes from a host with no reboot outstanding: a read
+    // says so, without a write transaction (and its commit) per report.
+    if (!this.store.awaitingReboot(agentId).some((h) => h.bootId !== null && h.bootId !== bootId)) return;
     this.#run(() => {
       const now = this.#now();
       for (const h of this.store.awaitingReboot(agentId)) {
