@@ -583,6 +583,22 @@ interface Sent {
   acked?: (status: string) => void;
 }
 
+/** A report frame whose ack, when `stored`, makes its hash the agent's latest. */
+function storing(a: SimAgent, f: { id: string; hash: string; data: Buffer }): Sent {
+  return {
+    id: f.id,
+    data: f.data,
+    acked: (status) => {
+      if (status === 'stored') a.hash = f.hash;
+    },
+  };
+}
+
+/** The reply `drive` waits for: the ack of the frame sent, by its status. */
+function ackStatus(m: Msg, sent: Sent): string | null {
+  return m.type === 'ack' && m.id === sent.id && typeof m.status === 'string' ? m.status : null;
+}
+
 /**
  * Closed-loop load: `window` links at a time, each sending its `rounds` reports one after
  * the other and waiting for each ack (as an agent does), the next link starting when one
@@ -935,16 +951,9 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
         const a = live[i] as SimAgent;
         const v = (a.index + round) % VARIANTS;
         usedVariants.add(v);
-        const f = fullReport(template, variants[v] as Variant, a);
-        return {
-          id: f.id,
-          data: f.data,
-          acked: (status) => {
-            if (status === 'stored') a.hash = f.hash;
-          },
-        };
+        return storing(a, fullReport(template, variants[v] as Variant, a));
       },
-      (m, sent) => (m.type === 'ack' && m.id === sent.id && typeof m.status === 'string' ? m.status : null),
+      ackStatus,
     );
     const fullCpu = cpu();
     alive();
@@ -974,18 +983,8 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
       1,
       fullWindow,
       performance.now() + 60_000 + newSetCount * 40,
-      (i) => {
-        const a = live[i] as SimAgent;
-        const f = newSetFrames[i] as { id: string; hash: string; data: Buffer };
-        return {
-          id: f.id,
-          data: f.data,
-          acked: (status) => {
-            if (status === 'stored') a.hash = f.hash;
-          },
-        };
-      },
-      (m, sent) => (m.type === 'ack' && m.id === sent.id && typeof m.status === 'string' ? m.status : null),
+      (i) => storing(live[i] as SimAgent, newSetFrames[i] as { id: string; hash: string; data: Buffer }),
+      ackStatus,
     );
     newSetFrames.length = 0;
     const newSetCpu = cpu();
@@ -1009,16 +1008,9 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
       (i, round) => {
         const a = live[i] as SimAgent;
         const v = (a.index + fullRounds + round) % VARIANTS;
-        const f = fullReport(template, variants[v] as Variant, a, true);
-        return {
-          id: f.id,
-          data: f.data,
-          acked: (status) => {
-            if (status === 'stored') a.hash = f.hash;
-          },
-        };
+        return storing(a, fullReport(template, variants[v] as Variant, a, true));
       },
-      (m, sent) => (m.type === 'ack' && m.id === sent.id && typeof m.status === 'string' ? m.status : null),
+      ackStatus,
     );
     const refCpu = cpu();
     alive();
@@ -1041,7 +1033,7 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
       sameWindow,
       performance.now() + 120_000,
       (i) => unchangedReport((reported[i] as SimAgent).hash as string),
-      (m, sent) => (m.type === 'ack' && m.id === sent.id && typeof m.status === 'string' ? m.status : null),
+      ackStatus,
     );
     const sameCpu = cpu();
     alive();
