@@ -7,7 +7,7 @@ import type { PatchTarget } from '../../../shared/instructions.ts';
 import { fixture, patchInstruction } from '../testkit.ts';
 import { aptHandler, aptPlan } from './apt.ts';
 
-const OPTS = ['-q', '-y', '-o', 'Dpkg::Options::=--force-confdef', '-o', 'Dpkg::Options::=--force-confold', '-o', 'Dpkg::Use-Pty=0'];
+const OPTS = ['-q', '-y', '--no-remove', '-o', 'Dpkg::Options::=--force-confdef', '-o', 'Dpkg::Options::=--force-confold', '-o', 'Dpkg::Use-Pty=0'];
 
 describe('aptPlan argv', () => {
   const cases: [string, PatchTarget[], boolean, string[]][] = [

@@ -11,7 +11,9 @@ import type { Handler, HandlerContext, HandlerOutcome } from '../handler.ts';
 import { packageSpecs } from './names.ts';
 import { type Plan, refused, runPlan } from './steps.ts';
 
-const APT_OPTIONS = ['-q', '-y', '-o', 'Dpkg::Options::=--force-confdef', '-o', 'Dpkg::Options::=--force-confold', '-o', 'Dpkg::Use-Pty=0'];
+// --no-remove: an upgrade that would remove any package aborts instead (-y alone would let
+// apt-get remove what conflicts with the new version: nothing an operator approved).
+const APT_OPTIONS = ['-q', '-y', '--no-remove', '-o', 'Dpkg::Options::=--force-confdef', '-o', 'Dpkg::Options::=--force-confold', '-o', 'Dpkg::Use-Pty=0'];
 
 export function aptPlan(instruction: Pick<PatchInstruction, 'packages'>, dryRun: boolean): Plan {
   const specs = packageSpecs('dpkg', instruction.packages);
