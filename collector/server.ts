@@ -146,6 +146,9 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
         deliver(agentId);
       },
     });
+    metrics.registry.onCollect(() => {
+      for (const [state, n] of Object.entries(rollouts.store.countByState())) metrics.rollouts.set({ state }, n);
+    });
     gateway = new Gateway({
       fleet,
       collectorPublicKey: key.publicKey,
@@ -158,7 +161,10 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
           outbox.markSent(id, at);
         },
         // The engine records the result in the outbox too, and moves the rollout on.
-        recordResult: (agentId, result) => rollouts.onResult(agentId, result),
+        recordResult: (agentId, result) => {
+          metrics.instructionResultsTotal.inc({ status: result.status });
+          return rollouts.onResult(agentId, result);
+        },
       },
       onInventory: (agentId, inventory, hash) => {
         findings.schedule(agentId, inventory, hash);

@@ -165,9 +165,11 @@ describe('createMetrics', () => {
       'patchwarden_findings_queue',
       'patchwarden_hosts_total',
       'patchwarden_http_requests',
+      'patchwarden_instruction_results',
       'patchwarden_metrics_collect_errors',
       'patchwarden_report_ingest_seconds',
       'patchwarden_reports',
+      'patchwarden_rollouts',
       'process_resident_memory_bytes',
     ]);
     const rss = fams.find((f) => f.name === 'process_resident_memory_bytes')?.samples[0]?.value ?? 0;

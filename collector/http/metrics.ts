@@ -269,6 +269,8 @@ export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
  * - patchwarden_findings_open (gauge): open findings over the fleet
  * - patchwarden_feed_age_seconds{feed} (gauge): time since each feed was last checked successfully
  * - patchwarden_http_requests_total{route,status} (counter): by route pattern, never the raw path
+ * - patchwarden_rollouts{state} (gauge): rollouts by state (alert on `halted`)
+ * - patchwarden_instruction_results_total{status} (counter): results agents sent (succeeded, failed, refused)
  * - patchwarden_findings_queue (gauge): hosts whose new inventory waits to be correlated (a burst of reports drains here)
  * - process_resident_memory_bytes (gauge): the collector's RSS
  */
@@ -280,6 +282,8 @@ export interface CollectorMetrics {
   readonly hostsTotal: Gauge;
   readonly findingsOpen: Gauge;
   readonly findingsQueue: Gauge;
+  readonly rollouts: Gauge<'state'>;
+  readonly instructionResultsTotal: Counter<'status'>;
   readonly feedAgeSeconds: Gauge<'feed'>;
   readonly httpRequestsTotal: Counter<'route' | 'status'>;
   readonly processResidentMemoryBytes: Gauge;
@@ -299,6 +303,8 @@ export function createMetrics(): CollectorMetrics {
     hostsTotal: registry.gauge('patchwarden_hosts_total', 'Hosts that have reported at least once.'),
     findingsOpen: registry.gauge('patchwarden_findings_open', 'Open findings (status open) over every host.'),
     findingsQueue: registry.gauge('patchwarden_findings_queue', 'Hosts whose new inventory waits to be correlated.'),
+    rollouts: registry.gauge('patchwarden_rollouts', 'Rollouts by state.', ['state']),
+    instructionResultsTotal: registry.counter('patchwarden_instruction_results_total', 'Instruction results received from agents, by status.', ['status']),
     feedAgeSeconds: registry.gauge('patchwarden_feed_age_seconds', 'Seconds since the feed was last checked successfully.', ['feed']),
     httpRequestsTotal: registry.counter('patchwarden_http_requests_total', 'HTTP requests by route pattern and status code.', ['route', 'status']),
     processResidentMemoryBytes,

@@ -199,6 +199,11 @@ describe('rollouts over a simulated fleet on real sockets', () => {
     for (const a of canary) assert.deepEqual(f.by(a).acked.filter((x) => x.kind === 'result').map((x) => x.status), ['stored']);
     assert.deepEqual(rollouts.get(id).hosts.filter((h) => h.state !== 'pending').map((h) => h.agentId).sort(), [...canary].sort());
     assert.deepEqual(auditOf(f, id).at(-1), trail.at(-1), 'nothing happened to the rollout after the halt');
+    // What an operator's alert sees.
+    const metrics = await (await fetch(`${f.collector.url}/metrics`)).text();
+    assert.match(metrics, /^patchwarden_rollouts\{state="halted"\} 1$/m);
+    assert.match(metrics, /^patchwarden_rollouts\{state="running"\} 0$/m);
+    assert.match(metrics, /^patchwarden_instruction_results_total\{status="failed"\} 2$/m);
     noViolations(f);
   });
 

@@ -286,6 +286,7 @@ export class RolloutStore {
   readonly #get;
   readonly #list;
   readonly #byState;
+  readonly #countByState;
   readonly #insertHost;
   readonly #hosts;
   readonly #host;
@@ -301,6 +302,7 @@ export class RolloutStore {
     this.#get = db.prepare<[string], RolloutRow>('SELECT * FROM rollouts WHERE id = ?');
     this.#list = db.prepare<[], RolloutRow>('SELECT * FROM rollouts ORDER BY created_at DESC, id');
     this.#byState = db.prepare<[string], string>('SELECT id FROM rollouts WHERE state = ? ORDER BY created_at, id').pluck();
+    this.#countByState = db.prepare<[], { state: RolloutState; n: number }>('SELECT state, count(*) AS n FROM rollouts GROUP BY state');
     this.#insertHost = db.prepare<[string, string, number, string]>(
       "INSERT INTO rollout_hosts (rollout_id, agent_id, wave, state, steps, updated_at) VALUES (?, ?, ?, 'pending', '[]', ?)",
     );
@@ -324,6 +326,13 @@ export class RolloutStore {
 
   list(): RolloutRecord[] {
     return this.#list.all().map((r) => this.#recordOf(r));
+  }
+
+  /** Every state with its count, zeros included (the metrics gauge). */
+  countByState(): Record<RolloutState, number> {
+    const out = Object.fromEntries(ROLLOUT_STATES.map((st) => [st, 0])) as Record<RolloutState, number>;
+    for (const r of this.#countByState.all()) out[r.state] = r.n;
+    return out;
   }
 
   idsInState(state: RolloutState): string[] {
