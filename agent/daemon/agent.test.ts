@@ -12,20 +12,9 @@ import { describe, it } from 'node:test';
 import { inventoryHash, packageSetHash } from '../../shared/inventory-hash.ts';
 import { delivered, setup, until } from './agent-harness.ts';
 import { Backoff } from './backoff.ts';
-import { hostInventory, tempDir, withoutFirstPackages } from './testkit.ts';
+import { hostInventory, seeded, tempDir, withoutFirstPackages } from './testkit.ts';
 
 const inv = await hostInventory();
-
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('Agent: reports', () => {
   it('first contact sends the full inventory, then only its hash while it does not change, then in full again when it does', async (t) => {
