@@ -12,7 +12,8 @@ import { describe, it } from 'node:test';
 import { inventoryHash, packageSetHash } from '../../shared/inventory-hash.ts';
 import { delivered, setup, until } from './agent-harness.ts';
 import { Backoff } from './backoff.ts';
-import { hostInventory, seeded, tempDir, withoutFirstPackages } from './testkit.ts';
+import { seededRandom as seeded } from '../../shared/testing/random.ts';
+import { hostInventory, tempDir, withoutFirstPackages } from './testkit.ts';
 
 const inv = await hostInventory();
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Backoff, DEFAULT_BACKOFF } from './backoff.ts';
-import { seeded } from './testkit.ts';
+import { seededRandom as seeded } from '../../shared/testing/random.ts';
 
 describe('Backoff windows', () => {
   const cases: [number, number, number, number[]][] = [

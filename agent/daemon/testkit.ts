@@ -52,15 +52,3 @@ export function logSink(): { lines: Record<string, unknown>[]; write: (s: string
     codes: () => lines.map((l) => l.code).filter((c): c is string => typeof c === 'string'),
   };
 }
-
-/** mulberry32: a small seeded PRNG, so the distribution tests are reproducible. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}

@@ -3,23 +3,14 @@ import { execFile } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { InvalidVersionError } from '../errors.ts';
 import { compareDebVersions, parseDebVersion, parseDebVersionOrReason } from './dpkg.ts';
-import { mutateVersion, readOsvScannerVectors, readTsvVectors, seededRandom, type VectorPair } from './vectors.ts';
+import { disagreements, mutateVersion, readOsvScannerVectors, readTsvVectors, seededRandom, type VectorPair } from './vectors.ts';
 
 function cmp(a: string, b: string): -1 | 0 | 1 {
   return compareDebVersions(parseDebVersion(a), parseDebVersion(b));
 }
 
-/** Every line that disagrees with the file (in both directions), as a readable report. */
 function failing(pairs: readonly VectorPair[]): string[] {
-  const bad: string[] = [];
-  for (const p of pairs) {
-    const got = cmp(p.a, p.b);
-    const back = cmp(p.b, p.a);
-    if (got !== p.expected || back !== -p.expected) {
-      bad.push(`line ${p.line}: ${p.a} vs ${p.b}: expected ${p.expected}, got ${got} (reversed ${back})`);
-    }
-  }
-  return bad;
+  return disagreements(pairs, cmp);
 }
 
 interface DpkgRun {

@@ -3,22 +3,14 @@ import { execFile } from 'node:child_process';
 import { before, describe, it } from 'node:test';
 import { InvalidVersionError } from '../errors.ts';
 import { compareRpmVersions, parseRpmEvr, parseRpmEvrOrReason } from './rpm.ts';
-import { mutateVersion, readOsvScannerVectors, readTsvVectors, seededRandom, type VectorPair } from './vectors.ts';
+import { disagreements as vectorDisagreements, mutateVersion, readOsvScannerVectors, readTsvVectors, seededRandom, type VectorPair } from './vectors.ts';
 
 function cmp(a: string, b: string): -1 | 0 | 1 {
   return compareRpmVersions(parseRpmEvr(a), parseRpmEvr(b));
 }
 
 function failing(pairs: readonly VectorPair[]): string[] {
-  const bad: string[] = [];
-  for (const p of pairs) {
-    const got = cmp(p.a, p.b);
-    const back = cmp(p.b, p.a);
-    if (got !== p.expected || back !== -p.expected) {
-      bad.push(`line ${p.line}: ${p.a} vs ${p.b}: expected ${p.expected}, got ${got} (reversed ${back})`);
-    }
-  }
-  return bad;
+  return vectorDisagreements(pairs, cmp);
 }
 
 type RpmEvrTuple = [string | null, string, string | null];

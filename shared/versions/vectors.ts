@@ -68,15 +68,17 @@ export function readVersionList(file: string): { line: number; version: string }
   return out;
 }
 
-/** mulberry32: a small seeded PRNG, so a failing differential run can be replayed exactly. */
-export function seededRandom(seed: number): () => number {
-  let t = seed >>> 0;
-  return () => {
-    t = (t + 0x6d2b79f5) >>> 0;
-    let r = Math.imul(t ^ (t >>> 15), 1 | t);
-    r = (r + Math.imul(r ^ (r >>> 7), 61 | r)) ^ r;
-    return ((r ^ (r >>> 14)) >>> 0) / 4294967296;
-  };
+export { seededRandom } from '../testing/random.ts';
+
+/** Every pair the comparator gets wrong, in either direction, as a readable report line. */
+export function disagreements(pairs: readonly VectorPair[], cmp: (a: string, b: string) => -1 | 0 | 1): string[] {
+  const bad: string[] = [];
+  for (const p of pairs) {
+    const got = cmp(p.a, p.b);
+    const back = cmp(p.b, p.a);
+    if (got !== p.expected || back !== -p.expected) bad.push(`line ${p.line}: ${p.a} vs ${p.b}: expected ${p.expected}, got ${got} (reversed ${back})`);
+  }
+  return bad;
 }
 
 /**
