@@ -6,9 +6,8 @@
  * `R`, `Z` file lines are read past.
  */
 import { lstat } from 'node:fs/promises';
-import { errorMessage } from '../../shared/errors.ts';
-import { LIMITS, PackageSchema, type Package } from '../../shared/protocol.ts';
-import { displayPath, readRootFile, resolveInRoot, skipCounter, type InventoryContext } from './context.ts';
+import { PackageSchema, type Package } from '../../shared/protocol.ts';
+import { displayPath, readDatabaseFile, resolveInRoot, skipCounter, type InventoryContext } from './context.ts';
 
 /**
  * apk-tools 3 defaults to /usr/lib/apk/db but keeps using /lib/apk/db where it exists
@@ -126,13 +125,8 @@ export async function findApkDatabase(ctx: InventoryContext): Promise<string | n
 export async function readApkPackages(ctx: InventoryContext): Promise<Package[] | null> {
   const path = await findApkDatabase(ctx);
   if (path === null) return null;
-  let data: Buffer | null;
-  try {
-    data = await readRootFile(ctx, path);
-  } catch (err) {
-    ctx.warn({ source: 'apk', code: 'PW_WARN_APK_UNREADABLE', message: errorMessage(err).slice(0, LIMITS.text) });
-    return [];
-  }
+  const data = await readDatabaseFile(ctx, path, 'apk', 'PW_WARN_APK_UNREADABLE');
+  if (data === 'unreadable') return [];
   if (data === null) return null;
   const skips = skipCounter();
   const packages = parseApkInstalled(data.toString('utf8'), skips.onSkip);

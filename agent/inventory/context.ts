@@ -8,8 +8,8 @@ import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
 import { access, lstat, open, readlink } from 'node:fs/promises';
 import { isAbsolute, join, posix } from 'node:path';
-import { CommandFailedError, InputTooLargeError, SourceUnavailableError } from '../../shared/errors.ts';
-import type { InventoryWarning } from '../../shared/protocol.ts';
+import { CommandFailedError, errorMessage, InputTooLargeError, SourceUnavailableError } from '../../shared/errors.ts';
+import { type InventoryWarning, LIMITS } from '../../shared/protocol.ts';
 
 export interface CommandResult {
   stdout: string;
@@ -184,6 +184,20 @@ export async function readRootFile(ctx: InventoryContext, path: string, maxBytes
     throw new SourceUnavailableError(`cannot read ${displayPath(ctx, path)}: ${(err as Error).message}`, { cause: err });
   } finally {
     await handle.close();
+  }
+}
+
+/**
+ * A package database file: its bytes, `null` when the root has none, or `'unreadable'`
+ * (warned with `code`) when it exists and cannot be read: the host still uses that
+ * package manager, so the caller reports no packages rather than a different format.
+ */
+export async function readDatabaseFile(ctx: InventoryContext, path: string, source: string, code: string): Promise<Buffer | null | 'unreadable'> {
+  try {
+    return await readRootFile(ctx, path);
+  } catch (err) {
+    ctx.warn({ source, code, message: errorMessage(err).slice(0, LIMITS.text) });
+    return 'unreadable';
   }
 }
 

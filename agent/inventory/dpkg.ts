@@ -5,9 +5,8 @@
  * an empty line, `Name: value` fields, continuation lines start with a space or a tab.
  */
 import { lstat, readdir } from 'node:fs/promises';
-import { errorMessage } from '../../shared/errors.ts';
-import { LIMITS, PackageSchema, type Package } from '../../shared/protocol.ts';
-import { displayPath, readRootFile, resolveInRoot, skipCounter, type InventoryContext } from './context.ts';
+import { PackageSchema, type Package } from '../../shared/protocol.ts';
+import { displayPath, readDatabaseFile, resolveInRoot, skipCounter, type InventoryContext } from './context.ts';
 
 export const DPKG_STATUS_PATH = '/var/lib/dpkg/status';
 /** dpkg's journal: each file is a stanza written since the last checkpoint into `status`. */
@@ -206,13 +205,8 @@ export async function hasDpkgDatabase(ctx: InventoryContext): Promise<boolean> {
  * unreadable status file gives `[]` and a warning: the host is still a dpkg host.
  */
 export async function readDpkgPackages(ctx: InventoryContext): Promise<Package[] | null> {
-  let data: Buffer | null;
-  try {
-    data = await readRootFile(ctx, DPKG_STATUS_PATH);
-  } catch (err) {
-    ctx.warn({ source: 'dpkg', code: 'PW_WARN_DPKG_UNREADABLE', message: errorMessage(err).slice(0, LIMITS.text) });
-    return [];
-  }
+  const data = await readDatabaseFile(ctx, DPKG_STATUS_PATH, 'dpkg', 'PW_WARN_DPKG_UNREADABLE');
+  if (data === 'unreadable') return [];
   if (data === null) return null;
   // dpkg writes a blank line after every stanza, the last one too: a file that ends
   // otherwise was cut short (a full disk, a copy interrupted), and packages are missing.
