@@ -3,7 +3,7 @@ import { chmod, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { commandArgv, findProgram, HANDLER_ENV, runCommand } from './run.ts';
+import { commandArgv, findProgram, HANDLER_ENV, handlerEnv, runCommand } from './run.ts';
 
 const node = process.execPath;
 
@@ -123,9 +123,24 @@ describe('runCommand environment', () => {
     try {
       const r = await runCommand(['env'], live());
       const seen = Object.fromEntries(r.record.outputTail.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
-      assert.deepEqual(seen, { ...HANDLER_ENV });
+      // handlerEnv(): HANDLER_ENV, plus a proxy only if this test runs behind one.
+      assert.deepEqual(seen, handlerEnv());
+      assert.equal(seen.PW_TEST_SECRET, undefined);
       assert.equal(seen.DEBIAN_FRONTEND, 'noninteractive');
     } finally {
+      delete process.env.PW_TEST_SECRET;
+    }
+  });
+
+  it('passes on the proxy variables the agent was started with, and nothing else', async () => {
+    process.env.https_proxy = 'http://proxy.example:3128';
+    process.env.PW_TEST_SECRET = 'hunter2';
+    try {
+      const r = await runCommand(['env'], live());
+      const seen = Object.fromEntries(r.record.outputTail.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+      assert.deepEqual(seen, { ...HANDLER_ENV, https_proxy: 'http://proxy.example:3128' });
+    } finally {
+      delete process.env.https_proxy;
       delete process.env.PW_TEST_SECRET;
     }
   });

@@ -35,6 +35,23 @@ export const HANDLER_ENV: Readonly<Record<string, string>> = Object.freeze({
   TERM: 'dumb',
 });
 
+/**
+ * The only variables taken from the agent's own environment: the proxy a site sets on the
+ * agent's unit (`Environment=https_proxy=…`) is how apt, dnf, zypper and apk reach their
+ * mirrors there. Nothing else is passed on.
+ */
+export const PROXY_VARIABLES = Object.freeze(['http_proxy', 'https_proxy', 'no_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY']);
+
+/** HANDLER_ENV plus the proxy variables the agent was started with. */
+export function handlerEnv(from: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const env: Record<string, string> = { ...HANDLER_ENV };
+  for (const name of PROXY_VARIABLES) {
+    const value = from[name];
+    if (value !== undefined && value !== '') env[name] = value;
+  }
+  return env;
+}
+
 /** After the timeout's SIGTERM, how long a command gets to stop before SIGKILL (dpkg finishing the package it is unpacking). */
 export const KILL_GRACE_MS = 10_000;
 
@@ -109,7 +126,7 @@ export function runCommand(argv: readonly string[], ctx: Pick<HandlerContext, 'r
     let killTimer: NodeJS.Timeout | undefined;
     // Its own process group, so a timeout stops apt-get's dpkg and maintainer scripts too,
     // not only the process we started.
-    const child = spawn(file, args, { env: { ...HANDLER_ENV }, stdio: ['ignore', 'pipe', 'pipe'], detached: true, windowsHide: true });
+    const child = spawn(file, args, { env: handlerEnv(), stdio: ['ignore', 'pipe', 'pipe'], detached: true, windowsHide: true });
     const stop = (): void => {
       if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
       signalGroup(child.pid, 'SIGTERM');
