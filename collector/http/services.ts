@@ -45,7 +45,7 @@ export interface Services {
 export function makeServices(deps: AppDeps): Services {
   const now = deps.now ?? (() => new Date());
   const tokens = new ApiTokenStore(deps.db, deps.fleet);
-  const hosts = new HostDirectory(deps.db);
+  const hosts = new HostDirectory(deps.fleet);
   return {
     deps,
     now,

@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Db } from './db.ts';
-import { hostOf, tokenHash, type FleetStore, type HostRow, type HostSummary } from './fleet.ts';
+import { tokenHash, type FleetStore, type HostListItem, type HostListQuery } from './fleet.ts';
 
 export const ROLES = ['viewer', 'operator', 'admin'] as const;
 export type Role = (typeof ROLES)[number];
@@ -151,82 +151,21 @@ export class AuditLog {
   }
 }
 
-export interface HostListQuery {
-  ecosystem?: string | undefined;
-  rebootRequired?: boolean | undefined;
-  /** ISO date-time (toISOString form, as the store writes): agents seen at or after it. */
-  seenSince?: string | undefined;
-  tag?: string | undefined;
-  /** Host name prefix, case-sensitive (the store keeps names as the agent reported them). */
-  hostnamePrefix?: string | undefined;
-  /** Hosts after this (hostname, agent id) in the listing order. */
-  after?: readonly [string, string] | undefined;
-  limit: number;
-}
-
-export interface HostListItem extends HostSummary {
-  machineId: string | null;
-  /** The packagesHash of the last stored inventory: hosts sharing it share their matches. */
-  contentHash: string;
-}
-
-interface HostListRow extends HostRow {
-  machine_id: string | null;
-  content_hash: string;
-}
+export type { HostListItem, HostListQuery } from './fleet.ts';
 
 /**
- * The smallest string greater than every string starting with `prefix`, for a range scan
- * on the hostname index; the API only lets ASCII letters, digits and `._-` through, so
- * the last character has a successor.
- */
-function prefixEnd(prefix: string): string {
-  const last = prefix.charCodeAt(prefix.length - 1);
-  return prefix.slice(0, -1) + String.fromCharCode(last + 1);
-}
-
-/**
- * Hosts with the API's filters. FleetStore.listHosts has the same order and all filters but
- * the host name prefix, and no content hash or machine id (the findings need them), hence
- * this query.
+ * Hosts with the API's filters, through FleetStore's one host query (which flushes the
+ * batched last-seen times first, so a listing never lags an unchanged report).
  */
 export class HostDirectory {
-  readonly #list;
-  readonly #one;
+  readonly #fleet: FleetStore;
 
-  constructor(db: Db) {
-    const columns = `h.agent_id, h.hostname, h.ecosystem, h.package_count, h.kernel_release, h.kernel_managed, h.reboot_required,
-       h.last_report_id, h.last_report_at, h.open_findings, h.overdue_findings, a.connected, a.last_seen, a.revoked_at, a.tags,
-       a.machine_id, r.content_hash
-       FROM hosts h JOIN agents a ON a.id = h.agent_id JOIN reports r ON r.id = h.last_report_id`;
-    // One statement for every filter combination: a NULL parameter switches its filter off.
-    this.#list = db.prepare<Record<string, string | number | null>, HostListRow>(
-      `SELECT ${columns}
-       WHERE (@ecosystem IS NULL OR h.ecosystem = @ecosystem)
-         AND (@reboot IS NULL OR h.reboot_required = @reboot)
-         AND (@seenSince IS NULL OR a.last_seen >= @seenSince)
-         AND (@tag IS NULL OR EXISTS (SELECT 1 FROM json_each(a.tags) t WHERE t.value = @tag))
-         AND (@prefix IS NULL OR (h.hostname >= @prefix AND h.hostname < @prefixEnd))
-         AND (@afterName IS NULL OR (h.hostname, h.agent_id) > (@afterName, @afterId))
-       ORDER BY h.hostname, h.agent_id LIMIT @limit`,
-    );
-    this.#one = db.prepare<[string], HostListRow>(`SELECT ${columns} WHERE h.agent_id = ?`);
+  constructor(fleet: FleetStore) {
+    this.#fleet = fleet;
   }
 
   list(q: HostListQuery): { hosts: HostListItem[]; more: boolean } {
-    const prefix = q.hostnamePrefix === undefined || q.hostnamePrefix === '' ? null : q.hostnamePrefix;
-    const rows = this.#list.all({
-      ecosystem: q.ecosystem ?? null,
-      reboot: q.rebootRequired === undefined ? null : q.rebootRequired ? 1 : 0,
-      seenSince: q.seenSince ?? null,
-      tag: q.tag ?? null,
-      prefix,
-      prefixEnd: prefix === null ? null : prefixEnd(prefix),
-      afterName: q.after?.[0] ?? null,
-      afterId: q.after?.[1] ?? null,
-      limit: q.limit + 1,
-    });
-    return { hosts: rows.slice(0, q.limit).map(hostItem), more: rows.length > q.limit };
+    return this.#fleet.queryHosts(q);
   }
 
   /** Every host, in listing order, a page at a time (the fleet summary walks them all). */
@@ -242,13 +181,8 @@ export class HostDirectory {
   }
 
   get(agentId: string): HostListItem | undefined {
-    const r = this.#one.get(agentId);
-    return r === undefined ? undefined : hostItem(r);
+    return this.#fleet.hostItem(agentId);
   }
-}
-
-function hostItem(r: HostListRow): HostListItem {
-  return { ...hostOf(r), machineId: r.machine_id, contentHash: r.content_hash };
 }
 
 export interface FleetCounts {

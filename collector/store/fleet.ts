@@ -91,6 +91,45 @@ export interface HostQuery {
 
 export const MAX_PAGE = 1000;
 
+/** The API's host listing: FleetStore.queryHosts. */
+export interface HostListQuery {
+  ecosystem?: string | undefined;
+  rebootRequired?: boolean | undefined;
+  /** ISO date-time (toISOString form, as the store writes): agents seen at or after it. */
+  seenSince?: string | undefined;
+  tag?: string | undefined;
+  /** Host name prefix, case-sensitive (the store keeps names as the agent reported them). */
+  hostnamePrefix?: string | undefined;
+  /** Hosts after this (hostname, agent id) in the listing order. */
+  after?: readonly [string, string] | undefined;
+  limit: number;
+}
+
+export interface HostListItem extends HostSummary {
+  machineId: string | null;
+  /** The packagesHash of the last stored inventory: hosts sharing it share their matches. */
+  contentHash: string;
+}
+
+interface HostListRow extends HostRow {
+  machine_id: string | null;
+  content_hash: string;
+}
+
+/**
+ * The smallest string greater than every string starting with `prefix`, for a range scan
+ * on the hostname index; the API only lets ASCII letters, digits and `._-` through, so
+ * the last character has a successor.
+ */
+function prefixEnd(prefix: string): string {
+  const last = prefix.charCodeAt(prefix.length - 1);
+  return prefix.slice(0, -1) + String.fromCharCode(last + 1);
+}
+
+function hostItem(r: HostListRow): HostListItem {
+  return { ...hostOf(r), machineId: r.machine_id, contentHash: r.content_hash };
+}
+
 interface AgentRow {
   id: string;
   public_key: string;
@@ -260,19 +299,21 @@ export class FleetStore {
        JOIN inventory_contents c ON c.hash = r.content_hash WHERE h.agent_id = ?`,
     );
     const hostColumns = `h.agent_id, h.hostname, h.ecosystem, h.package_count, h.kernel_release, h.kernel_managed, h.reboot_required,
-       h.last_report_id, h.last_report_at, h.open_findings, h.overdue_findings, a.connected, a.last_seen, a.revoked_at, a.tags
-       FROM hosts h JOIN agents a ON a.id = h.agent_id`;
+       h.last_report_id, h.last_report_at, h.open_findings, h.overdue_findings, a.connected, a.last_seen, a.revoked_at, a.tags,
+       a.machine_id, r.content_hash
+       FROM hosts h JOIN agents a ON a.id = h.agent_id JOIN reports r ON r.id = h.last_report_id`;
     // One statement for every filter combination: a NULL parameter switches its filter off.
-    this.#listHosts = db.prepare<Record<string, string | number | null>, HostRow>(
+    this.#listHosts = db.prepare<Record<string, string | number | null>, HostListRow>(
       `SELECT ${hostColumns}
        WHERE (@ecosystem IS NULL OR h.ecosystem = @ecosystem)
          AND (@reboot IS NULL OR h.reboot_required = @reboot)
          AND (@seenSince IS NULL OR a.last_seen >= @seenSince)
          AND (@tag IS NULL OR EXISTS (SELECT 1 FROM json_each(a.tags) t WHERE t.value = @tag))
+         AND (@prefix IS NULL OR (h.hostname >= @prefix AND h.hostname < @prefixEnd))
          AND (@afterName IS NULL OR (h.hostname, h.agent_id) > (@afterName, @afterId))
        ORDER BY h.hostname, h.agent_id LIMIT @limit`,
     );
-    this.#hostById = db.prepare<[string], HostRow>(`SELECT ${hostColumns} WHERE h.agent_id = ?`);
+    this.#hostById = db.prepare<[string], HostListRow>(`SELECT ${hostColumns} WHERE h.agent_id = ?`);
     this.#setFindings = db.prepare<[number, number, string]>('UPDATE hosts SET open_findings = ?, overdue_findings = ? WHERE agent_id = ?');
     this.#hostIds = db.prepare<[], string>('SELECT agent_id FROM hosts ORDER BY agent_id').pluck();
     this.#setTags = db.prepare<[string, string]>('UPDATE agents SET tags = ? WHERE id = ?');
@@ -570,21 +611,36 @@ export class FleetStore {
 
   /** Keyset pagination by (hostname, agent id): stable while hosts report in between pages. */
   listHosts(q: HostQuery = {}): { hosts: HostSummary[]; nextCursor: string | null } {
-    this.flushTouches();
     const limit = Math.min(Math.max(Math.trunc(q.limit ?? 100), 1), MAX_PAGE);
-    const after = q.cursor === undefined ? null : decodeCursor(q.cursor);
+    const after = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
+    const { hosts, more } = this.queryHosts({ ecosystem: q.ecosystem, rebootRequired: q.rebootRequired, seenSince: q.seenSince, tag: q.tag, after, limit });
+    const last = hosts[hosts.length - 1];
+    return { hosts, nextCursor: more && last !== undefined ? encodeCursor(last.hostname, last.agentId) : null };
+  }
+
+  /** The one host query (API, dashboard, rollouts): every filter, keyset paging by (hostname, agent id). */
+  queryHosts(q: HostListQuery): { hosts: HostListItem[]; more: boolean } {
+    this.flushTouches();
+    const prefix = q.hostnamePrefix === undefined || q.hostnamePrefix === '' ? null : q.hostnamePrefix;
     const rows = this.#listHosts.all({
       ecosystem: q.ecosystem ?? null,
       reboot: q.rebootRequired === undefined ? null : q.rebootRequired ? 1 : 0,
       seenSince: q.seenSince ?? null,
       tag: q.tag ?? null,
-      afterName: after?.[0] ?? null,
-      afterId: after?.[1] ?? null,
-      limit: limit + 1,
+      prefix,
+      prefixEnd: prefix === null ? null : prefixEnd(prefix),
+      afterName: q.after?.[0] ?? null,
+      afterId: q.after?.[1] ?? null,
+      limit: q.limit + 1,
     });
-    const page = rows.slice(0, limit).map(hostOf);
-    const last = page[page.length - 1];
-    return { hosts: page, nextCursor: rows.length > limit && last !== undefined ? encodeCursor(last.hostname, last.agentId) : null };
+    return { hosts: rows.slice(0, q.limit).map(hostItem), more: rows.length > q.limit };
+  }
+
+  /** One host as the listing shows it, or undefined before its first report. */
+  hostItem(agentId: string): HostListItem | undefined {
+    this.flushTouches();
+    const r = this.#hostById.get(agentId);
+    return r === undefined ? undefined : hostItem(r);
   }
 
   /** Agents that have a stored inventory. */
