@@ -94,17 +94,8 @@ abstract class Metric<L extends string> {
   }
 }
 
-export class Counter<L extends string = never> extends Metric<L> {
-  readonly type = 'counter';
-
-  inc(...args: [L] extends [never] ? [n?: number] : [labels: LabelValues<L>, n?: number]): void {
-    const [labels, n] = (this.labelNames.length === 0 ? [undefined, args[0]] : args) as [LabelValues<L> | undefined, number | undefined];
-    const by = n ?? 1;
-    if (!(by >= 0)) throw new RangeError(`counter ${this.name} cannot go down (${by})`);
-    const e = this.entry(labels);
-    if (e !== undefined) e.value += by;
-  }
-
+/** A metric with one number per series (counters and gauges). */
+abstract class ValueMetric<L extends string> extends Metric<L> {
   get(labels?: LabelValues<L>): number {
     return this.series.get(this.key(labels))?.value ?? 0;
   }
@@ -116,7 +107,19 @@ export class Counter<L extends string = never> extends Metric<L> {
   }
 }
 
-export class Gauge<L extends string = never> extends Metric<L> {
+export class Counter<L extends string = never> extends ValueMetric<L> {
+  readonly type = 'counter';
+
+  inc(...args: [L] extends [never] ? [n?: number] : [labels: LabelValues<L>, n?: number]): void {
+    const [labels, n] = (this.labelNames.length === 0 ? [undefined, args[0]] : args) as [LabelValues<L> | undefined, number | undefined];
+    const by = n ?? 1;
+    if (!(by >= 0)) throw new RangeError(`counter ${this.name} cannot go down (${by})`);
+    const e = this.entry(labels);
+    if (e !== undefined) e.value += by;
+  }
+}
+
+export class Gauge<L extends string = never> extends ValueMetric<L> {
   readonly type = 'gauge';
 
   set(...args: [L] extends [never] ? [value: number] : [labels: LabelValues<L>, value: number]): void {
@@ -135,16 +138,6 @@ export class Gauge<L extends string = never> extends Metric<L> {
     const [labels, n] = (this.labelNames.length === 0 ? [undefined, args[0]] : args) as [LabelValues<L> | undefined, number | undefined];
     const e = this.entry(labels);
     if (e !== undefined) e.value -= n ?? 1;
-  }
-
-  get(labels?: LabelValues<L>): number {
-    return this.series.get(this.key(labels))?.value ?? 0;
-  }
-
-  render(): string[] {
-    const out = this.header();
-    for (const e of this.series.values()) out.push(`${this.name}${e.labels === '' ? '' : `{${e.labels}}`} ${formatValue(e.value)}`);
-    return out;
   }
 }
 
