@@ -9,9 +9,9 @@ import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { FindingsSchema } from '../../shared/protocol.ts';
+import { type Captured, runCaptured } from '../../shared/testing/capture.ts';
 import { dataPath, readData } from '../../shared/testing/data.ts';
 import { inventoryOf, rhel95Packages } from '../correlate/testkit.ts';
 import { parseFeedPath } from '../feeds/import.ts';
@@ -33,22 +33,8 @@ before(async () => {
 });
 after(() => rm(dir, { recursive: true, force: true }));
 
-function sink(): { stream: Writable; text: () => string } {
-  let text = '';
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      text += chunk.toString('utf8');
-      cb();
-    },
-  });
-  return { stream, text: () => text };
-}
-
-async function run(command: typeof feedCommand, argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = sink();
-  const err = sink();
-  const code = await command(argv, { stdout: out.stream, stderr: err.stream });
-  return { code, stdout: out.text(), stderr: err.text() };
+function run(command: typeof feedCommand, argv: string[]): Promise<Captured> {
+  return runCaptured(command, argv);
 }
 
 /** dumpStore of the database file, opened read-only. */

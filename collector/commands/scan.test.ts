@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { FindingsSchema, type Findings } from '../../shared/protocol.ts';
+import { type Captured, runCaptured } from '../../shared/testing/capture.ts';
 import { dataPath } from '../../shared/testing/data.ts';
 import { inventoryOf, rhel95Packages } from '../correlate/testkit.ts';
 import { parseCsv } from '../feeds/csv.ts';
@@ -35,18 +36,8 @@ before(async () => {
 });
 after(() => rm(dir, { recursive: true, force: true }));
 
-async function scan(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const sink = (f: (s: string) => void) =>
-    new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        f(chunk.toString('utf8'));
-        cb();
-      },
-    });
-  const code = await scanCommand(argv, { stdout: sink((s) => (stdout += s)), stderr: sink((s) => (stderr += s)) });
-  return { code, stdout, stderr };
+function scan(argv: string[]): Promise<Captured> {
+  return runCaptured(scanCommand, argv);
 }
 
 async function scanJson(argv: string[]): Promise<{ code: number; doc: Findings }> {

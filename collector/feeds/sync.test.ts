@@ -12,6 +12,7 @@ import { join, resolve, sep } from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, it, type TestContext } from 'node:test';
 import { EnvHttpProxyAgent, ProxyAgent, type Dispatcher } from 'undici';
+import { runCaptured } from '../../shared/testing/capture.ts';
 import { DATA_DIR } from '../../shared/testing/data.ts';
 import { feedCommand } from '../commands/feed.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
@@ -398,16 +399,7 @@ describe('feed sync --config through feedCommand', () => {
         ],
       }),
     );
-    let stdout = '';
-    let stderr = '';
-    const sink = (f: (s: string) => void) =>
-      new Writable({
-        write(chunk: Buffer, _enc, cb) {
-          f(chunk.toString('utf8'));
-          cb();
-        },
-      });
-    const code = await feedCommand(['sync', '--db', db, '--config', config], { stdout: sink((s) => (stdout += s)), stderr: sink((s) => (stderr += s)) });
+    const { code, stdout, stderr } = await runCaptured(feedCommand, ['sync', '--db', db, '--config', config]);
     assert.equal(code, 1);
     assert.equal(stdout, 'alpine-main: alpine-secdb: 1142 added, 0 updated, 0 unchanged; 1 warning\n');
     assert.match(stderr, new RegExp(`^gone: failed, keeping the last good data: ${srv.base}/data/osv/almalinux99\\.osv\\.jsonl\\.gz: HTTP 404 \\(PW_ERR_FEED_FETCH\\)$`, 'm'));
