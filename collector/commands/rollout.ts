@@ -23,7 +23,7 @@ import { parseConfig } from '../config.ts';
 import { HostFindings } from '../gateway/host-findings.ts';
 import { listRollouts, type RolloutDetailJson, type RolloutJson, rolloutDetail } from '../http/views.ts';
 import { createLogger } from '../logger.ts';
-import { type Preview, RolloutEngine } from '../rollout/engine.ts';
+import { type Preview, ROLLOUT_OPERATIONS, RolloutEngine, type RolloutOperation } from '../rollout/engine.ts';
 import { parsePlan } from '../rollout/plan.ts';
 import { InstructionOutbox } from '../rollout/store.ts';
 import { KEY_FILE } from '../server.ts';
@@ -41,8 +41,6 @@ export const MAX_PLAN_FILE_BYTES = 1024 * 1024;
 const ACTOR = /^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-export const TRANSITIONS = ['submit', 'approve', 'pause', 'resume', 'cancel'] as const;
-type Transition = (typeof TRANSITIONS)[number];
 
 function checkId(id: string | undefined): string {
   if (id === undefined) throw new UsageError('--id ID is required (rollout list shows the ids)');
@@ -237,29 +235,13 @@ function show(argv: string[], io: Io): number {
   });
 }
 
-function transition(op: Transition, argv: string[], io: Io): number {
+function transition(op: RolloutOperation, argv: string[], io: Io): number {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, id: { type: 'string' }, actor: { type: 'string' }, json: { type: 'boolean', default: false } });
   const id = checkId(values.id);
   const actor = checkActor(values.actor);
   return withEngine(values.db, io, false, ({ engine }) => {
     const from = engine.get(id).state;
-    switch (op) {
-      case 'submit':
-        engine.submit(id, actor);
-        break;
-      case 'approve':
-        engine.approve(id, actor);
-        break;
-      case 'pause':
-        engine.pause(id, actor);
-        break;
-      case 'resume':
-        engine.resume(id, actor);
-        break;
-      case 'cancel':
-        engine.cancel(id, actor);
-        break;
-    }
+    engine.act(op, id, actor);
     const r = engine.get(id);
     if (values.json) io.stdout.write(JSON.stringify({ id, from, state: r.state, actor }) + '\n');
     else io.stdout.write(`rollout ${id}: ${from} -> ${r.state} (${op} by ${actor})\n`);
@@ -280,8 +262,8 @@ export function rolloutCommand(argv: string[], io: Io): Promise<number> {
       case 'show':
         return Promise.resolve(show(rest, io));
       default:
-        if ((TRANSITIONS as readonly (string | undefined)[]).includes(sub)) return Promise.resolve(transition(sub as Transition, rest, io));
-        throw new UsageError(`rollout ${sub ?? ''}: expected create, preview, list, show, ${TRANSITIONS.join(', ')}`);
+        if ((ROLLOUT_OPERATIONS as readonly (string | undefined)[]).includes(sub)) return Promise.resolve(transition(sub as RolloutOperation, rest, io));
+        throw new UsageError(`rollout ${sub ?? ''}: expected create, preview, list, show, ${ROLLOUT_OPERATIONS.join(', ')}`);
     }
   } catch (err) {
     return Promise.reject(err instanceof Error ? err : new Error(String(err)));

@@ -13,7 +13,7 @@ import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import * as z from 'zod';
 import { PatchwardenError } from '../../shared/errors.ts';
-import type { RolloutEngine } from '../rollout/engine.ts';
+import { ROLLOUT_OPERATIONS, type RolloutEngine } from '../rollout/engine.ts';
 import { parsePlan } from '../rollout/plan.ts';
 import { type AuthVariables, type Principal, requireRole } from './auth.ts';
 import { ApiError, type ApiStatus, badRequest } from './errors.ts';
@@ -34,8 +34,6 @@ const STATUS_OF: Readonly<Record<string, ApiStatus>> = {
   PW_ERR_ROLLOUT_STATE: 409,
 };
 
-export const ROLLOUT_ACTIONS = ['submit', 'approve', 'pause', 'resume', 'cancel'] as const;
-export type RolloutAction = (typeof ROLLOUT_ACTIONS)[number];
 
 type Env = { Variables: AuthVariables };
 
@@ -132,30 +130,14 @@ export function rolloutRoutes(s: Services): Hono<Env> {
     return c.json({ preview: call(() => engine.preview(id)) });
   });
 
-  for (const action of ROLLOUT_ACTIONS) {
+  for (const action of ROLLOUT_OPERATIONS) {
     app.post(`/:id/${action}`, requireRole('operator'), (c) => {
       parseQuery(EmptyQuerySchema, c.req.queries());
       const engine = engineOf(s);
       const id = rolloutId(c.req.param('id'));
       const who = actor(c.get('principal'));
       call(() => {
-        switch (action) {
-          case 'submit':
-            engine.submit(id, who);
-            break;
-          case 'approve':
-            engine.approve(id, who);
-            break;
-          case 'pause':
-            engine.pause(id, who);
-            break;
-          case 'resume':
-            engine.resume(id, who);
-            break;
-          case 'cancel':
-            engine.cancel(id, who);
-            break;
-        }
+        engine.act(action, id, who);
       });
       return c.json({ rollout: rolloutDetail(s.deps.fleet, engine, id) });
     });

@@ -67,7 +67,11 @@ export interface RolloutView extends RolloutRecord {
   hosts: RolloutHostRecord[];
 }
 
-const TRANSITIONS: Readonly<Record<string, readonly RolloutState[]>> = {
+/** What an operator can do to a rollout (API routes, CLI subcommands), and the states each is allowed from. */
+export const ROLLOUT_OPERATIONS = ['submit', 'approve', 'pause', 'resume', 'cancel'] as const;
+export type RolloutOperation = (typeof ROLLOUT_OPERATIONS)[number];
+
+const TRANSITIONS: Readonly<Record<RolloutOperation, readonly RolloutState[]>> = {
   submit: ['draft'],
   approve: ['awaiting-approval'],
   pause: ['running'],
@@ -168,6 +172,11 @@ export class RolloutEngine {
     const count = Math.max(-1, ...waves.values()) + 1;
     const sizes = Array.from({ length: count }, (_, w) => [...waves.values()].filter((x) => x === w).length);
     return { hosts, skipped: skipped.sort(byName), waves: sizes, totals };
+  }
+
+  /** One of the operator's actions by name (the API and the CLI take it as a word). */
+  act(operation: RolloutOperation, id: string, actor: string): void {
+    this[operation](id, actor);
   }
 
   /** draft -> awaiting-approval (requireApproval) or running. */
@@ -296,9 +305,9 @@ export class RolloutEngine {
     return r;
   }
 
-  #transition(id: string, op: keyof typeof TRANSITIONS): RolloutRecord {
+  #transition(id: string, op: RolloutOperation): RolloutRecord {
     const r = this.#require(id);
-    const from = TRANSITIONS[op] ?? [];
+    const from = TRANSITIONS[op];
     if (!from.includes(r.state)) throw new RolloutStateError(`cannot ${op} rollout ${id}: it is ${r.state} (${op} needs ${from.join(' or ')})`);
     return r;
   }
