@@ -6,7 +6,7 @@ import type { InstructionResult } from '../../shared/instructions.ts';
 import type { Findings, Inventory } from '../../shared/protocol.ts';
 import type { RolloutEngine } from '../rollout/engine.ts';
 import type { RolloutPlan } from '../rollout/plan.ts';
-import { HOST_STATES, type HostState, type RolloutRecord, type RolloutState } from '../rollout/store.ts';
+import { HOST_STATES, type HostState, type RolloutRecord } from '../rollout/store.ts';
 import { fleetCounts, type HostListItem } from '../store/access.ts';
 import type { Db } from '../store/db.ts';
 import type { FleetStore } from '../store/fleet.ts';
@@ -103,26 +103,14 @@ export async function summary(s: Services): Promise<Summary> {
   };
 }
 
-/** One rollout in a list: what it does, where it stands, how its hosts are doing. */
-export interface RolloutJson {
-  id: string;
-  name: string;
-  state: RolloutState;
+/** One rollout in a list: what it does, where it stands, how its hosts are doing (the record without its plan and wave bookkeeping). */
+export interface RolloutJson extends Omit<RolloutRecord, 'plan' | 'currentWave' | 'waveCount' | 'waveDoneAt'> {
   action: string;
   dryRun: boolean;
   requireApproval: boolean;
   fourEyes: boolean;
-  createdBy: string;
-  createdAt: string;
-  submittedBy: string | null;
-  approvedBy: string | null;
-  approvedAt: string | null;
-  startedAt: string | null;
-  finishedAt: string | null;
-  updatedAt: string;
   /** `current`: the waves sent so far (0 before the first); `total`: 0 until the rollout starts and its hosts are chosen. */
   waves: { current: number; total: number };
-  haltedReason: string | null;
   hostStates: Record<HostState, number> & { total: number };
 }
 
@@ -151,24 +139,14 @@ function emptyHostStates(): RolloutJson['hostStates'] {
 }
 
 function rolloutJson(r: RolloutRecord, hostStates: RolloutJson['hostStates']): RolloutJson {
+  const { plan, currentWave, waveCount, waveDoneAt: _doneAt, ...record } = r;
   return {
-    id: r.id,
-    name: r.name,
-    state: r.state,
-    action: r.plan.action.kind,
-    dryRun: r.plan.dryRun,
-    requireApproval: r.plan.requireApproval,
-    fourEyes: r.plan.fourEyes,
-    createdBy: r.createdBy,
-    createdAt: r.createdAt,
-    submittedBy: r.submittedBy,
-    approvedBy: r.approvedBy,
-    approvedAt: r.approvedAt,
-    startedAt: r.startedAt,
-    finishedAt: r.finishedAt,
-    updatedAt: r.updatedAt,
-    waves: { current: r.currentWave + 1, total: r.waveCount },
-    haltedReason: r.haltedReason,
+    ...record,
+    action: plan.action.kind,
+    dryRun: plan.dryRun,
+    requireApproval: plan.requireApproval,
+    fourEyes: plan.fourEyes,
+    waves: { current: currentWave + 1, total: waveCount },
     hostStates,
   };
 }
