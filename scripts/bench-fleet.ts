@@ -940,11 +940,41 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
     const fullWindow = Math.min(FULL_WINDOW, live.length);
     progress(`fleet: full reports: ${live.length} agents x ${fullRounds}, ${fullWindow} in flight (${(frameBytes.full / 1024).toFixed(0)} KB each)`);
     const usedVariants = new Set<number>();
-    cpu = cpuMeter(pid);
-    const full = await drive(
-      live.map((a) => a.link as Link),
+    const settleMs: Record<string, number | null> = {};
+    /**
+     * One phase of reports that must each be stored: driven, measured (rate, collector and
+     * simulator CPU), checked (every ack `stored`), then the collector's correlation queue
+     * waited out so the next phase measures only its own work.
+     */
+    const storedPhase = async (
+      label: string,
+      key: string,
+      agentsOf: readonly SimAgent[],
+      rounds: number,
+      deadline: number,
+      frame: (i: number, round: number) => Sent,
+    ): Promise<ReportPhase> => {
+      cpu = cpuMeter(pid);
+      const r = await drive(
+        agentsOf.map((a) => a.link as Link),
+        rounds,
+        fullWindow,
+        deadline,
+        frame,
+        ackStatus,
+      );
+      const phaseCpu = cpu();
+      alive();
+      const phaseProblems = [...r.problems];
+      if ((r.statuses.stored ?? 0) !== r.count) phaseProblems.push(`acks were ${JSON.stringify(r.statuses)}: every ${label} should be stored`);
+      settleMs[key] = await settle(httpUrl, STEP_TIMEOUT_MS * 4);
+      return { count: r.count, ms: r.ms, perSecond: r.perSecond, window: fullWindow, statuses: r.statuses, latencyMs: r.latencyMs, cpu: phaseCpu, problems: phaseProblems };
+    };
+    const full = await storedPhase(
+      'full report',
+      'full',
+      live,
       fullRounds,
-      fullWindow,
       // Generous: this machine's floor is a few hundred 2,000-package reports per second.
       performance.now() + 60_000 + live.length * fullRounds * 40,
       (i, round) => {
@@ -953,16 +983,10 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
         usedVariants.add(v);
         return storing(a, fullReport(template, variants[v] as Variant, a));
       },
-      ackStatus,
     );
-    const fullCpu = cpu();
-    alive();
     const afterFullMb = procStatus(pid).rssMb;
-    const fullProblems = [...full.problems];
-    if ((full.statuses.stored ?? 0) !== full.count) fullProblems.push(`acks were ${JSON.stringify(full.statuses)}: every full report should be stored`);
-    if (full.count < Math.min(MIN_FULL_REPORTS, live.length * fullRounds)) fullProblems.push(`only ${full.count} full reports acked`);
-    problems.push(...fullProblems.map((p) => `full: ${p}`));
-    const settleMs: Record<string, number | null> = { full: await settle(httpUrl, STEP_TIMEOUT_MS * 4) };
+    if (full.count < Math.min(MIN_FULL_REPORTS, live.length * fullRounds)) full.problems.push(`only ${full.count} full reports acked`);
+    problems.push(...full.problems.map((p) => `full: ${p}`));
 
     // Phase 2a: full reports of package sets nobody sent before (one package's version
     // differs per report): every one is parsed, validated, hashed and stored whole.
@@ -977,48 +1001,24 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
       return { id, hash, data: Buffer.from(JSON.stringify({ type: 'report', id, hash, inventory: inv }), 'utf8') };
     });
     progress(`fleet: full reports of new package sets: ${newSetCount} agents x 1, ${fullWindow} in flight`);
-    cpu = cpuMeter(pid);
-    const newSets = await drive(
-      live.slice(0, newSetCount).map((a) => a.link as Link),
-      1,
-      fullWindow,
-      performance.now() + 60_000 + newSetCount * 40,
-      (i) => storing(live[i] as SimAgent, newSetFrames[i] as { id: string; hash: string; data: Buffer }),
-      ackStatus,
+    const newSets = await storedPhase('report of a new set', 'newSets', live.slice(0, newSetCount), 1, performance.now() + 60_000 + newSetCount * 40, (i) =>
+      storing(live[i] as SimAgent, newSetFrames[i] as { id: string; hash: string; data: Buffer }),
     );
     newSetFrames.length = 0;
-    const newSetCpu = cpu();
-    alive();
-    const newSetProblems = [...newSets.problems];
-    if ((newSets.statuses.stored ?? 0) !== newSets.count) newSetProblems.push(`acks were ${JSON.stringify(newSets.statuses)}: every report of a new set should be stored`);
-    problems.push(...newSetProblems.map((p) => `new sets: ${p}`));
-    settleMs.newSets = await settle(httpUrl, STEP_TIMEOUT_MS * 4);
+    problems.push(...newSets.problems.map((p) => `new sets: ${p}`));
 
     // Phase 2b: changed inventories whose package set the collector holds (every variant
     // was stored in phase 2), named by reference: what an agent sends first, and all it
     // sends when its new set came from the same image or patch as other hosts'.
     const refRounds = fullRounds * 3;
     progress(`fleet: reports naming a held package set: ${live.length} agents x ${refRounds}, ${fullWindow} in flight (${frameBytes.byReference} bytes each)`);
-    cpu = cpuMeter(pid);
-    const byRef = await drive(
-      live.map((a) => a.link as Link),
-      refRounds,
-      fullWindow,
-      performance.now() + 60_000 + live.length * refRounds * 10,
-      (i, round) => {
-        const a = live[i] as SimAgent;
-        const v = (a.index + fullRounds + round) % VARIANTS;
-        return storing(a, fullReport(template, variants[v] as Variant, a, true));
-      },
-      ackStatus,
-    );
-    const refCpu = cpu();
-    alive();
-    const refProblems = [...byRef.problems];
-    if ((byRef.statuses.stored ?? 0) !== byRef.count) refProblems.push(`acks were ${JSON.stringify(byRef.statuses)}: every report naming a held set should be stored`);
-    if (usedVariants.size < VARIANTS) refProblems.push(`phase 2 stored ${usedVariants.size} of ${VARIANTS} package sets, so some named sets may be unknown`);
-    problems.push(...refProblems.map((p) => `by reference: ${p}`));
-    settleMs.byReference = await settle(httpUrl, STEP_TIMEOUT_MS * 4);
+    const byRef = await storedPhase('report naming a held set', 'byReference', live, refRounds, performance.now() + 60_000 + live.length * refRounds * 10, (i, round) => {
+      const a = live[i] as SimAgent;
+      const v = (a.index + fullRounds + round) % VARIANTS;
+      return storing(a, fullReport(template, variants[v] as Variant, a, true));
+    });
+    if (usedVariants.size < VARIANTS) byRef.problems.push(`phase 2 stored ${usedVariants.size} of ${VARIANTS} package sets, so some named sets may be unknown`);
+    problems.push(...byRef.problems.map((p) => `by reference: ${p}`));
     for (const [phase, ms] of Object.entries(settleMs)) if (ms === null) problems.push(`${phase}: the collector's correlation queue did not drain`);
 
     // Phase 3: unchanged reports from every agent that has a stored inventory.
@@ -1077,9 +1077,9 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
       baselines: { keygenPerSecond, echoConnect: { count: echoBase.connect.count, ms: echoBase.connect.ms, perSecond: echoBase.connect.perSecond }, echo: echoBase.echo, jsonRoundTripPerSecond },
       enroll: { count: enroll.count, ms: enroll.ms, perSecond: enroll.perSecond, cpu: enrollCpu, problems: enrollProblems },
       connect: { count: connect.count, ms: connect.ms, perSecond: connect.perSecond, connected: live.length, cpu: connectCpu, problems: connectProblems },
-      full: { count: full.count, ms: full.ms, perSecond: full.perSecond, window: fullWindow, statuses: full.statuses, latencyMs: full.latencyMs, cpu: fullCpu, problems: fullProblems },
-      newSets: { count: newSets.count, ms: newSets.ms, perSecond: newSets.perSecond, window: fullWindow, statuses: newSets.statuses, latencyMs: newSets.latencyMs, cpu: newSetCpu, problems: newSetProblems },
-      byReference: { count: byRef.count, ms: byRef.ms, perSecond: byRef.perSecond, window: fullWindow, statuses: byRef.statuses, latencyMs: byRef.latencyMs, cpu: refCpu, problems: refProblems },
+      full,
+      newSets,
+      byReference: byRef,
       unchanged: { count: same.count, ms: same.ms, perSecond: same.perSecond, window: sameWindow, statuses: same.statuses, latencyMs: same.latencyMs, cpu: sameCpu, problems: sameProblems },
       correlationCatchUpMs: settleMs,
       rssMb: { idle: idleMb, connected: connectedMb, afterFull: afterFullMb, afterUnchanged: afterUnchangedMb, peak },
