@@ -28,7 +28,8 @@ import { collectInventory } from '../inventory/inventory.ts';
 import { Backoff, type BackoffOptions } from './backoff.ts';
 import { CheckScheduler, type WatchTarget } from './checks.ts';
 import type { AgentConfig } from './config.ts';
-import { CollectorConnection, acceptsProtocol } from './connection.ts';
+import { acceptsProtocol, PACKAGES_BY_REFERENCE_SINCE, protocolAtLeast } from '../../shared/protocol-version.ts';
+import { CollectorConnection } from './connection.ts';
 import type { Logger } from './log.ts';
 import { Spool, type SpoolEntry, type SpooledReport } from './spool.ts';
 import { Executor, readInstalledPackages, readRebootRequired, stateDirFor } from '../executor/executor.ts';
@@ -270,8 +271,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     let liveness: NodeJS.Timeout | undefined;
     try {
       const challenge = expect(await conn.next(this.handshakeTimeoutMs), 'challenge', conn);
-      // Packages by reference came with protocol 1.1; a 1.0 collector would refuse the field.
-      this.byReference = semverAtLeast(challenge.protocol, 1, 1);
+      // A 1.0 collector would refuse the packageSet field.
+      this.byReference = protocolAtLeast(challenge.protocol, PACKAGES_BY_REFERENCE_SINCE);
       if (!acceptsProtocol(challenge.protocol)) {
         const err = new ProtocolError(`the collector speaks protocol ${challenge.protocol}, this agent ${PROTOCOL_VERSION}: upgrade one of them`, 'PW_ERR_PROTOCOL_VERSION', CLOSE.version);
         conn.close(CLOSE.version, err.code);
@@ -458,13 +459,6 @@ function expect<T extends CollectorMessage['type']>(msg: CollectorMessage, type:
     throw err;
   }
   return msg as Extract<CollectorMessage, { type: T }>;
-}
-
-function semverAtLeast(version: string, major: number, minor: number): boolean {
-  const m = /^(\d+)\.(\d+)\./.exec(version);
-  if (m === null) return false;
-  const [maj, min] = [Number(m[1]), Number(m[2])];
-  return maj > major || (maj === major && min >= minor);
 }
 
 function codeOf(err: unknown): string {

@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { describe, it } from 'node:test';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { PROTOCOL_VERSION } from '../../shared/protocol.ts';
-import { AGENT_MAX_PAYLOAD, CollectorConnection, acceptsProtocol } from './connection.ts';
+import { AGENT_MAX_PAYLOAD, CollectorConnection } from './connection.ts';
 
 const NONCE = 'A'.repeat(43);
 const ACK_ID = '0b7c7d53-5f0e-4c8e-9a55-2f3d1c9b7a10';
@@ -43,23 +43,6 @@ async function scripted(t: { after: (fn: () => unknown) => void }, script: (ws: 
   return { url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}/v1/agent`, closeCode };
 }
 
-describe('acceptsProtocol (^major)', () => {
-  const cases: [string, boolean][] = [
-    [PROTOCOL_VERSION, true],
-    ['1.7.3', true],
-    ['1.0.0-beta.1', true],
-    ['2.0.0', false],
-    ['0.9.0', false],
-    ['1.0', false],
-    ['', false],
-    ['1.0.0; DROP TABLE agents', false],
-  ];
-  for (const [v, want] of cases) {
-    it(`${JSON.stringify(v)} -> ${want}`, () => {
-      assert.equal(acceptsProtocol(v), want);
-    });
-  }
-});
 
 describe('CollectorConnection', () => {
   it('valid messages arrive in order, validated, whether next() waits or they were queued', async (t) => {

@@ -13,7 +13,7 @@ import { readFile } from 'node:fs/promises';
 import { rootCertificates } from 'node:tls';
 import WebSocket from 'ws';
 import { CLOSE, ProtocolError } from '../../shared/errors.ts';
-import { type AgentMessage, type CollectorMessage, CollectorMessageSchema, PROTOCOL_VERSION } from '../../shared/protocol.ts';
+import { type AgentMessage, type CollectorMessage, CollectorMessageSchema } from '../../shared/protocol.ts';
 
 /** The collector's messages are small (acks, errors of at most 4 KiB); a bigger frame is not one of them. */
 export const AGENT_MAX_PAYLOAD = 1024 * 1024;
@@ -37,13 +37,6 @@ export interface ConnectOptions {
   maxPayload?: number;
   /** TCP + TLS + HTTP upgrade. */
   openTimeoutMs?: number;
-}
-
-/** A peer protocol version is accepted when its major is ours (`^major`), as DESIGN.md says. */
-export function acceptsProtocol(peer: string): boolean {
-  const major = (v: string): string | undefined => /^(\d+)\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$/.exec(v)?.[1];
-  const theirs = major(peer);
-  return theirs !== undefined && theirs === major(PROTOCOL_VERSION);
 }
 
 export async function readCaFile(file: string | undefined): Promise<string | undefined> {

@@ -30,7 +30,8 @@ import {
   saveConfig,
   savePrivateKey,
 } from './config.ts';
-import { CollectorConnection, acceptsProtocol, readCaFile } from './connection.ts';
+import { acceptsProtocol } from '../../shared/protocol-version.ts';
+import { CollectorConnection, readCaFile } from './connection.ts';
 
 export interface EnrollOptions {
   collectorUrl: string;

@@ -16,7 +16,6 @@ import { inventoryOf, rhel95Packages } from '../correlate/testkit.ts';
 import { importFeedPath } from '../feeds/store-import.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase, type Db } from '../store/db.ts';
-import { acceptsProtocol } from './gateway.ts';
 import { enrollMessage, helloMessage, newKeys, startCollector, TestAgent, type TestCollector, variant } from './testkit.ts';
 
 const run = promisify(execFile);
@@ -547,22 +546,6 @@ describe('gateway: bad input is refused with a stable code and close code, nothi
   });
 });
 
-describe('acceptsProtocol', () => {
-  const table: [string, boolean][] = [
-    ['1.0.0', true],
-    ['1.9.3', true],
-    ['1.2.0-beta.1', true],
-    ['0.9.0', false],
-    ['2.0.0', false],
-    ['1.0', false],
-    ['banana', false],
-  ];
-  for (const [v, ok] of table) {
-    it(`${v} -> ${ok}`, () => {
-      assert.equal(acceptsProtocol(v), ok);
-    });
-  }
-});
 
 describe('gateway: throughput over loopback (one agent, sequential acks)', () => {
   it('full reports with new content, full reports with shared content, unchanged reports', async (t) => {

@@ -17,11 +17,11 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
-import semver from 'semver';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { CLOSE, ProtocolError } from '../../shared/errors.ts';
 import { inventoryHash, packageSetRef } from '../../shared/inventory-hash.ts';
 import type { InstructionResult } from '../../shared/instructions.ts';
+import { acceptsProtocol, PROTOCOL_MAJOR } from '../../shared/protocol-version.ts';
 import {
   AgentMessageSchema,
   type CollectorMessage,
@@ -110,11 +110,6 @@ function protocolError(message: string): ProtocolError {
   return new ProtocolError(message, 'PW_ERR_PROTOCOL', CLOSE.protocol);
 }
 
-/** The peer's protocol is accepted when its major is ours (`^major`). */
-export function acceptsProtocol(peer: string): boolean {
-  const v = semver.valid(peer);
-  return v !== null && semver.major(v) === semver.major(PROTOCOL_VERSION);
-}
 
 export class Gateway {
   readonly #opts: Required<Omit<GatewayOptions, 'onInventory' | 'onReport' | 'instructions'>> & Pick<GatewayOptions, 'onInventory' | 'onReport' | 'instructions'>;
@@ -345,7 +340,7 @@ export class Gateway {
     }
     if (s.agentId !== null) throw protocolError(`${msg.type} on a connection that is authenticated already`);
     if (!acceptsProtocol(msg.protocol)) {
-      throw new ProtocolError(`protocol ${msg.protocol} is not accepted: this collector speaks ^${semver.major(PROTOCOL_VERSION)} (${PROTOCOL_VERSION})`, 'PW_ERR_PROTOCOL_VERSION', CLOSE.version);
+      throw new ProtocolError(`protocol ${msg.protocol} is not accepted: this collector speaks ^${PROTOCOL_MAJOR} (${PROTOCOL_VERSION})`, 'PW_ERR_PROTOCOL_VERSION', CLOSE.version);
     }
     const fleet = this.#opts.fleet;
     const now = this.#opts.now();
