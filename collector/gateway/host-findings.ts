@@ -38,6 +38,9 @@ export class HostFindings {
   readonly #policy: DuePolicy;
   readonly #log: Logger;
   readonly #now: () => Date;
+  /** One write transaction per slice, a savepoint per host in it (see #next). */
+  readonly #sliceTx: (work: () => boolean) => boolean;
+  readonly #refreshOne: (agentId: string, inventory: Inventory, hash: string) => Findings;
   #kev = new Map<string, KevInfo>();
   #feeds: FeedState[] = [];
   #feedErrors: string[] = [];
@@ -56,6 +59,8 @@ export class HostFindings {
     this.#policy = opts.policy;
     this.#log = opts.logger;
     this.#now = opts.now ?? (() => new Date());
+    this.#sliceTx = opts.db.transaction((work: () => boolean) => work());
+    this.#refreshOne = opts.db.transaction((agentId: string, inventory: Inventory, hash: string) => this.refresh(agentId, inventory, hash));
   }
 
   /** (Re)loads advisories, KEV and feed states from the store; call at start and after a feed import. */
@@ -152,32 +157,50 @@ export class HostFindings {
    * host and the fleet bench peaked at 4 GB.
    */
   #next(): void {
+    let done: boolean;
+    try {
+      // The hosts of one slice share a commit: a burst of reports otherwise cost a commit
+      // per host for its finding counts alone. Each host is a savepoint, so one that fails
+      // rolls back alone and keeps its previous findings.
+      done = this.#sliceTx(() => this.#slice());
+    } catch (err) {
+      done = false;
+      // The commit itself failed (disk full, I/O error): the slice's hosts keep their
+      // previous findings until their next report or the next start.
+      this.stats.failed++;
+      this.#log.error({ err }, 'storing the findings of correlated hosts failed');
+    }
+    if (done || this.#stopped || this.#queue.size === 0) {
+      this.#running = false;
+      const waiters = this.#waiters;
+      this.#waiters = [];
+      for (const w of waiters) w();
+      return;
+    }
+    setImmediate(() => {
+      this.#next();
+    });
+  }
+
+  /** Correlates queued hosts for up to SLICE_MS; true when the queue is empty. */
+  #slice(): boolean {
     const until = performance.now() + SLICE_MS;
     for (;;) {
       const first = this.#queue.entries().next();
-      if (first.done === true || this.#stopped) {
-        this.#running = false;
-        const waiters = this.#waiters;
-        this.#waiters = [];
-        for (const w of waiters) w();
-        return;
-      }
+      if (first.done === true || this.#stopped) return true;
       const [agentId, job] = first.value;
       this.#queue.delete(agentId);
       try {
-        if (job !== null) this.refresh(agentId, job.inventory, job.hash);
+        if (job !== null) this.#refreshOne(agentId, job.inventory, job.hash);
         else {
           const inventory = this.#fleet.latestInventory(agentId);
-          if (inventory !== undefined) this.refresh(agentId, inventory, packagesHash(inventory));
+          if (inventory !== undefined) this.#refreshOne(agentId, inventory, packagesHash(inventory));
         }
       } catch (err) {
         this.stats.failed++;
         this.#log.error({ err, agentId }, 'correlating a host failed; its findings are from its previous report');
       }
-      if (performance.now() >= until) break;
+      if (performance.now() >= until) return false;
     }
-    setImmediate(() => {
-      this.#next();
-    });
   }
 }
