@@ -20,6 +20,7 @@ import type { KevInfo } from '../collector/correlate/findings.ts';
 import { indexKey } from '../collector/correlate/advisory-index.ts';
 import { Correlator } from '../collector/correlate/correlator.ts';
 import { DEFAULT_POLICY } from '../collector/correlate/policy.ts';
+import { planInventory } from '../collector/correlate/match.ts';
 import { parseFeedPath } from '../collector/feeds/import.ts';
 import { importFeedPath } from '../collector/feeds/store-import.ts';
 import type { Advisory } from '../collector/feeds/types.ts';
@@ -364,7 +365,7 @@ async function correlateSection(dataDir: string): Promise<{ figures: Figure[]; r
     // The first run also pays for compiling the matching code; a running collector has done that.
     if (i > 0) coldMs.push(performance.now() - t);
   }
-  const { plan } = correlator.matches(inv);
+  const plan = planInventory(inv);
   const sourcesWithAdvisories = new Set(inv.packages.filter((p) => correlator.index.lookup(ECOSYSTEM, p.source).length > 0).map((p) => p.source)).size;
 
   // Miss: inventories the long-running Correlator has not seen (the kernel build string

@@ -58,4 +58,48 @@ describe('the correlator matches identical inventories once and re-matches only 
     assert.equal(c.findings(inv, ctx).findings.length, before.findings.length);
     assert.equal(c.stats.unitsMatched - m, 1);
   });
+
+  /** A new advisory for one installed package, dated by `n` so each import changes it. */
+  const advisoryFor = (name: string, n: number): Advisory => {
+    const p = packages.find((x) => x.name === name);
+    assert.ok(p, name);
+    return {
+      source: 'osv',
+      id: `ALSA-2099:${String(1000 + n)}`,
+      aliases: [],
+      summary: `test ${name}`,
+      severity: 'high',
+      published: '2026-11-20T00:00:00.000Z',
+      modified: new Date(Date.UTC(2026, 10, 20, 0, 0, n)).toISOString(),
+      withdrawn: null,
+      affected: [{ ecosystem: 'AlmaLinux:9', package: name, ranges: [{ introduced: '0', fixed: `${p.version}.1`, lastAffected: null }], versions: [], notAffected: false }],
+    };
+  };
+
+  const imports: { name: string; imports: string[][]; rematched: (units: number) => number }[] = [
+    { name: 'two imports between two hosts\' reports: the packages of both are matched again, nothing else', imports: [['bash'], ['openssl-libs']], rematched: () => 2 },
+    { name: 'one import touching three packages', imports: [['bash', 'openssl-libs', 'glibc']], rematched: () => 3 },
+    { name: 'more imports than the correlator remembers (32): the entry is matched again whole', imports: Array.from({ length: 34 }, (_, i) => [i % 2 === 0 ? 'bash' : 'openssl-libs']), rematched: (all) => all },
+  ];
+  for (const c of imports) {
+    it(c.name, () => {
+      const corr = new Correlator();
+      corr.apply(alma);
+      const inv = inventoryOf('AlmaLinux:9', 'rpm', packages);
+      const before = corr.findings(inv, ctx);
+      let n = 0;
+      const batches = c.imports.map((names) => names.map((name) => advisoryFor(name, n++)));
+      for (const batch of batches) corr.apply(batch);
+      const added = new Set(batches.flat().map((a) => a.id));
+      const matched = corr.stats.unitsMatched;
+      const after = corr.findings(inv, ctx);
+      assert.equal(corr.stats.unitsMatched - matched, c.rematched(units));
+      assert.equal(after.findings.length, before.findings.length + added.size, 'every new advisory is a finding');
+      for (const id of added) assert.equal(after.findings.find((f) => f.advisory === id)?.status, 'open', id);
+      // The same findings as a correlator that saw every advisory before its first match.
+      const uncached = new Correlator();
+      uncached.apply([...alma, ...batches.flat()]);
+      assert.deepEqual(after.findings, uncached.findings(inv, ctx).findings);
+    });
+  }
 });

@@ -2,29 +2,37 @@
  * The correlator: an advisory index plus a cache of matches per inventory content.
  * Identical inventories (a fleet built from one image) are matched once; after a feed
  * import only the (ecosystem, package) pairs it changed are matched again.
+ *
+ * A cache entry keeps only what matched (most of 2,000 packages match nothing), never the
+ * inventory or its plan: the caller passes the inventory on every call, and the same
+ * content hash means the same packages, kernel and ecosystem. An entry of a fleet image
+ * with a dozen findings is a few hundred bytes, so thousands of distinct package sets fit;
+ * keeping each set's 2,000 units and per-unit lists cost about 1 MB per set and made every
+ * major GC of a busy collector walk them.
  */
 import { packagesHash } from '../../shared/inventory-hash.ts';
 import { FINDINGS_SCHEMA, type Findings, type Inventory } from '../../shared/protocol.ts';
 import type { Advisory } from '../feeds/types.ts';
 import { AdvisoryIndex } from './advisory-index.ts';
 import { buildFindings, type FindingContext } from './findings.ts';
-import { comparatorFor, type MatchPlan, matchUnit, planInventory, type RawMatch } from './match.ts';
+import { comparatorFor, type MatchUnit, matchUnit, planInventory, type RawMatch } from './match.ts';
+import type { Compare } from './ranges.ts';
 
 interface CacheEntry {
-  inv: Inventory;
-  plan: MatchPlan;
-  /** Matches per unit of plan.units, filled lazily; a feed import clears the units whose key it changed. */
-  matches: (RawMatch[] | undefined)[];
-  /** Index key -> positions in plan.units, for that invalidation. */
-  unitsByKey: Map<string, number[]>;
-  /** Positions of the kernel units (matched afresh every time). */
-  kernelUnits: number[];
-  /**
-   * The matches of every other unit, in unit order, once all are known; a feed import that
-   * clears a unit clears this too. A cache hit is then a copy of this list plus the kernel
-   * units, not a walk over 2,000 units.
-   */
-  flat: RawMatch[] | undefined;
+  /** The index generation these matches were made against (see Correlator.apply). */
+  generation: number;
+  ecosystem: string;
+  kernelManaged: boolean;
+  /** The plan's own warnings (an unmanaged kernel, say). */
+  planWarnings: string[];
+  /** Matches of the non-kernel units, by index key: only keys that matched. */
+  byKey: Map<string, RawMatch[]>;
+  /** Warnings of matching non-kernel units (a version the scheme rejects), by index key. */
+  warningsByKey: Map<string, string[]>;
+  /** byKey's lists as one: what a cache hit copies. */
+  flat: RawMatch[];
+  /** At most three; matched afresh every time (they share one de-duplication set). */
+  kernelUnits: MatchUnit[];
 }
 
 export interface FeedState {
@@ -33,8 +41,18 @@ export interface FeedState {
   importedAt: string | null;
 }
 
+/** What matching an inventory gives findings(): the matches, and the plan's facts. */
+export interface InventoryMatches {
+  matches: RawMatch[];
+  kernelManaged: boolean;
+  warnings: string[];
+}
+
 /** matchUnit's de-duplication set, which only kernel units read or write. */
 const NO_KERNEL_SEEN: Set<string> = new Set();
+
+/** Feed imports remembered for re-matching; an entry older than all of them is matched again whole. */
+const KEPT_CHANGES = 32;
 
 /** Bytes of the inventory that decide its matches; collectedAt, host identity and hardware do not. */
 export const matchHash = packagesHash;
@@ -43,101 +61,128 @@ export class Correlator {
   readonly index = new AdvisoryIndex();
   readonly #cache = new Map<string, CacheEntry>();
   readonly #maxCached: number;
+  /** Bumped by every apply() that changed something; #changes says which keys it changed. */
+  #generation = 0;
+  readonly #changes: { generation: number; keys: ReadonlySet<string> }[] = [];
   stats = { hits: 0, misses: 0, unitsMatched: 0 };
 
   constructor(options: { maxCachedInventories?: number } = {}) {
     this.#maxCached = options.maxCachedInventories ?? 10_000;
   }
 
-  /** Loads or replaces advisories; cached matches of the pairs they touch are dropped. */
+  /** Loads or replaces advisories; cached matches of the pairs they touch are matched again when next asked for. */
   apply(advisories: Iterable<Advisory>): number {
     const changed = this.index.apply(advisories);
     if (changed.size === 0) return 0;
-    for (const entry of this.#cache.values()) {
-      for (const k of changed) {
-        const positions = entry.unitsByKey.get(k);
-        if (positions === undefined) continue;
-        for (const i of positions) entry.matches[i] = undefined;
-        entry.flat = undefined;
-      }
-    }
+    this.#generation++;
+    this.#changes.push({ generation: this.#generation, keys: changed });
+    if (this.#changes.length > KEPT_CHANGES) this.#changes.shift();
     return changed.size;
   }
 
-  matches(inv: Inventory, hash = matchHash(inv)): { matches: RawMatch[]; plan: MatchPlan } {
-    let entry = this.#cache.get(hash);
-    if (entry === undefined) {
-      this.stats.misses++;
+  matches(inv: Inventory, hash = matchHash(inv)): InventoryMatches {
+    const ecosystem = inv.host.ecosystem;
+    const cmp = ecosystem === null ? null : comparatorFor(ecosystem);
+    if (ecosystem === null || cmp === null) {
       const plan = planInventory(inv);
-      const unitsByKey = new Map<string, number[]>();
-      const kernelUnits: number[] = [];
-      plan.units.forEach((u, i) => {
-        const list = unitsByKey.get(u.key);
-        if (list === undefined) unitsByKey.set(u.key, [i]);
-        else list.push(i);
-        if (u.kernel) kernelUnits.push(i);
-      });
-      entry = { inv, plan, matches: new Array<RawMatch[] | undefined>(plan.units.length), unitsByKey, kernelUnits, flat: undefined };
+      return { matches: [], kernelManaged: plan.kernelManaged, warnings: plan.warnings };
+    }
+    let entry = this.#cache.get(hash);
+    if (entry !== undefined) {
+      this.stats.hits++;
+      if (entry.generation !== this.#generation) this.#refresh(entry, inv, cmp);
+    } else {
+      this.stats.misses++;
+      entry = this.#build(inv, ecosystem, cmp);
       if (this.#cache.size >= this.#maxCached) {
         const oldest = this.#cache.keys().next().value;
         if (oldest !== undefined) this.#cache.delete(oldest);
       }
       this.#cache.set(hash, entry);
-    } else {
-      this.stats.hits++;
     }
-    const { plan } = entry;
-    const { ecosystem } = plan;
-    if (ecosystem === null) return { matches: [], plan };
-    const cmp = comparatorFor(ecosystem);
-    if (cmp === null) return { matches: [], plan };
-    const cached = entry;
-    if (cached.flat === undefined) {
-      const flat: RawMatch[] = [];
-      plan.units.forEach((u, i) => {
-        if (u.kernel) return;
-        let m = cached.matches[i];
-        if (m === undefined) {
-          m = matchUnit(cached.inv, u, this.index, cmp, ecosystem, NO_KERNEL_SEEN, plan.warnings);
-          this.stats.unitsMatched++;
-          cached.matches[i] = m;
-        }
-        flat.push(...m);
-      });
-      cached.flat = flat;
-    }
-    // Kernel units share one de-duplication set (an RHEL advisory lists kernel and
-    // kernel-core), so they are always matched afresh; there are at most three. Their
-    // matches come after the others' (findings are sorted by package and advisory).
-    const out = cached.flat.slice();
+    const warnings = [...entry.planWarnings];
+    for (const w of entry.warningsByKey.values()) warnings.push(...w);
+    const out = entry.flat.slice();
     const seen = new Set<string>();
-    for (const i of cached.kernelUnits) {
-      const u = plan.units[i];
-      if (u === undefined) continue;
-      const m = matchUnit(cached.inv, u, this.index, cmp, ecosystem, seen, plan.warnings);
+    for (const u of entry.kernelUnits) {
+      out.push(...matchUnit(inv, u, this.index, cmp, ecosystem, seen, warnings));
       this.stats.unitsMatched++;
-      cached.matches[i] = m;
-      out.push(...m);
     }
-    return { matches: out, plan };
+    return { matches: out, kernelManaged: entry.kernelManaged, warnings };
+  }
+
+  #build(inv: Inventory, ecosystem: string, cmp: Compare): CacheEntry {
+    const plan = planInventory(inv);
+    const entry: CacheEntry = {
+      generation: this.#generation,
+      ecosystem,
+      kernelManaged: plan.kernelManaged,
+      planWarnings: plan.warnings,
+      byKey: new Map(),
+      warningsByKey: new Map(),
+      flat: [],
+      kernelUnits: plan.units.filter((u) => u.kernel),
+    };
+    this.#matchUnits(entry, inv, plan.units, cmp);
+    return entry;
+  }
+
+  /** Matches again the units whose keys feed imports changed since the entry was made. */
+  #refresh(entry: CacheEntry, inv: Inventory, cmp: Compare): void {
+    const first = this.#changes[0];
+    if (first === undefined || first.generation > entry.generation + 1) {
+      // Older than every import remembered: match it whole.
+      Object.assign(entry, this.#build(inv, entry.ecosystem, cmp));
+      return;
+    }
+    const keys = new Set<string>();
+    for (const c of this.#changes) if (c.generation > entry.generation) for (const k of c.keys) keys.add(k);
+    const units = planInventory(inv).units.filter((u) => !u.kernel && keys.has(u.key));
+    for (const u of units) {
+      entry.byKey.delete(u.key);
+      entry.warningsByKey.delete(u.key);
+    }
+    entry.generation = this.#generation;
+    this.#matchUnits(entry, inv, units, cmp);
+  }
+
+  /** Matches the non-kernel units into the entry's byKey, then rebuilds its flat list. */
+  #matchUnits(entry: CacheEntry, inv: Inventory, units: readonly MatchUnit[], cmp: Compare): void {
+    const warnings: string[] = [];
+    for (const u of units) {
+      if (u.kernel) continue;
+      const m = matchUnit(inv, u, this.index, cmp, entry.ecosystem, NO_KERNEL_SEEN, warnings);
+      this.stats.unitsMatched++;
+      if (m.length > 0) {
+        const list = entry.byKey.get(u.key);
+        if (list === undefined) entry.byKey.set(u.key, m);
+        else list.push(...m);
+      }
+      if (warnings.length > 0) {
+        const list = entry.warningsByKey.get(u.key);
+        if (list === undefined) entry.warningsByKey.set(u.key, warnings.splice(0));
+        else list.push(...warnings.splice(0));
+      }
+    }
+    entry.flat = [...entry.byKey.values()].flat();
   }
 
   /** `hash`: the inventory's packagesHash when the caller has it already (the store does). */
   findings(inv: Inventory, ctx: FindingContext & { feeds?: readonly FeedState[]; hash?: string }): Findings {
-    const { matches, plan } = this.matches(inv, ctx.hash);
+    const { matches, kernelManaged, warnings: matchWarnings } = this.matches(inv, ctx.hash);
     const staleMs = ctx.policy.staleFeedHours * 3600_000;
     const feeds = (ctx.feeds ?? []).map((f) => ({
       ...f,
       stale: f.importedAt === null || ctx.now.getTime() - Date.parse(f.importedAt) > staleMs,
     }));
-    const warnings = [...new Set(plan.warnings)];
+    const warnings = [...new Set(matchWarnings)];
     for (const f of feeds) if (f.stale) warnings.push(`feed ${f.source} is stale (last imported ${f.importedAt ?? 'never'}): findings may be missing`);
     return {
       schema: FINDINGS_SCHEMA,
       host: inv.host.hostname,
       ecosystem: inv.host.ecosystem,
       generatedAt: ctx.now.toISOString(),
-      kernel: { release: inv.kernel.release, managed: plan.kernelManaged },
+      kernel: { release: inv.kernel.release, managed: kernelManaged },
       feeds,
       warnings,
       findings: buildFindings(matches, ctx),
