@@ -542,7 +542,7 @@ async function fleetSection(dataDir: string, agents: number): Promise<{ figures:
   ];
   const s = r.store;
   const intro =
-    `${r.agents} simulated agents in this process, one ws connection each, against ${r.collector} serve in its own process on a temp SQLite DB` +
+    `${r.agents} simulated agents in this process, one ws connection each (frames written from a buffer pool with masking key 0; the collector unmasks them as any client's), against ${r.collector} serve in its own process on a temp SQLite DB with no advisories loaded (matching costs are the correlate section's)` +
     `${r.build === null ? '' : ` (${r.build})`}; ${r.packages}-package inventories (the correlate inventory, relabelled Debian:12) in ${r.variants} package sets ` +
     `(the host's real pending upgrades applied to 32 depths), each agent with its own hostname, machine-id and boot-id; ` +
     `store afterwards: ${s === null ? '?' : `${s.agents} agents, ${s.hosts} hosts, ${s.reports} reports, ${s.contents} inventory contents for ${s.expectedContents} distinct package sets`}; ` +
