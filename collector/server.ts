@@ -21,6 +21,7 @@ import { HostFindings } from './gateway/host-findings.ts';
 import { createApp } from './http/app.ts';
 import { createMetrics, type CollectorMetrics } from './http/metrics.ts';
 import { createLogger, type Logger } from './logger.ts';
+import { WalCheckpointer } from './store/checkpointer.ts';
 import { openDatabase, type Db } from './store/db.ts';
 import { FleetStore } from './store/fleet.ts';
 import { RolloutEngine } from './rollout/engine.ts';
@@ -119,12 +120,19 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
   const db = openDatabase(options.dbPath);
   const now = options.now ?? (() => new Date());
   let gateway: Gateway | undefined;
+  const checkpointer = options.dbPath === ':memory:' ? null : new WalCheckpointer(db, { path: options.dbPath, logger });
   try {
     const fleet = new FleetStore(db);
     const metrics = createMetrics();
     const findings = new HostFindings({ db, fleet, policy: config.policy, logger, now });
+    let checkpointFailures = 0;
     metrics.registry.onCollect(() => {
       metrics.findingsQueue.set(findings.queued);
+      if (checkpointer !== null) {
+        metrics.walFrames.set(checkpointer.stats.walFrames);
+        metrics.checkpointFailuresTotal.inc(checkpointer.stats.failures - checkpointFailures);
+        checkpointFailures = checkpointer.stats.failures;
+      }
     });
     const started = Date.now();
     const loaded = findings.load();
@@ -250,6 +258,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
         server.closeAllConnections();
         await stopped;
         fleet.flushTouches();
+        await checkpointer?.stop();
         db.close();
         logger.info('collector stopped');
       })();
@@ -258,6 +267,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     return { httpServer: server, url, agentUrl, publicKey: key.publicKey, db, fleet, gateway: gw, findings, rollouts, outbox, metrics, logger, close };
   } catch (err) {
     await gateway?.close();
+    await checkpointer?.stop();
     db.close();
     if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE' || (err as NodeJS.ErrnoException).code === 'EADDRNOTAVAIL' || (err as NodeJS.ErrnoException).code === 'EACCES') {
       throw new UsageError(`cannot listen on ${host}:${port}: ${(err as Error).message}`);

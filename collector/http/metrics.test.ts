@@ -170,6 +170,8 @@ describe('createMetrics', () => {
       'patchwarden_report_ingest_seconds',
       'patchwarden_reports',
       'patchwarden_rollouts',
+      'patchwarden_store_checkpoint_failures',
+      'patchwarden_store_wal_frames',
       'process_resident_memory_bytes',
     ]);
     const rss = fams.find((f) => f.name === 'process_resident_memory_bytes')?.samples[0]?.value ?? 0;

@@ -265,6 +265,8 @@ export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
  * - patchwarden_rollouts{state} (gauge): rollouts by state (alert on `halted`)
  * - patchwarden_instruction_results_total{status} (counter): results agents sent (succeeded, failed, refused)
  * - patchwarden_findings_queue (gauge): hosts whose new inventory waits to be correlated (a burst of reports drains here)
+ * - patchwarden_store_wal_frames (gauge): frames in the SQLite WAL at the last background checkpoint (steady growth: checkpoints are not keeping up)
+ * - patchwarden_store_checkpoint_failures_total (counter): background WAL checkpoints that failed
  * - process_resident_memory_bytes (gauge): the collector's RSS
  */
 export interface CollectorMetrics {
@@ -275,6 +277,8 @@ export interface CollectorMetrics {
   readonly hostsTotal: Gauge;
   readonly findingsOpen: Gauge;
   readonly findingsQueue: Gauge;
+  readonly walFrames: Gauge;
+  readonly checkpointFailuresTotal: Counter;
   readonly rollouts: Gauge<'state'>;
   readonly instructionResultsTotal: Counter<'status'>;
   readonly feedAgeSeconds: Gauge<'feed'>;
@@ -296,6 +300,8 @@ export function createMetrics(): CollectorMetrics {
     hostsTotal: registry.gauge('patchwarden_hosts_total', 'Hosts that have reported at least once.'),
     findingsOpen: registry.gauge('patchwarden_findings_open', 'Open findings (status open) over every host.'),
     findingsQueue: registry.gauge('patchwarden_findings_queue', 'Hosts whose new inventory waits to be correlated.'),
+    walFrames: registry.gauge('patchwarden_store_wal_frames', 'Frames in the SQLite WAL at the last background checkpoint.'),
+    checkpointFailuresTotal: registry.counter('patchwarden_store_checkpoint_failures_total', 'Background WAL checkpoints that failed.'),
     rollouts: registry.gauge('patchwarden_rollouts', 'Rollouts by state.', ['state']),
     instructionResultsTotal: registry.counter('patchwarden_instruction_results_total', 'Instruction results received from agents, by status.', ['status']),
     feedAgeSeconds: registry.gauge('patchwarden_feed_age_seconds', 'Seconds since the feed was last checked successfully.', ['feed']),
