@@ -204,6 +204,48 @@ describe('FleetStore.ingestReport', () => {
     });
   }
 
+  // The unchanged fast path keeps each agent's revocation and last hash in memory: every
+  // change to them, from this connection or another process's, must be seen by the next report.
+  const seen: { name: string; change: (f: FleetStore, other: FleetStore, id: string, db: Db) => void; then: { hash: 'old' | 'new'; status?: string; code?: string } }[] = [
+    { name: 'revoked through this store', change: (f, _o, id) => f.revokeAgent(id, 'test', NOW), then: { hash: 'old', code: 'PW_ERR_AGENT_REVOKED' } },
+    { name: 'revoked by another process on the same file (a CLI agents revoke --db)', change: (_f, o, id) => o.revokeAgent(id, 'cli', NOW), then: { hash: 'old', code: 'PW_ERR_AGENT_REVOKED' } },
+    { name: 'a new inventory stored: the old hash is refused', change: (f, _o, id) => f.ingestReport(id, randomUUID(), inventoryHash(thisHost), thisHost, NOW), then: { hash: 'old', code: 'PW_ERR_INVENTORY_UNKNOWN' } },
+    { name: 'a new inventory stored: the new hash is unchanged', change: (f, _o, id) => f.ingestReport(id, randomUUID(), inventoryHash(thisHost), thisHost, NOW), then: { hash: 'new', status: 'unchanged' } },
+    {
+      name: 'a new inventory stored by another process: the old hash is refused',
+      change: (_f, o, id) => o.ingestReport(id, randomUUID(), inventoryHash(thisHost), thisHost, NOW),
+      then: { hash: 'old', code: 'PW_ERR_INVENTORY_UNKNOWN' },
+    },
+    {
+      name: 'a new inventory whose transaction rolled back: the old hash is still unchanged',
+      change: (f, _o, id, db) => {
+        db.exec("CREATE TEMP TRIGGER refuse_hosts BEFORE UPDATE ON hosts BEGIN SELECT RAISE(ABORT, 'disk says no'); END");
+        assert.throws(() => f.ingestReport(id, randomUUID(), inventoryHash(thisHost), thisHost, NOW), /disk says no/);
+      },
+      then: { hash: 'old', status: 'unchanged' },
+    },
+  ];
+  for (const c of seen) {
+    it(`an unchanged report after ${c.name}`, async (t) => {
+      const { db, fleet, path } = await tempFleet(t);
+      const otherDb = openDatabase(path);
+      t.after(() => {
+        otherDb.close();
+      });
+      const otherProcess = new FleetStore(otherDb);
+      const id = enroll(fleet);
+      const old = inventoryHash(rhel);
+      assert.equal(fleet.ingestReport(id, randomUUID(), old, rhel, NOW).status, 'stored');
+      // Twice, so the agent's state is held in memory before the change.
+      assert.equal(fleet.ingestReport(id, randomUUID(), old, null, NOW).status, 'unchanged');
+      assert.equal(fleet.ingestReport(id, randomUUID(), old, null, NOW).status, 'unchanged');
+      c.change(fleet, otherProcess, id, db);
+      const hash = c.then.hash === 'old' ? old : inventoryHash(thisHost);
+      if (c.then.code !== undefined) assert.throws(() => fleet.ingestReport(id, randomUUID(), hash, null, NOW), { code: c.then.code });
+      else assert.equal(fleet.ingestReport(id, randomUUID(), hash, null, NOW).status, c.then.status);
+    });
+  }
+
   it('a failure inside the transaction leaves no report, no content and no host behind', async (t) => {
     const { db, fleet } = await tempFleet(t);
     const id = enroll(fleet);

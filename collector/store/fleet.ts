@@ -240,6 +240,15 @@ export class FleetStore {
   readonly #setByHash;
   /** Parsed package sets and their JSON bytes, most recently used last. */
   readonly #sets = new Map<string, { packages: Package[]; bytes: Buffer }>();
+  /**
+   * What the unchanged fast path reads of each agent, so a heartbeat-like report costs no
+   * row read. This connection's writes of those columns drop the agent's entry; any other
+   * connection's commit (a CLI `agents revoke --db`) changes PRAGMA data_version, which
+   * drops them all before the next read, so a revocation is seen by the next report.
+   */
+  readonly #agentState = new Map<string, { revokedAt: string | null; lastInventoryHash: string | null }>();
+  readonly #dataVersion;
+  #seenDataVersion = -1;
   readonly #insertContent;
   readonly #insertReport;
   readonly #upsertHost;
@@ -278,6 +287,7 @@ export class FleetStore {
     this.#touch = db.prepare<[string, string]>("UPDATE agents SET last_seen = max(coalesce(last_seen, ''), ?) WHERE id = ?");
     this.#setVersion = db.prepare<[string, string]>('UPDATE agents SET agent_version = ? WHERE id = ?');
     this.#reportById = db.prepare<[string], { agent_id: string }>('SELECT agent_id FROM reports WHERE id = ?');
+    this.#dataVersion = db.prepare<[], number>('PRAGMA data_version').pluck();
     this.#contentExists = db.prepare<[string], { one: number }>('SELECT 1 AS one FROM inventory_contents WHERE hash = ?');
     this.#insertContent = db.prepare<[string, string | null, number, string, string, string]>(
       'INSERT INTO inventory_contents (hash, ecosystem, package_count, packages, created_at, package_set) VALUES (?, ?, ?, ?, ?, ?)',
@@ -404,6 +414,7 @@ export class FleetStore {
   /** false when there is no such agent or it was revoked already. */
   revokeAgent(id: string, actor: string, now = new Date()): boolean {
     return this.#db.transaction(() => {
+      this.#agentState.delete(id);
       const changed = this.#revoke.run(now.toISOString(), id).changes === 1;
       if (changed) this.audit(actor, 'agent.revoke', `agent:${id}`, null, now);
       return changed;
@@ -516,14 +527,36 @@ export class FleetStore {
    * re-sent id) takes the transactional path, which refuses it with its code.
    */
   #unchanged(agentId: string, reportId: string, hash: string, now: Date): IngestResult | undefined {
-    const agent = this.#agentById.get(agentId);
-    if (agent === undefined || agent.revoked_at !== null || agent.last_inventory_hash !== hash) return undefined;
+    const agent = this.#agentStateOf(agentId);
+    if (agent === undefined || agent.revokedAt !== null || agent.lastInventoryHash !== hash) return undefined;
     if (this.#reportById.get(reportId) !== undefined) return undefined;
     this.#pendingTouches.set(agentId, now.toISOString());
     this.#touchTimer ??= setTimeout(() => {
       this.flushTouches();
     }, TOUCH_FLUSH_MS).unref();
     return { status: 'unchanged' };
+  }
+
+  /** The agent's revocation and last inventory hash, from #agentState (see there) or its row. */
+  #agentStateOf(agentId: string): { revokedAt: string | null; lastInventoryHash: string | null } | undefined {
+    // Inside a transaction a row may hold what a rollback is about to undo: read, never keep.
+    if (this.#db.inTransaction) {
+      const r = this.#agentById.get(agentId);
+      return r === undefined ? undefined : { revokedAt: r.revoked_at, lastInventoryHash: r.last_inventory_hash };
+    }
+    const version = this.#dataVersion.get() as number;
+    if (version !== this.#seenDataVersion) {
+      this.#agentState.clear();
+      this.#seenDataVersion = version;
+    }
+    let state = this.#agentState.get(agentId);
+    if (state === undefined) {
+      const r = this.#agentById.get(agentId);
+      if (r === undefined) return undefined;
+      state = { revokedAt: r.revoked_at, lastInventoryHash: r.last_inventory_hash };
+      this.#agentState.set(agentId, state);
+    }
+    return state;
   }
 
   /** Writes the batched last_seen times of unchanged reports in one transaction. */
@@ -581,6 +614,7 @@ export class FleetStore {
       reportId,
       now: at,
     });
+    this.#agentState.delete(agentId);
     this.#setAgentInventory.run(hash, at, agentId);
     return { status: 'stored', contentHash, newContent };
   }
