@@ -22,8 +22,20 @@ export type DuePolicy = z.infer<typeof DuePolicySchema>;
 
 export const DEFAULT_POLICY: DuePolicy = Object.freeze(DuePolicySchema.parse({}));
 
+/** Due dates already worked out: a fleet's findings share a few publication days and policies. */
+const dueDays = new Map<string, string>();
+const DUE_DAYS_KEPT = 10_000;
+
 export function addDays(isoDay: string, n: number): string {
-  const d = new Date(`${isoDay.slice(0, 10)}T00:00:00Z`);
-  d.setUTCDate(d.getUTCDate() + n);
-  return d.toISOString().slice(0, 10);
+  const day = isoDay.slice(0, 10);
+  const key = `${day}+${String(n)}`;
+  let due = dueDays.get(key);
+  if (due === undefined) {
+    const d = new Date(`${day}T00:00:00Z`);
+    d.setUTCDate(d.getUTCDate() + n);
+    due = d.toISOString().slice(0, 10);
+    if (dueDays.size >= DUE_DAYS_KEPT) dueDays.clear();
+    dueDays.set(key, due);
+  }
+  return due;
 }

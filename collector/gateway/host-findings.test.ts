@@ -118,6 +118,56 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
     }
   });
 
+  it('correlating a host again writes only the history rows that changed', async (t) => {
+    const { db, fleet, agents } = await fleetWithHosts(t, ['web-1']);
+    const hf = new HostFindings({ db, fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => NOW });
+    hf.load();
+    const a = agents.get('web-1');
+    assert.ok(a);
+    const changes = (): number => (db.prepare('SELECT total_changes() AS n').get() as { n: number }).n;
+    const correlate = async (inventory: Inventory): Promise<number> => {
+      const before = changes();
+      hf.schedule(a.id, inventory, inventoryHash(inventory));
+      await hf.drained();
+      return changes() - before;
+    };
+    // The first correlation writes every row, plus the host's counts.
+    assert.equal(historyRows(db, a.id), 0);
+    const first = await correlate(a.inventory);
+    assert.ok(historyRows(db, a.id) > 0);
+    assert.equal(first, historyRows(db, a.id) + 1);
+    // Nothing changed: only the host's counts are written.
+    assert.equal(await correlate(a.inventory), 1);
+    // A new advisory for one installed package: its row, and the counts.
+    const bash = a.inventory.packages.find((p) => p.name === 'bash');
+    assert.ok(bash);
+    new AdvisoryStore(db).importAdvisories(
+      { source: 'osv-extra', kind: 'osv', location: null },
+      [
+        {
+          source: 'osv',
+          id: 'ALSA-2099:0001',
+          aliases: [],
+          summary: 'test',
+          severity: 'high',
+          published: '2026-11-20T00:00:00.000Z',
+          modified: '2026-11-20T00:00:00.000Z',
+          withdrawn: null,
+          affected: [{ ecosystem: 'AlmaLinux:9', package: 'bash', ranges: [{ introduced: '0', fixed: `${bash.version}.1`, lastAffected: null }], versions: [], notAffected: false }],
+        },
+      ],
+      NOW,
+    );
+    hf.load();
+    assert.equal(await correlate(a.inventory), 2);
+    // Every package gone (patched away): each open row is resolved once, then left alone.
+    const patched: Inventory = { ...a.inventory, packages: [] };
+    const rows = historyRows(db, a.id);
+    assert.equal(await correlate(patched), rows + 1);
+    assert.equal(await correlate(patched), 1);
+    assert.equal(fleet.host(a.id)?.openFindings, 0);
+  });
+
   it('a host is correlated once with its newest inventory when it is queued twice', async (t) => {
     const { db, fleet, agents } = await fleetWithHosts(t, ['web-1']);
     const hf = new HostFindings({ db, fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => NOW });

@@ -75,7 +75,7 @@ export class HostFindings {
   }
 
   /** The host's findings now, with its history and exceptions; nothing is recorded. */
-  findings(agentId: string, inventory = this.#fleet.latestInventory(agentId), hash?: string): Findings | undefined {
+  findings(agentId: string, inventory = this.#fleet.latestInventory(agentId), hash?: string, history = this.#history.history(agentId)): Findings | undefined {
     if (inventory === undefined) return undefined;
     const now = this.#now();
     const doc = this.correlator.findings(inventory, {
@@ -83,7 +83,7 @@ export class HostFindings {
       now,
       kev: this.#kev,
       feeds: this.#feeds,
-      history: this.#history.history(agentId),
+      history,
       exceptions: this.#history.exceptions(agentId, now),
       ...(hash === undefined ? {} : { hash }),
     });
@@ -93,9 +93,10 @@ export class HostFindings {
 
   /** Correlates, records the history and updates the host's counts. */
   refresh(agentId: string, inventory: Inventory, hash: string): Findings {
-    const doc = this.findings(agentId, inventory, hash) as Findings;
+    const history = this.#history.history(agentId);
+    const doc = this.findings(agentId, inventory, hash, history) as Findings;
     const now = this.#now();
-    this.#history.record(agentId, doc.findings, now);
+    this.#history.record(agentId, doc.findings, now, history);
     const open = doc.findings.filter((f) => OPEN.has(f.status)).length;
     const overdue = doc.findings.filter((f) => f.overdue).length;
     this.#fleet.setFindingCounts(agentId, open, overdue);

@@ -15,6 +15,11 @@ interface HistoryRow {
   finding: string;
 }
 
+/** A history row as stored: its finding's JSON, parsed on demand. */
+export interface StoredHistoryEntry extends HistoryEntry {
+  readonly json: string;
+}
+
 export class FindingHistoryStore {
   readonly #db: Db;
   readonly #select;
@@ -38,29 +43,52 @@ export class FindingHistoryStore {
     this.#exceptions = db.prepare<[string, string], { advisory: string; package: string | null; owner: string; reason: string; expires: string }>(
       'SELECT advisory, package, owner, reason, expires FROM exceptions WHERE (host IS NULL OR host = ?) AND expires > ? ORDER BY id',
     );
-    this.#recordTx = db.transaction((host: string, findings: readonly Finding[], nowIso: string) => {
+    this.#recordTx = db.transaction((host: string, findings: readonly Finding[], nowIso: string, previous: ReadonlyMap<string, StoredHistoryEntry> | undefined) => {
       for (const f of findings) {
+        const before = previous?.get(historyKey(f.advisory, f.package));
         if (f.status === 'resolved') {
+          if (before?.resolvedAt != null) continue;
           this.#resolve.run({ host, advisory: f.advisory, package: f.package, now: f.resolvedAt ?? nowIso });
         } else {
-          this.#upsert.run({ host, advisory: f.advisory, package: f.package, firstSeen: f.firstSeen, now: nowIso, status: f.status, finding: JSON.stringify(f) });
+          const finding = JSON.stringify(f);
+          // Unchanged since the last correlation: nothing to write. A host with 250 findings
+          // otherwise rewrote 250 rows per report, most of its correlation time.
+          if (before !== undefined && before.resolvedAt === null && before.json === finding) continue;
+          this.#upsert.run({ host, advisory: f.advisory, package: f.package, firstSeen: f.firstSeen, now: nowIso, status: f.status, finding });
         }
       }
     });
   }
 
-  /** What the host had before: the input to buildFindings' first-seen and resolved logic. */
-  history(host: string): Map<string, HistoryEntry> {
-    const out = new Map<string, HistoryEntry>();
+  /**
+   * What the host had before: the input to buildFindings' first-seen and resolved logic,
+   * and to record()'s comparison. Each row's finding is parsed only if asked for (`last`).
+   */
+  history(host: string): Map<string, StoredHistoryEntry> {
+    const out = new Map<string, StoredHistoryEntry>();
     for (const r of this.#select.iterate(host)) {
-      out.set(historyKey(r.advisory, r.package), { firstSeen: r.first_seen, resolvedAt: r.resolved, last: JSON.parse(r.finding) as Finding });
+      let last: Finding | undefined;
+      const json = r.finding;
+      out.set(historyKey(r.advisory, r.package), {
+        firstSeen: r.first_seen,
+        resolvedAt: r.resolved,
+        json,
+        get last() {
+          return (last ??= JSON.parse(json) as Finding);
+        },
+      });
     }
     return out;
   }
 
-  /** Records one correlation's findings for the host in one transaction. */
-  record(host: string, findings: readonly Finding[], now: Date): void {
-    this.#recordTx(host, findings, now.toISOString());
+  /**
+   * Records one correlation's findings for the host in one transaction. With `previous`
+   * (the history() this correlation started from), only findings that changed are written,
+   * so a row's last_seen is when its finding last changed; an open finding is current as of
+   * the host's last report (hosts.last_report_at).
+   */
+  record(host: string, findings: readonly Finding[], now: Date, previous?: ReadonlyMap<string, StoredHistoryEntry>): void {
+    this.#recordTx(host, findings, now.toISOString(), previous);
   }
 
   addException(e: RiskException & { host?: string | undefined }, now: Date): number {
