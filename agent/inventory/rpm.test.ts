@@ -166,7 +166,9 @@ describe('readRpmPackages: no database, no rpm, broken database', () => {
   });
 
   it('rpm killed by its timeout: [] and a warning', async () => {
-    const impatient: CommandRunner = (file, args, options) => runCommand(file, args, { ...options, timeoutMs: 1 });
+    // A command that outlives its (short) timeout for certain: with the real rpm and 1 ms,
+    // rpm now and then finished before the timer fired and the test failed.
+    const impatient: CommandRunner = (_file, _args, options) => runCommand(process.execPath, ['-e', 'setTimeout(() => {}, 30000)'], { ...options, timeoutMs: 200 });
     const ctx = createContext(join(work, 'rhel'), { run: impatient });
     assert.deepEqual(await readRpmPackages(ctx), []);
     assert.deepEqual(ctx.warnings.map((w) => w.code), ['PW_WARN_RPM_FAILED']);
