@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFile, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -17,6 +17,7 @@ import { DATA_DIR } from '../../shared/testing/data.ts';
 import { feedCommand } from '../commands/feed.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase, type Db } from '../store/db.ts';
+import { tempDatabase } from '../store/testkit.ts';
 import { syncFeed, type SyncOptions } from './sync.ts';
 
 const T0 = new Date('2026-11-26T18:00:00.000Z');
@@ -126,13 +127,7 @@ async function forwardProxy(t: TestContext) {
 }
 
 async function tempStore(t: TestContext): Promise<{ path: string; db: Db; store: AdvisoryStore }> {
-  const dir = await mkdtemp(join(tmpdir(), 'pw-sync-'));
-  const path = join(dir, 'c.db');
-  const db = openDatabase(path);
-  t.after(async () => {
-    if (db.open) db.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const { path, db } = await tempDatabase(t, 'sync');
   return { path, db, store: new AdvisoryStore(db) };
 }
 

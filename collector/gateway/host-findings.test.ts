@@ -1,8 +1,5 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { before, describe, it, type TestContext } from 'node:test';
 import { inventoryHash } from '../../shared/inventory-hash.ts';
 import type { Findings, Inventory } from '../../shared/protocol.ts';
@@ -15,8 +12,9 @@ import { inventoryOf, loadOsv, rhel95Packages } from '../correlate/testkit.ts';
 import type { Advisory } from '../feeds/types.ts';
 import { createLogger } from '../logger.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
-import { openDatabase, type Db } from '../store/db.ts';
+import type { Db } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
+import { tempDatabase } from '../store/testkit.ts';
 import { HostFindings } from './host-findings.ts';
 
 const NOW = new Date('2026-11-26T18:00:00.000Z');
@@ -41,12 +39,7 @@ before(async () => {
 });
 
 async function fleetWithHosts(t: TestContext, hostnames: readonly string[]): Promise<{ db: Db; fleet: FleetStore; agents: Map<string, { id: string; inventory: Inventory; hash: string }> }> {
-  const dir = await mkdtemp(join(tmpdir(), 'pw-host-findings-'));
-  const db = openDatabase(join(dir, 'c.db'));
-  t.after(async () => {
-    if (db.open) db.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const { db } = await tempDatabase(t, 'host-findings');
   new AdvisoryStore(db).importAdvisories(ALMA9, alma, NOW);
   const fleet = new FleetStore(db);
   const agents = new Map<string, { id: string; inventory: Inventory; hash: string }>();
@@ -58,6 +51,13 @@ async function fleetWithHosts(t: TestContext, hostnames: readonly string[]): Pro
     agents.set(hostname, { id, inventory, hash });
   }
   return { db, fleet, agents };
+}
+
+/** HostFindings over the fixture's store, its advisories loaded, at NOW. */
+function loadedFindings(db: Db, fleet: FleetStore, correlator?: Correlator): HostFindings {
+  const hf = new HostFindings({ db, fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => NOW, ...(correlator === undefined ? {} : { correlator }) });
+  hf.load();
+  return hf;
 }
 
 function historyRows(db: Db, agentId: string): number {
@@ -74,8 +74,7 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
     it(c.name, async (t) => {
       const names = Array.from({ length: c.hosts }, (_, i) => `host-${i}`);
       const { db, fleet, agents } = await fleetWithHosts(t, names);
-      const hf = new HostFindings({ db, fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => NOW, correlator: new FailingFor(new Set(c.failing)) });
-      hf.load();
+      const hf = loadedFindings(db, fleet, new FailingFor(new Set(c.failing)));
       const expected = hf.correlator.findings(rhel, { policy: DEFAULT_POLICY, now: NOW, kev: new Map() });
       const open = expected.findings.filter((f) => f.status === 'open' || f.status === 'unfixed' || f.status === 'fixed-pending-reboot').length;
       assert.ok(open > 0, 'the real RHEL 9.5 image has open AlmaLinux findings');
@@ -104,8 +103,7 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
     assert.ok(victim);
     // A real SQLite failure at the last write of web-2's correlation: its counts.
     db.exec(`CREATE TRIGGER refuse_counts BEFORE UPDATE OF open_findings ON hosts WHEN NEW.agent_id = '${victim.id}' BEGIN SELECT RAISE(ABORT, 'injected'); END`);
-    const hf = new HostFindings({ db, fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => NOW });
-    hf.load();
+    const hf = loadedFindings(db, fleet);
     for (const a of agents.values()) hf.schedule(a.id, a.inventory, a.hash);
     await hf.drained();
     assert.deepEqual(hf.stats, { correlated: 2, failed: 1 });
@@ -120,8 +118,7 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
 
   it('correlating a host again writes only the history rows that changed', async (t) => {
     const { db, fleet, agents } = await fleetWithHosts(t, ['web-1']);
-    const hf = new HostFindings({ db, fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => NOW });
-    hf.load();
+    const hf = loadedFindings(db, fleet);
     const a = agents.get('web-1');
     assert.ok(a);
     const changes = (): number => (db.prepare('SELECT total_changes() AS n').get() as { n: number }).n;
@@ -170,8 +167,7 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
 
   it('a host is correlated once with its newest inventory when it is queued twice', async (t) => {
     const { db, fleet, agents } = await fleetWithHosts(t, ['web-1']);
-    const hf = new HostFindings({ db, fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => NOW });
-    hf.load();
+    const hf = loadedFindings(db, fleet);
     const a = agents.get('web-1');
     assert.ok(a);
     // The newer inventory has no packages left that any advisory names.

@@ -1,23 +1,17 @@
 import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { createLogger } from '../logger.ts';
 import { BACKSTOP_PAGES, WalCheckpointer } from './checkpointer.ts';
-import { openDatabase, type Db } from './db.ts';
+import type { Db } from './db.ts';
+import { tempDatabase } from './testkit.ts';
 
 async function tempDb(t: TestContext): Promise<{ db: Db; path: string }> {
-  const dir = await mkdtemp(join(tmpdir(), 'pw-checkpoint-'));
-  const path = join(dir, 'c.db');
-  const db = openDatabase(path);
-  t.after(async () => {
-    if (db.open) db.close();
-    await rm(dir, { recursive: true, force: true });
-  });
-  db.exec('CREATE TABLE IF NOT EXISTS bulk (id INTEGER PRIMARY KEY, body TEXT NOT NULL)');
-  return { db, path };
+  const fx = await tempDatabase(t, 'checkpoint');
+  fx.db.exec('CREATE TABLE IF NOT EXISTS bulk (id INTEGER PRIMARY KEY, body TEXT NOT NULL)');
+  return fx;
 }
 
 async function until(what: string, ok: () => boolean, timeoutMs = 10_000): Promise<void> {

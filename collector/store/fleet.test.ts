@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { before, describe, it, type TestContext } from 'node:test';
 import { collectInventory } from '../../agent/inventory/inventory.ts';
 import { inventoryHash, packagesHash } from '../../shared/inventory-hash.ts';
@@ -11,18 +9,13 @@ import { generateKeyPair } from '../../shared/signing.ts';
 import { inventoryOf, rhel95Packages } from '../correlate/testkit.ts';
 import { openDatabase, type Db } from './db.ts';
 import { FleetStore, tokenHash } from './fleet.ts';
+import { tempDatabase } from './testkit.ts';
 
 const NOW = new Date('2026-11-26T18:00:00.000Z');
 const HOUR = 3600_000;
 
 async function tempFleet(t: TestContext): Promise<{ db: Db; fleet: FleetStore; path: string }> {
-  const dir = await mkdtemp(join(tmpdir(), 'pw-fleet-'));
-  const path = join(dir, 'c.db');
-  const db = openDatabase(path);
-  t.after(async () => {
-    if (db.open) db.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const { db, path } = await tempDatabase(t, 'fleet');
   return { db, fleet: new FleetStore(db), path };
 }
 

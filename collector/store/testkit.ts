@@ -2,7 +2,23 @@
  * Test helpers for the store. Tests only.
  */
 import { createHash } from 'node:crypto';
-import type { Db } from './db.ts';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestContext } from 'node:test';
+import { openDatabase, type Db } from './db.ts';
+
+/** A migrated database file in a new temp directory; closed and removed after the test. */
+export async function tempDatabase(t: TestContext, name: string): Promise<{ db: Db; path: string }> {
+  const dir = await mkdtemp(join(tmpdir(), `pw-${name}-`));
+  const path = join(dir, 'c.db');
+  const db = openDatabase(path);
+  t.after(async () => {
+    if (db.open) db.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  return { db, path };
+}
 
 /** Row counts and a hash of every row of the data tables, in key order (feeds left out: checked_at moves). */
 export function dumpStore(db: Db): { advisories: number; affected: number; kev: number; sha256: string } {
