@@ -243,7 +243,7 @@ export class FleetStore {
   /**
    * What the unchanged fast path reads of each agent, so a heartbeat-like report costs no
    * row read. This connection's writes of those columns drop the agent's entry; any other
-   * connection's commit (a CLI `agents revoke --db`) changes PRAGMA data_version, which
+   * connection's commit (a CLI `agent revoke --db`) changes PRAGMA data_version, which
    * drops them all before the next read, so a revocation is seen by the next report.
    */
   readonly #agentState = new Map<string, { revokedAt: string | null; lastInventoryHash: string | null }>();
