@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { dataPath } from '../../shared/testing/data.ts';
+import type { Inventory } from '../../shared/protocol.ts';
 import type { Advisory } from '../feeds/types.ts';
 import { Correlator } from './correlator.ts';
 import { DEFAULT_POLICY } from './policy.ts';
@@ -100,6 +101,28 @@ describe('the correlator matches identical inventories once and re-matches only 
       const uncached = new Correlator();
       uncached.apply([...alma, ...batches.flat()]);
       assert.deepEqual(after.findings, uncached.findings(inv, ctx).findings);
+    });
+  }
+
+  const bounds: { name: string; options: { maxCachedInventories?: number; maxCachedMatches?: number }; kept: number }[] = [
+    { name: 'at most 2 package sets: the oldest of 3 goes', options: { maxCachedInventories: 2 }, kept: 2 },
+    { name: 'at most 300 matches: each set has more than 150, so only the newest stays', options: { maxCachedMatches: 300 }, kept: 1 },
+    { name: 'one set over the match budget on its own is still kept (the newest always stays)', options: { maxCachedMatches: 10 }, kept: 1 },
+  ];
+  for (const b of bounds) {
+    it(`the cache is bounded: ${b.name}; a set pushed out is matched again, to the same findings`, () => {
+      const c = new Correlator(b.options);
+      c.apply(alma);
+      // Three package sets: the image, and two with one package at another release.
+      const sets = [0, 1, 2].map((n) => inventoryOf('AlmaLinux:9', 'rpm', packages.map((p, i) => (i === 0 && n > 0 ? { ...p, version: `${p.version}.${String(n)}` } : p))));
+      const first = sets.map((inv) => c.findings(inv, ctx));
+      assert.ok(first.every((d) => d.findings.length > 150), 'the image has more than 150 AlmaLinux 9 findings');
+      assert.equal(c.cached.inventories, b.kept);
+      assert.equal(c.cached.matches, [...first].reverse().slice(0, b.kept).reduce((n, d) => n + d.findings.length, 0));
+      const misses = c.stats.misses;
+      const again = c.findings(sets[0] as Inventory, ctx);
+      assert.equal(c.stats.misses, misses + 1, 'the oldest set was pushed out');
+      assert.deepEqual(again.findings, first[0]?.findings);
     });
   }
 });

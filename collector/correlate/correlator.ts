@@ -61,13 +61,22 @@ export class Correlator {
   readonly index = new AdvisoryIndex();
   readonly #cache = new Map<string, CacheEntry>();
   readonly #maxCached: number;
+  readonly #maxCachedMatches: number;
+  /** Matches held by all entries (their flat lists): what the cache's memory grows with. */
+  #cachedMatches = 0;
   /** Bumped by every apply() that changed something; #changes says which keys it changed. */
   #generation = 0;
   readonly #changes: { generation: number; keys: ReadonlySet<string> }[] = [];
   stats = { hits: 0, misses: 0, unitsMatched: 0 };
 
-  constructor(options: { maxCachedInventories?: number } = {}) {
+  /**
+   * The cache holds at most `maxCachedInventories` package sets and `maxCachedMatches`
+   * matches over all of them (about 0.6 KB each, so 500,000 is about 300 MB); the oldest
+   * sets go first. A set pushed out is matched again when a host reports it.
+   */
+  constructor(options: { maxCachedInventories?: number; maxCachedMatches?: number } = {}) {
     this.#maxCached = options.maxCachedInventories ?? 10_000;
+    this.#maxCachedMatches = options.maxCachedMatches ?? 500_000;
   }
 
   /** Loads or replaces advisories; cached matches of the pairs they touch are matched again when next asked for. */
@@ -94,12 +103,9 @@ export class Correlator {
     } else {
       this.stats.misses++;
       entry = this.#build(inv, ecosystem, cmp);
-      if (this.#cache.size >= this.#maxCached) {
-        const oldest = this.#cache.keys().next().value;
-        if (oldest !== undefined) this.#cache.delete(oldest);
-      }
       this.#cache.set(hash, entry);
     }
+    this.#evict();
     const warnings = [...entry.planWarnings];
     for (const w of entry.warningsByKey.values()) warnings.push(...w);
     const out = entry.flat.slice();
@@ -132,7 +138,9 @@ export class Correlator {
     const first = this.#changes[0];
     if (first === undefined || first.generation > entry.generation + 1) {
       // Older than every import remembered: match it whole.
-      Object.assign(entry, this.#build(inv, entry.ecosystem, cmp));
+      const rebuilt = this.#build(inv, entry.ecosystem, cmp);
+      this.#cachedMatches -= entry.flat.length;
+      Object.assign(entry, rebuilt);
       return;
     }
     const keys = new Set<string>();
@@ -164,7 +172,24 @@ export class Correlator {
         else list.push(...warnings.splice(0));
       }
     }
+    this.#cachedMatches -= entry.flat.length;
     entry.flat = [...entry.byKey.values()].flat();
+    this.#cachedMatches += entry.flat.length;
+  }
+
+  /** Drops the oldest sets while the cache is over either bound; the newest always stays. */
+  #evict(): void {
+    while (this.#cache.size > 1 && (this.#cache.size > this.#maxCached || this.#cachedMatches > this.#maxCachedMatches)) {
+      const oldest = this.#cache.entries().next().value;
+      if (oldest === undefined) return;
+      this.#cache.delete(oldest[0]);
+      this.#cachedMatches -= oldest[1].flat.length;
+    }
+  }
+
+  /** Package sets and matches the cache holds now. */
+  get cached(): { inventories: number; matches: number } {
+    return { inventories: this.#cache.size, matches: this.#cachedMatches };
   }
 
   /** `hash`: the inventory's packagesHash when the caller has it already (the store does). */
