@@ -14,7 +14,7 @@ import type { Logger } from '../logger.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import type { Db } from '../store/db.ts';
 import type { FleetStore } from '../store/fleet.ts';
-import { FindingHistoryStore } from '../store/history.ts';
+import { FindingHistoryStore, type StoredHistoryEntry } from '../store/history.ts';
 
 /** Statuses that still need someone to act before their due date. */
 const OPEN = new Set(['open', 'unfixed', 'fixed-pending-reboot']);
@@ -75,8 +75,9 @@ export class HostFindings {
   }
 
   /** The host's findings now, with its history and exceptions; nothing is recorded. */
-  findings(agentId: string, inventory = this.#fleet.latestInventory(agentId), hash?: string, history = this.#history.history(agentId)): Findings | undefined {
+  findings(agentId: string, inventory = this.#fleet.latestInventory(agentId), hash?: string, known?: ReadonlyMap<string, StoredHistoryEntry>): Findings | undefined {
     if (inventory === undefined) return undefined;
+    const history = known ?? this.#history.history(agentId);
     const now = this.#now();
     const doc = this.correlator.findings(inventory, {
       policy: this.#policy,
