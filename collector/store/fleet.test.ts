@@ -50,6 +50,14 @@ describe('FleetStore enrollment tokens', () => {
     assert.deepEqual(audit, [{ actor: 'cli:root', action: 'enrollment-token.create', target: `token:${id}` }]);
   });
 
+  it('never makes a token that starts with a dash (a command line would read it as an option)', async (t) => {
+    const { fleet } = await tempFleet(t);
+    // One base64url string in 64 starts with '-': among 500, one almost surely would.
+    const tokens = Array.from({ length: 500 }, () => fleet.createEnrollmentToken({ uses: 1, ttlMs: HOUR, createdBy: 'test' }, NOW).token);
+    assert.deepEqual(tokens.filter((k) => k.startsWith('-')), []);
+    assert.ok(tokens.every((k) => /^[A-Za-z0-9_-]{43}$/.test(k)));
+  });
+
   const cases: { name: string; uses: number; createdAt: Date; consumeAt: Date; attempts: number; expect: (string | number)[] }[] = [
     { name: 'uses 2, three attempts: ok, ok, used-up', uses: 2, createdAt: NOW, consumeAt: NOW, attempts: 3, expect: ['ok', 'ok', 'used-up'] },
     { name: 'uses 1, ttl 1h, used 2h later: expired', uses: 1, createdAt: new Date(NOW.getTime() - 2 * HOUR), consumeAt: NOW, attempts: 1, expect: ['expired'] },

@@ -358,7 +358,10 @@ export class FleetStore {
   ): { token: string; id: number; expiresAt: string } {
     if (!Number.isInteger(opts.uses) || opts.uses < 1) throw new RangeError('an enrollment token needs at least one use');
     if (!Number.isFinite(opts.ttlMs) || opts.ttlMs <= 0) throw new RangeError('an enrollment token needs a positive lifetime');
-    const token = randomBytes(32).toString('base64url');
+    // One base64url token in 64 starts with '-', which `enroll --token T` reads as an option.
+    let token: string;
+    do token = randomBytes(32).toString('base64url');
+    while (token.startsWith('-'));
     const expiresAt = new Date(now.getTime() + opts.ttlMs).toISOString();
     const id = this.#db.transaction(() => {
       const r = this.#insertToken.run(tokenHash(token), opts.uses, expiresAt, now.toISOString(), opts.createdBy, opts.note ?? null);
