@@ -88,10 +88,19 @@ describe('patchwarden-agent enroll (CLI)', () => {
     assert.equal(c.agents.size, 1);
   });
 
+  it("takes a --token that starts with '-', as older collectors made one time in 64", async (t) => {
+    const c = await collector(t);
+    const config = join(tempDir(t), 'agent.json');
+    const r = await finish(sources(['enroll', '--collector', c.url, '--token', c.createToken(1, '-Xk2pQ9vT_0aLm3nB7cD1eF4gH6jJ8'), '--config', config]));
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(c.agents.size, 1);
+  });
+
   const failures: [string, (c: TestCollector, dir: string) => string[], number, RegExp][] = [
     ['a used-up token: exit 1 with PW_ERR_TOKEN_REFUSED', (c, dir) => ['--collector', c.url, '--token', 'x'.repeat(32), '--config', join(dir, 'a.json')], 1, /the collector refused: enroll: the enrollment token is used up \(PW_ERR_TOKEN_REFUSED\)/],
     ['no --collector: exit 2 with the usage', (c, dir) => ['--token', c.createToken(), '--config', join(dir, 'a.json')], 2, /enroll needs --collector URL[\s\S]*usage:/],
     ['no token at all: exit 2', (c, dir) => ['--collector', c.url, '--config', join(dir, 'a.json')], 2, /enroll needs --token T/],
+    ['--token followed by another option: exit 2, not that option taken as the token', (c, dir) => ['--token', '--collector', c.url, '--config', join(dir, 'a.json')], 2, /--token.*argument is ambiguous/],
     ['an ftp:// collector: exit 2', (c, dir) => ['--collector', 'ftp://x', '--token', c.createToken(), '--config', join(dir, 'a.json')], 2, /must start with wss:\/\/ or ws:\/\//],
     ['an unknown option: exit 2', (c) => ['--collector', c.url, '--bogus'], 2, /Unknown option '--bogus'/],
     ['a collector that is down: exit 1 with PW_ERR_CONNECT', (c, dir) => ['--collector', 'ws://127.0.0.1:1', '--token', c.createToken(), '--config', join(dir, 'a.json')], 1, /ECONNREFUSED.*\(PW_ERR_CONNECT\)/],

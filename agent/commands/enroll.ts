@@ -13,23 +13,42 @@ import { UsageError } from '../../shared/errors.ts';
 import { DEFAULT_CONFIG_PATH } from '../daemon/config.ts';
 import { enroll } from '../daemon/enroll.ts';
 
+const OPTIONS = {
+  collector: { type: 'string' },
+  token: { type: 'string' },
+  config: { type: 'string', default: DEFAULT_CONFIG_PATH },
+  'spool-dir': { type: 'string' },
+  'ca-file': { type: 'string' },
+  root: { type: 'string' },
+  force: { type: 'boolean', default: false },
+} as const;
+
+/**
+ * A base64url token starts with '-' one time in 64 (older collectors handed such tokens out;
+ * so may a script), and parseArgs refuses `--token -x…` as ambiguous. `--token` therefore
+ * takes the next argument whatever it starts with, unless that argument is one of enroll's
+ * own options, which means the operator left the token out.
+ */
+export function glueTokenValue(argv: readonly string[]): string[] {
+  const own = new Set(Object.keys(OPTIONS).map((name) => `--${name}`));
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const next = argv[i + 1];
+    if (arg === '--token' && next?.startsWith('-') === true && !own.has(next.replace(/=.*$/s, ''))) {
+      out.push(`--token=${next}`);
+      i++;
+    } else if (arg !== undefined) {
+      out.push(arg);
+    }
+  }
+  return out;
+}
+
 export async function enrollCommand(argv: string[], out: NodeJS.WritableStream): Promise<number> {
   let values;
   try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        collector: { type: 'string' },
-        token: { type: 'string' },
-        config: { type: 'string', default: DEFAULT_CONFIG_PATH },
-        'spool-dir': { type: 'string' },
-        'ca-file': { type: 'string' },
-        root: { type: 'string' },
-        force: { type: 'boolean', default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
+    ({ values } = parseArgs({ args: glueTokenValue(argv), options: OPTIONS, strict: true, allowPositionals: false }));
   } catch (err) {
     throw new UsageError((err as Error).message);
   }

@@ -93,8 +93,8 @@ export class TestCollector {
     return [...this.bySocket.values()].filter((s) => s.agentId !== null).length;
   }
 
-  createToken(uses = 1): string {
-    const token = randomBytes(24).toString('base64url');
+  /** A token with `uses` enrollments left: random (so one in 64 starts with '-'), or the one given. */
+  createToken(uses = 1, token = randomBytes(24).toString('base64url')): string {
     this.tokens.set(token, uses);
     return token;
   }
