@@ -13,6 +13,7 @@ import { hostsCommand } from './commands/hosts.ts';
 import { agentCommand } from './commands/agent.ts';
 import { vercmpCommand } from './commands/vercmp-cli.ts';
 import { rolloutCommand } from './commands/rollout.ts';
+import { reportsCommand } from './commands/reports.ts';
 
 const USAGE = `patchwarden-collector ${AGENT_VERSION}
 
@@ -30,6 +31,7 @@ usage:
   patchwarden-collector token create [--db FILE] --uses N --ttl 24h [--note TEXT] [--json]   (prints the enrollment token once)
   patchwarden-collector hosts [--db FILE] [--json]
   patchwarden-collector agent revoke [--db FILE] ID
+  patchwarden-collector reports import [--db FILE] [--json] PATH...   (signed files from patchwarden-agent report)
   patchwarden-collector rollout create [--db FILE] --plan FILE.json [--actor NAME] [--json]   (prints the new rollout's id)
   patchwarden-collector rollout preview [--db FILE] (--plan FILE.json | --id ID) [--json]
   patchwarden-collector rollout list [--db FILE] [--json]
@@ -54,6 +56,7 @@ const commands: Record<string, Command> = {
   agent: agentCommand,
   vercmp: vercmpCommand,
   rollout: rolloutCommand,
+  reports: reportsCommand,
   version: (_argv, io) => {
     io.stdout.write(`${AGENT_VERSION}\n`);
     return Promise.resolve(0);

@@ -25,6 +25,7 @@ import { WalCheckpointer } from './store/checkpointer.ts';
 import { openDatabase, type Db } from './store/db.ts';
 import { FleetStore } from './store/fleet.ts';
 import { RolloutEngine } from './rollout/engine.ts';
+import { ReportImports } from './store/report-imports.ts';
 import { InstructionOutbox } from './rollout/store.ts';
 import { signInstruction } from '../shared/instructions.ts';
 
@@ -192,7 +193,28 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
       gw.deliverInstructions(agentId);
     };
     findings.scheduleAll(fleet.reportedAgentIds());
+    // Reports a `reports import` stored on this database while it serves: everything up to
+    // now is in scheduleAll above.
+    const imports = new ReportImports(db, fleet);
+    let importSeq = imports.lastSeq();
+    const pickUpImports = (): void => {
+      const rows = imports.since(importSeq);
+      if (rows.length === 0) return;
+      importSeq = rows[rows.length - 1]?.seq ?? importSeq;
+      const agentIds = new Set(rows.map((r) => r.agentId));
+      logger.info({ hosts: agentIds.size, files: rows.length }, 'imported reports: correlating their hosts');
+      findings.scheduleStored(agentIds);
+      for (const agentId of agentIds) {
+        const inventory = fleet.latestInventory(agentId);
+        if (inventory !== undefined) rollouts.onInventory(agentId, inventory);
+      }
+    };
     const tick = (): void => {
+      try {
+        pickUpImports();
+      } catch (err) {
+        logger.error({ err }, 'picking up imported reports failed; the next tick tries again');
+      }
       try {
         rollouts.tick();
         // Instructions a CLI process enqueued on this database reach connected agents here.

@@ -127,6 +127,15 @@ export class HostFindings {
     this.#start();
   }
 
+  /** Queues hosts whose stored inventory changed under this process (a `reports import`): it replaces anything queued for them. */
+  scheduleStored(agentIds: Iterable<string>): void {
+    for (const id of agentIds) {
+      this.#queue.delete(id);
+      this.#queue.set(id, null);
+    }
+    this.#start();
+  }
+
   /** Drops the queue (the collector is closing; the findings are derived state, rebuilt at the next start). */
   stop(): void {
     this.#stopped = true;

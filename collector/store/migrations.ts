@@ -293,4 +293,20 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE inventory_contents_new RENAME TO inventory_contents;
   CREATE INDEX inventory_contents_by_set ON inventory_contents (package_set) WHERE package_set IS NOT NULL;
   `,
+  // 8: reports carried across an air gap in signed files (collector/airgap/). One row per
+  // file imported, also when its inventory was unchanged (nothing in reports then), so a
+  // second import of the same file is known; a serving collector picks up rows past the
+  // last seq it saw and correlates those hosts.
+  `
+  CREATE TABLE report_imports (
+    seq         INTEGER PRIMARY KEY,
+    report_id   TEXT NOT NULL UNIQUE,
+    agent_id    TEXT NOT NULL REFERENCES agents (id),
+    status      TEXT NOT NULL CHECK (status IN ('stored', 'unchanged')),
+    created_at  TEXT NOT NULL,
+    file_sha256 TEXT NOT NULL,
+    imported_at TEXT NOT NULL,
+    imported_by TEXT NOT NULL
+  ) STRICT;
+  `,
 ];

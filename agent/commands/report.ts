@@ -1,0 +1,56 @@
+/**
+ * `patchwarden-agent report --out DIR [--config FILE]`
+ *
+ * For hosts that cannot reach the collector (air-gapped sites, DMZs): writes this host's
+ * full inventory as one signed report file (shared/signed-file.ts) into DIR, to be carried
+ * to the collector and loaded with `patchwarden-collector reports import`. It is the same
+ * report message the daemon sends, signed with the agent's enrolled key, so the collector
+ * stores it through the same code path and knows which agent made it.
+ *
+ * Exit codes: 0 written; 3 written, but the inventory is partial (the warnings say why);
+ * 2 usage or config error; 1 no file written.
+ */
+import { randomUUID } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { UsageError } from '../../shared/errors.ts';
+import { inventoryHash } from '../../shared/inventory-hash.ts';
+import type { ReportMessage } from '../../shared/protocol.ts';
+import { REPORT_FILE_SUFFIX, encodeSignedFile } from '../../shared/signed-file.ts';
+import { writeFileAtomic } from '../daemon/atomic-write.ts';
+import { DEFAULT_CONFIG_PATH, loadConfig, loadPrivateKey } from '../daemon/config.ts';
+import { collectInventory } from '../inventory/inventory.ts';
+import { EXIT_PARTIAL } from './inventory.ts';
+
+/** Sorts by time first, so a directory listing is the order to import in. */
+export function reportFileName(createdAt: Date, agentId: string, reportId: string): string {
+  const stamp = createdAt.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return `${stamp}-${agentId}-${reportId.slice(0, 8)}${REPORT_FILE_SUFFIX}`;
+}
+
+export async function reportCommand(argv: string[], out: NodeJS.WritableStream): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({ args: argv, options: { out: { type: 'string' }, config: { type: 'string', default: DEFAULT_CONFIG_PATH } }, strict: true, allowPositionals: false }));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (values.out === undefined) throw new UsageError('report needs --out DIR (where the report file is written)');
+  const dir = values.out;
+  const info = await stat(dir).catch(() => null);
+  if (info === null || !info.isDirectory()) throw new UsageError(`--out ${dir} is not a directory`);
+  const config = await loadConfig(values.config);
+  const { key } = await loadPrivateKey(config.keyFile);
+
+  const inventory = await collectInventory(config.root === undefined ? {} : { root: config.root });
+  const report: ReportMessage = { type: 'report', id: randomUUID(), hash: inventoryHash(inventory), inventory };
+  const createdAt = new Date();
+  const file = join(dir, reportFileName(createdAt, config.agentId, report.id));
+  const bytes = encodeSignedFile({ kind: 'report', signer: config.agentId, createdAt, body: Buffer.from(JSON.stringify(report), 'utf8'), key });
+  // Mode 0644: an inventory is not secret from the operator carrying it, and the signature, not the mode, protects it.
+  await writeFileAtomic(file, bytes, 0o644);
+  out.write(`wrote ${file}\n${inventory.packages.length} packages, ${bytes.length} bytes, report ${report.id}\n`);
+  for (const w of inventory.warnings) out.write(`warning: ${w.source}: ${w.message} (${w.code})\n`);
+  return inventory.warnings.length > 0 ? EXIT_PARTIAL : 0;
+}

@@ -1,0 +1,123 @@
+/**
+ * `reports import`: signed report files (`patchwarden-agent report --out DIR`) carried
+ * across an air gap, checked and stored as if the agent had sent them.
+ *
+ * Each file is checked in full before anything of it is stored: the header's signature
+ * against the key the agent enrolled with (an unknown signer is foreign), the size and
+ * sha256 of the body, then the report itself with the gateway's own schema and hash check.
+ * Files are imported oldest first by their signed time, whatever their names, so a
+ * directory holding several reports of one host ends on the newest. One bad file is
+ * refused with its code and the others still go in; each file is its own transaction.
+ */
+import { createHash } from 'node:crypto';
+import { open, readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PatchwardenError, MalformedInputError, errorMessage } from '../../shared/errors.ts';
+import { inventoryHash, packageSetRef } from '../../shared/inventory-hash.ts';
+import { DEFAULT_MAX_MESSAGE_BYTES, type Inventory, ReportMessageSchema } from '../../shared/protocol.ts';
+import { REPORT_FILE_SUFFIX, readSignedFile, readSignedFileHeader } from '../../shared/signed-file.ts';
+import type { FleetStore } from '../store/fleet.ts';
+import type { ImportStatus, ReportImports } from '../store/report-imports.ts';
+
+/** A file written by the future beyond this much clock skew is refused. */
+const MAX_CLOCK_SKEW_MS = 5 * 60 * 1000;
+
+export type ReportFileOutcome =
+  | { file: string; status: ImportStatus; agentId: string; hostname: string; createdAt: string; packages: number }
+  | { file: string; status: 'refused'; code: string; message: string };
+
+/** Files named on the command line, and the report files inside named directories (sorted; temporary and hidden files skipped). */
+export async function reportFilesIn(paths: readonly string[]): Promise<string[]> {
+  const files: string[] = [];
+  for (const p of paths) {
+    const info = await stat(p).catch((err: unknown) => {
+      throw new PatchwardenError(`cannot read ${p}: ${errorMessage(err)}`, 'PW_ERR_SOURCE_UNAVAILABLE', { cause: err });
+    });
+    if (!info.isDirectory()) {
+      files.push(p);
+      continue;
+    }
+    const names = (await readdir(p)).filter((n) => n.endsWith(REPORT_FILE_SUFFIX) && !n.startsWith('.')).sort();
+    for (const n of names) files.push(join(p, n));
+  }
+  return files;
+}
+
+function refused(file: string, err: unknown): ReportFileOutcome {
+  // A file system error (ENOENT, EISDIR, EACCES) names the file; anything else is the store's.
+  if (err instanceof PatchwardenError) return { file, status: 'refused', code: err.code, message: err.message };
+  const code = (err as NodeJS.ErrnoException).syscall === undefined ? 'PW_ERR_STORE' : 'PW_ERR_SOURCE_UNAVAILABLE';
+  return { file, status: 'refused', code, message: err instanceof Error ? err.message : String(err) };
+}
+
+async function importOne(file: string, fleet: FleetStore, imports: ReportImports, actor: string, now: Date): Promise<ReportFileOutcome> {
+  const handle = await open(file, 'r');
+  try {
+    // Messages say "the file": the outcome names it once, beside them.
+    const { header, body } = await readSignedFile(handle, 'the file', {
+      kind: 'report',
+      maxBodyBytes: DEFAULT_MAX_MESSAGE_BYTES,
+      keyOf: (signer) => fleet.agentById(signer)?.publicKey,
+    });
+    const createdAt = new Date(header.createdAt);
+    if (createdAt.getTime() > now.getTime() + MAX_CLOCK_SKEW_MS) {
+      throw new PatchwardenError(`the file was written at ${header.createdAt}, in the future by this collector's clock (${now.toISOString()})`, 'PW_ERR_FILE_FROM_FUTURE');
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(body.toString('utf8'));
+    } catch (err) {
+      throw new MalformedInputError(`the signed body is not JSON: ${errorMessage(err)}`, { cause: err });
+    }
+    const parsed = ReportMessageSchema.safeParse(json);
+    if (!parsed.success) {
+      const i = parsed.error.issues[0];
+      throw new MalformedInputError(`the signed body is not a report: ${i === undefined ? 'invalid' : `${i.path.join('.') || '(top level)'}: ${i.message}`}`);
+    }
+    const msg = parsed.data;
+    // A file carries the whole inventory: there is no collector to ask for a held package set.
+    if (msg.inventory === null || msg.packageSet !== undefined) throw new MalformedInputError(`a report file must carry the full inventory`);
+    // As at the gateway: the hash is checked on the inventory in the agent's own key order.
+    const raw = (json as { inventory: Inventory }).inventory;
+    if (inventoryHash(raw, packageSetRef(raw.packages).hash) !== msg.hash) throw new MalformedInputError(`the report's hash ${msg.hash} is not the hash of its inventory`);
+    const status = imports.import(
+      { agentId: header.signer, reportId: msg.id, hash: msg.hash, inventory: msg.inventory, createdAt, fileSha256: createHash('sha256').update(body).digest('hex') },
+      actor,
+      now,
+    );
+    return { file, status, agentId: header.signer, hostname: msg.inventory.host.hostname, createdAt: header.createdAt, packages: msg.inventory.packages.length };
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Imports every file, oldest signed time first; never throws for a file, only reports it refused. */
+export async function importReportFiles(
+  files: readonly string[],
+  opts: { fleet: FleetStore; imports: ReportImports; actor: string; now?: () => Date },
+): Promise<ReportFileOutcome[]> {
+  const now = opts.now ?? (() => new Date());
+  const outcomes: ReportFileOutcome[] = [];
+  const ordered: { file: string; createdAt: string }[] = [];
+  for (const file of files) {
+    try {
+      const handle = await open(file, 'r');
+      try {
+        ordered.push({ file, createdAt: (await readSignedFileHeader(handle, 'the file')).header.createdAt });
+      } finally {
+        await handle.close();
+      }
+    } catch (err) {
+      outcomes.push(refused(file, err));
+    }
+  }
+  ordered.sort((a, b) => Date.parse(a.createdAt) - Date.parse(b.createdAt) || (a.file < b.file ? -1 : 1));
+  for (const { file } of ordered) {
+    try {
+      outcomes.push(await importOne(file, opts.fleet, opts.imports, opts.actor, now()));
+    } catch (err) {
+      outcomes.push(refused(file, err));
+    }
+  }
+  return outcomes;
+}

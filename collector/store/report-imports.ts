@@ -1,0 +1,77 @@
+/**
+ * Reports that arrived in files (collector/airgap/report-import.ts) rather than over the
+ * gateway. They go through FleetStore's own ingest, with the time the agent wrote the file
+ * as the report's time, inside one transaction that also decides:
+ *
+ *   - already imported (the same report id): `duplicate`, nothing written, so importing a
+ *     directory twice is harmless;
+ *   - older than, or as old as, the newest inventory stored for the host: refused
+ *     (PW_ERR_FILE_STALE), since storing it would roll the host back to an older state;
+ *   - otherwise stored (or `unchanged`), with a row in report_imports and the audit log.
+ */
+import { PatchwardenError } from '../../shared/errors.ts';
+import type { Inventory } from '../../shared/protocol.ts';
+import type { Db } from './db.ts';
+import type { FleetStore, IngestResult } from './fleet.ts';
+
+export interface FileReport {
+  agentId: string;
+  reportId: string;
+  hash: string;
+  inventory: Inventory;
+  /** When the agent wrote the file (its signed header). */
+  createdAt: Date;
+  fileSha256: string;
+}
+
+export type ImportStatus = 'stored' | 'unchanged' | 'duplicate';
+
+export class ReportImports {
+  readonly #importTx;
+  readonly #since;
+  readonly #lastSeq;
+
+  constructor(db: Db, fleet: FleetStore) {
+    const imported = db.prepare<[string], { agent_id: string }>('SELECT agent_id FROM report_imports WHERE report_id = ?');
+    const reported = db.prepare<[string], { agent_id: string }>('SELECT agent_id FROM reports WHERE id = ?');
+    const lastReport = db.prepare<[string], string>('SELECT last_report_at FROM hosts WHERE agent_id = ?').pluck();
+    const insert = db.prepare<[string, string, string, string, string, string, string]>(
+      'INSERT INTO report_imports (report_id, agent_id, status, created_at, file_sha256, imported_at, imported_by) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    );
+    this.#lastSeq = db.prepare<[], number>('SELECT coalesce(max(seq), 0) FROM report_imports').pluck();
+    this.#since = db.prepare<[number], { seq: number; agent_id: string }>('SELECT seq, agent_id FROM report_imports WHERE seq > ? ORDER BY seq');
+    this.#importTx = db.transaction((r: FileReport, actor: string, now: Date): ImportStatus => {
+      const before = imported.get(r.reportId) ?? reported.get(r.reportId);
+      if (before !== undefined) {
+        if (before.agent_id !== r.agentId) throw new PatchwardenError(`report id ${r.reportId} belongs to another agent`, 'PW_ERR_FILE_TAMPERED');
+        return 'duplicate';
+      }
+      const createdAt = r.createdAt.toISOString();
+      const last = lastReport.get(r.agentId);
+      if (last !== undefined && createdAt <= last) {
+        throw new PatchwardenError(
+          `the report was written at ${createdAt}, but the collector holds a newer inventory of this host (${last}): storing it would roll the host back`,
+          'PW_ERR_FILE_STALE',
+        );
+      }
+      const result: IngestResult = fleet.ingestReport(r.agentId, r.reportId, r.hash, r.inventory, r.createdAt);
+      const status = result.status === 'stored' ? 'stored' : 'unchanged';
+      insert.run(r.reportId, r.agentId, status, createdAt, r.fileSha256, now.toISOString(), actor);
+      fleet.audit(actor, 'report.import', `agent:${r.agentId}`, JSON.stringify({ report: r.reportId, status, createdAt, sha256: r.fileSha256 }), now);
+      return status;
+    });
+  }
+
+  import(report: FileReport, actor: string, now = new Date()): ImportStatus {
+    return this.#importTx.immediate(report, actor, now);
+  }
+
+  lastSeq(): number {
+    return this.#lastSeq.get() ?? 0;
+  }
+
+  /** Imports after `seq`, oldest first: what a serving collector has not correlated yet. */
+  since(seq: number): { seq: number; agentId: string }[] {
+    return this.#since.all(seq).map((r) => ({ seq: r.seq, agentId: r.agent_id }));
+  }
+}
