@@ -13,16 +13,18 @@ usage:
   patchwarden-agent run [--config FILE]
   patchwarden-agent execute --instruction FILE [--config FILE] [--root DIR] [--dry-run] [--json]
   patchwarden-agent report --out DIR [--config FILE]
+  patchwarden-agent apply --from DIR [--out DIR] [--config FILE] [--dry-run]
   patchwarden-agent version
 
   --config defaults to /etc/patchwarden/agent.json; the key is written beside it (agent.key, 0600).
   enroll reads the token from PATCHWARDEN_ENROLL_TOKEN when --token is not given.
   report writes a signed report file for hosts that cannot reach the collector
-  (collector side: patchwarden-collector reports import).
+  (collector side: patchwarden-collector reports import); apply runs the instruction
+  files of patchwarden-collector instructions export and writes results and a report back.
 
 exit codes: 0 ok, 1 failed, 2 usage error, 3 partial inventory (see the warnings; report still writes the file),
             4 run: the collector revoked this agent (re-enroll; do not restart)
-            execute: 0 succeeded, 1 failed, 2 refused (nothing ran)
+            execute, apply: 0 succeeded, 1 failed, 2 refused (nothing ran)
 `;
 
 type Command = (argv: string[], out: NodeJS.WritableStream) => Promise<number>;
@@ -35,6 +37,7 @@ const commands: Record<string, Command> = {
   run: async (argv, out) => (await import('./commands/run.ts')).runCommand(argv, out),
   execute: async (argv, out) => (await import('./commands/execute.ts')).executeCommand(argv, out),
   report: async (argv, out) => (await import('./commands/report.ts')).reportCommand(argv, out),
+  apply: async (argv, out) => (await import('./commands/apply.ts')).applyCommand(argv, out),
   version: (_argv, out) => {
     out.write(`${AGENT_VERSION}\n`);
     return Promise.resolve(0);

@@ -14,6 +14,7 @@ import { agentCommand } from './commands/agent.ts';
 import { vercmpCommand } from './commands/vercmp-cli.ts';
 import { rolloutCommand } from './commands/rollout.ts';
 import { reportsCommand } from './commands/reports.ts';
+import { instructionsCommand } from './commands/instructions.ts';
 
 const USAGE = `patchwarden-collector ${AGENT_VERSION}
 
@@ -31,7 +32,8 @@ usage:
   patchwarden-collector token create [--db FILE] --uses N --ttl 24h [--note TEXT] [--json]   (prints the enrollment token once)
   patchwarden-collector hosts [--db FILE] [--json]
   patchwarden-collector agent revoke [--db FILE] ID
-  patchwarden-collector reports import [--db FILE] [--json] PATH...   (signed files from patchwarden-agent report)
+  patchwarden-collector reports import [--db FILE] [--json] PATH...   (report and result files from patchwarden-agent report/apply)
+  patchwarden-collector instructions export [--db FILE] --out DIR [--agent ID]... [--json]   (for patchwarden-agent apply)
   patchwarden-collector rollout create [--db FILE] --plan FILE.json [--actor NAME] [--json]   (prints the new rollout's id)
   patchwarden-collector rollout preview [--db FILE] (--plan FILE.json | --id ID) [--json]
   patchwarden-collector rollout list [--db FILE] [--json]
@@ -57,6 +59,7 @@ const commands: Record<string, Command> = {
   vercmp: vercmpCommand,
   rollout: rolloutCommand,
   reports: reportsCommand,
+  instructions: instructionsCommand,
   version: (_argv, io) => {
     io.stdout.write(`${AGENT_VERSION}\n`);
     return Promise.resolve(0);

@@ -203,11 +203,8 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
       importSeq = rows[rows.length - 1]?.seq ?? importSeq;
       const agentIds = new Set(rows.map((r) => r.agentId));
       logger.info({ hosts: agentIds.size, files: rows.length }, 'imported reports: correlating their hosts');
+      // The importing process told the rollouts already (collector/commands/reports.ts).
       findings.scheduleStored(agentIds);
-      for (const agentId of agentIds) {
-        const inventory = fleet.latestInventory(agentId);
-        if (inventory !== undefined) rollouts.onInventory(agentId, inventory);
-      }
     };
     const tick = (): void => {
       try {

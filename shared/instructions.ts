@@ -156,3 +156,17 @@ export const InstructionResultSchema = z.strictObject({
   rebootRequired: z.boolean().nullable(),
 });
 export type InstructionResult = z.infer<typeof InstructionResultSchema>;
+
+/** The body of an `instructions` file (shared/signed-file.ts): `collector instructions export` -> `agent apply`. */
+export const InstructionBundleSchema = z.strictObject({
+  agentId: z.uuid(),
+  instructions: z.array(SignedInstructionSchema).min(1).max(LIMITS.list),
+});
+export type InstructionBundle = z.infer<typeof InstructionBundleSchema>;
+
+/** The body of a `results` file: what `agent apply` ran (or refused) -> `collector reports import`. */
+export const ResultBundleSchema = z.strictObject({
+  agentId: z.uuid(),
+  results: z.array(InstructionResultSchema).min(1).max(LIMITS.list),
+});
+export type ResultBundle = z.infer<typeof ResultBundleSchema>;

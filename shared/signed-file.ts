@@ -19,10 +19,23 @@ import { signBytes, verifyBytes } from './signing.ts';
 import type { KeyObject } from 'node:crypto';
 
 export const SIGNED_FILE_FORMAT = 'patchwarden.file/1';
-export const SIGNED_FILE_KINDS = ['report'] as const;
+/**
+ * report: an agent's inventory (`agent report`, `agent apply`) -> `collector reports import`;
+ * instructions: signed instructions for one agent (`collector instructions export`) -> `agent apply`;
+ * results: what those instructions did (`agent apply`) -> `collector reports import`.
+ */
+export const SIGNED_FILE_KINDS = ['report', 'instructions', 'results'] as const;
 export type SignedFileKind = (typeof SIGNED_FILE_KINDS)[number];
-/** What `patchwarden-agent report` names its files, and what `reports import` looks for in a directory. */
-export const REPORT_FILE_SUFFIX = '.pwreport';
+/** The file name's ending for each kind: what the importers look for in a directory. */
+export const FILE_SUFFIX: Readonly<Record<SignedFileKind, string>> = Object.freeze({ report: '.pwreport', instructions: '.pwinstr', results: '.pwresults' });
+/** The signer id of files the collector signs (with the key every agent pinned at enrollment). */
+export const COLLECTOR_SIGNER = 'collector';
+/** `<time>-<agent id>-<tag><suffix>`: sorts by time, so a directory listing is the order to import in. */
+export function signedFileName(kind: SignedFileKind, createdAt: Date, agentId: string, tag: string): string {
+  const stamp = createdAt.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return `${stamp}-${agentId}-${tag}${FILE_SUFFIX[kind]}`;
+}
+
 /** A header is a few hundred bytes; reading stops here if no newline came. */
 export const MAX_HEADER_BYTES = 4096;
 
@@ -101,7 +114,8 @@ export async function readSignedFileHeader(handle: FileHandle, name: string): Pr
 }
 
 export interface ReadSignedFileOptions {
-  kind: SignedFileKind;
+  /** The kinds this reader takes; any other is refused as foreign. */
+  kind: SignedFileKind | readonly SignedFileKind[];
   /** Bodies over this are refused before they are read. */
   maxBodyBytes: number;
   /** The signer's raw ed25519 public key, or undefined for a signer this reader does not know (the file is refused as foreign). */
@@ -114,7 +128,8 @@ export interface ReadSignedFileOptions {
  */
 export async function readSignedFile(handle: FileHandle, name: string, opts: ReadSignedFileOptions): Promise<{ header: SignedFileHeader; body: Buffer }> {
   const { header, offset } = await readSignedFileHeader(handle, name);
-  if (header.kind !== opts.kind) throw new FileForeignError(`${name} is a ${header.kind} file, not a ${opts.kind} file`);
+  const kinds: readonly string[] = typeof opts.kind === 'string' ? [opts.kind] : opts.kind;
+  if (!kinds.includes(header.kind)) throw new FileForeignError(`${name} is a ${header.kind} file, not a ${kinds.join(' or ')} file`);
   if (header.bytes > opts.maxBodyBytes) throw new InputTooLargeError(`${name} declares a ${header.bytes}-byte body, over the ${opts.maxBodyBytes}-byte limit`);
   const key = opts.keyOf(header.signer);
   if (key === undefined) throw new FileForeignError(`${name} is signed by ${header.signer}, whom this collector does not know`);

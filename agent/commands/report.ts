@@ -17,16 +17,14 @@ import { parseArgs } from 'node:util';
 import { UsageError } from '../../shared/errors.ts';
 import { inventoryHash } from '../../shared/inventory-hash.ts';
 import type { ReportMessage } from '../../shared/protocol.ts';
-import { REPORT_FILE_SUFFIX, encodeSignedFile } from '../../shared/signed-file.ts';
+import { encodeSignedFile, signedFileName } from '../../shared/signed-file.ts';
 import { writeFileAtomic } from '../daemon/atomic-write.ts';
 import { DEFAULT_CONFIG_PATH, loadConfig, loadPrivateKey } from '../daemon/config.ts';
 import { collectInventory } from '../inventory/inventory.ts';
 import { EXIT_PARTIAL } from './inventory.ts';
 
-/** Sorts by time first, so a directory listing is the order to import in. */
 export function reportFileName(createdAt: Date, agentId: string, reportId: string): string {
-  const stamp = createdAt.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-  return `${stamp}-${agentId}-${reportId.slice(0, 8)}${REPORT_FILE_SUFFIX}`;
+  return signedFileName('report', createdAt, agentId, reportId.slice(0, 8));
 }
 
 export async function reportCommand(argv: string[], out: NodeJS.WritableStream): Promise<number> {

@@ -65,6 +65,12 @@ export class ResultOutbox {
     return this.#pending[0];
   }
 
+  /** The result kept for this instruction, if one is still here (not yet acknowledged). */
+  forInstruction(instructionId: string): InstructionResult | undefined {
+    const id = instructionId.toLowerCase();
+    return this.#pending.find((p) => p.message.result.instructionId?.toLowerCase() === id)?.message.result;
+  }
+
   /** Durable when it resolves: the file is written and fsync'd. */
   async add(result: InstructionResult): Promise<PendingResult> {
     this.#seq++;

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, type ExecFileException } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,6 +15,9 @@ import { describe, it, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import { ensureBuilt } from '../../scripts/dist-fresh.ts';
 import { NODE18_BIN } from '../../scripts/node18-path.ts';
+import { signInstruction } from '../../shared/instructions.ts';
+import { encodeSignedFile } from '../../shared/signed-file.ts';
+import { generateKeyPair } from '../../shared/signing.ts';
 import { ApiTokenStore } from '../store/access.ts';
 import { startCollector } from '../gateway/testkit.ts';
 
@@ -122,13 +126,79 @@ describe('air-gapped reports, end to end', () => {
     });
   }
 
-  it('usage errors exit 2: report without --out, an --out that is not a directory, import without a path', async (t) => {
+  for (const [runtime, agentCli] of agents) {
+    it(`${runtime}: a rollout to a host behind the gap: instructions export, agent apply, reports import move the host to succeeded; a replay changes nothing; a forged file runs nothing`, async (t) => {
+      const tc = await startCollector(t, { rolloutTickMs: 100 });
+      const { collector } = tc;
+      const agentDir = await tempDir(t, 'pw-agent-');
+      const carry = await tempDir(t, 'pw-carry-');
+      const config = join(agentDir, 'agent.json');
+      const { token } = collector.fleet.createEnrollmentToken({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
+      const enrolled = await agentCli(t, ['enroll', '--collector', collector.agentUrl, '--token', token, '--config', config]);
+      assert.equal(enrolled.status, 0, enrolled.stderr);
+      const agentId = /enrolled as agent ([0-9a-f-]{36})/.exec(enrolled.stdout)?.[1] ?? '';
+      assert.ok([0, 3].includes((await agentCli(t, ['report', '--out', carry, '--config', config])).status));
+      assert.equal((await cli('collector', ['reports', 'import', '--db', tc.dbPath, carry])).status, 0);
+
+      // A rollout as an operator makes one: it enqueues a signed refresh for the host.
+      const rolloutId = collector.rollouts.create({ name: 'behind the gap', target: { agentIds: [agentId] }, action: { kind: 'refresh' }, waves: { canary: { hosts: 1 } } }, 'cli:alice');
+      collector.rollouts.submit(rolloutId, 'cli:alice');
+      assert.equal(collector.outbox.pendingFor(agentId, new Date()).length, 1);
+
+      const out = await tempDir(t, 'pw-instr-');
+      const exported = await cli('collector', ['instructions', 'export', '--db', tc.dbPath, '--out', out]);
+      assert.equal(exported.status, 0, exported.stderr);
+      assert.match(exported.stdout, new RegExp(`^wrote ${out}/\\d{8}T\\d{6}Z-${agentId}-1\\.pwinstr: 1 instruction for agent ${agentId}\\n$`));
+
+      const applied = await agentCli(t, ['apply', '--from', out, '--config', config]);
+      assert.equal(applied.status, 0, applied.stderr);
+      assert.match(applied.stdout, /^succeeded: inventory refresh requested\ninstruction [0-9a-f-]{36}\n/);
+      assert.match(applied.stdout, /wrote \S+\.pwresults\nwrote \S+\.pwreport\ncarry both back/);
+
+      const imported = await cli('collector', ['reports', 'import', '--db', tc.dbPath, out]);
+      assert.equal(imported.status, 0, imported.stderr);
+      assert.match(imported.stdout, new RegExp(`stored +\\S+\\.pwresults: 1 result of agent ${agentId} recorded`));
+      const rollout = collector.rollouts.get(rolloutId);
+      assert.deepEqual(
+        rollout.hosts.map((h) => [h.agentId, h.state]),
+        [[agentId, 'succeeded']],
+      );
+      assert.equal(rollout.state, 'completed');
+
+      // The same directory applied again (the operator ran it twice): the ledger refuses the
+      // replay, and the results file carries the first run's result, which the collector knows.
+      const again = await agentCli(t, ['apply', '--from', out, '--config', config]);
+      assert.equal(again.status, 0, again.stderr);
+      assert.match(again.stdout, /^ran here before; its result goes back again:\nsucceeded: inventory refresh requested\n/);
+      const reimported = await cli('collector', ['reports', 'import', '--db', tc.dbPath, out]);
+      assert.equal(reimported.status, 0, reimported.stderr);
+      assert.match(reimported.stdout, /imported already +\S+\.pwresults: 0 results of agent .* recorded \(1 known already\)/);
+      assert.equal(collector.rollouts.get(rolloutId).hosts[0]?.state, 'succeeded');
+
+      // An instruction file signed with another key: refused, nothing runs.
+      const forged = await tempDir(t, 'pw-forged-');
+      const fake = generateKeyPair();
+      const instruction = { schema: 'patchwarden.instruction/1', kind: 'refresh', id: randomUUID(), agentId, issuedAt: new Date().toISOString(), notBefore: new Date().toISOString(), expiresAt: new Date(Date.now() + 3600_000).toISOString(), rolloutId: null, dryRun: false } as const;
+      const bundle = { agentId, instructions: [signInstruction(instruction, fake.privateKeyPem)] };
+      await writeFile(join(forged, 'x.pwinstr'), encodeSignedFile({ kind: 'instructions', signer: 'collector', createdAt: new Date(), body: Buffer.from(JSON.stringify(bundle)), key: fake.privateKeyPem }));
+      const refused = await agentCli(t, ['apply', '--from', forged, '--config', config]);
+      assert.equal(refused.status, 2);
+      assert.match(refused.stderr, /^refused +\S+x\.pwinstr: the file's header signature does not verify with collector's key \(PW_ERR_FILE_TAMPERED\)\n$/);
+      assert.deepEqual(await readdir(forged), ['x.pwinstr']);
+    });
+  }
+
+  it('usage errors exit 2: report and apply without their directory or with one that is not, import without a path, export without --out or with a bad agent id', async (t) => {
     const dir = await tempDir(t, 'pw-usage-');
     const cases: [Result, RegExp][] = [
       [await cli('agent', ['report', '--config', join(dir, 'agent.json')]), /report needs --out DIR/],
       [await cli('agent', ['report', '--out', join(dir, 'nope')]), /--out .*nope is not a directory/],
       [await cli('collector', ['reports', 'import', '--db', join(dir, 'c.db')]), /reports import needs at least one PATH/],
       [await cli('collector', ['reports', 'export']), /reports export: expected import/],
+      [await cli('agent', ['apply', '--config', join(dir, 'agent.json')]), /apply needs --from DIR/],
+      [await cli('agent', ['apply', '--from', dir, '--out', join(dir, 'nope')]), /--out .*nope is not a directory/],
+      [await cli('collector', ['instructions', 'export', '--db', join(dir, 'c.db')]), /instructions export needs --out DIR/],
+      [await cli('collector', ['instructions', 'export', '--db', join(dir, 'c.db'), '--out', dir, '--agent', "x' OR 1=1"]), /--agent x' OR 1=1 is not an agent id/],
     ];
     for (const [r, message] of cases) {
       assert.equal(r.status, 2, r.stderr);

@@ -7,36 +7,47 @@ import { describe, it, type TestContext } from 'node:test';
 import { reportFileName } from '../../agent/commands/report.ts';
 import { inventoryHash } from '../../shared/inventory-hash.ts';
 import type { Inventory } from '../../shared/protocol.ts';
+import { type Instruction, type InstructionResult, signInstruction } from '../../shared/instructions.ts';
 import { encodeSignedFile } from '../../shared/signed-file.ts';
 import { generateKeyPair, type KeyPair } from '../../shared/signing.ts';
 import { inventoryOf, rhel95Packages } from '../correlate/testkit.ts';
 import type { Db } from '../store/db.ts';
-import { FleetStore } from '../store/fleet.ts';
+import { type Opened, openEngine } from '../commands/rollout.ts';
+import { sinksOf } from '../commands/reports.ts';
+import type { FleetStore } from '../store/fleet.ts';
 import { ReportImports } from '../store/report-imports.ts';
 import { tempDatabase } from '../store/testkit.ts';
-import { importReportFiles, reportFilesIn, type ReportFileOutcome } from './report-import.ts';
+import { type ImportSinks, importReportFiles, reportFilesIn, type ReportFileOutcome } from './report-import.ts';
 
 const NOW = new Date('2026-11-27T04:00:00.000Z');
 const HOUR = 3600_000;
 const RHEL = inventoryOf('AlmaLinux:9', 'rpm', rhel95Packages());
+const COLLECTOR_KEY = generateKeyPair();
 
 interface Setup {
   db: Db;
   fleet: FleetStore;
   imports: ReportImports;
+  sinks: ImportSinks;
+  opened: Opened;
   dir: string;
   key: KeyPair;
   agentId: string;
 }
 
 async function setup(t: TestContext): Promise<Setup> {
-  const { db } = await tempDatabase(t, 'airgap');
-  const fleet = new FleetStore(db);
+  const { path } = await tempDatabase(t, 'airgap');
+  // The rollout engine as `reports import` opens it: results and inventories go to it.
+  const opened = openEngine(path, { stdout: process.stdout, stderr: process.stderr }, false);
+  t.after(() => {
+    opened.close();
+  });
+  const { db, fleet } = opened;
   const key = generateKeyPair();
   const agentId = fleet.enrollAgent({ publicKey: key.publicKey, hostname: 'vault-1', machineId: null, tokenId: null }, new Date(NOW.getTime() - 48 * HOUR));
   const dir = await mkdtemp(join(tmpdir(), 'pw-reports-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
-  return { db, fleet, imports: new ReportImports(db, fleet), dir, key, agentId };
+  return { db, fleet, imports: new ReportImports(db, fleet), sinks: sinksOf(opened), opened, dir, key, agentId };
 }
 
 interface FileSpec {
@@ -64,7 +75,7 @@ async function reportFile(s: Setup, spec: FileSpec = {}): Promise<string> {
 }
 
 async function run(s: Setup, files: string[]): Promise<ReportFileOutcome[]> {
-  return importReportFiles(files, { fleet: s.fleet, imports: s.imports, actor: 'cli:test', now: () => NOW });
+  return importReportFiles(files, { fleet: s.fleet, imports: s.imports, sinks: s.sinks, actor: 'cli:test', now: () => NOW });
 }
 
 function count(db: Db, table: string): number {
@@ -80,7 +91,7 @@ describe('reports import', () => {
     const s = await setup(t);
     const file = await reportFile(s);
     const [o] = await run(s, [file]);
-    assert.deepEqual(o, { file, status: 'stored', agentId: s.agentId, hostname: 'test-1', createdAt: new Date(NOW.getTime() - HOUR).toISOString(), packages: 243 });
+    assert.deepEqual(o, { file, kind: 'report', status: 'stored', agentId: s.agentId, hostname: 'test-1', createdAt: new Date(NOW.getTime() - HOUR).toISOString(), packages: 243 });
     const host = s.fleet.host(s.agentId);
     assert.equal(host?.packageCount, 243);
     assert.equal(host.lastReportAt, new Date(NOW.getTime() - HOUR).toISOString());
@@ -176,4 +187,67 @@ describe('reports import', () => {
     assert.deepEqual(await reportFilesIn([s.dir]), [join(s.dir, 'a.pwreport'), join(s.dir, 'b.pwreport')]);
     await assert.rejects(reportFilesIn([join(s.dir, 'missing')]), { code: 'PW_ERR_SOURCE_UNAVAILABLE' });
   });
+});
+
+describe('reports import: results files (agent apply)', () => {
+  /** An instruction in the outbox for the agent, as a rollout or `instructions export` leaves it. */
+  function enqueue(s: Setup, agentId = s.agentId): string {
+    const id = randomUUID();
+    const instruction: Instruction = { schema: 'patchwarden.instruction/1', kind: 'refresh', id, agentId, issuedAt: NOW.toISOString(), notBefore: NOW.toISOString(), expiresAt: new Date(NOW.getTime() + 24 * HOUR).toISOString(), rolloutId: null, dryRun: false };
+    const signed = signInstruction(instruction, COLLECTOR_KEY.privateKeyPem);
+    s.opened.outbox.enqueue({ id, agentId, payload: signed.payload, signature: signed.signature, expiresAt: instruction.expiresAt, rolloutId: null }, NOW);
+    return id;
+  }
+
+  async function resultsFile(s: Setup, bundle: unknown, name = `${randomUUID()}.pwresults`): Promise<string> {
+    const file = join(s.dir, name);
+    await writeFile(file, encodeSignedFile({ kind: 'results', signer: s.agentId, createdAt: new Date(NOW.getTime() - HOUR), body: Buffer.from(JSON.stringify(bundle)), key: s.key.privateKeyPem }));
+    return file;
+  }
+
+  const succeeded = (id: string): InstructionResult => ({ instructionId: id, status: 'succeeded', code: null, message: 'inventory refresh requested', dryRun: false, startedAt: NOW.toISOString(), finishedAt: NOW.toISOString(), commands: [], changes: [], rebootRequired: null });
+
+  it('records each result in the outbox once; the same file again is "imported already"', async (t) => {
+    const s = await setup(t);
+    const ids = [enqueue(s), enqueue(s)];
+    const file = await resultsFile(s, { agentId: s.agentId, results: ids.map(succeeded) });
+    const [first] = await run(s, [file]);
+    assert.deepEqual(first, { file, kind: 'results', status: 'stored', agentId: s.agentId, createdAt: new Date(NOW.getTime() - HOUR).toISOString(), recorded: 2, known: 0, unknown: 0 });
+    for (const id of ids) assert.equal(s.opened.outbox.get(id)?.result?.status, 'succeeded');
+    const [second] = await run(s, [file]);
+    assert.ok(second?.status === 'duplicate' && second.kind === 'results' && second.known === 2, JSON.stringify(second));
+  });
+
+  it('a result for an instruction this collector never sent is counted, the others recorded', async (t) => {
+    const s = await setup(t);
+    const id = enqueue(s);
+    const [o] = await run(s, [await resultsFile(s, { agentId: s.agentId, results: [succeeded(id), succeeded(randomUUID())] })]);
+    assert.ok(o?.status === 'stored' && o.kind === 'results' && o.recorded === 1 && o.unknown === 1, JSON.stringify(o));
+  });
+
+  const refusals: [string, (s: Setup) => Promise<string>, string, RegExp][] = [
+    ['only results for instructions never sent', (s) => resultsFile(s, { agentId: s.agentId, results: [succeeded(randomUUID())] }), 'PW_ERR_FILE_FOREIGN', /none of the file's 1 results answers an instruction/],
+    ['a result for another agent’s instruction', (s) => {
+      const other = s.fleet.enrollAgent({ publicKey: generateKeyPair().publicKey, hostname: 'vault-2', machineId: null, tokenId: null });
+      return resultsFile(s, { agentId: s.agentId, results: [succeeded(enqueue(s, other))] });
+    }, 'PW_ERR_FILE_FOREIGN', /answers an instruction this collector sent to agent/],
+    ['results of another agent under this agent’s signature', (s) => resultsFile(s, { agentId: randomUUID(), results: [succeeded(enqueue(s))] }), 'PW_ERR_FILE_TAMPERED', /carries results of agent/],
+    ['a body that is not a results bundle', (s) => resultsFile(s, { agentId: s.agentId, results: [] }), 'PW_ERR_MALFORMED_INPUT', /not a results bundle: results/],
+    ['a revoked agent', async (s) => {
+      const file = await resultsFile(s, { agentId: s.agentId, results: [succeeded(enqueue(s))] });
+      s.fleet.revokeAgent(s.agentId, 'test');
+      return file;
+    }, 'PW_ERR_AGENT_REVOKED', /was revoked/],
+  ];
+  for (const [name, make, code, message] of refusals) {
+    it(`refused: ${name} (${code}), no result recorded`, async (t) => {
+      const s = await setup(t);
+      const file = await make(s);
+      const [o] = await run(s, [file]);
+      assert.ok(o?.status === 'refused', JSON.stringify(o));
+      assert.equal(o.code, code, o.message);
+      assert.match(o.message, message);
+      assert.equal(s.db.prepare('SELECT count(*) FROM instruction_outbox WHERE result_at IS NOT NULL').pluck().get(), 0);
+    });
+  }
 });

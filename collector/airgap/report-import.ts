@@ -1,6 +1,7 @@
 /**
- * `reports import`: signed report files (`patchwarden-agent report --out DIR`) carried
- * across an air gap, checked and stored as if the agent had sent them.
+ * `reports import`: signed report and results files (`patchwarden-agent report --out DIR`,
+ * `patchwarden-agent apply`) carried across an air gap, checked and stored as if the agent
+ * had sent them.
  *
  * Each file is checked in full before anything of it is stored: the header's signature
  * against the key the agent enrolled with (an unknown signer is foreign), the size and
@@ -14,8 +15,9 @@ import { open, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PatchwardenError, MalformedInputError, errorMessage } from '../../shared/errors.ts';
 import { inventoryHash, packageSetRef } from '../../shared/inventory-hash.ts';
+import { type InstructionResult, ResultBundleSchema } from '../../shared/instructions.ts';
 import { DEFAULT_MAX_MESSAGE_BYTES, type Inventory, ReportMessageSchema } from '../../shared/protocol.ts';
-import { REPORT_FILE_SUFFIX, readSignedFile, readSignedFileHeader } from '../../shared/signed-file.ts';
+import { FILE_SUFFIX, readSignedFile, readSignedFileHeader } from '../../shared/signed-file.ts';
 import type { FleetStore } from '../store/fleet.ts';
 import type { ImportStatus, ReportImports } from '../store/report-imports.ts';
 
@@ -23,8 +25,17 @@ import type { ImportStatus, ReportImports } from '../store/report-imports.ts';
 const MAX_CLOCK_SKEW_MS = 5 * 60 * 1000;
 
 export type ReportFileOutcome =
-  | { file: string; status: ImportStatus; agentId: string; hostname: string; createdAt: string; packages: number }
+  | { file: string; kind: 'report'; status: ImportStatus; agentId: string; hostname: string; createdAt: string; packages: number }
+  /** recorded: new results; known: recorded before (a file imported twice); unknown: no instruction of this collector for this agent. */
+  | { file: string; kind: 'results'; status: 'stored' | 'duplicate'; agentId: string; createdAt: string; recorded: number; known: number; unknown: number }
   | { file: string; status: 'refused'; code: string; message: string };
+
+/** Where results and inventories go besides the fleet store: the rollouts (collector/rollout/engine.ts). */
+export interface ImportSinks {
+  /** 'recorded' the first time, 'known' after, 'unknown' for an id this collector never sent to this agent. */
+  result: (agentId: string, result: InstructionResult) => 'recorded' | 'known' | 'unknown';
+  inventory: (agentId: string, inventory: Inventory) => void;
+}
 
 /** Files named on the command line, and the report files inside named directories (sorted; temporary and hidden files skipped). */
 export async function reportFilesIn(paths: readonly string[]): Promise<string[]> {
@@ -37,7 +48,7 @@ export async function reportFilesIn(paths: readonly string[]): Promise<string[]>
       files.push(p);
       continue;
     }
-    const names = (await readdir(p)).filter((n) => n.endsWith(REPORT_FILE_SUFFIX) && !n.startsWith('.')).sort();
+    const names = (await readdir(p)).filter((n) => (n.endsWith(FILE_SUFFIX.report) || n.endsWith(FILE_SUFFIX.results)) && !n.startsWith('.')).sort();
     for (const n of names) files.push(join(p, n));
   }
   return files;
@@ -50,12 +61,31 @@ function refused(file: string, err: unknown): ReportFileOutcome {
   return { file, status: 'refused', code, message: err instanceof Error ? err.message : String(err) };
 }
 
-async function importOne(file: string, fleet: FleetStore, imports: ReportImports, actor: string, now: Date): Promise<ReportFileOutcome> {
+function firstIssue(error: { issues: readonly { path: readonly PropertyKey[]; message: string }[] }): string {
+  const i = error.issues[0];
+  return i === undefined ? 'invalid' : `${i.path.map(String).join('.') || '(top level)'}: ${i.message}`;
+}
+
+function importResults(file: string, agentId: string, createdAt: string, json: unknown, opts: ImportOptions): ReportFileOutcome {
+  const parsed = ResultBundleSchema.safeParse(json);
+  if (!parsed.success) throw new MalformedInputError(`the signed body is not a results bundle: ${firstIssue(parsed.error)}`);
+  if (parsed.data.agentId !== agentId) throw new PatchwardenError(`the file is signed by agent ${agentId} but carries results of agent ${parsed.data.agentId}`, 'PW_ERR_FILE_TAMPERED');
+  const counts = { recorded: 0, known: 0, unknown: 0 };
+  for (const r of parsed.data.results) counts[opts.sinks.result(agentId, r)]++;
+  if (counts.recorded === 0 && counts.known === 0) {
+    throw new PatchwardenError(`none of the file's ${counts.unknown} results answers an instruction this collector sent to agent ${agentId}`, 'PW_ERR_FILE_FOREIGN');
+  }
+  opts.fleet.audit(opts.actor, 'results.import', `agent:${agentId}`, JSON.stringify({ createdAt, ...counts }));
+  return { file, kind: 'results', status: counts.recorded > 0 ? 'stored' : 'duplicate', agentId, createdAt, ...counts };
+}
+
+async function importOne(file: string, opts: ImportOptions, now: Date): Promise<ReportFileOutcome> {
+  const { fleet, imports, actor } = opts;
   const handle = await open(file, 'r');
   try {
     // Messages say "the file": the outcome names it once, beside them.
     const { header, body } = await readSignedFile(handle, 'the file', {
-      kind: 'report',
+      kind: ['report', 'results'],
       maxBodyBytes: DEFAULT_MAX_MESSAGE_BYTES,
       keyOf: (signer) => fleet.agentById(signer)?.publicKey,
     });
@@ -69,11 +99,11 @@ async function importOne(file: string, fleet: FleetStore, imports: ReportImports
     } catch (err) {
       throw new MalformedInputError(`the signed body is not JSON: ${errorMessage(err)}`, { cause: err });
     }
+    const agent = fleet.agentById(header.signer);
+    if (agent?.revokedAt != null) throw new PatchwardenError(`agent ${header.signer} was revoked at ${agent.revokedAt}`, 'PW_ERR_AGENT_REVOKED');
+    if (header.kind === 'results') return importResults(file, header.signer, header.createdAt, json, opts);
     const parsed = ReportMessageSchema.safeParse(json);
-    if (!parsed.success) {
-      const i = parsed.error.issues[0];
-      throw new MalformedInputError(`the signed body is not a report: ${i === undefined ? 'invalid' : `${i.path.join('.') || '(top level)'}: ${i.message}`}`);
-    }
+    if (!parsed.success) throw new MalformedInputError(`the signed body is not a report: ${firstIssue(parsed.error)}`);
     const msg = parsed.data;
     // A file carries the whole inventory: there is no collector to ask for a held package set.
     if (msg.inventory === null || msg.packageSet !== undefined) throw new MalformedInputError(`a report file must carry the full inventory`);
@@ -85,17 +115,23 @@ async function importOne(file: string, fleet: FleetStore, imports: ReportImports
       actor,
       now,
     );
-    return { file, status, agentId: header.signer, hostname: msg.inventory.host.hostname, createdAt: header.createdAt, packages: msg.inventory.packages.length };
+    if (status === 'stored') opts.sinks.inventory(header.signer, msg.inventory);
+    return { file, kind: 'report', status, agentId: header.signer, hostname: msg.inventory.host.hostname, createdAt: header.createdAt, packages: msg.inventory.packages.length };
   } finally {
     await handle.close();
   }
 }
 
+export interface ImportOptions {
+  fleet: FleetStore;
+  imports: ReportImports;
+  sinks: ImportSinks;
+  actor: string;
+  now?: () => Date;
+}
+
 /** Imports every file, oldest signed time first; never throws for a file, only reports it refused. */
-export async function importReportFiles(
-  files: readonly string[],
-  opts: { fleet: FleetStore; imports: ReportImports; actor: string; now?: () => Date },
-): Promise<ReportFileOutcome[]> {
+export async function importReportFiles(files: readonly string[], opts: ImportOptions): Promise<ReportFileOutcome[]> {
   const now = opts.now ?? (() => new Date());
   const outcomes: ReportFileOutcome[] = [];
   const ordered: { file: string; createdAt: string }[] = [];
@@ -114,7 +150,7 @@ export async function importReportFiles(
   ordered.sort((a, b) => Date.parse(a.createdAt) - Date.parse(b.createdAt) || (a.file < b.file ? -1 : 1));
   for (const { file } of ordered) {
     try {
-      outcomes.push(await importOne(file, opts.fleet, opts.imports, opts.actor, now()));
+      outcomes.push(await importOne(file, opts, now()));
     } catch (err) {
       outcomes.push(refused(file, err));
     }

@@ -12,7 +12,7 @@ import { DEFAULT_DB } from './feed.ts';
 
 type Io = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function revoke(argv: string[], io: Io): number {
   const { values, positionals } = parse(argv, { db: { type: 'string', default: DEFAULT_DB } }, true);

@@ -1,7 +1,9 @@
 /**
- * `reports import [--db FILE] [--json] PATH...`: report files from hosts that cannot reach
- * the collector (`patchwarden-agent report --out DIR`), each PATH a file or a directory of
- * them. One line per file; a refused file names its code and the rest still go in.
+ * `reports import [--db FILE] [--json] PATH...`: report and results files from hosts that
+ * cannot reach the collector (`patchwarden-agent report --out DIR`, `patchwarden-agent
+ * apply`), each PATH a file or a directory of them. One line per file; a refused file
+ * names its code and the rest still go in. Results move their rollouts on here, as a live
+ * agent's do at the gateway.
  *
  * A collector serving the same database correlates the imported hosts at its next tick;
  * one that is not running does so when it starts.
@@ -10,13 +12,12 @@
  * 2 usage.
  */
 import { UsageError } from '../../shared/errors.ts';
-import { importReportFiles, reportFilesIn, type ReportFileOutcome } from '../airgap/report-import.ts';
-import { openDatabase } from '../store/db.ts';
-import { FleetStore } from '../store/fleet.ts';
+import { type ImportSinks, importReportFiles, reportFilesIn, type ReportFileOutcome } from '../airgap/report-import.ts';
 import { ReportImports } from '../store/report-imports.ts';
 import { cliActor } from './api-token.ts';
 import { parse } from './args.ts';
 import { DEFAULT_DB } from './feed.ts';
+import { type Opened, openEngine } from './rollout.ts';
 
 type Io = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
 
@@ -28,20 +29,39 @@ function shown(text: string): string {
 export function outcomeLine(o: ReportFileOutcome): string {
   if (o.status === 'refused') return `refused    ${shown(o.file)}: ${shown(o.message)} (${o.code})`;
   const what = { stored: 'stored', unchanged: 'unchanged', duplicate: 'imported already' }[o.status];
+  if (o.kind === 'results') {
+    const rest = [o.known > 0 ? `${o.known} known already` : '', o.unknown > 0 ? `${o.unknown} for no instruction of ours` : ''].filter((x) => x !== '');
+    return `${what.padEnd(10)} ${shown(o.file)}: ${o.recorded} result${o.recorded === 1 ? '' : 's'} of agent ${o.agentId} recorded${rest.length > 0 ? ` (${rest.join(', ')})` : ''}, written ${o.createdAt}`;
+  }
   return `${what.padEnd(10)} ${shown(o.file)}: ${shown(o.hostname)} (agent ${o.agentId}), ${o.packages} packages, written ${o.createdAt}`;
+}
+
+/** Results go to the rollouts, which record them in the outbox and move their hosts on; inventories tell them of reboots. */
+export function sinksOf(o: Opened): ImportSinks {
+  return {
+    result: (agentId, result) => {
+      const entry = result.instructionId === null ? undefined : o.outbox.get(result.instructionId);
+      if (entry?.agentId !== agentId) return 'unknown';
+      if (entry.resultAt !== null) return 'known';
+      o.engine.onResult(agentId, result);
+      return 'recorded';
+    },
+    inventory: (agentId, inventory) => {
+      o.engine.onInventory(agentId, inventory);
+    },
+  };
 }
 
 async function importCmd(argv: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, json: { type: 'boolean', default: false } }, true);
   if (positionals.length === 0) throw new UsageError('reports import needs at least one PATH (a report file or a directory of them)');
   const files = await reportFilesIn(positionals);
-  const db = openDatabase(values.db);
+  const opened = openEngine(values.db, io, false);
   let outcomes: ReportFileOutcome[];
   try {
-    const fleet = new FleetStore(db);
-    outcomes = await importReportFiles(files, { fleet, imports: new ReportImports(db, fleet), actor: cliActor() });
+    outcomes = await importReportFiles(files, { fleet: opened.fleet, imports: new ReportImports(opened.db, opened.fleet), sinks: sinksOf(opened), actor: cliActor() });
   } finally {
-    db.close();
+    opened.close();
   }
   if (values.json) io.stdout.write(JSON.stringify(outcomes, null, 2) + '\n');
   else for (const o of outcomes) (o.status === 'refused' ? io.stderr : io.stdout).write(outcomeLine(o) + '\n');

@@ -73,7 +73,7 @@ export function readPlanFile(path: string): unknown {
 }
 
 /** The collector's signing key, as `serve` made it; this command never makes one (agents pinned the existing one). */
-function readCollectorKey(dbPath: string): string {
+export function readCollectorKey(dbPath: string): string {
   const path = join(dirname(resolve(dbPath)), KEY_FILE);
   let pem: string;
   try {
@@ -89,13 +89,17 @@ function readCollectorKey(dbPath: string): string {
   return pem;
 }
 
-interface Opened {
+export interface Opened {
   engine: RolloutEngine;
   fleet: FleetStore;
+  outbox: InstructionOutbox;
   db: ReturnType<typeof openDatabase>;
+  /** Stops the findings it may have loaded and closes the database. */
+  close: () => void;
 }
 
-function withEngine<T>(dbPath: string, io: Io, readonly: boolean, fn: (o: Opened) => T): T {
+/** The rollout engine on a database, as a CLI process uses it; the caller closes it. */
+export function openEngine(dbPath: string, io: Io, readonly: boolean): Opened {
   const db = openDatabase(dbPath, { readonly });
   try {
     const fleet = new FleetStore(db);
@@ -108,23 +112,37 @@ function withEngine<T>(dbPath: string, io: Io, readonly: boolean, fn: (o: Opened
       return findings.findings(agentId)?.findings ?? [];
     };
     let key: string | undefined;
+    const outbox = new InstructionOutbox(db);
     const engine = new RolloutEngine({
       db,
       fleet,
-      outbox: new InstructionOutbox(db),
+      outbox,
       findings: findingsOf,
       signer: (instruction) => signInstruction(instruction, (key ??= readCollectorKey(dbPath))),
       audit: (actor, action, target, detail) => {
         fleet.audit(actor, action, target, detail, new Date());
       },
     });
-    try {
-      return fn({ engine, fleet, db });
-    } finally {
-      findings?.stop();
-    }
-  } finally {
+    const close = (): void => {
+      try {
+        findings?.stop();
+      } finally {
+        db.close();
+      }
+    };
+    return { engine, fleet, outbox, db, close };
+  } catch (err) {
     db.close();
+    throw err;
+  }
+}
+
+function withEngine<T>(dbPath: string, io: Io, readonly: boolean, fn: (o: Opened) => T): T {
+  const opened = openEngine(dbPath, io, readonly);
+  try {
+    return fn(opened);
+  } finally {
+    opened.close();
   }
 }
 

@@ -72,6 +72,7 @@ export class InstructionOutbox {
   readonly #pending;
   readonly #markSent;
   readonly #unsentAgents;
+  readonly #pendingAgents;
   readonly #byId;
   readonly #setResult;
   readonly #expire;
@@ -92,6 +93,12 @@ export class InstructionOutbox {
       .prepare<[string], string>(
         `SELECT DISTINCT agent_id FROM instruction_outbox
          WHERE sent_at IS NULL AND result_at IS NULL AND expired_at IS NULL AND withdrawn_at IS NULL AND expires_at > ?`,
+      )
+      .pluck();
+    this.#pendingAgents = db
+      .prepare<[string], string>(
+        `SELECT DISTINCT agent_id FROM instruction_outbox
+         WHERE result_at IS NULL AND expired_at IS NULL AND withdrawn_at IS NULL AND expires_at > ? ORDER BY agent_id`,
       )
       .pluck();
     this.#markSent = db.prepare<[string, string]>('UPDATE instruction_outbox SET sent_at = coalesce(sent_at, ?) WHERE id = ?');
@@ -126,6 +133,11 @@ export class InstructionOutbox {
    */
   agentsWithUnsent(now: Date): string[] {
     return this.#unsentAgents.all(now.toISOString());
+  }
+
+  /** Agents with instructions that have no result yet, sent or not (`instructions export` writes them all again). */
+  agentsWithPending(now: Date): string[] {
+    return this.#pendingAgents.all(now.toISOString());
   }
 
   /** The first delivery time is kept: a re-send after a reconnect does not restart the reboot grace. */

@@ -1,0 +1,46 @@
+/**
+ * `instructions export [--db FILE] --out DIR [--agent ID]... [--json]`: the pending
+ * instructions of hosts that cannot reach the collector, one signed file per agent, for
+ * `patchwarden-agent apply --from DIR` (collector/airgap/instruction-export.ts).
+ *
+ * Exit codes: 0 written (or nothing pending); 2 usage.
+ */
+import { stat } from 'node:fs/promises';
+import { UsageError } from '../../shared/errors.ts';
+import { exportInstructions } from '../airgap/instruction-export.ts';
+import { UUID } from './agent.ts';
+import { cliActor } from './api-token.ts';
+import { parse } from './args.ts';
+import { DEFAULT_DB } from './feed.ts';
+import { openEngine, readCollectorKey } from './rollout.ts';
+
+type Io = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
+
+async function exportCmd(argv: string[], io: Io): Promise<number> {
+  const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, out: { type: 'string' }, agent: { type: 'string', multiple: true }, json: { type: 'boolean', default: false } });
+  if (values.out === undefined) throw new UsageError('instructions export needs --out DIR');
+  const info = await stat(values.out).catch(() => null);
+  if (info === null || !info.isDirectory()) throw new UsageError(`--out ${values.out} is not a directory`);
+  for (const a of values.agent ?? []) if (!UUID.test(a)) throw new UsageError(`--agent ${a} is not an agent id (see the AGENT column of 'hosts')`);
+  const agentIds = values.agent?.map((a) => a.toLowerCase());
+  const key = readCollectorKey(values.db);
+  const opened = openEngine(values.db, io, false);
+  try {
+    const files = await exportInstructions({ outbox: opened.outbox, dir: values.out, key, ...(agentIds === undefined ? {} : { agentIds }) });
+    for (const f of files) opened.fleet.audit(cliActor(), 'instructions.export', `agent:${f.agentId}`, JSON.stringify({ instructions: f.instructions }));
+    if (values.json) io.stdout.write(JSON.stringify(files, null, 2) + '\n');
+    else {
+      for (const f of files) io.stdout.write(`wrote ${f.file}: ${f.instructions} instruction${f.instructions === 1 ? '' : 's'} for agent ${f.agentId}\n`);
+      if (files.length === 0) io.stdout.write('no instructions are waiting for these agents\n');
+    }
+    return 0;
+  } finally {
+    opened.close();
+  }
+}
+
+export async function instructionsCommand(argv: string[], io: Io): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === 'export') return exportCmd(rest, io);
+  throw new UsageError(`instructions ${sub ?? ''}: expected export`);
+}
