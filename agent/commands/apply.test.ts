@@ -14,9 +14,9 @@ import { describe, it } from 'node:test';
 import { type Instruction, type ResultBundle, ResultBundleSchema, type SignedInstruction } from '../../shared/instructions.ts';
 import { COLLECTOR_SIGNER, encodeSignedFile, FILE_SUFFIX, readSignedFile } from '../../shared/signed-file.ts';
 import { generateKeyPair, type KeyPair } from '../../shared/signing.ts';
-import { savePrivateKey, saveConfig } from '../daemon/config.ts';
+import { savePrivateKey } from '../daemon/config.ts';
 import { tempDir } from '../daemon/testkit.ts';
-import { fixture, patchInstruction, sign, type Fixture } from '../executor/testkit.ts';
+import { fixture, refreshInstruction, saveEnrolledConfig, sign, type Fixture } from '../executor/testkit.ts';
 import { REFUSAL_CODES } from '../executor/verify.ts';
 import { applyCommand } from './apply.ts';
 
@@ -36,16 +36,7 @@ async function site(t: { after: (fn: () => void) => void }): Promise<Site> {
   const agentKey = generateKeyPair();
   const config = join(dir, 'agent.json');
   mkdirSync(join(dir, 'root'));
-  await saveConfig(config, {
-    collectorUrl: 'wss://collector.example:8443/v1/agent',
-    agentId: fx.agentId,
-    collectorPublicKey: fx.collector.publicKey,
-    keyFile: 'agent.key',
-    spoolDir: 'state/spool',
-    spoolMaxBytes: 1024 * 1024,
-    intervalSeconds: 900,
-    root: join(dir, 'root'),
-  });
+  await saveEnrolledConfig(config, fx, { root: join(dir, 'root') });
   await savePrivateKey(join(dir, 'agent.key'), agentKey.privateKeyPem);
   const from = join(dir, 'from');
   const out = join(dir, 'out');
@@ -54,10 +45,7 @@ async function site(t: { after: (fn: () => void) => void }): Promise<Site> {
   return { fx, agentKey, config, from, out };
 }
 
-function refresh(fx: Fixture, overrides: Partial<Instruction> = {}): Instruction {
-  const { packages: _p, advisories: _a, ...common } = patchInstruction(fx) as Extract<Instruction, { kind: 'patch' }>;
-  return { ...common, id: randomUUID(), kind: 'refresh', ...overrides } as Instruction;
-}
+const refresh = (fx: Fixture, overrides: Partial<Instruction> = {}): Instruction => refreshInstruction(fx, { id: randomUUID(), ...overrides });
 
 /** An instructions file as `collector instructions export` writes it. */
 async function bundle(s: Site, instructions: SignedInstruction[], opts: { agentId?: string; key?: string; name?: string } = {}): Promise<string> {

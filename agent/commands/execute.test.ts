@@ -11,11 +11,10 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
 import { UsageError } from '../../shared/errors.ts';
-import { type Instruction, InstructionResultSchema, type InstructionResult, MAX_INSTRUCTION_BYTES, type ResultStatus } from '../../shared/instructions.ts';
-import { saveConfig } from '../daemon/config.ts';
+import { InstructionResultSchema, type InstructionResult, MAX_INSTRUCTION_BYTES, type ResultStatus } from '../../shared/instructions.ts';
 import { tempDir } from '../daemon/testkit.ts';
 import { LEDGER_FILE_NAME } from '../executor/ledger.ts';
-import { fixture, patchInstruction, sign, signRaw, type Fixture } from '../executor/testkit.ts';
+import { fixture, patchInstruction, refreshInstruction, saveEnrolledConfig, sign, signRaw, type Fixture } from '../executor/testkit.ts';
 import { MAX_ENVELOPE_BYTES, REFUSAL_CODES } from '../executor/verify.ts';
 import { executeCommand, exitCodeFor } from './execute.ts';
 
@@ -33,23 +32,10 @@ async function site(t: { after: (fn: () => void) => void }): Promise<Site> {
   const fx = fixture(new Date());
   const dir = tempDir(t, 'pw-execute-');
   const config = join(dir, 'agent.json');
-  await saveConfig(config, {
-    collectorUrl: 'wss://collector.example:8443/v1/agent',
-    agentId: fx.agentId,
-    collectorPublicKey: fx.collector.publicKey,
-    keyFile: 'agent.key',
-    spoolDir: 'state/spool',
-    spoolMaxBytes: 1024 * 1024,
-    intervalSeconds: 900,
-  });
+  await saveEnrolledConfig(config, fx);
   const root = join(dir, 'root');
   mkdirSync(root);
   return { fx, dir, config, root };
-}
-
-function refresh(fx: Fixture, overrides: Partial<Instruction> = {}): Instruction {
-  const { packages: _p, advisories: _a, ...common } = patchInstruction(fx) as Extract<Instruction, { kind: 'patch' }>;
-  return { ...common, kind: 'refresh', ...overrides } as Instruction;
 }
 
 async function execute(s: Site, file: string, extra: string[] = []): Promise<{ code: number; result: InstructionResult; stderr: string }> {
@@ -72,12 +58,12 @@ function writeFile(s: Site, content: string | Buffer): string {
 
 describe('execute', () => {
   const cases: { name: string; content: (fx: Fixture) => string | Buffer; status: ResultStatus; code: string | null }[] = [
-    { name: 'a signed refresh', content: (fx) => JSON.stringify(sign(fx, refresh(fx))), status: 'succeeded', code: null },
+    { name: 'a signed refresh', content: (fx) => JSON.stringify(sign(fx, refreshInstruction(fx))), status: 'succeeded', code: null },
     { name: 'a signed patch on a root with no package manager', content: (fx) => JSON.stringify(sign(fx, patchInstruction(fx))), status: 'refused', code: 'PW_ERR_NO_PACKAGE_MANAGER' },
-    { name: 'an unsigned instruction', content: (fx) => JSON.stringify(refresh(fx)), status: 'refused', code: REFUSAL_CODES.signature },
-    { name: 'one signed by another key', content: (fx) => JSON.stringify(signRaw(fx.stranger.privateKeyPem, sign(fx, refresh(fx)).payload)), status: 'refused', code: REFUSAL_CODES.signature },
-    { name: "another agent's", content: (fx) => JSON.stringify(sign(fx, refresh(fx, { agentId: randomUUID() }))), status: 'refused', code: REFUSAL_CODES.target },
-    { name: 'an expired one', content: (fx) => JSON.stringify(sign(fx, refresh(fx, { expiresAt: new Date(Date.now() - 3600_000).toISOString() }))), status: 'refused', code: REFUSAL_CODES.expired },
+    { name: 'an unsigned instruction', content: (fx) => JSON.stringify(refreshInstruction(fx)), status: 'refused', code: REFUSAL_CODES.signature },
+    { name: 'one signed by another key', content: (fx) => JSON.stringify(signRaw(fx.stranger.privateKeyPem, sign(fx, refreshInstruction(fx)).payload)), status: 'refused', code: REFUSAL_CODES.signature },
+    { name: "another agent's", content: (fx) => JSON.stringify(sign(fx, refreshInstruction(fx, { agentId: randomUUID() }))), status: 'refused', code: REFUSAL_CODES.target },
+    { name: 'an expired one', content: (fx) => JSON.stringify(sign(fx, refreshInstruction(fx, { expiresAt: new Date(Date.now() - 3600_000).toISOString() }))), status: 'refused', code: REFUSAL_CODES.expired },
     { name: 'a file that is not JSON', content: () => 'payload=patch everything\n', status: 'refused', code: REFUSAL_CODES.malformed },
     { name: 'binary garbage', content: () => randomBytes(4096), status: 'refused', code: REFUSAL_CODES.malformed },
     { name: 'an empty file', content: () => '', status: 'refused', code: REFUSAL_CODES.malformed },
@@ -96,7 +82,7 @@ describe('execute', () => {
 
   it('the same file twice: the second is refused as replayed; the ledger is beside the spool', async (t) => {
     const s = await site(t);
-    const file = writeFile(s, JSON.stringify(sign(s.fx, refresh(s.fx))));
+    const file = writeFile(s, JSON.stringify(sign(s.fx, refreshInstruction(s.fx))));
     assert.equal((await execute(s, file)).code, 0);
     const again = await execute(s, file);
     assert.equal(again.code, 2);
@@ -106,14 +92,14 @@ describe('execute', () => {
 
   it('--dry-run forces a dry run', async (t) => {
     const s = await site(t);
-    const r = await execute(s, writeFile(s, JSON.stringify(sign(s.fx, refresh(s.fx)))), ['--dry-run']);
+    const r = await execute(s, writeFile(s, JSON.stringify(sign(s.fx, refreshInstruction(s.fx)))), ['--dry-run']);
     assert.equal(r.result.dryRun, true);
   });
 
   it('waits for a not-yet-due instruction, saying so on stderr', async (t) => {
     const s = await site(t);
     const notBefore = Date.now() + 500;
-    const r = await execute(s, writeFile(s, JSON.stringify(sign(s.fx, refresh(s.fx, { notBefore: new Date(notBefore).toISOString() })))));
+    const r = await execute(s, writeFile(s, JSON.stringify(sign(s.fx, refreshInstruction(s.fx, { notBefore: new Date(notBefore).toISOString() })))));
     assert.equal(r.code, 0);
     assert.ok(Date.parse(r.result.startedAt) >= notBefore);
     assert.match(r.stderr, /not due yet: waiting until/);
@@ -135,7 +121,7 @@ describe('execute', () => {
 
   it('runs as `patchwarden-agent execute` (agent/main.ts): a refusal exits 2 with the result on stdout', async (t) => {
     const s = await site(t);
-    const file = writeFile(s, JSON.stringify(sign(s.fx, refresh(s.fx, { agentId: randomUUID() }))));
+    const file = writeFile(s, JSON.stringify(sign(s.fx, refreshInstruction(s.fx, { agentId: randomUUID() }))));
     const { status, stdout } = await new Promise<{ status: number | null; stdout: string }>((resolve) => {
       execFile(process.execPath, ['--import', 'tsx', join(repo, 'agent', 'main.ts'), 'execute', '--instruction', file, '--config', s.config, '--json'], { cwd: repo, timeout: 60_000 }, (err, out) => {
         resolve({ status: err === null ? 0 : typeof err.code === 'number' ? err.code : null, stdout: out });

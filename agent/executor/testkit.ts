@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { instructionSigningBytes, type Instruction, type SignedInstruction, signInstruction } from '../../shared/instructions.ts';
 import { generateKeyPair, type KeyPair, signBytes } from '../../shared/signing.ts';
 import { readData } from '../../shared/testing/data.ts';
+import { type AgentConfigInput, saveConfig } from '../daemon/config.ts';
 
 export interface SecurityUpgrade {
   name: string;
@@ -65,4 +66,24 @@ export function sign(f: Fixture, instruction: Instruction): SignedInstruction {
 /** Signs any text with the collector's real key, bypassing the schema: what a buggy or hostile collector could send. */
 export function signRaw(privateKeyPem: string, payload: string): SignedInstruction {
   return { payload, signature: signBytes(privateKeyPem, instructionSigningBytes(payload)) };
+}
+
+/** A refresh for the fixture's agent: the instruction that changes nothing on a host. */
+export function refreshInstruction(f: Fixture, overrides: Partial<Instruction> = {}): Instruction {
+  const { packages: _p, advisories: _a, ...common } = patchInstruction(f) as Extract<Instruction, { kind: 'patch' }>;
+  return { ...common, kind: 'refresh', ...overrides } as Instruction;
+}
+
+/** The config `enroll` would have written for the fixture's agent, at `config` (key file `agent.key` beside it, spool under state/). */
+export async function saveEnrolledConfig(config: string, f: Fixture, extra: Partial<AgentConfigInput> = {}): Promise<void> {
+  await saveConfig(config, {
+    collectorUrl: 'wss://collector.example:8443/v1/agent',
+    agentId: f.agentId,
+    collectorPublicKey: f.collector.publicKey,
+    keyFile: 'agent.key',
+    spoolDir: 'state/spool',
+    spoolMaxBytes: 1024 * 1024,
+    intervalSeconds: 900,
+    ...extra,
+  });
 }

@@ -70,18 +70,23 @@ const agents: [string, AgentCli][] = [
   ],
 ];
 
+/** A serving collector (fast tick) and an agent enrolled with it once, as before a host goes behind the gap. */
+async function enrolledBehindGap(t: TestContext, agentCli: AgentCli) {
+  const tc = await startCollector(t, { rolloutTickMs: 100 });
+  const { collector } = tc;
+  const carry = await tempDir(t, 'pw-carry-');
+  const config = join(await tempDir(t, 'pw-agent-'), 'agent.json');
+  const { token } = collector.fleet.createEnrollmentToken({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
+  const enrolled = await agentCli(t, ['enroll', '--collector', collector.agentUrl, '--token', token, '--config', config]);
+  assert.equal(enrolled.status, 0, enrolled.stderr);
+  const agentId = /enrolled as agent ([0-9a-f-]{36})/.exec(enrolled.stdout)?.[1] ?? '';
+  return { tc, collector, carry, config, agentId };
+}
+
 describe('air-gapped reports, end to end', () => {
   for (const [runtime, agentCli] of agents) {
     it(`${runtime}: agent report --out, reports import on a serving collector: the host appears with dpkg-query’s package count and is correlated`, async (t) => {
-      const tc = await startCollector(t, { rolloutTickMs: 100 });
-      const { collector } = tc;
-      const agentDir = await tempDir(t, 'pw-agent-');
-      const carry = await tempDir(t, 'pw-carry-');
-      const config = join(agentDir, 'agent.json');
-      const { token } = collector.fleet.createEnrollmentToken({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
-      const enrolled = await agentCli(t, ['enroll', '--collector', collector.agentUrl, '--token', token, '--config', config]);
-      assert.equal(enrolled.status, 0, enrolled.stderr);
-      const agentId = /enrolled as agent ([0-9a-f-]{36})/.exec(enrolled.stdout)?.[1] ?? '';
+      const { tc, collector, carry, config, agentId } = await enrolledBehindGap(t, agentCli);
 
       const written = await agentCli(t, ['report', '--out', carry, '--config', config]);
       assert.ok(written.status === 0 || written.status === 3, written.stderr);
@@ -128,15 +133,7 @@ describe('air-gapped reports, end to end', () => {
 
   for (const [runtime, agentCli] of agents) {
     it(`${runtime}: a rollout to a host behind the gap: instructions export, agent apply, reports import move the host to succeeded; a replay changes nothing; a forged file runs nothing`, async (t) => {
-      const tc = await startCollector(t, { rolloutTickMs: 100 });
-      const { collector } = tc;
-      const agentDir = await tempDir(t, 'pw-agent-');
-      const carry = await tempDir(t, 'pw-carry-');
-      const config = join(agentDir, 'agent.json');
-      const { token } = collector.fleet.createEnrollmentToken({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
-      const enrolled = await agentCli(t, ['enroll', '--collector', collector.agentUrl, '--token', token, '--config', config]);
-      assert.equal(enrolled.status, 0, enrolled.stderr);
-      const agentId = /enrolled as agent ([0-9a-f-]{36})/.exec(enrolled.stdout)?.[1] ?? '';
+      const { tc, collector, carry, config, agentId } = await enrolledBehindGap(t, agentCli);
       assert.ok([0, 3].includes((await agentCli(t, ['report', '--out', carry, '--config', config])).status));
       assert.equal((await cli('collector', ['reports', 'import', '--db', tc.dbPath, carry])).status, 0);
 
