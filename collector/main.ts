@@ -20,7 +20,8 @@ const USAGE = `patchwarden-collector ${AGENT_VERSION}
 
 usage:
   patchwarden-collector scan --inventory FILE [--feed PATH...] [--db FILE [--record]] [--json|--csv] [--policy FILE] [--now ISO]
-  patchwarden-collector feed import [--db FILE] [--name NAME] PATH...
+  patchwarden-collector feed import [--db FILE] [--name NAME] [--trust=KEY]... PATH...   (upstream feed files, or bundles from feed export)
+  patchwarden-collector feed export [--db FILE] --out FILE [--feed NAME]...   (a signed bundle for an offline collector)
   patchwarden-collector feed sync [--db FILE] --config FILE
   patchwarden-collector feed list [--db FILE] [--json]
   patchwarden-collector exception add [--db FILE] --advisory ID [--package NAME] [--host ID] --owner WHO --reason WHY --expires DATE

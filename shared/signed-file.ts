@@ -22,12 +22,13 @@ export const SIGNED_FILE_FORMAT = 'patchwarden.file/1';
 /**
  * report: an agent's inventory (`agent report`, `agent apply`) -> `collector reports import`;
  * instructions: signed instructions for one agent (`collector instructions export`) -> `agent apply`;
- * results: what those instructions did (`agent apply`) -> `collector reports import`.
+ * results: what those instructions did (`agent apply`) -> `collector reports import`;
+ * feeds: an online collector's advisories and KEV (`collector feed export`) -> an offline collector's `feed import`.
  */
-export const SIGNED_FILE_KINDS = ['report', 'instructions', 'results'] as const;
+export const SIGNED_FILE_KINDS = ['report', 'instructions', 'results', 'feeds'] as const;
 export type SignedFileKind = (typeof SIGNED_FILE_KINDS)[number];
 /** The file name's ending for each kind: what the importers look for in a directory. */
-export const FILE_SUFFIX: Readonly<Record<SignedFileKind, string>> = Object.freeze({ report: '.pwreport', instructions: '.pwinstr', results: '.pwresults' });
+export const FILE_SUFFIX: Readonly<Record<SignedFileKind, string>> = Object.freeze({ report: '.pwreport', instructions: '.pwinstr', results: '.pwresults', feeds: '.pwfeeds' });
 /** The signer id of files the collector signs (with the key every agent pinned at enrollment). */
 export const COLLECTOR_SIGNER = 'collector';
 /** `<time>-<agent id>-<tag><suffix>`: sorts by time, so a directory listing is the order to import in. */

@@ -1,10 +1,19 @@
 /**
- * `feed import [--db FILE] [--name NAME] PATH...`, `feed sync [--db FILE] --config FILE`,
- * `feed list [--db FILE] [--json]`.
+ * `feed import [--db FILE] [--name NAME] [--trust=KEY]... PATH...`, `feed sync [--db FILE] --config FILE`,
+ * `feed list [--db FILE] [--json]`, `feed export [--db FILE] --out FILE [--feed NAME]...`.
+ *
+ * A PATH that is a signed feed bundle (`feed export` on another collector) is imported as
+ * one, checked against the keys named with --trust; any other PATH is an upstream feed.
  */
 import { SingleBar } from 'cli-progress';
-import { UsageError, errorMessage } from '../../shared/errors.ts';
+import { existsSync } from 'node:fs';
+import { rename, unlink, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { PatchwardenError, UsageError, errorMessage } from '../../shared/errors.ts';
+import { type BundleImportResult, exportFeedBundle, importFeedBundle, isSignedFile } from '../airgap/feed-bundle.ts';
 import { loadConfig } from '../config.ts';
+import { createLogger } from '../logger.ts';
+import { KEY_FILE, loadOrCreateKey } from '../server.ts';
 import { AdvisoryStore, type FeedRow } from '../store/advisories.ts';
 import { openDatabase } from '../store/db.ts';
 import { importFeedPath, type FeedImportResult } from '../feeds/store-import.ts';
@@ -33,16 +42,29 @@ function writeWarnings(r: FeedImportResult, io: Io): void {
   if (r.warnings > MAX_WARNINGS_SHOWN) io.stderr.write(`warning: ${r.source}: ${r.warnings - MAX_WARNINGS_SHOWN} more not shown\n`);
 }
 
+function bundleSummary(path: string, r: BundleImportResult): string {
+  const feeds = r.feeds.map((f) => `${f.source}: ${f.advisories.added} added, ${f.advisories.updated} updated, ${f.advisories.unchanged} unchanged${f.kev.added + f.kev.updated + f.kev.unchanged > 0 ? `; KEV ${f.kev.added} added, ${f.kev.updated} updated, ${f.kev.unchanged} unchanged` : ''}`);
+  return `${path}: feed bundle made ${r.createdAt} by ${r.signer}\n${feeds.map((f) => `  ${f}`).join('\n')}`;
+}
+
+const RAW_KEY = /^[A-Za-z0-9_-]{43}$/;
+
 async function importCmd(argv: string[], io: Io): Promise<number> {
-  const { values, positionals } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, name: { type: 'string' } }, true);
+  const { values, positionals } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, name: { type: 'string' }, trust: { type: 'string', multiple: true } }, true);
   if (positionals.length === 0) throw new UsageError('feed import needs at least one PATH');
   if (values.name !== undefined && positionals.length > 1) throw new UsageError('--name names one PATH only');
+  const trusted = values.trust ?? [];
+  for (const k of trusted) if (!RAW_KEY.test(k)) throw new UsageError(`--trust ${k} is not an ed25519 public key (43 base64url characters, as feed export prints it)`);
   const db = openDatabase(values.db);
   let failed = 0;
   try {
     const store = new AdvisoryStore(db);
     for (const path of positionals) {
       try {
+        if (await isSignedFile(path)) {
+          io.stdout.write(bundleSummary(path, await importFeedBundle(store, path, { trusted })) + '\n');
+          continue;
+        }
         const r = await importFeedPath(store, path, values.name === undefined ? {} : { name: values.name });
         io.stdout.write(importSummary(r) + '\n');
         writeWarnings(r, io);
@@ -55,6 +77,35 @@ async function importCmd(argv: string[], io: Io): Promise<number> {
     db.close();
   }
   return failed > 0 ? 1 : 0;
+}
+
+async function exportCmd(argv: string[], io: Io): Promise<number> {
+  const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, out: { type: 'string' }, feed: { type: 'string', multiple: true } });
+  if (values.out === undefined) throw new UsageError('feed export needs --out FILE');
+  // A collector that only mirrors feeds may never have served: it gets its key here, the one `serve` would make.
+  const keyFile = join(dirname(resolve(values.db)), KEY_FILE);
+  if (!existsSync(keyFile)) io.stderr.write(`made the collector key ${keyFile} (keep it: bundles are trusted by its public key)\n`);
+  const { privateKeyPem: key, publicKey } = loadOrCreateKey(keyFile, createLogger({ level: 'warn', destination: { write: (l: string) => io.stderr.write(l) } }));
+  const db = openDatabase(values.db, { readonly: true });
+  let exported;
+  try {
+    exported = exportFeedBundle(new AdvisoryStore(db), { ...(values.feed === undefined ? {} : { sources: values.feed }), key, publicKey });
+  } finally {
+    db.close();
+  }
+  // 'wx': never over a file that is there (a bundle being carried, or anything else).
+  const temp = `${values.out}.partial`;
+  try {
+    await writeFile(temp, exported.bytes, { flag: 'wx', mode: 0o644 });
+    await rename(temp, values.out);
+  } catch (err) {
+    await unlink(temp).catch(() => undefined);
+    throw new PatchwardenError(`cannot write ${values.out}: ${errorMessage(err)}`, 'PW_ERR_SOURCE_UNAVAILABLE', { cause: err });
+  }
+  for (const f of exported.feeds) io.stdout.write(`${f.source}: ${f.advisories} advisories, ${f.kev} KEV entries\n`);
+  io.stdout.write(`wrote ${values.out} (${exported.bytes.length} bytes), signed by this collector's key ${publicKey}\n`);
+  io.stdout.write(`on the offline collector: patchwarden-collector feed import --trust=${publicKey} ${basename(values.out)}\n`);
+  return 0;
 }
 
 async function syncCmd(argv: string[], io: Io): Promise<number> {
@@ -141,7 +192,9 @@ export async function feedCommand(argv: string[], io: Io): Promise<number> {
       return syncCmd(rest, io);
     case 'list':
       return Promise.resolve(listCmd(rest, io));
+    case 'export':
+      return exportCmd(rest, io);
     default:
-      throw new UsageError(`feed ${sub ?? ''}: expected import, sync or list`);
+      throw new UsageError(`feed ${sub ?? ''}: expected import, sync, list or export`);
   }
 }

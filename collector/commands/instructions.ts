@@ -12,7 +12,8 @@ import { UUID } from './agent.ts';
 import { cliActor } from './api-token.ts';
 import { parse } from './args.ts';
 import { DEFAULT_DB } from './feed.ts';
-import { openEngine, readCollectorKey } from './rollout.ts';
+import { readCollectorKey } from './collector-key.ts';
+import { openEngine } from './rollout.ts';
 
 type Io = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
 

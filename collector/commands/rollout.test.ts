@@ -163,7 +163,7 @@ describe('rollout CLI beside a serving collector', () => {
     await rename(join(f.tc.dir, KEY_FILE), join(f.tc.dir, 'moved.key'));
     const r = await cli('submit', '--db', f.db, '--id', id);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /cannot read the collector key .*collector\.key to sign the instructions.*\(PW_ERR_SOURCE_UNAVAILABLE\)/);
+    assert.match(r.stderr, /cannot read the collector key .*collector\.key to sign with.*\(PW_ERR_SOURCE_UNAVAILABLE\)/);
     const after = f.tc.collector.rollouts.get(id);
     assert.deepEqual([after.state, after.hosts.length, f.tc.collector.outbox.forRollout(id).length], ['draft', 0, 0], 'the transaction rolled back');
     assert.deepEqual(auditOf(f, id).map((a) => a.action), ['rollout.create']);

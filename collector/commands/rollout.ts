@@ -14,11 +14,9 @@
  * needs them.
  */
 import { readFileSync, statSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
 import { InputTooLargeError, MalformedInputError, SourceUnavailableError, UsageError, errorMessage } from '../../shared/errors.ts';
 import { signInstruction } from '../../shared/instructions.ts';
 import type { Finding } from '../../shared/protocol.ts';
-import { publicKeyOfPem } from '../../shared/signing.ts';
 import { parseConfig } from '../config.ts';
 import { HostFindings } from '../gateway/host-findings.ts';
 import { listRollouts, type RolloutDetailJson, type RolloutJson, rolloutDetail } from '../http/views.ts';
@@ -26,11 +24,11 @@ import { createLogger } from '../logger.ts';
 import { type Preview, ROLLOUT_OPERATIONS, RolloutEngine, type RolloutOperation } from '../rollout/engine.ts';
 import { parsePlan } from '../rollout/plan.ts';
 import { InstructionOutbox } from '../rollout/store.ts';
-import { KEY_FILE } from '../server.ts';
 import { openDatabase } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
 import { cliActor } from './api-token.ts';
 import { parse } from './args.ts';
+import { readCollectorKey } from './collector-key.ts';
 import { DEFAULT_DB } from './feed.ts';
 
 type Io = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
@@ -70,23 +68,6 @@ export function readPlanFile(path: string): unknown {
   } catch (err) {
     throw new MalformedInputError(`the plan ${path} is not JSON: ${errorMessage(err).slice(0, 200)}`, { cause: err });
   }
-}
-
-/** The collector's signing key, as `serve` made it; this command never makes one (agents pinned the existing one). */
-export function readCollectorKey(dbPath: string): string {
-  const path = join(dirname(resolve(dbPath)), KEY_FILE);
-  let pem: string;
-  try {
-    pem = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new SourceUnavailableError(`cannot read the collector key ${path} to sign the instructions: ${errorMessage(err)} (serve makes it beside the database at its first start)`, { cause: err });
-  }
-  try {
-    publicKeyOfPem(pem);
-  } catch (err) {
-    throw new SourceUnavailableError(`the collector key ${path} is not an ed25519 private key (PKCS#8 PEM): ${errorMessage(err)}`, { cause: err });
-  }
-  return pem;
 }
 
 export interface Opened {

@@ -171,6 +171,42 @@ export class AdvisoryStore {
     }
   }
 
+  /** One feed's advisories and KEV entries as stored (what `feed export` puts in a bundle). */
+  *feedRecords(source: string): Generator<{ advisory: Advisory } | { kev: KevEntry }> {
+    for (const row of this.#db.prepare<[string], { data: string }>('SELECT data FROM advisories WHERE feed = ? ORDER BY source, id').iterate(source)) {
+      yield { advisory: JSON.parse(row.data) as Advisory };
+    }
+    const kev = this.#db.prepare<[string], { cve: string; date_added: string; due_date: string; vendor_project: string; product: string; ransomware: string | null }>(
+      'SELECT cve, date_added, due_date, vendor_project, product, ransomware FROM kev WHERE feed = ? ORDER BY cve',
+    );
+    for (const r of kev.iterate(source)) {
+      yield { kev: { cve: r.cve, dateAdded: r.date_added, dueDate: r.due_date, vendorProject: r.vendor_project, product: r.product, knownRansomwareCampaignUse: r.ransomware } };
+    }
+  }
+
+  /**
+   * A feed bundle's feeds in one transaction, each stored as importFeed stores a feed
+   * file, and marked with the bundle's time: the whole bundle is there afterwards or none.
+   */
+  importBundle(feeds: readonly { feed: FeedInfo; advisories: readonly Advisory[]; kev: readonly KevEntry[] }[], createdAt: string, now = new Date()): { advisories: ImportResult; kev: KevCounts }[] {
+    return this.#db.transaction(() =>
+      feeds.map((f) => {
+        const r = this.importFeed(f.feed, f.advisories, f.kev, now);
+        this.setBundleCreatedAt(f.feed.source, createdAt);
+        return r;
+      }),
+    )();
+  }
+
+  /** When the newest feed bundle imported for this feed was made; an older one is refused (collector/airgap/feed-bundle.ts). */
+  bundleCreatedAt(source: string): string | null {
+    return this.#db.prepare<[string], string | null>('SELECT bundle_created_at FROM feeds WHERE source = ?').pluck().get(source) ?? null;
+  }
+
+  setBundleCreatedAt(source: string, createdAt: string): void {
+    this.#db.prepare('UPDATE feeds SET bundle_created_at = ? WHERE source = ?').run(createdAt, source);
+  }
+
   /** Stores a KEV catalog atomically, as this feed's entries (other KEV feeds keep theirs). */
   importKev(feed: FeedInfo, entries: readonly KevEntry[], now = new Date()): KevCounts {
     return this.importFeed(feed, [], entries, now).kev;

@@ -309,4 +309,9 @@ export const MIGRATIONS: readonly string[] = [
     imported_by TEXT NOT NULL
   ) STRICT;
   `,
+  // 9: feed bundles carried across an air gap (collector/airgap/feed-bundle.ts): when the
+  // newest imported bundle of each feed was made, so an older bundle cannot roll it back.
+  `
+  ALTER TABLE feeds ADD COLUMN bundle_created_at TEXT;
+  `,
 ];

@@ -1,0 +1,175 @@
+/**
+ * Feed bundles: an online collector's advisories and KEV entries, carried to an offline
+ * collector as one signed file (`feed export` -> `feed import`, DESIGN "Air-gapped mode").
+ *
+ * The body is gzip'd JSON lines: a `{"feed": {source, kind}}` line, then that feed's
+ * `{"advisory": …}` and `{"kev": …}` lines, for each feed. It is signed with the exporting
+ * collector's key; the importing side names the keys it trusts (`--trust=KEY`), since an
+ * offline collector has no other way to know who made the file. Every line is checked
+ * with the schemas a feed parser's output is held to, and the whole bundle is stored in
+ * one transaction or not at all. A bundle older than the last one imported for any of its
+ * feeds is refused: it would roll the advisories back (a withdrawal, a corrected range).
+ */
+import { open } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import * as z from 'zod';
+import { MalformedInputError, PatchwardenError, UsageError, errorMessage } from '../../shared/errors.ts';
+import { encodeSignedFile, readSignedFile } from '../../shared/signed-file.ts';
+import type { Correlator } from '../correlate/correlator.ts';
+import { type Advisory, AdvisorySchema, type KevEntry, KevEntrySchema } from '../feeds/types.ts';
+import type { AdvisoryStore, FeedInfo, ImportResult, KevCounts } from '../store/advisories.ts';
+
+/** A bundle of every feed a collector holds is tens of MB gzip'd; this bounds a hostile one. */
+export const MAX_BUNDLE_BYTES = 1024 * 1024 * 1024;
+const MAX_UNPACKED_BYTES = 4 * 1024 * 1024 * 1024;
+
+/** The signer id of a collector's bundles: its public key's first 16 characters, so an importer trusting several keys knows which to check. */
+export function feedSigner(publicKey: string): string {
+  return `collector-${publicKey.slice(0, 16)}`;
+}
+
+const FeedNameSchema = z.string().min(1).max(128).regex(/^[A-Za-z0-9][A-Za-z0-9._@+-]*$/, 'not a feed name');
+const LineSchema = z.union([
+  z.strictObject({ feed: z.strictObject({ source: FeedNameSchema, kind: z.string().min(1).max(64).regex(/^[a-z0-9+-]+$/, 'not a feed kind') }) }),
+  z.strictObject({ advisory: AdvisorySchema }),
+  z.strictObject({ kev: KevEntrySchema }),
+]);
+
+export interface BundledFeed {
+  feed: FeedInfo;
+  advisories: Advisory[];
+  kev: KevEntry[];
+}
+
+export function exportFeedBundle(store: AdvisoryStore, opts: { sources?: readonly string[]; key: string; publicKey: string; now?: Date }): { bytes: Buffer; feeds: { source: string; advisories: number; kev: number }[] } {
+  const held = store.feeds();
+  for (const s of opts.sources ?? []) if (!held.some((f) => f.source === s)) throw new UsageError(`no feed named ${s} (see feed list)`);
+  const chosen = held.filter((f) => (opts.sources === undefined || opts.sources.includes(f.source)) && f.lastError === null);
+  if (chosen.length === 0) throw new UsageError('there is no feed to export: import or sync feeds first');
+  const lines: string[] = [];
+  const feeds: { source: string; advisories: number; kev: number }[] = [];
+  for (const f of chosen) {
+    lines.push(JSON.stringify({ feed: { source: f.source, kind: f.kind } }));
+    const counts = { source: f.source, advisories: 0, kev: 0 };
+    for (const r of store.feedRecords(f.source)) {
+      lines.push(JSON.stringify(r));
+      if ('advisory' in r) counts.advisories++;
+      else counts.kev++;
+    }
+    feeds.push(counts);
+  }
+  const body = gzipSync(Buffer.from(lines.join('\n') + '\n', 'utf8'));
+  return { bytes: encodeSignedFile({ kind: 'feeds', signer: feedSigner(opts.publicKey), createdAt: opts.now ?? new Date(), body, key: opts.key }), feeds };
+}
+
+/** The feeds in a checked body; any line that does not hold refuses the bundle, since a signed bundle with a bad line is not one to trust in part. */
+function parseBody(body: Buffer): BundledFeed[] {
+  let text: string;
+  try {
+    text = gunzipSync(body, { maxOutputLength: MAX_UNPACKED_BYTES }).toString('utf8');
+  } catch (err) {
+    throw new MalformedInputError(`the signed body is not gzip: ${errorMessage(err)}`, { cause: err });
+  }
+  const feeds: BundledFeed[] = [];
+  let lineNo = 0;
+  for (const line of text.split('\n')) {
+    lineNo++;
+    if (line === '') continue;
+    let json: unknown;
+    try {
+      json = JSON.parse(line);
+    } catch {
+      throw new MalformedInputError(`line ${lineNo} of the bundle is not JSON`);
+    }
+    const parsed = LineSchema.safeParse(json);
+    if (!parsed.success) {
+      const i = parsed.error.issues[0];
+      throw new MalformedInputError(`line ${lineNo} of the bundle is not a feed, advisory or KEV entry: ${i === undefined ? 'invalid' : `${i.path.join('.') || '(top level)'}: ${i.message}`}`);
+    }
+    const v = parsed.data;
+    if ('feed' in v) {
+      if (feeds.some((f) => f.feed.source === v.feed.source)) throw new MalformedInputError(`line ${lineNo}: feed ${v.feed.source} is in the bundle twice`);
+      feeds.push({ feed: { source: v.feed.source, kind: v.feed.kind, location: null }, advisories: [], kev: [] });
+      continue;
+    }
+    const current = feeds[feeds.length - 1];
+    if (current === undefined) throw new MalformedInputError(`line ${lineNo}: a record before any feed line`);
+    if ('advisory' in v) current.advisories.push(v.advisory);
+    else current.kev.push(v.kev);
+  }
+  if (feeds.length === 0) throw new MalformedInputError('the bundle holds no feed');
+  return feeds;
+}
+
+export interface BundleImportResult {
+  createdAt: string;
+  signer: string;
+  feeds: { source: string; advisories: Omit<ImportResult, 'changed'>; kev: KevCounts }[];
+}
+
+export async function importFeedBundle(
+  store: AdvisoryStore,
+  file: string,
+  opts: { trusted: readonly string[]; correlator?: Correlator; now?: Date },
+): Promise<BundleImportResult> {
+  const handle = await open(file, 'r');
+  let header;
+  let body;
+  try {
+    ({ header, body } = await readSignedFile(handle, 'the bundle', {
+      kind: 'feeds',
+      maxBodyBytes: MAX_BUNDLE_BYTES,
+      keyOf: (signer) => opts.trusted.find((k) => feedSigner(k) === signer),
+    }));
+  } catch (err) {
+    if (err instanceof PatchwardenError && err.code === 'PW_ERR_FILE_FOREIGN' && opts.trusted.length === 0) {
+      throw new PatchwardenError(`${err.message}: name the exporting collector's public key with --trust=KEY (feed export prints it)`, err.code, { cause: err });
+    }
+    throw err;
+  } finally {
+    await handle.close();
+  }
+  const feeds = parseBody(body);
+  for (const f of feeds) {
+    const last = store.bundleCreatedAt(f.feed.source);
+    if (last !== null && last > header.createdAt) {
+      throw new PatchwardenError(`the bundle was made at ${header.createdAt}, but feed ${f.feed.source} holds a newer bundle (${last}): importing it would roll the feed back`, 'PW_ERR_FILE_STALE');
+    }
+  }
+  const location = `bundle ${basename(file)} (${header.createdAt})`;
+  const results = store.importBundle(
+    feeds.map((f) => ({ ...f, feed: { ...f.feed, location } })),
+    header.createdAt,
+    opts.now,
+  );
+  for (const r of results) opts.correlator?.apply(r.advisories.changed);
+  return {
+    createdAt: header.createdAt,
+    signer: header.signer,
+    feeds: results.map((r, i) => ({
+      source: feeds[i]?.feed.source ?? '',
+      advisories: { added: r.advisories.added, updated: r.advisories.updated, unchanged: r.advisories.unchanged },
+      kev: r.kev,
+    })),
+  };
+}
+
+/** True when the file starts as a signed file does: `feed import` then reads it as a bundle, not as an upstream feed. */
+export async function isSignedFile(path: string): Promise<boolean> {
+  let handle;
+  try {
+    handle = await open(path, 'r');
+  } catch {
+    return false;
+  }
+  try {
+    const buf = Buffer.alloc(32);
+    const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
+    return buf.subarray(0, bytesRead).toString('latin1').startsWith('{"format":"patchwarden.file/');
+  } catch {
+    return false;
+  } finally {
+    await handle.close();
+  }
+}
