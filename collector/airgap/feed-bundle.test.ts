@@ -20,7 +20,7 @@ import { createLogger } from '../logger.ts';
 import { KEY_FILE, loadOrCreateKey } from '../server.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase } from '../store/db.ts';
-import { dumpStore } from '../store/testkit.ts';
+import { dumpStoreFile } from '../store/testkit.ts';
 import { feedSigner } from './feed-bundle.ts';
 
 const ALMA9 = dataPath('osv', 'almalinux9.osv.jsonl.gz');
@@ -45,14 +45,7 @@ before(async () => {
 });
 after(() => rm(dir, { recursive: true, force: true }));
 
-function dump(db: string): ReturnType<typeof dumpStore> {
-  const conn = openDatabase(db, { readonly: true });
-  try {
-    return dumpStore(conn);
-  } finally {
-    conn.close();
-  }
-}
+const dump = dumpStoreFile;
 
 let n = 0;
 async function offline(): Promise<string> {

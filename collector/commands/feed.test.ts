@@ -3,7 +3,7 @@
  * SQLite file, then hostile files against a store holding a good copy of the feed.
  */
 import assert from 'node:assert/strict';
-import { dumpStore } from '../store/testkit.ts';
+import { dumpStoreFile } from '../store/testkit.ts';
 import type { FeedRow } from '../store/advisories.ts';
 import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
@@ -37,15 +37,7 @@ function run(command: typeof feedCommand, argv: string[]): Promise<Captured> {
   return runCaptured(command, argv);
 }
 
-/** dumpStore of the database file, opened read-only. */
-function dump(db: string): ReturnType<typeof dumpStore> {
-  const conn = openDatabase(db, { readonly: true });
-  try {
-    return dumpStore(conn);
-  } finally {
-    conn.close();
-  }
-}
+const dump = dumpStoreFile;
 
 function query<T>(db: string, sql: string): T[] {
   const conn = openDatabase(db, { readonly: true });

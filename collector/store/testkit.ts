@@ -37,3 +37,13 @@ export function dumpStore(db: Db): { advisories: number; affected: number; kev: 
   }
   return { ...counts, sha256: h.digest('hex') };
 }
+
+/** dumpStore of a database file, opened read-only for the moment. */
+export function dumpStoreFile(path: string): ReturnType<typeof dumpStore> {
+  const conn = openDatabase(path, { readonly: true });
+  try {
+    return dumpStore(conn);
+  } finally {
+    conn.close();
+  }
+}
