@@ -26,7 +26,7 @@ import { inventoryHash } from '../../shared/inventory-hash.ts';
 import { InstructionBundleSchema, type InstructionResult, type SignedInstruction } from '../../shared/instructions.ts';
 import { DEFAULT_MAX_MESSAGE_BYTES, type ReportMessage } from '../../shared/protocol.ts';
 import { COLLECTOR_SIGNER, encodeSignedFile, FILE_SUFFIX, readSignedFile, signedFileName } from '../../shared/signed-file.ts';
-import { writeFileAtomic } from '../daemon/atomic-write.ts';
+import { writeFileAtomic } from '../../shared/atomic-write.ts';
 import { type AgentConfig, DEFAULT_CONFIG_PATH, loadConfig, loadPrivateKey } from '../daemon/config.ts';
 import { ResultOutbox } from '../daemon/results.ts';
 import { Executor, readInstalledPackages, readRebootRequired, stateDirFor } from '../executor/executor.ts';

@@ -18,7 +18,7 @@ import { UsageError } from '../../shared/errors.ts';
 import { inventoryHash } from '../../shared/inventory-hash.ts';
 import type { ReportMessage } from '../../shared/protocol.ts';
 import { encodeSignedFile, signedFileName } from '../../shared/signed-file.ts';
-import { writeFileAtomic } from '../daemon/atomic-write.ts';
+import { writeFileAtomic } from '../../shared/atomic-write.ts';
 import { DEFAULT_CONFIG_PATH, loadConfig, loadPrivateKey } from '../daemon/config.ts';
 import { collectInventory } from '../inventory/inventory.ts';
 import { EXIT_PARTIAL } from './inventory.ts';

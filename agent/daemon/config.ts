@@ -11,7 +11,7 @@ import { open } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import * as z from 'zod';
 import { UsageError } from '../../shared/errors.ts';
-import { writeFileAtomic } from './atomic-write.ts';
+import { writeFileAtomic } from '../../shared/atomic-write.ts';
 
 export const DEFAULT_CONFIG_PATH = '/etc/patchwarden/agent.json';
 /** Inside the agent unit's StateDirectory (systemd/patchwarden-agent.service), apart from the collector's /var/lib/patchwarden. */

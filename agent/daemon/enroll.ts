@@ -17,7 +17,7 @@ import { generateKeyPair } from '../../shared/signing.ts';
 import { AGENT_VERSION } from '../../shared/version.ts';
 import { createContext } from '../inventory/context.ts';
 import { readHost } from '../inventory/host.ts';
-import { TEMP_PREFIX } from './atomic-write.ts';
+import { TEMP_PREFIX } from '../../shared/atomic-write.ts';
 import {
   type AgentConfig,
   DEFAULT_CONFIG_PATH,

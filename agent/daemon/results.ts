@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { errorMessage } from '../../shared/errors.ts';
 import type { InstructionResult } from '../../shared/instructions.ts';
 import { type ResultMessage, ResultMessageSchema } from '../../shared/protocol.ts';
-import { TEMP_PREFIX, writeFileAtomic } from './atomic-write.ts';
+import { TEMP_PREFIX, writeFileAtomic } from '../../shared/atomic-write.ts';
 
 /** A result is a few KB (16 KiB of output tail per command at most); anything far larger is not one. */
 const MAX_RESULT_FILE_BYTES = 4 * 1024 * 1024;

@@ -26,7 +26,7 @@ import { join } from 'node:path';
 import { errorMessage } from '../../shared/errors.ts';
 import { inventoryHash, packageSetHash } from '../../shared/inventory-hash.ts';
 import { type Inventory, type ReportMessage, ReportMessageSchema } from '../../shared/protocol.ts';
-import { TEMP_PREFIX, writeFileAtomic } from './atomic-write.ts';
+import { TEMP_PREFIX, writeFileAtomic } from '../../shared/atomic-write.ts';
 
 export interface SpoolWarning {
   code: string;

@@ -15,7 +15,7 @@
 import { mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InstructionRefusedError } from '../../shared/errors.ts';
-import { fsyncDirectory, writeFileAtomic } from '../daemon/atomic-write.ts';
+import { fsyncDirectory, writeFileAtomic } from '../../shared/atomic-write.ts';
 
 export const LEDGER_FILE_NAME = 'instructions.ledger';
 export const LEDGER_CODE = 'PW_ERR_INSTRUCTION_LEDGER';

@@ -8,8 +8,8 @@
  * twice. Exported instructions are marked sent, which is when a rollout's reboot grace and
  * wave timing start, as they do for a live agent.
  */
-import { writeFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../../shared/atomic-write.ts';
 import type { InstructionBundle } from '../../shared/instructions.ts';
 import { COLLECTOR_SIGNER, encodeSignedFile, signedFileName } from '../../shared/signed-file.ts';
 import type { InstructionOutbox } from '../rollout/store.ts';
@@ -20,7 +20,7 @@ export interface ExportedFile {
   instructions: number;
 }
 
-/** Writes the files (a temporary name, then a rename: a reader never sees half of one). */
+/** Writes the files atomically (a reader or a crash never leaves half of one). */
 export async function exportInstructions(opts: {
   outbox: InstructionOutbox;
   dir: string;
@@ -37,14 +37,7 @@ export async function exportInstructions(opts: {
     const bundle: InstructionBundle = { agentId, instructions: pending.map((p) => ({ payload: p.payload, signature: p.signature })) };
     const bytes = encodeSignedFile({ kind: 'instructions', signer: COLLECTOR_SIGNER, createdAt: now, body: Buffer.from(JSON.stringify(bundle)), key: opts.key });
     const file = join(opts.dir, signedFileName('instructions', now, agentId, `${pending.length}`));
-    const temp = `${file}.partial`;
-    try {
-      await writeFile(temp, bytes, { flag: 'wx', mode: 0o644 });
-      await rename(temp, file);
-    } catch (err) {
-      await unlink(temp).catch(() => undefined);
-      throw err;
-    }
+    await writeFileAtomic(file, bytes, 0o644);
     for (const p of pending) opts.outbox.markSent(p.id, now);
     out.push({ agentId, file, instructions: pending.length });
   }

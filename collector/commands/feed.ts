@@ -7,8 +7,8 @@
  */
 import { SingleBar } from 'cli-progress';
 import { existsSync } from 'node:fs';
-import { rename, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
+import { writeFileAtomic } from '../../shared/atomic-write.ts';
 import { PatchwardenError, UsageError, errorMessage } from '../../shared/errors.ts';
 import { type BundleImportResult, exportFeedBundle, importFeedBundle, isSignedFile } from '../airgap/feed-bundle.ts';
 import { loadConfig } from '../config.ts';
@@ -93,13 +93,9 @@ async function exportCmd(argv: string[], io: Io): Promise<number> {
   } finally {
     db.close();
   }
-  // 'wx': never over a file that is there (a bundle being carried, or anything else).
-  const temp = `${values.out}.partial`;
   try {
-    await writeFile(temp, exported.bytes, { flag: 'wx', mode: 0o644 });
-    await rename(temp, values.out);
+    await writeFileAtomic(values.out, exported.bytes, 0o644);
   } catch (err) {
-    await unlink(temp).catch(() => undefined);
     throw new PatchwardenError(`cannot write ${values.out}: ${errorMessage(err)}`, 'PW_ERR_SOURCE_UNAVAILABLE', { cause: err });
   }
   for (const f of exported.feeds) io.stdout.write(`${f.source}: ${f.advisories} advisories, ${f.kev} KEV entries\n`);
