@@ -150,6 +150,14 @@ describe('serve (a real child process)', () => {
     assert.equal((await served.exited).code, 0);
   });
 
+  it('Ctrl-C under a supervisor (SIGINT to the group and the supervisor\'s SIGTERM at once) is one stop: exit 0, not the second-signal exit 1', async (t) => {
+    const dir = await tempDir(t);
+    const served = await serve(t, ['--db', join(dir, 'c.db'), '--listen', '127.0.0.1:0']);
+    served.child.kill('SIGINT');
+    served.child.kill('SIGTERM');
+    assert.deepEqual(await served.exited, { code: 0, signal: null });
+  });
+
   it('SIGKILL right after acks and in the middle of a stream: every acked report survives, nothing is half-written', async (t) => {
     const dir = await tempDir(t);
     const db = join(dir, 'c.db');

@@ -2,7 +2,7 @@
  * `serve [--db FILE] [--listen HOST:PORT] [--config FILE] [--tls-cert FILE --tls-key FILE]`:
  * the collector service. Prints where it listens, then runs until SIGTERM or SIGINT, when
  * it closes agent connections (1001), lets requests finish and closes the database; a
- * second signal exits at once.
+ * second signal a second or more after the first exits at once.
  */
 import { readFileSync } from 'node:fs';
 import { UsageError, errorMessage } from '../../shared/errors.ts';
@@ -12,6 +12,9 @@ import { parse } from './args.ts';
 import { DEFAULT_DB } from './feed.ts';
 
 type Io = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
+
+/** Signals this close together are one request to stop, not an operator asking twice. */
+const SIGNAL_PAIR_MS = 1000;
 
 function readPem(path: string, what: string): Buffer {
   try {
@@ -36,15 +39,20 @@ export async function serveCommand(argv: string[], io: Io): Promise<number> {
   const tls = certPath === undefined || keyPath === undefined ? undefined : { cert: readPem(certPath, 'certificate'), key: readPem(keyPath, 'key') };
   // Signals are handled before the URL is printed: whoever reads that line may signal at
   // once. One listener for the whole run, removed only after the close.
-  let signals = 0;
+  let firstSignalAt: number | null = null;
   let stop: (s: NodeJS.Signals) => void = () => undefined;
   const stopped = new Promise<NodeJS.Signals>((resolve) => {
     stop = resolve;
   });
   const listener = (s: NodeJS.Signals) => {
-    signals++;
-    // A second signal while closing: the operator wants it gone now.
-    if (signals > 1) process.exit(1);
+    // A second signal while closing: the operator wants it gone now. Not one that comes
+    // with the first: Ctrl-C sends SIGINT to the whole process group, and a supervisor
+    // (npm start, a shell script) passes a SIGTERM of its own at the same moment.
+    if (firstSignalAt !== null) {
+      if (Date.now() - firstSignalAt >= SIGNAL_PAIR_MS) process.exit(1);
+      return;
+    }
+    firstSignalAt = Date.now();
     stop(s);
   };
   process.on('SIGTERM', listener);
