@@ -76,6 +76,12 @@ export class UsageError extends PatchwardenError {
   }
 }
 
+/** A schema failure as operators read it: `path.to.field: message` for the first `max` issues (zod's error, by shape). */
+export function issueText(error: { issues: readonly { path: readonly PropertyKey[]; message: string }[] }, max = 1): string {
+  const shown = error.issues.slice(0, max).map((i) => `${i.path.map(String).join('.') || '(top level)'}: ${i.message}`);
+  return shown.length === 0 ? 'invalid' : shown.join('; ');
+}
+
 export function errorMessage(err: unknown): string {
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code;

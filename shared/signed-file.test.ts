@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { generateKeyPair } from './signing.ts';
-import { encodeSignedFile, MAX_HEADER_BYTES, readSignedFile, type ReadSignedFileOptions } from './signed-file.ts';
+import { ResultBundleSchema } from './instructions.ts';
+import { encodeSignedFile, isSignedFile, MAX_HEADER_BYTES, parseSignedBody, readSignedFile, type ReadSignedFileOptions, signedFilesIn } from './signed-file.ts';
 import { readData } from './testing/data.ts';
 
 const agent = generateKeyPair();
@@ -24,13 +25,8 @@ async function tempFile(t: TestContext, bytes: Uint8Array): Promise<string> {
   return file;
 }
 
-async function read(file: string, options = OPTIONS): ReturnType<typeof readSignedFile> {
-  const handle = await open(file, 'r');
-  try {
-    return await readSignedFile(handle, file, options);
-  } finally {
-    await handle.close();
-  }
+function read(file: string, options = OPTIONS): ReturnType<typeof readSignedFile> {
+  return readSignedFile(file, file, options);
 }
 
 function good(body: Uint8Array = BODY, key = agent.privateKeyPem, signer = SIGNER): Buffer {
@@ -99,4 +95,41 @@ describe('signed files', () => {
     assert.ok(bytes.subarray(nl + 1).equals(BODY));
     assert.match(bytes.subarray(0, nl).toString(), /^\{"format":"patchwarden\.file\/1","kind":"report",/);
   });
+
+  it('a path that cannot be opened is PW_ERR_SOURCE_UNAVAILABLE, naming it', async (t) => {
+    const file = join(await tempFile(t, good()), '..', 'missing.pwreport');
+    await assert.rejects(read(file), { code: 'PW_ERR_SOURCE_UNAVAILABLE', message: /cannot open .*missing\.pwreport: ENOENT/ });
+  });
+
+  it('a foreign signer is named with the reader that does not know it', async (t) => {
+    const file = await tempFile(t, good());
+    await assert.rejects(read(file, { ...OPTIONS, keyOf: () => undefined, reader: 'this agent' }), { code: 'PW_ERR_FILE_FOREIGN', message: /whom this agent does not know/ });
+  });
+
+  it('isSignedFile tells a signed file from anything else, and never throws', async (t) => {
+    const file = await tempFile(t, good());
+    assert.equal(await isSignedFile(file), true);
+    await writeFile(`${file}.json`, BODY);
+    assert.equal(await isSignedFile(`${file}.json`), false);
+    assert.equal(await isSignedFile(join(file, '..')), false, 'a directory');
+    assert.equal(await isSignedFile(`${file}.missing`), false);
+  });
+
+  it('signedFilesIn: the kinds asked for, by name, hidden and temporary files left out', async (t) => {
+    const dir = join(await tempFile(t, good()), '..');
+    for (const n of ['b.pwreport', 'a.pwresults', 'c.pwinstr', '.tmp-d.pwreport-1', '.e.pwreport', 'f.txt']) await writeFile(join(dir, n), '');
+    assert.deepEqual(await signedFilesIn(dir, ['report', 'results']), ['a.pwresults', 'b.pwreport', 'f.pwreport'].map((n) => join(dir, n)));
+    assert.deepEqual(await signedFilesIn(dir, ['instructions']), [join(dir, 'c.pwinstr')]);
+  });
+
+  const bodies: [string, string, RegExp][] = [
+    ['not JSON', '{"agentId":', /^the signed body is not JSON: /],
+    ['JSON of another shape', '{"agentId":"x","results":[]}', /^the signed body is not a results bundle: agentId: /],
+    ['an empty results list', `{"agentId":"${SIGNER}","results":[]}`, /^the signed body is not a results bundle: results: /],
+  ];
+  for (const [name, text, message] of bodies) {
+    it(`parseSignedBody refuses ${name} with PW_ERR_MALFORMED_INPUT`, () => {
+      assert.throws(() => parseSignedBody(Buffer.from(text), ResultBundleSchema, 'a results bundle'), { code: 'PW_ERR_MALFORMED_INPUT', message });
+    });
+  }
 });

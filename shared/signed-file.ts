@@ -12,9 +12,10 @@
  * so a header cannot be moved onto another body, kind or signer.
  */
 import { createHash } from 'node:crypto';
-import type { FileHandle } from 'node:fs/promises';
+import { type FileHandle, open, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import * as z from 'zod';
-import { InputTooLargeError, MalformedInputError, PatchwardenError } from './errors.ts';
+import { errorMessage, InputTooLargeError, issueText, MalformedInputError, PatchwardenError, SourceUnavailableError } from './errors.ts';
 import { signBytes, verifyBytes } from './signing.ts';
 import type { KeyObject } from 'node:crypto';
 
@@ -90,8 +91,22 @@ export function encodeSignedFile(opts: { kind: SignedFileKind; signer: string; c
   return Buffer.concat([Buffer.from(JSON.stringify(header) + '\n', 'utf8'), opts.body]);
 }
 
-/** The header alone, unchecked: enough to order files before reading them. */
-export async function readSignedFileHeader(handle: FileHandle, name: string): Promise<{ header: SignedFileHeader; offset: number }> {
+/** Opens `path` for `read`, closes it after; a file that cannot be opened is PW_ERR_SOURCE_UNAVAILABLE, naming it. */
+async function withFile<T>(path: string, read: (handle: FileHandle) => Promise<T>): Promise<T> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, 'r');
+  } catch (err) {
+    throw new SourceUnavailableError(`cannot open ${path}: ${errorMessage(err)}`, { cause: err });
+  }
+  try {
+    return await read(handle);
+  } finally {
+    await handle.close();
+  }
+}
+
+async function headerOf(handle: FileHandle, name: string): Promise<{ header: SignedFileHeader; offset: number }> {
   const buf = Buffer.alloc(MAX_HEADER_BYTES);
   const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
   const end = buf.subarray(0, bytesRead).indexOf(0x0a);
@@ -107,11 +122,35 @@ export async function readSignedFileHeader(handle: FileHandle, name: string): Pr
     throw new MalformedInputError(`${name} is not a patchwarden file: its first line is not JSON`);
   }
   const parsed = SignedFileHeaderSchema.safeParse(json);
-  if (!parsed.success) {
-    const i = parsed.error.issues[0];
-    throw new MalformedInputError(`${name} has an invalid header: ${i === undefined ? 'invalid' : `${i.path.join('.') || '(top level)'}: ${i.message}`}`);
-  }
+  if (!parsed.success) throw new MalformedInputError(`${name} has an invalid header: ${issueText(parsed.error)}`);
   return { header: parsed.data, offset: end + 1 };
+}
+
+/** The header alone, unchecked: enough to order files before reading them. */
+export async function readSignedFileHeader(path: string, name: string): Promise<SignedFileHeader> {
+  return (await withFile(path, (handle) => headerOf(handle, name))).header;
+}
+
+/** True when the file starts as a signed file does (`feed import` then reads it as a bundle, not as an upstream feed). */
+export async function isSignedFile(path: string): Promise<boolean> {
+  try {
+    return await withFile(path, async (handle) => {
+      const buf = Buffer.alloc(32);
+      const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
+      return buf.subarray(0, bytesRead).toString('latin1').startsWith('{"format":"patchwarden.file/');
+    });
+  } catch {
+    return false;
+  }
+}
+
+/** The files of these kinds in `dir`, by name (their time first); hidden and temporary files are left out. */
+export async function signedFilesIn(dir: string, kinds: readonly SignedFileKind[]): Promise<string[]> {
+  const suffixes = kinds.map((k) => FILE_SUFFIX[k]);
+  return (await readdir(dir))
+    .filter((n) => !n.startsWith('.') && suffixes.some((s) => n.endsWith(s)))
+    .sort()
+    .map((n) => join(dir, n));
 }
 
 export interface ReadSignedFileOptions {
@@ -121,19 +160,25 @@ export interface ReadSignedFileOptions {
   maxBodyBytes: number;
   /** The signer's raw ed25519 public key, or undefined for a signer this reader does not know (the file is refused as foreign). */
   keyOf: (signer: string) => string | undefined;
+  /** Who reads, for the foreign-signer message: `this collector` unless said. */
+  reader?: string;
 }
 
 /**
  * Reads and checks one file: header, signature, size, then the body against its digest.
  * Returns the body only when every check passed; `name` is what error messages call it.
  */
-export async function readSignedFile(handle: FileHandle, name: string, opts: ReadSignedFileOptions): Promise<{ header: SignedFileHeader; body: Buffer }> {
-  const { header, offset } = await readSignedFileHeader(handle, name);
+export function readSignedFile(path: string, name: string, opts: ReadSignedFileOptions): Promise<{ header: SignedFileHeader; body: Buffer }> {
+  return withFile(path, (handle) => checkedRead(handle, name, opts));
+}
+
+async function checkedRead(handle: FileHandle, name: string, opts: ReadSignedFileOptions): Promise<{ header: SignedFileHeader; body: Buffer }> {
+  const { header, offset } = await headerOf(handle, name);
   const kinds: readonly string[] = typeof opts.kind === 'string' ? [opts.kind] : opts.kind;
   if (!kinds.includes(header.kind)) throw new FileForeignError(`${name} is a ${header.kind} file, not a ${kinds.join(' or ')} file`);
   if (header.bytes > opts.maxBodyBytes) throw new InputTooLargeError(`${name} declares a ${header.bytes}-byte body, over the ${opts.maxBodyBytes}-byte limit`);
   const key = opts.keyOf(header.signer);
-  if (key === undefined) throw new FileForeignError(`${name} is signed by ${header.signer}, whom this collector does not know`);
+  if (key === undefined) throw new FileForeignError(`${name} is signed by ${header.signer}, whom ${opts.reader ?? 'this collector'} does not know`);
   const { signature, ...unsigned } = header;
   if (!verifyBytes(key, signingBytes(unsigned), signature)) throw new FileTamperedError(`${name}'s header signature does not verify with ${header.signer}'s key`);
 
@@ -151,4 +196,21 @@ export async function readSignedFile(handle: FileHandle, name: string, opts: Rea
   }
   if (hash.digest('hex') !== header.sha256) throw new FileTamperedError(`${name}'s body does not match its signed sha256`);
   return { header, body };
+}
+
+/**
+ * A checked body as the message it claims to be: `what` names it in the refusal
+ * ("a report"). `json` is the parsed text as it was, for checks on the sender's own key
+ * order (an inventory's hash).
+ */
+export function parseSignedBody<T>(body: Buffer, schema: z.ZodType<T>, what: string): { value: T; json: unknown } {
+  let json: unknown;
+  try {
+    json = JSON.parse(body.toString('utf8'));
+  } catch (err) {
+    throw new MalformedInputError(`the signed body is not JSON: ${errorMessage(err)}`, { cause: err });
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) throw new MalformedInputError(`the signed body is not ${what}: ${issueText(parsed.error)}`);
+  return { value: parsed.data, json };
 }

@@ -7,12 +7,12 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { open, readdir, writeFile } from 'node:fs/promises';
+import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
 import { type Instruction, type ResultBundle, ResultBundleSchema, type SignedInstruction } from '../../shared/instructions.ts';
-import { COLLECTOR_SIGNER, encodeSignedFile, FILE_SUFFIX, readSignedFile } from '../../shared/signed-file.ts';
+import { COLLECTOR_SIGNER, encodeSignedFile, FILE_SUFFIX, parseSignedBody, readSignedFile, signedFilesIn } from '../../shared/signed-file.ts';
 import { generateKeyPair, type KeyPair } from '../../shared/signing.ts';
 import { savePrivateKey } from '../daemon/config.ts';
 import { tempDir } from '../daemon/testkit.ts';
@@ -68,15 +68,10 @@ async function apply(s: Site): Promise<{ code: number; stdout: string; stderr: s
 
 /** The results file in --out, checked with the agent's key as the collector checks it. */
 async function writtenResults(s: Site): Promise<ResultBundle | null> {
-  const name = (await readdir(s.out)).find((n) => n.endsWith(FILE_SUFFIX.results));
-  if (name === undefined) return null;
-  const handle = await open(join(s.out, name), 'r');
-  try {
-    const { body } = await readSignedFile(handle, name, { kind: 'results', maxBodyBytes: 1 << 20, keyOf: (id) => (id === s.fx.agentId ? s.agentKey.publicKey : undefined) });
-    return ResultBundleSchema.parse(JSON.parse(body.toString('utf8')));
-  } finally {
-    await handle.close();
-  }
+  const [file] = await signedFilesIn(s.out, ['results']);
+  if (file === undefined) return null;
+  const { body } = await readSignedFile(file, file, { kind: 'results', maxBodyBytes: 1 << 20, keyOf: (id) => (id === s.fx.agentId ? s.agentKey.publicKey : undefined) });
+  return parseSignedBody(body, ResultBundleSchema, 'a results bundle').value;
 }
 
 describe('agent apply', () => {

@@ -18,14 +18,14 @@
  * failed; 2 one or a file was refused, or a usage error.
  */
 import { randomUUID } from 'node:crypto';
-import { open, readdir, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { errorMessage, PatchwardenError, UsageError } from '../../shared/errors.ts';
+import { errorMessage, UsageError } from '../../shared/errors.ts';
 import { inventoryHash } from '../../shared/inventory-hash.ts';
 import { InstructionBundleSchema, type InstructionResult, type SignedInstruction } from '../../shared/instructions.ts';
 import { DEFAULT_MAX_MESSAGE_BYTES, type ReportMessage } from '../../shared/protocol.ts';
-import { COLLECTOR_SIGNER, encodeSignedFile, FILE_SUFFIX, readSignedFile, signedFileName } from '../../shared/signed-file.ts';
+import { COLLECTOR_SIGNER, encodeSignedFile, parseSignedBody, readSignedFile, signedFileName, signedFilesIn } from '../../shared/signed-file.ts';
 import { writeFileAtomic } from '../../shared/atomic-write.ts';
 import { type AgentConfig, DEFAULT_CONFIG_PATH, loadConfig, loadPrivateKey } from '../daemon/config.ts';
 import { ResultOutbox } from '../daemon/results.ts';
@@ -43,34 +43,25 @@ interface Loaded {
 
 /** The instruction files in `dir` meant for this agent, checked; what was refused or skipped is written to `err`. */
 async function loadBundles(dir: string, config: AgentConfig, err: NodeJS.WritableStream): Promise<{ bundles: Loaded[]; refused: number }> {
-  const names = (await readdir(dir)).filter((n) => n.endsWith(FILE_SUFFIX.instructions) && !n.startsWith('.')).sort();
   const bundles: Loaded[] = [];
   let refused = 0;
-  for (const name of names) {
-    const file = join(dir, name);
+  for (const file of await signedFilesIn(dir, ['instructions'])) {
     try {
-      const handle = await open(file, 'r');
-      let body: Buffer;
-      try {
-        ({ body } = await readSignedFile(handle, 'the file', {
-          kind: 'instructions',
-          maxBodyBytes: DEFAULT_MAX_MESSAGE_BYTES,
-          keyOf: (signer) => (signer === COLLECTOR_SIGNER ? config.collectorPublicKey : undefined),
-        }));
-      } finally {
-        await handle.close();
-      }
-      const parsed = InstructionBundleSchema.safeParse(JSON.parse(body.toString('utf8')));
-      if (!parsed.success) throw new PatchwardenError(`the signed body is not an instruction bundle: ${parsed.error.issues[0]?.message ?? 'invalid'}`, 'PW_ERR_MALFORMED_INPUT');
-      if (parsed.data.agentId !== config.agentId) {
-        err.write(`skipped    ${file}: for agent ${parsed.data.agentId}, not this one\n`);
+      const { body } = await readSignedFile(file, 'the file', {
+        kind: 'instructions',
+        maxBodyBytes: DEFAULT_MAX_MESSAGE_BYTES,
+        keyOf: (signer) => (signer === COLLECTOR_SIGNER ? config.collectorPublicKey : undefined),
+        reader: 'this agent',
+      });
+      const bundle = parseSignedBody(body, InstructionBundleSchema, 'an instruction bundle').value;
+      if (bundle.agentId !== config.agentId) {
+        err.write(`skipped    ${file}: for agent ${bundle.agentId}, not this one\n`);
         continue;
       }
-      bundles.push({ file, instructions: parsed.data.instructions });
+      bundles.push({ file, instructions: bundle.instructions });
     } catch (e) {
       refused++;
-      const code = e instanceof PatchwardenError ? '' : e instanceof SyntaxError ? ' (PW_ERR_MALFORMED_INPUT)' : ' (PW_ERR_SOURCE_UNAVAILABLE)';
-      err.write(`refused    ${file}: ${errorMessage(e)}${code}\n`);
+      err.write(`refused    ${file}: ${errorMessage(e)}\n`);
     }
   }
   return { bundles, refused };

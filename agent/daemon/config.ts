@@ -10,7 +10,7 @@ import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import * as z from 'zod';
-import { UsageError } from '../../shared/errors.ts';
+import { issueText, UsageError } from '../../shared/errors.ts';
 import { writeFileAtomic } from '../../shared/atomic-write.ts';
 
 export const DEFAULT_CONFIG_PATH = '/etc/patchwarden/agent.json';
@@ -75,12 +75,6 @@ export function defaultKeyFile(configPath: string): string {
   return join(dirname(resolve(configPath)), KEY_FILE_NAME);
 }
 
-function describeIssues(error: z.ZodError): string {
-  return error.issues
-    .slice(0, 5)
-    .map((i) => `${i.path.join('.') || '(top level)'}: ${i.message}`)
-    .join('; ');
-}
 
 async function readLimited(file: string, limit: number, what: string): Promise<Buffer> {
   let handle;
@@ -111,7 +105,7 @@ export async function loadConfig(file: string): Promise<AgentConfig> {
     throw new UsageError(`the agent config ${file} is not JSON: ${(err as Error).message}`, { cause: err });
   }
   const parsed = AgentConfigSchema.safeParse(json);
-  if (!parsed.success) throw new UsageError(`the agent config ${file} is invalid: ${describeIssues(parsed.error)}`);
+  if (!parsed.success) throw new UsageError(`the agent config ${file} is invalid: ${issueText(parsed.error, 5)}`);
   const base = dirname(resolve(file));
   const abs = (p: string): string => (isAbsolute(p) ? p : resolve(base, p));
   const c = parsed.data;
@@ -127,7 +121,7 @@ export async function loadConfig(file: string): Promise<AgentConfig> {
 /** Validates and writes the config atomically (mode 0644: it holds no secret). */
 export async function saveConfig(file: string, config: AgentConfigInput): Promise<void> {
   const parsed = AgentConfigSchema.safeParse(config);
-  if (!parsed.success) throw new UsageError(`refusing to write an invalid agent config: ${describeIssues(parsed.error)}`);
+  if (!parsed.success) throw new UsageError(`refusing to write an invalid agent config: ${issueText(parsed.error, 5)}`);
   await writeFileAtomic(file, JSON.stringify(parsed.data, null, 2) + '\n', 0o644);
 }
 

@@ -15,6 +15,7 @@ import {
   MAX_INSTRUCTION_BYTES,
   SignedInstructionSchema,
 } from '../../shared/instructions.ts';
+import { issueText } from '../../shared/errors.ts';
 import type { Ledger } from './ledger.ts';
 
 export const REFUSAL_CODES = Object.freeze({
@@ -155,8 +156,7 @@ export function verifyInstruction(signed: unknown, opts: VerifyOptions): VerifyR
   }
   const parsed = InstructionSchema.safeParse(raw);
   if (!parsed.success) {
-    const first = parsed.error.issues.slice(0, 3).map((i) => `${i.path.join('.') || '(top level)'}: ${i.message}`);
-    return refuse(REFUSAL_CODES.malformed, `the instruction does not match its schema: ${first.join('; ')}`, id);
+    return refuse(REFUSAL_CODES.malformed, `the instruction does not match its schema: ${issueText(parsed.error, 3)}`, id);
   }
   const instruction = parsed.data;
   const instructionId = instruction.id.toLowerCase();

@@ -10,11 +10,10 @@
  * one transaction or not at all. A bundle older than the last one imported for any of its
  * feeds is refused: it would roll the advisories back (a withdrawal, a corrected range).
  */
-import { open } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import * as z from 'zod';
-import { MalformedInputError, PatchwardenError, UsageError, errorMessage } from '../../shared/errors.ts';
+import { MalformedInputError, PatchwardenError, UsageError, errorMessage, issueText } from '../../shared/errors.ts';
 import { encodeSignedFile, readSignedFile } from '../../shared/signed-file.ts';
 import type { Correlator } from '../correlate/correlator.ts';
 import { type Advisory, AdvisorySchema, type KevEntry, KevEntrySchema } from '../feeds/types.ts';
@@ -83,10 +82,7 @@ function parseBody(body: Buffer): BundledFeed[] {
       throw new MalformedInputError(`line ${lineNo} of the bundle is not JSON`);
     }
     const parsed = LineSchema.safeParse(json);
-    if (!parsed.success) {
-      const i = parsed.error.issues[0];
-      throw new MalformedInputError(`line ${lineNo} of the bundle is not a feed, advisory or KEV entry: ${i === undefined ? 'invalid' : `${i.path.join('.') || '(top level)'}: ${i.message}`}`);
-    }
+    if (!parsed.success) throw new MalformedInputError(`line ${lineNo} of the bundle is not a feed, advisory or KEV entry: ${issueText(parsed.error)}`);
     const v = parsed.data;
     if ('feed' in v) {
       if (feeds.some((f) => f.feed.source === v.feed.source)) throw new MalformedInputError(`line ${lineNo}: feed ${v.feed.source} is in the bundle twice`);
@@ -113,23 +109,20 @@ export async function importFeedBundle(
   file: string,
   opts: { trusted: readonly string[]; correlator?: Correlator; now?: Date },
 ): Promise<BundleImportResult> {
-  const handle = await open(file, 'r');
-  let header;
-  let body;
+  let checked;
   try {
-    ({ header, body } = await readSignedFile(handle, 'the bundle', {
+    checked = await readSignedFile(file, 'the bundle', {
       kind: 'feeds',
       maxBodyBytes: MAX_BUNDLE_BYTES,
       keyOf: (signer) => opts.trusted.find((k) => feedSigner(k) === signer),
-    }));
+    });
   } catch (err) {
     if (err instanceof PatchwardenError && err.code === 'PW_ERR_FILE_FOREIGN' && opts.trusted.length === 0) {
       throw new PatchwardenError(`${err.message}: name the exporting collector's public key with --trust=KEY (feed export prints it)`, err.code, { cause: err });
     }
     throw err;
-  } finally {
-    await handle.close();
   }
+  const { header, body } = checked;
   const feeds = parseBody(body);
   for (const f of feeds) {
     const last = store.bundleCreatedAt(f.feed.source);
@@ -153,23 +146,4 @@ export async function importFeedBundle(
       kev: r.kev,
     })),
   };
-}
-
-/** True when the file starts as a signed file does: `feed import` then reads it as a bundle, not as an upstream feed. */
-export async function isSignedFile(path: string): Promise<boolean> {
-  let handle;
-  try {
-    handle = await open(path, 'r');
-  } catch {
-    return false;
-  }
-  try {
-    const buf = Buffer.alloc(32);
-    const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
-    return buf.subarray(0, bytesRead).toString('latin1').startsWith('{"format":"patchwarden.file/');
-  } catch {
-    return false;
-  } finally {
-    await handle.close();
-  }
 }

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, open, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { type Instruction, InstructionBundleSchema, instructionSignatureValid, signInstruction } from '../../shared/instructions.ts';
-import { COLLECTOR_SIGNER, readSignedFile } from '../../shared/signed-file.ts';
+import { COLLECTOR_SIGNER, parseSignedBody, readSignedFile } from '../../shared/signed-file.ts';
 import { generateKeyPair } from '../../shared/signing.ts';
 import { InstructionOutbox } from '../rollout/store.ts';
 import { FleetStore } from '../store/fleet.ts';
@@ -35,17 +35,12 @@ async function setup(t: TestContext) {
 
 /** The ids in a written file, after checking it as `agent apply` does. */
 async function idsIn(file: string, agentId: string): Promise<string[]> {
-  const handle = await open(file, 'r');
-  try {
-    const { header, body } = await readSignedFile(handle, file, { kind: 'instructions', maxBodyBytes: 1 << 20, keyOf: (s) => (s === COLLECTOR_SIGNER ? KEY.publicKey : undefined) });
-    assert.equal(header.signer, COLLECTOR_SIGNER);
-    const bundle = InstructionBundleSchema.parse(JSON.parse(body.toString('utf8')));
-    assert.equal(bundle.agentId, agentId);
-    for (const i of bundle.instructions) assert.ok(instructionSignatureValid(i, KEY.publicKey));
-    return bundle.instructions.map((i) => (JSON.parse(i.payload) as { id: string }).id);
-  } finally {
-    await handle.close();
-  }
+  const { header, body } = await readSignedFile(file, file, { kind: 'instructions', maxBodyBytes: 1 << 20, keyOf: (s) => (s === COLLECTOR_SIGNER ? KEY.publicKey : undefined) });
+  assert.equal(header.signer, COLLECTOR_SIGNER);
+  const bundle = parseSignedBody(body, InstructionBundleSchema, 'an instruction bundle').value;
+  assert.equal(bundle.agentId, agentId);
+  for (const i of bundle.instructions) assert.ok(instructionSignatureValid(i, KEY.publicKey));
+  return bundle.instructions.map((i) => (JSON.parse(i.payload) as { id: string }).id);
 }
 
 describe('instructions export', () => {

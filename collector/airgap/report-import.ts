@@ -10,15 +10,13 @@
  * directory holding several reports of one host ends on the newest. One bad file is
  * refused with its code and the others still go in; each file is its own transaction.
  */
-import { createHash } from 'node:crypto';
-import { open, readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { stat } from 'node:fs/promises';
 import { PatchwardenError, MalformedInputError, errorMessage } from '../../shared/errors.ts';
 import { inventoryHash, packageSetRef } from '../../shared/inventory-hash.ts';
 import { type InstructionResult, ResultBundleSchema } from '../../shared/instructions.ts';
 import { DEFAULT_MAX_MESSAGE_BYTES, type Inventory, ReportMessageSchema } from '../../shared/protocol.ts';
-import { FILE_SUFFIX, readSignedFile, readSignedFileHeader } from '../../shared/signed-file.ts';
-import type { FleetStore } from '../store/fleet.ts';
+import { parseSignedBody, readSignedFile, readSignedFileHeader, signedFilesIn } from '../../shared/signed-file.ts';
+import type { AgentRecord, FleetStore } from '../store/fleet.ts';
 import type { ImportStatus, ReportImports } from '../store/report-imports.ts';
 
 /** A file written by the future beyond this much clock skew is refused. */
@@ -48,30 +46,22 @@ export async function reportFilesIn(paths: readonly string[]): Promise<string[]>
       files.push(p);
       continue;
     }
-    const names = (await readdir(p)).filter((n) => (n.endsWith(FILE_SUFFIX.report) || n.endsWith(FILE_SUFFIX.results)) && !n.startsWith('.')).sort();
-    for (const n of names) files.push(join(p, n));
+    files.push(...(await signedFilesIn(p, ['report', 'results'])));
   }
   return files;
 }
 
 function refused(file: string, err: unknown): ReportFileOutcome {
-  // A file system error (ENOENT, EISDIR, EACCES) names the file; anything else is the store's.
+  // Files that cannot be read are PW_ERR_SOURCE_UNAVAILABLE already (readSignedFile); anything else unnamed is the store's.
   if (err instanceof PatchwardenError) return { file, status: 'refused', code: err.code, message: err.message };
-  const code = (err as NodeJS.ErrnoException).syscall === undefined ? 'PW_ERR_STORE' : 'PW_ERR_SOURCE_UNAVAILABLE';
-  return { file, status: 'refused', code, message: err instanceof Error ? err.message : String(err) };
+  return { file, status: 'refused', code: 'PW_ERR_STORE', message: errorMessage(err) };
 }
 
-function firstIssue(error: { issues: readonly { path: readonly PropertyKey[]; message: string }[] }): string {
-  const i = error.issues[0];
-  return i === undefined ? 'invalid' : `${i.path.map(String).join('.') || '(top level)'}: ${i.message}`;
-}
-
-function importResults(file: string, agentId: string, createdAt: string, json: unknown, opts: ImportOptions): ReportFileOutcome {
-  const parsed = ResultBundleSchema.safeParse(json);
-  if (!parsed.success) throw new MalformedInputError(`the signed body is not a results bundle: ${firstIssue(parsed.error)}`);
-  if (parsed.data.agentId !== agentId) throw new PatchwardenError(`the file is signed by agent ${agentId} but carries results of agent ${parsed.data.agentId}`, 'PW_ERR_FILE_TAMPERED');
+function importResults(file: string, agentId: string, createdAt: string, body: Buffer, opts: ImportOptions): ReportFileOutcome {
+  const bundle = parseSignedBody(body, ResultBundleSchema, 'a results bundle').value;
+  if (bundle.agentId !== agentId) throw new PatchwardenError(`the file is signed by agent ${agentId} but carries results of agent ${bundle.agentId}`, 'PW_ERR_FILE_TAMPERED');
   const counts = { recorded: 0, known: 0, unknown: 0 };
-  for (const r of parsed.data.results) counts[opts.sinks.result(agentId, r)]++;
+  for (const r of bundle.results) counts[opts.sinks.result(agentId, r)]++;
   if (counts.recorded === 0 && counts.known === 0) {
     throw new PatchwardenError(`none of the file's ${counts.unknown} results answers an instruction this collector sent to agent ${agentId}`, 'PW_ERR_FILE_FOREIGN');
   }
@@ -81,45 +71,29 @@ function importResults(file: string, agentId: string, createdAt: string, json: u
 
 async function importOne(file: string, opts: ImportOptions, now: Date): Promise<ReportFileOutcome> {
   const { fleet, imports, actor } = opts;
-  const handle = await open(file, 'r');
-  try {
-    // Messages say "the file": the outcome names it once, beside them.
-    const { header, body } = await readSignedFile(handle, 'the file', {
-      kind: ['report', 'results'],
-      maxBodyBytes: DEFAULT_MAX_MESSAGE_BYTES,
-      keyOf: (signer) => fleet.agentById(signer)?.publicKey,
-    });
-    const createdAt = new Date(header.createdAt);
-    if (createdAt.getTime() > now.getTime() + MAX_CLOCK_SKEW_MS) {
-      throw new PatchwardenError(`the file was written at ${header.createdAt}, in the future by this collector's clock (${now.toISOString()})`, 'PW_ERR_FILE_FROM_FUTURE');
-    }
-    let json: unknown;
-    try {
-      json = JSON.parse(body.toString('utf8'));
-    } catch (err) {
-      throw new MalformedInputError(`the signed body is not JSON: ${errorMessage(err)}`, { cause: err });
-    }
-    const agent = fleet.agentById(header.signer);
-    if (agent?.revokedAt != null) throw new PatchwardenError(`agent ${header.signer} was revoked at ${agent.revokedAt}`, 'PW_ERR_AGENT_REVOKED');
-    if (header.kind === 'results') return importResults(file, header.signer, header.createdAt, json, opts);
-    const parsed = ReportMessageSchema.safeParse(json);
-    if (!parsed.success) throw new MalformedInputError(`the signed body is not a report: ${firstIssue(parsed.error)}`);
-    const msg = parsed.data;
-    // A file carries the whole inventory: there is no collector to ask for a held package set.
-    if (msg.inventory === null || msg.packageSet !== undefined) throw new MalformedInputError(`a report file must carry the full inventory`);
-    // As at the gateway: the hash is checked on the inventory in the agent's own key order.
-    const raw = (json as { inventory: Inventory }).inventory;
-    if (inventoryHash(raw, packageSetRef(raw.packages).hash) !== msg.hash) throw new MalformedInputError(`the report's hash ${msg.hash} is not the hash of its inventory`);
-    const status = imports.import(
-      { agentId: header.signer, reportId: msg.id, hash: msg.hash, inventory: msg.inventory, createdAt, fileSha256: createHash('sha256').update(body).digest('hex') },
-      actor,
-      now,
-    );
-    if (status === 'stored') opts.sinks.inventory(header.signer, msg.inventory);
-    return { file, kind: 'report', status, agentId: header.signer, hostname: msg.inventory.host.hostname, createdAt: header.createdAt, packages: msg.inventory.packages.length };
-  } finally {
-    await handle.close();
+  let agent: AgentRecord | undefined;
+  // Messages say "the file": the outcome names it once, beside them.
+  const { header, body } = await readSignedFile(file, 'the file', {
+    kind: ['report', 'results'],
+    maxBodyBytes: DEFAULT_MAX_MESSAGE_BYTES,
+    keyOf: (signer) => (agent = fleet.agentById(signer))?.publicKey,
+  });
+  const createdAt = new Date(header.createdAt);
+  if (createdAt.getTime() > now.getTime() + MAX_CLOCK_SKEW_MS) {
+    throw new PatchwardenError(`the file was written at ${header.createdAt}, in the future by this collector's clock (${now.toISOString()})`, 'PW_ERR_FILE_FROM_FUTURE');
   }
+  if (agent?.revokedAt != null) throw new PatchwardenError(`agent ${header.signer} was revoked at ${agent.revokedAt}`, 'PW_ERR_AGENT_REVOKED');
+  if (header.kind === 'results') return importResults(file, header.signer, header.createdAt, body, opts);
+  const { value: msg, json } = parseSignedBody(body, ReportMessageSchema, 'a report');
+  // A file carries the whole inventory: there is no collector to ask for a held package set.
+  if (msg.inventory === null || msg.packageSet !== undefined) throw new MalformedInputError(`a report file must carry the full inventory`);
+  // As at the gateway: the hash is checked on the inventory in the agent's own key order.
+  const raw = (json as { inventory: Inventory }).inventory;
+  if (inventoryHash(raw, packageSetRef(raw.packages).hash) !== msg.hash) throw new MalformedInputError(`the report's hash ${msg.hash} is not the hash of its inventory`);
+  // header.sha256 is the body's digest, checked as the body was read.
+  const status = imports.import({ agentId: header.signer, reportId: msg.id, hash: msg.hash, inventory: msg.inventory, createdAt, fileSha256: header.sha256 }, actor, now);
+  if (status === 'stored') opts.sinks.inventory(header.signer, msg.inventory);
+  return { file, kind: 'report', status, agentId: header.signer, hostname: msg.inventory.host.hostname, createdAt: header.createdAt, packages: msg.inventory.packages.length };
 }
 
 export interface ImportOptions {
@@ -137,12 +111,7 @@ export async function importReportFiles(files: readonly string[], opts: ImportOp
   const ordered: { file: string; createdAt: string }[] = [];
   for (const file of files) {
     try {
-      const handle = await open(file, 'r');
-      try {
-        ordered.push({ file, createdAt: (await readSignedFileHeader(handle, 'the file')).header.createdAt });
-      } finally {
-        await handle.close();
-      }
+      ordered.push({ file, createdAt: (await readSignedFileHeader(file, 'the file')).createdAt });
     } catch (err) {
       outcomes.push(refused(file, err));
     }
