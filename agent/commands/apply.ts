@@ -18,20 +18,19 @@
  * failed; 2 one or a file was refused, or a usage error.
  */
 import { randomUUID } from 'node:crypto';
-import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { requireDirectory } from '../../shared/cli-args.ts';
 import { errorMessage, UsageError } from '../../shared/errors.ts';
-import { inventoryHash } from '../../shared/inventory-hash.ts';
 import { InstructionBundleSchema, type InstructionResult, type SignedInstruction } from '../../shared/instructions.ts';
-import { DEFAULT_MAX_MESSAGE_BYTES, type ReportMessage } from '../../shared/protocol.ts';
+import { DEFAULT_MAX_MESSAGE_BYTES } from '../../shared/protocol.ts';
 import { COLLECTOR_SIGNER, encodeSignedFile, parseSignedBody, readSignedFile, signedFileName, signedFilesIn } from '../../shared/signed-file.ts';
 import { writeFileAtomic } from '../../shared/atomic-write.ts';
 import { type AgentConfig, DEFAULT_CONFIG_PATH, loadConfig, loadPrivateKey } from '../daemon/config.ts';
 import { ResultOutbox } from '../daemon/results.ts';
 import { Executor, readInstalledPackages, readRebootRequired, stateDirFor } from '../executor/executor.ts';
-import { collectInventory } from '../inventory/inventory.ts';
 import { exitCodeFor, summarizeResult } from './execute.ts';
+import { writeReportFile } from './report.ts';
 import { REFUSAL_CODES } from '../executor/verify.ts';
 
 const REPLAYED = REFUSAL_CODES.replayed;
@@ -77,12 +76,6 @@ function notBeforeOf(signed: SignedInstruction): Date | null {
   }
 }
 
-async function writeSigned(dir: string, name: string, bytes: Buffer): Promise<string> {
-  const file = join(dir, name);
-  await writeFileAtomic(file, bytes, 0o644);
-  return file;
-}
-
 export async function applyCommand(argv: string[], out: NodeJS.WritableStream, err: NodeJS.WritableStream = process.stderr): Promise<number> {
   let values;
   try {
@@ -97,10 +90,8 @@ export async function applyCommand(argv: string[], out: NodeJS.WritableStream, e
   }
   if (values.from === undefined) throw new UsageError('apply needs --from DIR (instruction files from `patchwarden-collector instructions export`)');
   const outDir = values.out ?? values.from;
-  for (const [flag, dir] of [['--from', values.from], ['--out', outDir]] as const) {
-    const info = await stat(dir).catch(() => null);
-    if (info === null || !info.isDirectory()) throw new UsageError(`${flag} ${dir} is not a directory`);
-  }
+  await requireDirectory('--from', values.from);
+  await requireDirectory('--out', outDir);
   const config = await loadConfig(values.config);
   const { key } = await loadPrivateKey(config.keyFile);
   const { bundles, refused: refusedFiles } = await loadBundles(values.from, config, err);
@@ -125,7 +116,7 @@ export async function applyCommand(argv: string[], out: NodeJS.WritableStream, e
   let answered = 0;
   let failedWrites = 0;
   const written: { results: string | null } = { results: null };
-  const batch = randomUUID().slice(0, 8);
+  const resultsFile = join(outDir, signedFileName('results', now, config.agentId, randomUUID().slice(0, 8)));
   let settled: () => void = () => undefined;
   const allDone = new Promise<void>((r) => (settled = r));
   const executor = new Executor({
@@ -153,7 +144,8 @@ export async function applyCommand(argv: string[], out: NodeJS.WritableStream, e
         if (kept === undefined) await outbox.add(result);
         // Written after every result: a reboot that takes the host down mid-run keeps what ran before it.
         const body = Buffer.from(JSON.stringify({ agentId: config.agentId, results }));
-        written.results = await writeSigned(outDir, signedFileName('results', now, config.agentId, batch), encodeSignedFile({ kind: 'results', signer: config.agentId, createdAt: new Date(), body, key }));
+        await writeFileAtomic(resultsFile, encodeSignedFile({ kind: 'results', signer: config.agentId, createdAt: new Date(), body, key }), 0o644);
+        written.results = resultsFile;
       } finally {
         if (++answered === due.length) settled();
       }
@@ -172,14 +164,7 @@ export async function applyCommand(argv: string[], out: NodeJS.WritableStream, e
   }
 
   // The daemon sends a fresh inventory after every run; this is its file.
-  const inventory = await collectInventory(config.root === undefined ? {} : { root: config.root });
-  const report: ReportMessage = { type: 'report', id: randomUUID(), hash: inventoryHash(inventory), inventory };
-  const createdAt = new Date();
-  const reportFile = await writeSigned(
-    outDir,
-    signedFileName('report', createdAt, config.agentId, report.id.slice(0, 8)),
-    encodeSignedFile({ kind: 'report', signer: config.agentId, createdAt, body: Buffer.from(JSON.stringify(report)), key }),
-  );
+  const { file: reportFile } = await writeReportFile(outDir, config, key);
   out.write(`wrote ${written.results ?? '(no results file: nothing new ran)'}\nwrote ${reportFile}\ncarry both back: patchwarden-collector reports import DIR\n`);
   // A result that could not be written is not lost (it is in the result outbox) but the run did not finish its job.
   return Math.max(...results.map((r) => exitCodeFor(r.status)), refusedFiles > 0 ? 2 : 0, failedWrites > 0 ? 1 : 0);

@@ -10,21 +10,33 @@
  * Exit codes: 0 written; 3 written, but the inventory is partial (the warnings say why);
  * 2 usage or config error; 1 no file written.
  */
-import { randomUUID } from 'node:crypto';
-import { stat } from 'node:fs/promises';
+import { type KeyObject, randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { requireDirectory } from '../../shared/cli-args.ts';
 import { UsageError } from '../../shared/errors.ts';
 import { inventoryHash } from '../../shared/inventory-hash.ts';
-import type { ReportMessage } from '../../shared/protocol.ts';
+import type { Inventory, ReportMessage } from '../../shared/protocol.ts';
 import { encodeSignedFile, signedFileName } from '../../shared/signed-file.ts';
 import { writeFileAtomic } from '../../shared/atomic-write.ts';
-import { DEFAULT_CONFIG_PATH, loadConfig, loadPrivateKey } from '../daemon/config.ts';
+import { type AgentConfig, DEFAULT_CONFIG_PATH, loadConfig, loadPrivateKey } from '../daemon/config.ts';
 import { collectInventory } from '../inventory/inventory.ts';
 import { EXIT_PARTIAL } from './inventory.ts';
 
 export function reportFileName(createdAt: Date, agentId: string, reportId: string): string {
   return signedFileName('report', createdAt, agentId, reportId.slice(0, 8));
+}
+
+/** Collects this host's inventory and writes it into `dir` as a signed report file (also `apply`'s fresh report). */
+export async function writeReportFile(dir: string, config: AgentConfig, key: KeyObject): Promise<{ file: string; bytes: number; inventory: Inventory; reportId: string }> {
+  const inventory = await collectInventory(config.root === undefined ? {} : { root: config.root });
+  const report: ReportMessage = { type: 'report', id: randomUUID(), hash: inventoryHash(inventory), inventory };
+  const createdAt = new Date();
+  const file = join(dir, reportFileName(createdAt, config.agentId, report.id));
+  const bytes = encodeSignedFile({ kind: 'report', signer: config.agentId, createdAt, body: Buffer.from(JSON.stringify(report), 'utf8'), key });
+  // Mode 0644: an inventory is not secret from the operator carrying it, and the signature, not the mode, protects it.
+  await writeFileAtomic(file, bytes, 0o644);
+  return { file, bytes: bytes.length, inventory, reportId: report.id };
 }
 
 export async function reportCommand(argv: string[], out: NodeJS.WritableStream): Promise<number> {
@@ -36,19 +48,12 @@ export async function reportCommand(argv: string[], out: NodeJS.WritableStream):
   }
   if (values.out === undefined) throw new UsageError('report needs --out DIR (where the report file is written)');
   const dir = values.out;
-  const info = await stat(dir).catch(() => null);
-  if (info === null || !info.isDirectory()) throw new UsageError(`--out ${dir} is not a directory`);
+  await requireDirectory('--out', dir);
   const config = await loadConfig(values.config);
   const { key } = await loadPrivateKey(config.keyFile);
 
-  const inventory = await collectInventory(config.root === undefined ? {} : { root: config.root });
-  const report: ReportMessage = { type: 'report', id: randomUUID(), hash: inventoryHash(inventory), inventory };
-  const createdAt = new Date();
-  const file = join(dir, reportFileName(createdAt, config.agentId, report.id));
-  const bytes = encodeSignedFile({ kind: 'report', signer: config.agentId, createdAt, body: Buffer.from(JSON.stringify(report), 'utf8'), key });
-  // Mode 0644: an inventory is not secret from the operator carrying it, and the signature, not the mode, protects it.
-  await writeFileAtomic(file, bytes, 0o644);
-  out.write(`wrote ${file}\n${inventory.packages.length} packages, ${bytes.length} bytes, report ${report.id}\n`);
+  const { file, bytes, inventory, reportId } = await writeReportFile(dir, config, key);
+  out.write(`wrote ${file}\n${inventory.packages.length} packages, ${bytes} bytes, report ${reportId}\n`);
   for (const w of inventory.warnings) out.write(`warning: ${w.source}: ${w.message} (${w.code})\n`);
   return inventory.warnings.length > 0 ? EXIT_PARTIAL : 0;
 }

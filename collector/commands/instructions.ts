@@ -5,7 +5,7 @@
  *
  * Exit codes: 0 written (or nothing pending); 2 usage.
  */
-import { stat } from 'node:fs/promises';
+import { requireDirectory } from '../../shared/cli-args.ts';
 import { UsageError } from '../../shared/errors.ts';
 import { exportInstructions } from '../airgap/instruction-export.ts';
 import { UUID } from './agent.ts';
@@ -13,22 +13,24 @@ import { cliActor } from './api-token.ts';
 import { parse } from './args.ts';
 import { DEFAULT_DB } from './feed.ts';
 import { readCollectorKey } from './collector-key.ts';
-import { openEngine } from './rollout.ts';
+import { InstructionOutbox } from '../rollout/store.ts';
+import { openDatabase } from '../store/db.ts';
+import { FleetStore } from '../store/fleet.ts';
 
 type Io = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
 
 async function exportCmd(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, out: { type: 'string' }, agent: { type: 'string', multiple: true }, json: { type: 'boolean', default: false } });
   if (values.out === undefined) throw new UsageError('instructions export needs --out DIR');
-  const info = await stat(values.out).catch(() => null);
-  if (info === null || !info.isDirectory()) throw new UsageError(`--out ${values.out} is not a directory`);
+  await requireDirectory('--out', values.out);
   for (const a of values.agent ?? []) if (!UUID.test(a)) throw new UsageError(`--agent ${a} is not an agent id (see the AGENT column of 'hosts')`);
   const agentIds = values.agent?.map((a) => a.toLowerCase());
   const key = readCollectorKey(values.db);
-  const opened = openEngine(values.db, io, false);
+  const db = openDatabase(values.db);
   try {
-    const files = await exportInstructions({ outbox: opened.outbox, dir: values.out, key, ...(agentIds === undefined ? {} : { agentIds }) });
-    for (const f of files) opened.fleet.audit(cliActor(), 'instructions.export', `agent:${f.agentId}`, JSON.stringify({ instructions: f.instructions }));
+    const files = await exportInstructions({ outbox: new InstructionOutbox(db), dir: values.out, key, ...(agentIds === undefined ? {} : { agentIds }) });
+    const fleet = new FleetStore(db);
+    for (const f of files) fleet.audit(cliActor(), 'instructions.export', `agent:${f.agentId}`, JSON.stringify({ instructions: f.instructions }));
     if (values.json) io.stdout.write(JSON.stringify(files, null, 2) + '\n');
     else {
       for (const f of files) io.stdout.write(`wrote ${f.file}: ${f.instructions} instruction${f.instructions === 1 ? '' : 's'} for agent ${f.agentId}\n`);
@@ -36,7 +38,7 @@ async function exportCmd(argv: string[], io: Io): Promise<number> {
     }
     return 0;
   } finally {
-    opened.close();
+    db.close();
   }
 }
 
