@@ -8,9 +8,10 @@
  * Exit codes: 0 succeeded, 1 failed (it ran and a command failed), 2 refused (nothing ran)
  * or a usage error.
  */
-import { open, stat } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { requireDirectory } from '../../shared/cli-args.ts';
 import { UsageError } from '../../shared/errors.ts';
 import type { InstructionResult, ResultStatus } from '../../shared/instructions.ts';
 import { DEFAULT_CONFIG_PATH, loadConfig } from '../daemon/config.ts';
@@ -80,8 +81,7 @@ export async function executeCommand(argv: string[], out: NodeJS.WritableStream,
   if (values.instruction === undefined) throw new UsageError('execute needs --instruction FILE (a signed instruction exported by the collector)');
   let root = '/';
   if (values.root !== undefined) {
-    const info = await stat(values.root).catch(() => null);
-    if (info === null || !info.isDirectory()) throw new UsageError(`--root ${values.root} is not a directory`);
+    await requireDirectory('--root', values.root);
     root = resolve(values.root);
   }
   const config = await loadConfig(values.config);

@@ -4,10 +4,10 @@
  * Exit codes: 0 complete inventory; 3 partial inventory (a source was unreadable or
  * entries were skipped: the warnings say which); 2 usage error; 1 no inventory at all.
  */
-import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Inventory } from '../../shared/protocol.ts';
+import { requireDirectory } from '../../shared/cli-args.ts';
 import { UsageError } from '../../shared/errors.ts';
 import { collectInventory } from '../inventory/inventory.ts';
 
@@ -57,10 +57,7 @@ export async function inventoryCommand(argv: string[], out: NodeJS.WritableStrea
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  if (values.root !== undefined) {
-    const info = await stat(values.root).catch(() => null);
-    if (info === null || !info.isDirectory()) throw new UsageError(`--root ${values.root} is not a directory`);
-  }
+  if (values.root !== undefined) await requireDirectory('--root', values.root);
   const release = values['kernel-release'];
   const running = release === undefined ? undefined : { release, version: values['kernel-version'] ?? '' };
   const inv = await collectInventory({
