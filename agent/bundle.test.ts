@@ -37,7 +37,7 @@ describe('dist/agent.js, copied alone into an empty directory', () => {
 
   for (const [name, node] of runtimes) {
     it(`${name}: inventory --json equals dpkg-query's package count and passes the schema`, () => {
-      assert.ok(existsSync(node), `${node} is missing: run \`npm run node18\` (CI does, in .ci/run)`);
+      assert.ok(existsSync(node), `${node} is missing: \`npm test\` fetches it (or \`npm run node18\`)`);
       const r = spawnSync(node, [lone, 'inventory', '--json'], { cwd: dir, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
       assert.ok(r.status === 0 || r.status === 3, `exit ${r.status ?? r.signal ?? '?'}: ${r.stderr}`);
       const inv = InventorySchema.parse(JSON.parse(r.stdout));

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { needs, TOOLS } from '../shared/testing/system-tools.ts';
 
 const dir = import.meta.dirname;
 
@@ -17,7 +18,7 @@ function exposure(unit: string): number {
   return Number(m[1]);
 }
 
-describe('systemd units', () => {
+describe('systemd units', { skip: needs(TOOLS.systemdAnalyze) }, () => {
   for (const unit of ['patchwarden-collector.service', 'patchwarden-agent.service']) {
     it(`${unit}: systemd-analyze verify finds nothing`, () => {
       const r = spawnSync('systemd-analyze', ['verify', join(dir, unit)], { encoding: 'utf8', timeout: 60_000 });

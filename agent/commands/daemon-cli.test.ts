@@ -150,7 +150,7 @@ describe('patchwarden-agent run (CLI)', () => {
     [
       'dist/agent.js copied alone into an empty directory, on Node 18',
       (t) => {
-        assert.ok(existsSync(NODE18_BIN), `${NODE18_BIN} is missing: run \`npm run node18\``);
+        assert.ok(existsSync(NODE18_BIN), `${NODE18_BIN} is missing: \`npm test\` fetches it (or \`npm run node18\`)`);
         ensureBuilt('agent');
         const lone = tempDir(t, 'pw-lone-');
         copyFileSync(bundle, join(lone, 'agent.js'));

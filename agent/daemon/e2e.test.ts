@@ -24,6 +24,7 @@ import { readCaFile } from './connection.ts';
 import { enroll } from './enroll.ts';
 import { createLogger } from './log.ts';
 import { logSink, tempDir } from './testkit.ts';
+import { needs, TOOLS } from '../../shared/testing/system-tools.ts';
 
 /** `dpkg-query -W` rows whose package is installed (status abbreviation `?i`). */
 function dpkgInstalledCount(): number {
@@ -134,7 +135,7 @@ describe('agent against the real collector', () => {
     assert.equal(exit.error.closeCode, 4003);
   });
 
-  it('wss with a private CA: refused without caFile (PW_ERR_CONNECT, nothing written), enrolled and reporting with it', async (t) => {
+  it('wss with a private CA: refused without caFile (PW_ERR_CONNECT, nothing written), enrolled and reporting with it', { skip: needs(TOOLS.openssl) }, async (t) => {
     const dir = tempDir(t, 'pw-e2e-tls-');
     const ssl = (args: string[]): void => {
       execFileSync('openssl', args, { cwd: dir, stdio: 'ignore', timeout: 30_000 });

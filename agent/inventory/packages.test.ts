@@ -8,6 +8,7 @@ import { gunzipSync } from 'node:zlib';
 import type { PackageFormat } from '../../shared/protocol.ts';
 import { type CommandRunner, createContext, runCommand } from './context.ts';
 import { readPackages } from './packages.ts';
+import { needs, TOOLS } from '../../shared/testing/system-tools.ts';
 
 const data = join(import.meta.dirname, '..', '..', '..', 'shared', 'data');
 const dpkgStatus = gunzipSync(readFileSync(join(data, 'host-inventory', 'debian12-host.dpkg-status.gz')));
@@ -67,7 +68,7 @@ describe('readPackages: the first database found wins', () => {
     ['no database at all', [], null, 0, ['PW_WARN_NO_PACKAGE_DB']],
   ];
   for (const [name, layers, format, count, codes] of table) {
-    it(`${name} -> ${format ?? 'null'}`, async () => {
+    it(`${name} -> ${format ?? 'null'}`, { skip: layers.includes('rpm') && needs(TOOLS.rpm) }, async () => {
       const ctx = createContext(await rootWith(name.replace(/\W+/g, '-'), layers));
       const got = await readPackages(ctx);
       assert.equal(got.format, format);
@@ -76,13 +77,13 @@ describe('readPackages: the first database found wins', () => {
     });
   }
 
-  it('names every database it found when there are several', async () => {
+  it('names every database it found when there are several', { skip: needs(TOOLS.rpm) }, async () => {
     const ctx = createContext(await rootWith('three', ['dpkg', 'rpm', 'apk']));
     await readPackages(ctx);
     assert.match(ctx.warnings[0]?.message ?? '', /has dpkg and rpm and apk package databases; reporting the dpkg packages only/);
   });
 
-  it('an rpm database but no rpm program: null, and only the rpm warning', async () => {
+  it('an rpm database but no rpm program: null, and only the rpm warning', { skip: needs(TOOLS.rpm) }, async () => {
     const noRpm: CommandRunner = (file, args, options) => runCommand(file, args, { ...options, env: { PATH: join(work, 'no-such-bin'), LC_ALL: 'C' } });
     const ctx = createContext(await rootWith('rpm-no-program', ['rpm']), { run: noRpm });
     assert.deepEqual(await readPackages(ctx), { format: null, packages: [] });

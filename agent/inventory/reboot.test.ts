@@ -25,6 +25,7 @@ import {
   readReboot,
   unitFromCgroup,
 } from './reboot.ts';
+import { needs, TOOLS } from '../../shared/testing/system-tools.ts';
 
 const fixtures = join(import.meta.dirname, 'fixtures', 'reboot');
 const fixture = (name: string): Promise<string> => readFile(join(fixtures, name), 'utf8');
@@ -297,7 +298,7 @@ async function mapLibrary(t: After, lib: string): Promise<ChildProcess> {
 }
 
 describe('readReboot against the real needrestart and checkrestart on this machine', () => {
-  it('a process mapping a deleted library: ours, needrestart -v and checkrestart all name it', async (t) => {
+  it('a process mapping a deleted library: ours, needrestart -v and checkrestart all name it', { skip: needs(TOOLS.needrestart, TOOLS.checkrestart) }, async (t) => {
     const python = await stat('/usr/bin/python3').then(() => true, () => false);
     if (!python) {
       t.skip('no /usr/bin/python3 to map a library with dlopen');
@@ -326,8 +327,8 @@ describe('readReboot against the real needrestart and checkrestart on this machi
     );
 
     const nr = await runNeedrestart(true);
-    if (nr === null) t.diagnostic('needrestart is not installed: apt-get install needrestart');
-    else {
+    assert.ok(nr !== null, 'needrestart ran');
+    {
       assert.equal(nr.deleted.get(pid), lib, 'needrestart -v names the same process and file');
       // Both directions, for processes that outlived both scans.
       const ourPids = new Set(ours.services.flatMap((s) => s.pids));
@@ -342,19 +343,16 @@ describe('readReboot against the real needrestart and checkrestart on this machi
     }
 
     const cr = await runCommand('checkrestart', ['-m', '-v'], { timeoutMs: 180_000 });
-    if (cr === null) t.diagnostic('checkrestart is not installed: apt-get install debian-goodies');
-    else {
+    assert.ok(cr !== null, 'checkrestart ran');
+    {
       const files = [...cr.stdout.matchAll(/^file\t(\d+)\t[^\t]*\t(.+)$/gm)].filter((m) => Number(m[1]) === pid).map((m) => m[2]);
       assert.ok(files.includes(lib), `checkrestart -m -v lists #${pid} with ${lib}: ${JSON.stringify(files)}`);
     }
   });
 
-  it('kernel: KCUR is our running release, KSTA/KEXP agree with our installed kernels and kernel-update reason', async (t) => {
+  it('kernel: KCUR is our running release, KSTA/KEXP agree with our installed kernels and kernel-update reason', { skip: needs(TOOLS.needrestart) }, async () => {
     const nr = await runNeedrestart(false);
-    if (nr === null) {
-      t.skip('needrestart is not installed: apt-get install needrestart');
-      return;
-    }
+    assert.ok(nr !== null, 'needrestart ran');
     const ctx = createContext('/');
     const kernel = await readKernel(ctx, (await readDpkgPackages(ctx)) ?? [], 'deb');
     assert.equal(nr.kv.get('KCUR'), kernel.release);
@@ -409,7 +407,7 @@ async function extractKernel(deb: string, release: string, into: string): Promis
 }
 
 describe('real Debian kernel images (linux-image-6.1.0-55/56-amd64 from bookworm-security)', () => {
-  it('in a root: both found on disk; in /boot: needrestart says KSTA 3 / KEXP 6.1.0-56-amd64 and we agree', async (t) => {
+  it('in a root: both found on disk; in /boot: needrestart says KSTA 3 / KEXP 6.1.0-56-amd64 and we agree', { skip: needs(TOOLS.needrestart, TOOLS.dpkgDeb) }, async (t) => {
     if (process.getuid?.() !== 0) {
       t.skip('needs root to place images in /boot for needrestart');
       return;
@@ -458,10 +456,7 @@ describe('real Debian kernel images (linux-image-6.1.0-55/56-amd64 from bookworm
       placed.push(target);
     }
     const nr = await runNeedrestart(false);
-    if (nr === null) {
-      t.skip('needrestart is not installed: apt-get install needrestart');
-      return;
-    }
+    assert.ok(nr !== null, 'needrestart ran');
     const ctx = createContext('/');
     const kernel = await readKernel(ctx, (await readDpkgPackages(ctx)) ?? [], 'deb');
     assert.equal(nr.kv.get('KCUR'), kernel.release);

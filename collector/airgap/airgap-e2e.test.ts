@@ -61,7 +61,7 @@ const agents: [string, AgentCli][] = [
   [
     'dist/agent.js alone on Node 18',
     async (t, args) => {
-      assert.ok(existsSync(NODE18_BIN), `${NODE18_BIN} is missing: run \`npm run node18\``);
+      assert.ok(existsSync(NODE18_BIN), `${NODE18_BIN} is missing: \`npm test\` fetches it (or \`npm run node18\`)`);
       ensureBuilt('agent');
       const lone = await tempDir(t, 'pw-lone-');
       await copyFile(join(root, 'dist', 'agent.js'), join(lone, 'agent.js'));

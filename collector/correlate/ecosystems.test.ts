@@ -11,10 +11,11 @@ import { parseFeedPath } from '../feeds/import.ts';
 import { Correlator } from './correlator.ts';
 import { DEFAULT_POLICY, DuePolicySchema } from './policy.ts';
 import { dpkgOracle, inventoryOf, loadOsv } from './testkit.ts';
+import { needs, TOOLS } from '../../shared/testing/system-tools.ts';
 
 const NOW = new Date('2026-11-26T18:00:00Z');
 
-describe('Debian: advisories are keyed by SOURCE package and judged on the source version', async () => {
+describe('Debian: advisories are keyed by SOURCE package and judged on the source version', { skip: needs(TOOLS.pythonApt) }, async () => {
   // The real Debian 12 host's 732 packages, judged against the real DSA list's fix lines
   // for older releases as if the host ran them (the list predates bookworm): what is under
   // test is source keying and dpkg ordering, checked against libapt.
@@ -47,7 +48,7 @@ describe('Debian: advisories are keyed by SOURCE package and judged on the sourc
 
 });
 
-describe('Debian 12 host against its real pending bookworm-security fixes', () => {
+describe('Debian 12 host against its real pending bookworm-security fixes', { skip: needs(TOOLS.pythonApt) }, () => {
   // bookworm-security-upgrade-changelogs.jsonl.gz: for each source package this real host
   // could upgrade, the CVEs each newer changelog entry fixes. Put in the Debian tracker's
   // JSON shape (source -> CVE -> releases.bookworm), that is the tracker's own view of

@@ -12,6 +12,7 @@ import { seededRandom } from '../../shared/testing/random.ts';
 import { readFeedFile, readJsonLines, type FeedRecord, type ReadOptions } from './reader.ts';
 import { buildZip } from './testkit.ts';
 import { FeedReport } from './types.ts';
+import { needs, TOOLS } from '../../shared/testing/system-tools.ts';
 
 const run = promisify(execFile);
 const DATA = join(import.meta.dirname, '../../../shared/data');
@@ -172,7 +173,7 @@ describe('readFeedFile: corruption refuses the file', () => {
 });
 
 describe('readFeedFile: osv.dev all.zip', () => {
-  it('a zip made by Info-ZIP from the real samples: every .json entry, others counted', async () => {
+  it('a zip made by Info-ZIP from the real samples: every .json entry, others counted', { skip: needs(TOOLS.zip) }, async () => {
     const src = join(dir, 'zipsrc');
     await mkdir(src, { recursive: true });
     for (const f of [DSA, UBUNTU, KERNEL]) await copyFile(f, join(src, f.split('/').pop() ?? ''));

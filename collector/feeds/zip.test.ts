@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import { FeedFormatError, InputTooLargeError } from '../../shared/errors.ts';
 import { buildZip } from './testkit.ts';
 import { crc32, isUnsafeEntryName, ZipArchive } from './zip.ts';
+import { needs, TOOLS } from '../../shared/testing/system-tools.ts';
 
 const run = promisify(execFile);
 const SAMPLES = join(import.meta.dirname, '../../../shared/data/osv');
@@ -72,7 +73,7 @@ describe('isUnsafeEntryName', () => {
   }
 });
 
-describe('ZipArchive with archives made by Info-ZIP zip from the real OSV samples', () => {
+describe('ZipArchive with archives made by Info-ZIP zip from the real OSV samples', { skip: needs(TOOLS.zip) }, () => {
   const VARIANTS: [string, string[]][] = [
     ['deflate', ['-q', '-X']],
     ['stored (-0)', ['-q', '-X', '-0']],
@@ -100,7 +101,7 @@ describe('ZipArchive refuses hostile and broken archives', () => {
     await assert.rejects(ZipArchive.open(p), isCode(FeedFormatError, 'PW_ERR_FEED_FORMAT'));
   });
 
-  it('truncated: the real zip cut in half', async () => {
+  it('truncated: the real zip cut in half', { skip: needs(TOOLS.zip) }, async () => {
     const p = join(dir, 'half.zip');
     await run('zip', ['-q', '-X', p, 'ALSA-2026_A009.json'], { cwd: dir, timeout: 30_000, maxBuffer: 1 << 20 });
     const whole = await readFile(p);

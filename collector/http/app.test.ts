@@ -5,6 +5,7 @@ import { DEFAULT_POLICY } from '../correlate/policy.ts';
 import { HostFindings } from '../gateway/host-findings.ts';
 import { createLogger } from '../logger.ts';
 import { almaInventory, auth, debianInventory, type Fixture, makeFixture, NOW, parseWithPrometheusClient, sample } from './testkit.ts';
+import { needs, TOOLS } from '../../shared/testing/system-tools.ts';
 
 describe('GET /healthz', () => {
   it('answers ok without a token while the database answers, 503 once it is gone', async (t) => {
@@ -42,7 +43,7 @@ describe('unexpected errors', () => {
   });
 });
 
-describe('GET /metrics', () => {
+describe('GET /metrics', { skip: needs(TOOLS.prometheusClient) }, () => {
   let fx: Fixture;
   before(async () => {
     fx = await makeFixture();

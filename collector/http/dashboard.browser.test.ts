@@ -5,18 +5,18 @@
  * /tmp for a person to look at.
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { getRequestListener } from '@hono/node-server';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { almaInventory, debianInventory, type Fixture, HOSTILE_HOSTNAME, makeFixture } from './testkit.ts';
+import { needs, TOOLS } from '../../shared/testing/system-tools.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM = TOOLS.chromium.path;
 export const SCREENSHOTS = { hosts: '/tmp/patchwarden-dashboard-hosts.png', host: '/tmp/patchwarden-dashboard-host.png' };
 
-describe('dashboard in Chromium', () => {
+describe('dashboard in Chromium', { skip: needs(TOOLS.chromium) }, () => {
   let fx: Fixture;
   let server: Server;
   let base: string;
@@ -27,7 +27,6 @@ describe('dashboard in Chromium', () => {
   const ids: Record<string, string> = {};
 
   before(async () => {
-    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium`);
     fx = await makeFixture();
     ids.web1 = fx.addHost(debianInventory('web-1'), { connected: true, tags: ['prod'] });
     ids.db1 = fx.addHost(almaInventory('db-1', { rebootRequired: true }), { connected: true });

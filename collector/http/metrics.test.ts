@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseWithPrometheusClient } from './testkit.ts';
 import { createMetrics, escapeHelp, escapeLabelValue, formatValue, MAX_SERIES_PER_METRIC, Registry } from './metrics.ts';
+import { needs, TOOLS } from '../../shared/testing/system-tools.ts';
 
 describe('escapeLabelValue', () => {
   const cases: [string, string][] = [
@@ -71,7 +72,7 @@ describe('Registry', () => {
     assert.throws(() => { c.inc({ status: 'a', extra: 'b' } as { status: string }); }, /takes labels/);
   });
 
-  it('counts and renders hostile label values that the Prometheus parser reads back unchanged', () => {
+  it('counts and renders hostile label values that the Prometheus parser reads back unchanged', { skip: needs(TOOLS.prometheusClient) }, () => {
     const r = new Registry();
     const c = r.counter('t_requests_total', 'Requests "by" route\nsecond line \\ backslash.', ['route', 'status']);
     const hostile = ['/api/v1/hosts', 'quote"d', 'back\\slash', 'new\nline', '<script>alert(1)</script>', "'; DROP TABLE hosts; --", 'ünïcødé'];
@@ -92,7 +93,7 @@ describe('Registry', () => {
     });
   });
 
-  it('renders a histogram with cumulative buckets, sum and count', () => {
+  it('renders a histogram with cumulative buckets, sum and count', { skip: needs(TOOLS.prometheusClient) }, () => {
     const r = new Registry();
     const h = r.histogram('t_seconds', 'x', [], [0.1, 1, 10]);
     for (const v of [0.05, 0.1, 0.5, 2, 20]) h.observe(v);
@@ -108,7 +109,7 @@ describe('Registry', () => {
     assert.ok(Math.abs((byName('t_seconds_sum') ?? 0) - 22.65) < 1e-9, `sum ${byName('t_seconds_sum') ?? 'missing'}`);
   });
 
-  it('times sync and async work and records a throwing run too', async () => {
+  it('times sync and async work and records a throwing run too', { skip: needs(TOOLS.prometheusClient) }, async () => {
     const r = new Registry();
     const h = r.histogram('t_time_seconds', 'x', ['kind']);
     assert.equal(h.time({ kind: 'sync' }, () => 7), 7);
@@ -130,7 +131,7 @@ describe('Registry', () => {
     assert.equal(c.get({ k: String(MAX_SERIES_PER_METRIC + 1) }), 0);
   });
 
-  it('runs collect hooks at render and counts the ones that fail', () => {
+  it('runs collect hooks at render and counts the ones that fail', { skip: needs(TOOLS.prometheusClient) }, () => {
     const r = new Registry();
     const g = r.gauge('t_gauge', 'x', ['feed']);
     let n = 0;
@@ -148,7 +149,7 @@ describe('Registry', () => {
   });
 });
 
-describe('createMetrics', () => {
+describe('createMetrics', { skip: needs(TOOLS.prometheusClient) }, () => {
   it('exposes the documented names, parseable by the Prometheus client', () => {
     const m = createMetrics();
     m.reportsTotal.inc({ status: 'stored' });
