@@ -24,7 +24,8 @@ usage:
   patchwarden-collector feed export [--db FILE] --out FILE [--feed NAME]...   (a signed bundle for an offline collector)
   patchwarden-collector feed sync [--db FILE] --config FILE
   patchwarden-collector feed list [--db FILE] [--json]
-  patchwarden-collector exception add [--db FILE] --advisory ID [--package NAME] [--host ID] --owner WHO --reason WHY --expires DATE
+  patchwarden-collector exception add [--db FILE] --advisory ID [--package NAME] (--host ID | --fleet-wide) --owner WHO --reason WHY --expires DATE
+  patchwarden-collector exception remove [--db FILE] --id N
   patchwarden-collector exception list [--db FILE] [--json]
   patchwarden-collector api-token create [--db FILE] --name NAME --role viewer|operator|admin [--json]   (prints the token once)
   patchwarden-collector api-token revoke [--db FILE] --name NAME

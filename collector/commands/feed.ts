@@ -20,6 +20,7 @@ import { openDatabase } from '../store/db.ts';
 import { importFeedPath, type FeedImportResult } from '../feeds/store-import.ts';
 import { syncFeed } from '../feeds/sync.ts';
 import { parse } from './args.ts';
+import { FeedAudit } from './feed-audit.ts';
 
 export const DEFAULT_DB = 'patchwarden.db';
 
@@ -60,17 +61,22 @@ async function importCmd(argv: string[], io: Io): Promise<number> {
   let failed = 0;
   try {
     const store = new AdvisoryStore(db);
+    const audit = new FeedAudit(db);
     for (const path of positionals) {
       try {
         if (await isSignedFile(path)) {
-          io.stdout.write(bundleSummary(path, await importFeedBundle(store, path, { trusted })) + '\n');
+          const b = await importFeedBundle(store, path, { trusted });
+          audit.bundle(path, b);
+          io.stdout.write(bundleSummary(path, b) + '\n');
           continue;
         }
         const r = await importFeedPath(store, path, values.name === undefined ? {} : { name: values.name });
+        audit.imported(path, r);
         io.stdout.write(importSummary(r) + '\n');
         writeWarnings(r, io);
       } catch (err) {
         failed++;
+        audit.refused(path, err);
         io.stderr.write(`${path}: refused, nothing stored: ${errorMessage(err)}\n`);
       }
     }
@@ -115,6 +121,7 @@ async function syncCmd(argv: string[], io: Io): Promise<number> {
   const tty = io.stderr.isTTY ?? false;
   try {
     const store = new AdvisoryStore(db);
+    const audit = new FeedAudit(db);
     for (const src of config.feeds) {
       const bar = tty ? new SingleBar({ format: `${src.name} [{bar}] {percentage}% {value}/{total} bytes`, stream: io.stderr }) : null;
       const progress = { started: false };
@@ -129,6 +136,7 @@ async function syncCmd(argv: string[], io: Io): Promise<number> {
         },
       });
       if (bar !== null && progress.started) bar.stop();
+      audit.synced(src.url, outcome);
       if (outcome.status === 'imported') {
         io.stdout.write(importSummary(outcome.result) + '\n');
         writeWarnings(outcome.result, io);

@@ -49,7 +49,7 @@ describe('scan --db --record keeps first-seen and resolved per host; exceptions 
   });
 
   it('an exception with an owner and an expiry: accepted, no due date', async () => {
-    assert.equal(await exceptionCommand(['add', '--db', db, '--advisory', ADV, '--package', 'openssl', '--owner', 'sec-team', '--reason', 'WAF rule', '--expires', '2099-01-01'], io()), 0);
+    assert.equal(await exceptionCommand(['add', '--db', db, '--advisory', ADV, '--package', 'openssl', '--fleet-wide', '--owner', 'sec-team', '--reason', 'WAF rule', '--expires', '2099-01-01'], io()), 0);
     const f = one(await scan('3.3.2-r1', '2026-11-06T10:00:00Z'));
     assert.equal(f?.status, 'accepted');
     assert.equal(f.due, null);
@@ -75,6 +75,13 @@ describe('scan --db --record keeps first-seen and resolved per host; exceptions 
     ['no owner', ['--advisory', ADV, '--reason', 'y', '--expires', '2099-01-01']],
     ['a hostile package name', ['--advisory', ADV, '--package', "openssl'; DROP TABLE exceptions;--", '--owner', 'x', '--reason', 'y', '--expires', '2099-01-01']],
     ['an advisory id with spaces', ['--advisory', 'ALSA 1 <b>', '--owner', 'x', '--reason', 'y', '--expires', '2099-01-01']],
+    // Issue 10: the owner was free text, and a fleet-wide acceptance needed no asking.
+    ['a free-text owner with markup', ['--advisory', ADV, '--host', 'web-1', '--owner', 'Bob <b>the</b> owner', '--reason', 'y', '--expires', '2099-01-01']],
+    ['an owner that forges a log line', ['--advisory', ADV, '--host', 'web-1', '--owner', 'x\nexception 9: accepted by ceo', '--reason', 'y', '--expires', '2099-01-01']],
+    ['an owner of 129 characters', ['--advisory', ADV, '--host', 'web-1', '--owner', 'a'.repeat(129), '--reason', 'y', '--expires', '2099-01-01']],
+    ['a reason with terminal escapes', ['--advisory', ADV, '--host', 'web-1', '--owner', 'x', '--reason', 'ok\u001b[2J', '--expires', '2099-01-01']],
+    ['neither --host nor --fleet-wide (every host, silently)', ['--advisory', ADV, '--owner', 'x', '--reason', 'y', '--expires', '2099-01-01']],
+    ['both --host and --fleet-wide', ['--advisory', ADV, '--host', 'web-1', '--fleet-wide', '--owner', 'x', '--reason', 'y', '--expires', '2099-01-01']],
   ];
   for (const [name, args] of bad) {
     it(`exception add refuses ${name} with PW_ERR_USAGE`, async () => {

@@ -123,6 +123,8 @@ export interface AuditEntry {
   action: string;
   target: string | null;
   detail: string | null;
+  /** The unix uid of the process that wrote the row (null on rows older than migration 10, or off unix). */
+  uid: number | null;
 }
 
 export interface AuditQuery {
@@ -138,7 +140,7 @@ export class AuditLog {
 
   constructor(db: Db) {
     this.#list = db.prepare<Record<string, string | number | null>, AuditEntry>(
-      `SELECT id, at, actor, action, target, detail FROM audit
+      `SELECT id, at, actor, action, target, detail, uid FROM audit
        WHERE (@actor IS NULL OR actor = @actor) AND (@action IS NULL OR action = @action) AND (@before IS NULL OR id < @before)
        ORDER BY id DESC LIMIT @limit`,
     );

@@ -327,8 +327,8 @@ export class FleetStore {
     this.#setFindings = db.prepare<[number, number, string]>('UPDATE hosts SET open_findings = ?, overdue_findings = ? WHERE agent_id = ?');
     this.#hostIds = db.prepare<[], string>('SELECT agent_id FROM hosts ORDER BY agent_id').pluck();
     this.#setTags = db.prepare<[string, string]>('UPDATE agents SET tags = ? WHERE id = ?');
-    this.#insertAudit = db.prepare<[string, string, string, string | null, string | null]>(
-      'INSERT INTO audit (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)',
+    this.#insertAudit = db.prepare<[string, string, string, string | null, string | null, number | null]>(
+      'INSERT INTO audit (at, actor, action, target, detail, uid) VALUES (?, ?, ?, ?, ?, ?)',
     );
     this.#disconnectAll = db.prepare('UPDATE agents SET connected = 0 WHERE connected = 1');
     this.#enrollTx = db.transaction(
@@ -689,7 +689,12 @@ export class FleetStore {
     this.#setFindings.run(open, overdue, agentId);
   }
 
+  /**
+   * One audit row. `uid` is the unix user of the process that writes it: for the CLI the
+   * operator (the actor `cli:<name>` is only what the passwd entry said), for `serve` the
+   * service account, whose API rows name the token as the actor.
+   */
   audit(actor: string, action: string, target: string | null, detail: string | null, now = new Date()): void {
-    this.#insertAudit.run(now.toISOString(), actor, action, target, detail);
+    this.#insertAudit.run(now.toISOString(), actor, action, target, detail, process.getuid?.() ?? null);
   }
 }

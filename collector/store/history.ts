@@ -91,11 +91,24 @@ export class FindingHistoryStore {
     this.#recordTx(host, findings, now.toISOString(), previous);
   }
 
-  addException(e: RiskException & { host?: string | undefined }, now: Date): number {
+  /** `createdBy`: the actor who accepted the risk (`cli:<unix user>`), kept beside the owner it names. */
+  addException(e: RiskException & { host?: string | undefined; createdBy: string }, now: Date): number {
     const r = this.#db
-      .prepare('INSERT INTO exceptions (advisory, package, host, owner, reason, expires, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
-      .run(e.advisory, e.package ?? null, e.host ?? null, e.owner, e.reason, e.expires, now.toISOString());
+      .prepare('INSERT INTO exceptions (advisory, package, host, owner, reason, expires, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(e.advisory, e.package ?? null, e.host ?? null, e.owner, e.reason, e.expires, now.toISOString(), e.createdBy);
     return Number(r.lastInsertRowid);
+  }
+
+  /**
+   * Ends an exception now (its expiry moves to `now`), keeping the row for the record; the
+   * expiry it had is returned, undefined when there is no such exception or it has ended.
+   */
+  endException(id: number, now: Date): string | undefined {
+    const at = now.toISOString();
+    const row = this.#db.prepare<[number, string], { expires: string }>('SELECT expires FROM exceptions WHERE id = ? AND expires > ?').get(id, at);
+    if (row === undefined) return undefined;
+    this.#db.prepare<[string, number]>('UPDATE exceptions SET expires = ? WHERE id = ?').run(at, id);
+    return row.expires;
   }
 
   /** Exceptions for this host (and fleet-wide ones) that have not expired. */

@@ -314,4 +314,11 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE feeds ADD COLUMN bundle_created_at TEXT;
   `,
+  // 10: who did it. audit.uid is the unix uid of the process that wrote the row (the
+  // operator for the CLI, beside the `cli:<name>` its passwd entry gave); an exception keeps
+  // the actor who accepted the risk beside the owner it names. Older rows have NULL.
+  `
+  ALTER TABLE audit ADD COLUMN uid INTEGER;
+  ALTER TABLE exceptions ADD COLUMN created_by TEXT;
+  `,
 ];

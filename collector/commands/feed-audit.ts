@@ -1,0 +1,71 @@
+/**
+ * The audit rows of `feed import` and `feed sync`: advisories decide what every host is
+ * told it must patch, so each import, bundle import, sync and refused file is written to
+ * the audit log with its actor (`cli:<unix user>`), the path or URL it came from and its
+ * counts. A refused file changes nothing but the feed's last error, and is recorded
+ * because a poisoned or tampered feed is what an operator will want to find later.
+ *
+ * The row is written right after the import's own transaction commits (the importers own
+ * their transactions), so a crash in between leaves a change without its row, never a
+ * row without its change.
+ */
+import { resolve } from 'node:path';
+import { errorMessage } from '../../shared/errors.ts';
+import type { BundleImportResult } from '../airgap/feed-bundle.ts';
+import type { SyncOutcome } from '../feeds/sync.ts';
+import type { FeedImportResult } from '../feeds/store-import.ts';
+import type { Db } from '../store/db.ts';
+import { FleetStore } from '../store/fleet.ts';
+import { cliActor } from './api-token.ts';
+
+/** An error message in a row is a hint, not a transcript: a hostile file's text stays short. */
+const MAX_MESSAGE = 500;
+
+/** A feed URL without its user info and query, where a credential could ride. */
+export function auditedUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}${u.pathname}`;
+  } catch {
+    return '(not a URL)';
+  }
+}
+
+export class FeedAudit {
+  readonly #fleet: FleetStore;
+  readonly #actor: string;
+
+  constructor(db: Db, actor: string = cliActor()) {
+    this.#fleet = new FleetStore(db);
+    this.#actor = actor;
+  }
+
+  imported(path: string, r: FeedImportResult): void {
+    this.#fleet.audit(this.#actor, 'feed.import', `feed:${r.source}`, JSON.stringify({ path: resolve(path), formats: r.formats, advisories: r.advisories, kev: r.kev, warnings: r.warnings }));
+  }
+
+  bundle(path: string, r: BundleImportResult): void {
+    const feeds = r.feeds.map((f) => ({ source: f.source, advisories: f.advisories, kev: f.kev }));
+    this.#fleet.audit(this.#actor, 'feed.bundle-import', `feed-bundle:${r.signer}`, JSON.stringify({ path: resolve(path), createdAt: r.createdAt, feeds }));
+  }
+
+  refused(path: string, err: unknown): void {
+    const code = (err as { code?: unknown } | null)?.code;
+    this.#fleet.audit(
+      this.#actor,
+      'feed.import-refused',
+      null,
+      JSON.stringify({ path: resolve(path), code: typeof code === 'string' ? code : null, message: errorMessage(err).slice(0, MAX_MESSAGE) }),
+    );
+  }
+
+  /** A sync that changed nothing (304, same ETag) is not written: only imports and failures are. */
+  synced(url: string, o: SyncOutcome): void {
+    if (o.status === 'imported') {
+      const r = o.result;
+      this.#fleet.audit(this.#actor, 'feed.sync', `feed:${o.source}`, JSON.stringify({ url: auditedUrl(url), formats: r.formats, advisories: r.advisories, kev: r.kev, warnings: r.warnings }));
+    } else if (o.status === 'failed') {
+      this.#fleet.audit(this.#actor, 'feed.sync-failed', `feed:${o.source}`, JSON.stringify({ url: auditedUrl(url), code: o.code, message: o.error.split(url).join(auditedUrl(url)).slice(0, MAX_MESSAGE) }));
+    }
+  }
+}
