@@ -42,7 +42,7 @@ export interface CollectorOptions {
   config?: CollectorConfig;
   keyFile?: string;
   logger?: Logger;
-  gateway?: Pick<GatewayOptions, 'heartbeatSeconds' | 'handshakeTimeoutMs' | 'maxPayload' | 'closeGraceMs' | 'maxPendingHandshakes'>;
+  gateway?: Pick<GatewayOptions, 'heartbeatSeconds' | 'handshakeTimeoutMs' | 'maxPayload' | 'preAuthMaxPayload' | 'closeGraceMs' | 'maxPendingHandshakes' | 'maxPendingPerAddress'>;
   /** How often running rollouts are advanced (windows, waits, gates, reboot grace). Default 15 s. */
   rolloutTickMs?: number;
   now?: () => Date;

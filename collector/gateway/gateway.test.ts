@@ -16,7 +16,8 @@ import { inventoryOf, rhel95Packages } from '../correlate/testkit.ts';
 import { importFeedPath } from '../feeds/store-import.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase, type Db } from '../store/db.ts';
-import { enrollMessage, helloMessage, newKeys, startCollector, TestAgent, type TestCollector, variant } from './testkit.ts';
+import { PRE_AUTH_MAX_PAYLOAD } from './gateway.ts';
+import { enrollMessage, floodIdleUpgrades, helloMessage, newKeys, startCollector, TestAgent, type TestCollector, variant } from './testkit.ts';
 
 const run = promisify(execFile);
 
@@ -289,8 +290,10 @@ const badCases: BadCase[] = [
     closeCode: 4000,
   },
   { name: 'a binary frame', setup: raw(() => Buffer.from('{"type":"hello"}'), true), code: 'PW_ERR_PROTOCOL', closeCode: 4000 },
-  { name: 'a frame over maxPayload (1 MiB + 1)', setup: raw(() => `"${'x'.repeat(1024 * 1024 - 1)}"`), code: null, closeCode: 1009 },
-  { name: 'a report before hello', setup: raw(() => JSON.stringify({ type: 'report', id: randomUUID(), hash: inventoryHash(thisHost), inventory: thisHost })), code: 'PW_ERR_UNAUTHENTICATED', closeCode: 4001 },
+  { name: 'a frame over the pre-auth limit (4 KiB + 1) before hello', setup: raw(() => `"${'x'.repeat(PRE_AUTH_MAX_PAYLOAD - 1)}"`), code: 'PW_ERR_INPUT_TOO_LARGE', closeCode: 1009 },
+  { name: 'a frame over maxPayload (1 MiB + 1) after hello', setup: authenticatedReport((c) => { c.sendRaw(`"${'x'.repeat(1024 * 1024 - 1)}"`); }), code: 'PW_ERR_INPUT_TOO_LARGE', closeCode: 1009 },
+  { name: 'a report before hello', setup: raw(() => JSON.stringify({ type: 'report', id: randomUUID(), hash: inventoryHash(thisHost), inventory: null })), code: 'PW_ERR_UNAUTHENTICATED', closeCode: 4001 },
+  { name: 'a full report before hello (over the pre-auth limit)', setup: raw(() => JSON.stringify({ type: 'report', id: randomUUID(), hash: inventoryHash(thisHost), inventory: thisHost })), code: 'PW_ERR_INPUT_TOO_LARGE', closeCode: 1009 },
   {
     name: 'a hello signed with the wrong key',
     setup: async (tc) => {
@@ -511,6 +514,48 @@ describe('gateway: packages by reference', () => {
   }
 });
 
+describe('gateway: a flood of idle upgrades does not lock out enrolled agents', () => {
+  // The issue's flood: 1,100 upgrades that never send a frame, each opened again as soon as
+  // the collector closes it (or, after 503, a second later), against the default limits
+  // and deadlines (with shorter ones the table has gaps each time a wave times out).
+  const floods = [
+    { name: 'from one address', addresses: ['127.0.0.2'] },
+    { name: 'from 100 addresses, 11 sockets each', addresses: Array.from({ length: 100 }, (_, i) => `127.0.1.${i + 1}`) },
+  ];
+  for (const f of floods) {
+    it(`1,100 idle upgrades ${f.name}: 10 of 10 hellos by an enrolled agent from 127.0.0.1 succeed`, async (t) => {
+      const tc = await startCollector(t, { gateway: { closeGraceMs: 200 } });
+      const { client: first, agentId, keys } = await tc.agent();
+      await first.close();
+      const flood = floodIdleUpgrades(tc.collector.agentUrl, { sockets: 1100, addresses: f.addresses });
+      t.after(() => {
+        flood.stop();
+      });
+      const deadline = Date.now() + 20_000;
+      // Every flood socket has had its first answer (101 or 503): the table is as full as the flood can make it.
+      while (flood.stats.upgraded + flood.stats.refused < 1100 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.ok(flood.stats.upgraded + flood.stats.refused >= 1100, `only ${flood.stats.upgraded + flood.stats.refused} flood sockets were answered in 20 s`);
+      const pending = tc.collector.gateway.pendingHandshakes;
+      const results: string[] = [];
+      for (let i = 0; i < 10; i++) {
+        try {
+          const c = await TestAgent.connect(tc.collector.agentUrl, { localAddress: '127.0.0.1' });
+          await c.hello(agentId, keys);
+          await c.close();
+          results.push('welcome');
+        } catch (err) {
+          results.push((err as Error).message);
+        }
+        await new Promise((r) => setTimeout(r, 150));
+      }
+      flood.stop();
+      const stats = tc.collector.gateway.stats.refused;
+      t.diagnostic(`flood: ${pending} pending when the hellos began; ${flood.stats.upgraded} upgraded, ${flood.stats.refused} refused; collector: ${JSON.stringify(stats)}`);
+      assert.deepEqual(results, Array<string>(10).fill('welcome'));
+    });
+  }
+});
+
 describe('gateway: bad input is refused with a stable code and close code, nothing is stored, the next agent is served', () => {
   // One collector for every case: each bad client must leave it serving the next one.
   let tc: TestCollector;
@@ -541,7 +586,8 @@ describe('gateway: bad input is refused with a stable code and close code, nothi
   it('counted every refusal by its code', () => {
     const refused = tc.collector.gateway.stats.refused;
     assert.equal(refused.PW_ERR_PROTOCOL, badCases.filter((c) => c.code === 'PW_ERR_PROTOCOL').length, JSON.stringify(refused));
-    assert.equal(refused.WS_ERR_UNSUPPORTED_MESSAGE_LENGTH, 1);
+    assert.equal(refused.PW_ERR_INPUT_TOO_LARGE, 3);
+    assert.equal(refused.WS_ERR_UNSUPPORTED_MESSAGE_LENGTH, undefined, 'a frame over a limit is refused with our code, not only ws\'s');
     assert.equal(refused.PW_ERR_UNAUTHENTICATED, 5);
   });
 });

@@ -32,9 +32,19 @@ import {
 import { helloPayload, verifyBytes } from '../../shared/signing.ts';
 import type { Logger } from '../logger.ts';
 import type { FleetStore, IngestItem, IngestResult, PackageSetRef } from '../store/fleet.ts';
+import { assertFrameLimitSupported, onFrameTooLarge, setFrameLimit, WS_FRAME_TOO_LARGE } from './frame-limit.ts';
 import { splitKnownPackageSet } from './known-set.ts';
+import { addressKey, PendingHandshakes } from './pending.ts';
 
 export const AGENT_PATH = '/v1/agent';
+
+/**
+ * Largest frame before hello or enroll is accepted. The largest enroll the schema allows is
+ * about 1.2 KB (a 256-byte token, a 253-byte host name, a 64-character agent version with
+ * every character JSON-escaped), a hello about 250 bytes: 4 KiB leaves room for both and
+ * for fields a later minor version adds, and holds 64 strangers to 256 KiB, not 2 GiB.
+ */
+export const PRE_AUTH_MAX_PAYLOAD = 4096;
 
 /** Where the gateway finds instructions to send and puts their results (the rollout outbox). */
 export interface InstructionChannel {
@@ -58,18 +68,26 @@ export interface GatewayOptions {
   onReport?: (status: 'stored' | 'unchanged' | 'duplicate' | 'packages-unknown' | 'rejected', seconds: number) => void;
   /** WebSocket ping interval, told to agents in `welcome`; no pong for two of them ends the connection. Default 30. */
   heartbeatSeconds?: number;
-  /** Time from connect to a valid hello or enroll. Default 10 s. */
+  /**
+   * Time from the upgrade to a valid hello or enroll. As the first frame must be one of
+   * them, this is also how long an idle upgrade holds a pending slot. Default 5 s (an
+   * agent answers the challenge within one round trip).
+   */
   handshakeTimeoutMs?: number;
-  /** Largest frame accepted; ws closes with 1009 above it. Default DEFAULT_MAX_MESSAGE_BYTES (32 MiB). */
+  /** Largest frame an authenticated agent may send (a report); refused at the frame header with 1009 above it. Default DEFAULT_MAX_MESSAGE_BYTES (32 MiB). */
   maxPayload?: number;
+  /** Largest frame before authentication; refused at the frame header with 1009 above it. Default PRE_AUTH_MAX_PAYLOAD (4 KiB). */
+  preAuthMaxPayload?: number;
   /** Time a refused peer gets to answer our close frame before its socket is destroyed. Default 5 s. */
   closeGraceMs?: number;
   /**
-   * Connections not yet authenticated, at most; more are answered 503 at the upgrade. Each
-   * may send one frame of up to maxPayload before it is refused, so this bounds the memory
-   * strangers can make the collector hold. Default 1024.
+   * Connections not yet authenticated, at most. When all are taken, a newcomer from a
+   * source (IPv4 address, IPv6 /64) holding fewer than the busiest source closes that
+   * source's oldest one; otherwise it is answered 503 at the upgrade. Default 1024.
    */
   maxPendingHandshakes?: number;
+  /** Connections not yet authenticated from one source, at most; more are answered 503 at the upgrade. Default 256. */
+  maxPendingPerAddress?: number;
   now?: () => Date;
 }
 
@@ -80,13 +98,19 @@ export interface GatewayStats {
   reports: { stored: number; unchanged: number; duplicate: number; 'packages-unknown': number };
   /** Full reports whose packages matched a set the store holds, so only the rest of the frame was parsed. */
   heldSetFrames: number;
-  /** Refusals by error code (PW_ERR_PROTOCOL, ...), ws's own codes (WS_ERR_UNSUPPORTED_MESSAGE_LENGTH) and `heartbeat-timeout`. */
+  /**
+   * Refusals by error code (PW_ERR_PROTOCOL, PW_ERR_INPUT_TOO_LARGE, ...), ws's own codes, `heartbeat-timeout`,
+   * and at the upgrade `handshakes-full`, `handshakes-per-address` (answered 503) and `handshakes-evicted`
+   * (a pending connection closed to make room).
+   */
   refused: Record<string, number>;
 }
 
 interface Session {
   readonly id: number;
   readonly ws: WebSocket;
+  /** The source its pending slot counts against (pending.ts). */
+  readonly source: string;
   readonly nonce: string;
   log: Logger;
   agentId: string | null;
@@ -116,6 +140,7 @@ export class Gateway {
   readonly #wss: WebSocketServer;
   readonly #sessions = new Set<Session>();
   readonly #byAgent = new Map<string, Session>();
+  readonly #pending: PendingHandshakes<Session>;
   readonly #heartbeat: NodeJS.Timeout;
   readonly #servers: (HttpServer | HttpsServer)[] = [];
   readonly #onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -128,18 +153,27 @@ export class Gateway {
   constructor(options: GatewayOptions) {
     this.#opts = {
       heartbeatSeconds: 30,
-      handshakeTimeoutMs: 10_000,
+      handshakeTimeoutMs: 5000,
       maxPayload: DEFAULT_MAX_MESSAGE_BYTES,
+      preAuthMaxPayload: PRE_AUTH_MAX_PAYLOAD,
       closeGraceMs: 5000,
       maxPendingHandshakes: 1024,
+      maxPendingPerAddress: 256,
       now: () => new Date(),
       ...options,
     };
     if (!Number.isInteger(this.#opts.heartbeatSeconds) || this.#opts.heartbeatSeconds < 1 || this.#opts.heartbeatSeconds > 3600) {
       throw new RangeError('heartbeatSeconds is a whole number from 1 to 3600');
     }
-    // No compression: a small compressed frame can inflate past every limit (a zip bomb).
-    this.#wss = new WebSocketServer({ noServer: true, maxPayload: this.#opts.maxPayload, perMessageDeflate: false, clientTracking: false });
+    for (const name of ['maxPayload', 'preAuthMaxPayload'] as const) {
+      if (!Number.isInteger(this.#opts[name]) || this.#opts[name] < 1) throw new RangeError(`${name} is a whole number of bytes from 1`);
+    }
+    this.#pending = new PendingHandshakes({ total: this.#opts.maxPendingHandshakes, perAddress: this.#opts.maxPendingPerAddress });
+    assertFrameLimitSupported();
+    // Every connection starts with the pre-authentication limit, checked by ws at each frame
+    // header (frame-limit.ts); #authenticated raises it to maxPayload. No compression: a
+    // small compressed frame can inflate past every limit (a zip bomb).
+    this.#wss = new WebSocketServer({ noServer: true, maxPayload: this.#opts.preAuthMaxPayload, perMessageDeflate: false, clientTracking: false });
     this.#heartbeat = setInterval(() => {
       this.#tick();
     }, this.#opts.heartbeatSeconds * 1000);
@@ -156,6 +190,11 @@ export class Gateway {
 
   get connectedAgents(): number {
     return this.#byAgent.size;
+  }
+
+  /** Connections upgraded and not yet authenticated, refused or closed. */
+  get pendingHandshakes(): number {
+    return this.#pending.size;
   }
 
   isConnected(agentId: string): boolean {
@@ -232,24 +271,37 @@ export class Gateway {
     } catch {
       path = '';
     }
-    const busy = this.#sessions.size - this.#byAgent.size >= this.#opts.maxPendingHandshakes;
-    if (path !== AGENT_PATH || this.#closed || busy) {
-      if (busy && !this.#closed) this.#count('handshakes-full');
+    const source = addressKey(req.socket.remoteAddress);
+    const admission = path !== AGENT_PATH || this.#closed ? null : this.#pending.admit(source);
+    if (admission === null || !admission.ok) {
+      if (admission !== null) this.#count(admission.reason === 'full' ? 'handshakes-full' : 'handshakes-per-address');
       socket.end(`HTTP/1.1 ${path !== AGENT_PATH ? '404 Not Found' : '503 Service Unavailable'}\r\nConnection: close\r\nRetry-After: 5\r\nContent-Length: 0\r\n\r\n`);
       socket.destroy();
       return;
     }
+    if (admission.evict !== null) {
+      this.#count('handshakes-evicted');
+      this.#refuse(
+        admission.evict,
+        new ProtocolError(
+          `closed before hello or enroll to make room: ${this.#opts.maxPendingHandshakes} connections are waiting for theirs, and this source held the most`,
+          'PW_ERR_HANDSHAKE_TIMEOUT',
+          CLOSE.timeout,
+        ),
+      );
+    }
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
-      this.#accept(ws, req);
+      this.#accept(ws, req, source);
     });
   }
 
-  #accept(ws: WebSocket, req: IncomingMessage): void {
+  #accept(ws: WebSocket, req: IncomingMessage, source: string): void {
     const nonce = randomBytes(32).toString('base64url');
     const id = this.#nextId++;
     const log = this.#opts.logger.child({ conn: id, remote: req.socket.remoteAddress });
-    const s: Session = { id, ws, nonce, log, agentId: null, closing: false, reportPending: false, missedPongs: 0, handshakeTimer: undefined, sent: new Set() };
+    const s: Session = { id, ws, source, nonce, log, agentId: null, closing: false, reportPending: false, missedPongs: 0, handshakeTimer: undefined, sent: new Set() };
     this.#sessions.add(s);
+    this.#pending.add(source, s);
     this.stats.connections++;
     s.handshakeTimer = setTimeout(() => {
       this.#refuse(s, new ProtocolError(`no hello or enroll within ${this.#opts.handshakeTimeoutMs} ms`, 'PW_ERR_HANDSHAKE_TIMEOUT', CLOSE.timeout));
@@ -268,9 +320,15 @@ export class Gateway {
     ws.on('pong', () => {
       s.missedPongs = 0;
     });
-    // ws reports a frame over maxPayload (1009), bad UTF-8 (1007) or a bad frame here and
-    // closes the connection itself; without a listener the error would crash the process.
+    // Refused at the frame header, its payload never buffered (frame-limit.ts).
+    onFrameTooLarge(ws, req.socket, () => {
+      const limit = s.agentId === null ? `before hello or enroll a frame is at most ${this.#opts.preAuthMaxPayload} bytes` : `a frame is at most ${this.#opts.maxPayload} bytes`;
+      this.#refuse(s, new ProtocolError(`frame too large: ${limit}`, 'PW_ERR_INPUT_TOO_LARGE', CLOSE.tooBig));
+    });
+    // ws reports bad UTF-8 (1007) or a bad frame here and closes the connection itself;
+    // without a listener the error would crash the process.
     ws.on('error', (err: Error & { code?: string }) => {
+      if (err.code === WS_FRAME_TOO_LARGE) return;
       this.#count(err.code ?? 'WS_ERR');
       log.warn({ code: err.code, agentId: s.agentId }, `connection refused by the WebSocket layer: ${err.message}`);
     });
@@ -373,6 +431,9 @@ export class Gateway {
 
   #authenticated(s: Session, agentId: string, inventoryHash: string | null, now: Date): void {
     clearTimeout(s.handshakeTimer);
+    this.#pending.delete(s.source, s);
+    // Raised inside the message handler, so before ws's Receiver reads the next frame's header.
+    setFrameLimit(s.ws, this.#opts.maxPayload);
     const older = this.#byAgent.get(agentId);
     if (older !== undefined) {
       // Two live connections for one key: a restarted agent whose old TCP connection is
@@ -488,6 +549,7 @@ export class Gateway {
     if (s.closing) return;
     s.closing = true;
     clearTimeout(s.handshakeTimer);
+    this.#pending.delete(s.source, s);
     this.#count(err.code);
     const level = err.code === 'PW_ERR_STORE' ? 'error' : 'warn';
     s.log[level]({ code: err.code, closeCode: err.closeCode }, `agent connection refused: ${err.message}`);
@@ -504,6 +566,7 @@ export class Gateway {
   #closedSession(s: Session, code: number, reason: string): void {
     clearTimeout(s.handshakeTimer);
     this.#sessions.delete(s);
+    this.#pending.delete(s.source, s);
     s.closing = true;
     this.#release(s);
     s.log.info({ code, reason }, s.agentId === null ? 'connection closed before authentication' : 'agent disconnected');
