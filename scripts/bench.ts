@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- [--only agent,versions,feeds,correlate,fleet] [--json] [--data DIR] [--fleet-agents N]`
+ * `npm run bench -- [--only agent,versions,feeds,correlate,fleet,preauth] [--json] [--data DIR] [--fleet-agents N]`
  *
  * Every figure is printed beside a baseline measured in the same run: the machines are
  * shared and noisy, so a figure alone says little and its ratio to the baseline is what
@@ -33,9 +33,10 @@ import { readTsvVectors } from '../shared/versions/vectors.ts';
 import { benchAgent } from './bench-agent.ts';
 import { benchFeedParse } from './bench-feeds.ts';
 import { benchFleet } from './bench-fleet.ts';
+import { preauthSection } from './bench-preauth.ts';
 import { benchVersions } from './bench-versions.ts';
 
-const SECTIONS = ['agent', 'versions', 'feeds', 'correlate', 'fleet'] as const;
+const SECTIONS = ['agent', 'versions', 'feeds', 'correlate', 'fleet', 'preauth'] as const;
 type Section = (typeof SECTIONS)[number];
 
 type Unit = 'ms' | 'MB' | '/s' | 'count';
@@ -661,7 +662,9 @@ async function main(): Promise<void> {
             ? await feedsSection(dataDir)
             : section === 'correlate'
               ? await correlateSection(dataDir)
-              : await fleetSection(dataDir, fleetAgents);
+              : section === 'preauth'
+                ? await preauthSection(figure, progress)
+                : await fleetSection(dataDir, fleetAgents);
     figures.push(...r.figures);
     raw[section] = r.raw;
     const intro = (r.raw as { intro?: unknown }).intro;
