@@ -23,7 +23,7 @@ function agentIdParam(raw: string): string {
 
 export function apiRoutes(s: Services): Hono<{ Variables: AuthVariables }> {
   const api = new Hono<{ Variables: AuthVariables }>();
-  api.use('*', bearerAuth(s.tokens));
+  api.use('*', bearerAuth(s.guard));
 
   api.get('/whoami', requireRole('viewer'), (c) => {
     parseQuery(EmptyQuerySchema, c.req.queries());

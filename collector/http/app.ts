@@ -14,7 +14,8 @@ import { errorMessage } from '../../shared/errors.ts';
 import { fleetCounts } from '../store/access.ts';
 import { apiRoutes } from './api.ts';
 import { dashboardError, dashboardRoutes } from './dashboard.ts';
-import { ApiError, errorBody } from './errors.ts';
+import type { Principal } from './auth.ts';
+import { ApiError, errorBody, RateLimitedError } from './errors.ts';
 import { healthRoutes } from './health.ts';
 import { METRICS_CONTENT_TYPE } from './metrics.ts';
 import { type AppDeps, makeServices, type Services } from './services.ts';
@@ -86,6 +87,8 @@ export function createApp(deps: AppDeps): Hono {
       onError(err);
       apiErr = new ApiError(500, 'PW_ERR_INTERNAL', 'internal error; the collector log has the cause');
     }
+    if (apiErr.status === 403) s.guard.forbidden(c, c.get('principal' as never) as Principal | undefined, apiErr, routeLabel(c));
+    if (apiErr instanceof RateLimitedError) c.header('Retry-After', String(apiErr.retryAfterSeconds));
     if (isApi(c)) {
       if (apiErr.status === 401) c.header('WWW-Authenticate', 'Bearer realm="patchwarden"');
       return c.json(errorBody(apiErr.code, apiErr.message), apiErr.status);

@@ -11,8 +11,12 @@
 import { randomBytes } from 'node:crypto';
 import type { Context, MiddlewareHandler } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
-import { type ApiTokenRecord, type ApiTokenStore, type Role, roleAtLeast } from '../store/access.ts';
-import { forbidden, unauthenticated } from './errors.ts';
+import type { Logger } from '../logger.ts';
+import { API_TOKEN, type ApiTokenRecord, type ApiTokenStore, type Role, roleAtLeast } from '../store/access.ts';
+import type { FleetStore } from '../store/fleet.ts';
+import { AUTH_FAILURE_BURST, AUTH_FAILURE_REFILL_MS, type AuthFailureLimiter, sourceAddress, sourceKey } from './auth-limiter.ts';
+import { type ApiError, forbidden, RateLimitedError, unauthenticated } from './errors.ts';
+import type { Counter } from './metrics.ts';
 
 export interface Principal {
   tokenId: number;
@@ -37,18 +41,100 @@ export function bearerToken(header: string | undefined): string | undefined {
   return m?.[1];
 }
 
+/**
+ * Why authentication or a call was refused: the `reason` label of
+ * patchwarden_auth_refused_total and the `reason` field of the log line. A fixed set, so
+ * the metric's series stay few; the source address goes to the log, never to a label.
+ */
+export const REFUSAL_REASONS = ['no-token', 'malformed', 'unknown', 'revoked', 'rate-limited', 'forbidden'] as const;
+export type RefusalReason = (typeof REFUSAL_REASONS)[number];
+
+export type TokenCheck = { ok: true; principal: Principal } | { ok: false; reason: Exclude<RefusalReason, 'rate-limited' | 'forbidden'>; record?: ApiTokenRecord };
+
+/** The token's principal, or why not. */
+export function checkToken(tokens: ApiTokenStore, token: string | undefined): TokenCheck {
+  if (token === undefined || token === '') return { ok: false, reason: 'no-token' };
+  const t = tokens.lookup(token);
+  if (t === undefined) return { ok: false, reason: API_TOKEN.test(token) ? 'unknown' : 'malformed' };
+  if (t.revokedAt !== null) return { ok: false, reason: 'revoked', record: t };
+  return { ok: true, principal: principalOf(t) };
+}
+
 /** The token's principal; 401 PW_ERR_UNAUTHENTICATED for a missing, unknown or revoked one (which of them is not said). */
 export function authenticateToken(tokens: ApiTokenStore, token: string | undefined): Principal {
-  if (token === undefined) throw unauthenticated('an API token is required: Authorization: Bearer <token>');
-  const t = tokens.lookup(token);
-  if (t === undefined || t.revokedAt !== null) throw unauthenticated('the API token is unknown or revoked');
-  return principalOf(t);
+  const r = checkToken(tokens, token);
+  if (r.ok) return r.principal;
+  throw unauthenticated(r.reason === 'no-token' ? 'an API token is required: Authorization: Bearer <token>' : 'the API token is unknown or revoked');
+}
+
+export interface AuthGuardDeps {
+  tokens: ApiTokenStore;
+  limiter: AuthFailureLimiter;
+  /** patchwarden_auth_refused_total{reason}. */
+  refused: Counter<'reason'>;
+  logger: Logger;
+  audit: Pick<FleetStore, 'audit'>;
+  now: () => Date;
+}
+
+/**
+ * Every authentication of the API and the dashboard goes through here, and every refusal
+ * leaves a trace: a log line (reason, source address, never the token), the refusal
+ * counter, and a failure against the source's allowance (auth-limiter.ts). Audit rows are
+ * written for what names someone: a revoked token used again, a 403 to a known token, a
+ * source that hit the limit. One row per failed guess from an unauthenticated peer would
+ * let anyone grow the audit table; those are in the log and the counter instead.
+ */
+export class AuthGuard {
+  readonly #d: AuthGuardDeps;
+
+  constructor(deps: AuthGuardDeps) {
+    this.#d = deps;
+  }
+
+  /** The principal of `token` from `source`; 429 PW_ERR_RATE_LIMITED while the source is over its allowance, else 401 PW_ERR_UNAUTHENTICATED. */
+  authenticate(source: string, token: string | undefined, via: 'api' | 'login'): Principal {
+    const d = this.#d;
+    const waitMs = d.limiter.retryAfterMs(source);
+    if (waitMs > 0) {
+      d.refused.inc({ reason: 'rate-limited' });
+      const seconds = Math.max(1, Math.ceil(waitMs / 1000));
+      throw new RateLimitedError(`too many failed authentications from this address: try again in ${seconds} s`, seconds);
+    }
+    const r = checkToken(d.tokens, token);
+    if (r.ok) return r.principal;
+    d.refused.inc({ reason: r.reason });
+    const locked = d.limiter.fail(source);
+    const tokenName = r.record?.name;
+    d.logger.warn({ code: 'PW_ERR_UNAUTHENTICATED', reason: r.reason, source, via, ...(tokenName === undefined ? {} : { tokenName }) }, 'authentication refused');
+    const now = d.now();
+    if (r.record !== undefined) {
+      d.audit.audit(`api:${r.record.name}`, 'auth.refused', `api-token:${r.record.name}`, JSON.stringify({ reason: r.reason, source, via }), now);
+    }
+    if (locked) {
+      const limit = { burst: AUTH_FAILURE_BURST, refillSeconds: AUTH_FAILURE_REFILL_MS / 1000 };
+      d.logger.warn({ code: 'PW_ERR_RATE_LIMITED', source, via, ...limit }, 'too many failed authentications from this address: refusing it until its allowance refills');
+      d.audit.audit('anonymous', 'auth.rate-limited', `source:${sourceKey(source)}`, JSON.stringify({ source, via, reason: r.reason }), now);
+    }
+    throw unauthenticated(r.reason === 'no-token' ? 'an API token is required: Authorization: Bearer <token>' : 'the API token is unknown or revoked');
+  }
+
+  /** A 403 answered to `principal` (undefined: a cross-site form post, before any login): logged, counted, and audited when someone is named. */
+  forbidden(c: Context, principal: Principal | undefined, err: ApiError, route: string): void {
+    const d = this.#d;
+    const source = sourceAddress(c);
+    d.refused.inc({ reason: 'forbidden' });
+    d.logger.warn({ code: err.code, reason: 'forbidden', source, method: c.req.method, route, actor: principal?.actor ?? null }, `refused: ${err.message}`);
+    if (principal !== undefined) {
+      d.audit.audit(principal.actor, 'api.forbidden', `route:${c.req.method} ${route}`, JSON.stringify({ code: err.code, source, message: err.message }), d.now());
+    }
+  }
 }
 
 /** API middleware: every request needs a valid Bearer token (cookies are not read, so a forged cross-site request carries nothing). */
-export function bearerAuth(tokens: ApiTokenStore): MiddlewareHandler<{ Variables: AuthVariables }> {
+export function bearerAuth(guard: AuthGuard): MiddlewareHandler<{ Variables: AuthVariables }> {
   return async (c, next) => {
-    c.set('principal', authenticateToken(tokens, bearerToken(c.req.header('authorization'))));
+    c.set('principal', guard.authenticate(sourceAddress(c), bearerToken(c.req.header('authorization')), 'api'));
     await next();
   };
 }
@@ -88,9 +174,8 @@ export class SessionStore {
     return this.#sessions.size;
   }
 
-  /** Checks the token as the API does, then starts a session; returns its id for the cookie. */
-  login(token: string): { id: string; principal: Principal } {
-    const principal = authenticateToken(this.#tokens, token);
+  /** Starts a session for a principal the AuthGuard has let in; returns its id for the cookie. */
+  start(principal: Principal): { id: string; principal: Principal } {
     const now = this.#now().getTime();
     for (const [id, s] of this.#sessions) if (s.expires <= now) this.#sessions.delete(id);
     while (this.#sessions.size >= MAX_SESSIONS) {

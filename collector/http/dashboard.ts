@@ -17,7 +17,8 @@ import type { HtmlEscapedString } from 'hono/utils/html';
 import * as z from 'zod';
 import type { Finding, Severity } from '../../shared/protocol.ts';
 import { clearSessionCookie, type Principal, sessionId, setSessionCookie } from './auth.ts';
-import { ApiError, type ApiStatus } from './errors.ts';
+import { sourceAddress } from './auth-limiter.ts';
+import { ApiError, type ApiStatus, RateLimitedError } from './errors.ts';
 import { HostsQuerySchema, parseQuery } from './query.ts';
 import type { Services } from './services.ts';
 import { type HostJson, hostDocument, listHosts, listRollouts, type RolloutDetailJson, rolloutDetail, type RolloutJson, summary } from './views.ts';
@@ -218,11 +219,15 @@ export function dashboardRoutes(s: Services): Hono<DashEnv> {
     if (!form.success) return send(c, loginPage('/', 'Paste an API token.'), 400);
     const next = safeNext(form.data.next);
     try {
-      const { id } = s.sessions.login(form.data.token.trim());
+      const { id } = s.sessions.start(s.guard.authenticate(sourceAddress(c), form.data.token.trim(), 'login'));
       setSessionCookie(c, id);
       return c.redirect(next, 303);
     } catch (err) {
       if (err instanceof ApiError && err.status === 401) return send(c, loginPage(next, 'That token is unknown or revoked.'), 401);
+      if (err instanceof RateLimitedError) {
+        c.header('Retry-After', String(err.retryAfterSeconds));
+        return send(c, loginPage(next, `Too many failed logins from your address. Try again in ${err.retryAfterSeconds} seconds.`), 429);
+      }
       throw err;
     }
   });

@@ -5,7 +5,7 @@
  */
 import { PatchwardenError } from '../../shared/errors.ts';
 
-export type ApiStatus = 400 | 401 | 403 | 404 | 409 | 413 | 500 | 503;
+export type ApiStatus = 400 | 401 | 403 | 404 | 409 | 413 | 429 | 500 | 503;
 
 export class ApiError extends PatchwardenError {
   readonly status: ApiStatus;
@@ -22,6 +22,16 @@ export const unauthenticated = (message: string) => new ApiError(401, 'PW_ERR_UN
 export const forbidden = (message: string) => new ApiError(403, 'PW_ERR_FORBIDDEN', message);
 export const notFound = (message: string) => new ApiError(404, 'PW_ERR_NOT_FOUND', message);
 export const conflict = (message: string) => new ApiError(409, 'PW_ERR_CONFLICT', message);
+
+/** 429 PW_ERR_RATE_LIMITED: the answer carries `Retry-After: <retryAfterSeconds>`. */
+export class RateLimitedError extends ApiError {
+  readonly retryAfterSeconds: number;
+
+  constructor(message: string, retryAfterSeconds: number) {
+    super(429, 'PW_ERR_RATE_LIMITED', message);
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
 
 export interface ErrorBody {
   error: { code: string; message: string };

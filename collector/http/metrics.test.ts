@@ -161,6 +161,7 @@ describe('createMetrics', { skip: needs(TOOLS.prometheusClient) }, () => {
     const names = fams.map((f) => f.name).sort();
     assert.deepEqual(names, [
       'patchwarden_agents_connected',
+      'patchwarden_auth_refused',
       'patchwarden_feed_age_seconds',
       'patchwarden_findings_open',
       'patchwarden_findings_queue',

@@ -6,8 +6,11 @@ import type { DuePolicy } from '../correlate/policy.ts';
 import { ApiTokenStore, AuditLog, HostDirectory } from '../store/access.ts';
 import type { Db } from '../store/db.ts';
 import type { FleetStore } from '../store/fleet.ts';
+import { createLogger } from '../logger.ts';
+import type { Logger } from '../logger.ts';
 import type { RolloutEngine } from '../rollout/engine.ts';
-import { SessionStore } from './auth.ts';
+import { AuthGuard, SessionStore } from './auth.ts';
+import { AuthFailureLimiter } from './auth-limiter.ts';
 import { CursorCodec } from './cursor.ts';
 import { FleetFindings } from './fleet-findings.ts';
 import type { CollectorMetrics } from './metrics.ts';
@@ -29,6 +32,10 @@ export interface AppDeps {
   onError?: (err: unknown) => void;
   /** The collector's rollout engine; without it the rollout routes answer 404 (an app over a store alone, as in tests). */
   rollouts?: RolloutEngine;
+  /** Refused authentications and 403s are logged here (with the source address, never the token); default: warnings as JSON lines on stderr. */
+  logger?: Logger;
+  /** Failed authentications per source address; default: 10 at once, then one per 6 s, 10,000 sources tracked. */
+  authLimiter?: AuthFailureLimiter;
 }
 
 export interface Services {
@@ -40,6 +47,7 @@ export interface Services {
   findings: FleetFindings;
   cursors: CursorCodec;
   sessions: SessionStore;
+  guard: AuthGuard;
 }
 
 export function makeServices(deps: AppDeps): Services {
@@ -55,5 +63,13 @@ export function makeServices(deps: AppDeps): Services {
     findings: new FleetFindings({ db: deps.db, fleet: deps.fleet, hosts, correlator: deps.correlator, policy: deps.policy, now }),
     cursors: new CursorCodec(deps.cursorKey),
     sessions: new SessionStore(tokens, now),
+    guard: new AuthGuard({
+      tokens,
+      limiter: deps.authLimiter ?? new AuthFailureLimiter({ now: () => now().getTime() }),
+      refused: deps.metrics.authRefusedTotal,
+      logger: deps.logger ?? createLogger({ level: 'warn', destination: process.stderr }),
+      audit: deps.fleet,
+      now,
+    }),
   };
 }

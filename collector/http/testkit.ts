@@ -19,7 +19,9 @@ import { ApiTokenStore, type Role } from '../store/access.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase, type Db } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
+import { createLogger } from '../logger.ts';
 import { createApp } from './app.ts';
+import { AuthFailureLimiter } from './auth-limiter.ts';
 import { createMetrics, type CollectorMetrics } from './metrics.ts';
 
 export const NOW = new Date('2026-11-26T18:00:00.000Z');
@@ -57,6 +59,8 @@ export interface Fixture {
   revokedAgents: string[];
   /** Errors the app answered with 500. */
   errors: unknown[];
+  /** The app's log lines (refused authentications, 403s), as JSON text. */
+  logs: string[];
   /** Bearer tokens by name: viewer, operator, admin, revoked (an admin token, revoked). */
   bearer: Record<'viewer' | 'operator' | 'admin' | 'revoked', string>;
   /** Enrolls an agent and stores one report of `inv`; returns the agent id. */
@@ -65,7 +69,12 @@ export interface Fixture {
 }
 
 /** Feeds are imported at `feedsAt` (default: an hour before NOW, so they are fresh). */
-export async function makeFixture(opts: { feeds?: boolean; feedsAt?: Date } = {}): Promise<Fixture> {
+/**
+ * `authLimiter`: app.request() has no socket, so every request comes from one source
+ * (`unknown`); the fixture's default limiter lets the table-driven 401 tests through, and
+ * the limiter's own tests pass a real one.
+ */
+export async function makeFixture(opts: { feeds?: boolean; feedsAt?: Date; authLimiter?: AuthFailureLimiter } = {}): Promise<Fixture> {
   const db = openDatabase(':memory:');
   const fleet = new FleetStore(db);
   const correlator = new Correlator();
@@ -79,7 +88,10 @@ export async function makeFixture(opts: { feeds?: boolean; feedsAt?: Date } = {}
   const clock = { now: NOW };
   const revokedAgents: string[] = [];
   const errors: unknown[] = [];
+  const logs: string[] = [];
   const app = createApp({
+    logger: createLogger({ level: 'info', destination: { write: (line: string) => logs.push(line) } }),
+    authLimiter: opts.authLimiter ?? new AuthFailureLimiter({ burst: Number.MAX_SAFE_INTEGER }),
     db,
     fleet,
     correlator,
@@ -103,7 +115,7 @@ export async function makeFixture(opts: { feeds?: boolean; feedsAt?: Date } = {}
   const close = () => {
     if (db.open) db.close();
   };
-  return { db, fleet, correlator, metrics, tokens, app, clock, revokedAgents, errors, bearer, addHost, close };
+  return { db, fleet, correlator, metrics, tokens, app, clock, revokedAgents, errors, logs, bearer, addHost, close };
 }
 
 export function auth(token: string): { headers: Record<string, string> } {

@@ -91,11 +91,11 @@ export class FindingHistoryStore {
     this.#recordTx(host, findings, now.toISOString(), previous);
   }
 
-  /** `createdBy`: the actor who accepted the risk (`cli:<unix user>`), kept beside the owner it names. */
-  addException(e: RiskException & { host?: string | undefined; createdBy: string }, now: Date): number {
+  /** `createdBy`: the actor who accepted the risk (`cli:<unix user>`), kept beside the owner it names (the CLI always gives it). */
+  addException(e: RiskException & { host?: string | undefined; createdBy?: string | undefined }, now: Date): number {
     const r = this.#db
       .prepare('INSERT INTO exceptions (advisory, package, host, owner, reason, expires, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-      .run(e.advisory, e.package ?? null, e.host ?? null, e.owner, e.reason, e.expires, now.toISOString(), e.createdBy);
+      .run(e.advisory, e.package ?? null, e.host ?? null, e.owner, e.reason, e.expires, now.toISOString(), e.createdBy ?? null);
     return Number(r.lastInsertRowid);
   }
 
