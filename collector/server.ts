@@ -30,6 +30,15 @@ import { InstructionOutbox } from './rollout/store.ts';
 import { signInstruction } from '../shared/instructions.ts';
 
 export const DEFAULT_LISTEN = '127.0.0.1:8443';
+
+/**
+ * Time for a request's headers to arrive whole (an agent's upgrade request included), and
+ * for a TLS handshake. A half-sent request holds a socket before the gateway's per-source
+ * limits can see it: Node's defaults (60 s, 120 s for TLS, checked every 30 s) let a few
+ * sources hold tens of thousands of sockets.
+ */
+export const HTTP_HEADERS_TIMEOUT_MS = 10_000;
+const HTTP_DEADLINES = { headersTimeout: HTTP_HEADERS_TIMEOUT_MS, requestTimeout: 60_000, connectionsCheckingInterval: 1000 };
 export const KEY_FILE = 'collector.key';
 
 export interface CollectorOptions {
@@ -232,7 +241,6 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
       now,
       metrics,
       rollouts,
-      logger,
       onAgentRevoked: (agentId) => {
         gw.disconnect(agentId, new ProtocolError(`agent ${agentId} was revoked`, 'PW_ERR_AGENT_REVOKED', CLOSE.revoked));
       },
@@ -245,7 +253,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
       void fetch(req, res);
     };
     const server: HttpServer | HttpsServer =
-      options.tls === undefined ? createHttpServer(listener) : createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, listener);
+      options.tls === undefined ? createHttpServer(HTTP_DEADLINES, listener) : createHttpsServer({ ...HTTP_DEADLINES, handshakeTimeout: HTTP_HEADERS_TIMEOUT_MS, cert: options.tls.cert, key: options.tls.key }, listener);
     gw.attach(server);
     if (options.tls === undefined && !isLoopback(host)) {
       logger.warn({ listen: `${host}:${port}` }, 'listening beyond loopback without TLS: enrollment tokens and inventories cross the network in clear; give --tls-cert and --tls-key');

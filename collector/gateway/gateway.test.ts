@@ -16,6 +16,8 @@ import { inventoryOf, rhel95Packages } from '../correlate/testkit.ts';
 import { importFeedPath } from '../feeds/store-import.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase, type Db } from '../store/db.ts';
+import { connect } from 'node:net';
+import { HTTP_HEADERS_TIMEOUT_MS } from '../server.ts';
 import { PRE_AUTH_MAX_PAYLOAD } from './gateway.ts';
 import { enrollMessage, floodIdleUpgrades, helloMessage, newKeys, startCollector, TestAgent, type TestCollector, variant } from './testkit.ts';
 
@@ -554,6 +556,28 @@ describe('gateway: a flood of idle upgrades does not lock out enrolled agents', 
       assert.deepEqual(results, Array<string>(10).fill('welcome'));
     });
   }
+});
+
+describe('gateway: an upgrade request whose headers never finish', () => {
+  it(`is closed within HTTP_HEADERS_TIMEOUT_MS (${HTTP_HEADERS_TIMEOUT_MS} ms) and a second, not at Node's 60 s`, async (t) => {
+    const tc = await startCollector(t);
+    const url = new URL(tc.collector.agentUrl);
+    const socket = connect({ host: url.hostname, port: Number(url.port), localAddress: '127.0.0.2' });
+    t.after(() => socket.destroy());
+    socket.on('error', () => undefined);
+    // Read (and drop) the 408, so the collector's FIN is seen.
+    socket.resume();
+    const started = Date.now();
+    socket.write(`GET ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\n`);
+    const closed = new Promise<number>((resolve) => {
+      socket.once('close', () => {
+        resolve(Date.now() - started);
+      });
+    });
+    const ms = await Promise.race([closed, new Promise<number>((r) => setTimeout(r, HTTP_HEADERS_TIMEOUT_MS + 5000, Infinity))]);
+    assert.ok(ms >= HTTP_HEADERS_TIMEOUT_MS - 100 && ms <= HTTP_HEADERS_TIMEOUT_MS + 2000, `closed after ${ms} ms`);
+    await stillServes(tc);
+  });
 });
 
 describe('gateway: bad input is refused with a stable code and close code, nothing is stored, the next agent is served', () => {
