@@ -241,6 +241,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
       now,
       metrics,
       rollouts,
+      logger,
       onAgentRevoked: (agentId) => {
         gw.disconnect(agentId, new ProtocolError(`agent ${agentId} was revoked`, 'PW_ERR_AGENT_REVOKED', CLOSE.revoked));
       },
