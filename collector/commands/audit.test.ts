@@ -14,12 +14,14 @@ import { after, before, describe, it } from 'node:test';
 import { runCaptured } from '../../shared/testing/capture.ts';
 import { dataPath } from '../../shared/testing/data.ts';
 import { generateKeyPair } from '../../shared/signing.ts';
+import { inventoryOf } from '../correlate/testkit.ts';
 import { openDatabase } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
 import { agentCommand } from './agent.ts';
 import { apiTokenCommand } from './api-token.ts';
 import { exceptionCommand } from './exception.ts';
 import { feedCommand } from './feed.ts';
+import { scanCommand } from './scan.ts';
 import { tokenCommand } from './token.ts';
 
 const ME = `cli:${userInfo().username}`;
@@ -168,6 +170,18 @@ describe('audit rows for every mutating CLI command', () => {
       action: 'feed.sync-failed',
       target: /^feed:gone$/,
       detail: /"code":"PW_ERR_FEED_FETCH"/,
+    },
+    {
+      name: 'scan --record',
+      run: async () => {
+        const inv = join(dir, 'inv.json');
+        const pkgs = [{ name: 'libssl3', version: '3.3.2-r1', arch: 'x86_64', source: 'openssl', sourceVersion: '3.3.2-r1' }];
+        await writeFile(inv, JSON.stringify(inventoryOf('Alpine:v3.21', 'apk', pkgs)));
+        return [scanCommand, ['--inventory', inv, '--db', db, '--record', '--json', '--now', '2026-11-01T10:00:00Z']];
+      },
+      action: 'scan.record',
+      target: /^host:/,
+      detail: /"inventory":".*inv\.json","findings":\d+,"open":\d+/,
     },
   ];
 

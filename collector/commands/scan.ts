@@ -9,6 +9,7 @@
  * 2 errors (unreadable inventory, a feed that fails to parse, bad usage).
  */
 import { open, readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { InputTooLargeError, MalformedInputError, PatchwardenError, UsageError, errorMessage } from '../../shared/errors.ts';
 import { type Findings, InventorySchema } from '../../shared/protocol.ts';
 import { Correlator, type FeedState } from '../correlate/correlator.ts';
@@ -17,7 +18,9 @@ import { type KevInfo } from '../correlate/findings.ts';
 import { parseFeedPath } from '../feeds/import.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase } from '../store/db.ts';
+import { FleetStore } from '../store/fleet.ts';
 import { FindingHistoryStore } from '../store/history.ts';
+import { cliActor } from './api-token.ts';
 import { parse } from './args.ts';
 import { findingsCsv } from './findings-csv.ts';
 
@@ -144,7 +147,17 @@ export async function scanCommand(argv: string[], io: { stdout: NodeJS.WritableS
       ...(history === undefined ? {} : { history: history.history(hostKey), exceptions: history.exceptions(hostKey, now) }),
     });
     doc.warnings.push(...feedErrors);
-    if (values.record) history?.record(hostKey, doc.findings, now);
+    if (values.record && db !== undefined && history !== undefined) {
+      // First-seen and resolved times set due dates: a recorded scan changes what the collector believes, so it is audited.
+      const h = history;
+      const findings = doc.findings;
+      const inventoryFile = resolve(values.inventory);
+      db.transaction(() => {
+        h.record(hostKey, findings, now);
+        const open = findings.filter((f) => f.status === 'open').length;
+        new FleetStore(db).audit(cliActor(), 'scan.record', `host:${hostKey}`, JSON.stringify({ inventory: inventoryFile, findings: findings.length, open }), now);
+      })();
+    }
   } finally {
     db?.close();
   }

@@ -83,6 +83,7 @@ describe('refused authentication: logged without the secret, counted, and limite
     const elsewhere = await login('127.0.0.1', fx.bearer.viewer);
     assert.equal(elsewhere.status, 303, 'another address is not locked out');
     assert.match(String(elsewhere.headers['set-cookie']), /pw_session=/);
+    assert.deepEqual(audit('dashboard.login').map((a) => [a.actor, a.detail]), [['api:viewer', '{"source":"127.0.0.1"}']], 'a login is audited with its source');
     const locked = await login('127.0.0.2', fx.bearer.viewer);
     assert.equal(locked.status, 429, 'while limited, a right token is not even looked at: a lucky guess cannot be told');
     assert.ok(Date.now() - started < 30_000);

@@ -219,7 +219,10 @@ export function dashboardRoutes(s: Services): Hono<DashEnv> {
     if (!form.success) return send(c, loginPage('/', 'Paste an API token.'), 400);
     const next = safeNext(form.data.next);
     try {
-      const { id } = s.sessions.start(s.guard.authenticate(sourceAddress(c), form.data.token.trim(), 'login'));
+      const source = sourceAddress(c);
+      const { id, principal } = s.sessions.start(s.guard.authenticate(source, form.data.token.trim(), 'login'));
+      // Who opened a dashboard session, and from where.
+      s.deps.fleet.audit(principal.actor, 'dashboard.login', `api-token:${principal.name}`, JSON.stringify({ source }), s.now());
       setSessionCookie(c, id);
       return c.redirect(next, 303);
     } catch (err) {
