@@ -1,5 +1,10 @@
 /**
- * `patchwarden-agent enroll --collector URL --token T [--config FILE] [--spool-dir DIR] [--ca-file PEM] [--root DIR] [--force]`
+ * `patchwarden-agent enroll --collector URL --token T [--config FILE] [--spool-dir DIR] [--ca-file PEM] [--root DIR] [--force] [--insecure-cleartext]`
+ *
+ * --insecure-cleartext: enroll over ws:// to a host that is not loopback. Refused without
+ * it (PW_ERR_CLEARTEXT_REFUSED, exit 1, before anything is sent): the token and the
+ * collector key the agent pins would cross the network unprotected. Loopback ws:// and
+ * wss:// need no flag.
  *
  * --root DIR: the agent reports and patches the system under DIR (an image, a test root)
  * instead of this machine's; instructions then run there through chroot.
@@ -21,6 +26,7 @@ const OPTIONS = {
   'ca-file': { type: 'string' },
   root: { type: 'string' },
   force: { type: 'boolean', default: false },
+  'insecure-cleartext': { type: 'boolean', default: false },
 } as const;
 
 /**
@@ -45,7 +51,7 @@ export function glueTokenValue(argv: readonly string[]): string[] {
   return out;
 }
 
-export async function enrollCommand(argv: string[], out: NodeJS.WritableStream): Promise<number> {
+export async function enrollCommand(argv: string[], out: NodeJS.WritableStream, err: NodeJS.WritableStream = process.stderr): Promise<number> {
   let values;
   try {
     ({ values } = parseArgs({ args: glueTokenValue(argv), options: OPTIONS, strict: true, allowPositionals: false }));
@@ -60,6 +66,8 @@ export async function enrollCommand(argv: string[], out: NodeJS.WritableStream):
     token,
     configPath: values.config,
     force: values.force,
+    insecureCleartext: values['insecure-cleartext'],
+    warn: (m) => err.write(`${m}\n`),
     ...(values['spool-dir'] === undefined ? {} : { spoolDir: values['spool-dir'] }),
     ...(values['ca-file'] === undefined ? {} : { caFile: values['ca-file'] }),
     ...(values.root === undefined ? {} : { root: values.root }),
@@ -67,6 +75,7 @@ export async function enrollCommand(argv: string[], out: NodeJS.WritableStream):
   out.write(
     `enrolled as agent ${config.agentId} with ${config.collectorUrl}\n` +
       `config ${configPath}\nkey    ${config.keyFile} (mode 0600)\nspool  ${config.spoolDir}\n` +
+      `pinned collector key ${config.collectorPublicKey}\n` +
       `start it: patchwarden-agent run --config ${configPath}\n`,
   );
   return 0;

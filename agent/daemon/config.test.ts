@@ -66,7 +66,7 @@ describe('saveConfig + loadConfig', () => {
     assert.throws(() => {
       (loaded as { agentId: string }).agentId = 'x';
     }, TypeError);
-    assert.equal(statSync(file).mode & 0o777, 0o644);
+    assert.equal(statSync(file).mode & 0o777, 0o600);
   });
 
   it('relative paths are relative to the config file, not to the working directory', async (t) => {

@@ -118,11 +118,15 @@ export async function loadConfig(file: string): Promise<AgentConfig> {
   });
 }
 
-/** Validates and writes the config atomically (mode 0644: it holds no secret). */
+/**
+ * Validates and writes the config atomically, 0600 whatever the umask: it holds no secret,
+ * but it names the key this agent runs every instruction under and the collector it obeys,
+ * which no other local user has reason to read or learn from.
+ */
 export async function saveConfig(file: string, config: AgentConfigInput): Promise<void> {
   const parsed = AgentConfigSchema.safeParse(config);
   if (!parsed.success) throw new UsageError(`refusing to write an invalid agent config: ${issueText(parsed.error, 5)}`);
-  await writeFileAtomic(file, JSON.stringify(parsed.data, null, 2) + '\n', 0o644);
+  await writeFileAtomic(file, JSON.stringify(parsed.data, null, 2) + '\n', 0o600);
 }
 
 export async function savePrivateKey(file: string, privateKeyPem: string): Promise<void> {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { publicKeyOfPem } from '../../shared/signing.ts';
 import { DEFAULT_SPOOL_DIR, loadConfig } from './config.ts';
-import { defaultSpoolDir, enroll } from './enroll.ts';
+import { defaultSpoolDir, enroll, enrollTransport, type EnrollTransport } from './enroll.ts';
 import { TestCollector } from './test-collector.ts';
 import { tempDir } from './testkit.ts';
 
@@ -16,12 +16,14 @@ async function collector(t: { after: (fn: () => unknown) => void }): Promise<Tes
 }
 
 describe('enroll', () => {
-  it('writes the config (0644) and the key beside it (0600); the collector holds the public key of that private key', async (t) => {
+  it('writes the config and the key beside it, both 0600 under umask 022; the collector holds the public key of that private key', async (t) => {
+    const umask = process.umask(0o022);
+    t.after(() => process.umask(umask));
     const c = await collector(t);
     const dir = tempDir(t);
     const configPath = join(dir, 'etc', 'agent.json');
     const { config } = await enroll({ collectorUrl: c.url, token: c.createToken(), configPath });
-    assert.equal(statSync(configPath).mode & 0o777, 0o644);
+    assert.equal(statSync(configPath).mode & 0o777, 0o600);
     assert.equal(statSync(config.keyFile).mode & 0o777, 0o600);
     assert.equal(config.keyFile, join(dir, 'etc', 'agent.key'));
     assert.equal(config.spoolDir, join(dir, 'etc', 'spool'));
@@ -111,4 +113,68 @@ describe('enroll', () => {
       assert.deepEqual(readdirSync(dir), []);
     });
   }
+});
+
+describe('enrolling over cleartext', () => {
+  const table: [string, EnrollTransport][] = [
+    ['wss://collector.example:8443/v1/agent', 'tls'],
+    ['wss://10.0.0.5:8443/v1/agent', 'tls'],
+    ['ws://127.0.0.1:8443/v1/agent', 'loopback'],
+    ['ws://127.10.20.30:8443/v1/agent', 'loopback'],
+    ['ws://localhost:8443/v1/agent', 'loopback'],
+    ['ws://LOCALHOST:8443/v1/agent', 'loopback'],
+    ['ws://[::1]:8443/v1/agent', 'loopback'],
+    ['ws://[0:0:0:0:0:0:0:1]:8443/v1/agent', 'loopback'],
+    ['ws://[::ffff:127.0.0.1]:8443/v1/agent', 'loopback'],
+    ['ws://2130706433:8443/v1/agent', 'loopback'], // 127.0.0.1 as one number: WHATWG URL reads it so, and so does the connect
+    ['ws://10.0.0.5:8443/v1/agent', 'cleartext'],
+    ['ws://192.0.2.10:8443/v1/agent', 'cleartext'],
+    ['ws://collector.example:8443/v1/agent', 'cleartext'],
+    ['ws://0.0.0.0:8443/v1/agent', 'cleartext'],
+    ['ws://[::]:8443/v1/agent', 'cleartext'],
+    ['ws://[2001:db8::1]:8443/v1/agent', 'cleartext'],
+    ['ws://localhost.example.com:8443/v1/agent', 'cleartext'],
+    ['ws://127.0.0.1.example.com:8443/v1/agent', 'cleartext'],
+    ['ws://[::ffff:10.0.0.5]:8443/v1/agent', 'cleartext'],
+  ];
+  for (const [url, want] of table) {
+    it(`${url} -> ${want}`, () => {
+      assert.equal(enrollTransport(url), want);
+    });
+  }
+
+  // 0.0.0.0 is not a loopback address, yet Linux connects it to this host: a real
+  // collector on 127.0.0.1 stands in for a remote one without leaving the machine.
+  it('ws:// to a host that is not loopback: PW_ERR_CLEARTEXT_REFUSED before the collector is contacted, nothing written', async (t) => {
+    const c = await collector(t);
+    const dir = tempDir(t);
+    await assert.rejects(enroll({ collectorUrl: `ws://0.0.0.0:${c.port}/v1/agent`, token: c.createToken(), configPath: join(dir, 'agent.json') }), {
+      code: 'PW_ERR_CLEARTEXT_REFUSED',
+      message: /refusing to enroll over ws:\/\/ to 0\.0\.0\.0:\d+: the enrollment token and the collector key .* in cleartext .*--insecure-cleartext/,
+    });
+    assert.equal(c.attempts.length, 0, 'no connection was made');
+    assert.deepEqual(readdirSync(dir), []);
+  });
+
+  it('with insecureCleartext it enrolls, after a loud warning', async (t) => {
+    const c = await collector(t);
+    const warnings: string[] = [];
+    const { config } = await enroll({
+      collectorUrl: `ws://0.0.0.0:${c.port}/v1/agent`,
+      token: c.createToken(),
+      configPath: join(tempDir(t), 'agent.json'),
+      insecureCleartext: true,
+      warn: (m) => warnings.push(m),
+    });
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0] ?? '', /^WARNING: --insecure-cleartext: .*cleartext \(ws:\/\/\).*run commands on this host as root/);
+    assert.ok(c.agents.has(config.agentId));
+  });
+
+  it('loopback ws:// and wss:// need no flag and print no warning', async (t) => {
+    const c = await collector(t);
+    const warnings: string[] = [];
+    await enroll({ collectorUrl: c.url, token: c.createToken(), configPath: join(tempDir(t), 'agent.json'), warn: (m) => warnings.push(m) });
+    assert.deepEqual(warnings, []);
+  });
 });

@@ -11,7 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, stat, unlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { CLOSE, MalformedInputError, ProtocolError, UsageError } from '../../shared/errors.ts';
+import { CLOSE, MalformedInputError, PatchwardenError, ProtocolError, UsageError } from '../../shared/errors.ts';
 import { EnrollMessageSchema, PROTOCOL_VERSION } from '../../shared/protocol.ts';
 import { generateKeyPair } from '../../shared/signing.ts';
 import { AGENT_VERSION } from '../../shared/version.ts';
@@ -49,6 +49,44 @@ export interface EnrollOptions {
   identity?: { hostname: string; machineId: string | null };
   /** The system this agent reports and patches, when it is not `/` (config `root`). */
   root?: string;
+  /** Enroll over ws:// to a host that is not loopback (`--insecure-cleartext`); refused without it. */
+  insecureCleartext?: boolean;
+  /** Where the cleartext warning goes; default stderr. */
+  warn?: (message: string) => void;
+}
+
+export type EnrollTransport = 'tls' | 'loopback' | 'cleartext';
+
+const LOOPBACK_V4 = /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/;
+// ::ffff:127.x.y.z as WHATWG URL serialises it.
+const LOOPBACK_V4_MAPPED = /^\[::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}\]$/;
+
+/**
+ * How an enrollment to `url` (normalised) travels. Enrollment pins the collector's key from
+ * its `enrolled` answer: over ws:// anyone on the path can hand the agent their own key
+ * (and read the token), and from then on sign the instructions it runs as root. Loopback
+ * never leaves the host; any other ws:// host name, even one that resolves to this host
+ * (0.0.0.0, the machine's own name), is cleartext on a network as far as we can tell.
+ */
+export function enrollTransport(url: string): EnrollTransport {
+  const u = new URL(url);
+  if (u.protocol === 'wss:') return 'tls';
+  const host = u.hostname.toLowerCase();
+  if (host === 'localhost' || host === '[::1]' || LOOPBACK_V4.test(host) || LOOPBACK_V4_MAPPED.test(host)) return 'loopback';
+  return 'cleartext';
+}
+
+/** Refuses (PW_ERR_CLEARTEXT_REFUSED) or, with the flag, warns about a cleartext enrollment. */
+export function checkEnrollTransport(url: string, insecureCleartext: boolean, warn: (message: string) => void): void {
+  if (enrollTransport(url) !== 'cleartext') return;
+  const host = new URL(url).host;
+  const risk =
+    `the enrollment token and the collector key this agent pins would cross the network to ${host} in cleartext (ws://): ` +
+    'anyone on the path could enroll in its place or hand it their own key, then run commands on this host as root';
+  if (!insecureCleartext) {
+    throw new PatchwardenError(`refusing to enroll over ws:// to ${host}: ${risk}. Use wss:// (serve --tls-cert/--tls-key on the collector), or pass --insecure-cleartext on a network you trust`, 'PW_ERR_CLEARTEXT_REFUSED');
+  }
+  warn(`WARNING: --insecure-cleartext: ${risk}. Compare the pinned collector key that enroll prints with the collector's own before starting the agent.`);
 }
 
 export interface EnrollResult {
@@ -84,6 +122,7 @@ async function ensureWritableDir(dir: string): Promise<void> {
 
 export async function enroll(options: EnrollOptions): Promise<EnrollResult> {
   const url = normalizeCollectorUrl(options.collectorUrl);
+  checkEnrollTransport(url, options.insecureCleartext ?? false, options.warn ?? ((m) => process.stderr.write(`${m}\n`)));
   const configPath = resolve(options.configPath);
   const keyFile = defaultKeyFile(configPath);
   const spoolDir = resolve(options.spoolDir ?? defaultSpoolDir(configPath));
