@@ -30,7 +30,7 @@ usage:
   patchwarden-collector api-token create [--db FILE] --name NAME --role viewer|operator|admin [--json]   (prints the token once)
   patchwarden-collector api-token revoke [--db FILE] --name NAME
   patchwarden-collector api-token list [--db FILE] [--json]
-  patchwarden-collector serve [--db FILE] [--listen HOST:PORT] [--config FILE] [--tls-cert FILE --tls-key FILE]
+  patchwarden-collector serve [--db FILE] [--init] [--listen HOST:PORT] [--config FILE] [--tls-cert FILE --tls-key FILE]
   patchwarden-collector token create [--db FILE] --uses N --ttl 24h [--note TEXT] [--json]   (prints the enrollment token once)
   patchwarden-collector hosts [--db FILE] [--json]
   patchwarden-collector agent revoke [--db FILE] ID

@@ -115,7 +115,8 @@ describe('createCollector', () => {
     const tc = await startCollector(t);
     const health = await fetch(`${tc.collector.url}/healthz`);
     assert.equal(health.status, 200);
-    assert.deepEqual(await health.json(), { status: 'ok', db: true });
+    const body = (await health.json()) as { status: string; db: boolean };
+    assert.deepEqual([body.status, body.db], ['ok', true]);
     const { client } = await tc.agent();
     assert.equal((await client.report(thisHost)).status, 'stored');
     assert.equal((await client.report(thisHost)).status, 'unchanged');

@@ -22,7 +22,9 @@ import { createApp } from './http/app.ts';
 import { createMetrics, type CollectorMetrics } from './http/metrics.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { WalCheckpointer } from './store/checkpointer.ts';
-import { openDatabase, type Db } from './store/db.ts';
+import { openDatabase, prepareDatabaseFile, type Db } from './store/db.ts';
+import { StoreHealth } from './store/health.ts';
+import { IntegrityCheck } from './store/integrity.ts';
 import { FleetStore } from './store/fleet.ts';
 import { RolloutEngine } from './rollout/engine.ts';
 import { ReportImports } from './store/report-imports.ts';
@@ -54,6 +56,10 @@ export interface CollectorOptions {
   gateway?: Pick<GatewayOptions, 'heartbeatSeconds' | 'handshakeTimeoutMs' | 'maxPayload' | 'preAuthMaxPayload' | 'closeGraceMs' | 'maxPendingHandshakes' | 'maxPendingPerAddress'>;
   /** How often running rollouts are advanced (windows, waits, gates, reboot grace). Default 15 s. */
   rolloutTickMs?: number;
+  /** Make a new database in an existing empty `dbPath` (`serve --init`); without it such a file is refused (PW_ERR_STORE_EMPTY_FILE). */
+  init?: boolean;
+  /** /healthz: quick_check interval and first delay, heartbeat spacing, free-space floor (collector/store/health.ts). */
+  health?: { integrityIntervalMs?: number; integrityFirstDelayMs?: number; writeIntervalMs?: number; minFreeBytes?: number };
   now?: () => Date;
 }
 
@@ -126,11 +132,34 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
   const { host, port } = parseListen(options.listen ?? DEFAULT_LISTEN);
   if (options.dbPath === ':memory:' && options.keyFile === undefined) throw new UsageError('an in-memory database needs keyFile for the collector key');
   const keyFile = options.keyFile ?? join(dirname(resolve(options.dbPath)), KEY_FILE);
+  // An empty --db is refused before a key is made beside it; the file made here is empty too.
+  const made = prepareDatabaseFile(options.dbPath, options.init ?? false);
   const key = loadOrCreateKey(keyFile, logger);
-  const db = openDatabase(options.dbPath);
+  const db = openDatabase(options.dbPath, { init: made || (options.init ?? false) });
   const now = options.now ?? (() => new Date());
   let gateway: Gateway | undefined;
   const checkpointer = options.dbPath === ':memory:' ? null : new WalCheckpointer(db, { path: options.dbPath, logger });
+  const integrity =
+    options.dbPath === ':memory:'
+      ? null
+      : new IntegrityCheck({
+          path: options.dbPath,
+          ...(options.health?.integrityIntervalMs === undefined ? {} : { intervalMs: options.health.integrityIntervalMs }),
+          ...(options.health?.integrityFirstDelayMs === undefined ? {} : { firstDelayMs: options.health.integrityFirstDelayMs }),
+          onResult: (r) => {
+            if (r.status === 'ok') logger.info({ ms: r.ms }, 'database quick_check: ok');
+            else logger.error({ code: 'PW_ERR_STORE_INTEGRITY', problems: r.problems, ms: r.ms }, `database quick_check: ${r.status}`);
+          },
+        });
+  const storeHealth = new StoreHealth(db, {
+    integrity,
+    ...(options.health?.writeIntervalMs === undefined ? {} : { writeIntervalMs: options.health.writeIntervalMs }),
+    ...(options.health?.minFreeBytes === undefined ? {} : { minFreeBytes: options.health.minFreeBytes }),
+    onChange: (r) => {
+      if (r.ok) logger.info('store healthy again');
+      else logger.error({ problems: r.problems }, 'store unhealthy: /healthz answers 503');
+    },
+  });
   try {
     const fleet = new FleetStore(db);
     const metrics = createMetrics();
@@ -242,6 +271,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
       metrics,
       rollouts,
       logger,
+      storeHealth,
       onAgentRevoked: (agentId) => {
         gw.disconnect(agentId, new ProtocolError(`agent ${agentId} was revoked`, 'PW_ERR_AGENT_REVOKED', CLOSE.revoked));
       },
@@ -287,6 +317,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
         server.closeAllConnections();
         await stopped;
         fleet.flushTouches();
+        await integrity?.stop();
         await checkpointer?.stop();
         db.close();
         logger.info('collector stopped');
@@ -296,6 +327,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     return { httpServer: server, url, agentUrl, publicKey: key.publicKey, db, fleet, gateway: gw, findings, rollouts, outbox, metrics, logger, close };
   } catch (err) {
     await gateway?.close();
+    await integrity?.stop();
     await checkpointer?.stop();
     db.close();
     if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE' || (err as NodeJS.ErrnoException).code === 'EADDRNOTAVAIL' || (err as NodeJS.ErrnoException).code === 'EACCES') {

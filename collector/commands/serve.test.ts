@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcessByStdio, execFile, spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -146,6 +146,23 @@ describe('serve (a real child process)', () => {
     const served = await serve(t, ['--db', join(dir, 'c.db'), '--listen', '0.0.0.0:0']);
     const warning = served.stdout.map((l) => (l.startsWith('{') ? (JSON.parse(l) as { level: number; msg: string }) : null)).find((l) => l?.level === 40);
     assert.match(warning?.msg ?? '', /without TLS/);
+    served.child.kill('SIGTERM');
+    assert.equal((await served.exited).code, 0);
+  });
+
+  it('an existing empty --db is refused (PW_ERR_STORE_EMPTY_FILE, exit 1, no key made beside it); --init makes a database in it', async (t) => {
+    const dir = await tempDir(t);
+    const dbPath = join(dir, 'c.db');
+    await writeFile(dbPath, '');
+    await assert.rejects(cli(['serve', '--db', dbPath, '--listen', '127.0.0.1:0']), (err: Error & { code?: number; stderr?: string }) => {
+      assert.equal(err.code, 1);
+      assert.match(err.stderr ?? '', /is an empty file, not a patchwarden database.*\(PW_ERR_STORE_EMPTY_FILE\)/);
+      return true;
+    });
+    assert.deepEqual(await readdir(dir), ['c.db']);
+    assert.equal((await stat(dbPath)).size, 0);
+    const served = await serve(t, ['--db', dbPath, '--init', '--listen', '127.0.0.1:0']);
+    assert.equal((await fetch(`${served.url}/healthz`)).status, 200);
     served.child.kill('SIGTERM');
     assert.equal((await served.exited).code, 0);
   });

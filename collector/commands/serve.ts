@@ -1,6 +1,8 @@
 /**
- * `serve [--db FILE] [--listen HOST:PORT] [--config FILE] [--tls-cert FILE --tls-key FILE]`:
- * the collector service. Prints where it listens, then runs until SIGTERM or SIGINT, when
+ * `serve [--db FILE] [--init] [--listen HOST:PORT] [--config FILE] [--tls-cert FILE --tls-key FILE]`:
+ * the collector service. A missing --db file is made; an existing empty one is refused
+ * (PW_ERR_STORE_EMPTY_FILE) unless --init says to make a new database in it.
+ * Prints where it listens, then runs until SIGTERM or SIGINT, when
  * it closes agent connections (1001), lets requests finish and closes the database; a
  * second signal a second or more after the first exits at once.
  */
@@ -27,6 +29,7 @@ function readPem(path: string, what: string): Buffer {
 export async function serveCommand(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, {
     db: { type: 'string', default: DEFAULT_DB },
+    init: { type: 'boolean', default: false },
     listen: { type: 'string', default: DEFAULT_LISTEN },
     config: { type: 'string' },
     'tls-cert': { type: 'string' },
@@ -58,7 +61,7 @@ export async function serveCommand(argv: string[], io: Io): Promise<number> {
   process.on('SIGTERM', listener);
   process.on('SIGINT', listener);
   try {
-    const collector = await createCollector({ dbPath: values.db, listen: values.listen, config, ...(tls === undefined ? {} : { tls }) });
+    const collector = await createCollector({ dbPath: values.db, init: values.init, listen: values.listen, config, ...(tls === undefined ? {} : { tls }) });
     io.stdout.write(`patchwarden-collector listening on ${collector.url} (agents: ${collector.agentUrl})\n`);
     const signal = await stopped;
     collector.logger.info({ signal }, 'closing');

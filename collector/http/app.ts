@@ -63,7 +63,7 @@ export function createApp(deps: AppDeps): Hono {
     deps.metrics.httpRequestsTotal.inc({ route: routeLabel(c), status: String(c.res.status) });
   });
 
-  app.route('/', healthRoutes(deps.db));
+  app.route('/', healthRoutes(deps.db, deps.storeHealth));
   app.get('/metrics', (c) => {
     c.header('Content-Type', METRICS_CONTENT_TYPE);
     c.header('Cache-Control', 'no-store');

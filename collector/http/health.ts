@@ -1,22 +1,33 @@
 /**
- * `/healthz`, for load balancers and systemd watchdogs: no auth, no detail an attacker
- * could use. 200 `{status:'ok', db:true}` when the database answers a query, else 503.
+ * `/healthz`, for load balancers and systemd watchdogs: no auth. 200 when the store is
+ * healthy (collector/store/health.ts: it answers, its last heartbeat committed, it has room,
+ * its last quick_check found nothing), else 503 with each reason and its code. No path,
+ * host or secret is in the body: only the store's state.
  */
 import { Hono } from 'hono';
 import type { Db } from '../store/db.ts';
+import { StoreHealth } from '../store/health.ts';
 
-export function healthRoutes(db: Db): Hono {
+export function healthRoutes(db: Db, health: StoreHealth = new StoreHealth(db)): Hono {
   const app = new Hono();
-  const ping = db.prepare('SELECT 1 AS ok');
   app.get('/healthz', (c) => {
     c.header('Cache-Control', 'no-store');
-    let ok = false;
-    try {
-      ok = db.open && (ping.get() as { ok: number } | undefined)?.ok === 1;
-    } catch {
-      ok = false;
-    }
-    return ok ? c.json({ status: 'ok', db: true }) : c.json({ status: 'error', db: false }, 503);
+    const r = health.check();
+    const body = {
+      status: r.ok ? 'ok' : 'error',
+      db: r.answers,
+      store: {
+        writable: r.writable,
+        lastWriteAt: r.lastWriteAt,
+        freeBytes: r.freeBytes,
+        integrity: r.integrity,
+        integrityCheckedAt: r.integrityCheckedAt,
+        integrityAgeSeconds: r.integrityAgeSeconds,
+        integrityIntervalSeconds: r.integrityIntervalSeconds,
+      },
+      ...(r.ok ? {} : { problems: r.problems }),
+    };
+    return r.ok ? c.json(body) : c.json(body, 503);
   });
   return app;
 }

@@ -6,6 +6,7 @@ import type { DuePolicy } from '../correlate/policy.ts';
 import { ApiTokenStore, AuditLog, HostDirectory } from '../store/access.ts';
 import type { Db } from '../store/db.ts';
 import type { FleetStore } from '../store/fleet.ts';
+import type { StoreHealth } from '../store/health.ts';
 import { createLogger } from '../logger.ts';
 import type { Logger } from '../logger.ts';
 import type { RolloutEngine } from '../rollout/engine.ts';
@@ -34,6 +35,8 @@ export interface AppDeps {
   rollouts?: RolloutEngine;
   /** Refused authentications and 403s are logged here (with the source address, never the token); default: warnings as JSON lines on stderr. */
   logger?: Logger;
+  /** What /healthz reports (heartbeat commit, room, periodic quick_check); default: one over `db` with no periodic check. */
+  storeHealth?: StoreHealth;
   /** Failed authentications per source address; default: 10 at once, then one per 6 s, 10,000 sources tracked. */
   authLimiter?: AuthFailureLimiter;
 }

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readdirSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -64,5 +65,47 @@ describe('openDatabase', () => {
     assert.equal(db.pragma('foreign_keys', { simple: true }), 1);
     // Still the parent of reports.content_hash: a report naming no stored content is refused.
     assert.throws(() => db.exec("INSERT INTO reports (id, agent_id, received_at, inventory_hash, content_hash, envelope) VALUES ('r2', 'a1', 'x', 'h', 'nope', '{}')"), /FOREIGN KEY/);
+  });
+});
+
+describe('the database file', () => {
+  it('an existing empty file is refused with PW_ERR_STORE_EMPTY_FILE and left as it was, read-write and read-only; init makes a database in it', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'pw-db-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const path = join(dir, 'c.db');
+    writeFileSync(path, '');
+    for (const readonly of [false, true]) {
+      assert.throws(() => openDatabase(path, { readonly }), { code: 'PW_ERR_STORE_EMPTY_FILE', message: /is an empty file, not a patchwarden database.*serve --init/ });
+      assert.equal(statSync(path).size, 0);
+    }
+    const db = openDatabase(path, { init: true });
+    assert.equal(db.pragma('user_version', { simple: true }), MIGRATIONS.length);
+    db.close();
+    // Now a database: no flag needed.
+    openDatabase(path).close();
+  });
+
+  it('a missing file is made as before (npm start relies on it)', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'pw-db-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const db = openDatabase(join(dir, 'new.db'));
+    assert.equal(db.pragma('user_version', { simple: true }), MIGRATIONS.length);
+    db.close();
+  });
+
+  it('under umask 022 the database, its -wal and its -shm are made 0600', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'pw-db-'));
+    const umask = process.umask(0o022);
+    t.after(async () => {
+      process.umask(umask);
+      await rm(dir, { recursive: true, force: true });
+    });
+    const path = join(dir, 'c.db');
+    const db = openDatabase(path);
+    t.after(() => db.close());
+    db.exec("INSERT INTO store_heartbeat (id, at, pid) VALUES (1, 'x', 1)");
+    const files = readdirSync(dir).sort();
+    assert.deepEqual(files, ['c.db', 'c.db-shm', 'c.db-wal']);
+    for (const f of files) assert.equal((statSync(join(dir, f)).mode & 0o777).toString(8), '600', f);
   });
 });

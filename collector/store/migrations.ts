@@ -321,4 +321,12 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE audit ADD COLUMN uid INTEGER;
   ALTER TABLE exceptions ADD COLUMN created_by TEXT;
   `,
+  // 11: /healthz proves the store can commit by rewriting this one row (collector/store/health.ts).
+  `
+  CREATE TABLE store_heartbeat (
+    id  INTEGER PRIMARY KEY CHECK (id = 1),
+    at  TEXT NOT NULL,
+    pid INTEGER NOT NULL
+  ) STRICT;
+  `,
 ];
