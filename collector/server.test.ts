@@ -127,6 +127,22 @@ describe('createCollector', () => {
     await client.close();
   });
 
+  it('warns at start about a database others can read (one an older collector made 0644)', async (t) => {
+    const dir = await tempDir(t);
+    const dbPath = join(dir, 'c.db');
+    const first = await createCollector({ dbPath, listen: '127.0.0.1:0', logger: captureLogger().logger });
+    await first.close();
+    await chmod(dbPath, 0o644);
+    const { lines, logger } = captureLogger();
+    const again = await createCollector({ dbPath, listen: '127.0.0.1:0', logger });
+    t.after(() => again.close());
+    const warning = lines.map((l) => JSON.parse(l) as { level: number; msg: string; mode?: string }).find((l) => /can be read by other users/.test(l.msg));
+    assert.ok(warning, lines.join('\n'));
+    assert.equal(warning.level, 40);
+    assert.equal(warning.mode, '644');
+    assert.match(warning.msg, /chmod 600 it and its -wal and -shm files/);
+  });
+
   it('correlates every reported host again at start (counts a killed collector left stale are rebuilt)', async (t) => {
     const dir = await tempDir(t);
     const dbPath = join(dir, 'c.db');

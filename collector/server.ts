@@ -122,6 +122,13 @@ export function loadOrCreateKey(path: string, log: Logger): { publicKey: string;
   return pair;
 }
 
+/** A database made by an older collector (or copied in) under umask 022 is 0644: said at every start, as for the key. */
+function warnLooseDatabaseMode(path: string, log: Logger): void {
+  if (path === ':memory:') return;
+  const mode = statSync(path).mode & 0o777;
+  if ((mode & 0o077) !== 0) log.warn({ path, mode: mode.toString(8) }, `the database ${path} can be read by other users: chmod 600 it and its -wal and -shm files`);
+}
+
 function hostForUrl(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
@@ -136,6 +143,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
   const made = prepareDatabaseFile(options.dbPath, options.init ?? false);
   const key = loadOrCreateKey(keyFile, logger);
   const db = openDatabase(options.dbPath, { init: made || (options.init ?? false) });
+  warnLooseDatabaseMode(options.dbPath, logger);
   const now = options.now ?? (() => new Date());
   let gateway: Gateway | undefined;
   const checkpointer = options.dbPath === ':memory:' ? null : new WalCheckpointer(db, { path: options.dbPath, logger });

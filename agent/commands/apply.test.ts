@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -15,6 +15,7 @@ import { type Instruction, type ResultBundle, ResultBundleSchema, type SignedIns
 import { COLLECTOR_SIGNER, encodeSignedFile, FILE_SUFFIX, parseSignedBody, readSignedFile, signedFilesIn } from '../../shared/signed-file.ts';
 import { generateKeyPair, type KeyPair } from '../../shared/signing.ts';
 import { savePrivateKey } from '../daemon/config.ts';
+import { Spool } from '../daemon/spool.ts';
 import { tempDir } from '../daemon/testkit.ts';
 import { fixture, refreshInstruction, saveEnrolledConfig, sign, type Fixture } from '../executor/testkit.ts';
 import { REFUSAL_CODES } from '../executor/verify.ts';
@@ -84,6 +85,26 @@ describe('agent apply', () => {
     const results = await writtenResults(s);
     assert.deepEqual(results?.results.map((x) => [x.instructionId, x.status]), [[i.id, 'succeeded']]);
     assert.equal((await readdir(s.out)).filter((n) => n.endsWith(FILE_SUFFIX.report)).length, 1);
+  });
+
+  it('under umask 022 every file the agent leaves is 0600: config, key, results and report files, ledger, result outbox, spool', async (t) => {
+    const umask = process.umask(0o022);
+    t.after(() => process.umask(umask));
+    const s = await site(t);
+    const root = join(s.config, '..');
+    await bundle(s, [sign(s.fx, refresh(s.fx))]);
+    assert.equal((await apply(s)).code, 0);
+    const spool = await Spool.open(join(root, 'spool'), 1 << 20, () => undefined);
+    await spool.add({ type: 'report', id: randomUUID(), hash: 'a'.repeat(64), inventory: null });
+    const made = (await readdir(root, { recursive: true, withFileTypes: true }))
+      .filter((e) => e.isFile())
+      .map((e) => join(e.parentPath, e.name))
+      .filter((f) => !f.startsWith(s.from)); // the instruction bundle is the test's, not the agent's
+    const kinds = new Set(made.map((f) => (f.endsWith('.json') || f.endsWith('.key') ? f.slice(root.length) : f.split('.').pop())));
+    for (const kind of ['/agent.json', '/agent.key', 'pwresults', 'pwreport']) assert.ok(kinds.has(kind), `${kind} in ${[...kinds].join(' ')}`);
+    assert.ok(made.some((f) => f.includes(`${join(root, 'spool')}/`)), 'a spool file');
+    assert.ok(made.length >= 7, made.join(' '));
+    for (const f of made) assert.equal((statSync(f).mode & 0o777).toString(8), '600', f);
   });
 
   it('leaves an instruction that is not due yet: nothing runs, nothing is written', async (t) => {

@@ -144,7 +144,8 @@ export async function applyCommand(argv: string[], out: NodeJS.WritableStream, e
         if (kept === undefined) await outbox.add(result);
         // Written after every result: a reboot that takes the host down mid-run keeps what ran before it.
         const body = Buffer.from(JSON.stringify({ agentId: config.agentId, results }));
-        await writeFileAtomic(resultsFile, encodeSignedFile({ kind: 'results', signer: config.agentId, createdAt: new Date(), body, key }), 0o644);
+        // 0600 as the report files are (report.ts): what ran and what failed on this host.
+        await writeFileAtomic(resultsFile, encodeSignedFile({ kind: 'results', signer: config.agentId, createdAt: new Date(), body, key }), 0o600);
         written.results = resultsFile;
       } finally {
         if (++answered === due.length) settled();

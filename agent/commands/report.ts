@@ -34,8 +34,9 @@ export async function writeReportFile(dir: string, config: AgentConfig, key: Key
   const createdAt = new Date();
   const file = join(dir, reportFileName(createdAt, config.agentId, report.id));
   const bytes = encodeSignedFile({ kind: 'report', signer: config.agentId, createdAt, body: Buffer.from(JSON.stringify(report), 'utf8'), key });
-  // Mode 0644: an inventory is not secret from the operator carrying it, and the signature, not the mode, protects it.
-  await writeFileAtomic(file, bytes, 0o644);
+  // 0600 whatever the umask: an inventory maps every unpatched package on this host; the
+  // operator carrying it reads it as its owner, other local users have no need to.
+  await writeFileAtomic(file, bytes, 0o600);
   return { file, bytes: bytes.length, inventory, reportId: report.id };
 }
 

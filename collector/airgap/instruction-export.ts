@@ -37,7 +37,8 @@ export async function exportInstructions(opts: {
     const bundle: InstructionBundle = { agentId, instructions: pending.map((p) => ({ payload: p.payload, signature: p.signature })) };
     const bytes = encodeSignedFile({ kind: 'instructions', signer: COLLECTOR_SIGNER, createdAt: now, body: Buffer.from(JSON.stringify(bundle)), key: opts.key });
     const file = join(opts.dir, signedFileName('instructions', now, agentId, `${pending.length}`));
-    await writeFileAtomic(file, bytes, 0o644);
+    // 0600 whatever the umask: which hosts get which patches and reboots, and when.
+    await writeFileAtomic(file, bytes, 0o600);
     for (const p of pending) opts.outbox.markSent(p.id, now);
     out.push({ agentId, file, instructions: pending.length });
   }

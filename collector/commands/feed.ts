@@ -101,7 +101,8 @@ async function exportCmd(argv: string[], io: Io): Promise<number> {
     db.close();
   }
   try {
-    await writeFileAtomic(values.out, exported.bytes, 0o644);
+    // 0600 whatever the umask, as every file the collector writes; the operator carrying it owns it.
+    await writeFileAtomic(values.out, exported.bytes, 0o600);
   } catch (err) {
     throw new PatchwardenError(`cannot write ${values.out}: ${errorMessage(err)}`, 'PW_ERR_SOURCE_UNAVAILABLE', { cause: err });
   }
