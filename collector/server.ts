@@ -200,6 +200,10 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
       onEnqueued: (agentId) => {
         deliver(agentId);
       },
+      // Each rollout and host fails alone (issue 10); each failure is logged here and kept on the rollout or host.
+      onError: (err, where) => {
+        logger.error({ err, ...where }, 'a rollout could not advance, or a host failed alone; the others go on');
+      },
     });
     metrics.registry.onCollect(() => {
       for (const [state, n] of Object.entries(rollouts.store.countByState())) metrics.rollouts.set({ state }, n);
@@ -259,11 +263,16 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
         logger.error({ err }, 'picking up imported reports failed; the next tick tries again');
       }
       try {
+        // Failures of single rollouts are logged by onError; a throw here is the store's own.
         rollouts.tick();
+      } catch (err) {
+        logger.error({ err }, 'advancing the rollouts failed; the next tick tries again');
+      }
+      try {
         // Instructions a CLI process enqueued on this database reach connected agents here.
         for (const agentId of outbox.agentsWithUnsent(now())) if (gw.isConnected(agentId)) gw.deliverInstructions(agentId);
       } catch (err) {
-        logger.error({ err }, 'advancing the rollouts failed; the next tick tries again');
+        logger.error({ err }, 'pushing instructions enqueued by another process failed; the next tick tries again');
       }
     };
     tick();

@@ -120,6 +120,17 @@ export const CLOSE = Object.freeze({
  */
 export class InstructionRefusedError extends PatchwardenError {}
 
+/**
+ * The collector cannot build or sign one host's instruction (a field its schema refuses,
+ * such as an advisory id over 128 characters, or a payload that cannot fit): that host's
+ * rollout step fails alone with this code and counts against the gate; nothing is sent.
+ */
+export class InstructionBuildError extends PatchwardenError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'PW_ERR_INSTRUCTION_BUILD', options);
+  }
+}
+
 /** A rollout plan that cannot be accepted (bad names, a cron that never fires, an unknown time zone, limits exceeded). */
 export class RolloutPlanError extends PatchwardenError {
   constructor(message: string, options?: { cause?: unknown }) {

@@ -9,6 +9,7 @@
  *   agent -> collector: result {instructionId, status, ...}
  */
 import * as z from 'zod';
+import { InstructionBuildError, issueText } from './errors.ts';
 import { LIMITS, PACKAGE_NAME, VERSION } from './grammar.ts';
 import { signBytes, verifyBytes } from './signing.ts';
 
@@ -27,6 +28,8 @@ export const OUTPUT_TAIL_BYTES = 16 * 1024;
 const isoDate = z.iso.datetime({ offset: true });
 /** Advisory and CVE ids as the feeds spell them (CVE-2024-1234, DSA-5800-1, ALSA-2024:1234, GHSA-…, and the tracker importer's DEBIAN-CVE-2024-1234/openssl). */
 export const ADVISORY_ID = /^[A-Za-z][A-Za-z0-9]*-[A-Za-z0-9:._/-]+$/;
+/** Longest advisory id an instruction carries (the feeds keep ids up to 256: a longer one makes its host's patch fail with PW_ERR_INSTRUCTION_BUILD). */
+export const ADVISORY_ID_MAX = 128;
 
 // Package names are checked twice: here against the union grammar (no space, quote, `;`,
 // `$`, and never a leading `-`, so a name can never be read as an option), and again by
@@ -63,7 +66,7 @@ export const PatchInstructionSchema = z.strictObject({
   /** What to upgrade. The collector resolves "everything that fixes these advisories" into this list before signing. */
   packages: z.array(PatchTargetSchema).min(1).max(LIMITS.list),
   /** The advisories this patch is meant to fix, for the record; the agent does not read feeds. */
-  advisories: z.array(z.string().max(128).regex(ADVISORY_ID, 'not an advisory id')).max(LIMITS.list),
+  advisories: z.array(z.string().max(ADVISORY_ID_MAX).regex(ADVISORY_ID, 'not an advisory id')).max(LIMITS.list),
 });
 export const LivepatchInstructionSchema = z.strictObject({
   ...common,
@@ -98,9 +101,25 @@ export function instructionSigningBytes(payload: string): Buffer {
   return Buffer.concat([Buffer.from('patchwarden-instruction/1\n', 'utf8'), Buffer.from(payload, 'utf8')]);
 }
 
-/** The collector's side: serialise once, sign those bytes. */
+/**
+ * What the agent would refuse, found before signing: a field its schema refuses, or a
+ * payload over MAX_INSTRUCTION_BYTES. Returns the exact text to sign; throws
+ * InstructionBuildError (PW_ERR_INSTRUCTION_BUILD) naming the fields, never their values.
+ */
+export function instructionPayload(instruction: Instruction): string {
+  const r = InstructionSchema.safeParse(instruction);
+  if (!r.success) throw new InstructionBuildError(`the ${instruction.kind.slice(0, 16)} instruction for agent ${instruction.agentId.slice(0, 36)} breaks the instruction schema: ${issueText(r.error, 3)}`);
+  const payload = JSON.stringify(r.data);
+  const bytes = Buffer.byteLength(payload, 'utf8');
+  if (bytes > MAX_INSTRUCTION_BYTES) {
+    throw new InstructionBuildError(`the ${instruction.kind} instruction for agent ${instruction.agentId} is ${bytes} bytes; an instruction is at most ${MAX_INSTRUCTION_BYTES}`);
+  }
+  return payload;
+}
+
+/** The collector's side: serialise once (checked as the agent will check it), sign those bytes. */
 export function signInstruction(instruction: Instruction, collectorPrivateKeyPem: string): SignedInstruction {
-  const payload = JSON.stringify(InstructionSchema.parse(instruction));
+  const payload = instructionPayload(instruction);
   return { payload, signature: signBytes(collectorPrivateKeyPem, instructionSigningBytes(payload)) };
 }
 

@@ -103,6 +103,10 @@ export function openEngine(dbPath: string, io: Io, readonly: boolean): Opened {
       audit: (actor, action, target, detail) => {
         fleet.audit(actor, action, target, detail, new Date());
       },
+      // A host that fails alone or a rollout that cannot advance says so here, besides its stored reason.
+      onError: (err, where) => {
+        io.stderr.write(`rollout ${where.rolloutId ?? '-'}${where.agentId === null ? '' : ` host ${where.agentId}`} (${where.during}): ${errorMessage(err).slice(0, 1000)}\n`);
+      },
     });
     const close = (): void => {
       try {
@@ -148,6 +152,7 @@ export function previewTable(p: Preview): string {
     rebootCell(h),
   ]);
   let out = p.hosts.length === 0 ? 'no host to act on\n' : table(['HOST', 'WAVE', 'ACTION', 'PACKAGES (FROM->TO)', 'FINDINGS RESOLVED', 'REBOOT'], rows);
+  for (const h of p.hosts) if (h.error !== null) out += `will fail ${h.hostname} (${h.agentId}): ${h.error.code}: ${h.error.message}\n`;
   for (const s of p.skipped) out += `skipped ${s.hostname ?? s.agentId} (${s.agentId}): ${s.reason}\n`;
   const t = p.totals;
   out += `total: ${t.hosts} host${t.hosts === 1 ? '' : 's'} in ${p.waves.length} wave${p.waves.length === 1 ? '' : 's'} (${p.waves.join(', ') || '-'}), ${t.packages} package upgrades, ${t.findingsResolved} findings resolved, ${t.rebootsNeeded} reboots needed, ${t.rebootsAvoidedByLivepatch} avoided by live patching, ${p.skipped.length} skipped\n`;
@@ -176,6 +181,7 @@ export function showText(r: RolloutDetailJson): string {
     `created ${r.createdAt} by ${r.createdBy}; submitted by ${r.submittedBy ?? '-'}; approved by ${r.approvedBy ?? '-'}${r.approvedAt === null ? '' : ` at ${r.approvedAt}`}`,
     `waves: ${r.waves.current} of ${r.waves.total} sent; hosts: ${hostsCell(r)}`,
   ];
+  if (r.lastError !== null) lines.push(`last error: ${r.lastError.at} ${r.lastError.code}: ${r.lastError.message} (the collector tries again at each tick)`);
   let out = lines.join('\n') + '\n';
   if (r.hosts.length > 0) {
     out += table(

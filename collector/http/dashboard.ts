@@ -106,7 +106,7 @@ function rolloutRow(r: RolloutJson): Html {
 <td>${r.action}</td>
 <td class="num">${r.waves.current}/${r.waves.total}</td>
 <td>${hostProgress(r)}</td>
-<td>${r.haltedReason ?? '—'}</td>
+<td>${r.haltedReason ?? (r.lastError === null ? '—' : html`<span class="bad">${r.lastError.code}: ${r.lastError.message}</span>`)}</td>
 <td>${when(r.createdAt)} <span class="muted">${r.createdBy}</span></td>
 <td>${r.approvedBy ?? '—'}</td>
 </tr>`;
@@ -130,6 +130,7 @@ function rolloutPage(r: RolloutDetailJson): Html {
 <dl>
 <dt>State</dt><dd>${stateCell(r.state)}${r.haltedReason === null ? '' : html`: <span class="bad">${r.haltedReason}</span>`}</dd>
 <dt>Action</dt><dd>${r.action}${r.dryRun ? ' (dry run: nothing on the hosts changes)' : ''}</dd>
+${r.lastError === null ? '' : html`<dt>Last error</dt><dd><span class="bad">${r.lastError.code}: ${r.lastError.message}</span> <span class="muted">at ${when(r.lastError.at)}; tried again at each tick</span></dd>`}
 <dt>Waves</dt><dd>${r.waves.current} of ${r.waves.total} sent</dd>
 <dt>Hosts</dt><dd>${hostProgress(r)}</dd>
 <dt>Approval</dt><dd>${r.requireApproval ? (r.fourEyes ? 'required (four eyes)' : 'required') : 'not required'}${r.approvedBy === null ? '' : html`; approved by ${r.approvedBy} at ${when(r.approvedAt)}`}</dd>

@@ -122,6 +122,8 @@ export interface RolloutHostJson {
   step: string | null;
   stepsLeft: string[];
   instructionId: string | null;
+  /** Why the host failed, was refused or expired: the agent's result code, or the collector's own (PW_ERR_INSTRUCTION_BUILD). */
+  code: string | null;
   detail: string | null;
   updatedAt: string;
   result: InstructionResult | null;
@@ -181,6 +183,7 @@ export function rolloutDetail(fleet: FleetStore, engine: RolloutEngine, id: stri
       step: h.step,
       stepsLeft: h.steps,
       instructionId: h.instructionId,
+      code: h.code ?? (h.state === 'succeeded' ? null : (h.result?.code ?? null)),
       detail: h.detail,
       updatedAt: h.updatedAt,
       result: h.result,

@@ -13,16 +13,25 @@
  * the next wave's first steps as soon as a window is open. Failed, refused, expired and
  * not-back hosts count against the gate; more than maxFailedHosts halts the rollout and
  * takes back every instruction not yet delivered, so no later wave receives anything.
+ *
+ * Failures stay where they happen (issue 10): each rollout advances in its own transaction,
+ * and each host's step in its own savepoint. A host whose instruction cannot be built or
+ * signed (PW_ERR_INSTRUCTION_BUILD) fails alone, with its reason, and counts against the
+ * gate; any other error stops only its own rollout's advance, is passed to onError and
+ * kept as the rollout's lastError (the next tick tries again). A patch too large for one
+ * instruction is sent in parts (patch-parts.ts).
  */
 import { randomUUID } from 'node:crypto';
-import { RolloutApprovalError, RolloutNotFoundError, RolloutStateError } from '../../shared/errors.ts';
-import { INSTRUCTION_SCHEMA, type Instruction, type InstructionResult, type SignedInstruction } from '../../shared/instructions.ts';
+import * as z from 'zod';
+import { errorMessage, InstructionBuildError, PatchwardenError, RolloutApprovalError, RolloutNotFoundError, RolloutStateError } from '../../shared/errors.ts';
+import { INSTRUCTION_SCHEMA, instructionPayload, type Instruction, type InstructionResult, type PatchInstruction, type SignedInstruction } from '../../shared/instructions.ts';
 import type { Finding, Inventory } from '../../shared/protocol.ts';
 import type { Db } from '../store/db.ts';
 import type { FleetStore, HostSummary } from '../store/fleet.ts';
 import { planForHost, type HostPlan } from './host-plan.ts';
+import { patchParts } from './patch-parts.ts';
 import { parsePlan, type RolloutPlan } from './plan.ts';
-import { HOST_DONE, HOST_FAILED, type InstructionOutbox, type RolloutHostRecord, type RolloutRecord, RolloutStore, type RolloutState } from './store.ts';
+import { HOST_DONE, HOST_FAILED, type InstructionOutbox, type RolloutError, type RolloutHostRecord, type RolloutRecord, RolloutStore, type RolloutState } from './store.ts';
 import { splitWaves, waveSizes } from './waves.ts';
 import { openUntil } from './window.ts';
 
@@ -41,6 +50,38 @@ export interface RolloutEngineOptions {
   now?: () => Date;
   /** Called after the commit, once per agent that has new instructions (push them if it is connected). */
   onEnqueued?: (agentId: string) => void;
+  /**
+   * Every error the engine keeps from its caller: a rollout that could not advance (also
+   * stored as its lastError), a host whose instruction could not be built (also its state
+   * and detail), an onEnqueued that threw. The collector logs them; default: stderr.
+   */
+  onError?: (err: unknown, where: RolloutErrorContext) => void;
+}
+
+export interface RolloutErrorContext {
+  rolloutId: string | null;
+  agentId: string | null;
+  /** What the engine was doing: `tick`, `expire`, `result`, `inventory`, `host-step`, `push`. */
+  during: string;
+}
+
+/** What one tick did; failures are reported to onError and stored on their rollout too. */
+export interface TickReport {
+  rollouts: number;
+  failed: { rolloutId: string | null; code: string; message: string }[];
+}
+
+function codeOf(err: unknown): string {
+  return err instanceof PatchwardenError ? err.code : 'PW_ERR_INTERNAL';
+}
+
+/** Errors about one host's instruction itself: that host fails alone. Anything else is the rollout's (or the collector's). */
+function isBuildError(err: unknown): boolean {
+  return err instanceof InstructionBuildError || err instanceof z.ZodError;
+}
+
+function defaultOnError(err: unknown, where: RolloutErrorContext): void {
+  process.stderr.write(`${JSON.stringify({ level: 'error', msg: 'rollout engine error', ...where, code: codeOf(err), err: errorMessage(err).slice(0, 2000) })}\n`);
 }
 
 export interface PreviewHost {
@@ -53,6 +94,10 @@ export interface PreviewHost {
   findingsResolved: string[];
   needsReboot: boolean;
   livepatchInsteadOfReboot: boolean;
+  /** Patch instructions the host gets: more than one when its packages do not fit one (patch-parts.ts). */
+  patchInstructions: number;
+  /** Set when the host's instruction cannot be built (PW_ERR_INSTRUCTION_BUILD): started, it fails alone and counts against the gate. */
+  error: { code: string; message: string } | null;
 }
 
 export interface Preview {
@@ -92,6 +137,7 @@ export class RolloutEngine {
   readonly #audit: RolloutEngineOptions['audit'];
   readonly #now: () => Date;
   readonly #onEnqueued: ((agentId: string) => void) | undefined;
+  readonly #onError: (err: unknown, where: RolloutErrorContext) => void;
   readonly store: RolloutStore;
   /** Agents with new outbox entries in the current call, told after its commit. */
   #enqueued = new Set<string>();
@@ -105,6 +151,7 @@ export class RolloutEngine {
     this.#audit = opts.audit;
     this.#now = opts.now ?? (() => new Date());
     this.#onEnqueued = opts.onEnqueued;
+    this.#onError = opts.onError ?? defaultOnError;
     this.store = new RolloutStore(opts.db, parsePlan);
   }
 
@@ -152,6 +199,7 @@ export class RolloutEngine {
         continue;
       }
       const p = hp.plan;
+      const check = this.#checkPatch(plan, agentId, p);
       hosts.push({
         agentId,
         hostname: host.hostname,
@@ -161,6 +209,7 @@ export class RolloutEngine {
         findingsResolved: p.findingsResolved,
         needsReboot: p.needsReboot,
         livepatchInsteadOfReboot: p.livepatchInsteadOfReboot,
+        ...check,
       });
       totals.hosts++;
       totals.packages += p.packages.length;
@@ -238,12 +287,25 @@ export class RolloutEngine {
     });
   }
 
-  /** Expires overdue instructions and advances every running rollout. Call every few seconds, and once at start. */
-  tick(now = this.#now()): void {
-    this.#run(() => {
-      this.#outbox.expire(now);
-      for (const id of this.store.idsInState('running')) this.#advance(id, now);
-    });
+  /**
+   * Expires overdue instructions and advances every running rollout, each in its own
+   * transaction: one that throws is reported (onError, its lastError) and the others go on.
+   * Call every few seconds, and once at start.
+   */
+  tick(now = this.#now()): TickReport {
+    const report: TickReport = { rollouts: 0, failed: [] };
+    try {
+      this.#run(() => this.#outbox.expire(now));
+    } catch (err) {
+      this.#onError(err, { rolloutId: null, agentId: null, during: 'expire' });
+      report.failed.push({ rolloutId: null, code: codeOf(err), message: errorMessage(err) });
+    }
+    for (const id of this.store.idsInState('running')) {
+      report.rollouts++;
+      const err = this.#advanceAlone(id, now, 'tick');
+      if (err !== null) report.failed.push({ rolloutId: id, code: err.code, message: err.message });
+    }
+    return report;
   }
 
   /**
@@ -251,22 +313,26 @@ export class RolloutEngine {
    * false: unknown instruction id, or another agent's (the gateway should log it).
    */
   onResult(agentId: string, result: InstructionResult): boolean {
-    return this.#run(() => {
-      const now = this.#now();
+    const now = this.#now();
+    // The result is the agent's word and is kept whatever its rollout does next: advancing
+    // the rollout is its own transaction, and a failure there is the rollout's, not the agent's.
+    const rolloutId = this.#run((): string | false | null => {
       if (!this.#outbox.recordResult(agentId, result, now) || result.instructionId === null) return false;
       const h = this.store.hostByInstruction(result.instructionId, agentId);
-      if (h?.state !== 'sent') return true;
+      if (h?.state !== 'sent') return null;
       if (result.status !== 'succeeded') {
-        this.store.updateHost(h.rolloutId, agentId, { state: result.status, result, detail: `${result.code ?? result.status}: ${result.message.slice(0, 500)}` }, now);
+        this.store.updateHost(h.rolloutId, agentId, { state: result.status, result, code: result.code, detail: `${result.code ?? result.status}: ${result.message.slice(0, 500)}` }, now);
       } else if ((h.step === 'reboot' || h.step === 'reboot-if-needed') && result.rebootRequired !== false) {
         // Rebooting: done when the agent comes back with another boot id (onInventory).
         this.store.updateHost(h.rolloutId, agentId, { result, detail: 'rebooting' }, now);
       } else {
         this.#stepDone(h, result, now);
       }
-      this.#advance(h.rolloutId, now);
-      return true;
+      return h.rolloutId;
     });
+    if (rolloutId === false) return false;
+    if (rolloutId !== null) this.#advanceAlone(rolloutId, now, 'result');
+    return true;
   }
 
   /** A stored inventory: a boot id other than the one before a reboot means the host came back. */
@@ -276,27 +342,112 @@ export class RolloutEngine {
     // Nearly every stored inventory comes from a host with no reboot outstanding: a read
     // says so, without a write transaction (and its commit) per report.
     if (!this.store.awaitingReboot(agentId).some((h) => h.bootId !== null && h.bootId !== bootId)) return;
-    this.#run(() => {
-      const now = this.#now();
-      for (const h of this.store.awaitingReboot(agentId)) {
-        if (h.bootId === null || h.bootId === bootId) continue;
-        const result = h.instructionId === null ? null : (this.#outbox.get(h.instructionId)?.result ?? null);
-        this.#stepDone({ ...h }, result, now, `back with boot id ${bootId}`);
-        this.#advance(h.rolloutId, now);
+    const now = this.#now();
+    // One transaction per rollout the host is in: one that cannot advance holds back no other.
+    for (const h of this.store.awaitingReboot(agentId)) {
+      if (h.bootId === null || h.bootId === bootId) continue;
+      try {
+        this.#run(() => {
+          const result = h.instructionId === null ? null : (this.#outbox.get(h.instructionId)?.result ?? null);
+          this.#stepDone({ ...h }, result, now, `back with boot id ${bootId}`);
+        });
+      } catch (err) {
+        this.#failed(h.rolloutId, agentId, 'inventory', err, now);
+        continue;
       }
-    });
+      this.#advanceAlone(h.rolloutId, now, 'inventory');
+    }
   }
 
   // -------------------------------------------------------------------------------------
 
-  /** One transaction per call; onEnqueued only after the commit. */
+  /** One transaction per call; onEnqueued only after the commit, each agent on its own (one push that throws stops no other). */
   #run<T>(fn: () => T): T {
     this.#enqueued = new Set();
-    const out = this.#db.transaction(fn).immediate();
+    let out: T;
+    try {
+      out = this.#db.transaction(fn).immediate();
+    } catch (err) {
+      // Rolled back: nothing was enqueued.
+      this.#enqueued = new Set();
+      throw err;
+    }
     const agents = this.#enqueued;
     this.#enqueued = new Set();
-    for (const a of agents) this.#onEnqueued?.(a);
+    for (const a of agents) {
+      try {
+        this.#onEnqueued?.(a);
+      } catch (err) {
+        this.#onError(err, { rolloutId: null, agentId: a, during: 'push' });
+      }
+    }
     return out;
+  }
+
+  /**
+   * Advances one rollout in its own transaction. A failure rolls back only this rollout's
+   * advance; it is reported and kept as the rollout's lastError, and returned. A success
+   * clears the lastError.
+   */
+  #advanceAlone(id: string, now: Date, during: string): RolloutError | null {
+    try {
+      this.#run(() => {
+        this.#advance(id, now);
+        const last = this.store.get(id)?.lastError;
+        if (last !== undefined && last !== null) this.store.update(id, { last_error: null }, now);
+      });
+      return null;
+    } catch (err) {
+      return this.#failed(id, null, during, err, now);
+    }
+  }
+
+  /** Reports an error kept from the caller and stores it on its rollout (in a transaction of its own: the failed one rolled back). */
+  #failed(rolloutId: string, agentId: string | null, during: string, err: unknown, now: Date): RolloutError {
+    this.#onError(err, { rolloutId, agentId, during });
+    const e: RolloutError = { code: codeOf(err), message: `${during}: ${errorMessage(err)}`.slice(0, 1000), at: now.toISOString() };
+    try {
+      this.#db.transaction(() => {
+        this.store.update(rolloutId, { last_error: JSON.stringify(e) }, now);
+      }).immediate();
+    } catch (again) {
+      this.#onError(again, { rolloutId, agentId, during: 'record-error' });
+    }
+    return e;
+  }
+
+  /**
+   * One host's step in a savepoint: an instruction that cannot be built or signed undoes
+   * that step's writes and fails the host alone with its reason; any other error is the
+   * rollout's and goes up.
+   */
+  #hostStep(r: RolloutRecord, h: RolloutHostRecord, now: Date, fn: () => void): void {
+    try {
+      this.#db.transaction(fn)();
+    } catch (err) {
+      if (!isBuildError(err)) throw err;
+      this.#onError(err, { rolloutId: r.id, agentId: h.agentId, during: 'host-step' });
+      const code = codeOf(err) === 'PW_ERR_INTERNAL' ? 'PW_ERR_INSTRUCTION_BUILD' : codeOf(err);
+      const message = err instanceof z.ZodError ? `the signer refused the instruction: ${err.issues.slice(0, 3).map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}` : (err as Error).message;
+      const step = h.steps[0] ?? null;
+      this.store.updateHost(r.id, h.agentId, { state: 'failed', step, steps: h.steps.slice(1), instructionId: null, code, detail: `${code}: ${message}`.slice(0, 1000) }, now);
+      this.#audit(SYSTEM_ACTOR, 'rollout.host-failed', `rollout:${r.id}`, JSON.stringify({ agentId: h.agentId, step, code }));
+    }
+  }
+
+  /** What the preview says of a host's patch: how many instructions, or why it cannot be built. */
+  #checkPatch(plan: RolloutPlan, agentId: string, p: HostPlan): Pick<PreviewHost, 'patchInstructions' | 'error'> {
+    if (!p.steps.includes('patch') || p.packages.length === 0) return { patchInstructions: 0, error: null };
+    const at = new Date(0).toISOString();
+    const base: Omit<PatchInstruction, 'packages'> = { schema: INSTRUCTION_SCHEMA, id: randomUUID(), agentId, issuedAt: at, notBefore: at, expiresAt: at, rolloutId: randomUUID(), dryRun: plan.dryRun, kind: 'patch', advisories: p.advisories };
+    try {
+      const parts = patchParts(base, p.packages.map((x) => ({ name: x.name, version: x.pin })));
+      for (const packages of parts) instructionPayload({ ...base, packages });
+      return { patchInstructions: parts.length, error: null };
+    } catch (err) {
+      if (!isBuildError(err)) throw err;
+      return { patchInstructions: 0, error: { code: codeOf(err), message: errorMessage(err) } };
+    }
   }
 
   #require(id: string): RolloutRecord {
@@ -385,7 +536,9 @@ export class RolloutEngine {
     for (const w of this.#outbox.withdraw(r.id, now)) {
       const h = this.store.hostByInstruction(w.id, w.agentId);
       if (h?.state !== 'sent' || h.step === null) continue;
-      this.store.updateHost(r.id, w.agentId, { state: 'pending', steps: [h.step, ...h.steps], step: null, instructionId: null, detail: `withdrawn before delivery: ${why}` }, now);
+      // A patch sent in parts keeps one `patch` ahead for the parts still to come: it is not doubled.
+      const steps = h.step === 'patch' && h.steps[0] === 'patch' ? h.steps : [h.step, ...h.steps];
+      this.store.updateHost(r.id, w.agentId, { state: 'pending', steps, step: null, instructionId: null, detail: `withdrawn before delivery: ${why}` }, now);
     }
   }
 
@@ -409,7 +562,12 @@ export class RolloutEngine {
       hosts = this.store.hosts(id);
       const window = openUntil(plan.windows, now);
       if (window !== null) {
-        for (const h of hosts) if (h.state === 'pending' && h.wave <= r.currentWave && h.steps.length > 0) this.#sendNextStep(r, h, now, window);
+        for (const h of hosts) {
+          if (h.state !== 'pending' || h.wave > r.currentWave || h.steps.length === 0) continue;
+          this.#hostStep(r, h, now, () => {
+            this.#sendNextStep(r, h, now, window);
+          });
+        }
         hosts = this.store.hosts(id);
       }
       if (r.currentWave >= 0) {
@@ -493,17 +651,30 @@ export class RolloutEngine {
       dryRun: r.plan.dryRun,
     } as const;
     let instruction: Instruction;
+    let after = rest;
+    let detail: string | null = null;
     switch (step) {
       case 'patch': {
         const hp = inv === undefined ? undefined : planForHost(r.plan, inv, this.#findings(h.agentId));
-        if (hp?.ok !== true || hp.plan.packages.length === 0) {
+        // A host with a result already is getting a patch in parts: the parts that succeeded are not sent again.
+        const done = h.result === null ? new Set<string>() : this.#outbox.patchedFor(r.id, h.agentId);
+        const packages = hp?.ok === true ? hp.plan.packages.filter((p) => !done.has(p.name)).map((p) => ({ name: p.name, version: p.pin })) : [];
+        if (hp?.ok !== true || packages.length === 0) {
           // Resolved since the wave started (patched by hand, or a newer inventory): skip to the next step.
-          this.#stepDone({ ...h, steps: rest }, null, now, 'nothing left to patch');
+          this.#stepDone({ ...h, steps: rest }, null, now, done.size > 0 ? `patched in parts: ${done.size} packages` : 'nothing left to patch');
           const again = this.store.host(r.id, h.agentId);
           if (again?.state === 'pending') this.#sendNextStep(r, again, now, window);
           return;
         }
-        instruction = { ...base, kind: 'patch', packages: hp.plan.packages.map((p) => ({ name: p.name, version: p.pin })), advisories: hp.plan.advisories };
+        const patch: Omit<PatchInstruction, 'packages'> = { ...base, kind: 'patch', advisories: hp.plan.advisories };
+        const parts = patchParts(patch, packages);
+        const first = parts[0] ?? packages;
+        instruction = { ...patch, packages: first };
+        if (parts.length > 1) {
+          // The rest follow, each when the one before succeeded (a `patch` stays ahead of the host's other steps).
+          after = ['patch', ...rest];
+          detail = `patch in parts: ${first.length} of ${packages.length} packages in this instruction, the rest follow`;
+        }
         break;
       }
       case 'livepatch': {
@@ -521,12 +692,14 @@ export class RolloutEngine {
         instruction = { ...base, kind: 'refresh' };
         break;
     }
+    // Checked as the agent will check it whatever the signer does: a refusal fails this host alone (#hostStep).
+    instructionPayload(instruction);
     const signed = this.#signer(instruction);
     this.#outbox.enqueue({ id: instruction.id, agentId: h.agentId, payload: signed.payload, signature: signed.signature, expiresAt, rolloutId: r.id }, now);
     this.store.updateHost(
       r.id,
       h.agentId,
-      { state: 'sent', step, steps: rest, instructionId: instruction.id, bootId: step === 'reboot' || step === 'reboot-if-needed' ? (inv?.host.bootId ?? null) : h.bootId, detail: null },
+      { state: 'sent', step, steps: after, instructionId: instruction.id, bootId: step === 'reboot' || step === 'reboot-if-needed' ? (inv?.host.bootId ?? null) : h.bootId, detail },
       now,
     );
     this.#enqueued.add(h.agentId);

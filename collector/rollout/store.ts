@@ -78,9 +78,13 @@ export class InstructionOutbox {
   readonly #expire;
   readonly #withdraw;
   readonly #stopResends;
+  readonly #resulted;
 
   constructor(db: Db) {
     this.#db = db;
+    this.#resulted = db.prepare<[string, string], { payload: string; result: string }>(
+      'SELECT payload, result FROM instruction_outbox WHERE rollout_id = ? AND agent_id = ? AND result IS NOT NULL ORDER BY enqueued_at, rowid',
+    );
     this.#insert = db.prepare<[string, string, string | null, string, string, string, string]>(
       'INSERT INTO instruction_outbox (id, agent_id, rollout_id, payload, signature, expires_at, enqueued_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
     );
@@ -175,6 +179,21 @@ export class InstructionOutbox {
     return (this.#withdraw.all(now.toISOString(), rolloutId) as { id: string; agent_id: string }[]).map((r) => ({ id: r.id, agentId: r.agent_id }));
   }
 
+  /**
+   * The packages this rollout's patch instructions to this agent upgraded (succeeded), so a
+   * patch sent in parts (patch-parts.ts) never sends a part again.
+   */
+  patchedFor(rolloutId: string, agentId: string): Set<string> {
+    const done = new Set<string>();
+    for (const r of this.#resulted.all(rolloutId, agentId)) {
+      const result = JSON.parse(r.result) as InstructionResult;
+      const ins = JSON.parse(r.payload) as { kind?: unknown; packages?: { name: string }[] };
+      if (result.status !== 'succeeded' || ins.kind !== 'patch') continue;
+      for (const p of ins.packages ?? []) done.add(p.name);
+    }
+    return done;
+  }
+
   get(id: string): OutboxRecord | undefined {
     const r = this.#byId.get(id);
     return r === undefined ? undefined : recordOf(r);
@@ -219,6 +238,18 @@ export interface RolloutRecord {
   /** When the current wave had every host done and passed its gate; the wait runs from here. */
   waveDoneAt: string | null;
   haltedReason: string | null;
+  /**
+   * Why the rollout could not advance the last time it tried (an error of the store, the
+   * signer or the collector itself), with its code; null once it advances again. The
+   * rollout stays running: the next tick tries again.
+   */
+  lastError: RolloutError | null;
+}
+
+export interface RolloutError {
+  code: string;
+  message: string;
+  at: string;
 }
 
 export interface RolloutHostRecord {
@@ -234,6 +265,8 @@ export interface RolloutHostRecord {
   /** The host's boot id when the reboot was sent; a different one in a later inventory means it came back. */
   bootId: string | null;
   result: InstructionResult | null;
+  /** Why a failed, refused or expired host ended so: the agent's result code, or the collector's (PW_ERR_INSTRUCTION_BUILD). */
+  code: string | null;
   detail: string | null;
   updatedAt: string;
 }
@@ -255,6 +288,7 @@ interface RolloutRow {
   wave_count: number;
   wave_done_at: string | null;
   halted_reason: string | null;
+  last_error: string | null;
 }
 
 interface HostRow {
@@ -267,6 +301,7 @@ interface HostRow {
   instruction_id: string | null;
   boot_id: string | null;
   result: string | null;
+  code: string | null;
   detail: string | null;
   updated_at: string;
 }
@@ -282,6 +317,7 @@ function hostOf(r: HostRow): RolloutHostRecord {
     instructionId: r.instruction_id,
     bootId: r.boot_id,
     result: r.result === null ? null : (JSON.parse(r.result) as InstructionResult),
+    code: r.code,
     detail: r.detail,
     updatedAt: r.updated_at,
   };
@@ -351,7 +387,7 @@ export class RolloutStore {
     return this.#byState.all(state);
   }
 
-  update(id: string, fields: Partial<Record<'state' | 'submitted_by' | 'approved_by' | 'approved_at' | 'started_at' | 'finished_at' | 'current_wave' | 'wave_count' | 'wave_done_at' | 'halted_reason', string | number | null>>, now: Date): void {
+  update(id: string, fields: Partial<Record<'state' | 'submitted_by' | 'approved_by' | 'approved_at' | 'started_at' | 'finished_at' | 'current_wave' | 'wave_count' | 'wave_done_at' | 'halted_reason' | 'last_error', string | number | null>>, now: Date): void {
     const cols = Object.keys(fields);
     const sets = [...cols.map((c) => `${c} = @${c}`), 'updated_at = @updated_at'].join(', ');
     // Column names come from the type above, never from input.
@@ -385,7 +421,7 @@ export class RolloutStore {
   updateHost(
     id: string,
     agentId: string,
-    fields: Partial<{ state: HostState; step: Step | null; steps: Step[]; instructionId: string | null; bootId: string | null; result: InstructionResult | null; detail: string | null }>,
+    fields: Partial<{ state: HostState; step: Step | null; steps: Step[]; instructionId: string | null; bootId: string | null; result: InstructionResult | null; code: string | null; detail: string | null }>,
     now: Date,
   ): void {
     const map: Record<string, string | number | null> = {};
@@ -395,6 +431,7 @@ export class RolloutStore {
     if (fields.instructionId !== undefined) map.instruction_id = fields.instructionId;
     if (fields.bootId !== undefined) map.boot_id = fields.bootId;
     if (fields.result !== undefined) map.result = fields.result === null ? null : JSON.stringify(fields.result);
+    if (fields.code !== undefined) map.code = fields.code;
     if (fields.detail !== undefined) map.detail = fields.detail;
     const sets = [...Object.keys(map).map((c) => `${c} = @${c}`), 'updated_at = @updated_at'].join(', ');
     this.#db.prepare(`UPDATE rollout_hosts SET ${sets} WHERE rollout_id = @id AND agent_id = @agentId`).run({ ...map, updated_at: now.toISOString(), id, agentId });
@@ -418,6 +455,7 @@ export class RolloutStore {
       waveCount: r.wave_count,
       waveDoneAt: r.wave_done_at,
       haltedReason: r.halted_reason,
+      lastError: r.last_error === null ? null : (JSON.parse(r.last_error) as RolloutError),
     };
   }
 }

@@ -22,7 +22,7 @@ import { inventoryOf, loadOsv, rhel95Packages } from '../correlate/testkit.ts';
 import type { Advisory } from '../feeds/types.ts';
 import { openDatabase, type Db } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
-import { RolloutEngine } from './engine.ts';
+import { RolloutEngine, type RolloutErrorContext } from './engine.ts';
 import type { PlanInput } from './plan.ts';
 import { InstructionOutbox, type OutboxEntry } from './store.ts';
 
@@ -89,16 +89,19 @@ export interface Bench {
   findings(agentId: string): Finding[];
   /** Closes the database and opens it again with a new engine: a collector restart. */
   restart(): void;
+  /** What the engine passed to onError, in order. */
+  errors: { err: unknown; where: RolloutErrorContext }[];
 }
 
-export async function makeBench(t: TestContext): Promise<Bench> {
+export async function makeBench(t: TestContext, opts: { advisories?: readonly Advisory[] } = {}): Promise<Bench> {
   const dir = await mkdtemp(join(tmpdir(), 'pw-rollout-'));
   const path = join(dir, 'c.db');
   const correlator = new Correlator();
-  correlator.apply(await loadAdvisories());
+  correlator.apply([...(await loadAdvisories()), ...(opts.advisories ?? [])]);
   const key = generateKeyPair();
   const clock = { now: NOW };
   const pushed: string[] = [];
+  const errors: Bench['errors'] = [];
   const bench = {} as Bench;
   const wire = (): void => {
     const db = openDatabase(path);
@@ -119,6 +122,7 @@ export async function makeBench(t: TestContext): Promise<Bench> {
       },
       now: () => clock.now,
       onEnqueued: (agentId) => pushed.push(agentId),
+      onError: (err, where) => errors.push({ err, where }),
     });
     Object.assign(bench, { db, fleet, outbox, engine, findings });
   };
@@ -133,6 +137,7 @@ export async function makeBench(t: TestContext): Promise<Bench> {
     key,
     clock,
     pushed,
+    errors,
     addHost: (spec: HostSpec) => {
       const inv = hostInventory(spec);
       const id = bench.fleet.enrollAgent({ publicKey: generateKeyPair().publicKey, hostname: spec.hostname, machineId: null, tokenId: null }, clock.now);
@@ -185,4 +190,61 @@ export function bindPlan(over: Partial<PlanInput> = {}): PlanInput {
     waitMinutes: 0,
     ...over,
   };
+}
+
+/**
+ * A feed advisory whose id is longer than an instruction may carry (the feeds keep ids up
+ * to 256 characters, an instruction 128: the Debian tracker's `DEBIAN-CVE-…/<source>` ids
+ * grow with the source name). It aliases POISON_CVE and affects POISON_PACKAGE, which only
+ * a host given poison() has: that host's patch instruction cannot be built.
+ */
+export const POISON_CVE = 'CVE-2026-99001';
+export const POISON_PACKAGE = 'pwpoison';
+export const POISON_ADVISORY: Advisory = {
+  source: 'osv',
+  id: `ALSA-2026:${'9'.repeat(130)}`,
+  aliases: [POISON_CVE],
+  summary: 'an advisory id over the instruction limit',
+  severity: 'high',
+  published: '2026-11-01T00:00:00.000Z',
+  modified: null,
+  affected: [{ ecosystem: 'AlmaLinux:9', package: POISON_PACKAGE, ranges: [{ introduced: '0', fixed: '2.0-1.el9', lastAffected: null }], versions: [], notAffected: false }],
+  withdrawn: null,
+};
+
+/** The inventory with POISON_PACKAGE installed below its fix. */
+export function poison(inv: Inventory): Inventory {
+  return { ...inv, packages: [...inv.packages, { name: POISON_PACKAGE, version: '1.0-1.el9', arch: 'x86_64', source: POISON_PACKAGE, sourceVersion: '1.0-1.el9' }] };
+}
+
+/**
+ * Two Debian advisories on two source packages, each building `binaries` binaries with
+ * long names: a host with both installed needs more packages upgraded than one patch
+ * instruction holds (LIMITS.list, MAX_INSTRUCTION_BYTES).
+ */
+export const BIG_ADVISORIES = ['DSA-9901-1', 'DSA-9902-1'] as const;
+
+export function bigAdvisories(): Advisory[] {
+  return BIG_ADVISORIES.map((id, i) => ({
+    source: 'osv',
+    id,
+    aliases: [],
+    summary: null,
+    severity: 'high' as const,
+    published: '2026-11-01T00:00:00.000Z',
+    modified: null,
+    affected: [{ ecosystem: 'Debian:12', package: `pwbig${i}`, ranges: [{ introduced: '0', fixed: '2.0-1', lastAffected: null }], versions: [], notAffected: false }],
+    withdrawn: null,
+  }));
+}
+
+export function bigInventory(hostname: string, binaries: number): Inventory {
+  const inv = hostInventory({ hostname, os: 'debian' });
+  const extra: Package[] = [];
+  for (let s = 0; s < BIG_ADVISORIES.length; s++) {
+    for (let i = 0; i < binaries; i++) {
+      extra.push({ name: `pwbig${s}-a-binary-package-with-a-long-name-${i}`, version: '1.0-1', arch: 'amd64', source: `pwbig${s}`, sourceVersion: '1.0-1' });
+    }
+  }
+  return { ...inv, packages: [...inv.packages, ...extra] };
 }

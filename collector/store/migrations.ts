@@ -329,4 +329,11 @@ export const MIGRATIONS: readonly string[] = [
     pid INTEGER NOT NULL
   ) STRICT;
   `,
+  // 12: why a rollout could not advance (rollouts.last_error, JSON {code, message, at}) and
+  // why a host failed (rollout_hosts.code: the agent's result code or the collector's own,
+  // PW_ERR_INSTRUCTION_BUILD), shown by the API, the CLI and the dashboard (issue 10).
+  `
+  ALTER TABLE rollouts ADD COLUMN last_error TEXT;
+  ALTER TABLE rollout_hosts ADD COLUMN code TEXT;
+  `,
 ];
