@@ -6,11 +6,14 @@ import { readFile } from 'node:fs/promises';
 import * as z from 'zod';
 import { UsageError, errorMessage } from '../shared/errors.ts';
 import { DuePolicySchema } from './correlate/policy.ts';
+import { FeedNameSchema } from './feeds/feed-name.ts';
 
 const FeedSourceSchema = z.strictObject({
   /** The feed's name in `feed list` and in reports. */
-  name: z.string().min(1).max(64).regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/),
+  name: FeedNameSchema,
   url: z.url({ protocol: /^https?$/ }),
+  /** The whole download, every attempt and wait included (collector/feeds/sync.ts); default 30 minutes. */
+  deadlineSeconds: z.number().int().min(1).max(86_400).optional(),
 });
 
 export const CollectorConfigSchema = z.strictObject({

@@ -38,6 +38,26 @@ export class InputTooLargeError extends PatchwardenError {
   }
 }
 
+/**
+ * Compressed input that inflates past its total or ratio cap (collector/feeds/inflate.ts):
+ * a gzip or zip bomb, refused before it costs more than a few MB and a few ms.
+ */
+export class InflateLimitError extends PatchwardenError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'PW_ERR_INFLATE_LIMIT', options);
+  }
+}
+
+/**
+ * An input path that is not a regular file (a FIFO, a device, a socket, a directory where a
+ * file is expected): refused before a read could block on it (shared/regular-file.ts).
+ */
+export class NotRegularFileError extends PatchwardenError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'PW_ERR_NOT_REGULAR_FILE', options);
+  }
+}
+
 /** A command we ran failed, timed out or printed more than allowed. */
 export class CommandFailedError extends PatchwardenError {
   constructor(message: string, options?: { cause?: unknown }) {

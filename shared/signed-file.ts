@@ -12,10 +12,11 @@
  * so a header cannot be moved onto another body, kind or signer.
  */
 import { createHash } from 'node:crypto';
-import { type FileHandle, open, readdir } from 'node:fs/promises';
+import { type FileHandle, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as z from 'zod';
-import { errorMessage, InputTooLargeError, issueText, MalformedInputError, PatchwardenError, SourceUnavailableError } from './errors.ts';
+import { errorMessage, InputTooLargeError, issueText, MalformedInputError, PatchwardenError } from './errors.ts';
+import { withRegularFile } from './regular-file.ts';
 import { signBytes, verifyBytes } from './signing.ts';
 import type { KeyObject } from 'node:crypto';
 
@@ -91,21 +92,6 @@ export function encodeSignedFile(opts: { kind: SignedFileKind; signer: string; c
   return Buffer.concat([Buffer.from(JSON.stringify(header) + '\n', 'utf8'), opts.body]);
 }
 
-/** Opens `path` for `read`, closes it after; a file that cannot be opened is PW_ERR_SOURCE_UNAVAILABLE, naming it. */
-async function withFile<T>(path: string, read: (handle: FileHandle) => Promise<T>): Promise<T> {
-  let handle: FileHandle;
-  try {
-    handle = await open(path, 'r');
-  } catch (err) {
-    throw new SourceUnavailableError(`cannot open ${path}: ${errorMessage(err)}`, { cause: err });
-  }
-  try {
-    return await read(handle);
-  } finally {
-    await handle.close();
-  }
-}
-
 async function headerOf(handle: FileHandle, name: string): Promise<{ header: SignedFileHeader; offset: number }> {
   const buf = Buffer.alloc(MAX_HEADER_BYTES);
   const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
@@ -128,13 +114,13 @@ async function headerOf(handle: FileHandle, name: string): Promise<{ header: Sig
 
 /** The header alone, unchecked: enough to order files before reading them. */
 export async function readSignedFileHeader(path: string, name: string): Promise<SignedFileHeader> {
-  return (await withFile(path, (handle) => headerOf(handle, name))).header;
+  return (await withRegularFile(path, (handle) => headerOf(handle, name))).header;
 }
 
 /** True when the file starts as a signed file does (`feed import` then reads it as a bundle, not as an upstream feed). */
 export async function isSignedFile(path: string): Promise<boolean> {
   try {
-    return await withFile(path, async (handle) => {
+    return await withRegularFile(path, async (handle) => {
       const buf = Buffer.alloc(32);
       const { bytesRead } = await handle.read(buf, 0, buf.length, 0);
       return buf.subarray(0, bytesRead).toString('latin1').startsWith('{"format":"patchwarden.file/');
@@ -169,7 +155,7 @@ export interface ReadSignedFileOptions {
  * Returns the body only when every check passed; `name` is what error messages call it.
  */
 export function readSignedFile(path: string, name: string, opts: ReadSignedFileOptions): Promise<{ header: SignedFileHeader; body: Buffer }> {
-  return withFile(path, (handle) => checkedRead(handle, name, opts));
+  return withRegularFile(path, (handle) => checkedRead(handle, name, opts));
 }
 
 async function checkedRead(handle: FileHandle, name: string, opts: ReadSignedFileOptions): Promise<{ header: SignedFileHeader; body: Buffer }> {

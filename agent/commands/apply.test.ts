@@ -19,6 +19,7 @@ import { Spool } from '../daemon/spool.ts';
 import { tempDir } from '../daemon/testkit.ts';
 import { fixture, refreshInstruction, saveEnrolledConfig, sign, type Fixture } from '../executor/testkit.ts';
 import { REFUSAL_CODES } from '../executor/verify.ts';
+import { mkfifo } from '../../shared/testing/fifo.ts';
 import { applyCommand } from './apply.ts';
 
 const HOUR = 3600_000;
@@ -115,6 +116,16 @@ describe('agent apply', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, new RegExp(`waits until ${notBefore.toISOString()}: run apply again then\\nnothing to run for agent`));
     assert.deepEqual(await readdir(s.out), []);
+  });
+
+  it('a FIFO named like an instructions file is refused with PW_ERR_NOT_REGULAR_FILE, never opened for a read that blocks; the real file still runs', { timeout: 20_000 }, async (t) => {
+    const s = await site(t);
+    await bundle(s, [sign(s.fx, refresh(s.fx))]);
+    const fifo = await mkfifo(join(s.from, `0-fifo${FILE_SUFFIX.instructions}`));
+    const r = await apply(s);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, new RegExp(`^refused    ${fifo}: ${fifo} is a FIFO, not a regular file: refused without reading it \\(PW_ERR_NOT_REGULAR_FILE\\)$`, 'm'));
+    assert.equal((await readdir(s.out)).filter((f) => f.endsWith(FILE_SUFFIX.results)).length, 1);
   });
 
   it('skips a file for another agent: one directory can be carried to many hosts', async (t) => {

@@ -21,6 +21,8 @@ import { KEY_FILE, loadOrCreateKey } from '../server.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase } from '../store/db.ts';
 import { dumpStoreFile } from '../store/testkit.ts';
+import { gzipBomb } from '../feeds/testkit.ts';
+import { mkfifo } from '../../shared/testing/fifo.ts';
 import { feedSigner } from './feed-bundle.ts';
 
 const ALMA9 = dataPath('osv', 'almalinux9.osv.jsonl.gz');
@@ -55,8 +57,8 @@ async function offline(): Promise<string> {
 }
 
 /** A bundle signed with the online key whose body is the given JSON lines. */
-async function handMade(lines: unknown[], name: string, createdAt = new Date()): Promise<string> {
-  const body = gzipSync(Buffer.from(lines.map((l) => JSON.stringify(l)).join('\n') + '\n'));
+async function handMade(lines: unknown[] | Buffer, name: string, createdAt = new Date()): Promise<string> {
+  const body = Buffer.isBuffer(lines) ? lines : gzipSync(Buffer.from(lines.map((l) => JSON.stringify(l)).join('\n') + '\n'));
   const file = join(dir, name);
   await writeFile(file, encodeSignedFile({ kind: 'feeds', signer: feedSigner(onlineKey.publicKey), createdAt, body, key: onlineKey.privateKeyPem }));
   return file;
@@ -121,10 +123,12 @@ describe('feed bundles (feed export -> feed import --trust)', () => {
       trust: [onlineKey.publicKey],
     }), /line 2 of the bundle is not a feed, advisory or KEV entry.*\(PW_ERR_MALFORMED_INPUT\)/],
     ['a record before any feed line', async () => ({ file: await handMade([{ kev: { cve: 'CVE-2024-1234', dateAdded: '2024-01-01', dueDate: '2024-01-22', vendorProject: 'x', product: 'y', knownRansomwareCampaignUse: null } }], 'orphan.pwfeeds'), trust: [onlineKey.publicKey] }), /line 1: a record before any feed line \(PW_ERR_MALFORMED_INPUT\)/],
+    ['a signed body of 1 MiB of gzip\'d newlines (1 GiB inflated)', async () => ({ file: await handMade(gzipBomb(1 << 20), 'bomb.pwfeeds'), trust: [onlineKey.publicKey] }), /the bundle: inflates more than 100:1 .*\(PW_ERR_INFLATE_LIMIT\)/],
+    ['a FIFO named like a bundle', async () => ({ file: await mkfifo(join(dir, `fifo-${process.pid}.pwfeeds`)), trust: [onlineKey.publicKey] }), /is neither a regular file nor a directory.*\(PW_ERR_NOT_REGULAR_FILE\)/],
     ['a feed name with a path in it', async () => ({ file: await handMade([{ feed: { source: '../../etc/passwd', kind: 'osv' } }], 'path.pwfeeds'), trust: [onlineKey.publicKey] }), /line 1 .*feed\.source: not a feed name/],
   ];
   for (const [name, make, message] of refusals) {
-    it(`refused: ${name}, exit 1, nothing stored`, async () => {
+    it(`refused: ${name}, exit 1, nothing stored`, { timeout: 60_000 }, async () => {
       const db = await offline();
       const { file, trust } = await make();
       const r = await runCaptured(feedCommand, ['import', '--db', db, ...trust.map((k) => `--trust=${k}`), file]);

@@ -11,24 +11,26 @@
  * feeds is refused: it would roll the advisories back (a withdrawal, a corrected range).
  */
 import { basename } from 'node:path';
-import { gunzipSync, gzipSync } from 'node:zlib';
+import { gzipSync } from 'node:zlib';
 import * as z from 'zod';
-import { MalformedInputError, PatchwardenError, UsageError, errorMessage, issueText } from '../../shared/errors.ts';
+import { InflateLimitError, MalformedInputError, PatchwardenError, UsageError, errorMessage, issueText } from '../../shared/errors.ts';
 import { encodeSignedFile, readSignedFile } from '../../shared/signed-file.ts';
 import type { Correlator } from '../correlate/correlator.ts';
+import { checkFeedName, FeedNameSchema } from '../feeds/feed-name.ts';
+import { InflateBudget, inflateWhole } from '../feeds/inflate.ts';
 import { type Advisory, AdvisorySchema, type KevEntry, KevEntrySchema } from '../feeds/types.ts';
 import type { AdvisoryStore, FeedInfo, ImportResult, KevCounts } from '../store/advisories.ts';
 
 /** A bundle of every feed a collector holds is tens of MB gzip'd; this bounds a hostile one. */
 export const MAX_BUNDLE_BYTES = 1024 * 1024 * 1024;
-const MAX_UNPACKED_BYTES = 4 * 1024 * 1024 * 1024;
+/** Inflated, the body is held and split into lines: the feed reader's total (inflate.ts), and its ratio. */
+const MAX_UNPACKED_BYTES = 2 * 1024 * 1024 * 1024;
 
 /** The signer id of a collector's bundles: its public key's first 16 characters, so an importer trusting several keys knows which to check. */
 export function feedSigner(publicKey: string): string {
   return `collector-${publicKey.slice(0, 16)}`;
 }
 
-const FeedNameSchema = z.string().min(1).max(128).regex(/^[A-Za-z0-9][A-Za-z0-9._@+-]*$/, 'not a feed name');
 const LineSchema = z.union([
   z.strictObject({ feed: z.strictObject({ source: FeedNameSchema, kind: z.string().min(1).max(64).regex(/^[a-z0-9+-]+$/, 'not a feed kind') }) }),
   z.strictObject({ advisory: AdvisorySchema }),
@@ -46,6 +48,8 @@ export function exportFeedBundle(store: AdvisoryStore, opts: { sources?: readonl
   for (const s of opts.sources ?? []) if (!held.some((f) => f.source === s)) throw new UsageError(`no feed named ${s} (see feed list)`);
   const chosen = held.filter((f) => (opts.sources === undefined || opts.sources.includes(f.source)) && f.lastError === null);
   if (chosen.length === 0) throw new UsageError('there is no feed to export: import or sync feeds first');
+  // A name stored before the rule was one (feed-name.ts) would make every importer refuse the whole bundle.
+  for (const f of chosen) checkFeedName(f.source, 'stored before feed names had one rule: import the feed again with --name');
   const lines: string[] = [];
   const feeds: { source: string; advisories: number; kev: number }[] = [];
   for (const f of chosen) {
@@ -63,16 +67,22 @@ export function exportFeedBundle(store: AdvisoryStore, opts: { sources?: readonl
 }
 
 /** The feeds in a checked body; any line that does not hold refuses the bundle, since a signed bundle with a bad line is not one to trust in part. */
-function parseBody(body: Buffer): BundledFeed[] {
-  let text: string;
+async function parseBody(body: Buffer): Promise<BundledFeed[]> {
+  let data: Buffer;
   try {
-    text = gunzipSync(body, { maxOutputLength: MAX_UNPACKED_BYTES }).toString('utf8');
+    data = await inflateWhole(body, 'the bundle', new InflateBudget({ maxInflatedBytes: MAX_UNPACKED_BYTES }), MAX_UNPACKED_BYTES, () => new InflateLimitError(`the bundle inflates past ${MAX_UNPACKED_BYTES} bytes`));
   } catch (err) {
+    if (err instanceof PatchwardenError) throw err;
     throw new MalformedInputError(`the signed body is not gzip: ${errorMessage(err)}`, { cause: err });
   }
   const feeds: BundledFeed[] = [];
   let lineNo = 0;
-  for (const line of text.split('\n')) {
+  // Line by line from the buffer: one string of the whole body could pass V8's string limit.
+  for (let start = 0; start < data.length; ) {
+    let end = data.indexOf(10, start);
+    if (end === -1) end = data.length;
+    const line = data.toString('utf8', start, end);
+    start = end + 1;
     lineNo++;
     if (line === '') continue;
     let json: unknown;
@@ -123,7 +133,7 @@ export async function importFeedBundle(
     throw err;
   }
   const { header, body } = checked;
-  const feeds = parseBody(body);
+  const feeds = await parseBody(body);
   for (const f of feeds) {
     const last = store.bundleCreatedAt(f.feed.source);
     if (last !== null && last > header.createdAt) {

@@ -16,7 +16,8 @@ import { dataPath, readData } from '../../shared/testing/data.ts';
 import { inventoryOf, rhel95Packages } from '../correlate/testkit.ts';
 import { parseFeedPath } from '../feeds/import.ts';
 import { DEFAULT_READ_LIMITS } from '../feeds/reader.ts';
-import { buildZip } from '../feeds/testkit.ts';
+import { buildZip, gzipBomb } from '../feeds/testkit.ts';
+import { mkfifo } from '../../shared/testing/fifo.ts';
 import { openDatabase } from '../store/db.ts';
 import { feedCommand } from './feed.ts';
 import { scanCommand } from './scan.ts';
@@ -338,6 +339,22 @@ describe('hostile files are refused, nothing stored, the good copy of the feed s
       message: /nothing usable, refused: no record of a known format \(2 symbolic links skipped\)/,
     },
     {
+      name: 'a FIFO named like the feed (it would block the import for ever)',
+      make: (at) => mkfifo(join(at, 'almalinux9.osv.jsonl.gz')),
+      code: 'PW_ERR_NOT_REGULAR_FILE',
+      message: /almalinux9\.osv\.jsonl\.gz is neither a regular file nor a directory/,
+    },
+    {
+      name: 'a 1 MiB .jsonl.gz of newlines (1 GiB inflated)',
+      make: async (at) => {
+        const path = join(at, 'almalinux9.osv.jsonl.gz');
+        await writeFile(path, gzipBomb(1 << 20));
+        return path;
+      },
+      code: 'PW_ERR_INFLATE_LIMIT',
+      message: /inflates more than 100:1/,
+    },
+    {
       name: 'a path that does not exist',
       make: (at) => Promise.resolve(join(at, 'missing.jsonl.gz')),
       code: 'PW_ERR_SOURCE_UNAVAILABLE',
@@ -346,7 +363,7 @@ describe('hostile files are refused, nothing stored, the good copy of the feed s
   ];
 
   for (const c of cases) {
-    it(`${c.name}: exit 1, ${c.code}, store unchanged`, async () => {
+    it(`${c.name}: exit 1, ${c.code}, store unchanged`, { timeout: 60_000 }, async () => {
       const at = await mkdtemp(join(dir, 'case-'));
       const path = await c.make(at);
       const r = await run(feedCommand, ['import', '--db', db, '--name', 'almalinux9', path]);
@@ -448,4 +465,50 @@ describe('files with some bad records: the good ones are imported, the bad ones 
       assert.deepEqual(await scan(['--db', db]), published.filter((f) => !f.startsWith('ALSA-2025:1681 ')));
     });
   }
+});
+
+describe('feed names: one rule for import, sync and bundles (issue 10)', () => {
+  const names: [string, string[]][] = [
+    ['a file name with a space and "(1)"', []],
+    ['--name with markup', ['--name', '<b>alma</b>']],
+    ['--name with a space', ['--name', 'alma linux']],
+    ['--name starting with a dot', ['--name', '.alma']],
+    ['--name of 129 characters', ['--name', 'a'.repeat(129)]],
+  ];
+  for (const [label, extra] of names) {
+    it(`${label}: refused with PW_ERR_FEED_NAME before anything is read or stored`, async () => {
+      const at = await mkdtemp(join(dir, 'name-'));
+      const path = join(at, 'almalinux9 (1).osv.jsonl.gz');
+      await writeFile(path, await readFile(ALMA9));
+      const db = join(at, 'c.db');
+      const r = await run(feedCommand, ['import', '--db', db, ...extra, path]);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /feed name ".*" \((from --name|the file name: give the feed one with --name)\) is not 1-128 letters, digits and \._@\+- starting with a letter or digit \(PW_ERR_FEED_NAME\)\n$/);
+      assert.deepEqual(await feedList(db), []);
+    });
+  }
+
+  it('the same file under a valid --name goes in, and its bundle exports', async () => {
+    const at = await mkdtemp(join(dir, 'name-ok-'));
+    const path = join(at, 'almalinux9 (1).osv.jsonl.gz');
+    await writeFile(path, await readFile(ALMA9));
+    const db = join(at, 'c.db');
+    assert.equal((await run(feedCommand, ['import', '--db', db, '--name', 'alma+9@mirror_1.x', path])).code, 0);
+    const r = await run(feedCommand, ['export', '--db', db, '--out', join(at, 'f.pwfeeds')]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^alma\+9@mirror_1\.x: 1783 advisories, 0 KEV entries$/m);
+  });
+
+  it('a feed stored under a bad name before the rule: feed export refuses with PW_ERR_FEED_NAME, naming it, and writes nothing', async () => {
+    const at = await mkdtemp(join(dir, 'name-old-'));
+    const db = join(at, 'c.db');
+    assert.equal((await run(feedCommand, ['import', '--db', db, '--name', 'almalinux9', ALMA9])).code, 0);
+    const conn = openDatabase(db);
+    // What an older collector let through: foreign keys off, as a rename by hand would be.
+    conn.pragma('foreign_keys = OFF');
+    conn.exec(`UPDATE feeds SET source = 'alma (1)'; UPDATE advisories SET feed = 'alma (1)'`);
+    conn.close();
+    await assert.rejects(run(feedCommand, ['export', '--db', db, '--out', join(at, 'f.pwfeeds')]), { code: 'PW_ERR_FEED_NAME', message: /"alma \(1\)"/ });
+    assert.deepEqual((await readdir(at)).filter((f) => f.includes('.pwfeeds')), []);
+  });
 });

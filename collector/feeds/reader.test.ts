@@ -7,10 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { FeedFormatError, InputTooLargeError, SourceUnavailableError } from '../../shared/errors.ts';
+import { FeedFormatError, InputTooLargeError, PatchwardenError, SourceUnavailableError } from '../../shared/errors.ts';
 import { seededRandom } from '../../shared/testing/random.ts';
 import { readFeedFile, readJsonLines, type FeedRecord, type ReadOptions } from './reader.ts';
-import { buildZip } from './testkit.ts';
+import { buildZip, gzipBomb } from './testkit.ts';
 import { FeedReport } from './types.ts';
 import { needs, TOOLS } from '../../shared/testing/system-tools.ts';
 
@@ -272,5 +272,88 @@ describe('readJsonLines: over-long lines', () => {
     assert.deepEqual(records.map((r) => r.name), ['generated:1', 'generated:3']);
     assert.equal(report.warningCount('PW_ERR_INPUT_TOO_LARGE'), 1);
     assert.ok(peak - before < 256 * 1024 * 1024, `rss grew by ${Math.round((peak - before) / 1048576)} MiB`);
+  });
+});
+
+describe('readFeedFile: every compressed input has a total and a ratio cap (issue 10)', () => {
+  const isInflateLimit = (e: unknown): boolean => e instanceof PatchwardenError && e.code === 'PW_ERR_INFLATE_LIMIT';
+  const cases: { name: string; make: (d: string) => Promise<string>; limits?: ReadOptions['limits'] }[] = [
+    {
+      name: 'a 1 MiB .jsonl.gz of newlines (1 GiB inflated)',
+      make: async (d) => {
+        const p = join(d, 'newlines.jsonl.gz');
+        await writeFile(p, gzipBomb(1 << 20));
+        return p;
+      },
+    },
+    {
+      name: 'a .json.gz document of 16 MiB of one letter, under the document limit',
+      make: async (d) => {
+        const p = join(d, 'letters.json.gz');
+        await writeFile(p, gzipBomb(16 << 10, 0x61));
+        return p;
+      },
+    },
+    {
+      name: 'a text feed (DSA-list.gz) of newlines',
+      make: async (d) => {
+        const p = join(d, 'DSA-list.gz');
+        await writeFile(p, gzipBomb(64 << 10));
+        return p;
+      },
+    },
+    {
+      name: 'a directory of the real Alpine secdb files with one bomb among them',
+      make: async (d) => {
+        const sub = join(d, 'secdb-bomb');
+        await mkdir(sub, { recursive: true });
+        await copyFile(join(DATA, 'alpine-secdb/v3.19-main.json.gz'), join(sub, 'v3.19-main.json.gz'));
+        await writeFile(join(sub, 'v3.20-main.json.gz'), gzipBomb(64 << 10));
+        return sub;
+      },
+    },
+    {
+      name: 'the real Alpine secdb directory over a 256 KiB total',
+      make: async (d) => {
+        const sub = join(d, 'secdb-total');
+        await mkdir(sub, { recursive: true });
+        for (const f of ['v3.19-main.json.gz', 'v3.20-main.json.gz', 'v3.21-main.json.gz', 'edge-main.json.gz']) await copyFile(join(DATA, 'alpine-secdb', f), join(sub, f));
+        return sub;
+      },
+      limits: { maxInflatedBytes: 256 << 10 },
+    },
+    {
+      name: 'the real almalinux9 .jsonl.gz over a 2 MiB total',
+      make: () => Promise.resolve(join(OSV, 'almalinux9.osv.jsonl.gz')),
+      limits: { maxInflatedBytes: 2 << 20 },
+    },
+    {
+      name: 'an osv.dev zip whose entry declares 16 MiB from a few KB',
+      make: async (d) => {
+        const p = join(d, 'bomb.zip');
+        await writeFile(p, buildZip([{ name: 'DSA-1.json', data: Buffer.alloc(16 << 20, 0x20) }]));
+        return p;
+      },
+    },
+  ];
+  for (const c of cases) {
+    it(`${c.name}: refused with PW_ERR_INFLATE_LIMIT`, async () => {
+      const path = await c.make(dir);
+      await assert.rejects(collect(path, c.limits === undefined ? {} : { limits: c.limits }), isInflateLimit);
+    });
+  }
+
+  it('the real feeds stay under the caps: almalinux9 .jsonl.gz and the Alpine secdb directory', async () => {
+    assert.equal((await collect(join(OSV, 'almalinux9.osv.jsonl.gz'))).length > 1000, true);
+    assert.equal((await collect(join(DATA, 'alpine-secdb'))).length, 41);
+  });
+
+  // Before blank lines were counted without being parsed, these 32 MiB took about 25 s (64 MiB: 49 s); now about 0.5 s.
+  it('a plain file of 32 MiB of newlines: no record, no warning (blank lines are counted, not parsed)', { timeout: 10_000 }, async () => {
+    const path = join(dir, 'newlines.jsonl');
+    await writeFile(path, Buffer.alloc(32 << 20, 0x0a));
+    const report = new FeedReport();
+    assert.deepEqual(await collect(path, { report }), []);
+    assert.equal(report.warningCount(), 0);
   });
 });

@@ -15,12 +15,11 @@
  *   intact part, but the file as a whole is refused: the importer runs one transaction per
  *   file and rolls it back when the generator throws.
  */
-import { createReadStream } from 'node:fs';
-import { open, readdir, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { promisify } from 'node:util';
-import { createGunzip, gunzip as gunzipCallback } from 'node:zlib';
-import { FeedFormatError, FeedUnsupportedError, InputTooLargeError, PatchwardenError, SourceUnavailableError } from '../../shared/errors.ts';
+import { FeedFormatError, FeedUnsupportedError, InputTooLargeError, NotRegularFileError, PatchwardenError, SourceUnavailableError } from '../../shared/errors.ts';
+import { openRegularFile } from '../../shared/regular-file.ts';
+import { DEFAULT_INFLATE_LIMITS, InflateBudget, type InflateLimits, inflateStream, inflateWhole } from './inflate.ts';
 import { FeedReport } from './types.ts';
 import { DEFAULT_ZIP_LIMITS, ZipArchive, type ZipLimits } from './zip.ts';
 
@@ -31,7 +30,7 @@ export interface FeedRecord {
   record: unknown;
 }
 
-export interface ReadLimits extends ZipLimits {
+export interface ReadLimits extends ZipLimits, InflateLimits {
   /** One JSONL line. OSV records are KBs; a 16 MiB line is garbage or an attack. */
   maxLineBytes: number;
   /** One JSON document; the Debian tracker's full JSON is about 80 MB today. */
@@ -44,6 +43,7 @@ export interface ReadLimits extends ZipLimits {
 
 export const DEFAULT_READ_LIMITS: Readonly<ReadLimits> = Object.freeze({
   ...DEFAULT_ZIP_LIMITS,
+  ...DEFAULT_INFLATE_LIMITS,
   maxLineBytes: 16 * 1024 * 1024,
   maxDocumentBytes: 256 * 1024 * 1024,
   maxTextBytes: 64 * 1024 * 1024,
@@ -58,8 +58,9 @@ export interface ReadOptions {
 type Kind = 'zip' | 'jsonl' | 'json' | 'text';
 
 const GZIP_MAGIC = [0x1f, 0x8b];
-const gunzip = promisify(gunzipCallback);
 const CHUNK = 1 << 20;
+/** Compressed input is read in small chunks, so the ratio cap (inflate.ts) trips a few MB into a bomb. */
+const GZIP_CHUNK = 64 * 1024;
 
 function kindOf(name: string, head: Buffer): Kind {
   if (head.length >= 4 && head[0] === 0x50 && head[1] === 0x4b && (head[2] === 3 || head[2] === 5)) return 'zip';
@@ -81,9 +82,7 @@ function unreadable(path: string, err: unknown): PatchwardenError {
 }
 
 async function readHead(path: string): Promise<Buffer> {
-  const fh = await open(path, 'r').catch((err: unknown) => {
-    throw unreadable(path, err);
-  });
+  const fh = await openRegularFile(path);
   try {
     const buf = Buffer.alloc(4);
     const { bytesRead } = await fh.read(buf, 0, 4, 0);
@@ -93,13 +92,18 @@ async function readHead(path: string): Promise<Buffer> {
   }
 }
 
-/** The file's bytes as a stream of chunks, gunzipped when it starts with the gzip magic. */
-async function* fileChunks(path: string): AsyncGenerator<Buffer> {
-  const head = await readHead(path);
-  const raw = createReadStream(path, { highWaterMark: CHUNK });
+/** The file's bytes as a stream of chunks, gunzipped (under the budget) when it starts with the gzip magic. */
+async function* fileChunks(path: string, budget: InflateBudget): AsyncGenerator<Buffer> {
+  const fh = await openRegularFile(path);
+  const head = Buffer.alloc(2);
+  await fh.read(head, 0, 2, 0).catch((err: unknown) => {
+    void fh.close();
+    throw unreadable(path, err);
+  });
   const gz = head[0] === GZIP_MAGIC[0] && head[1] === GZIP_MAGIC[1];
-  const stream = gz ? raw.pipe(createGunzip({ chunkSize: CHUNK })) : raw;
-  if (gz) raw.on('error', (err) => stream.destroy(err));
+  // The stream closes the handle when it ends or is destroyed.
+  const raw = fh.createReadStream({ start: 0, highWaterMark: gz ? GZIP_CHUNK : CHUNK });
+  const stream = gz ? inflateStream(raw, path, budget, CHUNK) : raw;
   try {
     for await (const chunk of stream) yield chunk as Buffer;
   } catch (err) {
@@ -123,10 +127,10 @@ function documentRecords(name: string, value: unknown): FeedRecord[] {
  * bytes (compressed or not). One read instead of a stream: documents are parsed whole
  * anyway, and a directory of 60k small OSV files pays per file for every extra step.
  */
-async function readWhole(path: string, limit: number): Promise<string> {
+async function readWhole(path: string, limit: number, budget: InflateBudget): Promise<string> {
   let raw: Buffer;
+  const fh = await openRegularFile(path);
   try {
-    const fh = await open(path, 'r');
     try {
       const size = (await fh.stat()).size;
       if (size > limit) throw new InputTooLargeError(`${path}: ${size} bytes, limit ${limit}`);
@@ -140,9 +144,8 @@ async function readWhole(path: string, limit: number): Promise<string> {
   let data = raw;
   if (raw[0] === GZIP_MAGIC[0] && raw[1] === GZIP_MAGIC[1]) {
     try {
-      data = await gunzip(raw, { maxOutputLength: limit });
+      data = await inflateWhole(raw, path, budget, limit, () => new InputTooLargeError(`${path}: inflates past ${limit} bytes`));
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw new InputTooLargeError(`${path}: inflates past ${limit} bytes`, { cause: err });
       throw unreadable(path, err);
     }
   }
@@ -197,6 +200,12 @@ export async function* readJsonLines(chunks: AsyncIterable<Buffer> | Iterable<Bu
   for await (const chunk of chunks) {
     let start = 0;
     while (start < chunk.length) {
+      // Empty lines cost a count and nothing else: a file of newlines is read at memchr speed.
+      if (length === 0 && !skipping && chunk[start] === 10) {
+        line++;
+        start++;
+        continue;
+      }
       const nl = chunk.indexOf(10, start);
       const end = nl === -1 ? chunk.length : nl;
       if (!skipping) {
@@ -255,7 +264,7 @@ async function* readZip(path: string, limits: ReadLimits, report: FeedReport): A
   }
 }
 
-async function* readDirectory(dir: string, depth: number, limits: ReadLimits, report: FeedReport): AsyncGenerator<FeedRecord> {
+async function* readDirectory(dir: string, depth: number, limits: ReadLimits, report: FeedReport, budget: InflateBudget): AsyncGenerator<FeedRecord> {
   if (depth > limits.maxDepth) {
     report.warn(dir, new InputTooLargeError(`directories nested deeper than ${limits.maxDepth}; skipped`));
     return;
@@ -274,12 +283,14 @@ async function* readDirectory(dir: string, depth: number, limits: ReadLimits, re
       // A feed checkout has no links; following them could leave the tree or loop.
       report.count('symbolic links skipped');
     } else if (e.isDirectory()) {
-      yield* readDirectory(path, depth + 1, limits, report);
+      yield* readDirectory(path, depth + 1, limits, report, budget);
     } else if (e.isFile() && /\.json(\.gz)?$/i.test(e.name)) {
       let value: unknown;
       try {
-        value = parseJson(await readWhole(path, limits.maxDocumentBytes), path);
+        value = parseJson(await readWhole(path, limits.maxDocumentBytes, budget), path);
       } catch (err) {
+        // A bomb refuses the whole path: it is hostile, and the total is the directory's.
+        if (err instanceof PatchwardenError && err.code === 'PW_ERR_INFLATE_LIMIT') throw err;
         report.warn(path, unreadable(path, err));
         continue;
       }
@@ -292,27 +303,28 @@ async function* readDirectory(dir: string, depth: number, limits: ReadLimits, re
 export async function* readFeedFile(path: string, options: ReadOptions = {}): AsyncGenerator<FeedRecord> {
   const limits: ReadLimits = { ...DEFAULT_READ_LIMITS, ...options.limits };
   const report = options.report ?? new FeedReport();
+  const budget = new InflateBudget(limits);
   const info = await stat(path).catch((err: unknown) => {
     throw unreadable(path, err);
   });
   if (info.isDirectory()) {
-    yield* readDirectory(path, 0, limits, report);
+    yield* readDirectory(path, 0, limits, report, budget);
     return;
   }
-  if (!info.isFile()) throw new SourceUnavailableError(`${path} is not a regular file or directory`);
+  if (!info.isFile()) throw new NotRegularFileError(`${path} is neither a regular file nor a directory: refused without reading it`);
   const kind = kindOf(basename(path), await readHead(path));
   switch (kind) {
     case 'zip':
       yield* readZip(path, limits, report);
       return;
     case 'jsonl':
-      yield* readJsonLines(fileChunks(path), path, { report, limits });
+      yield* readJsonLines(fileChunks(path, budget), path, { report, limits });
       return;
     case 'json':
-      yield* documentRecords(path, parseJson(await readWhole(path, limits.maxDocumentBytes), path));
+      yield* documentRecords(path, parseJson(await readWhole(path, limits.maxDocumentBytes, budget), path));
       return;
     case 'text':
-      yield { name: path, record: await readWhole(path, limits.maxTextBytes) };
+      yield { name: path, record: await readWhole(path, limits.maxTextBytes, budget) };
       return;
   }
 }

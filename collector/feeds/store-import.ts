@@ -8,6 +8,7 @@ import { basename } from 'node:path';
 import { errorMessage } from '../../shared/errors.ts';
 import type { Correlator } from '../correlate/correlator.ts';
 import type { AdvisoryStore } from '../store/advisories.ts';
+import { checkFeedName } from './feed-name.ts';
 import { parseFeedPath, type ParsedFeed } from './import.ts';
 
 export interface FeedImportResult {
@@ -19,9 +20,10 @@ export interface FeedImportResult {
   parsed: ParsedFeed;
 }
 
-/** A feed's name: what the operator called it, else the file name. */
+/** A feed's name: what the operator called it, else the file name; either way it must pass the one rule (PW_ERR_FEED_NAME). */
 export function feedName(path: string, name?: string): string {
-  return name ?? basename(path.replace(/\/+$/, ''));
+  if (name !== undefined) return checkFeedName(name, 'from --name');
+  return checkFeedName(basename(path.replace(/\/+$/, '')), 'the file name: give the feed one with --name');
 }
 
 export async function importFeedPath(

@@ -19,6 +19,7 @@ import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase, type Db } from '../store/db.ts';
 import { tempDatabase } from '../store/testkit.ts';
 import { syncFeed, type SyncOptions } from './sync.ts';
+import { gzipBomb } from './testkit.ts';
 
 const T0 = new Date('2026-11-26T18:00:00.000Z');
 const T1 = new Date('2026-11-26T19:00:00.000Z');
@@ -424,5 +425,60 @@ describe('feed sync --config through feedCommand', () => {
       },
     });
     await assert.rejects(feedCommand(['sync', '--db', join(tmpdir(), 'never.db'), '--config', config], { stdout: nowhere, stderr: nowhere }), { code: 'PW_ERR_USAGE', message: /feeds\.0\.url/ });
+  });
+});
+
+describe('feed sync: the server cannot make it inflate or wait without bound (issue 10)', () => {
+  it('a 1 MiB .jsonl.gz of newlines: refused with PW_ERR_INFLATE_LIMIT, not retried, the store unchanged', async (t) => {
+    const bomb = gzipBomb(1 << 20);
+    const srv = await dataServer(t, { routes: { '/bomb.jsonl.gz': (_req, res) => void res.writeHead(200, { 'content-length': String(bomb.length) }).end(bomb) } });
+    const { db, store } = await tempStore(t);
+    const before = dump(db);
+    const out = await syncFeed(store, { name: 'bomb', url: `${srv.base}/bomb.jsonl.gz` }, { ...fast, dispatcher: agent(t) });
+    assert.equal(out.status, 'failed');
+    assert.equal(out.code, 'PW_ERR_INFLATE_LIMIT');
+    assert.equal(srv.seen.length, 1);
+    assert.equal(dump(db), before);
+  });
+
+  /** One byte of a real feed every `everyMs`: never idle long enough for the idle timeout. */
+  const trickle =
+    (everyMs: number): Handler =>
+    async (_req, res, socket) => {
+      const body = await readFile(join(DATA_DIR, 'osv', 'almalinux9.osv.jsonl.gz'));
+      res.writeHead(200, { 'content-length': String(body.length) });
+      let at = 0;
+      const timer = setInterval(() => {
+        if (socket.destroyed) clearInterval(timer);
+        else res.write(body.subarray(at, ++at));
+      }, everyMs);
+      socket.on('close', () => {
+        clearInterval(timer);
+      });
+    };
+
+  it('a server sending one byte every 50 ms under a 500 ms idle timeout: stopped at its 1 s deadline with PW_ERR_FEED_DEADLINE, not retried', async (t) => {
+    const srv = await dataServer(t, { routes: { '/slow.jsonl.gz': trickle(50) } });
+    const { db, store } = await tempStore(t);
+    const before = dump(db);
+    const started = Date.now();
+    const out = await syncFeed(store, { name: 'slow', url: `${srv.base}/slow.jsonl.gz` }, { ...fast, timeoutMs: 500, deadlineMs: 1000, dispatcher: agent(t) });
+    assert.equal(out.status, 'failed');
+    assert.equal(out.code, 'PW_ERR_FEED_DEADLINE');
+    assert.ok(Date.now() - started < 10_000, 'the deadline ended it');
+    assert.equal(srv.seen.length, 1);
+    assert.equal(dump(db), before);
+  });
+
+  it("the config's deadlineSeconds is the feed's deadline in feed sync", async (t) => {
+    const srv = await dataServer(t, { routes: { '/slow.jsonl.gz': trickle(200) } });
+    const { path: db, db: conn } = await tempStore(t);
+    conn.close();
+    const config = join(tmpdir(), `pw-sync-deadline-${process.pid}.json`);
+    t.after(() => rm(config, { force: true }));
+    await writeFile(config, JSON.stringify({ feeds: [{ name: 'slow', url: `${srv.base}/slow.jsonl.gz`, deadlineSeconds: 1 }] }));
+    const { code, stderr } = await runCaptured(feedCommand, ['sync', '--db', db, '--config', config]);
+    assert.equal(code, 1);
+    assert.match(stderr, /^slow: failed, keeping the last good data: .*not downloaded within its 1 s deadline \(PW_ERR_FEED_DEADLINE\)$/m);
   });
 });

@@ -4,6 +4,11 @@
  * through the proxy the environment names (HTTP_PROXY, HTTPS_PROXY, NO_PROXY), then import
  * it through the same path as `feed import`. A feed that fails keeps its last good data
  * and records the error; the others still sync.
+ *
+ * Two clocks: `timeoutMs` is undici's idle timeout (headers, and the gap between body
+ * chunks), which a server trickling one byte every few seconds never trips; `deadlineMs`
+ * bounds the whole download of one feed, every attempt and backoff included
+ * (PW_ERR_FEED_DEADLINE, not retried).
  */
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -13,6 +18,7 @@ import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { type Dispatcher, EnvHttpProxyAgent, interceptors, request } from 'undici';
 import { InputTooLargeError, PatchwardenError, errorMessage } from '../../shared/errors.ts';
+import { checkFeedName } from './feed-name.ts';
 import type { Correlator } from '../correlate/correlator.ts';
 import type { AdvisoryStore } from '../store/advisories.ts';
 import { importFeedPath, type FeedImportResult } from './store-import.ts';
@@ -20,6 +26,8 @@ import { importFeedPath, type FeedImportResult } from './store-import.ts';
 export interface FeedSource {
   name: string;
   url: string;
+  /** This feed's deadline (the config's `deadlineSeconds`), over SyncOptions.deadlineMs. */
+  deadlineSeconds?: number | undefined;
 }
 
 export interface SyncOptions {
@@ -28,6 +36,8 @@ export interface SyncOptions {
   /** First backoff; doubled per attempt, with full jitter. */
   backoffMs?: number;
   timeoutMs?: number;
+  /** The whole download of one feed: every attempt and backoff. */
+  deadlineMs?: number;
   /** osv.dev's largest all.zip is a few hundred MB. */
   maxBytes?: number;
   correlator?: Correlator;
@@ -46,11 +56,29 @@ export class FeedFetchError extends PatchwardenError {
   }
 }
 
+/** The download of one feed outlasted its deadline (a server sending slowly stays under the idle timeout). */
+export class FeedDeadlineError extends PatchwardenError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'PW_ERR_FEED_DEADLINE', options);
+  }
+}
+
+/** osv.dev's largest all.zip (a few hundred MB) at 1 MB/s, with room to spare. */
+export const DEFAULT_FEED_DEADLINE_MS = 30 * 60 * 1000;
+
 const MAX_REDIRECTIONS = 5;
 const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
 
 /** A file name the reader can detect the format from (`.jsonl.gz`, `.zip`, `.json`). */
@@ -64,6 +92,7 @@ async function fetchOnce(
   validators: { etag: string | null; lastModified: string | null },
   dest: string,
   o: Required<Pick<SyncOptions, 'timeoutMs' | 'maxBytes'>> & SyncOptions & { dispatcher: Dispatcher },
+  signal: AbortSignal,
 ): Promise<{ status: 304 } | { status: 200; etag: string | null; lastModified: string | null }> {
   const headers: Record<string, string> = { 'user-agent': 'patchwarden-collector', 'accept-encoding': 'identity' };
   if (validators.etag !== null) headers['if-none-match'] = validators.etag;
@@ -72,6 +101,7 @@ async function fetchOnce(
     method: 'GET',
     headers,
     dispatcher: o.dispatcher,
+    signal,
     headersTimeout: o.timeoutMs,
     bodyTimeout: o.timeoutMs,
   });
@@ -104,12 +134,13 @@ async function fetchOnce(
       cb(null, chunk);
     },
   });
-  await pipeline(res.body, limiter, createWriteStream(dest));
+  await pipeline(res.body, limiter, createWriteStream(dest), { signal });
   if (total !== null && received !== total) throw new FeedFetchError(`${src.url}: connection closed after ${received} of ${total} bytes`);
   return { status: 200, etag: header(res.headers.etag), lastModified: header(res.headers['last-modified']) };
 }
 
 export async function syncFeed(store: AdvisoryStore, src: FeedSource, options: SyncOptions = {}): Promise<SyncOutcome> {
+  checkFeedName(src.name, 'from the feed sync config');
   const base = options.dispatcher ?? new EnvHttpProxyAgent();
   // Only an agent made here is closed here: a caller's dispatcher may serve other feeds.
   const own = base === options.dispatcher ? null : base;
@@ -117,6 +148,7 @@ export async function syncFeed(store: AdvisoryStore, src: FeedSource, options: S
     retries: 3,
     backoffMs: 500,
     timeoutMs: 60_000,
+    deadlineMs: DEFAULT_FEED_DEADLINE_MS,
     maxBytes: 2 * 1024 * 1024 * 1024,
     ...options,
     // undici 7 dropped request()'s `maxRedirections` option (it throws "use the redirect
@@ -128,20 +160,31 @@ export async function syncFeed(store: AdvisoryStore, src: FeedSource, options: S
   const validators = { etag: row?.etag ?? null, lastModified: row?.lastModified ?? null };
   let dir: string | null = null;
   let dest: string | null = null;
+  const deadlineMs = src.deadlineSeconds === undefined ? o.deadlineMs : src.deadlineSeconds * 1000;
+  const deadline = new AbortController();
+  const timer = setTimeout(() => {
+    deadline.abort();
+  }, deadlineMs);
+  // A function, not the property: the type checker would take one read of it for all.
+  const late = (): boolean => deadline.signal.aborted;
+  const overdue = (cause?: unknown): FeedDeadlineError => new FeedDeadlineError(`${src.url}: not downloaded within its ${deadlineMs / 1000} s deadline`, { cause });
   try {
     dir = await mkdtemp(join(tmpdir(), 'pw-feed-'));
     dest = join(dir, downloadName(src.url));
     let fetched: Awaited<ReturnType<typeof fetchOnce>> | undefined;
     for (let attempt = 0; ; attempt++) {
       try {
-        fetched = await fetchOnce(src, validators, dest, o);
+        fetched = await fetchOnce(src, validators, dest, o, deadline.signal);
         break;
       } catch (err) {
+        if (late()) throw overdue(err);
         const retryable = !(err instanceof InputTooLargeError) && (!(err instanceof FeedFetchError) || (err as { retryable?: boolean }).retryable === true);
         if (!retryable || attempt >= o.retries) throw err;
-        await sleep(Math.random() * o.backoffMs * 2 ** attempt);
+        await sleep(Math.random() * o.backoffMs * 2 ** attempt, deadline.signal);
+        if (late()) throw overdue();
       }
     }
+    clearTimeout(timer);
     if (fetched.status === 304) {
       store.touchFeed(src.name, now());
       return { source: src.name, status: 'not-modified' };
@@ -157,6 +200,7 @@ export async function syncFeed(store: AdvisoryStore, src: FeedSource, options: S
     store.recordFeedError({ source: src.name, kind: row?.kind ?? 'unknown', location: src.url }, message, now());
     return { source: src.name, status: 'failed', error: message, code: wrapped.code };
   } finally {
+    clearTimeout(timer);
     if (dir !== null) await rm(dir, { recursive: true, force: true });
     await own?.close();
   }

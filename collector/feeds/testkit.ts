@@ -3,7 +3,7 @@
  * wrong sizes, hostile names), which no real zip tool will do on request. Only tests
  * import this file.
  */
-import { deflateRawSync } from 'node:zlib';
+import { deflateRawSync, gzipSync } from 'node:zlib';
 import { crc32 } from './zip.ts';
 
 export interface TestZipEntry {
@@ -60,4 +60,14 @@ export function buildZip(entries: readonly TestZipEntry[]): Buffer {
   end.writeUInt32LE(cd.length, 12);
   end.writeUInt32LE(offset, 16);
   return Buffer.concat([...locals, cd, end]);
+}
+
+/**
+ * `bytes` (about) of gzip that inflate to about 1000 times as much of one byte (newlines
+ * by default): the bomb of issue 10. Made of one gzip member repeated (a gzip file may hold
+ * several, RFC 1952 2.2), so building it costs milliseconds, not a gigabyte of deflate.
+ */
+export function gzipBomb(bytes: number, fill = 0x0a): Buffer {
+  const member = gzipSync(Buffer.alloc(16 * 1024 * 1024, fill), { level: 9 });
+  return Buffer.concat(Array.from({ length: Math.max(1, Math.round(bytes / member.length)) }, () => member));
 }

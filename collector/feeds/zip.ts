@@ -15,10 +15,12 @@
  * Format: PKWARE APPNOTE.TXT 6.3.10, sections 4.3.7 (local header), 4.3.12 (central
  * directory), 4.3.14-4.3.16 (ZIP64 and end records), 4.5.3 (ZIP64 extra field).
  */
-import { open, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
-import { FeedFormatError, InputTooLargeError } from '../../shared/errors.ts';
+import { FeedFormatError, InflateLimitError, InputTooLargeError } from '../../shared/errors.ts';
+import { openRegularFile } from '../../shared/regular-file.ts';
+import { DEFAULT_INFLATE_LIMITS, RATIO_FLOOR_BYTES } from './inflate.ts';
 
 const inflateRaw = promisify(zlib.inflateRaw);
 
@@ -29,6 +31,8 @@ export interface ZipLimits {
   maxTotalBytes: number;
   maxEntries: number;
   maxCentralDirectoryBytes: number;
+  /** Declared inflated bytes per compressed byte, for each entry and for the archive (inflate.ts). */
+  maxInflateRatio: number;
 }
 
 export const DEFAULT_ZIP_LIMITS: Readonly<ZipLimits> = Object.freeze({
@@ -36,6 +40,7 @@ export const DEFAULT_ZIP_LIMITS: Readonly<ZipLimits> = Object.freeze({
   maxTotalBytes: 32 * 1024 * 1024 * 1024,
   maxEntries: 2_000_000,
   maxCentralDirectoryBytes: 512 * 1024 * 1024,
+  maxInflateRatio: DEFAULT_INFLATE_LIMITS.maxInflateRatio,
 });
 
 export interface ZipEntry {
@@ -124,7 +129,7 @@ export class ZipArchive {
   /** Reads and checks the central directory; the file stays open until close(). */
   static async open(path: string, limits: Partial<ZipLimits> = {}): Promise<ZipArchive> {
     const all = { ...DEFAULT_ZIP_LIMITS, ...limits };
-    const fh = await open(path, 'r');
+    const fh = await openRegularFile(path);
     try {
       const entries = await readCentralDirectory(fh, path, all);
       return new ZipArchive(fh, path, entries);
@@ -293,9 +298,16 @@ async function readCentralDirectory(fh: FileHandle, path: string, limits: ZipLim
     if (method === 8 && uncompressedSize > compressedSize * MAX_DEFLATE_RATIO + 1024) {
       throw new InputTooLargeError(`zip ${path}: entry ${JSON.stringify(name)} declares a ratio deflate cannot produce (zip bomb?)`);
     }
+    if (method === 8 && uncompressedSize > Math.max(RATIO_FLOOR_BYTES, compressedSize * limits.maxInflateRatio)) {
+      throw new InflateLimitError(`zip ${path}: entry ${JSON.stringify(name)} declares more than ${limits.maxInflateRatio}:1 (${uncompressedSize} bytes from ${compressedSize}; a zip bomb?)`);
+    }
     if (method === 0 && uncompressedSize !== compressedSize) throw new FeedFormatError(`zip ${path}: stored entry ${JSON.stringify(name)} has two sizes`);
     total += uncompressedSize;
     if (total > limits.maxTotalBytes) throw new InputTooLargeError(`zip ${path}: entries total more than ${limits.maxTotalBytes} bytes`);
+    // Stored entries count too: many small entries can each stay under the floor.
+    if (total > Math.max(RATIO_FLOOR_BYTES, size * limits.maxInflateRatio)) {
+      throw new InflateLimitError(`zip ${path}: entries total more than ${limits.maxInflateRatio} times the archive's ${size} bytes (a zip bomb?)`);
+    }
     if (localHeaderOffset + 30 + compressedSize > cdOffset) throw new FeedFormatError(`zip ${path}: entry ${JSON.stringify(name)} lies outside the data area`);
     let unsupported: string | null = null;
     if (flags & 0x1) unsupported = 'encrypted';
