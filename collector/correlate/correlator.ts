@@ -27,8 +27,8 @@ interface CacheEntry {
   planWarnings: string[];
   /** Matches of the non-kernel units, by index key: only keys that matched. */
   byKey: Map<string, RawMatch[]>;
-  /** Warnings of matching non-kernel units (a version the scheme rejects), by index key. */
-  warningsByKey: Map<string, string[]>;
+  /** Warnings of matching non-kernel units (a version the scheme rejects), by index key: at most WARNINGS_PER_KEY each, and how many more. */
+  warningsByKey: Map<string, { shown: string[]; more: number }>;
   /** byKey's lists as one: what a cache hit copies. */
   flat: RawMatch[];
   /** At most three; matched afresh every time (they share one de-duplication set). */
@@ -50,6 +50,14 @@ export interface InventoryMatches {
 
 /** matchUnit's de-duplication set, which only kernel units read or write. */
 const NO_KERNEL_SEEN: Set<string> = new Set();
+
+/**
+ * Warnings kept per index key, and per findings document. An inventory of 50,000 packages
+ * with versions the scheme rejects makes one warning per package and advisory: millions of
+ * lines that say the same thing. The rest are counted.
+ */
+const WARNINGS_PER_KEY = 8;
+export const MAX_MATCH_WARNINGS = 1000;
 
 /** Feed imports remembered for re-matching; an entry older than all of them is matched again whole. */
 const KEPT_CHANGES = 32;
@@ -107,13 +115,21 @@ export class Correlator {
     }
     this.#evict();
     const warnings = [...entry.planWarnings];
-    for (const w of entry.warningsByKey.values()) warnings.push(...w);
+    let more = 0;
+    for (const w of entry.warningsByKey.values()) {
+      for (const line of w.shown) {
+        if (warnings.length < MAX_MATCH_WARNINGS) warnings.push(line);
+        else more++;
+      }
+      more += w.more;
+    }
     const out = entry.flat.slice();
     const seen = new Set<string>();
     for (const u of entry.kernelUnits) {
-      out.push(...matchUnit(inv, u, this.index, cmp, ecosystem, seen, warnings));
+      for (const m of matchUnit(inv, u, this.index, cmp, ecosystem, seen, warnings)) out.push(m);
       this.stats.unitsMatched++;
     }
+    if (more > 0) warnings.push(`${more} more warnings like these were left out`);
     return { matches: out, kernelManaged: entry.kernelManaged, warnings };
   }
 
@@ -164,12 +180,15 @@ export class Correlator {
       if (m.length > 0) {
         const list = entry.byKey.get(u.key);
         if (list === undefined) entry.byKey.set(u.key, m);
-        else list.push(...m);
+        else for (const x of m) list.push(x);
       }
       if (warnings.length > 0) {
-        const list = entry.warningsByKey.get(u.key);
-        if (list === undefined) entry.warningsByKey.set(u.key, warnings.splice(0));
-        else list.push(...warnings.splice(0));
+        let w = entry.warningsByKey.get(u.key);
+        if (w === undefined) entry.warningsByKey.set(u.key, (w = { shown: [], more: 0 }));
+        for (const line of warnings.splice(0)) {
+          if (w.shown.length < WARNINGS_PER_KEY) w.shown.push(line);
+          else w.more++;
+        }
       }
     }
     this.#cachedMatches -= entry.flat.length;

@@ -4,11 +4,12 @@
  * only on the inventory's content and the index, so identical inventories share it.
  */
 import { advisoryKey, schemeForEcosystem } from '../../shared/ecosystem.ts';
-import type { FindingStatus, Inventory } from '../../shared/protocol.ts';
+import { type FindingStatus, type Inventory, LIMITS } from '../../shared/protocol.ts';
 import { compareVersions } from '../../shared/versions/index.ts';
 import { type AdvisoryIndex, type AdvisoryMeta, indexKey } from './advisory-index.ts';
 import { kernelSources, unsignedKernelSource } from './kernel-sources.ts';
-import { type Compare, describeRange, matchRanges } from './ranges.ts';
+import type { AdvisoryRange } from '../feeds/types.ts';
+import { type Compare, describeRange, matchRanges, type RangeMatch } from './ranges.ts';
 
 export interface RawMatch {
   advisory: AdvisoryMeta;
@@ -20,12 +21,26 @@ export interface RawMatch {
   why: string;
 }
 
-/** One unit of matching: an advisory key (source package, rpm, origin) at one installed version. */
+/** One installed version of an advisory key, with the binaries at that version. */
+export interface InstalledVersion {
+  version: string;
+  /** Sorted, at most MAX_FINDING_BINARIES. */
+  binaries: string[];
+  /** Binaries installed at this version: more than `binaries` lists when over MAX_FINDING_BINARIES. */
+  binaryCount: number;
+}
+
+/**
+ * One unit of matching: an advisory key (source package, rpm, origin) with its installed
+ * versions. Nearly always one version; a half-finished upgrade or multi-arch leaves two or
+ * three, and a finding is per (advisory, package) whatever their number (as the host's
+ * history keys it), so an inventory with thousands of versions of one package costs a
+ * sort and a binary search per advisory, not a match per version.
+ */
 export interface MatchUnit {
   key: string;
   package: string;
-  installed: string;
-  binaries: string[];
+  versions: InstalledVersion[];
   kernel: boolean;
 }
 
@@ -38,6 +53,22 @@ export interface MatchPlan {
 
 const RPM_KERNEL_NAMES = ['kernel-core', 'kernel'];
 
+/**
+ * Binaries a finding names, at most: the findings schema's list limit. A unit's list is
+ * shared by each of its findings and stored with each in the host's history, so a source
+ * with 50,000 binaries would otherwise cost 50,000 names per advisory; a real source
+ * package builds at most a few hundred. Sorted by code unit, so the same set always keeps
+ * the same names.
+ */
+export const MAX_FINDING_BINARIES = LIMITS.list;
+
+const byCodeUnit = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+function binaryList(set: ReadonlySet<string>): string[] {
+  const all = [...set].sort(byCodeUnit);
+  return all.length > MAX_FINDING_BINARIES ? all.slice(0, MAX_FINDING_BINARIES) : all;
+}
+
 /** Groups the inventory into the units advisories are matched against. */
 export function planInventory(inv: Inventory): MatchPlan {
   const ecosystem = inv.host.ecosystem;
@@ -47,14 +78,25 @@ export function planInventory(inv: Inventory): MatchPlan {
   const scheme = schemeForEcosystem(ecosystem);
   if (scheme === null) return { ecosystem, units: [], kernelManaged, warnings: [`no version rules for ecosystem ${ecosystem}`] };
   const kernelSrc = kernelSources(scheme, inv.packages);
-  const units = new Map<string, MatchUnit>();
+  // Maps and sets, one pass: 200,000 binaries of 10 source packages made a list search
+  // per package quadratic (22 s for one report). Each list is sorted once at the end.
+  const units = new Map<string, { unit: MatchUnit; names: Map<string, Set<string>> }>();
   for (const p of inv.packages) {
     if (kernelSrc.has(p.source)) continue;
     const k = advisoryKey(scheme, p);
-    const id = `${k.name}\u0000${k.version}`;
-    const unit = units.get(id);
-    if (unit === undefined) units.set(id, { key: indexKey(ecosystem, k.name), package: k.name, installed: k.version, binaries: [p.name], kernel: false });
-    else if (!unit.binaries.includes(p.name)) unit.binaries.push(p.name);
+    let u = units.get(k.name);
+    if (u === undefined) {
+      u = { unit: { key: indexKey(ecosystem, k.name), package: k.name, versions: [], kernel: false }, names: new Map() };
+      units.set(k.name, u);
+    }
+    const names = u.names.get(k.version);
+    if (names === undefined) u.names.set(k.version, new Set([p.name]));
+    else names.add(p.name);
+  }
+  const out: MatchUnit[] = [];
+  for (const { unit, names } of units.values()) {
+    for (const [version, set] of names) unit.versions.push({ version, binaries: binaryList(set), binaryCount: set.size });
+    out.push(unit);
   }
   const kp = inv.kernel.package;
   if (kp === null) {
@@ -62,41 +104,63 @@ export function planInventory(inv: Inventory): MatchPlan {
   } else {
     const names = scheme === 'deb' ? [unsignedKernelSource(kp.source)] : scheme === 'rpm' ? [kp.name, ...RPM_KERNEL_NAMES] : [kp.source];
     for (const name of new Set(names)) {
-      units.set(`kernel\u0000${name}`, { key: indexKey(ecosystem, name), package: name, installed: kp.version, binaries: [kp.name], kernel: true });
+      out.push({ key: indexKey(ecosystem, name), package: name, versions: [{ version: kp.version, binaries: [kp.name], binaryCount: 1 }], kernel: true });
     }
   }
-  return { ecosystem, units: [...units.values()], kernelManaged, warnings };
+  return { ecosystem, units: out, kernelManaged, warnings };
+}
+
+/** What one advisory entry affects of a unit: the lowest affected version is the finding's. */
+interface UnitHit {
+  installed: string;
+  range: RangeMatch;
+  binaries: readonly string[];
+  /** Some affected binaries are not in `binaries` (over MAX_FINDING_BINARIES). */
+  truncated: boolean;
+  /** Installed versions the entry affects. */
+  versions: number;
 }
 
 /** Matches one unit against the index. Kernel units also weigh installed kernels and the live patch. */
 export function matchUnit(inv: Inventory, unit: MatchUnit, index: AdvisoryIndex, cmp: Compare, ecosystem: string, seen: Set<string>, warnings: string[]): RawMatch[] {
   const out: RawMatch[] = [];
   const entries = index.lookup(ecosystem, unit.package);
+  if (entries.length === 0) return out;
+  const only = unit.versions.length === 1 ? unit.versions[0] : undefined;
+  const many = only === undefined ? sortedVersions(unit, cmp, warnings) : undefined;
+  // Once per unit, not per advisory: the running kernel's source has thousands of
+  // advisories, a live patch up to 10,000 CVEs and a host up to 1,000 installed kernels.
+  const kernel = unit.kernel ? kernelFacts(inv, cmp) : undefined;
   for (const e of entries) {
     const advKey = `${e.advisory.source}\u0000${e.advisory.id}`;
     // An RHEL kernel advisory lists kernel, kernel-core, kernel-modules...: judge it once.
     if (unit.kernel && seen.has(advKey)) continue;
-    let m;
+    let hit: UnitHit | null;
     try {
-      m = matchRanges(cmp, unit.installed, e.ranges, e.versions);
+      if (only !== undefined) {
+        const m = matchRanges(cmp, only.version, e.ranges, e.versions);
+        hit = m === null ? null : { installed: only.version, range: m, binaries: only.binaries, truncated: only.binaryCount > only.binaries.length, versions: 1 };
+      } else {
+        hit = many === undefined ? null : matchSorted(cmp, many, e.ranges, e.versions);
+      }
     } catch (err) {
-      warnings.push(`${e.advisory.id}: ${unit.package} ${unit.installed}: ${(err as Error).message}`);
+      warnings.push(`${e.advisory.id}: ${unit.package} ${only?.version ?? `(${unit.versions.length} versions)`}: ${(err as Error).message}`);
       continue;
     }
-    if (m === null) continue;
+    if (hit === null) continue;
+    const m = hit.range;
     if (unit.kernel) seen.add(advKey);
     const where = `${ecosystem}, ${describeRange(m.range)}`;
     let status: RawMatch['status'] = m.fixed === null ? 'unfixed' : 'open';
     let why =
       m.fixed === null
-        ? `${unit.package} ${unit.installed} is affected and no fixed version is published (${where})`
-        : `${unit.package} ${unit.installed} < ${m.fixed} (${where})`;
-    if (unit.kernel) {
+        ? `${unit.package} ${hit.installed} is affected and no fixed version is published (${where})`
+        : `${unit.package} ${hit.installed} < ${m.fixed} (${where})`;
+    if (kernel !== undefined) {
       why = `running kernel ${inv.kernel.release}: ${why}`;
       const lp = inv.kernel.livepatch;
-      const fixedCves = new Set(lp.fixedCves);
-      const newer = m.fixed === null ? undefined : inv.kernel.installed.find((k) => k.version !== null && safeCmp(cmp, k.version, m.fixed as string) >= 0);
-      if (lp.active && e.advisory.cves.length > 0 && e.advisory.cves.every((c) => fixedCves.has(c))) {
+      const newer = m.fixed === null ? undefined : kernel.firstAtLeast(m.fixed);
+      if (lp.active && e.advisory.cves.length > 0 && e.advisory.cves.every((c) => kernel.fixedCves.has(c))) {
         status = 'mitigated-livepatch';
         why += `; live patch (${lp.provider}${lp.effectiveVersion === null ? '' : ` ${lp.effectiveVersion}`}) covers ${e.advisory.cves.join(', ')}`;
       } else if (newer !== undefined) {
@@ -104,9 +168,124 @@ export function matchUnit(inv: Inventory, unit: MatchUnit, index: AdvisoryIndex,
         why += `; installed kernel ${newer.release} (${newer.version ?? '?'}) has the fix: reboot into it`;
       }
     }
-    out.push({ advisory: e.advisory, package: unit.package, binaries: unit.binaries, installed: unit.installed, fixed: m.fixed, status, why });
+    if (hit.versions > 1) why += `; ${hit.versions} installed versions are affected, the lowest is shown`;
+    if (hit.truncated) why += `; the first ${hit.binaries.length} affected binaries are listed`;
+    out.push({ advisory: e.advisory, package: unit.package, binaries: hit.binaries, installed: hit.installed, fixed: m.fixed, status, why });
   }
   return out;
+}
+
+/** A unit's valid versions in ascending order with running binary totals; a version the scheme rejects is warned about once and left out. */
+function sortedVersions(unit: MatchUnit, cmp: Compare, warnings: string[]): InstalledVersion[] {
+  const valid: InstalledVersion[] = [];
+  for (const v of unit.versions) {
+    try {
+      cmp(v.version, v.version);
+      valid.push(v);
+    } catch (err) {
+      warnings.push(`${unit.package} ${v.version}: ${(err as Error).message}`);
+    }
+  }
+  return valid.sort((a, b) => cmp(a.version, b.version));
+}
+
+/** First index whose version is >= `v` (`strict`: > `v`); `vs` is ascending. */
+function bound(cmp: Compare, vs: readonly InstalledVersion[], v: string, strict: boolean): number {
+  let lo = 0;
+  let hi = vs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const c = cmp((vs[mid] as InstalledVersion).version, v);
+    if (strict ? c > 0 : c >= 0) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+
+/**
+ * matchRanges over many installed versions at once: each range is an interval of the
+ * sorted versions (inRange's bounds, found by binary search), the explicit versions are
+ * looked up the same way. Throws what cmp throws for an advisory version the scheme rejects.
+ */
+function matchSorted(cmp: Compare, vs: readonly InstalledVersion[], ranges: readonly AdvisoryRange[], versions: readonly string[]): UnitHit | null {
+  const spans: [number, number][] = [];
+  for (const r of ranges) {
+    const lo = r.introduced === null || r.introduced === '0' ? 0 : bound(cmp, vs, r.introduced, false);
+    const hi = r.fixed !== null ? bound(cmp, vs, r.fixed, false) : r.lastAffected !== null ? bound(cmp, vs, r.lastAffected, true) : vs.length;
+    if (lo < hi) spans.push([lo, hi]);
+  }
+  for (const v of versions) {
+    const lo = bound(cmp, vs, v, false);
+    const hi = bound(cmp, vs, v, true);
+    if (lo < hi) spans.push([lo, hi]);
+  }
+  if (spans.length === 0) return null;
+  spans.sort((a, b) => a[0] - b[0]);
+  const lowest = vs[spans[0]?.[0] ?? 0] as InstalledVersion;
+  const range = matchRanges(cmp, lowest.version, ranges, versions);
+  if (range === null) return null;
+  // The binaries of the affected versions, lowest first, until MAX_FINDING_BINARIES names
+  // or as many versions were read: what one advisory costs stays bounded.
+  const names = new Set<string>();
+  let affected = 0;
+  let read = 0;
+  let truncated = false;
+  let next = 0;
+  for (const [lo, hi] of spans) {
+    const from = Math.max(lo, next);
+    if (from >= hi) continue;
+    affected += hi - from;
+    next = Math.max(next, hi);
+    for (let i = from; i < hi; i++) {
+      if (read >= MAX_FINDING_BINARIES || names.size >= MAX_FINDING_BINARIES) {
+        truncated = true;
+        break;
+      }
+      read++;
+      const v = vs[i] as InstalledVersion;
+      if (v.binaryCount > v.binaries.length) truncated = true;
+      for (const b of v.binaries) {
+        if (names.size < MAX_FINDING_BINARIES) names.add(b);
+        else if (!names.has(b)) truncated = true;
+      }
+    }
+  }
+  return { installed: lowest.version, range, binaries: [...names].sort(byCodeUnit), truncated, versions: affected };
+}
+
+type InstalledKernel = Inventory['kernel']['installed'][number];
+
+/**
+ * The live patch's CVEs as a set, and the first installed kernel (in the inventory's
+ * order) whose version is at least a given one, found by binary search over the running
+ * maximum of the versions before it: log2(1,000) comparisons per advisory, not 1,000.
+ */
+function kernelFacts(inv: Inventory, cmp: Compare): { fixedCves: ReadonlySet<string>; firstAtLeast(version: string): InstalledKernel | undefined } {
+  const positions: number[] = [];
+  const maxima: string[] = [];
+  inv.kernel.installed.forEach((k, i) => {
+    if (k.version === null) return;
+    const top = maxima[maxima.length - 1];
+    // A version the scheme rejects is never newer (safeCmp says -1), so it never leads.
+    if (top !== undefined && safeCmp(cmp, k.version, top) <= 0) return;
+    if (top === undefined && safeCmp(cmp, k.version, k.version) !== 0) return;
+    positions.push(i);
+    maxima.push(k.version);
+  });
+  return {
+    fixedCves: new Set(inv.kernel.livepatch.fixedCves),
+    firstAtLeast(version) {
+      let lo = 0;
+      let hi = maxima.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (safeCmp(cmp, maxima[mid] as string, version) >= 0) hi = mid;
+        else lo = mid + 1;
+      }
+      const at = positions[lo];
+      return at === undefined ? undefined : inv.kernel.installed[at];
+    },
+  };
 }
 
 function safeCmp(cmp: Compare, a: string, b: string): number {

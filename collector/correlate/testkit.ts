@@ -5,11 +5,12 @@
 import { execFileSync } from 'node:child_process';
 import { packagesFromRpmManifest } from '../../agent/inventory/rpm-manifest.ts';
 import { INVENTORY_SCHEMA, type Inventory, type Package } from '../../shared/protocol.ts';
-import { readData } from '../../shared/testing/data.ts';
+import { dataPath, readData } from '../../shared/testing/data.ts';
 import type { Advisory } from '../feeds/types.ts';
 import { FeedReport } from '../feeds/types.ts';
 import { readFeedFile } from '../feeds/reader.ts';
 import { parseOsv } from '../feeds/osv.ts';
+import { parseFeedPath } from '../feeds/import.ts';
 
 export function inventoryOf(ecosystem: string, format: Inventory['packageFormat'], packages: Package[], kernel?: Partial<Inventory['kernel']>): Inventory {
   return {
@@ -87,4 +88,23 @@ print('\\n'.join(out))
   const input = pairs.map(([a, b]) => `${a}\t${b}`).join('\n');
   const stdout = execFileSync('/usr/bin/python3', ['-c', script], { input, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, timeout: 120_000 });
   return stdout.trim() === '' ? [] : stdout.trim().split('\n').map(Number);
+}
+
+/** Every advisory of the real Debian DSA and DLA lists (Debian:N ecosystems). */
+export async function loadDebianLists(): Promise<Advisory[]> {
+  const out: Advisory[] = [];
+  for (const file of ['DSA-list.gz', 'DLA-list.gz']) for (const a of (await parseFeedPath(dataPath('debian', file))).advisories) out.push(a);
+  return out;
+}
+
+/**
+ * `count` deb binaries spread evenly over `sources` (binary i of source i mod n), at one
+ * version per source unless `version` says otherwise: the shape of a hostile inventory.
+ */
+export function manyBinaries(count: number, sources: readonly string[], version: (i: number) => string = () => '0.1-1'): Package[] {
+  return Array.from({ length: count }, (_, i) => {
+    const source = sources[i % sources.length] as string;
+    const v = version(i);
+    return { name: `${source}-bin${i}`, version: v, arch: 'amd64', source, sourceVersion: v };
+  });
 }
