@@ -133,6 +133,18 @@ export const CLOSE = Object.freeze({
 });
 
 /**
+ * A report (an inventory) with more packages than one may hold: LIMITS.packages in
+ * shared/grammar.ts, 50,000, five times the largest real hosts. The collector refuses it
+ * whole (close 1009) before parsing more than it must, and stores nothing; the agent
+ * refuses to make one.
+ */
+export class TooManyPackagesError extends ProtocolError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'PW_ERR_TOO_MANY_PACKAGES', CLOSE.tooBig, options);
+  }
+}
+
+/**
  * An instruction the agent will not run (issue 5): unsigned or wrongly signed, another
  * agent's, expired, replayed, an unknown kind, an unsafe package name. The code says which
  * (PW_ERR_INSTRUCTION_*, PW_ERR_UNSAFE_PACKAGE_NAME); the refusal is reported to the

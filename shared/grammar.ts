@@ -17,7 +17,14 @@ export const ECOSYSTEM = /^[A-Za-z][A-Za-z ]*[A-Za-z](:[A-Za-z0-9._ -]*[A-Za-z0-
 export const ARCH = /^[A-Za-z0-9_-]+$/;
 
 export const LIMITS = Object.freeze({
-  packages: 200_000,
+  /**
+   * Packages in one inventory (report), and package changes in one instruction result.
+   * Real hosts rarely pass 10,000 (a full desktop install is about 5,000); 50,000 leaves
+   * five times that while keeping one report's parse, validation and correlation within
+   * a fraction of a second. Over it: PW_ERR_TOO_MANY_PACKAGES at the collector, and the
+   * agent refuses to make the report.
+   */
+  packages: 50_000,
   name: 256,
   version: 256,
   text: 4096,

@@ -140,7 +140,8 @@ export const InventorySchema = z.strictObject({
   agentVersion: z.string().max(64),
   host: HostSchema,
   packageFormat: PackageFormatSchema.nullable(),
-  packages: z.array(PackageSchema).max(LIMITS.packages),
+  /** At most LIMITS.packages: the gateway refuses more with PW_ERR_TOO_MANY_PACKAGES before this schema runs. */
+  packages: z.array(PackageSchema).max(LIMITS.packages, `at most ${LIMITS.packages} packages in one inventory`),
   kernel: KernelSchema,
   reboot: RebootSchema,
   warnings: z.array(WarningSchema).max(1000),
@@ -212,8 +213,15 @@ export type Findings = z.infer<typeof FindingsSchema>;
 //   either way: error {code, message} before a close with a 4xxx code
 // Heartbeats are WebSocket ping/pong frames.
 
-/** Frames over this are refused by ws itself (close 1009). A 200k-package inventory is ~25 MB. */
-export const DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024;
+/**
+ * Frames over this are refused by ws itself at the frame header (close 1009), never
+ * buffered; also the largest report or result file body. It follows the package limit: a
+ * report of LIMITS.packages (50,000) packages is about 6 MB with real names and 13 MB with
+ * the longest real ones (about 260 bytes of JSON each); a result's 50,000 changes and 64
+ * command outputs stay under 13 MB. The 21.7 MB frame of 200,000 packages in issue 10 is
+ * refused here; a denser one under this size by the package count (report-limit.ts).
+ */
+export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 
 const b64url = (min: number, max: number) => z.string().min(min).max(max).regex(/^[A-Za-z0-9_-]+$/, 'not base64url');
 const semverString = z.string().max(64).regex(/^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$/, 'not a semver version');

@@ -3,10 +3,10 @@
  * they do not depend on each other. The result is validated against the wire schema
  * before it leaves the agent, so a collector never has to guess what a field means.
  */
-import { INVENTORY_SCHEMA, type Inventory, InventorySchema } from '../../shared/protocol.ts';
+import { INVENTORY_SCHEMA, type Inventory, InventorySchema, LIMITS } from '../../shared/protocol.ts';
 
 const InventoryShellSchema = InventorySchema.omit({ packages: true });
-import { MalformedInputError } from '../../shared/errors.ts';
+import { MalformedInputError, TooManyPackagesError } from '../../shared/errors.ts';
 import { AGENT_VERSION } from '../../shared/version.ts';
 import { type CommandRunner, createContext } from './context.ts';
 import { readHardware } from './hardware.ts';
@@ -26,6 +26,10 @@ export interface InventoryOptions {
   now?: () => Date;
 }
 
+function displayRoot(root: string | undefined): string {
+  return root === undefined || root === '/' ? 'this host' : root;
+}
+
 export async function collectInventory(options: InventoryOptions = {}): Promise<Inventory> {
   const ctx = createContext(options.root ?? '/', options.run === undefined ? {} : { run: options.run });
   const [osr, host, hardware, pkgs, livepatch] = await Promise.all([
@@ -35,6 +39,12 @@ export async function collectInventory(options: InventoryOptions = {}): Promise<
     readPackages(ctx),
     readLivepatch(ctx),
   ]);
+  if (pkgs.packages.length > LIMITS.packages) {
+    // Said here, on the host, rather than as a refusal the agent would resend forever.
+    throw new TooManyPackagesError(
+      `${displayRoot(options.root)} has ${pkgs.packages.length} installed packages, and a report holds at most ${LIMITS.packages}: no inventory is made, as the collector would refuse it`,
+    );
+  }
   const kernelBase = await readKernel(ctx, pkgs.packages, pkgs.format, options.running);
   const kernel = { ...kernelBase, livepatch };
   const reboot = await readReboot(ctx, kernel);

@@ -34,6 +34,7 @@ import type { Logger } from '../logger.ts';
 import type { FleetStore, IngestItem, IngestResult, PackageSetRef } from '../store/fleet.ts';
 import { assertFrameLimitSupported, onFrameTooLarge, setFrameLimit, WS_FRAME_TOO_LARGE } from './frame-limit.ts';
 import { splitKnownPackageSet } from './known-set.ts';
+import { assertFrameWithinPackageLimit, assertReportWithinPackageLimit } from './report-limit.ts';
 import { addressKey, PendingHandshakes } from './pending.ts';
 
 export const AGENT_PATH = '/v1/agent';
@@ -74,7 +75,7 @@ export interface GatewayOptions {
    * agent answers the challenge within one round trip).
    */
   handshakeTimeoutMs?: number;
-  /** Largest frame an authenticated agent may send (a report); refused at the frame header with 1009 above it. Default DEFAULT_MAX_MESSAGE_BYTES (32 MiB). */
+  /** Largest frame an authenticated agent may send (a report); refused at the frame header with 1009 above it. Default DEFAULT_MAX_MESSAGE_BYTES (16 MiB). */
   maxPayload?: number;
   /** Largest frame before authentication; refused at the frame header with 1009 above it. Default PRE_AUTH_MAX_PAYLOAD (4 KiB). */
   preAuthMaxPayload?: number;
@@ -342,6 +343,8 @@ export class Gateway {
   #handle(s: Session, data: RawData, isBinary: boolean, arrived: bigint): void {
     if (isBinary) throw protocolError('binary frames are not part of the protocol: send JSON text frames');
     const frame = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+    // Counted before it is hashed or parsed: too many packages is refused in one pass (report-limit.ts).
+    if (s.agentId !== null) assertFrameWithinPackageLimit(frame);
     // Only an authenticated agent's report can name a stored set; before that, parse it all.
     const known = s.agentId === null ? null : splitKnownPackageSet(frame, (json) => this.#opts.fleet.matchPackageSet(json));
     let json: unknown;
@@ -350,8 +353,9 @@ export class Gateway {
     } catch (err) {
       throw protocolError(`the frame is not JSON: ${(err as Error).message}`);
     }
-    const parsed = AgentMessageSchema.safeParse(json);
     s.reportPending = (json as { type?: unknown } | null)?.type === 'report';
+    assertReportWithinPackageLimit(json);
+    const parsed = AgentMessageSchema.safeParse(json);
     if (!parsed.success) {
       const issues = parsed.error.issues.slice(0, 3).map((i) => `${i.path.join('.') || '(message)'}: ${i.message}`);
       throw protocolError(`the message does not match the protocol: ${issues.join('; ')}`);
