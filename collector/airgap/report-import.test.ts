@@ -17,6 +17,7 @@ import { sinksOf } from '../commands/reports.ts';
 import type { FleetStore } from '../store/fleet.ts';
 import { ReportImports } from '../store/report-imports.ts';
 import { tempDatabase } from '../store/testkit.ts';
+import { mkfifo } from '../../shared/testing/fifo.ts';
 import { type ImportSinks, importReportFiles, reportFilesIn, type ReportFileOutcome } from './report-import.ts';
 
 const NOW = new Date('2026-11-27T04:00:00.000Z');
@@ -59,13 +60,15 @@ interface FileSpec {
   key?: string;
   signer?: string;
   name?: string;
+  /** The report's id; a new one unless said. */
+  id?: string;
 }
 
 /** Writes a report file as `patchwarden-agent report` does (the same encoder and name). */
 async function reportFile(s: Setup, spec: FileSpec = {}): Promise<string> {
   const inventory = spec.inventory === undefined ? RHEL : spec.inventory;
   const createdAt = spec.createdAt ?? new Date(NOW.getTime() - HOUR);
-  const id = randomUUID();
+  const id = spec.id ?? randomUUID();
   const report: Record<string, unknown> = { type: 'report', id, hash: inventory === null ? 'a'.repeat(64) : inventoryHash(inventory), inventory };
   const body = spec.body ?? Buffer.from(JSON.stringify(spec.report === undefined ? report : spec.report(report)));
   const signer = spec.signer ?? s.agentId;
@@ -180,6 +183,45 @@ describe('reports import', () => {
     });
   }
 
+  it('a FIFO and a directory named like report files: each refused with PW_ERR_NOT_REGULAR_FILE without blocking, the real report stored', { timeout: 20_000 }, async (t) => {
+    const s = await setup(t);
+    const real = await reportFile(s);
+    const fifo = await mkfifo(join(s.dir, '20261127T030000Z-fifo.pwreport'));
+    const dir = join(s.dir, '20261127T030000Z-dir.pwreport');
+    await mkdir(dir);
+    const outcomes = await run(s, await reportFilesIn([s.dir]));
+    assert.deepEqual(
+      outcomes.map((o) => [o.file, o.status === 'refused' ? o.code : o.status]).sort(),
+      [[dir, 'PW_ERR_NOT_REGULAR_FILE'], [fifo, 'PW_ERR_NOT_REGULAR_FILE'], [real, 'stored']].sort(),
+    );
+  });
+
+  it("a report id is the signer's own: another agent's file under this host's id does not hide this host's report (issue 10)", async (t) => {
+    const s = await setup(t);
+    const other = generateKeyPair();
+    const intruder = s.fleet.enrollAgent({ publicKey: other.publicKey, hostname: 'vault-2', machineId: null, tokenId: null });
+    const id = randomUUID();
+    // The intruder read the id off this host's file on the shared carry medium and got in first.
+    const stolen = await reportFile(s, { id, signer: intruder, key: other.privateKeyPem, createdAt: new Date(NOW.getTime() - 2 * HOUR), name: 'a.pwreport' });
+    const genuine = await reportFile(s, { id, name: 'b.pwreport' });
+    assert.deepEqual(statuses(await run(s, [stolen])), ['stored']);
+    assert.deepEqual(statuses(await run(s, [genuine])), ['stored']);
+    assert.equal(s.fleet.host(s.agentId)?.packageCount, 243);
+    assert.equal(s.fleet.host(intruder)?.packageCount, 243);
+    // Each file again is its own signer's duplicate, never the other's.
+    assert.deepEqual(statuses(await run(s, [stolen, genuine])), ['duplicate', 'duplicate']);
+    assert.equal(count(s.db, 'reports'), 2);
+  });
+
+  it("the same over the gateway: an id another agent reported live does not refuse this host's file", async (t) => {
+    const s = await setup(t);
+    const intruder = s.fleet.enrollAgent({ publicKey: generateKeyPair().publicKey, hostname: 'vault-2', machineId: null, tokenId: null });
+    const id = randomUUID();
+    s.fleet.ingestReport(intruder, id, inventoryHash(RHEL), RHEL, new Date(NOW.getTime() - 2 * HOUR));
+    assert.deepEqual(statuses(await run(s, [await reportFile(s, { id })])), ['stored']);
+    assert.equal(s.fleet.ingestReport(intruder, id, inventoryHash(RHEL), RHEL, NOW).status, 'duplicate');
+  });
+
   it('a directory: only *.pwreport files, hidden and temporary ones skipped, in name order', async (t) => {
     const s = await setup(t);
     for (const n of ['b.pwreport', 'a.pwreport', '.tmp-a.pwreport-123', 'notes.txt', '.hidden.pwreport']) await writeFile(join(s.dir, n), '');
@@ -223,6 +265,18 @@ describe('reports import: results files (agent apply)', () => {
     const id = enqueue(s);
     const [o] = await run(s, [await resultsFile(s, { agentId: s.agentId, results: [succeeded(id), succeeded(randomUUID())] })]);
     assert.ok(o?.status === 'stored' && o.kind === 'results' && o.recorded === 1 && o.unknown === 1, JSON.stringify(o));
+  });
+
+  it("another agent's results file naming this agent's instruction is refused, and this agent's own file is then recorded", async (t) => {
+    const s = await setup(t);
+    const id = enqueue(s);
+    const other = generateKeyPair();
+    const intruder = s.fleet.enrollAgent({ publicKey: other.publicKey, hostname: 'vault-2', machineId: null, tokenId: null });
+    const forged = join(s.dir, 'forged.pwresults');
+    await writeFile(forged, encodeSignedFile({ kind: 'results', signer: intruder, createdAt: new Date(NOW.getTime() - 2 * HOUR), body: Buffer.from(JSON.stringify({ agentId: intruder, results: [{ ...succeeded(id), status: 'failed', code: 'PW_ERR_COMMAND_FAILED' }] })), key: other.privateKeyPem }));
+    const genuine = await resultsFile(s, { agentId: s.agentId, results: [succeeded(id)] });
+    assert.deepEqual(statuses(await run(s, [forged, genuine])), ['refused PW_ERR_FILE_FOREIGN', 'stored']);
+    assert.equal(s.opened.outbox.get(id)?.result?.status, 'succeeded');
   });
 
   const refusals: [string, (s: Setup) => Promise<string>, string, RegExp][] = [

@@ -68,6 +68,37 @@ describe('openDatabase', () => {
   });
 });
 
+describe('migration 13: report ids are scoped to their agent (issue 10)', () => {
+  it('a database at 12 keeps its reports (rowids too), hosts and imports; then two agents may use one report id, and a host still names a report of its own', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'pw-db-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const path = join(dir, 'c.db');
+    const old = new Database(path);
+    for (const sql of MIGRATIONS.slice(0, 12)) old.exec(sql);
+    old.pragma('user_version = 12');
+    old.exec(`INSERT INTO agents (id, public_key, hostname, enrolled_at) VALUES ('a1', 'k1', 'web-1', '2026-11-26T00:00:00Z'), ('a2', 'k2', 'web-2', '2026-11-26T00:00:00Z');
+      INSERT INTO inventory_contents (hash, ecosystem, package_count, packages, created_at) VALUES ('c1', 'Debian:12', 1, '[]', '2026-11-26T00:00:00Z');
+      INSERT INTO reports (rowid, id, agent_id, received_at, inventory_hash, content_hash, envelope) VALUES (7, 'r1', 'a1', '2026-11-26T00:00:00Z', 'h1', 'c1', '{}');
+      INSERT INTO hosts (agent_id, hostname, package_count, kernel_release, kernel_managed, reboot_required, last_report_id, last_report_at, open_findings) VALUES ('a1', 'web-1', 1, '6.1', 1, 0, 'r1', '2026-11-26T00:00:00Z', 3);
+      INSERT INTO report_imports (seq, report_id, agent_id, status, created_at, file_sha256, imported_at, imported_by) VALUES (5, 'r1', 'a1', 'stored', 'x', 's', 'y', 'cli:test');`);
+    old.close();
+
+    const db = openDatabase(path);
+    t.after(() => db.close());
+    assert.equal(db.pragma('user_version', { simple: true }), MIGRATIONS.length);
+    assert.deepEqual(db.prepare('SELECT rowid, id, agent_id FROM reports').all(), [{ rowid: 7, id: 'r1', agent_id: 'a1' }]);
+    assert.deepEqual(db.prepare('SELECT agent_id, last_report_id, open_findings FROM hosts').all(), [{ agent_id: 'a1', last_report_id: 'r1', open_findings: 3 }]);
+    assert.deepEqual(db.prepare('SELECT seq, report_id, agent_id FROM report_imports').all(), [{ seq: 5, report_id: 'r1', agent_id: 'a1' }]);
+    assert.deepEqual(db.pragma('foreign_key_check'), []);
+    db.exec(`INSERT INTO reports (id, agent_id, received_at, inventory_hash, content_hash, envelope) VALUES ('r1', 'a2', 'x', 'h', 'c1', '{}');
+      INSERT INTO report_imports (report_id, agent_id, status, created_at, file_sha256, imported_at, imported_by) VALUES ('r1', 'a2', 'stored', 'x', 's', 'y', 'cli:test')`);
+    assert.throws(() => db.exec("INSERT INTO reports (id, agent_id, received_at, inventory_hash, content_hash, envelope) VALUES ('r1', 'a1', 'x', 'h', 'c1', '{}')"), /UNIQUE/);
+    // A host's current report is one of its own agent's: an id only another agent has is a broken reference.
+    db.exec("INSERT INTO reports (id, agent_id, received_at, inventory_hash, content_hash, envelope) VALUES ('r2', 'a2', 'x', 'h', 'c1', '{}')");
+    assert.throws(() => db.exec("UPDATE hosts SET last_report_id = 'r2' WHERE agent_id = 'a1'"), /FOREIGN KEY/);
+  });
+});
+
 describe('the database file', () => {
   it('an existing empty file is refused with PW_ERR_STORE_EMPTY_FILE and left as it was, read-write and read-only; init makes a database in it', async (t) => {
     const dir = await mkdtemp(join(tmpdir(), 'pw-db-'));

@@ -172,10 +172,23 @@ describe('FleetStore.ingestReport', () => {
     assert.equal(count(db, 'reports'), 1);
   });
 
+  it("a report id is its agent's own: another agent's report under the same id is stored as its own, each a duplicate of itself only (issue 10)", async (t) => {
+    const { db, fleet } = await tempFleet(t);
+    const a = enroll(fleet, 'a');
+    const b = enroll(fleet, 'b');
+    const reportId = randomUUID();
+    assert.equal(fleet.ingestReport(a, reportId, inventoryHash(rhel), rhel, NOW).status, 'stored');
+    assert.equal(fleet.ingestReport(b, reportId, inventoryHash(rhel), rhel, NOW).status, 'stored');
+    assert.equal(fleet.ingestReport(a, reportId, inventoryHash(rhel), rhel, NOW).status, 'duplicate');
+    assert.equal(fleet.ingestReport(b, reportId, inventoryHash(rhel), rhel, NOW).status, 'duplicate');
+    assert.equal(count(db, 'reports'), 2);
+    assert.deepEqual([fleet.host(a)?.lastReportId, fleet.host(b)?.lastReportId], [reportId, reportId]);
+    assert.equal(fleet.listHosts({}).hosts.length, 2, 'one row per host, not one per report sharing the id');
+  });
+
   const refusals: { name: string; code: string; closeCode: number; run: (f: FleetStore, id: string, other: string) => void }[] = [
     { name: 'null inventory before any was stored', code: 'PW_ERR_INVENTORY_UNKNOWN', closeCode: 4000, run: (f, _id, other) => f.ingestReport(other, randomUUID(), 'a'.repeat(64), null, NOW) },
     { name: 'null inventory with a hash that is not the last one', code: 'PW_ERR_INVENTORY_UNKNOWN', closeCode: 4000, run: (f, id) => f.ingestReport(id, randomUUID(), 'b'.repeat(64), null, NOW) },
-    { name: "another agent's report id", code: 'PW_ERR_PROTOCOL', closeCode: 4000, run: (f, _id, other) => f.ingestReport(other, FIRST_REPORT, inventoryHash(rhel), rhel, NOW) },
     { name: 'an agent that is not enrolled', code: 'PW_ERR_UNAUTHENTICATED', closeCode: 4001, run: (f) => f.ingestReport(randomUUID(), randomUUID(), inventoryHash(rhel), rhel, NOW) },
     {
       name: 'a revoked agent',

@@ -286,7 +286,8 @@ export class FleetStore {
     // max(): a deferred touch flushed late never moves last_seen backwards.
     this.#touch = db.prepare<[string, string]>("UPDATE agents SET last_seen = max(coalesce(last_seen, ''), ?) WHERE id = ?");
     this.#setVersion = db.prepare<[string, string]>('UPDATE agents SET agent_version = ? WHERE id = ?');
-    this.#reportById = db.prepare<[string], { agent_id: string }>('SELECT agent_id FROM reports WHERE id = ?');
+    // A report id is its agent's own (migration 13): the same id from another agent is another report.
+    this.#reportById = db.prepare<[string, string], { one: number }>('SELECT 1 AS one FROM reports WHERE agent_id = ? AND id = ?');
     this.#dataVersion = db.prepare<[], number>('PRAGMA data_version').pluck();
     this.#contentExists = db.prepare<[string], { one: number }>('SELECT 1 AS one FROM inventory_contents WHERE hash = ?');
     this.#insertContent = db.prepare<[string, string | null, number, string, string, string]>(
@@ -305,13 +306,13 @@ export class FleetStore {
     );
     this.#setAgentInventory = db.prepare<[string, string, string]>('UPDATE agents SET last_inventory_hash = ?, last_seen = ? WHERE id = ?');
     this.#latest = db.prepare<[string], { envelope: string; packages: string }>(
-      `SELECT r.envelope, c.packages FROM hosts h JOIN reports r ON r.id = h.last_report_id
+      `SELECT r.envelope, c.packages FROM hosts h JOIN reports r ON r.agent_id = h.agent_id AND r.id = h.last_report_id
        JOIN inventory_contents c ON c.hash = r.content_hash WHERE h.agent_id = ?`,
     );
     const hostColumns = `h.agent_id, h.hostname, h.ecosystem, h.package_count, h.kernel_release, h.kernel_managed, h.reboot_required,
        h.last_report_id, h.last_report_at, h.open_findings, h.overdue_findings, a.connected, a.last_seen, a.revoked_at, a.tags,
        a.machine_id, r.content_hash
-       FROM hosts h JOIN agents a ON a.id = h.agent_id JOIN reports r ON r.id = h.last_report_id`;
+       FROM hosts h JOIN agents a ON a.id = h.agent_id JOIN reports r ON r.agent_id = h.agent_id AND r.id = h.last_report_id`;
     // One statement for every filter combination: a NULL parameter switches its filter off.
     this.#listHosts = db.prepare<Record<string, string | number | null>, HostListRow>(
       `SELECT ${hostColumns}
@@ -532,7 +533,7 @@ export class FleetStore {
   #unchanged(agentId: string, reportId: string, hash: string, now: Date): IngestResult | undefined {
     const agent = this.#agentStateOf(agentId);
     if (agent === undefined || agent.revokedAt !== null || agent.lastInventoryHash !== hash) return undefined;
-    if (this.#reportById.get(reportId) !== undefined) return undefined;
+    if (this.#reportById.get(agentId, reportId) !== undefined) return undefined;
     this.#pendingTouches.set(agentId, now.toISOString());
     this.#touchTimer ??= setTimeout(() => {
       this.flushTouches();
@@ -579,9 +580,7 @@ export class FleetStore {
     const agent = this.#agentById.get(agentId);
     if (agent === undefined) throw new ProtocolError(`agent ${agentId} is not enrolled`, 'PW_ERR_UNAUTHENTICATED', CLOSE.unauthenticated);
     if (agent.revoked_at !== null) throw new ProtocolError(`agent ${agentId} was revoked at ${agent.revoked_at}`, 'PW_ERR_AGENT_REVOKED', CLOSE.revoked);
-    const seen = this.#reportById.get(reportId);
-    if (seen !== undefined) {
-      if (seen.agent_id !== agentId) throw new ProtocolError(`report id ${reportId} belongs to another agent`, 'PW_ERR_PROTOCOL', CLOSE.protocol);
+    if (this.#reportById.get(agentId, reportId) !== undefined) {
       this.#touch.run(at, agentId);
       return { status: 'duplicate' };
     }

@@ -336,4 +336,63 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE rollouts ADD COLUMN last_error TEXT;
   ALTER TABLE rollout_hosts ADD COLUMN code TEXT;
   `,
+  // 13: a report id is its agent's own (issue 10). Ids were unique across all agents, so
+  // an agent that sent a report under another host's id (read off that host's file on a
+  // shared carry medium) had that host's genuine report refused. reports and
+  // report_imports are keyed by (agent_id, id) now, and hosts names its current report by
+  // both. Rowids are kept (the dashboard's fleet signature reads max(rowid) of reports).
+  // The table-rebuild procedure of sqlite.org/lang_altertable.html, as in 7.
+  `
+  CREATE TABLE reports_new (
+    id             TEXT NOT NULL,
+    agent_id       TEXT NOT NULL REFERENCES agents (id),
+    received_at    TEXT NOT NULL,
+    inventory_hash TEXT NOT NULL,
+    content_hash   TEXT NOT NULL REFERENCES inventory_contents (hash),
+    envelope       TEXT NOT NULL,
+    UNIQUE (agent_id, id)
+  ) STRICT;
+  INSERT INTO reports_new (rowid, id, agent_id, received_at, inventory_hash, content_hash, envelope)
+    SELECT rowid, id, agent_id, received_at, inventory_hash, content_hash, envelope FROM reports;
+  DROP TABLE reports;
+  ALTER TABLE reports_new RENAME TO reports;
+  CREATE INDEX reports_by_agent ON reports (agent_id, received_at);
+
+  CREATE TABLE hosts_new (
+    agent_id        TEXT PRIMARY KEY REFERENCES agents (id),
+    hostname        TEXT NOT NULL,
+    ecosystem       TEXT,
+    package_count   INTEGER NOT NULL,
+    kernel_release  TEXT NOT NULL,
+    kernel_managed  INTEGER NOT NULL,
+    reboot_required INTEGER NOT NULL,
+    last_report_id  TEXT NOT NULL,
+    last_report_at  TEXT NOT NULL,
+    open_findings   INTEGER NOT NULL DEFAULT 0,
+    overdue_findings INTEGER NOT NULL DEFAULT 0,
+    FOREIGN KEY (agent_id, last_report_id) REFERENCES reports (agent_id, id)
+  ) STRICT;
+  INSERT INTO hosts_new (agent_id, hostname, ecosystem, package_count, kernel_release, kernel_managed, reboot_required, last_report_id, last_report_at, open_findings, overdue_findings)
+    SELECT agent_id, hostname, ecosystem, package_count, kernel_release, kernel_managed, reboot_required, last_report_id, last_report_at, open_findings, overdue_findings FROM hosts;
+  DROP TABLE hosts;
+  ALTER TABLE hosts_new RENAME TO hosts;
+  CREATE INDEX hosts_by_ecosystem ON hosts (ecosystem);
+  CREATE INDEX hosts_by_hostname ON hosts (hostname);
+
+  CREATE TABLE report_imports_new (
+    seq         INTEGER PRIMARY KEY,
+    report_id   TEXT NOT NULL,
+    agent_id    TEXT NOT NULL REFERENCES agents (id),
+    status      TEXT NOT NULL CHECK (status IN ('stored', 'unchanged')),
+    created_at  TEXT NOT NULL,
+    file_sha256 TEXT NOT NULL,
+    imported_at TEXT NOT NULL,
+    imported_by TEXT NOT NULL,
+    UNIQUE (agent_id, report_id)
+  ) STRICT;
+  INSERT INTO report_imports_new (seq, report_id, agent_id, status, created_at, file_sha256, imported_at, imported_by)
+    SELECT seq, report_id, agent_id, status, created_at, file_sha256, imported_at, imported_by FROM report_imports;
+  DROP TABLE report_imports;
+  ALTER TABLE report_imports_new RENAME TO report_imports;
+  `,
 ];

@@ -3,8 +3,10 @@
  * gateway. They go through FleetStore's own ingest, with the time the agent wrote the file
  * as the report's time, inside one transaction that also decides:
  *
- *   - already imported (the same report id): `duplicate`, nothing written, so importing a
- *     directory twice is harmless;
+ *   - already imported (the same report id from the same agent): `duplicate`, nothing
+ *     written, so importing a directory twice is harmless. A report id is its signer's
+ *     own (migration 13): another agent's file under the same id is another report, so
+ *     one host cannot hide another's by taking its id first;
  *   - older than, or as old as, the newest inventory stored for the host: refused
  *     (PW_ERR_FILE_STALE), since storing it would roll the host back to an older state;
  *   - otherwise stored (or `unchanged`), with a row in report_imports and the audit log.
@@ -32,8 +34,8 @@ export class ReportImports {
   readonly #lastSeq;
 
   constructor(db: Db, fleet: FleetStore) {
-    const imported = db.prepare<[string], { agent_id: string }>('SELECT agent_id FROM report_imports WHERE report_id = ?');
-    const reported = db.prepare<[string], { agent_id: string }>('SELECT agent_id FROM reports WHERE id = ?');
+    const imported = db.prepare<[string, string], { one: number }>('SELECT 1 AS one FROM report_imports WHERE agent_id = ? AND report_id = ?');
+    const reported = db.prepare<[string, string], { one: number }>('SELECT 1 AS one FROM reports WHERE agent_id = ? AND id = ?');
     const lastReport = db.prepare<[string], string>('SELECT last_report_at FROM hosts WHERE agent_id = ?').pluck();
     const insert = db.prepare<[string, string, string, string, string, string, string]>(
       'INSERT INTO report_imports (report_id, agent_id, status, created_at, file_sha256, imported_at, imported_by) VALUES (?, ?, ?, ?, ?, ?, ?)',
@@ -41,11 +43,7 @@ export class ReportImports {
     this.#lastSeq = db.prepare<[], number>('SELECT coalesce(max(seq), 0) FROM report_imports').pluck();
     this.#since = db.prepare<[number], { seq: number; agent_id: string }>('SELECT seq, agent_id FROM report_imports WHERE seq > ? ORDER BY seq');
     this.#importTx = db.transaction((r: FileReport, actor: string, now: Date): ImportStatus => {
-      const before = imported.get(r.reportId) ?? reported.get(r.reportId);
-      if (before !== undefined) {
-        if (before.agent_id !== r.agentId) throw new PatchwardenError(`report id ${r.reportId} belongs to another agent`, 'PW_ERR_FILE_TAMPERED');
-        return 'duplicate';
-      }
+      if ((imported.get(r.agentId, r.reportId) ?? reported.get(r.agentId, r.reportId)) !== undefined) return 'duplicate';
       const createdAt = r.createdAt.toISOString();
       const last = lastReport.get(r.agentId);
       if (last !== undefined && createdAt <= last) {
