@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- [--only agent,versions,feeds,correlate,fleet,preauth] [--json] [--data DIR] [--fleet-agents N]`
+ * `npm run bench -- [--only agent,versions,feeds,correlate,correlate-scale,fleet,preauth] [--json] [--data DIR] [--fleet-agents N]`
  *
  * Every figure is printed beside a baseline measured in the same run: the machines are
  * shared and noisy, so a figure alone says little and its ratio to the baseline is what
@@ -34,9 +34,10 @@ import { benchAgent } from './bench-agent.ts';
 import { benchFeedParse } from './bench-feeds.ts';
 import { benchFleet } from './bench-fleet.ts';
 import { preauthSection } from './bench-preauth.ts';
+import { correlateScaleSection } from './bench-correlate.ts';
 import { benchVersions } from './bench-versions.ts';
 
-const SECTIONS = ['agent', 'versions', 'feeds', 'correlate', 'fleet', 'preauth'] as const;
+const SECTIONS = ['agent', 'versions', 'feeds', 'correlate', 'correlate-scale', 'fleet', 'preauth'] as const;
 type Section = (typeof SECTIONS)[number];
 
 type Unit = 'ms' | 'MB' | '/s' | 'count';
@@ -599,7 +600,8 @@ function table(figures: readonly Figure[], intros: readonly string[]): string {
 
 const USAGE = `usage: npm run bench -- [--only ${SECTIONS.join(',')}] [--json] [--data DIR] [--fleet-agents N]
   PW_BENCH_FLEET_CPU_PROF=DIR: the fleet's collector writes a V8 CPU profile (node --cpu-prof) into DIR
-  PW_BENCH_FLEET_COLLECTOR=FILE: run that collector build instead of dist/collector.js (not rebuilt)\n`;
+  PW_BENCH_FLEET_COLLECTOR=FILE: run that collector build instead of dist/collector.js (not rebuilt)
+  PW_BENCH_CORRELATE_SIZES=N,N,...: inventory sizes of the correlate-scale section (default 10000,100000,200000)\n`;
 
 function parseCommandLine(): { only?: string; json: boolean; data: string; help: boolean; 'fleet-agents': string } | null {
   try {
@@ -664,7 +666,9 @@ async function main(): Promise<void> {
               ? await correlateSection(dataDir)
               : section === 'preauth'
                 ? await preauthSection(figure, progress)
-                : await fleetSection(dataDir, fleetAgents);
+                : section === 'correlate-scale'
+                  ? await correlateScaleSection(figure, progress, dataDir)
+                  : await fleetSection(dataDir, fleetAgents);
     figures.push(...r.figures);
     raw[section] = r.raw;
     const intro = (r.raw as { intro?: unknown }).intro;
