@@ -6,7 +6,7 @@
  * a host that reports twice before its turn is correlated once, with the newest inventory.
  */
 import { packagesHash } from '../../shared/inventory-hash.ts';
-import type { Findings, Inventory } from '../../shared/protocol.ts';
+import { type Findings, type Inventory, LIMITS } from '../../shared/protocol.ts';
 import { Correlator, type FeedState } from '../correlate/correlator.ts';
 import type { KevInfo } from '../correlate/findings.ts';
 import type { DuePolicy } from '../correlate/policy.ts';
@@ -193,6 +193,20 @@ export class HostFindings {
     });
   }
 
+  /**
+   * A stored inventory over the package limit (from before it was lowered) is not loaded
+   * (FleetStore.latestInventory): parsing and matching it stalled every start. Said once
+   * per host and start, so the operator knows why the host has no fresh findings.
+   */
+  #overLimit(agentId: string): void {
+    const count = this.#fleet.host(agentId)?.packageCount ?? 0;
+    if (count <= LIMITS.packages) return;
+    this.#log.warn(
+      { agentId, packages: count, limit: LIMITS.packages, code: 'PW_ERR_TOO_MANY_PACKAGES' },
+      `the stored inventory of agent ${agentId} lists ${count} packages, over the limit of ${LIMITS.packages}: not correlated; its next report replaces it`,
+    );
+  }
+
   /** Correlates queued hosts for up to SLICE_MS; true when the queue is empty. */
   #slice(): boolean {
     const until = performance.now() + SLICE_MS;
@@ -206,6 +220,7 @@ export class HostFindings {
         else {
           const inventory = this.#fleet.latestInventory(agentId);
           if (inventory !== undefined) this.#refreshOne(agentId, inventory, packagesHash(inventory));
+          else this.#overLimit(agentId);
         }
       } catch (err) {
         this.stats.failed++;

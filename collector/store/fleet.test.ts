@@ -8,7 +8,7 @@ import type { Inventory } from '../../shared/protocol.ts';
 import { generateKeyPair } from '../../shared/signing.ts';
 import { inventoryOf, rhel95Packages } from '../correlate/testkit.ts';
 import { openDatabase, type Db } from './db.ts';
-import { FleetStore, tokenHash } from './fleet.ts';
+import { FleetStore, REPORTS_PER_AGENT, tokenHash } from './fleet.ts';
 import { tempDatabase } from './testkit.ts';
 
 const NOW = new Date('2026-11-26T18:00:00.000Z');
@@ -377,5 +377,52 @@ describe('FleetStore.listHosts', () => {
 describe('tokenHash', () => {
   it('is the hex sha256 of the token', () => {
     assert.equal(tokenHash('abc'), 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
+  });
+});
+
+describe(`FleetStore keeps each agent's newest ${REPORTS_PER_AGENT} reports and the inventories they name (issue 10, defect 1)`, () => {
+  /** The real RHEL image with one package's version changed per n: a new inventory content each. */
+  function nth(n: number): Inventory {
+    return { ...rhel, packages: rhel.packages.map((p, i) => (i === 0 ? { ...p, version: `${p.version}.pw${n}` } : p)) };
+  }
+  function contentsOf(db: Db, agentId: string): string[] {
+    return db.prepare<[string], string>('SELECT DISTINCT content_hash FROM reports WHERE agent_id = ?').pluck().all(agentId);
+  }
+
+  it('an agent sending 20 distinct inventories keeps 8 on a real SQLite file; an inventory another agent still names stays; foreign keys hold', async (t) => {
+    const { db, fleet } = await tempFleet(t);
+    const agent = enroll(fleet, 'churner');
+    const other = enroll(fleet, 'neighbour');
+    // The neighbour reports the churner's second inventory: that content must survive the churn.
+    const shared = nth(1);
+    let at = NOW.getTime();
+    const stored: string[] = [];
+    for (let n = 0; n < 20; n++) {
+      const inv = nth(n);
+      const r = fleet.ingestReport(agent, randomUUID(), inventoryHash(inv), inv, new Date((at += 60_000)));
+      assert.equal(r.status, 'stored');
+      stored.push(packagesHash(inv));
+      if (n === 1) assert.equal(fleet.ingestReport(other, randomUUID(), inventoryHash(shared), shared, new Date((at += 60_000))).status, 'stored');
+    }
+    assert.equal(count(db, 'reports'), REPORTS_PER_AGENT + 1);
+    assert.deepEqual(new Set(contentsOf(db, agent)), new Set(stored.slice(-REPORTS_PER_AGENT)));
+    // 8 of the churner's, and the one the neighbour names.
+    assert.equal(count(db, 'inventory_contents'), REPORTS_PER_AGENT + 1);
+    assert.deepEqual(contentsOf(db, other), [packagesHash(shared)]);
+    assert.deepEqual(fleet.latestInventory(agent)?.packages, nth(19).packages);
+    assert.deepEqual(fleet.latestInventory(other)?.packages, shared.packages);
+    assert.deepEqual(db.pragma('foreign_key_check'), []);
+  });
+
+  it('the host report stays even when a later-stored one sorts newer (an air-gapped file dated before it)', async (t) => {
+    const { db, fleet } = await tempFleet(t);
+    const agent = enroll(fleet);
+    for (let n = 0; n < REPORTS_PER_AGENT; n++) fleet.ingestReport(agent, randomUUID(), inventoryHash(nth(n)), nth(n), new Date(NOW.getTime() + (n + 10) * HOUR));
+    // Stored last, but received_at says it is the oldest.
+    const last = nth(99);
+    fleet.ingestReport(agent, randomUUID(), inventoryHash(last), last, NOW);
+    assert.equal(count(db, 'reports'), REPORTS_PER_AGENT);
+    assert.deepEqual(fleet.latestInventory(agent)?.packages, last.packages);
+    assert.deepEqual(db.pragma('foreign_key_check'), []);
   });
 });

@@ -13,7 +13,7 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { CLOSE, MalformedInputError, ProtocolError } from '../../shared/errors.ts';
 import { packagesHash, packageSetJson, packageSetRef } from '../../shared/inventory-hash.ts';
-import type { Inventory, Package } from '../../shared/protocol.ts';
+import { type Inventory, LIMITS, type Package } from '../../shared/protocol.ts';
 import type { Db } from './db.ts';
 
 export type TokenRefusal = 'unknown' | 'expired' | 'used-up';
@@ -44,6 +44,16 @@ export interface PackageSetRef {
 
 /** Parsed package sets kept in memory: a fleet built from a few images names the same few sets over and over. */
 const PACKAGE_SET_CACHE = 32;
+
+/**
+ * Reports kept per agent, newest first (with the inventories they name): the newest is
+ * the host's state, the others are recent history nothing reads yet. Each stored report
+ * of a changed inventory deletes the agent's older ones, and each inventory content no
+ * remaining report names. An agent that sends distinct large inventories over and over
+ * holds at most this many (8 x a 16 MiB frame: 128 MiB), where it grew the store by its
+ * every report; a real host, whose inventory changes with each upgrade, keeps its last 8.
+ */
+export const REPORTS_PER_AGENT = 8;
 
 /** One report of a batch (see ingestBatch). */
 export interface IngestItem {
@@ -261,6 +271,9 @@ export class FleetStore {
   readonly #setTags;
   readonly #insertAudit;
   readonly #disconnectAll;
+  readonly #oldReports;
+  readonly #deleteReport;
+  readonly #deleteOrphanContent;
   readonly #enrollTx;
   readonly #ingestTx;
   readonly #batchTx;
@@ -293,7 +306,8 @@ export class FleetStore {
     this.#insertContent = db.prepare<[string, string | null, number, string, string, string]>(
       'INSERT INTO inventory_contents (hash, ecosystem, package_count, packages, created_at, package_set) VALUES (?, ?, ?, ?, ?, ?)',
     );
-    this.#setByHash = db.prepare<[string], string>('SELECT packages FROM inventory_contents WHERE package_set = ? LIMIT 1').pluck();
+    // Sets over the package limit (stored before it was lowered) are never read: their parse alone stalled the loop.
+    this.#setByHash = db.prepare<[string, number], string>('SELECT packages FROM inventory_contents WHERE package_set = ? AND package_count <= ? LIMIT 1').pluck();
     this.#insertReport = db.prepare<[string, string, string, string, string, string]>(
       'INSERT INTO reports (id, agent_id, received_at, inventory_hash, content_hash, envelope) VALUES (?, ?, ?, ?, ?, ?)',
     );
@@ -305,8 +319,10 @@ export class FleetStore {
          reboot_required = excluded.reboot_required, last_report_id = excluded.last_report_id, last_report_at = excluded.last_report_at`,
     );
     this.#setAgentInventory = db.prepare<[string, string, string]>('UPDATE agents SET last_inventory_hash = ?, last_seen = ? WHERE id = ?');
-    this.#latest = db.prepare<[string], { envelope: string; packages: string }>(
-      `SELECT r.envelope, c.packages FROM hosts h JOIN reports r ON r.agent_id = h.agent_id AND r.id = h.last_report_id
+    // The packages' text only when within the limit, so an inventory stored before the
+    // limit was lowered costs no parse (and no correlation) wherever it is asked for.
+    this.#latest = db.prepare<[number, string], { envelope: string; packages: string | null }>(
+      `SELECT r.envelope, CASE WHEN c.package_count <= ? THEN c.packages END AS packages FROM hosts h JOIN reports r ON r.agent_id = h.agent_id AND r.id = h.last_report_id
        JOIN inventory_contents c ON c.hash = r.content_hash WHERE h.agent_id = ?`,
     );
     const hostColumns = `h.agent_id, h.hostname, h.ecosystem, h.package_count, h.kernel_release, h.kernel_managed, h.reboot_required,
@@ -332,6 +348,16 @@ export class FleetStore {
       'INSERT INTO audit (at, actor, action, target, detail, uid) VALUES (?, ?, ?, ?, ?, ?)',
     );
     this.#disconnectAll = db.prepare('UPDATE agents SET connected = 0 WHERE connected = 1');
+    // Newest first by arrival (rowid breaks ties); the host's current report always stays,
+    // even when an air-gapped file's older date sorts it behind another.
+    this.#oldReports = db.prepare<[string, string, number], { id: string; content_hash: string }>(
+      `SELECT id, content_hash FROM reports WHERE agent_id = ? AND id != ?
+       ORDER BY received_at DESC, rowid DESC LIMIT -1 OFFSET ?`,
+    );
+    this.#deleteReport = db.prepare<[string, string]>('DELETE FROM reports WHERE agent_id = ? AND id = ?');
+    this.#deleteOrphanContent = db.prepare<[string, string]>(
+      'DELETE FROM inventory_contents WHERE hash = ? AND NOT EXISTS (SELECT 1 FROM reports WHERE content_hash = ?)',
+    );
     this.#enrollTx = db.transaction(
       (token: string, agent: { publicKey: string; hostname: string; machineId: string | null; agentVersion: string | null }, now: Date) => {
         const taken = this.consumeEnrollmentToken(token, now);
@@ -490,7 +516,7 @@ export class FleetStore {
       this.#sets.set(setHash, cached);
       return cached.packages;
     }
-    const json = this.#setByHash.get(setHash);
+    const json = this.#setByHash.get(setHash, LIMITS.packages);
     if (json === undefined) return undefined;
     const packages = JSON.parse(json) as Package[];
     this.#rememberSet(setHash, packages, json);
@@ -618,13 +644,31 @@ export class FleetStore {
     });
     this.#agentState.delete(agentId);
     this.#setAgentInventory.run(hash, at, agentId);
+    this.#pruneReports(agentId, reportId);
     return { status: 'stored', contentHash, newContent };
   }
 
-  /** The last stored inventory of the agent, as it was reported (collectedAt included). */
+  /**
+   * Deletes the agent's reports beyond the newest REPORTS_PER_AGENT (never `current`), then
+   * the inventory contents no report names any more (another agent's report keeps one).
+   * Inside the report's transaction: both or neither. Not audited: a retention rule, like
+   * log rotation, that changes nothing the collector believes about any host now.
+   */
+  #pruneReports(agentId: string, current: string): void {
+    const old = this.#oldReports.all(agentId, current, REPORTS_PER_AGENT - 1);
+    if (old.length === 0) return;
+    for (const r of old) this.#deleteReport.run(agentId, r.id);
+    for (const hash of new Set(old.map((r) => r.content_hash))) this.#deleteOrphanContent.run(hash, hash);
+  }
+
+  /**
+   * The last stored inventory of the agent, as it was reported (collectedAt included);
+   * undefined also when it lists more than LIMITS.packages packages (stored before the limit
+   * was lowered): the host's row shows its package count, and its next report replaces it.
+   */
   latestInventory(agentId: string): Inventory | undefined {
-    const r = this.#latest.get(agentId);
-    if (r === undefined) return undefined;
+    const r = this.#latest.get(LIMITS.packages, agentId);
+    if (r === undefined || r.packages === null) return undefined;
     const env = JSON.parse(r.envelope) as Omit<Inventory, 'packages'>;
     return {
       schema: env.schema,
