@@ -17,7 +17,7 @@ import { inventoryHash } from '../../shared/inventory-hash.ts';
 import type { Inventory } from '../../shared/protocol.ts';
 import { newKeys, TestAgent, variant } from '../gateway/testkit.ts';
 import { openDatabase } from '../store/db.ts';
-import { FleetStore } from '../store/fleet.ts';
+import { FleetStore, REPORTS_PER_AGENT } from '../store/fleet.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 const run = promisify(execFile);
@@ -229,17 +229,20 @@ describe('serve (a real child process)', () => {
     await kill(served);
     await client.closed;
     check = checkStore(db);
-    for (const id of acked) assert.ok(check.ids.has(id), `acked report ${id} is stored`);
-    // One connection's reports are ingested in order: what is stored is a prefix of what was sent.
-    const stored = sentIds.filter((id) => check.ids.has(id));
-    assert.ok(stored.length >= acked.length && stored.length < sentIds.length, `${acked.length} acked, ${stored.length} stored of ${sentIds.length}`);
-    assert.deepEqual(stored, sentIds.slice(0, stored.length));
-    const last = stream[stored.length - 1]!;
+    // One connection's reports are ingested in order, and an agent keeps its newest
+    // REPORTS_PER_AGENT: what is stored is the tail of a prefix of what was sent, and that
+    // prefix holds every acked report.
+    const storedAt = sentIds.flatMap((id, i) => (check.ids.has(id) ? [i] : []));
+    const committed = (storedAt.at(-1) ?? -1) + 1;
+    assert.ok(committed >= acked.length && committed < sentIds.length, `${acked.length} acked, ${committed} committed of ${sentIds.length}`);
+    assert.deepEqual(acked, sentIds.slice(0, acked.length), 'every acked report is in the committed prefix');
+    assert.deepEqual(storedAt, Array.from({ length: Math.min(committed, REPORTS_PER_AGENT) }, (_, i) => committed - Math.min(committed, REPORTS_PER_AGENT) + i));
+    const last = stream[committed - 1]!;
     assert.deepEqual(check.fleet.latestInventory(agentId), last, 'the newest stored report reassembles whole');
-    assert.equal(check.fleet.host(agentId)?.lastReportId, sentIds[stored.length - 1]);
+    assert.equal(check.fleet.host(agentId)?.lastReportId, sentIds[committed - 1]);
     const orphans = check.db.prepare('SELECT count(*) FROM inventory_contents c WHERE NOT EXISTS (SELECT 1 FROM reports r WHERE r.content_hash = c.hash)').pluck().get();
     assert.equal(orphans, 0, 'no content without its report');
-    t.diagnostic(`killed after ${acked.length} acks: ${stored.length} of ${sentIds.length} reports committed`);
+    t.diagnostic(`killed after ${acked.length} acks: ${committed} of ${sentIds.length} reports committed`);
     check.close();
 
     // 3: restarted, the agent is told the newest stored hash and goes on with unchanged reports.
@@ -248,7 +251,7 @@ describe('serve (a real child process)', () => {
     const again = await client.hello(agentId, keys);
     assert.equal(again.welcome.inventoryHash, inventoryHash(last));
     assert.equal((await client.report(null, inventoryHash(last))).status, 'unchanged');
-    assert.equal((await client.report(last, inventoryHash(last), sentIds[stored.length - 1])).status, 'duplicate');
+    assert.equal((await client.report(last, inventoryHash(last), sentIds[committed - 1])).status, 'duplicate');
     served.child.kill('SIGTERM');
     assert.equal((await served.exited).code, 0);
   });

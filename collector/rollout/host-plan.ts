@@ -110,10 +110,18 @@ function explicitPackages(
     packages.push({ name: t.name, from, to: t.version, pin: t.version });
   }
   if (packages.length === 0) return { ok: false, reason: 'none of the packages is installed below its target version' };
-  const names = new Set(packages.map((p) => p.name));
-  const resolved = findings.filter(
-    (f) => f.status === 'open' && f.fixed !== null && f.binaries.some((b) => names.has(b)) && packages.every((p) => !f.binaries.includes(p.name) || p.to === null || !newer(scheme, f.fixed ?? '', p.to)),
-  );
+  // By name, so a finding is judged over its own binaries: a search of each finding's
+  // binaries per planned package made this findings x packages x binaries.
+  const byName = new Map(packages.map((p) => [p.name, p]));
+  const names = new Set(byName.keys());
+  const resolved = findings.filter((f) => {
+    if (f.status !== 'open' || f.fixed === null || !f.binaries.some((b) => names.has(b))) return false;
+    const fixed = f.fixed;
+    return f.binaries.every((b) => {
+      const p = byName.get(b);
+      return p === undefined || p.to === null || !newer(scheme, fixed, p.to);
+    });
+  });
   const kernelSource = inv.kernel.package?.source;
   const touchesKernel = inv.packages.some((p) => names.has(p.name) && kernelSource !== undefined && p.source === kernelSource);
   const steps: Step[] = ['patch'];
