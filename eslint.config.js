@@ -2,6 +2,16 @@
 import eslint from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+// Policy from the house rules: never run a command through a shell.
+const NO_SHELL = { name: 'node:child_process', importNames: ['exec', 'execSync'], message: 'Use execFile with an argument array.' };
+// Test doubles and helpers: shared/testing/ and the testkits beside the code they serve.
+const TEST_SUPPORT_FILES = ['**/testkit.ts', '**/testing/**', '**/test-collector.ts', '**/sim-agent.ts', '**/agent-harness.ts', 'shared/versions/vectors.ts'];
+const NO_TEST_SUPPORT = {
+  group: ['**/testkit.ts', '**/testing/*', '**/test-collector.ts', '**/sim-agent.ts', '**/agent-harness.ts', '**/vectors.ts'],
+  message: 'Test support is for tests and benches only.',
+};
+const NO_SQL = { name: 'better-sqlite3', message: 'SQL lives in collector/store/ only: add a store method there.' };
+
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'coverage/**', '.cache/**', 'eslint.config.js'] },
   eslint.configs.recommended,
@@ -14,9 +24,19 @@ export default tseslint.config(
       // Template literals with numbers are how log lines and messages are built here.
       '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true, allowBoolean: true }],
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
-      // Policy from the house rules: never run a command through a shell.
-      'no-restricted-imports': ['error', { paths: [{ name: 'node:child_process', importNames: ['exec', 'execSync'], message: 'Use execFile with an argument array.' }] }],
+      'no-restricted-imports': ['error', { paths: [NO_SHELL] }],
     },
+  },
+  {
+    // Layers: what ships never imports test support, and only the store speaks SQL.
+    files: ['agent/**/*.ts', 'collector/**/*.ts', 'shared/**/*.ts'],
+    ignores: ['**/*.test.ts', ...TEST_SUPPORT_FILES],
+    rules: { 'no-restricted-imports': ['error', { paths: [NO_SHELL, NO_SQL], patterns: [NO_TEST_SUPPORT] }] },
+  },
+  {
+    files: ['collector/store/**/*.ts'],
+    ignores: ['**/*.test.ts', ...TEST_SUPPORT_FILES],
+    rules: { 'no-restricted-imports': ['error', { paths: [NO_SHELL], patterns: [NO_TEST_SUPPORT] }] },
   },
   {
     files: ['**/*.test.ts'],

@@ -28,7 +28,7 @@ import { IntegrityCheck } from './store/integrity.ts';
 import { FleetStore } from './store/fleet.ts';
 import { RolloutEngine } from './rollout/engine.ts';
 import { ReportImports } from './store/report-imports.ts';
-import { InstructionOutbox } from './rollout/store.ts';
+import { InstructionOutbox } from './store/rollouts.ts';
 import { signInstruction } from '../shared/instructions.ts';
 
 export const DEFAULT_LISTEN = '127.0.0.1:8443';

@@ -7,7 +7,7 @@ import { describe, it, type TestContext } from 'node:test';
 import { type Instruction, InstructionBundleSchema, instructionSignatureValid, signInstruction } from '../../shared/instructions.ts';
 import { COLLECTOR_SIGNER, parseSignedBody, readSignedFile } from '../../shared/signed-file.ts';
 import { generateKeyPair } from '../../shared/signing.ts';
-import { InstructionOutbox } from '../rollout/store.ts';
+import { InstructionOutbox } from '../store/rollouts.ts';
 import { FleetStore } from '../store/fleet.ts';
 import { tempDatabase } from '../store/testkit.ts';
 import { exportInstructions } from './instruction-export.ts';

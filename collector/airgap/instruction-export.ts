@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '../../shared/atomic-write.ts';
 import type { InstructionBundle } from '../../shared/instructions.ts';
 import { COLLECTOR_SIGNER, encodeSignedFile, signedFileName } from '../../shared/signed-file.ts';
-import type { InstructionOutbox } from '../rollout/store.ts';
+import type { InstructionOutbox } from '../store/rollouts.ts';
 
 export interface ExportedFile {
   agentId: string;

@@ -104,7 +104,7 @@ function list(argv: string[], io: Io): number {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, json: { type: 'boolean', default: false } });
   const db = openDatabase(values.db, { readonly: true });
   try {
-    const rows = db.prepare('SELECT id, advisory, package, host, owner, reason, expires, created_at AS createdAt, created_by AS createdBy FROM exceptions ORDER BY id').all();
+    const rows = new FindingHistoryStore(db).allExceptions();
     io.stdout.write(values.json ? JSON.stringify(rows, null, 2) + '\n' : rows.map((r) => JSON.stringify(r)).join('\n') + (rows.length > 0 ? '\n' : ''));
   } finally {
     db.close();

@@ -13,7 +13,7 @@ import { cliActor } from './api-token.ts';
 import { parse } from './args.ts';
 import { DEFAULT_DB } from './feed.ts';
 import { readCollectorKey } from './collector-key.ts';
-import { InstructionOutbox } from '../rollout/store.ts';
+import { InstructionOutbox } from '../store/rollouts.ts';
 import { openDatabase } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
 

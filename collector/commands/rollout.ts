@@ -23,7 +23,7 @@ import { listRollouts, type RolloutDetailJson, type RolloutJson, rolloutDetail }
 import { createLogger } from '../logger.ts';
 import { type Preview, ROLLOUT_OPERATIONS, RolloutEngine, type RolloutOperation } from '../rollout/engine.ts';
 import { parsePlan } from '../rollout/plan.ts';
-import { InstructionOutbox } from '../rollout/store.ts';
+import { InstructionOutbox } from '../store/rollouts.ts';
 import { openDatabase } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
 import { cliActor } from './api-token.ts';

@@ -6,7 +6,7 @@ import type { InstructionResult } from '../../shared/instructions.ts';
 import type { Findings, Inventory } from '../../shared/protocol.ts';
 import type { RolloutEngine } from '../rollout/engine.ts';
 import type { RolloutPlan } from '../rollout/plan.ts';
-import { HOST_STATES, type HostState, type RolloutRecord } from '../rollout/store.ts';
+import { HOST_STATES, type HostState, type RolloutRecord } from '../store/rollouts.ts';
 import { fleetCounts, type HostListItem } from '../store/access.ts';
 import type { Db } from '../store/db.ts';
 import type { FleetStore } from '../store/fleet.ts';

@@ -31,7 +31,7 @@ import type { FleetStore, HostSummary } from '../store/fleet.ts';
 import { planForHost, type HostPlan } from './host-plan.ts';
 import { patchParts } from './patch-parts.ts';
 import { parsePlan, type RolloutPlan } from './plan.ts';
-import { HOST_DONE, HOST_FAILED, type InstructionOutbox, type RolloutError, type RolloutHostRecord, type RolloutRecord, RolloutStore, type RolloutState } from './store.ts';
+import { HOST_DONE, HOST_FAILED, type InstructionOutbox, type RolloutError, type RolloutHostRecord, type RolloutRecord, RolloutStore, type RolloutState } from '../store/rollouts.ts';
 import { splitWaves, waveSizes } from './waves.ts';
 import { openUntil } from './window.ts';
 

@@ -9,7 +9,7 @@ import { schemeForEcosystem } from '../../shared/ecosystem.ts';
 import type { Finding, Inventory } from '../../shared/protocol.ts';
 import { compareVersions } from '../../shared/versions/index.ts';
 import type { RolloutPlan } from './plan.ts';
-import type { Step } from './store.ts';
+import type { Step } from '../store/rollouts.ts';
 
 export interface PlannedPackage {
   name: string;

@@ -24,7 +24,7 @@ import { openDatabase, type Db } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
 import { RolloutEngine, type RolloutErrorContext } from './engine.ts';
 import type { PlanInput } from './plan.ts';
-import { InstructionOutbox, type OutboxEntry } from './store.ts';
+import { InstructionOutbox, type OutboxEntry } from '../store/rollouts.ts';
 
 export const NOW = new Date('2026-11-26T18:00:00.000Z');
 /** ALSA-2026:A009 (kernel) is fixed in NEW_KERNEL; hosts built with `kernel: 'old'` run OLD_KERNEL. */

@@ -111,6 +111,11 @@ export class FindingHistoryStore {
     return row.expires;
   }
 
+  /** Every exception ever added, ended ones too, oldest first: `exception list`. */
+  allExceptions(): unknown[] {
+    return this.#db.prepare('SELECT id, advisory, package, host, owner, reason, expires, created_at AS createdAt, created_by AS createdBy FROM exceptions ORDER BY id').all();
+  }
+
   /** Exceptions for this host (and fleet-wide ones) that have not expired. */
   exceptions(host: string, now: Date): RiskException[] {
     return this.#exceptions

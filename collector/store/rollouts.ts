@@ -13,8 +13,8 @@
  * if the first delivery did arrive, is still recorded.
  */
 import type { InstructionResult } from '../../shared/instructions.ts';
-import type { Db } from '../store/db.ts';
-import type { RolloutPlan } from './plan.ts';
+import type { Db } from './db.ts';
+import type { RolloutPlan } from '../rollout/plan.ts';
 
 export interface OutboxEntry {
   id: string;
