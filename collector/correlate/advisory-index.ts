@@ -19,6 +19,8 @@ export interface IndexEntry {
   advisory: AdvisoryMeta;
   ranges: readonly AdvisoryRange[];
   versions: readonly string[];
+  /** The source's reason there is no fix (CSAF `no_fix_planned`), for the finding's `why`. */
+  note?: string;
 }
 
 export function indexKey(ecosystem: string, pkg: string): string {
@@ -78,7 +80,7 @@ export class AdvisoryIndex {
           list = [];
           this.#byKey.set(key, list);
         }
-        list.push({ advisory: meta, ranges: aff.ranges, versions: aff.versions });
+        list.push(aff.note === undefined ? { advisory: meta, ranges: aff.ranges, versions: aff.versions } : { advisory: meta, ranges: aff.ranges, versions: aff.versions, note: aff.note });
         keys.push(key);
         changed.add(key);
       }

@@ -154,7 +154,7 @@ export function matchUnit(inv: Inventory, unit: MatchUnit, index: AdvisoryIndex,
     let status: RawMatch['status'] = m.fixed === null ? 'unfixed' : 'open';
     let why =
       m.fixed === null
-        ? `${unit.package} ${hit.installed} is affected and no fixed version is published (${where})`
+        ? `${unit.package} ${hit.installed} is affected and no fixed version is published (${where}${e.note === undefined ? '' : `; ${e.note}`})`
         : `${unit.package} ${hit.installed} < ${m.fixed} (${where})`;
     if (kernel !== undefined) {
       why = `running kernel ${inv.kernel.release}: ${why}`;

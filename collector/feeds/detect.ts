@@ -5,7 +5,7 @@
  */
 import { FeedFormatError } from '../../shared/errors.ts';
 
-export type FeedFormat = 'osv' | 'alpine-secdb' | 'debian-tracker' | 'debian-dsa-list' | 'kev-json' | 'kev-csv';
+export type FeedFormat = 'osv' | 'alpine-secdb' | 'debian-tracker' | 'debian-dsa-list' | 'kev-json' | 'kev-csv' | 'csaf';
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -26,6 +26,7 @@ export function detectFormat(name: string, firstRecord: unknown): FeedFormat {
     const r = firstRecord;
     if (Array.isArray(r.vulnerabilities) && (typeof r.catalogVersion === 'string' || typeof r.dateReleased === 'string')) return 'kev-json';
     if (typeof r.distroversion === 'string' && 'packages' in r) return 'alpine-secdb';
+    if (isObject(r.document) && typeof r.document.csaf_version === 'string') return 'csaf';
     if (typeof r.id === 'string' && typeof r.modified === 'string') return 'osv';
     // package -> {CVE -> {releases}}: look at the first issue of the first package.
     for (const issues of Object.values(r)) {
@@ -35,5 +36,5 @@ export function detectFormat(name: string, firstRecord: unknown): FeedFormat {
       break;
     }
   }
-  throw new FeedFormatError(`${name}: not a feed format this collector reads (OSV, Alpine secdb, Debian tracker JSON, DSA/DLA list, KEV JSON or CSV)`);
+  throw new FeedFormatError(`${name}: not a feed format this collector reads (OSV, CSAF, Alpine secdb, Debian tracker JSON, DSA/DLA list, KEV JSON or CSV)`);
 }

@@ -5,6 +5,7 @@
  * refused; per-entry problems are warnings in `report`.
  */
 import { parseAlpineSecdb } from './alpine-secdb.ts';
+import { parseCsafRecord } from './csaf.ts';
 import { parseDebianDsaList } from './debian-dsa-list.ts';
 import { parseDebianTracker } from './debian-tracker.ts';
 import type { FeedFormat } from './detect.ts';
@@ -37,5 +38,7 @@ export function parseFeedRecord(format: FeedFormat, record: unknown, report: Fee
       return { advisories: [], kev: parseKevJson(record, report, name) };
     case 'kev-csv':
       return { advisories: [], kev: parseKevCsv(text(record, name), report, name) };
+    case 'csaf':
+      return { advisories: parseCsafRecord(record, report, name), kev: [] };
   }
 }

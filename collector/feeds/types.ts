@@ -64,12 +64,14 @@ export const AffectedPackageSchema = z
      * tell "checked, not affected" from "nothing known"; ranges and versions are empty.
      */
     notAffected: z.boolean(),
+    /** Why there is no fix, when the source says (CSAF `no_fix_planned`): shown in the finding's `why`. */
+    note: z.string().min(1).max(1024).optional(),
   })
   .refine((a) => !a.notAffected || (a.ranges.length === 0 && a.versions.length === 0), 'a not-affected entry has no ranges or versions');
 export type AffectedPackage = z.infer<typeof AffectedPackageSchema>;
 
 export const AdvisorySchema = z.strictObject({
-  /** Which parser made it: `osv`, `alpine-secdb`, `debian-tracker`, `debian-dsa-list`. */
+  /** Which parser made it: `osv`, `alpine-secdb`, `debian-tracker`, `debian-dsa-list`, `csaf`. */
   source: z.string().min(1).max(64).regex(/^[a-z][a-z0-9-]*$/),
   id: advisoryId,
   /** CVE ids and other ids of the same vulnerability, sorted, without duplicates. */
