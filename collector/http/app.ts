@@ -11,7 +11,9 @@ import { Hono, type Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { matchedRoutes } from 'hono/route';
 import { errorMessage } from '../../shared/errors.ts';
-import { fleetCounts } from '../store/access.ts';
+import { LIMITS } from '../../shared/protocol.ts';
+import { ASSESSMENTS, type Assessment } from '../correlate/coverage.ts';
+import { fleetCounts, hostsByCoverageKey } from '../store/access.ts';
 import { apiRoutes } from './api.ts';
 import { dashboardError, dashboardRoutes } from './dashboard.ts';
 import type { Principal } from './auth.ts';
@@ -37,6 +39,12 @@ function registerGauges(s: Services): void {
     const counts = fleetCounts(s.deps.db);
     m.hostsTotal.set(counts.hosts);
     m.agentsConnected.set(counts.agents.connected);
+  });
+  m.registry.onCollect(() => {
+    const view = s.findings.coverage();
+    const by: Record<Assessment, number> = { assessed: 0, stale: 0, 'not-assessed': 0 };
+    for (const g of hostsByCoverageKey(s.deps.db, LIMITS.packages)) by[g.readable ? view.stateOf(g.ecosystem) : 'not-assessed'] += g.n;
+    for (const a of ASSESSMENTS) m.hostsByAssessment.set({ assessment: a }, by[a]);
   });
   m.registry.onCollect(() => {
     m.feedAgeSeconds.reset();

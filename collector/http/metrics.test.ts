@@ -165,6 +165,7 @@ describe('createMetrics', { skip: needs(TOOLS.prometheusClient) }, () => {
       'patchwarden_feed_age_seconds',
       'patchwarden_findings_open',
       'patchwarden_findings_queue',
+      'patchwarden_hosts',
       'patchwarden_hosts_total',
       'patchwarden_http_requests',
       'patchwarden_instruction_results',

@@ -261,6 +261,7 @@ export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
  * - patchwarden_hosts_total (gauge): hosts that have reported at least once
  * - patchwarden_findings_open (gauge): open findings over the fleet
  * - patchwarden_feed_age_seconds{feed} (gauge): time since each feed was last checked successfully
+ * - patchwarden_hosts{assessment} (gauge): hosts by coverage state: assessed, stale, not-assessed (alert on not-assessed > 0)
  * - patchwarden_http_requests_total{route,status} (counter): by route pattern, never the raw path
  * - patchwarden_auth_refused_total{reason} (counter): refused authentications and 403s by reason (no-token, malformed, unknown, revoked, rate-limited, forbidden); the source address is in the log line, never a label
  * - patchwarden_rollouts{state} (gauge): rollouts by state (alert on `halted`)
@@ -283,6 +284,7 @@ export interface CollectorMetrics {
   readonly rollouts: Gauge<'state'>;
   readonly instructionResultsTotal: Counter<'status'>;
   readonly feedAgeSeconds: Gauge<'feed'>;
+  readonly hostsByAssessment: Gauge<'assessment'>;
   readonly httpRequestsTotal: Counter<'route' | 'status'>;
   readonly authRefusedTotal: Counter<'reason'>;
   readonly processResidentMemoryBytes: Gauge;
@@ -307,6 +309,7 @@ export function createMetrics(): CollectorMetrics {
     rollouts: registry.gauge('patchwarden_rollouts', 'Rollouts by state.', ['state']),
     instructionResultsTotal: registry.counter('patchwarden_instruction_results_total', 'Instruction results received from agents, by status.', ['status']),
     feedAgeSeconds: registry.gauge('patchwarden_feed_age_seconds', 'Seconds since the feed was last checked successfully.', ['feed']),
+    hostsByAssessment: registry.gauge('patchwarden_hosts', 'Hosts by assessment state: assessed (a fresh feed covers them), stale (covering feeds are stale), not-assessed (no feed covers them).', ['assessment']),
     httpRequestsTotal: registry.counter('patchwarden_http_requests_total', 'HTTP requests by route pattern and status code.', ['route', 'status']),
     authRefusedTotal: registry.counter('patchwarden_auth_refused_total', 'Refused authentications (API and dashboard login) and 403 answers, by reason.', ['reason']),
     processResidentMemoryBytes,

@@ -7,6 +7,7 @@
  */
 import * as z from 'zod';
 import { ECOSYSTEM } from '../../shared/protocol.ts';
+import { ASSESSMENTS } from '../correlate/coverage.ts';
 import type { CursorCodec } from './cursor.ts';
 import { badCursor, badRequest } from './errors.ts';
 
@@ -23,6 +24,7 @@ const cursor = z.string().min(1).max(1024);
 export const HostsQuerySchema = z.strictObject({
   ecosystem: z.string().max(128).regex(ECOSYSTEM, 'not an ecosystem name such as Debian:12 or AlmaLinux:9').optional(),
   rebootRequired: z.enum(['true', 'false'], 'must be true or false').transform((v) => v === 'true').optional(),
+  assessment: z.enum(ASSESSMENTS, `must be one of ${ASSESSMENTS.join(', ')}`).optional(),
   seenSince: z.iso
     .datetime({ offset: true, error: 'must be an ISO 8601 date-time such as 2026-11-26T18:00:00Z' })
     .transform((v) => new Date(v).toISOString())

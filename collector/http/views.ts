@@ -3,6 +3,7 @@
  * the dashboard so both always show the same figures.
  */
 import type { InstructionResult } from '../../shared/instructions.ts';
+import type { Assessment, HostAssessment } from '../correlate/coverage.ts';
 import type { Findings, Inventory } from '../../shared/protocol.ts';
 import type { RolloutEngine } from '../rollout/engine.ts';
 import type { RolloutPlan } from '../rollout/plan.ts';
@@ -27,9 +28,11 @@ export interface HostJson {
   tags: string[];
   revokedAt: string | null;
   findings: { open: number; overdue: number };
+  /** Whether a fresh loaded feed covers the host: zero findings on a not-assessed host mean nobody looked. */
+  assessment: { state: Assessment; reason: string };
 }
 
-export function hostJson(h: HostListItem, c: FindingCounts): HostJson {
+export function hostJson(h: HostListItem, c: FindingCounts, a: HostAssessment): HostJson {
   return {
     id: h.agentId,
     hostname: h.hostname,
@@ -43,6 +46,7 @@ export function hostJson(h: HostListItem, c: FindingCounts): HostJson {
     tags: h.tags,
     revokedAt: h.revokedAt,
     findings: { open: c.open, overdue: c.overdue },
+    assessment: { state: a.state, reason: a.reason },
   };
 }
 
@@ -50,8 +54,12 @@ export async function listHosts(s: Services, q: HostsQuery): Promise<{ items: Ho
   const { limit = DEFAULT_LIMIT, cursor, ...filters } = q;
   const scope = cursorScope('hosts', filters);
   const after = cursor === undefined ? undefined : decodeHostCursor(s.cursors, scope, cursor);
+  const view = s.findings.coverage();
+  const coverage =
+    filters.assessment === undefined ? undefined : filters.assessment === 'not-assessed' ? { out: view.covered() } : { in: view.ecosystems(filters.assessment) };
   const page = s.hosts.list({
     ecosystem: filters.ecosystem,
+    coverage,
     rebootRequired: filters.rebootRequired,
     seenSince: filters.seenSince,
     tag: filters.tag,
@@ -62,7 +70,7 @@ export async function listHosts(s: Services, q: HostsQuery): Promise<{ items: Ho
   const last = page.hosts[page.hosts.length - 1];
   const counts = await s.findings.countsOf(page.hosts);
   return {
-    items: page.hosts.map((h, i) => hostJson(h, counts[i] ?? emptyCounts())),
+    items: page.hosts.map((h, i) => hostJson(h, counts[i] ?? emptyCounts(), s.findings.assessment(h, view))),
     nextCursor: page.more && last !== undefined ? s.cursors.encode(scope, [last.hostname, last.agentId]) : null,
   };
 }
@@ -76,13 +84,17 @@ export interface HostDocument {
 export function hostDocument(s: Services, agentId: string): HostDocument | undefined {
   const r = s.findings.forHost(agentId);
   if (r === undefined) return undefined;
-  const host = hostJson(r.host, countFindings(r.findings));
+  const host = hostJson(r.host, countFindings(r.findings), r.assessment);
   return { host, inventory: r.inventory, findings: r.findings };
 }
 
 export interface Summary {
   generatedAt: string;
-  hosts: { total: number; rebootRequired: number; byEcosystem: Record<string, number> };
+  /**
+   * `byAssessment`: hosts by coverage state; `compliant`: assessed hosts with no overdue
+   * finding (a stale or not-assessed host is never compliant).
+   */
+  hosts: { total: number; rebootRequired: number; byEcosystem: Record<string, number>; byAssessment: Record<Assessment, number>; compliant: number };
   agents: { enrolled: number; connected: number; revoked: number };
   findings: FindingCounts & { hostsWithOverdue: number };
   feeds: FeedHealth[];
@@ -95,7 +107,7 @@ export async function summary(s: Services): Promise<Summary> {
   const feeds = s.findings.feedHealth();
   return {
     generatedAt: s.now().toISOString(),
-    hosts: { total: counts.hosts, rebootRequired: counts.rebootRequired, byEcosystem: counts.byEcosystem },
+    hosts: { total: counts.hosts, rebootRequired: counts.rebootRequired, byEcosystem: counts.byEcosystem, byAssessment: totals.byAssessment, compliant: totals.compliant },
     agents: counts.agents,
     findings: { ...totals.counts, hostsWithOverdue: totals.hostsWithOverdue },
     feeds,

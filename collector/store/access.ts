@@ -213,3 +213,17 @@ export function fleetCounts(db: Db): FleetCounts {
     agents: { enrolled: agents?.n ?? 0, connected: agents?.connected ?? 0, revoked: agents?.revoked ?? 0 },
   };
 }
+
+/**
+ * Hosts grouped by what decides their coverage state (collector/correlate/coverage.ts):
+ * their ecosystem and whether their stored inventory is readable. One GROUP BY, so a
+ * scrape never loads a host.
+ */
+export function hostsByCoverageKey(db: Db, maxPackages: number): { ecosystem: string | null; readable: boolean; n: number }[] {
+  return db
+    .prepare<[number], { ecosystem: string | null; readable: number; n: number }>(
+      'SELECT ecosystem, package_count BETWEEN 1 AND ? AS readable, count(*) AS n FROM hosts GROUP BY 1, 2',
+    )
+    .all(maxPackages)
+    .map((r) => ({ ecosystem: r.ecosystem, readable: r.readable === 1, n: r.n }));
+}

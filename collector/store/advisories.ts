@@ -5,6 +5,7 @@
  * re-importing the same data writes nothing.
  */
 import { createHash } from 'node:crypto';
+import type { FeedCoverage } from '../correlate/coverage.ts';
 import type { Advisory, KevEntry } from '../feeds/types.ts';
 import type { Db } from './db.ts';
 
@@ -49,6 +50,8 @@ export class AdvisoryStore {
   readonly #db: Db;
   readonly #getHash;
   readonly #upsert;
+  readonly #clearCoverage;
+  readonly #fillCoverage;
   readonly #upsertFeed;
   readonly #feedCounts;
   readonly #getKev;
@@ -56,7 +59,15 @@ export class AdvisoryStore {
 
   constructor(db: Db) {
     this.#db = db;
-    this.#getHash = db.prepare<[string, string], { hash: string }>('SELECT hash FROM advisories WHERE source = ? AND id = ?');
+    this.#getHash = db.prepare<[string, string], { hash: string; feed: string }>('SELECT hash, feed FROM advisories WHERE source = ? AND id = ?');
+    // A feed's coverage is what its own advisories name; recomputed from the stored data
+    // (not the batch) so an updated advisory that drops an ecosystem drops it here too.
+    this.#clearCoverage = db.prepare<[string]>('DELETE FROM feed_coverage WHERE feed = ?');
+    this.#fillCoverage = db.prepare<[string]>(
+      `INSERT OR IGNORE INTO feed_coverage (feed, ecosystem)
+       SELECT a.feed, json_extract(e.value, '$.ecosystem') FROM advisories a, json_each(a.data, '$.affected') e
+       WHERE a.feed = ? AND json_extract(e.value, '$.ecosystem') IS NOT NULL`,
+    );
     this.#upsert = db.prepare(
       `INSERT INTO advisories (feed, source, id, hash, severity, published, modified, withdrawn, data)
        VALUES (@feed, @source, @id, @hash, @severity, @published, @modified, @withdrawn, @data)
@@ -98,15 +109,26 @@ export class AdvisoryStore {
     const nowIso = now.toISOString();
     this.#db.transaction(() => {
       this.#upsertFeed.run({ ...feed, now: nowIso });
-      for (const a of advisories) this.#storeAdvisory(feed.source, a, result);
+      // Feeds that held one of these advisories before (the same id imported under another name) lose it.
+      const touched = new Set<string>();
+      for (const a of advisories) this.#storeAdvisory(feed.source, a, result, touched);
       for (const e of kev) this.#storeKev(feed.source, e, counts);
       const changed = result.changed.length + counts.added + counts.updated > 0;
       this.#feedCounts.run({ source: feed.source, now: nowIso, changed: changed ? 1 : 0 });
+      if (result.changed.length > 0) {
+        touched.add(feed.source);
+        for (const f of touched) this.#recomputeCoverage(f);
+      }
     })();
     return { advisories: result, kev: counts };
   }
 
-  #storeAdvisory(feed: string, a: Advisory, result: ImportResult): void {
+  #recomputeCoverage(feed: string): void {
+    this.#clearCoverage.run(feed);
+    this.#fillCoverage.run(feed);
+  }
+
+  #storeAdvisory(feed: string, a: Advisory, result: ImportResult, touched: Set<string>): void {
     const data = JSON.stringify(a);
     const hash = hashOf(data);
     const old = this.#getHash.get(a.source, a.id);
@@ -116,6 +138,7 @@ export class AdvisoryStore {
     }
     if (old === undefined) result.added++;
     else result.updated++;
+    if (old !== undefined && old.feed !== feed) touched.add(old.feed);
     this.#upsert.run({
       feed,
       source: a.source,
@@ -223,6 +246,23 @@ export class AdvisoryStore {
     );
     for (const r of rows.iterate()) out.set(r.cve, { dueDate: r.due_date, dateAdded: r.date_added });
     return out;
+  }
+
+  /**
+   * Each feed with the ecosystems its advisories name (kept by importFeed) and its last
+   * successful check: what decides whether a host was looked at (correlate/coverage.ts).
+   */
+  coverage(): FeedCoverage[] {
+    const out = new Map<string, FeedCoverage & { ecosystems: string[] }>();
+    const rows = this.#db.prepare<[], { source: string; checked_at: string | null; ecosystem: string | null }>(
+      'SELECT f.source, f.checked_at, c.ecosystem FROM feeds f LEFT JOIN feed_coverage c ON c.feed = f.source ORDER BY f.source, c.ecosystem',
+    );
+    for (const r of rows.iterate()) {
+      let f = out.get(r.source);
+      if (f === undefined) out.set(r.source, (f = { source: r.source, checkedAt: r.checked_at, ecosystems: [] }));
+      if (r.ecosystem !== null) f.ecosystems.push(r.ecosystem);
+    }
+    return [...out.values()];
   }
 
   feeds(): FeedRow[] {

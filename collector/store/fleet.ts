@@ -104,6 +104,11 @@ export const MAX_PAGE = 1000;
 /** The API's host listing: FleetStore.queryHosts. */
 export interface HostListQuery {
   ecosystem?: string | undefined;
+  /**
+   * Coverage (collector/correlate/coverage.ts), as the caller judged it from the feeds:
+   * `in`: hosts of these ecosystems whose inventory is readable; `out`: every other host.
+   */
+  coverage?: { in: readonly string[] } | { out: readonly string[] } | undefined;
   rebootRequired?: boolean | undefined;
   /** ISO date-time (toISOString form, as the store writes): agents seen at or after it. */
   seenSince?: string | undefined;
@@ -333,6 +338,9 @@ export class FleetStore {
     this.#listHosts = db.prepare<Record<string, string | number | null>, HostListRow>(
       `SELECT ${hostColumns}
        WHERE (@ecosystem IS NULL OR h.ecosystem = @ecosystem)
+         AND (@coveredIn IS NULL OR (h.ecosystem IN (SELECT value FROM json_each(@coveredIn)) AND h.package_count BETWEEN 1 AND @maxPackages))
+         AND (@coveredOut IS NULL OR h.ecosystem IS NULL OR h.ecosystem NOT IN (SELECT value FROM json_each(@coveredOut))
+              OR h.package_count NOT BETWEEN 1 AND @maxPackages)
          AND (@reboot IS NULL OR h.reboot_required = @reboot)
          AND (@seenSince IS NULL OR a.last_seen >= @seenSince)
          AND (@tag IS NULL OR EXISTS (SELECT 1 FROM json_each(a.tags) t WHERE t.value = @tag))
@@ -704,6 +712,9 @@ export class FleetStore {
     const prefix = q.hostnamePrefix === undefined || q.hostnamePrefix === '' ? null : q.hostnamePrefix;
     const rows = this.#listHosts.all({
       ecosystem: q.ecosystem ?? null,
+      coveredIn: q.coverage !== undefined && 'in' in q.coverage ? JSON.stringify(q.coverage.in) : null,
+      coveredOut: q.coverage !== undefined && 'out' in q.coverage ? JSON.stringify(q.coverage.out) : null,
+      maxPackages: LIMITS.packages,
       reboot: q.rebootRequired === undefined ? null : q.rebootRequired ? 1 : 0,
       seenSince: q.seenSince ?? null,
       tag: q.tag ?? null,

@@ -401,4 +401,17 @@ export const MIGRATIONS: readonly string[] = [
   `
   CREATE INDEX reports_by_content ON reports (content_hash);
   `,
+  // 15: which ecosystems each feed's advisories name (issue 11, coverage truth): a host is
+  // assessed only when a feed covers its ecosystem. Kept by AdvisoryStore.importFeed;
+  // filled here from the advisories already stored.
+  `
+  CREATE TABLE feed_coverage (
+    feed      TEXT NOT NULL REFERENCES feeds (source) ON DELETE CASCADE,
+    ecosystem TEXT NOT NULL,
+    PRIMARY KEY (feed, ecosystem)
+  ) STRICT, WITHOUT ROWID;
+  INSERT OR IGNORE INTO feed_coverage (feed, ecosystem)
+    SELECT a.feed, json_extract(e.value, '$.ecosystem') FROM advisories a, json_each(a.data, '$.affected') e
+    WHERE json_extract(e.value, '$.ecosystem') IS NOT NULL;
+  `,
 ];
