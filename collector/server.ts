@@ -263,6 +263,13 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
         logger.error({ err }, 'picking up imported reports failed; the next tick tries again');
       }
       try {
+        // Advisories another process (or a sync in this one) changed on this database: a restart is not needed.
+        const changed = findings.followStore();
+        if (changed.advisories > 0 || changed.hosts > 0) logger.info(changed, 'advisories changed in the store: re-judging the hosts');
+      } catch (err) {
+        logger.error({ err }, 'taking in changed advisories failed; the next tick tries again');
+      }
+      try {
         // Failures of single rollouts are logged by onError; a throw here is the store's own.
         rollouts.tick();
       } catch (err) {

@@ -17,6 +17,9 @@ import { createLogger } from '../logger.ts';
 import { KEY_FILE, loadOrCreateKey } from '../server.ts';
 import { AdvisoryStore, type FeedRow } from '../store/advisories.ts';
 import { openDatabase } from '../store/db.ts';
+import { removeFeed } from '../store/feed-removal.ts';
+import { FleetStore } from '../store/fleet.ts';
+import { cliActor } from './api-token.ts';
 import { importFeedPath, type FeedImportResult } from '../feeds/store-import.ts';
 import { syncFeed } from '../feeds/sync.ts';
 import { parse } from './args.ts';
@@ -189,6 +192,21 @@ function listCmd(argv: string[], io: Io): number {
   return 0;
 }
 
+/** `feed remove NAME`: a serving collector on this database re-judges the hosts at its next tick. */
+function removeCmd(argv: string[], io: Io): number {
+  const { values, positionals } = parse(argv, { db: { type: 'string', default: DEFAULT_DB } }, true);
+  if (positionals.length !== 1) throw new UsageError('feed remove needs one feed NAME (feed list shows them)');
+  const name = positionals[0] as string;
+  const db = openDatabase(values.db);
+  try {
+    const r = removeFeed(db, new FleetStore(db), name, cliActor());
+    io.stdout.write(`${name}: removed, with ${r.advisories} advisories and ${r.kev} KEV entries\n`);
+  } finally {
+    db.close();
+  }
+  return 0;
+}
+
 export async function feedCommand(argv: string[], io: Io): Promise<number> {
   const [sub, ...rest] = argv;
   switch (sub) {
@@ -200,7 +218,9 @@ export async function feedCommand(argv: string[], io: Io): Promise<number> {
       return Promise.resolve(listCmd(rest, io));
     case 'export':
       return exportCmd(rest, io);
+    case 'remove':
+      return Promise.resolve(removeCmd(rest, io));
     default:
-      throw new UsageError(`feed ${sub ?? ''}: expected import, sync, list or export`);
+      throw new UsageError(`feed ${sub ?? ''}: expected import, sync, list, export or remove`);
   }
 }

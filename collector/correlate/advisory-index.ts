@@ -60,15 +60,7 @@ export class AdvisoryIndex {
     const changed = new Set<string>();
     for (const a of advisories) {
       const id = `${a.source}\u0000${a.id}`;
-      for (const key of this.#keysOf.get(id) ?? []) {
-        const list = this.#byKey.get(key);
-        if (list === undefined) continue;
-        const kept = list.filter((e) => e.advisory.source !== a.source || e.advisory.id !== a.id);
-        if (kept.length === 0) this.#byKey.delete(key);
-        else this.#byKey.set(key, kept);
-        changed.add(key);
-      }
-      this.#keysOf.delete(id);
+      this.#drop(a.source, a.id, changed);
       if (a.withdrawn !== null) continue;
       const meta: AdvisoryMeta = { source: a.source, id: a.id, cves: cvesOf(a), severity: a.severity, published: a.published };
       const keys: string[] = [];
@@ -88,5 +80,26 @@ export class AdvisoryIndex {
     }
     if (changed.size > 0) this.#generation++;
     return changed;
+  }
+
+  /** Removes advisories deleted from the store (`feed remove`); returns the index keys whose entries changed. */
+  remove(ids: Iterable<{ source: string; id: string }>): Set<string> {
+    const changed = new Set<string>();
+    for (const x of ids) this.#drop(x.source, x.id, changed);
+    if (changed.size > 0) this.#generation++;
+    return changed;
+  }
+
+  #drop(source: string, advisoryId: string, changed: Set<string>): void {
+    const id = `${source}\u0000${advisoryId}`;
+    for (const key of this.#keysOf.get(id) ?? []) {
+      const list = this.#byKey.get(key);
+      if (list === undefined) continue;
+      const kept = list.filter((e) => e.advisory.source !== source || e.advisory.id !== advisoryId);
+      if (kept.length === 0) this.#byKey.delete(key);
+      else this.#byKey.set(key, kept);
+      changed.add(key);
+    }
+    this.#keysOf.delete(id);
   }
 }

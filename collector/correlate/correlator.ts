@@ -75,7 +75,8 @@ export class Correlator {
   /** Bumped by every apply() that changed something; #changes says which keys it changed. */
   #generation = 0;
   readonly #changes: { generation: number; keys: ReadonlySet<string> }[] = [];
-  stats = { hits: 0, misses: 0, unitsMatched: 0 };
+  /** unitsRematched: units matched again in a cached entry because an import or removal changed their pair. */
+  stats = { hits: 0, misses: 0, unitsMatched: 0, unitsRematched: 0 };
 
   /**
    * The cache holds at most `maxCachedInventories` package sets and `maxCachedMatches`
@@ -89,7 +90,15 @@ export class Correlator {
 
   /** Loads or replaces advisories; cached matches of the pairs they touch are matched again when next asked for. */
   apply(advisories: Iterable<Advisory>): number {
-    const changed = this.index.apply(advisories);
+    return this.#changed(this.index.apply(advisories));
+  }
+
+  /** Drops advisories deleted from the store (`feed remove`); their pairs are matched again as apply's are. */
+  remove(ids: Iterable<{ source: string; id: string }>): number {
+    return this.#changed(this.index.remove(ids));
+  }
+
+  #changed(changed: ReadonlySet<string>): number {
     if (changed.size === 0) return 0;
     this.#generation++;
     this.#changes.push({ generation: this.#generation, keys: changed });
@@ -167,6 +176,7 @@ export class Correlator {
       entry.warningsByKey.delete(u.key);
     }
     entry.generation = this.#generation;
+    this.stats.unitsRematched += units.length;
     this.#matchUnits(entry, inv, units, cmp);
   }
 

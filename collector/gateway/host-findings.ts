@@ -1,6 +1,6 @@
 /**
  * Findings per enrolled host: the shared Correlator (advisories loaded from the store at
- * start), each host's finding history keyed by its agent id, and the open/overdue counts
+ * start, then kept in step with it by followStore), each host's finding history keyed by its agent id, and the open/overdue counts
  * the host list shows. A new inventory is correlated after its report was acknowledged,
  * one host per event-loop turn, so a burst of reports never delays acks or heartbeats;
  * a host that reports twice before its turn is correlated once, with the newest inventory.
@@ -9,8 +9,10 @@ import { packagesHash } from '../../shared/inventory-hash.ts';
 import { type Findings, type Inventory, LIMITS } from '../../shared/protocol.ts';
 import { Correlator, type FeedState } from '../correlate/correlator.ts';
 import type { KevInfo } from '../correlate/findings.ts';
+import type { Advisory } from '../feeds/types.ts';
 import type { DuePolicy } from '../correlate/policy.ts';
 import type { Logger } from '../logger.ts';
+import { AdvisoryChanges } from '../store/advisory-changes.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import type { Db } from '../store/db.ts';
 import type { FleetStore } from '../store/fleet.ts';
@@ -33,6 +35,10 @@ export interface HostFindingsOptions {
 export class HostFindings {
   readonly correlator: Correlator;
   readonly #advisories: AdvisoryStore;
+  readonly #changes: AdvisoryChanges;
+  /** The last advisory change log row load() or followStore() took in. */
+  #changeSeq = 0;
+  #clearedSeq = -1;
   readonly #history: FindingHistoryStore;
   readonly #fleet: FleetStore;
   readonly #policy: DuePolicy;
@@ -54,6 +60,7 @@ export class HostFindings {
   constructor(opts: HostFindingsOptions) {
     this.correlator = opts.correlator ?? new Correlator();
     this.#advisories = new AdvisoryStore(opts.db);
+    this.#changes = new AdvisoryChanges(opts.db);
     this.#history = new FindingHistoryStore(opts.db);
     this.#fleet = opts.fleet;
     this.#policy = opts.policy;
@@ -65,13 +72,58 @@ export class HostFindings {
 
   /** (Re)loads advisories, KEV and feed states from the store; call at start and after a feed import. */
   load(): { advisories: number; kev: number; feeds: number } {
+    // Read first: a change written while the advisories load is applied again by followStore, which is harmless.
+    this.#changeSeq = this.#changes.lastSeq();
     const all = [...this.#advisories.allAdvisories()];
     this.correlator.apply(all);
+    return { advisories: all.length, ...this.#loadKevAndFeeds() };
+  }
+
+  #loadKevAndFeeds(): { kev: number; feeds: number } {
     this.#kev = new Map([...this.#advisories.kev()].map(([cve, k]) => [cve, { dueDate: k.dueDate }]));
     const rows = this.#advisories.feeds();
     this.#feeds = rows.map((f) => ({ source: f.source, newest: f.newest, importedAt: f.checkedAt }));
     this.#feedErrors = rows.filter((f) => f.lastError !== null).map((f) => `feed ${f.source}: last attempt failed: ${(f.lastError ?? '').slice(0, 1000)}`);
-    return { advisories: all.length, kev: this.#kev.size, feeds: rows.length };
+    return { kev: this.#kev.size, feeds: rows.length };
+  }
+
+  /**
+   * Takes in what changed in the store's advisories, KEV entries and feeds since load() or
+   * the last call, whoever wrote it (another process's `feed import` or `feed remove`, a
+   * bundle import, a sync), and queues every reported host: the correlator re-matches
+   * only the changed (ecosystem, package) pairs of each host's cached matches. Only the
+   * serving collector calls this, since it deletes the log rows it has taken in.
+   */
+  followStore(): { advisories: number; keys: number; hosts: number } {
+    let advisories = 0;
+    let keys = 0;
+    let kevOrFeeds = false;
+    const from = this.#changeSeq;
+    for (;;) {
+      const batch = this.#changes.since(this.#changeSeq);
+      const stored: Advisory[] = [];
+      const removed: { source: string; id: string }[] = [];
+      for (const a of batch.advisories) {
+        if ('stored' in a) stored.push(a.stored);
+        else removed.push(a.removed);
+      }
+      advisories += batch.advisories.length;
+      keys += this.correlator.apply(stored) + this.correlator.remove(removed);
+      kevOrFeeds ||= batch.kevOrFeeds;
+      this.#changeSeq = batch.seq;
+      if (!batch.more) break;
+    }
+    // Rows up to load()'s seq are in the index already; clearing them here (not in load) keeps a CLI's load() from taking rows a serving collector has not read.
+    if (this.#changeSeq > this.#clearedSeq) {
+      this.#changes.clear(this.#changeSeq);
+      this.#clearedSeq = this.#changeSeq;
+    }
+    if (this.#changeSeq === from) return { advisories: 0, keys: 0, hosts: 0 };
+    if (kevOrFeeds) this.#loadKevAndFeeds();
+    if (keys === 0 && !kevOrFeeds) return { advisories, keys, hosts: 0 };
+    const hosts = this.#fleet.reportedAgentIds();
+    this.scheduleStored(hosts);
+    return { advisories, keys, hosts: hosts.length };
   }
 
   /** The host's findings now, with its history and exceptions; nothing is recorded. */

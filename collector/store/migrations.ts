@@ -3,6 +3,8 @@
  * migration that has shipped: add the next number. `PRAGMA user_version` records the
  * last one applied.
  */
+import { ADVISORY_CHANGES_MIGRATION } from './advisory-changes.ts';
+
 export const MIGRATIONS: readonly string[] = [
   // 1: advisory feeds, the advisories themselves, the affected index and KEV.
   `
@@ -414,4 +416,6 @@ export const MIGRATIONS: readonly string[] = [
     SELECT a.feed, json_extract(e.value, '$.ecosystem') FROM advisories a, json_each(a.data, '$.affected') e
     WHERE json_extract(e.value, '$.ecosystem') IS NOT NULL;
   `,
+  // 16: the advisory change log a serving collector follows (collector/store/advisory-changes.ts, issue 11).
+  ADVISORY_CHANGES_MIGRATION,
 ];

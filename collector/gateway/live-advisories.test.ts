@@ -1,0 +1,125 @@
+/**
+ * A serving collector follows advisory changes another process makes on its database (a
+ * CLI `feed import` or `feed remove` on the same SQLite file) without a restart: the API
+ * shows the new findings within one tick, and only the changed (ecosystem, package)
+ * pairs of a host's cached matches are matched again.
+ */
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { gunzipSync } from 'node:zlib';
+import { readFileSync } from 'node:fs';
+import type { Findings } from '../../shared/protocol.ts';
+import { dataPath } from '../../shared/testing/data.ts';
+import { feedCommand } from '../commands/feed.ts';
+import { indexKey } from '../correlate/advisory-index.ts';
+import { planInventory } from '../correlate/match.ts';
+import { hostInventory } from '../rollout/testkit.ts';
+import { ApiTokenStore } from '../store/access.ts';
+import { openDatabase } from '../store/db.ts';
+import { startCollector } from './testkit.ts';
+
+const TICK_MS = 200;
+/** One tick, plus the time to correlate one host and answer: far under a second. */
+const WITHIN_MS = TICK_MS + 1000;
+/** ALSA-2026:54510 fixes bind 9.16.23, which the RHEL 9.5 image has (bind-libs, bind-license, bind-utils). */
+const BIND_ADVISORY = 'ALSA-2026:54510';
+
+function sink(): { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream; text: () => string } {
+  let out = '';
+  const w = { write: (s: string) => ((out += s), true) } as unknown as NodeJS.WritableStream;
+  return { stdout: w, stderr: w, text: () => out };
+}
+
+async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<{ value: T; ms: number }> {
+  const start = performance.now();
+  for (;;) {
+    const value = await probe();
+    const took = performance.now() - start;
+    if (value !== undefined) return { value, ms: took };
+    if (took > ms) assert.fail(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('a serving collector follows advisory changes made by another process', () => {
+  it('shows a CLI feed import’s findings within one tick, re-matching only the changed pairs, and drops them on feed remove', async (t) => {
+    const tc = await startCollector(t, { rolloutTickMs: TICK_MS });
+    const viewer = new ApiTokenStore(tc.collector.db, tc.collector.fleet).create({ name: 'viewer', role: 'viewer', createdBy: 'cli:test' }).token;
+    const inventory = hostInventory({ hostname: 'web-1' });
+    const { client, agentId } = await tc.agent('web-1');
+    await client.report(inventory);
+    await until('the first report correlated', 5000, () => Promise.resolve(tc.collector.findings.stats.correlated > 0 ? true : undefined));
+    await tc.collector.findings.drained();
+    const host = async (): Promise<{ host: { findings: { open: number } }; findings: Findings }> => {
+      const res = await fetch(`${tc.collector.url}/api/v1/hosts/${agentId}`, { headers: { authorization: `Bearer ${viewer}` } });
+      assert.equal(res.status, 200);
+      return (await res.json()) as { host: { findings: { open: number } }; findings: Findings };
+    };
+    // A finding that goes away stays in the document as `resolved` (the host's history).
+    const bindFindings = (doc: { findings: Findings }) => doc.findings.findings.filter((f) => f.advisory === BIND_ADVISORY && f.status !== 'resolved');
+    assert.equal(bindFindings(await host()).length, 0, 'no advisories loaded yet');
+
+    // One real advisory, as its own feed file.
+    const line = gunzipSync(readFileSync(dataPath('osv', 'almalinux9.osv.jsonl.gz'))).toString('utf8').split('\n').find((l) => l.includes(`"${BIND_ADVISORY}"`));
+    assert.ok(line !== undefined);
+    const advisory = JSON.parse(line) as { affected: { package: { ecosystem: string; name: string } }[] };
+    const feedFile = join(tc.dir, 'alma9-bind.osv.jsonl');
+    await writeFile(feedFile, line + '\n');
+    const keys = new Set(advisory.affected.map((a) => indexKey(a.package.ecosystem, a.package.name)));
+    const units = planInventory(inventory).units.filter((u) => !u.kernel);
+    const changedUnits = units.filter((u) => keys.has(u.key)).length;
+    assert.ok(changedUnits > 0 && changedUnits < units.length / 10, `${changedUnits} of ${units.length} units`);
+
+    const stats = tc.collector.findings.correlator.stats;
+    const rematchedBefore = stats.unitsRematched;
+    const missesBefore = stats.misses;
+    const io = sink();
+    assert.equal(await feedCommand(['import', '--db', tc.dbPath, '--name', 'alma9-bind', feedFile], io), 0, io.text());
+    const added = await until('the imported advisory’s findings in the API', WITHIN_MS, async () => {
+      const doc = await host();
+      return bindFindings(doc).length > 0 && doc.host.findings.open > 0 ? doc : undefined;
+    });
+    t.diagnostic(`findings shown ${added.ms.toFixed(0)} ms after the CLI import (tick ${TICK_MS} ms)`);
+    assert.ok(bindFindings(added.value).every((f) => f.status === 'open'));
+    assert.equal(stats.unitsRematched - rematchedBefore, changedUnits, 'only the bind units were matched again');
+    assert.equal(stats.misses, missesBefore, 'the host’s cached matches were refreshed, not rebuilt');
+
+    const rematchedAfterImport = stats.unitsRematched;
+    const io2 = sink();
+    assert.equal(await feedCommand(['remove', '--db', tc.dbPath, 'alma9-bind'], io2), 0, io2.text());
+    assert.match(io2.text(), /alma9-bind: removed, with 1 advisories and 0 KEV entries/);
+    const removed = await until('the removed feed’s findings gone from the API', WITHIN_MS, async () => {
+      const doc = await host();
+      return bindFindings(doc).length === 0 && doc.host.findings.open === 0 ? doc : undefined;
+    });
+    t.diagnostic(`findings gone ${removed.ms.toFixed(0)} ms after feed remove`);
+    assert.equal(stats.unitsRematched - rematchedAfterImport, changedUnits, 'only the bind units were matched again');
+    assert.equal(tc.collector.fleet.host(agentId)?.openFindings ?? 0, 0);
+  });
+
+  it('feed remove refuses an unknown name with PW_ERR_FEED_UNKNOWN and audits a removal with the CLI actor', async (t) => {
+    const tc = await startCollector(t);
+    await tc.collector.close();
+    const io = sink();
+    await assert.rejects(feedCommand(['remove', '--db', tc.dbPath, 'no-such-feed'], io), { code: 'PW_ERR_FEED_UNKNOWN' });
+    const io2 = sink();
+    assert.equal(await feedCommand(['import', '--db', tc.dbPath, '--name', 'kev', dataPath('kev', 'known_exploited_vulnerabilities-2025-11-17.csv.gz')], io2), 0, io2.text());
+    assert.equal(await feedCommand(['remove', '--db', tc.dbPath, 'kev'], io2), 0, io2.text());
+    const db = openDatabase(tc.dbPath, { readonly: true });
+    try {
+      const rows = db.prepare<[], { actor: string; action: string; target: string; detail: string }>("SELECT actor, action, target, detail FROM audit WHERE action = 'feed.remove'").all();
+      assert.equal(rows.length, 1);
+      const [row] = rows;
+      assert.ok(row !== undefined);
+      assert.match(row.actor, /^cli:/);
+      assert.equal(row.target, 'feed:kev');
+      assert.ok((JSON.parse(row.detail) as { kev: number }).kev > 1000);
+      assert.equal(db.prepare('SELECT count(*) FROM kev').pluck().get(), 0);
+      assert.equal(db.prepare('SELECT count(*) FROM feeds').pluck().get(), 0);
+    } finally {
+      db.close();
+    }
+  });
+});
