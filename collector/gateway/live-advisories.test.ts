@@ -18,6 +18,13 @@ import { planInventory } from '../correlate/match.ts';
 import { hostInventory } from '../rollout/testkit.ts';
 import { ApiTokenStore } from '../store/access.ts';
 import { openDatabase } from '../store/db.ts';
+import { randomUUID } from 'node:crypto';
+import { inventoryHash } from '../../shared/inventory-hash.ts';
+import { generateKeyPair } from '../../shared/signing.ts';
+import { DEFAULT_POLICY } from '../correlate/policy.ts';
+import { createLogger } from '../logger.ts';
+import { FleetStore } from '../store/fleet.ts';
+import { HostFindings } from './host-findings.ts';
 import { startCollector } from './testkit.ts';
 
 const TICK_MS = 200;
@@ -121,5 +128,42 @@ describe('a serving collector follows advisory changes made by another process',
     } finally {
       db.close();
     }
+  });
+
+  it('takes each change in once, leaves the log to the serving collector when another process loads, and re-queues the hosts on a KEV change', async (t) => {
+    const tc = await startCollector(t);
+    await tc.collector.close();
+    const open = () => {
+      const db = openDatabase(tc.dbPath);
+      const fleet = new FleetStore(db);
+      return { db, fleet, hf: new HostFindings({ db, fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }) }) };
+    };
+    const serving = open();
+    const cli = open();
+    t.after(() => {
+      serving.hf.stop();
+      serving.db.close();
+      cli.db.close();
+    });
+    const inv = hostInventory({ hostname: 'web-1' });
+    const id = serving.fleet.enrollAgent({ publicKey: generateKeyPair().publicKey, hostname: 'web-1', machineId: null, tokenId: null }, new Date());
+    serving.fleet.ingestReport(id, randomUUID(), inventoryHash(inv), inv, new Date());
+    serving.hf.load();
+    assert.deepEqual(serving.hf.followStore(), { advisories: 0, keys: 0, hosts: 0 });
+    const logRows = () => serving.db.prepare('SELECT count(*) FROM advisory_changes').pluck().get() as number;
+
+    // Another process imports and then loads (as `rollout` does): the rows stay for the serving collector.
+    const io = sink();
+    assert.equal(await feedCommand(['import', '--db', tc.dbPath, '--name', 'alma9', dataPath('osv', 'samples', 'ALSA-2022_4587.json')], io), 0, io.text());
+    cli.hf.load();
+    assert.ok(logRows() > 0);
+    assert.deepEqual(serving.hf.followStore(), { advisories: 1, keys: 2, hosts: 1 });
+    assert.equal(logRows(), 0, 'the rows taken in are deleted');
+    assert.deepEqual(serving.hf.followStore(), { advisories: 0, keys: 0, hosts: 0 }, 'taken in once');
+    await serving.hf.drained();
+
+    // A KEV import changes no advisory, but due dates: every host is judged again.
+    assert.equal(await feedCommand(['import', '--db', tc.dbPath, '--name', 'kev', dataPath('kev', 'known_exploited_vulnerabilities-2025-11-17.csv.gz')], io), 0, io.text());
+    assert.deepEqual(serving.hf.followStore(), { advisories: 0, keys: 0, hosts: 1 });
   });
 });
