@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import * as z from 'zod';
 import { UsageError, errorMessage } from '../shared/errors.ts';
 import { DuePolicySchema } from './correlate/policy.ts';
+import { checkFeedUrl } from './feeds/catalogue.ts';
 import { FeedNameSchema } from './feeds/feed-name.ts';
 
 const FeedSourceSchema = z.strictObject({
@@ -14,10 +15,26 @@ const FeedSourceSchema = z.strictObject({
   url: z.url({ protocol: /^https?$/ }),
   /** The whole download, every attempt and wait included (collector/feeds/sync.ts); default 30 minutes. */
   deadlineSeconds: z.number().int().min(1).max(86_400).optional(),
+  /** An internal mirror: the only kind of source that may be plain http (collector/feeds/catalogue.ts). */
+  mirror: z.boolean().optional(),
+});
+
+const UrlOverrideSchema = z.strictObject({ url: z.url({ protocol: /^https?$/ }), mirror: z.boolean().optional() });
+
+/** The built-in feed catalogue (collector/feeds/catalogue.ts): its upstreams' bases, and per entry a mirror URL or `disabled`. */
+const CatalogueSchema = z.strictObject({
+  enabled: z.boolean().default(true),
+  bases: z.strictObject({ osv: UrlOverrideSchema, debianTracker: UrlOverrideSchema, alpineSecdb: UrlOverrideSchema, kev: UrlOverrideSchema }).partial().optional(),
+  sources: z
+    .record(FeedNameSchema, z.strictObject({ url: z.url({ protocol: /^https?$/ }).optional(), mirror: z.boolean().optional(), disabled: z.boolean().optional() }))
+    .optional(),
 });
 
 export const CollectorConfigSchema = z.strictObject({
   feeds: z.array(FeedSourceSchema).max(1000).default([]),
+  catalogue: CatalogueSchema.default({ enabled: true }),
+  /** false: `serve` never syncs feeds itself (an offline collector, fed with bundles). */
+  feedSync: z.boolean().default(true),
   policy: DuePolicySchema.default(DuePolicySchema.parse({})),
 });
 export type CollectorConfig = z.infer<typeof CollectorConfigSchema>;
@@ -37,7 +54,10 @@ export function parseConfig(json: unknown, where = 'config'): CollectorConfig {
   for (const f of r.data.feeds) {
     if (names.has(f.name)) throw new UsageError(`${where}: feed name ${f.name} is used twice`);
     names.add(f.name);
+    checkFeedUrl(f.url, f.mirror ?? false, `${where}: feed ${f.name}`);
   }
+  for (const [upstream, b] of Object.entries(r.data.catalogue.bases ?? {})) checkFeedUrl(b.url, b.mirror ?? false, `${where}: catalogue base ${upstream}`);
+  for (const [name, src] of Object.entries(r.data.catalogue.sources ?? {})) if (src.url !== undefined) checkFeedUrl(src.url, src.mirror ?? false, `${where}: catalogue entry ${name}`);
   return deepFreeze(r.data);
 }
 

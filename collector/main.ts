@@ -22,7 +22,7 @@ usage:
   patchwarden-collector scan --inventory FILE [--feed PATH...] [--db FILE [--record]] [--json|--csv] [--policy FILE] [--now ISO]
   patchwarden-collector feed import [--db FILE] [--name NAME] [--trust=KEY]... PATH...   (upstream feed files, or bundles from feed export)
   patchwarden-collector feed export [--db FILE] --out FILE [--feed NAME]...   (a signed bundle for an offline collector)
-  patchwarden-collector feed sync [--db FILE] --config FILE
+  patchwarden-collector feed sync [--db FILE] [--config FILE]   (no config: the catalogue feeds the enrolled hosts need, and KEV)
   patchwarden-collector feed list [--db FILE] [--json]
   patchwarden-collector exception add [--db FILE] --advisory ID [--package NAME] (--host ID | --fleet-wide) --owner WHO --reason WHY --expires DATE
   patchwarden-collector exception remove [--db FILE] --id N
@@ -32,7 +32,7 @@ usage:
   patchwarden-collector api-token list [--db FILE] [--json]
   patchwarden-collector serve [--db FILE] [--init] [--listen HOST:PORT] [--config FILE] [--tls-cert FILE --tls-key FILE]
   patchwarden-collector token create [--db FILE] --uses N --ttl 24h [--note TEXT] [--json]   (prints the enrollment token once)
-  patchwarden-collector hosts [--db FILE] [--json]
+  patchwarden-collector hosts [--db FILE] [--json] [--policy FILE]
   patchwarden-collector agent revoke [--db FILE] ID
   patchwarden-collector reports import [--db FILE] [--json] PATH...   (report and result files from patchwarden-agent report/apply)
   patchwarden-collector instructions export [--db FILE] --out DIR [--agent ID]... [--json]   (for patchwarden-agent apply)

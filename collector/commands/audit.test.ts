@@ -152,7 +152,7 @@ describe('audit rows for every mutating CLI command', () => {
       name: 'feed sync',
       run: async () => {
         const config = join(dir, 'sync.json');
-        await writeFile(config, JSON.stringify({ feeds: [{ name: 'alpine-main', url: `${feedUrl}/alpine.json.gz?key=s3cret` }] }));
+        await writeFile(config, JSON.stringify({ feeds: [{ name: 'alpine-main', url: `${feedUrl}/alpine.json.gz?key=s3cret`, mirror: true }], catalogue: { enabled: false } }));
         return [feedCommand, ['sync', '--db', db, '--config', config]];
       },
       action: 'feed.sync',
@@ -163,7 +163,7 @@ describe('audit rows for every mutating CLI command', () => {
       name: 'feed sync that fails',
       run: async () => {
         const config = join(dir, 'sync-404.json');
-        await writeFile(config, JSON.stringify({ feeds: [{ name: 'gone', url: `${feedUrl}/gone.json.gz?key=s3cret` }] }));
+        await writeFile(config, JSON.stringify({ feeds: [{ name: 'gone', url: `${feedUrl}/gone.json.gz?key=s3cret`, mirror: true }], catalogue: { enabled: false } }));
         return [feedCommand, ['sync', '--db', db, '--config', config]];
       },
       code: 1,

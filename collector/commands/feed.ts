@@ -1,6 +1,7 @@
 /**
- * `feed import [--db FILE] [--name NAME] [--trust=KEY]... PATH...`, `feed sync [--db FILE] --config FILE`,
- * `feed list [--db FILE] [--json]`, `feed export [--db FILE] --out FILE [--feed NAME]...`.
+ * `feed import [--db FILE] [--name NAME] [--trust=KEY]... PATH...`, `feed sync [--db FILE] [--config FILE]`,
+ * `feed list [--db FILE] [--json]`, `feed export [--db FILE] --out FILE [--feed NAME]...`,
+ * `feed remove [--db FILE] NAME`.
  *
  * A PATH that is a signed feed bundle (`feed export` on another collector) is imported as
  * one, checked against the keys named with --trust; any other PATH is an upstream feed.
@@ -21,7 +22,9 @@ import { removeFeed } from '../store/feed-removal.ts';
 import { FleetStore } from '../store/fleet.ts';
 import { cliActor } from './api-token.ts';
 import { importFeedPath, type FeedImportResult } from '../feeds/store-import.ts';
-import { syncFeed } from '../feeds/sync.ts';
+import { selectSources } from '../feeds/catalogue.ts';
+import { syncSources } from '../feeds/sync-run.ts';
+import { enrolledEcosystems } from '../store/host-ecosystems.ts';
 import { parse } from './args.ts';
 import { FeedAudit } from './feed-audit.ts';
 
@@ -117,40 +120,44 @@ async function exportCmd(argv: string[], io: Io): Promise<number> {
 
 async function syncCmd(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, config: { type: 'string' } });
-  if (values.config === undefined) throw new UsageError('feed sync needs --config FILE listing the feeds');
+  // No config: the catalogue's entries for the enrolled hosts' ecosystems, and KEV.
   const config = await loadConfig(values.config);
-  if (config.feeds.length === 0) throw new UsageError(`${values.config} lists no feeds`);
   const db = openDatabase(values.db);
   let failed = 0;
   const tty = io.stderr.isTTY ?? false;
   try {
     const store = new AdvisoryStore(db);
-    const audit = new FeedAudit(db);
-    for (const src of config.feeds) {
-      const bar = tty ? new SingleBar({ format: `${src.name} [{bar}] {percentage}% {value}/{total} bytes`, stream: io.stderr }) : null;
-      const progress = { started: false };
-      const outcome = await syncFeed(store, src, {
-        onProgress: (_s, received, total) => {
-          if (bar === null || total === null) return;
-          if (!progress.started) {
-            bar.start(total, 0);
-            progress.started = true;
-          }
-          bar.update(received);
-        },
-      });
-      if (bar !== null && progress.started) bar.stop();
-      audit.synced(src.url, outcome);
-      if (outcome.status === 'imported') {
-        io.stdout.write(importSummary(outcome.result) + '\n');
-        writeWarnings(outcome.result, io);
-      } else if (outcome.status === 'not-modified') {
-        io.stdout.write(`${src.name}: not modified\n`);
-      } else {
-        failed++;
-        io.stderr.write(`${src.name}: failed, keeping the last good data: ${outcome.error} (${outcome.code})\n`);
-      }
-    }
+    const sources = selectSources(enrolledEcosystems(db), config);
+    if (sources.length === 0) throw new UsageError(`${values.config ?? 'the catalogue'}: nothing to sync (the config lists no feeds and disables the catalogue)`);
+    const bars = new Map<string, { bar: SingleBar; started: boolean }>();
+    await syncSources(store, sources, new FeedAudit(db), {
+      onProgress: (name, received, total) => {
+        if (!tty || total === null) return;
+        let b = bars.get(name);
+        if (b === undefined) {
+          b = { bar: new SingleBar({ format: `${name} [{bar}] {percentage}% {value}/{total} bytes`, stream: io.stderr }), started: false };
+          bars.set(name, b);
+        }
+        if (!b.started) {
+          b.bar.start(total, 0);
+          b.started = true;
+        }
+        b.bar.update(received);
+      },
+      onOutcome: (src, outcome) => {
+        const b = bars.get(src.name);
+        if (b?.started === true) b.bar.stop();
+        if (outcome.status === 'imported') {
+          io.stdout.write(importSummary(outcome.result) + '\n');
+          writeWarnings(outcome.result, io);
+        } else if (outcome.status === 'not-modified') {
+          io.stdout.write(`${src.name}: not modified\n`);
+        } else {
+          failed++;
+          io.stderr.write(`${src.name}: failed, keeping the last good data: ${outcome.error} (${outcome.code})\n`);
+        }
+      },
+    });
   } finally {
     db.close();
   }

@@ -153,7 +153,7 @@ describe('syncFeed conditional fetches', () => {
   it('first sync imports the real almalinux9 export; the second gets 304 and changes nothing', async (t) => {
     const srv = await dataServer(t);
     const { db, store } = await tempStore(t);
-    const src = { name: 'almalinux9', url: srv.base + ALMA9 };
+    const src = { name: 'almalinux9', url: srv.base + ALMA9, mirror: true };
     const first = await syncFeed(store, src, { ...fast, dispatcher: agent(t) });
     assert.equal(first.status, 'imported');
     assert.deepEqual(first.result.advisories, { added: 1783, updated: 0, unchanged: 0 });
@@ -183,7 +183,7 @@ describe('syncFeed conditional fetches', () => {
     it(`a server with ${name}: the second sync is not-modified`, async (t) => {
       const srv = await dataServer(t, v);
       const { store } = await tempStore(t);
-      const src = { name: 'alpine-main', url: srv.base + ALPINE };
+      const src = { name: 'alpine-main', url: srv.base + ALPINE, mirror: true };
       assert.equal((await syncFeed(store, src, { ...fast, dispatcher: agent(t) })).status, 'imported');
       assert.equal((await syncFeed(store, src, { ...fast, dispatcher: agent(t) })).status, 'not-modified');
       assert.equal(srv.seen[1]?.headers[v.etag ? 'if-none-match' : 'if-modified-since'] !== undefined, true);
@@ -193,7 +193,7 @@ describe('syncFeed conditional fetches', () => {
   it('a server with no validators: every sync downloads, and the import reports it unchanged', async (t) => {
     const srv = await dataServer(t, { etag: false, lastModified: false });
     const { db, store } = await tempStore(t);
-    const src = { name: 'alpine-main', url: srv.base + ALPINE };
+    const src = { name: 'alpine-main', url: srv.base + ALPINE, mirror: true };
     await syncFeed(store, src, { ...fast, dispatcher: agent(t) });
     const before = dump(db);
     const again = await syncFeed(store, src, { ...fast, dispatcher: agent(t) });
@@ -210,7 +210,7 @@ describe('syncFeed conditional fetches', () => {
       },
     });
     const { store } = await tempStore(t);
-    const out = await syncFeed(store, { name: 'alpine-main', url: `${srv.base}/mirror/v3.21-main.json.gz` }, { ...fast, dispatcher: agent(t) });
+    const out = await syncFeed(store, { name: 'alpine-main', url: `${srv.base}/mirror/v3.21-main.json.gz`, mirror: true }, { ...fast, dispatcher: agent(t) });
     assert.equal(out.status, 'imported', JSON.stringify(out));
     assert.deepEqual(
       srv.seen.map((s) => s.url),
@@ -224,7 +224,7 @@ describe('syncFeed failures keep the last good data', () => {
   async function goodStore(t: TestContext) {
     const good = await dataServer(t);
     const s = await tempStore(t);
-    const first = await syncFeed(s.store, { name: 'alpine-main', url: good.base + ALPINE }, { ...fast, dispatcher: agent(t) });
+    const first = await syncFeed(s.store, { name: 'alpine-main', url: good.base + ALPINE, mirror: true }, { ...fast, dispatcher: agent(t) });
     assert.equal(first.status, 'imported');
     return { ...s, before: dump(s.db), feed: s.store.feeds()[0]! };
   }
@@ -242,7 +242,7 @@ describe('syncFeed failures keep the last good data', () => {
       },
     });
     const { store } = await tempStore(t);
-    const out = await syncFeed(store, { name: 'almalinux9', url: `${srv.base}/flaky/almalinux9.osv.jsonl.gz` }, { ...fast, retries: 3, dispatcher: agent(t) });
+    const out = await syncFeed(store, { name: 'almalinux9', url: `${srv.base}/flaky/almalinux9.osv.jsonl.gz`, mirror: true }, { ...fast, retries: 3, dispatcher: agent(t) });
     assert.equal(out.status, 'imported', JSON.stringify(out));
     assert.equal(calls, 3);
     assert.equal(store.feeds()[0]?.records, 1783);
@@ -251,7 +251,7 @@ describe('syncFeed failures keep the last good data', () => {
   it('503 past the retries: failed with PW_ERR_FEED_FETCH after retries + 1 attempts', async (t) => {
     const srv = await dataServer(t, { routes: { '/down.jsonl.gz': (_req, res) => void res.writeHead(503).end() } });
     const { db, store, before } = await goodStore(t);
-    const out = await syncFeed(store, { name: 'alpine-main', url: `${srv.base}/down.jsonl.gz` }, { ...fast, retries: 2, dispatcher: agent(t) });
+    const out = await syncFeed(store, { name: 'alpine-main', url: `${srv.base}/down.jsonl.gz`, mirror: true }, { ...fast, retries: 2, dispatcher: agent(t) });
     assert.deepEqual(out, { source: 'alpine-main', status: 'failed', error: `${srv.base}/down.jsonl.gz: HTTP 503`, code: 'PW_ERR_FEED_FETCH' });
     assert.equal(srv.seen.length, 3);
     assert.equal(dump(db), before);
@@ -261,7 +261,7 @@ describe('syncFeed failures keep the last good data', () => {
     const srv = await dataServer(t);
     const { db, store, before, feed } = await goodStore(t);
     const url = `${srv.base}/data/osv/almalinux99.osv.jsonl.gz`;
-    const out = await syncFeed(store, { name: 'alpine-main', url }, { ...fast, retries: 3, now: () => T1, dispatcher: agent(t) });
+    const out = await syncFeed(store, { name: 'alpine-main', url, mirror: true }, { ...fast, retries: 3, now: () => T1, dispatcher: agent(t) });
     assert.deepEqual(out, { source: 'alpine-main', status: 'failed', error: `${url}: HTTP 404`, code: 'PW_ERR_FEED_FETCH' });
     assert.equal(srv.seen.length, 1);
     assert.equal(dump(db), before);
@@ -281,7 +281,7 @@ describe('syncFeed failures keep the last good data', () => {
       },
     });
     const { db, store, before } = await goodStore(t);
-    const out = await syncFeed(store, { name: 'alpine-main', url: `${srv.base}/cut/almalinux9.osv.jsonl.gz` }, { ...fast, retries: 1, dispatcher: agent(t) });
+    const out = await syncFeed(store, { name: 'alpine-main', url: `${srv.base}/cut/almalinux9.osv.jsonl.gz`, mirror: true }, { ...fast, retries: 1, dispatcher: agent(t) });
     assert.equal(out.status, 'failed');
     assert.equal(out.code, 'PW_ERR_FEED_FETCH');
     assert.match(out.error, /\/cut\/almalinux9\.osv\.jsonl\.gz: other side closed \(UND_ERR_SOCKET\)$/);
@@ -312,7 +312,7 @@ describe('syncFeed failures keep the last good data', () => {
     it(`a body over maxBytes, ${name}: refused with PW_ERR_INPUT_TOO_LARGE, not retried`, async (t) => {
       const srv = await dataServer(t, { routes: { '/big.jsonl.gz': handler } });
       const { db, store, before } = await goodStore(t);
-      const out = await syncFeed(store, { name: 'alpine-main', url: `${srv.base}/big.jsonl.gz` }, { ...fast, maxBytes: 100_000, dispatcher: agent(t) });
+      const out = await syncFeed(store, { name: 'alpine-main', url: `${srv.base}/big.jsonl.gz`, mirror: true }, { ...fast, maxBytes: 100_000, dispatcher: agent(t) });
       assert.equal(out.status, 'failed');
       assert.equal(out.code, 'PW_ERR_INPUT_TOO_LARGE');
       assert.match(out.error, /100000-byte limit|more than 100000 bytes/);
@@ -330,7 +330,7 @@ describe('syncFeed failures keep the last good data', () => {
       },
     });
     const { db, store, before, feed } = await goodStore(t);
-    const out = await syncFeed(store, { name: 'alpine-main', url: `${srv.base}/portal/almalinux9.osv.jsonl.gz` }, { ...fast, dispatcher: agent(t) });
+    const out = await syncFeed(store, { name: 'alpine-main', url: `${srv.base}/portal/almalinux9.osv.jsonl.gz`, mirror: true }, { ...fast, dispatcher: agent(t) });
     assert.equal(out.status, 'failed');
     assert.equal(out.code, 'PW_ERR_FEED_FORMAT');
     const url = `${srv.base}/portal/almalinux9.osv.jsonl.gz`;
@@ -351,7 +351,7 @@ describe('syncFeed through a forward proxy', () => {
       const srv = await dataServer(t);
       const proxy = await forwardProxy(t);
       const { store } = await tempStore(t);
-      const out = await syncFeed(store, { name: 'alpine-main', url: srv.base + ALPINE }, { ...fast, dispatcher: agent(t, make(proxy.url)) });
+      const out = await syncFeed(store, { name: 'alpine-main', url: srv.base + ALPINE, mirror: true }, { ...fast, dispatcher: agent(t, make(proxy.url)) });
       assert.equal(out.status, 'imported', JSON.stringify(out));
       assert.equal(proxy.seen.length, 1, proxy.seen.join('\n'));
       assert.match(proxy.seen[0] ?? '', expected);
@@ -373,7 +373,7 @@ describe('syncFeed through a forward proxy', () => {
     process.env.HTTP_PROXY = proxy.url;
     process.env.NO_PROXY = '';
     Reflect.deleteProperty(process.env, 'no_proxy');
-    const out = await syncFeed(store, { name: 'alpine-main', url: srv.base + ALPINE }, fast);
+    const out = await syncFeed(store, { name: 'alpine-main', url: srv.base + ALPINE, mirror: true }, fast);
     assert.equal(out.status, 'imported', JSON.stringify(out));
     assert.match(proxy.seen.join('\n'), /^CONNECT 127\.0\.0\.1:\d+$/);
   });
@@ -390,9 +390,10 @@ describe('feed sync --config through feedCommand', () => {
       config,
       JSON.stringify({
         feeds: [
-          { name: 'alpine-main', url: srv.base + ALPINE },
-          { name: 'gone', url: `${srv.base}/data/osv/almalinux99.osv.jsonl.gz` },
+          { name: 'alpine-main', url: srv.base + ALPINE, mirror: true },
+          { name: 'gone', url: `${srv.base}/data/osv/almalinux99.osv.jsonl.gz`, mirror: true },
         ],
+        catalogue: { enabled: false },
       }),
     );
     const { code, stdout, stderr } = await runCaptured(feedCommand, ['sync', '--db', db, '--config', config]);
@@ -434,7 +435,7 @@ describe('feed sync: the server cannot make it inflate or wait without bound (is
     const srv = await dataServer(t, { routes: { '/bomb.jsonl.gz': (_req, res) => void res.writeHead(200, { 'content-length': String(bomb.length) }).end(bomb) } });
     const { db, store } = await tempStore(t);
     const before = dump(db);
-    const out = await syncFeed(store, { name: 'bomb', url: `${srv.base}/bomb.jsonl.gz` }, { ...fast, dispatcher: agent(t) });
+    const out = await syncFeed(store, { name: 'bomb', url: `${srv.base}/bomb.jsonl.gz`, mirror: true }, { ...fast, dispatcher: agent(t) });
     assert.equal(out.status, 'failed');
     assert.equal(out.code, 'PW_ERR_INFLATE_LIMIT');
     assert.equal(srv.seen.length, 1);
@@ -462,7 +463,7 @@ describe('feed sync: the server cannot make it inflate or wait without bound (is
     const { db, store } = await tempStore(t);
     const before = dump(db);
     const started = Date.now();
-    const out = await syncFeed(store, { name: 'slow', url: `${srv.base}/slow.jsonl.gz` }, { ...fast, timeoutMs: 500, deadlineMs: 1000, dispatcher: agent(t) });
+    const out = await syncFeed(store, { name: 'slow', url: `${srv.base}/slow.jsonl.gz`, mirror: true }, { ...fast, timeoutMs: 500, deadlineMs: 1000, dispatcher: agent(t) });
     assert.equal(out.status, 'failed');
     assert.equal(out.code, 'PW_ERR_FEED_DEADLINE');
     assert.ok(Date.now() - started < 10_000, 'the deadline ended it');
@@ -476,7 +477,7 @@ describe('feed sync: the server cannot make it inflate or wait without bound (is
     conn.close();
     const config = join(tmpdir(), `pw-sync-deadline-${process.pid}.json`);
     t.after(() => rm(config, { force: true }));
-    await writeFile(config, JSON.stringify({ feeds: [{ name: 'slow', url: `${srv.base}/slow.jsonl.gz`, deadlineSeconds: 1 }] }));
+    await writeFile(config, JSON.stringify({ feeds: [{ name: 'slow', url: `${srv.base}/slow.jsonl.gz`, deadlineSeconds: 1, mirror: true }], catalogue: { enabled: false } }));
     const { code, stderr } = await runCaptured(feedCommand, ['sync', '--db', db, '--config', config]);
     assert.equal(code, 1);
     assert.match(stderr, /^slow: failed, keeping the last good data: .*not downloaded within its 1 s deadline \(PW_ERR_FEED_DEADLINE\)$/m);

@@ -18,6 +18,7 @@ import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { type Dispatcher, EnvHttpProxyAgent, interceptors, request } from 'undici';
 import { InputTooLargeError, PatchwardenError, errorMessage } from '../../shared/errors.ts';
+import { checkFeedUrl, FeedUrlError } from './catalogue.ts';
 import { checkFeedName } from './feed-name.ts';
 import type { Correlator } from '../correlate/correlator.ts';
 import type { AdvisoryStore } from '../store/advisories.ts';
@@ -28,6 +29,8 @@ export interface FeedSource {
   url: string;
   /** This feed's deadline (the config's `deadlineSeconds`), over SyncOptions.deadlineMs. */
   deadlineSeconds?: number | undefined;
+  /** An internal mirror: plain http allowed, for the URL and every redirect (collector/feeds/catalogue.ts). */
+  mirror?: boolean | undefined;
 }
 
 export interface SyncOptions {
@@ -67,6 +70,29 @@ export class FeedDeadlineError extends PatchwardenError {
 export const DEFAULT_FEED_DEADLINE_MS = 30 * 60 * 1000;
 
 const MAX_REDIRECTIONS = 5;
+
+/**
+ * Sits under the redirect interceptor, so it sees every hop: a redirect from https to
+ * plain http (or any other scheme) is refused with PW_ERR_FEED_URL, as the URL itself
+ * would have been; a mirror may use http.
+ */
+function schemeGuard(mirror: boolean): Dispatcher.DispatcherComposeInterceptor {
+  return (dispatch) => (opts, handler) => {
+    const origin = String(opts.origin ?? '');
+    let protocol = '';
+    try {
+      protocol = new URL(origin).protocol;
+    } catch {
+      // Left empty: refused below.
+    }
+    if (protocol === 'https:' || (mirror && protocol === 'http:')) return dispatch(opts, handler);
+    const err = new FeedUrlError(`redirected to ${protocol === '' ? 'no URL' : `${protocol}//${new URL(origin).host}`}: ${mirror ? 'a mirror is http or https' : 'feeds come over https only'}`);
+    const h = handler as { onResponseError?: (c: unknown, e: Error) => void; onError?: (e: Error) => void };
+    if (h.onResponseError !== undefined) h.onResponseError(null, err);
+    else h.onError?.(err);
+    return true;
+  };
+}
 const RETRYABLE_STATUS = new Set([408, 425, 429, 500, 502, 503, 504]);
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -153,7 +179,7 @@ export async function syncFeed(store: AdvisoryStore, src: FeedSource, options: S
     ...options,
     // undici 7 dropped request()'s `maxRedirections` option (it throws "use the redirect
     // interceptor"): redirects (mirrors, GitHub release assets) go through the interceptor.
-    dispatcher: base.compose(interceptors.redirect({ maxRedirections: MAX_REDIRECTIONS })),
+    dispatcher: base.compose(schemeGuard(src.mirror ?? false), interceptors.redirect({ maxRedirections: MAX_REDIRECTIONS })),
   };
   const now = o.now ?? (() => new Date());
   const row = store.feeds().find((f) => f.source === src.name);
@@ -169,6 +195,7 @@ export async function syncFeed(store: AdvisoryStore, src: FeedSource, options: S
   const late = (): boolean => deadline.signal.aborted;
   const overdue = (cause?: unknown): FeedDeadlineError => new FeedDeadlineError(`${src.url}: not downloaded within its ${deadlineMs / 1000} s deadline`, { cause });
   try {
+    checkFeedUrl(src.url, src.mirror ?? false, `feed ${src.name}`);
     dir = await mkdtemp(join(tmpdir(), 'pw-feed-'));
     dest = join(dir, downloadName(src.url));
     let fetched: Awaited<ReturnType<typeof fetchOnce>> | undefined;
@@ -178,7 +205,7 @@ export async function syncFeed(store: AdvisoryStore, src: FeedSource, options: S
         break;
       } catch (err) {
         if (late()) throw overdue(err);
-        const retryable = !(err instanceof InputTooLargeError) && (!(err instanceof FeedFetchError) || (err as { retryable?: boolean }).retryable === true);
+        const retryable = !(err instanceof InputTooLargeError) && !(err instanceof FeedUrlError) && (!(err instanceof FeedFetchError) || (err as { retryable?: boolean }).retryable === true);
         if (!retryable || attempt >= o.retries) throw err;
         await sleep(Math.random() * o.backoffMs * 2 ** attempt, deadline.signal);
         if (late()) throw overdue();

@@ -1,9 +1,15 @@
 /**
  * Test helpers for the feed parsers: a minimal ZIP writer that can also lie (wrong CRC,
- * wrong sizes, hostile names), which no real zip tool will do on request. Only tests
- * import this file.
+ * wrong sizes, hostile names), which no real zip tool will do on request; and a local
+ * server standing in for the feed catalogue's upstreams. Only tests import this file.
  */
-import { deflateRawSync, gzipSync } from 'node:zlib';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { TestContext } from 'node:test';
+import { deflateRawSync, gunzipSync, gzipSync } from 'node:zlib';
+import { dataPath } from '../../shared/testing/data.ts';
 import { crc32 } from './zip.ts';
 
 export interface TestZipEntry {
@@ -70,4 +76,97 @@ export function buildZip(entries: readonly TestZipEntry[]): Buffer {
 export function gzipBomb(bytes: number, fill = 0x0a): Buffer {
   const member = gzipSync(Buffer.alloc(16 * 1024 * 1024, fill), { level: 9 });
   return Buffer.concat(Array.from({ length: Math.max(1, Math.round(bytes / member.length)) }, () => member));
+}
+
+export interface ServedRequest {
+  method: string;
+  url: string;
+  headers: IncomingMessage['headers'];
+}
+
+/** Answers the request, or returns (or resolves to) false to let the server answer it with its file. */
+export type RouteHandler = (req: IncomingMessage, res: ServerResponse) => unknown;
+
+/** Real ../shared/data files laid out as the catalogue's upstreams (collector/feeds/catalogue.ts) expect them under PW_FEED_CATALOGUE_BASE. */
+function catalogueFiles(): Record<string, () => Buffer> {
+  const gunzipped = (...p: string[]) => () => gunzipSync(readFileSync(dataPath(...p)));
+  const osvZip = (...p: string[]) => () =>
+    buildZip(
+      gunzipSync(readFileSync(dataPath(...p)))
+        .toString('utf8')
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => {
+          const rec = JSON.parse(l) as { id: string };
+          return { name: `${rec.id.replaceAll(':', '_')}.json`, data: Buffer.from(l) };
+        }),
+    );
+  const files: Record<string, () => Buffer> = {
+    '/kev/sites/default/files/feeds/known_exploited_vulnerabilities.json': gunzipped('kev', 'known_exploited_vulnerabilities.json.gz'),
+    '/osv/AlmaLinux/all.zip': osvZip('osv', 'almalinux9.osv.jsonl.gz'),
+    '/osv/Debian/all.zip': () => buildZip([{ name: 'DSA-3029-1.json', data: readFileSync(dataPath('osv', 'samples-osv.dev', 'DSA-3029-1.json')) }]),
+    '/debianTracker/tracker/data/json': () => readFileSync(dataPath('debian', 'tracker-json-subset.vunnel-fixture.json')),
+  };
+  for (const rel of ['v3.20', 'v3.21']) for (const repo of ['main', 'community']) files[`/alpineSecdb/${rel}/${repo}.json`] = gunzipped('alpine-secdb', `${rel}-${repo}.json.gz`);
+  return files;
+}
+
+/**
+ * A local HTTP server on 127.0.0.1 standing in for the catalogue's upstreams, serving real
+ * data with a strong ETag and answering 304 to a matching If-None-Match; `routes` replace
+ * paths (5xx, slow, truncated, wrong content). Closed in t.after.
+ */
+export async function catalogueServer(t: TestContext, routes: Record<string, RouteHandler> = {}): Promise<{ base: string; seen: ServedRequest[] }> {
+  const files = catalogueFiles();
+  const cache = new Map<string, Buffer>();
+  const seen: ServedRequest[] = [];
+  const server = createServer((req, res) => {
+    void (async () => {
+      const url = req.url ?? '/';
+      seen.push({ method: req.method ?? '', url, headers: req.headers });
+      const route = routes[url];
+      if (route !== undefined && (await route(req, res)) !== false) return;
+      const make = files[url];
+      if (make === undefined) {
+        res.writeHead(404).end('not found');
+        return;
+      }
+      let body = cache.get(url);
+      if (body === undefined) {
+        body = make();
+        cache.set(url, body);
+      }
+      const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
+      if (req.headers['if-none-match'] === etag) {
+        res.writeHead(304, { etag }).end();
+        return;
+      }
+      res.writeHead(200, { etag, 'content-type': 'application/octet-stream', 'content-length': String(body.length) }).end(body);
+    })().catch(() => res.destroy());
+  });
+  const sockets = new Set<Socket>();
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+  t.after(async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((ok) => {
+      server.close(() => {
+        ok();
+      });
+    });
+  });
+  return { base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen };
+}
+
+/** Points the feed catalogue at `base` (PW_FEED_CATALOGUE_BASE) for this test only. */
+export function withCatalogueBase(t: TestContext, base: string): void {
+  const before = process.env.PW_FEED_CATALOGUE_BASE;
+  process.env.PW_FEED_CATALOGUE_BASE = base;
+  t.after(() => {
+    if (before === undefined) Reflect.deleteProperty(process.env, 'PW_FEED_CATALOGUE_BASE');
+    else process.env.PW_FEED_CATALOGUE_BASE = before;
+  });
 }
