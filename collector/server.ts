@@ -30,6 +30,11 @@ import { RolloutEngine } from './rollout/engine.ts';
 import { ReportImports } from './store/report-imports.ts';
 import { InstructionOutbox } from './store/rollouts.ts';
 import { signInstruction } from '../shared/instructions.ts';
+import { FeedAudit } from './commands/feed-audit.ts';
+import { selectSources } from './feeds/catalogue.ts';
+import { FeedScheduler, type FeedSchedulerOptions } from './feeds/schedule.ts';
+import { AdvisoryStore } from './store/advisories.ts';
+import { enrolledEcosystems } from './store/host-ecosystems.ts';
 
 export const DEFAULT_LISTEN = '127.0.0.1:8443';
 
@@ -61,6 +66,12 @@ export interface CollectorOptions {
   /** /healthz: quick_check interval and first delay, heartbeat spacing, free-space floor (collector/store/health.ts). */
   health?: { integrityIntervalMs?: number; integrityFirstDelayMs?: number; writeIntervalMs?: number; minFreeBytes?: number };
   now?: () => Date;
+  /**
+   * The collector syncs its own feeds (collector/feeds/schedule.ts) when this is given and
+   * the config's `feedSync` is not false; `serve` gives it. Off by default here, so an
+   * embedded or test collector never reaches for the internet unasked.
+   */
+  feedSync?: Pick<FeedSchedulerOptions, 'schedule' | 'sync' | 'onRun' | 'random'>;
 }
 
 export interface Collector {
@@ -325,6 +336,20 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     const url = `${scheme}://${hostForUrl(host)}:${bound}`;
     const agentUrl = `${options.tls === undefined ? 'ws' : 'wss'}://${hostForUrl(host)}:${bound}${AGENT_PATH}`;
     logger.info({ url, agentUrl }, 'collector listening');
+    let feedScheduler: FeedScheduler | null = null;
+    if (options.feedSync !== undefined && config.feedSync) {
+      const advisories = new AdvisoryStore(db);
+      feedScheduler = new FeedScheduler({
+        ...options.feedSync,
+        store: advisories,
+        sources: () => selectSources(enrolledEcosystems(db), config),
+        audit: new FeedAudit(db, 'system'),
+        logger,
+        staleFeedHours: config.policy.staleFeedHours,
+        now,
+      });
+      feedScheduler.start();
+    }
 
     let closing: Promise<void> | undefined;
     const close = (): Promise<void> => {
@@ -336,6 +361,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
         });
         server.closeIdleConnections();
         clearInterval(ticker);
+        await feedScheduler?.stop();
         findings.stop();
         await gw.close();
         server.closeAllConnections();

@@ -61,7 +61,9 @@ export async function serveCommand(argv: string[], io: Io): Promise<number> {
   process.on('SIGTERM', listener);
   process.on('SIGINT', listener);
   try {
-    const collector = await createCollector({ dbPath: values.db, init: values.init, listen: values.listen, config, ...(tls === undefined ? {} : { tls }) });
+    // The collector keeps its own feeds current (config `feedSync`, default on); PATCHWARDEN_FEED_SYNC=off is the same as "feedSync": false.
+    const feedSync = process.env.PATCHWARDEN_FEED_SYNC === 'off' ? {} : { feedSync: {} };
+    const collector = await createCollector({ dbPath: values.db, init: values.init, listen: values.listen, config, ...feedSync, ...(tls === undefined ? {} : { tls }) });
     io.stdout.write(`patchwarden-collector listening on ${collector.url} (agents: ${collector.agentUrl})\n`);
     const signal = await stopped;
     collector.logger.info({ signal }, 'closing');

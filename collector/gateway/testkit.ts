@@ -312,7 +312,7 @@ export interface ChildCollector {
  * built dist/collector.js) and resolves once it prints where it listens.
  */
 export function serveInChild(entry: readonly string[], args: readonly string[], options: { cwd: string; timeoutMs?: number }): Promise<ChildCollector> {
-  const child = spawn(process.execPath, [...entry, 'serve', ...args], { cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PATCHWARDEN_LOG_LEVEL: 'warn' } });
+  const child = spawn(process.execPath, [...entry, 'serve', ...args], { cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PATCHWARDEN_LOG_LEVEL: 'warn', PATCHWARDEN_FEED_SYNC: 'off' } });
   // A test or bench that dies must not leave a collector running.
   const orphan = (): void => {
     child.kill('SIGKILL');
