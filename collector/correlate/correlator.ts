@@ -98,6 +98,14 @@ export class Correlator {
     return this.#changed(this.index.remove(ids));
   }
 
+  /** apply() and remove() at once; returns the index keys they changed, whose ecosystems say which hosts to judge again. */
+  update(stored: Iterable<Advisory>, removed: Iterable<{ source: string; id: string }>): ReadonlySet<string> {
+    const keys = this.index.apply(stored);
+    for (const k of this.index.remove(removed)) keys.add(k);
+    this.#changed(keys);
+    return keys;
+  }
+
   #changed(changed: ReadonlySet<string>): number {
     if (changed.size === 0) return 0;
     this.#generation++;

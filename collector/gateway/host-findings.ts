@@ -90,14 +90,18 @@ export class HostFindings {
   /**
    * Takes in what changed in the store's advisories, KEV entries and feeds since load() or
    * the last call, whoever wrote it (another process's `feed import` or `feed remove`, a
-   * bundle import, a sync), and queues every reported host: the correlator re-matches
-   * only the changed (ecosystem, package) pairs of each host's cached matches. Only the
+   * bundle import, a sync), and queues the hosts of the changed pairs' ecosystems (every
+   * reported host when KEV entries changed: due dates move); a feed row alone changes no
+   * stored finding, so it only reloads the feed states. The correlator re-matches only the changed (ecosystem, package)
+   * pairs of each host's cached matches. Only the
    * serving collector calls this, since it deletes the log rows it has taken in.
    */
   followStore(): { advisories: number; keys: number; hosts: number } {
     let advisories = 0;
+    const ecosystems = new Set<string>();
     let keys = 0;
-    let kevOrFeeds = false;
+    let kev = false;
+    let feeds = false;
     const from = this.#changeSeq;
     for (;;) {
       const batch = this.#changes.since(this.#changeSeq);
@@ -108,8 +112,11 @@ export class HostFindings {
         else removed.push(a.removed);
       }
       advisories += batch.advisories.length;
-      keys += this.correlator.apply(stored) + this.correlator.remove(removed);
-      kevOrFeeds ||= batch.kevOrFeeds;
+      const changed = this.correlator.update(stored, removed);
+      keys += changed.size;
+      for (const k of changed) ecosystems.add(k.slice(0, k.indexOf('\u0000')));
+      kev ||= batch.kev;
+      feeds ||= batch.feeds;
       this.#changeSeq = batch.seq;
       if (!batch.more) break;
     }
@@ -119,9 +126,9 @@ export class HostFindings {
       this.#clearedSeq = this.#changeSeq;
     }
     if (this.#changeSeq === from) return { advisories: 0, keys: 0, hosts: 0 };
-    if (kevOrFeeds) this.#loadKevAndFeeds();
-    if (keys === 0 && !kevOrFeeds) return { advisories, keys, hosts: 0 };
-    const hosts = this.#fleet.reportedAgentIds();
+    if (kev || feeds) this.#loadKevAndFeeds();
+    if (keys === 0 && !kev) return { advisories, keys, hosts: 0 };
+    const hosts = kev ? this.#fleet.reportedAgentIds() : this.#changes.hostsIn(ecosystems);
     this.scheduleStored(hosts);
     return { advisories, keys, hosts: hosts.length };
   }

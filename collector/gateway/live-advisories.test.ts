@@ -130,7 +130,7 @@ describe('a serving collector follows advisory changes made by another process',
     }
   });
 
-  it('takes each change in once, leaves the log to the serving collector when another process loads, and re-queues the hosts on a KEV change', async (t) => {
+  it('takes each change in once, leaves the log to the serving collector when another process loads, re-queues only the changed ecosystem’s hosts, and every host on a KEV change', async (t) => {
     const tc = await startCollector(t);
     await tc.collector.close();
     const open = () => {
@@ -148,6 +148,9 @@ describe('a serving collector follows advisory changes made by another process',
     const inv = hostInventory({ hostname: 'web-1' });
     const id = serving.fleet.enrollAgent({ publicKey: generateKeyPair().publicKey, hostname: 'web-1', machineId: null, tokenId: null }, new Date());
     serving.fleet.ingestReport(id, randomUUID(), inventoryHash(inv), inv, new Date());
+    const deb = hostInventory({ hostname: 'deb-1', os: 'debian' });
+    const debId = serving.fleet.enrollAgent({ publicKey: generateKeyPair().publicKey, hostname: 'deb-1', machineId: null, tokenId: null }, new Date());
+    serving.fleet.ingestReport(debId, randomUUID(), inventoryHash(deb), deb, new Date());
     serving.hf.load();
     assert.deepEqual(serving.hf.followStore(), { advisories: 0, keys: 0, hosts: 0 });
     const logRows = () => serving.db.prepare('SELECT count(*) FROM advisory_changes').pluck().get() as number;
@@ -157,13 +160,13 @@ describe('a serving collector follows advisory changes made by another process',
     assert.equal(await feedCommand(['import', '--db', tc.dbPath, '--name', 'alma9', dataPath('osv', 'samples', 'ALSA-2022_4587.json')], io), 0, io.text());
     cli.hf.load();
     assert.ok(logRows() > 0);
-    assert.deepEqual(serving.hf.followStore(), { advisories: 1, keys: 2, hosts: 1 });
+    assert.deepEqual(serving.hf.followStore(), { advisories: 1, keys: 2, hosts: 1 }, 'an AlmaLinux 9 advisory: the Debian host is not judged again');
     assert.equal(logRows(), 0, 'the rows taken in are deleted');
     assert.deepEqual(serving.hf.followStore(), { advisories: 0, keys: 0, hosts: 0 }, 'taken in once');
     await serving.hf.drained();
 
     // A KEV import changes no advisory, but due dates: every host is judged again.
     assert.equal(await feedCommand(['import', '--db', tc.dbPath, '--name', 'kev', dataPath('kev', 'known_exploited_vulnerabilities-2025-11-17.csv.gz')], io), 0, io.text());
-    assert.deepEqual(serving.hf.followStore(), { advisories: 0, keys: 0, hosts: 1 });
+    assert.deepEqual(serving.hf.followStore(), { advisories: 0, keys: 0, hosts: 2 });
   });
 });

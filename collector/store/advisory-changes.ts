@@ -61,8 +61,10 @@ export interface AdvisoryChangeBatch {
   seq: number;
   /** Each changed advisory as stored now, or `{ source, id }` alone when it was deleted. */
   advisories: ({ stored: Advisory } | { removed: { source: string; id: string } })[];
-  /** A KEV entry or a feed row changed: the KEV map and feed states are read again. */
-  kevOrFeeds: boolean;
+  /** A KEV entry changed: due dates of every host may move. */
+  kev: boolean;
+  /** A feed row changed (an import, a check, an error): feed states are read again. */
+  feeds: boolean;
   /** More rows wait after `seq`. */
   more: boolean;
 }
@@ -72,6 +74,7 @@ export class AdvisoryChanges {
   readonly #since;
   readonly #get;
   readonly #clear;
+  readonly #hostsIn;
 
   constructor(db: Db) {
     this.#lastSeq = db.prepare<[], number>('SELECT coalesce(max(seq), 0) FROM advisory_changes').pluck();
@@ -80,6 +83,12 @@ export class AdvisoryChanges {
     );
     this.#get = db.prepare<[string, string], string>('SELECT data FROM advisories WHERE source = ? AND id = ?').pluck();
     this.#clear = db.prepare<[number]>('DELETE FROM advisory_changes WHERE seq <= ?');
+    this.#hostsIn = db.prepare<[string], string>('SELECT agent_id FROM hosts WHERE ecosystem IN (SELECT value FROM json_each(?)) ORDER BY agent_id').pluck();
+  }
+
+  /** Hosts whose latest inventory is of one of these ecosystems: the only ones an advisory of theirs can change. */
+  hostsIn(ecosystems: Iterable<string>): string[] {
+    return this.#hostsIn.all(JSON.stringify([...ecosystems]));
   }
 
   lastSeq(): number {
@@ -89,13 +98,12 @@ export class AdvisoryChanges {
   /** The changes after `seq`, each advisory once, read as stored now (so the newest write wins). */
   since(seq: number): AdvisoryChangeBatch {
     const rows = this.#since.all(seq, CHANGES_PER_READ);
-    const batch: AdvisoryChangeBatch = { seq: rows[rows.length - 1]?.seq ?? seq, advisories: [], kevOrFeeds: false, more: rows.length === CHANGES_PER_READ };
+    const batch: AdvisoryChangeBatch = { seq: rows[rows.length - 1]?.seq ?? seq, advisories: [], kev: false, feeds: false, more: rows.length === CHANGES_PER_READ };
     const seen = new Set<string>();
     for (const r of rows) {
-      if (r.kind !== 'advisory' || r.source === null || r.id === null) {
-        batch.kevOrFeeds = true;
-        continue;
-      }
+      if (r.kind === 'kev') batch.kev = true;
+      if (r.kind === 'feed') batch.feeds = true;
+      if (r.kind !== 'advisory' || r.source === null || r.id === null) continue;
       const key = `${r.source}\u0000${r.id}`;
       if (seen.has(key)) continue;
       seen.add(key);
