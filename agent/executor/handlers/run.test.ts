@@ -64,7 +64,9 @@ describe('runCommand timeout, signal and abort', () => {
   });
   it('the timeout stops the whole process group (a child of the command)', async () => {
     const script = "const c = require('node:child_process').spawn('sleep', ['30'], { stdio: 'ignore' }); console.log(c.pid); setInterval(() => {}, 1000)";
-    const r = await runCommand([node, '-e', script], live(300));
+    // 2 s: node must start and print the grandchild's pid before the timeout; 300 ms was
+    // too short on a loaded machine (CI failed once with an empty output).
+    const r = await runCommand([node, '-e', script], live(2_000));
     assert.equal(r.timedOut, true);
     const grandchild = Number(/^(\d+)$/m.exec(r.record.outputTail)?.[1]);
     assert.ok(grandchild > 0, r.record.outputTail);
