@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -9,7 +9,10 @@ import { collectInventory } from '../../agent/inventory/inventory.ts';
 import { inventoryHash } from '../../shared/inventory-hash.ts';
 import type { Inventory } from '../../shared/protocol.ts';
 import { generateKeyPair } from '../../shared/signing.ts';
+import { dataPath } from '../../shared/testing/data.ts';
 import { inventoryOf, rhel95Packages } from '../correlate/testkit.ts';
+import { importFeedPath } from '../feeds/store-import.ts';
+import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
 import { agentCommand } from './agent.ts';
@@ -130,10 +133,10 @@ describe('hosts and agent revoke', () => {
     const { io: streams, out } = io();
     assert.equal(await hostsCommand(['--db', db], streams), 0);
     const lines = out.stdout.trimEnd().split('\n');
-    assert.match(lines[0]!, /^HOSTNAME +ECOSYSTEM +PACKAGES +KERNEL +REBOOT +LAST SEEN +AGENT$/);
+    assert.match(lines[0]!, /^HOSTNAME +ECOSYSTEM +ASSESSMENT +PACKAGES +KERNEL +REBOOT +LAST SEEN +AGENT$/);
     assert.equal(lines.length, 3);
     const rhelLine = lines.find((l) => l.startsWith('test-1 '));
-    assert.match(rhelLine ?? '', new RegExp(`^test-1 +AlmaLinux:9 +${rhel.packages.length} +6\\.18\\.44-custom +yes +\\d{4}-\\d\\d-\\d\\dT\\S+ +${ids[1]!}$`));
+    assert.match(rhelLine ?? '', new RegExp(`^test-1 +AlmaLinux:9 +not-assessed +${rhel.packages.length} +6\\.18\\.44-custom +yes +\\d{4}-\\d\\d-\\d\\dT\\S+ +${ids[1]!}$`));
     const mine = lines.find((l) => l.startsWith(`${thisHost.host.hostname} `));
     assert.match(mine ?? '', new RegExp(` ${thisHost.packages.length} +${thisHost.kernel.release.replace(/[.+]/g, '\\$&')}${thisHost.kernel.package === null ? ' \\(unmanaged\\)' : ''} +${thisHost.reboot.required ? 'yes' : 'no'} `));
   });
@@ -145,6 +148,26 @@ describe('hosts and agent revoke', () => {
     const hosts = JSON.parse(out.stdout) as { agentId: string; packageCount: number }[];
     assert.deepEqual(new Set(hosts.map((h) => h.agentId)), new Set(ids));
     assert.equal(hosts.find((h) => h.agentId === ids[0])?.packageCount, thisHost.packages.length);
+  });
+
+  it('hosts says which hosts no loaded feed covers: not-assessed until a feed naming AlmaLinux:9 is imported, stale past staleFeedHours', async (t) => {
+    const { db, ids } = await fleetDb(t);
+    const state = async (args: string[] = []) => {
+      const { io: streams, out } = io();
+      await hostsCommand(['--db', db, '--json', ...args], streams);
+      const hosts = JSON.parse(out.stdout) as { agentId: string; assessment: { state: string; reason: string } }[];
+      return hosts.find((h) => h.agentId === ids[1])?.assessment;
+    };
+    assert.equal((await state())?.state, 'not-assessed');
+    assert.match((await state())?.reason ?? '', /no advisory feeds are loaded/);
+    const conn = openDatabase(db);
+    await importFeedPath(new AdvisoryStore(conn), dataPath('osv', 'almalinux9.osv.jsonl.gz'), { now: new Date(Date.now() - 2 * 3600_000) });
+    conn.close();
+    assert.equal((await state())?.state, 'assessed');
+    const dir = await mkdtemp(join(tmpdir(), 'pw-policy-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    await writeFile(join(dir, 'policy.json'), JSON.stringify({ staleFeedHours: 1 }));
+    assert.equal((await state(['--policy', join(dir, 'policy.json')]))?.state, 'stale');
   });
 
   it('hosts on an empty database prints the header only', async (t) => {

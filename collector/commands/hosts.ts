@@ -1,12 +1,17 @@
 /**
- * `hosts [--db FILE] [--json]`: every host that has reported, for operators on the
- * collector's machine: hostname, ecosystem, package count, running kernel, reboot
- * pending, last seen, and the agent id that `agent revoke` takes.
+ * `hosts [--db FILE] [--json] [--policy FILE]`: every host that has reported, for
+ * operators on the collector's machine: hostname, ecosystem, assessment (whether a fresh
+ * loaded feed covers it, correlate/coverage.ts; the policy's staleFeedHours decides
+ * fresh), package count, running kernel, reboot pending, last seen, and the agent id
+ * that `agent revoke` takes.
  */
+import { CoverageView, inventoryReadable, type HostAssessment } from '../correlate/coverage.ts';
+import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase } from '../store/db.ts';
 import { FleetStore, type HostSummary, MAX_PAGE } from '../store/fleet.ts';
 import { parse } from './args.ts';
 import { DEFAULT_DB } from './feed.ts';
+import { readPolicyFile } from './scan.ts';
 
 type Io = { stdout: NodeJS.WritableStream };
 
@@ -21,11 +26,21 @@ export function allHosts(fleet: FleetStore): HostSummary[] {
   }
 }
 
-export function hostsTable(hosts: readonly HostSummary[]): string {
-  const header = ['HOSTNAME', 'ECOSYSTEM', 'PACKAGES', 'KERNEL', 'REBOOT', 'LAST SEEN', 'AGENT'];
+export type AssessedHostSummary = HostSummary & { assessment: { state: HostAssessment['state']; reason: string } };
+
+export function assessHosts(hosts: readonly HostSummary[], view: CoverageView): AssessedHostSummary[] {
+  return hosts.map((h) => {
+    const a = view.assess({ ecosystem: h.ecosystem, inventoryReadable: inventoryReadable(h) });
+    return { ...h, assessment: { state: a.state, reason: a.reason } };
+  });
+}
+
+export function hostsTable(hosts: readonly AssessedHostSummary[]): string {
+  const header = ['HOSTNAME', 'ECOSYSTEM', 'ASSESSMENT', 'PACKAGES', 'KERNEL', 'REBOOT', 'LAST SEEN', 'AGENT'];
   const rows = hosts.map((h) => [
     h.hostname,
     h.ecosystem ?? '-',
+    h.assessment.state,
     String(h.packageCount),
     h.kernelRelease + (h.kernelManaged ? '' : ' (unmanaged)'),
     h.rebootRequired ? 'yes' : 'no',
@@ -36,18 +51,16 @@ export function hostsTable(hosts: readonly HostSummary[]): string {
   return [header, ...rows].map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ')).join('\n') + '\n';
 }
 
-export function hostsCommand(argv: string[], io: Io): Promise<number> {
+export async function hostsCommand(argv: string[], io: Io): Promise<number> {
+  const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, json: { type: 'boolean', default: false }, policy: { type: 'string' } });
+  const policy = await readPolicyFile(values.policy);
+  const db = openDatabase(values.db, { readonly: true });
   try {
-    const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, json: { type: 'boolean', default: false } });
-    const db = openDatabase(values.db, { readonly: true });
-    try {
-      const hosts = allHosts(new FleetStore(db));
-      io.stdout.write(values.json ? JSON.stringify(hosts, null, 2) + '\n' : hostsTable(hosts));
-    } finally {
-      db.close();
-    }
-    return Promise.resolve(0);
-  } catch (err) {
-    return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    const view = new CoverageView(new AdvisoryStore(db).coverage(), new Date(), policy.staleFeedHours);
+    const hosts = assessHosts(allHosts(new FleetStore(db)), view);
+    io.stdout.write(values.json ? JSON.stringify(hosts, null, 2) + '\n' : hostsTable(hosts));
+  } finally {
+    db.close();
   }
+  return 0;
 }

@@ -141,12 +141,13 @@ describe('scan --feed almalinux9 of the RHEL 9.5 image as AlmaLinux:9', () => {
     assert.equal(r.code, 1);
     const lines = r.stdout.trimEnd().split('\n');
     const overdue = doc.findings.filter((f) => f.overdue).length;
-    assert.deepEqual(lines.slice(0, 3), [
+    assert.deepEqual(lines.slice(0, 4), [
       'test-1 [AlmaLinux:9] kernel 6.18.44-custom (unmanaged)',
+      'assessment: assessed',
       'warning: running kernel 6.18.44-custom is not provided by any package (unmanaged kernel): no kernel findings',
       `${doc.findings.length} findings (${doc.findings.length} open), ${overdue} overdue`,
     ]);
-    assert.equal(lines.length, 3 + doc.findings.length);
+    assert.equal(lines.length, 4 + doc.findings.length);
     assert.ok(lines.includes('ALSA-2025:1681     high     open                 due 2025-03-21 bind-libs 32:9.16.23-24.el9_5 -> 32:9.16.23-24.el9_5.3 OVERDUE'));
   });
 });
@@ -375,5 +376,65 @@ describe('bad inventories are refused with a stable code; the real CLI exits 2 a
     const cut = join(dir, 'cut.jsonl.gz');
     await writeFile(cut, (await readFile(ALMA9)).subarray(0, 100_000));
     await assert.rejects(scan(['--inventory', inventory, '--feed', cut]), { code: 'PW_ERR_FEED_FORMAT' });
+  });
+});
+
+describe('scan says when nobody looked (issue 11: coverage truth)', () => {
+  const DSA = dataPath('debian', 'DSA-list.gz');
+  const TRACKER = dataPath('debian', 'tracker-json-subset.vunnel-fixture.json');
+  let debian12 = '';
+  let debian11 = '';
+  before(async () => {
+    // The same RHEL package set named as Debian hosts: what counts here is only the ecosystem.
+    const inv12 = inventoryOf('Debian:12', 'rpm', rhel95Packages());
+    debian12 = join(dir, 'debian12.json');
+    await writeFile(debian12, JSON.stringify(inv12));
+    debian11 = join(dir, 'debian11.json');
+    await writeFile(debian11, JSON.stringify({ ...inv12, host: { ...inv12.host, ecosystem: 'Debian:11' } }));
+  });
+
+  const cases: { name: string; inv: () => string; feeds: string[]; state: string; code: number }[] = [
+    { name: 'a Debian 12 host against the DSA list (it ends with Debian 11)', inv: () => debian12, feeds: [DSA], state: 'not-assessed', code: 3 },
+    { name: 'a Debian 11 host against the DSA list', inv: () => debian11, feeds: [DSA], state: 'assessed', code: 1 },
+    { name: 'a Debian 12 host against the Debian tracker JSON (names bookworm)', inv: () => debian12, feeds: [TRACKER], state: 'assessed', code: 0 },
+    { name: 'an AlmaLinux 9 host against the DSA list', inv: () => inventory, feeds: [DSA], state: 'not-assessed', code: 3 },
+  ];
+  for (const c of cases) {
+    it(`${c.name}: ${c.state}, exit ${c.code}`, async () => {
+      const { code, doc } = await scanJson(['--inventory', c.inv(), ...c.feeds.flatMap((f) => ['--feed', f]), '--now', NOW]);
+      assert.equal(doc.assessment?.state, c.state);
+      assert.equal(code, c.code);
+      if (c.state === 'not-assessed') {
+        assert.equal(doc.findings.length, 0);
+        assert.match(doc.warnings[0] ?? '', /^not-assessed: no loaded feed has advisories for /);
+      }
+    });
+  }
+
+  it('--db with no feeds imported: not-assessed, exit 3, and the text output says so', async () => {
+    const path = join(dir, 'empty-coverage.db');
+    openDatabase(path).close();
+    const r = await scan(['--inventory', inventory, '--db', path, '--now', NOW]);
+    assert.equal(r.code, 3);
+    assert.match(r.stdout, /\nassessment: not-assessed\n/);
+    assert.match(r.stdout, /\nwarning: not-assessed: no advisory feeds are loaded/);
+  });
+
+  it('--db with the only covering feed past staleFeedHours: stale (findings still judged, exit by overdue)', async () => {
+    const path = join(dir, 'stale-coverage.db');
+    const conn = openDatabase(path);
+    try {
+      await importFeedPath(new AdvisoryStore(conn), ALMA9, { name: 'almalinux9', now: new Date(Date.parse(NOW) - 49 * 3600_000) });
+    } finally {
+      conn.close();
+    }
+    const { code, doc } = await scanJson(['--inventory', inventory, '--db', path, '--now', NOW]);
+    assert.equal(doc.assessment?.state, 'stale');
+    assert.equal(code, 1);
+  });
+
+  it('the real CLI exits 3 for a host nobody looked at', async () => {
+    const r = await cli(['scan', '--inventory', debian12, '--feed', DSA, '--now', NOW]);
+    assert.equal(r.code, 3, r.stderr);
   });
 });

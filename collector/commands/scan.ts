@@ -6,13 +6,16 @@
  *
  * Advisories come from `--feed` paths (parsed in memory, nothing stored) and/or the
  * database a collector keeps (`--db`). Exit: 0 no open finding is overdue, 1 one is,
- * 2 errors (unreadable inventory, a feed that fails to parse, bad usage).
+ * 2 errors (unreadable inventory, a feed that fails to parse, bad usage), 3 the host was
+ * not assessed: no given feed has advisories for its ecosystem (correlate/coverage.ts),
+ * so no findings means nobody looked, never "clean".
  */
 import { open, readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { InputTooLargeError, MalformedInputError, PatchwardenError, UsageError, errorMessage } from '../../shared/errors.ts';
 import { type Findings, InventorySchema } from '../../shared/protocol.ts';
 import { Correlator, type FeedState } from '../correlate/correlator.ts';
+import { CoverageView, inventoryReadable, type FeedCoverage } from '../correlate/coverage.ts';
 import { DuePolicySchema, type DuePolicy } from '../correlate/policy.ts';
 import { type KevInfo } from '../correlate/findings.ts';
 import { parseFeedPath } from '../feeds/import.ts';
@@ -27,6 +30,9 @@ import { findingsCsv } from './findings-csv.ts';
 /** 200k packages (the schema's limit) at ~150 bytes each is 30 MB; twice that is no inventory. */
 export const MAX_INVENTORY_BYTES = 64 * 1024 * 1024;
 const READ_CHUNK = 1024 * 1024;
+
+/** scan's exit codes: 3 is its own so a pipeline can tell "nobody looked" from "clean" (0) and "overdue" (1). */
+export const SCAN_EXIT = Object.freeze({ clean: 0, overdue: 1, error: 2, notAssessed: 3 });
 
 /**
  * Reads at most `max` bytes: the size is checked before reading, and again while reading,
@@ -112,6 +118,7 @@ export async function scanCommand(argv: string[], io: { stdout: NodeJS.WritableS
   const correlator = new Correlator();
   const kev = new Map<string, KevInfo>();
   const feedStates: FeedState[] = [];
+  const coverage: FeedCoverage[] = [];
   const hostKey = inventory.host.machineId ?? inventory.host.hostname;
   for (const path of feeds) {
     const parsed = await parseFeedPath(path);
@@ -120,6 +127,9 @@ export async function scanCommand(argv: string[], io: { stdout: NodeJS.WritableS
     for (const k of parsed.kev) kev.set(k.cve, { dueDate: k.dueDate });
     // Files given on the command line are as fresh as the operator says they are.
     feedStates.push({ source: path, newest: parsed.newest, importedAt: now.toISOString() });
+    const ecosystems = new Set<string>();
+    for (const a of parsed.advisories) for (const e of a.affected) ecosystems.add(e.ecosystem);
+    coverage.push({ source: path, checkedAt: now.toISOString(), ecosystems: [...ecosystems] });
   }
 
   // The feeds above may fail; the database is opened only once they have parsed.
@@ -132,6 +142,7 @@ export async function scanCommand(argv: string[], io: { stdout: NodeJS.WritableS
       const store = new AdvisoryStore(db);
       correlator.apply(store.allAdvisories());
       for (const [cve, k] of store.kev()) kev.set(cve, k);
+      coverage.push(...store.coverage());
       for (const f of store.feeds()) {
         feedStates.push({ source: f.source, newest: f.newest, importedAt: f.checkedAt });
         // The data is the last good import, but the operator must know the feed is failing.
@@ -147,6 +158,9 @@ export async function scanCommand(argv: string[], io: { stdout: NodeJS.WritableS
       ...(history === undefined ? {} : { history: history.history(hostKey), exceptions: history.exceptions(hostKey, now) }),
     });
     doc.warnings.push(...feedErrors);
+    const assessment = new CoverageView(coverage, now, policy.staleFeedHours).assess({ ecosystem: inventory.host.ecosystem, inventoryReadable: inventoryReadable({ packageCount: inventory.packages.length }) });
+    doc.assessment = { state: assessment.state, reason: assessment.reason };
+    if (assessment.state !== 'assessed') doc.warnings.unshift(`${assessment.state}: ${assessment.reason}`);
     if (values.record && db !== undefined && history !== undefined) {
       // First-seen and resolved times set due dates: a recorded scan changes what the collector believes, so it is audited.
       const h = history;
@@ -164,11 +178,13 @@ export async function scanCommand(argv: string[], io: { stdout: NodeJS.WritableS
   if (values.json) io.stdout.write(JSON.stringify(doc, null, 2) + '\n');
   else if (values.csv) io.stdout.write(findingsCsv(doc));
   else io.stdout.write(findingsText(doc));
-  return doc.findings.some((f) => f.overdue) ? 1 : 0;
+  if (doc.findings.some((f) => f.overdue)) return SCAN_EXIT.overdue;
+  return doc.assessment.state === 'not-assessed' ? SCAN_EXIT.notAssessed : SCAN_EXIT.clean;
 }
 
 function findingsText(doc: Findings): string {
   const lines = [`${doc.host} [${doc.ecosystem ?? 'no ecosystem'}] kernel ${doc.kernel.release}${doc.kernel.managed ? '' : ' (unmanaged)'}`];
+  if (doc.assessment !== undefined) lines.push(`assessment: ${doc.assessment.state}`);
   for (const w of doc.warnings) lines.push(`warning: ${w}`);
   const counts = new Map<string, number>();
   for (const f of doc.findings) counts.set(f.status, (counts.get(f.status) ?? 0) + 1);

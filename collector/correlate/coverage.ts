@@ -12,6 +12,8 @@
  *   advisories for, no feeds at all), or its inventory could not be read. Such a host is
  *   never counted as compliant: zero findings there mean nobody looked.
  */
+import { LIMITS } from '../../shared/protocol.ts';
+
 export const ASSESSMENTS = ['assessed', 'stale', 'not-assessed'] as const;
 export type Assessment = (typeof ASSESSMENTS)[number];
 
@@ -35,6 +37,11 @@ export interface AssessedHost {
   ecosystem: string | null;
   /** False when the stored inventory cannot be read (empty, or over the package limit). */
   inventoryReadable: boolean;
+}
+
+/** A host whose stored inventory cannot be read (no packages, or over the package limit) was not assessed, whatever covers its ecosystem. */
+export function inventoryReadable(host: { packageCount: number }): boolean {
+  return host.packageCount > 0 && host.packageCount <= LIMITS.packages;
 }
 
 export class CoverageView {

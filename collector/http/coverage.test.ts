@@ -10,6 +10,7 @@ import type { Inventory } from '../../shared/protocol.ts';
 import { dataPath } from '../../shared/testing/data.ts';
 import { importFeedPath } from '../feeds/store-import.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
+import { removeFeed } from '../store/feed-removal.ts';
 import type { HostJson, Summary } from './views.ts';
 import { auth, debianInventory, makeFixture, NOW, parseWithPrometheusClient, sample, type Fixture } from './testkit.ts';
 
@@ -122,5 +123,15 @@ describe('host assessment from the loaded feeds', () => {
     assert.equal((await states(f)).deb12, 'not-assessed');
     await importFeedPath(store, TRACKER, { correlator: f.correlator, now: fresh });
     assert.equal((await states(f)).deb12, 'assessed');
+  });
+
+  it('feed remove takes its coverage with it: the hosts it covered are not-assessed at once', async (t) => {
+    const f = await fixture(t, [{ path: TRACKER, at: fresh }]);
+    assert.equal((await states(f)).deb12, 'assessed');
+    const [tracker] = new AdvisoryStore(f.db).coverage();
+    assert.ok(tracker !== undefined);
+    removeFeed(f.db, f.fleet, tracker.source, 'cli:test', NOW);
+    assert.deepEqual(new AdvisoryStore(f.db).coverage(), []);
+    assert.deepEqual(await states(f), { deb12: 'not-assessed', deb11: 'not-assessed', plan9: 'not-assessed' });
   });
 });

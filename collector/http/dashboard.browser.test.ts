@@ -85,12 +85,17 @@ describe('dashboard in Chromium', { skip: needs(TOOLS.chromium) }, () => {
     const [cookie] = await page.context().cookies();
     assert.deepEqual([cookie?.name, cookie?.httpOnly, cookie?.sameSite], ['pw_session', true, 'Strict']);
     const headers = await page.locator('#hosts thead th').allTextContents();
-    assert.deepEqual(headers, ['Host', 'Ecosystem', 'Packages', 'Kernel', 'Reboot pending', 'Open findings', 'Last seen']);
+    assert.deepEqual(headers, ['Host', 'Ecosystem', 'Assessment', 'Packages', 'Kernel', 'Reboot pending', 'Open findings', 'Last seen']);
     const db1 = (await page.locator('#hosts tbody tr', { has: page.locator('a', { hasText: /^db-1$/ }) }).locator('td').allTextContents()).map((t) => t.trim());
     assert.equal(db1[1], 'AlmaLinux:9');
-    assert.equal(db1[2], '243');
-    assert.equal(db1[4], 'yes');
-    assert.match(db1[5] ?? '', /^\d+ \(\d+ overdue\)$/);
+    assert.equal(db1[2], 'assessed');
+    assert.equal(db1[3], '243');
+    assert.equal(db1[5], 'yes');
+    assert.match(db1[6] ?? '', /^\d+ \(\d+ overdue\)$/);
+    // Only AlmaLinux 9 advisories are loaded: nothing covers the Debian hosts, and the page says so.
+    const web1 = (await page.locator('#hosts tbody tr', { has: page.locator('a', { hasText: /^web-1$/ }) }).locator('td').allTextContents()).map((t) => t.trim());
+    assert.equal(web1[2], 'not assessed');
+    assert.match((await page.textContent('#not-assessed')) ?? '', /^2not assessed \(no feed covers them\)$/);
     // The stylesheet is allowed by its hash under the CSP: the header is dark.
     assert.equal(await page.evaluate<string>("getComputedStyle(document.querySelector('header')).backgroundColor"), 'rgb(29, 35, 42)');
     await page.screenshot({ path: SCREENSHOTS.hosts, fullPage: true });
@@ -112,9 +117,11 @@ describe('dashboard in Chromium', { skip: needs(TOOLS.chromium) }, () => {
     await page.screenshot({ path: SCREENSHOTS.host, fullPage: false });
   });
 
-  it('shows the hostile host’s page with its name as the heading text', async () => {
+  it('shows the hostile host’s page with its name as the heading text, and a banner: nobody looked', async () => {
     await page.goto(`${base}/hosts/${ids.hostile ?? ''}`);
     assert.equal(await page.textContent('h1'), HOSTILE_HOSTNAME);
+    assert.match((await page.textContent('#assessment')) ?? '', /^Not assessed: no loaded feed has advisories for Debian:12/);
+    assert.equal(await page.evaluate<string>("getComputedStyle(document.querySelector('#assessment')).backgroundColor"), 'rgb(254, 243, 242)');
     assert.equal(await page.title(), `${HOSTILE_HOSTNAME} · patchwarden`);
     assert.equal(await page.locator('script').count(), 0, 'no script element in the page');
   });

@@ -159,14 +159,33 @@ describe('dashboard', () => {
       ['/?q=db&rebootRequired=true', ['db-1']],
       ['/?q=&ecosystem=&tag=&rebootRequired=', ['&lt;script&gt;alert(1)&lt;/script&gt;', 'db-1', 'db-2', 'web-1']],
       ['/?ecosystem=Debian%3A12', ['&lt;script&gt;alert(1)&lt;/script&gt;', 'web-1']],
+      // The fixture loads AlmaLinux 9 advisories only: no feed covers the Debian hosts.
+      ['/?assessment=not-assessed', ['&lt;script&gt;alert(1)&lt;/script&gt;', 'web-1']],
+      ['/?assessment=assessed', ['db-1', 'db-2']],
+      ['/?assessment=stale', []],
     ];
     for (const [path, names] of filters) {
       it(`filters ${path}`, async () => {
         const text = await (await page(fx, path, cookie)).text();
-        const shown = rows(text, 'hosts').map((r) => /<a href="\/hosts\/[^"]+">([^<]*)<\/a>/.exec(r)?.[1]);
+        const shown = rows(text, 'hosts').flatMap((r) => /<a href="\/hosts\/[^"]+">([^<]*)<\/a>/.exec(r)?.[1] ?? []);
         assert.deepEqual(shown, names);
       });
     }
+
+    it('says which hosts nobody looked at: a card, a column, a banner on the host page', async () => {
+      const text = await (await page(fx, '/', cookie)).text();
+      assert.match(text, /<div class="card" id="not-assessed"><b class="bad">2<\/b><a href="\/\?assessment=not-assessed">not assessed<\/a>/);
+      assert.match(text, /<b>0<\/b>compliant \(assessed, nothing overdue\)/);
+      const hostRows = rows(text, 'hosts');
+      const cell = (name: string) => /<td><span class="(\w+)" title="[^"]*">([^<]+)<\/span><\/td>/.exec(hostRows.find((r) => r.includes(`>${name}<`)) ?? '')?.slice(1);
+      assert.deepEqual(cell('web-1'), ['bad', 'not assessed']);
+      assert.deepEqual(cell('db-1'), ['ok', 'assessed']);
+      const web1 = await (await page(fx, `/hosts/${ids.web1 ?? ''}`, cookie)).text();
+      assert.match(web1, /<p id="assessment" role="alert" class="banner "><b class="bad">Not assessed:<\/b> no loaded feed has advisories for Debian:12: import a feed that covers it\. No findings here does not mean this host is clean: nobody looked\.<\/p>/);
+      assert.match(web1, /No findings, because no loaded feed covers this host\./);
+      const db1 = await (await page(fx, `/hosts/${ids.db1 ?? ''}`, cookie)).text();
+      assert.doesNotMatch(db1, /id="assessment"/);
+    });
 
     it('answers a hostile filter with a 400 page that shows it as text', async () => {
       const res = await page(fx, `/?q=${encodeURIComponent('<script>alert(1)</script>')}`, cookie);

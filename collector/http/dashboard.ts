@@ -16,6 +16,7 @@ import { html } from 'hono/html';
 import type { HtmlEscapedString } from 'hono/utils/html';
 import * as z from 'zod';
 import type { Finding, Severity } from '../../shared/protocol.ts';
+import { ASSESSMENTS, type Assessment } from '../correlate/coverage.ts';
 import { clearSessionCookie, type Principal, sessionId, setSessionCookie } from './auth.ts';
 import { sourceAddress } from './auth-limiter.ts';
 import { ApiError, type ApiStatus, RateLimitedError } from './errors.ts';
@@ -39,6 +40,7 @@ form.filters{display:flex;gap:.6em;flex-wrap:wrap;align-items:end;margin-bottom:
 input,select,button{font:inherit;padding:.25em .4em}.login{max-width:28em;margin:4em auto;background:#fff;padding:1.5em;border:1px solid #e3e6ea}
 .login input{width:100%;box-sizing:border-box}.error{background:#fef3f2;border:1px solid #fecdca;padding:.5em .8em;margin:.5em 0}
 #findings td:first-child,#findings td:nth-child(7){white-space:nowrap}
+.banner{padding:.6em .9em;margin:.6em 0;border:1px solid #fecdca;background:#fef3f2}.banner.stale{border-color:#fedf89;background:#fffaeb}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em}dt{font-weight:600}dd{margin:0}code{font-size:.9em}
 `;
 const CSS_HASH = createHash('sha256').update(DASHBOARD_CSS).digest('base64');
@@ -163,10 +165,18 @@ ${error === undefined ? '' : html`<p class="error" role="alert">${error}</p>`}
   );
 }
 
+const ASSESSMENT_LABEL: Record<Assessment, string> = { assessed: 'assessed', stale: 'stale feeds', 'not-assessed': 'not assessed' };
+const ASSESSMENT_CLASS: Record<Assessment, string> = { assessed: 'ok', stale: 'warn', 'not-assessed': 'bad' };
+
+function assessmentCell(a: HostJson['assessment']): Html {
+  return html`<span class="${ASSESSMENT_CLASS[a.state]}" title="${a.reason}">${ASSESSMENT_LABEL[a.state]}</span>`;
+}
+
 function hostRow(h: HostJson): Html {
   return html`<tr>
 <td><a href="/hosts/${h.id}">${h.hostname}</a>${h.revokedAt === null ? '' : html` <span class="bad">revoked</span>`}</td>
 <td>${h.ecosystem ?? '—'}</td>
+<td>${assessmentCell(h.assessment)}</td>
 <td class="num">${h.packageCount}</td>
 <td><code>${h.kernel.release}</code>${h.kernel.managed ? '' : html` <span class="warn">unmanaged</span>`}</td>
 <td>${h.rebootRequired ? html`<span class="warn">yes</span>` : 'no'}</td>
@@ -281,17 +291,21 @@ export function dashboardRoutes(s: Services): Hono<DashEnv> {
 <div class="card"><b>${sum.findings.open}</b>open findings</div>
 <div class="card"><b class="${sum.findings.overdue > 0 ? 'bad' : ''}">${sum.findings.overdue}</b>overdue</div>
 <div class="card"><b class="${sum.staleFeeds > 0 ? 'bad' : ''}">${sum.staleFeeds}</b>stale feeds</div>
+<div class="card" id="not-assessed"><b class="${sum.hosts.byAssessment['not-assessed'] > 0 ? 'bad' : 'ok'}">${sum.hosts.byAssessment['not-assessed']}</b><a href="/?assessment=not-assessed">not assessed</a> (no feed covers them)</div>
+<div class="card"><b class="${sum.hosts.byAssessment.stale > 0 ? 'warn' : ''}">${sum.hosts.byAssessment.stale}</b><a href="/?assessment=stale">assessed on stale feeds</a></div>
+<div class="card"><b>${sum.hosts.compliant}</b>compliant (assessed, nothing overdue)</div>
 </div>
 <form class="filters" method="get" action="/">
 <label>Host name starts with<input name="q" value="${q.q ?? ''}"></label>
 <label>Ecosystem<input name="ecosystem" value="${q.ecosystem ?? ''}" placeholder="Debian:12"></label>
 <label>Tag<input name="tag" value="${q.tag ?? ''}"></label>
 <label>Reboot pending<select name="rebootRequired"><option value="" ${reboot === '' ? 'selected' : ''}>any</option><option value="true" ${reboot === 'true' ? 'selected' : ''}>yes</option><option value="false" ${reboot === 'false' ? 'selected' : ''}>no</option></select></label>
+<label>Assessment<select name="assessment"><option value="" ${q.assessment === undefined ? 'selected' : ''}>any</option>${ASSESSMENTS.map((a) => html`<option value="${a}" ${q.assessment === a ? 'selected' : ''}>${ASSESSMENT_LABEL[a]}</option>`)}</select></label>
 <button type="submit">Filter</button>
 </form>
 <table id="hosts">
-<thead><tr><th>Host</th><th>Ecosystem</th><th>Packages</th><th>Kernel</th><th>Reboot pending</th><th>Open findings</th><th>Last seen</th></tr></thead>
-<tbody>${list.items.length === 0 ? html`<tr><td colspan="7" class="muted">No hosts.</td></tr>` : list.items.map(hostRow)}</tbody>
+<thead><tr><th>Host</th><th>Ecosystem</th><th>Assessment</th><th>Packages</th><th>Kernel</th><th>Reboot pending</th><th>Open findings</th><th>Last seen</th></tr></thead>
+<tbody>${list.items.length === 0 ? html`<tr><td colspan="8" class="muted">No hosts.</td></tr>` : list.items.map(hostRow)}</tbody>
 </table>
 ${list.nextCursor === null ? '' : html`<p><a rel="next" href="/?${nextParams.toString()}">Next page</a></p>`}`,
       ),
@@ -314,6 +328,7 @@ ${list.nextCursor === null ? '' : html`<p><a rel="next" href="/?${nextParams.toS
         principal,
         html`<p><a href="/">← All hosts</a></p>
 <h1>${host.hostname}</h1>
+${host.assessment.state === 'assessed' ? '' : html`<p id="assessment" role="alert" class="banner ${host.assessment.state === 'stale' ? 'stale' : ''}"><b class="${ASSESSMENT_CLASS[host.assessment.state]}">${host.assessment.state === 'stale' ? 'Assessed on stale feeds' : 'Not assessed'}:</b> ${host.assessment.reason}. ${host.assessment.state === 'stale' ? 'Findings may be missing.' : 'No findings here does not mean this host is clean: nobody looked.'}</p>`}
 <dl>
 <dt>Ecosystem</dt><dd>${host.ecosystem ?? '—'}${inventory.host.os.prettyName === null ? '' : html` <span class="muted">(${inventory.host.os.prettyName})</span>`}</dd>
 <dt>Kernel</dt><dd><code>${host.kernel.release}</code>${host.kernel.managed ? '' : html` <span class="warn">no package provides it (unmanaged)</span>`}</dd>
@@ -328,7 +343,7 @@ ${findings.warnings.length === 0 ? '' : html`<h2>Warnings</h2><ul>${findings.war
 <h2>Findings (${findings.findings.length}; ${host.findings.open} open, ${host.findings.overdue} overdue)</h2>
 <table id="findings">
 <thead><tr><th>Advisory</th><th>Severity</th><th>Status</th><th>Package</th><th>Installed</th><th>Fixed</th><th>Due</th><th>CVEs</th></tr></thead>
-<tbody>${sorted.length === 0 ? html`<tr><td colspan="8" class="muted">No findings.</td></tr>` : sorted.map(findingRow)}</tbody>
+<tbody>${sorted.length === 0 ? html`<tr><td colspan="8" class="muted">${host.assessment.state === 'not-assessed' ? 'No findings, because no loaded feed covers this host.' : 'No findings.'}</td></tr>` : sorted.map(findingRow)}</tbody>
 </table>`,
       ),
     );
