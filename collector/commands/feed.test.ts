@@ -212,7 +212,6 @@ describe('feed import usage errors throw PW_ERR_USAGE (exit 2 from main)', () =>
     ['an unknown option', ['import', '--db', 'x.db', '--frobnicate', ALMA9]],
     ['an unknown subcommand', ['export']],
     ['no subcommand', []],
-    ['sync without --config', ['sync', '--db', 'x.db']],
   ];
   for (const [name, argv] of cases) {
     it(name, async () => {

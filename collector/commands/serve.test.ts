@@ -127,7 +127,7 @@ describe('serve (a real child process)', () => {
     assert.equal(hosts[0].packageCount, thisHost.packages.length);
     assert.equal(hosts[0].connected, true);
     const table = (await cli(['hosts', '--db', db])).stdout;
-    assert.match(table, new RegExp(`^HOSTNAME +ECOSYSTEM +PACKAGES +KERNEL +REBOOT +LAST SEEN +AGENT\\n${thisHost.host.hostname} +${thisHost.host.ecosystem ?? '-'} +${thisHost.packages.length} `));
+    assert.match(table, new RegExp(`^HOSTNAME +ECOSYSTEM +ASSESSMENT +PACKAGES +KERNEL +REBOOT +LAST SEEN +AGENT\\n${thisHost.host.hostname} +${thisHost.host.ecosystem ?? '-'} +not-assessed +${thisHost.packages.length} `));
 
     assert.match((await cli(['agent', 'revoke', '--db', db, agentId])).stdout, /revoked\n$/);
     client.sendReport(variant(thisHost, 1));
