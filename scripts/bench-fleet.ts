@@ -192,7 +192,8 @@ class Child {
   #lineWaiters: { re: RegExp; resolve: (m: RegExpExecArray) => void }[] = [];
 
   constructor(args: string[], cwd: string) {
-    this.proc = spawn(process.execPath, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    // No feed sync: the bench measures the gateway, and reaches no upstream.
+    this.proc = spawn(process.execPath, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PATCHWARDEN_FEED_SYNC: 'off' } });
     // A bench that dies of an uncaught exception must not leave a collector running.
     const orphan = (): void => {
       this.proc.kill('SIGKILL');
