@@ -6,7 +6,7 @@
 import { UsageError } from '../../shared/errors.ts';
 import { openDatabase } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
-import { cliActor } from './api-token.ts';
+import { cliActor } from './actor.ts';
 import { parse } from './args.ts';
 import { DEFAULT_DB } from './feed.ts';
 

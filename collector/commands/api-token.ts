@@ -5,24 +5,15 @@
  * The token is printed once, at creation; the database keeps only its sha256. Creating
  * and revoking are written to the audit log with the actor `cli:<unix user>`.
  */
-import { userInfo } from 'node:os';
 import { UsageError } from '../../shared/errors.ts';
 import { ApiTokenStore, ROLES, type Role, TOKEN_NAME } from '../store/access.ts';
 import { openDatabase } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
+import { cliActor } from './actor.ts';
 import { parse } from './args.ts';
 import { DEFAULT_DB } from './feed.ts';
 
 type Io = { stdout: NodeJS.WritableStream };
-
-/** `cli:<unix user>`; a uid without a passwd entry (containers) is named by its number. */
-export function cliActor(): string {
-  try {
-    return `cli:${userInfo().username}`;
-  } catch {
-    return `cli:uid-${process.getuid?.() ?? 'unknown'}`;
-  }
-}
 
 function checkName(name: string | undefined): string {
   if (name === undefined) throw new UsageError('--name NAME is required');

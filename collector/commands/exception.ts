@@ -15,7 +15,7 @@ import { ADVISORY_ID } from '../feeds/types.ts';
 import { openDatabase } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
 import { FindingHistoryStore } from '../store/history.ts';
-import { cliActor } from './api-token.ts';
+import { cliActor } from './actor.ts';
 import { DEFAULT_DB } from './feed.ts';
 import { parse } from './args.ts';
 

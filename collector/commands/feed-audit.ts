@@ -16,7 +16,7 @@ import type { SyncOutcome } from '../feeds/sync.ts';
 import type { FeedImportResult } from '../feeds/store-import.ts';
 import type { Db } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
-import { cliActor } from './api-token.ts';
+import { cliActor } from './actor.ts';
 
 /** An error message in a row is a hint, not a transcript: a hostile file's text stays short. */
 const MAX_MESSAGE = 500;

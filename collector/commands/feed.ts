@@ -20,7 +20,7 @@ import { AdvisoryStore, type FeedRow } from '../store/advisories.ts';
 import { openDatabase } from '../store/db.ts';
 import { removeFeed } from '../store/feed-removal.ts';
 import { FleetStore } from '../store/fleet.ts';
-import { cliActor } from './api-token.ts';
+import { cliActor } from './actor.ts';
 import { importFeedPath, type FeedImportResult } from '../feeds/store-import.ts';
 import { selectSources } from '../feeds/catalogue.ts';
 import { syncSources } from '../feeds/sync-run.ts';

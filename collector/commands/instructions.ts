@@ -9,7 +9,7 @@ import { requireDirectory } from '../../shared/cli-args.ts';
 import { UsageError } from '../../shared/errors.ts';
 import { exportInstructions } from '../airgap/instruction-export.ts';
 import { UUID } from './agent.ts';
-import { cliActor } from './api-token.ts';
+import { cliActor } from './actor.ts';
 import { parse } from './args.ts';
 import { DEFAULT_DB } from './feed.ts';
 import { readCollectorKey } from './collector-key.ts';

@@ -14,7 +14,7 @@
 import { UsageError } from '../../shared/errors.ts';
 import { type ImportSinks, importReportFiles, reportFilesIn, type ReportFileOutcome } from '../airgap/report-import.ts';
 import { ReportImports } from '../store/report-imports.ts';
-import { cliActor } from './api-token.ts';
+import { cliActor } from './actor.ts';
 import { parse } from './args.ts';
 import { DEFAULT_DB } from './feed.ts';
 import { type Opened, openEngine } from './rollout.ts';

@@ -26,7 +26,7 @@ import { parsePlan } from '../rollout/plan.ts';
 import { InstructionOutbox } from '../store/rollouts.ts';
 import { openDatabase } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
-import { cliActor } from './api-token.ts';
+import { cliActor } from './actor.ts';
 import { parse } from './args.ts';
 import { readCollectorKey } from './collector-key.ts';
 import { DEFAULT_DB } from './feed.ts';

@@ -23,7 +23,7 @@ import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
 import { FindingHistoryStore } from '../store/history.ts';
-import { cliActor } from './api-token.ts';
+import { cliActor } from './actor.ts';
 import { parse } from './args.ts';
 import { findingsCsv } from './findings-csv.ts';
 
