@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
+import { readData, dataPath } from '../../shared/testing/data.ts';
+import { importFeedPath } from '../feeds/store-import.ts';
+import { AdvisoryStore } from '../store/advisories.ts';
 import { SESSION_TTL_MS } from './auth.ts';
 import { DASHBOARD_CSP } from './dashboard.ts';
 import { almaInventory, debianInventory, type Fixture, HOSTILE_HOSTNAME, makeFixture, NOW } from './testkit.ts';
@@ -49,6 +52,7 @@ describe('dashboard', () => {
     const cases: [string, string][] = [
       ['/', '/login?next=%2F'],
       ['/?q=db', '/login?next=%2F%3Fq%3Ddb'],
+      ['/feeds', '/login?next=%2Ffeeds'],
       ['/hosts/00000000-0000-4000-8000-000000000000', '/login?next=%2Fhosts%2F00000000-0000-4000-8000-000000000000'],
     ];
     for (const [path, location] of cases) {
@@ -276,5 +280,82 @@ describe('dashboard', () => {
 
   it('never answered with a 500', () => {
     assert.deepEqual(fx.errors, []);
+  });
+});
+
+function cells(row: string): string[] {
+  return [...row.matchAll(/<td[^>]*>([\s\S]*?)<\/td>/g)].map((m) => (m[1] ?? '').replace(/<[^>]*>/g, '').trim());
+}
+
+/** Real feeds from ../shared/data: the DSA list checked an hour ago, KEV 49 hours ago (staleFeedHours is 48). */
+async function feedsFixture(t: TestContext, feeds: boolean): Promise<{ fx: Fixture; cookie: string }> {
+  const fx = await makeFixture({ feeds: false });
+  t.after(() => {
+    fx.close();
+  });
+  if (feeds) {
+    const store = new AdvisoryStore(fx.db);
+    await importFeedPath(store, dataPath('debian', 'DSA-list.gz'), { correlator: fx.correlator, now: new Date(NOW.getTime() - 3600_000) });
+    await importFeedPath(store, dataPath('kev', 'known_exploited_vulnerabilities.json.gz'), { correlator: fx.correlator, now: new Date(NOW.getTime() - 49 * 3600_000) });
+    // A mistyped path: the feed exists only as its error, never checked successfully.
+    await assert.rejects(importFeedPath(store, dataPath('debian', 'DSA-lst.gz'), { now: new Date(NOW.getTime() - 600_000) }));
+    // A failed sync keeps the DSA list's last good data and records what the upstream said.
+    store.recordFeedError({ source: 'DSA-list.gz', kind: 'debian-dsa-list', location: null }, `HTTP 502: <script>alert(3)</script>${'x'.repeat(5000)}`, NOW);
+  }
+  return { fx, cookie: await session(fx, fx.bearer.viewer) };
+}
+
+describe('dashboard feeds page', () => {
+  it('lists each feed with its coverage, size, freshness and last error, escaped', async (t) => {
+    const { fx, cookie } = await feedsFixture(t, true);
+    const res = await page(fx, '/feeds', cookie);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('content-security-policy'), DASHBOARD_CSP);
+    const text = await res.text();
+    const byName: Record<string, string[]> = {};
+    for (const r of rows(text, 'feeds')) {
+      const [name = '', ...rest] = cells(r);
+      byName[name] = rest;
+    }
+    assert.deepEqual(Object.keys(byName), ['DSA-list.gz', 'DSA-lst.gz', 'known_exploited_vulnerabilities.json.gz']);
+    const kevCount = (JSON.parse(readData('kev', 'known_exploited_vulnerabilities.json.gz')) as { count: number }).count;
+    // Columns after the name: kind, covers, records, newest, last successful check, freshness, last error.
+    const dsa = byName['DSA-list.gz'] ?? [];
+    assert.equal(dsa[0], 'debian-dsa-list');
+    // The DSA list ends in 2023: it names every release up to Debian 11 and not Debian 12.
+    assert.equal(dsa[1], 'Debian:3.0, Debian:3.1, Debian:4.0, Debian:5.0, Debian:6.0, Debian:7, Debian:8, Debian:9, Debian:10, Debian:11');
+    assert.equal(dsa[2], '5383');
+    assert.equal(dsa[3], '2023-03-29');
+    assert.equal(dsa[4], '2026-11-26 17:00:00Z (1 h ago)');
+    assert.equal(dsa[5], 'fresh');
+    assert.ok((dsa[6] ?? '').startsWith('2026-11-26T18:00:00.000Z HTTP 502: &lt;script&gt;alert(3)&lt;/script&gt;xxx'), dsa[6]);
+    assert.ok((dsa[6] ?? '').endsWith('x…'), 'a long error is cut short');
+    assert.ok(!text.includes('<script>'), 'the hostile error is text, not markup');
+    const kev = byName['known_exploited_vulnerabilities.json.gz'] ?? [];
+    assert.deepEqual(kev.slice(0, 3), ['kev-json', 'none (covers no host by itself)', String(kevCount)]);
+    assert.deepEqual([kev[4], kev[5], kev[6]], ['2026-11-24 17:00:00Z (2 d ago)', 'stale', '—']);
+    const mistyped = byName['DSA-lst.gz'] ?? [];
+    assert.deepEqual(mistyped.slice(0, 6), ['unknown', 'none (covers no host by itself)', '0', '—', 'never', 'stale']);
+    assert.match(mistyped[6] ?? '', /DSA-lst\.gz/);
+    assert.match(text, /3 feeds, <span class="bad">2 stale<\/span>/);
+    assert.doesNotMatch(text, /id="no-feeds"/);
+  });
+
+  it('says how to get feeds when none is loaded', async (t) => {
+    const { fx, cookie } = await feedsFixture(t, false);
+    const res = await page(fx, '/feeds', cookie);
+    assert.equal(res.status, 200);
+    const text = await res.text();
+    assert.match(text, /<div id="no-feeds" role="alert" class="banner"><p><b class="bad">No feed is loaded<\/b>, so no host is assessed/);
+    assert.match(text, /syncs the feeds its hosts need by itself/);
+    assert.match(text, /feed import \[--trust=KEY\] PATH/);
+    assert.deepEqual(rows(text, 'feeds').map(cells), [['No feeds.']]);
+  });
+
+  it('is linked from every page’s header', async (t) => {
+    const { fx, cookie } = await feedsFixture(t, false);
+    for (const path of ['/', '/feeds', '/rollouts']) {
+      assert.match(await (await page(fx, path, cookie)).text(), /<header><a href="\/">patchwarden<\/a><a href="\/feeds">Feeds<\/a>/, path);
+    }
   });
 });

@@ -22,7 +22,7 @@ import { sourceAddress } from './auth-limiter.ts';
 import { ApiError, type ApiStatus, RateLimitedError } from './errors.ts';
 import { HostsQuerySchema, parseQuery } from './query.ts';
 import type { Services } from './services.ts';
-import { type HostJson, hostDocument, listHosts, listRollouts, type RolloutDetailJson, rolloutDetail, type RolloutJson, summary } from './views.ts';
+import { type FeedJson, type HostJson, hostDocument, listFeeds, listHosts, listRollouts, type RolloutDetailJson, rolloutDetail, type RolloutJson, summary } from './views.ts';
 
 type Html = HtmlEscapedString | Promise<HtmlEscapedString>;
 type DashEnv = { Variables: { principal: Principal } };
@@ -42,6 +42,7 @@ input,select,button{font:inherit;padding:.25em .4em}.login{max-width:28em;margin
 #findings td:first-child,#findings td:nth-child(7){white-space:nowrap}
 .banner{padding:.6em .9em;margin:.6em 0;border:1px solid #fecdca;background:#fef3f2}.banner.stale{border-color:#fedf89;background:#fffaeb}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em}dt{font-weight:600}dd{margin:0}code{font-size:.9em}
+#feeds td.error-text{max-width:32em;overflow-wrap:anywhere}
 `;
 const CSS_HASH = createHash('sha256').update(DASHBOARD_CSS).digest('base64');
 export const DASHBOARD_CSP = `default-src 'none'; style-src 'sha256-${CSS_HASH}'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`;
@@ -53,7 +54,7 @@ function page(title: string, principal: Principal | undefined, body: Html): Html
 <body>
 <header><a href="/">patchwarden</a>${principal === undefined
     ? ''
-    : html`<a href="/rollouts">Rollouts</a><span>${principal.name} <span class="muted">(${principal.role})</span></span><form method="post" action="/logout"><button type="submit">Log out</button></form>`}</header>
+    : html`<a href="/feeds">Feeds</a><a href="/rollouts">Rollouts</a><span>${principal.name} <span class="muted">(${principal.role})</span></span><form method="post" action="/logout"><button type="submit">Log out</button></form>`}</header>
 <main>${body}</main>
 </body>
 </html>`;
@@ -145,6 +146,48 @@ ${r.lastError === null ? '' : html`<dt>Last error</dt><dd><span class="bad">${r.
 <table id="rollout-hosts">
 <thead><tr><th>Host</th><th>Wave</th><th>State</th><th>Step</th><th>Next</th><th>Detail</th><th>Updated</th></tr></thead>
 <tbody>${r.hosts.length === 0 ? html`<tr><td colspan="7" class="muted">No hosts yet: they are chosen when the rollout starts.</td></tr>` : r.hosts.map(rolloutHostRow)}</tbody>
+</table>`;
+}
+
+/** `3 h`, `2 d`: how long ago, coarse enough to read at a glance (the exact time is beside it). */
+function ageText(seconds: number): string {
+  if (seconds < 90) return `${seconds} s`;
+  if (seconds < 3600) return `${Math.round(seconds / 60)} min`;
+  if (seconds < 48 * 3600) return `${Math.round(seconds / 3600)} h`;
+  return `${Math.round(seconds / 86400)} d`;
+}
+
+/** A feed's last error can be a whole upstream answer; the page shows its start, the title a little more. */
+const ERROR_SHOWN = 200;
+const ERROR_TITLE = 2000;
+
+function clip(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max)}…`;
+}
+
+function feedRow(f: FeedJson, staleHours: number): Html {
+  return html`<tr>
+<td>${f.source}</td>
+<td>${f.kind}</td>
+<td>${f.ecosystems.length === 0 ? html`<span class="muted">none (covers no host by itself)</span>` : f.ecosystems.join(', ')}</td>
+<td class="num">${f.records}</td>
+<td>${f.newest === null ? '—' : f.newest.slice(0, 10)}</td>
+<td>${f.checkedAt === null || f.ageSeconds === null ? html`<span class="bad">never</span>` : html`${when(f.checkedAt)} <span class="muted">(${ageText(f.ageSeconds)} ago)</span>`}</td>
+<td>${f.stale ? html`<span class="bad" title="${f.checkedAt === null ? 'never checked successfully' : `last checked more than ${staleHours} h ago`}">stale</span>` : html`<span class="ok">fresh</span>`}</td>
+<td class="error-text">${f.lastError === null ? '—' : html`<span class="bad" title="${clip(f.lastError, ERROR_TITLE)}">${clip(f.lastError, ERROR_SHOWN)}</span>`}</td>
+</tr>`;
+}
+
+function feedsPage(feeds: FeedJson[], staleHours: number): Html {
+  const stale = feeds.filter((f) => f.stale).length;
+  return html`<h1>Feeds</h1>
+${feeds.length === 0
+    ? html`<div id="no-feeds" role="alert" class="banner"><p><b class="bad">No feed is loaded</b>, so no host is assessed: an empty findings list means nobody looked.</p>
+<p>A collector with internet access syncs the feeds its hosts need by itself, at start and then on a schedule (unless its config has <code>"feedSync": false</code> or <code>PATCHWARDEN_FEED_SYNC=off</code>); <code>patchwarden-collector feed sync</code> does it now. An offline collector imports feed files or a signed bundle from an online collector (<code>feed export</code> there): <code>patchwarden-collector feed import [--trust=KEY] PATH…</code>. A serving collector picks up an import without a restart.</p></div>`
+    : html`<p>${feeds.length} feeds, <span class="${stale > 0 ? 'bad' : 'ok'}">${stale} stale</span> (a feed is stale when its last successful check is more than ${staleHours} h old; <code>staleFeedHours</code> in the policy). A host is assessed only when a fresh feed covers its ecosystem.</p>`}
+<table id="feeds">
+<thead><tr><th>Feed</th><th>Kind</th><th>Covers</th><th>Records</th><th>Newest</th><th>Last successful check</th><th>Freshness</th><th>Last error</th></tr></thead>
+<tbody>${feeds.length === 0 ? html`<tr><td colspan="8" class="muted">No feeds.</td></tr>` : feeds.map((f) => feedRow(f, staleHours))}</tbody>
 </table>`;
 }
 
@@ -347,6 +390,11 @@ ${findings.warnings.length === 0 ? '' : html`<h2>Warnings</h2><ul>${findings.war
 </table>`,
       ),
     );
+  });
+
+  app.get('/feeds', session, (c) => {
+    const staleHours = s.deps.policy.staleFeedHours;
+    return send(c, page('Feeds', c.get('principal'), feedsPage(listFeeds(s), staleHours)));
   });
 
   // Read-only: rollouts are created and moved through the API or the CLI, never from a page.

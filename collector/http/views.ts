@@ -9,6 +9,7 @@ import type { RolloutEngine } from '../rollout/engine.ts';
 import type { RolloutPlan } from '../rollout/plan.ts';
 import { HOST_STATES, type HostState, type RolloutRecord } from '../store/rollouts.ts';
 import { fleetCounts, type HostListItem } from '../store/access.ts';
+import { AdvisoryStore } from '../store/advisories.ts';
 import type { Db } from '../store/db.ts';
 import type { FleetStore } from '../store/fleet.ts';
 import { countFindings, emptyCounts, type FeedHealth, type FindingCounts } from './fleet-findings.ts';
@@ -113,6 +114,26 @@ export async function summary(s: Services): Promise<Summary> {
     feeds,
     staleFeeds: feeds.filter((f) => f.stale).length,
   };
+}
+
+/** One loaded feed as the Feeds page shows it: its health (as the summary judges it), size and coverage. */
+export interface FeedJson extends FeedHealth {
+  records: number;
+  /** The ecosystems its own advisories name (table feed_coverage); empty for KEV and EPSS, which name none. */
+  ecosystems: string[];
+}
+
+/** `Debian:9` before `Debian:10`. */
+function byRelease(a: string, b: string): number {
+  return a.localeCompare(b, 'en', { numeric: true });
+}
+
+/** Every loaded feed by name; staleness comes from feedHealth so the page and the summary never disagree. */
+export function listFeeds(s: Services): FeedJson[] {
+  const store = new AdvisoryStore(s.deps.db);
+  const records = new Map(store.feeds().map((f) => [f.source, f.records]));
+  const coverage = new Map(store.coverage().map((c) => [c.source, c.ecosystems]));
+  return s.findings.feedHealth().map((f) => ({ ...f, records: records.get(f.source) ?? 0, ecosystems: [...(coverage.get(f.source) ?? [])].sort(byRelease) }));
 }
 
 /** One rollout in a list: what it does, where it stands, how its hosts are doing (the record without its plan and wave bookkeeping). */
