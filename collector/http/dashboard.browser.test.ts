@@ -10,11 +10,12 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { getRequestListener } from '@hono/node-server';
 import { type Browser, chromium, type Page } from 'playwright-core';
+import { AdvisoryStore } from '../store/advisories.ts';
 import { almaInventory, debianInventory, type Fixture, HOSTILE_HOSTNAME, makeFixture } from './testkit.ts';
 import { needs, TOOLS } from '../../shared/testing/system-tools.ts';
 
 const CHROMIUM = TOOLS.chromium.path;
-export const SCREENSHOTS = { hosts: '/tmp/patchwarden-dashboard-hosts.png', host: '/tmp/patchwarden-dashboard-host.png' };
+export const SCREENSHOTS = { hosts: '/tmp/patchwarden-dashboard-hosts.png', host: '/tmp/patchwarden-dashboard-host.png', feeds: '/tmp/patchwarden-dashboard-feeds.png' };
 
 describe('dashboard in Chromium', { skip: needs(TOOLS.chromium) }, () => {
   let fx: Fixture;
@@ -124,6 +125,23 @@ describe('dashboard in Chromium', { skip: needs(TOOLS.chromium) }, () => {
     assert.equal(await page.evaluate<string>("getComputedStyle(document.querySelector('#assessment')).backgroundColor"), 'rgb(254, 243, 242)');
     assert.equal(await page.title(), `${HOSTILE_HOSTNAME} · patchwarden`);
     assert.equal(await page.locator('script').count(), 0, 'no script element in the page');
+  });
+
+  it('opens the Feeds page from the header, a hostile last error shown as text', async () => {
+    new AdvisoryStore(fx.db).recordFeedError({ source: 'almalinux9.osv.jsonl.gz', kind: 'osv', location: null }, 'HTTP 502: <img src=x onerror=alert(5)>', fx.clock.now);
+    await Promise.all([page.waitForURL(`${base}/feeds`), page.click('header a[href="/feeds"]')]);
+    assert.equal(await page.textContent('h1'), 'Feeds');
+    const names = await page.locator('#feeds tbody tr td:first-child').allTextContents();
+    assert.deepEqual(names, ['almalinux9.osv.jsonl.gz', 'known_exploited_vulnerabilities.json.gz']);
+    const alma = (await page.locator('#feeds tbody tr').first().locator('td').allTextContents()).map((t) => t.trim());
+    assert.equal(alma[2], 'AlmaLinux:8, AlmaLinux:9, AlmaLinux:10', 'what the export names (it has AlmaLinux 8 and 10 entries too), Debian-style numeric order');
+    assert.equal(alma[6], 'fresh');
+    assert.match(alma[7] ?? '', /HTTP 502: <img src=x onerror=alert\(5\)>$/);
+    assert.equal(await page.locator('img').count(), 0, 'no img element from the hostile error');
+    assert.equal(await page.locator('script').count(), 0, 'no script element in the page');
+    assert.equal(await page.evaluate<string>("getComputedStyle(document.querySelector('header')).backgroundColor"), 'rgb(29, 35, 42)');
+    assert.deepEqual(consoleErrors.filter((m) => /Content.Security.Policy/i.test(m)), [], 'the page broke no CSP rule');
+    await page.screenshot({ path: SCREENSHOTS.feeds, fullPage: true });
   });
 
   it('logs out', async () => {

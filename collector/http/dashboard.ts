@@ -42,7 +42,7 @@ input,select,button{font:inherit;padding:.25em .4em}.login{max-width:28em;margin
 #findings td:first-child,#findings td:nth-child(7){white-space:nowrap}
 .banner{padding:.6em .9em;margin:.6em 0;border:1px solid #fecdca;background:#fef3f2}.banner.stale{border-color:#fedf89;background:#fffaeb}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em}dt{font-weight:600}dd{margin:0}code{font-size:.9em}
-#feeds td.error-text{max-width:32em;overflow-wrap:anywhere}
+#feeds td.error-text{max-width:32em;overflow-wrap:anywhere}#feeds td:nth-child(5),#feeds td:nth-child(2){white-space:nowrap}
 `;
 const CSS_HASH = createHash('sha256').update(DASHBOARD_CSS).digest('base64');
 export const DASHBOARD_CSP = `default-src 'none'; style-src 'sha256-${CSS_HASH}'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`;
