@@ -119,7 +119,7 @@ export async function summary(s: Services): Promise<Summary> {
 /** One loaded feed as the Feeds page shows it: its health (as the summary judges it), size and coverage. */
 export interface FeedJson extends FeedHealth {
   records: number;
-  /** The ecosystems its own advisories name (table feed_coverage); empty for KEV and EPSS, which name none. */
+  /** The ecosystems its own advisories name (table feed_coverage); empty for a KEV list, which names none. */
   ecosystems: string[];
 }
 
