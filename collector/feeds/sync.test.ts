@@ -5,8 +5,8 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { connect, type AddressInfo, type Socket } from 'node:net';
+import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve, sep } from 'node:path';
 import { Writable } from 'node:stream';
@@ -19,7 +19,7 @@ import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase, type Db } from '../store/db.ts';
 import { tempDatabase } from '../store/testkit.ts';
 import { syncFeed, type SyncOptions } from './sync.ts';
-import { gzipBomb } from './testkit.ts';
+import { gzipBomb, listenForTest as listen } from './testkit.ts';
 
 const T0 = new Date('2026-11-26T18:00:00.000Z');
 const T1 = new Date('2026-11-26T19:00:00.000Z');
@@ -32,24 +32,6 @@ interface Seen {
 
 type Handler = (req: IncomingMessage, res: ServerResponse, socket: Socket) => Promise<void> | void;
 
-async function listen(t: TestContext, server: Server): Promise<number> {
-  const sockets = new Set<Socket>();
-  server.on('connection', (s: Socket) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
-  t.after(async () => {
-    // Keep-alive and tunnelled sockets would hold close() open.
-    for (const s of sockets) s.destroy();
-    await new Promise<void>((ok) => {
-      server.close(() => {
-        ok();
-      });
-    });
-  });
-  return (server.address() as AddressInfo).port;
-}
 
 /**
  * Serves `/data/<path>` from ../shared/data with a strong ETag (content hash) and

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TestContext } from 'node:test';
 import { deflateRawSync, gunzipSync, gzipSync } from 'node:zlib';
@@ -144,6 +144,11 @@ export async function catalogueServer(t: TestContext, routes: Record<string, Rou
       res.writeHead(200, { etag, 'content-type': 'application/octet-stream', 'content-length': String(body.length) }).end(body);
     })().catch(() => res.destroy());
   });
+  return { base: `http://127.0.0.1:${await listenForTest(t, server)}`, seen };
+}
+
+/** Listens on 127.0.0.1:0 until the test ends (its sockets destroyed then); the port. */
+export async function listenForTest(t: TestContext, server: Server): Promise<number> {
   const sockets = new Set<Socket>();
   server.on('connection', (s: Socket) => {
     sockets.add(s);
@@ -151,6 +156,7 @@ export async function catalogueServer(t: TestContext, routes: Record<string, Rou
   });
   await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
   t.after(async () => {
+    // Keep-alive and tunnelled sockets would hold close() open.
     for (const s of sockets) s.destroy();
     await new Promise<void>((ok) => {
       server.close(() => {
@@ -158,7 +164,7 @@ export async function catalogueServer(t: TestContext, routes: Record<string, Rou
       });
     });
   });
-  return { base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen };
+  return (server.address() as AddressInfo).port;
 }
 
 /** Points the feed catalogue at `base` (PW_FEED_CATALOGUE_BASE) for this test only. */
