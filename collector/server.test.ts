@@ -7,7 +7,7 @@ import { collectInventory } from '../agent/inventory/inventory.ts';
 import type { Inventory } from '../shared/protocol.ts';
 import { publicKeyOfPem } from '../shared/signing.ts';
 import { newKeys, startCollector, TestAgent } from './gateway/testkit.ts';
-import { createLogger } from './logger.ts';
+import { captureLogger } from './testkit.ts';
 import { createCollector, isLoopback, loadOrCreateKey, parseListen } from './server.ts';
 
 let thisHost: Inventory;
@@ -21,19 +21,6 @@ async function tempDir(t: TestContext): Promise<string> {
   return dir;
 }
 
-function captureLogger() {
-  const lines: string[] = [];
-  return {
-    lines,
-    logger: createLogger({
-      destination: {
-        write(l: string) {
-          lines.push(l);
-        },
-      },
-    }),
-  };
-}
 
 describe('parseListen', () => {
   const ok: [string, { host: string; port: number }][] = [

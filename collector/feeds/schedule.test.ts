@@ -10,6 +10,7 @@ import { generateKeyPair } from '../../shared/signing.ts';
 import { parseConfig } from '../config.ts';
 import { inventoryOf, rhel95Packages } from '../correlate/testkit.ts';
 import { createLogger } from '../logger.ts';
+import { captureLogger } from '../testkit.ts';
 import { createCollector } from '../server.ts';
 import { AdvisoryStore, type FeedRow } from '../store/advisories.ts';
 import { FleetStore } from '../store/fleet.ts';
@@ -68,19 +69,6 @@ describe('dueAtStart', () => {
   }
 });
 
-function captureLogger() {
-  const lines: string[] = [];
-  return {
-    lines,
-    logger: createLogger({
-      destination: {
-        write(l: string) {
-          lines.push(l);
-        },
-      },
-    }),
-  };
-}
 
 const KEV_PATH = '/kev/sites/default/files/feeds/known_exploited_vulnerabilities.json';
 const ALMA_PATH = '/osv/AlmaLinux/all.zip';
