@@ -99,11 +99,19 @@ export class WalCheckpointer {
   async stop(timeoutMs = 5000): Promise<void> {
     if (!this.#stopping) {
       this.#stopping = true;
-      this.#worker.postMessage('stop');
-      const timer = setTimeout(() => void this.#worker.terminate(), timeoutMs);
-      await this.#exited;
-      clearTimeout(timer);
+      await stopWorker(this.#worker, this.#exited, timeoutMs);
     }
     return this.#exited;
   }
+}
+
+/**
+ * Asks a store worker to stop (it finishes the work in hand and closes its connection), and
+ * terminates it if it has not exited within timeoutMs: a very large file is not waited for.
+ */
+export async function stopWorker(worker: Worker, exited: Promise<void>, timeoutMs: number): Promise<void> {
+  worker.postMessage('stop');
+  const timer = setTimeout(() => void worker.terminate(), timeoutMs);
+  await exited;
+  clearTimeout(timer);
 }

@@ -10,6 +10,7 @@
  */
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
+import { stopWorker } from './checkpointer.ts';
 
 /** Between two checks. A run reads the whole file: hourly keeps that under a few seconds of I/O an hour on a GB-sized store. */
 export const INTEGRITY_CHECK_INTERVAL_MS = 60 * 60 * 1000;
@@ -142,11 +143,8 @@ export class IntegrityCheck {
   async stop(timeoutMs = 2000): Promise<void> {
     if (!this.#stopping) {
       this.#stopping = true;
-      this.#worker.postMessage('stop');
-      // A check in progress finishes first; a very large file is not waited for.
-      const timer = setTimeout(() => void this.#worker.terminate(), timeoutMs);
-      await this.#exited;
-      clearTimeout(timer);
+      // A check in progress finishes first.
+      await stopWorker(this.#worker, this.#exited, timeoutMs);
     }
     return this.#exited;
   }
