@@ -41,7 +41,7 @@ export class FeedAudit {
   }
 
   imported(path: string, r: FeedImportResult): void {
-    this.#fleet.audit(this.#actor, 'feed.import', `feed:${r.source}`, JSON.stringify({ path: resolve(path), formats: r.formats, advisories: r.advisories, kev: r.kev, warnings: r.warnings }));
+    this.#fleet.audit(this.#actor, 'feed.import', `feed:${r.source}`, JSON.stringify({ path: resolve(path), formats: r.formats, advisories: r.advisories, kev: r.kev, ...(r.epss === null ? {} : { epss: r.epss }), warnings: r.warnings }));
   }
 
   bundle(path: string, r: BundleImportResult): void {
@@ -63,7 +63,7 @@ export class FeedAudit {
   synced(url: string, o: SyncOutcome): void {
     if (o.status === 'imported') {
       const r = o.result;
-      this.#fleet.audit(this.#actor, 'feed.sync', `feed:${o.source}`, JSON.stringify({ url: auditedUrl(url), formats: r.formats, advisories: r.advisories, kev: r.kev, warnings: r.warnings }));
+      this.#fleet.audit(this.#actor, 'feed.sync', `feed:${o.source}`, JSON.stringify({ url: auditedUrl(url), formats: r.formats, advisories: r.advisories, kev: r.kev, ...(r.epss === null ? {} : { epss: r.epss }), warnings: r.warnings }));
     } else if (o.status === 'failed') {
       this.#fleet.audit(this.#actor, 'feed.sync-failed', `feed:${o.source}`, JSON.stringify({ url: auditedUrl(url), code: o.code, message: o.error.split(url).join(auditedUrl(url)).slice(0, MAX_MESSAGE) }));
     }

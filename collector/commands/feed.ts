@@ -36,7 +36,8 @@ type Io = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream & { isT
 export function importSummary(r: FeedImportResult): string {
   const parts: string[] = [];
   const a = r.advisories;
-  if (r.parsed.advisories.length > 0 || r.parsed.kev.length === 0) parts.push(`${a.added} added, ${a.updated} updated, ${a.unchanged} unchanged`);
+  if (r.epss !== null) parts.push(`EPSS ${r.epss.unchanged ? `${r.parsed.epss?.entries.length ?? 0} scores unchanged` : `${r.epss.stored} scores stored, ${r.epss.replaced} replaced`} (model ${r.epss.modelVersion}, scores of ${r.epss.scoreDate.slice(0, 10)})`);
+  else if (r.parsed.advisories.length > 0 || r.parsed.kev.length === 0) parts.push(`${a.added} added, ${a.updated} updated, ${a.unchanged} unchanged`);
   if (r.parsed.kev.length > 0) parts.push(`KEV ${r.kev.added} added, ${r.kev.updated} updated, ${r.kev.unchanged} unchanged`);
   // Warnings are not all skipped records: one can be a single bad CVE id in a kept record.
   if (r.warnings > 0) parts.push(`${r.warnings} warning${r.warnings === 1 ? '' : 's'}`);

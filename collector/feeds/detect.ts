@@ -4,8 +4,9 @@
  * what readFeedFile yields: a parsed JSON value, or the whole text of a text feed.
  */
 import { FeedFormatError } from '../../shared/errors.ts';
+import { looksLikeEpss } from './epss.ts';
 
-export type FeedFormat = 'osv' | 'alpine-secdb' | 'debian-tracker' | 'debian-dsa-list' | 'kev-json' | 'kev-csv' | 'csaf';
+export type FeedFormat = 'osv' | 'alpine-secdb' | 'debian-tracker' | 'debian-dsa-list' | 'kev-json' | 'kev-csv' | 'csaf' | 'epss-csv';
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -20,6 +21,7 @@ export function detectFormat(name: string, firstRecord: unknown): FeedFormat {
   if (typeof firstRecord === 'string') {
     const line = firstLine(firstRecord);
     if (/^\[[^\]]+\]\s+(DSA|DLA|DTSA)-\d+/.test(line)) return 'debian-dsa-list';
+    if (looksLikeEpss(line)) return 'epss-csv';
     const columns = line.split(',');
     if (columns.includes('cveID') && columns.includes('dateAdded') && columns.includes('dueDate')) return 'kev-csv';
   } else if (isObject(firstRecord)) {
@@ -36,5 +38,5 @@ export function detectFormat(name: string, firstRecord: unknown): FeedFormat {
       break;
     }
   }
-  throw new FeedFormatError(`${name}: not a feed format this collector reads (OSV, CSAF, Alpine secdb, Debian tracker JSON, DSA/DLA list, KEV JSON or CSV)`);
+  throw new FeedFormatError(`${name}: not a feed format this collector reads (OSV, CSAF, Alpine secdb, Debian tracker JSON, DSA/DLA list, KEV JSON or CSV, FIRST EPSS CSV)`);
 }

@@ -10,6 +10,7 @@
  */
 import { FeedFormatError, InputTooLargeError, type PatchwardenError } from '../../shared/errors.ts';
 import { detectFormat, type FeedFormat } from './detect.ts';
+import type { EpssSet } from './epss.ts';
 import { parseFeedRecord } from './parse.ts';
 import { readFeedFile, type ReadOptions } from './reader.ts';
 import { FeedReport, type Advisory, type KevEntry } from './types.ts';
@@ -18,6 +19,8 @@ export interface ParsedFeed {
   formats: FeedFormat[];
   advisories: Advisory[];
   kev: KevEntry[];
+  /** A FIRST EPSS score set, when the path is one; the store replaces its whole set with it. */
+  epss: EpssSet | null;
   report: FeedReport;
   /** The newest date in the data (advisory modified/published, KEV dateAdded), ISO; null when none has one. */
   newest: string | null;
@@ -28,6 +31,7 @@ export async function parseFeedPath(path: string, options: Omit<ReadOptions, 're
   const formats = new Set<FeedFormat>();
   const advisories: Advisory[] = [];
   const kev: KevEntry[] = [];
+  let epss: EpssSet | null = null;
   let newest: string | null = null;
   const seen = (date: string | null): void => {
     if (date !== null && (newest === null || date > newest)) newest = date;
@@ -45,14 +49,23 @@ export async function parseFeedPath(path: string, options: Omit<ReadOptions, 're
         kev.push(k);
         seen(`${k.dateAdded}T00:00:00.000Z`);
       }
+      if (parsed.epss !== undefined) {
+        // One set replaces the stored one whole: two in one path cannot both be it.
+        if (epss !== null) throw new FeedFormatError(`${name}: a second EPSS score file in one feed path; import them one at a time`);
+        epss = parsed.epss;
+        seen(epss.scoreDate);
+      }
     } catch (err) {
       if (!(err instanceof FeedFormatError)) throw err;
       report.warn(name, err);
       report.count('records refused');
     }
   }
-  if (advisories.length === 0 && kev.length === 0 && (formats.size === 0 || report.warningCount() > 0)) throw nothingUsable(path, report);
-  return { formats: [...formats], advisories, kev, report, newest };
+  const scores = epss?.entries.length ?? 0;
+  // The store replaces the whole score set per feed import: mixed with advisories, a partial refusal could not be told apart.
+  if (scores > 0 && (advisories.length > 0 || kev.length > 0)) throw new FeedFormatError(`${path}: an EPSS score file is a feed of its own; import it apart from advisories and KEV`);
+  if (advisories.length === 0 && kev.length === 0 && scores === 0 && (formats.size === 0 || report.warningCount() > 0)) throw nothingUsable(path, report);
+  return { formats: [...formats], advisories, kev, epss, report, newest };
 }
 
 /** The refusal carries the first problem's code when it was a size limit, so `feed list` and scripts can tell it. */

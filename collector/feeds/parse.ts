@@ -8,6 +8,7 @@ import { parseAlpineSecdb } from './alpine-secdb.ts';
 import { parseCsafRecord } from './csaf.ts';
 import { parseDebianDsaList } from './debian-dsa-list.ts';
 import { parseDebianTracker } from './debian-tracker.ts';
+import { parseEpssCsv, type EpssSet } from './epss.ts';
 import type { FeedFormat } from './detect.ts';
 import { parseKevCsv, parseKevJson } from './kev.ts';
 import { parseOsv } from './osv.ts';
@@ -17,6 +18,8 @@ import type { Advisory, FeedReport, KevEntry } from './types.ts';
 export interface ParsedRecord {
   advisories: Advisory[];
   kev: KevEntry[];
+  /** A FIRST EPSS score set: only an EPSS file has one. */
+  epss?: EpssSet;
 }
 
 function text(record: unknown, name: string): string {
@@ -38,6 +41,8 @@ export function parseFeedRecord(format: FeedFormat, record: unknown, report: Fee
       return { advisories: [], kev: parseKevJson(record, report, name) };
     case 'kev-csv':
       return { advisories: [], kev: parseKevCsv(text(record, name), report, name) };
+    case 'epss-csv':
+      return { advisories: [], kev: [], epss: parseEpssCsv(text(record, name), report, name) };
     case 'csaf':
       return { advisories: parseCsafRecord(record, report, name), kev: [] };
   }

@@ -8,6 +8,7 @@ import { basename } from 'node:path';
 import { errorMessage } from '../../shared/errors.ts';
 import type { Correlator } from '../correlate/correlator.ts';
 import type { AdvisoryStore } from '../store/advisories.ts';
+import type { EpssImport } from '../store/epss.ts';
 import { checkFeedName } from './feed-name.ts';
 import { parseFeedPath, type ParsedFeed } from './import.ts';
 
@@ -16,6 +17,8 @@ export interface FeedImportResult {
   formats: string[];
   advisories: { added: number; updated: number; unchanged: number };
   kev: { added: number; updated: number; unchanged: number };
+  /** An EPSS score file's import: the set it stored, or null for any other feed. */
+  epss: (EpssImport & { scoreDate: string; modelVersion: string }) | null;
   warnings: number;
   parsed: ParsedFeed;
 }
@@ -41,6 +44,19 @@ export async function importFeedPath(
     throw err;
   }
   const feed = { source, kind: parsed.formats.join('+') || 'empty', location };
+  if (parsed.epss !== null) {
+    const set = parsed.epss;
+    const epss = store.importEpss(feed, set, options.now);
+    return {
+      source,
+      formats: parsed.formats,
+      advisories: { added: 0, updated: 0, unchanged: 0 },
+      kev: { added: 0, updated: 0, unchanged: 0 },
+      epss: { ...epss, scoreDate: set.scoreDate, modelVersion: set.modelVersion },
+      warnings: parsed.report.warningCount(),
+      parsed,
+    };
+  }
   const { advisories, kev } = store.importFeed(feed, parsed.advisories, parsed.kev, options.now);
   options.correlator?.apply(advisories.changed);
   return {
@@ -48,6 +64,7 @@ export async function importFeedPath(
     formats: parsed.formats,
     advisories: { added: advisories.added, updated: advisories.updated, unchanged: advisories.unchanged },
     kev,
+    epss: null,
     warnings: parsed.report.warningCount(),
     parsed,
   };

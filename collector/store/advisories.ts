@@ -6,8 +6,10 @@
  */
 import { createHash } from 'node:crypto';
 import type { FeedCoverage } from '../correlate/coverage.ts';
+import type { EpssSet } from '../feeds/epss.ts';
 import type { Advisory, KevEntry } from '../feeds/types.ts';
 import type { Db } from './db.ts';
+import { EpssStore, type EpssImport } from './epss.ts';
 
 export interface FeedInfo {
   source: string;
@@ -163,6 +165,11 @@ export class AdvisoryStore {
     if (old === undefined) counts.added++;
     else counts.updated++;
     this.#putKev.run(feed, e.cve, e.dateAdded, e.dueDate, e.vendorProject, e.product, ransomware);
+  }
+
+  /** Replaces the stored EPSS score set with this feed's, atomically (collector/store/epss.ts). */
+  importEpss(feed: FeedInfo, set: EpssSet, now = new Date()): EpssImport {
+    return new EpssStore(this.#db).replace(feed, set, now);
   }
 
   /** Stores a whole feed's advisories atomically. */

@@ -4,6 +4,7 @@
  * last one applied.
  */
 import { ADVISORY_CHANGES_MIGRATION } from './advisory-changes.ts';
+import { EPSS_MIGRATION } from './epss.ts';
 
 export const MIGRATIONS: readonly string[] = [
   // 1: advisory feeds, the advisories themselves, the affected index and KEV.
@@ -418,4 +419,6 @@ export const MIGRATIONS: readonly string[] = [
   `,
   // 16: the advisory change log a serving collector follows (collector/store/advisory-changes.ts, issue 11).
   ADVISORY_CHANGES_MIGRATION,
+  // 17: FIRST EPSS scores, one set replaced whole per import (collector/store/epss.ts, issue 11).
+  EPSS_MIGRATION,
 ];
