@@ -172,6 +172,12 @@ export const FindingSchema = z.strictObject({
   status: FindingStatusSchema,
   severity: SeveritySchema,
   kev: z.boolean(),
+  /**
+   * FIRST EPSS of the finding's likeliest CVE (its score and percentile, 0..1), used to
+   * order what to fix first; null when no loaded score covers its CVEs. Absent in findings
+   * stored before EPSS was read.
+   */
+  epss: z.strictObject({ cve: z.string().max(64), score: z.number().min(0).max(1), percentile: z.number().min(0).max(1) }).nullable().optional(),
   published: day.nullable(),
   firstSeen: isoDate,
   /** null for statuses with no deadline (`resolved`, `accepted` until it expires). */

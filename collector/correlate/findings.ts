@@ -4,12 +4,15 @@
  * (accepted). Cheap, so it runs per host on top of the shared, cached matches.
  */
 import type { Finding } from '../../shared/protocol.ts';
+import type { EpssScore } from '../feeds/epss.ts';
 import type { RawMatch } from './match.ts';
 import { addDays, type DuePolicy } from './policy.ts';
 
 export interface KevInfo {
   dueDate: string;
 }
+
+export type { EpssScore };
 
 export interface HistoryEntry {
   firstSeen: string;
@@ -31,6 +34,8 @@ export interface FindingContext {
   policy: DuePolicy;
   now: Date;
   kev: ReadonlyMap<string, KevInfo>;
+  /** EPSS scores by CVE; absent or empty: no EPSS feed loaded, findings carry `epss: null`. */
+  epss?: ReadonlyMap<string, EpssScore>;
   /** Per `${advisory}\0${package}`: when this host first had it. */
   history?: ReadonlyMap<string, HistoryEntry>;
   exceptions?: readonly RiskException[];
@@ -54,6 +59,17 @@ function exceptionsByAdvisory(exceptions: readonly RiskException[] | undefined, 
   return out;
 }
 
+/** The highest-scored of the CVEs, with its percentile: an advisory is as likely to be exploited as its likeliest CVE. */
+export function topEpss(cves: readonly string[], epss: ReadonlyMap<string, EpssScore> | undefined): { cve: string; score: number; percentile: number } | null {
+  if (epss === undefined || epss.size === 0) return null;
+  let top: { cve: string; score: number; percentile: number } | null = null;
+  for (const cve of cves) {
+    const s = epss.get(cve);
+    if (s !== undefined && (top === null || s.score > top.score || (s.score === top.score && cve < top.cve))) top = { cve, score: s.score, percentile: s.percentile };
+  }
+  return top;
+}
+
 export function buildFindings(matches: readonly RawMatch[], ctx: FindingContext): Finding[] {
   const nowIso = ctx.now.toISOString();
   const today = nowIso.slice(0, 10);
@@ -65,6 +81,7 @@ export function buildFindings(matches: readonly RawMatch[], ctx: FindingContext)
     const firstSeen = hist !== undefined && hist.resolvedAt === null ? hist.firstSeen : nowIso;
     const published = m.advisory.published?.slice(0, 10) ?? null;
     const kevDue = m.advisory.cves.map((c) => ctx.kev.get(c)?.dueDate).filter((d): d is string => d !== undefined).sort()[0];
+    const epss = topEpss(m.advisory.cves, ctx.epss);
     let status: Finding['status'] = m.status;
     let why = m.why;
     let due: string | null = null;
@@ -74,6 +91,15 @@ export function buildFindings(matches: readonly RawMatch[], ctx: FindingContext)
       if (kevDue !== undefined && ctx.policy.kevDueDates && kevDue < due) {
         due = kevDue;
         why += `; known exploited (CISA KEV due ${kevDue})`;
+      }
+      // Off unless the policy sets it: an EPSS score alone moves no deadline.
+      const rule = ctx.policy.epssDueDays;
+      if (rule !== undefined && epss !== null && epss.score >= rule.threshold) {
+        const epssDue = addDays(start, rule.days);
+        if (epssDue < due) {
+          due = epssDue;
+          why += `; EPSS ${epss.score} (${epss.cve}) >= ${rule.threshold}: due in ${rule.days} days by policy`;
+        }
       }
     }
     const exc = exceptions.get(m.advisory.id)?.find((e) => e.package === undefined || e.package === m.package);
@@ -94,6 +120,7 @@ export function buildFindings(matches: readonly RawMatch[], ctx: FindingContext)
       status,
       severity: m.advisory.severity,
       kev: kevDue !== undefined,
+      epss,
       published,
       firstSeen,
       due,

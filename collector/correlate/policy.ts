@@ -15,6 +15,12 @@ export const DuePolicySchema = z.strictObject({
   clockStart: z.enum(['published', 'first-seen']).default('published'),
   /** Use CISA KEV's due date for known-exploited CVEs when it is sooner. */
   kevDueDates: z.boolean().default(true),
+  /**
+   * Off by default (EPSS orders what to fix first and changes no due date): when set, a
+   * finding whose highest EPSS score is at least `threshold` is due within `days` of the
+   * clock start when that is sooner than its severity's deadline.
+   */
+  epssDueDays: z.strictObject({ threshold: z.number().min(0).max(1), days }).optional(),
   /** A feed not imported for this many hours is flagged stale in every report. */
   staleFeedHours: z.number().positive().default(48),
 });
