@@ -80,6 +80,17 @@ export class FeedFormatError extends PatchwardenError {
 }
 
 /**
+ * An XML feed (OVAL) that is not well-formed, is cut short, or uses what the collector
+ * never processes: a DOCTYPE, an entity declaration or an entity reference beyond the five
+ * predefined ones (billion laughs, external entities). The whole file is refused.
+ */
+export class FeedXmlError extends PatchwardenError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, 'PW_ERR_FEED_XML', options);
+  }
+}
+
+/**
  * Valid feed data that this collector cannot evaluate (OSV `SEMVER`/`GIT` ranges, `limit`
  * events, encrypted zip entries): skipped and counted, never read as "affected".
  */

@@ -4,7 +4,8 @@
  * on every feed import, which also says which (ecosystem, package) pairs changed so
  * cached correlations are redone for those pairs only.
  */
-import type { Advisory, AdvisoryRange } from '../feeds/types.ts';
+import type { Advisory, AdvisoryRange, LivepatchFix } from '../feeds/types.ts';
+import { compileModulePattern, type ModulePattern } from '../feeds/livepatch-pattern.ts';
 import type { Severity } from '../../shared/protocol.ts';
 
 export interface AdvisoryMeta {
@@ -21,7 +22,17 @@ export interface IndexEntry {
   versions: readonly string[];
   /** The source's reason there is no fix (CSAF `no_fix_planned`), for the finding's `why`. */
   note?: string;
+  /** An Ubuntu LSN (listed under LIVEPATCH_PACKAGE): the live patch that fixes the advisory's CVEs. */
+  livepatch?: { provider: LivepatchFix['provider']; patterns: readonly ModulePattern[]; fixedLevel: number };
 }
+
+/**
+ * The index "package" LSNs are listed under, per ecosystem. Never a package name (they
+ * start with a letter or digit), so no unit looks it up by accident; its index key still
+ * names the ecosystem, which is what tells live re-correlation which hosts to judge again.
+ * Kernel units are matched afresh on every findings() call, so nothing cached depends on it.
+ */
+export const LIVEPATCH_PACKAGE = '\u0001livepatch';
 
 export function indexKey(ecosystem: string, pkg: string): string {
   return `${ecosystem}\u0000${pkg}`;
@@ -73,6 +84,15 @@ export class AdvisoryIndex {
           this.#byKey.set(key, list);
         }
         list.push(aff.note === undefined ? { advisory: meta, ranges: aff.ranges, versions: aff.versions } : { advisory: meta, ranges: aff.ranges, versions: aff.versions, note: aff.note });
+        keys.push(key);
+        changed.add(key);
+      }
+      if (a.livepatch !== undefined) {
+        const patterns = a.livepatch.modules.map(compileModulePattern).filter((p): p is ModulePattern => p !== null);
+        const key = indexKey(a.livepatch.ecosystem, LIVEPATCH_PACKAGE);
+        let list = this.#byKey.get(key);
+        if (list === undefined) this.#byKey.set(key, (list = []));
+        list.push({ advisory: meta, ranges: [], versions: [], livepatch: { provider: a.livepatch.provider, patterns, fixedLevel: a.livepatch.fixedLevel } });
         keys.push(key);
         changed.add(key);
       }

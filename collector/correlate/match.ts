@@ -6,7 +6,8 @@
 import { advisoryKey, schemeForEcosystem } from '../../shared/ecosystem.ts';
 import { type FindingStatus, type Inventory, LIMITS } from '../../shared/protocol.ts';
 import { compareVersions } from '../../shared/versions/index.ts';
-import { type AdvisoryIndex, type AdvisoryMeta, indexKey } from './advisory-index.ts';
+import { type AdvisoryIndex, type AdvisoryMeta, type IndexEntry, indexKey, LIVEPATCH_PACKAGE } from './advisory-index.ts';
+import { ubuntuKernelRelease, unameUnitName } from './ubuntu-kernel.ts';
 import { kernelSources, unsignedKernelSource } from './kernel-sources.ts';
 import type { AdvisoryRange } from '../feeds/types.ts';
 import { type Compare, describeRange, matchRanges, type RangeMatch } from './ranges.ts';
@@ -106,6 +107,12 @@ export function planInventory(inv: Inventory): MatchPlan {
     for (const name of new Set(names)) {
       out.push({ key: indexKey(ecosystem, name), package: name, versions: [{ version: kp.version, binaries: [kp.name], binaryCount: 1 }], kernel: true });
     }
+    // Ubuntu's OVAL keys kernel USNs by the running release (correlate/ubuntu-kernel.ts says why).
+    const rel = ecosystem.startsWith('Ubuntu:') ? ubuntuKernelRelease(inv.kernel.release) : null;
+    if (rel !== null) {
+      const name = unameUnitName(rel.base, rel.flavour);
+      out.push({ key: indexKey(ecosystem, name), package: name, versions: [{ version: rel.abiVersion, binaries: [kp.name], binaryCount: 1 }], kernel: true });
+    }
   }
   return { ecosystem, units: out, kernelManaged, warnings };
 }
@@ -122,7 +129,7 @@ interface UnitHit {
 }
 
 /** Matches one unit against the index. Kernel units also weigh installed kernels and the live patch. */
-export function matchUnit(inv: Inventory, unit: MatchUnit, index: AdvisoryIndex, cmp: Compare, ecosystem: string, seen: Set<string>, warnings: string[]): RawMatch[] {
+export function matchUnit(inv: Pick<Inventory, 'kernel'>, unit: MatchUnit, index: AdvisoryIndex, cmp: Compare, ecosystem: string, seen: Set<string>, warnings: string[]): RawMatch[] {
   const out: RawMatch[] = [];
   const entries = index.lookup(ecosystem, unit.package);
   if (entries.length === 0) return out;
@@ -130,7 +137,7 @@ export function matchUnit(inv: Inventory, unit: MatchUnit, index: AdvisoryIndex,
   const many = only === undefined ? sortedVersions(unit, cmp, warnings) : undefined;
   // Once per unit, not per advisory: the running kernel's source has thousands of
   // advisories, a live patch up to 10,000 CVEs and a host up to 1,000 installed kernels.
-  const kernel = unit.kernel ? kernelFacts(inv, cmp) : undefined;
+  const kernel = unit.kernel ? kernelFacts(inv, cmp, index.lookup(ecosystem, LIVEPATCH_PACKAGE)) : undefined;
   for (const e of entries) {
     const advKey = `${e.advisory.source}\u0000${e.advisory.id}`;
     // An RHEL kernel advisory lists kernel, kernel-core, kernel-modules...: judge it once.
@@ -160,9 +167,11 @@ export function matchUnit(inv: Inventory, unit: MatchUnit, index: AdvisoryIndex,
       why = `running kernel ${inv.kernel.release}: ${why}`;
       const lp = inv.kernel.livepatch;
       const newer = m.fixed === null ? undefined : kernel.firstAtLeast(m.fixed);
-      if (lp.active && e.advisory.cves.length > 0 && e.advisory.cves.every((c) => kernel.fixedCves.has(c))) {
+      if (lp.active && e.advisory.cves.length > 0 && e.advisory.cves.every((c) => kernel.fixedCves.has(c) || kernel.lsnFixes.has(c))) {
         status = 'mitigated-livepatch';
-        why += `; live patch (${lp.provider}${lp.effectiveVersion === null ? '' : ` ${lp.effectiveVersion}`}) covers ${e.advisory.cves.join(', ')}`;
+        const reported = e.advisory.cves.filter((c) => kernel.fixedCves.has(c));
+        if (reported.length > 0) why += `; live patch (${lp.provider}${lp.effectiveVersion === null ? '' : ` ${lp.effectiveVersion}`}) covers ${reported.join(', ')}`;
+        why += lsnWhy(e.advisory.cves.filter((c) => !kernel.fixedCves.has(c)), kernel.lsnFixes);
       } else if (newer !== undefined) {
         status = 'fixed-pending-reboot';
         why += `; installed kernel ${newer.release} (${newer.version ?? '?'}) has the fix: reboot into it`;
@@ -260,7 +269,56 @@ type InstalledKernel = Inventory['kernel']['installed'][number];
  * order) whose version is at least a given one, found by binary search over the running
  * maximum of the versions before it: log2(1,000) comparisons per advisory, not 1,000.
  */
-function kernelFacts(inv: Inventory, cmp: Compare): { fixedCves: ReadonlySet<string>; firstAtLeast(version: string): InstalledKernel | undefined } {
+/** Which LSN fixes a CVE on this host, through which loaded module. */
+interface LsnFix {
+  lsn: string;
+  module: string;
+  level: number;
+  fixedLevel: number;
+}
+
+/** `; LSN-0105-1 (module lkp_..._105, level 105 >= 105) fixes CVE-a, CVE-b`, grouped by LSN. */
+function lsnWhy(cves: readonly string[], fixes: ReadonlyMap<string, LsnFix>): string {
+  const by = new Map<LsnFix, string[]>();
+  for (const c of cves) {
+    const f = fixes.get(c);
+    if (f === undefined) continue;
+    const list = by.get(f);
+    if (list === undefined) by.set(f, [c]);
+    else list.push(c);
+  }
+  let out = '';
+  for (const [f, list] of by) out += `; ${f.lsn} (Canonical Livepatch module ${f.module}, level ${f.level} >= ${f.fixedLevel}) fixes ${list.join(', ')}`;
+  return out;
+}
+
+/**
+ * The CVEs of the LSNs this host's live patch satisfies: Canonical Livepatch active, and a
+ * loaded module matching an LSN's pattern at a level at least the LSN's. The first LSN
+ * (in index order) to fix a CVE names it.
+ */
+function lsnFixesOf(lp: Inventory['kernel']['livepatch'], lsns: readonly IndexEntry[]): Map<string, LsnFix> {
+  const out = new Map<string, LsnFix>();
+  if (!lp.active || lsns.length === 0 || lp.modules.length === 0) return out;
+  for (const e of lsns) {
+    const fix = e.livepatch;
+    if (fix === undefined || fix.provider !== lp.provider) continue;
+    let found: LsnFix | undefined;
+    for (const module of lp.modules) {
+      for (const p of fix.patterns) {
+        const level = p.level(module);
+        if (level !== null && level >= fix.fixedLevel) found = { lsn: e.advisory.id, module, level, fixedLevel: fix.fixedLevel };
+        if (found !== undefined) break;
+      }
+      if (found !== undefined) break;
+    }
+    if (found === undefined) continue;
+    for (const c of e.advisory.cves) if (!out.has(c)) out.set(c, found);
+  }
+  return out;
+}
+
+function kernelFacts(inv: Pick<Inventory, 'kernel'>, cmp: Compare, lsns: readonly IndexEntry[]): { fixedCves: ReadonlySet<string>; lsnFixes: ReadonlyMap<string, LsnFix>; firstAtLeast(version: string): InstalledKernel | undefined } {
   const positions: number[] = [];
   const maxima: string[] = [];
   inv.kernel.installed.forEach((k, i) => {
@@ -274,6 +332,7 @@ function kernelFacts(inv: Inventory, cmp: Compare): { fixedCves: ReadonlySet<str
   });
   return {
     fixedCves: new Set(inv.kernel.livepatch.fixedCves),
+    lsnFixes: lsnFixesOf(inv.kernel.livepatch, lsns),
     firstAtLeast(version) {
       let lo = 0;
       let hi = maxima.length;

@@ -108,3 +108,45 @@ export function manyBinaries(count: number, sources: readonly string[], version:
     return { name: `${source}-bin${i}`, version: v, arch: 'amd64', source, sourceVersion: v };
   });
 }
+
+/** The module name Canonical Livepatch loads for the `linux` (generic) kernel 6.8.0-31, at a patch level. */
+export function nobleLivepatchModule(level: number): string {
+  return `lkp_Ubuntu_6_8_0_31_31_linux_${level}`;
+}
+
+/**
+ * An Ubuntu 24.04 LTS host (as agent/inventory/os-release.ts names it) running
+ * 6.8.0-31-generic, Ubuntu's real binaries of that kernel (linux-image-* built by
+ * linux-signed, linux-modules-* by linux, at 6.8.0-31.31) and OpenSSL 3.0.13-0ubuntu3
+ * (libssl3t64, openssl), the noble release versions. With `livepatchLevel`, Canonical
+ * Livepatch is active with its module loaded at that level and no CVE list reported
+ * (what sysfs alone gives), so only the LSN OVAL can say what it fixes.
+ */
+export function ubuntuNobleInventory(options: { livepatchLevel?: number; release?: string } = {}): Inventory {
+  const abi = options.release ?? '6.8.0-31-generic';
+  const kv = '6.8.0-31.31';
+  const deb = (name: string, version: string, source: string, sourceVersion = version): Package => ({ name, version, arch: 'amd64', source, sourceVersion });
+  const inv = inventoryOf(
+    'Ubuntu:24.04:LTS',
+    'deb',
+    [
+      deb(`linux-image-${abi}`, kv, 'linux-signed'),
+      deb(`linux-modules-${abi}`, kv, 'linux'),
+      deb('libssl3t64', '3.0.13-0ubuntu3', 'openssl'),
+      deb('openssl', '3.0.13-0ubuntu3', 'openssl'),
+      deb('bash', '5.2.21-2ubuntu4', 'bash'),
+    ],
+    {
+      release: abi,
+      version: '#31-Ubuntu SMP PREEMPT_DYNAMIC',
+      package: { name: `linux-image-${abi}`, source: 'linux-signed', version: kv },
+      installed: [{ name: `linux-image-${abi}`, version: kv, release: abi }],
+      livepatch:
+        options.livepatchLevel === undefined
+          ? { provider: 'none', active: false, effectiveVersion: null, fixedCves: [], modules: [] }
+          : { provider: 'canonical-livepatch', active: true, effectiveVersion: `${options.livepatchLevel}.1`, fixedCves: [], modules: [nobleLivepatchModule(options.livepatchLevel)] },
+    },
+  );
+  inv.host.os = { id: 'ubuntu', idLike: ['debian'], versionId: '24.04', codename: 'noble', prettyName: 'Ubuntu 24.04.1 LTS' };
+  return inv;
+}

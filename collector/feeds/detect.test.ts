@@ -23,6 +23,8 @@ describe('detectFormat + parseFeedRecord on every kind of real feed file', () =>
     ['debian/DLA-list.gz', 'debian-dsa-list', 3530, 0, 0],
     ['kev/known_exploited_vulnerabilities.json.gz', 'kev-json', 0, 1404, 0],
     ['kev/known_exploited_vulnerabilities-2025-11-17.csv.gz', 'kev-csv', 0, 1460, 0],
+    // 48 kernel USNs + 5 LSNs; each of the 207 package USNs is one PW_ERR_FEED_UNSUPPORTED warning.
+    ['oval/com.ubuntu.noble.usn.oval.xml.gz', 'ubuntu-oval', 53, 0, 207],
   ];
   for (const [path, format, advisories, kev, warnings] of CASES) {
     it(`${path} -> ${format}: ${advisories} advisories, ${kev} KEV entries, ${warnings} warnings`, async () => {
@@ -54,7 +56,7 @@ describe('detectFormat refuses what it does not know', () => {
     ['a package map without releases', { openssl: { 'CVE-2024-6119': { description: 'x' } } }],
     ['plain text', 'hello\nworld\n'],
     ['a CSV without the KEV columns', 'cve,date\nCVE-2024-1,2024-01-01\n'],
-    ['the OVAL XML', '<?xml version="1.0"?>\n<oval_definitions>'],
+    ['an HTML page (a captive portal, an error page)', '<!DOCTYPE html>\n<html><body>Sign in</body></html>'],
   ];
   for (const [name, record] of CASES) {
     it(name, () => {

@@ -4,9 +4,10 @@
  * what readFeedFile yields: a parsed JSON value, or the whole text of a text feed.
  */
 import { FeedFormatError } from '../../shared/errors.ts';
+import { looksLikeXml } from './ubuntu-oval.ts';
 import { looksLikeEpss } from './epss.ts';
 
-export type FeedFormat = 'osv' | 'alpine-secdb' | 'debian-tracker' | 'debian-dsa-list' | 'kev-json' | 'kev-csv' | 'csaf' | 'epss-csv';
+export type FeedFormat = 'osv' | 'alpine-secdb' | 'debian-tracker' | 'debian-dsa-list' | 'kev-json' | 'kev-csv' | 'csaf' | 'epss-csv' | 'ubuntu-oval';
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -19,6 +20,8 @@ function firstLine(text: string): string {
 
 export function detectFormat(name: string, firstRecord: unknown): FeedFormat {
   if (typeof firstRecord === 'string') {
+    // OVAL is the only XML feed; ubuntu-oval.ts refuses OVAL that is not Canonical's.
+    if (looksLikeXml(firstRecord)) return 'ubuntu-oval';
     const line = firstLine(firstRecord);
     if (/^\[[^\]]+\]\s+(DSA|DLA|DTSA)-\d+/.test(line)) return 'debian-dsa-list';
     if (looksLikeEpss(line)) return 'epss-csv';
@@ -38,5 +41,5 @@ export function detectFormat(name: string, firstRecord: unknown): FeedFormat {
       break;
     }
   }
-  throw new FeedFormatError(`${name}: not a feed format this collector reads (OSV, CSAF, Alpine secdb, Debian tracker JSON, DSA/DLA list, KEV JSON or CSV, FIRST EPSS CSV)`);
+  throw new FeedFormatError(`${name}: not a feed format this collector reads (OSV, CSAF, Ubuntu OVAL, Alpine secdb, Debian tracker JSON, DSA/DLA list, KEV JSON or CSV, FIRST EPSS CSV)`);
 }

@@ -12,6 +12,7 @@ import { parseEpssCsv, type EpssSet } from './epss.ts';
 import type { FeedFormat } from './detect.ts';
 import { parseKevCsv, parseKevJson } from './kev.ts';
 import { parseOsv } from './osv.ts';
+import { parseUbuntuOval } from './ubuntu-oval.ts';
 import { FeedFormatError } from '../../shared/errors.ts';
 import type { Advisory, FeedReport, KevEntry } from './types.ts';
 
@@ -45,5 +46,7 @@ export function parseFeedRecord(format: FeedFormat, record: unknown, report: Fee
       return { advisories: [], kev: [], epss: parseEpssCsv(text(record, name), report, name) };
     case 'csaf':
       return { advisories: parseCsafRecord(record, report, name), kev: [] };
+    case 'ubuntu-oval':
+      return { advisories: parseUbuntuOval(text(record, name), report, name), kev: [] };
   }
 }

@@ -11,6 +11,7 @@
 import * as z from 'zod';
 import { PACKAGE_NAME, SeveritySchema, VERSION } from '../../shared/protocol.ts';
 import type { PatchwardenError } from '../../shared/errors.ts';
+import { compileModulePattern, MAX_MODULE_PATTERN } from './livepatch-pattern.ts';
 
 export { SeveritySchema, type Severity } from '../../shared/protocol.ts';
 
@@ -70,8 +71,25 @@ export const AffectedPackageSchema = z
   .refine((a) => !a.notAffected || (a.ranges.length === 0 && a.versions.length === 0), 'a not-affected entry has no ranges or versions');
 export type AffectedPackage = z.infer<typeof AffectedPackageSchema>;
 
+/**
+ * A live patch that fixes the advisory's CVEs on a running kernel (Ubuntu LSN OVAL): the
+ * host is fixed when one of its loaded live-patch modules, from this provider, matches a
+ * pattern with a patch level at least `fixedLevel`. Patterns are feed-written regexes, so
+ * only the narrow grammar of livepatch-pattern.ts is accepted.
+ */
+export const LivepatchFixSchema = z.strictObject({
+  provider: z.literal('canonical-livepatch'),
+  ecosystem: z.string().min(1).max(ADVISORY_LIMITS.ecosystem).regex(FEED_ECOSYSTEM, 'not a valid ecosystem'),
+  modules: z
+    .array(z.string().min(1).max(MAX_MODULE_PATTERN).refine((p) => compileModulePattern(p) !== null, 'a module pattern outside the accepted grammar'))
+    .min(1)
+    .max(100),
+  fixedLevel: z.number().int().min(0).max(999_999_999),
+});
+export type LivepatchFix = z.infer<typeof LivepatchFixSchema>;
+
 export const AdvisorySchema = z.strictObject({
-  /** Which parser made it: `osv`, `alpine-secdb`, `debian-tracker`, `debian-dsa-list`, `csaf`. */
+  /** Which parser made it: `osv`, `alpine-secdb`, `debian-tracker`, `debian-dsa-list`, `csaf`, `ubuntu-oval`. */
   source: z.string().min(1).max(64).regex(/^[a-z][a-z0-9-]*$/),
   id: advisoryId,
   /** CVE ids and other ids of the same vulnerability, sorted, without duplicates. */
@@ -83,6 +101,8 @@ export const AdvisorySchema = z.strictObject({
   affected: z.array(AffectedPackageSchema).max(ADVISORY_LIMITS.affected),
   /** When the source withdrew the advisory; a withdrawn advisory raises no findings. */
   withdrawn: isoDateTime.nullable(),
+  /** Ubuntu LSN: raises no finding itself; marks the running kernel's findings of its CVEs mitigated-livepatch. */
+  livepatch: LivepatchFixSchema.optional(),
 });
 export type Advisory = z.infer<typeof AdvisorySchema>;
 
