@@ -9,11 +9,13 @@ import { packagesHash } from '../../shared/inventory-hash.ts';
 import { type Findings, type Inventory, LIMITS } from '../../shared/protocol.ts';
 import { Correlator, type FeedState } from '../correlate/correlator.ts';
 import type { KevInfo } from '../correlate/findings.ts';
+import type { EpssScore } from '../feeds/epss.ts';
 import type { Advisory } from '../feeds/types.ts';
 import type { DuePolicy } from '../correlate/policy.ts';
 import type { Logger } from '../logger.ts';
 import { AdvisoryChanges } from '../store/advisory-changes.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
+import { currentEpss } from '../store/epss.ts';
 import type { Db } from '../store/db.ts';
 import type { FleetStore } from '../store/fleet.ts';
 import { FindingHistoryStore, type StoredHistoryEntry } from '../store/history.ts';
@@ -48,6 +50,8 @@ export class HostFindings {
   readonly #sliceTx: (work: () => boolean) => boolean;
   readonly #refreshOne: (agentId: string, inventory: Inventory, hash: string) => Findings;
   #kev = new Map<string, KevInfo>();
+  #epss: ReadonlyMap<string, EpssScore> = new Map();
+  readonly #epssOf: () => ReturnType<typeof currentEpss>;
   #feeds: FeedState[] = [];
   #feedErrors: string[] = [];
   /** null: load the host's latest stored inventory when its turn comes. */
@@ -61,6 +65,7 @@ export class HostFindings {
     this.correlator = opts.correlator ?? new Correlator();
     this.#advisories = new AdvisoryStore(opts.db);
     this.#changes = new AdvisoryChanges(opts.db);
+    this.#epssOf = () => currentEpss(opts.db);
     this.#history = new FindingHistoryStore(opts.db);
     this.#fleet = opts.fleet;
     this.#policy = opts.policy;
@@ -79,12 +84,16 @@ export class HostFindings {
     return { advisories: all.length, ...this.#loadKevAndFeeds() };
   }
 
-  #loadKevAndFeeds(): { kev: number; feeds: number } {
+  #loadKevAndFeeds(): { kev: number; feeds: number; epss: number; epssChanged: boolean } {
     this.#kev = new Map([...this.#advisories.kev()].map(([cve, k]) => [cve, { dueDate: k.dueDate }]));
+    // EPSS scores are read again only when the stored set changed (an import or removal writes its feed row).
+    const epss = this.#epssOf();
+    const epssChanged = epss.scores !== this.#epss;
+    this.#epss = epss.scores;
     const rows = this.#advisories.feeds();
     this.#feeds = rows.map((f) => ({ source: f.source, newest: f.newest, importedAt: f.checkedAt }));
     this.#feedErrors = rows.filter((f) => f.lastError !== null).map((f) => `feed ${f.source}: last attempt failed: ${(f.lastError ?? '').slice(0, 1000)}`);
-    return { kev: this.#kev.size, feeds: rows.length };
+    return { kev: this.#kev.size, feeds: rows.length, epss: this.#epss.size, epssChanged };
   }
 
   /**
@@ -126,7 +135,8 @@ export class HostFindings {
       this.#clearedSeq = this.#changeSeq;
     }
     if (this.#changeSeq === from) return { advisories: 0, keys: 0, hosts: 0 };
-    if (kev || feeds) this.#loadKevAndFeeds();
+    // A new EPSS set changes every host's scores and order (and due dates under epssDueDays): every host, as for KEV.
+    if ((kev || feeds) && this.#loadKevAndFeeds().epssChanged) kev = true;
     if (keys === 0 && !kev) return { advisories, keys, hosts: 0 };
     const hosts = kev ? this.#fleet.reportedAgentIds() : this.#changes.hostsIn(ecosystems);
     this.scheduleStored(hosts);
@@ -142,6 +152,7 @@ export class HostFindings {
       policy: this.#policy,
       now,
       kev: this.#kev,
+      epss: this.#epss,
       feeds: this.#feeds,
       history,
       exceptions: this.#history.exceptions(agentId, now),

@@ -7,7 +7,7 @@ import { Hono } from 'hono';
 import * as z from 'zod';
 import { bearerAuth, type AuthVariables, requireRole } from './auth.ts';
 import { conflict, notFound } from './errors.ts';
-import { AuditQuerySchema, cursorScope, decodeAuditCursor, DEFAULT_LIMIT, EmptyQuerySchema, HostsQuerySchema, parseQuery } from './query.ts';
+import { AuditQuerySchema, cursorScope, decodeAuditCursor, DEFAULT_LIMIT, EmptyQuerySchema, HostQuerySchema, HostsQuerySchema, parseQuery } from './query.ts';
 import type { Services } from './services.ts';
 import { rolloutRoutes } from './rollouts.ts';
 import { hostDocument, listHosts, summary } from './views.ts';
@@ -37,8 +37,8 @@ export function apiRoutes(s: Services): Hono<{ Variables: AuthVariables }> {
   });
 
   api.get('/hosts/:id', requireRole('viewer'), (c) => {
-    parseQuery(EmptyQuerySchema, c.req.queries());
-    const doc = hostDocument(s, agentIdParam(c.req.param('id')));
+    const { sort } = parseQuery(HostQuerySchema, c.req.queries());
+    const doc = hostDocument(s, agentIdParam(c.req.param('id')), sort);
     if (doc === undefined) throw notFound('no such host (or it has not reported yet)');
     return c.json(doc);
   });

@@ -15,7 +15,7 @@ import { csrf } from 'hono/csrf';
 import { html } from 'hono/html';
 import type { HtmlEscapedString } from 'hono/utils/html';
 import * as z from 'zod';
-import type { Finding, Severity } from '../../shared/protocol.ts';
+import type { Finding } from '../../shared/protocol.ts';
 import { ASSESSMENTS, type Assessment } from '../correlate/coverage.ts';
 import { clearSessionCookie, type Principal, sessionId, setSessionCookie } from './auth.ts';
 import { sourceAddress } from './auth-limiter.ts';
@@ -39,7 +39,7 @@ th{background:#eef0f3;font-weight:600}td.num{text-align:right;font-variant-numer
 form.filters{display:flex;gap:.6em;flex-wrap:wrap;align-items:end;margin-bottom:.8em}label{display:flex;flex-direction:column;font-size:.85em}
 input,select,button{font:inherit;padding:.25em .4em}.login{max-width:28em;margin:4em auto;background:#fff;padding:1.5em;border:1px solid #e3e6ea}
 .login input{width:100%;box-sizing:border-box}.error{background:#fef3f2;border:1px solid #fecdca;padding:.5em .8em;margin:.5em 0}
-#findings td:first-child,#findings td:nth-child(7){white-space:nowrap}
+#findings td:first-child,#findings td:nth-child(3),#findings td:nth-child(8){white-space:nowrap}
 .banner{padding:.6em .9em;margin:.6em 0;border:1px solid #fecdca;background:#fef3f2}.banner.stale{border-color:#fedf89;background:#fffaeb}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em}dt{font-weight:600}dd{margin:0}code{font-size:.9em}
 #feeds td.error-text{max-width:32em;overflow-wrap:anywhere}#feeds td:nth-child(5),#feeds td:nth-child(2){white-space:nowrap}
@@ -191,7 +191,6 @@ ${feeds.length === 0
 </table>`;
 }
 
-const SEVERITY_ORDER: Record<Severity, number> = { critical: 0, high: 1, medium: 2, low: 3, unknown: 4 };
 
 function loginPage(next: string, error?: string): Html {
   return page(
@@ -228,10 +227,18 @@ function hostRow(h: HostJson): Html {
 </tr>`;
 }
 
+/** The score as a percentage with its percentile; numbers formatted here, then escaped like any text. */
+function epssCell(f: Finding): Html | string {
+  const e = f.epss;
+  if (e === null || e === undefined) return '—';
+  return html`<span title="${e.cve}: EPSS ${e.score}, percentile ${e.percentile}">${(e.score * 100).toFixed(2)}%</span> <span class="muted">(p${Math.floor(e.percentile * 100)})</span>`;
+}
+
 function findingRow(f: Finding): Html {
   return html`<tr>
 <td>${f.advisory}${f.kev ? html` <span class="bad">KEV</span>` : ''}</td>
 <td>${f.severity}</td>
+<td class="num">${epssCell(f)}</td>
 <td>${f.status}</td>
 <td>${f.package}</td>
 <td><code>${f.installed}</code></td>
@@ -358,12 +365,11 @@ ${list.nextCursor === null ? '' : html`<p><a rel="next" href="/?${nextParams.toS
   app.get('/hosts/:id', session, (c) => {
     const principal = c.get('principal');
     const id = c.req.param('id');
-    const doc = z.uuid().safeParse(id).success ? hostDocument(s, id) : undefined;
+    const doc = z.uuid().safeParse(id).success ? hostDocument(s, id, 'fix-first') : undefined;
     if (doc === undefined) return send(c, page('Not found', principal, html`<h1>No such host</h1><p><a href="/">All hosts</a></p>`), 404);
     const { host, inventory, findings } = doc;
-    const sorted = [...findings.findings].sort(
-      (a, b) => Number(b.overdue) - Number(a.overdue) || SEVERITY_ORDER[a.severity] - SEVERITY_ORDER[b.severity] || (a.due ?? '9').localeCompare(b.due ?? '9') || a.advisory.localeCompare(b.advisory),
-    );
+    // What to fix first: overdue, KEV, EPSS, severity (hostDocument sorted them).
+    const sorted = findings.findings;
     return send(
       c,
       page(
@@ -385,8 +391,8 @@ ${host.assessment.state === 'assessed' ? '' : html`<p id="assessment" role="aler
 ${findings.warnings.length === 0 ? '' : html`<h2>Warnings</h2><ul>${findings.warnings.map((w) => html`<li>${w}</li>`)}</ul>`}
 <h2>Findings (${findings.findings.length}; ${host.findings.open} open, ${host.findings.overdue} overdue)</h2>
 <table id="findings">
-<thead><tr><th>Advisory</th><th>Severity</th><th>Status</th><th>Package</th><th>Installed</th><th>Fixed</th><th>Due</th><th>CVEs</th></tr></thead>
-<tbody>${sorted.length === 0 ? html`<tr><td colspan="8" class="muted">${host.assessment.state === 'not-assessed' ? 'No findings, because no loaded feed covers this host.' : 'No findings.'}</td></tr>` : sorted.map(findingRow)}</tbody>
+<thead><tr><th>Advisory</th><th>Severity</th><th title="FIRST EPSS: probability of exploitation in the next 30 days, and its percentile">EPSS</th><th>Status</th><th>Package</th><th>Installed</th><th>Fixed</th><th>Due</th><th>CVEs</th></tr></thead>
+<tbody>${sorted.length === 0 ? html`<tr><td colspan="9" class="muted">${host.assessment.state === 'not-assessed' ? 'No findings, because no loaded feed covers this host.' : 'No findings.'}</td></tr>` : sorted.map(findingRow)}</tbody>
 </table>`,
       ),
     );

@@ -18,11 +18,12 @@
 import type { Findings, FindingStatus, Severity } from '../../shared/protocol.ts';
 import type { Correlator, FeedState } from '../correlate/correlator.ts';
 import { ASSESSMENTS, CoverageView, inventoryReadable, type Assessment, type HostAssessment } from '../correlate/coverage.ts';
-import type { KevInfo, RiskException } from '../correlate/findings.ts';
+import type { EpssScore, KevInfo, RiskException } from '../correlate/findings.ts';
 import type { DuePolicy } from '../correlate/policy.ts';
 import { type HostDirectory, type HostListItem } from '../store/access.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import type { Db } from '../store/db.ts';
+import { currentEpss } from '../store/epss.ts';
 import type { FleetStore } from '../store/fleet.ts';
 import { FindingHistoryStore } from '../store/history.ts';
 
@@ -83,6 +84,7 @@ interface Snapshot {
   key: string;
   madeAt: number;
   kev: Map<string, KevInfo>;
+  epss: ReadonlyMap<string, EpssScore>;
   fleetExceptions: RiskException[];
   hostExceptions: Map<string, RiskException[]>;
   counts: Map<string, FindingCounts>;
@@ -151,7 +153,9 @@ export class FleetFindings {
     const ex = this.#exceptionsSig.get(nowIso);
     // A KEV import changes due dates without touching the advisory index: feeds' imported_at moves only when their data changed.
     const feeds = this.#feedsSig.get();
-    const key = [this.#d.correlator.index.generation, nowIso.slice(0, 10), ex?.n ?? 0, ex?.last ?? 0, ex?.soonest ?? '', feeds?.n ?? 0, feeds?.last ?? ''].join('|');
+    // Scores may move due dates (the policy's epssDueDays); read again only when the stored set changed.
+    const epss = currentEpss(this.#d.db);
+    const key = [epss.signature, this.#d.correlator.index.generation, nowIso.slice(0, 10), ex?.n ?? 0, ex?.last ?? 0, ex?.soonest ?? '', feeds?.n ?? 0, feeds?.last ?? ''].join('|');
     const ttl = this.#d.ttlMs ?? 3600_000;
     const s = this.#snap;
     if (s !== undefined && s.key === key && now.getTime() - s.madeAt < ttl && now.getTime() >= s.madeAt) return s;
@@ -171,6 +175,7 @@ export class FleetFindings {
       now,
       madeAt: now.getTime(),
       kev: this.#advisories.kev(),
+      epss: epss.scores,
       fleetExceptions,
       hostExceptions,
       counts: new Map(),
@@ -192,6 +197,7 @@ export class FleetFindings {
       policy: this.#d.policy,
       now,
       kev: snap.kev,
+      epss: snap.epss,
       // As `scan --db`: a feed's freshness is its last successful check.
       feeds: feeds.map((f): FeedState => ({ source: f.source, newest: f.newest, importedAt: f.checkedAt })),
       hash: host.contentHash,
@@ -248,6 +254,7 @@ export class FleetFindings {
       policy: this.#d.policy,
       now: snap.now,
       kev: snap.kev,
+      epss: snap.epss,
       feeds: [],
       hash: host.contentHash,
       exceptions: own === undefined ? snap.fleetExceptions : [...snap.fleetExceptions, ...own],

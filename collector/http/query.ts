@@ -8,6 +8,7 @@
 import * as z from 'zod';
 import { ECOSYSTEM } from '../../shared/protocol.ts';
 import { ASSESSMENTS } from '../correlate/coverage.ts';
+import { FINDING_SORTS } from '../correlate/fix-order.ts';
 import type { CursorCodec } from './cursor.ts';
 import { badCursor, badRequest } from './errors.ts';
 
@@ -45,6 +46,11 @@ export const AuditQuerySchema = z.strictObject({
 export type AuditQuery = z.infer<typeof AuditQuerySchema>;
 
 export const EmptyQuerySchema = z.strictObject({});
+
+/** One host's document: `sort=fix-first` orders its findings overdue, KEV, EPSS, severity (collector/correlate/fix-order.ts). */
+export const HostQuerySchema = z.strictObject({
+  sort: z.enum(FINDING_SORTS, `must be one of ${FINDING_SORTS.join(', ')}`).optional(),
+});
 
 const show = (key: string) => JSON.stringify(key.length > 64 ? `${key.slice(0, 64)}…` : key);
 

@@ -2,6 +2,7 @@
  * The API's documents (hosts, one host, the fleet summary, rollouts), shared by the JSON routes and
  * the dashboard so both always show the same figures.
  */
+import { type FindingSort, sortFindings } from '../correlate/fix-order.ts';
 import type { InstructionResult } from '../../shared/instructions.ts';
 import type { Assessment, HostAssessment } from '../correlate/coverage.ts';
 import type { Findings, Inventory } from '../../shared/protocol.ts';
@@ -82,11 +83,12 @@ export interface HostDocument {
   findings: Findings;
 }
 
-export function hostDocument(s: Services, agentId: string): HostDocument | undefined {
+/** `sort`: `package` (the correlator's order) or `fix-first` (collector/correlate/fix-order.ts). */
+export function hostDocument(s: Services, agentId: string, sort: FindingSort = 'package'): HostDocument | undefined {
   const r = s.findings.forHost(agentId);
   if (r === undefined) return undefined;
   const host = hostJson(r.host, countFindings(r.findings), r.assessment);
-  return { host, inventory: r.inventory, findings: r.findings };
+  return { host, inventory: r.inventory, findings: { ...r.findings, findings: sortFindings(r.findings.findings, sort) } };
 }
 
 export interface Summary {

@@ -55,6 +55,20 @@ function setHash(set: EpssSet): string {
   return h.digest('base64url');
 }
 
+/** One copy of the scores per open database (the gateway and the API read the same set), kept until the set changes. */
+const loaded = new WeakMap<Db, { signature: string; scores: ReadonlyMap<string, EpssScore> }>();
+
+/** The stored scores, read again only when the stored set changed (a few µs when it did not). */
+export function currentEpss(db: Db): { scores: ReadonlyMap<string, EpssScore>; changed: boolean; signature: string } {
+  const store = new EpssStore(db);
+  const signature = store.signature();
+  const had = loaded.get(db);
+  if (had !== undefined && had.signature === signature) return { scores: had.scores, changed: false, signature };
+  const scores = signature === '' ? new Map<string, EpssScore>() : store.all();
+  loaded.set(db, { signature, scores });
+  return { scores, changed: true, signature };
+}
+
 export class EpssStore {
   readonly #db: Db;
 
