@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { dataPath } from '../../shared/testing/data.ts';
 import type { Inventory } from '../../shared/protocol.ts';
 import type { Advisory } from '../feeds/types.ts';
-import { Correlator } from './correlator.ts';
+import { Correlator, matchHash as matchHashOf } from './correlator.ts';
 import { DEFAULT_POLICY } from './policy.ts';
 import { inventoryOf, loadOsv, rhel95Packages } from './testkit.ts';
 
@@ -125,4 +125,43 @@ describe('the correlator matches identical inventories once and re-matches only 
       assert.deepEqual(again.findings, first[0]?.findings);
     });
   }
+
+  it('sets that differ in a few packages share their other units: each is matched once, and a feed change re-matches a shared unit once for all sets, without their inventories', () => {
+    const c = new Correlator();
+    c.apply(alma);
+    // Ten sets of the same image, each without one other package: a fleet drifting from one image.
+    const sets = Array.from({ length: 10 }, (_, i) => inventoryOf('AlmaLinux:9', 'rpm', packages.filter((_, j) => j !== i * 7)));
+    const docs = sets.map((inv) => c.findings(inv, ctx));
+    assert.equal(c.stats.misses, 10);
+    assert.equal(c.stats.unitsMatched, units, 'every distinct unit matched once, not once per set');
+    assert.equal(c.cached.units, units);
+
+    const bash = packages.find((p) => p.name === 'bash');
+    assert.ok(bash);
+    const fresh: Advisory = {
+      source: 'osv',
+      id: 'ALSA-2099:0002',
+      aliases: ['CVE-2099-0002'],
+      summary: 'Important: bash security update',
+      severity: 'high',
+      published: '2026-11-20T00:00:00.000Z',
+      modified: '2026-11-20T00:00:00.000Z',
+      withdrawn: null,
+      affected: [{ ecosystem: 'AlmaLinux:9', package: 'bash', ranges: [{ introduced: '0', fixed: `${bash.version}.1`, lastAffected: null }], versions: [], notAffected: false }],
+    };
+    c.apply([fresh]);
+    const matchedBefore = c.stats.unitsMatched;
+    const keys = new Set(['AlmaLinux:9\u0000bash']);
+    for (const [i, inv] of sets.entries()) {
+      const got = c.matchesOfKeys(matchHashOf(inv), keys);
+      assert.ok(got !== undefined);
+      const hasBash = inv.packages.some((p) => p.name === 'bash');
+      assert.deepEqual(got.packages, hasBash ? ['bash'] : []);
+      assert.equal(got.matches.some((m) => m.advisory.id === 'ALSA-2099:0002'), hasBash, `set ${i}`);
+      assert.equal(docs[i]?.findings.some((f) => f.advisory === 'ALSA-2099:0002'), false);
+    }
+    assert.equal(c.stats.unitsMatched - matchedBefore, 1, 'the shared bash unit matched once for all ten sets');
+    assert.equal(c.matchesOfKeys('no-such-content', keys), undefined);
+  });
 });
+

@@ -3,12 +3,15 @@
  * Identical inventories (a fleet built from one image) are matched once; after a feed
  * import only the (ecosystem, package) pairs it changed are matched again.
  *
- * A cache entry keeps only what matched (most of 2,000 packages match nothing), never the
- * inventory or its plan: the caller passes the inventory on every call, and the same
- * content hash means the same packages, kernel and ecosystem. An entry of a fleet image
- * with a dozen findings is a few hundred bytes, so thousands of distinct package sets fit;
- * keeping each set's 2,000 units and per-unit lists cost about 1 MB per set and made every
- * major GC of a busy collector walk them.
+ * A cache entry keeps what matched and its units, never the inventory: the same content
+ * hash means the same packages, kernel and ecosystem. Units are interned: a fleet's
+ * package sets drift from a few images, so 2,000 sets share most of their units, and an
+ * entry is an array of references to shared units (12 KB for 1,500 units) rather than
+ * its own copies (about 1 MB per set, which made every major GC of a busy collector walk
+ * them). Holding the units lets a feed change re-match a cached set without its inventory
+ * (parsing 2,000 stored inventories alone took seconds), and an interned unit is matched
+ * once per index generation however many sets hold it: the fan-out of a feed update over
+ * a whole fleet (HostFindings.followStore) costs one match per distinct unit.
  */
 import { packagesHash } from '../../shared/inventory-hash.ts';
 import { FINDINGS_SCHEMA, type Findings, type Inventory } from '../../shared/protocol.ts';
@@ -31,8 +34,33 @@ interface CacheEntry {
   warningsByKey: Map<string, { shown: string[]; more: number }>;
   /** byKey's lists as one: what a cache hit copies. */
   flat: RawMatch[];
+  /** The non-kernel units, interned (see SharedUnit): what a refresh re-matches without the inventory. */
+  units: SharedUnit[];
   /** At most three; matched afresh every time (they share one de-duplication set). */
   kernelUnits: MatchUnit[];
+  /** What kernel matching reads (installed kernels, live patch): a few KB, kept so a refresh needs no inventory. */
+  kernel: Inventory['kernel'];
+}
+
+/**
+ * A unit shared by every cached set that holds the same one, with its matches at one index
+ * generation: matched once per generation, however many sets hold it.
+ */
+interface SharedUnit {
+  unit: MatchUnit;
+  signature: string;
+  /** Cache entries holding it; dropped from the intern table at 0. */
+  refs: number;
+  generation: number;
+  matches: RawMatch[];
+  warnings: string[];
+}
+
+/** Identity of a unit: its key and every installed version with its binaries. */
+function unitSignature(u: MatchUnit): string {
+  let s = u.key;
+  for (const v of u.versions) s += `\u0001${v.version}\u0002${v.binaryCount}\u0002${v.binaries.join('\u0003')}`;
+  return s;
 }
 
 export interface FeedState {
@@ -68,6 +96,7 @@ export const matchHash = packagesHash;
 export class Correlator {
   readonly index = new AdvisoryIndex();
   readonly #cache = new Map<string, CacheEntry>();
+  readonly #interned = new Map<string, SharedUnit>();
   readonly #maxCached: number;
   readonly #maxCachedMatches: number;
   /** Matches held by all entries (their flat lists): what the cache's memory grows with. */
@@ -124,7 +153,7 @@ export class Correlator {
     let entry = this.#cache.get(hash);
     if (entry !== undefined) {
       this.stats.hits++;
-      if (entry.generation !== this.#generation) this.#refresh(entry, inv, cmp);
+      if (entry.generation !== this.#generation) this.#refresh(entry, cmp);
     } else {
       this.stats.misses++;
       entry = this.#build(inv, ecosystem, cmp);
@@ -143,7 +172,7 @@ export class Correlator {
     const out = entry.flat.slice();
     const seen = new Set<string>();
     for (const u of entry.kernelUnits) {
-      for (const m of matchUnit(inv, u, this.index, cmp, ecosystem, seen, warnings)) out.push(m);
+      for (const m of matchUnit(entry, u, this.index, cmp, ecosystem, seen, warnings)) out.push(m);
       this.stats.unitsMatched++;
     }
     if (more > 0) warnings.push(`${more} more warnings like these were left out`);
@@ -160,50 +189,69 @@ export class Correlator {
       byKey: new Map(),
       warningsByKey: new Map(),
       flat: [],
+      units: [],
       kernelUnits: plan.units.filter((u) => u.kernel),
+      kernel: inv.kernel,
     };
-    this.#matchUnits(entry, inv, plan.units, cmp);
+    for (const u of plan.units) {
+      if (u.kernel) continue;
+      const signature = unitSignature(u);
+      let shared = this.#interned.get(signature);
+      if (shared === undefined) {
+        shared = { unit: u, signature, refs: 0, generation: -1, matches: [], warnings: [] };
+        this.#interned.set(signature, shared);
+      }
+      shared.refs++;
+      entry.units.push(shared);
+    }
+    this.#matchUnits(entry, entry.units, cmp);
     return entry;
   }
 
   /** Matches again the units whose keys feed imports changed since the entry was made. */
-  #refresh(entry: CacheEntry, inv: Inventory, cmp: Compare): void {
+  #refresh(entry: CacheEntry, cmp: Compare): void {
     const first = this.#changes[0];
-    if (first === undefined || first.generation > entry.generation + 1) {
+    const whole = first === undefined || first.generation > entry.generation + 1;
+    let units: SharedUnit[];
+    if (whole) {
       // Older than every import remembered: match it whole.
-      const rebuilt = this.#build(inv, entry.ecosystem, cmp);
-      this.#cachedMatches -= entry.flat.length;
-      Object.assign(entry, rebuilt);
-      return;
-    }
-    const keys = new Set<string>();
-    for (const c of this.#changes) if (c.generation > entry.generation) for (const k of c.keys) keys.add(k);
-    const units = planInventory(inv).units.filter((u) => !u.kernel && keys.has(u.key));
-    for (const u of units) {
-      entry.byKey.delete(u.key);
-      entry.warningsByKey.delete(u.key);
+      units = entry.units;
+      entry.byKey.clear();
+      entry.warningsByKey.clear();
+    } else {
+      const keys = new Set<string>();
+      for (const c of this.#changes) if (c.generation > entry.generation) for (const k of c.keys) keys.add(k);
+      units = entry.units.filter((u) => keys.has(u.unit.key));
+      for (const u of units) {
+        entry.byKey.delete(u.unit.key);
+        entry.warningsByKey.delete(u.unit.key);
+      }
+      this.stats.unitsRematched += units.length;
     }
     entry.generation = this.#generation;
-    this.stats.unitsRematched += units.length;
-    this.#matchUnits(entry, inv, units, cmp);
+    this.#matchUnits(entry, units, cmp);
   }
 
-  /** Matches the non-kernel units into the entry's byKey, then rebuilds its flat list. */
-  #matchUnits(entry: CacheEntry, inv: Inventory, units: readonly MatchUnit[], cmp: Compare): void {
-    const warnings: string[] = [];
+  /** Matches the units into the entry's byKey (once per unit and generation), then rebuilds its flat list. */
+  #matchUnits(entry: CacheEntry, units: readonly SharedUnit[], cmp: Compare): void {
     for (const u of units) {
-      if (u.kernel) continue;
-      const m = matchUnit(inv, u, this.index, cmp, entry.ecosystem, NO_KERNEL_SEEN, warnings);
-      this.stats.unitsMatched++;
-      if (m.length > 0) {
-        const list = entry.byKey.get(u.key);
-        if (list === undefined) entry.byKey.set(u.key, m);
-        else for (const x of m) list.push(x);
+      if (u.generation !== this.#generation) {
+        const warnings: string[] = [];
+        u.matches = matchUnit(entry, u.unit, this.index, cmp, entry.ecosystem, NO_KERNEL_SEEN, warnings);
+        u.warnings = warnings;
+        u.generation = this.#generation;
+        this.stats.unitsMatched++;
       }
-      if (warnings.length > 0) {
-        let w = entry.warningsByKey.get(u.key);
-        if (w === undefined) entry.warningsByKey.set(u.key, (w = { shown: [], more: 0 }));
-        for (const line of warnings.splice(0)) {
+      const key = u.unit.key;
+      if (u.matches.length > 0) {
+        const list = entry.byKey.get(key);
+        if (list === undefined) entry.byKey.set(key, u.matches.slice());
+        else for (const x of u.matches) list.push(x);
+      }
+      if (u.warnings.length > 0) {
+        let w = entry.warningsByKey.get(key);
+        if (w === undefined) entry.warningsByKey.set(key, (w = { shown: [], more: 0 }));
+        for (const line of u.warnings) {
           if (w.shown.length < WARNINGS_PER_KEY) w.shown.push(line);
           else w.more++;
         }
@@ -214,6 +262,37 @@ export class Correlator {
     this.#cachedMatches += entry.flat.length;
   }
 
+  /**
+   * The current matches of the given index keys in a cached package set, without its
+   * inventory: what a feed change's fan-out applies to every host holding the set.
+   * `packages` are the advisory packages of those keys the set holds (kernel ones too):
+   * the findings that may have changed. Undefined when the set is not cached; the caller
+   * then matches the inventory once (matches()), which caches it.
+   */
+  matchesOfKeys(hash: string, keys: ReadonlySet<string>): { matches: RawMatch[]; packages: string[] } | undefined {
+    const entry = this.#cache.get(hash);
+    if (entry === undefined) return undefined;
+    const cmp = comparatorFor(entry.ecosystem);
+    if (cmp === null) return undefined;
+    if (entry.generation !== this.#generation) this.#refresh(entry, cmp);
+    const matches: RawMatch[] = [];
+    const packages: string[] = [];
+    for (const u of entry.units) {
+      if (!keys.has(u.unit.key)) continue;
+      packages.push(u.unit.package);
+      for (const m of entry.byKey.get(u.unit.key) ?? []) matches.push(m);
+    }
+    const seen = new Set<string>();
+    const warnings: string[] = [];
+    for (const u of entry.kernelUnits) {
+      if (!keys.has(u.key)) continue;
+      packages.push(u.package);
+      for (const m of matchUnit(entry, u, this.index, cmp, entry.ecosystem, seen, warnings)) matches.push(m);
+    }
+    // A key can be held by several units (packages of one source at several versions share one unit, but kernel and non-kernel names may repeat).
+    return { matches, packages: [...new Set(packages)] };
+  }
+
   /** Drops the oldest sets while the cache is over either bound; the newest always stays. */
   #evict(): void {
     while (this.#cache.size > 1 && (this.#cache.size > this.#maxCached || this.#cachedMatches > this.#maxCachedMatches)) {
@@ -221,12 +300,13 @@ export class Correlator {
       if (oldest === undefined) return;
       this.#cache.delete(oldest[0]);
       this.#cachedMatches -= oldest[1].flat.length;
+      for (const u of oldest[1].units) if (--u.refs === 0) this.#interned.delete(u.signature);
     }
   }
 
   /** Package sets and matches the cache holds now. */
-  get cached(): { inventories: number; matches: number } {
-    return { inventories: this.#cache.size, matches: this.#cachedMatches };
+  get cached(): { inventories: number; matches: number; units: number } {
+    return { inventories: this.#cache.size, matches: this.#cachedMatches, units: this.#interned.size };
   }
 
   /** `hash`: the inventory's packagesHash when the caller has it already (the store does). */

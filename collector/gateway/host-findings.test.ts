@@ -81,7 +81,7 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
       for (const a of agents.values()) hf.schedule(a.id, a.inventory, a.hash);
       await hf.drained();
       assert.equal(hf.queued, 0);
-      assert.deepEqual(hf.stats, { correlated: c.hosts - c.failing.length, failed: c.failing.length });
+      assert.deepEqual(hf.stats, { correlated: c.hosts - c.failing.length, failed: c.failing.length, fannedOut: 0 });
       for (const [hostname, a] of agents) {
         const host = fleet.host(a.id);
         assert.ok(host);
@@ -106,7 +106,7 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
     const hf = loadedFindings(db, fleet);
     for (const a of agents.values()) hf.schedule(a.id, a.inventory, a.hash);
     await hf.drained();
-    assert.deepEqual(hf.stats, { correlated: 2, failed: 1 });
+    assert.deepEqual(hf.stats, { correlated: 2, failed: 1, fannedOut: 0 });
     assert.equal(historyRows(db, victim.id), 0, 'the history written before the failure was rolled back');
     for (const name of ['web-1', 'web-3']) {
       const a = agents.get(name);

@@ -75,6 +75,7 @@ export class AdvisoryChanges {
   readonly #get;
   readonly #clear;
   readonly #hostsIn;
+  readonly #hostsByContent;
 
   constructor(db: Db) {
     this.#lastSeq = db.prepare<[], number>('SELECT coalesce(max(seq), 0) FROM advisory_changes').pluck();
@@ -84,6 +85,24 @@ export class AdvisoryChanges {
     this.#get = db.prepare<[string, string], string>('SELECT data FROM advisories WHERE source = ? AND id = ?').pluck();
     this.#clear = db.prepare<[number]>('DELETE FROM advisory_changes WHERE seq <= ?');
     this.#hostsIn = db.prepare<[string], string>('SELECT agent_id FROM hosts WHERE ecosystem IN (SELECT value FROM json_each(?)) ORDER BY agent_id').pluck();
+    this.#hostsByContent = db.prepare<[string], { agent_id: string; content_hash: string }>(
+      `SELECT h.agent_id, r.content_hash FROM hosts h JOIN reports r ON r.agent_id = h.agent_id AND r.id = h.last_report_id
+       WHERE h.ecosystem IN (SELECT value FROM json_each(?)) ORDER BY r.content_hash, h.agent_id`,
+    );
+  }
+
+  /**
+   * The same hosts grouped by the content of their latest inventory (its packagesHash):
+   * hosts of one content share their matches, so a feed change is matched once per group.
+   */
+  hostsByContentIn(ecosystems: Iterable<string>): Map<string, string[]> {
+    const out = new Map<string, string[]>();
+    for (const r of this.#hostsByContent.iterate(JSON.stringify([...ecosystems]))) {
+      const list = out.get(r.content_hash);
+      if (list === undefined) out.set(r.content_hash, [r.agent_id]);
+      else list.push(r.agent_id);
+    }
+    return out;
   }
 
   /** Hosts whose latest inventory is of one of these ecosystems: the only ones an advisory of theirs can change. */

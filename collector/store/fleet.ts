@@ -272,6 +272,7 @@ export class FleetStore {
   readonly #listHosts;
   readonly #hostById;
   readonly #setFindings;
+  readonly #addFindings;
   readonly #hostIds;
   readonly #setTags;
   readonly #insertAudit;
@@ -350,6 +351,9 @@ export class FleetStore {
     );
     this.#hostById = db.prepare<[string], HostListRow>(`SELECT ${hostColumns} WHERE h.agent_id = ?`);
     this.#setFindings = db.prepare<[number, number, string]>('UPDATE hosts SET open_findings = ?, overdue_findings = ? WHERE agent_id = ?');
+    this.#addFindings = db.prepare<[number, number, string]>(
+      'UPDATE hosts SET open_findings = max(0, open_findings + ?), overdue_findings = max(0, overdue_findings + ?) WHERE agent_id = ?',
+    );
     this.#hostIds = db.prepare<[], string>('SELECT agent_id FROM hosts ORDER BY agent_id').pluck();
     this.#setTags = db.prepare<[string, string]>('UPDATE agents SET tags = ? WHERE id = ?');
     this.#insertAudit = db.prepare<[string, string, string, string | null, string | null, number | null]>(
@@ -742,6 +746,11 @@ export class FleetStore {
 
   setFindingCounts(agentId: string, open: number, overdue: number): void {
     this.#setFindings.run(open, overdue, agentId);
+  }
+
+  /** Moves the counts by what a feed change's fan-out changed of the host's findings (HostFindings). */
+  addFindingCounts(agentId: string, open: number, overdue: number): void {
+    if (open !== 0 || overdue !== 0) this.#addFindings.run(open, overdue, agentId);
   }
 
   /**

@@ -12,17 +12,39 @@ interface HistoryRow {
   package: string;
   first_seen: string;
   resolved: string | null;
+  status: string;
   finding: string;
 }
 
 /** A history row as stored: its finding's JSON, parsed on demand. */
 export interface StoredHistoryEntry extends HistoryEntry {
   readonly json: string;
+  /** The finding's status as last recorded (`resolved` once it stopped applying). */
+  readonly status: string;
+}
+
+function entries(rows: Iterable<HistoryRow>): Map<string, StoredHistoryEntry> {
+  const out = new Map<string, StoredHistoryEntry>();
+  for (const r of rows) {
+    let last: Finding | undefined;
+    const json = r.finding;
+    out.set(historyKey(r.advisory, r.package), {
+      firstSeen: r.first_seen,
+      resolvedAt: r.resolved,
+      status: r.status,
+      json,
+      get last() {
+        return (last ??= JSON.parse(json) as Finding);
+      },
+    });
+  }
+  return out;
 }
 
 export class FindingHistoryStore {
   readonly #db: Db;
   readonly #select;
+  readonly #selectPackages;
   readonly #upsert;
   readonly #resolve;
   readonly #exceptions;
@@ -30,7 +52,11 @@ export class FindingHistoryStore {
 
   constructor(db: Db) {
     this.#db = db;
-    this.#select = db.prepare<[string], HistoryRow>('SELECT advisory, package, first_seen, resolved, finding FROM finding_history WHERE host = ?');
+    this.#select = db.prepare<[string], HistoryRow>('SELECT advisory, package, first_seen, resolved, status, finding FROM finding_history WHERE host = ?');
+    this.#selectPackages = db.prepare<[string, string, string], HistoryRow>(
+      `SELECT advisory, package, first_seen, resolved, status, finding FROM finding_history
+       WHERE host = ? AND advisory IN (SELECT value FROM json_each(?)) AND package IN (SELECT value FROM json_each(?))`,
+    );
     this.#upsert = db.prepare(
       `INSERT INTO finding_history (host, advisory, package, first_seen, last_seen, resolved, status, finding)
        VALUES (@host, @advisory, @package, @firstSeen, @now, NULL, @status, @finding)
@@ -65,20 +91,12 @@ export class FindingHistoryStore {
    * and to record()'s comparison. Each row's finding is parsed only if asked for (`last`).
    */
   history(host: string): Map<string, StoredHistoryEntry> {
-    const out = new Map<string, StoredHistoryEntry>();
-    for (const r of this.#select.iterate(host)) {
-      let last: Finding | undefined;
-      const json = r.finding;
-      out.set(historyKey(r.advisory, r.package), {
-        firstSeen: r.first_seen,
-        resolvedAt: r.resolved,
-        json,
-        get last() {
-          return (last ??= JSON.parse(json) as Finding);
-        },
-      });
-    }
-    return out;
+    return entries(this.#select.iterate(host));
+  }
+
+  /** The history of these advisories on these packages only: what a feed change's fan-out compares against (a seek on the key's (host, advisory) prefix). */
+  historyOf(host: string, advisories: readonly string[], packages: readonly string[]): Map<string, StoredHistoryEntry> {
+    return entries(this.#selectPackages.iterate(host, JSON.stringify(advisories), JSON.stringify(packages)));
   }
 
   /**

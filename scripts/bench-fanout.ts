@@ -1,0 +1,206 @@
+/**
+ * The fan-out of a feed change over a fleet for `npm run bench` (issue 11, part 5): a real
+ * SQLite collector store with HOSTS hosts sharing CONTENTS distinct inventories (the real
+ * RHEL 9.5 image of ../shared/data, each content a different subset of eleven of its
+ * packages left out: a fleet drifting from one image), the real AlmaLinux 9 OSV advisories
+ * loaded (about 250 findings per host) and every host correlated; then a feed import that
+ * changes 50 advisories (25 arrive, 25 get a new fixed version), as a CLI `feed import`
+ * writes it, and the serving collector's path (HostFindings.followStore, then its
+ * slices) until every host's stored findings, history and counts are current.
+ *
+ * Baseline from the same run: one pass reading every host's stored findings row (a
+ * SELECT of every finding_history row): the least any re-judging of the whole fleet must
+ * read. Self-check: the hosts' open counts must equal their open history rows.
+ *
+ * PW_BENCH_FANOUT=HOSTS,CONTENTS sets the size. The default, 10,000 hosts over 2,000
+ * contents, keeps the section near two minutes and the store near 2 GB: each host's history
+ * holds every finding's JSON (about 250 rows of 500 bytes), so the issue's 100,000 hosts
+ * take a 20 GB store and over fifteen minutes to set up (PW_BENCH_FANOUT=100000,2000).
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { DEFAULT_POLICY } from '../collector/correlate/policy.ts';
+import { importFeedPath } from '../collector/feeds/store-import.ts';
+import { HostFindings } from '../collector/gateway/host-findings.ts';
+import { createLogger } from '../collector/logger.ts';
+import { hostInventory } from '../collector/rollout/testkit.ts';
+import { AdvisoryStore } from '../collector/store/advisories.ts';
+import { openDatabase } from '../collector/store/db.ts';
+import { FleetStore, type IngestItem } from '../collector/store/fleet.ts';
+import { inventoryHash, packageSetRef } from '../shared/inventory-hash.ts';
+import type { Inventory } from '../shared/protocol.ts';
+import { generateKeyPair } from '../shared/signing.ts';
+
+/** bench.ts's figure(), passed in (bench.ts runs its main on import). */
+export type MakeFanOutFigure<F> = (
+  section: 'fanout',
+  name: string,
+  value: number,
+  unit: 'ms' | 'MB' | 'count',
+  baseline: { name: string; value: number } | null,
+  options?: { aim?: (value: number, ratio: number | null) => { text: string; met: boolean }; note?: string; invalid?: string | null },
+) => F;
+
+const NOW = new Date('2026-11-26T18:00:00.000Z');
+/** Packages whose presence encodes a content's number in binary: 2^11 = 2,048 distinct sets. */
+const DRIFT_BITS = 11;
+const CHANGED = 50;
+const AIM_MS = 10_000;
+
+function sizeFromEnv(): { hosts: number; contents: number } {
+  const text = process.env.PW_BENCH_FANOUT;
+  if (text === undefined || text === '') return { hosts: 10_000, contents: 2000 };
+  const [h, c] = text.split(',').map((s) => Number(s.trim()));
+  if (h === undefined || c === undefined || !Number.isInteger(h) || !Number.isInteger(c) || c < 1 || h < c || c > 2 ** DRIFT_BITS) {
+    throw new Error(`PW_BENCH_FANOUT=${text}: expected HOSTS,CONTENTS with CONTENTS from 1 to ${2 ** DRIFT_BITS} and HOSTS >= CONTENTS`);
+  }
+  return { hosts: h, contents: c };
+}
+
+/** The image with the packages of content `i`'s zero bits left out (never the kernel). */
+function contentsOf(count: number): Inventory[] {
+  const image = hostInventory({ hostname: 'image' });
+  const droppable = image.packages.filter((p) => p.source !== 'kernel').map((p) => p.name);
+  const step = Math.floor(droppable.length / DRIFT_BITS);
+  const bits = Array.from({ length: DRIFT_BITS }, (_, b) => droppable[b * step] as string);
+  const out: Inventory[] = [];
+  for (let i = 0; i < count; i++) {
+    const left = new Set(bits.filter((_, b) => ((i >> b) & 1) === 0));
+    const inv = structuredClone(image);
+    inv.packages = inv.packages.filter((p) => !left.has(p.name));
+    out.push(inv);
+  }
+  return out;
+}
+
+function mb(bytes: number): number {
+  return bytes / 1024 / 1024;
+}
+
+export async function fanOutSection<F>(figure: MakeFanOutFigure<F>, progress: (line: string) => void, dataDir: string): Promise<{ figures: F[]; raw: unknown }> {
+  const { hosts: hostCount, contents: contentCount } = sizeFromEnv();
+  const dir = mkdtempSync(join(tmpdir(), 'pw-bench-fanout-'));
+  try {
+    const path = join(dir, 'collector.db');
+    const db = openDatabase(path);
+    const fleet = new FleetStore(db);
+    const advisories = new AdvisoryStore(db);
+    const logger = createLogger({ level: 'silent' });
+    const hf = new HostFindings({ db, fleet, policy: DEFAULT_POLICY, logger, now: () => NOW });
+
+    progress(`fanout: ${hostCount} hosts over ${contentCount} contents of the real RHEL 9.5 image`);
+    const contents = contentsOf(contentCount).map((inv) => ({ inv, set: packageSetRef(inv.packages) }));
+    const ids: string[] = [];
+    const BATCH = 2000;
+    for (let start = 0; start < hostCount; start += BATCH) {
+      const items: IngestItem[] = [];
+      for (let i = start; i < Math.min(hostCount, start + BATCH); i++) {
+        const c = contents[i % contentCount] as (typeof contents)[number];
+        const inv: Inventory = { ...c.inv, host: { ...c.inv.host, hostname: `host-${i}` } };
+        const agentId = fleet.enrollAgent({ publicKey: generateKeyPair().publicKey, hostname: inv.host.hostname, machineId: null, tokenId: null }, NOW);
+        ids.push(agentId);
+        items.push({ agentId, reportId: randomUUID(), hash: inventoryHash(inv, c.set.hash), inventory: inv, set: c.set });
+      }
+      fleet.ingestBatch(items, NOW);
+    }
+
+    // The feed before the change: every real record but the 25 that arrive with it.
+    const lines = gunzipSync(readFileSync(join(dataDir, 'osv', 'almalinux9.osv.jsonl.gz')))
+      .toString('utf8')
+      .split('\n')
+      .filter((l) => l.trim() !== '');
+    const arriving = lines.slice(-CHANGED / 2);
+    const before = lines.slice(0, -CHANGED / 2);
+    const v1 = join(dir, 'alma9.osv.jsonl');
+    writeFileSync(v1, before.join('\n') + '\n');
+    await importFeedPath(advisories, v1, { name: 'alma9', now: NOW });
+    hf.load();
+    progress(`fanout: correlating every host (the initial pass)`);
+    let t = performance.now();
+    hf.scheduleAll(ids);
+    await hf.drained();
+    const initialMs = performance.now() - t;
+    hf.followStore(); // takes in the initial import's log rows (the hosts are current already)
+    await hf.drained();
+    const findingRows = db.prepare('SELECT count(*) FROM finding_history').pluck().get() as number;
+
+    // 25 loaded advisories that raise findings get a newer fixed version, as a feed update brings.
+    const raised = new Set(db.prepare<[], string>('SELECT DISTINCT advisory FROM finding_history').pluck().all());
+    const rewritten: string[] = [];
+    for (const l of before.slice().reverse()) {
+      if (rewritten.length === CHANGED / 2) break;
+      const r = JSON.parse(l) as { id: string; modified: string; affected: { ranges: { events: Record<string, string>[] }[] }[] };
+      if (!raised.has(r.id)) continue;
+      for (const a of r.affected) for (const range of a.ranges) for (const e of range.events) if (typeof e.fixed === 'string') e.fixed = `${e.fixed}.1`;
+      r.modified = '2026-11-26T12:00:00Z';
+      rewritten.push(JSON.stringify(r));
+    }
+    const change = join(dir, 'alma9-update.osv.jsonl');
+    writeFileSync(change, [...arriving, ...rewritten].join('\n') + '\n');
+
+    progress('fanout: baseline (one pass reading every host’s findings rows)');
+    t = performance.now();
+    let bytes = 0;
+    for (const row of db.prepare<[], { host: string; finding: string }>('SELECT host, finding FROM finding_history').iterate()) bytes += row.finding.length + row.host.length;
+    const baselineMs = performance.now() - t;
+
+    const stats = { ...hf.correlator.stats };
+    const fannedBefore = hf.stats.fannedOut;
+    const correlatedBefore = hf.stats.correlated;
+    global.gc?.();
+    const rssBefore = process.memoryUsage().rss;
+    let peakRss = rssBefore;
+    const sampler = setInterval(() => {
+      peakRss = Math.max(peakRss, process.memoryUsage().rss);
+    }, 20);
+    progress(`fanout: a feed import changing ${arriving.length + rewritten.length} advisories, until every host is current`);
+    t = performance.now();
+    await importFeedPath(advisories, change, { name: 'alma9-update', now: NOW });
+    const importMs = performance.now() - t;
+    const taken = hf.followStore();
+    const followMs = performance.now() - t - importMs;
+    await hf.drained();
+    const totalMs = performance.now() - t;
+    clearInterval(sampler);
+    peakRss = Math.max(peakRss, process.memoryUsage().rss);
+
+    // Self-check: counts and rows agree, every host of the changed ecosystem was judged, none whole.
+    const countSum = db.prepare('SELECT sum(open_findings) FROM hosts').pluck().get() as number;
+    const openRows = db
+      .prepare("SELECT count(*) FROM finding_history WHERE resolved IS NULL AND status IN ('open', 'unfixed', 'fixed-pending-reboot')")
+      .pluck()
+      .get() as number;
+    const fanned = hf.stats.fannedOut - fannedBefore;
+    const whole = hf.stats.correlated - correlatedBefore;
+    const invalid =
+      countSum !== openRows
+        ? `hosts' open counts sum to ${countSum}, their open history rows are ${openRows}`
+        : taken.hosts !== hostCount
+          ? `${taken.hosts} of ${hostCount} hosts queued`
+          : whole > 0
+            ? `${whole} hosts were correlated whole`
+            : null;
+    const dbMb = mb(statSync(path).size);
+    hf.stop();
+    db.close();
+    const rematched = hf.correlator.stats.unitsMatched - stats.unitsMatched;
+    const perHost = findingRows / hostCount;
+    const figures = [
+      figure('fanout', `feed change (${arriving.length + rewritten.length} advisories) until ${hostCount.toLocaleString('en')} hosts are current`, totalMs, 'ms', { name: `one pass reading every host's findings rows (${findingRows.toLocaleString('en')})`, value: baselineMs }, {
+        aim: (v) => ({ text: `< ${AIM_MS / 1000} s`, met: v < AIM_MS }),
+        note: `import ${importMs.toFixed(0)} ms, followStore ${followMs.toFixed(0)} ms, fan-out ${(totalMs - importMs - followMs).toFixed(0)} ms; ${fanned} hosts re-judged, ${rematched} distinct units matched`,
+        invalid,
+      }),
+      figure('fanout', 'RSS growth during the change', mb(peakRss - rssBefore), 'MB', null, { note: `RSS ${mb(rssBefore).toFixed(0)} MB before, peak ${mb(peakRss).toFixed(0)} MB` }),
+      figure('fanout', `initial correlation of every host (${perHost.toFixed(0)} findings each)`, initialMs, 'ms', { name: 'the same baseline pass', value: baselineMs }, {
+        note: `${(initialMs / hostCount).toFixed(2)} ms per host; store ${dbMb.toFixed(0)} MB, of it ${mb(bytes).toFixed(0)} MB findings JSON`,
+      }),
+    ];
+    return { figures, raw: { hostCount, contentCount, findingRows, initialMs, baselineMs, importMs, followMs, totalMs, fanned, rematched, rssBeforeMb: mb(rssBefore), peakRssMb: mb(peakRss), dbMb, taken } };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
