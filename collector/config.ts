@@ -24,7 +24,7 @@ const UrlOverrideSchema = z.strictObject({ url: z.url({ protocol: /^https?$/ }),
 /** The built-in feed catalogue (collector/feeds/catalogue.ts): its upstreams' bases, and per entry a mirror URL or `disabled`. */
 const CatalogueSchema = z.strictObject({
   enabled: z.boolean().default(true),
-  bases: z.strictObject({ osv: UrlOverrideSchema, debianTracker: UrlOverrideSchema, alpineSecdb: UrlOverrideSchema, kev: UrlOverrideSchema }).partial().optional(),
+  bases: z.strictObject({ osv: UrlOverrideSchema, debianTracker: UrlOverrideSchema, alpineSecdb: UrlOverrideSchema, kev: UrlOverrideSchema, epss: UrlOverrideSchema }).partial().optional(),
   sources: z
     .record(FeedNameSchema, z.strictObject({ url: z.url({ protocol: /^https?$/ }).optional(), mirror: z.boolean().optional(), disabled: z.boolean().optional() }))
     .optional(),

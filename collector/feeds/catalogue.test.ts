@@ -44,12 +44,12 @@ function enrolHosts(db: Db, ecosystems: readonly string[], revoked: readonly str
 
 describe('catalogue entries for a fleet', () => {
   const cases: [string, string[], string[]][] = [
-    ['no hosts: KEV only', [], ['cisa-kev']],
-    ['Debian 12: OSV Debian, the tracker, KEV', ['Debian:12'], ['osv-debian', 'debian-tracker', 'cisa-kev']],
-    ['AlmaLinux 9 and Rocky 9', ['AlmaLinux:9', 'Rocky Linux:9'], ['osv-almalinux', 'osv-rocky-linux', 'cisa-kev']],
-    ['Alpine v3.21: OSV Alpine, secdb main and community of that release', ['Alpine:v3.21'], ['osv-alpine', 'cisa-kev', 'alpine-secdb-v3.21-main', 'alpine-secdb-v3.21-community']],
-    ['two Alpine releases, Ubuntu, SUSE, openSUSE, Red Hat', ['Alpine:v3.20', 'Alpine:v3.21', 'Ubuntu:24.04', 'SUSE:15.6', 'openSUSE:15.6', 'Red Hat:9'], ['osv-ubuntu', 'osv-alpine', 'osv-suse', 'osv-opensuse', 'osv-red-hat', 'cisa-kev', 'alpine-secdb-v3.20-main', 'alpine-secdb-v3.20-community', 'alpine-secdb-v3.21-main', 'alpine-secdb-v3.21-community']],
-    ['an ecosystem no entry knows: KEV only', ['Gentoo:2.17'], ['cisa-kev']],
+    ['no hosts: KEV and EPSS only', [], ['cisa-kev', 'first-epss']],
+    ['Debian 12: OSV Debian, the tracker, KEV', ['Debian:12'], ['osv-debian', 'debian-tracker', 'cisa-kev', 'first-epss']],
+    ['AlmaLinux 9 and Rocky 9', ['AlmaLinux:9', 'Rocky Linux:9'], ['osv-almalinux', 'osv-rocky-linux', 'cisa-kev', 'first-epss']],
+    ['Alpine v3.21: OSV Alpine, secdb main and community of that release', ['Alpine:v3.21'], ['osv-alpine', 'cisa-kev', 'first-epss', 'alpine-secdb-v3.21-main', 'alpine-secdb-v3.21-community']],
+    ['two Alpine releases, Ubuntu, SUSE, openSUSE, Red Hat', ['Alpine:v3.20', 'Alpine:v3.21', 'Ubuntu:24.04', 'SUSE:15.6', 'openSUSE:15.6', 'Red Hat:9'], ['osv-ubuntu', 'osv-alpine', 'osv-suse', 'osv-opensuse', 'osv-red-hat', 'cisa-kev', 'first-epss', 'alpine-secdb-v3.20-main', 'alpine-secdb-v3.20-community', 'alpine-secdb-v3.21-main', 'alpine-secdb-v3.21-community']],
+    ['an ecosystem no entry knows: KEV and EPSS only', ['Gentoo:2.17'], ['cisa-kev', 'first-epss']],
   ];
   for (const [name, ecosystems, expected] of cases) {
     it(name, () => {
@@ -70,6 +70,7 @@ describe('catalogue entries for a fleet', () => {
         'https://osv-vulnerabilities.storage.googleapis.com/Alpine/all.zip',
         'https://osv-vulnerabilities.storage.googleapis.com/Red%20Hat/all.zip',
         'https://www.cisa.gov/sites/default/files/feeds/known_exploited_vulnerabilities.json',
+        'https://epss.empiricalsecurity.com/epss_scores-current.csv.gz',
         'https://secdb.alpinelinux.org/v3.21/main.json',
         'https://secdb.alpinelinux.org/v3.21/community.json',
       ],
@@ -99,6 +100,7 @@ describe('catalogue config: add, mirror, disable', () => {
         ['internal', 'http://mirror.lan/internal.json', true],
         ['osv-debian', 'https://osv.mirror.lan/osv/Debian/all.zip', false],
         ['cisa-kev', 'http://mirror.lan/kev.json', true],
+        ['first-epss', 'https://epss.empiricalsecurity.com/epss_scores-current.csv.gz', false],
       ],
     );
   });
@@ -188,7 +190,7 @@ describe('feed sync with no config', () => {
     assert.match(first.stderr, /^osv-alpine: failed, keeping the last good data: .*HTTP 404 \(PW_ERR_FEED_FETCH\)$/m);
     assert.deepEqual(
       srv.seen.map((s) => s.url),
-      ['/osv/AlmaLinux/all.zip', '/osv/Alpine/all.zip', '/kev/sites/default/files/feeds/known_exploited_vulnerabilities.json', '/alpineSecdb/v3.21/main.json', '/alpineSecdb/v3.21/community.json'],
+      ['/osv/AlmaLinux/all.zip', '/osv/Alpine/all.zip', '/kev/sites/default/files/feeds/known_exploited_vulnerabilities.json', '/epss/epss_scores-current.csv.gz', '/alpineSecdb/v3.21/main.json', '/alpineSecdb/v3.21/community.json'],
     );
     const db = openDatabase(path, { readonly: true });
     t.after(() => db.close());
@@ -199,15 +201,18 @@ describe('feed sync with no config', () => {
         ['alpine-secdb-v3.21-community', true, true],
         ['alpine-secdb-v3.21-main', true, true],
         ['cisa-kev', true, true],
+        ['first-epss', true, true],
         ['osv-almalinux', true, true],
         ['osv-alpine', false, false],
       ],
     );
     const audit = db.prepare("SELECT action, target FROM audit WHERE action LIKE 'feed.%' ORDER BY id").all();
-    assert.equal(audit.length, 5);
+    assert.equal(audit.length, 6);
     const again = await runCaptured(feedCommand, ['sync', '--db', path]);
     assert.match(again.stdout, /^osv-almalinux: not modified$/m);
     assert.match(again.stdout, /^cisa-kev: not modified$/m);
+    assert.match(again.stdout, /^first-epss: not modified$/m);
+    assert.equal(db.prepare('SELECT rows FROM epss_meta').pluck().get(), 146, 'the EPSS set synced with the rest, by default');
   });
 });
 

@@ -12,13 +12,15 @@ import { PatchwardenError } from '../../shared/errors.ts';
 import { ecosystemFamily } from '../../shared/ecosystem.ts';
 import type { FeedSource } from './sync.ts';
 
-export type Upstream = 'osv' | 'debianTracker' | 'alpineSecdb' | 'kev';
+export type Upstream = 'osv' | 'debianTracker' | 'alpineSecdb' | 'kev' | 'epss';
 
 export const UPSTREAM_BASES: Readonly<Record<Upstream, string>> = {
   osv: 'https://osv-vulnerabilities.storage.googleapis.com',
   debianTracker: 'https://security-tracker.debian.org',
   alpineSecdb: 'https://secdb.alpinelinux.org',
   kev: 'https://www.cisa.gov',
+  // FIRST's data and statistics page links its daily file here (https://www.first.org/epss/data_stats).
+  epss: 'https://epss.empiricalsecurity.com',
 };
 
 /**
@@ -34,7 +36,7 @@ export interface CatalogueEntry {
   path: string;
   format: string;
   licence: string;
-  /** OSV ecosystem families (`Debian`, `Rocky Linux`), or `*` for every fleet (KEV). */
+  /** OSV ecosystem families (`Debian`, `Rocky Linux`), or `*` for every fleet (KEV, EPSS). */
   ecosystems: readonly string[];
 }
 
@@ -76,6 +78,14 @@ export const CATALOGUE: readonly CatalogueEntry[] = [
     path: '/sites/default/files/feeds/known_exploited_vulnerabilities.json',
     format: 'CISA KEV JSON',
     licence: 'CC0-1.0',
+    ecosystems: ['*'],
+  },
+  {
+    name: 'first-epss',
+    upstream: 'epss',
+    path: '/epss_scores-current.csv.gz',
+    format: 'FIRST EPSS CSV (gzip), every scored CVE',
+    licence: 'FIRST EPSS terms (free to use; FIRST asks that EPSS be cited)',
     ecosystems: ['*'],
   },
 ];
@@ -136,7 +146,7 @@ export function checkFeedUrl(url: string, mirror: boolean, what: string): string
   throw new FeedUrlError(`${what}: ${u.protocol} is not a feed scheme (https, or http for a mirror)`);
 }
 
-/** The catalogue entries the fleet's ecosystems need (`Debian:12`, `Alpine:v3.21`), KEV always; in catalogue order. */
+/** The catalogue entries the fleet's ecosystems need (`Debian:12`, `Alpine:v3.21`), KEV and EPSS always; in catalogue order. */
 export function entriesFor(ecosystems: Iterable<string>): CatalogueEntry[] {
   const families = new Set<string>();
   const alpine: CatalogueEntry[] = [];

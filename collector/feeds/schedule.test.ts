@@ -114,6 +114,7 @@ describe('serve syncs its own feeds', () => {
       [
         ['osv-almalinux', 'imported'],
         ['cisa-kev', 'imported'],
+        ['first-epss', 'imported'],
       ],
     );
     assert.equal(runs[1]?.why, 'schedule: feeds');
@@ -125,9 +126,11 @@ describe('serve syncs its own feeds', () => {
     assert.deepEqual(audit, [
       { actor: 'system', action: 'feed.sync', target: 'feed:osv-almalinux' },
       { actor: 'system', action: 'feed.sync', target: 'feed:cisa-kev' },
+      { actor: 'system', action: 'feed.sync', target: 'feed:first-epss' },
     ]);
     const kevAsks = srv.seen.filter((s) => s.url === KEV_PATH).length;
     assert.equal(kevAsks, 1, 'KEV keeps its own (daily) schedule');
+    assert.equal(srv.seen.filter((s) => s.url === '/epss/epss_scores-current.csv.gz').length, 1, 'EPSS too (daily, with KEV)');
   });
 
   it('fresh feeds: nothing at start; feedSync false: never', async (t) => {
@@ -181,6 +184,7 @@ describe('serve syncs its own feeds', () => {
         [
           ['osv-almalinux', 'imported', null],
           ['cisa-kev', 'imported', null],
+          ['first-epss', 'imported', null],
         ],
         [['osv-almalinux', 'failed', 'PW_ERR_FEED_FETCH']],
         [['osv-almalinux', 'failed', 'PW_ERR_FEED_FORMAT']],
@@ -193,7 +197,8 @@ describe('serve syncs its own feeds', () => {
     assert.match(row?.lastError ?? '', /all\.zip: no end of central directory record \(truncated or not a zip\)/);
     assert.ok((row?.records ?? 0) > 1000);
     const actions = c.db.prepare("SELECT actor, action FROM audit WHERE action LIKE 'feed.%' ORDER BY id").all();
-    assert.deepEqual(actions.slice(0, 4), [
+    assert.deepEqual(actions.slice(0, 5), [
+      { actor: 'system', action: 'feed.sync' },
       { actor: 'system', action: 'feed.sync' },
       { actor: 'system', action: 'feed.sync' },
       { actor: 'system', action: 'feed.sync-failed' },

@@ -31,8 +31,9 @@ export type FeedGroup = 'feeds' | 'kev';
 /** Under setTimeout's 2^31-1 ms ceiling. */
 const MAX_TIMER_MS = 24 * 3600_000;
 
+/** KEV and EPSS are published once a day: the `kev` group runs them daily. */
 export function groupOf(src: SelectedSource): FeedGroup {
-  return src.entry?.upstream === 'kev' ? 'kev' : 'feeds';
+  return src.entry?.upstream === 'kev' || src.entry?.upstream === 'epss' ? 'kev' : 'feeds';
 }
 
 /** The run after `from`: the pattern's next time (UTC) plus jitter drawn from `random` in [0, jitterMs). */

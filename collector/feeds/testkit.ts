@@ -110,6 +110,7 @@ function catalogueFiles(): Record<string, () => Buffer> {
     '/osv/AlmaLinux/all.zip': osvZip('osv', 'almalinux9.osv.jsonl.gz'),
     '/osv/Debian/all.zip': () => buildZip([{ name: 'DSA-3029-1.json', data: readFileSync(dataPath('osv', 'samples-osv.dev', 'DSA-3029-1.json')) }]),
     '/debianTracker/tracker/data/json': () => readFileSync(dataPath('debian', 'tracker-json-subset.vunnel-fixture.json')),
+    '/epss/epss_scores-current.csv.gz': () => gzipSync(readFileSync(EPSS_EXCERPT)),
   };
   for (const rel of ['v3.20', 'v3.21']) for (const repo of ['main', 'community']) files[`/alpineSecdb/${rel}/${repo}.json`] = gunzipped('alpine-secdb', `${rel}-${repo}.json.gz`);
   return files;
