@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { gunzipSync, gzipSync } from 'node:zlib';
+import { gzipSync } from 'node:zlib';
 import type { Finding, Findings } from '../../shared/protocol.ts';
 import { dataPath } from '../../shared/testing/data.ts';
 import { feedCommand } from '../commands/feed.ts';
