@@ -1,6 +1,6 @@
 /**
  * The JSON API under /api/v1. Every request needs `Authorization: Bearer <api token>`;
- * viewer reads hosts, the summary and rollouts, operator creates and moves rollouts
+ * viewer reads hosts, the summary, the feeds and rollouts, operator creates and moves rollouts
  * (rollouts.ts), admin reads the audit log and revokes agents.
  */
 import { Hono } from 'hono';
@@ -10,7 +10,7 @@ import { conflict, notFound } from './errors.ts';
 import { AuditQuerySchema, cursorScope, decodeAuditCursor, DEFAULT_LIMIT, EmptyQuerySchema, HostQuerySchema, HostsQuerySchema, parseQuery } from './query.ts';
 import type { Services } from './services.ts';
 import { rolloutRoutes } from './rollouts.ts';
-import { hostDocument, listHosts, summary } from './views.ts';
+import { hostDocument, listFeeds, listHosts, summary } from './views.ts';
 
 const AgentId = z.uuid();
 
@@ -46,6 +46,12 @@ export function apiRoutes(s: Services): Hono<{ Variables: AuthVariables }> {
   api.get('/summary', requireRole('viewer'), async (c) => {
     parseQuery(EmptyQuerySchema, c.req.queries());
     return c.json(await summary(s));
+  });
+
+  // What the Feeds page shows, for scripts and monitoring: coverage, freshness, size, last error.
+  api.get('/feeds', requireRole('viewer'), (c) => {
+    parseQuery(EmptyQuerySchema, c.req.queries());
+    return c.json({ items: listFeeds(s) });
   });
 
   api.get('/audit', requireRole('admin'), (c) => {

@@ -11,7 +11,7 @@ import { dataPath } from '../../shared/testing/data.ts';
 import { importFeedPath } from '../feeds/store-import.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { removeFeed } from '../store/feed-removal.ts';
-import type { HostJson, Summary } from './views.ts';
+import type { FeedJson, HostJson, Summary } from './views.ts';
 import { auth, debianInventory, makeFixture, NOW, parseWithPrometheusClient, sample, type Fixture } from './testkit.ts';
 
 const HOUR = 3600_000;
@@ -133,5 +133,25 @@ describe('host assessment from the loaded feeds', () => {
     removeFeed(f.db, f.fleet, tracker.source, 'cli:test', NOW);
     assert.deepEqual(new AdvisoryStore(f.db).coverage(), []);
     assert.deepEqual(await states(f), { deb12: 'not-assessed', deb11: 'not-assessed', plan9: 'not-assessed' });
+  });
+
+  it('GET /api/v1/feeds lists each feed with its coverage, freshness, size and last error; unknown parameters and no token are refused', async (t) => {
+    const f = await fixture(t, [{ path: DSA, at: old }, { path: TRACKER, at: fresh }]);
+    const store = new AdvisoryStore(f.db);
+    store.recordFeedError({ source: 'DSA-list.gz', kind: 'debian-dsa-list', location: DSA }, '<script>alert(1)</script> upstream answered 503', NOW);
+    const { items } = await get<{ items: FeedJson[] }>(f, '/api/v1/feeds');
+    const byName = new Map(items.map((x) => [x.source, x]));
+    const dsa = byName.get('DSA-list.gz');
+    const tracker = byName.get('tracker-json-subset.vunnel-fixture.json');
+    assert.ok(dsa !== undefined && tracker !== undefined, items.map((x) => x.source).join(','));
+    assert.equal(dsa.stale, true);
+    assert.equal(tracker.stale, false);
+    assert.ok(dsa.ecosystems.includes('Debian:11') && !dsa.ecosystems.includes('Debian:12'));
+    assert.ok(tracker.ecosystems.includes('Debian:12'));
+    assert.ok(dsa.records > 1000 && tracker.records > 0);
+    assert.equal(dsa.lastError, `${NOW.toISOString()} <script>alert(1)</script> upstream answered 503`, 'JSON carries the text as it is, after its time; the page escapes it');
+    assert.equal(tracker.lastError, null);
+    assert.equal((await f.app.request('/api/v1/feeds?x=1', auth(f.bearer.viewer))).status, 400);
+    assert.equal((await f.app.request('/api/v1/feeds')).status, 401);
   });
 });
