@@ -19,7 +19,7 @@ import { instructionsCommand } from './commands/instructions.ts';
 const USAGE = `patchwarden-collector ${AGENT_VERSION}
 
 usage:
-  patchwarden-collector scan --inventory FILE [--feed PATH...] [--db FILE [--record]] [--json|--csv] [--policy FILE] [--now ISO]
+  patchwarden-collector scan --inventory FILE [--feed PATH...] [--db FILE [--record]] [--json|--csv] [--sort package|fix-first] [--policy FILE] [--now ISO]
   patchwarden-collector feed import [--db FILE] [--name NAME] [--trust=KEY]... PATH...   (upstream feed files, or bundles from feed export)
   patchwarden-collector feed export [--db FILE] --out FILE [--feed NAME]...   (a signed bundle for an offline collector)
   patchwarden-collector feed sync [--db FILE] [--config FILE]   (no config: the catalogue feeds the enrolled hosts need, and KEV)

@@ -1,6 +1,6 @@
 import type { Findings } from '../../shared/protocol.ts';
 
-const COLUMNS = ['host', 'advisory', 'cves', 'package', 'binaries', 'installed', 'fixed', 'status', 'severity', 'kev', 'published', 'firstSeen', 'due', 'overdue', 'why'] as const;
+const COLUMNS = ['host', 'advisory', 'cves', 'package', 'binaries', 'installed', 'fixed', 'status', 'severity', 'kev', 'epss', 'epssPercentile', 'published', 'firstSeen', 'due', 'overdue', 'why'] as const;
 
 /**
  * RFC 4180 CSV. Cells starting with = + - @ (or tab/CR) are prefixed with a quote so a
@@ -25,6 +25,8 @@ export function findingsCsv(doc: Findings): string {
       status: f.status,
       severity: f.severity,
       kev: String(f.kev),
+      epss: f.epss == null ? '' : String(f.epss.score),
+      epssPercentile: f.epss == null ? '' : String(f.epss.percentile),
       published: f.published ?? '',
       firstSeen: f.firstSeen,
       due: f.due ?? '',

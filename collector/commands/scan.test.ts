@@ -67,6 +67,8 @@ const BIND_LIBS = {
   status: 'open',
   severity: 'high',
   kev: false,
+  // No EPSS file given: no score.
+  epss: null,
   published: '2025-02-19',
   due: '2025-03-21',
   resolvedAt: null,
@@ -112,7 +114,7 @@ describe('scan --feed almalinux9 of the RHEL 9.5 image as AlmaLinux:9', () => {
     assert.ok(r.stdout.endsWith('\r\n'));
     assert.ok(!/[^\r]\n/.test(r.stdout), 'every line ends in CRLF');
     const rows = parseCsv(r.stdout);
-    assert.deepEqual(rows[0], ['host', 'advisory', 'cves', 'package', 'binaries', 'installed', 'fixed', 'status', 'severity', 'kev', 'published', 'firstSeen', 'due', 'overdue', 'why']);
+    assert.deepEqual(rows[0], ['host', 'advisory', 'cves', 'package', 'binaries', 'installed', 'fixed', 'status', 'severity', 'kev', 'epss', 'epssPercentile', 'published', 'firstSeen', 'due', 'overdue', 'why']);
     assert.equal(rows.length, doc.findings.length + 1);
     doc.findings.forEach((f, i) => {
       assert.deepEqual(rows[i + 1], [
@@ -126,6 +128,8 @@ describe('scan --feed almalinux9 of the RHEL 9.5 image as AlmaLinux:9', () => {
         f.status,
         f.severity,
         String(f.kev),
+        f.epss == null ? '' : String(f.epss.score),
+        f.epss == null ? '' : String(f.epss.percentile),
         f.published ?? '',
         f.firstSeen,
         f.due ?? '',

@@ -1,6 +1,6 @@
 /**
  * `patchwarden-collector scan --inventory FILE [--feed PATH...] [--db FILE [--record]]
- * [--json|--csv] [--policy FILE] [--now ISO]`: one-shot correlation of one inventory, for
+ * [--json|--csv] [--sort package|fix-first] [--policy FILE] [--now ISO]`: one-shot correlation of one inventory, for
  * CI pipelines and spot checks. With `--db`, the host's finding history (first seen,
  * resolved) and accepted risks apply; `--record` also writes this scan into the history.
  *
@@ -17,10 +17,12 @@ import { type Findings, InventorySchema } from '../../shared/protocol.ts';
 import { Correlator, type FeedState } from '../correlate/correlator.ts';
 import { CoverageView, inventoryReadable, type FeedCoverage } from '../correlate/coverage.ts';
 import { DuePolicySchema, type DuePolicy } from '../correlate/policy.ts';
-import { type KevInfo } from '../correlate/findings.ts';
+import { type EpssScore, type KevInfo } from '../correlate/findings.ts';
+import { FINDING_SORTS, sortFindings, type FindingSort } from '../correlate/fix-order.ts';
 import { parseFeedPath } from '../feeds/import.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase } from '../store/db.ts';
+import { EpssStore } from '../store/epss.ts';
 import { FleetStore } from '../store/fleet.ts';
 import { FindingHistoryStore } from '../store/history.ts';
 import { cliActor } from './actor.ts';
@@ -104,7 +106,10 @@ export async function scanCommand(argv: string[], io: { stdout: NodeJS.WritableS
     policy: { type: 'string' },
     now: { type: 'string' },
     record: { type: 'boolean', default: false },
+    sort: { type: 'string', default: 'package' },
   });
+  if (!(FINDING_SORTS as readonly string[]).includes(values.sort)) throw new UsageError(`--sort must be one of ${FINDING_SORTS.join(', ')}`);
+  const sort = values.sort as FindingSort;
   if (values.record && values.db === undefined) throw new UsageError('--record needs --db FILE');
   if (values.inventory === undefined) throw new UsageError('--inventory FILE is required');
   if (values.json && values.csv) throw new UsageError('--json and --csv exclude each other');
@@ -117,6 +122,7 @@ export async function scanCommand(argv: string[], io: { stdout: NodeJS.WritableS
 
   const correlator = new Correlator();
   const kev = new Map<string, KevInfo>();
+  const epss = new Map<string, EpssScore>();
   const feedStates: FeedState[] = [];
   const coverage: FeedCoverage[] = [];
   const hostKey = inventory.host.machineId ?? inventory.host.hostname;
@@ -125,6 +131,7 @@ export async function scanCommand(argv: string[], io: { stdout: NodeJS.WritableS
     for (const w of parsed.report.warnings.slice(0, 20)) io.stderr.write(`warning: ${w.source}: ${w.message} (${w.code})\n`);
     correlator.apply(parsed.advisories);
     for (const k of parsed.kev) kev.set(k.cve, { dueDate: k.dueDate });
+    for (const e of parsed.epss?.entries ?? []) epss.set(e.cve, { score: e.score, percentile: e.percentile });
     // Files given on the command line are as fresh as the operator says they are.
     feedStates.push({ source: path, newest: parsed.newest, importedAt: now.toISOString() });
     const ecosystems = new Set<string>();
@@ -142,6 +149,8 @@ export async function scanCommand(argv: string[], io: { stdout: NodeJS.WritableS
       const store = new AdvisoryStore(db);
       correlator.apply(store.allAdvisories());
       for (const [cve, k] of store.kev()) kev.set(cve, k);
+      // An EPSS file given with --feed is the operator's newer set: it wins over the stored one.
+      if (epss.size === 0) for (const [cve, s] of new EpssStore(db).all()) epss.set(cve, s);
       coverage.push(...store.coverage());
       for (const f of store.feeds()) {
         feedStates.push({ source: f.source, newest: f.newest, importedAt: f.checkedAt });
@@ -154,6 +163,7 @@ export async function scanCommand(argv: string[], io: { stdout: NodeJS.WritableS
       policy,
       now,
       kev,
+      epss,
       feeds: feedStates,
       ...(history === undefined ? {} : { history: history.history(hostKey), exceptions: history.exceptions(hostKey, now) }),
     });
@@ -175,6 +185,7 @@ export async function scanCommand(argv: string[], io: { stdout: NodeJS.WritableS
   } finally {
     db?.close();
   }
+  doc.findings = sortFindings(doc.findings, sort);
   if (values.json) io.stdout.write(JSON.stringify(doc, null, 2) + '\n');
   else if (values.csv) io.stdout.write(findingsCsv(doc));
   else io.stdout.write(findingsText(doc));
@@ -191,7 +202,7 @@ function findingsText(doc: Findings): string {
   const overdue = doc.findings.filter((f) => f.overdue).length;
   lines.push(`${doc.findings.length} findings (${[...counts].map(([s, n]) => `${n} ${s}`).join(', ') || 'none'}), ${overdue} overdue`);
   for (const f of doc.findings) {
-    const flags = [f.kev ? 'KEV' : '', f.overdue ? 'OVERDUE' : ''].filter((s) => s !== '').join(' ');
+    const flags = [f.kev ? 'KEV' : '', f.overdue ? 'OVERDUE' : '', f.epss == null ? '' : `EPSS ${(f.epss.score * 100).toFixed(2)}%`].filter((s) => s !== '').join(' ');
     lines.push(`${f.advisory.padEnd(18)} ${f.severity.padEnd(8)} ${f.status.padEnd(20)} due ${f.due ?? '-'.padEnd(10)} ${f.package} ${f.installed} -> ${f.fixed ?? '(no fix)'} ${flags}`.trimEnd());
   }
   return lines.join('\n') + '\n';
