@@ -59,6 +59,12 @@ export const HostSchema = z.strictObject({
   os: OsSchema,
   ecosystem: z.string().max(128).regex(ECOSYSTEM).nullable(),
   hardware: HardwareSchema,
+  /**
+   * The minor release a RHEL-family host's package manager is held at (EUS, a rebuild's
+   * LTS): it takes that release's stream of fixes, not mainline's. Absent: mainline.
+   * Optional so older agents' reports stay valid.
+   */
+  releasePin: z.string().regex(/^\d{1,4}\.\d{1,4}$/).optional(),
 });
 export type Host = z.infer<typeof HostSchema>;
 

@@ -13,6 +13,7 @@ import { readHardware } from './hardware.ts';
 import { readHost } from './host.ts';
 import { readKernel } from './kernel.ts';
 import { readLivepatch } from './livepatch.ts';
+import { readReleasePin } from './release-pin.ts';
 import { readOsRelease } from './os-release.ts';
 import { readPackages } from './packages.ts';
 import { readReboot } from './reboot.ts';
@@ -45,6 +46,7 @@ export async function collectInventory(options: InventoryOptions = {}): Promise<
       `${displayRoot(options.root)} has ${pkgs.packages.length} installed packages, and a report holds at most ${LIMITS.packages}: no inventory is made, as the collector would refuse it`,
     );
   }
+  const releasePin = await readReleasePin(ctx, osr.os);
   const kernelBase = await readKernel(ctx, pkgs.packages, pkgs.format, options.running);
   const kernel = { ...kernelBase, livepatch };
   const reboot = await readReboot(ctx, kernel);
@@ -52,7 +54,7 @@ export async function collectInventory(options: InventoryOptions = {}): Promise<
     schema: INVENTORY_SCHEMA,
     collectedAt: (options.now?.() ?? new Date()).toISOString(),
     agentVersion: AGENT_VERSION,
-    host: { ...host, os: osr.os, ecosystem: osr.ecosystem, hardware },
+    host: { ...host, os: osr.os, ecosystem: osr.ecosystem, hardware, ...(releasePin === null ? {} : { releasePin }) },
     packageFormat: pkgs.format,
     packages: pkgs.packages,
     kernel,
