@@ -38,6 +38,11 @@ export function indexKey(ecosystem: string, pkg: string): string {
   return `${ecosystem}\u0000${pkg}`;
 }
 
+/** Where binary-keyed entries (Ubuntu OVAL's dpkginfo tests) are listed: never a unit's key. */
+export function binaryKey(ecosystem: string, binary: string): string {
+  return indexKey(ecosystem, `\u0002${binary}`);
+}
+
 function cvesOf(a: Advisory): string[] {
   const ids = new Set<string>();
   if (a.id.startsWith('CVE-')) ids.add(a.id);
@@ -49,6 +54,14 @@ export class AdvisoryIndex {
   readonly #byKey = new Map<string, IndexEntry[]>();
   /** advisory `${source}\0${id}` -> index keys it contributes to, for replacement. */
   readonly #keysOf = new Map<string, string[]>();
+  /**
+   * binaryKey -> the keys of the source units seen holding that binary (noteBinaries, as
+   * units are matched). A change to a binary-keyed entry changes those units' keys too, so
+   * live re-correlation (Correlator's refresh by changed keys) matches exactly the units
+   * that hold the binary again. A unit is always matched (and noted) before anything cached
+   * can depend on it, and this lives as long as the cache does.
+   */
+  readonly #sourcesOfBinary = new Map<string, Set<string>>();
   #generation = 0;
 
   get generation(): number {
@@ -61,6 +74,27 @@ export class AdvisoryIndex {
 
   lookup(ecosystem: string, pkg: string): readonly IndexEntry[] {
     return this.#byKey.get(indexKey(ecosystem, pkg)) ?? [];
+  }
+
+  /** Binary-keyed entries of one binary package name. */
+  lookupBinary(ecosystem: string, binary: string): readonly IndexEntry[] {
+    return this.#byKey.get(binaryKey(ecosystem, binary)) ?? [];
+  }
+
+  /** Records that the unit `unitKey` holds these binaries (see #sourcesOfBinary). */
+  noteBinaries(ecosystem: string, unitKey: string, binaries: readonly string[]): void {
+    for (const b of binaries) {
+      const k = binaryKey(ecosystem, b);
+      const set = this.#sourcesOfBinary.get(k);
+      if (set === undefined) this.#sourcesOfBinary.set(k, new Set([unitKey]));
+      else set.add(unitKey);
+    }
+  }
+
+  /** A changed key, and for a binary key the units holding that binary. */
+  #touch(key: string, changed: Set<string>): void {
+    changed.add(key);
+    for (const k of this.#sourcesOfBinary.get(key) ?? []) changed.add(k);
   }
 
   /**
@@ -77,7 +111,7 @@ export class AdvisoryIndex {
       const keys: string[] = [];
       for (const aff of a.affected) {
         if (aff.ranges.length === 0 && aff.versions.length === 0) continue;
-        const key = indexKey(aff.ecosystem, aff.package);
+        const key = aff.binary === true ? binaryKey(aff.ecosystem, aff.package) : indexKey(aff.ecosystem, aff.package);
         let list = this.#byKey.get(key);
         if (list === undefined) {
           list = [];
@@ -85,7 +119,7 @@ export class AdvisoryIndex {
         }
         list.push(aff.note === undefined ? { advisory: meta, ranges: aff.ranges, versions: aff.versions } : { advisory: meta, ranges: aff.ranges, versions: aff.versions, note: aff.note });
         keys.push(key);
-        changed.add(key);
+        this.#touch(key, changed);
       }
       if (a.livepatch !== undefined) {
         const patterns = a.livepatch.modules.map(compileModulePattern).filter((p): p is ModulePattern => p !== null);
@@ -118,7 +152,7 @@ export class AdvisoryIndex {
       const kept = list.filter((e) => e.advisory.source !== source || e.advisory.id !== advisoryId);
       if (kept.length === 0) this.#byKey.delete(key);
       else this.#byKey.set(key, kept);
-      changed.add(key);
+      this.#touch(key, changed);
     }
     this.#keysOf.delete(id);
   }

@@ -59,7 +59,11 @@ interface SharedUnit {
 /** Identity of a unit: its key and every installed version with its binaries. */
 function unitSignature(u: MatchUnit): string {
   let s = u.key;
-  for (const v of u.versions) s += `\u0001${v.version}\u0002${v.binaryCount}\u0002${v.binaries.join('\u0003')}`;
+  for (const v of u.versions) {
+    s += `\u0001${v.version}\u0002${v.binaryCount}\u0002${v.binaries.join('\u0003')}`;
+    // Binary-keyed advisories (Ubuntu OVAL) compare each binary's own version.
+    if (v.binaryVersions !== undefined) s += `\u0004${v.binaryVersions.join('\u0003')}`;
+  }
   return s;
 }
 

@@ -29,6 +29,12 @@ export interface InstalledVersion {
   binaries: string[];
   /** Binaries installed at this version: more than `binaries` lists when over MAX_FINDING_BINARIES. */
   binaryCount: number;
+  /**
+   * Each listed binary's own version, in `binaries` order, only when one differs from the
+   * source version (deb: gcc-defaults builds gcc 4:13.2.0-7ubuntu1): what binary-keyed
+   * advisories (Ubuntu OVAL) compare with.
+   */
+  binaryVersions?: string[];
 }
 
 /**
@@ -82,6 +88,8 @@ export function planInventory(inv: Inventory): MatchPlan {
   // Maps and sets, one pass: 200,000 binaries of 10 source packages made a list search
   // per package quadratic (22 s for one report). Each list is sorted once at the end.
   const units = new Map<string, { unit: MatchUnit; names: Map<string, Set<string>> }>();
+  /** Binaries whose own version is not their source version (deb), by `${name}\u0000${source version}`. */
+  const own = new Map<string, string>();
   for (const p of inv.packages) {
     if (kernelSrc.has(p.source)) continue;
     const k = advisoryKey(scheme, p);
@@ -93,10 +101,16 @@ export function planInventory(inv: Inventory): MatchPlan {
     const names = u.names.get(k.version);
     if (names === undefined) u.names.set(k.version, new Set([p.name]));
     else names.add(p.name);
+    if (p.version !== k.version) own.set(`${p.name}\u0000${k.version}`, p.version);
   }
   const out: MatchUnit[] = [];
   for (const { unit, names } of units.values()) {
-    for (const [version, set] of names) unit.versions.push({ version, binaries: binaryList(set), binaryCount: set.size });
+    for (const [version, set] of names) {
+      const binaries = binaryList(set);
+      const iv: InstalledVersion = { version, binaries, binaryCount: set.size };
+      if (own.size > 0 && binaries.some((b) => own.has(`${b}\u0000${version}`))) iv.binaryVersions = binaries.map((b) => own.get(`${b}\u0000${version}`) ?? version);
+      unit.versions.push(iv);
+    }
     out.push(unit);
   }
   const kp = inv.kernel.package;
@@ -132,6 +146,11 @@ interface UnitHit {
 export function matchUnit(inv: Pick<Inventory, 'kernel'>, unit: MatchUnit, index: AdvisoryIndex, cmp: Compare, ecosystem: string, seen: Set<string>, warnings: string[]): RawMatch[] {
   const out: RawMatch[] = [];
   const entries = index.lookup(ecosystem, unit.package);
+  const binaryKeyed = !unit.kernel && schemeForEcosystem(ecosystem) === 'deb';
+  if (binaryKeyed) {
+    for (const v of unit.versions) index.noteBinaries(ecosystem, unit.key, v.binaries);
+    matchBinaries(unit, index, cmp, ecosystem, warnings, out);
+  }
   if (entries.length === 0) return out;
   const only = unit.versions.length === 1 ? unit.versions[0] : undefined;
   const many = only === undefined ? sortedVersions(unit, cmp, warnings) : undefined;
@@ -182,6 +201,54 @@ export function matchUnit(inv: Pick<Inventory, 'kernel'>, unit: MatchUnit, index
     out.push({ advisory: e.advisory, package: unit.package, binaries: hit.binaries, installed: hit.installed, fixed: m.fixed, status, why });
   }
   return out;
+}
+
+/**
+ * Binary-keyed entries (Ubuntu OVAL names binary packages) against each binary's own
+ * version: one match per (advisory, source unit), for the lowest affected binary version,
+ * naming every affected binary.
+ */
+function matchBinaries(unit: MatchUnit, index: AdvisoryIndex, cmp: Compare, ecosystem: string, warnings: string[], out: RawMatch[]): void {
+  const hits = new Map<string, { entry: IndexEntry; lowest: { name: string; version: string; range: RangeMatch }; names: string[] }>();
+  for (const v of unit.versions) {
+    v.binaries.forEach((name, i) => {
+      const entries = index.lookupBinary(ecosystem, name);
+      if (entries.length === 0) return;
+      const version = v.binaryVersions?.[i] ?? v.version;
+      for (const e of entries) {
+        let m: RangeMatch | null;
+        try {
+          m = matchRanges(cmp, version, e.ranges, e.versions);
+        } catch (err) {
+          warnings.push(`${e.advisory.id}: ${name} ${version}: ${(err as Error).message}`);
+          continue;
+        }
+        if (m === null) continue;
+        const advKey = `${e.advisory.source}\u0000${e.advisory.id}`;
+        const h = hits.get(advKey);
+        if (h === undefined) hits.set(advKey, { entry: e, lowest: { name, version, range: m }, names: [name] });
+        else {
+          h.names.push(name);
+          if (safeCmp(cmp, version, h.lowest.version) < 0) h.lowest = { name, version, range: m };
+        }
+      }
+    });
+  }
+  for (const { entry, lowest, names } of hits.values()) {
+    const m = lowest.range;
+    const where = `${ecosystem}, binary package, ${describeRange(m.range)}`;
+    let why = m.fixed === null ? `${lowest.name} ${lowest.version} is affected and no fixed version is published (${where})` : `${lowest.name} ${lowest.version} < ${m.fixed} (${where})`;
+    if (names.length > 1) why += `; ${names.length} binaries of ${unit.package} are affected, the lowest is shown`;
+    out.push({
+      advisory: entry.advisory,
+      package: unit.package,
+      binaries: [...new Set(names)].sort(byCodeUnit).slice(0, MAX_FINDING_BINARIES),
+      installed: lowest.version,
+      fixed: m.fixed,
+      status: m.fixed === null ? 'unfixed' : 'open',
+      why,
+    });
+  }
 }
 
 /** A unit's valid versions in ascending order with running binary totals; a version the scheme rejects is warned about once and left out. */

@@ -117,8 +117,8 @@ export function nobleLivepatchModule(level: number): string {
 /**
  * An Ubuntu 24.04 LTS host (as agent/inventory/os-release.ts names it) running
  * 6.8.0-31-generic, Ubuntu's real binaries of that kernel (linux-image-* built by
- * linux-signed, linux-modules-* by linux, at 6.8.0-31.31) and OpenSSL 3.0.13-0ubuntu3
- * (libssl3t64, openssl), the noble release versions. With `livepatchLevel`, Canonical
+ * linux-signed, linux-modules-* by linux, at 6.8.0-31.31), OpenSSL 3.0.13-0ubuntu3
+ * (libssl3t64, openssl; the noble release) and curl 8.5.0-2ubuntu10.1 (curl, libcurl4t64). With `livepatchLevel`, Canonical
  * Livepatch is active with its module loaded at that level and no CVE list reported
  * (what sysfs alone gives), so only the LSN OVAL can say what it fixes.
  */
@@ -135,6 +135,8 @@ export function ubuntuNobleInventory(options: { livepatchLevel?: number; release
       deb('libssl3t64', '3.0.13-0ubuntu3', 'openssl'),
       deb('openssl', '3.0.13-0ubuntu3', 'openssl'),
       deb('bash', '5.2.21-2ubuntu4', 'bash'),
+      deb('curl', '8.5.0-2ubuntu10.1', 'curl'),
+      deb('libcurl4t64', '8.5.0-2ubuntu10.1', 'curl'),
     ],
     {
       release: abi,

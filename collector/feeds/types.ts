@@ -67,6 +67,12 @@ export const AffectedPackageSchema = z
     notAffected: z.boolean(),
     /** Why there is no fix, when the source says (CSAF `no_fix_planned`): shown in the finding's `why`. */
     note: z.string().min(1).max(1024).optional(),
+    /**
+     * `package` names a BINARY package, matched against that binary's own installed version
+     * (Ubuntu OVAL's dpkginfo tests); otherwise it is the ecosystem's advisory key (a deb
+     * source package). The finding is still one per (advisory, source package).
+     */
+    binary: z.literal(true).optional(),
   })
   .refine((a) => !a.notAffected || (a.ranges.length === 0 && a.versions.length === 0), 'a not-affected entry has no ranges or versions');
 export type AffectedPackage = z.infer<typeof AffectedPackageSchema>;

@@ -14,7 +14,8 @@ import { runCaptured } from '../../shared/testing/capture.ts';
 import { dataPath } from '../../shared/testing/data.ts';
 import { feedCommand } from '../commands/feed.ts';
 import { Correlator } from '../correlate/correlator.ts';
-import { ubuntuNobleInventory } from '../correlate/testkit.ts';
+import { dpkgOracle, ubuntuNobleInventory } from '../correlate/testkit.ts';
+import { needs, TOOLS } from '../../shared/testing/system-tools.ts';
 import { dumpStoreFile } from '../store/testkit.ts';
 import { parseFeedPath, type ParsedFeed } from './import.ts';
 import { type Advisory, AdvisorySchema } from './types.ts';
@@ -34,14 +35,13 @@ const byId = (id: string): Advisory => {
 };
 
 describe('Ubuntu USN OVAL: the real noble file', () => {
-  it('reads 5 LSNs and 48 kernel USNs; the 207 package USNs are skipped and counted', () => {
+  it('reads every definition: 5 LSNs, 48 kernel USNs, 207 package USNs, with no warning', () => {
     assert.deepEqual(parsed.formats, ['ubuntu-oval']);
     assert.equal(parsed.report.counts.get('LSN definitions'), 5);
     assert.equal(parsed.report.counts.get('kernel USN definitions'), 48);
-    assert.equal(parsed.report.counts.get('package USNs skipped'), 207);
-    assert.equal(parsed.report.warningCount('PW_ERR_FEED_UNSUPPORTED'), 207);
-    assert.equal(parsed.report.warningCount(), 207);
-    assert.equal(parsed.advisories.length, 53);
+    assert.equal(parsed.report.counts.get('package USN definitions'), 207);
+    assert.equal(parsed.report.warningCount(), 0);
+    assert.equal(parsed.advisories.length, 260);
     for (const a of parsed.advisories) assert.ok(AdvisorySchema.safeParse(a).success, a.id);
     // Every definition of the file is one of these: 255 USN + 5 LSN + 1 inventory.
     assert.equal((nobleXml().match(/<definition /g) ?? []).length, 48 + 207 + 5 + 1);
@@ -106,7 +106,7 @@ describe('Ubuntu LSN OVAL against a Canonical Livepatch host (Ubuntu 24.04, 6.8.
   });
 
   it('without a live patch: every kernel USN of the generic flavour is open against the running kernel', () => {
-    const m = kernelMatches();
+    const m = kernelMatches().filter((x) => x.package.startsWith('uname_'));
     const expected = parsed.advisories.filter((a) => a.affected.some((x) => x.package === 'uname_6.8.0-generic' && x.ranges.some((r) => r.fixed !== '6.8.0-31')));
     assert.equal(m.length, expected.length);
     assert.ok(m.length >= 10, `${m.length}`);
@@ -121,7 +121,7 @@ describe('Ubuntu LSN OVAL against a Canonical Livepatch host (Ubuntu 24.04, 6.8.
   });
 
   it('module at the LSN level: that USN is mitigated-livepatch, naming the LSN and the module; USNs with other CVEs stay open', () => {
-    const m = kernelMatches(105);
+    const m = kernelMatches(105).filter((x) => x.package.startsWith('uname_'));
     const hit = m.find((x) => x.advisory.id === 'USN-6863-1');
     assert.equal(hit?.status, 'mitigated-livepatch');
     assert.match(hit.why, /; LSN-0105-1 \(Canonical Livepatch module lkp_Ubuntu_6_8_0_31_31_linux_105, level 105 >= 105\) fixes CVE-\d+-\d+$/);
@@ -151,8 +151,95 @@ describe('Ubuntu LSN OVAL against a Canonical Livepatch host (Ubuntu 24.04, 6.8.
       inv.kernel.release = '6.8.0-1008-aws';
       inv.kernel.package = { name: 'linux-image-6.8.0-1008-aws', source: 'linux-signed-aws', version: '6.8.0-1008.8' };
     });
-    assert.ok(aws.length > 0 && aws.every((x) => x.package === 'uname_6.8.0-aws'));
+    const awsKernel = aws.filter((x) => x.package.startsWith('uname_'));
+    assert.ok(awsKernel.length > 0 && awsKernel.every((x) => x.package === 'uname_6.8.0-aws'));
     assert.ok(aws.some((x) => x.advisory.id === 'USN-6817-1' && x.fixed === '6.8.0-1009'));
+  });
+});
+
+describe('Ubuntu package USNs: binary package names, each binary’s own version', () => {
+  it('USN-7012-1 names the six curl binaries, fixed at 8.5.0-2ubuntu10.4', () => {
+    const usn = byId('USN-7012-1');
+    assert.deepEqual(
+      usn.affected.map((a) => [a.package, a.binary, a.ranges[0]?.fixed]),
+      ['curl', 'libcurl3t64-gnutls', 'libcurl4-doc', 'libcurl4-gnutls-dev', 'libcurl4-openssl-dev', 'libcurl4t64'].map((b) => [b, true, '8.5.0-2ubuntu10.4']),
+    );
+    assert.equal(usn.summary, 'curl vulnerability');
+  });
+
+  it('one finding per (advisory, source package) naming the affected binaries, exactly as apt’s version_compare judges each binary', { skip: needs(TOOLS.pythonApt) }, () => {
+    const correlator = new Correlator();
+    correlator.apply(parsed.advisories);
+    const inv = ubuntuNobleInventory();
+    const got = correlator
+      .matches(inv)
+      .matches.filter((m) => !m.package.startsWith('uname_'))
+      .map((m) => `${m.advisory.id} ${m.package} [${m.binaries.join(',')}] ${m.installed} < ${m.fixed}`)
+      .sort();
+    // Independently: every binary entry against the installed binary's version, by libapt.
+    const pairs: [string, string, string, string][] = [];
+    for (const a of parsed.advisories) {
+      for (const e of a.affected) {
+        if (e.binary !== true) continue;
+        const p = inv.packages.find((x) => x.name === e.package);
+        if (p !== undefined) pairs.push([a.id, p.source, p.name, `${p.version}\t${e.ranges[0]?.fixed ?? ''}`]);
+      }
+    }
+    const cmp = dpkgOracle(pairs.map((x) => x[3].split('\t') as [string, string]));
+    const by = new Map<string, { source: string; bins: string[]; version: string; fixed: string }>();
+    pairs.forEach(([id, source, bin, vf], i) => {
+      if (cmp[i] !== -1) return;
+      const [version, fixed] = vf.split('\t') as [string, string];
+      const k = `${id} ${source}`;
+      const x = by.get(k);
+      if (x === undefined) by.set(k, { source, bins: [bin], version, fixed });
+      else x.bins.push(bin);
+    });
+    const expected = [...by].map(([k, x]) => `${k} [${x.bins.sort().join(',')}] ${x.version} < ${x.fixed}`).sort();
+    assert.deepEqual(got, expected);
+    assert.deepEqual(got, [
+      'USN-6663-3 openssl [libssl3t64,openssl] 3.0.13-0ubuntu3 < 3.0.13-0ubuntu3.1',
+      'USN-6937-1 openssl [libssl3t64,openssl] 3.0.13-0ubuntu3 < 3.0.13-0ubuntu3.2',
+      'USN-6944-1 curl [curl,libcurl4t64] 8.5.0-2ubuntu10.1 < 8.5.0-2ubuntu10.2',
+      'USN-6986-1 openssl [libssl3t64,openssl] 3.0.13-0ubuntu3 < 3.0.13-0ubuntu3.4',
+      'USN-7012-1 curl [curl,libcurl4t64] 8.5.0-2ubuntu10.1 < 8.5.0-2ubuntu10.4',
+      'USN-7104-1 curl [curl,libcurl4t64] 8.5.0-2ubuntu10.1 < 8.5.0-2ubuntu10.5',
+      'USN-7162-1 curl [curl,libcurl4t64] 8.5.0-2ubuntu10.1 < 8.5.0-2ubuntu10.6',
+    ]);
+  });
+
+  it('a binary whose own version differs from its source’s is judged by its own', () => {
+    const correlator = new Correlator();
+    correlator.apply(parsed.advisories);
+    const inv = ubuntuNobleInventory();
+    const lib = inv.packages.find((p) => p.name === 'libcurl4t64');
+    assert.ok(lib !== undefined);
+    lib.version = '8.5.0-2ubuntu10.6';
+    const curl = correlator.matches(inv).matches.filter((m) => m.package === 'curl');
+    assert.equal(curl.length, 4);
+    for (const m of curl) {
+      assert.deepEqual(m.binaries, ['curl'], m.advisory.id);
+      assert.match(m.why, /^curl 8\.5\.0-2ubuntu10\.1 < 8\.5\.0-2ubuntu10\.\d \(Ubuntu:24\.04:LTS, binary package, /);
+    }
+    assert.match(correlator.matches(ubuntuNobleInventory()).matches.find((m) => m.advisory.id === 'USN-7162-1')?.why ?? '', /; 2 binaries of curl are affected, the lowest is shown$/);
+  });
+
+  it('live re-correlation: adding and removing a binary-keyed advisory re-matches exactly the unit holding the binary', () => {
+    const correlator = new Correlator();
+    correlator.apply(parsed.advisories.filter((a) => a.id !== 'USN-7162-1'));
+    const inv = ubuntuNobleInventory();
+    const has = () => correlator.matches(inv).matches.some((m) => m.advisory.id === 'USN-7162-1');
+    assert.equal(has(), false);
+    const { misses, unitsRematched } = correlator.stats;
+    const keys = correlator.update([byId('USN-7162-1')], []);
+    assert.ok([...keys].some((k) => k.endsWith('\u0000curl')), 'the curl unit’s key is among the changed keys');
+    assert.equal(has(), true);
+    assert.equal(correlator.stats.unitsRematched - unitsRematched, 1, 'only the curl unit');
+    assert.equal(correlator.stats.misses, misses, 'refreshed, not rebuilt');
+    correlator.update([], [{ source: 'ubuntu-oval', id: 'USN-7162-1' }]);
+    assert.equal(has(), false);
+    assert.equal(correlator.stats.unitsRematched - unitsRematched, 2);
+    assert.equal(correlator.stats.misses, misses);
   });
 });
 
@@ -166,7 +253,7 @@ describe('hostile OVAL: refused with its code, nothing stored', () => {
     const r = await runCaptured(feedCommand, ['import', '--db', db, '--name', 'ubuntu-noble', NOBLE]);
     assert.equal(r.code, 0, r.stderr);
     good = dumpStoreFile(db);
-    assert.equal(good.advisories, 53);
+    assert.equal(good.advisories, 260);
   });
   after(() => rm(dir, { recursive: true, force: true }));
 
@@ -281,6 +368,6 @@ describe('hostile OVAL: refused with its code, nothing stored', () => {
     const path = join(dir, 'again.xml.gz');
     await writeFile(path, gzipSync(await readFile(NOBLE).then((b) => gunzipSync(b))));
     const p = await parseFeedPath(path);
-    assert.equal(p.advisories.length, 53);
+    assert.equal(p.advisories.length, 260);
   });
 });

@@ -13,8 +13,11 @@
  * - Kernel USN: uname_test(os_release pattern match `6.8.0-\d+(-aws|-gcp)`) AND
  *   variable_test(uname's ABI version less than `0:6.8.0-NN`): one affected entry per
  *   flavour, keyed `uname_6.8.0-aws` (see correlate/ubuntu-kernel.ts for why).
- * - Package USN: dpkginfo_test(binary package names, evr less than V): one affected entry
- *   per binary name, marked `keyedBy: 'binary'` ... see PACKAGE_USNS below.
+ * - Package USN: dpkginfo_test(BINARY package names, evr less than `0:3.0.13-0ubuntu3.2`):
+ *   one affected entry per binary name, marked `binary: true`. The collector keys other deb
+ *   advisories by source package; these are matched against each installed binary's own
+ *   version, one finding per (advisory, source package) naming the affected binaries
+ *   (correlate/match.ts matchBinaries).
  *
  * Anything else in a definition (negated criteria, other test kinds, operations other
  * than the ones above, a module pattern outside livepatch-pattern.ts's grammar) drops that
@@ -195,19 +198,16 @@ function readBranch(doc: Doc, ecosystem: string, tests: XmlElement[], into: Read
     if (names === null || names.length === 0) return 'a dpkginfo_test without package names';
     const fixed = lessThan(child(state ?? (tests[0] as XmlElement), 'evr'), 'debian_evr_string');
     if (fixed === null || !VERSION.test(evr(fixed))) return 'a package state other than evr debian_evr_string less than V';
+    for (const n of names) {
+      if (!PACKAGE_NAME.test(n) || n.length > ADVISORY_LIMITS.name) return `binary package name ${JSON.stringify(n.slice(0, 80))} is not a package name`;
+    }
+    for (const n of names) into.affected.push({ ...entry(ecosystem, n, evr(fixed)), binary: true });
     into.kinds.add('package');
-    return PACKAGE_SKIPPED;
+    return null;
   }
   return `tests ${kinds.slice(0, 120)}`;
 }
 
-/**
- * Package USNs name BINARY packages (libssl3t64, openssl), while the collector keys deb
- * advisories by SOURCE package (shared/ecosystem.ts advisoryKey). Until binary-keyed
- * matching exists their definitions are skipped and counted (`package USNs skipped`), each
- * with one PW_ERR_FEED_UNSUPPORTED warning: never read as covering a package.
- */
-const PACKAGE_SKIPPED = 'package USNs name binary packages, which this collector does not match yet';
 
 function entry(ecosystem: string, pkg: string, fixed: string): AffectedPackage {
   return { ecosystem, package: pkg, ranges: [{ introduced: '0', fixed, lastAffected: null }], versions: [], notAffected: false };
@@ -220,10 +220,11 @@ function entry(ecosystem: string, pkg: string, fixed: string): AffectedPackage {
 function dedupe(affected: AffectedPackage[]): AffectedPackage[] {
   const by = new Map<string, AffectedPackage>();
   for (const a of affected) {
-    const seen = by.get(a.package);
+    const key = `${a.binary === true ? 'b' : 's'}\u0000${a.package}`;
+    const seen = by.get(key);
     const fixed = a.ranges[0]?.fixed ?? null;
     const had = seen?.ranges[0]?.fixed ?? null;
-    if (seen === undefined || had === null || (fixed !== null && compareVersions('deb', fixed, had) > 0)) by.set(a.package, a);
+    if (seen === undefined || had === null || (fixed !== null && compareVersions('deb', fixed, had) > 0)) by.set(key, a);
   }
   return [...by.values()];
 }
@@ -293,14 +294,8 @@ export function parseUbuntuOval(text: string, report: FeedReport, name: string):
       const problem = missing >= 0 ? `test ${g[missing]} is not in the file` : readBranch(doc, ecosystem, tests as XmlElement[], reading);
       if (problem !== null) {
         skipped++;
-        if (problem === PACKAGE_SKIPPED) continue;
         report.warn(where, new FeedUnsupportedError(`${id}: ${problem}; branch skipped`));
       }
-    }
-    if (reading.kinds.has('package') && reading.affected.length === 0) {
-      report.count('package USNs skipped');
-      report.warn(where, new FeedUnsupportedError(`${id}: ${PACKAGE_SKIPPED}; skipped`));
-      continue;
     }
     if (skipped > 0) report.count('OVAL branches skipped', skipped);
     const cves = cvesOf(meta);

@@ -2,7 +2,8 @@
  * Canonical's real USN OVAL through a serving collector: a CLI `feed import` of the noble
  * file on the collector's database reaches two Ubuntu 24.04 hosts running Canonical
  * Livepatch without a restart, and the API shows the kernel USN whose CVE an LSN fixes as
- * mitigated-livepatch on the host whose module is at the LSN's level, open on the other.
+ * mitigated-livepatch on the host whose module is at the LSN's level, open on the other,
+ * and a package USN (binary names) as one finding per source package.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -64,5 +65,11 @@ describe('Ubuntu OVAL end to end', () => {
     assert.equal(open.status, 'open', open.why);
     // A USN with CVEs no LSN fixes is open on both.
     assert.equal((await usn(hosts['noble-lp105'] as string, 'USN-6816-1'))?.status, 'open');
+    // A package USN, by binary name: one finding for the source package naming both binaries.
+    const openssl = await usn(hosts['noble-lp105'] as string, 'USN-6986-1');
+    assert.equal(openssl?.status, 'open');
+    assert.equal(openssl.package, 'openssl');
+    assert.deepEqual(openssl.binaries, ['libssl3t64', 'openssl']);
+    assert.equal(openssl.fixed, '3.0.13-0ubuntu3.4');
   });
 });
