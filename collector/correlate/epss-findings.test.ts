@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { FindingSchema, type Finding } from '../../shared/protocol.ts';
+import { parseConfig } from '../config.ts';
 import { dataPath } from '../../shared/testing/data.ts';
 import { parseEpssCsv, type EpssScore } from '../feeds/epss.ts';
 import { EPSS_EXCERPT } from '../feeds/testkit.ts';
@@ -105,10 +106,16 @@ describe('EPSS and due dates: no change unless the policy says so', () => {
     ['a string', '0.5'],
   ];
   for (const [name, value] of bad) {
-    it(`the policy refuses ${name}`, () => {
+    it(`the policy refuses ${name}, and so does the collector config at load (PW_ERR_USAGE)`, () => {
       assert.equal(DuePolicySchema.safeParse({ epssDueDays: value }).success, false);
+      assert.throws(() => parseConfig({ policy: { epssDueDays: value } }), { code: 'PW_ERR_USAGE', message: /policy\.epssDueDays/ });
     });
   }
+
+  it('the collector config keeps a good rule, and none by default', () => {
+    assert.deepEqual(parseConfig({ policy: { epssDueDays: { threshold: 0.5, days: 7 } } }).policy.epssDueDays, { threshold: 0.5, days: 7 });
+    assert.equal(parseConfig({}).policy.epssDueDays, undefined);
+  });
 });
 
 describe('fixFirst: overdue, then KEV, then EPSS (highest first), then severity', () => {
