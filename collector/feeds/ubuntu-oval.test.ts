@@ -16,7 +16,12 @@ import { feedCommand } from '../commands/feed.ts';
 import { Correlator } from '../correlate/correlator.ts';
 import { dpkgOracle, ubuntuNobleInventory } from '../correlate/testkit.ts';
 import { needs, TOOLS } from '../../shared/testing/system-tools.ts';
-import { dumpStoreFile } from '../store/testkit.ts';
+import { dumpStoreFile, tempDatabase } from '../store/testkit.ts';
+import { AdvisoryStore } from '../store/advisories.ts';
+import { createServer } from 'node:http';
+import { EnvHttpProxyAgent } from 'undici';
+import { syncFeed } from './sync.ts';
+import { listenForTest } from './testkit.ts';
 import { parseFeedPath, type ParsedFeed } from './import.ts';
 import { type Advisory, AdvisorySchema } from './types.ts';
 
@@ -240,6 +245,30 @@ describe('Ubuntu package USNs: binary package names, each binary’s own version
     assert.equal(has(), false);
     assert.equal(correlator.stats.unitsRematched - unitsRematched, 2);
     assert.equal(correlator.stats.misses, misses);
+  });
+});
+
+describe('feed sync takes Ubuntu OVAL (an internal mirror serving the gzip form)', () => {
+  it('syncs the real noble file from a local mirror, then a 304 changes nothing', async (t) => {
+    const body = readFileSync(NOBLE);
+    const server = createServer((req, res) => {
+      if (req.url !== '/oval/com.ubuntu.noble.usn.oval.xml.gz') return void res.writeHead(404).end();
+      if (req.headers['if-none-match'] === '"noble-1"') return void res.writeHead(304, { etag: '"noble-1"' }).end();
+      res.writeHead(200, { etag: '"noble-1"', 'content-length': String(body.length) }).end(body);
+    });
+    const base = `http://127.0.0.1:${await listenForTest(t, server)}`;
+    const { db } = await tempDatabase(t, 'oval-sync');
+    const store = new AdvisoryStore(db);
+    const dispatcher = new EnvHttpProxyAgent({ httpProxy: '', httpsProxy: '', noProxy: '' });
+    t.after(() => dispatcher.close());
+    const src = { name: 'ubuntu-noble-oval', url: `${base}/oval/com.ubuntu.noble.usn.oval.xml.gz`, mirror: true };
+    const first = await syncFeed(store, src, { backoffMs: 1, dispatcher });
+    assert.equal(first.status, 'imported');
+    assert.deepEqual(first.result.advisories, { added: 260, updated: 0, unchanged: 0 });
+    assert.deepEqual(first.result.formats, ['ubuntu-oval']);
+    assert.deepEqual(store.feeds().find((f) => f.source === 'ubuntu-noble-oval')?.kind, 'ubuntu-oval');
+    const second = await syncFeed(store, src, { backoffMs: 1, dispatcher });
+    assert.deepEqual(second, { source: 'ubuntu-noble-oval', status: 'not-modified' });
   });
 });
 
