@@ -16,7 +16,9 @@
  * machine id and boot id, and the fleet has VARIANTS package sets: the host's real pending
  * upgrades (`apt list --upgradable`) applied to a different depth, as in a fleet half-way
  * through a patch wave. Identical package sets are stored once by the collector; the store
- * is read back at the end to check that, and every count the acks claim.
+ * is read back at the end to check that, and every count the acks claim. The real Debian
+ * DSA and DLA lists and KEV are imported before it serves, so each report is correlated
+ * against real advisories (issue 11) and the findings are counted at the end.
  *
  * Baselines from the same run: a ws echo server in its own process (connects with one
  * round trip, and echo round trips: the floor of a handshake and of an unchanged report),
@@ -34,6 +36,7 @@ import WebSocket from 'ws';
 import { ecosystemFor, parseOsRelease } from '../agent/inventory/os-release.ts';
 import { enrollMessage, helloMessage, newKeys } from '../collector/gateway/testkit.ts';
 import { openDatabase } from '../collector/store/db.ts';
+import { REPORTS_PER_AGENT } from '../collector/store/fleet.ts';
 import { inventoryHash, packageSetHash, packagesHash } from '../shared/inventory-hash.ts';
 import { type Inventory, InventorySchema, type Package } from '../shared/protocol.ts';
 import type { KeyPair } from '../shared/signing.ts';
@@ -42,6 +45,8 @@ const ROOT = join(import.meta.dirname, '..');
 
 /** "A few dozen" distinct package sets, as a real fleet built from a handful of images drifts into. */
 export const VARIANTS = 32;
+/** The label the fleet's inventories carry (see buildVariants). */
+export const FLEET_ECOSYSTEM = 'Debian:11';
 /**
  * Handshakes in flight at once. The gateway answers 503 past maxPendingHandshakes (1024 by
  * default) unauthenticated connections, so this stays well under it.
@@ -132,7 +137,7 @@ export interface FleetBench {
   /** What the collector said about itself on /metrics after each phase (null when it could not be read). */
   metrics: { connected: number | null; hosts: number | null; stored: number | null; unchanged: number | null };
   /** Rows in the store after the run, read from the database once the collector exited. */
-  store: { agents: number; hosts: number; reports: number; contents: number; expectedContents: number } | null;
+  store: { agents: number; hosts: number; reports: number; maxReportsPerAgent: number; contents: number; expectedContents: number; advisories: number; openFindings: number; hostsWithFindings: number } | null;
   collectorLog: { lines: number; warnings: number; errors: number; exit: string };
   cpuProfile: string | null;
   /** Anything that means a figure does not measure what it says. */
@@ -453,7 +458,13 @@ function buildVariants(dataDir: string, base: Inventory): { template: Inventory;
     codename: fields.get('VERSION_CODENAME') ?? null,
     prettyName: fields.get('PRETTY_NAME') ?? null,
   };
-  const template: Inventory = { ...base, host: { ...base.host, os, ecosystem: ecosystemFor(os, fields) } };
+  // Relabelled Debian 11, as the correlate section does: the real DSA/DLA lists loaded into
+  // the store (fleetBench) end before Debian 12, so under its own label no package would
+  // meet an advisory; as bullseye each of its source packages with advisories is matched
+  // against their real ranges (and finds none open: every bookworm version is newer than
+  // the bullseye fixes), so the report figures carry the cost of correlation.
+  if (ecosystemFor(os, fields) !== 'Debian:12') throw new Error('the real host is not Debian 12');
+  const template: Inventory = { ...base, host: { ...base.host, os, ecosystem: FLEET_ECOSYSTEM } };
   const installed = new Map(base.packages.map((p) => [p.name, p.version]));
   const upgrades = parseAptUpgradable(readFileSync(join(dataDir, 'host-inventory', 'debian12-host.apt-list-upgradable.txt'), 'utf8')).filter(
     (u) => installed.get(u.name) === u.from,
@@ -922,6 +933,18 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
     if (token.error !== undefined || token.status !== 0) throw new Error(`token create failed (${token.error?.message ?? `exit ${token.status ?? token.signal ?? '?'}`}): ${token.stderr}`);
     const enrollToken = token.stdout.trim();
 
+    // Real advisories in the store before it serves, so every full report is correlated (the
+    // Debian DSA and DLA lists, whose bookworm lines cover these Debian 12 hosts, and KEV),
+    // as a CLI `feed import` would load them.
+    for (const [name, file] of [
+      ['debian-dsa', join(opts.dataDir, 'debian', 'DSA-list.gz')],
+      ['debian-dla', join(opts.dataDir, 'debian', 'DLA-list.gz')],
+      ['kev', join(opts.dataDir, 'kev', 'known_exploited_vulnerabilities-2025-11-17.csv.gz')],
+    ] as const) {
+      const r = spawnSync(process.execPath, [collectorJs, 'feed', 'import', '--db', dbPath, '--name', name, file], { cwd: dir, encoding: 'utf8', timeout: 120_000, maxBuffer: 16 * 1024 * 1024 });
+      if (r.error !== undefined || r.status !== 0) throw new Error(`feed import ${name} failed (${r.error?.message ?? `exit ${r.status ?? r.signal ?? '?'}`}): ${r.stderr}`);
+    }
+
     const profArgs = opts.cpuProfDir === null ? [] : ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir];
     progress(`fleet: starting the collector (${relative(ROOT, collectorJs)} serve on a temp DB${opts.cpuProfDir === null ? '' : `, CPU profile into ${opts.cpuProfDir}`})`);
     const c = new Child([...profArgs, collectorJs, 'serve', '--db', dbPath, '--listen', '127.0.0.1:0'], dir);
@@ -1122,12 +1145,25 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
     try {
       const count = (table: string): number => db.prepare<[], number>(`SELECT COUNT(*) FROM ${table}`).pluck().get() ?? NaN;
       const contents = new Set([...usedVariants].map((v) => variants[v]?.contentHash)).size + newSets.count;
-      store = { agents: count('agents'), hosts: count('hosts'), reports: count('reports'), contents: count('inventory_contents'), expectedContents: contents };
+      store = {
+        agents: count('agents'),
+        hosts: count('hosts'),
+        reports: count('reports'),
+        maxReportsPerAgent: db.prepare<[], number>('SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM reports GROUP BY agent_id)').pluck().get() ?? 0,
+        contents: count('inventory_contents'),
+        expectedContents: contents,
+        advisories: count('advisories'),
+        openFindings: db.prepare<[], number>('SELECT coalesce(sum(open_findings), 0) FROM hosts').pluck().get() ?? 0,
+        hostsWithFindings: db.prepare<[], number>('SELECT count(*) FROM hosts WHERE open_findings > 0').pluck().get() ?? 0,
+      };
     } finally {
       db.close();
     }
     if (store.agents !== enroll.count) problems.push(`store: ${store.agents} agents, ${enroll.count} enrollments acknowledged`);
-    if (store.reports !== storedAcks) problems.push(`store: ${store.reports} reports, ${storedAcks} stored reports acknowledged`);
+    // Each agent keeps its newest REPORTS_PER_AGENT reports (issue 10): fewer than acked, never more per agent.
+    if (store.reports > storedAcks || store.maxReportsPerAgent > REPORTS_PER_AGENT) {
+      problems.push(`store: ${store.reports} reports (at most ${store.maxReportsPerAgent} for one agent), ${storedAcks} stored reports acknowledged, ${REPORTS_PER_AGENT} kept per agent`);
+    }
     if (store.contents !== store.expectedContents) problems.push(`store: ${store.contents} inventory contents for ${store.expectedContents} distinct package sets: identical inventories are not stored once`);
 
     const profile = opts.cpuProfDir === null ? null : (readdirSync(opts.cpuProfDir).filter((f) => f.endsWith('.cpuprofile') && f.includes(`.${pid}.`))[0] ?? null);

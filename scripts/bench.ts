@@ -32,7 +32,7 @@ import { compareDebVersions, parseDebVersion } from '../shared/versions/dpkg.ts'
 import { readTsvVectors } from '../shared/versions/vectors.ts';
 import { benchAgent } from './bench-agent.ts';
 import { benchFeedParse } from './bench-feeds.ts';
-import { benchFleet } from './bench-fleet.ts';
+import { benchFleet, FLEET_ECOSYSTEM } from './bench-fleet.ts';
 import { preauthSection } from './bench-preauth.ts';
 import { correlateScaleSection } from './bench-correlate.ts';
 import { fanOutSection } from './bench-fanout.ts';
@@ -545,10 +545,10 @@ async function fleetSection(dataDir: string, agents: number): Promise<{ figures:
   ];
   const s = r.store;
   const intro =
-    `${r.agents} simulated agents in this process, one ws connection each (frames written from a buffer pool with masking key 0; the collector unmasks them as any client's), against ${r.collector} serve in its own process on a temp SQLite DB with no advisories loaded (matching costs are the correlate section's)` +
-    `${r.build === null ? '' : ` (${r.build})`}; ${r.packages}-package inventories (the correlate inventory, relabelled Debian:12) in ${r.variants} package sets ` +
+    `${r.agents} simulated agents in this process, one ws connection each (frames written from a buffer pool with masking key 0; the collector unmasks them as any client's), against ${r.collector} serve in its own process on a temp SQLite DB holding the real Debian DSA and DLA lists and KEV, so every stored report is correlated` +
+    `${r.build === null ? '' : ` (${r.build})`}; ${r.packages}-package inventories (the correlate inventory, relabelled ${FLEET_ECOSYSTEM} so every report is matched against the lists' bullseye ranges) in ${r.variants} package sets ` +
     `(the host's real pending upgrades applied to 32 depths), each agent with its own hostname, machine-id and boot-id; ` +
-    `store afterwards: ${s === null ? '?' : `${s.agents} agents, ${s.hosts} hosts, ${s.reports} reports, ${s.contents} inventory contents for ${s.expectedContents} distinct package sets`}; ` +
+    `store afterwards: ${s === null ? '?' : `${s.agents} agents, ${s.hosts} hosts, ${s.reports} reports, ${s.contents} inventory contents for ${s.expectedContents} distinct package sets; ${s.advisories} real advisories loaded (Debian DSA/DLA lists), ${s.openFindings} open findings over ${s.hostsWithFindings} hosts`}; ` +
     `correlation caught up after each report phase in ${Object.entries(r.correlationCatchUpMs).map(([k, v]) => `${k} ${v === null ? 'never' : fmtValue(v, 'ms')}`).join(', ')} (measured apart from the phases); ` +
     `collector log: ${r.collectorLog.lines} lines, ${r.collectorLog.warnings} warnings, ${r.collectorLog.errors} errors, ${r.collectorLog.exit} on SIGTERM` +
     (r.cpuProfile === null ? '' : `; CPU profile ${r.cpuProfile}`);

@@ -53,9 +53,11 @@ export class FindingHistoryStore {
   constructor(db: Db) {
     this.#db = db;
     this.#select = db.prepare<[string], HistoryRow>('SELECT advisory, package, first_seen, resolved, status, finding FROM finding_history WHERE host = ?');
+    // `+package`: seek on (host, advisory) and filter the package; on the whole key SQLite
+    // seeks every (advisory, package) pair, 1,800 seeks for 50 advisories over 36 packages.
     this.#selectPackages = db.prepare<[string, string, string], HistoryRow>(
       `SELECT advisory, package, first_seen, resolved, status, finding FROM finding_history
-       WHERE host = ? AND advisory IN (SELECT value FROM json_each(?)) AND package IN (SELECT value FROM json_each(?))`,
+       WHERE host = ? AND advisory IN (SELECT value FROM json_each(?)) AND +package IN (SELECT value FROM json_each(?))`,
     );
     this.#upsert = db.prepare(
       `INSERT INTO finding_history (host, advisory, package, first_seen, last_seen, resolved, status, finding)
