@@ -43,6 +43,12 @@ describe('Ubuntu OVAL end to end', () => {
     await until('both reports correlated', 5000, () => Promise.resolve(tc.collector.findings.stats.correlated >= 2 ? true : undefined));
     await tc.collector.findings.drained();
 
+    const assessment = async (agentId: string): Promise<{ state: string; reason: string }> => {
+      const res = await fetch(`${tc.collector.url}/api/v1/hosts/${agentId}`, { headers: { authorization: `Bearer ${viewer}` } });
+      return ((await res.json()) as { host: { assessment: { state: string; reason: string } } }).host.assessment;
+    };
+    assert.equal((await assessment(hosts['noble-lp105'] as string)).state, 'not-assessed', 'no feed covers Ubuntu 24.04 yet');
+
     const r = await runCaptured(feedCommand, ['import', '--db', tc.dbPath, '--name', 'ubuntu-noble-oval', NOBLE]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /ubuntu-noble-oval/);
@@ -65,6 +71,10 @@ describe('Ubuntu OVAL end to end', () => {
     assert.equal(open.status, 'open', open.why);
     // A USN with CVEs no LSN fixes is open on both.
     assert.equal((await usn(hosts['noble-lp105'] as string, 'USN-6816-1'))?.status, 'open');
+    // The feed covers the host from its own data (Ubuntu:24.04:LTS in its affected entries).
+    const after = await assessment(hosts['noble-lp105'] as string);
+    assert.equal(after.state, 'assessed', after.reason);
+    assert.match(after.reason, /ubuntu-noble-oval/);
     // A package USN, by binary name: one finding for the source package naming both binaries.
     const openssl = await usn(hosts['noble-lp105'] as string, 'USN-6986-1');
     assert.equal(openssl?.status, 'open');
