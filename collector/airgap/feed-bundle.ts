@@ -3,7 +3,9 @@
  * collector as one signed file (`feed export` -> `feed import`, DESIGN "Air-gapped mode").
  *
  * The body is gzip'd JSON lines: a `{"feed": {source, kind}}` line, then that feed's
- * `{"advisory": …}` and `{"kev": …}` lines, for each feed. It is signed with the exporting
+ * `{"advisory": …}` and `{"kev": …}` lines, for each feed; a feed holding the EPSS score set
+ * adds `{"epssSet": {modelVersion, scoreDate}}` and one `{"epss": [cve, score, percentile]}`
+ * line per score, replacing the offline collector's set whole. It is signed with the exporting
  * collector's key; the importing side names the keys it trusts (`--trust=KEY`), since an
  * offline collector has no other way to know who made the file. Every line is checked
  * with the schemas a feed parser's output is held to, and the whole bundle is stored in
@@ -18,8 +20,10 @@ import { encodeSignedFile, readSignedFile } from '../../shared/signed-file.ts';
 import type { Correlator } from '../correlate/correlator.ts';
 import { checkFeedName, FeedNameSchema } from '../feeds/feed-name.ts';
 import { InflateBudget, inflateWhole } from '../feeds/inflate.ts';
-import { type Advisory, AdvisorySchema, type KevEntry, KevEntrySchema } from '../feeds/types.ts';
+import type { EpssSet } from '../feeds/epss.ts';
+import { type Advisory, AdvisorySchema, CVE_ID, type KevEntry, KevEntrySchema } from '../feeds/types.ts';
 import type { AdvisoryStore, FeedInfo, ImportResult, KevCounts } from '../store/advisories.ts';
+import type { EpssImport } from '../store/epss.ts';
 
 /** A bundle of every feed a collector holds is tens of MB gzip'd; this bounds a hostile one. */
 export const MAX_BUNDLE_BYTES = 1024 * 1024 * 1024;
@@ -35,15 +39,21 @@ const LineSchema = z.union([
   z.strictObject({ feed: z.strictObject({ source: FeedNameSchema, kind: z.string().min(1).max(64).regex(/^[a-z0-9+-]+$/, 'not a feed kind') }) }),
   z.strictObject({ advisory: AdvisorySchema }),
   z.strictObject({ kev: KevEntrySchema }),
+  z.strictObject({ epssSet: z.strictObject({ modelVersion: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'not a model version'), scoreDate: z.iso.datetime() }) }),
+  z.strictObject({ epss: z.tuple([z.string().max(32).regex(CVE_ID, 'not a CVE id'), z.number().min(0).max(1), z.number().min(0).max(1)]) }),
 ]);
 
 export interface BundledFeed {
   feed: FeedInfo;
   advisories: Advisory[];
   kev: KevEntry[];
+  epss?: EpssSet;
 }
 
-export function exportFeedBundle(store: AdvisoryStore, opts: { sources?: readonly string[]; key: string; publicKey: string; now?: Date }): { bytes: Buffer; feeds: { source: string; advisories: number; kev: number }[] } {
+export function exportFeedBundle(
+  store: AdvisoryStore,
+  opts: { sources?: readonly string[]; key: string; publicKey: string; now?: Date },
+): { bytes: Buffer; feeds: { source: string; advisories: number; kev: number; epss: number }[] } {
   const held = store.feeds();
   for (const s of opts.sources ?? []) if (!held.some((f) => f.source === s)) throw new UsageError(`no feed named ${s} (see feed list)`);
   const chosen = held.filter((f) => (opts.sources === undefined || opts.sources.includes(f.source)) && f.lastError === null);
@@ -51,14 +61,20 @@ export function exportFeedBundle(store: AdvisoryStore, opts: { sources?: readonl
   // A name stored before the rule was one (feed-name.ts) would make every importer refuse the whole bundle.
   for (const f of chosen) checkFeedName(f.source, 'stored before feed names had one rule: import the feed again with --name');
   const lines: string[] = [];
-  const feeds: { source: string; advisories: number; kev: number }[] = [];
+  const feeds: { source: string; advisories: number; kev: number; epss: number }[] = [];
   for (const f of chosen) {
     lines.push(JSON.stringify({ feed: { source: f.source, kind: f.kind } }));
-    const counts = { source: f.source, advisories: 0, kev: 0 };
+    const counts = { source: f.source, advisories: 0, kev: 0, epss: 0 };
     for (const r of store.feedRecords(f.source)) {
       lines.push(JSON.stringify(r));
       if ('advisory' in r) counts.advisories++;
       else counts.kev++;
+    }
+    const set = store.epssSetOf(f.source);
+    if (set !== null) {
+      lines.push(JSON.stringify({ epssSet: { modelVersion: set.modelVersion, scoreDate: set.scoreDate } }));
+      for (const e of set.entries) lines.push(JSON.stringify({ epss: [e.cve, e.score, e.percentile] }));
+      counts.epss = set.entries.length;
     }
     feeds.push(counts);
   }
@@ -92,7 +108,7 @@ async function parseBody(body: Buffer): Promise<BundledFeed[]> {
       throw new MalformedInputError(`line ${lineNo} of the bundle is not JSON`);
     }
     const parsed = LineSchema.safeParse(json);
-    if (!parsed.success) throw new MalformedInputError(`line ${lineNo} of the bundle is not a feed, advisory or KEV entry: ${issueText(parsed.error)}`);
+    if (!parsed.success) throw new MalformedInputError(`line ${lineNo} of the bundle is not a feed, advisory or KEV entry (or EPSS score): ${issueText(parsed.error)}`);
     const v = parsed.data;
     if ('feed' in v) {
       if (feeds.some((f) => f.feed.source === v.feed.source)) throw new MalformedInputError(`line ${lineNo}: feed ${v.feed.source} is in the bundle twice`);
@@ -102,8 +118,21 @@ async function parseBody(body: Buffer): Promise<BundledFeed[]> {
     const current = feeds[feeds.length - 1];
     if (current === undefined) throw new MalformedInputError(`line ${lineNo}: a record before any feed line`);
     if ('advisory' in v) current.advisories.push(v.advisory);
-    else current.kev.push(v.kev);
+    else if ('kev' in v) current.kev.push(v.kev);
+    else if ('epssSet' in v) {
+      if (current.epss !== undefined) throw new MalformedInputError(`line ${lineNo}: feed ${current.feed.source} has two EPSS sets`);
+      current.epss = { ...v.epssSet, entries: [] };
+    } else {
+      if (current.epss === undefined) throw new MalformedInputError(`line ${lineNo}: an EPSS score before its feed's epssSet line`);
+      const [cve, score, percentile] = v.epss;
+      current.epss.entries.push({ cve, score, percentile });
+    }
   }
+  // The store takes each set whole: a CVE twice would be refused half-way by the table's key.
+  for (const f of feeds) {
+    if (f.epss !== undefined && new Set(f.epss.entries.map((e) => e.cve)).size !== f.epss.entries.length) throw new MalformedInputError(`feed ${f.feed.source}: a CVE has two EPSS scores`);
+  }
+  if (feeds.filter((f) => f.epss !== undefined).length > 1) throw new MalformedInputError('the bundle holds two EPSS sets; a collector keeps one');
   if (feeds.length === 0) throw new MalformedInputError('the bundle holds no feed');
   return feeds;
 }
@@ -111,7 +140,7 @@ async function parseBody(body: Buffer): Promise<BundledFeed[]> {
 export interface BundleImportResult {
   createdAt: string;
   signer: string;
-  feeds: { source: string; advisories: Omit<ImportResult, 'changed'>; kev: KevCounts }[];
+  feeds: { source: string; advisories: Omit<ImportResult, 'changed'>; kev: KevCounts; epss: EpssImport | null }[];
 }
 
 export async function importFeedBundle(
@@ -154,6 +183,7 @@ export async function importFeedBundle(
       source: feeds[i]?.feed.source ?? '',
       advisories: { added: r.advisories.added, updated: r.advisories.updated, unchanged: r.advisories.unchanged },
       kev: r.kev,
+      epss: r.epss,
     })),
   };
 }

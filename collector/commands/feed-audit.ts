@@ -45,7 +45,7 @@ export class FeedAudit {
   }
 
   bundle(path: string, r: BundleImportResult): void {
-    const feeds = r.feeds.map((f) => ({ source: f.source, advisories: f.advisories, kev: f.kev }));
+    const feeds = r.feeds.map((f) => ({ source: f.source, advisories: f.advisories, kev: f.kev, ...(f.epss === null ? {} : { epss: f.epss }) }));
     this.#fleet.audit(this.#actor, 'feed.bundle-import', `feed-bundle:${r.signer}`, JSON.stringify({ path: resolve(path), createdAt: r.createdAt, feeds }));
   }
 

@@ -52,7 +52,10 @@ function writeWarnings(r: FeedImportResult, io: Io): void {
 }
 
 function bundleSummary(path: string, r: BundleImportResult): string {
-  const feeds = r.feeds.map((f) => `${f.source}: ${f.advisories.added} added, ${f.advisories.updated} updated, ${f.advisories.unchanged} unchanged${f.kev.added + f.kev.updated + f.kev.unchanged > 0 ? `; KEV ${f.kev.added} added, ${f.kev.updated} updated, ${f.kev.unchanged} unchanged` : ''}`);
+  const feeds = r.feeds.map(
+    (f) =>
+      `${f.source}: ${f.advisories.added} added, ${f.advisories.updated} updated, ${f.advisories.unchanged} unchanged${f.kev.added + f.kev.updated + f.kev.unchanged > 0 ? `; KEV ${f.kev.added} added, ${f.kev.updated} updated, ${f.kev.unchanged} unchanged` : ''}${f.epss === null ? '' : f.epss.unchanged ? '; EPSS unchanged' : `; EPSS ${f.epss.stored} scores stored, ${f.epss.replaced} replaced`}`,
+  );
   return `${path}: feed bundle made ${r.createdAt} by ${r.signer}\n${feeds.map((f) => `  ${f}`).join('\n')}`;
 }
 
@@ -113,7 +116,7 @@ async function exportCmd(argv: string[], io: Io): Promise<number> {
   } catch (err) {
     throw new PatchwardenError(`cannot write ${values.out}: ${errorMessage(err)}`, 'PW_ERR_SOURCE_UNAVAILABLE', { cause: err });
   }
-  for (const f of exported.feeds) io.stdout.write(`${f.source}: ${f.advisories} advisories, ${f.kev} KEV entries\n`);
+  for (const f of exported.feeds) io.stdout.write(`${f.source}: ${f.advisories} advisories, ${f.kev} KEV entries${f.epss > 0 ? `, ${f.epss} EPSS scores` : ''}\n`);
   io.stdout.write(`wrote ${values.out} (${exported.bytes.length} bytes), signed by this collector's key ${publicKey}\n`);
   io.stdout.write(`on the offline collector: patchwarden-collector feed import --trust=${publicKey} ${basename(values.out)}\n`);
   return 0;

@@ -172,6 +172,11 @@ export class AdvisoryStore {
     return new EpssStore(this.#db).replace(feed, set, now);
   }
 
+  /** The EPSS set this feed holds, for a bundle; null when it holds none. */
+  epssSetOf(source: string): EpssSet | null {
+    return new EpssStore(this.#db).setOf(source);
+  }
+
   /** Stores a whole feed's advisories atomically. */
   importAdvisories(feed: FeedInfo, advisories: readonly Advisory[], now = new Date()): ImportResult {
     return this.importFeed(feed, advisories, [], now).advisories;
@@ -218,12 +223,18 @@ export class AdvisoryStore {
    * A feed bundle's feeds in one transaction, each stored as importFeed stores a feed
    * file, and marked with the bundle's time: the whole bundle is there afterwards or none.
    */
-  importBundle(feeds: readonly { feed: FeedInfo; advisories: readonly Advisory[]; kev: readonly KevEntry[] }[], createdAt: string, now = new Date()): { advisories: ImportResult; kev: KevCounts }[] {
+  importBundle(
+    feeds: readonly { feed: FeedInfo; advisories: readonly Advisory[]; kev: readonly KevEntry[]; epss?: EpssSet | undefined }[],
+    createdAt: string,
+    now = new Date(),
+  ): { advisories: ImportResult; kev: KevCounts; epss: EpssImport | null }[] {
     return this.#db.transaction(() =>
       feeds.map((f) => {
         const r = this.importFeed(f.feed, f.advisories, f.kev, now);
+        // After importFeed, which counts the feed's advisories and KEV entries only: the set's scores are added to them.
+        const epss = f.epss === undefined ? null : this.importEpss(f.feed, f.epss, now);
         this.setBundleCreatedAt(f.feed.source, createdAt);
-        return r;
+        return { ...r, epss };
       }),
     )();
   }

@@ -138,6 +138,17 @@ export class EpssStore {
     return out;
   }
 
+  /** The whole set when `feed` holds it (what `feed export` carries), else null. */
+  setOf(feed: string): EpssSet | null {
+    const meta = this.meta();
+    if (meta?.feed !== feed) return null;
+    const entries = this.#db
+      .prepare<[], { cve: string; score: number; percentile: number }>('SELECT cve, score, percentile FROM epss ORDER BY cve')
+      .all()
+      .map((r) => ({ cve: r.cve, score: r.score, percentile: r.percentile }));
+    return { modelVersion: meta.modelVersion, scoreDate: meta.scoreDate, entries };
+  }
+
   get(cve: string): EpssScore | undefined {
     const r = this.#db.prepare<[string], { score: number; percentile: number }>('SELECT score, percentile FROM epss WHERE cve = ?').get(cve);
     return r === undefined ? undefined : { score: r.score, percentile: r.percentile };
