@@ -6,8 +6,8 @@
  *   inventoryHash  = sha256(JSON of the inventory with `packages` replaced by packageSetHash,
  *                    without the fields that change on every run without the host changing
  *                    (collectedAt, uptime))
- *   packagesHash   = sha256(JSON of [ecosystem, kernel, packageSetHash]): what correlation
- *                    depends on, so identical hosts share one match
+ *   packagesHash   = sha256(JSON of [ecosystem, kernel, packageSetHash(, releasePin)]): what
+ *                    correlation depends on, so identical hosts share one match
  *
  * The agent compares inventoryHash to decide whether to report at all; a report of a
  * package set the collector already holds names it by packageSetHash instead of sending it.
@@ -46,5 +46,7 @@ export function inventoryHash(inv: Inventory, setHash = packageSetHash(inv.packa
 
 /** The hash of what correlation depends on (ecosystem, kernel, packages): identical fleets share it. */
 export function packagesHash(inv: Inventory, setHash = packageSetHash(inv.packages)): string {
-  return sha256(JSON.stringify([inv.host.ecosystem, inv.kernel, setHash]));
+  // A host held at a minor release is judged by that release's stream: its matches are its own.
+  const pin = inv.host.releasePin;
+  return sha256(JSON.stringify(pin === undefined ? [inv.host.ecosystem, inv.kernel, setHash] : [inv.host.ecosystem, inv.kernel, setHash, pin]));
 }

@@ -56,9 +56,24 @@ interface SharedUnit {
   warnings: string[];
 }
 
-/** Identity of a unit: its key and every installed version with its binaries. */
+/**
+ * Adds, for each key of a minor-release stream (`Red Hat:9.4\0openssl`), its mainline key
+ * (`Red Hat:9\0openssl`): units are keyed by the host's mainline ecosystem, and a held
+ * host's unit reads its stream's entries too (match.ts releaseStream), so a change to the
+ * stream must re-match it, and its ecosystem names the hosts to judge again.
+ */
+function withMainline(keys: Set<string>): Set<string> {
+  for (const k of [...keys]) {
+    const cut = k.indexOf('\u0000');
+    const m = /^(.+:\d+)\.\d+$/.exec(k.slice(0, cut));
+    if (m?.[1] !== undefined) keys.add(`${m[1]}${k.slice(cut)}`);
+  }
+  return keys;
+}
+
+/** Identity of a unit: its key, the stream it is judged in, and every installed version with its binaries. */
 function unitSignature(u: MatchUnit): string {
-  let s = u.key;
+  let s = u.stream === undefined ? u.key : `${u.key}\u0001${u.stream}`;
   for (const v of u.versions) {
     s += `\u0001${v.version}\u0002${v.binaryCount}\u0002${v.binaries.join('\u0003')}`;
     // Binary-keyed advisories (Ubuntu OVAL) compare each binary's own version.
@@ -123,18 +138,19 @@ export class Correlator {
 
   /** Loads or replaces advisories; cached matches of the pairs they touch are matched again when next asked for. */
   apply(advisories: Iterable<Advisory>): number {
-    return this.#changed(this.index.apply(advisories));
+    return this.#changed(withMainline(this.index.apply(advisories)));
   }
 
   /** Drops advisories deleted from the store (`feed remove`); their pairs are matched again as apply's are. */
   remove(ids: Iterable<{ source: string; id: string }>): number {
-    return this.#changed(this.index.remove(ids));
+    return this.#changed(withMainline(this.index.remove(ids)));
   }
 
   /** apply() and remove() at once; returns the index keys they changed, whose ecosystems say which hosts to judge again. */
   update(stored: Iterable<Advisory>, removed: Iterable<{ source: string; id: string }>): ReadonlySet<string> {
     const keys = this.index.apply(stored);
     for (const k of this.index.remove(removed)) keys.add(k);
+    withMainline(keys);
     this.#changed(keys);
     return keys;
   }

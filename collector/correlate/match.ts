@@ -49,6 +49,37 @@ export interface MatchUnit {
   package: string;
   versions: InstalledVersion[];
   kernel: boolean;
+  /** The minor-release stream the host is held at (see releaseStream), whose entries decide over mainline's. */
+  stream?: string;
+}
+
+/**
+ * The advisory ecosystem of the minor-release stream a host is held at (`Red Hat:9.4` for a
+ * RHEL 9 host on 9.4 EUS, `Rocky Linux:9.4` for CIQ's LTS), or null for a mainline host.
+ * A CSAF publisher names such a stream's fixes under it (collector/feeds/csaf.ts): an EUS
+ * build is older than mainline's fix of the same CVE, so judging a held host by mainline
+ * flags every EUS fix, and judging a mainline host by EUS builds passes it as clean.
+ */
+export function releaseStream(inv: Pick<Inventory, 'host'>): string | null {
+  const { ecosystem, releasePin } = inv.host;
+  if (ecosystem === null || releasePin === undefined || schemeForEcosystem(ecosystem) !== 'rpm') return null;
+  const m = /^(.+):(\d+)$/.exec(ecosystem);
+  if (m === null || releasePin.split('.')[0] !== m[2]) return null;
+  return `${m[1] ?? ''}:${releasePin}`;
+}
+
+/**
+ * The entries that judge a host held at `stream`: the stream's own, and mainline's only for
+ * CVEs the stream says nothing about (a fix the stream has not published yet must still
+ * show: the host is affected, and mainline's fix is the only one known).
+ */
+function streamEntries(index: AdvisoryIndex, ecosystem: string, stream: string, pkg: string): { entry: IndexEntry; ecosystem: string }[] {
+  const own = index.lookup(stream, pkg);
+  const main = index.lookup(ecosystem, pkg);
+  const covered = new Set(own.flatMap((e) => e.advisory.cves));
+  const out = own.map((entry) => ({ entry, ecosystem: stream }));
+  for (const entry of main) if (entry.advisory.cves.length === 0 || !entry.advisory.cves.every((c) => covered.has(c))) out.push({ entry, ecosystem });
+  return out;
 }
 
 export interface MatchPlan {
@@ -85,6 +116,7 @@ export function planInventory(inv: Inventory): MatchPlan {
   const scheme = schemeForEcosystem(ecosystem);
   if (scheme === null) return { ecosystem, units: [], kernelManaged, warnings: [`no version rules for ecosystem ${ecosystem}`] };
   const kernelSrc = kernelSources(scheme, inv.packages);
+  const stream = releaseStream(inv);
   // Maps and sets, one pass: 200,000 binaries of 10 source packages made a list search
   // per package quadratic (22 s for one report). Each list is sorted once at the end.
   const units = new Map<string, { unit: MatchUnit; names: Map<string, Set<string>> }>();
@@ -128,6 +160,7 @@ export function planInventory(inv: Inventory): MatchPlan {
       out.push({ key: indexKey(ecosystem, name), package: name, versions: [{ version: rel.abiVersion, binaries: [kp.name], binaryCount: 1 }], kernel: true });
     }
   }
+  if (stream !== null) for (const u of out) u.stream = stream;
   return { ecosystem, units: out, kernelManaged, warnings };
 }
 
@@ -145,7 +178,7 @@ interface UnitHit {
 /** Matches one unit against the index. Kernel units also weigh installed kernels and the live patch. */
 export function matchUnit(inv: Pick<Inventory, 'kernel'>, unit: MatchUnit, index: AdvisoryIndex, cmp: Compare, ecosystem: string, seen: Set<string>, warnings: string[]): RawMatch[] {
   const out: RawMatch[] = [];
-  const entries = index.lookup(ecosystem, unit.package);
+  const entries = unit.stream === undefined ? index.lookup(ecosystem, unit.package).map((entry) => ({ entry, ecosystem })) : streamEntries(index, ecosystem, unit.stream, unit.package);
   const binaryKeyed = !unit.kernel && schemeForEcosystem(ecosystem) === 'deb';
   if (binaryKeyed) {
     for (const v of unit.versions) index.noteBinaries(ecosystem, unit.key, v.binaries);
@@ -157,7 +190,7 @@ export function matchUnit(inv: Pick<Inventory, 'kernel'>, unit: MatchUnit, index
   // Once per unit, not per advisory: the running kernel's source has thousands of
   // advisories, a live patch up to 10,000 CVEs and a host up to 1,000 installed kernels.
   const kernel = unit.kernel ? kernelFacts(inv, cmp, index.lookup(ecosystem, LIVEPATCH_PACKAGE)) : undefined;
-  for (const e of entries) {
+  for (const { entry: e, ecosystem: from } of entries) {
     const advKey = `${e.advisory.source}\u0000${e.advisory.id}`;
     // An RHEL kernel advisory lists kernel, kernel-core, kernel-modules...: judge it once.
     if (unit.kernel && seen.has(advKey)) continue;
@@ -176,7 +209,7 @@ export function matchUnit(inv: Pick<Inventory, 'kernel'>, unit: MatchUnit, index
     if (hit === null) continue;
     const m = hit.range;
     if (unit.kernel) seen.add(advKey);
-    const where = `${ecosystem}, ${describeRange(m.range)}`;
+    const where = `${from}${unit.stream === undefined || from !== ecosystem ? '' : ` mainline: the ${unit.stream} stream has no entry for its CVEs`}, ${describeRange(m.range)}`;
     let status: RawMatch['status'] = m.fixed === null ? 'unfixed' : 'open';
     let why =
       m.fixed === null

@@ -15,12 +15,9 @@
  * is a major alone (`9`) is the mainline stream and maps to the agent's ecosystem
  * (`Red Hat:9`, `Rocky Linux:9`); one with a minor (`9.4`: EUS, AUS, E4S, CIQ's LTS
  * streams) maps to its own ecosystem (`Red Hat:9.4`). The agent reports the major alone
- * (os-release VERSION_ID 9.5 still gives `Red Hat:9`), because it cannot tell a host
- * subscribed to an EUS stream from a mainline host that has not updated for a while:
- * judging such a host by an EUS fix (an older build than mainline's) could pass it as
- * clean when it is not, judging an EUS host by mainline can only over-report. So a
- * minor-release stream never applies to a host today; it is kept, under its own name,
- * for coverage to see what the document covers.
+ * (os-release VERSION_ID 9.5 still gives `Red Hat:9`), and the minor release a host is
+ * held at only from the files subscription-manager and dnf keep (host.releasePin): a
+ * held host is judged by its stream first (collector/correlate/match.ts releaseStream).
  *
  * Binary rpms are matched (the RHEL family's advisories name binary rpms, as OSV's do);
  * `src` builds are left out. All arches of one (stream, binary name, module stream) give
