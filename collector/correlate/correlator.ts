@@ -283,34 +283,27 @@ export class Correlator {
   }
 
   /**
-   * The current matches of the given index keys in a cached package set, without its
-   * inventory: what a feed change's fan-out applies to every host holding the set.
-   * `packages` are the advisory packages of those keys the set holds (kernel ones too):
-   * the findings that may have changed. Undefined when the set is not cached; the caller
-   * then matches the inventory once (matches()), which caches it.
+   * The current matches of a cached package set, without its inventory: what a feed
+   * change's fan-out judges once for every host holding the set (changed units re-matched,
+   * an interned unit once for all sets). Undefined when the set is not cached; the caller
+   * then matches one inventory of it (matches()), which caches it.
    */
-  matchesOfKeys(hash: string, keys: ReadonlySet<string>): { matches: RawMatch[]; packages: string[] } | undefined {
+  matchesOf(hash: string): RawMatch[] | undefined {
     const entry = this.#cache.get(hash);
     if (entry === undefined) return undefined;
     const cmp = comparatorFor(entry.ecosystem);
     if (cmp === null) return undefined;
     if (entry.generation !== this.#generation) this.#refresh(entry, cmp);
-    const matches: RawMatch[] = [];
-    const packages: string[] = [];
-    for (const u of entry.units) {
-      if (!keys.has(u.unit.key)) continue;
-      packages.push(u.unit.package);
-      for (const m of entry.byKey.get(u.unit.key) ?? []) matches.push(m);
-    }
+    const out = entry.flat.slice();
     const seen = new Set<string>();
     const warnings: string[] = [];
-    for (const u of entry.kernelUnits) {
-      if (!keys.has(u.key)) continue;
-      packages.push(u.package);
-      for (const m of matchUnit(entry, u, this.index, cmp, entry.ecosystem, seen, warnings)) matches.push(m);
-    }
-    // A key can be held by several units (packages of one source at several versions share one unit, but kernel and non-kernel names may repeat).
-    return { matches, packages: [...new Set(packages)] };
+    for (const u of entry.kernelUnits) for (const m of matchUnit(entry, u, this.index, cmp, entry.ecosystem, seen, warnings)) out.push(m);
+    return out;
+  }
+
+  /** Bumped by every change to the index: findings judged at an older generation may be out of date. */
+  get generation(): number {
+    return this.#generation;
   }
 
   /** Drops the oldest sets while the cache is over either bound; the newest always stays. */

@@ -55,10 +55,13 @@ function openSide(path: string, now: () => Date): Side {
   return { db, fleet, hf: new HostFindings({ db, fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now }) };
 }
 
-function snapshot(db: Side['db']): { history: unknown[]; counts: unknown[] } {
+/** What the collector believes of each host: its history as read (own rows and its content's timeline), its findings as the API shows them, its counts. */
+function snapshot(side: Side, ids: readonly string[]): { history: unknown[]; findings: unknown[]; counts: unknown[] } {
+  const store = new FindingHistoryStore(side.db);
   return {
-    history: db.prepare('SELECT host, advisory, package, first_seen, last_seen, resolved, status, finding FROM finding_history ORDER BY host, advisory, package').all(),
-    counts: db.prepare('SELECT agent_id, open_findings, overdue_findings FROM hosts ORDER BY agent_id').all(),
+    history: ids.map((id) => [...store.history(id)].map(([k, e]) => [k, e.firstSeen, e.resolvedAt, e.status, e.json]).sort()),
+    findings: ids.map((id) => side.hf.findings(id)?.findings),
+    counts: side.db.prepare('SELECT agent_id, open_findings, overdue_findings FROM hosts ORDER BY agent_id').all(),
   };
 }
 
@@ -95,7 +98,19 @@ describe('a feed change fanned out by content group', () => {
     a.hf.load();
     a.hf.scheduleAll(ids);
     await a.hf.drained();
-    assert.equal(a.hf.stats.correlated, ids.length);
+    assert.deepEqual([a.hf.stats.correlated, a.hf.stats.fannedOut], [0, ids.length], 'a first correlation by content: each host takes its content’s timeline');
+
+    // Two hosts move to another content a day later: their history up to then becomes their own rows.
+    clock = new Date('2026-11-21T10:00:00.000Z');
+    for (const i of [1, 2]) {
+      const inv = structuredClone(invs[(i + 1) % invs.length]) as Inventory;
+      inv.host.hostname = `host-${i}`;
+      const id = ids[i] as string;
+      a.fleet.ingestReport(id, randomUUID(), inventoryHash(inv), inv, clock);
+      a.hf.scheduleStored([id]);
+    }
+    await a.hf.drained();
+    assert.ok((a.db.prepare('SELECT count(*) FROM finding_history').pluck().get() as number) > 0, 'the moved hosts have rows of their own');
 
     // Accepted risks on host 0 for every advisory the change brings: the fan-out must apply them.
     const added = lines.slice(-50).map((l) => (JSON.parse(l) as { id: string }).id);
@@ -127,7 +142,7 @@ describe('a feed change fanned out by content group', () => {
     b.hf.load();
 
     // A: the serving collector's path. B: every host correlated whole over the same advisories.
-    const before = snapshot(a.db);
+    const before = snapshot(a, ids);
     const taken = a.hf.followStore();
     assert.equal(taken.advisories, 80);
     assert.equal(taken.hosts, ids.length);
@@ -135,21 +150,23 @@ describe('a feed change fanned out by content group', () => {
     b.hf.scheduleStored(ids);
     await b.hf.drained();
 
-    assert.equal(a.hf.stats.correlated, 0, 'no host was correlated whole');
-    assert.equal(a.hf.stats.fannedOut, ids.length);
+    assert.equal(a.hf.stats.correlated, 1, 'only host 0, with exceptions of its own, was correlated whole');
+    assert.equal(a.hf.stats.fannedOut, ids.length - 1);
     assert.equal(a.hf.correlator.stats.misses, invs.length, 'each content matched once, when the fan-out first needed it');
-    const got = snapshot(a.db);
-    const want = snapshot(b.db);
-    assert.notDeepEqual(got.history, before.history, 'the change changed stored findings');
+    const got = snapshot(a, ids);
+    const want = snapshot(b, ids);
+    assert.notDeepEqual(got.findings, before.findings, 'the change changed the findings');
+    assert.notDeepEqual(got.history, before.history, 'the change changed the history');
     assert.deepEqual(got.counts, want.counts);
-    assert.equal(got.history.length, want.history.length);
     assert.deepEqual(got.history, want.history);
-    const rows = got.history as { host: string; advisory: string; status: string }[];
+    assert.deepEqual(got.findings, want.findings);
     const addedSet = new Set(added);
-    const accepted = rows.filter((r) => r.host === ids[0] && addedSet.has(r.advisory));
-    assert.ok(accepted.length > 0 && accepted.every((r) => r.status === 'accepted'), 'host 0 accepted the new advisories');
-    assert.ok(rows.some((r) => r.host === ids[3] && addedSet.has(r.advisory) && r.status === 'open'), 'host 3, same content, has them open');
-    const resolved = (got.history as { status: string }[]).filter((r) => r.status === 'resolved').length;
-    assert.ok(resolved > 0, 'the rewritten advisories resolved findings');
+    const findingsOf = (i: number) => ((got.findings[i] ?? []) as { advisory: string; status: string; firstSeen: string }[]).filter((f) => addedSet.has(f.advisory));
+    assert.ok(findingsOf(0).length > 0 && findingsOf(0).every((f) => f.status === 'accepted'), 'host 0 accepted the new advisories');
+    assert.ok(findingsOf(3).some((f) => f.status === 'open' && f.firstSeen === clock.toISOString()), 'host 3, same content, has them open from now');
+    const rewrittenIds = new Set(rewritten.map((r) => r.id));
+    const resolved = (got.findings as { advisory: string; status: string; resolvedAt: string | null }[][]).flat().filter((f) => rewrittenIds.has(f.advisory));
+    assert.ok(resolved.every((f) => f.status === 'resolved'), 'the rewritten advisories apply nowhere');
+    assert.ok(resolved.some((f) => f.resolvedAt === clock.toISOString()), 'the change resolved findings now (a moved host had some resolved when it moved)');
   });
 });

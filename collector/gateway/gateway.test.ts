@@ -20,6 +20,7 @@ import { connect } from 'node:net';
 import { HTTP_HEADERS_TIMEOUT_MS } from '../server.ts';
 import { PRE_AUTH_MAX_PAYLOAD } from './gateway.ts';
 import { enrollMessage, floodIdleUpgrades, helloMessage, newKeys, startCollector, TestAgent, type TestCollector, variant } from './testkit.ts';
+import { FindingHistoryStore } from '../store/history.ts';
 
 const run = promisify(execFile);
 
@@ -109,8 +110,7 @@ describe('gateway: the good path', () => {
     const host = tc.collector.fleet.host(agentId);
     assert.equal(host?.openFindings, open);
     assert.equal(host.overdueFindings, expected.findings.filter((f) => f.overdue).length);
-    const history = tc.collector.db.prepare('SELECT count(*) FROM finding_history WHERE host = ?').pluck().get(agentId);
-    assert.equal(history, expected.findings.length);
+    assert.equal(new FindingHistoryStore(tc.collector.db).history(agentId).size, expected.findings.length);
     await client.close();
   });
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { before, describe, it, type TestContext } from 'node:test';
-import { inventoryHash } from '../../shared/inventory-hash.ts';
+import { inventoryHash, packagesHash } from '../../shared/inventory-hash.ts';
 import type { Findings, Inventory } from '../../shared/protocol.ts';
 import { generateKeyPair } from '../../shared/signing.ts';
 import { dataPath } from '../../shared/testing/data.ts';
@@ -14,6 +14,7 @@ import { createLogger } from '../logger.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import type { Db } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
+import { FindingHistoryStore } from '../store/history.ts';
 import { tempDatabase } from '../store/testkit.ts';
 import { HostFindings } from './host-findings.ts';
 
@@ -60,8 +61,13 @@ function loadedFindings(db: Db, fleet: FleetStore, correlator?: Correlator): Hos
   return hf;
 }
 
+/** The host's history as the API reads it: its own rows with its content's timeline laid over them. */
 function historyRows(db: Db, agentId: string): number {
-  return (db.prepare('SELECT count(*) AS n FROM finding_history WHERE host = ?').get(agentId) as { n: number }).n;
+  return new FindingHistoryStore(db).history(agentId).size;
+}
+
+function contentRows(db: Db): number {
+  return db.prepare<[], number>('SELECT count(*) FROM content_findings').pluck().get() ?? 0;
 }
 
 describe('HostFindings: queued hosts are correlated in slices, one commit per slice, a savepoint per host', () => {
@@ -78,7 +84,7 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
       const expected = hf.correlator.findings(rhel, { policy: DEFAULT_POLICY, now: NOW, kev: new Map() });
       const open = expected.findings.filter((f) => f.status === 'open' || f.status === 'unfixed' || f.status === 'fixed-pending-reboot').length;
       assert.ok(open > 0, 'the real RHEL 9.5 image has open AlmaLinux findings');
-      for (const a of agents.values()) hf.schedule(a.id, a.inventory, a.hash);
+      for (const a of agents.values()) hf.schedule(a.id, a.inventory, packagesHash(a.inventory));
       await hf.drained();
       assert.equal(hf.queued, 0);
       assert.deepEqual(hf.stats, { correlated: c.hosts - c.failing.length, failed: c.failing.length, fannedOut: 0 });
@@ -104,7 +110,7 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
     // A real SQLite failure at the last write of web-2's correlation: its counts.
     db.exec(`CREATE TRIGGER refuse_counts BEFORE UPDATE OF open_findings ON hosts WHEN NEW.agent_id = '${victim.id}' BEGIN SELECT RAISE(ABORT, 'injected'); END`);
     const hf = loadedFindings(db, fleet);
-    for (const a of agents.values()) hf.schedule(a.id, a.inventory, a.hash);
+    for (const a of agents.values()) hf.schedule(a.id, a.inventory, packagesHash(a.inventory));
     await hf.drained();
     assert.deepEqual(hf.stats, { correlated: 2, failed: 1, fannedOut: 0 });
     assert.equal(historyRows(db, victim.id), 0, 'the history written before the failure was rolled back');
@@ -116,7 +122,7 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
     }
   });
 
-  it('correlating a host again writes only the history rows that changed', async (t) => {
+  it('correlating a host again writes only the history rows that changed: its content once, its own rows when it moves to another content', async (t) => {
     const { db, fleet, agents } = await fleetWithHosts(t, ['web-1']);
     const hf = loadedFindings(db, fleet);
     const a = agents.get('web-1');
@@ -124,15 +130,17 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
     const changes = (): number => (db.prepare('SELECT total_changes() AS n').get() as { n: number }).n;
     const correlate = async (inventory: Inventory): Promise<number> => {
       const before = changes();
-      hf.schedule(a.id, inventory, inventoryHash(inventory));
+      hf.schedule(a.id, inventory, packagesHash(inventory));
       await hf.drained();
       return changes() - before;
     };
-    // The first correlation writes every row, plus the host's counts.
+    // The first correlation writes the content's timeline, which content the host is laid over, and its counts.
     assert.equal(historyRows(db, a.id), 0);
     const first = await correlate(a.inventory);
     assert.ok(historyRows(db, a.id) > 0);
-    assert.equal(first, historyRows(db, a.id) + 1);
+    assert.equal(contentRows(db), historyRows(db, a.id));
+    // Each row of the timeline and its finding's text, which content the host is laid over, its counts.
+    assert.equal(first, 2 * contentRows(db) + 2);
     // Nothing changed: only the host's counts are written.
     assert.equal(await correlate(a.inventory), 1);
     // A new advisory for one installed package: its row, and the counts.
@@ -156,13 +164,15 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
       NOW,
     );
     hf.load();
-    assert.equal(await correlate(a.inventory), 2);
-    // Every package gone (patched away): each open row is resolved once, then left alone.
+    assert.equal(await correlate(a.inventory), 3, 'the new row, its text, the counts');
+    // Every package gone (patched away): a new content, so the host's history becomes its own
+    // rows, each open finding resolved once (one row each), then left alone.
     const patched: Inventory = { ...a.inventory, packages: [] };
     const rows = historyRows(db, a.id);
-    assert.equal(await correlate(patched), rows + 1);
+    assert.equal(await correlate(patched), rows + 2);
     assert.equal(await correlate(patched), 1);
     assert.equal(fleet.host(a.id)?.openFindings, 0);
+    assert.ok([...new FindingHistoryStore(db).history(a.id).values()].every((h) => h.resolvedAt !== null), 'every finding resolved');
   });
 
   it('a host is correlated once with its newest inventory when it is queued twice', async (t) => {
@@ -172,10 +182,78 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
     assert.ok(a);
     // The newer inventory has no packages left that any advisory names.
     const patched: Inventory = { ...a.inventory, packages: [] };
-    hf.schedule(a.id, a.inventory, a.hash);
-    hf.schedule(a.id, patched, inventoryHash(patched));
+    hf.schedule(a.id, a.inventory, packagesHash(a.inventory));
+    hf.schedule(a.id, patched, packagesHash(patched));
     await hf.drained();
     assert.equal(hf.stats.correlated, 1);
     assert.equal(fleet.host(a.id)?.openFindings, 0);
+  });
+});
+
+describe('finding history over inventory contents: first-seen and resolved are the host’s own', () => {
+  const T0 = new Date('2026-11-20T10:00:00.000Z');
+  const T1 = new Date('2026-11-21T10:00:00.000Z');
+  const T2 = new Date('2026-11-22T10:00:00.000Z');
+
+  it('a host that moves to another content keeps the first-seen of what it still has, starts the clock of what is new to it, resolves what it lost; a host joining a content later starts from its join', async (t) => {
+    const { db, fleet, agents } = await fleetWithHosts(t, ['web-1', 'web-2']);
+    let clock = T0;
+    const hf = new HostFindings({ db, fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => clock });
+    hf.load();
+    const web1 = agents.get('web-1');
+    const web2 = agents.get('web-2');
+    assert.ok(web1 !== undefined && web2 !== undefined);
+    const correlate = async (id: string, inventory: Inventory): Promise<Map<string, { firstSeen: string; resolvedAt: string | null; status: string }>> => {
+      hf.schedule(id, inventory, packagesHash(inventory));
+      await hf.drained();
+      const doc = hf.findings(id, inventory, packagesHash(inventory));
+      assert.ok(doc !== undefined);
+      return new Map(doc.findings.map((f) => [`${f.advisory} ${f.package}`, { firstSeen: f.firstSeen, resolvedAt: f.resolvedAt, status: f.status }]));
+    };
+    // web-1 at T0 on the image; web-2 not yet correlated.
+    const base = await correlate(web1.id, web1.inventory);
+    const openssl = [...base.keys()].filter((k) => k.endsWith(' openssl-libs'));
+    assert.ok(openssl.length > 0, 'the image has openssl-libs findings');
+
+    // T1: web-1 drops openssl-libs and gains an old kernel (a new content).
+    clock = T1;
+    const moved: Inventory = { ...web1.inventory, packages: web1.inventory.packages.filter((p) => p.name !== 'openssl-libs') };
+    const after = await correlate(web1.id, moved);
+    for (const k of openssl) assert.deepEqual(after.get(k), { firstSeen: T0.toISOString(), resolvedAt: T1.toISOString(), status: 'resolved' }, `${k}: resolved at the move`);
+    const kept = [...base].filter(([k]) => !openssl.includes(k));
+    assert.ok(kept.length > 0);
+    for (const [k] of kept) assert.equal(after.get(k)?.firstSeen, T0.toISOString(), `${k}: still open since T0`);
+
+    // T2: web-2 reports the moved content for the first time: everything is new to it, from T2,
+    // though the content had those findings since T1 (web-1's).
+    clock = T2;
+    const joined = await correlate(web2.id, { ...moved, host: { ...moved.host, hostname: 'web-2' } });
+    for (const [k, v] of joined) if (v.status !== 'resolved') assert.equal(v.firstSeen, T2.toISOString(), `${k}: web-2's clock starts at T2`);
+    assert.ok(![...joined.values()].some((v) => v.status === 'resolved'), 'web-2 never had openssl-libs: nothing of web-1’s resolved history is web-2’s');
+    // web-1 again on the same content: nothing moves.
+    const again = await correlate(web1.id, moved);
+    for (const [k] of kept) assert.equal(again.get(k)?.firstSeen, T0.toISOString(), k);
+    for (const k of openssl) assert.equal(again.get(k)?.resolvedAt, T1.toISOString(), k);
+
+    // T3: a feed change withdraws one advisory the content has: resolved for both, at T3.
+    const T3 = new Date('2026-11-23T10:00:00.000Z');
+    clock = T3;
+    const [gone] = kept[0]?.[0].split(' ') ?? [];
+    const withdrawn = alma.find((x) => x.id === gone);
+    assert.ok(withdrawn !== undefined);
+    new AdvisoryStore(db).importAdvisories(ALMA9, [{ ...withdrawn, modified: T3.toISOString(), withdrawn: T3.toISOString() }], T3);
+    hf.followStore();
+    await hf.drained();
+    const resolvedFor = (id: string, inv: Inventory) => hf.findings(id, inv, packagesHash(inv))?.findings.filter((f) => f.advisory === gone) ?? [];
+    for (const f of resolvedFor(web1.id, moved)) assert.deepEqual([f.status, f.firstSeen, f.resolvedAt], ['resolved', T0.toISOString(), T3.toISOString()]);
+    assert.ok(resolvedFor(web1.id, moved).length > 0);
+    // T4: web-3 joins the content: the episode that ended before it came is not its history.
+    const T4 = new Date('2026-11-24T10:00:00.000Z');
+    clock = T4;
+    const web3 = fleet.enrollAgent({ publicKey: generateKeyPair().publicKey, hostname: 'web-3', machineId: null, tokenId: null }, T4);
+    const inv3: Inventory = { ...moved, host: { ...moved.host, hostname: 'web-3' } };
+    fleet.ingestReport(web3, randomUUID(), inventoryHash(inv3), inv3, T4);
+    await correlate(web3, inv3);
+    assert.deepEqual(resolvedFor(web3, inv3), [], 'web-3 never had the withdrawn advisory');
   });
 });

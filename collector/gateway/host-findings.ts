@@ -5,19 +5,26 @@
  * one host per event-loop turn, so a burst of reports never delays acks or heartbeats;
  * a host that reports twice before its turn is correlated once, with the newest inventory.
  *
+ * Findings history has two layers (collector/store/history.ts): each inventory content's
+ * timeline, shared by its hosts, and each host's own rows, written when its inventory
+ * moves to another content. A correlation judges the content once (per index generation,
+ * feed state and day) and the host against its history over that timeline.
+ *
  * A feed change is fanned out by content, not by host: the hosts of the changed ecosystems
- * are grouped by the content of their latest inventory, each group's changed keys are
- * matched once (Correlator.matchesOfKeys, no inventory parsed), and each host of the group
- * gets only the findings of those packages re-judged and written (its history, first-seen
- * and exceptions apply as in a full correlation), with its counts moved by the difference.
- * A full correlation per host (parse its inventory, judge and compare its hundreds of
- * findings) cost about 1.6 ms, minutes for a fleet of 100,000 (npm run bench: fan-out).
+ * are grouped by the content of their latest inventory; each group's content is matched
+ * again without any inventory (Correlator.matchesOf: only the changed units, an interned
+ * unit once for all contents) and its timeline judged and written once; the group's hosts
+ * then get the content's counts in one statement. A host with exceptions of its own, one
+ * whose history is laid over another content (a newer report), or a policy whose due dates
+ * depend on a host's first-seen is correlated whole instead. Correlating every host whole
+ * (parse its inventory, judge and write its hundreds of findings) cost about 2.5 ms a host,
+ * minutes for a fleet of 100,000 (npm run bench: fanout).
  */
 import { packagesHash } from '../../shared/inventory-hash.ts';
-import { type Findings, type Inventory, LIMITS } from '../../shared/protocol.ts';
+import { type Finding, type Findings, type Inventory, LIMITS } from '../../shared/protocol.ts';
 import { Correlator, type FeedState } from '../correlate/correlator.ts';
 import type { RawMatch } from '../correlate/match.ts';
-import { buildFindings, type KevInfo } from '../correlate/findings.ts';
+import { buildFindings, historyKey, type KevInfo } from '../correlate/findings.ts';
 import type { EpssScore } from '../feeds/epss.ts';
 import type { Advisory } from '../feeds/types.ts';
 import type { DuePolicy } from '../correlate/policy.ts';
@@ -34,20 +41,13 @@ const OPEN = new Set(['open', 'unfixed', 'fixed-pending-reboot']);
 /** One content's hosts waiting for a feed change's findings (see the file comment). */
 interface FanOut {
   hash: string;
-  keys: ReadonlySet<string>;
-  /** Ids of the advisories that changed: only their findings can change (each advisory entry is matched on its own). */
-  advisories: ReadonlySet<string>;
   hosts: string[];
-  next: number;
+  /** The advisory packages whose index keys changed (the content's findings that may have), or null: judge it whole. */
+  packages: ReadonlySet<string> | null;
 }
 
-/** What a fan-out group's hosts re-judge: the changed advisories' matches on the changed packages the content holds. */
-interface ChangedFindings {
-  matches: readonly RawMatch[];
-  advisories: readonly string[];
-  packages: readonly string[];
-}
-
+/** Contents whose judged state is remembered (#judgeContent); past it the memory starts over. */
+const MAX_JUDGED = 50_000;
 /** How long one event-loop turn may spend correlating queued hosts. */
 const SLICE_MS = 10;
 
@@ -75,6 +75,8 @@ export class HostFindings {
   /** One write transaction per slice, a savepoint per host in it (see #next). */
   readonly #sliceTx: (work: () => boolean) => boolean;
   readonly #refreshOne: (agentId: string, inventory: Inventory, hash: string) => Findings;
+  /** One content group of a fan-out, in a savepoint: a failing one rolls back alone. */
+  readonly #fanOutOne: (f: FanOut) => void;
   #kev = new Map<string, KevInfo>();
   #epss: ReadonlyMap<string, EpssScore> = new Map();
   readonly #epssOf: () => ReturnType<typeof currentEpss>;
@@ -88,11 +90,14 @@ export class HostFindings {
    * current already and their content may no longer be the group's, so the fan-out skips them.
    */
   readonly #fresh = new Set<string>();
-  readonly #fanOutOne: (agentId: string, changed: ChangedFindings) => void;
+  /** Contents whose timeline is current, with the state they were judged in (see #judgeContent). */
+  readonly #judged = new Map<string, string>();
+  /** Bumped when KEV, EPSS or the feeds' states are reloaded: every content is judged again. */
+  #version = 0;
   #running = false;
   #stopped = false;
   #waiters: (() => void)[] = [];
-  /** fannedOut: hosts whose findings a feed change's fan-out re-judged (not counted in correlated). */
+  /** fannedOut: hosts a feed change's fan-out gave their content's counts (not counted in correlated). */
   stats = { correlated: 0, failed: 0, fannedOut: 0 };
 
   constructor(opts: HostFindingsOptions) {
@@ -107,8 +112,8 @@ export class HostFindings {
     this.#now = opts.now ?? (() => new Date());
     this.#sliceTx = opts.db.transaction((work: () => boolean) => work());
     this.#refreshOne = opts.db.transaction((agentId: string, inventory: Inventory, hash: string) => this.refresh(agentId, inventory, hash));
-    this.#fanOutOne = opts.db.transaction((agentId: string, changed: ChangedFindings) => {
-      this.#judgeChanged(agentId, changed);
+    this.#fanOutOne = opts.db.transaction((f: FanOut) => {
+      this.#fanOutGroup(f);
     });
   }
 
@@ -122,6 +127,7 @@ export class HostFindings {
   }
 
   #loadKevAndFeeds(): { kev: number; feeds: number; epss: number; epssChanged: boolean } {
+    this.#version++;
     this.#kev = new Map([...this.#advisories.kev()].map(([cve, k]) => [cve, { dueDate: k.dueDate }]));
     // EPSS scores are read again only when the stored set changed (an import or removal writes its feed row).
     const epss = this.#epssOf();
@@ -146,8 +152,7 @@ export class HostFindings {
     let advisories = 0;
     const ecosystems = new Set<string>();
     let keys = 0;
-    const changedKeys = new Set<string>();
-    const changedIds = new Set<string>();
+    const packages = new Set<string>();
     let kev = false;
     let feeds = false;
     const from = this.#changeSeq;
@@ -158,14 +163,14 @@ export class HostFindings {
       for (const a of batch.advisories) {
         if ('stored' in a) stored.push(a.stored);
         else removed.push(a.removed);
-        changedIds.add('stored' in a ? a.stored.id : a.removed.id);
       }
       advisories += batch.advisories.length;
       const changed = this.correlator.update(stored, removed);
       keys += changed.size;
       for (const k of changed) {
-        changedKeys.add(k);
-        ecosystems.add(k.slice(0, k.indexOf('\u0000')));
+        const cut = k.indexOf('\u0000');
+        ecosystems.add(k.slice(0, cut));
+        packages.add(k.slice(cut + 1));
       }
       kev ||= batch.kev;
       feeds ||= batch.feeds;
@@ -182,18 +187,23 @@ export class HostFindings {
     if ((kev || feeds) && this.#loadKevAndFeeds().epssChanged) kev = true;
     if (keys === 0 && !kev) return { advisories, keys, hosts: 0 };
     if (kev) {
-      // Due dates of any finding may move: every host is correlated whole.
+      // Due dates of any finding may move: every content is judged whole.
       const hosts = this.#fleet.reportedAgentIds();
-      this.scheduleStored(hosts);
+      this.#queueGroups(this.#changes.hostsByContentOf(hosts), null);
       return { advisories, keys, hosts: hosts.length };
     }
+    const hosts = this.#queueGroups(this.#changes.hostsByContentIn(ecosystems), packages);
+    return { advisories, keys, hosts };
+  }
+
+  #queueGroups(groups: ReadonlyMap<string, string[]>, packages: ReadonlySet<string> | null): number {
     let hosts = 0;
-    for (const [hash, group] of this.#changes.hostsByContentIn(ecosystems)) {
-      this.#fanOuts.push({ hash, keys: changedKeys, advisories: changedIds, hosts: group, next: 0 });
+    for (const [hash, group] of groups) {
+      this.#fanOuts.push({ hash, hosts: group, packages });
       hosts += group.length;
     }
     this.#start();
-    return { advisories, keys, hosts };
+    return hosts;
   }
 
   /** The host's findings now, with its history and exceptions; nothing is recorded. */
@@ -215,12 +225,28 @@ export class HostFindings {
     return doc;
   }
 
-  /** Correlates, records the history and updates the host's counts. */
+  /**
+   * Correlates: judges the content's timeline (once per state, #judgeContent), lays the
+   * host's history over it when its inventory moved to this content, and updates its counts.
+   */
   refresh(agentId: string, inventory: Inventory, hash: string): Findings {
-    const history = this.#history.history(agentId);
-    const doc = this.findings(agentId, inventory, hash, history) as Findings;
     const now = this.#now();
-    this.#history.record(agentId, doc.findings, now, history);
+    const { matches } = this.correlator.matches(inventory, hash);
+    // Forgotten again if this host fails: its savepoint takes the content's rows with it.
+    const judged = this.#judgeContent(hash, matches, now) !== undefined;
+    try {
+      return this.#refreshHost(agentId, inventory, hash, matches, now);
+    } catch (err) {
+      if (judged) this.#judged.delete(hash);
+      throw err;
+    }
+  }
+
+  #refreshHost(agentId: string, inventory: Inventory, hash: string, matches: readonly RawMatch[], now: Date): Findings {
+    if (this.#history.hostContent(agentId).content !== hash) {
+      this.#history.switchContent(agentId, hash, new Set(matches.map((m) => historyKey(m.advisory.id, m.package))), now);
+    }
+    const doc = this.findings(agentId, inventory, hash) as Findings;
     const open = doc.findings.filter((f) => OPEN.has(f.status)).length;
     const overdue = doc.findings.filter((f) => f.overdue).length;
     this.#fleet.setFindingCounts(agentId, open, overdue);
@@ -230,35 +256,26 @@ export class HostFindings {
   }
 
   /**
-   * Re-judges the host's findings of the changed advisories on the changed packages from
-   * the group's current matches, records what changed, and moves its counts by the
-   * difference: what a full correlation would give those findings (history, first seen,
-   * exceptions), without the rest of the host's findings.
+   * Judges a content's findings (no host's history or exceptions) against its timeline and
+   * writes what changed; skipped when it was judged already at this index generation, feed
+   * state and day (due dates turn overdue by the day). Returns its findings when judged.
    */
-  #judgeChanged(agentId: string, changed: ChangedFindings): void {
-    const now = this.#now();
-    const history = this.#history.historyOf(agentId, changed.advisories, changed.packages);
-    const findings = buildFindings(changed.matches, { policy: this.#policy, now, kev: this.#kev, epss: this.#epss, history, exceptions: this.#history.exceptions(agentId, now) });
-    this.#history.record(agentId, findings, now, history);
-    let open = 0;
-    let overdue = 0;
-    for (const f of findings) {
-      if (OPEN.has(f.status)) open++;
-      if (f.overdue) overdue++;
-    }
-    for (const h of history.values()) {
-      if (h.resolvedAt !== null || !OPEN.has(h.status)) continue;
-      open--;
-      if (h.last?.overdue === true) overdue--;
-    }
-    this.#fleet.addFindingCounts(agentId, open, overdue);
-    this.stats.fannedOut++;
+  #judgeContent(hash: string, matches: readonly RawMatch[], now: Date): Finding[] | undefined {
+    const state = `${this.#version} ${this.correlator.generation} ${now.toISOString().slice(0, 10)}`;
+    if (this.#judged.get(hash) === state) return undefined;
+    const previous = this.#history.contentHistory(hash);
+    const findings = buildFindings(matches, { policy: this.#policy, now, kev: this.#kev, epss: this.#epss, history: previous });
+    this.#history.recordContent(hash, findings, now, previous);
+    // Bounded as the correlator's cache: a content judged again costs a read and a comparison.
+    if (this.#judged.size >= MAX_JUDGED) this.#judged.clear();
+    this.#judged.set(hash, state);
+    return findings;
   }
 
   /** Hosts waiting for their turn (the findings_queue gauge), a feed change's fan-out included. */
   get queued(): number {
     let n = this.#queue.size;
-    for (const f of this.#fanOuts) n += f.hosts.length - f.next;
+    for (const f of this.#fanOuts) n += f.hosts.length;
     return n;
   }
 
@@ -275,8 +292,8 @@ export class HostFindings {
    * killed collector may not have correlated its last reports.
    */
   scheduleAll(agentIds: Iterable<string>): void {
-    for (const id of agentIds) if (!this.#queue.has(id)) this.#queue.set(id, null);
-    this.#start();
+    // By content, as a feed change: a restart of a collector with 100,000 hosts judges its 2,000 contents, not each host.
+    this.#queueGroups(this.#changes.hostsByContentOf(agentIds), null);
   }
 
   /** Queues hosts whose stored inventory changed under this process (a `reports import`): it replaces anything queued for them. */
@@ -334,6 +351,8 @@ export class HostFindings {
       // previous findings until their next report or the next start.
       this.stats.failed++;
       this.#log.error({ err }, 'storing the findings of correlated hosts failed');
+      // The contents judged in it were not stored either.
+      this.#judged.clear();
     }
     if (done || this.#stopped || (this.#queue.size === 0 && this.#fanOuts.length === 0)) {
       this.#running = false;
@@ -365,67 +384,84 @@ export class HostFindings {
   #slice(): boolean {
     const until = performance.now() + SLICE_MS;
     for (;;) {
-      const first = this.#queue.entries().next();
-      if (first.done === true) break;
       if (this.#stopped) return true;
-      const [agentId, job] = first.value;
-      this.#queue.delete(agentId);
-      try {
-        if (job !== null) this.#refreshOne(agentId, job.inventory, job.hash);
-        else {
-          const inventory = this.#fleet.latestInventory(agentId);
-          if (inventory !== undefined) this.#refreshOne(agentId, inventory, packagesHash(inventory));
-          else this.#overLimit(agentId);
+      const first = this.#queue.entries().next();
+      if (first.done !== true) {
+        const [agentId, job] = first.value;
+        this.#queue.delete(agentId);
+        try {
+          if (job !== null) this.#refreshOne(agentId, job.inventory, job.hash);
+          else {
+            const inventory = this.#fleet.latestInventory(agentId);
+            if (inventory !== undefined) this.#refreshOne(agentId, inventory, packagesHash(inventory));
+            else this.#overLimit(agentId);
+          }
+        } catch (err) {
+          this.stats.failed++;
+          this.#log.error({ err, agentId }, 'correlating a host failed; its findings are from its previous report');
         }
-      } catch (err) {
-        this.stats.failed++;
-        this.#log.error({ err, agentId }, 'correlating a host failed; its findings are from its previous report');
+      } else {
+        const f = this.#fanOuts.shift();
+        if (f === undefined) {
+          this.#fresh.clear();
+          return true;
+        }
+        try {
+          this.#fanOutOne(f);
+        } catch (err) {
+          this.stats.failed++;
+          this.#log.error({ err, content: f.hash, hosts: f.hosts.length }, 'judging a content after a feed change failed; its hosts are correlated one by one');
+          this.#judged.delete(f.hash);
+          this.scheduleStored(f.hosts);
+        }
       }
       if (performance.now() >= until) return false;
     }
-    for (;;) {
-      const f = this.#fanOuts[0];
-      if (f === undefined || this.#stopped) {
-        this.#fresh.clear();
-        return true;
-      }
-      if (!this.#fanOutSome(f, until)) return false;
-      this.#fanOuts.shift();
-    }
   }
 
-  /** Works through one content group until `until`; true when the group is done. */
-  #fanOutSome(f: FanOut, until: number): boolean {
-    let found = this.correlator.matchesOfKeys(f.hash, f.keys);
-    if (found === undefined) {
-      // Not cached (pushed out, or never reported since start): match one host's stored inventory once.
-      const inventory = f.hosts.map((id) => this.#fleet.latestInventory(id)).find((inv) => inv !== undefined && packagesHash(inv) === f.hash);
-      if (inventory !== undefined) {
-        this.correlator.matches(inventory, f.hash);
-        found = this.correlator.matchesOfKeys(f.hash, f.keys);
-      }
-      if (found === undefined) {
-        // Nothing readable of this content (over the package limit, say): each host the slow way.
-        this.scheduleStored(f.hosts.slice(f.next).filter((id) => !this.#fresh.has(id)));
-        return true;
+  /**
+   * One content group: its content judged once, then its counts given to every host of the
+   * group whose counts are the content's (no exceptions of its own, history laid over this
+   * content, due dates from publication); the others are correlated whole.
+   */
+  #fanOutGroup(f: FanOut): void {
+    const waiting = f.hosts.filter((id) => !this.#queue.has(id) && !this.#fresh.has(id));
+    if (waiting.length === 0) return;
+    let matches = this.correlator.matchesOf(f.hash);
+    if (matches === undefined) {
+      // Not cached (pushed out, or not reported since start): match one host's stored inventory once.
+      for (const id of waiting) {
+        const inventory = this.#fleet.latestInventory(id);
+        if (inventory !== undefined && packagesHash(inventory) === f.hash) {
+          matches = this.correlator.matches(inventory, f.hash).matches;
+          break;
+        }
       }
     }
-    // None of the changed keys is in this content: its hosts' findings stand.
-    if (found.packages.length === 0) return true;
-    const changed: ChangedFindings = { matches: found.matches.filter((m) => f.advisories.has(m.advisory.id)), advisories: [...f.advisories], packages: found.packages };
-    while (f.next < f.hosts.length) {
-      const agentId = f.hosts[f.next++] as string;
-      // A host with a newer report waiting is correlated whole on its turn.
-      if (this.#queue.has(agentId) || this.#fresh.has(agentId)) continue;
-      try {
-        this.#fanOutOne(agentId, changed);
-      } catch (err) {
-        this.stats.failed++;
-        this.#log.error({ err, agentId }, 'judging a host after a feed change failed; it is correlated whole instead');
-        this.scheduleStored([agentId]);
-      }
-      if (performance.now() >= until) return f.next >= f.hosts.length;
+    const now = this.#now();
+    if (matches === undefined) {
+      // Nothing readable of this content (over the package limit, say): each host on its own.
+      this.scheduleStored(waiting);
+      return;
     }
-    return true;
+    if (f.packages === null) this.#judgeContent(f.hash, matches, now);
+    else {
+      // The content's timeline: only the changed packages' findings can have changed.
+      const only = f.packages;
+      const previous = this.#history.contentHistory(f.hash, [...only]);
+      this.#history.recordContent(f.hash, buildFindings(matches.filter((m) => only.has(m.package)), { policy: this.#policy, now, kev: this.#kev, epss: this.#epss, history: previous }), now, previous);
+    }
+    // Its counts, as a host with no exceptions of its own has them (first-seen plays no part when due dates run from publication).
+    const fleetWide = buildFindings(matches, { policy: this.#policy, now, kev: this.#kev, epss: this.#epss, exceptions: this.#history.fleetExceptions(now) });
+    // With clockStart first-seen (or an advisory with no publication date) a due date is the host's own.
+    if (this.#policy.clockStart !== 'published' || fleetWide.some((x) => OPEN.has(x.status) && x.published === null)) {
+      this.scheduleStored(waiting);
+      return;
+    }
+    const open = fleetWide.filter((x) => OPEN.has(x.status)).length;
+    const overdue = fleetWide.filter((x) => x.overdue).length;
+    const { set, others } = this.#fleet.setContentFindingCounts(waiting, f.hash, open, overdue, now);
+    this.stats.fannedOut += set;
+    if (others.length > 0) this.scheduleStored(others);
   }
 }

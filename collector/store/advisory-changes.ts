@@ -69,6 +69,16 @@ export interface AdvisoryChangeBatch {
   more: boolean;
 }
 
+function byContent(rows: Iterable<{ agent_id: string; content_hash: string }>): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const r of rows) {
+    const list = out.get(r.content_hash);
+    if (list === undefined) out.set(r.content_hash, [r.agent_id]);
+    else list.push(r.agent_id);
+  }
+  return out;
+}
+
 export class AdvisoryChanges {
   readonly #lastSeq;
   readonly #since;
@@ -76,6 +86,7 @@ export class AdvisoryChanges {
   readonly #clear;
   readonly #hostsIn;
   readonly #hostsByContent;
+  readonly #hostsByContentOf;
 
   constructor(db: Db) {
     this.#lastSeq = db.prepare<[], number>('SELECT coalesce(max(seq), 0) FROM advisory_changes').pluck();
@@ -89,6 +100,10 @@ export class AdvisoryChanges {
       `SELECT h.agent_id, r.content_hash FROM hosts h JOIN reports r ON r.agent_id = h.agent_id AND r.id = h.last_report_id
        WHERE h.ecosystem IN (SELECT value FROM json_each(?)) ORDER BY r.content_hash, h.agent_id`,
     );
+    this.#hostsByContentOf = db.prepare<[string], { agent_id: string; content_hash: string }>(
+      `SELECT h.agent_id, r.content_hash FROM hosts h JOIN reports r ON r.agent_id = h.agent_id AND r.id = h.last_report_id
+       WHERE h.agent_id IN (SELECT value FROM json_each(?)) ORDER BY r.content_hash, h.agent_id`,
+    );
   }
 
   /**
@@ -96,13 +111,12 @@ export class AdvisoryChanges {
    * hosts of one content share their matches, so a feed change is matched once per group.
    */
   hostsByContentIn(ecosystems: Iterable<string>): Map<string, string[]> {
-    const out = new Map<string, string[]>();
-    for (const r of this.#hostsByContent.iterate(JSON.stringify([...ecosystems]))) {
-      const list = out.get(r.content_hash);
-      if (list === undefined) out.set(r.content_hash, [r.agent_id]);
-      else list.push(r.agent_id);
-    }
-    return out;
+    return byContent(this.#hostsByContent.iterate(JSON.stringify([...ecosystems])));
+  }
+
+  /** These hosts (those that have reported), grouped the same way. */
+  hostsByContentOf(agentIds: Iterable<string>): Map<string, string[]> {
+    return byContent(this.#hostsByContentOf.iterate(JSON.stringify([...agentIds])));
   }
 
   /** Hosts whose latest inventory is of one of these ecosystems: the only ones an advisory of theirs can change. */

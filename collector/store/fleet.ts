@@ -272,7 +272,9 @@ export class FleetStore {
   readonly #listHosts;
   readonly #hostById;
   readonly #setFindings;
-  readonly #addFindings;
+  readonly #adoptContent;
+  readonly #setContentCounts;
+  readonly #notContentCounted;
   readonly #hostIds;
   readonly #setTags;
   readonly #insertAudit;
@@ -280,6 +282,7 @@ export class FleetStore {
   readonly #oldReports;
   readonly #deleteReport;
   readonly #deleteOrphanContent;
+  readonly #deleteOrphanTimeline: (hash: string) => void;
   readonly #enrollTx;
   readonly #ingestTx;
   readonly #batchTx;
@@ -351,9 +354,20 @@ export class FleetStore {
     );
     this.#hostById = db.prepare<[string], HostListRow>(`SELECT ${hostColumns} WHERE h.agent_id = ?`);
     this.#setFindings = db.prepare<[number, number, string]>('UPDATE hosts SET open_findings = ?, overdue_findings = ? WHERE agent_id = ?');
-    this.#addFindings = db.prepare<[number, number, string]>(
-      'UPDATE hosts SET open_findings = max(0, open_findings + ?), overdue_findings = max(0, overdue_findings + ?) WHERE agent_id = ?',
+    this.#adoptContent = db.prepare<[string, string, string]>(
+      `UPDATE hosts SET findings_content = ?, findings_since = ? WHERE agent_id IN (SELECT value FROM json_each(?))
+       AND findings_content IS NULL AND NOT EXISTS (SELECT 1 FROM finding_history WHERE host = hosts.agent_id)`,
     );
+    this.#setContentCounts = db.prepare<[number, number, string, string, string]>(
+      `UPDATE hosts SET open_findings = ?, overdue_findings = ? WHERE agent_id IN (SELECT value FROM json_each(?)) AND findings_content = ?
+       AND NOT EXISTS (SELECT 1 FROM exceptions e WHERE e.host = hosts.agent_id AND e.expires > ?)`,
+    );
+    this.#notContentCounted = db
+      .prepare<[string, string, string], string>(
+        `SELECT j.value FROM json_each(?) j WHERE NOT EXISTS (SELECT 1 FROM hosts h WHERE h.agent_id = j.value AND h.findings_content = ?
+         AND NOT EXISTS (SELECT 1 FROM exceptions e WHERE e.host = h.agent_id AND e.expires > ?))`,
+      )
+      .pluck();
     this.#hostIds = db.prepare<[], string>('SELECT agent_id FROM hosts ORDER BY agent_id').pluck();
     this.#setTags = db.prepare<[string, string]>('UPDATE agents SET tags = ? WHERE id = ?');
     this.#insertAudit = db.prepare<[string, string, string, string | null, string | null, number | null]>(
@@ -370,6 +384,16 @@ export class FleetStore {
     this.#deleteOrphanContent = db.prepare<[string, string]>(
       'DELETE FROM inventory_contents WHERE hash = ? AND NOT EXISTS (SELECT 1 FROM reports WHERE content_hash = ?)',
     );
+    // Its findings timeline goes with it unless a host's history is still laid over it (history.ts drops it when that host moves on).
+    const deleteTimeline = db.prepare<[string, string, string]>(
+      `DELETE FROM content_findings WHERE content = ?
+       AND NOT EXISTS (SELECT 1 FROM inventory_contents WHERE hash = ?) AND NOT EXISTS (SELECT 1 FROM hosts WHERE findings_content = ?)`,
+    );
+    const deleteTexts = db.prepare<[string, string]>('DELETE FROM content_finding_texts WHERE content = ? AND NOT EXISTS (SELECT 1 FROM content_findings WHERE content = ?)');
+    this.#deleteOrphanTimeline = (hash: string) => {
+      deleteTimeline.run(hash, hash, hash);
+      deleteTexts.run(hash, hash);
+    };
     this.#enrollTx = db.transaction(
       (token: string, agent: { publicKey: string; hostname: string; machineId: string | null; agentVersion: string | null }, now: Date) => {
         const taken = this.consumeEnrollmentToken(token, now);
@@ -671,7 +695,10 @@ export class FleetStore {
     const old = this.#oldReports.all(agentId, current, REPORTS_PER_AGENT - 1);
     if (old.length === 0) return;
     for (const r of old) this.#deleteReport.run(agentId, r.id);
-    for (const hash of new Set(old.map((r) => r.content_hash))) this.#deleteOrphanContent.run(hash, hash);
+    for (const hash of new Set(old.map((r) => r.content_hash))) {
+      this.#deleteOrphanContent.run(hash, hash);
+      this.#deleteOrphanTimeline(hash);
+    }
   }
 
   /**
@@ -748,9 +775,20 @@ export class FleetStore {
     this.#setFindings.run(open, overdue, agentId);
   }
 
-  /** Moves the counts by what a feed change's fan-out changed of the host's findings (HostFindings). */
-  addFindingCounts(agentId: string, open: number, overdue: number): void {
-    if (open !== 0 || overdue !== 0) this.#addFindings.run(open, overdue, agentId);
+  /**
+   * A content group's correlation (HostFindings): gives the content's counts to those of
+   * `agentIds` whose findings history is laid over `content` (or who have none yet) and who
+   * have no exception of their own in force; returns how many, and the others (to be
+   * correlated one by one).
+   */
+  setContentFindingCounts(agentIds: readonly string[], content: string, open: number, overdue: number, now: Date): { set: number; others: string[] } {
+    const ids = JSON.stringify(agentIds);
+    const at = now.toISOString();
+    // A host correlated for the first time (no content yet, no history of its own) takes the content's timeline from now, as history.ts switchContent would give it.
+    this.#adoptContent.run(content, at, ids);
+    const set = this.#setContentCounts.run(open, overdue, ids, content, at).changes;
+    const others = set === agentIds.length ? [] : this.#notContentCounted.all(ids, content, at);
+    return { set, others };
   }
 
   /**
