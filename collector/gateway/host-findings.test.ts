@@ -256,4 +256,26 @@ describe('finding history over inventory contents: first-seen and resolved are t
     await correlate(web3, inv3);
     assert.deepEqual(resolvedFor(web3, inv3), [], 'web-3 never had the withdrawn advisory');
   });
+
+  it('a content’s timeline goes when its content is pruned and no host is laid over it', async (t) => {
+    const { db, fleet, agents } = await fleetWithHosts(t, ['web-1']);
+    const hf = loadedFindings(db, fleet);
+    const a = agents.get('web-1');
+    assert.ok(a !== undefined);
+    const timelines = () => new Set(db.prepare<[], string>('SELECT DISTINCT content FROM content_findings').pluck().all());
+    const hashes: string[] = [];
+    // Ten reports of ten contents (one package fewer each); each agent keeps its newest 8 reports.
+    for (let i = 0; i < 10; i++) {
+      const inv: Inventory = { ...a.inventory, packages: a.inventory.packages.filter((_, j) => j !== i) };
+      fleet.ingestReport(a.id, randomUUID(), inventoryHash(inv), inv, NOW);
+      hashes.push(packagesHash(inv));
+      hf.schedule(a.id, inv, packagesHash(inv));
+      await hf.drained();
+    }
+    const kept = timelines();
+    assert.ok(!kept.has(hashes[0] as string) && !kept.has(hashes[1] as string), 'the two pruned contents’ timelines are gone');
+    for (const h of hashes.slice(2)) assert.ok(kept.has(h), 'the kept reports’ contents keep theirs');
+    assert.equal(db.prepare('SELECT count(*) FROM content_finding_texts WHERE content NOT IN (SELECT content FROM content_findings)').pluck().get(), 0, 'no text outlives its row');
+  });
 });
+

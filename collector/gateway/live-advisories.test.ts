@@ -25,7 +25,7 @@ import { DEFAULT_POLICY } from '../correlate/policy.ts';
 import { createLogger } from '../logger.ts';
 import { FleetStore } from '../store/fleet.ts';
 import { HostFindings } from './host-findings.ts';
-import { startCollector } from './testkit.ts';
+import { sink, startCollector, until } from './testkit.ts';
 
 const TICK_MS = 200;
 /** One tick, plus the time to correlate one host and answer: far under a second. */
@@ -33,22 +33,7 @@ const WITHIN_MS = TICK_MS + 1000;
 /** ALSA-2026:54510 fixes bind 9.16.23, which the RHEL 9.5 image has (bind-libs, bind-license, bind-utils). */
 const BIND_ADVISORY = 'ALSA-2026:54510';
 
-function sink(): { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream; text: () => string } {
-  let out = '';
-  const w = { write: (s: string) => ((out += s), true) } as unknown as NodeJS.WritableStream;
-  return { stdout: w, stderr: w, text: () => out };
-}
 
-async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<{ value: T; ms: number }> {
-  const start = performance.now();
-  for (;;) {
-    const value = await probe();
-    const took = performance.now() - start;
-    if (value !== undefined) return { value, ms: took };
-    if (took > ms) assert.fail(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('a serving collector follows advisory changes made by another process', () => {
   it('shows a CLI feed import’s findings within one tick, re-matching only the changed pairs, and drops them on feed remove', async (t) => {

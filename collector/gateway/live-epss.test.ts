@@ -17,29 +17,14 @@ import { fixFirst } from '../correlate/fix-order.ts';
 import { EPSS_EXCERPT } from '../feeds/testkit.ts';
 import { hostInventory } from '../rollout/testkit.ts';
 import { ApiTokenStore } from '../store/access.ts';
-import { startCollector } from './testkit.ts';
+import { sink, startCollector, until } from './testkit.ts';
 
 const TICK_MS = 200;
 const WITHIN_MS = TICK_MS + 1000;
 /** ALSA-2026:2786 (glibc, medium): CVE-2026-0915 scores 0.00627 in the excerpt; the RHEL 9.5 image has five glibc rpms below its fix. */
 const GLIBC = 'ALSA-2026:2786';
 
-function sink(): { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream; text: () => string } {
-  let out = '';
-  const w = { write: (s: string) => ((out += s), true) } as unknown as NodeJS.WritableStream;
-  return { stdout: w, stderr: w, text: () => out };
-}
 
-async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<{ value: T; ms: number }> {
-  const start = performance.now();
-  for (;;) {
-    const value = await probe();
-    const took = performance.now() - start;
-    if (value !== undefined) return { value, ms: took };
-    if (took > ms) assert.fail(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('EPSS on a serving collector, through the API', () => {
   it('a CLI import of the real scores reaches the host’s findings within one tick, sort=fix-first orders by them, feed remove takes them away', async (t) => {

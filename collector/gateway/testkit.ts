@@ -414,3 +414,22 @@ export async function preAuthFrameFlood(target: { pid: number; agentUrl: string 
     clearInterval(sampler);
   }
 }
+
+/** A CLI command's stdout and stderr as one text (command functions take `{stdout, stderr}`). */
+export function sink(): { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream; text: () => string } {
+  let out = '';
+  const w = { write: (s: string) => ((out += s), true) } as unknown as NodeJS.WritableStream;
+  return { stdout: w, stderr: w, text: () => out };
+}
+
+/** Polls `probe` every 20 ms until it gives a value, failing after `ms`; how long it took comes back too. */
+export async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<{ value: T; ms: number }> {
+  const start = performance.now();
+  for (;;) {
+    const value = await probe();
+    const took = performance.now() - start;
+    if (value !== undefined) return { value, ms: took };
+    if (took > ms) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

@@ -13,20 +13,11 @@ import { runCaptured } from '../../shared/testing/capture.ts';
 import { feedCommand } from '../commands/feed.ts';
 import { ubuntuNobleInventory } from '../correlate/testkit.ts';
 import { ApiTokenStore } from '../store/access.ts';
-import { startCollector } from './testkit.ts';
+import { startCollector, until } from './testkit.ts';
 
 const TICK_MS = 200;
 const NOBLE = dataPath('oval', 'com.ubuntu.noble.usn.oval.xml.gz');
 
-async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const start = performance.now();
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (performance.now() - start > ms) assert.fail(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 describe('Ubuntu OVAL end to end', () => {
   it('a CLI import of the real noble OVAL shows USN-6863-1 mitigated-livepatch (LSN-0105-1, module at 105) and open at 104, through the API', { timeout: 60_000 }, async (t) => {
@@ -60,14 +51,14 @@ describe('Ubuntu OVAL end to end', () => {
     };
     const usn = async (agentId: string, id: string) => (await doc(agentId)).findings.findings.find((f) => f.advisory === id && f.status !== 'resolved');
 
-    const mitigated = await until('USN-6863-1 in the API', 5000, () => usn(hosts['noble-lp105'] as string, 'USN-6863-1'));
+    const mitigated = (await until('USN-6863-1 in the API', 5000, () => usn(hosts['noble-lp105'] as string, 'USN-6863-1'))).value;
     assert.equal(mitigated.status, 'mitigated-livepatch');
     assert.equal(mitigated.package, 'uname_6.8.0-generic');
     assert.equal(mitigated.installed, '6.8.0-31');
     assert.equal(mitigated.fixed, '6.8.0-36');
     assert.match(mitigated.why, /LSN-0105-1 \(Canonical Livepatch module lkp_Ubuntu_6_8_0_31_31_linux_105, level 105 >= 105\) fixes CVE-/);
 
-    const open = await until('USN-6863-1 on the 104 host', 5000, () => usn(hosts['noble-lp104'] as string, 'USN-6863-1'));
+    const open = (await until('USN-6863-1 on the 104 host', 5000, () => usn(hosts['noble-lp104'] as string, 'USN-6863-1'))).value;
     assert.equal(open.status, 'open', open.why);
     // A USN with CVEs no LSN fixes is open on both.
     assert.equal((await usn(hosts['noble-lp105'] as string, 'USN-6816-1'))?.status, 'open');

@@ -15,6 +15,7 @@ import { CLOSE, MalformedInputError, ProtocolError } from '../../shared/errors.t
 import { packagesHash, packageSetJson, packageSetRef } from '../../shared/inventory-hash.ts';
 import { type Inventory, LIMITS, type Package } from '../../shared/protocol.ts';
 import type { Db } from './db.ts';
+import { orphanTimelineDropper } from './history.ts';
 
 export type TokenRefusal = 'unknown' | 'expired' | 'used-up';
 
@@ -385,15 +386,7 @@ export class FleetStore {
       'DELETE FROM inventory_contents WHERE hash = ? AND NOT EXISTS (SELECT 1 FROM reports WHERE content_hash = ?)',
     );
     // Its findings timeline goes with it unless a host's history is still laid over it (history.ts drops it when that host moves on).
-    const deleteTimeline = db.prepare<[string, string, string]>(
-      `DELETE FROM content_findings WHERE content = ?
-       AND NOT EXISTS (SELECT 1 FROM inventory_contents WHERE hash = ?) AND NOT EXISTS (SELECT 1 FROM hosts WHERE findings_content = ?)`,
-    );
-    const deleteTexts = db.prepare<[string, string]>('DELETE FROM content_finding_texts WHERE content = ? AND NOT EXISTS (SELECT 1 FROM content_findings WHERE content = ?)');
-    this.#deleteOrphanTimeline = (hash: string) => {
-      deleteTimeline.run(hash, hash, hash);
-      deleteTexts.run(hash, hash);
-    };
+    this.#deleteOrphanTimeline = orphanTimelineDropper(db);
     this.#enrollTx = db.transaction(
       (token: string, agent: { publicKey: string; hostname: string; machineId: string | null; agentVersion: string | null }, now: Date) => {
         const taken = this.consumeEnrollmentToken(token, now);

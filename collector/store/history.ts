@@ -65,6 +65,23 @@ export interface HostContent {
   since: string | null;
 }
 
+/**
+ * Deletes a content's findings timeline when nobody needs it: no host's history is laid over
+ * it and the content itself is gone (the reports naming it were pruned). Called where either
+ * can stop: a host moving on (switchContent) and a content pruned (FleetStore).
+ */
+export function orphanTimelineDropper(db: Db): (content: string) => void {
+  const timeline = db.prepare<[string, string, string]>(
+    `DELETE FROM content_findings WHERE content = ?
+     AND NOT EXISTS (SELECT 1 FROM hosts WHERE findings_content = ?) AND NOT EXISTS (SELECT 1 FROM inventory_contents WHERE hash = ?)`,
+  );
+  const texts = db.prepare<[string, string]>('DELETE FROM content_finding_texts WHERE content = ? AND NOT EXISTS (SELECT 1 FROM content_findings WHERE content = ?)');
+  return (content) => {
+    timeline.run(content, content, content);
+    texts.run(content, content);
+  };
+}
+
 export class FindingHistoryStore {
   readonly #db: Db;
   readonly #select;
@@ -83,7 +100,7 @@ export class FindingHistoryStore {
   readonly #recordTx;
   readonly #recordContentTx;
   readonly #switchTx;
-  readonly #dropContent;
+  readonly #dropContent: (content: string) => void;
 
   constructor(db: Db) {
     this.#db = db;
@@ -162,16 +179,7 @@ export class FindingHistoryStore {
     // what a finding was once it stops applying. A feed change rewriting 50 advisories would
     // otherwise rewrite their rows in every content of the fleet.
     this.#recordContentTx = record(this.#upsertContent, this.#resolveContent, (before, f) => before.status === f.status);
-    // A timeline no host is laid over and whose content is gone (the reports naming it were pruned) is nobody's.
-    const dropTimeline = db.prepare<[string, string, string]>(
-      `DELETE FROM content_findings WHERE content = ?
-       AND NOT EXISTS (SELECT 1 FROM hosts WHERE findings_content = ?) AND NOT EXISTS (SELECT 1 FROM inventory_contents WHERE hash = ?)`,
-    );
-    const dropTexts = db.prepare<[string, string]>('DELETE FROM content_finding_texts WHERE content = ? AND NOT EXISTS (SELECT 1 FROM content_findings WHERE content = ?)');
-    this.#dropContent = (content: string) => {
-      dropTimeline.run(content, content, content);
-      dropTexts.run(content, content);
-    };
+    this.#dropContent = orphanTimelineDropper(db);
     this.#switchTx = db.transaction((host: string, content: string, current: ReadonlySet<string>, nowIso: string) => {
       const own = entries(this.#select.iterate(host));
       const at = this.hostContent(host);
