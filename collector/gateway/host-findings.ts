@@ -46,6 +46,8 @@ interface FanOut {
   packages: ReadonlySet<string> | null;
 }
 
+/** Hosts whose counts one slice writes at most (#writeCounts). */
+const COUNTS_BATCH = 5000;
 /** Contents whose judged state is remembered (#judgeContent); past it the memory starts over. */
 const MAX_JUDGED = 50_000;
 /** How long one event-loop turn may spend correlating queued hosts. */
@@ -85,6 +87,9 @@ export class HostFindings {
   /** null: load the host's latest stored inventory when its turn comes. */
   readonly #queue = new Map<string, { inventory: Inventory; hash: string } | null>();
   readonly #fanOuts: FanOut[] = [];
+  /** Counts the judged groups give their hosts, written after the last group in agent id order (FleetStore.setContentFindingCounts). */
+  readonly #counts = new Map<string, { agentId: string; content: string; open: number; overdue: number }>();
+  #countsOrder: string[] = [];
   /**
    * Hosts correlated whole since the oldest pending fan-out was queued: their findings are
    * current already and their content may no longer be the group's, so the fan-out skips them.
@@ -251,7 +256,7 @@ export class HostFindings {
     const overdue = doc.findings.filter((f) => f.overdue).length;
     this.#fleet.setFindingCounts(agentId, open, overdue);
     this.stats.correlated++;
-    if (this.#fanOuts.length > 0) this.#fresh.add(agentId);
+    if (this.#fanOuts.length > 0 || this.#counts.size > 0) this.#fresh.add(agentId);
     return doc;
   }
 
@@ -276,6 +281,7 @@ export class HostFindings {
   get queued(): number {
     let n = this.#queue.size;
     for (const f of this.#fanOuts) n += f.hosts.length;
+    n += this.#counts.size;
     return n;
   }
 
@@ -310,11 +316,13 @@ export class HostFindings {
     this.#stopped = true;
     this.#queue.clear();
     this.#fanOuts.length = 0;
+    this.#counts.clear();
+    this.#countsOrder = [];
     this.#fresh.clear();
   }
 
   #start(): void {
-    if (!this.#running && !this.#stopped && (this.#queue.size > 0 || this.#fanOuts.length > 0)) {
+    if (!this.#running && !this.#stopped && (this.#queue.size > 0 || this.#fanOuts.length > 0 || this.#counts.size > 0)) {
       this.#running = true;
       setImmediate(() => {
         this.#next();
@@ -354,7 +362,7 @@ export class HostFindings {
       // The contents judged in it were not stored either.
       this.#judged.clear();
     }
-    if (done || this.#stopped || (this.#queue.size === 0 && this.#fanOuts.length === 0)) {
+    if (done || this.#stopped || (this.#queue.size === 0 && this.#fanOuts.length === 0 && this.#counts.size === 0)) {
       this.#running = false;
       const waiters = this.#waiters;
       this.#waiters = [];
@@ -400,6 +408,8 @@ export class HostFindings {
           this.stats.failed++;
           this.#log.error({ err, agentId }, 'correlating a host failed; its findings are from its previous report');
         }
+      } else if (this.#fanOuts.length === 0 && this.#counts.size > 0) {
+        this.#writeCounts();
       } else {
         const f = this.#fanOuts.shift();
         if (f === undefined) {
@@ -417,6 +427,22 @@ export class HostFindings {
       }
       if (performance.now() >= until) return false;
     }
+  }
+
+  /** Writes the next batch of the judged groups' counts, in agent id order; hosts whose counts are not their content's are correlated one by one. */
+  #writeCounts(): void {
+    if (this.#countsOrder.length === 0) this.#countsOrder = [...this.#counts.keys()].sort().reverse();
+    const batch: { agentId: string; content: string; open: number; overdue: number }[] = [];
+    while (batch.length < COUNTS_BATCH && this.#countsOrder.length > 0) {
+      const id = this.#countsOrder.pop() as string;
+      const c = this.#counts.get(id);
+      this.#counts.delete(id);
+      // Queued since (a newer report) or correlated whole since: its own turn decides.
+      if (c !== undefined && !this.#queue.has(id) && !this.#fresh.has(id)) batch.push(c);
+    }
+    const { set, others } = this.#fleet.setContentFindingCounts(batch, this.#now());
+    this.stats.fannedOut += set;
+    if (others.length > 0) this.scheduleStored(others);
   }
 
   /**
@@ -460,8 +486,6 @@ export class HostFindings {
     }
     const open = fleetWide.filter((x) => OPEN.has(x.status)).length;
     const overdue = fleetWide.filter((x) => x.overdue).length;
-    const { set, others } = this.#fleet.setContentFindingCounts(waiting, f.hash, open, overdue, now);
-    this.stats.fannedOut += set;
-    if (others.length > 0) this.scheduleStored(others);
+    for (const agentId of waiting) this.#counts.set(agentId, { agentId, content: f.hash, open, overdue });
   }
 }

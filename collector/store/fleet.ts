@@ -275,7 +275,6 @@ export class FleetStore {
   readonly #setFindings;
   readonly #adoptContent;
   readonly #setContentCounts;
-  readonly #notContentCounted;
   readonly #hostIds;
   readonly #setTags;
   readonly #insertAudit;
@@ -356,19 +355,13 @@ export class FleetStore {
     this.#hostById = db.prepare<[string], HostListRow>(`SELECT ${hostColumns} WHERE h.agent_id = ?`);
     this.#setFindings = db.prepare<[number, number, string]>('UPDATE hosts SET open_findings = ?, overdue_findings = ? WHERE agent_id = ?');
     this.#adoptContent = db.prepare<[string, string, string]>(
-      `UPDATE hosts SET findings_content = ?, findings_since = ? WHERE agent_id IN (SELECT value FROM json_each(?))
+      `UPDATE hosts SET findings_content = ?, findings_since = ? WHERE agent_id = ?
        AND findings_content IS NULL AND NOT EXISTS (SELECT 1 FROM finding_history WHERE host = hosts.agent_id)`,
     );
     this.#setContentCounts = db.prepare<[number, number, string, string, string]>(
-      `UPDATE hosts SET open_findings = ?, overdue_findings = ? WHERE agent_id IN (SELECT value FROM json_each(?)) AND findings_content = ?
+      `UPDATE hosts SET open_findings = ?, overdue_findings = ? WHERE agent_id = ? AND findings_content = ?
        AND NOT EXISTS (SELECT 1 FROM exceptions e WHERE e.host = hosts.agent_id AND e.expires > ?)`,
     );
-    this.#notContentCounted = db
-      .prepare<[string, string, string], string>(
-        `SELECT j.value FROM json_each(?) j WHERE NOT EXISTS (SELECT 1 FROM hosts h WHERE h.agent_id = j.value AND h.findings_content = ?
-         AND NOT EXISTS (SELECT 1 FROM exceptions e WHERE e.host = h.agent_id AND e.expires > ?))`,
-      )
-      .pluck();
     this.#hostIds = db.prepare<[], string>('SELECT agent_id FROM hosts ORDER BY agent_id').pluck();
     this.#setTags = db.prepare<[string, string]>('UPDATE agents SET tags = ? WHERE id = ?');
     this.#insertAudit = db.prepare<[string, string, string, string | null, string | null, number | null]>(
@@ -769,18 +762,22 @@ export class FleetStore {
   }
 
   /**
-   * A content group's correlation (HostFindings): gives the content's counts to those of
-   * `agentIds` whose findings history is laid over `content` (or who have none yet) and who
-   * have no exception of their own in force; returns how many, and the others (to be
-   * correlated one by one).
+   * Content groups' correlations (HostFindings): gives each host its content's counts when
+   * its findings history is laid over that content (or it has none yet, and takes it from
+   * now, as history.ts switchContent would) and it has no exception of its own in force;
+   * returns how many, and the others (to be correlated one by one). Callers pass hosts in
+   * agent id order: a fleet's hosts of one content lie all over the table, and in id order
+   * each page of it is written once per batch instead of once per content.
    */
-  setContentFindingCounts(agentIds: readonly string[], content: string, open: number, overdue: number, now: Date): { set: number; others: string[] } {
-    const ids = JSON.stringify(agentIds);
+  setContentFindingCounts(items: readonly { agentId: string; content: string; open: number; overdue: number }[], now: Date): { set: number; others: string[] } {
     const at = now.toISOString();
-    // A host correlated for the first time (no content yet, no history of its own) takes the content's timeline from now, as history.ts switchContent would give it.
-    this.#adoptContent.run(content, at, ids);
-    const set = this.#setContentCounts.run(open, overdue, ids, content, at).changes;
-    const others = set === agentIds.length ? [] : this.#notContentCounted.all(ids, content, at);
+    let set = 0;
+    const others: string[] = [];
+    for (const x of items) {
+      this.#adoptContent.run(x.content, at, x.agentId);
+      if (this.#setContentCounts.run(x.open, x.overdue, x.agentId, x.content, at).changes === 1) set++;
+      else others.push(x.agentId);
+    }
     return { set, others };
   }
 

@@ -449,5 +449,7 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE hosts ADD COLUMN findings_content TEXT;
   ALTER TABLE hosts ADD COLUMN findings_since TEXT;
   CREATE INDEX hosts_by_findings_content ON hosts (findings_content);
+  -- A content group's counts skip the hosts with exceptions of their own: looked up per host.
+  CREATE INDEX exceptions_by_host ON exceptions (host, expires);
   `,
 ];
