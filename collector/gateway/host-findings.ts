@@ -13,8 +13,9 @@
  * A feed change is fanned out by content, not by host: the hosts of the changed ecosystems
  * are grouped by the content of their latest inventory; each group's content is matched
  * again without any inventory (Correlator.matchesOf: only the changed units, an interned
- * unit once for all contents) and its timeline judged and written once; the group's hosts
- * then get the content's counts in one statement. A host with exceptions of its own, one
+ * unit once for all contents) and its timeline judged and written once; after the last
+ * group every host gets its content's counts, written in agent id order (#writeCounts).
+ * Start-up (scheduleAll) and KEV/EPSS changes go the same way. A host with exceptions of its own, one
  * whose history is laid over another content (a newer report), or a policy whose due dates
  * depend on a host's first-seen is correlated whole instead. Correlating every host whole
  * (parse its inventory, judge and write its hundreds of findings) cost about 2.5 ms a host,
