@@ -26,6 +26,7 @@ import { HostFindings } from '../collector/gateway/host-findings.ts';
 import { createLogger } from '../collector/logger.ts';
 import { hostInventory } from '../collector/rollout/testkit.ts';
 import { AdvisoryStore } from '../collector/store/advisories.ts';
+import { WalCheckpointer } from '../collector/store/checkpointer.ts';
 import { openDatabase } from '../collector/store/db.ts';
 import { FleetStore, type IngestItem } from '../collector/store/fleet.ts';
 import { inventoryHash, packageSetRef } from '../shared/inventory-hash.ts';
@@ -88,6 +89,8 @@ export async function fanOutSection<F>(figure: MakeFanOutFigure<F>, progress: (l
     const advisories = new AdvisoryStore(db);
     const logger = createLogger({ level: 'silent' });
     const hf = new HostFindings({ db, fleet, policy: DEFAULT_POLICY, logger, now: () => NOW });
+    // As `serve` runs its store (collector/server.ts): WAL checkpoints on a worker thread, not inside the commits.
+    const checkpointer = new WalCheckpointer(db, { path, logger });
 
     progress(`fanout: ${hostCount} hosts over ${contentCount} contents of the real RHEL 9.5 image`);
     const contents = contentsOf(contentCount).map((inv) => ({ inv, set: packageSetRef(inv.packages) }));
@@ -124,9 +127,6 @@ export async function fanOutSection<F>(figure: MakeFanOutFigure<F>, progress: (l
     hf.followStore(); // takes in the initial import's log rows (the hosts are current already)
     await hf.drained();
     const findingsPerHost = hf.findings(ids[0] as string)?.findings.length ?? 0;
-    // As the serving collector's checkpointer keeps it (collector/store/checkpointer.ts): a WAL
-    // holding the whole initial pass makes every page read search its index.
-    db.pragma('wal_checkpoint(TRUNCATE)');
     const contentRows = db.prepare('SELECT count(*) FROM content_findings').pluck().get() as number;
     const hostRows = db.prepare('SELECT count(*) FROM finding_history').pluck().get() as number;
 
@@ -197,6 +197,7 @@ export async function fanOutSection<F>(figure: MakeFanOutFigure<F>, progress: (l
             : null;
     const dbMb = mb(statSync(path).size);
     hf.stop();
+    await checkpointer.stop();
     db.close();
     const rematched = hf.correlator.stats.unitsMatched - stats.unitsMatched;
     const perHost = findingsPerHost;
