@@ -9,6 +9,23 @@ import { inventoryOf, loadOsv, rhel95Packages } from './testkit.ts';
 
 const ctx = { policy: DEFAULT_POLICY, now: new Date('2026-11-26T18:00:00Z'), kev: new Map() };
 
+/** A new advisory for the image's bash, fixed just above its installed version: what a feed import brings. */
+function bashFix(n: number): Advisory {
+  const bash = rhel95Packages().find((p) => p.name === 'bash');
+  assert.ok(bash);
+  return {
+    source: 'osv',
+    id: `ALSA-2099:000${n}`,
+    aliases: [`CVE-2099-000${n}`],
+    summary: 'Important: bash security update',
+    severity: 'high',
+    published: '2026-11-20T00:00:00.000Z',
+    modified: '2026-11-20T00:00:00.000Z',
+    withdrawn: null,
+    affected: [{ ecosystem: 'AlmaLinux:9', package: 'bash', ranges: [{ introduced: '0', fixed: `${bash.version}.1`, lastAffected: null }], versions: [], notAffected: false }],
+  };
+}
+
 describe('the correlator matches identical inventories once and re-matches only what a feed import changed', async () => {
   const alma = await loadOsv(dataPath('osv', 'almalinux9.osv.jsonl.gz'));
   const packages = rhel95Packages();
@@ -33,19 +50,7 @@ describe('the correlator matches identical inventories once and re-matches only 
     c.apply(alma);
     const inv = inventoryOf('AlmaLinux:9', 'rpm', packages);
     const before = c.findings(inv, ctx);
-    const bash = packages.find((p) => p.name === 'bash');
-    assert.ok(bash);
-    const fresh: Advisory = {
-      source: 'osv',
-      id: 'ALSA-2099:0001',
-      aliases: ['CVE-2099-0001'],
-      summary: 'Important: bash security update',
-      severity: 'high',
-      published: '2026-11-20T00:00:00.000Z',
-      modified: '2026-11-20T00:00:00.000Z',
-      withdrawn: null,
-      affected: [{ ecosystem: 'AlmaLinux:9', package: 'bash', ranges: [{ introduced: '0', fixed: `${bash.version}.1`, lastAffected: null }], versions: [], notAffected: false }],
-    };
+    const fresh = bashFix(1);
     assert.equal(c.apply([fresh]), 1);
     const matchedBefore = c.stats.unitsMatched;
     const after = c.findings(inv, ctx);
@@ -136,19 +141,7 @@ describe('the correlator matches identical inventories once and re-matches only 
     assert.equal(c.stats.unitsMatched, units, 'every distinct unit matched once, not once per set');
     assert.equal(c.cached.units, units);
 
-    const bash = packages.find((p) => p.name === 'bash');
-    assert.ok(bash);
-    const fresh: Advisory = {
-      source: 'osv',
-      id: 'ALSA-2099:0002',
-      aliases: ['CVE-2099-0002'],
-      summary: 'Important: bash security update',
-      severity: 'high',
-      published: '2026-11-20T00:00:00.000Z',
-      modified: '2026-11-20T00:00:00.000Z',
-      withdrawn: null,
-      affected: [{ ecosystem: 'AlmaLinux:9', package: 'bash', ranges: [{ introduced: '0', fixed: `${bash.version}.1`, lastAffected: null }], versions: [], notAffected: false }],
-    };
+    const fresh = bashFix(2);
     c.apply([fresh]);
     const matchedBefore = c.stats.unitsMatched;
     for (const [i, inv] of sets.entries()) {
