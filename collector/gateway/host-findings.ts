@@ -22,7 +22,7 @@
  * minutes for a fleet of 100,000 (npm run bench: fanout).
  */
 import { packagesHash } from '../../shared/inventory-hash.ts';
-import { type Finding, type Findings, type Inventory, LIMITS } from '../../shared/protocol.ts';
+import { type Findings, type Inventory, LIMITS } from '../../shared/protocol.ts';
 import { Correlator, type FeedState } from '../correlate/correlator.ts';
 import type { RawMatch } from '../correlate/match.ts';
 import { buildFindings, historyKey, type KevInfo } from '../correlate/findings.ts';
@@ -247,7 +247,7 @@ export class HostFindings {
     const now = this.#now();
     const { matches } = this.correlator.matches(inventory, hash);
     // Forgotten again if this host fails: its savepoint takes the content's rows with it.
-    const judged = this.#judgeContent(hash, matches, now) !== undefined;
+    const judged = this.#judgeContent(hash, matches, now);
     try {
       return this.#refreshHost(agentId, inventory, hash, matches, now);
     } catch (err) {
@@ -272,18 +272,18 @@ export class HostFindings {
   /**
    * Judges a content's findings (no host's history or exceptions) against its timeline and
    * writes what changed; skipped when it was judged already at this index generation, feed
-   * state and day (due dates turn overdue by the day). Returns its findings when judged.
+   * state and day (due dates turn overdue by the day). True when it was judged now.
    */
-  #judgeContent(hash: string, matches: readonly RawMatch[], now: Date): Finding[] | undefined {
+  #judgeContent(hash: string, matches: readonly RawMatch[], now: Date): boolean {
     const state = `${this.#version} ${this.correlator.generation} ${now.toISOString().slice(0, 10)}`;
-    if (this.#judged.get(hash) === state) return undefined;
+    if (this.#judged.get(hash) === state) return false;
     const previous = this.#history.contentHistory(hash);
     const findings = buildFindings(matches, { policy: this.#policy, now, kev: this.#kev, epss: this.#epss, history: previous });
     this.#history.recordContent(hash, findings, now, previous);
     // Bounded as the correlator's cache: a content judged again costs a read and a comparison.
     if (this.#judged.size >= MAX_JUDGED) this.#judged.clear();
     this.#judged.set(hash, state);
-    return findings;
+    return true;
   }
 
   /** Hosts waiting for their turn (the findings_queue gauge), a feed change's fan-out included. */

@@ -33,8 +33,6 @@ const WITHIN_MS = TICK_MS + 1000;
 /** ALSA-2026:54510 fixes bind 9.16.23, which the RHEL 9.5 image has (bind-libs, bind-license, bind-utils). */
 const BIND_ADVISORY = 'ALSA-2026:54510';
 
-
-
 describe('a serving collector follows advisory changes made by another process', () => {
   it('shows a CLI feed import’s findings within one tick, re-matching only the changed pairs, and drops them on feed remove', async (t) => {
     const tc = await startCollector(t, { rolloutTickMs: TICK_MS });

@@ -24,8 +24,6 @@ const WITHIN_MS = TICK_MS + 1000;
 /** ALSA-2026:2786 (glibc, medium): CVE-2026-0915 scores 0.00627 in the excerpt; the RHEL 9.5 image has five glibc rpms below its fix. */
 const GLIBC = 'ALSA-2026:2786';
 
-
-
 describe('EPSS on a serving collector, through the API', () => {
   it('a CLI import of the real scores reaches the host’s findings within one tick, sort=fix-first orders by them, feed remove takes them away', async (t) => {
     const tc = await startCollector(t, { rolloutTickMs: TICK_MS });

@@ -18,7 +18,6 @@ import { startCollector, until } from './testkit.ts';
 const TICK_MS = 200;
 const NOBLE = dataPath('oval', 'com.ubuntu.noble.usn.oval.xml.gz');
 
-
 describe('Ubuntu OVAL end to end', () => {
   it('a CLI import of the real noble OVAL shows USN-6863-1 mitigated-livepatch (LSN-0105-1, module at 105) and open at 104, through the API', { timeout: 60_000 }, async (t) => {
     const tc = await startCollector(t, { rolloutTickMs: TICK_MS });
