@@ -1,14 +1,13 @@
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, it, type TestContext } from 'node:test';
 import { collectInventory } from '../agent/inventory/inventory.ts';
 import type { Inventory } from '../shared/protocol.ts';
-import { publicKeyOfPem } from '../shared/signing.ts';
 import { newKeys, startCollector, TestAgent } from './gateway/testkit.ts';
 import { captureLogger } from './testkit.ts';
-import { createCollector, isLoopback, loadOrCreateKey, parseListen } from './server.ts';
+import { createCollector, isLoopback, parseListen } from './server.ts';
 
 let thisHost: Inventory;
 before(async () => {
@@ -56,43 +55,6 @@ describe('isLoopback', () => {
   for (const [host, want] of table) {
     it(`${host} -> ${want}`, () => {
       assert.equal(isLoopback(host), want);
-    });
-  }
-});
-
-describe('loadOrCreateKey', () => {
-  it('makes an ed25519 key with mode 0600 at first start and reads the same key after', async (t) => {
-    const dir = await tempDir(t);
-    const path = join(dir, 'collector.key');
-    const { logger } = captureLogger();
-    const first = loadOrCreateKey(path, logger);
-    assert.equal((await stat(path)).mode & 0o777, 0o600);
-    assert.equal(publicKeyOfPem(await readFile(path, 'utf8')), first.publicKey);
-    assert.equal(loadOrCreateKey(path, logger).publicKey, first.publicKey);
-  });
-
-  it('warns when the key can be read by others', async (t) => {
-    const dir = await tempDir(t);
-    const path = join(dir, 'collector.key');
-    const { logger, lines } = captureLogger();
-    loadOrCreateKey(path, logger);
-    await chmod(path, 0o644);
-    loadOrCreateKey(path, logger);
-    assert.ok(lines.some((l) => l.includes('chmod 600')), lines.join(''));
-  });
-
-  const bad: [string, string][] = [
-    ['not PEM', 'hello\n'],
-    ['an RSA-looking PEM with garbage', '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n'],
-    ['empty', ''],
-  ];
-  for (const [name, content] of bad) {
-    it(`a key file that is ${name} is refused with PW_ERR_USAGE and left alone`, async (t) => {
-      const dir = await tempDir(t);
-      const path = join(dir, 'collector.key');
-      await writeFile(path, content, { mode: 0o600 });
-      assert.throws(() => loadOrCreateKey(path, captureLogger().logger), { code: 'PW_ERR_USAGE' });
-      assert.equal(await readFile(path, 'utf8'), content);
     });
   }
 });

@@ -7,20 +7,19 @@
  * listen elsewhere: enrollment tokens and inventories would cross the network in clear.
  * With a certificate and key it is HTTPS, and agents connect with wss.
  */
-import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { dirname, join, resolve } from 'node:path';
 import { getRequestListener } from '@hono/node-server';
-import { CLOSE, ProtocolError, UsageError, errorMessage } from '../shared/errors.ts';
-import { generateKeyPair, publicKeyOfPem } from '../shared/signing.ts';
+import { CLOSE, ProtocolError, UsageError } from '../shared/errors.ts';
 import { type CollectorConfig, parseConfig } from './config.ts';
 import { AGENT_PATH, Gateway, type GatewayOptions } from './gateway/gateway.ts';
 import { HostFindings } from './gateway/host-findings.ts';
 import { createApp } from './http/app.ts';
 import { createMetrics, type CollectorMetrics } from './http/metrics.ts';
 import { createLogger, type Logger } from './logger.ts';
+import { collectorKeyPath, loadOrCreateKey } from './signing-key.ts';
 import { WalCheckpointer } from './store/checkpointer.ts';
 import { openDatabase, prepareDatabaseFile, type Db } from './store/db.ts';
 import { StoreHealth } from './store/health.ts';
@@ -46,7 +45,6 @@ export const DEFAULT_LISTEN = '127.0.0.1:8443';
  */
 export const HTTP_HEADERS_TIMEOUT_MS = 10_000;
 const HTTP_DEADLINES = { headersTimeout: HTTP_HEADERS_TIMEOUT_MS, requestTimeout: 60_000, connectionsCheckingInterval: 1000 };
-export const KEY_FILE = 'collector.key';
 
 export interface CollectorOptions {
   /** The SQLite file; the collector's key is kept beside it unless `keyFile` says otherwise. */
@@ -105,34 +103,6 @@ export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
-/**
- * The collector's signing key: made at first start, then read. 0600 because whoever holds
- * it can sign instructions every agent will run.
- */
-export function loadOrCreateKey(path: string, log: Logger): { publicKey: string; privateKeyPem: string } {
-  try {
-    const pem = readFileSync(path, 'utf8');
-    const mode = statSync(path).mode & 0o777;
-    if ((mode & 0o077) !== 0) log.warn({ path, mode: mode.toString(8) }, `the collector key ${path} can be read by other users: chmod 600 it`);
-    try {
-      return { publicKey: publicKeyOfPem(pem), privateKeyPem: pem };
-    } catch (err) {
-      throw new UsageError(`the collector key ${path} is not an ed25519 private key (PKCS#8 PEM): ${errorMessage(err)}`);
-    }
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-      if (err instanceof UsageError) throw err;
-      throw new UsageError(`cannot read the collector key ${path}: ${errorMessage(err)}`);
-    }
-  }
-  const pair = generateKeyPair();
-  // `wx`: two collectors starting on one directory must not overwrite each other's key.
-  writeFileSync(path, pair.privateKeyPem, { mode: 0o600, flag: 'wx' });
-  chmodSync(path, 0o600);
-  log.info({ path }, 'made the collector key');
-  return pair;
-}
-
 /** A database made by an older collector (or copied in) under umask 022 is 0644: said at every start, as for the key. */
 function warnLooseDatabaseMode(path: string, log: Logger): void {
   if (path === ':memory:') return;
@@ -149,7 +119,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
   const config = options.config ?? parseConfig({});
   const { host, port } = parseListen(options.listen ?? DEFAULT_LISTEN);
   if (options.dbPath === ':memory:' && options.keyFile === undefined) throw new UsageError('an in-memory database needs keyFile for the collector key');
-  const keyFile = options.keyFile ?? join(dirname(resolve(options.dbPath)), KEY_FILE);
+  const keyFile = collectorKeyPath({ dbPath: options.dbPath, ...(options.keyFile === undefined ? {} : { keyFile: options.keyFile }) });
   // An empty --db is refused before a key is made beside it; the file made here is empty too.
   const made = prepareDatabaseFile(options.dbPath, options.init ?? false);
   const key = loadOrCreateKey(keyFile, logger);

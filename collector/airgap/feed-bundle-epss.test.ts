@@ -14,7 +14,7 @@ import { dataPath } from '../../shared/testing/data.ts';
 import { feedCommand } from '../commands/feed.ts';
 import { EPSS_EXCERPT } from '../feeds/testkit.ts';
 import { createLogger } from '../logger.ts';
-import { KEY_FILE, loadOrCreateKey } from '../server.ts';
+import { KEY_FILE, loadOrCreateKey } from '../signing-key.ts';
 import { openDatabase } from '../store/db.ts';
 import { EpssStore } from '../store/epss.ts';
 import { feedSigner } from './feed-bundle.ts';

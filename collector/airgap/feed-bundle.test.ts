@@ -17,7 +17,7 @@ import { type Captured, runCaptured } from '../../shared/testing/capture.ts';
 import { dataPath } from '../../shared/testing/data.ts';
 import { feedCommand } from '../commands/feed.ts';
 import { createLogger } from '../logger.ts';
-import { KEY_FILE, loadOrCreateKey } from '../server.ts';
+import { KEY_FILE, loadOrCreateKey } from '../signing-key.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase } from '../store/db.ts';
 import { dumpStoreFile } from '../store/testkit.ts';

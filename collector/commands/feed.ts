@@ -8,14 +8,14 @@
  */
 import { SingleBar } from 'cli-progress';
 import { existsSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename } from 'node:path';
 import { writeFileAtomic } from '../../shared/atomic-write.ts';
 import { PatchwardenError, UsageError, errorMessage } from '../../shared/errors.ts';
 import { isSignedFile } from '../../shared/signed-file.ts';
 import { type BundleImportResult, exportFeedBundle, importFeedBundle } from '../airgap/feed-bundle.ts';
 import { loadConfig } from '../config.ts';
 import { createLogger } from '../logger.ts';
-import { KEY_FILE, loadOrCreateKey } from '../server.ts';
+import { collectorKeyPath, loadOrCreateKey } from '../signing-key.ts';
 import { AdvisoryStore, type FeedRow } from '../store/advisories.ts';
 import { openDatabase } from '../store/db.ts';
 import { removeFeed } from '../store/feed-removal.ts';
@@ -100,7 +100,7 @@ async function exportCmd(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, out: { type: 'string' }, feed: { type: 'string', multiple: true } });
   if (values.out === undefined) throw new UsageError('feed export needs --out FILE');
   // A collector that only mirrors feeds may never have served: it gets its key here, the one `serve` would make.
-  const keyFile = join(dirname(resolve(values.db)), KEY_FILE);
+  const keyFile = collectorKeyPath({ dbPath: values.db });
   if (!existsSync(keyFile)) io.stderr.write(`made the collector key ${keyFile} (keep it: bundles are trusted by its public key)\n`);
   const { privateKeyPem: key, publicKey } = loadOrCreateKey(keyFile, createLogger({ level: 'warn', destination: { write: (l: string) => io.stderr.write(l) } }));
   const db = openDatabase(values.db, { readonly: true });

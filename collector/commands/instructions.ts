@@ -12,7 +12,7 @@ import { UUID } from './agent.ts';
 import { cliActor } from './actor.ts';
 import { parse } from './args.ts';
 import { DEFAULT_DB } from './feed.ts';
-import { readCollectorKey } from './collector-key.ts';
+import { collectorKeyPath, readCollectorKey } from '../signing-key.ts';
 import { InstructionOutbox } from '../store/rollouts.ts';
 import { openDatabase } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
@@ -25,7 +25,7 @@ async function exportCmd(argv: string[], io: Io): Promise<number> {
   await requireDirectory('--out', values.out);
   for (const a of values.agent ?? []) if (!UUID.test(a)) throw new UsageError(`--agent ${a} is not an agent id (see the AGENT column of 'hosts')`);
   const agentIds = values.agent?.map((a) => a.toLowerCase());
-  const key = readCollectorKey(values.db);
+  const key = readCollectorKey(collectorKeyPath({ dbPath: values.db })).privateKeyPem;
   const db = openDatabase(values.db);
   try {
     const files = await exportInstructions({ outbox: new InstructionOutbox(db), dir: values.out, key, ...(agentIds === undefined ? {} : { agentIds }) });

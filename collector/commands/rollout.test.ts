@@ -19,7 +19,7 @@ import { BIND, bindPlan as plan, hostInventory } from '../rollout/testkit.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import type { KeyPair } from '../../shared/signing.ts';
 import type { RolloutDetailJson, RolloutJson } from '../http/views.ts';
-import { KEY_FILE } from '../server.ts';
+import { KEY_FILE } from '../signing-key.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 /** ALSA-2026:54510 fixes bind 9.16.23 (bind-libs, bind-license, bind-utils in the RHEL 9.5 image). */

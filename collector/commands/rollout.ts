@@ -28,7 +28,7 @@ import { openDatabase } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
 import { cliActor } from './actor.ts';
 import { parse } from './args.ts';
-import { readCollectorKey } from './collector-key.ts';
+import { collectorKeyPath, readCollectorKey } from '../signing-key.ts';
 import { DEFAULT_DB } from './feed.ts';
 
 type Io = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
@@ -99,7 +99,7 @@ export function openEngine(dbPath: string, io: Io, readonly: boolean): Opened {
       fleet,
       outbox,
       findings: findingsOf,
-      signer: (instruction) => signInstruction(instruction, (key ??= readCollectorKey(dbPath))),
+      signer: (instruction) => signInstruction(instruction, (key ??= readCollectorKey(collectorKeyPath({ dbPath })).privateKeyPem)),
       audit: (actor, action, target, detail) => {
         fleet.audit(actor, action, target, detail, new Date());
       },
