@@ -6,13 +6,14 @@
  * package listed here (.ci/run), still proves everything. Tests only.
  */
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { accessSync, constants, readdirSync, realpathSync } from 'node:fs';
+import { delimiter, dirname, join } from 'node:path';
 
 export type Tool =
   | { kind: 'command'; name: string; debian: string }
   | { kind: 'python'; module: string; debian: string }
-  | { kind: 'file'; path: string; debian: string };
+  | { kind: 'file'; path: string; debian: string }
+  | { kind: 'postgres'; debian: string };
 
 /** Python modules are looked up with the distribution's python3, as the tests run them. */
 export const SYSTEM_PYTHON = '/usr/bin/python3';
@@ -30,6 +31,8 @@ export const TOOLS = {
   chromium: { kind: 'file', path: '/usr/bin/chromium', debian: 'chromium' },
   openssl: { kind: 'command', name: 'openssl', debian: 'openssl' },
   dpkgDeb: { kind: 'command', name: 'dpkg-deb', debian: 'dpkg' },
+  /** initdb and postgres (shared/testing/postgres.ts), and as root a `postgres` user to run them. */
+  postgres: { kind: 'postgres', debian: 'postgresql' },
 } as const satisfies Record<string, Tool>;
 
 function executable(path: string): boolean {
@@ -41,10 +44,60 @@ function executable(path: string): boolean {
   }
 }
 
-function onPath(name: string): boolean {
+function whereOnPath(name: string): string | undefined {
   // sbin too: tests run as root in CI, but a developer's PATH may lack it.
   const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/sbin'];
-  return dirs.some((d) => d !== '' && executable(join(d, name)));
+  return dirs.find((d) => d !== '' && executable(join(d, name)));
+}
+
+function onPath(name: string): boolean {
+  return whereOnPath(name) !== undefined;
+}
+
+/** Debian keeps each major version's server binaries off PATH, in /usr/lib/postgresql/N/bin. */
+const DEBIAN_POSTGRES = '/usr/lib/postgresql';
+
+/**
+ * The directory holding initdb, postgres and pg_ctl: the newest of Debian's
+ * /usr/lib/postgresql/N/bin, else the one an initdb on PATH resolves to; null without one.
+ */
+export function postgresBinDir(): string | null {
+  const complete = (dir: string): boolean => ['initdb', 'postgres'].every((b) => executable(join(dir, b)));
+  let versions: number[] = [];
+  try {
+    versions = readdirSync(DEBIAN_POSTGRES)
+      .filter((v) => /^\d+$/.test(v))
+      .map(Number)
+      .sort((a, b) => b - a);
+  } catch {
+    // No Debian layout: try PATH.
+  }
+  for (const v of versions) {
+    const dir = join(DEBIAN_POSTGRES, String(v), 'bin');
+    if (complete(dir)) return dir;
+  }
+  const onPathDir = whereOnPath('initdb');
+  if (onPathDir === undefined) return null;
+  // Debian's /usr/bin/initdb-like links point into the versioned directory, where postgres is.
+  const dir = dirname(realpathSync(join(onPathDir, 'initdb')));
+  return complete(dir) ? dir : null;
+}
+
+/** The user a root test process runs PostgreSQL as (it refuses to run as root); Debian's package makes it. */
+export const POSTGRES_USER = 'postgres';
+
+/** uid and gid of `name`, or null when there is no such user. */
+export function userIds(name: string): { uid: number; gid: number } | null {
+  const uid = spawnSync('id', ['-u', name], { encoding: 'utf8', timeout: 10_000 });
+  const gid = spawnSync('id', ['-g', name], { encoding: 'utf8', timeout: 10_000 });
+  if (uid.status !== 0 || gid.status !== 0) return null;
+  return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
+}
+
+function postgresUsable(): boolean {
+  if (postgresBinDir() === null) return false;
+  if (process.getuid?.() !== 0) return true;
+  return onPath('runuser') && userIds(POSTGRES_USER) !== null;
 }
 
 const known = new Map<string, boolean>();
@@ -55,6 +108,7 @@ function present(tool: Tool): boolean {
   if (there === undefined) {
     if (tool.kind === 'command') there = onPath(tool.name);
     else if (tool.kind === 'file') there = executable(tool.path);
+    else if (tool.kind === 'postgres') there = postgresUsable();
     else there = executable(SYSTEM_PYTHON) && spawnSync(SYSTEM_PYTHON, ['-c', `import ${tool.module}`], { stdio: 'ignore', timeout: 30_000 }).status === 0;
     known.set(key, there);
   }
@@ -64,6 +118,7 @@ function present(tool: Tool): boolean {
 function label(tool: Tool): string {
   if (tool.kind === 'command') return tool.name;
   if (tool.kind === 'file') return tool.path;
+  if (tool.kind === 'postgres') return process.getuid?.() === 0 ? `PostgreSQL (initdb, postgres; a ${POSTGRES_USER} user and runuser, as root)` : 'PostgreSQL (initdb, postgres)';
   return `python3's ${tool.module}`;
 }
 
