@@ -118,7 +118,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
   const logger = options.logger ?? createLogger();
   const config = options.config ?? parseConfig({});
   const { host, port } = parseListen(options.listen ?? DEFAULT_LISTEN);
-  if (options.dbPath === ':memory:' && options.keyFile === undefined) throw new UsageError('an in-memory database needs keyFile for the collector key');
+  // Before anything is made: an in-memory database has no file to keep the key beside.
   const keyFile = collectorKeyPath({ dbPath: options.dbPath, ...(options.keyFile === undefined ? {} : { keyFile: options.keyFile }) });
   // An empty --db is refused before a key is made beside it; the file made here is empty too.
   const made = prepareDatabaseFile(options.dbPath, options.init ?? false);

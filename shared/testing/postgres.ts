@@ -15,6 +15,7 @@ import { chownSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { POSTGRES_USER, postgresBinDir, userIds } from './system-tools.ts';
@@ -70,10 +71,6 @@ function freePort(): Promise<number> {
       });
     });
   });
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 /** The postmaster's pid, from the first line of postmaster.pid; undefined when it is not running. */
@@ -191,16 +188,14 @@ export async function startPostgres(options: StartOptions = {}): Promise<Postgre
     });
     const state = { gone: false };
     exited = new Promise((resolve) => {
-      child.once('exit', () => {
+      // A spawn failure ('error') ends the server as an exit does.
+      const gone = (): void => {
         state.gone = true;
         if (server === child) server = undefined;
         resolve();
-      });
-      child.once('error', () => {
-        state.gone = true;
-        if (server === child) server = undefined;
-        resolve();
-      });
+      };
+      child.once('exit', gone);
+      child.once('error', gone);
     });
     const deadline = Date.now() + timeoutMs;
     for (;;) {
