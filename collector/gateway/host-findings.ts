@@ -56,7 +56,8 @@ const SLICE_MS = 10;
 /**
  * A turn of a feed change's fan-out (content groups, then counts), when no report waits:
  * each turn is a commit, and at 10 ms the commits were a third of a fan-out over 100,000
- * hosts (npm run bench: fanout, 12.6 s; 8.1 to 11.1 s at 50 ms on this shared machine).
+ * hosts (npm run bench: fanout, 100,000 hosts: 10.8 to 15 s at 10 ms, 8.2 to 11.8 s at 50 ms
+ * on this shared machine).
  * Acks and heartbeats wait at most this long for the event loop: far under the seconds of
  * the stalls issue 10 removed.
  */
