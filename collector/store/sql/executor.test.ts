@@ -169,6 +169,31 @@ behaviour(
   false,
 );
 
+describe('PostgreSQL: a transaction that lost to a concurrent one', { skip: needs(TOOLS.postgres) }, () => {
+  test('is run again, and a real conflict is still passed on', async (t) => {
+    const cluster = await startPostgres();
+    t.after(() => cluster.stop());
+    const db = new PostgresDatabase({ url: cluster.url, max: 4 });
+    t.after(() => db.close());
+    await db.exec(CREATE);
+    // Both read "not there" before either inserts; the loser's insert meets the winner's
+    // committed row (23505), and its second run reads it and inserts nothing.
+    let runs = 0;
+    const storeOnce = (id: number) =>
+      db.transaction(async (tx) => {
+        runs++;
+        const there = await tx.get(byId, [id]);
+        await sleep(30);
+        if (there === undefined) await tx.run(insert, [id, `by ${runs}`]);
+      });
+    await Promise.all([storeOnce(1), storeOnce(1)]);
+    assert.equal(runs, 3);
+    assert.equal((await db.all(everything)).length, 1);
+    // A duplicate of a committed row conflicts at every run: refused in the end, with its code.
+    await assert.rejects(db.transaction((tx) => tx.run(insert, [1, 'again'])), { code: '23505' });
+  });
+});
+
 behaviour(
   'PostgreSQL',
   async () => {

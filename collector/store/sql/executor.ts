@@ -6,7 +6,8 @@
  */
 import type { Dialect, Query } from './query.ts';
 
-export type SqlValue = string | number | bigint | Buffer | null;
+/** Arrays are for PostgreSQL only (`unnest(?::text[])`: many rows in one statement); SQLite refuses them. */
+export type SqlValue = string | number | bigint | Buffer | null | readonly string[];
 export type SqlParams = readonly SqlValue[];
 
 export interface SqlExecutor {

@@ -13,6 +13,10 @@ import type { Query } from './query.ts';
 const TYPES = new pg.TypeOverrides();
 TYPES.setTypeParser(pg.types.builtins.INT8, Number);
 
+/** SQLSTATEs of a transaction that lost to a concurrent one: 40001 serialization failure, 40P01 deadlock, 23505 unique, 23503 foreign key. */
+const RETRYABLE = new Set(['40001', '40P01', '23505', '23503']);
+const RETRIES = 3;
+
 export interface PostgresOptions {
   url: string;
   /** Connections in the pool. Default 10. */
@@ -53,6 +57,9 @@ export class PostgresDatabase implements SqlDatabase {
     // An idle connection the server drops (a restart) is an 'error' on the pool: without a
     // listener that is an uncaught exception; the pool replaces the connection by itself.
     this.#pool.on('error', () => undefined);
+    // The same for a connection that is checked out when it drops: the query under way
+    // rejects with the cause, which is what the caller sees.
+    this.#pool.on('connect', (client) => client.on('error', () => undefined));
     this.#direct = executor(this.#pool, () => true);
   }
 
@@ -68,7 +75,25 @@ export class PostgresDatabase implements SqlDatabase {
     return this.#direct.run(q, params);
   }
 
+  /**
+   * As SqlDatabase.transaction, and run again (up to RETRIES times) when PostgreSQL refuses it
+   * for another transaction's sake, which SQLite's one writer never meets: a deadlock or a
+   * serialization failure, or a unique or foreign-key conflict with a transaction that
+   * committed meanwhile (two agents storing the same new inventory; a prune deleting the
+   * inventory a report being stored names). So `fn` must be safe to run again: statements
+   * only, no effects outside the database. A real conflict fails again and is passed on.
+   */
   async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#once(fn);
+      } catch (err) {
+        if (attempt > RETRIES || !RETRYABLE.has((err as { code?: unknown }).code as string)) throw err;
+      }
+    }
+  }
+
+  async #once<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
     const client = await this.#pool.connect();
     let open = true;
     let broken: Error | undefined;
