@@ -119,6 +119,24 @@ export class PostgresDatabase implements SqlDatabase {
     }
   }
 
+  /**
+   * One connection of the pool for `fn` alone, for what only PostgreSQL has (schema
+   * migration under an advisory lock, LISTEN): statements and transactions are `fn`'s to run.
+   */
+  async session<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.#pool.connect();
+    let broken: Error | undefined;
+    try {
+      return await fn(client);
+    } catch (err) {
+      // Whatever state it was left in (an open transaction, a LISTEN) must not reach the next caller.
+      broken = err instanceof Error ? err : new Error(String(err));
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
+
   /** Schema statements and other text run once (several statements, no parameters). */
   async exec(text: string): Promise<void> {
     await this.#pool.query(text);
