@@ -16,10 +16,8 @@ import { PostgresDatabase } from '../sql/postgres.ts';
 import { sql } from '../sql/query.ts';
 import { SqliteDatabase } from '../sql/sqlite.ts';
 import { migratePostgres } from './migrate.ts';
-import { PG_MIGRATIONS, SQLITE_SCHEMA_EQUIVALENT } from './schema.ts';
+import { PG_MIGRATIONS, ROWID_COLUMNS, SQLITE_SCHEMA_EQUIVALENT } from './schema.ts';
 
-/** Columns PostgreSQL has that SQLite keeps as its hidden rowid (schema.ts says why). */
-const PG_ONLY_COLUMNS: Readonly<Record<string, readonly string[]>> = { reports: ['seq'], instruction_outbox: ['seq'] };
 const TYPE_OF: Readonly<Record<string, string>> = { TEXT: 'text', INTEGER: 'bigint', REAL: 'double precision' };
 
 interface Column {
@@ -54,7 +52,8 @@ async function postgresTables(db: PostgresDatabase): Promise<Map<string, Column[
   );
   const out = new Map<string, Column[]>();
   for (const r of rows) {
-    if (PG_ONLY_COLUMNS[r.table_name]?.includes(r.column_name) === true) continue;
+    // Columns PostgreSQL has where SQLite keeps its hidden rowid (schema.ts says why).
+    if (ROWID_COLUMNS[r.table_name] === r.column_name) continue;
     const cols = out.get(r.table_name) ?? [];
     cols.push({ name: r.column_name, type: r.data_type, notNull: r.is_nullable === 'NO' });
     out.set(r.table_name, cols);

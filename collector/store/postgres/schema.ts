@@ -345,6 +345,9 @@ export const PG_MIGRATIONS: readonly string[] = [
   `,
 ];
 
+/** Tables SQLite orders by its hidden rowid, and the PostgreSQL column that carries it. */
+export const ROWID_COLUMNS: Readonly<Record<string, string>> = { reports: 'seq', instruction_outbox: 'seq' };
+
 /** The SQLite schema version PG_MIGRATIONS brings PostgreSQL level with (schema.test.ts checks it). */
 export const SQLITE_SCHEMA_EQUIVALENT = 18;
 
