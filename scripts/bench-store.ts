@@ -36,7 +36,7 @@ import { openDatabase, type Db } from '../collector/store/db.ts';
 import { FleetStore } from '../collector/store/fleet.ts';
 import type { SqlDatabase, SqlExecutor } from '../collector/store/sql/executor.ts';
 import { PostgresDatabase } from '../collector/store/sql/postgres.ts';
-import { sql } from '../collector/store/sql/query.ts';
+import { sql, sqliteText } from '../collector/store/sql/query.ts';
 import { SqliteDatabase } from '../collector/store/sql/sqlite.ts';
 import { inventoryHash, packageSetRef, packagesHash } from '../shared/inventory-hash.ts';
 import type { Inventory } from '../shared/protocol.ts';
@@ -173,7 +173,6 @@ const Q = {
   ),
   // PostgreSQL only: every finding of a content in one statement per table.
   upsertFindingsMany: sql({
-    sqlite: 'SELECT 1',
     postgres: `INSERT INTO content_findings (content, package, advisory, first_seen, last_seen, resolved, status)
       SELECT ?, p, a, ?, ?, NULL, s FROM unnest(?::text[], ?::text[], ?::text[]) AS f (p, a, s)
       ON CONFLICT (content, package, advisory) DO UPDATE SET
@@ -181,7 +180,6 @@ const Q = {
         last_seen = excluded.last_seen, resolved = NULL, status = excluded.status`,
   }),
   upsertTextsMany: sql({
-    sqlite: 'SELECT 1',
     postgres: `INSERT INTO content_finding_texts (content, package, advisory, finding)
       SELECT ?, p, a, t FROM unnest(?::text[], ?::text[], ?::text[]) AS f (p, a, t)
       ON CONFLICT (content, package, advisory) DO UPDATE SET finding = excluded.finding`,
@@ -358,9 +356,9 @@ async function runSqliteSync(db: Db, w: Workload): Promise<Timings> {
   const at = NOW.toISOString();
   const last = w.rounds[w.rounds.length - 1] as Report[];
   for (const r of last) await shared.run(Q.adoptContent, [packagesHash(r.inventory, r.set.hash), at, byWorkloadId.get(r.agentId) as string]);
-  const upsertFinding = db.prepare(Q.upsertFinding.sqlite);
-  const upsertText = db.prepare(Q.upsertText.sqlite);
-  const setCounts = db.prepare(Q.setCounts.sqlite);
+  const upsertFinding = db.prepare(sqliteText(Q.upsertFinding));
+  const upsertText = db.prepare(sqliteText(Q.upsertText));
+  const setCounts = db.prepare(sqliteText(Q.setCounts));
   const write = db.transaction((content: string, findings: readonly Finding[]) => {
     for (const f of findings) {
       upsertFinding.run(content, f.package, f.advisory, at, at, f.status);

@@ -18,7 +18,7 @@ import { openDatabase } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
 import { migratePostgres } from '../store/postgres/migrate.ts';
 import { PostgresDatabase } from '../store/sql/postgres.ts';
-import { sql } from '../store/sql/query.ts';
+import { sql, sqliteText } from '../store/sql/query.ts';
 import { apiTokenCommand } from './api-token.ts';
 import { exceptionCommand } from './exception.ts';
 import { rolloutCommand } from './rollout.ts';
@@ -109,7 +109,7 @@ describe('store migrate', { skip: needs(TOOLS.postgres) }, () => {
     const pg = new PostgresDatabase({ url: cluster.url, max: 2 });
     try {
       const agents = sql('SELECT id, public_key, hostname, revoked_at, tags FROM agents ORDER BY id');
-      assert.deepEqual(await pg.all(agents), src.prepare(agents.sqlite).all());
+      assert.deepEqual(await pg.all(agents), src.prepare(sqliteText(agents)).all());
       assert.deepEqual(
         (await pg.all<{ hostname: string }>(sql('SELECT hostname FROM hosts ORDER BY hostname COLLATE "C"'))).map((r) => r.hostname),
         [...HOSTILE].sort(),

@@ -16,7 +16,7 @@ import { PostgresDatabase } from '../sql/postgres.ts';
 import { sql } from '../sql/query.ts';
 import { SqliteDatabase } from '../sql/sqlite.ts';
 import { migratePostgres } from './migrate.ts';
-import { PG_MIGRATIONS, ROWID_COLUMNS, SQLITE_SCHEMA_EQUIVALENT } from './schema.ts';
+import { PG_MIGRATIONS, PG_ONLY_TABLES, ROWID_COLUMNS, SQLITE_SCHEMA_EQUIVALENT } from './schema.ts';
 
 const TYPE_OF: Readonly<Record<string, string>> = { TEXT: 'text', INTEGER: 'bigint', REAL: 'double precision' };
 
@@ -46,9 +46,10 @@ async function postgresTables(db: PostgresDatabase): Promise<Map<string, Column[
     sql(
       `SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns
        WHERE table_schema = 'public' AND table_name IN (SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE')
-         AND table_name != 'patchwarden_schema'
+         AND table_name != 'patchwarden_schema' AND NOT table_name = ANY (?)
        ORDER BY table_name, ordinal_position`,
     ),
+    [PG_ONLY_TABLES],
   );
   const out = new Map<string, Column[]>();
   for (const r of rows) {

@@ -343,7 +343,21 @@ export const PG_MIGRATIONS: readonly string[] = [
   CREATE TRIGGER epss_meta_gone AFTER DELETE ON epss_meta
     FOR EACH ROW EXECUTE FUNCTION epss_meta_gone();
   `,
+  // 2: work that must run on one replica at a time (collector/store/postgres/lease.ts).
+  // PostgreSQL only: a SQLite store has one collector process. Times are the server's
+  // (now()), so replicas whose clocks disagree still agree on who holds a lease.
+  `
+  CREATE TABLE leases (
+    name       text PRIMARY KEY,
+    holder     text NOT NULL,
+    epoch      bigint NOT NULL,
+    expires_at timestamptz NOT NULL
+  );
+  `,
 ];
+
+/** Tables only PostgreSQL has: what several collector processes need to share one store. */
+export const PG_ONLY_TABLES: readonly string[] = ['leases'];
 
 /** Tables SQLite orders by its hidden rowid, and the PostgreSQL column that carries it. */
 export const ROWID_COLUMNS: Readonly<Record<string, string>> = { reports: 'seq', instruction_outbox: 'seq' };

@@ -14,15 +14,22 @@ export type Dialect = 'sqlite' | 'postgres';
 export interface Query {
   /** A stable name from the PostgreSQL text: each connection prepares a name once. */
   readonly name: string;
-  readonly sqlite: string;
+  /** Null for a PostgreSQL-only statement (leases, set-based bulk writes): SQLite refuses it. */
+  readonly sqlite: string | null;
   readonly postgres: string;
 }
 
-/** One text for both dialects, or one per dialect (each with `?` placeholders). */
-export function sql(text: string | { sqlite: string; postgres: string }): Query {
-  const sqlite = typeof text === 'string' ? text : text.sqlite;
+/** One text for both dialects, or one per dialect (each with `?` placeholders), or PostgreSQL's alone. */
+export function sql(text: string | { sqlite?: string; postgres: string }): Query {
+  const sqlite = typeof text === 'string' ? text : (text.sqlite ?? null);
   const postgres = numberPlaceholders(typeof text === 'string' ? text : text.postgres);
   return { name: `pw_${createHash('sha256').update(postgres).digest('base64url').slice(0, 20)}`, sqlite, postgres };
+}
+
+/** The SQLite text of a query; a PostgreSQL-only one is refused here rather than prepared as something else. */
+export function sqliteText(query: Query): string {
+  if (query.sqlite === null) throw new Error(`a PostgreSQL-only statement on SQLite: ${query.postgres.slice(0, 60)}`);
+  return query.sqlite;
 }
 
 /**

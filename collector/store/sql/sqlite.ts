@@ -6,7 +6,7 @@
 import type { Statement } from 'better-sqlite3';
 import type { Db } from '../db.ts';
 import type { SqlDatabase, SqlExecutor, SqlParams } from './executor.ts';
-import type { Query } from './query.ts';
+import { type Query, sqliteText } from './query.ts';
 
 export class SqliteDatabase implements SqlDatabase {
   readonly dialect = 'sqlite' as const;
@@ -22,7 +22,7 @@ export class SqliteDatabase implements SqlDatabase {
   #statement(query: Query): Statement {
     let s = this.#statements.get(query.name);
     if (s === undefined) {
-      s = this.#db.prepare(query.sqlite);
+      s = this.#db.prepare(sqliteText(query));
       this.#statements.set(query.name, s);
     }
     return s;
