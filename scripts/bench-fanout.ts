@@ -21,6 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { DEFAULT_POLICY } from '../collector/correlate/policy.ts';
+import { isActionable } from '../collector/correlate/status.ts';
 import { importFeedPath } from '../collector/feeds/store-import.ts';
 import { HostFindings } from '../collector/gateway/host-findings.ts';
 import { createLogger } from '../collector/logger.ts';
@@ -183,7 +184,7 @@ export async function fanOutSection<F>(figure: MakeFanOutFigure<F>, progress: (l
       const id = ids[i] as string;
       const doc = hf.findings(id);
       const host = fleet.host(id);
-      const open = doc?.findings.filter((f) => f.status === 'open' || f.status === 'unfixed' || f.status === 'fixed-pending-reboot').length;
+      const open = doc?.findings.filter((f) => isActionable(f.status)).length;
       const overdue = doc?.findings.filter((f) => f.overdue).length;
       if (host === undefined || host.openFindings !== open || host.overdueFindings !== overdue) wrong.push(`${id}: counts ${host?.openFindings}/${host?.overdueFindings}, a full correlation ${open}/${overdue}`);
     }

@@ -29,6 +29,7 @@ import { buildFindings, historyKey, type KevInfo } from '../correlate/findings.t
 import type { EpssScore } from '../feeds/epss.ts';
 import type { Advisory } from '../feeds/types.ts';
 import type { DuePolicy } from '../correlate/policy.ts';
+import { isActionable } from '../correlate/status.ts';
 import type { Logger } from '../logger.ts';
 import { AdvisoryChanges } from '../store/advisory-changes.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
@@ -38,7 +39,6 @@ import type { FleetStore } from '../store/fleet.ts';
 import { FindingHistoryStore, type StoredHistoryEntry } from '../store/history.ts';
 
 /** Statuses that still need someone to act before their due date. */
-const OPEN = new Set(['open', 'unfixed', 'fixed-pending-reboot']);
 /** One content's hosts waiting for a feed change's findings (see the file comment). */
 interface FanOut {
   hash: string;
@@ -262,7 +262,7 @@ export class HostFindings {
       this.#history.switchContent(agentId, hash, new Set(matches.map((m) => historyKey(m.advisory.id, m.package))), now);
     }
     const doc = this.findings(agentId, inventory, hash) as Findings;
-    const open = doc.findings.filter((f) => OPEN.has(f.status)).length;
+    const open = doc.findings.filter((f) => isActionable(f.status)).length;
     const overdue = doc.findings.filter((f) => f.overdue).length;
     this.#fleet.setFindingCounts(agentId, open, overdue);
     this.stats.correlated++;
@@ -490,11 +490,11 @@ export class HostFindings {
     // Its counts, as a host with no exceptions of its own has them (first-seen plays no part when due dates run from publication).
     const fleetWide = buildFindings(matches, { policy: this.#policy, now, kev: this.#kev, epss: this.#epss, exceptions: this.#history.fleetExceptions(now) });
     // With clockStart first-seen (or an advisory with no publication date) a due date is the host's own.
-    if (this.#policy.clockStart !== 'published' || fleetWide.some((x) => OPEN.has(x.status) && x.published === null)) {
+    if (this.#policy.clockStart !== 'published' || fleetWide.some((x) => isActionable(x.status) && x.published === null)) {
       this.scheduleStored(waiting);
       return;
     }
-    const open = fleetWide.filter((x) => OPEN.has(x.status)).length;
+    const open = fleetWide.filter((x) => isActionable(x.status)).length;
     const overdue = fleetWide.filter((x) => x.overdue).length;
     for (const agentId of waiting) this.#counts.set(agentId, { agentId, content: f.hash, open, overdue });
   }

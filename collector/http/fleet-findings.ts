@@ -20,6 +20,7 @@ import type { Correlator, FeedState } from '../correlate/correlator.ts';
 import { ASSESSMENTS, CoverageView, inventoryReadable, type Assessment, type HostAssessment } from '../correlate/coverage.ts';
 import type { EpssScore, KevInfo, RiskException } from '../correlate/findings.ts';
 import type { DuePolicy } from '../correlate/policy.ts';
+import { isActionable } from '../correlate/status.ts';
 import { type HostDirectory, type HostListItem } from '../store/access.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import type { Db } from '../store/db.ts';
@@ -28,16 +29,13 @@ import type { FleetStore } from '../store/fleet.ts';
 import { FindingHistoryStore } from '../store/history.ts';
 
 export interface FindingCounts {
-  /** Findings someone must act on before their due date: open, unfixed, fixed-pending-reboot (as hosts.open_findings counts them). */
+  /** Actionable findings (correlate/status.ts), as hosts.open_findings counts them. */
   open: number;
   overdue: number;
   byStatus: Record<FindingStatus, number>;
   /** Of the `open` ones above. */
   bySeverity: Record<Severity, number>;
 }
-
-/** Statuses that still need someone to act before their due date. */
-export const ACTIONABLE: ReadonlySet<FindingStatus> = new Set(['open', 'unfixed', 'fixed-pending-reboot']);
 
 export interface FeedHealth {
   source: string;
@@ -64,7 +62,7 @@ export function countFindings(doc: Findings): FindingCounts {
   const c = emptyCounts();
   for (const f of doc.findings) {
     c.byStatus[f.status]++;
-    if (ACTIONABLE.has(f.status)) {
+    if (isActionable(f.status)) {
       c.open++;
       c.bySeverity[f.severity]++;
     }

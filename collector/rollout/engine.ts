@@ -28,6 +28,7 @@ import { INSTRUCTION_SCHEMA, instructionPayload, type Instruction, type Instruct
 import type { Finding, Inventory } from '../../shared/protocol.ts';
 import type { Db } from '../store/db.ts';
 import type { FleetStore, HostSummary } from '../store/fleet.ts';
+import { isActionable } from '../correlate/status.ts';
 import { planForHost, type HostPlan } from './host-plan.ts';
 import { patchParts } from './patch-parts.ts';
 import { parsePlan, type RolloutPlan } from './plan.ts';
@@ -512,7 +513,7 @@ export class RolloutEngine {
         return false;
       }
       if (ids.size > 0) {
-        const open = this.#findings(h.agentId).some((f) => (f.status === 'open' || f.status === 'unfixed' || f.status === 'fixed-pending-reboot') && (ids.has(f.advisory) || f.cves.some((c) => ids.has(c))));
+        const open = this.#findings(h.agentId).some((f) => isActionable(f.status) && (ids.has(f.advisory) || f.cves.some((c) => ids.has(c))));
         if (!open) return false;
       }
       return true;
