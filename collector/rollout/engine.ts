@@ -234,7 +234,7 @@ export class RolloutEngine {
     return this.#run(() => {
       const r = this.#transition(id, 'submit');
       const now = this.#now();
-      this.store.update(id, { submitted_by: actor }, now);
+      this.store.setSubmitted(id, actor, now);
       if (r.plan.requireApproval) {
         this.#setState(r, 'awaiting-approval', actor, 'rollout.submit', now);
         return 'awaiting-approval' as const;
@@ -252,7 +252,7 @@ export class RolloutEngine {
         throw new RolloutApprovalError(`rollout ${id} needs a second person: ${actor} created or submitted it`);
       }
       const now = this.#now();
-      this.store.update(id, { approved_by: actor, approved_at: now.toISOString() }, now);
+      this.store.setApproved(id, actor, now);
       this.#audit(actor, 'rollout.approve', `rollout:${id}`, null);
       return this.#start(r, actor, now);
     });
@@ -282,7 +282,7 @@ export class RolloutEngine {
       const r = this.#transition(id, 'cancel');
       const now = this.#now();
       this.#setState(r, 'cancelled', actor, 'rollout.cancel', now);
-      this.store.update(id, { finished_at: now.toISOString() }, now);
+      this.store.setFinished(id, now);
       this.#withdraw(r, now, 'rollout cancelled');
       this.#outbox.stopResends(r.id, now);
     });
@@ -395,7 +395,7 @@ export class RolloutEngine {
       this.#run(() => {
         this.#advance(id, now);
         const last = this.store.get(id)?.lastError;
-        if (last !== undefined && last !== null) this.store.update(id, { last_error: null }, now);
+        if (last !== undefined && last !== null) this.store.setLastError(id, null, now);
       });
       return null;
     } catch (err) {
@@ -409,7 +409,7 @@ export class RolloutEngine {
     const e: RolloutError = { code: codeOf(err), message: `${during}: ${errorMessage(err)}`.slice(0, 1000), at: now.toISOString() };
     try {
       this.#db.transaction(() => {
-        this.store.update(rolloutId, { last_error: JSON.stringify(e) }, now);
+        this.store.setLastError(rolloutId, e, now);
       }).immediate();
     } catch (again) {
       this.#onError(again, { rolloutId, agentId, during: 'record-error' });
@@ -465,7 +465,7 @@ export class RolloutEngine {
   }
 
   #setState(r: RolloutRecord, state: RolloutState, actor: string, action: string, now: Date, detail: string | null = null): void {
-    this.store.update(r.id, { state }, now);
+    this.store.setState(r.id, state, now);
     this.#audit(actor, action, `rollout:${r.id}`, JSON.stringify({ from: r.state, to: state, ...(detail === null ? {} : { reason: detail }) }));
     r.state = state;
   }
@@ -476,7 +476,7 @@ export class RolloutEngine {
     const waves = splitWaves([...this.#select(r.plan, skipped).keys()], r.plan.waves);
     this.store.insertHosts(r.id, waves, now);
     const waveCount = waveSizes(waves.size, r.plan.waves).length;
-    this.store.update(r.id, { started_at: now.toISOString(), wave_count: waveCount }, now);
+    this.store.setStarted(r.id, waveCount, now);
     r.waveCount = waveCount;
     this.#setState(r, 'running', actor, 'rollout.start', now);
     this.#audit(actor, 'rollout.targets', `rollout:${r.id}`, JSON.stringify({ hosts: waves.size, waves: waveCount, skipped: skipped.length }));
@@ -580,31 +580,31 @@ export class RolloutEngine {
         if (exceeded) {
           const limit = typeof max === 'number' ? `${max}` : `${max.percent}%`;
           const reason = `gate after wave ${r.currentWave}: ${failed} of ${done.length} hosts failed, refused, expired or did not come back (limit ${limit})`;
-          this.store.update(id, { halted_reason: reason }, now);
+          this.store.setHaltedReason(id, reason, now);
           this.#setState(r, 'halted', SYSTEM_ACTOR, 'rollout.halt', now, reason);
           this.#withdraw(r, now, 'rollout halted');
           this.#outbox.stopResends(r.id, now);
           return;
         }
         if (r.currentWave >= r.waveCount - 1) {
-          this.store.update(id, { finished_at: now.toISOString() }, now);
+          this.store.setFinished(id, now);
           this.#setState(r, 'completed', SYSTEM_ACTOR, 'rollout.complete', now, `${done.length - failed} of ${done.length} hosts succeeded`);
           return;
         }
         if (r.waveDoneAt === null) {
-          this.store.update(id, { wave_done_at: now.toISOString() }, now);
+          this.store.setWaveDone(id, now);
           this.#audit(SYSTEM_ACTOR, 'rollout.wave-done', `rollout:${id}`, JSON.stringify({ wave: r.currentWave, hosts: done.length, failed }));
           r.waveDoneAt = now.toISOString();
         }
         if (now.getTime() < Date.parse(r.waveDoneAt) + plan.waitMinutes * MINUTE) return;
       } else if (r.waveCount === 0) {
-        this.store.update(id, { finished_at: now.toISOString() }, now);
+        this.store.setFinished(id, now);
         this.#setState(r, 'completed', SYSTEM_ACTOR, 'rollout.complete', now, 'no host to act on');
         return;
       }
       if (window === null) return;
       const next = r.currentWave + 1;
-      this.store.update(id, { current_wave: next, wave_done_at: null }, now);
+      this.store.setWave(id, next, now);
       const waveHosts = hosts.filter((h) => h.wave === next);
       this.#audit(SYSTEM_ACTOR, 'rollout.wave-start', `rollout:${id}`, JSON.stringify({ wave: next, hosts: waveHosts.length }));
       for (const h of waveHosts) {
