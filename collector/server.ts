@@ -21,6 +21,7 @@ import { createMetrics, type CollectorMetrics } from './http/metrics.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { collectorKeyPath, loadOrCreateKey } from './signing-key.ts';
 import { WalCheckpointer } from './store/checkpointer.ts';
+import { apiStores } from './store/api-stores.ts';
 import { openDatabase, prepareDatabaseFile, type Db } from './store/db.ts';
 import { StoreHealth } from './store/health.ts';
 import { IntegrityCheck } from './store/integrity.ts';
@@ -268,7 +269,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     ticker.unref();
 
     const app = createApp({
-      db,
+      stores: apiStores(db, fleet),
       fleet,
       correlator: findings.correlator,
       policy: config.policy,
