@@ -21,7 +21,7 @@ import { createMetrics, type CollectorMetrics } from './http/metrics.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { collectorKeyPath, loadOrCreateKey } from './signing-key.ts';
 import { WalCheckpointer } from './store/checkpointer.ts';
-import { apiStores } from './store/api-stores.ts';
+import { findingsStores, apiStores } from './store/stores.ts';
 import { openDatabase, prepareDatabaseFile, type Db } from './store/db.ts';
 import { StoreHealth } from './store/health.ts';
 import { IntegrityCheck } from './store/integrity.ts';
@@ -153,7 +153,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
   try {
     const fleet = new FleetStore(db);
     const metrics = createMetrics();
-    const findings = new HostFindings({ db, fleet, policy: config.policy, logger, now });
+    const findings = new HostFindings({ stores: findingsStores(db), fleet, policy: config.policy, logger, now });
     let checkpointFailures = 0;
     metrics.registry.onCollect(() => {
       metrics.findingsQueue.set(findings.queued);

@@ -24,6 +24,7 @@ import { DEFAULT_POLICY } from '../collector/correlate/policy.ts';
 import { isActionable } from '../collector/correlate/status.ts';
 import { importFeedPath } from '../collector/feeds/store-import.ts';
 import { HostFindings } from '../collector/gateway/host-findings.ts';
+import { findingsStores } from '../collector/store/stores.ts';
 import { createLogger } from '../collector/logger.ts';
 import { hostInventory } from '../collector/rollout/testkit.ts';
 import { AdvisoryStore } from '../collector/store/advisories.ts';
@@ -89,7 +90,7 @@ export async function fanOutSection<F>(figure: MakeFanOutFigure<F>, progress: (l
     const fleet = new FleetStore(db);
     const advisories = new AdvisoryStore(db);
     const logger = createLogger({ level: 'silent' });
-    const hf = new HostFindings({ db, fleet, policy: DEFAULT_POLICY, logger, now: () => NOW });
+    const hf = new HostFindings({ stores: findingsStores(db), fleet, policy: DEFAULT_POLICY, logger, now: () => NOW });
     // As `serve` runs its store (collector/server.ts): WAL checkpoints on a worker thread, not inside the commits.
     const checkpointer = new WalCheckpointer(db, { path, logger });
 

@@ -13,7 +13,7 @@ import { Correlator } from '../correlate/correlator.ts';
 import { DEFAULT_POLICY } from '../correlate/policy.ts';
 import { createApp } from '../http/app.ts';
 import { createMetrics } from '../http/metrics.ts';
-import { apiStores } from '../store/api-stores.ts';
+import { apiStores } from '../store/stores.ts';
 import { openDatabase } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
 

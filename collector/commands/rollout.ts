@@ -19,6 +19,7 @@ import { signInstruction } from '../../shared/instructions.ts';
 import type { Finding } from '../../shared/protocol.ts';
 import { parseConfig } from '../config.ts';
 import { HostFindings } from '../gateway/host-findings.ts';
+import { findingsStores } from '../store/stores.ts';
 import { listRollouts, type RolloutDetailJson, type RolloutJson, rolloutDetail } from '../http/views.ts';
 import { createLogger } from '../logger.ts';
 import { type Preview, ROLLOUT_OPERATIONS, RolloutEngine, type RolloutOperation } from '../rollout/engine.ts';
@@ -87,7 +88,7 @@ export function openEngine(dbPath: string, io: Io, readonly: boolean): Opened {
     let findings: HostFindings | undefined;
     const findingsOf = (agentId: string): Finding[] => {
       if (findings === undefined) {
-        findings = new HostFindings({ db, fleet, policy: parseConfig({}).policy, logger: createLogger({ level: 'warn', destination: { write: (l: string) => io.stderr.write(l) } }) });
+        findings = new HostFindings({ stores: findingsStores(db), fleet, policy: parseConfig({}).policy, logger: createLogger({ level: 'warn', destination: { write: (l: string) => io.stderr.write(l) } }) });
         findings.load();
       }
       return findings.findings(agentId)?.findings ?? [];

@@ -31,12 +31,12 @@ import type { Advisory } from '../feeds/types.ts';
 import type { DuePolicy } from '../correlate/policy.ts';
 import { isActionable } from '../correlate/status.ts';
 import type { Logger } from '../logger.ts';
-import { AdvisoryChanges } from '../store/advisory-changes.ts';
-import { AdvisoryStore } from '../store/advisories.ts';
-import { currentEpss } from '../store/epss.ts';
-import type { Db } from '../store/db.ts';
+import type { AdvisoryChanges } from '../store/advisory-changes.ts';
+import type { AdvisoryStore } from '../store/advisories.ts';
+import type { EpssStore } from '../store/epss.ts';
 import type { FleetStore } from '../store/fleet.ts';
-import { FindingHistoryStore, type StoredHistoryEntry } from '../store/history.ts';
+import type { FindingHistoryStore, StoredHistoryEntry } from '../store/history.ts';
+import type { FindingsStores } from '../store/stores.ts';
 
 /** Statuses that still need someone to act before their due date. */
 /** One content's hosts waiting for a feed change's findings (see the file comment). */
@@ -64,7 +64,8 @@ const SLICE_MS = 10;
 const FANOUT_SLICE_MS = 50;
 
 export interface HostFindingsOptions {
-  db: Db;
+  /** findingsStores() over the connection the caller opened. */
+  stores: FindingsStores;
   fleet: FleetStore;
   policy: DuePolicy;
   logger: Logger;
@@ -91,7 +92,7 @@ export class HostFindings {
   readonly #fanOutOne: (f: FanOut) => void;
   #kev = new Map<string, KevInfo>();
   #epss: ReadonlyMap<string, EpssScore> = new Map();
-  readonly #epssOf: () => ReturnType<typeof currentEpss>;
+  readonly #epssOf: () => ReturnType<EpssStore['current']>;
   #feeds: FeedState[] = [];
   #feedErrors: string[] = [];
   /** null: load the host's latest stored inventory when its turn comes. */
@@ -117,17 +118,18 @@ export class HostFindings {
 
   constructor(opts: HostFindingsOptions) {
     this.correlator = opts.correlator ?? new Correlator();
-    this.#advisories = new AdvisoryStore(opts.db);
-    this.#changes = new AdvisoryChanges(opts.db);
-    this.#epssOf = () => currentEpss(opts.db);
-    this.#history = new FindingHistoryStore(opts.db);
+    const { advisories, changes, epss, history, tx } = opts.stores;
+    this.#advisories = advisories;
+    this.#changes = changes;
+    this.#epssOf = () => epss.current();
+    this.#history = history;
     this.#fleet = opts.fleet;
     this.#policy = opts.policy;
     this.#log = opts.logger;
     this.#now = opts.now ?? (() => new Date());
-    this.#sliceTx = opts.db.transaction((work: () => boolean) => work());
-    this.#refreshOne = opts.db.transaction((agentId: string, inventory: Inventory, hash: string) => this.refresh(agentId, inventory, hash));
-    this.#fanOutOne = opts.db.transaction((f: FanOut) => {
+    this.#sliceTx = tx.wrap((work: () => boolean) => work());
+    this.#refreshOne = tx.wrap((agentId: string, inventory: Inventory, hash: string) => this.refresh(agentId, inventory, hash));
+    this.#fanOutOne = tx.wrap((f: FanOut) => {
       this.#fanOutGroup(f);
     });
   }

@@ -4,7 +4,7 @@ import { dataPath } from '../../shared/testing/data.ts';
 import { importFeedPath } from '../feeds/store-import.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { HostDirectory } from '../store/access.ts';
-import { apiStores } from '../store/api-stores.ts';
+import { apiStores } from '../store/stores.ts';
 import { FindingHistoryStore } from '../store/history.ts';
 import { DEFAULT_POLICY } from '../correlate/policy.ts';
 import { FleetFindings } from './fleet-findings.ts';

@@ -22,7 +22,7 @@ import type { EpssScore, KevInfo, RiskException } from '../correlate/findings.ts
 import type { DuePolicy } from '../correlate/policy.ts';
 import { isActionable } from '../correlate/status.ts';
 import { type HostDirectory, type HostListItem } from '../store/access.ts';
-import type { ApiStores } from '../store/api-stores.ts';
+import type { ApiStores } from '../store/stores.ts';
 import type { FleetStore } from '../store/fleet.ts';
 
 export interface FindingCounts {

@@ -4,7 +4,7 @@
 import type { Correlator } from '../correlate/correlator.ts';
 import type { DuePolicy } from '../correlate/policy.ts';
 import { type ApiTokenStore, type AuditLog, HostDirectory } from '../store/access.ts';
-import type { ApiStores } from '../store/api-stores.ts';
+import type { ApiStores } from '../store/stores.ts';
 import type { FleetStore } from '../store/fleet.ts';
 import type { StoreHealth } from '../store/health.ts';
 import { createLogger } from '../logger.ts';
@@ -17,7 +17,7 @@ import { FleetFindings } from './fleet-findings.ts';
 import type { CollectorMetrics } from './metrics.ts';
 
 export interface AppDeps {
-  /** Made over the connection the caller opened (collector/store/api-stores.ts). */
+  /** Made over the connection the caller opened (collector/store/stores.ts). */
   stores: ApiStores;
   fleet: FleetStore;
   /** Loaded with the store's advisories (and kept current by feed imports) by the caller. */

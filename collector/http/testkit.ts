@@ -17,7 +17,7 @@ import { inventoryOf, rhel95Packages } from '../correlate/testkit.ts';
 import { importFeedPath } from '../feeds/store-import.ts';
 import { ApiTokenStore, type Role } from '../store/access.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
-import { apiStores } from '../store/api-stores.ts';
+import { apiStores } from '../store/stores.ts';
 import { openDatabase, type Db } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
 import { createLogger } from '../logger.ts';

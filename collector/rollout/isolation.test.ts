@@ -14,7 +14,7 @@ import type { RolloutDetailJson } from '../http/views.ts';
 import { DEFAULT_POLICY } from '../correlate/policy.ts';
 import { Correlator } from '../correlate/correlator.ts';
 import { ApiTokenStore } from '../store/access.ts';
-import { apiStores } from '../store/api-stores.ts';
+import { apiStores } from '../store/stores.ts';
 import { splitWaves } from './waves.ts';
 import { LIMITS } from '../../shared/grammar.ts';
 import { MAX_INSTRUCTION_BYTES, type PatchInstruction } from '../../shared/instructions.ts';

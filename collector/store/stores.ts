@@ -1,8 +1,9 @@
 /**
- * The stores the HTTP API and the dashboard read and write, made once over one connection
- * by whoever opened it (serve, a test), so the transport never holds the connection.
+ * The store objects a service or transport works with, made once over one connection by
+ * whoever opened it (serve, a CLI command, a test), so that none of them holds the connection.
  */
 import { ApiTokenStore, AuditLog } from './access.ts';
+import { AdvisoryChanges } from './advisory-changes.ts';
 import { AdvisoryStore } from './advisories.ts';
 import type { Db } from './db.ts';
 import { EpssStore } from './epss.ts';
@@ -11,7 +12,22 @@ import type { FleetStore } from './fleet.ts';
 import { FleetSummaryStore } from './fleet-summary.ts';
 import { StoreHealth } from './health.ts';
 import { FindingHistoryStore } from './history.ts';
+import { Transactions } from './transactions.ts';
 
+/** What HostFindings (collector/gateway/host-findings.ts) reads and writes besides the FleetStore. */
+export interface FindingsStores {
+  advisories: AdvisoryStore;
+  changes: AdvisoryChanges;
+  epss: EpssStore;
+  history: FindingHistoryStore;
+  tx: Transactions;
+}
+
+export function findingsStores(db: Db): FindingsStores {
+  return { advisories: new AdvisoryStore(db), changes: new AdvisoryChanges(db), epss: new EpssStore(db), history: new FindingHistoryStore(db), tx: new Transactions(db) };
+}
+
+/** What the HTTP API and the dashboard read and write besides the FleetStore. */
 export interface ApiStores {
   tokens: ApiTokenStore;
   audit: AuditLog;
