@@ -28,7 +28,9 @@ import { IntegrityCheck } from './store/integrity.ts';
 import { FleetStore } from './store/fleet.ts';
 import { RolloutEngine } from './rollout/engine.ts';
 import { ReportImports } from './store/report-imports.ts';
-import { InstructionOutbox } from './store/rollouts.ts';
+import { InstructionOutbox, RolloutStore } from './store/rollouts.ts';
+import { Transactions } from './store/transactions.ts';
+import { parsePlan } from './rollout/plan.ts';
 import { signInstruction } from '../shared/instructions.ts';
 import { FeedAudit } from './commands/feed-audit.ts';
 import { selectSources } from './feeds/catalogue.ts';
@@ -170,7 +172,8 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     // Assigned below; the engine only calls it after a commit, long after the gateway exists.
     let deliver = (_agentId: string): void => undefined;
     const rollouts = new RolloutEngine({
-      db,
+      store: new RolloutStore(db, parsePlan),
+      tx: new Transactions(db),
       fleet,
       findings: (agentId) => findings.findings(agentId)?.findings ?? [],
       signer: (instruction) => signInstruction(instruction, key.privateKeyPem),

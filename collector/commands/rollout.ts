@@ -24,7 +24,8 @@ import { listRollouts, type RolloutDetailJson, type RolloutJson, rolloutDetail }
 import { createLogger } from '../logger.ts';
 import { type Preview, ROLLOUT_OPERATIONS, RolloutEngine, type RolloutOperation } from '../rollout/engine.ts';
 import { parsePlan } from '../rollout/plan.ts';
-import { InstructionOutbox } from '../store/rollouts.ts';
+import { InstructionOutbox, RolloutStore } from '../store/rollouts.ts';
+import { Transactions } from '../store/transactions.ts';
 import { openDatabase } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
 import { cliActor } from './actor.ts';
@@ -96,7 +97,8 @@ export function openEngine(dbPath: string, io: Io, readonly: boolean): Opened {
     let key: string | undefined;
     const outbox = new InstructionOutbox(db);
     const engine = new RolloutEngine({
-      db,
+      store: new RolloutStore(db, parsePlan),
+      tx: new Transactions(db),
       fleet,
       outbox,
       findings: findingsOf,

@@ -26,13 +26,13 @@ import * as z from 'zod';
 import { errorMessage, InstructionBuildError, PatchwardenError, RolloutApprovalError, RolloutNotFoundError, RolloutStateError } from '../../shared/errors.ts';
 import { INSTRUCTION_SCHEMA, instructionPayload, type Instruction, type InstructionResult, type PatchInstruction, type SignedInstruction } from '../../shared/instructions.ts';
 import type { Finding, Inventory } from '../../shared/protocol.ts';
-import type { Db } from '../store/db.ts';
 import type { FleetStore, HostSummary } from '../store/fleet.ts';
 import { isActionable } from '../correlate/status.ts';
 import { planForHost, type HostPlan } from './host-plan.ts';
 import { patchParts } from './patch-parts.ts';
 import { parsePlan, type RolloutPlan } from './plan.ts';
-import { HOST_DONE, HOST_FAILED, type InstructionOutbox, type RolloutError, type RolloutHostRecord, type RolloutRecord, RolloutStore, type RolloutState } from '../store/rollouts.ts';
+import { HOST_DONE, HOST_FAILED, type InstructionOutbox, type RolloutError, type RolloutHostRecord, type RolloutRecord, type RolloutStore, type RolloutState } from '../store/rollouts.ts';
+import type { Transactions } from '../store/transactions.ts';
 import { splitWaves, waveSizes } from './waves.ts';
 import { openUntil } from './window.ts';
 
@@ -40,7 +40,10 @@ const MINUTE = 60_000;
 export const SYSTEM_ACTOR = 'system';
 
 export interface RolloutEngineOptions {
-  db: Db;
+  /** Over the connection the caller opened, with parsePlan (rollout/plan.ts) as its plan reader. */
+  store: RolloutStore;
+  /** The same connection's: each engine call is one transaction. */
+  tx: Transactions;
   fleet: FleetStore;
   /** The host's current findings (the lead passes one backed by the Correlator). */
   findings: (agentId: string) => Finding[];
@@ -130,7 +133,7 @@ function byName<T extends { agentId: string }>(a: T, b: T): number {
 }
 
 export class RolloutEngine {
-  readonly #db: Db;
+  readonly #tx: Transactions;
   readonly #fleet: FleetStore;
   readonly #findings: (agentId: string) => Finding[];
   readonly #signer: (instruction: Instruction) => SignedInstruction;
@@ -144,7 +147,7 @@ export class RolloutEngine {
   #enqueued = new Set<string>();
 
   constructor(opts: RolloutEngineOptions) {
-    this.#db = opts.db;
+    this.#tx = opts.tx;
     this.#fleet = opts.fleet;
     this.#findings = opts.findings;
     this.#signer = opts.signer;
@@ -153,7 +156,7 @@ export class RolloutEngine {
     this.#now = opts.now ?? (() => new Date());
     this.#onEnqueued = opts.onEnqueued;
     this.#onError = opts.onError ?? defaultOnError;
-    this.store = new RolloutStore(opts.db, parsePlan);
+    this.store = opts.store;
   }
 
   /** Validates the plan (RolloutPlanError, PW_ERR_ROLLOUT_PLAN) and stores it as a draft. */
@@ -161,10 +164,10 @@ export class RolloutEngine {
     const plan = parsePlan(planInput);
     const id = randomUUID();
     const now = this.#now();
-    this.#db.transaction(() => {
+    this.#tx.run(() => {
       this.store.insert(id, plan, actor, now);
       this.#audit(actor, 'rollout.create', `rollout:${id}`, JSON.stringify({ name: plan.name, action: plan.action.kind }));
-    })();
+    });
     return id;
   }
 
@@ -367,7 +370,7 @@ export class RolloutEngine {
     this.#enqueued = new Set();
     let out: T;
     try {
-      out = this.#db.transaction(fn).immediate();
+      out = this.#tx.runImmediate(fn);
     } catch (err) {
       // Rolled back: nothing was enqueued.
       this.#enqueued = new Set();
@@ -408,9 +411,9 @@ export class RolloutEngine {
     this.#onError(err, { rolloutId, agentId, during });
     const e: RolloutError = { code: codeOf(err), message: `${during}: ${errorMessage(err)}`.slice(0, 1000), at: now.toISOString() };
     try {
-      this.#db.transaction(() => {
+      this.#tx.runImmediate(() => {
         this.store.setLastError(rolloutId, e, now);
-      }).immediate();
+      });
     } catch (again) {
       this.#onError(again, { rolloutId, agentId, during: 'record-error' });
     }
@@ -424,7 +427,7 @@ export class RolloutEngine {
    */
   #hostStep(r: RolloutRecord, h: RolloutHostRecord, now: Date, fn: () => void): void {
     try {
-      this.#db.transaction(fn)();
+      this.#tx.run(fn);
     } catch (err) {
       if (!isBuildError(err)) throw err;
       this.#onError(err, { rolloutId: r.id, agentId: h.agentId, during: 'host-step' });
