@@ -317,7 +317,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
         ...options.feedSync,
         store: advisories,
         sources: () => selectSources(enrolledEcosystems(db), config),
-        audit: new FeedAudit(db, 'system'),
+        audit: new FeedAudit(fleet, 'system'),
         logger,
         staleFeedHours: config.policy.staleFeedHours,
         now,

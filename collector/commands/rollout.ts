@@ -226,7 +226,7 @@ function preview(argv: string[], io: Io): number {
 
 function list(argv: string[], io: Io): number {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, json: { type: 'boolean', default: false } });
-  return withEngine(values.db, io, true, ({ engine, db }) => {
+  return withEngine(values.db, io, true, ({ engine }) => {
     const items = listRollouts(engine);
     io.stdout.write(values.json ? JSON.stringify(items, null, 2) + '\n' : listTable(items));
     return 0;

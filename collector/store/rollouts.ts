@@ -377,16 +377,16 @@ export class RolloutStore {
       'SELECT rollout_id AS rolloutId, state, count(*) AS n FROM rollout_hosts GROUP BY rollout_id, state',
     );
     // One statement per change the engine makes, each also moving updated_at (the last parameter).
-    const set = <P extends unknown[]>(sets: string) => db.prepare<[...P, string, string]>(`UPDATE rollouts SET ${sets}, updated_at = ? WHERE id = ?`);
-    this.#setState = set<[RolloutState]>('state = ?');
-    this.#setSubmitted = set<[string]>('submitted_by = ?');
-    this.#setApproved = set<[string, string]>('approved_by = ?, approved_at = ?');
-    this.#setStarted = set<[string, number]>('started_at = ?, wave_count = ?');
-    this.#setFinished = set<[string]>('finished_at = ?');
-    this.#setHaltedReason = set<[string]>('halted_reason = ?');
-    this.#setWaveDone = set<[string]>('wave_done_at = ?');
-    this.#setWave = set<[number]>('current_wave = ?, wave_done_at = NULL');
-    this.#setLastError = set<[string | null]>('last_error = ?');
+    const set = (sets: string): string => `UPDATE rollouts SET ${sets}, updated_at = ? WHERE id = ?`;
+    this.#setState = db.prepare<[RolloutState, string, string]>(set('state = ?'));
+    this.#setSubmitted = db.prepare<[string, string, string]>(set('submitted_by = ?'));
+    this.#setApproved = db.prepare<[string, string, string, string]>(set('approved_by = ?, approved_at = ?'));
+    this.#setStarted = db.prepare<[string, number, string, string]>(set('started_at = ?, wave_count = ?'));
+    this.#setFinished = db.prepare<[string, string, string]>(set('finished_at = ?'));
+    this.#setHaltedReason = db.prepare<[string, string, string]>(set('halted_reason = ?'));
+    this.#setWaveDone = db.prepare<[string, string, string]>(set('wave_done_at = ?'));
+    this.#setWave = db.prepare<[number, string, string]>(set('current_wave = ?, wave_done_at = NULL'));
+    this.#setLastError = db.prepare<[string | null, string, string]>(set('last_error = ?'));
     // A host's row changes a few fields at a time: each is written when its flag says it was given.
     this.#updateHost = db.prepare<[HostUpdateParams]>(
       `UPDATE rollout_hosts SET
