@@ -52,6 +52,15 @@ export default tseslint.config(
     rules: { 'no-restricted-imports': ['error', { paths: [NO_SHELL, NO_SQL], patterns: [NO_TEST_SUPPORT, OPEN_DB_ONLY] }] },
   },
   {
+    // Benches and tools open a database as a command does, and read it through store objects.
+    files: ['scripts/**/*.ts'],
+    ignores: ['**/*.test.ts', ...TEST_SUPPORT_FILES],
+    rules: {
+      'no-restricted-imports': ['error', { paths: [NO_SHELL, NO_SQL], patterns: [OPEN_DB_ONLY] }],
+      'no-restricted-syntax': ['error', NO_CONNECTION_CALLS],
+    },
+  },
+  {
     // The composition root of serve: it opens the database, makes every store and hands the
     // connection to tests (Collector.db); it runs no SQL itself.
     files: ['collector/server.ts'],

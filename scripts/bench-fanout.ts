@@ -30,6 +30,7 @@ import { hostInventory } from '../collector/rollout/testkit.ts';
 import { AdvisoryStore } from '../collector/store/advisories.ts';
 import { WalCheckpointer } from '../collector/store/checkpointer.ts';
 import { openDatabase } from '../collector/store/db.ts';
+import { StoreInspection } from '../collector/store/inspection.ts';
 import { FleetStore, type IngestItem } from '../collector/store/fleet.ts';
 import { inventoryHash, packageSetRef } from '../shared/inventory-hash.ts';
 import type { Inventory } from '../shared/protocol.ts';
@@ -129,11 +130,12 @@ export async function fanOutSection<F>(figure: MakeFanOutFigure<F>, progress: (l
     hf.followStore(); // takes in the initial import's log rows (the hosts are current already)
     await hf.drained();
     const findingsPerHost = hf.findings(ids[0] as string)?.findings.length ?? 0;
-    const contentRows = db.prepare('SELECT count(*) FROM content_findings').pluck().get() as number;
-    const hostRows = db.prepare('SELECT count(*) FROM finding_history').pluck().get() as number;
+    const inspect = new StoreInspection(db);
+    const contentRows = inspect.rows('content_findings');
+    const hostRows = inspect.rows('finding_history');
 
     // 25 loaded advisories that raise findings get a newer fixed version, as a feed update brings.
-    const raised = new Set(db.prepare<[], string>('SELECT DISTINCT advisory FROM content_findings').pluck().all());
+    const raised = new Set(inspect.raisedAdvisories());
     const rewritten: string[] = [];
     for (const l of before.slice().reverse()) {
       if (rewritten.length === CHANGED / 2) break;
@@ -149,11 +151,7 @@ export async function fanOutSection<F>(figure: MakeFanOutFigure<F>, progress: (l
     progress('fanout: baseline (one pass reading every host’s findings row)');
     t = performance.now();
     let sum = 0;
-    for (const row of db
-      .prepare<[], { agent_id: string; open_findings: number; overdue_findings: number; findings_content: string | null }>('SELECT agent_id, open_findings, overdue_findings, findings_content FROM hosts')
-      .iterate()) {
-      sum += row.open_findings + row.overdue_findings + row.agent_id.length + (row.findings_content?.length ?? 0);
-    }
+    for (const row of inspect.hostFindings()) sum += row.open + row.overdue + row.agentId.length + (row.content?.length ?? 0);
     const baselineMs = performance.now() - t;
     if (sum === 0) throw new Error('no host has findings');
 
