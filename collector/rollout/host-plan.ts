@@ -37,7 +37,7 @@ export interface HostPlan {
 export type HostPlanOutcome = { ok: true; plan: HostPlan } | { ok: false; reason: string };
 
 /** Statuses a rollout can act on: the actionable ones but `unfixed`, which no package fixes yet. */
-const ACTIONABLE: ReadonlySet<Finding['status']> = new Set(ACTIONABLE_STATUSES.filter((s) => s !== 'unfixed'));
+const PATCHABLE: ReadonlySet<Finding['status']> = new Set(ACTIONABLE_STATUSES.filter((s) => s !== 'unfixed'));
 
 export function livepatchTool(inv: Inventory): LivepatchTool | null {
   const p = inv.kernel.livepatch.provider;
@@ -166,7 +166,7 @@ function resolveAdvisories(
   let kernelPatched = false;
   let pendingReboot = false;
   for (const f of findings) {
-    if (!ACTIONABLE.has(f.status) || !matches(f, want)) continue;
+    if (!PATCHABLE.has(f.status) || !matches(f, want)) continue;
     if (isKernelFinding(f, inv)) {
       if (plan.preferLivepatch && tool !== null) {
         livepatch = true;
