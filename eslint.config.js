@@ -11,6 +11,15 @@ const NO_TEST_SUPPORT = {
   message: 'Test support is for tests and benches only.',
 };
 const NO_SQL = { name: 'better-sqlite3', message: 'SQL lives in collector/store/ only: add a store method there.' };
+// The connection stays in collector/store/ too: take the store objects (collector/store/stores.ts,
+// transactions.ts) from whoever opened it. The CLI commands open the file they are given.
+const NO_DB = { group: ['**/store/db.ts'], message: 'Only collector/store/ holds the connection: take a store object instead.' };
+const OPEN_DB_ONLY = { ...NO_DB, allowImportNames: ['openDatabase'], message: 'A command opens the database (openDatabase) and hands it to store constructors; nothing else from store/db.ts.' };
+// A connection's methods, whatever the variable is called: SQL and transactions are the store's.
+const NO_CONNECTION_CALLS = {
+  selector: "CallExpression[callee.type='MemberExpression'][callee.property.name=/^(prepare|transaction|pragma)$/]",
+  message: 'SQL and transactions live in collector/store/: add a store method (or use store/transactions.ts).',
+};
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'coverage/**', '.cache/**', 'eslint.config.js'] },
@@ -31,12 +40,37 @@ export default tseslint.config(
     // Layers: what ships never imports test support, and only the store speaks SQL.
     files: ['agent/**/*.ts', 'collector/**/*.ts', 'shared/**/*.ts'],
     ignores: ['**/*.test.ts', ...TEST_SUPPORT_FILES],
+    rules: {
+      'no-restricted-imports': ['error', { paths: [NO_SHELL, NO_SQL], patterns: [NO_TEST_SUPPORT, NO_DB] }],
+      'no-restricted-syntax': ['error', NO_CONNECTION_CALLS],
+    },
+  },
+  {
+    // Where a process opens its database: each CLI command, for the file its --db names.
+    files: ['collector/commands/**/*.ts'],
+    ignores: ['**/*.test.ts', ...TEST_SUPPORT_FILES],
+    rules: { 'no-restricted-imports': ['error', { paths: [NO_SHELL, NO_SQL], patterns: [NO_TEST_SUPPORT, OPEN_DB_ONLY] }] },
+  },
+  {
+    // Benches and tools open a database as a command does, and read it through store objects.
+    // bench-store.ts (on main since issue 12 §2) measures the store's SQL layer itself on both engines.
+    files: ['scripts/**/*.ts'],
+    ignores: ['**/*.test.ts', ...TEST_SUPPORT_FILES, 'scripts/bench-store.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { paths: [NO_SHELL, NO_SQL], patterns: [OPEN_DB_ONLY] }],
+      'no-restricted-syntax': ['error', NO_CONNECTION_CALLS],
+    },
+  },
+  {
+    // The composition root of serve: it opens the database, makes every store and hands the
+    // connection to tests (Collector.db); it runs no SQL itself.
+    files: ['collector/server.ts'],
     rules: { 'no-restricted-imports': ['error', { paths: [NO_SHELL, NO_SQL], patterns: [NO_TEST_SUPPORT] }] },
   },
   {
     files: ['collector/store/**/*.ts'],
     ignores: ['**/*.test.ts', ...TEST_SUPPORT_FILES],
-    rules: { 'no-restricted-imports': ['error', { paths: [NO_SHELL], patterns: [NO_TEST_SUPPORT] }] },
+    rules: { 'no-restricted-imports': ['error', { paths: [NO_SHELL], patterns: [NO_TEST_SUPPORT] }], 'no-restricted-syntax': 'off' },
   },
   {
     files: ['**/*.test.ts'],

@@ -21,13 +21,16 @@ import { createMetrics, type CollectorMetrics } from './http/metrics.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { collectorKeyPath, loadOrCreateKey } from './signing-key.ts';
 import { WalCheckpointer } from './store/checkpointer.ts';
+import { findingsStores, apiStores } from './store/stores.ts';
 import { openDatabase, prepareDatabaseFile, type Db } from './store/db.ts';
 import { StoreHealth } from './store/health.ts';
 import { IntegrityCheck } from './store/integrity.ts';
 import { FleetStore } from './store/fleet.ts';
 import { RolloutEngine } from './rollout/engine.ts';
 import { ReportImports } from './store/report-imports.ts';
-import { InstructionOutbox } from './store/rollouts.ts';
+import { InstructionOutbox, RolloutStore } from './store/rollouts.ts';
+import { Transactions } from './store/transactions.ts';
+import { parsePlan } from './rollout/plan.ts';
 import { signInstruction } from '../shared/instructions.ts';
 import { FeedAudit } from './commands/feed-audit.ts';
 import { selectSources } from './feeds/catalogue.ts';
@@ -152,7 +155,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
   try {
     const fleet = new FleetStore(db);
     const metrics = createMetrics();
-    const findings = new HostFindings({ db, fleet, policy: config.policy, logger, now });
+    const findings = new HostFindings({ stores: findingsStores(db), fleet, policy: config.policy, logger, now });
     let checkpointFailures = 0;
     metrics.registry.onCollect(() => {
       metrics.findingsQueue.set(findings.queued);
@@ -169,7 +172,8 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     // Assigned below; the engine only calls it after a commit, long after the gateway exists.
     let deliver = (_agentId: string): void => undefined;
     const rollouts = new RolloutEngine({
-      db,
+      store: new RolloutStore(db, parsePlan),
+      tx: new Transactions(db),
       fleet,
       findings: (agentId) => findings.findings(agentId)?.findings ?? [],
       signer: (instruction) => signInstruction(instruction, key.privateKeyPem),
@@ -268,7 +272,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     ticker.unref();
 
     const app = createApp({
-      db,
+      stores: apiStores(db, fleet),
       fleet,
       correlator: findings.correlator,
       policy: config.policy,
@@ -313,7 +317,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
         ...options.feedSync,
         store: advisories,
         sources: () => selectSources(enrolledEcosystems(db), config),
-        audit: new FeedAudit(db, 'system'),
+        audit: new FeedAudit(fleet, 'system'),
         logger,
         staleFeedHours: config.policy.staleFeedHours,
         now,

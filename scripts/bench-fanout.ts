@@ -21,13 +21,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { DEFAULT_POLICY } from '../collector/correlate/policy.ts';
+import { isActionable } from '../collector/correlate/status.ts';
 import { importFeedPath } from '../collector/feeds/store-import.ts';
 import { HostFindings } from '../collector/gateway/host-findings.ts';
+import { findingsStores } from '../collector/store/stores.ts';
 import { createLogger } from '../collector/logger.ts';
 import { hostInventory } from '../collector/rollout/testkit.ts';
 import { AdvisoryStore } from '../collector/store/advisories.ts';
 import { WalCheckpointer } from '../collector/store/checkpointer.ts';
 import { openDatabase } from '../collector/store/db.ts';
+import { StoreInspection } from '../collector/store/inspection.ts';
 import { FleetStore, type IngestItem } from '../collector/store/fleet.ts';
 import { inventoryHash, packageSetRef } from '../shared/inventory-hash.ts';
 import type { Inventory } from '../shared/protocol.ts';
@@ -88,7 +91,7 @@ export async function fanOutSection<F>(figure: MakeFanOutFigure<F>, progress: (l
     const fleet = new FleetStore(db);
     const advisories = new AdvisoryStore(db);
     const logger = createLogger({ level: 'silent' });
-    const hf = new HostFindings({ db, fleet, policy: DEFAULT_POLICY, logger, now: () => NOW });
+    const hf = new HostFindings({ stores: findingsStores(db), fleet, policy: DEFAULT_POLICY, logger, now: () => NOW });
     // As `serve` runs its store (collector/server.ts): WAL checkpoints on a worker thread, not inside the commits.
     const checkpointer = new WalCheckpointer(db, { path, logger });
 
@@ -127,11 +130,12 @@ export async function fanOutSection<F>(figure: MakeFanOutFigure<F>, progress: (l
     hf.followStore(); // takes in the initial import's log rows (the hosts are current already)
     await hf.drained();
     const findingsPerHost = hf.findings(ids[0] as string)?.findings.length ?? 0;
-    const contentRows = db.prepare('SELECT count(*) FROM content_findings').pluck().get() as number;
-    const hostRows = db.prepare('SELECT count(*) FROM finding_history').pluck().get() as number;
+    const inspect = new StoreInspection(db);
+    const contentRows = inspect.rows('content_findings');
+    const hostRows = inspect.rows('finding_history');
 
     // 25 loaded advisories that raise findings get a newer fixed version, as a feed update brings.
-    const raised = new Set(db.prepare<[], string>('SELECT DISTINCT advisory FROM content_findings').pluck().all());
+    const raised = new Set(inspect.raisedAdvisories());
     const rewritten: string[] = [];
     for (const l of before.slice().reverse()) {
       if (rewritten.length === CHANGED / 2) break;
@@ -147,11 +151,7 @@ export async function fanOutSection<F>(figure: MakeFanOutFigure<F>, progress: (l
     progress('fanout: baseline (one pass reading every host’s findings row)');
     t = performance.now();
     let sum = 0;
-    for (const row of db
-      .prepare<[], { agent_id: string; open_findings: number; overdue_findings: number; findings_content: string | null }>('SELECT agent_id, open_findings, overdue_findings, findings_content FROM hosts')
-      .iterate()) {
-      sum += row.open_findings + row.overdue_findings + row.agent_id.length + (row.findings_content?.length ?? 0);
-    }
+    for (const row of inspect.hostFindings()) sum += row.open + row.overdue + row.agentId.length + (row.content?.length ?? 0);
     const baselineMs = performance.now() - t;
     if (sum === 0) throw new Error('no host has findings');
 
@@ -183,7 +183,7 @@ export async function fanOutSection<F>(figure: MakeFanOutFigure<F>, progress: (l
       const id = ids[i] as string;
       const doc = hf.findings(id);
       const host = fleet.host(id);
-      const open = doc?.findings.filter((f) => f.status === 'open' || f.status === 'unfixed' || f.status === 'fixed-pending-reboot').length;
+      const open = doc?.findings.filter((f) => isActionable(f.status)).length;
       const overdue = doc?.findings.filter((f) => f.overdue).length;
       if (host === undefined || host.openFindings !== open || host.overdueFindings !== overdue) wrong.push(`${id}: counts ${host?.openFindings}/${host?.overdueFindings}, a full correlation ${open}/${overdue}`);
     }

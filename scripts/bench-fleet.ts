@@ -36,6 +36,8 @@ import WebSocket from 'ws';
 import { ecosystemFor, parseOsRelease } from '../agent/inventory/os-release.ts';
 import { enrollMessage, helloMessage, newKeys } from '../collector/gateway/testkit.ts';
 import { openDatabase } from '../collector/store/db.ts';
+import { FleetSummaryStore } from '../collector/store/fleet-summary.ts';
+import { type CountedTable, StoreInspection } from '../collector/store/inspection.ts';
 import { REPORTS_PER_AGENT } from '../collector/store/fleet.ts';
 import { inventoryHash, packageSetHash, packagesHash } from '../shared/inventory-hash.ts';
 import { type Inventory, InventorySchema, type Package } from '../shared/protocol.ts';
@@ -1143,18 +1145,19 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
     if (exit !== 'exit 0') problems.push(`the collector ended with ${exit} on SIGTERM`);
     const db = openDatabase(dbPath, { readonly: true });
     try {
-      const count = (table: string): number => db.prepare<[], number>(`SELECT COUNT(*) FROM ${table}`).pluck().get() ?? NaN;
+      const inspect = new StoreInspection(db);
+      const count = (table: CountedTable): number => inspect.rows(table);
       const contents = new Set([...usedVariants].map((v) => variants[v]?.contentHash)).size + newSets.count;
       store = {
         agents: count('agents'),
         hosts: count('hosts'),
         reports: count('reports'),
-        maxReportsPerAgent: db.prepare<[], number>('SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM reports GROUP BY agent_id)').pluck().get() ?? 0,
+        maxReportsPerAgent: inspect.maxReportsPerAgent(),
         contents: count('inventory_contents'),
         expectedContents: contents,
         advisories: count('advisories'),
-        openFindings: db.prepare<[], number>('SELECT coalesce(sum(open_findings), 0) FROM hosts').pluck().get() ?? 0,
-        hostsWithFindings: db.prepare<[], number>('SELECT count(*) FROM hosts WHERE open_findings > 0').pluck().get() ?? 0,
+        openFindings: new FleetSummaryStore(db).openFindings(),
+        hostsWithFindings: inspect.hostsWithOpenFindings(),
       };
     } finally {
       db.close();

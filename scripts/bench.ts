@@ -26,6 +26,7 @@ import { importFeedPath } from '../collector/feeds/store-import.ts';
 import type { Advisory } from '../collector/feeds/types.ts';
 import { AdvisoryStore } from '../collector/store/advisories.ts';
 import { openDatabase } from '../collector/store/db.ts';
+import { StoreInspection } from '../collector/store/inspection.ts';
 import { INVENTORY_SCHEMA, type Inventory, InventorySchema, type Package } from '../shared/protocol.ts';
 import { DATA_DIR } from '../shared/testing/data.ts';
 import { compareDebVersions, parseDebVersion } from '../shared/versions/dpkg.ts';
@@ -200,7 +201,7 @@ async function feedsSection(dataDir: string): Promise<{ figures: Figure[]; raw: 
         if (records !== unchanged) throw new Error(`import read ${records} advisories, the re-import found ${unchanged} unchanged`);
         advisories = added;
         duplicates = records - added;
-        db.pragma('wal_checkpoint(TRUNCATE)');
+        new StoreInspection(db).truncateWal();
         dbBytes = statSync(dbPath).size;
       } finally {
         db.close();

@@ -14,7 +14,7 @@ import { HOSTNAME, PACKAGE_NAME } from '../../shared/protocol.ts';
 import { ADVISORY_ID } from '../feeds/types.ts';
 import { openDatabase } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
-import { FindingHistoryStore } from '../store/history.ts';
+import { ExceptionStore } from '../store/exceptions.ts';
 import { cliActor } from './actor.ts';
 import { DEFAULT_DB } from './feed.ts';
 import { parse } from './args.ts';
@@ -61,13 +61,7 @@ function add(argv: string[], io: Io): number {
   const actor = cliActor();
   const db = openDatabase(dbPath);
   try {
-    const fleet = new FleetStore(db);
-    const id = db.transaction(() => {
-      const added = new FindingHistoryStore(db).addException({ ...e, expires, createdBy: actor }, now);
-      const detail = { advisory: e.advisory, package: e.package ?? null, host: e.host ?? null, owner: e.owner, reason: e.reason, expires };
-      fleet.audit(actor, 'exception.add', `exception:${added}`, JSON.stringify(detail), now);
-      return added;
-    })();
+    const id = new ExceptionStore(db, new FleetStore(db)).add({ ...e, expires }, actor, now);
     io.stdout.write(`exception ${id}: ${e.advisory}${e.package === undefined ? '' : ` on ${e.package}`} ${e.host === undefined ? 'on every host' : `on ${e.host}`} accepted by ${e.owner} until ${expires}\n`);
   } finally {
     db.close();
@@ -83,12 +77,7 @@ function remove(argv: string[], io: Io): number {
   const actor = cliActor();
   const db = openDatabase(values.db);
   try {
-    const fleet = new FleetStore(db);
-    const ended = db.transaction(() => {
-      const was = new FindingHistoryStore(db).endException(id, now);
-      if (was !== undefined) fleet.audit(actor, 'exception.remove', `exception:${id}`, JSON.stringify({ expired: was }), now);
-      return was;
-    })();
+    const ended = new ExceptionStore(db, new FleetStore(db)).end(id, actor, now);
     if (ended === undefined) {
       io.stdout.write(`exception ${id}: no such exception, or it has expired already\n`);
       return 1;
@@ -104,7 +93,7 @@ function list(argv: string[], io: Io): number {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, json: { type: 'boolean', default: false } });
   const db = openDatabase(values.db, { readonly: true });
   try {
-    const rows = new FindingHistoryStore(db).allExceptions();
+    const rows = new ExceptionStore(db, new FleetStore(db)).all();
     io.stdout.write(values.json ? JSON.stringify(rows, null, 2) + '\n' : rows.map((r) => JSON.stringify(r)).join('\n') + (rows.length > 0 ? '\n' : ''));
   } finally {
     db.close();

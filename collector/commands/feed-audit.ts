@@ -14,8 +14,7 @@ import { errorMessage } from '../../shared/errors.ts';
 import type { BundleImportResult } from '../airgap/feed-bundle.ts';
 import type { SyncOutcome } from '../feeds/sync.ts';
 import type { FeedImportResult } from '../feeds/store-import.ts';
-import type { Db } from '../store/db.ts';
-import { FleetStore } from '../store/fleet.ts';
+import type { FleetStore } from '../store/fleet.ts';
 import { cliActor } from './actor.ts';
 
 /** An error message in a row is a hint, not a transcript: a hostile file's text stays short. */
@@ -32,11 +31,12 @@ export function auditedUrl(url: string): string {
 }
 
 export class FeedAudit {
-  readonly #fleet: FleetStore;
+  readonly #fleet: Pick<FleetStore, 'audit'>;
   readonly #actor: string;
 
-  constructor(db: Db, actor: string = cliActor()) {
-    this.#fleet = new FleetStore(db);
+  /** `fleet` writes the rows (FleetStore.audit). */
+  constructor(fleet: Pick<FleetStore, 'audit'>, actor: string = cliActor()) {
+    this.#fleet = fleet;
     this.#actor = actor;
   }
 

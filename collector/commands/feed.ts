@@ -71,7 +71,7 @@ async function importCmd(argv: string[], io: Io): Promise<number> {
   let failed = 0;
   try {
     const store = new AdvisoryStore(db);
-    const audit = new FeedAudit(db);
+    const audit = new FeedAudit(new FleetStore(db));
     for (const path of positionals) {
       try {
         if (await isSignedFile(path)) {
@@ -134,7 +134,7 @@ async function syncCmd(argv: string[], io: Io): Promise<number> {
     const sources = selectSources(enrolledEcosystems(db), config);
     if (sources.length === 0) throw new UsageError(`${values.config ?? 'the catalogue'}: nothing to sync (the config lists no feeds and disables the catalogue)`);
     const bars = new Map<string, { bar: SingleBar; started: boolean }>();
-    await syncSources(store, sources, new FeedAudit(db), {
+    await syncSources(store, sources, new FeedAudit(new FleetStore(db)), {
       onProgress: (name, received, total) => {
         if (!tty || total === null) return;
         let b = bars.get(name);

@@ -19,11 +19,13 @@ import { signInstruction } from '../../shared/instructions.ts';
 import type { Finding } from '../../shared/protocol.ts';
 import { parseConfig } from '../config.ts';
 import { HostFindings } from '../gateway/host-findings.ts';
+import { findingsStores } from '../store/stores.ts';
 import { listRollouts, type RolloutDetailJson, type RolloutJson, rolloutDetail } from '../http/views.ts';
 import { createLogger } from '../logger.ts';
 import { type Preview, ROLLOUT_OPERATIONS, RolloutEngine, type RolloutOperation } from '../rollout/engine.ts';
 import { parsePlan } from '../rollout/plan.ts';
-import { InstructionOutbox } from '../store/rollouts.ts';
+import { InstructionOutbox, RolloutStore } from '../store/rollouts.ts';
+import { Transactions } from '../store/transactions.ts';
 import { openDatabase } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
 import { cliActor } from './actor.ts';
@@ -87,7 +89,7 @@ export function openEngine(dbPath: string, io: Io, readonly: boolean): Opened {
     let findings: HostFindings | undefined;
     const findingsOf = (agentId: string): Finding[] => {
       if (findings === undefined) {
-        findings = new HostFindings({ db, fleet, policy: parseConfig({}).policy, logger: createLogger({ level: 'warn', destination: { write: (l: string) => io.stderr.write(l) } }) });
+        findings = new HostFindings({ stores: findingsStores(db), fleet, policy: parseConfig({}).policy, logger: createLogger({ level: 'warn', destination: { write: (l: string) => io.stderr.write(l) } }) });
         findings.load();
       }
       return findings.findings(agentId)?.findings ?? [];
@@ -95,7 +97,8 @@ export function openEngine(dbPath: string, io: Io, readonly: boolean): Opened {
     let key: string | undefined;
     const outbox = new InstructionOutbox(db);
     const engine = new RolloutEngine({
-      db,
+      store: new RolloutStore(db, parsePlan),
+      tx: new Transactions(db),
       fleet,
       outbox,
       findings: findingsOf,
@@ -223,8 +226,8 @@ function preview(argv: string[], io: Io): number {
 
 function list(argv: string[], io: Io): number {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, json: { type: 'boolean', default: false } });
-  return withEngine(values.db, io, true, ({ engine, db }) => {
-    const items = listRollouts(db, engine);
+  return withEngine(values.db, io, true, ({ engine }) => {
+    const items = listRollouts(engine);
     io.stdout.write(values.json ? JSON.stringify(items, null, 2) + '\n' : listTable(items));
     return 0;
   });

@@ -22,6 +22,7 @@ import { FINDING_SORTS, sortFindings, type FindingSort } from '../correlate/fix-
 import { parseFeedPath } from '../feeds/import.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase } from '../store/db.ts';
+import { Transactions } from '../store/transactions.ts';
 import { EpssStore } from '../store/epss.ts';
 import { FleetStore } from '../store/fleet.ts';
 import { FindingHistoryStore } from '../store/history.ts';
@@ -176,11 +177,11 @@ export async function scanCommand(argv: string[], io: { stdout: NodeJS.WritableS
       const h = history;
       const findings = doc.findings;
       const inventoryFile = resolve(values.inventory);
-      db.transaction(() => {
+      new Transactions(db).run(() => {
         h.record(hostKey, findings, now);
         const open = findings.filter((f) => f.status === 'open').length;
         new FleetStore(db).audit(cliActor(), 'scan.record', `host:${hostKey}`, JSON.stringify({ inventory: inventoryFile, findings: findings.length, open }), now);
-      })();
+      });
     }
   } finally {
     db?.close();

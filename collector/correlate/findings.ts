@@ -7,6 +7,7 @@ import type { Finding } from '../../shared/protocol.ts';
 import type { EpssScore } from '../feeds/epss.ts';
 import type { RawMatch } from './match.ts';
 import { addDays, type DuePolicy } from './policy.ts';
+import { isActionable } from './status.ts';
 
 export interface KevInfo {
   dueDate: string;
@@ -44,8 +45,6 @@ export interface FindingContext {
 export function historyKey(advisory: string, pkg: string): string {
   return `${advisory}\u0000${pkg}`;
 }
-
-const DEADLINE_STATUSES = new Set(['open', 'unfixed', 'fixed-pending-reboot']);
 
 /** The exceptions in force, by advisory id: one map lookup per match, not a scan of every exception. */
 function exceptionsByAdvisory(exceptions: readonly RiskException[] | undefined, nowIso: string): Map<string, RiskException[]> {
@@ -85,7 +84,7 @@ export function buildFindings(matches: readonly RawMatch[], ctx: FindingContext)
     let status: Finding['status'] = m.status;
     let why = m.why;
     let due: string | null = null;
-    if (DEADLINE_STATUSES.has(status)) {
+    if (isActionable(status)) {
       const start = ctx.policy.clockStart === 'published' && published !== null ? published : firstSeen.slice(0, 10);
       due = addDays(start, ctx.policy.days[m.advisory.severity]);
       if (kevDue !== undefined && ctx.policy.kevDueDates && kevDue < due) {
@@ -103,7 +102,7 @@ export function buildFindings(matches: readonly RawMatch[], ctx: FindingContext)
       }
     }
     const exc = exceptions.get(m.advisory.id)?.find((e) => e.package === undefined || e.package === m.package);
-    if (exc !== undefined && DEADLINE_STATUSES.has(status)) {
+    if (exc !== undefined && isActionable(status)) {
       status = 'accepted';
       why += `; risk accepted by ${exc.owner} until ${exc.expires.slice(0, 10)}: ${exc.reason}`;
       due = null;

@@ -6,13 +6,13 @@
  * `sort=fix-first` and the dashboard's host page.
  */
 import type { Finding, Severity } from '../../shared/protocol.ts';
+import { isActionable } from './status.ts';
 
 const SEVERITY_RANK: Readonly<Record<Severity, number>> = { critical: 0, high: 1, medium: 2, low: 3, unknown: 4 };
-const ACTIONABLE = new Set<Finding['status']>(['open', 'unfixed', 'fixed-pending-reboot']);
 
 export function fixFirst(a: Finding, b: Finding): number {
   return (
-    Number(ACTIONABLE.has(b.status)) - Number(ACTIONABLE.has(a.status)) ||
+    Number(isActionable(b.status)) - Number(isActionable(a.status)) ||
     Number(b.overdue) - Number(a.overdue) ||
     Number(b.kev) - Number(a.kev) ||
     (b.epss?.score ?? -1) - (a.epss?.score ?? -1) ||

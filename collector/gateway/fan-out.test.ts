@@ -24,6 +24,7 @@ import { openDatabase } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
 import { FindingHistoryStore } from '../store/history.ts';
 import { HostFindings } from './host-findings.ts';
+import { findingsStores } from '../store/stores.ts';
 
 const quiet = { stdout: { write: () => true }, stderr: { write: () => true } } as unknown as { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
 
@@ -52,7 +53,7 @@ interface Side {
 function openSide(path: string, now: () => Date): Side {
   const db = openDatabase(path);
   const fleet = new FleetStore(db);
-  return { db, fleet, hf: new HostFindings({ db, fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now }) };
+  return { db, fleet, hf: new HostFindings({ stores: findingsStores(db), fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now }) };
 }
 
 /** What the collector believes of each host: its history as read (own rows and its content's timeline), its findings as the API shows them, its counts. */

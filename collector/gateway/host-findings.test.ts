@@ -17,6 +17,7 @@ import { FleetStore } from '../store/fleet.ts';
 import { FindingHistoryStore } from '../store/history.ts';
 import { tempDatabase } from '../store/testkit.ts';
 import { HostFindings } from './host-findings.ts';
+import { findingsStores } from '../store/stores.ts';
 
 const NOW = new Date('2026-11-26T18:00:00.000Z');
 const ALMA9 = { source: 'osv', kind: 'osv', location: dataPath('osv', 'almalinux9.osv.jsonl.gz') };
@@ -56,7 +57,7 @@ async function fleetWithHosts(t: TestContext, hostnames: readonly string[]): Pro
 
 /** HostFindings over the fixture's store, its advisories loaded, at NOW. */
 function loadedFindings(db: Db, fleet: FleetStore, correlator?: Correlator): HostFindings {
-  const hf = new HostFindings({ db, fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => NOW, ...(correlator === undefined ? {} : { correlator }) });
+  const hf = new HostFindings({ stores: findingsStores(db), fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => NOW, ...(correlator === undefined ? {} : { correlator }) });
   hf.load();
   return hf;
 }
@@ -198,7 +199,7 @@ describe('finding history over inventory contents: first-seen and resolved are t
   it('a host that moves to another content keeps the first-seen of what it still has, starts the clock of what is new to it, resolves what it lost; a host joining a content later starts from its join', async (t) => {
     const { db, fleet, agents } = await fleetWithHosts(t, ['web-1', 'web-2']);
     let clock = T0;
-    const hf = new HostFindings({ db, fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => clock });
+    const hf = new HostFindings({ stores: findingsStores(db), fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => clock });
     hf.load();
     const web1 = agents.get('web-1');
     const web2 = agents.get('web-2');

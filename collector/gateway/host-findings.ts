@@ -29,16 +29,16 @@ import { buildFindings, historyKey, type KevInfo } from '../correlate/findings.t
 import type { EpssScore } from '../feeds/epss.ts';
 import type { Advisory } from '../feeds/types.ts';
 import type { DuePolicy } from '../correlate/policy.ts';
+import { isActionable } from '../correlate/status.ts';
 import type { Logger } from '../logger.ts';
-import { AdvisoryChanges } from '../store/advisory-changes.ts';
-import { AdvisoryStore } from '../store/advisories.ts';
-import { currentEpss } from '../store/epss.ts';
-import type { Db } from '../store/db.ts';
+import type { AdvisoryChanges } from '../store/advisory-changes.ts';
+import type { AdvisoryStore } from '../store/advisories.ts';
+import type { EpssStore } from '../store/epss.ts';
 import type { FleetStore } from '../store/fleet.ts';
-import { FindingHistoryStore, type StoredHistoryEntry } from '../store/history.ts';
+import type { FindingHistoryStore, StoredHistoryEntry } from '../store/history.ts';
+import type { FindingsStores } from '../store/stores.ts';
 
 /** Statuses that still need someone to act before their due date. */
-const OPEN = new Set(['open', 'unfixed', 'fixed-pending-reboot']);
 /** One content's hosts waiting for a feed change's findings (see the file comment). */
 interface FanOut {
   hash: string;
@@ -64,7 +64,8 @@ const SLICE_MS = 10;
 const FANOUT_SLICE_MS = 50;
 
 export interface HostFindingsOptions {
-  db: Db;
+  /** findingsStores() over the connection the caller opened. */
+  stores: FindingsStores;
   fleet: FleetStore;
   policy: DuePolicy;
   logger: Logger;
@@ -91,7 +92,7 @@ export class HostFindings {
   readonly #fanOutOne: (f: FanOut) => void;
   #kev = new Map<string, KevInfo>();
   #epss: ReadonlyMap<string, EpssScore> = new Map();
-  readonly #epssOf: () => ReturnType<typeof currentEpss>;
+  readonly #epssOf: () => ReturnType<EpssStore['current']>;
   #feeds: FeedState[] = [];
   #feedErrors: string[] = [];
   /** null: load the host's latest stored inventory when its turn comes. */
@@ -117,17 +118,18 @@ export class HostFindings {
 
   constructor(opts: HostFindingsOptions) {
     this.correlator = opts.correlator ?? new Correlator();
-    this.#advisories = new AdvisoryStore(opts.db);
-    this.#changes = new AdvisoryChanges(opts.db);
-    this.#epssOf = () => currentEpss(opts.db);
-    this.#history = new FindingHistoryStore(opts.db);
+    const { advisories, changes, epss, history, tx } = opts.stores;
+    this.#advisories = advisories;
+    this.#changes = changes;
+    this.#epssOf = () => epss.current();
+    this.#history = history;
     this.#fleet = opts.fleet;
     this.#policy = opts.policy;
     this.#log = opts.logger;
     this.#now = opts.now ?? (() => new Date());
-    this.#sliceTx = opts.db.transaction((work: () => boolean) => work());
-    this.#refreshOne = opts.db.transaction((agentId: string, inventory: Inventory, hash: string) => this.refresh(agentId, inventory, hash));
-    this.#fanOutOne = opts.db.transaction((f: FanOut) => {
+    this.#sliceTx = tx.wrap((work: () => boolean) => work());
+    this.#refreshOne = tx.wrap((agentId: string, inventory: Inventory, hash: string) => this.refresh(agentId, inventory, hash));
+    this.#fanOutOne = tx.wrap((f: FanOut) => {
       this.#fanOutGroup(f);
     });
   }
@@ -262,7 +264,7 @@ export class HostFindings {
       this.#history.switchContent(agentId, hash, new Set(matches.map((m) => historyKey(m.advisory.id, m.package))), now);
     }
     const doc = this.findings(agentId, inventory, hash) as Findings;
-    const open = doc.findings.filter((f) => OPEN.has(f.status)).length;
+    const open = doc.findings.filter((f) => isActionable(f.status)).length;
     const overdue = doc.findings.filter((f) => f.overdue).length;
     this.#fleet.setFindingCounts(agentId, open, overdue);
     this.stats.correlated++;
@@ -490,11 +492,11 @@ export class HostFindings {
     // Its counts, as a host with no exceptions of its own has them (first-seen plays no part when due dates run from publication).
     const fleetWide = buildFindings(matches, { policy: this.#policy, now, kev: this.#kev, epss: this.#epss, exceptions: this.#history.fleetExceptions(now) });
     // With clockStart first-seen (or an advisory with no publication date) a due date is the host's own.
-    if (this.#policy.clockStart !== 'published' || fleetWide.some((x) => OPEN.has(x.status) && x.published === null)) {
+    if (this.#policy.clockStart !== 'published' || fleetWide.some((x) => isActionable(x.status) && x.published === null)) {
       this.scheduleStored(waiting);
       return;
     }
-    const open = fleetWide.filter((x) => OPEN.has(x.status)).length;
+    const open = fleetWide.filter((x) => isActionable(x.status)).length;
     const overdue = fleetWide.filter((x) => x.overdue).length;
     for (const agentId of waiting) this.#counts.set(agentId, { agentId, content: f.hash, open, overdue });
   }

@@ -25,6 +25,7 @@ import { DEFAULT_POLICY } from '../correlate/policy.ts';
 import { createLogger } from '../logger.ts';
 import { FleetStore } from '../store/fleet.ts';
 import { HostFindings } from './host-findings.ts';
+import { findingsStores } from '../store/stores.ts';
 import { sink, startCollector, until } from './testkit.ts';
 
 const TICK_MS = 200;
@@ -119,7 +120,7 @@ describe('a serving collector follows advisory changes made by another process',
     const open = () => {
       const db = openDatabase(tc.dbPath);
       const fleet = new FleetStore(db);
-      return { db, fleet, hf: new HostFindings({ db, fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }) }) };
+      return { db, fleet, hf: new HostFindings({ stores: findingsStores(db), fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }) }) };
     };
     const serving = open();
     const cli = open();

@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { FindingsSchema, type FindingStatus, InventorySchema, type Findings } from '../../shared/protocol.ts';
 import { readData } from '../../shared/testing/data.ts';
 import { HostFindings } from '../gateway/host-findings.ts';
+import { findingsStores } from '../store/stores.ts';
 import { DEFAULT_POLICY } from '../correlate/policy.ts';
 import { FindingHistoryStore } from '../store/history.ts';
 import { createLogger } from '../logger.ts';
@@ -297,7 +298,7 @@ describe('JSON API', () => {
       assert.ok(findings.findings.every((f) => f.source !== '' && f.installed !== ''), 'every finding names its feed and the installed version');
       assert.deepEqual(findings.feeds.map((f) => [f.source, f.stale]), [['almalinux9.osv.jsonl.gz', false], ['known_exploited_vulnerabilities.json.gz', false]]);
       // The same document as the gateway's HostFindings (its own advisory load, KEV and history) for this host.
-      const hf = new HostFindings({ db: fx.db, fleet: fx.fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => NOW });
+      const hf = new HostFindings({ stores: findingsStores(fx.db), fleet: fx.fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => NOW });
       hf.load();
       const theirs = hf.findings(ids.db1 ?? '');
       assert.deepEqual(findings.findings, theirs?.findings);

@@ -13,7 +13,6 @@ import { matchedRoutes } from 'hono/route';
 import { errorMessage } from '../../shared/errors.ts';
 import { LIMITS } from '../../shared/protocol.ts';
 import { ASSESSMENTS, type Assessment } from '../correlate/coverage.ts';
-import { fleetCounts, hostsByCoverageKey } from '../store/access.ts';
 import { apiRoutes } from './api.ts';
 import { dashboardError, dashboardRoutes } from './dashboard.ts';
 import type { Principal } from './auth.ts';
@@ -36,25 +35,22 @@ const isApi = (c: Context) => c.req.path === '/api' || c.req.path.startsWith('/a
 function registerGauges(s: Services): void {
   const m = s.deps.metrics;
   m.registry.onCollect(() => {
-    const counts = fleetCounts(s.deps.db);
+    const counts = s.deps.stores.summary.counts();
     m.hostsTotal.set(counts.hosts);
     m.agentsConnected.set(counts.agents.connected);
   });
   m.registry.onCollect(() => {
     const view = s.findings.coverage();
     const by: Record<Assessment, number> = { assessed: 0, stale: 0, 'not-assessed': 0 };
-    for (const g of hostsByCoverageKey(s.deps.db, LIMITS.packages)) by[g.readable ? view.stateOf(g.ecosystem) : 'not-assessed'] += g.n;
+    for (const g of s.deps.stores.summary.byCoverageKey(LIMITS.packages)) by[g.readable ? view.stateOf(g.ecosystem) : 'not-assessed'] += g.n;
     for (const a of ASSESSMENTS) m.hostsByAssessment.set({ assessment: a }, by[a]);
   });
   m.registry.onCollect(() => {
     m.feedAgeSeconds.reset();
     for (const f of s.findings.feedHealth()) m.feedAgeSeconds.set({ feed: f.source }, f.ageSeconds ?? Infinity);
   });
-  // The counts HostFindings keeps per host as it correlates each report (exact, history and
-  // exceptions applied): a sum, so a scrape never waits for a fleet-wide recount.
-  const openSum = s.deps.db.prepare<[], { n: number }>('SELECT coalesce(sum(open_findings), 0) AS n FROM hosts');
   m.registry.onCollect(() => {
-    m.findingsOpen.set(openSum.get()?.n ?? 0);
+    m.findingsOpen.set(s.deps.stores.summary.openFindings());
   });
 }
 
@@ -71,7 +67,7 @@ export function createApp(deps: AppDeps): Hono {
     deps.metrics.httpRequestsTotal.inc({ route: routeLabel(c), status: String(c.res.status) });
   });
 
-  app.route('/', healthRoutes(deps.db, deps.storeHealth));
+  app.route('/', healthRoutes(deps.storeHealth ?? deps.stores.health));
   app.get('/metrics', (c) => {
     c.header('Content-Type', METRICS_CONTENT_TYPE);
     c.header('Cache-Control', 'no-store');

@@ -408,7 +408,7 @@ ${findings.warnings.length === 0 ? '' : html`<h2>Warnings</h2><ul>${findings.war
     const principal = c.get('principal');
     const engine = s.deps.rollouts;
     if (engine === undefined) return send(c, page('Rollouts', principal, html`<h1>Rollouts</h1><p class="muted">Rollouts are not enabled on this collector.</p>`));
-    const items = listRollouts(s.deps.db, engine);
+    const items = listRollouts(engine);
     return send(
       c,
       page(

@@ -20,24 +20,19 @@ import type { Correlator, FeedState } from '../correlate/correlator.ts';
 import { ASSESSMENTS, CoverageView, inventoryReadable, type Assessment, type HostAssessment } from '../correlate/coverage.ts';
 import type { EpssScore, KevInfo, RiskException } from '../correlate/findings.ts';
 import type { DuePolicy } from '../correlate/policy.ts';
+import { isActionable } from '../correlate/status.ts';
 import { type HostDirectory, type HostListItem } from '../store/access.ts';
-import { AdvisoryStore } from '../store/advisories.ts';
-import type { Db } from '../store/db.ts';
-import { currentEpss } from '../store/epss.ts';
+import type { ApiStores } from '../store/stores.ts';
 import type { FleetStore } from '../store/fleet.ts';
-import { FindingHistoryStore } from '../store/history.ts';
 
 export interface FindingCounts {
-  /** Findings someone must act on before their due date: open, unfixed, fixed-pending-reboot (as hosts.open_findings counts them). */
+  /** Actionable findings (correlate/status.ts), as hosts.open_findings counts them. */
   open: number;
   overdue: number;
   byStatus: Record<FindingStatus, number>;
   /** Of the `open` ones above. */
   bySeverity: Record<Severity, number>;
 }
-
-/** Statuses that still need someone to act before their due date. */
-export const ACTIONABLE: ReadonlySet<FindingStatus> = new Set(['open', 'unfixed', 'fixed-pending-reboot']);
 
 export interface FeedHealth {
   source: string;
@@ -64,7 +59,7 @@ export function countFindings(doc: Findings): FindingCounts {
   const c = emptyCounts();
   for (const f of doc.findings) {
     c.byStatus[f.status]++;
-    if (ACTIONABLE.has(f.status)) {
+    if (isActionable(f.status)) {
       c.open++;
       c.bySeverity[f.severity]++;
     }
@@ -113,7 +108,7 @@ function yieldToEventLoop(): Promise<void> {
 }
 
 export interface FleetFindingsDeps {
-  db: Db;
+  stores: Pick<ApiStores, 'advisories' | 'epss' | 'history' | 'exceptions' | 'summary'>;
   fleet: FleetStore;
   hosts: HostDirectory;
   correlator: Correlator;
@@ -125,51 +120,29 @@ export interface FleetFindingsDeps {
 
 export class FleetFindings {
   readonly #d: FleetFindingsDeps;
-  readonly #advisories: AdvisoryStore;
-  readonly #history: FindingHistoryStore;
-  readonly #exceptionsSig;
-  readonly #allExceptions;
-  readonly #fleetSig;
-  readonly #feedsSig;
+  readonly #advisories;
+  readonly #history;
   #snap: Snapshot | undefined;
   #pending: { key: string; promise: Promise<FleetTotals> } | undefined;
 
   constructor(deps: FleetFindingsDeps) {
     this.#d = deps;
-    this.#advisories = new AdvisoryStore(deps.db);
-    this.#history = new FindingHistoryStore(deps.db);
-    this.#exceptionsSig = deps.db.prepare<[string], { n: number; last: number | null; soonest: string | null }>(
-      'SELECT count(*) AS n, max(id) AS last, min(expires) AS soonest FROM exceptions WHERE expires > ?',
-    );
-    this.#allExceptions = deps.db.prepare<[string], { advisory: string; package: string | null; host: string | null; owner: string; reason: string; expires: string }>(
-      'SELECT advisory, package, host, owner, reason, expires FROM exceptions WHERE expires > ? ORDER BY id',
-    );
-    this.#feedsSig = deps.db.prepare<[], { n: number; last: string | null }>('SELECT count(*) AS n, max(imported_at) AS last FROM feeds');
-    this.#fleetSig = deps.db.prepare<[], { n: number; last: number | null }>('SELECT (SELECT count(*) FROM hosts) AS n, (SELECT max(rowid) FROM reports) AS last');
+    this.#advisories = deps.stores.advisories;
+    this.#history = deps.stores.history;
   }
 
   #snapshot(now: Date): Snapshot {
     const nowIso = now.toISOString();
-    const ex = this.#exceptionsSig.get(nowIso);
+    const ex = this.#d.stores.exceptions.signature(now);
     // A KEV import changes due dates without touching the advisory index: feeds' imported_at moves only when their data changed.
-    const feeds = this.#feedsSig.get();
+    const feeds = this.#advisories.feedsSignature();
     // Scores may move due dates (the policy's epssDueDays); read again only when the stored set changed.
-    const epss = currentEpss(this.#d.db);
-    const key = [epss.signature, this.#d.correlator.index.generation, nowIso.slice(0, 10), ex?.n ?? 0, ex?.last ?? 0, ex?.soonest ?? '', feeds?.n ?? 0, feeds?.last ?? ''].join('|');
+    const epss = this.#d.stores.epss.current();
+    const key = [epss.signature, this.#d.correlator.index.generation, nowIso.slice(0, 10), ex.inForce, ex.lastId, ex.soonestExpiry, feeds.feeds, feeds.lastImport].join('|');
     const ttl = this.#d.ttlMs ?? 3600_000;
     const s = this.#snap;
     if (s !== undefined && s.key === key && now.getTime() - s.madeAt < ttl && now.getTime() >= s.madeAt) return s;
-    const fleetExceptions: RiskException[] = [];
-    const hostExceptions = new Map<string, RiskException[]>();
-    for (const r of this.#allExceptions.iterate(nowIso)) {
-      const e: RiskException = { advisory: r.advisory, package: r.package ?? undefined, owner: r.owner, reason: r.reason, expires: r.expires };
-      if (r.host === null) fleetExceptions.push(e);
-      else {
-        const list = hostExceptions.get(r.host);
-        if (list === undefined) hostExceptions.set(r.host, [e]);
-        else list.push(e);
-      }
-    }
+    const { fleetWide: fleetExceptions, byHost: hostExceptions } = this.#d.stores.exceptions.inForce(now);
     this.#snap = {
       key,
       now,
@@ -272,9 +245,9 @@ export class FleetFindings {
     const now = this.#d.now();
     const snap = this.#snapshot(now);
     const view = this.coverage(now);
-    const sig = this.#fleetSig.get();
+    const sig = this.#d.stores.summary.signature();
     // Coverage moves with feed checks (checked_at), which the snapshot key does not follow.
-    const fleetKey = `${sig?.n ?? 0}|${sig?.last ?? 0}|${ASSESSMENTS.map((a) => (a === 'not-assessed' ? view.covered() : view.ecosystems(a)).join(',')).join('|')}`;
+    const fleetKey = `${sig.hosts}|${sig.lastReport}|${ASSESSMENTS.map((a) => (a === 'not-assessed' ? view.covered() : view.ecosystems(a)).join(',')).join('|')}`;
     if (snap.totals?.fleetKey === fleetKey) return Promise.resolve(snap.totals);
     if (this.#pending?.key === `${snap.key}|${fleetKey}`) return this.#pending.promise;
     const promise = (async () => {

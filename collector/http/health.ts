@@ -5,10 +5,9 @@
  * host or secret is in the body: only the store's state.
  */
 import { Hono } from 'hono';
-import type { Db } from '../store/db.ts';
-import { StoreHealth } from '../store/health.ts';
+import type { StoreHealth } from '../store/health.ts';
 
-export function healthRoutes(db: Db, health: StoreHealth = new StoreHealth(db)): Hono {
+export function healthRoutes(health: StoreHealth): Hono {
   const app = new Hono();
   app.get('/healthz', (c) => {
     c.header('Cache-Control', 'no-store');

@@ -96,7 +96,7 @@ export function rolloutRoutes(s: Services): Hono<Env> {
   app.get('/', requireRole('viewer'), (c) => {
     parseQuery(EmptyQuerySchema, c.req.queries());
     const engine = engineOf(s);
-    return c.json({ items: listRollouts(s.deps.db, engine) });
+    return c.json({ items: listRollouts(engine) });
   });
 
   app.post('/', requireRole('operator'), limit, async (c) => {

@@ -3,8 +3,8 @@
  */
 import type { Correlator } from '../correlate/correlator.ts';
 import type { DuePolicy } from '../correlate/policy.ts';
-import { ApiTokenStore, AuditLog, HostDirectory } from '../store/access.ts';
-import type { Db } from '../store/db.ts';
+import { type ApiTokenStore, type AuditLog, HostDirectory } from '../store/access.ts';
+import type { ApiStores } from '../store/stores.ts';
 import type { FleetStore } from '../store/fleet.ts';
 import type { StoreHealth } from '../store/health.ts';
 import { createLogger } from '../logger.ts';
@@ -17,7 +17,8 @@ import { FleetFindings } from './fleet-findings.ts';
 import type { CollectorMetrics } from './metrics.ts';
 
 export interface AppDeps {
-  db: Db;
+  /** Made over the connection the caller opened (collector/store/stores.ts). */
+  stores: ApiStores;
   fleet: FleetStore;
   /** Loaded with the store's advisories (and kept current by feed imports) by the caller. */
   correlator: Correlator;
@@ -35,7 +36,7 @@ export interface AppDeps {
   rollouts?: RolloutEngine;
   /** Refused authentications and 403s are logged here (with the source address, never the token); default: warnings as JSON lines on stderr. */
   logger?: Logger;
-  /** What /healthz reports (heartbeat commit, room, periodic quick_check); default: one over `db` with no periodic check. */
+  /** What /healthz reports (heartbeat commit, room, periodic quick_check); default: `stores.health`, with no periodic check. */
   storeHealth?: StoreHealth;
   /** Failed authentications per source address; default: 10 at once, then one per 6 s, 10,000 sources tracked. */
   authLimiter?: AuthFailureLimiter;
@@ -55,15 +56,15 @@ export interface Services {
 
 export function makeServices(deps: AppDeps): Services {
   const now = deps.now ?? (() => new Date());
-  const tokens = new ApiTokenStore(deps.db, deps.fleet);
+  const tokens = deps.stores.tokens;
   const hosts = new HostDirectory(deps.fleet);
   return {
     deps,
     now,
     tokens,
-    audit: new AuditLog(deps.db),
+    audit: deps.stores.audit,
     hosts,
-    findings: new FleetFindings({ db: deps.db, fleet: deps.fleet, hosts, correlator: deps.correlator, policy: deps.policy, now }),
+    findings: new FleetFindings({ stores: deps.stores, fleet: deps.fleet, hosts, correlator: deps.correlator, policy: deps.policy, now }),
     cursors: new CursorCodec(deps.cursorKey),
     sessions: new SessionStore(tokens, now),
     guard: new AuthGuard({

@@ -17,6 +17,7 @@ import { inventoryOf, rhel95Packages } from '../correlate/testkit.ts';
 import { importFeedPath } from '../feeds/store-import.ts';
 import { ApiTokenStore, type Role } from '../store/access.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
+import { apiStores } from '../store/stores.ts';
 import { openDatabase, type Db } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
 import { createLogger } from '../logger.ts';
@@ -92,7 +93,7 @@ export async function makeFixture(opts: { feeds?: boolean; feedsAt?: Date; authL
   const app = createApp({
     logger: createLogger({ level: 'info', destination: { write: (line: string) => logs.push(line) } }),
     authLimiter: opts.authLimiter ?? new AuthFailureLimiter({ burst: Number.MAX_SAFE_INTEGER }),
-    db,
+    stores: apiStores(db, fleet),
     fleet,
     correlator,
     policy: DEFAULT_POLICY,

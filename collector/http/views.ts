@@ -9,9 +9,7 @@ import type { Findings, Inventory } from '../../shared/protocol.ts';
 import type { RolloutEngine } from '../rollout/engine.ts';
 import type { RolloutPlan } from '../rollout/plan.ts';
 import { HOST_STATES, type HostState, type RolloutRecord } from '../store/rollouts.ts';
-import { fleetCounts, type HostListItem } from '../store/access.ts';
-import { AdvisoryStore } from '../store/advisories.ts';
-import type { Db } from '../store/db.ts';
+import type { HostListItem } from '../store/access.ts';
 import type { FleetStore } from '../store/fleet.ts';
 import { countFindings, emptyCounts, type FeedHealth, type FindingCounts } from './fleet-findings.ts';
 import { cursorScope, decodeHostCursor, DEFAULT_LIMIT, type HostsQuery } from './query.ts';
@@ -106,7 +104,7 @@ export interface Summary {
 
 export async function summary(s: Services): Promise<Summary> {
   const totals = await s.findings.totals();
-  const counts = fleetCounts(s.deps.db);
+  const counts = s.deps.stores.summary.counts();
   const feeds = s.findings.feedHealth();
   return {
     generatedAt: s.now().toISOString(),
@@ -132,7 +130,7 @@ function byRelease(a: string, b: string): number {
 
 /** Every loaded feed by name; staleness comes from feedHealth so the page and the summary never disagree. */
 export function listFeeds(s: Services): FeedJson[] {
-  const store = new AdvisoryStore(s.deps.db);
+  const store = s.deps.stores.advisories;
   const records = new Map(store.feeds().map((f) => [f.source, f.records]));
   const coverage = new Map(store.coverage().map((c) => [c.source, c.ecosystems]));
   return s.findings.feedHealth().map((f) => ({ ...f, records: records.get(f.source) ?? 0, ecosystems: [...(coverage.get(f.source) ?? [])].sort(byRelease) }));
@@ -189,12 +187,11 @@ function rolloutJson(r: RolloutRecord, hostStates: RolloutJson['hostStates']): R
 }
 
 /** Every rollout, newest first, with its hosts counted by state in one query. */
-export function listRollouts(db: Db, engine: RolloutEngine): RolloutJson[] {
+export function listRollouts(engine: RolloutEngine): RolloutJson[] {
   const counts = new Map<string, RolloutJson['hostStates']>();
-  const rows = db.prepare<[], { rollout_id: string; state: HostState; n: number }>('SELECT rollout_id, state, count(*) AS n FROM rollout_hosts GROUP BY rollout_id, state').all();
-  for (const row of rows) {
-    let c = counts.get(row.rollout_id);
-    if (c === undefined) counts.set(row.rollout_id, (c = emptyHostStates()));
+  for (const row of engine.store.hostStateCounts()) {
+    let c = counts.get(row.rolloutId);
+    if (c === undefined) counts.set(row.rolloutId, (c = emptyHostStates()));
     c[row.state] = row.n;
     c.total += row.n;
   }

@@ -26,12 +26,13 @@ import * as z from 'zod';
 import { errorMessage, InstructionBuildError, PatchwardenError, RolloutApprovalError, RolloutNotFoundError, RolloutStateError } from '../../shared/errors.ts';
 import { INSTRUCTION_SCHEMA, instructionPayload, type Instruction, type InstructionResult, type PatchInstruction, type SignedInstruction } from '../../shared/instructions.ts';
 import type { Finding, Inventory } from '../../shared/protocol.ts';
-import type { Db } from '../store/db.ts';
 import type { FleetStore, HostSummary } from '../store/fleet.ts';
+import { isActionable } from '../correlate/status.ts';
 import { planForHost, type HostPlan } from './host-plan.ts';
 import { patchParts } from './patch-parts.ts';
 import { parsePlan, type RolloutPlan } from './plan.ts';
-import { HOST_DONE, HOST_FAILED, type InstructionOutbox, type RolloutError, type RolloutHostRecord, type RolloutRecord, RolloutStore, type RolloutState } from '../store/rollouts.ts';
+import { HOST_DONE, HOST_FAILED, type InstructionOutbox, type RolloutError, type RolloutHostRecord, type RolloutRecord, type RolloutStore, type RolloutState } from '../store/rollouts.ts';
+import type { Transactions } from '../store/transactions.ts';
 import { splitWaves, waveSizes } from './waves.ts';
 import { openUntil } from './window.ts';
 
@@ -39,7 +40,10 @@ const MINUTE = 60_000;
 export const SYSTEM_ACTOR = 'system';
 
 export interface RolloutEngineOptions {
-  db: Db;
+  /** Over the connection the caller opened, with parsePlan (rollout/plan.ts) as its plan reader. */
+  store: RolloutStore;
+  /** The same connection's: each engine call is one transaction. */
+  tx: Transactions;
   fleet: FleetStore;
   /** The host's current findings (the lead passes one backed by the Correlator). */
   findings: (agentId: string) => Finding[];
@@ -129,7 +133,7 @@ function byName<T extends { agentId: string }>(a: T, b: T): number {
 }
 
 export class RolloutEngine {
-  readonly #db: Db;
+  readonly #tx: Transactions;
   readonly #fleet: FleetStore;
   readonly #findings: (agentId: string) => Finding[];
   readonly #signer: (instruction: Instruction) => SignedInstruction;
@@ -143,7 +147,7 @@ export class RolloutEngine {
   #enqueued = new Set<string>();
 
   constructor(opts: RolloutEngineOptions) {
-    this.#db = opts.db;
+    this.#tx = opts.tx;
     this.#fleet = opts.fleet;
     this.#findings = opts.findings;
     this.#signer = opts.signer;
@@ -152,7 +156,7 @@ export class RolloutEngine {
     this.#now = opts.now ?? (() => new Date());
     this.#onEnqueued = opts.onEnqueued;
     this.#onError = opts.onError ?? defaultOnError;
-    this.store = new RolloutStore(opts.db, parsePlan);
+    this.store = opts.store;
   }
 
   /** Validates the plan (RolloutPlanError, PW_ERR_ROLLOUT_PLAN) and stores it as a draft. */
@@ -160,10 +164,10 @@ export class RolloutEngine {
     const plan = parsePlan(planInput);
     const id = randomUUID();
     const now = this.#now();
-    this.#db.transaction(() => {
+    this.#tx.run(() => {
       this.store.insert(id, plan, actor, now);
       this.#audit(actor, 'rollout.create', `rollout:${id}`, JSON.stringify({ name: plan.name, action: plan.action.kind }));
-    })();
+    });
     return id;
   }
 
@@ -233,7 +237,7 @@ export class RolloutEngine {
     return this.#run(() => {
       const r = this.#transition(id, 'submit');
       const now = this.#now();
-      this.store.update(id, { submitted_by: actor }, now);
+      this.store.setSubmitted(id, actor, now);
       if (r.plan.requireApproval) {
         this.#setState(r, 'awaiting-approval', actor, 'rollout.submit', now);
         return 'awaiting-approval' as const;
@@ -251,7 +255,7 @@ export class RolloutEngine {
         throw new RolloutApprovalError(`rollout ${id} needs a second person: ${actor} created or submitted it`);
       }
       const now = this.#now();
-      this.store.update(id, { approved_by: actor, approved_at: now.toISOString() }, now);
+      this.store.setApproved(id, actor, now);
       this.#audit(actor, 'rollout.approve', `rollout:${id}`, null);
       return this.#start(r, actor, now);
     });
@@ -281,7 +285,7 @@ export class RolloutEngine {
       const r = this.#transition(id, 'cancel');
       const now = this.#now();
       this.#setState(r, 'cancelled', actor, 'rollout.cancel', now);
-      this.store.update(id, { finished_at: now.toISOString() }, now);
+      this.store.setFinished(id, now);
       this.#withdraw(r, now, 'rollout cancelled');
       this.#outbox.stopResends(r.id, now);
     });
@@ -366,7 +370,7 @@ export class RolloutEngine {
     this.#enqueued = new Set();
     let out: T;
     try {
-      out = this.#db.transaction(fn).immediate();
+      out = this.#tx.runImmediate(fn);
     } catch (err) {
       // Rolled back: nothing was enqueued.
       this.#enqueued = new Set();
@@ -394,7 +398,7 @@ export class RolloutEngine {
       this.#run(() => {
         this.#advance(id, now);
         const last = this.store.get(id)?.lastError;
-        if (last !== undefined && last !== null) this.store.update(id, { last_error: null }, now);
+        if (last !== undefined && last !== null) this.store.setLastError(id, null, now);
       });
       return null;
     } catch (err) {
@@ -407,9 +411,9 @@ export class RolloutEngine {
     this.#onError(err, { rolloutId, agentId, during });
     const e: RolloutError = { code: codeOf(err), message: `${during}: ${errorMessage(err)}`.slice(0, 1000), at: now.toISOString() };
     try {
-      this.#db.transaction(() => {
-        this.store.update(rolloutId, { last_error: JSON.stringify(e) }, now);
-      }).immediate();
+      this.#tx.runImmediate(() => {
+        this.store.setLastError(rolloutId, e, now);
+      });
     } catch (again) {
       this.#onError(again, { rolloutId, agentId, during: 'record-error' });
     }
@@ -423,7 +427,7 @@ export class RolloutEngine {
    */
   #hostStep(r: RolloutRecord, h: RolloutHostRecord, now: Date, fn: () => void): void {
     try {
-      this.#db.transaction(fn)();
+      this.#tx.run(fn);
     } catch (err) {
       if (!isBuildError(err)) throw err;
       this.#onError(err, { rolloutId: r.id, agentId: h.agentId, during: 'host-step' });
@@ -464,7 +468,7 @@ export class RolloutEngine {
   }
 
   #setState(r: RolloutRecord, state: RolloutState, actor: string, action: string, now: Date, detail: string | null = null): void {
-    this.store.update(r.id, { state }, now);
+    this.store.setState(r.id, state, now);
     this.#audit(actor, action, `rollout:${r.id}`, JSON.stringify({ from: r.state, to: state, ...(detail === null ? {} : { reason: detail }) }));
     r.state = state;
   }
@@ -475,7 +479,7 @@ export class RolloutEngine {
     const waves = splitWaves([...this.#select(r.plan, skipped).keys()], r.plan.waves);
     this.store.insertHosts(r.id, waves, now);
     const waveCount = waveSizes(waves.size, r.plan.waves).length;
-    this.store.update(r.id, { started_at: now.toISOString(), wave_count: waveCount }, now);
+    this.store.setStarted(r.id, waveCount, now);
     r.waveCount = waveCount;
     this.#setState(r, 'running', actor, 'rollout.start', now);
     this.#audit(actor, 'rollout.targets', `rollout:${r.id}`, JSON.stringify({ hosts: waves.size, waves: waveCount, skipped: skipped.length }));
@@ -512,7 +516,7 @@ export class RolloutEngine {
         return false;
       }
       if (ids.size > 0) {
-        const open = this.#findings(h.agentId).some((f) => (f.status === 'open' || f.status === 'unfixed' || f.status === 'fixed-pending-reboot') && (ids.has(f.advisory) || f.cves.some((c) => ids.has(c))));
+        const open = this.#findings(h.agentId).some((f) => isActionable(f.status) && (ids.has(f.advisory) || f.cves.some((c) => ids.has(c))));
         if (!open) return false;
       }
       return true;
@@ -579,31 +583,31 @@ export class RolloutEngine {
         if (exceeded) {
           const limit = typeof max === 'number' ? `${max}` : `${max.percent}%`;
           const reason = `gate after wave ${r.currentWave}: ${failed} of ${done.length} hosts failed, refused, expired or did not come back (limit ${limit})`;
-          this.store.update(id, { halted_reason: reason }, now);
+          this.store.setHaltedReason(id, reason, now);
           this.#setState(r, 'halted', SYSTEM_ACTOR, 'rollout.halt', now, reason);
           this.#withdraw(r, now, 'rollout halted');
           this.#outbox.stopResends(r.id, now);
           return;
         }
         if (r.currentWave >= r.waveCount - 1) {
-          this.store.update(id, { finished_at: now.toISOString() }, now);
+          this.store.setFinished(id, now);
           this.#setState(r, 'completed', SYSTEM_ACTOR, 'rollout.complete', now, `${done.length - failed} of ${done.length} hosts succeeded`);
           return;
         }
         if (r.waveDoneAt === null) {
-          this.store.update(id, { wave_done_at: now.toISOString() }, now);
+          this.store.setWaveDone(id, now);
           this.#audit(SYSTEM_ACTOR, 'rollout.wave-done', `rollout:${id}`, JSON.stringify({ wave: r.currentWave, hosts: done.length, failed }));
           r.waveDoneAt = now.toISOString();
         }
         if (now.getTime() < Date.parse(r.waveDoneAt) + plan.waitMinutes * MINUTE) return;
       } else if (r.waveCount === 0) {
-        this.store.update(id, { finished_at: now.toISOString() }, now);
+        this.store.setFinished(id, now);
         this.#setState(r, 'completed', SYSTEM_ACTOR, 'rollout.complete', now, 'no host to act on');
         return;
       }
       if (window === null) return;
       const next = r.currentWave + 1;
-      this.store.update(id, { current_wave: next, wave_done_at: null }, now);
+      this.store.setWave(id, next, now);
       const waveHosts = hosts.filter((h) => h.wave === next);
       this.#audit(SYSTEM_ACTOR, 'rollout.wave-start', `rollout:${id}`, JSON.stringify({ wave: next, hosts: waveHosts.length }));
       for (const h of waveHosts) {

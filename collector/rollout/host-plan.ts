@@ -8,6 +8,7 @@ import { ADVISORY_ID, LIVEPATCH_PROVIDERS, type LivepatchTool } from '../../shar
 import { schemeForEcosystem } from '../../shared/ecosystem.ts';
 import type { Finding, Inventory } from '../../shared/protocol.ts';
 import { compareVersions } from '../../shared/versions/index.ts';
+import { ACTIONABLE_STATUSES } from '../correlate/status.ts';
 import type { RolloutPlan } from './plan.ts';
 import type { Step } from '../store/rollouts.ts';
 
@@ -35,8 +36,8 @@ export interface HostPlan {
 
 export type HostPlanOutcome = { ok: true; plan: HostPlan } | { ok: false; reason: string };
 
-/** Statuses a rollout can act on. `unfixed` is left out: no package fixes it yet. */
-const ACTIONABLE = new Set<Finding['status']>(['open', 'fixed-pending-reboot']);
+/** Statuses a rollout can act on: the actionable ones but `unfixed`, which no package fixes yet. */
+const PATCHABLE: ReadonlySet<Finding['status']> = new Set(ACTIONABLE_STATUSES.filter((s) => s !== 'unfixed'));
 
 export function livepatchTool(inv: Inventory): LivepatchTool | null {
   const p = inv.kernel.livepatch.provider;
@@ -165,7 +166,7 @@ function resolveAdvisories(
   let kernelPatched = false;
   let pendingReboot = false;
   for (const f of findings) {
-    if (!ACTIONABLE.has(f.status) || !matches(f, want)) continue;
+    if (!PATCHABLE.has(f.status) || !matches(f, want)) continue;
     if (isKernelFinding(f, inv)) {
       if (plan.preferLivepatch && tool !== null) {
         livepatch = true;

@@ -14,6 +14,7 @@ import type { RolloutDetailJson } from '../http/views.ts';
 import { DEFAULT_POLICY } from '../correlate/policy.ts';
 import { Correlator } from '../correlate/correlator.ts';
 import { ApiTokenStore } from '../store/access.ts';
+import { apiStores } from '../store/stores.ts';
 import { splitWaves } from './waves.ts';
 import { LIMITS } from '../../shared/grammar.ts';
 import { MAX_INSTRUCTION_BYTES, type PatchInstruction } from '../../shared/instructions.ts';
@@ -176,7 +177,7 @@ describe('a host that failed alone, seen through the API, the CLI and the dashbo
     const tokens = new ApiTokenStore(b.db, b.fleet);
     const viewer = tokens.create({ name: 'viewer', role: 'viewer', createdBy: 'cli:test' }).token;
     const operator = tokens.create({ name: 'ops', role: 'operator', createdBy: 'cli:test' }).token;
-    const app = createApp({ db: b.db, fleet: b.fleet, correlator: new Correlator(), policy: DEFAULT_POLICY, metrics: createMetrics(), rollouts: b.engine, now: () => b.clock.now });
+    const app = createApp({ stores: apiStores(b.db, b.fleet), fleet: b.fleet, correlator: new Correlator(), policy: DEFAULT_POLICY, metrics: createMetrics(), rollouts: b.engine, now: () => b.clock.now });
     const submitted = await app.request(`/api/v1/rollouts/${id}/submit`, { method: 'POST', headers: { authorization: `Bearer ${operator}` } });
     assert.equal(submitted.status, 200, 'a poison canary fails alone: the submit is answered, never a 500');
     const res = await app.request(`/api/v1/rollouts/${id}`, { headers: { authorization: `Bearer ${viewer}` } });

@@ -44,7 +44,7 @@ const TargetSchema = z
   .strictObject({
     ecosystems: z.array(z.string().max(128).regex(ECOSYSTEM, 'not an OSV ecosystem name')).max(PLAN_LIMITS.selectors).default([]),
     tags: z.array(z.string().regex(TAG, 'not a tag')).max(PLAN_LIMITS.selectors).default([]),
-    /** Hosts with an actionable finding (open, unfixed, fixed-pending-reboot) for any of these advisory or CVE ids. */
+    /** Hosts with an actionable finding (collector/correlate/status.ts) for any of these advisory or CVE ids. */
     findings: z.array(advisoryId).max(PLAN_LIMITS.findings).default([]),
     agentIds: z.array(z.uuid()).max(PLAN_LIMITS.agentIds).default([]),
   })

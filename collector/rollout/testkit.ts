@@ -23,8 +23,9 @@ import type { Advisory } from '../feeds/types.ts';
 import { openDatabase, type Db } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
 import { RolloutEngine, type RolloutErrorContext } from './engine.ts';
-import type { PlanInput } from './plan.ts';
-import { InstructionOutbox, type OutboxEntry } from '../store/rollouts.ts';
+import { parsePlan, type PlanInput } from './plan.ts';
+import { InstructionOutbox, type OutboxEntry, RolloutStore } from '../store/rollouts.ts';
+import { Transactions } from '../store/transactions.ts';
 
 export const NOW = new Date('2026-11-26T18:00:00.000Z');
 /** ALSA-2026:A009 (kernel) is fixed in NEW_KERNEL; hosts built with `kernel: 'old'` run OLD_KERNEL. */
@@ -112,7 +113,8 @@ export async function makeBench(t: TestContext, opts: { advisories?: readonly Ad
       return inv === undefined ? [] : correlator.findings(inv, { policy: DEFAULT_POLICY, now: clock.now, kev: new Map() }).findings;
     };
     const engine = new RolloutEngine({
-      db,
+      store: new RolloutStore(db, parsePlan),
+      tx: new Transactions(db),
       fleet,
       findings,
       signer: (i: Instruction): SignedInstruction => signInstruction(i, key.privateKeyPem),

@@ -58,9 +58,11 @@ export class AdvisoryStore {
   readonly #feedCounts;
   readonly #getKev;
   readonly #putKev;
+  readonly #feedsSignature;
 
   constructor(db: Db) {
     this.#db = db;
+    this.#feedsSignature = db.prepare<[], { n: number; last: string | null }>('SELECT count(*) AS n, max(imported_at) AS last FROM feeds');
     this.#getHash = db.prepare<[string, string], { hash: string; feed: string }>('SELECT hash, feed FROM advisories WHERE source = ? AND id = ?');
     // A feed's coverage is what its own advisories name; recomputed from the stored data
     // (not the batch) so an updated advisory that drops an ecosystem drops it here too.
@@ -281,6 +283,15 @@ export class AdvisoryStore {
       if (r.ecosystem !== null) f.ecosystems.push(r.ecosystem);
     }
     return [...out.values()];
+  }
+
+  /**
+   * Changes when a feed is added or removed or its data changes (imported_at moves only
+   * then, a KEV import too): what cached due dates and counts must follow.
+   */
+  feedsSignature(): { feeds: number; lastImport: string } {
+    const r = this.#feedsSignature.get();
+    return { feeds: r?.n ?? 0, lastImport: r?.last ?? '' };
   }
 
   feeds(): FeedRow[] {

@@ -124,6 +124,11 @@ export class EpssStore {
   }
 
   /** Changes whenever the stored set does (an import of another set, a removal): cheap, for a serving collector's tick. */
+  /** The stored scores, read again only when the stored set changed (currentEpss). */
+  current(): { scores: ReadonlyMap<string, EpssScore>; changed: boolean; signature: string } {
+    return currentEpss(this.#db);
+  }
+
   signature(): string {
     const r = this.#db.prepare<[], { hash: string; feed: string }>('SELECT hash, feed FROM epss_meta WHERE id = 1').get();
     return r === undefined ? '' : `${r.feed}|${r.hash}`;

@@ -268,23 +268,6 @@ export class FindingHistoryStore {
     return Number(r.lastInsertRowid);
   }
 
-  /**
-   * Ends an exception now (its expiry moves to `now`), keeping the row for the record; the
-   * expiry it had is returned, undefined when there is no such exception or it has ended.
-   */
-  endException(id: number, now: Date): string | undefined {
-    const at = now.toISOString();
-    const row = this.#db.prepare<[number, string], { expires: string }>('SELECT expires FROM exceptions WHERE id = ? AND expires > ?').get(id, at);
-    if (row === undefined) return undefined;
-    this.#db.prepare<[string, number]>('UPDATE exceptions SET expires = ? WHERE id = ?').run(at, id);
-    return row.expires;
-  }
-
-  /** Every exception ever added, ended ones too, oldest first: `exception list`. */
-  allExceptions(): unknown[] {
-    return this.#db.prepare('SELECT id, advisory, package, host, owner, reason, expires, created_at AS createdAt, created_by AS createdBy FROM exceptions ORDER BY id').all();
-  }
-
   /** Fleet-wide exceptions (no host) that have not expired: what applies to a host with none of its own. */
   fleetExceptions(now: Date): RiskException[] {
     return this.#fleetExceptions

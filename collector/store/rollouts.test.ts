@@ -58,3 +58,30 @@ describe('InstructionOutbox', () => {
     assert.deepEqual(b.outbox.pendingFor(a2, at(12)).map((e) => e.id), [e3.id], 'the outbox survives a restart');
   });
 });
+
+describe('RolloutStore updates', () => {
+  it('writes the fields given, a null included, and leaves the others as they were', async (t) => {
+    const b = await makeBench(t);
+    const a1 = b.addHost({ hostname: 'alma-1' });
+    const store = b.engine.store;
+    const id = b.engine.create({ name: 'fields', target: { agentIds: [a1] }, action: { kind: 'refresh' }, waves: { canary: { hosts: 1 } } }, 'cli:test');
+    store.insertHosts(id, new Map([[a1, 0]]), at(0));
+    store.updateHost(id, a1, { state: 'sent', step: 'refresh', steps: ['refresh'], instructionId: 'i-1', bootId: 'b-1', code: 'X', detail: 'why' }, at(1));
+    store.updateHost(id, a1, { step: null, detail: null }, at(2));
+    const h = store.host(id, a1);
+    assert.deepEqual([h?.state, h?.step, h?.steps, h?.instructionId, h?.bootId, h?.code, h?.detail, h?.updatedAt], ['sent', null, ['refresh'], 'i-1', 'b-1', 'X', null, at(2).toISOString()]);
+
+    store.setApproved(id, 'cli:bob', at(3));
+    store.setStarted(id, 2, at(4));
+    store.setWaveDone(id, at(5));
+    store.setWave(id, 1, at(6));
+    store.setLastError(id, { code: 'PW_ERR_X', message: 'm', at: at(6).toISOString() }, at(6));
+    const r = store.get(id);
+    assert.deepEqual(
+      [r?.approvedBy, r?.approvedAt, r?.startedAt, r?.waveCount, r?.currentWave, r?.waveDoneAt, r?.lastError?.code, r?.updatedAt],
+      ['cli:bob', at(3).toISOString(), at(4).toISOString(), 2, 1, null, 'PW_ERR_X', at(6).toISOString()],
+    );
+    store.setLastError(id, null, at(7));
+    assert.equal(store.get(id)?.lastError, null);
+  });
+});

@@ -327,8 +327,10 @@ function hostOf(r: HostRow): RolloutHostRecord {
  * Row access for the engine. `parse` turns stored plan JSON back into a frozen plan (the
  * engine passes parsePlan, so a plan is validated on its way out of the store too).
  */
+/** updateHost's parameters: each field with a flag saying whether it was given. */
+type HostUpdateParams = Record<'id' | 'agentId' | 'updatedAt', string> & Record<`has${'State' | 'Step' | 'Steps' | 'InstructionId' | 'BootId' | 'Result' | 'Code' | 'Detail'}`, number> & Record<'state' | 'step' | 'steps' | 'instructionId' | 'bootId' | 'result' | 'code' | 'detail', string | null>;
+
 export class RolloutStore {
-  readonly #db: Db;
   readonly #parse: (json: unknown) => RolloutPlan;
   readonly #insert;
   readonly #get;
@@ -340,9 +342,19 @@ export class RolloutStore {
   readonly #host;
   readonly #byInstruction;
   readonly #awaitingReboot;
+  readonly #hostStateCounts;
+  readonly #setState;
+  readonly #setSubmitted;
+  readonly #setApproved;
+  readonly #setStarted;
+  readonly #setFinished;
+  readonly #setHaltedReason;
+  readonly #setWaveDone;
+  readonly #setWave;
+  readonly #setLastError;
+  readonly #updateHost;
 
   constructor(db: Db, parse: (json: unknown) => RolloutPlan) {
-    this.#db = db;
     this.#parse = parse;
     this.#insert = db.prepare<[string, string, string, string, string, string, string]>(
       'INSERT INTO rollouts (id, name, plan, state, created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
@@ -360,6 +372,34 @@ export class RolloutStore {
     this.#awaitingReboot = db.prepare<[string], HostRow>(
       `SELECT h.* FROM rollout_hosts h JOIN rollouts r ON r.id = h.rollout_id
        WHERE h.agent_id = ? AND h.state = 'sent' AND h.step IN ('reboot', 'reboot-if-needed') AND r.state IN ('running', 'paused')`,
+    );
+    this.#hostStateCounts = db.prepare<[], { rolloutId: string; state: HostState; n: number }>(
+      'SELECT rollout_id AS rolloutId, state, count(*) AS n FROM rollout_hosts GROUP BY rollout_id, state',
+    );
+    // One statement per change the engine makes, each also moving updated_at (the last parameter).
+    const set = (sets: string): string => `UPDATE rollouts SET ${sets}, updated_at = ? WHERE id = ?`;
+    this.#setState = db.prepare<[RolloutState, string, string]>(set('state = ?'));
+    this.#setSubmitted = db.prepare<[string, string, string]>(set('submitted_by = ?'));
+    this.#setApproved = db.prepare<[string, string, string, string]>(set('approved_by = ?, approved_at = ?'));
+    this.#setStarted = db.prepare<[string, number, string, string]>(set('started_at = ?, wave_count = ?'));
+    this.#setFinished = db.prepare<[string, string, string]>(set('finished_at = ?'));
+    this.#setHaltedReason = db.prepare<[string, string, string]>(set('halted_reason = ?'));
+    this.#setWaveDone = db.prepare<[string, string, string]>(set('wave_done_at = ?'));
+    this.#setWave = db.prepare<[number, string, string]>(set('current_wave = ?, wave_done_at = NULL'));
+    this.#setLastError = db.prepare<[string | null, string, string]>(set('last_error = ?'));
+    // A host's row changes a few fields at a time: each is written when its flag says it was given.
+    this.#updateHost = db.prepare<[HostUpdateParams]>(
+      `UPDATE rollout_hosts SET
+         state = CASE WHEN @hasState THEN @state ELSE state END,
+         step = CASE WHEN @hasStep THEN @step ELSE step END,
+         steps = CASE WHEN @hasSteps THEN @steps ELSE steps END,
+         instruction_id = CASE WHEN @hasInstructionId THEN @instructionId ELSE instruction_id END,
+         boot_id = CASE WHEN @hasBootId THEN @bootId ELSE boot_id END,
+         result = CASE WHEN @hasResult THEN @result ELSE result END,
+         code = CASE WHEN @hasCode THEN @code ELSE code END,
+         detail = CASE WHEN @hasDetail THEN @detail ELSE detail END,
+         updated_at = @updatedAt
+       WHERE rollout_id = @id AND agent_id = @agentId`,
     );
   }
 
@@ -387,11 +427,54 @@ export class RolloutStore {
     return this.#byState.all(state);
   }
 
-  update(id: string, fields: Partial<Record<'state' | 'submitted_by' | 'approved_by' | 'approved_at' | 'started_at' | 'finished_at' | 'current_wave' | 'wave_count' | 'wave_done_at' | 'halted_reason' | 'last_error', string | number | null>>, now: Date): void {
-    const cols = Object.keys(fields);
-    const sets = [...cols.map((c) => `${c} = @${c}`), 'updated_at = @updated_at'].join(', ');
-    // Column names come from the type above, never from input.
-    this.#db.prepare(`UPDATE rollouts SET ${sets} WHERE id = @id`).run({ ...fields, updated_at: now.toISOString(), id });
+  /** Every rollout's hosts counted by state, one row per rollout and state that has hosts. */
+  hostStateCounts(): { rolloutId: string; state: HostState; n: number }[] {
+    return this.#hostStateCounts.all();
+  }
+
+  setState(id: string, state: RolloutState, now: Date): void {
+    this.#setState.run(state, now.toISOString(), id);
+  }
+
+  setSubmitted(id: string, actor: string, now: Date): void {
+    this.#setSubmitted.run(actor, now.toISOString(), id);
+  }
+
+  /** Approved by `actor` at `now`. */
+  setApproved(id: string, actor: string, now: Date): void {
+    const at = now.toISOString();
+    this.#setApproved.run(actor, at, at, id);
+  }
+
+  /** Started at `now`, its hosts split into `waveCount` waves. */
+  setStarted(id: string, waveCount: number, now: Date): void {
+    const at = now.toISOString();
+    this.#setStarted.run(at, waveCount, at, id);
+  }
+
+  setFinished(id: string, now: Date): void {
+    const at = now.toISOString();
+    this.#setFinished.run(at, at, id);
+  }
+
+  setHaltedReason(id: string, reason: string, now: Date): void {
+    this.#setHaltedReason.run(reason, now.toISOString(), id);
+  }
+
+  /** The current wave's hosts are all done at `now` (the wait before the next wave starts from here). */
+  setWaveDone(id: string, now: Date): void {
+    const at = now.toISOString();
+    this.#setWaveDone.run(at, at, id);
+  }
+
+  /** Moves to wave `wave`, whose hosts are not done yet. */
+  setWave(id: string, wave: number, now: Date): void {
+    this.#setWave.run(wave, now.toISOString(), id);
+  }
+
+  /** The last failure of an engine step on this rollout; null clears it. */
+  setLastError(id: string, error: RolloutError | null, now: Date): void {
+    this.#setLastError.run(error === null ? null : JSON.stringify(error), now.toISOString(), id);
   }
 
   insertHosts(id: string, waves: ReadonlyMap<string, number>, now: Date): void {
@@ -424,17 +507,27 @@ export class RolloutStore {
     fields: Partial<{ state: HostState; step: Step | null; steps: Step[]; instructionId: string | null; bootId: string | null; result: InstructionResult | null; code: string | null; detail: string | null }>,
     now: Date,
   ): void {
-    const map: Record<string, string | number | null> = {};
-    if (fields.state !== undefined) map.state = fields.state;
-    if (fields.step !== undefined) map.step = fields.step;
-    if (fields.steps !== undefined) map.steps = JSON.stringify(fields.steps);
-    if (fields.instructionId !== undefined) map.instruction_id = fields.instructionId;
-    if (fields.bootId !== undefined) map.boot_id = fields.bootId;
-    if (fields.result !== undefined) map.result = fields.result === null ? null : JSON.stringify(fields.result);
-    if (fields.code !== undefined) map.code = fields.code;
-    if (fields.detail !== undefined) map.detail = fields.detail;
-    const sets = [...Object.keys(map).map((c) => `${c} = @${c}`), 'updated_at = @updated_at'].join(', ');
-    this.#db.prepare(`UPDATE rollout_hosts SET ${sets} WHERE rollout_id = @id AND agent_id = @agentId`).run({ ...map, updated_at: now.toISOString(), id, agentId });
+    this.#updateHost.run({
+      id,
+      agentId,
+      updatedAt: now.toISOString(),
+      hasState: Number(fields.state !== undefined),
+      state: fields.state ?? null,
+      hasStep: Number(fields.step !== undefined),
+      step: fields.step ?? null,
+      hasSteps: Number(fields.steps !== undefined),
+      steps: fields.steps === undefined ? null : JSON.stringify(fields.steps),
+      hasInstructionId: Number(fields.instructionId !== undefined),
+      instructionId: fields.instructionId ?? null,
+      hasBootId: Number(fields.bootId !== undefined),
+      bootId: fields.bootId ?? null,
+      hasResult: Number(fields.result !== undefined),
+      result: fields.result === undefined || fields.result === null ? null : JSON.stringify(fields.result),
+      hasCode: Number(fields.code !== undefined),
+      code: fields.code ?? null,
+      hasDetail: Number(fields.detail !== undefined),
+      detail: fields.detail ?? null,
+    });
   }
 
   #recordOf(r: RolloutRow): RolloutRecord {
