@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ensureBuilt } from '../../scripts/dist-fresh.ts';
 import { NODE18_BIN } from '../../scripts/node18-path.ts';
-import { TestCollector } from '../daemon/test-collector.ts';
-import { tempDir } from '../daemon/testkit.ts';
+import { TestCollector } from '../../shared/testing/fake-collector.ts';
+import { tempDir } from '../../shared/testing/daemon-fixtures.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 const bundle = join(root, 'dist', 'agent.js');

@@ -6,8 +6,8 @@ import { describe, it } from 'node:test';
 import { publicKeyOfPem } from '../../shared/signing.ts';
 import { DEFAULT_SPOOL_DIR, loadConfig } from './config.ts';
 import { defaultSpoolDir, enroll, enrollTransport, type EnrollTransport } from './enroll.ts';
-import { TestCollector } from './test-collector.ts';
-import { tempDir } from './testkit.ts';
+import { TestCollector } from '../../shared/testing/fake-collector.ts';
+import { tempDir } from '../../shared/testing/daemon-fixtures.ts';
 
 async function collector(t: { after: (fn: () => unknown) => void }): Promise<TestCollector> {
   const c = await TestCollector.start();

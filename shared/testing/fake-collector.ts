@@ -11,11 +11,11 @@ import { type IncomingMessage, type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type WebSocket, WebSocketServer } from 'ws';
-import { CLOSE } from '../../shared/errors.ts';
-import { inventoryHash, packageSetHash } from '../../shared/inventory-hash.ts';
-import type { InstructionResult, SignedInstruction } from '../../shared/instructions.ts';
-import { AgentMessageSchema, type CollectorMessage, type Inventory, PROTOCOL_VERSION } from '../../shared/protocol.ts';
-import { generateKeyPair, helloPayload, verifyBytes } from '../../shared/signing.ts';
+import { CLOSE } from '../errors.ts';
+import { inventoryHash, packageSetHash } from '../inventory-hash.ts';
+import type { InstructionResult, SignedInstruction } from '../instructions.ts';
+import { AgentMessageSchema, type CollectorMessage, type Inventory, PROTOCOL_VERSION } from '../protocol.ts';
+import { generateKeyPair, helloPayload, verifyBytes } from '../signing.ts';
 
 export interface TestAgentRecord {
   id: string;

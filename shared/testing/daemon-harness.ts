@@ -1,16 +1,16 @@
 /**
- * The daemon against a real WebSocket collector (test-collector.ts) on 127.0.0.1, enrolled
+ * The daemon against a real WebSocket collector (fake-collector.ts) on 127.0.0.1, enrolled
  * for real, reporting this host's real inventory (or one the test sets). Tests only.
  */
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Inventory } from '../../shared/protocol.ts';
-import { Agent, type AgentExit, type AgentOptions } from './agent.ts';
-import { loadConfig, loadPrivateKey } from './config.ts';
-import { enroll } from './enroll.ts';
-import { createLogger } from './log.ts';
-import { TestCollector } from './test-collector.ts';
-import { hostInventory, logSink, tempDir } from './testkit.ts';
+import type { Inventory } from '../protocol.ts';
+import { Agent, type AgentExit, type AgentOptions } from '../../agent/daemon/agent.ts';
+import { loadConfig, loadPrivateKey } from '../../agent/daemon/config.ts';
+import { enroll } from '../../agent/daemon/enroll.ts';
+import { createLogger } from '../../agent/daemon/log.ts';
+import { TestCollector } from './fake-collector.ts';
+import { hostInventory, logSink, tempDir } from './daemon-fixtures.ts';
 
 export async function until(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
   const start = Date.now();

@@ -5,9 +5,9 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { inventoryHash } from '../../shared/inventory-hash.ts';
-import type { Inventory, ReportMessage } from '../../shared/protocol.ts';
-import { collectInventory } from '../inventory/inventory.ts';
+import { inventoryHash } from '../inventory-hash.ts';
+import type { Inventory, ReportMessage } from '../protocol.ts';
+import { collectInventory } from '../../agent/inventory/inventory.ts';
 
 export function tempDir(t: { after: (fn: () => void) => void }, prefix = 'pw-daemon-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
