@@ -34,7 +34,7 @@ import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import WebSocket from 'ws';
 import { ecosystemFor, parseOsRelease } from '../agent/inventory/os-release.ts';
-import { enrollMessage, helloMessage, newKeys } from '../collector/gateway/testkit.ts';
+import { enrollMessage, helloMessage, newKeys } from '../shared/testing/fake-agent.ts';
 import { openDatabase } from '../collector/store/db.ts';
 import { REPORTS_PER_AGENT } from '../collector/store/fleet.ts';
 import { inventoryHash, packageSetHash, packagesHash } from '../shared/inventory-hash.ts';
@@ -113,7 +113,7 @@ export interface FleetBench {
   collector: string;
   build: string | null;
   baselines: {
-    /** ed25519 key pairs made per second here (testkit newKeys: generate + PEM export). */
+    /** ed25519 key pairs made per second here (newKeys of shared/testing/fake-agent.ts: generate + PEM export). */
     keygenPerSecond: number;
     /** ws connects to the echo server, each with one round trip, per second. */
     echoConnect: Rate;

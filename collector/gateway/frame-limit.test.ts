@@ -10,7 +10,9 @@ import { openDatabase } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
 import { assertFrameLimitSupported, frameLimitOf, setFrameLimit } from './frame-limit.ts';
 import { PRE_AUTH_MAX_PAYLOAD } from './gateway.ts';
-import { helloMessage, newKeys, paddedHelloFrame, preAuthFrameFlood, serveInChild, startCollector, TestAgent } from './testkit.ts';
+import { helloMessage, newKeys, TestAgent } from '../../shared/testing/fake-agent.ts';
+import { paddedHelloFrame, preAuthFrameFlood, serveInChild } from '../../shared/testing/collector-process.ts';
+import { startCollector } from '../../shared/testing/collector-harness.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 

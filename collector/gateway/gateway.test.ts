@@ -12,14 +12,16 @@ import { ProtocolError } from '../../shared/errors.ts';
 import { inventoryHash, packageSetHash } from '../../shared/inventory-hash.ts';
 import { type Inventory, PROTOCOL_VERSION } from '../../shared/protocol.ts';
 import { dataPath } from '../../shared/testing/data.ts';
-import { inventoryOf, rhel95Packages } from '../correlate/testkit.ts';
+import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixtures.ts';
 import { importFeedPath } from '../feeds/store-import.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase, type Db } from '../store/db.ts';
 import { connect } from 'node:net';
 import { HTTP_HEADERS_TIMEOUT_MS } from '../server.ts';
 import { PRE_AUTH_MAX_PAYLOAD } from './gateway.ts';
-import { enrollMessage, floodIdleUpgrades, helloMessage, newKeys, startCollector, TestAgent, type TestCollector, variant } from './testkit.ts';
+import { enrollMessage, helloMessage, newKeys, TestAgent } from '../../shared/testing/fake-agent.ts';
+import { floodIdleUpgrades } from '../../shared/testing/collector-process.ts';
+import { startCollector, type TestCollector, variant } from '../../shared/testing/collector-harness.ts';
 import { FindingHistoryStore } from '../store/history.ts';
 
 const run = promisify(execFile);

@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import WebSocket from 'ws';
 import { REFUSAL_CODES } from '../../agent/executor/verify.ts';
-import { inventoryHash } from '../../shared/inventory-hash.ts';
+import { inventoryHash } from '../inventory-hash.ts';
 import {
   type Instruction,
   type InstructionResult,
@@ -19,10 +19,10 @@ import {
   type PackageChange,
   type SignedInstruction,
   SignedInstructionSchema,
-} from '../../shared/instructions.ts';
-import { type CollectorMessage, CollectorMessageSchema, type Inventory } from '../../shared/protocol.ts';
-import type { KeyPair } from '../../shared/signing.ts';
-import { enrollMessage, helloMessage, newKeys } from '../gateway/testkit.ts';
+} from '../instructions.ts';
+import { type CollectorMessage, CollectorMessageSchema, type Inventory } from '../protocol.ts';
+import type { KeyPair } from '../signing.ts';
+import { enrollMessage, helloMessage, newKeys } from './fake-agent.ts';
 
 /**
  * How the host answers an instruction.
