@@ -34,7 +34,7 @@ import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import WebSocket from 'ws';
 import { ecosystemFor, parseOsRelease } from '../agent/inventory/os-release.ts';
-import { enrollMessage, helloMessage, newKeys } from '../shared/testing/fake-agent.ts';
+import { enrollFrame, helloFrame, newKeys } from '../shared/testing/fake-agent.ts';
 import { openDatabase } from '../collector/store/db.ts';
 import { REPORTS_PER_AGENT } from '../collector/store/fleet.ts';
 import { inventoryHash, packageSetHash, packagesHash } from '../shared/inventory-hash.ts';
@@ -972,7 +972,7 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
       try {
         await within(STEP_TIMEOUT_MS, 'enroll', (async () => {
           await link.expect('challenge');
-          link.send(JSON.stringify(enrollMessage(enrollToken, keys, { hostname: a.hostname, machineId: a.machineId })));
+          link.send(JSON.stringify(enrollFrame(enrollToken, keys, { hostname: a.hostname, machineId: a.machineId })));
           const enrolled = await link.expect('enrolled');
           const welcome = await link.expect('welcome');
           if (typeof enrolled.agentId !== 'string' || welcome.agentId !== enrolled.agentId) throw new Error('enrolled and welcome name different agents');
@@ -1002,7 +1002,7 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
       links.push(link);
       await within(STEP_TIMEOUT_MS, 'hello', (async () => {
         const challenge = await link.expect('challenge');
-        link.send(JSON.stringify(helloMessage(String(challenge.nonce), agentId, keys)));
+        link.send(JSON.stringify(helloFrame(String(challenge.nonce), agentId, keys)));
         const welcome = await link.expect('welcome');
         if (welcome.inventoryHash !== null) throw new Error(`welcome of a new agent names inventory ${JSON.stringify(welcome.inventoryHash)}`);
         a.link = link;

@@ -7,7 +7,8 @@ import { randomUUID } from 'node:crypto';
 import WebSocket from 'ws';
 import { inventoryHash, packageSetHash } from '../inventory-hash.ts';
 import { type CollectorMessage, CollectorMessageSchema, type Inventory, PROTOCOL_VERSION } from '../protocol.ts';
-import { generateKeyPair, helloPayload, type KeyPair, signBytes } from '../signing.ts';
+import { generateKeyPair, type KeyPair } from '../signing.ts';
+import { type EnrollMessage, enrollMessage, fullReport, type HelloMessage, helloMessage, packageSetReport, unchangedReport } from '../messages.ts';
 
 export type Close = { code: number; reason: string };
 
@@ -117,29 +118,29 @@ export class TestAgent {
   /** Enrolls on this connection (challenge, enroll, enrolled, welcome). */
   async enroll(token: string, keys: KeyPair, opts: { hostname?: string; machineId?: string | null } = {}): Promise<{ agentId: string; collectorPublicKey: string }> {
     await this.challenge();
-    this.send(enrollMessage(token, keys, opts));
+    this.send(enrollFrame(token, keys, opts));
     const enrolled = await this.expect('enrolled');
     await this.expect('welcome');
     return { agentId: enrolled.agentId, collectorPublicKey: enrolled.collectorPublicKey };
   }
 
   /** Proves the key on this connection; returns the hello it sent (for replay tests) and the welcome. */
-  async hello(agentId: string, keys: KeyPair): Promise<{ sent: ReturnType<typeof helloMessage>; welcome: Extract<CollectorMessage, { type: 'welcome' }> }> {
+  async hello(agentId: string, keys: KeyPair): Promise<{ sent: HelloMessage; welcome: Extract<CollectorMessage, { type: 'welcome' }> }> {
     const nonce = await this.challenge();
-    const sent = helloMessage(nonce, agentId, keys);
+    const sent = helloFrame(nonce, agentId, keys);
     this.send(sent);
     return { sent, welcome: await this.expect('welcome') };
   }
 
   /** Sends a report; null inventory with `hash` means unchanged. */
   sendReport(inventory: Inventory | null, hash = inventory === null ? '' : inventoryHash(inventory), id: string = randomUUID()): string {
-    this.send({ type: 'report', id, hash, inventory });
+    this.send(inventory === null ? unchangedReport(hash, id) : fullReport(inventory, hash, id));
     return id;
   }
 
   /** Sends a report that names its package set instead of carrying it (protocol 1.1). */
   async reportByReference(inventory: Inventory, packageSet = packageSetHash(inventory.packages), id: string = randomUUID()): Promise<Extract<CollectorMessage, { type: 'ack' }>> {
-    this.send({ type: 'report', id, hash: inventoryHash(inventory), inventory: { ...inventory, packages: [] }, packageSet });
+    this.send(packageSetReport({ id, hash: inventoryHash(inventory) }, inventory, packageSet));
     const ack = await this.expect('ack');
     if (ack.id !== id) throw new Error(`ack for ${ack.id}, sent ${id}`);
     return ack;
@@ -158,20 +159,20 @@ export class TestAgent {
   }
 }
 
-export function enrollMessage(token: string, keys: KeyPair, opts: { hostname?: string; machineId?: string | null; protocol?: string } = {}) {
-  return {
-    type: 'enroll' as const,
-    protocol: opts.protocol ?? PROTOCOL_VERSION,
-    agentVersion: '0.1.0',
+/** The enroll frame (shared/messages.ts) for `keys`, from a host named test-agent unless the test names one. */
+export function enrollFrame(token: string, keys: KeyPair, opts: { hostname?: string; machineId?: string | null; protocol?: string } = {}): EnrollMessage {
+  return enrollMessage({
     token,
     publicKey: keys.publicKey,
     hostname: opts.hostname ?? 'test-agent',
     machineId: opts.machineId ?? null,
-  };
+    ...(opts.protocol === undefined ? {} : { protocol: opts.protocol }),
+  });
 }
 
-export function helloMessage(nonce: string, agentId: string, keys: KeyPair, protocol = PROTOCOL_VERSION) {
-  return { type: 'hello' as const, protocol, agentVersion: '0.1.0', agentId, signature: signBytes(keys.privateKeyPem, helloPayload(nonce, agentId)) };
+/** The hello frame (shared/messages.ts) proving `keys` for `agentId` against `nonce`. */
+export function helloFrame(nonce: string, agentId: string, keys: KeyPair, protocol: string = PROTOCOL_VERSION): HelloMessage {
+  return helloMessage(nonce, agentId, keys.privateKeyPem, { protocol });
 }
 
 export function newKeys(): KeyPair {

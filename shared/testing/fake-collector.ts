@@ -14,7 +14,8 @@ import { type WebSocket, WebSocketServer } from 'ws';
 import { CLOSE } from '../errors.ts';
 import { inventoryHash, packageSetHash } from '../inventory-hash.ts';
 import type { InstructionResult, SignedInstruction } from '../instructions.ts';
-import { AgentMessageSchema, type CollectorMessage, type Inventory, PROTOCOL_VERSION } from '../protocol.ts';
+import { AgentMessageSchema, type CollectorMessage, type Inventory } from '../protocol.ts';
+import { ackMessage, challengeMessage } from '../messages.ts';
 import { generateKeyPair, helloPayload, verifyBytes } from '../signing.ts';
 
 export interface TestAgentRecord {
@@ -193,7 +194,7 @@ export class TestCollector {
         this.refuse(ws, err instanceof Refusal ? err : new Refusal((err as Error).message, 'PW_ERR_PROTOCOL', CLOSE.protocol));
       }
     });
-    this.send(ws, { type: 'challenge', protocol: PROTOCOL_VERSION, nonce });
+    this.send(ws, challengeMessage(nonce));
   }
 
   private handle(ws: WebSocket, text: string): void {
@@ -228,7 +229,7 @@ export class TestCollector {
     const a = this.agents.get(s.agentId) as TestAgentRecord;
     if (msg.type === 'result') {
       this.results.push({ agentId: a.id, result: msg.result });
-      if (!this.holdAcks) this.send(ws, { type: 'ack', id: msg.id, status: 'stored' });
+      if (!this.holdAcks) this.send(ws, ackMessage(msg.id, 'stored'));
       return;
     }
     if (this.refuseReports) throw new Refusal(`report ${msg.id} refused`, 'PW_ERR_PROTOCOL', CLOSE.protocol);
@@ -261,7 +262,7 @@ export class TestCollector {
       collectedAt: msg.inventory?.collectedAt ?? null,
     });
     // packages-unknown commits nothing, so a collector stuck in its database still answers it.
-    if (!this.holdAcks || status === 'packages-unknown') this.send(ws, { type: 'ack', id: msg.id, status });
+    if (!this.holdAcks || status === 'packages-unknown') this.send(ws, ackMessage(msg.id, status));
   }
 
   /** Sends a signed instruction to the agent if it is connected; false if it is not. */
