@@ -3,7 +3,7 @@
  * independent version oracle (the real librpm through python3-rpm). Tests only.
  */
 import { execFileSync } from 'node:child_process';
-import { packagesFromRpmManifest } from '../../agent/inventory/rpm-manifest.ts';
+import { packagesFromRpmManifest } from './rpm-manifest.ts';
 import { INVENTORY_SCHEMA, type Inventory, type Package } from '../protocol.ts';
 import { dataPath, readData } from './data.ts';
 import type { Advisory } from '../../collector/feeds/types.ts';
