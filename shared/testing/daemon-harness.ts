@@ -9,7 +9,7 @@ import { Agent, type AgentExit, type AgentOptions } from '../../agent/daemon/age
 import { loadConfig, loadPrivateKey } from '../../agent/daemon/config.ts';
 import { enroll } from '../../agent/daemon/enroll.ts';
 import { createLogger } from '../../agent/daemon/log.ts';
-import { TestCollector } from './fake-collector.ts';
+import { FakeCollector } from './fake-collector.ts';
 import { hostInventory, logSink, tempDir } from './daemon-fixtures.ts';
 
 export async function until(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
@@ -21,12 +21,12 @@ export async function until(what: string, cond: () => boolean, timeoutMs = 10_00
 }
 
 /** Until the collector has `n` reports and the agent has processed their acks (an event could fire before a listener is on). */
-export function delivered(s: { collector: TestCollector; agent: Agent }, n: number): Promise<void> {
+export function delivered(s: { collector: FakeCollector; agent: Agent }, n: number): Promise<void> {
   return until(`${n} reports acked`, () => s.collector.reports.length >= n && s.agent.spool.size === 0);
 }
 
 export interface Setup {
-  collector: TestCollector;
+  collector: FakeCollector;
   agent: Agent;
   run: Promise<AgentExit>;
   sink: ReturnType<typeof logSink>;
@@ -40,7 +40,7 @@ export async function setup(
   t: { after: (fn: () => unknown) => void },
   opts: { spoolMaxBytes?: number; intervalSeconds?: number; agent?: Partial<AgentOptions>; start?: boolean; heartbeatSeconds?: number } = {},
 ): Promise<Setup> {
-  const collector = await TestCollector.start({ heartbeatSeconds: opts.heartbeatSeconds ?? 30 });
+  const collector = await FakeCollector.start({ heartbeatSeconds: opts.heartbeatSeconds ?? 30 });
   t.after(() => collector.stop());
   const dir = tempDir(t);
   const configPath = join(dir, 'agent.json');

@@ -50,7 +50,7 @@ class Refusal extends Error {
   }
 }
 
-export class TestCollector {
+export class FakeCollector {
   readonly collectorKey = generateKeyPair();
   readonly agents = new Map<string, TestAgentRecord>();
   readonly reports: ReceivedReport[] = [];
@@ -79,8 +79,8 @@ export class TestCollector {
   private pinger: NodeJS.Timeout | undefined;
   port = 0;
 
-  static async start(options: { heartbeatSeconds?: number } = {}): Promise<TestCollector> {
-    const c = new TestCollector();
+  static async start(options: { heartbeatSeconds?: number } = {}): Promise<FakeCollector> {
+    const c = new FakeCollector();
     c.heartbeatSeconds = options.heartbeatSeconds ?? 30;
     await c.listen(0);
     return c;
