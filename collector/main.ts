@@ -15,6 +15,7 @@ import { vercmpCommand } from './commands/vercmp-cli.ts';
 import { rolloutCommand } from './commands/rollout.ts';
 import { reportsCommand } from './commands/reports.ts';
 import { instructionsCommand } from './commands/instructions.ts';
+import { storeCommand } from './commands/store.ts';
 
 const USAGE = `patchwarden-collector ${AGENT_VERSION}
 
@@ -41,6 +42,7 @@ usage:
   patchwarden-collector rollout list [--db FILE] [--json]
   patchwarden-collector rollout show [--db FILE] --id ID [--json]
   patchwarden-collector rollout submit|approve|pause|resume|cancel [--db FILE] --id ID [--actor NAME] [--json]
+  patchwarden-collector store migrate --from FILE.db --to postgres://USER@HOST/DB [--json]   (password from PGPASSWORD or ~/.pgpass)
   patchwarden-collector vercmp --scheme deb|rpm|apk   (A<TAB>B lines on stdin)
   patchwarden-collector version
 
@@ -62,6 +64,7 @@ const commands: Record<string, Command> = {
   rollout: rolloutCommand,
   reports: reportsCommand,
   instructions: instructionsCommand,
+  store: storeCommand,
   version: (_argv, io) => {
     io.stdout.write(`${AGENT_VERSION}\n`);
     return Promise.resolve(0);

@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- [--only agent,versions,feeds,correlate,correlate-scale,fanout,fleet,preauth] [--json] [--data DIR] [--fleet-agents N]`
+ * `npm run bench -- [--only agent,versions,feeds,correlate,correlate-scale,fanout,fleet,preauth,store-hotpaths] [--json] [--data DIR] [--fleet-agents N]`
  *
  * Every figure is printed beside a baseline measured in the same run: the machines are
  * shared and noisy, so a figure alone says little and its ratio to the baseline is what
@@ -36,9 +36,10 @@ import { benchFleet, FLEET_ECOSYSTEM } from './bench-fleet.ts';
 import { preauthSection } from './bench-preauth.ts';
 import { correlateScaleSection } from './bench-correlate.ts';
 import { fanOutSection } from './bench-fanout.ts';
+import { storeHotPathsSection } from './bench-store.ts';
 import { benchVersions } from './bench-versions.ts';
 
-const SECTIONS = ['agent', 'versions', 'feeds', 'correlate', 'correlate-scale', 'fanout', 'fleet', 'preauth'] as const;
+const SECTIONS = ['agent', 'versions', 'feeds', 'correlate', 'correlate-scale', 'fanout', 'fleet', 'preauth', 'store-hotpaths'] as const;
 type Section = (typeof SECTIONS)[number];
 
 type Unit = 'ms' | 'MB' | '/s' | 'count';
@@ -603,7 +604,7 @@ const USAGE = `usage: npm run bench -- [--only ${SECTIONS.join(',')}] [--json] [
   PW_BENCH_FLEET_CPU_PROF=DIR: the fleet's collector writes a V8 CPU profile (node --cpu-prof) into DIR
   PW_BENCH_FLEET_COLLECTOR=FILE: run that collector build instead of dist/collector.js (not rebuilt)
   PW_BENCH_CORRELATE_SIZES=N,N,...: inventory sizes of the correlate-scale section (default 10000,100000,200000)
-  PW_BENCH_FANOUT=HOSTS,CONTENTS: size of the fanout section (default 10000,2000)\n`;
+  PW_BENCH_FANOUT=HOSTS,CONTENTS: size of the fanout section (default 10000,2000)\n  PW_BENCH_STORE=AGENTS,CONTENTS,ROUNDS: size of the store-hotpaths section (default 1000,40,10)\n`;
 
 function parseCommandLine(): { only?: string; json: boolean; data: string; help: boolean; 'fleet-agents': string } | null {
   try {
@@ -672,6 +673,8 @@ async function main(): Promise<void> {
                   ? await correlateScaleSection(figure, progress, dataDir)
                   : section === 'fanout'
                     ? await fanOutSection(figure, progress, dataDir)
+                    : section === 'store-hotpaths'
+                      ? await storeHotPathsSection(figure, progress)
                     : await fleetSection(dataDir, fleetAgents);
     figures.push(...r.figures);
     raw[section] = r.raw;

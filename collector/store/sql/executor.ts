@@ -1,0 +1,30 @@
+/**
+ * What a store module needs of a database, the same for SQLite and PostgreSQL (issue 12,
+ * collector/store/POSTGRES.md): run a shared query definition (query.ts) and get rows,
+ * one row or a change count, inside or outside a transaction. Asynchronous because
+ * PostgreSQL is; the SQLite side answers from better-sqlite3's synchronous calls.
+ */
+import type { Dialect, Query } from './query.ts';
+
+/** Arrays are for PostgreSQL only (`unnest(?::text[])`: many rows in one statement); SQLite refuses them. */
+export type SqlValue = string | number | bigint | Buffer | null | readonly string[];
+export type SqlParams = readonly SqlValue[];
+
+export interface SqlExecutor {
+  readonly dialect: Dialect;
+  get<R>(query: Query, params?: SqlParams): Promise<R | undefined>;
+  all<R>(query: Query, params?: SqlParams): Promise<R[]>;
+  /** Rows changed by an INSERT, UPDATE or DELETE. */
+  run(query: Query, params?: SqlParams): Promise<number>;
+}
+
+export interface SqlDatabase extends SqlExecutor {
+  /**
+   * Runs `fn` in one transaction: committed when its promise resolves, rolled back when it
+   * rejects (and the error passed on). Statements inside go through `tx` only; on SQLite,
+   * whose one connection would otherwise take other callers' statements into the open
+   * transaction, every other statement waits for it to end.
+   */
+  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
