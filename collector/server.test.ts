@@ -5,8 +5,9 @@ import { join } from 'node:path';
 import { before, describe, it, type TestContext } from 'node:test';
 import { collectInventory } from '../agent/inventory/inventory.ts';
 import type { Inventory } from '../shared/protocol.ts';
-import { newKeys, startCollector, TestAgent } from './gateway/testkit.ts';
-import { captureLogger } from './testkit.ts';
+import { newKeys, TestAgent } from '../shared/testing/fake-agent.ts';
+import { startCollector } from '../shared/testing/collector-harness.ts';
+import { captureLogger } from '../shared/testing/capture-logger.ts';
 import { createCollector, isLoopback, parseListen } from './server.ts';
 
 let thisHost: Inventory;

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { publicKeyOfPem } from '../shared/signing.ts';
-import { captureLogger } from './testkit.ts';
+import { captureLogger } from '../shared/testing/capture-logger.ts';
 import { collectorKeyPath, KEY_FILE, loadOrCreateKey, readCollectorKey } from './signing-key.ts';
 
 async function tempDir(t: TestContext): Promise<string> {

@@ -12,7 +12,7 @@
 import { join } from 'node:path';
 import { Correlator } from '../collector/correlate/correlator.ts';
 import { DEFAULT_POLICY } from '../collector/correlate/policy.ts';
-import { inventoryOf, manyBinaries } from '../collector/correlate/testkit.ts';
+import { inventoryOf, manyBinaries } from '../shared/testing/correlate-fixtures.ts';
 import { parseFeedPath } from '../collector/feeds/import.ts';
 import type { Advisory } from '../collector/feeds/types.ts';
 

@@ -26,7 +26,7 @@ import { importFeedPath } from '../collector/feeds/store-import.ts';
 import { HostFindings } from '../collector/gateway/host-findings.ts';
 import { findingsStores } from '../collector/store/stores.ts';
 import { createLogger } from '../collector/logger.ts';
-import { hostInventory } from '../collector/rollout/testkit.ts';
+import { hostInventory } from '../shared/testing/rollout-bench.ts';
 import { AdvisoryStore } from '../collector/store/advisories.ts';
 import { WalCheckpointer } from '../collector/store/checkpointer.ts';
 import { openDatabase } from '../collector/store/db.ts';

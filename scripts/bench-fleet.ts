@@ -34,7 +34,7 @@ import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import WebSocket from 'ws';
 import { ecosystemFor, parseOsRelease } from '../agent/inventory/os-release.ts';
-import { enrollMessage, helloMessage, newKeys } from '../collector/gateway/testkit.ts';
+import { enrollFrame, helloFrame, newKeys } from '../shared/testing/fake-agent.ts';
 import { openDatabase } from '../collector/store/db.ts';
 import { FleetSummaryStore } from '../collector/store/fleet-summary.ts';
 import { type CountedTable, StoreInspection } from '../collector/store/inspection.ts';
@@ -115,7 +115,7 @@ export interface FleetBench {
   collector: string;
   build: string | null;
   baselines: {
-    /** ed25519 key pairs made per second here (testkit newKeys: generate + PEM export). */
+    /** ed25519 key pairs made per second here (newKeys of shared/testing/fake-agent.ts: generate + PEM export). */
     keygenPerSecond: number;
     /** ws connects to the echo server, each with one round trip, per second. */
     echoConnect: Rate;
@@ -974,7 +974,7 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
       try {
         await within(STEP_TIMEOUT_MS, 'enroll', (async () => {
           await link.expect('challenge');
-          link.send(JSON.stringify(enrollMessage(enrollToken, keys, { hostname: a.hostname, machineId: a.machineId })));
+          link.send(JSON.stringify(enrollFrame(enrollToken, keys, { hostname: a.hostname, machineId: a.machineId })));
           const enrolled = await link.expect('enrolled');
           const welcome = await link.expect('welcome');
           if (typeof enrolled.agentId !== 'string' || welcome.agentId !== enrolled.agentId) throw new Error('enrolled and welcome name different agents');
@@ -1004,7 +1004,7 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
       links.push(link);
       await within(STEP_TIMEOUT_MS, 'hello', (async () => {
         const challenge = await link.expect('challenge');
-        link.send(JSON.stringify(helloMessage(String(challenge.nonce), agentId, keys)));
+        link.send(JSON.stringify(helloFrame(String(challenge.nonce), agentId, keys)));
         const welcome = await link.expect('welcome');
         if (welcome.inventoryHash !== null) throw new Error(`welcome of a new agent names inventory ${JSON.stringify(welcome.inventoryHash)}`);
         a.link = link;

@@ -31,7 +31,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { hostInventory } from '../collector/rollout/testkit.ts';
+import { hostInventory } from '../shared/testing/rollout-bench.ts';
 import { openDatabase, type Db } from '../collector/store/db.ts';
 import { FleetStore } from '../collector/store/fleet.ts';
 import type { SqlDatabase, SqlExecutor } from '../collector/store/sql/executor.ts';

@@ -8,7 +8,7 @@ import { compareApkVersions } from '../shared/versions/apk.ts';
 import { compareDebVersions, parseDebVersion } from '../shared/versions/dpkg.ts';
 import { compareVersions, type VersionScheme } from '../shared/versions/index.ts';
 import { compareRpmVersions, parseRpmEvr } from '../shared/versions/rpm.ts';
-import { readTsvVectors, type VectorPair } from '../shared/versions/vectors.ts';
+import { readTsvVectors, type VectorPair } from '../shared/testing/version-vectors.ts';
 
 const TARGET_MS = 1000;
 

@@ -30,7 +30,7 @@ import { StoreInspection } from '../collector/store/inspection.ts';
 import { INVENTORY_SCHEMA, type Inventory, InventorySchema, type Package } from '../shared/protocol.ts';
 import { DATA_DIR } from '../shared/testing/data.ts';
 import { compareDebVersions, parseDebVersion } from '../shared/versions/dpkg.ts';
-import { readTsvVectors } from '../shared/versions/vectors.ts';
+import { readTsvVectors } from '../shared/testing/version-vectors.ts';
 import { benchAgent } from './bench-agent.ts';
 import { benchFeedParse } from './bench-feeds.ts';
 import { benchFleet, FLEET_ECOSYSTEM } from './bench-fleet.ts';

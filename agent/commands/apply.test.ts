@@ -16,8 +16,8 @@ import { COLLECTOR_SIGNER, encodeSignedFile, FILE_SUFFIX, parseSignedBody, readS
 import { generateKeyPair, type KeyPair } from '../../shared/signing.ts';
 import { savePrivateKey } from '../daemon/config.ts';
 import { Spool } from '../daemon/spool.ts';
-import { tempDir } from '../daemon/testkit.ts';
-import { fixture, refreshInstruction, saveEnrolledConfig, sign, type Fixture } from '../executor/testkit.ts';
+import { tempDir } from '../../shared/testing/daemon-fixtures.ts';
+import { fixture, refreshInstruction, saveEnrolledConfig, sign, type Fixture } from '../../shared/testing/executor-fixtures.ts';
 import { REFUSAL_CODES } from '../executor/verify.ts';
 import { mkfifo } from '../../shared/testing/fifo.ts';
 import { applyCommand } from './apply.ts';

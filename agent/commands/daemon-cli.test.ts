@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ensureBuilt } from '../../scripts/dist-fresh.ts';
 import { NODE18_BIN } from '../../scripts/node18-path.ts';
-import { TestCollector } from '../daemon/test-collector.ts';
-import { tempDir } from '../daemon/testkit.ts';
+import { FakeCollector } from '../../shared/testing/fake-collector.ts';
+import { tempDir } from '../../shared/testing/daemon-fixtures.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 const bundle = join(root, 'dist', 'agent.js');
@@ -62,8 +62,8 @@ function waitForLog(child: ChildProcess, match: (line: Record<string, unknown>) 
   });
 }
 
-async function collector(t: { after: (fn: () => unknown) => void }): Promise<TestCollector> {
-  const c = await TestCollector.start();
+async function collector(t: { after: (fn: () => unknown) => void }): Promise<FakeCollector> {
+  const c = await FakeCollector.start();
   t.after(() => c.stop());
   return c;
 }
@@ -96,7 +96,7 @@ describe('patchwarden-agent enroll (CLI)', () => {
     assert.equal(c.agents.size, 1);
   });
 
-  const failures: [string, (c: TestCollector, dir: string) => string[], number, RegExp][] = [
+  const failures: [string, (c: FakeCollector, dir: string) => string[], number, RegExp][] = [
     ['a used-up token: exit 1 with PW_ERR_TOKEN_REFUSED', (c, dir) => ['--collector', c.url, '--token', 'x'.repeat(32), '--config', join(dir, 'a.json')], 1, /the collector refused: enroll: the enrollment token is used up \(PW_ERR_TOKEN_REFUSED\)/],
     ['no --collector: exit 2 with the usage', (c, dir) => ['--token', c.createToken(), '--config', join(dir, 'a.json')], 2, /enroll needs --collector URL[\s\S]*usage:/],
     ['no token at all: exit 2', (c, dir) => ['--collector', c.url, '--config', join(dir, 'a.json')], 2, /enroll needs --token T/],

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { tempDir } from '../daemon/testkit.ts';
+import { tempDir } from '../../shared/testing/daemon-fixtures.ts';
 import { enrollCommand, glueTokenValue } from './enroll.ts';
 
 describe('glueTokenValue: --token takes the next argument unless it is one of enroll’s options', () => {

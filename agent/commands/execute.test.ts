@@ -12,9 +12,9 @@ import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
 import { UsageError } from '../../shared/errors.ts';
 import { InstructionResultSchema, type InstructionResult, MAX_INSTRUCTION_BYTES, type ResultStatus } from '../../shared/instructions.ts';
-import { tempDir } from '../daemon/testkit.ts';
+import { tempDir } from '../../shared/testing/daemon-fixtures.ts';
 import { LEDGER_FILE_NAME } from '../executor/ledger.ts';
-import { fixture, patchInstruction, refreshInstruction, saveEnrolledConfig, sign, signRaw, type Fixture } from '../executor/testkit.ts';
+import { fixture, patchInstruction, refreshInstruction, saveEnrolledConfig, sign, signRaw, type Fixture } from '../../shared/testing/executor-fixtures.ts';
 import { MAX_ENVELOPE_BYTES, REFUSAL_CODES } from '../executor/verify.ts';
 import { executeCommand, exitCodeFor } from './execute.ts';
 

@@ -10,13 +10,13 @@
  * Exit codes: 0 written; 3 written, but the inventory is partial (the warnings say why);
  * 2 usage or config error; 1 no file written.
  */
-import { type KeyObject, randomUUID } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { requireDirectory } from '../../shared/cli-args.ts';
 import { UsageError } from '../../shared/errors.ts';
-import { inventoryHash } from '../../shared/inventory-hash.ts';
-import type { Inventory, ReportMessage } from '../../shared/protocol.ts';
+import { fullReport } from '../../shared/messages.ts';
+import type { Inventory } from '../../shared/protocol.ts';
 import { encodeSignedFile, signedFileName } from '../../shared/signed-file.ts';
 import { writeFileAtomic } from '../../shared/atomic-write.ts';
 import { type AgentConfig, DEFAULT_CONFIG_PATH, loadConfig, loadPrivateKey } from '../daemon/config.ts';
@@ -30,7 +30,7 @@ export function reportFileName(createdAt: Date, agentId: string, reportId: strin
 /** Collects this host's inventory and writes it into `dir` as a signed report file (also `apply`'s fresh report). */
 export async function writeReportFile(dir: string, config: AgentConfig, key: KeyObject): Promise<{ file: string; bytes: number; inventory: Inventory; reportId: string }> {
   const inventory = await collectInventory(config.root === undefined ? {} : { root: config.root });
-  const report: ReportMessage = { type: 'report', id: randomUUID(), hash: inventoryHash(inventory), inventory };
+  const report = fullReport(inventory);
   const createdAt = new Date();
   const file = join(dir, reportFileName(createdAt, config.agentId, report.id));
   const bytes = encodeSignedFile({ kind: 'report', signer: config.agentId, createdAt, body: Buffer.from(JSON.stringify(report), 'utf8'), key });

@@ -1,6 +1,7 @@
 /**
- * The daemon against a real WebSocket collector (test-collector.ts: the gateway's side of
- * shared/protocol.ts, signatures verified) on 127.0.0.1, with this host's real inventory.
+ * The daemon against a real WebSocket collector (shared/testing/fake-collector.ts: the
+ * gateway's side of shared/protocol.ts, signatures verified) on 127.0.0.1, with this host's
+ * real inventory.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -10,10 +11,10 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
 import { inventoryHash, packageSetHash } from '../../shared/inventory-hash.ts';
-import { delivered, setup, until } from './agent-harness.ts';
+import { delivered, setup, until } from '../../shared/testing/daemon-harness.ts';
 import { Backoff } from './backoff.ts';
 import { seededRandom as seeded } from '../../shared/testing/random.ts';
-import { hostInventory, tempDir, withoutFirstPackages } from './testkit.ts';
+import { hostInventory, tempDir, withoutFirstPackages } from '../../shared/testing/daemon-fixtures.ts';
 
 const inv = await hostInventory();
 

@@ -18,12 +18,10 @@
  */
 import { EventEmitter } from 'node:events';
 import type { KeyObject } from 'node:crypto';
-import { randomUUID } from 'node:crypto';
 import { CLOSE, ProtocolError, UsageError, errorMessage } from '../../shared/errors.ts';
 import { inventoryHash } from '../../shared/inventory-hash.ts';
-import { type CollectorMessage, type Inventory, PROTOCOL_VERSION, type ReportMessage } from '../../shared/protocol.ts';
-import { helloPayload, signBytes } from '../../shared/signing.ts';
-import { AGENT_VERSION } from '../../shared/version.ts';
+import { type CollectorMessage, type Inventory, PROTOCOL_VERSION } from '../../shared/protocol.ts';
+import { fullReport, helloMessage, packageSetReport, unchangedReport } from '../../shared/messages.ts';
 import { collectInventory } from '../inventory/inventory.ts';
 import { Backoff, type BackoffOptions } from './backoff.ts';
 import { CheckScheduler, type WatchTarget } from './checks.ts';
@@ -278,13 +276,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         conn.close(CLOSE.version, err.code);
         return err;
       }
-      await conn.send({
-        type: 'hello',
-        protocol: PROTOCOL_VERSION,
-        agentVersion: AGENT_VERSION,
-        agentId: this.config.agentId,
-        signature: signBytes(this.key, helloPayload(challenge.nonce, this.config.agentId)),
-      });
+      await conn.send(helloMessage(challenge.nonce, this.config.agentId, this.key));
       const welcome = expect(await conn.next(this.handshakeTimeoutMs), 'welcome', conn);
       if (welcome.agentId !== this.config.agentId) {
         const err = new ProtocolError(`the collector welcomed agent ${welcome.agentId}, not this agent ${this.config.agentId}`, 'PW_ERR_PROTOCOL', CLOSE.protocol);
@@ -368,7 +360,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private async send(conn: CollectorConnection, item: SpooledReport): Promise<Extract<CollectorMessage, { type: 'ack' }>> {
     const { report, text, raw, packageSet } = item;
     if (raw !== null && packageSet !== null && raw.packages.length > 0 && this.byReference) {
-      const compact = JSON.stringify({ type: 'report', id: report.id, hash: report.hash, inventory: { ...raw, packages: [] }, packageSet });
+      const compact = JSON.stringify(packageSetReport(report, raw, packageSet));
       await conn.send(compact);
       const answer = await this.ack(conn, report.id);
       if (answer.status !== 'packages-unknown') return answer;
@@ -444,7 +436,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const baseline = this.spool.newestFullHash() ?? this.collectorHash;
     const full = hash !== baseline;
     if (!full && !(this.welcomed && this.conn?.isOpen === true)) return;
-    const report: ReportMessage = { type: 'report', id: randomUUID(), hash, inventory: full ? inv : null };
+    const report = full ? fullReport(inv, hash) : unchangedReport(hash);
     await this.spool.add(report);
     this.log.info({ reportId: report.id, reason, hash, full, packages: inv.packages.length }, full ? 'inventory changed: full report queued' : 'inventory unchanged: hash-only report queued');
     this.emit('queued', { id: report.id, hash, full, reason });

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
 import { CheckScheduler, PACKAGE_DATABASES } from './checks.ts';
-import { tempDir } from './testkit.ts';
+import { tempDir } from '../../shared/testing/daemon-fixtures.ts';
 
 /** A dpkg admin directory with this host's real status file, for the real dpkg to rewrite. */
 function dpkgAdminDir(t: { after: (fn: () => void) => void }): string {

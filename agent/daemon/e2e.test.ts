@@ -23,7 +23,7 @@ import { loadConfig, loadPrivateKey } from './config.ts';
 import { readCaFile } from './connection.ts';
 import { enroll } from './enroll.ts';
 import { createLogger } from './log.ts';
-import { logSink, tempDir } from './testkit.ts';
+import { logSink, tempDir } from '../../shared/testing/daemon-fixtures.ts';
 import { needs, TOOLS } from '../../shared/testing/system-tools.ts';
 
 /** `dpkg-query -W` rows whose package is installed (status abbreviation `?i`). */

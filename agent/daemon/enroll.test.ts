@@ -6,11 +6,11 @@ import { describe, it } from 'node:test';
 import { publicKeyOfPem } from '../../shared/signing.ts';
 import { DEFAULT_SPOOL_DIR, loadConfig } from './config.ts';
 import { defaultSpoolDir, enroll, enrollTransport, type EnrollTransport } from './enroll.ts';
-import { TestCollector } from './test-collector.ts';
-import { tempDir } from './testkit.ts';
+import { FakeCollector } from '../../shared/testing/fake-collector.ts';
+import { tempDir } from '../../shared/testing/daemon-fixtures.ts';
 
-async function collector(t: { after: (fn: () => unknown) => void }): Promise<TestCollector> {
-  const c = await TestCollector.start();
+async function collector(t: { after: (fn: () => unknown) => void }): Promise<FakeCollector> {
+  const c = await FakeCollector.start();
   t.after(() => c.stop());
   return c;
 }
@@ -100,7 +100,7 @@ describe('enroll', () => {
     assert.equal((await loadConfig(configPath)).agentId, second.config.agentId);
   });
 
-  const network: [string, (c: TestCollector) => string, RegExp][] = [
+  const network: [string, (c: FakeCollector) => string, RegExp][] = [
     ['nothing listening', () => 'ws://127.0.0.1:1/v1/agent', /cannot connect to the collector .*ECONNREFUSED/],
     ['a wrong path (HTTP 404)', (c) => `ws://127.0.0.1:${c.port}/v2/agents`, /HTTP 404 Not Found instead of a WebSocket/],
     ['a collector that is starting (HTTP 503)', (c) => ((c.unavailable = true), c.url), /HTTP 503 Service Unavailable/],

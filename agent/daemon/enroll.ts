@@ -12,9 +12,9 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, stat, unlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { CLOSE, MalformedInputError, PatchwardenError, ProtocolError, UsageError } from '../../shared/errors.ts';
+import { enrollMessage } from '../../shared/messages.ts';
 import { EnrollMessageSchema, PROTOCOL_VERSION } from '../../shared/protocol.ts';
 import { generateKeyPair } from '../../shared/signing.ts';
-import { AGENT_VERSION } from '../../shared/version.ts';
 import { createContext } from '../inventory/context.ts';
 import { readHost } from '../inventory/host.ts';
 import { TEMP_PREFIX } from '../../shared/atomic-write.ts';
@@ -146,15 +146,7 @@ export async function enroll(options: EnrollOptions): Promise<EnrollResult> {
 
   const identity = options.identity ?? (await readHost(createContext(options.root ?? '/')));
   const pair = generateKeyPair();
-  const draft = {
-    type: 'enroll' as const,
-    protocol: PROTOCOL_VERSION,
-    agentVersion: AGENT_VERSION,
-    token: options.token,
-    publicKey: pair.publicKey,
-    hostname: identity.hostname,
-    machineId: identity.machineId,
-  };
+  const draft = enrollMessage({ token: options.token, publicKey: pair.publicKey, hostname: identity.hostname, machineId: identity.machineId });
   const checked = EnrollMessageSchema.safeParse(draft);
   if (!checked.success) {
     const issue = checked.error.issues[0];

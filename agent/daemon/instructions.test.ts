@@ -1,6 +1,6 @@
 /**
- * Instructions through the running daemon: the collector (test-collector.ts, real
- * WebSocket, real ed25519) sends signed instructions, the daemon runs them through the
+ * Instructions through the running daemon: the collector (shared/testing/fake-collector.ts,
+ * real WebSocket, real ed25519) sends signed instructions, the daemon runs them through the
  * executor, keeps every result on disk until the collector acknowledges it, and follows a
  * run with a fresh inventory.
  */
@@ -12,7 +12,7 @@ import { describe, it } from 'node:test';
 import { type Instruction, signInstruction } from '../../shared/instructions.ts';
 import { generateKeyPair } from '../../shared/signing.ts';
 import type { Handler, HandlerResolver } from '../executor/handler.ts';
-import { setup, until } from './agent-harness.ts';
+import { setup, until } from '../../shared/testing/daemon-harness.ts';
 
 const HOUR = 3600_000;
 

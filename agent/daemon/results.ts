@@ -8,11 +8,11 @@
  * and kept in memory; a file that no longer parses as a result message is renamed to
  * `*.bad` and reported, never sent and never silently dropped.
  */
-import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errorMessage } from '../../shared/errors.ts';
 import type { InstructionResult } from '../../shared/instructions.ts';
+import { resultMessage } from '../../shared/messages.ts';
 import { type ResultMessage, ResultMessageSchema } from '../../shared/protocol.ts';
 import { TEMP_PREFIX, writeFileAtomic } from '../../shared/atomic-write.ts';
 
@@ -74,7 +74,7 @@ export class ResultOutbox {
   /** Durable when it resolves: the file is written and fsync'd. */
   async add(result: InstructionResult): Promise<PendingResult> {
     this.#seq++;
-    const message: ResultMessage = { type: 'result', id: randomUUID(), result };
+    const message = resultMessage(result);
     const file = join(this.dir, `${String(this.#seq).padStart(12, '0')}-${message.id}.json`);
     await writeFileAtomic(file, JSON.stringify(message), 0o600);
     const entry = { file, message };

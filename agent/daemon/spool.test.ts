@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { ReportMessage } from '../../shared/protocol.ts';
 import { type SpoolWarning, Spool, entryName } from './spool.ts';
-import { fullReport, hashReport, hostInventory, tempDir, withoutFirstPackages } from './testkit.ts';
+import { fullReport } from '../../shared/messages.ts';
+import { hashReport, hostInventory, tempDir, withoutFirstPackages } from '../../shared/testing/daemon-fixtures.ts';
 
 const inv = await hostInventory();
 

@@ -10,7 +10,7 @@ import { readData } from '../../shared/testing/data.ts';
 import { DEFAULT_COMMAND_TIMEOUT_MS, Executor, type ExecutorOptions, IN_PROGRESS_CODE, packageChanges, readInstalledPackages } from './executor.ts';
 import type { CommandRecord, Handler, HandlerContext, HandlerOutcome } from './handler.ts';
 import { LEDGER_CODE, Ledger } from './ledger.ts';
-import { fixture, patchInstruction, realSecurityUpgrades, sign, signRaw, type Fixture } from './testkit.ts';
+import { fixture, patchInstruction, realSecurityUpgrades, sign, signRaw, type Fixture } from '../../shared/testing/executor-fixtures.ts';
 import { REFUSAL_CODES } from './verify.ts';
 
 const base = mkdtempSync(join(tmpdir(), 'pw-executor-'));

@@ -3,7 +3,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { MAX_INSTRUCTION_BYTES, PatchTargetSchema, type Instruction, type SignedInstruction } from '../../shared/instructions.ts';
 import { signBytes } from '../../shared/signing.ts';
-import { fixture, patchInstruction, realSecurityUpgrades, sign, signRaw, type Fixture } from './testkit.ts';
+import { fixture, patchInstruction, realSecurityUpgrades, sign, signRaw, type Fixture } from '../../shared/testing/executor-fixtures.ts';
 import { MAX_ENVELOPE_BYTES, REFUSAL_CODES, unsafePackageName, verifyInstruction, type VerifyResult } from './verify.ts';
 
 const HOUR = 3600_000;

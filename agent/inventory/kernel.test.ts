@@ -9,7 +9,7 @@ import { createContext, runCommand } from './context.ts';
 import { readDpkgPackages } from './dpkg.ts';
 import { compareInstalledKernels, kernelSourceName, readKernel } from './kernel.ts';
 import { readReboot } from './reboot.ts';
-import { packagesFromRpmManifest } from './rpm-manifest.ts';
+import { packagesFromRpmManifest } from '../../shared/testing/rpm-manifest.ts';
 
 const data = join(import.meta.dirname, '..', '..', '..', 'shared', 'data');
 const NO_LIVEPATCH = { provider: 'none', active: false, effectiveVersion: null, fixedCves: [], modules: [] } as const;

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import type { Package } from '../../shared/protocol.ts';
 import { type CommandRunner, createContext, runCommand } from './context.ts';
-import { packagesFromRpmManifest } from './rpm-manifest.ts';
+import { packagesFromRpmManifest } from '../../shared/testing/rpm-manifest.ts';
 import { RPM_QUERY_FORMAT, findRpmDatabase, parseRpmQuery, readRpmPackages } from './rpm.ts';
 import { needs, TOOLS } from '../../shared/testing/system-tools.ts';
 

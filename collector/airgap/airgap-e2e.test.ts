@@ -19,7 +19,7 @@ import { signInstruction } from '../../shared/instructions.ts';
 import { encodeSignedFile } from '../../shared/signed-file.ts';
 import { generateKeyPair } from '../../shared/signing.ts';
 import { ApiTokenStore } from '../store/access.ts';
-import { startCollector } from '../gateway/testkit.ts';
+import { startCollector } from '../../shared/testing/collector-harness.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 const run = promisify(execFile);

@@ -12,7 +12,7 @@ import { encodeSignedFile } from '../../shared/signed-file.ts';
 import { runCaptured } from '../../shared/testing/capture.ts';
 import { dataPath } from '../../shared/testing/data.ts';
 import { feedCommand } from '../commands/feed.ts';
-import { EPSS_EXCERPT } from '../feeds/testkit.ts';
+import { EPSS_EXCERPT } from '../../shared/testing/feed-fixtures.ts';
 import { createLogger } from '../logger.ts';
 import { KEY_FILE, loadOrCreateKey } from '../signing-key.ts';
 import { openDatabase } from '../store/db.ts';

@@ -20,8 +20,8 @@ import { createLogger } from '../logger.ts';
 import { KEY_FILE, loadOrCreateKey } from '../signing-key.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase } from '../store/db.ts';
-import { dumpStoreFile } from '../store/testkit.ts';
-import { gzipBomb } from '../feeds/testkit.ts';
+import { dumpStoreFile } from '../../shared/testing/store-fixtures.ts';
+import { gzipBomb } from '../../shared/testing/feed-fixtures.ts';
 import { mkfifo } from '../../shared/testing/fifo.ts';
 import { feedSigner } from './feed-bundle.ts';
 

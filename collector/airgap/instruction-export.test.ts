@@ -9,7 +9,7 @@ import { COLLECTOR_SIGNER, parseSignedBody, readSignedFile } from '../../shared/
 import { generateKeyPair } from '../../shared/signing.ts';
 import { InstructionOutbox } from '../store/rollouts.ts';
 import { FleetStore } from '../store/fleet.ts';
-import { tempDatabase } from '../store/testkit.ts';
+import { tempDatabase } from '../../shared/testing/store-fixtures.ts';
 import { exportInstructions } from './instruction-export.ts';
 
 const NOW = new Date('2026-11-27T04:00:00.000Z');

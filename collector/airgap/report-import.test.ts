@@ -10,13 +10,13 @@ import type { Inventory } from '../../shared/protocol.ts';
 import { type Instruction, type InstructionResult, signInstruction } from '../../shared/instructions.ts';
 import { encodeSignedFile } from '../../shared/signed-file.ts';
 import { generateKeyPair, type KeyPair } from '../../shared/signing.ts';
-import { inventoryOf, rhel95Packages } from '../correlate/testkit.ts';
+import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixtures.ts';
 import type { Db } from '../store/db.ts';
 import { type Opened, openEngine } from '../commands/rollout.ts';
 import { sinksOf } from '../commands/reports.ts';
 import type { FleetStore } from '../store/fleet.ts';
 import { ReportImports } from '../store/report-imports.ts';
-import { tempDatabase } from '../store/testkit.ts';
+import { tempDatabase } from '../../shared/testing/store-fixtures.ts';
 import { mkfifo } from '../../shared/testing/fifo.ts';
 import { type ImportSinks, importReportFiles, reportFilesIn, type ReportFileOutcome } from './report-import.ts';
 

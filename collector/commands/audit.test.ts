@@ -14,7 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { runCaptured } from '../../shared/testing/capture.ts';
 import { dataPath } from '../../shared/testing/data.ts';
 import { generateKeyPair } from '../../shared/signing.ts';
-import { inventoryOf } from '../correlate/testkit.ts';
+import { inventoryOf } from '../../shared/testing/correlate-fixtures.ts';
 import { openDatabase } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
 import { agentCommand } from './agent.ts';

@@ -3,7 +3,7 @@
  * SQLite file, then hostile files against a store holding a good copy of the feed.
  */
 import assert from 'node:assert/strict';
-import { dumpStoreFile } from '../store/testkit.ts';
+import { dumpStoreFile } from '../../shared/testing/store-fixtures.ts';
 import type { FeedRow } from '../store/advisories.ts';
 import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
@@ -13,10 +13,10 @@ import { after, before, describe, it } from 'node:test';
 import { FindingsSchema } from '../../shared/protocol.ts';
 import { type Captured, runCaptured } from '../../shared/testing/capture.ts';
 import { dataPath, readData } from '../../shared/testing/data.ts';
-import { inventoryOf, rhel95Packages } from '../correlate/testkit.ts';
+import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixtures.ts';
 import { parseFeedPath } from '../feeds/import.ts';
 import { DEFAULT_READ_LIMITS } from '../feeds/reader.ts';
-import { buildZip, gzipBomb } from '../feeds/testkit.ts';
+import { buildZip, gzipBomb } from '../../shared/testing/feed-fixtures.ts';
 import { mkfifo } from '../../shared/testing/fifo.ts';
 import { openDatabase } from '../store/db.ts';
 import { feedCommand } from './feed.ts';

@@ -10,7 +10,7 @@ import { inventoryHash } from '../../shared/inventory-hash.ts';
 import type { Inventory } from '../../shared/protocol.ts';
 import { generateKeyPair } from '../../shared/signing.ts';
 import { dataPath } from '../../shared/testing/data.ts';
-import { inventoryOf, rhel95Packages } from '../correlate/testkit.ts';
+import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixtures.ts';
 import { importFeedPath } from '../feeds/store-import.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase } from '../store/db.ts';

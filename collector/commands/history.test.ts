@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { FindingsSchema, type Findings, type Package } from '../../shared/protocol.ts';
 import { dataPath } from '../../shared/testing/data.ts';
-import { inventoryOf } from '../correlate/testkit.ts';
+import { inventoryOf } from '../../shared/testing/correlate-fixtures.ts';
 import { exceptionCommand } from './exception.ts';
 import { feedCommand } from './feed.ts';
 import { scanCommand } from './scan.ts';

@@ -12,9 +12,9 @@ import { FindingsSchema, type Findings } from '../../shared/protocol.ts';
 import { runCaptured } from '../../shared/testing/capture.ts';
 import { dataPath } from '../../shared/testing/data.ts';
 import { fixFirst } from '../correlate/fix-order.ts';
-import { inventoryOf, rhel95Packages } from '../correlate/testkit.ts';
+import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixtures.ts';
 import { parseCsv } from '../feeds/csv.ts';
-import { EPSS_EXCERPT } from '../feeds/testkit.ts';
+import { EPSS_EXCERPT } from '../../shared/testing/feed-fixtures.ts';
 import { feedCommand } from './feed.ts';
 import { scanCommand } from './scan.ts';
 

@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { FindingsSchema, type Findings } from '../../shared/protocol.ts';
 import { type Captured, runCaptured } from '../../shared/testing/capture.ts';
 import { dataPath } from '../../shared/testing/data.ts';
-import { inventoryOf, rhel95Packages } from '../correlate/testkit.ts';
+import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixtures.ts';
 import { parseCsv } from '../feeds/csv.ts';
 import { importFeedPath } from '../feeds/store-import.ts';
 import { AdvisoryStore } from '../store/advisories.ts';

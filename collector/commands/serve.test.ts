@@ -15,7 +15,8 @@ import { promisify } from 'node:util';
 import { collectInventory } from '../../agent/inventory/inventory.ts';
 import { inventoryHash } from '../../shared/inventory-hash.ts';
 import type { Inventory } from '../../shared/protocol.ts';
-import { newKeys, TestAgent, variant } from '../gateway/testkit.ts';
+import { newKeys, TestAgent } from '../../shared/testing/fake-agent.ts';
+import { variant } from '../../shared/testing/collector-harness.ts';
 import { openDatabase } from '../store/db.ts';
 import { FleetStore, REPORTS_PER_AGENT } from '../store/fleet.ts';
 

@@ -11,7 +11,7 @@ import { generateKeyPair } from '../../shared/signing.ts';
 import { DATA_DIR } from '../../shared/testing/data.ts';
 import { startPostgres, type Postgres } from '../../shared/testing/postgres.ts';
 import { needs, TOOLS } from '../../shared/testing/system-tools.ts';
-import { inventoryOf, rhel95Packages } from '../correlate/testkit.ts';
+import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixtures.ts';
 import { importFeedPath } from '../feeds/store-import.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase } from '../store/db.ts';

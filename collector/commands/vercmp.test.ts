@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { Readable, Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { compareVersions, type VersionScheme } from '../../shared/versions/index.ts';
-import { readTsvVectors, readVersionList, seededRandom } from '../../shared/versions/vectors.ts';
+import { readTsvVectors, readVersionList, seededRandom } from '../../shared/testing/version-vectors.ts';
 import { vercmp } from './vercmp.ts';
 
 /** `text` as UTF-8, cut at seeded random byte offsets (through multi-byte characters too). */

@@ -5,7 +5,7 @@ import type { Inventory } from '../../shared/protocol.ts';
 import type { Advisory } from '../feeds/types.ts';
 import { Correlator, matchHash as matchHashOf } from './correlator.ts';
 import { DEFAULT_POLICY } from './policy.ts';
-import { inventoryOf, loadOsv, rhel95Packages } from './testkit.ts';
+import { inventoryOf, loadOsv, rhel95Packages } from '../../shared/testing/correlate-fixtures.ts';
 
 const ctx = { policy: DEFAULT_POLICY, now: new Date('2026-11-26T18:00:00Z'), kev: new Map() };
 

@@ -4,7 +4,7 @@ import { dataPath } from '../../shared/testing/data.ts';
 import type { Package } from '../../shared/protocol.ts';
 import { Correlator } from './correlator.ts';
 import { DEFAULT_POLICY } from './policy.ts';
-import { inventoryOf, loadOsv, rhel95Packages, rpmOracle } from './testkit.ts';
+import { inventoryOf, loadOsv, rhel95Packages, rpmOracle } from '../../shared/testing/correlate-fixtures.ts';
 import { needs, TOOLS } from '../../shared/testing/system-tools.ts';
 
 const NOW = new Date('2026-11-26T18:00:00Z');

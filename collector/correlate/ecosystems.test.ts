@@ -10,7 +10,7 @@ import { dataPath } from '../../shared/testing/data.ts';
 import { parseFeedPath } from '../feeds/import.ts';
 import { Correlator } from './correlator.ts';
 import { DEFAULT_POLICY, DuePolicySchema } from './policy.ts';
-import { dpkgOracle, inventoryOf, loadOsv } from './testkit.ts';
+import { dpkgOracle, inventoryOf, loadOsv } from '../../shared/testing/correlate-fixtures.ts';
 import { needs, TOOLS } from '../../shared/testing/system-tools.ts';
 
 const NOW = new Date('2026-11-26T18:00:00Z');

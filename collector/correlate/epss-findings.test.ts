@@ -10,13 +10,13 @@ import { FindingSchema, type Finding } from '../../shared/protocol.ts';
 import { parseConfig } from '../config.ts';
 import { dataPath } from '../../shared/testing/data.ts';
 import { parseEpssCsv, type EpssScore } from '../feeds/epss.ts';
-import { EPSS_EXCERPT } from '../feeds/testkit.ts';
+import { EPSS_EXCERPT } from '../../shared/testing/feed-fixtures.ts';
 import { FeedReport } from '../feeds/types.ts';
 import { Correlator } from './correlator.ts';
 import { topEpss } from './findings.ts';
 import { fixFirst } from './fix-order.ts';
 import { DEFAULT_POLICY, DuePolicySchema, type DuePolicy } from './policy.ts';
-import { inventoryOf, loadOsv, rhel95Packages } from './testkit.ts';
+import { inventoryOf, loadOsv, rhel95Packages } from '../../shared/testing/correlate-fixtures.ts';
 
 const epss = new Map<string, EpssScore>(parseEpssCsv(readFileSync(EPSS_EXCERPT, 'utf8'), new FeedReport()).entries.map((e) => [e.cve, { score: e.score, percentile: e.percentile }]));
 const NOW = new Date('2026-10-01T00:00:00Z');

@@ -13,7 +13,7 @@ import type { Advisory } from '../feeds/types.ts';
 import { Correlator } from './correlator.ts';
 import { releaseStream } from './match.ts';
 import { DEFAULT_POLICY } from './policy.ts';
-import { inventoryOf } from './testkit.ts';
+import { inventoryOf } from '../../shared/testing/correlate-fixtures.ts';
 
 const ctx = { policy: DEFAULT_POLICY, now: new Date('2026-11-26T18:00:00Z'), kev: new Map() };
 

@@ -12,7 +12,7 @@ import type { Advisory } from '../feeds/types.ts';
 import { Correlator, MAX_MATCH_WARNINGS } from './correlator.ts';
 import { MAX_FINDING_BINARIES } from './match.ts';
 import { DEFAULT_POLICY } from './policy.ts';
-import { inventoryOf, loadDebianLists, manyBinaries } from './testkit.ts';
+import { inventoryOf, loadDebianLists, manyBinaries } from '../../shared/testing/correlate-fixtures.ts';
 
 const ctx = { policy: DEFAULT_POLICY, now: new Date('2026-11-26T18:00:00Z'), kev: new Map() };
 /** Debian:11 sources with the most DSA/DLA entries in the real lists (chromium 39, firefox-esr 22, ...). */

@@ -17,15 +17,15 @@ import { runCaptured } from '../../shared/testing/capture.ts';
 import { generateKeyPair } from '../../shared/signing.ts';
 import { feedCommand } from '../commands/feed.ts';
 import { parseConfig } from '../config.ts';
-import { inventoryOf, rhel95Packages } from '../correlate/testkit.ts';
+import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixtures.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase, type Db } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
 import { enrolledEcosystems } from '../store/host-ecosystems.ts';
-import { tempDatabase } from '../store/testkit.ts';
+import { tempDatabase } from '../../shared/testing/store-fixtures.ts';
 import { CATALOGUE, entriesFor, selectSources, UPSTREAM_BASES } from './catalogue.ts';
 import { syncFeed } from './sync.ts';
-import { catalogueServer, withCatalogueBase } from './testkit.ts';
+import { catalogueServer, withCatalogueBase } from '../../shared/testing/feed-fixtures.ts';
 
 const execFileAsync = promisify(execFile);
 const NOW = new Date('2026-11-26T18:00:00.000Z');

@@ -9,7 +9,7 @@ import { dataPath } from '../../shared/testing/data.ts';
 import { needs, TOOLS } from '../../shared/testing/system-tools.ts';
 import { Correlator } from '../correlate/correlator.ts';
 import { DEFAULT_POLICY } from '../correlate/policy.ts';
-import { inventoryOf, rpmOracle } from '../correlate/testkit.ts';
+import { inventoryOf, rpmOracle } from '../../shared/testing/correlate-fixtures.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase } from '../store/db.ts';
 import { CSAF_LIMITS, ecosystemOfCpe, parseCsaf } from './csaf.ts';

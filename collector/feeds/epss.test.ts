@@ -7,11 +7,11 @@ import { gzipSync } from 'node:zlib';
 import { PatchwardenError } from '../../shared/errors.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { EpssStore } from '../store/epss.ts';
-import { tempDatabase } from '../store/testkit.ts';
+import { tempDatabase } from '../../shared/testing/store-fixtures.ts';
 import { detectFormat } from './detect.ts';
 import { parseEpssCsv } from './epss.ts';
 import { importFeedPath } from './store-import.ts';
-import { EPSS_EXCERPT } from './testkit.ts';
+import { EPSS_EXCERPT } from '../../shared/testing/feed-fixtures.ts';
 import { FeedReport } from './types.ts';
 
 const text = readFileSync(EPSS_EXCERPT, 'utf8');

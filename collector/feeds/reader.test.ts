@@ -10,7 +10,7 @@ import { gunzipSync, gzipSync } from 'node:zlib';
 import { FeedFormatError, InputTooLargeError, PatchwardenError, SourceUnavailableError } from '../../shared/errors.ts';
 import { seededRandom } from '../../shared/testing/random.ts';
 import { readFeedFile, readJsonLines, type FeedRecord, type ReadOptions } from './reader.ts';
-import { buildZip, gzipBomb } from './testkit.ts';
+import { buildZip, gzipBomb } from '../../shared/testing/feed-fixtures.ts';
 import { FeedReport } from './types.ts';
 import { needs, TOOLS } from '../../shared/testing/system-tools.ts';
 

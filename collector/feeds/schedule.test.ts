@@ -8,16 +8,16 @@ import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
 import { generateKeyPair } from '../../shared/signing.ts';
 import { parseConfig } from '../config.ts';
-import { inventoryOf, rhel95Packages } from '../correlate/testkit.ts';
+import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixtures.ts';
 import { createLogger } from '../logger.ts';
-import { captureLogger } from '../testkit.ts';
+import { captureLogger } from '../../shared/testing/capture-logger.ts';
 import { createCollector } from '../server.ts';
 import { AdvisoryStore, type FeedRow } from '../store/advisories.ts';
 import { FleetStore } from '../store/fleet.ts';
-import { tempDatabase, dumpStore } from '../store/testkit.ts';
+import { tempDatabase, dumpStore } from '../../shared/testing/store-fixtures.ts';
 import { DEFAULT_FEED_SCHEDULE, dueAtStart, nextRunAt, OFFLINE_HINT } from './schedule.ts';
 import type { SyncOutcome } from './sync.ts';
-import { catalogueServer, withCatalogueBase } from './testkit.ts';
+import { catalogueServer, withCatalogueBase } from '../../shared/testing/feed-fixtures.ts';
 
 describe('nextRunAt', () => {
   const cases: [string, string, string, number, number, string][] = [

@@ -17,9 +17,9 @@ import { DATA_DIR } from '../../shared/testing/data.ts';
 import { feedCommand } from '../commands/feed.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase, type Db } from '../store/db.ts';
-import { tempDatabase } from '../store/testkit.ts';
+import { tempDatabase } from '../../shared/testing/store-fixtures.ts';
 import { syncFeed, type SyncOptions } from './sync.ts';
-import { gzipBomb, listenForTest as listen } from './testkit.ts';
+import { gzipBomb, listenForTest as listen } from '../../shared/testing/feed-fixtures.ts';
 
 const T0 = new Date('2026-11-26T18:00:00.000Z');
 const T1 = new Date('2026-11-26T19:00:00.000Z');

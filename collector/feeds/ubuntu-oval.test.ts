@@ -14,14 +14,14 @@ import { runCaptured } from '../../shared/testing/capture.ts';
 import { dataPath } from '../../shared/testing/data.ts';
 import { feedCommand } from '../commands/feed.ts';
 import { Correlator } from '../correlate/correlator.ts';
-import { dpkgOracle, ubuntuNobleInventory } from '../correlate/testkit.ts';
+import { dpkgOracle, ubuntuNobleInventory } from '../../shared/testing/correlate-fixtures.ts';
 import { needs, TOOLS } from '../../shared/testing/system-tools.ts';
-import { dumpStoreFile, tempDatabase } from '../store/testkit.ts';
+import { dumpStoreFile, tempDatabase } from '../../shared/testing/store-fixtures.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { createServer } from 'node:http';
 import { EnvHttpProxyAgent } from 'undici';
 import { syncFeed } from './sync.ts';
-import { listenForTest } from './testkit.ts';
+import { listenForTest } from '../../shared/testing/feed-fixtures.ts';
 import { parseFeedPath, type ParsedFeed } from './import.ts';
 import { type Advisory, AdvisorySchema } from './types.ts';
 

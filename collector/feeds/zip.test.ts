@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FeedFormatError, InputTooLargeError } from '../../shared/errors.ts';
-import { buildZip } from './testkit.ts';
+import { buildZip } from '../../shared/testing/feed-fixtures.ts';
 import { crc32, isUnsafeEntryName, ZipArchive } from './zip.ts';
 import { needs, TOOLS } from '../../shared/testing/system-tools.ts';
 

@@ -19,7 +19,7 @@ import { dataPath } from '../../shared/testing/data.ts';
 import { feedCommand } from '../commands/feed.ts';
 import { DEFAULT_POLICY } from '../correlate/policy.ts';
 import { createLogger } from '../logger.ts';
-import { hostInventory } from '../rollout/testkit.ts';
+import { hostInventory } from '../../shared/testing/rollout-bench.ts';
 import { openDatabase } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
 import { FindingHistoryStore } from '../store/history.ts';

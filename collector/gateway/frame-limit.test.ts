@@ -10,7 +10,9 @@ import { openDatabase } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
 import { assertFrameLimitSupported, frameLimitOf, setFrameLimit } from './frame-limit.ts';
 import { PRE_AUTH_MAX_PAYLOAD } from './gateway.ts';
-import { helloMessage, newKeys, paddedHelloFrame, preAuthFrameFlood, serveInChild, startCollector, TestAgent } from './testkit.ts';
+import { helloFrame, newKeys, TestAgent } from '../../shared/testing/fake-agent.ts';
+import { paddedHelloFrame, preAuthFrameFlood, serveInChild } from '../../shared/testing/collector-process.ts';
+import { startCollector } from '../../shared/testing/collector-harness.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 
@@ -75,7 +77,7 @@ const frameCases: FrameCase[] = [
   {
     name: 'a report sent right behind the hello, before the welcome, is read with the raised limit',
     send: (c, nonce, a) => {
-      c.send(helloMessage(nonce, a.agentId, a.keys));
+      c.send(helloFrame(nonce, a.agentId, a.keys));
       c.send({ type: 'report', id: '7f1c8f43-5d3c-4b8e-9a51-1c1b2f0e4a10', hash: inventoryHash(thisHost), inventory: thisHost });
     },
     expect: 'ack',
@@ -105,7 +107,7 @@ describe('frame-limit: frames before and after authentication (in-process collec
   it('the largest valid enroll is far under the limit, a hello further still', () => {
     const enroll = Buffer.byteLength(largestEnroll());
     assert.ok(enroll > 1000 && enroll < PRE_AUTH_MAX_PAYLOAD / 2, `${enroll} bytes`);
-    const hello = Buffer.byteLength(JSON.stringify(helloMessage('n'.repeat(43), '7f1c8f43-5d3c-4b8e-9a51-1c1b2f0e4a10', newKeys(), PROTOCOL_VERSION)));
+    const hello = Buffer.byteLength(JSON.stringify(helloFrame('n'.repeat(43), '7f1c8f43-5d3c-4b8e-9a51-1c1b2f0e4a10', newKeys(), PROTOCOL_VERSION)));
     assert.ok(hello < 400, `${hello} bytes`);
   });
 });

@@ -12,14 +12,16 @@ import { ProtocolError } from '../../shared/errors.ts';
 import { inventoryHash, packageSetHash } from '../../shared/inventory-hash.ts';
 import { type Inventory, PROTOCOL_VERSION } from '../../shared/protocol.ts';
 import { dataPath } from '../../shared/testing/data.ts';
-import { inventoryOf, rhel95Packages } from '../correlate/testkit.ts';
+import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixtures.ts';
 import { importFeedPath } from '../feeds/store-import.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase, type Db } from '../store/db.ts';
 import { connect } from 'node:net';
 import { HTTP_HEADERS_TIMEOUT_MS } from '../server.ts';
 import { PRE_AUTH_MAX_PAYLOAD } from './gateway.ts';
-import { enrollMessage, floodIdleUpgrades, helloMessage, newKeys, startCollector, TestAgent, type TestCollector, variant } from './testkit.ts';
+import { enrollFrame, helloFrame, newKeys, TestAgent } from '../../shared/testing/fake-agent.ts';
+import { floodIdleUpgrades } from '../../shared/testing/collector-process.ts';
+import { startCollector, type TestCollector, variant } from '../../shared/testing/collector-harness.ts';
 import { FindingHistoryStore } from '../store/history.ts';
 
 const run = promisify(execFile);
@@ -60,7 +62,7 @@ describe('gateway: the good path', () => {
     const client = await TestAgent.connect(tc.collector.agentUrl);
     const nonce = await client.challenge();
     assert.match(nonce, /^[A-Za-z0-9_-]{43}$/);
-    client.send(enrollMessage(token, keys, { hostname: thisHost.host.hostname, machineId: thisHost.host.machineId }));
+    client.send(enrollFrame(token, keys, { hostname: thisHost.host.hostname, machineId: thisHost.host.machineId }));
     const enrolled = await client.expect('enrolled');
     assert.equal(enrolled.collectorPublicKey, tc.collector.publicKey);
     const welcome = await client.expect('welcome');
@@ -191,7 +193,7 @@ describe('gateway: the good path', () => {
     // A refused enroll with a token that was used up, logged as a warning.
     const again = await TestAgent.connect(tc.collector.agentUrl);
     await again.challenge();
-    again.send(enrollMessage(token, newKeys()));
+    again.send(enrollFrame(token, newKeys()));
     await again.refusal();
     await client.close();
     assert.ok(tc.logs.length > 3);
@@ -284,7 +286,7 @@ const badCases: BadCase[] = [
       return {
         client,
         bad: () => {
-          client.send({ ...helloMessage(nonce, agentId, keys), admin: true });
+          client.send({ ...helloFrame(nonce, agentId, keys), admin: true });
         },
       };
     },
@@ -300,18 +302,18 @@ const badCases: BadCase[] = [
     name: 'a hello signed with the wrong key',
     setup: async (tc) => {
       const { agentId } = await enrolledOffline(tc);
-      return raw((nonce) => JSON.stringify(helloMessage(nonce, agentId, newKeys())))(tc);
+      return raw((nonce) => JSON.stringify(helloFrame(nonce, agentId, newKeys())))(tc);
     },
     code: 'PW_ERR_UNAUTHENTICATED',
     closeCode: 4001,
   },
-  { name: 'a hello for an agent id that was never enrolled', setup: raw((nonce) => JSON.stringify(helloMessage(nonce, randomUUID(), newKeys()))), code: 'PW_ERR_UNAUTHENTICATED', closeCode: 4001 },
+  { name: 'a hello for an agent id that was never enrolled', setup: raw((nonce) => JSON.stringify(helloFrame(nonce, randomUUID(), newKeys()))), code: 'PW_ERR_UNAUTHENTICATED', closeCode: 4001 },
   {
     name: "a hello signed with the agent's own key but naming another agent's id",
     setup: async (tc) => {
       const mine = await enrolledOffline(tc);
       const other = await enrolledOffline(tc);
-      return raw((nonce) => JSON.stringify({ ...helloMessage(nonce, mine.agentId, mine.keys), agentId: other.agentId }))(tc);
+      return raw((nonce) => JSON.stringify({ ...helloFrame(nonce, mine.agentId, mine.keys), agentId: other.agentId }))(tc);
     },
     code: 'PW_ERR_UNAUTHENTICATED',
     closeCode: 4001,
@@ -333,7 +335,7 @@ const badCases: BadCase[] = [
     setup: async (tc) => {
       const { agentId, keys } = await enrolledOffline(tc);
       tc.collector.fleet.revokeAgent(agentId, 'test');
-      return raw((nonce) => JSON.stringify(helloMessage(nonce, agentId, keys)))(tc);
+      return raw((nonce) => JSON.stringify(helloFrame(nonce, agentId, keys)))(tc);
     },
     code: 'PW_ERR_AGENT_REVOKED',
     closeCode: 4003,
@@ -342,7 +344,7 @@ const badCases: BadCase[] = [
     name: 'protocol 2.0.0',
     setup: async (tc) => {
       const { agentId, keys } = await enrolledOffline(tc);
-      return raw((nonce) => JSON.stringify(helloMessage(nonce, agentId, keys, '2.0.0')))(tc);
+      return raw((nonce) => JSON.stringify(helloFrame(nonce, agentId, keys, '2.0.0')))(tc);
     },
     code: 'PW_ERR_PROTOCOL_VERSION',
     closeCode: 4005,
@@ -354,7 +356,7 @@ const badCases: BadCase[] = [
       const first = await TestAgent.connect(tc.collector.agentUrl);
       await first.enroll(token, newKeys());
       await first.close();
-      return raw(() => JSON.stringify(enrollMessage(token, newKeys())))(tc);
+      return raw(() => JSON.stringify(enrollFrame(token, newKeys())))(tc);
     },
     code: 'PW_ERR_TOKEN_REFUSED',
     closeCode: 4004,
@@ -363,12 +365,12 @@ const badCases: BadCase[] = [
     name: 'an expired enrollment token',
     setup: async (tc) => {
       const { token } = tc.collector.fleet.createEnrollmentToken({ uses: 5, ttlMs: 3600_000, createdBy: 'test' }, new Date(Date.now() - 2 * 3600_000));
-      return raw(() => JSON.stringify(enrollMessage(token, newKeys())))(tc);
+      return raw(() => JSON.stringify(enrollFrame(token, newKeys())))(tc);
     },
     code: 'PW_ERR_TOKEN_REFUSED',
     closeCode: 4004,
   },
-  { name: 'an unknown enrollment token', setup: raw(() => JSON.stringify(enrollMessage('u'.repeat(43), newKeys()))), code: 'PW_ERR_TOKEN_REFUSED', closeCode: 4004 },
+  { name: 'an unknown enrollment token', setup: raw(() => JSON.stringify(enrollFrame('u'.repeat(43), newKeys()))), code: 'PW_ERR_TOKEN_REFUSED', closeCode: 4004 },
   {
     name: 'enrolling a public key that is enrolled already',
     setup: async (tc) => {
@@ -377,7 +379,7 @@ const badCases: BadCase[] = [
       const first = await TestAgent.connect(tc.collector.agentUrl);
       await first.enroll(token, keys);
       await first.close();
-      return raw(() => JSON.stringify(enrollMessage(token, keys)))(tc);
+      return raw(() => JSON.stringify(enrollFrame(token, keys)))(tc);
     },
     code: 'PW_ERR_ALREADY_ENROLLED',
     closeCode: 4004,
@@ -393,7 +395,7 @@ const badCases: BadCase[] = [
       name: `enroll with hostname ${h}`,
       setup: async (tc) => {
         const { token } = tc.collector.fleet.createEnrollmentToken({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
-        return raw(() => JSON.stringify(enrollMessage(token, newKeys(), { hostname: h })))(tc);
+        return raw(() => JSON.stringify(enrollFrame(token, newKeys(), { hostname: h })))(tc);
       },
       code: 'PW_ERR_PROTOCOL',
       closeCode: 4000,
@@ -416,7 +418,7 @@ const badCases: BadCase[] = [
       return {
         client,
         bad: () => {
-          client.send(helloMessage('n'.repeat(43), agentId, keys));
+          client.send(helloFrame('n'.repeat(43), agentId, keys));
         },
       };
     },

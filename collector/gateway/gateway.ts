@@ -21,6 +21,7 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { CLOSE, ProtocolError } from '../../shared/errors.ts';
 import { inventoryHash, packageSetRef } from '../../shared/inventory-hash.ts';
 import type { InstructionResult } from '../../shared/instructions.ts';
+import { ackMessage, challengeMessage } from '../../shared/messages.ts';
 import { acceptsProtocol, PROTOCOL_MAJOR } from '../../shared/protocol-version.ts';
 import {
   AgentMessageSchema,
@@ -337,7 +338,7 @@ export class Gateway {
       this.#closedSession(s, code, reason.toString('utf8'));
     });
     log.debug('agent connection opened');
-    this.#send(s, { type: 'challenge', protocol: PROTOCOL_VERSION, nonce });
+    this.#send(s, challengeMessage(nonce));
   }
 
   #handle(s: Session, data: RawData, isBinary: boolean, arrived: bigint): void {
@@ -510,7 +511,7 @@ export class Gateway {
 
   #ack(s: Session, id: string, status: 'stored' | 'unchanged' | 'duplicate' | 'packages-unknown', arrived: bigint): void {
     this.stats.reports[status]++;
-    this.#send(s, { type: 'ack', id, status });
+    this.#send(s, ackMessage(id, status));
     s.reportPending = false;
     this.#opts.onReport?.(status, Number(process.hrtime.bigint() - arrived) / 1e9);
     s.log.debug({ reportId: id, status }, 'report acknowledged');
@@ -523,7 +524,7 @@ export class Gateway {
     // arrived, is refused by the agent as a replay: that says nothing about how it went.
     if (result.code === 'PW_ERR_INSTRUCTION_REPLAYED') {
       s.log.info({ instructionId: result.instructionId }, 'the agent had run this instruction already; waiting for its result');
-      this.#send(s, { type: 'ack', id, status: 'stored' });
+      this.#send(s, ackMessage(id, 'stored'));
       return;
     }
     let known;
@@ -533,7 +534,7 @@ export class Gateway {
       throw this.#internal(s, err);
     }
     s.log[known ? 'info' : 'warn']({ instructionId: result.instructionId, status: result.status, code: result.code, known }, 'instruction result');
-    this.#send(s, { type: 'ack', id, status: 'stored' });
+    this.#send(s, ackMessage(id, 'stored'));
   }
 
   #internal(s: Session, err: unknown): ProtocolError {

@@ -8,14 +8,14 @@ import { dataPath } from '../../shared/testing/data.ts';
 import { Correlator } from '../correlate/correlator.ts';
 import type { FindingContext } from '../correlate/findings.ts';
 import { DEFAULT_POLICY } from '../correlate/policy.ts';
-import { inventoryOf, loadOsv, rhel95Packages } from '../correlate/testkit.ts';
+import { inventoryOf, loadOsv, rhel95Packages } from '../../shared/testing/correlate-fixtures.ts';
 import type { Advisory } from '../feeds/types.ts';
 import { createLogger } from '../logger.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import type { Db } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
 import { FindingHistoryStore } from '../store/history.ts';
-import { tempDatabase } from '../store/testkit.ts';
+import { tempDatabase } from '../../shared/testing/store-fixtures.ts';
 import { HostFindings } from './host-findings.ts';
 import { findingsStores } from '../store/stores.ts';
 

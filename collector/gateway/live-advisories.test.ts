@@ -15,7 +15,7 @@ import { dataPath } from '../../shared/testing/data.ts';
 import { feedCommand } from '../commands/feed.ts';
 import { indexKey } from '../correlate/advisory-index.ts';
 import { planInventory } from '../correlate/match.ts';
-import { hostInventory } from '../rollout/testkit.ts';
+import { hostInventory } from '../../shared/testing/rollout-bench.ts';
 import { ApiTokenStore } from '../store/access.ts';
 import { openDatabase } from '../store/db.ts';
 import { randomUUID } from 'node:crypto';
@@ -25,8 +25,8 @@ import { DEFAULT_POLICY } from '../correlate/policy.ts';
 import { createLogger } from '../logger.ts';
 import { FleetStore } from '../store/fleet.ts';
 import { HostFindings } from './host-findings.ts';
+import { sink, startCollector, until } from '../../shared/testing/collector-harness.ts';
 import { findingsStores } from '../store/stores.ts';
-import { sink, startCollector, until } from './testkit.ts';
 
 const TICK_MS = 200;
 /** One tick, plus the time to correlate one host and answer: far under a second. */

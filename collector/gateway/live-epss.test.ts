@@ -14,10 +14,10 @@ import type { Finding, Findings } from '../../shared/protocol.ts';
 import { dataPath } from '../../shared/testing/data.ts';
 import { feedCommand } from '../commands/feed.ts';
 import { fixFirst } from '../correlate/fix-order.ts';
-import { EPSS_EXCERPT } from '../feeds/testkit.ts';
-import { hostInventory } from '../rollout/testkit.ts';
+import { EPSS_EXCERPT } from '../../shared/testing/feed-fixtures.ts';
+import { hostInventory } from '../../shared/testing/rollout-bench.ts';
 import { ApiTokenStore } from '../store/access.ts';
-import { sink, startCollector, until } from './testkit.ts';
+import { sink, startCollector, until } from '../../shared/testing/collector-harness.ts';
 
 const TICK_MS = 200;
 const WITHIN_MS = TICK_MS + 1000;

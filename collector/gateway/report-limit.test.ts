@@ -8,11 +8,12 @@ import { collectInventory } from '../../agent/inventory/inventory.ts';
 import { inventoryHash } from '../../shared/inventory-hash.ts';
 import { type Inventory, InventorySchema, LIMITS, ReportMessageSchema } from '../../shared/protocol.ts';
 import { probeLatency } from '../../shared/testing/http-latency.ts';
-import { inventoryOf, manyBinaries } from '../correlate/testkit.ts';
+import { inventoryOf, manyBinaries } from '../../shared/testing/correlate-fixtures.ts';
 import { openDatabase } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
 import { assertFrameWithinPackageLimit, assertReportWithinPackageLimit, countJsonObjects, MAX_FRAME_OBJECTS } from './report-limit.ts';
-import { newKeys, serveInChild, TestAgent } from './testkit.ts';
+import { newKeys, TestAgent } from '../../shared/testing/fake-agent.ts';
+import { serveInChild } from '../../shared/testing/collector-process.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 /** The figure: /healthz must answer within this while a huge report is refused or processed. */

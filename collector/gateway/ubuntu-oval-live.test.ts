@@ -11,9 +11,9 @@ import type { Findings } from '../../shared/protocol.ts';
 import { dataPath } from '../../shared/testing/data.ts';
 import { runCaptured } from '../../shared/testing/capture.ts';
 import { feedCommand } from '../commands/feed.ts';
-import { ubuntuNobleInventory } from '../correlate/testkit.ts';
+import { ubuntuNobleInventory } from '../../shared/testing/correlate-fixtures.ts';
 import { ApiTokenStore } from '../store/access.ts';
-import { startCollector, until } from './testkit.ts';
+import { startCollector, until } from '../../shared/testing/collector-harness.ts';
 
 const TICK_MS = 200;
 const NOBLE = dataPath('oval', 'com.ubuntu.noble.usn.oval.xml.gz');

@@ -8,7 +8,7 @@ import { findingsStores } from '../store/stores.ts';
 import { DEFAULT_POLICY } from '../correlate/policy.ts';
 import { FindingHistoryStore } from '../store/history.ts';
 import { createLogger } from '../logger.ts';
-import { almaInventory, auth, debianInventory, type Fixture, HOSTILE_HOSTNAME, makeFixture, NOW } from './testkit.ts';
+import { almaInventory, auth, debianInventory, type Fixture, HOSTILE_HOSTNAME, makeFixture, NOW } from '../../shared/testing/http-fixture.ts';
 
 interface HostItem {
   id: string;

@@ -5,7 +5,8 @@ import { DEFAULT_POLICY } from '../correlate/policy.ts';
 import { HostFindings } from '../gateway/host-findings.ts';
 import { findingsStores } from '../store/stores.ts';
 import { createLogger } from '../logger.ts';
-import { almaInventory, auth, debianInventory, type Fixture, makeFixture, NOW, parseWithPrometheusClient, sample } from './testkit.ts';
+import { almaInventory, auth, debianInventory, type Fixture, makeFixture, NOW } from '../../shared/testing/http-fixture.ts';
+import { parseWithPrometheusClient, sample } from '../../shared/testing/prometheus-text.ts';
 import { needs, TOOLS } from '../../shared/testing/system-tools.ts';
 
 describe('GET /healthz', () => {

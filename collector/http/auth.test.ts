@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { getRequestListener } from '@hono/node-server';
 import { AUTH_FAILURE_BURST, AUTH_FAILURE_REFILL_MS, AuthFailureLimiter } from './auth-limiter.ts';
-import { type Fixture, makeFixture } from './testkit.ts';
+import { type Fixture, makeFixture } from '../../shared/testing/http-fixture.ts';
 
 interface Answer {
   status: number;

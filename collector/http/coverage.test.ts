@@ -12,7 +12,8 @@ import { importFeedPath } from '../feeds/store-import.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { removeFeed } from '../store/feed-removal.ts';
 import type { FeedJson, HostJson, Summary } from './views.ts';
-import { auth, debianInventory, makeFixture, NOW, parseWithPrometheusClient, sample, type Fixture } from './testkit.ts';
+import { auth, debianInventory, makeFixture, NOW, type Fixture } from '../../shared/testing/http-fixture.ts';
+import { parseWithPrometheusClient, sample } from '../../shared/testing/prometheus-text.ts';
 
 const HOUR = 3600_000;
 const DSA = dataPath('debian', 'DSA-list.gz');

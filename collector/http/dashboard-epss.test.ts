@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Finding } from '../../shared/protocol.ts';
 import { importFeedPath } from '../feeds/store-import.ts';
-import { EPSS_EXCERPT } from '../feeds/testkit.ts';
+import { EPSS_EXCERPT } from '../../shared/testing/feed-fixtures.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
-import { almaInventory, type Fixture, makeFixture, NOW } from './testkit.ts';
+import { almaInventory, type Fixture, makeFixture, NOW } from '../../shared/testing/http-fixture.ts';
 
 function rows(htmlText: string, tableId: string): string[] {
   const table = new RegExp(`<table id="${tableId}">([\\s\\S]*?)</table>`).exec(htmlText)?.[1] ?? '';

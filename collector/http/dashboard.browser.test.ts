@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { getRequestListener } from '@hono/node-server';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { AdvisoryStore } from '../store/advisories.ts';
-import { almaInventory, debianInventory, type Fixture, HOSTILE_HOSTNAME, makeFixture } from './testkit.ts';
+import { almaInventory, debianInventory, type Fixture, HOSTILE_HOSTNAME, makeFixture } from '../../shared/testing/http-fixture.ts';
 import { needs, TOOLS } from '../../shared/testing/system-tools.ts';
 
 const CHROMIUM = TOOLS.chromium.path;

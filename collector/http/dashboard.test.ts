@@ -5,7 +5,7 @@ import { importFeedPath } from '../feeds/store-import.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { SESSION_TTL_MS } from './auth.ts';
 import { DASHBOARD_CSP } from './dashboard.ts';
-import { almaInventory, debianInventory, type Fixture, HOSTILE_HOSTNAME, makeFixture, NOW } from './testkit.ts';
+import { almaInventory, debianInventory, type Fixture, HOSTILE_HOSTNAME, makeFixture, NOW } from '../../shared/testing/http-fixture.ts';
 
 const ORIGIN = 'http://localhost';
 

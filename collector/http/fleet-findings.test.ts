@@ -8,7 +8,7 @@ import { apiStores } from '../store/stores.ts';
 import { FindingHistoryStore } from '../store/history.ts';
 import { DEFAULT_POLICY } from '../correlate/policy.ts';
 import { FleetFindings } from './fleet-findings.ts';
-import { almaInventory, debianInventory, type Fixture, makeFixture, NOW } from './testkit.ts';
+import { almaInventory, debianInventory, type Fixture, makeFixture, NOW } from '../../shared/testing/http-fixture.ts';
 
 const HOUR = 3600_000;
 

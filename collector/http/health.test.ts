@@ -12,7 +12,7 @@ import { before, describe, it, type TestContext } from 'node:test';
 import { collectInventory } from '../../agent/inventory/inventory.ts';
 import type { Inventory } from '../../shared/protocol.ts';
 import { seededRandom } from '../../shared/testing/random.ts';
-import { startCollector } from '../gateway/testkit.ts';
+import { startCollector } from '../../shared/testing/collector-harness.ts';
 import { openDatabase } from '../store/db.ts';
 import { FleetStore } from '../store/fleet.ts';
 import { createCollector } from '../server.ts';

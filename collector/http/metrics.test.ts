@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseWithPrometheusClient } from './testkit.ts';
+import { parseWithPrometheusClient } from '../../shared/testing/prometheus-text.ts';
 import { createMetrics, escapeHelp, escapeLabelValue, formatValue, MAX_SERIES_PER_METRIC, Registry } from './metrics.ts';
 import { needs, TOOLS } from '../../shared/testing/system-tools.ts';
 

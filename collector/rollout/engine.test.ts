@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { instructionSignatureValid, type PatchInstruction } from '../../shared/instructions.ts';
-import { type Bench, BIND, bindPlan as plan, hostInventory, instructionOf, makeBench, NOW, resultFor } from './testkit.ts';
+import { type Bench, BIND, bindPlan as plan, hostInventory, instructionOf, makeBench, NOW, resultFor } from '../../shared/testing/rollout-bench.ts';
 
 const MIN = 60_000;
 const at = (m: number) => new Date(NOW.getTime() + m * MIN);

@@ -11,14 +11,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { generateKeyPair } from '../../shared/signing.ts';
 import { INSTRUCTION_SCHEMA, type Instruction, type PatchInstruction, signInstruction } from '../../shared/instructions.ts';
 import { dataPath } from '../../shared/testing/data.ts';
-import { loadOsv } from '../correlate/testkit.ts';
+import { loadOsv } from '../../shared/testing/correlate-fixtures.ts';
 import type { Advisory } from '../feeds/types.ts';
-import { startCollector } from '../gateway/testkit.ts';
+import { startCollector } from '../../shared/testing/collector-harness.ts';
 import type { Collector } from '../server.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import type { PlanInput } from './plan.ts';
-import { checkInstruction, SimAgent } from './sim-agent.ts';
-import { hostInventory, type HostSpec } from './testkit.ts';
+import { checkInstruction, SimAgent } from '../../shared/testing/fleet-sim.ts';
+import { hostInventory, type HostSpec } from '../../shared/testing/rollout-bench.ts';
 
 const TICK_MS = 50;
 const MIN = 60_000;

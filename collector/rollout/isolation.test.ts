@@ -18,7 +18,7 @@ import { apiStores } from '../store/stores.ts';
 import { splitWaves } from './waves.ts';
 import { LIMITS } from '../../shared/grammar.ts';
 import { MAX_INSTRUCTION_BYTES, type PatchInstruction } from '../../shared/instructions.ts';
-import { type Bench, BIG_ADVISORIES, bigAdvisories, bigInventory, BIND, bindPlan, hostInventory, instructionOf, makeBench, NOW, poison, POISON_ADVISORY, POISON_CVE, resultFor } from './testkit.ts';
+import { type Bench, BIG_ADVISORIES, bigAdvisories, bigInventory, BIND, bindPlan, hostInventory, instructionOf, makeBench, NOW, poison, POISON_ADVISORY, POISON_CVE, resultFor } from '../../shared/testing/rollout-bench.ts';
 
 const MIN = 60_000;
 const at = (m: number) => new Date(NOW.getTime() + m * MIN);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { dumpStore } from './testkit.ts';
+import { dumpStore } from '../../shared/testing/store-fixtures.ts';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +8,7 @@ import Database from 'better-sqlite3';
 import { dataPath, readData } from '../../shared/testing/data.ts';
 import { Correlator } from '../correlate/correlator.ts';
 import { DEFAULT_POLICY } from '../correlate/policy.ts';
-import { inventoryOf, rhel95Packages } from '../correlate/testkit.ts';
+import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixtures.ts';
 import { parseFeedPath } from '../feeds/import.ts';
 import { parseOsv } from '../feeds/osv.ts';
 import { FeedReport, type Advisory, type Severity } from '../feeds/types.ts';

@@ -6,7 +6,7 @@ import { describe, it, type TestContext } from 'node:test';
 import { createLogger } from '../logger.ts';
 import { BACKSTOP_PAGES, WalCheckpointer } from './checkpointer.ts';
 import type { Db } from './db.ts';
-import { tempDatabase } from './testkit.ts';
+import { tempDatabase } from '../../shared/testing/store-fixtures.ts';
 
 async function tempDb(t: TestContext): Promise<{ db: Db; path: string }> {
   const fx = await tempDatabase(t, 'checkpoint');

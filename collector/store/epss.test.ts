@@ -2,13 +2,13 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { parseEpssCsv } from '../feeds/epss.ts';
-import { EPSS_EXCERPT } from '../feeds/testkit.ts';
+import { EPSS_EXCERPT } from '../../shared/testing/feed-fixtures.ts';
 import { FeedReport } from '../feeds/types.ts';
 import { openDatabase } from './db.ts';
 import { EpssStore } from './epss.ts';
 import { removeFeed } from './feed-removal.ts';
 import { FleetStore } from './fleet.ts';
-import { tempDatabase } from './testkit.ts';
+import { tempDatabase } from '../../shared/testing/store-fixtures.ts';
 
 const real = parseEpssCsv(readFileSync(EPSS_EXCERPT, 'utf8'), new FeedReport());
 const feed = { source: 'first-epss', kind: 'epss-csv', location: 'https://epss.empiricalsecurity.com/epss_scores-current.csv.gz' };

@@ -6,10 +6,10 @@ import { collectInventory } from '../../agent/inventory/inventory.ts';
 import { inventoryHash, packagesHash } from '../../shared/inventory-hash.ts';
 import type { Inventory } from '../../shared/protocol.ts';
 import { generateKeyPair } from '../../shared/signing.ts';
-import { inventoryOf, rhel95Packages } from '../correlate/testkit.ts';
+import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixtures.ts';
 import { openDatabase, type Db } from './db.ts';
 import { FleetStore, REPORTS_PER_AGENT, tokenHash } from './fleet.ts';
-import { tempDatabase } from './testkit.ts';
+import { tempDatabase } from '../../shared/testing/store-fixtures.ts';
 
 const NOW = new Date('2026-11-26T18:00:00.000Z');
 const HOUR = 3600_000;

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { instructionSignatureValid, signInstruction, type Instruction } from '../../shared/instructions.ts';
 import { generateKeyPair } from '../../shared/signing.ts';
-import { makeBench, NOW, resultFor } from '../rollout/testkit.ts';
+import { makeBench, NOW, resultFor } from '../../shared/testing/rollout-bench.ts';
 
 const MIN = 60_000;
 const at = (m: number) => new Date(NOW.getTime() + m * MIN);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { apkVersionProblem, compareApkVersions, isValidApkVersion } from './apk.ts';
-import { readOsvScannerVectors, readTsvVectors, readVersionList, VECTORS_DIR, type VectorPair } from './vectors.ts';
+import { readOsvScannerVectors, readTsvVectors, readVersionList, VECTORS_DIR, type VectorPair } from '../testing/version-vectors.ts';
 
 /**
  * The hand-written osv-scanner lines that apk-tools 2.14.10 itself answers differently (the

@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { InvalidVersionError } from '../errors.ts';
 import { compareDebVersions, parseDebVersion, parseDebVersionOrReason } from './dpkg.ts';
-import { disagreements, mutateVersion, readOsvScannerVectors, readTsvVectors, seededRandom, type VectorPair } from './vectors.ts';
+import { disagreements, mutateVersion, readOsvScannerVectors, readTsvVectors, seededRandom, type VectorPair } from '../testing/version-vectors.ts';
 
 function cmp(a: string, b: string): -1 | 0 | 1 {
   return compareDebVersions(parseDebVersion(a), parseDebVersion(b));

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { InvalidVersionError } from '../errors.ts';
 import { compareVersions, validateVersion, type VersionScheme } from './index.ts';
-import { readTsvVectors, readVersionList } from './vectors.ts';
+import { readTsvVectors, readVersionList } from '../testing/version-vectors.ts';
 
 const FILES: [VersionScheme, string][] = [
   ['deb', 'dpkg-compare-versions.tsv'],

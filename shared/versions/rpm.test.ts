@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { before, describe, it } from 'node:test';
 import { InvalidVersionError } from '../errors.ts';
 import { compareRpmVersions, parseRpmEvr, parseRpmEvrOrReason } from './rpm.ts';
-import { disagreements as vectorDisagreements, mutateVersion, readOsvScannerVectors, readTsvVectors, seededRandom, type VectorPair } from './vectors.ts';
+import { disagreements as vectorDisagreements, mutateVersion, readOsvScannerVectors, readTsvVectors, seededRandom, type VectorPair } from '../testing/version-vectors.ts';
 
 function cmp(a: string, b: string): -1 | 0 | 1 {
   return compareRpmVersions(parseRpmEvr(a), parseRpmEvr(b));

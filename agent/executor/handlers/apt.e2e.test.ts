@@ -17,8 +17,8 @@ import type { Instruction, PatchInstruction } from '../../../shared/instructions
 import type { Package } from '../../../shared/protocol.ts';
 import { collectInventory } from '../../inventory/inventory.ts';
 import type { HandlerContext } from '../handler.ts';
-import { debootstrapUnavailable, ensureDebianRoot, extractRoot, removeRoot } from '../testing/debootstrap.ts';
-import { fixture, patchInstruction } from '../testkit.ts';
+import { debootstrapUnavailable, ensureDebianRoot, extractRoot, removeRoot } from '../../../shared/testing/debootstrap-root.ts';
+import { fixture, patchInstruction } from '../../../shared/testing/executor-fixtures.ts';
 import { aptHandler } from './apt.ts';
 import { runCommand } from './run.ts';
 

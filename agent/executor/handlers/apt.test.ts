@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { PatchTarget } from '../../../shared/instructions.ts';
-import { fixture, patchInstruction } from '../testkit.ts';
+import { fixture, patchInstruction } from '../../../shared/testing/executor-fixtures.ts';
 import { aptHandler, aptPatternTarget, aptPlan } from './apt.ts';
 
 const OPTS = ['-q', '-y', '--no-remove', '-o', 'Dpkg::Options::=--force-confdef', '-o', 'Dpkg::Options::=--force-confold', '-o', 'Dpkg::Use-Pty=0'];

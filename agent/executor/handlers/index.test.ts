@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { Instruction } from '../../../shared/instructions.ts';
 import { isHandlerOutcome } from '../handler.ts';
-import { fixture, patchInstruction } from '../testkit.ts';
+import { fixture, patchInstruction } from '../../../shared/testing/executor-fixtures.ts';
 import { packageHandler, resolveHandler } from './index.ts';
 
 describe('packageHandler by the programs in the root', () => {

@@ -5,12 +5,12 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { RebootInstruction } from '../../../shared/instructions.ts';
 import type { HandlerContext } from '../handler.ts';
-import { fixture, patchInstruction } from '../testkit.ts';
+import { fixture, patchInstruction } from '../../../shared/testing/executor-fixtures.ts';
 import { currentRebootState, rebootArgv, rebootHandler } from './reboot.ts';
 
 function reboot(overrides: Partial<RebootInstruction>): RebootInstruction {
   const patch = patchInstruction(fixture());
-  if (patch.kind !== 'patch') throw new Error('testkit made no patch instruction');
+  if (patch.kind !== 'patch') throw new Error('executor-fixtures made no patch instruction');
   const { packages: _p, advisories: _a, ...common } = patch;
   return { ...common, kind: 'reboot', onlyIfNeeded: false, ...overrides };
 }

@@ -3,8 +3,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
-import { MalformedInputError } from '../../shared/errors.ts';
-import type { Package } from '../../shared/protocol.ts';
+import { MalformedInputError } from '../errors.ts';
+import type { Package } from '../protocol.ts';
 import { packagesFromRpmManifest } from './rpm-manifest.ts';
 
 const manifestPath = join(import.meta.dirname, '..', '..', '..', 'shared', 'data', 'host-inventory', 'rhel9.5-httpd-24.rpm-manifest.claircore-fixture.json.gz');

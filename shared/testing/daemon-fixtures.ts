@@ -1,13 +1,13 @@
 /**
  * Test helpers for the daemon: temporary directories and real inventories. Tests only.
  */
-import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { inventoryHash } from '../../shared/inventory-hash.ts';
-import type { Inventory, ReportMessage } from '../../shared/protocol.ts';
-import { collectInventory } from '../inventory/inventory.ts';
+import { inventoryHash } from '../inventory-hash.ts';
+import { unchangedReport } from '../messages.ts';
+import type { Inventory, ReportMessage } from '../protocol.ts';
+import { collectInventory } from '../../agent/inventory/inventory.ts';
 
 export function tempDir(t: { after: (fn: () => void) => void }, prefix = 'pw-daemon-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
@@ -33,12 +33,9 @@ export function withoutFirstPackages(inv: Inventory, n: number): Inventory {
   return { ...inv, packages: inv.packages.slice(n) };
 }
 
-export function fullReport(inv: Inventory): ReportMessage {
-  return { type: 'report', id: randomUUID(), hash: inventoryHash(inv), inventory: inv };
-}
-
+/** The hash-only report an agent sends while `inv` is unchanged. */
 export function hashReport(inv: Inventory): ReportMessage {
-  return { type: 'report', id: randomUUID(), hash: inventoryHash(inv), inventory: null };
+  return unchangedReport(inventoryHash(inv));
 }
 
 /** A pino destination that keeps the agent's log lines, parsed. */

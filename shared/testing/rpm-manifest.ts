@@ -2,11 +2,11 @@
  * Red Hat's container rpm manifests, in the shape claircore keeps them
  * (rhel/testdata/*.rpm-manifest.json: `{rpms: [{name, version, release, architecture,
  * srpm_name, srpm_nevra, kind, ...}]}`), as inventory packages. They are the real rpm
- * lists of real RHEL images, so the collector's tests use them as RHEL hosts.
+ * lists of real RHEL images, so the collector's tests use them as RHEL hosts. Tests only.
  */
 import * as z from 'zod';
-import { MalformedInputError } from '../../shared/errors.ts';
-import { PackageSchema, type Package } from '../../shared/protocol.ts';
+import { MalformedInputError } from '../errors.ts';
+import { PackageSchema, type Package } from '../protocol.ts';
 
 const ManifestSchema = z.object({
   rpms: z.array(

@@ -10,11 +10,11 @@ import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { deflateRawSync, gunzipSync, gzipSync } from 'node:zlib';
-import { dataPath } from '../../shared/testing/data.ts';
-import { crc32 } from './zip.ts';
+import { dataPath } from './data.ts';
+import { crc32 } from '../../collector/feeds/zip.ts';
 
 /** A cut of FIRST's real EPSS file of 2026-09-29 (fixtures/README.md says where from and how). */
-export const EPSS_EXCERPT = join(import.meta.dirname, 'fixtures', 'epss_scores-2026-09-29.excerpt.csv');
+export const EPSS_EXCERPT = join(import.meta.dirname, '..', '..', 'collector', 'feeds', 'fixtures', 'epss_scores-2026-09-29.excerpt.csv');
 
 export interface TestZipEntry {
   name: string;

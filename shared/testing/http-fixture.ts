@@ -4,26 +4,25 @@
  * project's Debian 12 host's dpkg status, the RHEL 9.5 image's rpms), ingested through
  * FleetStore as the gateway does. Tests only.
  */
-import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { parseDpkgStatus } from '../../agent/inventory/dpkg.ts';
-import { inventoryHash } from '../../shared/inventory-hash.ts';
-import type { Inventory } from '../../shared/protocol.ts';
-import { generateKeyPair } from '../../shared/signing.ts';
-import { readData, dataPath } from '../../shared/testing/data.ts';
-import { Correlator } from '../correlate/correlator.ts';
-import { DEFAULT_POLICY } from '../correlate/policy.ts';
-import { inventoryOf, rhel95Packages } from '../correlate/testkit.ts';
-import { importFeedPath } from '../feeds/store-import.ts';
-import { ApiTokenStore, type Role } from '../store/access.ts';
-import { AdvisoryStore } from '../store/advisories.ts';
-import { apiStores } from '../store/stores.ts';
-import { openDatabase, type Db } from '../store/db.ts';
-import { FleetStore } from '../store/fleet.ts';
-import { createLogger } from '../logger.ts';
-import { createApp } from './app.ts';
-import { AuthFailureLimiter } from './auth-limiter.ts';
-import { createMetrics, type CollectorMetrics } from './metrics.ts';
+import { inventoryHash } from '../inventory-hash.ts';
+import type { Inventory } from '../protocol.ts';
+import { generateKeyPair } from '../signing.ts';
+import { readData, dataPath } from './data.ts';
+import { Correlator } from '../../collector/correlate/correlator.ts';
+import { DEFAULT_POLICY } from '../../collector/correlate/policy.ts';
+import { inventoryOf, rhel95Packages } from './correlate-fixtures.ts';
+import { importFeedPath } from '../../collector/feeds/store-import.ts';
+import { ApiTokenStore, type Role } from '../../collector/store/access.ts';
+import { AdvisoryStore } from '../../collector/store/advisories.ts';
+import { openDatabase, type Db } from '../../collector/store/db.ts';
+import { FleetStore } from '../../collector/store/fleet.ts';
+import { createLogger } from '../../collector/logger.ts';
+import { createApp } from '../../collector/http/app.ts';
+import { AuthFailureLimiter } from '../../collector/http/auth-limiter.ts';
+import { createMetrics, type CollectorMetrics } from '../../collector/http/metrics.ts';
+import { apiStores } from '../../collector/store/stores.ts';
 
 export const NOW = new Date('2026-11-26T18:00:00.000Z');
 export const HOSTILE_HOSTNAME = '<script>alert(1)</script>';
@@ -121,37 +120,4 @@ export async function makeFixture(opts: { feeds?: boolean; feedsAt?: Date; authL
 
 export function auth(token: string): { headers: Record<string, string> } {
   return { headers: { authorization: `Bearer ${token}` } };
-}
-
-export interface MetricFamily {
-  name: string;
-  type: string;
-  help: string;
-  samples: { name: string; labels: Record<string, string>; value: number }[];
-}
-
-/**
- * The official Python client's text parser (Debian python3-prometheus-client) reads our
- * output back: an independent check of the exposition format and its escaping.
- */
-export function parseWithPrometheusClient(text: string): MetricFamily[] {
-  const script = `
-import sys, json, math
-from prometheus_client.parser import text_string_to_metric_families
-out = []
-for f in text_string_to_metric_families(sys.stdin.read()):
-    out.append({"name": f.name, "type": f.type, "help": f.documentation,
-                "samples": [{"name": s.name, "labels": s.labels, "value": (str(s.value) if math.isinf(s.value) or math.isnan(s.value) else s.value)} for s in f.samples]})
-print(json.dumps(out))
-`;
-  return JSON.parse(execFileSync('/usr/bin/python3', ['-c', script], { input: text, encoding: 'utf8', timeout: 30_000, maxBuffer: 16 * 1024 * 1024 })) as MetricFamily[];
-}
-
-export function sample(families: MetricFamily[], name: string, labels: Record<string, string> = {}): number | undefined {
-  for (const f of families) {
-    for (const s of f.samples) {
-      if (s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)) return s.value;
-    }
-  }
-  return undefined;
 }

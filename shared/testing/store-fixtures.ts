@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { openDatabase, type Db } from './db.ts';
+import { openDatabase, type Db } from '../../collector/store/db.ts';
 
 /** A migrated database file in a new temp directory; closed and removed after the test. */
 export async function tempDatabase(t: TestContext, name: string): Promise<{ db: Db; path: string }> {

@@ -4,10 +4,10 @@
  * security upgrades (../shared/data). Tests only: never imported by the agent itself.
  */
 import { randomUUID } from 'node:crypto';
-import { instructionSigningBytes, type Instruction, type SignedInstruction, signInstruction } from '../../shared/instructions.ts';
-import { generateKeyPair, type KeyPair, signBytes } from '../../shared/signing.ts';
-import { readData } from '../../shared/testing/data.ts';
-import { type AgentConfigInput, saveConfig } from '../daemon/config.ts';
+import { instructionSigningBytes, type Instruction, type SignedInstruction, signInstruction } from '../instructions.ts';
+import { generateKeyPair, type KeyPair, signBytes } from '../signing.ts';
+import { readData } from './data.ts';
+import { type AgentConfigInput, saveConfig } from '../../agent/daemon/config.ts';
 
 export interface SecurityUpgrade {
   name: string;

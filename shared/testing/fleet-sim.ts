@@ -7,10 +7,9 @@
  * its result first and then a fresh inventory, so the collector's findings resolve from
  * the host's facts. Tests only.
  */
-import { randomUUID } from 'node:crypto';
 import WebSocket from 'ws';
 import { REFUSAL_CODES } from '../../agent/executor/verify.ts';
-import { inventoryHash } from '../../shared/inventory-hash.ts';
+import { fullReport, resultMessage } from '../messages.ts';
 import {
   type Instruction,
   type InstructionResult,
@@ -19,10 +18,10 @@ import {
   type PackageChange,
   type SignedInstruction,
   SignedInstructionSchema,
-} from '../../shared/instructions.ts';
-import { type CollectorMessage, CollectorMessageSchema, type Inventory } from '../../shared/protocol.ts';
-import type { KeyPair } from '../../shared/signing.ts';
-import { enrollMessage, helloMessage, newKeys } from '../gateway/testkit.ts';
+} from '../instructions.ts';
+import { type CollectorMessage, CollectorMessageSchema, type Inventory } from '../protocol.ts';
+import type { KeyPair } from '../signing.ts';
+import { enrollFrame, helloFrame, newKeys } from './fake-agent.ts';
 
 /**
  * How the host answers an instruction.
@@ -111,7 +110,7 @@ export class SimAgent {
     const a = new SimAgent(opts);
     await a.#open(async (nonceWait) => {
       await nonceWait;
-      a.#send(enrollMessage(opts.token, a.keys, { hostname: a.hostname }));
+      a.#send(enrollFrame(opts.token, a.keys, { hostname: a.hostname }));
     });
     await a.report();
     return a;
@@ -125,7 +124,7 @@ export class SimAgent {
   async reconnect(): Promise<void> {
     await this.#open(async (nonceWait) => {
       const nonce = await nonceWait;
-      this.#send(helloMessage(nonce, this.agentId, this.keys));
+      this.#send(helloFrame(nonce, this.agentId, this.keys));
     });
   }
 
@@ -144,9 +143,9 @@ export class SimAgent {
 
   /** Sends the current inventory; resolves with the ack's status. */
   report(): Promise<string> {
-    const id = randomUUID();
-    const acked = this.#ack(id, 'report');
-    this.#send({ type: 'report', id, hash: inventoryHash(this.inventory), inventory: this.inventory });
+    const report = fullReport(this.inventory);
+    const acked = this.#ack(report.id, 'report');
+    this.#send(report);
     return acked;
   }
 
@@ -283,9 +282,9 @@ export class SimAgent {
   }
 
   async #answer(result: InstructionResult): Promise<void> {
-    const id = randomUUID();
-    const acked = this.#ack(id, 'result');
-    this.#send({ type: 'result', id, result });
+    const message = resultMessage(result);
+    const acked = this.#ack(message.id, 'result');
+    this.#send(message);
     await acked;
   }
 

@@ -3,14 +3,14 @@
  * independent version oracle (the real librpm through python3-rpm). Tests only.
  */
 import { execFileSync } from 'node:child_process';
-import { packagesFromRpmManifest } from '../../agent/inventory/rpm-manifest.ts';
-import { INVENTORY_SCHEMA, type Inventory, type Package } from '../../shared/protocol.ts';
-import { dataPath, readData } from '../../shared/testing/data.ts';
-import type { Advisory } from '../feeds/types.ts';
-import { FeedReport } from '../feeds/types.ts';
-import { readFeedFile } from '../feeds/reader.ts';
-import { parseOsv } from '../feeds/osv.ts';
-import { parseFeedPath } from '../feeds/import.ts';
+import { packagesFromRpmManifest } from './rpm-manifest.ts';
+import { INVENTORY_SCHEMA, type Inventory, type Package } from '../protocol.ts';
+import { dataPath, readData } from './data.ts';
+import type { Advisory } from '../../collector/feeds/types.ts';
+import { FeedReport } from '../../collector/feeds/types.ts';
+import { readFeedFile } from '../../collector/feeds/reader.ts';
+import { parseOsv } from '../../collector/feeds/osv.ts';
+import { parseFeedPath } from '../../collector/feeds/import.ts';
 
 export function inventoryOf(ecosystem: string, format: Inventory['packageFormat'], packages: Package[], kernel?: Partial<Inventory['kernel']>): Inventory {
   return {

@@ -68,7 +68,7 @@ export function readVersionList(file: string): { line: number; version: string }
   return out;
 }
 
-export { seededRandom } from '../testing/random.ts';
+export { seededRandom } from './random.ts';
 
 /** Every pair the comparator gets wrong, in either direction, as a readable report line. */
 export function disagreements(pairs: readonly VectorPair[], cmp: (a: string, b: string) => -1 | 0 | 1): string[] {

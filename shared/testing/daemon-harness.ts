@@ -1,16 +1,16 @@
 /**
- * The daemon against a real WebSocket collector (test-collector.ts) on 127.0.0.1, enrolled
+ * The daemon against a real WebSocket collector (fake-collector.ts) on 127.0.0.1, enrolled
  * for real, reporting this host's real inventory (or one the test sets). Tests only.
  */
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Inventory } from '../../shared/protocol.ts';
-import { Agent, type AgentExit, type AgentOptions } from './agent.ts';
-import { loadConfig, loadPrivateKey } from './config.ts';
-import { enroll } from './enroll.ts';
-import { createLogger } from './log.ts';
-import { TestCollector } from './test-collector.ts';
-import { hostInventory, logSink, tempDir } from './testkit.ts';
+import type { Inventory } from '../protocol.ts';
+import { Agent, type AgentExit, type AgentOptions } from '../../agent/daemon/agent.ts';
+import { loadConfig, loadPrivateKey } from '../../agent/daemon/config.ts';
+import { enroll } from '../../agent/daemon/enroll.ts';
+import { createLogger } from '../../agent/daemon/log.ts';
+import { FakeCollector } from './fake-collector.ts';
+import { hostInventory, logSink, tempDir } from './daemon-fixtures.ts';
 
 export async function until(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
   const start = Date.now();
@@ -21,12 +21,12 @@ export async function until(what: string, cond: () => boolean, timeoutMs = 10_00
 }
 
 /** Until the collector has `n` reports and the agent has processed their acks (an event could fire before a listener is on). */
-export function delivered(s: { collector: TestCollector; agent: Agent }, n: number): Promise<void> {
+export function delivered(s: { collector: FakeCollector; agent: Agent }, n: number): Promise<void> {
   return until(`${n} reports acked`, () => s.collector.reports.length >= n && s.agent.spool.size === 0);
 }
 
 export interface Setup {
-  collector: TestCollector;
+  collector: FakeCollector;
   agent: Agent;
   run: Promise<AgentExit>;
   sink: ReturnType<typeof logSink>;
@@ -40,7 +40,7 @@ export async function setup(
   t: { after: (fn: () => unknown) => void },
   opts: { spoolMaxBytes?: number; intervalSeconds?: number; agent?: Partial<AgentOptions>; start?: boolean; heartbeatSeconds?: number } = {},
 ): Promise<Setup> {
-  const collector = await TestCollector.start({ heartbeatSeconds: opts.heartbeatSeconds ?? 30 });
+  const collector = await FakeCollector.start({ heartbeatSeconds: opts.heartbeatSeconds ?? 30 });
   t.after(() => collector.stop());
   const dir = tempDir(t);
   const configPath = join(dir, 'agent.json');

@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { onPath } from '../../inventory/context.ts';
+import { onPath } from '../../agent/inventory/context.ts';
 
 export const SUITE = 'bookworm';
 export const MIRROR = 'http://deb.debian.org/debian';
@@ -27,7 +27,7 @@ const TAR_TIMEOUT_MS = 5 * 60_000;
 const ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C', DEBIAN_FRONTEND: 'noninteractive' };
 
 export function defaultCacheDir(): string {
-  return process.env.PATCHWARDEN_DEBOOTSTRAP_CACHE ?? join(import.meta.dirname, '..', '..', '..', '.cache', 'debootstrap');
+  return process.env.PATCHWARDEN_DEBOOTSTRAP_CACHE ?? join(import.meta.dirname, '..', '..', '.cache', 'debootstrap');
 }
 
 interface CacheMeta {

@@ -11,11 +11,12 @@ import { type IncomingMessage, type Server, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type WebSocket, WebSocketServer } from 'ws';
-import { CLOSE } from '../../shared/errors.ts';
-import { inventoryHash, packageSetHash } from '../../shared/inventory-hash.ts';
-import type { InstructionResult, SignedInstruction } from '../../shared/instructions.ts';
-import { AgentMessageSchema, type CollectorMessage, type Inventory, PROTOCOL_VERSION } from '../../shared/protocol.ts';
-import { generateKeyPair, helloPayload, verifyBytes } from '../../shared/signing.ts';
+import { CLOSE } from '../errors.ts';
+import { inventoryHash, packageSetHash } from '../inventory-hash.ts';
+import type { InstructionResult, SignedInstruction } from '../instructions.ts';
+import { AgentMessageSchema, type CollectorMessage, type Inventory } from '../protocol.ts';
+import { ackMessage, challengeMessage } from '../messages.ts';
+import { generateKeyPair, helloPayload, verifyBytes } from '../signing.ts';
 
 export interface TestAgentRecord {
   id: string;
@@ -49,7 +50,7 @@ class Refusal extends Error {
   }
 }
 
-export class TestCollector {
+export class FakeCollector {
   readonly collectorKey = generateKeyPair();
   readonly agents = new Map<string, TestAgentRecord>();
   readonly reports: ReceivedReport[] = [];
@@ -78,8 +79,8 @@ export class TestCollector {
   private pinger: NodeJS.Timeout | undefined;
   port = 0;
 
-  static async start(options: { heartbeatSeconds?: number } = {}): Promise<TestCollector> {
-    const c = new TestCollector();
+  static async start(options: { heartbeatSeconds?: number } = {}): Promise<FakeCollector> {
+    const c = new FakeCollector();
     c.heartbeatSeconds = options.heartbeatSeconds ?? 30;
     await c.listen(0);
     return c;
@@ -193,7 +194,7 @@ export class TestCollector {
         this.refuse(ws, err instanceof Refusal ? err : new Refusal((err as Error).message, 'PW_ERR_PROTOCOL', CLOSE.protocol));
       }
     });
-    this.send(ws, { type: 'challenge', protocol: PROTOCOL_VERSION, nonce });
+    this.send(ws, challengeMessage(nonce));
   }
 
   private handle(ws: WebSocket, text: string): void {
@@ -228,7 +229,7 @@ export class TestCollector {
     const a = this.agents.get(s.agentId) as TestAgentRecord;
     if (msg.type === 'result') {
       this.results.push({ agentId: a.id, result: msg.result });
-      if (!this.holdAcks) this.send(ws, { type: 'ack', id: msg.id, status: 'stored' });
+      if (!this.holdAcks) this.send(ws, ackMessage(msg.id, 'stored'));
       return;
     }
     if (this.refuseReports) throw new Refusal(`report ${msg.id} refused`, 'PW_ERR_PROTOCOL', CLOSE.protocol);
@@ -261,7 +262,7 @@ export class TestCollector {
       collectedAt: msg.inventory?.collectedAt ?? null,
     });
     // packages-unknown commits nothing, so a collector stuck in its database still answers it.
-    if (!this.holdAcks || status === 'packages-unknown') this.send(ws, { type: 'ack', id: msg.id, status });
+    if (!this.holdAcks || status === 'packages-unknown') this.send(ws, ackMessage(msg.id, status));
   }
 
   /** Sends a signed instruction to the agent if it is connected; false if it is not. */
