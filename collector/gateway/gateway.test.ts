@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import WebSocket from 'ws';
 import { collectInventory } from '../../agent/inventory/inventory.ts';
-import { ProtocolError } from '../../shared/errors.ts';
+import { type AgentRefusal, AgentRefusedError, ProtocolError } from '../../shared/errors.ts';
 import { inventoryHash, packageSetHash } from '../../shared/inventory-hash.ts';
 import { type Inventory, PROTOCOL_VERSION } from '../../shared/protocol.ts';
 import { dataPath } from '../../shared/testing/data.ts';
@@ -18,7 +18,7 @@ import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase, type Db } from '../store/db.ts';
 import { connect } from 'node:net';
 import { HTTP_HEADERS_TIMEOUT_MS } from '../server.ts';
-import { PRE_AUTH_MAX_PAYLOAD } from './gateway.ts';
+import { asProtocolError, PRE_AUTH_MAX_PAYLOAD } from './gateway.ts';
 import { enrollMessage, floodIdleUpgrades, helloMessage, newKeys, startCollector, TestAgent, type TestCollector, variant } from './testkit.ts';
 import { FindingHistoryStore } from '../store/history.ts';
 
@@ -50,6 +50,32 @@ async function stillServes(tc: TestCollector): Promise<void> {
   assert.equal(tc.collector.fleet.host(agentId)?.packageCount, thisHost.packages.length);
   await client.close();
 }
+
+// The store refuses with reasons (AgentRefusedError); the wire keeps the codes and close
+// codes it had when the store threw protocol errors itself. The refusal tables below prove
+// each end to end; this one names every reason, so a new one cannot go unmapped.
+describe('asProtocolError: store refusals on the wire', () => {
+  const rows: { reason: AgentRefusal; code: string; closeCode: number }[] = [
+    { reason: 'not-enrolled', code: 'PW_ERR_UNAUTHENTICATED', closeCode: 4001 },
+    { reason: 'revoked', code: 'PW_ERR_AGENT_REVOKED', closeCode: 4003 },
+    { reason: 'inventory-unknown', code: 'PW_ERR_INVENTORY_UNKNOWN', closeCode: 4000 },
+    { reason: 'already-enrolled', code: 'PW_ERR_ALREADY_ENROLLED', closeCode: 4004 },
+  ];
+  for (const r of rows) {
+    it(`${r.reason}: ${r.code}, close ${r.closeCode}, the store's message`, () => {
+      const refusal = new AgentRefusedError(r.reason, `refused: ${r.reason}`);
+      const err = asProtocolError(refusal);
+      assert.ok(err instanceof ProtocolError);
+      assert.deepEqual({ code: err.code, closeCode: err.closeCode, message: err.message, cause: err.cause }, { code: r.code, closeCode: r.closeCode, message: `refused: ${r.reason}`, cause: refusal });
+    });
+  }
+
+  it('a protocol error passes as it is; any other error is the collector\'s own (undefined)', () => {
+    const own = new ProtocolError('x', 'PW_ERR_PROTOCOL', 4000);
+    assert.equal(asProtocolError(own), own);
+    assert.equal(asProtocolError(new Error('disk I/O error')), undefined);
+  });
+});
 
 describe('gateway: the good path', () => {
   it("enrolls, reports this machine's real inventory, acks it, and the host has dpkg-query's package count", async (t) => {

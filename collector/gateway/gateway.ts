@@ -18,7 +18,7 @@ import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import { CLOSE, ProtocolError } from '../../shared/errors.ts';
+import { type AgentRefusal, AgentRefusedError, CLOSE, ProtocolError } from '../../shared/errors.ts';
 import { inventoryHash, packageSetRef } from '../../shared/inventory-hash.ts';
 import type { InstructionResult } from '../../shared/instructions.ts';
 import { acceptsProtocol, PROTOCOL_MAJOR } from '../../shared/protocol-version.ts';
@@ -133,6 +133,22 @@ class StoreUnavailableError extends ProtocolError {
 
 function protocolError(message: string): ProtocolError {
   return new ProtocolError(message, 'PW_ERR_PROTOCOL', CLOSE.protocol);
+}
+
+/** The close code of each store refusal: what the gateway sent when the store threw protocol errors itself. */
+const REFUSAL_CLOSE: Readonly<Record<AgentRefusal, number>> = Object.freeze({
+  'not-enrolled': CLOSE.unauthenticated,
+  revoked: CLOSE.revoked,
+  // The agent tells this one by its error code and sends its full inventory next (agent/daemon/agent.ts).
+  'inventory-unknown': CLOSE.protocol,
+  'already-enrolled': CLOSE.tokenRefused,
+});
+
+/** The refusal to send for an error met while handling a frame; undefined for a failure of the collector's own. */
+export function asProtocolError(err: unknown): ProtocolError | undefined {
+  if (err instanceof ProtocolError) return err;
+  if (err instanceof AgentRefusedError) return new ProtocolError(err.message, err.code, REFUSAL_CLOSE[err.reason], { cause: err });
+  return undefined;
 }
 
 
@@ -314,7 +330,7 @@ export class Gateway {
         this.#handle(s, data, isBinary, arrived);
       } catch (err) {
         if (s.reportPending) this.#opts.onReport?.('rejected', 0);
-        this.#refuse(s, err instanceof ProtocolError ? err : this.#internal(s, err));
+        this.#refuse(s, asProtocolError(err) ?? this.#internal(s, err));
       }
       s.reportPending = false;
     });
@@ -421,8 +437,7 @@ export class Gateway {
     try {
       result = fleet.enrollWithToken(msg.token, { publicKey: msg.publicKey, hostname: msg.hostname, machineId: msg.machineId, agentVersion: msg.agentVersion }, now);
     } catch (err) {
-      if (err instanceof ProtocolError) throw err;
-      throw this.#internal(s, err);
+      throw asProtocolError(err) ?? this.#internal(s, err);
     }
     if (!result.ok) {
       throw new ProtocolError(`enroll: the enrollment token is ${result.reason === 'used-up' ? 'used up' : result.reason}`, 'PW_ERR_TOKEN_REFUSED', CLOSE.tokenRefused);
@@ -468,8 +483,7 @@ export class Gateway {
     try {
       result = this.#opts.fleet.ingestReport(agentId, id, hash, inventory, this.#opts.now(), set);
     } catch (err) {
-      if (err instanceof ProtocolError) throw err;
-      throw this.#internal(s, err);
+      throw asProtocolError(err) ?? this.#internal(s, err);
     }
     this.#ack(s, id, result.status, arrived);
   }
@@ -491,7 +505,7 @@ export class Gateway {
       const result = results[i] ?? { error: new Error('no result') };
       if ('error' in result) {
         this.#opts.onReport?.('rejected', 0);
-        this.#refuse(s, result.error instanceof ProtocolError ? result.error : this.#internal(s, result.error));
+        this.#refuse(s, asProtocolError(result.error) ?? this.#internal(s, result.error));
         return;
       }
       // The transaction has committed: only now may the agent forget the report. A session

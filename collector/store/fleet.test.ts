@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { before, describe, it, type TestContext } from 'node:test';
 import { collectInventory } from '../../agent/inventory/inventory.ts';
 import { inventoryHash, packagesHash } from '../../shared/inventory-hash.ts';
+import type { AgentRefusal } from '../../shared/errors.ts';
 import type { Inventory } from '../../shared/protocol.ts';
 import { generateKeyPair } from '../../shared/signing.ts';
 import { inventoryOf, rhel95Packages } from '../correlate/testkit.ts';
@@ -95,7 +96,7 @@ describe('FleetStore agents', () => {
     const key = generateKeyPair().publicKey;
     const first = fleet.enrollWithToken(token, { publicKey: key, hostname: 'web-1', machineId: null }, NOW);
     assert.equal(first.ok, true);
-    assert.throws(() => fleet.enrollWithToken(token, { publicKey: key, hostname: 'web-1', machineId: null }, NOW), { code: 'PW_ERR_ALREADY_ENROLLED', closeCode: 4004 });
+    assert.throws(() => fleet.enrollWithToken(token, { publicKey: key, hostname: 'web-1', machineId: null }, NOW), { name: 'AgentRefusedError', code: 'PW_ERR_ALREADY_ENROLLED', reason: 'already-enrolled' });
     assert.equal((db.prepare('SELECT uses_left FROM enrollment_tokens WHERE id = ?').get(id) as { uses_left: number }).uses_left, 1);
     assert.equal(count(db, 'agents'), 1);
   });
@@ -186,14 +187,14 @@ describe('FleetStore.ingestReport', () => {
     assert.equal(fleet.listHosts({}).hosts.length, 2, 'one row per host, not one per report sharing the id');
   });
 
-  const refusals: { name: string; code: string; closeCode: number; run: (f: FleetStore, id: string, other: string) => void }[] = [
-    { name: 'null inventory before any was stored', code: 'PW_ERR_INVENTORY_UNKNOWN', closeCode: 4000, run: (f, _id, other) => f.ingestReport(other, randomUUID(), 'a'.repeat(64), null, NOW) },
-    { name: 'null inventory with a hash that is not the last one', code: 'PW_ERR_INVENTORY_UNKNOWN', closeCode: 4000, run: (f, id) => f.ingestReport(id, randomUUID(), 'b'.repeat(64), null, NOW) },
-    { name: 'an agent that is not enrolled', code: 'PW_ERR_UNAUTHENTICATED', closeCode: 4001, run: (f) => f.ingestReport(randomUUID(), randomUUID(), inventoryHash(rhel), rhel, NOW) },
+  const refusals: { name: string; code: string; reason: AgentRefusal; run: (f: FleetStore, id: string, other: string) => void }[] = [
+    { name: 'null inventory before any was stored', code: 'PW_ERR_INVENTORY_UNKNOWN', reason: 'inventory-unknown', run: (f, _id, other) => f.ingestReport(other, randomUUID(), 'a'.repeat(64), null, NOW) },
+    { name: 'null inventory with a hash that is not the last one', code: 'PW_ERR_INVENTORY_UNKNOWN', reason: 'inventory-unknown', run: (f, id) => f.ingestReport(id, randomUUID(), 'b'.repeat(64), null, NOW) },
+    { name: 'an agent that is not enrolled', code: 'PW_ERR_UNAUTHENTICATED', reason: 'not-enrolled', run: (f) => f.ingestReport(randomUUID(), randomUUID(), inventoryHash(rhel), rhel, NOW) },
     {
       name: 'a revoked agent',
       code: 'PW_ERR_AGENT_REVOKED',
-      closeCode: 4003,
+      reason: 'revoked',
       run: (f, _id, other) => {
         f.revokeAgent(other, 'test', NOW);
         f.ingestReport(other, randomUUID(), inventoryHash(rhel), rhel, NOW);
@@ -210,7 +211,7 @@ describe('FleetStore.ingestReport', () => {
       const before = { reports: count(db, 'reports'), contents: count(db, 'inventory_contents'), hosts: count(db, 'hosts'), hashB: fleet.agentById(other)?.lastInventoryHash };
       assert.throws(() => {
         c.run(fleet, id, other);
-      }, { code: c.code, closeCode: c.closeCode });
+      }, { name: 'AgentRefusedError', code: c.code, reason: c.reason });
       assert.deepEqual(
         { reports: count(db, 'reports'), contents: count(db, 'inventory_contents'), hosts: count(db, 'hosts'), hashB: fleet.agentById(other)?.lastInventoryHash },
         before,

@@ -11,7 +11,7 @@
  * and 10,000 agents re-checking every few minutes would otherwise fill the table with copies.
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { CLOSE, MalformedInputError, ProtocolError } from '../../shared/errors.ts';
+import { AgentRefusedError, MalformedInputError } from '../../shared/errors.ts';
 import { packagesHash, packageSetJson, packageSetRef } from '../../shared/inventory-hash.ts';
 import { type Inventory, LIMITS, type Package } from '../../shared/protocol.ts';
 import type { Db } from './db.ts';
@@ -431,13 +431,13 @@ export class FleetStore {
     return { ok: false, reason: row.expires_at <= now.toISOString() ? 'expired' : 'used-up' };
   }
 
-  /** Registers an agent's public key; a key that is enrolled already is refused (PW_ERR_ALREADY_ENROLLED). */
+  /** Registers an agent's public key; a key that is enrolled already is refused (AgentRefusedError 'already-enrolled'). */
   enrollAgent(
     agent: { publicKey: string; hostname: string; machineId: string | null; tokenId: number | null; agentVersion?: string | null },
     now = new Date(),
   ): string {
     if (this.#agentByKey.get(agent.publicKey) !== undefined) {
-      throw new ProtocolError('this public key is enrolled already: make a new key to enroll again', 'PW_ERR_ALREADY_ENROLLED', CLOSE.tokenRefused);
+      throw new AgentRefusedError('already-enrolled', 'this public key is enrolled already: make a new key to enroll again');
     }
     const id = randomUUID();
     this.#insertAgent.run({ id, publicKey: agent.publicKey, hostname: agent.hostname, machineId: agent.machineId, tokenId: agent.tokenId, now: now.toISOString(), agentVersion: agent.agentVersion ?? null });
@@ -627,18 +627,17 @@ export class FleetStore {
   #ingest(agentId: string, reportId: string, hash: string, inventory: Inventory | null, now: Date, set: PackageSetRef | undefined): IngestResult {
     const at = now.toISOString();
     const agent = this.#agentById.get(agentId);
-    if (agent === undefined) throw new ProtocolError(`agent ${agentId} is not enrolled`, 'PW_ERR_UNAUTHENTICATED', CLOSE.unauthenticated);
-    if (agent.revoked_at !== null) throw new ProtocolError(`agent ${agentId} was revoked at ${agent.revoked_at}`, 'PW_ERR_AGENT_REVOKED', CLOSE.revoked);
+    if (agent === undefined) throw new AgentRefusedError('not-enrolled', `agent ${agentId} is not enrolled`);
+    if (agent.revoked_at !== null) throw new AgentRefusedError('revoked', `agent ${agentId} was revoked at ${agent.revoked_at}`);
     if (this.#reportById.get(agentId, reportId) !== undefined) {
       this.#touch.run(at, agentId);
       return { status: 'duplicate' };
     }
     if (inventory === null || hash === agent.last_inventory_hash) {
       if (hash !== agent.last_inventory_hash) {
-        throw new ProtocolError(
+        throw new AgentRefusedError(
+          'inventory-unknown',
           `report ${reportId} says the inventory is unchanged since ${hash}, but the last inventory stored for this agent is ${agent.last_inventory_hash ?? 'none'}: send the full inventory`,
-          'PW_ERR_INVENTORY_UNKNOWN',
-          CLOSE.protocol,
         );
       }
       this.#touch.run(at, agentId);
