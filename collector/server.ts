@@ -24,7 +24,7 @@ import { WalCheckpointer } from './store/checkpointer.ts';
 import { openDatabase, prepareDatabaseFile, type Db } from './store/db.ts';
 import { StoreHealth } from './store/health.ts';
 import { IntegrityCheck } from './store/integrity.ts';
-import { FleetStore } from './store/fleet.ts';
+import { type Fleet, fleetOn } from './store/fleet.ts';
 import { RolloutEngine } from './rollout/engine.ts';
 import { ReportImports } from './store/report-imports.ts';
 import { InstructionOutbox } from './store/rollouts.ts';
@@ -81,7 +81,7 @@ export interface Collector {
   /** The collector's ed25519 public key (raw, base64url), pinned by agents at enrollment. */
   publicKey: string;
   db: Db;
-  fleet: FleetStore;
+  fleet: Fleet;
   gateway: Gateway;
   findings: HostFindings;
   rollouts: RolloutEngine;
@@ -150,7 +150,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     },
   });
   try {
-    const fleet = new FleetStore(db);
+    const fleet = fleetOn(db);
     const metrics = createMetrics();
     const findings = new HostFindings({ db, fleet, policy: config.policy, logger, now });
     let checkpointFailures = 0;
@@ -175,7 +175,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
       signer: (instruction) => signInstruction(instruction, key.privateKeyPem),
       outbox,
       audit: (actor, action, target, detail) => {
-        fleet.audit(actor, action, target, detail, now());
+        fleet.audit.record(actor, action, target, detail, now());
       },
       now,
       onEnqueued: (agentId) => {
@@ -223,7 +223,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     deliver = (agentId) => {
       gw.deliverInstructions(agentId);
     };
-    findings.scheduleAll(fleet.reportedAgentIds());
+    findings.scheduleAll(fleet.hosts.ids());
     // Reports a `reports import` stored on this database while it serves: everything up to
     // now is in scheduleAll above.
     const imports = new ReportImports(db, fleet);
@@ -336,7 +336,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
         await gw.close();
         server.closeAllConnections();
         await stopped;
-        fleet.flushTouches();
+        fleet.agents.flushTouches();
         await integrity?.stop();
         await checkpointer?.stop();
         db.close();

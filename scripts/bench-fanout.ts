@@ -28,7 +28,8 @@ import { hostInventory } from '../collector/rollout/testkit.ts';
 import { AdvisoryStore } from '../collector/store/advisories.ts';
 import { WalCheckpointer } from '../collector/store/checkpointer.ts';
 import { openDatabase } from '../collector/store/db.ts';
-import { FleetStore, type IngestItem } from '../collector/store/fleet.ts';
+import { fleetOn } from '../collector/store/fleet.ts';
+import type { IngestItem } from '../collector/store/reports.ts';
 import { inventoryHash, packageSetRef } from '../shared/inventory-hash.ts';
 import type { Inventory } from '../shared/protocol.ts';
 import { generateKeyPair } from '../shared/signing.ts';
@@ -85,7 +86,7 @@ export async function fanOutSection<F>(figure: MakeFanOutFigure<F>, progress: (l
   try {
     const path = join(dir, 'collector.db');
     const db = openDatabase(path);
-    const fleet = new FleetStore(db);
+    const fleet = fleetOn(db);
     const advisories = new AdvisoryStore(db);
     const logger = createLogger({ level: 'silent' });
     const hf = new HostFindings({ db, fleet, policy: DEFAULT_POLICY, logger, now: () => NOW });
@@ -101,11 +102,11 @@ export async function fanOutSection<F>(figure: MakeFanOutFigure<F>, progress: (l
       for (let i = start; i < Math.min(hostCount, start + BATCH); i++) {
         const c = contents[i % contentCount] as (typeof contents)[number];
         const inv: Inventory = { ...c.inv, host: { ...c.inv.host, hostname: `host-${i}` } };
-        const agentId = fleet.enrollAgent({ publicKey: generateKeyPair().publicKey, hostname: inv.host.hostname, machineId: null, tokenId: null }, NOW);
+        const agentId = fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: inv.host.hostname, machineId: null, tokenId: null }, NOW);
         ids.push(agentId);
         items.push({ agentId, reportId: randomUUID(), hash: inventoryHash(inv, c.set.hash), inventory: inv, set: c.set });
       }
-      fleet.ingestBatch(items, NOW);
+      fleet.reports.ingestBatch(items, NOW);
     }
 
     // The feed before the change: every real record but the 25 that arrive with it.
@@ -182,7 +183,7 @@ export async function fanOutSection<F>(figure: MakeFanOutFigure<F>, progress: (l
     for (let i = 0; i < hostCount; i += Math.max(1, Math.floor(hostCount / 50))) {
       const id = ids[i] as string;
       const doc = hf.findings(id);
-      const host = fleet.host(id);
+      const host = fleet.hosts.get(id);
       const open = doc?.findings.filter((f) => f.status === 'open' || f.status === 'unfixed' || f.status === 'fixed-pending-reboot').length;
       const overdue = doc?.findings.filter((f) => f.overdue).length;
       if (host === undefined || host.openFindings !== open || host.overdueFindings !== overdue) wrong.push(`${id}: counts ${host?.openFindings}/${host?.overdueFindings}, a full correlation ${open}/${overdue}`);

@@ -36,7 +36,7 @@ import WebSocket from 'ws';
 import { ecosystemFor, parseOsRelease } from '../agent/inventory/os-release.ts';
 import { enrollMessage, helloMessage, newKeys } from '../collector/gateway/testkit.ts';
 import { openDatabase } from '../collector/store/db.ts';
-import { REPORTS_PER_AGENT } from '../collector/store/fleet.ts';
+import { REPORTS_PER_AGENT } from '../collector/store/reports.ts';
 import { inventoryHash, packageSetHash, packagesHash } from '../shared/inventory-hash.ts';
 import { type Inventory, InventorySchema, type Package } from '../shared/protocol.ts';
 import type { KeyPair } from '../shared/signing.ts';

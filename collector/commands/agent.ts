@@ -5,7 +5,7 @@
  */
 import { UsageError } from '../../shared/errors.ts';
 import { openDatabase } from '../store/db.ts';
-import { FleetStore } from '../store/fleet.ts';
+import { fleetOn } from '../store/fleet.ts';
 import { cliActor } from './actor.ts';
 import { parse } from './args.ts';
 import { DEFAULT_DB } from './feed.ts';
@@ -21,13 +21,13 @@ function revoke(argv: string[], io: Io): number {
   if (!UUID.test(id)) throw new UsageError(`${id} is not an agent id (see the AGENT column of 'hosts')`);
   const db = openDatabase(values.db);
   try {
-    const fleet = new FleetStore(db);
-    const agent = fleet.agentById(id.toLowerCase());
+    const fleet = fleetOn(db);
+    const agent = fleet.agents.get(id.toLowerCase());
     if (agent === undefined) {
       io.stderr.write(`patchwarden-collector: no agent ${id} is enrolled\n`);
       return 1;
     }
-    if (!fleet.revokeAgent(agent.id, cliActor())) {
+    if (!fleet.agents.revoke(agent.id, cliActor())) {
       io.stdout.write(`agent ${agent.id} (${agent.hostname}) was revoked already at ${agent.revokedAt ?? '?'}\n`);
       return 0;
     }

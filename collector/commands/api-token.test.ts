@@ -14,7 +14,7 @@ import { DEFAULT_POLICY } from '../correlate/policy.ts';
 import { createApp } from '../http/app.ts';
 import { createMetrics } from '../http/metrics.ts';
 import { openDatabase } from '../store/db.ts';
-import { FleetStore } from '../store/fleet.ts';
+import { fleetOn } from '../store/fleet.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
@@ -88,7 +88,7 @@ describe('api-token CLI', () => {
   it('makes a token the API accepts until it is revoked', async () => {
     const conn = openDatabase(db);
     try {
-      const app = createApp({ db: conn, fleet: new FleetStore(conn), correlator: new Correlator(), policy: DEFAULT_POLICY, metrics: createMetrics() });
+      const app = createApp({ db: conn, fleet: fleetOn(conn), correlator: new Correlator(), policy: DEFAULT_POLICY, metrics: createMetrics() });
       const whoami = () => app.request('/api/v1/whoami', { headers: { authorization: `Bearer ${adminToken}` } });
       assert.deepEqual(await (await whoami()).json(), { name: 'ops', role: 'admin' });
       const r = await cli('api-token', 'revoke', '--db', db, '--name', 'ops');

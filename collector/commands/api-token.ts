@@ -8,7 +8,7 @@
 import { UsageError } from '../../shared/errors.ts';
 import { ApiTokenStore, ROLES, type Role, TOKEN_NAME } from '../store/access.ts';
 import { openDatabase } from '../store/db.ts';
-import { FleetStore } from '../store/fleet.ts';
+import { fleetOn } from '../store/fleet.ts';
 import { cliActor } from './actor.ts';
 import { parse } from './args.ts';
 import { DEFAULT_DB } from './feed.ts';
@@ -32,7 +32,7 @@ function create(argv: string[], io: Io): number {
   if (values.role === undefined || !(ROLES as readonly string[]).includes(values.role)) throw new UsageError(`--role must be one of ${ROLES.join(', ')}`);
   const db = openDatabase(values.db);
   try {
-    const tokens = new ApiTokenStore(db, new FleetStore(db));
+    const tokens = new ApiTokenStore(db, fleetOn(db).audit);
     if (tokens.byName(name) !== undefined) throw new UsageError(`an API token named ${name} exists already (names stay taken after revocation, so the audit log stays unambiguous)`);
     const { token, record } = tokens.create({ name, role: values.role as Role, createdBy: cliActor() });
     if (values.json) io.stdout.write(JSON.stringify({ ...record, token }) + '\n');
@@ -48,7 +48,7 @@ function revoke(argv: string[], io: Io): number {
   const name = checkName(values.name);
   const db = openDatabase(values.db);
   try {
-    const tokens = new ApiTokenStore(db, new FleetStore(db));
+    const tokens = new ApiTokenStore(db, fleetOn(db).audit);
     const t = tokens.byName(name);
     if (t === undefined) throw new UsageError(`no API token is named ${name}`);
     if (!tokens.revoke(name, cliActor())) {
@@ -66,7 +66,7 @@ function list(argv: string[], io: Io): number {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, json: { type: 'boolean', default: false } });
   const db = openDatabase(values.db);
   try {
-    const rows = new ApiTokenStore(db, new FleetStore(db)).list();
+    const rows = new ApiTokenStore(db, fleetOn(db).audit).list();
     if (values.json) io.stdout.write(JSON.stringify(rows, null, 2) + '\n');
     else for (const r of rows) io.stdout.write(`${r.name.padEnd(24)} ${r.role.padEnd(8)} created ${r.createdAt} by ${r.createdBy}${r.revokedAt === null ? '' : `  REVOKED ${r.revokedAt}`}\n`);
   } finally {

@@ -13,7 +13,7 @@ import { UsageError } from '../../shared/errors.ts';
 import { HOSTNAME, PACKAGE_NAME } from '../../shared/protocol.ts';
 import { ADVISORY_ID } from '../feeds/types.ts';
 import { openDatabase } from '../store/db.ts';
-import { FleetStore } from '../store/fleet.ts';
+import { fleetOn } from '../store/fleet.ts';
 import { FindingHistoryStore } from '../store/history.ts';
 import { cliActor } from './actor.ts';
 import { DEFAULT_DB } from './feed.ts';
@@ -61,11 +61,11 @@ function add(argv: string[], io: Io): number {
   const actor = cliActor();
   const db = openDatabase(dbPath);
   try {
-    const fleet = new FleetStore(db);
+    const fleet = fleetOn(db);
     const id = db.transaction(() => {
       const added = new FindingHistoryStore(db).addException({ ...e, expires, createdBy: actor }, now);
       const detail = { advisory: e.advisory, package: e.package ?? null, host: e.host ?? null, owner: e.owner, reason: e.reason, expires };
-      fleet.audit(actor, 'exception.add', `exception:${added}`, JSON.stringify(detail), now);
+      fleet.audit.record(actor, 'exception.add', `exception:${added}`, JSON.stringify(detail), now);
       return added;
     })();
     io.stdout.write(`exception ${id}: ${e.advisory}${e.package === undefined ? '' : ` on ${e.package}`} ${e.host === undefined ? 'on every host' : `on ${e.host}`} accepted by ${e.owner} until ${expires}\n`);
@@ -83,10 +83,10 @@ function remove(argv: string[], io: Io): number {
   const actor = cliActor();
   const db = openDatabase(values.db);
   try {
-    const fleet = new FleetStore(db);
+    const fleet = fleetOn(db);
     const ended = db.transaction(() => {
       const was = new FindingHistoryStore(db).endException(id, now);
-      if (was !== undefined) fleet.audit(actor, 'exception.remove', `exception:${id}`, JSON.stringify({ expired: was }), now);
+      if (was !== undefined) fleet.audit.record(actor, 'exception.remove', `exception:${id}`, JSON.stringify({ expired: was }), now);
       return was;
     })();
     if (ended === undefined) {

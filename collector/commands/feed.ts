@@ -19,7 +19,7 @@ import { collectorKeyPath, loadOrCreateKey } from '../signing-key.ts';
 import { AdvisoryStore, type FeedRow } from '../store/advisories.ts';
 import { openDatabase } from '../store/db.ts';
 import { removeFeed } from '../store/feed-removal.ts';
-import { FleetStore } from '../store/fleet.ts';
+import { fleetOn } from '../store/fleet.ts';
 import { cliActor } from './actor.ts';
 import { importFeedPath, type FeedImportResult } from '../feeds/store-import.ts';
 import { selectSources } from '../feeds/catalogue.ts';
@@ -210,7 +210,7 @@ function removeCmd(argv: string[], io: Io): number {
   const name = positionals[0] as string;
   const db = openDatabase(values.db);
   try {
-    const r = removeFeed(db, new FleetStore(db), name, cliActor());
+    const r = removeFeed(db, fleetOn(db), name, cliActor());
     io.stdout.write(`${name}: removed, with ${r.advisories} advisories and ${r.kev} KEV entries\n`);
   } finally {
     db.close();

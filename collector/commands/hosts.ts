@@ -8,22 +8,19 @@
 import { CoverageView, inventoryReadable, type HostAssessment } from '../correlate/coverage.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase } from '../store/db.ts';
-import { FleetStore, type HostSummary, MAX_PAGE } from '../store/fleet.ts';
+import { type Fleet, fleetOn } from '../store/fleet.ts';
+import type { HostSummary } from '../store/hosts.ts';
 import { parse } from './args.ts';
 import { DEFAULT_DB } from './feed.ts';
 import { readPolicyFile } from './scan.ts';
 
 type Io = { stdout: NodeJS.WritableStream };
 
-export function allHosts(fleet: FleetStore): HostSummary[] {
+export function allHosts(fleet: Fleet): HostSummary[] {
   const out: HostSummary[] = [];
-  let cursor: string | undefined;
-  for (;;) {
-    const page = fleet.listHosts({ limit: MAX_PAGE, cursor });
-    out.push(...page.hosts);
-    if (page.nextCursor === null) return out;
-    cursor = page.nextCursor;
-  }
+  // `--json` prints the summary as it always did: the listing's machine id and content hash stay out.
+  for (const { machineId: _machineId, contentHash: _contentHash, ...summary } of fleet.hosts.all()) out.push(summary);
+  return out;
 }
 
 export type AssessedHostSummary = HostSummary & { assessment: { state: HostAssessment['state']; reason: string } };
@@ -57,7 +54,7 @@ export async function hostsCommand(argv: string[], io: Io): Promise<number> {
   const db = openDatabase(values.db, { readonly: true });
   try {
     const view = new CoverageView(new AdvisoryStore(db).coverage(), new Date(), policy.staleFeedHours);
-    const hosts = assessHosts(allHosts(new FleetStore(db)), view);
+    const hosts = assessHosts(allHosts(fleetOn(db)), view);
     io.stdout.write(values.json ? JSON.stringify(hosts, null, 2) + '\n' : hostsTable(hosts));
   } finally {
     db.close();

@@ -15,7 +15,7 @@ import { DEFAULT_DB } from './feed.ts';
 import { collectorKeyPath, readCollectorKey } from '../signing-key.ts';
 import { InstructionOutbox } from '../store/rollouts.ts';
 import { openDatabase } from '../store/db.ts';
-import { FleetStore } from '../store/fleet.ts';
+import { fleetOn } from '../store/fleet.ts';
 
 type Io = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
 
@@ -29,8 +29,8 @@ async function exportCmd(argv: string[], io: Io): Promise<number> {
   const db = openDatabase(values.db);
   try {
     const files = await exportInstructions({ outbox: new InstructionOutbox(db), dir: values.out, key, ...(agentIds === undefined ? {} : { agentIds }) });
-    const fleet = new FleetStore(db);
-    for (const f of files) fleet.audit(cliActor(), 'instructions.export', `agent:${f.agentId}`, JSON.stringify({ instructions: f.instructions }));
+    const fleet = fleetOn(db);
+    for (const f of files) fleet.audit.record(cliActor(), 'instructions.export', `agent:${f.agentId}`, JSON.stringify({ instructions: f.instructions }));
     if (values.json) io.stdout.write(JSON.stringify(files, null, 2) + '\n');
     else {
       for (const f of files) io.stdout.write(`wrote ${f.file}: ${f.instructions} instruction${f.instructions === 1 ? '' : 's'} for agent ${f.agentId}\n`);

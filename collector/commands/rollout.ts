@@ -25,7 +25,7 @@ import { type Preview, ROLLOUT_OPERATIONS, RolloutEngine, type RolloutOperation 
 import { parsePlan } from '../rollout/plan.ts';
 import { InstructionOutbox } from '../store/rollouts.ts';
 import { openDatabase } from '../store/db.ts';
-import { FleetStore } from '../store/fleet.ts';
+import { type Fleet, fleetOn } from '../store/fleet.ts';
 import { cliActor } from './actor.ts';
 import { parse } from './args.ts';
 import { collectorKeyPath, readCollectorKey } from '../signing-key.ts';
@@ -72,7 +72,7 @@ export function readPlanFile(path: string): unknown {
 
 export interface Opened {
   engine: RolloutEngine;
-  fleet: FleetStore;
+  fleet: Fleet;
   outbox: InstructionOutbox;
   db: ReturnType<typeof openDatabase>;
   /** Stops the findings it may have loaded and closes the database. */
@@ -83,7 +83,7 @@ export interface Opened {
 export function openEngine(dbPath: string, io: Io, readonly: boolean): Opened {
   const db = openDatabase(dbPath, { readonly });
   try {
-    const fleet = new FleetStore(db);
+    const fleet = fleetOn(db);
     let findings: HostFindings | undefined;
     const findingsOf = (agentId: string): Finding[] => {
       if (findings === undefined) {
@@ -101,7 +101,7 @@ export function openEngine(dbPath: string, io: Io, readonly: boolean): Opened {
       findings: findingsOf,
       signer: (instruction) => signInstruction(instruction, (key ??= readCollectorKey(collectorKeyPath({ dbPath })).privateKeyPem)),
       audit: (actor, action, target, detail) => {
-        fleet.audit(actor, action, target, detail, new Date());
+        fleet.audit.record(actor, action, target, detail, new Date());
       },
       // A host that fails alone or a rollout that cannot advance says so here, besides its stored reason.
       onError: (err, where) => {

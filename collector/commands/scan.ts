@@ -23,7 +23,7 @@ import { parseFeedPath } from '../feeds/import.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase } from '../store/db.ts';
 import { EpssStore } from '../store/epss.ts';
-import { FleetStore } from '../store/fleet.ts';
+import { fleetOn } from '../store/fleet.ts';
 import { FindingHistoryStore } from '../store/history.ts';
 import { cliActor } from './actor.ts';
 import { parse } from './args.ts';
@@ -179,7 +179,7 @@ export async function scanCommand(argv: string[], io: { stdout: NodeJS.WritableS
       db.transaction(() => {
         h.record(hostKey, findings, now);
         const open = findings.filter((f) => f.status === 'open').length;
-        new FleetStore(db).audit(cliActor(), 'scan.record', `host:${hostKey}`, JSON.stringify({ inventory: inventoryFile, findings: findings.length, open }), now);
+        fleetOn(db).audit.record(cliActor(), 'scan.record', `host:${hostKey}`, JSON.stringify({ inventory: inventoryFile, findings: findings.length, open }), now);
       })();
     }
   } finally {

@@ -5,7 +5,7 @@
  */
 import { UsageError } from '../../shared/errors.ts';
 import { openDatabase } from '../store/db.ts';
-import { FleetStore } from '../store/fleet.ts';
+import { fleetOn } from '../store/fleet.ts';
 import { cliActor } from './actor.ts';
 import { parse } from './args.ts';
 import { DEFAULT_DB } from './feed.ts';
@@ -42,7 +42,7 @@ function create(argv: string[], io: Io): number {
   const uses = Number(values.uses);
   const db = openDatabase(values.db);
   try {
-    const t = new FleetStore(db).createEnrollmentToken({ uses, ttlMs, createdBy: cliActor(), note: values.note ?? null });
+    const t = fleetOn(db).tokens.create({ uses, ttlMs, createdBy: cliActor(), note: values.note ?? null });
     if (values.json) {
       io.stdout.write(JSON.stringify({ id: t.id, token: t.token, uses, expiresAt: t.expiresAt, note: values.note ?? null }) + '\n');
     } else {

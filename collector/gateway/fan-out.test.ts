@@ -21,7 +21,7 @@ import { DEFAULT_POLICY } from '../correlate/policy.ts';
 import { createLogger } from '../logger.ts';
 import { hostInventory } from '../rollout/testkit.ts';
 import { openDatabase } from '../store/db.ts';
-import { FleetStore } from '../store/fleet.ts';
+import { type Fleet, fleetOn } from '../store/fleet.ts';
 import { FindingHistoryStore } from '../store/history.ts';
 import { HostFindings } from './host-findings.ts';
 
@@ -45,13 +45,13 @@ function contents(): Inventory[] {
 
 interface Side {
   db: ReturnType<typeof openDatabase>;
-  fleet: FleetStore;
+  fleet: Fleet;
   hf: HostFindings;
 }
 
 function openSide(path: string, now: () => Date): Side {
   const db = openDatabase(path);
-  const fleet = new FleetStore(db);
+  const fleet = fleetOn(db);
   return { db, fleet, hf: new HostFindings({ db, fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now }) };
 }
 
@@ -84,8 +84,8 @@ describe('a feed change fanned out by content group', () => {
     for (let i = 0; i < 12; i++) {
       const inv = structuredClone(invs[i % invs.length]) as Inventory;
       inv.host.hostname = `host-${i}`;
-      const id = a.fleet.enrollAgent({ publicKey: generateKeyPair().publicKey, hostname: inv.host.hostname, machineId: null, tokenId: null }, clock);
-      a.fleet.ingestReport(id, randomUUID(), inventoryHash(inv), inv, clock);
+      const id = a.fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: inv.host.hostname, machineId: null, tokenId: null }, clock);
+      a.fleet.reports.ingest(id, randomUUID(), inventoryHash(inv), inv, clock);
       ids.push(id);
     }
 
@@ -106,7 +106,7 @@ describe('a feed change fanned out by content group', () => {
       const inv = structuredClone(invs[(i + 1) % invs.length]) as Inventory;
       inv.host.hostname = `host-${i}`;
       const id = ids[i] as string;
-      a.fleet.ingestReport(id, randomUUID(), inventoryHash(inv), inv, clock);
+      a.fleet.reports.ingest(id, randomUUID(), inventoryHash(inv), inv, clock);
       a.hf.scheduleStored([id]);
     }
     await a.hf.drained();

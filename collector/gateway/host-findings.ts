@@ -34,7 +34,7 @@ import { AdvisoryChanges } from '../store/advisory-changes.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { currentEpss } from '../store/epss.ts';
 import type { Db } from '../store/db.ts';
-import type { FleetStore } from '../store/fleet.ts';
+import type { Fleet } from '../store/fleet.ts';
 import { FindingHistoryStore, type StoredHistoryEntry } from '../store/history.ts';
 
 /** Statuses that still need someone to act before their due date. */
@@ -65,7 +65,7 @@ const FANOUT_SLICE_MS = 50;
 
 export interface HostFindingsOptions {
   db: Db;
-  fleet: FleetStore;
+  fleet: Fleet;
   policy: DuePolicy;
   logger: Logger;
   correlator?: Correlator;
@@ -80,7 +80,7 @@ export class HostFindings {
   #changeSeq = 0;
   #clearedSeq = -1;
   readonly #history: FindingHistoryStore;
-  readonly #fleet: FleetStore;
+  readonly #fleet: Fleet;
   readonly #policy: DuePolicy;
   readonly #log: Logger;
   readonly #now: () => Date;
@@ -97,7 +97,7 @@ export class HostFindings {
   /** null: load the host's latest stored inventory when its turn comes. */
   readonly #queue = new Map<string, { inventory: Inventory; hash: string } | null>();
   readonly #fanOuts: FanOut[] = [];
-  /** Counts the judged groups give their hosts, written after the last group in agent id order (FleetStore.setContentFindingCounts). */
+  /** Counts the judged groups give their hosts, written after the last group in agent id order (Hosts.setContentFindingCounts). */
   readonly #counts = new Map<string, { agentId: string; content: string; open: number; overdue: number }>();
   #countsOrder: string[] = [];
   /**
@@ -203,7 +203,7 @@ export class HostFindings {
     if (keys === 0 && !kev) return { advisories, keys, hosts: 0 };
     if (kev) {
       // Due dates of any finding may move: every content is judged whole.
-      const hosts = this.#fleet.reportedAgentIds();
+      const hosts = this.#fleet.hosts.ids();
       this.#queueGroups(this.#changes.hostsByContentOf(hosts), null);
       return { advisories, keys, hosts: hosts.length };
     }
@@ -222,7 +222,7 @@ export class HostFindings {
   }
 
   /** The host's findings now, with its history and exceptions; nothing is recorded. */
-  findings(agentId: string, inventory = this.#fleet.latestInventory(agentId), hash?: string, known?: ReadonlyMap<string, StoredHistoryEntry>): Findings | undefined {
+  findings(agentId: string, inventory = this.#fleet.reports.latestInventory(agentId), hash?: string, known?: ReadonlyMap<string, StoredHistoryEntry>): Findings | undefined {
     if (inventory === undefined) return undefined;
     const history = known ?? this.#history.history(agentId);
     const now = this.#now();
@@ -264,7 +264,7 @@ export class HostFindings {
     const doc = this.findings(agentId, inventory, hash) as Findings;
     const open = doc.findings.filter((f) => OPEN.has(f.status)).length;
     const overdue = doc.findings.filter((f) => f.overdue).length;
-    this.#fleet.setFindingCounts(agentId, open, overdue);
+    this.#fleet.hosts.setFindingCounts(agentId, open, overdue);
     this.stats.correlated++;
     if (this.#fanOuts.length > 0 || this.#counts.size > 0) this.#fresh.add(agentId);
     return doc;
@@ -386,11 +386,11 @@ export class HostFindings {
 
   /**
    * A stored inventory over the package limit (from before it was lowered) is not loaded
-   * (FleetStore.latestInventory): parsing and matching it stalled every start. Said once
+   * (Reports.latestInventory): parsing and matching it stalled every start. Said once
    * per host and start, so the operator knows why the host has no fresh findings.
    */
   #overLimit(agentId: string): void {
-    const count = this.#fleet.host(agentId)?.packageCount ?? 0;
+    const count = this.#fleet.hosts.get(agentId)?.packageCount ?? 0;
     if (count <= LIMITS.packages) return;
     this.#log.warn(
       { agentId, packages: count, limit: LIMITS.packages, code: 'PW_ERR_TOO_MANY_PACKAGES' },
@@ -410,7 +410,7 @@ export class HostFindings {
         try {
           if (job !== null) this.#refreshOne(agentId, job.inventory, job.hash);
           else {
-            const inventory = this.#fleet.latestInventory(agentId);
+            const inventory = this.#fleet.reports.latestInventory(agentId);
             if (inventory !== undefined) this.#refreshOne(agentId, inventory, packagesHash(inventory));
             else this.#overLimit(agentId);
           }
@@ -450,7 +450,7 @@ export class HostFindings {
       // Queued since (a newer report) or correlated whole since: its own turn decides.
       if (c !== undefined && !this.#queue.has(id) && !this.#fresh.has(id)) batch.push(c);
     }
-    const { set, others } = this.#fleet.setContentFindingCounts(batch, this.#now());
+    const { set, others } = this.#fleet.hosts.setContentFindingCounts(batch, this.#now());
     this.stats.fannedOut += set;
     if (others.length > 0) this.scheduleStored(others);
   }
@@ -467,7 +467,7 @@ export class HostFindings {
     if (matches === undefined) {
       // Not cached (pushed out, or not reported since start): match one host's stored inventory once.
       for (const id of waiting) {
-        const inventory = this.#fleet.latestInventory(id);
+        const inventory = this.#fleet.reports.latestInventory(id);
         if (inventory !== undefined && packagesHash(inventory) === f.hash) {
           matches = this.correlator.matches(inventory, f.hash).matches;
           break;

@@ -431,7 +431,7 @@ describe('JSON API', () => {
       assert.equal(res.status, 200);
       assert.deepEqual(await json(res), { agent: { id, hostname: 'to-revoke', revokedAt: NOW.toISOString() } });
       assert.deepEqual(fx.revokedAgents, [id]);
-      assert.equal(fx.fleet.agentById(id)?.revokedAt, NOW.toISOString());
+      assert.equal(fx.fleet.agents.get(id)?.revokedAt, NOW.toISOString());
       const audit = fx.db.prepare("SELECT actor, action, target FROM audit WHERE action = 'agent.revoke'").all();
       assert.deepEqual(audit, [{ actor: 'api:admin', action: 'agent.revoke', target: `agent:${id}` }]);
       const again = await fx.app.request(`/api/v1/agents/${id}/revoke`, { method: 'POST', ...auth(fx.bearer.admin) });
@@ -445,13 +445,13 @@ describe('JSON API', () => {
     it('is refused to the operator and leaves the agent as it was', async () => {
       const res = await fx.app.request(`/api/v1/agents/${ids.web2 ?? ''}/revoke`, { method: 'POST', ...auth(fx.bearer.operator) });
       assert.equal(res.status, 403);
-      assert.equal(fx.fleet.agentById(ids.web2 ?? '')?.revokedAt, null);
+      assert.equal(fx.fleet.agents.get(ids.web2 ?? '')?.revokedAt, null);
     });
 
     it('is a 404 for GET (only POST revokes)', async () => {
       const res = await get(`/api/v1/agents/${ids.web2 ?? ''}/revoke`, fx.bearer.admin);
       assert.equal(res.status, 404);
-      assert.equal(fx.fleet.agentById(ids.web2 ?? '')?.revokedAt, null);
+      assert.equal(fx.fleet.agents.get(ids.web2 ?? '')?.revokedAt, null);
     });
   });
 

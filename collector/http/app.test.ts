@@ -70,7 +70,7 @@ describe('GET /metrics', { skip: needs(TOOLS.prometheusClient) }, () => {
     const hf = new HostFindings({ db: fx.db, fleet: fx.fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => NOW });
     hf.load();
     for (const h of hosts.items) {
-      const inv = fx.fleet.latestInventory(h.id);
+      const inv = fx.fleet.reports.latestInventory(h.id);
       if (inv !== undefined) hf.refresh(h.id, inv, packagesHash(inv));
     }
     fx.metrics.reportsTotal.inc({ status: 'stored' }, 3);

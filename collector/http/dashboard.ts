@@ -283,7 +283,7 @@ export function dashboardRoutes(s: Services): Hono<DashEnv> {
       const source = sourceAddress(c);
       const { id, principal } = s.sessions.start(s.guard.authenticate(source, form.data.token.trim(), 'login'));
       // Who opened a dashboard session, and from where.
-      s.deps.fleet.audit(principal.actor, 'dashboard.login', `api-token:${principal.name}`, JSON.stringify({ source }), s.now());
+      s.deps.fleet.audit.record(principal.actor, 'dashboard.login', `api-token:${principal.name}`, JSON.stringify({ source }), s.now());
       setSessionCookie(c, id);
       return c.redirect(next, 303);
     } catch (err) {

@@ -15,16 +15,16 @@
  * per distinct content (measured: 200 contents over 2,000 hosts, 383 ms cold, 2 ms warm),
  * and it blocks the event loop the gateway shares, so it must not happen on every scrape.
  */
-import type { Findings, FindingStatus, Severity } from '../../shared/protocol.ts';
+import type { Findings, FindingStatus, Inventory, Severity } from '../../shared/protocol.ts';
 import type { Correlator, FeedState } from '../correlate/correlator.ts';
 import { ASSESSMENTS, CoverageView, inventoryReadable, type Assessment, type HostAssessment } from '../correlate/coverage.ts';
 import type { EpssScore, KevInfo, RiskException } from '../correlate/findings.ts';
 import type { DuePolicy } from '../correlate/policy.ts';
-import { type HostDirectory, type HostListItem } from '../store/access.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import type { Db } from '../store/db.ts';
 import { currentEpss } from '../store/epss.ts';
-import type { FleetStore } from '../store/fleet.ts';
+import type { Fleet } from '../store/fleet.ts';
+import type { HostListItem } from '../store/hosts.ts';
 import { FindingHistoryStore } from '../store/history.ts';
 
 export interface FindingCounts {
@@ -114,8 +114,7 @@ function yieldToEventLoop(): Promise<void> {
 
 export interface FleetFindingsDeps {
   db: Db;
-  fleet: FleetStore;
-  hosts: HostDirectory;
+  fleet: Fleet;
   correlator: Correlator;
   policy: DuePolicy;
   now: () => Date;
@@ -184,9 +183,9 @@ export class FleetFindings {
   }
 
   /** One host's findings document, exact (history and exceptions applied); undefined when it never reported. */
-  forHost(agentId: string): { host: HostListItem; inventory: NonNullable<ReturnType<FleetStore['latestInventory']>>; findings: Findings; assessment: HostAssessment } | undefined {
-    const host = this.#d.hosts.get(agentId);
-    const inventory = this.#d.fleet.latestInventory(agentId);
+  forHost(agentId: string): { host: HostListItem; inventory: NonNullable<Inventory>; findings: Findings; assessment: HostAssessment } | undefined {
+    const host = this.#d.fleet.hosts.get(agentId);
+    const inventory = this.#d.fleet.reports.latestInventory(agentId);
     if (host === undefined || inventory === undefined) return undefined;
     const now = this.#d.now();
     const assessment = this.coverage(now).assess({ ecosystem: host.ecosystem, inventoryReadable: inventoryReadable(host) });
@@ -248,7 +247,7 @@ export class FleetFindings {
     const cacheKey = own === undefined ? host.contentHash : `${host.contentHash}\0${host.agentId}`;
     const cached = snap.counts.get(cacheKey);
     if (cached !== undefined) return cached;
-    const inventory = this.#d.fleet.latestInventory(host.agentId);
+    const inventory = this.#d.fleet.reports.latestInventory(host.agentId);
     if (inventory === undefined) return emptyCounts();
     const doc = this.#d.correlator.findings(inventory, {
       policy: this.#d.policy,
@@ -284,7 +283,7 @@ export class FleetFindings {
       let compliant = 0;
       const byAssessment: Record<Assessment, number> = { assessed: 0, stale: 0, 'not-assessed': 0 };
       let slice = performance.now();
-      for (const h of this.#d.hosts.all()) {
+      for (const h of this.#d.fleet.hosts.all()) {
         const c = this.#counts(h, snap);
         addCounts(counts, c);
         hosts++;

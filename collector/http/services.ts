@@ -3,9 +3,11 @@
  */
 import type { Correlator } from '../correlate/correlator.ts';
 import type { DuePolicy } from '../correlate/policy.ts';
-import { ApiTokenStore, AuditLog, HostDirectory } from '../store/access.ts';
+import { ApiTokenStore } from '../store/access.ts';
+import type { AuditLog } from '../store/audit-log.ts';
 import type { Db } from '../store/db.ts';
-import type { FleetStore } from '../store/fleet.ts';
+import type { Fleet } from '../store/fleet.ts';
+import type { Hosts } from '../store/hosts.ts';
 import type { StoreHealth } from '../store/health.ts';
 import { createLogger } from '../logger.ts';
 import type { Logger } from '../logger.ts';
@@ -18,7 +20,7 @@ import type { CollectorMetrics } from './metrics.ts';
 
 export interface AppDeps {
   db: Db;
-  fleet: FleetStore;
+  fleet: Fleet;
   /** Loaded with the store's advisories (and kept current by feed imports) by the caller. */
   correlator: Correlator;
   policy: DuePolicy;
@@ -46,7 +48,7 @@ export interface Services {
   now: () => Date;
   tokens: ApiTokenStore;
   audit: AuditLog;
-  hosts: HostDirectory;
+  hosts: Hosts;
   findings: FleetFindings;
   cursors: CursorCodec;
   sessions: SessionStore;
@@ -55,15 +57,14 @@ export interface Services {
 
 export function makeServices(deps: AppDeps): Services {
   const now = deps.now ?? (() => new Date());
-  const tokens = new ApiTokenStore(deps.db, deps.fleet);
-  const hosts = new HostDirectory(deps.fleet);
+  const tokens = new ApiTokenStore(deps.db, deps.fleet.audit);
   return {
     deps,
     now,
     tokens,
-    audit: new AuditLog(deps.db),
-    hosts,
-    findings: new FleetFindings({ db: deps.db, fleet: deps.fleet, hosts, correlator: deps.correlator, policy: deps.policy, now }),
+    audit: deps.fleet.audit,
+    hosts: deps.fleet.hosts,
+    findings: new FleetFindings({ db: deps.db, fleet: deps.fleet, correlator: deps.correlator, policy: deps.policy, now }),
     cursors: new CursorCodec(deps.cursorKey),
     sessions: new SessionStore(tokens, now),
     guard: new AuthGuard({
@@ -71,7 +72,7 @@ export function makeServices(deps: AppDeps): Services {
       limiter: deps.authLimiter ?? new AuthFailureLimiter({ now: () => now().getTime() }),
       refused: deps.metrics.authRefusedTotal,
       logger: deps.logger ?? createLogger({ level: 'warn', destination: process.stderr }),
-      audit: deps.fleet,
+      audit: deps.fleet.audit,
       now,
     }),
   };

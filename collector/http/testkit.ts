@@ -2,7 +2,7 @@
  * Test fixtures for the HTTP side: a real store with real advisories (the AlmaLinux 9 OSV
  * export and CISA KEV from ../shared/data) and hosts whose inventories are real (this
  * project's Debian 12 host's dpkg status, the RHEL 9.5 image's rpms), ingested through
- * FleetStore as the gateway does. Tests only.
+ * Fleet as the gateway does. Tests only.
  */
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -18,7 +18,7 @@ import { importFeedPath } from '../feeds/store-import.ts';
 import { ApiTokenStore, type Role } from '../store/access.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase, type Db } from '../store/db.ts';
-import { FleetStore } from '../store/fleet.ts';
+import { type Fleet, fleetOn } from '../store/fleet.ts';
 import { createLogger } from '../logger.ts';
 import { createApp } from './app.ts';
 import { AuthFailureLimiter } from './auth-limiter.ts';
@@ -49,7 +49,7 @@ export function almaInventory(hostname: string, opts: { rebootRequired?: boolean
 
 export interface Fixture {
   db: Db;
-  fleet: FleetStore;
+  fleet: Fleet;
   correlator: Correlator;
   metrics: CollectorMetrics;
   tokens: ApiTokenStore;
@@ -76,7 +76,7 @@ export interface Fixture {
  */
 export async function makeFixture(opts: { feeds?: boolean; feedsAt?: Date; authLimiter?: AuthFailureLimiter } = {}): Promise<Fixture> {
   const db = openDatabase(':memory:');
-  const fleet = new FleetStore(db);
+  const fleet = fleetOn(db);
   const correlator = new Correlator();
   if (opts.feeds !== false) {
     const store = new AdvisoryStore(db);
@@ -101,15 +101,15 @@ export async function makeFixture(opts: { feeds?: boolean; feedsAt?: Date; authL
     onAgentRevoked: (id) => revokedAgents.push(id),
     onError: (err) => errors.push(err),
   });
-  const tokens = new ApiTokenStore(db, fleet);
+  const tokens = new ApiTokenStore(db, fleet.audit);
   const make = (name: string, role: Role) => tokens.create({ name, role, createdBy: 'cli:test' }, NOW).token;
   const bearer = { viewer: make('viewer', 'viewer'), operator: make('operator', 'operator'), admin: make('admin', 'admin'), revoked: make('gone', 'admin') };
   tokens.revoke('gone', 'cli:test', NOW);
   const addHost: Fixture['addHost'] = (inv, o = {}) => {
-    const id = fleet.enrollAgent({ publicKey: generateKeyPair().publicKey, hostname: inv.host.hostname, machineId: null, tokenId: null }, NOW);
-    fleet.ingestReport(id, randomUUID(), inventoryHash(inv), inv, NOW);
-    if (o.tags !== undefined) fleet.setTags(id, o.tags, 'cli:test', NOW);
-    if (o.seenAt !== undefined || o.connected !== undefined) fleet.setConnected(id, o.connected ?? false, o.seenAt ?? NOW);
+    const id = fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: inv.host.hostname, machineId: null, tokenId: null }, NOW);
+    fleet.reports.ingest(id, randomUUID(), inventoryHash(inv), inv, NOW);
+    if (o.tags !== undefined) fleet.agents.setTags(id, o.tags, 'cli:test', NOW);
+    if (o.seenAt !== undefined || o.connected !== undefined) fleet.agents.setConnected(id, o.connected ?? false, o.seenAt ?? NOW);
     return id;
   };
   const close = () => {

@@ -9,10 +9,11 @@ import type { Findings, Inventory } from '../../shared/protocol.ts';
 import type { RolloutEngine } from '../rollout/engine.ts';
 import type { RolloutPlan } from '../rollout/plan.ts';
 import { HOST_STATES, type HostState, type RolloutRecord } from '../store/rollouts.ts';
-import { fleetCounts, type HostListItem } from '../store/access.ts';
+import { fleetCounts } from '../store/access.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import type { Db } from '../store/db.ts';
-import type { FleetStore } from '../store/fleet.ts';
+import type { Fleet } from '../store/fleet.ts';
+import type { HostListItem } from '../store/hosts.ts';
 import { countFindings, emptyCounts, type FeedHealth, type FindingCounts } from './fleet-findings.ts';
 import { cursorScope, decodeHostCursor, DEFAULT_LIMIT, type HostsQuery } from './query.ts';
 import type { Services } from './services.ts';
@@ -59,7 +60,7 @@ export async function listHosts(s: Services, q: HostsQuery): Promise<{ items: Ho
   const view = s.findings.coverage();
   const coverage =
     filters.assessment === undefined ? undefined : filters.assessment === 'not-assessed' ? { out: view.covered() } : { in: view.ecosystems(filters.assessment) };
-  const page = s.hosts.list({
+  const page = s.hosts.page({
     ecosystem: filters.ecosystem,
     coverage,
     rebootRequired: filters.rebootRequired,
@@ -202,14 +203,14 @@ export function listRollouts(db: Db, engine: RolloutEngine): RolloutJson[] {
 }
 
 /** One rollout with its plan and each host's state (RolloutNotFoundError for an unknown id). */
-export function rolloutDetail(fleet: FleetStore, engine: RolloutEngine, id: string): RolloutDetailJson {
+export function rolloutDetail(fleet: Fleet, engine: RolloutEngine, id: string): RolloutDetailJson {
   const v = engine.get(id);
   const states = emptyHostStates();
   const names = new Map<string, string | null>();
   const hosts = v.hosts.map((h): RolloutHostJson => {
     states[h.state]++;
     states.total++;
-    if (!names.has(h.agentId)) names.set(h.agentId, fleet.agentById(h.agentId)?.hostname ?? null);
+    if (!names.has(h.agentId)) names.set(h.agentId, fleet.agents.get(h.agentId)?.hostname ?? null);
     return {
       agentId: h.agentId,
       hostname: names.get(h.agentId) ?? null,

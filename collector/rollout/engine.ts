@@ -27,7 +27,8 @@ import { errorMessage, InstructionBuildError, PatchwardenError, RolloutApprovalE
 import { INSTRUCTION_SCHEMA, instructionPayload, type Instruction, type InstructionResult, type PatchInstruction, type SignedInstruction } from '../../shared/instructions.ts';
 import type { Finding, Inventory } from '../../shared/protocol.ts';
 import type { Db } from '../store/db.ts';
-import type { FleetStore, HostSummary } from '../store/fleet.ts';
+import type { Fleet } from '../store/fleet.ts';
+import type { HostSummary } from '../store/hosts.ts';
 import { planForHost, type HostPlan } from './host-plan.ts';
 import { patchParts } from './patch-parts.ts';
 import { parsePlan, type RolloutPlan } from './plan.ts';
@@ -40,7 +41,7 @@ export const SYSTEM_ACTOR = 'system';
 
 export interface RolloutEngineOptions {
   db: Db;
-  fleet: FleetStore;
+  fleet: Fleet;
   /** The host's current findings (the lead passes one backed by the Correlator). */
   findings: (agentId: string) => Finding[];
   /** signInstruction with the collector's key. */
@@ -130,7 +131,7 @@ function byName<T extends { agentId: string }>(a: T, b: T): number {
 
 export class RolloutEngine {
   readonly #db: Db;
-  readonly #fleet: FleetStore;
+  readonly #fleet: Fleet;
   readonly #findings: (agentId: string) => Finding[];
   readonly #signer: (instruction: Instruction) => SignedInstruction;
   readonly #outbox: InstructionOutbox;
@@ -192,7 +193,7 @@ export class RolloutEngine {
     const hosts: PreviewHost[] = [];
     const totals = { hosts: 0, packages: 0, findingsResolved: 0, rebootsNeeded: 0, rebootsAvoidedByLivepatch: 0 };
     for (const [agentId, wave] of waves) {
-      const host = this.#fleet.host(agentId);
+      const host = this.#fleet.hosts.get(agentId);
       const hp = this.#hostPlan(plan, agentId);
       if (host === undefined || !hp.ok) {
         skipped.push({ agentId, hostname: host?.hostname ?? null, reason: hp.ok ? 'no inventory stored' : hp.reason });
@@ -489,17 +490,12 @@ export class RolloutEngine {
     let candidates: HostSummary[] = [];
     if (t.agentIds.length > 0) {
       for (const id of t.agentIds) {
-        const h = this.#fleet.host(id);
-        if (h === undefined) skipped.push({ agentId: id, hostname: this.#fleet.agentById(id)?.hostname ?? null, reason: 'no inventory stored' });
+        const h = this.#fleet.hosts.get(id);
+        if (h === undefined) skipped.push({ agentId: id, hostname: this.#fleet.agents.get(id)?.hostname ?? null, reason: 'no inventory stored' });
         else candidates.push(h);
       }
     } else {
-      let cursor: string | undefined;
-      do {
-        const page = this.#fleet.listHosts({ limit: 1000, ...(cursor === undefined ? {} : { cursor }) });
-        candidates.push(...page.hosts);
-        cursor = page.nextCursor ?? undefined;
-      } while (cursor !== undefined);
+      candidates = [...this.#fleet.hosts.all()];
     }
     const ecosystems = new Set(t.ecosystems);
     const tags = new Set(t.tags);
@@ -527,7 +523,7 @@ export class RolloutEngine {
   }
 
   #hostPlan(plan: RolloutPlan, agentId: string): { ok: true; plan: HostPlan } | { ok: false; reason: string } {
-    const inv = this.#fleet.latestInventory(agentId);
+    const inv = this.#fleet.reports.latestInventory(agentId);
     if (inv === undefined) return { ok: false, reason: 'no inventory stored' };
     return planForHost(plan, inv, this.#findings(agentId));
   }
@@ -637,7 +633,7 @@ export class RolloutEngine {
   #sendNextStep(r: RolloutRecord, h: RolloutHostRecord, now: Date, window: Date | 'always'): void {
     const [step, ...rest] = h.steps;
     if (step === undefined) return;
-    const inv = this.#fleet.latestInventory(h.agentId);
+    const inv = this.#fleet.reports.latestInventory(h.agentId);
     const ttl = now.getTime() + r.plan.instructionTtlMinutes * MINUTE;
     const expiresAt = new Date(window === 'always' ? ttl : Math.min(ttl, window.getTime())).toISOString();
     const base = {

@@ -173,7 +173,7 @@ describe('a host that failed alone, seen through the API, the CLI and the dashbo
     const preview = b.engine.preview(id);
     assert.equal(preview.hosts[0]?.error?.code, 'PW_ERR_INSTRUCTION_BUILD', 'the preview says so before the start');
 
-    const tokens = new ApiTokenStore(b.db, b.fleet);
+    const tokens = new ApiTokenStore(b.db, b.fleet.audit);
     const viewer = tokens.create({ name: 'viewer', role: 'viewer', createdBy: 'cli:test' }).token;
     const operator = tokens.create({ name: 'ops', role: 'operator', createdBy: 'cli:test' }).token;
     const app = createApp({ db: b.db, fleet: b.fleet, correlator: new Correlator(), policy: DEFAULT_POLICY, metrics: createMetrics(), rollouts: b.engine, now: () => b.clock.now });

@@ -1,5 +1,5 @@
 /**
- * A rollout test bench: a real SQLite file in a temp dir, a real FleetStore with enrolled
+ * A rollout test bench: a real SQLite file in a temp dir, a real Fleet with enrolled
  * agents and ingested inventories built from ../shared/data (the RHEL 9.5 image's rpms as
  * AlmaLinux 9, this project's Debian 12 dpkg status), findings from the real Correlator
  * over the real AlmaLinux 9 OSV export plus ALSA-2026:A009 (a real kernel advisory), and
@@ -21,7 +21,7 @@ import { DEFAULT_POLICY } from '../correlate/policy.ts';
 import { inventoryOf, loadOsv, rhel95Packages } from '../correlate/testkit.ts';
 import type { Advisory } from '../feeds/types.ts';
 import { openDatabase, type Db } from '../store/db.ts';
-import { FleetStore } from '../store/fleet.ts';
+import { type Fleet, fleetOn } from '../store/fleet.ts';
 import { RolloutEngine, type RolloutErrorContext } from './engine.ts';
 import type { PlanInput } from './plan.ts';
 import { InstructionOutbox, type OutboxEntry } from '../store/rollouts.ts';
@@ -75,7 +75,7 @@ export interface Bench {
   dir: string;
   path: string;
   db: Db;
-  fleet: FleetStore;
+  fleet: Fleet;
   outbox: InstructionOutbox;
   engine: RolloutEngine;
   key: KeyPair;
@@ -105,10 +105,10 @@ export async function makeBench(t: TestContext, opts: { advisories?: readonly Ad
   const bench = {} as Bench;
   const wire = (): void => {
     const db = openDatabase(path);
-    const fleet = new FleetStore(db);
+    const fleet = fleetOn(db);
     const outbox = new InstructionOutbox(db);
     const findings = (agentId: string): Finding[] => {
-      const inv = fleet.latestInventory(agentId);
+      const inv = fleet.reports.latestInventory(agentId);
       return inv === undefined ? [] : correlator.findings(inv, { policy: DEFAULT_POLICY, now: clock.now, kev: new Map() }).findings;
     };
     const engine = new RolloutEngine({
@@ -118,7 +118,7 @@ export async function makeBench(t: TestContext, opts: { advisories?: readonly Ad
       signer: (i: Instruction): SignedInstruction => signInstruction(i, key.privateKeyPem),
       outbox,
       audit: (actor, action, target, detail) => {
-        fleet.audit(actor, action, target, detail, clock.now);
+        fleet.audit.record(actor, action, target, detail, clock.now);
       },
       now: () => clock.now,
       onEnqueued: (agentId) => pushed.push(agentId),
@@ -140,13 +140,13 @@ export async function makeBench(t: TestContext, opts: { advisories?: readonly Ad
     errors,
     addHost: (spec: HostSpec) => {
       const inv = hostInventory(spec);
-      const id = bench.fleet.enrollAgent({ publicKey: generateKeyPair().publicKey, hostname: spec.hostname, machineId: null, tokenId: null }, clock.now);
-      bench.fleet.ingestReport(id, randomUUID(), inventoryHash(inv), inv, clock.now);
-      if (spec.tags !== undefined) bench.fleet.setTags(id, spec.tags, 'cli:test', clock.now);
+      const id = bench.fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: spec.hostname, machineId: null, tokenId: null }, clock.now);
+      bench.fleet.reports.ingest(id, randomUUID(), inventoryHash(inv), inv, clock.now);
+      if (spec.tags !== undefined) bench.fleet.agents.setTags(id, spec.tags, 'cli:test', clock.now);
       return id;
     },
     report: (agentId: string, inv: Inventory) => {
-      bench.fleet.ingestReport(agentId, randomUUID(), inventoryHash(inv), inv, clock.now);
+      bench.fleet.reports.ingest(agentId, randomUUID(), inventoryHash(inv), inv, clock.now);
       bench.engine.onInventory(agentId, inv);
     },
     restart: () => {
