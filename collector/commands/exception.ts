@@ -12,9 +12,7 @@ import * as z from 'zod';
 import { UsageError } from '../../shared/errors.ts';
 import { HOSTNAME, PACKAGE_NAME } from '../../shared/protocol.ts';
 import { ADVISORY_ID } from '../feeds/types.ts';
-import { openDatabase } from '../store/db.ts';
-import { fleetOn } from '../store/fleet.ts';
-import { FindingHistoryStore } from '../store/history.ts';
+import { openStore } from '../store/store.ts';
 import { cliActor } from './actor.ts';
 import { DEFAULT_DB } from './feed.ts';
 import { parse } from './args.ts';
@@ -59,18 +57,17 @@ function add(argv: string[], io: Io): number {
   if (expires <= now.toISOString()) throw new UsageError(`exception add: --expires ${r.data.expires} is in the past`);
   const { 'fleet-wide': _fleetWide, ...e } = r.data;
   const actor = cliActor();
-  const db = openDatabase(dbPath);
+  const store = openStore({ kind: 'sqlite', path: dbPath });
   try {
-    const fleet = fleetOn(db);
-    const id = db.transaction(() => {
-      const added = new FindingHistoryStore(db).addException({ ...e, expires, createdBy: actor }, now);
+    const id = store.transaction(() => {
+      const added = store.history.addException({ ...e, expires, createdBy: actor }, now);
       const detail = { advisory: e.advisory, package: e.package ?? null, host: e.host ?? null, owner: e.owner, reason: e.reason, expires };
-      fleet.audit.record(actor, 'exception.add', `exception:${added}`, JSON.stringify(detail), now);
+      store.audit.record(actor, 'exception.add', `exception:${added}`, JSON.stringify(detail), now);
       return added;
-    })();
+    });
     io.stdout.write(`exception ${id}: ${e.advisory}${e.package === undefined ? '' : ` on ${e.package}`} ${e.host === undefined ? 'on every host' : `on ${e.host}`} accepted by ${e.owner} until ${expires}\n`);
   } finally {
-    db.close();
+    store.close();
   }
   return 0;
 }
@@ -81,33 +78,32 @@ function remove(argv: string[], io: Io): number {
   const id = Number(values.id);
   const now = new Date();
   const actor = cliActor();
-  const db = openDatabase(values.db);
+  const store = openStore({ kind: 'sqlite', path: values.db });
   try {
-    const fleet = fleetOn(db);
-    const ended = db.transaction(() => {
-      const was = new FindingHistoryStore(db).endException(id, now);
-      if (was !== undefined) fleet.audit.record(actor, 'exception.remove', `exception:${id}`, JSON.stringify({ expired: was }), now);
+    const ended = store.transaction(() => {
+      const was = store.history.endException(id, now);
+      if (was !== undefined) store.audit.record(actor, 'exception.remove', `exception:${id}`, JSON.stringify({ expired: was }), now);
       return was;
-    })();
+    });
     if (ended === undefined) {
       io.stdout.write(`exception ${id}: no such exception, or it has expired already\n`);
       return 1;
     }
     io.stdout.write(`exception ${id}: ended (it was to expire ${ended}); its findings are open again\n`);
   } finally {
-    db.close();
+    store.close();
   }
   return 0;
 }
 
 function list(argv: string[], io: Io): number {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, json: { type: 'boolean', default: false } });
-  const db = openDatabase(values.db, { readonly: true });
+  const store = openStore({ kind: 'sqlite', path: values.db, readonly: true });
   try {
-    const rows = new FindingHistoryStore(db).allExceptions();
+    const rows = store.history.allExceptions();
     io.stdout.write(values.json ? JSON.stringify(rows, null, 2) + '\n' : rows.map((r) => JSON.stringify(r)).join('\n') + (rows.length > 0 ? '\n' : ''));
   } finally {
-    db.close();
+    store.close();
   }
   return 0;
 }

@@ -6,9 +6,8 @@
  * that `agent revoke` takes.
  */
 import { CoverageView, inventoryReadable, type HostAssessment } from '../correlate/coverage.ts';
-import { AdvisoryStore } from '../store/advisories.ts';
-import { openDatabase } from '../store/db.ts';
-import { type Fleet, fleetOn } from '../store/fleet.ts';
+import { openStore } from '../store/store.ts';
+import type { Fleet } from '../store/fleet.ts';
 import type { HostSummary } from '../store/hosts.ts';
 import { parse } from './args.ts';
 import { DEFAULT_DB } from './feed.ts';
@@ -51,13 +50,13 @@ export function hostsTable(hosts: readonly AssessedHostSummary[]): string {
 export async function hostsCommand(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, json: { type: 'boolean', default: false }, policy: { type: 'string' } });
   const policy = await readPolicyFile(values.policy);
-  const db = openDatabase(values.db, { readonly: true });
+  const store = openStore({ kind: 'sqlite', path: values.db, readonly: true });
   try {
-    const view = new CoverageView(new AdvisoryStore(db).coverage(), new Date(), policy.staleFeedHours);
-    const hosts = assessHosts(allHosts(fleetOn(db)), view);
+    const view = new CoverageView(store.advisories.coverage(), new Date(), policy.staleFeedHours);
+    const hosts = assessHosts(allHosts(store), view);
     io.stdout.write(values.json ? JSON.stringify(hosts, null, 2) + '\n' : hostsTable(hosts));
   } finally {
-    db.close();
+    store.close();
   }
   return 0;
 }
