@@ -315,7 +315,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
         ...options.feedSync,
         store: advisories,
         sources: () => selectSources(enrolledEcosystems(db), config),
-        audit: new FeedAudit(db, 'system'),
+        audit: new FeedAudit(store.audit, 'system'),
         logger,
         staleFeedHours: config.policy.staleFeedHours,
         now,

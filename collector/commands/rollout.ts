@@ -23,9 +23,10 @@ import { listRollouts, type RolloutDetailJson, type RolloutJson, rolloutDetail }
 import { createLogger } from '../logger.ts';
 import { type Preview, ROLLOUT_OPERATIONS, RolloutEngine, type RolloutOperation } from '../rollout/engine.ts';
 import { parsePlan } from '../rollout/plan.ts';
-import { InstructionOutbox } from '../store/rollouts.ts';
-import { openDatabase } from '../store/db.ts';
-import { type Fleet, fleetOn } from '../store/fleet.ts';
+import type { Db } from '../store/db.ts';
+import type { Fleet } from '../store/fleet.ts';
+import type { InstructionOutbox } from '../store/rollouts.ts';
+import { openStore, type Store } from '../store/store.ts';
 import { cliActor } from './actor.ts';
 import { parse } from './args.ts';
 import { collectorKeyPath, readCollectorKey } from '../signing-key.ts';
@@ -72,18 +73,20 @@ export function readPlanFile(path: string): unknown {
 
 export interface Opened {
   engine: RolloutEngine;
+  store: Store;
   fleet: Fleet;
   outbox: InstructionOutbox;
-  db: ReturnType<typeof openDatabase>;
+  db: Db;
   /** Stops the findings it may have loaded and closes the database. */
   close: () => void;
 }
 
 /** The rollout engine on a database, as a CLI process uses it; the caller closes it. */
 export function openEngine(dbPath: string, io: Io, readonly: boolean): Opened {
-  const db = openDatabase(dbPath, { readonly });
+  const store = openStore({ kind: 'sqlite', path: dbPath, readonly });
+  const db = store.db;
   try {
-    const fleet = fleetOn(db);
+    const fleet: Fleet = store;
     let findings: HostFindings | undefined;
     const findingsOf = (agentId: string): Finding[] => {
       if (findings === undefined) {
@@ -93,7 +96,7 @@ export function openEngine(dbPath: string, io: Io, readonly: boolean): Opened {
       return findings.findings(agentId)?.findings ?? [];
     };
     let key: string | undefined;
-    const outbox = new InstructionOutbox(db);
+    const outbox = store.outbox;
     const engine = new RolloutEngine({
       db,
       fleet,
@@ -112,12 +115,12 @@ export function openEngine(dbPath: string, io: Io, readonly: boolean): Opened {
       try {
         findings?.stop();
       } finally {
-        db.close();
+        store.close();
       }
     };
-    return { engine, fleet, outbox, db, close };
+    return { engine, store, fleet, outbox, db, close };
   } catch (err) {
-    db.close();
+    store.close();
     throw err;
   }
 }
