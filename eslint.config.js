@@ -12,14 +12,14 @@ const NO_TEST_SUPPORT = {
   message: 'shared/testing/ is for tests and benches only.',
 };
 const NO_SQL = { name: 'better-sqlite3', message: 'SQL lives in collector/store/ only: add a store method there.' };
-// The connection stays in collector/store/ too: take the store objects (collector/store/stores.ts,
-// transactions.ts) from whoever opened it. The CLI commands open the file they are given.
+// The connection stays in collector/store/ too: take the Store (collector/store/store.ts: its
+// parts and its transactions) from whoever opened it. The CLI commands open the file they are given.
 const NO_DB = { group: ['**/store/db.ts'], message: 'Only collector/store/ holds the connection: take a store object instead.' };
 const OPEN_DB_ONLY = { ...NO_DB, allowImportNames: ['openDatabase'], message: 'A command opens the database (openDatabase) and hands it to store constructors; nothing else from store/db.ts.' };
 // A connection's methods, whatever the variable is called: SQL and transactions are the store's.
 const NO_CONNECTION_CALLS = {
   selector: "CallExpression[callee.type='MemberExpression'][callee.property.name=/^(prepare|transaction|pragma)$/]",
-  message: 'SQL and transactions live in collector/store/: add a store method (or use store/transactions.ts).',
+  message: 'SQL and transactions live in collector/store/: add a store method (or use Store.inTransaction, inImmediateTransaction or transactional).',
 };
 
 export default tseslint.config(

@@ -21,21 +21,17 @@ import { createMetrics, type CollectorMetrics } from './http/metrics.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { collectorKeyPath, loadOrCreateKey } from './signing-key.ts';
 import { WalCheckpointer } from './store/checkpointer.ts';
-import { findingsStores, apiStores } from './store/stores.ts';
-import { openDatabase, prepareDatabaseFile, type Db } from './store/db.ts';
+import { prepareDatabaseFile, type Db } from './store/db.ts';
 import { StoreHealth } from './store/health.ts';
 import { IntegrityCheck } from './store/integrity.ts';
-import { FleetStore } from './store/fleet.ts';
+import type { Fleet } from './store/fleet.ts';
 import { RolloutEngine } from './rollout/engine.ts';
-import { ReportImports } from './store/report-imports.ts';
-import { InstructionOutbox, RolloutStore } from './store/rollouts.ts';
-import { Transactions } from './store/transactions.ts';
-import { parsePlan } from './rollout/plan.ts';
+import type { InstructionOutbox } from './store/rollouts.ts';
+import { openStore, type Store } from './store/store.ts';
 import { signInstruction } from '../shared/instructions.ts';
 import { FeedAudit } from './commands/feed-audit.ts';
 import { selectSources } from './feeds/catalogue.ts';
 import { FeedScheduler, type FeedSchedulerOptions } from './feeds/schedule.ts';
-import { AdvisoryStore } from './store/advisories.ts';
 import { enrolledEcosystems } from './store/host-ecosystems.ts';
 
 export const DEFAULT_LISTEN = '127.0.0.1:8443';
@@ -83,8 +79,10 @@ export interface Collector {
   agentUrl: string;
   /** The collector's ed25519 public key (raw, base64url), pinned by agents at enrollment. */
   publicKey: string;
+  /** Every part of the store; `db` and `fleet` are parts of it, kept for callers that want only those. */
+  store: Store;
   db: Db;
-  fleet: FleetStore;
+  fleet: Fleet;
   gateway: Gateway;
   findings: HostFindings;
   rollouts: RolloutEngine;
@@ -126,7 +124,8 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
   // An empty --db is refused before a key is made beside it; the file made here is empty too.
   const made = prepareDatabaseFile(options.dbPath, options.init ?? false);
   const key = loadOrCreateKey(keyFile, logger);
-  const db = openDatabase(options.dbPath, { init: made || (options.init ?? false) });
+  const store = openStore({ kind: 'sqlite', path: options.dbPath, init: made || (options.init ?? false) });
+  const db = store.db;
   warnLooseDatabaseMode(options.dbPath, logger);
   const now = options.now ?? (() => new Date());
   let gateway: Gateway | undefined;
@@ -153,9 +152,9 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     },
   });
   try {
-    const fleet = new FleetStore(db);
+    const fleet: Fleet = store;
     const metrics = createMetrics();
-    const findings = new HostFindings({ stores: findingsStores(db), fleet, policy: config.policy, logger, now });
+    const findings = new HostFindings({ store, policy: config.policy, logger, now });
     let checkpointFailures = 0;
     metrics.registry.onCollect(() => {
       metrics.findingsQueue.set(findings.queued);
@@ -168,18 +167,18 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     const started = Date.now();
     const loaded = findings.load();
     logger.info({ ...loaded, ms: Date.now() - started }, 'advisories loaded');
-    const outbox = new InstructionOutbox(db);
+    const outbox = store.outbox;
     // Assigned below; the engine only calls it after a commit, long after the gateway exists.
     let deliver = (_agentId: string): void => undefined;
     const rollouts = new RolloutEngine({
-      store: new RolloutStore(db, parsePlan),
-      tx: new Transactions(db),
+      store: store.rollouts,
+      tx: store,
       fleet,
       findings: (agentId) => findings.findings(agentId)?.findings ?? [],
       signer: (instruction) => signInstruction(instruction, key.privateKeyPem),
       outbox,
       audit: (actor, action, target, detail) => {
-        fleet.audit(actor, action, target, detail, now());
+        fleet.audit.record(actor, action, target, detail, now());
       },
       now,
       onEnqueued: (agentId) => {
@@ -227,10 +226,10 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     deliver = (agentId) => {
       gw.deliverInstructions(agentId);
     };
-    findings.scheduleAll(fleet.reportedAgentIds());
+    findings.scheduleAll(fleet.hosts.ids());
     // Reports a `reports import` stored on this database while it serves: everything up to
     // now is in scheduleAll above.
-    const imports = new ReportImports(db, fleet);
+    const imports = store.reportImports;
     let importSeq = imports.lastSeq();
     const pickUpImports = (): void => {
       const rows = imports.since(importSeq);
@@ -272,8 +271,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     ticker.unref();
 
     const app = createApp({
-      stores: apiStores(db, fleet),
-      fleet,
+      store,
       correlator: findings.correlator,
       policy: config.policy,
       now,
@@ -312,12 +310,12 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     logger.info({ url, agentUrl }, 'collector listening');
     let feedScheduler: FeedScheduler | null = null;
     if (options.feedSync !== undefined && config.feedSync) {
-      const advisories = new AdvisoryStore(db);
+      const advisories = store.advisories;
       feedScheduler = new FeedScheduler({
         ...options.feedSync,
         store: advisories,
         sources: () => selectSources(enrolledEcosystems(db), config),
-        audit: new FeedAudit(fleet, 'system'),
+        audit: new FeedAudit(store.audit, 'system'),
         logger,
         staleFeedHours: config.policy.staleFeedHours,
         now,
@@ -340,20 +338,20 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
         await gw.close();
         server.closeAllConnections();
         await stopped;
-        fleet.flushTouches();
+        fleet.agents.flushTouches();
         await integrity?.stop();
         await checkpointer?.stop();
-        db.close();
+        store.close();
         logger.info('collector stopped');
       })();
       return closing;
     };
-    return { httpServer: server, url, agentUrl, publicKey: key.publicKey, db, fleet, gateway: gw, findings, rollouts, outbox, metrics, logger, close };
+    return { httpServer: server, url, agentUrl, publicKey: key.publicKey, store, db, fleet, gateway: gw, findings, rollouts, outbox, metrics, logger, close };
   } catch (err) {
     await gateway?.close();
     await integrity?.stop();
     await checkpointer?.stop();
-    db.close();
+    store.close();
     if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE' || (err as NodeJS.ErrnoException).code === 'EADDRNOTAVAIL' || (err as NodeJS.ErrnoException).code === 'EACCES') {
       throw new UsageError(`cannot listen on ${host}:${port}: ${(err as Error).message}`);
     }

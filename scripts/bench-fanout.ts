@@ -24,14 +24,15 @@ import { DEFAULT_POLICY } from '../collector/correlate/policy.ts';
 import { isActionable } from '../collector/correlate/status.ts';
 import { importFeedPath } from '../collector/feeds/store-import.ts';
 import { HostFindings } from '../collector/gateway/host-findings.ts';
-import { findingsStores } from '../collector/store/stores.ts';
 import { createLogger } from '../collector/logger.ts';
 import { hostInventory } from '../shared/testing/rollout-bench.ts';
 import { AdvisoryStore } from '../collector/store/advisories.ts';
 import { WalCheckpointer } from '../collector/store/checkpointer.ts';
 import { openDatabase } from '../collector/store/db.ts';
 import { StoreInspection } from '../collector/store/inspection.ts';
-import { FleetStore, type IngestItem } from '../collector/store/fleet.ts';
+import type { Fleet } from '../collector/store/fleet.ts';
+import type { IngestItem } from '../collector/store/reports.ts';
+import { storeOn } from '../collector/store/store.ts';
 import { inventoryHash, packageSetRef } from '../shared/inventory-hash.ts';
 import type { Inventory } from '../shared/protocol.ts';
 import { generateKeyPair } from '../shared/signing.ts';
@@ -88,10 +89,11 @@ export async function fanOutSection<F>(figure: MakeFanOutFigure<F>, progress: (l
   try {
     const path = join(dir, 'collector.db');
     const db = openDatabase(path);
-    const fleet = new FleetStore(db);
+    const store = storeOn(db);
+    const fleet: Fleet = store;
     const advisories = new AdvisoryStore(db);
     const logger = createLogger({ level: 'silent' });
-    const hf = new HostFindings({ stores: findingsStores(db), fleet, policy: DEFAULT_POLICY, logger, now: () => NOW });
+    const hf = new HostFindings({ store, policy: DEFAULT_POLICY, logger, now: () => NOW });
     // As `serve` runs its store (collector/server.ts): WAL checkpoints on a worker thread, not inside the commits.
     const checkpointer = new WalCheckpointer(db, { path, logger });
 
@@ -104,11 +106,11 @@ export async function fanOutSection<F>(figure: MakeFanOutFigure<F>, progress: (l
       for (let i = start; i < Math.min(hostCount, start + BATCH); i++) {
         const c = contents[i % contentCount] as (typeof contents)[number];
         const inv: Inventory = { ...c.inv, host: { ...c.inv.host, hostname: `host-${i}` } };
-        const agentId = fleet.enrollAgent({ publicKey: generateKeyPair().publicKey, hostname: inv.host.hostname, machineId: null, tokenId: null }, NOW);
+        const agentId = fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: inv.host.hostname, machineId: null, tokenId: null }, NOW);
         ids.push(agentId);
         items.push({ agentId, reportId: randomUUID(), hash: inventoryHash(inv, c.set.hash), inventory: inv, set: c.set });
       }
-      fleet.ingestBatch(items, NOW);
+      fleet.reports.ingestBatch(items, NOW);
     }
 
     // The feed before the change: every real record but the 25 that arrive with it.
@@ -182,7 +184,7 @@ export async function fanOutSection<F>(figure: MakeFanOutFigure<F>, progress: (l
     for (let i = 0; i < hostCount; i += Math.max(1, Math.floor(hostCount / 50))) {
       const id = ids[i] as string;
       const doc = hf.findings(id);
-      const host = fleet.host(id);
+      const host = fleet.hosts.get(id);
       const open = doc?.findings.filter((f) => isActionable(f.status)).length;
       const overdue = doc?.findings.filter((f) => f.overdue).length;
       if (host === undefined || host.openFindings !== open || host.overdueFindings !== overdue) wrong.push(`${id}: counts ${host?.openFindings}/${host?.overdueFindings}, a full correlation ${open}/${overdue}`);

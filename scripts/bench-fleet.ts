@@ -38,7 +38,7 @@ import { enrollFrame, helloFrame, newKeys } from '../shared/testing/fake-agent.t
 import { openDatabase } from '../collector/store/db.ts';
 import { FleetSummaryStore } from '../collector/store/fleet-summary.ts';
 import { type CountedTable, StoreInspection } from '../collector/store/inspection.ts';
-import { REPORTS_PER_AGENT } from '../collector/store/fleet.ts';
+import { REPORTS_PER_AGENT } from '../collector/store/reports.ts';
 import { inventoryHash, packageSetHash, packagesHash } from '../shared/inventory-hash.ts';
 import { type Inventory, InventorySchema, type Package } from '../shared/protocol.ts';
 import type { KeyPair } from '../shared/signing.ts';

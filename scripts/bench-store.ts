@@ -13,7 +13,7 @@
  *
  * Each path is run four ways over the same real data (the RHEL 9.5 image of ../shared/data,
  * CONTENTS contents drifting from it, AGENTS agents): SQLite synchronously, as today (the
- * baseline: FleetStore.ingestReport, and the findings statements in one better-sqlite3
+ * baseline: the Fleet's reports.ingest and the findings statements in one better-sqlite3
  * transaction); SQLite through the shared async executor (collector/store/sql/), one query
  * text for both engines; PostgreSQL through the same executor and the same query texts, one
  * report at a time and 16 at once (agents report concurrently; PostgreSQL commits them side
@@ -33,7 +33,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hostInventory } from '../shared/testing/rollout-bench.ts';
 import { openDatabase, type Db } from '../collector/store/db.ts';
-import { FleetStore } from '../collector/store/fleet.ts';
+import { fleetOn } from '../collector/store/fleet.ts';
 import type { SqlDatabase, SqlExecutor } from '../collector/store/sql/executor.ts';
 import { PostgresDatabase } from '../collector/store/sql/postgres.ts';
 import { sql, sqliteText } from '../collector/store/sql/query.ts';
@@ -194,7 +194,7 @@ const Q = {
   ),
 };
 
-/** Report ingest written once over the shared executor: what FleetStore's #ingest does, statement for statement. */
+/** Report ingest written once over the shared executor: what Reports' #ingest (store/reports.ts) does, statement for statement. */
 async function ingestShared(tx: SqlExecutor, r: Report, at: string): Promise<void> {
   const agent = await tx.get<{ revoked_at: string | null; last_inventory_hash: string | null }>(Q.agent, [r.agentId]);
   if (agent === undefined || agent.revoked_at !== null) throw new Error(`agent ${r.agentId} is not enrolled`);
@@ -305,7 +305,7 @@ interface Way {
   name: string;
   /** Transactions in flight at once. */
   width: number;
-  /** Reports per transaction (the gateway batches reports that arrive together: FleetStore.ingestBatch). */
+  /** Reports per transaction (the gateway batches reports that arrive together: Reports.ingestBatch). */
   batch: number;
   /** Findings in one statement per table (PostgreSQL's unnest) rather than one per row. */
   manyRows: boolean;
@@ -339,17 +339,17 @@ async function runShared(db: SqlDatabase, w: Workload, way: Way): Promise<Timing
   return { ingestRate: reports / (ingestMs / 1000), findingsRate: rows / (findingsMs / 1000), tally: (await db.get<Record<string, number>>(Q.tally)) ?? {} };
 }
 
-/** Today's path: FleetStore (better-sqlite3, synchronous) and the findings statements in one synchronous transaction. */
+/** Today's path: the Fleet (store/fleet.ts: better-sqlite3, synchronous) and the findings statements in one synchronous transaction. */
 async function runSqliteSync(db: Db, w: Workload): Promise<Timings> {
-  const fleet = new FleetStore(db);
-  for (const a of w.agents) fleet.enrollAgent({ publicKey: a.publicKey, hostname: a.hostname, machineId: null, tokenId: null }, NOW);
-  // FleetStore makes its own agent ids: the workload's reports are re-addressed to them.
+  const fleet = fleetOn(db);
+  for (const a of w.agents) fleet.agents.enroll({ publicKey: a.publicKey, hostname: a.hostname, machineId: null, tokenId: null }, NOW);
+  // The Fleet makes its own agent ids: the workload's reports are re-addressed to them.
   const ids = db.prepare('SELECT id FROM agents ORDER BY rowid').pluck().all() as string[];
   const byWorkloadId = new Map(w.agents.map((a, i) => [a.id, ids[i] as string]));
   let ingestMs = 0;
   for (const round of w.rounds) {
     const t0 = performance.now();
-    for (const r of round) fleet.ingestReport(byWorkloadId.get(r.agentId) as string, r.reportId, r.hash, r.inventory, NOW, r.set);
+    for (const r of round) fleet.reports.ingest(byWorkloadId.get(r.agentId) as string, r.reportId, r.hash, r.inventory, NOW, r.set);
     ingestMs += performance.now() - t0;
   }
   const shared = new SqliteDatabase(db);

@@ -144,6 +144,31 @@ export const CLOSE = Object.freeze({
 });
 
 /**
+ * Why the store refuses what an agent asks of it: an unknown agent, a revoked one, an
+ * "unchanged since" naming an inventory the store does not hold for it (the agent must
+ * send the full inventory), a public key enrolled already. The store knows nothing of the
+ * wire: the gateway turns each reason into its close code (collector/gateway/gateway.ts,
+ * asProtocolError); the code is the same wherever the refusal is shown.
+ */
+export type AgentRefusal = 'not-enrolled' | 'revoked' | 'inventory-unknown' | 'already-enrolled';
+
+const AGENT_REFUSAL_CODES: Readonly<Record<AgentRefusal, string>> = Object.freeze({
+  'not-enrolled': 'PW_ERR_UNAUTHENTICATED',
+  revoked: 'PW_ERR_AGENT_REVOKED',
+  'inventory-unknown': 'PW_ERR_INVENTORY_UNKNOWN',
+  'already-enrolled': 'PW_ERR_ALREADY_ENROLLED',
+});
+
+export class AgentRefusedError extends PatchwardenError {
+  readonly reason: AgentRefusal;
+
+  constructor(reason: AgentRefusal, message: string, options?: { cause?: unknown }) {
+    super(message, AGENT_REFUSAL_CODES[reason], options);
+    this.reason = reason;
+  }
+}
+
+/**
  * A report (an inventory) with more packages than one may hold: LIMITS.packages in
  * shared/grammar.ts, 50,000, five times the largest real hosts. The collector refuses it
  * whole (close 1009) before parsing more than it must, and stores nothing; the agent

@@ -8,7 +8,7 @@ import { type Instruction, InstructionBundleSchema, instructionSignatureValid, s
 import { COLLECTOR_SIGNER, parseSignedBody, readSignedFile } from '../../shared/signed-file.ts';
 import { generateKeyPair } from '../../shared/signing.ts';
 import { InstructionOutbox } from '../store/rollouts.ts';
-import { FleetStore } from '../store/fleet.ts';
+import { fleetOn } from '../store/fleet.ts';
 import { tempDatabase } from '../../shared/testing/store-fixtures.ts';
 import { exportInstructions } from './instruction-export.ts';
 
@@ -18,9 +18,9 @@ const KEY = generateKeyPair();
 
 async function setup(t: TestContext) {
   const { db } = await tempDatabase(t, 'export');
-  const fleet = new FleetStore(db);
+  const fleet = fleetOn(db);
   const outbox = new InstructionOutbox(db);
-  const agents = ['a', 'b', 'c'].map((h) => fleet.enrollAgent({ publicKey: generateKeyPair().publicKey, hostname: h, machineId: null, tokenId: null }));
+  const agents = ['a', 'b', 'c'].map((h) => fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: h, machineId: null, tokenId: null }));
   const dir = await mkdtemp(join(tmpdir(), 'pw-export-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const enqueue = (agentId: string, expiresInHours = 24, at = NOW): string => {

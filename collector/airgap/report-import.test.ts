@@ -14,7 +14,7 @@ import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixt
 import type { Db } from '../store/db.ts';
 import { type Opened, openEngine } from '../commands/rollout.ts';
 import { sinksOf } from '../commands/reports.ts';
-import type { FleetStore } from '../store/fleet.ts';
+import type { Fleet } from '../store/fleet.ts';
 import { ReportImports } from '../store/report-imports.ts';
 import { tempDatabase } from '../../shared/testing/store-fixtures.ts';
 import { mkfifo } from '../../shared/testing/fifo.ts';
@@ -27,7 +27,7 @@ const COLLECTOR_KEY = generateKeyPair();
 
 interface Setup {
   db: Db;
-  fleet: FleetStore;
+  fleet: Fleet;
   imports: ReportImports;
   sinks: ImportSinks;
   opened: Opened;
@@ -43,9 +43,9 @@ async function setup(t: TestContext): Promise<Setup> {
   t.after(() => {
     opened.close();
   });
-  const { db, fleet } = opened;
+  const { store: { db }, fleet } = opened;
   const key = generateKeyPair();
-  const agentId = fleet.enrollAgent({ publicKey: key.publicKey, hostname: 'vault-1', machineId: null, tokenId: null }, new Date(NOW.getTime() - 48 * HOUR));
+  const agentId = fleet.agents.enroll({ publicKey: key.publicKey, hostname: 'vault-1', machineId: null, tokenId: null }, new Date(NOW.getTime() - 48 * HOUR));
   const dir = await mkdtemp(join(tmpdir(), 'pw-reports-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   return { db, fleet, imports: new ReportImports(db, fleet), sinks: sinksOf(opened), opened, dir, key, agentId };
@@ -95,10 +95,10 @@ describe('reports import', () => {
     const file = await reportFile(s);
     const [o] = await run(s, [file]);
     assert.deepEqual(o, { file, kind: 'report', status: 'stored', agentId: s.agentId, hostname: 'test-1', createdAt: new Date(NOW.getTime() - HOUR).toISOString(), packages: 243 });
-    const host = s.fleet.host(s.agentId);
+    const host = s.fleet.hosts.get(s.agentId);
     assert.equal(host?.packageCount, 243);
     assert.equal(host.lastReportAt, new Date(NOW.getTime() - HOUR).toISOString());
-    assert.deepEqual(s.fleet.latestInventory(s.agentId)?.packages, RHEL.packages);
+    assert.deepEqual(s.fleet.reports.latestInventory(s.agentId)?.packages, RHEL.packages);
     assert.deepEqual(s.imports.since(0), [{ seq: 1, agentId: s.agentId }]);
     const audit = s.db.prepare("SELECT actor, target FROM audit WHERE action = 'report.import'").all();
     assert.deepEqual(audit, [{ actor: 'cli:test', target: `agent:${s.agentId}` }]);
@@ -120,7 +120,7 @@ describe('reports import', () => {
     const outcomes = await run(s, await reportFilesIn([s.dir]));
     assert.deepEqual(outcomes.map((o) => o.file), [older, newer]);
     assert.deepEqual(statuses(outcomes), ['stored', 'stored']);
-    assert.equal(s.fleet.host(s.agentId)?.packageCount, 242);
+    assert.equal(s.fleet.hosts.get(s.agentId)?.packageCount, 242);
   });
 
   it('the same inventory again, newer: "unchanged", recorded so a second import is a duplicate', async (t) => {
@@ -135,7 +135,7 @@ describe('reports import', () => {
   it('one refused file among good ones: the good ones are stored', async (t) => {
     const s = await setup(t);
     const other = generateKeyPair();
-    const second = s.fleet.enrollAgent({ publicKey: other.publicKey, hostname: 'vault-2', machineId: null, tokenId: null });
+    const second = s.fleet.agents.enroll({ publicKey: other.publicKey, hostname: 'vault-2', machineId: null, tokenId: null });
     const files = [
       await reportFile(s),
       await reportFile(s, { key: generateKeyPair().privateKeyPem, createdAt: new Date(NOW.getTime() - 2 * HOUR) }),
@@ -151,7 +151,7 @@ describe('reports import', () => {
       return reportFile(s, { createdAt: new Date(NOW.getTime() - 2 * HOUR) });
     }, 'PW_ERR_FILE_STALE', /written at .* but the collector holds a newer inventory of this host .*roll the host back/],
     ['a revoked agent', (s) => {
-      s.fleet.revokeAgent(s.agentId, 'test');
+      s.fleet.agents.revoke(s.agentId, 'test');
       return reportFile(s);
     }, 'PW_ERR_AGENT_REVOKED', /was revoked/],
     ['a key that never enrolled', (s) => reportFile(s, { signer: randomUUID() }), 'PW_ERR_FILE_FOREIGN', /whom this collector does not know/],
@@ -174,12 +174,12 @@ describe('reports import', () => {
     it(`refused: ${name} (${code}), nothing more stored`, async (t) => {
       const s = await setup(t);
       const file = await make(s);
-      const before = [count(s.db, 'reports'), count(s.db, 'report_imports'), count(s.db, 'hosts'), JSON.stringify(s.fleet.host(s.agentId) ?? null)];
+      const before = [count(s.db, 'reports'), count(s.db, 'report_imports'), count(s.db, 'hosts'), JSON.stringify(s.fleet.hosts.get(s.agentId) ?? null)];
       const [o] = await run(s, [file]);
       assert.ok(o?.status === 'refused', JSON.stringify(o));
       assert.equal(o.code, code, o.message);
       assert.match(o.message, message);
-      assert.deepEqual([count(s.db, 'reports'), count(s.db, 'report_imports'), count(s.db, 'hosts'), JSON.stringify(s.fleet.host(s.agentId) ?? null)], before);
+      assert.deepEqual([count(s.db, 'reports'), count(s.db, 'report_imports'), count(s.db, 'hosts'), JSON.stringify(s.fleet.hosts.get(s.agentId) ?? null)], before);
     });
   }
 
@@ -199,15 +199,15 @@ describe('reports import', () => {
   it("a report id is the signer's own: another agent's file under this host's id does not hide this host's report (issue 10)", async (t) => {
     const s = await setup(t);
     const other = generateKeyPair();
-    const intruder = s.fleet.enrollAgent({ publicKey: other.publicKey, hostname: 'vault-2', machineId: null, tokenId: null });
+    const intruder = s.fleet.agents.enroll({ publicKey: other.publicKey, hostname: 'vault-2', machineId: null, tokenId: null });
     const id = randomUUID();
     // The intruder read the id off this host's file on the shared carry medium and got in first.
     const stolen = await reportFile(s, { id, signer: intruder, key: other.privateKeyPem, createdAt: new Date(NOW.getTime() - 2 * HOUR), name: 'a.pwreport' });
     const genuine = await reportFile(s, { id, name: 'b.pwreport' });
     assert.deepEqual(statuses(await run(s, [stolen])), ['stored']);
     assert.deepEqual(statuses(await run(s, [genuine])), ['stored']);
-    assert.equal(s.fleet.host(s.agentId)?.packageCount, 243);
-    assert.equal(s.fleet.host(intruder)?.packageCount, 243);
+    assert.equal(s.fleet.hosts.get(s.agentId)?.packageCount, 243);
+    assert.equal(s.fleet.hosts.get(intruder)?.packageCount, 243);
     // Each file again is its own signer's duplicate, never the other's.
     assert.deepEqual(statuses(await run(s, [stolen, genuine])), ['duplicate', 'duplicate']);
     assert.equal(count(s.db, 'reports'), 2);
@@ -215,11 +215,11 @@ describe('reports import', () => {
 
   it("the same over the gateway: an id another agent reported live does not refuse this host's file", async (t) => {
     const s = await setup(t);
-    const intruder = s.fleet.enrollAgent({ publicKey: generateKeyPair().publicKey, hostname: 'vault-2', machineId: null, tokenId: null });
+    const intruder = s.fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: 'vault-2', machineId: null, tokenId: null });
     const id = randomUUID();
-    s.fleet.ingestReport(intruder, id, inventoryHash(RHEL), RHEL, new Date(NOW.getTime() - 2 * HOUR));
+    s.fleet.reports.ingest(intruder, id, inventoryHash(RHEL), RHEL, new Date(NOW.getTime() - 2 * HOUR));
     assert.deepEqual(statuses(await run(s, [await reportFile(s, { id })])), ['stored']);
-    assert.equal(s.fleet.ingestReport(intruder, id, inventoryHash(RHEL), RHEL, NOW).status, 'duplicate');
+    assert.equal(s.fleet.reports.ingest(intruder, id, inventoryHash(RHEL), RHEL, NOW).status, 'duplicate');
   });
 
   it('a directory: only *.pwreport files, hidden and temporary ones skipped, in name order', async (t) => {
@@ -271,7 +271,7 @@ describe('reports import: results files (agent apply)', () => {
     const s = await setup(t);
     const id = enqueue(s);
     const other = generateKeyPair();
-    const intruder = s.fleet.enrollAgent({ publicKey: other.publicKey, hostname: 'vault-2', machineId: null, tokenId: null });
+    const intruder = s.fleet.agents.enroll({ publicKey: other.publicKey, hostname: 'vault-2', machineId: null, tokenId: null });
     const forged = join(s.dir, 'forged.pwresults');
     await writeFile(forged, encodeSignedFile({ kind: 'results', signer: intruder, createdAt: new Date(NOW.getTime() - 2 * HOUR), body: Buffer.from(JSON.stringify({ agentId: intruder, results: [{ ...succeeded(id), status: 'failed', code: 'PW_ERR_COMMAND_FAILED' }] })), key: other.privateKeyPem }));
     const genuine = await resultsFile(s, { agentId: s.agentId, results: [succeeded(id)] });
@@ -282,14 +282,14 @@ describe('reports import: results files (agent apply)', () => {
   const refusals: [string, (s: Setup) => Promise<string>, string, RegExp][] = [
     ['only results for instructions never sent', (s) => resultsFile(s, { agentId: s.agentId, results: [succeeded(randomUUID())] }), 'PW_ERR_FILE_FOREIGN', /none of the file's 1 results answers an instruction/],
     ['a result for another agent’s instruction', (s) => {
-      const other = s.fleet.enrollAgent({ publicKey: generateKeyPair().publicKey, hostname: 'vault-2', machineId: null, tokenId: null });
+      const other = s.fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: 'vault-2', machineId: null, tokenId: null });
       return resultsFile(s, { agentId: s.agentId, results: [succeeded(enqueue(s, other))] });
     }, 'PW_ERR_FILE_FOREIGN', /answers an instruction this collector sent to agent/],
     ['results of another agent under this agent’s signature', (s) => resultsFile(s, { agentId: randomUUID(), results: [succeeded(enqueue(s))] }), 'PW_ERR_FILE_TAMPERED', /carries results of agent/],
     ['a body that is not a results bundle', (s) => resultsFile(s, { agentId: s.agentId, results: [] }), 'PW_ERR_MALFORMED_INPUT', /not a results bundle: results/],
     ['a revoked agent', async (s) => {
       const file = await resultsFile(s, { agentId: s.agentId, results: [succeeded(enqueue(s))] });
-      s.fleet.revokeAgent(s.agentId, 'test');
+      s.fleet.agents.revoke(s.agentId, 'test');
       return file;
     }, 'PW_ERR_AGENT_REVOKED', /was revoked/],
   ];

@@ -16,7 +16,8 @@ import { inventoryHash, packageSetRef } from '../../shared/inventory-hash.ts';
 import { type InstructionResult, ResultBundleSchema } from '../../shared/instructions.ts';
 import { DEFAULT_MAX_MESSAGE_BYTES, type Inventory, ReportMessageSchema } from '../../shared/protocol.ts';
 import { parseSignedBody, readSignedFile, readSignedFileHeader, signedFilesIn } from '../../shared/signed-file.ts';
-import type { AgentRecord, FleetStore } from '../store/fleet.ts';
+import type { AgentRecord } from '../store/agents.ts';
+import type { Fleet } from '../store/fleet.ts';
 import type { ImportStatus, ReportImports } from '../store/report-imports.ts';
 
 /** A file written by the future beyond this much clock skew is refused. */
@@ -65,7 +66,7 @@ function importResults(file: string, agentId: string, createdAt: string, body: B
   if (counts.recorded === 0 && counts.known === 0) {
     throw new PatchwardenError(`none of the file's ${counts.unknown} results answers an instruction this collector sent to agent ${agentId}`, 'PW_ERR_FILE_FOREIGN');
   }
-  opts.fleet.audit(opts.actor, 'results.import', `agent:${agentId}`, JSON.stringify({ createdAt, ...counts }));
+  opts.fleet.audit.record(opts.actor, 'results.import', `agent:${agentId}`, JSON.stringify({ createdAt, ...counts }));
   return { file, kind: 'results', status: counts.recorded > 0 ? 'stored' : 'duplicate', agentId, createdAt, ...counts };
 }
 
@@ -76,7 +77,7 @@ async function importOne(file: string, opts: ImportOptions, now: Date): Promise<
   const { header, body } = await readSignedFile(file, 'the file', {
     kind: ['report', 'results'],
     maxBodyBytes: DEFAULT_MAX_MESSAGE_BYTES,
-    keyOf: (signer) => (agent = fleet.agentById(signer))?.publicKey,
+    keyOf: (signer) => (agent = fleet.agents.get(signer))?.publicKey,
   });
   const createdAt = new Date(header.createdAt);
   if (createdAt.getTime() > now.getTime() + MAX_CLOCK_SKEW_MS) {
@@ -97,7 +98,7 @@ async function importOne(file: string, opts: ImportOptions, now: Date): Promise<
 }
 
 export interface ImportOptions {
-  fleet: FleetStore;
+  fleet: Fleet;
   imports: ReportImports;
   sinks: ImportSinks;
   actor: string;

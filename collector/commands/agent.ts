@@ -4,8 +4,7 @@
  * history stay for the record. Written to the audit log.
  */
 import { UsageError } from '../../shared/errors.ts';
-import { openDatabase } from '../store/db.ts';
-import { FleetStore } from '../store/fleet.ts';
+import { openStore } from '../store/store.ts';
 import { cliActor } from './actor.ts';
 import { parse } from './args.ts';
 import { DEFAULT_DB } from './feed.ts';
@@ -19,21 +18,20 @@ function revoke(argv: string[], io: Io): number {
   const [id, ...extra] = positionals;
   if (id === undefined || extra.length > 0) throw new UsageError('agent revoke takes one agent ID');
   if (!UUID.test(id)) throw new UsageError(`${id} is not an agent id (see the AGENT column of 'hosts')`);
-  const db = openDatabase(values.db);
+  const store = openStore({ kind: 'sqlite', path: values.db });
   try {
-    const fleet = new FleetStore(db);
-    const agent = fleet.agentById(id.toLowerCase());
+    const agent = store.agents.get(id.toLowerCase());
     if (agent === undefined) {
       io.stderr.write(`patchwarden-collector: no agent ${id} is enrolled\n`);
       return 1;
     }
-    if (!fleet.revokeAgent(agent.id, cliActor())) {
+    if (!store.agents.revoke(agent.id, cliActor())) {
       io.stdout.write(`agent ${agent.id} (${agent.hostname}) was revoked already at ${agent.revokedAt ?? '?'}\n`);
       return 0;
     }
     io.stdout.write(`agent ${agent.id} (${agent.hostname}) revoked\n`);
   } finally {
-    db.close();
+    store.close();
   }
   return 0;
 }

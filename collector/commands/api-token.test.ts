@@ -13,9 +13,8 @@ import { Correlator } from '../correlate/correlator.ts';
 import { DEFAULT_POLICY } from '../correlate/policy.ts';
 import { createApp } from '../http/app.ts';
 import { createMetrics } from '../http/metrics.ts';
-import { apiStores } from '../store/stores.ts';
 import { openDatabase } from '../store/db.ts';
-import { FleetStore } from '../store/fleet.ts';
+import { storeOn } from '../store/store.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
@@ -89,8 +88,7 @@ describe('api-token CLI', () => {
   it('makes a token the API accepts until it is revoked', async () => {
     const conn = openDatabase(db);
     try {
-      const fleet = new FleetStore(conn);
-      const app = createApp({ stores: apiStores(conn, fleet), fleet, correlator: new Correlator(), policy: DEFAULT_POLICY, metrics: createMetrics() });
+      const app = createApp({ store: storeOn(conn), correlator: new Correlator(), policy: DEFAULT_POLICY, metrics: createMetrics() });
       const whoami = () => app.request('/api/v1/whoami', { headers: { authorization: `Bearer ${adminToken}` } });
       assert.deepEqual(await (await whoami()).json(), { name: 'ops', role: 'admin' });
       const r = await cli('api-token', 'revoke', '--db', db, '--name', 'ops');

@@ -6,9 +6,8 @@
  * and revoking are written to the audit log with the actor `cli:<unix user>`.
  */
 import { UsageError } from '../../shared/errors.ts';
-import { ApiTokenStore, ROLES, type Role, TOKEN_NAME } from '../store/access.ts';
-import { openDatabase } from '../store/db.ts';
-import { FleetStore } from '../store/fleet.ts';
+import { ROLES, type Role, TOKEN_NAME } from '../store/access.ts';
+import { openStore } from '../store/store.ts';
 import { cliActor } from './actor.ts';
 import { parse } from './args.ts';
 import { DEFAULT_DB } from './feed.ts';
@@ -30,15 +29,15 @@ function create(argv: string[], io: Io): number {
   });
   const name = checkName(values.name);
   if (values.role === undefined || !(ROLES as readonly string[]).includes(values.role)) throw new UsageError(`--role must be one of ${ROLES.join(', ')}`);
-  const db = openDatabase(values.db);
+  const store = openStore({ kind: 'sqlite', path: values.db });
   try {
-    const tokens = new ApiTokenStore(db, new FleetStore(db));
+    const tokens = store.apiTokens;
     if (tokens.byName(name) !== undefined) throw new UsageError(`an API token named ${name} exists already (names stay taken after revocation, so the audit log stays unambiguous)`);
     const { token, record } = tokens.create({ name, role: values.role as Role, createdBy: cliActor() });
     if (values.json) io.stdout.write(JSON.stringify({ ...record, token }) + '\n');
     else io.stdout.write(`${token}\n`);
   } finally {
-    db.close();
+    store.close();
   }
   return 0;
 }
@@ -46,9 +45,9 @@ function create(argv: string[], io: Io): number {
 function revoke(argv: string[], io: Io): number {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, name: { type: 'string' } });
   const name = checkName(values.name);
-  const db = openDatabase(values.db);
+  const store = openStore({ kind: 'sqlite', path: values.db });
   try {
-    const tokens = new ApiTokenStore(db, new FleetStore(db));
+    const tokens = store.apiTokens;
     const t = tokens.byName(name);
     if (t === undefined) throw new UsageError(`no API token is named ${name}`);
     if (!tokens.revoke(name, cliActor())) {
@@ -57,20 +56,20 @@ function revoke(argv: string[], io: Io): number {
     }
     io.stdout.write(`API token ${name} (${t.role}) revoked\n`);
   } finally {
-    db.close();
+    store.close();
   }
   return 0;
 }
 
 function list(argv: string[], io: Io): number {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, json: { type: 'boolean', default: false } });
-  const db = openDatabase(values.db);
+  const store = openStore({ kind: 'sqlite', path: values.db });
   try {
-    const rows = new ApiTokenStore(db, new FleetStore(db)).list();
+    const rows = store.apiTokens.list();
     if (values.json) io.stdout.write(JSON.stringify(rows, null, 2) + '\n');
     else for (const r of rows) io.stdout.write(`${r.name.padEnd(24)} ${r.role.padEnd(8)} created ${r.createdAt} by ${r.createdBy}${r.revokedAt === null ? '' : `  REVOKED ${r.revokedAt}`}\n`);
   } finally {
-    db.close();
+    store.close();
   }
   return 0;
 }

@@ -12,9 +12,7 @@ import * as z from 'zod';
 import { UsageError } from '../../shared/errors.ts';
 import { HOSTNAME, PACKAGE_NAME } from '../../shared/protocol.ts';
 import { ADVISORY_ID } from '../feeds/types.ts';
-import { openDatabase } from '../store/db.ts';
-import { FleetStore } from '../store/fleet.ts';
-import { ExceptionStore } from '../store/exceptions.ts';
+import { openStore } from '../store/store.ts';
 import { cliActor } from './actor.ts';
 import { DEFAULT_DB } from './feed.ts';
 import { parse } from './args.ts';
@@ -59,12 +57,12 @@ function add(argv: string[], io: Io): number {
   if (expires <= now.toISOString()) throw new UsageError(`exception add: --expires ${r.data.expires} is in the past`);
   const { 'fleet-wide': _fleetWide, ...e } = r.data;
   const actor = cliActor();
-  const db = openDatabase(dbPath);
+  const store = openStore({ kind: 'sqlite', path: dbPath });
   try {
-    const id = new ExceptionStore(db, new FleetStore(db)).add({ ...e, expires }, actor, now);
+    const id = store.exceptions.add({ ...e, expires }, actor, now);
     io.stdout.write(`exception ${id}: ${e.advisory}${e.package === undefined ? '' : ` on ${e.package}`} ${e.host === undefined ? 'on every host' : `on ${e.host}`} accepted by ${e.owner} until ${expires}\n`);
   } finally {
-    db.close();
+    store.close();
   }
   return 0;
 }
@@ -75,28 +73,28 @@ function remove(argv: string[], io: Io): number {
   const id = Number(values.id);
   const now = new Date();
   const actor = cliActor();
-  const db = openDatabase(values.db);
+  const store = openStore({ kind: 'sqlite', path: values.db });
   try {
-    const ended = new ExceptionStore(db, new FleetStore(db)).end(id, actor, now);
+    const ended = store.exceptions.end(id, actor, now);
     if (ended === undefined) {
       io.stdout.write(`exception ${id}: no such exception, or it has expired already\n`);
       return 1;
     }
     io.stdout.write(`exception ${id}: ended (it was to expire ${ended}); its findings are open again\n`);
   } finally {
-    db.close();
+    store.close();
   }
   return 0;
 }
 
 function list(argv: string[], io: Io): number {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, json: { type: 'boolean', default: false } });
-  const db = openDatabase(values.db, { readonly: true });
+  const store = openStore({ kind: 'sqlite', path: values.db, readonly: true });
   try {
-    const rows = new ExceptionStore(db, new FleetStore(db)).all();
+    const rows = store.exceptions.all();
     io.stdout.write(values.json ? JSON.stringify(rows, null, 2) + '\n' : rows.map((r) => JSON.stringify(r)).join('\n') + (rows.length > 0 ? '\n' : ''));
   } finally {
-    db.close();
+    store.close();
   }
   return 0;
 }

@@ -14,7 +14,7 @@ import { errorMessage } from '../../shared/errors.ts';
 import type { BundleImportResult } from '../airgap/feed-bundle.ts';
 import type { SyncOutcome } from '../feeds/sync.ts';
 import type { FeedImportResult } from '../feeds/store-import.ts';
-import type { FleetStore } from '../store/fleet.ts';
+import type { AuditLog } from '../store/audit-log.ts';
 import { cliActor } from './actor.ts';
 
 /** An error message in a row is a hint, not a transcript: a hostile file's text stays short. */
@@ -31,27 +31,27 @@ export function auditedUrl(url: string): string {
 }
 
 export class FeedAudit {
-  readonly #fleet: Pick<FleetStore, 'audit'>;
+  readonly #audit: Pick<AuditLog, 'record'>;
   readonly #actor: string;
 
-  /** `fleet` writes the rows (FleetStore.audit). */
-  constructor(fleet: Pick<FleetStore, 'audit'>, actor: string = cliActor()) {
-    this.#fleet = fleet;
+  /** `audit` takes the rows (the store's audit log). */
+  constructor(audit: Pick<AuditLog, 'record'>, actor: string = cliActor()) {
+    this.#audit = audit;
     this.#actor = actor;
   }
 
   imported(path: string, r: FeedImportResult): void {
-    this.#fleet.audit(this.#actor, 'feed.import', `feed:${r.source}`, JSON.stringify({ path: resolve(path), formats: r.formats, advisories: r.advisories, kev: r.kev, ...(r.epss === null ? {} : { epss: r.epss }), warnings: r.warnings }));
+    this.#audit.record(this.#actor, 'feed.import', `feed:${r.source}`, JSON.stringify({ path: resolve(path), formats: r.formats, advisories: r.advisories, kev: r.kev, ...(r.epss === null ? {} : { epss: r.epss }), warnings: r.warnings }));
   }
 
   bundle(path: string, r: BundleImportResult): void {
     const feeds = r.feeds.map((f) => ({ source: f.source, advisories: f.advisories, kev: f.kev, ...(f.epss === null ? {} : { epss: f.epss }) }));
-    this.#fleet.audit(this.#actor, 'feed.bundle-import', `feed-bundle:${r.signer}`, JSON.stringify({ path: resolve(path), createdAt: r.createdAt, feeds }));
+    this.#audit.record(this.#actor, 'feed.bundle-import', `feed-bundle:${r.signer}`, JSON.stringify({ path: resolve(path), createdAt: r.createdAt, feeds }));
   }
 
   refused(path: string, err: unknown): void {
     const code = (err as { code?: unknown } | null)?.code;
-    this.#fleet.audit(
+    this.#audit.record(
       this.#actor,
       'feed.import-refused',
       null,
@@ -63,9 +63,9 @@ export class FeedAudit {
   synced(url: string, o: SyncOutcome): void {
     if (o.status === 'imported') {
       const r = o.result;
-      this.#fleet.audit(this.#actor, 'feed.sync', `feed:${o.source}`, JSON.stringify({ url: auditedUrl(url), formats: r.formats, advisories: r.advisories, kev: r.kev, ...(r.epss === null ? {} : { epss: r.epss }), warnings: r.warnings }));
+      this.#audit.record(this.#actor, 'feed.sync', `feed:${o.source}`, JSON.stringify({ url: auditedUrl(url), formats: r.formats, advisories: r.advisories, kev: r.kev, ...(r.epss === null ? {} : { epss: r.epss }), warnings: r.warnings }));
     } else if (o.status === 'failed') {
-      this.#fleet.audit(this.#actor, 'feed.sync-failed', `feed:${o.source}`, JSON.stringify({ url: auditedUrl(url), code: o.code, message: o.error.split(url).join(auditedUrl(url)).slice(0, MAX_MESSAGE) }));
+      this.#audit.record(this.#actor, 'feed.sync-failed', `feed:${o.source}`, JSON.stringify({ url: auditedUrl(url), code: o.code, message: o.error.split(url).join(auditedUrl(url)).slice(0, MAX_MESSAGE) }));
     }
   }
 }

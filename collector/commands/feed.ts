@@ -16,10 +16,9 @@ import { type BundleImportResult, exportFeedBundle, importFeedBundle } from '../
 import { loadConfig } from '../config.ts';
 import { createLogger } from '../logger.ts';
 import { collectorKeyPath, loadOrCreateKey } from '../signing-key.ts';
-import { AdvisoryStore, type FeedRow } from '../store/advisories.ts';
-import { openDatabase } from '../store/db.ts';
+import type { FeedRow } from '../store/advisories.ts';
 import { removeFeed } from '../store/feed-removal.ts';
-import { FleetStore } from '../store/fleet.ts';
+import { openStore } from '../store/store.ts';
 import { cliActor } from './actor.ts';
 import { importFeedPath, type FeedImportResult } from '../feeds/store-import.ts';
 import { selectSources } from '../feeds/catalogue.ts';
@@ -67,11 +66,11 @@ async function importCmd(argv: string[], io: Io): Promise<number> {
   if (values.name !== undefined && positionals.length > 1) throw new UsageError('--name names one PATH only');
   const trusted = values.trust ?? [];
   for (const k of trusted) if (!RAW_KEY.test(k)) throw new UsageError(`--trust ${k} is not an ed25519 public key (43 base64url characters, as feed export prints it)`);
-  const db = openDatabase(values.db);
+  const opened = openStore({ kind: 'sqlite', path: values.db });
   let failed = 0;
   try {
-    const store = new AdvisoryStore(db);
-    const audit = new FeedAudit(new FleetStore(db));
+    const store = opened.advisories;
+    const audit = new FeedAudit(opened.audit);
     for (const path of positionals) {
       try {
         if (await isSignedFile(path)) {
@@ -91,7 +90,7 @@ async function importCmd(argv: string[], io: Io): Promise<number> {
       }
     }
   } finally {
-    db.close();
+    opened.close();
   }
   return failed > 0 ? 1 : 0;
 }
@@ -103,12 +102,12 @@ async function exportCmd(argv: string[], io: Io): Promise<number> {
   const keyFile = collectorKeyPath({ dbPath: values.db });
   if (!existsSync(keyFile)) io.stderr.write(`made the collector key ${keyFile} (keep it: bundles are trusted by its public key)\n`);
   const { privateKeyPem: key, publicKey } = loadOrCreateKey(keyFile, createLogger({ level: 'warn', destination: { write: (l: string) => io.stderr.write(l) } }));
-  const db = openDatabase(values.db, { readonly: true });
+  const opened = openStore({ kind: 'sqlite', path: values.db, readonly: true });
   let exported;
   try {
-    exported = exportFeedBundle(new AdvisoryStore(db), { ...(values.feed === undefined ? {} : { sources: values.feed }), key, publicKey });
+    exported = exportFeedBundle(opened.advisories, { ...(values.feed === undefined ? {} : { sources: values.feed }), key, publicKey });
   } finally {
-    db.close();
+    opened.close();
   }
   try {
     // 0600 whatever the umask, as every file the collector writes; the operator carrying it owns it.
@@ -126,15 +125,15 @@ async function syncCmd(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, config: { type: 'string' } });
   // No config: the catalogue's entries for the enrolled hosts' ecosystems, and KEV.
   const config = await loadConfig(values.config);
-  const db = openDatabase(values.db);
+  const opened = openStore({ kind: 'sqlite', path: values.db });
   let failed = 0;
   const tty = io.stderr.isTTY ?? false;
   try {
-    const store = new AdvisoryStore(db);
-    const sources = selectSources(enrolledEcosystems(db), config);
+    const store = opened.advisories;
+    const sources = selectSources(enrolledEcosystems(opened.db), config);
     if (sources.length === 0) throw new UsageError(`${values.config ?? 'the catalogue'}: nothing to sync (the config lists no feeds and disables the catalogue)`);
     const bars = new Map<string, { bar: SingleBar; started: boolean }>();
-    await syncSources(store, sources, new FeedAudit(new FleetStore(db)), {
+    await syncSources(store, sources, new FeedAudit(opened.audit), {
       onProgress: (name, received, total) => {
         if (!tty || total === null) return;
         let b = bars.get(name);
@@ -163,7 +162,7 @@ async function syncCmd(argv: string[], io: Io): Promise<number> {
       },
     });
   } finally {
-    db.close();
+    opened.close();
   }
   return failed > 0 ? 1 : 0;
 }
@@ -193,12 +192,12 @@ export function feedListText(rows: readonly FeedRow[], now: Date): string {
 
 function listCmd(argv: string[], io: Io): number {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, json: { type: 'boolean', default: false } });
-  const db = openDatabase(values.db, { readonly: true });
+  const opened = openStore({ kind: 'sqlite', path: values.db, readonly: true });
   try {
-    const rows = new AdvisoryStore(db).feeds();
+    const rows = opened.advisories.feeds();
     io.stdout.write(values.json ? JSON.stringify(rows, null, 2) + '\n' : feedListText(rows, new Date()));
   } finally {
-    db.close();
+    opened.close();
   }
   return 0;
 }
@@ -208,12 +207,12 @@ function removeCmd(argv: string[], io: Io): number {
   const { values, positionals } = parse(argv, { db: { type: 'string', default: DEFAULT_DB } }, true);
   if (positionals.length !== 1) throw new UsageError('feed remove needs one feed NAME (feed list shows them)');
   const name = positionals[0] as string;
-  const db = openDatabase(values.db);
+  const opened = openStore({ kind: 'sqlite', path: values.db });
   try {
-    const r = removeFeed(db, new FleetStore(db), name, cliActor());
+    const r = removeFeed(opened.db, opened, name, cliActor());
     io.stdout.write(`${name}: removed, with ${r.advisories} advisories and ${r.kev} KEV entries\n`);
   } finally {
-    db.close();
+    opened.close();
   }
   return 0;
 }

@@ -14,7 +14,7 @@ import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixt
 import { importFeedPath } from '../feeds/store-import.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase } from '../store/db.ts';
-import { FleetStore } from '../store/fleet.ts';
+import { fleetOn } from '../store/fleet.ts';
 import { agentCommand } from './agent.ts';
 import { hostsCommand } from './hosts.ts';
 import { parseDuration, tokenCommand } from './token.ts';
@@ -115,13 +115,13 @@ describe('hosts and agent revoke', () => {
   async function fleetDb(t: TestContext) {
     const db = await tempDb(t);
     const conn = openDatabase(db);
-    const fleet = new FleetStore(conn);
+    const fleet = fleetOn(conn);
     const rhel = inventoryOf('AlmaLinux:9', 'rpm', rhel95Packages(), { package: { name: 'kernel', source: 'kernel', version: '5.14.0-503.11.1.el9_5' } });
     rhel.reboot.required = true;
     const ids: string[] = [];
     for (const inv of [thisHost, rhel]) {
-      const id = fleet.enrollAgent({ publicKey: generateKeyPair().publicKey, hostname: inv.host.hostname, machineId: null, tokenId: null });
-      fleet.ingestReport(id, randomUUID(), inventoryHash(inv), inv);
+      const id = fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: inv.host.hostname, machineId: null, tokenId: null });
+      fleet.reports.ingest(id, randomUUID(), inventoryHash(inv), inv);
       ids.push(id);
     }
     conn.close();

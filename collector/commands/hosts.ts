@@ -6,24 +6,20 @@
  * that `agent revoke` takes.
  */
 import { CoverageView, inventoryReadable, type HostAssessment } from '../correlate/coverage.ts';
-import { AdvisoryStore } from '../store/advisories.ts';
-import { openDatabase } from '../store/db.ts';
-import { FleetStore, type HostSummary, MAX_PAGE } from '../store/fleet.ts';
+import { openStore } from '../store/store.ts';
+import type { Fleet } from '../store/fleet.ts';
+import type { HostSummary } from '../store/hosts.ts';
 import { parse } from './args.ts';
 import { DEFAULT_DB } from './feed.ts';
 import { readPolicyFile } from './scan.ts';
 
 type Io = { stdout: NodeJS.WritableStream };
 
-export function allHosts(fleet: FleetStore): HostSummary[] {
+export function allHosts(fleet: Fleet): HostSummary[] {
   const out: HostSummary[] = [];
-  let cursor: string | undefined;
-  for (;;) {
-    const page = fleet.listHosts({ limit: MAX_PAGE, cursor });
-    out.push(...page.hosts);
-    if (page.nextCursor === null) return out;
-    cursor = page.nextCursor;
-  }
+  // `--json` prints the summary as it always did: the listing's machine id and content hash stay out.
+  for (const { machineId: _machineId, contentHash: _contentHash, ...summary } of fleet.hosts.all()) out.push(summary);
+  return out;
 }
 
 export type AssessedHostSummary = HostSummary & { assessment: { state: HostAssessment['state']; reason: string } };
@@ -54,13 +50,13 @@ export function hostsTable(hosts: readonly AssessedHostSummary[]): string {
 export async function hostsCommand(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, json: { type: 'boolean', default: false }, policy: { type: 'string' } });
   const policy = await readPolicyFile(values.policy);
-  const db = openDatabase(values.db, { readonly: true });
+  const store = openStore({ kind: 'sqlite', path: values.db, readonly: true });
   try {
-    const view = new CoverageView(new AdvisoryStore(db).coverage(), new Date(), policy.staleFeedHours);
-    const hosts = assessHosts(allHosts(new FleetStore(db)), view);
+    const view = new CoverageView(store.advisories.coverage(), new Date(), policy.staleFeedHours);
+    const hosts = assessHosts(allHosts(store), view);
     io.stdout.write(values.json ? JSON.stringify(hosts, null, 2) + '\n' : hostsTable(hosts));
   } finally {
-    db.close();
+    store.close();
   }
   return 0;
 }

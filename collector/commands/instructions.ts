@@ -13,9 +13,7 @@ import { cliActor } from './actor.ts';
 import { parse } from './args.ts';
 import { DEFAULT_DB } from './feed.ts';
 import { collectorKeyPath, readCollectorKey } from '../signing-key.ts';
-import { InstructionOutbox } from '../store/rollouts.ts';
-import { openDatabase } from '../store/db.ts';
-import { FleetStore } from '../store/fleet.ts';
+import { openStore } from '../store/store.ts';
 
 type Io = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
 
@@ -26,11 +24,10 @@ async function exportCmd(argv: string[], io: Io): Promise<number> {
   for (const a of values.agent ?? []) if (!UUID.test(a)) throw new UsageError(`--agent ${a} is not an agent id (see the AGENT column of 'hosts')`);
   const agentIds = values.agent?.map((a) => a.toLowerCase());
   const key = readCollectorKey(collectorKeyPath({ dbPath: values.db })).privateKeyPem;
-  const db = openDatabase(values.db);
+  const store = openStore({ kind: 'sqlite', path: values.db });
   try {
-    const files = await exportInstructions({ outbox: new InstructionOutbox(db), dir: values.out, key, ...(agentIds === undefined ? {} : { agentIds }) });
-    const fleet = new FleetStore(db);
-    for (const f of files) fleet.audit(cliActor(), 'instructions.export', `agent:${f.agentId}`, JSON.stringify({ instructions: f.instructions }));
+    const files = await exportInstructions({ outbox: store.outbox, dir: values.out, key, ...(agentIds === undefined ? {} : { agentIds }) });
+    for (const f of files) store.audit.record(cliActor(), 'instructions.export', `agent:${f.agentId}`, JSON.stringify({ instructions: f.instructions }));
     if (values.json) io.stdout.write(JSON.stringify(files, null, 2) + '\n');
     else {
       for (const f of files) io.stdout.write(`wrote ${f.file}: ${f.instructions} instruction${f.instructions === 1 ? '' : 's'} for agent ${f.agentId}\n`);
@@ -38,7 +35,7 @@ async function exportCmd(argv: string[], io: Io): Promise<number> {
     }
     return 0;
   } finally {
-    db.close();
+    store.close();
   }
 }
 

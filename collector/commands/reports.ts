@@ -13,7 +13,6 @@
  */
 import { UsageError } from '../../shared/errors.ts';
 import { type ImportSinks, importReportFiles, reportFilesIn, type ReportFileOutcome } from '../airgap/report-import.ts';
-import { ReportImports } from '../store/report-imports.ts';
 import { cliActor } from './actor.ts';
 import { parse } from './args.ts';
 import { DEFAULT_DB } from './feed.ts';
@@ -59,7 +58,7 @@ async function importCmd(argv: string[], io: Io): Promise<number> {
   const opened = openEngine(values.db, io, false);
   let outcomes: ReportFileOutcome[];
   try {
-    outcomes = await importReportFiles(files, { fleet: opened.fleet, imports: new ReportImports(opened.db, opened.fleet), sinks: sinksOf(opened), actor: cliActor() });
+    outcomes = await importReportFiles(files, { fleet: opened.fleet, imports: opened.store.reportImports, sinks: sinksOf(opened), actor: cliActor() });
   } finally {
     opened.close();
   }

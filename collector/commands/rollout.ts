@@ -19,15 +19,13 @@ import { signInstruction } from '../../shared/instructions.ts';
 import type { Finding } from '../../shared/protocol.ts';
 import { parseConfig } from '../config.ts';
 import { HostFindings } from '../gateway/host-findings.ts';
-import { findingsStores } from '../store/stores.ts';
 import { listRollouts, type RolloutDetailJson, type RolloutJson, rolloutDetail } from '../http/views.ts';
 import { createLogger } from '../logger.ts';
 import { type Preview, ROLLOUT_OPERATIONS, RolloutEngine, type RolloutOperation } from '../rollout/engine.ts';
 import { parsePlan } from '../rollout/plan.ts';
-import { InstructionOutbox, RolloutStore } from '../store/rollouts.ts';
-import { Transactions } from '../store/transactions.ts';
-import { openDatabase } from '../store/db.ts';
-import { FleetStore } from '../store/fleet.ts';
+import type { Fleet } from '../store/fleet.ts';
+import type { InstructionOutbox } from '../store/rollouts.ts';
+import { openStore, type Store } from '../store/store.ts';
 import { cliActor } from './actor.ts';
 import { parse } from './args.ts';
 import { collectorKeyPath, readCollectorKey } from '../signing-key.ts';
@@ -74,37 +72,37 @@ export function readPlanFile(path: string): unknown {
 
 export interface Opened {
   engine: RolloutEngine;
-  fleet: FleetStore;
+  store: Store;
+  fleet: Fleet;
   outbox: InstructionOutbox;
-  db: ReturnType<typeof openDatabase>;
   /** Stops the findings it may have loaded and closes the database. */
   close: () => void;
 }
 
 /** The rollout engine on a database, as a CLI process uses it; the caller closes it. */
 export function openEngine(dbPath: string, io: Io, readonly: boolean): Opened {
-  const db = openDatabase(dbPath, { readonly });
+  const store = openStore({ kind: 'sqlite', path: dbPath, readonly });
   try {
-    const fleet = new FleetStore(db);
+    const fleet: Fleet = store;
     let findings: HostFindings | undefined;
     const findingsOf = (agentId: string): Finding[] => {
       if (findings === undefined) {
-        findings = new HostFindings({ stores: findingsStores(db), fleet, policy: parseConfig({}).policy, logger: createLogger({ level: 'warn', destination: { write: (l: string) => io.stderr.write(l) } }) });
+        findings = new HostFindings({ store, policy: parseConfig({}).policy, logger: createLogger({ level: 'warn', destination: { write: (l: string) => io.stderr.write(l) } }) });
         findings.load();
       }
       return findings.findings(agentId)?.findings ?? [];
     };
     let key: string | undefined;
-    const outbox = new InstructionOutbox(db);
+    const outbox = store.outbox;
     const engine = new RolloutEngine({
-      store: new RolloutStore(db, parsePlan),
-      tx: new Transactions(db),
+      store: store.rollouts,
+      tx: store,
       fleet,
       outbox,
       findings: findingsOf,
       signer: (instruction) => signInstruction(instruction, (key ??= readCollectorKey(collectorKeyPath({ dbPath })).privateKeyPem)),
       audit: (actor, action, target, detail) => {
-        fleet.audit(actor, action, target, detail, new Date());
+        fleet.audit.record(actor, action, target, detail, new Date());
       },
       // A host that fails alone or a rollout that cannot advance says so here, besides its stored reason.
       onError: (err, where) => {
@@ -115,12 +113,12 @@ export function openEngine(dbPath: string, io: Io, readonly: boolean): Opened {
       try {
         findings?.stop();
       } finally {
-        db.close();
+        store.close();
       }
     };
-    return { engine, fleet, outbox, db, close };
+    return { engine, store, fleet, outbox, close };
   } catch (err) {
-    db.close();
+    store.close();
     throw err;
   }
 }

@@ -20,12 +20,8 @@ import { DuePolicySchema, type DuePolicy } from '../correlate/policy.ts';
 import { type EpssScore, type KevInfo } from '../correlate/findings.ts';
 import { FINDING_SORTS, sortFindings, type FindingSort } from '../correlate/fix-order.ts';
 import { parseFeedPath } from '../feeds/import.ts';
-import { AdvisoryStore } from '../store/advisories.ts';
-import { openDatabase } from '../store/db.ts';
-import { Transactions } from '../store/transactions.ts';
-import { EpssStore } from '../store/epss.ts';
-import { FleetStore } from '../store/fleet.ts';
-import { FindingHistoryStore } from '../store/history.ts';
+import type { FindingHistoryStore } from '../store/history.ts';
+import { openStore } from '../store/store.ts';
 import { cliActor } from './actor.ts';
 import { parse } from './args.ts';
 import { findingsCsv } from './findings-csv.ts';
@@ -141,24 +137,24 @@ export async function scanCommand(argv: string[], io: { stdout: NodeJS.WritableS
   }
 
   // The feeds above may fail; the database is opened only once they have parsed.
-  const db = values.db === undefined ? undefined : openDatabase(values.db, { readonly: !values.record });
+  const opened = values.db === undefined ? undefined : openStore({ kind: 'sqlite', path: values.db, readonly: !values.record });
   let history: FindingHistoryStore | undefined;
   let doc: Findings;
   const feedErrors: string[] = [];
   try {
-    if (db !== undefined) {
-      const store = new AdvisoryStore(db);
+    if (opened !== undefined) {
+      const store = opened.advisories;
       correlator.apply(store.allAdvisories());
       for (const [cve, k] of store.kev()) kev.set(cve, k);
       // An EPSS file given with --feed is the operator's newer set: it wins over the stored one.
-      if (epss.size === 0) for (const [cve, s] of new EpssStore(db).all()) epss.set(cve, s);
+      if (epss.size === 0) for (const [cve, s] of opened.epss.all()) epss.set(cve, s);
       coverage.push(...store.coverage());
       for (const f of store.feeds()) {
         feedStates.push({ source: f.source, newest: f.newest, importedAt: f.checkedAt });
         // The data is the last good import, but the operator must know the feed is failing.
         if (f.lastError !== null) feedErrors.push(`feed ${f.source}: last attempt failed: ${f.lastError.slice(0, 1000)}`);
       }
-      history = new FindingHistoryStore(db);
+      history = opened.history;
     }
     doc = correlator.findings(inventory, {
       policy,
@@ -172,19 +168,20 @@ export async function scanCommand(argv: string[], io: { stdout: NodeJS.WritableS
     const assessment = new CoverageView(coverage, now, policy.staleFeedHours).assess({ ecosystem: inventory.host.ecosystem, inventoryReadable: inventoryReadable({ packageCount: inventory.packages.length }) });
     doc.assessment = { state: assessment.state, reason: assessment.reason };
     if (assessment.state !== 'assessed') doc.warnings.unshift(`${assessment.state}: ${assessment.reason}`);
-    if (values.record && db !== undefined && history !== undefined) {
+    if (values.record && opened !== undefined && history !== undefined) {
       // First-seen and resolved times set due dates: a recorded scan changes what the collector believes, so it is audited.
       const h = history;
       const findings = doc.findings;
       const inventoryFile = resolve(values.inventory);
-      new Transactions(db).run(() => {
+      const store = opened;
+      store.inTransaction(() => {
         h.record(hostKey, findings, now);
         const open = findings.filter((f) => f.status === 'open').length;
-        new FleetStore(db).audit(cliActor(), 'scan.record', `host:${hostKey}`, JSON.stringify({ inventory: inventoryFile, findings: findings.length, open }), now);
+        store.audit.record(cliActor(), 'scan.record', `host:${hostKey}`, JSON.stringify({ inventory: inventoryFile, findings: findings.length, open }), now);
       });
     }
   } finally {
-    db?.close();
+    opened?.close();
   }
   doc.findings = sortFindings(doc.findings, sort);
   if (values.json) io.stdout.write(JSON.stringify(doc, null, 2) + '\n');

@@ -15,7 +15,7 @@ import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixt
 import { importFeedPath } from '../feeds/store-import.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase } from '../store/db.ts';
-import { FleetStore } from '../store/fleet.ts';
+import { fleetOn } from '../store/fleet.ts';
 import { migratePostgres } from '../store/postgres/migrate.ts';
 import { PostgresDatabase } from '../store/sql/postgres.ts';
 import { sql, sqliteText } from '../store/sql/query.ts';
@@ -63,21 +63,21 @@ describe('store migrate', { skip: needs(TOOLS.postgres) }, () => {
     // A real SQLite collector: real advisories, hosts with real inventories, tokens, an
     // exception, an API token, a rollout, and the audit log all of that wrote.
     const db = openDatabase(dbPath);
-    const fleet = new FleetStore(db);
-    fleet.createEnrollmentToken({ uses: 10, ttlMs: 86_400_000, createdBy: 'cli:test' });
+    const fleet = fleetOn(db);
+    fleet.tokens.create({ uses: 10, ttlMs: 86_400_000, createdBy: 'cli:test' });
     const lines = gunzipSync(readFileSync(join(DATA_DIR, 'osv', 'almalinux9.osv.jsonl.gz'))).toString('utf8').split('\n').slice(0, 300).join('\n');
     writeFileSync(join(dir, 'alma9.osv.jsonl'), lines + '\n');
     await importFeedPath(new AdvisoryStore(db), join(dir, 'alma9.osv.jsonl'), { name: 'alma9' });
     const packages = rhel95Packages();
     HOSTILE.forEach((hostname, i) => {
-      const id = fleet.enrollAgent({ publicKey: generateKeyPair().publicKey, hostname, machineId: null, tokenId: null });
+      const id = fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname, machineId: null, tokenId: null });
       agentIds.push(id);
       const inv = inventoryOf('AlmaLinux:9', 'rpm', packages.slice(i));
       inv.host.hostname = hostname;
-      fleet.ingestReport(id, randomUUID(), inventoryHash(inv), inv);
+      fleet.reports.ingest(id, randomUUID(), inventoryHash(inv), inv);
     });
-    fleet.setTags(agentIds[0] as string, ['web', 'env=prod'], 'cli:test');
-    fleet.revokeAgent(agentIds[4] as string, 'cli:test');
+    fleet.agents.setTags(agentIds[0] as string, ['web', 'env=prod'], 'cli:test');
+    fleet.agents.revoke(agentIds[4] as string, 'cli:test');
     db.close();
     const run = async (command: typeof storeCommand, argv: string[]) => {
       const { io, out } = capture();

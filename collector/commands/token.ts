@@ -4,8 +4,7 @@
  * can capture it); the database keeps only its sha256. Written to the audit log.
  */
 import { UsageError } from '../../shared/errors.ts';
-import { openDatabase } from '../store/db.ts';
-import { FleetStore } from '../store/fleet.ts';
+import { openStore } from '../store/store.ts';
 import { cliActor } from './actor.ts';
 import { parse } from './args.ts';
 import { DEFAULT_DB } from './feed.ts';
@@ -40,9 +39,9 @@ function create(argv: string[], io: Io): number {
   const ttlMs = parseDuration(values.ttl);
   if (values.note !== undefined && values.note.length > 1000) throw new UsageError('--note is at most 1000 characters');
   const uses = Number(values.uses);
-  const db = openDatabase(values.db);
+  const store = openStore({ kind: 'sqlite', path: values.db });
   try {
-    const t = new FleetStore(db).createEnrollmentToken({ uses, ttlMs, createdBy: cliActor(), note: values.note ?? null });
+    const t = store.tokens.create({ uses, ttlMs, createdBy: cliActor(), note: values.note ?? null });
     if (values.json) {
       io.stdout.write(JSON.stringify({ id: t.id, token: t.token, uses, expiresAt: t.expiresAt, note: values.note ?? null }) + '\n');
     } else {
@@ -50,7 +49,7 @@ function create(argv: string[], io: Io): number {
       io.stderr.write(`enrollment token ${t.id}: ${uses} use${uses === 1 ? '' : 's'}, expires ${t.expiresAt}; shown once, only its hash is stored\n`);
     }
   } finally {
-    db.close();
+    store.close();
   }
   return 0;
 }

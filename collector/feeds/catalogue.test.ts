@@ -20,7 +20,7 @@ import { parseConfig } from '../config.ts';
 import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixtures.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase, type Db } from '../store/db.ts';
-import { FleetStore } from '../store/fleet.ts';
+import { fleetOn } from '../store/fleet.ts';
 import { enrolledEcosystems } from '../store/host-ecosystems.ts';
 import { tempDatabase } from '../../shared/testing/store-fixtures.ts';
 import { CATALOGUE, entriesFor, selectSources, UPSTREAM_BASES } from './catalogue.ts';
@@ -32,13 +32,13 @@ const NOW = new Date('2026-11-26T18:00:00.000Z');
 
 /** Enrols one host per ecosystem and stores a report for it; `revoked` ones are revoked after. */
 function enrolHosts(db: Db, ecosystems: readonly string[], revoked: readonly string[] = []): void {
-  const fleet = new FleetStore(db);
+  const fleet = fleetOn(db);
   const pkgs = rhel95Packages().slice(0, 3);
   for (const [i, eco] of [...ecosystems, ...revoked].entries()) {
-    const id = fleet.enrollAgent({ publicKey: generateKeyPair().publicKey, hostname: `h${i}`, machineId: null, tokenId: null }, NOW);
+    const id = fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: `h${i}`, machineId: null, tokenId: null }, NOW);
     const inv = inventoryOf(eco, eco.startsWith('Alpine') ? 'apk' : eco.startsWith('Debian') || eco.startsWith('Ubuntu') ? 'deb' : 'rpm', pkgs);
-    fleet.ingestReport(id, `r-${i}`, `hash-${i}`, { ...inv, host: { ...inv.host, hostname: `h${i}` } }, NOW);
-    if (i >= ecosystems.length) fleet.revokeAgent(id, 'cli:test', NOW);
+    fleet.reports.ingest(id, `r-${i}`, `hash-${i}`, { ...inv, host: { ...inv.host, hostname: `h${i}` } }, NOW);
+    if (i >= ecosystems.length) fleet.agents.revoke(id, 'cli:test', NOW);
   }
 }
 

@@ -21,10 +21,10 @@ import { DEFAULT_POLICY } from '../correlate/policy.ts';
 import { createLogger } from '../logger.ts';
 import { hostInventory } from '../../shared/testing/rollout-bench.ts';
 import { openDatabase } from '../store/db.ts';
-import { FleetStore } from '../store/fleet.ts';
+import type { Fleet } from '../store/fleet.ts';
+import { storeOn } from '../store/store.ts';
 import { FindingHistoryStore } from '../store/history.ts';
 import { HostFindings } from './host-findings.ts';
-import { findingsStores } from '../store/stores.ts';
 
 const quiet = { stdout: { write: () => true }, stderr: { write: () => true } } as unknown as { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
 
@@ -46,14 +46,14 @@ function contents(): Inventory[] {
 
 interface Side {
   db: ReturnType<typeof openDatabase>;
-  fleet: FleetStore;
+  fleet: Fleet;
   hf: HostFindings;
 }
 
 function openSide(path: string, now: () => Date): Side {
   const db = openDatabase(path);
-  const fleet = new FleetStore(db);
-  return { db, fleet, hf: new HostFindings({ stores: findingsStores(db), fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now }) };
+  const fleet = storeOn(db);
+  return { db, fleet, hf: new HostFindings({ store: fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now }) };
 }
 
 /** What the collector believes of each host: its history as read (own rows and its content's timeline), its findings as the API shows them, its counts. */
@@ -85,8 +85,8 @@ describe('a feed change fanned out by content group', () => {
     for (let i = 0; i < 12; i++) {
       const inv = structuredClone(invs[i % invs.length]) as Inventory;
       inv.host.hostname = `host-${i}`;
-      const id = a.fleet.enrollAgent({ publicKey: generateKeyPair().publicKey, hostname: inv.host.hostname, machineId: null, tokenId: null }, clock);
-      a.fleet.ingestReport(id, randomUUID(), inventoryHash(inv), inv, clock);
+      const id = a.fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: inv.host.hostname, machineId: null, tokenId: null }, clock);
+      a.fleet.reports.ingest(id, randomUUID(), inventoryHash(inv), inv, clock);
       ids.push(id);
     }
 
@@ -107,7 +107,7 @@ describe('a feed change fanned out by content group', () => {
       const inv = structuredClone(invs[(i + 1) % invs.length]) as Inventory;
       inv.host.hostname = `host-${i}`;
       const id = ids[i] as string;
-      a.fleet.ingestReport(id, randomUUID(), inventoryHash(inv), inv, clock);
+      a.fleet.reports.ingest(id, randomUUID(), inventoryHash(inv), inv, clock);
       a.hf.scheduleStored([id]);
     }
     await a.hf.drained();

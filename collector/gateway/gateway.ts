@@ -18,7 +18,7 @@ import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import { CLOSE, ProtocolError } from '../../shared/errors.ts';
+import { type AgentRefusal, AgentRefusedError, CLOSE, ProtocolError } from '../../shared/errors.ts';
 import { inventoryHash, packageSetRef } from '../../shared/inventory-hash.ts';
 import type { InstructionResult } from '../../shared/instructions.ts';
 import { ackMessage, challengeMessage } from '../../shared/messages.ts';
@@ -32,7 +32,8 @@ import {
 } from '../../shared/protocol.ts';
 import { helloPayload, verifyBytes } from '../../shared/signing.ts';
 import type { Logger } from '../logger.ts';
-import type { FleetStore, IngestItem, IngestResult, PackageSetRef } from '../store/fleet.ts';
+import type { Fleet } from '../store/fleet.ts';
+import type { IngestItem, IngestResult, PackageSetRef } from '../store/reports.ts';
 import { assertFrameLimitSupported, onFrameTooLarge, setFrameLimit, WS_FRAME_TOO_LARGE } from './frame-limit.ts';
 import { splitKnownPackageSet } from './known-set.ts';
 import { assertFrameWithinPackageLimit, assertReportWithinPackageLimit } from './report-limit.ts';
@@ -60,7 +61,7 @@ export interface InstructionChannel {
 export interface GatewayOptions {
   /** Instructions for agents; without it the collector sends none and refuses results. */
   instructions?: InstructionChannel;
-  fleet: FleetStore;
+  fleet: Fleet;
   /** Sent in `enrolled`; the agent pins it to check the collector's signed instructions. */
   collectorPublicKey: string;
   logger: Logger;
@@ -136,6 +137,22 @@ function protocolError(message: string): ProtocolError {
   return new ProtocolError(message, 'PW_ERR_PROTOCOL', CLOSE.protocol);
 }
 
+/** The close code of each store refusal: what the gateway sent when the store threw protocol errors itself. */
+const REFUSAL_CLOSE: Readonly<Record<AgentRefusal, number>> = Object.freeze({
+  'not-enrolled': CLOSE.unauthenticated,
+  revoked: CLOSE.revoked,
+  // The agent tells this one by its error code and sends its full inventory next (agent/daemon/agent.ts).
+  'inventory-unknown': CLOSE.protocol,
+  'already-enrolled': CLOSE.tokenRefused,
+});
+
+/** The refusal to send for an error met while handling a frame; undefined for a failure of the collector's own. */
+export function asProtocolError(err: unknown): ProtocolError | undefined {
+  if (err instanceof ProtocolError) return err;
+  if (err instanceof AgentRefusedError) return new ProtocolError(err.message, err.code, REFUSAL_CLOSE[err.reason], { cause: err });
+  return undefined;
+}
+
 
 export class Gateway {
   readonly #opts: Required<Omit<GatewayOptions, 'onInventory' | 'onReport' | 'instructions'>> & Pick<GatewayOptions, 'onInventory' | 'onReport' | 'instructions'>;
@@ -181,7 +198,7 @@ export class Gateway {
     }, this.#opts.heartbeatSeconds * 1000);
     this.#heartbeat.unref();
     // Whatever the last run left in the table, nobody is connected to a collector that starts.
-    this.#opts.fleet.markAllDisconnected();
+    this.#opts.fleet.agents.markAllDisconnected();
   }
 
   /** Serves agents on `path` of this server; other upgrade requests get 404. */
@@ -315,7 +332,7 @@ export class Gateway {
         this.#handle(s, data, isBinary, arrived);
       } catch (err) {
         if (s.reportPending) this.#opts.onReport?.('rejected', 0);
-        this.#refuse(s, err instanceof ProtocolError ? err : this.#internal(s, err));
+        this.#refuse(s, asProtocolError(err) ?? this.#internal(s, err));
       }
       s.reportPending = false;
     });
@@ -347,7 +364,7 @@ export class Gateway {
     // Counted before it is hashed or parsed: too many packages is refused in one pass (report-limit.ts).
     if (s.agentId !== null) assertFrameWithinPackageLimit(frame);
     // Only an authenticated agent's report can name a stored set; before that, parse it all.
-    const known = s.agentId === null ? null : splitKnownPackageSet(frame, (json) => this.#opts.fleet.matchPackageSet(json));
+    const known = s.agentId === null ? null : splitKnownPackageSet(frame, (json) => this.#opts.fleet.reports.matchPackageSet(json));
     let json: unknown;
     try {
       json = JSON.parse(known?.rest ?? frame.toString('utf8'));
@@ -389,7 +406,7 @@ export class Gateway {
         set = packageSetRef(raw.packages);
       } else {
         if (raw.packages.length !== 0) throw protocolError(`report ${msg.id}: packageSet names the packages, so the inventory's packages must be empty`);
-        const packages = this.#opts.fleet.packageSet(msg.packageSet);
+        const packages = this.#opts.fleet.reports.packageSet(msg.packageSet);
         if (packages === undefined) {
           this.#ack(s, msg.id, 'packages-unknown', arrived);
           return;
@@ -408,22 +425,21 @@ export class Gateway {
     const fleet = this.#opts.fleet;
     const now = this.#opts.now();
     if (msg.type === 'hello') {
-      const agent = fleet.agentById(msg.agentId);
+      const agent = fleet.agents.get(msg.agentId);
       // Unknown agent and bad signature look the same to the peer: nothing to probe ids with.
       if (agent === undefined || !verifyBytes(agent.publicKey, helloPayload(s.nonce, msg.agentId), msg.signature)) {
         throw new ProtocolError('hello: the signature does not prove this agent id', 'PW_ERR_UNAUTHENTICATED', CLOSE.unauthenticated);
       }
       if (agent.revokedAt !== null) throw new ProtocolError(`agent ${agent.id} was revoked at ${agent.revokedAt}`, 'PW_ERR_AGENT_REVOKED', CLOSE.revoked);
-      if (agent.agentVersion !== msg.agentVersion) fleet.setAgentVersion(agent.id, msg.agentVersion);
+      if (agent.agentVersion !== msg.agentVersion) fleet.agents.setVersion(agent.id, msg.agentVersion);
       this.#authenticated(s, agent.id, agent.lastInventoryHash, now);
       return;
     }
     let result;
     try {
-      result = fleet.enrollWithToken(msg.token, { publicKey: msg.publicKey, hostname: msg.hostname, machineId: msg.machineId, agentVersion: msg.agentVersion }, now);
+      result = fleet.agents.enrollWithToken(msg.token, { publicKey: msg.publicKey, hostname: msg.hostname, machineId: msg.machineId, agentVersion: msg.agentVersion }, now);
     } catch (err) {
-      if (err instanceof ProtocolError) throw err;
-      throw this.#internal(s, err);
+      throw asProtocolError(err) ?? this.#internal(s, err);
     }
     if (!result.ok) {
       throw new ProtocolError(`enroll: the enrollment token is ${result.reason === 'used-up' ? 'used up' : result.reason}`, 'PW_ERR_TOKEN_REFUSED', CLOSE.tokenRefused);
@@ -451,7 +467,7 @@ export class Gateway {
     s.log = s.log.child({ agentId });
     this.#byAgent.set(agentId, s);
     this.stats.authenticated++;
-    this.#opts.fleet.setConnected(agentId, true, now);
+    this.#opts.fleet.agents.setConnected(agentId, true, now);
     s.log.info('agent connected');
     this.#send(s, { type: 'welcome', agentId, heartbeatSeconds: this.#opts.heartbeatSeconds, inventoryHash });
     this.#deliver(s);
@@ -467,10 +483,9 @@ export class Gateway {
     }
     let result;
     try {
-      result = this.#opts.fleet.ingestReport(agentId, id, hash, inventory, this.#opts.now(), set);
+      result = this.#opts.fleet.reports.ingest(agentId, id, hash, inventory, this.#opts.now(), set);
     } catch (err) {
-      if (err instanceof ProtocolError) throw err;
-      throw this.#internal(s, err);
+      throw asProtocolError(err) ?? this.#internal(s, err);
     }
     this.#ack(s, id, result.status, arrived);
   }
@@ -480,7 +495,7 @@ export class Gateway {
     const batch = this.#batch.splice(0);
     let results: (IngestResult | { error: unknown })[];
     try {
-      results = this.#opts.fleet.ingestBatch(
+      results = this.#opts.fleet.reports.ingestBatch(
         batch.map((b) => b.item),
         this.#opts.now(),
       );
@@ -492,7 +507,7 @@ export class Gateway {
       const result = results[i] ?? { error: new Error('no result') };
       if ('error' in result) {
         this.#opts.onReport?.('rejected', 0);
-        this.#refuse(s, result.error instanceof ProtocolError ? result.error : this.#internal(s, result.error));
+        this.#refuse(s, asProtocolError(result.error) ?? this.#internal(s, result.error));
         return;
       }
       // The transaction has committed: only now may the agent forget the report. A session
@@ -581,7 +596,7 @@ export class Gateway {
     if (s.agentId === null || this.#byAgent.get(s.agentId) !== s) return;
     this.#byAgent.delete(s.agentId);
     try {
-      this.#opts.fleet.setConnected(s.agentId, false, this.#opts.now());
+      this.#opts.fleet.agents.setConnected(s.agentId, false, this.#opts.now());
     } catch (err) {
       s.log.error({ err }, 'could not record the disconnection');
     }
@@ -600,7 +615,7 @@ export class Gateway {
     }
     if (this.#byAgent.size === 0) return;
     try {
-      this.#opts.fleet.touch(this.#byAgent.keys(), this.#opts.now());
+      this.#opts.fleet.agents.touch(this.#byAgent.keys(), this.#opts.now());
     } catch (err) {
       this.#opts.logger.error({ err }, 'could not record last-seen of the connected agents');
     }

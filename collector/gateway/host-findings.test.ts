@@ -13,11 +13,10 @@ import type { Advisory } from '../feeds/types.ts';
 import { createLogger } from '../logger.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import type { Db } from '../store/db.ts';
-import { FleetStore } from '../store/fleet.ts';
+import { type Store, storeOn } from '../store/store.ts';
 import { FindingHistoryStore } from '../store/history.ts';
 import { tempDatabase } from '../../shared/testing/store-fixtures.ts';
 import { HostFindings } from './host-findings.ts';
-import { findingsStores } from '../store/stores.ts';
 
 const NOW = new Date('2026-11-26T18:00:00.000Z');
 const ALMA9 = { source: 'osv', kind: 'osv', location: dataPath('osv', 'almalinux9.osv.jsonl.gz') };
@@ -40,24 +39,24 @@ before(async () => {
   rhel = inventoryOf('AlmaLinux:9', 'rpm', rhel95Packages());
 });
 
-async function fleetWithHosts(t: TestContext, hostnames: readonly string[]): Promise<{ db: Db; fleet: FleetStore; agents: Map<string, { id: string; inventory: Inventory; hash: string }> }> {
+async function fleetWithHosts(t: TestContext, hostnames: readonly string[]): Promise<{ db: Db; fleet: Store; agents: Map<string, { id: string; inventory: Inventory; hash: string }> }> {
   const { db } = await tempDatabase(t, 'host-findings');
   new AdvisoryStore(db).importAdvisories(ALMA9, alma, NOW);
-  const fleet = new FleetStore(db);
+  const fleet = storeOn(db);
   const agents = new Map<string, { id: string; inventory: Inventory; hash: string }>();
   for (const hostname of hostnames) {
-    const id = fleet.enrollAgent({ publicKey: generateKeyPair().publicKey, hostname, machineId: null, tokenId: null }, NOW);
+    const id = fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname, machineId: null, tokenId: null }, NOW);
     const inventory: Inventory = { ...rhel, host: { ...rhel.host, hostname } };
     const hash = inventoryHash(inventory);
-    assert.equal(fleet.ingestReport(id, randomUUID(), hash, inventory, NOW).status, 'stored');
+    assert.equal(fleet.reports.ingest(id, randomUUID(), hash, inventory, NOW).status, 'stored');
     agents.set(hostname, { id, inventory, hash });
   }
   return { db, fleet, agents };
 }
 
 /** HostFindings over the fixture's store, its advisories loaded, at NOW. */
-function loadedFindings(db: Db, fleet: FleetStore, correlator?: Correlator): HostFindings {
-  const hf = new HostFindings({ stores: findingsStores(db), fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => NOW, ...(correlator === undefined ? {} : { correlator }) });
+function loadedFindings(store: Store, correlator?: Correlator): HostFindings {
+  const hf = new HostFindings({ store, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => NOW, ...(correlator === undefined ? {} : { correlator }) });
   hf.load();
   return hf;
 }
@@ -81,7 +80,7 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
     it(c.name, async (t) => {
       const names = Array.from({ length: c.hosts }, (_, i) => `host-${i}`);
       const { db, fleet, agents } = await fleetWithHosts(t, names);
-      const hf = loadedFindings(db, fleet, new FailingFor(new Set(c.failing)));
+      const hf = loadedFindings(fleet, new FailingFor(new Set(c.failing)));
       const expected = hf.correlator.findings(rhel, { policy: DEFAULT_POLICY, now: NOW, kev: new Map() });
       const open = expected.findings.filter((f) => f.status === 'open' || f.status === 'unfixed' || f.status === 'fixed-pending-reboot').length;
       assert.ok(open > 0, 'the real RHEL 9.5 image has open AlmaLinux findings');
@@ -90,7 +89,7 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
       assert.equal(hf.queued, 0);
       assert.deepEqual(hf.stats, { correlated: c.hosts - c.failing.length, failed: c.failing.length, fannedOut: 0 });
       for (const [hostname, a] of agents) {
-        const host = fleet.host(a.id);
+        const host = fleet.hosts.get(a.id);
         assert.ok(host);
         if (c.failing.includes(hostname)) {
           assert.equal(host.openFindings, 0, `${hostname}: no counts from a failed correlation`);
@@ -110,7 +109,7 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
     assert.ok(victim);
     // A real SQLite failure at the last write of web-2's correlation: its counts.
     db.exec(`CREATE TRIGGER refuse_counts BEFORE UPDATE OF open_findings ON hosts WHEN NEW.agent_id = '${victim.id}' BEGIN SELECT RAISE(ABORT, 'injected'); END`);
-    const hf = loadedFindings(db, fleet);
+    const hf = loadedFindings(fleet);
     for (const a of agents.values()) hf.schedule(a.id, a.inventory, packagesHash(a.inventory));
     await hf.drained();
     assert.deepEqual(hf.stats, { correlated: 2, failed: 1, fannedOut: 0 });
@@ -119,13 +118,13 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
       const a = agents.get(name);
       assert.ok(a);
       assert.ok(historyRows(db, a.id) > 0, name);
-      assert.ok((fleet.host(a.id)?.openFindings ?? 0) > 0, name);
+      assert.ok((fleet.hosts.get(a.id)?.openFindings ?? 0) > 0, name);
     }
   });
 
   it('correlating a host again writes only the history rows that changed: its content once, its own rows when it moves to another content', async (t) => {
     const { db, fleet, agents } = await fleetWithHosts(t, ['web-1']);
-    const hf = loadedFindings(db, fleet);
+    const hf = loadedFindings(fleet);
     const a = agents.get('web-1');
     assert.ok(a);
     const changes = (): number => (db.prepare('SELECT total_changes() AS n').get() as { n: number }).n;
@@ -172,13 +171,13 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
     const rows = historyRows(db, a.id);
     assert.equal(await correlate(patched), rows + 2);
     assert.equal(await correlate(patched), 1);
-    assert.equal(fleet.host(a.id)?.openFindings, 0);
+    assert.equal(fleet.hosts.get(a.id)?.openFindings, 0);
     assert.ok([...new FindingHistoryStore(db).history(a.id).values()].every((h) => h.resolvedAt !== null), 'every finding resolved');
   });
 
   it('a host is correlated once with its newest inventory when it is queued twice', async (t) => {
-    const { db, fleet, agents } = await fleetWithHosts(t, ['web-1']);
-    const hf = loadedFindings(db, fleet);
+    const { fleet, agents } = await fleetWithHosts(t, ['web-1']);
+    const hf = loadedFindings(fleet);
     const a = agents.get('web-1');
     assert.ok(a);
     // The newer inventory has no packages left that any advisory names.
@@ -187,7 +186,7 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
     hf.schedule(a.id, patched, packagesHash(patched));
     await hf.drained();
     assert.equal(hf.stats.correlated, 1);
-    assert.equal(fleet.host(a.id)?.openFindings, 0);
+    assert.equal(fleet.hosts.get(a.id)?.openFindings, 0);
   });
 });
 
@@ -199,7 +198,7 @@ describe('finding history over inventory contents: first-seen and resolved are t
   it('a host that moves to another content keeps the first-seen of what it still has, starts the clock of what is new to it, resolves what it lost; a host joining a content later starts from its join', async (t) => {
     const { db, fleet, agents } = await fleetWithHosts(t, ['web-1', 'web-2']);
     let clock = T0;
-    const hf = new HostFindings({ stores: findingsStores(db), fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => clock });
+    const hf = new HostFindings({ store: fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => clock });
     hf.load();
     const web1 = agents.get('web-1');
     const web2 = agents.get('web-2');
@@ -251,16 +250,16 @@ describe('finding history over inventory contents: first-seen and resolved are t
     // T4: web-3 joins the content: the episode that ended before it came is not its history.
     const T4 = new Date('2026-11-24T10:00:00.000Z');
     clock = T4;
-    const web3 = fleet.enrollAgent({ publicKey: generateKeyPair().publicKey, hostname: 'web-3', machineId: null, tokenId: null }, T4);
+    const web3 = fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: 'web-3', machineId: null, tokenId: null }, T4);
     const inv3: Inventory = { ...moved, host: { ...moved.host, hostname: 'web-3' } };
-    fleet.ingestReport(web3, randomUUID(), inventoryHash(inv3), inv3, T4);
+    fleet.reports.ingest(web3, randomUUID(), inventoryHash(inv3), inv3, T4);
     await correlate(web3, inv3);
     assert.deepEqual(resolvedFor(web3, inv3), [], 'web-3 never had the withdrawn advisory');
   });
 
   it('a content’s timeline goes when its content is pruned and no host is laid over it', async (t) => {
     const { db, fleet, agents } = await fleetWithHosts(t, ['web-1']);
-    const hf = loadedFindings(db, fleet);
+    const hf = loadedFindings(fleet);
     const a = agents.get('web-1');
     assert.ok(a !== undefined);
     const timelines = () => new Set(db.prepare<[], string>('SELECT DISTINCT content FROM content_findings').pluck().all());
@@ -268,7 +267,7 @@ describe('finding history over inventory contents: first-seen and resolved are t
     // Ten reports of ten contents (one package fewer each); each agent keeps its newest 8 reports.
     for (let i = 0; i < 10; i++) {
       const inv: Inventory = { ...a.inventory, packages: a.inventory.packages.filter((_, j) => j !== i) };
-      fleet.ingestReport(a.id, randomUUID(), inventoryHash(inv), inv, NOW);
+      fleet.reports.ingest(a.id, randomUUID(), inventoryHash(inv), inv, NOW);
       hashes.push(packagesHash(inv));
       hf.schedule(a.id, inv, packagesHash(inv));
       await hf.drained();

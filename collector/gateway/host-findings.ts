@@ -34,9 +34,9 @@ import type { Logger } from '../logger.ts';
 import type { AdvisoryChanges } from '../store/advisory-changes.ts';
 import type { AdvisoryStore } from '../store/advisories.ts';
 import type { EpssStore } from '../store/epss.ts';
-import type { FleetStore } from '../store/fleet.ts';
+import type { Fleet } from '../store/fleet.ts';
 import type { FindingHistoryStore, StoredHistoryEntry } from '../store/history.ts';
-import type { FindingsStores } from '../store/stores.ts';
+import type { Store } from '../store/store.ts';
 
 /** Statuses that still need someone to act before their due date. */
 /** One content's hosts waiting for a feed change's findings (see the file comment). */
@@ -63,10 +63,12 @@ const SLICE_MS = 10;
  */
 const FANOUT_SLICE_MS = 50;
 
+/** What HostFindings reads and writes: the advisories and their change log, EPSS, finding history, the fleet's reports and hosts, and transactions for its slices, refreshes and fan-outs. */
+export type FindingsStore = Pick<Store, 'advisories' | 'advisoryChanges' | 'epss' | 'history' | 'reports' | 'hosts' | 'transactional'>;
+
 export interface HostFindingsOptions {
-  /** findingsStores() over the connection the caller opened. */
-  stores: FindingsStores;
-  fleet: FleetStore;
+  /** The store the caller opened (or the parts of it HostFindings reads and writes). */
+  store: FindingsStore;
   policy: DuePolicy;
   logger: Logger;
   correlator?: Correlator;
@@ -81,7 +83,7 @@ export class HostFindings {
   #changeSeq = 0;
   #clearedSeq = -1;
   readonly #history: FindingHistoryStore;
-  readonly #fleet: FleetStore;
+  readonly #fleet: Pick<Fleet, 'reports' | 'hosts'>;
   readonly #policy: DuePolicy;
   readonly #log: Logger;
   readonly #now: () => Date;
@@ -98,7 +100,7 @@ export class HostFindings {
   /** null: load the host's latest stored inventory when its turn comes. */
   readonly #queue = new Map<string, { inventory: Inventory; hash: string } | null>();
   readonly #fanOuts: FanOut[] = [];
-  /** Counts the judged groups give their hosts, written after the last group in agent id order (FleetStore.setContentFindingCounts). */
+  /** Counts the judged groups give their hosts, written after the last group in agent id order (Hosts.setContentFindingCounts). */
   readonly #counts = new Map<string, { agentId: string; content: string; open: number; overdue: number }>();
   #countsOrder: string[] = [];
   /**
@@ -118,18 +120,19 @@ export class HostFindings {
 
   constructor(opts: HostFindingsOptions) {
     this.correlator = opts.correlator ?? new Correlator();
-    const { advisories, changes, epss, history, tx } = opts.stores;
+    const store = opts.store;
+    const { advisories, advisoryChanges, epss, history } = store;
     this.#advisories = advisories;
-    this.#changes = changes;
+    this.#changes = advisoryChanges;
     this.#epssOf = () => epss.current();
     this.#history = history;
-    this.#fleet = opts.fleet;
+    this.#fleet = store;
     this.#policy = opts.policy;
     this.#log = opts.logger;
     this.#now = opts.now ?? (() => new Date());
-    this.#sliceTx = tx.wrap((work: () => boolean) => work());
-    this.#refreshOne = tx.wrap((agentId: string, inventory: Inventory, hash: string) => this.refresh(agentId, inventory, hash));
-    this.#fanOutOne = tx.wrap((f: FanOut) => {
+    this.#sliceTx = store.transactional((work: () => boolean) => work());
+    this.#refreshOne = store.transactional((agentId: string, inventory: Inventory, hash: string) => this.refresh(agentId, inventory, hash));
+    this.#fanOutOne = store.transactional((f: FanOut) => {
       this.#fanOutGroup(f);
     });
   }
@@ -205,7 +208,7 @@ export class HostFindings {
     if (keys === 0 && !kev) return { advisories, keys, hosts: 0 };
     if (kev) {
       // Due dates of any finding may move: every content is judged whole.
-      const hosts = this.#fleet.reportedAgentIds();
+      const hosts = this.#fleet.hosts.ids();
       this.#queueGroups(this.#changes.hostsByContentOf(hosts), null);
       return { advisories, keys, hosts: hosts.length };
     }
@@ -224,7 +227,7 @@ export class HostFindings {
   }
 
   /** The host's findings now, with its history and exceptions; nothing is recorded. */
-  findings(agentId: string, inventory = this.#fleet.latestInventory(agentId), hash?: string, known?: ReadonlyMap<string, StoredHistoryEntry>): Findings | undefined {
+  findings(agentId: string, inventory = this.#fleet.reports.latestInventory(agentId), hash?: string, known?: ReadonlyMap<string, StoredHistoryEntry>): Findings | undefined {
     if (inventory === undefined) return undefined;
     const history = known ?? this.#history.history(agentId);
     const now = this.#now();
@@ -266,7 +269,7 @@ export class HostFindings {
     const doc = this.findings(agentId, inventory, hash) as Findings;
     const open = doc.findings.filter((f) => isActionable(f.status)).length;
     const overdue = doc.findings.filter((f) => f.overdue).length;
-    this.#fleet.setFindingCounts(agentId, open, overdue);
+    this.#fleet.hosts.setFindingCounts(agentId, open, overdue);
     this.stats.correlated++;
     if (this.#fanOuts.length > 0 || this.#counts.size > 0) this.#fresh.add(agentId);
     return doc;
@@ -388,11 +391,11 @@ export class HostFindings {
 
   /**
    * A stored inventory over the package limit (from before it was lowered) is not loaded
-   * (FleetStore.latestInventory): parsing and matching it stalled every start. Said once
+   * (Reports.latestInventory): parsing and matching it stalled every start. Said once
    * per host and start, so the operator knows why the host has no fresh findings.
    */
   #overLimit(agentId: string): void {
-    const count = this.#fleet.host(agentId)?.packageCount ?? 0;
+    const count = this.#fleet.hosts.get(agentId)?.packageCount ?? 0;
     if (count <= LIMITS.packages) return;
     this.#log.warn(
       { agentId, packages: count, limit: LIMITS.packages, code: 'PW_ERR_TOO_MANY_PACKAGES' },
@@ -412,7 +415,7 @@ export class HostFindings {
         try {
           if (job !== null) this.#refreshOne(agentId, job.inventory, job.hash);
           else {
-            const inventory = this.#fleet.latestInventory(agentId);
+            const inventory = this.#fleet.reports.latestInventory(agentId);
             if (inventory !== undefined) this.#refreshOne(agentId, inventory, packagesHash(inventory));
             else this.#overLimit(agentId);
           }
@@ -452,7 +455,7 @@ export class HostFindings {
       // Queued since (a newer report) or correlated whole since: its own turn decides.
       if (c !== undefined && !this.#queue.has(id) && !this.#fresh.has(id)) batch.push(c);
     }
-    const { set, others } = this.#fleet.setContentFindingCounts(batch, this.#now());
+    const { set, others } = this.#fleet.hosts.setContentFindingCounts(batch, this.#now());
     this.stats.fannedOut += set;
     if (others.length > 0) this.scheduleStored(others);
   }
@@ -469,7 +472,7 @@ export class HostFindings {
     if (matches === undefined) {
       // Not cached (pushed out, or not reported since start): match one host's stored inventory once.
       for (const id of waiting) {
-        const inventory = this.#fleet.latestInventory(id);
+        const inventory = this.#fleet.reports.latestInventory(id);
         if (inventory !== undefined && packagesHash(inventory) === f.hash) {
           matches = this.correlator.matches(inventory, f.hash).matches;
           break;

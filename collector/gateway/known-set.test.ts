@@ -8,7 +8,7 @@ import { KNOWN_SET_MIN_FRAME, splitKnownPackageSet } from './known-set.ts';
 
 let inv: Inventory;
 let held: Map<string, Package[]>;
-/** What FleetStore.matchPackageSet does, by hash only. */
+/** What Reports.matchPackageSet does, by hash only. */
 const match = (json: Buffer): { hash: string; packages: Package[] } | undefined => {
   const hash = createHash('sha256').update(json).digest('hex');
   const packages = held.get(hash);

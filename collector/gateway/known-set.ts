@@ -31,7 +31,7 @@ export interface KnownSetFrame {
   packages: Package[];
 }
 
-/** `match` finds the held set whose JSON is exactly the span's bytes (FleetStore.matchPackageSet). */
+/** `match` finds the held set whose JSON is exactly the span's bytes (Reports.matchPackageSet). */
 export function splitKnownPackageSet(frame: Buffer, match: (json: Buffer) => { hash: string; packages: Package[] } | undefined): KnownSetFrame | null {
   if (frame.length < KNOWN_SET_MIN_FRAME) return null;
   const start = frame.indexOf(START);

@@ -23,10 +23,9 @@ import { inventoryHash } from '../../shared/inventory-hash.ts';
 import { generateKeyPair } from '../../shared/signing.ts';
 import { DEFAULT_POLICY } from '../correlate/policy.ts';
 import { createLogger } from '../logger.ts';
-import { FleetStore } from '../store/fleet.ts';
+import { storeOn } from '../store/store.ts';
 import { HostFindings } from './host-findings.ts';
 import { sink, startCollector, until } from '../../shared/testing/collector-harness.ts';
-import { findingsStores } from '../store/stores.ts';
 
 const TICK_MS = 200;
 /** One tick, plus the time to correlate one host and answer: far under a second. */
@@ -37,7 +36,7 @@ const BIND_ADVISORY = 'ALSA-2026:54510';
 describe('a serving collector follows advisory changes made by another process', () => {
   it('shows a CLI feed import’s findings within one tick, re-matching only the changed pairs, and drops them on feed remove', async (t) => {
     const tc = await startCollector(t, { rolloutTickMs: TICK_MS });
-    const viewer = new ApiTokenStore(tc.collector.db, tc.collector.fleet).create({ name: 'viewer', role: 'viewer', createdBy: 'cli:test' }).token;
+    const viewer = new ApiTokenStore(tc.collector.db, tc.collector.fleet.audit).create({ name: 'viewer', role: 'viewer', createdBy: 'cli:test' }).token;
     const inventory = hostInventory({ hostname: 'web-1' });
     const { client, agentId } = await tc.agent('web-1');
     await client.report(inventory);
@@ -87,7 +86,7 @@ describe('a serving collector follows advisory changes made by another process',
     });
     t.diagnostic(`findings gone ${removed.ms.toFixed(0)} ms after feed remove`);
     assert.equal(stats.unitsRematched - rematchedAfterImport, changedUnits, 'only the bind units were matched again');
-    assert.equal(tc.collector.fleet.host(agentId)?.openFindings ?? 0, 0);
+    assert.equal(tc.collector.fleet.hosts.get(agentId)?.openFindings ?? 0, 0);
   });
 
   it('feed remove refuses an unknown name with PW_ERR_FEED_UNKNOWN and audits a removal with the CLI actor', async (t) => {
@@ -119,8 +118,8 @@ describe('a serving collector follows advisory changes made by another process',
     await tc.collector.close();
     const open = () => {
       const db = openDatabase(tc.dbPath);
-      const fleet = new FleetStore(db);
-      return { db, fleet, hf: new HostFindings({ stores: findingsStores(db), fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }) }) };
+      const fleet = storeOn(db);
+      return { db, fleet, hf: new HostFindings({ store: fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }) }) };
     };
     const serving = open();
     const cli = open();
@@ -130,11 +129,11 @@ describe('a serving collector follows advisory changes made by another process',
       cli.db.close();
     });
     const inv = hostInventory({ hostname: 'web-1' });
-    const id = serving.fleet.enrollAgent({ publicKey: generateKeyPair().publicKey, hostname: 'web-1', machineId: null, tokenId: null }, new Date());
-    serving.fleet.ingestReport(id, randomUUID(), inventoryHash(inv), inv, new Date());
+    const id = serving.fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: 'web-1', machineId: null, tokenId: null }, new Date());
+    serving.fleet.reports.ingest(id, randomUUID(), inventoryHash(inv), inv, new Date());
     const deb = hostInventory({ hostname: 'deb-1', os: 'debian' });
-    const debId = serving.fleet.enrollAgent({ publicKey: generateKeyPair().publicKey, hostname: 'deb-1', machineId: null, tokenId: null }, new Date());
-    serving.fleet.ingestReport(debId, randomUUID(), inventoryHash(deb), deb, new Date());
+    const debId = serving.fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: 'deb-1', machineId: null, tokenId: null }, new Date());
+    serving.fleet.reports.ingest(debId, randomUUID(), inventoryHash(deb), deb, new Date());
     serving.hf.load();
     assert.deepEqual(serving.hf.followStore(), { advisories: 0, keys: 0, hosts: 0 });
     const logRows = () => serving.db.prepare('SELECT count(*) FROM advisory_changes').pluck().get() as number;

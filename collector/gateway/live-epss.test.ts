@@ -27,7 +27,7 @@ const GLIBC = 'ALSA-2026:2786';
 describe('EPSS on a serving collector, through the API', () => {
   it('a CLI import of the real scores reaches the host’s findings within one tick, sort=fix-first orders by them, feed remove takes them away', async (t) => {
     const tc = await startCollector(t, { rolloutTickMs: TICK_MS });
-    const viewer = new ApiTokenStore(tc.collector.db, tc.collector.fleet).create({ name: 'viewer', role: 'viewer', createdBy: 'cli:test' }).token;
+    const viewer = new ApiTokenStore(tc.collector.db, tc.collector.fleet.audit).create({ name: 'viewer', role: 'viewer', createdBy: 'cli:test' }).token;
     const { client, agentId } = await tc.agent('web-1');
     await client.report(hostInventory({ hostname: 'web-1' }));
     const get = async (query = ''): Promise<{ status: number; body: unknown }> => {

@@ -21,7 +21,7 @@ const NOBLE = dataPath('oval', 'com.ubuntu.noble.usn.oval.xml.gz');
 describe('Ubuntu OVAL end to end', () => {
   it('a CLI import of the real noble OVAL shows USN-6863-1 mitigated-livepatch (LSN-0105-1, module at 105) and open at 104, through the API', { timeout: 60_000 }, async (t) => {
     const tc = await startCollector(t, { rolloutTickMs: TICK_MS });
-    const viewer = new ApiTokenStore(tc.collector.db, tc.collector.fleet).create({ name: 'viewer', role: 'viewer', createdBy: 'cli:test' }).token;
+    const viewer = new ApiTokenStore(tc.collector.db, tc.collector.fleet.audit).create({ name: 'viewer', role: 'viewer', createdBy: 'cli:test' }).token;
     const hosts: Record<string, string> = {};
     for (const [hostname, level] of [['noble-lp105', 105], ['noble-lp104', 104]] as const) {
       const inv = ubuntuNobleInventory({ livepatchLevel: level });

@@ -4,7 +4,6 @@ import { after, before, describe, it } from 'node:test';
 import { FindingsSchema, type FindingStatus, InventorySchema, type Findings } from '../../shared/protocol.ts';
 import { readData } from '../../shared/testing/data.ts';
 import { HostFindings } from '../gateway/host-findings.ts';
-import { findingsStores } from '../store/stores.ts';
 import { DEFAULT_POLICY } from '../correlate/policy.ts';
 import { FindingHistoryStore } from '../store/history.ts';
 import { createLogger } from '../logger.ts';
@@ -298,7 +297,7 @@ describe('JSON API', () => {
       assert.ok(findings.findings.every((f) => f.source !== '' && f.installed !== ''), 'every finding names its feed and the installed version');
       assert.deepEqual(findings.feeds.map((f) => [f.source, f.stale]), [['almalinux9.osv.jsonl.gz', false], ['known_exploited_vulnerabilities.json.gz', false]]);
       // The same document as the gateway's HostFindings (its own advisory load, KEV and history) for this host.
-      const hf = new HostFindings({ stores: findingsStores(fx.db), fleet: fx.fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => NOW });
+      const hf = new HostFindings({ store: fx.store, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => NOW });
       hf.load();
       const theirs = hf.findings(ids.db1 ?? '');
       assert.deepEqual(findings.findings, theirs?.findings);
@@ -432,7 +431,7 @@ describe('JSON API', () => {
       assert.equal(res.status, 200);
       assert.deepEqual(await json(res), { agent: { id, hostname: 'to-revoke', revokedAt: NOW.toISOString() } });
       assert.deepEqual(fx.revokedAgents, [id]);
-      assert.equal(fx.fleet.agentById(id)?.revokedAt, NOW.toISOString());
+      assert.equal(fx.fleet.agents.get(id)?.revokedAt, NOW.toISOString());
       const audit = fx.db.prepare("SELECT actor, action, target FROM audit WHERE action = 'agent.revoke'").all();
       assert.deepEqual(audit, [{ actor: 'api:admin', action: 'agent.revoke', target: `agent:${id}` }]);
       const again = await fx.app.request(`/api/v1/agents/${id}/revoke`, { method: 'POST', ...auth(fx.bearer.admin) });
@@ -446,13 +445,13 @@ describe('JSON API', () => {
     it('is refused to the operator and leaves the agent as it was', async () => {
       const res = await fx.app.request(`/api/v1/agents/${ids.web2 ?? ''}/revoke`, { method: 'POST', ...auth(fx.bearer.operator) });
       assert.equal(res.status, 403);
-      assert.equal(fx.fleet.agentById(ids.web2 ?? '')?.revokedAt, null);
+      assert.equal(fx.fleet.agents.get(ids.web2 ?? '')?.revokedAt, null);
     });
 
     it('is a 404 for GET (only POST revokes)', async () => {
       const res = await get(`/api/v1/agents/${ids.web2 ?? ''}/revoke`, fx.bearer.admin);
       assert.equal(res.status, 404);
-      assert.equal(fx.fleet.agentById(ids.web2 ?? '')?.revokedAt, null);
+      assert.equal(fx.fleet.agents.get(ids.web2 ?? '')?.revokedAt, null);
     });
   });
 

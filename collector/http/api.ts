@@ -66,13 +66,13 @@ export function apiRoutes(s: Services): Hono<{ Variables: AuthVariables }> {
   api.post('/agents/:id/revoke', requireRole('admin'), (c) => {
     parseQuery(EmptyQuerySchema, c.req.queries());
     const id = agentIdParam(c.req.param('id'));
-    const agent = s.deps.fleet.agentById(id);
+    const agent = s.deps.store.agents.get(id);
     if (agent === undefined) throw notFound('no such agent');
     if (agent.revokedAt !== null) throw conflict(`agent ${id} was revoked already at ${agent.revokedAt}`);
     const principal = c.get('principal');
     const now = s.now();
     // Revoked between the read above and here: another admin was quicker.
-    if (!s.deps.fleet.revokeAgent(id, principal?.actor ?? 'api:unknown', now)) throw conflict(`agent ${id} was revoked already`);
+    if (!s.deps.store.agents.revoke(id, principal?.actor ?? 'api:unknown', now)) throw conflict(`agent ${id} was revoked already`);
     s.deps.onAgentRevoked?.(id);
     return c.json({ agent: { id, hostname: agent.hostname, revokedAt: now.toISOString() } });
   });

@@ -3,7 +3,6 @@ import { after, before, describe, it } from 'node:test';
 import { packagesHash } from '../../shared/inventory-hash.ts';
 import { DEFAULT_POLICY } from '../correlate/policy.ts';
 import { HostFindings } from '../gateway/host-findings.ts';
-import { findingsStores } from '../store/stores.ts';
 import { createLogger } from '../logger.ts';
 import { almaInventory, auth, debianInventory, type Fixture, makeFixture, NOW } from '../../shared/testing/http-fixture.ts';
 import { parseWithPrometheusClient, sample } from '../../shared/testing/prometheus-text.ts';
@@ -69,10 +68,10 @@ describe('GET /metrics', { skip: needs(TOOLS.prometheusClient) }, () => {
     await fx.app.request('/no/such/page');
     await fx.app.request('/api/v1/hosts?limit=0', auth(fx.bearer.viewer));
     // The gateway's HostFindings keeps each host's open count as it correlates its report; the gauge sums them.
-    const hf = new HostFindings({ stores: findingsStores(fx.db), fleet: fx.fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => NOW });
+    const hf = new HostFindings({ store: fx.store, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => NOW });
     hf.load();
     for (const h of hosts.items) {
-      const inv = fx.fleet.latestInventory(h.id);
+      const inv = fx.fleet.reports.latestInventory(h.id);
       if (inv !== undefined) hf.refresh(h.id, inv, packagesHash(inv));
     }
     fx.metrics.reportsTotal.inc({ status: 'stored' }, 3);

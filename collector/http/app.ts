@@ -35,14 +35,14 @@ const isApi = (c: Context) => c.req.path === '/api' || c.req.path.startsWith('/a
 function registerGauges(s: Services): void {
   const m = s.deps.metrics;
   m.registry.onCollect(() => {
-    const counts = s.deps.stores.summary.counts();
+    const counts = s.deps.store.summary.counts();
     m.hostsTotal.set(counts.hosts);
     m.agentsConnected.set(counts.agents.connected);
   });
   m.registry.onCollect(() => {
     const view = s.findings.coverage();
     const by: Record<Assessment, number> = { assessed: 0, stale: 0, 'not-assessed': 0 };
-    for (const g of s.deps.stores.summary.byCoverageKey(LIMITS.packages)) by[g.readable ? view.stateOf(g.ecosystem) : 'not-assessed'] += g.n;
+    for (const g of s.deps.store.summary.byCoverageKey(LIMITS.packages)) by[g.readable ? view.stateOf(g.ecosystem) : 'not-assessed'] += g.n;
     for (const a of ASSESSMENTS) m.hostsByAssessment.set({ assessment: a }, by[a]);
   });
   m.registry.onCollect(() => {
@@ -50,7 +50,7 @@ function registerGauges(s: Services): void {
     for (const f of s.findings.feedHealth()) m.feedAgeSeconds.set({ feed: f.source }, f.ageSeconds ?? Infinity);
   });
   m.registry.onCollect(() => {
-    m.findingsOpen.set(s.deps.stores.summary.openFindings());
+    m.findingsOpen.set(s.deps.store.summary.openFindings());
   });
 }
 
@@ -67,7 +67,7 @@ export function createApp(deps: AppDeps): Hono {
     deps.metrics.httpRequestsTotal.inc({ route: routeLabel(c), status: String(c.res.status) });
   });
 
-  app.route('/', healthRoutes(deps.storeHealth ?? deps.stores.health));
+  app.route('/', healthRoutes(deps.storeHealth ?? deps.store.health));
   app.get('/metrics', (c) => {
     c.header('Content-Type', METRICS_CONTENT_TYPE);
     c.header('Cache-Control', 'no-store');

@@ -13,7 +13,7 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import type { Logger } from '../logger.ts';
 import { API_TOKEN, type ApiTokenRecord, type ApiTokenStore, type Role, roleAtLeast } from '../store/access.ts';
-import type { FleetStore } from '../store/fleet.ts';
+import type { AuditLog } from '../store/audit-log.ts';
 import { AUTH_FAILURE_BURST, AUTH_FAILURE_REFILL_MS, type AuthFailureLimiter, sourceAddress, sourceKey } from './auth-limiter.ts';
 import { type ApiError, forbidden, RateLimitedError, unauthenticated } from './errors.ts';
 import type { Counter } from './metrics.ts';
@@ -73,7 +73,7 @@ export interface AuthGuardDeps {
   /** patchwarden_auth_refused_total{reason}. */
   refused: Counter<'reason'>;
   logger: Logger;
-  audit: Pick<FleetStore, 'audit'>;
+  audit: Pick<AuditLog, 'record'>;
   now: () => Date;
 }
 
@@ -109,12 +109,12 @@ export class AuthGuard {
     d.logger.warn({ code: 'PW_ERR_UNAUTHENTICATED', reason: r.reason, source, via, ...(tokenName === undefined ? {} : { tokenName }) }, 'authentication refused');
     const now = d.now();
     if (r.record !== undefined) {
-      d.audit.audit(`api:${r.record.name}`, 'auth.refused', `api-token:${r.record.name}`, JSON.stringify({ reason: r.reason, source, via }), now);
+      d.audit.record(`api:${r.record.name}`, 'auth.refused', `api-token:${r.record.name}`, JSON.stringify({ reason: r.reason, source, via }), now);
     }
     if (locked) {
       const limit = { burst: AUTH_FAILURE_BURST, refillSeconds: AUTH_FAILURE_REFILL_MS / 1000 };
       d.logger.warn({ code: 'PW_ERR_RATE_LIMITED', source, via, ...limit }, 'too many failed authentications from this address: refusing it until its allowance refills');
-      d.audit.audit('anonymous', 'auth.rate-limited', `source:${sourceKey(source)}`, JSON.stringify({ source, via, reason: r.reason }), now);
+      d.audit.record('anonymous', 'auth.rate-limited', `source:${sourceKey(source)}`, JSON.stringify({ source, via, reason: r.reason }), now);
     }
     throw unauthenticated(r.reason === 'no-token' ? 'an API token is required: Authorization: Bearer <token>' : 'the API token is unknown or revoked');
   }
@@ -126,7 +126,7 @@ export class AuthGuard {
     d.refused.inc({ reason: 'forbidden' });
     d.logger.warn({ code: err.code, reason: 'forbidden', source, method: c.req.method, route, actor: principal?.actor ?? null }, `refused: ${err.message}`);
     if (principal !== undefined) {
-      d.audit.audit(principal.actor, 'api.forbidden', `route:${c.req.method} ${route}`, JSON.stringify({ code: err.code, source, message: err.message }), d.now());
+      d.audit.record(principal.actor, 'api.forbidden', `route:${c.req.method} ${route}`, JSON.stringify({ code: err.code, source, message: err.message }), d.now());
     }
   }
 }

@@ -283,7 +283,7 @@ export function dashboardRoutes(s: Services): Hono<DashEnv> {
       const source = sourceAddress(c);
       const { id, principal } = s.sessions.start(s.guard.authenticate(source, form.data.token.trim(), 'login'));
       // Who opened a dashboard session, and from where.
-      s.deps.fleet.audit(principal.actor, 'dashboard.login', `api-token:${principal.name}`, JSON.stringify({ source }), s.now());
+      s.deps.store.audit.record(principal.actor, 'dashboard.login', `api-token:${principal.name}`, JSON.stringify({ source }), s.now());
       setSessionCookie(c, id);
       return c.redirect(next, 303);
     } catch (err) {
@@ -429,7 +429,7 @@ ${findings.warnings.length === 0 ? '' : html`<h2>Warnings</h2><ul>${findings.war
     const id = c.req.param('id');
     const found = engine !== undefined && z.uuid().safeParse(id).success && engine.store.get(id) !== undefined;
     if (!found) return send(c, page('Not found', principal, html`<h1>No such rollout</h1><p><a href="/rollouts">All rollouts</a></p>`), 404);
-    const r = rolloutDetail(s.deps.fleet, engine, id);
+    const r = rolloutDetail(s.deps.store, engine, id);
     return send(c, page(r.name, principal, rolloutPage(r)));
   });
 

@@ -3,8 +3,6 @@ import { describe, it } from 'node:test';
 import { dataPath } from '../../shared/testing/data.ts';
 import { importFeedPath } from '../feeds/store-import.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
-import { HostDirectory } from '../store/access.ts';
-import { apiStores } from '../store/stores.ts';
 import { FindingHistoryStore } from '../store/history.ts';
 import { DEFAULT_POLICY } from '../correlate/policy.ts';
 import { FleetFindings } from './fleet-findings.ts';
@@ -57,7 +55,7 @@ describe('FleetFindings counts', () => {
     fx.addHost(almaInventory('db-1'));
     fx.addHost(almaInventory('db-2'));
     fx.addHost(debianInventory('web-1'));
-    const ff = new FleetFindings({ stores: apiStores(fx.db, fx.fleet), fleet: fx.fleet, hosts: new HostDirectory(fx.fleet), correlator: fx.correlator, policy: DEFAULT_POLICY, now: () => clock.now });
+    const ff = new FleetFindings({ store: fx.store, correlator: fx.correlator, policy: DEFAULT_POLICY, now: () => clock.now });
     let before = calls(fx);
     const first = await ff.totals();
     assert.equal(calls(fx) - before, 2, 'one correlation per distinct inventory (AlmaLinux, Debian), not per host');
@@ -85,7 +83,7 @@ describe('FleetFindings counts', () => {
       if (first !== undefined) inv.packages[0] = { ...first, version: `${first.version}.${i}` };
       fx.addHost(inv);
     }
-    const ff = new FleetFindings({ stores: apiStores(fx.db, fx.fleet), fleet: fx.fleet, hosts: new HostDirectory(fx.fleet), correlator: fx.correlator, policy: DEFAULT_POLICY, now: () => NOW });
+    const ff = new FleetFindings({ store: fx.store, correlator: fx.correlator, policy: DEFAULT_POLICY, now: () => NOW });
     let ticks = 0;
     const timer = setInterval(() => {
       ticks++;
@@ -108,8 +106,8 @@ describe('FleetFindings counts', () => {
     });
     const a = fx.addHost(almaInventory('db-1'));
     const b = fx.addHost(almaInventory('db-2'));
-    const hosts = new HostDirectory(fx.fleet);
-    const ff = new FleetFindings({ stores: apiStores(fx.db, fx.fleet), fleet: fx.fleet, hosts, correlator: fx.correlator, policy: DEFAULT_POLICY, now: () => NOW });
+    const hosts = fx.fleet.hosts;
+    const ff = new FleetFindings({ store: fx.store, correlator: fx.correlator, policy: DEFAULT_POLICY, now: () => NOW });
     const before = ff.counts(hosts.get(a)!);
     const doc = ff.forHost(a);
     const target = doc?.findings.findings.find((f) => f.status === 'open');

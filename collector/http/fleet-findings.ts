@@ -15,15 +15,14 @@
  * per distinct content (measured: 200 contents over 2,000 hosts, 383 ms cold, 2 ms warm),
  * and it blocks the event loop the gateway shares, so it must not happen on every scrape.
  */
-import type { Findings, FindingStatus, Severity } from '../../shared/protocol.ts';
+import type { Findings, FindingStatus, Inventory, Severity } from '../../shared/protocol.ts';
 import type { Correlator, FeedState } from '../correlate/correlator.ts';
 import { ASSESSMENTS, CoverageView, inventoryReadable, type Assessment, type HostAssessment } from '../correlate/coverage.ts';
 import type { EpssScore, KevInfo, RiskException } from '../correlate/findings.ts';
 import type { DuePolicy } from '../correlate/policy.ts';
 import { isActionable } from '../correlate/status.ts';
-import { type HostDirectory, type HostListItem } from '../store/access.ts';
-import type { ApiStores } from '../store/stores.ts';
-import type { FleetStore } from '../store/fleet.ts';
+import type { HostListItem } from '../store/hosts.ts';
+import type { Store } from '../store/store.ts';
 
 export interface FindingCounts {
   /** Actionable findings (correlate/status.ts), as hosts.open_findings counts them. */
@@ -108,9 +107,8 @@ function yieldToEventLoop(): Promise<void> {
 }
 
 export interface FleetFindingsDeps {
-  stores: Pick<ApiStores, 'advisories' | 'epss' | 'history' | 'exceptions' | 'summary'>;
-  fleet: FleetStore;
-  hosts: HostDirectory;
+  /** The store (or the parts of it the counts read). */
+  store: Pick<Store, 'advisories' | 'epss' | 'history' | 'exceptions' | 'summary' | 'hosts' | 'reports'>;
   correlator: Correlator;
   policy: DuePolicy;
   now: () => Date;
@@ -127,22 +125,22 @@ export class FleetFindings {
 
   constructor(deps: FleetFindingsDeps) {
     this.#d = deps;
-    this.#advisories = deps.stores.advisories;
-    this.#history = deps.stores.history;
+    this.#advisories = deps.store.advisories;
+    this.#history = deps.store.history;
   }
 
   #snapshot(now: Date): Snapshot {
     const nowIso = now.toISOString();
-    const ex = this.#d.stores.exceptions.signature(now);
+    const ex = this.#d.store.exceptions.signature(now);
     // A KEV import changes due dates without touching the advisory index: feeds' imported_at moves only when their data changed.
     const feeds = this.#advisories.feedsSignature();
     // Scores may move due dates (the policy's epssDueDays); read again only when the stored set changed.
-    const epss = this.#d.stores.epss.current();
+    const epss = this.#d.store.epss.current();
     const key = [epss.signature, this.#d.correlator.index.generation, nowIso.slice(0, 10), ex.inForce, ex.lastId, ex.soonestExpiry, feeds.feeds, feeds.lastImport].join('|');
     const ttl = this.#d.ttlMs ?? 3600_000;
     const s = this.#snap;
     if (s !== undefined && s.key === key && now.getTime() - s.madeAt < ttl && now.getTime() >= s.madeAt) return s;
-    const { fleetWide: fleetExceptions, byHost: hostExceptions } = this.#d.stores.exceptions.inForce(now);
+    const { fleetWide: fleetExceptions, byHost: hostExceptions } = this.#d.store.exceptions.inForce(now);
     this.#snap = {
       key,
       now,
@@ -157,9 +155,9 @@ export class FleetFindings {
   }
 
   /** One host's findings document, exact (history and exceptions applied); undefined when it never reported. */
-  forHost(agentId: string): { host: HostListItem; inventory: NonNullable<ReturnType<FleetStore['latestInventory']>>; findings: Findings; assessment: HostAssessment } | undefined {
-    const host = this.#d.hosts.get(agentId);
-    const inventory = this.#d.fleet.latestInventory(agentId);
+  forHost(agentId: string): { host: HostListItem; inventory: NonNullable<Inventory>; findings: Findings; assessment: HostAssessment } | undefined {
+    const host = this.#d.store.hosts.get(agentId);
+    const inventory = this.#d.store.reports.latestInventory(agentId);
     if (host === undefined || inventory === undefined) return undefined;
     const now = this.#d.now();
     const assessment = this.coverage(now).assess({ ecosystem: host.ecosystem, inventoryReadable: inventoryReadable(host) });
@@ -221,7 +219,7 @@ export class FleetFindings {
     const cacheKey = own === undefined ? host.contentHash : `${host.contentHash}\0${host.agentId}`;
     const cached = snap.counts.get(cacheKey);
     if (cached !== undefined) return cached;
-    const inventory = this.#d.fleet.latestInventory(host.agentId);
+    const inventory = this.#d.store.reports.latestInventory(host.agentId);
     if (inventory === undefined) return emptyCounts();
     const doc = this.#d.correlator.findings(inventory, {
       policy: this.#d.policy,
@@ -245,7 +243,7 @@ export class FleetFindings {
     const now = this.#d.now();
     const snap = this.#snapshot(now);
     const view = this.coverage(now);
-    const sig = this.#d.stores.summary.signature();
+    const sig = this.#d.store.summary.signature();
     // Coverage moves with feed checks (checked_at), which the snapshot key does not follow.
     const fleetKey = `${sig.hosts}|${sig.lastReport}|${ASSESSMENTS.map((a) => (a === 'not-assessed' ? view.covered() : view.ecosystems(a)).join(',')).join('|')}`;
     if (snap.totals?.fleetKey === fleetKey) return Promise.resolve(snap.totals);
@@ -257,7 +255,7 @@ export class FleetFindings {
       let compliant = 0;
       const byAssessment: Record<Assessment, number> = { assessed: 0, stale: 0, 'not-assessed': 0 };
       let slice = performance.now();
-      for (const h of this.#d.hosts.all()) {
+      for (const h of this.#d.store.hosts.all()) {
         const c = this.#counts(h, snap);
         addCounts(counts, c);
         hosts++;

@@ -14,7 +14,7 @@ import type { Inventory } from '../../shared/protocol.ts';
 import { seededRandom } from '../../shared/testing/random.ts';
 import { startCollector } from '../../shared/testing/collector-harness.ts';
 import { openDatabase } from '../store/db.ts';
-import { FleetStore } from '../store/fleet.ts';
+import { fleetOn } from '../store/fleet.ts';
 import { createCollector } from '../server.ts';
 import { createLogger } from '../logger.ts';
 
@@ -93,11 +93,11 @@ describe('/healthz tells the truth about the store', () => {
     // A store with an audit trail of ~1 MB: pages no start-up query reads, so the collector
     // starts and serves, as it did on the damaged file in the issue.
     const db = openDatabase(dbPath);
-    const fleet = new FleetStore(db);
+    const fleet = fleetOn(db);
     const rnd = seededRandom(10_9);
     const detail = (): string => JSON.stringify({ note: Array.from({ length: 300 }, () => Math.floor(rnd() * 36).toString(36)).join('') });
     db.transaction(() => {
-      for (let i = 0; i < 3000; i++) fleet.audit('test', 'token.create', `token:${i}`, detail(), new Date());
+      for (let i = 0; i < 3000; i++) fleet.audit.record('test', 'token.create', `token:${i}`, detail(), new Date());
     })();
     const pages = db
       .prepare<[], { pageno: number }>("SELECT pageno FROM dbstat WHERE name = 'audit' AND pagetype = 'leaf'")
@@ -138,7 +138,7 @@ describe('/healthz tells the truth about the store', () => {
     // gets from a file it may read but not write (a restore as another user, a read-only
     // mount). Root, which runs these tests, cannot be kept from writing a file by its mode.
     tc.collector.db.pragma('query_only = ON');
-    assert.throws(() => tc.collector.fleet.createEnrollmentToken({ uses: 1, ttlMs: 60_000, createdBy: 'test' }), { code: 'SQLITE_READONLY' });
+    assert.throws(() => tc.collector.fleet.tokens.create({ uses: 1, ttlMs: 60_000, createdBy: 'test' }), { code: 'SQLITE_READONLY' });
     const down = await health(tc.collector.url);
     assert.equal(down.status, 503);
     assert.equal(down.body.store.writable, false);

@@ -37,7 +37,7 @@ async function setup(t: TestContext, hosts = 3): Promise<Api> {
   const tc = await startCollector(t);
   await importFeedPath(new AdvisoryStore(tc.collector.db), dataPath('osv', 'almalinux9.osv.jsonl.gz'));
   tc.collector.findings.load();
-  const store = new ApiTokenStore(tc.collector.db, tc.collector.fleet);
+  const store = new ApiTokenStore(tc.collector.db, tc.collector.fleet.audit);
   const make = (name: string, role: 'viewer' | 'operator' | 'admin') => store.create({ name, role, createdBy: 'cli:test' }).token;
   const tokens = { alice: make('alice', 'operator'), bob: make('bob', 'operator'), viewer: make('viewer', 'viewer'), admin: make('admin', 'admin') };
   const agents: Api['agents'] = [];
@@ -45,7 +45,7 @@ async function setup(t: TestContext, hosts = 3): Promise<Api> {
     const hostname = `web-${i}`;
     const { client, agentId } = await tc.agent(hostname);
     await client.report(hostInventory({ hostname }));
-    tc.collector.fleet.setTags(agentId, ['web'], 'cli:test', new Date());
+    tc.collector.fleet.agents.setTags(agentId, ['web'], 'cli:test', new Date());
     agents.push({ client, agentId, hostname });
   }
   const call: Api['call'] = (token, method, path, body, headers = {}) => {

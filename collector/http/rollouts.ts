@@ -105,7 +105,7 @@ export function rolloutRoutes(s: Services): Hono<Env> {
     const body = await planBody(c);
     const id = call(() => engine.create(body, actor(c.get('principal'))));
     c.header('Location', `/api/v1/rollouts/${id}`);
-    return c.json({ rollout: rolloutDetail(s.deps.fleet, engine, id) }, 201);
+    return c.json({ rollout: rolloutDetail(s.deps.store, engine, id) }, 201);
   });
 
   app.post('/preview', requireRole('operator'), limit, async (c) => {
@@ -120,7 +120,7 @@ export function rolloutRoutes(s: Services): Hono<Env> {
     parseQuery(EmptyQuerySchema, c.req.queries());
     const engine = engineOf(s);
     const id = rolloutId(c.req.param('id'));
-    return c.json({ rollout: call(() => rolloutDetail(s.deps.fleet, engine, id)) });
+    return c.json({ rollout: call(() => rolloutDetail(s.deps.store, engine, id)) });
   });
 
   app.get('/:id/preview', requireRole('viewer'), (c) => {
@@ -139,7 +139,7 @@ export function rolloutRoutes(s: Services): Hono<Env> {
       call(() => {
         engine.act(action, id, who);
       });
-      return c.json({ rollout: rolloutDetail(s.deps.fleet, engine, id) });
+      return c.json({ rollout: rolloutDetail(s.deps.store, engine, id) });
     });
   }
 

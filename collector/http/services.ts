@@ -3,9 +3,10 @@
  */
 import type { Correlator } from '../correlate/correlator.ts';
 import type { DuePolicy } from '../correlate/policy.ts';
-import { type ApiTokenStore, type AuditLog, HostDirectory } from '../store/access.ts';
-import type { ApiStores } from '../store/stores.ts';
-import type { FleetStore } from '../store/fleet.ts';
+import type { ApiTokenStore } from '../store/access.ts';
+import type { AuditLog } from '../store/audit-log.ts';
+import type { Hosts } from '../store/hosts.ts';
+import type { Store } from '../store/store.ts';
 import type { StoreHealth } from '../store/health.ts';
 import { createLogger } from '../logger.ts';
 import type { Logger } from '../logger.ts';
@@ -16,10 +17,12 @@ import { CursorCodec } from './cursor.ts';
 import { FleetFindings } from './fleet-findings.ts';
 import type { CollectorMetrics } from './metrics.ts';
 
+/** What the routes read and write: API tokens and the audit log, the fleet's agents, reports and hosts, advisories, EPSS, finding history, exceptions, the fleet's summary and the store's health. */
+export type AppStore = Pick<Store, 'audit' | 'agents' | 'reports' | 'hosts' | 'apiTokens' | 'advisories' | 'epss' | 'history' | 'exceptions' | 'summary' | 'health'>;
+
 export interface AppDeps {
-  /** Made over the connection the caller opened (collector/store/stores.ts). */
-  stores: ApiStores;
-  fleet: FleetStore;
+  /** The store the caller opened, or the parts of it the API and the dashboard read and write. */
+  store: AppStore;
   /** Loaded with the store's advisories (and kept current by feed imports) by the caller. */
   correlator: Correlator;
   policy: DuePolicy;
@@ -36,7 +39,7 @@ export interface AppDeps {
   rollouts?: RolloutEngine;
   /** Refused authentications and 403s are logged here (with the source address, never the token); default: warnings as JSON lines on stderr. */
   logger?: Logger;
-  /** What /healthz reports (heartbeat commit, room, periodic quick_check); default: `stores.health`, with no periodic check. */
+  /** What /healthz reports (heartbeat commit, room, periodic quick_check); default: `store.health`, with no periodic check. */
   storeHealth?: StoreHealth;
   /** Failed authentications per source address; default: 10 at once, then one per 6 s, 10,000 sources tracked. */
   authLimiter?: AuthFailureLimiter;
@@ -47,7 +50,7 @@ export interface Services {
   now: () => Date;
   tokens: ApiTokenStore;
   audit: AuditLog;
-  hosts: HostDirectory;
+  hosts: Hosts;
   findings: FleetFindings;
   cursors: CursorCodec;
   sessions: SessionStore;
@@ -56,15 +59,14 @@ export interface Services {
 
 export function makeServices(deps: AppDeps): Services {
   const now = deps.now ?? (() => new Date());
-  const tokens = deps.stores.tokens;
-  const hosts = new HostDirectory(deps.fleet);
+  const tokens = deps.store.apiTokens;
   return {
     deps,
     now,
     tokens,
-    audit: deps.stores.audit,
-    hosts,
-    findings: new FleetFindings({ stores: deps.stores, fleet: deps.fleet, hosts, correlator: deps.correlator, policy: deps.policy, now }),
+    audit: deps.store.audit,
+    hosts: deps.store.hosts,
+    findings: new FleetFindings({ store: deps.store, correlator: deps.correlator, policy: deps.policy, now }),
     cursors: new CursorCodec(deps.cursorKey),
     sessions: new SessionStore(tokens, now),
     guard: new AuthGuard({
@@ -72,7 +74,7 @@ export function makeServices(deps: AppDeps): Services {
       limiter: deps.authLimiter ?? new AuthFailureLimiter({ now: () => now().getTime() }),
       refused: deps.metrics.authRefusedTotal,
       logger: deps.logger ?? createLogger({ level: 'warn', destination: process.stderr }),
-      audit: deps.fleet,
+      audit: deps.store.audit,
       now,
     }),
   };

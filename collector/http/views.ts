@@ -9,8 +9,8 @@ import type { Findings, Inventory } from '../../shared/protocol.ts';
 import type { RolloutEngine } from '../rollout/engine.ts';
 import type { RolloutPlan } from '../rollout/plan.ts';
 import { HOST_STATES, type HostState, type RolloutRecord } from '../store/rollouts.ts';
-import type { HostListItem } from '../store/access.ts';
-import type { FleetStore } from '../store/fleet.ts';
+import type { Fleet } from '../store/fleet.ts';
+import type { HostListItem } from '../store/hosts.ts';
 import { countFindings, emptyCounts, type FeedHealth, type FindingCounts } from './fleet-findings.ts';
 import { cursorScope, decodeHostCursor, DEFAULT_LIMIT, type HostsQuery } from './query.ts';
 import type { Services } from './services.ts';
@@ -57,7 +57,7 @@ export async function listHosts(s: Services, q: HostsQuery): Promise<{ items: Ho
   const view = s.findings.coverage();
   const coverage =
     filters.assessment === undefined ? undefined : filters.assessment === 'not-assessed' ? { out: view.covered() } : { in: view.ecosystems(filters.assessment) };
-  const page = s.hosts.list({
+  const page = s.hosts.page({
     ecosystem: filters.ecosystem,
     coverage,
     rebootRequired: filters.rebootRequired,
@@ -104,7 +104,7 @@ export interface Summary {
 
 export async function summary(s: Services): Promise<Summary> {
   const totals = await s.findings.totals();
-  const counts = s.deps.stores.summary.counts();
+  const counts = s.deps.store.summary.counts();
   const feeds = s.findings.feedHealth();
   return {
     generatedAt: s.now().toISOString(),
@@ -130,7 +130,7 @@ function byRelease(a: string, b: string): number {
 
 /** Every loaded feed by name; staleness comes from feedHealth so the page and the summary never disagree. */
 export function listFeeds(s: Services): FeedJson[] {
-  const store = s.deps.stores.advisories;
+  const store = s.deps.store.advisories;
   const records = new Map(store.feeds().map((f) => [f.source, f.records]));
   const coverage = new Map(store.coverage().map((c) => [c.source, c.ecosystems]));
   return s.findings.feedHealth().map((f) => ({ ...f, records: records.get(f.source) ?? 0, ecosystems: [...(coverage.get(f.source) ?? [])].sort(byRelease) }));
@@ -199,14 +199,14 @@ export function listRollouts(engine: RolloutEngine): RolloutJson[] {
 }
 
 /** One rollout with its plan and each host's state (RolloutNotFoundError for an unknown id). */
-export function rolloutDetail(fleet: FleetStore, engine: RolloutEngine, id: string): RolloutDetailJson {
+export function rolloutDetail(fleet: Pick<Fleet, 'agents'>, engine: RolloutEngine, id: string): RolloutDetailJson {
   const v = engine.get(id);
   const states = emptyHostStates();
   const names = new Map<string, string | null>();
   const hosts = v.hosts.map((h): RolloutHostJson => {
     states[h.state]++;
     states.total++;
-    if (!names.has(h.agentId)) names.set(h.agentId, fleet.agentById(h.agentId)?.hostname ?? null);
+    if (!names.has(h.agentId)) names.set(h.agentId, fleet.agents.get(h.agentId)?.hostname ?? null);
     return {
       agentId: h.agentId,
       hostname: names.get(h.agentId) ?? null,

@@ -108,7 +108,7 @@ describe('rollout end to end: a debootstrapped Debian 12 root patched by a signe
     await importFeedPath(new AdvisoryStore(collector.db), feedFile, { name: 'debian-tracker' });
     collector.findings.load();
 
-    const { token } = collector.fleet.createEnrollmentToken({ uses: 1, ttlMs: 3600_000, createdBy: 'e2e' });
+    const { token } = collector.fleet.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'e2e' });
     const configPath = join(dir, 'agent', 'agent.json');
     await enroll({ collectorUrl: collector.agentUrl, token, configPath, root, intervalSeconds: 3600 });
     const config = await loadConfig(configPath);
@@ -121,7 +121,7 @@ describe('rollout end to end: a debootstrapped Debian 12 root patched by a signe
       await running;
     });
     const agentId = config.agentId;
-    const before = await until('the root inventory at the collector', () => collector.fleet.latestInventory(agentId), 60_000);
+    const before = await until('the root inventory at the collector', () => collector.fleet.reports.latestInventory(agentId), 60_000);
     assert.equal(before.host.ecosystem, 'Debian:12');
 
     // A finding of the root that bookworm-security fixes: its source has a CVE fixed after
@@ -168,7 +168,7 @@ describe('rollout end to end: a debootstrapped Debian 12 root patched by a signe
 
     // The facts: the agent's fresh inventory of the root, and the finding gone from it.
     const after = await until('the patched inventory', () => {
-      const inv = collector.fleet.latestInventory(agentId);
+      const inv = collector.fleet.reports.latestInventory(agentId);
       return inv?.packages.find((p) => p.name === binary)?.version === candidate ? inv : undefined;
     }, 60_000);
     assert.equal(after.packages.find((p) => p.name === binary)?.version, candidate);

@@ -253,7 +253,7 @@ describe('RolloutEngine.preview', () => {
     assert.equal(l.livepatchInsteadOfReboot, true);
     assert.equal(l.needsReboot, false);
     assert.deepEqual(l.packages.map((x) => x.name), ['bind-libs', 'bind-license', 'bind-utils']);
-    assert.deepEqual(l.packages[0], { name: 'bind-libs', from: b.fleet.latestInventory(lp)?.packages.find((x) => x.name === 'bind-libs')?.version, to: '32:9.16.23-40.el9_8.8' }, 'the highest fixed version of the two bind advisories');
+    assert.deepEqual(l.packages[0], { name: 'bind-libs', from: b.fleet.reports.latestInventory(lp)?.packages.find((x) => x.name === 'bind-libs')?.version, to: '32:9.16.23-40.el9_8.8' }, 'the highest fixed version of the two bind advisories');
     assert.equal(n?.action, 'patch+reboot-if-needed');
     assert.equal(n.needsReboot, true);
     assert.deepEqual(n.packages.map((x) => x.name), ['bind-libs', 'bind-license', 'bind-utils', 'kernel-core']);

@@ -26,13 +26,14 @@ import * as z from 'zod';
 import { errorMessage, InstructionBuildError, PatchwardenError, RolloutApprovalError, RolloutNotFoundError, RolloutStateError } from '../../shared/errors.ts';
 import { INSTRUCTION_SCHEMA, instructionPayload, type Instruction, type InstructionResult, type PatchInstruction, type SignedInstruction } from '../../shared/instructions.ts';
 import type { Finding, Inventory } from '../../shared/protocol.ts';
-import type { FleetStore, HostSummary } from '../store/fleet.ts';
+import type { Fleet } from '../store/fleet.ts';
+import type { HostSummary } from '../store/hosts.ts';
+import type { Store } from '../store/store.ts';
 import { isActionable } from '../correlate/status.ts';
 import { planForHost, type HostPlan } from './host-plan.ts';
 import { patchParts } from './patch-parts.ts';
 import { parsePlan, type RolloutPlan } from './plan.ts';
 import { HOST_DONE, HOST_FAILED, type InstructionOutbox, type RolloutError, type RolloutHostRecord, type RolloutRecord, type RolloutStore, type RolloutState } from '../store/rollouts.ts';
-import type { Transactions } from '../store/transactions.ts';
 import { splitWaves, waveSizes } from './waves.ts';
 import { openUntil } from './window.ts';
 
@@ -40,11 +41,11 @@ const MINUTE = 60_000;
 export const SYSTEM_ACTOR = 'system';
 
 export interface RolloutEngineOptions {
-  /** Over the connection the caller opened, with parsePlan (rollout/plan.ts) as its plan reader. */
+  /** Over the connection the caller opened, with parsePlan (rollout/plan.ts) as its plan reader (Store.rollouts). */
   store: RolloutStore;
-  /** The same connection's: each engine call is one transaction. */
-  tx: Transactions;
-  fleet: FleetStore;
+  /** The same store's transactions (the Store itself): each engine call is one transaction. */
+  tx: Pick<Store, 'inTransaction' | 'inImmediateTransaction'>;
+  fleet: Fleet;
   /** The host's current findings (the lead passes one backed by the Correlator). */
   findings: (agentId: string) => Finding[];
   /** signInstruction with the collector's key. */
@@ -133,8 +134,8 @@ function byName<T extends { agentId: string }>(a: T, b: T): number {
 }
 
 export class RolloutEngine {
-  readonly #tx: Transactions;
-  readonly #fleet: FleetStore;
+  readonly #tx: Pick<Store, 'inTransaction' | 'inImmediateTransaction'>;
+  readonly #fleet: Fleet;
   readonly #findings: (agentId: string) => Finding[];
   readonly #signer: (instruction: Instruction) => SignedInstruction;
   readonly #outbox: InstructionOutbox;
@@ -164,7 +165,7 @@ export class RolloutEngine {
     const plan = parsePlan(planInput);
     const id = randomUUID();
     const now = this.#now();
-    this.#tx.run(() => {
+    this.#tx.inTransaction(() => {
       this.store.insert(id, plan, actor, now);
       this.#audit(actor, 'rollout.create', `rollout:${id}`, JSON.stringify({ name: plan.name, action: plan.action.kind }));
     });
@@ -196,7 +197,7 @@ export class RolloutEngine {
     const hosts: PreviewHost[] = [];
     const totals = { hosts: 0, packages: 0, findingsResolved: 0, rebootsNeeded: 0, rebootsAvoidedByLivepatch: 0 };
     for (const [agentId, wave] of waves) {
-      const host = this.#fleet.host(agentId);
+      const host = this.#fleet.hosts.get(agentId);
       const hp = this.#hostPlan(plan, agentId);
       if (host === undefined || !hp.ok) {
         skipped.push({ agentId, hostname: host?.hostname ?? null, reason: hp.ok ? 'no inventory stored' : hp.reason });
@@ -370,7 +371,7 @@ export class RolloutEngine {
     this.#enqueued = new Set();
     let out: T;
     try {
-      out = this.#tx.runImmediate(fn);
+      out = this.#tx.inImmediateTransaction(fn);
     } catch (err) {
       // Rolled back: nothing was enqueued.
       this.#enqueued = new Set();
@@ -411,7 +412,7 @@ export class RolloutEngine {
     this.#onError(err, { rolloutId, agentId, during });
     const e: RolloutError = { code: codeOf(err), message: `${during}: ${errorMessage(err)}`.slice(0, 1000), at: now.toISOString() };
     try {
-      this.#tx.runImmediate(() => {
+      this.#tx.inImmediateTransaction(() => {
         this.store.setLastError(rolloutId, e, now);
       });
     } catch (again) {
@@ -427,7 +428,7 @@ export class RolloutEngine {
    */
   #hostStep(r: RolloutRecord, h: RolloutHostRecord, now: Date, fn: () => void): void {
     try {
-      this.#tx.run(fn);
+      this.#tx.inTransaction(fn);
     } catch (err) {
       if (!isBuildError(err)) throw err;
       this.#onError(err, { rolloutId: r.id, agentId: h.agentId, during: 'host-step' });
@@ -493,17 +494,12 @@ export class RolloutEngine {
     let candidates: HostSummary[] = [];
     if (t.agentIds.length > 0) {
       for (const id of t.agentIds) {
-        const h = this.#fleet.host(id);
-        if (h === undefined) skipped.push({ agentId: id, hostname: this.#fleet.agentById(id)?.hostname ?? null, reason: 'no inventory stored' });
+        const h = this.#fleet.hosts.get(id);
+        if (h === undefined) skipped.push({ agentId: id, hostname: this.#fleet.agents.get(id)?.hostname ?? null, reason: 'no inventory stored' });
         else candidates.push(h);
       }
     } else {
-      let cursor: string | undefined;
-      do {
-        const page = this.#fleet.listHosts({ limit: 1000, ...(cursor === undefined ? {} : { cursor }) });
-        candidates.push(...page.hosts);
-        cursor = page.nextCursor ?? undefined;
-      } while (cursor !== undefined);
+      candidates = [...this.#fleet.hosts.all()];
     }
     const ecosystems = new Set(t.ecosystems);
     const tags = new Set(t.tags);
@@ -531,7 +527,7 @@ export class RolloutEngine {
   }
 
   #hostPlan(plan: RolloutPlan, agentId: string): { ok: true; plan: HostPlan } | { ok: false; reason: string } {
-    const inv = this.#fleet.latestInventory(agentId);
+    const inv = this.#fleet.reports.latestInventory(agentId);
     if (inv === undefined) return { ok: false, reason: 'no inventory stored' };
     return planForHost(plan, inv, this.#findings(agentId));
   }
@@ -641,7 +637,7 @@ export class RolloutEngine {
   #sendNextStep(r: RolloutRecord, h: RolloutHostRecord, now: Date, window: Date | 'always'): void {
     const [step, ...rest] = h.steps;
     if (step === undefined) return;
-    const inv = this.#fleet.latestInventory(h.agentId);
+    const inv = this.#fleet.reports.latestInventory(h.agentId);
     const ttl = now.getTime() + r.plan.instructionTtlMinutes * MINUTE;
     const expiresAt = new Date(window === 'always' ? ttl : Math.min(ttl, window.getTime())).toISOString();
     const base = {

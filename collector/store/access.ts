@@ -1,12 +1,12 @@
 /**
- * What the HTTP API reads and writes beside FleetStore: API tokens (only their sha256 is
- * stored), the audit log's listing, and the host listing with the filters the API offers.
- * Changes are audited through FleetStore.audit in the same transaction as the change, so
- * the log never misses one and never records one that was rolled back.
+ * API tokens (only their sha256 is stored), which the HTTP API reads and the CLI writes.
+ * Changes are audited through the fleet's audit log in the same transaction as the change,
+ * so the log never misses one and never records one that was rolled back.
  */
 import { randomBytes } from 'node:crypto';
+import type { AuditLog } from './audit-log.ts';
 import type { Db } from './db.ts';
-import { tokenHash, type FleetStore, type HostListItem, type HostListQuery } from './fleet.ts';
+import { tokenHash } from './enrollment-tokens.ts';
 
 export const ROLES = ['viewer', 'operator', 'admin'] as const;
 export type Role = (typeof ROLES)[number];
@@ -52,7 +52,7 @@ function tokenOf(r: TokenRow): ApiTokenRecord {
 
 export class ApiTokenStore {
   readonly #db: Db;
-  readonly #audit: Pick<FleetStore, 'audit'>;
+  readonly #audit: Pick<AuditLog, 'record'>;
   readonly #insert;
   readonly #byHash;
   readonly #byName;
@@ -60,7 +60,7 @@ export class ApiTokenStore {
   readonly #revoke;
   readonly #list;
 
-  constructor(db: Db, audit: Pick<FleetStore, 'audit'>) {
+  constructor(db: Db, audit: Pick<AuditLog, 'record'>) {
     this.#db = db;
     this.#audit = audit;
     this.#insert = db.prepare<[string, string, Role, string, string]>('INSERT INTO api_tokens (name, hash, role, created_at, created_by) VALUES (?, ?, ?, ?, ?)');
@@ -79,7 +79,7 @@ export class ApiTokenStore {
     const id = this.#db.transaction(() => {
       const r = this.#insert.run(opts.name, tokenHash(token), opts.role, at, opts.createdBy);
       const tokenId = Number(r.lastInsertRowid);
-      this.#audit.audit(opts.createdBy, 'api-token.create', `api-token:${opts.name}`, JSON.stringify({ role: opts.role }), now);
+      this.#audit.record(opts.createdBy, 'api-token.create', `api-token:${opts.name}`, JSON.stringify({ role: opts.role }), now);
       return tokenId;
     })();
     return { token, record: { id, name: opts.name, role: opts.role, createdAt: at, createdBy: opts.createdBy, revokedAt: null } };
@@ -106,83 +106,12 @@ export class ApiTokenStore {
   revoke(name: string, actor: string, now = new Date()): boolean {
     return this.#db.transaction(() => {
       const changed = this.#revoke.run(now.toISOString(), name).changes === 1;
-      if (changed) this.#audit.audit(actor, 'api-token.revoke', `api-token:${name}`, null, now);
+      if (changed) this.#audit.record(actor, 'api-token.revoke', `api-token:${name}`, null, now);
       return changed;
     })();
   }
 
   list(): ApiTokenRecord[] {
     return this.#list.all().map(tokenOf);
-  }
-}
-
-export interface AuditEntry {
-  id: number;
-  at: string;
-  actor: string;
-  action: string;
-  target: string | null;
-  detail: string | null;
-  /** The unix uid of the process that wrote the row (null on rows older than migration 10, or off unix). */
-  uid: number | null;
-}
-
-export interface AuditQuery {
-  actor?: string | undefined;
-  action?: string | undefined;
-  /** Entries with an id below this one (the previous page's last id): newest first. */
-  beforeId?: number | undefined;
-  limit: number;
-}
-
-export class AuditLog {
-  readonly #list;
-
-  constructor(db: Db) {
-    this.#list = db.prepare<Record<string, string | number | null>, AuditEntry>(
-      `SELECT id, at, actor, action, target, detail, uid FROM audit
-       WHERE (@actor IS NULL OR actor = @actor) AND (@action IS NULL OR action = @action) AND (@before IS NULL OR id < @before)
-       ORDER BY id DESC LIMIT @limit`,
-    );
-  }
-
-  /** Newest first; `more` says whether another page follows the last entry. */
-  list(q: AuditQuery): { entries: AuditEntry[]; more: boolean } {
-    const rows = this.#list.all({ actor: q.actor ?? null, action: q.action ?? null, before: q.beforeId ?? null, limit: q.limit + 1 });
-    return { entries: rows.slice(0, q.limit), more: rows.length > q.limit };
-  }
-}
-
-export type { HostListItem, HostListQuery } from './fleet.ts';
-
-/**
- * Hosts with the API's filters, through FleetStore's one host query (which flushes the
- * batched last-seen times first, so a listing never lags an unchanged report).
- */
-export class HostDirectory {
-  readonly #fleet: FleetStore;
-
-  constructor(fleet: FleetStore) {
-    this.#fleet = fleet;
-  }
-
-  list(q: HostListQuery): { hosts: HostListItem[]; more: boolean } {
-    return this.#fleet.queryHosts(q);
-  }
-
-  /** Every host, in listing order, a page at a time (the fleet summary walks them all). */
-  *all(pageSize = 1000): Generator<HostListItem> {
-    let after: readonly [string, string] | undefined;
-    for (;;) {
-      const { hosts, more } = this.list({ after, limit: pageSize });
-      yield* hosts;
-      const last = hosts[hosts.length - 1];
-      if (!more || last === undefined) return;
-      after = [last.hostname, last.agentId];
-    }
-  }
-
-  get(agentId: string): HostListItem | undefined {
-    return this.#fleet.hostItem(agentId);
   }
 }

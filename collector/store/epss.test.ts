@@ -7,7 +7,7 @@ import { FeedReport } from '../feeds/types.ts';
 import { openDatabase } from './db.ts';
 import { EpssStore } from './epss.ts';
 import { removeFeed } from './feed-removal.ts';
-import { FleetStore } from './fleet.ts';
+import { fleetOn } from './fleet.ts';
 import { tempDatabase } from '../../shared/testing/store-fixtures.ts';
 
 const real = parseEpssCsv(readFileSync(EPSS_EXCERPT, 'utf8'), new FeedReport());
@@ -51,7 +51,7 @@ describe('EpssStore on a real SQLite file', () => {
     const { db } = await tempDatabase(t, 'epss-store');
     const store = new EpssStore(db);
     store.replace(feed, real, T0);
-    removeFeed(db, new FleetStore(db), 'first-epss', 'cli:test', T0);
+    removeFeed(db, fleetOn(db), 'first-epss', 'cli:test', T0);
     assert.equal(store.all().size, 0);
     assert.equal(store.meta(), null);
     assert.equal(store.signature(), '');

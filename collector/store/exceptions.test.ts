@@ -8,7 +8,7 @@ const LATER = new Date('2026-12-20T10:00:00.000Z');
 
 function store(audit: (action: string, target: string | null, detail: string | null) => void = () => undefined) {
   const db = openDatabase(':memory:');
-  return { db, exceptions: new ExceptionStore(db, { audit: (_actor, action, target, detail) => { audit(action, target, detail); } }) };
+  return { db, exceptions: new ExceptionStore(db, { record: (_actor, action, target, detail) => { audit(action, target, detail); } }) };
 }
 
 describe('ExceptionStore', () => {

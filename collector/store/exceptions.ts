@@ -4,6 +4,7 @@
  * An exception is never deleted: ending one moves its expiry to now, so the record stays.
  */
 import type { RiskException } from '../correlate/findings.ts';
+import type { AuditLog } from './audit-log.ts';
 import type { Db } from './db.ts';
 
 export interface ExceptionInput extends RiskException {
@@ -37,11 +38,6 @@ export interface ExceptionsInForce {
   byHost: Map<string, RiskException[]>;
 }
 
-/** Where the add and end rows go (the audit log), written in the exception's own transaction. */
-export interface AuditWriter {
-  audit(actor: string, action: string, target: string | null, detail: string | null, now?: Date): void;
-}
-
 interface ExceptionRow {
   advisory: string;
   package: string | null;
@@ -65,7 +61,8 @@ export class ExceptionStore {
   readonly #addTx;
   readonly #endTx;
 
-  constructor(db: Db, audit: AuditWriter) {
+  /** `audit` takes the add and end rows, written in the exception's own transaction. */
+  constructor(db: Db, audit: Pick<AuditLog, 'record'>) {
     this.#insert = db.prepare<[string, string | null, string | null, string, string, string, string, string]>(
       'INSERT INTO exceptions (advisory, package, host, owner, reason, expires, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
     );
@@ -81,7 +78,7 @@ export class ExceptionStore {
     this.#addTx = db.transaction((e: ExceptionInput, actor: string, now: Date): number => {
       const id = Number(this.#insert.run(e.advisory, e.package ?? null, e.host ?? null, e.owner, e.reason, e.expires, now.toISOString(), actor).lastInsertRowid);
       const detail = { advisory: e.advisory, package: e.package ?? null, host: e.host ?? null, owner: e.owner, reason: e.reason, expires: e.expires };
-      audit.audit(actor, 'exception.add', `exception:${id}`, JSON.stringify(detail), now);
+      audit.record(actor, 'exception.add', `exception:${id}`, JSON.stringify(detail), now);
       return id;
     });
     this.#endTx = db.transaction((id: number, actor: string, now: Date): string | undefined => {
@@ -89,7 +86,7 @@ export class ExceptionStore {
       const was = this.#expiresOf.get(id, at)?.expires;
       if (was === undefined) return undefined;
       this.#end.run(at, id);
-      audit.audit(actor, 'exception.remove', `exception:${id}`, JSON.stringify({ expired: was }), now);
+      audit.record(actor, 'exception.remove', `exception:${id}`, JSON.stringify({ expired: was }), now);
       return was;
     });
   }

@@ -6,14 +6,14 @@
  */
 import { PatchwardenError } from '../../shared/errors.ts';
 import type { Db } from './db.ts';
-import type { FleetStore } from './fleet.ts';
+import type { Fleet } from './fleet.ts';
 
 export interface FeedRemoved {
   advisories: number;
   kev: number;
 }
 
-export function removeFeed(db: Db, fleet: FleetStore, source: string, actor: string, now = new Date()): FeedRemoved {
+export function removeFeed(db: Db, fleet: Fleet, source: string, actor: string, now = new Date()): FeedRemoved {
   const known = db.prepare<[string], number>('SELECT 1 FROM feeds WHERE source = ?').pluck();
   const delAdvisories = db.prepare<[string]>('DELETE FROM advisories WHERE feed = ?');
   const delKev = db.prepare<[string]>('DELETE FROM kev WHERE feed = ?');
@@ -23,7 +23,7 @@ export function removeFeed(db: Db, fleet: FleetStore, source: string, actor: str
       if (known.get(source) === undefined) throw new PatchwardenError(`no feed is named ${JSON.stringify(source)} (feed list shows the names)`, 'PW_ERR_FEED_UNKNOWN');
       const removed = { advisories: delAdvisories.run(source).changes, kev: delKev.run(source).changes };
       delFeed.run(source);
-      fleet.audit(actor, 'feed.remove', `feed:${source}`, JSON.stringify(removed), now);
+      fleet.audit.record(actor, 'feed.remove', `feed:${source}`, JSON.stringify(removed), now);
       return removed;
     })
     .immediate();

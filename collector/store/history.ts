@@ -68,7 +68,7 @@ export interface HostContent {
 /**
  * Deletes a content's findings timeline when nobody needs it: no host's history is laid over
  * it and the content itself is gone (the reports naming it were pruned). Called where either
- * can stop: a host moving on (switchContent) and a content pruned (FleetStore).
+ * can stop: a host moving on (switchContent) and a content pruned (reports.ts).
  */
 export function orphanTimelineDropper(db: Db): (content: string) => void {
   const timeline = db.prepare<[string, string, string]>(

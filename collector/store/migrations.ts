@@ -398,7 +398,7 @@ export const MIGRATIONS: readonly string[] = [
   DROP TABLE report_imports;
   ALTER TABLE report_imports_new RENAME TO report_imports;
   `,
-  // 14: each agent keeps its newest reports only (FleetStore REPORTS_PER_AGENT, issue 10):
+  // 14: each agent keeps its newest reports only (REPORTS_PER_AGENT in reports.ts, issue 10):
   // deleting an inventory no report names any more looks reports up by content, as does
   // the foreign-key check of that delete; without this index each one scanned the table.
   `

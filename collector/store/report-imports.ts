@@ -1,6 +1,6 @@
 /**
  * Reports that arrived in files (collector/airgap/report-import.ts) rather than over the
- * gateway. They go through FleetStore's own ingest, with the time the agent wrote the file
+ * gateway. They go through the fleet's own ingest (reports.ts), with the time the agent wrote the file
  * as the report's time, inside one transaction that also decides:
  *
  *   - already imported (the same report id from the same agent): `duplicate`, nothing
@@ -14,7 +14,8 @@
 import { PatchwardenError } from '../../shared/errors.ts';
 import type { Inventory } from '../../shared/protocol.ts';
 import type { Db } from './db.ts';
-import type { FleetStore, IngestResult } from './fleet.ts';
+import type { Fleet } from './fleet.ts';
+import type { IngestResult } from './reports.ts';
 
 export interface FileReport {
   agentId: string;
@@ -33,7 +34,7 @@ export class ReportImports {
   readonly #since;
   readonly #lastSeq;
 
-  constructor(db: Db, fleet: FleetStore) {
+  constructor(db: Db, fleet: Fleet) {
     const imported = db.prepare<[string, string], { one: number }>('SELECT 1 AS one FROM report_imports WHERE agent_id = ? AND report_id = ?');
     const reported = db.prepare<[string, string], { one: number }>('SELECT 1 AS one FROM reports WHERE agent_id = ? AND id = ?');
     const lastReport = db.prepare<[string], string>('SELECT last_report_at FROM hosts WHERE agent_id = ?').pluck();
@@ -52,10 +53,10 @@ export class ReportImports {
           'PW_ERR_FILE_STALE',
         );
       }
-      const result: IngestResult = fleet.ingestReport(r.agentId, r.reportId, r.hash, r.inventory, r.createdAt);
+      const result: IngestResult = fleet.reports.ingest(r.agentId, r.reportId, r.hash, r.inventory, r.createdAt);
       const status = result.status === 'stored' ? 'stored' : 'unchanged';
       insert.run(r.reportId, r.agentId, status, createdAt, r.fileSha256, now.toISOString(), actor);
-      fleet.audit(actor, 'report.import', `agent:${r.agentId}`, JSON.stringify({ report: r.reportId, status, createdAt, sha256: r.fileSha256 }), now);
+      fleet.audit.record(actor, 'report.import', `agent:${r.agentId}`, JSON.stringify({ report: r.reportId, status, createdAt, sha256: r.fileSha256 }), now);
       return status;
     });
   }

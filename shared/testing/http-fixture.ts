@@ -2,7 +2,7 @@
  * Test fixtures for the HTTP side: a real store with real advisories (the AlmaLinux 9 OSV
  * export and CISA KEV from ../shared/data) and hosts whose inventories are real (this
  * project's Debian 12 host's dpkg status, the RHEL 9.5 image's rpms), ingested through
- * FleetStore as the gateway does. Tests only.
+ * Fleet as the gateway does. Tests only.
  */
 import { randomUUID } from 'node:crypto';
 import { parseDpkgStatus } from '../../agent/inventory/dpkg.ts';
@@ -17,12 +17,12 @@ import { importFeedPath } from '../../collector/feeds/store-import.ts';
 import { ApiTokenStore, type Role } from '../../collector/store/access.ts';
 import { AdvisoryStore } from '../../collector/store/advisories.ts';
 import { openDatabase, type Db } from '../../collector/store/db.ts';
-import { FleetStore } from '../../collector/store/fleet.ts';
+import type { Fleet } from '../../collector/store/fleet.ts';
+import { type Store, storeOn } from '../../collector/store/store.ts';
 import { createLogger } from '../../collector/logger.ts';
 import { createApp } from '../../collector/http/app.ts';
 import { AuthFailureLimiter } from '../../collector/http/auth-limiter.ts';
 import { createMetrics, type CollectorMetrics } from '../../collector/http/metrics.ts';
-import { apiStores } from '../../collector/store/stores.ts';
 
 export const NOW = new Date('2026-11-26T18:00:00.000Z');
 export const HOSTILE_HOSTNAME = '<script>alert(1)</script>';
@@ -49,7 +49,9 @@ export function almaInventory(hostname: string, opts: { rebootRequired?: boolean
 
 export interface Fixture {
   db: Db;
-  fleet: FleetStore;
+  /** The store the app runs on (storeOn(db)); `fleet` is the same object seen as its fleet parts. */
+  store: Store;
+  fleet: Fleet;
   correlator: Correlator;
   metrics: CollectorMetrics;
   tokens: ApiTokenStore;
@@ -76,7 +78,8 @@ export interface Fixture {
  */
 export async function makeFixture(opts: { feeds?: boolean; feedsAt?: Date; authLimiter?: AuthFailureLimiter } = {}): Promise<Fixture> {
   const db = openDatabase(':memory:');
-  const fleet = new FleetStore(db);
+  const store = storeOn(db);
+  const fleet: Fleet = store;
   const correlator = new Correlator();
   if (opts.feeds !== false) {
     const store = new AdvisoryStore(db);
@@ -92,8 +95,7 @@ export async function makeFixture(opts: { feeds?: boolean; feedsAt?: Date; authL
   const app = createApp({
     logger: createLogger({ level: 'info', destination: { write: (line: string) => logs.push(line) } }),
     authLimiter: opts.authLimiter ?? new AuthFailureLimiter({ burst: Number.MAX_SAFE_INTEGER }),
-    stores: apiStores(db, fleet),
-    fleet,
+    store,
     correlator,
     policy: DEFAULT_POLICY,
     now: () => clock.now,
@@ -101,21 +103,21 @@ export async function makeFixture(opts: { feeds?: boolean; feedsAt?: Date; authL
     onAgentRevoked: (id) => revokedAgents.push(id),
     onError: (err) => errors.push(err),
   });
-  const tokens = new ApiTokenStore(db, fleet);
+  const tokens = new ApiTokenStore(db, fleet.audit);
   const make = (name: string, role: Role) => tokens.create({ name, role, createdBy: 'cli:test' }, NOW).token;
   const bearer = { viewer: make('viewer', 'viewer'), operator: make('operator', 'operator'), admin: make('admin', 'admin'), revoked: make('gone', 'admin') };
   tokens.revoke('gone', 'cli:test', NOW);
   const addHost: Fixture['addHost'] = (inv, o = {}) => {
-    const id = fleet.enrollAgent({ publicKey: generateKeyPair().publicKey, hostname: inv.host.hostname, machineId: null, tokenId: null }, NOW);
-    fleet.ingestReport(id, randomUUID(), inventoryHash(inv), inv, NOW);
-    if (o.tags !== undefined) fleet.setTags(id, o.tags, 'cli:test', NOW);
-    if (o.seenAt !== undefined || o.connected !== undefined) fleet.setConnected(id, o.connected ?? false, o.seenAt ?? NOW);
+    const id = fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: inv.host.hostname, machineId: null, tokenId: null }, NOW);
+    fleet.reports.ingest(id, randomUUID(), inventoryHash(inv), inv, NOW);
+    if (o.tags !== undefined) fleet.agents.setTags(id, o.tags, 'cli:test', NOW);
+    if (o.seenAt !== undefined || o.connected !== undefined) fleet.agents.setConnected(id, o.connected ?? false, o.seenAt ?? NOW);
     return id;
   };
   const close = () => {
     if (db.open) db.close();
   };
-  return { db, fleet, correlator, metrics, tokens, app, clock, revokedAgents, errors, logs, bearer, addHost, close };
+  return { db, store, fleet, correlator, metrics, tokens, app, clock, revokedAgents, errors, logs, bearer, addHost, close };
 }
 
 export function auth(token: string): { headers: Record<string, string> } {

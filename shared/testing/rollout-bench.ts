@@ -1,5 +1,5 @@
 /**
- * A rollout test bench: a real SQLite file in a temp dir, a real FleetStore with enrolled
+ * A rollout test bench: a real SQLite file in a temp dir, a real Fleet with enrolled
  * agents and ingested inventories built from ../shared/data (the RHEL 9.5 image's rpms as
  * AlmaLinux 9, this project's Debian 12 dpkg status), findings from the real Correlator
  * over the real AlmaLinux 9 OSV export plus ALSA-2026:A009 (a real kernel advisory), and
@@ -21,13 +21,11 @@ import { DEFAULT_POLICY } from '../../collector/correlate/policy.ts';
 import { inventoryOf, loadOsv, rhel95Packages } from './correlate-fixtures.ts';
 import type { Advisory } from '../../collector/feeds/types.ts';
 import { openDatabase, type Db } from '../../collector/store/db.ts';
-import { FleetStore } from '../../collector/store/fleet.ts';
+import type { Fleet } from '../../collector/store/fleet.ts';
+import { type Store, storeOn } from '../../collector/store/store.ts';
 import { RolloutEngine, type RolloutErrorContext } from '../../collector/rollout/engine.ts';
 import type { PlanInput } from '../../collector/rollout/plan.ts';
 import { InstructionOutbox, type OutboxEntry } from '../../collector/store/rollouts.ts';
-import { parsePlan } from '../../collector/rollout/plan.ts';
-import { RolloutStore } from '../../collector/store/rollouts.ts';
-import { Transactions } from '../../collector/store/transactions.ts';
 
 export const NOW = new Date('2026-11-26T18:00:00.000Z');
 /** ALSA-2026:A009 (kernel) is fixed in NEW_KERNEL; hosts built with `kernel: 'old'` run OLD_KERNEL. */
@@ -78,7 +76,9 @@ export interface Bench {
   dir: string;
   path: string;
   db: Db;
-  fleet: FleetStore;
+  /** The store over db (storeOn); `fleet` is the same object seen as its fleet parts. */
+  store: Store;
+  fleet: Fleet;
   outbox: InstructionOutbox;
   engine: RolloutEngine;
   key: KeyPair;
@@ -108,27 +108,28 @@ export async function makeBench(t: TestContext, opts: { advisories?: readonly Ad
   const bench = {} as Bench;
   const wire = (): void => {
     const db = openDatabase(path);
-    const fleet = new FleetStore(db);
+    const store = storeOn(db);
+    const fleet: Fleet = store;
     const outbox = new InstructionOutbox(db);
     const findings = (agentId: string): Finding[] => {
-      const inv = fleet.latestInventory(agentId);
+      const inv = fleet.reports.latestInventory(agentId);
       return inv === undefined ? [] : correlator.findings(inv, { policy: DEFAULT_POLICY, now: clock.now, kev: new Map() }).findings;
     };
     const engine = new RolloutEngine({
-      store: new RolloutStore(db, parsePlan),
-      tx: new Transactions(db),
+      store: store.rollouts,
+      tx: store,
       fleet,
       findings,
       signer: (i: Instruction): SignedInstruction => signInstruction(i, key.privateKeyPem),
       outbox,
       audit: (actor, action, target, detail) => {
-        fleet.audit(actor, action, target, detail, clock.now);
+        fleet.audit.record(actor, action, target, detail, clock.now);
       },
       now: () => clock.now,
       onEnqueued: (agentId) => pushed.push(agentId),
       onError: (err, where) => errors.push({ err, where }),
     });
-    Object.assign(bench, { db, fleet, outbox, engine, findings });
+    Object.assign(bench, { db, store, fleet, outbox, engine, findings });
   };
   wire();
   t.after(async () => {
@@ -144,13 +145,13 @@ export async function makeBench(t: TestContext, opts: { advisories?: readonly Ad
     errors,
     addHost: (spec: HostSpec) => {
       const inv = hostInventory(spec);
-      const id = bench.fleet.enrollAgent({ publicKey: generateKeyPair().publicKey, hostname: spec.hostname, machineId: null, tokenId: null }, clock.now);
-      bench.fleet.ingestReport(id, randomUUID(), inventoryHash(inv), inv, clock.now);
-      if (spec.tags !== undefined) bench.fleet.setTags(id, spec.tags, 'cli:test', clock.now);
+      const id = bench.fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: spec.hostname, machineId: null, tokenId: null }, clock.now);
+      bench.fleet.reports.ingest(id, randomUUID(), inventoryHash(inv), inv, clock.now);
+      if (spec.tags !== undefined) bench.fleet.agents.setTags(id, spec.tags, 'cli:test', clock.now);
       return id;
     },
     report: (agentId: string, inv: Inventory) => {
-      bench.fleet.ingestReport(agentId, randomUUID(), inventoryHash(inv), inv, clock.now);
+      bench.fleet.reports.ingest(agentId, randomUUID(), inventoryHash(inv), inv, clock.now);
       bench.engine.onInventory(agentId, inv);
     },
     restart: () => {

@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it, type TestContext } from 'node:test';
+import { generateKeyPair } from '../../shared/signing.ts';
+import { openDatabase } from './db.ts';
+import { openStore, storeOn } from './store.ts';
+
+const NOW = new Date('2026-11-26T18:00:00.000Z');
+
+async function tempPath(t: TestContext): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'pw-store-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return join(dir, 'c.db');
+}
+
+function enroll(store: ReturnType<typeof openStore>, hostname: string): string {
+  return store.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname, machineId: null, tokenId: null }, NOW);
+}
+
+describe('openStore (sqlite)', () => {
+  it('makes and migrates the file; every part shares the one connection', async (t) => {
+    const store = openStore({ kind: 'sqlite', path: await tempPath(t) });
+    t.after(() => {
+      store.close();
+    });
+    assert.equal(store.kind, 'sqlite');
+    const id = enroll(store, 'web-1');
+    assert.equal(store.agents.get(id)?.hostname, 'web-1');
+    assert.deepEqual(store.audit.list({ limit: 10 }).entries.map((e) => e.action), ['agent.enroll']);
+    assert.deepEqual(store.advisories.feeds(), []);
+    assert.deepEqual(store.apiTokens.list(), []);
+    assert.equal(store.rollouts.list().length, 0);
+    assert.equal(store.reportImports.lastSeq(), 0);
+  });
+
+  it('transaction: a throw rolls back every part written inside it', async (t) => {
+    const store = openStore({ kind: 'sqlite', path: await tempPath(t) });
+    t.after(() => {
+      store.close();
+    });
+    assert.throws(
+      () =>
+        store.inTransaction(() => {
+          enroll(store, 'web-1');
+          store.apiTokens.create({ name: 'ci', role: 'viewer', createdBy: 'test' }, NOW);
+          throw new Error('changed my mind');
+        }),
+      /changed my mind/,
+    );
+    assert.deepEqual([store.apiTokens.list(), store.audit.list({ limit: 10 }).entries], [[], []]);
+    assert.equal(store.inTransaction(() => enroll(store, 'web-2')).length, 36);
+  });
+
+  it('close writes the batched last-seen times first', async (t) => {
+    const path = await tempPath(t);
+    const store = openStore({ kind: 'sqlite', path });
+    const id = enroll(store, 'web-1');
+    store.agents.seenLater(id, NOW);
+    store.close();
+    store.close();
+    const reader = openStore({ kind: 'sqlite', path, readonly: true });
+    t.after(() => {
+      reader.close();
+    });
+    assert.equal(reader.agents.get(id)?.lastSeen, NOW.toISOString());
+    assert.throws(() => enroll(reader, 'web-2'), /readonly/);
+  });
+
+  it('storeOn: a store over a connection the caller holds', async (t) => {
+    const db = openDatabase(await tempPath(t));
+    const store = storeOn(db);
+    assert.equal(store.db, db);
+    assert.equal(store.agents.get(randomUUID()), undefined);
+    store.close();
+    assert.equal(db.open, false);
+  });
+});

@@ -1,0 +1,192 @@
+/**
+ * The collector's store, opened in one place: the fleet's parts (fleet.ts) and every other
+ * store of the collector over one connection, with its transactions and close(). `kind` says
+ * which database holds it; SQLite is the one there is (a PostgreSQL store is to come
+ * behind the same interface, issue 12).
+ */
+import { parsePlan } from '../rollout/plan.ts';
+import { ApiTokenStore } from './access.ts';
+import { AdvisoryChanges } from './advisory-changes.ts';
+import { AdvisoryStore } from './advisories.ts';
+import type { Agents } from './agents.ts';
+import type { AuditLog } from './audit-log.ts';
+import { type Db, openDatabase } from './db.ts';
+import type { EnrollmentTokens } from './enrollment-tokens.ts';
+import { EpssStore } from './epss.ts';
+import { ExceptionStore } from './exceptions.ts';
+import { type Fleet, fleetOn } from './fleet.ts';
+import { FleetSummaryStore } from './fleet-summary.ts';
+import { StoreHealth } from './health.ts';
+import { FindingHistoryStore } from './history.ts';
+import type { Hosts } from './hosts.ts';
+import { StoreInspection } from './inspection.ts';
+import { ReportImports } from './report-imports.ts';
+import type { Reports } from './reports.ts';
+import { InstructionOutbox, RolloutStore } from './rollouts.ts';
+
+export interface SqliteStoreOptions {
+  kind: 'sqlite';
+  /** The database file (`:memory:` for a store that lives and dies with the process). */
+  path: string;
+  readonly?: boolean;
+  /** Make a new database in an existing empty file (`serve --init`); without it such a file is refused. */
+  init?: boolean;
+}
+
+export type StoreOptions = SqliteStoreOptions;
+
+export interface Store extends Fleet {
+  readonly kind: 'sqlite';
+  /** The connection, for code that still holds SQL of its own (being moved into store modules). */
+  readonly db: Db;
+  readonly apiTokens: ApiTokenStore;
+  readonly advisories: AdvisoryStore;
+  readonly advisoryChanges: AdvisoryChanges;
+  readonly epss: EpssStore;
+  readonly history: FindingHistoryStore;
+  readonly rollouts: RolloutStore;
+  readonly outbox: InstructionOutbox;
+  readonly reportImports: ReportImports;
+  /** Accepted risks, audited in the fleet's audit log. */
+  readonly exceptions: ExceptionStore;
+  /** The fleet's counts and signature, in SQL (the API's summary and gauges). */
+  readonly summary: FleetSummaryStore;
+  /** /healthz with no periodic integrity check; serve makes its own with one (createApp's storeHealth). */
+  readonly health: StoreHealth;
+  /** Figures the benches check a run against; no serving path uses it. */
+  readonly inspection: StoreInspection;
+  /**
+   * Runs `fn` in one transaction (a savepoint inside another, which rolls back alone while
+   * the outer one goes on): all of it commits, or none. For a step that writes through
+   * several parts (a change and its audit row, a rollout step, a host's findings and counts).
+   */
+  inTransaction<T>(fn: () => T): T;
+  /**
+   * As inTransaction, but takes the write lock at the start (BEGIN IMMEDIATE): a step that
+   * reads and then writes waits for another process's writer (busy_timeout) instead of
+   * failing with SQLITE_BUSY after its reads.
+   */
+  inImmediateTransaction<T>(fn: () => T): T;
+  /** `fn` made once into a function that runs each call in a transaction, for hot paths. */
+  transactional<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R;
+  /** Writes the batched last-seen times, then closes the connection. */
+  close(): void;
+}
+
+/**
+ * The parts beyond the fleet are made when first used: a CLI command that reads one table
+ * prepares no other part's statements.
+ */
+class SqliteStore implements Store {
+  readonly kind = 'sqlite' as const;
+  readonly db: Db;
+  readonly audit: AuditLog;
+  readonly tokens: EnrollmentTokens;
+  readonly agents: Agents;
+  readonly reports: Reports;
+  readonly hosts: Hosts;
+  #apiTokens: ApiTokenStore | undefined;
+  #advisories: AdvisoryStore | undefined;
+  #advisoryChanges: AdvisoryChanges | undefined;
+  #epss: EpssStore | undefined;
+  #history: FindingHistoryStore | undefined;
+  #rollouts: RolloutStore | undefined;
+  #outbox: InstructionOutbox | undefined;
+  #reportImports: ReportImports | undefined;
+  #exceptions: ExceptionStore | undefined;
+  #summary: FleetSummaryStore | undefined;
+  #health: StoreHealth | undefined;
+  #inspection: StoreInspection | undefined;
+
+  constructor(db: Db) {
+    this.db = db;
+    const fleet = fleetOn(db);
+    this.audit = fleet.audit;
+    this.tokens = fleet.tokens;
+    this.agents = fleet.agents;
+    this.reports = fleet.reports;
+    this.hosts = fleet.hosts;
+  }
+
+  get apiTokens(): ApiTokenStore {
+    return (this.#apiTokens ??= new ApiTokenStore(this.db, this.audit));
+  }
+
+  get advisories(): AdvisoryStore {
+    return (this.#advisories ??= new AdvisoryStore(this.db));
+  }
+
+  get advisoryChanges(): AdvisoryChanges {
+    return (this.#advisoryChanges ??= new AdvisoryChanges(this.db));
+  }
+
+  get epss(): EpssStore {
+    return (this.#epss ??= new EpssStore(this.db));
+  }
+
+  get history(): FindingHistoryStore {
+    return (this.#history ??= new FindingHistoryStore(this.db));
+  }
+
+  /** Plans are validated on their way out of the store too (parsePlan), as the engine's own RolloutStore does. */
+  get rollouts(): RolloutStore {
+    return (this.#rollouts ??= new RolloutStore(this.db, parsePlan));
+  }
+
+  get outbox(): InstructionOutbox {
+    return (this.#outbox ??= new InstructionOutbox(this.db));
+  }
+
+  get reportImports(): ReportImports {
+    return (this.#reportImports ??= new ReportImports(this.db, this));
+  }
+
+  get exceptions(): ExceptionStore {
+    return (this.#exceptions ??= new ExceptionStore(this.db, this.audit));
+  }
+
+  get summary(): FleetSummaryStore {
+    return (this.#summary ??= new FleetSummaryStore(this.db));
+  }
+
+  get health(): StoreHealth {
+    return (this.#health ??= new StoreHealth(this.db));
+  }
+
+  get inspection(): StoreInspection {
+    return (this.#inspection ??= new StoreInspection(this.db));
+  }
+
+  inTransaction<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+
+  inImmediateTransaction<T>(fn: () => T): T {
+    return this.db.transaction(fn).immediate();
+  }
+
+  transactional<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {
+    return this.db.transaction(fn);
+  }
+
+  close(): void {
+    if (!this.db.open) return;
+    this.agents.flushTouches();
+    this.db.close();
+  }
+}
+
+/** A store over a connection the caller opened already; close() closes it. */
+export function storeOn(db: Db): Store {
+  return new SqliteStore(db);
+}
+
+export function openStore(options: StoreOptions): Store {
+  const db = openDatabase(options.path, { readonly: options.readonly ?? false, init: options.init ?? false });
+  try {
+    return storeOn(db);
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
