@@ -9,12 +9,12 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { tokenCommand } from '../../collector/commands/token.ts';
 import { createLogger as createCollectorLogger } from '../../collector/logger.ts';
 import { type Collector, createCollector } from '../../collector/server.ts';
+import { runCaptured } from '../../shared/testing/capture.ts';
 import { hostInventory, logSink, tempDir } from '../../shared/testing/daemon-fixtures.ts';
 import { Agent } from './agent.ts';
 import { loadConfig, loadPrivateKey } from './config.ts';
@@ -40,11 +40,9 @@ async function deadPort(): Promise<number> {
 }
 
 async function enrollmentToken(dbPath: string): Promise<string> {
-  let out = '';
-  const stdout = new PassThrough();
-  stdout.on('data', (d: Buffer) => (out += d.toString('utf8')));
-  assert.equal(await tokenCommand(['create', '--db', dbPath, '--uses', '1', '--ttl', '1h'], { stdout, stderr: new PassThrough() }), 0);
-  return out.trim();
+  const r = await runCaptured(tokenCommand, ['create', '--db', dbPath, '--uses', '1', '--ttl', '1h']);
+  assert.equal(r.code, 0, r.stderr);
+  return r.stdout.trim();
 }
 
 describe('an agent listing several collectors of one fleet', () => {

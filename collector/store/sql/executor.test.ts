@@ -146,25 +146,32 @@ function behaviour(name: string, open: () => Promise<SqlDatabase>, skip: string 
   });
 }
 
+/** `db`, whose close() also removes what the test made for it (its file, its cluster). */
+function closingAlso(db: SqlDatabase, cleanup: () => Promise<void>): SqlDatabase {
+  return {
+    dialect: db.dialect,
+    get: db.get.bind(db),
+    all: db.all.bind(db),
+    run: db.run.bind(db),
+    transaction: db.transaction.bind(db),
+    close: async () => {
+      await db.close();
+      await cleanup();
+    },
+  };
+}
+
 behaviour(
   'SQLite',
   () => {
     const dir = mkdtempSync(join(tmpdir(), 'pw-sql-'));
     const raw = new Database(join(dir, 'notes.db'));
     raw.exec(CREATE);
-    const db = new SqliteDatabase(raw);
-    return Promise.resolve({
-
-      dialect: db.dialect,
-      get: db.get.bind(db),
-      all: db.all.bind(db),
-      run: db.run.bind(db),
-      transaction: db.transaction.bind(db),
-      close: async () => {
-        await db.close();
-        rmSync(dir, { recursive: true, force: true });
-      },
-    });
+    const removeDir = (): Promise<void> => {
+      rmSync(dir, { recursive: true, force: true });
+      return Promise.resolve();
+    };
+    return Promise.resolve(closingAlso(new SqliteDatabase(raw), removeDir));
   },
   false,
 );
@@ -200,17 +207,7 @@ behaviour(
     const cluster = await startPostgres();
     const db = new PostgresDatabase({ url: cluster.url, max: 4 });
     await db.exec(CREATE);
-    return {
-      dialect: db.dialect,
-      get: db.get.bind(db),
-      all: db.all.bind(db),
-      run: db.run.bind(db),
-      transaction: db.transaction.bind(db),
-      close: async () => {
-        await db.close();
-        await cluster.stop();
-      },
-    };
+    return closingAlso(db, () => cluster.stop());
   },
   needs(TOOLS.postgres),
 );
