@@ -410,8 +410,8 @@ export async function storeHotPathsSection<F>(figure: MakeStoreFigure<F>, progre
     for (const way of ways) {
       progress(`store-hotpaths: ${way.name}`);
       const pg = new PostgresDatabase({ url: cluster.url, max: CONCURRENCY });
-      await pg.exec('DROP SCHEMA public CASCADE; CREATE SCHEMA public;');
-      await pg.exec(PG_SCHEMA);
+      await pg.runScript('DROP SCHEMA public CASCADE; CREATE SCHEMA public;');
+      await pg.runScript(PG_SCHEMA);
       runs.push({ name: way.name, t: await runShared(pg, w, way) });
       await pg.close();
     }

@@ -140,10 +140,10 @@ describe('store migrate', { skip: needs(TOOLS.postgres) }, () => {
 
   test('a copy that fails part way leaves the target empty', async () => {
     const pg = new PostgresDatabase({ url: cluster.url, max: 1 });
-    await pg.exec('DROP SCHEMA public CASCADE; CREATE SCHEMA public;');
+    await pg.runScript('DROP SCHEMA public CASCADE; CREATE SCHEMA public;');
     // The target refuses one hostile hostname: the agents before it were copied, then rolled back.
     await migratePostgres(pg);
-    await pg.exec(`ALTER TABLE hosts ADD CONSTRAINT no_script CHECK (hostname NOT LIKE '<script>%')`);
+    await pg.runScript(`ALTER TABLE hosts ADD CONSTRAINT no_script CHECK (hostname NOT LIKE '<script>%')`);
     await assert.rejects(runCaptured(storeCommand, ['migrate', '--from', dbPath, '--to', cluster.url]), /no_script/);
     const left = await pg.get<{ n: number }>(
       sql('SELECT (SELECT count(*) FROM agents) + (SELECT count(*) FROM hosts) + (SELECT count(*) FROM advisories) + (SELECT count(*) FROM audit) AS n'),

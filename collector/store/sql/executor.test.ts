@@ -182,7 +182,7 @@ describe('PostgreSQL: a transaction that lost to a concurrent one', { skip: need
     t.after(() => cluster.stop());
     const db = new PostgresDatabase({ url: cluster.url, max: 4 });
     t.after(() => db.close());
-    await db.exec(CREATE);
+    await db.runScript(CREATE);
     // Both read "not there" before either inserts; the loser's insert meets the winner's
     // committed row (23505), and its second run reads it and inserts nothing.
     let runs = 0;
@@ -206,7 +206,7 @@ behaviour(
   async () => {
     const cluster = await startPostgres();
     const db = new PostgresDatabase({ url: cluster.url, max: 4 });
-    await db.exec(CREATE);
+    await db.runScript(CREATE);
     return closingAlso(db, () => cluster.stop());
   },
   needs(TOOLS.postgres),
