@@ -41,6 +41,16 @@ describe('numberPlaceholders', () => {
   });
 });
 
+test('SQLite keeps one statement per SQLite text, even where two queries share their PostgreSQL text', async () => {
+  const db = new SqliteDatabase(new Database(':memory:'));
+  const one = sql({ sqlite: 'SELECT 1 AS v', postgres: 'SELECT v FROM same' });
+  const two = sql({ sqlite: 'SELECT 2 AS v', postgres: 'SELECT v FROM same' });
+  assert.equal(one.name, two.name);
+  assert.deepEqual([await db.get(one), await db.get(two)], [{ v: 1 }, { v: 2 }]);
+  await assert.rejects(db.get(sql({ postgres: 'SELECT pg_backend_pid()' })), /PostgreSQL-only statement on SQLite/);
+  await db.close();
+});
+
 const CREATE = 'CREATE TABLE notes (id integer PRIMARY KEY, body text NOT NULL)';
 const insert = sql('INSERT INTO notes (id, body) VALUES (?, ?)');
 const byId = sql('SELECT id, body FROM notes WHERE id = ?');
