@@ -9,7 +9,7 @@ const USAGE = `patchwarden-agent ${AGENT_VERSION}
 
 usage:
   patchwarden-agent inventory [--root DIR] [--json] [--kernel-release R] [--kernel-version V]
-  patchwarden-agent enroll --collector URL --token T [--config FILE] [--spool-dir DIR] [--ca-file PEM] [--root DIR] [--force] [--insecure-cleartext]
+  patchwarden-agent enroll --collector URL [--collector URL]... --token T [--config FILE] [--spool-dir DIR] [--ca-file PEM] [--root DIR] [--force] [--insecure-cleartext]
   patchwarden-agent run [--config FILE]
   patchwarden-agent execute --instruction FILE [--config FILE] [--root DIR] [--dry-run] [--json]
   patchwarden-agent report --out DIR [--config FILE]

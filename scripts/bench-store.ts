@@ -35,6 +35,7 @@ import { hostInventory } from '../shared/testing/rollout-bench.ts';
 import { openDatabase, type Db } from '../collector/store/db.ts';
 import { fleetOn } from '../collector/store/fleet.ts';
 import type { SqlDatabase, SqlExecutor } from '../collector/store/sql/executor.ts';
+import { migratePostgres } from '../collector/store/postgres/migrate.ts';
 import { PostgresDatabase } from '../collector/store/sql/postgres.ts';
 import { sql, sqliteText } from '../collector/store/sql/query.ts';
 import { SqliteDatabase } from '../collector/store/sql/sqlite.ts';
@@ -98,37 +99,6 @@ interface Finding {
   status: 'open' | 'overdue';
   text: string;
 }
-
-/** The PostgreSQL tables of the two paths, column for column as collector/store/migrations.ts leaves them in SQLite. */
-const PG_SCHEMA = `
-CREATE TABLE agents (
-  id text PRIMARY KEY, public_key text NOT NULL UNIQUE, hostname text NOT NULL, machine_id text, token_id bigint,
-  enrolled_at text NOT NULL, revoked_at text, agent_version text, connected integer NOT NULL DEFAULT 0,
-  last_seen text, last_inventory_hash text, tags text NOT NULL DEFAULT '[]');
-CREATE TABLE inventory_contents (
-  hash text PRIMARY KEY, ecosystem text, package_count integer NOT NULL, packages text NOT NULL,
-  created_at text NOT NULL, package_set text);
-CREATE INDEX inventory_contents_by_set ON inventory_contents (package_set) WHERE package_set IS NOT NULL;
-CREATE TABLE reports (
-  seq bigserial PRIMARY KEY, id text NOT NULL, agent_id text NOT NULL REFERENCES agents (id), received_at text NOT NULL,
-  inventory_hash text NOT NULL, content_hash text NOT NULL REFERENCES inventory_contents (hash), envelope text NOT NULL,
-  UNIQUE (agent_id, id));
-CREATE INDEX reports_by_agent ON reports (agent_id, received_at);
-CREATE INDEX reports_by_content ON reports (content_hash);
-CREATE TABLE hosts (
-  agent_id text PRIMARY KEY REFERENCES agents (id), hostname text NOT NULL, ecosystem text, package_count integer NOT NULL,
-  kernel_release text NOT NULL, kernel_managed integer NOT NULL, reboot_required integer NOT NULL,
-  last_report_id text NOT NULL, last_report_at text NOT NULL, open_findings integer NOT NULL DEFAULT 0,
-  overdue_findings integer NOT NULL DEFAULT 0, findings_content text, findings_since text,
-  FOREIGN KEY (agent_id, last_report_id) REFERENCES reports (agent_id, id));
-CREATE INDEX hosts_by_findings_content ON hosts (findings_content);
-CREATE TABLE content_findings (
-  content text NOT NULL, package text NOT NULL, advisory text NOT NULL, first_seen text NOT NULL, last_seen text NOT NULL,
-  resolved text, status text NOT NULL, PRIMARY KEY (content, package, advisory));
-CREATE TABLE content_finding_texts (
-  content text NOT NULL, package text NOT NULL, advisory text NOT NULL, finding text NOT NULL,
-  PRIMARY KEY (content, package, advisory));
-`;
 
 // The shared query texts: one per statement, a dialect pair only where the engines differ.
 const Q = {
@@ -410,8 +380,8 @@ export async function storeHotPathsSection<F>(figure: MakeStoreFigure<F>, progre
     for (const way of ways) {
       progress(`store-hotpaths: ${way.name}`);
       const pg = new PostgresDatabase({ url: cluster.url, max: CONCURRENCY });
-      await pg.exec('DROP SCHEMA public CASCADE; CREATE SCHEMA public;');
-      await pg.exec(PG_SCHEMA);
+      await pg.runScript('DROP SCHEMA public CASCADE; CREATE SCHEMA public;');
+      await migratePostgres(pg);
       runs.push({ name: way.name, t: await runShared(pg, w, way) });
       await pg.close();
     }

@@ -1,14 +1,15 @@
 /**
  * `npm test`: type check, lint, build, then every `*.test.ts` under node:test.
  * Node 20's `--test` does not expand globs, so the files are collected here.
- * `npm test -- FILE...` runs only the given test files (no type check, lint or build).
+ * `npm test -- PATH...` runs only the given test files, and every test file under a given
+ * directory (no type check, lint or build).
  * What comes from npm is fetched here (Node 18.19 for the bundle tests); a test whose system
  * tool is missing skips with one line naming the Debian package (shared/testing/system-tools.ts),
  * and under `CI=true` any skipped test fails the run, so CI proves everything.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { readdirSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { readdirSync, statSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
 import { ensureNode18 } from './node18-path.ts';
 
 const root = join(import.meta.dirname, '..');
@@ -30,9 +31,13 @@ function step(name: string, cmd: string, args: string[]): void {
 
 const given = process.argv.slice(2).filter((a) => !a.startsWith('--'));
 const onlyUnit = process.argv.includes('--only-unit');
-let files: string[] = [];
+const files: string[] = [];
 if (given.length > 0) {
-  files = given;
+  // node --test given a directory runs nothing and says it passed: expand it here.
+  for (const g of given) {
+    if (statSync(resolve(root, g), { throwIfNoEntry: false })?.isDirectory() === true) collect(resolve(root, g), files);
+    else files.push(g);
+  }
 } else {
   for (const r of roots) collect(join(root, r), files);
   files.sort();

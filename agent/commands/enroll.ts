@@ -1,5 +1,5 @@
 /**
- * `patchwarden-agent enroll --collector URL --token T [--config FILE] [--spool-dir DIR] [--ca-file PEM] [--root DIR] [--force] [--insecure-cleartext]`
+ * `patchwarden-agent enroll --collector URL [--collector URL]... --token T [--config FILE] [--spool-dir DIR] [--ca-file PEM] [--root DIR] [--force] [--insecure-cleartext]`
  *
  * --insecure-cleartext: enroll over ws:// to a host that is not loopback. Refused without
  * it (PW_ERR_CLEARTEXT_REFUSED, exit 1, before anything is sent): the token and the
@@ -19,7 +19,7 @@ import { DEFAULT_CONFIG_PATH } from '../daemon/config.ts';
 import { enroll } from '../daemon/enroll.ts';
 
 const OPTIONS = {
-  collector: { type: 'string' },
+  collector: { type: 'string', multiple: true },
   token: { type: 'string' },
   config: { type: 'string', default: DEFAULT_CONFIG_PATH },
   'spool-dir': { type: 'string' },
@@ -59,10 +59,12 @@ export async function enrollCommand(argv: string[], out: NodeJS.WritableStream, 
     throw new UsageError((err as Error).message);
   }
   const token = values.token ?? process.env.PATCHWARDEN_ENROLL_TOKEN;
-  if (values.collector === undefined) throw new UsageError('enroll needs --collector URL (wss://collector:8443)');
+  const [first, ...more] = values.collector ?? [];
+  if (first === undefined) throw new UsageError('enroll needs --collector URL (wss://collector:8443)');
   if (token === undefined || token === '') throw new UsageError('enroll needs --token T (or PATCHWARDEN_ENROLL_TOKEN)');
   const { config, configPath } = await enroll({
-    collectorUrl: values.collector,
+    collectorUrl: first,
+    collectorUrls: more,
     token,
     configPath: values.config,
     force: values.force,
@@ -74,6 +76,7 @@ export async function enrollCommand(argv: string[], out: NodeJS.WritableStream, 
   });
   out.write(
     `enrolled as agent ${config.agentId} with ${config.collectorUrl}\n` +
+      (config.collectorUrls === undefined ? '' : `also served by ${config.collectorUrls.join(', ')}\n`) +
       `config ${configPath}\nkey    ${config.keyFile} (mode 0600)\nspool  ${config.spoolDir}\n` +
       `pinned collector key ${config.collectorPublicKey}\n` +
       `start it: patchwarden-agent run --config ${configPath}\n`,

@@ -24,8 +24,9 @@ import { type CollectorMessage, type Inventory, PROTOCOL_VERSION } from '../../s
 import { fullReport, helloMessage, packageSetReport, unchangedReport } from '../../shared/messages.ts';
 import { collectInventory } from '../inventory/inventory.ts';
 import { Backoff, type BackoffOptions } from './backoff.ts';
+import { CollectorRotation } from './collectors.ts';
 import { CheckScheduler, type WatchTarget } from './checks.ts';
-import type { AgentConfig } from './config.ts';
+import { type AgentConfig, collectorsOf } from './config.ts';
 import { acceptsProtocol, PACKAGES_BY_REFERENCE_SINCE, protocolAtLeast } from '../../shared/protocol-version.ts';
 import { CollectorConnection } from './connection.ts';
 import type { Logger } from './log.ts';
@@ -63,7 +64,7 @@ export interface AgentOptions {
 export type AgentExit = { reason: 'stopped' } | { reason: 'revoked'; error: ProtocolError };
 
 export interface AgentEvents {
-  connected: [welcome: { inventoryHash: string | null; heartbeatSeconds: number }];
+  connected: [welcome: { inventoryHash: string | null; heartbeatSeconds: number; collector: string }];
   disconnected: [error: ProtocolError];
   /** A reconnect is scheduled in delayMs (attempt counts failures since the last stable connection). */
   retry: [info: { delayMs: number; attempt: number; windowMs: number }];
@@ -83,6 +84,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private readonly log: Logger;
   private readonly collect: () => Promise<Inventory>;
   private readonly backoff: Backoff;
+  private readonly collectors: CollectorRotation;
   private readonly scheduler: CheckScheduler;
   private readonly handshakeTimeoutMs: number;
   private readonly ackTimeoutMs: number;
@@ -134,6 +136,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.log = options.log;
     this.collect = options.collect ?? (() => collectInventory({ root }));
     this.backoff = new Backoff(options.backoff);
+    this.collectors = new CollectorRotation(collectorsOf(options.config), options.config.agentId);
     this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? 30_000;
     this.ackTimeoutMs = options.ackTimeoutMs ?? 120_000;
     this.ca = options.ca;
@@ -212,13 +215,13 @@ export class Agent extends EventEmitter<AgentEvents> {
   private async loop(): Promise<AgentExit> {
     this.scheduler.start();
     const { agentId } = this.config;
-    this.log.info({ agentId, collector: this.config.collectorUrl, spool: this.config.spoolDir, intervalSeconds: this.config.intervalSeconds }, 'agent starting');
+    this.log.info({ agentId, collectors: this.collectors.urls, spool: this.config.spoolDir, intervalSeconds: this.config.intervalSeconds }, 'agent starting');
     let exit: AgentExit = { reason: 'stopped' };
     while (!this.stopping) {
       let error: ProtocolError;
       try {
         const conn = await CollectorConnection.open({
-          url: this.config.collectorUrl,
+          url: this.collectors.current,
           ...(this.ca === undefined ? {} : { ca: this.ca }),
           openTimeoutMs: this.handshakeTimeoutMs,
         });
@@ -241,10 +244,18 @@ export class Agent extends EventEmitter<AgentEvents> {
         exit = { reason: 'revoked', error };
         break;
       }
-      const delayMs = this.backoff.next();
-      const { windowMs, attempt } = this.backoff.last;
+      const from = this.collectors.current;
+      // Another collector of the fleet is tried at once (within a jittered second); the
+      // backoff grows only once every one of them has failed since the last connection.
+      const everyOneFailed = this.collectors.failed();
+      const delayMs = everyOneFailed ? this.backoff.next() : this.backoff.rotation();
+      const { windowMs, attempt } = everyOneFailed ? this.backoff.last : { windowMs: this.backoff.baseMs, attempt: this.backoff.attempts };
+      const to = this.collectors.current;
       const level = error.code === 'PW_ERR_UNAUTHENTICATED' || error.code === 'PW_ERR_PROTOCOL_VERSION' ? 'error' : 'warn';
-      this.log[level]({ code: error.code, closeCode: error.closeCode, retryInMs: delayMs, attempt }, `${describe(error)}; reconnecting in ${(delayMs / 1000).toFixed(1)} s`);
+      this.log[level](
+        { code: error.code, closeCode: error.closeCode, retryInMs: delayMs, attempt, collector: from, next: to },
+        `${describe(error)}; reconnecting${to === from ? '' : ` to ${to}`} in ${(delayMs / 1000).toFixed(1)} s`,
+      );
       this.emit('retry', { delayMs, attempt, windowMs });
       await this.sleep(delayMs);
     }
@@ -284,10 +295,11 @@ export class Agent extends EventEmitter<AgentEvents> {
         return err;
       }
       this.backoff.connected();
+      this.collectors.connected();
       this.collectorHash = welcome.inventoryHash;
       this.welcomed = true;
-      this.log.info({ heartbeatSeconds: welcome.heartbeatSeconds, inventoryHash: welcome.inventoryHash, spooled: this.spool.size }, 'connected to the collector');
-      this.emit('connected', { inventoryHash: welcome.inventoryHash, heartbeatSeconds: welcome.heartbeatSeconds });
+      this.log.info({ collector: this.collectors.current, heartbeatSeconds: welcome.heartbeatSeconds, inventoryHash: welcome.inventoryHash, spooled: this.spool.size }, 'connected to the collector');
+      this.emit('connected', { inventoryHash: welcome.inventoryHash, heartbeatSeconds: welcome.heartbeatSeconds, collector: this.collectors.current });
       // The collector pings every heartbeatSeconds; silence for two and a half of them
       // means a dead route (a NAT that forgot us, a collector host that vanished) that TCP
       // would take many minutes to notice.

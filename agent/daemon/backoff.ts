@@ -72,6 +72,15 @@ export class Backoff {
     return delay;
   }
 
+  /**
+   * The delay before trying another collector of the same fleet (collectors.ts): drawn from
+   * the first window, not counted as an attempt, so a fleet leaving a dead replica spreads
+   * over a second rather than arriving at once.
+   */
+  rotation(): number {
+    return Math.floor(this.random() * this.baseMs);
+  }
+
   reset(): void {
     this.attempt = 0;
     this.connectedAt = null;

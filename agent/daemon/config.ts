@@ -49,8 +49,18 @@ export function normalizeCollectorUrl(input: string): string {
 const b64url32 = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'not a base64url ed25519 public key');
 const path = z.string().min(1).max(4096);
 
+const collectorUrl = z.string().max(2048).refine((u) => /^wss?:\/\//.test(u), 'must start with ws:// or wss://');
+/** Replicas of one collector fleet an agent may list (daemon/collectors.ts); more is not a fleet but a typo. */
+export const MAX_COLLECTOR_URLS = 16;
+
 export const AgentConfigSchema = z.strictObject({
-  collectorUrl: z.string().refine((u) => /^wss?:\/\//.test(u), 'must start with ws:// or wss://'),
+  collectorUrl,
+  /**
+   * More collectors serving the same store (replicas, issue 12): the agent spreads over
+   * `collectorUrl` and these, and moves on when one cannot be reached. They must share the
+   * collector key pinned below; one that does not is refused like any stranger.
+   */
+  collectorUrls: z.array(collectorUrl).max(MAX_COLLECTOR_URLS - 1).optional(),
   agentId: z.uuid(),
   /** Pinned at enrollment; instructions signed by any other key are refused. */
   collectorPublicKey: b64url32,
@@ -95,6 +105,11 @@ async function readLimited(file: string, limit: number, what: string): Promise<B
   }
 }
 
+/** Every collector the agent may connect to: `collectorUrl` first, then `collectorUrls`, each once. */
+export function collectorsOf(config: Pick<AgentConfig, 'collectorUrl' | 'collectorUrls'>): string[] {
+  return [...new Set([config.collectorUrl, ...(config.collectorUrls ?? [])])];
+}
+
 /** Reads, validates and freezes the config; relative paths in it are relative to the file. */
 export async function loadConfig(file: string): Promise<AgentConfig> {
   const raw = await readLimited(file, MAX_CONFIG_BYTES, 'config');
@@ -112,6 +127,7 @@ export async function loadConfig(file: string): Promise<AgentConfig> {
   return Object.freeze({
     ...c,
     collectorUrl: normalizeCollectorUrl(c.collectorUrl),
+    ...(c.collectorUrls === undefined ? {} : { collectorUrls: c.collectorUrls.map(normalizeCollectorUrl) }),
     keyFile: abs(c.keyFile),
     spoolDir: abs(c.spoolDir),
     ...(c.caFile === undefined ? {} : { caFile: abs(c.caFile) }),

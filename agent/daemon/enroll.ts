@@ -27,6 +27,7 @@ import {
   defaultKeyFile,
   loadConfig,
   normalizeCollectorUrl,
+  MAX_COLLECTOR_URLS,
   saveConfig,
   savePrivateKey,
 } from './config.ts';
@@ -34,7 +35,10 @@ import { acceptsProtocol } from '../../shared/protocol-version.ts';
 import { CollectorConnection, readCaFile } from './connection.ts';
 
 export interface EnrollOptions {
+  /** The collector to enroll with. */
   collectorUrl: string;
+  /** More collectors of the same fleet (replicas), saved for the daemon to spread over and fail over to. */
+  collectorUrls?: readonly string[];
   token: string;
   configPath: string;
   /** Default: /var/lib/patchwarden-agent/spool for the default config, else `spool` beside the config. */
@@ -122,7 +126,10 @@ async function ensureWritableDir(dir: string): Promise<void> {
 
 export async function enroll(options: EnrollOptions): Promise<EnrollResult> {
   const url = normalizeCollectorUrl(options.collectorUrl);
-  checkEnrollTransport(url, options.insecureCleartext ?? false, options.warn ?? ((m) => process.stderr.write(`${m}\n`)));
+  // Checked before the token is spent: the daemon will send inventories to every one of them.
+  const others = [...new Set((options.collectorUrls ?? []).map(normalizeCollectorUrl))].filter((u) => u !== url);
+  if (others.length >= MAX_COLLECTOR_URLS) throw new UsageError(`at most ${MAX_COLLECTOR_URLS} collector URLs: replicas of one fleet, not a list of every collector`);
+  for (const u of [url, ...others]) checkEnrollTransport(u, options.insecureCleartext ?? false, options.warn ?? ((m) => process.stderr.write(`${m}\n`)));
   const configPath = resolve(options.configPath);
   const keyFile = defaultKeyFile(configPath);
   const spoolDir = resolve(options.spoolDir ?? defaultSpoolDir(configPath));
@@ -174,6 +181,7 @@ export async function enroll(options: EnrollOptions): Promise<EnrollResult> {
 
   const config = {
     collectorUrl: url,
+    ...(others.length === 0 ? {} : { collectorUrls: others }),
     agentId,
     collectorPublicKey,
     keyFile,

@@ -3,11 +3,11 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import { inventoryHash } from '../../shared/inventory-hash.ts';
 import { generateKeyPair } from '../../shared/signing.ts';
+import { runCaptured } from '../../shared/testing/capture.ts';
 import { DATA_DIR } from '../../shared/testing/data.ts';
 import { startPostgres, type Postgres } from '../../shared/testing/postgres.ts';
 import { needs, TOOLS } from '../../shared/testing/system-tools.ts';
@@ -23,15 +23,6 @@ import { apiTokenCommand } from './api-token.ts';
 import { exceptionCommand } from './exception.ts';
 import { rolloutCommand } from './rollout.ts';
 import { displayUrl, storeCommand } from './store.ts';
-
-function capture() {
-  const out = { stdout: '', stderr: '' };
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  stdout.on('data', (d: Buffer) => (out.stdout += d.toString('utf8')));
-  stderr.on('data', (d: Buffer) => (out.stderr += d.toString('utf8')));
-  return { io: { stdout, stderr }, out };
-}
 
 /** Hostnames an agent could send: each must arrive in PostgreSQL byte for byte. */
 const HOSTILE = ["db'; DROP TABLE agents; --", '<script>alert(1)</script>', 'ünïcødé-☃-host', '$(reboot)', '../../etc/passwd'];
@@ -80,8 +71,8 @@ describe('store migrate', { skip: needs(TOOLS.postgres) }, () => {
     fleet.agents.revoke(agentIds[4] as string, 'cli:test');
     db.close();
     const run = async (command: typeof storeCommand, argv: string[]) => {
-      const { io, out } = capture();
-      assert.equal(await command(argv, io), 0, out.stderr);
+      const r = await runCaptured(command, argv);
+      assert.equal(r.code, 0, r.stderr);
     };
     await run(apiTokenCommand, ['create', '--db', dbPath, '--name', 'ci', '--role', 'operator']);
     const advisory = (openDatabase(dbPath, { readonly: true }).prepare('SELECT id FROM advisories ORDER BY id LIMIT 1').pluck().get() as string);
@@ -96,8 +87,8 @@ describe('store migrate', { skip: needs(TOOLS.postgres) }, () => {
   });
 
   test('moves every table into PostgreSQL, verified, agents keeping their keys, and audits the move', async () => {
-    const { io, out } = capture();
-    assert.equal(await storeCommand(['migrate', '--from', dbPath, '--to', cluster.url, '--json'], io), 0, out.stderr);
+    const out = await runCaptured(storeCommand, ['migrate', '--from', dbPath, '--to', cluster.url, '--json']);
+    assert.equal(out.code, 0, out.stderr);
     const result = JSON.parse(out.stdout) as { to: string; tables: { table: string; rows: number; sha256: string }[] };
     const rows = Object.fromEntries(result.tables.map((t) => [t.table, t.rows]));
     // Every kind of thing the collector believes made it across, not only empty tables.
@@ -142,20 +133,18 @@ describe('store migrate', { skip: needs(TOOLS.postgres) }, () => {
     const pg = new PostgresDatabase({ url: cluster.url, max: 1 });
     const count = sql('SELECT (SELECT count(*) FROM agents) + (SELECT count(*) FROM audit) AS n');
     const before = await pg.get(count);
-    const { io } = capture();
-    await assert.rejects(storeCommand(['migrate', '--from', dbPath, '--to', cluster.url], io), { code: 'PW_ERR_STORE_NOT_EMPTY' });
+    await assert.rejects(runCaptured(storeCommand, ['migrate', '--from', dbPath, '--to', cluster.url]), { code: 'PW_ERR_STORE_NOT_EMPTY' });
     assert.deepEqual(await pg.get(count), before);
     await pg.close();
   });
 
   test('a copy that fails part way leaves the target empty', async () => {
     const pg = new PostgresDatabase({ url: cluster.url, max: 1 });
-    await pg.exec('DROP SCHEMA public CASCADE; CREATE SCHEMA public;');
+    await pg.runScript('DROP SCHEMA public CASCADE; CREATE SCHEMA public;');
     // The target refuses one hostile hostname: the agents before it were copied, then rolled back.
     await migratePostgres(pg);
-    await pg.exec(`ALTER TABLE hosts ADD CONSTRAINT no_script CHECK (hostname NOT LIKE '<script>%')`);
-    const { io } = capture();
-    await assert.rejects(storeCommand(['migrate', '--from', dbPath, '--to', cluster.url], io), /no_script/);
+    await pg.runScript(`ALTER TABLE hosts ADD CONSTRAINT no_script CHECK (hostname NOT LIKE '<script>%')`);
+    await assert.rejects(runCaptured(storeCommand, ['migrate', '--from', dbPath, '--to', cluster.url]), /no_script/);
     const left = await pg.get<{ n: number }>(
       sql('SELECT (SELECT count(*) FROM agents) + (SELECT count(*) FROM hosts) + (SELECT count(*) FROM advisories) + (SELECT count(*) FROM audit) AS n'),
     );
@@ -170,6 +159,6 @@ describe('store migrate', { skip: needs(TOOLS.postgres) }, () => {
       [['migrate', '--from', 'x.db', '--to', 'http://x'], /expected a postgres:\/\/ URL/],
       [['copy'], /expected migrate/],
     ];
-    for (const [argv, message] of cases) await assert.rejects(storeCommand(argv, capture().io), { code: 'PW_ERR_USAGE', message });
+    for (const [argv, message] of cases) await assert.rejects(runCaptured(storeCommand, argv), { code: 'PW_ERR_USAGE', message });
   });
 });

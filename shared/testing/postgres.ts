@@ -160,7 +160,10 @@ export async function startPostgres(options: StartOptions = {}): Promise<Postgre
     throw err;
   }
 
-  const port = await freePort();
+  // The port is free when asked, and may be taken before PostgreSQL binds it (another test
+  // process asking at the same moment): start-up then fails with "Address already in use",
+  // and is tried again on another port (below).
+  let port = await freePort();
   const durable = options.durable ?? false;
   const settings: Record<string, string> = {
     listen_addresses: '127.0.0.1',
@@ -173,8 +176,9 @@ export async function startPostgres(options: StartOptions = {}): Promise<Postgre
     max_connections: '100',
     ...options.settings,
   };
-  const serverArgs = ['-D', dataDir, ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])];
-  const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
+  const argsFor = (): string[] => ['-D', dataDir, ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])];
+  let serverArgs = argsFor();
+  let url = `postgres://postgres@127.0.0.1:${port}/postgres`;
 
   const start = async (): Promise<void> => {
     if (server !== undefined) throw new Error('PostgreSQL is already running');
@@ -248,7 +252,18 @@ export async function startPostgres(options: StartOptions = {}): Promise<Postgre
   };
 
   try {
-    await start();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await start();
+        break;
+      } catch (err) {
+        if (attempt >= 5 || !/Address already in use/.test((err as Error).message)) throw err;
+        port = await freePort();
+        settings.port = String(port);
+        serverArgs = argsFor();
+        url = `postgres://postgres@127.0.0.1:${port}/postgres`;
+      }
+    }
   } catch (err) {
     process.removeListener('exit', onExit);
     rmSync(dir, { recursive: true, force: true });

@@ -88,10 +88,11 @@ export const POSTGRES_USER = 'postgres';
 
 /** uid and gid of `name`, or null when there is no such user. */
 export function userIds(name: string): { uid: number; gid: number } | null {
-  const uid = spawnSync('id', ['-u', name], { encoding: 'utf8', timeout: 10_000 });
-  const gid = spawnSync('id', ['-g', name], { encoding: 'utf8', timeout: 10_000 });
-  if (uid.status !== 0 || gid.status !== 0) return null;
-  return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
+  // One lookup through NSS, as id(1) does: name:password:uid:gid:...
+  const entry = spawnSync('getent', ['passwd', name], { encoding: 'utf8', timeout: 10_000 });
+  const [, , uid, gid] = entry.status === 0 ? entry.stdout.trim().split(':') : [];
+  if (uid === undefined || gid === undefined || !/^\d+$/.test(uid) || !/^\d+$/.test(gid)) return null;
+  return { uid: Number(uid), gid: Number(gid) };
 }
 
 function postgresUsable(): boolean {

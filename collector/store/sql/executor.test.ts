@@ -41,6 +41,16 @@ describe('numberPlaceholders', () => {
   });
 });
 
+test('SQLite keeps one statement per SQLite text, even where two queries share their PostgreSQL text', async () => {
+  const db = new SqliteDatabase(new Database(':memory:'));
+  const one = sql({ sqlite: 'SELECT 1 AS v', postgres: 'SELECT v FROM same' });
+  const two = sql({ sqlite: 'SELECT 2 AS v', postgres: 'SELECT v FROM same' });
+  assert.equal(one.name, two.name);
+  assert.deepEqual([await db.get(one), await db.get(two)], [{ v: 1 }, { v: 2 }]);
+  await assert.rejects(db.get(sql({ postgres: 'SELECT pg_backend_pid()' })), /PostgreSQL-only statement on SQLite/);
+  await db.close();
+});
+
 const CREATE = 'CREATE TABLE notes (id integer PRIMARY KEY, body text NOT NULL)';
 const insert = sql('INSERT INTO notes (id, body) VALUES (?, ?)');
 const byId = sql('SELECT id, body FROM notes WHERE id = ?');
@@ -146,25 +156,32 @@ function behaviour(name: string, open: () => Promise<SqlDatabase>, skip: string 
   });
 }
 
+/** `db`, whose close() also removes what the test made for it (its file, its cluster). */
+function closingAlso(db: SqlDatabase, cleanup: () => Promise<void>): SqlDatabase {
+  return {
+    dialect: db.dialect,
+    get: db.get.bind(db),
+    all: db.all.bind(db),
+    run: db.run.bind(db),
+    transaction: db.transaction.bind(db),
+    close: async () => {
+      await db.close();
+      await cleanup();
+    },
+  };
+}
+
 behaviour(
   'SQLite',
   () => {
     const dir = mkdtempSync(join(tmpdir(), 'pw-sql-'));
     const raw = new Database(join(dir, 'notes.db'));
     raw.exec(CREATE);
-    const db = new SqliteDatabase(raw);
-    return Promise.resolve({
-
-      dialect: db.dialect,
-      get: db.get.bind(db),
-      all: db.all.bind(db),
-      run: db.run.bind(db),
-      transaction: db.transaction.bind(db),
-      close: async () => {
-        await db.close();
-        rmSync(dir, { recursive: true, force: true });
-      },
-    });
+    const removeDir = (): Promise<void> => {
+      rmSync(dir, { recursive: true, force: true });
+      return Promise.resolve();
+    };
+    return Promise.resolve(closingAlso(new SqliteDatabase(raw), removeDir));
   },
   false,
 );
@@ -175,7 +192,7 @@ describe('PostgreSQL: a transaction that lost to a concurrent one', { skip: need
     t.after(() => cluster.stop());
     const db = new PostgresDatabase({ url: cluster.url, max: 4 });
     t.after(() => db.close());
-    await db.exec(CREATE);
+    await db.runScript(CREATE);
     // Both read "not there" before either inserts; the loser's insert meets the winner's
     // committed row (23505), and its second run reads it and inserts nothing.
     let runs = 0;
@@ -199,18 +216,8 @@ behaviour(
   async () => {
     const cluster = await startPostgres();
     const db = new PostgresDatabase({ url: cluster.url, max: 4 });
-    await db.exec(CREATE);
-    return {
-      dialect: db.dialect,
-      get: db.get.bind(db),
-      all: db.all.bind(db),
-      run: db.run.bind(db),
-      transaction: db.transaction.bind(db),
-      close: async () => {
-        await db.close();
-        await cluster.stop();
-      },
-    };
+    await db.runScript(CREATE);
+    return closingAlso(db, () => cluster.stop());
   },
   needs(TOOLS.postgres),
 );

@@ -138,7 +138,7 @@ export class PostgresDatabase implements SqlDatabase {
   }
 
   /** Schema statements and other text run once (several statements, no parameters). */
-  async exec(text: string): Promise<void> {
+  async runScript(text: string): Promise<void> {
     await this.#pool.query(text);
   }
 

@@ -19,11 +19,13 @@ export class SqliteDatabase implements SqlDatabase {
     this.#db = db;
   }
 
+  /** Cached by text: the name is PostgreSQL's, and two queries may share a PostgreSQL text but not a SQLite one. */
   #statement(query: Query): Statement {
-    let s = this.#statements.get(query.name);
+    const text = sqliteText(query);
+    let s = this.#statements.get(text);
     if (s === undefined) {
-      s = this.#db.prepare(sqliteText(query));
-      this.#statements.set(query.name, s);
+      s = this.#db.prepare(text);
+      this.#statements.set(text, s);
     }
     return s;
   }
