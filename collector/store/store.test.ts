@@ -36,7 +36,7 @@ describe('openStore (sqlite)', () => {
     assert.equal(store.reportImports.lastSeq(), 0);
   });
 
-  it('transaction: a throw rolls back every part written inside it', async (t) => {
+  it('inTransaction: a throw rolls back every part written inside it', async (t) => {
     const store = openStore({ kind: 'sqlite', path: await tempPath(t) });
     t.after(() => {
       store.close();
@@ -52,6 +52,67 @@ describe('openStore (sqlite)', () => {
     );
     assert.deepEqual([store.apiTokens.list(), store.audit.list({ limit: 10 }).entries], [[], []]);
     assert.equal(store.inTransaction(() => enroll(store, 'web-2')).length, 36);
+  });
+
+  // What RolloutEngine (inTransaction, inImmediateTransaction) and HostFindings (transactional) rely on.
+  const ways: { name: string; run: (store: ReturnType<typeof openStore>, fn: () => string) => string }[] = [
+    { name: 'inTransaction', run: (store, fn) => store.inTransaction(fn) },
+    { name: 'inImmediateTransaction', run: (store, fn) => store.inImmediateTransaction(fn) },
+    { name: 'transactional', run: (store, fn) => store.transactional(fn)() },
+  ];
+  for (const way of ways) {
+    it(`${way.name}: all of it commits or none, and an inner call rolls back alone`, async (t) => {
+      const store = openStore({ kind: 'sqlite', path: await tempPath(t) });
+      t.after(() => {
+        store.close();
+      });
+      assert.throws(
+        () =>
+          way.run(store, () => {
+            enroll(store, 'web-1');
+            store.exceptions.add({ advisory: 'ALSA-2025:1', owner: 'sec', reason: 'waf', expires: '2027-01-01T00:00:00.000Z' }, 'cli:test', NOW);
+            throw new Error('changed my mind');
+          }),
+        /changed my mind/,
+      );
+      assert.deepEqual([store.exceptions.all(), store.audit.list({ limit: 10 }).entries, store.summary.counts().agents.enrolled], [[], [], 0]);
+      const id = way.run(store, () => {
+        const kept = enroll(store, 'web-2');
+        assert.throws(() =>
+          store.inTransaction(() => {
+            enroll(store, 'web-3');
+            throw new Error('inner only');
+          }),
+        );
+        return kept;
+      });
+      assert.deepEqual(store.audit.list({ limit: 10 }).entries.map((e) => e.target), [`agent:${id}`]);
+      assert.equal(store.summary.counts().agents.enrolled, 1);
+    });
+  }
+
+  it('inImmediateTransaction takes the write lock at its start; inTransaction only at its first write', async (t) => {
+    const path = await tempPath(t);
+    const store = openStore({ kind: 'sqlite', path });
+    const other = openDatabase(path);
+    t.after(() => {
+      other.close();
+      store.close();
+    });
+    other.pragma('busy_timeout = 0');
+    const otherWriter = (): boolean => {
+      try {
+        other.prepare('BEGIN IMMEDIATE').run();
+        other.prepare('ROLLBACK').run();
+        return true;
+      } catch (err) {
+        assert.match(String(err), /database is locked/);
+        return false;
+      }
+    };
+    assert.equal(store.inTransaction(otherWriter), true, 'a deferred transaction that has not written holds no lock');
+    assert.equal(store.inImmediateTransaction(otherWriter), false, 'another writer waits for the immediate one');
+    assert.equal(store.health.check().answers, true);
   });
 
   it('close writes the batched last-seen times first', async (t) => {
