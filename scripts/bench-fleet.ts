@@ -407,6 +407,64 @@ export interface SimAgent {
   hash: string | null;
 }
 
+/**
+ * Enrollment as `patchwarden-agent enroll` does it: challenge, enroll with `keys`, enrolled
+ * and welcome on one connection, closed after. Sets the agent's id and keys.
+ */
+export async function enrollAgent(url: string, token: string, a: SimAgent, keys: KeyPair, localAddress?: string): Promise<void> {
+  const link = await Link.open(url, localAddress);
+  try {
+    await within(
+      STEP_TIMEOUT_MS,
+      'enroll',
+      (async () => {
+        await link.expect('challenge');
+        link.send(JSON.stringify(enrollFrame(token, keys, { hostname: a.hostname, machineId: a.machineId })));
+        const enrolled = await link.expect('enrolled');
+        const welcome = await link.expect('welcome');
+        if (typeof enrolled.agentId !== 'string' || welcome.agentId !== enrolled.agentId) throw new Error('enrolled and welcome name different agents');
+        a.agentId = enrolled.agentId;
+        a.keys = keys;
+      })(),
+      () => {
+        link.ws.terminate();
+      },
+    );
+  } finally {
+    link.ws.close(1000);
+  }
+}
+
+/**
+ * An enrolled agent's connection: challenge, signed hello, welcome (naming no inventory:
+ * the agent is new), kept open as the agent's link. A failed one is terminated.
+ */
+export async function connectAgent(url: string, a: SimAgent, localAddress?: string): Promise<Link> {
+  const { agentId, keys } = a;
+  if (agentId === null || keys === null) throw new Error(`agent ${a.index} is not enrolled`);
+  const link = await Link.open(url, localAddress);
+  try {
+    await within(
+      STEP_TIMEOUT_MS,
+      'hello',
+      (async () => {
+        const challenge = await link.expect('challenge');
+        link.send(JSON.stringify(helloFrame(String(challenge.nonce), agentId, keys)));
+        const welcome = await link.expect('welcome');
+        if (welcome.inventoryHash !== null) throw new Error(`welcome of a new agent names inventory ${JSON.stringify(welcome.inventoryHash)}`);
+      })(),
+      () => {
+        link.ws.terminate();
+      },
+    );
+  } catch (err) {
+    link.ws.terminate();
+    throw err;
+  }
+  a.link = link;
+  return link;
+}
+
 const ROLES = ['web', 'api', 'db', 'cache', 'queue', 'batch', 'build', 'edge'];
 const SITES = ['fra1', 'ams3', 'lon1', 'nyc2', 'sfo3'];
 
@@ -687,7 +745,7 @@ export function ackStatus(m: Msg, sent: Sent): string | null {
  * Closed-loop load: `window` links at a time, each sending its `rounds` reports one after
  * the other and waiting for each ack (as an agent does), the next link starting when one
  * is done. A reply that is not the expected ack, or a closed link, is a problem and ends
- * that link's share; the deadline ends the phase.
+ * that link's share; the deadline ends the phase. `samples`: every ack wait, sorted (to merge phases run in several processes).
  */
 export function drive(
   links: readonly Link[],
@@ -696,7 +754,7 @@ export function drive(
   deadline: number,
   frame: (link: number, round: number) => Sent,
   reply: (m: Msg, sent: Sent) => string | null,
-): Promise<Rate & { statuses: Record<string, number>; latencyMs: { p50: number; p99: number; max: number }; problems: string[] }> {
+): Promise<Rate & { statuses: Record<string, number>; latencyMs: { p50: number; p99: number; max: number }; samples: number[]; problems: string[] }> {
   return new Promise((resolve) => {
     const t0 = performance.now();
     const statuses: Record<string, number> = {};
@@ -726,6 +784,7 @@ export function drive(
         perSecond: (acked * 1000) / ms,
         statuses,
         latencyMs: { p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99), max: latencies[latencies.length - 1] ?? NaN },
+        samples: latencies,
         problems: [...problems].map(([p, n]) => `${n} x ${p}`),
       });
     };
@@ -982,23 +1041,7 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
     const enroll = await pool(n, HANDSHAKE_CONCURRENCY, performance.now() + 60_000 + n * 20, async (i) => {
       const a = agents[i];
       if (a === undefined) throw new Error('unreachable');
-      const keys = newKeys();
-      const link = await Link.open(agentUrl);
-      try {
-        await within(STEP_TIMEOUT_MS, 'enroll', (async () => {
-          await link.expect('challenge');
-          link.send(JSON.stringify(enrollFrame(enrollToken, keys, { hostname: a.hostname, machineId: a.machineId })));
-          const enrolled = await link.expect('enrolled');
-          const welcome = await link.expect('welcome');
-          if (typeof enrolled.agentId !== 'string' || welcome.agentId !== enrolled.agentId) throw new Error('enrolled and welcome name different agents');
-          a.agentId = enrolled.agentId;
-          a.keys = keys;
-        })(), () => {
-        link.ws.terminate();
-      });
-      } finally {
-        link.ws.close(1000);
-      }
+      await enrollAgent(agentUrl, enrollToken, a, newKeys());
     });
     const enrollCpu = cpu();
     alive();
@@ -1011,19 +1054,8 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
     cpu = cpuMeter(pid);
     const connect = await pool(enrolled.length, HANDSHAKE_CONCURRENCY, performance.now() + 60_000 + n * 10, async (i) => {
       const a = enrolled[i];
-      if (a?.agentId == null || a.keys === null) throw new Error('unreachable');
-      const { agentId, keys } = a;
-      const link = await Link.open(agentUrl);
-      links.push(link);
-      await within(STEP_TIMEOUT_MS, 'hello', (async () => {
-        const challenge = await link.expect('challenge');
-        link.send(JSON.stringify(helloFrame(String(challenge.nonce), agentId, keys)));
-        const welcome = await link.expect('welcome');
-        if (welcome.inventoryHash !== null) throw new Error(`welcome of a new agent names inventory ${JSON.stringify(welcome.inventoryHash)}`);
-        a.link = link;
-      })(), () => {
-        link.ws.terminate();
-      });
+      if (a === undefined) throw new Error('unreachable');
+      links.push(await connectAgent(agentUrl, a));
     });
     const connectCpu = cpu();
     alive();
