@@ -470,7 +470,20 @@ export async function scaleSection<F>(figure: MakeScaleFigure<F>, progress: (lin
   progress('scale: checking dist/collector.js is up to date');
   const { path: collectorJs, built } = ensureBuilt('collector');
   const runs: SizeRun[] = [];
-  for (const [i, agents] of tried.entries()) runs.push(await runSize(agents, { collectorJs, dataDir, base, echo: i === 0, progress }));
+  // Ctrl-C or a kill must still run the exit hooks that kill the collectors and workers and
+  // remove the temporary directories (Node skips them when a signal ends the process).
+  const interrupted = (signal: NodeJS.Signals): void => {
+    progress(`scale: ${signal}: stopping the collectors and workers`);
+    process.exit(130);
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
+  try {
+    for (const [i, agents] of tried.entries()) runs.push(await runSize(agents, { collectorJs, dataDir, base, echo: i === 0, progress }));
+  } finally {
+    process.off('SIGINT', interrupted);
+    process.off('SIGTERM', interrupted);
+  }
 
   const first = runs[0] as SizeRun;
   const echo = first.echo;
@@ -520,16 +533,28 @@ export async function scaleSection<F>(figure: MakeScaleFigure<F>, progress: (lin
       }),
     );
   }
+  // Per agent at each size, and for the larger sizes what each agent beyond the smallest
+  // size's cost (the fixed part, such as the fleet's 32 package sets held once, drops out).
   const linear = runs
-    .map((r) => `${short(r.agents)}: ${COLLECTOR_PHASES.map((ph) => `${ph} ${r.phases[ph].usPerAgent.toFixed(0)} us/agent ${r.phases[ph].kbPerAgent.toFixed(1)} KB/agent`).join(', ')}`)
-    .join('; ');
+    .map((r) => {
+      const at = COLLECTOR_PHASES.map((ph) => `${ph} ${r.phases[ph].usPerAgent.toFixed(0)} us, ${r.phases[ph].kbPerAgent.toFixed(1)} KB`).join('; ');
+      if (r === first) return `${short(r.agents)}: ${at}`;
+      const extra = r.agents - first.agents;
+      const marginal = COLLECTOR_PHASES.map((ph) => {
+        const us = ((r.phases[ph].ms - first.phases[ph].ms) * 1000) / extra;
+        const kb = ((r.phases[ph].rssMb - r.idleRssMb - (first.phases[ph].rssMb - first.idleRssMb)) * 1024) / extra;
+        return `${ph} ${us.toFixed(0)} us, ${kb.toFixed(1)} KB`;
+      }).join('; ');
+      return `${short(r.agents)}: ${at} (each agent beyond ${short(first.agents)}: ${marginal})`;
+    })
+    .join(' | ');
   const intro =
     `${tried.join(', ')} agents (PW_BENCH_SCALE), each size on a fresh store, driven by worker processes of at most ${MAX_AGENTS_PER_WORKER} agents (scale-worker.ts: real ed25519 keys, bench-fleet.ts's protocol code), ` +
     `at most ${AGENTS_PER_ADDRESS} agents per loopback source address, each agent picking its collector from the list with CollectorRotation; ` +
     `against ${first.engine} (${relative(ROOT, collectorJs)} serve, temp SQLite file with the real Debian DSA/DLA lists and KEV${built === null ? '' : `; ${built}`}); ` +
     `one report of each kind per agent (full frames ${(first.frameBytes.full / 1024).toFixed(0)} KB, by reference ${first.frameBytes.byReference} B, unchanged ${first.frameBytes.unchanged} B); ` +
     `time per agent is the phase's first start to last end over the workers divided by the agents; memory per agent is the collector's RSS over its idle RSS divided by the agents. ` +
-    `Per agent: ${linear}` +
+    `Per agent, time and collector memory: ${linear}` +
     (skipped.length === 0
       ? ''
       : `. Not tried: ${skipped.join(', ')} agents: one SQLite collector holds at most about ${capacity} connections here (ulimit -n ${openFileLimit()} per process, not raisable); 50,000 need the PostgreSQL replicas`);
