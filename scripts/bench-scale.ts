@@ -318,7 +318,8 @@ interface SizeRun {
   phases: Record<CollectorPhase, PhaseFigures>;
   /** Connected agents by the collectors' /metrics after connecting, and again after holding HOLD_MS. */
   connected: { reported: number | null; afterHold: number | null; heldOpen: number };
-  echo: { connect: Summed; roundTrip: Summed; idleRssMb: number; heldRssMb: number; kbPerConnection: number } | null;
+  echo: { connect: Summed; roundTrip: Summed; idleRssMb: number; heldRssMb: number; kbPerConnection: number; problems: string[] } | null;
+  /** The collectors' counts at the end disagree with what the workers were answered. */
   problems: string[];
 }
 
@@ -351,7 +352,11 @@ async function echoBaseline(workers: Workers, agents: number, progress: (line: s
     const heldRssMb = rssMiB(pid);
     const roundTrip = await workers.phase('echoRoundTrip', agents);
     await workers.phase('release', agents);
-    return { connect, roundTrip, idleRssMb, heldRssMb, kbPerConnection: ((heldRssMb - idleRssMb) * 1024) / Math.max(1, connect.count) };
+    const problems: string[] = [];
+    for (const [what, s] of [['echo connect', connect], ['echo round trip', roundTrip]] as const) {
+      if (s.failed > 0 || s.problems.length > 0) problems.push(`${what}: ${s.failed} failed; ${s.problems.join('; ')}`);
+    }
+    return { connect, roundTrip, idleRssMb, heldRssMb, kbPerConnection: ((heldRssMb - idleRssMb) * 1024) / Math.max(1, connect.count), problems };
   } finally {
     await echo.stop(5000);
   }
@@ -381,11 +386,6 @@ async function runSize(agents: number, opts: { collectorJs: string; dataDir: str
     };
 
     const echo = opts.echo ? await echoBaseline(workers, agents, progress) : null;
-    if (echo !== null) {
-      for (const [what, s] of [['echo connect', echo.connect], ['echo round trip', echo.roundTrip]] as const) {
-        if (s.failed > 0 || s.problems.length > 0) problems.push(`${what}: ${s.failed} failed; ${s.problems.join('; ')}`);
-      }
-    }
 
     await sleep(500);
     const idleRssMb = totalRss(collectors);
@@ -432,6 +432,25 @@ async function runSize(agents: number, opts: { collectorJs: string; dataDir: str
       };
     }
     const peakRssMb = collectors.reduce((acc, c) => acc + procStatus(c.pid).hwmMb, 0);
+    // What the collectors counted against what the workers were acked. Report counters are
+    // per process (summed); hosts are rows of the one store every replica shares.
+    const counted = await Promise.all(collectors.map((c) => scrapeMetrics(c.httpUrl)));
+    const acked = { stored: (phases.full?.count ?? 0) + (phases.byReference?.count ?? 0), unchanged: phases.unchanged?.count ?? 0 };
+    const total = (pick: (m: (typeof counted)[number]) => number | null): number | null => {
+      let t = 0;
+      for (const m of counted) {
+        const v = pick(m);
+        if (v === null) return null;
+        t += v;
+      }
+      return t;
+    };
+    const stored = total((m) => m.stored);
+    const unchanged = total((m) => m.unchanged);
+    const hosts = Math.max(...counted.map((m) => m.hosts ?? NaN));
+    if (stored !== acked.stored) problems.push(`the collectors count ${stored ?? '?'} stored reports, the workers were acked ${acked.stored}`);
+    if (unchanged !== acked.unchanged) problems.push(`the collectors count ${unchanged ?? '?'} unchanged reports, the workers were acked ${acked.unchanged}`);
+    if (hosts !== agents) problems.push(`the store holds ${Number.isNaN(hosts) ? '?' : hosts} hosts for ${agents} agents`);
     await workers.phase('release', agents);
     return {
       agents,
@@ -508,7 +527,7 @@ export async function scaleSection<F>(figure: MakeScaleFigure<F>, progress: (lin
             `${p.count} in ${ms(p.ms)} over ${r.workers} workers; ${handshake ? 'handshake' : 'ack'} p50 ${ms(p.latencyMs.p50)} p99 ${ms(p.latencyMs.p99)}; ` +
             `CPU: collector ${(p.collectorCpu * 100).toFixed(0)}%, workers ${(p.workerCpu * 100).toFixed(0)}% of a core` +
             (p.settleMs === null ? '' : `; correlation caught up ${ms(p.settleMs)} after`),
-          invalid: invalid(p.problems),
+          invalid: invalid([...p.problems, ...(smallest ? (echo?.problems ?? []) : [])]),
         }),
       );
     }
@@ -522,6 +541,7 @@ export async function scaleSection<F>(figure: MakeScaleFigure<F>, progress: (lin
       figures.push(
         figure('scale', `${short(r.agents)} agents: collector RSS over idle per agent, after ${phase === 'byReference' ? 'by-reference reports' : phase === 'full' ? 'full reports' : phase === 'unchanged' ? 'unchanged reports' : phase === 'connect' ? 'connect + hold' : 'enrollment'}`, p.kbPerAgent, 'KB', memBase, {
           note: `RSS ${p.rssMb.toFixed(0)} MB, idle ${r.idleRssMb.toFixed(0)} MB`,
+          invalid: invalid(smallest ? (echo?.problems ?? []) : []),
         }),
       );
     }
@@ -529,7 +549,7 @@ export async function scaleSection<F>(figure: MakeScaleFigure<F>, progress: (lin
       figure('scale', `${short(r.agents)} agents: connected, as the collector counts them`, r.connected.afterHold ?? NaN, 'count', null, {
         aim: (v) => ({ text: `= ${r.agents}`, met: v === r.agents }),
         note: `/metrics patchwarden_agents_connected: ${r.connected.reported ?? '?'} after connecting, ${r.connected.afterHold ?? '?'} after holding ${HOLD_MS / 1000} s; the workers hold ${r.connected.heldOpen} open from ${r.addresses} loopback addresses; collector peak RSS ${r.peakRssMb.toFixed(0)} MB`,
-        invalid: invalid(r.problems),
+        invalid: invalid([...r.phases.connect.problems, ...r.problems]),
       }),
     );
   }

@@ -125,9 +125,10 @@ async function handshakes(f: Fleet, indexes: readonly number[], deadline: number
   return { count: r.count, failed: indexes.length - r.count, startedAt, endedAt: now(), latenciesMs: latencies, statuses: {}, failovers: moves.failovers, problems };
 }
 
-/** One report per connected agent, `window` in flight, each waiting for its ack. */
-async function reports(f: Fleet, deadline: number, window: number, frame: (a: SimAgent) => Sent, want: string): Promise<Outcome> {
-  const live = f.agents.filter((a) => a.link !== null && a.link.closed === null);
+/** One report per connected agent that `can` send it, `window` in flight, each waiting for its ack. */
+async function reports(f: Fleet, deadline: number, window: number, frame: (a: SimAgent) => Sent, want: string, can: (a: SimAgent) => boolean = () => true): Promise<Outcome> {
+  const open = f.agents.filter((a) => a.link !== null && a.link.closed === null);
+  const live = open.filter(can);
   const startedAt = now();
   const r = await drive(
     live.map((a) => a.link as Link),
@@ -141,8 +142,9 @@ async function reports(f: Fleet, deadline: number, window: number, frame: (a: Si
   const problems = [...r.problems];
   const other = Object.entries(r.statuses).filter(([s]) => s !== want);
   if (other.length > 0) problems.push(`acks ${JSON.stringify(r.statuses)}: each should be ${want}`);
-  const lost = f.agents.length - live.length;
+  const lost = f.agents.length - open.length;
   if (lost > 0) problems.push(`${lost} agents had no open connection`);
+  if (open.length > live.length) problems.push(`${open.length - live.length} agents could not send one (no inventory stored)`);
   return { count: r.statuses[want] ?? 0, failed: f.agents.length - (r.statuses[want] ?? 0), startedAt, endedAt, latenciesMs: r.samples, statuses: r.statuses, failovers: 0, problems };
 }
 
@@ -192,11 +194,9 @@ async function runPhase(f: Fleet, msg: PhaseMessage): Promise<Outcome> {
         f,
         deadline,
         cfg.windows.unchanged,
-        (a) => {
-          if (a.hash === null) throw new Error(`agent ${a.index} has no stored inventory`);
-          return unchangedReport(a.hash);
-        },
+        (a) => unchangedReport(a.hash ?? ''),
         'unchanged',
+        (a) => a.hash !== null,
       );
     case 'echoConnect': {
       const url = msg.echoUrl;
