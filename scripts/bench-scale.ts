@@ -207,8 +207,10 @@ function sum(phase: Phase, results: readonly PhaseResult[]): Summed {
   };
 }
 
-class Workers {
+export class Workers {
   readonly list: Worker[];
+  /** Source addresses given out over all workers. */
+  addresses = 0;
 
   constructor(count: number) {
     this.list = Array.from({ length: count }, (_, i) => new Worker(i));
@@ -224,7 +226,9 @@ class Workers {
       this.list.map((w, i) => {
         const first = i * share;
         const mine = Math.min(share, agents - first);
-        const msg: InitMessage = { type: 'init', worker: i, firstAgent: first, agents: mine, addresses: addressesOf(i, mine), windows, ...base };
+        const addresses = addressesOf(i, mine);
+        this.addresses += addresses.length;
+        const msg: InitMessage = { type: 'init', worker: i, firstAgent: first, agents: mine, addresses, windows, ...base };
         return w.request(msg, 120_000);
       }),
     );
@@ -455,7 +459,7 @@ async function runSize(agents: number, opts: { collectorJs: string; dataDir: str
     return {
       agents,
       workers: k,
-      addresses: workers.list.reduce((acc, _w, i) => acc + addressesOf(i, Math.min(Math.ceil(agents / k), agents - i * Math.ceil(agents / k))).length, 0),
+      addresses: workers.addresses,
       engine: started.engine,
       frameBytes,
       idleRssMb,
