@@ -581,6 +581,6 @@ export async function scaleSection<F>(figure: MakeScaleFigure<F>, progress: (lin
     `Per agent, time and collector memory: ${linear}` +
     (skipped.length === 0
       ? ''
-      : `. Not tried: ${skipped.join(', ')} agents: one SQLite collector holds at most about ${capacity} connections here (ulimit -n ${openFileLimit()} per process, not raisable); 50,000 need the PostgreSQL replicas`);
+      : `. Not tried: ${skipped.join(', ')} agents: one SQLite collector holds at most about ${capacity} connections here (ulimit -n ${openFileLimit()} per process); 50,000 need the PostgreSQL replicas`);
   return { figures, raw: { intro, sizes, skipped, capacity, runs } };
 }
