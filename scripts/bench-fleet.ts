@@ -53,18 +53,18 @@ export const FLEET_ECOSYSTEM = 'Debian:11';
  * Handshakes in flight at once. The gateway answers 503 past maxPendingHandshakes (1024 by
  * default) unauthenticated connections, so this stays well under it.
  */
-const HANDSHAKE_CONCURRENCY = 128;
+export const HANDSHAKE_CONCURRENCY = 128;
 /** Full reports of package sets the collector has never seen, each made (and hashed) before the phase. */
 const NEW_SET_REPORTS = 500;
 /** Full reports in flight: 32 x ~250 KB frames; more only adds memory to both sides. */
-const FULL_WINDOW = 32;
+export const FULL_WINDOW = 32;
 /** Unchanged reports in flight: 10,000 agents on timers keep about this many outstanding. */
-const UNCHANGED_WINDOW = 1000;
+export const UNCHANGED_WINDOW = 1000;
 const MIN_FULL_REPORTS = 3000;
 const MIN_UNCHANGED_REPORTS = 50_000;
 /** Echo-server connections for the baselines (its own fds count against `ulimit -n` here). */
 const ECHO_CONNECTIONS = 1000;
-const STEP_TIMEOUT_MS = 30_000;
+export const STEP_TIMEOUT_MS = 30_000;
 /** Linux's USER_HZ, the unit of utime/stime in /proc/PID/stat, on every architecture Node runs on. */
 const CLOCK_TICKS = 100;
 
@@ -151,19 +151,19 @@ export interface FleetBench {
 
 /** Newest modification time of the files dist/collector.js is built from. */
 /** The soft `ulimit -n` of this process (children inherit it). */
-function openFileLimit(): number {
+export function openFileLimit(): number {
   const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
   return m?.[1] === undefined || m[1] === 'unlimited' ? Number.POSITIVE_INFINITY : Number(m[1]);
 }
 
-function procStatus(pid: number): { rssMb: number; hwmMb: number } {
+export function procStatus(pid: number): { rssMb: number; hwmMb: number } {
   const text = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN);
   return { rssMb: kb('VmRSS') / 1024, hwmMb: kb('VmHWM') / 1024 };
 }
 
 /** utime + stime of a process, in seconds. */
-function procCpuSeconds(pid: number): number {
+export function procCpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // The command name is in parentheses and may itself contain spaces and parentheses.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -187,7 +187,7 @@ function cpuMeter(pid: number): () => PhaseCpu {
 }
 
 /** A child node process whose stdout is drained line by line (a full pipe would block pino's synchronous writes). */
-class Child {
+export class Child {
   readonly proc: ChildProcess;
   readonly exited: Promise<string>;
   #exit: string | null = null;
@@ -294,13 +294,13 @@ class Child {
 // ---------------------------------------------------------------------------------------
 // simulated agents
 
-interface Msg {
+export interface Msg {
   type: string;
   [key: string]: unknown;
 }
 
 /** One WebSocket connection: messages queue for next(), or go to onMessage while it is set. */
-class Link {
+export class Link {
   readonly ws: WebSocket;
   readonly #queue: Msg[] = [];
   #waiter: { resolve: (m: Msg) => void; reject: (e: Error) => void } | null = null;
@@ -344,13 +344,20 @@ class Link {
     this.onClose?.(why);
   }
 
-  static open(url: string): Promise<Link> {
+  /** `localAddress`: the loopback address to connect from (each looks like another host to the collector). */
+  static open(url: string, localAddress?: string): Promise<Link> {
     return new Promise((resolve, reject) => {
       // A zero masking key: ws then writes the caller's buffer as it is instead of a masked
       // copy. Each of a real fleet's agents masks its own frames on its own machine; here one
       // process speaks for thousands and shares two cores with the collector. The collector's
       // work is the same (ws unmasks every client frame, whatever the key).
-      const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 1024 * 1024, handshakeTimeout: STEP_TIMEOUT_MS, generateMask: zeroMask });
+      const ws = new WebSocket(url, {
+        perMessageDeflate: false,
+        maxPayload: 1024 * 1024,
+        handshakeTimeout: STEP_TIMEOUT_MS,
+        generateMask: zeroMask,
+        ...(localAddress === undefined ? {} : { localAddress }),
+      });
       const link = new Link(ws);
       ws.once('open', () => {
         resolve(link);
@@ -385,7 +392,7 @@ class Link {
   }
 }
 
-interface SimAgent {
+export interface SimAgent {
   index: number;
   hostname: string;
   machineId: string;
@@ -400,10 +407,68 @@ interface SimAgent {
   hash: string | null;
 }
 
+/**
+ * Enrollment as `patchwarden-agent enroll` does it: challenge, enroll with `keys`, enrolled
+ * and welcome on one connection, closed after. Sets the agent's id and keys.
+ */
+export async function enrollAgent(url: string, token: string, a: SimAgent, keys: KeyPair, localAddress?: string): Promise<void> {
+  const link = await Link.open(url, localAddress);
+  try {
+    await within(
+      STEP_TIMEOUT_MS,
+      'enroll',
+      (async () => {
+        await link.expect('challenge');
+        link.send(JSON.stringify(enrollFrame(token, keys, { hostname: a.hostname, machineId: a.machineId })));
+        const enrolled = await link.expect('enrolled');
+        const welcome = await link.expect('welcome');
+        if (typeof enrolled.agentId !== 'string' || welcome.agentId !== enrolled.agentId) throw new Error('enrolled and welcome name different agents');
+        a.agentId = enrolled.agentId;
+        a.keys = keys;
+      })(),
+      () => {
+        link.ws.terminate();
+      },
+    );
+  } finally {
+    link.ws.close(1000);
+  }
+}
+
+/**
+ * An enrolled agent's connection: challenge, signed hello, welcome (naming no inventory:
+ * the agent is new), kept open as the agent's link. A failed one is terminated.
+ */
+export async function connectAgent(url: string, a: SimAgent, localAddress?: string): Promise<Link> {
+  const { agentId, keys } = a;
+  if (agentId === null || keys === null) throw new Error(`agent ${a.index} is not enrolled`);
+  const link = await Link.open(url, localAddress);
+  try {
+    await within(
+      STEP_TIMEOUT_MS,
+      'hello',
+      (async () => {
+        const challenge = await link.expect('challenge');
+        link.send(JSON.stringify(helloFrame(String(challenge.nonce), agentId, keys)));
+        const welcome = await link.expect('welcome');
+        if (welcome.inventoryHash !== null) throw new Error(`welcome of a new agent names inventory ${JSON.stringify(welcome.inventoryHash)}`);
+      })(),
+      () => {
+        link.ws.terminate();
+      },
+    );
+  } catch (err) {
+    link.ws.terminate();
+    throw err;
+  }
+  a.link = link;
+  return link;
+}
+
 const ROLES = ['web', 'api', 'db', 'cache', 'queue', 'batch', 'build', 'edge'];
 const SITES = ['fra1', 'ams3', 'lon1', 'nyc2', 'sfo3'];
 
-function makeAgent(index: number, base: Inventory['host']): SimAgent {
+export function makeAgent(index: number, base: Inventory['host']): SimAgent {
   const hostname = `${ROLES[index % ROLES.length] ?? 'host'}-${index}.${SITES[index % SITES.length] ?? 'dc'}.example.internal`;
   const machineId = createHash('sha256').update(`patchwarden-bench-machine-${index}`).digest('hex').slice(0, 32);
   const bootId = randomUUID();
@@ -431,7 +496,7 @@ export function parseAptUpgradable(text: string): Upgrade[] {
   return out;
 }
 
-interface Variant {
+export interface Variant {
   /** packagesHash: what the collector stores once. */
   contentHash: string;
   /** Frames ending in `"packageFormat":…,"packages":[…],"kernel":…,"reboot":…,"warnings":[]}}` of the inventory. */
@@ -451,7 +516,7 @@ interface Variant {
  * host's real pending upgrades applied, so variant 0 is the host as it is and the last one
  * is fully patched. Binary NMUs (`+bN`) keep their source version.
  */
-function buildVariants(dataDir: string, base: Inventory): { template: Inventory; variants: Variant[] } {
+export function buildVariants(dataDir: string, base: Inventory): { template: Inventory; variants: Variant[] } {
   const fields = parseOsRelease(readFileSync(join(dataDir, 'host-inventory', 'debian12-host.os-release'), 'utf8'));
   const os = {
     id: fields.get('ID') ?? null,
@@ -549,7 +614,7 @@ class FramePool {
 
 const FRAME_END = Buffer.from('}', 'utf8');
 
-interface ReportFrame {
+export interface ReportFrame {
   id: string;
   hash: string;
   data: Buffer;
@@ -561,7 +626,7 @@ interface ReportFrame {
  * One full report frame, built from the variant's serialised tail: the same bytes
  * JSON.stringify would give, without serialising 2,000 packages per report here.
  */
-function fullReport(template: Inventory, variant: Variant, agent: SimAgent, byReference = false): ReportFrame {
+export function fullReport(template: Inventory, variant: Variant, agent: SimAgent, byReference = false): ReportFrame {
   const id = randomUUID();
   const hash = variant.hashPrefix.copy().update(`${agent.stableHostJson}}`).digest('hex');
   const head =
@@ -570,13 +635,13 @@ function fullReport(template: Inventory, variant: Variant, agent: SimAgent, byRe
   return { id, hash, ...(byReference ? variant.compactFrames : variant.frames).frame(head) };
 }
 
-function unchangedReport(hash: string): { id: string; data: string } {
+export function unchangedReport(hash: string): { id: string; data: string } {
   const id = randomUUID();
   return { id, data: `{"type":"report","id":"${id}","hash":"${hash}","inventory":null}` };
 }
 
 /** Proves the hand-built frames are what the collector expects: schema-valid, hash as inventoryHash computes it. */
-function checkFrames(template: Inventory, variants: readonly Variant[], agents: readonly SimAgent[]): void {
+export function checkFrames(template: Inventory, variants: readonly Variant[], agents: readonly SimAgent[]): void {
   for (const v of [0, variants.length - 1]) {
     const variant = variants[v];
     const agent = agents[v % agents.length];
@@ -599,7 +664,7 @@ function checkFrames(template: Inventory, variants: readonly Variant[], agents: 
 // load generators
 
 /** Runs task(0..count-1), `concurrency` at a time, until done or the deadline. */
-async function pool(count: number, concurrency: number, deadline: number, task: (i: number) => Promise<void>): Promise<Rate & { failed: number; errors: string[]; timedOut: boolean }> {
+export async function pool(count: number, concurrency: number, deadline: number, task: (i: number) => Promise<void>): Promise<Rate & { failed: number; errors: string[]; timedOut: boolean }> {
   let next = 0;
   let done = 0;
   let failed = 0;
@@ -629,7 +694,7 @@ async function pool(count: number, concurrency: number, deadline: number, task: 
 }
 
 /** Rejects after `ms` and runs `onTimeout` (which should end what the promise waits for). */
-async function within<T>(ms: number, what: string, p: Promise<T>, onTimeout: () => void): Promise<T> {
+export async function within<T>(ms: number, what: string, p: Promise<T>, onTimeout: () => void): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
     return await Promise.race([
@@ -646,11 +711,11 @@ async function within<T>(ms: number, what: string, p: Promise<T>, onTimeout: () 
   }
 }
 
-function percentile(sorted: readonly number[], q: number): number {
+export function percentile(sorted: readonly number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
 }
 
-interface Sent {
+export interface Sent {
   id: string;
   data: string | Buffer;
   /** Called with the ack's status. */
@@ -660,7 +725,7 @@ interface Sent {
 }
 
 /** A report frame whose ack, when `stored`, makes its hash the agent's latest. */
-function storing(a: SimAgent, f: { id: string; hash: string; data: Buffer; release?: () => void }): Sent {
+export function storing(a: SimAgent, f: { id: string; hash: string; data: Buffer; release?: () => void }): Sent {
   return {
     id: f.id,
     data: f.data,
@@ -672,7 +737,7 @@ function storing(a: SimAgent, f: { id: string; hash: string; data: Buffer; relea
 }
 
 /** The reply `drive` waits for: the ack of the frame sent, by its status. */
-function ackStatus(m: Msg, sent: Sent): string | null {
+export function ackStatus(m: Msg, sent: Sent): string | null {
   return m.type === 'ack' && m.id === sent.id && typeof m.status === 'string' ? m.status : null;
 }
 
@@ -680,16 +745,16 @@ function ackStatus(m: Msg, sent: Sent): string | null {
  * Closed-loop load: `window` links at a time, each sending its `rounds` reports one after
  * the other and waiting for each ack (as an agent does), the next link starting when one
  * is done. A reply that is not the expected ack, or a closed link, is a problem and ends
- * that link's share; the deadline ends the phase.
+ * that link's share; the deadline ends the phase. `samples`: every ack wait, sorted (to merge phases run in several processes).
  */
-function drive(
+export function drive(
   links: readonly Link[],
   rounds: number,
   window: number,
   deadline: number,
   frame: (link: number, round: number) => Sent,
   reply: (m: Msg, sent: Sent) => string | null,
-): Promise<Rate & { statuses: Record<string, number>; latencyMs: { p50: number; p99: number; max: number }; problems: string[] }> {
+): Promise<Rate & { statuses: Record<string, number>; latencyMs: { p50: number; p99: number; max: number }; samples: number[]; problems: string[] }> {
   return new Promise((resolve) => {
     const t0 = performance.now();
     const statuses: Record<string, number> = {};
@@ -719,6 +784,7 @@ function drive(
         perSecond: (acked * 1000) / ms,
         statuses,
         latencyMs: { p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99), max: latencies[latencies.length - 1] ?? NaN },
+        samples: latencies,
         problems: [...problems].map(([p, n]) => `${n} x ${p}`),
       });
     };
@@ -778,7 +844,7 @@ function drive(
 // baselines
 
 /** Operations of `fn` per second over about `ms`. */
-function ratePerSecond(ms: number, fn: () => void): number {
+export function ratePerSecond(ms: number, fn: () => void): number {
   const warm = performance.now() + Math.min(100, ms / 5);
   while (performance.now() < warm) fn();
   let n = 0;
@@ -793,7 +859,7 @@ function ratePerSecond(ms: number, fn: () => void): number {
 }
 
 // The echo server: a challenge-like first message, then every frame sent back as it came.
-const ECHO_SERVER = `
+export const ECHO_SERVER = `
 const { WebSocketServer } = require('ws');
 const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false, clientTracking: false, maxPayload: 1 << 20 });
 wss.on('connection', (ws) => {
@@ -848,7 +914,7 @@ async function echoBaselines(
  * (patchwarden_findings_queue 0), so the next phase measures its own work, not the last
  * one's tail. Returns the wait in ms (null if the gauge never reached 0 in time).
  */
-async function settle(url: string, timeoutMs: number): Promise<number | null> {
+export async function settle(url: string, timeoutMs: number): Promise<number | null> {
   const t0 = performance.now();
   while (performance.now() - t0 < timeoutMs) {
     try {
@@ -862,7 +928,7 @@ async function settle(url: string, timeoutMs: number): Promise<number | null> {
   return null;
 }
 
-async function scrapeMetrics(url: string): Promise<{ connected: number | null; hosts: number | null; stored: number | null; unchanged: number | null }> {
+export async function scrapeMetrics(url: string): Promise<{ connected: number | null; hosts: number | null; stored: number | null; unchanged: number | null }> {
   try {
     const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(10_000) });
     const text = await res.text();
@@ -879,6 +945,31 @@ async function scrapeMetrics(url: string): Promise<{ connected: number | null; h
   } catch {
     return { connected: null, hosts: null, stored: null, unchanged: null };
   }
+}
+
+/**
+ * A new store at `dbPath` with one enrollment token of `uses` uses (returned) and real
+ * advisories loaded before the collector serves it, so every full report is correlated (the
+ * Debian DSA and DLA lists, whose bookworm lines cover these Debian 12 hosts, and KEV), as
+ * the CLI's `token create` and `feed import` do it.
+ */
+export function prepareStore(collectorJs: string, dir: string, dbPath: string, dataDir: string, uses: number, note: string): string {
+  const token = spawnSync(process.execPath, [collectorJs, 'token', 'create', '--db', dbPath, '--uses', String(uses), '--ttl', '24h', '--note', note], {
+    cwd: dir,
+    encoding: 'utf8',
+    timeout: 60_000,
+    maxBuffer: 1024 * 1024,
+  });
+  if (token.error !== undefined || token.status !== 0) throw new Error(`token create failed (${token.error?.message ?? `exit ${token.status ?? token.signal ?? '?'}`}): ${token.stderr}`);
+  for (const [name, file] of [
+    ['debian-dsa', join(dataDir, 'debian', 'DSA-list.gz')],
+    ['debian-dla', join(dataDir, 'debian', 'DLA-list.gz')],
+    ['kev', join(dataDir, 'kev', 'known_exploited_vulnerabilities-2025-11-17.csv.gz')],
+  ] as const) {
+    const r = spawnSync(process.execPath, [collectorJs, 'feed', 'import', '--db', dbPath, '--name', name, file], { cwd: dir, encoding: 'utf8', timeout: 120_000, maxBuffer: 16 * 1024 * 1024 });
+    if (r.error !== undefined || r.status !== 0) throw new Error(`feed import ${name} failed (${r.error?.message ?? `exit ${r.status ?? r.signal ?? '?'}`}): ${r.stderr}`);
+  }
+  return token.stdout.trim();
 }
 
 export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
@@ -926,26 +1017,7 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
   let store: FleetBench['store'] = null;
   try {
     const dbPath = join(dir, 'collector.db');
-    const token = spawnSync(process.execPath, [collectorJs, 'token', 'create', '--db', dbPath, '--uses', String(n), '--ttl', '24h', '--note', 'bench fleet'], {
-      cwd: dir,
-      encoding: 'utf8',
-      timeout: 60_000,
-      maxBuffer: 1024 * 1024,
-    });
-    if (token.error !== undefined || token.status !== 0) throw new Error(`token create failed (${token.error?.message ?? `exit ${token.status ?? token.signal ?? '?'}`}): ${token.stderr}`);
-    const enrollToken = token.stdout.trim();
-
-    // Real advisories in the store before it serves, so every full report is correlated (the
-    // Debian DSA and DLA lists, whose bookworm lines cover these Debian 12 hosts, and KEV),
-    // as a CLI `feed import` would load them.
-    for (const [name, file] of [
-      ['debian-dsa', join(opts.dataDir, 'debian', 'DSA-list.gz')],
-      ['debian-dla', join(opts.dataDir, 'debian', 'DLA-list.gz')],
-      ['kev', join(opts.dataDir, 'kev', 'known_exploited_vulnerabilities-2025-11-17.csv.gz')],
-    ] as const) {
-      const r = spawnSync(process.execPath, [collectorJs, 'feed', 'import', '--db', dbPath, '--name', name, file], { cwd: dir, encoding: 'utf8', timeout: 120_000, maxBuffer: 16 * 1024 * 1024 });
-      if (r.error !== undefined || r.status !== 0) throw new Error(`feed import ${name} failed (${r.error?.message ?? `exit ${r.status ?? r.signal ?? '?'}`}): ${r.stderr}`);
-    }
+    const enrollToken = prepareStore(collectorJs, dir, dbPath, opts.dataDir, n, 'bench fleet');
 
     const profArgs = opts.cpuProfDir === null ? [] : ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir];
     progress(`fleet: starting the collector (${relative(ROOT, collectorJs)} serve on a temp DB${opts.cpuProfDir === null ? '' : `, CPU profile into ${opts.cpuProfDir}`})`);
@@ -969,23 +1041,7 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
     const enroll = await pool(n, HANDSHAKE_CONCURRENCY, performance.now() + 60_000 + n * 20, async (i) => {
       const a = agents[i];
       if (a === undefined) throw new Error('unreachable');
-      const keys = newKeys();
-      const link = await Link.open(agentUrl);
-      try {
-        await within(STEP_TIMEOUT_MS, 'enroll', (async () => {
-          await link.expect('challenge');
-          link.send(JSON.stringify(enrollFrame(enrollToken, keys, { hostname: a.hostname, machineId: a.machineId })));
-          const enrolled = await link.expect('enrolled');
-          const welcome = await link.expect('welcome');
-          if (typeof enrolled.agentId !== 'string' || welcome.agentId !== enrolled.agentId) throw new Error('enrolled and welcome name different agents');
-          a.agentId = enrolled.agentId;
-          a.keys = keys;
-        })(), () => {
-        link.ws.terminate();
-      });
-      } finally {
-        link.ws.close(1000);
-      }
+      await enrollAgent(agentUrl, enrollToken, a, newKeys());
     });
     const enrollCpu = cpu();
     alive();
@@ -998,19 +1054,8 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
     cpu = cpuMeter(pid);
     const connect = await pool(enrolled.length, HANDSHAKE_CONCURRENCY, performance.now() + 60_000 + n * 10, async (i) => {
       const a = enrolled[i];
-      if (a?.agentId == null || a.keys === null) throw new Error('unreachable');
-      const { agentId, keys } = a;
-      const link = await Link.open(agentUrl);
-      links.push(link);
-      await within(STEP_TIMEOUT_MS, 'hello', (async () => {
-        const challenge = await link.expect('challenge');
-        link.send(JSON.stringify(helloFrame(String(challenge.nonce), agentId, keys)));
-        const welcome = await link.expect('welcome');
-        if (welcome.inventoryHash !== null) throw new Error(`welcome of a new agent names inventory ${JSON.stringify(welcome.inventoryHash)}`);
-        a.link = link;
-      })(), () => {
-        link.ws.terminate();
-      });
+      if (a === undefined) throw new Error('unreachable');
+      links.push(await connectAgent(agentUrl, a));
     });
     const connectCpu = cpu();
     alive();

@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- [--only agent,versions,feeds,correlate,correlate-scale,fanout,fleet,preauth,store-hotpaths] [--json] [--data DIR] [--fleet-agents N]`
+ * `npm run bench -- [--only agent,versions,feeds,correlate,correlate-scale,fanout,fleet,preauth,store-hotpaths,scale] [--json] [--data DIR] [--fleet-agents N]`
  *
  * Every figure is printed beside a baseline measured in the same run: the machines are
  * shared and noisy, so a figure alone says little and its ratio to the baseline is what
@@ -38,12 +38,13 @@ import { preauthSection } from './bench-preauth.ts';
 import { correlateScaleSection } from './bench-correlate.ts';
 import { fanOutSection } from './bench-fanout.ts';
 import { storeHotPathsSection } from './bench-store.ts';
+import { scaleSection } from './bench-scale.ts';
 import { benchVersions } from './bench-versions.ts';
 
-const SECTIONS = ['agent', 'versions', 'feeds', 'correlate', 'correlate-scale', 'fanout', 'fleet', 'preauth', 'store-hotpaths'] as const;
+const SECTIONS = ['agent', 'versions', 'feeds', 'correlate', 'correlate-scale', 'fanout', 'fleet', 'preauth', 'store-hotpaths', 'scale'] as const;
 type Section = (typeof SECTIONS)[number];
 
-type Unit = 'ms' | 'MB' | '/s' | 'count';
+type Unit = 'ms' | 'us' | 'MB' | 'KB' | '/s' | 'count';
 
 interface Figure {
   section: Section;
@@ -605,7 +606,7 @@ const USAGE = `usage: npm run bench -- [--only ${SECTIONS.join(',')}] [--json] [
   PW_BENCH_FLEET_CPU_PROF=DIR: the fleet's collector writes a V8 CPU profile (node --cpu-prof) into DIR
   PW_BENCH_FLEET_COLLECTOR=FILE: run that collector build instead of dist/collector.js (not rebuilt)
   PW_BENCH_CORRELATE_SIZES=N,N,...: inventory sizes of the correlate-scale section (default 10000,100000,200000)
-  PW_BENCH_FANOUT=HOSTS,CONTENTS: size of the fanout section (default 10000,2000)\n  PW_BENCH_STORE=AGENTS,CONTENTS,ROUNDS: size of the store-hotpaths section (default 1000,40,10)\n`;
+  PW_BENCH_FANOUT=HOSTS,CONTENTS: size of the fanout section (default 10000,2000)\n  PW_BENCH_STORE=AGENTS,CONTENTS,ROUNDS: size of the store-hotpaths section (default 1000,40,10)\n  PW_BENCH_SCALE=N,N,...: fleet sizes of the scale section, agents driven from worker processes (default 1000,10000)\n`;
 
 function parseCommandLine(): { only?: string; json: boolean; data: string; help: boolean; 'fleet-agents': string } | null {
   try {
@@ -676,7 +677,9 @@ async function main(): Promise<void> {
                     ? await fanOutSection(figure, progress, dataDir)
                     : section === 'store-hotpaths'
                       ? await storeHotPathsSection(figure, progress)
-                    : await fleetSection(dataDir, fleetAgents);
+                      : section === 'scale'
+                        ? await scaleSection(figure, progress, dataDir, buildInventory(dataDir).inv)
+                        : await fleetSection(dataDir, fleetAgents);
     figures.push(...r.figures);
     raw[section] = r.raw;
     const intro = (r.raw as { intro?: unknown }).intro;

@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
+import { describe, it } from 'node:test';
+import { parseDpkgStatus } from '../agent/inventory/dpkg.ts';
+import type { Inventory } from '../shared/protocol.ts';
+import { startCollector } from '../shared/testing/collector-harness.ts';
+import { hostInventory } from '../shared/testing/daemon-fixtures.ts';
+import { DATA_DIR, readData } from '../shared/testing/data.ts';
+import { sizesFromEnv, Workers } from './bench-scale.ts';
+
+/** A ws URL nobody listens on: a port just released. */
+async function deadUrl(): Promise<string> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('no port');
+  await new Promise<void>((resolve) => {
+    server.close(() => {
+      resolve();
+    });
+  });
+  return `ws://127.0.0.1:${address.port}/agent`;
+}
+
+describe('PW_BENCH_SCALE', () => {
+  for (const [text, want] of [
+    [undefined, [1000, 10_000]],
+    ['', [1000, 10_000]],
+    ['10000, 1000,1000', [1000, 10_000]],
+    ['50000', [50_000]],
+  ] as const) {
+    it(`${JSON.stringify(text)} -> ${want.join(',')}`, () => {
+      assert.deepEqual(sizesFromEnv(text), want);
+    });
+  }
+  for (const text of ['10', '1k', '1000,', '-5', '1e4']) {
+    it(`${JSON.stringify(text)} is refused`, () => {
+      assert.throws(() => sizesFromEnv(text), RangeError);
+    });
+  }
+});
+
+describe('scale worker', () => {
+  it('enrolls, connects and reports from its own source addresses, failing over from a dead collector of its list', async (t) => {
+    const tc = await startCollector(t);
+    const agents = 40;
+    const { token } = tc.collector.fleet.createEnrollmentToken({ uses: agents, ttlMs: 3600_000, createdBy: 'test' });
+    // The real Debian 12 host's packages, whose pending upgrades make the fleet's package sets.
+    const base: Inventory = { ...(await hostInventory()), packageFormat: 'deb', packages: parseDpkgStatus(readData('host-inventory', 'debian12-host.dpkg-status.gz')) };
+    const workers = new Workers(1);
+    t.after(() => workers.stop());
+    await workers.init(agents, { collectorUrls: [await deadUrl(), tc.collector.agentUrl], token, dataDir: DATA_DIR, base });
+
+    const enroll = await workers.phase('enroll', agents);
+    assert.equal(enroll.count, agents, enroll.problems.join('; '));
+    // sha256(id) mod 2 starts about half the agents at the dead collector: each moves on once.
+    assert.ok(enroll.failovers > 0 && enroll.failovers < agents, `${enroll.failovers} failovers`);
+    const connect = await workers.phase('connect', agents);
+    assert.equal(connect.count, agents, connect.problems.join('; '));
+    assert.ok(connect.failovers > 0 && connect.failovers < agents, `${connect.failovers} failovers`);
+    assert.equal(tc.collector.gateway.connectedAgents, agents);
+
+    const full = await workers.phase('full', agents);
+    assert.deepEqual(full.statuses, { stored: agents }, full.problems.join('; '));
+    const byReference = await workers.phase('byReference', agents);
+    assert.deepEqual(byReference.statuses, { stored: agents }, byReference.problems.join('; '));
+    const unchanged = await workers.phase('unchanged', agents);
+    assert.deepEqual(unchanged.statuses, { unchanged: agents }, unchanged.problems.join('; '));
+    assert.equal(unchanged.open, agents);
+    assert.deepEqual(unchanged.problems, []);
+
+    // Every agent came from the worker's own loopback addresses, none from 127.0.0.1.
+    const sources = new Set(tc.logs.flatMap((l) => /"remote":"([^"]+)"/.exec(l)?.[1] ?? []));
+    assert.ok(sources.size > 0 && [...sources].every((s) => s.startsWith('127.100.')), [...sources].join(', '));
+
+    const released = await workers.phase('release', agents);
+    assert.equal(released.open, 0);
+  });
+
+  it('answers a message off the contract with a failure, not a crash', async (t) => {
+    const workers = new Workers(1);
+    t.after(() => workers.stop());
+    const worker = workers.list[0];
+    assert.ok(worker !== undefined);
+    await assert.rejects(worker.request({ type: 'phase', phase: 'stampede', deadlineMs: 1000 }, 60_000), /unreadable message from the bench/);
+    await assert.rejects(worker.request({ type: 'phase', phase: 'enroll', deadlineMs: 1000 }, 60_000), /phase enroll before init/);
+  });
+});

@@ -1,0 +1,99 @@
+/**
+ * The messages between the scale bench (bench-scale.ts) and its agent workers
+ * (scale-worker.ts), over the IPC channel of child_process.fork. Both sides parse what they
+ * receive with these schemas: a worker that sends something else has failed, and the bench
+ * says so instead of summing garbage.
+ */
+import { z } from 'zod';
+import { InventorySchema } from '../shared/protocol.ts';
+
+/**
+ * What a worker does on `phase`: the collector phases in the order the bench runs them,
+ * the echo-server baseline (connect and hold, one round trip each), and `release`, which
+ * closes every connection the worker holds.
+ */
+export const PHASES = ['enroll', 'connect', 'full', 'byReference', 'unchanged', 'echoConnect', 'echoRoundTrip', 'release'] as const;
+export type Phase = (typeof PHASES)[number];
+
+/**
+ * Agents one worker drives at most: its sockets count against the per-process open-file
+ * limit (ulimit -Hn is 20,000 on the bench machine and cannot be raised), with room for the
+ * echo baseline's and Node's own descriptors.
+ */
+export const MAX_AGENTS_PER_WORKER = 8000;
+
+const count = z.number().int().min(0);
+
+export const InitMessageSchema = z.strictObject({
+  type: z.literal('init'),
+  worker: count,
+  /** Global index of the worker's first agent: host names, machine ids and package sets follow it. */
+  firstAgent: count,
+  agents: z.number().int().min(1).max(MAX_AGENTS_PER_WORKER),
+  /** Loopback source addresses; agent i connects from addresses[i mod length]. */
+  addresses: z.array(z.ipv4()).min(1),
+  /** The fleet's collectors (replicas): each agent starts at sha256(agentId) mod n, as agent/daemon does. */
+  collectorUrls: z.array(z.url({ protocol: /^wss?$/ })).min(1),
+  token: z.string().min(1),
+  dataDir: z.string().min(1),
+  /** The 2,000-package inventory of bench.ts (buildInventory), from which the worker builds the fleet's package sets. */
+  base: InventorySchema,
+  /** Handshakes, full or by-reference reports, unchanged reports in flight in this worker at most. */
+  windows: z.strictObject({ handshake: z.number().int().min(1), full: z.number().int().min(1), unchanged: z.number().int().min(1) }),
+});
+export type InitMessage = z.infer<typeof InitMessageSchema>;
+
+export const PhaseMessageSchema = z.strictObject({
+  type: z.literal('phase'),
+  phase: z.enum(PHASES),
+  /** The worker stops starting work after this long and reports what it did. */
+  deadlineMs: z.number().int().min(1),
+  /** The echo server, for echoConnect. */
+  echoUrl: z.url({ protocol: /^ws$/ }).optional(),
+});
+export type PhaseMessage = z.infer<typeof PhaseMessageSchema>;
+
+export const ParentMessageSchema = z.discriminatedUnion('type', [InitMessageSchema, PhaseMessageSchema, z.strictObject({ type: z.literal('exit') })]);
+export type ParentMessage = z.infer<typeof ParentMessageSchema>;
+
+export const ReadyMessageSchema = z.strictObject({
+  type: z.literal('ready'),
+  worker: count,
+  /** Bytes of one full report frame, of one naming its package set, of one unchanged report. */
+  frameBytes: z.strictObject({ full: count, byReference: count, unchanged: count }),
+});
+
+export const PhaseResultSchema = z.strictObject({
+  type: z.literal('result'),
+  worker: count,
+  phase: z.enum(PHASES),
+  /** Agents (or reports) that completed the phase, and those that failed. */
+  count,
+  failed: count,
+  /**
+   * When the phase's work started and ended in the worker, in ms since the epoch
+   * (performance.timeOrigin + performance.now(): comparable between processes on one machine).
+   */
+  startedAt: z.number(),
+  endedAt: z.number(),
+  /** Each completed agent's handshake or ack wait, in ms (the bench merges them for percentiles). */
+  latenciesMs: z.array(z.number().min(0)),
+  /** Ack statuses by name (stored, unchanged, ...); empty for handshakes. */
+  statuses: z.record(z.string(), count),
+  /** Connection attempts that went to the next collector of the agent's list after a failure. */
+  failovers: count,
+  /** Connections this worker holds open after the phase. */
+  open: count,
+  /** This worker's CPU seconds (user + system) during the phase. */
+  cpuSeconds: z.number().min(0),
+  /** What went wrong, grouped: `N x message`. */
+  problems: z.array(z.string()),
+});
+export type PhaseResult = z.infer<typeof PhaseResultSchema>;
+
+export const WorkerMessageSchema = z.discriminatedUnion('type', [
+  ReadyMessageSchema,
+  PhaseResultSchema,
+  z.strictObject({ type: z.literal('failed'), worker: count, message: z.string() }),
+]);
+export type WorkerMessage = z.infer<typeof WorkerMessageSchema>;
