@@ -31,8 +31,9 @@ describe('readCollectorKey', () => {
     const path = join(dir, KEY_FILE);
     assert.throws(() => readCollectorKey(path), { code: 'PW_ERR_SOURCE_UNAVAILABLE' });
     await assert.rejects(stat(path), { code: 'ENOENT' });
-    const made = loadOrCreateKey(path, captureLogger().logger);
-    assert.deepEqual(readCollectorKey(path), made);
+    const { made, ...key } = loadOrCreateKey(path, captureLogger().logger);
+    assert.equal(made, true);
+    assert.deepEqual(readCollectorKey(path), key);
   });
   it('refuses a file that is not an ed25519 key', async (t) => {
     const dir = await tempDir(t);
@@ -50,7 +51,9 @@ describe('loadOrCreateKey', () => {
     const first = loadOrCreateKey(path, logger);
     assert.equal((await stat(path)).mode & 0o777, 0o600);
     assert.equal(publicKeyOfPem(await readFile(path, 'utf8')), first.publicKey);
-    assert.equal(loadOrCreateKey(path, logger).publicKey, first.publicKey);
+    assert.equal(first.made, true);
+    const again = loadOrCreateKey(path, logger);
+    assert.deepEqual([again.publicKey, again.made], [first.publicKey, false]);
   });
 
   it('warns when the key can be read by others', async (t) => {

@@ -36,28 +36,41 @@ function warnLooseMode(path: string, log: Pick<Logger, 'warn'>): void {
   if ((mode & 0o077) !== 0) log.warn({ path, mode: mode.toString(8) }, `the collector key ${path} can be read by other users: chmod 600 it`);
 }
 
-/** The key at `path`, made (0600, never over an existing file) when there is none. */
-export function loadOrCreateKey(path: string, log: Pick<Logger, 'warn' | 'info'>): SigningKey {
-  try {
-    const pem = readFileSync(path, 'utf8');
-    warnLooseMode(path, log);
-    try {
-      return { publicKey: publicKeyOfPem(pem), privateKeyPem: pem };
-    } catch (err) {
-      throw new UsageError(`the collector key ${path} is not an ed25519 private key (PKCS#8 PEM): ${errorMessage(err)}`);
-    }
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-      if (err instanceof UsageError) throw err;
-      throw new UsageError(`cannot read the collector key ${path}: ${errorMessage(err)}`);
-    }
-  }
+/** The key at `path`, made (0600, never over an existing file) when there is none; `made` says which. */
+export function loadOrCreateKey(path: string, log: Pick<Logger, 'warn' | 'info'>): SigningKey & { made: boolean } {
+  const existing = loadKey(path, log);
+  if (existing !== undefined) return { ...existing, made: false };
   const pair = generateKeyPair();
-  // `wx`: two collectors starting on one directory must not overwrite each other's key.
-  writeFileSync(path, pair.privateKeyPem, { mode: 0o600, flag: 'wx' });
+  try {
+    // `wx`: two collectors starting on one directory must not overwrite each other's key.
+    writeFileSync(path, pair.privateKeyPem, { mode: 0o600, flag: 'wx' });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new UsageError(`cannot write the collector key ${path}: ${errorMessage(err)}`);
+    // The other one made it first: that key is the one, and this pair was never used.
+    const theirs = loadKey(path, log);
+    if (theirs !== undefined) return { ...theirs, made: false };
+    throw new UsageError(`the collector key ${path} appeared and went while it was being made`);
+  }
   chmodSync(path, 0o600);
   log.info({ path }, 'made the collector key');
-  return pair;
+  return { publicKey: pair.publicKey, privateKeyPem: pair.privateKeyPem, made: true };
+}
+
+/** The key at `path`, or undefined when there is no file. */
+function loadKey(path: string, log: Pick<Logger, 'warn'>): SigningKey | undefined {
+  let pem: string;
+  try {
+    pem = readFileSync(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new UsageError(`cannot read the collector key ${path}: ${errorMessage(err)}`);
+  }
+  warnLooseMode(path, log);
+  try {
+    return { publicKey: publicKeyOfPem(pem), privateKeyPem: pem };
+  } catch (err) {
+    throw new UsageError(`the collector key ${path} is not an ed25519 private key (PKCS#8 PEM): ${errorMessage(err)}`);
+  }
 }
 
 /** The existing key at `path`; never made here (agents pinned the existing one). */

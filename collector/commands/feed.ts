@@ -7,7 +7,6 @@
  * one, checked against the keys named with --trust; any other PATH is an upstream feed.
  */
 import { SingleBar } from 'cli-progress';
-import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import { writeFileAtomic } from '../../shared/atomic-write.ts';
 import { PatchwardenError, UsageError, errorMessage } from '../../shared/errors.ts';
@@ -100,8 +99,8 @@ async function exportCmd(argv: string[], io: Io): Promise<number> {
   if (values.out === undefined) throw new UsageError('feed export needs --out FILE');
   // A collector that only mirrors feeds may never have served: it gets its key here, the one `serve` would make.
   const keyFile = collectorKeyPath({ dbPath: values.db });
-  if (!existsSync(keyFile)) io.stderr.write(`made the collector key ${keyFile} (keep it: bundles are trusted by its public key)\n`);
-  const { privateKeyPem: key, publicKey } = loadOrCreateKey(keyFile, createLogger({ level: 'warn', destination: { write: (l: string) => io.stderr.write(l) } }));
+  const { privateKeyPem: key, publicKey, made } = loadOrCreateKey(keyFile, createLogger({ level: 'warn', destination: { write: (l: string) => io.stderr.write(l) } }));
+  if (made) io.stderr.write(`made the collector key ${keyFile} (keep it: bundles are trusted by its public key)\n`);
   const opened = openStore({ kind: 'sqlite', path: values.db, readonly: true });
   let exported;
   try {
