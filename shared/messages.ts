@@ -11,12 +11,17 @@ import { inventoryHash, packageSetHash } from './inventory-hash.ts';
 import {
   type AckMessageSchema,
   type ChallengeMessageSchema,
+  type EnrolledMessageSchema,
   type EnrollMessageSchema,
+  type ErrorMessageSchema,
   type HelloMessageSchema,
+  type InstructionMessageSchema,
   type Inventory,
+  LIMITS,
   PROTOCOL_VERSION,
   type ReportMessage,
   type ResultMessage,
+  type WelcomeMessageSchema,
 } from './protocol.ts';
 import { helloPayload, signBytes } from './signing.ts';
 import { AGENT_VERSION } from './version.ts';
@@ -25,6 +30,10 @@ export type ChallengeMessage = z.infer<typeof ChallengeMessageSchema>;
 export type EnrollMessage = z.infer<typeof EnrollMessageSchema>;
 export type HelloMessage = z.infer<typeof HelloMessageSchema>;
 export type AckMessage = z.infer<typeof AckMessageSchema>;
+export type EnrolledMessage = z.infer<typeof EnrolledMessageSchema>;
+export type WelcomeMessage = z.infer<typeof WelcomeMessageSchema>;
+export type InstructionMessage = z.infer<typeof InstructionMessageSchema>;
+export type ErrorMessage = z.infer<typeof ErrorMessageSchema>;
 
 /** What a protocol-version test overrides; everything else says this build. */
 export interface Versions {
@@ -84,4 +93,21 @@ export function resultMessage(result: InstructionResult, id: string = randomUUID
 
 export function ackMessage(id: string, status: AckMessage['status']): AckMessage {
   return { type: 'ack', id, status };
+}
+
+export function enrolledMessage(agentId: string, collectorPublicKey: string): EnrolledMessage {
+  return { type: 'enrolled', agentId, collectorPublicKey };
+}
+
+export function welcomeMessage(agentId: string, heartbeatSeconds: number, inventoryHash: string | null): WelcomeMessage {
+  return { type: 'welcome', agentId, heartbeatSeconds, inventoryHash };
+}
+
+export function instructionMessage(signed: { payload: string; signature: string }): InstructionMessage {
+  return { type: 'instruction', payload: signed.payload, signature: signed.signature };
+}
+
+/** An `error` frame (named apart from shared/errors.ts's errorMessage). The message is cut to what the schema allows: an error must never be refused for its own length. */
+export function wireError(code: string, message: string): ErrorMessage {
+  return { type: 'error', code, message: message.slice(0, LIMITS.text) };
 }

@@ -21,7 +21,7 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { type AgentRefusal, AgentRefusedError, CLOSE, ProtocolError } from '../../shared/errors.ts';
 import { inventoryHash, packageSetRef } from '../../shared/inventory-hash.ts';
 import type { InstructionResult } from '../../shared/instructions.ts';
-import { ackMessage, challengeMessage } from '../../shared/messages.ts';
+import { ackMessage, challengeMessage, enrolledMessage, instructionMessage, welcomeMessage, wireError } from '../../shared/messages.ts';
 import { acceptsProtocol, PROTOCOL_MAJOR } from '../../shared/protocol-version.ts';
 import {
   AgentMessageSchema,
@@ -245,7 +245,7 @@ export class Gateway {
       for (const entry of channel.pendingFor(s.agentId, now)) {
         if (s.sent.has(entry.id)) continue;
         s.sent.add(entry.id);
-        this.#send(s, { type: 'instruction', payload: entry.payload, signature: entry.signature });
+        this.#send(s, instructionMessage(entry));
         channel.markSent(entry.id, now);
         s.log.info({ instructionId: entry.id }, 'instruction sent');
       }
@@ -446,7 +446,7 @@ export class Gateway {
     }
     this.stats.enrolled++;
     s.log.info({ agentId: result.agentId, hostname: msg.hostname }, 'agent enrolled');
-    this.#send(s, { type: 'enrolled', agentId: result.agentId, collectorPublicKey: this.#opts.collectorPublicKey });
+    this.#send(s, enrolledMessage(result.agentId, this.#opts.collectorPublicKey));
     this.#authenticated(s, result.agentId, null, now);
   }
 
@@ -469,7 +469,7 @@ export class Gateway {
     this.stats.authenticated++;
     this.#opts.fleet.agents.setConnected(agentId, true, now);
     s.log.info('agent connected');
-    this.#send(s, { type: 'welcome', agentId, heartbeatSeconds: this.#opts.heartbeatSeconds, inventoryHash });
+    this.#send(s, welcomeMessage(agentId, this.#opts.heartbeatSeconds, inventoryHash));
     this.#deliver(s);
   }
 
@@ -575,7 +575,7 @@ export class Gateway {
     s.log[level]({ code: err.code, closeCode: err.closeCode }, `agent connection refused: ${err.message}`);
     // No longer this agent's connection, even before the peer answers the close.
     this.#release(s);
-    this.#send(s, { type: 'error', code: err.code, message: err.message.slice(0, 4096) });
+    this.#send(s, wireError(err.code, err.message));
     s.ws.close(err.closeCode ?? CLOSE.protocol, err.code);
     // A peer that never answers the close frame must not hold a socket for ws's 30 s.
     setTimeout(() => {

@@ -15,7 +15,7 @@ import { CLOSE } from '../errors.ts';
 import { inventoryHash, packageSetHash } from '../inventory-hash.ts';
 import type { InstructionResult, SignedInstruction } from '../instructions.ts';
 import { AgentMessageSchema, type CollectorMessage, type Inventory } from '../protocol.ts';
-import { ackMessage, challengeMessage } from '../messages.ts';
+import { ackMessage, challengeMessage, enrolledMessage, instructionMessage, welcomeMessage, wireError } from '../messages.ts';
 import { generateKeyPair, helloPayload, verifyBytes } from '../signing.ts';
 
 export interface TestAgentRecord {
@@ -211,8 +211,8 @@ export class FakeCollector {
       const id = randomUUID();
       this.agents.set(id, { id, publicKey: msg.publicKey, hostname: msg.hostname, machineId: msg.machineId, revoked: false, lastHash: null });
       s.agentId = id;
-      this.send(ws, { type: 'enrolled', agentId: id, collectorPublicKey: this.collectorKey.publicKey });
-      this.send(ws, { type: 'welcome', agentId: id, heartbeatSeconds: this.heartbeatSeconds, inventoryHash: null });
+      this.send(ws, enrolledMessage(id, this.collectorKey.publicKey));
+      this.send(ws, welcomeMessage(id, this.heartbeatSeconds, null));
       return;
     }
     if (msg.type === 'hello') {
@@ -222,7 +222,7 @@ export class FakeCollector {
       }
       if (a.revoked) throw new Refusal(`agent ${a.id} was revoked`, 'PW_ERR_AGENT_REVOKED', CLOSE.revoked);
       s.agentId = a.id;
-      this.send(ws, { type: 'welcome', agentId: a.id, heartbeatSeconds: this.heartbeatSeconds, inventoryHash: a.lastHash });
+      this.send(ws, welcomeMessage(a.id, this.heartbeatSeconds, a.lastHash));
       return;
     }
     if (s.agentId === null) throw new Refusal(`a ${msg.type} before hello`, 'PW_ERR_UNAUTHENTICATED', CLOSE.unauthenticated);
@@ -269,7 +269,7 @@ export class FakeCollector {
   sendInstruction(agentId: string, signed: SignedInstruction): boolean {
     for (const [ws, s] of this.bySocket) {
       if (s.agentId !== agentId) continue;
-      this.send(ws, { type: 'instruction', ...signed });
+      this.send(ws, instructionMessage(signed));
       return true;
     }
     return false;
@@ -281,7 +281,7 @@ export class FakeCollector {
 
   private refuse(ws: WebSocket, err: Refusal): void {
     this.refusals.push(err.code);
-    this.send(ws, { type: 'error', code: err.code, message: err.message });
+    this.send(ws, wireError(err.code, err.message));
     ws.close(err.closeCode, err.code);
   }
 }
