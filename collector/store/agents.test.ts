@@ -1,26 +1,11 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { describe, it, type TestContext } from 'node:test';
+import { describe, it } from 'node:test';
 import { generateKeyPair } from '../../shared/signing.ts';
-import type { Db } from './db.ts';
-import { type Fleet, fleetOn } from './fleet.ts';
-import { tempDatabase } from '../../shared/testing/store-fixtures.ts';
+import { tempFleet, rowCount as count, enrollAgent as enroll, FLEET_NOW } from '../../shared/testing/store-fixtures.ts';
 
-const NOW = new Date('2026-11-26T18:00:00.000Z');
+const NOW = FLEET_NOW;
 const HOUR = 3600_000;
-
-async function tempFleet(t: TestContext): Promise<{ db: Db; fleet: Fleet; path: string }> {
-  const { db, path } = await tempDatabase(t, 'fleet');
-  return { db, fleet: fleetOn(db), path };
-}
-
-function count(db: Db, table: string): number {
-  return (db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
-}
-
-function enroll(fleet: Fleet, hostname = 'web-1'): string {
-  return fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname, machineId: null, tokenId: null }, NOW);
-}
 
 describe('Agents', () => {
   it('enrollWithToken: a key enrolled already is refused and does not use up the token', async (t) => {

@@ -1,19 +1,12 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { describe, it, type TestContext } from 'node:test';
-import type { Db } from './db.ts';
+import { describe, it } from 'node:test';
 import { tokenHash } from './enrollment-tokens.ts';
-import { type Fleet, fleetOn } from './fleet.ts';
-import { tempDatabase } from '../../shared/testing/store-fixtures.ts';
+import { tempFleet, FLEET_NOW } from '../../shared/testing/store-fixtures.ts';
 
-const NOW = new Date('2026-11-26T18:00:00.000Z');
+const NOW = FLEET_NOW;
 const HOUR = 3600_000;
-
-async function tempFleet(t: TestContext): Promise<{ db: Db; fleet: Fleet; path: string }> {
-  const { db, path } = await tempDatabase(t, 'fleet');
-  return { db, fleet: fleetOn(db), path };
-}
 
 describe('EnrollmentTokens', () => {
   it('stores only the sha256 of the token and audits its creation', async (t) => {

@@ -4,23 +4,11 @@ import { before, describe, it, type TestContext } from 'node:test';
 import { collectInventory } from '../../agent/inventory/inventory.ts';
 import { inventoryHash } from '../../shared/inventory-hash.ts';
 import type { Inventory } from '../../shared/protocol.ts';
-import { generateKeyPair } from '../../shared/signing.ts';
 import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixtures.ts';
-import type { Db } from './db.ts';
-import { type Fleet, fleetOn } from './fleet.ts';
 import type { HostFilter } from './hosts.ts';
-import { tempDatabase } from '../../shared/testing/store-fixtures.ts';
+import { tempFleet, enrollAgent as enroll, FLEET_NOW } from '../../shared/testing/store-fixtures.ts';
 
-const NOW = new Date('2026-11-26T18:00:00.000Z');
-
-async function tempFleet(t: TestContext): Promise<{ db: Db; fleet: Fleet; path: string }> {
-  const { db, path } = await tempDatabase(t, 'fleet');
-  return { db, fleet: fleetOn(db), path };
-}
-
-function enroll(fleet: Fleet, hostname = 'web-1'): string {
-  return fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname, machineId: null, tokenId: null }, NOW);
-}
+const NOW = FLEET_NOW;
 
 let thisHost: Inventory;
 let rhel: Inventory;

@@ -1,32 +1,18 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { before, describe, it, type TestContext } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { collectInventory } from '../../agent/inventory/inventory.ts';
 import type { AgentRefusal } from '../../shared/errors.ts';
 import { inventoryHash, packagesHash } from '../../shared/inventory-hash.ts';
 import type { Inventory } from '../../shared/protocol.ts';
-import { generateKeyPair } from '../../shared/signing.ts';
 import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixtures.ts';
 import { openDatabase, type Db } from './db.ts';
 import { type Fleet, fleetOn } from './fleet.ts';
 import { REPORTS_PER_AGENT } from './reports.ts';
-import { tempDatabase } from '../../shared/testing/store-fixtures.ts';
+import { tempFleet, rowCount as count, enrollAgent as enroll, FLEET_NOW } from '../../shared/testing/store-fixtures.ts';
 
-const NOW = new Date('2026-11-26T18:00:00.000Z');
+const NOW = FLEET_NOW;
 const HOUR = 3600_000;
-
-async function tempFleet(t: TestContext): Promise<{ db: Db; fleet: Fleet; path: string }> {
-  const { db, path } = await tempDatabase(t, 'fleet');
-  return { db, fleet: fleetOn(db), path };
-}
-
-function count(db: Db, table: string): number {
-  return (db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
-}
-
-function enroll(fleet: Fleet, hostname = 'web-1'): string {
-  return fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname, machineId: null, tokenId: null }, NOW);
-}
 
 let thisHost: Inventory;
 let rhel: Inventory;

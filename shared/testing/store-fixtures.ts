@@ -7,6 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { openDatabase, type Db } from '../../collector/store/db.ts';
+import { type Fleet, fleetOn } from '../../collector/store/fleet.ts';
+import { generateKeyPair } from '../signing.ts';
 
 /** A migrated database file in a new temp directory; closed and removed after the test. */
 export async function tempDatabase(t: TestContext, name: string): Promise<{ db: Db; path: string }> {
@@ -18,6 +20,25 @@ export async function tempDatabase(t: TestContext, name: string): Promise<{ db: 
     await rm(dir, { recursive: true, force: true });
   });
   return { db, path };
+}
+
+/** The clock the fleet store tests run at. */
+export const FLEET_NOW = new Date('2026-11-26T18:00:00.000Z');
+
+/** tempDatabase with the fleet's stores over it. */
+export async function tempFleet(t: TestContext): Promise<{ db: Db; fleet: Fleet; path: string }> {
+  const { db, path } = await tempDatabase(t, 'fleet');
+  return { db, fleet: fleetOn(db), path };
+}
+
+/** Enrolls an agent with a new key, at FLEET_NOW; returns its id. */
+export function enrollAgent(fleet: Fleet, hostname = 'web-1'): string {
+  return fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname, machineId: null, tokenId: null }, FLEET_NOW);
+}
+
+/** Rows in a table (a name from the test, never from input). */
+export function rowCount(db: Db, table: string): number {
+  return (db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
 }
 
 /** Row counts and a hash of every row of the data tables, in key order (feeds left out: checked_at moves). */
