@@ -22,6 +22,16 @@ const NO_CONNECTION_CALLS = {
   message: 'SQL and transactions live in collector/store/: add a store method (or use Store.inTransaction, inImmediateTransaction or transactional).',
 };
 
+// collector/domain/ sees only itself and the project's shared/ (a file there sits one folder deep).
+const DOMAIN_ONLY = {
+  regex: String.raw`^(\.\./)+(agent|store|services|gateway|http|commands)/|^(\.\./)+(config|logger|server|signing-key|main)\.ts$`,
+  message: 'collector/domain/ is pure: it imports only domain/ and shared/; the caller (a service) does the I/O.',
+};
+const DOMAIN_NO_IO = ['node:fs', 'node:fs/promises', 'node:net', 'node:http', 'node:https', 'node:child_process', 'undici', 'ws', 'pg'].map((name) => ({
+  name,
+  message: 'collector/domain/ does no I/O: read and write in a service, pass values in.',
+}));
+
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'coverage/**', '.cache/**', 'eslint.config.js'] },
   eslint.configs.recommended,
@@ -67,6 +77,21 @@ export default tseslint.config(
     // connection to tests (Collector.db); it runs no SQL itself.
     files: ['collector/server.ts'],
     rules: { 'no-restricted-imports': ['error', { paths: [NO_SHELL, NO_SQL], patterns: [NO_TEST_SUPPORT] }] },
+  },
+  {
+    // The domain (correlation, feed formats, plans, waves, windows, policy) is pure: it takes
+    // values and returns values, so it imports no other collector folder and does no I/O.
+    files: ['collector/domain/**/*.ts'],
+    ignores: ['**/*.test.ts', ...TEST_SUPPORT_FILES],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: [NO_SHELL, NO_SQL, ...DOMAIN_NO_IO],
+          patterns: [NO_TEST_SUPPORT, NO_DB, DOMAIN_ONLY],
+        },
+      ],
+    },
   },
   {
     files: ['collector/store/**/*.ts'],

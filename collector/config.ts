@@ -5,23 +5,23 @@
 import { readFile } from 'node:fs/promises';
 import * as z from 'zod';
 import { UsageError, errorMessage } from '../shared/errors.ts';
-import { DuePolicySchema } from './correlate/policy.ts';
-import { checkFeedUrl } from './feeds/catalogue.ts';
-import { FeedNameSchema } from './feeds/feed-name.ts';
+import { DuePolicySchema } from './domain/correlate/policy.ts';
+import { checkFeedUrl } from './services/feeds/catalogue.ts';
+import { FeedNameSchema } from './domain/feeds/feed-name.ts';
 
 const FeedSourceSchema = z.strictObject({
   /** The feed's name in `feed list` and in reports. */
   name: FeedNameSchema,
   url: z.url({ protocol: /^https?$/ }),
-  /** The whole download, every attempt and wait included (collector/feeds/sync.ts); default 30 minutes. */
+  /** The whole download, every attempt and wait included (collector/services/feeds/sync.ts); default 30 minutes. */
   deadlineSeconds: z.number().int().min(1).max(86_400).optional(),
-  /** An internal mirror: the only kind of source that may be plain http (collector/feeds/catalogue.ts). */
+  /** An internal mirror: the only kind of source that may be plain http (collector/services/feeds/catalogue.ts). */
   mirror: z.boolean().optional(),
 });
 
 const UrlOverrideSchema = z.strictObject({ url: z.url({ protocol: /^https?$/ }), mirror: z.boolean().optional() });
 
-/** The built-in feed catalogue (collector/feeds/catalogue.ts): its upstreams' bases, and per entry a mirror URL or `disabled`. */
+/** The built-in feed catalogue (collector/services/feeds/catalogue.ts): its upstreams' bases, and per entry a mirror URL or `disabled`. */
 const CatalogueSchema = z.strictObject({
   enabled: z.boolean().default(true),
   bases: z.strictObject({ osv: UrlOverrideSchema, debianTracker: UrlOverrideSchema, alpineSecdb: UrlOverrideSchema, kev: UrlOverrideSchema, epss: UrlOverrideSchema }).partial().optional(),

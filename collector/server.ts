@@ -15,7 +15,7 @@ import { getRequestListener } from '@hono/node-server';
 import { CLOSE, ProtocolError, UsageError } from '../shared/errors.ts';
 import { type CollectorConfig, parseConfig } from './config.ts';
 import { AGENT_PATH, Gateway, type GatewayOptions } from './gateway/gateway.ts';
-import { HostFindings } from './gateway/host-findings.ts';
+import { HostFindings } from './services/findings/host-findings.ts';
 import { createApp } from './http/app.ts';
 import { createMetrics, type CollectorMetrics } from './http/metrics.ts';
 import { createLogger, type Logger } from './logger.ts';
@@ -25,13 +25,13 @@ import { prepareDatabaseFile, type Db } from './store/db.ts';
 import { StoreHealth } from './store/health.ts';
 import { IntegrityCheck } from './store/integrity.ts';
 import type { Fleet } from './store/fleet.ts';
-import { RolloutEngine } from './rollout/engine.ts';
+import { RolloutEngine } from './services/rollouts/engine.ts';
 import type { InstructionOutbox } from './store/rollouts.ts';
 import { openStore, type Store } from './store/store.ts';
 import { signInstruction } from '../shared/instructions.ts';
 import { FeedAudit } from './commands/feed-audit.ts';
-import { selectSources } from './feeds/catalogue.ts';
-import { FeedScheduler, type FeedSchedulerOptions } from './feeds/schedule.ts';
+import { selectSources } from './services/feeds/catalogue.ts';
+import { FeedScheduler, type FeedSchedulerOptions } from './services/feeds/schedule.ts';
 import { enrolledEcosystems } from './store/host-ecosystems.ts';
 
 export const DEFAULT_LISTEN = '127.0.0.1:8443';
@@ -64,7 +64,7 @@ export interface CollectorOptions {
   health?: { integrityIntervalMs?: number; integrityFirstDelayMs?: number; writeIntervalMs?: number; minFreeBytes?: number };
   now?: () => Date;
   /**
-   * The collector syncs its own feeds (collector/feeds/schedule.ts) when this is given and
+   * The collector syncs its own feeds (collector/services/feeds/schedule.ts) when this is given and
    * the config's `feedSync` is not false; `serve` gives it. Off by default here, so an
    * embedded or test collector never reaches for the internet unasked.
    */

@@ -10,11 +10,11 @@
  * PW_BENCH_CORRELATE_SIZES=1000,5000 measures other sizes (a quick check of the section).
  */
 import { join } from 'node:path';
-import { Correlator } from '../collector/correlate/correlator.ts';
-import { DEFAULT_POLICY } from '../collector/correlate/policy.ts';
+import { Correlator } from '../collector/domain/correlate/correlator.ts';
+import { DEFAULT_POLICY } from '../collector/domain/correlate/policy.ts';
 import { inventoryOf, manyBinaries } from '../shared/testing/correlate-fixtures.ts';
-import { parseFeedPath } from '../collector/feeds/import.ts';
-import type { Advisory } from '../collector/feeds/types.ts';
+import { parseFeedPath } from '../collector/services/feeds/import.ts';
+import type { Advisory } from '../collector/domain/feeds/types.ts';
 
 const DEFAULT_SIZES = [10_000, 100_000, 200_000];
 /** Debian:11 sources with the most DSA/DLA entries in the real lists. */

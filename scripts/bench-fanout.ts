@@ -20,10 +20,10 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { DEFAULT_POLICY } from '../collector/correlate/policy.ts';
-import { isActionable } from '../collector/correlate/status.ts';
-import { importFeedPath } from '../collector/feeds/store-import.ts';
-import { HostFindings } from '../collector/gateway/host-findings.ts';
+import { DEFAULT_POLICY } from '../collector/domain/correlate/policy.ts';
+import { isActionable } from '../collector/domain/correlate/status.ts';
+import { importFeedPath } from '../collector/services/feeds/store-import.ts';
+import { HostFindings } from '../collector/services/findings/host-findings.ts';
 import { createLogger } from '../collector/logger.ts';
 import { hostInventory } from '../shared/testing/rollout-bench.ts';
 import { AdvisoryStore } from '../collector/store/advisories.ts';

@@ -6,9 +6,9 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { parseOsv } from '../collector/feeds/osv.ts';
-import { readFeedFile } from '../collector/feeds/reader.ts';
-import { FeedReport } from '../collector/feeds/types.ts';
+import { parseOsv } from '../collector/domain/feeds/osv.ts';
+import { readFeedFile } from '../collector/services/feeds/reader.ts';
+import { FeedReport } from '../collector/domain/feeds/types.ts';
 
 const FILES = ['almalinux8.osv.jsonl.gz', 'almalinux9.osv.jsonl.gz', 'almalinux10.osv.jsonl.gz'];
 

@@ -39,7 +39,7 @@ export class InputTooLargeError extends PatchwardenError {
 }
 
 /**
- * Compressed input that inflates past its total or ratio cap (collector/feeds/inflate.ts):
+ * Compressed input that inflates past its total or ratio cap (collector/services/feeds/inflate.ts):
  * a gzip or zip bomb, refused before it costs more than a few MB and a few ms.
  */
 export class InflateLimitError extends PatchwardenError {

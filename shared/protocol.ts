@@ -207,7 +207,7 @@ export const FindingsSchema = z.strictObject({
   /** Feeds behind these findings; a stale feed means findings may be missing. */
   feeds: z.array(z.strictObject({ source: z.string(), newest: z.string().nullable(), importedAt: z.string().nullable(), stale: z.boolean() })),
   /**
-   * Whether a loaded feed covers the host's ecosystem (collector/correlate/coverage.ts):
+   * Whether a loaded feed covers the host's ecosystem (collector/domain/correlate/coverage.ts):
    * `not-assessed` means no findings because nobody looked, never "clean".
    */
   assessment: z.strictObject({ state: z.enum(['assessed', 'stale', 'not-assessed']), reason: text }).optional(),

@@ -3,7 +3,7 @@
  * (`subscription-manager release --set=9.4`) or one on a rebuild's long-term stream (CIQ's
  * Rocky Linux LTS, dnf's `releasever` variable) takes its updates from that release's
  * stream, not from mainline, and the collector judges it by that stream's advisories
- * (collector/correlate/match.ts). Without a pin the host follows mainline.
+ * (collector/domain/correlate/match.ts). Without a pin the host follows mainline.
  *
  * Read from the files those tools keep, never guessed from VERSION_ID: a 9.4 host that is
  * not pinned moves to 9.5 with its next update, and judging it by the 9.4 stream's older

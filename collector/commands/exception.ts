@@ -11,7 +11,7 @@
 import * as z from 'zod';
 import { UsageError } from '../../shared/errors.ts';
 import { HOSTNAME, PACKAGE_NAME } from '../../shared/protocol.ts';
-import { ADVISORY_ID } from '../feeds/types.ts';
+import { ADVISORY_ID } from '../domain/feeds/types.ts';
 import { openStore } from '../store/store.ts';
 import { cliActor } from './actor.ts';
 import { DEFAULT_DB } from './feed.ts';

@@ -11,9 +11,9 @@
  */
 import { resolve } from 'node:path';
 import { errorMessage } from '../../shared/errors.ts';
-import type { BundleImportResult } from '../airgap/feed-bundle.ts';
-import type { SyncOutcome } from '../feeds/sync.ts';
-import type { FeedImportResult } from '../feeds/store-import.ts';
+import type { BundleImportResult } from '../services/airgap/feed-bundle.ts';
+import type { SyncOutcome } from '../services/feeds/sync.ts';
+import type { FeedImportResult } from '../services/feeds/store-import.ts';
 import type { AuditLog } from '../store/audit-log.ts';
 import { cliActor } from './actor.ts';
 

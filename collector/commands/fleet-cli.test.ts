@@ -11,7 +11,7 @@ import type { Inventory } from '../../shared/protocol.ts';
 import { generateKeyPair } from '../../shared/signing.ts';
 import { dataPath } from '../../shared/testing/data.ts';
 import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixtures.ts';
-import { importFeedPath } from '../feeds/store-import.ts';
+import { importFeedPath } from '../services/feeds/store-import.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase } from '../store/db.ts';
 import { fleetOn } from '../store/fleet.ts';

@@ -5,7 +5,7 @@
  * fresh), package count, running kernel, reboot pending, last seen, and the agent id
  * that `agent revoke` takes.
  */
-import { CoverageView, inventoryReadable, type HostAssessment } from '../correlate/coverage.ts';
+import { CoverageView, inventoryReadable, type HostAssessment } from '../domain/correlate/coverage.ts';
 import { openStore } from '../store/store.ts';
 import type { Fleet } from '../store/fleet.ts';
 import type { HostSummary } from '../store/hosts.ts';

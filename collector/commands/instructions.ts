@@ -1,13 +1,13 @@
 /**
  * `instructions export [--db FILE] --out DIR [--agent ID]... [--json]`: the pending
  * instructions of hosts that cannot reach the collector, one signed file per agent, for
- * `patchwarden-agent apply --from DIR` (collector/airgap/instruction-export.ts).
+ * `patchwarden-agent apply --from DIR` (collector/services/airgap/instruction-export.ts).
  *
  * Exit codes: 0 written (or nothing pending); 2 usage.
  */
 import { requireDirectory } from '../../shared/cli-args.ts';
 import { UsageError } from '../../shared/errors.ts';
-import { exportInstructions } from '../airgap/instruction-export.ts';
+import { exportInstructions } from '../services/airgap/instruction-export.ts';
 import { UUID } from './agent.ts';
 import { cliActor } from './actor.ts';
 import { parse } from './args.ts';

@@ -12,7 +12,7 @@
  * 2 usage.
  */
 import { UsageError } from '../../shared/errors.ts';
-import { type ImportSinks, importReportFiles, reportFilesIn, type ReportFileOutcome } from '../airgap/report-import.ts';
+import { type ImportSinks, importReportFiles, reportFilesIn, type ReportFileOutcome } from '../services/airgap/report-import.ts';
 import { cliActor } from './actor.ts';
 import { parse } from './args.ts';
 import { DEFAULT_DB } from './feed.ts';

@@ -18,11 +18,11 @@ import { InputTooLargeError, MalformedInputError, SourceUnavailableError, UsageE
 import { signInstruction } from '../../shared/instructions.ts';
 import type { Finding } from '../../shared/protocol.ts';
 import { parseConfig } from '../config.ts';
-import { HostFindings } from '../gateway/host-findings.ts';
+import { HostFindings } from '../services/findings/host-findings.ts';
 import { listRollouts, type RolloutDetailJson, type RolloutJson, rolloutDetail } from '../http/views.ts';
 import { createLogger } from '../logger.ts';
-import { type Preview, ROLLOUT_OPERATIONS, RolloutEngine, type RolloutOperation } from '../rollout/engine.ts';
-import { parsePlan } from '../rollout/plan.ts';
+import { type Preview, ROLLOUT_OPERATIONS, RolloutEngine, type RolloutOperation } from '../services/rollouts/engine.ts';
+import { parsePlan } from '../domain/rollout/plan.ts';
 import type { Fleet } from '../store/fleet.ts';
 import type { InstructionOutbox } from '../store/rollouts.ts';
 import { openStore, type Store } from '../store/store.ts';

@@ -49,7 +49,7 @@ function serve(t: TestContext, args: string[]): Promise<Served> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'collector/main.ts', 'serve', ...args], {
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
-    // No feed sync from the internet in tests (collector/feeds/schedule.test.ts tests it against a local server).
+    // No feed sync from the internet in tests (collector/services/feeds/schedule.test.ts tests it against a local server).
     env: { ...process.env, PATCHWARDEN_LOG_LEVEL: 'warn', PATCHWARDEN_FEED_SYNC: 'off' },
   });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {

@@ -12,7 +12,7 @@ import { DATA_DIR } from '../../shared/testing/data.ts';
 import { startPostgres, type Postgres } from '../../shared/testing/postgres.ts';
 import { needs, TOOLS } from '../../shared/testing/system-tools.ts';
 import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixtures.ts';
-import { importFeedPath } from '../feeds/store-import.ts';
+import { importFeedPath } from '../services/feeds/store-import.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase } from '../store/db.ts';
 import { fleetOn } from '../store/fleet.ts';

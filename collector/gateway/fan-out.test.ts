@@ -17,14 +17,14 @@ import type { Inventory } from '../../shared/protocol.ts';
 import { generateKeyPair } from '../../shared/signing.ts';
 import { dataPath } from '../../shared/testing/data.ts';
 import { feedCommand } from '../commands/feed.ts';
-import { DEFAULT_POLICY } from '../correlate/policy.ts';
+import { DEFAULT_POLICY } from '../domain/correlate/policy.ts';
 import { createLogger } from '../logger.ts';
 import { hostInventory } from '../../shared/testing/rollout-bench.ts';
 import { openDatabase } from '../store/db.ts';
 import type { Fleet } from '../store/fleet.ts';
 import { storeOn } from '../store/store.ts';
 import { FindingHistoryStore } from '../store/history.ts';
-import { HostFindings } from './host-findings.ts';
+import { HostFindings } from '../services/findings/host-findings.ts';
 
 const quiet = { stdout: { write: () => true }, stderr: { write: () => true } } as unknown as { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
 

@@ -13,7 +13,7 @@ import { inventoryHash, packageSetHash } from '../../shared/inventory-hash.ts';
 import { type Inventory, PROTOCOL_VERSION } from '../../shared/protocol.ts';
 import { dataPath } from '../../shared/testing/data.ts';
 import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixtures.ts';
-import { importFeedPath } from '../feeds/store-import.ts';
+import { importFeedPath } from '../services/feeds/store-import.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase, type Db } from '../store/db.ts';
 import { connect } from 'node:net';

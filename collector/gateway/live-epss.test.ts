@@ -13,7 +13,7 @@ import { gzipSync } from 'node:zlib';
 import type { Finding, Findings } from '../../shared/protocol.ts';
 import { dataPath } from '../../shared/testing/data.ts';
 import { feedCommand } from '../commands/feed.ts';
-import { fixFirst } from '../correlate/fix-order.ts';
+import { fixFirst } from '../domain/correlate/fix-order.ts';
 import { EPSS_EXCERPT } from '../../shared/testing/feed-fixtures.ts';
 import { hostInventory } from '../../shared/testing/rollout-bench.ts';
 import { ApiTokenStore } from '../store/access.ts';

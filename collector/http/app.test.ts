@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { packagesHash } from '../../shared/inventory-hash.ts';
-import { DEFAULT_POLICY } from '../correlate/policy.ts';
-import { HostFindings } from '../gateway/host-findings.ts';
+import { DEFAULT_POLICY } from '../domain/correlate/policy.ts';
+import { HostFindings } from '../services/findings/host-findings.ts';
 import { createLogger } from '../logger.ts';
 import { almaInventory, auth, debianInventory, type Fixture, makeFixture, NOW } from '../../shared/testing/http-fixture.ts';
 import { parseWithPrometheusClient, sample } from '../../shared/testing/prometheus-text.ts';

@@ -12,7 +12,7 @@ import { HTTPException } from 'hono/http-exception';
 import { matchedRoutes } from 'hono/route';
 import { errorMessage } from '../../shared/errors.ts';
 import { LIMITS } from '../../shared/protocol.ts';
-import { ASSESSMENTS, type Assessment } from '../correlate/coverage.ts';
+import { ASSESSMENTS, type Assessment } from '../domain/correlate/coverage.ts';
 import { apiRoutes } from './api.ts';
 import { dashboardError, dashboardRoutes } from './dashboard.ts';
 import type { Principal } from './auth.ts';

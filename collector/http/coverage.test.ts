@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
 import type { Inventory } from '../../shared/protocol.ts';
 import { dataPath } from '../../shared/testing/data.ts';
-import { importFeedPath } from '../feeds/store-import.ts';
+import { importFeedPath } from '../services/feeds/store-import.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { removeFeed } from '../store/feed-removal.ts';
 import type { FeedJson, HostJson, Summary } from './views.ts';

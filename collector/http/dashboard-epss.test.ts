@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Finding } from '../../shared/protocol.ts';
-import { importFeedPath } from '../feeds/store-import.ts';
+import { importFeedPath } from '../services/feeds/store-import.ts';
 import { EPSS_EXCERPT } from '../../shared/testing/feed-fixtures.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { almaInventory, type Fixture, makeFixture, NOW } from '../../shared/testing/http-fixture.ts';

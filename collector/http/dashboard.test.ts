@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { readData, dataPath } from '../../shared/testing/data.ts';
-import { importFeedPath } from '../feeds/store-import.ts';
+import { importFeedPath } from '../services/feeds/store-import.ts';
 import { AdvisoryStore } from '../store/advisories.ts';
 import { SESSION_TTL_MS } from './auth.ts';
 import { DASHBOARD_CSP } from './dashboard.ts';

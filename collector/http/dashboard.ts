@@ -16,7 +16,7 @@ import { html } from 'hono/html';
 import type { HtmlEscapedString } from 'hono/utils/html';
 import * as z from 'zod';
 import type { Finding } from '../../shared/protocol.ts';
-import { ASSESSMENTS, type Assessment } from '../correlate/coverage.ts';
+import { ASSESSMENTS, type Assessment } from '../domain/correlate/coverage.ts';
 import { clearSessionCookie, type Principal, sessionId, setSessionCookie } from './auth.ts';
 import { sourceAddress } from './auth-limiter.ts';
 import { ApiError, type ApiStatus, RateLimitedError } from './errors.ts';

@@ -7,8 +7,8 @@
  */
 import * as z from 'zod';
 import { ECOSYSTEM } from '../../shared/protocol.ts';
-import { ASSESSMENTS } from '../correlate/coverage.ts';
-import { FINDING_SORTS } from '../correlate/fix-order.ts';
+import { ASSESSMENTS } from '../domain/correlate/coverage.ts';
+import { FINDING_SORTS } from '../domain/correlate/fix-order.ts';
 import type { CursorCodec } from './cursor.ts';
 import { badCursor, badRequest } from './errors.ts';
 
@@ -47,7 +47,7 @@ export type AuditQuery = z.infer<typeof AuditQuerySchema>;
 
 export const EmptyQuerySchema = z.strictObject({});
 
-/** One host's document: `sort=fix-first` orders its findings overdue, KEV, EPSS, severity (collector/correlate/fix-order.ts). */
+/** One host's document: `sort=fix-first` orders its findings overdue, KEV, EPSS, severity (collector/domain/correlate/fix-order.ts). */
 export const HostQuerySchema = z.strictObject({
   sort: z.enum(FINDING_SORTS, `must be one of ${FINDING_SORTS.join(', ')}`).optional(),
 });

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { describe, it, type TestContext } from 'node:test';
 import { InstructionSchema, instructionSignatureValid, type PatchInstruction } from '../../shared/instructions.ts';
 import { dataPath } from '../../shared/testing/data.ts';
-import { importFeedPath } from '../feeds/store-import.ts';
+import { importFeedPath } from '../services/feeds/store-import.ts';
 import { startCollector, type TestCollector } from '../../shared/testing/collector-harness.ts';
 import { type TestAgent } from '../../shared/testing/fake-agent.ts';
 import { BIND, bindPlan as plan, hostInventory, resultFor } from '../../shared/testing/rollout-bench.ts';

@@ -1,8 +1,8 @@
 /**
  * What the routes share, made once per app from createApp's dependencies.
  */
-import type { Correlator } from '../correlate/correlator.ts';
-import type { DuePolicy } from '../correlate/policy.ts';
+import type { Correlator } from '../domain/correlate/correlator.ts';
+import type { DuePolicy } from '../domain/correlate/policy.ts';
 import type { ApiTokenStore } from '../store/access.ts';
 import type { AuditLog } from '../store/audit-log.ts';
 import type { Hosts } from '../store/hosts.ts';
@@ -10,11 +10,11 @@ import type { Store } from '../store/store.ts';
 import type { StoreHealth } from '../store/health.ts';
 import { createLogger } from '../logger.ts';
 import type { Logger } from '../logger.ts';
-import type { RolloutEngine } from '../rollout/engine.ts';
+import type { RolloutEngine } from '../services/rollouts/engine.ts';
 import { AuthGuard, SessionStore } from './auth.ts';
 import { AuthFailureLimiter } from './auth-limiter.ts';
 import { CursorCodec } from './cursor.ts';
-import { FleetFindings } from './fleet-findings.ts';
+import { FleetFindings } from '../services/findings/fleet-findings.ts';
 import type { CollectorMetrics } from './metrics.ts';
 
 /** What the routes read and write: API tokens and the audit log, the fleet's agents, reports and hosts, advisories, EPSS, finding history, exceptions, the fleet's summary and the store's health. */

@@ -2,16 +2,16 @@
  * The API's documents (hosts, one host, the fleet summary, rollouts), shared by the JSON routes and
  * the dashboard so both always show the same figures.
  */
-import { type FindingSort, sortFindings } from '../correlate/fix-order.ts';
+import { type FindingSort, sortFindings } from '../domain/correlate/fix-order.ts';
 import type { InstructionResult } from '../../shared/instructions.ts';
-import type { Assessment, HostAssessment } from '../correlate/coverage.ts';
+import type { Assessment, HostAssessment } from '../domain/correlate/coverage.ts';
 import type { Findings, Inventory } from '../../shared/protocol.ts';
-import type { RolloutEngine } from '../rollout/engine.ts';
-import type { RolloutPlan } from '../rollout/plan.ts';
+import type { RolloutEngine } from '../services/rollouts/engine.ts';
+import type { RolloutPlan } from '../domain/rollout/plan.ts';
 import { HOST_STATES, type HostState, type RolloutRecord } from '../store/rollouts.ts';
 import type { Fleet } from '../store/fleet.ts';
 import type { HostListItem } from '../store/hosts.ts';
-import { countFindings, emptyCounts, type FeedHealth, type FindingCounts } from './fleet-findings.ts';
+import { countFindings, emptyCounts, type FeedHealth, type FindingCounts } from '../services/findings/fleet-findings.ts';
 import { cursorScope, decodeHostCursor, DEFAULT_LIMIT, type HostsQuery } from './query.ts';
 import type { Services } from './services.ts';
 
@@ -81,7 +81,7 @@ export interface HostDocument {
   findings: Findings;
 }
 
-/** `sort`: `package` (the correlator's order) or `fix-first` (collector/correlate/fix-order.ts). */
+/** `sort`: `package` (the correlator's order) or `fix-first` (collector/domain/correlate/fix-order.ts). */
 export function hostDocument(s: Services, agentId: string, sort: FindingSort = 'package'): HostDocument | undefined {
   const r = s.findings.forHost(agentId);
   if (r === undefined) return undefined;

@@ -5,9 +5,9 @@
  * re-importing the same data writes nothing.
  */
 import { createHash } from 'node:crypto';
-import type { FeedCoverage } from '../correlate/coverage.ts';
-import type { EpssSet } from '../feeds/epss.ts';
-import type { Advisory, KevEntry } from '../feeds/types.ts';
+import type { FeedCoverage } from '../domain/correlate/coverage.ts';
+import type { EpssSet } from '../domain/feeds/epss.ts';
+import type { Advisory, KevEntry } from '../domain/feeds/types.ts';
 import type { Db } from './db.ts';
 import { EpssStore, type EpssImport } from './epss.ts';
 
@@ -241,7 +241,7 @@ export class AdvisoryStore {
     )();
   }
 
-  /** When the newest feed bundle imported for this feed was made; an older one is refused (collector/airgap/feed-bundle.ts). */
+  /** When the newest feed bundle imported for this feed was made; an older one is refused (collector/services/airgap/feed-bundle.ts). */
   bundleCreatedAt(source: string): string | null {
     return this.#db.prepare<[string], string | null>('SELECT bundle_created_at FROM feeds WHERE source = ?').pluck().get(source) ?? null;
   }

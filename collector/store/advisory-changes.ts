@@ -9,7 +9,7 @@
  * Rows are deleted once the serving collector has applied them; with no collector
  * serving they wait for its next start, which loads everything and clears them.
  */
-import type { Advisory } from '../feeds/types.ts';
+import type { Advisory } from '../domain/feeds/types.ts';
 import type { Db } from './db.ts';
 
 /**

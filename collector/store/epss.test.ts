@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { parseEpssCsv } from '../feeds/epss.ts';
+import { parseEpssCsv } from '../domain/feeds/epss.ts';
 import { EPSS_EXCERPT } from '../../shared/testing/feed-fixtures.ts';
-import { FeedReport } from '../feeds/types.ts';
+import { FeedReport } from '../domain/feeds/types.ts';
 import { openDatabase } from './db.ts';
 import { EpssStore } from './epss.ts';
 import { removeFeed } from './feed-removal.ts';

@@ -6,10 +6,10 @@
  * The set belongs to the feed it was imported as; `feed remove` of that feed deletes the
  * feed row, which cascades to `epss_meta`, whose trigger empties `epss`. A serving
  * collector sees every import or removal as a feed row change in the advisory change log
- * and reloads the scores when `signature()` moved (collector/gateway/host-findings.ts).
+ * and reloads the scores when `signature()` moved (collector/services/findings/host-findings.ts).
  */
 import { createHash } from 'node:crypto';
-import type { EpssScore, EpssSet } from '../feeds/epss.ts';
+import type { EpssScore, EpssSet } from '../domain/feeds/epss.ts';
 import type { Db } from './db.ts';
 import type { FeedInfo } from './advisories.ts';
 

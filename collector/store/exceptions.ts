@@ -3,7 +3,7 @@
  * list `exception list` prints, and the ones in force as the fleet-wide counts read them.
  * An exception is never deleted: ending one moves its expiry to now, so the record stays.
  */
-import type { RiskException } from '../correlate/findings.ts';
+import type { RiskException } from '../domain/correlate/findings.ts';
 import type { AuditLog } from './audit-log.ts';
 import type { Db } from './db.ts';
 

@@ -11,7 +11,7 @@ export interface FleetCounts {
   agents: { enrolled: number; connected: number; revoked: number };
 }
 
-/** Hosts that share what decides their coverage state (collector/correlate/coverage.ts). */
+/** Hosts that share what decides their coverage state (collector/domain/correlate/coverage.ts). */
 export interface CoverageGroup {
   ecosystem: string | null;
   /** Whether the stored inventory is readable (it has 1 to `maxPackages` packages). */

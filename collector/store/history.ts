@@ -16,7 +16,7 @@
  * them from the moment it took that content (hosts.findings_since).
  */
 import type { Finding } from '../../shared/protocol.ts';
-import { historyKey, type HistoryEntry, type RiskException } from '../correlate/findings.ts';
+import { historyKey, type HistoryEntry, type RiskException } from '../domain/correlate/findings.ts';
 import type { Db } from './db.ts';
 
 interface HistoryRow {

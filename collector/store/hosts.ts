@@ -39,7 +39,7 @@ export const MAX_PAGE = 1000;
 export interface HostFilter {
   ecosystem?: string | undefined;
   /**
-   * Coverage (collector/correlate/coverage.ts), as the caller judged it from the feeds:
+   * Coverage (collector/domain/correlate/coverage.ts), as the caller judged it from the feeds:
    * `in`: hosts of these ecosystems whose inventory is readable; `out`: every other host.
    */
   coverage?: { in: readonly string[] } | { out: readonly string[] } | undefined;

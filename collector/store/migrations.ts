@@ -296,7 +296,7 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE inventory_contents_new RENAME TO inventory_contents;
   CREATE INDEX inventory_contents_by_set ON inventory_contents (package_set) WHERE package_set IS NOT NULL;
   `,
-  // 8: reports carried across an air gap in signed files (collector/airgap/). One row per
+  // 8: reports carried across an air gap in signed files (collector/services/airgap/). One row per
   // file imported, also when its inventory was unchanged (nothing in reports then), so a
   // second import of the same file is known; a serving collector picks up rows past the
   // last seq it saw and correlates those hosts.
@@ -312,7 +312,7 @@ export const MIGRATIONS: readonly string[] = [
     imported_by TEXT NOT NULL
   ) STRICT;
   `,
-  // 9: feed bundles carried across an air gap (collector/airgap/feed-bundle.ts): when the
+  // 9: feed bundles carried across an air gap (collector/services/airgap/feed-bundle.ts): when the
   // newest imported bundle of each feed was made, so an older bundle cannot roll it back.
   `
   ALTER TABLE feeds ADD COLUMN bundle_created_at TEXT;

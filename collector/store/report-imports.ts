@@ -1,5 +1,5 @@
 /**
- * Reports that arrived in files (collector/airgap/report-import.ts) rather than over the
+ * Reports that arrived in files (collector/services/airgap/report-import.ts) rather than over the
  * gateway. They go through the fleet's own ingest (reports.ts), with the time the agent wrote the file
  * as the report's time, inside one transaction that also decides:
  *

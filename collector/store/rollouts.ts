@@ -14,7 +14,7 @@
  */
 import type { InstructionResult } from '../../shared/instructions.ts';
 import type { Db } from './db.ts';
-import type { RolloutPlan } from '../rollout/plan.ts';
+import type { RolloutPlan } from '../domain/rollout/plan.ts';
 
 export interface OutboxEntry {
   id: string;

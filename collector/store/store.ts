@@ -4,7 +4,7 @@
  * which database holds it; SQLite is the one there is (a PostgreSQL store is to come
  * behind the same interface, issue 12).
  */
-import { parsePlan } from '../rollout/plan.ts';
+import { parsePlan } from '../domain/rollout/plan.ts';
 import { ApiTokenStore } from './access.ts';
 import { AdvisoryChanges } from './advisory-changes.ts';
 import { AdvisoryStore } from './advisories.ts';

@@ -6,11 +6,11 @@ import { execFileSync } from 'node:child_process';
 import { packagesFromRpmManifest } from './rpm-manifest.ts';
 import { INVENTORY_SCHEMA, type Inventory, type Package } from '../protocol.ts';
 import { dataPath, readData } from './data.ts';
-import type { Advisory } from '../../collector/feeds/types.ts';
-import { FeedReport } from '../../collector/feeds/types.ts';
-import { readFeedFile } from '../../collector/feeds/reader.ts';
-import { parseOsv } from '../../collector/feeds/osv.ts';
-import { parseFeedPath } from '../../collector/feeds/import.ts';
+import type { Advisory } from '../../collector/domain/feeds/types.ts';
+import { FeedReport } from '../../collector/domain/feeds/types.ts';
+import { readFeedFile } from '../../collector/services/feeds/reader.ts';
+import { parseOsv } from '../../collector/domain/feeds/osv.ts';
+import { parseFeedPath } from '../../collector/services/feeds/import.ts';
 
 export function inventoryOf(ecosystem: string, format: Inventory['packageFormat'], packages: Package[], kernel?: Partial<Inventory['kernel']>): Inventory {
   return {

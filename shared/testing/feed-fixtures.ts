@@ -11,10 +11,10 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { deflateRawSync, gunzipSync, gzipSync } from 'node:zlib';
 import { dataPath } from './data.ts';
-import { crc32 } from '../../collector/feeds/zip.ts';
+import { crc32 } from '../../collector/services/feeds/zip.ts';
 
 /** A cut of FIRST's real EPSS file of 2026-09-29 (fixtures/README.md says where from and how). */
-export const EPSS_EXCERPT = join(import.meta.dirname, '..', '..', 'collector', 'feeds', 'fixtures', 'epss_scores-2026-09-29.excerpt.csv');
+export const EPSS_EXCERPT = join(import.meta.dirname, '..', '..', 'collector', 'domain', 'feeds', 'fixtures', 'epss_scores-2026-09-29.excerpt.csv');
 
 export interface TestZipEntry {
   name: string;
@@ -91,7 +91,7 @@ export interface ServedRequest {
 /** Answers the request, or returns (or resolves to) false to let the server answer it with its file. */
 export type RouteHandler = (req: IncomingMessage, res: ServerResponse) => unknown;
 
-/** Real ../shared/data files laid out as the catalogue's upstreams (collector/feeds/catalogue.ts) expect them under PW_FEED_CATALOGUE_BASE. */
+/** Real ../shared/data files laid out as the catalogue's upstreams (collector/services/feeds/catalogue.ts) expect them under PW_FEED_CATALOGUE_BASE. */
 function catalogueFiles(): Record<string, () => Buffer> {
   const gunzipped = (...p: string[]) => () => gunzipSync(readFileSync(dataPath(...p)));
   const osvZip = (...p: string[]) => () =>

@@ -16,15 +16,15 @@ import { InstructionSchema, signInstruction, type Instruction, type InstructionR
 import type { Finding, Inventory, Package } from '../protocol.ts';
 import { generateKeyPair, type KeyPair } from '../signing.ts';
 import { dataPath, readData } from './data.ts';
-import { Correlator } from '../../collector/correlate/correlator.ts';
-import { DEFAULT_POLICY } from '../../collector/correlate/policy.ts';
+import { Correlator } from '../../collector/domain/correlate/correlator.ts';
+import { DEFAULT_POLICY } from '../../collector/domain/correlate/policy.ts';
 import { inventoryOf, loadOsv, rhel95Packages } from './correlate-fixtures.ts';
-import type { Advisory } from '../../collector/feeds/types.ts';
+import type { Advisory } from '../../collector/domain/feeds/types.ts';
 import { openDatabase, type Db } from '../../collector/store/db.ts';
 import type { Fleet } from '../../collector/store/fleet.ts';
 import { type Store, storeOn } from '../../collector/store/store.ts';
-import { RolloutEngine, type RolloutErrorContext } from '../../collector/rollout/engine.ts';
-import type { PlanInput } from '../../collector/rollout/plan.ts';
+import { RolloutEngine, type RolloutErrorContext } from '../../collector/services/rollouts/engine.ts';
+import type { PlanInput } from '../../collector/domain/rollout/plan.ts';
 import { InstructionOutbox, type OutboxEntry } from '../../collector/store/rollouts.ts';
 
 export const NOW = new Date('2026-11-26T18:00:00.000Z');

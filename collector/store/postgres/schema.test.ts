@@ -7,7 +7,7 @@ import { gunzipSync } from 'node:zlib';
 import { DATA_DIR } from '../../../shared/testing/data.ts';
 import { startPostgres, type Postgres } from '../../../shared/testing/postgres.ts';
 import { needs, TOOLS } from '../../../shared/testing/system-tools.ts';
-import { importFeedPath } from '../../feeds/store-import.ts';
+import { importFeedPath } from '../../services/feeds/store-import.ts';
 import { AdvisoryStore } from '../advisories.ts';
 import { openDatabase, type Db } from '../db.ts';
 import { MIGRATIONS } from '../migrations.ts';

@@ -1,0 +1,29 @@
+/**
+ * One run of feed syncs, shared by `feed sync` and the serving collector's schedule: each
+ * source through syncFeed (the import path of `feed import`), one after the other so a
+ * run's memory is one feed's, each outcome audited with the run's actor. One feed failing
+ * (and keeping its last good data) never stops the others.
+ */
+import type { AdvisoryStore } from '../../store/advisories.ts';
+import { syncFeed, type FeedSource, type SyncOptions, type SyncOutcome } from './sync.ts';
+
+export interface SyncAudit {
+  synced(url: string, outcome: SyncOutcome): void;
+}
+
+export async function syncSources(
+  store: AdvisoryStore,
+  sources: readonly FeedSource[],
+  audit: SyncAudit,
+  options: SyncOptions & { onOutcome?: (src: FeedSource, outcome: SyncOutcome) => void; optionsFor?: (src: FeedSource) => SyncOptions } = {},
+): Promise<SyncOutcome[]> {
+  const { onOutcome, optionsFor, ...common } = options;
+  const outcomes: SyncOutcome[] = [];
+  for (const src of sources) {
+    const outcome = await syncFeed(store, src, { ...common, ...optionsFor?.(src) });
+    audit.synced(src.url, outcome);
+    outcomes.push(outcome);
+    onOutcome?.(src, outcome);
+  }
+  return outcomes;
+}
