@@ -11,6 +11,9 @@ import type { Advisory, KevEntry } from '../domain/feeds/types.ts';
 import type { Db } from './db.ts';
 import { EpssStore, type EpssImport } from './epss.ts';
 
+/** Rows a paged read takes per statement. */
+const READ_PAGE = 1000;
+
 export interface FeedInfo {
   source: string;
   kind: string;
@@ -202,22 +205,43 @@ export class AdvisoryStore {
     this.#db.prepare('UPDATE feeds SET checked_at = ?, last_error = NULL WHERE source = ?').run(now.toISOString(), source);
   }
 
+  /** Every stored advisory, read a page at a time (keyset on the primary key): no cursor stays open between pages. */
   *allAdvisories(): Generator<Advisory> {
-    for (const row of this.#db.prepare<[], { data: string }>('SELECT data FROM advisories').iterate()) {
-      yield JSON.parse(row.data) as Advisory;
+    const page = this.#db.prepare<[string, string, number], { source: string; id: string; data: string }>(
+      'SELECT source, id, data FROM advisories WHERE (source, id) > (?, ?) ORDER BY source, id LIMIT ?',
+    );
+    for (let after: [string, string] = ['', '']; ; ) {
+      const rows = page.all(after[0], after[1], READ_PAGE);
+      for (const row of rows) yield JSON.parse(row.data) as Advisory;
+      const last = rows[rows.length - 1];
+      if (rows.length < READ_PAGE || last === undefined) return;
+      after = [last.source, last.id];
     }
   }
 
-  /** One feed's advisories and KEV entries as stored (what `feed export` puts in a bundle). */
+  /** One feed's advisories and KEV entries as stored (what `feed export` puts in a bundle), a page at a time. */
   *feedRecords(source: string): Generator<{ advisory: Advisory } | { kev: KevEntry }> {
-    for (const row of this.#db.prepare<[string], { data: string }>('SELECT data FROM advisories WHERE feed = ? ORDER BY source, id').iterate(source)) {
-      yield { advisory: JSON.parse(row.data) as Advisory };
-    }
-    const kev = this.#db.prepare<[string], { cve: string; date_added: string; due_date: string; vendor_project: string; product: string; ransomware: string | null }>(
-      'SELECT cve, date_added, due_date, vendor_project, product, ransomware FROM kev WHERE feed = ? ORDER BY cve',
+    const advisories = this.#db.prepare<[string, string, string, number], { source: string; id: string; data: string }>(
+      'SELECT source, id, data FROM advisories WHERE feed = ? AND (source, id) > (?, ?) ORDER BY source, id LIMIT ?',
     );
-    for (const r of kev.iterate(source)) {
-      yield { kev: { cve: r.cve, dateAdded: r.date_added, dueDate: r.due_date, vendorProject: r.vendor_project, product: r.product, knownRansomwareCampaignUse: r.ransomware } };
+    for (let after: [string, string] = ['', '']; ; ) {
+      const rows = advisories.all(source, after[0], after[1], READ_PAGE);
+      for (const row of rows) yield { advisory: JSON.parse(row.data) as Advisory };
+      const last = rows[rows.length - 1];
+      if (rows.length < READ_PAGE || last === undefined) break;
+      after = [last.source, last.id];
+    }
+    const kev = this.#db.prepare<[string, string, number], { cve: string; date_added: string; due_date: string; vendor_project: string; product: string; ransomware: string | null }>(
+      'SELECT cve, date_added, due_date, vendor_project, product, ransomware FROM kev WHERE feed = ? AND cve > ? ORDER BY cve LIMIT ?',
+    );
+    for (let after = ''; ; ) {
+      const rows = kev.all(source, after, READ_PAGE);
+      for (const r of rows) {
+        yield { kev: { cve: r.cve, dateAdded: r.date_added, dueDate: r.due_date, vendorProject: r.vendor_project, product: r.product, knownRansomwareCampaignUse: r.ransomware } };
+      }
+      const last = rows[rows.length - 1];
+      if (rows.length < READ_PAGE || last === undefined) return;
+      after = last.cve;
     }
   }
 

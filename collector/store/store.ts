@@ -22,7 +22,10 @@ import type { Hosts } from './hosts.ts';
 import { StoreInspection } from './inspection.ts';
 import { ReportImports } from './report-imports.ts';
 import type { Reports } from './reports.ts';
+import { type Promisified, promisified } from './promisified.ts';
 import { InstructionOutbox, RolloutStore } from './rollouts.ts';
+import type { SqlTransaction } from './sql/executor.ts';
+import { SqliteDatabase } from './sql/sqlite.ts';
 
 export interface SqliteStoreOptions {
   kind: 'sqlite';
@@ -35,8 +38,136 @@ export interface SqliteStoreOptions {
 
 export type StoreOptions = SqliteStoreOptions;
 
+/**
+ * The store as both engines will have it (issue 12, POSTGRES.md): every part's methods
+ * asynchronous, and transactions that take an async function. Callers move to it from the
+ * synchronous Store below; its parts then move, one domain at a time, from better-sqlite3's
+ * calls to statements on `sql/executor.ts` that PostgreSQL runs too, behind this same interface.
+ */
+export interface AsyncStore {
+  readonly kind: 'sqlite';
+  readonly audit: Promisified<AuditLog>;
+  readonly tokens: Promisified<EnrollmentTokens>;
+  readonly agents: Promisified<Agents>;
+  readonly reports: Promisified<Reports>;
+  readonly hosts: Promisified<Hosts>;
+  readonly apiTokens: Promisified<ApiTokenStore>;
+  readonly advisories: Promisified<AdvisoryStore>;
+  readonly advisoryChanges: Promisified<AdvisoryChanges>;
+  readonly epss: Promisified<EpssStore>;
+  readonly history: Promisified<FindingHistoryStore>;
+  readonly rollouts: Promisified<RolloutStore>;
+  readonly outbox: Promisified<InstructionOutbox>;
+  readonly reportImports: Promisified<ReportImports>;
+  readonly exceptions: Promisified<ExceptionStore>;
+  readonly summary: Promisified<FleetSummaryStore>;
+  readonly health: Promisified<StoreHealth>;
+  readonly inspection: Promisified<StoreInspection>;
+  /**
+   * Runs `fn` in one transaction: all it does through `tx` commits, or none of it (a savepoint
+   * when called on a `tx`: it rolls back alone, the outer transaction goes on). On SQLite,
+   * other callers' statements wait for it to end. `fn` runs statements only: PostgreSQL may
+   * run it again when it loses to a concurrent transaction, and on SQLite anything else it
+   * awaited (a file, a socket) would hold every other caller for that long.
+   */
+  transaction<T>(fn: (tx: AsyncStore) => Promise<T>): Promise<T>;
+  /** Writes the batched last-seen times, then closes the connection. */
+  close(): Promise<void>;
+}
+
+type PartName = Exclude<keyof AsyncStore, 'kind' | 'transaction' | 'close'>;
+
+/** AsyncStore over the synchronous parts of a SQLite store, outside a transaction (`tx` null) or inside one. */
+class PromisedStore implements AsyncStore {
+  readonly kind = 'sqlite' as const;
+  readonly #store: SqliteStore;
+  readonly #sql: SqliteDatabase;
+  readonly #tx: SqlTransaction | null;
+  readonly #parts = new Map<PartName, unknown>();
+
+  constructor(store: SqliteStore, sql: SqliteDatabase, tx: SqlTransaction | null) {
+    this.#store = store;
+    this.#sql = sql;
+    this.#tx = tx;
+  }
+
+  #part<K extends PartName>(name: K): AsyncStore[K] {
+    let part = this.#parts.get(name) as AsyncStore[K] | undefined;
+    if (part === undefined) {
+      part = promisified(this.#store[name], this.#tx === null ? () => this.#sql.turn() : null) as AsyncStore[K];
+      this.#parts.set(name, part);
+    }
+    return part;
+  }
+
+  get audit(): AsyncStore['audit'] {
+    return this.#part('audit');
+  }
+  get tokens(): AsyncStore['tokens'] {
+    return this.#part('tokens');
+  }
+  get agents(): AsyncStore['agents'] {
+    return this.#part('agents');
+  }
+  get reports(): AsyncStore['reports'] {
+    return this.#part('reports');
+  }
+  get hosts(): AsyncStore['hosts'] {
+    return this.#part('hosts');
+  }
+  get apiTokens(): AsyncStore['apiTokens'] {
+    return this.#part('apiTokens');
+  }
+  get advisories(): AsyncStore['advisories'] {
+    return this.#part('advisories');
+  }
+  get advisoryChanges(): AsyncStore['advisoryChanges'] {
+    return this.#part('advisoryChanges');
+  }
+  get epss(): AsyncStore['epss'] {
+    return this.#part('epss');
+  }
+  get history(): AsyncStore['history'] {
+    return this.#part('history');
+  }
+  get rollouts(): AsyncStore['rollouts'] {
+    return this.#part('rollouts');
+  }
+  get outbox(): AsyncStore['outbox'] {
+    return this.#part('outbox');
+  }
+  get reportImports(): AsyncStore['reportImports'] {
+    return this.#part('reportImports');
+  }
+  get exceptions(): AsyncStore['exceptions'] {
+    return this.#part('exceptions');
+  }
+  get summary(): AsyncStore['summary'] {
+    return this.#part('summary');
+  }
+  get health(): AsyncStore['health'] {
+    return this.#part('health');
+  }
+  get inspection(): AsyncStore['inspection'] {
+    return this.#part('inspection');
+  }
+
+  transaction<T>(fn: (tx: AsyncStore) => Promise<T>): Promise<T> {
+    const tx = this.#tx;
+    if (tx !== null) return tx.savepoint(() => fn(this));
+    return this.#sql.transaction((open) => fn(new PromisedStore(this.#store, this.#sql, open)));
+  }
+
+  close(): Promise<void> {
+    this.#store.close();
+    return Promise.resolve();
+  }
+}
+
 export interface Store extends Fleet {
   readonly kind: 'sqlite';
+  /** The same store with the asynchronous interface both engines share (callers are moving to it). */
+  readonly async: AsyncStore;
   /** The connection, for code that still holds SQL of its own (being moved into store modules). */
   readonly db: Db;
   readonly apiTokens: ApiTokenStore;
@@ -97,6 +228,7 @@ class SqliteStore implements Store {
   #summary: FleetSummaryStore | undefined;
   #health: StoreHealth | undefined;
   #inspection: StoreInspection | undefined;
+  #async: AsyncStore | undefined;
 
   constructor(db: Db) {
     this.db = db;
@@ -106,6 +238,10 @@ class SqliteStore implements Store {
     this.agents = fleet.agents;
     this.reports = fleet.reports;
     this.hosts = fleet.hosts;
+  }
+
+  get async(): AsyncStore {
+    return (this.#async ??= new PromisedStore(this, new SqliteDatabase(this.db), null));
   }
 
   get apiTokens(): ApiTokenStore {

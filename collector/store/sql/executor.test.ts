@@ -116,6 +116,30 @@ function behaviour(name: string, open: () => Promise<SqlDatabase>, skip: string 
       assert.equal(await db.run(insert, [22, 'fine']), 1);
     });
 
+    test('a savepoint that rejects rolls back alone, even after a constraint error; the transaction goes on and commits', async () => {
+      await db.run(sql('DELETE FROM notes'));
+      await db.transaction(async (tx) => {
+        await tx.run(insert, [30, 'kept']);
+        await assert.rejects(
+          tx.savepoint(async () => {
+            await tx.run(insert, [31, 'dropped']);
+            // On PostgreSQL a failed statement aborts the whole transaction unless a savepoint holds it.
+            await tx.run(insert, [30, 'duplicate']);
+          }),
+        );
+        const inner = await tx.savepoint(async () => {
+          await tx.run(insert, [32, 'kept too']);
+          return tx.savepoint(() => tx.run(insert, [33, 'nested']));
+        });
+        assert.equal(inner, 1);
+      });
+      assert.deepEqual(await db.all(everything), [
+        { id: 30, body: 'kept' },
+        { id: 32, body: 'kept too' },
+        { id: 33, body: 'nested' },
+      ]);
+    });
+
     test('a transaction handle kept past its end refuses statements', async () => {
       let kept: Parameters<Parameters<SqlDatabase['transaction']>[0]>[0] | undefined;
       await db.transaction(async (tx) => {

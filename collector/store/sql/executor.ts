@@ -18,6 +18,15 @@ export interface SqlExecutor {
   run(query: Query, params?: SqlParams): Promise<number>;
 }
 
+/** The executor of an open transaction. */
+export interface SqlTransaction extends SqlExecutor {
+  /**
+   * Runs `fn` in a savepoint: when its promise rejects, what it did is rolled back alone and
+   * the error passed on, and the transaction goes on (a refused report in a batch of them).
+   */
+  savepoint<T>(fn: () => Promise<T>): Promise<T>;
+}
+
 export interface SqlDatabase extends SqlExecutor {
   /**
    * Runs `fn` in one transaction: committed when its promise resolves, rolled back when it
@@ -25,6 +34,6 @@ export interface SqlDatabase extends SqlExecutor {
    * whose one connection would otherwise take other callers' statements into the open
    * transaction, every other statement waits for it to end.
    */
-  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T>;
+  transaction<T>(fn: (tx: SqlTransaction) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }

@@ -3,7 +3,7 @@
  * query once by its name (query.ts), and a transaction on one connection taken from the pool.
  */
 import pg from 'pg';
-import type { SqlDatabase, SqlExecutor, SqlParams } from './executor.ts';
+import type { SqlDatabase, SqlExecutor, SqlParams, SqlTransaction } from './executor.ts';
 import type { Query } from './query.ts';
 
 /**
@@ -83,7 +83,7 @@ export class PostgresDatabase implements SqlDatabase {
    * inventory a report being stored names). So `fn` must be safe to run again: statements
    * only, no effects outside the database. A real conflict fails again and is passed on.
    */
-  async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+  async transaction<T>(fn: (tx: SqlTransaction) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.#once(fn);
@@ -93,7 +93,7 @@ export class PostgresDatabase implements SqlDatabase {
     }
   }
 
-  async #once<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+  async #once<T>(fn: (tx: SqlTransaction) => Promise<T>): Promise<T> {
     const client = await this.#pool.connect();
     let open = true;
     let broken: Error | undefined;
@@ -103,7 +103,24 @@ export class PostgresDatabase implements SqlDatabase {
         throw err;
       });
       try {
-        const value = await fn(executor(client, () => open));
+        let savepoints = 0;
+        const tx: SqlTransaction = {
+          ...executor(client, () => open),
+          savepoint: async <V>(f: () => Promise<V>): Promise<V> => {
+            const name = `pw_${++savepoints}`;
+            await client.query(`SAVEPOINT ${name}`);
+            try {
+              const value = await f();
+              await client.query(`RELEASE SAVEPOINT ${name}`);
+              return value;
+            } catch (err) {
+              await client.query(`ROLLBACK TO SAVEPOINT ${name}`);
+              await client.query(`RELEASE SAVEPOINT ${name}`);
+              throw err;
+            }
+          },
+        };
+        const value = await fn(tx);
         await client.query('COMMIT');
         return value;
       } catch (err) {

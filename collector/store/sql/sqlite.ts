@@ -5,7 +5,7 @@
  */
 import type { Statement } from 'better-sqlite3';
 import type { Db } from '../db.ts';
-import type { SqlDatabase, SqlExecutor, SqlParams } from './executor.ts';
+import type { SqlDatabase, SqlParams, SqlTransaction } from './executor.ts';
 import { type Query, sqliteText } from './query.ts';
 
 export class SqliteDatabase implements SqlDatabase {
@@ -43,6 +43,15 @@ export class SqliteDatabase implements SqlDatabase {
     return s.reader ? s.all(...params).length : s.run(...params).changes;
   }
 
+  /**
+   * Settles when the open transaction ends; null when none is open. For statements that do
+   * not come through here (store parts still on better-sqlite3's calls, store/promisified.ts)
+   * to wait their turn as these do.
+   */
+  turn(): Promise<void> | null {
+    return this.#busy;
+  }
+
   async get<R>(query: Query, params: SqlParams = []): Promise<R | undefined> {
     // Checked again after every wait, with no await between the check and the statement.
     while (this.#busy !== null) await this.#busy;
@@ -59,7 +68,7 @@ export class SqliteDatabase implements SqlDatabase {
     return this.#run(query, params);
   }
 
-  async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+  async transaction<T>(fn: (tx: SqlTransaction) => Promise<T>): Promise<T> {
     // No await between the last check and taking the turn: another waiter woken by the same
     // end would otherwise take it too, and BEGIN inside an open transaction fails.
     while (this.#busy !== null) await this.#busy;
@@ -75,11 +84,24 @@ export class SqliteDatabase implements SqlDatabase {
         return Promise.reject(err instanceof Error ? err : new Error(String(err)));
       }
     };
-    const tx: SqlExecutor = {
+    let savepoints = 0;
+    const tx: SqlTransaction = {
       dialect: 'sqlite',
       get: <R>(q: Query, p: SqlParams = []) => settle(() => this.#get(q, p) as R | undefined),
       all: <R>(q: Query, p: SqlParams = []) => settle(() => this.#all<R>(q, p)),
       run: (q: Query, p: SqlParams = []) => settle(() => this.#run(q, p)),
+      savepoint: async <V>(f: () => Promise<V>): Promise<V> => {
+        const name = `pw_${++savepoints}`;
+        await settle(() => this.#db.exec(`SAVEPOINT ${name}`));
+        try {
+          const value = await f();
+          this.#db.exec(`RELEASE ${name}`);
+          return value;
+        } catch (err) {
+          if (open) this.#db.exec(`ROLLBACK TO ${name}; RELEASE ${name}`);
+          throw err;
+        }
+      },
     };
     try {
       // IMMEDIATE: the write lock at the start, so another process's writer makes this wait
