@@ -16,7 +16,12 @@ import type { Finding } from '../shared/protocol.ts';
 import type { DuePolicy } from './domain/correlate/policy.ts';
 import { parseConfig } from './config.ts';
 import { createLogger, type Logger } from './logger.ts';
+import { ApiTokens } from './services/access/api-tokens.ts';
+import { AirGap } from './services/airgap/air-gap.ts';
+import { FeedLibrary } from './services/feeds/library.ts';
+import { RiskExceptions } from './services/findings/exceptions.ts';
 import { HostFindings } from './services/findings/host-findings.ts';
+import { RecordedScans } from './services/findings/recorded-scans.ts';
 import { RolloutEngine, type RolloutErrorContext } from './services/rollouts/engine.ts';
 import { collectorKeyPath, loadOrCreateKey, readCollectorKey, type SigningKey } from './signing-key.ts';
 import { openStore, prepareStore, type Store, type StoreOptions } from './store/store.ts';
@@ -66,6 +71,13 @@ export interface OpenedCollector {
   /** Loads the stored advisories into the findings once (later calls return the first figures); followStore keeps them current. */
   loadFindings(): ReturnType<HostFindings['load']>;
   readonly rollouts: RolloutEngine;
+  readonly feeds: FeedLibrary;
+  readonly airGap: AirGap;
+  /** Accepted risks. */
+  readonly exceptions: RiskExceptions;
+  readonly apiTokens: ApiTokens;
+  /** `scan --db`: a file judged against the store's advisories, and recorded in the host's history. */
+  readonly recordedScans: RecordedScans;
   /** Stops the findings' background work and closes the store. */
   close(): void;
 }
@@ -133,7 +145,12 @@ export function collectorOn(store: Store, options: OpenCollectorOptions, key?: S
     });
 
   let rollouts: RolloutEngine | undefined;
-  return {
+  let feeds: FeedLibrary | undefined;
+  let airGap: AirGap | undefined;
+  let exceptions: RiskExceptions | undefined;
+  let apiTokens: ApiTokens | undefined;
+  let recordedScans: RecordedScans | undefined;
+  const collector: OpenedCollector = {
     store,
     logger,
     keyPath,
@@ -162,6 +179,21 @@ export function collectorOn(store: Store, options: OpenCollectorOptions, key?: S
           }),
       }));
     },
+    get feeds() {
+      return (feeds ??= new FeedLibrary(store));
+    },
+    get airGap() {
+      return (airGap ??= new AirGap({ store, rollouts: () => collector.rollouts, key: getKey }));
+    },
+    get exceptions() {
+      return (exceptions ??= new RiskExceptions(store.exceptions));
+    },
+    get apiTokens() {
+      return (apiTokens ??= new ApiTokens(store.apiTokens));
+    },
+    get recordedScans() {
+      return (recordedScans ??= new RecordedScans(store));
+    },
     close() {
       try {
         findings?.stop();
@@ -170,4 +202,5 @@ export function collectorOn(store: Store, options: OpenCollectorOptions, key?: S
       }
     },
   };
+  return collector;
 }

@@ -28,10 +28,8 @@ import type { Fleet } from './store/fleet.ts';
 import type { RolloutEngine } from './services/rollouts/engine.ts';
 import type { InstructionOutbox } from './store/rollouts.ts';
 import type { Store } from './store/store.ts';
-import { FeedAudit } from './commands/feed-audit.ts';
-import { selectSources } from './services/feeds/catalogue.ts';
+import { FeedAudit } from './services/feeds/feed-audit.ts';
 import { FeedScheduler, type FeedSchedulerOptions } from './services/feeds/schedule.ts';
-import { enrolledEcosystems } from './store/host-ecosystems.ts';
 
 export const DEFAULT_LISTEN = '127.0.0.1:8443';
 
@@ -302,11 +300,11 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     logger.info({ url, agentUrl }, 'collector listening');
     let feedScheduler: FeedScheduler | null = null;
     if (options.feedSync !== undefined && config.feedSync) {
-      const advisories = store.advisories;
+      const feeds = collector.feeds;
       feedScheduler = new FeedScheduler({
         ...options.feedSync,
-        store: advisories,
-        sources: () => selectSources(enrolledEcosystems(db), config),
+        store: feeds.advisories,
+        sources: () => feeds.sources(config),
         audit: new FeedAudit(store.audit, 'system'),
         logger,
         staleFeedHours: config.policy.staleFeedHours,
