@@ -44,7 +44,7 @@ export interface OpenCollectorOptions {
   key?: KeyMode;
   /** A key held in memory instead of a file (the rollout test kit). */
   signingKey?: SigningKey;
-  /** Default: JSON lines on stdout at info, as `serve` logs. */
+  /** Default: warnings on stderr. */
   logger?: Logger;
   /** Due dates and stale-feed limits; default the config's defaults. */
   policy?: DuePolicy;
@@ -82,8 +82,9 @@ export interface OpenedCollector {
   close(): void;
 }
 
+/** Warnings only, on stderr: a CLI command's stdout is its output. serve passes its own. */
 function defaultLogger(): Logger {
-  return createLogger();
+  return createLogger({ level: 'warn', destination: process.stderr });
 }
 
 /** Opens the store the options name and wires the collector over it; close() closes both. */
