@@ -49,7 +49,7 @@ export class FeedLibrary {
     return selectSources(enrolledEcosystems(this.#store.db), config);
   }
 
-  importPath(path: string, options: { name?: string; correlator?: Correlator } = {}): Promise<FeedImportResult> {
+  importPath(path: string, options: { name?: string; correlator?: Correlator; now?: Date } = {}): Promise<FeedImportResult> {
     return importFeedPath(this.#store.advisories, path, options);
   }
 
