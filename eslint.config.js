@@ -22,6 +22,36 @@ const NO_CONNECTION_CALLS = {
   message: 'SQL and transactions live in collector/store/: add a store method (or use Store.inTransaction, inImmediateTransaction or transactional).',
 };
 
+// Transports (collector/gateway/, collector/http/, collector/commands/) reach the store only
+// through what openCollector (collector/open-collector.ts) returns: its services, and its
+// `store` for the fleet parts until those become services too.
+const NO_STORE = {
+  regex: String.raw`(^|/)store/`,
+  message: 'Transports never touch the store: use (or add) a service under collector/services/, reached through openCollector.',
+};
+// The CLI prints its own text: what it shares with the dashboard lives in a service or a neutral module.
+const NO_DASHBOARD = {
+  group: ['**/http/views.ts', '**/http/dashboard.ts'],
+  message: 'The CLI does not import dashboard view code: move what is shared (documents, formatting) to a service or a neutral module.',
+};
+const TRANSPORTS = ['collector/gateway/**/*.ts', 'collector/http/**/*.ts', 'collector/commands/**/*.ts'];
+// Transport files that still import from collector/store/, each with its reason. Shrink this list; never grow it.
+const STORE_IMPORT_EXCEPTIONS = [
+  // Fleet parts: moving to services with the async store, issue 12 (audit log, enrollment
+  // tokens, agents, reports, hosts: the lead's work in progress).
+  'collector/gateway/gateway.ts',
+  'collector/commands/hosts.ts',
+  'collector/http/views.ts',
+  'collector/http/auth.ts',
+  // createApp({ store }) is how the collector and the tests build the HTTP app: its parts
+  // (API tokens, audit, hosts, summary, health) are typed from the Store until createApp
+  // takes the services from openCollector.
+  'collector/http/services.ts',
+  'collector/http/health.ts',
+  // `store migrate` copies one database into another, below any collector: the store's own tool.
+  'collector/commands/store.ts',
+];
+
 // collector/domain/ sees only itself and the project's shared/ (a file there sits one folder deep).
 const DOMAIN_ONLY = {
   regex: String.raw`^(\.\./)+(agent|store|services|gateway|http|commands)/|^(\.\./)+(config|logger|server|signing-key|main)\.ts$`,
@@ -57,10 +87,21 @@ export default tseslint.config(
     },
   },
   {
-    // Where a process opens its database: each CLI command, for the file its --db names.
+    // Commands take their collector from openCollector; `store migrate` (an exception below) opens its databases itself.
     files: ['collector/commands/**/*.ts'],
     ignores: ['**/*.test.ts', ...TEST_SUPPORT_FILES],
-    rules: { 'no-restricted-imports': ['error', { paths: [NO_SHELL, NO_SQL], patterns: [NO_TEST_SUPPORT, OPEN_DB_ONLY] }] },
+    rules: { 'no-restricted-imports': ['error', { paths: [NO_SHELL, NO_SQL], patterns: [NO_TEST_SUPPORT, OPEN_DB_ONLY, NO_DASHBOARD] }] },
+  },
+  {
+    // Transports never touch the store (see NO_STORE); the listed exceptions keep the rules above.
+    files: TRANSPORTS,
+    ignores: ['**/*.test.ts', ...TEST_SUPPORT_FILES, ...STORE_IMPORT_EXCEPTIONS, 'collector/commands/**'],
+    rules: { 'no-restricted-imports': ['error', { paths: [NO_SHELL, NO_SQL], patterns: [NO_TEST_SUPPORT, NO_DB, NO_STORE] }] },
+  },
+  {
+    files: ['collector/commands/**/*.ts'],
+    ignores: ['**/*.test.ts', ...TEST_SUPPORT_FILES, ...STORE_IMPORT_EXCEPTIONS],
+    rules: { 'no-restricted-imports': ['error', { paths: [NO_SHELL, NO_SQL], patterns: [NO_TEST_SUPPORT, NO_DB, NO_STORE, NO_DASHBOARD] }] },
   },
   {
     // Benches and tools open a database as a command does, and read it through store objects.
@@ -73,8 +114,8 @@ export default tseslint.config(
     },
   },
   {
-    // The composition root of serve: it opens the database, makes every store and hands the
-    // connection to tests (Collector.db); it runs no SQL itself.
+    // serve: it takes its collector from openCollector, adds the store's background work
+    // (checkpoints, integrity, health) and hands the connection to tests (Collector.db); it runs no SQL itself.
     files: ['collector/server.ts'],
     rules: { 'no-restricted-imports': ['error', { paths: [NO_SHELL, NO_SQL], patterns: [NO_TEST_SUPPORT] }] },
   },

@@ -19,20 +19,17 @@ import { HostFindings } from './services/findings/host-findings.ts';
 import { createApp } from './http/app.ts';
 import { createMetrics, type CollectorMetrics } from './http/metrics.ts';
 import { createLogger, type Logger } from './logger.ts';
-import { collectorKeyPath, loadOrCreateKey } from './signing-key.ts';
+import { openCollector } from './open-collector.ts';
 import { WalCheckpointer } from './store/checkpointer.ts';
-import { prepareDatabaseFile, type Db } from './store/db.ts';
+import type { Db } from './store/db.ts';
 import { StoreHealth } from './store/health.ts';
 import { IntegrityCheck } from './store/integrity.ts';
 import type { Fleet } from './store/fleet.ts';
-import { RolloutEngine } from './services/rollouts/engine.ts';
+import type { RolloutEngine } from './services/rollouts/engine.ts';
 import type { InstructionOutbox } from './store/rollouts.ts';
-import { openStore, type Store } from './store/store.ts';
-import { signInstruction } from '../shared/instructions.ts';
-import { FeedAudit } from './commands/feed-audit.ts';
-import { selectSources } from './services/feeds/catalogue.ts';
+import type { Store } from './store/store.ts';
+import { FeedAudit } from './services/feeds/feed-audit.ts';
 import { FeedScheduler, type FeedSchedulerOptions } from './services/feeds/schedule.ts';
-import { enrolledEcosystems } from './store/host-ecosystems.ts';
 
 export const DEFAULT_LISTEN = '127.0.0.1:8443';
 
@@ -119,15 +116,27 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
   const logger = options.logger ?? createLogger();
   const config = options.config ?? parseConfig({});
   const { host, port } = parseListen(options.listen ?? DEFAULT_LISTEN);
-  // Before anything is made: an in-memory database has no file to keep the key beside.
-  const keyFile = collectorKeyPath({ dbPath: options.dbPath, ...(options.keyFile === undefined ? {} : { keyFile: options.keyFile }) });
-  // An empty --db is refused before a key is made beside it; the file made here is empty too.
-  const made = prepareDatabaseFile(options.dbPath, options.init ?? false);
-  const key = loadOrCreateKey(keyFile, logger);
-  const store = openStore({ kind: 'sqlite', path: options.dbPath, init: made || (options.init ?? false) });
+  const now = options.now ?? (() => new Date());
+  // Assigned below; the engine only calls it after a commit, long after the gateway exists.
+  let deliver = (_agentId: string): void => undefined;
+  // serve makes the key when there is none: after refusing an empty --db, before opening it.
+  const collector = await openCollector({
+    store: { kind: 'sqlite', path: options.dbPath, init: options.init ?? false },
+    ...(options.keyFile === undefined ? {} : { keyFile: options.keyFile }),
+    key: 'create',
+    logger,
+    policy: config.policy,
+    now,
+    rollouts: {
+      onEnqueued: (agentId) => {
+        deliver(agentId);
+      },
+    },
+  });
+  const key = collector.key();
+  const store = collector.store;
   const db = store.db;
   warnLooseDatabaseMode(options.dbPath, logger);
-  const now = options.now ?? (() => new Date());
   let gateway: Gateway | undefined;
   const checkpointer = options.dbPath === ':memory:' ? null : new WalCheckpointer(db, { path: options.dbPath, logger });
   const integrity =
@@ -154,7 +163,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
   try {
     const fleet: Fleet = store;
     const metrics = createMetrics();
-    const findings = new HostFindings({ store, policy: config.policy, logger, now });
+    const findings = collector.findings;
     let checkpointFailures = 0;
     metrics.registry.onCollect(() => {
       metrics.findingsQueue.set(findings.queued);
@@ -165,30 +174,11 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
       }
     });
     const started = Date.now();
-    const loaded = findings.load();
+    const loaded = collector.loadFindings();
     logger.info({ ...loaded, ms: Date.now() - started }, 'advisories loaded');
     const outbox = store.outbox;
-    // Assigned below; the engine only calls it after a commit, long after the gateway exists.
-    let deliver = (_agentId: string): void => undefined;
-    const rollouts = new RolloutEngine({
-      store: store.rollouts,
-      tx: store,
-      fleet,
-      findings: (agentId) => findings.findings(agentId)?.findings ?? [],
-      signer: (instruction) => signInstruction(instruction, key.privateKeyPem),
-      outbox,
-      audit: (actor, action, target, detail) => {
-        fleet.audit.record(actor, action, target, detail, now());
-      },
-      now,
-      onEnqueued: (agentId) => {
-        deliver(agentId);
-      },
-      // Each rollout and host fails alone (issue 10); each failure is logged here and kept on the rollout or host.
-      onError: (err, where) => {
-        logger.error({ err, ...where }, 'a rollout could not advance, or a host failed alone; the others go on');
-      },
-    });
+    // Each rollout and host fails alone (issue 10): openCollector logs each failure, and it is kept on the rollout or host.
+    const rollouts = collector.rollouts;
     metrics.registry.onCollect(() => {
       for (const [state, n] of Object.entries(rollouts.store.countByState())) metrics.rollouts.set({ state }, n);
     });
@@ -310,11 +300,11 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     logger.info({ url, agentUrl }, 'collector listening');
     let feedScheduler: FeedScheduler | null = null;
     if (options.feedSync !== undefined && config.feedSync) {
-      const advisories = store.advisories;
+      const feeds = collector.feeds;
       feedScheduler = new FeedScheduler({
         ...options.feedSync,
-        store: advisories,
-        sources: () => selectSources(enrolledEcosystems(db), config),
+        store: feeds.advisories,
+        sources: () => feeds.sources(config),
         audit: new FeedAudit(store.audit, 'system'),
         logger,
         staleFeedHours: config.policy.staleFeedHours,
@@ -341,7 +331,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
         fleet.agents.flushTouches();
         await integrity?.stop();
         await checkpointer?.stop();
-        store.close();
+        collector.close();
         logger.info('collector stopped');
       })();
       return closing;
@@ -351,7 +341,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     await gateway?.close();
     await integrity?.stop();
     await checkpointer?.stop();
-    store.close();
+    collector.close();
     if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE' || (err as NodeJS.ErrnoException).code === 'EADDRNOTAVAIL' || (err as NodeJS.ErrnoException).code === 'EACCES') {
       throw new UsageError(`cannot listen on ${host}:${port}: ${(err as Error).message}`);
     }

@@ -4,7 +4,7 @@
  * history stay for the record. Written to the audit log.
  */
 import { UsageError } from '../../shared/errors.ts';
-import { openStore } from '../store/store.ts';
+import { openCollector } from '../open-collector.ts';
 import { cliActor } from './actor.ts';
 import { parse } from './args.ts';
 import { DEFAULT_DB } from './feed.ts';
@@ -13,12 +13,13 @@ type Io = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
 
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-function revoke(argv: string[], io: Io): number {
+async function revoke(argv: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(argv, { db: { type: 'string', default: DEFAULT_DB } }, true);
   const [id, ...extra] = positionals;
   if (id === undefined || extra.length > 0) throw new UsageError('agent revoke takes one agent ID');
   if (!UUID.test(id)) throw new UsageError(`${id} is not an agent id (see the AGENT column of 'hosts')`);
-  const store = openStore({ kind: 'sqlite', path: values.db });
+  const collector = await openCollector({ store: { kind: 'sqlite', path: values.db } });
+  const store = collector.store;
   try {
     const agent = store.agents.get(id.toLowerCase());
     if (agent === undefined) {
@@ -31,7 +32,7 @@ function revoke(argv: string[], io: Io): number {
     }
     io.stdout.write(`agent ${agent.id} (${agent.hostname}) revoked\n`);
   } finally {
-    store.close();
+    collector.close();
   }
   return 0;
 }
@@ -39,7 +40,7 @@ function revoke(argv: string[], io: Io): number {
 export function agentCommand(argv: string[], io: Io): Promise<number> {
   const [sub, ...rest] = argv;
   try {
-    if (sub === 'revoke') return Promise.resolve(revoke(rest, io));
+    if (sub === 'revoke') return revoke(rest, io);
     throw new UsageError(`agent ${sub ?? ''}: expected revoke`);
   } catch (err) {
     return Promise.reject(err instanceof Error ? err : new Error(String(err)));

@@ -6,8 +6,8 @@
  * and revoking are written to the audit log with the actor `cli:<unix user>`.
  */
 import { UsageError } from '../../shared/errors.ts';
-import { ROLES, type Role, TOKEN_NAME } from '../store/access.ts';
-import { openStore } from '../store/store.ts';
+import { openCollector } from '../open-collector.ts';
+import { ROLES, type Role, TOKEN_NAME } from '../services/access/api-tokens.ts';
 import { cliActor } from './actor.ts';
 import { parse } from './args.ts';
 import { DEFAULT_DB } from './feed.ts';
@@ -20,7 +20,7 @@ function checkName(name: string | undefined): string {
   return name;
 }
 
-function create(argv: string[], io: Io): number {
+async function create(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, {
     db: { type: 'string', default: DEFAULT_DB },
     name: { type: 'string' },
@@ -29,25 +29,25 @@ function create(argv: string[], io: Io): number {
   });
   const name = checkName(values.name);
   if (values.role === undefined || !(ROLES as readonly string[]).includes(values.role)) throw new UsageError(`--role must be one of ${ROLES.join(', ')}`);
-  const store = openStore({ kind: 'sqlite', path: values.db });
+  const collector = await openCollector({ store: { kind: 'sqlite', path: values.db } });
   try {
-    const tokens = store.apiTokens;
+    const tokens = collector.apiTokens;
     if (tokens.byName(name) !== undefined) throw new UsageError(`an API token named ${name} exists already (names stay taken after revocation, so the audit log stays unambiguous)`);
     const { token, record } = tokens.create({ name, role: values.role as Role, createdBy: cliActor() });
     if (values.json) io.stdout.write(JSON.stringify({ ...record, token }) + '\n');
     else io.stdout.write(`${token}\n`);
   } finally {
-    store.close();
+    collector.close();
   }
   return 0;
 }
 
-function revoke(argv: string[], io: Io): number {
+async function revoke(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, name: { type: 'string' } });
   const name = checkName(values.name);
-  const store = openStore({ kind: 'sqlite', path: values.db });
+  const collector = await openCollector({ store: { kind: 'sqlite', path: values.db } });
   try {
-    const tokens = store.apiTokens;
+    const tokens = collector.apiTokens;
     const t = tokens.byName(name);
     if (t === undefined) throw new UsageError(`no API token is named ${name}`);
     if (!tokens.revoke(name, cliActor())) {
@@ -56,20 +56,20 @@ function revoke(argv: string[], io: Io): number {
     }
     io.stdout.write(`API token ${name} (${t.role}) revoked\n`);
   } finally {
-    store.close();
+    collector.close();
   }
   return 0;
 }
 
-function list(argv: string[], io: Io): number {
+async function list(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, json: { type: 'boolean', default: false } });
-  const store = openStore({ kind: 'sqlite', path: values.db });
+  const collector = await openCollector({ store: { kind: 'sqlite', path: values.db } });
   try {
-    const rows = store.apiTokens.list();
+    const rows = collector.apiTokens.list();
     if (values.json) io.stdout.write(JSON.stringify(rows, null, 2) + '\n');
     else for (const r of rows) io.stdout.write(`${r.name.padEnd(24)} ${r.role.padEnd(8)} created ${r.createdAt} by ${r.createdBy}${r.revokedAt === null ? '' : `  REVOKED ${r.revokedAt}`}\n`);
   } finally {
-    store.close();
+    collector.close();
   }
   return 0;
 }
@@ -77,9 +77,9 @@ function list(argv: string[], io: Io): number {
 export function apiTokenCommand(argv: string[], io: Io): Promise<number> {
   const [sub, ...rest] = argv;
   try {
-    if (sub === 'create') return Promise.resolve(create(rest, io));
-    if (sub === 'revoke') return Promise.resolve(revoke(rest, io));
-    if (sub === 'list') return Promise.resolve(list(rest, io));
+    if (sub === 'create') return create(rest, io);
+    if (sub === 'revoke') return revoke(rest, io);
+    if (sub === 'list') return list(rest, io);
     throw new UsageError(`api-token ${sub ?? ''}: expected create, revoke or list`);
   } catch (err) {
     return Promise.reject(err instanceof Error ? err : new Error(String(err)));

@@ -12,7 +12,7 @@ import * as z from 'zod';
 import { UsageError } from '../../shared/errors.ts';
 import { HOSTNAME, PACKAGE_NAME } from '../../shared/protocol.ts';
 import { ADVISORY_ID } from '../domain/feeds/types.ts';
-import { openStore } from '../store/store.ts';
+import { openCollector } from '../open-collector.ts';
 import { cliActor } from './actor.ts';
 import { DEFAULT_DB } from './feed.ts';
 import { parse } from './args.ts';
@@ -37,7 +37,7 @@ const ExceptionInput = z.strictObject({
   'fleet-wide': z.boolean(),
 });
 
-function add(argv: string[], io: Io): number {
+async function add(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, {
     db: { type: 'string', default: DEFAULT_DB },
     advisory: { type: 'string' },
@@ -57,44 +57,44 @@ function add(argv: string[], io: Io): number {
   if (expires <= now.toISOString()) throw new UsageError(`exception add: --expires ${r.data.expires} is in the past`);
   const { 'fleet-wide': _fleetWide, ...e } = r.data;
   const actor = cliActor();
-  const store = openStore({ kind: 'sqlite', path: dbPath });
+  const collector = await openCollector({ store: { kind: 'sqlite', path: dbPath } });
   try {
-    const id = store.exceptions.add({ ...e, expires }, actor, now);
+    const id = collector.exceptions.accept({ ...e, expires }, actor, now);
     io.stdout.write(`exception ${id}: ${e.advisory}${e.package === undefined ? '' : ` on ${e.package}`} ${e.host === undefined ? 'on every host' : `on ${e.host}`} accepted by ${e.owner} until ${expires}\n`);
   } finally {
-    store.close();
+    collector.close();
   }
   return 0;
 }
 
-function remove(argv: string[], io: Io): number {
+async function remove(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, id: { type: 'string' } });
   if (values.id === undefined || !/^[1-9][0-9]{0,15}$/.test(values.id)) throw new UsageError('exception remove: --id N is required (exception list shows the ids)');
   const id = Number(values.id);
   const now = new Date();
   const actor = cliActor();
-  const store = openStore({ kind: 'sqlite', path: values.db });
+  const collector = await openCollector({ store: { kind: 'sqlite', path: values.db } });
   try {
-    const ended = store.exceptions.end(id, actor, now);
+    const ended = collector.exceptions.end(id, actor, now);
     if (ended === undefined) {
       io.stdout.write(`exception ${id}: no such exception, or it has expired already\n`);
       return 1;
     }
     io.stdout.write(`exception ${id}: ended (it was to expire ${ended}); its findings are open again\n`);
   } finally {
-    store.close();
+    collector.close();
   }
   return 0;
 }
 
-function list(argv: string[], io: Io): number {
+async function list(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, json: { type: 'boolean', default: false } });
-  const store = openStore({ kind: 'sqlite', path: values.db, readonly: true });
+  const collector = await openCollector({ store: { kind: 'sqlite', path: values.db, readonly: true } });
   try {
-    const rows = store.exceptions.all();
+    const rows = collector.exceptions.list();
     io.stdout.write(values.json ? JSON.stringify(rows, null, 2) + '\n' : rows.map((r) => JSON.stringify(r)).join('\n') + (rows.length > 0 ? '\n' : ''));
   } finally {
-    store.close();
+    collector.close();
   }
   return 0;
 }
@@ -102,9 +102,9 @@ function list(argv: string[], io: Io): number {
 export function exceptionCommand(argv: string[], io: Io): Promise<number> {
   const [sub, ...rest] = argv;
   try {
-    if (sub === 'add') return Promise.resolve(add(rest, io));
-    if (sub === 'remove') return Promise.resolve(remove(rest, io));
-    if (sub === 'list') return Promise.resolve(list(rest, io));
+    if (sub === 'add') return add(rest, io);
+    if (sub === 'remove') return remove(rest, io);
+    if (sub === 'list') return list(rest, io);
     throw new UsageError(`exception ${sub ?? ''}: expected add, remove or list`);
   } catch (err) {
     return Promise.reject(err instanceof Error ? err : new Error(String(err)));

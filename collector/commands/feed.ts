@@ -11,20 +11,13 @@ import { basename } from 'node:path';
 import { writeFileAtomic } from '../../shared/atomic-write.ts';
 import { PatchwardenError, UsageError, errorMessage } from '../../shared/errors.ts';
 import { isSignedFile } from '../../shared/signed-file.ts';
-import { type BundleImportResult, exportFeedBundle, importFeedBundle } from '../services/airgap/feed-bundle.ts';
 import { loadConfig } from '../config.ts';
 import { createLogger } from '../logger.ts';
-import { collectorKeyPath, loadOrCreateKey } from '../signing-key.ts';
-import type { FeedRow } from '../store/advisories.ts';
-import { removeFeed } from '../store/feed-removal.ts';
-import { openStore } from '../store/store.ts';
+import { openCollector } from '../open-collector.ts';
+import { FeedAudit } from '../services/feeds/feed-audit.ts';
+import type { BundleImportResult, FeedImportResult, FeedRow } from '../services/feeds/library.ts';
 import { cliActor } from './actor.ts';
-import { importFeedPath, type FeedImportResult } from '../services/feeds/store-import.ts';
-import { selectSources } from '../services/feeds/catalogue.ts';
-import { syncSources } from '../services/feeds/sync-run.ts';
-import { enrolledEcosystems } from '../store/host-ecosystems.ts';
 import { parse } from './args.ts';
-import { FeedAudit } from './feed-audit.ts';
 
 export const DEFAULT_DB = 'patchwarden.db';
 
@@ -65,20 +58,20 @@ async function importCmd(argv: string[], io: Io): Promise<number> {
   if (values.name !== undefined && positionals.length > 1) throw new UsageError('--name names one PATH only');
   const trusted = values.trust ?? [];
   for (const k of trusted) if (!RAW_KEY.test(k)) throw new UsageError(`--trust ${k} is not an ed25519 public key (43 base64url characters, as feed export prints it)`);
-  const opened = openStore({ kind: 'sqlite', path: values.db });
+  const collector = await openCollector({ store: { kind: 'sqlite', path: values.db } });
   let failed = 0;
   try {
-    const store = opened.advisories;
-    const audit = new FeedAudit(opened.audit);
+    const feeds = collector.feeds;
+    const audit = new FeedAudit(collector.store.audit, cliActor());
     for (const path of positionals) {
       try {
         if (await isSignedFile(path)) {
-          const b = await importFeedBundle(store, path, { trusted });
+          const b = await feeds.importBundle(path, { trusted });
           audit.bundle(path, b);
           io.stdout.write(bundleSummary(path, b) + '\n');
           continue;
         }
-        const r = await importFeedPath(store, path, values.name === undefined ? {} : { name: values.name });
+        const r = await feeds.importPath(path, values.name === undefined ? {} : { name: values.name });
         audit.imported(path, r);
         io.stdout.write(importSummary(r) + '\n');
         writeWarnings(r, io);
@@ -89,7 +82,7 @@ async function importCmd(argv: string[], io: Io): Promise<number> {
       }
     }
   } finally {
-    opened.close();
+    collector.close();
   }
   return failed > 0 ? 1 : 0;
 }
@@ -98,15 +91,21 @@ async function exportCmd(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, out: { type: 'string' }, feed: { type: 'string', multiple: true } });
   if (values.out === undefined) throw new UsageError('feed export needs --out FILE');
   // A collector that only mirrors feeds may never have served: it gets its key here, the one `serve` would make.
-  const keyFile = collectorKeyPath({ dbPath: values.db });
-  const { privateKeyPem: key, publicKey, made } = loadOrCreateKey(keyFile, createLogger({ level: 'warn', destination: { write: (l: string) => io.stderr.write(l) } }));
-  if (made) io.stderr.write(`made the collector key ${keyFile} (keep it: bundles are trusted by its public key)\n`);
-  const opened = openStore({ kind: 'sqlite', path: values.db, readonly: true });
+  // The key is had before the database is opened (read-only: nothing else is written).
+  const collector = await openCollector({
+    store: { kind: 'sqlite', path: values.db, readonly: true },
+    key: 'create',
+    logger: createLogger({ level: 'warn', destination: { write: (l: string) => io.stderr.write(l) } }),
+  });
   let exported;
+  let publicKey: string;
   try {
-    exported = exportFeedBundle(opened.advisories, { ...(values.feed === undefined ? {} : { sources: values.feed }), key, publicKey });
+    const { privateKeyPem: key, made, ...pub } = collector.key();
+    publicKey = pub.publicKey;
+    if (made) io.stderr.write(`made the collector key ${collector.keyPath()} (keep it: bundles are trusted by its public key)\n`);
+    exported = collector.feeds.exportBundle({ ...(values.feed === undefined ? {} : { sources: values.feed }), key, publicKey });
   } finally {
-    opened.close();
+    collector.close();
   }
   try {
     // 0600 whatever the umask, as every file the collector writes; the operator carrying it owns it.
@@ -124,15 +123,15 @@ async function syncCmd(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, config: { type: 'string' } });
   // No config: the catalogue's entries for the enrolled hosts' ecosystems, and KEV.
   const config = await loadConfig(values.config);
-  const opened = openStore({ kind: 'sqlite', path: values.db });
+  const collector = await openCollector({ store: { kind: 'sqlite', path: values.db } });
   let failed = 0;
   const tty = io.stderr.isTTY ?? false;
   try {
-    const store = opened.advisories;
-    const sources = selectSources(enrolledEcosystems(opened.db), config);
+    const feeds = collector.feeds;
+    const sources = feeds.sources(config);
     if (sources.length === 0) throw new UsageError(`${values.config ?? 'the catalogue'}: nothing to sync (the config lists no feeds and disables the catalogue)`);
     const bars = new Map<string, { bar: SingleBar; started: boolean }>();
-    await syncSources(store, sources, new FeedAudit(opened.audit), {
+    await feeds.sync(sources, new FeedAudit(collector.store.audit, cliActor()), {
       onProgress: (name, received, total) => {
         if (!tty || total === null) return;
         let b = bars.get(name);
@@ -161,7 +160,7 @@ async function syncCmd(argv: string[], io: Io): Promise<number> {
       },
     });
   } finally {
-    opened.close();
+    collector.close();
   }
   return failed > 0 ? 1 : 0;
 }
@@ -189,29 +188,29 @@ export function feedListText(rows: readonly FeedRow[], now: Date): string {
   return lines.join('\n') + '\n';
 }
 
-function listCmd(argv: string[], io: Io): number {
+async function listCmd(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, json: { type: 'boolean', default: false } });
-  const opened = openStore({ kind: 'sqlite', path: values.db, readonly: true });
+  const collector = await openCollector({ store: { kind: 'sqlite', path: values.db, readonly: true } });
   try {
-    const rows = opened.advisories.feeds();
+    const rows = collector.feeds.list();
     io.stdout.write(values.json ? JSON.stringify(rows, null, 2) + '\n' : feedListText(rows, new Date()));
   } finally {
-    opened.close();
+    collector.close();
   }
   return 0;
 }
 
 /** `feed remove NAME`: a serving collector on this database re-judges the hosts at its next tick. */
-function removeCmd(argv: string[], io: Io): number {
+async function removeCmd(argv: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(argv, { db: { type: 'string', default: DEFAULT_DB } }, true);
   if (positionals.length !== 1) throw new UsageError('feed remove needs one feed NAME (feed list shows them)');
   const name = positionals[0] as string;
-  const opened = openStore({ kind: 'sqlite', path: values.db });
+  const collector = await openCollector({ store: { kind: 'sqlite', path: values.db } });
   try {
-    const r = removeFeed(opened.db, opened, name, cliActor());
+    const r = collector.feeds.remove(name, cliActor());
     io.stdout.write(`${name}: removed, with ${r.advisories} advisories and ${r.kev} KEV entries\n`);
   } finally {
-    opened.close();
+    collector.close();
   }
   return 0;
 }
@@ -224,11 +223,11 @@ export async function feedCommand(argv: string[], io: Io): Promise<number> {
     case 'sync':
       return syncCmd(rest, io);
     case 'list':
-      return Promise.resolve(listCmd(rest, io));
+      return listCmd(rest, io);
     case 'export':
       return exportCmd(rest, io);
     case 'remove':
-      return Promise.resolve(removeCmd(rest, io));
+      return removeCmd(rest, io);
     default:
       throw new UsageError(`feed ${sub ?? ''}: expected import, sync, list, export or remove`);
   }

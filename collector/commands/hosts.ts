@@ -6,7 +6,7 @@
  * that `agent revoke` takes.
  */
 import { CoverageView, inventoryReadable, type HostAssessment } from '../domain/correlate/coverage.ts';
-import { openStore } from '../store/store.ts';
+import { openCollector } from '../open-collector.ts';
 import type { Fleet } from '../store/fleet.ts';
 import type { HostSummary } from '../store/hosts.ts';
 import { parse } from './args.ts';
@@ -50,13 +50,13 @@ export function hostsTable(hosts: readonly AssessedHostSummary[]): string {
 export async function hostsCommand(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, json: { type: 'boolean', default: false }, policy: { type: 'string' } });
   const policy = await readPolicyFile(values.policy);
-  const store = openStore({ kind: 'sqlite', path: values.db, readonly: true });
+  const collector = await openCollector({ store: { kind: 'sqlite', path: values.db, readonly: true } });
   try {
-    const view = new CoverageView(store.advisories.coverage(), new Date(), policy.staleFeedHours);
-    const hosts = assessHosts(allHosts(store), view);
+    const view = new CoverageView(collector.feeds.coverage(), new Date(), policy.staleFeedHours);
+    const hosts = assessHosts(allHosts(collector.store), view);
     io.stdout.write(values.json ? JSON.stringify(hosts, null, 2) + '\n' : hostsTable(hosts));
   } finally {
-    store.close();
+    collector.close();
   }
   return 0;
 }

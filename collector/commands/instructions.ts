@@ -7,13 +7,11 @@
  */
 import { requireDirectory } from '../../shared/cli-args.ts';
 import { UsageError } from '../../shared/errors.ts';
-import { exportInstructions } from '../services/airgap/instruction-export.ts';
 import { UUID } from './agent.ts';
 import { cliActor } from './actor.ts';
 import { parse } from './args.ts';
 import { DEFAULT_DB } from './feed.ts';
-import { collectorKeyPath, readCollectorKey } from '../signing-key.ts';
-import { openStore } from '../store/store.ts';
+import { openCollector } from '../open-collector.ts';
 
 type Io = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
 
@@ -23,11 +21,11 @@ async function exportCmd(argv: string[], io: Io): Promise<number> {
   await requireDirectory('--out', values.out);
   for (const a of values.agent ?? []) if (!UUID.test(a)) throw new UsageError(`--agent ${a} is not an agent id (see the AGENT column of 'hosts')`);
   const agentIds = values.agent?.map((a) => a.toLowerCase());
-  const key = readCollectorKey(collectorKeyPath({ dbPath: values.db })).privateKeyPem;
-  const store = openStore({ kind: 'sqlite', path: values.db });
+  // The key is read first: without it nothing can be signed, and the database is not opened.
+  const collector = await openCollector({ store: { kind: 'sqlite', path: values.db }, key: 'read' });
   try {
-    const files = await exportInstructions({ outbox: store.outbox, dir: values.out, key, ...(agentIds === undefined ? {} : { agentIds }) });
-    for (const f of files) store.audit.record(cliActor(), 'instructions.export', `agent:${f.agentId}`, JSON.stringify({ instructions: f.instructions }));
+    const files = await collector.airGap.exportInstructions(values.out, agentIds);
+    for (const f of files) collector.store.audit.record(cliActor(), 'instructions.export', `agent:${f.agentId}`, JSON.stringify({ instructions: f.instructions }));
     if (values.json) io.stdout.write(JSON.stringify(files, null, 2) + '\n');
     else {
       for (const f of files) io.stdout.write(`wrote ${f.file}: ${f.instructions} instruction${f.instructions === 1 ? '' : 's'} for agent ${f.agentId}\n`);
@@ -35,7 +33,7 @@ async function exportCmd(argv: string[], io: Io): Promise<number> {
     }
     return 0;
   } finally {
-    store.close();
+    collector.close();
   }
 }
 

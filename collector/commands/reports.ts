@@ -12,11 +12,11 @@
  * 2 usage.
  */
 import { UsageError } from '../../shared/errors.ts';
-import { type ImportSinks, importReportFiles, reportFilesIn, type ReportFileOutcome } from '../services/airgap/report-import.ts';
+import { reportFilesIn, type ReportFileOutcome } from '../services/airgap/air-gap.ts';
 import { cliActor } from './actor.ts';
 import { parse } from './args.ts';
 import { DEFAULT_DB } from './feed.ts';
-import { type Opened, openEngine } from './rollout.ts';
+import { openCliCollector } from './rollout.ts';
 
 type Io = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
 
@@ -35,32 +35,16 @@ export function outcomeLine(o: ReportFileOutcome): string {
   return `${what.padEnd(10)} ${shown(o.file)}: ${shown(o.hostname)} (agent ${o.agentId}), ${o.packages} packages, written ${o.createdAt}`;
 }
 
-/** Results go to the rollouts, which record them in the outbox and move their hosts on; inventories tell them of reboots. */
-export function sinksOf(o: Opened): ImportSinks {
-  return {
-    result: (agentId, result) => {
-      const entry = result.instructionId === null ? undefined : o.outbox.get(result.instructionId);
-      if (entry?.agentId !== agentId) return 'unknown';
-      if (entry.resultAt !== null) return 'known';
-      o.engine.onResult(agentId, result);
-      return 'recorded';
-    },
-    inventory: (agentId, inventory) => {
-      o.engine.onInventory(agentId, inventory);
-    },
-  };
-}
-
 async function importCmd(argv: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, json: { type: 'boolean', default: false } }, true);
   if (positionals.length === 0) throw new UsageError('reports import needs at least one PATH (a report file or a directory of them)');
   const files = await reportFilesIn(positionals);
-  const opened = openEngine(values.db, io, false);
+  const collector = await openCliCollector(values.db, io, false);
   let outcomes: ReportFileOutcome[];
   try {
-    outcomes = await importReportFiles(files, { fleet: opened.fleet, imports: opened.store.reportImports, sinks: sinksOf(opened), actor: cliActor() });
+    outcomes = await collector.airGap.importReports(files, cliActor());
   } finally {
-    opened.close();
+    collector.close();
   }
   if (values.json) io.stdout.write(JSON.stringify(outcomes, null, 2) + '\n');
   else for (const o of outcomes) (o.status === 'refused' ? io.stderr : io.stdout).write(outcomeLine(o) + '\n');

@@ -15,20 +15,13 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import { InputTooLargeError, MalformedInputError, SourceUnavailableError, UsageError, errorMessage } from '../../shared/errors.ts';
-import { signInstruction } from '../../shared/instructions.ts';
-import type { Finding } from '../../shared/protocol.ts';
-import { parseConfig } from '../config.ts';
-import { HostFindings } from '../services/findings/host-findings.ts';
-import { listRollouts, type RolloutDetailJson, type RolloutJson, rolloutDetail } from '../http/views.ts';
 import { createLogger } from '../logger.ts';
-import { type Preview, ROLLOUT_OPERATIONS, RolloutEngine, type RolloutOperation } from '../services/rollouts/engine.ts';
+import { openCollector, type OpenedCollector } from '../open-collector.ts';
+import { type Preview, ROLLOUT_OPERATIONS, type RolloutOperation } from '../services/rollouts/engine.ts';
+import { listRollouts, type RolloutDetailJson, type RolloutJson, rolloutDetail } from '../services/rollouts/rollout-json.ts';
 import { parsePlan } from '../domain/rollout/plan.ts';
-import type { Fleet } from '../store/fleet.ts';
-import type { InstructionOutbox } from '../store/rollouts.ts';
-import { openStore, type Store } from '../store/store.ts';
 import { cliActor } from './actor.ts';
 import { parse } from './args.ts';
-import { collectorKeyPath, readCollectorKey } from '../signing-key.ts';
 import { DEFAULT_DB } from './feed.ts';
 
 type Io = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
@@ -70,65 +63,30 @@ export function readPlanFile(path: string): unknown {
   }
 }
 
-export interface Opened {
-  engine: RolloutEngine;
-  store: Store;
-  fleet: Fleet;
-  outbox: InstructionOutbox;
-  /** Stops the findings it may have loaded and closes the database. */
-  close: () => void;
-}
-
-/** The rollout engine on a database, as a CLI process uses it; the caller closes it. */
-export function openEngine(dbPath: string, io: Io, readonly: boolean): Opened {
-  const store = openStore({ kind: 'sqlite', path: dbPath, readonly });
-  try {
-    const fleet: Fleet = store;
-    let findings: HostFindings | undefined;
-    const findingsOf = (agentId: string): Finding[] => {
-      if (findings === undefined) {
-        findings = new HostFindings({ store, policy: parseConfig({}).policy, logger: createLogger({ level: 'warn', destination: { write: (l: string) => io.stderr.write(l) } }) });
-        findings.load();
-      }
-      return findings.findings(agentId)?.findings ?? [];
-    };
-    let key: string | undefined;
-    const outbox = store.outbox;
-    const engine = new RolloutEngine({
-      store: store.rollouts,
-      tx: store,
-      fleet,
-      outbox,
-      findings: findingsOf,
-      signer: (instruction) => signInstruction(instruction, (key ??= readCollectorKey(collectorKeyPath({ dbPath })).privateKeyPem)),
-      audit: (actor, action, target, detail) => {
-        fleet.audit.record(actor, action, target, detail, new Date());
-      },
+/**
+ * The collector on a database as a CLI process uses it (the caller closes it): the
+ * findings' warnings and each rollout or host that fails alone go to stderr, and the key
+ * is read when an instruction is first signed.
+ */
+export function openCliCollector(dbPath: string, io: Io, readonly: boolean): Promise<OpenedCollector> {
+  return openCollector({
+    store: { kind: 'sqlite', path: dbPath, readonly },
+    logger: createLogger({ level: 'warn', destination: { write: (l: string) => io.stderr.write(l) } }),
+    rollouts: {
       // A host that fails alone or a rollout that cannot advance says so here, besides its stored reason.
       onError: (err, where) => {
         io.stderr.write(`rollout ${where.rolloutId ?? '-'}${where.agentId === null ? '' : ` host ${where.agentId}`} (${where.during}): ${errorMessage(err).slice(0, 1000)}\n`);
       },
-    });
-    const close = (): void => {
-      try {
-        findings?.stop();
-      } finally {
-        store.close();
-      }
-    };
-    return { engine, store, fleet, outbox, close };
-  } catch (err) {
-    store.close();
-    throw err;
-  }
+    },
+  });
 }
 
-function withEngine<T>(dbPath: string, io: Io, readonly: boolean, fn: (o: Opened) => T): T {
-  const opened = openEngine(dbPath, io, readonly);
+async function withCollector<T>(dbPath: string, io: Io, readonly: boolean, fn: (c: OpenedCollector) => T): Promise<T> {
+  const collector = await openCliCollector(dbPath, io, readonly);
   try {
-    return fn(opened);
+    return fn(collector);
   } finally {
-    opened.close();
+    collector.close();
   }
 }
 
@@ -193,12 +151,12 @@ export function showText(r: RolloutDetailJson): string {
   return out;
 }
 
-function create(argv: string[], io: Io): number {
+async function create(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, plan: { type: 'string' }, actor: { type: 'string' }, json: { type: 'boolean', default: false } });
   if (values.plan === undefined) throw new UsageError('--plan FILE.json is required');
   const actor = checkActor(values.actor);
   const plan = readPlanFile(values.plan);
-  return withEngine(values.db, io, false, ({ engine }) => {
+  return withCollector(values.db, io, false, ({ rollouts: engine }) => {
     const id = engine.create(plan, actor);
     const r = engine.get(id);
     if (values.json) io.stdout.write(JSON.stringify({ id, name: r.name, state: r.state, createdBy: r.createdBy }) + '\n');
@@ -210,42 +168,42 @@ function create(argv: string[], io: Io): number {
   });
 }
 
-function preview(argv: string[], io: Io): number {
+async function preview(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, plan: { type: 'string' }, id: { type: 'string' }, json: { type: 'boolean', default: false } });
   if ((values.plan === undefined) === (values.id === undefined)) throw new UsageError('preview takes --plan FILE.json or --id ID');
   // A plan file is parsed here, so a JSON string in it is a bad plan and never read as a rollout id.
   const input = values.plan === undefined ? checkId(values.id) : parsePlan(readPlanFile(values.plan));
-  return withEngine(values.db, io, true, ({ engine }) => {
+  return withCollector(values.db, io, true, ({ rollouts: engine }) => {
     const p = engine.preview(input);
     io.stdout.write(values.json ? JSON.stringify(p, null, 2) + '\n' : previewTable(p));
     return 0;
   });
 }
 
-function list(argv: string[], io: Io): number {
+async function list(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, json: { type: 'boolean', default: false } });
-  return withEngine(values.db, io, true, ({ engine }) => {
+  return withCollector(values.db, io, true, ({ rollouts: engine }) => {
     const items = listRollouts(engine);
     io.stdout.write(values.json ? JSON.stringify(items, null, 2) + '\n' : listTable(items));
     return 0;
   });
 }
 
-function show(argv: string[], io: Io): number {
+async function show(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, id: { type: 'string' }, json: { type: 'boolean', default: false } });
   const id = checkId(values.id);
-  return withEngine(values.db, io, true, ({ engine, fleet }) => {
-    const r = rolloutDetail(fleet, engine, id);
+  return withCollector(values.db, io, true, ({ rollouts: engine, store }) => {
+    const r = rolloutDetail(store, engine, id);
     io.stdout.write(values.json ? JSON.stringify(r, null, 2) + '\n' : showText(r));
     return 0;
   });
 }
 
-function transition(op: RolloutOperation, argv: string[], io: Io): number {
+async function transition(op: RolloutOperation, argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, id: { type: 'string' }, actor: { type: 'string' }, json: { type: 'boolean', default: false } });
   const id = checkId(values.id);
   const actor = checkActor(values.actor);
-  return withEngine(values.db, io, false, ({ engine }) => {
+  return withCollector(values.db, io, false, ({ rollouts: engine }) => {
     const from = engine.get(id).state;
     engine.act(op, id, actor);
     const r = engine.get(id);
@@ -260,15 +218,15 @@ export function rolloutCommand(argv: string[], io: Io): Promise<number> {
   try {
     switch (sub) {
       case 'create':
-        return Promise.resolve(create(rest, io));
+        return create(rest, io);
       case 'preview':
-        return Promise.resolve(preview(rest, io));
+        return preview(rest, io);
       case 'list':
-        return Promise.resolve(list(rest, io));
+        return list(rest, io);
       case 'show':
-        return Promise.resolve(show(rest, io));
+        return show(rest, io);
       default:
-        if ((ROLLOUT_OPERATIONS as readonly (string | undefined)[]).includes(sub)) return Promise.resolve(transition(sub as RolloutOperation, rest, io));
+        if ((ROLLOUT_OPERATIONS as readonly (string | undefined)[]).includes(sub)) return transition(sub as RolloutOperation, rest, io);
         throw new UsageError(`rollout ${sub ?? ''}: expected create, preview, list, show, ${ROLLOUT_OPERATIONS.join(', ')}`);
     }
   } catch (err) {

@@ -20,8 +20,7 @@ import { DuePolicySchema, type DuePolicy } from '../domain/correlate/policy.ts';
 import { type EpssScore, type KevInfo } from '../domain/correlate/findings.ts';
 import { FINDING_SORTS, sortFindings, type FindingSort } from '../domain/correlate/fix-order.ts';
 import { parseFeedPath } from '../services/feeds/import.ts';
-import type { FindingHistoryStore } from '../store/history.ts';
-import { openStore } from '../store/store.ts';
+import { openCollector } from '../open-collector.ts';
 import { cliActor } from './actor.ts';
 import { parse } from './args.ts';
 import { findingsCsv } from './findings-csv.ts';
@@ -137,24 +136,21 @@ export async function scanCommand(argv: string[], io: { stdout: NodeJS.WritableS
   }
 
   // The feeds above may fail; the database is opened only once they have parsed.
-  const opened = values.db === undefined ? undefined : openStore({ kind: 'sqlite', path: values.db, readonly: !values.record });
-  let history: FindingHistoryStore | undefined;
+  const opened = values.db === undefined ? undefined : await openCollector({ store: { kind: 'sqlite', path: values.db, readonly: !values.record } });
+  const scans = opened?.recordedScans;
   let doc: Findings;
   const feedErrors: string[] = [];
   try {
-    if (opened !== undefined) {
-      const store = opened.advisories;
-      correlator.apply(store.allAdvisories());
-      for (const [cve, k] of store.kev()) kev.set(cve, k);
+    if (scans !== undefined) {
+      const stored = scans.evidence();
+      correlator.apply(stored.advisories);
+      for (const [cve, k] of stored.kev) kev.set(cve, k);
       // An EPSS file given with --feed is the operator's newer set: it wins over the stored one.
-      if (epss.size === 0) for (const [cve, s] of opened.epss.all()) epss.set(cve, s);
-      coverage.push(...store.coverage());
-      for (const f of store.feeds()) {
-        feedStates.push({ source: f.source, newest: f.newest, importedAt: f.checkedAt });
-        // The data is the last good import, but the operator must know the feed is failing.
-        if (f.lastError !== null) feedErrors.push(`feed ${f.source}: last attempt failed: ${f.lastError.slice(0, 1000)}`);
-      }
-      history = opened.history;
+      if (epss.size === 0) for (const [cve, s] of stored.epss) epss.set(cve, s);
+      coverage.push(...stored.coverage);
+      feedStates.push(...stored.feeds);
+      // The data is the last good import, but the operator must know the feed is failing.
+      feedErrors.push(...stored.feedErrors);
     }
     doc = correlator.findings(inventory, {
       policy,
@@ -162,24 +158,14 @@ export async function scanCommand(argv: string[], io: { stdout: NodeJS.WritableS
       kev,
       epss,
       feeds: feedStates,
-      ...(history === undefined ? {} : { history: history.history(hostKey), exceptions: history.exceptions(hostKey, now) }),
+      ...(scans === undefined ? {} : scans.historyOf(hostKey, now)),
     });
     doc.warnings.push(...feedErrors);
     const assessment = new CoverageView(coverage, now, policy.staleFeedHours).assess({ ecosystem: inventory.host.ecosystem, inventoryReadable: inventoryReadable({ packageCount: inventory.packages.length }) });
     doc.assessment = { state: assessment.state, reason: assessment.reason };
     if (assessment.state !== 'assessed') doc.warnings.unshift(`${assessment.state}: ${assessment.reason}`);
-    if (values.record && opened !== undefined && history !== undefined) {
-      // First-seen and resolved times set due dates: a recorded scan changes what the collector believes, so it is audited.
-      const h = history;
-      const findings = doc.findings;
-      const inventoryFile = resolve(values.inventory);
-      const store = opened;
-      store.inTransaction(() => {
-        h.record(hostKey, findings, now);
-        const open = findings.filter((f) => f.status === 'open').length;
-        store.audit.record(cliActor(), 'scan.record', `host:${hostKey}`, JSON.stringify({ inventory: inventoryFile, findings: findings.length, open }), now);
-      });
-    }
+    // First-seen and resolved times set due dates: a recorded scan changes what the collector believes, so it is audited.
+    if (values.record && scans !== undefined) scans.record(hostKey, doc.findings, now, cliActor(), resolve(values.inventory));
   } finally {
     opened?.close();
   }

@@ -4,7 +4,7 @@
  * can capture it); the database keeps only its sha256. Written to the audit log.
  */
 import { UsageError } from '../../shared/errors.ts';
-import { openStore } from '../store/store.ts';
+import { openCollector } from '../open-collector.ts';
 import { cliActor } from './actor.ts';
 import { parse } from './args.ts';
 import { DEFAULT_DB } from './feed.ts';
@@ -24,7 +24,7 @@ export function parseDuration(text: string): number {
   return ms;
 }
 
-function create(argv: string[], io: Io): number {
+async function create(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, {
     db: { type: 'string', default: DEFAULT_DB },
     uses: { type: 'string' },
@@ -39,7 +39,8 @@ function create(argv: string[], io: Io): number {
   const ttlMs = parseDuration(values.ttl);
   if (values.note !== undefined && values.note.length > 1000) throw new UsageError('--note is at most 1000 characters');
   const uses = Number(values.uses);
-  const store = openStore({ kind: 'sqlite', path: values.db });
+  const collector = await openCollector({ store: { kind: 'sqlite', path: values.db } });
+  const store = collector.store;
   try {
     const t = store.tokens.create({ uses, ttlMs, createdBy: cliActor(), note: values.note ?? null });
     if (values.json) {
@@ -49,7 +50,7 @@ function create(argv: string[], io: Io): number {
       io.stderr.write(`enrollment token ${t.id}: ${uses} use${uses === 1 ? '' : 's'}, expires ${t.expiresAt}; shown once, only its hash is stored\n`);
     }
   } finally {
-    store.close();
+    collector.close();
   }
   return 0;
 }
@@ -57,7 +58,7 @@ function create(argv: string[], io: Io): number {
 export function tokenCommand(argv: string[], io: Io): Promise<number> {
   const [sub, ...rest] = argv;
   try {
-    if (sub === 'create') return Promise.resolve(create(rest, io));
+    if (sub === 'create') return create(rest, io);
     throw new UsageError(`token ${sub ?? ''}: expected create`);
   } catch (err) {
     return Promise.reject(err instanceof Error ? err : new Error(String(err)));

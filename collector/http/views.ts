@@ -3,17 +3,15 @@
  * the dashboard so both always show the same figures.
  */
 import { type FindingSort, sortFindings } from '../domain/correlate/fix-order.ts';
-import type { InstructionResult } from '../../shared/instructions.ts';
 import type { Assessment, HostAssessment } from '../domain/correlate/coverage.ts';
 import type { Findings, Inventory } from '../../shared/protocol.ts';
-import type { RolloutEngine } from '../services/rollouts/engine.ts';
-import type { RolloutPlan } from '../domain/rollout/plan.ts';
-import { HOST_STATES, type HostState, type RolloutRecord } from '../store/rollouts.ts';
-import type { Fleet } from '../store/fleet.ts';
 import type { HostListItem } from '../store/hosts.ts';
 import { countFindings, emptyCounts, type FeedHealth, type FindingCounts } from '../services/findings/fleet-findings.ts';
 import { cursorScope, decodeHostCursor, DEFAULT_LIMIT, type HostsQuery } from './query.ts';
 import type { Services } from './services.ts';
+
+// The rollout documents are the CLI's too (`rollout list|show --json`): they live with the rollouts service.
+export { listRollouts, rolloutDetail, type RolloutDetailJson, type RolloutHostJson, type RolloutJson } from '../services/rollouts/rollout-json.ts';
 
 export interface HostJson {
   id: string;
@@ -134,92 +132,4 @@ export function listFeeds(s: Services): FeedJson[] {
   const records = new Map(store.feeds().map((f) => [f.source, f.records]));
   const coverage = new Map(store.coverage().map((c) => [c.source, c.ecosystems]));
   return s.findings.feedHealth().map((f) => ({ ...f, records: records.get(f.source) ?? 0, ecosystems: [...(coverage.get(f.source) ?? [])].sort(byRelease) }));
-}
-
-/** One rollout in a list: what it does, where it stands, how its hosts are doing (the record without its plan and wave bookkeeping). */
-export interface RolloutJson extends Omit<RolloutRecord, 'plan' | 'currentWave' | 'waveCount' | 'waveDoneAt'> {
-  action: string;
-  dryRun: boolean;
-  requireApproval: boolean;
-  fourEyes: boolean;
-  /** `current`: the waves sent so far (0 before the first); `total`: 0 until the rollout starts and its hosts are chosen. */
-  waves: { current: number; total: number };
-  hostStates: Record<HostState, number> & { total: number };
-}
-
-export interface RolloutHostJson {
-  agentId: string;
-  hostname: string | null;
-  wave: number;
-  state: HostState;
-  step: string | null;
-  stepsLeft: string[];
-  instructionId: string | null;
-  /** Why the host failed, was refused or expired: the agent's result code, or the collector's own (PW_ERR_INSTRUCTION_BUILD). */
-  code: string | null;
-  detail: string | null;
-  updatedAt: string;
-  result: InstructionResult | null;
-}
-
-export interface RolloutDetailJson extends RolloutJson {
-  plan: RolloutPlan;
-  hosts: RolloutHostJson[];
-}
-
-function emptyHostStates(): RolloutJson['hostStates'] {
-  const out = { total: 0 } as RolloutJson['hostStates'];
-  for (const st of HOST_STATES) out[st] = 0;
-  return out;
-}
-
-function rolloutJson(r: RolloutRecord, hostStates: RolloutJson['hostStates']): RolloutJson {
-  const { plan, currentWave, waveCount, waveDoneAt: _doneAt, ...record } = r;
-  return {
-    ...record,
-    action: plan.action.kind,
-    dryRun: plan.dryRun,
-    requireApproval: plan.requireApproval,
-    fourEyes: plan.fourEyes,
-    waves: { current: currentWave + 1, total: waveCount },
-    hostStates,
-  };
-}
-
-/** Every rollout, newest first, with its hosts counted by state in one query. */
-export function listRollouts(engine: RolloutEngine): RolloutJson[] {
-  const counts = new Map<string, RolloutJson['hostStates']>();
-  for (const row of engine.store.hostStateCounts()) {
-    let c = counts.get(row.rolloutId);
-    if (c === undefined) counts.set(row.rolloutId, (c = emptyHostStates()));
-    c[row.state] = row.n;
-    c.total += row.n;
-  }
-  return engine.list().map((r) => rolloutJson(r, counts.get(r.id) ?? emptyHostStates()));
-}
-
-/** One rollout with its plan and each host's state (RolloutNotFoundError for an unknown id). */
-export function rolloutDetail(fleet: Pick<Fleet, 'agents'>, engine: RolloutEngine, id: string): RolloutDetailJson {
-  const v = engine.get(id);
-  const states = emptyHostStates();
-  const names = new Map<string, string | null>();
-  const hosts = v.hosts.map((h): RolloutHostJson => {
-    states[h.state]++;
-    states.total++;
-    if (!names.has(h.agentId)) names.set(h.agentId, fleet.agents.get(h.agentId)?.hostname ?? null);
-    return {
-      agentId: h.agentId,
-      hostname: names.get(h.agentId) ?? null,
-      wave: h.wave,
-      state: h.state,
-      step: h.step,
-      stepsLeft: h.steps,
-      instructionId: h.instructionId,
-      code: h.code ?? (h.state === 'succeeded' ? null : (h.result?.code ?? null)),
-      detail: h.detail,
-      updatedAt: h.updatedAt,
-      result: h.result,
-    };
-  });
-  return { ...rolloutJson(v, states), plan: v.plan, hosts };
 }

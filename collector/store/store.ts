@@ -10,7 +10,7 @@ import { AdvisoryChanges } from './advisory-changes.ts';
 import { AdvisoryStore } from './advisories.ts';
 import type { Agents } from './agents.ts';
 import type { AuditLog } from './audit-log.ts';
-import { type Db, openDatabase } from './db.ts';
+import { type Db, openDatabase, prepareDatabaseFile } from './db.ts';
 import type { EnrollmentTokens } from './enrollment-tokens.ts';
 import { EpssStore } from './epss.ts';
 import { ExceptionStore } from './exceptions.ts';
@@ -325,4 +325,16 @@ export function openStore(options: StoreOptions): Store {
     db.close();
     throw err;
   }
+}
+
+/**
+ * Makes the store's file when there is none (0600), and refuses an existing empty one unless
+ * `init` says to make a database in it (PW_ERR_STORE_EMPTY_FILE), before anything else is
+ * written beside it: serve checks this before it makes the collector key. The options
+ * returned open the file just made.
+ */
+export function prepareStore(options: StoreOptions): StoreOptions {
+  if (options.readonly === true) return options;
+  const made = prepareDatabaseFile(options.path, options.init ?? false);
+  return made ? { ...options, init: true } : options;
 }

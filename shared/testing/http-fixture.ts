@@ -13,12 +13,11 @@ import { readData, dataPath } from './data.ts';
 import { Correlator } from '../../collector/domain/correlate/correlator.ts';
 import { DEFAULT_POLICY } from '../../collector/domain/correlate/policy.ts';
 import { inventoryOf, rhel95Packages } from './correlate-fixtures.ts';
-import { importFeedPath } from '../../collector/services/feeds/store-import.ts';
-import { ApiTokenStore, type Role } from '../../collector/store/access.ts';
-import { AdvisoryStore } from '../../collector/store/advisories.ts';
-import { openDatabase, type Db } from '../../collector/store/db.ts';
+import { openCollector } from '../../collector/open-collector.ts';
+import type { ApiTokenStore, Role } from '../../collector/store/access.ts';
+import type { Db } from '../../collector/store/db.ts';
 import type { Fleet } from '../../collector/store/fleet.ts';
-import { type Store, storeOn } from '../../collector/store/store.ts';
+import type { Store } from '../../collector/store/store.ts';
 import { createLogger } from '../../collector/logger.ts';
 import { createApp } from '../../collector/http/app.ts';
 import { AuthFailureLimiter } from '../../collector/http/auth-limiter.ts';
@@ -49,7 +48,7 @@ export function almaInventory(hostname: string, opts: { rebootRequired?: boolean
 
 export interface Fixture {
   db: Db;
-  /** The store the app runs on (storeOn(db)); `fleet` is the same object seen as its fleet parts. */
+  /** The store the app runs on (openCollector's, in memory); `fleet` is the same object seen as its fleet parts. */
   store: Store;
   fleet: Fleet;
   correlator: Correlator;
@@ -77,18 +76,18 @@ export interface Fixture {
  * the limiter's own tests pass a real one.
  */
 export async function makeFixture(opts: { feeds?: boolean; feedsAt?: Date; authLimiter?: AuthFailureLimiter } = {}): Promise<Fixture> {
-  const db = openDatabase(':memory:');
-  const store = storeOn(db);
+  const clock = { now: NOW };
+  const collector = await openCollector({ store: { kind: 'sqlite', path: ':memory:' }, now: () => clock.now });
+  const store = collector.store;
+  const db = store.db;
   const fleet: Fleet = store;
   const correlator = new Correlator();
   if (opts.feeds !== false) {
-    const store = new AdvisoryStore(db);
     const at = opts.feedsAt ?? new Date(NOW.getTime() - 3600_000);
-    await importFeedPath(store, dataPath('osv', 'almalinux9.osv.jsonl.gz'), { correlator, now: at });
-    await importFeedPath(store, dataPath('kev', 'known_exploited_vulnerabilities.json.gz'), { correlator, now: at });
+    await collector.feeds.importPath(dataPath('osv', 'almalinux9.osv.jsonl.gz'), { correlator, now: at });
+    await collector.feeds.importPath(dataPath('kev', 'known_exploited_vulnerabilities.json.gz'), { correlator, now: at });
   }
   const metrics = createMetrics();
-  const clock = { now: NOW };
   const revokedAgents: string[] = [];
   const errors: unknown[] = [];
   const logs: string[] = [];
@@ -103,7 +102,7 @@ export async function makeFixture(opts: { feeds?: boolean; feedsAt?: Date; authL
     onAgentRevoked: (id) => revokedAgents.push(id),
     onError: (err) => errors.push(err),
   });
-  const tokens = new ApiTokenStore(db, fleet.audit);
+  const tokens: ApiTokenStore = store.apiTokens;
   const make = (name: string, role: Role) => tokens.create({ name, role, createdBy: 'cli:test' }, NOW).token;
   const bearer = { viewer: make('viewer', 'viewer'), operator: make('operator', 'operator'), admin: make('admin', 'admin'), revoked: make('gone', 'admin') };
   tokens.revoke('gone', 'cli:test', NOW);
@@ -115,7 +114,7 @@ export async function makeFixture(opts: { feeds?: boolean; feedsAt?: Date; authL
     return id;
   };
   const close = () => {
-    if (db.open) db.close();
+    collector.close();
   };
   return { db, store, fleet, correlator, metrics, tokens, app, clock, revokedAgents, errors, logs, bearer, addHost, close };
 }

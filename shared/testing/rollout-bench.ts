@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { parseDpkgStatus } from '../../agent/inventory/dpkg.ts';
 import { inventoryHash } from '../inventory-hash.ts';
-import { InstructionSchema, signInstruction, type Instruction, type InstructionResult, type SignedInstruction } from '../instructions.ts';
+import { InstructionSchema, type Instruction, type InstructionResult } from '../instructions.ts';
 import type { Finding, Inventory, Package } from '../protocol.ts';
 import { generateKeyPair, type KeyPair } from '../signing.ts';
 import { dataPath, readData } from './data.ts';
@@ -20,12 +20,13 @@ import { Correlator } from '../../collector/domain/correlate/correlator.ts';
 import { DEFAULT_POLICY } from '../../collector/domain/correlate/policy.ts';
 import { inventoryOf, loadOsv, rhel95Packages } from './correlate-fixtures.ts';
 import type { Advisory } from '../../collector/domain/feeds/types.ts';
-import { openDatabase, type Db } from '../../collector/store/db.ts';
+import { collectorOn, openCollector, type OpenedCollector } from '../../collector/open-collector.ts';
+import type { Db } from '../../collector/store/db.ts';
 import type { Fleet } from '../../collector/store/fleet.ts';
-import { type Store, storeOn } from '../../collector/store/store.ts';
-import { RolloutEngine, type RolloutErrorContext } from '../../collector/services/rollouts/engine.ts';
+import { openStore, type Store } from '../../collector/store/store.ts';
+import type { RolloutEngine, RolloutErrorContext } from '../../collector/services/rollouts/engine.ts';
 import type { PlanInput } from '../../collector/domain/rollout/plan.ts';
-import { InstructionOutbox, type OutboxEntry } from '../../collector/store/rollouts.ts';
+import type { InstructionOutbox, OutboxEntry } from '../../collector/store/rollouts.ts';
 
 export const NOW = new Date('2026-11-26T18:00:00.000Z');
 /** ALSA-2026:A009 (kernel) is fixed in NEW_KERNEL; hosts built with `kernel: 'old'` run OLD_KERNEL. */
@@ -106,32 +107,27 @@ export async function makeBench(t: TestContext, opts: { advisories?: readonly Ad
   const pushed: string[] = [];
   const errors: Bench['errors'] = [];
   const bench = {} as Bench;
-  const wire = (): void => {
-    const db = openDatabase(path);
-    const store = storeOn(db);
-    const fleet: Fleet = store;
-    const outbox = new InstructionOutbox(db);
-    const findings = (agentId: string): Finding[] => {
-      const inv = fleet.reports.latestInventory(agentId);
-      return inv === undefined ? [] : correlator.findings(inv, { policy: DEFAULT_POLICY, now: clock.now, kev: new Map() }).findings;
-    };
-    const engine = new RolloutEngine({
-      store: store.rollouts,
-      tx: store,
-      fleet,
-      findings,
-      signer: (i: Instruction): SignedInstruction => signInstruction(i, key.privateKeyPem),
-      outbox,
-      audit: (actor, action, target, detail) => {
-        fleet.audit.record(actor, action, target, detail, clock.now);
-      },
-      now: () => clock.now,
-      onEnqueued: (agentId) => pushed.push(agentId),
-      onError: (err, where) => errors.push({ err, where }),
-    });
-    Object.assign(bench, { db, store, fleet, outbox, engine, findings });
+  // The collector as openCollector builds it, with the bench's clock, key and findings (the
+  // correlator over the fixtures' advisories, judged at the bench's clock).
+  const wire = (collector: OpenedCollector): void => {
+    const store = collector.store;
+    Object.assign(bench, { db: store.db, store, fleet: store, outbox: store.outbox, engine: collector.rollouts, findings: findingsOf });
   };
-  wire();
+  const findingsOf = (agentId: string): Finding[] => {
+    const inv = bench.fleet.reports.latestInventory(agentId);
+    return inv === undefined ? [] : correlator.findings(inv, { policy: DEFAULT_POLICY, now: clock.now, kev: new Map() }).findings;
+  };
+  const options = {
+    store: { kind: 'sqlite' as const, path },
+    signingKey: key,
+    now: () => clock.now,
+    rollouts: {
+      findings: findingsOf,
+      onEnqueued: (agentId: string) => pushed.push(agentId),
+      onError: (err: unknown, where: RolloutErrorContext) => errors.push({ err, where }),
+    },
+  };
+  wire(await openCollector(options));
   t.after(async () => {
     if (bench.db.open) bench.db.close();
     await rm(dir, { recursive: true, force: true });
@@ -154,9 +150,10 @@ export async function makeBench(t: TestContext, opts: { advisories?: readonly Ad
       bench.fleet.reports.ingest(agentId, randomUUID(), inventoryHash(inv), inv, clock.now);
       bench.engine.onInventory(agentId, inv);
     },
+    // Synchronous, as the tests call it: the store is opened here and wired by collectorOn, as openCollector does.
     restart: () => {
       bench.db.close();
-      wire();
+      wire(collectorOn(openStore(options.store), options));
     },
   });
   return bench;

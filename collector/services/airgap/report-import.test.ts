@@ -12,8 +12,7 @@ import { encodeSignedFile } from '../../../shared/signed-file.ts';
 import { generateKeyPair, type KeyPair } from '../../../shared/signing.ts';
 import { inventoryOf, rhel95Packages } from '../../../shared/testing/correlate-fixtures.ts';
 import type { Db } from '../../store/db.ts';
-import { type Opened, openEngine } from '../../commands/rollout.ts';
-import { sinksOf } from '../../commands/reports.ts';
+import { openCollector, type OpenedCollector } from '../../open-collector.ts';
 import type { Fleet } from '../../store/fleet.ts';
 import { ReportImports } from '../../store/report-imports.ts';
 import { tempDatabase } from '../../../shared/testing/store-fixtures.ts';
@@ -30,7 +29,7 @@ interface Setup {
   fleet: Fleet;
   imports: ReportImports;
   sinks: ImportSinks;
-  opened: Opened;
+  opened: OpenedCollector;
   dir: string;
   key: KeyPair;
   agentId: string;
@@ -39,16 +38,16 @@ interface Setup {
 async function setup(t: TestContext): Promise<Setup> {
   const { path } = await tempDatabase(t, 'airgap');
   // The rollout engine as `reports import` opens it: results and inventories go to it.
-  const opened = openEngine(path, { stdout: process.stdout, stderr: process.stderr }, false);
+  const opened = await openCollector({ store: { kind: 'sqlite', path } });
   t.after(() => {
     opened.close();
   });
-  const { store: { db }, fleet } = opened;
+  const { store: { db }, store: fleet } = opened;
   const key = generateKeyPair();
   const agentId = fleet.agents.enroll({ publicKey: key.publicKey, hostname: 'vault-1', machineId: null, tokenId: null }, new Date(NOW.getTime() - 48 * HOUR));
   const dir = await mkdtemp(join(tmpdir(), 'pw-reports-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
-  return { db, fleet, imports: new ReportImports(db, fleet), sinks: sinksOf(opened), opened, dir, key, agentId };
+  return { db, fleet, imports: new ReportImports(db, fleet), sinks: opened.airGap.importSinks(), opened, dir, key, agentId };
 }
 
 interface FileSpec {
@@ -237,7 +236,7 @@ describe('reports import: results files (agent apply)', () => {
     const id = randomUUID();
     const instruction: Instruction = { schema: 'patchwarden.instruction/1', kind: 'refresh', id, agentId, issuedAt: NOW.toISOString(), notBefore: NOW.toISOString(), expiresAt: new Date(NOW.getTime() + 24 * HOUR).toISOString(), rolloutId: null, dryRun: false };
     const signed = signInstruction(instruction, COLLECTOR_KEY.privateKeyPem);
-    s.opened.outbox.enqueue({ id, agentId, payload: signed.payload, signature: signed.signature, expiresAt: instruction.expiresAt, rolloutId: null }, NOW);
+    s.opened.store.outbox.enqueue({ id, agentId, payload: signed.payload, signature: signed.signature, expiresAt: instruction.expiresAt, rolloutId: null }, NOW);
     return id;
   }
 
@@ -255,7 +254,7 @@ describe('reports import: results files (agent apply)', () => {
     const file = await resultsFile(s, { agentId: s.agentId, results: ids.map(succeeded) });
     const [first] = await run(s, [file]);
     assert.deepEqual(first, { file, kind: 'results', status: 'stored', agentId: s.agentId, createdAt: new Date(NOW.getTime() - HOUR).toISOString(), recorded: 2, known: 0, unknown: 0 });
-    for (const id of ids) assert.equal(s.opened.outbox.get(id)?.result?.status, 'succeeded');
+    for (const id of ids) assert.equal(s.opened.store.outbox.get(id)?.result?.status, 'succeeded');
     const [second] = await run(s, [file]);
     assert.ok(second?.status === 'duplicate' && second.kind === 'results' && second.known === 2, JSON.stringify(second));
   });
@@ -276,7 +275,7 @@ describe('reports import: results files (agent apply)', () => {
     await writeFile(forged, encodeSignedFile({ kind: 'results', signer: intruder, createdAt: new Date(NOW.getTime() - 2 * HOUR), body: Buffer.from(JSON.stringify({ agentId: intruder, results: [{ ...succeeded(id), status: 'failed', code: 'PW_ERR_COMMAND_FAILED' }] })), key: other.privateKeyPem }));
     const genuine = await resultsFile(s, { agentId: s.agentId, results: [succeeded(id)] });
     assert.deepEqual(statuses(await run(s, [forged, genuine])), ['refused PW_ERR_FILE_FOREIGN', 'stored']);
-    assert.equal(s.opened.outbox.get(id)?.result?.status, 'succeeded');
+    assert.equal(s.opened.store.outbox.get(id)?.result?.status, 'succeeded');
   });
 
   const refusals: [string, (s: Setup) => Promise<string>, string, RegExp][] = [

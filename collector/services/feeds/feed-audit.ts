@@ -10,12 +10,11 @@
  * row without its change.
  */
 import { resolve } from 'node:path';
-import { errorMessage } from '../../shared/errors.ts';
-import type { BundleImportResult } from '../services/airgap/feed-bundle.ts';
-import type { SyncOutcome } from '../services/feeds/sync.ts';
-import type { FeedImportResult } from '../services/feeds/store-import.ts';
-import type { AuditLog } from '../store/audit-log.ts';
-import { cliActor } from './actor.ts';
+import { errorMessage } from '../../../shared/errors.ts';
+import type { BundleImportResult } from '../airgap/feed-bundle.ts';
+import type { SyncOutcome } from './sync.ts';
+import type { FeedImportResult } from './store-import.ts';
+import type { AuditLog } from '../../store/audit-log.ts';
 
 /** An error message in a row is a hint, not a transcript: a hostile file's text stays short. */
 const MAX_MESSAGE = 500;
@@ -34,8 +33,8 @@ export class FeedAudit {
   readonly #audit: Pick<AuditLog, 'record'>;
   readonly #actor: string;
 
-  /** `audit` takes the rows (the store's audit log). */
-  constructor(audit: Pick<AuditLog, 'record'>, actor: string = cliActor()) {
+  /** `audit` takes the rows (the store's audit log); `actor` is `cli:<unix user>` for a command, `system` for serve's scheduled sync. */
+  constructor(audit: Pick<AuditLog, 'record'>, actor: string) {
     this.#audit = audit;
     this.#actor = actor;
   }
