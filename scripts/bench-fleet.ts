@@ -29,12 +29,12 @@
 import { ensureBuilt } from './dist-fresh.ts';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createHash, type Hash, randomUUID } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import WebSocket from 'ws';
 import { ecosystemFor, parseOsRelease } from '../agent/inventory/os-release.ts';
 import { enrollFrame, helloFrame, newKeys } from '../shared/testing/fake-agent.ts';
+import { OwnedChild, ownedTempDir } from '../shared/testing/owned-child.ts';
 import { openDatabase } from '../collector/store/db.ts';
 import { FleetSummaryStore } from '../collector/store/fleet-summary.ts';
 import { type CountedTable, StoreInspection } from '../collector/store/inspection.ts';
@@ -190,7 +190,7 @@ function cpuMeter(pid: number): () => PhaseCpu {
 export class Child {
   readonly proc: ChildProcess;
   readonly exited: Promise<string>;
-  #exit: string | null = null;
+  readonly #owned: OwnedChild;
   lines = 0;
   warnings = 0;
   errors = 0;
@@ -201,23 +201,8 @@ export class Child {
   constructor(args: string[], cwd: string) {
     // No feed sync: the bench measures the gateway, and reaches no upstream.
     this.proc = spawn(process.execPath, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PATCHWARDEN_FEED_SYNC: 'off' } });
-    // A bench that dies of an uncaught exception must not leave a collector running.
-    const orphan = (): void => {
-      this.proc.kill('SIGKILL');
-    };
-    process.once('exit', orphan);
-    this.exited = new Promise((resolve) => {
-      this.proc.once('exit', (code, signal) => {
-        process.off('exit', orphan);
-        this.#exit = signal === null ? `exit ${code ?? '?'}` : `signal ${signal}`;
-        resolve(this.#exit);
-      });
-      this.proc.once('error', (err) => {
-        process.off('exit', orphan);
-        this.#exit = `spawn failed: ${err.message}`;
-        resolve(this.#exit);
-      });
-    });
+    this.#owned = new OwnedChild(this.proc);
+    this.exited = this.#owned.exited;
     this.proc.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
       const parts = (this.#partial + chunk).split('\n');
       this.#partial = parts.pop() ?? '';
@@ -229,7 +214,7 @@ export class Child {
   }
 
   get exit(): string | null {
-    return this.#exit;
+    return this.#owned.exit;
   }
 
   get tail(): string {
@@ -279,15 +264,8 @@ export class Child {
   }
 
   /** SIGTERM, then SIGKILL after `graceMs`; resolves with how it ended. */
-  async stop(graceMs: number): Promise<string> {
-    if (this.#exit !== null) return this.#exit;
-    this.proc.kill('SIGTERM');
-    const timer = setTimeout(() => {
-      this.proc.kill('SIGKILL');
-    }, graceMs);
-    const exit = await this.exited;
-    clearTimeout(timer);
-    return exit;
+  stop(graceMs: number): Promise<string> {
+    return this.#owned.stop(graceMs);
   }
 }
 
@@ -1007,11 +985,8 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
   const echoBase = await echoBaselines(echoConnections, MIN_UNCHANGED_REPORTS, progress);
   problems.push(...echoBase.problems);
 
-  const dir = mkdtempSync(join(tmpdir(), 'pw-bench-fleet-'));
-  const removeDir = (): void => {
-    rmSync(dir, { recursive: true, force: true });
-  };
-  process.once('exit', removeDir);
+  const temp = ownedTempDir('pw-bench-fleet-');
+  const dir = temp.path;
   let child: Child | null = null;
   const links: Link[] = [];
   let store: FleetBench['store'] = null;
@@ -1240,7 +1215,6 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
   } finally {
     for (const l of links) l.ws.terminate();
     if (child !== null) await child.stop(10_000);
-    process.off('exit', removeDir);
-    removeDir();
+    temp.remove();
   }
 }

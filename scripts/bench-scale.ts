@@ -35,10 +35,9 @@
  */
 import { ensureBuilt } from './dist-fresh.ts';
 import { type ChildProcess, fork } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { rssMiB, serveInChild, type ChildCollector } from '../shared/testing/collector-process.ts';
+import { OwnedChild, ownedTempDir } from '../shared/testing/owned-child.ts';
 import type { Inventory } from '../shared/protocol.ts';
 import { Child, ECHO_SERVER, FULL_WINDOW, HANDSHAKE_CONCURRENCY, openFileLimit, percentile, prepareStore, procCpuSeconds, procStatus, scrapeMetrics, settle, UNCHANGED_WINDOW, VARIANTS } from './bench-fleet.ts';
 import { type InitMessage, MAX_AGENTS_PER_WORKER, type Phase, type PhaseResult, type WorkerMessage, WorkerMessageSchema } from './scale-ipc.ts';
@@ -94,25 +93,15 @@ export function sizesFromEnv(text = process.env.PW_BENCH_SCALE): number[] {
 class Worker {
   readonly index: number;
   readonly proc: ChildProcess;
+  readonly #owned: OwnedChild;
   #waiter: { resolve: (m: WorkerMessage) => void; reject: (e: Error) => void } | null = null;
-  #exit: string | null = null;
-  readonly exited: Promise<void>;
 
   constructor(index: number) {
     this.index = index;
     this.proc = fork(join(ROOT, 'scripts', 'scale-worker.ts'), [], { cwd: ROOT, execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'json' });
-    // A bench that dies of an uncaught exception must not leave workers holding sockets.
-    const orphan = (): void => {
-      this.proc.kill('SIGKILL');
-    };
-    process.once('exit', orphan);
-    this.exited = new Promise((resolve) => {
-      this.proc.once('exit', (code, signal) => {
-        process.off('exit', orphan);
-        this.#exit = signal === null ? `exit ${code ?? '?'}` : `signal ${signal}`;
-        this.#fail(new Error(`worker ${index} ended (${this.#exit})`));
-        resolve();
-      });
+    this.#owned = new OwnedChild(this.proc);
+    void this.#owned.exited.then((exit) => {
+      this.#fail(new Error(`worker ${index} ended (${exit})`));
     });
     this.proc.once('error', (err) => {
       this.#fail(new Error(`worker ${index}: ${err.message}`));
@@ -139,7 +128,8 @@ class Worker {
   }
 
   request(msg: unknown, timeoutMs: number): Promise<WorkerMessage> {
-    if (this.#exit !== null) return Promise.reject(new Error(`worker ${this.index} ended (${this.#exit})`));
+    const exit = this.#owned.exit;
+    if (exit !== null) return Promise.reject(new Error(`worker ${this.index} ended (${exit})`));
     if (this.#waiter !== null) return Promise.reject(new Error(`worker ${this.index} is busy`));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -161,11 +151,9 @@ class Worker {
 
   /** Asks it to drop its connections and exit; SIGKILL after `graceMs`. */
   async stop(graceMs: number): Promise<void> {
-    if (this.#exit !== null) return;
-    if (this.proc.connected) this.proc.send({ type: 'exit' });
-    const timer = setTimeout(() => this.proc.kill('SIGKILL'), graceMs);
-    await this.exited;
-    clearTimeout(timer);
+    await this.#owned.stop(graceMs, () => {
+      if (this.proc.connected) this.proc.send({ type: 'exit' });
+    });
   }
 }
 
@@ -369,11 +357,8 @@ async function echoBaseline(workers: Workers, agents: number, progress: (line: s
 async function runSize(agents: number, opts: { collectorJs: string; dataDir: string; base: Inventory; echo: boolean; progress: (line: string) => void }): Promise<SizeRun> {
   const { progress } = opts;
   const k = Math.max(2, Math.ceil(agents / MAX_AGENTS_PER_WORKER));
-  const dir = mkdtempSync(join(tmpdir(), 'pw-bench-scale-'));
-  const removeDir = (): void => {
-    rmSync(dir, { recursive: true, force: true });
-  };
-  process.once('exit', removeDir);
+  const temp = ownedTempDir('pw-bench-scale-');
+  const dir = temp.path;
   let collectors: Collector[] = [];
   const workers = new Workers(k);
   const problems: string[] = [];
@@ -472,8 +457,7 @@ async function runSize(agents: number, opts: { collectorJs: string; dataDir: str
   } finally {
     await workers.stop();
     await Promise.all(collectors.map((c) => c.stop()));
-    process.off('exit', removeDir);
-    removeDir();
+    temp.remove();
   }
 }
 

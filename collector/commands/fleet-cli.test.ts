@@ -3,12 +3,12 @@ import { createHash, randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { before, describe, it, type TestContext } from 'node:test';
 import { collectInventory } from '../../agent/inventory/inventory.ts';
 import { inventoryHash } from '../../shared/inventory-hash.ts';
 import type { Inventory } from '../../shared/protocol.ts';
 import { generateKeyPair } from '../../shared/signing.ts';
+import { runCaptured } from '../../shared/testing/capture.ts';
 import { dataPath } from '../../shared/testing/data.ts';
 import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixtures.ts';
 import { importFeedPath } from '../services/feeds/store-import.ts';
@@ -18,15 +18,6 @@ import { fleetOn } from '../store/fleet.ts';
 import { agentCommand } from './agent.ts';
 import { hostsCommand } from './hosts.ts';
 import { parseDuration, tokenCommand } from './token.ts';
-
-function io() {
-  const out = { stdout: '', stderr: '' };
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  stdout.on('data', (d: Buffer) => (out.stdout += d.toString('utf8')));
-  stderr.on('data', (d: Buffer) => (out.stderr += d.toString('utf8')));
-  return { io: { stdout, stderr }, out };
-}
 
 async function tempDb(t: TestContext): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'pw-cli-'));
@@ -64,8 +55,8 @@ describe('parseDuration', () => {
 describe('token create', () => {
   it('prints the token alone on stdout, stores only its hash, audits it', async (t) => {
     const db = await tempDb(t);
-    const { io: streams, out } = io();
-    assert.equal(await tokenCommand(['create', '--db', db, '--uses', '3', '--ttl', '24h', '--note', 'rack 4'], streams), 0);
+    const out = await runCaptured(tokenCommand, ['create', '--db', db, '--uses', '3', '--ttl', '24h', '--note', 'rack 4']);
+    assert.equal(out.code, 0);
     assert.match(out.stdout, /^[A-Za-z0-9_-]{43}\n$/);
     assert.match(out.stderr, /^enrollment token 1: 3 uses, expires \d{4}-\d\d-\d\dT.*; shown once, only its hash is stored\n$/);
     const token = out.stdout.trim();
@@ -79,8 +70,7 @@ describe('token create', () => {
 
   it('--json gives id, token, uses, expiresAt, note', async (t) => {
     const db = await tempDb(t);
-    const { io: streams, out } = io();
-    await tokenCommand(['create', '--db', db, '--uses', '1', '--ttl', '30m', '--json'], streams);
+    const out = await runCaptured(tokenCommand, ['create', '--db', db, '--uses', '1', '--ttl', '30m', '--json']);
     const doc = JSON.parse(out.stdout) as Record<string, unknown>;
     assert.deepEqual(Object.keys(doc), ['id', 'token', 'uses', 'expiresAt', 'note']);
     assert.equal(doc.uses, 1);
@@ -99,7 +89,7 @@ describe('token create', () => {
   for (const [name, args] of usage) {
     it(`${name}: PW_ERR_USAGE, no token stored`, async (t) => {
       const db = await tempDb(t);
-      await assert.rejects(tokenCommand(['create', '--db', db, ...args], io().io), { code: 'PW_ERR_USAGE' });
+      await assert.rejects(runCaptured(tokenCommand, ['create', '--db', db, ...args]), { code: 'PW_ERR_USAGE' });
       const conn = openDatabase(db, { readonly: true });
       assert.equal(conn.prepare('SELECT count(*) FROM enrollment_tokens').pluck().get(), 0);
       conn.close();
@@ -107,7 +97,7 @@ describe('token create', () => {
   }
 
   it('token list (not a subcommand): PW_ERR_USAGE', async () => {
-    await assert.rejects(tokenCommand(['list'], io().io), { code: 'PW_ERR_USAGE' });
+    await assert.rejects(runCaptured(tokenCommand, ['list']), { code: 'PW_ERR_USAGE' });
   });
 });
 
@@ -130,8 +120,8 @@ describe('hosts and agent revoke', () => {
 
   it('hosts prints one row per host: hostname, ecosystem, packages, kernel, reboot, last seen, agent id', async (t) => {
     const { db, ids, rhel } = await fleetDb(t);
-    const { io: streams, out } = io();
-    assert.equal(await hostsCommand(['--db', db], streams), 0);
+    const out = await runCaptured(hostsCommand, ['--db', db]);
+    assert.equal(out.code, 0);
     const lines = out.stdout.trimEnd().split('\n');
     assert.match(lines[0]!, /^HOSTNAME +ECOSYSTEM +ASSESSMENT +PACKAGES +KERNEL +REBOOT +LAST SEEN +AGENT$/);
     assert.equal(lines.length, 3);
@@ -143,8 +133,7 @@ describe('hosts and agent revoke', () => {
 
   it('hosts --json is the host summaries', async (t) => {
     const { db, ids } = await fleetDb(t);
-    const { io: streams, out } = io();
-    await hostsCommand(['--db', db, '--json'], streams);
+    const out = await runCaptured(hostsCommand, ['--db', db, '--json']);
     const hosts = JSON.parse(out.stdout) as { agentId: string; packageCount: number }[];
     assert.deepEqual(new Set(hosts.map((h) => h.agentId)), new Set(ids));
     assert.equal(hosts.find((h) => h.agentId === ids[0])?.packageCount, thisHost.packages.length);
@@ -153,8 +142,7 @@ describe('hosts and agent revoke', () => {
   it('hosts says which hosts no loaded feed covers: not-assessed until a feed naming AlmaLinux:9 is imported, stale past staleFeedHours', async (t) => {
     const { db, ids } = await fleetDb(t);
     const state = async (args: string[] = []) => {
-      const { io: streams, out } = io();
-      await hostsCommand(['--db', db, '--json', ...args], streams);
+      const out = await runCaptured(hostsCommand, ['--db', db, '--json', ...args]);
       const hosts = JSON.parse(out.stdout) as { agentId: string; assessment: { state: string; reason: string } }[];
       return hosts.find((h) => h.agentId === ids[1])?.assessment;
     };
@@ -172,25 +160,24 @@ describe('hosts and agent revoke', () => {
 
   it('hosts on an empty database prints the header only', async (t) => {
     const db = await tempDb(t);
-    const { io: streams, out } = io();
-    await hostsCommand(['--db', db], streams);
+    const out = await runCaptured(hostsCommand, ['--db', db]);
     assert.equal(out.stdout.split('\n').length, 2);
   });
 
   it('agent revoke: revoked once and audited, again says so, an unknown id exits 1, a non-uuid is a usage error', async (t) => {
     const { db, ids } = await fleetDb(t);
-    const first = io();
-    assert.equal(await agentCommand(['revoke', '--db', db, ids[0]!], first.io), 0);
-    assert.match(first.out.stdout, new RegExp(`^agent ${ids[0]!} \\(${thisHost.host.hostname}\\) revoked\\n$`));
-    const again = io();
-    assert.equal(await agentCommand(['revoke', '--db', db, ids[0]!], again.io), 0);
-    assert.match(again.out.stdout, /was revoked already at /);
-    const unknown = io();
-    assert.equal(await agentCommand(['revoke', '--db', db, randomUUID()], unknown.io), 1);
-    assert.match(unknown.out.stderr, /no agent .* is enrolled/);
-    await assert.rejects(agentCommand(['revoke', '--db', db, "'; DROP TABLE agents;--"], io().io), { code: 'PW_ERR_USAGE' });
-    await assert.rejects(agentCommand(['revoke', '--db', db], io().io), { code: 'PW_ERR_USAGE' });
-    await assert.rejects(agentCommand(['delete', ids[0]!], io().io), { code: 'PW_ERR_USAGE' });
+    const first = await runCaptured(agentCommand, ['revoke', '--db', db, ids[0]!]);
+    assert.equal(first.code, 0);
+    assert.match(first.stdout, new RegExp(`^agent ${ids[0]!} \\(${thisHost.host.hostname}\\) revoked\\n$`));
+    const again = await runCaptured(agentCommand, ['revoke', '--db', db, ids[0]!]);
+    assert.equal(again.code, 0);
+    assert.match(again.stdout, /was revoked already at /);
+    const unknown = await runCaptured(agentCommand, ['revoke', '--db', db, randomUUID()]);
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /no agent .* is enrolled/);
+    await assert.rejects(runCaptured(agentCommand, ['revoke', '--db', db, "'; DROP TABLE agents;--"]), { code: 'PW_ERR_USAGE' });
+    await assert.rejects(runCaptured(agentCommand, ['revoke', '--db', db]), { code: 'PW_ERR_USAGE' });
+    await assert.rejects(runCaptured(agentCommand, ['delete', ids[0]!]), { code: 'PW_ERR_USAGE' });
     const conn = openDatabase(db, { readonly: true });
     const audit = conn.prepare("SELECT actor, target FROM audit WHERE action = 'agent.revoke'").all() as { actor: string; target: string }[];
     conn.close();

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { TestAgent } from './fake-agent.ts';
+import { OwnedChild } from './owned-child.ts';
 
 export interface IdleFlood {
   /** Upgrades the collector accepted (101), and ones it answered otherwise (503), so far. */
@@ -84,23 +85,10 @@ export interface ChildCollector {
  */
 export function serveInChild(entry: readonly string[], args: readonly string[], options: { cwd: string; timeoutMs?: number }): Promise<ChildCollector> {
   const child = spawn(process.execPath, [...entry, 'serve', ...args], { cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PATCHWARDEN_LOG_LEVEL: 'warn', PATCHWARDEN_FEED_SYNC: 'off' } });
-  // A test or bench that dies must not leave a collector running.
-  const orphan = (): void => {
-    child.kill('SIGKILL');
-  };
-  process.once('exit', orphan);
-  const exited = new Promise<void>((resolve) => {
-    child.once('exit', () => {
-      process.off('exit', orphan);
-      resolve();
-    });
-  });
+  const owned = new OwnedChild(child);
+  const exited = owned.exited;
   const stop = async (): Promise<void> => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
+    await owned.stop(10_000);
   };
   let output = '';
   child.stderr.on('data', (d: Buffer) => (output += d.toString('utf8')));

@@ -12,10 +12,17 @@ import { type EnrollMessage, enrollMessage, fullReport, type HelloMessage, hello
 
 export type Close = { code: number; reason: string };
 
+/** See TestAgent.listen. `binary`: a binary frame came (without it, one throws: the collector sends text only). */
+export interface Listener {
+  message(m: CollectorMessage): void;
+  binary?(): void;
+}
+
 export class TestAgent {
   readonly ws: WebSocket;
   readonly #queue: CollectorMessage[] = [];
   readonly #waiters: ((m: CollectorMessage | Close) => void)[] = [];
+  #listener: Listener | null = null;
   readonly closed: Promise<Close>;
   #close: Close | undefined;
   /** Every frame the collector sent, as text (binary frames as `<binary>`). */
@@ -32,11 +39,21 @@ export class TestAgent {
     });
     ws.on('error', () => undefined);
     ws.on('message', (data, isBinary) => {
-      const text = isBinary ? '<binary>' : (data as Buffer).toString('utf8');
+      if (isBinary) {
+        this.received.push('<binary>');
+        if (this.#listener?.binary === undefined) throw new Error('the collector sent a binary frame');
+        this.#listener.binary();
+        return;
+      }
+      const text = (data as Buffer).toString('utf8');
       this.received.push(text);
       // The collector's messages are checked like the real agent checks them: a collector
       // sending something off the contract fails the test here.
       const msg = CollectorMessageSchema.parse(JSON.parse(text));
+      if (this.#listener !== null) {
+        this.#listener.message(msg);
+        return;
+      }
       const w = this.#waiters.shift();
       if (w !== undefined) w(msg);
       else this.#queue.push(msg);
@@ -66,6 +83,16 @@ export class TestAgent {
       });
       ws.once('error', reject);
     });
+  }
+
+  /**
+   * From now on every message goes to `listener.message` as it arrives, the queued ones
+   * first, instead of waiting for next(): for doubles that react to what the collector
+   * sends (SimAgent answering instructions) rather than wait for it frame by frame.
+   */
+  listen(listener: Listener): void {
+    this.#listener = listener;
+    for (const m of this.#queue.splice(0)) listener.message(m);
   }
 
   /** The next message; rejects when the connection closes first or nothing comes in time. */

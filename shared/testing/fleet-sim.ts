@@ -5,7 +5,8 @@
  * runs no package manager: a successful patch is simulated from `repository` (what the
  * host's configured repositories offer as newest), and, as the real agent does, it sends
  * its result first and then a fresh inventory, so the collector's findings resolve from
- * the host's facts. Tests only.
+ * the host's facts. The wire (connection, challenge, enroll or hello, frames) is TestAgent's
+ * (fake-agent.ts); this class is the host's behaviour on top of it. Tests only.
  */
 import WebSocket from 'ws';
 import { REFUSAL_CODES } from '../../agent/executor/verify.ts';
@@ -19,9 +20,9 @@ import {
   type SignedInstruction,
   SignedInstructionSchema,
 } from '../instructions.ts';
-import { type CollectorMessage, CollectorMessageSchema, type Inventory } from '../protocol.ts';
+import type { CollectorMessage, Inventory } from '../protocol.ts';
 import type { KeyPair } from '../signing.ts';
-import { enrollFrame, helloFrame, newKeys } from './fake-agent.ts';
+import { type Listener, newKeys, TestAgent } from './fake-agent.ts';
 
 /**
  * How the host answers an instruction.
@@ -91,10 +92,18 @@ export class SimAgent {
   frames = 0;
   /** Results and reports the collector acknowledged. */
   readonly acked: { id: string; kind: 'result' | 'report'; status: string }[] = [];
-  #ws: WebSocket | undefined;
+  /** The connection: TestAgent speaks the handshake and carries the frames; this class only reacts to them. */
+  #conn: TestAgent | undefined;
   readonly #waiting = new Map<string, (status: string) => void>();
-  #welcome: (() => void) | undefined;
   #chain: Promise<void> = Promise.resolve();
+  readonly #listener: Listener = {
+    message: (m) => {
+      this.#onMessage(m);
+    },
+    binary: () => {
+      this.violations.push('a binary frame');
+    },
+  };
 
   private constructor(opts: SimAgentOptions) {
     this.#url = opts.url;
@@ -108,37 +117,32 @@ export class SimAgent {
   /** Enrolls with the token, then reports its inventory and waits for the ack. */
   static async enroll(opts: SimAgentOptions): Promise<SimAgent> {
     const a = new SimAgent(opts);
-    await a.#open(async (nonceWait) => {
-      await nonceWait;
-      a.#send(enrollFrame(opts.token, a.keys, { hostname: a.hostname }));
-    });
+    const enrolled = await a.#open((conn) => conn.enroll(opts.token, a.keys, { hostname: a.hostname }));
+    a.agentId = enrolled.agentId;
+    // Pinned here, once: every instruction is checked against this key, never one a message names.
+    a.collectorPublicKey = enrolled.collectorPublicKey;
     await a.report();
     return a;
   }
 
   get connected(): boolean {
-    return this.#ws?.readyState === WebSocket.OPEN;
+    return this.#conn?.ws.readyState === WebSocket.OPEN;
   }
 
   /** Connects again with hello (the key from enrollment); resolves at welcome. */
   async reconnect(): Promise<void> {
-    await this.#open(async (nonceWait) => {
-      const nonce = await nonceWait;
-      this.#send(helloFrame(nonce, this.agentId, this.keys));
-    });
+    await this.#open((conn) => conn.hello(this.agentId, this.keys));
   }
 
   /** Closes the connection and waits until it is closed. */
   async disconnect(): Promise<void> {
-    const ws = this.#ws;
-    if (ws === undefined || ws.readyState === WebSocket.CLOSED) return;
-    const closed = new Promise<void>((resolve) => ws.once('close', () => { resolve(); }));
-    ws.close(1000);
-    await closed;
+    const conn = this.#conn;
+    if (conn === undefined || conn.ws.readyState === WebSocket.CLOSED) return;
+    await conn.close();
   }
 
   terminate(): void {
-    this.#ws?.terminate();
+    this.#conn?.ws.terminate();
   }
 
   /** Sends the current inventory; resolves with the ack's status. */
@@ -154,45 +158,30 @@ export class SimAgent {
     return this.#chain;
   }
 
-  #open(handshake: (nonce: Promise<string>) => Promise<void>): Promise<void> {
-    const ws = new WebSocket(this.#url, { perMessageDeflate: false });
-    this.#ws = ws;
-    let gotNonce: (nonce: string) => void = () => undefined;
-    const nonce = new Promise<string>((resolve) => {
-      gotNonce = resolve;
-    });
-    const welcomed = new Promise<void>((resolve, reject) => {
-      this.#welcome = resolve;
-      ws.once('error', reject);
-      ws.once('close', (code, reason) => {
-        reject(new Error(`${this.hostname}: connection closed (${code} ${reason.toString('utf8')}) before welcome`));
-      });
-    });
-    ws.on('error', () => undefined);
-    ws.on('message', (data: Buffer, isBinary) => {
-      if (isBinary) {
-        this.violations.push('a binary frame');
-        return;
-      }
-      const msg = CollectorMessageSchema.parse(JSON.parse(data.toString('utf8')));
-      if (msg.type === 'challenge') gotNonce(msg.nonce);
-      else this.#onMessage(msg);
-    });
-    ws.once('open', () => {
-      void handshake(nonce);
-    });
-    return welcomed;
+  /**
+   * A new connection through `handshake` (TestAgent's enroll or hello, up to welcome); from
+   * then on its messages come to #onMessage as they arrive. A failure names the host: a
+   * fleet test has dozens of agents.
+   */
+  async #open<T>(handshake: (conn: TestAgent) => Promise<T>): Promise<T> {
+    try {
+      const conn = await TestAgent.connect(this.#url);
+      this.#conn = conn;
+      const done = await handshake(conn);
+      conn.listen(this.#listener);
+      return done;
+    } catch (err) {
+      throw new Error(`${this.hostname}: ${err instanceof Error ? err.message : String(err)} (before welcome)`, { cause: err });
+    }
   }
 
-  #onMessage(msg: Exclude<CollectorMessage, { type: 'challenge' }>): void {
+  /** After the handshake: acks, errors and instructions as they come. */
+  #onMessage(msg: CollectorMessage): void {
     switch (msg.type) {
+      case 'challenge':
       case 'enrolled':
-        this.agentId = msg.agentId;
-        // Pinned here, once: every instruction is checked against this key, never one a message names.
-        this.collectorPublicKey = msg.collectorPublicKey;
-        return;
       case 'welcome':
-        this.#welcome?.();
+        this.violations.push(`a ${msg.type} after the handshake`);
         return;
       case 'ack': {
         const w = this.#waiting.get(msg.id);
@@ -289,7 +278,7 @@ export class SimAgent {
   }
 
   #ack(id: string, kind: 'result' | 'report'): Promise<string> {
-    const ws = this.#ws;
+    const ws = this.#conn?.ws;
     return new Promise((resolve, reject) => {
       const onClose = (): void => {
         this.#waiting.delete(id);
@@ -305,6 +294,6 @@ export class SimAgent {
   }
 
   #send(msg: unknown): void {
-    this.#ws?.send(JSON.stringify(msg));
+    this.#conn?.send(msg);
   }
 }
