@@ -308,12 +308,12 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     logger.info({ url, agentUrl }, 'collector listening');
     let feedScheduler: FeedScheduler | null = null;
     if (options.feedSync !== undefined && config.feedSync) {
-      const advisories = store.advisories;
+      const advisories = store.async.advisories;
       feedScheduler = new FeedScheduler({
         ...options.feedSync,
         store: advisories,
         sources: () => selectSources(enrolledEcosystems(db), config),
-        audit: new FeedAudit(store.audit, 'system'),
+        audit: new FeedAudit(store.async.audit, 'system'),
         logger,
         staleFeedHours: config.policy.staleFeedHours,
         now,

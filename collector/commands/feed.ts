@@ -68,23 +68,23 @@ async function importCmd(argv: string[], io: Io): Promise<number> {
   const opened = openStore({ kind: 'sqlite', path: values.db });
   let failed = 0;
   try {
-    const store = opened.advisories;
-    const audit = new FeedAudit(opened.audit);
+    const store = opened.async.advisories;
+    const audit = new FeedAudit(opened.async.audit);
     for (const path of positionals) {
       try {
         if (await isSignedFile(path)) {
           const b = await importFeedBundle(store, path, { trusted });
-          audit.bundle(path, b);
+          await audit.bundle(path, b);
           io.stdout.write(bundleSummary(path, b) + '\n');
           continue;
         }
         const r = await importFeedPath(store, path, values.name === undefined ? {} : { name: values.name });
-        audit.imported(path, r);
+        await audit.imported(path, r);
         io.stdout.write(importSummary(r) + '\n');
         writeWarnings(r, io);
       } catch (err) {
         failed++;
-        audit.refused(path, err);
+        await audit.refused(path, err);
         io.stderr.write(`${path}: refused, nothing stored: ${errorMessage(err)}\n`);
       }
     }
@@ -104,7 +104,7 @@ async function exportCmd(argv: string[], io: Io): Promise<number> {
   const opened = openStore({ kind: 'sqlite', path: values.db, readonly: true });
   let exported;
   try {
-    exported = exportFeedBundle(opened.advisories, { ...(values.feed === undefined ? {} : { sources: values.feed }), key, publicKey });
+    exported = await exportFeedBundle(opened.async.advisories, { ...(values.feed === undefined ? {} : { sources: values.feed }), key, publicKey });
   } finally {
     opened.close();
   }
@@ -128,11 +128,11 @@ async function syncCmd(argv: string[], io: Io): Promise<number> {
   let failed = 0;
   const tty = io.stderr.isTTY ?? false;
   try {
-    const store = opened.advisories;
+    const store = opened.async.advisories;
     const sources = selectSources(enrolledEcosystems(opened.db), config);
     if (sources.length === 0) throw new UsageError(`${values.config ?? 'the catalogue'}: nothing to sync (the config lists no feeds and disables the catalogue)`);
     const bars = new Map<string, { bar: SingleBar; started: boolean }>();
-    await syncSources(store, sources, new FeedAudit(opened.audit), {
+    await syncSources(store, sources, new FeedAudit(opened.async.audit), {
       onProgress: (name, received, total) => {
         if (!tty || total === null) return;
         let b = bars.get(name);

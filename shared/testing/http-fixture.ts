@@ -15,7 +15,6 @@ import { DEFAULT_POLICY } from '../../collector/domain/correlate/policy.ts';
 import { inventoryOf, rhel95Packages } from './correlate-fixtures.ts';
 import { importFeedPath } from '../../collector/services/feeds/store-import.ts';
 import { ApiTokenStore, type Role } from '../../collector/store/access.ts';
-import { AdvisoryStore } from '../../collector/store/advisories.ts';
 import { openDatabase, type Db } from '../../collector/store/db.ts';
 import type { Fleet } from '../../collector/store/fleet.ts';
 import { type Store, storeOn } from '../../collector/store/store.ts';
@@ -82,10 +81,9 @@ export async function makeFixture(opts: { feeds?: boolean; feedsAt?: Date; authL
   const fleet: Fleet = store;
   const correlator = new Correlator();
   if (opts.feeds !== false) {
-    const store = new AdvisoryStore(db);
     const at = opts.feedsAt ?? new Date(NOW.getTime() - 3600_000);
-    await importFeedPath(store, dataPath('osv', 'almalinux9.osv.jsonl.gz'), { correlator, now: at });
-    await importFeedPath(store, dataPath('kev', 'known_exploited_vulnerabilities.json.gz'), { correlator, now: at });
+    await importFeedPath(store.async.advisories, dataPath('osv', 'almalinux9.osv.jsonl.gz'), { correlator, now: at });
+    await importFeedPath(store.async.advisories, dataPath('kev', 'known_exploited_vulnerabilities.json.gz'), { correlator, now: at });
   }
   const metrics = createMetrics();
   const clock = { now: NOW };
