@@ -17,9 +17,9 @@ import { dataPath } from '../shared/testing/data.ts';
 import { exportInstructions } from './services/airgap/instruction-export.ts';
 import { feedCommand } from './commands/feed.ts';
 import { importFeedPath } from './services/feeds/store-import.ts';
-import { AdvisoryStore } from './store/advisories.ts';
 import { createLogger } from './logger.ts';
 import { createCollector } from './server.ts';
+import { asyncAdvisories } from '../shared/testing/store-fixtures.ts';
 
 describe('files the collector makes', () => {
   it('under umask 022: database, -wal, -shm, collector key, exported instruction files and feed bundle are all 0600', async (t) => {
@@ -45,7 +45,7 @@ describe('files the collector makes', () => {
     const out = join(dir, 'carry');
     await mkdir(out, { mode: 0o700 });
     assert.equal((await exportInstructions({ outbox: collector.outbox, dir: out, key, now })).length, 1);
-    await importFeedPath(new AdvisoryStore(collector.db), dataPath('kev', 'known_exploited_vulnerabilities.json.gz'));
+    await importFeedPath(asyncAdvisories(collector.db), dataPath('kev', 'known_exploited_vulnerabilities.json.gz'));
     const io = { stdout: new PassThrough(), stderr: new PassThrough() };
     assert.equal(await feedCommand(['export', '--db', dbPath, '--out', join(out, 'feeds.pwfeeds')], io), 0);
 

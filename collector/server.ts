@@ -183,20 +183,18 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
       for (const [state, n] of Object.entries(rollouts.store.countByState())) metrics.rollouts.set({ state }, n);
     });
     gateway = new Gateway({
-      fleet,
+      store: store.async,
       collectorPublicKey: key.publicKey,
       logger,
       now,
       ...options.gateway,
       instructions: {
-        pendingFor: (agentId, at) => outbox.pendingFor(agentId, at),
-        markSent: (id, at) => {
-          outbox.markSent(id, at);
-        },
+        pendingFor: (agentId, at) => store.async.outbox.pendingFor(agentId, at),
+        markSent: (id, at) => store.async.outbox.markSent(id, at),
         // The engine records the result in the outbox too, and moves the rollout on.
         recordResult: (agentId, result) => {
           metrics.instructionResultsTotal.inc({ status: result.status });
-          return rollouts.onResult(agentId, result);
+          return Promise.resolve(rollouts.onResult(agentId, result));
         },
       },
       onInventory: (agentId, inventory, hash) => {
@@ -305,7 +303,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
         ...options.feedSync,
         store: feeds.advisories,
         sources: () => feeds.sources(config),
-        audit: new FeedAudit(store.audit, 'system'),
+        audit: new FeedAudit(store.async.audit, 'system'),
         logger,
         staleFeedHours: config.policy.staleFeedHours,
         now,

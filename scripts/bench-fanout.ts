@@ -26,7 +26,6 @@ import { importFeedPath } from '../collector/services/feeds/store-import.ts';
 import { HostFindings } from '../collector/services/findings/host-findings.ts';
 import { createLogger } from '../collector/logger.ts';
 import { hostInventory } from '../shared/testing/rollout-bench.ts';
-import { AdvisoryStore } from '../collector/store/advisories.ts';
 import { WalCheckpointer } from '../collector/store/checkpointer.ts';
 import { openDatabase } from '../collector/store/db.ts';
 import { StoreInspection } from '../collector/store/inspection.ts';
@@ -91,7 +90,7 @@ export async function fanOutSection<F>(figure: MakeFanOutFigure<F>, progress: (l
     const db = openDatabase(path);
     const store = storeOn(db);
     const fleet: Fleet = store;
-    const advisories = new AdvisoryStore(db);
+    const advisories = store.async.advisories;
     const logger = createLogger({ level: 'silent' });
     const hf = new HostFindings({ store, policy: DEFAULT_POLICY, logger, now: () => NOW });
     // As `serve` runs its store (collector/server.ts): WAL checkpoints on a worker thread, not inside the commits.

@@ -24,7 +24,7 @@ import { planInventory } from '../collector/domain/correlate/match.ts';
 import { parseFeedPath } from '../collector/services/feeds/import.ts';
 import { importFeedPath } from '../collector/services/feeds/store-import.ts';
 import type { Advisory } from '../collector/domain/feeds/types.ts';
-import { AdvisoryStore } from '../collector/store/advisories.ts';
+import { storeOn } from '../collector/store/store.ts';
 import { openDatabase } from '../collector/store/db.ts';
 import { StoreInspection } from '../collector/store/inspection.ts';
 import { INVENTORY_SCHEMA, type Inventory, InventorySchema, type Package } from '../shared/protocol.ts';
@@ -181,7 +181,7 @@ async function feedsSection(dataDir: string): Promise<{ figures: Figure[]; raw: 
       const dbPath = join(dir, 'collector.db');
       const db = openDatabase(dbPath);
       try {
-        const store = new AdvisoryStore(db);
+        const store = storeOn(db).async.advisories;
         let t = performance.now();
         let added = 0;
         let records = 0;

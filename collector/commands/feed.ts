@@ -62,22 +62,22 @@ async function importCmd(argv: string[], io: Io): Promise<number> {
   let failed = 0;
   try {
     const feeds = collector.feeds;
-    const audit = new FeedAudit(collector.store.audit, cliActor());
+    const audit = new FeedAudit(collector.store.async.audit, cliActor());
     for (const path of positionals) {
       try {
         if (await isSignedFile(path)) {
           const b = await feeds.importBundle(path, { trusted });
-          audit.bundle(path, b);
+          await audit.bundle(path, b);
           io.stdout.write(bundleSummary(path, b) + '\n');
           continue;
         }
         const r = await feeds.importPath(path, values.name === undefined ? {} : { name: values.name });
-        audit.imported(path, r);
+        await audit.imported(path, r);
         io.stdout.write(importSummary(r) + '\n');
         writeWarnings(r, io);
       } catch (err) {
         failed++;
-        audit.refused(path, err);
+        await audit.refused(path, err);
         io.stderr.write(`${path}: refused, nothing stored: ${errorMessage(err)}\n`);
       }
     }
@@ -103,7 +103,7 @@ async function exportCmd(argv: string[], io: Io): Promise<number> {
     const { privateKeyPem: key, made, ...pub } = collector.key();
     publicKey = pub.publicKey;
     if (made) io.stderr.write(`made the collector key ${collector.keyPath()} (keep it: bundles are trusted by its public key)\n`);
-    exported = collector.feeds.exportBundle({ ...(values.feed === undefined ? {} : { sources: values.feed }), key, publicKey });
+    exported = await collector.feeds.exportBundle({ ...(values.feed === undefined ? {} : { sources: values.feed }), key, publicKey });
   } finally {
     collector.close();
   }
@@ -131,7 +131,7 @@ async function syncCmd(argv: string[], io: Io): Promise<number> {
     const sources = feeds.sources(config);
     if (sources.length === 0) throw new UsageError(`${values.config ?? 'the catalogue'}: nothing to sync (the config lists no feeds and disables the catalogue)`);
     const bars = new Map<string, { bar: SingleBar; started: boolean }>();
-    await feeds.sync(sources, new FeedAudit(collector.store.audit, cliActor()), {
+    await feeds.sync(sources, new FeedAudit(collector.store.async.audit, cliActor()), {
       onProgress: (name, received, total) => {
         if (!tty || total === null) return;
         let b = bars.get(name);
@@ -192,7 +192,7 @@ async function listCmd(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, json: { type: 'boolean', default: false } });
   const collector = await openCollector({ store: { kind: 'sqlite', path: values.db, readonly: true } });
   try {
-    const rows = collector.feeds.list();
+    const rows = await collector.feeds.list();
     io.stdout.write(values.json ? JSON.stringify(rows, null, 2) + '\n' : feedListText(rows, new Date()));
   } finally {
     collector.close();

@@ -12,12 +12,12 @@ import { runCaptured } from '../../shared/testing/capture.ts';
 import { dataPath } from '../../shared/testing/data.ts';
 import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixtures.ts';
 import { importFeedPath } from '../services/feeds/store-import.ts';
-import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase } from '../store/db.ts';
 import { fleetOn } from '../store/fleet.ts';
 import { agentCommand } from './agent.ts';
 import { hostsCommand } from './hosts.ts';
 import { parseDuration, tokenCommand } from './token.ts';
+import { asyncAdvisories } from '../../shared/testing/store-fixtures.ts';
 
 async function tempDb(t: TestContext): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'pw-cli-'));
@@ -149,7 +149,7 @@ describe('hosts and agent revoke', () => {
     assert.equal((await state())?.state, 'not-assessed');
     assert.match((await state())?.reason ?? '', /no advisory feeds are loaded/);
     const conn = openDatabase(db);
-    await importFeedPath(new AdvisoryStore(conn), dataPath('osv', 'almalinux9.osv.jsonl.gz'), { now: new Date(Date.now() - 2 * 3600_000) });
+    await importFeedPath(asyncAdvisories(conn), dataPath('osv', 'almalinux9.osv.jsonl.gz'), { now: new Date(Date.now() - 2 * 3600_000) });
     conn.close();
     assert.equal((await state())?.state, 'assessed');
     const dir = await mkdtemp(join(tmpdir(), 'pw-policy-'));

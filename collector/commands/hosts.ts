@@ -52,7 +52,7 @@ export async function hostsCommand(argv: string[], io: Io): Promise<number> {
   const policy = await readPolicyFile(values.policy);
   const collector = await openCollector({ store: { kind: 'sqlite', path: values.db, readonly: true } });
   try {
-    const view = new CoverageView(collector.feeds.coverage(), new Date(), policy.staleFeedHours);
+    const view = new CoverageView(await collector.feeds.coverage(), new Date(), policy.staleFeedHours);
     const hosts = assessHosts(allHosts(collector.store), view);
     io.stdout.write(values.json ? JSON.stringify(hosts, null, 2) + '\n' : hostsTable(hosts));
   } finally {

@@ -17,10 +17,10 @@ import { startCollector, type TestCollector } from '../../shared/testing/collect
 import { TestAgent } from '../../shared/testing/fake-agent.ts';
 import type { Preview } from '../services/rollouts/engine.ts';
 import { BIND, bindPlan as plan, hostInventory } from '../../shared/testing/rollout-bench.ts';
-import { AdvisoryStore } from '../store/advisories.ts';
 import type { KeyPair } from '../../shared/signing.ts';
 import type { RolloutDetailJson, RolloutJson } from '../http/views.ts';
 import { KEY_FILE } from '../signing-key.ts';
+import { asyncAdvisories } from '../../shared/testing/store-fixtures.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 /** ALSA-2026:54510 fixes bind 9.16.23 (bind-libs, bind-license, bind-utils in the RHEL 9.5 image). */
@@ -45,7 +45,7 @@ interface Fleet {
 async function fleet(t: TestContext, n = 3): Promise<Fleet> {
   // A fast tick: how instructions a CLI process enqueued reach the agents already connected.
   const tc = await startCollector(t, { rolloutTickMs: 100 });
-  await importFeedPath(new AdvisoryStore(tc.collector.db), dataPath('osv', 'almalinux9.osv.jsonl.gz'));
+  await importFeedPath(asyncAdvisories(tc.collector.db), dataPath('osv', 'almalinux9.osv.jsonl.gz'));
   tc.collector.findings.load();
   const agents: Fleet['agents'] = [];
   for (let i = 1; i <= n; i++) {

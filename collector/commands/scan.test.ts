@@ -16,11 +16,11 @@ import { dataPath } from '../../shared/testing/data.ts';
 import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixtures.ts';
 import { parseCsv } from '../domain/feeds/csv.ts';
 import { importFeedPath } from '../services/feeds/store-import.ts';
-import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase } from '../store/db.ts';
 import { feedCommand } from './feed.ts';
 import { csvCell } from './findings-csv.ts';
 import { MAX_INVENTORY_BYTES, readInventoryFile, scanCommand } from './scan.ts';
+import { asyncAdvisories } from '../../shared/testing/store-fixtures.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const ALMA9 = dataPath('osv', 'almalinux9.osv.jsonl.gz');
@@ -236,7 +236,7 @@ describe('scan --db after feed import', () => {
       const path = join(dir, `stale-${hours}-${extra.length}.db`);
       const conn = openDatabase(path);
       try {
-        await importFeedPath(new AdvisoryStore(conn), ALMA9, { name: 'almalinux9', now: new Date(Date.parse(NOW) - hours * 3600_000) });
+        await importFeedPath(asyncAdvisories(conn), ALMA9, { name: 'almalinux9', now: new Date(Date.parse(NOW) - hours * 3600_000) });
       } finally {
         conn.close();
       }
@@ -255,7 +255,7 @@ describe('scan --db after feed import', () => {
     const path = join(dir, 'failed.db');
     const conn = openDatabase(path);
     try {
-      const store = new AdvisoryStore(conn);
+      const store = asyncAdvisories(conn);
       await importFeedPath(store, ALMA9, { name: 'almalinux9', now: new Date(NOW) });
       await assert.rejects(importFeedPath(store, join(dir, 'missing.jsonl.gz'), { name: 'almalinux9', now: new Date(NOW) }), { code: 'PW_ERR_SOURCE_UNAVAILABLE' });
     } finally {
@@ -428,7 +428,7 @@ describe('scan says when nobody looked (issue 11: coverage truth)', () => {
     const path = join(dir, 'stale-coverage.db');
     const conn = openDatabase(path);
     try {
-      await importFeedPath(new AdvisoryStore(conn), ALMA9, { name: 'almalinux9', now: new Date(Date.parse(NOW) - 49 * 3600_000) });
+      await importFeedPath(asyncAdvisories(conn), ALMA9, { name: 'almalinux9', now: new Date(Date.parse(NOW) - 49 * 3600_000) });
     } finally {
       conn.close();
     }

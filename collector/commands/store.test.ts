@@ -13,7 +13,6 @@ import { startPostgres, type Postgres } from '../../shared/testing/postgres.ts';
 import { needs, TOOLS } from '../../shared/testing/system-tools.ts';
 import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixtures.ts';
 import { importFeedPath } from '../services/feeds/store-import.ts';
-import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase } from '../store/db.ts';
 import { fleetOn } from '../store/fleet.ts';
 import { migratePostgres } from '../store/postgres/migrate.ts';
@@ -23,6 +22,7 @@ import { apiTokenCommand } from './api-token.ts';
 import { exceptionCommand } from './exception.ts';
 import { rolloutCommand } from './rollout.ts';
 import { displayUrl, storeCommand } from './store.ts';
+import { asyncAdvisories } from '../../shared/testing/store-fixtures.ts';
 
 /** Hostnames an agent could send: each must arrive in PostgreSQL byte for byte. */
 const HOSTILE = ["db'; DROP TABLE agents; --", '<script>alert(1)</script>', 'ünïcødé-☃-host', '$(reboot)', '../../etc/passwd'];
@@ -58,7 +58,7 @@ describe('store migrate', { skip: needs(TOOLS.postgres) }, () => {
     fleet.tokens.create({ uses: 10, ttlMs: 86_400_000, createdBy: 'cli:test' });
     const lines = gunzipSync(readFileSync(join(DATA_DIR, 'osv', 'almalinux9.osv.jsonl.gz'))).toString('utf8').split('\n').slice(0, 300).join('\n');
     writeFileSync(join(dir, 'alma9.osv.jsonl'), lines + '\n');
-    await importFeedPath(new AdvisoryStore(db), join(dir, 'alma9.osv.jsonl'), { name: 'alma9' });
+    await importFeedPath(asyncAdvisories(db), join(dir, 'alma9.osv.jsonl'), { name: 'alma9' });
     const packages = rhel95Packages();
     HOSTILE.forEach((hostname, i) => {
       const id = fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname, machineId: null, tokenId: null });

@@ -75,12 +75,26 @@ const frameCases: FrameCase[] = [
   },
   { name: 'the largest enroll the schema accepts fits (refused for its unknown token, not its size)', send: (c) => { c.sendRaw(largestEnroll()); }, expect: { code: 'PW_ERR_TOKEN_REFUSED', closeCode: 4004 } },
   {
-    name: 'a report sent right behind the hello, before the welcome, is read with the raised limit',
+    // Frames are handled one after the other (the hello's store lookups are asynchronous):
+    // a report right behind the hello is answered after the welcome, in order.
+    name: 'a small report sent right behind the hello, before the welcome, is handled after it',
+    send: (c, nonce, a) => {
+      const small = { ...thisHost, packages: thisHost.packages.slice(0, 3) };
+      c.send(helloFrame(nonce, a.agentId, a.keys));
+      c.send({ type: 'report', id: '7f1c8f43-5d3c-4b8e-9a51-1c1b2f0e4a10', hash: inventoryHash(small), inventory: small });
+    },
+    expect: 'ack',
+  },
+  {
+    // The limit is raised once the hello is verified, which takes the store's answer; a
+    // frame whose header ws reads before then is held to the limit for strangers. Agents
+    // send reports after the welcome (agent/daemon/agent.ts), so only a peer that skips it meets this.
+    name: 'a large report sent right behind the hello, before the welcome, is held to the limit for strangers',
     send: (c, nonce, a) => {
       c.send(helloFrame(nonce, a.agentId, a.keys));
       c.send({ type: 'report', id: '7f1c8f43-5d3c-4b8e-9a51-1c1b2f0e4a10', hash: inventoryHash(thisHost), inventory: thisHost });
     },
-    expect: 'ack',
+    expect: { code: 'PW_ERR_INPUT_TOO_LARGE', closeCode: 1009 },
   },
 ];
 

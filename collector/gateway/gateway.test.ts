@@ -14,7 +14,6 @@ import { type Inventory, PROTOCOL_VERSION } from '../../shared/protocol.ts';
 import { dataPath } from '../../shared/testing/data.ts';
 import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixtures.ts';
 import { importFeedPath } from '../services/feeds/store-import.ts';
-import { AdvisoryStore } from '../store/advisories.ts';
 import { openDatabase, type Db } from '../store/db.ts';
 import { connect } from 'node:net';
 import { HTTP_HEADERS_TIMEOUT_MS } from '../server.ts';
@@ -23,6 +22,7 @@ import { enrollFrame, helloFrame, newKeys, TestAgent } from '../../shared/testin
 import { floodIdleUpgrades } from '../../shared/testing/collector-process.ts';
 import { startCollector, type TestCollector, variant } from '../../shared/testing/collector-harness.ts';
 import { FindingHistoryStore } from '../store/history.ts';
+import { asyncAdvisories } from '../../shared/testing/store-fixtures.ts';
 
 const run = promisify(execFile);
 
@@ -122,7 +122,7 @@ describe('gateway: the good path', () => {
     // The feed goes into the database before the collector starts, as `feed import` would.
     const dir = await mkdtemp(join(tmpdir(), 'pw-gw-feed-'));
     const keyDb = openDatabase(join(dir, 'collector.db'));
-    await importFeedPath(new AdvisoryStore(keyDb), dataPath('osv', 'almalinux9.osv.jsonl.gz'), { name: 'almalinux9' });
+    await importFeedPath(asyncAdvisories(keyDb), dataPath('osv', 'almalinux9.osv.jsonl.gz'), { name: 'almalinux9' });
     keyDb.close();
     const tc = await startCollector(t, { dbPath: join(dir, 'collector.db') });
     t.after(() => rm(dir, { recursive: true, force: true }));

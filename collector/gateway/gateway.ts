@@ -32,7 +32,7 @@ import {
 } from '../../shared/protocol.ts';
 import { helloPayload, verifyBytes } from '../../shared/signing.ts';
 import type { Logger } from '../logger.ts';
-import type { Fleet } from '../store/fleet.ts';
+import type { AsyncStore } from '../store/store.ts';
 import type { IngestItem, IngestResult, PackageSetRef } from '../store/reports.ts';
 import { assertFrameLimitSupported, onFrameTooLarge, setFrameLimit, WS_FRAME_TOO_LARGE } from './frame-limit.ts';
 import { splitKnownPackageSet } from './known-set.ts';
@@ -52,16 +52,17 @@ export const PRE_AUTH_MAX_PAYLOAD = 4096;
 /** Where the gateway finds instructions to send and puts their results (the rollout outbox). */
 export interface InstructionChannel {
   /** Signed instructions for the agent that have no result yet and have not expired, oldest first. */
-  pendingFor(agentId: string, now: Date): readonly { id: string; payload: string; signature: string }[];
-  markSent(id: string, now: Date): void;
+  pendingFor(agentId: string, now: Date): Promise<readonly { id: string; payload: string; signature: string }[]>;
+  markSent(id: string, now: Date): Promise<void>;
   /** false when the instruction is unknown or another agent's (the result is logged, not stored). */
-  recordResult(agentId: string, result: InstructionResult, now: Date): boolean;
+  recordResult(agentId: string, result: InstructionResult, now: Date): Promise<boolean>;
 }
 
 export interface GatewayOptions {
   /** Instructions for agents; without it the collector sends none and refuses results. */
   instructions?: InstructionChannel;
-  fleet: Fleet;
+  /** The agents and their reports. */
+  store: Pick<AsyncStore, 'agents' | 'reports'>;
   /** Sent in `enrolled`; the agent pins it to check the collector's signed instructions. */
   collectorPublicKey: string;
   logger: Logger;
@@ -124,6 +125,14 @@ interface Session {
   handshakeTimer: NodeJS.Timeout | undefined;
   /** Instruction ids sent on this connection (a reconnect sends the unanswered ones again). */
   sent: Set<string>;
+  /**
+   * Settles when the frames received so far are handled: each frame waits for the one
+   * before it (hello before the report it authorizes), and the socket is paused meanwhile,
+   * so a peer that floods frames is read no faster than they are handled.
+   */
+  handled: Promise<void>;
+  /** Frames received and not yet handled. */
+  queued: number;
 }
 
 /** A better-sqlite3 failure (disk full, I/O error, busy): the agent should retry later, it did nothing wrong. */
@@ -197,9 +206,17 @@ export class Gateway {
       this.#tick();
     }, this.#opts.heartbeatSeconds * 1000);
     this.#heartbeat.unref();
-    // Whatever the last run left in the table, nobody is connected to a collector that starts.
-    this.#opts.fleet.agents.markAllDisconnected();
+    // Whatever the last run left in the table, nobody is connected to a collector that
+    // starts: done before the first frame is handled, so no new connection is undone by it.
+    this.#ready = this.#opts.store.agents.markAllDisconnected().then(
+      () => undefined,
+      (err: unknown) => {
+        this.#opts.logger.error({ err }, 'could not mark the agents of the last run disconnected');
+      },
+    );
   }
+
+  readonly #ready: Promise<void>;
 
   /** Serves agents on `path` of this server; other upgrade requests get 404. */
   attach(server: HttpServer | HttpsServer): void {
@@ -234,19 +251,21 @@ export class Gateway {
    */
   deliverInstructions(agentId: string): void {
     const s = this.#byAgent.get(agentId);
-    if (s !== undefined) this.#deliver(s);
+    if (s !== undefined) void this.#deliver(s);
   }
 
-  #deliver(s: Session): void {
+  /** Never rejects: a failure is logged, and the instructions stay queued for the next connection. */
+  async #deliver(s: Session): Promise<void> {
     const channel = this.#opts.instructions;
     if (channel === undefined || s.agentId === null || s.closing) return;
     const now = this.#opts.now();
     try {
-      for (const entry of channel.pendingFor(s.agentId, now)) {
+      for (const entry of await channel.pendingFor(s.agentId, now)) {
+        // Checked and marked with no await between: two deliveries at once send each instruction once.
         if (s.sent.has(entry.id)) continue;
         s.sent.add(entry.id);
         this.#send(s, instructionMessage(entry));
-        channel.markSent(entry.id, now);
+        await channel.markSent(entry.id, now);
         s.log.info({ instructionId: entry.id }, 'instruction sent');
       }
     } catch (err) {
@@ -260,7 +279,8 @@ export class Gateway {
     this.#closed = true;
     clearInterval(this.#heartbeat);
     // Reports waiting for their shared commit are stored and acked before the goodbye.
-    if (this.#batch.length > 0) this.#flush();
+    if (this.#batch.length > 0) await this.#flush();
+    await this.#flushing;
     for (const server of this.#servers) server.off('upgrade', this.#onUpgrade);
     const closed = [...this.#sessions].map(
       (s) =>
@@ -318,7 +338,21 @@ export class Gateway {
     const nonce = randomBytes(32).toString('base64url');
     const id = this.#nextId++;
     const log = this.#opts.logger.child({ conn: id, remote: req.socket.remoteAddress });
-    const s: Session = { id, ws, source, nonce, log, agentId: null, closing: false, reportPending: false, missedPongs: 0, handshakeTimer: undefined, sent: new Set() };
+    const s: Session = {
+      id,
+      ws,
+      source,
+      nonce,
+      log,
+      agentId: null,
+      closing: false,
+      reportPending: false,
+      missedPongs: 0,
+      handshakeTimer: undefined,
+      sent: new Set(),
+      handled: this.#ready,
+      queued: 0,
+    };
     this.#sessions.add(s);
     this.#pending.add(source, s);
     this.stats.connections++;
@@ -328,13 +362,19 @@ export class Gateway {
     ws.on('message', (data, isBinary) => {
       if (s.closing) return;
       const arrived = process.hrtime.bigint();
-      try {
-        this.#handle(s, data, isBinary, arrived);
-      } catch (err) {
-        if (s.reportPending) this.#opts.onReport?.('rejected', 0);
-        this.#refuse(s, asProtocolError(err) ?? this.#internal(s, err));
-      }
-      s.reportPending = false;
+      if (s.queued++ === 0) ws.pause();
+      s.handled = s.handled.then(async () => {
+        if (!s.closing) {
+          try {
+            await this.#handle(s, data, isBinary, arrived);
+          } catch (err) {
+            if (s.reportPending) this.#opts.onReport?.('rejected', 0);
+            this.#refuse(s, asProtocolError(err) ?? this.#internal(s, err));
+          }
+          s.reportPending = false;
+        }
+        if (--s.queued === 0 && !s.closing) ws.resume();
+      });
     });
     ws.on('pong', () => {
       s.missedPongs = 0;
@@ -358,13 +398,13 @@ export class Gateway {
     this.#send(s, challengeMessage(nonce));
   }
 
-  #handle(s: Session, data: RawData, isBinary: boolean, arrived: bigint): void {
+  async #handle(s: Session, data: RawData, isBinary: boolean, arrived: bigint): Promise<void> {
     if (isBinary) throw protocolError('binary frames are not part of the protocol: send JSON text frames');
     const frame = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
     // Counted before it is hashed or parsed: too many packages is refused in one pass (report-limit.ts).
     if (s.agentId !== null) assertFrameWithinPackageLimit(frame);
     // Only an authenticated agent's report can name a stored set; before that, parse it all.
-    const known = s.agentId === null ? null : splitKnownPackageSet(frame, (json) => this.#opts.fleet.reports.matchPackageSet(json));
+    const known = s.agentId === null ? null : await splitKnownPackageSet(frame, (json) => this.#opts.store.reports.matchPackageSet(json));
     let json: unknown;
     try {
       json = JSON.parse(known?.rest ?? frame.toString('utf8'));
@@ -382,7 +422,7 @@ export class Gateway {
     if (msg.type === 'report' || msg.type === 'result') {
       if (s.agentId === null) throw new ProtocolError(`a ${msg.type} before hello or enroll`, 'PW_ERR_UNAUTHENTICATED', CLOSE.unauthenticated);
       if (msg.type === 'result') {
-        this.#result(s, s.agentId, msg.id, msg.result);
+        await this.#result(s, s.agentId, msg.id, msg.result);
         return;
       }
       // The hash is checked on the inventory as it arrived (the agent's key order), the
@@ -390,7 +430,7 @@ export class Gateway {
       const raw = (json as { inventory: Inventory | null }).inventory;
       if (raw === null || msg.inventory === null) {
         if (msg.packageSet !== undefined) throw protocolError(`report ${msg.id}: packageSet without an inventory`);
-        this.#report(s, s.agentId, msg.id, msg.hash, null, undefined, arrived);
+        await this.#report(s, s.agentId, msg.id, msg.hash, null, undefined, arrived);
         return;
       }
       let set: PackageSetRef;
@@ -406,7 +446,7 @@ export class Gateway {
         set = packageSetRef(raw.packages);
       } else {
         if (raw.packages.length !== 0) throw protocolError(`report ${msg.id}: packageSet names the packages, so the inventory's packages must be empty`);
-        const packages = this.#opts.fleet.reports.packageSet(msg.packageSet);
+        const packages = await this.#opts.store.reports.packageSet(msg.packageSet);
         if (packages === undefined) {
           this.#ack(s, msg.id, 'packages-unknown', arrived);
           return;
@@ -415,29 +455,38 @@ export class Gateway {
         inventory = { ...inventory, packages };
       }
       if (inventoryHash(raw, set.hash) !== msg.hash) throw protocolError(`report ${msg.id}: hash ${msg.hash} is not the hash of its inventory`);
-      this.#report(s, s.agentId, msg.id, msg.hash, inventory, set, arrived);
+      await this.#report(s, s.agentId, msg.id, msg.hash, inventory, set, arrived);
       return;
     }
     if (s.agentId !== null) throw protocolError(`${msg.type} on a connection that is authenticated already`);
     if (!acceptsProtocol(msg.protocol)) {
       throw new ProtocolError(`protocol ${msg.protocol} is not accepted: this collector speaks ^${PROTOCOL_MAJOR} (${PROTOCOL_VERSION})`, 'PW_ERR_PROTOCOL_VERSION', CLOSE.version);
     }
-    const fleet = this.#opts.fleet;
+    const agents = this.#opts.store.agents;
     const now = this.#opts.now();
     if (msg.type === 'hello') {
-      const agent = fleet.agents.get(msg.agentId);
+      let agent;
+      try {
+        agent = await agents.get(msg.agentId);
+      } catch (err) {
+        throw this.#internal(s, err);
+      }
       // Unknown agent and bad signature look the same to the peer: nothing to probe ids with.
       if (agent === undefined || !verifyBytes(agent.publicKey, helloPayload(s.nonce, msg.agentId), msg.signature)) {
         throw new ProtocolError('hello: the signature does not prove this agent id', 'PW_ERR_UNAUTHENTICATED', CLOSE.unauthenticated);
       }
       if (agent.revokedAt !== null) throw new ProtocolError(`agent ${agent.id} was revoked at ${agent.revokedAt}`, 'PW_ERR_AGENT_REVOKED', CLOSE.revoked);
-      if (agent.agentVersion !== msg.agentVersion) fleet.agents.setVersion(agent.id, msg.agentVersion);
-      this.#authenticated(s, agent.id, agent.lastInventoryHash, now);
+      try {
+        if (agent.agentVersion !== msg.agentVersion) await agents.setVersion(agent.id, msg.agentVersion);
+        await this.#authenticated(s, agent.id, agent.lastInventoryHash, now);
+      } catch (err) {
+        throw asProtocolError(err) ?? this.#internal(s, err);
+      }
       return;
     }
     let result;
     try {
-      result = fleet.agents.enrollWithToken(msg.token, { publicKey: msg.publicKey, hostname: msg.hostname, machineId: msg.machineId, agentVersion: msg.agentVersion }, now);
+      result = await agents.enrollWithToken(msg.token, { publicKey: msg.publicKey, hostname: msg.hostname, machineId: msg.machineId, agentVersion: msg.agentVersion }, now);
     } catch (err) {
       throw asProtocolError(err) ?? this.#internal(s, err);
     }
@@ -447,10 +496,14 @@ export class Gateway {
     this.stats.enrolled++;
     s.log.info({ agentId: result.agentId, hostname: msg.hostname }, 'agent enrolled');
     this.#send(s, enrolledMessage(result.agentId, this.#opts.collectorPublicKey));
-    this.#authenticated(s, result.agentId, null, now);
+    try {
+      await this.#authenticated(s, result.agentId, null, now);
+    } catch (err) {
+      throw asProtocolError(err) ?? this.#internal(s, err);
+    }
   }
 
-  #authenticated(s: Session, agentId: string, inventoryHash: string | null, now: Date): void {
+  async #authenticated(s: Session, agentId: string, inventoryHash: string | null, now: Date): Promise<void> {
     clearTimeout(s.handshakeTimer);
     this.#pending.delete(s.source, s);
     // Raised inside the message handler, so before ws's Receiver reads the next frame's header.
@@ -467,23 +520,27 @@ export class Gateway {
     s.log = s.log.child({ agentId });
     this.#byAgent.set(agentId, s);
     this.stats.authenticated++;
-    this.#opts.fleet.agents.setConnected(agentId, true, now);
+    await this.#opts.store.agents.setConnected(agentId, true, now);
     s.log.info('agent connected');
     this.#send(s, welcomeMessage(agentId, this.#opts.heartbeatSeconds, inventoryHash));
-    this.#deliver(s);
+    await this.#deliver(s);
   }
 
-  #report(s: Session, agentId: string, id: string, hash: string, inventory: Inventory | null, set: PackageSetRef | undefined, arrived: bigint): void {
+  async #report(s: Session, agentId: string, id: string, hash: string, inventory: Inventory | null, set: PackageSetRef | undefined, arrived: bigint): Promise<void> {
     if (inventory !== null) {
       // Stored reports that arrive in the same event-loop turn share one commit (each in its
       // own savepoint); their acks go out after it, in arrival order.
       this.#batch.push({ s, item: { agentId, reportId: id, hash, inventory, set }, arrived });
-      if (this.#batch.length === 1) setImmediate(this.#flush);
+      if (this.#batch.length === 1) {
+        setImmediate(() => {
+          void this.#flush();
+        });
+      }
       return;
     }
     let result;
     try {
-      result = this.#opts.fleet.reports.ingest(agentId, id, hash, inventory, this.#opts.now(), set);
+      result = await this.#opts.store.reports.ingest(agentId, id, hash, inventory, this.#opts.now(), set);
     } catch (err) {
       throw asProtocolError(err) ?? this.#internal(s, err);
     }
@@ -491,11 +548,21 @@ export class Gateway {
   }
 
   readonly #batch: { s: Session; item: IngestItem; arrived: bigint }[] = [];
-  readonly #flush = (): void => {
-    const batch = this.#batch.splice(0);
+  /** Settles when the last batch's commit and acks are done (close() waits for it). */
+  #flushing: Promise<void> = Promise.resolve();
+
+  /** Never rejects: a failed commit refuses the batch's reports, each on its connection. */
+  #flush(): Promise<void> {
+    const done = this.#flushBatch(this.#batch.splice(0));
+    this.#flushing = done;
+    return done;
+  }
+
+  async #flushBatch(batch: { s: Session; item: IngestItem; arrived: bigint }[]): Promise<void> {
+    if (batch.length === 0) return;
     let results: (IngestResult | { error: unknown })[];
     try {
-      results = this.#opts.fleet.reports.ingestBatch(
+      results = await this.#opts.store.reports.ingestBatch(
         batch.map((b) => b.item),
         this.#opts.now(),
       );
@@ -522,7 +589,7 @@ export class Gateway {
         }
       }
     });
-  };
+  }
 
   #ack(s: Session, id: string, status: 'stored' | 'unchanged' | 'duplicate' | 'packages-unknown', arrived: bigint): void {
     this.stats.reports[status]++;
@@ -532,7 +599,7 @@ export class Gateway {
     s.log.debug({ reportId: id, status }, 'report acknowledged');
   }
 
-  #result(s: Session, agentId: string, id: string, result: InstructionResult): void {
+  async #result(s: Session, agentId: string, id: string, result: InstructionResult): Promise<void> {
     const channel = this.#opts.instructions;
     if (channel === undefined) throw protocolError('this collector sends no instructions, so it takes no results');
     // An instruction sent again after a reconnect, before its result (spooled by the agent)
@@ -544,7 +611,7 @@ export class Gateway {
     }
     let known;
     try {
-      known = channel.recordResult(agentId, result, this.#opts.now());
+      known = await channel.recordResult(agentId, result, this.#opts.now());
     } catch (err) {
       throw this.#internal(s, err);
     }
@@ -595,11 +662,9 @@ export class Gateway {
   #release(s: Session): void {
     if (s.agentId === null || this.#byAgent.get(s.agentId) !== s) return;
     this.#byAgent.delete(s.agentId);
-    try {
-      this.#opts.fleet.agents.setConnected(s.agentId, false, this.#opts.now());
-    } catch (err) {
+    this.#opts.store.agents.setConnected(s.agentId, false, this.#opts.now()).catch((err: unknown) => {
       s.log.error({ err }, 'could not record the disconnection');
-    }
+    });
   }
 
   #tick(): void {
@@ -614,10 +679,8 @@ export class Gateway {
       s.ws.ping();
     }
     if (this.#byAgent.size === 0) return;
-    try {
-      this.#opts.fleet.agents.touch(this.#byAgent.keys(), this.#opts.now());
-    } catch (err) {
+    this.#opts.store.agents.touch([...this.#byAgent.keys()], this.#opts.now()).catch((err: unknown) => {
       this.#opts.logger.error({ err }, 'could not record last-seen of the connected agents');
-    }
+    });
   }
 }

@@ -32,14 +32,17 @@ export interface KnownSetFrame {
 }
 
 /** `match` finds the held set whose JSON is exactly the span's bytes (Reports.matchPackageSet). */
-export function splitKnownPackageSet(frame: Buffer, match: (json: Buffer) => { hash: string; packages: Package[] } | undefined): KnownSetFrame | null {
+export async function splitKnownPackageSet(
+  frame: Buffer,
+  match: (json: Buffer) => Promise<{ hash: string; packages: Package[] } | undefined>,
+): Promise<KnownSetFrame | null> {
   if (frame.length < KNOWN_SET_MIN_FRAME) return null;
   const start = frame.indexOf(START);
   if (start < 0) return null;
   const open = start + START.length - 1;
   const close = frame.indexOf(END, open);
   if (close < 0) return null;
-  const held = match(frame.subarray(open, close + 1));
+  const held = await match(frame.subarray(open, close + 1));
   if (held === undefined) return null;
   return { rest: `${frame.toString('utf8', 0, open)}[]${frame.toString('utf8', close + 1)}`, hash: held.hash, packages: held.packages };
 }

@@ -14,6 +14,7 @@ import { removeFeed } from '../store/feed-removal.ts';
 import type { FeedJson, HostJson, Summary } from './views.ts';
 import { auth, debianInventory, makeFixture, NOW, type Fixture } from '../../shared/testing/http-fixture.ts';
 import { parseWithPrometheusClient, sample } from '../../shared/testing/prometheus-text.ts';
+import { asyncAdvisories } from '../../shared/testing/store-fixtures.ts';
 
 const HOUR = 3600_000;
 const DSA = dataPath('debian', 'DSA-list.gz');
@@ -38,7 +39,7 @@ async function fixture(t: TestContext, feeds: { path: string; at: Date }[]): Pro
   t.after(() => {
     f.close();
   });
-  const store = new AdvisoryStore(f.db);
+  const store = asyncAdvisories(f.db);
   for (const feed of feeds) await importFeedPath(store, feed.path, { correlator: f.correlator, now: feed.at });
   const ids = {
     deb12: f.addHost(debianInventory('deb12')),
@@ -113,14 +114,14 @@ describe('host assessment from the loaded feeds', () => {
 
   it('coverage follows the advisories a feed holds, and a re-import', async (t) => {
     const f = await fixture(t, [{ path: DSA, at: fresh }]);
-    const store = new AdvisoryStore(f.db);
-    const dsa = store.coverage()[0];
+    const store = asyncAdvisories(f.db);
+    const dsa = (await store.coverage())[0];
     assert.ok(dsa !== undefined);
     assert.ok(dsa.ecosystems.includes('Debian:11'), dsa.ecosystems.join(','));
     assert.ok(!dsa.ecosystems.includes('Debian:12'), dsa.ecosystems.join(','));
     // The same feed again: coverage unchanged, hosts judged the same.
     await importFeedPath(store, DSA, { correlator: f.correlator, now: fresh });
-    assert.deepEqual(store.coverage().find((c) => c.source === dsa.source)?.ecosystems, dsa.ecosystems);
+    assert.deepEqual((await store.coverage()).find((c) => c.source === dsa.source)?.ecosystems, dsa.ecosystems);
     assert.equal((await states(f)).deb12, 'not-assessed');
     await importFeedPath(store, TRACKER, { correlator: f.correlator, now: fresh });
     assert.equal((await states(f)).deb12, 'assessed');
@@ -138,8 +139,8 @@ describe('host assessment from the loaded feeds', () => {
 
   it('GET /api/v1/feeds lists each feed with its coverage, freshness, size and last error; unknown parameters and no token are refused', async (t) => {
     const f = await fixture(t, [{ path: DSA, at: old }, { path: TRACKER, at: fresh }]);
-    const store = new AdvisoryStore(f.db);
-    store.recordFeedError({ source: 'DSA-list.gz', kind: 'debian-dsa-list', location: DSA }, '<script>alert(1)</script> upstream answered 503', NOW);
+    const store = asyncAdvisories(f.db);
+    await store.recordFeedError({ source: 'DSA-list.gz', kind: 'debian-dsa-list', location: DSA }, '<script>alert(1)</script> upstream answered 503', NOW);
     const { items } = await get<{ items: FeedJson[] }>(f, '/api/v1/feeds');
     const byName = new Map(items.map((x) => [x.source, x]));
     const dsa = byName.get('DSA-list.gz');

@@ -7,8 +7,8 @@ import { after, before, describe, it } from 'node:test';
 import type { Finding } from '../../shared/protocol.ts';
 import { importFeedPath } from '../services/feeds/store-import.ts';
 import { EPSS_EXCERPT } from '../../shared/testing/feed-fixtures.ts';
-import { AdvisoryStore } from '../store/advisories.ts';
 import { almaInventory, type Fixture, makeFixture, NOW } from '../../shared/testing/http-fixture.ts';
+import { asyncAdvisories } from '../../shared/testing/store-fixtures.ts';
 
 function rows(htmlText: string, tableId: string): string[] {
   const table = new RegExp(`<table id="${tableId}">([\\s\\S]*?)</table>`).exec(htmlText)?.[1] ?? '';
@@ -24,7 +24,7 @@ describe('dashboard host page with EPSS', () => {
   let cookie = '';
   before(async () => {
     fx = await makeFixture();
-    await importFeedPath(new AdvisoryStore(fx.db), EPSS_EXCERPT, { name: 'first-epss', now: new Date(NOW.getTime() - 3600_000) });
+    await importFeedPath(asyncAdvisories(fx.db), EPSS_EXCERPT, { name: 'first-epss', now: new Date(NOW.getTime() - 3600_000) });
     id = fx.addHost(almaInventory('db-1'));
     const res = await fx.app.request('/login', { method: 'POST', body: new URLSearchParams({ token: fx.bearer.viewer }), headers: { 'content-type': 'application/x-www-form-urlencoded', origin: 'http://localhost' } });
     cookie = (res.headers.get('set-cookie') ?? '').split(';')[0] ?? '';

@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { readData, dataPath } from '../../shared/testing/data.ts';
 import { importFeedPath } from '../services/feeds/store-import.ts';
-import { AdvisoryStore } from '../store/advisories.ts';
 import { SESSION_TTL_MS } from './auth.ts';
 import { DASHBOARD_CSP } from './dashboard.ts';
 import { almaInventory, debianInventory, type Fixture, HOSTILE_HOSTNAME, makeFixture, NOW } from '../../shared/testing/http-fixture.ts';
+import { asyncAdvisories } from '../../shared/testing/store-fixtures.ts';
 
 const ORIGIN = 'http://localhost';
 
@@ -294,13 +294,13 @@ async function feedsFixture(t: TestContext, feeds: boolean): Promise<{ fx: Fixtu
     fx.close();
   });
   if (feeds) {
-    const store = new AdvisoryStore(fx.db);
+    const store = asyncAdvisories(fx.db);
     await importFeedPath(store, dataPath('debian', 'DSA-list.gz'), { correlator: fx.correlator, now: new Date(NOW.getTime() - 3600_000) });
     await importFeedPath(store, dataPath('kev', 'known_exploited_vulnerabilities.json.gz'), { correlator: fx.correlator, now: new Date(NOW.getTime() - 49 * 3600_000) });
     // A mistyped path: the feed exists only as its error, never checked successfully.
     await assert.rejects(importFeedPath(store, dataPath('debian', 'DSA-lst.gz'), { now: new Date(NOW.getTime() - 600_000) }));
     // A failed sync keeps the DSA list's last good data and records what the upstream said.
-    store.recordFeedError({ source: 'DSA-list.gz', kind: 'debian-dsa-list', location: null }, `HTTP 502: <script>alert(3)</script>${'x'.repeat(5000)}`, NOW);
+    await store.recordFeedError({ source: 'DSA-list.gz', kind: 'debian-dsa-list', location: null }, `HTTP 502: <script>alert(3)</script>${'x'.repeat(5000)}`, NOW);
   }
   return { fx, cookie: await session(fx, fx.bearer.viewer) };
 }

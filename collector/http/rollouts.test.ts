@@ -8,10 +8,10 @@ import { startCollector, type TestCollector } from '../../shared/testing/collect
 import { type TestAgent } from '../../shared/testing/fake-agent.ts';
 import { BIND, bindPlan as plan, hostInventory, resultFor } from '../../shared/testing/rollout-bench.ts';
 import { ApiTokenStore } from '../store/access.ts';
-import { AdvisoryStore } from '../store/advisories.ts';
 import { DASHBOARD_CSP } from './dashboard.ts';
 import { MAX_PLAN_BYTES } from './rollouts.ts';
 import type { RolloutDetailJson, RolloutJson } from './views.ts';
+import { asyncAdvisories } from '../../shared/testing/store-fixtures.ts';
 
 /** ALSA-2026:54510 fixes bind 9.16.23 (bind-libs, bind-license, bind-utils in the RHEL 9.5 image). */
 
@@ -35,7 +35,7 @@ interface Api {
  */
 async function setup(t: TestContext, hosts = 3): Promise<Api> {
   const tc = await startCollector(t);
-  await importFeedPath(new AdvisoryStore(tc.collector.db), dataPath('osv', 'almalinux9.osv.jsonl.gz'));
+  await importFeedPath(asyncAdvisories(tc.collector.db), dataPath('osv', 'almalinux9.osv.jsonl.gz'));
   tc.collector.findings.load();
   const store = new ApiTokenStore(tc.collector.db, tc.collector.fleet.audit);
   const make = (name: string, role: 'viewer' | 'operator' | 'admin') => store.create({ name, role, createdBy: 'cli:test' }).token;

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { openDatabase, type Db } from '../../collector/store/db.ts';
 import { type Fleet, fleetOn } from '../../collector/store/fleet.ts';
+import { type AsyncStore, storeOn } from '../../collector/store/store.ts';
 import { generateKeyPair } from '../signing.ts';
 
 /** A migrated database file in a new temp directory; closed and removed after the test. */
@@ -20,6 +21,11 @@ export async function tempDatabase(t: TestContext, name: string): Promise<{ db: 
     await rm(dir, { recursive: true, force: true });
   });
   return { db, path };
+}
+
+/** The asynchronous store's advisories over a connection a test holds (feed import and sync take it). */
+export function asyncAdvisories(db: Db): AsyncStore['advisories'] {
+  return storeOn(db).async.advisories;
 }
 
 /** The clock the fleet store tests run at. */

@@ -10,7 +10,6 @@ import { needs, TOOLS } from '../../../shared/testing/system-tools.ts';
 import { Correlator } from '../correlate/correlator.ts';
 import { DEFAULT_POLICY } from '../correlate/policy.ts';
 import { inventoryOf, rpmOracle } from '../../../shared/testing/correlate-fixtures.ts';
-import { AdvisoryStore } from '../../store/advisories.ts';
 import { openDatabase } from '../../store/db.ts';
 import { CSAF_LIMITS, ecosystemOfCpe, parseCsaf } from './csaf.ts';
 import { detectFormat } from './detect.ts';
@@ -18,6 +17,7 @@ import { parseFeedPath } from '../../services/feeds/import.ts';
 import { readFeedFile } from '../../services/feeds/reader.ts';
 import { importFeedPath } from '../../services/feeds/store-import.ts';
 import { AdvisorySchema, FeedReport, type Advisory } from './types.ts';
+import { asyncAdvisories } from '../../../shared/testing/store-fixtures.ts';
 
 const RED_HAT = dataPath('redhat-csaf');
 const CIQ = dataPath('csaf-ciq', 'rocky-linux-from-ciq-2024.csaf.jsonl.gz');
@@ -323,13 +323,15 @@ describe('hostile CSAF: refused with a code, nothing stored', () => {
       await writeFile(path, JSON.stringify(c.make(await real())).replace(`"${DEEP_MARK}"`, deepText));
       const db = openDatabase(join(dir, `${c.name.replace(/[^a-z0-9]+/gi, '-')}.db`));
       try {
-        const store = new AdvisoryStore(db);
+        const store = asyncAdvisories(db);
         await assert.rejects(importFeedPath(store, path, { name: 'csaf-test' }), (e: unknown) => {
           assert.ok(e instanceof PatchwardenError);
           assert.ok(e.code === c.code || e.message.includes(`(${c.code})`), `${e.code}: ${e.message}`);
           return true;
         });
-        assert.equal([...store.allAdvisories()].length, 0);
+        let stored = 0;
+        for await (const _ of store.allAdvisories()) stored++;
+        assert.equal(stored, 0);
       } finally {
         db.close();
       }

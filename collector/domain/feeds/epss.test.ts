@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { PatchwardenError } from '../../../shared/errors.ts';
-import { AdvisoryStore } from '../../store/advisories.ts';
+import type { AsyncStore } from '../../store/store.ts';
 import { EpssStore } from '../../store/epss.ts';
-import { tempDatabase } from '../../../shared/testing/store-fixtures.ts';
+import { tempDatabase, asyncAdvisories } from '../../../shared/testing/store-fixtures.ts';
 import { detectFormat } from './detect.ts';
 import { parseEpssCsv } from './epss.ts';
 import { importFeedPath } from '../../services/feeds/store-import.ts';
@@ -115,9 +115,9 @@ describe('parseEpssCsv: a file it cannot trust is refused whole (PW_ERR_FEED_FOR
   }
 });
 
-async function storeWithExcerpt(t: TestContext): Promise<{ store: AdvisoryStore; epss: EpssStore; dir: string }> {
+async function storeWithExcerpt(t: TestContext): Promise<{ store: AsyncStore['advisories']; epss: EpssStore; dir: string }> {
   const { db, path } = await tempDatabase(t, 'epss');
-  const store = new AdvisoryStore(db);
+  const store = asyncAdvisories(db);
   const gz = join(path, '..', 'epss_scores-current.csv.gz');
   await writeFile(gz, gzipSync(readFileSync(EPSS_EXCERPT)));
   const r = await importFeedPath(store, gz, { name: 'first-epss' });
@@ -129,7 +129,7 @@ describe('feed import of an EPSS file (real SQLite file)', () => {
   it('stores the gzip’d excerpt, says so, and stores nothing new when it is imported again', async (t) => {
     const { store, epss, dir } = await storeWithExcerpt(t);
     assert.deepEqual(epss.get('CVE-2021-38647'), { score: 0.99933, percentile: 0.9997 });
-    const feed = store.feeds().find((f) => f.source === 'first-epss');
+    const feed = (await store.feeds()).find((f) => f.source === 'first-epss');
     assert.ok(feed);
     assert.deepEqual({ kind: feed.kind, records: feed.records, newest: feed.newest }, { kind: 'epss-csv', records: 146, newest: '2026-09-29T12:00:22.000Z' });
     const again = await importFeedPath(store, join(dir, 'epss_scores-current.csv.gz'), { name: 'first-epss' });
@@ -156,7 +156,7 @@ describe('feed import of an EPSS file (real SQLite file)', () => {
       await r.write(bad);
       await assert.rejects(importFeedPath(store, bad, { name: 'first-epss' }), (e: unknown) => e instanceof PatchwardenError && e.code === r.code);
       assert.deepEqual({ meta: epss.meta(), all: [...epss.all()] }, before);
-      assert.match(store.feeds().find((f) => f.source === 'first-epss')?.lastError ?? '', /./, 'the failure is on the feed');
+      assert.match((await store.feeds()).find((f) => f.source === 'first-epss')?.lastError ?? '', /./, 'the failure is on the feed');
     });
   }
 });

@@ -16,8 +16,7 @@ import { feedCommand } from '../../commands/feed.ts';
 import { Correlator } from '../correlate/correlator.ts';
 import { dpkgOracle, ubuntuNobleInventory } from '../../../shared/testing/correlate-fixtures.ts';
 import { needs, TOOLS } from '../../../shared/testing/system-tools.ts';
-import { dumpStoreFile, tempDatabase } from '../../../shared/testing/store-fixtures.ts';
-import { AdvisoryStore } from '../../store/advisories.ts';
+import { dumpStoreFile, tempDatabase, asyncAdvisories } from '../../../shared/testing/store-fixtures.ts';
 import { createServer } from 'node:http';
 import { EnvHttpProxyAgent } from 'undici';
 import { syncFeed } from '../../services/feeds/sync.ts';
@@ -258,7 +257,7 @@ describe('feed sync takes Ubuntu OVAL (an internal mirror serving the gzip form)
     });
     const base = `http://127.0.0.1:${await listenForTest(t, server)}`;
     const { db } = await tempDatabase(t, 'oval-sync');
-    const store = new AdvisoryStore(db);
+    const store = asyncAdvisories(db);
     const dispatcher = new EnvHttpProxyAgent({ httpProxy: '', httpsProxy: '', noProxy: '' });
     t.after(() => dispatcher.close());
     const src = { name: 'ubuntu-noble-oval', url: `${base}/oval/com.ubuntu.noble.usn.oval.xml.gz`, mirror: true };
@@ -266,7 +265,7 @@ describe('feed sync takes Ubuntu OVAL (an internal mirror serving the gzip form)
     assert.equal(first.status, 'imported');
     assert.deepEqual(first.result.advisories, { added: 260, updated: 0, unchanged: 0 });
     assert.deepEqual(first.result.formats, ['ubuntu-oval']);
-    assert.deepEqual(store.feeds().find((f) => f.source === 'ubuntu-noble-oval')?.kind, 'ubuntu-oval');
+    assert.deepEqual((await store.feeds()).find((f) => f.source === 'ubuntu-noble-oval')?.kind, 'ubuntu-oval');
     const second = await syncFeed(store, src, { backoffMs: 1, dispatcher });
     assert.deepEqual(second, { source: 'ubuntu-noble-oval', status: 'not-modified' });
   });

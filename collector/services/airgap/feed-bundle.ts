@@ -22,8 +22,9 @@ import { checkFeedName, FeedNameSchema } from '../../domain/feeds/feed-name.ts';
 import { InflateBudget, inflateWhole } from '../feeds/inflate.ts';
 import type { EpssSet } from '../../domain/feeds/epss.ts';
 import { type Advisory, AdvisorySchema, CVE_ID, type KevEntry, KevEntrySchema } from '../../domain/feeds/types.ts';
-import type { AdvisoryStore, FeedInfo, ImportResult, KevCounts } from '../../store/advisories.ts';
+import type { FeedInfo, ImportResult, KevCounts } from '../../store/advisories.ts';
 import type { EpssImport } from '../../store/epss.ts';
+import type { AsyncStore } from '../../store/store.ts';
 
 /** A bundle of every feed a collector holds is tens of MB gzip'd; this bounds a hostile one. */
 export const MAX_BUNDLE_BYTES = 1024 * 1024 * 1024;
@@ -50,11 +51,11 @@ export interface BundledFeed {
   epss?: EpssSet;
 }
 
-export function exportFeedBundle(
-  store: AdvisoryStore,
+export async function exportFeedBundle(
+  store: AsyncStore['advisories'],
   opts: { sources?: readonly string[]; key: string; publicKey: string; now?: Date },
-): { bytes: Buffer; feeds: { source: string; advisories: number; kev: number; epss: number }[] } {
-  const held = store.feeds();
+): Promise<{ bytes: Buffer; feeds: { source: string; advisories: number; kev: number; epss: number }[] }> {
+  const held = await store.feeds();
   for (const s of opts.sources ?? []) if (!held.some((f) => f.source === s)) throw new UsageError(`no feed named ${s} (see feed list)`);
   const chosen = held.filter((f) => (opts.sources === undefined || opts.sources.includes(f.source)) && f.lastError === null);
   if (chosen.length === 0) throw new UsageError('there is no feed to export: import or sync feeds first');
@@ -65,12 +66,12 @@ export function exportFeedBundle(
   for (const f of chosen) {
     lines.push(JSON.stringify({ feed: { source: f.source, kind: f.kind } }));
     const counts = { source: f.source, advisories: 0, kev: 0, epss: 0 };
-    for (const r of store.feedRecords(f.source)) {
+    for await (const r of store.feedRecords(f.source)) {
       lines.push(JSON.stringify(r));
       if ('advisory' in r) counts.advisories++;
       else counts.kev++;
     }
-    const set = store.epssSetOf(f.source);
+    const set = await store.epssSetOf(f.source);
     if (set !== null) {
       lines.push(JSON.stringify({ epssSet: { modelVersion: set.modelVersion, scoreDate: set.scoreDate } }));
       for (const e of set.entries) lines.push(JSON.stringify({ epss: [e.cve, e.score, e.percentile] }));
@@ -144,7 +145,7 @@ export interface BundleImportResult {
 }
 
 export async function importFeedBundle(
-  store: AdvisoryStore,
+  store: AsyncStore['advisories'],
   file: string,
   opts: { trusted: readonly string[]; correlator?: Correlator; now?: Date },
 ): Promise<BundleImportResult> {
@@ -164,13 +165,13 @@ export async function importFeedBundle(
   const { header, body } = checked;
   const feeds = await parseBody(body);
   for (const f of feeds) {
-    const last = store.bundleCreatedAt(f.feed.source);
+    const last = await store.bundleCreatedAt(f.feed.source);
     if (last !== null && last > header.createdAt) {
       throw new PatchwardenError(`the bundle was made at ${header.createdAt}, but feed ${f.feed.source} holds a newer bundle (${last}): importing it would roll the feed back`, 'PW_ERR_FILE_STALE');
     }
   }
   const location = `bundle ${basename(file)} (${header.createdAt})`;
-  const results = store.importBundle(
+  const results = await store.importBundle(
     feeds.map((f) => ({ ...f, feed: { ...f.feed, location } })),
     header.createdAt,
     opts.now,

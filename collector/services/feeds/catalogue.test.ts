@@ -22,7 +22,7 @@ import { AdvisoryStore } from '../../store/advisories.ts';
 import { openDatabase, type Db } from '../../store/db.ts';
 import { fleetOn } from '../../store/fleet.ts';
 import { enrolledEcosystems } from '../../store/host-ecosystems.ts';
-import { tempDatabase } from '../../../shared/testing/store-fixtures.ts';
+import { tempDatabase, asyncAdvisories } from '../../../shared/testing/store-fixtures.ts';
 import { CATALOGUE, entriesFor, selectSources, UPSTREAM_BASES } from './catalogue.ts';
 import { syncFeed } from './sync.ts';
 import { catalogueServer, withCatalogueBase } from '../../../shared/testing/feed-fixtures.ts';
@@ -128,11 +128,11 @@ describe('catalogue config: add, mirror, disable', () => {
   it('syncFeed itself refuses a plain-http source that is not a mirror, and stores only the error', async (t) => {
     const srv = await catalogueServer(t);
     const { db } = await tempDatabase(t, 'catalogue-url');
-    const store = new AdvisoryStore(db);
+    const store = asyncAdvisories(db);
     const out = await syncFeed(store, { name: 'kev', url: `${srv.base}/kev/sites/default/files/feeds/known_exploited_vulnerabilities.json` }, { backoffMs: 1 });
     assert.equal(out.status === 'failed' && out.code, 'PW_ERR_FEED_URL');
     assert.deepEqual(srv.seen, [], 'nothing was fetched');
-    assert.equal(store.feeds()[0]?.records, 0);
+    assert.equal((await store.feeds())[0]?.records, 0);
   });
 
   it('a redirect from https to plain http is refused with PW_ERR_FEED_URL (nothing fetched over http); a mirror may take it', async (t) => {
@@ -162,11 +162,11 @@ describe('catalogue config: add, mirror, disable', () => {
     t.after(() => dispatcher.close());
     const url = `https://127.0.0.1:${(tls.address() as AddressInfo).port}${kevPath}`;
     const { db } = await tempDatabase(t, 'catalogue-redirect');
-    const store = new AdvisoryStore(db);
+    const store = asyncAdvisories(db);
     const out = await syncFeed(store, { name: 'kev', url }, { backoffMs: 1, dispatcher });
     assert.equal(out.status === 'failed' && out.code, 'PW_ERR_FEED_URL', JSON.stringify(out));
     assert.deepEqual(plain.seen, [], 'nothing was asked over plain http');
-    assert.equal(store.feeds()[0]?.records, 0);
+    assert.equal((await store.feeds())[0]?.records, 0);
     const mirrored = await syncFeed(store, { name: 'kev', url, mirror: true }, { backoffMs: 1, dispatcher });
     assert.equal(mirrored.status, 'imported', JSON.stringify(mirrored));
   });

@@ -14,7 +14,7 @@ import { errorMessage } from '../../../shared/errors.ts';
 import type { BundleImportResult } from '../airgap/feed-bundle.ts';
 import type { SyncOutcome } from './sync.ts';
 import type { FeedImportResult } from './store-import.ts';
-import type { AuditLog } from '../../store/audit-log.ts';
+import type { AsyncStore } from '../../store/store.ts';
 
 /** An error message in a row is a hint, not a transcript: a hostile file's text stays short. */
 const MAX_MESSAGE = 500;
@@ -30,27 +30,27 @@ export function auditedUrl(url: string): string {
 }
 
 export class FeedAudit {
-  readonly #audit: Pick<AuditLog, 'record'>;
+  readonly #audit: Pick<AsyncStore['audit'], 'record'>;
   readonly #actor: string;
 
   /** `audit` takes the rows (the store's audit log); `actor` is `cli:<unix user>` for a command, `system` for serve's scheduled sync. */
-  constructor(audit: Pick<AuditLog, 'record'>, actor: string) {
+  constructor(audit: Pick<AsyncStore['audit'], 'record'>, actor: string) {
     this.#audit = audit;
     this.#actor = actor;
   }
 
-  imported(path: string, r: FeedImportResult): void {
-    this.#audit.record(this.#actor, 'feed.import', `feed:${r.source}`, JSON.stringify({ path: resolve(path), formats: r.formats, advisories: r.advisories, kev: r.kev, ...(r.epss === null ? {} : { epss: r.epss }), warnings: r.warnings }));
+  async imported(path: string, r: FeedImportResult): Promise<void> {
+    await this.#audit.record(this.#actor, 'feed.import', `feed:${r.source}`, JSON.stringify({ path: resolve(path), formats: r.formats, advisories: r.advisories, kev: r.kev, ...(r.epss === null ? {} : { epss: r.epss }), warnings: r.warnings }));
   }
 
-  bundle(path: string, r: BundleImportResult): void {
+  async bundle(path: string, r: BundleImportResult): Promise<void> {
     const feeds = r.feeds.map((f) => ({ source: f.source, advisories: f.advisories, kev: f.kev, ...(f.epss === null ? {} : { epss: f.epss }) }));
-    this.#audit.record(this.#actor, 'feed.bundle-import', `feed-bundle:${r.signer}`, JSON.stringify({ path: resolve(path), createdAt: r.createdAt, feeds }));
+    await this.#audit.record(this.#actor, 'feed.bundle-import', `feed-bundle:${r.signer}`, JSON.stringify({ path: resolve(path), createdAt: r.createdAt, feeds }));
   }
 
-  refused(path: string, err: unknown): void {
+  async refused(path: string, err: unknown): Promise<void> {
     const code = (err as { code?: unknown } | null)?.code;
-    this.#audit.record(
+    await this.#audit.record(
       this.#actor,
       'feed.import-refused',
       null,
@@ -59,12 +59,12 @@ export class FeedAudit {
   }
 
   /** A sync that changed nothing (304, same ETag) is not written: only imports and failures are. */
-  synced(url: string, o: SyncOutcome): void {
+  async synced(url: string, o: SyncOutcome): Promise<void> {
     if (o.status === 'imported') {
       const r = o.result;
-      this.#audit.record(this.#actor, 'feed.sync', `feed:${o.source}`, JSON.stringify({ url: auditedUrl(url), formats: r.formats, advisories: r.advisories, kev: r.kev, ...(r.epss === null ? {} : { epss: r.epss }), warnings: r.warnings }));
+      await this.#audit.record(this.#actor, 'feed.sync', `feed:${o.source}`, JSON.stringify({ url: auditedUrl(url), formats: r.formats, advisories: r.advisories, kev: r.kev, ...(r.epss === null ? {} : { epss: r.epss }), warnings: r.warnings }));
     } else if (o.status === 'failed') {
-      this.#audit.record(this.#actor, 'feed.sync-failed', `feed:${o.source}`, JSON.stringify({ url: auditedUrl(url), code: o.code, message: o.error.split(url).join(auditedUrl(url)).slice(0, MAX_MESSAGE) }));
+      await this.#audit.record(this.#actor, 'feed.sync-failed', `feed:${o.source}`, JSON.stringify({ url: auditedUrl(url), code: o.code, message: o.error.split(url).join(auditedUrl(url)).slice(0, MAX_MESSAGE) }));
     }
   }
 }

@@ -5,10 +5,10 @@
  */
 import type { Correlator } from '../../domain/correlate/correlator.ts';
 import type { FeedCoverage } from '../../domain/correlate/coverage.ts';
-import type { AdvisoryStore, FeedRow } from '../../store/advisories.ts';
+import type { FeedRow } from '../../store/advisories.ts';
 import { type FeedRemoved, removeFeed } from '../../store/feed-removal.ts';
 import { enrolledEcosystems } from '../../store/host-ecosystems.ts';
-import type { Store } from '../../store/store.ts';
+import type { AsyncStore, Store } from '../../store/store.ts';
 import { type BundleImportResult, exportFeedBundle, importFeedBundle } from '../airgap/feed-bundle.ts';
 import { type CatalogueConfig, selectSources, type SelectedSource } from './catalogue.ts';
 import { type FeedImportResult, importFeedPath } from './store-import.ts';
@@ -30,18 +30,18 @@ export class FeedLibrary {
   }
 
   /** The advisories' store, for the scheduled sync (FeedScheduler) that serve runs. */
-  get advisories(): AdvisoryStore {
-    return this.#store.advisories;
+  get advisories(): AsyncStore['advisories'] {
+    return this.#store.async.advisories;
   }
 
   /** Every feed held, with its counts, newest advisory and last error. */
-  list(): FeedRow[] {
-    return this.#store.advisories.feeds();
+  list(): Promise<FeedRow[]> {
+    return this.#store.async.advisories.feeds();
   }
 
   /** Which ecosystems each feed covers, and when it was last checked: what says whether a host can be assessed. */
-  coverage(): FeedCoverage[] {
-    return this.#store.advisories.coverage();
+  coverage(): Promise<FeedCoverage[]> {
+    return this.#store.async.advisories.coverage();
   }
 
   /** The feeds to sync: the config's own, then the catalogue's for the enrolled hosts' ecosystems. */
@@ -50,19 +50,19 @@ export class FeedLibrary {
   }
 
   importPath(path: string, options: { name?: string; correlator?: Correlator; now?: Date } = {}): Promise<FeedImportResult> {
-    return importFeedPath(this.#store.advisories, path, options);
+    return importFeedPath(this.#store.async.advisories, path, options);
   }
 
   importBundle(path: string, options: { trusted: readonly string[] }): Promise<BundleImportResult> {
-    return importFeedBundle(this.#store.advisories, path, options);
+    return importFeedBundle(this.#store.async.advisories, path, options);
   }
 
   sync(sources: readonly FeedSource[], audit: SyncAudit, options: SyncRunOptions = {}): ReturnType<typeof syncSources> {
-    return syncSources(this.#store.advisories, sources, audit, options);
+    return syncSources(this.#store.async.advisories, sources, audit, options);
   }
 
   exportBundle(options: { sources?: readonly string[]; key: string; publicKey: string }): ReturnType<typeof exportFeedBundle> {
-    return exportFeedBundle(this.#store.advisories, options);
+    return exportFeedBundle(this.#store.async.advisories, options);
   }
 
   /** Removes the feed with its advisories and KEV entries, audited; a serving collector re-judges its hosts at its next tick. */

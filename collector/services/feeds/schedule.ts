@@ -11,7 +11,8 @@
  */
 import { Cron } from 'croner';
 import type { Logger } from '../../logger.ts';
-import type { AdvisoryStore, FeedRow } from '../../store/advisories.ts';
+import type { FeedRow } from '../../store/advisories.ts';
+import type { AsyncStore } from '../../store/store.ts';
 import type { SelectedSource } from './catalogue.ts';
 import { syncSources, type SyncAudit } from './sync-run.ts';
 import type { SyncOptions, SyncOutcome } from './sync.ts';
@@ -53,7 +54,7 @@ export function dueAtStart<S extends { name: string }>(sources: readonly S[], fe
 }
 
 export interface FeedSchedulerOptions {
-  store: AdvisoryStore;
+  store: AsyncStore['advisories'];
   /** Chosen afresh for every run: hosts enrol and leave. */
   sources: () => SelectedSource[];
   audit: SyncAudit;
@@ -82,8 +83,8 @@ export class FeedScheduler {
 
   /** Syncs what is missing or stale now, then arms both schedules. */
   start(): void {
-    const due = dueAtStart(this.#o.sources(), this.#o.store.feeds(), this.#o.now(), this.#o.staleFeedHours);
-    if (due.length > 0) this.#run('start: missing or stale', () => due);
+    // Nothing missing or stale at start: no run, and nothing logged, as a scheduled run with no feed would be.
+    this.#run('start: missing or stale', async () => dueAtStart(this.#o.sources(), await this.#o.store.feeds(), this.#o.now(), this.#o.staleFeedHours), { skipWhenNone: true });
     this.#arm('feeds');
     this.#arm('kev');
   }
@@ -111,7 +112,7 @@ export class FeedScheduler {
           this.#wait(group, at);
           return;
         }
-        this.#run(`schedule: ${group}`, () => this.#o.sources().filter((s) => groupOf(s) === group));
+        this.#run(`schedule: ${group}`, () => Promise.resolve(this.#o.sources().filter((s) => groupOf(s) === group)));
         this.#arm(group);
       },
       Math.min(Math.max(0, left), MAX_TIMER_MS),
@@ -120,12 +121,13 @@ export class FeedScheduler {
     this.#timers.set(group, timer);
   }
 
-  #run(why: string, pick: () => SelectedSource[]): void {
+  #run(why: string, pick: () => Promise<SelectedSource[]>, opts: { skipWhenNone?: boolean } = {}): void {
     this.#chain = this.#chain.then(async () => {
       if (this.#stopped) return;
       const { logger } = this.#o;
       try {
-        const sources = pick();
+        const sources = await pick();
+        if (sources.length === 0 && opts.skipWhenNone === true) return;
         logger.info({ why, feeds: sources.map((s) => s.name) }, 'feed sync: starting');
         const outcomes = await syncSources(this.#o.store, sources, this.#o.audit, {
           ...this.#o.sync,

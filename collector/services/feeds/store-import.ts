@@ -7,7 +7,7 @@
 import { basename } from 'node:path';
 import { errorMessage } from '../../../shared/errors.ts';
 import type { Correlator } from '../../domain/correlate/correlator.ts';
-import type { AdvisoryStore } from '../../store/advisories.ts';
+import type { AsyncStore } from '../../store/store.ts';
 import type { EpssImport } from '../../store/epss.ts';
 import { checkFeedName } from '../../domain/feeds/feed-name.ts';
 import { parseFeedPath, type ParsedFeed } from './import.ts';
@@ -30,7 +30,7 @@ export function feedName(path: string, name?: string): string {
 }
 
 export async function importFeedPath(
-  store: AdvisoryStore,
+  store: AsyncStore['advisories'],
   path: string,
   options: { name?: string; location?: string; correlator?: Correlator; now?: Date } = {},
 ): Promise<FeedImportResult> {
@@ -40,13 +40,13 @@ export async function importFeedPath(
   try {
     parsed = await parseFeedPath(path);
   } catch (err) {
-    store.recordFeedError({ source, kind: 'unknown', location }, errorMessage(err), options.now);
+    await store.recordFeedError({ source, kind: 'unknown', location }, errorMessage(err), options.now);
     throw err;
   }
   const feed = { source, kind: parsed.formats.join('+') || 'empty', location };
   if (parsed.epss !== null) {
     const set = parsed.epss;
-    const epss = store.importEpss(feed, set, options.now);
+    const epss = await store.importEpss(feed, set, options.now);
     return {
       source,
       formats: parsed.formats,
@@ -57,7 +57,7 @@ export async function importFeedPath(
       parsed,
     };
   }
-  const { advisories, kev } = store.importFeed(feed, parsed.advisories, parsed.kev, options.now);
+  const { advisories, kev } = await store.importFeed(feed, parsed.advisories, parsed.kev, options.now);
   options.correlator?.apply(advisories.changed);
   return {
     source,

@@ -4,15 +4,15 @@
  * run's memory is one feed's, each outcome audited with the run's actor. One feed failing
  * (and keeping its last good data) never stops the others.
  */
-import type { AdvisoryStore } from '../../store/advisories.ts';
+import type { AsyncStore } from '../../store/store.ts';
 import { syncFeed, type FeedSource, type SyncOptions, type SyncOutcome } from './sync.ts';
 
 export interface SyncAudit {
-  synced(url: string, outcome: SyncOutcome): void;
+  synced(url: string, outcome: SyncOutcome): Promise<void>;
 }
 
 export async function syncSources(
-  store: AdvisoryStore,
+  store: AsyncStore['advisories'],
   sources: readonly FeedSource[],
   audit: SyncAudit,
   options: SyncOptions & { onOutcome?: (src: FeedSource, outcome: SyncOutcome) => void; optionsFor?: (src: FeedSource) => SyncOptions } = {},
@@ -21,7 +21,7 @@ export async function syncSources(
   const outcomes: SyncOutcome[] = [];
   for (const src of sources) {
     const outcome = await syncFeed(store, src, { ...common, ...optionsFor?.(src) });
-    audit.synced(src.url, outcome);
+    await audit.synced(src.url, outcome);
     outcomes.push(outcome);
     onOutcome?.(src, outcome);
   }

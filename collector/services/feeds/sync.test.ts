@@ -16,8 +16,9 @@ import { runCaptured } from '../../../shared/testing/capture.ts';
 import { DATA_DIR } from '../../../shared/testing/data.ts';
 import { feedCommand } from '../../commands/feed.ts';
 import { AdvisoryStore } from '../../store/advisories.ts';
+import type { AsyncStore } from '../../store/store.ts';
 import { openDatabase, type Db } from '../../store/db.ts';
-import { tempDatabase } from '../../../shared/testing/store-fixtures.ts';
+import { tempDatabase, asyncAdvisories } from '../../../shared/testing/store-fixtures.ts';
 import { syncFeed, type SyncOptions } from './sync.ts';
 import { gzipBomb, listenForTest as listen } from '../../../shared/testing/feed-fixtures.ts';
 
@@ -109,9 +110,9 @@ async function forwardProxy(t: TestContext) {
   return { url: `http://127.0.0.1:${port}`, seen };
 }
 
-async function tempStore(t: TestContext): Promise<{ path: string; db: Db; store: AdvisoryStore }> {
+async function tempStore(t: TestContext): Promise<{ path: string; db: Db; store: AsyncStore['advisories'] }> {
   const { path, db } = await tempDatabase(t, 'sync');
-  return { path, db, store: new AdvisoryStore(db) };
+  return { path, db, store: asyncAdvisories(db) };
 }
 
 function agent(t: TestContext, d: Dispatcher = new EnvHttpProxyAgent({ httpProxy: '', httpsProxy: '', noProxy: '' })): Dispatcher {
@@ -139,7 +140,7 @@ describe('syncFeed conditional fetches', () => {
     const first = await syncFeed(store, src, { ...fast, dispatcher: agent(t) });
     assert.equal(first.status, 'imported');
     assert.deepEqual(first.result.advisories, { added: 1783, updated: 0, unchanged: 0 });
-    const row = store.feeds()[0]!;
+    const row = (await store.feeds())[0]!;
     assert.equal(row.location, src.url);
     assert.match(row.etag ?? '', /^"[\w-]{27}"$/);
     assert.match(row.lastModified ?? '', /GMT$/);
@@ -152,7 +153,7 @@ describe('syncFeed conditional fetches', () => {
     assert.equal(srv.seen[1]!.headers['if-none-match'], row.etag);
     assert.equal(srv.seen[1]!.headers['if-modified-since'], row.lastModified);
     assert.equal(dump(db), before);
-    const after = store.feeds()[0]!;
+    const after = (await store.feeds())[0]!;
     assert.deepEqual({ ...after, checkedAt: null }, { ...row, checkedAt: null });
     assert.equal(after.checkedAt, T1.toISOString(), 'a 304 is a successful check');
   });
@@ -208,7 +209,7 @@ describe('syncFeed failures keep the last good data', () => {
     const s = await tempStore(t);
     const first = await syncFeed(s.store, { name: 'alpine-main', url: good.base + ALPINE, mirror: true }, { ...fast, dispatcher: agent(t) });
     assert.equal(first.status, 'imported');
-    return { ...s, before: dump(s.db), feed: s.store.feeds()[0]! };
+    return { ...s, before: dump(s.db), feed: (await s.store.feeds())[0]! };
   }
 
   it('503 twice then 200: retried with backoff and imported', async (t) => {
@@ -227,7 +228,7 @@ describe('syncFeed failures keep the last good data', () => {
     const out = await syncFeed(store, { name: 'almalinux9', url: `${srv.base}/flaky/almalinux9.osv.jsonl.gz`, mirror: true }, { ...fast, retries: 3, dispatcher: agent(t) });
     assert.equal(out.status, 'imported', JSON.stringify(out));
     assert.equal(calls, 3);
-    assert.equal(store.feeds()[0]?.records, 1783);
+    assert.equal((await store.feeds())[0]?.records, 1783);
   });
 
   it('503 past the retries: failed with PW_ERR_FEED_FETCH after retries + 1 attempts', async (t) => {
@@ -247,7 +248,7 @@ describe('syncFeed failures keep the last good data', () => {
     assert.deepEqual(out, { source: 'alpine-main', status: 'failed', error: `${url}: HTTP 404`, code: 'PW_ERR_FEED_FETCH' });
     assert.equal(srv.seen.length, 1);
     assert.equal(dump(db), before);
-    const row = store.feeds()[0]!;
+    const row = (await store.feeds())[0]!;
     assert.deepEqual({ ...row, lastError: null }, feed);
     assert.equal(row.lastError, `${T1.toISOString()} ${url}: HTTP 404`);
   });
@@ -269,7 +270,7 @@ describe('syncFeed failures keep the last good data', () => {
     assert.match(out.error, /\/cut\/almalinux9\.osv\.jsonl\.gz: other side closed \(UND_ERR_SOCKET\)$/);
     assert.equal(srv.seen.filter((s) => s.url.startsWith('/cut/')).length, 2, 'a cut connection is retried');
     assert.equal(dump(db), before);
-    assert.match(store.feeds()[0]?.lastError ?? '', /\/cut\/almalinux9\.osv\.jsonl\.gz: /);
+    assert.match((await store.feeds())[0]?.lastError ?? '', /\/cut\/almalinux9\.osv\.jsonl\.gz: /);
   });
 
   const big: [string, Handler][] = [
@@ -317,9 +318,9 @@ describe('syncFeed failures keep the last good data', () => {
     assert.equal(out.code, 'PW_ERR_FEED_FORMAT');
     const url = `${srv.base}/portal/almalinux9.osv.jsonl.gz`;
     assert.ok(out.error.startsWith(`${url}: nothing usable, refused: 1 problem(s), the first: ${url}:1: `), out.error);
-    assert.ok(store.feeds()[0]?.lastError?.includes(out.error));
+    assert.ok((await store.feeds())[0]?.lastError?.includes(out.error));
     assert.equal(dump(db), before);
-    assert.equal(store.feeds()[0]?.etag, feed.etag, "a failed import must not keep the bad download's ETag");
+    assert.equal((await store.feeds())[0]?.etag, feed.etag, "a failed import must not keep the bad download's ETag");
   });
 });
 

@@ -21,7 +21,7 @@ import { InputTooLargeError, PatchwardenError, errorMessage } from '../../../sha
 import { checkFeedUrl, FeedUrlError } from './catalogue.ts';
 import { checkFeedName } from '../../domain/feeds/feed-name.ts';
 import type { Correlator } from '../../domain/correlate/correlator.ts';
-import type { AdvisoryStore } from '../../store/advisories.ts';
+import type { AsyncStore } from '../../store/store.ts';
 import { importFeedPath, type FeedImportResult } from './store-import.ts';
 
 export interface FeedSource {
@@ -165,7 +165,7 @@ async function fetchOnce(
   return { status: 200, etag: header(res.headers.etag), lastModified: header(res.headers['last-modified']) };
 }
 
-export async function syncFeed(store: AdvisoryStore, src: FeedSource, options: SyncOptions = {}): Promise<SyncOutcome> {
+export async function syncFeed(store: AsyncStore['advisories'], src: FeedSource, options: SyncOptions = {}): Promise<SyncOutcome> {
   checkFeedName(src.name, 'from the feed sync config');
   const base = options.dispatcher ?? new EnvHttpProxyAgent();
   // Only an agent made here is closed here: a caller's dispatcher may serve other feeds.
@@ -182,7 +182,7 @@ export async function syncFeed(store: AdvisoryStore, src: FeedSource, options: S
     dispatcher: base.compose(schemeGuard(src.mirror ?? false), interceptors.redirect({ maxRedirections: MAX_REDIRECTIONS })),
   };
   const now = o.now ?? (() => new Date());
-  const row = store.feeds().find((f) => f.source === src.name);
+  const row = (await store.feeds()).find((f) => f.source === src.name);
   const validators = { etag: row?.etag ?? null, lastModified: row?.lastModified ?? null };
   let dir: string | null = null;
   let dest: string | null = null;
@@ -213,18 +213,18 @@ export async function syncFeed(store: AdvisoryStore, src: FeedSource, options: S
     }
     clearTimeout(timer);
     if (fetched.status === 304) {
-      store.touchFeed(src.name, now());
+      await store.touchFeed(src.name, now());
       return { source: src.name, status: 'not-modified' };
     }
     const result = await importFeedPath(store, dest, { name: src.name, location: src.url, now: now(), ...(o.correlator === undefined ? {} : { correlator: o.correlator }) });
-    store.setFeedValidators(src.name, fetched.etag, fetched.lastModified);
+    await store.setFeedValidators(src.name, fetched.etag, fetched.lastModified);
     return { source: src.name, status: 'imported', result };
   } catch (err) {
     // Anything that is not ours came from the network (reset, cut short, DNS, proxy).
     const wrapped = err instanceof PatchwardenError ? err : new FeedFetchError(`${src.url}: ${errorMessage(err)}`, { cause: err });
     // A parse error names the download's temporary file, which is gone by now: name the URL.
     const message = dest === null ? wrapped.message : wrapped.message.replaceAll(dest, src.url);
-    store.recordFeedError({ source: src.name, kind: row?.kind ?? 'unknown', location: src.url }, message, now());
+    await store.recordFeedError({ source: src.name, kind: row?.kind ?? 'unknown', location: src.url }, message, now());
     return { source: src.name, status: 'failed', error: message, code: wrapped.code };
   } finally {
     clearTimeout(timer);

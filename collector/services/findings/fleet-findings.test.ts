@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { dataPath } from '../../../shared/testing/data.ts';
 import { importFeedPath } from '../feeds/store-import.ts';
-import { AdvisoryStore } from '../../store/advisories.ts';
 import { FindingHistoryStore } from '../../store/history.ts';
 import { DEFAULT_POLICY } from '../../domain/correlate/policy.ts';
 import { FleetFindings } from './fleet-findings.ts';
 import { almaInventory, debianInventory, type Fixture, makeFixture, NOW } from '../../../shared/testing/http-fixture.ts';
+import { asyncAdvisories } from '../../../shared/testing/store-fixtures.ts';
 
 const HOUR = 3600_000;
 
@@ -32,7 +32,7 @@ describe('FleetFindings counts', () => {
     {
       name: 'a second KEV catalog was imported (no advisory changed)',
       change: async (fx, clock) => {
-        await importFeedPath(new AdvisoryStore(fx.db), dataPath('kev', 'known_exploited_vulnerabilities-2025-11-17.csv.gz'), { correlator: fx.correlator, now: clock.now });
+        await importFeedPath(asyncAdvisories(fx.db), dataPath('kev', 'known_exploited_vulnerabilities-2025-11-17.csv.gz'), { correlator: fx.correlator, now: clock.now });
       },
       recount: true,
     },
@@ -40,7 +40,7 @@ describe('FleetFindings counts', () => {
     {
       name: 'an advisory feed was imported',
       change: async (fx, clock) => {
-        await importFeedPath(new AdvisoryStore(fx.db), dataPath('osv', 'almalinux8.osv.jsonl.gz'), { correlator: fx.correlator, now: clock.now });
+        await importFeedPath(asyncAdvisories(fx.db), dataPath('osv', 'almalinux8.osv.jsonl.gz'), { correlator: fx.correlator, now: clock.now });
       },
       recount: true,
     },

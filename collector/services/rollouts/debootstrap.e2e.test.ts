@@ -31,7 +31,7 @@ import { dataPath } from '../../../shared/testing/data.ts';
 import { importFeedPath } from '../feeds/store-import.ts';
 import { createLogger } from '../../logger.ts';
 import { createCollector } from '../../server.ts';
-import { AdvisoryStore } from '../../store/advisories.ts';
+import { asyncAdvisories } from '../../../shared/testing/store-fixtures.ts';
 
 const STEP_MS = 10 * 60_000;
 
@@ -105,7 +105,7 @@ describe('rollout end to end: a debootstrapped Debian 12 root patched by a signe
     t.after(() => collector.close());
     const feedFile = join(dir, 'debian-tracker.json');
     writeFileSync(feedFile, JSON.stringify(trackerFromChangelogs()));
-    await importFeedPath(new AdvisoryStore(collector.db), feedFile, { name: 'debian-tracker' });
+    await importFeedPath(asyncAdvisories(collector.db), feedFile, { name: 'debian-tracker' });
     collector.findings.load();
 
     const { token } = collector.fleet.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'e2e' });

@@ -8,7 +8,6 @@ import { DATA_DIR } from '../../../shared/testing/data.ts';
 import { startPostgres, type Postgres } from '../../../shared/testing/postgres.ts';
 import { needs, TOOLS } from '../../../shared/testing/system-tools.ts';
 import { importFeedPath } from '../../services/feeds/store-import.ts';
-import { AdvisoryStore } from '../advisories.ts';
 import { openDatabase, type Db } from '../db.ts';
 import { MIGRATIONS } from '../migrations.ts';
 import type { SqlExecutor } from '../sql/executor.ts';
@@ -17,6 +16,7 @@ import { sql } from '../sql/query.ts';
 import { SqliteDatabase } from '../sql/sqlite.ts';
 import { migratePostgres } from './migrate.ts';
 import { PG_MIGRATIONS, PG_ONLY_TABLES, ROWID_COLUMNS, SQLITE_SCHEMA_EQUIVALENT } from './schema.ts';
+import { asyncAdvisories } from '../../../shared/testing/store-fixtures.ts';
 
 const TYPE_OF: Readonly<Record<string, string>> = { TEXT: 'text', INTEGER: 'bigint', REAL: 'double precision' };
 
@@ -120,7 +120,7 @@ describe('the PostgreSQL schema', { skip: needs(TOOLS.postgres) }, () => {
     const lines = gunzipSync(readFileSync(join(DATA_DIR, 'osv', 'almalinux9.osv.jsonl.gz'))).toString('utf8').split('\n').slice(0, 40).join('\n');
     const feedFile = join(dir, 'alma9.osv.jsonl');
     writeFileSync(feedFile, lines + '\n');
-    await importFeedPath(new AdvisoryStore(scratch), feedFile, { name: 'alma9' });
+    await importFeedPath(asyncAdvisories(scratch), feedFile, { name: 'alma9' });
     const records = scratch.prepare('SELECT id, data FROM advisories ORDER BY id').all() as { id: string; data: string }[];
     scratch.close();
     const script: { q: ReturnType<typeof sql>; p: (string | number | null)[] }[] = [
