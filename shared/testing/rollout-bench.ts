@@ -88,8 +88,8 @@ export interface Bench {
   /** Enrolls an agent and stores its inventory; returns the agent id. */
   addHost(spec: HostSpec): string;
   /** A new report from the agent (a new boot id when it rebooted), passed to the engine as the gateway would. */
-  report(agentId: string, inv: Inventory): void;
-  findings(agentId: string): Finding[];
+  report(agentId: string, inv: Inventory): Promise<void>;
+  findings(agentId: string): Promise<Finding[]>;
   /** Closes the database and opens it again with a new engine: a collector restart. */
   restart(): void;
   /** What the engine passed to onError, in order. */
@@ -111,20 +111,14 @@ export async function makeBench(t: TestContext, opts: { advisories?: readonly Ad
     const store = storeOn(db);
     const fleet: Fleet = store;
     const outbox = new InstructionOutbox(db);
-    const findings = (agentId: string): Finding[] => {
-      const inv = fleet.reports.latestInventory(agentId);
+    const findings = async (agentId: string): Promise<Finding[]> => {
+      const inv = await store.async.reports.latestInventory(agentId);
       return inv === undefined ? [] : correlator.findings(inv, { policy: DEFAULT_POLICY, now: clock.now, kev: new Map() }).findings;
     };
     const engine = new RolloutEngine({
-      store: store.rollouts,
-      tx: store,
-      fleet,
+      store: store.async,
       findings,
       signer: (i: Instruction): SignedInstruction => signInstruction(i, key.privateKeyPem),
-      outbox,
-      audit: (actor, action, target, detail) => {
-        fleet.audit.record(actor, action, target, detail, clock.now);
-      },
       now: () => clock.now,
       onEnqueued: (agentId) => pushed.push(agentId),
       onError: (err, where) => errors.push({ err, where }),
@@ -150,9 +144,9 @@ export async function makeBench(t: TestContext, opts: { advisories?: readonly Ad
       if (spec.tags !== undefined) bench.fleet.agents.setTags(id, spec.tags, 'cli:test', clock.now);
       return id;
     },
-    report: (agentId: string, inv: Inventory) => {
+    report: async (agentId: string, inv: Inventory) => {
       bench.fleet.reports.ingest(agentId, randomUUID(), inventoryHash(inv), inv, clock.now);
-      bench.engine.onInventory(agentId, inv);
+      await bench.engine.onInventory(agentId, inv);
     },
     restart: () => {
       bench.db.close();

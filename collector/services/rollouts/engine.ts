@@ -418,7 +418,7 @@ export class RolloutEngine {
     for (;;) {
       let out: T;
       try {
-        out = await this.#store.transaction((tx) => {
+        out = await this.#store.transaction(async (tx) => {
           // The store may run this function again (a lost PostgreSQL transaction): each run starts with nothing to tell.
           enqueued.clear();
           failures.length = 0;
@@ -516,7 +516,7 @@ export class RolloutEngine {
    */
   async #hostStep(s: Step, r: RolloutRecord, h: RolloutHostRecord, now: Date, fn: (s: Step) => Promise<void>): Promise<void> {
     try {
-      await s.tx.transaction((sp) => fn({ ...s, tx: sp }));
+      await s.tx.transaction(async (sp) => fn({ ...s, tx: sp }));
     } catch (err) {
       if (!isBuildError(err)) throw err;
       s.failures.push({ err, where: { rolloutId: r.id, agentId: h.agentId, during: 'host-step' } });
