@@ -171,15 +171,9 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     // Assigned below; the engine only calls it after a commit, long after the gateway exists.
     let deliver = (_agentId: string): void => undefined;
     const rollouts = new RolloutEngine({
-      store: store.rollouts,
-      tx: store,
-      fleet,
-      findings: (agentId) => findings.findings(agentId)?.findings ?? [],
+      store: store.async,
+      findings: async (agentId) => (await findings.findings(agentId))?.findings ?? [],
       signer: (instruction) => signInstruction(instruction, key.privateKeyPem),
-      outbox,
-      audit: (actor, action, target, detail) => {
-        fleet.audit.record(actor, action, target, detail, now());
-      },
       now,
       onEnqueued: (agentId) => {
         deliver(agentId);
@@ -190,7 +184,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
       },
     });
     metrics.registry.onCollect(() => {
-      for (const [state, n] of Object.entries(rollouts.store.countByState())) metrics.rollouts.set({ state }, n);
+      for (const [state, n] of Object.entries(store.rollouts.countByState())) metrics.rollouts.set({ state }, n);
     });
     gateway = new Gateway({
       fleet,
@@ -211,11 +205,9 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
       },
       onInventory: (agentId, inventory, hash) => {
         findings.schedule(agentId, inventory, hash);
-        try {
-          rollouts.onInventory(agentId, inventory);
-        } catch (err) {
+        rollouts.onInventory(agentId, inventory).catch((err: unknown) => {
           logger.error({ err, agentId }, 'the rollouts could not take the new inventory');
-        }
+        });
       },
       onReport: (status, seconds) => {
         metrics.reportsTotal.inc({ status });
@@ -240,6 +232,8 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
       // The importing process told the rollouts already (collector/commands/reports.ts).
       findings.scheduleStored(agentIds);
     };
+    // One advance of the rollouts at a time: a slow one is not overlapped by the next tick, and close waits for it.
+    let advancing: Promise<void> | null = null;
     const tick = (): void => {
       try {
         pickUpImports();
@@ -253,12 +247,18 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
       } catch (err) {
         logger.error({ err }, 'taking in changed advisories failed; the next tick tries again');
       }
-      try {
-        // Failures of single rollouts are logged by onError; a throw here is the store's own.
-        rollouts.tick();
-      } catch (err) {
-        logger.error({ err }, 'advancing the rollouts failed; the next tick tries again');
-      }
+      // Failures of single rollouts are logged by onError; a throw here is the store's own.
+      advancing ??= rollouts
+        .tick()
+        .then(
+          () => undefined,
+          (err: unknown) => {
+            logger.error({ err }, 'advancing the rollouts failed; the next tick tries again');
+          },
+        )
+        .finally(() => {
+          advancing = null;
+        });
       try {
         // Instructions a CLI process enqueued on this database reach connected agents here.
         for (const agentId of outbox.agentsWithUnsent(now())) if (gw.isConnected(agentId)) gw.deliverInstructions(agentId);
@@ -333,6 +333,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
         });
         server.closeIdleConnections();
         clearInterval(ticker);
+        await advancing;
         await feedScheduler?.stop();
         findings.stop();
         await gw.close();
