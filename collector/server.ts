@@ -172,7 +172,8 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     let deliver = (_agentId: string): void => undefined;
     const rollouts = new RolloutEngine({
       store: store.async,
-      findings: async (agentId) => (await findings.findings(agentId))?.findings ?? [],
+      // HostFindings.findings returns a promise once the findings service is on the asynchronous store too (issue 12).
+      findings: async (agentId) => (await Promise.resolve(findings.findings(agentId)))?.findings ?? [],
       signer: (instruction) => signInstruction(instruction, key.privateKeyPem),
       now,
       onEnqueued: (agentId) => {

@@ -38,16 +38,14 @@ export function outcomeLine(o: ReportFileOutcome): string {
 /** Results go to the rollouts, which record them in the outbox and move their hosts on; inventories tell them of reboots. */
 export function sinksOf(o: Opened): ImportSinks {
   return {
-    result: (agentId, result) => {
+    result: async (agentId, result) => {
       const entry = result.instructionId === null ? undefined : o.outbox.get(result.instructionId);
       if (entry?.agentId !== agentId) return 'unknown';
       if (entry.resultAt !== null) return 'known';
-      o.engine.onResult(agentId, result);
+      await o.engine.onResult(agentId, result);
       return 'recorded';
     },
-    inventory: (agentId, inventory) => {
-      o.engine.onInventory(agentId, inventory);
-    },
+    inventory: (agentId, inventory) => o.engine.onInventory(agentId, inventory),
   };
 }
 

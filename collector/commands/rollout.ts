@@ -85,25 +85,21 @@ export function openEngine(dbPath: string, io: Io, readonly: boolean): Opened {
   try {
     const fleet: Fleet = store;
     let findings: HostFindings | undefined;
-    const findingsOf = (agentId: string): Finding[] => {
+    // HostFindings' load and findings return promises once the findings service is on the
+    // asynchronous store too (issue 12); Promise.resolve takes them as they are either way.
+    const findingsOf = async (agentId: string): Promise<Finding[]> => {
       if (findings === undefined) {
         findings = new HostFindings({ store, policy: parseConfig({}).policy, logger: createLogger({ level: 'warn', destination: { write: (l: string) => io.stderr.write(l) } }) });
-        findings.load();
+        await Promise.resolve(findings.load());
       }
-      return findings.findings(agentId)?.findings ?? [];
+      return (await Promise.resolve(findings.findings(agentId)))?.findings ?? [];
     };
     let key: string | undefined;
     const outbox = store.outbox;
     const engine = new RolloutEngine({
-      store: store.rollouts,
-      tx: store,
-      fleet,
-      outbox,
+      store: store.async,
       findings: findingsOf,
       signer: (instruction) => signInstruction(instruction, (key ??= readCollectorKey(collectorKeyPath({ dbPath })).privateKeyPem)),
-      audit: (actor, action, target, detail) => {
-        fleet.audit.record(actor, action, target, detail, new Date());
-      },
       // A host that fails alone or a rollout that cannot advance says so here, besides its stored reason.
       onError: (err, where) => {
         io.stderr.write(`rollout ${where.rolloutId ?? '-'}${where.agentId === null ? '' : ` host ${where.agentId}`} (${where.during}): ${errorMessage(err).slice(0, 1000)}\n`);
@@ -123,10 +119,10 @@ export function openEngine(dbPath: string, io: Io, readonly: boolean): Opened {
   }
 }
 
-function withEngine<T>(dbPath: string, io: Io, readonly: boolean, fn: (o: Opened) => T): T {
+async function withEngine<T>(dbPath: string, io: Io, readonly: boolean, fn: (o: Opened) => Promise<T>): Promise<T> {
   const opened = openEngine(dbPath, io, readonly);
   try {
-    return fn(opened);
+    return await fn(opened);
   } finally {
     opened.close();
   }
@@ -193,14 +189,14 @@ export function showText(r: RolloutDetailJson): string {
   return out;
 }
 
-function create(argv: string[], io: Io): number {
+function create(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, plan: { type: 'string' }, actor: { type: 'string' }, json: { type: 'boolean', default: false } });
   if (values.plan === undefined) throw new UsageError('--plan FILE.json is required');
   const actor = checkActor(values.actor);
   const plan = readPlanFile(values.plan);
-  return withEngine(values.db, io, false, ({ engine }) => {
-    const id = engine.create(plan, actor);
-    const r = engine.get(id);
+  return withEngine(values.db, io, false, async ({ engine }) => {
+    const id = await engine.create(plan, actor);
+    const r = await engine.get(id);
     if (values.json) io.stdout.write(JSON.stringify({ id, name: r.name, state: r.state, createdBy: r.createdBy }) + '\n');
     else {
       io.stdout.write(`${id}\n`);
@@ -210,45 +206,45 @@ function create(argv: string[], io: Io): number {
   });
 }
 
-function preview(argv: string[], io: Io): number {
+function preview(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, plan: { type: 'string' }, id: { type: 'string' }, json: { type: 'boolean', default: false } });
   if ((values.plan === undefined) === (values.id === undefined)) throw new UsageError('preview takes --plan FILE.json or --id ID');
   // A plan file is parsed here, so a JSON string in it is a bad plan and never read as a rollout id.
   const input = values.plan === undefined ? checkId(values.id) : parsePlan(readPlanFile(values.plan));
-  return withEngine(values.db, io, true, ({ engine }) => {
-    const p = engine.preview(input);
+  return withEngine(values.db, io, true, async ({ engine }) => {
+    const p = await engine.preview(input);
     io.stdout.write(values.json ? JSON.stringify(p, null, 2) + '\n' : previewTable(p));
     return 0;
   });
 }
 
-function list(argv: string[], io: Io): number {
+function list(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, json: { type: 'boolean', default: false } });
-  return withEngine(values.db, io, true, ({ engine }) => {
-    const items = listRollouts(engine);
+  return withEngine(values.db, io, true, async ({ engine }) => {
+    const items = await listRollouts(engine);
     io.stdout.write(values.json ? JSON.stringify(items, null, 2) + '\n' : listTable(items));
     return 0;
   });
 }
 
-function show(argv: string[], io: Io): number {
+function show(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, id: { type: 'string' }, json: { type: 'boolean', default: false } });
   const id = checkId(values.id);
-  return withEngine(values.db, io, true, ({ engine, fleet }) => {
-    const r = rolloutDetail(fleet, engine, id);
+  return withEngine(values.db, io, true, async ({ engine, fleet }) => {
+    const r = await rolloutDetail(fleet, engine, id);
     io.stdout.write(values.json ? JSON.stringify(r, null, 2) + '\n' : showText(r));
     return 0;
   });
 }
 
-function transition(op: RolloutOperation, argv: string[], io: Io): number {
+function transition(op: RolloutOperation, argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, id: { type: 'string' }, actor: { type: 'string' }, json: { type: 'boolean', default: false } });
   const id = checkId(values.id);
   const actor = checkActor(values.actor);
-  return withEngine(values.db, io, false, ({ engine }) => {
-    const from = engine.get(id).state;
-    engine.act(op, id, actor);
-    const r = engine.get(id);
+  return withEngine(values.db, io, false, async ({ engine }) => {
+    const from = (await engine.get(id)).state;
+    await engine.act(op, id, actor);
+    const r = await engine.get(id);
     if (values.json) io.stdout.write(JSON.stringify({ id, from, state: r.state, actor }) + '\n');
     else io.stdout.write(`rollout ${id}: ${from} -> ${r.state} (${op} by ${actor})\n`);
     return 0;
@@ -260,15 +256,15 @@ export function rolloutCommand(argv: string[], io: Io): Promise<number> {
   try {
     switch (sub) {
       case 'create':
-        return Promise.resolve(create(rest, io));
+        return create(rest, io);
       case 'preview':
-        return Promise.resolve(preview(rest, io));
+        return preview(rest, io);
       case 'list':
-        return Promise.resolve(list(rest, io));
+        return list(rest, io);
       case 'show':
-        return Promise.resolve(show(rest, io));
+        return show(rest, io);
       default:
-        if ((ROLLOUT_OPERATIONS as readonly (string | undefined)[]).includes(sub)) return Promise.resolve(transition(sub as RolloutOperation, rest, io));
+        if ((ROLLOUT_OPERATIONS as readonly (string | undefined)[]).includes(sub)) return transition(sub as RolloutOperation, rest, io);
         throw new UsageError(`rollout ${sub ?? ''}: expected create, preview, list, show, ${ROLLOUT_OPERATIONS.join(', ')}`);
     }
   } catch (err) {
