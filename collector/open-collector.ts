@@ -54,7 +54,7 @@ export interface OpenCollectorOptions {
     onEnqueued?: (agentId: string) => void;
     onError?: (err: unknown, where: RolloutErrorContext) => void;
     /** The findings a rollout selects hosts by; default the findings service, loaded at first use. */
-    findings?: (agentId: string) => Finding[];
+    findings?: (agentId: string) => Promise<Finding[]>;
   };
 }
 
@@ -139,10 +139,10 @@ export function collectorOn(store: Store, options: OpenCollectorOptions, key?: S
   const loadFindings = (): ReturnType<HostFindings['load']> => (loaded ??= findingsService().load());
   const findingsOf =
     options.rollouts?.findings ??
-    ((agentId: string): Finding[] => {
+    (async (agentId: string): Promise<Finding[]> => {
       // A CLI process reads the advisories only when a rollout first needs them.
-      loadFindings();
-      return findingsService().findings(agentId)?.findings ?? [];
+      await Promise.resolve(loadFindings());
+      return (await Promise.resolve(findingsService().findings(agentId)))?.findings ?? [];
     });
 
   let rollouts: RolloutEngine | undefined;
@@ -162,15 +162,9 @@ export function collectorOn(store: Store, options: OpenCollectorOptions, key?: S
     loadFindings,
     get rollouts() {
       return (rollouts ??= new RolloutEngine({
-        store: store.rollouts,
-        tx: store,
-        fleet: store,
-        outbox: store.outbox,
+        store: store.async,
         findings: findingsOf,
         signer: (instruction) => signInstruction(instruction, getKey().privateKeyPem),
-        audit: (actor, action, target, detail) => {
-          store.audit.record(actor, action, target, detail, now());
-        },
         now,
         ...(options.rollouts?.onEnqueued === undefined ? {} : { onEnqueued: options.rollouts.onEnqueued }),
         onError:

@@ -180,7 +180,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     // Each rollout and host fails alone (issue 10): openCollector logs each failure, and it is kept on the rollout or host.
     const rollouts = collector.rollouts;
     metrics.registry.onCollect(() => {
-      for (const [state, n] of Object.entries(rollouts.store.countByState())) metrics.rollouts.set({ state }, n);
+      for (const [state, n] of Object.entries(store.rollouts.countByState())) metrics.rollouts.set({ state }, n);
     });
     gateway = new Gateway({
       store: store.async,
@@ -199,11 +199,9 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
       },
       onInventory: (agentId, inventory, hash) => {
         findings.schedule(agentId, inventory, hash);
-        try {
-          rollouts.onInventory(agentId, inventory);
-        } catch (err) {
+        rollouts.onInventory(agentId, inventory).catch((err: unknown) => {
           logger.error({ err, agentId }, 'the rollouts could not take the new inventory');
-        }
+        });
       },
       onReport: (status, seconds) => {
         metrics.reportsTotal.inc({ status });
@@ -228,6 +226,8 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
       // The importing process told the rollouts already (collector/commands/reports.ts).
       findings.scheduleStored(agentIds);
     };
+    // One advance of the rollouts at a time: a slow one is not overlapped by the next tick, and close waits for it.
+    let advancing: Promise<void> | null = null;
     const tick = (): void => {
       try {
         pickUpImports();
@@ -241,12 +241,18 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
       } catch (err) {
         logger.error({ err }, 'taking in changed advisories failed; the next tick tries again');
       }
-      try {
-        // Failures of single rollouts are logged by onError; a throw here is the store's own.
-        rollouts.tick();
-      } catch (err) {
-        logger.error({ err }, 'advancing the rollouts failed; the next tick tries again');
-      }
+      // Failures of single rollouts are logged by onError; a throw here is the store's own.
+      advancing ??= rollouts
+        .tick()
+        .then(
+          () => undefined,
+          (err: unknown) => {
+            logger.error({ err }, 'advancing the rollouts failed; the next tick tries again');
+          },
+        )
+        .finally(() => {
+          advancing = null;
+        });
       try {
         // Instructions a CLI process enqueued on this database reach connected agents here.
         for (const agentId of outbox.agentsWithUnsent(now())) if (gw.isConnected(agentId)) gw.deliverInstructions(agentId);
@@ -321,6 +327,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
         });
         server.closeIdleConnections();
         clearInterval(ticker);
+        await advancing;
         await feedScheduler?.stop();
         findings.stop();
         await gw.close();

@@ -110,7 +110,7 @@ describe('rollout CLI beside a serving collector', () => {
     assert.deepEqual([approved.code, approved.stdout], [0, `rollout ${id}: awaiting-approval -> running (approve by ${ME})\n`], approved.stderr);
 
     // The serving collector sees the CLI's rows at once: the engine keeps nothing in memory.
-    const served = f.tc.collector.rollouts.get(id);
+    const served = await f.tc.collector.rollouts.get(id);
     assert.deepEqual([served.state, served.approvedBy], ['running', ME]);
     const canary = served.hosts.find((h) => h.state === 'sent') ?? assert.fail('the canary was sent its instruction');
     const pending = f.tc.collector.outbox.pendingFor(canary.agentId, new Date());
@@ -165,7 +165,7 @@ describe('rollout CLI beside a serving collector', () => {
     const r = await cli('submit', '--db', f.db, '--id', id);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /cannot read the collector key .*collector\.key to sign with.*\(PW_ERR_SOURCE_UNAVAILABLE\)/);
-    const after = f.tc.collector.rollouts.get(id);
+    const after = await f.tc.collector.rollouts.get(id);
     assert.deepEqual([after.state, after.hosts.length, f.tc.collector.outbox.forRollout(id).length], ['draft', 0, 0], 'the transaction rolled back');
     assert.deepEqual(auditOf(f, id).map((a) => a.action), ['rollout.create']);
   });
@@ -211,7 +211,7 @@ describe('rollout CLI: bad input', () => {
         if (marker !== null) assert.ok(!r.stderr.includes(marker), r.stderr);
       });
     }
-    const left = f.tc.collector.rollouts.list();
+    const left = await f.tc.collector.rollouts.list();
     assert.deepEqual(left.map((r) => [r.id, r.state]), [[draft, 'draft']], 'nothing else was stored or moved');
   });
 });

@@ -81,10 +81,10 @@ export function openCliCollector(dbPath: string, io: Io, readonly: boolean): Pro
   });
 }
 
-async function withCollector<T>(dbPath: string, io: Io, readonly: boolean, fn: (c: OpenedCollector) => T): Promise<T> {
+async function withCollector<T>(dbPath: string, io: Io, readonly: boolean, fn: (c: OpenedCollector) => Promise<T>): Promise<T> {
   const collector = await openCliCollector(dbPath, io, readonly);
   try {
-    return fn(collector);
+    return await fn(collector);
   } finally {
     collector.close();
   }
@@ -156,9 +156,9 @@ async function create(argv: string[], io: Io): Promise<number> {
   if (values.plan === undefined) throw new UsageError('--plan FILE.json is required');
   const actor = checkActor(values.actor);
   const plan = readPlanFile(values.plan);
-  return withCollector(values.db, io, false, ({ rollouts: engine }) => {
-    const id = engine.create(plan, actor);
-    const r = engine.get(id);
+  return withCollector(values.db, io, false, async ({ rollouts: engine }) => {
+    const id = await engine.create(plan, actor);
+    const r = await engine.get(id);
     if (values.json) io.stdout.write(JSON.stringify({ id, name: r.name, state: r.state, createdBy: r.createdBy }) + '\n');
     else {
       io.stdout.write(`${id}\n`);
@@ -173,8 +173,8 @@ async function preview(argv: string[], io: Io): Promise<number> {
   if ((values.plan === undefined) === (values.id === undefined)) throw new UsageError('preview takes --plan FILE.json or --id ID');
   // A plan file is parsed here, so a JSON string in it is a bad plan and never read as a rollout id.
   const input = values.plan === undefined ? checkId(values.id) : parsePlan(readPlanFile(values.plan));
-  return withCollector(values.db, io, true, ({ rollouts: engine }) => {
-    const p = engine.preview(input);
+  return withCollector(values.db, io, true, async ({ rollouts: engine }) => {
+    const p = await engine.preview(input);
     io.stdout.write(values.json ? JSON.stringify(p, null, 2) + '\n' : previewTable(p));
     return 0;
   });
@@ -182,8 +182,8 @@ async function preview(argv: string[], io: Io): Promise<number> {
 
 async function list(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, json: { type: 'boolean', default: false } });
-  return withCollector(values.db, io, true, ({ rollouts: engine }) => {
-    const items = listRollouts(engine);
+  return withCollector(values.db, io, true, async ({ rollouts: engine }) => {
+    const items = await listRollouts(engine);
     io.stdout.write(values.json ? JSON.stringify(items, null, 2) + '\n' : listTable(items));
     return 0;
   });
@@ -192,8 +192,8 @@ async function list(argv: string[], io: Io): Promise<number> {
 async function show(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, id: { type: 'string' }, json: { type: 'boolean', default: false } });
   const id = checkId(values.id);
-  return withCollector(values.db, io, true, ({ rollouts: engine, store }) => {
-    const r = rolloutDetail(store, engine, id);
+  return withCollector(values.db, io, true, async ({ rollouts: engine, store }) => {
+    const r = await rolloutDetail(store, engine, id);
     io.stdout.write(values.json ? JSON.stringify(r, null, 2) + '\n' : showText(r));
     return 0;
   });
@@ -203,10 +203,10 @@ async function transition(op: RolloutOperation, argv: string[], io: Io): Promise
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, id: { type: 'string' }, actor: { type: 'string' }, json: { type: 'boolean', default: false } });
   const id = checkId(values.id);
   const actor = checkActor(values.actor);
-  return withCollector(values.db, io, false, ({ rollouts: engine }) => {
-    const from = engine.get(id).state;
-    engine.act(op, id, actor);
-    const r = engine.get(id);
+  return withCollector(values.db, io, false, async ({ rollouts: engine }) => {
+    const from = (await engine.get(id)).state;
+    await engine.act(op, id, actor);
+    const r = await engine.get(id);
     if (values.json) io.stdout.write(JSON.stringify({ id, from, state: r.state, actor }) + '\n');
     else io.stdout.write(`rollout ${id}: ${from} -> ${r.state} (${op} by ${actor})\n`);
     return 0;

@@ -404,11 +404,11 @@ ${findings.warnings.length === 0 ? '' : html`<h2>Warnings</h2><ul>${findings.war
   });
 
   // Read-only: rollouts are created and moved through the API or the CLI, never from a page.
-  app.get('/rollouts', session, (c) => {
+  app.get('/rollouts', session, async (c) => {
     const principal = c.get('principal');
     const engine = s.deps.rollouts;
     if (engine === undefined) return send(c, page('Rollouts', principal, html`<h1>Rollouts</h1><p class="muted">Rollouts are not enabled on this collector.</p>`));
-    const items = listRollouts(engine);
+    const items = await listRollouts(engine);
     return send(
       c,
       page(
@@ -423,13 +423,13 @@ ${findings.warnings.length === 0 ? '' : html`<h2>Warnings</h2><ul>${findings.war
     );
   });
 
-  app.get('/rollouts/:id', session, (c) => {
+  app.get('/rollouts/:id', session, async (c) => {
     const principal = c.get('principal');
     const engine = s.deps.rollouts;
     const id = c.req.param('id');
-    const found = engine !== undefined && z.uuid().safeParse(id).success && engine.store.get(id) !== undefined;
+    const found = engine !== undefined && z.uuid().safeParse(id).success && (await engine.store.get(id)) !== undefined;
     if (!found) return send(c, page('Not found', principal, html`<h1>No such rollout</h1><p><a href="/rollouts">All rollouts</a></p>`), 404);
-    const r = rolloutDetail(s.deps.store, engine, id);
+    const r = await rolloutDetail(s.deps.store, engine, id);
     return send(c, page(r.name, principal, rolloutPage(r)));
   });
 

@@ -313,7 +313,7 @@ describe('dashboard: rollouts pages', () => {
     const resultId = randomUUID();
     agent.client.send({ type: 'result', id: resultId, result });
     assert.equal((await agent.client.expect('ack')).id, resultId);
-    assert.equal(api.tc.collector.rollouts.get(r.id).state, 'halted');
+    assert.equal((await api.tc.collector.rollouts.get(r.id)).state, 'halted');
     // A name the plan grammar never lets in, written straight into the row: the page's own escaping must hold.
     api.tc.collector.db.prepare('UPDATE rollouts SET name = ? WHERE id = ?').run(HOSTILE, r.id);
 

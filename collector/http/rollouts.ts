@@ -46,9 +46,9 @@ export function rolloutApiError(err: unknown): unknown {
   return err;
 }
 
-function call<T>(fn: () => T): T {
+async function call<T>(fn: () => T | Promise<T>): Promise<T> {
   try {
-    return fn();
+    return await fn();
   } catch (err) {
     throw rolloutApiError(err);
   }
@@ -93,19 +93,19 @@ const limit = bodyLimit({
 export function rolloutRoutes(s: Services): Hono<Env> {
   const app = new Hono<Env>();
 
-  app.get('/', requireRole('viewer'), (c) => {
+  app.get('/', requireRole('viewer'), async (c) => {
     parseQuery(EmptyQuerySchema, c.req.queries());
     const engine = engineOf(s);
-    return c.json({ items: listRollouts(engine) });
+    return c.json({ items: await listRollouts(engine) });
   });
 
   app.post('/', requireRole('operator'), limit, async (c) => {
     parseQuery(EmptyQuerySchema, c.req.queries());
     const engine = engineOf(s);
     const body = await planBody(c);
-    const id = call(() => engine.create(body, actor(c.get('principal'))));
+    const id = await call(() => engine.create(body, actor(c.get('principal'))));
     c.header('Location', `/api/v1/rollouts/${id}`);
-    return c.json({ rollout: rolloutDetail(s.deps.store, engine, id) }, 201);
+    return c.json({ rollout: await rolloutDetail(s.deps.store, engine, id) }, 201);
   });
 
   app.post('/preview', requireRole('operator'), limit, async (c) => {
@@ -113,33 +113,31 @@ export function rolloutRoutes(s: Services): Hono<Env> {
     const engine = engineOf(s);
     const body = await planBody(c);
     // Parsed here, so a JSON string body is a bad plan and never read as a rollout id.
-    return c.json({ preview: call(() => engine.preview(parsePlan(body))) });
+    return c.json({ preview: await call(() => engine.preview(parsePlan(body))) });
   });
 
-  app.get('/:id', requireRole('viewer'), (c) => {
+  app.get('/:id', requireRole('viewer'), async (c) => {
     parseQuery(EmptyQuerySchema, c.req.queries());
     const engine = engineOf(s);
     const id = rolloutId(c.req.param('id'));
-    return c.json({ rollout: call(() => rolloutDetail(s.deps.store, engine, id)) });
+    return c.json({ rollout: await call(() => rolloutDetail(s.deps.store, engine, id)) });
   });
 
-  app.get('/:id/preview', requireRole('viewer'), (c) => {
+  app.get('/:id/preview', requireRole('viewer'), async (c) => {
     parseQuery(EmptyQuerySchema, c.req.queries());
     const engine = engineOf(s);
     const id = rolloutId(c.req.param('id'));
-    return c.json({ preview: call(() => engine.preview(id)) });
+    return c.json({ preview: await call(() => engine.preview(id)) });
   });
 
   for (const action of ROLLOUT_OPERATIONS) {
-    app.post(`/:id/${action}`, requireRole('operator'), (c) => {
+    app.post(`/:id/${action}`, requireRole('operator'), async (c) => {
       parseQuery(EmptyQuerySchema, c.req.queries());
       const engine = engineOf(s);
       const id = rolloutId(c.req.param('id'));
       const who = actor(c.get('principal'));
-      call(() => {
-        engine.act(action, id, who);
-      });
-      return c.json({ rollout: rolloutDetail(s.deps.store, engine, id) });
+      await call(() => engine.act(action, id, who));
+      return c.json({ rollout: await rolloutDetail(s.deps.store, engine, id) });
     });
   }
 

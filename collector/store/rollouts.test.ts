@@ -13,7 +13,7 @@ describe('InstructionOutbox', () => {
     const b = await makeBench(t);
     const a1 = b.addHost({ hostname: 'alma-1' });
     const a2 = b.addHost({ hostname: 'alma-2' });
-    const rolloutId = b.engine.create({ name: 'outbox', target: { agentIds: [a1] }, action: { kind: 'refresh' }, waves: { canary: { hosts: 1 } } }, 'cli:test');
+    const rolloutId = await b.engine.create({ name: 'outbox', target: { agentIds: [a1] }, action: { kind: 'refresh' }, waves: { canary: { hosts: 1 } } }, 'cli:test');
     const make = (agentId: string, expiresMin: number) => {
       const i: Instruction = { schema: 'patchwarden.instruction/1', kind: 'refresh', id: randomUUID(), agentId, issuedAt: NOW.toISOString(), notBefore: NOW.toISOString(), expiresAt: at(expiresMin).toISOString(), rolloutId: null, dryRun: false };
       const s = signInstruction(i, b.key.privateKeyPem);
@@ -63,8 +63,8 @@ describe('RolloutStore updates', () => {
   it('writes the fields given, a null included, and leaves the others as they were', async (t) => {
     const b = await makeBench(t);
     const a1 = b.addHost({ hostname: 'alma-1' });
-    const store = b.engine.store;
-    const id = b.engine.create({ name: 'fields', target: { agentIds: [a1] }, action: { kind: 'refresh' }, waves: { canary: { hosts: 1 } } }, 'cli:test');
+    const store = b.store.rollouts;
+    const id = await b.engine.create({ name: 'fields', target: { agentIds: [a1] }, action: { kind: 'refresh' }, waves: { canary: { hosts: 1 } } }, 'cli:test');
     store.insertHosts(id, new Map([[a1, 0]]), at(0));
     store.updateHost(id, a1, { state: 'sent', step: 'refresh', steps: ['refresh'], instructionId: 'i-1', bootId: 'b-1', code: 'X', detail: 'why' }, at(1));
     store.updateHost(id, a1, { step: null, detail: null }, at(2));

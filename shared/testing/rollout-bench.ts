@@ -89,8 +89,8 @@ export interface Bench {
   /** Enrolls an agent and stores its inventory; returns the agent id. */
   addHost(spec: HostSpec): string;
   /** A new report from the agent (a new boot id when it rebooted), passed to the engine as the gateway would. */
-  report(agentId: string, inv: Inventory): void;
-  findings(agentId: string): Finding[];
+  report(agentId: string, inv: Inventory): Promise<void>;
+  findings(agentId: string): Promise<Finding[]>;
   /** Closes the database and opens it again with a new engine: a collector restart. */
   restart(): void;
   /** What the engine passed to onError, in order. */
@@ -113,8 +113,8 @@ export async function makeBench(t: TestContext, opts: { advisories?: readonly Ad
     const store = collector.store;
     Object.assign(bench, { db: store.db, store, fleet: store, outbox: store.outbox, engine: collector.rollouts, findings: findingsOf });
   };
-  const findingsOf = (agentId: string): Finding[] => {
-    const inv = bench.fleet.reports.latestInventory(agentId);
+  const findingsOf = async (agentId: string): Promise<Finding[]> => {
+    const inv = await bench.store.async.reports.latestInventory(agentId);
     return inv === undefined ? [] : correlator.findings(inv, { policy: DEFAULT_POLICY, now: clock.now, kev: new Map() }).findings;
   };
   const options = {
@@ -146,9 +146,9 @@ export async function makeBench(t: TestContext, opts: { advisories?: readonly Ad
       if (spec.tags !== undefined) bench.fleet.agents.setTags(id, spec.tags, 'cli:test', clock.now);
       return id;
     },
-    report: (agentId: string, inv: Inventory) => {
+    report: async (agentId: string, inv: Inventory) => {
       bench.fleet.reports.ingest(agentId, randomUUID(), inventoryHash(inv), inv, clock.now);
-      bench.engine.onInventory(agentId, inv);
+      await bench.engine.onInventory(agentId, inv);
     },
     // Synchronous, as the tests call it: the store is opened here and wired by collectorOn, as openCollector does.
     restart: () => {

@@ -31,16 +31,14 @@ export class AirGap {
   importSinks(): ImportSinks {
     const { store } = this.#deps;
     return {
-      result: (agentId, result) => {
-        const entry = result.instructionId === null ? undefined : store.outbox.get(result.instructionId);
+      result: async (agentId, result) => {
+        const entry = result.instructionId === null ? undefined : await store.async.outbox.get(result.instructionId);
         if (entry?.agentId !== agentId) return 'unknown';
         if (entry.resultAt !== null) return 'known';
-        this.#deps.rollouts().onResult(agentId, result);
+        await this.#deps.rollouts().onResult(agentId, result);
         return 'recorded';
       },
-      inventory: (agentId, inventory) => {
-        this.#deps.rollouts().onInventory(agentId, inventory);
-      },
+      inventory: (agentId, inventory) => this.#deps.rollouts().onInventory(agentId, inventory),
     };
   }
 

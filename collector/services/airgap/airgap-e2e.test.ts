@@ -138,8 +138,8 @@ describe('air-gapped reports, end to end', () => {
       assert.equal((await cli('collector', ['reports', 'import', '--db', tc.dbPath, carry])).status, 0);
 
       // A rollout as an operator makes one: it enqueues a signed refresh for the host.
-      const rolloutId = collector.rollouts.create({ name: 'behind the gap', target: { agentIds: [agentId] }, action: { kind: 'refresh' }, waves: { canary: { hosts: 1 } } }, 'cli:alice');
-      collector.rollouts.submit(rolloutId, 'cli:alice');
+      const rolloutId = await collector.rollouts.create({ name: 'behind the gap', target: { agentIds: [agentId] }, action: { kind: 'refresh' }, waves: { canary: { hosts: 1 } } }, 'cli:alice');
+      await collector.rollouts.submit(rolloutId, 'cli:alice');
       assert.equal(collector.outbox.pendingFor(agentId, new Date()).length, 1);
 
       const out = await tempDir(t, 'pw-instr-');
@@ -155,7 +155,7 @@ describe('air-gapped reports, end to end', () => {
       const imported = await cli('collector', ['reports', 'import', '--db', tc.dbPath, out]);
       assert.equal(imported.status, 0, imported.stderr);
       assert.match(imported.stdout, new RegExp(`stored +\\S+\\.pwresults: 1 result of agent ${agentId} recorded`));
-      const rollout = collector.rollouts.get(rolloutId);
+      const rollout = await collector.rollouts.get(rolloutId);
       assert.deepEqual(
         rollout.hosts.map((h) => [h.agentId, h.state]),
         [[agentId, 'succeeded']],
@@ -170,7 +170,7 @@ describe('air-gapped reports, end to end', () => {
       const reimported = await cli('collector', ['reports', 'import', '--db', tc.dbPath, out]);
       assert.equal(reimported.status, 0, reimported.stderr);
       assert.match(reimported.stdout, /imported already +\S+\.pwresults: 0 results of agent .* recorded \(1 known already\)/);
-      assert.equal(collector.rollouts.get(rolloutId).hosts[0]?.state, 'succeeded');
+      assert.equal((await collector.rollouts.get(rolloutId)).hosts[0]?.state, 'succeeded');
 
       // An instruction file signed with another key: refused, nothing runs.
       const forged = await tempDir(t, 'pw-forged-');

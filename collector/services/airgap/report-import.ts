@@ -32,8 +32,8 @@ export type ReportFileOutcome =
 /** Where results and inventories go besides the fleet store: the rollouts (collector/services/rollouts/engine.ts). */
 export interface ImportSinks {
   /** 'recorded' the first time, 'known' after, 'unknown' for an id this collector never sent to this agent. */
-  result: (agentId: string, result: InstructionResult) => 'recorded' | 'known' | 'unknown';
-  inventory: (agentId: string, inventory: Inventory) => void;
+  result: (agentId: string, result: InstructionResult) => Promise<'recorded' | 'known' | 'unknown'>;
+  inventory: (agentId: string, inventory: Inventory) => Promise<void>;
 }
 
 /** Files named on the command line, and the report files inside named directories (sorted; temporary and hidden files skipped). */
@@ -58,11 +58,11 @@ function refused(file: string, err: unknown): ReportFileOutcome {
   return { file, status: 'refused', code: 'PW_ERR_STORE', message: errorMessage(err) };
 }
 
-function importResults(file: string, agentId: string, createdAt: string, body: Buffer, opts: ImportOptions): ReportFileOutcome {
+async function importResults(file: string, agentId: string, createdAt: string, body: Buffer, opts: ImportOptions): Promise<ReportFileOutcome> {
   const bundle = parseSignedBody(body, ResultBundleSchema, 'a results bundle').value;
   if (bundle.agentId !== agentId) throw new PatchwardenError(`the file is signed by agent ${agentId} but carries results of agent ${bundle.agentId}`, 'PW_ERR_FILE_TAMPERED');
   const counts = { recorded: 0, known: 0, unknown: 0 };
-  for (const r of bundle.results) counts[opts.sinks.result(agentId, r)]++;
+  for (const r of bundle.results) counts[await opts.sinks.result(agentId, r)]++;
   if (counts.recorded === 0 && counts.known === 0) {
     throw new PatchwardenError(`none of the file's ${counts.unknown} results answers an instruction this collector sent to agent ${agentId}`, 'PW_ERR_FILE_FOREIGN');
   }
@@ -93,7 +93,7 @@ async function importOne(file: string, opts: ImportOptions, now: Date): Promise<
   if (inventoryHash(raw, packageSetRef(raw.packages).hash) !== msg.hash) throw new MalformedInputError(`the report's hash ${msg.hash} is not the hash of its inventory`);
   // header.sha256 is the body's digest, checked as the body was read.
   const status = imports.import({ agentId: header.signer, reportId: msg.id, hash: msg.hash, inventory: msg.inventory, createdAt, fileSha256: header.sha256 }, actor, now);
-  if (status === 'stored') opts.sinks.inventory(header.signer, msg.inventory);
+  if (status === 'stored') await opts.sinks.inventory(header.signer, msg.inventory);
   return { file, kind: 'report', status, agentId: header.signer, hostname: msg.inventory.host.hostname, createdAt: header.createdAt, packages: msg.inventory.packages.length };
 }
 

@@ -69,10 +69,10 @@ function securityUpgrades(simulation: string): Map<string, string> {
   return out;
 }
 
-async function until<T>(what: string, get: () => T | undefined | false, timeoutMs: number): Promise<T> {
+async function until<T>(what: string, get: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
   const start = Date.now();
   for (;;) {
-    const v = get();
+    const v = await get();
     if (v !== undefined && v !== false) return v;
     if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(100);
@@ -134,7 +134,7 @@ describe('rollout end to end: a debootstrapped Debian 12 root patched by a signe
     const installedBefore = before.packages.find((p) => p.name === binary)?.version ?? '';
     assert.equal(compareVersions('deb', installedBefore, candidate), -1);
 
-    const id = collector.rollouts.create(
+    const id = await collector.rollouts.create(
       {
         name: `e2e ${target.advisory}`,
         target: { findings: [target.advisory] },
@@ -145,16 +145,16 @@ describe('rollout end to end: a debootstrapped Debian 12 root patched by a signe
       },
       'e2e',
     );
-    const preview = collector.rollouts.preview(id);
+    const preview = await collector.rollouts.preview(id);
     assert.deepEqual(
       preview.hosts.map((h) => h.agentId),
       [agentId],
     );
-    collector.rollouts.submit(id, 'e2e');
+    await collector.rollouts.submit(id, 'e2e');
     const done = await until(
       'the rollout to end',
-      () => {
-        const r = collector.rollouts.get(id);
+      async () => {
+        const r = await collector.rollouts.get(id);
         return ['completed', 'halted', 'cancelled'].includes(r.state) ? r : undefined;
       },
       STEP_MS,

@@ -96,9 +96,9 @@ function plan(over: Partial<PlanInput> = {}): PlanInput {
   };
 }
 
-async function waitFor(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
+async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
+  while (!(await cond())) {
     if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
     await sleep(10);
   }
@@ -111,13 +111,13 @@ async function waitFor(what: string, cond: () => boolean, timeoutMs = 10_000): P
  */
 async function ticks(f: Fleet): Promise<void> {
   await sleep(3 * TICK_MS);
-  f.collector.rollouts.tick();
+  await f.collector.rollouts.tick();
   await sleep(3 * TICK_MS);
 }
 
 /** agent id -> wave, as the preview of a created rollout says. */
-function wavesOf(f: Fleet, id: string): Map<string, number> {
-  return new Map(f.collector.rollouts.preview(id).hosts.map((h) => [h.agentId, h.wave]));
+async function wavesOf(f: Fleet, id: string): Promise<Map<string, number>> {
+  return new Map((await f.collector.rollouts.preview(id)).hosts.map((h) => [h.agentId, h.wave]));
 }
 
 function auditOf(f: Fleet, id: string): { at: string; actor: string; action: string }[] {
@@ -170,17 +170,17 @@ describe('rollouts over a simulated fleet on real sockets', () => {
   it('canary of 2 fails: halted by the system, no agent outside the canary ever gets an instruction, still halted after more ticks', async (t) => {
     const f = await startFleet(t, { alma: 32, db: 4, debian: 4 });
     const rollouts = f.collector.rollouts;
-    const id = rollouts.create(plan(), 'alice');
-    const waves = wavesOf(f, id);
+    const id = await rollouts.create(plan(), 'alice');
+    const waves = await wavesOf(f, id);
     assert.equal(waves.size, 32, 'the AlmaLinux web hosts, not the db or Debian ones');
     const canary = [...waves].filter(([, w]) => w === 0).map(([a]) => a);
     assert.equal(canary.length, 2);
     for (const a of canary) f.by(a).script = 'fail';
 
-    assert.equal(rollouts.submit(id, 'alice'), 'running');
-    await waitFor('the rollout to halt', () => rollouts.get(id).state === 'halted');
+    assert.equal(await rollouts.submit(id, 'alice'), 'running');
+    await waitFor('the rollout to halt', async () => (await rollouts.get(id)).state === 'halted');
     await Promise.all(f.agents.map((a) => a.settled()));
-    const halted = rollouts.get(id);
+    const halted = await rollouts.get(id);
     assert.match(halted.haltedReason ?? '', /gate after wave 0: 2 of 2 hosts failed/);
     const trail = auditOf(f, id);
     assert.deepEqual(trail.filter((e) => e.action === 'rollout.halt').map((e) => e.actor), ['system']);
@@ -189,7 +189,7 @@ describe('rollouts over a simulated fleet on real sockets', () => {
     await ticks(f);
     f.clock.advance(24 * 60 * MIN);
     await ticks(f);
-    assert.equal(rollouts.get(id).state, 'halted');
+    assert.equal((await rollouts.get(id)).state, 'halted');
     for (const a of f.agents) {
       const expected = canary.includes(a.agentId) ? 1 : 0;
       assert.equal(a.frames, expected, `${a.hostname}: ${expected} instruction frame(s)`);
@@ -197,7 +197,7 @@ describe('rollouts over a simulated fleet on real sockets', () => {
     }
     assert.deepEqual(f.collector.outbox.forRollout(id).map((e) => e.agentId).sort(), [...canary].sort());
     for (const a of canary) assert.deepEqual(f.by(a).acked.filter((x) => x.kind === 'result').map((x) => x.status), ['stored']);
-    assert.deepEqual(rollouts.get(id).hosts.filter((h) => h.state !== 'pending').map((h) => h.agentId).sort(), [...canary].sort());
+    assert.deepEqual((await rollouts.get(id)).hosts.filter((h) => h.state !== 'pending').map((h) => h.agentId).sort(), [...canary].sort());
     assert.deepEqual(auditOf(f, id).at(-1), trail.at(-1), 'nothing happened to the rollout after the halt');
     // What an operator's alert sees.
     const metrics = await (await fetch(`${f.collector.url}/metrics`)).text();
@@ -211,16 +211,16 @@ describe('rollouts over a simulated fleet on real sockets', () => {
     const f = await startFleet(t, { alma: 32, db: 4, debian: 4 });
     const rollouts = f.collector.rollouts;
     const wait = 10;
-    const id = rollouts.create(plan({ waitMinutes: wait }), 'alice');
-    const preview = rollouts.preview(id);
+    const id = await rollouts.create(plan({ waitMinutes: wait }), 'alice');
+    const preview = await rollouts.preview(id);
     assert.deepEqual(preview.waves, [2, 4, 8, 16, 2]);
     const fixed = f.repository.get('bind-libs') ?? assert.fail('the advisory fixes bind-libs');
     for (const h of preview.hosts) assert.ok(h.findingsResolved.includes(BIND), `${h.hostname} has ${BIND} open`);
-    const waves = wavesOf(f, id);
+    const waves = await wavesOf(f, id);
     const inWave = (w: number): SimAgent[] => [...waves].filter(([, x]) => x === w).map(([a]) => f.by(a));
-    const hostsDone = (w: number): boolean => rollouts.get(id).hosts.filter((h) => h.wave === w).every((h) => h.state === 'succeeded');
+    const hostsDone = async (w: number): Promise<boolean> => (await rollouts.get(id)).hosts.filter((h) => h.wave === w).every((h) => h.state === 'succeeded');
 
-    assert.equal(rollouts.submit(id, 'alice'), 'running');
+    assert.equal(await rollouts.submit(id, 'alice'), 'running');
     for (let w = 0; w < preview.waves.length; w++) {
       await waitFor(`wave ${w} to succeed`, () => hostsDone(w));
       if (w === preview.waves.length - 1) break;
@@ -229,7 +229,7 @@ describe('rollouts over a simulated fleet on real sockets', () => {
       f.clock.advance(wait * MIN);
       await waitFor(`wave ${w + 1} to be sent`, () => inWave(w + 1).every((a) => a.frames === 1));
     }
-    await waitFor('the rollout to complete', () => rollouts.get(id).state === 'completed');
+    await waitFor('the rollout to complete', async () => (await rollouts.get(id)).state === 'completed');
     await Promise.all(f.agents.map((a) => a.settled()));
 
     for (const a of f.agents) assert.equal(a.frames, waves.has(a.agentId) ? 1 : 0, `${a.hostname}: instruction frames`);
@@ -267,12 +267,12 @@ describe('rollouts over a simulated fleet on real sockets', () => {
     const start = new Date(Math.ceil((f.clock.now().getTime() + 2 * 60 * MIN) / MIN) * MIN);
     const duration = 30;
     const window = { cron: `${start.getUTCMinutes()} ${start.getUTCHours()} * * *`, durationMinutes: duration, timezone: 'UTC' };
-    const id = rollouts.create(plan({ windows: [window], waitMinutes: 0 }), 'alice');
-    const waves = wavesOf(f, id);
+    const id = await rollouts.create(plan({ windows: [window], waitMinutes: 0 }), 'alice');
+    const waves = await wavesOf(f, id);
     const canary = [...waves].filter(([, w]) => w === 0).map(([a]) => f.by(a));
     for (const a of f.agents) a.script = 'hang';
 
-    assert.equal(rollouts.submit(id, 'alice'), 'running');
+    assert.equal(await rollouts.submit(id, 'alice'), 'running');
     await ticks(f);
     f.clock.advance(start.getTime() - f.clock.now().getTime() - MIN);
     await ticks(f);
@@ -301,37 +301,37 @@ describe('rollouts over a simulated fleet on real sockets', () => {
     };
 
     await offline(a);
-    const r1 = rollouts.create(plan({ target: { agentIds: [a.agentId] } }), 'alice');
-    assert.equal(rollouts.submit(r1, 'alice'), 'running');
+    const r1 = await rollouts.create(plan({ target: { agentIds: [a.agentId] } }), 'alice');
+    assert.equal(await rollouts.submit(r1, 'alice'), 'running');
     const e1 = f.collector.outbox.forRollout(r1)[0] ?? assert.fail('queued in the outbox');
     assert.equal(e1.sentAt, null, 'queued, not delivered');
     await ticks(f);
     assert.equal(a.frames, 0);
     await a.reconnect();
-    await waitFor('the reconnected agent to finish', () => rollouts.get(r1).state === 'completed');
+    await waitFor('the reconnected agent to finish', async () => (await rollouts.get(r1)).state === 'completed');
     assert.deepEqual(a.received.map((x) => x.instruction.id), [e1.id]);
     assert.notEqual(f.collector.outbox.get(e1.id)?.sentAt ?? null, null);
 
     await offline(b);
-    const r2 = rollouts.create(plan({ target: { agentIds: [b.agentId] }, instructionTtlMinutes: 5 }), 'alice');
-    assert.equal(rollouts.submit(r2, 'alice'), 'running');
+    const r2 = await rollouts.create(plan({ target: { agentIds: [b.agentId] }, instructionTtlMinutes: 5 }), 'alice');
+    assert.equal(await rollouts.submit(r2, 'alice'), 'running');
     const e2 = f.collector.outbox.forRollout(r2)[0] ?? assert.fail('queued in the outbox');
     f.clock.advance(6 * MIN);
-    await waitFor('the expired canary to halt the rollout', () => rollouts.get(r2).state === 'halted');
+    await waitFor('the expired canary to halt the rollout', async () => (await rollouts.get(r2)).state === 'halted');
     assert.notEqual(f.collector.outbox.get(e2.id)?.expiredAt ?? null, null);
     await b.reconnect();
     await ticks(f);
     assert.equal(b.frames, 0, 'an expired instruction is never delivered');
     assert.equal(f.collector.outbox.get(e2.id)?.sentAt, null);
-    assert.deepEqual(rollouts.get(r2).hosts.map((h) => h.state), ['expired']);
+    assert.deepEqual((await rollouts.get(r2)).hosts.map((h) => h.state), ['expired']);
 
     c.script = 'disconnect';
-    const r3 = rollouts.create(plan({ target: { agentIds: [c.agentId] } }), 'alice');
-    assert.equal(rollouts.submit(r3, 'alice'), 'running');
+    const r3 = await rollouts.create(plan({ target: { agentIds: [c.agentId] } }), 'alice');
+    assert.equal(await rollouts.submit(r3, 'alice'), 'running');
     await waitFor('the agent to drop the connection', () => !c.connected && f.collector.fleet.hosts.get(c.agentId)?.connected === false);
     c.script = 'succeed';
     await c.reconnect();
-    await waitFor('the re-sent instruction to be answered', () => rollouts.get(r3).state === 'completed');
+    await waitFor('the re-sent instruction to be answered', async () => (await rollouts.get(r3)).state === 'completed');
     const e3 = f.collector.outbox.forRollout(r3)[0] ?? assert.fail('queued in the outbox');
     assert.deepEqual(c.received.map((x) => x.instruction.id), [e3.id, e3.id], 'the same signed instruction, sent again after the reconnect');
     noViolations(f);
@@ -340,37 +340,37 @@ describe('rollouts over a simulated fleet on real sockets', () => {
   it('pause holds the next wave and takes back what was not delivered; resume sends it afresh', async (t) => {
     const f = await startFleet(t, { alma: 10 });
     const rollouts = f.collector.rollouts;
-    const id = rollouts.create(plan({ waves: { canary: { hosts: 2 }, growth: { sizes: [4] } }, waitMinutes: 10 }), 'alice');
-    const waves = wavesOf(f, id);
+    const id = await rollouts.create(plan({ waves: { canary: { hosts: 2 }, growth: { sizes: [4] } }, waitMinutes: 10 }), 'alice');
+    const waves = await wavesOf(f, id);
     const inWave = (w: number): SimAgent[] => [...waves].filter(([, x]) => x === w).map(([a]) => f.by(a));
-    assert.equal(rollouts.submit(id, 'alice'), 'running');
-    await waitFor('the canary to succeed', () => rollouts.get(id).waveDoneAt !== null);
+    assert.equal(await rollouts.submit(id, 'alice'), 'running');
+    await waitFor('the canary to succeed', async () => (await rollouts.get(id)).waveDoneAt !== null);
 
-    rollouts.pause(id, 'bob');
+    await rollouts.pause(id, 'bob');
     f.clock.advance(11 * MIN);
     await ticks(f);
-    assert.equal(rollouts.get(id).state, 'paused');
+    assert.equal((await rollouts.get(id)).state, 'paused');
     assert.deepEqual(inWave(1).map((a) => a.frames), [0, 0, 0, 0], 'paused: the next wave waits although its wait is over');
 
     const [x, ...online] = inWave(1) as [SimAgent, ...SimAgent[]];
     await x.disconnect();
     await waitFor(`${x.hostname} offline`, () => f.collector.fleet.hosts.get(x.agentId)?.connected === false);
-    rollouts.resume(id, 'bob');
-    await waitFor('the online hosts of wave 1 to succeed', () => rollouts.get(id).hosts.filter((h) => online.some((a) => a.agentId === h.agentId)).every((h) => h.state === 'succeeded'));
+    await rollouts.resume(id, 'bob');
+    await waitFor('the online hosts of wave 1 to succeed', async () => (await rollouts.get(id)).hosts.filter((h) => online.some((a) => a.agentId === h.agentId)).every((h) => h.state === 'succeeded'));
     const [withdrawn] = f.collector.outbox.pendingFor(x.agentId, f.clock.now());
     assert.notEqual(withdrawn, undefined, `${x.hostname} has its instruction queued`);
-    rollouts.pause(id, 'bob');
+    await rollouts.pause(id, 'bob');
     assert.notEqual(f.collector.outbox.get(withdrawn?.id ?? '')?.withdrawnAt ?? null, null, 'taken back on pause');
     await x.reconnect();
     await ticks(f);
     assert.equal(x.frames, 0, 'a withdrawn instruction is not delivered');
 
-    rollouts.resume(id, 'bob');
+    await rollouts.resume(id, 'bob');
     await waitFor(`${x.hostname} to get a fresh instruction`, () => x.frames === 1);
     assert.notEqual(x.received[0]?.instruction.id, withdrawn?.id, 'a new instruction, not the withdrawn one');
-    await waitFor('wave 1 to pass', () => rollouts.get(id).waveDoneAt !== null && rollouts.get(id).currentWave === 1);
+    await waitFor('wave 1 to pass', async () => (await rollouts.get(id)).waveDoneAt !== null && (await rollouts.get(id)).currentWave === 1);
     f.clock.advance(10 * MIN);
-    await waitFor('the rollout to complete', () => rollouts.get(id).state === 'completed');
+    await waitFor('the rollout to complete', async () => (await rollouts.get(id)).state === 'completed');
     for (const a of f.agents) assert.equal(a.frames, 1, `${a.hostname}: exactly one instruction`);
     const ops = auditOf(f, id).filter((e) => e.action === 'rollout.pause' || e.action === 'rollout.resume');
     assert.deepEqual(ops.map((e) => `${e.actor} ${e.action}`), ['bob rollout.pause', 'bob rollout.resume', 'bob rollout.pause', 'bob rollout.resume']);
@@ -380,25 +380,23 @@ describe('rollouts over a simulated fleet on real sockets', () => {
   it('cancel stops a live rollout: the hosts still working keep what they have, later waves get nothing', async (t) => {
     const f = await startFleet(t, { alma: 10 });
     const rollouts = f.collector.rollouts;
-    const id = rollouts.create(plan({ waitMinutes: 0 }), 'alice');
-    const waves = wavesOf(f, id);
+    const id = await rollouts.create(plan({ waitMinutes: 0 }), 'alice');
+    const waves = await wavesOf(f, id);
     const inWave = (w: number): SimAgent[] => [...waves].filter(([, x]) => x === w).map(([a]) => f.by(a));
     for (const a of inWave(1)) a.script = 'hang';
-    assert.equal(rollouts.submit(id, 'alice'), 'running');
+    assert.equal(await rollouts.submit(id, 'alice'), 'running');
     await waitFor('wave 1 to be working', () => inWave(1).every((a) => a.frames === 1));
 
-    rollouts.cancel(id, 'bob');
-    assert.equal(rollouts.get(id).state, 'cancelled');
+    await rollouts.cancel(id, 'bob');
+    assert.equal((await rollouts.get(id)).state, 'cancelled');
     f.clock.advance(60 * MIN);
     await ticks(f);
-    assert.equal(rollouts.get(id).state, 'cancelled');
+    assert.equal((await rollouts.get(id)).state, 'cancelled');
     assert.deepEqual(inWave(2).map((a) => a.frames), inWave(2).map(() => 0), 'the wave after the cancel gets nothing');
     for (const a of inWave(2)) assert.deepEqual(f.collector.outbox.pendingFor(a.agentId, f.clock.now()), []);
     assert.equal(f.collector.outbox.forRollout(id).length, inWave(0).length + inWave(1).length);
     assert.deepEqual(auditOf(f, id).filter((e) => e.action === 'rollout.cancel').map((e) => e.actor), ['bob']);
-    assert.throws(() => {
-      rollouts.resume(id, 'bob');
-    }, { code: 'PW_ERR_ROLLOUT_STATE' });
+    await assert.rejects(rollouts.resume(id, 'bob'), { code: 'PW_ERR_ROLLOUT_STATE' });
     // A wave-1 agent that reconnects (as one that lost the delivery would) is not sent the
     // cancelled rollout's instruction again.
     const again = inWave(1)[0] ?? assert.fail('wave 1 has a host');

@@ -24,28 +24,28 @@ const at = (m: number) => new Date(NOW.getTime() + m * MIN);
 const ROOT = join(import.meta.dirname, '..', '..', '..');
 
 /** Answers every pending instruction of these agents. */
-function answer(b: Bench, agents: readonly string[], status: 'succeeded' | 'failed' = 'succeeded'): number {
+async function answer(b: Bench, agents: readonly string[], status: 'succeeded' | 'failed' = 'succeeded'): Promise<number> {
   const entries = agents.flatMap((a) => b.outbox.pendingFor(a, b.clock.now));
-  for (const e of entries) assert.equal(b.engine.onResult(e.agentId, resultFor(e.id, status, b.clock.now)), true);
+  for (const e of entries) assert.equal(await b.engine.onResult(e.agentId, resultFor(e.id, status, b.clock.now)), true);
   return entries.length;
 }
 
 /** Rollout B: three healthy `web` hosts, canary then two, 30 min between waves (so its second wave starts on a tick). */
-function startHealthy(b: Bench): { id: string; agents: string[] } {
+async function startHealthy(b: Bench): Promise<{ id: string; agents: string[] }> {
   const agents = [1, 2, 3].map((i) => b.addHost({ hostname: `web-${i}`, tags: ['web'] }));
-  const id = b.engine.create(bindPlan({ name: 'healthy', waitMinutes: 30 }), 'alice');
-  assert.equal(b.engine.submit(id, 'alice'), 'running');
+  const id = await b.engine.create(bindPlan({ name: 'healthy', waitMinutes: 30 }), 'alice');
+  assert.equal(await b.engine.submit(id, 'alice'), 'running');
   b.clock.now = at(1);
-  assert.equal(answer(b, agents), 1, 'the healthy canary');
+  assert.equal(await answer(b, agents), 1, 'the healthy canary');
   return { id, agents };
 }
 
 /** Then B runs to the end: its second wave on the tick after its wait, answered. */
-function finishHealthy(b: Bench, healthy: { id: string; agents: string[] }, minute: number): void {
+async function finishHealthy(b: Bench, healthy: { id: string; agents: string[] }, minute: number): Promise<void> {
   b.clock.now = at(minute);
-  b.engine.tick(at(minute));
-  assert.equal(answer(b, healthy.agents), 2, 'the healthy second wave was sent');
-  assert.equal(b.engine.get(healthy.id).state, 'completed');
+  await b.engine.tick(at(minute));
+  assert.equal(await answer(b, healthy.agents), 2, 'the healthy second wave was sent');
+  assert.equal((await b.engine.get(healthy.id)).state, 'completed');
 }
 
 /** Rollout A's plan: bind everywhere, and POISON_CVE, which only a poisoned host has. */
@@ -55,58 +55,58 @@ const poisonPlan = (over: Parameters<typeof bindPlan>[0] = {}) =>
 interface PoisonCase {
   name: string;
   /** Starts rollout A so that the engine meets its poison host; returns A's id, its poison host and its healthy ones. */
-  run: (b: Bench) => { id: string; poisoned: string; healthy: string[] };
+  run: (b: Bench) => Promise<{ id: string; poisoned: string; healthy: string[] }>;
 }
 
 const cases: PoisonCase[] = [
   {
     name: 'a tick meets it (its window opens while another rollout waits for its next wave)',
-    run: (b) => {
+    run: async (b) => {
       const poisoned = b.addHost({ hostname: 'a-1', tags: ['a'] });
-      b.report(poisoned, poison(hostInventory({ hostname: 'a-1' })));
+      await b.report(poisoned, poison(hostInventory({ hostname: 'a-1' })));
       // 18:00 now; A's window opens at 22:00: nothing of A is built at submit.
-      const id = b.engine.create(poisonPlan({ windows: [{ cron: '0 22 * * *', durationMinutes: 120, timezone: 'UTC' }] }), 'alice');
-      assert.equal(b.engine.submit(id, 'alice'), 'running');
+      const id = await b.engine.create(poisonPlan({ windows: [{ cron: '0 22 * * *', durationMinutes: 120, timezone: 'UTC' }] }), 'alice');
+      assert.equal(await b.engine.submit(id, 'alice'), 'running');
       b.clock.now = at(240);
-      b.engine.tick(at(240));
+      await b.engine.tick(at(240));
       return { id, poisoned, healthy: [] };
     },
   },
   {
     name: 'it is the canary at submit',
-    run: (b) => {
+    run: async (b) => {
       const poisoned = b.addHost({ hostname: 'a-1', tags: ['a'] });
-      b.report(poisoned, poison(hostInventory({ hostname: 'a-1' })));
-      const id = b.engine.create(poisonPlan(), 'alice');
-      assert.equal(b.engine.submit(id, 'alice'), 'halted', 'submit answers: the canary failed alone and the gate held');
+      await b.report(poisoned, poison(hostInventory({ hostname: 'a-1' })));
+      const id = await b.engine.create(poisonPlan(), 'alice');
+      assert.equal(await b.engine.submit(id, 'alice'), 'halted', 'submit answers: the canary failed alone and the gate held');
       return { id, poisoned, healthy: [] };
     },
   },
   {
     name: "the canary's result starts the wave it is in",
-    run: (b) => {
+    run: async (b) => {
       const two = [b.addHost({ hostname: 'a-1', tags: ['a'] }), b.addHost({ hostname: 'a-2', tags: ['a'] })];
       const waves = splitWaves(two, { canary: { hosts: 1 }, growth: { factor: 2 } });
       const canary = two.find((x) => waves.get(x) === 0) ?? assert.fail();
       const poisoned = two.find((x) => waves.get(x) === 1) ?? assert.fail();
-      b.report(poisoned, poison(hostInventory({ hostname: 'a-2' })));
-      const id = b.engine.create(poisonPlan({ waitMinutes: 0 }), 'alice');
-      b.engine.submit(id, 'alice');
+      await b.report(poisoned, poison(hostInventory({ hostname: 'a-2' })));
+      const id = await b.engine.create(poisonPlan({ waitMinutes: 0 }), 'alice');
+      await b.engine.submit(id, 'alice');
       const e = b.outbox.pendingFor(canary, b.clock.now)[0] ?? assert.fail('the canary was sent');
-      assert.equal(b.engine.onResult(canary, resultFor(e.id, 'succeeded', b.clock.now)), true, 'the result is taken');
+      assert.equal(await b.engine.onResult(canary, resultFor(e.id, 'succeeded', b.clock.now)), true, 'the result is taken');
       assert.notEqual(b.outbox.get(e.id)?.resultAt, null, 'and recorded');
       return { id, poisoned, healthy: [canary] };
     },
   },
   {
     name: 'resume sends its withdrawn step again after its inventory changed',
-    run: (b) => {
+    run: async (b) => {
       const poisoned = b.addHost({ hostname: 'a-1', tags: ['a'] });
-      const id = b.engine.create(poisonPlan(), 'alice');
-      b.engine.submit(id, 'alice');
-      b.engine.pause(id, 'alice');
-      b.report(poisoned, poison(hostInventory({ hostname: 'a-1' })));
-      b.engine.resume(id, 'alice');
+      const id = await b.engine.create(poisonPlan(), 'alice');
+      await b.engine.submit(id, 'alice');
+      await b.engine.pause(id, 'alice');
+      await b.report(poisoned, poison(hostInventory({ hostname: 'a-1' })));
+      await b.engine.resume(id, 'alice');
       return { id, poisoned, healthy: [] };
     },
   },
@@ -116,9 +116,9 @@ describe('RolloutEngine: a poison host fails alone (issue 10)', () => {
   for (const c of cases) {
     it(`when ${c.name}; the other rollout advances and completes`, async (t) => {
       const b = await makeBench(t, { advisories: [POISON_ADVISORY] });
-      const healthy = startHealthy(b);
-      const a = c.run(b);
-      const r = b.engine.get(a.id);
+      const healthy = await startHealthy(b);
+      const a = await c.run(b);
+      const r = await b.engine.get(a.id);
       const host = r.hosts.find((h) => h.agentId === a.poisoned) ?? assert.fail();
       assert.equal(host.state, 'failed');
       assert.equal(host.code, 'PW_ERR_INSTRUCTION_BUILD');
@@ -130,7 +130,7 @@ describe('RolloutEngine: a poison host fails alone (issue 10)', () => {
       assert.ok(b.errors.some((e) => e.where.agentId === a.poisoned && e.where.during === 'host-step'), 'reported to onError');
       const audit = b.db.prepare("SELECT actor, detail FROM audit WHERE action = 'rollout.host-failed' AND target = ?").all(`rollout:${a.id}`) as { actor: string; detail: string }[];
       assert.deepEqual(audit.map((x) => [x.actor, (JSON.parse(x.detail) as { agentId: string }).agentId]), [['system', a.poisoned]]);
-      finishHealthy(b, healthy, 300);
+      await finishHealthy(b, healthy, 300);
     });
   }
 });
@@ -138,29 +138,29 @@ describe('RolloutEngine: a poison host fails alone (issue 10)', () => {
 describe('RolloutEngine: a rollout that cannot advance stops no other (issue 10)', () => {
   it('keeps its error as lastError, reports it, and the others complete; it clears once the rollout advances', async (t) => {
     const b = await makeBench(t);
-    const healthy = startHealthy(b);
+    const healthy = await startHealthy(b);
     const broken = b.addHost({ hostname: 'a-1', tags: ['a'] });
-    const id = b.engine.create(bindPlan({ name: 'broken', target: { tags: ['a'] } }), 'alice');
-    b.engine.submit(id, 'alice');
+    const id = await b.engine.create(bindPlan({ name: 'broken', target: { tags: ['a'] } }), 'alice');
+    await b.engine.submit(id, 'alice');
     const sent = b.outbox.pendingFor(broken, b.clock.now)[0] ?? assert.fail('the canary was sent');
     // A row this collector cannot read (written by another version, or damaged): advancing this rollout throws.
     b.db.prepare("UPDATE instruction_outbox SET result = '{not json' WHERE id = ?").run(sent.id);
     b.clock.now = at(31);
-    const report = b.engine.tick(at(31));
+    const report = await b.engine.tick(at(31));
     assert.equal(report.rollouts, 2);
     assert.deepEqual(report.failed.map((f) => [f.rolloutId, f.code]), [[id, 'PW_ERR_INTERNAL']]);
-    const r = b.engine.get(id);
+    const r = await b.engine.get(id);
     assert.equal(r.state, 'running');
     assert.equal(r.lastError?.code, 'PW_ERR_INTERNAL');
     assert.match(r.lastError.message, /^tick: .*JSON/);
     assert.equal(r.lastError.at, at(31).toISOString());
     assert.ok(b.errors.some((e) => e.where.rolloutId === id && e.where.during === 'tick'));
-    assert.equal(answer(b, healthy.agents), 2, 'the healthy rollout sent its second wave in the same tick');
-    assert.equal(b.engine.get(healthy.id).state, 'completed');
+    assert.equal(await answer(b, healthy.agents), 2, 'the healthy rollout sent its second wave in the same tick');
+    assert.equal((await b.engine.get(healthy.id)).state, 'completed');
 
     b.db.prepare('UPDATE instruction_outbox SET result = NULL WHERE id = ?').run(sent.id);
-    b.engine.tick(at(32));
-    assert.equal(b.engine.get(id).lastError, null, 'cleared by the next advance');
+    await b.engine.tick(at(32));
+    assert.equal((await b.engine.get(id)).lastError, null, 'cleared by the next advance');
   });
 });
 
@@ -168,9 +168,9 @@ describe('a host that failed alone, seen through the API, the CLI and the dashbo
   it('shows its state, code and reason', async (t) => {
     const b = await makeBench(t, { advisories: [POISON_ADVISORY] });
     const poisoned = b.addHost({ hostname: 'a-1', tags: ['a'] });
-    b.report(poisoned, poison(hostInventory({ hostname: 'a-1' })));
-    const id = b.engine.create(poisonPlan(), 'alice');
-    const preview = b.engine.preview(id);
+    await b.report(poisoned, poison(hostInventory({ hostname: 'a-1' })));
+    const id = await b.engine.create(poisonPlan(), 'alice');
+    const preview = await b.engine.preview(id);
     assert.equal(preview.hosts[0]?.error?.code, 'PW_ERR_INSTRUCTION_BUILD', 'the preview says so before the start');
 
     const tokens = new ApiTokenStore(b.db, b.fleet.audit);
@@ -204,10 +204,10 @@ describe('RolloutEngine: a patch too large for one instruction is sent in parts 
   it('previews the parts, sends them one after another, each within the limits, never a package twice (a pause between parts included), then completes', async (t) => {
     const b = await makeBench(t, { advisories: bigAdvisories() });
     const big = b.addHost({ hostname: 'big-1', os: 'debian', tags: ['big'] });
-    b.report(big, bigInventory('big-1', 6000));
-    const id = b.engine.create(bindPlan({ name: 'big', target: { tags: ['big'] }, action: { kind: 'patch', advisories: [...BIG_ADVISORIES] } }), 'alice');
-    assert.equal(b.engine.submit(id, 'alice'), 'running', 'no ZodError from the signer');
-    const preview = b.engine.preview(id).hosts[0] ?? assert.fail('the host is in the preview');
+    await b.report(big, bigInventory('big-1', 6000));
+    const id = await b.engine.create(bindPlan({ name: 'big', target: { tags: ['big'] }, action: { kind: 'patch', advisories: [...BIG_ADVISORIES] } }), 'alice');
+    assert.equal(await b.engine.submit(id, 'alice'), 'running', 'no ZodError from the signer');
+    const preview = (await b.engine.preview(id)).hosts[0] ?? assert.fail('the host is in the preview');
     assert.equal(preview.packages.length, 12_000);
     assert.equal(preview.error, null);
     // 12,000 names of about 45 characters: some 860 KB of packages, four parts by bytes.
@@ -223,27 +223,27 @@ describe('RolloutEngine: a patch too large for one instruction is sent in parts 
       assert.ok(ins.packages.length <= LIMITS.list);
       assert.deepEqual(ins.advisories, [...BIG_ADVISORIES]);
       parts++;
-      if (parts < preview.patchInstructions) assert.match(b.engine.get(id).hosts[0]?.detail ?? '', /^patch in parts: \d+ of \d+ packages in this instruction, the rest follow$/);
+      if (parts < preview.patchInstructions) assert.match((await b.engine.get(id)).hosts[0]?.detail ?? '', /^patch in parts: \d+ of \d+ packages in this instruction, the rest follow$/);
       if (parts === 2) {
         // Withdrawn and sent again: the same part, not the first one again, and no extra part.
-        b.engine.pause(id, 'alice');
-        assert.deepEqual(b.engine.get(id).hosts[0]?.steps, ['patch']);
-        b.engine.resume(id, 'alice');
+        await b.engine.pause(id, 'alice');
+        assert.deepEqual((await b.engine.get(id)).hosts[0]?.steps, ['patch']);
+        await b.engine.resume(id, 'alice');
         const again = instructionOf(b.outbox.pendingFor(big, b.clock.now)[0] ?? assert.fail()) as PatchInstruction;
         assert.deepEqual(again.packages, ins.packages);
         const resent = b.outbox.pendingFor(big, b.clock.now)[0] ?? assert.fail();
         for (const p of ins.packages) assert.ok(!seen.has(p.name), `${p.name} sent twice`);
         for (const p of ins.packages) seen.add(p.name);
-        assert.equal(b.engine.onResult(big, resultFor(resent.id, 'succeeded', b.clock.now)), true);
+        assert.equal(await b.engine.onResult(big, resultFor(resent.id, 'succeeded', b.clock.now)), true);
         continue;
       }
       for (const p of ins.packages) assert.ok(!seen.has(p.name), `${p.name} sent twice`);
       for (const p of ins.packages) seen.add(p.name);
-      assert.equal(b.engine.onResult(big, resultFor(entry.id, 'succeeded', b.clock.now)), true);
+      assert.equal(await b.engine.onResult(big, resultFor(entry.id, 'succeeded', b.clock.now)), true);
     }
     assert.equal(parts, preview.patchInstructions);
     assert.equal(seen.size, 12_000);
-    const r = b.engine.get(id);
+    const r = await b.engine.get(id);
     assert.deepEqual([r.state, r.hosts[0]?.state], ['completed', 'succeeded']);
   });
 });

@@ -59,20 +59,20 @@ function rolloutJson(r: RolloutRecord, hostStates: RolloutJson['hostStates']): R
 }
 
 /** Every rollout, newest first, with its hosts counted by state in one query. */
-export function listRollouts(engine: RolloutEngine): RolloutJson[] {
+export async function listRollouts(engine: RolloutEngine): Promise<RolloutJson[]> {
   const counts = new Map<string, RolloutJson['hostStates']>();
-  for (const row of engine.store.hostStateCounts()) {
+  for (const row of await engine.store.hostStateCounts()) {
     let c = counts.get(row.rolloutId);
     if (c === undefined) counts.set(row.rolloutId, (c = emptyHostStates()));
     c[row.state] = row.n;
     c.total += row.n;
   }
-  return engine.list().map((r) => rolloutJson(r, counts.get(r.id) ?? emptyHostStates()));
+  return (await engine.list()).map((r) => rolloutJson(r, counts.get(r.id) ?? emptyHostStates()));
 }
 
 /** One rollout with its plan and each host's state (RolloutNotFoundError for an unknown id). */
-export function rolloutDetail(fleet: Pick<Fleet, 'agents'>, engine: RolloutEngine, id: string): RolloutDetailJson {
-  const v = engine.get(id);
+export async function rolloutDetail(fleet: Pick<Fleet, 'agents'>, engine: RolloutEngine, id: string): Promise<RolloutDetailJson> {
+  const v = await engine.get(id);
   const states = emptyHostStates();
   const names = new Map<string, string | null>();
   const hosts = v.hosts.map((h): RolloutHostJson => {
