@@ -68,10 +68,10 @@ export function createApp(deps: AppDeps): Hono {
   });
 
   app.route('/', healthRoutes(deps.storeHealth ?? deps.store.health));
-  app.get('/metrics', (c) => {
+  app.get('/metrics', async (c) => {
     c.header('Content-Type', METRICS_CONTENT_TYPE);
     c.header('Cache-Control', 'no-store');
-    return c.body(deps.metrics.registry.render());
+    return c.body(await deps.metrics.registry.render());
   });
   app.route('/api/v1', apiRoutes(s));
   app.route('/', dashboardRoutes(s));

@@ -100,11 +100,11 @@ describe('refused authentication: logged without the secret, counted, and limite
     assert.deepEqual(lock.map((l) => [l.source, l.via]), [['127.0.0.2', 'login']], 'the lockout is logged once');
   });
 
-  it('counts refusals by reason (no address label) and audits the lockout once', () => {
+  it('counts refusals by reason (no address label) and audits the lockout once', async () => {
     const m = fx.metrics.authRefusedTotal;
     assert.equal(m.get({ reason: 'unknown' }) + m.get({ reason: 'malformed' }), AUTH_FAILURE_BURST);
     assert.equal(m.get({ reason: 'rate-limited' }), 300 - AUTH_FAILURE_BURST + 1);
-    assert.doesNotMatch(fx.metrics.registry.render(), /127\.0\.0\./);
+    assert.doesNotMatch(await fx.metrics.registry.render(), /127\.0\.0\./);
     assert.deepEqual(audit('auth.rate-limited').map((a) => [a.actor, a.target]), [['anonymous', 'source:127.0.0.2']]);
   });
 

@@ -72,7 +72,7 @@ describe('Registry', () => {
     assert.throws(() => { c.inc({ status: 'a', extra: 'b' } as { status: string }); }, /takes labels/);
   });
 
-  it('counts and renders hostile label values that the Prometheus parser reads back unchanged', { skip: needs(TOOLS.prometheusClient) }, () => {
+  it('counts and renders hostile label values that the Prometheus parser reads back unchanged', { skip: needs(TOOLS.prometheusClient) }, async () => {
     const r = new Registry();
     const c = r.counter('t_requests_total', 'Requests "by" route\nsecond line \\ backslash.', ['route', 'status']);
     const hostile = ['/api/v1/hosts', 'quote"d', 'back\\slash', 'new\nline', '<script>alert(1)</script>', "'; DROP TABLE hosts; --", 'ünïcødé'];
@@ -80,7 +80,7 @@ describe('Registry', () => {
       c.inc({ route, status: '200' }, i + 1);
     });
     c.inc({ route: '/api/v1/hosts', status: '200' });
-    const text = r.render();
+    const text = await r.render();
     const families = parseWithPrometheusClient(text);
     const fam = families.find((f) => f.name === 't_requests');
     assert.ok(fam !== undefined, text);
@@ -93,11 +93,11 @@ describe('Registry', () => {
     });
   });
 
-  it('renders a histogram with cumulative buckets, sum and count', { skip: needs(TOOLS.prometheusClient) }, () => {
+  it('renders a histogram with cumulative buckets, sum and count', { skip: needs(TOOLS.prometheusClient) }, async () => {
     const r = new Registry();
     const h = r.histogram('t_seconds', 'x', [], [0.1, 1, 10]);
     for (const v of [0.05, 0.1, 0.5, 2, 20]) h.observe(v);
-    const fam = parseWithPrometheusClient(r.render()).find((f) => f.name === 't_seconds');
+    const fam = parseWithPrometheusClient(await r.render()).find((f) => f.name === 't_seconds');
     assert.ok(fam !== undefined, 'the histogram is in the output');
     assert.equal(fam.type, 'histogram');
     const byName = (n: string, le?: string) => fam.samples.find((s) => s.name === n && (le === undefined || s.labels.le === le))?.value;
@@ -117,7 +117,7 @@ describe('Registry', () => {
     assert.throws(() => h.time({ kind: 'sync' }, () => { throw new Error('boom'); }), /boom/);
     assert.equal(h.count({ kind: 'sync' }), 2);
     assert.equal(h.count({ kind: 'async' }), 1);
-    const fam = parseWithPrometheusClient(r.render()).find((f) => f.name === 't_time_seconds');
+    const fam = parseWithPrometheusClient(await r.render()).find((f) => f.name === 't_time_seconds');
     const asyncSum = fam?.samples.find((s) => s.name === 't_time_seconds_sum' && s.labels.kind === 'async')?.value ?? 0;
     assert.ok(asyncSum >= 0.015, `async sum ${asyncSum}`);
   });
@@ -131,7 +131,7 @@ describe('Registry', () => {
     assert.equal(c.get({ k: String(MAX_SERIES_PER_METRIC + 1) }), 0);
   });
 
-  it('runs collect hooks at render and counts the ones that fail', { skip: needs(TOOLS.prometheusClient) }, () => {
+  it('runs collect hooks (asynchronous ones awaited) at render and counts the ones that fail', { skip: needs(TOOLS.prometheusClient) }, async () => {
     const r = new Registry();
     const g = r.gauge('t_gauge', 'x', ['feed']);
     let n = 0;
@@ -142,22 +142,30 @@ describe('Registry', () => {
     r.onCollect(() => {
       throw new Error('database is locked');
     });
-    r.render();
-    const fams = parseWithPrometheusClient(r.render());
+    // A hook that reads the store asynchronously is awaited before the text is made; a rejection counts as a failure.
+    const later = r.gauge('t_later', 'x');
+    r.onCollect(async () => {
+      await new Promise((resolve) => setImmediate(resolve));
+      later.set(n * 10);
+    });
+    r.onCollect(() => Promise.reject(new Error('connection reset')));
+    await r.render();
+    const fams = parseWithPrometheusClient(await r.render());
     assert.deepEqual(fams.find((f) => f.name === 't_gauge')?.samples.map((s) => [s.labels.feed, s.value]), [['f2', 2]]);
-    assert.equal(fams.find((f) => f.name === 'patchwarden_metrics_collect_errors')?.samples[0]?.value, 1);
+    assert.equal(fams.find((f) => f.name === 't_later')?.samples[0]?.value, 20);
+    assert.equal(fams.find((f) => f.name === 'patchwarden_metrics_collect_errors')?.samples[0]?.value, 2);
   });
 });
 
 describe('createMetrics', { skip: needs(TOOLS.prometheusClient) }, () => {
-  it('exposes the documented names, parseable by the Prometheus client', () => {
+  it('exposes the documented names, parseable by the Prometheus client', async () => {
     const m = createMetrics();
     m.reportsTotal.inc({ status: 'stored' });
     m.reportIngestSeconds.observe(0.004);
     m.feedAgeSeconds.set({ feed: 'almalinux9' }, 3600);
     m.httpRequestsTotal.inc({ route: '/api/v1/hosts', status: '200' });
     m.agentsConnected.set(3);
-    const fams = parseWithPrometheusClient(m.registry.render());
+    const fams = parseWithPrometheusClient(await m.registry.render());
     const names = fams.map((f) => f.name).sort();
     assert.deepEqual(names, [
       'patchwarden_agents_connected',

@@ -209,7 +209,7 @@ export class Histogram<L extends string = never> extends Metric<L> {
 
 export class Registry {
   readonly #metrics = new Map<string, { readonly name: string; render(): string[] }>();
-  readonly #hooks: (() => void)[] = [];
+  readonly #hooks: (() => void | Promise<void>)[] = [];
 
   #add<M extends { readonly name: string; render(): string[] }>(m: M): M {
     if (this.#metrics.has(m.name)) throw new TypeError(`metric ${m.name} is registered twice`);
@@ -229,17 +229,17 @@ export class Registry {
     return this.#add(new Histogram<L>(name, help, labelNames, buckets));
   }
 
-  /** Runs before every render: gauges that mirror other state are refreshed here. */
-  onCollect(hook: () => void): void {
+  /** Runs before every render: gauges that mirror other state (the store's counts) are refreshed here. */
+  onCollect(hook: () => void | Promise<void>): void {
     this.#hooks.push(hook);
   }
 
   /** The exposition text. A failing hook leaves its gauges at their last values and is reported as a metric of its own. */
-  render(): string {
+  async render(): Promise<string> {
     let failures = 0;
     for (const h of this.#hooks) {
       try {
-        h();
+        await h();
       } catch {
         failures++;
       }
