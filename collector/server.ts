@@ -154,7 +154,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
   try {
     const fleet: Fleet = store;
     const metrics = createMetrics();
-    const findings = new HostFindings({ store, policy: config.policy, logger, now });
+    const findings = new HostFindings({ store: store.async, policy: config.policy, logger, now });
     let checkpointFailures = 0;
     metrics.registry.onCollect(() => {
       metrics.findingsQueue.set(findings.queued);
@@ -165,7 +165,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
       }
     });
     const started = Date.now();
-    const loaded = findings.load();
+    const loaded = await findings.load();
     logger.info({ ...loaded, ms: Date.now() - started }, 'advisories loaded');
     const outbox = store.outbox;
     // Assigned below; the engine only calls it after a commit, long after the gateway exists.
@@ -174,7 +174,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
       store: store.rollouts,
       tx: store,
       fleet,
-      findings: (agentId) => findings.findings(agentId)?.findings ?? [],
+      findings: async (agentId) => (await findings.findings(agentId))?.findings ?? [],
       signer: (instruction) => signInstruction(instruction, key.privateKeyPem),
       outbox,
       audit: (actor, action, target, detail) => {
@@ -226,7 +226,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     deliver = (agentId) => {
       gw.deliverInstructions(agentId);
     };
-    findings.scheduleAll(fleet.hosts.ids());
+    await findings.scheduleAll(fleet.hosts.ids());
     // Reports a `reports import` stored on this database while it serves: everything up to
     // now is in scheduleAll above.
     const imports = store.reportImports;
@@ -246,13 +246,15 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
       } catch (err) {
         logger.error({ err }, 'picking up imported reports failed; the next tick tries again');
       }
-      try {
-        // Advisories another process (or a sync in this one) changed on this database: a restart is not needed.
-        const changed = findings.followStore();
-        if (changed.advisories > 0 || changed.hosts > 0) logger.info(changed, 'advisories changed in the store: re-judging the hosts');
-      } catch (err) {
-        logger.error({ err }, 'taking in changed advisories failed; the next tick tries again');
-      }
+      // Advisories another process (or a sync in this one) changed on this database: a restart is not needed.
+      void findings.followStore().then(
+        (changed) => {
+          if (changed.advisories > 0 || changed.hosts > 0) logger.info(changed, 'advisories changed in the store: re-judging the hosts');
+        },
+        (err: unknown) => {
+          logger.error({ err }, 'taking in changed advisories failed; the next tick tries again');
+        },
+      );
       try {
         // Failures of single rollouts are logged by onError; a throw here is the store's own.
         rollouts.tick();
@@ -334,7 +336,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
         server.closeIdleConnections();
         clearInterval(ticker);
         await feedScheduler?.stop();
-        findings.stop();
+        await findings.stop();
         await gw.close();
         server.closeAllConnections();
         await stopped;

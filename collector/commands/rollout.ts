@@ -85,12 +85,11 @@ export function openEngine(dbPath: string, io: Io, readonly: boolean): Opened {
   try {
     const fleet: Fleet = store;
     let findings: HostFindings | undefined;
-    const findingsOf = (agentId: string): Finding[] => {
-      if (findings === undefined) {
-        findings = new HostFindings({ store, policy: parseConfig({}).policy, logger: createLogger({ level: 'warn', destination: { write: (l: string) => io.stderr.write(l) } }) });
-        findings.load();
-      }
-      return findings.findings(agentId)?.findings ?? [];
+    let loaded: Promise<unknown> | undefined;
+    const findingsOf = async (agentId: string): Promise<Finding[]> => {
+      const f = (findings ??= new HostFindings({ store: store.async, policy: parseConfig({}).policy, logger: createLogger({ level: 'warn', destination: { write: (l: string) => io.stderr.write(l) } }) }));
+      await (loaded ??= f.load());
+      return (await f.findings(agentId))?.findings ?? [];
     };
     let key: string | undefined;
     const outbox = store.outbox;
@@ -111,7 +110,8 @@ export function openEngine(dbPath: string, io: Io, readonly: boolean): Opened {
     });
     const close = (): void => {
       try {
-        findings?.stop();
+        // Nothing is queued in a CLI process: no slice to wait for.
+        void findings?.stop();
       } finally {
         store.close();
       }
