@@ -17,9 +17,12 @@ const NO_SQL = { name: 'better-sqlite3', message: 'SQL lives in collector/store/
 const NO_DB = { group: ['**/store/db.ts'], message: 'Only collector/store/ holds the connection: take a store object instead.' };
 const OPEN_DB_ONLY = { ...NO_DB, allowImportNames: ['openDatabase'], message: 'A command opens the database (openDatabase) and hands it to store constructors; nothing else from store/db.ts.' };
 // A connection's methods, whatever the variable is called: SQL and transactions are the store's.
+// AsyncStore's transaction(async (tx) => ...) is the store's own and allowed: the connection's
+// transaction() cannot take an async function (better-sqlite3 refuses one that returns a promise).
 const NO_CONNECTION_CALLS = {
-  selector: "CallExpression[callee.type='MemberExpression'][callee.property.name=/^(prepare|transaction|pragma)$/]",
-  message: 'SQL and transactions live in collector/store/: add a store method (or use Store.inTransaction, inImmediateTransaction or transactional).',
+  selector:
+    "CallExpression[callee.type='MemberExpression'][callee.property.name=/^(prepare|pragma)$/], CallExpression[callee.type='MemberExpression'][callee.property.name='transaction']:not([arguments.0.async=true])",
+  message: 'SQL and transactions live in collector/store/: add a store method (or use Store.inTransaction, inImmediateTransaction or transactional, or AsyncStore.transaction with an async function).',
 };
 
 // collector/domain/ sees only itself and the project's shared/ (a file there sits one folder deep).

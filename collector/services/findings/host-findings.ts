@@ -580,7 +580,7 @@ export class HostFindings {
         return;
       }
       const hash = job.inventory === null ? packagesHash(inventory) : job.hash;
-      await tx.transaction((sp) => this.#refreshOn(sp, w, agentId, inventory, hash));
+      await tx.transaction(async (sp) => this.#refreshOn(sp, w, agentId, inventory, hash));
       this.#correlated(w, agentId);
     } catch (err) {
       w.stats.failed++;
@@ -594,7 +594,7 @@ export class HostFindings {
     const f = this.#fanOuts[w.fanOuts++] as FanOut;
     try {
       // One content group in a savepoint: a failing one rolls back alone.
-      const r = await tx.transaction((sp) => this.#fanOutGroup(sp, w, f));
+      const r = await tx.transaction(async (sp) => this.#fanOutGroup(sp, w, f));
       for (const id of r.requeue) w.requeue.add(id);
       if (r.counts !== null) for (const agentId of r.waiting) w.counts.set(agentId, { agentId, content: f.hash, ...r.counts });
     } catch (err) {
