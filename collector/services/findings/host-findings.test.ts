@@ -13,10 +13,10 @@ import type { Advisory } from '../../domain/feeds/types.ts';
 import { createLogger } from '../../logger.ts';
 import { AdvisoryStore } from '../../store/advisories.ts';
 import type { Db } from '../../store/db.ts';
-import { type Store, storeOn } from '../../store/store.ts';
+import { type AsyncStore, type Store, storeOn } from '../../store/store.ts';
 import { FindingHistoryStore } from '../../store/history.ts';
 import { tempDatabase } from '../../../shared/testing/store-fixtures.ts';
-import { HostFindings } from './host-findings.ts';
+import { type FindingsStore, HostFindings } from './host-findings.ts';
 
 const NOW = new Date('2026-11-26T18:00:00.000Z');
 const ALMA9 = { source: 'osv', kind: 'osv', location: dataPath('osv', 'almalinux9.osv.jsonl.gz') };
@@ -187,6 +187,62 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
     await hf.drained();
     assert.equal(hf.stats.correlated, 1);
     assert.equal(fleet.hosts.get(a.id)?.openFindings, 0);
+  });
+});
+
+/**
+ * The store's transactions as PostgreSQL may run them: a transaction that loses to a
+ * concurrent one is run again from the start (POSTGRES.md). Here every transaction's
+ * function runs once in a savepoint that is then rolled back, and once more for real.
+ */
+function retrying(store: Store): FindingsStore {
+  const a = store.async;
+  const retry = new Error('serialization failure (simulated)');
+  return {
+    advisories: a.advisories,
+    advisoryChanges: a.advisoryChanges,
+    epss: a.epss,
+    history: a.history,
+    reports: a.reports,
+    hosts: a.hosts,
+    transaction: async <T>(fn: (tx: AsyncStore) => Promise<T>): Promise<T> =>
+      a.transaction(async (tx) => {
+        await tx
+          .transaction(async (first) => {
+            await fn(first);
+            throw retry;
+          })
+          .catch((err: unknown) => {
+            if (err !== retry) throw err;
+          });
+        return fn(tx);
+      }),
+  };
+}
+
+describe('HostFindings: a slice whose transaction runs twice is taken in once', () => {
+  it('correlated hosts and fanned-out groups are counted, judged and written once, and the queues drain', async (t) => {
+    const { db, fleet, agents } = await fleetWithHosts(t, ['web-1', 'web-2', 'web-3', 'web-4']);
+    const hf = new HostFindings({ store: retrying(fleet), policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => NOW });
+    await hf.load();
+    const expected = hf.correlator.findings(rhel, { policy: DEFAULT_POLICY, now: NOW, kev: new Map() });
+    const open = expected.findings.filter((f) => f.status === 'open' || f.status === 'unfixed' || f.status === 'fixed-pending-reboot').length;
+    // By content first, as at start: one group of four hosts.
+    await hf.scheduleAll([...agents.values()].map((a) => a.id));
+    await hf.drained();
+    assert.deepEqual(hf.stats, { correlated: 0, failed: 0, fannedOut: 4 });
+    assert.equal(hf.queued, 0);
+    // Then each host whole, as after its report.
+    for (const a of agents.values()) hf.schedule(a.id, a.inventory, packagesHash(a.inventory));
+    await hf.drained();
+    assert.deepEqual(hf.stats, { correlated: 4, failed: 0, fannedOut: 4 });
+    assert.equal(hf.queued, 0);
+    for (const [hostname, a] of agents) {
+      assert.equal(fleet.hosts.get(a.id)?.openFindings, open, hostname);
+      assert.equal(historyRows(db, a.id), expected.findings.length, hostname);
+    }
+    assert.equal(contentRows(db), expected.findings.length, 'the content’s timeline written once');
+    assert.equal(db.inTransaction, false, 'no transaction is left open');
   });
 });
 
