@@ -135,14 +135,14 @@ export function collectorOn(store: Store, options: OpenCollectorOptions, key?: S
 
   let findings: HostFindings | undefined;
   let loaded: ReturnType<HostFindings['load']> | undefined;
-  const findingsService = (): HostFindings => (findings ??= new HostFindings({ store, policy, logger, now }));
+  const findingsService = (): HostFindings => (findings ??= new HostFindings({ store: store.async, policy, logger, now }));
   const loadFindings = (): ReturnType<HostFindings['load']> => (loaded ??= findingsService().load());
   const findingsOf =
     options.rollouts?.findings ??
     (async (agentId: string): Promise<Finding[]> => {
       // A CLI process reads the advisories only when a rollout first needs them.
-      await Promise.resolve(loadFindings());
-      return (await Promise.resolve(findingsService().findings(agentId)))?.findings ?? [];
+      await loadFindings();
+      return (await findingsService().findings(agentId))?.findings ?? [];
     });
 
   let rollouts: RolloutEngine | undefined;

@@ -174,7 +174,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
       }
     });
     const started = Date.now();
-    const loaded = collector.loadFindings();
+    const loaded = await collector.loadFindings();
     logger.info({ ...loaded, ms: Date.now() - started }, 'advisories loaded');
     const outbox = store.outbox;
     // Each rollout and host fails alone (issue 10): openCollector logs each failure, and it is kept on the rollout or host.
@@ -212,7 +212,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     deliver = (agentId) => {
       gw.deliverInstructions(agentId);
     };
-    findings.scheduleAll(fleet.hosts.ids());
+    await findings.scheduleAll(fleet.hosts.ids());
     // Reports a `reports import` stored on this database while it serves: everything up to
     // now is in scheduleAll above.
     const imports = store.reportImports;
@@ -234,13 +234,15 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
       } catch (err) {
         logger.error({ err }, 'picking up imported reports failed; the next tick tries again');
       }
-      try {
-        // Advisories another process (or a sync in this one) changed on this database: a restart is not needed.
-        const changed = findings.followStore();
-        if (changed.advisories > 0 || changed.hosts > 0) logger.info(changed, 'advisories changed in the store: re-judging the hosts');
-      } catch (err) {
-        logger.error({ err }, 'taking in changed advisories failed; the next tick tries again');
-      }
+      // Advisories another process (or a sync in this one) changed on this database: a restart is not needed.
+      void findings.followStore().then(
+        (changed) => {
+          if (changed.advisories > 0 || changed.hosts > 0) logger.info(changed, 'advisories changed in the store: re-judging the hosts');
+        },
+        (err: unknown) => {
+          logger.error({ err }, 'taking in changed advisories failed; the next tick tries again');
+        },
+      );
       // Failures of single rollouts are logged by onError; a throw here is the store's own.
       advancing ??= rollouts
         .tick()
@@ -329,7 +331,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
         clearInterval(ticker);
         await advancing;
         await feedScheduler?.stop();
-        findings.stop();
+        await findings.stop();
         await gw.close();
         server.closeAllConnections();
         await stopped;

@@ -92,7 +92,7 @@ export async function fanOutSection<F>(figure: MakeFanOutFigure<F>, progress: (l
     const fleet: Fleet = store;
     const advisories = store.async.advisories;
     const logger = createLogger({ level: 'silent' });
-    const hf = new HostFindings({ store, policy: DEFAULT_POLICY, logger, now: () => NOW });
+    const hf = new HostFindings({ store: store.async, policy: DEFAULT_POLICY, logger, now: () => NOW });
     // As `serve` runs its store (collector/server.ts): WAL checkpoints on a worker thread, not inside the commits.
     const checkpointer = new WalCheckpointer(db, { path, logger });
 
@@ -122,15 +122,15 @@ export async function fanOutSection<F>(figure: MakeFanOutFigure<F>, progress: (l
     const v1 = join(dir, 'alma9.osv.jsonl');
     writeFileSync(v1, before.join('\n') + '\n');
     await importFeedPath(advisories, v1, { name: 'alma9', now: NOW });
-    hf.load();
+    await hf.load();
     progress(`fanout: correlating every host (the initial pass)`);
     let t = performance.now();
-    hf.scheduleAll(ids);
+    await hf.scheduleAll(ids);
     await hf.drained();
     const initialMs = performance.now() - t;
-    hf.followStore(); // takes in the initial import's log rows (the hosts are current already)
+    await hf.followStore(); // takes in the initial import's log rows (the hosts are current already)
     await hf.drained();
-    const findingsPerHost = hf.findings(ids[0] as string)?.findings.length ?? 0;
+    const findingsPerHost = (await hf.findings(ids[0] as string))?.findings.length ?? 0;
     const inspect = new StoreInspection(db);
     const contentRows = inspect.rows('content_findings');
     const hostRows = inspect.rows('finding_history');
@@ -169,7 +169,7 @@ export async function fanOutSection<F>(figure: MakeFanOutFigure<F>, progress: (l
     t = performance.now();
     await importFeedPath(advisories, change, { name: 'alma9-update', now: NOW });
     const importMs = performance.now() - t;
-    const taken = hf.followStore();
+    const taken = await hf.followStore();
     const followMs = performance.now() - t - importMs;
     await hf.drained();
     const totalMs = performance.now() - t;
@@ -182,7 +182,7 @@ export async function fanOutSection<F>(figure: MakeFanOutFigure<F>, progress: (l
     const wrong: string[] = [];
     for (let i = 0; i < hostCount; i += Math.max(1, Math.floor(hostCount / 50))) {
       const id = ids[i] as string;
-      const doc = hf.findings(id);
+      const doc = await hf.findings(id);
       const host = fleet.hosts.get(id);
       const open = doc?.findings.filter((f) => isActionable(f.status)).length;
       const overdue = doc?.findings.filter((f) => f.overdue).length;
@@ -197,7 +197,7 @@ export async function fanOutSection<F>(figure: MakeFanOutFigure<F>, progress: (l
             ? `${whole} hosts were correlated whole`
             : null;
     const dbMb = mb(statSync(path).size);
-    hf.stop();
+    await hf.stop();
     await checkpointer.stop();
     db.close();
     const rematched = hf.correlator.stats.unitsMatched - stats.unitsMatched;

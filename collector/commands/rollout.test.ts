@@ -46,7 +46,7 @@ async function fleet(t: TestContext, n = 3): Promise<Fleet> {
   // A fast tick: how instructions a CLI process enqueued reach the agents already connected.
   const tc = await startCollector(t, { rolloutTickMs: 100 });
   await importFeedPath(asyncAdvisories(tc.collector.db), dataPath('osv', 'almalinux9.osv.jsonl.gz'));
-  tc.collector.findings.load();
+  await tc.collector.findings.load();
   const agents: Fleet['agents'] = [];
   for (let i = 1; i <= n; i++) {
     const hostname = `web-${i}`;

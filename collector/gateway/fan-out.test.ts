@@ -53,15 +53,15 @@ interface Side {
 function openSide(path: string, now: () => Date): Side {
   const db = openDatabase(path);
   const fleet = storeOn(db);
-  return { db, fleet, hf: new HostFindings({ store: fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now }) };
+  return { db, fleet, hf: new HostFindings({ store: fleet.async, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now }) };
 }
 
 /** What the collector believes of each host: its history as read (own rows and its content's timeline), its findings as the API shows them, its counts. */
-function snapshot(side: Side, ids: readonly string[]): { history: unknown[]; findings: unknown[]; counts: unknown[] } {
+async function snapshot(side: Side, ids: readonly string[]): Promise<{ history: unknown[]; findings: unknown[]; counts: unknown[] }> {
   const store = new FindingHistoryStore(side.db);
   return {
     history: ids.map((id) => [...store.history(id)].map(([k, e]) => [k, e.firstSeen, e.resolvedAt, e.status, e.json]).sort()),
-    findings: ids.map((id) => side.hf.findings(id)?.findings),
+    findings: await Promise.all(ids.map(async (id) => (await side.hf.findings(id))?.findings)),
     counts: side.db.prepare('SELECT agent_id, open_findings, overdue_findings FROM hosts ORDER BY agent_id').all(),
   };
 }
@@ -74,8 +74,8 @@ describe('a feed change fanned out by content group', () => {
     const now = () => clock;
     const pathA = join(dir, 'a.db');
     const a = openSide(pathA, now);
-    t.after(() => {
-      a.hf.stop();
+    t.after(async () => {
+      await a.hf.stop();
       a.db.close();
     });
 
@@ -96,8 +96,8 @@ describe('a feed change fanned out by content group', () => {
     const feedV1 = join(dir, 'alma9-v1.osv.jsonl');
     writeFileSync(feedV1, first.join('\n') + '\n');
     assert.equal(await feedCommand(['import', '--db', pathA, '--name', 'alma9', feedV1], quiet), 0);
-    a.hf.load();
-    a.hf.scheduleAll(ids);
+    await a.hf.load();
+    await a.hf.scheduleAll(ids);
     await a.hf.drained();
     assert.deepEqual([a.hf.stats.correlated, a.hf.stats.fannedOut], [0, ids.length], 'a first correlation by content: each host takes its content’s timeline');
 
@@ -124,27 +124,27 @@ describe('a feed change fanned out by content group', () => {
     const change = join(dir, 'alma9-change.osv.jsonl');
     writeFileSync(change, [...lines.slice(-50), ...rewritten.map((r) => JSON.stringify({ ...r, modified: '2026-11-21T00:00:00Z' }))].join('\n') + '\n');
 
-    a.hf.stop();
+    await a.hf.stop();
     a.db.close();
     const pathB = join(dir, 'b.db');
     writeFileSync(pathB, readFileSync(pathA));
     Object.assign(a, openSide(pathA, now));
-    a.hf.load();
+    await a.hf.load();
 
     clock = new Date('2026-11-22T10:00:00.000Z');
     assert.equal(await feedCommand(['import', '--db', pathA, '--name', 'alma9-change', change], quiet), 0);
     assert.equal(await feedCommand(['import', '--db', pathB, '--name', 'alma9-change', change], quiet), 0);
     // B starts after the change: it loads every advisory and correlates each host whole.
     const b = openSide(pathB, now);
-    t.after(() => {
-      b.hf.stop();
+    t.after(async () => {
+      await b.hf.stop();
       b.db.close();
     });
-    b.hf.load();
+    await b.hf.load();
 
     // A: the serving collector's path. B: every host correlated whole over the same advisories.
-    const before = snapshot(a, ids);
-    const taken = a.hf.followStore();
+    const before = await snapshot(a, ids);
+    const taken = await a.hf.followStore();
     assert.equal(taken.advisories, 80);
     assert.equal(taken.hosts, ids.length);
     await a.hf.drained();
@@ -154,8 +154,8 @@ describe('a feed change fanned out by content group', () => {
     assert.equal(a.hf.stats.correlated, 1, 'only host 0, with exceptions of its own, was correlated whole');
     assert.equal(a.hf.stats.fannedOut, ids.length - 1);
     assert.equal(a.hf.correlator.stats.misses, invs.length, 'each content matched once, when the fan-out first needed it');
-    const got = snapshot(a, ids);
-    const want = snapshot(b, ids);
+    const got = await snapshot(a, ids);
+    const want = await snapshot(b, ids);
     assert.notDeepEqual(got.findings, before.findings, 'the change changed the findings');
     assert.notDeepEqual(got.history, before.history, 'the change changed the history');
     assert.deepEqual(got.counts, want.counts);

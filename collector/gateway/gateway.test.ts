@@ -131,7 +131,7 @@ describe('gateway: the good path', () => {
     rhel.host.hostname = 'rhel-1';
     assert.equal((await client.report(rhel)).status, 'stored');
     await tc.collector.findings.drained();
-    const expected = tc.collector.findings.findings(agentId, rhel);
+    const expected = await tc.collector.findings.findings(agentId, rhel);
     assert.ok(expected !== undefined);
     const open = expected.findings.filter((f) => ['open', 'unfixed', 'fixed-pending-reboot'].includes(f.status)).length;
     assert.ok(open > 0, 'the 2024 RHEL image has open findings in the 2026 feed');

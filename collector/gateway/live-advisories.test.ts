@@ -119,12 +119,12 @@ describe('a serving collector follows advisory changes made by another process',
     const open = () => {
       const db = openDatabase(tc.dbPath);
       const fleet = storeOn(db);
-      return { db, fleet, hf: new HostFindings({ store: fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }) }) };
+      return { db, fleet, hf: new HostFindings({ store: fleet.async, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }) }) };
     };
     const serving = open();
     const cli = open();
-    t.after(() => {
-      serving.hf.stop();
+    t.after(async () => {
+      await serving.hf.stop();
       serving.db.close();
       cli.db.close();
     });
@@ -134,22 +134,22 @@ describe('a serving collector follows advisory changes made by another process',
     const deb = hostInventory({ hostname: 'deb-1', os: 'debian' });
     const debId = serving.fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: 'deb-1', machineId: null, tokenId: null }, new Date());
     serving.fleet.reports.ingest(debId, randomUUID(), inventoryHash(deb), deb, new Date());
-    serving.hf.load();
-    assert.deepEqual(serving.hf.followStore(), { advisories: 0, keys: 0, hosts: 0 });
+    await serving.hf.load();
+    assert.deepEqual(await serving.hf.followStore(), { advisories: 0, keys: 0, hosts: 0 });
     const logRows = () => serving.db.prepare('SELECT count(*) FROM advisory_changes').pluck().get() as number;
 
     // Another process imports and then loads (as `rollout` does): the rows stay for the serving collector.
     const io = sink();
     assert.equal(await feedCommand(['import', '--db', tc.dbPath, '--name', 'alma9', dataPath('osv', 'samples', 'ALSA-2022_4587.json')], io), 0, io.text());
-    cli.hf.load();
+    await cli.hf.load();
     assert.ok(logRows() > 0);
-    assert.deepEqual(serving.hf.followStore(), { advisories: 1, keys: 2, hosts: 1 }, 'an AlmaLinux 9 advisory: the Debian host is not judged again');
+    assert.deepEqual(await serving.hf.followStore(), { advisories: 1, keys: 2, hosts: 1 }, 'an AlmaLinux 9 advisory: the Debian host is not judged again');
     assert.equal(logRows(), 0, 'the rows taken in are deleted');
-    assert.deepEqual(serving.hf.followStore(), { advisories: 0, keys: 0, hosts: 0 }, 'taken in once');
+    assert.deepEqual(await serving.hf.followStore(), { advisories: 0, keys: 0, hosts: 0 }, 'taken in once');
     await serving.hf.drained();
 
     // A KEV import changes no advisory, but due dates: every host is judged again.
     assert.equal(await feedCommand(['import', '--db', tc.dbPath, '--name', 'kev', dataPath('kev', 'known_exploited_vulnerabilities-2025-11-17.csv.gz')], io), 0, io.text());
-    assert.deepEqual(serving.hf.followStore(), { advisories: 0, keys: 0, hosts: 2 });
+    assert.deepEqual(await serving.hf.followStore(), { advisories: 0, keys: 0, hosts: 2 });
   });
 });

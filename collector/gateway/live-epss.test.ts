@@ -73,7 +73,7 @@ describe('EPSS on a serving collector, through the API', () => {
     t.diagnostic(`host re-judged ${judged.ms.toFixed(0)} ms after the scores were shown`);
     await tc.collector.findings.drained();
     // The serving collector's own judgement (what its counts come from) carries the score too.
-    const own = tc.collector.findings.findings(agentId)?.findings.filter((f: Finding) => f.advisory === GLIBC && f.status !== 'resolved') ?? [];
+    const own = (await tc.collector.findings.findings(agentId))?.findings.filter((f: Finding) => f.advisory === GLIBC && f.status !== 'resolved') ?? [];
     assert.ok(own.length > 0);
     for (const f of own) assert.deepEqual(f.epss, { cve: 'CVE-2026-0915', score: 0.00627, percentile: 0.47999 }, 'the collector’s own finding carries the score');
 

@@ -297,9 +297,9 @@ describe('JSON API', () => {
       assert.ok(findings.findings.every((f) => f.source !== '' && f.installed !== ''), 'every finding names its feed and the installed version');
       assert.deepEqual(findings.feeds.map((f) => [f.source, f.stale]), [['almalinux9.osv.jsonl.gz', false], ['known_exploited_vulnerabilities.json.gz', false]]);
       // The same document as the gateway's HostFindings (its own advisory load, KEV and history) for this host.
-      const hf = new HostFindings({ store: fx.store, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => NOW });
-      hf.load();
-      const theirs = hf.findings(ids.db1 ?? '');
+      const hf = new HostFindings({ store: fx.store.async, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => NOW });
+      await hf.load();
+      const theirs = await hf.findings(ids.db1 ?? '');
       assert.deepEqual(findings.findings, theirs?.findings);
       assert.equal(doc.host.findings.open, findings.findings.filter((f) => ['open', 'unfixed', 'fixed-pending-reboot'].includes(f.status)).length);
       assert.equal(doc.host.findings.overdue, findings.findings.filter((f) => f.overdue).length);

@@ -36,9 +36,9 @@ export function apiRoutes(s: Services): Hono<{ Variables: AuthVariables }> {
     return c.json(await listHosts(s, q));
   });
 
-  api.get('/hosts/:id', requireRole('viewer'), (c) => {
+  api.get('/hosts/:id', requireRole('viewer'), async (c) => {
     const { sort } = parseQuery(HostQuerySchema, c.req.queries());
-    const doc = hostDocument(s, agentIdParam(c.req.param('id')), sort);
+    const doc = await hostDocument(s, agentIdParam(c.req.param('id')), sort);
     if (doc === undefined) throw notFound('no such host (or it has not reported yet)');
     return c.json(doc);
   });
@@ -49,9 +49,9 @@ export function apiRoutes(s: Services): Hono<{ Variables: AuthVariables }> {
   });
 
   // What the Feeds page shows, for scripts and monitoring: coverage, freshness, size, last error.
-  api.get('/feeds', requireRole('viewer'), (c) => {
+  api.get('/feeds', requireRole('viewer'), async (c) => {
     parseQuery(EmptyQuerySchema, c.req.queries());
-    return c.json({ items: listFeeds(s) });
+    return c.json({ items: await listFeeds(s) });
   });
 
   api.get('/audit', requireRole('admin'), (c) => {

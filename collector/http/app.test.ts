@@ -68,11 +68,11 @@ describe('GET /metrics', { skip: needs(TOOLS.prometheusClient) }, () => {
     await fx.app.request('/no/such/page');
     await fx.app.request('/api/v1/hosts?limit=0', auth(fx.bearer.viewer));
     // The gateway's HostFindings keeps each host's open count as it correlates its report; the gauge sums them.
-    const hf = new HostFindings({ store: fx.store, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => NOW });
-    hf.load();
+    const hf = new HostFindings({ store: fx.store.async, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => NOW });
+    await hf.load();
     for (const h of hosts.items) {
       const inv = fx.fleet.reports.latestInventory(h.id);
-      if (inv !== undefined) hf.refresh(h.id, inv, packagesHash(inv));
+      if (inv !== undefined) await hf.refresh(h.id, inv, packagesHash(inv));
     }
     fx.metrics.reportsTotal.inc({ status: 'stored' }, 3);
     fx.metrics.reportIngestSeconds.observe(0.004);

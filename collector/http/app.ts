@@ -12,7 +12,8 @@ import { HTTPException } from 'hono/http-exception';
 import { matchedRoutes } from 'hono/route';
 import { errorMessage } from '../../shared/errors.ts';
 import { LIMITS } from '../../shared/protocol.ts';
-import { ASSESSMENTS, type Assessment } from '../domain/correlate/coverage.ts';
+import { ASSESSMENTS, type Assessment, CoverageView } from '../domain/correlate/coverage.ts';
+import { feedHealthOf } from '../services/findings/fleet-findings.ts';
 import { apiRoutes } from './api.ts';
 import { dashboardError, dashboardRoutes } from './dashboard.ts';
 import type { Principal } from './auth.ts';
@@ -39,15 +40,16 @@ function registerGauges(s: Services): void {
     m.hostsTotal.set(counts.hosts);
     m.agentsConnected.set(counts.agents.connected);
   });
+  // Collect hooks are synchronous (metrics.ts): these read the store's synchronous parts, as FleetFindings' coverage() and feedHealth() do asynchronously.
   m.registry.onCollect(() => {
-    const view = s.findings.coverage();
+    const view = new CoverageView(s.deps.store.advisories.coverage(), s.now(), s.deps.policy.staleFeedHours);
     const by: Record<Assessment, number> = { assessed: 0, stale: 0, 'not-assessed': 0 };
     for (const g of s.deps.store.summary.byCoverageKey(LIMITS.packages)) by[g.readable ? view.stateOf(g.ecosystem) : 'not-assessed'] += g.n;
     for (const a of ASSESSMENTS) m.hostsByAssessment.set({ assessment: a }, by[a]);
   });
   m.registry.onCollect(() => {
     m.feedAgeSeconds.reset();
-    for (const f of s.findings.feedHealth()) m.feedAgeSeconds.set({ feed: f.source }, f.ageSeconds ?? Infinity);
+    for (const f of feedHealthOf(s.deps.store.advisories.feeds(), s.now(), s.deps.policy.staleFeedHours)) m.feedAgeSeconds.set({ feed: f.source }, f.ageSeconds ?? Infinity);
   });
   m.registry.onCollect(() => {
     m.findingsOpen.set(s.deps.store.summary.openFindings());

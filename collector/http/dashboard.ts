@@ -362,10 +362,10 @@ ${list.nextCursor === null ? '' : html`<p><a rel="next" href="/?${nextParams.toS
     );
   });
 
-  app.get('/hosts/:id', session, (c) => {
+  app.get('/hosts/:id', session, async (c) => {
     const principal = c.get('principal');
     const id = c.req.param('id');
-    const doc = z.uuid().safeParse(id).success ? hostDocument(s, id, 'fix-first') : undefined;
+    const doc = z.uuid().safeParse(id).success ? await hostDocument(s, id, 'fix-first') : undefined;
     if (doc === undefined) return send(c, page('Not found', principal, html`<h1>No such host</h1><p><a href="/">All hosts</a></p>`), 404);
     const { host, inventory, findings } = doc;
     // What to fix first: overdue, KEV, EPSS, severity (hostDocument sorted them).
@@ -398,9 +398,9 @@ ${findings.warnings.length === 0 ? '' : html`<h2>Warnings</h2><ul>${findings.war
     );
   });
 
-  app.get('/feeds', session, (c) => {
+  app.get('/feeds', session, async (c) => {
     const staleHours = s.deps.policy.staleFeedHours;
-    return send(c, page('Feeds', c.get('principal'), feedsPage(listFeeds(s), staleHours)));
+    return send(c, page('Feeds', c.get('principal'), feedsPage(await listFeeds(s), staleHours)));
   });
 
   // Read-only: rollouts are created and moved through the API or the CLI, never from a page.

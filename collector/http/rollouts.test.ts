@@ -36,7 +36,7 @@ interface Api {
 async function setup(t: TestContext, hosts = 3): Promise<Api> {
   const tc = await startCollector(t);
   await importFeedPath(asyncAdvisories(tc.collector.db), dataPath('osv', 'almalinux9.osv.jsonl.gz'));
-  tc.collector.findings.load();
+  await tc.collector.findings.load();
   const store = new ApiTokenStore(tc.collector.db, tc.collector.fleet.audit);
   const make = (name: string, role: 'viewer' | 'operator' | 'admin') => store.create({ name, role, createdBy: 'cli:test' }).token;
   const tokens = { alice: make('alice', 'operator'), bob: make('bob', 'operator'), viewer: make('viewer', 'viewer'), admin: make('admin', 'admin') };

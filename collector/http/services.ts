@@ -17,8 +17,8 @@ import { CursorCodec } from './cursor.ts';
 import { FleetFindings } from '../services/findings/fleet-findings.ts';
 import type { CollectorMetrics } from './metrics.ts';
 
-/** What the routes read and write: API tokens and the audit log, the fleet's agents, reports and hosts, advisories, EPSS, finding history, exceptions, the fleet's summary and the store's health. */
-export type AppStore = Pick<Store, 'audit' | 'agents' | 'reports' | 'hosts' | 'apiTokens' | 'advisories' | 'epss' | 'history' | 'exceptions' | 'summary' | 'health'>;
+/** What the routes read and write: API tokens and the audit log, the fleet's agents, reports and hosts, advisories, EPSS, finding history, exceptions, the fleet's summary and the store's health; the findings read through its asynchronous interface. */
+export type AppStore = Pick<Store, 'audit' | 'agents' | 'reports' | 'hosts' | 'apiTokens' | 'advisories' | 'epss' | 'history' | 'exceptions' | 'summary' | 'health' | 'async'>;
 
 export interface AppDeps {
   /** The store the caller opened, or the parts of it the API and the dashboard read and write. */
@@ -66,7 +66,7 @@ export function makeServices(deps: AppDeps): Services {
     tokens,
     audit: deps.store.audit,
     hosts: deps.store.hosts,
-    findings: new FleetFindings({ store: deps.store, correlator: deps.correlator, policy: deps.policy, now }),
+    findings: new FleetFindings({ store: deps.store.async, correlator: deps.correlator, policy: deps.policy, now }),
     cursors: new CursorCodec(deps.cursorKey),
     sessions: new SessionStore(tokens, now),
     guard: new AuthGuard({

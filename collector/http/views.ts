@@ -52,7 +52,7 @@ export async function listHosts(s: Services, q: HostsQuery): Promise<{ items: Ho
   const { limit = DEFAULT_LIMIT, cursor, ...filters } = q;
   const scope = cursorScope('hosts', filters);
   const after = cursor === undefined ? undefined : decodeHostCursor(s.cursors, scope, cursor);
-  const view = s.findings.coverage();
+  const view = await s.findings.coverage();
   const coverage =
     filters.assessment === undefined ? undefined : filters.assessment === 'not-assessed' ? { out: view.covered() } : { in: view.ecosystems(filters.assessment) };
   const page = s.hosts.page({
@@ -80,8 +80,8 @@ export interface HostDocument {
 }
 
 /** `sort`: `package` (the correlator's order) or `fix-first` (collector/domain/correlate/fix-order.ts). */
-export function hostDocument(s: Services, agentId: string, sort: FindingSort = 'package'): HostDocument | undefined {
-  const r = s.findings.forHost(agentId);
+export async function hostDocument(s: Services, agentId: string, sort: FindingSort = 'package'): Promise<HostDocument | undefined> {
+  const r = await s.findings.forHost(agentId);
   if (r === undefined) return undefined;
   const host = hostJson(r.host, countFindings(r.findings), r.assessment);
   return { host, inventory: r.inventory, findings: { ...r.findings, findings: sortFindings(r.findings.findings, sort) } };
@@ -103,7 +103,7 @@ export interface Summary {
 export async function summary(s: Services): Promise<Summary> {
   const totals = await s.findings.totals();
   const counts = s.deps.store.summary.counts();
-  const feeds = s.findings.feedHealth();
+  const feeds = await s.findings.feedHealth();
   return {
     generatedAt: s.now().toISOString(),
     hosts: { total: counts.hosts, rebootRequired: counts.rebootRequired, byEcosystem: counts.byEcosystem, byAssessment: totals.byAssessment, compliant: totals.compliant },
@@ -127,9 +127,9 @@ function byRelease(a: string, b: string): number {
 }
 
 /** Every loaded feed by name; staleness comes from feedHealth so the page and the summary never disagree. */
-export function listFeeds(s: Services): FeedJson[] {
+export async function listFeeds(s: Services): Promise<FeedJson[]> {
   const store = s.deps.store.advisories;
   const records = new Map(store.feeds().map((f) => [f.source, f.records]));
   const coverage = new Map(store.coverage().map((c) => [c.source, c.ecosystems]));
-  return s.findings.feedHealth().map((f) => ({ ...f, records: records.get(f.source) ?? 0, ecosystems: [...(coverage.get(f.source) ?? [])].sort(byRelease) }));
+  return (await s.findings.feedHealth()).map((f) => ({ ...f, records: records.get(f.source) ?? 0, ecosystems: [...(coverage.get(f.source) ?? [])].sort(byRelease) }));
 }

@@ -55,7 +55,7 @@ describe('FleetFindings counts', () => {
     fx.addHost(almaInventory('db-1'));
     fx.addHost(almaInventory('db-2'));
     fx.addHost(debianInventory('web-1'));
-    const ff = new FleetFindings({ store: fx.store, correlator: fx.correlator, policy: DEFAULT_POLICY, now: () => clock.now });
+    const ff = new FleetFindings({ store: fx.store.async, correlator: fx.correlator, policy: DEFAULT_POLICY, now: () => clock.now });
     let before = calls(fx);
     const first = await ff.totals();
     assert.equal(calls(fx) - before, 2, 'one correlation per distinct inventory (AlmaLinux, Debian), not per host');
@@ -83,7 +83,7 @@ describe('FleetFindings counts', () => {
       if (first !== undefined) inv.packages[0] = { ...first, version: `${first.version}.${i}` };
       fx.addHost(inv);
     }
-    const ff = new FleetFindings({ store: fx.store, correlator: fx.correlator, policy: DEFAULT_POLICY, now: () => NOW });
+    const ff = new FleetFindings({ store: fx.store.async, correlator: fx.correlator, policy: DEFAULT_POLICY, now: () => NOW });
     let ticks = 0;
     const timer = setInterval(() => {
       ticks++;
@@ -107,16 +107,16 @@ describe('FleetFindings counts', () => {
     const a = fx.addHost(almaInventory('db-1'));
     const b = fx.addHost(almaInventory('db-2'));
     const hosts = fx.fleet.hosts;
-    const ff = new FleetFindings({ store: fx.store, correlator: fx.correlator, policy: DEFAULT_POLICY, now: () => NOW });
-    const before = ff.counts(hosts.get(a)!);
-    const doc = ff.forHost(a);
+    const ff = new FleetFindings({ store: fx.store.async, correlator: fx.correlator, policy: DEFAULT_POLICY, now: () => NOW });
+    const before = await ff.counts(hosts.get(a)!);
+    const doc = await ff.forHost(a);
     const target = doc?.findings.findings.find((f) => f.status === 'open');
     assert.ok(target !== undefined, 'db-1 has an open finding');
     new FindingHistoryStore(fx.db).addException({ advisory: target.advisory, package: target.package, host: a, owner: 'sec', reason: 'waf', expires: '2027-06-01T00:00:00.000Z' }, NOW);
-    const ca = ff.counts(hosts.get(a)!);
-    const cb = ff.counts(hosts.get(b)!);
+    const ca = await ff.counts(hosts.get(a)!);
+    const cb = await ff.counts(hosts.get(b)!);
     assert.equal(ca.byStatus.accepted, before.byStatus.accepted + 1);
     assert.equal(cb.byStatus.accepted, before.byStatus.accepted);
-    assert.equal(ff.forHost(a)?.findings.findings.find((f) => f.advisory === target.advisory && f.package === target.package)?.status, 'accepted');
+    assert.equal((await ff.forHost(a))?.findings.findings.find((f) => f.advisory === target.advisory && f.package === target.package)?.status, 'accepted');
   });
 });

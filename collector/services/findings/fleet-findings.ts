@@ -21,8 +21,9 @@ import { ASSESSMENTS, CoverageView, inventoryReadable, type Assessment, type Hos
 import type { EpssScore, KevInfo, RiskException } from '../../domain/correlate/findings.ts';
 import type { DuePolicy } from '../../domain/correlate/policy.ts';
 import { isActionable } from '../../domain/correlate/status.ts';
+import type { FeedRow } from '../../store/advisories.ts';
 import type { HostListItem } from '../../store/hosts.ts';
-import type { Store } from '../../store/store.ts';
+import type { AsyncStore } from '../../store/store.ts';
 
 export interface FindingCounts {
   /** Actionable findings (correlate/status.ts), as hosts.open_findings counts them. */
@@ -107,8 +108,8 @@ function yieldToEventLoop(): Promise<void> {
 }
 
 export interface FleetFindingsDeps {
-  /** The store (or the parts of it the counts read). */
-  store: Pick<Store, 'advisories' | 'epss' | 'history' | 'exceptions' | 'summary' | 'hosts' | 'reports'>;
+  /** The store (`store.async`, or the parts of it the counts read). */
+  store: Pick<AsyncStore, 'advisories' | 'epss' | 'history' | 'exceptions' | 'summary' | 'hosts' | 'reports'>;
   correlator: Correlator;
   policy: DuePolicy;
   now: () => Date;
@@ -129,23 +130,24 @@ export class FleetFindings {
     this.#history = deps.store.history;
   }
 
-  #snapshot(now: Date): Snapshot {
+  async #snapshot(now: Date): Promise<Snapshot> {
     const nowIso = now.toISOString();
-    const ex = this.#d.store.exceptions.signature(now);
+    const ex = await this.#d.store.exceptions.signature(now);
     // A KEV import changes due dates without touching the advisory index: feeds' imported_at moves only when their data changed.
-    const feeds = this.#advisories.feedsSignature();
+    const feeds = await this.#advisories.feedsSignature();
     // Scores may move due dates (the policy's epssDueDays); read again only when the stored set changed.
-    const epss = this.#d.store.epss.current();
+    const epss = await this.#d.store.epss.current();
     const key = [epss.signature, this.#d.correlator.index.generation, nowIso.slice(0, 10), ex.inForce, ex.lastId, ex.soonestExpiry, feeds.feeds, feeds.lastImport].join('|');
     const ttl = this.#d.ttlMs ?? 3600_000;
     const s = this.#snap;
     if (s !== undefined && s.key === key && now.getTime() - s.madeAt < ttl && now.getTime() >= s.madeAt) return s;
-    const { fleetWide: fleetExceptions, byHost: hostExceptions } = this.#d.store.exceptions.inForce(now);
+    const { fleetWide: fleetExceptions, byHost: hostExceptions } = await this.#d.store.exceptions.inForce(now);
+    const kev = await this.#advisories.kev();
     this.#snap = {
       key,
       now,
       madeAt: now.getTime(),
-      kev: this.#advisories.kev(),
+      kev,
       epss: epss.scores,
       fleetExceptions,
       hostExceptions,
@@ -155,15 +157,17 @@ export class FleetFindings {
   }
 
   /** One host's findings document, exact (history and exceptions applied); undefined when it never reported. */
-  forHost(agentId: string): { host: HostListItem; inventory: NonNullable<Inventory>; findings: Findings; assessment: HostAssessment } | undefined {
-    const host = this.#d.store.hosts.get(agentId);
-    const inventory = this.#d.store.reports.latestInventory(agentId);
+  async forHost(agentId: string): Promise<{ host: HostListItem; inventory: NonNullable<Inventory>; findings: Findings; assessment: HostAssessment } | undefined> {
+    const host = await this.#d.store.hosts.get(agentId);
+    const inventory = await this.#d.store.reports.latestInventory(agentId);
     if (host === undefined || inventory === undefined) return undefined;
     const now = this.#d.now();
-    const assessment = this.coverage(now).assess({ ecosystem: host.ecosystem, inventoryReadable: inventoryReadable(host) });
-    const snap = this.#snapshot(now);
+    const assessment = (await this.coverage(now)).assess({ ecosystem: host.ecosystem, inventoryReadable: inventoryReadable(host) });
+    const snap = await this.#snapshot(now);
     const key = agentId;
-    const feeds = this.#advisories.feeds();
+    const feeds = await this.#advisories.feeds();
+    const history = await this.#history.history(key);
+    const exceptions = await this.#history.exceptions(key, now);
     const findings = this.#d.correlator.findings(inventory, {
       policy: this.#d.policy,
       now,
@@ -172,8 +176,8 @@ export class FleetFindings {
       // As `scan --db`: a feed's freshness is its last successful check.
       feeds: feeds.map((f): FeedState => ({ source: f.source, newest: f.newest, importedAt: f.checkedAt })),
       hash: host.contentHash,
-      history: this.#history.history(key),
-      exceptions: this.#history.exceptions(key, now),
+      history,
+      exceptions,
     });
     // The data is the last good import, but the operator must know the feed is failing.
     for (const f of feeds) if (f.lastError !== null) findings.warnings.push(`feed ${f.source}: last attempt failed: ${f.lastError.slice(0, 1000)}`);
@@ -183,17 +187,18 @@ export class FleetFindings {
   }
 
   /** Which feeds cover which ecosystems now, and how fresh they are (a few rows: read at each call). */
-  coverage(now = this.#d.now()): CoverageView {
-    return new CoverageView(this.#advisories.coverage(), now, this.#d.policy.staleFeedHours);
+  async coverage(now = this.#d.now()): Promise<CoverageView> {
+    return new CoverageView(await this.#advisories.coverage(), now, this.#d.policy.staleFeedHours);
   }
 
-  assessment(host: HostListItem, view = this.coverage()): HostAssessment {
+  /** `view`: coverage() of the same request, read once for all its hosts. */
+  assessment(host: HostListItem, view: CoverageView): HostAssessment {
     return view.assess({ ecosystem: host.ecosystem, inventoryReadable: inventoryReadable(host) });
   }
 
   /** A host's current finding counts (see the module comment for what they leave out). */
-  counts(host: HostListItem): FindingCounts {
-    return this.#counts(host, this.#snapshot(this.#d.now()));
+  async counts(host: HostListItem): Promise<FindingCounts> {
+    return this.#counts(host, await this.#snapshot(this.#d.now()));
   }
 
   /**
@@ -201,11 +206,11 @@ export class FleetFindings {
    * the gateway's too (heartbeats, acks), so this yields to it every SLICE_MS of work.
    */
   async countsOf(hosts: Iterable<HostListItem>): Promise<FindingCounts[]> {
-    const snap = this.#snapshot(this.#d.now());
+    const snap = await this.#snapshot(this.#d.now());
     const out: FindingCounts[] = [];
     let slice = performance.now();
     for (const h of hosts) {
-      out.push(this.#counts(h, snap));
+      out.push(await this.#counts(h, snap));
       if (performance.now() - slice > SLICE_MS) {
         await yieldToEventLoop();
         slice = performance.now();
@@ -214,12 +219,12 @@ export class FleetFindings {
     return out;
   }
 
-  #counts(host: HostListItem, snap: Snapshot): FindingCounts {
+  async #counts(host: HostListItem, snap: Snapshot): Promise<FindingCounts> {
     const own = snap.hostExceptions.get(host.agentId);
     const cacheKey = own === undefined ? host.contentHash : `${host.contentHash}\0${host.agentId}`;
     const cached = snap.counts.get(cacheKey);
     if (cached !== undefined) return cached;
-    const inventory = this.#d.store.reports.latestInventory(host.agentId);
+    const inventory = await this.#d.store.reports.latestInventory(host.agentId);
     if (inventory === undefined) return emptyCounts();
     const doc = this.#d.correlator.findings(inventory, {
       policy: this.#d.policy,
@@ -239,14 +244,14 @@ export class FleetFindings {
    * Counts over every host, cached until a report, an exception, a feed or the day changes;
    * callers that ask while they are being computed share the one computation.
    */
-  totals(): Promise<FleetTotals> {
+  async totals(): Promise<FleetTotals> {
     const now = this.#d.now();
-    const snap = this.#snapshot(now);
-    const view = this.coverage(now);
-    const sig = this.#d.store.summary.signature();
+    const snap = await this.#snapshot(now);
+    const view = await this.coverage(now);
+    const sig = await this.#d.store.summary.signature();
     // Coverage moves with feed checks (checked_at), which the snapshot key does not follow.
     const fleetKey = `${sig.hosts}|${sig.lastReport}|${ASSESSMENTS.map((a) => (a === 'not-assessed' ? view.covered() : view.ecosystems(a)).join(',')).join('|')}`;
-    if (snap.totals?.fleetKey === fleetKey) return Promise.resolve(snap.totals);
+    if (snap.totals?.fleetKey === fleetKey) return snap.totals;
     if (this.#pending?.key === `${snap.key}|${fleetKey}`) return this.#pending.promise;
     const promise = (async () => {
       const counts = emptyCounts();
@@ -255,8 +260,9 @@ export class FleetFindings {
       let compliant = 0;
       const byAssessment: Record<Assessment, number> = { assessed: 0, stale: 0, 'not-assessed': 0 };
       let slice = performance.now();
-      for (const h of this.#d.store.hosts.all()) {
-        const c = this.#counts(h, snap);
+      // Paged: the awaits between pages (and the yields below) let other statements use the store.
+      for await (const h of this.#d.store.hosts.all()) {
+        const c = await this.#counts(h, snap);
         addCounts(counts, c);
         hosts++;
         if (c.overdue > 0) hostsWithOverdue++;
@@ -278,21 +284,25 @@ export class FleetFindings {
     return promise;
   }
 
-  feedHealth(): FeedHealth[] {
-    const now = this.#d.now();
-    const staleMs = this.#d.policy.staleFeedHours * 3600_000;
-    return this.#advisories.feeds().map((f) => {
-      const age = f.checkedAt === null ? null : Math.max(0, Math.round((now.getTime() - Date.parse(f.checkedAt)) / 1000));
-      return {
-        source: f.source,
-        kind: f.kind,
-        newest: f.newest,
-        importedAt: f.importedAt,
-        checkedAt: f.checkedAt,
-        ageSeconds: age,
-        stale: age === null || age * 1000 > staleMs,
-        lastError: f.lastError,
-      };
-    });
+  async feedHealth(): Promise<FeedHealth[]> {
+    return feedHealthOf(await this.#advisories.feeds(), this.#d.now(), this.#d.policy.staleFeedHours);
   }
+}
+
+/** The feeds' health from their rows: one judgement for the summary, the Feeds page and the gauges. */
+export function feedHealthOf(rows: readonly FeedRow[], now: Date, staleFeedHours: number): FeedHealth[] {
+  const staleMs = staleFeedHours * 3600_000;
+  return rows.map((f) => {
+    const age = f.checkedAt === null ? null : Math.max(0, Math.round((now.getTime() - Date.parse(f.checkedAt)) / 1000));
+    return {
+      source: f.source,
+      kind: f.kind,
+      newest: f.newest,
+      importedAt: f.importedAt,
+      checkedAt: f.checkedAt,
+      ageSeconds: age,
+      stale: age === null || age * 1000 > staleMs,
+      lastError: f.lastError,
+    };
+  });
 }

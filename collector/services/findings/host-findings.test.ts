@@ -13,10 +13,10 @@ import type { Advisory } from '../../domain/feeds/types.ts';
 import { createLogger } from '../../logger.ts';
 import { AdvisoryStore } from '../../store/advisories.ts';
 import type { Db } from '../../store/db.ts';
-import { type Store, storeOn } from '../../store/store.ts';
+import { type AsyncStore, type Store, storeOn } from '../../store/store.ts';
 import { FindingHistoryStore } from '../../store/history.ts';
 import { tempDatabase } from '../../../shared/testing/store-fixtures.ts';
-import { HostFindings } from './host-findings.ts';
+import { type FindingsStore, HostFindings } from './host-findings.ts';
 
 const NOW = new Date('2026-11-26T18:00:00.000Z');
 const ALMA9 = { source: 'osv', kind: 'osv', location: dataPath('osv', 'almalinux9.osv.jsonl.gz') };
@@ -55,9 +55,9 @@ async function fleetWithHosts(t: TestContext, hostnames: readonly string[]): Pro
 }
 
 /** HostFindings over the fixture's store, its advisories loaded, at NOW. */
-function loadedFindings(store: Store, correlator?: Correlator): HostFindings {
-  const hf = new HostFindings({ store, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => NOW, ...(correlator === undefined ? {} : { correlator }) });
-  hf.load();
+async function loadedFindings(store: Store, correlator?: Correlator): Promise<HostFindings> {
+  const hf = new HostFindings({ store: store.async, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => NOW, ...(correlator === undefined ? {} : { correlator }) });
+  await hf.load();
   return hf;
 }
 
@@ -80,7 +80,7 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
     it(c.name, async (t) => {
       const names = Array.from({ length: c.hosts }, (_, i) => `host-${i}`);
       const { db, fleet, agents } = await fleetWithHosts(t, names);
-      const hf = loadedFindings(fleet, new FailingFor(new Set(c.failing)));
+      const hf = await loadedFindings(fleet, new FailingFor(new Set(c.failing)));
       const expected = hf.correlator.findings(rhel, { policy: DEFAULT_POLICY, now: NOW, kev: new Map() });
       const open = expected.findings.filter((f) => f.status === 'open' || f.status === 'unfixed' || f.status === 'fixed-pending-reboot').length;
       assert.ok(open > 0, 'the real RHEL 9.5 image has open AlmaLinux findings');
@@ -109,7 +109,7 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
     assert.ok(victim);
     // A real SQLite failure at the last write of web-2's correlation: its counts.
     db.exec(`CREATE TRIGGER refuse_counts BEFORE UPDATE OF open_findings ON hosts WHEN NEW.agent_id = '${victim.id}' BEGIN SELECT RAISE(ABORT, 'injected'); END`);
-    const hf = loadedFindings(fleet);
+    const hf = await loadedFindings(fleet);
     for (const a of agents.values()) hf.schedule(a.id, a.inventory, packagesHash(a.inventory));
     await hf.drained();
     assert.deepEqual(hf.stats, { correlated: 2, failed: 1, fannedOut: 0 });
@@ -124,7 +124,7 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
 
   it('correlating a host again writes only the history rows that changed: its content once, its own rows when it moves to another content', async (t) => {
     const { db, fleet, agents } = await fleetWithHosts(t, ['web-1']);
-    const hf = loadedFindings(fleet);
+    const hf = await loadedFindings(fleet);
     const a = agents.get('web-1');
     assert.ok(a);
     const changes = (): number => (db.prepare('SELECT total_changes() AS n').get() as { n: number }).n;
@@ -163,7 +163,7 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
       ],
       NOW,
     );
-    hf.load();
+    await hf.load();
     assert.equal(await correlate(a.inventory), 3, 'the new row, its text, the counts');
     // Every package gone (patched away): a new content, so the host's history becomes its own
     // rows, each open finding resolved once (one row each), then left alone.
@@ -177,7 +177,7 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
 
   it('a host is correlated once with its newest inventory when it is queued twice', async (t) => {
     const { fleet, agents } = await fleetWithHosts(t, ['web-1']);
-    const hf = loadedFindings(fleet);
+    const hf = await loadedFindings(fleet);
     const a = agents.get('web-1');
     assert.ok(a);
     // The newer inventory has no packages left that any advisory names.
@@ -190,6 +190,62 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
   });
 });
 
+/**
+ * The store's transactions as PostgreSQL may run them: a transaction that loses to a
+ * concurrent one is run again from the start (POSTGRES.md). Here every transaction's
+ * function runs once in a savepoint that is then rolled back, and once more for real.
+ */
+function retrying(store: Store): FindingsStore {
+  const a = store.async;
+  const retry = new Error('serialization failure (simulated)');
+  return {
+    advisories: a.advisories,
+    advisoryChanges: a.advisoryChanges,
+    epss: a.epss,
+    history: a.history,
+    reports: a.reports,
+    hosts: a.hosts,
+    transaction: async <T>(fn: (tx: AsyncStore) => Promise<T>): Promise<T> =>
+      a.transaction(async (tx) => {
+        await tx
+          .transaction(async (first) => {
+            await fn(first);
+            throw retry;
+          })
+          .catch((err: unknown) => {
+            if (err !== retry) throw err;
+          });
+        return fn(tx);
+      }),
+  };
+}
+
+describe('HostFindings: a slice whose transaction runs twice is taken in once', () => {
+  it('correlated hosts and fanned-out groups are counted, judged and written once, and the queues drain', async (t) => {
+    const { db, fleet, agents } = await fleetWithHosts(t, ['web-1', 'web-2', 'web-3', 'web-4']);
+    const hf = new HostFindings({ store: retrying(fleet), policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => NOW });
+    await hf.load();
+    const expected = hf.correlator.findings(rhel, { policy: DEFAULT_POLICY, now: NOW, kev: new Map() });
+    const open = expected.findings.filter((f) => f.status === 'open' || f.status === 'unfixed' || f.status === 'fixed-pending-reboot').length;
+    // By content first, as at start: one group of four hosts.
+    await hf.scheduleAll([...agents.values()].map((a) => a.id));
+    await hf.drained();
+    assert.deepEqual(hf.stats, { correlated: 0, failed: 0, fannedOut: 4 });
+    assert.equal(hf.queued, 0);
+    // Then each host whole, as after its report.
+    for (const a of agents.values()) hf.schedule(a.id, a.inventory, packagesHash(a.inventory));
+    await hf.drained();
+    assert.deepEqual(hf.stats, { correlated: 4, failed: 0, fannedOut: 4 });
+    assert.equal(hf.queued, 0);
+    for (const [hostname, a] of agents) {
+      assert.equal(fleet.hosts.get(a.id)?.openFindings, open, hostname);
+      assert.equal(historyRows(db, a.id), expected.findings.length, hostname);
+    }
+    assert.equal(contentRows(db), expected.findings.length, 'the content’s timeline written once');
+    assert.equal(db.inTransaction, false, 'no transaction is left open');
+  });
+});
+
 describe('finding history over inventory contents: first-seen and resolved are the host’s own', () => {
   const T0 = new Date('2026-11-20T10:00:00.000Z');
   const T1 = new Date('2026-11-21T10:00:00.000Z');
@@ -198,15 +254,15 @@ describe('finding history over inventory contents: first-seen and resolved are t
   it('a host that moves to another content keeps the first-seen of what it still has, starts the clock of what is new to it, resolves what it lost; a host joining a content later starts from its join', async (t) => {
     const { db, fleet, agents } = await fleetWithHosts(t, ['web-1', 'web-2']);
     let clock = T0;
-    const hf = new HostFindings({ store: fleet, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => clock });
-    hf.load();
+    const hf = new HostFindings({ store: fleet.async, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => clock });
+    await hf.load();
     const web1 = agents.get('web-1');
     const web2 = agents.get('web-2');
     assert.ok(web1 !== undefined && web2 !== undefined);
     const correlate = async (id: string, inventory: Inventory): Promise<Map<string, { firstSeen: string; resolvedAt: string | null; status: string }>> => {
       hf.schedule(id, inventory, packagesHash(inventory));
       await hf.drained();
-      const doc = hf.findings(id, inventory, packagesHash(inventory));
+      const doc = await hf.findings(id, inventory, packagesHash(inventory));
       assert.ok(doc !== undefined);
       return new Map(doc.findings.map((f) => [`${f.advisory} ${f.package}`, { firstSeen: f.firstSeen, resolvedAt: f.resolvedAt, status: f.status }]));
     };
@@ -242,11 +298,11 @@ describe('finding history over inventory contents: first-seen and resolved are t
     const withdrawn = alma.find((x) => x.id === gone);
     assert.ok(withdrawn !== undefined);
     new AdvisoryStore(db).importAdvisories(ALMA9, [{ ...withdrawn, modified: T3.toISOString(), withdrawn: T3.toISOString() }], T3);
-    hf.followStore();
+    await hf.followStore();
     await hf.drained();
-    const resolvedFor = (id: string, inv: Inventory) => hf.findings(id, inv, packagesHash(inv))?.findings.filter((f) => f.advisory === gone) ?? [];
-    for (const f of resolvedFor(web1.id, moved)) assert.deepEqual([f.status, f.firstSeen, f.resolvedAt], ['resolved', T0.toISOString(), T3.toISOString()]);
-    assert.ok(resolvedFor(web1.id, moved).length > 0);
+    const resolvedFor = async (id: string, inv: Inventory) => (await hf.findings(id, inv, packagesHash(inv)))?.findings.filter((f) => f.advisory === gone) ?? [];
+    for (const f of await resolvedFor(web1.id, moved)) assert.deepEqual([f.status, f.firstSeen, f.resolvedAt], ['resolved', T0.toISOString(), T3.toISOString()]);
+    assert.ok((await resolvedFor(web1.id, moved)).length > 0);
     // T4: web-3 joins the content: the episode that ended before it came is not its history.
     const T4 = new Date('2026-11-24T10:00:00.000Z');
     clock = T4;
@@ -254,12 +310,12 @@ describe('finding history over inventory contents: first-seen and resolved are t
     const inv3: Inventory = { ...moved, host: { ...moved.host, hostname: 'web-3' } };
     fleet.reports.ingest(web3, randomUUID(), inventoryHash(inv3), inv3, T4);
     await correlate(web3, inv3);
-    assert.deepEqual(resolvedFor(web3, inv3), [], 'web-3 never had the withdrawn advisory');
+    assert.deepEqual(await resolvedFor(web3, inv3), [], 'web-3 never had the withdrawn advisory');
   });
 
   it('a content’s timeline goes when its content is pruned and no host is laid over it', async (t) => {
     const { db, fleet, agents } = await fleetWithHosts(t, ['web-1']);
-    const hf = loadedFindings(fleet);
+    const hf = await loadedFindings(fleet);
     const a = agents.get('web-1');
     assert.ok(a !== undefined);
     const timelines = () => new Set(db.prepare<[], string>('SELECT DISTINCT content FROM content_findings').pluck().all());

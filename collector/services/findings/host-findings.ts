@@ -31,20 +31,60 @@ import type { Advisory } from '../../domain/feeds/types.ts';
 import type { DuePolicy } from '../../domain/correlate/policy.ts';
 import { isActionable } from '../../domain/correlate/status.ts';
 import type { Logger } from '../../logger.ts';
-import type { AdvisoryChanges } from '../../store/advisory-changes.ts';
-import type { AdvisoryStore } from '../../store/advisories.ts';
-import type { EpssStore } from '../../store/epss.ts';
-import type { Fleet } from '../../store/fleet.ts';
-import type { FindingHistoryStore, StoredHistoryEntry } from '../../store/history.ts';
-import type { Store } from '../../store/store.ts';
+import type { FeedRow } from '../../store/advisories.ts';
+import type { StoredHistoryEntry } from '../../store/history.ts';
+import type { AsyncStore } from '../../store/store.ts';
 
-/** Statuses that still need someone to act before their due date. */
 /** One content's hosts waiting for a feed change's findings (see the file comment). */
 interface FanOut {
   hash: string;
   hosts: string[];
   /** The advisory packages whose index keys changed (the content's findings that may have), or null: judge it whole. */
   packages: ReadonlySet<string> | null;
+}
+
+/** A queued host: the inventory its report brought, or null: its latest stored one, read when its turn comes. A new object each time it is queued (see #apply). */
+type Job = { inventory: Inventory; hash: string } | { inventory: null };
+
+/** KEV, EPSS and the feeds' rows as read from the store, before they are taken in. */
+interface KevAndFeeds {
+  kev: ReadonlyMap<string, { dueDate: string }>;
+  epss: ReadonlyMap<string, EpssScore>;
+  feeds: FeedRow[];
+}
+
+interface Counts {
+  agentId: string;
+  content: string;
+  open: number;
+  overdue: number;
+}
+
+/**
+ * What one slice did, taken into the queues, caches and stats only once its transaction
+ * has ended: PostgreSQL may run the slice's function again after losing to a concurrent
+ * transaction, and a slice rolled back must not leave contents marked as judged. The
+ * slice's function reads the queues and caches and writes only here (a new one per run).
+ */
+class SliceWork {
+  /** Queue entries the slice took, with the job it took (a newer one queued meanwhile stays). */
+  readonly taken = new Map<string, Job>();
+  /** Hosts to correlate one by one, queued after the slice. */
+  readonly requeue = new Set<string>();
+  /** Fan-out groups taken from the front of the list. */
+  fanOuts = 0;
+  /** Counts taken from the end of the write order. */
+  countsTaken = 0;
+  /** Contents judged (their state) or forgotten (null) in the slice. */
+  readonly judged = new Map<string, string | null>();
+  readonly fresh = new Set<string>();
+  /** Counts the slice's groups give their hosts. */
+  readonly counts = new Map<string, Counts>();
+  readonly stats = { correlated: 0, failed: 0, fannedOut: 0 };
+  /** Log lines, written after the slice. */
+  readonly logs: (() => void)[] = [];
+  /** Every queue was empty: the fan-outs' bookkeeping starts over. */
+  done = false;
 }
 
 /** Hosts whose counts one slice writes at most (#writeCounts). */
@@ -64,10 +104,13 @@ const SLICE_MS = 10;
 const FANOUT_SLICE_MS = 50;
 
 /** What HostFindings reads and writes: the advisories and their change log, EPSS, finding history, the fleet's reports and hosts, and transactions for its slices, refreshes and fan-outs. */
-export type FindingsStore = Pick<Store, 'advisories' | 'advisoryChanges' | 'epss' | 'history' | 'reports' | 'hosts' | 'transactional'>;
+export type FindingsStore = Pick<AsyncStore, 'advisories' | 'advisoryChanges' | 'epss' | 'history' | 'reports' | 'hosts' | 'transaction'>;
+
+/** The parts a correlation reads and writes: the root's outside a transaction, a transaction's inside one. */
+type Parts = Pick<AsyncStore, 'history' | 'reports' | 'hosts'>;
 
 export interface HostFindingsOptions {
-  /** The store the caller opened (or the parts of it HostFindings reads and writes). */
+  /** The store the caller opened (`store.async`), or the parts of it HostFindings reads and writes. */
   store: FindingsStore;
   policy: DuePolicy;
   logger: Logger;
@@ -77,31 +120,24 @@ export interface HostFindingsOptions {
 
 export class HostFindings {
   readonly correlator: Correlator;
-  readonly #advisories: AdvisoryStore;
-  readonly #changes: AdvisoryChanges;
+  readonly #store: FindingsStore;
   /** The last advisory change log row load() or followStore() took in. */
   #changeSeq = 0;
   #clearedSeq = -1;
-  readonly #history: FindingHistoryStore;
-  readonly #fleet: Pick<Fleet, 'reports' | 'hosts'>;
+  /** followStore's run in progress: a second call waits for it, so no change log row is taken in twice. */
+  #following: Promise<unknown> = Promise.resolve();
   readonly #policy: DuePolicy;
   readonly #log: Logger;
   readonly #now: () => Date;
-  /** One write transaction per slice, a savepoint per host in it (see #next). */
-  readonly #sliceTx: (work: () => boolean) => boolean;
-  readonly #refreshOne: (agentId: string, inventory: Inventory, hash: string) => Findings;
-  /** One content group of a fan-out, in a savepoint: a failing one rolls back alone. */
-  readonly #fanOutOne: (f: FanOut) => void;
   #kev = new Map<string, KevInfo>();
   #epss: ReadonlyMap<string, EpssScore> = new Map();
-  readonly #epssOf: () => ReturnType<EpssStore['current']>;
   #feeds: FeedState[] = [];
   #feedErrors: string[] = [];
-  /** null: load the host's latest stored inventory when its turn comes. */
-  readonly #queue = new Map<string, { inventory: Inventory; hash: string } | null>();
+  readonly #queue = new Map<string, Job>();
   readonly #fanOuts: FanOut[] = [];
   /** Counts the judged groups give their hosts, written after the last group in agent id order (Hosts.setContentFindingCounts). */
-  readonly #counts = new Map<string, { agentId: string; content: string; open: number; overdue: number }>();
+  readonly #counts = new Map<string, Counts>();
+  /** The order #counts is written in, reversed (taken from the end); every id in it is in #counts. */
   #countsOrder: string[] = [];
   /**
    * Hosts correlated whole since the oldest pending fan-out was queued: their findings are
@@ -115,45 +151,47 @@ export class HostFindings {
   #running = false;
   #stopped = false;
   #waiters: (() => void)[] = [];
+  /** Settles when the slice in progress has ended (stop() waits for it before the store closes). */
+  #slice: Promise<void> = Promise.resolve();
   /** fannedOut: hosts a feed change's fan-out gave their content's counts (not counted in correlated). */
   stats = { correlated: 0, failed: 0, fannedOut: 0 };
 
   constructor(opts: HostFindingsOptions) {
     this.correlator = opts.correlator ?? new Correlator();
-    const store = opts.store;
-    const { advisories, advisoryChanges, epss, history } = store;
-    this.#advisories = advisories;
-    this.#changes = advisoryChanges;
-    this.#epssOf = () => epss.current();
-    this.#history = history;
-    this.#fleet = store;
+    this.#store = opts.store;
     this.#policy = opts.policy;
     this.#log = opts.logger;
     this.#now = opts.now ?? (() => new Date());
-    this.#sliceTx = store.transactional((work: () => boolean) => work());
-    this.#refreshOne = store.transactional((agentId: string, inventory: Inventory, hash: string) => this.refresh(agentId, inventory, hash));
-    this.#fanOutOne = store.transactional((f: FanOut) => {
-      this.#fanOutGroup(f);
-    });
   }
 
   /** (Re)loads advisories, KEV and feed states from the store; call at start and after a feed import. */
-  load(): { advisories: number; kev: number; feeds: number } {
+  async load(): Promise<{ advisories: number; kev: number; feeds: number }> {
     // Read first: a change written while the advisories load is applied again by followStore, which is harmless.
-    this.#changeSeq = this.#changes.lastSeq();
-    const all = [...this.#advisories.allAdvisories()];
+    const seq = await this.#store.advisoryChanges.lastSeq();
+    // Paged (never a cursor held across the awaits), outside a transaction: other callers' statements go on between pages.
+    const all: Advisory[] = [];
+    for await (const a of this.#store.advisories.allAdvisories()) all.push(a);
+    const loaded = await this.#readKevAndFeeds();
+    this.#changeSeq = seq;
     this.correlator.apply(all);
-    return { advisories: all.length, ...this.#loadKevAndFeeds() };
+    return { advisories: all.length, ...this.#takeKevAndFeeds(loaded) };
   }
 
-  #loadKevAndFeeds(): { kev: number; feeds: number; epss: number; epssChanged: boolean } {
-    this.#version++;
-    this.#kev = new Map([...this.#advisories.kev()].map(([cve, k]) => [cve, { dueDate: k.dueDate }]));
+  /** KEV, EPSS and the feeds' rows as the store has them now; nothing in memory changes. */
+  async #readKevAndFeeds(): Promise<KevAndFeeds> {
+    const kev = await this.#store.advisories.kev();
     // EPSS scores are read again only when the stored set changed (an import or removal writes its feed row).
-    const epss = this.#epssOf();
-    const epssChanged = epss.scores !== this.#epss;
-    this.#epss = epss.scores;
-    const rows = this.#advisories.feeds();
+    const epss = await this.#store.epss.current();
+    const feeds = await this.#store.advisories.feeds();
+    return { kev, epss: epss.scores, feeds };
+  }
+
+  #takeKevAndFeeds(read: KevAndFeeds): { kev: number; feeds: number; epss: number; epssChanged: boolean } {
+    this.#version++;
+    this.#kev = new Map([...read.kev].map(([cve, k]) => [cve, { dueDate: k.dueDate }]));
+    const epssChanged = read.epss !== this.#epss;
+    this.#epss = read.epss;
+    const rows = read.feeds;
     this.#feeds = rows.map((f) => ({ source: f.source, newest: f.newest, importedAt: f.checkedAt }));
     this.#feedErrors = rows.filter((f) => f.lastError !== null).map((f) => `feed ${f.source}: last attempt failed: ${(f.lastError ?? '').slice(0, 1000)}`);
     return { kev: this.#kev.size, feeds: rows.length, epss: this.#epss.size, epssChanged };
@@ -166,9 +204,16 @@ export class HostFindings {
    * reported host when KEV entries changed: due dates move); a feed row alone changes no
    * stored finding, so it only reloads the feed states. The correlator re-matches only the changed (ecosystem, package)
    * pairs of each host's cached matches. Only the
-   * serving collector calls this, since it deletes the log rows it has taken in.
+   * serving collector calls this, since it deletes the log rows it has taken in. A call made
+   * while one runs waits for it: each log row is taken in once.
    */
-  followStore(): { advisories: number; keys: number; hosts: number } {
+  followStore(): Promise<{ advisories: number; keys: number; hosts: number }> {
+    const run = this.#following.then(() => this.#followStore());
+    this.#following = run.catch(() => undefined);
+    return run;
+  }
+
+  async #followStore(): Promise<{ advisories: number; keys: number; hosts: number }> {
     let advisories = 0;
     const ecosystems = new Set<string>();
     let keys = 0;
@@ -177,7 +222,7 @@ export class HostFindings {
     let feeds = false;
     const from = this.#changeSeq;
     for (;;) {
-      const batch = this.#changes.since(this.#changeSeq);
+      const batch = await this.#store.advisoryChanges.since(this.#changeSeq);
       const stored: Advisory[] = [];
       const removed: { source: string; id: string }[] = [];
       for (const a of batch.advisories) {
@@ -199,20 +244,20 @@ export class HostFindings {
     }
     // Rows up to load()'s seq are in the index already; clearing them here (not in load) keeps a CLI's load() from taking rows a serving collector has not read.
     if (this.#changeSeq > this.#clearedSeq) {
-      this.#changes.clear(this.#changeSeq);
+      await this.#store.advisoryChanges.clear(this.#changeSeq);
       this.#clearedSeq = this.#changeSeq;
     }
     if (this.#changeSeq === from) return { advisories: 0, keys: 0, hosts: 0 };
     // A new EPSS set changes every host's scores and order (and due dates under epssDueDays): every host, as for KEV.
-    if ((kev || feeds) && this.#loadKevAndFeeds().epssChanged) kev = true;
+    if ((kev || feeds) && this.#takeKevAndFeeds(await this.#readKevAndFeeds()).epssChanged) kev = true;
     if (keys === 0 && !kev) return { advisories, keys, hosts: 0 };
     if (kev) {
       // Due dates of any finding may move: every content is judged whole.
-      const hosts = this.#fleet.hosts.ids();
-      this.#queueGroups(this.#changes.hostsByContentOf(hosts), null);
+      const hosts = await this.#store.hosts.ids();
+      this.#queueGroups(await this.#store.advisoryChanges.hostsByContentOf(hosts), null);
       return { advisories, keys, hosts: hosts.length };
     }
-    const hosts = this.#queueGroups(this.#changes.hostsByContentIn(ecosystems), packages);
+    const hosts = this.#queueGroups(await this.#store.advisoryChanges.hostsByContentIn(ecosystems), packages);
     return { advisories, keys, hosts };
   }
 
@@ -226,11 +271,17 @@ export class HostFindings {
     return hosts;
   }
 
-  /** The host's findings now, with its history and exceptions; nothing is recorded. */
-  findings(agentId: string, inventory = this.#fleet.reports.latestInventory(agentId), hash?: string, known?: ReadonlyMap<string, StoredHistoryEntry>): Findings | undefined {
+  /** The host's findings now (its latest stored inventory unless one is given), with its history and exceptions; nothing is recorded. */
+  findings(agentId: string, inventory?: Inventory, hash?: string, known?: ReadonlyMap<string, StoredHistoryEntry>): Promise<Findings | undefined> {
+    return this.#findingsOn(this.#store, agentId, inventory, hash, known);
+  }
+
+  async #findingsOn(parts: Parts, agentId: string, given?: Inventory, hash?: string, known?: ReadonlyMap<string, StoredHistoryEntry>): Promise<Findings | undefined> {
+    const inventory = given ?? (await parts.reports.latestInventory(agentId));
     if (inventory === undefined) return undefined;
-    const history = known ?? this.#history.history(agentId);
+    const history = known ?? (await parts.history.history(agentId));
     const now = this.#now();
+    const exceptions = await parts.history.exceptions(agentId, now);
     const doc = this.correlator.findings(inventory, {
       policy: this.#policy,
       now,
@@ -238,7 +289,7 @@ export class HostFindings {
       epss: this.#epss,
       feeds: this.#feeds,
       history,
-      exceptions: this.#history.exceptions(agentId, now),
+      exceptions,
       ...(hash === undefined ? {} : { hash }),
     });
     doc.warnings.push(...this.#feedErrors);
@@ -246,33 +297,45 @@ export class HostFindings {
   }
 
   /**
-   * Correlates: judges the content's timeline (once per state, #judgeContent), lays the
-   * host's history over it when its inventory moved to this content, and updates its counts.
+   * Correlates one host now, in a transaction of its own (queued hosts share their slice's):
+   * judges the content's timeline (once per state, #judgeContent), lays the host's history
+   * over it when its inventory moved to this content, and updates its counts.
    */
-  refresh(agentId: string, inventory: Inventory, hash: string): Findings {
+  async refresh(agentId: string, inventory: Inventory, hash: string): Promise<Findings> {
+    let work = new SliceWork();
+    const doc = await this.#store.transaction(async (tx) => {
+      work = new SliceWork();
+      return this.#refreshOn(tx, work, agentId, inventory, hash);
+    });
+    this.#correlated(work, agentId);
+    this.#apply(work, true);
+    return doc;
+  }
+
+  async #refreshOn(tx: Parts, w: SliceWork, agentId: string, inventory: Inventory, hash: string): Promise<Findings> {
     const now = this.#now();
     const { matches } = this.correlator.matches(inventory, hash);
     // Forgotten again if this host fails: its savepoint takes the content's rows with it.
-    const judged = this.#judgeContent(hash, matches, now);
+    const judged = await this.#judgeContent(tx, w, hash, matches, now);
     try {
-      return this.#refreshHost(agentId, inventory, hash, matches, now);
+      if ((await tx.history.hostContent(agentId)).content !== hash) {
+        await tx.history.switchContent(agentId, hash, new Set(matches.map((m) => historyKey(m.advisory.id, m.package))), now);
+      }
+      const doc = (await this.#findingsOn(tx, agentId, inventory, hash)) as Findings;
+      const open = doc.findings.filter((f) => isActionable(f.status)).length;
+      const overdue = doc.findings.filter((f) => f.overdue).length;
+      await tx.hosts.setFindingCounts(agentId, open, overdue);
+      return doc;
     } catch (err) {
-      if (judged) this.#judged.delete(hash);
+      if (judged) w.judged.set(hash, null);
       throw err;
     }
   }
 
-  #refreshHost(agentId: string, inventory: Inventory, hash: string, matches: readonly RawMatch[], now: Date): Findings {
-    if (this.#history.hostContent(agentId).content !== hash) {
-      this.#history.switchContent(agentId, hash, new Set(matches.map((m) => historyKey(m.advisory.id, m.package))), now);
-    }
-    const doc = this.findings(agentId, inventory, hash) as Findings;
-    const open = doc.findings.filter((f) => isActionable(f.status)).length;
-    const overdue = doc.findings.filter((f) => f.overdue).length;
-    this.#fleet.hosts.setFindingCounts(agentId, open, overdue);
-    this.stats.correlated++;
-    if (this.#fanOuts.length > 0 || this.#counts.size > 0) this.#fresh.add(agentId);
-    return doc;
+  /** A host correlated whole in `w` (its savepoint released). */
+  #correlated(w: SliceWork, agentId: string): void {
+    w.stats.correlated++;
+    if (this.#fanOuts.length > w.fanOuts || this.#counts.size > w.countsTaken || w.counts.size > 0) w.fresh.add(agentId);
   }
 
   /**
@@ -280,15 +343,15 @@ export class HostFindings {
    * writes what changed; skipped when it was judged already at this index generation, feed
    * state and day (due dates turn overdue by the day). True when it was judged now.
    */
-  #judgeContent(hash: string, matches: readonly RawMatch[], now: Date): boolean {
+  async #judgeContent(tx: Parts, w: SliceWork, hash: string, matches: readonly RawMatch[], now: Date): Promise<boolean> {
     const state = `${this.#version} ${this.correlator.generation} ${now.toISOString().slice(0, 10)}`;
-    if (this.#judged.get(hash) === state) return false;
-    const previous = this.#history.contentHistory(hash);
-    const findings = buildFindings(matches, { policy: this.#policy, now, kev: this.#kev, epss: this.#epss, history: previous });
-    this.#history.recordContent(hash, findings, now, previous);
-    // Bounded as the correlator's cache: a content judged again costs a read and a comparison.
-    if (this.#judged.size >= MAX_JUDGED) this.#judged.clear();
-    this.#judged.set(hash, state);
+    const kev = this.#kev;
+    const epss = this.#epss;
+    if ((w.judged.has(hash) ? w.judged.get(hash) : this.#judged.get(hash)) === state) return false;
+    const previous = await tx.history.contentHistory(hash);
+    const findings = buildFindings(matches, { policy: this.#policy, now, kev, epss, history: previous });
+    await tx.history.recordContent(hash, findings, now, previous);
+    w.judged.set(hash, state);
     return true;
   }
 
@@ -312,37 +375,56 @@ export class HostFindings {
    * advisories may have changed since the last run (a feed import while it was down) and a
    * killed collector may not have correlated its last reports.
    */
-  scheduleAll(agentIds: Iterable<string>): void {
+  async scheduleAll(agentIds: Iterable<string>): Promise<void> {
     // By content, as a feed change: a restart of a collector with 100,000 hosts judges its 2,000 contents, not each host.
-    this.#queueGroups(this.#changes.hostsByContentOf(agentIds), null);
+    this.#queueGroups(await this.#store.advisoryChanges.hostsByContentOf(agentIds), null);
   }
 
   /** Queues hosts whose stored inventory changed under this process (a `reports import`): it replaces anything queued for them. */
   scheduleStored(agentIds: Iterable<string>): void {
     for (const id of agentIds) {
       this.#queue.delete(id);
-      this.#queue.set(id, null);
+      this.#queue.set(id, { inventory: null });
     }
     this.#start();
   }
 
-  /** Drops the queue (the collector is closing; the findings are derived state, rebuilt at the next start). */
-  stop(): void {
+  /**
+   * Drops the queue (the collector is closing; the findings are derived state, rebuilt at
+   * the next start). Resolves when the slice in progress has ended: close the store after.
+   */
+  stop(): Promise<void> {
     this.#stopped = true;
     this.#queue.clear();
     this.#fanOuts.length = 0;
     this.#counts.clear();
     this.#countsOrder = [];
     this.#fresh.clear();
+    return this.#slice;
   }
 
   #start(): void {
     if (!this.#running && !this.#stopped && (this.#queue.size > 0 || this.#fanOuts.length > 0 || this.#counts.size > 0)) {
       this.#running = true;
       setImmediate(() => {
-        this.#next();
+        this.#turn();
       });
     }
+  }
+
+  #turn(): void {
+    this.#slice = this.#next().catch((err: unknown) => {
+      // #next handles the store's failures itself; this is a bug's, and drained() must not wait for ever on it.
+      this.#log.error({ err }, 'correlating queued hosts failed');
+      this.#finish();
+    });
+  }
+
+  #finish(): void {
+    this.#running = false;
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w();
   }
 
   /** Resolves when every queued host has been correlated. */
@@ -359,34 +441,86 @@ export class HostFindings {
    * Correlates queued hosts for up to SLICE_MS, then yields to the event loop so
    * handshakes, acks and heartbeats are not held up. One host per turn was too slow: a
    * turn ingests many reports, so the queue grew to one parsed inventory (~400 KB) per
-   * host and the fleet bench peaked at 4 GB.
+   * host and the fleet bench peaked at 4 GB. The transaction awaits only store calls:
+   * it never stays open across a turn of the event loop.
    */
-  #next(): void {
-    let done: boolean;
+  async #next(): Promise<void> {
+    // Memory only, so outside the transaction (which may run twice): the order the counts are written in.
+    if (this.#countsOrder.length === 0 && this.#fanOuts.length === 0 && this.#counts.size > 0) this.#countsOrder = [...this.#counts.keys()].sort().reverse();
+    let work = new SliceWork();
+    let failure: { err: unknown } | undefined;
     try {
       // The hosts of one slice share a commit: a burst of reports otherwise cost a commit
       // per host for its finding counts alone. Each host is a savepoint, so one that fails
       // rolls back alone and keeps its previous findings.
-      done = this.#sliceTx(() => this.#slice());
+      await this.#store.transaction(async (tx) => {
+        work = new SliceWork();
+        await this.#sliceOn(tx, work);
+      });
     } catch (err) {
-      done = false;
       // The commit itself failed (disk full, I/O error): the slice's hosts keep their
-      // previous findings until their next report or the next start.
-      this.stats.failed++;
-      this.#log.error({ err }, 'storing the findings of correlated hosts failed');
-      // The contents judged in it were not stored either.
-      this.#judged.clear();
+      // previous findings until their next report or the next start, and the contents
+      // judged in it are not taken as judged (#apply).
+      failure = { err };
     }
-    if (done || this.#stopped || (this.#queue.size === 0 && this.#fanOuts.length === 0 && this.#counts.size === 0)) {
-      this.#running = false;
-      const waiters = this.#waiters;
-      this.#waiters = [];
-      for (const w of waiters) w();
+    this.#apply(work, failure === undefined);
+    if (failure !== undefined) {
+      this.stats.failed++;
+      this.#log.error({ err: failure.err }, 'storing the findings of correlated hosts failed');
+    }
+    if (this.#stopped || (this.#queue.size === 0 && this.#fanOuts.length === 0 && this.#counts.size === 0)) {
+      this.#finish();
       return;
     }
     setImmediate(() => {
-      this.#next();
+      this.#turn();
     });
+  }
+
+  /**
+   * Takes a slice's work in. Its queue entries, groups and counts are taken out whether it
+   * committed or not (a failed slice is not run again: its hosts keep their previous
+   * findings); what it judged and counted only when it committed.
+   */
+  #apply(w: SliceWork, committed: boolean): void {
+    if (!this.#stopped) {
+      for (const [id, job] of w.taken) if (this.#queue.get(id) === job) this.#queue.delete(id);
+      this.#fanOuts.splice(0, w.fanOuts);
+      for (const id of this.#countsOrder.splice(this.#countsOrder.length - w.countsTaken)) this.#counts.delete(id);
+      if (committed) {
+        for (const [hash, state] of w.judged) {
+          if (state === null) this.#judged.delete(hash);
+          else {
+            // Bounded as the correlator's cache: a content judged again costs a read and a comparison.
+            if (this.#judged.size >= MAX_JUDGED) this.#judged.clear();
+            this.#judged.set(hash, state);
+          }
+        }
+        for (const [id, c] of w.counts) this.#counts.set(id, c);
+        if (w.done) this.#fresh.clear();
+        else for (const id of w.fresh) this.#fresh.add(id);
+        this.stats.correlated += w.stats.correlated;
+        this.stats.fannedOut += w.stats.fannedOut;
+      }
+      // As scheduleStored, after the slice (whose commit left them to be correlated one by one).
+      for (const id of w.requeue) {
+        this.#queue.delete(id);
+        this.#queue.set(id, { inventory: null });
+      }
+    }
+    this.stats.failed += w.stats.failed;
+    for (const log of w.logs) log();
+  }
+
+  /** Queued in this process and not taken by the slice `w`, or left by it to be correlated one by one. */
+  #isQueued(w: SliceWork, agentId: string): boolean {
+    if (w.requeue.has(agentId)) return true;
+    const job = this.#queue.get(agentId);
+    return job !== undefined && w.taken.get(agentId) !== job;
+  }
+
+  #isFresh(w: SliceWork, agentId: string): boolean {
+    return this.#fresh.has(agentId) || w.fresh.has(agentId);
   }
 
   /**
@@ -394,70 +528,100 @@ export class HostFindings {
    * (Reports.latestInventory): parsing and matching it stalled every start. Said once
    * per host and start, so the operator knows why the host has no fresh findings.
    */
-  #overLimit(agentId: string): void {
-    const count = this.#fleet.hosts.get(agentId)?.packageCount ?? 0;
+  async #overLimit(tx: Parts, w: SliceWork, agentId: string): Promise<void> {
+    const count = (await tx.hosts.get(agentId))?.packageCount ?? 0;
     if (count <= LIMITS.packages) return;
-    this.#log.warn(
-      { agentId, packages: count, limit: LIMITS.packages, code: 'PW_ERR_TOO_MANY_PACKAGES' },
-      `the stored inventory of agent ${agentId} lists ${count} packages, over the limit of ${LIMITS.packages}: not correlated; its next report replaces it`,
-    );
+    w.logs.push(() => {
+      this.#log.warn(
+        { agentId, packages: count, limit: LIMITS.packages, code: 'PW_ERR_TOO_MANY_PACKAGES' },
+        `the stored inventory of agent ${agentId} lists ${count} packages, over the limit of ${LIMITS.packages}: not correlated; its next report replaces it`,
+      );
+    });
   }
 
-  /** Correlates queued hosts, then fans out feed changes, for up to SLICE_MS; true when both queues are empty. */
-  #slice(): boolean {
+  /**
+   * Correlates queued hosts, then fans out feed changes, for up to SLICE_MS, in the slice's
+   * transaction; `w.done` when every queue was empty. Reads the queues, writes only `w`.
+   */
+  async #sliceOn(tx: AsyncStore, w: SliceWork): Promise<void> {
     const until = performance.now() + (this.#queue.size > 0 ? SLICE_MS : FANOUT_SLICE_MS);
+    const queue = this.#queue.entries();
     for (;;) {
-      if (this.#stopped) return true;
-      const first = this.#queue.entries().next();
-      if (first.done !== true) {
-        const [agentId, job] = first.value;
-        this.#queue.delete(agentId);
-        try {
-          if (job !== null) this.#refreshOne(agentId, job.inventory, job.hash);
-          else {
-            const inventory = this.#fleet.reports.latestInventory(agentId);
-            if (inventory !== undefined) this.#refreshOne(agentId, inventory, packagesHash(inventory));
-            else this.#overLimit(agentId);
-          }
-        } catch (err) {
-          this.stats.failed++;
-          this.#log.error({ err, agentId }, 'correlating a host failed; its findings are from its previous report');
-        }
-      } else if (this.#fanOuts.length === 0 && this.#counts.size > 0) {
-        this.#writeCounts();
-      } else {
-        const f = this.#fanOuts.shift();
-        if (f === undefined) {
-          this.#fresh.clear();
-          return true;
-        }
-        try {
-          this.#fanOutOne(f);
-        } catch (err) {
-          this.stats.failed++;
-          this.#log.error({ err, content: f.hash, hosts: f.hosts.length }, 'judging a content after a feed change failed; its hosts are correlated one by one');
-          this.#judged.delete(f.hash);
-          this.scheduleStored(f.hosts);
-        }
+      if (this.#stopped) return;
+      const next = this.#nextQueued(queue, w);
+      if (next !== undefined) await this.#correlateQueued(tx, w, next[0], next[1]);
+      else if (this.#fanOuts.length > w.fanOuts) await this.#fanOutNext(tx, w);
+      else if (this.#countsOrder.length > w.countsTaken) await this.#writeCounts(tx, w);
+      else {
+        // Counts not in the write order yet, or hosts to correlate one by one: the next slice's, once this one's work is taken in.
+        if (this.#counts.size > w.countsTaken || w.counts.size > 0 || w.requeue.size > 0) return;
+        w.done = true;
+        return;
       }
-      if (performance.now() >= until) return false;
+      if (performance.now() >= until) return;
+    }
+  }
+
+  /** The next queue entry `w` has not taken (a host queued again since it was taken comes again, with its newer job). */
+  #nextQueued(queue: Iterator<[string, Job]>, w: SliceWork): [string, Job] | undefined {
+    for (;;) {
+      const step = queue.next();
+      if (step.done === true) return undefined;
+      if (w.taken.get(step.value[0]) !== step.value[1]) return step.value;
+    }
+  }
+
+  async #correlateQueued(tx: AsyncStore, w: SliceWork, agentId: string, job: Job): Promise<void> {
+    w.taken.set(agentId, job);
+    try {
+      const inventory = job.inventory ?? (await tx.reports.latestInventory(agentId));
+      if (inventory === undefined) {
+        await this.#overLimit(tx, w, agentId);
+        return;
+      }
+      const hash = job.inventory === null ? packagesHash(inventory) : job.hash;
+      await tx.transaction(async (sp) => this.#refreshOn(sp, w, agentId, inventory, hash));
+      this.#correlated(w, agentId);
+    } catch (err) {
+      w.stats.failed++;
+      w.logs.push(() => {
+        this.#log.error({ err, agentId }, 'correlating a host failed; its findings are from its previous report');
+      });
+    }
+  }
+
+  async #fanOutNext(tx: AsyncStore, w: SliceWork): Promise<void> {
+    const f = this.#fanOuts[w.fanOuts++] as FanOut;
+    try {
+      // One content group in a savepoint: a failing one rolls back alone.
+      const r = await tx.transaction(async (sp) => this.#fanOutGroup(sp, w, f));
+      for (const id of r.requeue) w.requeue.add(id);
+      if (r.counts !== null) for (const agentId of r.waiting) w.counts.set(agentId, { agentId, content: f.hash, ...r.counts });
+    } catch (err) {
+      w.stats.failed++;
+      w.logs.push(() => {
+        this.#log.error({ err, content: f.hash, hosts: f.hosts.length }, 'judging a content after a feed change failed; its hosts are correlated one by one');
+      });
+      w.judged.set(f.hash, null);
+      for (const id of f.hosts) w.requeue.add(id);
     }
   }
 
   /** Writes the next batch of the judged groups' counts, in agent id order; hosts whose counts are not their content's are correlated one by one. */
-  #writeCounts(): void {
-    if (this.#countsOrder.length === 0) this.#countsOrder = [...this.#counts.keys()].sort().reverse();
-    const batch: { agentId: string; content: string; open: number; overdue: number }[] = [];
-    while (batch.length < COUNTS_BATCH && this.#countsOrder.length > 0) {
-      const id = this.#countsOrder.pop() as string;
-      const c = this.#counts.get(id);
-      this.#counts.delete(id);
+  async #writeCounts(tx: AsyncStore, w: SliceWork): Promise<void> {
+    const order = this.#countsOrder;
+    const batch: Counts[] = [];
+    while (batch.length < COUNTS_BATCH && order.length > w.countsTaken) {
+      const id = order[order.length - 1 - w.countsTaken] as string;
+      w.countsTaken++;
+      const c = w.counts.get(id) ?? this.#counts.get(id);
+      w.counts.delete(id);
       // Queued since (a newer report) or correlated whole since: its own turn decides.
-      if (c !== undefined && !this.#queue.has(id) && !this.#fresh.has(id)) batch.push(c);
+      if (c !== undefined && !this.#isQueued(w, id) && !this.#isFresh(w, id)) batch.push(c);
     }
-    const { set, others } = this.#fleet.hosts.setContentFindingCounts(batch, this.#now());
-    this.stats.fannedOut += set;
-    if (others.length > 0) this.scheduleStored(others);
+    const { set, others } = await tx.hosts.setContentFindingCounts(batch, this.#now());
+    w.stats.fannedOut += set;
+    for (const id of others) w.requeue.add(id);
   }
 
   /**
@@ -465,14 +629,14 @@ export class HostFindings {
    * group whose counts are the content's (no exceptions of its own, history laid over this
    * content, due dates from publication); the others are correlated whole.
    */
-  #fanOutGroup(f: FanOut): void {
-    const waiting = f.hosts.filter((id) => !this.#queue.has(id) && !this.#fresh.has(id));
-    if (waiting.length === 0) return;
+  async #fanOutGroup(tx: Parts, w: SliceWork, f: FanOut): Promise<{ waiting: string[]; counts: { open: number; overdue: number } | null; requeue: string[] }> {
+    const waiting = f.hosts.filter((id) => !this.#isQueued(w, id) && !this.#isFresh(w, id));
+    if (waiting.length === 0) return { waiting, counts: null, requeue: [] };
     let matches = this.correlator.matchesOf(f.hash);
     if (matches === undefined) {
       // Not cached (pushed out, or not reported since start): match one host's stored inventory once.
       for (const id of waiting) {
-        const inventory = this.#fleet.reports.latestInventory(id);
+        const inventory = await tx.reports.latestInventory(id);
         if (inventory !== undefined && packagesHash(inventory) === f.hash) {
           matches = this.correlator.matches(inventory, f.hash).matches;
           break;
@@ -480,27 +644,23 @@ export class HostFindings {
       }
     }
     const now = this.#now();
-    if (matches === undefined) {
-      // Nothing readable of this content (over the package limit, say): each host on its own.
-      this.scheduleStored(waiting);
-      return;
-    }
-    if (f.packages === null) this.#judgeContent(f.hash, matches, now);
+    // Nothing readable of this content (over the package limit, say): each host on its own.
+    if (matches === undefined) return { waiting, counts: null, requeue: waiting };
+    const kev = this.#kev;
+    const epss = this.#epss;
+    if (f.packages === null) await this.#judgeContent(tx, w, f.hash, matches, now);
     else {
       // The content's timeline: only the changed packages' findings can have changed.
       const only = f.packages;
-      const previous = this.#history.contentHistory(f.hash, [...only]);
-      this.#history.recordContent(f.hash, buildFindings(matches.filter((m) => only.has(m.package)), { policy: this.#policy, now, kev: this.#kev, epss: this.#epss, history: previous }), now, previous);
+      const previous = await tx.history.contentHistory(f.hash, [...only]);
+      await tx.history.recordContent(f.hash, buildFindings(matches.filter((m) => only.has(m.package)), { policy: this.#policy, now, kev, epss, history: previous }), now, previous);
     }
     // Its counts, as a host with no exceptions of its own has them (first-seen plays no part when due dates run from publication).
-    const fleetWide = buildFindings(matches, { policy: this.#policy, now, kev: this.#kev, epss: this.#epss, exceptions: this.#history.fleetExceptions(now) });
+    const fleetWide = buildFindings(matches, { policy: this.#policy, now, kev, epss, exceptions: await tx.history.fleetExceptions(now) });
     // With clockStart first-seen (or an advisory with no publication date) a due date is the host's own.
-    if (this.#policy.clockStart !== 'published' || fleetWide.some((x) => isActionable(x.status) && x.published === null)) {
-      this.scheduleStored(waiting);
-      return;
-    }
+    if (this.#policy.clockStart !== 'published' || fleetWide.some((x) => isActionable(x.status) && x.published === null)) return { waiting, counts: null, requeue: waiting };
     const open = fleetWide.filter((x) => isActionable(x.status)).length;
     const overdue = fleetWide.filter((x) => x.overdue).length;
-    for (const agentId of waiting) this.#counts.set(agentId, { agentId, content: f.hash, open, overdue });
+    return { waiting, counts: { open, overdue }, requeue: [] };
   }
 }

@@ -106,7 +106,7 @@ describe('rollout end to end: a debootstrapped Debian 12 root patched by a signe
     const feedFile = join(dir, 'debian-tracker.json');
     writeFileSync(feedFile, JSON.stringify(trackerFromChangelogs()));
     await importFeedPath(asyncAdvisories(collector.db), feedFile, { name: 'debian-tracker' });
-    collector.findings.load();
+    await collector.findings.load();
 
     const { token } = collector.fleet.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'e2e' });
     const configPath = join(dir, 'agent', 'agent.json');
@@ -126,7 +126,7 @@ describe('rollout end to end: a debootstrapped Debian 12 root patched by a signe
 
     // A finding of the root that bookworm-security fixes: its source has a CVE fixed after
     // the installed version, and apt offers an upgrade of one of its binaries.
-    const findings = await until('findings for the root', () => collector.findings.findings(agentId)?.findings, 30_000);
+    const findings = await until('findings for the root', async () => (await collector.findings.findings(agentId))?.findings, 30_000);
     const target = findings.find((f) => f.status === 'open' && f.binaries.some((b) => upgrades.has(b)));
     assert.ok(target !== undefined, `no open finding of the root is upgraded by bookworm-security (upgrades: ${[...upgrades.keys()].join(', ')}; findings: ${findings.map((f) => `${f.advisory} ${f.package}`).join(', ')})`);
     const binary = target.binaries.find((b) => upgrades.has(b)) ?? '';
@@ -172,7 +172,7 @@ describe('rollout end to end: a debootstrapped Debian 12 root patched by a signe
       return inv?.packages.find((p) => p.name === binary)?.version === candidate ? inv : undefined;
     }, 60_000);
     assert.equal(after.packages.find((p) => p.name === binary)?.version, candidate);
-    const open = await until('findings after the patch', () => collector.findings.findings(agentId, after)?.findings, 30_000);
+    const open = await until('findings after the patch', async () => (await collector.findings.findings(agentId, after))?.findings, 30_000);
     assert.equal(open.filter((f) => f.advisory === target.advisory && f.status === 'open').length, 0);
   });
 });

@@ -62,7 +62,7 @@ async function startFleet(t: TestContext, counts: { alma: number; db?: number; d
   const { collector } = await startCollector(t, { rolloutTickMs: TICK_MS, now: c.now });
   const bind = await loadBind();
   new AdvisoryStore(collector.db).importAdvisories({ source: 'osv', kind: 'osv', location: dataPath('osv', 'almalinux9.osv.jsonl.gz') }, [bind], c.now());
-  collector.findings.load();
+  await collector.findings.load();
   const repository = new Map<string, string>();
   for (const a of bind.affected) {
     const fixed = a.ranges.find((r) => r.fixed !== null)?.fixed;
@@ -253,7 +253,7 @@ describe('rollouts over a simulated fleet on real sockets', () => {
       const ins = a.received[0]?.instruction as PatchInstruction;
       assert.deepEqual(ins.packages.map((p) => p.name), ['bind-libs', 'bind-license', 'bind-utils']);
       assert.equal(bindLibs(f.collector.fleet.reports.latestInventory(agentId)), fixed, `${a.hostname}: the stored inventory shows the patched bind-libs`);
-      const findings = f.collector.findings.findings(agentId)?.findings ?? [];
+      const findings = (await f.collector.findings.findings(agentId))?.findings ?? [];
       assert.equal(findings.some((x) => x.advisory === BIND && x.status !== 'resolved'), false, `${a.hostname}: ${BIND} resolved from the new inventory`);
     }
     for (const a of f.agents.filter((x) => !waves.has(x.agentId))) {
