@@ -191,7 +191,8 @@ export function collectorOn(store: Store, options: OpenCollectorOptions, key?: S
     },
     close() {
       try {
-        findings?.stop();
+        // serve awaits findings.stop() before it closes the collector; a CLI process queues no slice to wait for.
+        void findings?.stop();
       } finally {
         store.close();
       }
