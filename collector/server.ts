@@ -267,14 +267,15 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     ticker.unref();
 
     const app = createApp({
-      store,
+      store: store.async,
       correlator: findings.correlator,
       policy: config.policy,
       now,
       metrics,
       rollouts,
       logger,
-      storeHealth,
+      // Its write probe stands aside while a transaction is open (store/health.ts).
+      storeHealth: { check: () => Promise.resolve(storeHealth.check()) },
       onAgentRevoked: (agentId) => {
         gw.disconnect(agentId, new ProtocolError(`agent ${agentId} was revoked`, 'PW_ERR_AGENT_REVOKED', CLOSE.revoked));
       },
