@@ -176,11 +176,11 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     const started = Date.now();
     const loaded = await collector.loadFindings();
     logger.info({ ...loaded, ms: Date.now() - started }, 'advisories loaded');
-    const outbox = store.outbox;
+    const outbox = store.async.outbox;
     // Each rollout and host fails alone (issue 10): openCollector logs each failure, and it is kept on the rollout or host.
     const rollouts = collector.rollouts;
-    metrics.registry.onCollect(() => {
-      for (const [state, n] of Object.entries(store.rollouts.countByState())) metrics.rollouts.set({ state }, n);
+    metrics.registry.onCollect(async () => {
+      for (const [state, n] of Object.entries(await store.async.rollouts.countByState())) metrics.rollouts.set({ state }, n);
     });
     gateway = new Gateway({
       store: store.async,
@@ -212,13 +212,13 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     deliver = (agentId) => {
       gw.deliverInstructions(agentId);
     };
-    await findings.scheduleAll(fleet.hosts.ids());
+    await findings.scheduleAll(await store.async.hosts.ids());
     // Reports a `reports import` stored on this database while it serves: everything up to
     // now is in scheduleAll above.
-    const imports = store.reportImports;
-    let importSeq = imports.lastSeq();
-    const pickUpImports = (): void => {
-      const rows = imports.since(importSeq);
+    const imports = store.async.reportImports;
+    let importSeq = await imports.lastSeq();
+    const pickUpImports = async (): Promise<void> => {
+      const rows = await imports.since(importSeq);
       if (rows.length === 0) return;
       importSeq = rows[rows.length - 1]?.seq ?? importSeq;
       const agentIds = new Set(rows.map((r) => r.agentId));
@@ -229,11 +229,9 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     // One advance of the rollouts at a time: a slow one is not overlapped by the next tick, and close waits for it.
     let advancing: Promise<void> | null = null;
     const tick = (): void => {
-      try {
-        pickUpImports();
-      } catch (err) {
+      pickUpImports().catch((err: unknown) => {
         logger.error({ err }, 'picking up imported reports failed; the next tick tries again');
-      }
+      });
       // Advisories another process (or a sync in this one) changed on this database: a restart is not needed.
       void findings.followStore().then(
         (changed) => {
@@ -255,26 +253,30 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
         .finally(() => {
           advancing = null;
         });
-      try {
-        // Instructions a CLI process enqueued on this database reach connected agents here.
-        for (const agentId of outbox.agentsWithUnsent(now())) if (gw.isConnected(agentId)) gw.deliverInstructions(agentId);
-      } catch (err) {
-        logger.error({ err }, 'pushing instructions enqueued by another process failed; the next tick tries again');
-      }
+      // Instructions a CLI process enqueued on this database reach connected agents here.
+      outbox.agentsWithUnsent(now()).then(
+        (agentIds) => {
+          for (const agentId of agentIds) if (gw.isConnected(agentId)) gw.deliverInstructions(agentId);
+        },
+        (err: unknown) => {
+          logger.error({ err }, 'pushing instructions enqueued by another process failed; the next tick tries again');
+        },
+      );
     };
     tick();
     const ticker = setInterval(tick, options.rolloutTickMs ?? 15_000);
     ticker.unref();
 
     const app = createApp({
-      store,
+      store: store.async,
       correlator: findings.correlator,
       policy: config.policy,
       now,
       metrics,
       rollouts,
       logger,
-      storeHealth,
+      // Its write probe stands aside while a transaction is open (store/health.ts).
+      storeHealth: { check: () => Promise.resolve(storeHealth.check()) },
       onAgentRevoked: (agentId) => {
         gw.disconnect(agentId, new ProtocolError(`agent ${agentId} was revoked`, 'PW_ERR_AGENT_REVOKED', CLOSE.revoked));
       },
@@ -335,7 +337,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
         await gw.close();
         server.closeAllConnections();
         await stopped;
-        fleet.agents.flushTouches();
+        await store.async.agents.flushTouches();
         await integrity?.stop();
         await checkpointer?.stop();
         collector.close();
@@ -343,7 +345,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
       })();
       return closing;
     };
-    return { httpServer: server, url, agentUrl, publicKey: key.publicKey, store, db, fleet, gateway: gw, findings, rollouts, outbox, metrics, logger, close };
+    return { httpServer: server, url, agentUrl, publicKey: key.publicKey, store, db, fleet, gateway: gw, findings, rollouts, outbox: store.outbox, metrics, logger, close };
   } catch (err) {
     await gateway?.close();
     await integrity?.stop();

@@ -88,7 +88,7 @@ describe('api-token CLI', () => {
   it('makes a token the API accepts until it is revoked', async () => {
     const conn = openDatabase(db);
     try {
-      const app = createApp({ store: storeOn(conn), correlator: new Correlator(), policy: DEFAULT_POLICY, metrics: createMetrics() });
+      const app = createApp({ store: storeOn(conn).async, correlator: new Correlator(), policy: DEFAULT_POLICY, metrics: createMetrics() });
       const whoami = () => app.request('/api/v1/whoami', { headers: { authorization: `Bearer ${adminToken}` } });
       assert.deepEqual(await (await whoami()).json(), { name: 'ops', role: 'admin' });
       const r = await cli('api-token', 'revoke', '--db', db, '--name', 'ops');

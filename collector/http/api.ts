@@ -54,25 +54,25 @@ export function apiRoutes(s: Services): Hono<{ Variables: AuthVariables }> {
     return c.json({ items: await listFeeds(s) });
   });
 
-  api.get('/audit', requireRole('admin'), (c) => {
+  api.get('/audit', requireRole('admin'), async (c) => {
     const { limit = DEFAULT_LIMIT, cursor, ...filters } = parseQuery(AuditQuerySchema, c.req.queries());
     const scope = cursorScope('audit', filters);
     const beforeId = cursor === undefined ? undefined : decodeAuditCursor(s.cursors, scope, cursor);
-    const { entries, more } = s.audit.list({ ...filters, beforeId, limit });
+    const { entries, more } = await s.audit.list({ ...filters, beforeId, limit });
     const last = entries[entries.length - 1];
     return c.json({ items: entries, nextCursor: more && last !== undefined ? s.cursors.encode(scope, last.id) : null });
   });
 
-  api.post('/agents/:id/revoke', requireRole('admin'), (c) => {
+  api.post('/agents/:id/revoke', requireRole('admin'), async (c) => {
     parseQuery(EmptyQuerySchema, c.req.queries());
     const id = agentIdParam(c.req.param('id'));
-    const agent = s.deps.store.agents.get(id);
+    const agent = await s.deps.store.agents.get(id);
     if (agent === undefined) throw notFound('no such agent');
     if (agent.revokedAt !== null) throw conflict(`agent ${id} was revoked already at ${agent.revokedAt}`);
     const principal = c.get('principal');
     const now = s.now();
     // Revoked between the read above and here: another admin was quicker.
-    if (!s.deps.store.agents.revoke(id, principal?.actor ?? 'api:unknown', now)) throw conflict(`agent ${id} was revoked already`);
+    if (!(await s.deps.store.agents.revoke(id, principal?.actor ?? 'api:unknown', now))) throw conflict(`agent ${id} was revoked already`);
     s.deps.onAgentRevoked?.(id);
     return c.json({ agent: { id, hostname: agent.hostname, revokedAt: now.toISOString() } });
   });

@@ -12,8 +12,7 @@ import { HTTPException } from 'hono/http-exception';
 import { matchedRoutes } from 'hono/route';
 import { errorMessage } from '../../shared/errors.ts';
 import { LIMITS } from '../../shared/protocol.ts';
-import { ASSESSMENTS, type Assessment, CoverageView } from '../domain/correlate/coverage.ts';
-import { feedHealthOf } from '../services/findings/fleet-findings.ts';
+import { ASSESSMENTS, type Assessment } from '../domain/correlate/coverage.ts';
 import { apiRoutes } from './api.ts';
 import { dashboardError, dashboardRoutes } from './dashboard.ts';
 import type { Principal } from './auth.ts';
@@ -35,24 +34,25 @@ const isApi = (c: Context) => c.req.path === '/api' || c.req.path.startsWith('/a
 /** Gauges that mirror the store, refreshed at each scrape. */
 function registerGauges(s: Services): void {
   const m = s.deps.metrics;
-  m.registry.onCollect(() => {
-    const counts = s.deps.store.summary.counts();
+  m.registry.onCollect(async () => {
+    const counts = await s.deps.store.summary.counts();
     m.hostsTotal.set(counts.hosts);
     m.agentsConnected.set(counts.agents.connected);
   });
   // Collect hooks are synchronous (metrics.ts): these read the store's synchronous parts, as FleetFindings' coverage() and feedHealth() do asynchronously.
-  m.registry.onCollect(() => {
-    const view = new CoverageView(s.deps.store.advisories.coverage(), s.now(), s.deps.policy.staleFeedHours);
+  m.registry.onCollect(async () => {
+    const view = await s.findings.coverage();
     const by: Record<Assessment, number> = { assessed: 0, stale: 0, 'not-assessed': 0 };
-    for (const g of s.deps.store.summary.byCoverageKey(LIMITS.packages)) by[g.readable ? view.stateOf(g.ecosystem) : 'not-assessed'] += g.n;
+    for (const g of await s.deps.store.summary.byCoverageKey(LIMITS.packages)) by[g.readable ? view.stateOf(g.ecosystem) : 'not-assessed'] += g.n;
     for (const a of ASSESSMENTS) m.hostsByAssessment.set({ assessment: a }, by[a]);
   });
-  m.registry.onCollect(() => {
+  m.registry.onCollect(async () => {
+    const health = await s.findings.feedHealth();
     m.feedAgeSeconds.reset();
-    for (const f of feedHealthOf(s.deps.store.advisories.feeds(), s.now(), s.deps.policy.staleFeedHours)) m.feedAgeSeconds.set({ feed: f.source }, f.ageSeconds ?? Infinity);
+    for (const f of health) m.feedAgeSeconds.set({ feed: f.source }, f.ageSeconds ?? Infinity);
   });
-  m.registry.onCollect(() => {
-    m.findingsOpen.set(s.deps.store.summary.openFindings());
+  m.registry.onCollect(async () => {
+    m.findingsOpen.set(await s.deps.store.summary.openFindings());
   });
 }
 
@@ -83,7 +83,7 @@ export function createApp(deps: AppDeps): Hono {
     return dashboardError(c, new ApiError(404, 'PW_ERR_NOT_FOUND', 'There is no such page.'));
   });
 
-  app.onError((err, c) => {
+  app.onError(async (err, c) => {
     let apiErr: ApiError;
     if (err instanceof ApiError) apiErr = err;
     else if (err instanceof HTTPException && err.status === 403) apiErr = new ApiError(403, 'PW_ERR_FORBIDDEN', 'cross-site form submission refused');
@@ -93,7 +93,7 @@ export function createApp(deps: AppDeps): Hono {
       onError(err);
       apiErr = new ApiError(500, 'PW_ERR_INTERNAL', 'internal error; the collector log has the cause');
     }
-    if (apiErr.status === 403) s.guard.forbidden(c, c.get('principal' as never) as Principal | undefined, apiErr, routeLabel(c));
+    if (apiErr.status === 403) await s.guard.forbidden(c, c.get('principal' as never) as Principal | undefined, apiErr, routeLabel(c));
     if (apiErr instanceof RateLimitedError) c.header('Retry-After', String(apiErr.retryAfterSeconds));
     if (isApi(c)) {
       if (apiErr.status === 401) c.header('WWW-Authenticate', 'Bearer realm="patchwarden"');

@@ -12,8 +12,8 @@ import { randomBytes } from 'node:crypto';
 import type { Context, MiddlewareHandler } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import type { Logger } from '../logger.ts';
-import { API_TOKEN, type ApiTokenRecord, type ApiTokenStore, type Role, roleAtLeast } from '../store/access.ts';
-import type { AuditLog } from '../store/audit-log.ts';
+import { API_TOKEN, type ApiTokenRecord, type Role, roleAtLeast } from '../store/access.ts';
+import type { AsyncStore } from '../store/store.ts';
 import { AUTH_FAILURE_BURST, AUTH_FAILURE_REFILL_MS, type AuthFailureLimiter, sourceAddress, sourceKey } from './auth-limiter.ts';
 import { type ApiError, forbidden, RateLimitedError, unauthenticated } from './errors.ts';
 import type { Counter } from './metrics.ts';
@@ -52,28 +52,28 @@ export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 export type TokenCheck = { ok: true; principal: Principal } | { ok: false; reason: Exclude<RefusalReason, 'rate-limited' | 'forbidden'>; record?: ApiTokenRecord };
 
 /** The token's principal, or why not. */
-export function checkToken(tokens: ApiTokenStore, token: string | undefined): TokenCheck {
+export async function checkToken(tokens: Pick<AsyncStore['apiTokens'], 'lookup'>, token: string | undefined): Promise<TokenCheck> {
   if (token === undefined || token === '') return { ok: false, reason: 'no-token' };
-  const t = tokens.lookup(token);
+  const t = await tokens.lookup(token);
   if (t === undefined) return { ok: false, reason: API_TOKEN.test(token) ? 'unknown' : 'malformed' };
   if (t.revokedAt !== null) return { ok: false, reason: 'revoked', record: t };
   return { ok: true, principal: principalOf(t) };
 }
 
 /** The token's principal; 401 PW_ERR_UNAUTHENTICATED for a missing, unknown or revoked one (which of them is not said). */
-export function authenticateToken(tokens: ApiTokenStore, token: string | undefined): Principal {
-  const r = checkToken(tokens, token);
+export async function authenticateToken(tokens: Pick<AsyncStore['apiTokens'], 'lookup'>, token: string | undefined): Promise<Principal> {
+  const r = await checkToken(tokens, token);
   if (r.ok) return r.principal;
   throw unauthenticated(r.reason === 'no-token' ? 'an API token is required: Authorization: Bearer <token>' : 'the API token is unknown or revoked');
 }
 
 export interface AuthGuardDeps {
-  tokens: ApiTokenStore;
+  tokens: Pick<AsyncStore['apiTokens'], 'lookup'>;
   limiter: AuthFailureLimiter;
   /** patchwarden_auth_refused_total{reason}. */
   refused: Counter<'reason'>;
   logger: Logger;
-  audit: Pick<AuditLog, 'record'>;
+  audit: Pick<AsyncStore['audit'], 'record'>;
   now: () => Date;
 }
 
@@ -93,7 +93,7 @@ export class AuthGuard {
   }
 
   /** The principal of `token` from `source`; 429 PW_ERR_RATE_LIMITED while the source is over its allowance, else 401 PW_ERR_UNAUTHENTICATED. */
-  authenticate(source: string, token: string | undefined, via: 'api' | 'login'): Principal {
+  async authenticate(source: string, token: string | undefined, via: 'api' | 'login'): Promise<Principal> {
     const d = this.#d;
     const waitMs = d.limiter.retryAfterMs(source);
     if (waitMs > 0) {
@@ -101,7 +101,7 @@ export class AuthGuard {
       const seconds = Math.max(1, Math.ceil(waitMs / 1000));
       throw new RateLimitedError(`too many failed authentications from this address: try again in ${seconds} s`, seconds);
     }
-    const r = checkToken(d.tokens, token);
+    const r = await checkToken(d.tokens, token);
     if (r.ok) return r.principal;
     d.refused.inc({ reason: r.reason });
     const locked = d.limiter.fail(source);
@@ -109,24 +109,24 @@ export class AuthGuard {
     d.logger.warn({ code: 'PW_ERR_UNAUTHENTICATED', reason: r.reason, source, via, ...(tokenName === undefined ? {} : { tokenName }) }, 'authentication refused');
     const now = d.now();
     if (r.record !== undefined) {
-      d.audit.record(`api:${r.record.name}`, 'auth.refused', `api-token:${r.record.name}`, JSON.stringify({ reason: r.reason, source, via }), now);
+      await d.audit.record(`api:${r.record.name}`, 'auth.refused', `api-token:${r.record.name}`, JSON.stringify({ reason: r.reason, source, via }), now);
     }
     if (locked) {
       const limit = { burst: AUTH_FAILURE_BURST, refillSeconds: AUTH_FAILURE_REFILL_MS / 1000 };
       d.logger.warn({ code: 'PW_ERR_RATE_LIMITED', source, via, ...limit }, 'too many failed authentications from this address: refusing it until its allowance refills');
-      d.audit.record('anonymous', 'auth.rate-limited', `source:${sourceKey(source)}`, JSON.stringify({ source, via, reason: r.reason }), now);
+      await d.audit.record('anonymous', 'auth.rate-limited', `source:${sourceKey(source)}`, JSON.stringify({ source, via, reason: r.reason }), now);
     }
     throw unauthenticated(r.reason === 'no-token' ? 'an API token is required: Authorization: Bearer <token>' : 'the API token is unknown or revoked');
   }
 
   /** A 403 answered to `principal` (undefined: a cross-site form post, before any login): logged, counted, and audited when someone is named. */
-  forbidden(c: Context, principal: Principal | undefined, err: ApiError, route: string): void {
+  async forbidden(c: Context, principal: Principal | undefined, err: ApiError, route: string): Promise<void> {
     const d = this.#d;
     const source = sourceAddress(c);
     d.refused.inc({ reason: 'forbidden' });
     d.logger.warn({ code: err.code, reason: 'forbidden', source, method: c.req.method, route, actor: principal?.actor ?? null }, `refused: ${err.message}`);
     if (principal !== undefined) {
-      d.audit.record(principal.actor, 'api.forbidden', `route:${c.req.method} ${route}`, JSON.stringify({ code: err.code, source, message: err.message }), d.now());
+      await d.audit.record(principal.actor, 'api.forbidden', `route:${c.req.method} ${route}`, JSON.stringify({ code: err.code, source, message: err.message }), d.now());
     }
   }
 }
@@ -134,7 +134,7 @@ export class AuthGuard {
 /** API middleware: every request needs a valid Bearer token (cookies are not read, so a forged cross-site request carries nothing). */
 export function bearerAuth(guard: AuthGuard): MiddlewareHandler<{ Variables: AuthVariables }> {
   return async (c, next) => {
-    c.set('principal', guard.authenticate(sourceAddress(c), bearerToken(c.req.header('authorization')), 'api'));
+    c.set('principal', await guard.authenticate(sourceAddress(c), bearerToken(c.req.header('authorization')), 'api'));
     await next();
   };
 }
@@ -162,10 +162,10 @@ interface Session {
 
 export class SessionStore {
   readonly #sessions = new Map<string, Session>();
-  readonly #tokens: ApiTokenStore;
+  readonly #tokens: Pick<AsyncStore['apiTokens'], 'byId'>;
   readonly #now: () => Date;
 
-  constructor(tokens: ApiTokenStore, now: () => Date = () => new Date()) {
+  constructor(tokens: Pick<AsyncStore['apiTokens'], 'byId'>, now: () => Date = () => new Date()) {
     this.#tokens = tokens;
     this.#now = now;
   }
@@ -189,7 +189,7 @@ export class SessionStore {
   }
 
   /** The session's principal while the session lasts and its token is not revoked. */
-  principal(id: string | undefined): Principal | undefined {
+  async principal(id: string | undefined): Promise<Principal | undefined> {
     if (id === undefined) return undefined;
     const s = this.#sessions.get(id);
     if (s === undefined) return undefined;
@@ -197,7 +197,7 @@ export class SessionStore {
       this.#sessions.delete(id);
       return undefined;
     }
-    const t = this.#tokens.byId(s.tokenId);
+    const t = await this.#tokens.byId(s.tokenId);
     if (t === undefined || t.revokedAt !== null) {
       this.#sessions.delete(id);
       return undefined;

@@ -269,9 +269,9 @@ export function dashboardRoutes(s: Services): Hono<DashEnv> {
     return c.body(null, 204);
   });
 
-  app.get('/login', (c) => {
+  app.get('/login', async (c) => {
     const next = safeNext(c.req.query('next'));
-    if (s.sessions.principal(sessionId(c)) !== undefined) return c.redirect(next, 303);
+    if ((await s.sessions.principal(sessionId(c))) !== undefined) return c.redirect(next, 303);
     return send(c, loginPage(next));
   });
 
@@ -281,9 +281,9 @@ export function dashboardRoutes(s: Services): Hono<DashEnv> {
     const next = safeNext(form.data.next);
     try {
       const source = sourceAddress(c);
-      const { id, principal } = s.sessions.start(s.guard.authenticate(source, form.data.token.trim(), 'login'));
+      const { id, principal } = s.sessions.start(await s.guard.authenticate(source, form.data.token.trim(), 'login'));
       // Who opened a dashboard session, and from where.
-      s.deps.store.audit.record(principal.actor, 'dashboard.login', `api-token:${principal.name}`, JSON.stringify({ source }), s.now());
+      await s.deps.store.audit.record(principal.actor, 'dashboard.login', `api-token:${principal.name}`, JSON.stringify({ source }), s.now());
       setSessionCookie(c, id);
       return c.redirect(next, 303);
     } catch (err) {
@@ -304,7 +304,7 @@ export function dashboardRoutes(s: Services): Hono<DashEnv> {
 
   // The pages need a session; without one the browser goes to the login form and comes back.
   const session: MiddlewareHandler<DashEnv> = async (c, next) => {
-    const p = s.sessions.principal(sessionId(c));
+    const p = await s.sessions.principal(sessionId(c));
     if (p === undefined) {
       const back = new URL(c.req.url);
       return c.redirect(`/login?next=${encodeURIComponent(safeNext(back.pathname + back.search))}`, 303);

@@ -5,13 +5,13 @@
  * host or secret is in the body: only the store's state.
  */
 import { Hono } from 'hono';
-import type { StoreHealth } from '../store/health.ts';
+import type { HealthCheck } from './services.ts';
 
-export function healthRoutes(health: StoreHealth): Hono {
+export function healthRoutes(health: HealthCheck): Hono {
   const app = new Hono();
-  app.get('/healthz', (c) => {
+  app.get('/healthz', async (c) => {
     c.header('Cache-Control', 'no-store');
-    const r = health.check();
+    const r = await health.check();
     const body = {
       status: r.ok ? 'ok' : 'error',
       db: r.answers,

@@ -3,11 +3,7 @@
  */
 import type { Correlator } from '../domain/correlate/correlator.ts';
 import type { DuePolicy } from '../domain/correlate/policy.ts';
-import type { ApiTokenStore } from '../store/access.ts';
-import type { AuditLog } from '../store/audit-log.ts';
-import type { Hosts } from '../store/hosts.ts';
-import type { Store } from '../store/store.ts';
-import type { StoreHealth } from '../store/health.ts';
+import type { AsyncStore } from '../store/store.ts';
 import { createLogger } from '../logger.ts';
 import type { Logger } from '../logger.ts';
 import type { RolloutEngine } from '../services/rollouts/engine.ts';
@@ -17,8 +13,11 @@ import { CursorCodec } from './cursor.ts';
 import { FleetFindings } from '../services/findings/fleet-findings.ts';
 import type { CollectorMetrics } from './metrics.ts';
 
-/** What the routes read and write: API tokens and the audit log, the fleet's agents, reports and hosts, advisories, EPSS, finding history, exceptions, the fleet's summary and the store's health; the findings read through its asynchronous interface. */
-export type AppStore = Pick<Store, 'audit' | 'agents' | 'reports' | 'hosts' | 'apiTokens' | 'advisories' | 'epss' | 'history' | 'exceptions' | 'summary' | 'health' | 'async'>;
+/** What the routes read and write (the asynchronous store, `Store.async`): API tokens and the audit log, the fleet's agents, reports and hosts, advisories, EPSS, finding history, exceptions, the fleet's summary and the store's health. */
+export type AppStore = Pick<AsyncStore, 'audit' | 'agents' | 'reports' | 'hosts' | 'apiTokens' | 'advisories' | 'epss' | 'history' | 'exceptions' | 'summary' | 'health'>;
+
+/** What /healthz asks: the store's health report. */
+export type HealthCheck = Pick<AsyncStore['health'], 'check'>;
 
 export interface AppDeps {
   /** The store the caller opened, or the parts of it the API and the dashboard read and write. */
@@ -40,7 +39,7 @@ export interface AppDeps {
   /** Refused authentications and 403s are logged here (with the source address, never the token); default: warnings as JSON lines on stderr. */
   logger?: Logger;
   /** What /healthz reports (heartbeat commit, room, periodic quick_check); default: `store.health`, with no periodic check. */
-  storeHealth?: StoreHealth;
+  storeHealth?: HealthCheck;
   /** Failed authentications per source address; default: 10 at once, then one per 6 s, 10,000 sources tracked. */
   authLimiter?: AuthFailureLimiter;
 }
@@ -48,9 +47,9 @@ export interface AppDeps {
 export interface Services {
   deps: AppDeps;
   now: () => Date;
-  tokens: ApiTokenStore;
-  audit: AuditLog;
-  hosts: Hosts;
+  tokens: AppStore['apiTokens'];
+  audit: AppStore['audit'];
+  hosts: AppStore['hosts'];
   findings: FleetFindings;
   cursors: CursorCodec;
   sessions: SessionStore;
@@ -66,7 +65,7 @@ export function makeServices(deps: AppDeps): Services {
     tokens,
     audit: deps.store.audit,
     hosts: deps.store.hosts,
-    findings: new FleetFindings({ store: deps.store.async, correlator: deps.correlator, policy: deps.policy, now }),
+    findings: new FleetFindings({ store: deps.store, correlator: deps.correlator, policy: deps.policy, now }),
     cursors: new CursorCodec(deps.cursorKey),
     sessions: new SessionStore(tokens, now),
     guard: new AuthGuard({

@@ -55,7 +55,7 @@ export async function listHosts(s: Services, q: HostsQuery): Promise<{ items: Ho
   const view = await s.findings.coverage();
   const coverage =
     filters.assessment === undefined ? undefined : filters.assessment === 'not-assessed' ? { out: view.covered() } : { in: view.ecosystems(filters.assessment) };
-  const page = s.hosts.page({
+  const page = await s.hosts.page({
     ecosystem: filters.ecosystem,
     coverage,
     rebootRequired: filters.rebootRequired,
@@ -102,7 +102,7 @@ export interface Summary {
 
 export async function summary(s: Services): Promise<Summary> {
   const totals = await s.findings.totals();
-  const counts = s.deps.store.summary.counts();
+  const counts = await s.deps.store.summary.counts();
   const feeds = await s.findings.feedHealth();
   return {
     generatedAt: s.now().toISOString(),
@@ -129,7 +129,7 @@ function byRelease(a: string, b: string): number {
 /** Every loaded feed by name; staleness comes from feedHealth so the page and the summary never disagree. */
 export async function listFeeds(s: Services): Promise<FeedJson[]> {
   const store = s.deps.store.advisories;
-  const records = new Map(store.feeds().map((f) => [f.source, f.records]));
-  const coverage = new Map(store.coverage().map((c) => [c.source, c.ecosystems]));
+  const records = new Map((await store.feeds()).map((f) => [f.source, f.records]));
+  const coverage = new Map((await store.coverage()).map((c) => [c.source, c.ecosystems]));
   return (await s.findings.feedHealth()).map((f) => ({ ...f, records: records.get(f.source) ?? 0, ecosystems: [...(coverage.get(f.source) ?? [])].sort(byRelease) }));
 }

@@ -94,7 +94,7 @@ export async function makeFixture(opts: { feeds?: boolean; feedsAt?: Date; authL
   const app = createApp({
     logger: createLogger({ level: 'info', destination: { write: (line: string) => logs.push(line) } }),
     authLimiter: opts.authLimiter ?? new AuthFailureLimiter({ burst: Number.MAX_SAFE_INTEGER }),
-    store,
+    store: store.async,
     correlator,
     policy: DEFAULT_POLICY,
     now: () => clock.now,

@@ -176,7 +176,7 @@ describe('a host that failed alone, seen through the API, the CLI and the dashbo
     const tokens = new ApiTokenStore(b.db, b.fleet.audit);
     const viewer = tokens.create({ name: 'viewer', role: 'viewer', createdBy: 'cli:test' }).token;
     const operator = tokens.create({ name: 'ops', role: 'operator', createdBy: 'cli:test' }).token;
-    const app = createApp({ store: b.store, correlator: new Correlator(), policy: DEFAULT_POLICY, metrics: createMetrics(), rollouts: b.engine, now: () => b.clock.now });
+    const app = createApp({ store: b.store.async, correlator: new Correlator(), policy: DEFAULT_POLICY, metrics: createMetrics(), rollouts: b.engine, now: () => b.clock.now });
     const submitted = await app.request(`/api/v1/rollouts/${id}/submit`, { method: 'POST', headers: { authorization: `Bearer ${operator}` } });
     assert.equal(submitted.status, 200, 'a poison canary fails alone: the submit is answered, never a 500');
     const res = await app.request(`/api/v1/rollouts/${id}`, { headers: { authorization: `Bearer ${viewer}` } });

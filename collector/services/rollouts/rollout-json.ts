@@ -4,7 +4,7 @@
  */
 import type { InstructionResult } from '../../../shared/instructions.ts';
 import type { RolloutPlan } from '../../domain/rollout/plan.ts';
-import type { Fleet } from '../../store/fleet.ts';
+import type { AsyncStore } from '../../store/store.ts';
 import { HOST_STATES, type HostState, type RolloutRecord } from '../../store/rollouts.ts';
 import type { RolloutEngine } from './engine.ts';
 
@@ -71,14 +71,14 @@ export async function listRollouts(engine: RolloutEngine): Promise<RolloutJson[]
 }
 
 /** One rollout with its plan and each host's state (RolloutNotFoundError for an unknown id). */
-export async function rolloutDetail(fleet: Pick<Fleet, 'agents'>, engine: RolloutEngine, id: string): Promise<RolloutDetailJson> {
+export async function rolloutDetail(store: Pick<AsyncStore, 'agents'>, engine: RolloutEngine, id: string): Promise<RolloutDetailJson> {
   const v = await engine.get(id);
   const states = emptyHostStates();
   const names = new Map<string, string | null>();
+  for (const h of v.hosts) if (!names.has(h.agentId)) names.set(h.agentId, (await store.agents.get(h.agentId))?.hostname ?? null);
   const hosts = v.hosts.map((h): RolloutHostJson => {
     states[h.state]++;
     states.total++;
-    if (!names.has(h.agentId)) names.set(h.agentId, fleet.agents.get(h.agentId)?.hostname ?? null);
     return {
       agentId: h.agentId,
       hostname: names.get(h.agentId) ?? null,
