@@ -181,10 +181,10 @@ export function collectorOn(store: Store, options: OpenCollectorOptions, key?: S
       return (airGap ??= new AirGap({ store, rollouts: () => collector.rollouts, key: getKey }));
     },
     get exceptions() {
-      return (exceptions ??= new RiskExceptions(store.exceptions));
+      return (exceptions ??= new RiskExceptions(store.async));
     },
     get apiTokens() {
-      return (apiTokens ??= new ApiTokens(store.apiTokens));
+      return (apiTokens ??= new ApiTokens(store.async));
     },
     get recordedScans() {
       return (recordedScans ??= new RecordedScans(store));
