@@ -187,7 +187,7 @@ export function collectorOn(store: Store, options: OpenCollectorOptions, key?: S
       return (apiTokens ??= new ApiTokens(store.async));
     },
     get recordedScans() {
-      return (recordedScans ??= new RecordedScans(store));
+      return (recordedScans ??= new RecordedScans(store.async));
     },
     close() {
       try {
