@@ -178,7 +178,7 @@ export function collectorOn(store: Store, options: OpenCollectorOptions, key?: S
       return (feeds ??= new FeedLibrary(store));
     },
     get airGap() {
-      return (airGap ??= new AirGap({ store, rollouts: () => collector.rollouts, key: getKey }));
+      return (airGap ??= new AirGap({ store: store.async, rollouts: () => collector.rollouts, key: getKey }));
     },
     get exceptions() {
       return (exceptions ??= new RiskExceptions(store.async));

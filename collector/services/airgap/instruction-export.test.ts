@@ -9,6 +9,7 @@ import { COLLECTOR_SIGNER, parseSignedBody, readSignedFile } from '../../../shar
 import { generateKeyPair } from '../../../shared/signing.ts';
 import { InstructionOutbox } from '../../store/rollouts.ts';
 import { fleetOn } from '../../store/fleet.ts';
+import { storeOn } from '../../store/store.ts';
 import { tempDatabase } from '../../../shared/testing/store-fixtures.ts';
 import { exportInstructions } from './instruction-export.ts';
 
@@ -30,7 +31,8 @@ async function setup(t: TestContext) {
     outbox.enqueue({ id, agentId, payload: s.payload, signature: s.signature, expiresAt: i.expiresAt, rolloutId: null }, at);
     return id;
   };
-  return { db, outbox, agents, dir, enqueue };
+  // The export reads and marks the outbox through the asynchronous store, over the same connection.
+  return { db, outbox, asyncOutbox: storeOn(db).async.outbox, agents, dir, enqueue };
 }
 
 /** The ids in a written file, after checking it as `agent apply` does. */
@@ -50,7 +52,7 @@ describe('instructions export', () => {
     const a1 = s.enqueue(a, 24, new Date(NOW.getTime() - 2 * HOUR));
     const a2 = s.enqueue(a, 24, new Date(NOW.getTime() - HOUR));
     const b1 = s.enqueue(b);
-    const files = await exportInstructions({ outbox: s.outbox, dir: s.dir, key: KEY.privateKeyPem, now: NOW });
+    const files = await exportInstructions({ outbox: s.asyncOutbox, dir: s.dir, key: KEY.privateKeyPem, now: NOW });
     assert.deepEqual(
       files.map((f) => [f.agentId, f.instructions]),
       [[a, 2], [b, 1]].sort((x, y) => String(x[0]).localeCompare(String(y[0]))),
@@ -68,10 +70,10 @@ describe('instructions export', () => {
     const answered = s.enqueue(a);
     const waiting = s.enqueue(a);
     s.enqueue(a, 1, new Date(NOW.getTime() - 2 * HOUR));
-    await exportInstructions({ outbox: s.outbox, dir: s.dir, key: KEY.privateKeyPem, now: NOW });
+    await exportInstructions({ outbox: s.asyncOutbox, dir: s.dir, key: KEY.privateKeyPem, now: NOW });
     s.outbox.recordResult(a, { instructionId: answered, status: 'succeeded', code: null, message: 'ok', dryRun: false, startedAt: NOW.toISOString(), finishedAt: NOW.toISOString(), commands: [], changes: [], rebootRequired: null }, NOW);
     const later = new Date(NOW.getTime() + HOUR);
-    const [again] = await exportInstructions({ outbox: s.outbox, dir: s.dir, key: KEY.privateKeyPem, now: later });
+    const [again] = await exportInstructions({ outbox: s.asyncOutbox, dir: s.dir, key: KEY.privateKeyPem, now: later });
     assert.deepEqual(await idsIn(again?.file ?? assert.fail(), a), [waiting]);
     assert.equal(s.outbox.get(waiting)?.sentAt, NOW.toISOString(), 'the first delivery time is kept');
   });
@@ -81,7 +83,7 @@ describe('instructions export', () => {
     const [a, b, c] = [s.agents[0] ?? '', s.agents[1] ?? '', s.agents[2] ?? ''];
     s.enqueue(a);
     const b1 = s.enqueue(b);
-    const files = await exportInstructions({ outbox: s.outbox, dir: s.dir, key: KEY.privateKeyPem, agentIds: [b, c], now: NOW });
+    const files = await exportInstructions({ outbox: s.asyncOutbox, dir: s.dir, key: KEY.privateKeyPem, agentIds: [b, c], now: NOW });
     assert.deepEqual(files.map((f) => f.agentId), [b]);
     assert.deepEqual(await idsIn(files[0]?.file ?? assert.fail(), b), [b1]);
   });

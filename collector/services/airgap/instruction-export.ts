@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '../../../shared/atomic-write.ts';
 import type { InstructionBundle } from '../../../shared/instructions.ts';
 import { COLLECTOR_SIGNER, encodeSignedFile, signedFileName } from '../../../shared/signed-file.ts';
-import type { InstructionOutbox } from '../../store/rollouts.ts';
+import type { AsyncStore } from '../../store/store.ts';
 
 export interface ExportedFile {
   agentId: string;
@@ -22,7 +22,7 @@ export interface ExportedFile {
 
 /** Writes the files atomically (a reader or a crash never leaves half of one). */
 export async function exportInstructions(opts: {
-  outbox: InstructionOutbox;
+  outbox: AsyncStore['outbox'];
   dir: string;
   key: string;
   /** Only these agents; all with pending instructions when undefined. */
@@ -31,15 +31,15 @@ export async function exportInstructions(opts: {
 }): Promise<ExportedFile[]> {
   const now = opts.now ?? new Date();
   const out: ExportedFile[] = [];
-  for (const agentId of opts.agentIds ?? opts.outbox.agentsWithPending(now)) {
-    const pending = opts.outbox.pendingFor(agentId, now);
+  for (const agentId of opts.agentIds ?? (await opts.outbox.agentsWithPending(now))) {
+    const pending = await opts.outbox.pendingFor(agentId, now);
     if (pending.length === 0) continue;
     const bundle: InstructionBundle = { agentId, instructions: pending.map((p) => ({ payload: p.payload, signature: p.signature })) };
     const bytes = encodeSignedFile({ kind: 'instructions', signer: COLLECTOR_SIGNER, createdAt: now, body: Buffer.from(JSON.stringify(bundle)), key: opts.key });
     const file = join(opts.dir, signedFileName('instructions', now, agentId, `${pending.length}`));
     // 0600 whatever the umask: which hosts get which patches and reboots, and when.
     await writeFileAtomic(file, bytes, 0o600);
-    for (const p of pending) opts.outbox.markSent(p.id, now);
+    for (const p of pending) await opts.outbox.markSent(p.id, now);
     out.push({ agentId, file, instructions: pending.length });
   }
   return out;
