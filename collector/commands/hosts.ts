@@ -7,7 +7,7 @@
  */
 import { CoverageView, inventoryReadable, type HostAssessment } from '../domain/correlate/coverage.ts';
 import { openCollector } from '../open-collector.ts';
-import type { Fleet } from '../store/fleet.ts';
+import type { AsyncStore } from '../store/store.ts';
 import type { HostSummary } from '../store/hosts.ts';
 import { parse } from './args.ts';
 import { DEFAULT_DB } from './feed.ts';
@@ -15,10 +15,10 @@ import { readPolicyFile } from './scan.ts';
 
 type Io = { stdout: NodeJS.WritableStream };
 
-export function allHosts(fleet: Fleet): HostSummary[] {
+export async function allHosts(fleet: Pick<AsyncStore, 'hosts'>): Promise<HostSummary[]> {
   const out: HostSummary[] = [];
   // `--json` prints the summary as it always did: the listing's machine id and content hash stay out.
-  for (const { machineId: _machineId, contentHash: _contentHash, ...summary } of fleet.hosts.all()) out.push(summary);
+  for await (const { machineId: _machineId, contentHash: _contentHash, ...summary } of fleet.hosts.all()) out.push(summary);
   return out;
 }
 
@@ -53,7 +53,7 @@ export async function hostsCommand(argv: string[], io: Io): Promise<number> {
   const collector = await openCollector({ store: { kind: 'sqlite', path: values.db, readonly: true } });
   try {
     const view = new CoverageView(await collector.feeds.coverage(), new Date(), policy.staleFeedHours);
-    const hosts = assessHosts(allHosts(collector.store), view);
+    const hosts = assessHosts(await allHosts(collector.store.async), view);
     io.stdout.write(values.json ? JSON.stringify(hosts, null, 2) + '\n' : hostsTable(hosts));
   } finally {
     collector.close();
