@@ -43,7 +43,6 @@ const STORE_IMPORT_EXCEPTIONS = [
   // Fleet parts: moving to services with the async store, issue 12 (audit log, enrollment
   // tokens, agents, reports, hosts: the lead's work in progress).
   'collector/gateway/gateway.ts',
-  'collector/commands/hosts.ts',
   'collector/http/views.ts',
   'collector/http/auth.ts',
   // createApp({ store }) is how the collector and the tests build the HTTP app: its parts

@@ -7,20 +7,12 @@
  */
 import { CoverageView, inventoryReadable, type HostAssessment } from '../domain/correlate/coverage.ts';
 import { openCollector } from '../open-collector.ts';
-import type { AsyncStore } from '../store/store.ts';
-import type { HostSummary } from '../store/hosts.ts';
+import type { HostSummary } from '../services/fleet/host-list.ts';
 import { parse } from './args.ts';
 import { DEFAULT_DB } from './feed.ts';
 import { readPolicyFile } from './scan.ts';
 
 type Io = { stdout: NodeJS.WritableStream };
-
-export async function allHosts(fleet: Pick<AsyncStore, 'hosts'>): Promise<HostSummary[]> {
-  const out: HostSummary[] = [];
-  // `--json` prints the summary as it always did: the listing's machine id and content hash stay out.
-  for await (const { machineId: _machineId, contentHash: _contentHash, ...summary } of fleet.hosts.all()) out.push(summary);
-  return out;
-}
 
 export type AssessedHostSummary = HostSummary & { assessment: { state: HostAssessment['state']; reason: string } };
 
@@ -53,7 +45,7 @@ export async function hostsCommand(argv: string[], io: Io): Promise<number> {
   const collector = await openCollector({ store: { kind: 'sqlite', path: values.db, readonly: true } });
   try {
     const view = new CoverageView(await collector.feeds.coverage(), new Date(), policy.staleFeedHours);
-    const hosts = assessHosts(await allHosts(collector.store.async), view);
+    const hosts = assessHosts(await collector.hosts.summaries(), view);
     io.stdout.write(values.json ? JSON.stringify(hosts, null, 2) + '\n' : hostsTable(hosts));
   } finally {
     collector.close();
