@@ -13,7 +13,7 @@ export type { ExportedFile } from './instruction-export.ts';
 export { reportFilesIn, type ReportFileOutcome } from './report-import.ts';
 
 export interface AirGapDeps {
-  store: Pick<AsyncStore, 'agents' | 'audit' | 'outbox' | 'reportImports'>;
+  store: Pick<AsyncStore, 'agents' | 'audit' | 'outbox' | 'reportImports' | 'transaction'>;
   /** The engine, made when first needed. */
   rollouts: () => RolloutEngine;
   /** The collector's key, read when first needed. */
@@ -52,10 +52,7 @@ export class AirGap {
    * One signed file per agent with pending instructions (only `agentIds` when given), written
    * atomically into `dir`; each file is written to the audit log as `actor`'s.
    */
-  async exportInstructions(dir: string, agentIds: readonly string[] | undefined, actor: string): Promise<ExportedFile[]> {
-    const { store } = this.#deps;
-    const files = await exportInstructions({ outbox: store.outbox, dir, key: this.#deps.key().privateKeyPem, ...(agentIds === undefined ? {} : { agentIds }) });
-    for (const f of files) await store.audit.record(actor, 'instructions.export', `agent:${f.agentId}`, JSON.stringify({ instructions: f.instructions }));
-    return files;
+  exportInstructions(dir: string, agentIds: readonly string[] | undefined, actor: string): Promise<ExportedFile[]> {
+    return exportInstructions({ store: this.#deps.store, actor, dir, key: this.#deps.key().privateKeyPem, ...(agentIds === undefined ? {} : { agentIds }) });
   }
 }
