@@ -43,7 +43,6 @@ const STORE_IMPORT_EXCEPTIONS = [
   // Fleet parts (audit log, enrollment tokens, agents, reports, hosts) and API tokens, typed
   // from the asynchronous store (Store.async) until they are reached through services (issue 12).
   'collector/gateway/gateway.ts',
-  'collector/commands/hosts.ts',
   'collector/http/views.ts',
   'collector/http/auth.ts',
   // createApp({ store: store.async }) is how the collector and the tests build the HTTP app:

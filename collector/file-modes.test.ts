@@ -44,7 +44,7 @@ describe('files the collector makes', () => {
     collector.outbox.enqueue({ id: i.id, agentId, payload: signed.payload, signature: signed.signature, expiresAt: i.expiresAt, rolloutId: null }, now);
     const out = join(dir, 'carry');
     await mkdir(out, { mode: 0o700 });
-    assert.equal((await exportInstructions({ outbox: collector.outbox, dir: out, key, now })).length, 1);
+    assert.equal((await exportInstructions({ store: collector.store.async, actor: 'cli:test', dir: out, key, now })).length, 1);
     await importFeedPath(asyncAdvisories(collector.db), dataPath('kev', 'known_exploited_vulnerabilities.json.gz'));
     const io = { stdout: new PassThrough(), stderr: new PassThrough() };
     assert.equal(await feedCommand(['export', '--db', dbPath, '--out', join(out, 'feeds.pwfeeds')], io), 0);

@@ -22,6 +22,7 @@ import { FeedLibrary } from './services/feeds/library.ts';
 import { RiskExceptions } from './services/findings/exceptions.ts';
 import { HostFindings } from './services/findings/host-findings.ts';
 import { RecordedScans } from './services/findings/recorded-scans.ts';
+import { HostList } from './services/fleet/host-list.ts';
 import { RolloutEngine, type RolloutErrorContext } from './services/rollouts/engine.ts';
 import { collectorKeyPath, loadOrCreateKey, readCollectorKey, type SigningKey } from './signing-key.ts';
 import { openStore, prepareStore, type Store, type StoreOptions } from './store/store.ts';
@@ -78,6 +79,8 @@ export interface OpenedCollector {
   readonly apiTokens: ApiTokens;
   /** `scan --db`: a file judged against the store's advisories, and recorded in the host's history. */
   readonly recordedScans: RecordedScans;
+  /** The hosts that have reported (`hosts`). */
+  readonly hosts: HostList;
   /** Stops the findings' background work and closes the store. */
   close(): void;
 }
@@ -151,6 +154,7 @@ export function collectorOn(store: Store, options: OpenCollectorOptions, key?: S
   let exceptions: RiskExceptions | undefined;
   let apiTokens: ApiTokens | undefined;
   let recordedScans: RecordedScans | undefined;
+  let hosts: HostList | undefined;
   const collector: OpenedCollector = {
     store,
     logger,
@@ -178,16 +182,19 @@ export function collectorOn(store: Store, options: OpenCollectorOptions, key?: S
       return (feeds ??= new FeedLibrary(store));
     },
     get airGap() {
-      return (airGap ??= new AirGap({ store, rollouts: () => collector.rollouts, key: getKey }));
+      return (airGap ??= new AirGap({ store: store.async, rollouts: () => collector.rollouts, key: getKey }));
     },
     get exceptions() {
-      return (exceptions ??= new RiskExceptions(store.exceptions));
+      return (exceptions ??= new RiskExceptions(store.async));
     },
     get apiTokens() {
-      return (apiTokens ??= new ApiTokens(store.apiTokens));
+      return (apiTokens ??= new ApiTokens(store.async));
     },
     get recordedScans() {
-      return (recordedScans ??= new RecordedScans(store));
+      return (recordedScans ??= new RecordedScans(store.async));
+    },
+    get hosts() {
+      return (hosts ??= new HostList(store.async));
     },
     close() {
       try {

@@ -144,8 +144,8 @@ export interface ReadSignedFileOptions {
   kind: SignedFileKind | readonly SignedFileKind[];
   /** Bodies over this are refused before they are read. */
   maxBodyBytes: number;
-  /** The signer's raw ed25519 public key, or undefined for a signer this reader does not know (the file is refused as foreign). */
-  keyOf: (signer: string) => string | undefined;
+  /** The signer's raw ed25519 public key, or undefined for a signer this reader does not know (the file is refused as foreign); a promise when it is looked up in a store. */
+  keyOf: (signer: string) => string | undefined | Promise<string | undefined>;
   /** Who reads, for the foreign-signer message: `this collector` unless said. */
   reader?: string;
 }
@@ -163,7 +163,7 @@ async function checkedRead(handle: FileHandle, name: string, opts: ReadSignedFil
   const kinds: readonly string[] = typeof opts.kind === 'string' ? [opts.kind] : opts.kind;
   if (!kinds.includes(header.kind)) throw new FileForeignError(`${name} is a ${header.kind} file, not a ${kinds.join(' or ')} file`);
   if (header.bytes > opts.maxBodyBytes) throw new InputTooLargeError(`${name} declares a ${header.bytes}-byte body, over the ${opts.maxBodyBytes}-byte limit`);
-  const key = opts.keyOf(header.signer);
+  const key = await opts.keyOf(header.signer);
   if (key === undefined) throw new FileForeignError(`${name} is signed by ${header.signer}, whom ${opts.reader ?? 'this collector'} does not know`);
   const { signature, ...unsigned } = header;
   if (!verifyBytes(key, signingBytes(unsigned), signature)) throw new FileTamperedError(`${name}'s header signature does not verify with ${header.signer}'s key`);

@@ -19,14 +19,14 @@ async function revoke(argv: string[], io: Io): Promise<number> {
   if (id === undefined || extra.length > 0) throw new UsageError('agent revoke takes one agent ID');
   if (!UUID.test(id)) throw new UsageError(`${id} is not an agent id (see the AGENT column of 'hosts')`);
   const collector = await openCollector({ store: { kind: 'sqlite', path: values.db } });
-  const store = collector.store;
+  const store = collector.store.async;
   try {
-    const agent = store.agents.get(id.toLowerCase());
+    const agent = await store.agents.get(id.toLowerCase());
     if (agent === undefined) {
       io.stderr.write(`patchwarden-collector: no agent ${id} is enrolled\n`);
       return 1;
     }
-    if (!store.agents.revoke(agent.id, cliActor())) {
+    if (!(await store.agents.revoke(agent.id, cliActor()))) {
       io.stdout.write(`agent ${agent.id} (${agent.hostname}) was revoked already at ${agent.revokedAt ?? '?'}\n`);
       return 0;
     }

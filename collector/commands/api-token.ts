@@ -32,8 +32,8 @@ async function create(argv: string[], io: Io): Promise<number> {
   const collector = await openCollector({ store: { kind: 'sqlite', path: values.db } });
   try {
     const tokens = collector.apiTokens;
-    if (tokens.byName(name) !== undefined) throw new UsageError(`an API token named ${name} exists already (names stay taken after revocation, so the audit log stays unambiguous)`);
-    const { token, record } = tokens.create({ name, role: values.role as Role, createdBy: cliActor() });
+    if ((await tokens.byName(name)) !== undefined) throw new UsageError(`an API token named ${name} exists already (names stay taken after revocation, so the audit log stays unambiguous)`);
+    const { token, record } = await tokens.create({ name, role: values.role as Role, createdBy: cliActor() });
     if (values.json) io.stdout.write(JSON.stringify({ ...record, token }) + '\n');
     else io.stdout.write(`${token}\n`);
   } finally {
@@ -48,9 +48,9 @@ async function revoke(argv: string[], io: Io): Promise<number> {
   const collector = await openCollector({ store: { kind: 'sqlite', path: values.db } });
   try {
     const tokens = collector.apiTokens;
-    const t = tokens.byName(name);
+    const t = await tokens.byName(name);
     if (t === undefined) throw new UsageError(`no API token is named ${name}`);
-    if (!tokens.revoke(name, cliActor())) {
+    if (!(await tokens.revoke(name, cliActor()))) {
       io.stdout.write(`API token ${name} was revoked already at ${t.revokedAt ?? '?'}\n`);
       return 0;
     }
@@ -65,7 +65,7 @@ async function list(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, json: { type: 'boolean', default: false } });
   const collector = await openCollector({ store: { kind: 'sqlite', path: values.db } });
   try {
-    const rows = collector.apiTokens.list();
+    const rows = await collector.apiTokens.list();
     if (values.json) io.stdout.write(JSON.stringify(rows, null, 2) + '\n');
     else for (const r of rows) io.stdout.write(`${r.name.padEnd(24)} ${r.role.padEnd(8)} created ${r.createdAt} by ${r.createdBy}${r.revokedAt === null ? '' : `  REVOKED ${r.revokedAt}`}\n`);
   } finally {

@@ -59,7 +59,7 @@ async function add(argv: string[], io: Io): Promise<number> {
   const actor = cliActor();
   const collector = await openCollector({ store: { kind: 'sqlite', path: dbPath } });
   try {
-    const id = collector.exceptions.accept({ ...e, expires }, actor, now);
+    const id = await collector.exceptions.accept({ ...e, expires }, actor, now);
     io.stdout.write(`exception ${id}: ${e.advisory}${e.package === undefined ? '' : ` on ${e.package}`} ${e.host === undefined ? 'on every host' : `on ${e.host}`} accepted by ${e.owner} until ${expires}\n`);
   } finally {
     collector.close();
@@ -75,7 +75,7 @@ async function remove(argv: string[], io: Io): Promise<number> {
   const actor = cliActor();
   const collector = await openCollector({ store: { kind: 'sqlite', path: values.db } });
   try {
-    const ended = collector.exceptions.end(id, actor, now);
+    const ended = await collector.exceptions.end(id, actor, now);
     if (ended === undefined) {
       io.stdout.write(`exception ${id}: no such exception, or it has expired already\n`);
       return 1;
@@ -91,7 +91,7 @@ async function list(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, json: { type: 'boolean', default: false } });
   const collector = await openCollector({ store: { kind: 'sqlite', path: values.db, readonly: true } });
   try {
-    const rows = collector.exceptions.list();
+    const rows = await collector.exceptions.list();
     io.stdout.write(values.json ? JSON.stringify(rows, null, 2) + '\n' : rows.map((r) => JSON.stringify(r)).join('\n') + (rows.length > 0 ? '\n' : ''));
   } finally {
     collector.close();

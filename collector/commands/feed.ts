@@ -207,7 +207,7 @@ async function removeCmd(argv: string[], io: Io): Promise<number> {
   const name = positionals[0] as string;
   const collector = await openCollector({ store: { kind: 'sqlite', path: values.db } });
   try {
-    const r = collector.feeds.remove(name, cliActor());
+    const r = await collector.feeds.remove(name, cliActor());
     io.stdout.write(`${name}: removed, with ${r.advisories} advisories and ${r.kev} KEV entries\n`);
   } finally {
     collector.close();

@@ -7,20 +7,12 @@
  */
 import { CoverageView, inventoryReadable, type HostAssessment } from '../domain/correlate/coverage.ts';
 import { openCollector } from '../open-collector.ts';
-import type { Fleet } from '../store/fleet.ts';
-import type { HostSummary } from '../store/hosts.ts';
+import type { HostSummary } from '../services/fleet/host-list.ts';
 import { parse } from './args.ts';
 import { DEFAULT_DB } from './feed.ts';
 import { readPolicyFile } from './scan.ts';
 
 type Io = { stdout: NodeJS.WritableStream };
-
-export function allHosts(fleet: Fleet): HostSummary[] {
-  const out: HostSummary[] = [];
-  // `--json` prints the summary as it always did: the listing's machine id and content hash stay out.
-  for (const { machineId: _machineId, contentHash: _contentHash, ...summary } of fleet.hosts.all()) out.push(summary);
-  return out;
-}
 
 export type AssessedHostSummary = HostSummary & { assessment: { state: HostAssessment['state']; reason: string } };
 
@@ -53,7 +45,7 @@ export async function hostsCommand(argv: string[], io: Io): Promise<number> {
   const collector = await openCollector({ store: { kind: 'sqlite', path: values.db, readonly: true } });
   try {
     const view = new CoverageView(await collector.feeds.coverage(), new Date(), policy.staleFeedHours);
-    const hosts = assessHosts(allHosts(collector.store), view);
+    const hosts = assessHosts(await collector.hosts.summaries(), view);
     io.stdout.write(values.json ? JSON.stringify(hosts, null, 2) + '\n' : hostsTable(hosts));
   } finally {
     collector.close();

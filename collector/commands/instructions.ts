@@ -24,8 +24,7 @@ async function exportCmd(argv: string[], io: Io): Promise<number> {
   // The key is read first: without it nothing can be signed, and the database is not opened.
   const collector = await openCollector({ store: { kind: 'sqlite', path: values.db }, key: 'read' });
   try {
-    const files = await collector.airGap.exportInstructions(values.out, agentIds);
-    for (const f of files) collector.store.audit.record(cliActor(), 'instructions.export', `agent:${f.agentId}`, JSON.stringify({ instructions: f.instructions }));
+    const files = await collector.airGap.exportInstructions(values.out, agentIds, cliActor());
     if (values.json) io.stdout.write(JSON.stringify(files, null, 2) + '\n');
     else {
       for (const f of files) io.stdout.write(`wrote ${f.file}: ${f.instructions} instruction${f.instructions === 1 ? '' : 's'} for agent ${f.agentId}\n`);

@@ -17,6 +17,7 @@ import { type Findings, InventorySchema } from '../../shared/protocol.ts';
 import { Correlator, type FeedState } from '../domain/correlate/correlator.ts';
 import { CoverageView, inventoryReadable, type FeedCoverage } from '../domain/correlate/coverage.ts';
 import { DuePolicySchema, type DuePolicy } from '../domain/correlate/policy.ts';
+import type { Advisory } from '../domain/feeds/types.ts';
 import { type EpssScore, type KevInfo } from '../domain/correlate/findings.ts';
 import { FINDING_SORTS, sortFindings, type FindingSort } from '../domain/correlate/fix-order.ts';
 import { parseFeedPath } from '../services/feeds/import.ts';
@@ -28,6 +29,8 @@ import { findingsCsv } from './findings-csv.ts';
 /** 200k packages (the schema's limit) at ~150 bytes each is 30 MB; twice that is no inventory. */
 export const MAX_INVENTORY_BYTES = 64 * 1024 * 1024;
 const READ_CHUNK = 1024 * 1024;
+/** Stored advisories handed to the correlator at once. */
+const ADVISORY_PAGE = 1000;
 
 /** scan's exit codes: 3 is its own so a pipeline can tell "nobody looked" from "clean" (0) and "overdue" (1). */
 export const SCAN_EXIT = Object.freeze({ clean: 0, overdue: 1, error: 2, notAssessed: 3 });
@@ -142,8 +145,17 @@ export async function scanCommand(argv: string[], io: { stdout: NodeJS.WritableS
   const feedErrors: string[] = [];
   try {
     if (scans !== undefined) {
-      const stored = scans.evidence();
-      correlator.apply(stored.advisories);
+      const stored = await scans.evidence();
+      // In pages, so the stored advisories are never all in memory at once besides the index.
+      let page: Advisory[] = [];
+      for await (const a of stored.advisories) {
+        page.push(a);
+        if (page.length === ADVISORY_PAGE) {
+          correlator.apply(page);
+          page = [];
+        }
+      }
+      correlator.apply(page);
       for (const [cve, k] of stored.kev) kev.set(cve, k);
       // An EPSS file given with --feed is the operator's newer set: it wins over the stored one.
       if (epss.size === 0) for (const [cve, s] of stored.epss) epss.set(cve, s);
@@ -158,14 +170,14 @@ export async function scanCommand(argv: string[], io: { stdout: NodeJS.WritableS
       kev,
       epss,
       feeds: feedStates,
-      ...(scans === undefined ? {} : scans.historyOf(hostKey, now)),
+      ...(scans === undefined ? {} : await scans.historyOf(hostKey, now)),
     });
     doc.warnings.push(...feedErrors);
     const assessment = new CoverageView(coverage, now, policy.staleFeedHours).assess({ ecosystem: inventory.host.ecosystem, inventoryReadable: inventoryReadable({ packageCount: inventory.packages.length }) });
     doc.assessment = { state: assessment.state, reason: assessment.reason };
     if (assessment.state !== 'assessed') doc.warnings.unshift(`${assessment.state}: ${assessment.reason}`);
     // First-seen and resolved times set due dates: a recorded scan changes what the collector believes, so it is audited.
-    if (values.record && scans !== undefined) scans.record(hostKey, doc.findings, now, cliActor(), resolve(values.inventory));
+    if (values.record && scans !== undefined) await scans.record(hostKey, doc.findings, now, cliActor(), resolve(values.inventory));
   } finally {
     opened?.close();
   }

@@ -40,9 +40,9 @@ async function create(argv: string[], io: Io): Promise<number> {
   if (values.note !== undefined && values.note.length > 1000) throw new UsageError('--note is at most 1000 characters');
   const uses = Number(values.uses);
   const collector = await openCollector({ store: { kind: 'sqlite', path: values.db } });
-  const store = collector.store;
+  const store = collector.store.async;
   try {
-    const t = store.tokens.create({ uses, ttlMs, createdBy: cliActor(), note: values.note ?? null });
+    const t = await store.tokens.create({ uses, ttlMs, createdBy: cliActor(), note: values.note ?? null });
     if (values.json) {
       io.stdout.write(JSON.stringify({ id: t.id, token: t.token, uses, expiresAt: t.expiresAt, note: values.note ?? null }) + '\n');
     } else {

@@ -4,7 +4,7 @@
  * Results move their rollouts on here, as a live agent's do at the gateway.
  */
 import type { SigningKey } from '../../signing-key.ts';
-import type { Store } from '../../store/store.ts';
+import type { AsyncStore } from '../../store/store.ts';
 import type { RolloutEngine } from '../rollouts/engine.ts';
 import { type ExportedFile, exportInstructions } from './instruction-export.ts';
 import { type ImportSinks, importReportFiles, type ReportFileOutcome } from './report-import.ts';
@@ -13,7 +13,7 @@ export type { ExportedFile } from './instruction-export.ts';
 export { reportFilesIn, type ReportFileOutcome } from './report-import.ts';
 
 export interface AirGapDeps {
-  store: Store;
+  store: Pick<AsyncStore, 'agents' | 'audit' | 'outbox' | 'reportImports' | 'transaction'>;
   /** The engine, made when first needed. */
   rollouts: () => RolloutEngine;
   /** The collector's key, read when first needed. */
@@ -32,7 +32,7 @@ export class AirGap {
     const { store } = this.#deps;
     return {
       result: async (agentId, result) => {
-        const entry = result.instructionId === null ? undefined : await store.async.outbox.get(result.instructionId);
+        const entry = result.instructionId === null ? undefined : await store.outbox.get(result.instructionId);
         if (entry?.agentId !== agentId) return 'unknown';
         if (entry.resultAt !== null) return 'known';
         await this.#deps.rollouts().onResult(agentId, result);
@@ -48,8 +48,11 @@ export class AirGap {
     return importReportFiles(files, { fleet: store, imports: store.reportImports, sinks: this.importSinks(), actor });
   }
 
-  /** One signed file per agent with pending instructions (only `agentIds` when given), written atomically into `dir`. */
-  exportInstructions(dir: string, agentIds?: readonly string[]): Promise<ExportedFile[]> {
-    return exportInstructions({ outbox: this.#deps.store.outbox, dir, key: this.#deps.key().privateKeyPem, ...(agentIds === undefined ? {} : { agentIds }) });
+  /**
+   * One signed file per agent with pending instructions (only `agentIds` when given), written
+   * atomically into `dir`; each file is written to the audit log as `actor`'s.
+   */
+  exportInstructions(dir: string, agentIds: readonly string[] | undefined, actor: string): Promise<ExportedFile[]> {
+    return exportInstructions({ store: this.#deps.store, actor, dir, key: this.#deps.key().privateKeyPem, ...(agentIds === undefined ? {} : { agentIds }) });
   }
 }

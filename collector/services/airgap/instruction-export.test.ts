@@ -9,6 +9,7 @@ import { COLLECTOR_SIGNER, parseSignedBody, readSignedFile } from '../../../shar
 import { generateKeyPair } from '../../../shared/signing.ts';
 import { InstructionOutbox } from '../../store/rollouts.ts';
 import { fleetOn } from '../../store/fleet.ts';
+import { storeOn } from '../../store/store.ts';
 import { tempDatabase } from '../../../shared/testing/store-fixtures.ts';
 import { exportInstructions } from './instruction-export.ts';
 
@@ -30,7 +31,8 @@ async function setup(t: TestContext) {
     outbox.enqueue({ id, agentId, payload: s.payload, signature: s.signature, expiresAt: i.expiresAt, rolloutId: null }, at);
     return id;
   };
-  return { db, outbox, agents, dir, enqueue };
+  // The export reads and marks the outbox, and audits, through the asynchronous store over the same connection.
+  return { db, outbox, store: storeOn(db).async, agents, dir, enqueue };
 }
 
 /** The ids in a written file, after checking it as `agent apply` does. */
@@ -50,7 +52,7 @@ describe('instructions export', () => {
     const a1 = s.enqueue(a, 24, new Date(NOW.getTime() - 2 * HOUR));
     const a2 = s.enqueue(a, 24, new Date(NOW.getTime() - HOUR));
     const b1 = s.enqueue(b);
-    const files = await exportInstructions({ outbox: s.outbox, dir: s.dir, key: KEY.privateKeyPem, now: NOW });
+    const files = await exportInstructions({ store: s.store, actor: 'cli:test', dir: s.dir, key: KEY.privateKeyPem, now: NOW });
     assert.deepEqual(
       files.map((f) => [f.agentId, f.instructions]),
       [[a, 2], [b, 1]].sort((x, y) => String(x[0]).localeCompare(String(y[0]))),
@@ -60,6 +62,8 @@ describe('instructions export', () => {
     assert.deepEqual(await idsIn(fileOf(b), b), [b1]);
     for (const id of [a1, a2, b1]) assert.equal(s.outbox.get(id)?.sentAt, NOW.toISOString());
     assert.deepEqual((await readdir(s.dir)).sort(), files.map((f) => f.file.slice(s.dir.length + 1)).sort(), 'no partial file left');
+    const audited = (await s.store.audit.list({ action: 'instructions.export', limit: 10 })).entries.map((e) => [e.actor, e.target, e.detail]);
+    assert.deepEqual(audited.sort(), files.map((f) => ['cli:test', `agent:${f.agentId}`, JSON.stringify({ instructions: f.instructions })]).sort(), 'one audit row per file');
   });
 
   it('exports again what has no result yet (a lost file is replaced), never what has one or has expired', async (t) => {
@@ -68,10 +72,10 @@ describe('instructions export', () => {
     const answered = s.enqueue(a);
     const waiting = s.enqueue(a);
     s.enqueue(a, 1, new Date(NOW.getTime() - 2 * HOUR));
-    await exportInstructions({ outbox: s.outbox, dir: s.dir, key: KEY.privateKeyPem, now: NOW });
+    await exportInstructions({ store: s.store, actor: 'cli:test', dir: s.dir, key: KEY.privateKeyPem, now: NOW });
     s.outbox.recordResult(a, { instructionId: answered, status: 'succeeded', code: null, message: 'ok', dryRun: false, startedAt: NOW.toISOString(), finishedAt: NOW.toISOString(), commands: [], changes: [], rebootRequired: null }, NOW);
     const later = new Date(NOW.getTime() + HOUR);
-    const [again] = await exportInstructions({ outbox: s.outbox, dir: s.dir, key: KEY.privateKeyPem, now: later });
+    const [again] = await exportInstructions({ store: s.store, actor: 'cli:test', dir: s.dir, key: KEY.privateKeyPem, now: later });
     assert.deepEqual(await idsIn(again?.file ?? assert.fail(), a), [waiting]);
     assert.equal(s.outbox.get(waiting)?.sentAt, NOW.toISOString(), 'the first delivery time is kept');
   });
@@ -81,7 +85,7 @@ describe('instructions export', () => {
     const [a, b, c] = [s.agents[0] ?? '', s.agents[1] ?? '', s.agents[2] ?? ''];
     s.enqueue(a);
     const b1 = s.enqueue(b);
-    const files = await exportInstructions({ outbox: s.outbox, dir: s.dir, key: KEY.privateKeyPem, agentIds: [b, c], now: NOW });
+    const files = await exportInstructions({ store: s.store, actor: 'cli:test', dir: s.dir, key: KEY.privateKeyPem, agentIds: [b, c], now: NOW });
     assert.deepEqual(files.map((f) => f.agentId), [b]);
     assert.deepEqual(await idsIn(files[0]?.file ?? assert.fail(), b), [b1]);
   });

@@ -77,7 +77,7 @@ async function reportFile(s: Setup, spec: FileSpec = {}): Promise<string> {
 }
 
 async function run(s: Setup, files: string[]): Promise<ReportFileOutcome[]> {
-  return importReportFiles(files, { fleet: s.fleet, imports: s.imports, sinks: s.sinks, actor: 'cli:test', now: () => NOW });
+  return importReportFiles(files, { fleet: s.opened.store.async, imports: s.opened.store.async.reportImports, sinks: s.sinks, actor: 'cli:test', now: () => NOW });
 }
 
 function count(db: Db, table: string): number {

@@ -17,8 +17,8 @@ import { type InstructionResult, ResultBundleSchema } from '../../../shared/inst
 import { DEFAULT_MAX_MESSAGE_BYTES, type Inventory, ReportMessageSchema } from '../../../shared/protocol.ts';
 import { parseSignedBody, readSignedFile, readSignedFileHeader, signedFilesIn } from '../../../shared/signed-file.ts';
 import type { AgentRecord } from '../../store/agents.ts';
-import type { Fleet } from '../../store/fleet.ts';
-import type { ImportStatus, ReportImports } from '../../store/report-imports.ts';
+import type { ImportStatus } from '../../store/report-imports.ts';
+import type { AsyncStore } from '../../store/store.ts';
 
 /** A file written by the future beyond this much clock skew is refused. */
 const MAX_CLOCK_SKEW_MS = 5 * 60 * 1000;
@@ -66,7 +66,7 @@ async function importResults(file: string, agentId: string, createdAt: string, b
   if (counts.recorded === 0 && counts.known === 0) {
     throw new PatchwardenError(`none of the file's ${counts.unknown} results answers an instruction this collector sent to agent ${agentId}`, 'PW_ERR_FILE_FOREIGN');
   }
-  opts.fleet.audit.record(opts.actor, 'results.import', `agent:${agentId}`, JSON.stringify({ createdAt, ...counts }));
+  await opts.fleet.audit.record(opts.actor, 'results.import', `agent:${agentId}`, JSON.stringify({ createdAt, ...counts }));
   return { file, kind: 'results', status: counts.recorded > 0 ? 'stored' : 'duplicate', agentId, createdAt, ...counts };
 }
 
@@ -77,7 +77,7 @@ async function importOne(file: string, opts: ImportOptions, now: Date): Promise<
   const { header, body } = await readSignedFile(file, 'the file', {
     kind: ['report', 'results'],
     maxBodyBytes: DEFAULT_MAX_MESSAGE_BYTES,
-    keyOf: (signer) => (agent = fleet.agents.get(signer))?.publicKey,
+    keyOf: async (signer) => (agent = await fleet.agents.get(signer))?.publicKey,
   });
   const createdAt = new Date(header.createdAt);
   if (createdAt.getTime() > now.getTime() + MAX_CLOCK_SKEW_MS) {
@@ -92,14 +92,14 @@ async function importOne(file: string, opts: ImportOptions, now: Date): Promise<
   const raw = (json as { inventory: Inventory }).inventory;
   if (inventoryHash(raw, packageSetRef(raw.packages).hash) !== msg.hash) throw new MalformedInputError(`the report's hash ${msg.hash} is not the hash of its inventory`);
   // header.sha256 is the body's digest, checked as the body was read.
-  const status = imports.import({ agentId: header.signer, reportId: msg.id, hash: msg.hash, inventory: msg.inventory, createdAt, fileSha256: header.sha256 }, actor, now);
+  const status = await imports.import({ agentId: header.signer, reportId: msg.id, hash: msg.hash, inventory: msg.inventory, createdAt, fileSha256: header.sha256 }, actor, now);
   if (status === 'stored') await opts.sinks.inventory(header.signer, msg.inventory);
   return { file, kind: 'report', status, agentId: header.signer, hostname: msg.inventory.host.hostname, createdAt: header.createdAt, packages: msg.inventory.packages.length };
 }
 
 export interface ImportOptions {
-  fleet: Fleet;
-  imports: ReportImports;
+  fleet: Pick<AsyncStore, 'agents' | 'audit'>;
+  imports: AsyncStore['reportImports'];
   sinks: ImportSinks;
   actor: string;
   now?: () => Date;

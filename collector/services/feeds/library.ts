@@ -66,7 +66,10 @@ export class FeedLibrary {
   }
 
   /** Removes the feed with its advisories and KEV entries, audited; a serving collector re-judges its hosts at its next tick. */
-  remove(name: string, actor: string): FeedRemoved {
-    return removeFeed(this.#store.db, this.#store, name, actor);
+  remove(name: string, actor: string): Promise<FeedRemoved> {
+    // Asynchronous as AsyncStore's callers are; the removal itself is still the synchronous
+    // store/feed-removal.ts on the connection (AsyncStore has no part for it yet), one
+    // transaction with its audit row. then() makes its refusal a rejection, not a throw.
+    return Promise.resolve().then(() => removeFeed(this.#store.db, this.#store, name, actor));
   }
 }

@@ -3,28 +3,29 @@
  * shown as excepted instead of open. Each change is written to the audit log with its actor
  * in the same transaction (collector/store/exceptions.ts).
  */
-import type { ExceptionInput, ExceptionRecord, ExceptionStore } from '../../store/exceptions.ts';
+import type { ExceptionInput, ExceptionRecord } from '../../store/exceptions.ts';
+import type { AsyncStore } from '../../store/store.ts';
 
 export type { ExceptionInput, ExceptionRecord } from '../../store/exceptions.ts';
 
 export class RiskExceptions {
-  readonly #store: ExceptionStore;
+  readonly #store: Pick<AsyncStore, 'exceptions'>;
 
-  constructor(store: ExceptionStore) {
+  constructor(store: Pick<AsyncStore, 'exceptions'>) {
     this.#store = store;
   }
 
   /** Accepts the risk until `input.expires`; returns the exception's id. */
-  accept(input: ExceptionInput, actor: string, now: Date): number {
-    return this.#store.add(input, actor, now);
+  accept(input: ExceptionInput, actor: string, now: Date): Promise<number> {
+    return this.#store.exceptions.add(input, actor, now);
   }
 
   /** Ends an exception in force; undefined when there is none with that id (or it expired). Returns when it was to expire. */
-  end(id: number, actor: string, now: Date): string | undefined {
-    return this.#store.end(id, actor, now);
+  end(id: number, actor: string, now: Date): Promise<string | undefined> {
+    return this.#store.exceptions.end(id, actor, now);
   }
 
-  list(): ExceptionRecord[] {
-    return this.#store.all();
+  list(): Promise<ExceptionRecord[]> {
+    return this.#store.exceptions.all();
   }
 }

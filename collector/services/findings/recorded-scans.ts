@@ -9,10 +9,12 @@ import type { Advisory } from '../../domain/feeds/types.ts';
 import type { FeedCoverage } from '../../domain/correlate/coverage.ts';
 import type { FeedState } from '../../domain/correlate/correlator.ts';
 import type { EpssScore, KevInfo } from '../../domain/correlate/findings.ts';
-import type { Store } from '../../store/store.ts';
+import type { FindingHistoryStore } from '../../store/history.ts';
+import type { AsyncStore } from '../../store/store.ts';
 
 export interface StoredEvidence {
-  advisories: Iterable<Advisory>;
+  /** Read a page at a time as it is iterated. */
+  advisories: AsyncIterable<Advisory>;
   kev: Iterable<[string, KevInfo]>;
   epss: Iterable<[string, EpssScore]>;
   coverage: FeedCoverage[];
@@ -21,38 +23,39 @@ export interface StoredEvidence {
   feedErrors: string[];
 }
 
-export class RecordedScans {
-  readonly #store: Store;
+export type RecordedScansStore = Pick<AsyncStore, 'advisories' | 'epss' | 'history' | 'audit' | 'transaction'>;
 
-  constructor(store: Store) {
+export class RecordedScans {
+  readonly #store: RecordedScansStore;
+
+  constructor(store: RecordedScansStore) {
     this.#store = store;
   }
 
   /** What the store holds to judge a host with. */
-  evidence(): StoredEvidence {
+  async evidence(): Promise<StoredEvidence> {
     const advisories = this.#store.advisories;
     const feeds: FeedState[] = [];
     const feedErrors: string[] = [];
-    for (const f of advisories.feeds()) {
+    for (const f of await advisories.feeds()) {
       feeds.push({ source: f.source, newest: f.newest, importedAt: f.checkedAt });
       if (f.lastError !== null) feedErrors.push(`feed ${f.source}: last attempt failed: ${f.lastError.slice(0, 1000)}`);
     }
-    return { advisories: advisories.allAdvisories(), kev: advisories.kev(), epss: this.#store.epss.all(), coverage: advisories.coverage(), feeds, feedErrors };
+    return { advisories: advisories.allAdvisories(), kev: await advisories.kev(), epss: await this.#store.epss.all(), coverage: await advisories.coverage(), feeds, feedErrors };
   }
 
   /** The host's history and its exceptions in force, keyed by machine id (else hostname). */
-  historyOf(hostKey: string, now: Date): { history: ReturnType<Store['history']['history']>; exceptions: ReturnType<Store['history']['exceptions']> } {
+  async historyOf(hostKey: string, now: Date): Promise<{ history: ReturnType<FindingHistoryStore['history']>; exceptions: ReturnType<FindingHistoryStore['exceptions']> }> {
     const h = this.#store.history;
-    return { history: h.history(hostKey), exceptions: h.exceptions(hostKey, now) };
+    return { history: await h.history(hostKey), exceptions: await h.exceptions(hostKey, now) };
   }
 
   /** Writes the findings to the host's history and the audit row (`scan.record`), together or not at all. */
-  record(hostKey: string, findings: readonly Finding[], now: Date, actor: string, inventoryFile: string): void {
-    const store = this.#store;
-    store.inTransaction(() => {
-      store.history.record(hostKey, findings, now);
-      const open = findings.filter((f) => f.status === 'open').length;
-      store.audit.record(actor, 'scan.record', `host:${hostKey}`, JSON.stringify({ inventory: inventoryFile, findings: findings.length, open }), now);
+  async record(hostKey: string, findings: readonly Finding[], now: Date, actor: string, inventoryFile: string): Promise<void> {
+    const open = findings.filter((f) => f.status === 'open').length;
+    await this.#store.transaction(async (tx) => {
+      await tx.history.record(hostKey, findings, now);
+      await tx.audit.record(actor, 'scan.record', `host:${hostKey}`, JSON.stringify({ inventory: inventoryFile, findings: findings.length, open }), now);
     });
   }
 }
