@@ -373,7 +373,8 @@ export class Gateway {
           }
           s.reportPending = false;
         }
-        if (--s.queued === 0 && !s.closing) ws.resume();
+        // Resumed when refused too: the peer's close frame must be read for the close to complete.
+        if (--s.queued === 0) ws.resume();
       });
     });
     ws.on('pong', () => {
