@@ -289,8 +289,8 @@ export class FleetFindings {
   }
 }
 
-/** The feeds' health from their rows: one judgement for the summary, the Feeds page and the gauges. */
-export function feedHealthOf(rows: readonly FeedRow[], now: Date, staleFeedHours: number): FeedHealth[] {
+/** The feeds' health from their rows: one judgement for the summary, the Feeds page and the gauges (all through feedHealth()). */
+function feedHealthOf(rows: readonly FeedRow[], now: Date, staleFeedHours: number): FeedHealth[] {
   const staleMs = staleFeedHours * 3600_000;
   return rows.map((f) => {
     const age = f.checkedAt === null ? null : Math.max(0, Math.round((now.getTime() - Date.parse(f.checkedAt)) / 1000));
