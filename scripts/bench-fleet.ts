@@ -39,6 +39,7 @@ import { openDatabase } from '../collector/store/db.ts';
 import { FleetSummaryStore } from '../collector/store/fleet-summary.ts';
 import { type CountedTable, StoreInspection } from '../collector/store/inspection.ts';
 import { REPORTS_PER_AGENT } from '../collector/store/reports.ts';
+import { SqliteDatabase } from '../collector/store/sql/sqlite.ts';
 import { inventoryHash, packageSetHash, packagesHash } from '../shared/inventory-hash.ts';
 import { type Inventory, InventorySchema, type Package } from '../shared/protocol.ts';
 import type { KeyPair } from '../shared/signing.ts';
@@ -1176,7 +1177,7 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
         contents: count('inventory_contents'),
         expectedContents: contents,
         advisories: count('advisories'),
-        openFindings: new FleetSummaryStore(db).openFindings(),
+        openFindings: await new FleetSummaryStore(new SqliteDatabase(db)).openFindings(),
         hostsWithFindings: inspect.hostsWithOpenFindings(),
       };
     } finally {

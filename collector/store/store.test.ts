@@ -75,7 +75,7 @@ describe('openStore (sqlite)', () => {
           }),
         /changed my mind/,
       );
-      assert.deepEqual([store.exceptions.all(), store.audit.list({ limit: 10 }).entries, store.summary.counts().agents.enrolled], [[], [], 0]);
+      assert.deepEqual([store.exceptions.all(), store.audit.list({ limit: 10 }).entries, (await store.async.summary.counts()).agents.enrolled], [[], [], 0]);
       const id = way.run(store, () => {
         const kept = enroll(store, 'web-2');
         assert.throws(() =>
@@ -87,7 +87,7 @@ describe('openStore (sqlite)', () => {
         return kept;
       });
       assert.deepEqual(store.audit.list({ limit: 10 }).entries.map((e) => e.target), [`agent:${id}`]);
-      assert.equal(store.summary.counts().agents.enrolled, 1);
+      assert.equal((await store.async.summary.counts()).agents.enrolled, 1);
     });
   }
 

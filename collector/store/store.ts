@@ -10,7 +10,7 @@ import { AdvisoryChanges } from './advisory-changes.ts';
 import { AdvisoryStore } from './advisories.ts';
 import type { Agents } from './agents.ts';
 import type { AuditLog } from './audit-log.ts';
-import { type Db, openDatabase, prepareDatabaseFile } from './db.ts';
+import { type Db, openDatabase, prepareDatabaseFile, StoreError } from './db.ts';
 import type { EnrollmentTokens } from './enrollment-tokens.ts';
 import { EpssStore } from './epss.ts';
 import { ExceptionStore } from './exceptions.ts';
@@ -24,7 +24,10 @@ import { ReportImports } from './report-imports.ts';
 import type { Reports } from './reports.ts';
 import { type Promisified, promisified } from './promisified.ts';
 import { InstructionOutbox, RolloutStore } from './rollouts.ts';
-import type { SqlTransaction } from './sql/executor.ts';
+import type { PartScope } from './part-scope.ts';
+import { migratePostgres } from './postgres/migrate.ts';
+import type { SqlDatabase, SqlExecutor, SqlTransaction } from './sql/executor.ts';
+import { PostgresDatabase } from './sql/postgres.ts';
 import { SqliteDatabase } from './sql/sqlite.ts';
 
 export interface SqliteStoreOptions {
@@ -45,7 +48,7 @@ export type StoreOptions = SqliteStoreOptions;
  * calls to statements on `sql/executor.ts` that PostgreSQL runs too, behind this same interface.
  */
 export interface AsyncStore {
-  readonly kind: 'sqlite';
+  readonly kind: 'sqlite' | 'postgres';
   readonly audit: Promisified<AuditLog>;
   readonly tokens: Promisified<EnrollmentTokens>;
   readonly agents: Promisified<Agents>;
@@ -60,7 +63,7 @@ export interface AsyncStore {
   readonly outbox: Promisified<InstructionOutbox>;
   readonly reportImports: Promisified<ReportImports>;
   readonly exceptions: Promisified<ExceptionStore>;
-  readonly summary: Promisified<FleetSummaryStore>;
+  readonly summary: FleetSummaryStore;
   readonly health: Promisified<StoreHealth>;
   readonly inspection: Promisified<StoreInspection>;
   /**
@@ -77,24 +80,74 @@ export interface AsyncStore {
 
 type PartName = Exclude<keyof AsyncStore, 'kind' | 'transaction' | 'close'>;
 
-/** AsyncStore over the synchronous parts of a SQLite store, outside a transaction (`tx` null) or inside one. */
-class PromisedStore implements AsyncStore {
-  readonly kind = 'sqlite' as const;
-  readonly #store: SqliteStore;
-  readonly #sql: SqliteDatabase;
+/**
+ * The parts rewritten on the shared executor (step 2 of POSTGRES.md), each made from its
+ * scope. A part not listed here is still SQLite's synchronous one behind promisified(); the
+ * PostgreSQL store has only the parts listed.
+ */
+const ON_EXECUTOR: { readonly [K in PartName]?: (scope: PartScope) => AsyncStore[K] } = {
+  summary: (scope) => new FleetSummaryStore(scope.ex),
+};
+
+/** What every scope of one store shares. */
+interface StoreRoot {
+  readonly kind: 'sqlite' | 'postgres';
+  readonly db: SqlDatabase;
+  /** SQLite's synchronous store, for the parts not yet on the executor; null on PostgreSQL. */
+  readonly sync: SqliteStore | null;
+  readonly shared: Map<string, unknown>;
+  close(): Promise<void>;
+}
+
+/**
+ * AsyncStore over the shared executor, outside a transaction (`tx` null) or inside one. Parts
+ * on the executor are made over this scope's executor; on SQLite the others wrap the
+ * synchronous parts, waiting their turn outside a transaction (SqliteDatabase.turn()).
+ */
+class ExecutorStore implements AsyncStore, PartScope {
+  readonly #root: StoreRoot;
   readonly #tx: SqlTransaction | null;
   readonly #parts = new Map<PartName, unknown>();
 
-  constructor(store: SqliteStore, sql: SqliteDatabase, tx: SqlTransaction | null) {
-    this.#store = store;
-    this.#sql = sql;
+  constructor(root: StoreRoot, tx: SqlTransaction | null) {
+    this.#root = root;
     this.#tx = tx;
+  }
+
+  get kind(): AsyncStore['kind'] {
+    return this.#root.kind;
+  }
+
+  get ex(): SqlExecutor {
+    return this.#tx ?? this.#root.db;
+  }
+
+  get store(): AsyncStore {
+    return this;
+  }
+
+  atomic<T>(fn: (scope: PartScope) => Promise<T>): Promise<T> {
+    return this.transaction((tx) => fn(tx as ExecutorStore));
+  }
+
+  shared<T>(key: string, make: () => T): T {
+    const shared = this.#root.shared;
+    if (!shared.has(key)) shared.set(key, make());
+    return shared.get(key) as T;
   }
 
   #part<K extends PartName>(name: K): AsyncStore[K] {
     let part = this.#parts.get(name) as AsyncStore[K] | undefined;
     if (part === undefined) {
-      part = promisified(this.#store[name], this.#tx === null ? () => this.#sql.turn() : null) as AsyncStore[K];
+      const make = ON_EXECUTOR[name] as ((scope: PartScope) => AsyncStore[K]) | undefined;
+      const sync = this.#root.sync;
+      const db = this.#root.db;
+      if (make !== undefined) part = make(this);
+      else if (sync !== null && db instanceof SqliteDatabase) {
+        // The parts not on the executor yet are the synchronous store's.
+        const syncPart = (sync as unknown as Record<PartName, object>)[name];
+        part = promisified(syncPart, this.#tx === null ? () => db.turn() : null) as AsyncStore[K];
+      } else throw new StoreError(`the store's ${name} part is not on PostgreSQL yet (issue 12)`);
       this.#parts.set(name, part);
     }
     return part;
@@ -155,12 +208,11 @@ class PromisedStore implements AsyncStore {
   transaction<T>(fn: (tx: AsyncStore) => Promise<T>): Promise<T> {
     const tx = this.#tx;
     if (tx !== null) return tx.savepoint(() => fn(this));
-    return this.#sql.transaction((open) => fn(new PromisedStore(this.#store, this.#sql, open)));
+    return this.#root.db.transaction((open) => fn(new ExecutorStore(this.#root, open)));
   }
 
   close(): Promise<void> {
-    this.#store.close();
-    return Promise.resolve();
+    return this.#root.close();
   }
 }
 
@@ -180,8 +232,6 @@ export interface Store extends Fleet {
   readonly reportImports: ReportImports;
   /** Accepted risks, audited in the fleet's audit log. */
   readonly exceptions: ExceptionStore;
-  /** The fleet's counts and signature, in SQL (the API's summary and gauges). */
-  readonly summary: FleetSummaryStore;
   /** /healthz with no periodic integrity check; serve makes its own with one (createApp's storeHealth). */
   readonly health: StoreHealth;
   /** Figures the benches check a run against; no serving path uses it. */
@@ -225,7 +275,6 @@ class SqliteStore implements Store {
   #outbox: InstructionOutbox | undefined;
   #reportImports: ReportImports | undefined;
   #exceptions: ExceptionStore | undefined;
-  #summary: FleetSummaryStore | undefined;
   #health: StoreHealth | undefined;
   #inspection: StoreInspection | undefined;
   #async: AsyncStore | undefined;
@@ -241,7 +290,14 @@ class SqliteStore implements Store {
   }
 
   get async(): AsyncStore {
-    return (this.#async ??= new PromisedStore(this, new SqliteDatabase(this.db), null));
+    if (this.#async === undefined) {
+      const close = (): Promise<void> => {
+        this.close();
+        return Promise.resolve();
+      };
+      this.#async = new ExecutorStore({ kind: 'sqlite', db: new SqliteDatabase(this.db), sync: this, shared: new Map(), close }, null);
+    }
+    return this.#async;
   }
 
   get apiTokens(): ApiTokenStore {
@@ -279,10 +335,6 @@ class SqliteStore implements Store {
 
   get exceptions(): ExceptionStore {
     return (this.#exceptions ??= new ExceptionStore(this.db, this.audit));
-  }
-
-  get summary(): FleetSummaryStore {
-    return (this.#summary ??= new FleetSummaryStore(this.db));
   }
 
   get health(): StoreHealth {
@@ -337,4 +389,28 @@ export function prepareStore(options: StoreOptions): StoreOptions {
   if (options.readonly === true) return options;
   const made = prepareDatabaseFile(options.path, options.init ?? false);
   return made ? { ...options, init: true } : options;
+}
+
+export interface PostgresStoreOptions {
+  kind: 'postgres';
+  /** `postgres://user@host:port/db`, or with `?host=/socket/dir`. */
+  url: string;
+  /** Connections in the pool. Default 10. */
+  maxConnections?: number;
+}
+
+/**
+ * A store on PostgreSQL, its schema brought up to date first (under an advisory lock: replicas
+ * starting together migrate once). It has the parts already on the shared executor; the
+ * others refuse with PW_ERR_STORE until they move (issue 12, POSTGRES.md step 2).
+ */
+export async function openPostgresStore(options: PostgresStoreOptions): Promise<AsyncStore> {
+  const db = new PostgresDatabase({ url: options.url, ...(options.maxConnections === undefined ? {} : { max: options.maxConnections }) });
+  try {
+    await migratePostgres(db);
+  } catch (err) {
+    await db.close();
+    throw err;
+  }
+  return new ExecutorStore({ kind: 'postgres', db, sync: null, shared: new Map(), close: () => db.close() }, null);
 }
