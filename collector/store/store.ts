@@ -127,7 +127,14 @@ class ExecutorStore implements AsyncStore, PartScope {
   }
 
   atomic<T>(fn: (scope: PartScope) => Promise<T>): Promise<T> {
-    return this.transaction((tx) => fn(tx as ExecutorStore));
+    return this.#atomic(fn);
+  }
+
+  /** A transaction, or a savepoint inside one, with this class's scope (both an AsyncStore and a PartScope). */
+  #atomic<T>(fn: (scope: ExecutorStore) => Promise<T>): Promise<T> {
+    const tx = this.#tx;
+    if (tx !== null) return tx.savepoint(() => fn(this));
+    return this.#root.db.transaction((open) => fn(new ExecutorStore(this.#root, open)));
   }
 
   shared<T>(key: string, make: () => T): T {
@@ -139,7 +146,7 @@ class ExecutorStore implements AsyncStore, PartScope {
   #part<K extends PartName>(name: K): AsyncStore[K] {
     let part = this.#parts.get(name) as AsyncStore[K] | undefined;
     if (part === undefined) {
-      const make = ON_EXECUTOR[name] as ((scope: PartScope) => AsyncStore[K]) | undefined;
+      const make = ON_EXECUTOR[name];
       const sync = this.#root.sync;
       const db = this.#root.db;
       if (make !== undefined) part = make(this);
@@ -206,9 +213,7 @@ class ExecutorStore implements AsyncStore, PartScope {
   }
 
   transaction<T>(fn: (tx: AsyncStore) => Promise<T>): Promise<T> {
-    const tx = this.#tx;
-    if (tx !== null) return tx.savepoint(() => fn(this));
-    return this.#root.db.transaction((open) => fn(new ExecutorStore(this.#root, open)));
+    return this.#atomic(fn);
   }
 
   close(): Promise<void> {
