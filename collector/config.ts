@@ -30,7 +30,30 @@ const CatalogueSchema = z.strictObject({
     .optional(),
 });
 
+/**
+ * Where the collector keeps its store (issue 12): the embedded SQLite file (default, and
+ * `serve --db`), or a PostgreSQL database that several collector processes share. A
+ * PostgreSQL collector names its signing key's file (`keyFile`): there is no database file to
+ * keep it beside, and every replica must sign with the same key the agents pinned.
+ */
+const StoreSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('sqlite'), path: z.string().min(1).max(4096) }),
+  z.strictObject({
+    kind: z.literal('postgres'),
+    url: z
+      .string()
+      .max(4096)
+      .refine((u) => /^postgres(ql)?:\/\//.test(u), 'expected a postgres:// or postgresql:// URL'),
+    /** Connections in this process's pool. */
+    maxConnections: z.number().int().min(1).max(1000).optional(),
+  }),
+]);
+export type StoreConfig = z.infer<typeof StoreSchema>;
+
 export const CollectorConfigSchema = z.strictObject({
+  store: StoreSchema.optional(),
+  /** The collector signing key's file; default `collector.key` beside the SQLite file. Needed with a PostgreSQL store. */
+  keyFile: z.string().min(1).max(4096).optional(),
   feeds: z.array(FeedSourceSchema).max(1000).default([]),
   catalogue: CatalogueSchema.default({ enabled: true }),
   /** false: `serve` never syncs feeds itself (an offline collector, fed with bundles). */

@@ -25,7 +25,7 @@ import { RecordedScans } from './services/findings/recorded-scans.ts';
 import { HostList } from './services/fleet/host-list.ts';
 import { RolloutEngine, type RolloutErrorContext } from './services/rollouts/engine.ts';
 import { collectorKeyPath, loadOrCreateKey, readCollectorKey, type SigningKey } from './signing-key.ts';
-import { openStore, prepareStore, type Store, type StoreOptions } from './store/store.ts';
+import { type AsyncStore, openPostgresStore, openStore, type PostgresStoreOptions, prepareStore, type Store, type StoreOptions } from './store/store.ts';
 
 /**
  * How the signing key is had:
@@ -39,7 +39,7 @@ import { openStore, prepareStore, type Store, type StoreOptions } from './store/
 export type KeyMode = 'create' | 'read' | 'lazy';
 
 export interface OpenCollectorOptions {
-  store: StoreOptions;
+  store: StoreOptions | PostgresStoreOptions;
   /** The key's file; default `collector.key` beside the SQLite file (collector/signing-key.ts). */
   keyFile?: string;
   key?: KeyMode;
@@ -60,8 +60,10 @@ export interface OpenCollectorOptions {
 }
 
 export interface OpenedCollector {
-  /** The store: for the composition (server.ts) and, until they become services, the fleet parts. */
-  readonly store: Store;
+  /** The store, on either engine: for the composition (server.ts) and, until they become services, the fleet parts. */
+  readonly store: AsyncStore;
+  /** The SQLite store's synchronous side (its file's checkpoints, integrity and health); null on PostgreSQL. */
+  readonly sqlite: Store | null;
   readonly logger: Logger;
   /** Where the signing key lives (computed when first asked: a `:memory:` store without a keyFile has none). */
   keyPath(): string;
@@ -81,8 +83,11 @@ export interface OpenedCollector {
   readonly recordedScans: RecordedScans;
   /** The hosts that have reported (`hosts`). */
   readonly hosts: HostList;
-  /** Stops the findings' background work and closes the store. */
-  close(): void;
+  /**
+   * Stops the findings' background work and closes the store. A SQLite store is closed
+   * before this returns; a PostgreSQL pool when the promise settles.
+   */
+  close(): Promise<void>;
 }
 
 /** Warnings only, on stderr: a CLI command's stdout is its output. serve passes its own. */
@@ -91,35 +96,42 @@ function defaultLogger(): Logger {
 }
 
 /** Opens the store the options name and wires the collector over it; close() closes both. */
-export function openCollector(options: OpenCollectorOptions): Promise<OpenedCollector> {
-  try {
-    const mode = options.key ?? 'lazy';
-    const logger = options.logger ?? defaultLogger();
-    let key: (SigningKey & { made: boolean }) | undefined;
-    let storeOptions = options.store;
-    if (options.signingKey === undefined && mode !== 'lazy') {
-      // serve's order: the key's place first (a `:memory:` store must name one), an empty
-      // database file refused before a key is made beside it, the key, then the store.
-      const path = keyPathOf(options);
-      if (mode === 'create') {
-        storeOptions = prepareStore(storeOptions);
-        key = loadOrCreateKey(path, logger);
-      } else key = { ...readCollectorKey(path), made: false };
-    }
-    const store = openStore(storeOptions);
+export async function openCollector(options: OpenCollectorOptions): Promise<OpenedCollector> {
+  const mode = options.key ?? 'lazy';
+  const logger = options.logger ?? defaultLogger();
+  let key: (SigningKey & { made: boolean }) | undefined;
+  let storeOptions = options.store;
+  if (options.signingKey === undefined && mode !== 'lazy') {
+    // serve's order: the key's place first (a `:memory:` store must name one), an empty
+    // database file refused before a key is made beside it, the key, then the store.
+    const path = keyPathOf(options);
+    if (mode === 'create') {
+      if (storeOptions.kind === 'sqlite') storeOptions = prepareStore(storeOptions);
+      key = loadOrCreateKey(path, logger);
+    } else key = { ...readCollectorKey(path), made: false };
+  }
+  if (storeOptions.kind === 'postgres') {
+    const store = await openPostgresStore(storeOptions);
     try {
-      return Promise.resolve(collectorOn(store, { ...options, logger }, key));
+      return wire(store, null, { ...options, logger }, key);
     } catch (err) {
-      store.close();
+      await store.close();
       throw err;
     }
+  }
+  const store = openStore(storeOptions);
+  try {
+    return collectorOn(store, { ...options, logger }, key);
   } catch (err) {
-    return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    store.close();
+    throw err;
   }
 }
 
 function keyPathOf(options: Pick<OpenCollectorOptions, 'store' | 'keyFile'>): string {
-  return collectorKeyPath({ dbPath: options.store.path, ...(options.keyFile === undefined ? {} : { keyFile: options.keyFile }) });
+  // A PostgreSQL store has no file to keep the key beside: collectorKeyPath refuses without a keyFile.
+  const dbPath = options.store.kind === 'sqlite' ? { dbPath: options.store.path } : {};
+  return collectorKeyPath({ ...dbPath, ...(options.keyFile === undefined ? {} : { keyFile: options.keyFile }) });
 }
 
 /**
@@ -128,6 +140,11 @@ function keyPathOf(options: Pick<OpenCollectorOptions, 'store' | 'keyFile'>): st
  * already by openCollector.
  */
 export function collectorOn(store: Store, options: OpenCollectorOptions, key?: SigningKey & { made: boolean }): OpenedCollector {
+  return wire(store, store, options, key);
+}
+
+/** The services over a store on either engine; `sqlite` is the SQLite store's synchronous side, or null. */
+function wire(store: AsyncStore, sqlite: Store | null, options: OpenCollectorOptions, key?: SigningKey & { made: boolean }): OpenedCollector {
   const logger = options.logger ?? defaultLogger();
   const now = options.now ?? (() => new Date());
   const policy = options.policy ?? parseConfig({}).policy;
@@ -138,7 +155,7 @@ export function collectorOn(store: Store, options: OpenCollectorOptions, key?: S
 
   let findings: HostFindings | undefined;
   let loaded: ReturnType<HostFindings['load']> | undefined;
-  const findingsService = (): HostFindings => (findings ??= new HostFindings({ store: store.async, policy, logger, now }));
+  const findingsService = (): HostFindings => (findings ??= new HostFindings({ store: store, policy, logger, now }));
   const loadFindings = (): ReturnType<HostFindings['load']> => (loaded ??= findingsService().load());
   const findingsOf =
     options.rollouts?.findings ??
@@ -157,6 +174,7 @@ export function collectorOn(store: Store, options: OpenCollectorOptions, key?: S
   let hosts: HostList | undefined;
   const collector: OpenedCollector = {
     store,
+    sqlite,
     logger,
     keyPath,
     key: getKey,
@@ -166,7 +184,7 @@ export function collectorOn(store: Store, options: OpenCollectorOptions, key?: S
     loadFindings,
     get rollouts() {
       return (rollouts ??= new RolloutEngine({
-        store: store.async,
+        store: store,
         findings: findingsOf,
         signer: (instruction) => signInstruction(instruction, getKey().privateKeyPem),
         now,
@@ -182,26 +200,27 @@ export function collectorOn(store: Store, options: OpenCollectorOptions, key?: S
       return (feeds ??= new FeedLibrary(store));
     },
     get airGap() {
-      return (airGap ??= new AirGap({ store: store.async, rollouts: () => collector.rollouts, key: getKey }));
+      return (airGap ??= new AirGap({ store: store, rollouts: () => collector.rollouts, key: getKey }));
     },
     get exceptions() {
-      return (exceptions ??= new RiskExceptions(store.async));
+      return (exceptions ??= new RiskExceptions(store));
     },
     get apiTokens() {
-      return (apiTokens ??= new ApiTokens(store.async));
+      return (apiTokens ??= new ApiTokens(store));
     },
     get recordedScans() {
-      return (recordedScans ??= new RecordedScans(store.async));
+      return (recordedScans ??= new RecordedScans(store));
     },
     get hosts() {
-      return (hosts ??= new HostList(store.async));
+      return (hosts ??= new HostList(store));
     },
-    close() {
+    async close() {
       try {
         // serve awaits findings.stop() before it closes the collector; a CLI process queues no slice to wait for.
         void findings?.stop();
       } finally {
-        store.close();
+        // SQLite's is closed synchronously inside: a caller that does not await still finds it closed.
+        await store.close();
       }
     },
   };

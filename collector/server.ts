@@ -19,15 +19,18 @@ import { HostFindings } from './services/findings/host-findings.ts';
 import { createApp } from './http/app.ts';
 import { createMetrics, type CollectorMetrics } from './http/metrics.ts';
 import { createLogger, type Logger } from './logger.ts';
-import { openCollector } from './open-collector.ts';
+import { type OpenedCollector, openCollector } from './open-collector.ts';
 import { WalCheckpointer } from './store/checkpointer.ts';
 import type { Db } from './store/db.ts';
-import { StoreHealth } from './store/health.ts';
+import { StoreHealth, type StoreHealthReport } from './store/health.ts';
+import { PostgresHealth } from './store/postgres/health.ts';
+import { StoreError } from './store/db.ts';
+import type { HealthCheck } from './http/services.ts';
 import { IntegrityCheck } from './store/integrity.ts';
 import type { Fleet } from './store/fleet.ts';
 import type { RolloutEngine } from './services/rollouts/engine.ts';
 import type { InstructionOutbox } from './store/rollouts.ts';
-import type { Store } from './store/store.ts';
+import { type AsyncStore, postgresOf, type Store } from './store/store.ts';
 import { FeedAudit } from './services/feeds/feed-audit.ts';
 import { FeedScheduler, type FeedSchedulerOptions } from './services/feeds/schedule.ts';
 
@@ -43,7 +46,10 @@ export const HTTP_HEADERS_TIMEOUT_MS = 10_000;
 const HTTP_DEADLINES = { headersTimeout: HTTP_HEADERS_TIMEOUT_MS, requestTimeout: 60_000, connectionsCheckingInterval: 1000 };
 
 export interface CollectorOptions {
-  /** The SQLite file; the collector's key is kept beside it unless `keyFile` says otherwise. */
+  /**
+   * The SQLite file; the collector's key is kept beside it unless `keyFile` says otherwise.
+   * Not read when the config names a PostgreSQL store (config `store`).
+   */
   dbPath: string;
   /** `HOST:PORT` (`[::1]:8443` for IPv6); port 0 picks a free one. Default 127.0.0.1:8443. */
   listen?: string;
@@ -76,14 +82,14 @@ export interface Collector {
   agentUrl: string;
   /** The collector's ed25519 public key (raw, base64url), pinned by agents at enrollment. */
   publicKey: string;
-  /** Every part of the store; `db` and `fleet` are parts of it, kept for callers that want only those. */
-  store: Store;
-  db: Db;
-  fleet: Fleet;
+  /** The store, on either engine. */
+  store: AsyncStore;
+  /** A SQLite store's synchronous side (its connection, for tests and checks that read the file); null on PostgreSQL. */
+  sqlite: Store | null;
   gateway: Gateway;
   findings: HostFindings;
   rollouts: RolloutEngine;
-  outbox: InstructionOutbox;
+  outbox: AsyncStore['outbox'];
   metrics: CollectorMetrics;
   logger: Logger;
   /** Closes agent connections (1001), stops the HTTP server, closes the database. */
@@ -108,6 +114,67 @@ function warnLooseDatabaseMode(path: string, log: Logger): void {
   if ((mode & 0o077) !== 0) log.warn({ path, mode: mode.toString(8) }, `the database ${path} can be read by other users: chmod 600 it and its -wal and -shm files`);
 }
 
+interface StoreSupervision {
+  health: HealthCheck;
+  /** SQLite's WAL checkpoints (its gauges); null on PostgreSQL and for `:memory:`. */
+  checkpointer: WalCheckpointer | null;
+  stop(): Promise<void>;
+}
+
+/**
+ * What watches the store beside the serving: on SQLite the WAL checkpoints, the periodic
+ * quick_check and /healthz's committed heartbeat with the disk's free space
+ * (store/health.ts); on PostgreSQL the committed heartbeat, which also tells a standby from
+ * the primary (store/postgres/health.ts). Started before serving, stopped at close.
+ */
+function superviseStore(collector: OpenedCollector, path: string, options: CollectorOptions, logger: Logger): StoreSupervision {
+  const onChange = (r: StoreHealthReport): void => {
+    if (r.ok) logger.info('store healthy again');
+    else logger.error({ problems: r.problems }, 'store unhealthy: /healthz answers 503');
+  };
+  const writeIntervalMs = options.health?.writeIntervalMs === undefined ? {} : { writeIntervalMs: options.health.writeIntervalMs };
+  const pg = postgresOf(collector.store);
+  const sqlite = collector.sqlite;
+  if (pg !== null || sqlite === null) {
+    if (pg === null) throw new StoreError('a store with neither a SQLite file nor a PostgreSQL database');
+    const health = new PostgresHealth(pg, { ...writeIntervalMs, onChange });
+    // The first probe is awaited by nobody: /healthz answers "not probed yet" until it lands.
+    health.start().catch((err: unknown) => {
+      logger.error({ err }, 'the store heartbeat could not start');
+    });
+    return { health: { check: () => Promise.resolve(health.check()) }, checkpointer: null, stop: () => health.stop() };
+  }
+  const db = sqlite.db;
+  const checkpointer = path === ':memory:' ? null : new WalCheckpointer(db, { path, logger });
+  const integrity =
+    path === ':memory:'
+      ? null
+      : new IntegrityCheck({
+          path,
+          ...(options.health?.integrityIntervalMs === undefined ? {} : { intervalMs: options.health.integrityIntervalMs }),
+          ...(options.health?.integrityFirstDelayMs === undefined ? {} : { firstDelayMs: options.health.integrityFirstDelayMs }),
+          onResult: (r) => {
+            if (r.status === 'ok') logger.info({ ms: r.ms }, 'database quick_check: ok');
+            else logger.error({ code: 'PW_ERR_STORE_INTEGRITY', problems: r.problems, ms: r.ms }, `database quick_check: ${r.status}`);
+          },
+        });
+  const health = new StoreHealth(db, {
+    integrity,
+    ...writeIntervalMs,
+    ...(options.health?.minFreeBytes === undefined ? {} : { minFreeBytes: options.health.minFreeBytes }),
+    onChange,
+  });
+  return {
+    // Its write probe stands aside while a transaction is open (store/health.ts).
+    health: { check: () => Promise.resolve(health.check()) },
+    checkpointer,
+    stop: async () => {
+      await integrity?.stop();
+      await checkpointer?.stop();
+    },
+  };
+}
+
 function hostForUrl(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
@@ -120,9 +187,14 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
   // Assigned below; the engine only calls it after a commit, long after the gateway exists.
   let deliver = (_agentId: string): void => undefined;
   // serve makes the key when there is none: after refusing an empty --db, before opening it.
+  const storeConfig = config.store;
+  const keyFile = options.keyFile ?? config.keyFile;
   const collector = await openCollector({
-    store: { kind: 'sqlite', path: options.dbPath, init: options.init ?? false },
-    ...(options.keyFile === undefined ? {} : { keyFile: options.keyFile }),
+    store:
+      storeConfig?.kind === 'postgres'
+        ? { kind: 'postgres', url: storeConfig.url, ...(storeConfig.maxConnections === undefined ? {} : { maxConnections: storeConfig.maxConnections }) }
+        : { kind: 'sqlite', path: storeConfig?.path ?? options.dbPath, init: options.init ?? false },
+    ...(keyFile === undefined ? {} : { keyFile }),
     key: 'create',
     logger,
     policy: config.policy,
@@ -135,33 +207,12 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
   });
   const key = collector.key();
   const store = collector.store;
-  const db = store.db;
-  warnLooseDatabaseMode(options.dbPath, logger);
+  const sqlitePath = storeConfig?.kind === 'sqlite' ? storeConfig.path : options.dbPath;
+  if (collector.sqlite !== null) warnLooseDatabaseMode(sqlitePath, logger);
   let gateway: Gateway | undefined;
-  const checkpointer = options.dbPath === ':memory:' ? null : new WalCheckpointer(db, { path: options.dbPath, logger });
-  const integrity =
-    options.dbPath === ':memory:'
-      ? null
-      : new IntegrityCheck({
-          path: options.dbPath,
-          ...(options.health?.integrityIntervalMs === undefined ? {} : { intervalMs: options.health.integrityIntervalMs }),
-          ...(options.health?.integrityFirstDelayMs === undefined ? {} : { firstDelayMs: options.health.integrityFirstDelayMs }),
-          onResult: (r) => {
-            if (r.status === 'ok') logger.info({ ms: r.ms }, 'database quick_check: ok');
-            else logger.error({ code: 'PW_ERR_STORE_INTEGRITY', problems: r.problems, ms: r.ms }, `database quick_check: ${r.status}`);
-          },
-        });
-  const storeHealth = new StoreHealth(db, {
-    integrity,
-    ...(options.health?.writeIntervalMs === undefined ? {} : { writeIntervalMs: options.health.writeIntervalMs }),
-    ...(options.health?.minFreeBytes === undefined ? {} : { minFreeBytes: options.health.minFreeBytes }),
-    onChange: (r) => {
-      if (r.ok) logger.info('store healthy again');
-      else logger.error({ problems: r.problems }, 'store unhealthy: /healthz answers 503');
-    },
-  });
+  const supervision = superviseStore(collector, sqlitePath, options, logger);
+  const checkpointer = supervision.checkpointer;
   try {
-    const fleet: Fleet = store;
     const metrics = createMetrics();
     const findings = collector.findings;
     let checkpointFailures = 0;
@@ -176,21 +227,21 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     const started = Date.now();
     const loaded = await collector.loadFindings();
     logger.info({ ...loaded, ms: Date.now() - started }, 'advisories loaded');
-    const outbox = store.async.outbox;
+    const outbox = store.outbox;
     // Each rollout and host fails alone (issue 10): openCollector logs each failure, and it is kept on the rollout or host.
     const rollouts = collector.rollouts;
     metrics.registry.onCollect(async () => {
-      for (const [state, n] of Object.entries(await store.async.rollouts.countByState())) metrics.rollouts.set({ state }, n);
+      for (const [state, n] of Object.entries(await store.rollouts.countByState())) metrics.rollouts.set({ state }, n);
     });
     gateway = new Gateway({
-      store: store.async,
+      store,
       collectorPublicKey: key.publicKey,
       logger,
       now,
       ...options.gateway,
       instructions: {
-        pendingFor: (agentId, at) => store.async.outbox.pendingFor(agentId, at),
-        markSent: (id, at) => store.async.outbox.markSent(id, at),
+        pendingFor: (agentId, at) => store.outbox.pendingFor(agentId, at),
+        markSent: (id, at) => store.outbox.markSent(id, at),
         // The engine records the result in the outbox too, and moves the rollout on.
         recordResult: (agentId, result) => {
           metrics.instructionResultsTotal.inc({ status: result.status });
@@ -212,10 +263,10 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     deliver = (agentId) => {
       gw.deliverInstructions(agentId);
     };
-    await findings.scheduleAll(await store.async.hosts.ids());
+    await findings.scheduleAll(await store.hosts.ids());
     // Reports a `reports import` stored on this database while it serves: everything up to
     // now is in scheduleAll above.
-    const imports = store.async.reportImports;
+    const imports = store.reportImports;
     let importSeq = await imports.lastSeq();
     const pickUpImports = async (): Promise<void> => {
       const rows = await imports.since(importSeq);
@@ -268,15 +319,14 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     ticker.unref();
 
     const app = createApp({
-      store: store.async,
+      store,
       correlator: findings.correlator,
       policy: config.policy,
       now,
       metrics,
       rollouts,
       logger,
-      // Its write probe stands aside while a transaction is open (store/health.ts).
-      storeHealth: { check: () => Promise.resolve(storeHealth.check()) },
+      storeHealth: supervision.health,
       onAgentRevoked: (agentId) => {
         gw.disconnect(agentId, new ProtocolError(`agent ${agentId} was revoked`, 'PW_ERR_AGENT_REVOKED', CLOSE.revoked));
       },
@@ -313,7 +363,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
         ...options.feedSync,
         store: feeds.advisories,
         sources: () => feeds.sources(config),
-        audit: new FeedAudit(store.async.audit, 'system'),
+        audit: new FeedAudit(store.audit, 'system'),
         logger,
         staleFeedHours: config.policy.staleFeedHours,
         now,
@@ -337,20 +387,18 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
         await gw.close();
         server.closeAllConnections();
         await stopped;
-        await store.async.agents.flushTouches();
-        await integrity?.stop();
-        await checkpointer?.stop();
-        collector.close();
+        await store.agents.flushTouches();
+        await supervision.stop();
+        await collector.close();
         logger.info('collector stopped');
       })();
       return closing;
     };
-    return { httpServer: server, url, agentUrl, publicKey: key.publicKey, store, db, fleet, gateway: gw, findings, rollouts, outbox: store.outbox, metrics, logger, close };
+    return { httpServer: server, url, agentUrl, publicKey: key.publicKey, store, sqlite: collector.sqlite, gateway: gw, findings, rollouts, outbox: store.outbox, metrics, logger, close };
   } catch (err) {
     await gateway?.close();
-    await integrity?.stop();
-    await checkpointer?.stop();
-    collector.close();
+    await supervision.stop();
+    await collector.close();
     if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE' || (err as NodeJS.ErrnoException).code === 'EADDRNOTAVAIL' || (err as NodeJS.ErrnoException).code === 'EACCES') {
       throw new UsageError(`cannot listen on ${host}:${port}: ${(err as Error).message}`);
     }

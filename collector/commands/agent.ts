@@ -19,7 +19,7 @@ async function revoke(argv: string[], io: Io): Promise<number> {
   if (id === undefined || extra.length > 0) throw new UsageError('agent revoke takes one agent ID');
   if (!UUID.test(id)) throw new UsageError(`${id} is not an agent id (see the AGENT column of 'hosts')`);
   const collector = await openCollector({ store: { kind: 'sqlite', path: values.db } });
-  const store = collector.store.async;
+  const store = collector.store;
   try {
     const agent = await store.agents.get(id.toLowerCase());
     if (agent === undefined) {

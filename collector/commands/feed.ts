@@ -62,7 +62,7 @@ async function importCmd(argv: string[], io: Io): Promise<number> {
   let failed = 0;
   try {
     const feeds = collector.feeds;
-    const audit = new FeedAudit(collector.store.async.audit, cliActor());
+    const audit = new FeedAudit(collector.store.audit, cliActor());
     for (const path of positionals) {
       try {
         if (await isSignedFile(path)) {
@@ -131,7 +131,7 @@ async function syncCmd(argv: string[], io: Io): Promise<number> {
     const sources = feeds.sources(config);
     if (sources.length === 0) throw new UsageError(`${values.config ?? 'the catalogue'}: nothing to sync (the config lists no feeds and disables the catalogue)`);
     const bars = new Map<string, { bar: SingleBar; started: boolean }>();
-    await feeds.sync(sources, new FeedAudit(collector.store.async.audit, cliActor()), {
+    await feeds.sync(sources, new FeedAudit(collector.store.audit, cliActor()), {
       onProgress: (name, received, total) => {
         if (!tty || total === null) return;
         let b = bars.get(name);

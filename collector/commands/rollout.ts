@@ -193,7 +193,7 @@ async function show(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { db: { type: 'string', default: DEFAULT_DB }, id: { type: 'string' }, json: { type: 'boolean', default: false } });
   const id = checkId(values.id);
   return withCollector(values.db, io, true, async ({ rollouts: engine, store }) => {
-    const r = await rolloutDetail(store.async, engine, id);
+    const r = await rolloutDetail(store, engine, id);
     io.stdout.write(values.json ? JSON.stringify(r, null, 2) + '\n' : showText(r));
     return 0;
   });

@@ -40,7 +40,7 @@ async function create(argv: string[], io: Io): Promise<number> {
   if (values.note !== undefined && values.note.length > 1000) throw new UsageError('--note is at most 1000 characters');
   const uses = Number(values.uses);
   const collector = await openCollector({ store: { kind: 'sqlite', path: values.db } });
-  const store = collector.store.async;
+  const store = collector.store;
   try {
     const t = await store.tokens.create({ uses, ttlMs, createdBy: cliActor(), note: values.note ?? null });
     if (values.json) {

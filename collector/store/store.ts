@@ -118,6 +118,12 @@ class ExecutorStore implements AsyncStore, PartScope {
     return this.#root.kind;
   }
 
+  /** The PostgreSQL database under this store, or null on SQLite (postgresOf). */
+  get postgres(): PostgresDatabase | null {
+    const db = this.#root.db;
+    return db instanceof PostgresDatabase ? db : null;
+  }
+
   get ex(): SqlExecutor {
     return this.#tx ?? this.#root.db;
   }
@@ -418,4 +424,13 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     throw err;
   }
   return new ExecutorStore({ kind: 'postgres', db, sync: null, shared: new Map(), close: () => db.close() }, null);
+}
+
+/**
+ * The PostgreSQL database under a store, or null for SQLite: for what only PostgreSQL has and
+ * the collector runs beside the store (the committed heartbeat of /healthz, leases, the
+ * outbox's notifications).
+ */
+export function postgresOf(store: AsyncStore): PostgresDatabase | null {
+  return store instanceof ExecutorStore ? store.postgres : null;
 }
