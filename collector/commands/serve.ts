@@ -1,6 +1,7 @@
 /**
  * `serve [--db FILE] [--init] [--listen HOST:PORT] [--config FILE] [--tls-cert FILE --tls-key FILE]`:
- * the collector service. A missing --db file is made; an existing empty one is refused
+ * the collector service, on the SQLite file --db names or on the store the config names
+ * (`store`: a PostgreSQL database several collectors share, with `keyFile`). A missing --db file is made; an existing empty one is refused
  * (PW_ERR_STORE_EMPTY_FILE) unless --init says to make a new database in it.
  * Prints where it listens, then runs until SIGTERM or SIGINT, when
  * it closes agent connections (1001), lets requests finish and closes the database; a
@@ -28,7 +29,7 @@ function readPem(path: string, what: string): Buffer {
 
 export async function serveCommand(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, {
-    db: { type: 'string', default: DEFAULT_DB },
+    db: { type: 'string' },
     init: { type: 'boolean', default: false },
     listen: { type: 'string', default: DEFAULT_LISTEN },
     config: { type: 'string' },
@@ -39,6 +40,8 @@ export async function serveCommand(argv: string[], io: Io): Promise<number> {
   const keyPath = values['tls-key'];
   if ((certPath === undefined) !== (keyPath === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
   const config = await loadConfig(values.config);
+  if (config.store !== undefined && values.db !== undefined) throw new UsageError(`--db and the config's store both name a store: give one`);
+  if (config.store?.kind === 'postgres' && values.init) throw new UsageError('--init makes a SQLite file; a PostgreSQL store is made by its first collector');
   const tls = certPath === undefined || keyPath === undefined ? undefined : { cert: readPem(certPath, 'certificate'), key: readPem(keyPath, 'key') };
   // Signals are handled before the URL is printed: whoever reads that line may signal at
   // once. One listener for the whole run, removed only after the close.
@@ -63,7 +66,7 @@ export async function serveCommand(argv: string[], io: Io): Promise<number> {
   try {
     // The collector keeps its own feeds current (config `feedSync`, default on); PATCHWARDEN_FEED_SYNC=off is the same as "feedSync": false.
     const feedSync = process.env.PATCHWARDEN_FEED_SYNC === 'off' ? {} : { feedSync: {} };
-    const collector = await createCollector({ dbPath: values.db, init: values.init, listen: values.listen, config, ...feedSync, ...(tls === undefined ? {} : { tls }) });
+    const collector = await createCollector({ dbPath: values.db ?? DEFAULT_DB, init: values.init, listen: values.listen, config, ...feedSync, ...(tls === undefined ? {} : { tls }) });
     io.stdout.write(`patchwarden-collector listening on ${collector.url} (agents: ${collector.agentUrl})\n`);
     const signal = await stopped;
     collector.logger.info({ signal }, 'closing');

@@ -13,6 +13,9 @@ import { startPostgres, type Postgres } from '../../shared/testing/postgres.ts';
 import { needs, TOOLS } from '../../shared/testing/system-tools.ts';
 import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixtures.ts';
 import { importFeedPath } from '../services/feeds/store-import.ts';
+import { parseConfig } from '../config.ts';
+import { createLogger } from '../logger.ts';
+import { createCollector } from '../server.ts';
 import { openDatabase } from '../store/db.ts';
 import { fleetOn } from '../store/fleet.ts';
 import { migratePostgres } from '../store/postgres/migrate.ts';
@@ -47,6 +50,7 @@ describe('store migrate', { skip: needs(TOOLS.postgres) }, () => {
   let dir: string;
   let dbPath: string;
   const agentIds: string[] = [];
+  let apiToken = '';
   before(async () => {
     cluster = await startPostgres();
     dir = mkdtempSync(join(tmpdir(), 'pw-store-migrate-'));
@@ -74,7 +78,9 @@ describe('store migrate', { skip: needs(TOOLS.postgres) }, () => {
       const r = await runCaptured(command, argv);
       assert.equal(r.code, 0, r.stderr);
     };
-    await run(apiTokenCommand, ['create', '--db', dbPath, '--name', 'ci', '--role', 'operator']);
+    const created = await runCaptured(apiTokenCommand, ['create', '--db', dbPath, '--name', 'ci', '--role', 'admin', '--json']);
+    assert.equal(created.code, 0, created.stderr);
+    apiToken = (JSON.parse(created.stdout) as { token: string }).token;
     const advisory = (openDatabase(dbPath, { readonly: true }).prepare('SELECT id FROM advisories ORDER BY id LIMIT 1').pluck().get() as string);
     await run(exceptionCommand, ['add', '--db', dbPath, '--advisory', advisory, '--fleet-wide', '--owner', 'ops', '--reason', "vendor says <not> affected; 'quoted'", '--expires', '2027-06-01']);
     const plan = join(dir, 'plan.json');
@@ -127,6 +133,43 @@ describe('store migrate', { skip: needs(TOOLS.postgres) }, () => {
       await pg.close();
     }
     assert.doesNotMatch(out.stdout + out.stderr, /secret/);
+  });
+
+  test('a collector served from the migrated PostgreSQL shows what the SQLite one shows: hosts, findings, rollouts, audit', async (t) => {
+    const quiet = createLogger({ level: 'silent' });
+    const config = (store: unknown) => parseConfig({ feedSync: false, keyFile: join(dir, 'collector.key'), ...(store === undefined ? {} : { store }) });
+    const before = await createCollector({ dbPath, listen: '127.0.0.1:0', config: config(undefined), logger: quiet });
+    t.after(() => before.close());
+    const after = await createCollector({ dbPath: join(dir, 'not-used.db'), listen: '127.0.0.1:0', config: config({ kind: 'postgres', url: cluster.url }), logger: quiet });
+    t.after(() => after.close());
+    assert.equal(after.store.kind, 'postgres');
+    assert.equal(after.sqlite, null);
+    // Both have judged every host against the same advisories before they are asked.
+    await Promise.all([before.findings.drained(), after.findings.drained()]);
+    const get = async (base: string, path: string): Promise<unknown> => {
+      const res = await fetch(`${base}/api/v1${path}`, { headers: { authorization: `Bearer ${apiToken}` } });
+      assert.equal(res.status, 200, `${path}: ${await res.clone().text()}`);
+      return res.json();
+    };
+    const both = async (path: string): Promise<[unknown, unknown]> => [await get(before.url, path), await get(after.url, path)];
+    const [hostsBefore, hostsAfter] = await both('/hosts?limit=100');
+    assert.deepEqual(hostsAfter, hostsBefore);
+    assert.equal((hostsBefore as { items: unknown[] }).items.length, HOSTILE.length);
+    for (const id of agentIds) {
+      const [a, b] = await both(`/hosts/${id}`);
+      assert.deepEqual(b, a, `host ${id}`);
+    }
+    const withFindings = (await get(before.url, `/hosts/${agentIds[0]}`)) as { findings?: unknown[] };
+    assert.ok((withFindings.findings ?? []).length > 0, 'the hosts have findings to compare');
+    const [rolloutsBefore, rolloutsAfter] = await both('/rollouts');
+    assert.deepEqual(rolloutsAfter, rolloutsBefore);
+    assert.equal((rolloutsBefore as { items: unknown[] }).items.length, 1);
+    const [summaryBefore, summaryAfter] = await both('/summary');
+    assert.deepEqual(summaryAfter, summaryBefore);
+    // The same audit log, and on PostgreSQL the move itself on top.
+    const [auditBefore, auditAfter] = (await both('/audit?limit=500')) as [{ items: { action: string }[] }, { items: { action: string }[] }];
+    assert.equal(auditAfter.items[0]?.action, 'store.migrate');
+    assert.deepEqual(auditAfter.items.slice(1), auditBefore.items);
   });
 
   test('refuses a database that already holds a store, and changes nothing in it', async () => {
