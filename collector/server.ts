@@ -21,17 +21,17 @@ import { createMetrics, type CollectorMetrics } from './http/metrics.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { type OpenedCollector, openCollector } from './open-collector.ts';
 import { WalCheckpointer } from './store/checkpointer.ts';
-import type { Db } from './store/db.ts';
 import { StoreHealth, type StoreHealthReport } from './store/health.ts';
 import { PostgresHealth } from './store/postgres/health.ts';
 import { StoreError } from './store/db.ts';
 import type { HealthCheck } from './http/services.ts';
 import { IntegrityCheck } from './store/integrity.ts';
-import type { Fleet } from './store/fleet.ts';
 import type { RolloutEngine } from './services/rollouts/engine.ts';
-import type { InstructionOutbox } from './store/rollouts.ts';
 import { type AsyncStore, postgresOf, type Store } from './store/store.ts';
 import { FeedAudit } from './services/feeds/feed-audit.ts';
+import { ChangeLogHousekeeping } from './services/replicas/change-log-housekeeping.ts';
+import { dutiesFor } from './services/replicas/duties.ts';
+import { OUTBOX_CHANNEL, PostgresListener } from './store/postgres/notifications.ts';
 import { FeedScheduler, type FeedSchedulerOptions } from './services/feeds/schedule.ts';
 
 export const DEFAULT_LISTEN = '127.0.0.1:8443';
@@ -211,6 +211,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
   if (collector.sqlite !== null) warnLooseDatabaseMode(sqlitePath, logger);
   let gateway: Gateway | undefined;
   const supervision = superviseStore(collector, sqlitePath, options, logger);
+  const duties = dutiesFor(store, { logger });
   const checkpointer = supervision.checkpointer;
   try {
     const metrics = createMetrics();
@@ -274,8 +275,28 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
       importSeq = rows[rows.length - 1]?.seq ?? importSeq;
       const agentIds = new Set(rows.map((r) => r.agentId));
       logger.info({ hosts: agentIds.size, files: rows.length }, 'imported reports: correlating their hosts');
-      // The importing process told the rollouts already (collector/commands/reports.ts).
-      findings.scheduleStored(agentIds);
+      // The importing process told the rollouts already (collector/commands/reports.ts). One replica judges them.
+      if (recorrelateDuty.held) findings.scheduleStored(agentIds);
+    };
+    // Once-only work: every duty is this process's on SQLite; on PostgreSQL each is a lease one replica holds (services/replicas/duties.ts).
+    const rolloutDuty = duties.get('rollout-tick');
+    const recorrelateDuty = duties.get('recorrelate');
+    const housekeepingDuty = duties.get('housekeeping');
+    const shared = collector.sqlite === null;
+    const changeLog = new ChangeLogHousekeeping((seq) => store.advisoryChanges.clear(seq));
+    housekeepingDuty.onChange(() => {
+      changeLog.reset();
+    });
+    // Instructions another process enqueued on this database reach connected agents here.
+    const pushUnsent = (): void => {
+      outbox.agentsWithUnsent(now()).then(
+        (agentIds) => {
+          for (const agentId of agentIds) if (gw.isConnected(agentId)) gw.deliverInstructions(agentId);
+        },
+        (err: unknown) => {
+          logger.error({ err }, 'pushing instructions enqueued by another process failed; the next tick tries again');
+        },
+      );
     };
     // One advance of the rollouts at a time: a slow one is not overlapped by the next tick, and close waits for it.
     let advancing: Promise<void> | null = null;
@@ -284,7 +305,14 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
         logger.error({ err }, 'picking up imported reports failed; the next tick tries again');
       });
       // Advisories another process (or a sync in this one) changed on this database: a restart is not needed.
-      void findings.followStore().then(
+      // Every replica takes them into its correlator; one re-judges the fleet, and the log is cleared behind all of them.
+      void findings
+        .followStore({ rejudge: recorrelateDuty.held, clear: !shared })
+        .then(async (changed) => {
+          if (shared && housekeepingDuty.held) await changeLog.tick(findings.changeSeq, Date.now());
+          return changed;
+        })
+        .then(
         (changed) => {
           if (changed.advisories > 0 || changed.hosts > 0) logger.info(changed, 'advisories changed in the store: re-judging the hosts');
         },
@@ -293,7 +321,8 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
         },
       );
       // Failures of single rollouts are logged by onError; a throw here is the store's own.
-      advancing ??= rollouts
+      if (rolloutDuty.held)
+        advancing ??= rollouts
         .tick()
         .then(
           () => undefined,
@@ -304,15 +333,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
         .finally(() => {
           advancing = null;
         });
-      // Instructions a CLI process enqueued on this database reach connected agents here.
-      outbox.agentsWithUnsent(now()).then(
-        (agentIds) => {
-          for (const agentId of agentIds) if (gw.isConnected(agentId)) gw.deliverInstructions(agentId);
-        },
-        (err: unknown) => {
-          logger.error({ err }, 'pushing instructions enqueued by another process failed; the next tick tries again');
-        },
-      );
+      pushUnsent();
     };
     tick();
     const ticker = setInterval(tick, options.rolloutTickMs ?? 15_000);
@@ -357,19 +378,58 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     const agentUrl = `${options.tls === undefined ? 'ws' : 'wss'}://${hostForUrl(host)}:${bound}${AGENT_PATH}`;
     logger.info({ url, agentUrl }, 'collector listening');
     let feedScheduler: FeedScheduler | null = null;
+    let feedSchedulerStopped: Promise<void> = Promise.resolve();
     if (options.feedSync !== undefined && config.feedSync) {
       const feeds = collector.feeds;
-      feedScheduler = new FeedScheduler({
-        ...options.feedSync,
-        store: feeds.advisories,
-        sources: () => feeds.sources(config),
-        audit: new FeedAudit(store.audit, 'system'),
-        logger,
-        staleFeedHours: config.policy.staleFeedHours,
-        now,
+      const feedSync = options.feedSync;
+      const startFeeds = (): void => {
+        feedScheduler = new FeedScheduler({
+          ...feedSync,
+          store: feeds.advisories,
+          sources: () => feeds.sources(config),
+          audit: new FeedAudit(store.audit, 'system'),
+          logger,
+          staleFeedHours: config.policy.staleFeedHours,
+          now,
+        });
+        feedScheduler.start();
+      };
+      const feedDuty = duties.get('feed-sync');
+      // Only the replica holding feed-sync downloads; it hands the duty on when it stops or cannot renew.
+      feedDuty.onChange((held) => {
+        if (held && feedScheduler === null) startFeeds();
+        else if (!held && feedScheduler !== null) {
+          const stopping = feedScheduler;
+          feedScheduler = null;
+          feedSchedulerStopped = stopping.stop();
+        }
       });
-      feedScheduler.start();
+      if (feedDuty.held) startFeeds();
     }
+    // A replica that takes the rollout duty advances at once rather than a tick later (another replica's died).
+    rolloutDuty.onChange((held) => {
+      if (held) tick();
+    });
+    duties.start();
+    // An instruction enqueued on another replica (its API, a rollout tick, a CLI) for an agent connected here.
+    const outboxListener =
+      storeConfig?.kind === 'postgres'
+        ? new PostgresListener({
+            url: storeConfig.url,
+            channels: [OUTBOX_CHANNEL],
+            onNotification: (_channel, agentId) => {
+              if (gw.isConnected(agentId)) gw.deliverInstructions(agentId);
+            },
+            // Notifications sent while the listener was reconnecting are lost: look at the outbox afresh.
+            onReconnect: () => {
+              pushUnsent();
+            },
+            onError: (err) => {
+              logger.warn({ err }, 'listening for enqueued instructions failed; reconnecting (the tick still pushes them)');
+            },
+          })
+        : null;
+    await outboxListener?.start();
 
     let closing: Promise<void> | undefined;
     const close = (): Promise<void> => {
@@ -381,7 +441,10 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
         });
         server.closeIdleConnections();
         clearInterval(ticker);
+        await outboxListener?.close();
+        await duties.stop();
         await advancing;
+        await feedSchedulerStopped;
         await feedScheduler?.stop();
         await findings.stop();
         await gw.close();
@@ -397,6 +460,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     return { httpServer: server, url, agentUrl, publicKey: key.publicKey, store, sqlite: collector.sqlite, gateway: gw, findings, rollouts, outbox: store.outbox, metrics, logger, close };
   } catch (err) {
     await gateway?.close();
+    await duties.stop();
     await supervision.stop();
     await collector.close();
     if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE' || (err as NodeJS.ErrnoException).code === 'EADDRNOTAVAIL' || (err as NodeJS.ErrnoException).code === 'EACCES') {

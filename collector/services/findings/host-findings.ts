@@ -118,6 +118,20 @@ export interface HostFindingsOptions {
   now?: () => Date;
 }
 
+/**
+ * How a collector follows the advisory change log. With one collector (SQLite) it does all
+ * of it. With several on one PostgreSQL database every replica takes the changes into its
+ * own correlator (it judges its own agents' reports), but one replica re-judges the fleet
+ * (the `recorrelate` duty), and none clears the log behind the others: the housekeeping
+ * duty clears what every replica has had time to read (collector/services/replicas/).
+ */
+export interface FollowOptions {
+  /** Queue the hosts the changes touch for re-judging. Default true. */
+  rejudge?: boolean;
+  /** Delete the log rows taken in. Default true: only right when this is the one collector. */
+  clear?: boolean;
+}
+
 export class HostFindings {
   readonly correlator: Correlator;
   readonly #store: FindingsStore;
@@ -207,13 +221,18 @@ export class HostFindings {
    * serving collector calls this, since it deletes the log rows it has taken in. A call made
    * while one runs waits for it: each log row is taken in once.
    */
-  followStore(): Promise<{ advisories: number; keys: number; hosts: number }> {
-    const run = this.#following.then(() => this.#followStore());
+  followStore(options: FollowOptions = {}): Promise<{ advisories: number; keys: number; hosts: number }> {
+    const run = this.#following.then(() => this.#followStore(options.rejudge ?? true, options.clear ?? true));
     this.#following = run.catch(() => undefined);
     return run;
   }
 
-  async #followStore(): Promise<{ advisories: number; keys: number; hosts: number }> {
+  /** The newest change-log row taken in (load() or followStore()): what housekeeping may clear up to, once every replica has read it. */
+  get changeSeq(): number {
+    return this.#changeSeq;
+  }
+
+  async #followStore(rejudge: boolean, clear: boolean): Promise<{ advisories: number; keys: number; hosts: number }> {
     let advisories = 0;
     const ecosystems = new Set<string>();
     let keys = 0;
@@ -243,14 +262,14 @@ export class HostFindings {
       if (!batch.more) break;
     }
     // Rows up to load()'s seq are in the index already; clearing them here (not in load) keeps a CLI's load() from taking rows a serving collector has not read.
-    if (this.#changeSeq > this.#clearedSeq) {
+    if (clear && this.#changeSeq > this.#clearedSeq) {
       await this.#store.advisoryChanges.clear(this.#changeSeq);
       this.#clearedSeq = this.#changeSeq;
     }
     if (this.#changeSeq === from) return { advisories: 0, keys: 0, hosts: 0 };
     // A new EPSS set changes every host's scores and order (and due dates under epssDueDays): every host, as for KEV.
     if ((kev || feeds) && this.#takeKevAndFeeds(await this.#readKevAndFeeds()).epssChanged) kev = true;
-    if (keys === 0 && !kev) return { advisories, keys, hosts: 0 };
+    if ((keys === 0 && !kev) || !rejudge) return { advisories, keys, hosts: 0 };
     if (kev) {
       // Due dates of any finding may move: every content is judged whole.
       const hosts = await this.#store.hosts.ids();
