@@ -140,7 +140,7 @@ function keyPathOf(options: Pick<OpenCollectorOptions, 'store' | 'keyFile'>): st
  * already by openCollector.
  */
 export function collectorOn(store: Store, options: OpenCollectorOptions, key?: SigningKey & { made: boolean }): OpenedCollector {
-  return wire(store, store, options, key);
+  return wire(store.async, store, options, key);
 }
 
 /** The services over a store on either engine; `sqlite` is the SQLite store's synchronous side, or null. */
@@ -200,7 +200,7 @@ function wire(store: AsyncStore, sqlite: Store | null, options: OpenCollectorOpt
       return (feeds ??= new FeedLibrary(store));
     },
     get airGap() {
-      return (airGap ??= new AirGap({ store: store, rollouts: () => collector.rollouts, key: getKey }));
+      return (airGap ??= new AirGap({ store, rollouts: () => collector.rollouts, key: getKey }));
     },
     get exceptions() {
       return (exceptions ??= new RiskExceptions(store));

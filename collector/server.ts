@@ -30,7 +30,7 @@ import type { RolloutEngine } from './services/rollouts/engine.ts';
 import { type AsyncStore, postgresOf, type Store } from './store/store.ts';
 import { FeedAudit } from './services/feeds/feed-audit.ts';
 import { ChangeLogHousekeeping } from './services/replicas/change-log-housekeeping.ts';
-import { dutiesFor } from './services/replicas/duties.ts';
+import { type Duties, dutiesFor } from './services/replicas/duties.ts';
 import { OUTBOX_CHANNEL, PostgresListener } from './store/postgres/notifications.ts';
 import { FeedScheduler, type FeedSchedulerOptions } from './services/feeds/schedule.ts';
 
@@ -90,6 +90,8 @@ export interface Collector {
   findings: HostFindings;
   rollouts: RolloutEngine;
   outbox: AsyncStore['outbox'];
+  /** The once-only work this collector holds now (on PostgreSQL, leases shared with the other replicas). */
+  duties: Duties;
   metrics: CollectorMetrics;
   logger: Logger;
   /** Closes agent connections (1001), stops the HTTP server, closes the database. */
@@ -457,7 +459,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
       })();
       return closing;
     };
-    return { httpServer: server, url, agentUrl, publicKey: key.publicKey, store, sqlite: collector.sqlite, gateway: gw, findings, rollouts, outbox: store.outbox, metrics, logger, close };
+    return { httpServer: server, url, agentUrl, publicKey: key.publicKey, store, sqlite: collector.sqlite, gateway: gw, findings, rollouts, outbox: store.outbox, duties, metrics, logger, close };
   } catch (err) {
     await gateway?.close();
     await duties.stop();
