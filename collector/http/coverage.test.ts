@@ -42,9 +42,9 @@ async function fixture(t: TestContext, feeds: { path: string; at: Date }[]): Pro
   const store = asyncAdvisories(f.db);
   for (const feed of feeds) await importFeedPath(store, feed.path, { correlator: f.correlator, now: feed.at });
   const ids = {
-    deb12: f.addHost(debianInventory('deb12')),
-    deb11: f.addHost(debian11('deb11')),
-    unknown: f.addHost(unknownDistro('plan9')),
+    deb12: await f.addHost(debianInventory('deb12')),
+    deb11: await f.addHost(debian11('deb11')),
+    unknown: await f.addHost(unknownDistro('plan9')),
   };
   return { ...f, ids };
 }

@@ -29,10 +29,10 @@ describe('dashboard in Chromium', { skip: needs(TOOLS.chromium) }, () => {
 
   before(async () => {
     fx = await makeFixture();
-    ids.web1 = fx.addHost(debianInventory('web-1'), { connected: true, tags: ['prod'] });
-    ids.db1 = fx.addHost(almaInventory('db-1', { rebootRequired: true }), { connected: true });
-    ids.db2 = fx.addHost(almaInventory('db-2'));
-    ids.hostile = fx.addHost(debianInventory(HOSTILE_HOSTNAME), { tags: ['"><img src=x onerror=alert(2)>'] });
+    ids.web1 = await fx.addHost(debianInventory('web-1'), { connected: true, tags: ['prod'] });
+    ids.db1 = await fx.addHost(almaInventory('db-1', { rebootRequired: true }), { connected: true });
+    ids.db2 = await fx.addHost(almaInventory('db-2'));
+    ids.hostile = await fx.addHost(debianInventory(HOSTILE_HOSTNAME), { tags: ['"><img src=x onerror=alert(2)>'] });
     const listener = getRequestListener(fx.app.fetch);
     server = createServer((req, res) => {
       void listener(req, res);

@@ -11,8 +11,8 @@ const at = (m: number) => new Date(NOW.getTime() + m * MIN);
 describe('InstructionOutbox', () => {
   it('keeps signed entries per agent, oldest first, until a result, expiry or withdrawal', async (t) => {
     const b = await makeBench(t);
-    const a1 = b.addHost({ hostname: 'alma-1' });
-    const a2 = b.addHost({ hostname: 'alma-2' });
+    const a1 = await b.addHost({ hostname: 'alma-1' });
+    const a2 = await b.addHost({ hostname: 'alma-2' });
     const rolloutId = await b.engine.create({ name: 'outbox', target: { agentIds: [a1] }, action: { kind: 'refresh' }, waves: { canary: { hosts: 1 } } }, 'cli:test');
     const make = (agentId: string, expiresMin: number) => {
       const i: Instruction = { schema: 'patchwarden.instruction/1', kind: 'refresh', id: randomUUID(), agentId, issuedAt: NOW.toISOString(), notBefore: NOW.toISOString(), expiresAt: at(expiresMin).toISOString(), rolloutId: null, dryRun: false };
@@ -62,7 +62,7 @@ describe('InstructionOutbox', () => {
 describe('RolloutStore updates', () => {
   it('writes the fields given, a null included, and leaves the others as they were', async (t) => {
     const b = await makeBench(t);
-    const a1 = b.addHost({ hostname: 'alma-1' });
+    const a1 = await b.addHost({ hostname: 'alma-1' });
     const store = b.store.rollouts;
     const id = await b.engine.create({ name: 'fields', target: { agentIds: [a1] }, action: { kind: 'refresh' }, waves: { canary: { hosts: 1 } } }, 'cli:test');
     store.insertHosts(id, new Map([[a1, 0]]), at(0));

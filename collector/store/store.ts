@@ -8,20 +8,21 @@ import { parsePlan } from '../domain/rollout/plan.ts';
 import { ApiTokenStore } from './access.ts';
 import { AdvisoryChanges } from './advisory-changes.ts';
 import { AdvisoryStore } from './advisories.ts';
-import type { Agents } from './agents.ts';
+import { Agents, flushTouchesNow } from './agents.ts';
 import type { AuditLog } from './audit-log.ts';
+import { ExecutorAudit } from './audit-executor.ts';
 import { type Db, openDatabase, prepareDatabaseFile, StoreError } from './db.ts';
-import type { EnrollmentTokens } from './enrollment-tokens.ts';
+import { EnrollmentTokens } from './enrollment-tokens.ts';
 import { EpssStore } from './epss.ts';
 import { ExceptionStore } from './exceptions.ts';
 import { type Fleet, fleetOn } from './fleet.ts';
 import { FleetSummaryStore } from './fleet-summary.ts';
 import { StoreHealth } from './health.ts';
 import { FindingHistoryStore } from './history.ts';
-import type { Hosts } from './hosts.ts';
+import { Hosts } from './hosts.ts';
 import { StoreInspection } from './inspection.ts';
 import { ReportImports } from './report-imports.ts';
-import type { Reports } from './reports.ts';
+import { Reports } from './reports.ts';
 import { type Promisified, promisified } from './promisified.ts';
 import { InstructionOutbox, RolloutStore } from './rollouts.ts';
 import type { PartScope } from './part-scope.ts';
@@ -50,10 +51,10 @@ export type StoreOptions = SqliteStoreOptions;
 export interface AsyncStore {
   readonly kind: 'sqlite' | 'postgres';
   readonly audit: Promisified<AuditLog>;
-  readonly tokens: Promisified<EnrollmentTokens>;
-  readonly agents: Promisified<Agents>;
-  readonly reports: Promisified<Reports>;
-  readonly hosts: Promisified<Hosts>;
+  readonly tokens: EnrollmentTokens;
+  readonly agents: Agents;
+  readonly reports: Reports;
+  readonly hosts: Hosts;
   readonly apiTokens: Promisified<ApiTokenStore>;
   readonly advisories: Promisified<AdvisoryStore>;
   readonly advisoryChanges: Promisified<AdvisoryChanges>;
@@ -61,7 +62,7 @@ export interface AsyncStore {
   readonly history: Promisified<FindingHistoryStore>;
   readonly rollouts: Promisified<RolloutStore>;
   readonly outbox: Promisified<InstructionOutbox>;
-  readonly reportImports: Promisified<ReportImports>;
+  readonly reportImports: ReportImports;
   readonly exceptions: Promisified<ExceptionStore>;
   readonly summary: FleetSummaryStore;
   readonly health: Promisified<StoreHealth>;
@@ -87,6 +88,11 @@ type PartName = Exclude<keyof AsyncStore, 'kind' | 'transaction' | 'close'>;
  */
 const ON_EXECUTOR: { readonly [K in PartName]?: (scope: PartScope) => AsyncStore[K] } = {
   summary: (scope) => new FleetSummaryStore(scope.ex),
+  tokens: (scope) => new EnrollmentTokens(scope),
+  agents: (scope) => new Agents(scope),
+  reports: (scope) => new Reports(scope),
+  hosts: (scope) => new Hosts(scope),
+  reportImports: (scope) => new ReportImports(scope),
 };
 
 /** What every scope of one store shares. */
@@ -143,6 +149,7 @@ class ExecutorStore implements AsyncStore, PartScope {
       const sync = this.#root.sync;
       const db = this.#root.db;
       if (make !== undefined) part = make(this);
+      else if (name === 'audit' && sync === null) part = new ExecutorAudit(this.ex) as unknown as AsyncStore[K];
       else if (sync !== null && db instanceof SqliteDatabase) {
         // The parts not on the executor yet are the synchronous store's.
         const syncPart = (sync as unknown as Record<PartName, object>)[name];
@@ -211,8 +218,10 @@ class ExecutorStore implements AsyncStore, PartScope {
     return this.#root.db.transaction((open) => fn(new ExecutorStore(this.#root, open)));
   }
 
-  close(): Promise<void> {
-    return this.#root.close();
+  /** The batched last-seen times are this process's own writes: written before the connection closes, on both engines. */
+  async close(): Promise<void> {
+    await new ExecutorStore(this.#root, null).agents.flushTouches();
+    await this.#root.close();
   }
 }
 
@@ -229,7 +238,6 @@ export interface Store extends Fleet {
   readonly history: FindingHistoryStore;
   readonly rollouts: RolloutStore;
   readonly outbox: InstructionOutbox;
-  readonly reportImports: ReportImports;
   /** Accepted risks, audited in the fleet's audit log. */
   readonly exceptions: ExceptionStore;
   /** /healthz with no periodic integrity check; serve makes its own with one (createApp's storeHealth). */
@@ -262,10 +270,6 @@ class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
   readonly db: Db;
   readonly audit: AuditLog;
-  readonly tokens: EnrollmentTokens;
-  readonly agents: Agents;
-  readonly reports: Reports;
-  readonly hosts: Hosts;
   #apiTokens: ApiTokenStore | undefined;
   #advisories: AdvisoryStore | undefined;
   #advisoryChanges: AdvisoryChanges | undefined;
@@ -273,7 +277,6 @@ class SqliteStore implements Store {
   #history: FindingHistoryStore | undefined;
   #rollouts: RolloutStore | undefined;
   #outbox: InstructionOutbox | undefined;
-  #reportImports: ReportImports | undefined;
   #exceptions: ExceptionStore | undefined;
   #health: StoreHealth | undefined;
   #inspection: StoreInspection | undefined;
@@ -281,12 +284,7 @@ class SqliteStore implements Store {
 
   constructor(db: Db) {
     this.db = db;
-    const fleet = fleetOn(db);
-    this.audit = fleet.audit;
-    this.tokens = fleet.tokens;
-    this.agents = fleet.agents;
-    this.reports = fleet.reports;
-    this.hosts = fleet.hosts;
+    this.audit = fleetOn(db).audit;
   }
 
   get async(): AsyncStore {
@@ -329,10 +327,6 @@ class SqliteStore implements Store {
     return (this.#outbox ??= new InstructionOutbox(this.db));
   }
 
-  get reportImports(): ReportImports {
-    return (this.#reportImports ??= new ReportImports(this.db, this));
-  }
-
   get exceptions(): ExceptionStore {
     return (this.#exceptions ??= new ExceptionStore(this.db, this.audit));
   }
@@ -359,7 +353,7 @@ class SqliteStore implements Store {
 
   close(): void {
     if (!this.db.open) return;
-    this.agents.flushTouches();
+    if (this.#async !== undefined) flushTouchesNow(this.db, this.#async as ExecutorStore);
     this.db.close();
   }
 }

@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { openDatabase, type Db } from '../../collector/store/db.ts';
-import { type Fleet, fleetOn } from '../../collector/store/fleet.ts';
+import type { SqlDatabase } from '../../collector/store/sql/executor.ts';
+import { type Query, sql } from '../../collector/store/sql/query.ts';
 import { type AsyncStore, storeOn } from '../../collector/store/store.ts';
 import { generateKeyPair } from '../signing.ts';
 
@@ -31,20 +32,17 @@ export function asyncAdvisories(db: Db): AsyncStore['advisories'] {
 /** The clock the fleet store tests run at. */
 export const FLEET_NOW = new Date('2026-11-26T18:00:00.000Z');
 
-/** tempDatabase with the fleet's stores over it. */
-export async function tempFleet(t: TestContext): Promise<{ db: Db; fleet: Fleet; path: string }> {
-  const { db, path } = await tempDatabase(t, 'fleet');
-  return { db, fleet: fleetOn(db), path };
-}
-
 /** Enrolls an agent with a new key, at FLEET_NOW; returns its id. */
-export function enrollAgent(fleet: Fleet, hostname = 'web-1'): string {
-  return fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname, machineId: null, tokenId: null }, FLEET_NOW);
+export function enrollAgent(store: AsyncStore, hostname = 'web-1'): Promise<string> {
+  return store.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname, machineId: null, tokenId: null }, FLEET_NOW);
 }
 
-/** Rows in a table (a name from the test, never from input). */
-export function rowCount(db: Db, table: string): number {
-  return (db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
+const COUNTED = ['agents', 'audit', 'enrollment_tokens', 'hosts', 'inventory_contents', 'report_imports', 'reports'] as const;
+const COUNTS = new Map(COUNTED.map((table) => [table, sql(`SELECT count(*) AS n FROM ${table}`)]));
+
+/** Rows in a table, on either engine (OpenedEngine.sql). */
+export async function rowCount(db: SqlDatabase, table: (typeof COUNTED)[number]): Promise<number> {
+  return (await db.get<{ n: number }>(COUNTS.get(table) as Query))?.n ?? 0;
 }
 
 /** Row counts and a hash of every row of the data tables, in key order (feeds left out: checked_at moves). */

@@ -8,7 +8,6 @@ import { type Instruction, InstructionBundleSchema, instructionSignatureValid, s
 import { COLLECTOR_SIGNER, parseSignedBody, readSignedFile } from '../../../shared/signed-file.ts';
 import { generateKeyPair } from '../../../shared/signing.ts';
 import { InstructionOutbox } from '../../store/rollouts.ts';
-import { fleetOn } from '../../store/fleet.ts';
 import { storeOn } from '../../store/store.ts';
 import { tempDatabase } from '../../../shared/testing/store-fixtures.ts';
 import { exportInstructions } from './instruction-export.ts';
@@ -19,9 +18,10 @@ const KEY = generateKeyPair();
 
 async function setup(t: TestContext) {
   const { db } = await tempDatabase(t, 'export');
-  const fleet = fleetOn(db);
+  const store = storeOn(db).async;
   const outbox = new InstructionOutbox(db);
-  const agents = ['a', 'b', 'c'].map((h) => fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: h, machineId: null, tokenId: null }));
+  const agents: string[] = [];
+  for (const h of ['a', 'b', 'c']) agents.push(await store.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: h, machineId: null, tokenId: null }));
   const dir = await mkdtemp(join(tmpdir(), 'pw-export-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const enqueue = (agentId: string, expiresInHours = 24, at = NOW): string => {
@@ -32,7 +32,7 @@ async function setup(t: TestContext) {
     return id;
   };
   // The export reads and marks the outbox, and audits, through the asynchronous store over the same connection.
-  return { db, outbox, store: storeOn(db).async, agents, dir, enqueue };
+  return { db, outbox, store, agents, dir, enqueue };
 }
 
 /** The ids in a written file, after checking it as `agent apply` does. */

@@ -13,7 +13,7 @@ import { createLogger } from '../../logger.ts';
 import { captureLogger } from '../../../shared/testing/capture-logger.ts';
 import { createCollector } from '../../server.ts';
 import { AdvisoryStore, type FeedRow } from '../../store/advisories.ts';
-import { fleetOn } from '../../store/fleet.ts';
+import { storeOn } from '../../store/store.ts';
 import { tempDatabase, dumpStore } from '../../../shared/testing/store-fixtures.ts';
 import { DEFAULT_FEED_SCHEDULE, dueAtStart, nextRunAt, OFFLINE_HINT } from './schedule.ts';
 import type { SyncOutcome } from './sync.ts';
@@ -75,9 +75,9 @@ const ALMA_PATH = '/osv/AlmaLinux/all.zip';
 
 async function fleetWithAlma(t: TestContext): Promise<string> {
   const { db, path } = await tempDatabase(t, 'schedule');
-  const fleet = fleetOn(db);
-  const id = fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: 'alma-1', machineId: null, tokenId: null }, new Date());
-  fleet.reports.ingest(id, 'r-1', 'hash-1', inventoryOf('AlmaLinux:9', 'rpm', rhel95Packages().slice(0, 3)), new Date());
+  const fleet = storeOn(db).async;
+  const id = await fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: 'alma-1', machineId: null, tokenId: null }, new Date());
+  await fleet.reports.ingest(id, 'r-1', 'hash-1', inventoryOf('AlmaLinux:9', 'rpm', rhel95Packages().slice(0, 3)), new Date());
   db.close();
   return path;
 }
