@@ -406,5 +406,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     await db.close();
     throw err;
   }
-  return new ExecutorStore({ kind: 'postgres', db, sync: null, shared: new Map(), close: () => db.close() }, null);
+  // Closing twice is closing once, as on SQLite (pg's pool refuses a second end()).
+  let closed: Promise<void> | undefined;
+  return new ExecutorStore({ kind: 'postgres', db, sync: null, shared: new Map(), close: () => (closed ??= db.close()) }, null);
 }
