@@ -45,7 +45,7 @@ export class EnrollmentTokens {
   async consume(token: string, now = new Date()): Promise<{ ok: true; tokenId: number } | { ok: false; reason: TokenRefusal }> {
     const hash = tokenHash(token);
     const taken = await this.#scope.ex.get<{ id: number }>(take, [hash, now.toISOString()]);
-    if (taken !== undefined) return { ok: true, tokenId: Number(taken.id) };
+    if (taken !== undefined) return { ok: true, tokenId: taken.id };
     const row = await this.#scope.ex.get<{ uses_left: number; expires_at: string }>(byHash, [hash]);
     if (row === undefined) return { ok: false, reason: 'unknown' };
     return { ok: false, reason: row.expires_at <= now.toISOString() ? 'expired' : 'used-up' };

@@ -236,8 +236,9 @@ onEachEngine('Reports.ingest', (engine: Engine) => {
     for (const s of [fleet, await another()]) {
       const json = Buffer.from(JSON.stringify(rhel.packages), 'utf8');
       const matched = await s.reports.matchPackageSet(json);
-      assert.deepEqual(matched?.packages, rhel.packages);
-      assert.deepEqual(await s.reports.packageSet(matched?.hash ?? ''), rhel.packages);
+      assert.ok(matched !== undefined);
+      assert.deepEqual(matched.packages, rhel.packages);
+      assert.deepEqual(await s.reports.packageSet(matched.hash), rhel.packages);
       assert.equal(await s.reports.packageSet('0'.repeat(64)), undefined);
       assert.equal(await s.reports.matchPackageSet(Buffer.from('[]')), undefined);
     }

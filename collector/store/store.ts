@@ -280,7 +280,7 @@ class SqliteStore implements Store {
   #exceptions: ExceptionStore | undefined;
   #health: StoreHealth | undefined;
   #inspection: StoreInspection | undefined;
-  #async: AsyncStore | undefined;
+  #async: ExecutorStore | undefined;
 
   constructor(db: Db) {
     this.db = db;
@@ -353,7 +353,7 @@ class SqliteStore implements Store {
 
   close(): void {
     if (!this.db.open) return;
-    if (this.#async !== undefined) flushTouchesNow(this.db, this.#async as ExecutorStore);
+    if (this.#async !== undefined) flushTouchesNow(this.db, this.#async);
     this.db.close();
   }
 }

@@ -33,7 +33,7 @@ export interface OpenedEngine {
   /** The same database through a connection of its own, for seeding and checking rows. */
   sql: SqlDatabase;
   /** Another store on the same database, as another process opens it (a CLI on the file, another replica); closed after the test. */
-  another(): Promise<AsyncStore>;
+  readonly another: () => Promise<AsyncStore>;
 }
 
 export interface Engine {
