@@ -366,7 +366,7 @@ export async function storeHotPathsSection<F>(figure: MakeStoreFigure<F>, progre
     const w = buildWorkload(size);
     const runs: { name: string; t: Timings }[] = [];
 
-    progress('store-hotpaths: SQLite, synchronous (today)');
+    progress('store-hotpaths: SQLite, the store (store/reports.ts)');
     const syncDb = openDatabase(join(dir, 'sync.db'));
     runs.push({ name: 'SQLite, the store (store/reports.ts)', t: await runSqliteSync(syncDb, w) });
     syncDb.close();
