@@ -8,6 +8,7 @@ import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixt
 import { type Engine, onEachEngine } from '../../shared/testing/store-engines.ts';
 import { enrollAgent as enroll, FLEET_NOW } from '../../shared/testing/store-fixtures.ts';
 import type { HostFilter, HostListItem } from './hosts.ts';
+import { sql } from './sql/query.ts';
 
 const NOW = FLEET_NOW;
 
@@ -18,6 +19,13 @@ before(async () => {
   thisHost = await collectInventory();
   rhel = inventoryOf('AlmaLinux:9', 'rpm', rhel95Packages());
 });
+
+const setHostContent = sql('UPDATE hosts SET findings_content = ? WHERE agent_id = ?');
+const hostContent = sql('SELECT findings_content, findings_since FROM hosts WHERE agent_id = ?');
+const historyRow = sql(
+  "INSERT INTO finding_history (host, advisory, package, first_seen, last_seen, resolved, status, finding) VALUES (?, 'ALSA-2025:1', 'bind', '2026-01-01', '2026-01-01', NULL, 'open', '{}')",
+);
+const exceptionRow = sql("INSERT INTO exceptions (advisory, package, host, owner, reason, expires, created_at) VALUES ('ALSA-2025:1', NULL, ?, 'sec', 'waf', ?, ?)");
 
 async function all(hosts: AsyncIterable<HostListItem>): Promise<HostListItem[]> {
   const out: HostListItem[] = [];
@@ -89,6 +97,35 @@ onEachEngine('Hosts.page', (engine: Engine) => {
     const { fleet, ids } = await fleetOf(t, 1);
     await fleet.hosts.setFindingCounts(ids[0]!, 12, 3);
     assert.deepEqual([(await fleet.hosts.get(ids[0]!))?.openFindings, (await fleet.hosts.get(ids[0]!))?.overdueFindings], [12, 3]);
+  });
+
+  test('setContentFindingCounts: a host laid over the content (or over none yet, which adopts it) takes its counts; one with its own history, another content or an exception in force does not', async (t) => {
+    const { store: fleet, sql: db } = await engine.open(t);
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const id = await enroll(fleet, `h${i}`);
+      await fleet.reports.ingest(id, randomUUID(), inventoryHash(rhel), { ...rhel, host: { ...rhel.host, hostname: `h${i}` } }, NOW);
+      ids.push(id);
+    }
+    const [adopts, laid, ownHistory, otherContent, excepted] = ids as [string, string, string, string, string];
+    await db.run(setHostContent, ['c1', laid]);
+    await db.run(setHostContent, ['c1', excepted]);
+    await db.run(setHostContent, ['c2', otherContent]);
+    await db.run(historyRow, [ownHistory]);
+    await db.run(exceptionRow, [excepted, '2027-01-01T00:00:00.000Z', NOW.toISOString()]);
+    const items = [...ids].sort().map((agentId) => ({ agentId, content: 'c1', open: 4, overdue: 1 }));
+    const r = await fleet.hosts.setContentFindingCounts(items, NOW);
+    assert.equal(r.set, 2);
+    assert.deepEqual([...r.others].sort(), [ownHistory, otherContent, excepted].sort());
+    const counts = async (id: string) => {
+      const h = await fleet.hosts.get(id);
+      return [h?.openFindings, h?.overdueFindings];
+    };
+    assert.deepEqual(await counts(adopts), [4, 1]);
+    assert.deepEqual(await counts(laid), [4, 1]);
+    for (const id of [ownHistory, otherContent, excepted]) assert.deepEqual(await counts(id), [0, 0]);
+    assert.deepEqual(await db.get(hostContent, [adopts]), { findings_content: 'c1', findings_since: NOW.toISOString() });
+    assert.deepEqual(await fleet.hosts.setContentFindingCounts([], NOW), { set: 0, others: [] });
   });
 
   test('ids: every agent with a stored inventory, in id order', async (t) => {

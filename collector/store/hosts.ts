@@ -158,6 +158,20 @@ const setContentCounts = sql(
   `UPDATE hosts SET open_findings = ?, overdue_findings = ? WHERE agent_id = ? AND findings_content = ?
    AND NOT EXISTS (SELECT 1 FROM exceptions e WHERE e.host = hosts.agent_id AND e.expires > ?)`,
 );
+/** The two above for a whole batch on PostgreSQL, a statement each (counts travel as text: arrays are text[]). */
+const adoptContentMany = sql({
+  postgres: `UPDATE hosts h SET findings_content = t.content, findings_since = ?
+             FROM unnest(?::text[], ?::text[]) AS t (agent_id, content)
+             WHERE h.agent_id = t.agent_id AND h.findings_content IS NULL
+               AND NOT EXISTS (SELECT 1 FROM finding_history WHERE host = h.agent_id)`,
+});
+const setContentCountsMany = sql({
+  postgres: `UPDATE hosts h SET open_findings = t.open::bigint, overdue_findings = t.overdue::bigint
+             FROM unnest(?::text[], ?::text[], ?::text[], ?::text[]) AS t (agent_id, content, open, overdue)
+             WHERE h.agent_id = t.agent_id AND h.findings_content = t.content
+               AND NOT EXISTS (SELECT 1 FROM exceptions e WHERE e.host = h.agent_id AND e.expires > ?)
+             RETURNING h.agent_id`,
+});
 
 export class Hosts {
   readonly #scope: PartScope;
@@ -246,11 +260,23 @@ export class Hosts {
     now: Date,
   ): Promise<{ set: number; others: string[] }> {
     const at = now.toISOString();
+    const ex = this.#scope.ex;
+    if (ex.dialect === 'postgres') {
+      if (items.length === 0) return { set: 0, others: [] };
+      const ids = items.map((x) => x.agentId);
+      await ex.run(adoptContentMany, [at, ids, items.map((x) => x.content)]);
+      const done = new Set(
+        (
+          await ex.all<{ agent_id: string }>(setContentCountsMany, [ids, items.map((x) => x.content), items.map((x) => String(x.open)), items.map((x) => String(x.overdue)), at])
+        ).map((r) => r.agent_id),
+      );
+      return { set: done.size, others: ids.filter((id) => !done.has(id)) };
+    }
     let set = 0;
     const others: string[] = [];
     for (const x of items) {
-      await this.#scope.ex.run(adoptContent, [x.content, at, x.agentId]);
-      if ((await this.#scope.ex.run(setContentCounts, [x.open, x.overdue, x.agentId, x.content, at])) === 1) set++;
+      await ex.run(adoptContent, [x.content, at, x.agentId]);
+      if ((await ex.run(setContentCounts, [x.open, x.overdue, x.agentId, x.content, at])) === 1) set++;
       else others.push(x.agentId);
     }
     return { set, others };
