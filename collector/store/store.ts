@@ -1,6 +1,7 @@
 /**
- * The collector's store, opened in one place: the fleet's parts (fleet.ts) and every other
- * store of the collector over one connection, with its transactions and close(). `kind` says
+ * The collector's store, opened in one place: the parts on the shared executor (ON_EXECUTOR),
+ * the audit log (fleet.ts) and every other store of the collector over one connection, with
+ * its transactions and close(). `kind` says
  * which database holds it; SQLite is the one there is (a PostgreSQL store is to come
  * behind the same interface, issue 12).
  */
