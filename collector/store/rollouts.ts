@@ -11,6 +11,9 @@
  * halt or a cancel stops it being sent again after a reconnect (stopResends): an agent
  * that lost the first delivery must not start work the operator has stopped. Its result,
  * if the first delivery did arrive, is still recorded.
+ *
+ * Both parts run on SQLite and PostgreSQL over the shared executor (POSTGRES.md); on
+ * PostgreSQL several replicas share these rows, so neither keeps anything between calls.
  */
 import type { InstructionResult } from '../../shared/instructions.ts';
 import { notify } from './postgres/notifications.ts';
