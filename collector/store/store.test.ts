@@ -32,7 +32,7 @@ describe('openStore (sqlite)', () => {
     assert.deepEqual(store.audit.list({ limit: 10 }).entries.map((e) => e.action), ['agent.enroll']);
     assert.deepEqual(store.advisories.feeds(), []);
     assert.deepEqual(store.apiTokens.list(), []);
-    assert.equal(store.rollouts.list().length, 0);
+    assert.equal((await store.async.rollouts.list()).length, 0);
     assert.equal(store.reportImports.lastSeq(), 0);
   });
 

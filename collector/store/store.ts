@@ -59,8 +59,8 @@ export interface AsyncStore {
   readonly advisoryChanges: Promisified<AdvisoryChanges>;
   readonly epss: Promisified<EpssStore>;
   readonly history: Promisified<FindingHistoryStore>;
-  readonly rollouts: Promisified<RolloutStore>;
-  readonly outbox: Promisified<InstructionOutbox>;
+  readonly rollouts: RolloutStore;
+  readonly outbox: InstructionOutbox;
   readonly reportImports: Promisified<ReportImports>;
   readonly exceptions: Promisified<ExceptionStore>;
   readonly summary: FleetSummaryStore;
@@ -87,6 +87,9 @@ type PartName = Exclude<keyof AsyncStore, 'kind' | 'transaction' | 'close'>;
  */
 const ON_EXECUTOR: { readonly [K in PartName]?: (scope: PartScope) => AsyncStore[K] } = {
   summary: (scope) => new FleetSummaryStore(scope.ex),
+  // Plans are validated on their way out of the store too (parsePlan), as the engine validates them on the way in.
+  rollouts: (scope) => new RolloutStore(scope.ex, parsePlan),
+  outbox: (scope) => new InstructionOutbox(scope.ex),
 };
 
 /** What every scope of one store shares. */
@@ -232,8 +235,6 @@ export interface Store extends Fleet {
   readonly advisoryChanges: AdvisoryChanges;
   readonly epss: EpssStore;
   readonly history: FindingHistoryStore;
-  readonly rollouts: RolloutStore;
-  readonly outbox: InstructionOutbox;
   readonly reportImports: ReportImports;
   /** Accepted risks, audited in the fleet's audit log. */
   readonly exceptions: ExceptionStore;
@@ -276,8 +277,6 @@ class SqliteStore implements Store {
   #advisoryChanges: AdvisoryChanges | undefined;
   #epss: EpssStore | undefined;
   #history: FindingHistoryStore | undefined;
-  #rollouts: RolloutStore | undefined;
-  #outbox: InstructionOutbox | undefined;
   #reportImports: ReportImports | undefined;
   #exceptions: ExceptionStore | undefined;
   #health: StoreHealth | undefined;
@@ -323,15 +322,6 @@ class SqliteStore implements Store {
 
   get history(): FindingHistoryStore {
     return (this.#history ??= new FindingHistoryStore(this.db));
-  }
-
-  /** Plans are validated on their way out of the store too (parsePlan), as the engine's own RolloutStore does. */
-  get rollouts(): RolloutStore {
-    return (this.#rollouts ??= new RolloutStore(this.db, parsePlan));
-  }
-
-  get outbox(): InstructionOutbox {
-    return (this.#outbox ??= new InstructionOutbox(this.db));
   }
 
   get reportImports(): ReportImports {
