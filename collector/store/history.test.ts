@@ -164,6 +164,11 @@ onEachEngine('FindingHistoryStore', (engine) => {
       ['A-2 bash', T2, T3, 'resolved'],
     ]);
     assert.equal((await h.history('web-1')).get(historyKey('A-2', 'bash'))?.last?.package, 'bash', 'a resolved row keeps the finding’s text');
+    // Read in one statement, or over a content the caller names: the same history.
+    const one = await h.history('web-1');
+    const named = await h.history('web-1', await h.hostContent('web-1'));
+    assert.deepEqual(facts(one), facts(named));
+    assert.deepEqual([...one].map(([k, e]) => [k, e.json]).sort(), [...named].map(([k, e]) => [k, e.json]).sort());
     // Moving again without change writes none of its own rows again.
     const before = await db.get(ownRow, ['web-1', 'A-2', 'bash']);
     await h.switchContent('web-1', 'c3', new Set([historyKey('A-1', 'openssl')]), new Date(T3));

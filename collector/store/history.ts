@@ -83,6 +83,16 @@ const timelineOf = sql({
   sqlite: `${TIMELINE} AND c.package IN (SELECT value FROM json_each(?))`,
   postgres: `${TIMELINE} AND c.package = ANY (?::text[])`,
 });
+// A host's history in one statement: its own rows (layer 0) and the timeline of the content it
+// is laid over (layer 1), so that a read outside a transaction sees the host's rows and its
+// content as one commit left them (a slice switching the host's content may commit between
+// two statements), and PostgreSQL answers in one round trip rather than three.
+const hostHistory = sql(`SELECT 0 AS layer, advisory, package, first_seen, resolved, status, finding, NULL AS since FROM finding_history WHERE host = ?
+  UNION ALL
+  SELECT 1, c.advisory, c.package, c.first_seen, c.resolved, c.status, t.finding, h.findings_since
+  FROM hosts h JOIN content_findings c ON c.content = h.findings_content
+  LEFT JOIN content_finding_texts t ON t.content = c.content AND t.package = c.package AND t.advisory = c.advisory
+  WHERE h.agent_id = ? AND h.findings_since IS NOT NULL`);
 const hostContentOf = sql('SELECT findings_content, findings_since FROM hosts WHERE agent_id = ?');
 const setHostContent = sql('UPDATE hosts SET findings_content = ?, findings_since = ? WHERE agent_id = ?');
 
@@ -322,19 +332,28 @@ async function hostContentOn(ex: SqlExecutor, host: string): Promise<HostContent
   return { content: r?.findings_content ?? null, since: r?.findings_since ?? null };
 }
 
-/** The host's own rows with its content's timeline laid over them (history()). */
+/**
+ * `rows` (a content's timeline) laid over a host's own rows from `since`: a finding the content
+ * had when the host took it is the host's from then (or from its carry-over row's first-seen),
+ * one the content gained later from when it gained it, and an episode the content closed
+ * before the host took it is not the host's.
+ */
+function laid(own: Map<string, StoredHistoryEntry>, since: string, rows: Iterable<TimelineRow>): Map<string, StoredHistoryEntry> {
+  for (const r of rows) {
+    if (r.resolved !== null && r.resolved <= since) continue;
+    const key = historyKey(r.advisory, r.package);
+    const mine = own.get(key);
+    const firstSeen = r.first_seen > since ? r.first_seen : mine !== undefined && mine.resolvedAt === null ? mine.firstSeen : since;
+    own.set(key, entry(firstSeen, r.resolved, r.status, r.finding ?? '{}'));
+  }
+  return own;
+}
+
+/** The host's own rows with the timeline of `at` laid over them (history() with its content given, and switchContent). */
 async function historyOn(ex: SqlExecutor, host: string, at: HostContent, own?: ReadonlyMap<string, StoredHistoryEntry>): Promise<Map<string, StoredHistoryEntry>> {
   const out = own === undefined ? entries(await ex.all<TimelineRow>(ownRows, [host])) : new Map(own);
   if (at.content === null || at.since === null) return out;
-  const since = at.since;
-  for (const r of await ex.all<TimelineRow>(timeline, [at.content])) {
-    if (r.resolved !== null && r.resolved <= since) continue;
-    const key = historyKey(r.advisory, r.package);
-    const mine = out.get(key);
-    const firstSeen = r.first_seen > since ? r.first_seen : mine !== undefined && mine.resolvedAt === null ? mine.firstSeen : since;
-    out.set(key, entry(firstSeen, r.resolved, r.status, r.finding ?? '{}'));
-  }
-  return out;
+  return laid(out, at.since, await ex.all<TimelineRow>(timeline, [at.content]));
 }
 
 export class FindingHistoryStore {
@@ -351,14 +370,17 @@ export class FindingHistoryStore {
 
   /**
    * What the host had: the input to buildFindings' first-seen and resolved logic. Its own
-   * rows, with its content's timeline over them from `since`: a finding the content had
-   * when the host took it is the host's from then (or from its carry-over row's first-seen),
-   * one the content gained later from when it gained it, and an episode the content closed
-   * before the host took it is not the host's. Each finding is parsed only if asked for (`last`).
+   * rows, with its content's timeline laid over them from `since` (laid()). Each finding is
+   * parsed only if asked for (`last`).
    */
   async history(host: string, at?: HostContent): Promise<Map<string, StoredHistoryEntry>> {
     const ex = this.#scope.ex;
-    return historyOn(ex, host, at ?? (await hostContentOn(ex, host)));
+    if (at !== undefined) return historyOn(ex, host, at);
+    const rows = await ex.all<TimelineRow & { layer: number; since: string | null }>(hostHistory, [host, host]);
+    const out = entries(rows.filter((r) => r.layer === 0));
+    const over = rows.filter((r) => r.layer === 1);
+    const since = over[0]?.since;
+    return since === undefined || since === null ? out : laid(out, since, over);
   }
 
   /** A content's own timeline, or its rows of these packages: what its correlation compares against (recordContent). */
