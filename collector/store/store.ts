@@ -58,14 +58,14 @@ export interface AsyncStore {
   readonly advisories: Promisified<AdvisoryStore>;
   readonly advisoryChanges: Promisified<AdvisoryChanges>;
   readonly epss: Promisified<EpssStore>;
-  readonly history: Promisified<FindingHistoryStore>;
+  readonly history: FindingHistoryStore;
   readonly rollouts: RolloutStore;
   readonly outbox: InstructionOutbox;
   readonly reportImports: Promisified<ReportImports>;
   readonly exceptions: Promisified<ExceptionStore>;
   readonly summary: FleetSummaryStore;
   readonly health: Promisified<StoreHealth>;
-  readonly inspection: Promisified<StoreInspection>;
+  readonly inspection: StoreInspection;
   /**
    * Runs `fn` in one transaction: all it does through `tx` commits, or none of it (a savepoint
    * when called on a `tx`: it rolls back alone, the outer transaction goes on). On SQLite,
@@ -90,6 +90,8 @@ const ON_EXECUTOR: { readonly [K in PartName]?: (scope: PartScope) => AsyncStore
   // Plans are validated on their way out of the store too (parsePlan), as the engine validates them on the way in.
   rollouts: (scope) => new RolloutStore(scope.ex, parsePlan),
   outbox: (scope) => new InstructionOutbox(scope.ex),
+  history: (scope) => new FindingHistoryStore(scope),
+  inspection: (scope) => new StoreInspection(scope.ex),
 };
 
 /** What every scope of one store shares. */
@@ -234,14 +236,11 @@ export interface Store extends Fleet {
   readonly advisories: AdvisoryStore;
   readonly advisoryChanges: AdvisoryChanges;
   readonly epss: EpssStore;
-  readonly history: FindingHistoryStore;
   readonly reportImports: ReportImports;
   /** Accepted risks, audited in the fleet's audit log. */
   readonly exceptions: ExceptionStore;
   /** /healthz with no periodic integrity check; serve makes its own with one (createApp's storeHealth). */
   readonly health: StoreHealth;
-  /** Figures the benches check a run against; no serving path uses it. */
-  readonly inspection: StoreInspection;
   /**
    * Runs `fn` in one transaction (a savepoint inside another, which rolls back alone while
    * the outer one goes on): all of it commits, or none. For a step that writes through
@@ -276,11 +275,9 @@ class SqliteStore implements Store {
   #advisories: AdvisoryStore | undefined;
   #advisoryChanges: AdvisoryChanges | undefined;
   #epss: EpssStore | undefined;
-  #history: FindingHistoryStore | undefined;
   #reportImports: ReportImports | undefined;
   #exceptions: ExceptionStore | undefined;
   #health: StoreHealth | undefined;
-  #inspection: StoreInspection | undefined;
   #async: AsyncStore | undefined;
 
   constructor(db: Db) {
@@ -320,10 +317,6 @@ class SqliteStore implements Store {
     return (this.#epss ??= new EpssStore(this.db));
   }
 
-  get history(): FindingHistoryStore {
-    return (this.#history ??= new FindingHistoryStore(this.db));
-  }
-
   get reportImports(): ReportImports {
     return (this.#reportImports ??= new ReportImports(this.db, this));
   }
@@ -334,10 +327,6 @@ class SqliteStore implements Store {
 
   get health(): StoreHealth {
     return (this.#health ??= new StoreHealth(this.db));
-  }
-
-  get inspection(): StoreInspection {
-    return (this.#inspection ??= new StoreInspection(this.db));
   }
 
   inTransaction<T>(fn: () => T): T {
