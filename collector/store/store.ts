@@ -55,9 +55,9 @@ export interface AsyncStore {
   readonly reports: Promisified<Reports>;
   readonly hosts: Promisified<Hosts>;
   readonly apiTokens: Promisified<ApiTokenStore>;
-  readonly advisories: Promisified<AdvisoryStore>;
-  readonly advisoryChanges: Promisified<AdvisoryChanges>;
-  readonly epss: Promisified<EpssStore>;
+  readonly advisories: AdvisoryStore;
+  readonly advisoryChanges: AdvisoryChanges;
+  readonly epss: EpssStore;
   readonly history: Promisified<FindingHistoryStore>;
   readonly rollouts: Promisified<RolloutStore>;
   readonly outbox: Promisified<InstructionOutbox>;
@@ -87,6 +87,9 @@ type PartName = Exclude<keyof AsyncStore, 'kind' | 'transaction' | 'close'>;
  */
 const ON_EXECUTOR: { readonly [K in PartName]?: (scope: PartScope) => AsyncStore[K] } = {
   summary: (scope) => new FleetSummaryStore(scope.ex),
+  advisories: (scope) => new AdvisoryStore(scope),
+  advisoryChanges: (scope) => new AdvisoryChanges(scope.ex),
+  epss: (scope) => new EpssStore(scope),
 };
 
 /** What every scope of one store shares. */
@@ -223,9 +226,6 @@ export interface Store extends Fleet {
   /** The connection, for code that still holds SQL of its own (being moved into store modules). */
   readonly db: Db;
   readonly apiTokens: ApiTokenStore;
-  readonly advisories: AdvisoryStore;
-  readonly advisoryChanges: AdvisoryChanges;
-  readonly epss: EpssStore;
   readonly history: FindingHistoryStore;
   readonly rollouts: RolloutStore;
   readonly outbox: InstructionOutbox;
@@ -267,9 +267,6 @@ class SqliteStore implements Store {
   readonly reports: Reports;
   readonly hosts: Hosts;
   #apiTokens: ApiTokenStore | undefined;
-  #advisories: AdvisoryStore | undefined;
-  #advisoryChanges: AdvisoryChanges | undefined;
-  #epss: EpssStore | undefined;
   #history: FindingHistoryStore | undefined;
   #rollouts: RolloutStore | undefined;
   #outbox: InstructionOutbox | undefined;
@@ -302,18 +299,6 @@ class SqliteStore implements Store {
 
   get apiTokens(): ApiTokenStore {
     return (this.#apiTokens ??= new ApiTokenStore(this.db, this.audit));
-  }
-
-  get advisories(): AdvisoryStore {
-    return (this.#advisories ??= new AdvisoryStore(this.db));
-  }
-
-  get advisoryChanges(): AdvisoryChanges {
-    return (this.#advisoryChanges ??= new AdvisoryChanges(this.db));
-  }
-
-  get epss(): EpssStore {
-    return (this.#epss ??= new EpssStore(this.db));
   }
 
   get history(): FindingHistoryStore {
