@@ -71,6 +71,7 @@ export const FEED_WRITE_LOCK = 0x70776665656473n.toString();
 
 const feedsSignature = sql('SELECT count(*) AS n, max(imported_at) AS last FROM feeds');
 const getHash = sql('SELECT hash, feed FROM advisories WHERE source = ? AND id = ?');
+const feedHashes = sql('SELECT source, id, hash FROM advisories WHERE feed = ?');
 const getHashes = sql({
   postgres: `SELECT a.source, a.id, a.hash, a.feed FROM advisories a
              JOIN unnest(?::text[], ?::text[]) AS k (source, id) ON a.source = k.source AND a.id = k.id`,
@@ -204,9 +205,14 @@ function kevRow(e: KevEntry): KevRow {
 }
 
 async function storeAdvisoriesSqlite(ex: SqlExecutor, feed: string, advisories: readonly Advisory[], result: ImportResult, touched: Set<string>): Promise<void> {
+  // The feed's own rows in one read: a re-import (most syncs) compares them in memory, and
+  // only an id this feed does not hold yet is looked up on its own.
+  const own = new Map<string, { hash: string; feed: string }>();
+  for (const r of await ex.all<{ source: string; id: string; hash: string }>(feedHashes, [feed])) own.set(keyOf(r.source, r.id), { hash: r.hash, feed });
   for (const a of advisories) {
     const row = advisoryRow(feed, a);
-    const old = await ex.get<{ hash: string; feed: string }>(getHash, [a.source, a.id]);
+    const key = keyOf(a.source, a.id);
+    const old = own.get(key) ?? (await ex.get<{ hash: string; feed: string }>(getHash, [a.source, a.id]));
     if (old?.hash === row.hash) {
       result.unchanged++;
       continue;
@@ -215,6 +221,8 @@ async function storeAdvisoriesSqlite(ex: SqlExecutor, feed: string, advisories: 
     else result.updated++;
     if (old !== undefined && old.feed !== feed) touched.add(old.feed);
     await ex.run(upsertAdvisory, [row.feed, row.source, row.id, row.hash, row.severity, row.published, row.modified, row.withdrawn, row.data]);
+    // An id given again later in this import is compared with what was just written.
+    own.set(key, { hash: row.hash, feed });
     result.changed.push(a);
   }
 }
