@@ -55,9 +55,9 @@ export interface AsyncStore {
   readonly reports: Promisified<Reports>;
   readonly hosts: Promisified<Hosts>;
   readonly apiTokens: Promisified<ApiTokenStore>;
-  readonly advisories: Promisified<AdvisoryStore>;
-  readonly advisoryChanges: Promisified<AdvisoryChanges>;
-  readonly epss: Promisified<EpssStore>;
+  readonly advisories: AdvisoryStore;
+  readonly advisoryChanges: AdvisoryChanges;
+  readonly epss: EpssStore;
   readonly history: FindingHistoryStore;
   readonly rollouts: RolloutStore;
   readonly outbox: InstructionOutbox;
@@ -92,6 +92,9 @@ const ON_EXECUTOR: { readonly [K in PartName]?: (scope: PartScope) => AsyncStore
   outbox: (scope) => new InstructionOutbox(scope.ex),
   history: (scope) => new FindingHistoryStore(scope),
   inspection: (scope) => new StoreInspection(scope.ex),
+  advisories: (scope) => new AdvisoryStore(scope),
+  advisoryChanges: (scope) => new AdvisoryChanges(scope.ex),
+  epss: (scope) => new EpssStore(scope),
 };
 
 /** What every scope of one store shares. */
@@ -233,9 +236,6 @@ export interface Store extends Fleet {
   /** The connection, for code that still holds SQL of its own (being moved into store modules). */
   readonly db: Db;
   readonly apiTokens: ApiTokenStore;
-  readonly advisories: AdvisoryStore;
-  readonly advisoryChanges: AdvisoryChanges;
-  readonly epss: EpssStore;
   readonly reportImports: ReportImports;
   /** Accepted risks, audited in the fleet's audit log. */
   readonly exceptions: ExceptionStore;
@@ -272,9 +272,6 @@ class SqliteStore implements Store {
   readonly reports: Reports;
   readonly hosts: Hosts;
   #apiTokens: ApiTokenStore | undefined;
-  #advisories: AdvisoryStore | undefined;
-  #advisoryChanges: AdvisoryChanges | undefined;
-  #epss: EpssStore | undefined;
   #reportImports: ReportImports | undefined;
   #exceptions: ExceptionStore | undefined;
   #health: StoreHealth | undefined;
@@ -303,18 +300,6 @@ class SqliteStore implements Store {
 
   get apiTokens(): ApiTokenStore {
     return (this.#apiTokens ??= new ApiTokenStore(this.db, this.audit));
-  }
-
-  get advisories(): AdvisoryStore {
-    return (this.#advisories ??= new AdvisoryStore(this.db));
-  }
-
-  get advisoryChanges(): AdvisoryChanges {
-    return (this.#advisoryChanges ??= new AdvisoryChanges(this.db));
-  }
-
-  get epss(): EpssStore {
-    return (this.#epss ??= new EpssStore(this.db));
   }
 
   get reportImports(): ReportImports {

@@ -11,10 +11,9 @@ import { DEFAULT_POLICY } from '../../domain/correlate/policy.ts';
 import { inventoryOf, loadOsv, rhel95Packages } from '../../../shared/testing/correlate-fixtures.ts';
 import type { Advisory } from '../../domain/feeds/types.ts';
 import { createLogger } from '../../logger.ts';
-import { AdvisoryStore } from '../../store/advisories.ts';
 import type { Db } from '../../store/db.ts';
 import { type AsyncStore, type Store, storeOn } from '../../store/store.ts';
-import { tempDatabase } from '../../../shared/testing/store-fixtures.ts';
+import { asyncAdvisories, tempDatabase } from '../../../shared/testing/store-fixtures.ts';
 import { type FindingsStore, HostFindings } from './host-findings.ts';
 
 const NOW = new Date('2026-11-26T18:00:00.000Z');
@@ -40,7 +39,7 @@ before(async () => {
 
 async function fleetWithHosts(t: TestContext, hostnames: readonly string[]): Promise<{ db: Db; fleet: Store; agents: Map<string, { id: string; inventory: Inventory; hash: string }> }> {
   const { db } = await tempDatabase(t, 'host-findings');
-  new AdvisoryStore(db).importAdvisories(ALMA9, alma, NOW);
+  await asyncAdvisories(db).importAdvisories(ALMA9, alma, NOW);
   const fleet = storeOn(db);
   const agents = new Map<string, { id: string; inventory: Inventory; hash: string }>();
   for (const hostname of hostnames) {
@@ -145,7 +144,7 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
     // A new advisory for one installed package: its row, and the counts.
     const bash = a.inventory.packages.find((p) => p.name === 'bash');
     assert.ok(bash);
-    new AdvisoryStore(db).importAdvisories(
+    await asyncAdvisories(db).importAdvisories(
       { source: 'osv-extra', kind: 'osv', location: null },
       [
         {
@@ -296,7 +295,7 @@ describe('finding history over inventory contents: first-seen and resolved are t
     const [gone] = kept[0]?.[0].split(' ') ?? [];
     const withdrawn = alma.find((x) => x.id === gone);
     assert.ok(withdrawn !== undefined);
-    new AdvisoryStore(db).importAdvisories(ALMA9, [{ ...withdrawn, modified: T3.toISOString(), withdrawn: T3.toISOString() }], T3);
+    await asyncAdvisories(db).importAdvisories(ALMA9, [{ ...withdrawn, modified: T3.toISOString(), withdrawn: T3.toISOString() }], T3);
     await hf.followStore();
     await hf.drained();
     const resolvedFor = async (id: string, inv: Inventory) => (await hf.findings(id, inv, packagesHash(inv)))?.findings.filter((f) => f.advisory === gone) ?? [];

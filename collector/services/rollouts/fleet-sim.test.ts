@@ -15,7 +15,6 @@ import { loadOsv } from '../../../shared/testing/correlate-fixtures.ts';
 import type { Advisory } from '../../domain/feeds/types.ts';
 import { startCollector } from '../../../shared/testing/collector-harness.ts';
 import type { Collector } from '../../server.ts';
-import { AdvisoryStore } from '../../store/advisories.ts';
 import type { PlanInput } from '../../domain/rollout/plan.ts';
 import { checkInstruction, SimAgent } from '../../../shared/testing/fleet-sim.ts';
 import { hostInventory, type HostSpec } from '../../../shared/testing/rollout-bench.ts';
@@ -61,7 +60,7 @@ async function startFleet(t: TestContext, counts: { alma: number; db?: number; d
   const c = clock();
   const { collector } = await startCollector(t, { rolloutTickMs: TICK_MS, now: c.now });
   const bind = await loadBind();
-  new AdvisoryStore(collector.db).importAdvisories({ source: 'osv', kind: 'osv', location: dataPath('osv', 'almalinux9.osv.jsonl.gz') }, [bind], c.now());
+  await collector.store.async.advisories.importAdvisories({ source: 'osv', kind: 'osv', location: dataPath('osv', 'almalinux9.osv.jsonl.gz') }, [bind], c.now());
   await collector.findings.load();
   const repository = new Map<string, string>();
   for (const a of bind.affected) {
