@@ -345,7 +345,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
       })();
       return closing;
     };
-    return { httpServer: server, url, agentUrl, publicKey: key.publicKey, store, db, fleet, gateway: gw, findings, rollouts, outbox: store.outbox, metrics, logger, close };
+    return { httpServer: server, url, agentUrl, publicKey: key.publicKey, store, db, fleet, gateway: gw, findings, rollouts, outbox: store.async.outbox, metrics, logger, close };
   } catch (err) {
     await gateway?.close();
     await integrity?.stop();

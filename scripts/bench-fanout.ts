@@ -28,7 +28,6 @@ import { createLogger } from '../collector/logger.ts';
 import { hostInventory } from '../shared/testing/rollout-bench.ts';
 import { WalCheckpointer } from '../collector/store/checkpointer.ts';
 import { openDatabase } from '../collector/store/db.ts';
-import { StoreInspection } from '../collector/store/inspection.ts';
 import type { IngestItem } from '../collector/store/reports.ts';
 import { storeOn } from '../collector/store/store.ts';
 import { inventoryHash, packageSetRef } from '../shared/inventory-hash.ts';
@@ -130,12 +129,12 @@ export async function fanOutSection<F>(figure: MakeFanOutFigure<F>, progress: (l
     await hf.followStore(); // takes in the initial import's log rows (the hosts are current already)
     await hf.drained();
     const findingsPerHost = (await hf.findings(ids[0] as string))?.findings.length ?? 0;
-    const inspect = new StoreInspection(db);
-    const contentRows = inspect.rows('content_findings');
-    const hostRows = inspect.rows('finding_history');
+    const inspect = store.async.inspection;
+    const contentRows = await inspect.rows('content_findings');
+    const hostRows = await inspect.rows('finding_history');
 
     // 25 loaded advisories that raise findings get a newer fixed version, as a feed update brings.
-    const raised = new Set(inspect.raisedAdvisories());
+    const raised = new Set(await inspect.raisedAdvisories());
     const rewritten: string[] = [];
     for (const l of before.slice().reverse()) {
       if (rewritten.length === CHANGED / 2) break;
@@ -151,7 +150,7 @@ export async function fanOutSection<F>(figure: MakeFanOutFigure<F>, progress: (l
     progress('fanout: baseline (one pass reading every host’s findings row)');
     t = performance.now();
     let sum = 0;
-    for (const row of inspect.hostFindings()) sum += row.open + row.overdue + row.agentId.length + (row.content?.length ?? 0);
+    for await (const row of inspect.hostFindings()) sum += row.open + row.overdue + row.agentId.length + (row.content?.length ?? 0);
     const baselineMs = performance.now() - t;
     if (sum === 0) throw new Error('no host has findings');
 

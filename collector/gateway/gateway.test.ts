@@ -21,7 +21,6 @@ import { asProtocolError, PRE_AUTH_MAX_PAYLOAD } from './gateway.ts';
 import { enrollFrame, helloFrame, newKeys, TestAgent } from '../../shared/testing/fake-agent.ts';
 import { floodIdleUpgrades } from '../../shared/testing/collector-process.ts';
 import { startCollector, type TestCollector, variant } from '../../shared/testing/collector-harness.ts';
-import { FindingHistoryStore } from '../store/history.ts';
 import { asyncAdvisories } from '../../shared/testing/store-fixtures.ts';
 
 const run = promisify(execFile);
@@ -138,7 +137,7 @@ describe('gateway: the good path', () => {
     const host = await tc.collector.store.async.hosts.get(agentId);
     assert.equal(host?.openFindings, open);
     assert.equal(host.overdueFindings, expected.findings.filter((f) => f.overdue).length);
-    assert.equal(new FindingHistoryStore(tc.collector.db).history(agentId).size, expected.findings.length);
+    assert.equal((await tc.collector.store.async.history.history(agentId)).size, expected.findings.length);
     await client.close();
   });
 

@@ -5,7 +5,6 @@ import { FindingsSchema, type FindingStatus, InventorySchema, type Findings } fr
 import { readData } from '../../shared/testing/data.ts';
 import { HostFindings } from '../services/findings/host-findings.ts';
 import { DEFAULT_POLICY } from '../domain/correlate/policy.ts';
-import { FindingHistoryStore } from '../store/history.ts';
 import { createLogger } from '../logger.ts';
 import { almaInventory, auth, debianInventory, type Fixture, HOSTILE_HOSTNAME, makeFixture, NOW } from '../../shared/testing/http-fixture.ts';
 
@@ -306,11 +305,10 @@ describe('JSON API', () => {
     });
 
     it('applies the host’s history: a recorded first-seen date is kept', async () => {
-      const history = new FindingHistoryStore(fx.db);
       const first = (await json<{ findings: Findings }>(await get(`/api/v1/hosts/${ids.db2 ?? ''}`, fx.bearer.viewer))).findings.findings[0];
       assert.ok(first !== undefined, 'db-2 has a finding');
       const earlier = '2026-01-02T03:04:05.000Z';
-      history.record(ids.db2 ?? '', [{ ...first, firstSeen: earlier }], new Date(earlier));
+      await fx.store.async.history.record(ids.db2 ?? '', [{ ...first, firstSeen: earlier }], new Date(earlier));
       const again = (await json<{ findings: Findings }>(await get(`/api/v1/hosts/${ids.db2 ?? ''}`, fx.bearer.viewer))).findings.findings.find((f) => f.advisory === first.advisory && f.package === first.package);
       assert.equal(again?.firstSeen, earlier);
     });
@@ -369,8 +367,7 @@ describe('JSON API', () => {
       const doc = await json<{ findings: Findings }>(await get(`/api/v1/hosts/${ids.db1 ?? ''}`, fx.bearer.viewer));
       const target = doc.findings.findings.find((f) => f.status === 'open');
       assert.ok(target !== undefined, 'db-1 has an open finding');
-      const history = new FindingHistoryStore(fx.db);
-      history.addException({ advisory: target.advisory, package: target.package, owner: 'sec-team', reason: 'compensating control', expires: '2027-01-01T00:00:00.000Z' }, NOW);
+      await fx.store.async.history.addException({ advisory: target.advisory, package: target.package, owner: 'sec-team', reason: 'compensating control', expires: '2027-01-01T00:00:00.000Z' }, NOW);
       const after = await json<SummaryJson>(await get('/api/v1/summary', fx.bearer.viewer));
       assert.equal(after.findings.byStatus.accepted, before.findings.byStatus.accepted + 3, 'one accepted finding on each AlmaLinux host');
       assert.equal(after.findings.open, before.findings.open - 3);

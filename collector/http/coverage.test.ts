@@ -9,8 +9,6 @@ import { describe, it, type TestContext } from 'node:test';
 import type { Inventory } from '../../shared/protocol.ts';
 import { dataPath } from '../../shared/testing/data.ts';
 import { importFeedPath } from '../services/feeds/store-import.ts';
-import { AdvisoryStore } from '../store/advisories.ts';
-import { removeFeed } from '../store/feed-removal.ts';
 import type { FeedJson, HostJson, Summary } from './views.ts';
 import { auth, debianInventory, makeFixture, NOW, type Fixture } from '../../shared/testing/http-fixture.ts';
 import { parseWithPrometheusClient, sample } from '../../shared/testing/prometheus-text.ts';
@@ -130,10 +128,11 @@ describe('host assessment from the loaded feeds', () => {
   it('feed remove takes its coverage with it: the hosts it covered are not-assessed at once', async (t) => {
     const f = await fixture(t, [{ path: TRACKER, at: fresh }]);
     assert.equal((await states(f)).deb12, 'assessed');
-    const [tracker] = new AdvisoryStore(f.db).coverage();
+    const advisories = asyncAdvisories(f.db);
+    const [tracker] = await advisories.coverage();
     assert.ok(tracker !== undefined);
-    removeFeed(f.db, f.fleet, tracker.source, 'cli:test', NOW);
-    assert.deepEqual(new AdvisoryStore(f.db).coverage(), []);
+    await advisories.removeFeed(tracker.source, 'cli:test', NOW);
+    assert.deepEqual(await advisories.coverage(), []);
     assert.deepEqual(await states(f), { deb12: 'not-assessed', deb11: 'not-assessed', plan9: 'not-assessed' });
   });
 

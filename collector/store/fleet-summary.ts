@@ -52,7 +52,8 @@ export class FleetSummaryStore {
   }
 
   async counts(): Promise<FleetCounts> {
-    const hosts = await this.#ex.get<{ n: number; reboot: number | null }>(hostCounts);
+    // PostgreSQL's sum() of a bigint is a numeric, which pg hands over as a string.
+    const hosts = await this.#ex.get<{ n: number; reboot: number | string | null }>(hostCounts);
     const agents = await this.#ex.get<{ n: number; connected: number | null; revoked: number | null }>(agentCounts);
     const ecosystems: Record<string, number> = {};
     // An inventory without a recognised ecosystem still counts, under a name no OSV ecosystem has.

@@ -87,14 +87,6 @@ const oldReports = sql({
 });
 const deleteReport = sql('DELETE FROM reports WHERE agent_id = ? AND id = ?');
 const deleteOrphanContent = sql('DELETE FROM inventory_contents WHERE hash = ? AND NOT EXISTS (SELECT 1 FROM reports WHERE content_hash = ?)');
-// A content's findings timeline goes with it unless a host's history is still laid over it
-// (history.ts drops it when that host moves on): the same statements as history.ts's
-// orphanTimelineDropper, which is still on SQLite's synchronous calls.
-const deleteOrphanTimeline = sql(
-  `DELETE FROM content_findings WHERE content = ?
-   AND NOT EXISTS (SELECT 1 FROM hosts WHERE findings_content = ?) AND NOT EXISTS (SELECT 1 FROM inventory_contents WHERE hash = ?)`,
-);
-const deleteOrphanTexts = sql('DELETE FROM content_finding_texts WHERE content = ? AND NOT EXISTS (SELECT 1 FROM content_findings WHERE content = ?)');
 
 /** A package set a stored report carried, to be kept in memory once its transaction has committed. */
 interface SetSeen {
@@ -319,7 +311,7 @@ async function pruneReports(s: PartScope, agentId: string, current: string): Pro
   for (const r of old) await s.ex.run(deleteReport, [agentId, r.id]);
   for (const hash of new Set(old.map((r) => r.content_hash))) {
     await s.ex.run(deleteOrphanContent, [hash, hash]);
-    await s.ex.run(deleteOrphanTimeline, [hash, hash, hash]);
-    await s.ex.run(deleteOrphanTexts, [hash, hash]);
+    // Its findings timeline goes with it unless a host's history is still laid over it (history.ts drops it when that host moves on).
+    await s.store.history.dropOrphanTimeline(hash);
   }
 }

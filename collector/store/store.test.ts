@@ -36,9 +36,9 @@ describe('openStore (sqlite)', () => {
     const id = await enroll(store, 'web-1');
     assert.equal((await store.async.agents.get(id))?.hostname, 'web-1');
     assert.deepEqual(store.audit.list({ limit: 10 }).entries.map((e) => e.action), ['agent.enroll']);
-    assert.deepEqual(store.advisories.feeds(), []);
+    assert.deepEqual(await store.async.advisories.feeds(), []);
     assert.deepEqual(store.apiTokens.list(), []);
-    assert.equal(store.rollouts.list().length, 0);
+    assert.equal((await store.async.rollouts.list()).length, 0);
     assert.equal(await store.async.reportImports.lastSeq(), 0);
   });
 

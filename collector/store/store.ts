@@ -57,17 +57,17 @@ export interface AsyncStore {
   readonly reports: Reports;
   readonly hosts: Hosts;
   readonly apiTokens: Promisified<ApiTokenStore>;
-  readonly advisories: Promisified<AdvisoryStore>;
-  readonly advisoryChanges: Promisified<AdvisoryChanges>;
-  readonly epss: Promisified<EpssStore>;
-  readonly history: Promisified<FindingHistoryStore>;
-  readonly rollouts: Promisified<RolloutStore>;
-  readonly outbox: Promisified<InstructionOutbox>;
+  readonly advisories: AdvisoryStore;
+  readonly advisoryChanges: AdvisoryChanges;
+  readonly epss: EpssStore;
+  readonly history: FindingHistoryStore;
+  readonly rollouts: RolloutStore;
+  readonly outbox: InstructionOutbox;
   readonly reportImports: ReportImports;
   readonly exceptions: Promisified<ExceptionStore>;
   readonly summary: FleetSummaryStore;
   readonly health: Promisified<StoreHealth>;
-  readonly inspection: Promisified<StoreInspection>;
+  readonly inspection: StoreInspection;
   /**
    * Runs `fn` in one transaction: all it does through `tx` commits, or none of it (a savepoint
    * when called on a `tx`: it rolls back alone, the outer transaction goes on). On SQLite,
@@ -94,6 +94,14 @@ const ON_EXECUTOR: { readonly [K in PartName]?: (scope: PartScope) => AsyncStore
   reports: (scope) => new Reports(scope),
   hosts: (scope) => new Hosts(scope),
   reportImports: (scope) => new ReportImports(scope),
+  // Plans are validated on their way out of the store too (parsePlan), as the engine validates them on the way in.
+  rollouts: (scope) => new RolloutStore(scope.ex, parsePlan),
+  outbox: (scope) => new InstructionOutbox(scope.ex),
+  history: (scope) => new FindingHistoryStore(scope),
+  inspection: (scope) => new StoreInspection(scope.ex),
+  advisories: (scope) => new AdvisoryStore(scope),
+  advisoryChanges: (scope) => new AdvisoryChanges(scope.ex),
+  epss: (scope) => new EpssStore(scope),
 };
 
 /** What every scope of one store shares. */
@@ -134,7 +142,14 @@ class ExecutorStore implements AsyncStore, PartScope {
   }
 
   atomic<T>(fn: (scope: PartScope) => Promise<T>): Promise<T> {
-    return this.transaction((tx) => fn(tx as ExecutorStore));
+    return this.#atomic(fn);
+  }
+
+  /** A transaction, or a savepoint inside one, with this class's scope (both an AsyncStore and a PartScope). */
+  #atomic<T>(fn: (scope: ExecutorStore) => Promise<T>): Promise<T> {
+    const tx = this.#tx;
+    if (tx !== null) return tx.savepoint(() => fn(this));
+    return this.#root.db.transaction((open) => fn(new ExecutorStore(this.#root, open)));
   }
 
   shared<T>(key: string, make: () => T): T {
@@ -146,7 +161,7 @@ class ExecutorStore implements AsyncStore, PartScope {
   #part<K extends PartName>(name: K): AsyncStore[K] {
     let part = this.#parts.get(name) as AsyncStore[K] | undefined;
     if (part === undefined) {
-      const make = ON_EXECUTOR[name] as ((scope: PartScope) => AsyncStore[K]) | undefined;
+      const make = ON_EXECUTOR[name];
       const sync = this.#root.sync;
       const db = this.#root.db;
       if (make !== undefined) part = make(this);
@@ -214,9 +229,7 @@ class ExecutorStore implements AsyncStore, PartScope {
   }
 
   transaction<T>(fn: (tx: AsyncStore) => Promise<T>): Promise<T> {
-    const tx = this.#tx;
-    if (tx !== null) return tx.savepoint(() => fn(this));
-    return this.#root.db.transaction((open) => fn(new ExecutorStore(this.#root, open)));
+    return this.#atomic(fn);
   }
 
   /** The batched last-seen times are this process's own writes: written before the connection closes, on both engines. */
@@ -233,18 +246,10 @@ export interface Store extends Fleet {
   /** The connection, for code that still holds SQL of its own (being moved into store modules). */
   readonly db: Db;
   readonly apiTokens: ApiTokenStore;
-  readonly advisories: AdvisoryStore;
-  readonly advisoryChanges: AdvisoryChanges;
-  readonly epss: EpssStore;
-  readonly history: FindingHistoryStore;
-  readonly rollouts: RolloutStore;
-  readonly outbox: InstructionOutbox;
   /** Accepted risks, audited in the fleet's audit log. */
   readonly exceptions: ExceptionStore;
   /** /healthz with no periodic integrity check; serve makes its own with one (createApp's storeHealth). */
   readonly health: StoreHealth;
-  /** Figures the benches check a run against; no serving path uses it. */
-  readonly inspection: StoreInspection;
   /**
    * Runs `fn` in one transaction (a savepoint inside another, which rolls back alone while
    * the outer one goes on): all of it commits, or none. For a step that writes through
@@ -272,15 +277,8 @@ class SqliteStore implements Store {
   readonly db: Db;
   readonly audit: AuditLog;
   #apiTokens: ApiTokenStore | undefined;
-  #advisories: AdvisoryStore | undefined;
-  #advisoryChanges: AdvisoryChanges | undefined;
-  #epss: EpssStore | undefined;
-  #history: FindingHistoryStore | undefined;
-  #rollouts: RolloutStore | undefined;
-  #outbox: InstructionOutbox | undefined;
   #exceptions: ExceptionStore | undefined;
   #health: StoreHealth | undefined;
-  #inspection: StoreInspection | undefined;
   #async: ExecutorStore | undefined;
 
   constructor(db: Db) {
@@ -303,41 +301,12 @@ class SqliteStore implements Store {
     return (this.#apiTokens ??= new ApiTokenStore(this.db, this.audit));
   }
 
-  get advisories(): AdvisoryStore {
-    return (this.#advisories ??= new AdvisoryStore(this.db));
-  }
-
-  get advisoryChanges(): AdvisoryChanges {
-    return (this.#advisoryChanges ??= new AdvisoryChanges(this.db));
-  }
-
-  get epss(): EpssStore {
-    return (this.#epss ??= new EpssStore(this.db));
-  }
-
-  get history(): FindingHistoryStore {
-    return (this.#history ??= new FindingHistoryStore(this.db));
-  }
-
-  /** Plans are validated on their way out of the store too (parsePlan), as the engine's own RolloutStore does. */
-  get rollouts(): RolloutStore {
-    return (this.#rollouts ??= new RolloutStore(this.db, parsePlan));
-  }
-
-  get outbox(): InstructionOutbox {
-    return (this.#outbox ??= new InstructionOutbox(this.db));
-  }
-
   get exceptions(): ExceptionStore {
     return (this.#exceptions ??= new ExceptionStore(this.db, this.audit));
   }
 
   get health(): StoreHealth {
     return (this.#health ??= new StoreHealth(this.db));
-  }
-
-  get inspection(): StoreInspection {
-    return (this.#inspection ??= new StoreInspection(this.db));
   }
 
   inTransaction<T>(fn: () => T): T {

@@ -80,6 +80,7 @@ export interface Bench {
   /** The store over db (storeOn); `fleet` is the same object seen as its fleet parts. */
   store: Store;
   fleet: Fleet;
+  /** The outbox on the asynchronous store (store.async.outbox). */
   outbox: InstructionOutbox;
   engine: RolloutEngine;
   key: KeyPair;
@@ -111,7 +112,7 @@ export async function makeBench(t: TestContext, opts: { advisories?: readonly Ad
   // correlator over the fixtures' advisories, judged at the bench's clock).
   const wire = (collector: OpenedCollector): void => {
     const store = collector.store;
-    Object.assign(bench, { db: store.db, store, fleet: store, outbox: store.outbox, engine: collector.rollouts, findings: findingsOf });
+    Object.assign(bench, { db: store.db, store, fleet: store, outbox: store.async.outbox, engine: collector.rollouts, findings: findingsOf });
   };
   const findingsOf = async (agentId: string): Promise<Finding[]> => {
     const inv = await bench.store.async.reports.latestInventory(agentId);

@@ -43,10 +43,10 @@ export interface Engine {
 
 /** Runs `body` in a `describe` per engine, titled `${title} on ${engine}`. */
 export function onEachEngine(title: string, body: (engine: Engine) => void): void {
-  describe(`${title} on SQLite`, () => {
+  void describe(`${title} on SQLite`, () => {
     body({ name: 'sqlite', open: openSqlite });
   });
-  describe(`${title} on PostgreSQL`, { skip: needs(TOOLS.postgres) }, () => {
+  void describe(`${title} on PostgreSQL`, { skip: needs(TOOLS.postgres) }, () => {
     let cluster: Promise<Postgres> | undefined;
     let databases = 0;
     after(async () => {

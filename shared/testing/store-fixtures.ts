@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { openDatabase, type Db } from '../../collector/store/db.ts';
-import type { SqlDatabase } from '../../collector/store/sql/executor.ts';
+import type { SqlDatabase, SqlExecutor } from '../../collector/store/sql/executor.ts';
 import { type Query, sql } from '../../collector/store/sql/query.ts';
 import { type AsyncStore, storeOn } from '../../collector/store/store.ts';
 import { generateKeyPair } from '../signing.ts';
@@ -27,6 +27,11 @@ export async function tempDatabase(t: TestContext, name: string): Promise<{ db: 
 /** The asynchronous store's advisories over a connection a test holds (feed import and sync take it). */
 export function asyncAdvisories(db: Db): AsyncStore['advisories'] {
   return storeOn(db).async.advisories;
+}
+
+/** The asynchronous store's EPSS scores over a connection a test holds. */
+export function asyncEpss(db: Db): AsyncStore['epss'] {
+  return storeOn(db).async.epss;
 }
 
 /** The clock the fleet store tests run at. */
@@ -56,6 +61,25 @@ export function dumpStore(db: Db): { advisories: number; affected: number; kev: 
   } as const;
   for (const [table, sql] of Object.entries(queries) as [keyof typeof queries, string][]) {
     for (const row of db.prepare(sql).iterate()) {
+      h.update(JSON.stringify(row) + '\n');
+      counts[table]++;
+    }
+  }
+  return { ...counts, sha256: h.digest('hex') };
+}
+
+const DUMPED = {
+  advisories: sql('SELECT * FROM advisories ORDER BY source, id'),
+  affected: sql('SELECT * FROM affected ORDER BY source, id, ecosystem, package'),
+  kev: sql('SELECT * FROM kev ORDER BY feed, cve'),
+} as const;
+
+/** dumpStore through an executor, on either engine (a hash compares with one of the same engine only). */
+export async function dumpRows(ex: SqlExecutor): Promise<ReturnType<typeof dumpStore>> {
+  const h = createHash('sha256');
+  const counts = { advisories: 0, affected: 0, kev: 0 };
+  for (const [table, query] of Object.entries(DUMPED) as [keyof typeof DUMPED, (typeof DUMPED)[keyof typeof DUMPED]][]) {
+    for (const row of await ex.all(query)) {
       h.update(JSON.stringify(row) + '\n');
       counts[table]++;
     }

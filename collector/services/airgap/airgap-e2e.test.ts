@@ -140,7 +140,7 @@ describe('air-gapped reports, end to end', () => {
       // A rollout as an operator makes one: it enqueues a signed refresh for the host.
       const rolloutId = await collector.rollouts.create({ name: 'behind the gap', target: { agentIds: [agentId] }, action: { kind: 'refresh' }, waves: { canary: { hosts: 1 } } }, 'cli:alice');
       await collector.rollouts.submit(rolloutId, 'cli:alice');
-      assert.equal(collector.outbox.pendingFor(agentId, new Date()).length, 1);
+      assert.equal((await collector.outbox.pendingFor(agentId, new Date())).length, 1);
 
       const out = await tempDir(t, 'pw-instr-');
       const exported = await cli('collector', ['instructions', 'export', '--db', tc.dbPath, '--out', out]);

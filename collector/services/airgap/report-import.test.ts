@@ -233,11 +233,11 @@ describe('reports import', () => {
 
 describe('reports import: results files (agent apply)', () => {
   /** An instruction in the outbox for the agent, as a rollout or `instructions export` leaves it. */
-  function enqueue(s: Setup, agentId = s.agentId): string {
+  async function enqueue(s: Setup, agentId = s.agentId): Promise<string> {
     const id = randomUUID();
     const instruction: Instruction = { schema: 'patchwarden.instruction/1', kind: 'refresh', id, agentId, issuedAt: NOW.toISOString(), notBefore: NOW.toISOString(), expiresAt: new Date(NOW.getTime() + 24 * HOUR).toISOString(), rolloutId: null, dryRun: false };
     const signed = signInstruction(instruction, COLLECTOR_KEY.privateKeyPem);
-    s.opened.store.outbox.enqueue({ id, agentId, payload: signed.payload, signature: signed.signature, expiresAt: instruction.expiresAt, rolloutId: null }, NOW);
+    await s.opened.store.async.outbox.enqueue({ id, agentId, payload: signed.payload, signature: signed.signature, expiresAt: instruction.expiresAt, rolloutId: null }, NOW);
     return id;
   }
 
@@ -251,44 +251,44 @@ describe('reports import: results files (agent apply)', () => {
 
   it('records each result in the outbox once; the same file again is "imported already"', async (t) => {
     const s = await setup(t);
-    const ids = [enqueue(s), enqueue(s)];
+    const ids = [await enqueue(s), await enqueue(s)];
     const file = await resultsFile(s, { agentId: s.agentId, results: ids.map(succeeded) });
     const [first] = await run(s, [file]);
     assert.deepEqual(first, { file, kind: 'results', status: 'stored', agentId: s.agentId, createdAt: new Date(NOW.getTime() - HOUR).toISOString(), recorded: 2, known: 0, unknown: 0 });
-    for (const id of ids) assert.equal(s.opened.store.outbox.get(id)?.result?.status, 'succeeded');
+    for (const id of ids) assert.equal((await s.opened.store.async.outbox.get(id))?.result?.status, 'succeeded');
     const [second] = await run(s, [file]);
     assert.ok(second?.status === 'duplicate' && second.kind === 'results' && second.known === 2, JSON.stringify(second));
   });
 
   it('a result for an instruction this collector never sent is counted, the others recorded', async (t) => {
     const s = await setup(t);
-    const id = enqueue(s);
+    const id = await enqueue(s);
     const [o] = await run(s, [await resultsFile(s, { agentId: s.agentId, results: [succeeded(id), succeeded(randomUUID())] })]);
     assert.ok(o?.status === 'stored' && o.kind === 'results' && o.recorded === 1 && o.unknown === 1, JSON.stringify(o));
   });
 
   it("another agent's results file naming this agent's instruction is refused, and this agent's own file is then recorded", async (t) => {
     const s = await setup(t);
-    const id = enqueue(s);
+    const id = await enqueue(s);
     const other = generateKeyPair();
     const intruder = await s.fleet.agents.enroll({ publicKey: other.publicKey, hostname: 'vault-2', machineId: null, tokenId: null });
     const forged = join(s.dir, 'forged.pwresults');
     await writeFile(forged, encodeSignedFile({ kind: 'results', signer: intruder, createdAt: new Date(NOW.getTime() - 2 * HOUR), body: Buffer.from(JSON.stringify({ agentId: intruder, results: [{ ...succeeded(id), status: 'failed', code: 'PW_ERR_COMMAND_FAILED' }] })), key: other.privateKeyPem }));
     const genuine = await resultsFile(s, { agentId: s.agentId, results: [succeeded(id)] });
     assert.deepEqual(statuses(await run(s, [forged, genuine])), ['refused PW_ERR_FILE_FOREIGN', 'stored']);
-    assert.equal(s.opened.store.outbox.get(id)?.result?.status, 'succeeded');
+    assert.equal((await s.opened.store.async.outbox.get(id))?.result?.status, 'succeeded');
   });
 
   const refusals: [string, (s: Setup) => Promise<string>, string, RegExp][] = [
     ['only results for instructions never sent', (s) => resultsFile(s, { agentId: s.agentId, results: [succeeded(randomUUID())] }), 'PW_ERR_FILE_FOREIGN', /none of the file's 1 results answers an instruction/],
     ['a result for another agent’s instruction', async (s) => {
       const other = await s.fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: 'vault-2', machineId: null, tokenId: null });
-      return resultsFile(s, { agentId: s.agentId, results: [succeeded(enqueue(s, other))] });
+      return resultsFile(s, { agentId: s.agentId, results: [succeeded(await enqueue(s, other))] });
     }, 'PW_ERR_FILE_FOREIGN', /answers an instruction this collector sent to agent/],
-    ['results of another agent under this agent’s signature', (s) => resultsFile(s, { agentId: randomUUID(), results: [succeeded(enqueue(s))] }), 'PW_ERR_FILE_TAMPERED', /carries results of agent/],
+    ['results of another agent under this agent’s signature', async (s) => resultsFile(s, { agentId: randomUUID(), results: [succeeded(await enqueue(s))] }), 'PW_ERR_FILE_TAMPERED', /carries results of agent/],
     ['a body that is not a results bundle', (s) => resultsFile(s, { agentId: s.agentId, results: [] }), 'PW_ERR_MALFORMED_INPUT', /not a results bundle: results/],
     ['a revoked agent', async (s) => {
-      const file = await resultsFile(s, { agentId: s.agentId, results: [succeeded(enqueue(s))] });
+      const file = await resultsFile(s, { agentId: s.agentId, results: [succeeded(await enqueue(s))] });
       await s.fleet.agents.revoke(s.agentId, 'test');
       return file;
     }, 'PW_ERR_AGENT_REVOKED', /was revoked/],

@@ -18,10 +18,8 @@ import { generateKeyPair } from '../../../shared/signing.ts';
 import { feedCommand } from '../../commands/feed.ts';
 import { parseConfig } from '../../config.ts';
 import { inventoryOf, rhel95Packages } from '../../../shared/testing/correlate-fixtures.ts';
-import { AdvisoryStore } from '../../store/advisories.ts';
 import { openDatabase, type Db } from '../../store/db.ts';
 import { storeOn } from '../../store/store.ts';
-import { enrolledEcosystems } from '../../store/host-ecosystems.ts';
 import { tempDatabase, asyncAdvisories } from '../../../shared/testing/store-fixtures.ts';
 import { CATALOGUE, entriesFor, selectSources, UPSTREAM_BASES } from './catalogue.ts';
 import { syncFeed } from './sync.ts';
@@ -81,7 +79,7 @@ describe('catalogue entries for a fleet', () => {
   it('the enrolled hosts of a real store, revoked ones left out', async (t) => {
     const { db } = await tempDatabase(t, 'catalogue');
     await enrolHosts(db, ['Debian:12', 'AlmaLinux:9', 'Debian:12'], ['Ubuntu:24.04']);
-    assert.deepEqual(enrolledEcosystems(db), ['AlmaLinux:9', 'Debian:12']);
+    assert.deepEqual(await asyncAdvisories(db).enrolledEcosystems(), ['AlmaLinux:9', 'Debian:12']);
   });
 });
 
@@ -194,7 +192,7 @@ describe('feed sync with no config', () => {
     );
     const db = openDatabase(path, { readonly: true });
     t.after(() => db.close());
-    const rows = new AdvisoryStore(db).feeds();
+    const rows = await asyncAdvisories(db).feeds();
     assert.deepEqual(
       rows.map((r) => [r.source, r.records > 0, r.lastError === null]).sort(),
       [

@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { dataPath } from '../../../shared/testing/data.ts';
 import { importFeedPath } from '../feeds/store-import.ts';
-import { FindingHistoryStore } from '../../store/history.ts';
 import { DEFAULT_POLICY } from '../../domain/correlate/policy.ts';
 import { FleetFindings } from './fleet-findings.ts';
 import { almaInventory, debianInventory, type Fixture, makeFixture, NOW } from '../../../shared/testing/http-fixture.ts';
@@ -24,8 +23,8 @@ describe('FleetFindings counts', () => {
     { name: 'the day changed (due dates)', change: (_fx, clock) => { clock.now = new Date(NOW.getTime() + 24 * HOUR); }, recount: true },
     {
       name: 'an exception was added',
-      change: (fx, clock) => {
-        new FindingHistoryStore(fx.db).addException({ advisory: 'ALSA-2025:1330', owner: 'sec', reason: 'waf', expires: '2027-06-01T00:00:00.000Z' }, clock.now);
+      change: async (fx, clock) => {
+        await fx.store.async.history.addException({ advisory: 'ALSA-2025:1330', owner: 'sec', reason: 'waf', expires: '2027-06-01T00:00:00.000Z' }, clock.now);
       },
       recount: true,
     },
@@ -112,7 +111,7 @@ describe('FleetFindings counts', () => {
     const doc = await ff.forHost(a);
     const target = doc?.findings.findings.find((f) => f.status === 'open');
     assert.ok(target !== undefined, 'db-1 has an open finding');
-    new FindingHistoryStore(fx.db).addException({ advisory: target.advisory, package: target.package, host: a, owner: 'sec', reason: 'waf', expires: '2027-06-01T00:00:00.000Z' }, NOW);
+    await fx.store.async.history.addException({ advisory: target.advisory, package: target.package, host: a, owner: 'sec', reason: 'waf', expires: '2027-06-01T00:00:00.000Z' }, NOW);
     const ca = await ff.counts((await hosts.get(a))!);
     const cb = await ff.counts((await hosts.get(b))!);
     assert.equal(ca.byStatus.accepted, before.byStatus.accepted + 1);

@@ -11,11 +11,9 @@ import { DEFAULT_POLICY } from '../../domain/correlate/policy.ts';
 import { inventoryOf, loadOsv, rhel95Packages } from '../../../shared/testing/correlate-fixtures.ts';
 import type { Advisory } from '../../domain/feeds/types.ts';
 import { createLogger } from '../../logger.ts';
-import { AdvisoryStore } from '../../store/advisories.ts';
 import type { Db } from '../../store/db.ts';
 import { type AsyncStore, type Store, storeOn } from '../../store/store.ts';
-import { FindingHistoryStore } from '../../store/history.ts';
-import { tempDatabase } from '../../../shared/testing/store-fixtures.ts';
+import { asyncAdvisories, tempDatabase } from '../../../shared/testing/store-fixtures.ts';
 import { type FindingsStore, HostFindings } from './host-findings.ts';
 
 const NOW = new Date('2026-11-26T18:00:00.000Z');
@@ -41,7 +39,7 @@ before(async () => {
 
 async function fleetWithHosts(t: TestContext, hostnames: readonly string[]): Promise<{ db: Db; fleet: Store; agents: Map<string, { id: string; inventory: Inventory; hash: string }> }> {
   const { db } = await tempDatabase(t, 'host-findings');
-  new AdvisoryStore(db).importAdvisories(ALMA9, alma, NOW);
+  await asyncAdvisories(db).importAdvisories(ALMA9, alma, NOW);
   const fleet = storeOn(db);
   const agents = new Map<string, { id: string; inventory: Inventory; hash: string }>();
   for (const hostname of hostnames) {
@@ -62,8 +60,8 @@ async function loadedFindings(store: Store, correlator?: Correlator): Promise<Ho
 }
 
 /** The host's history as the API reads it: its own rows with its content's timeline laid over them. */
-function historyRows(db: Db, agentId: string): number {
-  return new FindingHistoryStore(db).history(agentId).size;
+async function historyRows(store: Store, agentId: string): Promise<number> {
+  return (await store.async.history.history(agentId)).size;
 }
 
 function contentRows(db: Db): number {
@@ -93,10 +91,10 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
         assert.ok(host);
         if (c.failing.includes(hostname)) {
           assert.equal(host.openFindings, 0, `${hostname}: no counts from a failed correlation`);
-          assert.equal(historyRows(db, a.id), 0, `${hostname}: no history from a failed correlation`);
+          assert.equal(await historyRows(fleet, a.id), 0, `${hostname}: no history from a failed correlation`);
         } else {
           assert.equal(host.openFindings, open, hostname);
-          assert.equal(historyRows(db, a.id), expected.findings.length, hostname);
+          assert.equal(await historyRows(fleet, a.id), expected.findings.length, hostname);
         }
       }
       assert.equal(db.inTransaction, false, 'no transaction is left open');
@@ -113,11 +111,11 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
     for (const a of agents.values()) hf.schedule(a.id, a.inventory, packagesHash(a.inventory));
     await hf.drained();
     assert.deepEqual(hf.stats, { correlated: 2, failed: 1, fannedOut: 0 });
-    assert.equal(historyRows(db, victim.id), 0, 'the history written before the failure was rolled back');
+    assert.equal(await historyRows(fleet, victim.id), 0, 'the history written before the failure was rolled back');
     for (const name of ['web-1', 'web-3']) {
       const a = agents.get(name);
       assert.ok(a);
-      assert.ok(historyRows(db, a.id) > 0, name);
+      assert.ok(await historyRows(fleet, a.id) > 0, name);
       assert.ok(((await fleet.async.hosts.get(a.id))?.openFindings ?? 0) > 0, name);
     }
   });
@@ -135,10 +133,10 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
       return changes() - before;
     };
     // The first correlation writes the content's timeline, which content the host is laid over, and its counts.
-    assert.equal(historyRows(db, a.id), 0);
+    assert.equal(await historyRows(fleet, a.id), 0);
     const first = await correlate(a.inventory);
-    assert.ok(historyRows(db, a.id) > 0);
-    assert.equal(contentRows(db), historyRows(db, a.id));
+    assert.ok(await historyRows(fleet, a.id) > 0);
+    assert.equal(contentRows(db), await historyRows(fleet, a.id));
     // Each row of the timeline and its finding's text, which content the host is laid over, its counts.
     assert.equal(first, 2 * contentRows(db) + 2);
     // Nothing changed: only the host's counts are written.
@@ -146,7 +144,7 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
     // A new advisory for one installed package: its row, and the counts.
     const bash = a.inventory.packages.find((p) => p.name === 'bash');
     assert.ok(bash);
-    new AdvisoryStore(db).importAdvisories(
+    await asyncAdvisories(db).importAdvisories(
       { source: 'osv-extra', kind: 'osv', location: null },
       [
         {
@@ -168,11 +166,11 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
     // Every package gone (patched away): a new content, so the host's history becomes its own
     // rows, each open finding resolved once (one row each), then left alone.
     const patched: Inventory = { ...a.inventory, packages: [] };
-    const rows = historyRows(db, a.id);
+    const rows = await historyRows(fleet, a.id);
     assert.equal(await correlate(patched), rows + 2);
     assert.equal(await correlate(patched), 1);
     assert.equal((await fleet.async.hosts.get(a.id))?.openFindings, 0);
-    assert.ok([...new FindingHistoryStore(db).history(a.id).values()].every((h) => h.resolvedAt !== null), 'every finding resolved');
+    assert.ok([...(await fleet.async.history.history(a.id)).values()].every((h) => h.resolvedAt !== null), 'every finding resolved');
   });
 
   it('a host is correlated once with its newest inventory when it is queued twice', async (t) => {
@@ -239,7 +237,7 @@ describe('HostFindings: a slice whose transaction runs twice is taken in once', 
     assert.equal(hf.queued, 0);
     for (const [hostname, a] of agents) {
       assert.equal((await fleet.async.hosts.get(a.id))?.openFindings, open, hostname);
-      assert.equal(historyRows(db, a.id), expected.findings.length, hostname);
+      assert.equal(await historyRows(fleet, a.id), expected.findings.length, hostname);
     }
     assert.equal(contentRows(db), expected.findings.length, 'the content’s timeline written once');
     assert.equal(db.inTransaction, false, 'no transaction is left open');
@@ -297,7 +295,7 @@ describe('finding history over inventory contents: first-seen and resolved are t
     const [gone] = kept[0]?.[0].split(' ') ?? [];
     const withdrawn = alma.find((x) => x.id === gone);
     assert.ok(withdrawn !== undefined);
-    new AdvisoryStore(db).importAdvisories(ALMA9, [{ ...withdrawn, modified: T3.toISOString(), withdrawn: T3.toISOString() }], T3);
+    await asyncAdvisories(db).importAdvisories(ALMA9, [{ ...withdrawn, modified: T3.toISOString(), withdrawn: T3.toISOString() }], T3);
     await hf.followStore();
     await hf.drained();
     const resolvedFor = async (id: string, inv: Inventory) => (await hf.findings(id, inv, packagesHash(inv)))?.findings.filter((f) => f.advisory === gone) ?? [];

@@ -161,7 +161,7 @@ describe('rollout end to end: a debootstrapped Debian 12 root patched by a signe
     );
     assert.equal(done.state, 'completed', JSON.stringify(done));
 
-    const result = collector.outbox.forRollout(id)[0];
+    const result = (await collector.outbox.forRollout(id))[0];
     assert.equal(result?.result?.status, 'succeeded', JSON.stringify(result?.result));
     assert.ok(result.result.commands.some((c) => c.argv.includes('apt-get') || c.argv.some((a) => a.endsWith('apt-get'))));
     assert.ok(result.result.changes.some((c) => c.name === binary && c.before === installedBefore && c.after === candidate), JSON.stringify(result.result.changes));

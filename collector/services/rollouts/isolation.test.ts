@@ -25,7 +25,8 @@ const ROOT = join(import.meta.dirname, '..', '..', '..');
 
 /** Answers every pending instruction of these agents. */
 async function answer(b: Bench, agents: readonly string[], status: 'succeeded' | 'failed' = 'succeeded'): Promise<number> {
-  const entries = agents.flatMap((a) => b.outbox.pendingFor(a, b.clock.now));
+  const entries = [];
+  for (const a of agents) entries.push(...(await b.outbox.pendingFor(a, b.clock.now)));
   for (const e of entries) assert.equal(await b.engine.onResult(e.agentId, resultFor(e.id, status, b.clock.now)), true);
   return entries.length;
 }
@@ -93,9 +94,9 @@ const cases: PoisonCase[] = [
       await b.report(poisoned, poison(hostInventory({ hostname: 'a-2' })));
       const id = await b.engine.create(poisonPlan({ waitMinutes: 0 }), 'alice');
       await b.engine.submit(id, 'alice');
-      const e = b.outbox.pendingFor(canary, b.clock.now)[0] ?? assert.fail('the canary was sent');
+      const e = (await b.outbox.pendingFor(canary, b.clock.now))[0] ?? assert.fail('the canary was sent');
       assert.equal(await b.engine.onResult(canary, resultFor(e.id, 'succeeded', b.clock.now)), true, 'the result is taken');
-      assert.notEqual(b.outbox.get(e.id)?.resultAt, null, 'and recorded');
+      assert.notEqual((await b.outbox.get(e.id))?.resultAt, null, 'and recorded');
       return { id, poisoned, healthy: [canary] };
     },
   },
@@ -127,7 +128,7 @@ describe('RolloutEngine: a poison host fails alone (issue 10)', () => {
       assert.ok(!(host.detail ?? '').includes('9'.repeat(130)), 'the detail names the field, not its value');
       assert.equal(r.state, 'halted', 'the failure counts against its own gate');
       assert.match(r.haltedReason ?? '', /hosts failed/);
-      assert.deepEqual(b.outbox.pendingFor(a.poisoned, b.clock.now), [], 'nothing waits for it');
+      assert.deepEqual(await b.outbox.pendingFor(a.poisoned, b.clock.now), [], 'nothing waits for it');
       assert.ok(b.errors.some((e) => e.where.agentId === a.poisoned && e.where.during === 'host-step'), 'reported to onError');
       const audit = b.db.prepare("SELECT actor, detail FROM audit WHERE action = 'rollout.host-failed' AND target = ?").all(`rollout:${a.id}`) as { actor: string; detail: string }[];
       assert.deepEqual(audit.map((x) => [x.actor, (JSON.parse(x.detail) as { agentId: string }).agentId]), [['system', a.poisoned]]);
@@ -143,7 +144,7 @@ describe('RolloutEngine: a rollout that cannot advance stops no other (issue 10)
     const broken = await b.addHost({ hostname: 'a-1', tags: ['a'] });
     const id = await b.engine.create(bindPlan({ name: 'broken', target: { tags: ['a'] } }), 'alice');
     await b.engine.submit(id, 'alice');
-    const sent = b.outbox.pendingFor(broken, b.clock.now)[0] ?? assert.fail('the canary was sent');
+    const sent = (await b.outbox.pendingFor(broken, b.clock.now))[0] ?? assert.fail('the canary was sent');
     // A row this collector cannot read (written by another version, or damaged): advancing this rollout throws.
     b.db.prepare("UPDATE instruction_outbox SET result = '{not json' WHERE id = ?").run(sent.id);
     b.clock.now = at(31);
@@ -216,7 +217,7 @@ describe('RolloutEngine: a patch too large for one instruction is sent in parts 
 
     const seen = new Set<string>();
     let parts = 0;
-    for (let e = b.outbox.pendingFor(big, b.clock.now); e.length > 0; e = b.outbox.pendingFor(big, b.clock.now)) {
+    for (let e = await b.outbox.pendingFor(big, b.clock.now); e.length > 0; e = await b.outbox.pendingFor(big, b.clock.now)) {
       assert.equal(e.length, 1, 'one part at a time');
       const entry = e[0] ?? assert.fail();
       assert.ok(Buffer.byteLength(entry.payload) <= MAX_INSTRUCTION_BYTES);
@@ -230,9 +231,9 @@ describe('RolloutEngine: a patch too large for one instruction is sent in parts 
         await b.engine.pause(id, 'alice');
         assert.deepEqual((await b.engine.get(id)).hosts[0]?.steps, ['patch']);
         await b.engine.resume(id, 'alice');
-        const again = instructionOf(b.outbox.pendingFor(big, b.clock.now)[0] ?? assert.fail()) as PatchInstruction;
+        const again = instructionOf((await b.outbox.pendingFor(big, b.clock.now))[0] ?? assert.fail()) as PatchInstruction;
         assert.deepEqual(again.packages, ins.packages);
-        const resent = b.outbox.pendingFor(big, b.clock.now)[0] ?? assert.fail();
+        const resent = (await b.outbox.pendingFor(big, b.clock.now))[0] ?? assert.fail();
         for (const p of ins.packages) assert.ok(!seen.has(p.name), `${p.name} sent twice`);
         for (const p of ins.packages) seen.add(p.name);
         assert.equal(await b.engine.onResult(big, resultFor(resent.id, 'succeeded', b.clock.now)), true);
