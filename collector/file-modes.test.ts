@@ -35,13 +35,13 @@ describe('files the collector makes', () => {
     t.after(async () => {
       if (!closed) await collector.close();
     });
-    collector.fleet.tokens.create({ uses: 1, ttlMs: 60_000, createdBy: 'test' });
-    const agentId = collector.fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: 'web-1', machineId: null, tokenId: null });
+    await collector.store.async.tokens.create({ uses: 1, ttlMs: 60_000, createdBy: 'test' });
+    const agentId = await collector.store.async.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: 'web-1', machineId: null, tokenId: null });
     const now = new Date();
     const i: Instruction = { schema: 'patchwarden.instruction/1', kind: 'refresh', id: randomUUID(), agentId, issuedAt: now.toISOString(), notBefore: now.toISOString(), expiresAt: new Date(now.getTime() + 3600_000).toISOString(), rolloutId: null, dryRun: false };
     const key = await readFile(join(dir, 'collector.key'), 'utf8');
     const signed = signInstruction(i, key);
-    collector.outbox.enqueue({ id: i.id, agentId, payload: signed.payload, signature: signed.signature, expiresAt: i.expiresAt, rolloutId: null }, now);
+    await collector.outbox.enqueue({ id: i.id, agentId, payload: signed.payload, signature: signed.signature, expiresAt: i.expiresAt, rolloutId: null }, now);
     const out = join(dir, 'carry');
     await mkdir(out, { mode: 0o700 });
     assert.equal((await exportInstructions({ store: collector.store.async, actor: 'cli:test', dir: out, key, now })).length, 1);

@@ -31,7 +31,8 @@ import { type AsyncStore, postgresOf, type Store } from './store/store.ts';
 import { FeedAudit } from './services/feeds/feed-audit.ts';
 import { ChangeLogHousekeeping } from './services/replicas/change-log-housekeeping.ts';
 import { type Duties, dutiesFor } from './services/replicas/duties.ts';
-import { OUTBOX_CHANNEL, PostgresListener } from './store/postgres/notifications.ts';
+import { PostgresListener } from './store/postgres/notifications.ts';
+import { OUTBOX_CHANNEL } from './store/rollouts.ts';
 import { FeedScheduler, type FeedSchedulerOptions } from './services/feeds/schedule.ts';
 
 export const DEFAULT_LISTEN = '127.0.0.1:8443';

@@ -1166,19 +1166,19 @@ export async function benchFleet(opts: FleetBenchOptions): Promise<FleetBench> {
     if (exit !== 'exit 0') problems.push(`the collector ended with ${exit} on SIGTERM`);
     const db = openDatabase(dbPath, { readonly: true });
     try {
-      const inspect = new StoreInspection(db);
-      const count = (table: CountedTable): number => inspect.rows(table);
+      const inspect = new StoreInspection(new SqliteDatabase(db));
+      const count = (table: CountedTable): Promise<number> => inspect.rows(table);
       const contents = new Set([...usedVariants].map((v) => variants[v]?.contentHash)).size + newSets.count;
       store = {
-        agents: count('agents'),
-        hosts: count('hosts'),
-        reports: count('reports'),
-        maxReportsPerAgent: inspect.maxReportsPerAgent(),
-        contents: count('inventory_contents'),
+        agents: await count('agents'),
+        hosts: await count('hosts'),
+        reports: await count('reports'),
+        maxReportsPerAgent: await inspect.maxReportsPerAgent(),
+        contents: await count('inventory_contents'),
         expectedContents: contents,
-        advisories: count('advisories'),
+        advisories: await count('advisories'),
         openFindings: await new FleetSummaryStore(new SqliteDatabase(db)).openFindings(),
-        hostsWithFindings: inspect.hostsWithOpenFindings(),
+        hostsWithFindings: await inspect.hostsWithOpenFindings(),
       };
     } finally {
       db.close();

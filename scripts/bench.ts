@@ -27,6 +27,7 @@ import type { Advisory } from '../collector/domain/feeds/types.ts';
 import { storeOn } from '../collector/store/store.ts';
 import { openDatabase } from '../collector/store/db.ts';
 import { StoreInspection } from '../collector/store/inspection.ts';
+import { SqliteDatabase } from '../collector/store/sql/sqlite.ts';
 import { INVENTORY_SCHEMA, type Inventory, InventorySchema, type Package } from '../shared/protocol.ts';
 import { DATA_DIR } from '../shared/testing/data.ts';
 import { compareDebVersions, parseDebVersion } from '../shared/versions/dpkg.ts';
@@ -202,7 +203,7 @@ async function feedsSection(dataDir: string): Promise<{ figures: Figure[]; raw: 
         if (records !== unchanged) throw new Error(`import read ${records} advisories, the re-import found ${unchanged} unchanged`);
         advisories = added;
         duplicates = records - added;
-        new StoreInspection(db).truncateWal();
+        await new StoreInspection(new SqliteDatabase(db)).truncateWal();
         dbBytes = statSync(dbPath).size;
       } finally {
         db.close();

@@ -52,7 +52,7 @@ async function fleet(t: TestContext, n = 3): Promise<Fleet> {
     const hostname = `web-${i}`;
     const a = await tc.agent(hostname);
     await a.client.report(hostInventory({ hostname }));
-    tc.collector.fleet.agents.setTags(a.agentId, ['web'], 'cli:test', new Date());
+    await tc.collector.store.async.agents.setTags(a.agentId, ['web'], 'cli:test', new Date());
     agents.push({ ...a, hostname });
   }
   const writePlan = async (name: string, body: unknown): Promise<string> => {
@@ -113,7 +113,7 @@ describe('rollout CLI beside a serving collector', () => {
     const served = await f.tc.collector.rollouts.get(id);
     assert.deepEqual([served.state, served.approvedBy], ['running', ME]);
     const canary = served.hosts.find((h) => h.state === 'sent') ?? assert.fail('the canary was sent its instruction');
-    const pending = f.tc.collector.outbox.pendingFor(canary.agentId, new Date());
+    const pending = await f.tc.collector.outbox.pendingFor(canary.agentId, new Date());
     assert.equal(pending.length, 1);
     const entry = pending[0] ?? assert.fail();
     assert.ok(instructionSignatureValid(entry, f.tc.collector.publicKey), 'signed with the collector key from beside the database');
@@ -166,7 +166,7 @@ describe('rollout CLI beside a serving collector', () => {
     assert.equal(r.code, 1);
     assert.match(r.stderr, /cannot read the collector key .*collector\.key to sign with.*\(PW_ERR_SOURCE_UNAVAILABLE\)/);
     const after = await f.tc.collector.rollouts.get(id);
-    assert.deepEqual([after.state, after.hosts.length, f.tc.collector.outbox.forRollout(id).length], ['draft', 0, 0], 'the transaction rolled back');
+    assert.deepEqual([after.state, after.hosts.length, (await f.tc.collector.outbox.forRollout(id)).length], ['draft', 0, 0], 'the transaction rolled back');
     assert.deepEqual(auditOf(f, id).map((a) => a.action), ['rollout.create']);
   });
 });

@@ -21,9 +21,8 @@ import { DEFAULT_POLICY } from '../domain/correlate/policy.ts';
 import { createLogger } from '../logger.ts';
 import { hostInventory } from '../../shared/testing/rollout-bench.ts';
 import { openDatabase } from '../store/db.ts';
-import type { Fleet } from '../store/fleet.ts';
-import { storeOn } from '../store/store.ts';
-import { FindingHistoryStore } from '../store/history.ts';
+import { type Store, storeOn } from '../store/store.ts';
+import type { FindingHistoryStore } from '../store/history.ts';
 import { HostFindings } from '../services/findings/host-findings.ts';
 
 const quiet = { stdout: { write: () => true }, stderr: { write: () => true } } as unknown as { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
@@ -46,21 +45,21 @@ function contents(): Inventory[] {
 
 interface Side {
   db: ReturnType<typeof openDatabase>;
-  fleet: Fleet;
+  fleet: Store;
+  history: FindingHistoryStore;
   hf: HostFindings;
 }
 
 function openSide(path: string, now: () => Date): Side {
   const db = openDatabase(path);
   const fleet = storeOn(db);
-  return { db, fleet, hf: new HostFindings({ store: fleet.async, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now }) };
+  return { db, fleet, history: fleet.async.history, hf: new HostFindings({ store: fleet.async, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now }) };
 }
 
 /** What the collector believes of each host: its history as read (own rows and its content's timeline), its findings as the API shows them, its counts. */
 async function snapshot(side: Side, ids: readonly string[]): Promise<{ history: unknown[]; findings: unknown[]; counts: unknown[] }> {
-  const store = new FindingHistoryStore(side.db);
   return {
-    history: ids.map((id) => [...store.history(id)].map(([k, e]) => [k, e.firstSeen, e.resolvedAt, e.status, e.json]).sort()),
+    history: await Promise.all(ids.map(async (id) => [...(await side.history.history(id))].map(([k, e]) => [k, e.firstSeen, e.resolvedAt, e.status, e.json]).sort())),
     findings: await Promise.all(ids.map(async (id) => (await side.hf.findings(id))?.findings)),
     counts: side.db.prepare('SELECT agent_id, open_findings, overdue_findings FROM hosts ORDER BY agent_id').all(),
   };
@@ -85,8 +84,8 @@ describe('a feed change fanned out by content group', () => {
     for (let i = 0; i < 12; i++) {
       const inv = structuredClone(invs[i % invs.length]) as Inventory;
       inv.host.hostname = `host-${i}`;
-      const id = a.fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: inv.host.hostname, machineId: null, tokenId: null }, clock);
-      a.fleet.reports.ingest(id, randomUUID(), inventoryHash(inv), inv, clock);
+      const id = await a.fleet.async.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: inv.host.hostname, machineId: null, tokenId: null }, clock);
+      await a.fleet.async.reports.ingest(id, randomUUID(), inventoryHash(inv), inv, clock);
       ids.push(id);
     }
 
@@ -107,7 +106,7 @@ describe('a feed change fanned out by content group', () => {
       const inv = structuredClone(invs[(i + 1) % invs.length]) as Inventory;
       inv.host.hostname = `host-${i}`;
       const id = ids[i] as string;
-      a.fleet.reports.ingest(id, randomUUID(), inventoryHash(inv), inv, clock);
+      await a.fleet.async.reports.ingest(id, randomUUID(), inventoryHash(inv), inv, clock);
       a.hf.scheduleStored([id]);
     }
     await a.hf.drained();
@@ -115,8 +114,7 @@ describe('a feed change fanned out by content group', () => {
 
     // Accepted risks on host 0 for every advisory the change brings: the fan-out must apply them.
     const added = lines.slice(-50).map((l) => (JSON.parse(l) as { id: string }).id);
-    const history = new FindingHistoryStore(a.db);
-    for (const advisory of added) history.addException({ advisory, owner: 'ops', reason: 'compensating control', expires: '2027-06-01T00:00:00.000Z', host: ids[0], createdBy: 'cli:test' }, clock);
+    for (const advisory of added) await a.history.addException({ advisory, owner: 'ops', reason: 'compensating control', expires: '2027-06-01T00:00:00.000Z', host: ids[0], createdBy: 'cli:test' }, clock);
     const rewritten = first.slice(-30).map((l) => JSON.parse(l) as { id: string; affected: { ranges: { events: Record<string, string>[] }[] }[] });
 
     // The change: the 50 new records, and 30 old ones whose fix moved to version 0.1 (they stop applying).

@@ -5,7 +5,6 @@ import { FindingsSchema, type FindingStatus, InventorySchema, type Findings } fr
 import { readData } from '../../shared/testing/data.ts';
 import { HostFindings } from '../services/findings/host-findings.ts';
 import { DEFAULT_POLICY } from '../domain/correlate/policy.ts';
-import { FindingHistoryStore } from '../store/history.ts';
 import { createLogger } from '../logger.ts';
 import { almaInventory, auth, debianInventory, type Fixture, HOSTILE_HOSTNAME, makeFixture, NOW } from '../../shared/testing/http-fixture.ts';
 
@@ -50,13 +49,13 @@ describe('JSON API', () => {
   before(async () => {
     fx = await makeFixture();
     // Seven hosts, two ecosystems, with tags, reboot flags and last-seen times that the filters tell apart.
-    ids.web1 = fx.addHost(debianInventory('web-1'), { tags: ['prod', 'web'], seenAt: NOW, connected: true });
-    ids.web2 = fx.addHost(debianInventory('web-2'), { tags: ['prod', 'web'], seenAt: new Date(NOW.getTime() - 3 * DAY) });
-    ids.web10 = fx.addHost(debianInventory('web-10'), { tags: ['staging'], seenAt: new Date(NOW.getTime() - 10 * DAY) });
-    ids.db1 = fx.addHost(almaInventory('db-1', { rebootRequired: true }), { tags: ['prod', 'db'], seenAt: NOW, connected: true });
-    ids.db2 = fx.addHost(almaInventory('db-2'), { tags: ['prod', 'db'], seenAt: new Date(NOW.getTime() - DAY) });
-    ids.batch = fx.addHost(almaInventory('batch-1', { rebootRequired: true }), { seenAt: new Date(NOW.getTime() - 40 * DAY) });
-    ids.hostile = fx.addHost(debianInventory(HOSTILE_HOSTNAME), { tags: ["'; DROP TABLE hosts; --"] });
+    ids.web1 = await fx.addHost(debianInventory('web-1'), { tags: ['prod', 'web'], seenAt: NOW, connected: true });
+    ids.web2 = await fx.addHost(debianInventory('web-2'), { tags: ['prod', 'web'], seenAt: new Date(NOW.getTime() - 3 * DAY) });
+    ids.web10 = await fx.addHost(debianInventory('web-10'), { tags: ['staging'], seenAt: new Date(NOW.getTime() - 10 * DAY) });
+    ids.db1 = await fx.addHost(almaInventory('db-1', { rebootRequired: true }), { tags: ['prod', 'db'], seenAt: NOW, connected: true });
+    ids.db2 = await fx.addHost(almaInventory('db-2'), { tags: ['prod', 'db'], seenAt: new Date(NOW.getTime() - DAY) });
+    ids.batch = await fx.addHost(almaInventory('batch-1', { rebootRequired: true }), { seenAt: new Date(NOW.getTime() - 40 * DAY) });
+    ids.hostile = await fx.addHost(debianInventory(HOSTILE_HOSTNAME), { tags: ["'; DROP TABLE hosts; --"] });
   });
   after(() => {
     fx.close();
@@ -176,7 +175,7 @@ describe('JSON API', () => {
       assert.equal(p1.items.length, 3);
       assert.ok(p1.nextCursor !== null, 'page 1 has a next cursor');
       // A host whose name sorts before the cursor joins between pages: keyset paging neither repeats nor skips.
-      const late = fx.addHost(debianInventory('aaa-late'));
+      const late = await fx.addHost(debianInventory('aaa-late'));
       try {
         const p2 = await json<Page<HostItem>>(await get(`/api/v1/hosts?limit=3&cursor=${p1.nextCursor}`, fx.bearer.viewer));
         assert.equal(p2.items.length, 3);
@@ -205,8 +204,8 @@ describe('JSON API', () => {
       const position = JSON.parse(Buffer.from(payload, 'base64url').toString()) as [string, string];
       const forged = Buffer.from(JSON.stringify(['a', position[1]])).toString('base64url');
       const other = await makeFixture({ feeds: false });
-      other.addHost(debianInventory('x-1'));
-      other.addHost(debianInventory('x-2'));
+      await other.addHost(debianInventory('x-1'));
+      await other.addHost(debianInventory('x-2'));
       const foreign = (await json<Page<HostItem>>(await other.app.request('/api/v1/hosts?limit=1', auth(other.bearer.viewer)))).nextCursor ?? '';
       other.close();
       const flip = (s: string, i: number) => s.slice(0, i) + (s[i] === 'A' ? 'B' : 'A') + s.slice(i + 1);
@@ -306,11 +305,10 @@ describe('JSON API', () => {
     });
 
     it('applies the host’s history: a recorded first-seen date is kept', async () => {
-      const history = new FindingHistoryStore(fx.db);
       const first = (await json<{ findings: Findings }>(await get(`/api/v1/hosts/${ids.db2 ?? ''}`, fx.bearer.viewer))).findings.findings[0];
       assert.ok(first !== undefined, 'db-2 has a finding');
       const earlier = '2026-01-02T03:04:05.000Z';
-      history.record(ids.db2 ?? '', [{ ...first, firstSeen: earlier }], new Date(earlier));
+      await fx.store.async.history.record(ids.db2 ?? '', [{ ...first, firstSeen: earlier }], new Date(earlier));
       const again = (await json<{ findings: Findings }>(await get(`/api/v1/hosts/${ids.db2 ?? ''}`, fx.bearer.viewer))).findings.findings.find((f) => f.advisory === first.advisory && f.package === first.package);
       assert.equal(again?.firstSeen, earlier);
     });
@@ -369,8 +367,7 @@ describe('JSON API', () => {
       const doc = await json<{ findings: Findings }>(await get(`/api/v1/hosts/${ids.db1 ?? ''}`, fx.bearer.viewer));
       const target = doc.findings.findings.find((f) => f.status === 'open');
       assert.ok(target !== undefined, 'db-1 has an open finding');
-      const history = new FindingHistoryStore(fx.db);
-      history.addException({ advisory: target.advisory, package: target.package, owner: 'sec-team', reason: 'compensating control', expires: '2027-01-01T00:00:00.000Z' }, NOW);
+      await fx.store.async.history.addException({ advisory: target.advisory, package: target.package, owner: 'sec-team', reason: 'compensating control', expires: '2027-01-01T00:00:00.000Z' }, NOW);
       const after = await json<SummaryJson>(await get('/api/v1/summary', fx.bearer.viewer));
       assert.equal(after.findings.byStatus.accepted, before.findings.byStatus.accepted + 3, 'one accepted finding on each AlmaLinux host');
       assert.equal(after.findings.open, before.findings.open - 3);
@@ -426,12 +423,12 @@ describe('JSON API', () => {
 
   describe('POST /api/v1/agents/:id/revoke', () => {
     it('revokes as the admin token, audits it with the token name, tells the gateway, and refuses a second time', async () => {
-      const id = fx.addHost(debianInventory('to-revoke'));
+      const id = await fx.addHost(debianInventory('to-revoke'));
       const res = await fx.app.request(`/api/v1/agents/${id}/revoke`, { method: 'POST', ...auth(fx.bearer.admin) });
       assert.equal(res.status, 200);
       assert.deepEqual(await json(res), { agent: { id, hostname: 'to-revoke', revokedAt: NOW.toISOString() } });
       assert.deepEqual(fx.revokedAgents, [id]);
-      assert.equal(fx.fleet.agents.get(id)?.revokedAt, NOW.toISOString());
+      assert.equal((await fx.store.async.agents.get(id))?.revokedAt, NOW.toISOString());
       const audit = fx.db.prepare("SELECT actor, action, target FROM audit WHERE action = 'agent.revoke'").all();
       assert.deepEqual(audit, [{ actor: 'api:admin', action: 'agent.revoke', target: `agent:${id}` }]);
       const again = await fx.app.request(`/api/v1/agents/${id}/revoke`, { method: 'POST', ...auth(fx.bearer.admin) });
@@ -445,13 +442,13 @@ describe('JSON API', () => {
     it('is refused to the operator and leaves the agent as it was', async () => {
       const res = await fx.app.request(`/api/v1/agents/${ids.web2 ?? ''}/revoke`, { method: 'POST', ...auth(fx.bearer.operator) });
       assert.equal(res.status, 403);
-      assert.equal(fx.fleet.agents.get(ids.web2 ?? '')?.revokedAt, null);
+      assert.equal((await fx.store.async.agents.get(ids.web2 ?? ''))?.revokedAt, null);
     });
 
     it('is a 404 for GET (only POST revokes)', async () => {
       const res = await get(`/api/v1/agents/${ids.web2 ?? ''}/revoke`, fx.bearer.admin);
       assert.equal(res.status, 404);
-      assert.equal(fx.fleet.agents.get(ids.web2 ?? '')?.revokedAt, null);
+      assert.equal((await fx.store.async.agents.get(ids.web2 ?? ''))?.revokedAt, null);
     });
   });
 

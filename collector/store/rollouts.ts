@@ -11,9 +11,14 @@
  * halt or a cancel stops it being sent again after a reconnect (stopResends): an agent
  * that lost the first delivery must not start work the operator has stopped. Its result,
  * if the first delivery did arrive, is still recorded.
+ *
+ * Both parts run on SQLite and PostgreSQL over the shared executor (POSTGRES.md); on
+ * PostgreSQL several replicas share these rows, so neither keeps anything between calls.
  */
 import type { InstructionResult } from '../../shared/instructions.ts';
-import type { Db } from './db.ts';
+import { notify } from './postgres/notifications.ts';
+import type { SqlExecutor } from './sql/executor.ts';
+import { sql } from './sql/query.ts';
 import type { RolloutPlan } from '../domain/rollout/plan.ts';
 
 export interface OutboxEntry {
@@ -66,87 +71,90 @@ function recordOf(r: OutboxRow): OutboxRecord {
   };
 }
 
-export class InstructionOutbox {
-  readonly #db: Db;
-  readonly #insert;
-  readonly #pending;
-  readonly #markSent;
-  readonly #unsentAgents;
-  readonly #pendingAgents;
-  readonly #byId;
-  readonly #setResult;
-  readonly #expire;
-  readonly #withdraw;
-  readonly #stopResends;
-  readonly #resulted;
+/**
+ * The outbox's queries. Entries are read oldest first by `enqueued_at`, ties broken by arrival:
+ * SQLite's hidden rowid, PostgreSQL's `seq` column (postgres/schema.ts).
+ */
+const outboxQ = {
+  insert: sql('INSERT INTO instruction_outbox (id, agent_id, rollout_id, payload, signature, expires_at, enqueued_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+  pending: sql({
+    sqlite: `SELECT * FROM instruction_outbox
+      WHERE agent_id = ? AND result_at IS NULL AND expired_at IS NULL AND withdrawn_at IS NULL AND expires_at > ?
+      ORDER BY enqueued_at, rowid`,
+    postgres: `SELECT * FROM instruction_outbox
+      WHERE agent_id = ? AND result_at IS NULL AND expired_at IS NULL AND withdrawn_at IS NULL AND expires_at > ?
+      ORDER BY enqueued_at, seq`,
+  }),
+  unsentAgents: sql(`SELECT DISTINCT agent_id FROM instruction_outbox
+    WHERE sent_at IS NULL AND result_at IS NULL AND expired_at IS NULL AND withdrawn_at IS NULL AND expires_at > ?`),
+  pendingAgents: sql(`SELECT DISTINCT agent_id FROM instruction_outbox
+    WHERE result_at IS NULL AND expired_at IS NULL AND withdrawn_at IS NULL AND expires_at > ? ORDER BY agent_id`),
+  markSent: sql('UPDATE instruction_outbox SET sent_at = coalesce(sent_at, ?) WHERE id = ?'),
+  byId: sql('SELECT * FROM instruction_outbox WHERE id = ?'),
+  setResult: sql('UPDATE instruction_outbox SET result_at = ?, result = ? WHERE id = ? AND result_at IS NULL'),
+  expire: sql('UPDATE instruction_outbox SET expired_at = ? WHERE expires_at <= ? AND result_at IS NULL AND expired_at IS NULL AND withdrawn_at IS NULL'),
+  stopResends: sql(`UPDATE instruction_outbox SET withdrawn_at = ?
+    WHERE rollout_id = ? AND sent_at IS NOT NULL AND result_at IS NULL AND expired_at IS NULL AND withdrawn_at IS NULL`),
+  withdraw: sql(`UPDATE instruction_outbox SET withdrawn_at = ?
+    WHERE rollout_id = ? AND sent_at IS NULL AND result_at IS NULL AND expired_at IS NULL AND withdrawn_at IS NULL
+    RETURNING id, agent_id`),
+  resulted: sql({
+    sqlite: 'SELECT payload, result FROM instruction_outbox WHERE rollout_id = ? AND agent_id = ? AND result IS NOT NULL ORDER BY enqueued_at, rowid',
+    postgres: 'SELECT payload, result FROM instruction_outbox WHERE rollout_id = ? AND agent_id = ? AND result IS NOT NULL ORDER BY enqueued_at, seq',
+  }),
+  forRollout: sql({
+    sqlite: 'SELECT * FROM instruction_outbox WHERE rollout_id = ? ORDER BY enqueued_at, rowid',
+    postgres: 'SELECT * FROM instruction_outbox WHERE rollout_id = ? ORDER BY enqueued_at, seq',
+  }),
+};
 
-  constructor(db: Db) {
-    this.#db = db;
-    this.#resulted = db.prepare<[string, string], { payload: string; result: string }>(
-      'SELECT payload, result FROM instruction_outbox WHERE rollout_id = ? AND agent_id = ? AND result IS NOT NULL ORDER BY enqueued_at, rowid',
-    );
-    this.#insert = db.prepare<[string, string, string | null, string, string, string, string]>(
-      'INSERT INTO instruction_outbox (id, agent_id, rollout_id, payload, signature, expires_at, enqueued_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
-    );
-    this.#pending = db.prepare<[string, string], OutboxRow>(
-      `SELECT * FROM instruction_outbox
-       WHERE agent_id = ? AND result_at IS NULL AND expired_at IS NULL AND withdrawn_at IS NULL AND expires_at > ?
-       ORDER BY enqueued_at, rowid`,
-    );
-    this.#unsentAgents = db
-      .prepare<[string], string>(
-        `SELECT DISTINCT agent_id FROM instruction_outbox
-         WHERE sent_at IS NULL AND result_at IS NULL AND expired_at IS NULL AND withdrawn_at IS NULL AND expires_at > ?`,
-      )
-      .pluck();
-    this.#pendingAgents = db
-      .prepare<[string], string>(
-        `SELECT DISTINCT agent_id FROM instruction_outbox
-         WHERE result_at IS NULL AND expired_at IS NULL AND withdrawn_at IS NULL AND expires_at > ? ORDER BY agent_id`,
-      )
-      .pluck();
-    this.#markSent = db.prepare<[string, string]>('UPDATE instruction_outbox SET sent_at = coalesce(sent_at, ?) WHERE id = ?');
-    this.#byId = db.prepare<[string], OutboxRow>('SELECT * FROM instruction_outbox WHERE id = ?');
-    this.#setResult = db.prepare<[string, string, string]>('UPDATE instruction_outbox SET result_at = ?, result = ? WHERE id = ? AND result_at IS NULL');
-    this.#expire = db.prepare<[string, string]>(
-      'UPDATE instruction_outbox SET expired_at = ? WHERE expires_at <= ? AND result_at IS NULL AND expired_at IS NULL AND withdrawn_at IS NULL',
-    );
-    this.#stopResends = db.prepare<[string, string]>(
-      `UPDATE instruction_outbox SET withdrawn_at = ?
-       WHERE rollout_id = ? AND sent_at IS NOT NULL AND result_at IS NULL AND expired_at IS NULL AND withdrawn_at IS NULL`,
-    );
-    this.#withdraw = db.prepare<[string, string]>(
-      `UPDATE instruction_outbox SET withdrawn_at = ?
-       WHERE rollout_id = ? AND sent_at IS NULL AND result_at IS NULL AND expired_at IS NULL AND withdrawn_at IS NULL
-       RETURNING id, agent_id`,
-    );
+/**
+ * The channel an enqueue is announced on, with the agent's id as payload (PostgreSQL only): the
+ * replica holding the agent's connection listens (postgres/notifications.ts) and looks at the
+ * outbox. On SQLite there is one serving process, told by the engine's onEnqueued, and entries
+ * another process (the CLI) enqueued are found by agentsWithUnsent.
+ */
+export const OUTBOX_CHANNEL = 'pw_outbox';
+
+export class InstructionOutbox {
+  readonly #ex: SqlExecutor;
+
+  constructor(ex: SqlExecutor) {
+    this.#ex = ex;
   }
 
-  enqueue(entry: OutboxEntry & { rolloutId: string | null }, now: Date): void {
-    this.#insert.run(entry.id, entry.agentId, entry.rolloutId, entry.payload, entry.signature, entry.expiresAt, now.toISOString());
+  /**
+   * On PostgreSQL the enqueue is announced on OUTBOX_CHANNEL through the same executor: inside
+   * a transaction the notification goes out at commit and never on a rollback, so a listener
+   * that looks finds the entry; outside one the entry is committed before it is announced.
+   */
+  async enqueue(entry: OutboxEntry & { rolloutId: string | null }, now: Date): Promise<void> {
+    await this.#ex.run(outboxQ.insert, [entry.id, entry.agentId, entry.rolloutId, entry.payload, entry.signature, entry.expiresAt, now.toISOString()]);
+    if (this.#ex.dialect === 'postgres') await notify(this.#ex, OUTBOX_CHANNEL, entry.agentId);
   }
 
   /** Not yet acknowledged by the agent's result and not expired, oldest first. */
-  pendingFor(agentId: string, now: Date): OutboxEntry[] {
-    return this.#pending.all(agentId, now.toISOString()).map((r) => ({ id: r.id, agentId: r.agent_id, payload: r.payload, signature: r.signature, expiresAt: r.expires_at }));
+  async pendingFor(agentId: string, now: Date): Promise<OutboxEntry[]> {
+    const rows = await this.#ex.all<OutboxRow>(outboxQ.pending, [agentId, now.toISOString()]);
+    return rows.map((r) => ({ id: r.id, agentId: r.agent_id, payload: r.payload, signature: r.signature, expiresAt: r.expires_at }));
   }
 
   /**
    * Agents with instructions never sent: enqueued by another process (the CLI) on the same
    * database, which cannot reach the serving collector's connections.
    */
-  agentsWithUnsent(now: Date): string[] {
-    return this.#unsentAgents.all(now.toISOString());
+  async agentsWithUnsent(now: Date): Promise<string[]> {
+    return (await this.#ex.all<{ agent_id: string }>(outboxQ.unsentAgents, [now.toISOString()])).map((r) => r.agent_id);
   }
 
   /** Agents with instructions that have no result yet, sent or not (`instructions export` writes them all again). */
-  agentsWithPending(now: Date): string[] {
-    return this.#pendingAgents.all(now.toISOString());
+  async agentsWithPending(now: Date): Promise<string[]> {
+    return (await this.#ex.all<{ agent_id: string }>(outboxQ.pendingAgents, [now.toISOString()])).map((r) => r.agent_id);
   }
 
   /** The first delivery time is kept: a re-send after a reconnect does not restart the reboot grace. */
-  markSent(id: string, now: Date): void {
-    this.#markSent.run(now.toISOString(), id);
+  async markSent(id: string, now: Date): Promise<void> {
+    await this.#ex.run(outboxQ.markSent, [now.toISOString(), id]);
   }
 
   /**
@@ -155,37 +163,39 @@ export class InstructionOutbox {
    * after the entry expired is still recorded: the agent ran it or refused it, and the
    * rollout must know which.
    */
-  recordResult(agentId: string, result: InstructionResult, now: Date): boolean {
+  async recordResult(agentId: string, result: InstructionResult, now: Date): Promise<boolean> {
     if (result.instructionId === null) return false;
-    const row = this.#byId.get(result.instructionId);
+    const row = await this.#ex.get<OutboxRow>(outboxQ.byId, [result.instructionId]);
     if (row?.agent_id !== agentId) return false;
-    this.#setResult.run(now.toISOString(), JSON.stringify(result), row.id);
+    // `result_at IS NULL` in the statement keeps the first result when two arrive at once (two replicas).
+    await this.#ex.run(outboxQ.setResult, [now.toISOString(), JSON.stringify(result), row.id]);
     return true;
   }
 
   /** Marks entries past their expiry with no result as expired; returns how many. */
-  expire(now: Date): number {
+  async expire(now: Date): Promise<number> {
     const at = now.toISOString();
-    return this.#expire.run(at, at).changes;
+    return this.#ex.run(outboxQ.expire, [at, at]);
+  }
+
+  /** After a halt or a cancel: delivered, unanswered entries are never sent again (their results are still taken). */
+  async stopResends(rolloutId: string, now: Date): Promise<number> {
+    return this.#ex.run(outboxQ.stopResends, [now.toISOString(), rolloutId]);
   }
 
   /** Takes back a rollout's undelivered entries; returns them (id, agent). */
-  /** After a halt or a cancel: delivered, unanswered entries are never sent again (their results are still taken). */
-  stopResends(rolloutId: string, now: Date): number {
-    return this.#stopResends.run(now.toISOString(), rolloutId).changes;
-  }
-
-  withdraw(rolloutId: string, now: Date): { id: string; agentId: string }[] {
-    return (this.#withdraw.all(now.toISOString(), rolloutId) as { id: string; agent_id: string }[]).map((r) => ({ id: r.id, agentId: r.agent_id }));
+  async withdraw(rolloutId: string, now: Date): Promise<{ id: string; agentId: string }[]> {
+    const rows = await this.#ex.all<{ id: string; agent_id: string }>(outboxQ.withdraw, [now.toISOString(), rolloutId]);
+    return rows.map((r) => ({ id: r.id, agentId: r.agent_id }));
   }
 
   /**
    * The packages this rollout's patch instructions to this agent upgraded (succeeded), so a
    * patch sent in parts (patch-parts.ts) never sends a part again.
    */
-  patchedFor(rolloutId: string, agentId: string): Set<string> {
+  async patchedFor(rolloutId: string, agentId: string): Promise<Set<string>> {
     const done = new Set<string>();
-    for (const r of this.#resulted.all(rolloutId, agentId)) {
+    for (const r of await this.#ex.all<{ payload: string; result: string }>(outboxQ.resulted, [rolloutId, agentId])) {
       const result = JSON.parse(r.result) as InstructionResult;
       const ins = JSON.parse(r.payload) as { kind?: unknown; packages?: { name: string }[] };
       if (result.status !== 'succeeded' || ins.kind !== 'patch') continue;
@@ -194,17 +204,14 @@ export class InstructionOutbox {
     return done;
   }
 
-  get(id: string): OutboxRecord | undefined {
-    const r = this.#byId.get(id);
+  async get(id: string): Promise<OutboxRecord | undefined> {
+    const r = await this.#ex.get<OutboxRow>(outboxQ.byId, [id]);
     return r === undefined ? undefined : recordOf(r);
   }
 
   /** For tests and the API: every entry of a rollout, oldest first. */
-  forRollout(rolloutId: string): OutboxRecord[] {
-    return this.#db
-      .prepare<[string], OutboxRow>('SELECT * FROM instruction_outbox WHERE rollout_id = ? ORDER BY enqueued_at, rowid')
-      .all(rolloutId)
-      .map(recordOf);
+  async forRollout(rolloutId: string): Promise<OutboxRecord[]> {
+    return (await this.#ex.all<OutboxRow>(outboxQ.forRollout, [rolloutId])).map(recordOf);
   }
 }
 
@@ -323,211 +330,201 @@ function hostOf(r: HostRow): RolloutHostRecord {
   };
 }
 
+/** One statement per change the engine makes to a rollout's row, each also moving updated_at (the second last parameter). */
+const setRollout = (sets: string) => sql(`UPDATE rollouts SET ${sets}, updated_at = ? WHERE id = ?`);
+
+const rolloutQ = {
+  insert: sql('INSERT INTO rollouts (id, name, plan, state, created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+  get: sql('SELECT * FROM rollouts WHERE id = ?'),
+  list: sql('SELECT * FROM rollouts ORDER BY created_at DESC, id'),
+  byState: sql('SELECT id FROM rollouts WHERE state = ? ORDER BY created_at, id'),
+  countByState: sql('SELECT state, count(*) AS n FROM rollouts GROUP BY state'),
+  insertHost: sql("INSERT INTO rollout_hosts (rollout_id, agent_id, wave, state, steps, updated_at) VALUES (?, ?, ?, 'pending', '[]', ?)"),
+  /** A rollout's hosts in one statement (PostgreSQL only: arrays); SQLite runs insertHost per host, prepared once. */
+  insertHosts: sql({
+    postgres: `INSERT INTO rollout_hosts (rollout_id, agent_id, wave, state, steps, updated_at)
+      SELECT ?::text, u.agent_id, u.wave, 'pending', '[]', ?::text FROM unnest(?::text[], ?::bigint[]) AS u (agent_id, wave)`,
+  }),
+  hosts: sql('SELECT * FROM rollout_hosts WHERE rollout_id = ? ORDER BY wave, agent_id'),
+  host: sql('SELECT * FROM rollout_hosts WHERE rollout_id = ? AND agent_id = ?'),
+  byInstruction: sql('SELECT * FROM rollout_hosts WHERE instruction_id = ? AND agent_id = ?'),
+  awaitingReboot: sql(`SELECT h.* FROM rollout_hosts h JOIN rollouts r ON r.id = h.rollout_id
+    WHERE h.agent_id = ? AND h.state = 'sent' AND h.step IN ('reboot', 'reboot-if-needed') AND r.state IN ('running', 'paused')`),
+  // Quoted: PostgreSQL folds an unquoted alias to lower case.
+  hostStateCounts: sql('SELECT rollout_id AS "rolloutId", state, count(*) AS n FROM rollout_hosts GROUP BY rollout_id, state'),
+  setState: setRollout('state = ?'),
+  setSubmitted: setRollout('submitted_by = ?'),
+  setApproved: setRollout('approved_by = ?, approved_at = ?'),
+  setStarted: setRollout('started_at = ?, wave_count = ?'),
+  setFinished: setRollout('finished_at = ?'),
+  setHaltedReason: setRollout('halted_reason = ?'),
+  setWaveDone: setRollout('wave_done_at = ?'),
+  setWave: setRollout('current_wave = ?, wave_done_at = NULL'),
+  setLastError: setRollout('last_error = ?'),
+  /**
+   * A host's row changes a few fields at a time: one fixed statement, each field written when
+   * the flag before it is 1 (so a null can be written, and a field not given is kept).
+   */
+  updateHost: sql(`UPDATE rollout_hosts SET
+      state = CASE WHEN ? = 1 THEN ? ELSE state END,
+      step = CASE WHEN ? = 1 THEN ? ELSE step END,
+      steps = CASE WHEN ? = 1 THEN ? ELSE steps END,
+      instruction_id = CASE WHEN ? = 1 THEN ? ELSE instruction_id END,
+      boot_id = CASE WHEN ? = 1 THEN ? ELSE boot_id END,
+      result = CASE WHEN ? = 1 THEN ? ELSE result END,
+      code = CASE WHEN ? = 1 THEN ? ELSE code END,
+      detail = CASE WHEN ? = 1 THEN ? ELSE detail END,
+      updated_at = ?
+    WHERE rollout_id = ? AND agent_id = ?`),
+};
+
+export type HostFields = Partial<{
+  state: HostState;
+  step: Step | null;
+  steps: Step[];
+  instructionId: string | null;
+  bootId: string | null;
+  result: InstructionResult | null;
+  code: string | null;
+  detail: string | null;
+}>;
+
+/** A field's flag and value for updateHost's statement: [0, null] when it was not given. */
+function given(value: string | null | undefined): [number, string | null] {
+  return value === undefined ? [0, null] : [1, value];
+}
+
 /**
  * Row access for the engine. `parse` turns stored plan JSON back into a frozen plan (the
  * engine passes parsePlan, so a plan is validated on its way out of the store too).
  */
-/** updateHost's parameters: each field with a flag saying whether it was given. */
-type HostUpdateParams = Record<'id' | 'agentId' | 'updatedAt', string> & Record<`has${'State' | 'Step' | 'Steps' | 'InstructionId' | 'BootId' | 'Result' | 'Code' | 'Detail'}`, number> & Record<'state' | 'step' | 'steps' | 'instructionId' | 'bootId' | 'result' | 'code' | 'detail', string | null>;
-
 export class RolloutStore {
+  readonly #ex: SqlExecutor;
   readonly #parse: (json: unknown) => RolloutPlan;
-  readonly #insert;
-  readonly #get;
-  readonly #list;
-  readonly #byState;
-  readonly #countByState;
-  readonly #insertHost;
-  readonly #hosts;
-  readonly #host;
-  readonly #byInstruction;
-  readonly #awaitingReboot;
-  readonly #hostStateCounts;
-  readonly #setState;
-  readonly #setSubmitted;
-  readonly #setApproved;
-  readonly #setStarted;
-  readonly #setFinished;
-  readonly #setHaltedReason;
-  readonly #setWaveDone;
-  readonly #setWave;
-  readonly #setLastError;
-  readonly #updateHost;
 
-  constructor(db: Db, parse: (json: unknown) => RolloutPlan) {
+  constructor(ex: SqlExecutor, parse: (json: unknown) => RolloutPlan) {
+    this.#ex = ex;
     this.#parse = parse;
-    this.#insert = db.prepare<[string, string, string, string, string, string, string]>(
-      'INSERT INTO rollouts (id, name, plan, state, created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
-    );
-    this.#get = db.prepare<[string], RolloutRow>('SELECT * FROM rollouts WHERE id = ?');
-    this.#list = db.prepare<[], RolloutRow>('SELECT * FROM rollouts ORDER BY created_at DESC, id');
-    this.#byState = db.prepare<[string], string>('SELECT id FROM rollouts WHERE state = ? ORDER BY created_at, id').pluck();
-    this.#countByState = db.prepare<[], { state: RolloutState; n: number }>('SELECT state, count(*) AS n FROM rollouts GROUP BY state');
-    this.#insertHost = db.prepare<[string, string, number, string]>(
-      "INSERT INTO rollout_hosts (rollout_id, agent_id, wave, state, steps, updated_at) VALUES (?, ?, ?, 'pending', '[]', ?)",
-    );
-    this.#hosts = db.prepare<[string], HostRow>('SELECT * FROM rollout_hosts WHERE rollout_id = ? ORDER BY wave, agent_id');
-    this.#host = db.prepare<[string, string], HostRow>('SELECT * FROM rollout_hosts WHERE rollout_id = ? AND agent_id = ?');
-    this.#byInstruction = db.prepare<[string, string], HostRow>('SELECT * FROM rollout_hosts WHERE instruction_id = ? AND agent_id = ?');
-    this.#awaitingReboot = db.prepare<[string], HostRow>(
-      `SELECT h.* FROM rollout_hosts h JOIN rollouts r ON r.id = h.rollout_id
-       WHERE h.agent_id = ? AND h.state = 'sent' AND h.step IN ('reboot', 'reboot-if-needed') AND r.state IN ('running', 'paused')`,
-    );
-    this.#hostStateCounts = db.prepare<[], { rolloutId: string; state: HostState; n: number }>(
-      'SELECT rollout_id AS rolloutId, state, count(*) AS n FROM rollout_hosts GROUP BY rollout_id, state',
-    );
-    // One statement per change the engine makes, each also moving updated_at (the last parameter).
-    const set = (sets: string): string => `UPDATE rollouts SET ${sets}, updated_at = ? WHERE id = ?`;
-    this.#setState = db.prepare<[RolloutState, string, string]>(set('state = ?'));
-    this.#setSubmitted = db.prepare<[string, string, string]>(set('submitted_by = ?'));
-    this.#setApproved = db.prepare<[string, string, string, string]>(set('approved_by = ?, approved_at = ?'));
-    this.#setStarted = db.prepare<[string, number, string, string]>(set('started_at = ?, wave_count = ?'));
-    this.#setFinished = db.prepare<[string, string, string]>(set('finished_at = ?'));
-    this.#setHaltedReason = db.prepare<[string, string, string]>(set('halted_reason = ?'));
-    this.#setWaveDone = db.prepare<[string, string, string]>(set('wave_done_at = ?'));
-    this.#setWave = db.prepare<[number, string, string]>(set('current_wave = ?, wave_done_at = NULL'));
-    this.#setLastError = db.prepare<[string | null, string, string]>(set('last_error = ?'));
-    // A host's row changes a few fields at a time: each is written when its flag says it was given.
-    this.#updateHost = db.prepare<[HostUpdateParams]>(
-      `UPDATE rollout_hosts SET
-         state = CASE WHEN @hasState THEN @state ELSE state END,
-         step = CASE WHEN @hasStep THEN @step ELSE step END,
-         steps = CASE WHEN @hasSteps THEN @steps ELSE steps END,
-         instruction_id = CASE WHEN @hasInstructionId THEN @instructionId ELSE instruction_id END,
-         boot_id = CASE WHEN @hasBootId THEN @bootId ELSE boot_id END,
-         result = CASE WHEN @hasResult THEN @result ELSE result END,
-         code = CASE WHEN @hasCode THEN @code ELSE code END,
-         detail = CASE WHEN @hasDetail THEN @detail ELSE detail END,
-         updated_at = @updatedAt
-       WHERE rollout_id = @id AND agent_id = @agentId`,
-    );
   }
 
-  insert(id: string, plan: RolloutPlan, actor: string, now: Date): void {
-    this.#insert.run(id, plan.name, JSON.stringify(plan), 'draft', actor, now.toISOString(), now.toISOString());
+  async insert(id: string, plan: RolloutPlan, actor: string, now: Date): Promise<void> {
+    await this.#ex.run(rolloutQ.insert, [id, plan.name, JSON.stringify(plan), 'draft', actor, now.toISOString(), now.toISOString()]);
   }
 
-  get(id: string): RolloutRecord | undefined {
-    const r = this.#get.get(id);
+  async get(id: string): Promise<RolloutRecord | undefined> {
+    const r = await this.#ex.get<RolloutRow>(rolloutQ.get, [id]);
     return r === undefined ? undefined : this.#recordOf(r);
   }
 
-  list(): RolloutRecord[] {
-    return this.#list.all().map((r) => this.#recordOf(r));
+  async list(): Promise<RolloutRecord[]> {
+    return (await this.#ex.all<RolloutRow>(rolloutQ.list)).map((r) => this.#recordOf(r));
   }
 
   /** Every state with its count, zeros included (the metrics gauge). */
-  countByState(): Record<RolloutState, number> {
+  async countByState(): Promise<Record<RolloutState, number>> {
     const out = Object.fromEntries(ROLLOUT_STATES.map((st) => [st, 0])) as Record<RolloutState, number>;
-    for (const r of this.#countByState.all()) out[r.state] = r.n;
+    for (const r of await this.#ex.all<{ state: RolloutState; n: number }>(rolloutQ.countByState)) out[r.state] = r.n;
     return out;
   }
 
-  idsInState(state: RolloutState): string[] {
-    return this.#byState.all(state);
+  async idsInState(state: RolloutState): Promise<string[]> {
+    return (await this.#ex.all<{ id: string }>(rolloutQ.byState, [state])).map((r) => r.id);
   }
 
   /** Every rollout's hosts counted by state, one row per rollout and state that has hosts. */
-  hostStateCounts(): { rolloutId: string; state: HostState; n: number }[] {
-    return this.#hostStateCounts.all();
+  hostStateCounts(): Promise<{ rolloutId: string; state: HostState; n: number }[]> {
+    return this.#ex.all(rolloutQ.hostStateCounts);
   }
 
-  setState(id: string, state: RolloutState, now: Date): void {
-    this.#setState.run(state, now.toISOString(), id);
+  async setState(id: string, state: RolloutState, now: Date): Promise<void> {
+    await this.#ex.run(rolloutQ.setState, [state, now.toISOString(), id]);
   }
 
-  setSubmitted(id: string, actor: string, now: Date): void {
-    this.#setSubmitted.run(actor, now.toISOString(), id);
+  async setSubmitted(id: string, actor: string, now: Date): Promise<void> {
+    await this.#ex.run(rolloutQ.setSubmitted, [actor, now.toISOString(), id]);
   }
 
   /** Approved by `actor` at `now`. */
-  setApproved(id: string, actor: string, now: Date): void {
+  async setApproved(id: string, actor: string, now: Date): Promise<void> {
     const at = now.toISOString();
-    this.#setApproved.run(actor, at, at, id);
+    await this.#ex.run(rolloutQ.setApproved, [actor, at, at, id]);
   }
 
   /** Started at `now`, its hosts split into `waveCount` waves. */
-  setStarted(id: string, waveCount: number, now: Date): void {
+  async setStarted(id: string, waveCount: number, now: Date): Promise<void> {
     const at = now.toISOString();
-    this.#setStarted.run(at, waveCount, at, id);
+    await this.#ex.run(rolloutQ.setStarted, [at, waveCount, at, id]);
   }
 
-  setFinished(id: string, now: Date): void {
+  async setFinished(id: string, now: Date): Promise<void> {
     const at = now.toISOString();
-    this.#setFinished.run(at, at, id);
+    await this.#ex.run(rolloutQ.setFinished, [at, at, id]);
   }
 
-  setHaltedReason(id: string, reason: string, now: Date): void {
-    this.#setHaltedReason.run(reason, now.toISOString(), id);
+  async setHaltedReason(id: string, reason: string, now: Date): Promise<void> {
+    await this.#ex.run(rolloutQ.setHaltedReason, [reason, now.toISOString(), id]);
   }
 
   /** The current wave's hosts are all done at `now` (the wait before the next wave starts from here). */
-  setWaveDone(id: string, now: Date): void {
+  async setWaveDone(id: string, now: Date): Promise<void> {
     const at = now.toISOString();
-    this.#setWaveDone.run(at, at, id);
+    await this.#ex.run(rolloutQ.setWaveDone, [at, at, id]);
   }
 
   /** Moves to wave `wave`, whose hosts are not done yet. */
-  setWave(id: string, wave: number, now: Date): void {
-    this.#setWave.run(wave, now.toISOString(), id);
+  async setWave(id: string, wave: number, now: Date): Promise<void> {
+    await this.#ex.run(rolloutQ.setWave, [wave, now.toISOString(), id]);
   }
 
   /** The last failure of an engine step on this rollout; null clears it. */
-  setLastError(id: string, error: RolloutError | null, now: Date): void {
-    this.#setLastError.run(error === null ? null : JSON.stringify(error), now.toISOString(), id);
+  async setLastError(id: string, error: RolloutError | null, now: Date): Promise<void> {
+    await this.#ex.run(rolloutQ.setLastError, [error === null ? null : JSON.stringify(error), now.toISOString(), id]);
   }
 
-  insertHosts(id: string, waves: ReadonlyMap<string, number>, now: Date): void {
+  /** A rollout's hosts, each in its wave: one statement on PostgreSQL, a prepared insert per host on SQLite. */
+  async insertHosts(id: string, waves: ReadonlyMap<string, number>, now: Date): Promise<void> {
     const at = now.toISOString();
-    for (const [agentId, wave] of waves) this.#insertHost.run(id, agentId, wave, at);
+    if (this.#ex.dialect === 'postgres') {
+      if (waves.size === 0) return;
+      await this.#ex.run(rolloutQ.insertHosts, [id, at, [...waves.keys()], [...waves.values()].map(String)]);
+      return;
+    }
+    for (const [agentId, wave] of waves) await this.#ex.run(rolloutQ.insertHost, [id, agentId, wave, at]);
   }
 
-  hosts(id: string): RolloutHostRecord[] {
-    return this.#hosts.all(id).map(hostOf);
+  async hosts(id: string): Promise<RolloutHostRecord[]> {
+    return (await this.#ex.all<HostRow>(rolloutQ.hosts, [id])).map(hostOf);
   }
 
-  host(id: string, agentId: string): RolloutHostRecord | undefined {
-    const r = this.#host.get(id, agentId);
+  async host(id: string, agentId: string): Promise<RolloutHostRecord | undefined> {
+    const r = await this.#ex.get<HostRow>(rolloutQ.host, [id, agentId]);
     return r === undefined ? undefined : hostOf(r);
   }
 
-  hostByInstruction(instructionId: string, agentId: string): RolloutHostRecord | undefined {
-    const r = this.#byInstruction.get(instructionId, agentId);
+  async hostByInstruction(instructionId: string, agentId: string): Promise<RolloutHostRecord | undefined> {
+    const r = await this.#ex.get<HostRow>(rolloutQ.byInstruction, [instructionId, agentId]);
     return r === undefined ? undefined : hostOf(r);
   }
 
   /** The agent's hosts rows that wait for it to come back from a reboot. */
-  awaitingReboot(agentId: string): RolloutHostRecord[] {
-    return this.#awaitingReboot.all(agentId).map(hostOf);
+  async awaitingReboot(agentId: string): Promise<RolloutHostRecord[]> {
+    return (await this.#ex.all<HostRow>(rolloutQ.awaitingReboot, [agentId])).map(hostOf);
   }
 
-  updateHost(
-    id: string,
-    agentId: string,
-    fields: Partial<{ state: HostState; step: Step | null; steps: Step[]; instructionId: string | null; bootId: string | null; result: InstructionResult | null; code: string | null; detail: string | null }>,
-    now: Date,
-  ): void {
-    this.#updateHost.run({
+  async updateHost(id: string, agentId: string, fields: HostFields, now: Date): Promise<void> {
+    await this.#ex.run(rolloutQ.updateHost, [
+      ...given(fields.state),
+      ...given(fields.step),
+      ...given(fields.steps === undefined ? undefined : JSON.stringify(fields.steps)),
+      ...given(fields.instructionId),
+      ...given(fields.bootId),
+      ...given(fields.result === undefined ? undefined : fields.result === null ? null : JSON.stringify(fields.result)),
+      ...given(fields.code),
+      ...given(fields.detail),
+      now.toISOString(),
       id,
       agentId,
-      updatedAt: now.toISOString(),
-      hasState: Number(fields.state !== undefined),
-      state: fields.state ?? null,
-      hasStep: Number(fields.step !== undefined),
-      step: fields.step ?? null,
-      hasSteps: Number(fields.steps !== undefined),
-      steps: fields.steps === undefined ? null : JSON.stringify(fields.steps),
-      hasInstructionId: Number(fields.instructionId !== undefined),
-      instructionId: fields.instructionId ?? null,
-      hasBootId: Number(fields.bootId !== undefined),
-      bootId: fields.bootId ?? null,
-      hasResult: Number(fields.result !== undefined),
-      result: fields.result === undefined || fields.result === null ? null : JSON.stringify(fields.result),
-      hasCode: Number(fields.code !== undefined),
-      code: fields.code ?? null,
-      hasDetail: Number(fields.detail !== undefined),
-      detail: fields.detail ?? null,
-    });
+    ]);
   }
 
   #recordOf(r: RolloutRow): RolloutRecord {

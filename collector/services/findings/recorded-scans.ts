@@ -45,7 +45,7 @@ export class RecordedScans {
   }
 
   /** The host's history and its exceptions in force, keyed by machine id (else hostname). */
-  async historyOf(hostKey: string, now: Date): Promise<{ history: ReturnType<FindingHistoryStore['history']>; exceptions: ReturnType<FindingHistoryStore['exceptions']> }> {
+  async historyOf(hostKey: string, now: Date): Promise<{ history: Awaited<ReturnType<FindingHistoryStore['history']>>; exceptions: Awaited<ReturnType<FindingHistoryStore['exceptions']>> }> {
     const h = this.#store.history;
     return { history: await h.history(hostKey), exceptions: await h.exceptions(hostKey, now) };
   }

@@ -15,7 +15,6 @@ import { loadOsv } from '../../../shared/testing/correlate-fixtures.ts';
 import type { Advisory } from '../../domain/feeds/types.ts';
 import { startCollector } from '../../../shared/testing/collector-harness.ts';
 import type { Collector } from '../../server.ts';
-import { AdvisoryStore } from '../../store/advisories.ts';
 import type { PlanInput } from '../../domain/rollout/plan.ts';
 import { checkInstruction, SimAgent } from '../../../shared/testing/fleet-sim.ts';
 import { hostInventory, type HostSpec } from '../../../shared/testing/rollout-bench.ts';
@@ -61,7 +60,7 @@ async function startFleet(t: TestContext, counts: { alma: number; db?: number; d
   const c = clock();
   const { collector } = await startCollector(t, { rolloutTickMs: TICK_MS, now: c.now });
   const bind = await loadBind();
-  new AdvisoryStore(collector.db).importAdvisories({ source: 'osv', kind: 'osv', location: dataPath('osv', 'almalinux9.osv.jsonl.gz') }, [bind], c.now());
+  await collector.store.async.advisories.importAdvisories({ source: 'osv', kind: 'osv', location: dataPath('osv', 'almalinux9.osv.jsonl.gz') }, [bind], c.now());
   await collector.findings.load();
   const repository = new Map<string, string>();
   for (const a of bind.affected) {
@@ -73,14 +72,12 @@ async function startFleet(t: TestContext, counts: { alma: number; db?: number; d
     ...Array.from({ length: counts.db ?? 0 }, (_, i) => ({ hostname: `db-${i + 1}`, tags: ['db'] })),
     ...Array.from({ length: counts.debian ?? 0 }, (_, i) => ({ hostname: `deb-${i + 1}`, os: 'debian' as const, tags: ['web'] })),
   ];
-  const { token } = collector.fleet.tokens.create({ uses: specs.length, ttlMs: 3600_000, createdBy: 'test' }, c.now());
+  const { token } = await collector.store.async.tokens.create({ uses: specs.length, ttlMs: 3600_000, createdBy: 'test' }, c.now());
   const agents = await Promise.all(specs.map((spec) => SimAgent.enroll({ url: collector.agentUrl, token, inventory: hostInventory(spec), repository, now: c.now })));
   t.after(() => {
     for (const a of agents) a.terminate();
   });
-  agents.forEach((a, i) => {
-    collector.fleet.agents.setTags(a.agentId, specs[i]?.tags ?? [], 'cli:test', c.now());
-  });
+  for (const [i, a] of agents.entries()) await collector.store.async.agents.setTags(a.agentId, specs[i]?.tags ?? [], 'cli:test', c.now());
   const byId = new Map(agents.map((a) => [a.agentId, a]));
   return { collector, clock: c, agents, repository, by: (id) => byId.get(id) ?? assert.fail(`no sim agent ${id}`) };
 }
@@ -193,9 +190,9 @@ describe('rollouts over a simulated fleet on real sockets', () => {
     for (const a of f.agents) {
       const expected = canary.includes(a.agentId) ? 1 : 0;
       assert.equal(a.frames, expected, `${a.hostname}: ${expected} instruction frame(s)`);
-      if (expected === 0) assert.deepEqual(f.collector.outbox.pendingFor(a.agentId, f.clock.now()), [], `${a.hostname}: nothing pending`);
+      if (expected === 0) assert.deepEqual(await f.collector.outbox.pendingFor(a.agentId, f.clock.now()), [], `${a.hostname}: nothing pending`);
     }
-    assert.deepEqual(f.collector.outbox.forRollout(id).map((e) => e.agentId).sort(), [...canary].sort());
+    assert.deepEqual((await f.collector.outbox.forRollout(id)).map((e) => e.agentId).sort(), [...canary].sort());
     for (const a of canary) assert.deepEqual(f.by(a).acked.filter((x) => x.kind === 'result').map((x) => x.status), ['stored']);
     assert.deepEqual((await rollouts.get(id)).hosts.filter((h) => h.state !== 'pending').map((h) => h.agentId).sort(), [...canary].sort());
     assert.deepEqual(auditOf(f, id).at(-1), trail.at(-1), 'nothing happened to the rollout after the halt');
@@ -252,12 +249,12 @@ describe('rollouts over a simulated fleet on real sockets', () => {
       const a = f.by(agentId);
       const ins = a.received[0]?.instruction as PatchInstruction;
       assert.deepEqual(ins.packages.map((p) => p.name), ['bind-libs', 'bind-license', 'bind-utils']);
-      assert.equal(bindLibs(f.collector.fleet.reports.latestInventory(agentId)), fixed, `${a.hostname}: the stored inventory shows the patched bind-libs`);
+      assert.equal(bindLibs(await f.collector.store.async.reports.latestInventory(agentId)), fixed, `${a.hostname}: the stored inventory shows the patched bind-libs`);
       const findings = (await f.collector.findings.findings(agentId))?.findings ?? [];
       assert.equal(findings.some((x) => x.advisory === BIND && x.status !== 'resolved'), false, `${a.hostname}: ${BIND} resolved from the new inventory`);
     }
     for (const a of f.agents.filter((x) => !waves.has(x.agentId))) {
-      assert.notEqual(bindLibs(f.collector.fleet.reports.latestInventory(a.agentId)), fixed, `${a.hostname} untouched`);
+      assert.notEqual(bindLibs(await f.collector.store.async.reports.latestInventory(a.agentId)), fixed, `${a.hostname} untouched`);
     }
   });
 
@@ -277,7 +274,7 @@ describe('rollouts over a simulated fleet on real sockets', () => {
     f.clock.advance(start.getTime() - f.clock.now().getTime() - MIN);
     await ticks(f);
     assert.deepEqual(f.agents.map((a) => a.frames), f.agents.map(() => 0), 'nothing reaches an agent while the window is closed');
-    assert.deepEqual(f.collector.outbox.forRollout(id), [], 'nothing even queued');
+    assert.deepEqual(await f.collector.outbox.forRollout(id), [], 'nothing even queued');
 
     f.clock.advance(2 * MIN);
     await waitFor('the canary to get its instructions', () => canary.every((a) => a.frames === 1));
@@ -297,42 +294,42 @@ describe('rollouts over a simulated fleet on real sockets', () => {
     const [a, b, c] = f.agents as [SimAgent, SimAgent, SimAgent, SimAgent];
     const offline = async (x: SimAgent): Promise<void> => {
       await x.disconnect();
-      await waitFor(`${x.hostname} offline`, () => f.collector.fleet.hosts.get(x.agentId)?.connected === false);
+      await waitFor(`${x.hostname} offline`, async () => (await f.collector.store.async.hosts.get(x.agentId))?.connected === false);
     };
 
     await offline(a);
     const r1 = await rollouts.create(plan({ target: { agentIds: [a.agentId] } }), 'alice');
     assert.equal(await rollouts.submit(r1, 'alice'), 'running');
-    const e1 = f.collector.outbox.forRollout(r1)[0] ?? assert.fail('queued in the outbox');
+    const e1 = (await f.collector.outbox.forRollout(r1))[0] ?? assert.fail('queued in the outbox');
     assert.equal(e1.sentAt, null, 'queued, not delivered');
     await ticks(f);
     assert.equal(a.frames, 0);
     await a.reconnect();
     await waitFor('the reconnected agent to finish', async () => (await rollouts.get(r1)).state === 'completed');
     assert.deepEqual(a.received.map((x) => x.instruction.id), [e1.id]);
-    assert.notEqual(f.collector.outbox.get(e1.id)?.sentAt ?? null, null);
+    assert.notEqual((await f.collector.outbox.get(e1.id))?.sentAt ?? null, null);
 
     await offline(b);
     const r2 = await rollouts.create(plan({ target: { agentIds: [b.agentId] }, instructionTtlMinutes: 5 }), 'alice');
     assert.equal(await rollouts.submit(r2, 'alice'), 'running');
-    const e2 = f.collector.outbox.forRollout(r2)[0] ?? assert.fail('queued in the outbox');
+    const e2 = (await f.collector.outbox.forRollout(r2))[0] ?? assert.fail('queued in the outbox');
     f.clock.advance(6 * MIN);
     await waitFor('the expired canary to halt the rollout', async () => (await rollouts.get(r2)).state === 'halted');
-    assert.notEqual(f.collector.outbox.get(e2.id)?.expiredAt ?? null, null);
+    assert.notEqual((await f.collector.outbox.get(e2.id))?.expiredAt ?? null, null);
     await b.reconnect();
     await ticks(f);
     assert.equal(b.frames, 0, 'an expired instruction is never delivered');
-    assert.equal(f.collector.outbox.get(e2.id)?.sentAt, null);
+    assert.equal((await f.collector.outbox.get(e2.id))?.sentAt, null);
     assert.deepEqual((await rollouts.get(r2)).hosts.map((h) => h.state), ['expired']);
 
     c.script = 'disconnect';
     const r3 = await rollouts.create(plan({ target: { agentIds: [c.agentId] } }), 'alice');
     assert.equal(await rollouts.submit(r3, 'alice'), 'running');
-    await waitFor('the agent to drop the connection', () => !c.connected && f.collector.fleet.hosts.get(c.agentId)?.connected === false);
+    await waitFor('the agent to drop the connection', async () => !c.connected && (await f.collector.store.async.hosts.get(c.agentId))?.connected === false);
     c.script = 'succeed';
     await c.reconnect();
     await waitFor('the re-sent instruction to be answered', async () => (await rollouts.get(r3)).state === 'completed');
-    const e3 = f.collector.outbox.forRollout(r3)[0] ?? assert.fail('queued in the outbox');
+    const e3 = (await f.collector.outbox.forRollout(r3))[0] ?? assert.fail('queued in the outbox');
     assert.deepEqual(c.received.map((x) => x.instruction.id), [e3.id, e3.id], 'the same signed instruction, sent again after the reconnect');
     noViolations(f);
   });
@@ -354,13 +351,13 @@ describe('rollouts over a simulated fleet on real sockets', () => {
 
     const [x, ...online] = inWave(1) as [SimAgent, ...SimAgent[]];
     await x.disconnect();
-    await waitFor(`${x.hostname} offline`, () => f.collector.fleet.hosts.get(x.agentId)?.connected === false);
+    await waitFor(`${x.hostname} offline`, async () => (await f.collector.store.async.hosts.get(x.agentId))?.connected === false);
     await rollouts.resume(id, 'bob');
     await waitFor('the online hosts of wave 1 to succeed', async () => (await rollouts.get(id)).hosts.filter((h) => online.some((a) => a.agentId === h.agentId)).every((h) => h.state === 'succeeded'));
-    const [withdrawn] = f.collector.outbox.pendingFor(x.agentId, f.clock.now());
+    const [withdrawn] = await f.collector.outbox.pendingFor(x.agentId, f.clock.now());
     assert.notEqual(withdrawn, undefined, `${x.hostname} has its instruction queued`);
     await rollouts.pause(id, 'bob');
-    assert.notEqual(f.collector.outbox.get(withdrawn?.id ?? '')?.withdrawnAt ?? null, null, 'taken back on pause');
+    assert.notEqual((await f.collector.outbox.get(withdrawn?.id ?? ''))?.withdrawnAt ?? null, null, 'taken back on pause');
     await x.reconnect();
     await ticks(f);
     assert.equal(x.frames, 0, 'a withdrawn instruction is not delivered');
@@ -393,8 +390,8 @@ describe('rollouts over a simulated fleet on real sockets', () => {
     await ticks(f);
     assert.equal((await rollouts.get(id)).state, 'cancelled');
     assert.deepEqual(inWave(2).map((a) => a.frames), inWave(2).map(() => 0), 'the wave after the cancel gets nothing');
-    for (const a of inWave(2)) assert.deepEqual(f.collector.outbox.pendingFor(a.agentId, f.clock.now()), []);
-    assert.equal(f.collector.outbox.forRollout(id).length, inWave(0).length + inWave(1).length);
+    for (const a of inWave(2)) assert.deepEqual(await f.collector.outbox.pendingFor(a.agentId, f.clock.now()), []);
+    assert.equal((await f.collector.outbox.forRollout(id)).length, inWave(0).length + inWave(1).length);
     assert.deepEqual(auditOf(f, id).filter((e) => e.action === 'rollout.cancel').map((e) => e.actor), ['bob']);
     await assert.rejects(rollouts.resume(id, 'bob'), { code: 'PW_ERR_ROLLOUT_STATE' });
     // A wave-1 agent that reconnects (as one that lost the delivery would) is not sent the
@@ -405,7 +402,7 @@ describe('rollouts over a simulated fleet on real sockets', () => {
     f.clock.advance(MIN);
     await ticks(f);
     assert.equal(again.frames, 1, 'no second delivery after the cancel');
-    assert.deepEqual(f.collector.outbox.pendingFor(again.agentId, f.clock.now()), []);
+    assert.deepEqual(await f.collector.outbox.pendingFor(again.agentId, f.clock.now()), []);
     noViolations(f);
   });
 });

@@ -25,14 +25,16 @@ const ROOT = join(import.meta.dirname, '..', '..', '..');
 
 /** Answers every pending instruction of these agents. */
 async function answer(b: Bench, agents: readonly string[], status: 'succeeded' | 'failed' = 'succeeded'): Promise<number> {
-  const entries = agents.flatMap((a) => b.outbox.pendingFor(a, b.clock.now));
+  const entries = [];
+  for (const a of agents) entries.push(...(await b.outbox.pendingFor(a, b.clock.now)));
   for (const e of entries) assert.equal(await b.engine.onResult(e.agentId, resultFor(e.id, status, b.clock.now)), true);
   return entries.length;
 }
 
 /** Rollout B: three healthy `web` hosts, canary then two, 30 min between waves (so its second wave starts on a tick). */
 async function startHealthy(b: Bench): Promise<{ id: string; agents: string[] }> {
-  const agents = [1, 2, 3].map((i) => b.addHost({ hostname: `web-${i}`, tags: ['web'] }));
+  const agents: string[] = [];
+  for (const i of [1, 2, 3]) agents.push(await b.addHost({ hostname: `web-${i}`, tags: ['web'] }));
   const id = await b.engine.create(bindPlan({ name: 'healthy', waitMinutes: 30 }), 'alice');
   assert.equal(await b.engine.submit(id, 'alice'), 'running');
   b.clock.now = at(1);
@@ -62,7 +64,7 @@ const cases: PoisonCase[] = [
   {
     name: 'a tick meets it (its window opens while another rollout waits for its next wave)',
     run: async (b) => {
-      const poisoned = b.addHost({ hostname: 'a-1', tags: ['a'] });
+      const poisoned = await b.addHost({ hostname: 'a-1', tags: ['a'] });
       await b.report(poisoned, poison(hostInventory({ hostname: 'a-1' })));
       // 18:00 now; A's window opens at 22:00: nothing of A is built at submit.
       const id = await b.engine.create(poisonPlan({ windows: [{ cron: '0 22 * * *', durationMinutes: 120, timezone: 'UTC' }] }), 'alice');
@@ -75,7 +77,7 @@ const cases: PoisonCase[] = [
   {
     name: 'it is the canary at submit',
     run: async (b) => {
-      const poisoned = b.addHost({ hostname: 'a-1', tags: ['a'] });
+      const poisoned = await b.addHost({ hostname: 'a-1', tags: ['a'] });
       await b.report(poisoned, poison(hostInventory({ hostname: 'a-1' })));
       const id = await b.engine.create(poisonPlan(), 'alice');
       assert.equal(await b.engine.submit(id, 'alice'), 'halted', 'submit answers: the canary failed alone and the gate held');
@@ -85,23 +87,23 @@ const cases: PoisonCase[] = [
   {
     name: "the canary's result starts the wave it is in",
     run: async (b) => {
-      const two = [b.addHost({ hostname: 'a-1', tags: ['a'] }), b.addHost({ hostname: 'a-2', tags: ['a'] })];
+      const two = [await b.addHost({ hostname: 'a-1', tags: ['a'] }), await b.addHost({ hostname: 'a-2', tags: ['a'] })];
       const waves = splitWaves(two, { canary: { hosts: 1 }, growth: { factor: 2 } });
       const canary = two.find((x) => waves.get(x) === 0) ?? assert.fail();
       const poisoned = two.find((x) => waves.get(x) === 1) ?? assert.fail();
       await b.report(poisoned, poison(hostInventory({ hostname: 'a-2' })));
       const id = await b.engine.create(poisonPlan({ waitMinutes: 0 }), 'alice');
       await b.engine.submit(id, 'alice');
-      const e = b.outbox.pendingFor(canary, b.clock.now)[0] ?? assert.fail('the canary was sent');
+      const e = (await b.outbox.pendingFor(canary, b.clock.now))[0] ?? assert.fail('the canary was sent');
       assert.equal(await b.engine.onResult(canary, resultFor(e.id, 'succeeded', b.clock.now)), true, 'the result is taken');
-      assert.notEqual(b.outbox.get(e.id)?.resultAt, null, 'and recorded');
+      assert.notEqual((await b.outbox.get(e.id))?.resultAt, null, 'and recorded');
       return { id, poisoned, healthy: [canary] };
     },
   },
   {
     name: 'resume sends its withdrawn step again after its inventory changed',
     run: async (b) => {
-      const poisoned = b.addHost({ hostname: 'a-1', tags: ['a'] });
+      const poisoned = await b.addHost({ hostname: 'a-1', tags: ['a'] });
       const id = await b.engine.create(poisonPlan(), 'alice');
       await b.engine.submit(id, 'alice');
       await b.engine.pause(id, 'alice');
@@ -126,7 +128,7 @@ describe('RolloutEngine: a poison host fails alone (issue 10)', () => {
       assert.ok(!(host.detail ?? '').includes('9'.repeat(130)), 'the detail names the field, not its value');
       assert.equal(r.state, 'halted', 'the failure counts against its own gate');
       assert.match(r.haltedReason ?? '', /hosts failed/);
-      assert.deepEqual(b.outbox.pendingFor(a.poisoned, b.clock.now), [], 'nothing waits for it');
+      assert.deepEqual(await b.outbox.pendingFor(a.poisoned, b.clock.now), [], 'nothing waits for it');
       assert.ok(b.errors.some((e) => e.where.agentId === a.poisoned && e.where.during === 'host-step'), 'reported to onError');
       const audit = b.db.prepare("SELECT actor, detail FROM audit WHERE action = 'rollout.host-failed' AND target = ?").all(`rollout:${a.id}`) as { actor: string; detail: string }[];
       assert.deepEqual(audit.map((x) => [x.actor, (JSON.parse(x.detail) as { agentId: string }).agentId]), [['system', a.poisoned]]);
@@ -139,10 +141,10 @@ describe('RolloutEngine: a rollout that cannot advance stops no other (issue 10)
   it('keeps its error as lastError, reports it, and the others complete; it clears once the rollout advances', async (t) => {
     const b = await makeBench(t);
     const healthy = await startHealthy(b);
-    const broken = b.addHost({ hostname: 'a-1', tags: ['a'] });
+    const broken = await b.addHost({ hostname: 'a-1', tags: ['a'] });
     const id = await b.engine.create(bindPlan({ name: 'broken', target: { tags: ['a'] } }), 'alice');
     await b.engine.submit(id, 'alice');
-    const sent = b.outbox.pendingFor(broken, b.clock.now)[0] ?? assert.fail('the canary was sent');
+    const sent = (await b.outbox.pendingFor(broken, b.clock.now))[0] ?? assert.fail('the canary was sent');
     // A row this collector cannot read (written by another version, or damaged): advancing this rollout throws.
     b.db.prepare("UPDATE instruction_outbox SET result = '{not json' WHERE id = ?").run(sent.id);
     b.clock.now = at(31);
@@ -167,7 +169,7 @@ describe('RolloutEngine: a rollout that cannot advance stops no other (issue 10)
 describe('a host that failed alone, seen through the API, the CLI and the dashboard', () => {
   it('shows its state, code and reason', async (t) => {
     const b = await makeBench(t, { advisories: [POISON_ADVISORY] });
-    const poisoned = b.addHost({ hostname: 'a-1', tags: ['a'] });
+    const poisoned = await b.addHost({ hostname: 'a-1', tags: ['a'] });
     await b.report(poisoned, poison(hostInventory({ hostname: 'a-1' })));
     const id = await b.engine.create(poisonPlan(), 'alice');
     const preview = await b.engine.preview(id);
@@ -203,7 +205,7 @@ describe('a host that failed alone, seen through the API, the CLI and the dashbo
 describe('RolloutEngine: a patch too large for one instruction is sent in parts (issue 10)', () => {
   it('previews the parts, sends them one after another, each within the limits, never a package twice (a pause between parts included), then completes', async (t) => {
     const b = await makeBench(t, { advisories: bigAdvisories() });
-    const big = b.addHost({ hostname: 'big-1', os: 'debian', tags: ['big'] });
+    const big = await b.addHost({ hostname: 'big-1', os: 'debian', tags: ['big'] });
     await b.report(big, bigInventory('big-1', 6000));
     const id = await b.engine.create(bindPlan({ name: 'big', target: { tags: ['big'] }, action: { kind: 'patch', advisories: [...BIG_ADVISORIES] } }), 'alice');
     assert.equal(await b.engine.submit(id, 'alice'), 'running', 'no ZodError from the signer');
@@ -215,7 +217,7 @@ describe('RolloutEngine: a patch too large for one instruction is sent in parts 
 
     const seen = new Set<string>();
     let parts = 0;
-    for (let e = b.outbox.pendingFor(big, b.clock.now); e.length > 0; e = b.outbox.pendingFor(big, b.clock.now)) {
+    for (let e = await b.outbox.pendingFor(big, b.clock.now); e.length > 0; e = await b.outbox.pendingFor(big, b.clock.now)) {
       assert.equal(e.length, 1, 'one part at a time');
       const entry = e[0] ?? assert.fail();
       assert.ok(Buffer.byteLength(entry.payload) <= MAX_INSTRUCTION_BYTES);
@@ -229,9 +231,9 @@ describe('RolloutEngine: a patch too large for one instruction is sent in parts 
         await b.engine.pause(id, 'alice');
         assert.deepEqual((await b.engine.get(id)).hosts[0]?.steps, ['patch']);
         await b.engine.resume(id, 'alice');
-        const again = instructionOf(b.outbox.pendingFor(big, b.clock.now)[0] ?? assert.fail()) as PatchInstruction;
+        const again = instructionOf((await b.outbox.pendingFor(big, b.clock.now))[0] ?? assert.fail()) as PatchInstruction;
         assert.deepEqual(again.packages, ins.packages);
-        const resent = b.outbox.pendingFor(big, b.clock.now)[0] ?? assert.fail();
+        const resent = (await b.outbox.pendingFor(big, b.clock.now))[0] ?? assert.fail();
         for (const p of ins.packages) assert.ok(!seen.has(p.name), `${p.name} sent twice`);
         for (const p of ins.packages) seen.add(p.name);
         assert.equal(await b.engine.onResult(big, resultFor(resent.id, 'succeeded', b.clock.now)), true);

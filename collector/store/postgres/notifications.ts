@@ -16,8 +16,6 @@ import { sql } from '../sql/query.ts';
 const NOTIFY = sql({ postgres: 'SELECT pg_notify(?, ?)' });
 /** PostgreSQL refuses payloads of 8000 bytes or more: a notification names rows, it does not carry them. */
 export const MAX_PAYLOAD_BYTES = 7999;
-/** The agent id of each instruction enqueued, sent in the enqueuing transaction: the replica holding that agent pushes it. */
-export const OUTBOX_CHANNEL = 'patchwarden_outbox';
 const CHANNEL = /^[a-z_][a-z0-9_]{0,62}$/;
 
 /** Sends `payload` on `channel`; through a transaction's executor it goes out at commit. */
