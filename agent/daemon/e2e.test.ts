@@ -14,7 +14,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
 import { type Collector, createCollector } from '../../collector/server.ts';
 import { createLogger as createCollectorLogger } from '../../collector/logger.ts';
-import { ApiTokenStore } from '../../collector/store/access.ts';
 import { inventoryHash } from '../../shared/inventory-hash.ts';
 import type { Inventory } from '../../shared/protocol.ts';
 import { collectInventory } from '../inventory/inventory.ts';
@@ -56,7 +55,7 @@ describe('agent against the real collector', () => {
     t.after(() => collector.close());
     const port = new URL(collector.url).port;
     const { token } = collector.fleet.tokens.create({ uses: 1, ttlMs: 3_600_000, createdBy: 'e2e-test' });
-    const apiToken = new ApiTokenStore(collector.db, collector.fleet.audit).create({ name: 'e2e', role: 'admin', createdBy: 'e2e-test' }).token;
+    const apiToken = (await collector.store.async.apiTokens.create({ name: 'e2e', role: 'admin', createdBy: 'e2e-test' })).token;
     const api = async (path: string, init: RequestInit = {}): Promise<{ status: number; body: unknown }> => {
       const res = await fetch(`${collector.url}/api/v1${path}`, { ...init, headers: { authorization: `Bearer ${apiToken}` } });
       return { status: res.status, body: await res.json() };

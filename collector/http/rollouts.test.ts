@@ -7,7 +7,6 @@ import { importFeedPath } from '../services/feeds/store-import.ts';
 import { startCollector, type TestCollector } from '../../shared/testing/collector-harness.ts';
 import { type TestAgent } from '../../shared/testing/fake-agent.ts';
 import { BIND, bindPlan as plan, hostInventory, resultFor } from '../../shared/testing/rollout-bench.ts';
-import { ApiTokenStore } from '../store/access.ts';
 import { DASHBOARD_CSP } from './dashboard.ts';
 import { MAX_PLAN_BYTES } from './rollouts.ts';
 import type { RolloutDetailJson, RolloutJson } from './views.ts';
@@ -37,9 +36,9 @@ async function setup(t: TestContext, hosts = 3): Promise<Api> {
   const tc = await startCollector(t);
   await importFeedPath(asyncAdvisories(tc.collector.db), dataPath('osv', 'almalinux9.osv.jsonl.gz'));
   await tc.collector.findings.load();
-  const store = new ApiTokenStore(tc.collector.db, tc.collector.fleet.audit);
-  const make = (name: string, role: 'viewer' | 'operator' | 'admin') => store.create({ name, role, createdBy: 'cli:test' }).token;
-  const tokens = { alice: make('alice', 'operator'), bob: make('bob', 'operator'), viewer: make('viewer', 'viewer'), admin: make('admin', 'admin') };
+  const store = tc.collector.store.async.apiTokens;
+  const make = async (name: string, role: 'viewer' | 'operator' | 'admin') => (await store.create({ name, role, createdBy: 'cli:test' })).token;
+  const tokens = { alice: await make('alice', 'operator'), bob: await make('bob', 'operator'), viewer: await make('viewer', 'viewer'), admin: await make('admin', 'admin') };
   const agents: Api['agents'] = [];
   for (let i = 1; i <= hosts; i++) {
     const hostname = `web-${i}`;

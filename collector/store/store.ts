@@ -54,7 +54,7 @@ export interface AsyncStore {
   readonly agents: Promisified<Agents>;
   readonly reports: Promisified<Reports>;
   readonly hosts: Promisified<Hosts>;
-  readonly apiTokens: Promisified<ApiTokenStore>;
+  readonly apiTokens: ApiTokenStore;
   readonly advisories: Promisified<AdvisoryStore>;
   readonly advisoryChanges: Promisified<AdvisoryChanges>;
   readonly epss: Promisified<EpssStore>;
@@ -62,7 +62,7 @@ export interface AsyncStore {
   readonly rollouts: RolloutStore;
   readonly outbox: InstructionOutbox;
   readonly reportImports: Promisified<ReportImports>;
-  readonly exceptions: Promisified<ExceptionStore>;
+  readonly exceptions: ExceptionStore;
   readonly summary: FleetSummaryStore;
   readonly health: Promisified<StoreHealth>;
   readonly inspection: StoreInspection;
@@ -92,6 +92,8 @@ const ON_EXECUTOR: { readonly [K in PartName]?: (scope: PartScope) => AsyncStore
   outbox: (scope) => new InstructionOutbox(scope.ex),
   history: (scope) => new FindingHistoryStore(scope),
   inspection: (scope) => new StoreInspection(scope.ex),
+  apiTokens: (scope) => new ApiTokenStore(scope),
+  exceptions: (scope) => new ExceptionStore(scope),
 };
 
 /** What every scope of one store shares. */
@@ -232,13 +234,10 @@ export interface Store extends Fleet {
   readonly async: AsyncStore;
   /** The connection, for code that still holds SQL of its own (being moved into store modules). */
   readonly db: Db;
-  readonly apiTokens: ApiTokenStore;
   readonly advisories: AdvisoryStore;
   readonly advisoryChanges: AdvisoryChanges;
   readonly epss: EpssStore;
   readonly reportImports: ReportImports;
-  /** Accepted risks, audited in the fleet's audit log. */
-  readonly exceptions: ExceptionStore;
   /** /healthz with no periodic integrity check; serve makes its own with one (createApp's storeHealth). */
   readonly health: StoreHealth;
   /**
@@ -271,12 +270,10 @@ class SqliteStore implements Store {
   readonly agents: Agents;
   readonly reports: Reports;
   readonly hosts: Hosts;
-  #apiTokens: ApiTokenStore | undefined;
   #advisories: AdvisoryStore | undefined;
   #advisoryChanges: AdvisoryChanges | undefined;
   #epss: EpssStore | undefined;
   #reportImports: ReportImports | undefined;
-  #exceptions: ExceptionStore | undefined;
   #health: StoreHealth | undefined;
   #async: AsyncStore | undefined;
 
@@ -301,10 +298,6 @@ class SqliteStore implements Store {
     return this.#async;
   }
 
-  get apiTokens(): ApiTokenStore {
-    return (this.#apiTokens ??= new ApiTokenStore(this.db, this.audit));
-  }
-
   get advisories(): AdvisoryStore {
     return (this.#advisories ??= new AdvisoryStore(this.db));
   }
@@ -319,10 +312,6 @@ class SqliteStore implements Store {
 
   get reportImports(): ReportImports {
     return (this.#reportImports ??= new ReportImports(this.db, this));
-  }
-
-  get exceptions(): ExceptionStore {
-    return (this.#exceptions ??= new ExceptionStore(this.db, this.audit));
   }
 
   get health(): StoreHealth {

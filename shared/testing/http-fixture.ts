@@ -102,10 +102,10 @@ export async function makeFixture(opts: { feeds?: boolean; feedsAt?: Date; authL
     onAgentRevoked: (id) => revokedAgents.push(id),
     onError: (err) => errors.push(err),
   });
-  const tokens: ApiTokenStore = store.apiTokens;
-  const make = (name: string, role: Role) => tokens.create({ name, role, createdBy: 'cli:test' }, NOW).token;
-  const bearer = { viewer: make('viewer', 'viewer'), operator: make('operator', 'operator'), admin: make('admin', 'admin'), revoked: make('gone', 'admin') };
-  tokens.revoke('gone', 'cli:test', NOW);
+  const tokens: ApiTokenStore = store.async.apiTokens;
+  const make = async (name: string, role: Role) => (await tokens.create({ name, role, createdBy: 'cli:test' }, NOW)).token;
+  const bearer = { viewer: await make('viewer', 'viewer'), operator: await make('operator', 'operator'), admin: await make('admin', 'admin'), revoked: await make('gone', 'admin') };
+  await tokens.revoke('gone', 'cli:test', NOW);
   const addHost: Fixture['addHost'] = (inv, o = {}) => {
     const id = fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: inv.host.hostname, machineId: null, tokenId: null }, NOW);
     fleet.reports.ingest(id, randomUUID(), inventoryHash(inv), inv, NOW);

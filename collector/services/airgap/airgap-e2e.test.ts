@@ -18,7 +18,6 @@ import { NODE18_BIN } from '../../../scripts/node18-path.ts';
 import { signInstruction } from '../../../shared/instructions.ts';
 import { encodeSignedFile } from '../../../shared/signed-file.ts';
 import { generateKeyPair } from '../../../shared/signing.ts';
-import { ApiTokenStore } from '../../store/access.ts';
 import { startCollector } from '../../../shared/testing/collector-harness.ts';
 
 const root = join(import.meta.dirname, '..', '..', '..');
@@ -101,7 +100,7 @@ describe('air-gapped reports, end to end', () => {
       assert.match(imported.stdout, /\n1 file: 1 imported or known, 0 refused\n$/);
 
       // The serving collector picks the import up at its next tick and correlates the host.
-      const { token: apiToken } = new ApiTokenStore(collector.db, collector.fleet.audit).create({ name: 'e2e', role: 'viewer', createdBy: 'test' });
+      const { token: apiToken } = await collector.store.async.apiTokens.create({ name: 'e2e', role: 'viewer', createdBy: 'test' });
       const deadline = Date.now() + 20_000;
       while (collector.findings.stats.correlated === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       assert.equal(collector.findings.stats.correlated, 1, 'the serving collector correlated the imported host');
