@@ -237,6 +237,8 @@ interface BadCase {
   setup: (tc: TestCollector) => Promise<{ client: TestAgent; bad: () => void }>;
   code: string | null;
   closeCode: number;
+  /** What the error message must say, where the code alone does not show which check refused the frame. */
+  message?: RegExp;
 }
 
 const HOSTILE = ["'; DROP TABLE agents;--", '<script>alert(1)</script>', '$(reboot)'];
@@ -251,6 +253,19 @@ function withHostname(name: string): Inventory {
   const inv = structuredClone(thisHost);
   inv.host.hostname = name;
   return inv;
+}
+
+function withKernelRelease(release: string): Inventory {
+  const inv = structuredClone(thisHost);
+  inv.kernel.release = release;
+  return inv;
+}
+
+/** A well-formed result but for its message (its instruction unknown: the schema refuses it before that matters). */
+function resultFrame(message: string): string {
+  const at = new Date().toISOString();
+  const result = { instructionId: randomUUID(), status: 'failed', code: 'PW_ERR_COMMAND_FAILED', message, dryRun: false, startedAt: at, finishedAt: at, commands: [], changes: [], rebootRequired: null };
+  return JSON.stringify({ type: 'result', id: randomUUID(), result });
 }
 
 /** A fresh connection that has read its challenge. */
@@ -434,6 +449,43 @@ const badCases: BadCase[] = [
       closeCode: 4000,
     },
   ]),
+  // U+0000, which PostgreSQL's text cannot hold, in each wire field with a column of its own (shared/text.ts).
+  {
+    name: 'enroll with U+0000 in its agent version',
+    setup: async (tc) => {
+      const { token } = tc.collector.fleet.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
+      return raw(() => JSON.stringify({ ...enrollFrame(token, newKeys()), agentVersion: '0.1.0\u0000' }))(tc);
+    },
+    code: 'PW_ERR_PROTOCOL',
+    closeCode: 4000,
+    message: /agentVersion: must not contain U\+0000/,
+  },
+  {
+    name: 'hello with U+0000 in its agent version',
+    setup: async (tc) => {
+      const { agentId, keys } = await enrolledOffline(tc);
+      return raw((nonce) => JSON.stringify({ ...helloFrame(nonce, agentId, keys), agentVersion: '0.1.0\u0000' }))(tc);
+    },
+    code: 'PW_ERR_PROTOCOL',
+    closeCode: 4000,
+    message: /agentVersion: must not contain U\+0000/,
+  },
+  {
+    name: 'a report with U+0000 in its kernel release',
+    setup: authenticatedReport((c) => c.sendReport(withKernelRelease('6.1.0-18-amd64\u0000'))),
+    code: 'PW_ERR_PROTOCOL',
+    closeCode: 4000,
+    message: /inventory\.kernel\.release: must not contain U\+0000/,
+  },
+  {
+    name: 'a result with U+0000 in its message',
+    setup: authenticatedReport((c) => {
+      c.sendRaw(resultFrame('apt-get failed: \u0000'));
+    }),
+    code: 'PW_ERR_PROTOCOL',
+    closeCode: 4000,
+    message: /result\.message: must not contain U\+0000/,
+  },
   { name: 'a report whose hash is not the hash of its inventory', setup: authenticatedReport((c) => c.sendReport(thisHost, 'f'.repeat(64))), code: 'PW_ERR_PROTOCOL', closeCode: 4000 },
   { name: 'an unchanged report naming a hash the collector does not have', setup: authenticatedReport((c) => c.sendReport(null, 'e'.repeat(64))), code: 'PW_ERR_INVENTORY_UNKNOWN', closeCode: 4000 },
   {
@@ -627,6 +679,7 @@ describe('gateway: bad input is refused with a stable code and close code, nothi
       assert.equal(r.close.code, c.closeCode, JSON.stringify(r));
       assert.equal(r.error?.code ?? null, c.code);
       if (r.error !== null) assert.equal(r.close.reason, c.code);
+      if (c.message !== undefined) assert.match(r.error?.message ?? '', c.message);
       assert.deepEqual(counts(tc.collector.db), before, 'the refused frame stored nothing, and used no token');
       const dump = ['agents', 'hosts', 'reports', 'inventory_contents'].map((table) => JSON.stringify(tc.collector.db.prepare(`SELECT * FROM ${table}`).all())).join('');
       for (const h of HOSTILE) assert.equal(dump.includes(h), false, `${h} reached the store`);
