@@ -177,6 +177,10 @@ describe('rollouts API: hostile and wrong requests', () => {
     ['an option-looking package name', plan({ action: { kind: 'patch', packages: [{ name: '-oAPT::Get::AllowUnauthenticated=true', version: null }] } }), '-oAPT'],
     ['a hostile unknown field', { ...plan(), '<img src=x onerror=alert(1)>': 1 }, '<img'],
     ['a shell tag', plan({ target: { tags: ['web;rm -rf /'] } }), 'rm -rf'],
+    // U+0000, which PostgreSQL's text cannot hold, in the plan's fields with a column or a JSON query of their own.
+    ['a NUL in the name', plan({ name: 'web\u0000fleet' }), 'u0000'],
+    ['a NUL in a tag', plan({ target: { tags: ['web\u0000'] } }), 'u0000'],
+    ['a NUL in a package name', plan({ action: { kind: 'patch', packages: [{ name: 'bind\u0000', version: null }] } }), 'u0000'],
     ['an empty target', plan({ target: {} }), 'NOTHING-ECHOED'],
     ['a JSON string (not a plan, nor an id)', JSON.stringify(randomUUID()), 'NOTHING-ECHOED'],
     ['an array nested 50,000 deep', '['.repeat(50_000) + ']'.repeat(50_000), 'NOTHING-ECHOED'],
