@@ -35,8 +35,8 @@ describe('files the collector makes', () => {
     t.after(async () => {
       if (!closed) await collector.close();
     });
-    collector.fleet.tokens.create({ uses: 1, ttlMs: 60_000, createdBy: 'test' });
-    const agentId = collector.fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: 'web-1', machineId: null, tokenId: null });
+    await collector.store.async.tokens.create({ uses: 1, ttlMs: 60_000, createdBy: 'test' });
+    const agentId = await collector.store.async.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: 'web-1', machineId: null, tokenId: null });
     const now = new Date();
     const i: Instruction = { schema: 'patchwarden.instruction/1', kind: 'refresh', id: randomUUID(), agentId, issuedAt: now.toISOString(), notBefore: now.toISOString(), expiresAt: new Date(now.getTime() + 3600_000).toISOString(), rolloutId: null, dryRun: false };
     const key = await readFile(join(dir, 'collector.key'), 'utf8');

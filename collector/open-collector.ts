@@ -179,7 +179,7 @@ export function collectorOn(store: Store, options: OpenCollectorOptions, key?: S
       }));
     },
     get feeds() {
-      return (feeds ??= new FeedLibrary(store));
+      return (feeds ??= new FeedLibrary(store.async));
     },
     get airGap() {
       return (airGap ??= new AirGap({ store: store.async, rollouts: () => collector.rollouts, key: getKey }));

@@ -28,7 +28,6 @@ import { createLogger } from '../collector/logger.ts';
 import { hostInventory } from '../shared/testing/rollout-bench.ts';
 import { WalCheckpointer } from '../collector/store/checkpointer.ts';
 import { openDatabase } from '../collector/store/db.ts';
-import type { Fleet } from '../collector/store/fleet.ts';
 import type { IngestItem } from '../collector/store/reports.ts';
 import { storeOn } from '../collector/store/store.ts';
 import { inventoryHash, packageSetRef } from '../shared/inventory-hash.ts';
@@ -88,7 +87,7 @@ export async function fanOutSection<F>(figure: MakeFanOutFigure<F>, progress: (l
     const path = join(dir, 'collector.db');
     const db = openDatabase(path);
     const store = storeOn(db);
-    const fleet: Fleet = store;
+    const fleet = store.async;
     const advisories = store.async.advisories;
     const logger = createLogger({ level: 'silent' });
     const hf = new HostFindings({ store: store.async, policy: DEFAULT_POLICY, logger, now: () => NOW });
@@ -104,11 +103,11 @@ export async function fanOutSection<F>(figure: MakeFanOutFigure<F>, progress: (l
       for (let i = start; i < Math.min(hostCount, start + BATCH); i++) {
         const c = contents[i % contentCount] as (typeof contents)[number];
         const inv: Inventory = { ...c.inv, host: { ...c.inv.host, hostname: `host-${i}` } };
-        const agentId = fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: inv.host.hostname, machineId: null, tokenId: null }, NOW);
+        const agentId = await fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: inv.host.hostname, machineId: null, tokenId: null }, NOW);
         ids.push(agentId);
         items.push({ agentId, reportId: randomUUID(), hash: inventoryHash(inv, c.set.hash), inventory: inv, set: c.set });
       }
-      fleet.reports.ingestBatch(items, NOW);
+      await fleet.reports.ingestBatch(items, NOW);
     }
 
     // The feed before the change: every real record but the 25 that arrive with it.
@@ -182,7 +181,7 @@ export async function fanOutSection<F>(figure: MakeFanOutFigure<F>, progress: (l
     for (let i = 0; i < hostCount; i += Math.max(1, Math.floor(hostCount / 50))) {
       const id = ids[i] as string;
       const doc = await hf.findings(id);
-      const host = fleet.hosts.get(id);
+      const host = await fleet.hosts.get(id);
       const open = doc?.findings.filter((f) => isActionable(f.status)).length;
       const overdue = doc?.findings.filter((f) => f.overdue).length;
       if (host === undefined || host.openFindings !== open || host.overdueFindings !== overdue) wrong.push(`${id}: counts ${host?.openFindings}/${host?.overdueFindings}, a full correlation ${open}/${overdue}`);

@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { newKeys, TestAgent } from '../shared/testing/fake-agent.ts';
 import { preAuthFrameFlood, type PreAuthFlood, rssMiB, serveInChild } from '../shared/testing/collector-process.ts';
 import { openDatabase } from '../collector/store/db.ts';
-import { fleetOn } from '../collector/store/fleet.ts';
+import { storeOn } from '../collector/store/store.ts';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../shared/protocol.ts';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -76,7 +76,7 @@ export async function preauthSection<F>(figure: MakeFigure<F>, progress: (line: 
   try {
     const dbPath = join(dir, 'collector.db');
     const db = openDatabase(dbPath);
-    const { token } = fleetOn(db).tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'bench' });
+    const { token } = await storeOn(db).async.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'bench' });
     db.close();
     const child = await serveInChild([built.path], ['--db', dbPath, '--listen', '127.0.0.1:0'], { cwd: ROOT });
     try {

@@ -33,7 +33,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hostInventory } from '../shared/testing/rollout-bench.ts';
 import { openDatabase, type Db } from '../collector/store/db.ts';
-import { fleetOn } from '../collector/store/fleet.ts';
+import { storeOn } from '../collector/store/store.ts';
 import type { SqlDatabase, SqlExecutor } from '../collector/store/sql/executor.ts';
 import { migratePostgres } from '../collector/store/postgres/migrate.ts';
 import { PostgresDatabase } from '../collector/store/sql/postgres.ts';
@@ -309,17 +309,21 @@ async function runShared(db: SqlDatabase, w: Workload, way: Way): Promise<Timing
   return { ingestRate: reports / (ingestMs / 1000), findingsRate: rows / (findingsMs / 1000), tally: (await db.get<Record<string, number>>(Q.tally)) ?? {} };
 }
 
-/** Today's path: the Fleet (store/fleet.ts: better-sqlite3, synchronous) and the findings statements in one synchronous transaction. */
+/**
+ * The store's own path: its Reports (store/reports.ts, on the shared executor since issue 12
+ * step 2; before it, better-sqlite3's synchronous calls), a report at a time as the gateway
+ * sends them, and the findings statements in one synchronous transaction.
+ */
 async function runSqliteSync(db: Db, w: Workload): Promise<Timings> {
-  const fleet = fleetOn(db);
-  for (const a of w.agents) fleet.agents.enroll({ publicKey: a.publicKey, hostname: a.hostname, machineId: null, tokenId: null }, NOW);
-  // The Fleet makes its own agent ids: the workload's reports are re-addressed to them.
+  const fleet = storeOn(db).async;
+  for (const a of w.agents) await fleet.agents.enroll({ publicKey: a.publicKey, hostname: a.hostname, machineId: null, tokenId: null }, NOW);
+  // The store makes its own agent ids: the workload's reports are re-addressed to them.
   const ids = db.prepare('SELECT id FROM agents ORDER BY rowid').pluck().all() as string[];
   const byWorkloadId = new Map(w.agents.map((a, i) => [a.id, ids[i] as string]));
   let ingestMs = 0;
   for (const round of w.rounds) {
     const t0 = performance.now();
-    for (const r of round) fleet.reports.ingest(byWorkloadId.get(r.agentId) as string, r.reportId, r.hash, r.inventory, NOW, r.set);
+    for (const r of round) await fleet.reports.ingest(byWorkloadId.get(r.agentId) as string, r.reportId, r.hash, r.inventory, NOW, r.set);
     ingestMs += performance.now() - t0;
   }
   const shared = new SqliteDatabase(db);
@@ -362,9 +366,9 @@ export async function storeHotPathsSection<F>(figure: MakeStoreFigure<F>, progre
     const w = buildWorkload(size);
     const runs: { name: string; t: Timings }[] = [];
 
-    progress('store-hotpaths: SQLite, synchronous (today)');
+    progress('store-hotpaths: SQLite, the store (store/reports.ts)');
     const syncDb = openDatabase(join(dir, 'sync.db'));
-    runs.push({ name: 'SQLite, synchronous (today)', t: await runSqliteSync(syncDb, w) });
+    runs.push({ name: 'SQLite, the store (store/reports.ts)', t: await runSqliteSync(syncDb, w) });
     syncDb.close();
 
     progress('store-hotpaths: SQLite, shared async queries');

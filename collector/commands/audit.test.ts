@@ -16,7 +16,7 @@ import { dataPath } from '../../shared/testing/data.ts';
 import { generateKeyPair } from '../../shared/signing.ts';
 import { inventoryOf } from '../../shared/testing/correlate-fixtures.ts';
 import { openDatabase } from '../store/db.ts';
-import { fleetOn } from '../store/fleet.ts';
+import { storeOn } from '../store/store.ts';
 import { agentCommand } from './agent.ts';
 import { apiTokenCommand } from './api-token.ts';
 import { exceptionCommand } from './exception.ts';
@@ -51,7 +51,7 @@ describe('audit rows for every mutating CLI command', () => {
     db = join(dir, 'c.db');
     const conn = openDatabase(db);
     try {
-      agentId = fleetOn(conn).agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: 'web-1', machineId: null, tokenId: null });
+      agentId = await storeOn(conn).async.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: 'web-1', machineId: null, tokenId: null });
     } finally {
       conn.close();
     }

@@ -128,7 +128,7 @@ async function syncCmd(argv: string[], io: Io): Promise<number> {
   const tty = io.stderr.isTTY ?? false;
   try {
     const feeds = collector.feeds;
-    const sources = feeds.sources(config);
+    const sources = await feeds.sources(config);
     if (sources.length === 0) throw new UsageError(`${values.config ?? 'the catalogue'}: nothing to sync (the config lists no feeds and disables the catalogue)`);
     const bars = new Map<string, { bar: SingleBar; started: boolean }>();
     await feeds.sync(sources, new FeedAudit(collector.store.async.audit, cliActor()), {

@@ -13,7 +13,7 @@ import { dataPath } from '../../shared/testing/data.ts';
 import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixtures.ts';
 import { importFeedPath } from '../services/feeds/store-import.ts';
 import { openDatabase } from '../store/db.ts';
-import { fleetOn } from '../store/fleet.ts';
+import { storeOn } from '../store/store.ts';
 import { agentCommand } from './agent.ts';
 import { hostsCommand } from './hosts.ts';
 import { parseDuration, tokenCommand } from './token.ts';
@@ -105,13 +105,13 @@ describe('hosts and agent revoke', () => {
   async function fleetDb(t: TestContext) {
     const db = await tempDb(t);
     const conn = openDatabase(db);
-    const fleet = fleetOn(conn);
+    const fleet = storeOn(conn).async;
     const rhel = inventoryOf('AlmaLinux:9', 'rpm', rhel95Packages(), { package: { name: 'kernel', source: 'kernel', version: '5.14.0-503.11.1.el9_5' } });
     rhel.reboot.required = true;
     const ids: string[] = [];
     for (const inv of [thisHost, rhel]) {
-      const id = fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: inv.host.hostname, machineId: null, tokenId: null });
-      fleet.reports.ingest(id, randomUUID(), inventoryHash(inv), inv);
+      const id = await fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: inv.host.hostname, machineId: null, tokenId: null });
+      await fleet.reports.ingest(id, randomUUID(), inventoryHash(inv), inv);
       ids.push(id);
     }
     conn.close();

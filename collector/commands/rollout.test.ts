@@ -52,7 +52,7 @@ async function fleet(t: TestContext, n = 3): Promise<Fleet> {
     const hostname = `web-${i}`;
     const a = await tc.agent(hostname);
     await a.client.report(hostInventory({ hostname }));
-    tc.collector.fleet.agents.setTags(a.agentId, ['web'], 'cli:test', new Date());
+    await tc.collector.store.async.agents.setTags(a.agentId, ['web'], 'cli:test', new Date());
     agents.push({ ...a, hostname });
   }
   const writePlan = async (name: string, body: unknown): Promise<string> => {

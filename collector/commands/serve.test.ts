@@ -18,7 +18,7 @@ import type { Inventory } from '../../shared/protocol.ts';
 import { newKeys, TestAgent } from '../../shared/testing/fake-agent.ts';
 import { variant } from '../../shared/testing/collector-harness.ts';
 import { openDatabase } from '../store/db.ts';
-import { fleetOn } from '../store/fleet.ts';
+import { storeOn } from '../store/store.ts';
 import { REPORTS_PER_AGENT } from '../store/reports.ts';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -98,7 +98,7 @@ function checkStore(dbPath: string) {
     assert.equal(db.pragma('integrity_check', { simple: true }), 'ok');
     assert.deepEqual(db.pragma('foreign_key_check'), []);
     const ids = new Set(db.prepare('SELECT id FROM reports').pluck().all() as string[]);
-    return { ids, fleet: fleetOn(db), close: () => db.close(), db };
+    return { ids, store: storeOn(db).async, close: () => db.close(), db };
   } catch (err) {
     db.close();
     throw err;
@@ -139,7 +139,7 @@ describe('serve (a real child process)', () => {
     served.child.kill('SIGTERM');
     assert.deepEqual(await served.exited, { code: 0, signal: null });
     const check = checkStore(db);
-    assert.equal(check.fleet.agents.get(agentId)?.connected, false);
+    assert.equal((await check.store.agents.get(agentId))?.connected, false);
     assert.equal(check.ids.size, 1);
     check.close();
   });
@@ -186,7 +186,7 @@ describe('serve (a real child process)', () => {
 
     // Enrolled through the running collector; the token straight from the store (WAL: two processes, one file).
     const setup = openDatabase(db);
-    const { token } = fleetOn(setup).tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
+    const { token } = await storeOn(setup).async.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
     setup.close();
     const keys = newKeys();
     let client = await TestAgent.connect(served.agentUrl);
@@ -204,8 +204,8 @@ describe('serve (a real child process)', () => {
     await kill(served);
     let check = checkStore(db);
     for (const id of firstIds) assert.ok(check.ids.has(id), `acked report ${id} is stored`);
-    assert.equal(check.fleet.agents.get(agentId)?.lastInventoryHash, inventoryHash(first[4]!));
-    assert.deepEqual(check.fleet.reports.latestInventory(agentId), first[4]);
+    assert.equal((await check.store.agents.get(agentId))?.lastInventoryHash, inventoryHash(first[4]!));
+    assert.deepEqual(await check.store.reports.latestInventory(agentId), first[4]);
     check.close();
 
     // 2: a stream of 150 reports without waiting; SIGKILL from inside the 40th ack's handler.
@@ -241,8 +241,8 @@ describe('serve (a real child process)', () => {
     assert.deepEqual(acked, sentIds.slice(0, acked.length), 'every acked report is in the committed prefix');
     assert.deepEqual(storedAt, Array.from({ length: Math.min(committed, REPORTS_PER_AGENT) }, (_, i) => committed - Math.min(committed, REPORTS_PER_AGENT) + i));
     const last = stream[committed - 1]!;
-    assert.deepEqual(check.fleet.reports.latestInventory(agentId), last, 'the newest stored report reassembles whole');
-    assert.equal(check.fleet.hosts.get(agentId)?.lastReportId, sentIds[committed - 1]);
+    assert.deepEqual(await check.store.reports.latestInventory(agentId), last, 'the newest stored report reassembles whole');
+    assert.equal((await check.store.hosts.get(agentId))?.lastReportId, sentIds[committed - 1]);
     const orphans = check.db.prepare('SELECT count(*) FROM inventory_contents c WHERE NOT EXISTS (SELECT 1 FROM reports r WHERE r.content_hash = c.hash)').pluck().get();
     assert.equal(orphans, 0, 'no content without its report');
     t.diagnostic(`killed after ${acked.length} acks: ${committed} of ${sentIds.length} reports committed`);

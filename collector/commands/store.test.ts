@@ -14,7 +14,7 @@ import { needs, TOOLS } from '../../shared/testing/system-tools.ts';
 import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixtures.ts';
 import { importFeedPath } from '../services/feeds/store-import.ts';
 import { openDatabase } from '../store/db.ts';
-import { fleetOn } from '../store/fleet.ts';
+import { storeOn } from '../store/store.ts';
 import { migratePostgres } from '../store/postgres/migrate.ts';
 import { PostgresDatabase } from '../store/sql/postgres.ts';
 import { sql, sqliteText } from '../store/sql/query.ts';
@@ -54,21 +54,21 @@ describe('store migrate', { skip: needs(TOOLS.postgres) }, () => {
     // A real SQLite collector: real advisories, hosts with real inventories, tokens, an
     // exception, an API token, a rollout, and the audit log all of that wrote.
     const db = openDatabase(dbPath);
-    const fleet = fleetOn(db);
-    fleet.tokens.create({ uses: 10, ttlMs: 86_400_000, createdBy: 'cli:test' });
+    const fleet = storeOn(db).async;
+    await fleet.tokens.create({ uses: 10, ttlMs: 86_400_000, createdBy: 'cli:test' });
     const lines = gunzipSync(readFileSync(join(DATA_DIR, 'osv', 'almalinux9.osv.jsonl.gz'))).toString('utf8').split('\n').slice(0, 300).join('\n');
     writeFileSync(join(dir, 'alma9.osv.jsonl'), lines + '\n');
     await importFeedPath(asyncAdvisories(db), join(dir, 'alma9.osv.jsonl'), { name: 'alma9' });
     const packages = rhel95Packages();
-    HOSTILE.forEach((hostname, i) => {
-      const id = fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname, machineId: null, tokenId: null });
+    for (const [i, hostname] of HOSTILE.entries()) {
+      const id = await fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname, machineId: null, tokenId: null });
       agentIds.push(id);
       const inv = inventoryOf('AlmaLinux:9', 'rpm', packages.slice(i));
       inv.host.hostname = hostname;
-      fleet.reports.ingest(id, randomUUID(), inventoryHash(inv), inv);
-    });
-    fleet.agents.setTags(agentIds[0] as string, ['web', 'env=prod'], 'cli:test');
-    fleet.agents.revoke(agentIds[4] as string, 'cli:test');
+      await fleet.reports.ingest(id, randomUUID(), inventoryHash(inv), inv);
+    }
+    await fleet.agents.setTags(agentIds[0] as string, ['web', 'env=prod'], 'cli:test');
+    await fleet.agents.revoke(agentIds[4] as string, 'cli:test');
     db.close();
     const run = async (command: typeof storeCommand, argv: string[]) => {
       const r = await runCaptured(command, argv);

@@ -21,8 +21,7 @@ import { DEFAULT_POLICY } from '../domain/correlate/policy.ts';
 import { createLogger } from '../logger.ts';
 import { hostInventory } from '../../shared/testing/rollout-bench.ts';
 import { openDatabase } from '../store/db.ts';
-import type { Fleet } from '../store/fleet.ts';
-import { storeOn } from '../store/store.ts';
+import { type Store, storeOn } from '../store/store.ts';
 import type { FindingHistoryStore } from '../store/history.ts';
 import { HostFindings } from '../services/findings/host-findings.ts';
 
@@ -46,7 +45,7 @@ function contents(): Inventory[] {
 
 interface Side {
   db: ReturnType<typeof openDatabase>;
-  fleet: Fleet;
+  fleet: Store;
   history: FindingHistoryStore;
   hf: HostFindings;
 }
@@ -85,8 +84,8 @@ describe('a feed change fanned out by content group', () => {
     for (let i = 0; i < 12; i++) {
       const inv = structuredClone(invs[i % invs.length]) as Inventory;
       inv.host.hostname = `host-${i}`;
-      const id = a.fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: inv.host.hostname, machineId: null, tokenId: null }, clock);
-      a.fleet.reports.ingest(id, randomUUID(), inventoryHash(inv), inv, clock);
+      const id = await a.fleet.async.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: inv.host.hostname, machineId: null, tokenId: null }, clock);
+      await a.fleet.async.reports.ingest(id, randomUUID(), inventoryHash(inv), inv, clock);
       ids.push(id);
     }
 
@@ -107,7 +106,7 @@ describe('a feed change fanned out by content group', () => {
       const inv = structuredClone(invs[(i + 1) % invs.length]) as Inventory;
       inv.host.hostname = `host-${i}`;
       const id = ids[i] as string;
-      a.fleet.reports.ingest(id, randomUUID(), inventoryHash(inv), inv, clock);
+      await a.fleet.async.reports.ingest(id, randomUUID(), inventoryHash(inv), inv, clock);
       a.hf.scheduleStored([id]);
     }
     await a.hf.drained();

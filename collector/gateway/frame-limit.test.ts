@@ -7,7 +7,7 @@ import { collectInventory } from '../../agent/inventory/inventory.ts';
 import { inventoryHash } from '../../shared/inventory-hash.ts';
 import { DEFAULT_MAX_MESSAGE_BYTES, EnrollMessageSchema, type Inventory, PROTOCOL_VERSION } from '../../shared/protocol.ts';
 import { openDatabase } from '../store/db.ts';
-import { fleetOn } from '../store/fleet.ts';
+import { storeOn } from '../store/store.ts';
 import { assertFrameLimitSupported, frameLimitOf, setFrameLimit } from './frame-limit.ts';
 import { PRE_AUTH_MAX_PAYLOAD } from './gateway.ts';
 import { helloFrame, newKeys, TestAgent } from '../../shared/testing/fake-agent.ts';
@@ -132,7 +132,7 @@ describe('frame-limit: a flood of oversize frames before hello (collector in its
     t.after(() => rm(dir, { recursive: true, force: true }));
     const dbPath = join(dir, 'collector.db');
     const db = openDatabase(dbPath);
-    const { token } = fleetOn(db).tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
+    const { token } = await storeOn(db).async.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
     db.close();
     const child = await serveInChild(['--import', 'tsx', 'collector/main.ts'], ['--db', dbPath, '--listen', '127.0.0.1:0'], { cwd: root });
     t.after(() => child.stop());

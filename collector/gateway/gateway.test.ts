@@ -48,7 +48,7 @@ async function stillServes(tc: TestCollector): Promise<void> {
   const { client, agentId } = await tc.agent();
   const ack = await client.report(thisHost);
   assert.equal(ack.status, 'stored');
-  assert.equal(tc.collector.fleet.hosts.get(agentId)?.packageCount, thisHost.packages.length);
+  assert.equal((await tc.collector.store.async.hosts.get(agentId))?.packageCount, thisHost.packages.length);
   await client.close();
 }
 
@@ -81,8 +81,8 @@ describe('asProtocolError: store refusals on the wire', () => {
 describe('gateway: the good path', () => {
   it("enrolls, reports this machine's real inventory, acks it, and the host has dpkg-query's package count", async (t) => {
     const tc = await startCollector(t);
-    const { fleet } = tc.collector;
-    const { token } = fleet.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
+    const store = tc.collector.store.async;
+    const { token } = await store.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
     const keys = newKeys();
     const client = await TestAgent.connect(tc.collector.agentUrl);
     const nonce = await client.challenge();
@@ -96,16 +96,16 @@ describe('gateway: the good path', () => {
     const hash = inventoryHash(thisHost);
     const reportId = randomUUID();
     assert.deepEqual(await client.report(thisHost, hash, reportId), { type: 'ack', id: reportId, status: 'stored' });
-    const host = fleet.hosts.get(enrolled.agentId);
+    const host = await store.hosts.get(enrolled.agentId);
     assert.equal(host?.packageCount, installedCount);
     assert.equal(host.hostname, thisHost.host.hostname);
     assert.equal(host.connected, true);
-    assert.deepEqual(fleet.reports.latestInventory(enrolled.agentId), thisHost);
-    assert.equal(fleet.agents.get(enrolled.agentId)?.lastInventoryHash, hash);
+    assert.deepEqual(await store.reports.latestInventory(enrolled.agentId), thisHost);
+    assert.equal((await store.agents.get(enrolled.agentId))?.lastInventoryHash, hash);
     await client.close();
     // The close is recorded by the server after the client sees it.
     await new Promise((r) => setTimeout(r, 100));
-    assert.equal(fleet.agents.get(enrolled.agentId)?.connected, false);
+    assert.equal((await store.agents.get(enrolled.agentId))?.connected, false);
 
     // Reconnect with hello: the welcome names the stored hash, so the agent sends only that.
     const again = await TestAgent.connect(tc.collector.agentUrl);
@@ -134,7 +134,7 @@ describe('gateway: the good path', () => {
     assert.ok(expected !== undefined);
     const open = expected.findings.filter((f) => ['open', 'unfixed', 'fixed-pending-reboot'].includes(f.status)).length;
     assert.ok(open > 0, 'the 2024 RHEL image has open findings in the 2026 feed');
-    const host = tc.collector.fleet.hosts.get(agentId);
+    const host = await tc.collector.store.async.hosts.get(agentId);
     assert.equal(host?.openFindings, open);
     assert.equal(host.overdueFindings, expected.findings.filter((f) => f.overdue).length);
     assert.equal((await tc.collector.store.async.history.history(agentId)).size, expected.findings.length);
@@ -149,7 +149,7 @@ describe('gateway: the good path', () => {
     const closed = await first.closed;
     assert.equal(closed.code, 1000);
     assert.equal(closed.reason, 'replaced by a newer connection');
-    assert.equal(tc.collector.fleet.agents.get(agentId)?.connected, true);
+    assert.equal((await tc.collector.store.async.agents.get(agentId))?.connected, true);
     assert.equal(tc.collector.gateway.connectedAgents, 1);
     assert.equal((await second.report(thisHost)).status, 'stored');
     await second.close();
@@ -157,7 +157,7 @@ describe('gateway: the good path', () => {
 
   it('an agent that answers no ping is terminated after two heartbeats and marked disconnected', async (t) => {
     const tc = await startCollector(t, { gateway: { heartbeatSeconds: 1 } });
-    const { token } = tc.collector.fleet.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
+    const { token } = await tc.collector.store.async.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
     const silent = await TestAgent.connect(tc.collector.agentUrl, { autoPong: false });
     const { agentId } = await silent.enroll(token, newKeys());
     const started = Date.now();
@@ -166,7 +166,7 @@ describe('gateway: the good path', () => {
     assert.equal(closed.code, 1006, 'terminated, no close frame');
     assert.ok(ms >= 1500 && ms < 4500, `terminated after ${ms} ms`);
     await new Promise((r) => setTimeout(r, 50));
-    assert.equal(tc.collector.fleet.agents.get(agentId)?.connected, false);
+    assert.equal((await tc.collector.store.async.agents.get(agentId))?.connected, false);
     // One that answers stays.
     const { client } = await tc.agent();
     await new Promise((r) => setTimeout(r, 3500));
@@ -177,11 +177,11 @@ describe('gateway: the good path', () => {
   it('an agent revoked while connected is refused at its next report (4003) and its report is not stored', async (t) => {
     const tc = await startCollector(t);
     const { client, agentId } = await tc.agent();
-    tc.collector.fleet.agents.revoke(agentId, 'test');
+    await tc.collector.store.async.agents.revoke(agentId, 'test');
     client.sendReport(thisHost);
     const r = await client.refusal();
     assert.deepEqual([r.error?.code, r.close.code], ['PW_ERR_AGENT_REVOKED', 4003]);
-    assert.equal(tc.collector.fleet.hosts.get(agentId), undefined);
+    assert.equal(await tc.collector.store.async.hosts.get(agentId), undefined);
     await stillServes(tc);
   });
 
@@ -212,7 +212,7 @@ describe('gateway: the good path', () => {
 
   it('logs are JSON lines and never contain the enrollment token', async (t) => {
     const tc = await startCollector(t);
-    const { token } = tc.collector.fleet.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
+    const { token } = await tc.collector.store.async.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
     const client = await TestAgent.connect(tc.collector.agentUrl);
     await client.enroll(token, newKeys());
     // A refused enroll with a token that was used up, logged as a warning.
@@ -374,7 +374,7 @@ const badCases: BadCase[] = [
     name: 'a revoked agent with a valid signature',
     setup: async (tc) => {
       const { agentId, keys } = await enrolledOffline(tc);
-      tc.collector.fleet.agents.revoke(agentId, 'test');
+      await tc.collector.store.async.agents.revoke(agentId, 'test');
       return raw((nonce) => JSON.stringify(helloFrame(nonce, agentId, keys)))(tc);
     },
     code: 'PW_ERR_AGENT_REVOKED',
@@ -392,7 +392,7 @@ const badCases: BadCase[] = [
   {
     name: 'an enrollment token used past its limit (uses 1, second enroll)',
     setup: async (tc) => {
-      const { token } = tc.collector.fleet.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
+      const { token } = await tc.collector.store.async.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
       const first = await TestAgent.connect(tc.collector.agentUrl);
       await first.enroll(token, newKeys());
       await first.close();
@@ -404,7 +404,7 @@ const badCases: BadCase[] = [
   {
     name: 'an expired enrollment token',
     setup: async (tc) => {
-      const { token } = tc.collector.fleet.tokens.create({ uses: 5, ttlMs: 3600_000, createdBy: 'test' }, new Date(Date.now() - 2 * 3600_000));
+      const { token } = await tc.collector.store.async.tokens.create({ uses: 5, ttlMs: 3600_000, createdBy: 'test' }, new Date(Date.now() - 2 * 3600_000));
       return raw(() => JSON.stringify(enrollFrame(token, newKeys())))(tc);
     },
     code: 'PW_ERR_TOKEN_REFUSED',
@@ -415,7 +415,7 @@ const badCases: BadCase[] = [
     name: 'enrolling a public key that is enrolled already',
     setup: async (tc) => {
       const keys = newKeys();
-      const { token } = tc.collector.fleet.tokens.create({ uses: 2, ttlMs: 3600_000, createdBy: 'test' });
+      const { token } = await tc.collector.store.async.tokens.create({ uses: 2, ttlMs: 3600_000, createdBy: 'test' });
       const first = await TestAgent.connect(tc.collector.agentUrl);
       await first.enroll(token, keys);
       await first.close();
@@ -434,7 +434,7 @@ const badCases: BadCase[] = [
     {
       name: `enroll with hostname ${h}`,
       setup: async (tc) => {
-        const { token } = tc.collector.fleet.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
+        const { token } = await tc.collector.store.async.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
         return raw(() => JSON.stringify(enrollFrame(token, newKeys(), { hostname: h })))(tc);
       },
       code: 'PW_ERR_PROTOCOL',
@@ -453,7 +453,7 @@ const badCases: BadCase[] = [
   {
     name: 'enroll with U+0000 in its agent version',
     setup: async (tc) => {
-      const { token } = tc.collector.fleet.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
+      const { token } = await tc.collector.store.async.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
       return raw(() => JSON.stringify({ ...enrollFrame(token, newKeys()), agentVersion: '0.1.0\u0000' }))(tc);
     },
     code: 'PW_ERR_PROTOCOL',
@@ -512,10 +512,10 @@ describe('gateway: packages by reference', () => {
     const id = randomUUID();
     assert.deepEqual(await client.reportByReference(thisHost, undefined, id), { type: 'ack', id, status: 'packages-unknown' });
     assert.deepEqual(counts(tc.collector.db), before);
-    assert.equal(tc.collector.fleet.hosts.get(agentId), undefined);
+    assert.equal(await tc.collector.store.async.hosts.get(agentId), undefined);
     // The same report id, now with its packages: stored (not a duplicate: nothing was stored before).
     assert.equal((await client.report(thisHost, undefined, id)).status, 'stored');
-    assert.deepEqual(tc.collector.fleet.reports.latestInventory(agentId), thisHost);
+    assert.deepEqual(await tc.collector.store.async.reports.latestInventory(agentId), thisHost);
   });
 
   it('a second host with the same packages names the set: stored with the first host\'s packages, one copy in the store', async (t) => {
@@ -525,8 +525,8 @@ describe('gateway: packages by reference', () => {
     const b = await tc.agent('image-b');
     const other: Inventory = { ...thisHost, host: { ...thisHost.host, hostname: 'image-b', machineId: 'b'.repeat(32), bootId: randomUUID() } };
     assert.equal((await b.client.reportByReference(other)).status, 'stored');
-    assert.deepEqual(tc.collector.fleet.reports.latestInventory(b.agentId), other);
-    assert.equal(tc.collector.fleet.hosts.get(b.agentId)?.packageCount, installedCount);
+    assert.deepEqual(await tc.collector.store.async.reports.latestInventory(b.agentId), other);
+    assert.equal((await tc.collector.store.async.hosts.get(b.agentId))?.packageCount, installedCount);
     assert.equal(counts(tc.collector.db).inventory_contents, 1);
     // Unchanged afterwards, by hash only, as before.
     assert.equal((await b.client.report(null, inventoryHash(other))).status, 'unchanged');
@@ -541,7 +541,7 @@ describe('gateway: packages by reference', () => {
     const other: Inventory = { ...thisHost, host: { ...thisHost.host, hostname: 'image-b', machineId: 'b'.repeat(32), bootId: randomUUID() } };
     assert.equal((await b.client.report(other)).status, 'stored');
     assert.equal(tc.collector.gateway.stats.heldSetFrames, 1);
-    assert.deepEqual(tc.collector.fleet.reports.latestInventory(b.agentId), other);
+    assert.deepEqual(await tc.collector.store.async.reports.latestInventory(b.agentId), other);
     // A lie about anything outside the packages is still caught by the hash.
     const c = await tc.agent('image-c');
     c.client.sendRaw(JSON.stringify({ type: 'report', id: randomUUID(), hash: inventoryHash(other), inventory: { ...other, warnings: [{ code: 'PW_X', message: 'changed' }] } }));

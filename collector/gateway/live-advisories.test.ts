@@ -85,7 +85,7 @@ describe('a serving collector follows advisory changes made by another process',
     });
     t.diagnostic(`findings gone ${removed.ms.toFixed(0)} ms after feed remove`);
     assert.equal(stats.unitsRematched - rematchedAfterImport, changedUnits, 'only the bind units were matched again');
-    assert.equal(tc.collector.fleet.hosts.get(agentId)?.openFindings ?? 0, 0);
+    assert.equal((await tc.collector.store.async.hosts.get(agentId))?.openFindings ?? 0, 0);
   });
 
   it('feed remove refuses an unknown name with PW_ERR_FEED_UNKNOWN and audits a removal with the CLI actor', async (t) => {
@@ -128,11 +128,11 @@ describe('a serving collector follows advisory changes made by another process',
       cli.db.close();
     });
     const inv = hostInventory({ hostname: 'web-1' });
-    const id = serving.fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: 'web-1', machineId: null, tokenId: null }, new Date());
-    serving.fleet.reports.ingest(id, randomUUID(), inventoryHash(inv), inv, new Date());
+    const id = await serving.fleet.async.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: 'web-1', machineId: null, tokenId: null }, new Date());
+    await serving.fleet.async.reports.ingest(id, randomUUID(), inventoryHash(inv), inv, new Date());
     const deb = hostInventory({ hostname: 'deb-1', os: 'debian' });
-    const debId = serving.fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: 'deb-1', machineId: null, tokenId: null }, new Date());
-    serving.fleet.reports.ingest(debId, randomUUID(), inventoryHash(deb), deb, new Date());
+    const debId = await serving.fleet.async.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: 'deb-1', machineId: null, tokenId: null }, new Date());
+    await serving.fleet.async.reports.ingest(debId, randomUUID(), inventoryHash(deb), deb, new Date());
     await serving.hf.load();
     assert.deepEqual(await serving.hf.followStore(), { advisories: 0, keys: 0, hosts: 0 });
     const logRows = () => serving.db.prepare('SELECT count(*) FROM advisory_changes').pluck().get() as number;

@@ -10,7 +10,7 @@ import { type Inventory, InventorySchema, LIMITS, ReportMessageSchema } from '..
 import { probeLatency } from '../../shared/testing/http-latency.ts';
 import { inventoryOf, manyBinaries } from '../../shared/testing/correlate-fixtures.ts';
 import { openDatabase } from '../store/db.ts';
-import { fleetOn } from '../store/fleet.ts';
+import { storeOn } from '../store/store.ts';
 import { assertFrameWithinPackageLimit, assertReportWithinPackageLimit, countJsonObjects, MAX_FRAME_OBJECTS } from './report-limit.ts';
 import { newKeys, TestAgent } from '../../shared/testing/fake-agent.ts';
 import { serveInChild } from '../../shared/testing/collector-process.ts';
@@ -126,7 +126,7 @@ describe('one agent cannot stall the collector (collector in its own process, re
     t.after(() => rm(dir, { recursive: true, force: true }));
     const dbPath = join(dir, 'collector.db');
     const db = openDatabase(dbPath);
-    const { token } = fleetOn(db).tokens.create({ uses: 3, ttlMs: 3600_000, createdBy: 'test' });
+    const { token } = await storeOn(db).async.tokens.create({ uses: 3, ttlMs: 3600_000, createdBy: 'test' });
     db.close();
     const child = await serveInChild(['--import', 'tsx', 'collector/main.ts'], ['--db', dbPath, '--listen', '127.0.0.1:0'], { cwd: root });
     t.after(() => child.stop());
@@ -171,11 +171,11 @@ describe('one agent cannot stall the collector (collector in its own process, re
     t.after(() => rm(dir, { recursive: true, force: true }));
     const dbPath = join(dir, 'collector.db');
     const db = openDatabase(dbPath);
-    const fleet = fleetOn(db);
-    const agentId = fleet.agents.enroll({ publicKey: newKeys().publicKey, hostname: 'old-huge', machineId: null, tokenId: null });
+    const fleet = storeOn(db).async;
+    const agentId = await fleet.agents.enroll({ publicKey: newKeys().publicKey, hostname: 'old-huge', machineId: null, tokenId: null });
     // As a collector that accepted 200,000 packages stored it (the store does not validate).
     const huge = inventoryOf('Debian:12', 'deb', manyBinaries(200_000, SOURCES));
-    assert.equal(fleet.reports.ingest(agentId, randomUUID(), inventoryHash(huge), huge).status, 'stored');
+    assert.equal((await fleet.reports.ingest(agentId, randomUUID(), inventoryHash(huge), huge)).status, 'stored');
     db.close();
 
     const child = await serveInChild(['--import', 'tsx', 'collector/main.ts'], ['--db', dbPath, '--listen', '127.0.0.1:0'], { cwd: root });

@@ -49,13 +49,13 @@ describe('JSON API', () => {
   before(async () => {
     fx = await makeFixture();
     // Seven hosts, two ecosystems, with tags, reboot flags and last-seen times that the filters tell apart.
-    ids.web1 = fx.addHost(debianInventory('web-1'), { tags: ['prod', 'web'], seenAt: NOW, connected: true });
-    ids.web2 = fx.addHost(debianInventory('web-2'), { tags: ['prod', 'web'], seenAt: new Date(NOW.getTime() - 3 * DAY) });
-    ids.web10 = fx.addHost(debianInventory('web-10'), { tags: ['staging'], seenAt: new Date(NOW.getTime() - 10 * DAY) });
-    ids.db1 = fx.addHost(almaInventory('db-1', { rebootRequired: true }), { tags: ['prod', 'db'], seenAt: NOW, connected: true });
-    ids.db2 = fx.addHost(almaInventory('db-2'), { tags: ['prod', 'db'], seenAt: new Date(NOW.getTime() - DAY) });
-    ids.batch = fx.addHost(almaInventory('batch-1', { rebootRequired: true }), { seenAt: new Date(NOW.getTime() - 40 * DAY) });
-    ids.hostile = fx.addHost(debianInventory(HOSTILE_HOSTNAME), { tags: ["'; DROP TABLE hosts; --"] });
+    ids.web1 = await fx.addHost(debianInventory('web-1'), { tags: ['prod', 'web'], seenAt: NOW, connected: true });
+    ids.web2 = await fx.addHost(debianInventory('web-2'), { tags: ['prod', 'web'], seenAt: new Date(NOW.getTime() - 3 * DAY) });
+    ids.web10 = await fx.addHost(debianInventory('web-10'), { tags: ['staging'], seenAt: new Date(NOW.getTime() - 10 * DAY) });
+    ids.db1 = await fx.addHost(almaInventory('db-1', { rebootRequired: true }), { tags: ['prod', 'db'], seenAt: NOW, connected: true });
+    ids.db2 = await fx.addHost(almaInventory('db-2'), { tags: ['prod', 'db'], seenAt: new Date(NOW.getTime() - DAY) });
+    ids.batch = await fx.addHost(almaInventory('batch-1', { rebootRequired: true }), { seenAt: new Date(NOW.getTime() - 40 * DAY) });
+    ids.hostile = await fx.addHost(debianInventory(HOSTILE_HOSTNAME), { tags: ["'; DROP TABLE hosts; --"] });
   });
   after(() => {
     fx.close();
@@ -175,7 +175,7 @@ describe('JSON API', () => {
       assert.equal(p1.items.length, 3);
       assert.ok(p1.nextCursor !== null, 'page 1 has a next cursor');
       // A host whose name sorts before the cursor joins between pages: keyset paging neither repeats nor skips.
-      const late = fx.addHost(debianInventory('aaa-late'));
+      const late = await fx.addHost(debianInventory('aaa-late'));
       try {
         const p2 = await json<Page<HostItem>>(await get(`/api/v1/hosts?limit=3&cursor=${p1.nextCursor}`, fx.bearer.viewer));
         assert.equal(p2.items.length, 3);
@@ -204,8 +204,8 @@ describe('JSON API', () => {
       const position = JSON.parse(Buffer.from(payload, 'base64url').toString()) as [string, string];
       const forged = Buffer.from(JSON.stringify(['a', position[1]])).toString('base64url');
       const other = await makeFixture({ feeds: false });
-      other.addHost(debianInventory('x-1'));
-      other.addHost(debianInventory('x-2'));
+      await other.addHost(debianInventory('x-1'));
+      await other.addHost(debianInventory('x-2'));
       const foreign = (await json<Page<HostItem>>(await other.app.request('/api/v1/hosts?limit=1', auth(other.bearer.viewer)))).nextCursor ?? '';
       other.close();
       const flip = (s: string, i: number) => s.slice(0, i) + (s[i] === 'A' ? 'B' : 'A') + s.slice(i + 1);
@@ -451,12 +451,12 @@ describe('JSON API', () => {
 
   describe('POST /api/v1/agents/:id/revoke', () => {
     it('revokes as the admin token, audits it with the token name, tells the gateway, and refuses a second time', async () => {
-      const id = fx.addHost(debianInventory('to-revoke'));
+      const id = await fx.addHost(debianInventory('to-revoke'));
       const res = await fx.app.request(`/api/v1/agents/${id}/revoke`, { method: 'POST', ...auth(fx.bearer.admin) });
       assert.equal(res.status, 200);
       assert.deepEqual(await json(res), { agent: { id, hostname: 'to-revoke', revokedAt: NOW.toISOString() } });
       assert.deepEqual(fx.revokedAgents, [id]);
-      assert.equal(fx.fleet.agents.get(id)?.revokedAt, NOW.toISOString());
+      assert.equal((await fx.store.async.agents.get(id))?.revokedAt, NOW.toISOString());
       const audit = fx.db.prepare("SELECT actor, action, target FROM audit WHERE action = 'agent.revoke'").all();
       assert.deepEqual(audit, [{ actor: 'api:admin', action: 'agent.revoke', target: `agent:${id}` }]);
       const again = await fx.app.request(`/api/v1/agents/${id}/revoke`, { method: 'POST', ...auth(fx.bearer.admin) });
@@ -470,13 +470,13 @@ describe('JSON API', () => {
     it('is refused to the operator and leaves the agent as it was', async () => {
       const res = await fx.app.request(`/api/v1/agents/${ids.web2 ?? ''}/revoke`, { method: 'POST', ...auth(fx.bearer.operator) });
       assert.equal(res.status, 403);
-      assert.equal(fx.fleet.agents.get(ids.web2 ?? '')?.revokedAt, null);
+      assert.equal((await fx.store.async.agents.get(ids.web2 ?? ''))?.revokedAt, null);
     });
 
     it('is a 404 for GET (only POST revokes)', async () => {
       const res = await get(`/api/v1/agents/${ids.web2 ?? ''}/revoke`, fx.bearer.admin);
       assert.equal(res.status, 404);
-      assert.equal(fx.fleet.agents.get(ids.web2 ?? '')?.revokedAt, null);
+      assert.equal((await fx.store.async.agents.get(ids.web2 ?? ''))?.revokedAt, null);
     });
   });
 

@@ -35,7 +35,7 @@ describe('unexpected errors', () => {
     t.after(() => {
       fx.close();
     });
-    fx.addHost(debianInventory('web-1'));
+    await fx.addHost(debianInventory('web-1'));
     // The tokens are checked first, so break the store after: the host query fails inside.
     fx.db.pragma('foreign_keys = OFF');
     fx.db.exec('DROP TABLE reports');
@@ -53,9 +53,9 @@ describe('GET /metrics', { skip: needs(TOOLS.prometheusClient) }, () => {
   let fx: Fixture;
   before(async () => {
     fx = await makeFixture();
-    fx.addHost(debianInventory('web-1'), { connected: true });
-    fx.addHost(almaInventory('db-1'));
-    fx.addHost(almaInventory('db-2'), { connected: true });
+    await fx.addHost(debianInventory('web-1'), { connected: true });
+    await fx.addHost(almaInventory('db-1'));
+    await fx.addHost(almaInventory('db-2'), { connected: true });
   });
   after(() => {
     fx.close();
@@ -71,7 +71,7 @@ describe('GET /metrics', { skip: needs(TOOLS.prometheusClient) }, () => {
     const hf = new HostFindings({ store: fx.store.async, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => NOW });
     await hf.load();
     for (const h of hosts.items) {
-      const inv = fx.fleet.reports.latestInventory(h.id);
+      const inv = await fx.store.async.reports.latestInventory(h.id);
       if (inv !== undefined) await hf.refresh(h.id, inv, packagesHash(inv));
     }
     fx.metrics.reportsTotal.inc({ status: 'stored' }, 3);

@@ -9,8 +9,6 @@ import { describe, it, type TestContext } from 'node:test';
 import type { Inventory } from '../../shared/protocol.ts';
 import { dataPath } from '../../shared/testing/data.ts';
 import { importFeedPath } from '../services/feeds/store-import.ts';
-import { AdvisoryStore } from '../store/advisories.ts';
-import { removeFeed } from '../store/feed-removal.ts';
 import type { FeedJson, HostJson, Summary } from './views.ts';
 import { auth, debianInventory, makeFixture, NOW, type Fixture } from '../../shared/testing/http-fixture.ts';
 import { parseWithPrometheusClient, sample } from '../../shared/testing/prometheus-text.ts';
@@ -42,9 +40,9 @@ async function fixture(t: TestContext, feeds: { path: string; at: Date }[]): Pro
   const store = asyncAdvisories(f.db);
   for (const feed of feeds) await importFeedPath(store, feed.path, { correlator: f.correlator, now: feed.at });
   const ids = {
-    deb12: f.addHost(debianInventory('deb12')),
-    deb11: f.addHost(debian11('deb11')),
-    unknown: f.addHost(unknownDistro('plan9')),
+    deb12: await f.addHost(debianInventory('deb12')),
+    deb11: await f.addHost(debian11('deb11')),
+    unknown: await f.addHost(unknownDistro('plan9')),
   };
   return { ...f, ids };
 }
@@ -130,10 +128,11 @@ describe('host assessment from the loaded feeds', () => {
   it('feed remove takes its coverage with it: the hosts it covered are not-assessed at once', async (t) => {
     const f = await fixture(t, [{ path: TRACKER, at: fresh }]);
     assert.equal((await states(f)).deb12, 'assessed');
-    const [tracker] = new AdvisoryStore(f.db).coverage();
+    const advisories = asyncAdvisories(f.db);
+    const [tracker] = await advisories.coverage();
     assert.ok(tracker !== undefined);
-    removeFeed(f.db, f.fleet, tracker.source, 'cli:test', NOW);
-    assert.deepEqual(new AdvisoryStore(f.db).coverage(), []);
+    await advisories.removeFeed(tracker.source, 'cli:test', NOW);
+    assert.deepEqual(await advisories.coverage(), []);
     assert.deepEqual(await states(f), { deb12: 'not-assessed', deb11: 'not-assessed', plan9: 'not-assessed' });
   });
 

@@ -25,7 +25,7 @@ describe('dashboard host page with EPSS', () => {
   before(async () => {
     fx = await makeFixture();
     await importFeedPath(asyncAdvisories(fx.db), EPSS_EXCERPT, { name: 'first-epss', now: new Date(NOW.getTime() - 3600_000) });
-    id = fx.addHost(almaInventory('db-1'));
+    id = await fx.addHost(almaInventory('db-1'));
     const res = await fx.app.request('/login', { method: 'POST', body: new URLSearchParams({ token: fx.bearer.viewer }), headers: { 'content-type': 'application/x-www-form-urlencoded', origin: 'http://localhost' } });
     cookie = (res.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
   });

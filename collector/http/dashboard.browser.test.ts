@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { getRequestListener } from '@hono/node-server';
 import { type Browser, chromium, type Page } from 'playwright-core';
-import { AdvisoryStore } from '../store/advisories.ts';
+import { asyncAdvisories } from '../../shared/testing/store-fixtures.ts';
 import { almaInventory, debianInventory, type Fixture, HOSTILE_HOSTNAME, makeFixture } from '../../shared/testing/http-fixture.ts';
 import { needs, TOOLS } from '../../shared/testing/system-tools.ts';
 
@@ -29,10 +29,10 @@ describe('dashboard in Chromium', { skip: needs(TOOLS.chromium) }, () => {
 
   before(async () => {
     fx = await makeFixture();
-    ids.web1 = fx.addHost(debianInventory('web-1'), { connected: true, tags: ['prod'] });
-    ids.db1 = fx.addHost(almaInventory('db-1', { rebootRequired: true }), { connected: true });
-    ids.db2 = fx.addHost(almaInventory('db-2'));
-    ids.hostile = fx.addHost(debianInventory(HOSTILE_HOSTNAME), { tags: ['"><img src=x onerror=alert(2)>'] });
+    ids.web1 = await fx.addHost(debianInventory('web-1'), { connected: true, tags: ['prod'] });
+    ids.db1 = await fx.addHost(almaInventory('db-1', { rebootRequired: true }), { connected: true });
+    ids.db2 = await fx.addHost(almaInventory('db-2'));
+    ids.hostile = await fx.addHost(debianInventory(HOSTILE_HOSTNAME), { tags: ['"><img src=x onerror=alert(2)>'] });
     const listener = getRequestListener(fx.app.fetch);
     server = createServer((req, res) => {
       void listener(req, res);
@@ -128,7 +128,7 @@ describe('dashboard in Chromium', { skip: needs(TOOLS.chromium) }, () => {
   });
 
   it('opens the Feeds page from the header, a hostile last error shown as text', async () => {
-    new AdvisoryStore(fx.db).recordFeedError({ source: 'almalinux9.osv.jsonl.gz', kind: 'osv', location: null }, 'HTTP 502: <img src=x onerror=alert(5)>', fx.clock.now);
+    await asyncAdvisories(fx.db).recordFeedError({ source: 'almalinux9.osv.jsonl.gz', kind: 'osv', location: null }, 'HTTP 502: <img src=x onerror=alert(5)>', fx.clock.now);
     await Promise.all([page.waitForURL(`${base}/feeds`), page.click('header a[href="/feeds"]')]);
     assert.equal(await page.textContent('h1'), 'Feeds');
     const names = await page.locator('#feeds tbody tr td:first-child').allTextContents();

@@ -39,10 +39,10 @@ describe('dashboard', () => {
   const ids: Record<string, string> = {};
   before(async () => {
     fx = await makeFixture();
-    ids.web1 = fx.addHost(debianInventory('web-1'), { connected: true });
-    ids.db1 = fx.addHost(almaInventory('db-1', { rebootRequired: true }));
-    ids.db2 = fx.addHost(almaInventory('db-2'));
-    ids.hostile = fx.addHost(debianInventory(HOSTILE_HOSTNAME), { tags: ['"><img src=x onerror=alert(2)>'] });
+    ids.web1 = await fx.addHost(debianInventory('web-1'), { connected: true });
+    ids.db1 = await fx.addHost(almaInventory('db-1', { rebootRequired: true }));
+    ids.db2 = await fx.addHost(almaInventory('db-2'));
+    ids.hostile = await fx.addHost(debianInventory(HOSTILE_HOSTNAME), { tags: ['"><img src=x onerror=alert(2)>'] });
   });
   after(() => {
     fx.close();

@@ -138,7 +138,7 @@ describe('/healthz tells the truth about the store', () => {
     // gets from a file it may read but not write (a restore as another user, a read-only
     // mount). Root, which runs these tests, cannot be kept from writing a file by its mode.
     tc.collector.db.pragma('query_only = ON');
-    assert.throws(() => tc.collector.fleet.tokens.create({ uses: 1, ttlMs: 60_000, createdBy: 'test' }), { code: 'SQLITE_READONLY' });
+    await assert.rejects(tc.collector.store.async.tokens.create({ uses: 1, ttlMs: 60_000, createdBy: 'test' }), { code: 'SQLITE_READONLY' });
     const down = await health(tc.collector.url);
     assert.equal(down.status, 503);
     assert.equal(down.body.store.writable, false);

@@ -44,7 +44,7 @@ async function setup(t: TestContext, hosts = 3): Promise<Api> {
     const hostname = `web-${i}`;
     const { client, agentId } = await tc.agent(hostname);
     await client.report(hostInventory({ hostname }));
-    tc.collector.fleet.agents.setTags(agentId, ['web'], 'cli:test', new Date());
+    await tc.collector.store.async.agents.setTags(agentId, ['web'], 'cli:test', new Date());
     agents.push({ client, agentId, hostname });
   }
   const call: Api['call'] = (token, method, path, body, headers = {}) => {

@@ -10,7 +10,8 @@
  * serving they wait for its next start, which loads everything and clears them.
  */
 import type { Advisory } from '../domain/feeds/types.ts';
-import type { Db } from './db.ts';
+import type { SqlExecutor } from './sql/executor.ts';
+import { sql } from './sql/query.ts';
 
 /**
  * The migration that adds the log and its triggers. A trigger, not a call in each
@@ -79,58 +80,66 @@ function byContent(rows: Iterable<{ agent_id: string; content_hash: string }>): 
   return out;
 }
 
-export class AdvisoryChanges {
-  readonly #lastSeq;
-  readonly #since;
-  readonly #get;
-  readonly #clear;
-  readonly #hostsIn;
-  readonly #hostsByContent;
-  readonly #hostsByContentOf;
+/** A list of names passed as one JSON array: the same parameter on both engines. */
+const IN_LIST = { sqlite: 'SELECT value FROM json_each(?)', postgres: 'SELECT jsonb_array_elements_text(?::jsonb)' } as const;
 
-  constructor(db: Db) {
-    this.#lastSeq = db.prepare<[], number>('SELECT coalesce(max(seq), 0) FROM advisory_changes').pluck();
-    this.#since = db.prepare<[number, number], { seq: number; kind: string; source: string | null; id: string | null }>(
-      'SELECT seq, kind, source, id FROM advisory_changes WHERE seq > ? ORDER BY seq LIMIT ?',
-    );
-    this.#get = db.prepare<[string, string], string>('SELECT data FROM advisories WHERE source = ? AND id = ?').pluck();
-    this.#clear = db.prepare<[number]>('DELETE FROM advisory_changes WHERE seq <= ?');
-    this.#hostsIn = db.prepare<[string], string>('SELECT agent_id FROM hosts WHERE ecosystem IN (SELECT value FROM json_each(?)) ORDER BY agent_id').pluck();
-    this.#hostsByContent = db.prepare<[string], { agent_id: string; content_hash: string }>(
-      `SELECT h.agent_id, r.content_hash FROM hosts h JOIN reports r ON r.agent_id = h.agent_id AND r.id = h.last_report_id
-       WHERE h.ecosystem IN (SELECT value FROM json_each(?)) ORDER BY r.content_hash, h.agent_id`,
-    );
-    this.#hostsByContentOf = db.prepare<[string], { agent_id: string; content_hash: string }>(
-      `SELECT h.agent_id, r.content_hash FROM hosts h JOIN reports r ON r.agent_id = h.agent_id AND r.id = h.last_report_id
-       WHERE h.agent_id IN (SELECT value FROM json_each(?)) ORDER BY r.content_hash, h.agent_id`,
-    );
+const lastSeq = sql('SELECT coalesce(max(seq), 0) AS seq FROM advisory_changes');
+// Each changed advisory read as stored now, in the statement that reads the log: one
+// round trip per call, and a consistent view of both tables.
+const since = sql(
+  `SELECT c.seq, c.kind, c.source, c.id, a.data FROM advisory_changes c
+   LEFT JOIN advisories a ON c.kind = 'advisory' AND a.source = c.source AND a.id = c.id
+   WHERE c.seq > ? ORDER BY c.seq LIMIT ?`,
+);
+const clear = sql('DELETE FROM advisory_changes WHERE seq <= ?');
+const hostsIn = sql({
+  sqlite: `SELECT agent_id FROM hosts WHERE ecosystem IN (${IN_LIST.sqlite}) ORDER BY agent_id`,
+  postgres: `SELECT agent_id FROM hosts WHERE ecosystem IN (${IN_LIST.postgres}) ORDER BY agent_id`,
+});
+const HOSTS_BY_CONTENT = `SELECT h.agent_id, r.content_hash FROM hosts h JOIN reports r ON r.agent_id = h.agent_id AND r.id = h.last_report_id WHERE`;
+const hostsByContentIn = sql({
+  sqlite: `${HOSTS_BY_CONTENT} h.ecosystem IN (${IN_LIST.sqlite}) ORDER BY r.content_hash, h.agent_id`,
+  postgres: `${HOSTS_BY_CONTENT} h.ecosystem IN (${IN_LIST.postgres}) ORDER BY r.content_hash, h.agent_id`,
+});
+const hostsByContentOf = sql({
+  sqlite: `${HOSTS_BY_CONTENT} h.agent_id IN (${IN_LIST.sqlite}) ORDER BY r.content_hash, h.agent_id`,
+  postgres: `${HOSTS_BY_CONTENT} h.agent_id IN (${IN_LIST.postgres}) ORDER BY r.content_hash, h.agent_id`,
+});
+
+type HostContent = { agent_id: string; content_hash: string };
+
+export class AdvisoryChanges {
+  readonly #ex: SqlExecutor;
+
+  constructor(ex: SqlExecutor) {
+    this.#ex = ex;
   }
 
   /**
    * The same hosts grouped by the content of their latest inventory (its packagesHash):
    * hosts of one content share their matches, so a feed change is matched once per group.
    */
-  hostsByContentIn(ecosystems: Iterable<string>): Map<string, string[]> {
-    return byContent(this.#hostsByContent.iterate(JSON.stringify([...ecosystems])));
+  async hostsByContentIn(ecosystems: Iterable<string>): Promise<Map<string, string[]>> {
+    return byContent(await this.#ex.all<HostContent>(hostsByContentIn, [JSON.stringify([...ecosystems])]));
   }
 
   /** These hosts (those that have reported), grouped the same way. */
-  hostsByContentOf(agentIds: Iterable<string>): Map<string, string[]> {
-    return byContent(this.#hostsByContentOf.iterate(JSON.stringify([...agentIds])));
+  async hostsByContentOf(agentIds: Iterable<string>): Promise<Map<string, string[]>> {
+    return byContent(await this.#ex.all<HostContent>(hostsByContentOf, [JSON.stringify([...agentIds])]));
   }
 
   /** Hosts whose latest inventory is of one of these ecosystems: the only ones an advisory of theirs can change. */
-  hostsIn(ecosystems: Iterable<string>): string[] {
-    return this.#hostsIn.all(JSON.stringify([...ecosystems]));
+  async hostsIn(ecosystems: Iterable<string>): Promise<string[]> {
+    return (await this.#ex.all<{ agent_id: string }>(hostsIn, [JSON.stringify([...ecosystems])])).map((r) => r.agent_id);
   }
 
-  lastSeq(): number {
-    return this.#lastSeq.get() ?? 0;
+  async lastSeq(): Promise<number> {
+    return (await this.#ex.get<{ seq: number }>(lastSeq))?.seq ?? 0;
   }
 
   /** The changes after `seq`, each advisory once, read as stored now (so the newest write wins). */
-  since(seq: number): AdvisoryChangeBatch {
-    const rows = this.#since.all(seq, CHANGES_PER_READ);
+  async since(seq: number): Promise<AdvisoryChangeBatch> {
+    const rows = await this.#ex.all<{ seq: number; kind: string; source: string | null; id: string | null; data: string | null }>(since, [seq, CHANGES_PER_READ]);
     const batch: AdvisoryChangeBatch = { seq: rows[rows.length - 1]?.seq ?? seq, advisories: [], kev: false, feeds: false, more: rows.length === CHANGES_PER_READ };
     const seen = new Set<string>();
     for (const r of rows) {
@@ -140,14 +149,13 @@ export class AdvisoryChanges {
       const key = `${r.source}\u0000${r.id}`;
       if (seen.has(key)) continue;
       seen.add(key);
-      const data = this.#get.get(r.source, r.id);
-      batch.advisories.push(data === undefined ? { removed: { source: r.source, id: r.id } } : { stored: JSON.parse(data) as Advisory });
+      batch.advisories.push(r.data === null ? { removed: { source: r.source, id: r.id } } : { stored: JSON.parse(r.data) as Advisory });
     }
     return batch;
   }
 
   /** Forgets the rows up to `seq`: the serving collector has applied them. */
-  clear(seq: number): void {
-    this.#clear.run(seq);
+  async clear(seq: number): Promise<void> {
+    await this.#ex.run(clear, [seq]);
   }
 }

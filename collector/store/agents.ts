@@ -1,13 +1,15 @@
 /**
  * Agents: their keys, enrollment, revocation, connection state, last-seen time, version
  * and tags. Last-seen times of unchanged reports are batched (TOUCH_FLUSH_MS) and written
- * before anything reads them.
+ * before anything reads them outside a transaction, and when the store closes.
  */
 import { randomUUID } from 'node:crypto';
 import { AgentRefusedError } from '../../shared/errors.ts';
-import type { AuditLog } from './audit-log.ts';
 import type { Db } from './db.ts';
-import type { EnrollmentTokens, TokenRefusal } from './enrollment-tokens.ts';
+import type { TokenRefusal } from './enrollment-tokens.ts';
+import type { PartScope } from './part-scope.ts';
+import type { SqlExecutor } from './sql/executor.ts';
+import { sql, sqliteText } from './sql/query.ts';
 
 export interface AgentRecord {
   id: string;
@@ -72,173 +74,263 @@ export interface NewAgent {
   agentVersion?: string | null;
 }
 
-export class Agents {
-  readonly #db: Db;
-  readonly #audit: AuditLog;
-  readonly #insert;
-  readonly #byId;
-  readonly #byKey;
-  readonly #revoke;
-  readonly #setConnected;
-  readonly #disconnectAll;
-  readonly #touch;
-  readonly #setVersion;
-  readonly #setTags;
-  readonly #setInventory;
-  readonly #pendingTouches = new Map<string, string>();
-  #touchTimer: NodeJS.Timeout | undefined;
-  /**
-   * What the unchanged fast path reads of each agent, so a heartbeat-like report costs no
-   * row read. This connection's writes of those columns drop the agent's entry; any other
-   * connection's commit (a CLI `agent revoke --db`) changes PRAGMA data_version, which
-   * drops them all before the next read, so a revocation is seen by the next report.
-   */
-  readonly #reportState = new Map<string, AgentReportState>();
-  readonly #dataVersion;
-  #seenDataVersion = -1;
-  readonly #enrollTx;
+const insert = sql(
+  `INSERT INTO agents (id, public_key, hostname, machine_id, token_id, enrolled_at, agent_version)
+   VALUES (?, ?, ?, ?, ?, ?, ?)`,
+);
+const byId = sql('SELECT * FROM agents WHERE id = ?');
+const stateById = sql('SELECT revoked_at, last_inventory_hash FROM agents WHERE id = ?');
+const byKey = sql('SELECT id FROM agents WHERE public_key = ?');
+const revokeOne = sql('UPDATE agents SET revoked_at = ?, connected = 0 WHERE id = ? AND revoked_at IS NULL');
+const setConnected = sql('UPDATE agents SET connected = ?, last_seen = ? WHERE id = ?');
+const disconnectAll = sql('UPDATE agents SET connected = 0 WHERE connected = 1');
+// max()/greatest(): a deferred touch flushed late never moves last_seen backwards.
+const touchOne = sql({
+  sqlite: "UPDATE agents SET last_seen = max(coalesce(last_seen, ''), ?) WHERE id = ?",
+  postgres: "UPDATE agents SET last_seen = greatest(coalesce(last_seen, ''), ?) WHERE id = ?",
+});
+/** Many agents' last_seen in one statement on PostgreSQL (one round trip, not one per agent). */
+const touchMany = sql({
+  postgres: `UPDATE agents a SET last_seen = greatest(coalesce(a.last_seen, ''), t.at)
+             FROM unnest(?::text[], ?::text[]) AS t (id, at) WHERE a.id = t.id`,
+});
+const setVersion = sql('UPDATE agents SET agent_version = ? WHERE id = ?');
+const setTags = sql('UPDATE agents SET tags = ? WHERE id = ?');
+const setInventory = sql('UPDATE agents SET last_inventory_hash = ?, last_seen = ? WHERE id = ?');
+const dataVersion = sql({ sqlite: 'PRAGMA data_version', postgres: 'SELECT 0 AS data_version' });
 
-  constructor(db: Db, audit: AuditLog, tokens: EnrollmentTokens) {
-    this.#db = db;
-    this.#audit = audit;
-    this.#insert = db.prepare(
-      `INSERT INTO agents (id, public_key, hostname, machine_id, token_id, enrolled_at, agent_version)
-       VALUES (@id, @publicKey, @hostname, @machineId, @tokenId, @now, @agentVersion)`,
-    );
-    this.#byId = db.prepare<[string], AgentRow>('SELECT * FROM agents WHERE id = ?');
-    this.#byKey = db.prepare<[string], { id: string }>('SELECT id FROM agents WHERE public_key = ?');
-    this.#revoke = db.prepare<[string, string]>('UPDATE agents SET revoked_at = ?, connected = 0 WHERE id = ? AND revoked_at IS NULL');
-    this.#setConnected = db.prepare<[number, string, string]>('UPDATE agents SET connected = ?, last_seen = ? WHERE id = ?');
-    this.#disconnectAll = db.prepare('UPDATE agents SET connected = 0 WHERE connected = 1');
-    // max(): a deferred touch flushed late never moves last_seen backwards.
-    this.#touch = db.prepare<[string, string]>("UPDATE agents SET last_seen = max(coalesce(last_seen, ''), ?) WHERE id = ?");
-    this.#setVersion = db.prepare<[string, string]>('UPDATE agents SET agent_version = ? WHERE id = ?');
-    this.#setTags = db.prepare<[string, string]>('UPDATE agents SET tags = ? WHERE id = ?');
-    this.#setInventory = db.prepare<[string, string, string]>('UPDATE agents SET last_inventory_hash = ?, last_seen = ? WHERE id = ?');
-    this.#dataVersion = db.prepare<[], number>('PRAGMA data_version').pluck();
-    this.#enrollTx = db.transaction((token: string, agent: NewAgent, now: Date) => {
-      const taken = tokens.consume(token, now);
-      if (!taken.ok) return taken;
-      const agentId = this.enroll({ ...agent, tokenId: taken.tokenId }, now);
-      return { ok: true as const, agentId };
-    });
+/** A scope's executor is a transaction's when it can make savepoints (sql/executor.ts). */
+export function inTransaction(ex: SqlExecutor): boolean {
+  return 'savepoint' in ex;
+}
+
+/** What every scope of one store shares about agents: the batched touches and SQLite's report-state cache. */
+class AgentsShared {
+  readonly pendingTouches = new Map<string, string>();
+  touchTimer: NodeJS.Timeout | undefined;
+  /**
+   * SQLite only: what the unchanged fast path reads of each agent, so a heartbeat-like report
+   * costs no row read. This store's writes of those columns drop the agent's entry (before
+   * their commit, see #forget); any other connection's commit (a CLI `agent revoke --db`)
+   * changes PRAGMA data_version, which drops them all before the next read, so a revocation
+   * is seen by the next report.
+   */
+  readonly reportState = new Map<string, AgentReportState>();
+  seenDataVersion = -1;
+  /** Bumped by every drop: a row read before a drop is not kept after it. */
+  generation = 0;
+}
+
+export class Agents {
+  readonly #scope: PartScope;
+  readonly #shared: AgentsShared;
+
+  constructor(scope: PartScope) {
+    this.#scope = scope;
+    this.#shared = scope.shared('agents', () => new AgentsShared());
   }
 
   /** Registers an agent's public key; a key that is enrolled already is refused (AgentRefusedError 'already-enrolled'). */
-  enroll(agent: NewAgent & { tokenId: number | null }, now = new Date()): string {
-    if (this.#byKey.get(agent.publicKey) !== undefined) {
-      throw new AgentRefusedError('already-enrolled', 'this public key is enrolled already: make a new key to enroll again');
-    }
-    const id = randomUUID();
-    this.#insert.run({ id, publicKey: agent.publicKey, hostname: agent.hostname, machineId: agent.machineId, tokenId: agent.tokenId, now: now.toISOString(), agentVersion: agent.agentVersion ?? null });
-    this.#audit.record(`agent:${id}`, 'agent.enroll', `agent:${id}`, JSON.stringify({ hostname: agent.hostname, tokenId: agent.tokenId }), now);
-    return id;
+  enroll(agent: NewAgent & { tokenId: number | null }, now = new Date()): Promise<string> {
+    return this.#scope.atomic(async (s) => {
+      if ((await s.ex.get(byKey, [agent.publicKey])) !== undefined) {
+        throw new AgentRefusedError('already-enrolled', 'this public key is enrolled already: make a new key to enroll again');
+      }
+      const id = randomUUID();
+      await s.ex.run(insert, [id, agent.publicKey, agent.hostname, agent.machineId, agent.tokenId, now.toISOString(), agent.agentVersion ?? null]);
+      await s.store.audit.record(`agent:${id}`, 'agent.enroll', `agent:${id}`, JSON.stringify({ hostname: agent.hostname, tokenId: agent.tokenId }), now);
+      return id;
+    });
   }
 
   /**
    * Token use and enrollment in one transaction: a refused key does not use up the token,
    * and a token's last use cannot enroll two agents.
    */
-  enrollWithToken(token: string, agent: NewAgent, now = new Date()): { ok: true; agentId: string } | { ok: false; reason: TokenRefusal } {
-    return this.#enrollTx.immediate(token, { ...agent, agentVersion: agent.agentVersion ?? null }, now);
+  enrollWithToken(token: string, agent: NewAgent, now = new Date()): Promise<{ ok: true; agentId: string } | { ok: false; reason: TokenRefusal }> {
+    return this.#scope.atomic(async (s) => {
+      const taken = await s.store.tokens.consume(token, now);
+      if (!taken.ok) return taken;
+      const agentId = await s.store.agents.enroll({ ...agent, agentVersion: agent.agentVersion ?? null, tokenId: taken.tokenId }, now);
+      return { ok: true as const, agentId };
+    });
   }
 
-  get(id: string): AgentRecord | undefined {
-    this.flushTouches();
-    const r = this.#byId.get(id);
+  async get(id: string): Promise<AgentRecord | undefined> {
+    await this.#flushOutsideTransaction();
+    const r = await this.#scope.ex.get<AgentRow>(byId, [id]);
     return r === undefined ? undefined : agentOf(r);
   }
 
   /** false when there is no such agent or it was revoked already. */
-  revoke(id: string, actor: string, now = new Date()): boolean {
-    return this.#db.transaction(() => {
-      this.#reportState.delete(id);
-      const changed = this.#revoke.run(now.toISOString(), id).changes === 1;
-      if (changed) this.#audit.record(actor, 'agent.revoke', `agent:${id}`, null, now);
+  revoke(id: string, actor: string, now = new Date()): Promise<boolean> {
+    return this.#scope.atomic(async (s) => {
+      this.#forget(id);
+      const changed = (await s.ex.run(revokeOne, [now.toISOString(), id])) === 1;
+      if (changed) await s.store.audit.record(actor, 'agent.revoke', `agent:${id}`, null, now);
       return changed;
-    })();
+    });
   }
 
-  setConnected(id: string, connected: boolean, now = new Date()): void {
-    this.#setConnected.run(connected ? 1 : 0, now.toISOString(), id);
+  async setConnected(id: string, connected: boolean, now = new Date()): Promise<void> {
+    await this.#scope.ex.run(setConnected, [connected ? 1 : 0, now.toISOString(), id]);
   }
 
-  /** A collector that starts has no connections, whatever the last one left in the table. */
-  markAllDisconnected(): number {
-    return this.#disconnectAll.run().changes;
+  /**
+   * A collector that starts has no connections, whatever the last one left in the table.
+   * (On a PostgreSQL store shared by several collectors this clears the others' agents too:
+   * `connected` has no owner column yet, issue 12.)
+   */
+  markAllDisconnected(): Promise<number> {
+    return this.#scope.ex.run(disconnectAll);
   }
 
   /** last_seen for many agents in one transaction (the gateway's heartbeat tick). */
-  touch(ids: Iterable<string>, now = new Date()): void {
+  async touch(ids: Iterable<string>, now = new Date()): Promise<void> {
     const at = now.toISOString();
-    this.#db.transaction(() => {
-      for (const id of ids) this.#touch.run(at, id);
-    })();
+    await this.#touchAll([...ids].map((id) => [id, at]));
   }
 
-  setVersion(id: string, version: string): void {
-    this.#setVersion.run(version, id);
+  async setVersion(id: string, version: string): Promise<void> {
+    await this.#scope.ex.run(setVersion, [version, id]);
   }
 
-  setTags(id: string, tags: readonly string[], actor: string, now = new Date()): boolean {
-    return this.#db.transaction(() => {
-      const changed = this.#setTags.run(JSON.stringify([...new Set(tags)].sort()), id).changes === 1;
-      if (changed) this.#audit.record(actor, 'agent.tags', `agent:${id}`, JSON.stringify(tags), now);
+  setTags(id: string, tags: readonly string[], actor: string, now = new Date()): Promise<boolean> {
+    return this.#scope.atomic(async (s) => {
+      const changed = (await s.ex.run(setTags, [JSON.stringify([...new Set(tags)].sort()), id])) === 1;
+      if (changed) await s.store.audit.record(actor, 'agent.tags', `agent:${id}`, JSON.stringify(tags), now);
       return changed;
-    })();
+    });
   }
 
-  /** The agent's revocation and last inventory hash, from memory (see #reportState) or its row; no touch is flushed. */
-  reportState(agentId: string): AgentReportState | undefined {
+  /**
+   * The agent's revocation and last inventory hash; no touch is flushed. On SQLite outside a
+   * transaction from memory when it can be (see AgentsShared.reportState). On PostgreSQL always
+   * from the row: other collectors write the same rows and nothing tells this one (no
+   * data_version there), so a cached revocation or inventory hash could be stale.
+   */
+  async reportState(agentId: string): Promise<AgentReportState | undefined> {
+    const ex = this.#scope.ex;
     // Inside a transaction a row may hold what a rollback is about to undo: read, never keep.
-    if (this.#db.inTransaction) {
-      const r = this.#byId.get(agentId);
-      return r === undefined ? undefined : { revokedAt: r.revoked_at, lastInventoryHash: r.last_inventory_hash };
+    if (ex.dialect !== 'sqlite' || inTransaction(ex)) return this.#readState(agentId);
+    const shared = this.#shared;
+    const generation = shared.generation;
+    const version = (await ex.get<{ data_version: number }>(dataVersion))?.data_version ?? 0;
+    if (version !== shared.seenDataVersion) {
+      shared.reportState.clear();
+      shared.seenDataVersion = version;
     }
-    const version = this.#dataVersion.get() as number;
-    if (version !== this.#seenDataVersion) {
-      this.#reportState.clear();
-      this.#seenDataVersion = version;
-    }
-    let state = this.#reportState.get(agentId);
-    if (state === undefined) {
-      const r = this.#byId.get(agentId);
-      if (r === undefined) return undefined;
-      state = { revokedAt: r.revoked_at, lastInventoryHash: r.last_inventory_hash };
-      this.#reportState.set(agentId, state);
-    }
+    const cached = shared.reportState.get(agentId);
+    if (cached !== undefined) return cached;
+    const state = await this.#readState(agentId);
+    // A drop (or another connection's commit) since the version was read: the row may be older than it.
+    if (state !== undefined && generation === shared.generation && version === shared.seenDataVersion) shared.reportState.set(agentId, state);
     return state;
   }
 
+  async #readState(agentId: string): Promise<AgentReportState | undefined> {
+    const r = await this.#scope.ex.get<{ revoked_at: string | null; last_inventory_hash: string | null }>(stateById, [agentId]);
+    return r === undefined ? undefined : { revokedAt: r.revoked_at, lastInventoryHash: r.last_inventory_hash };
+  }
+
+  /**
+   * Drops the agent's cached report state, inside the transaction that writes its row: a drop
+   * (unlike a fill) is right whether that transaction commits or not, and done before the
+   * commit no reader can keep the old row across it (a read under way when it happens is not
+   * kept: `generation`).
+   */
+  #forget(agentId: string): void {
+    this.#shared.reportState.delete(agentId);
+    this.#shared.generation++;
+  }
+
   /** A new inventory stored for the agent, inside the report's transaction. */
-  recordInventory(agentId: string, hash: string, now: Date): void {
-    this.#reportState.delete(agentId);
-    this.#setInventory.run(hash, now.toISOString(), agentId);
+  async recordInventory(agentId: string, hash: string, now: Date): Promise<void> {
+    this.#forget(agentId);
+    await this.#scope.ex.run(setInventory, [hash, now.toISOString(), agentId]);
   }
 
   /** last_seen for one agent now, inside the caller's transaction. */
-  seen(agentId: string, now: Date): void {
-    this.#touch.run(now.toISOString(), agentId);
+  async seen(agentId: string, now: Date): Promise<void> {
+    await this.#scope.ex.run(touchOne, [now.toISOString(), agentId]);
   }
 
-  /** last_seen for one agent, written with others within TOUCH_FLUSH_MS (or before last_seen is read). */
-  seenLater(agentId: string, now: Date): void {
-    this.#pendingTouches.set(agentId, now.toISOString());
-    this.#touchTimer ??= setTimeout(() => {
-      // Closed: whoever closed it flushed first (serve does) or is a test that is done.
-      if (this.#db.open) this.flushTouches();
+  /**
+   * last_seen for one agent, written with others within TOUCH_FLUSH_MS (or before last_seen is
+   * read, or when the store closes). Inside a transaction it is written there at once: a
+   * timer must not run statements on a transaction that will have ended.
+   */
+  async seenLater(agentId: string, now: Date): Promise<void> {
+    if (inTransaction(this.#scope.ex)) {
+      await this.seen(agentId, now);
+      return;
+    }
+    const shared = this.#shared;
+    const at = now.toISOString();
+    const pending = shared.pendingTouches.get(agentId);
+    if (pending === undefined || pending < at) shared.pendingTouches.set(agentId, at);
+    shared.touchTimer ??= setTimeout(() => {
+      // A failure puts the touches back (flushTouches); the next flush or close writes them.
+      this.flushTouches().catch(() => undefined);
     }, TOUCH_FLUSH_MS).unref();
   }
 
-  /** Writes the batched last_seen times in one transaction. */
-  flushTouches(): void {
-    if (this.#touchTimer !== undefined) clearTimeout(this.#touchTimer);
-    this.#touchTimer = undefined;
-    if (this.#pendingTouches.size === 0) return;
-    const pending = [...this.#pendingTouches];
-    this.#pendingTouches.clear();
-    this.#db.transaction(() => {
-      for (const [id, at] of pending) this.#touch.run(at, id);
-    })();
+  /** Writes the batched last_seen times in one transaction (store.close() awaits this). */
+  async flushTouches(): Promise<void> {
+    const shared = this.#shared;
+    if (shared.touchTimer !== undefined) clearTimeout(shared.touchTimer);
+    shared.touchTimer = undefined;
+    if (shared.pendingTouches.size === 0) return;
+    const pending = [...shared.pendingTouches];
+    shared.pendingTouches.clear();
+    try {
+      await this.#touchAll(pending);
+    } catch (err) {
+      for (const [id, at] of pending) {
+        const later = shared.pendingTouches.get(id);
+        if (later === undefined || later < at) shared.pendingTouches.set(id, at);
+      }
+      throw err;
+    }
   }
+
+  /** Reads of last_seen outside a transaction see the batched touches; inside one they are not written (a rollback would lose them). */
+  async #flushOutsideTransaction(): Promise<void> {
+    if (!inTransaction(this.#scope.ex)) await this.flushTouches();
+  }
+
+  /** For the other parts' reads of last_seen (hosts.ts). */
+  flushBeforeRead(): Promise<void> {
+    return this.#flushOutsideTransaction();
+  }
+
+  /** One transaction: on PostgreSQL one statement, on SQLite the prepared statement per agent. */
+  async #touchAll(touches: readonly (readonly [string, string])[]): Promise<void> {
+    if (touches.length === 0) return;
+    await this.#scope.atomic(async (s) => {
+      if (s.ex.dialect === 'postgres') {
+        await s.ex.run(touchMany, [touches.map(([id]) => id), touches.map(([, at]) => at)]);
+        return;
+      }
+      for (const [id, at] of touches) await s.ex.run(touchOne, [at, id]);
+    });
+  }
+}
+
+/**
+ * The synchronous Store.close() (store.ts) on SQLite: the batched touches written with
+ * better-sqlite3's own calls, since a close that returns nothing cannot await the executor.
+ * AsyncStore.close() awaits flushTouches() instead, on both engines.
+ */
+export function flushTouchesNow(db: Db, scope: PartScope): void {
+  const shared = scope.shared('agents', () => new AgentsShared());
+  if (shared.touchTimer !== undefined) clearTimeout(shared.touchTimer);
+  shared.touchTimer = undefined;
+  if (shared.pendingTouches.size === 0) return;
+  const pending = [...shared.pendingTouches];
+  shared.pendingTouches.clear();
+  const touch = db.prepare<[string, string]>(sqliteText(touchOne));
+  db.transaction(() => {
+    for (const [id, at] of pending) touch.run(at, id);
+  })();
 }

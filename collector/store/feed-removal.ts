@@ -5,26 +5,26 @@
  * (collector/store/advisory-changes.ts) and re-judges the hosts the feed covered.
  */
 import { PatchwardenError } from '../../shared/errors.ts';
-import type { Db } from './db.ts';
-import type { Fleet } from './fleet.ts';
+import type { PartScope } from './part-scope.ts';
+import { sql } from './sql/query.ts';
 
 export interface FeedRemoved {
   advisories: number;
   kev: number;
 }
 
-export function removeFeed(db: Db, fleet: Fleet, source: string, actor: string, now = new Date()): FeedRemoved {
-  const known = db.prepare<[string], number>('SELECT 1 FROM feeds WHERE source = ?').pluck();
-  const delAdvisories = db.prepare<[string]>('DELETE FROM advisories WHERE feed = ?');
-  const delKev = db.prepare<[string]>('DELETE FROM kev WHERE feed = ?');
-  const delFeed = db.prepare<[string]>('DELETE FROM feeds WHERE source = ?');
-  return db
-    .transaction((): FeedRemoved => {
-      if (known.get(source) === undefined) throw new PatchwardenError(`no feed is named ${JSON.stringify(source)} (feed list shows the names)`, 'PW_ERR_FEED_UNKNOWN');
-      const removed = { advisories: delAdvisories.run(source).changes, kev: delKev.run(source).changes };
-      delFeed.run(source);
-      fleet.audit.record(actor, 'feed.remove', `feed:${source}`, JSON.stringify(removed), now);
-      return removed;
-    })
-    .immediate();
+const known = sql('SELECT 1 AS known FROM feeds WHERE source = ?');
+const deleteAdvisories = sql('DELETE FROM advisories WHERE feed = ?');
+const deleteKev = sql('DELETE FROM kev WHERE feed = ?');
+// feed_coverage and epss_meta go with the row (ON DELETE CASCADE), and epss with epss_meta (its trigger).
+const deleteFeed = sql('DELETE FROM feeds WHERE source = ?');
+
+export function removeFeed(scope: PartScope, source: string, actor: string, now = new Date()): Promise<FeedRemoved> {
+  return scope.atomic(async ({ ex, store }): Promise<FeedRemoved> => {
+    if ((await ex.get(known, [source])) === undefined) throw new PatchwardenError(`no feed is named ${JSON.stringify(source)} (feed list shows the names)`, 'PW_ERR_FEED_UNKNOWN');
+    const removed = { advisories: await ex.run(deleteAdvisories, [source]), kev: await ex.run(deleteKev, [source]) };
+    await ex.run(deleteFeed, [source]);
+    await store.audit.record(actor, 'feed.remove', `feed:${source}`, JSON.stringify(removed), now);
+    return removed;
+  });
 }

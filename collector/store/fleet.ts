@@ -1,26 +1,16 @@
 /**
- * The fleet in the store, in the parts that change together: the audit log, enrollment
- * tokens, agents, their reports and each host's current state. All parts of one Fleet
- * share one connection, so a change in one part and its audit row commit together.
+ * What is left of the fleet's synchronous parts: the audit log, which the parts still on
+ * SQLite's synchronous calls write in their own transactions (API tokens, exceptions, feed
+ * removal). Enrollment tokens, agents, reports, hosts and report imports are on the shared
+ * executor (store.ts ON_EXECUTOR) and reached through the asynchronous store.
  */
-import { Agents } from './agents.ts';
 import { AuditLog } from './audit-log.ts';
 import type { Db } from './db.ts';
-import { EnrollmentTokens } from './enrollment-tokens.ts';
-import { Hosts } from './hosts.ts';
-import { Reports } from './reports.ts';
 
 export interface Fleet {
   audit: AuditLog;
-  tokens: EnrollmentTokens;
-  agents: Agents;
-  reports: Reports;
-  hosts: Hosts;
 }
 
 export function fleetOn(db: Db): Fleet {
-  const audit = new AuditLog(db);
-  const tokens = new EnrollmentTokens(db, audit);
-  const agents = new Agents(db, audit, tokens);
-  return { audit, tokens, agents, reports: new Reports(db, agents), hosts: new Hosts(db, agents) };
+  return { audit: new AuditLog(db) };
 }

@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { before, describe, it, type TestContext } from 'node:test';
+import { before, test, type TestContext } from 'node:test';
 import { collectInventory } from '../../agent/inventory/inventory.ts';
 import { inventoryHash } from '../../shared/inventory-hash.ts';
 import type { Inventory } from '../../shared/protocol.ts';
 import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixtures.ts';
-import type { HostFilter } from './hosts.ts';
-import { tempFleet, enrollAgent as enroll, FLEET_NOW } from '../../shared/testing/store-fixtures.ts';
+import { type Engine, onEachEngine } from '../../shared/testing/store-engines.ts';
+import { enrollAgent as enroll, FLEET_NOW } from '../../shared/testing/store-fixtures.ts';
+import type { HostFilter, HostListItem } from './hosts.ts';
+import { sql } from './sql/query.ts';
 
 const NOW = FLEET_NOW;
 
@@ -18,9 +20,22 @@ before(async () => {
   rhel = inventoryOf('AlmaLinux:9', 'rpm', rhel95Packages());
 });
 
-describe('Hosts.page', () => {
+const setHostContent = sql('UPDATE hosts SET findings_content = ? WHERE agent_id = ?');
+const hostContent = sql('SELECT findings_content, findings_since FROM hosts WHERE agent_id = ?');
+const historyRow = sql(
+  "INSERT INTO finding_history (host, advisory, package, first_seen, last_seen, resolved, status, finding) VALUES (?, 'ALSA-2025:1', 'bind', '2026-01-01', '2026-01-01', NULL, 'open', '{}')",
+);
+const exceptionRow = sql("INSERT INTO exceptions (advisory, package, host, owner, reason, expires, created_at) VALUES ('ALSA-2025:1', NULL, ?, 'sec', 'waf', ?, ?)");
+
+async function all(hosts: AsyncIterable<HostListItem>): Promise<HostListItem[]> {
+  const out: HostListItem[] = [];
+  for await (const h of hosts) out.push(h);
+  return out;
+}
+
+onEachEngine('Hosts.page', (engine: Engine) => {
   async function fleetOf(t: TestContext, n: number) {
-    const { db, fleet } = await tempFleet(t);
+    const { store: fleet } = await engine.open(t);
     const ids: string[] = [];
     for (let i = 0; i < n; i++) {
       const debian = i % 2 === 0;
@@ -30,21 +45,21 @@ describe('Hosts.page', () => {
         host: { ...base.host, hostname: `host-${String(i % 10).padStart(2, '0')}` },
         reboot: { ...base.reboot, required: i % 3 === 0 },
       };
-      const id = enroll(fleet, inv.host.hostname);
-      fleet.reports.ingest(id, randomUUID(), inventoryHash(inv), inv, new Date(NOW.getTime() + i * 1000));
-      if (i % 4 === 0) fleet.agents.setTags(id, ['prod'], 'test', NOW);
+      const id = await enroll(fleet, inv.host.hostname);
+      await fleet.reports.ingest(id, randomUUID(), inventoryHash(inv), inv, new Date(NOW.getTime() + i * 1000));
+      if (i % 4 === 0) await fleet.agents.setTags(id, ['prod'], 'test', NOW);
       ids.push(id);
     }
-    return { db, fleet, ids };
+    return { fleet, ids };
   }
 
-  it('pages of 7 over 25 hosts (hostnames repeat) give each host once, in (hostname, id) order', async (t) => {
+  test('pages of 7 over 25 hosts (hostnames repeat) give each host once, in (hostname, id) order', async (t) => {
     const { fleet, ids } = await fleetOf(t, 25);
     const seen: string[] = [];
     let after: readonly [string, string] | undefined;
     let pages = 0;
     for (;;) {
-      const page = fleet.hosts.page({ limit: 7, after });
+      const page = await fleet.hosts.page({ limit: 7, after });
       pages++;
       seen.push(...page.hosts.map((h) => `${h.hostname} ${h.agentId}`));
       const last = page.hosts[page.hosts.length - 1];
@@ -55,7 +70,7 @@ describe('Hosts.page', () => {
     assert.equal(seen.length, 25);
     assert.deepEqual(seen, [...seen].sort());
     assert.deepEqual(new Set(seen.map((s) => s.split(' ')[1])), new Set(ids));
-    assert.deepEqual([...fleet.hosts.all({}, 7)].map((h) => `${h.hostname} ${h.agentId}`), seen, 'all() walks the same pages');
+    assert.deepEqual((await all(fleet.hosts.all({}, 7))).map((h) => `${h.hostname} ${h.agentId}`), seen, 'all() walks the same pages');
   });
 
   const filters: { name: string; q: HostFilter; expect: (i: number) => boolean }[] = [
@@ -65,19 +80,73 @@ describe('Hosts.page', () => {
     { name: 'tag prod', q: { tag: 'prod' }, expect: (i) => i % 4 === 0 },
     { name: 'seenSince +10 s', q: { seenSince: new Date(NOW.getTime() + 10_000).toISOString() }, expect: (i) => i >= 10 },
     { name: 'ecosystem AlmaLinux:9 and tag prod', q: { ecosystem: 'AlmaLinux:9', tag: 'prod' }, expect: () => false },
+    { name: 'covered: in AlmaLinux:9', q: { coverage: { in: ['AlmaLinux:9'] } }, expect: (i) => i % 2 === 1 },
+    { name: 'covered: out of AlmaLinux:9', q: { coverage: { out: ['AlmaLinux:9'] } }, expect: (i) => i % 2 === 0 },
+    { name: 'hostname prefix host-0', q: { hostnamePrefix: 'host-0' }, expect: (i) => i % 10 < 10 },
+    { name: 'hostname prefix host-03', q: { hostnamePrefix: 'host-03' }, expect: (i) => i % 10 === 3 },
   ];
   for (const f of filters) {
-    it(`filter ${f.name}`, async (t) => {
+    test(`filter ${f.name}`, async (t) => {
       const { fleet, ids } = await fleetOf(t, 16);
-      const got = fleet.hosts.page({ ...f.q, limit: 1000 }).hosts.map((h) => h.agentId).sort();
+      const got = (await fleet.hosts.page({ ...f.q, limit: 1000 })).hosts.map((h) => h.agentId).sort();
       assert.deepEqual(got, ids.filter((_, i) => f.expect(i)).sort());
     });
   }
 
-  it('setFindingCounts shows in the host summary', async (t) => {
+  test('setFindingCounts shows in the host summary', async (t) => {
     const { fleet, ids } = await fleetOf(t, 1);
-    fleet.hosts.setFindingCounts(ids[0]!, 12, 3);
-    assert.deepEqual([fleet.hosts.get(ids[0]!)?.openFindings, fleet.hosts.get(ids[0]!)?.overdueFindings], [12, 3]);
+    await fleet.hosts.setFindingCounts(ids[0]!, 12, 3);
+    assert.deepEqual([(await fleet.hosts.get(ids[0]!))?.openFindings, (await fleet.hosts.get(ids[0]!))?.overdueFindings], [12, 3]);
+  });
+
+  test('setContentFindingCounts: a host laid over the content (or over none yet, which adopts it) takes its counts; one with its own history, another content or an exception in force does not', async (t) => {
+    const { store: fleet, sql: db } = await engine.open(t);
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const id = await enroll(fleet, `h${i}`);
+      await fleet.reports.ingest(id, randomUUID(), inventoryHash(rhel), { ...rhel, host: { ...rhel.host, hostname: `h${i}` } }, NOW);
+      ids.push(id);
+    }
+    const [adopts, laid, ownHistory, otherContent, excepted] = ids as [string, string, string, string, string];
+    await db.run(setHostContent, ['c1', laid]);
+    await db.run(setHostContent, ['c1', excepted]);
+    await db.run(setHostContent, ['c2', otherContent]);
+    await db.run(historyRow, [ownHistory]);
+    await db.run(exceptionRow, [excepted, '2027-01-01T00:00:00.000Z', NOW.toISOString()]);
+    const items = [...ids].sort().map((agentId) => ({ agentId, content: 'c1', open: 4, overdue: 1 }));
+    const r = await fleet.hosts.setContentFindingCounts(items, NOW);
+    assert.equal(r.set, 2);
+    assert.deepEqual([...r.others].sort(), [ownHistory, otherContent, excepted].sort());
+    const counts = async (id: string) => {
+      const h = await fleet.hosts.get(id);
+      return [h?.openFindings, h?.overdueFindings];
+    };
+    assert.deepEqual(await counts(adopts), [4, 1]);
+    assert.deepEqual(await counts(laid), [4, 1]);
+    for (const id of [ownHistory, otherContent, excepted]) assert.deepEqual(await counts(id), [0, 0]);
+    assert.deepEqual(await db.get(hostContent, [adopts]), { findings_content: 'c1', findings_since: NOW.toISOString() });
+    assert.deepEqual(await fleet.hosts.setContentFindingCounts([], NOW), { set: 0, others: [] });
+  });
+
+  test('ids: every agent with a stored inventory, in id order', async (t) => {
+    const { fleet, ids } = await fleetOf(t, 6);
+    await enroll(fleet, 'no-report-yet');
+    assert.deepEqual(await fleet.hosts.ids(), [...ids].sort());
+  });
+
+  test('all() pages stay stable while hosts report in between: each host once, in order', async (t) => {
+    const { fleet, ids } = await fleetOf(t, 12);
+    const seen: string[] = [];
+    let i = 0;
+    for await (const h of fleet.hosts.all({}, 3)) {
+      seen.push(`${h.hostname} ${h.agentId}`);
+      // A report between pages (each step reads a page at a time): the host's row changes, not its place.
+      const id = ids[i++ % ids.length] as string;
+      await fleet.reports.ingest(id, randomUUID(), inventoryHash(rhel), { ...rhel, host: { ...rhel.host, hostname: (await fleet.hosts.get(id))?.hostname ?? 'x' } }, NOW);
+    }
+    assert.equal(seen.length, 12);
+    assert.deepEqual(seen, [...seen].sort());
+    assert.deepEqual(new Set(seen.map((x) => x.split(' ')[1])), new Set(ids));
   });
 });
 

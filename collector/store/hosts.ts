@@ -6,8 +6,8 @@
  * unchanged report.
  */
 import { LIMITS } from '../../shared/protocol.ts';
-import type { Agents } from './agents.ts';
-import type { Db } from './db.ts';
+import type { PartScope } from './part-scope.ts';
+import { sql } from './sql/query.ts';
 
 export interface HostSummary {
   agentId: string;
@@ -110,75 +110,120 @@ function prefixEnd(prefix: string): string {
   return prefix.slice(0, -1) + String.fromCharCode(last + 1);
 }
 
-export class Hosts {
-  readonly #agents: Agents;
-  readonly #page;
-  readonly #byId;
-  readonly #ids;
-  readonly #setFindings;
-  readonly #adoptContent;
-  readonly #setContentCounts;
+const hostColumns = `h.agent_id, h.hostname, h.ecosystem, h.package_count, h.kernel_release, h.kernel_managed, h.reboot_required,
+   h.last_report_id, h.last_report_at, h.open_findings, h.overdue_findings, a.connected, a.last_seen, a.revoked_at, a.tags,
+   a.machine_id, r.content_hash
+   FROM hosts h JOIN agents a ON a.id = h.agent_id JOIN reports r ON r.agent_id = h.agent_id AND r.id = h.last_report_id`;
 
-  constructor(db: Db, agents: Agents) {
-    this.#agents = agents;
-    const hostColumns = `h.agent_id, h.hostname, h.ecosystem, h.package_count, h.kernel_release, h.kernel_managed, h.reboot_required,
-       h.last_report_id, h.last_report_at, h.open_findings, h.overdue_findings, a.connected, a.last_seen, a.revoked_at, a.tags,
-       a.machine_id, r.content_hash
-       FROM hosts h JOIN agents a ON a.id = h.agent_id JOIN reports r ON r.agent_id = h.agent_id AND r.id = h.last_report_id`;
-    // One statement for every filter combination: a NULL parameter switches its filter off.
-    this.#page = db.prepare<Record<string, string | number | null>, HostRow>(
-      `SELECT ${hostColumns}
-       WHERE (@ecosystem IS NULL OR h.ecosystem = @ecosystem)
-         AND (@coveredIn IS NULL OR (h.ecosystem IN (SELECT value FROM json_each(@coveredIn)) AND h.package_count BETWEEN 1 AND @maxPackages))
-         AND (@coveredOut IS NULL OR h.ecosystem IS NULL OR h.ecosystem NOT IN (SELECT value FROM json_each(@coveredOut))
-              OR h.package_count NOT BETWEEN 1 AND @maxPackages)
-         AND (@reboot IS NULL OR h.reboot_required = @reboot)
-         AND (@seenSince IS NULL OR a.last_seen >= @seenSince)
-         AND (@tag IS NULL OR EXISTS (SELECT 1 FROM json_each(a.tags) t WHERE t.value = @tag))
-         AND (@prefix IS NULL OR (h.hostname >= @prefix AND h.hostname < @prefixEnd))
-         AND (@afterName IS NULL OR (h.hostname, h.agent_id) > (@afterName, @afterId))
-       ORDER BY h.hostname, h.agent_id LIMIT @limit`,
-    );
-    this.#byId = db.prepare<[string], HostRow>(`SELECT ${hostColumns} WHERE h.agent_id = ?`);
-    this.#ids = db.prepare<[], string>('SELECT agent_id FROM hosts ORDER BY agent_id').pluck();
-    this.#setFindings = db.prepare<[number, number, string]>('UPDATE hosts SET open_findings = ?, overdue_findings = ? WHERE agent_id = ?');
-    this.#adoptContent = db.prepare<[string, string, string]>(
-      `UPDATE hosts SET findings_content = ?, findings_since = ? WHERE agent_id = ?
-       AND findings_content IS NULL AND NOT EXISTS (SELECT 1 FROM finding_history WHERE host = hosts.agent_id)`,
-    );
-    this.#setContentCounts = db.prepare<[number, number, string, string, string]>(
-      `UPDATE hosts SET open_findings = ?, overdue_findings = ? WHERE agent_id = ? AND findings_content = ?
-       AND NOT EXISTS (SELECT 1 FROM exceptions e WHERE e.host = hosts.agent_id AND e.expires > ?)`,
-    );
+/**
+ * One statement for every filter combination: a NULL parameter switches its filter off.
+ * Parameters: ecosystem x2, coveredIn x2, maxPackages, coveredOut x2, maxPackages, reboot x2,
+ * seenSince x2, tag x2, prefix x2, prefixEnd, afterName x2, afterId, limit. On PostgreSQL
+ * each parameter's type is cast (a bare `$1 IS NULL` has none), the JSON lists are read
+ * with jsonb functions, and names compare and sort as bytes (COLLATE "C"), as SQLite's do:
+ * the order of pages and the prefix range (prefixEnd) depend on it.
+ */
+const page = sql({
+  sqlite: `SELECT ${hostColumns}
+   WHERE (? IS NULL OR h.ecosystem = ?)
+     AND (? IS NULL OR (h.ecosystem IN (SELECT value FROM json_each(?)) AND h.package_count BETWEEN 1 AND ?))
+     AND (? IS NULL OR h.ecosystem IS NULL OR h.ecosystem NOT IN (SELECT value FROM json_each(?))
+          OR h.package_count NOT BETWEEN 1 AND ?)
+     AND (? IS NULL OR h.reboot_required = ?)
+     AND (? IS NULL OR a.last_seen >= ?)
+     AND (? IS NULL OR EXISTS (SELECT 1 FROM json_each(a.tags) t WHERE t.value = ?))
+     AND (? IS NULL OR (h.hostname >= ? AND h.hostname < ?))
+     AND (? IS NULL OR (h.hostname, h.agent_id) > (?, ?))
+   ORDER BY h.hostname, h.agent_id LIMIT ?`,
+  postgres: `SELECT ${hostColumns}
+   WHERE (?::text IS NULL OR h.ecosystem = ?::text)
+     AND (?::text IS NULL OR (h.ecosystem IN (SELECT jsonb_array_elements_text(?::jsonb)) AND h.package_count BETWEEN 1 AND ?::bigint))
+     AND (?::text IS NULL OR h.ecosystem IS NULL OR h.ecosystem NOT IN (SELECT jsonb_array_elements_text(?::jsonb))
+          OR h.package_count NOT BETWEEN 1 AND ?::bigint)
+     AND (?::bigint IS NULL OR h.reboot_required = ?::bigint)
+     AND (?::text IS NULL OR a.last_seen >= ?::text)
+     AND (?::text IS NULL OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(a.tags::jsonb) t WHERE t = ?::text))
+     AND (?::text IS NULL OR (h.hostname COLLATE "C" >= ?::text AND h.hostname COLLATE "C" < ?::text))
+     AND (?::text IS NULL OR (h.hostname COLLATE "C", h.agent_id COLLATE "C") > (?::text, ?::text))
+   ORDER BY h.hostname COLLATE "C", h.agent_id COLLATE "C" LIMIT ?::bigint`,
+});
+const byId = sql(`SELECT ${hostColumns} WHERE h.agent_id = ?`);
+const ids = sql({ sqlite: 'SELECT agent_id FROM hosts ORDER BY agent_id', postgres: 'SELECT agent_id FROM hosts ORDER BY agent_id COLLATE "C"' });
+const setFindings = sql('UPDATE hosts SET open_findings = ?, overdue_findings = ? WHERE agent_id = ?');
+const adoptContent = sql(
+  `UPDATE hosts SET findings_content = ?, findings_since = ? WHERE agent_id = ?
+   AND findings_content IS NULL AND NOT EXISTS (SELECT 1 FROM finding_history WHERE host = hosts.agent_id)`,
+);
+const setContentCounts = sql(
+  `UPDATE hosts SET open_findings = ?, overdue_findings = ? WHERE agent_id = ? AND findings_content = ?
+   AND NOT EXISTS (SELECT 1 FROM exceptions e WHERE e.host = hosts.agent_id AND e.expires > ?)`,
+);
+/** The two above for a whole batch on PostgreSQL, a statement each (counts travel as text: arrays are text[]). */
+const adoptContentMany = sql({
+  postgres: `UPDATE hosts h SET findings_content = t.content, findings_since = ?
+             FROM unnest(?::text[], ?::text[]) AS t (agent_id, content)
+             WHERE h.agent_id = t.agent_id AND h.findings_content IS NULL
+               AND NOT EXISTS (SELECT 1 FROM finding_history WHERE host = h.agent_id)`,
+});
+const setContentCountsMany = sql({
+  postgres: `UPDATE hosts h SET open_findings = t.open::bigint, overdue_findings = t.overdue::bigint
+             FROM unnest(?::text[], ?::text[], ?::text[], ?::text[]) AS t (agent_id, content, open, overdue)
+             WHERE h.agent_id = t.agent_id AND h.findings_content = t.content
+               AND NOT EXISTS (SELECT 1 FROM exceptions e WHERE e.host = h.agent_id AND e.expires > ?)
+             RETURNING h.agent_id`,
+});
+
+export class Hosts {
+  readonly #scope: PartScope;
+
+  constructor(scope: PartScope) {
+    this.#scope = scope;
   }
 
   /** One page in (hostname, agent id) order; `more` says whether another follows its last host. */
-  page(q: HostPageQuery): { hosts: HostListItem[]; more: boolean } {
-    this.#agents.flushTouches();
+  async page(q: HostPageQuery): Promise<{ hosts: HostListItem[]; more: boolean }> {
+    await this.#scope.store.agents.flushBeforeRead();
     const limit = Math.min(Math.max(Math.trunc(q.limit), 1), MAX_PAGE);
     const prefix = q.hostnamePrefix === undefined || q.hostnamePrefix === '' ? null : q.hostnamePrefix;
-    const rows = this.#page.all({
-      ecosystem: q.ecosystem ?? null,
-      coveredIn: q.coverage !== undefined && 'in' in q.coverage ? JSON.stringify(q.coverage.in) : null,
-      coveredOut: q.coverage !== undefined && 'out' in q.coverage ? JSON.stringify(q.coverage.out) : null,
-      maxPackages: LIMITS.packages,
-      reboot: q.rebootRequired === undefined ? null : q.rebootRequired ? 1 : 0,
-      seenSince: q.seenSince ?? null,
-      tag: q.tag ?? null,
+    const ecosystem = q.ecosystem ?? null;
+    const coveredIn = q.coverage !== undefined && 'in' in q.coverage ? JSON.stringify(q.coverage.in) : null;
+    const coveredOut = q.coverage !== undefined && 'out' in q.coverage ? JSON.stringify(q.coverage.out) : null;
+    const reboot = q.rebootRequired === undefined ? null : q.rebootRequired ? 1 : 0;
+    const seenSince = q.seenSince ?? null;
+    const tag = q.tag ?? null;
+    const afterName = q.after?.[0] ?? null;
+    const afterId = q.after?.[1] ?? null;
+    const rows = await this.#scope.ex.all<HostRow>(page, [
+      ecosystem,
+      ecosystem,
+      coveredIn,
+      coveredIn,
+      LIMITS.packages,
+      coveredOut,
+      coveredOut,
+      LIMITS.packages,
+      reboot,
+      reboot,
+      seenSince,
+      seenSince,
+      tag,
+      tag,
       prefix,
-      prefixEnd: prefix === null ? null : prefixEnd(prefix),
-      afterName: q.after?.[0] ?? null,
-      afterId: q.after?.[1] ?? null,
-      limit: limit + 1,
-    });
+      prefix,
+      prefix === null ? null : prefixEnd(prefix),
+      afterName,
+      afterName,
+      afterId,
+      limit + 1,
+    ]);
     return { hosts: rows.slice(0, limit).map(hostOf), more: rows.length > limit };
   }
 
-  /** Every host that passes the filter, in listing order, a page at a time. */
-  *all(filter: HostFilter = {}, pageSize = MAX_PAGE): Generator<HostListItem> {
+  /** Every host that passes the filter, in listing order, a page (one query) at a time. */
+  async *all(filter: HostFilter = {}, pageSize = MAX_PAGE): AsyncGenerator<HostListItem> {
     let after: readonly [string, string] | undefined;
     for (;;) {
-      const { hosts, more } = this.page({ ...filter, after, limit: pageSize });
+      const { hosts, more } = await this.page({ ...filter, after, limit: pageSize });
       yield* hosts;
       const last = hosts[hosts.length - 1];
       if (!more || last === undefined) return;
@@ -187,19 +232,19 @@ export class Hosts {
   }
 
   /** One host as the listing shows it, or undefined before its first report. */
-  get(agentId: string): HostListItem | undefined {
-    this.#agents.flushTouches();
-    const r = this.#byId.get(agentId);
+  async get(agentId: string): Promise<HostListItem | undefined> {
+    await this.#scope.store.agents.flushBeforeRead();
+    const r = await this.#scope.ex.get<HostRow>(byId, [agentId]);
     return r === undefined ? undefined : hostOf(r);
   }
 
   /** Agents that have a stored inventory, in id order. */
-  ids(): string[] {
-    return this.#ids.all();
+  async ids(): Promise<string[]> {
+    return (await this.#scope.ex.all<{ agent_id: string }>(ids)).map((r) => r.agent_id);
   }
 
-  setFindingCounts(agentId: string, open: number, overdue: number): void {
-    this.#setFindings.run(open, overdue, agentId);
+  async setFindingCounts(agentId: string, open: number, overdue: number): Promise<void> {
+    await this.#scope.ex.run(setFindings, [open, overdue, agentId]);
   }
 
   /**
@@ -210,13 +255,28 @@ export class Hosts {
    * agent id order: a fleet's hosts of one content lie all over the table, and in id order
    * each page of it is written once per batch instead of once per content.
    */
-  setContentFindingCounts(items: readonly { agentId: string; content: string; open: number; overdue: number }[], now: Date): { set: number; others: string[] } {
+  async setContentFindingCounts(
+    items: readonly { agentId: string; content: string; open: number; overdue: number }[],
+    now: Date,
+  ): Promise<{ set: number; others: string[] }> {
     const at = now.toISOString();
+    const ex = this.#scope.ex;
+    if (ex.dialect === 'postgres') {
+      if (items.length === 0) return { set: 0, others: [] };
+      const ids = items.map((x) => x.agentId);
+      await ex.run(adoptContentMany, [at, ids, items.map((x) => x.content)]);
+      const done = new Set(
+        (
+          await ex.all<{ agent_id: string }>(setContentCountsMany, [ids, items.map((x) => x.content), items.map((x) => String(x.open)), items.map((x) => String(x.overdue)), at])
+        ).map((r) => r.agent_id),
+      );
+      return { set: done.size, others: ids.filter((id) => !done.has(id)) };
+    }
     let set = 0;
     const others: string[] = [];
     for (const x of items) {
-      this.#adoptContent.run(x.content, at, x.agentId);
-      if (this.#setContentCounts.run(x.open, x.overdue, x.agentId, x.content, at).changes === 1) set++;
+      await ex.run(adoptContent, [x.content, at, x.agentId]);
+      if ((await ex.run(setContentCounts, [x.open, x.overdue, x.agentId, x.content, at])) === 1) set++;
       else others.push(x.agentId);
     }
     return { set, others };

@@ -97,7 +97,7 @@ describe('AsyncStore over SQLite', () => {
     // Real AlmaLinux 9 advisories: 1,783 of them, so two pages and a part of a paged read.
     const alma = await loadOsv(dataPath('osv', 'almalinux9.osv.jsonl.gz'));
     assert.ok(alma.length > 1500, `${alma.length} advisories`);
-    store.advisories.importFeed({ source: 'alma9', kind: 'file', location: null }, alma, [], NOW);
+    await store.async.advisories.importFeed({ source: 'alma9', kind: 'file', location: null }, alma, [], NOW);
     const read: string[] = [];
     for await (const a of store.async.advisories.allAdvisories()) {
       read.push(`${a.source}/${a.id}`);

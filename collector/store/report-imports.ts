@@ -13,9 +13,9 @@
  */
 import { PatchwardenError } from '../../shared/errors.ts';
 import type { Inventory } from '../../shared/protocol.ts';
-import type { Db } from './db.ts';
-import type { Fleet } from './fleet.ts';
+import type { PartScope } from './part-scope.ts';
 import type { IngestResult } from './reports.ts';
+import { sql } from './sql/query.ts';
 
 export interface FileReport {
   agentId: string;
@@ -29,48 +29,47 @@ export interface FileReport {
 
 export type ImportStatus = 'stored' | 'unchanged' | 'duplicate';
 
-export class ReportImports {
-  readonly #importTx;
-  readonly #since;
-  readonly #lastSeq;
+const imported = sql('SELECT 1 AS one FROM report_imports WHERE agent_id = ? AND report_id = ?');
+const reported = sql('SELECT 1 AS one FROM reports WHERE agent_id = ? AND id = ?');
+const lastReport = sql('SELECT last_report_at FROM hosts WHERE agent_id = ?');
+const insert = sql(
+  'INSERT INTO report_imports (report_id, agent_id, status, created_at, file_sha256, imported_at, imported_by) VALUES (?, ?, ?, ?, ?, ?, ?)',
+);
+const lastSeq = sql('SELECT coalesce(max(seq), 0) AS seq FROM report_imports');
+const since = sql('SELECT seq, agent_id FROM report_imports WHERE seq > ? ORDER BY seq');
 
-  constructor(db: Db, fleet: Fleet) {
-    const imported = db.prepare<[string, string], { one: number }>('SELECT 1 AS one FROM report_imports WHERE agent_id = ? AND report_id = ?');
-    const reported = db.prepare<[string, string], { one: number }>('SELECT 1 AS one FROM reports WHERE agent_id = ? AND id = ?');
-    const lastReport = db.prepare<[string], string>('SELECT last_report_at FROM hosts WHERE agent_id = ?').pluck();
-    const insert = db.prepare<[string, string, string, string, string, string, string]>(
-      'INSERT INTO report_imports (report_id, agent_id, status, created_at, file_sha256, imported_at, imported_by) VALUES (?, ?, ?, ?, ?, ?, ?)',
-    );
-    this.#lastSeq = db.prepare<[], number>('SELECT coalesce(max(seq), 0) FROM report_imports').pluck();
-    this.#since = db.prepare<[number], { seq: number; agent_id: string }>('SELECT seq, agent_id FROM report_imports WHERE seq > ? ORDER BY seq');
-    this.#importTx = db.transaction((r: FileReport, actor: string, now: Date): ImportStatus => {
-      if ((imported.get(r.agentId, r.reportId) ?? reported.get(r.agentId, r.reportId)) !== undefined) return 'duplicate';
+export class ReportImports {
+  readonly #scope: PartScope;
+
+  constructor(scope: PartScope) {
+    this.#scope = scope;
+  }
+
+  import(r: FileReport, actor: string, now = new Date()): Promise<ImportStatus> {
+    return this.#scope.atomic(async (s): Promise<ImportStatus> => {
+      if (((await s.ex.get(imported, [r.agentId, r.reportId])) ?? (await s.ex.get(reported, [r.agentId, r.reportId]))) !== undefined) return 'duplicate';
       const createdAt = r.createdAt.toISOString();
-      const last = lastReport.get(r.agentId);
+      const last = (await s.ex.get<{ last_report_at: string }>(lastReport, [r.agentId]))?.last_report_at;
       if (last !== undefined && createdAt <= last) {
         throw new PatchwardenError(
           `the report was written at ${createdAt}, but the collector holds a newer inventory of this host (${last}): storing it would roll the host back`,
           'PW_ERR_FILE_STALE',
         );
       }
-      const result: IngestResult = fleet.reports.ingest(r.agentId, r.reportId, r.hash, r.inventory, r.createdAt);
+      const result: IngestResult = await s.store.reports.ingest(r.agentId, r.reportId, r.hash, r.inventory, r.createdAt);
       const status = result.status === 'stored' ? 'stored' : 'unchanged';
-      insert.run(r.reportId, r.agentId, status, createdAt, r.fileSha256, now.toISOString(), actor);
-      fleet.audit.record(actor, 'report.import', `agent:${r.agentId}`, JSON.stringify({ report: r.reportId, status, createdAt, sha256: r.fileSha256 }), now);
+      await s.ex.run(insert, [r.reportId, r.agentId, status, createdAt, r.fileSha256, now.toISOString(), actor]);
+      await s.store.audit.record(actor, 'report.import', `agent:${r.agentId}`, JSON.stringify({ report: r.reportId, status, createdAt, sha256: r.fileSha256 }), now);
       return status;
     });
   }
 
-  import(report: FileReport, actor: string, now = new Date()): ImportStatus {
-    return this.#importTx.immediate(report, actor, now);
-  }
-
-  lastSeq(): number {
-    return this.#lastSeq.get() ?? 0;
+  async lastSeq(): Promise<number> {
+    return (await this.#scope.ex.get<{ seq: number }>(lastSeq))?.seq ?? 0;
   }
 
   /** Imports after `seq`, oldest first: what a serving collector has not correlated yet. */
-  since(seq: number): { seq: number; agentId: string }[] {
-    return this.#since.all(seq).map((r) => ({ seq: r.seq, agentId: r.agent_id }));
+  async since(seq: number): Promise<{ seq: number; agentId: string }[]> {
+    return (await this.#scope.ex.all<{ seq: number; agent_id: string }>(since, [seq])).map((r) => ({ seq: r.seq, agentId: r.agent_id }));
   }
 }

@@ -16,8 +16,14 @@ async function tempPath(t: TestContext): Promise<string> {
   return join(dir, 'c.db');
 }
 
-function enroll(store: ReturnType<typeof openStore>, hostname: string): string {
-  return store.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname, machineId: null, tokenId: null }, NOW);
+function enroll(store: ReturnType<typeof openStore>, hostname: string): Promise<string> {
+  return store.async.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname, machineId: null, tokenId: null }, NOW);
+}
+
+/** A write through the audit log, the last part on SQLite's synchronous calls, for the synchronous transactions. */
+function auditRow(store: ReturnType<typeof openStore>, name: string): string {
+  store.audit.record('test', 'api-token.create', `api-token:${name}`, null, NOW);
+  return name;
 }
 
 describe('openStore (sqlite)', () => {
@@ -27,13 +33,13 @@ describe('openStore (sqlite)', () => {
       store.close();
     });
     assert.equal(store.kind, 'sqlite');
-    const id = enroll(store, 'web-1');
-    assert.equal(store.agents.get(id)?.hostname, 'web-1');
+    const id = await enroll(store, 'web-1');
+    assert.equal((await store.async.agents.get(id))?.hostname, 'web-1');
     assert.deepEqual(store.audit.list({ limit: 10 }).entries.map((e) => e.action), ['agent.enroll']);
-    assert.deepEqual(store.advisories.feeds(), []);
+    assert.deepEqual(await store.async.advisories.feeds(), []);
     assert.deepEqual(await store.async.apiTokens.list(), []);
     assert.equal((await store.async.rollouts.list()).length, 0);
-    assert.equal(store.reportImports.lastSeq(), 0);
+    assert.equal(await store.async.reportImports.lastSeq(), 0);
   });
 
   it('inTransaction: a throw rolls back every part written inside it', async (t) => {
@@ -44,15 +50,13 @@ describe('openStore (sqlite)', () => {
     assert.throws(
       () =>
         store.inTransaction(() => {
-          enroll(store, 'web-1');
-          // API tokens and exceptions are on the asynchronous store now: the synchronous audit log stands in as the second part.
-          store.audit.record('test', 'api-token.create', 'api-token:ci', null, NOW);
+          auditRow(store, 'web-1');
           throw new Error('changed my mind');
         }),
       /changed my mind/,
     );
-    assert.deepEqual([await store.async.apiTokens.list(), store.audit.list({ limit: 10 }).entries], [[], []]);
-    assert.equal(store.inTransaction(() => enroll(store, 'web-2')).length, 36);
+    assert.deepEqual(store.audit.list({ limit: 10 }).entries, []);
+    assert.equal(store.inTransaction(() => auditRow(store, 'web-2')), 'web-2');
   });
 
   // What RolloutEngine (inTransaction, inImmediateTransaction) and HostFindings (transactional) rely on.
@@ -70,27 +74,57 @@ describe('openStore (sqlite)', () => {
       assert.throws(
         () =>
           way.run(store, () => {
-            enroll(store, 'web-1');
-            store.audit.record('cli:test', 'exception.add', 'exception:1', null, NOW);
+            auditRow(store, 'web-1');
             throw new Error('changed my mind');
           }),
         /changed my mind/,
       );
-      assert.deepEqual([store.audit.list({ limit: 10 }).entries, (await store.async.summary.counts()).agents.enrolled], [[], 0]);
+      assert.deepEqual(store.audit.list({ limit: 10 }).entries, []);
       const id = way.run(store, () => {
-        const kept = enroll(store, 'web-2');
+        const kept = auditRow(store, 'web-2');
         assert.throws(() =>
           store.inTransaction(() => {
-            enroll(store, 'web-3');
+            auditRow(store, 'web-3');
             throw new Error('inner only');
           }),
         );
         return kept;
       });
-      assert.deepEqual(store.audit.list({ limit: 10 }).entries.map((e) => e.target), [`agent:${id}`]);
-      assert.equal((await store.async.summary.counts()).agents.enrolled, 1);
+      assert.deepEqual(store.audit.list({ limit: 10 }).entries.map((e) => e.target), [`api-token:${id}`]);
+      assert.equal(store.audit.list({ limit: 10 }).entries.length, 1);
     });
   }
+
+  // The same for the asynchronous store's transaction, with the parts on the shared executor (agents, their audit rows).
+  it('AsyncStore.transaction: all of it commits or none, and an inner call rolls back alone', async (t) => {
+    const store = openStore({ kind: 'sqlite', path: await tempPath(t) });
+    t.after(() => {
+      store.close();
+    });
+    const parts = store.async;
+    const enrollOn = (tx: typeof parts, hostname: string) => tx.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname, machineId: null, tokenId: null }, NOW);
+    await assert.rejects(
+      parts.transaction(async (tx) => {
+        await enrollOn(tx, 'web-1');
+        await tx.exceptions.add({ advisory: 'ALSA-2025:1', owner: 'sec', reason: 'waf', expires: '2027-01-01T00:00:00.000Z' }, 'cli:test', NOW);
+        throw new Error('changed my mind');
+      }),
+      /changed my mind/,
+    );
+    assert.deepEqual([await parts.exceptions.all(), store.audit.list({ limit: 10 }).entries, (await parts.summary.counts()).agents.enrolled], [[], [], 0]);
+    const id = await parts.transaction(async (tx) => {
+      const kept = await enrollOn(tx, 'web-2');
+      await assert.rejects(
+        tx.transaction(async (inner) => {
+          await enrollOn(inner, 'web-3');
+          throw new Error('inner only');
+        }),
+      );
+      return kept;
+    });
+    assert.deepEqual(store.audit.list({ limit: 10 }).entries.map((e) => e.target), [`agent:${id}`]);
+    assert.equal((await parts.summary.counts()).agents.enrolled, 1);
+  });
 
   it('inImmediateTransaction takes the write lock at its start; inTransaction only at its first write', async (t) => {
     const path = await tempPath(t);
@@ -119,23 +153,23 @@ describe('openStore (sqlite)', () => {
   it('close writes the batched last-seen times first', async (t) => {
     const path = await tempPath(t);
     const store = openStore({ kind: 'sqlite', path });
-    const id = enroll(store, 'web-1');
-    store.agents.seenLater(id, NOW);
+    const id = await enroll(store, 'web-1');
+    await store.async.agents.seenLater(id, NOW);
     store.close();
     store.close();
     const reader = openStore({ kind: 'sqlite', path, readonly: true });
     t.after(() => {
       reader.close();
     });
-    assert.equal(reader.agents.get(id)?.lastSeen, NOW.toISOString());
-    assert.throws(() => enroll(reader, 'web-2'), /readonly/);
+    assert.equal((await reader.async.agents.get(id))?.lastSeen, NOW.toISOString());
+    await assert.rejects(enroll(reader, 'web-2'), /readonly/);
   });
 
   it('storeOn: a store over a connection the caller holds', async (t) => {
     const db = openDatabase(await tempPath(t));
     const store = storeOn(db);
     assert.equal(store.db, db);
-    assert.equal(store.agents.get(randomUUID()), undefined);
+    assert.equal(await store.async.agents.get(randomUUID()), undefined);
     store.close();
     assert.equal(db.open, false);
   });

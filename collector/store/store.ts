@@ -1,6 +1,7 @@
 /**
- * The collector's store, opened in one place: the fleet's parts (fleet.ts) and every other
- * store of the collector over one connection, with its transactions and close(). `kind` says
+ * The collector's store, opened in one place: the parts on the shared executor (ON_EXECUTOR),
+ * the audit log (fleet.ts) and every other store of the collector over one connection, with
+ * its transactions and close(). `kind` says
  * which database holds it; SQLite is the one there is (a PostgreSQL store is to come
  * behind the same interface, issue 12).
  */
@@ -8,20 +9,21 @@ import { parsePlan } from '../domain/rollout/plan.ts';
 import { ApiTokenStore } from './access.ts';
 import { AdvisoryChanges } from './advisory-changes.ts';
 import { AdvisoryStore } from './advisories.ts';
-import type { Agents } from './agents.ts';
+import { Agents, flushTouchesNow } from './agents.ts';
 import type { AuditLog } from './audit-log.ts';
+import { ExecutorAudit } from './audit-executor.ts';
 import { type Db, openDatabase, prepareDatabaseFile, StoreError } from './db.ts';
-import type { EnrollmentTokens } from './enrollment-tokens.ts';
+import { EnrollmentTokens } from './enrollment-tokens.ts';
 import { EpssStore } from './epss.ts';
 import { ExceptionStore } from './exceptions.ts';
 import { type Fleet, fleetOn } from './fleet.ts';
 import { FleetSummaryStore } from './fleet-summary.ts';
 import { StoreHealth } from './health.ts';
 import { FindingHistoryStore } from './history.ts';
-import type { Hosts } from './hosts.ts';
+import { Hosts } from './hosts.ts';
 import { StoreInspection } from './inspection.ts';
 import { ReportImports } from './report-imports.ts';
-import type { Reports } from './reports.ts';
+import { Reports } from './reports.ts';
 import { type Promisified, promisified } from './promisified.ts';
 import { InstructionOutbox, RolloutStore } from './rollouts.ts';
 import type { PartScope } from './part-scope.ts';
@@ -50,18 +52,18 @@ export type StoreOptions = SqliteStoreOptions;
 export interface AsyncStore {
   readonly kind: 'sqlite' | 'postgres';
   readonly audit: Promisified<AuditLog>;
-  readonly tokens: Promisified<EnrollmentTokens>;
-  readonly agents: Promisified<Agents>;
-  readonly reports: Promisified<Reports>;
-  readonly hosts: Promisified<Hosts>;
+  readonly tokens: EnrollmentTokens;
+  readonly agents: Agents;
+  readonly reports: Reports;
+  readonly hosts: Hosts;
   readonly apiTokens: ApiTokenStore;
-  readonly advisories: Promisified<AdvisoryStore>;
-  readonly advisoryChanges: Promisified<AdvisoryChanges>;
-  readonly epss: Promisified<EpssStore>;
+  readonly advisories: AdvisoryStore;
+  readonly advisoryChanges: AdvisoryChanges;
+  readonly epss: EpssStore;
   readonly history: FindingHistoryStore;
   readonly rollouts: RolloutStore;
   readonly outbox: InstructionOutbox;
-  readonly reportImports: Promisified<ReportImports>;
+  readonly reportImports: ReportImports;
   readonly exceptions: ExceptionStore;
   readonly summary: FleetSummaryStore;
   readonly health: Promisified<StoreHealth>;
@@ -87,11 +89,19 @@ type PartName = Exclude<keyof AsyncStore, 'kind' | 'transaction' | 'close'>;
  */
 const ON_EXECUTOR: { readonly [K in PartName]?: (scope: PartScope) => AsyncStore[K] } = {
   summary: (scope) => new FleetSummaryStore(scope.ex),
+  tokens: (scope) => new EnrollmentTokens(scope),
+  agents: (scope) => new Agents(scope),
+  reports: (scope) => new Reports(scope),
+  hosts: (scope) => new Hosts(scope),
+  reportImports: (scope) => new ReportImports(scope),
   // Plans are validated on their way out of the store too (parsePlan), as the engine validates them on the way in.
   rollouts: (scope) => new RolloutStore(scope.ex, parsePlan),
   outbox: (scope) => new InstructionOutbox(scope.ex),
   history: (scope) => new FindingHistoryStore(scope),
   inspection: (scope) => new StoreInspection(scope.ex),
+  advisories: (scope) => new AdvisoryStore(scope),
+  advisoryChanges: (scope) => new AdvisoryChanges(scope.ex),
+  epss: (scope) => new EpssStore(scope),
   apiTokens: (scope) => new ApiTokenStore(scope),
   exceptions: (scope) => new ExceptionStore(scope),
 };
@@ -157,6 +167,7 @@ class ExecutorStore implements AsyncStore, PartScope {
       const sync = this.#root.sync;
       const db = this.#root.db;
       if (make !== undefined) part = make(this);
+      else if (name === 'audit' && sync === null) part = new ExecutorAudit(this.ex) as unknown as AsyncStore[K];
       else if (sync !== null && db instanceof SqliteDatabase) {
         // The parts not on the executor yet are the synchronous store's.
         const syncPart = (sync as unknown as Record<PartName, object>)[name];
@@ -223,8 +234,10 @@ class ExecutorStore implements AsyncStore, PartScope {
     return this.#atomic(fn);
   }
 
-  close(): Promise<void> {
-    return this.#root.close();
+  /** The batched last-seen times are this process's own writes: written before the connection closes, on both engines. */
+  async close(): Promise<void> {
+    await new ExecutorStore(this.#root, null).agents.flushTouches();
+    await this.#root.close();
   }
 }
 
@@ -234,10 +247,6 @@ export interface Store extends Fleet {
   readonly async: AsyncStore;
   /** The connection, for code that still holds SQL of its own (being moved into store modules). */
   readonly db: Db;
-  readonly advisories: AdvisoryStore;
-  readonly advisoryChanges: AdvisoryChanges;
-  readonly epss: EpssStore;
-  readonly reportImports: ReportImports;
   /** /healthz with no periodic integrity check; serve makes its own with one (createApp's storeHealth). */
   readonly health: StoreHealth;
   /**
@@ -266,25 +275,12 @@ class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
   readonly db: Db;
   readonly audit: AuditLog;
-  readonly tokens: EnrollmentTokens;
-  readonly agents: Agents;
-  readonly reports: Reports;
-  readonly hosts: Hosts;
-  #advisories: AdvisoryStore | undefined;
-  #advisoryChanges: AdvisoryChanges | undefined;
-  #epss: EpssStore | undefined;
-  #reportImports: ReportImports | undefined;
   #health: StoreHealth | undefined;
-  #async: AsyncStore | undefined;
+  #async: ExecutorStore | undefined;
 
   constructor(db: Db) {
     this.db = db;
-    const fleet = fleetOn(db);
-    this.audit = fleet.audit;
-    this.tokens = fleet.tokens;
-    this.agents = fleet.agents;
-    this.reports = fleet.reports;
-    this.hosts = fleet.hosts;
+    this.audit = fleetOn(db).audit;
   }
 
   get async(): AsyncStore {
@@ -296,22 +292,6 @@ class SqliteStore implements Store {
       this.#async = new ExecutorStore({ kind: 'sqlite', db: new SqliteDatabase(this.db), sync: this, shared: new Map(), close }, null);
     }
     return this.#async;
-  }
-
-  get advisories(): AdvisoryStore {
-    return (this.#advisories ??= new AdvisoryStore(this.db));
-  }
-
-  get advisoryChanges(): AdvisoryChanges {
-    return (this.#advisoryChanges ??= new AdvisoryChanges(this.db));
-  }
-
-  get epss(): EpssStore {
-    return (this.#epss ??= new EpssStore(this.db));
-  }
-
-  get reportImports(): ReportImports {
-    return (this.#reportImports ??= new ReportImports(this.db, this));
   }
 
   get health(): StoreHealth {
@@ -332,7 +312,7 @@ class SqliteStore implements Store {
 
   close(): void {
     if (!this.db.open) return;
-    this.agents.flushTouches();
+    if (this.#async !== undefined) flushTouchesNow(this.db, this.#async);
     this.db.close();
   }
 }
@@ -385,5 +365,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     await db.close();
     throw err;
   }
-  return new ExecutorStore({ kind: 'postgres', db, sync: null, shared: new Map(), close: () => db.close() }, null);
+  // Closing twice is closing once, as on SQLite (pg's pool refuses a second end()).
+  let closed: Promise<void> | undefined;
+  return new ExecutorStore({ kind: 'postgres', db, sync: null, shared: new Map(), close: () => (closed ??= db.close()) }, null);
 }

@@ -65,7 +65,7 @@ export interface Fixture {
   /** Bearer tokens by name: viewer, operator, admin, revoked (an admin token, revoked). */
   bearer: Record<'viewer' | 'operator' | 'admin' | 'revoked', string>;
   /** Enrolls an agent and stores one report of `inv`; returns the agent id. */
-  addHost(inv: Inventory, opts?: { tags?: string[]; seenAt?: Date; connected?: boolean }): string;
+  addHost(inv: Inventory, opts?: { tags?: string[]; seenAt?: Date; connected?: boolean }): Promise<string>;
   close(): void;
 }
 
@@ -106,11 +106,12 @@ export async function makeFixture(opts: { feeds?: boolean; feedsAt?: Date; authL
   const make = async (name: string, role: Role) => (await tokens.create({ name, role, createdBy: 'cli:test' }, NOW)).token;
   const bearer = { viewer: await make('viewer', 'viewer'), operator: await make('operator', 'operator'), admin: await make('admin', 'admin'), revoked: await make('gone', 'admin') };
   await tokens.revoke('gone', 'cli:test', NOW);
-  const addHost: Fixture['addHost'] = (inv, o = {}) => {
-    const id = fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: inv.host.hostname, machineId: null, tokenId: null }, NOW);
-    fleet.reports.ingest(id, randomUUID(), inventoryHash(inv), inv, NOW);
-    if (o.tags !== undefined) fleet.agents.setTags(id, o.tags, 'cli:test', NOW);
-    if (o.seenAt !== undefined || o.connected !== undefined) fleet.agents.setConnected(id, o.connected ?? false, o.seenAt ?? NOW);
+  const addHost: Fixture['addHost'] = async (inv, o = {}) => {
+    const parts = store.async;
+    const id = await parts.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: inv.host.hostname, machineId: null, tokenId: null }, NOW);
+    await parts.reports.ingest(id, randomUUID(), inventoryHash(inv), inv, NOW);
+    if (o.tags !== undefined) await parts.agents.setTags(id, o.tags, 'cli:test', NOW);
+    if (o.seenAt !== undefined || o.connected !== undefined) await parts.agents.setConnected(id, o.connected ?? false, o.seenAt ?? NOW);
     return id;
   };
   const close = () => {

@@ -88,7 +88,7 @@ export interface Bench {
   /** Agents onEnqueued was called for, in order. */
   pushed: string[];
   /** Enrolls an agent and stores its inventory; returns the agent id. */
-  addHost(spec: HostSpec): string;
+  addHost(spec: HostSpec): Promise<string>;
   /** A new report from the agent (a new boot id when it rebooted), passed to the engine as the gateway would. */
   report(agentId: string, inv: Inventory): Promise<void>;
   findings(agentId: string): Promise<Finding[]>;
@@ -140,15 +140,16 @@ export async function makeBench(t: TestContext, opts: { advisories?: readonly Ad
     clock,
     pushed,
     errors,
-    addHost: (spec: HostSpec) => {
+    addHost: async (spec: HostSpec) => {
       const inv = hostInventory(spec);
-      const id = bench.fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: spec.hostname, machineId: null, tokenId: null }, clock.now);
-      bench.fleet.reports.ingest(id, randomUUID(), inventoryHash(inv), inv, clock.now);
-      if (spec.tags !== undefined) bench.fleet.agents.setTags(id, spec.tags, 'cli:test', clock.now);
+      const parts = bench.store.async;
+      const id = await parts.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: spec.hostname, machineId: null, tokenId: null }, clock.now);
+      await parts.reports.ingest(id, randomUUID(), inventoryHash(inv), inv, clock.now);
+      if (spec.tags !== undefined) await parts.agents.setTags(id, spec.tags, 'cli:test', clock.now);
       return id;
     },
     report: async (agentId: string, inv: Inventory) => {
-      bench.fleet.reports.ingest(agentId, randomUUID(), inventoryHash(inv), inv, clock.now);
+      await bench.store.async.reports.ingest(agentId, randomUUID(), inventoryHash(inv), inv, clock.now);
       await bench.engine.onInventory(agentId, inv);
     },
     // Synchronous, as the tests call it: the store is opened here and wired by collectorOn, as openCollector does.

@@ -32,6 +32,8 @@ export interface OpenedEngine {
   store: AsyncStore;
   /** The same database through a connection of its own, for seeding and checking rows. */
   sql: SqlDatabase;
+  /** Another store on the same database, as another process opens it (a CLI on the file, another replica); closed after the test. */
+  readonly another: () => Promise<AsyncStore>;
 }
 
 export interface Engine {
@@ -65,11 +67,18 @@ export function onEachEngine(title: string, body: (engine: Engine) => void): voi
         const url = server.url.replace(/\/postgres$/, `/${name}`);
         const store = await openPostgresStore({ kind: 'postgres', url, maxConnections: 4 });
         const sql = new PostgresDatabase({ url, max: 2 });
+        const others: AsyncStore[] = [];
         t.after(async () => {
+          for (const other of others) await other.close();
           await sql.close();
           await store.close();
         });
-        return { store, sql };
+        const another = async (): Promise<AsyncStore> => {
+          const other = await openPostgresStore({ kind: 'postgres', url, maxConnections: 2 });
+          others.push(other);
+          return other;
+        };
+        return { store, sql, another };
       },
     });
   });
@@ -80,10 +89,17 @@ async function openSqlite(t: TestContext): Promise<OpenedEngine> {
   const path = join(dir, 'collector.db');
   const store = openStore({ kind: 'sqlite', path }).async;
   const sql = new SqliteDatabase(new Database(path));
+  const others: AsyncStore[] = [];
   t.after(async () => {
+    for (const other of others) await other.close();
     await sql.close();
     await store.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  return Promise.resolve({ store, sql });
+  const another = (): Promise<AsyncStore> => {
+    const other = openStore({ kind: 'sqlite', path }).async;
+    others.push(other);
+    return Promise.resolve(other);
+  };
+  return Promise.resolve({ store, sql, another });
 }

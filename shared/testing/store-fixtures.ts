@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { openDatabase, type Db } from '../../collector/store/db.ts';
-import { type Fleet, fleetOn } from '../../collector/store/fleet.ts';
+import type { SqlDatabase, SqlExecutor } from '../../collector/store/sql/executor.ts';
+import { type Query, sql } from '../../collector/store/sql/query.ts';
 import { type AsyncStore, storeOn } from '../../collector/store/store.ts';
 import { generateKeyPair } from '../signing.ts';
 
@@ -28,23 +29,25 @@ export function asyncAdvisories(db: Db): AsyncStore['advisories'] {
   return storeOn(db).async.advisories;
 }
 
+/** The asynchronous store's EPSS scores over a connection a test holds. */
+export function asyncEpss(db: Db): AsyncStore['epss'] {
+  return storeOn(db).async.epss;
+}
+
 /** The clock the fleet store tests run at. */
 export const FLEET_NOW = new Date('2026-11-26T18:00:00.000Z');
 
-/** tempDatabase with the fleet's stores over it. */
-export async function tempFleet(t: TestContext): Promise<{ db: Db; fleet: Fleet; path: string }> {
-  const { db, path } = await tempDatabase(t, 'fleet');
-  return { db, fleet: fleetOn(db), path };
-}
-
 /** Enrolls an agent with a new key, at FLEET_NOW; returns its id. */
-export function enrollAgent(fleet: Fleet, hostname = 'web-1'): string {
-  return fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname, machineId: null, tokenId: null }, FLEET_NOW);
+export function enrollAgent(store: AsyncStore, hostname = 'web-1'): Promise<string> {
+  return store.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname, machineId: null, tokenId: null }, FLEET_NOW);
 }
 
-/** Rows in a table (a name from the test, never from input). */
-export function rowCount(db: Db, table: string): number {
-  return (db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
+const COUNTED = ['agents', 'audit', 'enrollment_tokens', 'hosts', 'inventory_contents', 'report_imports', 'reports'] as const;
+const COUNTS = new Map(COUNTED.map((table) => [table, sql(`SELECT count(*) AS n FROM ${table}`)]));
+
+/** Rows in a table, on either engine (OpenedEngine.sql). */
+export async function rowCount(db: SqlDatabase, table: (typeof COUNTED)[number]): Promise<number> {
+  return (await db.get<{ n: number }>(COUNTS.get(table) as Query))?.n ?? 0;
 }
 
 /** Row counts and a hash of every row of the data tables, in key order (feeds left out: checked_at moves). */
@@ -58,6 +61,25 @@ export function dumpStore(db: Db): { advisories: number; affected: number; kev: 
   } as const;
   for (const [table, sql] of Object.entries(queries) as [keyof typeof queries, string][]) {
     for (const row of db.prepare(sql).iterate()) {
+      h.update(JSON.stringify(row) + '\n');
+      counts[table]++;
+    }
+  }
+  return { ...counts, sha256: h.digest('hex') };
+}
+
+const DUMPED = {
+  advisories: sql('SELECT * FROM advisories ORDER BY source, id'),
+  affected: sql('SELECT * FROM affected ORDER BY source, id, ecosystem, package'),
+  kev: sql('SELECT * FROM kev ORDER BY feed, cve'),
+} as const;
+
+/** dumpStore through an executor, on either engine (a hash compares with one of the same engine only). */
+export async function dumpRows(ex: SqlExecutor): Promise<ReturnType<typeof dumpStore>> {
+  const h = createHash('sha256');
+  const counts = { advisories: 0, affected: 0, kev: 0 };
+  for (const [table, query] of Object.entries(DUMPED) as [keyof typeof DUMPED, (typeof DUMPED)[keyof typeof DUMPED]][]) {
+    for (const row of await ex.all(query)) {
       h.update(JSON.stringify(row) + '\n');
       counts[table]++;
     }

@@ -6,8 +6,8 @@ import { describe, it, type TestContext } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { PatchwardenError } from '../../../shared/errors.ts';
 import type { AsyncStore } from '../../store/store.ts';
-import { EpssStore } from '../../store/epss.ts';
-import { tempDatabase, asyncAdvisories } from '../../../shared/testing/store-fixtures.ts';
+import type { EpssStore } from '../../store/epss.ts';
+import { tempDatabase, asyncAdvisories, asyncEpss } from '../../../shared/testing/store-fixtures.ts';
 import { detectFormat } from './detect.ts';
 import { parseEpssCsv } from './epss.ts';
 import { importFeedPath } from '../../services/feeds/store-import.ts';
@@ -122,13 +122,13 @@ async function storeWithExcerpt(t: TestContext): Promise<{ store: AsyncStore['ad
   await writeFile(gz, gzipSync(readFileSync(EPSS_EXCERPT)));
   const r = await importFeedPath(store, gz, { name: 'first-epss' });
   assert.equal(r.epss?.stored, 146);
-  return { store, epss: new EpssStore(db), dir: join(path, '..') };
+  return { store, epss: asyncEpss(db), dir: join(path, '..') };
 }
 
 describe('feed import of an EPSS file (real SQLite file)', () => {
   it('stores the gzip’d excerpt, says so, and stores nothing new when it is imported again', async (t) => {
     const { store, epss, dir } = await storeWithExcerpt(t);
-    assert.deepEqual(epss.get('CVE-2021-38647'), { score: 0.99933, percentile: 0.9997 });
+    assert.deepEqual(await epss.get('CVE-2021-38647'), { score: 0.99933, percentile: 0.9997 });
     const feed = (await store.feeds()).find((f) => f.source === 'first-epss');
     assert.ok(feed);
     assert.deepEqual({ kind: feed.kind, records: feed.records, newest: feed.newest }, { kind: 'epss-csv', records: 146, newest: '2026-09-29T12:00:22.000Z' });
@@ -151,11 +151,11 @@ describe('feed import of an EPSS file (real SQLite file)', () => {
   for (const r of refusals) {
     it(`${r.name} is refused with ${r.code}; the stored set stays as it was`, async (t) => {
       const { store, epss, dir } = await storeWithExcerpt(t);
-      const before = { meta: epss.meta(), all: [...epss.all()] };
+      const before = { meta: await epss.meta(), all: [...(await epss.all())] };
       const bad = join(dir, 'epss_scores-current.csv.gz');
       await r.write(bad);
       await assert.rejects(importFeedPath(store, bad, { name: 'first-epss' }), (e: unknown) => e instanceof PatchwardenError && e.code === r.code);
-      assert.deepEqual({ meta: epss.meta(), all: [...epss.all()] }, before);
+      assert.deepEqual({ meta: await epss.meta(), all: [...(await epss.all())] }, before);
       assert.match((await store.feeds()).find((f) => f.source === 'first-epss')?.lastError ?? '', /./, 'the failure is on the feed');
     });
   }

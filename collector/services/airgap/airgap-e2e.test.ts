@@ -75,7 +75,7 @@ async function enrolledBehindGap(t: TestContext, agentCli: AgentCli) {
   const { collector } = tc;
   const carry = await tempDir(t, 'pw-carry-');
   const config = join(await tempDir(t, 'pw-agent-'), 'agent.json');
-  const { token } = collector.fleet.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
+  const { token } = await collector.store.async.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
   const enrolled = await agentCli(t, ['enroll', '--collector', collector.agentUrl, '--token', token, '--config', config]);
   assert.equal(enrolled.status, 0, enrolled.stderr);
   const agentId = /enrolled as agent ([0-9a-f-]{36})/.exec(enrolled.stdout)?.[1] ?? '';
@@ -126,7 +126,7 @@ describe('air-gapped reports, end to end', () => {
       const refused = await cli('collector', ['reports', 'import', '--db', tc.dbPath, tampered]);
       assert.equal(refused.status, 1);
       assert.match(refused.stderr, /^refused +\S+\.pwreport: the file's body does not match its signed sha256 \(PW_ERR_FILE_TAMPERED\)\n$/);
-      assert.equal(collector.fleet.hosts.get(agentId)?.packageCount, host.packageCount);
+      assert.equal((await collector.store.async.hosts.get(agentId))?.packageCount, host.packageCount);
     });
   }
 

@@ -16,7 +16,8 @@ import { EPSS_EXCERPT } from '../../../shared/testing/feed-fixtures.ts';
 import { createLogger } from '../../logger.ts';
 import { KEY_FILE, loadOrCreateKey } from '../../signing-key.ts';
 import { openDatabase } from '../../store/db.ts';
-import { EpssStore } from '../../store/epss.ts';
+import type { EpssMeta } from '../../store/epss.ts';
+import { asyncEpss } from '../../../shared/testing/store-fixtures.ts';
 import { feedSigner } from './feed-bundle.ts';
 
 let dir = '';
@@ -46,12 +47,12 @@ function offline(): string {
   return db;
 }
 
-function scores(path: string): { meta: ReturnType<EpssStore['meta']>; all: [string, unknown][]; records: unknown } {
+async function scores(path: string): Promise<{ meta: EpssMeta | null; all: [string, unknown][]; records: unknown }> {
   const db = openDatabase(path, { readonly: true });
   try {
-    const s = new EpssStore(db);
-    const meta = s.meta();
-    return { meta: meta === null ? null : { ...meta, importedAt: '' }, all: [...s.all()].sort(), records: db.prepare("SELECT records FROM feeds WHERE source = 'first-epss'").pluck().get() };
+    const s = asyncEpss(db);
+    const meta = await s.meta();
+    return { meta: meta === null ? null : { ...meta, importedAt: '' }, all: [...(await s.all())].sort(), records: db.prepare("SELECT records FROM feeds WHERE source = 'first-epss'").pluck().get() };
   } finally {
     db.close();
   }
@@ -70,9 +71,9 @@ describe('EPSS in feed bundles', () => {
     const r = await runCaptured(feedCommand, ['import', '--db', db, `--trust=${key.publicKey}`, bundle]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^ {2}first-epss: 0 added, 0 updated, 0 unchanged; EPSS 146 scores stored, 0 replaced$/m);
-    const want = scores(online);
+    const want = await scores(online);
     assert.equal(want.all.length, 146);
-    assert.deepEqual(scores(db), want);
+    assert.deepEqual(await scores(db), want);
     const again = await runCaptured(feedCommand, ['import', '--db', db, `--trust=${key.publicKey}`, bundle]);
     assert.match(again.stdout, /first-epss: .*; EPSS unchanged$/m);
     const audit = openDatabase(db, { readonly: true });
@@ -92,11 +93,11 @@ describe('EPSS in feed bundles', () => {
     it(`refused: ${name}; the offline set stays as it was`, async () => {
       const db = offline();
       assert.equal((await runCaptured(feedCommand, ['import', '--db', db, `--trust=${key.publicKey}`, bundle])).code, 0);
-      const before = scores(db);
+      const before = await scores(db);
       const r = await runCaptured(feedCommand, ['import', '--db', db, `--trust=${key.publicKey}`, await handMade(lines, `${n}.pwfeeds`)]);
       assert.equal(r.code, 1);
       assert.match(r.stderr, message);
-      assert.deepEqual(scores(db), before);
+      assert.deepEqual(await scores(db), before);
     });
   }
 });

@@ -18,9 +18,8 @@ import { dataPath } from '../../../shared/testing/data.ts';
 import { feedCommand } from '../../commands/feed.ts';
 import { createLogger } from '../../logger.ts';
 import { KEY_FILE, loadOrCreateKey } from '../../signing-key.ts';
-import { AdvisoryStore } from '../../store/advisories.ts';
 import { openDatabase } from '../../store/db.ts';
-import { dumpStoreFile } from '../../../shared/testing/store-fixtures.ts';
+import { asyncAdvisories, dumpStoreFile } from '../../../shared/testing/store-fixtures.ts';
 import { gzipBomb } from '../../../shared/testing/feed-fixtures.ts';
 import { mkfifo } from '../../../shared/testing/fifo.ts';
 import { feedSigner } from './feed-bundle.ts';
@@ -86,7 +85,7 @@ describe('feed bundles (feed export -> feed import --trust)', () => {
     assert.doesNotMatch(again.stdout, / [1-9]\d* (added|updated)/);
     assert.deepEqual(dump(db), want);
     const conn = openDatabase(db, { readonly: true });
-    const feeds = new AdvisoryStore(conn).feeds();
+    const feeds = await asyncAdvisories(conn).feeds();
     conn.close();
     assert.ok(feeds.every((f) => f.location?.startsWith('bundle feeds.pwfeeds (') === true && f.lastError === null), JSON.stringify(feeds));
   });
@@ -98,7 +97,7 @@ describe('feed bundles (feed export -> feed import --trust)', () => {
     const db = await offline();
     assert.equal((await runCaptured(feedCommand, ['import', '--db', db, `--trust=${onlineKey.publicKey}`, file])).code, 0);
     const conn = openDatabase(db, { readonly: true });
-    assert.deepEqual(new AdvisoryStore(conn).feeds().map((f) => f.source), ['v3.21-main.json.gz']);
+    assert.deepEqual((await asyncAdvisories(conn).feeds()).map((f) => f.source), ['v3.21-main.json.gz']);
     conn.close();
   });
 

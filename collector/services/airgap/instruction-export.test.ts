@@ -7,7 +7,6 @@ import { describe, it, type TestContext } from 'node:test';
 import { type Instruction, InstructionBundleSchema, instructionSignatureValid, signInstruction } from '../../../shared/instructions.ts';
 import { COLLECTOR_SIGNER, parseSignedBody, readSignedFile } from '../../../shared/signed-file.ts';
 import { generateKeyPair } from '../../../shared/signing.ts';
-import { fleetOn } from '../../store/fleet.ts';
 import { storeOn } from '../../store/store.ts';
 import { tempDatabase } from '../../../shared/testing/store-fixtures.ts';
 import { exportInstructions } from './instruction-export.ts';
@@ -18,12 +17,12 @@ const KEY = generateKeyPair();
 
 async function setup(t: TestContext) {
   const { db } = await tempDatabase(t, 'export');
-  const fleet = fleetOn(db);
-  const agents = ['a', 'b', 'c'].map((h) => fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: h, machineId: null, tokenId: null }));
-  const dir = await mkdtemp(join(tmpdir(), 'pw-export-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
   // The export reads and marks the outbox, and audits, through the asynchronous store over the same connection.
   const store = storeOn(db).async;
+  const agents: string[] = [];
+  for (const h of ['a', 'b', 'c']) agents.push(await store.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: h, machineId: null, tokenId: null }));
+  const dir = await mkdtemp(join(tmpdir(), 'pw-export-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
   const outbox = store.outbox;
   const enqueue = async (agentId: string, expiresInHours = 24, at = NOW): Promise<string> => {
     const id = randomUUID();

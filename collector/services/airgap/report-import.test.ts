@@ -13,8 +13,8 @@ import { generateKeyPair, type KeyPair } from '../../../shared/signing.ts';
 import { inventoryOf, rhel95Packages } from '../../../shared/testing/correlate-fixtures.ts';
 import type { Db } from '../../store/db.ts';
 import { openCollector, type OpenedCollector } from '../../open-collector.ts';
-import type { Fleet } from '../../store/fleet.ts';
-import { ReportImports } from '../../store/report-imports.ts';
+import type { ReportImports } from '../../store/report-imports.ts';
+import type { AsyncStore } from '../../store/store.ts';
 import { tempDatabase } from '../../../shared/testing/store-fixtures.ts';
 import { mkfifo } from '../../../shared/testing/fifo.ts';
 import { type ImportSinks, importReportFiles, reportFilesIn, type ReportFileOutcome } from './report-import.ts';
@@ -26,7 +26,7 @@ const COLLECTOR_KEY = generateKeyPair();
 
 interface Setup {
   db: Db;
-  fleet: Fleet;
+  fleet: AsyncStore;
   imports: ReportImports;
   sinks: ImportSinks;
   opened: OpenedCollector;
@@ -42,12 +42,13 @@ async function setup(t: TestContext): Promise<Setup> {
   t.after(() => {
     opened.close();
   });
-  const { store: { db }, store: fleet } = opened;
+  const { store: { db } } = opened;
+  const fleet = opened.store.async;
   const key = generateKeyPair();
-  const agentId = fleet.agents.enroll({ publicKey: key.publicKey, hostname: 'vault-1', machineId: null, tokenId: null }, new Date(NOW.getTime() - 48 * HOUR));
+  const agentId = await fleet.agents.enroll({ publicKey: key.publicKey, hostname: 'vault-1', machineId: null, tokenId: null }, new Date(NOW.getTime() - 48 * HOUR));
   const dir = await mkdtemp(join(tmpdir(), 'pw-reports-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
-  return { db, fleet, imports: new ReportImports(db, fleet), sinks: opened.airGap.importSinks(), opened, dir, key, agentId };
+  return { db, fleet, imports: fleet.reportImports, sinks: opened.airGap.importSinks(), opened, dir, key, agentId };
 }
 
 interface FileSpec {
@@ -94,11 +95,11 @@ describe('reports import', () => {
     const file = await reportFile(s);
     const [o] = await run(s, [file]);
     assert.deepEqual(o, { file, kind: 'report', status: 'stored', agentId: s.agentId, hostname: 'test-1', createdAt: new Date(NOW.getTime() - HOUR).toISOString(), packages: 243 });
-    const host = s.fleet.hosts.get(s.agentId);
+    const host = await s.fleet.hosts.get(s.agentId);
     assert.equal(host?.packageCount, 243);
     assert.equal(host.lastReportAt, new Date(NOW.getTime() - HOUR).toISOString());
-    assert.deepEqual(s.fleet.reports.latestInventory(s.agentId)?.packages, RHEL.packages);
-    assert.deepEqual(s.imports.since(0), [{ seq: 1, agentId: s.agentId }]);
+    assert.deepEqual((await s.fleet.reports.latestInventory(s.agentId))?.packages, RHEL.packages);
+    assert.deepEqual(await s.imports.since(0), [{ seq: 1, agentId: s.agentId }]);
     const audit = s.db.prepare("SELECT actor, target FROM audit WHERE action = 'report.import'").all();
     assert.deepEqual(audit, [{ actor: 'cli:test', target: `agent:${s.agentId}` }]);
   });
@@ -119,7 +120,7 @@ describe('reports import', () => {
     const outcomes = await run(s, await reportFilesIn([s.dir]));
     assert.deepEqual(outcomes.map((o) => o.file), [older, newer]);
     assert.deepEqual(statuses(outcomes), ['stored', 'stored']);
-    assert.equal(s.fleet.hosts.get(s.agentId)?.packageCount, 242);
+    assert.equal((await s.fleet.hosts.get(s.agentId))?.packageCount, 242);
   });
 
   it('the same inventory again, newer: "unchanged", recorded so a second import is a duplicate', async (t) => {
@@ -134,7 +135,7 @@ describe('reports import', () => {
   it('one refused file among good ones: the good ones are stored', async (t) => {
     const s = await setup(t);
     const other = generateKeyPair();
-    const second = s.fleet.agents.enroll({ publicKey: other.publicKey, hostname: 'vault-2', machineId: null, tokenId: null });
+    const second = await s.fleet.agents.enroll({ publicKey: other.publicKey, hostname: 'vault-2', machineId: null, tokenId: null });
     const files = [
       await reportFile(s),
       await reportFile(s, { key: generateKeyPair().privateKeyPem, createdAt: new Date(NOW.getTime() - 2 * HOUR) }),
@@ -149,8 +150,8 @@ describe('reports import', () => {
       await run(s, [await reportFile(s)]);
       return reportFile(s, { createdAt: new Date(NOW.getTime() - 2 * HOUR) });
     }, 'PW_ERR_FILE_STALE', /written at .* but the collector holds a newer inventory of this host .*roll the host back/],
-    ['a revoked agent', (s) => {
-      s.fleet.agents.revoke(s.agentId, 'test');
+    ['a revoked agent', async (s) => {
+      await s.fleet.agents.revoke(s.agentId, 'test');
       return reportFile(s);
     }, 'PW_ERR_AGENT_REVOKED', /was revoked/],
     ['a key that never enrolled', (s) => reportFile(s, { signer: randomUUID() }), 'PW_ERR_FILE_FOREIGN', /whom this collector does not know/],
@@ -173,12 +174,12 @@ describe('reports import', () => {
     it(`refused: ${name} (${code}), nothing more stored`, async (t) => {
       const s = await setup(t);
       const file = await make(s);
-      const before = [count(s.db, 'reports'), count(s.db, 'report_imports'), count(s.db, 'hosts'), JSON.stringify(s.fleet.hosts.get(s.agentId) ?? null)];
+      const before = [count(s.db, 'reports'), count(s.db, 'report_imports'), count(s.db, 'hosts'), JSON.stringify(await s.fleet.hosts.get(s.agentId) ?? null)];
       const [o] = await run(s, [file]);
       assert.ok(o?.status === 'refused', JSON.stringify(o));
       assert.equal(o.code, code, o.message);
       assert.match(o.message, message);
-      assert.deepEqual([count(s.db, 'reports'), count(s.db, 'report_imports'), count(s.db, 'hosts'), JSON.stringify(s.fleet.hosts.get(s.agentId) ?? null)], before);
+      assert.deepEqual([count(s.db, 'reports'), count(s.db, 'report_imports'), count(s.db, 'hosts'), JSON.stringify(await s.fleet.hosts.get(s.agentId) ?? null)], before);
     });
   }
 
@@ -198,15 +199,15 @@ describe('reports import', () => {
   it("a report id is the signer's own: another agent's file under this host's id does not hide this host's report (issue 10)", async (t) => {
     const s = await setup(t);
     const other = generateKeyPair();
-    const intruder = s.fleet.agents.enroll({ publicKey: other.publicKey, hostname: 'vault-2', machineId: null, tokenId: null });
+    const intruder = await s.fleet.agents.enroll({ publicKey: other.publicKey, hostname: 'vault-2', machineId: null, tokenId: null });
     const id = randomUUID();
     // The intruder read the id off this host's file on the shared carry medium and got in first.
     const stolen = await reportFile(s, { id, signer: intruder, key: other.privateKeyPem, createdAt: new Date(NOW.getTime() - 2 * HOUR), name: 'a.pwreport' });
     const genuine = await reportFile(s, { id, name: 'b.pwreport' });
     assert.deepEqual(statuses(await run(s, [stolen])), ['stored']);
     assert.deepEqual(statuses(await run(s, [genuine])), ['stored']);
-    assert.equal(s.fleet.hosts.get(s.agentId)?.packageCount, 243);
-    assert.equal(s.fleet.hosts.get(intruder)?.packageCount, 243);
+    assert.equal((await s.fleet.hosts.get(s.agentId))?.packageCount, 243);
+    assert.equal((await s.fleet.hosts.get(intruder))?.packageCount, 243);
     // Each file again is its own signer's duplicate, never the other's.
     assert.deepEqual(statuses(await run(s, [stolen, genuine])), ['duplicate', 'duplicate']);
     assert.equal(count(s.db, 'reports'), 2);
@@ -214,11 +215,11 @@ describe('reports import', () => {
 
   it("the same over the gateway: an id another agent reported live does not refuse this host's file", async (t) => {
     const s = await setup(t);
-    const intruder = s.fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: 'vault-2', machineId: null, tokenId: null });
+    const intruder = await s.fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: 'vault-2', machineId: null, tokenId: null });
     const id = randomUUID();
-    s.fleet.reports.ingest(intruder, id, inventoryHash(RHEL), RHEL, new Date(NOW.getTime() - 2 * HOUR));
+    await s.fleet.reports.ingest(intruder, id, inventoryHash(RHEL), RHEL, new Date(NOW.getTime() - 2 * HOUR));
     assert.deepEqual(statuses(await run(s, [await reportFile(s, { id })])), ['stored']);
-    assert.equal(s.fleet.reports.ingest(intruder, id, inventoryHash(RHEL), RHEL, NOW).status, 'duplicate');
+    assert.equal((await s.fleet.reports.ingest(intruder, id, inventoryHash(RHEL), RHEL, NOW)).status, 'duplicate');
   });
 
   it('a directory: only *.pwreport files, hidden and temporary ones skipped, in name order', async (t) => {
@@ -270,7 +271,7 @@ describe('reports import: results files (agent apply)', () => {
     const s = await setup(t);
     const id = await enqueue(s);
     const other = generateKeyPair();
-    const intruder = s.fleet.agents.enroll({ publicKey: other.publicKey, hostname: 'vault-2', machineId: null, tokenId: null });
+    const intruder = await s.fleet.agents.enroll({ publicKey: other.publicKey, hostname: 'vault-2', machineId: null, tokenId: null });
     const forged = join(s.dir, 'forged.pwresults');
     await writeFile(forged, encodeSignedFile({ kind: 'results', signer: intruder, createdAt: new Date(NOW.getTime() - 2 * HOUR), body: Buffer.from(JSON.stringify({ agentId: intruder, results: [{ ...succeeded(id), status: 'failed', code: 'PW_ERR_COMMAND_FAILED' }] })), key: other.privateKeyPem }));
     const genuine = await resultsFile(s, { agentId: s.agentId, results: [succeeded(id)] });
@@ -281,14 +282,14 @@ describe('reports import: results files (agent apply)', () => {
   const refusals: [string, (s: Setup) => Promise<string>, string, RegExp][] = [
     ['only results for instructions never sent', (s) => resultsFile(s, { agentId: s.agentId, results: [succeeded(randomUUID())] }), 'PW_ERR_FILE_FOREIGN', /none of the file's 1 results answers an instruction/],
     ['a result for another agent’s instruction', async (s) => {
-      const other = s.fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: 'vault-2', machineId: null, tokenId: null });
+      const other = await s.fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: 'vault-2', machineId: null, tokenId: null });
       return resultsFile(s, { agentId: s.agentId, results: [succeeded(await enqueue(s, other))] });
     }, 'PW_ERR_FILE_FOREIGN', /answers an instruction this collector sent to agent/],
     ['results of another agent under this agent’s signature', async (s) => resultsFile(s, { agentId: randomUUID(), results: [succeeded(await enqueue(s))] }), 'PW_ERR_FILE_TAMPERED', /carries results of agent/],
     ['a body that is not a results bundle', (s) => resultsFile(s, { agentId: s.agentId, results: [] }), 'PW_ERR_MALFORMED_INPUT', /not a results bundle: results/],
     ['a revoked agent', async (s) => {
       const file = await resultsFile(s, { agentId: s.agentId, results: [succeeded(await enqueue(s))] });
-      s.fleet.agents.revoke(s.agentId, 'test');
+      await s.fleet.agents.revoke(s.agentId, 'test');
       return file;
     }, 'PW_ERR_AGENT_REVOKED', /was revoked/],
   ];

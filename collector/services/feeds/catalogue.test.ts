@@ -18,10 +18,8 @@ import { generateKeyPair } from '../../../shared/signing.ts';
 import { feedCommand } from '../../commands/feed.ts';
 import { parseConfig } from '../../config.ts';
 import { inventoryOf, rhel95Packages } from '../../../shared/testing/correlate-fixtures.ts';
-import { AdvisoryStore } from '../../store/advisories.ts';
 import { openDatabase, type Db } from '../../store/db.ts';
-import { fleetOn } from '../../store/fleet.ts';
-import { enrolledEcosystems } from '../../store/host-ecosystems.ts';
+import { storeOn } from '../../store/store.ts';
 import { tempDatabase, asyncAdvisories } from '../../../shared/testing/store-fixtures.ts';
 import { CATALOGUE, entriesFor, selectSources, UPSTREAM_BASES } from './catalogue.ts';
 import { syncFeed } from './sync.ts';
@@ -31,14 +29,14 @@ const execFileAsync = promisify(execFile);
 const NOW = new Date('2026-11-26T18:00:00.000Z');
 
 /** Enrols one host per ecosystem and stores a report for it; `revoked` ones are revoked after. */
-function enrolHosts(db: Db, ecosystems: readonly string[], revoked: readonly string[] = []): void {
-  const fleet = fleetOn(db);
+async function enrolHosts(db: Db, ecosystems: readonly string[], revoked: readonly string[] = []): Promise<void> {
+  const fleet = storeOn(db).async;
   const pkgs = rhel95Packages().slice(0, 3);
   for (const [i, eco] of [...ecosystems, ...revoked].entries()) {
-    const id = fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: `h${i}`, machineId: null, tokenId: null }, NOW);
+    const id = await fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: `h${i}`, machineId: null, tokenId: null }, NOW);
     const inv = inventoryOf(eco, eco.startsWith('Alpine') ? 'apk' : eco.startsWith('Debian') || eco.startsWith('Ubuntu') ? 'deb' : 'rpm', pkgs);
-    fleet.reports.ingest(id, `r-${i}`, `hash-${i}`, { ...inv, host: { ...inv.host, hostname: `h${i}` } }, NOW);
-    if (i >= ecosystems.length) fleet.agents.revoke(id, 'cli:test', NOW);
+    await fleet.reports.ingest(id, `r-${i}`, `hash-${i}`, { ...inv, host: { ...inv.host, hostname: `h${i}` } }, NOW);
+    if (i >= ecosystems.length) await fleet.agents.revoke(id, 'cli:test', NOW);
   }
 }
 
@@ -80,8 +78,8 @@ describe('catalogue entries for a fleet', () => {
 
   it('the enrolled hosts of a real store, revoked ones left out', async (t) => {
     const { db } = await tempDatabase(t, 'catalogue');
-    enrolHosts(db, ['Debian:12', 'AlmaLinux:9', 'Debian:12'], ['Ubuntu:24.04']);
-    assert.deepEqual(enrolledEcosystems(db), ['AlmaLinux:9', 'Debian:12']);
+    await enrolHosts(db, ['Debian:12', 'AlmaLinux:9', 'Debian:12'], ['Ubuntu:24.04']);
+    assert.deepEqual(await asyncAdvisories(db).enrolledEcosystems(), ['AlmaLinux:9', 'Debian:12']);
   });
 });
 
@@ -175,7 +173,7 @@ describe('catalogue config: add, mirror, disable', () => {
 describe('feed sync with no config', () => {
   async function fleetDb(t: TestContext, ecosystems: string[]): Promise<string> {
     const { db, path } = await tempDatabase(t, 'catalogue-sync');
-    enrolHosts(db, ecosystems);
+    await enrolHosts(db, ecosystems);
     db.close();
     return path;
   }
@@ -194,7 +192,7 @@ describe('feed sync with no config', () => {
     );
     const db = openDatabase(path, { readonly: true });
     t.after(() => db.close());
-    const rows = new AdvisoryStore(db).feeds();
+    const rows = await asyncAdvisories(db).feeds();
     assert.deepEqual(
       rows.map((r) => [r.source, r.records > 0, r.lastError === null]).sort(),
       [

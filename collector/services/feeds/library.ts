@@ -6,9 +6,8 @@
 import type { Correlator } from '../../domain/correlate/correlator.ts';
 import type { FeedCoverage } from '../../domain/correlate/coverage.ts';
 import type { FeedRow } from '../../store/advisories.ts';
-import { type FeedRemoved, removeFeed } from '../../store/feed-removal.ts';
-import { enrolledEcosystems } from '../../store/host-ecosystems.ts';
-import type { AsyncStore, Store } from '../../store/store.ts';
+import type { FeedRemoved } from '../../store/feed-removal.ts';
+import type { AsyncStore } from '../../store/store.ts';
 import { type BundleImportResult, exportFeedBundle, importFeedBundle } from '../airgap/feed-bundle.ts';
 import { type CatalogueConfig, selectSources, type SelectedSource } from './catalogue.ts';
 import { type FeedImportResult, importFeedPath } from './store-import.ts';
@@ -23,53 +22,50 @@ type SyncRunOptions = Parameters<typeof syncSources>[3];
 type SourcesConfig = { feeds: readonly (FeedSource & { mirror?: boolean | undefined })[]; catalogue: CatalogueConfig };
 
 export class FeedLibrary {
-  readonly #store: Store;
+  readonly #store: AsyncStore;
 
-  constructor(store: Store) {
+  constructor(store: AsyncStore) {
     this.#store = store;
   }
 
   /** The advisories' store, for the scheduled sync (FeedScheduler) that serve runs. */
   get advisories(): AsyncStore['advisories'] {
-    return this.#store.async.advisories;
+    return this.#store.advisories;
   }
 
   /** Every feed held, with its counts, newest advisory and last error. */
   list(): Promise<FeedRow[]> {
-    return this.#store.async.advisories.feeds();
+    return this.#store.advisories.feeds();
   }
 
   /** Which ecosystems each feed covers, and when it was last checked: what says whether a host can be assessed. */
   coverage(): Promise<FeedCoverage[]> {
-    return this.#store.async.advisories.coverage();
+    return this.#store.advisories.coverage();
   }
 
   /** The feeds to sync: the config's own, then the catalogue's for the enrolled hosts' ecosystems. */
-  sources(config: SourcesConfig): SelectedSource[] {
-    return selectSources(enrolledEcosystems(this.#store.db), config);
+  async sources(config: SourcesConfig): Promise<SelectedSource[]> {
+    return selectSources(await this.#store.advisories.enrolledEcosystems(), config);
   }
 
   importPath(path: string, options: { name?: string; correlator?: Correlator; now?: Date } = {}): Promise<FeedImportResult> {
-    return importFeedPath(this.#store.async.advisories, path, options);
+    return importFeedPath(this.#store.advisories, path, options);
   }
 
   importBundle(path: string, options: { trusted: readonly string[] }): Promise<BundleImportResult> {
-    return importFeedBundle(this.#store.async.advisories, path, options);
+    return importFeedBundle(this.#store.advisories, path, options);
   }
 
   sync(sources: readonly FeedSource[], audit: SyncAudit, options: SyncRunOptions = {}): ReturnType<typeof syncSources> {
-    return syncSources(this.#store.async.advisories, sources, audit, options);
+    return syncSources(this.#store.advisories, sources, audit, options);
   }
 
   exportBundle(options: { sources?: readonly string[]; key: string; publicKey: string }): ReturnType<typeof exportFeedBundle> {
-    return exportFeedBundle(this.#store.async.advisories, options);
+    return exportFeedBundle(this.#store.advisories, options);
   }
 
   /** Removes the feed with its advisories and KEV entries, audited; a serving collector re-judges its hosts at its next tick. */
   remove(name: string, actor: string): Promise<FeedRemoved> {
-    // Asynchronous as AsyncStore's callers are; the removal itself is still the synchronous
-    // store/feed-removal.ts on the connection (AsyncStore has no part for it yet), one
-    // transaction with its audit row. then() makes its refusal a rejection, not a throw.
-    return Promise.resolve().then(() => removeFeed(this.#store.db, this.#store, name, actor));
+    return this.#store.advisories.removeFeed(name, actor);
   }
 }

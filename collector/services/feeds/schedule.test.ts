@@ -12,9 +12,9 @@ import { inventoryOf, rhel95Packages } from '../../../shared/testing/correlate-f
 import { createLogger } from '../../logger.ts';
 import { captureLogger } from '../../../shared/testing/capture-logger.ts';
 import { createCollector } from '../../server.ts';
-import { AdvisoryStore, type FeedRow } from '../../store/advisories.ts';
-import { fleetOn } from '../../store/fleet.ts';
-import { tempDatabase, dumpStore } from '../../../shared/testing/store-fixtures.ts';
+import type { FeedRow } from '../../store/advisories.ts';
+import { storeOn } from '../../store/store.ts';
+import { asyncAdvisories, tempDatabase, dumpStore } from '../../../shared/testing/store-fixtures.ts';
 import { DEFAULT_FEED_SCHEDULE, dueAtStart, nextRunAt, OFFLINE_HINT } from './schedule.ts';
 import type { SyncOutcome } from './sync.ts';
 import { catalogueServer, withCatalogueBase } from '../../../shared/testing/feed-fixtures.ts';
@@ -75,9 +75,9 @@ const ALMA_PATH = '/osv/AlmaLinux/all.zip';
 
 async function fleetWithAlma(t: TestContext): Promise<string> {
   const { db, path } = await tempDatabase(t, 'schedule');
-  const fleet = fleetOn(db);
-  const id = fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: 'alma-1', machineId: null, tokenId: null }, new Date());
-  fleet.reports.ingest(id, 'r-1', 'hash-1', inventoryOf('AlmaLinux:9', 'rpm', rhel95Packages().slice(0, 3)), new Date());
+  const fleet = storeOn(db).async;
+  const id = await fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: 'alma-1', machineId: null, tokenId: null }, new Date());
+  await fleet.reports.ingest(id, 'r-1', 'hash-1', inventoryOf('AlmaLinux:9', 'rpm', rhel95Packages().slice(0, 3)), new Date());
   db.close();
   return path;
 }
@@ -193,7 +193,7 @@ describe('serve syncs its own feeds', () => {
     assert.ok((dumps[0]?.advisories ?? 0) > 1000, JSON.stringify(dumps[0]));
     assert.deepEqual(dumps[1], dumps[0], 'the 503 changed no advisory');
     assert.deepEqual(dumps[2], dumps[0], 'the wrong content changed no advisory');
-    const row = new AdvisoryStore(c.db).feeds().find((f) => f.source === 'osv-almalinux');
+    const row = (await asyncAdvisories(c.db).feeds()).find((f) => f.source === 'osv-almalinux');
     assert.match(row?.lastError ?? '', /all\.zip: no end of central directory record \(truncated or not a zip\)/);
     assert.ok((row?.records ?? 0) > 1000);
     const actions = c.db.prepare("SELECT actor, action FROM audit WHERE action LIKE 'feed.%' ORDER BY id").all();

@@ -56,7 +56,7 @@ export function dueAtStart<S extends { name: string }>(sources: readonly S[], fe
 export interface FeedSchedulerOptions {
   store: AsyncStore['advisories'];
   /** Chosen afresh for every run: hosts enrol and leave. */
-  sources: () => SelectedSource[];
+  sources: () => Promise<SelectedSource[]>;
   audit: SyncAudit;
   logger: Logger;
   staleFeedHours: number;
@@ -84,7 +84,7 @@ export class FeedScheduler {
   /** Syncs what is missing or stale now, then arms both schedules. */
   start(): void {
     // Nothing missing or stale at start: no run, and nothing logged, as a scheduled run with no feed would be.
-    this.#run('start: missing or stale', async () => dueAtStart(this.#o.sources(), await this.#o.store.feeds(), this.#o.now(), this.#o.staleFeedHours), { skipWhenNone: true });
+    this.#run('start: missing or stale', async () => dueAtStart(await this.#o.sources(), await this.#o.store.feeds(), this.#o.now(), this.#o.staleFeedHours), { skipWhenNone: true });
     this.#arm('feeds');
     this.#arm('kev');
   }
@@ -112,7 +112,7 @@ export class FeedScheduler {
           this.#wait(group, at);
           return;
         }
-        this.#run(`schedule: ${group}`, () => Promise.resolve(this.#o.sources().filter((s) => groupOf(s) === group)));
+        this.#run(`schedule: ${group}`, async () => (await this.#o.sources()).filter((s) => groupOf(s) === group));
         this.#arm(group);
       },
       Math.min(Math.max(0, left), MAX_TIMER_MS),

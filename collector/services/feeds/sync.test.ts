@@ -15,7 +15,6 @@ import { EnvHttpProxyAgent, ProxyAgent, type Dispatcher } from 'undici';
 import { runCaptured } from '../../../shared/testing/capture.ts';
 import { DATA_DIR } from '../../../shared/testing/data.ts';
 import { feedCommand } from '../../commands/feed.ts';
-import { AdvisoryStore } from '../../store/advisories.ts';
 import type { AsyncStore } from '../../store/store.ts';
 import { openDatabase, type Db } from '../../store/db.ts';
 import { tempDatabase, asyncAdvisories } from '../../../shared/testing/store-fixtures.ts';
@@ -389,7 +388,7 @@ describe('feed sync --config through feedCommand', () => {
     );
     const check = openDatabase(db, { readonly: true });
     t.after(() => check.close());
-    const rows = new AdvisoryStore(check).feeds();
+    const rows = await asyncAdvisories(check).feeds();
     assert.deepEqual(
       rows.map((r) => [r.source, r.records, r.lastError === null ? 'ok' : 'failed']),
       [

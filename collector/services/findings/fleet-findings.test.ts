@@ -19,7 +19,7 @@ describe('FleetFindings counts', () => {
   const steps: { name: string; change: (fx: Fixture, clock: { now: Date }) => Promise<void> | void; recount: boolean }[] = [
     { name: 'nothing changed', change: () => undefined, recount: false },
     { name: 'half an hour passed on the same day', change: (_fx, clock) => { clock.now = new Date(NOW.getTime() + HOUR / 2); }, recount: false },
-    { name: 'a host with a known inventory reported', change: (fx) => { fx.addHost(almaInventory('db-3')); }, recount: false },
+    { name: 'a host with a known inventory reported', change: async (fx) => { await fx.addHost(almaInventory('db-3')); }, recount: false },
     { name: 'the day changed (due dates)', change: (_fx, clock) => { clock.now = new Date(NOW.getTime() + 24 * HOUR); }, recount: true },
     {
       name: 'an exception was added',
@@ -51,9 +51,9 @@ describe('FleetFindings counts', () => {
       fx.close();
     });
     const clock = { now: NOW };
-    fx.addHost(almaInventory('db-1'));
-    fx.addHost(almaInventory('db-2'));
-    fx.addHost(debianInventory('web-1'));
+    await fx.addHost(almaInventory('db-1'));
+    await fx.addHost(almaInventory('db-2'));
+    await fx.addHost(debianInventory('web-1'));
     const ff = new FleetFindings({ store: fx.store.async, correlator: fx.correlator, policy: DEFAULT_POLICY, now: () => clock.now });
     let before = calls(fx);
     const first = await ff.totals();
@@ -80,7 +80,7 @@ describe('FleetFindings counts', () => {
       inv.host.hostname = `db-${i}`;
       const first = inv.packages[0];
       if (first !== undefined) inv.packages[0] = { ...first, version: `${first.version}.${i}` };
-      fx.addHost(inv);
+      await fx.addHost(inv);
     }
     const ff = new FleetFindings({ store: fx.store.async, correlator: fx.correlator, policy: DEFAULT_POLICY, now: () => NOW });
     let ticks = 0;
@@ -103,17 +103,17 @@ describe('FleetFindings counts', () => {
     t.after(() => {
       fx.close();
     });
-    const a = fx.addHost(almaInventory('db-1'));
-    const b = fx.addHost(almaInventory('db-2'));
-    const hosts = fx.fleet.hosts;
+    const a = await fx.addHost(almaInventory('db-1'));
+    const b = await fx.addHost(almaInventory('db-2'));
+    const hosts = fx.store.async.hosts;
     const ff = new FleetFindings({ store: fx.store.async, correlator: fx.correlator, policy: DEFAULT_POLICY, now: () => NOW });
-    const before = await ff.counts(hosts.get(a)!);
+    const before = await ff.counts((await hosts.get(a))!);
     const doc = await ff.forHost(a);
     const target = doc?.findings.findings.find((f) => f.status === 'open');
     assert.ok(target !== undefined, 'db-1 has an open finding');
     await fx.store.async.history.addException({ advisory: target.advisory, package: target.package, host: a, owner: 'sec', reason: 'waf', expires: '2027-06-01T00:00:00.000Z' }, NOW);
-    const ca = await ff.counts(hosts.get(a)!);
-    const cb = await ff.counts(hosts.get(b)!);
+    const ca = await ff.counts((await hosts.get(a))!);
+    const cb = await ff.counts((await hosts.get(b))!);
     assert.equal(ca.byStatus.accepted, before.byStatus.accepted + 1);
     assert.equal(cb.byStatus.accepted, before.byStatus.accepted);
     assert.equal((await ff.forHost(a))?.findings.findings.find((f) => f.advisory === target.advisory && f.package === target.package)?.status, 'accepted');

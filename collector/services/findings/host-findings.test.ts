@@ -11,10 +11,9 @@ import { DEFAULT_POLICY } from '../../domain/correlate/policy.ts';
 import { inventoryOf, loadOsv, rhel95Packages } from '../../../shared/testing/correlate-fixtures.ts';
 import type { Advisory } from '../../domain/feeds/types.ts';
 import { createLogger } from '../../logger.ts';
-import { AdvisoryStore } from '../../store/advisories.ts';
 import type { Db } from '../../store/db.ts';
 import { type AsyncStore, type Store, storeOn } from '../../store/store.ts';
-import { tempDatabase } from '../../../shared/testing/store-fixtures.ts';
+import { asyncAdvisories, tempDatabase } from '../../../shared/testing/store-fixtures.ts';
 import { type FindingsStore, HostFindings } from './host-findings.ts';
 
 const NOW = new Date('2026-11-26T18:00:00.000Z');
@@ -40,14 +39,14 @@ before(async () => {
 
 async function fleetWithHosts(t: TestContext, hostnames: readonly string[]): Promise<{ db: Db; fleet: Store; agents: Map<string, { id: string; inventory: Inventory; hash: string }> }> {
   const { db } = await tempDatabase(t, 'host-findings');
-  new AdvisoryStore(db).importAdvisories(ALMA9, alma, NOW);
+  await asyncAdvisories(db).importAdvisories(ALMA9, alma, NOW);
   const fleet = storeOn(db);
   const agents = new Map<string, { id: string; inventory: Inventory; hash: string }>();
   for (const hostname of hostnames) {
-    const id = fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname, machineId: null, tokenId: null }, NOW);
+    const id = await fleet.async.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname, machineId: null, tokenId: null }, NOW);
     const inventory: Inventory = { ...rhel, host: { ...rhel.host, hostname } };
     const hash = inventoryHash(inventory);
-    assert.equal(fleet.reports.ingest(id, randomUUID(), hash, inventory, NOW).status, 'stored');
+    assert.equal((await fleet.async.reports.ingest(id, randomUUID(), hash, inventory, NOW)).status, 'stored');
     agents.set(hostname, { id, inventory, hash });
   }
   return { db, fleet, agents };
@@ -88,7 +87,7 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
       assert.equal(hf.queued, 0);
       assert.deepEqual(hf.stats, { correlated: c.hosts - c.failing.length, failed: c.failing.length, fannedOut: 0 });
       for (const [hostname, a] of agents) {
-        const host = fleet.hosts.get(a.id);
+        const host = await fleet.async.hosts.get(a.id);
         assert.ok(host);
         if (c.failing.includes(hostname)) {
           assert.equal(host.openFindings, 0, `${hostname}: no counts from a failed correlation`);
@@ -117,7 +116,7 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
       const a = agents.get(name);
       assert.ok(a);
       assert.ok(await historyRows(fleet, a.id) > 0, name);
-      assert.ok((fleet.hosts.get(a.id)?.openFindings ?? 0) > 0, name);
+      assert.ok(((await fleet.async.hosts.get(a.id))?.openFindings ?? 0) > 0, name);
     }
   });
 
@@ -145,7 +144,7 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
     // A new advisory for one installed package: its row, and the counts.
     const bash = a.inventory.packages.find((p) => p.name === 'bash');
     assert.ok(bash);
-    new AdvisoryStore(db).importAdvisories(
+    await asyncAdvisories(db).importAdvisories(
       { source: 'osv-extra', kind: 'osv', location: null },
       [
         {
@@ -170,7 +169,7 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
     const rows = await historyRows(fleet, a.id);
     assert.equal(await correlate(patched), rows + 2);
     assert.equal(await correlate(patched), 1);
-    assert.equal(fleet.hosts.get(a.id)?.openFindings, 0);
+    assert.equal((await fleet.async.hosts.get(a.id))?.openFindings, 0);
     assert.ok([...(await fleet.async.history.history(a.id)).values()].every((h) => h.resolvedAt !== null), 'every finding resolved');
   });
 
@@ -185,7 +184,7 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
     hf.schedule(a.id, patched, packagesHash(patched));
     await hf.drained();
     assert.equal(hf.stats.correlated, 1);
-    assert.equal(fleet.hosts.get(a.id)?.openFindings, 0);
+    assert.equal((await fleet.async.hosts.get(a.id))?.openFindings, 0);
   });
 });
 
@@ -237,7 +236,7 @@ describe('HostFindings: a slice whose transaction runs twice is taken in once', 
     assert.deepEqual(hf.stats, { correlated: 4, failed: 0, fannedOut: 4 });
     assert.equal(hf.queued, 0);
     for (const [hostname, a] of agents) {
-      assert.equal(fleet.hosts.get(a.id)?.openFindings, open, hostname);
+      assert.equal((await fleet.async.hosts.get(a.id))?.openFindings, open, hostname);
       assert.equal(await historyRows(fleet, a.id), expected.findings.length, hostname);
     }
     assert.equal(contentRows(db), expected.findings.length, 'the content’s timeline written once');
@@ -296,7 +295,7 @@ describe('finding history over inventory contents: first-seen and resolved are t
     const [gone] = kept[0]?.[0].split(' ') ?? [];
     const withdrawn = alma.find((x) => x.id === gone);
     assert.ok(withdrawn !== undefined);
-    new AdvisoryStore(db).importAdvisories(ALMA9, [{ ...withdrawn, modified: T3.toISOString(), withdrawn: T3.toISOString() }], T3);
+    await asyncAdvisories(db).importAdvisories(ALMA9, [{ ...withdrawn, modified: T3.toISOString(), withdrawn: T3.toISOString() }], T3);
     await hf.followStore();
     await hf.drained();
     const resolvedFor = async (id: string, inv: Inventory) => (await hf.findings(id, inv, packagesHash(inv)))?.findings.filter((f) => f.advisory === gone) ?? [];
@@ -305,9 +304,9 @@ describe('finding history over inventory contents: first-seen and resolved are t
     // T4: web-3 joins the content: the episode that ended before it came is not its history.
     const T4 = new Date('2026-11-24T10:00:00.000Z');
     clock = T4;
-    const web3 = fleet.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: 'web-3', machineId: null, tokenId: null }, T4);
+    const web3 = await fleet.async.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: 'web-3', machineId: null, tokenId: null }, T4);
     const inv3: Inventory = { ...moved, host: { ...moved.host, hostname: 'web-3' } };
-    fleet.reports.ingest(web3, randomUUID(), inventoryHash(inv3), inv3, T4);
+    await fleet.async.reports.ingest(web3, randomUUID(), inventoryHash(inv3), inv3, T4);
     await correlate(web3, inv3);
     assert.deepEqual(await resolvedFor(web3, inv3), [], 'web-3 never had the withdrawn advisory');
   });
@@ -322,7 +321,7 @@ describe('finding history over inventory contents: first-seen and resolved are t
     // Ten reports of ten contents (one package fewer each); each agent keeps its newest 8 reports.
     for (let i = 0; i < 10; i++) {
       const inv: Inventory = { ...a.inventory, packages: a.inventory.packages.filter((_, j) => j !== i) };
-      fleet.reports.ingest(a.id, randomUUID(), inventoryHash(inv), inv, NOW);
+      await fleet.async.reports.ingest(a.id, randomUUID(), inventoryHash(inv), inv, NOW);
       hashes.push(packagesHash(inv));
       hf.schedule(a.id, inv, packagesHash(inv));
       await hf.drained();

@@ -7,8 +7,10 @@ const MIN = 60_000;
 const at = (m: number) => new Date(NOW.getTime() + m * MIN);
 /** ALSA-2026:54510 fixes bind 9.16.23 (bind-libs, bind-license, bind-utils in the RHEL 9.5 image). */
 
-function fleetOf(b: Bench, n: number): string[] {
-  return Array.from({ length: n }, (_, i) => b.addHost({ hostname: `web-${i + 1}`, tags: ['web'] }));
+async function fleetOf(b: Bench, n: number): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < n; i++) ids.push(await b.addHost({ hostname: `web-${i + 1}`, tags: ['web'] }));
+  return ids;
 }
 
 /** Every pending outbox entry of the fleet, checked against the collector's public key. */
@@ -32,7 +34,7 @@ function auditOf(b: Bench, id: string): { actor: string; action: string }[] {
 describe('RolloutEngine: waves and the gate', () => {
   it('a canary that fails halts the rollout by itself and no later wave gets an instruction', async (t) => {
     const b = await makeBench(t);
-    const agents = fleetOf(b, 6);
+    const agents = await fleetOf(b, 6);
     const id = await b.engine.create(plan(), 'alice');
     assert.equal(await b.engine.submit(id, 'alice'), 'running');
     const canary = await pending(b, agents);
@@ -66,7 +68,7 @@ describe('RolloutEngine: waves and the gate', () => {
 
   it('waves grow 1, 2, 4 after each passes its gate and its wait, then the rollout completes', async (t) => {
     const b = await makeBench(t);
-    const agents = fleetOf(b, 7);
+    const agents = await fleetOf(b, 7);
     const id = await b.engine.create(plan({ waitMinutes: 30, gate: { maxFailedHosts: 1 } }), 'alice');
     await b.engine.submit(id, 'alice');
     assert.equal(await answer(b, agents, 'succeeded'), 1);
@@ -97,7 +99,7 @@ describe('RolloutEngine: waves and the gate', () => {
 
   it('a second failure over maxFailedHosts 1 halts after wave 1', async (t) => {
     const b = await makeBench(t);
-    const agents = fleetOf(b, 7);
+    const agents = await fleetOf(b, 7);
     const id = await b.engine.create(plan({ gate: { maxFailedHosts: 1 } }), 'alice');
     await b.engine.submit(id, 'alice');
     await answer(b, agents, 'failed');
@@ -111,7 +113,7 @@ describe('RolloutEngine: waves and the gate', () => {
 describe('RolloutEngine: maintenance windows', () => {
   it('a closed window holds everything back until it opens; instructions expire when it closes', async (t) => {
     const b = await makeBench(t);
-    const agents = fleetOf(b, 3);
+    const agents = await fleetOf(b, 3);
     // 18:00Z now; the window is 22:00-00:00 UTC.
     const id = await b.engine.create(plan({ waitMinutes: 180, windows: [{ cron: '0 22 * * *', durationMinutes: 120, timezone: 'UTC' }] }), 'alice');
     assert.equal(await b.engine.submit(id, 'alice'), 'running');
@@ -140,7 +142,7 @@ describe('RolloutEngine: maintenance windows', () => {
 describe('RolloutEngine: states', () => {
   it('pause takes back undelivered instructions, resume sends them afresh', async (t) => {
     const b = await makeBench(t);
-    const agents = fleetOf(b, 4);
+    const agents = await fleetOf(b, 4);
     const id = await b.engine.create(plan({ waves: { canary: { hosts: 2 } } }), 'alice');
     await b.engine.submit(id, 'alice');
     const [delivered, undelivered] = await pending(b, agents);
@@ -165,7 +167,7 @@ describe('RolloutEngine: states', () => {
 
   it('approval required with four eyes: the submitter cannot approve, another operator can', async (t) => {
     const b = await makeBench(t);
-    const agents = fleetOf(b, 2);
+    const agents = await fleetOf(b, 2);
     const id = await b.engine.create(plan({ requireApproval: true, fourEyes: true }), 'alice');
     await assert.rejects(b.engine.approve(id, 'bob'), { code: 'PW_ERR_ROLLOUT_STATE' }, 'a draft is not approved');
     assert.equal(await b.engine.submit(id, 'alice'), 'awaiting-approval');
@@ -182,7 +184,7 @@ describe('RolloutEngine: states', () => {
 
   it('a collector restart mid-rollout resumes where it stopped', async (t) => {
     const b = await makeBench(t);
-    const agents = fleetOf(b, 3);
+    const agents = await fleetOf(b, 3);
     const id = await b.engine.create(plan(), 'alice');
     await b.engine.submit(id, 'alice');
     const [canary] = await pending(b, agents);
@@ -197,7 +199,7 @@ describe('RolloutEngine: states', () => {
 
   it('an instruction that expires undelivered counts as failed', async (t) => {
     const b = await makeBench(t);
-    const agents = fleetOf(b, 3);
+    const agents = await fleetOf(b, 3);
     const id = await b.engine.create(plan({ instructionTtlMinutes: 60 }), 'alice');
     await b.engine.submit(id, 'alice');
     await b.engine.tick(at(59));
@@ -214,7 +216,7 @@ describe('RolloutEngine: states', () => {
 describe('RolloutEngine: reboots', () => {
   it('a host told to reboot is done when it comes back with a new boot id; one that does not is not-back', async (t) => {
     const b = await makeBench(t);
-    const agents = fleetOf(b, 2);
+    const agents = await fleetOf(b, 2);
     const id = await b.engine.create(plan({ action: { kind: 'reboot', onlyIfNeeded: true }, waves: { canary: { hosts: 2 } }, gate: { maxFailedHosts: 0, rebootGraceMinutes: 30 } }), 'alice');
     await b.engine.submit(id, 'alice');
     const sent = await pending(b, agents);
@@ -241,9 +243,9 @@ describe('RolloutEngine: reboots', () => {
 describe('RolloutEngine.preview', () => {
   it('packages, findings, reboots needed and avoided by live patching, skipped hosts', async (t) => {
     const b = await makeBench(t);
-    const lp = b.addHost({ hostname: 'lp', tags: ['web'], kernel: 'old', livepatch: 'kpatch' });
-    const plain = b.addHost({ hostname: 'plain', tags: ['web'], kernel: 'old' });
-    const deb = b.addHost({ hostname: 'deb', tags: ['web'], os: 'debian' });
+    const lp = await b.addHost({ hostname: 'lp', tags: ['web'], kernel: 'old', livepatch: 'kpatch' });
+    const plain = await b.addHost({ hostname: 'plain', tags: ['web'], kernel: 'old' });
+    const deb = await b.addHost({ hostname: 'deb', tags: ['web'], os: 'debian' });
     const p = plan({ action: { kind: 'patch', advisories: ['ALSA-2025:1681', BIND, 'ALSA-2025:22405'], reboot: 'if-needed' } });
     const pv = await b.engine.preview(p);
     assert.deepEqual(pv.skipped, [{ agentId: deb, hostname: 'deb', reason: 'no open finding on the host for these advisories' }]);
@@ -254,7 +256,7 @@ describe('RolloutEngine.preview', () => {
     assert.equal(l.livepatchInsteadOfReboot, true);
     assert.equal(l.needsReboot, false);
     assert.deepEqual(l.packages.map((x) => x.name), ['bind-libs', 'bind-license', 'bind-utils']);
-    assert.deepEqual(l.packages[0], { name: 'bind-libs', from: b.fleet.reports.latestInventory(lp)?.packages.find((x) => x.name === 'bind-libs')?.version, to: '32:9.16.23-40.el9_8.8' }, 'the highest fixed version of the two bind advisories');
+    assert.deepEqual(l.packages[0], { name: 'bind-libs', from: (await b.store.async.reports.latestInventory(lp))?.packages.find((x) => x.name === 'bind-libs')?.version, to: '32:9.16.23-40.el9_8.8' }, 'the highest fixed version of the two bind advisories');
     assert.equal(n?.action, 'patch+reboot-if-needed');
     assert.equal(n.needsReboot, true);
     assert.deepEqual(n.packages.map((x) => x.name), ['bind-libs', 'bind-license', 'bind-utils', 'kernel-core']);

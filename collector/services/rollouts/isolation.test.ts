@@ -32,7 +32,8 @@ async function answer(b: Bench, agents: readonly string[], status: 'succeeded' |
 
 /** Rollout B: three healthy `web` hosts, canary then two, 30 min between waves (so its second wave starts on a tick). */
 async function startHealthy(b: Bench): Promise<{ id: string; agents: string[] }> {
-  const agents = [1, 2, 3].map((i) => b.addHost({ hostname: `web-${i}`, tags: ['web'] }));
+  const agents: string[] = [];
+  for (const i of [1, 2, 3]) agents.push(await b.addHost({ hostname: `web-${i}`, tags: ['web'] }));
   const id = await b.engine.create(bindPlan({ name: 'healthy', waitMinutes: 30 }), 'alice');
   assert.equal(await b.engine.submit(id, 'alice'), 'running');
   b.clock.now = at(1);
@@ -62,7 +63,7 @@ const cases: PoisonCase[] = [
   {
     name: 'a tick meets it (its window opens while another rollout waits for its next wave)',
     run: async (b) => {
-      const poisoned = b.addHost({ hostname: 'a-1', tags: ['a'] });
+      const poisoned = await b.addHost({ hostname: 'a-1', tags: ['a'] });
       await b.report(poisoned, poison(hostInventory({ hostname: 'a-1' })));
       // 18:00 now; A's window opens at 22:00: nothing of A is built at submit.
       const id = await b.engine.create(poisonPlan({ windows: [{ cron: '0 22 * * *', durationMinutes: 120, timezone: 'UTC' }] }), 'alice');
@@ -75,7 +76,7 @@ const cases: PoisonCase[] = [
   {
     name: 'it is the canary at submit',
     run: async (b) => {
-      const poisoned = b.addHost({ hostname: 'a-1', tags: ['a'] });
+      const poisoned = await b.addHost({ hostname: 'a-1', tags: ['a'] });
       await b.report(poisoned, poison(hostInventory({ hostname: 'a-1' })));
       const id = await b.engine.create(poisonPlan(), 'alice');
       assert.equal(await b.engine.submit(id, 'alice'), 'halted', 'submit answers: the canary failed alone and the gate held');
@@ -85,7 +86,7 @@ const cases: PoisonCase[] = [
   {
     name: "the canary's result starts the wave it is in",
     run: async (b) => {
-      const two = [b.addHost({ hostname: 'a-1', tags: ['a'] }), b.addHost({ hostname: 'a-2', tags: ['a'] })];
+      const two = [await b.addHost({ hostname: 'a-1', tags: ['a'] }), await b.addHost({ hostname: 'a-2', tags: ['a'] })];
       const waves = splitWaves(two, { canary: { hosts: 1 }, growth: { factor: 2 } });
       const canary = two.find((x) => waves.get(x) === 0) ?? assert.fail();
       const poisoned = two.find((x) => waves.get(x) === 1) ?? assert.fail();
@@ -101,7 +102,7 @@ const cases: PoisonCase[] = [
   {
     name: 'resume sends its withdrawn step again after its inventory changed',
     run: async (b) => {
-      const poisoned = b.addHost({ hostname: 'a-1', tags: ['a'] });
+      const poisoned = await b.addHost({ hostname: 'a-1', tags: ['a'] });
       const id = await b.engine.create(poisonPlan(), 'alice');
       await b.engine.submit(id, 'alice');
       await b.engine.pause(id, 'alice');
@@ -139,7 +140,7 @@ describe('RolloutEngine: a rollout that cannot advance stops no other (issue 10)
   it('keeps its error as lastError, reports it, and the others complete; it clears once the rollout advances', async (t) => {
     const b = await makeBench(t);
     const healthy = await startHealthy(b);
-    const broken = b.addHost({ hostname: 'a-1', tags: ['a'] });
+    const broken = await b.addHost({ hostname: 'a-1', tags: ['a'] });
     const id = await b.engine.create(bindPlan({ name: 'broken', target: { tags: ['a'] } }), 'alice');
     await b.engine.submit(id, 'alice');
     const sent = (await b.outbox.pendingFor(broken, b.clock.now))[0] ?? assert.fail('the canary was sent');
@@ -167,7 +168,7 @@ describe('RolloutEngine: a rollout that cannot advance stops no other (issue 10)
 describe('a host that failed alone, seen through the API, the CLI and the dashboard', () => {
   it('shows its state, code and reason', async (t) => {
     const b = await makeBench(t, { advisories: [POISON_ADVISORY] });
-    const poisoned = b.addHost({ hostname: 'a-1', tags: ['a'] });
+    const poisoned = await b.addHost({ hostname: 'a-1', tags: ['a'] });
     await b.report(poisoned, poison(hostInventory({ hostname: 'a-1' })));
     const id = await b.engine.create(poisonPlan(), 'alice');
     const preview = await b.engine.preview(id);
@@ -203,7 +204,7 @@ describe('a host that failed alone, seen through the API, the CLI and the dashbo
 describe('RolloutEngine: a patch too large for one instruction is sent in parts (issue 10)', () => {
   it('previews the parts, sends them one after another, each within the limits, never a package twice (a pause between parts included), then completes', async (t) => {
     const b = await makeBench(t, { advisories: bigAdvisories() });
-    const big = b.addHost({ hostname: 'big-1', os: 'debian', tags: ['big'] });
+    const big = await b.addHost({ hostname: 'big-1', os: 'debian', tags: ['big'] });
     await b.report(big, bigInventory('big-1', 6000));
     const id = await b.engine.create(bindPlan({ name: 'big', target: { tags: ['big'] }, action: { kind: 'patch', advisories: [...BIG_ADVISORIES] } }), 'alice');
     assert.equal(await b.engine.submit(id, 'alice'), 'running', 'no ZodError from the signer');

@@ -6,8 +6,8 @@
  */
 import type { Dialect, Query } from './query.ts';
 
-/** Arrays are for PostgreSQL only (`unnest(?::text[])`: many rows in one statement); SQLite refuses them. */
-export type SqlValue = string | number | bigint | Buffer | null | readonly string[];
+/** Arrays are for PostgreSQL only (`unnest(?::text[])`: many rows in one statement; a null element is SQL NULL); SQLite refuses them. */
+export type SqlValue = string | number | bigint | Buffer | null | readonly (string | null)[];
 export type SqlParams = readonly SqlValue[];
 
 export interface SqlExecutor {
