@@ -24,7 +24,6 @@ import { WalCheckpointer } from './store/checkpointer.ts';
 import type { Db } from './store/db.ts';
 import { StoreHealth } from './store/health.ts';
 import { IntegrityCheck } from './store/integrity.ts';
-import type { Fleet } from './store/fleet.ts';
 import type { RolloutEngine } from './services/rollouts/engine.ts';
 import type { InstructionOutbox } from './store/rollouts.ts';
 import type { Store } from './store/store.ts';
@@ -76,10 +75,9 @@ export interface Collector {
   agentUrl: string;
   /** The collector's ed25519 public key (raw, base64url), pinned by agents at enrollment. */
   publicKey: string;
-  /** Every part of the store; `db` and `fleet` are parts of it, kept for callers that want only those. */
+  /** The store; `db` is its connection, kept for callers that want only that. */
   store: Store;
   db: Db;
-  fleet: Fleet;
   gateway: Gateway;
   findings: HostFindings;
   rollouts: RolloutEngine;
@@ -161,7 +159,6 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     },
   });
   try {
-    const fleet: Fleet = store;
     const metrics = createMetrics();
     const findings = collector.findings;
     let checkpointFailures = 0;
@@ -345,7 +342,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
       })();
       return closing;
     };
-    return { httpServer: server, url, agentUrl, publicKey: key.publicKey, store, db, fleet, gateway: gw, findings, rollouts, outbox: store.async.outbox, metrics, logger, close };
+    return { httpServer: server, url, agentUrl, publicKey: key.publicKey, store, db, gateway: gw, findings, rollouts, outbox: store.async.outbox, metrics, logger, close };
   } catch (err) {
     await gateway?.close();
     await integrity?.stop();

@@ -14,7 +14,6 @@ import type { Inventory } from '../../shared/protocol.ts';
 import { seededRandom } from '../../shared/testing/random.ts';
 import { startCollector } from '../../shared/testing/collector-harness.ts';
 import { openDatabase } from '../store/db.ts';
-import { fleetOn } from '../store/fleet.ts';
 import { createCollector } from '../server.ts';
 import { createLogger } from '../logger.ts';
 
@@ -93,11 +92,11 @@ describe('/healthz tells the truth about the store', () => {
     // A store with an audit trail of ~1 MB: pages no start-up query reads, so the collector
     // starts and serves, as it did on the damaged file in the issue.
     const db = openDatabase(dbPath);
-    const fleet = fleetOn(db);
+    const audit = db.prepare('INSERT INTO audit (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)');
     const rnd = seededRandom(10_9);
     const detail = (): string => JSON.stringify({ note: Array.from({ length: 300 }, () => Math.floor(rnd() * 36).toString(36)).join('') });
     db.transaction(() => {
-      for (let i = 0; i < 3000; i++) fleet.audit.record('test', 'token.create', `token:${i}`, detail(), new Date());
+      for (let i = 0; i < 3000; i++) audit.run(new Date().toISOString(), 'test', 'token.create', `token:${i}`, detail());
     })();
     const pages = db
       .prepare<[], { pageno: number }>("SELECT pageno FROM dbstat WHERE name = 'audit' AND pagetype = 'leaf'")

@@ -16,7 +16,6 @@ import { inventoryOf, rhel95Packages } from './correlate-fixtures.ts';
 import { openCollector } from '../../collector/open-collector.ts';
 import type { ApiTokenStore, Role } from '../../collector/store/access.ts';
 import type { Db } from '../../collector/store/db.ts';
-import type { Fleet } from '../../collector/store/fleet.ts';
 import type { Store } from '../../collector/store/store.ts';
 import { createLogger } from '../../collector/logger.ts';
 import { createApp } from '../../collector/http/app.ts';
@@ -50,7 +49,7 @@ export interface Fixture {
   db: Db;
   /** The store the app runs on (openCollector's, in memory); `fleet` is the same object seen as its fleet parts. */
   store: Store;
-  fleet: Fleet;
+  fleet: Store;
   correlator: Correlator;
   metrics: CollectorMetrics;
   tokens: ApiTokenStore;
@@ -80,7 +79,7 @@ export async function makeFixture(opts: { feeds?: boolean; feedsAt?: Date; authL
   const collector = await openCollector({ store: { kind: 'sqlite', path: ':memory:' }, now: () => clock.now });
   const store = collector.store;
   const db = store.db;
-  const fleet: Fleet = store;
+  const fleet: Store = store;
   const correlator = new Correlator();
   if (opts.feeds !== false) {
     const at = opts.feedsAt ?? new Date(NOW.getTime() - 3600_000);

@@ -22,7 +22,6 @@ import { inventoryOf, loadOsv, rhel95Packages } from './correlate-fixtures.ts';
 import type { Advisory } from '../../collector/domain/feeds/types.ts';
 import { collectorOn, openCollector, type OpenedCollector } from '../../collector/open-collector.ts';
 import type { Db } from '../../collector/store/db.ts';
-import type { Fleet } from '../../collector/store/fleet.ts';
 import { openStore, type Store } from '../../collector/store/store.ts';
 import type { RolloutEngine, RolloutErrorContext } from '../../collector/services/rollouts/engine.ts';
 import type { PlanInput } from '../../collector/domain/rollout/plan.ts';
@@ -79,7 +78,7 @@ export interface Bench {
   db: Db;
   /** The store over db (storeOn); `fleet` is the same object seen as its fleet parts. */
   store: Store;
-  fleet: Fleet;
+  fleet: Store;
   /** The outbox on the asynchronous store (store.async.outbox). */
   outbox: InstructionOutbox;
   engine: RolloutEngine;
