@@ -35,8 +35,8 @@ describe('files the collector makes', () => {
     t.after(async () => {
       if (!closed) await collector.close();
     });
-    await collector.store.async.tokens.create({ uses: 1, ttlMs: 60_000, createdBy: 'test' });
-    const agentId = await collector.store.async.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: 'web-1', machineId: null, tokenId: null });
+    await collector.store.tokens.create({ uses: 1, ttlMs: 60_000, createdBy: 'test' });
+    const agentId = await collector.store.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: 'web-1', machineId: null, tokenId: null });
     const now = new Date();
     const i: Instruction = { schema: 'patchwarden.instruction/1', kind: 'refresh', id: randomUUID(), agentId, issuedAt: now.toISOString(), notBefore: now.toISOString(), expiresAt: new Date(now.getTime() + 3600_000).toISOString(), rolloutId: null, dryRun: false };
     const key = await readFile(join(dir, 'collector.key'), 'utf8');
@@ -44,8 +44,8 @@ describe('files the collector makes', () => {
     await collector.outbox.enqueue({ id: i.id, agentId, payload: signed.payload, signature: signed.signature, expiresAt: i.expiresAt, rolloutId: null }, now);
     const out = join(dir, 'carry');
     await mkdir(out, { mode: 0o700 });
-    assert.equal((await exportInstructions({ store: collector.store.async, actor: 'cli:test', dir: out, key, now })).length, 1);
-    await importFeedPath(asyncAdvisories(collector.db), dataPath('kev', 'known_exploited_vulnerabilities.json.gz'));
+    assert.equal((await exportInstructions({ store: collector.store, actor: 'cli:test', dir: out, key, now })).length, 1);
+    await importFeedPath(asyncAdvisories(collector.sqlite!.db), dataPath('kev', 'known_exploited_vulnerabilities.json.gz'));
     const io = { stdout: new PassThrough(), stderr: new PassThrough() };
     assert.equal(await feedCommand(['export', '--db', dbPath, '--out', join(out, 'feeds.pwfeeds')], io), 0);
 

@@ -97,21 +97,21 @@ describe('createCollector', () => {
     const dir = await tempDir(t);
     const dbPath = join(dir, 'c.db');
     const first = await createCollector({ dbPath, listen: '127.0.0.1:0', logger: captureLogger().logger });
-    const { token } = await first.store.async.tokens.create({ uses: 1, ttlMs: 60_000, createdBy: 'test' });
+    const { token } = await first.store.tokens.create({ uses: 1, ttlMs: 60_000, createdBy: 'test' });
     const client = await TestAgent.connect(first.agentUrl);
     const { agentId } = await client.enroll(token, newKeys());
     await client.report(thisHost);
     await client.close();
     await first.findings.drained();
-    const real = await first.store.async.hosts.get(agentId);
-    await first.store.async.hosts.setFindingCounts(agentId, 999, 999);
+    const real = await first.store.hosts.get(agentId);
+    await first.store.hosts.setFindingCounts(agentId, 999, 999);
     await first.close();
 
     const second = await createCollector({ dbPath, listen: '127.0.0.1:0', logger: captureLogger().logger });
     t.after(() => second.close());
     await second.findings.drained();
-    assert.deepEqual([(await second.store.async.hosts.get(agentId))?.openFindings, (await second.store.async.hosts.get(agentId))?.overdueFindings], [real?.openFindings, real?.overdueFindings]);
-    assert.equal((await second.store.async.agents.get(agentId))?.connected, false);
+    assert.deepEqual([(await second.store.hosts.get(agentId))?.openFindings, (await second.store.hosts.get(agentId))?.overdueFindings], [real?.openFindings, real?.overdueFindings]);
+    assert.equal((await second.store.agents.get(agentId))?.connected, false);
   });
 
   it('a port in use is PW_ERR_USAGE and leaves nothing open', async (t) => {

@@ -44,7 +44,7 @@ describe('scale worker', () => {
   it('enrolls, connects and reports from its own source addresses, failing over from a dead collector of its list', async (t) => {
     const tc = await startCollector(t);
     const agents = 40;
-    const { token } = await tc.collector.store.async.tokens.create({ uses: agents, ttlMs: 3600_000, createdBy: 'test' });
+    const { token } = await tc.collector.store.tokens.create({ uses: agents, ttlMs: 3600_000, createdBy: 'test' });
     // The real Debian 12 host's packages, whose pending upgrades make the fleet's package sets.
     const base: Inventory = { ...(await hostInventory()), packageFormat: 'deb', packages: parseDpkgStatus(readData('host-inventory', 'debian12-host.dpkg-status.gz')) };
     const workers = new Workers(1);

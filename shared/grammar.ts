@@ -16,6 +16,20 @@ export const ECOSYSTEM = /^[A-Za-z][A-Za-z ]*[A-Za-z](:[A-Za-z0-9._ -]*[A-Za-z0-
 /** Debian/dpkg architecture names and rpm/apk arch names (`amd64`, `x86_64`, `noarch`, `all`). */
 export const ARCH = /^[A-Za-z0-9_-]+$/;
 
+/**
+ * Text with no U+0000 (NUL). PostgreSQL's `text` cannot hold it (SQLite's can), so free text
+ * that the collector writes to a column of its own is refused with it at the boundary, by
+ * the schema that reads it (shared/text.ts), and never reaches the store. Text stored inside
+ * JSON documents is not held to it: JSON.stringify writes NUL as the escape `\u0000`.
+ */
+// eslint-disable-next-line no-control-regex -- U+0000 is what this refuses
+export const NO_NUL = /^[^\u0000]*$/;
+
+/** `text` with each U+0000 made U+FFFD, for text an agent builds from what it read (an error's message). */
+export function withoutNul(text: string): string {
+  return text.includes('\u0000') ? text.replaceAll('\u0000', '\ufffd') : text;
+}
+
 export const LIMITS = Object.freeze({
   /**
    * Packages in one inventory (report), and package changes in one instruction result.

@@ -12,6 +12,7 @@ import * as z from 'zod';
 import { InstructionBuildError, issueText } from './errors.ts';
 import { LIMITS, PACKAGE_NAME, VERSION } from './grammar.ts';
 import { signBytes, verifyBytes } from './signing.ts';
+import { noNul } from './text.ts';
 
 export const INSTRUCTION_SCHEMA = 'patchwarden.instruction/1';
 export const INSTRUCTION_KINDS = ['patch', 'livepatch', 'reboot', 'refresh'] as const;
@@ -151,7 +152,8 @@ export const InstructionResultSchema = z.strictObject({
   status: z.enum(RESULT_STATUSES),
   /** A stable PW_ERR_* code for refused and failed results, else null. */
   code: z.string().max(64).regex(/^PW_[A-Z0-9_]+$/).nullable(),
-  message: z.string().max(LIMITS.text),
+  /** The rollout's host row keeps the start of it in a column of its own (rollout_hosts.detail). */
+  message: noNul(z.string().max(LIMITS.text)),
   dryRun: z.boolean(),
   startedAt: isoDate,
   finishedAt: isoDate,

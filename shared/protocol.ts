@@ -5,6 +5,7 @@
  */
 import * as z from 'zod';
 import { InstructionResultSchema, SignedInstructionSchema } from './instructions.ts';
+import { noNul } from './text.ts';
 
 /** A peer accepts any protocol version with the same major (`^major`). */
 export const PROTOCOL_VERSION = '1.1.0';
@@ -18,6 +19,8 @@ const shortText = z.string().max(LIMITS.name);
 const packageName = z.string().max(LIMITS.name).regex(PACKAGE_NAME, 'not a valid package name');
 const version = z.string().max(LIMITS.version).regex(VERSION, 'not a valid package version');
 const isoDate = z.iso.datetime({ offset: true });
+/** The agent's own version: the collector keeps it in a column of its own (agents.agent_version). */
+const agentVersion = noNul(z.string().max(64));
 
 export const PackageSchema = z.strictObject({
   name: packageName,
@@ -98,7 +101,8 @@ export const LivepatchSchema = z.strictObject({
 export type Livepatch = z.infer<typeof LivepatchSchema>;
 
 export const KernelSchema = z.strictObject({
-  release: z.string().max(LIMITS.name),
+  /** `uname -r`; the host's row keeps it in a column of its own (hosts.kernel_release). */
+  release: noNul(z.string().max(LIMITS.name)),
   version: text,
   /** null: no package provides the running kernel (a custom build, a VM's own kernel). */
   package: KernelPackageSchema.nullable(),
@@ -143,7 +147,7 @@ export type InventoryWarning = z.infer<typeof WarningSchema>;
 export const InventorySchema = z.strictObject({
   schema: z.literal(INVENTORY_SCHEMA),
   collectedAt: isoDate,
-  agentVersion: z.string().max(64),
+  agentVersion,
   host: HostSchema,
   packageFormat: PackageFormatSchema.nullable(),
   /** At most LIMITS.packages: the gateway refuses more with PW_ERR_TOO_MANY_PACKAGES before this schema runs. */
@@ -250,7 +254,7 @@ export const ChallengeMessageSchema = z.strictObject({ type: z.literal('challeng
 export const EnrollMessageSchema = z.strictObject({
   type: z.literal('enroll'),
   protocol: semverString,
-  agentVersion: z.string().max(64),
+  agentVersion,
   token: z.string().min(16).max(256).regex(/^[A-Za-z0-9_.-]+$/, 'not an enrollment token'),
   /** ed25519 public key, raw 32 bytes, base64url. */
   publicKey: b64url(43, 43),
@@ -261,7 +265,7 @@ export const EnrolledMessageSchema = z.strictObject({ type: z.literal('enrolled'
 export const HelloMessageSchema = z.strictObject({
   type: z.literal('hello'),
   protocol: semverString,
-  agentVersion: z.string().max(64),
+  agentVersion,
   agentId,
   /** ed25519 over helloPayload(nonce, agentId), base64url. */
   signature: b64url(86, 86),

@@ -14,7 +14,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
 import { type Collector, createCollector } from '../../collector/server.ts';
 import { createLogger as createCollectorLogger } from '../../collector/logger.ts';
-import { ApiTokenStore } from '../../collector/store/access.ts';
 import { inventoryHash } from '../../shared/inventory-hash.ts';
 import type { Inventory } from '../../shared/protocol.ts';
 import { collectInventory } from '../inventory/inventory.ts';
@@ -55,8 +54,8 @@ describe('agent against the real collector', () => {
     let collector: Collector = await createCollector({ dbPath, listen: '127.0.0.1:0', logger: quiet });
     t.after(() => collector.close());
     const port = new URL(collector.url).port;
-    const { token } = await collector.store.async.tokens.create({ uses: 1, ttlMs: 3_600_000, createdBy: 'e2e-test' });
-    const apiToken = new ApiTokenStore(collector.db, collector.fleet.audit).create({ name: 'e2e', role: 'admin', createdBy: 'e2e-test' }).token;
+    const { token } = await collector.store.tokens.create({ uses: 1, ttlMs: 3_600_000, createdBy: 'e2e-test' });
+    const apiToken = (await collector.store.apiTokens.create({ name: 'e2e', role: 'admin', createdBy: 'e2e-test' })).token;
     const api = async (path: string, init: RequestInit = {}): Promise<{ status: number; body: unknown }> => {
       const res = await fetch(`${collector.url}/api/v1${path}`, { ...init, headers: { authorization: `Bearer ${apiToken}` } });
       return { status: res.status, body: await res.json() };
@@ -154,7 +153,7 @@ describe('agent against the real collector', () => {
     });
     t.after(() => collector.close());
     assert.match(collector.agentUrl, /^wss:\/\/127\.0\.0\.1:\d+\/v1\/agent$/);
-    const { token } = await collector.store.async.tokens.create({ uses: 1, ttlMs: 3_600_000, createdBy: 'e2e-test' });
+    const { token } = await collector.store.tokens.create({ uses: 1, ttlMs: 3_600_000, createdBy: 'e2e-test' });
 
     for (const caFile of [undefined, join(dir, 'other-ca.pem')]) {
       const configPath = join(dir, caFile === undefined ? 'no-ca' : 'wrong-ca', 'agent.json');
@@ -177,6 +176,6 @@ describe('agent against the real collector', () => {
     void agent.run();
     const [ack] = (await acked) as [{ full: boolean; status: string }];
     assert.deepEqual([ack.full, ack.status], [true, 'stored']);
-    assert.equal((await collector.store.async.hosts.get(config.agentId))?.packageCount, dpkgInstalledCount());
+    assert.equal((await collector.store.hosts.get(config.agentId))?.packageCount, dpkgInstalledCount());
   });
 });

@@ -101,7 +101,7 @@ describe('an agent listing several collectors of one fleet', () => {
     assert.ok(tookMs < 3000, `served again after ${Math.round(tookMs)} ms`);
     agent.checkNow('after failover');
     await until('a report acknowledged by the other collector', () => acks > ackedBefore);
-    const host = await other.store.async.hosts.get(config.agentId);
+    const host = await other.store.hosts.get(config.agentId);
     assert.equal(host?.packageCount, inventory.packages.length);
   });
 

@@ -73,7 +73,8 @@ class RecordingHandler implements Handler {
     try {
       const ledgerHad = (await Ledger.open(this.stateDir)).has(instruction.id);
       this.calls.push({ instruction, ctx, ledgerHad, at: Date.now() });
-      if (this.fail) throw new Error('handler bug');
+      // With a U+0000, as an error quoting a file or a command's output may have: the collector refuses it in a message.
+      if (this.fail) throw new Error('handler bug: read "\u0000"');
       const commands: CommandRecord[] = [];
       if (this.delayMs > 0) commands.push(await runReal('sleep', [String(this.delayMs / 1000)], ctx));
       if (!ctx.dryRun && this.upgraded !== null) commands.push(await runReal('cp', [this.upgraded, join(this.root, 'var/lib/dpkg/status')], ctx));
@@ -422,7 +423,10 @@ describe('Executor runs', () => {
     const results = await h.results$(2);
     await h.executor.close();
     assert.deepEqual(results.map((r) => [r.status, r.code]), [['failed', 'PW_ERR_COMMAND_FAILED'], ['failed', 'PW_ERR_COMMAND_FAILED']]);
-    for (const r of results) assertValid(r);
+    for (const r of results) {
+      assertValid(r);
+      assert.equal(r.message, 'the patch handler failed: handler bug: read "\ufffd"', 'U+0000 replaced, so the collector takes the result');
+    }
   });
 
   it('close() aborts the running command', async () => {

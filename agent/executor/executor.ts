@@ -12,6 +12,7 @@
 import { dirname } from 'node:path';
 import { errorMessage, PatchwardenError, SourceUnavailableError } from '../../shared/errors.ts';
 import type { Instruction, InstructionResult, PackageChange } from '../../shared/instructions.ts';
+import { withoutNul } from '../../shared/grammar.ts';
 import { LIMITS, type Package } from '../../shared/protocol.ts';
 import { createContext } from '../inventory/context.ts';
 import { readKernel } from '../inventory/kernel.ts';
@@ -306,12 +307,14 @@ export class Executor {
     }
   }
 
+  // A message may quote what a command or a file said, U+0000 included, which the collector
+  // refuses in a result's message (shared/text.ts): it is replaced so the result still arrives.
   #result(instruction: Instruction, startedAt: Date, outcome: HandlerOutcome, rebootRequired: boolean | null = null): InstructionResult {
     return {
       instructionId: instruction.id.toLowerCase(),
       status: outcome.status,
       code: outcome.status === 'succeeded' ? null : (outcome.code ?? 'PW_ERR_COMMAND_FAILED'),
-      message: outcome.message.slice(0, LIMITS.text),
+      message: withoutNul(outcome.message.slice(0, LIMITS.text)),
       dryRun: instruction.dryRun || this.#o.dryRun === true,
       startedAt: startedAt.toISOString(),
       finishedAt: this.#now().toISOString(),
@@ -327,7 +330,7 @@ export class Executor {
       instructionId,
       status: 'refused',
       code,
-      message: message.slice(0, LIMITS.text),
+      message: withoutNul(message.slice(0, LIMITS.text)),
       dryRun: (instruction?.dryRun ?? false) || this.#o.dryRun === true,
       startedAt: at,
       finishedAt: this.#now().toISOString(),

@@ -32,7 +32,7 @@ async function revoke(argv: string[], io: Io): Promise<number> {
     }
     io.stdout.write(`agent ${agent.id} (${agent.hostname}) revoked\n`);
   } finally {
-    collector.close();
+    await collector.close();
   }
   return 0;
 }

@@ -37,7 +37,7 @@ async function create(argv: string[], io: Io): Promise<number> {
     if (values.json) io.stdout.write(JSON.stringify({ ...record, token }) + '\n');
     else io.stdout.write(`${token}\n`);
   } finally {
-    collector.close();
+    await collector.close();
   }
   return 0;
 }
@@ -56,7 +56,7 @@ async function revoke(argv: string[], io: Io): Promise<number> {
     }
     io.stdout.write(`API token ${name} (${t.role}) revoked\n`);
   } finally {
-    collector.close();
+    await collector.close();
   }
   return 0;
 }
@@ -69,7 +69,7 @@ async function list(argv: string[], io: Io): Promise<number> {
     if (values.json) io.stdout.write(JSON.stringify(rows, null, 2) + '\n');
     else for (const r of rows) io.stdout.write(`${r.name.padEnd(24)} ${r.role.padEnd(8)} created ${r.createdAt} by ${r.createdBy}${r.revokedAt === null ? '' : `  REVOKED ${r.revokedAt}`}\n`);
   } finally {
-    collector.close();
+    await collector.close();
   }
   return 0;
 }

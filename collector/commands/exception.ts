@@ -62,7 +62,7 @@ async function add(argv: string[], io: Io): Promise<number> {
     const id = await collector.exceptions.accept({ ...e, expires }, actor, now);
     io.stdout.write(`exception ${id}: ${e.advisory}${e.package === undefined ? '' : ` on ${e.package}`} ${e.host === undefined ? 'on every host' : `on ${e.host}`} accepted by ${e.owner} until ${expires}\n`);
   } finally {
-    collector.close();
+    await collector.close();
   }
   return 0;
 }
@@ -82,7 +82,7 @@ async function remove(argv: string[], io: Io): Promise<number> {
     }
     io.stdout.write(`exception ${id}: ended (it was to expire ${ended}); its findings are open again\n`);
   } finally {
-    collector.close();
+    await collector.close();
   }
   return 0;
 }
@@ -94,7 +94,7 @@ async function list(argv: string[], io: Io): Promise<number> {
     const rows = await collector.exceptions.list();
     io.stdout.write(values.json ? JSON.stringify(rows, null, 2) + '\n' : rows.map((r) => JSON.stringify(r)).join('\n') + (rows.length > 0 ? '\n' : ''));
   } finally {
-    collector.close();
+    await collector.close();
   }
   return 0;
 }

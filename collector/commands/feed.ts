@@ -82,7 +82,7 @@ async function importCmd(argv: string[], io: Io): Promise<number> {
       }
     }
   } finally {
-    collector.close();
+    await collector.close();
   }
   return failed > 0 ? 1 : 0;
 }
@@ -105,7 +105,7 @@ async function exportCmd(argv: string[], io: Io): Promise<number> {
     if (made) io.stderr.write(`made the collector key ${collector.keyPath()} (keep it: bundles are trusted by its public key)\n`);
     exported = await collector.feeds.exportBundle({ ...(values.feed === undefined ? {} : { sources: values.feed }), key, publicKey });
   } finally {
-    collector.close();
+    await collector.close();
   }
   try {
     // 0600 whatever the umask, as every file the collector writes; the operator carrying it owns it.
@@ -160,7 +160,7 @@ async function syncCmd(argv: string[], io: Io): Promise<number> {
       },
     });
   } finally {
-    collector.close();
+    await collector.close();
   }
   return failed > 0 ? 1 : 0;
 }
@@ -195,7 +195,7 @@ async function listCmd(argv: string[], io: Io): Promise<number> {
     const rows = await collector.feeds.list();
     io.stdout.write(values.json ? JSON.stringify(rows, null, 2) + '\n' : feedListText(rows, new Date()));
   } finally {
-    collector.close();
+    await collector.close();
   }
   return 0;
 }
@@ -210,7 +210,7 @@ async function removeCmd(argv: string[], io: Io): Promise<number> {
     const r = await collector.feeds.remove(name, cliActor());
     io.stdout.write(`${name}: removed, with ${r.advisories} advisories and ${r.kev} KEV entries\n`);
   } finally {
-    collector.close();
+    await collector.close();
   }
   return 0;
 }

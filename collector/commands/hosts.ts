@@ -48,7 +48,7 @@ export async function hostsCommand(argv: string[], io: Io): Promise<number> {
     const hosts = assessHosts(await collector.hosts.summaries(), view);
     io.stdout.write(values.json ? JSON.stringify(hosts, null, 2) + '\n' : hostsTable(hosts));
   } finally {
-    collector.close();
+    await collector.close();
   }
   return 0;
 }

@@ -32,7 +32,7 @@ async function exportCmd(argv: string[], io: Io): Promise<number> {
     }
     return 0;
   } finally {
-    collector.close();
+    await collector.close();
   }
 }
 

@@ -44,7 +44,7 @@ async function importCmd(argv: string[], io: Io): Promise<number> {
   try {
     outcomes = await collector.airGap.importReports(files, cliActor());
   } finally {
-    collector.close();
+    await collector.close();
   }
   if (values.json) io.stdout.write(JSON.stringify(outcomes, null, 2) + '\n');
   else for (const o of outcomes) (o.status === 'refused' ? io.stderr : io.stdout).write(outcomeLine(o) + '\n');

@@ -45,14 +45,14 @@ interface Fleet {
 async function fleet(t: TestContext, n = 3): Promise<Fleet> {
   // A fast tick: how instructions a CLI process enqueued reach the agents already connected.
   const tc = await startCollector(t, { rolloutTickMs: 100 });
-  await importFeedPath(asyncAdvisories(tc.collector.db), dataPath('osv', 'almalinux9.osv.jsonl.gz'));
+  await importFeedPath(asyncAdvisories(tc.collector.sqlite!.db), dataPath('osv', 'almalinux9.osv.jsonl.gz'));
   await tc.collector.findings.load();
   const agents: Fleet['agents'] = [];
   for (let i = 1; i <= n; i++) {
     const hostname = `web-${i}`;
     const a = await tc.agent(hostname);
     await a.client.report(hostInventory({ hostname }));
-    await tc.collector.store.async.agents.setTags(a.agentId, ['web'], 'cli:test', new Date());
+    await tc.collector.store.agents.setTags(a.agentId, ['web'], 'cli:test', new Date());
     agents.push({ ...a, hostname });
   }
   const writePlan = async (name: string, body: unknown): Promise<string> => {
@@ -64,7 +64,7 @@ async function fleet(t: TestContext, n = 3): Promise<Fleet> {
 }
 
 function auditOf(f: Fleet, id: string): { actor: string; action: string }[] {
-  return f.tc.collector.db.prepare('SELECT actor, action FROM audit WHERE target = ? ORDER BY id').all(`rollout:${id}`) as { actor: string; action: string }[];
+  return f.tc.collector.sqlite!.db.prepare('SELECT actor, action FROM audit WHERE target = ? ORDER BY id').all(`rollout:${id}`) as { actor: string; action: string }[];
 }
 
 describe('rollout CLI beside a serving collector', () => {

@@ -86,7 +86,7 @@ async function withCollector<T>(dbPath: string, io: Io, readonly: boolean, fn: (
   try {
     return await fn(collector);
   } finally {
-    collector.close();
+    await collector.close();
   }
 }
 

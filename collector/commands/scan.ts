@@ -179,7 +179,7 @@ export async function scanCommand(argv: string[], io: { stdout: NodeJS.WritableS
     // First-seen and resolved times set due dates: a recorded scan changes what the collector believes, so it is audited.
     if (values.record && scans !== undefined) await scans.record(hostKey, doc.findings, now, cliActor(), resolve(values.inventory));
   } finally {
-    opened?.close();
+    await opened?.close();
   }
   doc.findings = sortFindings(doc.findings, sort);
   if (values.json) io.stdout.write(JSON.stringify(doc, null, 2) + '\n');

@@ -50,7 +50,7 @@ async function create(argv: string[], io: Io): Promise<number> {
       io.stderr.write(`enrollment token ${t.id}: ${uses} use${uses === 1 ? '' : 's'}, expires ${t.expiresAt}; shown once, only its hash is stored\n`);
     }
   } finally {
-    collector.close();
+    await collector.close();
   }
   return 0;
 }

@@ -48,7 +48,7 @@ async function stillServes(tc: TestCollector): Promise<void> {
   const { client, agentId } = await tc.agent();
   const ack = await client.report(thisHost);
   assert.equal(ack.status, 'stored');
-  assert.equal((await tc.collector.store.async.hosts.get(agentId))?.packageCount, thisHost.packages.length);
+  assert.equal((await tc.collector.store.hosts.get(agentId))?.packageCount, thisHost.packages.length);
   await client.close();
 }
 
@@ -81,7 +81,7 @@ describe('asProtocolError: store refusals on the wire', () => {
 describe('gateway: the good path', () => {
   it("enrolls, reports this machine's real inventory, acks it, and the host has dpkg-query's package count", async (t) => {
     const tc = await startCollector(t);
-    const store = tc.collector.store.async;
+    const store = tc.collector.store;
     const { token } = await store.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
     const keys = newKeys();
     const client = await TestAgent.connect(tc.collector.agentUrl);
@@ -113,7 +113,7 @@ describe('gateway: the good path', () => {
     assert.equal(w2.inventoryHash, hash);
     assert.equal((await again.report(null, hash)).status, 'unchanged');
     assert.equal((await again.report(thisHost, hash, reportId)).status, 'duplicate');
-    assert.equal(tc.collector.db.prepare('SELECT count(*) AS n FROM reports').pluck().get(), 1);
+    assert.equal(tc.collector.sqlite!.db.prepare('SELECT count(*) AS n FROM reports').pluck().get(), 1);
     await again.close();
   });
 
@@ -134,10 +134,10 @@ describe('gateway: the good path', () => {
     assert.ok(expected !== undefined);
     const open = expected.findings.filter((f) => ['open', 'unfixed', 'fixed-pending-reboot'].includes(f.status)).length;
     assert.ok(open > 0, 'the 2024 RHEL image has open findings in the 2026 feed');
-    const host = await tc.collector.store.async.hosts.get(agentId);
+    const host = await tc.collector.store.hosts.get(agentId);
     assert.equal(host?.openFindings, open);
     assert.equal(host.overdueFindings, expected.findings.filter((f) => f.overdue).length);
-    assert.equal((await tc.collector.store.async.history.history(agentId)).size, expected.findings.length);
+    assert.equal((await tc.collector.store.history.history(agentId)).size, expected.findings.length);
     await client.close();
   });
 
@@ -149,7 +149,7 @@ describe('gateway: the good path', () => {
     const closed = await first.closed;
     assert.equal(closed.code, 1000);
     assert.equal(closed.reason, 'replaced by a newer connection');
-    assert.equal((await tc.collector.store.async.agents.get(agentId))?.connected, true);
+    assert.equal((await tc.collector.store.agents.get(agentId))?.connected, true);
     assert.equal(tc.collector.gateway.connectedAgents, 1);
     assert.equal((await second.report(thisHost)).status, 'stored');
     await second.close();
@@ -157,7 +157,7 @@ describe('gateway: the good path', () => {
 
   it('an agent that answers no ping is terminated after two heartbeats and marked disconnected', async (t) => {
     const tc = await startCollector(t, { gateway: { heartbeatSeconds: 1 } });
-    const { token } = await tc.collector.store.async.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
+    const { token } = await tc.collector.store.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
     const silent = await TestAgent.connect(tc.collector.agentUrl, { autoPong: false });
     const { agentId } = await silent.enroll(token, newKeys());
     const started = Date.now();
@@ -166,7 +166,7 @@ describe('gateway: the good path', () => {
     assert.equal(closed.code, 1006, 'terminated, no close frame');
     assert.ok(ms >= 1500 && ms < 4500, `terminated after ${ms} ms`);
     await new Promise((r) => setTimeout(r, 50));
-    assert.equal((await tc.collector.store.async.agents.get(agentId))?.connected, false);
+    assert.equal((await tc.collector.store.agents.get(agentId))?.connected, false);
     // One that answers stays.
     const { client } = await tc.agent();
     await new Promise((r) => setTimeout(r, 3500));
@@ -177,11 +177,11 @@ describe('gateway: the good path', () => {
   it('an agent revoked while connected is refused at its next report (4003) and its report is not stored', async (t) => {
     const tc = await startCollector(t);
     const { client, agentId } = await tc.agent();
-    await tc.collector.store.async.agents.revoke(agentId, 'test');
+    await tc.collector.store.agents.revoke(agentId, 'test');
     client.sendReport(thisHost);
     const r = await client.refusal();
     assert.deepEqual([r.error?.code, r.close.code], ['PW_ERR_AGENT_REVOKED', 4003]);
-    assert.equal(await tc.collector.store.async.hosts.get(agentId), undefined);
+    assert.equal(await tc.collector.store.hosts.get(agentId), undefined);
     await stillServes(tc);
   });
 
@@ -212,7 +212,7 @@ describe('gateway: the good path', () => {
 
   it('logs are JSON lines and never contain the enrollment token', async (t) => {
     const tc = await startCollector(t);
-    const { token } = await tc.collector.store.async.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
+    const { token } = await tc.collector.store.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
     const client = await TestAgent.connect(tc.collector.agentUrl);
     await client.enroll(token, newKeys());
     // A refused enroll with a token that was used up, logged as a warning.
@@ -237,6 +237,8 @@ interface BadCase {
   setup: (tc: TestCollector) => Promise<{ client: TestAgent; bad: () => void }>;
   code: string | null;
   closeCode: number;
+  /** What the error message must say, where the code alone does not show which check refused the frame. */
+  message?: RegExp;
 }
 
 const HOSTILE = ["'; DROP TABLE agents;--", '<script>alert(1)</script>', '$(reboot)'];
@@ -251,6 +253,19 @@ function withHostname(name: string): Inventory {
   const inv = structuredClone(thisHost);
   inv.host.hostname = name;
   return inv;
+}
+
+function withKernelRelease(release: string): Inventory {
+  const inv = structuredClone(thisHost);
+  inv.kernel.release = release;
+  return inv;
+}
+
+/** A well-formed result but for its message (its instruction unknown: the schema refuses it before that matters). */
+function resultFrame(message: string): string {
+  const at = new Date().toISOString();
+  const result = { instructionId: randomUUID(), status: 'failed', code: 'PW_ERR_COMMAND_FAILED', message, dryRun: false, startedAt: at, finishedAt: at, commands: [], changes: [], rebootRequired: null };
+  return JSON.stringify({ type: 'result', id: randomUUID(), result });
 }
 
 /** A fresh connection that has read its challenge. */
@@ -359,7 +374,7 @@ const badCases: BadCase[] = [
     name: 'a revoked agent with a valid signature',
     setup: async (tc) => {
       const { agentId, keys } = await enrolledOffline(tc);
-      await tc.collector.store.async.agents.revoke(agentId, 'test');
+      await tc.collector.store.agents.revoke(agentId, 'test');
       return raw((nonce) => JSON.stringify(helloFrame(nonce, agentId, keys)))(tc);
     },
     code: 'PW_ERR_AGENT_REVOKED',
@@ -377,7 +392,7 @@ const badCases: BadCase[] = [
   {
     name: 'an enrollment token used past its limit (uses 1, second enroll)',
     setup: async (tc) => {
-      const { token } = await tc.collector.store.async.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
+      const { token } = await tc.collector.store.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
       const first = await TestAgent.connect(tc.collector.agentUrl);
       await first.enroll(token, newKeys());
       await first.close();
@@ -389,7 +404,7 @@ const badCases: BadCase[] = [
   {
     name: 'an expired enrollment token',
     setup: async (tc) => {
-      const { token } = await tc.collector.store.async.tokens.create({ uses: 5, ttlMs: 3600_000, createdBy: 'test' }, new Date(Date.now() - 2 * 3600_000));
+      const { token } = await tc.collector.store.tokens.create({ uses: 5, ttlMs: 3600_000, createdBy: 'test' }, new Date(Date.now() - 2 * 3600_000));
       return raw(() => JSON.stringify(enrollFrame(token, newKeys())))(tc);
     },
     code: 'PW_ERR_TOKEN_REFUSED',
@@ -400,7 +415,7 @@ const badCases: BadCase[] = [
     name: 'enrolling a public key that is enrolled already',
     setup: async (tc) => {
       const keys = newKeys();
-      const { token } = await tc.collector.store.async.tokens.create({ uses: 2, ttlMs: 3600_000, createdBy: 'test' });
+      const { token } = await tc.collector.store.tokens.create({ uses: 2, ttlMs: 3600_000, createdBy: 'test' });
       const first = await TestAgent.connect(tc.collector.agentUrl);
       await first.enroll(token, keys);
       await first.close();
@@ -419,7 +434,7 @@ const badCases: BadCase[] = [
     {
       name: `enroll with hostname ${h}`,
       setup: async (tc) => {
-        const { token } = await tc.collector.store.async.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
+        const { token } = await tc.collector.store.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
         return raw(() => JSON.stringify(enrollFrame(token, newKeys(), { hostname: h })))(tc);
       },
       code: 'PW_ERR_PROTOCOL',
@@ -434,6 +449,43 @@ const badCases: BadCase[] = [
       closeCode: 4000,
     },
   ]),
+  // U+0000, which PostgreSQL's text cannot hold, in each wire field with a column of its own (shared/text.ts).
+  {
+    name: 'enroll with U+0000 in its agent version',
+    setup: async (tc) => {
+      const { token } = await tc.collector.store.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
+      return raw(() => JSON.stringify({ ...enrollFrame(token, newKeys()), agentVersion: '0.1.0\u0000' }))(tc);
+    },
+    code: 'PW_ERR_PROTOCOL',
+    closeCode: 4000,
+    message: /agentVersion: must not contain U\+0000/,
+  },
+  {
+    name: 'hello with U+0000 in its agent version',
+    setup: async (tc) => {
+      const { agentId, keys } = await enrolledOffline(tc);
+      return raw((nonce) => JSON.stringify({ ...helloFrame(nonce, agentId, keys), agentVersion: '0.1.0\u0000' }))(tc);
+    },
+    code: 'PW_ERR_PROTOCOL',
+    closeCode: 4000,
+    message: /agentVersion: must not contain U\+0000/,
+  },
+  {
+    name: 'a report with U+0000 in its kernel release',
+    setup: authenticatedReport((c) => c.sendReport(withKernelRelease('6.1.0-18-amd64\u0000'))),
+    code: 'PW_ERR_PROTOCOL',
+    closeCode: 4000,
+    message: /inventory\.kernel\.release: must not contain U\+0000/,
+  },
+  {
+    name: 'a result with U+0000 in its message',
+    setup: authenticatedReport((c) => {
+      c.sendRaw(resultFrame('apt-get failed: \u0000'));
+    }),
+    code: 'PW_ERR_PROTOCOL',
+    closeCode: 4000,
+    message: /result\.message: must not contain U\+0000/,
+  },
   { name: 'a report whose hash is not the hash of its inventory', setup: authenticatedReport((c) => c.sendReport(thisHost, 'f'.repeat(64))), code: 'PW_ERR_PROTOCOL', closeCode: 4000 },
   { name: 'an unchanged report naming a hash the collector does not have', setup: authenticatedReport((c) => c.sendReport(null, 'e'.repeat(64))), code: 'PW_ERR_INVENTORY_UNKNOWN', closeCode: 4000 },
   {
@@ -456,14 +508,14 @@ describe('gateway: packages by reference', () => {
   it('a package set the collector does not hold is answered packages-unknown and nothing is stored; sent in full, it is stored', async (t) => {
     const tc = await startCollector(t);
     const { client, agentId } = await tc.agent();
-    const before = counts(tc.collector.db);
+    const before = counts(tc.collector.sqlite!.db);
     const id = randomUUID();
     assert.deepEqual(await client.reportByReference(thisHost, undefined, id), { type: 'ack', id, status: 'packages-unknown' });
-    assert.deepEqual(counts(tc.collector.db), before);
-    assert.equal(await tc.collector.store.async.hosts.get(agentId), undefined);
+    assert.deepEqual(counts(tc.collector.sqlite!.db), before);
+    assert.equal(await tc.collector.store.hosts.get(agentId), undefined);
     // The same report id, now with its packages: stored (not a duplicate: nothing was stored before).
     assert.equal((await client.report(thisHost, undefined, id)).status, 'stored');
-    assert.deepEqual(await tc.collector.store.async.reports.latestInventory(agentId), thisHost);
+    assert.deepEqual(await tc.collector.store.reports.latestInventory(agentId), thisHost);
   });
 
   it('a second host with the same packages names the set: stored with the first host\'s packages, one copy in the store', async (t) => {
@@ -473,9 +525,9 @@ describe('gateway: packages by reference', () => {
     const b = await tc.agent('image-b');
     const other: Inventory = { ...thisHost, host: { ...thisHost.host, hostname: 'image-b', machineId: 'b'.repeat(32), bootId: randomUUID() } };
     assert.equal((await b.client.reportByReference(other)).status, 'stored');
-    assert.deepEqual(await tc.collector.store.async.reports.latestInventory(b.agentId), other);
-    assert.equal((await tc.collector.store.async.hosts.get(b.agentId))?.packageCount, installedCount);
-    assert.equal(counts(tc.collector.db).inventory_contents, 1);
+    assert.deepEqual(await tc.collector.store.reports.latestInventory(b.agentId), other);
+    assert.equal((await tc.collector.store.hosts.get(b.agentId))?.packageCount, installedCount);
+    assert.equal(counts(tc.collector.sqlite!.db).inventory_contents, 1);
     // Unchanged afterwards, by hash only, as before.
     assert.equal((await b.client.report(null, inventoryHash(other))).status, 'unchanged');
   });
@@ -489,7 +541,7 @@ describe('gateway: packages by reference', () => {
     const other: Inventory = { ...thisHost, host: { ...thisHost.host, hostname: 'image-b', machineId: 'b'.repeat(32), bootId: randomUUID() } };
     assert.equal((await b.client.report(other)).status, 'stored');
     assert.equal(tc.collector.gateway.stats.heldSetFrames, 1);
-    assert.deepEqual(await tc.collector.store.async.reports.latestInventory(b.agentId), other);
+    assert.deepEqual(await tc.collector.store.reports.latestInventory(b.agentId), other);
     // A lie about anything outside the packages is still caught by the hash.
     const c = await tc.agent('image-c');
     c.client.sendRaw(JSON.stringify({ type: 'report', id: randomUUID(), hash: inventoryHash(other), inventory: { ...other, warnings: [{ code: 'PW_X', message: 'changed' }] } }));
@@ -502,13 +554,13 @@ describe('gateway: packages by reference', () => {
     const seed = await tc.agent('seed');
     assert.equal((await seed.client.report(thisHost)).status, 'stored');
     const { client } = await tc.agent();
-    const before = counts(tc.collector.db);
+    const before = counts(tc.collector.sqlite!.db);
     const frame = JSON.stringify({ type: 'report', id: randomUUID(), hash: inventoryHash(thisHost), inventory: thisHost });
     client.sendRaw(`${frame.slice(0, -2)},"packages":${JSON.stringify(thisHost.packages.slice(0, 1))}}}`);
     const { error, close } = await client.refusal();
     assert.equal(error?.code, 'PW_ERR_PROTOCOL');
     assert.equal(close.code, 4000);
-    assert.deepEqual(counts(tc.collector.db), before);
+    assert.deepEqual(counts(tc.collector.sqlite!.db), before);
     await stillServes(tc);
   });
 
@@ -532,12 +584,12 @@ describe('gateway: packages by reference', () => {
       assert.equal((await seed.client.report(thisHost)).status, 'stored');
       assert.equal((await seed.client.report(variant(thisHost, 1))).status, 'stored');
       const { client } = await tc.agent();
-      const before = counts(tc.collector.db);
+      const before = counts(tc.collector.sqlite!.db);
       client.send(c.message(thisHost));
       const { error, close } = await client.refusal();
       assert.equal(error?.code, 'PW_ERR_PROTOCOL');
       assert.equal(close.code, 4000);
-      assert.deepEqual(counts(tc.collector.db), before);
+      assert.deepEqual(counts(tc.collector.sqlite!.db), before);
       await stillServes(tc);
     });
   }
@@ -621,14 +673,15 @@ describe('gateway: bad input is refused with a stable code and close code, nothi
   for (const c of badCases) {
     it(`${c.name}: ${c.code ?? 'no error message'}, close ${c.closeCode}`, async () => {
       const { client, bad } = await c.setup(tc);
-      const before = counts(tc.collector.db);
+      const before = counts(tc.collector.sqlite!.db);
       bad();
       const r = await client.refusal(5000);
       assert.equal(r.close.code, c.closeCode, JSON.stringify(r));
       assert.equal(r.error?.code ?? null, c.code);
       if (r.error !== null) assert.equal(r.close.reason, c.code);
-      assert.deepEqual(counts(tc.collector.db), before, 'the refused frame stored nothing, and used no token');
-      const dump = ['agents', 'hosts', 'reports', 'inventory_contents'].map((table) => JSON.stringify(tc.collector.db.prepare(`SELECT * FROM ${table}`).all())).join('');
+      if (c.message !== undefined) assert.match(r.error?.message ?? '', c.message);
+      assert.deepEqual(counts(tc.collector.sqlite!.db), before, 'the refused frame stored nothing, and used no token');
+      const dump = ['agents', 'hosts', 'reports', 'inventory_contents'].map((table) => JSON.stringify(tc.collector.sqlite!.db.prepare(`SELECT * FROM ${table}`).all())).join('');
       for (const h of HOSTILE) assert.equal(dump.includes(h), false, `${h} reached the store`);
       await stillServes(tc);
     });
@@ -662,7 +715,7 @@ describe('gateway: throughput over loopback (one agent, sequential acks)', () =>
     const shared = await measure(n, (i) => ({ ...thisHost, agentVersion: `0.1.${i}` }), () => '', 'stored');
     const lastHash = inventoryHash({ ...thisHost, agentVersion: `0.1.${n - 1}` });
     const unchanged = await measure(2000, () => null, () => lastHash, 'unchanged');
-    const contents = tc.collector.db.prepare('SELECT count(*) FROM inventory_contents').pluck().get();
+    const contents = tc.collector.sqlite!.db.prepare('SELECT count(*) FROM inventory_contents').pluck().get();
     // The agent keeps the inventories its newest REPORTS_PER_AGENT reports name: all the shared one.
     assert.equal(contents, 1, 'shared-content reports stored their packages once, and the older inventories were let go');
     t.diagnostic(`${thisHost.packages.length}-package reports, one agent, ack before the next: new content ${fresh.toFixed(0)}/s, shared content ${shared.toFixed(0)}/s, unchanged ${unchanged.toFixed(0)}/s`);
@@ -683,7 +736,7 @@ describe('gateway: throughput over loopback (one agent, sequential acks)', () =>
     );
     const perSecond = 5000 / (Number(process.hrtime.bigint() - started) / 1e9);
     assert.equal(tc.collector.gateway.stats.reports.unchanged, 5000);
-    assert.equal(tc.collector.db.prepare('SELECT count(*) FROM inventory_contents').pluck().get(), 1, '50 hosts, one content');
+    assert.equal(tc.collector.sqlite!.db.prepare('SELECT count(*) FROM inventory_contents').pluck().get(), 1, '50 hosts, one content');
     t.diagnostic(`50 agents, 5000 unchanged reports: ${perSecond.toFixed(0)}/s (test client in the same process)`);
     for (const { client } of agents) await client.close();
   });

@@ -16,7 +16,6 @@ import { feedCommand } from '../commands/feed.ts';
 import { indexKey } from '../domain/correlate/advisory-index.ts';
 import { planInventory } from '../domain/correlate/match.ts';
 import { hostInventory } from '../../shared/testing/rollout-bench.ts';
-import { ApiTokenStore } from '../store/access.ts';
 import { openDatabase } from '../store/db.ts';
 import { randomUUID } from 'node:crypto';
 import { inventoryHash } from '../../shared/inventory-hash.ts';
@@ -36,7 +35,7 @@ const BIND_ADVISORY = 'ALSA-2026:54510';
 describe('a serving collector follows advisory changes made by another process', () => {
   it('shows a CLI feed import’s findings within one tick, re-matching only the changed pairs, and drops them on feed remove', async (t) => {
     const tc = await startCollector(t, { rolloutTickMs: TICK_MS });
-    const viewer = new ApiTokenStore(tc.collector.db, tc.collector.fleet.audit).create({ name: 'viewer', role: 'viewer', createdBy: 'cli:test' }).token;
+    const viewer = (await tc.collector.store.apiTokens.create({ name: 'viewer', role: 'viewer', createdBy: 'cli:test' })).token;
     const inventory = hostInventory({ hostname: 'web-1' });
     const { client, agentId } = await tc.agent('web-1');
     await client.report(inventory);
@@ -86,7 +85,7 @@ describe('a serving collector follows advisory changes made by another process',
     });
     t.diagnostic(`findings gone ${removed.ms.toFixed(0)} ms after feed remove`);
     assert.equal(stats.unitsRematched - rematchedAfterImport, changedUnits, 'only the bind units were matched again');
-    assert.equal((await tc.collector.store.async.hosts.get(agentId))?.openFindings ?? 0, 0);
+    assert.equal((await tc.collector.store.hosts.get(agentId))?.openFindings ?? 0, 0);
   });
 
   it('feed remove refuses an unknown name with PW_ERR_FEED_UNKNOWN and audits a removal with the CLI actor', async (t) => {

@@ -16,7 +16,6 @@ import { feedCommand } from '../commands/feed.ts';
 import { fixFirst } from '../domain/correlate/fix-order.ts';
 import { EPSS_EXCERPT } from '../../shared/testing/feed-fixtures.ts';
 import { hostInventory } from '../../shared/testing/rollout-bench.ts';
-import { ApiTokenStore } from '../store/access.ts';
 import { sink, startCollector, until } from '../../shared/testing/collector-harness.ts';
 
 const TICK_MS = 200;
@@ -27,7 +26,7 @@ const GLIBC = 'ALSA-2026:2786';
 describe('EPSS on a serving collector, through the API', () => {
   it('a CLI import of the real scores reaches the host’s findings within one tick, sort=fix-first orders by them, feed remove takes them away', async (t) => {
     const tc = await startCollector(t, { rolloutTickMs: TICK_MS });
-    const viewer = new ApiTokenStore(tc.collector.db, tc.collector.fleet.audit).create({ name: 'viewer', role: 'viewer', createdBy: 'cli:test' }).token;
+    const viewer = (await tc.collector.store.apiTokens.create({ name: 'viewer', role: 'viewer', createdBy: 'cli:test' })).token;
     const { client, agentId } = await tc.agent('web-1');
     await client.report(hostInventory({ hostname: 'web-1' }));
     const get = async (query = ''): Promise<{ status: number; body: unknown }> => {

@@ -12,7 +12,6 @@ import { dataPath } from '../../shared/testing/data.ts';
 import { runCaptured } from '../../shared/testing/capture.ts';
 import { feedCommand } from '../commands/feed.ts';
 import { ubuntuNobleInventory } from '../../shared/testing/correlate-fixtures.ts';
-import { ApiTokenStore } from '../store/access.ts';
 import { startCollector, until } from '../../shared/testing/collector-harness.ts';
 
 const TICK_MS = 200;
@@ -21,7 +20,7 @@ const NOBLE = dataPath('oval', 'com.ubuntu.noble.usn.oval.xml.gz');
 describe('Ubuntu OVAL end to end', () => {
   it('a CLI import of the real noble OVAL shows USN-6863-1 mitigated-livepatch (LSN-0105-1, module at 105) and open at 104, through the API', { timeout: 60_000 }, async (t) => {
     const tc = await startCollector(t, { rolloutTickMs: TICK_MS });
-    const viewer = new ApiTokenStore(tc.collector.db, tc.collector.fleet.audit).create({ name: 'viewer', role: 'viewer', createdBy: 'cli:test' }).token;
+    const viewer = (await tc.collector.store.apiTokens.create({ name: 'viewer', role: 'viewer', createdBy: 'cli:test' })).token;
     const hosts: Record<string, string> = {};
     for (const [hostname, level] of [['noble-lp105', 105], ['noble-lp104', 104]] as const) {
       const inv = ubuntuNobleInventory({ livepatchLevel: level });

@@ -421,6 +421,34 @@ describe('JSON API', () => {
     });
   });
 
+  // PostgreSQL's text cannot hold U+0000: a parameter with one is refused by its grammar
+  // before it is a statement's parameter, where it would be a 500 there.
+  describe('U+0000 in query parameters and path ids', () => {
+    const table: { path: string; role: 'viewer' | 'admin'; method?: 'POST'; status: number; code: string; clean: string }[] = [
+      { path: '/api/v1/hosts?ecosystem=Debian%3A12%00', role: 'viewer', status: 400, code: 'PW_ERR_BAD_REQUEST', clean: '/api/v1/hosts?ecosystem=Debian%3A12' },
+      { path: '/api/v1/hosts?tag=prod%00', role: 'viewer', status: 400, code: 'PW_ERR_BAD_REQUEST', clean: '/api/v1/hosts?tag=prod' },
+      { path: '/api/v1/hosts?q=web%00', role: 'viewer', status: 400, code: 'PW_ERR_BAD_REQUEST', clean: '/api/v1/hosts?q=web' },
+      { path: '/api/v1/hosts?q%00=web', role: 'viewer', status: 400, code: 'PW_ERR_BAD_REQUEST', clean: '/api/v1/hosts?q=web' },
+      { path: '/api/v1/hosts?cursor=%00', role: 'viewer', status: 400, code: 'PW_ERR_BAD_CURSOR', clean: '/api/v1/hosts' },
+      { path: '/api/v1/audit?actor=cli%3Atest%00', role: 'admin', status: 400, code: 'PW_ERR_BAD_REQUEST', clean: '/api/v1/audit?actor=cli%3Atest' },
+      { path: '/api/v1/audit?action=agent.enroll%00', role: 'admin', status: 400, code: 'PW_ERR_BAD_REQUEST', clean: '/api/v1/audit?action=agent.enroll' },
+      { path: '/api/v1/hosts/%00', role: 'viewer', status: 404, code: 'PW_ERR_NOT_FOUND', clean: '/api/v1/hosts' },
+      { path: '/api/v1/agents/%00/revoke', role: 'admin', method: 'POST', status: 404, code: 'PW_ERR_NOT_FOUND', clean: '/api/v1/hosts' },
+    ];
+    for (const c of table) {
+      it(`${c.method ?? 'GET'} ${c.path}: ${c.status} ${c.code}, nothing written, the next request served`, async () => {
+        const audited = (fx.db.prepare('SELECT count(*) AS n FROM audit').get() as { n: number }).n;
+        const errors = fx.errors.length;
+        const res = await fx.app.request(c.path, { method: c.method ?? 'GET', ...auth(fx.bearer[c.role]) });
+        assert.equal(res.status, c.status);
+        assert.equal((await json<ErrorJson>(res)).error.code, c.code);
+        assert.equal((fx.db.prepare('SELECT count(*) AS n FROM audit').get() as { n: number }).n, audited);
+        assert.equal(fx.errors.length, errors, 'no 500');
+        assert.equal((await get(c.clean, fx.bearer[c.role])).status, 200);
+      });
+    }
+  });
+
   describe('POST /api/v1/agents/:id/revoke', () => {
     it('revokes as the admin token, audits it with the token name, tells the gateway, and refuses a second time', async () => {
       const id = await fx.addHost(debianInventory('to-revoke'));

@@ -252,10 +252,10 @@ describe('dashboard', () => {
     });
 
     it('when their token is revoked', async () => {
-      const { token } = fx.tokens.create({ name: 'short-lived', role: 'viewer', createdBy: 'cli:test' }, NOW);
+      const { token } = await fx.tokens.create({ name: 'short-lived', role: 'viewer', createdBy: 'cli:test' }, NOW);
       const cookie = await session(fx, token);
       assert.equal((await page(fx, '/', cookie)).status, 200);
-      fx.tokens.revoke('short-lived', 'cli:test', NOW);
+      await fx.tokens.revoke('short-lived', 'cli:test', NOW);
       assert.equal((await page(fx, '/', cookie)).status, 303);
     });
 

@@ -14,7 +14,6 @@ import type { Inventory } from '../../shared/protocol.ts';
 import { seededRandom } from '../../shared/testing/random.ts';
 import { startCollector } from '../../shared/testing/collector-harness.ts';
 import { openDatabase } from '../store/db.ts';
-import { fleetOn } from '../store/fleet.ts';
 import { createCollector } from '../server.ts';
 import { createLogger } from '../logger.ts';
 
@@ -73,14 +72,14 @@ describe('/healthz tells the truth about the store', () => {
     assert.equal(typeof body.store.integrityAgeSeconds, 'number');
     assert.equal(body.store.integrityIntervalSeconds, 3600);
     assert.equal(body.problems, undefined);
-    const beat = tc.collector.db.prepare('SELECT at FROM store_heartbeat WHERE id = 1').get() as { at: string } | undefined;
+    const beat = tc.collector.sqlite!.db.prepare('SELECT at FROM store_heartbeat WHERE id = 1').get() as { at: string } | undefined;
     assert.equal(beat?.at, body.store.lastWriteAt);
   });
 
   it('probes closer together than the write interval commit once: 50 probes, one heartbeat', async (t) => {
     const tc = await startCollector(t);
     const first = await health(tc.collector.url);
-    const changes = tc.collector.db.prepare('SELECT total_changes() AS n').pluck();
+    const changes = tc.collector.sqlite!.db.prepare('SELECT total_changes() AS n').pluck();
     const before = changes.get() as number;
     for (let i = 0; i < 50; i++) assert.equal((await health(tc.collector.url)).body.store.lastWriteAt, first.body.store.lastWriteAt);
     // total_changes counts this connection's row writes: the heartbeat made none.
@@ -93,11 +92,11 @@ describe('/healthz tells the truth about the store', () => {
     // A store with an audit trail of ~1 MB: pages no start-up query reads, so the collector
     // starts and serves, as it did on the damaged file in the issue.
     const db = openDatabase(dbPath);
-    const fleet = fleetOn(db);
+    const audit = db.prepare('INSERT INTO audit (at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)');
     const rnd = seededRandom(10_9);
     const detail = (): string => JSON.stringify({ note: Array.from({ length: 300 }, () => Math.floor(rnd() * 36).toString(36)).join('') });
     db.transaction(() => {
-      for (let i = 0; i < 3000; i++) fleet.audit.record('test', 'token.create', `token:${i}`, detail(), new Date());
+      for (let i = 0; i < 3000; i++) audit.run(new Date().toISOString(), 'test', 'token.create', `token:${i}`, detail());
     })();
     const pages = db
       .prepare<[], { pageno: number }>("SELECT pageno FROM dbstat WHERE name = 'audit' AND pagetype = 'leaf'")
@@ -120,7 +119,7 @@ describe('/healthz tells the truth about the store', () => {
 
     const collector = await createCollector({ dbPath, listen: '127.0.0.1:0', logger: quiet(), health: { integrityFirstDelayMs: 0 } });
     t.after(() => collector.close());
-    assert.equal((collector.db.prepare('SELECT 1 AS ok').get() as { ok: number }).ok, 1);
+    assert.equal((collector.sqlite!.db.prepare('SELECT 1 AS ok').get() as { ok: number }).ok, 1);
     const { status, body } = await afterCheck(collector.url);
     assert.equal(status, 503);
     assert.equal(body.status, 'error');
@@ -137,14 +136,14 @@ describe('/healthz tells the truth about the store', () => {
     // query_only makes SQLite refuse every write with SQLITE_READONLY, the error a collector
     // gets from a file it may read but not write (a restore as another user, a read-only
     // mount). Root, which runs these tests, cannot be kept from writing a file by its mode.
-    tc.collector.db.pragma('query_only = ON');
-    await assert.rejects(tc.collector.store.async.tokens.create({ uses: 1, ttlMs: 60_000, createdBy: 'test' }), { code: 'SQLITE_READONLY' });
+    tc.collector.sqlite!.db.pragma('query_only = ON');
+    await assert.rejects(tc.collector.store.tokens.create({ uses: 1, ttlMs: 60_000, createdBy: 'test' }), { code: 'SQLITE_READONLY' });
     const down = await health(tc.collector.url);
     assert.equal(down.status, 503);
     assert.equal(down.body.store.writable, false);
     assert.deepEqual(codes(down.body), ['PW_ERR_STORE_UNWRITABLE']);
     assert.match(down.body.problems?.[0]?.message ?? '', /cannot commit: attempt to write a readonly database \(SQLITE_READONLY\)/);
-    tc.collector.db.pragma('query_only = OFF');
+    tc.collector.sqlite!.db.pragma('query_only = OFF');
     assert.equal((await health(tc.collector.url)).status, 200);
   });
 
@@ -154,7 +153,7 @@ describe('/healthz tells the truth about the store', () => {
     assert.equal((await health(tc.collector.url)).status, 200);
     // SQLite refuses to grow the file past max_page_count with SQLITE_FULL ("database or
     // disk is full"), the error a full filesystem gives; it cannot be set below the pages in use.
-    tc.collector.db.pragma(`max_page_count = ${String(tc.collector.db.pragma('page_count', { simple: true }))}`);
+    tc.collector.sqlite!.db.pragma(`max_page_count = ${String(tc.collector.sqlite!.db.pragma('page_count', { simple: true }))}`);
     await assert.rejects(client.report(thisHost), /PW_ERR_STORE/);
     const down = await health(tc.collector.url);
     assert.equal(down.status, 503);

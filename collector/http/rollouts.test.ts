@@ -7,7 +7,6 @@ import { importFeedPath } from '../services/feeds/store-import.ts';
 import { startCollector, type TestCollector } from '../../shared/testing/collector-harness.ts';
 import { type TestAgent } from '../../shared/testing/fake-agent.ts';
 import { BIND, bindPlan as plan, hostInventory, resultFor } from '../../shared/testing/rollout-bench.ts';
-import { ApiTokenStore } from '../store/access.ts';
 import { DASHBOARD_CSP } from './dashboard.ts';
 import { MAX_PLAN_BYTES } from './rollouts.ts';
 import type { RolloutDetailJson, RolloutJson } from './views.ts';
@@ -35,17 +34,17 @@ interface Api {
  */
 async function setup(t: TestContext, hosts = 3): Promise<Api> {
   const tc = await startCollector(t);
-  await importFeedPath(asyncAdvisories(tc.collector.db), dataPath('osv', 'almalinux9.osv.jsonl.gz'));
+  await importFeedPath(asyncAdvisories(tc.collector.sqlite!.db), dataPath('osv', 'almalinux9.osv.jsonl.gz'));
   await tc.collector.findings.load();
-  const store = new ApiTokenStore(tc.collector.db, tc.collector.fleet.audit);
-  const make = (name: string, role: 'viewer' | 'operator' | 'admin') => store.create({ name, role, createdBy: 'cli:test' }).token;
-  const tokens = { alice: make('alice', 'operator'), bob: make('bob', 'operator'), viewer: make('viewer', 'viewer'), admin: make('admin', 'admin') };
+  const store = tc.collector.store.apiTokens;
+  const make = async (name: string, role: 'viewer' | 'operator' | 'admin') => (await store.create({ name, role, createdBy: 'cli:test' })).token;
+  const tokens = { alice: await make('alice', 'operator'), bob: await make('bob', 'operator'), viewer: await make('viewer', 'viewer'), admin: await make('admin', 'admin') };
   const agents: Api['agents'] = [];
   for (let i = 1; i <= hosts; i++) {
     const hostname = `web-${i}`;
     const { client, agentId } = await tc.agent(hostname);
     await client.report(hostInventory({ hostname }));
-    await tc.collector.store.async.agents.setTags(agentId, ['web'], 'cli:test', new Date());
+    await tc.collector.store.agents.setTags(agentId, ['web'], 'cli:test', new Date());
     agents.push({ client, agentId, hostname });
   }
   const call: Api['call'] = (token, method, path, body, headers = {}) => {
@@ -178,6 +177,10 @@ describe('rollouts API: hostile and wrong requests', () => {
     ['an option-looking package name', plan({ action: { kind: 'patch', packages: [{ name: '-oAPT::Get::AllowUnauthenticated=true', version: null }] } }), '-oAPT'],
     ['a hostile unknown field', { ...plan(), '<img src=x onerror=alert(1)>': 1 }, '<img'],
     ['a shell tag', plan({ target: { tags: ['web;rm -rf /'] } }), 'rm -rf'],
+    // U+0000, which PostgreSQL's text cannot hold, in the plan's fields with a column or a JSON query of their own.
+    ['a NUL in the name', plan({ name: 'web\u0000fleet' }), 'u0000'],
+    ['a NUL in a tag', plan({ target: { tags: ['web\u0000'] } }), 'u0000'],
+    ['a NUL in a package name', plan({ action: { kind: 'patch', packages: [{ name: 'bind\u0000', version: null }] } }), 'u0000'],
     ['an empty target', plan({ target: {} }), 'NOTHING-ECHOED'],
     ['a JSON string (not a plan, nor an id)', JSON.stringify(randomUUID()), 'NOTHING-ECHOED'],
     ['an array nested 50,000 deep', '['.repeat(50_000) + ']'.repeat(50_000), 'NOTHING-ECHOED'],
@@ -315,7 +318,7 @@ describe('dashboard: rollouts pages', () => {
     assert.equal((await agent.client.expect('ack')).id, resultId);
     assert.equal((await api.tc.collector.rollouts.get(r.id)).state, 'halted');
     // A name the plan grammar never lets in, written straight into the row: the page's own escaping must hold.
-    api.tc.collector.db.prepare('UPDATE rollouts SET name = ? WHERE id = ?').run(HOSTILE, r.id);
+    api.tc.collector.sqlite!.db.prepare('UPDATE rollouts SET name = ? WHERE id = ?').run(HOSTILE, r.id);
 
     const cookie = await login(api, api.tokens.viewer);
     const list = await page(api, '/rollouts', cookie);

@@ -1,12 +1,14 @@
 /**
- * API tokens (only their sha256 is stored), which the HTTP API reads and the CLI writes.
- * Changes are audited through the fleet's audit log in the same transaction as the change,
- * so the log never misses one and never records one that was rolled back.
+ * API tokens (only their sha256 is stored), which the HTTP API reads and the CLI writes, on
+ * the shared executor (SQLite and PostgreSQL, issue 12). Changes are audited through the
+ * store's audit part in the same atomic step as the change, so the log never misses one and
+ * never records one that was rolled back.
  */
 import { randomBytes } from 'node:crypto';
-import type { AuditLog } from './audit-log.ts';
-import type { Db } from './db.ts';
+import { StoreError } from './db.ts';
 import { tokenHash } from './enrollment-tokens.ts';
+import type { PartScope } from './part-scope.ts';
+import { sql } from './sql/query.ts';
 
 export const ROLES = ['viewer', 'operator', 'admin'] as const;
 export type Role = (typeof ROLES)[number];
@@ -50,68 +52,68 @@ function tokenOf(r: TokenRow): ApiTokenRecord {
   return { id: r.id, name: r.name, role: r.role, createdAt: r.created_at, createdBy: r.created_by, revokedAt: r.revoked_at };
 }
 
-export class ApiTokenStore {
-  readonly #db: Db;
-  readonly #audit: Pick<AuditLog, 'record'>;
-  readonly #insert;
-  readonly #byHash;
-  readonly #byName;
-  readonly #byId;
-  readonly #revoke;
-  readonly #list;
+const COLUMNS = 'id, name, role, created_at, created_by, revoked_at';
+// A taken name (revoked ones too) inserts nothing: the conflict is reported as such, not as
+// an engine's unique-constraint error that PostgreSQL's transaction would run again first.
+const insert = sql('INSERT INTO api_tokens (name, hash, role, created_at, created_by) VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING RETURNING id');
+const byHash = sql(`SELECT ${COLUMNS} FROM api_tokens WHERE hash = ?`);
+const byName = sql(`SELECT ${COLUMNS} FROM api_tokens WHERE name = ?`);
+const byId = sql(`SELECT ${COLUMNS} FROM api_tokens WHERE id = ?`);
+const revoke = sql('UPDATE api_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL');
+const list = sql(`SELECT ${COLUMNS} FROM api_tokens ORDER BY id`);
 
-  constructor(db: Db, audit: Pick<AuditLog, 'record'>) {
-    this.#db = db;
-    this.#audit = audit;
-    this.#insert = db.prepare<[string, string, Role, string, string]>('INSERT INTO api_tokens (name, hash, role, created_at, created_by) VALUES (?, ?, ?, ?, ?)');
-    this.#byHash = db.prepare<[string], TokenRow>('SELECT id, name, role, created_at, created_by, revoked_at FROM api_tokens WHERE hash = ?');
-    this.#byName = db.prepare<[string], TokenRow>('SELECT id, name, role, created_at, created_by, revoked_at FROM api_tokens WHERE name = ?');
-    this.#byId = db.prepare<[number], TokenRow>('SELECT id, name, role, created_at, created_by, revoked_at FROM api_tokens WHERE id = ?');
-    this.#revoke = db.prepare<[string, string]>('UPDATE api_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL');
-    this.#list = db.prepare<[], TokenRow>('SELECT id, name, role, created_at, created_by, revoked_at FROM api_tokens ORDER BY id');
+export class ApiTokenStore {
+  readonly #scope: PartScope;
+
+  constructor(scope: PartScope) {
+    this.#scope = scope;
   }
 
-  /** Makes a token; the caller shows it once, since only its hash is kept. Names are unique, revoked ones too (the audit log names them). */
-  create(opts: { name: string; role: Role; createdBy: string }, now = new Date()): { token: string; record: ApiTokenRecord } {
+  /**
+   * Makes a token; the caller shows it once, since only its hash is kept. Names are unique,
+   * revoked ones too (the audit log names them): a taken one is refused with PW_ERR_STORE.
+   */
+  async create(opts: { name: string; role: Role; createdBy: string }, now = new Date()): Promise<{ token: string; record: ApiTokenRecord }> {
     if (!TOKEN_NAME.test(opts.name)) throw new RangeError(`token name ${JSON.stringify(opts.name)} is not 1-64 letters, digits, '.', '_', '@' or '-'`);
     const token = newApiToken();
     const at = now.toISOString();
-    const id = this.#db.transaction(() => {
-      const r = this.#insert.run(opts.name, tokenHash(token), opts.role, at, opts.createdBy);
-      const tokenId = Number(r.lastInsertRowid);
-      this.#audit.record(opts.createdBy, 'api-token.create', `api-token:${opts.name}`, JSON.stringify({ role: opts.role }), now);
-      return tokenId;
-    })();
+    const id = await this.#scope.atomic(async (s) => {
+      const r = await s.ex.get<{ id: number }>(insert, [opts.name, tokenHash(token), opts.role, at, opts.createdBy]);
+      if (r === undefined) return undefined;
+      await s.store.audit.record(opts.createdBy, 'api-token.create', `api-token:${opts.name}`, JSON.stringify({ role: opts.role }), now);
+      return r.id;
+    });
+    if (id === undefined) throw new StoreError(`an API token named ${opts.name} exists already (names stay taken after revocation)`);
     return { token, record: { id, name: opts.name, role: opts.role, createdAt: at, createdBy: opts.createdBy, revokedAt: null } };
   }
 
   /** The token's record, revoked or not; undefined for a string that is no token of ours. */
-  lookup(token: string): ApiTokenRecord | undefined {
+  async lookup(token: string): Promise<ApiTokenRecord | undefined> {
     if (!API_TOKEN.test(token)) return undefined;
-    const r = this.#byHash.get(tokenHash(token));
+    const r = await this.#scope.ex.get<TokenRow>(byHash, [tokenHash(token)]);
     return r === undefined ? undefined : tokenOf(r);
   }
 
-  byName(name: string): ApiTokenRecord | undefined {
-    const r = this.#byName.get(name);
+  async byName(name: string): Promise<ApiTokenRecord | undefined> {
+    const r = await this.#scope.ex.get<TokenRow>(byName, [name]);
     return r === undefined ? undefined : tokenOf(r);
   }
 
-  byId(id: number): ApiTokenRecord | undefined {
-    const r = this.#byId.get(id);
+  async byId(id: number): Promise<ApiTokenRecord | undefined> {
+    const r = await this.#scope.ex.get<TokenRow>(byId, [id]);
     return r === undefined ? undefined : tokenOf(r);
   }
 
   /** false: no such token, or revoked already. */
-  revoke(name: string, actor: string, now = new Date()): boolean {
-    return this.#db.transaction(() => {
-      const changed = this.#revoke.run(now.toISOString(), name).changes === 1;
-      if (changed) this.#audit.record(actor, 'api-token.revoke', `api-token:${name}`, null, now);
+  revoke(name: string, actor: string, now = new Date()): Promise<boolean> {
+    return this.#scope.atomic(async (s) => {
+      const changed = (await s.ex.run(revoke, [now.toISOString(), name])) === 1;
+      if (changed) await s.store.audit.record(actor, 'api-token.revoke', `api-token:${name}`, null, now);
       return changed;
-    })();
+    });
   }
 
-  list(): ApiTokenRecord[] {
-    return this.#list.all().map(tokenOf);
+  async list(): Promise<ApiTokenRecord[]> {
+    return (await this.#scope.ex.all<TokenRow>(list)).map(tokenOf);
   }
 }

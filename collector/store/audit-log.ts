@@ -3,7 +3,8 @@
  * the change's own transaction (the caller's), so the log never misses a change and never
  * records one that was rolled back.
  */
-import type { Db } from './db.ts';
+import type { SqlExecutor } from './sql/executor.ts';
+import { sql } from './sql/query.ts';
 
 export interface AuditEntry {
   id: number;
@@ -24,19 +25,22 @@ export interface AuditQuery {
   limit: number;
 }
 
-export class AuditLog {
-  readonly #insert;
-  readonly #list;
+const insert = sql('INSERT INTO audit (at, actor, action, target, detail, uid) VALUES (?, ?, ?, ?, ?, ?)');
+// Cast: a bare `$1 IS NULL` has no type on PostgreSQL.
+const list = sql({
+  sqlite: `SELECT id, at, actor, action, target, detail, uid FROM audit
+           WHERE (? IS NULL OR actor = ?) AND (? IS NULL OR action = ?) AND (? IS NULL OR id < ?)
+           ORDER BY id DESC LIMIT ?`,
+  postgres: `SELECT id, at, actor, action, target, detail, uid FROM audit
+             WHERE (?::text IS NULL OR actor = ?::text) AND (?::text IS NULL OR action = ?::text) AND (?::bigint IS NULL OR id < ?::bigint)
+             ORDER BY id DESC LIMIT ?::bigint`,
+});
 
-  constructor(db: Db) {
-    this.#insert = db.prepare<[string, string, string, string | null, string | null, number | null]>(
-      'INSERT INTO audit (at, actor, action, target, detail, uid) VALUES (?, ?, ?, ?, ?, ?)',
-    );
-    this.#list = db.prepare<Record<string, string | number | null>, AuditEntry>(
-      `SELECT id, at, actor, action, target, detail, uid FROM audit
-       WHERE (@actor IS NULL OR actor = @actor) AND (@action IS NULL OR action = @action) AND (@before IS NULL OR id < @before)
-       ORDER BY id DESC LIMIT @limit`,
-    );
+export class AuditLog {
+  readonly #ex: SqlExecutor;
+
+  constructor(ex: SqlExecutor) {
+    this.#ex = ex;
   }
 
   /**
@@ -44,13 +48,16 @@ export class AuditLog {
    * operator (the actor `cli:<name>` is only what the passwd entry said), for `serve` the
    * service account, whose API rows name the token as the actor.
    */
-  record(actor: string, action: string, target: string | null, detail: string | null, now = new Date()): void {
-    this.#insert.run(now.toISOString(), actor, action, target, detail, process.getuid?.() ?? null);
+  async record(actor: string, action: string, target: string | null, detail: string | null, now = new Date()): Promise<void> {
+    await this.#ex.run(insert, [now.toISOString(), actor, action, target, detail, process.getuid?.() ?? null]);
   }
 
   /** Newest first; `more` says whether another page follows the last entry. */
-  list(q: AuditQuery): { entries: AuditEntry[]; more: boolean } {
-    const rows = this.#list.all({ actor: q.actor ?? null, action: q.action ?? null, before: q.beforeId ?? null, limit: q.limit + 1 });
+  async list(q: AuditQuery): Promise<{ entries: AuditEntry[]; more: boolean }> {
+    const actor = q.actor ?? null;
+    const action = q.action ?? null;
+    const before = q.beforeId ?? null;
+    const rows = await this.#ex.all<AuditEntry>(list, [actor, actor, action, action, before, before, q.limit + 1]);
     return { entries: rows.slice(0, q.limit), more: rows.length > q.limit };
   }
 }

@@ -20,12 +20,6 @@ function enroll(store: ReturnType<typeof openStore>, hostname: string): Promise<
   return store.async.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname, machineId: null, tokenId: null }, NOW);
 }
 
-/** A write through a part still on SQLite's synchronous calls, audited as enroll is, for the synchronous transactions. */
-function apiToken(store: ReturnType<typeof openStore>, name: string): string {
-  store.apiTokens.create({ name, role: 'viewer', createdBy: 'test' }, NOW);
-  return name;
-}
-
 describe('openStore (sqlite)', () => {
   it('makes and migrates the file; every part shares the one connection', async (t) => {
     const store = openStore({ kind: 'sqlite', path: await tempPath(t) });
@@ -35,69 +29,14 @@ describe('openStore (sqlite)', () => {
     assert.equal(store.kind, 'sqlite');
     const id = await enroll(store, 'web-1');
     assert.equal((await store.async.agents.get(id))?.hostname, 'web-1');
-    assert.deepEqual(store.audit.list({ limit: 10 }).entries.map((e) => e.action), ['agent.enroll']);
+    assert.deepEqual((await store.async.audit.list({ limit: 10 })).entries.map((e) => e.action), ['agent.enroll']);
     assert.deepEqual(await store.async.advisories.feeds(), []);
-    assert.deepEqual(store.apiTokens.list(), []);
+    assert.deepEqual(await store.async.apiTokens.list(), []);
     assert.equal((await store.async.rollouts.list()).length, 0);
     assert.equal(await store.async.reportImports.lastSeq(), 0);
   });
 
-  it('inTransaction: a throw rolls back every part written inside it', async (t) => {
-    const store = openStore({ kind: 'sqlite', path: await tempPath(t) });
-    t.after(() => {
-      store.close();
-    });
-    assert.throws(
-      () =>
-        store.inTransaction(() => {
-          apiToken(store, 'web-1');
-          store.exceptions.add({ advisory: 'ALSA-2025:1', owner: 'sec', reason: 'waf', expires: '2027-01-01T00:00:00.000Z' }, 'cli:test', NOW);
-          throw new Error('changed my mind');
-        }),
-      /changed my mind/,
-    );
-    assert.deepEqual([store.apiTokens.list(), store.exceptions.all(), store.audit.list({ limit: 10 }).entries], [[], [], []]);
-    assert.equal(store.inTransaction(() => apiToken(store, 'web-2')), 'web-2');
-  });
-
-  // What RolloutEngine (inTransaction, inImmediateTransaction) and HostFindings (transactional) rely on.
-  const ways: { name: string; run: (store: ReturnType<typeof openStore>, fn: () => string) => string }[] = [
-    { name: 'inTransaction', run: (store, fn) => store.inTransaction(fn) },
-    { name: 'inImmediateTransaction', run: (store, fn) => store.inImmediateTransaction(fn) },
-    { name: 'transactional', run: (store, fn) => store.transactional(fn)() },
-  ];
-  for (const way of ways) {
-    it(`${way.name}: all of it commits or none, and an inner call rolls back alone`, async (t) => {
-      const store = openStore({ kind: 'sqlite', path: await tempPath(t) });
-      t.after(() => {
-        store.close();
-      });
-      assert.throws(
-        () =>
-          way.run(store, () => {
-            apiToken(store, 'web-1');
-            store.exceptions.add({ advisory: 'ALSA-2025:1', owner: 'sec', reason: 'waf', expires: '2027-01-01T00:00:00.000Z' }, 'cli:test', NOW);
-            throw new Error('changed my mind');
-          }),
-        /changed my mind/,
-      );
-      assert.deepEqual([store.exceptions.all(), store.audit.list({ limit: 10 }).entries, store.apiTokens.list().length], [[], [], 0]);
-      const id = way.run(store, () => {
-        const kept = apiToken(store, 'web-2');
-        assert.throws(() =>
-          store.inTransaction(() => {
-            apiToken(store, 'web-3');
-            throw new Error('inner only');
-          }),
-        );
-        return kept;
-      });
-      assert.deepEqual(store.audit.list({ limit: 10 }).entries.map((e) => e.target), [`api-token:${id}`]);
-      assert.equal(store.apiTokens.list().length, 1);
-    });
-  }
-
-  // The same for the asynchronous store's transaction, with the parts on the shared executor (agents, their audit rows).
+  // What the rollout engine, the findings service and every audited change rely on.
   it('AsyncStore.transaction: all of it commits or none, and an inner call rolls back alone', async (t) => {
     const store = openStore({ kind: 'sqlite', path: await tempPath(t) });
     t.after(() => {
@@ -113,7 +52,7 @@ describe('openStore (sqlite)', () => {
       }),
       /changed my mind/,
     );
-    assert.deepEqual([store.exceptions.all(), store.audit.list({ limit: 10 }).entries, (await parts.summary.counts()).agents.enrolled], [[], [], 0]);
+    assert.deepEqual([await parts.exceptions.all(), (await parts.audit.list({ limit: 10 })).entries, (await parts.summary.counts()).agents.enrolled], [[], [], 0]);
     const id = await parts.transaction(async (tx) => {
       const kept = await enrollOn(tx, 'web-2');
       await assert.rejects(
@@ -124,11 +63,11 @@ describe('openStore (sqlite)', () => {
       );
       return kept;
     });
-    assert.deepEqual(store.audit.list({ limit: 10 }).entries.map((e) => e.target), [`agent:${id}`]);
+    assert.deepEqual((await parts.audit.list({ limit: 10 })).entries.map((e) => e.target), [`agent:${id}`]);
     assert.equal((await parts.summary.counts()).agents.enrolled, 1);
   });
 
-  it('inImmediateTransaction takes the write lock at its start; inTransaction only at its first write', async (t) => {
+  it('a transaction takes the write lock at its start: a writer in another process waits for it, not the reverse after its reads', async (t) => {
     const path = await tempPath(t);
     const store = openStore({ kind: 'sqlite', path });
     const other = openDatabase(path);
@@ -147,9 +86,9 @@ describe('openStore (sqlite)', () => {
         return false;
       }
     };
-    assert.equal(store.inTransaction(otherWriter), true, 'a deferred transaction that has not written holds no lock');
-    assert.equal(store.inImmediateTransaction(otherWriter), false, 'another writer waits for the immediate one');
-    assert.equal(store.health.check().answers, true);
+    assert.equal(otherWriter(), true, 'no transaction open: the other process writes');
+    assert.equal(await store.async.transaction(() => Promise.resolve(otherWriter())), false, 'another writer waits for the open transaction');
+    assert.equal((await store.async.health.check()).answers, true);
   });
 
   it('close writes the batched last-seen times first', async (t) => {

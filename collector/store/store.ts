@@ -1,30 +1,29 @@
 /**
- * The collector's store, opened in one place: the parts on the shared executor (ON_EXECUTOR),
- * the audit log (fleet.ts) and every other store of the collector over one connection, with
- * its transactions and close(). `kind` says
- * which database holds it; SQLite is the one there is (a PostgreSQL store is to come
- * behind the same interface, issue 12).
+ * The collector's store, opened in one place: every part on the shared executor
+ * (ON_EXECUTOR), the same code on SQLite (`openStore`, the embedded default) and PostgreSQL
+ * (`openPostgresStore`, several collectors on one database), with its transactions and
+ * close() (issue 12, POSTGRES.md). The SQLite store also keeps a synchronous side (`Store`):
+ * the connection, for the file's own upkeep (WAL checkpoints, quick_check, /healthz's
+ * disk-space probe) and for tests that read the file directly.
  */
 import { parsePlan } from '../domain/rollout/plan.ts';
 import { ApiTokenStore } from './access.ts';
 import { AdvisoryChanges } from './advisory-changes.ts';
 import { AdvisoryStore } from './advisories.ts';
 import { Agents, flushTouchesNow } from './agents.ts';
-import type { AuditLog } from './audit-log.ts';
-import { ExecutorAudit } from './audit-executor.ts';
-import { type Db, openDatabase, prepareDatabaseFile, StoreError } from './db.ts';
+import { AuditLog } from './audit-log.ts';
+import { type Db, openDatabase, prepareDatabaseFile } from './db.ts';
 import { EnrollmentTokens } from './enrollment-tokens.ts';
 import { EpssStore } from './epss.ts';
 import { ExceptionStore } from './exceptions.ts';
-import { type Fleet, fleetOn } from './fleet.ts';
 import { FleetSummaryStore } from './fleet-summary.ts';
-import { StoreHealth } from './health.ts';
+import { StoreHealth, type StoreHealthReport } from './health.ts';
+import { PostgresHealth } from './postgres/health.ts';
 import { FindingHistoryStore } from './history.ts';
 import { Hosts } from './hosts.ts';
 import { StoreInspection } from './inspection.ts';
 import { ReportImports } from './report-imports.ts';
 import { Reports } from './reports.ts';
-import { type Promisified, promisified } from './promisified.ts';
 import { InstructionOutbox, RolloutStore } from './rollouts.ts';
 import type { PartScope } from './part-scope.ts';
 import { migratePostgres } from './postgres/migrate.ts';
@@ -51,12 +50,12 @@ export type StoreOptions = SqliteStoreOptions;
  */
 export interface AsyncStore {
   readonly kind: 'sqlite' | 'postgres';
-  readonly audit: Promisified<AuditLog>;
+  readonly audit: AuditLog;
   readonly tokens: EnrollmentTokens;
   readonly agents: Agents;
   readonly reports: Reports;
   readonly hosts: Hosts;
-  readonly apiTokens: Promisified<ApiTokenStore>;
+  readonly apiTokens: ApiTokenStore;
   readonly advisories: AdvisoryStore;
   readonly advisoryChanges: AdvisoryChanges;
   readonly epss: EpssStore;
@@ -64,9 +63,10 @@ export interface AsyncStore {
   readonly rollouts: RolloutStore;
   readonly outbox: InstructionOutbox;
   readonly reportImports: ReportImports;
-  readonly exceptions: Promisified<ExceptionStore>;
+  readonly exceptions: ExceptionStore;
   readonly summary: FleetSummaryStore;
-  readonly health: Promisified<StoreHealth>;
+  /** Whether the store answers and commits (/healthz when serve gives no probe of its own). */
+  readonly health: HealthProbe;
   readonly inspection: StoreInspection;
   /**
    * Runs `fn` in one transaction: all it does through `tx` commits, or none of it (a savepoint
@@ -82,12 +82,13 @@ export interface AsyncStore {
 
 type PartName = Exclude<keyof AsyncStore, 'kind' | 'transaction' | 'close'>;
 
-/**
- * The parts rewritten on the shared executor (step 2 of POSTGRES.md), each made from its
- * scope. A part not listed here is still SQLite's synchronous one behind promisified(); the
- * PostgreSQL store has only the parts listed.
- */
-const ON_EXECUTOR: { readonly [K in PartName]?: (scope: PartScope) => AsyncStore[K] } = {
+export interface HealthProbe {
+  check(): Promise<StoreHealthReport>;
+}
+
+/** Each part made from its scope: the same statements on both engines (sql/query.ts). */
+const ON_EXECUTOR: { readonly [K in Exclude<PartName, 'health'>]: (scope: PartScope) => AsyncStore[K] } = {
+  audit: (scope) => new AuditLog(scope.ex),
   summary: (scope) => new FleetSummaryStore(scope.ex),
   tokens: (scope) => new EnrollmentTokens(scope),
   agents: (scope) => new Agents(scope),
@@ -102,13 +103,15 @@ const ON_EXECUTOR: { readonly [K in PartName]?: (scope: PartScope) => AsyncStore
   advisories: (scope) => new AdvisoryStore(scope),
   advisoryChanges: (scope) => new AdvisoryChanges(scope.ex),
   epss: (scope) => new EpssStore(scope),
+  apiTokens: (scope) => new ApiTokenStore(scope),
+  exceptions: (scope) => new ExceptionStore(scope),
 };
 
 /** What every scope of one store shares. */
 interface StoreRoot {
   readonly kind: 'sqlite' | 'postgres';
   readonly db: SqlDatabase;
-  /** SQLite's synchronous store, for the parts not yet on the executor; null on PostgreSQL. */
+  /** SQLite's synchronous side (its health probe reads the file's disk); null on PostgreSQL. */
   readonly sync: SqliteStore | null;
   readonly shared: Map<string, unknown>;
   close(): Promise<void>;
@@ -164,19 +167,34 @@ class ExecutorStore implements AsyncStore, PartScope {
     return shared.get(key) as T;
   }
 
+  /**
+   * SQLite's probe commits a heartbeat and reads the disk's free space (health.ts): it waits
+   * for an open transaction to end, as a statement would. PostgreSQL's commits a heartbeat and
+   * tells a standby (postgres/health.ts).
+   */
+  #health(): HealthProbe {
+    const { db, sync } = this.#root;
+    if (sync !== null && db instanceof SqliteDatabase) {
+      return {
+        check: async () => {
+          for (let wait = db.turn(); wait !== null; wait = db.turn()) await wait;
+          return sync.health.check();
+        },
+      };
+    }
+    const probe = this.shared('postgres-health', () => new PostgresHealth(db));
+    return {
+      check: async () => {
+        await probe.probe();
+        return probe.check();
+      },
+    };
+  }
+
   #part<K extends PartName>(name: K): AsyncStore[K] {
     let part = this.#parts.get(name) as AsyncStore[K] | undefined;
     if (part === undefined) {
-      const make = ON_EXECUTOR[name];
-      const sync = this.#root.sync;
-      const db = this.#root.db;
-      if (make !== undefined) part = make(this);
-      else if (name === 'audit' && sync === null) part = new ExecutorAudit(this.ex) as unknown as AsyncStore[K];
-      else if (sync !== null && db instanceof SqliteDatabase) {
-        // The parts not on the executor yet are the synchronous store's.
-        const syncPart = (sync as unknown as Record<PartName, object>)[name];
-        part = promisified(syncPart, this.#tx === null ? () => db.turn() : null) as AsyncStore[K];
-      } else throw new StoreError(`the store's ${name} part is not on PostgreSQL yet (issue 12)`);
+      part = name === 'health' ? (this.#health() as AsyncStore[K]) : ON_EXECUTOR[name as Exclude<K, 'health'>](this);
       this.#parts.set(name, part);
     }
     return part;
@@ -245,31 +263,14 @@ class ExecutorStore implements AsyncStore, PartScope {
   }
 }
 
-export interface Store extends Fleet {
+export interface Store {
   readonly kind: 'sqlite';
   /** The same store with the asynchronous interface both engines share (callers are moving to it). */
   readonly async: AsyncStore;
   /** The connection, for code that still holds SQL of its own (being moved into store modules). */
   readonly db: Db;
-  readonly apiTokens: ApiTokenStore;
-  /** Accepted risks, audited in the fleet's audit log. */
-  readonly exceptions: ExceptionStore;
   /** /healthz with no periodic integrity check; serve makes its own with one (createApp's storeHealth). */
   readonly health: StoreHealth;
-  /**
-   * Runs `fn` in one transaction (a savepoint inside another, which rolls back alone while
-   * the outer one goes on): all of it commits, or none. For a step that writes through
-   * several parts (a change and its audit row, a rollout step, a host's findings and counts).
-   */
-  inTransaction<T>(fn: () => T): T;
-  /**
-   * As inTransaction, but takes the write lock at the start (BEGIN IMMEDIATE): a step that
-   * reads and then writes waits for another process's writer (busy_timeout) instead of
-   * failing with SQLITE_BUSY after its reads.
-   */
-  inImmediateTransaction<T>(fn: () => T): T;
-  /** `fn` made once into a function that runs each call in a transaction, for hot paths. */
-  transactional<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R;
   /** Writes the batched last-seen times, then closes the connection. */
   close(): void;
 }
@@ -281,15 +282,11 @@ export interface Store extends Fleet {
 class SqliteStore implements Store {
   readonly kind = 'sqlite' as const;
   readonly db: Db;
-  readonly audit: AuditLog;
-  #apiTokens: ApiTokenStore | undefined;
-  #exceptions: ExceptionStore | undefined;
   #health: StoreHealth | undefined;
   #async: ExecutorStore | undefined;
 
   constructor(db: Db) {
     this.db = db;
-    this.audit = fleetOn(db).audit;
   }
 
   get async(): AsyncStore {
@@ -303,28 +300,8 @@ class SqliteStore implements Store {
     return this.#async;
   }
 
-  get apiTokens(): ApiTokenStore {
-    return (this.#apiTokens ??= new ApiTokenStore(this.db, this.audit));
-  }
-
-  get exceptions(): ExceptionStore {
-    return (this.#exceptions ??= new ExceptionStore(this.db, this.audit));
-  }
-
   get health(): StoreHealth {
     return (this.#health ??= new StoreHealth(this.db));
-  }
-
-  inTransaction<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
-  }
-
-  inImmediateTransaction<T>(fn: () => T): T {
-    return this.db.transaction(fn).immediate();
-  }
-
-  transactional<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {
-    return this.db.transaction(fn);
   }
 
   close(): void {

@@ -48,7 +48,7 @@ export async function startCollector(t: { after: (fn: () => Promise<void>) => vo
     dbPath,
     logs,
     async agent(hostname = 'good-agent') {
-      const { token } = await collector.store.async.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
+      const { token } = await collector.store.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
       const keys = newKeys();
       const client = await TestAgent.connect(collector.agentUrl);
       clients.push(client);

@@ -4,6 +4,7 @@
  * project's Debian 12 host's dpkg status, the RHEL 9.5 image's rpms), ingested through
  * Fleet as the gateway does. Tests only.
  */
+import { sqliteSide } from './store-fixtures.ts';
 import { randomUUID } from 'node:crypto';
 import { parseDpkgStatus } from '../../agent/inventory/dpkg.ts';
 import { inventoryHash } from '../inventory-hash.ts';
@@ -16,7 +17,6 @@ import { inventoryOf, rhel95Packages } from './correlate-fixtures.ts';
 import { openCollector } from '../../collector/open-collector.ts';
 import type { ApiTokenStore, Role } from '../../collector/store/access.ts';
 import type { Db } from '../../collector/store/db.ts';
-import type { Fleet } from '../../collector/store/fleet.ts';
 import type { Store } from '../../collector/store/store.ts';
 import { createLogger } from '../../collector/logger.ts';
 import { createApp } from '../../collector/http/app.ts';
@@ -50,7 +50,7 @@ export interface Fixture {
   db: Db;
   /** The store the app runs on (openCollector's, in memory); `fleet` is the same object seen as its fleet parts. */
   store: Store;
-  fleet: Fleet;
+  fleet: Store;
   correlator: Correlator;
   metrics: CollectorMetrics;
   tokens: ApiTokenStore;
@@ -78,9 +78,9 @@ export interface Fixture {
 export async function makeFixture(opts: { feeds?: boolean; feedsAt?: Date; authLimiter?: AuthFailureLimiter } = {}): Promise<Fixture> {
   const clock = { now: NOW };
   const collector = await openCollector({ store: { kind: 'sqlite', path: ':memory:' }, now: () => clock.now });
-  const store = collector.store;
+  const store = sqliteSide(collector);
   const db = store.db;
-  const fleet: Fleet = store;
+  const fleet: Store = store;
   const correlator = new Correlator();
   if (opts.feeds !== false) {
     const at = opts.feedsAt ?? new Date(NOW.getTime() - 3600_000);
@@ -102,10 +102,10 @@ export async function makeFixture(opts: { feeds?: boolean; feedsAt?: Date; authL
     onAgentRevoked: (id) => revokedAgents.push(id),
     onError: (err) => errors.push(err),
   });
-  const tokens: ApiTokenStore = store.apiTokens;
-  const make = (name: string, role: Role) => tokens.create({ name, role, createdBy: 'cli:test' }, NOW).token;
-  const bearer = { viewer: make('viewer', 'viewer'), operator: make('operator', 'operator'), admin: make('admin', 'admin'), revoked: make('gone', 'admin') };
-  tokens.revoke('gone', 'cli:test', NOW);
+  const tokens: ApiTokenStore = store.async.apiTokens;
+  const make = async (name: string, role: Role) => (await tokens.create({ name, role, createdBy: 'cli:test' }, NOW)).token;
+  const bearer = { viewer: await make('viewer', 'viewer'), operator: await make('operator', 'operator'), admin: await make('admin', 'admin'), revoked: await make('gone', 'admin') };
+  await tokens.revoke('gone', 'cli:test', NOW);
   const addHost: Fixture['addHost'] = async (inv, o = {}) => {
     const parts = store.async;
     const id = await parts.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: inv.host.hostname, machineId: null, tokenId: null }, NOW);
@@ -115,7 +115,7 @@ export async function makeFixture(opts: { feeds?: boolean; feedsAt?: Date; authL
     return id;
   };
   const close = () => {
-    collector.close();
+    void collector.close();
   };
   return { db, store, fleet, correlator, metrics, tokens, app, clock, revokedAgents, errors, logs, bearer, addHost, close };
 }

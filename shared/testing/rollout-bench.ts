@@ -5,6 +5,7 @@
  * over the real AlmaLinux 9 OSV export plus ALSA-2026:A009 (a real kernel advisory), and
  * instructions signed with a real ed25519 key. Tests only.
  */
+import { sqliteSide } from './store-fixtures.ts';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -22,7 +23,6 @@ import { inventoryOf, loadOsv, rhel95Packages } from './correlate-fixtures.ts';
 import type { Advisory } from '../../collector/domain/feeds/types.ts';
 import { collectorOn, openCollector, type OpenedCollector } from '../../collector/open-collector.ts';
 import type { Db } from '../../collector/store/db.ts';
-import type { Fleet } from '../../collector/store/fleet.ts';
 import { openStore, type Store } from '../../collector/store/store.ts';
 import type { RolloutEngine, RolloutErrorContext } from '../../collector/services/rollouts/engine.ts';
 import type { PlanInput } from '../../collector/domain/rollout/plan.ts';
@@ -79,7 +79,7 @@ export interface Bench {
   db: Db;
   /** The store over db (storeOn); `fleet` is the same object seen as its fleet parts. */
   store: Store;
-  fleet: Fleet;
+  fleet: Store;
   /** The outbox on the asynchronous store (store.async.outbox). */
   outbox: InstructionOutbox;
   engine: RolloutEngine;
@@ -111,7 +111,7 @@ export async function makeBench(t: TestContext, opts: { advisories?: readonly Ad
   // The collector as openCollector builds it, with the bench's clock, key and findings (the
   // correlator over the fixtures' advisories, judged at the bench's clock).
   const wire = (collector: OpenedCollector): void => {
-    const store = collector.store;
+    const store = sqliteSide(collector);
     Object.assign(bench, { db: store.db, store, fleet: store, outbox: store.async.outbox, engine: collector.rollouts, findings: findingsOf });
   };
   const findingsOf = async (agentId: string): Promise<Finding[]> => {

@@ -9,7 +9,7 @@ import type { TestContext } from 'node:test';
 import { openDatabase, type Db } from '../../collector/store/db.ts';
 import type { SqlDatabase, SqlExecutor } from '../../collector/store/sql/executor.ts';
 import { type Query, sql } from '../../collector/store/sql/query.ts';
-import { type AsyncStore, storeOn } from '../../collector/store/store.ts';
+import { type AsyncStore, type Store, storeOn } from '../../collector/store/store.ts';
 import { generateKeyPair } from '../signing.ts';
 
 /** A migrated database file in a new temp directory; closed and removed after the test. */
@@ -95,4 +95,10 @@ export function dumpStoreFile(path: string): ReturnType<typeof dumpStore> {
   } finally {
     conn.close();
   }
+}
+
+/** A SQLite collector's synchronous side (its connection), for fixtures that read the file: refused on PostgreSQL. */
+export function sqliteSide(collector: { readonly sqlite: Store | null }): Store {
+  if (collector.sqlite === null) throw new Error('this fixture needs a SQLite store');
+  return collector.sqlite;
 }

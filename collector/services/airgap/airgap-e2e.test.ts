@@ -18,7 +18,6 @@ import { NODE18_BIN } from '../../../scripts/node18-path.ts';
 import { signInstruction } from '../../../shared/instructions.ts';
 import { encodeSignedFile } from '../../../shared/signed-file.ts';
 import { generateKeyPair } from '../../../shared/signing.ts';
-import { ApiTokenStore } from '../../store/access.ts';
 import { startCollector } from '../../../shared/testing/collector-harness.ts';
 
 const root = join(import.meta.dirname, '..', '..', '..');
@@ -76,7 +75,7 @@ async function enrolledBehindGap(t: TestContext, agentCli: AgentCli) {
   const { collector } = tc;
   const carry = await tempDir(t, 'pw-carry-');
   const config = join(await tempDir(t, 'pw-agent-'), 'agent.json');
-  const { token } = await collector.store.async.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
+  const { token } = await collector.store.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'test' });
   const enrolled = await agentCli(t, ['enroll', '--collector', collector.agentUrl, '--token', token, '--config', config]);
   assert.equal(enrolled.status, 0, enrolled.stderr);
   const agentId = /enrolled as agent ([0-9a-f-]{36})/.exec(enrolled.stdout)?.[1] ?? '';
@@ -101,7 +100,7 @@ describe('air-gapped reports, end to end', () => {
       assert.match(imported.stdout, /\n1 file: 1 imported or known, 0 refused\n$/);
 
       // The serving collector picks the import up at its next tick and correlates the host.
-      const { token: apiToken } = new ApiTokenStore(collector.db, collector.fleet.audit).create({ name: 'e2e', role: 'viewer', createdBy: 'test' });
+      const { token: apiToken } = await collector.store.apiTokens.create({ name: 'e2e', role: 'viewer', createdBy: 'test' });
       const deadline = Date.now() + 20_000;
       while (collector.findings.stats.correlated === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       assert.equal(collector.findings.stats.correlated, 1, 'the serving collector correlated the imported host');
@@ -127,7 +126,7 @@ describe('air-gapped reports, end to end', () => {
       const refused = await cli('collector', ['reports', 'import', '--db', tc.dbPath, tampered]);
       assert.equal(refused.status, 1);
       assert.match(refused.stderr, /^refused +\S+\.pwreport: the file's body does not match its signed sha256 \(PW_ERR_FILE_TAMPERED\)\n$/);
-      assert.equal((await collector.store.async.hosts.get(agentId))?.packageCount, host.packageCount);
+      assert.equal((await collector.store.hosts.get(agentId))?.packageCount, host.packageCount);
     });
   }
 

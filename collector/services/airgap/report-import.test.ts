@@ -42,8 +42,8 @@ async function setup(t: TestContext): Promise<Setup> {
   t.after(() => {
     opened.close();
   });
-  const { store: { db } } = opened;
-  const fleet = opened.store.async;
+  const { db } = opened.sqlite!;
+  const fleet = opened.store;
   const key = generateKeyPair();
   const agentId = await fleet.agents.enroll({ publicKey: key.publicKey, hostname: 'vault-1', machineId: null, tokenId: null }, new Date(NOW.getTime() - 48 * HOUR));
   const dir = await mkdtemp(join(tmpdir(), 'pw-reports-'));
@@ -78,7 +78,7 @@ async function reportFile(s: Setup, spec: FileSpec = {}): Promise<string> {
 }
 
 async function run(s: Setup, files: string[]): Promise<ReportFileOutcome[]> {
-  return importReportFiles(files, { fleet: s.opened.store.async, imports: s.opened.store.async.reportImports, sinks: s.sinks, actor: 'cli:test', now: () => NOW });
+  return importReportFiles(files, { fleet: s.opened.store, imports: s.opened.store.reportImports, sinks: s.sinks, actor: 'cli:test', now: () => NOW });
 }
 
 function count(db: Db, table: string): number {
@@ -237,7 +237,7 @@ describe('reports import: results files (agent apply)', () => {
     const id = randomUUID();
     const instruction: Instruction = { schema: 'patchwarden.instruction/1', kind: 'refresh', id, agentId, issuedAt: NOW.toISOString(), notBefore: NOW.toISOString(), expiresAt: new Date(NOW.getTime() + 24 * HOUR).toISOString(), rolloutId: null, dryRun: false };
     const signed = signInstruction(instruction, COLLECTOR_KEY.privateKeyPem);
-    await s.opened.store.async.outbox.enqueue({ id, agentId, payload: signed.payload, signature: signed.signature, expiresAt: instruction.expiresAt, rolloutId: null }, NOW);
+    await s.opened.store.outbox.enqueue({ id, agentId, payload: signed.payload, signature: signed.signature, expiresAt: instruction.expiresAt, rolloutId: null }, NOW);
     return id;
   }
 
@@ -255,7 +255,7 @@ describe('reports import: results files (agent apply)', () => {
     const file = await resultsFile(s, { agentId: s.agentId, results: ids.map(succeeded) });
     const [first] = await run(s, [file]);
     assert.deepEqual(first, { file, kind: 'results', status: 'stored', agentId: s.agentId, createdAt: new Date(NOW.getTime() - HOUR).toISOString(), recorded: 2, known: 0, unknown: 0 });
-    for (const id of ids) assert.equal((await s.opened.store.async.outbox.get(id))?.result?.status, 'succeeded');
+    for (const id of ids) assert.equal((await s.opened.store.outbox.get(id))?.result?.status, 'succeeded');
     const [second] = await run(s, [file]);
     assert.ok(second?.status === 'duplicate' && second.kind === 'results' && second.known === 2, JSON.stringify(second));
   });
@@ -276,7 +276,7 @@ describe('reports import: results files (agent apply)', () => {
     await writeFile(forged, encodeSignedFile({ kind: 'results', signer: intruder, createdAt: new Date(NOW.getTime() - 2 * HOUR), body: Buffer.from(JSON.stringify({ agentId: intruder, results: [{ ...succeeded(id), status: 'failed', code: 'PW_ERR_COMMAND_FAILED' }] })), key: other.privateKeyPem }));
     const genuine = await resultsFile(s, { agentId: s.agentId, results: [succeeded(id)] });
     assert.deepEqual(statuses(await run(s, [forged, genuine])), ['refused PW_ERR_FILE_FOREIGN', 'stored']);
-    assert.equal((await s.opened.store.async.outbox.get(id))?.result?.status, 'succeeded');
+    assert.equal((await s.opened.store.outbox.get(id))?.result?.status, 'succeeded');
   });
 
   const refusals: [string, (s: Setup) => Promise<string>, string, RegExp][] = [

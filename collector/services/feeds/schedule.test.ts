@@ -122,7 +122,7 @@ describe('serve syncs its own feeds', () => {
       runs[1].outcomes.map((o) => [o.source, o.status]),
       [['osv-almalinux', 'not-modified']],
     );
-    const audit = c.db.prepare("SELECT actor, action, target FROM audit WHERE action LIKE 'feed.%' ORDER BY id").all();
+    const audit = c.sqlite!.db.prepare("SELECT actor, action, target FROM audit WHERE action LIKE 'feed.%' ORDER BY id").all();
     assert.deepEqual(audit, [
       { actor: 'system', action: 'feed.sync', target: 'feed:osv-almalinux' },
       { actor: 'system', action: 'feed.sync', target: 'feed:cisa-kev' },
@@ -168,7 +168,7 @@ describe('serve syncs its own feeds', () => {
         sync: { backoffMs: 1, retries: 1 },
         onRun: (_why, outcomes) => {
           runs.push(outcomes);
-          dumps.push(dumpStore(c.db));
+          dumps.push(dumpStore(c.sqlite!.db));
           broken = runs.length === 1 ? '503' : 'html';
           wake();
         },
@@ -193,10 +193,10 @@ describe('serve syncs its own feeds', () => {
     assert.ok((dumps[0]?.advisories ?? 0) > 1000, JSON.stringify(dumps[0]));
     assert.deepEqual(dumps[1], dumps[0], 'the 503 changed no advisory');
     assert.deepEqual(dumps[2], dumps[0], 'the wrong content changed no advisory');
-    const row = (await asyncAdvisories(c.db).feeds()).find((f) => f.source === 'osv-almalinux');
+    const row = (await asyncAdvisories(c.sqlite!.db).feeds()).find((f) => f.source === 'osv-almalinux');
     assert.match(row?.lastError ?? '', /all\.zip: no end of central directory record \(truncated or not a zip\)/);
     assert.ok((row?.records ?? 0) > 1000);
-    const actions = c.db.prepare("SELECT actor, action FROM audit WHERE action LIKE 'feed.%' ORDER BY id").all();
+    const actions = c.sqlite!.db.prepare("SELECT actor, action FROM audit WHERE action LIKE 'feed.%' ORDER BY id").all();
     assert.deepEqual(actions.slice(0, 5), [
       { actor: 'system', action: 'feed.sync' },
       { actor: 'system', action: 'feed.sync' },

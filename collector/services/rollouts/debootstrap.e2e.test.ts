@@ -105,10 +105,10 @@ describe('rollout end to end: a debootstrapped Debian 12 root patched by a signe
     t.after(() => collector.close());
     const feedFile = join(dir, 'debian-tracker.json');
     writeFileSync(feedFile, JSON.stringify(trackerFromChangelogs()));
-    await importFeedPath(asyncAdvisories(collector.db), feedFile, { name: 'debian-tracker' });
+    await importFeedPath(asyncAdvisories(collector.sqlite!.db), feedFile, { name: 'debian-tracker' });
     await collector.findings.load();
 
-    const { token } = await collector.store.async.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'e2e' });
+    const { token } = await collector.store.tokens.create({ uses: 1, ttlMs: 3600_000, createdBy: 'e2e' });
     const configPath = join(dir, 'agent', 'agent.json');
     await enroll({ collectorUrl: collector.agentUrl, token, configPath, root, intervalSeconds: 3600 });
     const config = await loadConfig(configPath);
@@ -121,7 +121,7 @@ describe('rollout end to end: a debootstrapped Debian 12 root patched by a signe
       await running;
     });
     const agentId = config.agentId;
-    const before = await until('the root inventory at the collector', async () => await collector.store.async.reports.latestInventory(agentId), 60_000);
+    const before = await until('the root inventory at the collector', async () => await collector.store.reports.latestInventory(agentId), 60_000);
     assert.equal(before.host.ecosystem, 'Debian:12');
 
     // A finding of the root that bookworm-security fixes: its source has a CVE fixed after
@@ -168,7 +168,7 @@ describe('rollout end to end: a debootstrapped Debian 12 root patched by a signe
 
     // The facts: the agent's fresh inventory of the root, and the finding gone from it.
     const after = await until('the patched inventory', async () => {
-      const inv = await collector.store.async.reports.latestInventory(agentId);
+      const inv = await collector.store.reports.latestInventory(agentId);
       return inv?.packages.find((p) => p.name === binary)?.version === candidate ? inv : undefined;
     }, 60_000);
     assert.equal(after.packages.find((p) => p.name === binary)?.version, candidate);

@@ -60,7 +60,7 @@ async function startFleet(t: TestContext, counts: { alma: number; db?: number; d
   const c = clock();
   const { collector } = await startCollector(t, { rolloutTickMs: TICK_MS, now: c.now });
   const bind = await loadBind();
-  await collector.store.async.advisories.importAdvisories({ source: 'osv', kind: 'osv', location: dataPath('osv', 'almalinux9.osv.jsonl.gz') }, [bind], c.now());
+  await collector.store.advisories.importAdvisories({ source: 'osv', kind: 'osv', location: dataPath('osv', 'almalinux9.osv.jsonl.gz') }, [bind], c.now());
   await collector.findings.load();
   const repository = new Map<string, string>();
   for (const a of bind.affected) {
@@ -72,12 +72,12 @@ async function startFleet(t: TestContext, counts: { alma: number; db?: number; d
     ...Array.from({ length: counts.db ?? 0 }, (_, i) => ({ hostname: `db-${i + 1}`, tags: ['db'] })),
     ...Array.from({ length: counts.debian ?? 0 }, (_, i) => ({ hostname: `deb-${i + 1}`, os: 'debian' as const, tags: ['web'] })),
   ];
-  const { token } = await collector.store.async.tokens.create({ uses: specs.length, ttlMs: 3600_000, createdBy: 'test' }, c.now());
+  const { token } = await collector.store.tokens.create({ uses: specs.length, ttlMs: 3600_000, createdBy: 'test' }, c.now());
   const agents = await Promise.all(specs.map((spec) => SimAgent.enroll({ url: collector.agentUrl, token, inventory: hostInventory(spec), repository, now: c.now })));
   t.after(() => {
     for (const a of agents) a.terminate();
   });
-  for (const [i, a] of agents.entries()) await collector.store.async.agents.setTags(a.agentId, specs[i]?.tags ?? [], 'cli:test', c.now());
+  for (const [i, a] of agents.entries()) await collector.store.agents.setTags(a.agentId, specs[i]?.tags ?? [], 'cli:test', c.now());
   const byId = new Map(agents.map((a) => [a.agentId, a]));
   return { collector, clock: c, agents, repository, by: (id) => byId.get(id) ?? assert.fail(`no sim agent ${id}`) };
 }
@@ -118,7 +118,7 @@ async function wavesOf(f: Fleet, id: string): Promise<Map<string, number>> {
 }
 
 function auditOf(f: Fleet, id: string): { at: string; actor: string; action: string }[] {
-  return f.collector.db.prepare('SELECT at, actor, action FROM audit WHERE target = ? ORDER BY id').all(`rollout:${id}`) as { at: string; actor: string; action: string }[];
+  return f.collector.sqlite!.db.prepare('SELECT at, actor, action FROM audit WHERE target = ? ORDER BY id').all(`rollout:${id}`) as { at: string; actor: string; action: string }[];
 }
 
 function noViolations(f: Fleet): void {
@@ -249,12 +249,12 @@ describe('rollouts over a simulated fleet on real sockets', () => {
       const a = f.by(agentId);
       const ins = a.received[0]?.instruction as PatchInstruction;
       assert.deepEqual(ins.packages.map((p) => p.name), ['bind-libs', 'bind-license', 'bind-utils']);
-      assert.equal(bindLibs(await f.collector.store.async.reports.latestInventory(agentId)), fixed, `${a.hostname}: the stored inventory shows the patched bind-libs`);
+      assert.equal(bindLibs(await f.collector.store.reports.latestInventory(agentId)), fixed, `${a.hostname}: the stored inventory shows the patched bind-libs`);
       const findings = (await f.collector.findings.findings(agentId))?.findings ?? [];
       assert.equal(findings.some((x) => x.advisory === BIND && x.status !== 'resolved'), false, `${a.hostname}: ${BIND} resolved from the new inventory`);
     }
     for (const a of f.agents.filter((x) => !waves.has(x.agentId))) {
-      assert.notEqual(bindLibs(await f.collector.store.async.reports.latestInventory(a.agentId)), fixed, `${a.hostname} untouched`);
+      assert.notEqual(bindLibs(await f.collector.store.reports.latestInventory(a.agentId)), fixed, `${a.hostname} untouched`);
     }
   });
 
@@ -294,7 +294,7 @@ describe('rollouts over a simulated fleet on real sockets', () => {
     const [a, b, c] = f.agents as [SimAgent, SimAgent, SimAgent, SimAgent];
     const offline = async (x: SimAgent): Promise<void> => {
       await x.disconnect();
-      await waitFor(`${x.hostname} offline`, async () => (await f.collector.store.async.hosts.get(x.agentId))?.connected === false);
+      await waitFor(`${x.hostname} offline`, async () => (await f.collector.store.hosts.get(x.agentId))?.connected === false);
     };
 
     await offline(a);
@@ -325,7 +325,7 @@ describe('rollouts over a simulated fleet on real sockets', () => {
     c.script = 'disconnect';
     const r3 = await rollouts.create(plan({ target: { agentIds: [c.agentId] } }), 'alice');
     assert.equal(await rollouts.submit(r3, 'alice'), 'running');
-    await waitFor('the agent to drop the connection', async () => !c.connected && (await f.collector.store.async.hosts.get(c.agentId))?.connected === false);
+    await waitFor('the agent to drop the connection', async () => !c.connected && (await f.collector.store.hosts.get(c.agentId))?.connected === false);
     c.script = 'succeed';
     await c.reconnect();
     await waitFor('the re-sent instruction to be answered', async () => (await rollouts.get(r3)).state === 'completed');
@@ -351,7 +351,7 @@ describe('rollouts over a simulated fleet on real sockets', () => {
 
     const [x, ...online] = inWave(1) as [SimAgent, ...SimAgent[]];
     await x.disconnect();
-    await waitFor(`${x.hostname} offline`, async () => (await f.collector.store.async.hosts.get(x.agentId))?.connected === false);
+    await waitFor(`${x.hostname} offline`, async () => (await f.collector.store.hosts.get(x.agentId))?.connected === false);
     await rollouts.resume(id, 'bob');
     await waitFor('the online hosts of wave 1 to succeed', async () => (await rollouts.get(id)).hosts.filter((h) => online.some((a) => a.agentId === h.agentId)).every((h) => h.state === 'succeeded'));
     const [withdrawn] = await f.collector.outbox.pendingFor(x.agentId, f.clock.now());

@@ -13,7 +13,6 @@ import { createMetrics } from '../../http/metrics.ts';
 import type { RolloutDetailJson } from '../../http/views.ts';
 import { DEFAULT_POLICY } from '../../domain/correlate/policy.ts';
 import { Correlator } from '../../domain/correlate/correlator.ts';
-import { ApiTokenStore } from '../../store/access.ts';
 import { splitWaves } from '../../domain/rollout/waves.ts';
 import { LIMITS } from '../../../shared/grammar.ts';
 import { MAX_INSTRUCTION_BYTES, type PatchInstruction } from '../../../shared/instructions.ts';
@@ -175,9 +174,9 @@ describe('a host that failed alone, seen through the API, the CLI and the dashbo
     const preview = await b.engine.preview(id);
     assert.equal(preview.hosts[0]?.error?.code, 'PW_ERR_INSTRUCTION_BUILD', 'the preview says so before the start');
 
-    const tokens = new ApiTokenStore(b.db, b.fleet.audit);
-    const viewer = tokens.create({ name: 'viewer', role: 'viewer', createdBy: 'cli:test' }).token;
-    const operator = tokens.create({ name: 'ops', role: 'operator', createdBy: 'cli:test' }).token;
+    const tokens = b.store.async.apiTokens;
+    const viewer = (await tokens.create({ name: 'viewer', role: 'viewer', createdBy: 'cli:test' })).token;
+    const operator = (await tokens.create({ name: 'ops', role: 'operator', createdBy: 'cli:test' })).token;
     const app = createApp({ store: b.store.async, correlator: new Correlator(), policy: DEFAULT_POLICY, metrics: createMetrics(), rollouts: b.engine, now: () => b.clock.now });
     const submitted = await app.request(`/api/v1/rollouts/${id}/submit`, { method: 'POST', headers: { authorization: `Bearer ${operator}` } });
     assert.equal(submitted.status, 200, 'a poison canary fails alone: the submit is answered, never a 500');

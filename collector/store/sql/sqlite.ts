@@ -45,7 +45,7 @@ export class SqliteDatabase implements SqlDatabase {
 
   /**
    * Settles when the open transaction ends; null when none is open. For statements that do
-   * not come through here (store parts still on better-sqlite3's calls, store/promisified.ts)
+   * not come through here (the SQLite store's health probe, store.ts)
    * to wait their turn as these do.
    */
   turn(): Promise<void> | null {
