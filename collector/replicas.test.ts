@@ -72,6 +72,12 @@ describe('several collectors on one PostgreSQL database', { skip: needs(TOOLS.po
     const pushed = await agent.expect('instruction', 5000);
     assert.equal(pushed.payload, signed.payload);
 
+    // A third replica starting (or restarting) leaves the agents connected to the others as they are.
+    assert.equal((await a.store.agents.get(agentId))?.connected, true);
+    const third = await open();
+    await third.close();
+    assert.equal((await a.store.agents.get(agentId))?.connected, true, 'still connected to replica b');
+
     // Each duty is held by exactly one of the two.
     for (const duty of DUTIES) {
       const [onA, onB] = [a.duties.get(duty).held, b.duties.get(duty).held];

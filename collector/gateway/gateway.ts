@@ -62,7 +62,7 @@ export interface GatewayOptions {
   /** Instructions for agents; without it the collector sends none and refuses results. */
   instructions?: InstructionChannel;
   /** The agents and their reports. */
-  store: Pick<AsyncStore, 'agents' | 'reports'>;
+  store: Pick<AsyncStore, 'kind' | 'agents' | 'reports'>;
   /** Sent in `enrolled`; the agent pins it to check the collector's signed instructions. */
   collectorPublicKey: string;
   logger: Logger;
@@ -208,7 +208,12 @@ export class Gateway {
     this.#heartbeat.unref();
     // Whatever the last run left in the table, nobody is connected to a collector that
     // starts: done before the first frame is handled, so no new connection is undone by it.
-    this.#ready = this.#opts.store.agents.markAllDisconnected().then(
+    // Not on PostgreSQL, where the other replicas' agents are connected to them: a restarting
+    // replica would mark them all disconnected. Its own agents were marked at its close; after
+    // a crash they stay marked until they reconnect (to any replica) and leave again (issue 12:
+    // the connection's replica is not recorded yet).
+    const stale = this.#opts.store.kind === 'postgres' ? Promise.resolve() : this.#opts.store.agents.markAllDisconnected();
+    this.#ready = stale.then(
       () => undefined,
       (err: unknown) => {
         this.#opts.logger.error({ err }, 'could not mark the agents of the last run disconnected');
