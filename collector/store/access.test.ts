@@ -1,35 +1,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { onEachEngine } from '../../shared/testing/store-engines.ts';
+import { audited, blockAudit, onEachEngine } from '../../shared/testing/store-engines.ts';
 import { API_TOKEN, newApiToken, roleAtLeast } from './access.ts';
-import type { SqlDatabase } from './sql/executor.ts';
 import { sql } from './sql/query.ts';
 
 const NOW = new Date('2026-12-01T10:00:00.000Z');
 const LATER = new Date('2026-12-02T10:00:00.000Z');
 
-const auditRows = sql('SELECT actor, action, target, detail FROM audit ORDER BY id');
 const tokenRows = sql('SELECT name, hash FROM api_tokens ORDER BY id');
 
-/** Makes the audit table refuse rows, so a change whose audit row fails can be seen to go with it. */
-async function blockAudit(engine: 'sqlite' | 'postgres', db: SqlDatabase): Promise<() => Promise<void>> {
-  if (engine === 'sqlite') {
-    await db.run(sql("CREATE TRIGGER no_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'audit unavailable'); END"));
-    return async () => {
-      await db.run(sql('DROP TRIGGER no_audit'));
-    };
-  }
-  await db.run(sql("CREATE FUNCTION no_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit unavailable'; END $$"));
-  await db.run(sql('CREATE TRIGGER no_audit BEFORE INSERT ON audit FOR EACH ROW EXECUTE FUNCTION no_audit()'));
-  return async () => {
-    await db.run(sql('DROP TRIGGER no_audit ON audit'));
-  };
-}
-
-async function audited(db: SqlDatabase): Promise<[string, string, string | null, string | null][]> {
-  const rows = await db.all<{ actor: string; action: string; target: string | null; detail: string | null }>(auditRows);
-  return rows.map((r) => [r.actor, r.action, r.target, r.detail]);
-}
 
 test('roles are ordered viewer < operator < admin; tokens have the pwa_ shape', () => {
   const table: [Parameters<typeof roleAtLeast>[0], Parameters<typeof roleAtLeast>[1], boolean][] = [

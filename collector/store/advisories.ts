@@ -181,19 +181,27 @@ function planAdvisories(
   for (const a of advisories) {
     const row = advisoryRow(feed, a);
     const key = keyOf(a.source, a.id);
-    const old = stored.get(key);
-    if (old?.hash === row.hash) {
-      result.unchanged++;
-      continue;
-    }
-    if (old === undefined) result.added++;
-    else result.updated++;
-    if (old !== undefined && old.feed !== feed) touched.add(old.feed);
+    if (!tally(stored.get(key), row, result, touched)) continue;
     stored.set(key, { hash: row.hash, feed });
     writes.set(key, row);
     result.changed.push(a);
   }
   return [...writes.values()];
+}
+
+/**
+ * Counts an advisory against what is stored under its id (added, updated or unchanged, and
+ * the feed it moves from), the same on both engines; true when its row is to be written.
+ */
+function tally(old: { hash: string; feed: string } | undefined, row: AdvisoryRow, result: ImportResult, touched: Set<string>): boolean {
+  if (old?.hash === row.hash) {
+    result.unchanged++;
+    return false;
+  }
+  if (old === undefined) result.added++;
+  else result.updated++;
+  if (old !== undefined && old.feed !== row.feed) touched.add(old.feed);
+  return true;
 }
 
 function sameKev(old: KevRow | undefined, e: KevEntry): boolean {
@@ -213,13 +221,7 @@ async function storeAdvisoriesSqlite(ex: SqlExecutor, feed: string, advisories: 
     const row = advisoryRow(feed, a);
     const key = keyOf(a.source, a.id);
     const old = own.get(key) ?? (await ex.get<{ hash: string; feed: string }>(getHash, [a.source, a.id]));
-    if (old?.hash === row.hash) {
-      result.unchanged++;
-      continue;
-    }
-    if (old === undefined) result.added++;
-    else result.updated++;
-    if (old !== undefined && old.feed !== feed) touched.add(old.feed);
+    if (!tally(old, row, result, touched)) continue;
     await ex.run(upsertAdvisory, [row.feed, row.source, row.id, row.hash, row.severity, row.published, row.modified, row.withdrawn, row.data]);
     // An id given again later in this import is compared with what was just written.
     own.set(key, { hash: row.hash, feed });

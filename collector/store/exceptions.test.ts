@@ -1,34 +1,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { onEachEngine } from '../../shared/testing/store-engines.ts';
-import type { SqlDatabase } from './sql/executor.ts';
+import { audited, blockAudit, onEachEngine } from '../../shared/testing/store-engines.ts';
 import { sql } from './sql/query.ts';
 
 const NOW = new Date('2026-12-01T10:00:00.000Z');
 const LATER = new Date('2026-12-20T10:00:00.000Z');
 
-const auditRows = sql('SELECT actor, action, target, detail FROM audit ORDER BY id');
 const exceptionCount = sql('SELECT count(*) AS n FROM exceptions');
 
-/** Makes the audit table refuse rows, so a change whose audit row fails can be seen to go with it. */
-async function blockAudit(engine: 'sqlite' | 'postgres', db: SqlDatabase): Promise<() => Promise<void>> {
-  if (engine === 'sqlite') {
-    await db.run(sql("CREATE TRIGGER no_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'audit unavailable'); END"));
-    return async () => {
-      await db.run(sql('DROP TRIGGER no_audit'));
-    };
-  }
-  await db.run(sql("CREATE FUNCTION no_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit unavailable'; END $$"));
-  await db.run(sql('CREATE TRIGGER no_audit BEFORE INSERT ON audit FOR EACH ROW EXECUTE FUNCTION no_audit()'));
-  return async () => {
-    await db.run(sql('DROP TRIGGER no_audit ON audit'));
-  };
-}
-
-async function audited(db: SqlDatabase): Promise<[string, string, string | null, string | null][]> {
-  const rows = await db.all<{ actor: string; action: string; target: string | null; detail: string | null }>(auditRows);
-  return rows.map((r) => [r.actor, r.action, r.target, r.detail]);
-}
 
 onEachEngine('ExceptionStore', (engine) => {
   test('adds and ends exceptions with their audit rows, and reads the ones in force by host', async (t) => {

@@ -378,16 +378,8 @@ const rolloutQ = {
     WHERE rollout_id = ? AND agent_id = ?`),
 };
 
-export type HostFields = Partial<{
-  state: HostState;
-  step: Step | null;
-  steps: Step[];
-  instructionId: string | null;
-  bootId: string | null;
-  result: InstructionResult | null;
-  code: string | null;
-  detail: string | null;
-}>;
+/** What updateHost may change of a rollout's host. */
+export type HostFields = Partial<Pick<RolloutHostRecord, 'state' | 'step' | 'steps' | 'instructionId' | 'bootId' | 'result' | 'code' | 'detail'>>;
 
 /** A field's flag and value for updateHost's statement: [0, null] when it was not given. */
 function given(value: string | null | undefined): [number, string | null] {

@@ -22,6 +22,7 @@ import { after, describe, type TestContext } from 'node:test';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import type { SqlDatabase } from '../../collector/store/sql/executor.ts';
+import { sql } from '../../collector/store/sql/query.ts';
 import { PostgresDatabase } from '../../collector/store/sql/postgres.ts';
 import { SqliteDatabase } from '../../collector/store/sql/sqlite.ts';
 import { type AsyncStore, openPostgresStore, openStore } from '../../collector/store/store.ts';
@@ -102,4 +103,27 @@ async function openSqlite(t: TestContext): Promise<OpenedEngine> {
     return Promise.resolve(other);
   };
   return Promise.resolve({ store, sql, another });
+}
+
+/** Makes the audit table refuse rows, so a change whose audit row fails can be seen to go with it; resolves with the undo. */
+export async function blockAudit(engine: Engine['name'], db: SqlDatabase): Promise<() => Promise<void>> {
+  if (engine === 'sqlite') {
+    await db.run(sql("CREATE TRIGGER no_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'audit unavailable'); END"));
+    return async () => {
+      await db.run(sql('DROP TRIGGER no_audit'));
+    };
+  }
+  await db.run(sql("CREATE FUNCTION no_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit unavailable'; END $$"));
+  await db.run(sql('CREATE TRIGGER no_audit BEFORE INSERT ON audit FOR EACH ROW EXECUTE FUNCTION no_audit()'));
+  return async () => {
+    await db.run(sql('DROP TRIGGER no_audit ON audit'));
+  };
+}
+
+const auditRows = sql('SELECT actor, action, target, detail FROM audit ORDER BY id');
+
+/** The audit log's rows, oldest first, as [actor, action, target, detail]. */
+export async function audited(db: SqlDatabase): Promise<[string, string, string | null, string | null][]> {
+  const rows = await db.all<{ actor: string; action: string; target: string | null; detail: string | null }>(auditRows);
+  return rows.map((r) => [r.actor, r.action, r.target, r.detail]);
 }
