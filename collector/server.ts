@@ -31,6 +31,7 @@ import { type AsyncStore, postgresOf, type Store } from './store/store.ts';
 import { FeedAudit } from './services/feeds/feed-audit.ts';
 import { ChangeLogHousekeeping } from './services/replicas/change-log-housekeeping.ts';
 import { type Duties, dutiesFor } from './services/replicas/duties.ts';
+import { ReplicaLiveness } from './services/replicas/liveness.ts';
 import { PostgresListener } from './store/postgres/notifications.ts';
 import { OUTBOX_CHANNEL } from './store/rollouts.ts';
 import { FeedScheduler, type FeedSchedulerOptions } from './services/feeds/schedule.ts';
@@ -73,6 +74,21 @@ export interface CollectorOptions {
    * embedded or test collector never reaches for the internet unasked.
    */
   feedSync?: Pick<FeedSchedulerOptions, 'schedule' | 'sync' | 'onRun' | 'random'>;
+  /**
+   * The replicas' lease period: how long a duty's lease (services/replicas/duties.ts) and a
+   * replica's heartbeat (services/replicas/liveness.ts) last without renewal, so how long a
+   * dead replica's duties wait and its agents stay shown as connected. Renewed every third.
+   * Default 15 s; from 300 ms (tests) to 10 minutes.
+   */
+  replicaLeaseMs?: number;
+}
+
+export const DEFAULT_REPLICA_LEASE_MS = 15_000;
+
+function replicaLeaseMs(ms: number | undefined): number {
+  if (ms === undefined) return DEFAULT_REPLICA_LEASE_MS;
+  if (!Number.isInteger(ms) || ms < 300 || ms > 600_000) throw new UsageError(`replicaLeaseMs ${ms}: expected whole milliseconds from 300 to 600000`);
+  return ms;
 }
 
 export interface Collector {
@@ -186,6 +202,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
   const logger = options.logger ?? createLogger();
   const config = options.config ?? parseConfig({});
   const { host, port } = parseListen(options.listen ?? DEFAULT_LISTEN);
+  const leaseMs = replicaLeaseMs(options.replicaLeaseMs);
   const now = options.now ?? (() => new Date());
   // Assigned below; the engine only calls it after a commit, long after the gateway exists.
   let deliver = (_agentId: string): void => undefined;
@@ -214,7 +231,8 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
   if (collector.sqlite !== null) warnLooseDatabaseMode(sqlitePath, logger);
   let gateway: Gateway | undefined;
   const supervision = superviseStore(collector, sqlitePath, options, logger);
-  const duties = dutiesFor(store, { logger });
+  const duties = dutiesFor(store, { logger, ttlMs: leaseMs });
+  let liveness: ReplicaLiveness | undefined;
   const checkpointer = supervision.checkpointer;
   try {
     const metrics = createMetrics();
@@ -239,6 +257,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     });
     gateway = new Gateway({
       store,
+      replica: duties.replica,
       collectorPublicKey: key.publicKey,
       logger,
       now,
@@ -285,6 +304,10 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     const rolloutDuty = duties.get('rollout-tick');
     const recorrelateDuty = duties.get('recorrelate');
     const housekeepingDuty = duties.get('housekeeping');
+    // Its row is written before the gateway serves, so no mark names a replica the others do not know.
+    liveness = new ReplicaLiveness({ store, replica: duties.replica, leaseMs, housekeeping: housekeepingDuty, connected: () => gw.connectedAgentIds(), logger });
+    await liveness.start();
+    const beating = liveness;
     const shared = collector.sqlite === null;
     const changeLog = new ChangeLogHousekeeping((seq) => store.advisoryChanges.clear(seq));
     housekeepingDuty.onChange(() => {
@@ -453,6 +476,9 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
         await gw.close();
         server.closeAllConnections();
         await stopped;
+        // The connections' own marks first, then whatever is left of this replica's.
+        await gw.marksWritten();
+        await beating.stop();
         await store.agents.flushTouches();
         await supervision.stop();
         await collector.close();
@@ -463,6 +489,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     return { httpServer: server, url, agentUrl, publicKey: key.publicKey, store, sqlite: collector.sqlite, gateway: gw, findings, rollouts, outbox: store.outbox, duties, metrics, logger, close };
   } catch (err) {
     await gateway?.close();
+    await liveness?.stop();
     await duties.stop();
     await supervision.stop();
     await collector.close();

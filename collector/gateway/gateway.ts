@@ -63,6 +63,8 @@ export interface GatewayOptions {
   instructions?: InstructionChannel;
   /** The agents and their reports. */
   store: Pick<AsyncStore, 'kind' | 'agents' | 'reports'>;
+  /** This collector among those sharing the store (services/replicas/duties.ts): the owner of the connection marks it writes. */
+  replica: string;
   /** Sent in `enrolled`; the agent pins it to check the collector's signed instructions. */
   collectorPublicKey: string;
   logger: Logger;
@@ -208,10 +210,9 @@ export class Gateway {
     this.#heartbeat.unref();
     // Whatever the last run left in the table, nobody is connected to a collector that
     // starts: done before the first frame is handled, so no new connection is undone by it.
-    // Not on PostgreSQL, where the other replicas' agents are connected to them: a restarting
-    // replica would mark them all disconnected. Its own agents were marked at its close; after
-    // a crash they stay marked until they reconnect (to any replica) and leave again (issue 12:
-    // the connection's replica is not recorded yet).
+    // Not on PostgreSQL, where the other replicas' agents are connected to them: each mark
+    // names its replica, a stopping replica clears its own, and a dead one's are cleared by
+    // the replica holding the housekeeping duty (store/replicas.ts).
     const stale = this.#opts.store.kind === 'postgres' ? Promise.resolve() : this.#opts.store.agents.markAllDisconnected();
     this.#ready = stale.then(
       () => undefined,
@@ -240,6 +241,37 @@ export class Gateway {
 
   isConnected(agentId: string): boolean {
     return this.#byAgent.has(agentId);
+  }
+
+  /** The agents connected here now (their marks are written again after this replica was thought dead: store/replicas.ts). */
+  connectedAgentIds(): string[] {
+    return [...this.#byAgent.keys()];
+  }
+
+  /**
+   * Each agent's connection marks are written in the order its connections came and went:
+   * on PostgreSQL two statements on different pool connections could otherwise land the
+   * other way round, and a reconnect's mark be cleared by the close of the connection it
+   * replaced.
+   */
+  readonly #marks = new Map<string, Promise<void>>();
+
+  #mark(agentId: string, write: () => Promise<unknown>): Promise<void> {
+    const next = (this.#marks.get(agentId) ?? Promise.resolve()).then(async () => {
+      await write();
+    });
+    // The chain goes on after a failure: each write reports its own.
+    const settled = next.catch(() => undefined);
+    this.#marks.set(agentId, settled);
+    void settled.then(() => {
+      if (this.#marks.get(agentId) === settled) this.#marks.delete(agentId);
+    });
+    return next;
+  }
+
+  /** Settles when every connection mark this gateway has begun is written (a closing collector clears its marks after them). */
+  async marksWritten(): Promise<void> {
+    while (this.#marks.size > 0) await Promise.all(this.#marks.values());
   }
 
   /** Ends an agent's connection (after a revocation through the API); false when it has none. */
@@ -526,7 +558,7 @@ export class Gateway {
     s.log = s.log.child({ agentId });
     this.#byAgent.set(agentId, s);
     this.stats.authenticated++;
-    await this.#opts.store.agents.setConnected(agentId, true, now);
+    await this.#mark(agentId, () => this.#opts.store.agents.markConnected(agentId, this.#opts.replica, now));
     s.log.info('agent connected');
     this.#send(s, welcomeMessage(agentId, this.#opts.heartbeatSeconds, inventoryHash));
     await this.#deliver(s);
@@ -667,8 +699,9 @@ export class Gateway {
 
   #release(s: Session): void {
     if (s.agentId === null || this.#byAgent.get(s.agentId) !== s) return;
-    this.#byAgent.delete(s.agentId);
-    this.#opts.store.agents.setConnected(s.agentId, false, this.#opts.now()).catch((err: unknown) => {
+    const agentId = s.agentId;
+    this.#byAgent.delete(agentId);
+    this.#mark(agentId, () => this.#opts.store.agents.markDisconnected(agentId, this.#opts.replica, this.#opts.now())).catch((err: unknown) => {
       s.log.error({ err }, 'could not record the disconnection');
     });
   }

@@ -4,7 +4,9 @@ import { test } from 'node:test';
 import { generateKeyPair } from '../../shared/signing.ts';
 import { onEachEngine } from '../../shared/testing/store-engines.ts';
 import { rowCount as count, enrollAgent as enroll, FLEET_NOW } from '../../shared/testing/store-fixtures.ts';
+import type { ReplicaIdentity } from './replicas.ts';
 import { sql } from './sql/query.ts';
+import type { AsyncStore } from './store.ts';
 
 const NOW = FLEET_NOW;
 const HOUR = 3600_000;
@@ -32,11 +34,11 @@ onEachEngine('Agents', (engine) => {
     assert.equal(await count(db, 'agents'), 0);
   });
 
-  test('get, revoke (once, audited), setConnected, tags', async (t) => {
+  test('get, revoke (once, audited), markConnected, tags', async (t) => {
     const { store, sql: db } = await engine.open(t);
     const id = await enroll(store);
     assert.equal((await store.agents.get(id))?.revokedAt, null);
-    await store.agents.setConnected(id, true, NOW);
+    await store.agents.markConnected(id, 'replica-a', NOW);
     assert.equal((await store.agents.get(id))?.connected, true);
     assert.equal(await store.agents.revoke(id, 'cli:root', NOW), true);
     assert.equal(await store.agents.revoke(id, 'cli:root', NOW), false);
@@ -44,6 +46,7 @@ onEachEngine('Agents', (engine) => {
     const a = await store.agents.get(id);
     assert.equal(a?.revokedAt, NOW.toISOString());
     assert.equal(a.connected, false);
+    assert.equal(a.connectedBy, null);
     assert.equal(await store.agents.get(randomUUID()), undefined);
     assert.equal(await store.agents.setTags(id, ['prod', 'eu', 'prod'], 'cli:root', NOW), true);
     assert.deepEqual((await store.agents.get(id))?.tags, ['eu', 'prod']);
@@ -108,4 +111,102 @@ onEachEngine('Agents', (engine) => {
     assert.deepEqual((await db.all<{ action: string }>(actions)).map((r) => r.action), ['enrollment-token.create']);
     assert.equal((await db.get<{ uses_left: number }>(usesLeft, [id]))?.uses_left, 1);
   });
+
+  test('a disconnect clears the mark only while its replica holds it: a late close of an old connection leaves the newer one marked', async (t) => {
+    const { store } = await engine.open(t);
+    const id = await enroll(store);
+    const later = new Date(NOW.getTime() + HOUR);
+    await store.agents.markConnected(id, 'replica-a', NOW);
+    // The agent reconnected to replica b before a noticed its old connection had gone.
+    await store.agents.markConnected(id, 'replica-b', later);
+    assert.equal(await store.agents.markDisconnected(id, 'replica-a', later), false);
+    let a = await store.agents.get(id);
+    assert.deepEqual([a?.connected, a?.connectedBy, a?.lastSeen], [true, 'replica-b', later.toISOString()]);
+    assert.equal(await store.agents.markDisconnected(id, 'replica-b', later), true);
+    a = await store.agents.get(id);
+    assert.deepEqual([a?.connected, a?.connectedBy], [false, null]);
+    assert.equal(await store.agents.markDisconnected(id, 'replica-b', later), false, 'cleared once');
+  });
+
+  test('the sweep clears the marks of replicas whose heartbeat expired, and of none known; a live replica keeps its own', async (t) => {
+    const { store, sql: db } = await engine.open(t);
+    const [live, dead, older, orphan] = [await enroll(store), await enroll(store), await enroll(store), await enroll(store)];
+    await store.replicas.beat(identity('replica-live'), HOUR, () => []);
+    // Stopped beating a minute ago (the database's clock is the machine's here).
+    const beatAt = new Date(Date.now() - 60_000);
+    await db.run(insertReplica, ['replica-dead', 'h2', 2, beatAt.toISOString(), beatAt.toISOString(), new Date(beatAt.getTime() + 15_000).toISOString()]);
+    // Dead for longer than a day: its row goes too once its marks are cleared.
+    await db.run(insertReplica, ['replica-older', 'h3', 3, '2000-01-01T00:00:00.000Z', '2000-01-01T00:00:00.000Z', '2000-01-01T00:00:15.000Z']);
+    await store.agents.markConnected(live, 'replica-live', NOW);
+    await store.agents.markConnected(dead, 'replica-dead', NOW);
+    await store.agents.markConnected(older, 'replica-older', NOW);
+    await store.agents.markConnected(orphan, 'a-replica-of-no-row', NOW);
+
+    assert.deepEqual(await store.replicas.sweep({ orphans: false }), {
+      replicas: [
+        { id: 'replica-dead', heartbeatAt: beatAt.toISOString(), agents: 1 },
+        { id: 'replica-older', heartbeatAt: '2000-01-01T00:00:00.000Z', agents: 1 },
+      ],
+      orphans: 0,
+    });
+    assert.deepEqual(await marks(store, [live, dead, older, orphan]), ['replica-live', null, null, 'a-replica-of-no-row']);
+    assert.deepEqual((await store.replicas.list()).map((r) => [r.id, r.live]), [['replica-dead', false], ['replica-live', true]]);
+    assert.deepEqual(await store.replicas.sweep({ orphans: true }), { replicas: [], orphans: 1 });
+    assert.deepEqual(await marks(store, [live, dead, older, orphan]), ['replica-live', null, null, null]);
+    assert.equal((await store.agents.get(dead))?.connected, false);
+    // Connection marks are the collector's own bookkeeping: nothing of them is audited.
+    assert.deepEqual((await db.all<{ action: string }>(actions)).map((r) => r.action), ['agent.enroll', 'agent.enroll', 'agent.enroll', 'agent.enroll']);
+  });
+
+  test('a replica that leaves clears its own marks and its row, not the others\'', async (t) => {
+    const { store } = await engine.open(t);
+    const [mine, theirs] = [await enroll(store), await enroll(store)];
+    await store.replicas.beat(identity('replica-a'), HOUR, () => []);
+    await store.replicas.beat(identity('replica-b'), HOUR, () => []);
+    await store.agents.markConnected(mine, 'replica-a', NOW);
+    await store.agents.markConnected(theirs, 'replica-b', NOW);
+    assert.equal(await store.replicas.leave('replica-a'), 1);
+    assert.deepEqual(await marks(store, [mine, theirs]), [null, 'replica-b']);
+    assert.deepEqual((await store.replicas.list()).map((r) => r.id), ['replica-b']);
+  });
+
+  test('a replica whose heartbeat had expired marks its connections again, except those another replica holds now', async (t) => {
+    const { store, sql: db } = await engine.open(t);
+    const [kept, moved, revoked] = [await enroll(store), await enroll(store), await enroll(store)];
+    const self = identity('replica-a');
+    assert.deepEqual(await store.replicas.beat(self, HOUR, () => []), { revived: true, remarked: 0 }, 'the first beat');
+    for (const id of [kept, moved, revoked]) await store.agents.markConnected(id, 'replica-a', NOW);
+    assert.deepEqual(await store.replicas.beat(self, HOUR, () => [kept, moved, revoked]), { revived: false, remarked: 0 });
+
+    // Cut off from the database for longer than its lease: another replica swept its marks.
+    await db.run(expireReplica, ['replica-a']);
+    assert.equal((await store.replicas.sweep({ orphans: false })).replicas[0]?.agents, 3);
+    await store.agents.markConnected(moved, 'replica-b', NOW);
+    assert.equal(await store.agents.revoke(revoked, 'cli:root', NOW), true);
+
+    assert.deepEqual(await store.replicas.beat(self, HOUR, () => [kept, moved, revoked]), { revived: true, remarked: 1 });
+    assert.deepEqual(await marks(store, [kept, moved, revoked]), ['replica-a', 'replica-b', null]);
+    const row = (await store.replicas.list()).find((r) => r.id === 'replica-a');
+    assert.equal(row?.live, true);
+    assert.equal(row.host, 'test-host');
+    assert.equal(row.pid, 4242);
+    assert.ok(row.expiresAt > row.heartbeatAt, `expires ${row.expiresAt} after its heartbeat ${row.heartbeatAt}`);
+  });
 });
+
+const insertReplica = sql('INSERT INTO replicas (id, host, pid, started_at, heartbeat_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)');
+const expireReplica = sql("UPDATE replicas SET expires_at = '2000-01-01T00:00:00.000Z' WHERE id = ?");
+
+function identity(id: string): ReplicaIdentity {
+  return { id, host: 'test-host', pid: 4242, startedAt: NOW.toISOString() };
+}
+
+async function marks(store: AsyncStore, ids: readonly string[]): Promise<(string | null)[]> {
+  const out: (string | null)[] = [];
+  for (const id of ids) {
+    const a = await store.agents.get(id);
+    assert.equal(a?.connected, a?.connectedBy !== null, 'connected exactly when a replica is named');
+    out.push(a?.connectedBy ?? null);
+  }
+  return out;
+}

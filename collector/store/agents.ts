@@ -21,6 +21,8 @@ export interface AgentRecord {
   revokedAt: string | null;
   agentVersion: string | null;
   connected: boolean;
+  /** The collector replica holding the agent's connection (services/replicas/duties.ts), null when not connected. */
+  connectedBy: string | null;
   lastSeen: string | null;
   lastInventoryHash: string | null;
   tags: string[];
@@ -42,6 +44,7 @@ interface AgentRow {
   revoked_at: string | null;
   agent_version: string | null;
   connected: number;
+  connected_by: string | null;
   last_seen: string | null;
   last_inventory_hash: string | null;
   tags: string;
@@ -58,6 +61,7 @@ function agentOf(r: AgentRow): AgentRecord {
     revokedAt: r.revoked_at,
     agentVersion: r.agent_version,
     connected: r.connected === 1,
+    connectedBy: r.connected_by,
     lastSeen: r.last_seen,
     lastInventoryHash: r.last_inventory_hash,
     tags: JSON.parse(r.tags) as string[],
@@ -81,9 +85,22 @@ const insert = sql(
 const byId = sql('SELECT * FROM agents WHERE id = ?');
 const stateById = sql('SELECT revoked_at, last_inventory_hash FROM agents WHERE id = ?');
 const byKey = sql('SELECT id FROM agents WHERE public_key = ?');
-const revokeOne = sql('UPDATE agents SET revoked_at = ?, connected = 0 WHERE id = ? AND revoked_at IS NULL');
-const setConnected = sql('UPDATE agents SET connected = ?, last_seen = ? WHERE id = ?');
-const disconnectAll = sql('UPDATE agents SET connected = 0 WHERE connected = 1');
+const revokeOne = sql('UPDATE agents SET revoked_at = ?, connected = 0, connected_by = NULL WHERE id = ? AND revoked_at IS NULL');
+// `connected` and `connected_by` change together: connected = 1 exactly when connected_by names a replica.
+const markConnected = sql('UPDATE agents SET connected = 1, connected_by = ?, last_seen = ? WHERE id = ?');
+// Only the replica that holds the mark clears it: a late close of an old connection must not undo a newer one's mark.
+const markDisconnected = sql('UPDATE agents SET connected = 0, connected_by = NULL, last_seen = ? WHERE id = ? AND connected_by = ?');
+const disconnectAll = sql('UPDATE agents SET connected = 0, connected_by = NULL WHERE connected = 1 OR connected_by IS NOT NULL');
+const clearMarksOf = sql('UPDATE agents SET connected = 0, connected_by = NULL WHERE connected_by = ?');
+const clearOrphans = sql(
+  `UPDATE agents SET connected = 0, connected_by = NULL
+   WHERE connected = 1 AND (connected_by IS NULL OR NOT EXISTS (SELECT 1 FROM replicas r WHERE r.id = agents.connected_by))`,
+);
+// A mark cleared while its replica was cut off is written again; one another replica holds now is left to it.
+const remark = sql({
+  sqlite: 'UPDATE agents SET connected = 1, connected_by = ? WHERE connected_by IS NULL AND revoked_at IS NULL AND id IN (SELECT value FROM json_each(?))',
+  postgres: 'UPDATE agents SET connected = 1, connected_by = ? WHERE connected_by IS NULL AND revoked_at IS NULL AND id = ANY (?::text[])',
+});
 // max()/greatest(): a deferred touch flushed late never moves last_seen backwards.
 const touchOne = sql({
   sqlite: "UPDATE agents SET last_seen = max(coalesce(last_seen, ''), ?) WHERE id = ?",
@@ -172,17 +189,40 @@ export class Agents {
     });
   }
 
-  async setConnected(id: string, connected: boolean, now = new Date()): Promise<void> {
-    await this.#scope.ex.run(setConnected, [connected ? 1 : 0, now.toISOString(), id]);
+  /** The agent's connection is held by `replica` from now: the newest connection wins, wherever it is. */
+  async markConnected(id: string, replica: string, now = new Date()): Promise<void> {
+    await this.#scope.ex.run(markConnected, [replica, now.toISOString(), id]);
+  }
+
+  /** Clears the agent's mark if `replica` still holds it; false when another replica (or none) does. */
+  async markDisconnected(id: string, replica: string, now = new Date()): Promise<boolean> {
+    return (await this.#scope.ex.run(markDisconnected, [now.toISOString(), id, replica])) === 1;
   }
 
   /**
-   * A collector that starts has no connections, whatever the last one left in the table.
-   * (On a PostgreSQL store shared by several collectors this clears the others' agents too:
-   * `connected` has no owner column yet, issue 12.)
+   * A SQLite collector that starts has no connections, whatever the last run left in the
+   * table. Not for PostgreSQL, where the marks belong to the replicas holding them: a dead
+   * replica's are cleared by the others (Replicas.sweep).
    */
   markAllDisconnected(): Promise<number> {
     return this.#scope.ex.run(disconnectAll);
+  }
+
+  /** Clears every mark `replica` holds (it stopped, or it is dead: store/replicas.ts); resolves with how many. */
+  clearMarksOf(replica: string): Promise<number> {
+    return this.#scope.ex.run(clearMarksOf, [replica]);
+  }
+
+  /** Clears the marks that name no replica of the `replicas` table, or none at all; resolves with how many. */
+  clearOrphanMarks(): Promise<number> {
+    return this.#scope.ex.run(clearOrphans);
+  }
+
+  /** Marks the agents as connected to `replica` again where no replica holds them (Replicas.beat); resolves with how many. */
+  async remark(ids: readonly string[], replica: string): Promise<number> {
+    if (ids.length === 0) return 0;
+    const list = this.#scope.ex.dialect === 'postgres' ? [...ids] : JSON.stringify(ids);
+    return this.#scope.ex.run(remark, [replica, list]);
   }
 
   /** last_seen for many agents in one transaction (the gateway's heartbeat tick). */

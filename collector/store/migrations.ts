@@ -452,4 +452,23 @@ export const MIGRATIONS: readonly string[] = [
   -- A content group's counts skip the hosts with exceptions of their own: looked up per host.
   CREATE INDEX exceptions_by_host ON exceptions (host, expires);
   `,
+  // 19: which collector holds each agent's connection (issue 12 section 3), and the
+  // collectors' liveness (collector/store/replicas.ts). A replica marks its own connections
+  // and clears only those; one that dies has its marks cleared by another once its heartbeat
+  // expires. SQLite's one collector writes the same rows; it also clears every mark at start.
+  // Times are each engine's own clock (ISO text), so replicas whose clocks disagree still
+  // agree on who is alive.
+  `
+  ALTER TABLE agents ADD COLUMN connected_by TEXT;
+  UPDATE agents SET connected = 0 WHERE connected = 1;
+  CREATE INDEX agents_by_connected_by ON agents (connected_by) WHERE connected_by IS NOT NULL;
+  CREATE TABLE replicas (
+    id           TEXT PRIMARY KEY,
+    host         TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    started_at   TEXT NOT NULL,
+    heartbeat_at TEXT NOT NULL,
+    expires_at   TEXT NOT NULL
+  ) STRICT;
+  `,
 ];

@@ -23,6 +23,7 @@ import { FindingHistoryStore } from './history.ts';
 import { Hosts } from './hosts.ts';
 import { StoreInspection } from './inspection.ts';
 import { ReportImports } from './report-imports.ts';
+import { Replicas } from './replicas.ts';
 import { Reports } from './reports.ts';
 import { InstructionOutbox, RolloutStore } from './rollouts.ts';
 import type { PartScope } from './part-scope.ts';
@@ -63,6 +64,8 @@ export interface AsyncStore {
   readonly rollouts: RolloutStore;
   readonly outbox: InstructionOutbox;
   readonly reportImports: ReportImports;
+  /** The collector processes sharing the store, their liveness and their agents' connection marks. */
+  readonly replicas: Replicas;
   readonly exceptions: ExceptionStore;
   readonly summary: FleetSummaryStore;
   /** Whether the store answers and commits (/healthz when serve gives no probe of its own). */
@@ -95,6 +98,7 @@ const ON_EXECUTOR: { readonly [K in Exclude<PartName, 'health'>]: (scope: PartSc
   reports: (scope) => new Reports(scope),
   hosts: (scope) => new Hosts(scope),
   reportImports: (scope) => new ReportImports(scope),
+  replicas: (scope) => new Replicas(scope),
   // Plans are validated on their way out of the store too (parsePlan), as the engine validates them on the way in.
   rollouts: (scope) => new RolloutStore(scope.ex, parsePlan),
   outbox: (scope) => new InstructionOutbox(scope.ex),
@@ -238,6 +242,10 @@ class ExecutorStore implements AsyncStore, PartScope {
   }
   get reportImports(): AsyncStore['reportImports'] {
     return this.#part('reportImports');
+  }
+
+  get replicas(): AsyncStore['replicas'] {
+    return this.#part('replicas');
   }
   get exceptions(): AsyncStore['exceptions'] {
     return this.#part('exceptions');

@@ -111,7 +111,8 @@ export async function makeFixture(opts: { feeds?: boolean; feedsAt?: Date; authL
     const id = await parts.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: inv.host.hostname, machineId: null, tokenId: null }, NOW);
     await parts.reports.ingest(id, randomUUID(), inventoryHash(inv), inv, NOW);
     if (o.tags !== undefined) await parts.agents.setTags(id, o.tags, 'cli:test', NOW);
-    if (o.seenAt !== undefined || o.connected !== undefined) await parts.agents.setConnected(id, o.connected ?? false, o.seenAt ?? NOW);
+    if (o.connected === true) await parts.agents.markConnected(id, 'fixture', o.seenAt ?? NOW);
+    else if (o.seenAt !== undefined || o.connected === false) await parts.agents.touch([id], o.seenAt ?? NOW);
     return id;
   };
   const close = () => {

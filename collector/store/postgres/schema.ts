@@ -354,6 +354,26 @@ export const PG_MIGRATIONS: readonly string[] = [
     expires_at timestamptz NOT NULL
   );
   `,
+  // 3: SQLite's migration 19 (connection owners, replica liveness: collector/store/replicas.ts),
+  // and host names in byte order in their index. The listing sorts them `COLLATE "C"`, as
+  // SQLite does (hosts.ts), which an index in the database's own collation (en_US.UTF-8 on
+  // most servers) cannot serve: every page sorted the whole table. With agent_id in it too
+  // the index yields pages in the listing's exact order.
+  `
+  ALTER TABLE agents ADD COLUMN connected_by text;
+  UPDATE agents SET connected = 0 WHERE connected = 1;
+  CREATE INDEX agents_by_connected_by ON agents (connected_by) WHERE connected_by IS NOT NULL;
+  CREATE TABLE replicas (
+    id           text PRIMARY KEY,
+    host         text NOT NULL,
+    pid          bigint NOT NULL,
+    started_at   text NOT NULL,
+    heartbeat_at text NOT NULL,
+    expires_at   text NOT NULL
+  );
+  DROP INDEX hosts_by_hostname;
+  CREATE INDEX hosts_by_hostname ON hosts (hostname COLLATE "C", agent_id COLLATE "C");
+  `,
 ];
 
 /** Tables only PostgreSQL has: what several collector processes need to share one store. */
@@ -363,7 +383,7 @@ export const PG_ONLY_TABLES: readonly string[] = ['leases'];
 export const ROWID_COLUMNS: Readonly<Record<string, string>> = { reports: 'seq', instruction_outbox: 'seq' };
 
 /** The SQLite schema version PG_MIGRATIONS brings PostgreSQL level with (schema.test.ts checks it). */
-export const SQLITE_SCHEMA_EQUIVALENT = 18;
+export const SQLITE_SCHEMA_EQUIVALENT = 19;
 
 /** pg_advisory_xact_lock key of schema migration: "pwschema" read as a number. */
 export const MIGRATION_LOCK = 0x7077736368656d61n;
