@@ -90,6 +90,11 @@ describe('store migrate', { skip: needs(TOOLS.postgres) }, () => {
     const served = await createCollector({ dbPath, listen: '127.0.0.1:0', config: parseConfig({ feedSync: false }), logger: createLogger({ level: 'silent' }) });
     await served.findings.drained();
     await served.close();
+    // Then it crashed holding an agent's connection: its mark and its liveness row are left.
+    const crashed = openDatabase(dbPath);
+    crashed.prepare("INSERT INTO replicas (id, host, pid, started_at, heartbeat_at, expires_at) VALUES ('old:1:x', 'old', 1, 'then', 'then', 'then')").run();
+    crashed.prepare("UPDATE agents SET connected = 1, connected_by = 'old:1:x' WHERE id = ?").run(agentIds[0]);
+    crashed.close();
   });
   after(async () => {
     await cluster.stop();
@@ -111,6 +116,10 @@ describe('store migrate', { skip: needs(TOOLS.postgres) }, () => {
     try {
       const agents = sql('SELECT id, public_key, hostname, revoked_at, tags FROM agents ORDER BY id');
       assert.deepEqual(await pg.all(agents), src.prepare(sqliteText(agents)).all());
+      // No collector of the new store holds a connection yet; the old one's liveness stays behind.
+      assert.equal(rows.replicas, undefined);
+      assert.deepEqual(await pg.all(sql('SELECT id FROM replicas')), []);
+      assert.deepEqual(await pg.all(sql('SELECT id FROM agents WHERE connected = 1 OR connected_by IS NOT NULL')), []);
       assert.deepEqual(
         (await pg.all<{ hostname: string }>(sql('SELECT hostname FROM hosts ORDER BY hostname COLLATE "C"'))).map((r) => r.hostname),
         [...HOSTILE].sort(),

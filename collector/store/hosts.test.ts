@@ -73,6 +73,52 @@ onEachEngine('Hosts.page', (engine: Engine) => {
     assert.deepEqual((await all(fleet.hosts.all({}, 7))).map((h) => `${h.hostname} ${h.agentId}`), seen, 'all() walks the same pages');
   });
 
+  test('mixed-case and non-ASCII host names page in byte order, the same on both engines, and PostgreSQL reads that order from the index', async (t) => {
+    const { store: fleet, sql: db } = await engine.open(t);
+    if (engine.name === 'postgres') {
+      // The test cluster's databases collate as C; most servers' as en_US.UTF-8, where `ä` sorts beside `a`
+      // and `B` beside `b`. The column gets such a collation here: the listing must not depend on it.
+      await db.run(sql('ALTER TABLE hosts ALTER COLUMN hostname TYPE text COLLATE "und-x-icu"'));
+    }
+    const names = ['zeta', 'Zeta', 'alpha', 'Alpha', 'ALPHA', 'ärger', 'Ärger', 'beta.1', 'beta_1', 'beta-1', 'b', 'éclair', 'ünïcødé-☃', '日本-1', 'alpha'];
+    const ids: string[] = [];
+    for (const [i, hostname] of names.entries()) {
+      const inv: Inventory = { ...rhel, host: { ...rhel.host, hostname } };
+      const id = await enroll(fleet, hostname);
+      await fleet.reports.ingest(id, randomUUID(), inventoryHash(inv), inv, new Date(NOW.getTime() + i * 1000));
+      ids.push(id);
+    }
+    const seen: [string, string][] = [];
+    let after: readonly [string, string] | undefined;
+    for (;;) {
+      const page = await fleet.hosts.page({ limit: 4, after });
+      seen.push(...page.hosts.map((h): [string, string] => [h.hostname, h.agentId]));
+      const last = page.hosts.at(-1);
+      if (!page.more || last === undefined) break;
+      after = [last.hostname, last.agentId];
+    }
+    const bytes = (a: [string, string], b: [string, string]): number => Buffer.compare(Buffer.from(a[0]), Buffer.from(b[0])) || Buffer.compare(Buffer.from(a[1]), Buffer.from(b[1]));
+    assert.deepEqual(seen, [...seen].sort(bytes));
+    assert.deepEqual(seen.slice(0, 3).map(([n]) => n), ['ALPHA', 'Alpha', 'Zeta'], 'upper case before lower, as bytes');
+    assert.equal(seen.length, names.length);
+    assert.deepEqual(new Set(seen.map(([, id]) => id)), new Set(ids));
+    assert.deepEqual((await fleet.hosts.page({ hostnamePrefix: 'beta', limit: 10 })).hosts.map((h) => h.hostname), ['beta-1', 'beta.1', 'beta_1']);
+    if (engine.name === 'postgres') {
+      // The listing's order and keyset condition (hosts.ts), planned as if the table were large.
+      const plan = await db.transaction(async (tx) => {
+        await tx.run(sql('SET LOCAL enable_seqscan = off'));
+        return tx.all<{ 'QUERY PLAN': string }>(
+          sql(`EXPLAIN SELECT h.agent_id FROM hosts h WHERE (h.hostname COLLATE "C", h.agent_id COLLATE "C") > (?::text, ?::text)
+               ORDER BY h.hostname COLLATE "C", h.agent_id COLLATE "C" LIMIT 4`),
+          ['b', ''],
+        );
+      });
+      const lines = plan.map((r) => r['QUERY PLAN']);
+      assert.ok(lines.some((l) => l.includes('using hosts_by_hostname')), lines.join('\n'));
+      assert.ok(!lines.some((l) => /Sort/.test(l)), `no sort: the index gives the order\n${lines.join('\n')}`);
+    }
+  });
+
   const filters: { name: string; q: HostFilter; expect: (i: number) => boolean }[] = [
     { name: 'ecosystem AlmaLinux:9', q: { ecosystem: 'AlmaLinux:9' }, expect: (i) => i % 2 === 1 },
     { name: 'rebootRequired true', q: { rebootRequired: true }, expect: (i) => i % 3 === 0 },
