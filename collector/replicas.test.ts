@@ -12,6 +12,7 @@ import { type Instruction, signInstruction } from '../shared/instructions.ts';
 import { TestAgent, newKeys } from '../shared/testing/fake-agent.ts';
 import { almaInventory } from '../shared/testing/http-fixture.ts';
 import { startPostgres } from '../shared/testing/postgres.ts';
+import { replicaInChild } from '../shared/testing/replica-child.ts';
 import { needs, TOOLS } from '../shared/testing/system-tools.ts';
 import { parseConfig } from './config.ts';
 import { createLogger } from './logger.ts';
@@ -73,10 +74,10 @@ describe('several collectors on one PostgreSQL database', { skip: needs(TOOLS.po
     assert.equal(pushed.payload, signed.payload);
 
     // A third replica starting (or restarting) leaves the agents connected to the others as they are.
-    assert.equal((await a.store.agents.get(agentId))?.connected, true);
+    assert.deepEqual(await mark(a, agentId), [true, b.duties.replica]);
     const third = await open();
     await third.close();
-    assert.equal((await a.store.agents.get(agentId))?.connected, true, 'still connected to replica b');
+    assert.deepEqual(await mark(a, agentId), [true, b.duties.replica], 'still connected to replica b');
 
     // Each duty is held by exactly one of the two.
     for (const duty of DUTIES) {
@@ -89,4 +90,99 @@ describe('several collectors on one PostgreSQL database', { skip: needs(TOOLS.po
     for (let i = 0; i < 100 && !second.duties.get('rollout-tick').held; i++) await new Promise((r) => setTimeout(r, 100));
     assert.ok(second.duties.get('rollout-tick').held, 'the remaining replica holds the rollout tick');
   });
+
+  test('a replica killed without a word: the survivor marks its agents disconnected a lease period later; the agent reconnecting is the survivor\'s', async (t) => {
+    const cluster = await startPostgres();
+    t.after(() => cluster.stop());
+    const dir = mkdtempSync(join(tmpdir(), 'pw-replicas-'));
+    t.after(() => {
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const keyFile = join(dir, 'collector.key');
+    const leaseMs = 1500;
+    const config = parseConfig({ feedSync: false, keyFile, store: { kind: 'postgres', url: cluster.url } });
+    // The survivor starts first, so it holds housekeeping from the start (its hand-over on a death is the test above's).
+    const survivor = await createCollector({ dbPath: join(dir, 'unused.db'), listen: '127.0.0.1:0', config, logger: createLogger({ level: 'silent' }), rolloutTickMs: HOUR, replicaLeaseMs: leaseMs });
+    t.after(() => survivor.close());
+    for (let i = 0; i < 50 && !survivor.duties.get('housekeeping').held; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.ok(survivor.duties.get('housekeeping').held);
+    const victim = await replicaInChild({ url: cluster.url, keyFile, replicaLeaseMs: leaseMs });
+    t.after(() => victim.kill());
+
+    const { token } = await survivor.store.tokens.create({ uses: 1, ttlMs: HOUR, createdBy: 'cli:test' });
+    const keys = newKeys();
+    const enrolling = await TestAgent.connect(victim.agentUrl);
+    const { agentId } = await enrolling.enroll(token, keys, { hostname: 'web-1' });
+    assert.deepEqual(await mark(survivor, agentId), [true, victim.replica]);
+    assert.deepEqual(
+      (await survivor.store.replicas.list()).map((r) => [r.id, r.live]).sort(),
+      [[survivor.duties.replica, true], [victim.replica, true]].sort(),
+    );
+
+    await victim.kill();
+    const killedAt = Date.now();
+    // Nothing of the victim told the store: the mark is left as it was.
+    assert.deepEqual(await mark(survivor, agentId), [true, victim.replica]);
+    // The kernel closed the victim's sockets: the agent saw its connection go.
+    await enrolling.close();
+    let cleared = false;
+    while (!cleared && Date.now() - killedAt < 10 * leaseMs) {
+      await new Promise((r) => setTimeout(r, 100));
+      cleared = !(await survivor.store.agents.get(agentId))?.connected;
+    }
+    const after = Date.now() - killedAt;
+    assert.ok(cleared, `the victim's mark was not cleared within ${10 * leaseMs} ms`);
+    // The victim's last heartbeat was at most a third of a lease before the kill; the sweep comes within a third of a lease after expiry.
+    assert.ok(after >= leaseMs / 2 && after <= 3 * leaseMs, `cleared ${after} ms after the kill (lease ${leaseMs} ms)`);
+    assert.deepEqual(await mark(survivor, agentId), [false, null]);
+    assert.deepEqual(
+      (await survivor.store.replicas.list()).map((r) => [r.id, r.live]).sort(),
+      [[survivor.duties.replica, true], [victim.replica, false]].sort(),
+      'the dead replica is kept for operators to see',
+    );
+    assert.equal((await survivor.store.summary.counts()).agents.connected, 0);
+
+    const agent = await TestAgent.connect(survivor.agentUrl);
+    t.after(() => agent.close());
+    await agent.hello(agentId, keys);
+    assert.deepEqual(await mark(survivor, agentId), [true, survivor.duties.replica]);
+    // And the survivor's sweeps leave its own agents alone.
+    await new Promise((r) => setTimeout(r, leaseMs));
+    assert.deepEqual(await mark(survivor, agentId), [true, survivor.duties.replica]);
+  });
+
+  test('a replica that closes clears its own agents\' marks at once, and leaves the others\'', async (t) => {
+    const cluster = await startPostgres();
+    t.after(() => cluster.stop());
+    const dir = mkdtempSync(join(tmpdir(), 'pw-replicas-'));
+    t.after(() => {
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const config = parseConfig({ feedSync: false, keyFile: join(dir, 'collector.key'), store: { kind: 'postgres', url: cluster.url } });
+    const open = (): Promise<Collector> => createCollector({ dbPath: join(dir, 'unused.db'), listen: '127.0.0.1:0', config, logger: createLogger({ level: 'silent' }), rolloutTickMs: HOUR });
+    const a = await open();
+    t.after(() => a.close());
+    const b = await open();
+    let bClosed = false;
+    t.after(async () => {
+      if (!bClosed) await b.close();
+    });
+    const { token } = await a.store.tokens.create({ uses: 2, ttlMs: HOUR, createdBy: 'cli:test' });
+    const onA = await TestAgent.connect(a.agentUrl);
+    t.after(() => onA.close());
+    const { agentId: idA } = await onA.enroll(token, newKeys(), { hostname: 'on-a' });
+    const onB = await TestAgent.connect(b.agentUrl);
+    t.after(() => onB.close());
+    const { agentId: idB } = await onB.enroll(token, newKeys(), { hostname: 'on-b' });
+    assert.deepEqual([await mark(a, idA), await mark(a, idB)], [[true, a.duties.replica], [true, b.duties.replica]]);
+    await b.close();
+    bClosed = true;
+    assert.deepEqual([await mark(a, idA), await mark(a, idB)], [[true, a.duties.replica], [false, null]]);
+    assert.deepEqual((await a.store.replicas.list()).map((r) => r.id), [a.duties.replica]);
+  });
 });
+
+async function mark(c: Collector, agentId: string): Promise<[boolean | undefined, string | null | undefined]> {
+  const agent = await c.store.agents.get(agentId);
+  return [agent?.connected, agent?.connectedBy];
+}
