@@ -205,8 +205,9 @@ async function marks(store: AsyncStore, ids: readonly string[]): Promise<(string
   const out: (string | null)[] = [];
   for (const id of ids) {
     const a = await store.agents.get(id);
-    assert.equal(a?.connected, a?.connectedBy !== null, 'connected exactly when a replica is named');
-    out.push(a?.connectedBy ?? null);
+    assert.ok(a !== undefined, id);
+    assert.equal(a.connected, a.connectedBy !== null, 'connected exactly when a replica is named');
+    out.push(a.connectedBy);
   }
   return out;
 }
