@@ -111,8 +111,11 @@ export async function makeFixture(opts: { feeds?: boolean; feedsAt?: Date; authL
     const id = await parts.agents.enroll({ publicKey: generateKeyPair().publicKey, hostname: inv.host.hostname, machineId: null, tokenId: null }, NOW);
     await parts.reports.ingest(id, randomUUID(), inventoryHash(inv), inv, NOW);
     if (o.tags !== undefined) await parts.agents.setTags(id, o.tags, 'cli:test', NOW);
-    if (o.connected === true) await parts.agents.markConnected(id, 'fixture', o.seenAt ?? NOW);
-    else if (o.seenAt !== undefined || o.connected === false) await parts.agents.touch([id], o.seenAt ?? NOW);
+    if (o.seenAt !== undefined || o.connected !== undefined) {
+      // A connection marked at seenAt (moving last_seen there, even back from the report's time), left open or closed.
+      await parts.agents.markConnected(id, 'fixture', o.seenAt ?? NOW);
+      if (o.connected !== true) await parts.agents.markDisconnected(id, 'fixture', o.seenAt ?? NOW);
+    }
     return id;
   };
   const close = () => {
