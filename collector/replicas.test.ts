@@ -12,12 +12,14 @@ import { type Instruction, signInstruction } from '../shared/instructions.ts';
 import { TestAgent, newKeys } from '../shared/testing/fake-agent.ts';
 import { almaInventory } from '../shared/testing/http-fixture.ts';
 import { startPostgres } from '../shared/testing/postgres.ts';
-import { replicaInChild } from '../shared/testing/replica-child.ts';
+import { type ReplicaChild, replicaInChild } from '../shared/testing/replica-child.ts';
 import { needs, TOOLS } from '../shared/testing/system-tools.ts';
 import { parseConfig } from './config.ts';
 import { createLogger } from './logger.ts';
 import { type Collector, createCollector } from './server.ts';
 import { DUTIES } from './services/replicas/duties.ts';
+import { PostgresDatabase } from './store/sql/postgres.ts';
+import { sql } from './store/sql/query.ts';
 import { readCollectorKey } from './signing-key.ts';
 
 const HOUR = 3_600_000;
@@ -91,65 +93,77 @@ describe('several collectors on one PostgreSQL database', { skip: needs(TOOLS.po
     assert.ok(second.duties.get('rollout-tick').held, 'the remaining replica holds the rollout tick');
   });
 
-  test('a replica killed without a word: the survivor marks its agents disconnected a lease period later; the agent reconnecting is the survivor\'s', async (t) => {
-    const cluster = await startPostgres();
-    t.after(() => cluster.stop());
-    const dir = mkdtempSync(join(tmpdir(), 'pw-replicas-'));
-    t.after(() => {
-      rmSync(dir, { recursive: true, force: true });
+  for (const housekeeper of ['survivor', 'victim'] as const) {
+    test(`a replica killed without a word: the survivor marks its agents disconnected a lease period later; the agent reconnecting is the survivor's (housekeeping held by the ${housekeeper})`, async (t) => {
+      const cluster = await startPostgres();
+      t.after(() => cluster.stop());
+      const dir = mkdtempSync(join(tmpdir(), 'pw-replicas-'));
+      t.after(() => {
+        rmSync(dir, { recursive: true, force: true });
+      });
+      const keyFile = join(dir, 'collector.key');
+      const leaseMs = 1500;
+      const config = parseConfig({ feedSync: false, keyFile, store: { kind: 'postgres', url: cluster.url } });
+      // The first to start takes every duty. When the victim holds housekeeping, the survivor sweeps only after that lease passes on.
+      const startSurvivor = async (): Promise<Collector> => {
+        const c = await createCollector({ dbPath: join(dir, 'unused.db'), listen: '127.0.0.1:0', config, logger: createLogger({ level: 'silent' }), rolloutTickMs: HOUR, replicaLeaseMs: leaseMs });
+        t.after(() => c.close());
+        return c;
+      };
+      const startVictim = async (): Promise<ReplicaChild> => {
+        const c = await replicaInChild({ url: cluster.url, keyFile, replicaLeaseMs: leaseMs });
+        t.after(() => c.kill());
+        return c;
+      };
+      const first = housekeeper === 'survivor' ? await startSurvivor() : await startVictim();
+      const holder = (await housekeepingHolder(cluster.url, 5000)) ?? '';
+      const [survivor, victim] = housekeeper === 'survivor' ? [first as Collector, await startVictim()] : [await startSurvivor(), first as ReplicaChild];
+      assert.equal(holder, housekeeper === 'survivor' ? survivor.duties.replica : victim.replica);
+
+      const { token } = await survivor.store.tokens.create({ uses: 1, ttlMs: HOUR, createdBy: 'cli:test' });
+      const keys = newKeys();
+      const enrolling = await TestAgent.connect(victim.agentUrl);
+      const { agentId } = await enrolling.enroll(token, keys, { hostname: 'web-1' });
+      assert.deepEqual(await mark(survivor, agentId), [true, victim.replica]);
+      assert.deepEqual(
+        (await survivor.store.replicas.list()).map((r) => [r.id, r.live]).sort(),
+        [[survivor.duties.replica, true], [victim.replica, true]].sort(),
+      );
+
+      await victim.kill();
+      const killedAt = Date.now();
+      // Nothing of the victim told the store: the mark is left as it was.
+      assert.deepEqual(await mark(survivor, agentId), [true, victim.replica]);
+      // The kernel closed the victim's sockets: the agent saw its connection go.
+      await enrolling.close();
+      let cleared = false;
+      while (!cleared && Date.now() - killedAt < 10 * leaseMs) {
+        await new Promise((r) => setTimeout(r, 100));
+        cleared = !(await survivor.store.agents.get(agentId))?.connected;
+      }
+      const after = Date.now() - killedAt;
+      assert.ok(cleared, `the victim's mark was not cleared within ${10 * leaseMs} ms`);
+      // The victim's last heartbeat was at most a third of a lease before the kill; the sweep comes within a third of a lease after expiry.
+      // Its lease passing on first adds a lease period and a third.
+      const bound = (housekeeper === 'survivor' ? 3 : 4) * leaseMs;
+      assert.ok(after >= leaseMs / 2 && after <= bound, `cleared ${after} ms after the kill (lease ${leaseMs} ms)`);
+      assert.deepEqual(await mark(survivor, agentId), [false, null]);
+      assert.deepEqual(
+        (await survivor.store.replicas.list()).map((r) => [r.id, r.live]).sort(),
+        [[survivor.duties.replica, true], [victim.replica, false]].sort(),
+        'the dead replica is kept for operators to see',
+      );
+      assert.equal((await survivor.store.summary.counts()).agents.connected, 0);
+
+      const agent = await TestAgent.connect(survivor.agentUrl);
+      t.after(() => agent.close());
+      await agent.hello(agentId, keys);
+      assert.deepEqual(await mark(survivor, agentId), [true, survivor.duties.replica]);
+      // And the survivor's sweeps leave its own agents alone.
+      await new Promise((r) => setTimeout(r, leaseMs));
+      assert.deepEqual(await mark(survivor, agentId), [true, survivor.duties.replica]);
     });
-    const keyFile = join(dir, 'collector.key');
-    const leaseMs = 1500;
-    const config = parseConfig({ feedSync: false, keyFile, store: { kind: 'postgres', url: cluster.url } });
-    // The survivor starts first, so it holds housekeeping from the start (its hand-over on a death is the test above's).
-    const survivor = await createCollector({ dbPath: join(dir, 'unused.db'), listen: '127.0.0.1:0', config, logger: createLogger({ level: 'silent' }), rolloutTickMs: HOUR, replicaLeaseMs: leaseMs });
-    t.after(() => survivor.close());
-    for (let i = 0; i < 50 && !survivor.duties.get('housekeeping').held; i++) await new Promise((r) => setTimeout(r, 100));
-    assert.ok(survivor.duties.get('housekeeping').held);
-    const victim = await replicaInChild({ url: cluster.url, keyFile, replicaLeaseMs: leaseMs });
-    t.after(() => victim.kill());
-
-    const { token } = await survivor.store.tokens.create({ uses: 1, ttlMs: HOUR, createdBy: 'cli:test' });
-    const keys = newKeys();
-    const enrolling = await TestAgent.connect(victim.agentUrl);
-    const { agentId } = await enrolling.enroll(token, keys, { hostname: 'web-1' });
-    assert.deepEqual(await mark(survivor, agentId), [true, victim.replica]);
-    assert.deepEqual(
-      (await survivor.store.replicas.list()).map((r) => [r.id, r.live]).sort(),
-      [[survivor.duties.replica, true], [victim.replica, true]].sort(),
-    );
-
-    await victim.kill();
-    const killedAt = Date.now();
-    // Nothing of the victim told the store: the mark is left as it was.
-    assert.deepEqual(await mark(survivor, agentId), [true, victim.replica]);
-    // The kernel closed the victim's sockets: the agent saw its connection go.
-    await enrolling.close();
-    let cleared = false;
-    while (!cleared && Date.now() - killedAt < 10 * leaseMs) {
-      await new Promise((r) => setTimeout(r, 100));
-      cleared = !(await survivor.store.agents.get(agentId))?.connected;
-    }
-    const after = Date.now() - killedAt;
-    assert.ok(cleared, `the victim's mark was not cleared within ${10 * leaseMs} ms`);
-    // The victim's last heartbeat was at most a third of a lease before the kill; the sweep comes within a third of a lease after expiry.
-    assert.ok(after >= leaseMs / 2 && after <= 3 * leaseMs, `cleared ${after} ms after the kill (lease ${leaseMs} ms)`);
-    assert.deepEqual(await mark(survivor, agentId), [false, null]);
-    assert.deepEqual(
-      (await survivor.store.replicas.list()).map((r) => [r.id, r.live]).sort(),
-      [[survivor.duties.replica, true], [victim.replica, false]].sort(),
-      'the dead replica is kept for operators to see',
-    );
-    assert.equal((await survivor.store.summary.counts()).agents.connected, 0);
-
-    const agent = await TestAgent.connect(survivor.agentUrl);
-    t.after(() => agent.close());
-    await agent.hello(agentId, keys);
-    assert.deepEqual(await mark(survivor, agentId), [true, survivor.duties.replica]);
-    // And the survivor's sweeps leave its own agents alone.
-    await new Promise((r) => setTimeout(r, leaseMs));
-    assert.deepEqual(await mark(survivor, agentId), [true, survivor.duties.replica]);
-  });
+  }
 
   test('a replica that closes clears its own agents\' marks at once, and leaves the others\'', async (t) => {
     const cluster = await startPostgres();
@@ -181,6 +195,20 @@ describe('several collectors on one PostgreSQL database', { skip: needs(TOOLS.po
     assert.deepEqual((await a.store.replicas.list()).map((r) => r.id), [a.duties.replica]);
   });
 });
+
+/** Who holds the housekeeping lease, once someone does (within `waitMs`). */
+async function housekeepingHolder(url: string, waitMs: number): Promise<string | null> {
+  const db = new PostgresDatabase({ url, max: 1 });
+  try {
+    for (const until = Date.now() + waitMs; Date.now() < until; await new Promise((r) => setTimeout(r, 100))) {
+      const row = await db.get<{ holder: string }>(sql("SELECT holder FROM leases WHERE name = 'housekeeping' AND expires_at > now()"));
+      if (row !== undefined) return row.holder;
+    }
+    return null;
+  } finally {
+    await db.close();
+  }
+}
 
 async function mark(c: Collector, agentId: string): Promise<[boolean | undefined, string | null | undefined]> {
   const agent = await c.store.agents.get(agentId);
