@@ -305,7 +305,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     const recorrelateDuty = duties.get('recorrelate');
     const housekeepingDuty = duties.get('housekeeping');
     // Its row is written before the gateway serves, so no mark names a replica the others do not know.
-    liveness = new ReplicaLiveness({ store, replica: duties.replica, leaseMs, housekeeping: housekeepingDuty, connected: () => gw.connectedAgentIds(), logger });
+    liveness = new ReplicaLiveness({ store, replica: duties.replica, leaseMs, housekeeping: housekeepingDuty, connections: gw, logger });
     await liveness.start();
     const beating = liveness;
     const shared = collector.sqlite === null;

@@ -269,6 +269,26 @@ export class Gateway {
     return next;
   }
 
+  /**
+   * Marks written again from connectedAgentIds() (ReplicaLiveness) may name connections
+   * that closed meanwhile, after their own clear had run: those are cleared now, in each
+   * agent's order, unless the agent is connected here again by then.
+   */
+  async clearClosed(agentIds: readonly string[]): Promise<void> {
+    const clear = async (agentId: string): Promise<void> => {
+      if (!this.#byAgent.has(agentId)) await this.#opts.store.agents.markDisconnected(agentId, this.#opts.replica, this.#opts.now());
+    };
+    await Promise.all(
+      agentIds
+        .filter((id) => !this.#byAgent.has(id))
+        .map((id) =>
+          this.#mark(id, () => clear(id)).catch((err: unknown) => {
+            this.#opts.logger.error({ err, agentId: id }, 'could not record the disconnection');
+          }),
+        ),
+    );
+  }
+
   /** Settles when every connection mark this gateway has begun is written (a closing collector clears its marks after them). */
   async marksWritten(): Promise<void> {
     while (this.#marks.size > 0) await Promise.all(this.#marks.values());

@@ -24,6 +24,12 @@ import type { Duty } from './duties.ts';
 /** How often marks that name no replica are looked for (they come only from older collectors). */
 export const ORPHAN_SWEEP_MS = 10 * 60_000;
 
+export interface Connections {
+  connectedAgentIds(): readonly string[];
+  /** Clears the marks of those of `agentIds` whose connection has closed since they were listed. */
+  clearClosed(agentIds: readonly string[]): Promise<void>;
+}
+
 export interface LivenessOptions {
   store: Pick<AsyncStore, 'replicas'>;
   /** The replica id duties.ts made (`host:pid:random`). */
@@ -32,8 +38,8 @@ export interface LivenessOptions {
   leaseMs: number;
   /** Whether this replica sweeps now. */
   housekeeping: Duty;
-  /** The agents whose sockets this replica holds. */
-  connected: () => readonly string[];
+  /** The agents whose sockets this replica holds (the gateway). */
+  connections: Connections;
   logger: Logger;
 }
 
@@ -75,10 +81,14 @@ export class ReplicaLiveness {
   async beatOnce(): Promise<void> {
     const { store, logger, leaseMs, housekeeping } = this.#opts;
     try {
-      const beat = await store.replicas.beat(this.#self, leaseMs, this.#opts.connected);
+      const connections = this.#opts.connections;
+      let listed: readonly string[] = [];
+      const beat = await store.replicas.beat(this.#self, leaseMs, () => (listed = connections.connectedAgentIds()));
       if (this.#failing) logger.info({ replica: this.#self.id }, 'replica heartbeat written again');
       this.#failing = false;
       if (beat.revived && beat.remarked > 0) {
+        // A connection that closed between the listing and the new mark had its own clear run before it.
+        await connections.clearClosed(listed);
         logger.warn({ replica: this.#self.id, agents: beat.remarked }, 'this replica\'s heartbeat had expired: its agents were marked connected to it again');
       }
     } catch (err) {
@@ -92,7 +102,7 @@ export class ReplicaLiveness {
       const swept = await store.replicas.sweep({ orphans });
       if (orphans) this.#orphansAt = Date.now();
       for (const r of swept.replicas) {
-        logger.warn({ replica: r.id, lastHeartbeat: r.heartbeatAt, agents: r.agents }, `replica ${r.id} stopped beating: its ${r.agents} agents are marked disconnected`);
+        logger.warn({ replica: r.id, lastHeartbeat: r.heartbeatAt, agents: r.agents }, `replica ${r.id} stopped beating: the agents it held (${r.agents}) are marked disconnected`);
       }
       if (swept.orphans > 0) logger.info({ agents: swept.orphans }, 'agents marked connected by no known replica are marked disconnected');
     } catch (err) {
