@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { test } from 'node:test';
 import { generateKeyPair } from '../../shared/signing.ts';
-import { onEachEngine } from '../../shared/testing/store-engines.ts';
+import { audited, onEachEngine } from '../../shared/testing/store-engines.ts';
 import { rowCount as count, enrollAgent as enroll, FLEET_NOW } from '../../shared/testing/store-fixtures.ts';
 import type { ReplicaIdentity } from './replicas.ts';
 import { sql } from './sql/query.ts';
@@ -64,6 +64,8 @@ onEachEngine('Agents', (engine) => {
     assert.deepEqual(results.find((r) => !r.ok), { ok: false, reason: 'used-up' });
     assert.equal((await db.get<{ uses_left: number }>(usesLeft, [id]))?.uses_left, 0);
     assert.equal(await count(db, 'agents'), 1);
+    // The refused one's agent row and audit row rolled back with it (on PostgreSQL both pass the check, one loses at the use).
+    assert.deepEqual((await audited(db)).map((r) => r[1]), ['enrollment-token.create', 'agent.enroll']);
   });
 
   test('batched last-seen times: a read flushes them, a later touch never moves last_seen back, close writes them', async (t) => {

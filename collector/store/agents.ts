@@ -122,6 +122,15 @@ export function inTransaction(ex: SqlExecutor): boolean {
 }
 
 /** What every scope of one store shares about agents: the batched touches and SQLite's report-state cache. */
+/** Rolls an enrollment back when its token's last use went to another meanwhile; never leaves enrollWithToken. */
+class TokenLost extends Error {
+  readonly reason: TokenRefusal;
+  constructor(reason: TokenRefusal) {
+    super(`the enrollment token was ${reason}`);
+    this.reason = reason;
+  }
+}
+
 class AgentsShared {
   readonly pendingTouches = new Map<string, string>();
   touchTimer: NodeJS.Timeout | undefined;
@@ -162,15 +171,26 @@ export class Agents {
 
   /**
    * Token use and enrollment in one transaction: a refused key does not use up the token,
-   * and a token's last use cannot enroll two agents.
+   * and a token's last use cannot enroll two agents. The use is taken last: from then to the
+   * commit the token's row is locked, and on PostgreSQL every other enrollment with the same
+   * counted token (a whole fleet's, often) waits on it; taken first, the wait covered the
+   * key check, the insert and the audit row too.
    */
-  enrollWithToken(token: string, agent: NewAgent, now = new Date()): Promise<{ ok: true; agentId: string } | { ok: false; reason: TokenRefusal }> {
-    return this.#scope.atomic(async (s) => {
-      const taken = await s.store.tokens.consume(token, now);
-      if (!taken.ok) return taken;
-      const agentId = await s.store.agents.enroll({ ...agent, agentVersion: agent.agentVersion ?? null, tokenId: taken.tokenId }, now);
-      return { ok: true as const, agentId };
-    });
+  async enrollWithToken(token: string, agent: NewAgent, now = new Date()): Promise<{ ok: true; agentId: string } | { ok: false; reason: TokenRefusal }> {
+    try {
+      return await this.#scope.atomic(async (s) => {
+        const usable = await s.store.tokens.check(token, now);
+        if (!usable.ok) return usable;
+        const agentId = await s.store.agents.enroll({ ...agent, agentVersion: agent.agentVersion ?? null, tokenId: usable.tokenId }, now);
+        const taken = await s.store.tokens.consume(token, now);
+        // Another enrollment took the last use since the check: this one's rows roll back.
+        if (!taken.ok) throw new TokenLost(taken.reason);
+        return { ok: true as const, agentId };
+      });
+    } catch (err) {
+      if (err instanceof TokenLost) return { ok: false, reason: err.reason };
+      throw err;
+    }
   }
 
   async get(id: string): Promise<AgentRecord | undefined> {

@@ -15,7 +15,7 @@ export function tokenHash(token: string): string {
 const insert = sql('INSERT INTO enrollment_tokens (hash, uses_left, expires_at, created_at, created_by, note) VALUES (?, ?, ?, ?, ?, ?) RETURNING id');
 // One statement, so two agents enrolling at once can never both take a token's last use.
 const take = sql('UPDATE enrollment_tokens SET uses_left = uses_left - 1 WHERE hash = ? AND uses_left > 0 AND expires_at > ? RETURNING id');
-const byHash = sql('SELECT uses_left, expires_at FROM enrollment_tokens WHERE hash = ?');
+const byHash = sql('SELECT id, uses_left, expires_at FROM enrollment_tokens WHERE hash = ?');
 
 export class EnrollmentTokens {
   readonly #scope: PartScope;
@@ -41,12 +41,24 @@ export class EnrollmentTokens {
     return { token, id, expiresAt };
   }
 
+  /**
+   * Whether the token has a use left now, without taking it (and without locking its row):
+   * what `consume` would answer unless another enrollment takes the last use meanwhile.
+   */
+  async check(token: string, now = new Date()): Promise<{ ok: true; tokenId: number } | { ok: false; reason: TokenRefusal }> {
+    const row = await this.#scope.ex.get<{ id: number; uses_left: number; expires_at: string }>(byHash, [tokenHash(token)]);
+    if (row === undefined) return { ok: false, reason: 'unknown' };
+    if (row.expires_at <= now.toISOString()) return { ok: false, reason: 'expired' };
+    if (row.uses_left <= 0) return { ok: false, reason: 'used-up' };
+    return { ok: true, tokenId: row.id };
+  }
+
   /** Takes one use of the token; the reason says why not when it cannot. */
   async consume(token: string, now = new Date()): Promise<{ ok: true; tokenId: number } | { ok: false; reason: TokenRefusal }> {
     const hash = tokenHash(token);
     const taken = await this.#scope.ex.get<{ id: number }>(take, [hash, now.toISOString()]);
     if (taken !== undefined) return { ok: true, tokenId: taken.id };
-    const row = await this.#scope.ex.get<{ uses_left: number; expires_at: string }>(byHash, [hash]);
+    const row = await this.#scope.ex.get<{ id: number; uses_left: number; expires_at: string }>(byHash, [hash]);
     if (row === undefined) return { ok: false, reason: 'unknown' };
     return { ok: false, reason: row.expires_at <= now.toISOString() ? 'expired' : 'used-up' };
   }
