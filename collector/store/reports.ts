@@ -208,8 +208,8 @@ export class Reports {
   }
 
   /**
-   * Stores one report in one transaction; when it resolves, the report is committed and
-   * may be acknowledged. `hash` is the agent's inventoryHash, checked by the caller
+   * Stores one report in one transaction (on PostgreSQL, one statement: ingestOne); when it
+   * resolves, the report is committed and may be acknowledged. `hash` is the agent's inventoryHash, checked by the caller
    * against the inventory as it arrived. A null inventory means "unchanged since `hash`",
    * which must then be the last inventory stored for this agent. Refusals are
    * AgentRefusedErrors ('not-enrolled', 'revoked', 'inventory-unknown').
@@ -236,7 +236,8 @@ export class Reports {
    * Stores several reports in one transaction (one commit, one WAL append), each in its own
    * savepoint: a report that is refused (unknown agent, revoked, a stale hash) rolls back
    * alone and comes back as `{error}`; the others are stored. When this resolves, every
-   * result that is not an error is committed. A failing commit rejects for all of them.
+   * result that is not an error is committed. A failing commit rejects for all of them. On
+   * PostgreSQL a batch of one is ingest's one statement, which is its own commit.
    */
   async ingestBatch(items: readonly IngestItem[], now = new Date()): Promise<(IngestResult | { error: unknown })[]> {
     const ex = this.#scope.ex;
