@@ -36,6 +36,7 @@ const foreignKeyProblems = sql({ sqlite: 'PRAGMA foreign_key_check', postgres: '
 const FAILURES = {
   sqlite: {
     hosts: (when: 'INSERT' | 'UPDATE') => [`CREATE TRIGGER fail_hosts BEFORE ${when} ON hosts BEGIN SELECT RAISE(ABORT, 'disk says no'); END`],
+    hostNamed: (name: string) => [`CREATE TRIGGER fail_host BEFORE INSERT ON hosts WHEN NEW.hostname = '${name}' BEGIN SELECT RAISE(ABORT, 'disk says no'); END`],
     contentsDelete: ["CREATE TRIGGER fail_contents BEFORE DELETE ON inventory_contents BEGIN SELECT RAISE(ABORT, 'disk says no'); END"],
     commit: [
       'CREATE TABLE commit_gate (x INTEGER REFERENCES agents (id) DEFERRABLE INITIALLY DEFERRED)',
@@ -46,6 +47,10 @@ const FAILURES = {
     hosts: (when: 'INSERT' | 'UPDATE') => [
       "CREATE FUNCTION pw_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk says no'; END $$",
       `CREATE TRIGGER fail_hosts BEFORE ${when} ON hosts FOR EACH ROW EXECUTE FUNCTION pw_test_refuse()`,
+    ],
+    hostNamed: (name: string) => [
+      "CREATE FUNCTION pw_test_refuse_host() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk says no'; END $$",
+      `CREATE TRIGGER fail_host BEFORE INSERT ON hosts FOR EACH ROW WHEN (NEW.hostname = '${name}') EXECUTE FUNCTION pw_test_refuse_host()`,
     ],
     contentsDelete: [
       "CREATE FUNCTION pw_test_refuse_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk says no'; END $$",
@@ -337,6 +342,28 @@ onEachEngine('Reports.ingestBatch (one commit for the reports of one event-loop 
     assert.deepEqual([await count(db, 'reports'), await count(db, 'hosts'), await count(db, 'inventory_contents')], [2, 2, 1]);
     assert.equal(await fleet.hosts.get(revoked), undefined);
     assert.equal((await fleet.reports.latestInventory(b))?.host.hostname, 'b');
+  });
+
+  test('a report whose write fails (not a refusal) fails alone: the others of the batch are stored', async (t) => {
+    const { store: fleet, sql: db } = await engine.open(t);
+    const [a, bad, b] = [await enroll(fleet, 'a'), await enroll(fleet, 'bad'), await enroll(fleet, 'b')];
+    await runAll(db, FAILURES[engine.name].hostNamed('bad'));
+    const on = (hostname: string): Inventory => ({ ...rhel, host: { ...rhel.host, hostname } });
+    const results = await fleet.reports.ingestBatch(
+      [a, bad, b].map((agentId, i) => {
+        const inventory = on(['a', 'bad', 'b'][i] as string);
+        return { agentId, reportId: randomUUID(), hash: inventoryHash(inventory), inventory };
+      }),
+      NOW,
+    );
+    assert.deepEqual(
+      results.map((r) => ('error' in r ? 'error' : r.status)),
+      ['stored', 'error', 'stored'],
+    );
+    assert.match(String((results[1] as { error: unknown }).error), /disk says no/);
+    assert.deepEqual([await count(db, 'reports'), await count(db, 'hosts'), await count(db, 'inventory_contents')], [2, 2, 1]);
+    assert.equal(await fleet.hosts.get(bad), undefined);
+    assert.equal((await fleet.agents.get(bad))?.lastInventoryHash, null);
   });
 
   test('a batch of one refused report answers with its refusal, and stores nothing', async (t) => {

@@ -237,7 +237,8 @@ export class Reports {
    * savepoint: a report that is refused (unknown agent, revoked, a stale hash) rolls back
    * alone and comes back as `{error}`; the others are stored. When this resolves, every
    * result that is not an error is committed. A failing commit rejects for all of them. On
-   * PostgreSQL a batch of one is ingest's one statement, which is its own commit.
+   * PostgreSQL a batch of one is ingest's one statement, which is its own commit, and a
+   * larger one runs without savepoints unless one of its reports fails.
    */
   async ingestBatch(items: readonly IngestItem[], now = new Date()): Promise<(IngestResult | { error: unknown })[]> {
     const ex = this.#scope.ex;
@@ -253,7 +254,9 @@ export class Reports {
         throw error;
       }
     }
-    const done = await this.#scope.atomic(async (s) => {
+    let done: ({ result: IngestResult; seen: SetSeen | undefined } | { error: unknown })[] | undefined;
+    if (ex.dialect === 'postgres' && !inTransaction(ex)) done = await this.#batchWithoutSavepoints(items, now);
+    done ??= await this.#scope.atomic(async (s) => {
       const out: ({ result: IngestResult; seen: SetSeen | undefined } | { error: unknown })[] = [];
       for (const it of items) {
         try {
@@ -269,6 +272,34 @@ export class Reports {
       if (d.seen !== undefined) this.#rememberSet(d.seen.hash, d.seen.packages, d.seen.json);
       return d.result;
     });
+  }
+
+  /**
+   * PostgreSQL: the batch in one transaction without a savepoint around each report (which
+   * costs a SAVEPOINT and a RELEASE round trip beside the report's one statement). A refusal
+   * is decided by the statement, which then wrote nothing, so the transaction goes on; a
+   * statement that fails leaves the transaction aborted, so it is rolled back and undefined
+   * returned: the caller runs the batch again with savepoints, where that report fails alone.
+   * A failing commit rejects, as with savepoints.
+   */
+  async #batchWithoutSavepoints(items: readonly IngestItem[], now: Date): Promise<({ result: IngestResult; seen: SetSeen | undefined } | { error: unknown })[] | undefined> {
+    try {
+      return await this.#scope.atomic(async (s) => {
+        const out: ({ result: IngestResult; seen: SetSeen | undefined } | { error: unknown })[] = [];
+        for (const it of items) {
+          try {
+            out.push(await ingestOnPostgres(s.ex, it.agentId, it.reportId, it.hash, it.inventory, now, it.set));
+          } catch (error) {
+            if (!(error instanceof AgentRefusedError)) throw new StatementFailed(error);
+            out.push({ error });
+          }
+        }
+        return out;
+      });
+    } catch (err) {
+      if (err instanceof StatementFailed) return undefined;
+      throw err;
+    }
   }
 
   /**
@@ -360,6 +391,13 @@ export class Reports {
       reboot: env.reboot,
       warnings: env.warnings,
     };
+  }
+}
+
+/** A report's statement failed inside a batch run without savepoints (Reports.#batchWithoutSavepoints). */
+class StatementFailed extends Error {
+  constructor(cause: unknown) {
+    super('a report of the batch failed', { cause });
   }
 }
 
