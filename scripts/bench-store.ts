@@ -22,6 +22,13 @@
  * WAL with synchronous=NORMAL as the collector opens it, PostgreSQL with fsync and
  * synchronous_commit on (shared/testing/postgres.ts `durable`).
  *
+ * Ingest is also run through the store's own Reports (store/reports.ts), the code the
+ * gateway calls: on SQLite a report at a time (the baseline), on PostgreSQL one at a time and
+ * 16 at once, each for full reports and then for as many unchanged ones (the hash alone, a
+ * healthy fleet's traffic), and full reports 16 a batch (ingestBatch, as the gateway sends
+ * the reports of one event-loop turn), so a change to that path shows here against SQLite
+ * in one run.
+ *
  * Self-check: every way must leave the same rows (reports, contents, hosts, findings and
  * their texts, counts); a way that does not is marked invalid.
  *
@@ -33,7 +40,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hostInventory } from '../shared/testing/rollout-bench.ts';
 import { openDatabase, type Db } from '../collector/store/db.ts';
-import { storeOn } from '../collector/store/store.ts';
+import { type AsyncStore, openPostgresStore, storeOn } from '../collector/store/store.ts';
 import type { SqlDatabase, SqlExecutor } from '../collector/store/sql/executor.ts';
 import { migratePostgres } from '../collector/store/postgres/migrate.ts';
 import { PostgresDatabase } from '../collector/store/sql/postgres.ts';
@@ -309,24 +316,78 @@ async function runShared(db: SqlDatabase, w: Workload, way: Way): Promise<Timing
   return { ingestRate: reports / (ingestMs / 1000), findingsRate: rows / (findingsMs / 1000), tally: (await db.get<Record<string, number>>(Q.tally)) ?? {} };
 }
 
+/** What a way through the store's own Reports measured, beside the rows it left. */
+interface StoreTimings {
+  /** Full reports per second over every round. */
+  fullRate: number;
+  /** Unchanged reports (the hash alone) per second, their batched last-seen write included. */
+  unchangedRate: number;
+  tally: Record<string, number>;
+}
+
 /**
- * The store's own path: its Reports (store/reports.ts, on the shared executor since issue 12
- * step 2; before it, better-sqlite3's synchronous calls), a report at a time as the gateway
- * sends them, and the findings statements in one synchronous transaction.
+ * The store's own Reports (store/reports.ts) as the gateway calls it, `width` reports in
+ * flight: every round's full reports, then as many rounds of unchanged reports (a healthy
+ * fleet's traffic), timed up to the write of their batched last-seen times. Resolves with the
+ * workload's agent ids mapped to the ones the store made.
  */
-async function runSqliteSync(db: Db, w: Workload): Promise<Timings> {
-  const fleet = storeOn(db).async;
-  for (const a of w.agents) await fleet.agents.enroll({ publicKey: a.publicKey, hostname: a.hostname, machineId: null, tokenId: null }, NOW);
-  // The store makes its own agent ids: the workload's reports are re-addressed to them.
-  const ids = db.prepare('SELECT id FROM agents ORDER BY rowid').pluck().all() as string[];
-  const byWorkloadId = new Map(w.agents.map((a, i) => [a.id, ids[i] as string]));
-  let ingestMs = 0;
+async function runStoreIngest(store: AsyncStore, w: Workload, width: number, batch = 1): Promise<{ ids: Map<string, string>; fullRate: number; unchangedRate: number }> {
+  const ids = new Map<string, string>();
+  for (const a of w.agents) ids.set(a.id, await store.agents.enroll({ publicKey: a.publicKey, hostname: a.hostname, machineId: null, tokenId: null }, NOW));
+  const id = (r: Report): string => ids.get(r.agentId) as string;
+  let fullMs = 0;
   for (const round of w.rounds) {
-    const t0 = performance.now();
-    for (const r of round) await fleet.reports.ingest(byWorkloadId.get(r.agentId) as string, r.reportId, r.hash, r.inventory, NOW, r.set);
-    ingestMs += performance.now() - t0;
+    const jobs: (() => Promise<void>)[] = [];
+    for (let i = 0; i < round.length; i += batch) {
+      const reports = round.slice(i, i + batch);
+      jobs.push(
+        batch === 1
+          ? async () => {
+              const r = reports[0] as Report;
+              await store.reports.ingest(id(r), r.reportId, r.hash, r.inventory, NOW, r.set);
+            }
+          : async () => {
+              const items = reports.map((r) => ({ agentId: id(r), reportId: r.reportId, hash: r.hash, inventory: r.inventory, set: r.set }));
+              for (const result of await store.reports.ingestBatch(items, NOW)) if ('error' in result) throw result.error;
+            },
+      );
+    }
+    fullMs += await timed(jobs, width);
   }
+  const last = w.rounds[w.rounds.length - 1] as Report[];
+  let unchangedMs = 0;
+  for (let round = 0; round < w.rounds.length; round++) {
+    unchangedMs += await timed(
+      last.map((r) => async () => {
+        const result = await store.reports.ingest(id(r), randomUUID(), r.hash, null, NOW);
+        if (result.status !== 'unchanged') throw new Error(`an unchanged report came back ${result.status}`);
+      }),
+      width,
+    );
+    const t0 = performance.now();
+    await store.agents.flushTouches();
+    unchangedMs += performance.now() - t0;
+  }
+  const reports = w.rounds.length * w.agents.length;
+  return { ids, fullRate: reports / (fullMs / 1000), unchangedRate: reports / (unchangedMs / 1000) };
+}
+
+/** Reports, contents and hosts: what ingest leaves, to be the same on every way. */
+async function ingestTally(db: SqlExecutor): Promise<Record<string, number>> {
+  const t = (await db.get<Record<string, number>>(Q.tally)) ?? {};
+  return { reports: Number(t.reports), contents: Number(t.contents), hosts: Number(t.hosts) };
+}
+
+/**
+ * The store's own path on SQLite: its Reports (store/reports.ts, on the shared executor since
+ * issue 12 step 2; before it, better-sqlite3's synchronous calls), a report at a time as the
+ * gateway sends them, and the findings statements in one synchronous transaction.
+ */
+async function runSqliteSync(db: Db, w: Workload): Promise<{ t: Timings; store: StoreTimings }> {
+  const fleet = storeOn(db).async;
+  const { ids: byWorkloadId, fullRate, unchangedRate } = await runStoreIngest(fleet, w, 1);
   const shared = new SqliteDatabase(db);
+  const storeTally = await ingestTally(shared);
   const at = NOW.toISOString();
   const last = w.rounds[w.rounds.length - 1] as Report[];
   for (const r of last) await shared.run(Q.adoptContent, [packagesHash(r.inventory, r.set.hash), at, byWorkloadId.get(r.agentId) as string]);
@@ -344,9 +405,30 @@ async function runSqliteSync(db: Db, w: Workload): Promise<Timings> {
   const t0 = performance.now();
   for (const c of w.contentFindings) write(c.content, c.findings);
   const findingsMs = performance.now() - t0;
-  const reports = w.rounds.length * w.agents.length;
   const rows = w.contentFindings.reduce((n, c) => n + c.findings.length, 0);
-  return { ingestRate: reports / (ingestMs / 1000), findingsRate: rows / (findingsMs / 1000), tally: (await shared.get<Record<string, number>>(Q.tally)) ?? {} };
+  return {
+    t: { ingestRate: fullRate, findingsRate: rows / (findingsMs / 1000), tally: (await shared.get<Record<string, number>>(Q.tally)) ?? {} },
+    store: { fullRate, unchangedRate, tally: storeTally },
+  };
+}
+
+/** The store's own Reports on PostgreSQL (a fresh schema), `width` reports in flight. */
+async function runPostgresStore(url: string, w: Workload, width: number, batch = 1): Promise<StoreTimings> {
+  const reset = new PostgresDatabase({ url, max: 1 });
+  try {
+    await reset.runScript('DROP SCHEMA public CASCADE; CREATE SCHEMA public;');
+  } finally {
+    await reset.close();
+  }
+  const store = await openPostgresStore({ kind: 'postgres', url, maxConnections: CONCURRENCY });
+  const check = new PostgresDatabase({ url, max: 1 });
+  try {
+    const { fullRate, unchangedRate } = await runStoreIngest(store, w, width, batch);
+    return { fullRate, unchangedRate, tally: await ingestTally(check) };
+  } finally {
+    await check.close();
+    await store.close();
+  }
 }
 
 function sameTally(a: Record<string, number>, b: Record<string, number>): string | null {
@@ -368,8 +450,19 @@ export async function storeHotPathsSection<F>(figure: MakeStoreFigure<F>, progre
 
     progress('store-hotpaths: SQLite, the store (store/reports.ts)');
     const syncDb = openDatabase(join(dir, 'sync.db'));
-    runs.push({ name: 'SQLite, the store (store/reports.ts)', t: await runSqliteSync(syncDb, w) });
+    const sqliteStore = await runSqliteSync(syncDb, w);
+    runs.push({ name: 'SQLite, the store (store/reports.ts)', t: sqliteStore.t });
     syncDb.close();
+    const storeRuns: { name: string; s: StoreTimings }[] = [{ name: 'SQLite, the store, 1 at a time', s: sqliteStore.store }];
+    for (const width of [1, CONCURRENCY]) {
+      const name = `PostgreSQL, the store, ${width === 1 ? '1 at a time' : `${width} at once`}`;
+      progress(`store-hotpaths: ${name} (store/reports.ts)`);
+      storeRuns.push({ name, s: await runPostgresStore(cluster.url, w, width) });
+    }
+    // The gateway's path for full reports: those of one event-loop turn in one ingestBatch (unchanged ones go one by one).
+    const batchedName = `PostgreSQL, the store, ${CONCURRENCY} a batch (ingestBatch)`;
+    progress(`store-hotpaths: ${batchedName}`);
+    const batched = { name: batchedName, s: await runPostgresStore(cluster.url, w, 1, CONCURRENCY) };
 
     progress('store-hotpaths: SQLite, shared async queries');
     const asyncDb = new SqliteDatabase(openDatabase(join(dir, 'async.db')));
@@ -398,6 +491,20 @@ export async function storeHotPathsSection<F>(figure: MakeStoreFigure<F>, progre
         figure('store-hotpaths', `ingest: ${r.name}`, r.t.ingestRate, '/s', r === base ? null : { name: `ingest: ${base.name}`, value: base.t.ingestRate }, { invalid, note: 'reports' }),
       );
     }
+    const storeBase = storeRuns[0] as { name: string; s: StoreTimings };
+    for (const kind of ['full', 'unchanged'] as const) {
+      const rate = (s: StoreTimings): number => (kind === 'full' ? s.fullRate : s.unchangedRate);
+      for (const r of storeRuns) {
+        const invalid = r === storeBase ? null : sameTally(storeBase.s.tally, r.s.tally);
+        const baseline = r === storeBase ? null : { name: `${kind} reports: ${storeBase.name}`, value: rate(storeBase.s) };
+        figures.push(figure('store-hotpaths', `${kind} reports: ${r.name}`, rate(r.s), '/s', baseline, { invalid, note: 'Reports.ingest' }));
+      }
+      if (kind === 'full') {
+        const invalid = sameTally(storeBase.s.tally, batched.s.tally);
+        const baseline = { name: `full reports: ${storeBase.name}`, value: storeBase.s.fullRate };
+        figures.push(figure('store-hotpaths', `full reports: ${batched.name}`, batched.s.fullRate, '/s', baseline, { invalid, note: 'Reports.ingestBatch' }));
+      }
+    }
     for (const r of runs) {
       const invalid = r === base ? null : sameTally(base.t.tally, r.t.tally);
       figures.push(
@@ -410,6 +517,7 @@ export async function storeHotPathsSection<F>(figure: MakeStoreFigure<F>, progre
         intro: `${size.agents} agents x ${size.rounds} reports over ${size.contents} contents, ${FINDINGS_PER_CONTENT} findings a content; both engines durable`,
         size,
         runs: runs.map((r) => ({ name: r.name, ...r.t })),
+        store: [...storeRuns, batched].map((r) => ({ name: r.name, ...r.s })),
       },
     };
   } finally {

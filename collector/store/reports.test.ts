@@ -36,6 +36,8 @@ const foreignKeyProblems = sql({ sqlite: 'PRAGMA foreign_key_check', postgres: '
 const FAILURES = {
   sqlite: {
     hosts: (when: 'INSERT' | 'UPDATE') => [`CREATE TRIGGER fail_hosts BEFORE ${when} ON hosts BEGIN SELECT RAISE(ABORT, 'disk says no'); END`],
+    hostNamed: (name: string) => [`CREATE TRIGGER fail_host BEFORE INSERT ON hosts WHEN NEW.hostname = '${name}' BEGIN SELECT RAISE(ABORT, 'disk says no'); END`],
+    contentsDelete: ["CREATE TRIGGER fail_contents BEFORE DELETE ON inventory_contents BEGIN SELECT RAISE(ABORT, 'disk says no'); END"],
     commit: [
       'CREATE TABLE commit_gate (x INTEGER REFERENCES agents (id) DEFERRABLE INITIALLY DEFERRED)',
       "CREATE TRIGGER gate AFTER INSERT ON reports BEGIN INSERT INTO commit_gate VALUES ('no such agent'); END",
@@ -45,6 +47,14 @@ const FAILURES = {
     hosts: (when: 'INSERT' | 'UPDATE') => [
       "CREATE FUNCTION pw_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk says no'; END $$",
       `CREATE TRIGGER fail_hosts BEFORE ${when} ON hosts FOR EACH ROW EXECUTE FUNCTION pw_test_refuse()`,
+    ],
+    hostNamed: (name: string) => [
+      "CREATE FUNCTION pw_test_refuse_host() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk says no'; END $$",
+      `CREATE TRIGGER fail_host BEFORE INSERT ON hosts FOR EACH ROW WHEN (NEW.hostname = '${name}') EXECUTE FUNCTION pw_test_refuse_host()`,
+    ],
+    contentsDelete: [
+      "CREATE FUNCTION pw_test_refuse_delete() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk says no'; END $$",
+      'CREATE TRIGGER fail_contents BEFORE DELETE ON inventory_contents FOR EACH ROW EXECUTE FUNCTION pw_test_refuse_delete()',
     ],
     commit: [
       'CREATE TABLE commit_gate (x text REFERENCES agents (id) DEFERRABLE INITIALLY DEFERRED)',
@@ -227,6 +237,71 @@ onEachEngine('Reports.ingest', (engine: Engine) => {
     assert.equal((await fleet.agents.get(id))?.lastInventoryHash, null);
   });
 
+  test('the same report sent twice at once (a reconnecting agent) is stored once and answered duplicate once', async (t) => {
+    const { store: fleet, sql: db } = await engine.open(t);
+    const id = await enroll(fleet);
+    const reportId = randomUUID();
+    const results = await Promise.all([0, 1].map(() => fleet.reports.ingest(id, reportId, inventoryHash(rhel), rhel, NOW)));
+    assert.deepEqual(results.map((r) => r.status).sort(), ['duplicate', 'stored']);
+    assert.deepEqual([await count(db, 'reports'), await count(db, 'inventory_contents'), await count(db, 'hosts')], [1, 1, 1]);
+    assert.equal((await fleet.hosts.get(id))?.lastReportId, reportId);
+  });
+
+  test('an unchanged report under an id already stored is a duplicate, and its time is last seen', async (t) => {
+    const { store: fleet } = await engine.open(t);
+    const id = await enroll(fleet);
+    const reportId = randomUUID();
+    await fleet.reports.ingest(id, reportId, inventoryHash(rhel), rhel, NOW);
+    const later = new Date(NOW.getTime() + HOUR);
+    assert.equal((await fleet.reports.ingest(id, reportId, inventoryHash(rhel), null, later)).status, 'duplicate');
+    assert.equal((await fleet.agents.get(id))?.lastSeen, later.toISOString());
+  });
+
+  test('a content pruned with the last report naming it is stored again, packages and all, by the next report naming it', async (t) => {
+    const { store: fleet, sql: db } = await engine.open(t);
+    const a = await enroll(fleet, 'a');
+    const b = await enroll(fleet, 'b');
+    const first = await fleet.reports.ingest(a, randomUUID(), inventoryHash(rhel), rhel, NOW);
+    assert.equal(first.status === 'stored' && first.newContent, true);
+    // `a` moves on through REPORTS_PER_AGENT other inventories: its first report, and the content only it named, go.
+    for (let n = 1; n <= REPORTS_PER_AGENT; n++) {
+      const inv = { ...rhel, packages: rhel.packages.map((p, i) => (i === 0 ? { ...p, version: `${p.version}.pw${n}` } : p)) };
+      await fleet.reports.ingest(a, randomUUID(), inventoryHash(inv), inv, NOW);
+    }
+    assert.equal(await count(db, 'inventory_contents'), REPORTS_PER_AGENT);
+    const again = { ...rhel, host: { ...rhel.host, hostname: 'b' } };
+    const r = await fleet.reports.ingest(b, randomUUID(), inventoryHash(again), again, NOW);
+    assert.deepEqual(r, { status: 'stored', contentHash: packagesHash(rhel), newContent: true });
+    assert.deepEqual((await fleet.reports.latestInventory(b))?.packages, rhel.packages);
+    assert.deepEqual(await db.all(foreignKeyProblems), []);
+  });
+
+  test('a failure at the prune rolls the whole report back: its content, report, host and the agent\'s inventory stay as before', async (t) => {
+    const { store: fleet, sql: db } = await engine.open(t);
+    const id = await enroll(fleet);
+    const nth = (n: number): Inventory => ({ ...rhel, packages: rhel.packages.map((p, i) => (i === 0 ? { ...p, version: `${p.version}.pw${n}` } : p)) });
+    for (let n = 0; n < REPORTS_PER_AGENT; n++) await fleet.reports.ingest(id, randomUUID(), inventoryHash(nth(n)), nth(n), new Date(NOW.getTime() + n * HOUR));
+    const before = {
+      reports: await count(db, 'reports'),
+      contents: await count(db, 'inventory_contents'),
+      host: await fleet.hosts.get(id),
+      hash: (await fleet.agents.get(id))?.lastInventoryHash,
+    };
+    // The ninth report's prune deletes the first report's content, the last write of its transaction (statement, on PostgreSQL).
+    await runAll(db, FAILURES[engine.name].contentsDelete);
+    const ninth = nth(REPORTS_PER_AGENT);
+    await assert.rejects(fleet.reports.ingest(id, randomUUID(), inventoryHash(ninth), ninth, new Date(NOW.getTime() + 99 * HOUR)), /disk says no/);
+    assert.deepEqual(
+      {
+        reports: await count(db, 'reports'),
+        contents: await count(db, 'inventory_contents'),
+        host: await fleet.hosts.get(id),
+        hash: (await fleet.agents.get(id))?.lastInventoryHash,
+      },
+      before,
+    );
+  });
+
   test('packageSet and matchPackageSet: a stored set by its hash and by its bytes, and none for an unknown one', async (t) => {
     const { store: fleet, another } = await engine.open(t);
     const id = await enroll(fleet);
@@ -267,6 +342,40 @@ onEachEngine('Reports.ingestBatch (one commit for the reports of one event-loop 
     assert.deepEqual([await count(db, 'reports'), await count(db, 'hosts'), await count(db, 'inventory_contents')], [2, 2, 1]);
     assert.equal(await fleet.hosts.get(revoked), undefined);
     assert.equal((await fleet.reports.latestInventory(b))?.host.hostname, 'b');
+  });
+
+  test('a report whose write fails (not a refusal) fails alone: the others of the batch are stored', async (t) => {
+    const { store: fleet, sql: db } = await engine.open(t);
+    const [a, bad, b] = [await enroll(fleet, 'a'), await enroll(fleet, 'bad'), await enroll(fleet, 'b')];
+    await runAll(db, FAILURES[engine.name].hostNamed('bad'));
+    const on = (hostname: string): Inventory => ({ ...rhel, host: { ...rhel.host, hostname } });
+    const results = await fleet.reports.ingestBatch(
+      [a, bad, b].map((agentId, i) => {
+        const inventory = on(['a', 'bad', 'b'][i] as string);
+        return { agentId, reportId: randomUUID(), hash: inventoryHash(inventory), inventory };
+      }),
+      NOW,
+    );
+    assert.deepEqual(
+      results.map((r) => ('error' in r ? 'error' : r.status)),
+      ['stored', 'error', 'stored'],
+    );
+    assert.match(String((results[1] as { error: unknown }).error), /disk says no/);
+    assert.deepEqual([await count(db, 'reports'), await count(db, 'hosts'), await count(db, 'inventory_contents')], [2, 2, 1]);
+    assert.equal(await fleet.hosts.get(bad), undefined);
+    assert.equal((await fleet.agents.get(bad))?.lastInventoryHash, null);
+  });
+
+  test('a batch of one refused report answers with its refusal, and stores nothing', async (t) => {
+    const { store: fleet, sql: db } = await engine.open(t);
+    const revoked = await enroll(fleet, 'revoked');
+    await fleet.agents.revoke(revoked, 'test', NOW);
+    const results = await fleet.reports.ingestBatch([{ agentId: revoked, reportId: randomUUID(), hash: inventoryHash(rhel), inventory: rhel }], NOW);
+    assert.deepEqual(
+      results.map((r) => ('error' in r ? (r.error as { code?: string }).code : r.status)),
+      ['PW_ERR_AGENT_REVOKED'],
+    );
+    assert.deepEqual([await count(db, 'reports'), await count(db, 'hosts'), await count(db, 'inventory_contents')], [0, 0, 0]);
   });
 
   test('a failing commit stores nothing of the batch', async (t) => {

@@ -15,6 +15,8 @@ import { packagesHash, packageSetJson, packageSetRef } from '../../shared/invent
 import { type Inventory, LIMITS, type Package } from '../../shared/protocol.ts';
 import { inTransaction } from './agents.ts';
 import type { PartScope } from './part-scope.ts';
+import type { SqlExecutor } from './sql/executor.ts';
+import { CONCURRENT_RETRIES, lostToConcurrent } from './sql/postgres.ts';
 import { sql } from './sql/query.ts';
 
 /**
@@ -88,6 +90,100 @@ const oldReports = sql({
 const deleteReport = sql('DELETE FROM reports WHERE agent_id = ? AND id = ?');
 const deleteOrphanContent = sql('DELETE FROM inventory_contents WHERE hash = ? AND NOT EXISTS (SELECT 1 FROM reports WHERE content_hash = ?)');
 
+/*
+ * PostgreSQL: a report in one statement, one round trip (POSTGRES.md "Ingest in one statement").
+ * What ingestIn does statement by statement on SQLite, decided and written here at once: the
+ * agent's state, "is this report stored", "is this content stored" (`act` says what the report
+ * does), then, for a report to store, the content (only when it was sent: `need-packages` asks
+ * for it, so the packages of a content most agents share are not sent to be ignored), the
+ * report, the host, the agent's last inventory and the prune with the contents and findings
+ * timelines nobody names any more; for a duplicate or an unchanged report, last_seen.
+ *
+ * Every part sees the database as it was when the statement began, not each other's rows, so
+ * the prune is written against that: `old` is the agent's reports beyond the newest
+ * REPORTS_PER_AGENT - 1 others (the new report is not among them, as ingestIn's `id != current`
+ * leaves it out), a content goes when no report outside `old` names it and it is not the new
+ * report's, and a timeline goes with its content (a pruned report's content exists until then:
+ * its foreign key) unless a host's history is laid over it, as history.ts's dropOrphanTimeline
+ * decides. Foreign keys are checked at the statement's end, so the new report, host and
+ * content name each other in one statement. A refused report writes nothing.
+ */
+const ingestOne = sql({
+  postgres: `WITH p AS (
+    SELECT ?::text AS agent, ?::text AS report, ?::text AS hash, ?::text AS at, ?::int AS has_inventory, ?::text AS content,
+      ?::text AS packages, ?::text AS package_set, ?::text AS ecosystem, ?::bigint AS package_count, ?::text AS envelope,
+      ?::text AS hostname, ?::text AS kernel_release, ?::bigint AS kernel_managed, ?::bigint AS reboot_required
+  ), state AS (
+    SELECT a.id IS NOT NULL AS enrolled, a.revoked_at, a.last_inventory_hash,
+      EXISTS (SELECT 1 FROM reports r WHERE r.agent_id = p.agent AND r.id = p.report) AS duplicate,
+      EXISTS (SELECT 1 FROM inventory_contents c WHERE c.hash = p.content) AS have_content
+    FROM p LEFT JOIN agents a ON a.id = p.agent
+  ), act AS (
+    SELECT CASE
+      WHEN NOT s.enrolled OR s.revoked_at IS NOT NULL THEN 'refused'
+      WHEN s.duplicate OR s.last_inventory_hash = p.hash THEN 'touch'
+      WHEN p.has_inventory = 0 THEN 'refused'
+      WHEN s.have_content OR p.packages IS NOT NULL THEN 'store'
+      ELSE 'need-packages' END AS act
+    FROM p, state s
+  ), new_content AS (
+    INSERT INTO inventory_contents (hash, ecosystem, package_count, packages, created_at, package_set)
+    SELECT p.content, p.ecosystem, p.package_count, p.packages, p.at, p.package_set FROM p, act, state
+    WHERE act.act = 'store' AND NOT state.have_content
+    ON CONFLICT (hash) DO NOTHING RETURNING 1
+  ), new_report AS (
+    INSERT INTO reports (id, agent_id, received_at, inventory_hash, content_hash, envelope)
+    SELECT p.report, p.agent, p.at, p.hash, p.content, p.envelope FROM p, act WHERE act.act = 'store'
+  ), host AS (
+    INSERT INTO hosts (agent_id, hostname, ecosystem, package_count, kernel_release, kernel_managed, reboot_required, last_report_id, last_report_at)
+    SELECT p.agent, p.hostname, p.ecosystem, p.package_count, p.kernel_release, p.kernel_managed, p.reboot_required, p.report, p.at FROM p, act
+    WHERE act.act = 'store'
+    ON CONFLICT (agent_id) DO UPDATE SET hostname = excluded.hostname, ecosystem = excluded.ecosystem,
+      package_count = excluded.package_count, kernel_release = excluded.kernel_release, kernel_managed = excluded.kernel_managed,
+      reboot_required = excluded.reboot_required, last_report_id = excluded.last_report_id, last_report_at = excluded.last_report_at
+  ), agent AS (
+    UPDATE agents a SET
+      last_inventory_hash = CASE WHEN act.act = 'store' THEN p.hash ELSE a.last_inventory_hash END,
+      last_seen = CASE WHEN act.act = 'store' THEN p.at ELSE greatest(coalesce(a.last_seen, ''), p.at) END
+    FROM p, act WHERE a.id = p.agent AND act.act IN ('store', 'touch')
+  ), old AS (
+    SELECT r.seq, r.content_hash FROM reports r, p, act WHERE act.act = 'store' AND r.agent_id = p.agent
+    ORDER BY r.received_at DESC, r.seq DESC OFFSET ${REPORTS_PER_AGENT - 1}
+  ), pruned AS (
+    DELETE FROM reports r WHERE r.seq IN (SELECT seq FROM old)
+  ), orphan AS (
+    DELETE FROM inventory_contents c
+    WHERE c.hash IN (SELECT content_hash FROM old) AND c.hash <> (SELECT content FROM p)
+      AND NOT EXISTS (SELECT 1 FROM reports r WHERE r.content_hash = c.hash AND r.seq NOT IN (SELECT seq FROM old))
+    RETURNING c.hash
+  ), timeline AS (
+    DELETE FROM content_findings f
+    WHERE f.content IN (SELECT hash FROM orphan) AND NOT EXISTS (SELECT 1 FROM hosts h WHERE h.findings_content = f.content)
+    RETURNING f.content
+  ), texts AS (
+    DELETE FROM content_finding_texts t
+    WHERE t.content IN (SELECT content_hash FROM old)
+      AND (t.content IN (SELECT content FROM timeline) OR NOT EXISTS (SELECT 1 FROM content_findings f WHERE f.content = t.content))
+  )
+  SELECT s.enrolled, s.revoked_at, s.last_inventory_hash, s.duplicate, act.act, EXISTS (SELECT 1 FROM new_content) AS new_content
+  FROM state s, act`,
+});
+
+interface IngestRow {
+  enrolled: boolean;
+  revoked_at: string | null;
+  last_inventory_hash: string | null;
+  duplicate: boolean;
+  act: 'refused' | 'touch' | 'store' | 'need-packages';
+  new_content: boolean;
+}
+
+/** PostgreSQL's unchanged fast path in one read: what reportState and reportById read, together. */
+const unchangedState = sql({
+  postgres: `SELECT a.revoked_at, a.last_inventory_hash, EXISTS (SELECT 1 FROM reports r WHERE r.agent_id = a.id AND r.id = ?) AS duplicate
+             FROM agents a WHERE a.id = ?`,
+});
+
 /** A package set a stored report carried, to be kept in memory once its transaction has committed. */
 interface SetSeen {
   hash: string;
@@ -112,18 +208,26 @@ export class Reports {
   }
 
   /**
-   * Stores one report in one transaction; when it resolves, the report is committed and
-   * may be acknowledged. `hash` is the agent's inventoryHash, checked by the caller
+   * Stores one report in one transaction (on PostgreSQL, one statement: ingestOne); when it
+   * resolves, the report is committed and may be acknowledged. `hash` is the agent's inventoryHash, checked by the caller
    * against the inventory as it arrived. A null inventory means "unchanged since `hash`",
    * which must then be the last inventory stored for this agent. Refusals are
    * AgentRefusedErrors ('not-enrolled', 'revoked', 'inventory-unknown').
    */
   async ingest(agentId: string, reportId: string, hash: string, inventory: Inventory | null, now = new Date(), set?: PackageSetRef): Promise<IngestResult> {
-    if (inventory === null && !inTransaction(this.#scope.ex)) {
+    const ex = this.#scope.ex;
+    if (inventory === null && !inTransaction(ex)) {
       const fast = await this.#unchanged(agentId, reportId, hash, now);
       if (fast !== undefined) return fast;
     }
-    const { result, seen } = await this.#scope.atomic((s) => ingestIn(s, agentId, reportId, hash, inventory, now, set));
+    let done: { result: IngestResult; seen: SetSeen | undefined };
+    if (ex.dialect === 'postgres' && !inTransaction(ex)) {
+      // One statement is a transaction of its own: no BEGIN and COMMIT round trips around it.
+      done = await aloneOnPostgres(() => ingestOnPostgres(ex, agentId, reportId, hash, inventory, now, set));
+    } else {
+      done = await this.#scope.atomic((s) => ingestIn(s, agentId, reportId, hash, inventory, now, set));
+    }
+    const { result, seen } = done;
     if (seen !== undefined) this.#rememberSet(seen.hash, seen.packages, seen.json);
     return result;
   }
@@ -132,10 +236,27 @@ export class Reports {
    * Stores several reports in one transaction (one commit, one WAL append), each in its own
    * savepoint: a report that is refused (unknown agent, revoked, a stale hash) rolls back
    * alone and comes back as `{error}`; the others are stored. When this resolves, every
-   * result that is not an error is committed. A failing commit rejects for all of them.
+   * result that is not an error is committed. A failing commit rejects for all of them. On
+   * PostgreSQL a batch of one is ingest's one statement, which is its own commit, and a
+   * larger one runs without savepoints unless one of its reports fails.
    */
   async ingestBatch(items: readonly IngestItem[], now = new Date()): Promise<(IngestResult | { error: unknown })[]> {
-    const done = await this.#scope.atomic(async (s) => {
+    const ex = this.#scope.ex;
+    const [only] = items;
+    if (items.length === 1 && only !== undefined && ex.dialect === 'postgres' && !inTransaction(ex)) {
+      // A batch of one (a quiet fleet's every report) is its one statement, which is its
+      // commit: a refusal comes back as its error, a failure of the statement rejects, as a
+      // failing commit does.
+      try {
+        return [await this.ingest(only.agentId, only.reportId, only.hash, only.inventory, now, only.set)];
+      } catch (error) {
+        if (error instanceof AgentRefusedError) return [{ error }];
+        throw error;
+      }
+    }
+    let done: ({ result: IngestResult; seen: SetSeen | undefined } | { error: unknown })[] | undefined;
+    if (ex.dialect === 'postgres' && !inTransaction(ex)) done = await this.#batchWithoutSavepoints(items, now);
+    done ??= await this.#scope.atomic(async (s) => {
       const out: ({ result: IngestResult; seen: SetSeen | undefined } | { error: unknown })[] = [];
       for (const it of items) {
         try {
@@ -151,6 +272,34 @@ export class Reports {
       if (d.seen !== undefined) this.#rememberSet(d.seen.hash, d.seen.packages, d.seen.json);
       return d.result;
     });
+  }
+
+  /**
+   * PostgreSQL: the batch in one transaction without a savepoint around each report (which
+   * costs a SAVEPOINT and a RELEASE round trip beside the report's one statement). A refusal
+   * is decided by the statement, which then wrote nothing, so the transaction goes on; a
+   * statement that fails leaves the transaction aborted, so it is rolled back and undefined
+   * returned: the caller runs the batch again with savepoints, where that report fails alone.
+   * A failing commit rejects, as with savepoints.
+   */
+  async #batchWithoutSavepoints(items: readonly IngestItem[], now: Date): Promise<({ result: IngestResult; seen: SetSeen | undefined } | { error: unknown })[] | undefined> {
+    try {
+      return await this.#scope.atomic(async (s) => {
+        const out: ({ result: IngestResult; seen: SetSeen | undefined } | { error: unknown })[] = [];
+        for (const it of items) {
+          try {
+            out.push(await ingestOnPostgres(s.ex, it.agentId, it.reportId, it.hash, it.inventory, now, it.set));
+          } catch (error) {
+            if (!(error instanceof AgentRefusedError)) throw new StatementFailed(error);
+            out.push({ error });
+          }
+        }
+        return out;
+      });
+    } catch (err) {
+      if (err instanceof StatementFailed) return undefined;
+      throw err;
+    }
   }
 
   /**
@@ -208,6 +357,13 @@ export class Reports {
    */
   async #unchanged(agentId: string, reportId: string, hash: string, now: Date): Promise<IngestResult | undefined> {
     const agents = this.#scope.store.agents;
+    if (this.#scope.ex.dialect === 'postgres') {
+      // No cache of the agent's row there (agents.ts reportState): one read instead of two.
+      const r = await this.#scope.ex.get<{ revoked_at: string | null; last_inventory_hash: string | null; duplicate: boolean }>(unchangedState, [reportId, agentId]);
+      if (r === undefined || r.revoked_at !== null || r.last_inventory_hash !== hash || r.duplicate) return undefined;
+      await agents.seenLater(agentId, now);
+      return { status: 'unchanged' };
+    }
     const agent = await agents.reportState(agentId);
     if (agent === undefined || agent.revokedAt !== null || agent.lastInventoryHash !== hash) return undefined;
     if ((await this.#scope.ex.get(reportById, [agentId, reportId])) !== undefined) return undefined;
@@ -238,9 +394,87 @@ export class Reports {
   }
 }
 
+/** A report's statement failed inside a batch run without savepoints (Reports.#batchWithoutSavepoints). */
+class StatementFailed extends Error {
+  constructor(cause: unknown) {
+    super('a report of the batch failed', { cause });
+  }
+}
+
 /**
- * One report's statements, inside its transaction (or its savepoint in a batch). Statements
- * only: PostgreSQL may run it again; the set it stored is kept in memory by the caller once
+ * Runs `fn`, one statement outside a transaction, again when PostgreSQL refused it for a
+ * concurrent transaction's sake (as PostgresDatabase.transaction does a transaction): two
+ * agents' reports naming a new content, or a prune elsewhere deleting the content a report
+ * names, which the next run stores again.
+ */
+async function aloneOnPostgres<T>(fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (attempt > CONCURRENT_RETRIES || !lostToConcurrent(err)) throw err;
+    }
+  }
+}
+
+/**
+ * ingestIn on PostgreSQL: one statement (ingestOne), or two when the report's content is not
+ * stored yet (the second sends its packages). Refusals are decided by the statement, which
+ * then writes nothing, and thrown here with ingestIn's reasons.
+ */
+async function ingestOnPostgres(
+  ex: SqlExecutor,
+  agentId: string,
+  reportId: string,
+  hash: string,
+  inventory: Inventory | null,
+  now: Date,
+  set: PackageSetRef | undefined,
+): Promise<{ result: IngestResult; seen: SetSeen | undefined }> {
+  const ref = inventory === null ? undefined : (set ?? packageSetRef(inventory.packages));
+  const contentHash = inventory === null || ref === undefined ? null : packagesHash(inventory, ref.hash);
+  const envelope = inventory === null ? null : envelopeJson(inventory);
+  let json: string | null = null;
+  for (;;) {
+    const row = await ex.get<IngestRow>(ingestOne, [
+      agentId,
+      reportId,
+      hash,
+      now.toISOString(),
+      inventory === null ? 0 : 1,
+      contentHash,
+      json,
+      ref?.hash ?? null,
+      inventory?.host.ecosystem ?? null,
+      inventory?.packages.length ?? null,
+      envelope,
+      inventory?.host.hostname ?? null,
+      inventory?.kernel.release ?? null,
+      inventory === null ? null : inventory.kernel.package === null ? 0 : 1,
+      inventory === null ? null : inventory.reboot.required ? 1 : 0,
+    ]);
+    if (row === undefined || !row.enrolled) throw new AgentRefusedError('not-enrolled', `agent ${agentId} is not enrolled`);
+    if (row.revoked_at !== null) throw new AgentRefusedError('revoked', `agent ${agentId} was revoked at ${row.revoked_at}`);
+    if (row.act === 'touch') return { result: { status: row.duplicate ? 'duplicate' : 'unchanged' }, seen: undefined };
+    if (row.act === 'refused') {
+      throw new AgentRefusedError(
+        'inventory-unknown',
+        `report ${reportId} says the inventory is unchanged since ${hash}, but the last inventory stored for this agent is ${row.last_inventory_hash ?? 'none'}: send the full inventory`,
+      );
+    }
+    // Only a report with an inventory is stored or asks for its packages.
+    if (inventory === null || ref === undefined || contentHash === null) throw new Error(`ingest on PostgreSQL: '${row.act}' for a report without an inventory`);
+    if (row.act === 'store') {
+      const seen = json === null ? undefined : { hash: ref.hash, packages: inventory.packages, json };
+      return { result: { status: 'stored', contentHash, newContent: row.new_content }, seen };
+    }
+    json = ref.json ?? packageSetJson(inventory.packages);
+  }
+}
+
+/**
+ * One report's statements, inside its transaction (or its savepoint in a batch); on
+ * PostgreSQL, ingestOnPostgres's. Statements only: PostgreSQL may run it again; the set it stored is kept in memory by the caller once
  * the transaction has resolved (`seen`).
  */
 async function ingestIn(
@@ -252,6 +486,7 @@ async function ingestIn(
   now: Date,
   set: PackageSetRef | undefined,
 ): Promise<{ result: IngestResult; seen: SetSeen | undefined }> {
+  if (s.ex.dialect === 'postgres') return ingestOnPostgres(s.ex, agentId, reportId, hash, inventory, now, set);
   const at = now.toISOString();
   const agents = s.store.agents;
   const agent = await agents.reportState(agentId);
@@ -281,8 +516,7 @@ async function ingestIn(
     newContent = (await s.ex.run(insertContent, [contentHash, inventory.host.ecosystem, inventory.packages.length, json, at, setHash])) === 1;
     seen = { hash: setHash, packages: inventory.packages, json };
   }
-  const { packages: _stored, ...envelope } = inventory;
-  await s.ex.run(insertReport, [reportId, agentId, at, hash, contentHash, JSON.stringify(envelope)]);
+  await s.ex.run(insertReport, [reportId, agentId, at, hash, contentHash, envelopeJson(inventory)]);
   await s.ex.run(upsertHost, [
     agentId,
     inventory.host.hostname,
@@ -297,6 +531,12 @@ async function ingestIn(
   await agents.recordInventory(agentId, hash, now);
   await pruneReports(s, agentId, reportId);
   return { result: { status: 'stored', contentHash, newContent }, seen };
+}
+
+/** What a stored report keeps of its inventory beside the content: all but the packages. */
+function envelopeJson(inventory: Inventory): string {
+  const { packages: _stored, ...envelope } = inventory;
+  return JSON.stringify(envelope);
 }
 
 /**

@@ -17,6 +17,17 @@ TYPES.setTypeParser(pg.types.builtins.INT8, Number);
 const RETRYABLE = new Set(['40001', '40P01', '23505', '23503']);
 const RETRIES = 3;
 
+/**
+ * Whether `err` is PostgreSQL refusing a statement for a concurrent transaction's sake (the
+ * codes `transaction` runs again for), and how many times to run it again: for a store part
+ * that runs one data-modifying statement on its own, outside a transaction, where nothing
+ * else would (reports.ts's ingest on PostgreSQL).
+ */
+export function lostToConcurrent(err: unknown): boolean {
+  return RETRYABLE.has((err as { code?: unknown } | null)?.code as string);
+}
+export const CONCURRENT_RETRIES = RETRIES;
+
 export interface PostgresOptions {
   url: string;
   /** Connections in the pool. Default 10. */
