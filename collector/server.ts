@@ -214,7 +214,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
   if (collector.sqlite !== null) warnLooseDatabaseMode(sqlitePath, logger);
   let gateway: Gateway | undefined;
   const supervision = superviseStore(collector, sqlitePath, options, logger);
-  const duties = dutiesFor(store, { logger });
+  const duties = dutiesFor(store, { logger, ttlMs: config.replicas.leaseSeconds * 1000 });
   const checkpointer = supervision.checkpointer;
   try {
     const metrics = createMetrics();
