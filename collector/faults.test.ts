@@ -1,0 +1,124 @@
+/**
+ * Faults on a fleet served by several collectors (issue 12 §3), with real processes: two
+ * collectors `serve`d in their own processes on one throwaway PostgreSQL cluster, and real
+ * agent daemons listing both (shared/testing/replica-fleet.ts). A replica is SIGKILLed
+ * during ingest and during a rollout, and the cluster is restarted and killed under load.
+ * What must hold is what the agents were told: every report acknowledged as stored,
+ * duplicate or unchanged is in the store; every host of a rollout runs its step once, the
+ * waves in order, none skipped; while the database is down nothing is acknowledged.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import type { ChildCollector } from '../shared/testing/collector-process.ts';
+import { type FleetHost, ReplicaFleet, until } from '../shared/testing/replica-fleet.ts';
+import { needs, TOOLS } from '../shared/testing/system-tools.ts';
+
+/** Full reports per host beyond its first: under the 8 a host keeps (REPORTS_PER_AGENT), so every acknowledged one must still be there. */
+const CHANGES = 6;
+
+/**
+ * Keeps the hosts reporting: every `everyMs` each host whose spool is empty checks its
+ * inventory (a hash-only report when nothing changed), after changing its packages while
+ * it has made fewer than `allowance` changes.
+ */
+class Load {
+  allowance = 0;
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(hosts: readonly FleetHost[], everyMs = 250) {
+    this.#timer = setInterval(() => {
+      for (const h of hosts) {
+        if (h.agent.spool.size > 0) continue;
+        if (h.changes < this.allowance) h.change();
+        h.agent.checkNow('load');
+      }
+    }, everyMs);
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+}
+
+function fullAcked(h: FleetHost): number {
+  return h.acks.filter((a) => a.full).length;
+}
+
+/**
+ * Everything the hosts were acknowledged is in the store, read with plain SQL: each
+ * full report's row (with the hash the agent sent), no row the agent was not told of, the
+ * host's latest report and the agent's latest inventory hash.
+ */
+async function assertAcknowledgedStored(fleet: ReplicaFleet, hosts: readonly FleetHost[]): Promise<{ acks: number; duplicates: number }> {
+  const rows = (await fleet.db.query<{ agent_id: string; id: string; inventory_hash: string }>('SELECT agent_id, id, inventory_hash FROM reports')).rows;
+  const byAgent = new Map<string, Map<string, string>>();
+  for (const r of rows) {
+    const m = byAgent.get(r.agent_id) ?? new Map<string, string>();
+    m.set(r.id, r.inventory_hash);
+    byAgent.set(r.agent_id, m);
+  }
+  const latest = new Map((await fleet.db.query<{ agent_id: string; last_report_id: string }>('SELECT agent_id, last_report_id FROM hosts')).rows.map((r) => [r.agent_id, r.last_report_id]));
+  const hashes = new Map((await fleet.db.query<{ id: string; last_inventory_hash: string | null }>('SELECT id, last_inventory_hash FROM agents')).rows.map((r) => [r.id, r.last_inventory_hash]));
+  let acks = 0;
+  let duplicates = 0;
+  for (const h of hosts) {
+    const stored = byAgent.get(h.agentId) ?? new Map<string, string>();
+    const full = new Set<string>();
+    for (const a of h.acks) {
+      acks++;
+      if (a.full) {
+        assert.ok(a.status === 'stored' || a.status === 'duplicate', `${h.name}: full report ${a.id} acknowledged ${a.status}`);
+        if (a.status === 'duplicate') duplicates++;
+        assert.equal(stored.get(a.id), a.hash, `${h.name}: report ${a.id} acknowledged ${a.status} is in the store with its hash`);
+        full.add(a.id);
+      } else {
+        assert.equal(a.status, 'unchanged', `${h.name}: hash-only report ${a.id}`);
+        assert.ok([...stored.values()].includes(a.hash), `${h.name}: acknowledged unchanged since ${a.hash}, which the store holds`);
+      }
+    }
+    assert.deepEqual(new Set(stored.keys()), full, `${h.name}: the store holds exactly the full reports the agent was acknowledged`);
+    const lastFull = h.acks.filter((a) => a.full).at(-1);
+    assert.equal(latest.get(h.agentId), lastFull?.id, `${h.name}: its latest report`);
+    assert.equal(hashes.get(h.agentId), h.acks.at(-1)?.hash, `${h.name}: its latest inventory hash`);
+  }
+  return { acks, duplicates };
+}
+
+describe('collector replicas under faults (real processes)', { skip: needs(TOOLS.postgres) }, () => {
+  test('a replica SIGKILLed during ingest: its agents move to the other, and every acknowledged report is stored', async (t) => {
+    const fleet = await ReplicaFleet.start();
+    t.after(() => fleet.close());
+    const hosts = await fleet.enroll(30);
+    for (const h of hosts) h.start();
+    await until('every host acknowledged its first report', () => hosts.every((h) => h.acks.length > 0));
+    const driver = new Load(hosts);
+    t.after(() => {
+      driver.stop();
+    });
+    driver.allowance = 2;
+    await until('two changes reported by every host', () => hosts.every((h) => fullAcked(h) >= 3));
+    // Full reports under way when it dies: some hosts have reported their next change, most have not.
+    driver.allowance = 4;
+    await until('the next changes being reported', () => hosts.filter((h) => fullAcked(h) >= 4).length >= 3, 30_000, 5);
+    const counts = fleet.replicas.map((r) => hosts.filter((h) => h.served.at(-1) === r.agentUrl).length);
+    const victim = fleet.replicas[(counts[0] ?? 0) >= (counts[1] ?? 0) ? 0 : 1] as ChildCollector;
+    const survivor = fleet.replicas.find((r) => r !== victim) as ChildCollector;
+    const onVictim = hosts.filter((h) => h.served.at(-1) === victim.agentUrl);
+    assert.ok(onVictim.length > 0, 'the killed replica served agents');
+    const killedAt = performance.now();
+    await fleet.kill(victim);
+    driver.allowance = CHANGES;
+
+    await until(
+      'every host served by the survivor, its changes all acknowledged',
+      () => hosts.every((h) => h.served.at(-1) === survivor.agentUrl && h.changes === CHANGES && fullAcked(h) >= CHANGES + 1 && h.acks.some((a) => a.at > killedAt)),
+      60_000,
+    );
+    driver.stop();
+    await until('every spool delivered', () => hosts.every((h) => h.idle));
+    const moved = onVictim.map((h) => h.served.length);
+    assert.ok(moved.every((n) => n >= 2), 'each host of the killed replica connected again');
+    const { acks, duplicates } = await assertAcknowledgedStored(fleet, hosts);
+    t.diagnostic(`${hosts.length} hosts, ${onVictim.length} on the killed replica; ${acks} reports acknowledged (${duplicates} answered duplicate after the kill)`);
+  });
+});
