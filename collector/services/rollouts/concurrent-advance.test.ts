@@ -1,7 +1,8 @@
 /**
  * A rollout advanced by several transactions at once, as on PostgreSQL: the results of a
  * wave's last hosts arrive on two replicas together, and a tick runs beside them. Only one
- * of them may start the next wave; the others find it started.
+ * of them may start the next wave; the others find it started. And a replica that dies
+ * between recording a result and advancing leaves the advance to the agent's re-sent result.
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -11,29 +12,37 @@ import { signInstruction } from '../../../shared/instructions.ts';
 import { generateKeyPair } from '../../../shared/signing.ts';
 import { almaInventory } from '../../../shared/testing/http-fixture.ts';
 import { NOW, resultFor } from '../../../shared/testing/rollout-bench.ts';
-import { onEachEngine } from '../../../shared/testing/store-engines.ts';
+import { type Engine, onEachEngine } from '../../../shared/testing/store-engines.ts';
 import { sql } from '../../store/sql/query.ts';
-import { RolloutEngine } from './engine.ts';
+import { RolloutEngine, type RolloutEngineStore } from './engine.ts';
 
 const KEY = generateKeyPair();
 const agentRow = sql('INSERT INTO agents (id, public_key, hostname, enrolled_at) VALUES (?, ?, ?, ?)');
+
+/** Enrolled agents with a stored inventory each (a rollout plans only such hosts). */
+async function hosts(store: Awaited<ReturnType<Engine['open']>>['store'], db: Awaited<ReturnType<Engine['open']>>['sql'], n: number): Promise<string[]> {
+  const agentIds: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const id = randomUUID();
+    await db.run(agentRow, [id, generateKeyPair().publicKey, `alma-${i}`, NOW.toISOString()]);
+    const inv = almaInventory(`alma-${i}`);
+    await store.reports.ingest(id, randomUUID(), inventoryHash(inv), inv, NOW);
+    agentIds.push(id);
+  }
+  return agentIds;
+}
+
+function engineOn(store: RolloutEngineStore): RolloutEngine {
+  return new RolloutEngine({ store, findings: () => Promise.resolve([]), signer: (i) => signInstruction(i, KEY.privateKeyPem), now: () => NOW, onError: () => undefined });
+}
 
 onEachEngine('RolloutEngine advanced concurrently', (engine) => {
   test('results and ticks on two replicas at once start the next wave once: each host gets one instruction', async (t) => {
     const { store, sql: db, another } = await engine.open(t);
     // SQLite has one collector process (its transactions queue on one connection); PostgreSQL a replica per store.
     const other = engine.name === 'postgres' ? await another() : store;
-    const agentIds: string[] = [];
-    for (let i = 0; i < 7; i++) {
-      const id = randomUUID();
-      await db.run(agentRow, [id, generateKeyPair().publicKey, `alma-${i}`, NOW.toISOString()]);
-      const inv = almaInventory(`alma-${i}`);
-      await store.reports.ingest(id, randomUUID(), inventoryHash(inv), inv, NOW);
-      agentIds.push(id);
-    }
-    const now = () => NOW;
-    const replicas = [store, other].map((s) => new RolloutEngine({ store: s, findings: () => Promise.resolve([]), signer: (i) => signInstruction(i, KEY.privateKeyPem), now, onError: () => undefined }));
-    const [a, b] = replicas as [RolloutEngine, RolloutEngine];
+    const agentIds = await hosts(store, db, 7);
+    const [a, b] = [engineOn(store), engineOn(other)];
     const id = await a.create({ name: 'refresh', target: { agentIds }, action: { kind: 'refresh' }, waves: { canary: { hosts: 3 }, growth: { sizes: [4] } }, waitMinutes: 0 }, 'cli:alice');
     assert.equal(await a.submit(id, 'cli:alice'), 'running');
     const first = (await store.outbox.forRollout(id)).map((o) => ({ id: o.id, agentId: o.agentId }));
@@ -57,5 +66,26 @@ onEachEngine('RolloutEngine advanced concurrently', (engine) => {
       [1, 0],
       'each wave started once',
     );
+  });
+
+  test('a result re-sent after the replica that recorded it died before advancing moves the rollout on', async (t) => {
+    const { store, sql: db } = await engine.open(t);
+    const agentIds = await hosts(store, db, 3);
+    const a = engineOn(store);
+    const id = await a.create({ name: 'refresh', target: { agentIds }, action: { kind: 'refresh' }, waves: { canary: { hosts: 1 }, growth: { sizes: [2] } }, waitMinutes: 0 }, 'cli:alice');
+    await a.submit(id, 'cli:alice');
+    const [canary] = await store.outbox.forRollout(id);
+    assert.ok(canary !== undefined);
+    const result = resultFor(canary.id, 'succeeded', NOW);
+    // What the dead replica committed: the result and its host, not the advance that was to follow.
+    await store.transaction(async (tx) => {
+      await tx.outbox.recordResult(canary.agentId, result, NOW);
+      await tx.rollouts.updateHost(id, canary.agentId, { state: 'succeeded', steps: [], result }, NOW);
+    });
+    assert.equal((await a.get(id)).currentWave, 0);
+    // The agent had no ack, so it sends the result again, to the replica it reaches next.
+    assert.equal(await engineOn(store).onResult(canary.agentId, result), true);
+    assert.equal((await a.get(id)).currentWave, 1, 'the next wave started without waiting for a tick');
+    assert.equal((await store.outbox.forRollout(id)).length, 3);
   });
 });

@@ -362,7 +362,9 @@ export class RolloutEngine {
       // Read again under the rollout's lock: an advance (expiry) may be judging this host meanwhile.
       await s.tx.rollouts.lock(found.rolloutId);
       const h = await s.tx.rollouts.hostByInstruction(result.instructionId, agentId);
-      if (h?.state !== 'sent') return null;
+      // Taken already: a result sent again because its ack was lost. The collector that took it
+      // may have died before it advanced the rollout, so this one advances it (nothing, if done).
+      if (h?.state !== 'sent') return found.rolloutId;
       if (result.status !== 'succeeded') {
         await s.tx.rollouts.updateHost(h.rolloutId, agentId, { state: result.status, result, code: result.code, detail: `${result.code ?? result.status}: ${result.message.slice(0, 500)}` }, now);
       } else if ((h.step === 'reboot' || h.step === 'reboot-if-needed') && result.rebootRequired !== false) {
