@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { ChildCollector } from '../shared/testing/collector-process.ts';
-import { type FleetHost, ReplicaFleet, until } from '../shared/testing/replica-fleet.ts';
+import { type FleetHost, heldBy, ReplicaFleet, until } from '../shared/testing/replica-fleet.ts';
 import { needs, TOOLS } from '../shared/testing/system-tools.ts';
 
 /** Full reports per host beyond its first: under the 8 a host keeps (REPORTS_PER_AGENT), so every acknowledged one must still be there. */
@@ -120,5 +120,82 @@ describe('collector replicas under faults (real processes)', { skip: needs(TOOLS
     assert.ok(moved.every((n) => n >= 2), 'each host of the killed replica connected again');
     const { acks, duplicates } = await assertAcknowledgedStored(fleet, hosts);
     t.diagnostic(`${hosts.length} hosts, ${onVictim.length} on the killed replica; ${acks} reports acknowledged (${duplicates} answered duplicate after the kill)`);
+  });
+
+  test('a replica SIGKILLed during a rollout: the other takes the rollout duty within a lease period; every host runs its step once, wave after wave', async (t) => {
+    // Every host's live patch takes as long: a wave's results come together, on both replicas.
+    const fleet = await ReplicaFleet.start({ workMs: () => 300 });
+    t.after(() => fleet.close());
+    const hosts = await fleet.enroll(20);
+    for (const h of hosts) h.start();
+    await until('every host acknowledged its first report', () => hosts.every((h) => h.acks.length > 0));
+
+    // Created and submitted as the CLI on another machine would: the enqueues notify the replicas.
+    const engine = fleet.rollouts();
+    const id = await engine.create(
+      { name: 'live patch under faults', target: { agentIds: hosts.map((h) => h.agentId) }, action: { kind: 'livepatch' }, waves: { canary: { hosts: 2 }, growth: { sizes: [4] } }, waitMinutes: 0 },
+      'cli:alice',
+    );
+    assert.equal(await engine.submit(id, 'cli:alice'), 'running');
+    const waveOf = new Map((await engine.get(id)).hosts.map((h) => [h.agentId, h.wave]));
+    const waves = Math.max(...waveOf.values()) + 1;
+    assert.equal(waves, 6, 'waves of 2, 4, 4, 4, 4, 2 hosts');
+
+    const state = async (): Promise<{ wave: number; state: string; open: number }> => {
+      const r = await fleet.db.query<{ current_wave: number; state: string; open: number }>(
+        `SELECT r.current_wave, r.state, (SELECT count(*) FROM rollout_hosts h WHERE h.rollout_id = r.id AND h.wave = r.current_wave AND h.state NOT IN ('succeeded', 'failed', 'refused', 'expired', 'not-back'))::int AS open
+         FROM rollouts r WHERE r.id = $1`,
+        [id],
+      );
+      const row = r.rows[0];
+      return { wave: row?.current_wave ?? -1, state: row?.state ?? 'missing', open: row?.open ?? 0 };
+    };
+    await until('the third wave under way', async () => {
+      const s = await state();
+      return s.wave >= 2 && s.open > 0;
+    }, 30_000, 10);
+    const holding = { holder: null as string | null };
+    await until('a replica holding the rollout tick', async () => (holding.holder = await fleet.holder('rollout-tick')) !== null);
+    const { holder } = holding;
+    const victim = fleet.replicas.find((r) => heldBy(holder, r));
+    assert.ok(victim !== undefined, `the holder ${holder ?? '?'} is one of the replicas`);
+    const survivor = fleet.replicas.find((r) => r !== victim) as ChildCollector;
+    const killedIn = (await state()).wave;
+    const killedAt = performance.now();
+    await fleet.kill(victim);
+    await until('the survivor holding the rollout tick', async () => heldBy(await fleet.holder('rollout-tick'), survivor), 30_000, 20);
+    const takeoverMs = performance.now() - killedAt;
+    // The dead holder's row expires at most a lease after its last renewal; the survivor tries every third of one.
+    const leaseMs = fleet.leaseSeconds * 1000;
+    assert.ok(takeoverMs < (leaseMs * 4) / 3 + 1500, `taken over in ${Math.round(takeoverMs)} ms (lease ${leaseMs} ms)`);
+
+    await until('the rollout completed', async () => (await state()).state === 'completed', 60_000, 100);
+    const completedMs = performance.now() - killedAt;
+    const done = await engine.get(id);
+    const outbox = await fleet.store().outbox.forRollout(id);
+    assert.equal(outbox.length, hosts.length, 'one instruction enqueued per host: none enqueued twice');
+    for (const h of hosts) {
+      const row = done.hosts.find((x) => x.agentId === h.agentId);
+      assert.equal(row?.state, 'succeeded', `${h.name}: ${row?.state ?? 'not in the rollout'} (${row?.detail ?? ''})`);
+      const ran = h.runs.filter((r) => r.rolloutId === id);
+      assert.equal(ran.length, 1, `${h.name} ran the rollout's live patch ${ran.length} times`);
+      const entry = outbox.find((o) => o.agentId === h.agentId);
+      assert.equal(ran[0]?.instructionId, entry?.id, `${h.name} ran the instruction the outbox holds`);
+      assert.equal(row.instructionId, entry?.id);
+      assert.equal(entry?.result?.status, 'succeeded', `${h.name}: its result is recorded`);
+    }
+    // Wave after wave: no host of a wave started before every host of the wave before had finished.
+    for (let w = 1; w < waves; w++) {
+      const runsOf = (wave: number) => hosts.filter((h) => waveOf.get(h.agentId) === wave).flatMap((h) => h.runs.filter((r) => r.rolloutId === id));
+      const lastEnd = Math.max(...runsOf(w - 1).map((r) => r.end ?? Infinity));
+      const firstStart = Math.min(...runsOf(w).map((r) => r.start));
+      assert.ok(firstStart > lastEnd, `wave ${w} started after wave ${w - 1} had finished`);
+    }
+    const started = (await fleet.db.query<{ detail: string }>("SELECT detail FROM audit WHERE action = 'rollout.wave-start' AND target = $1 ORDER BY id", [`rollout:${id}`])).rows.map(
+      (r) => (JSON.parse(r.detail) as { wave: number }).wave,
+    );
+    assert.deepEqual(started, Array.from({ length: waves }, (_, w) => w), 'every wave started once, in order, none skipped');
+    const replayed = hosts.reduce((n, h) => n + h.log.lines.filter((l) => l.code === 'PW_ERR_INSTRUCTION_REPLAYED').length, 0);
+    t.diagnostic(`killed the rollout-tick holder in wave ${killedIn} of ${waves}; the survivor held it ${Math.round(takeoverMs)} ms later (lease ${leaseMs} ms); completed ${Math.round(completedMs)} ms after the kill; ${replayed} re-sent instructions refused as replays`);
   });
 });
