@@ -198,4 +198,55 @@ describe('collector replicas under faults (real processes)', { skip: needs(TOOLS
     const replayed = hosts.reduce((n, h) => n + h.log.lines.filter((l) => l.code === 'PW_ERR_INSTRUCTION_REPLAYED').length, 0);
     t.diagnostic(`killed the rollout-tick holder in wave ${killedIn} of ${waves}; the survivor held it ${Math.round(takeoverMs)} ms later (lease ${leaseMs} ms); completed ${Math.round(completedMs)} ms after the kill; ${replayed} re-sent instructions refused as replays`);
   });
+
+  test('PostgreSQL restarted, then killed, under load: nothing is acknowledged while it is down, /healthz says so, and the collectors resume', async (t) => {
+    const fleet = await ReplicaFleet.start();
+    t.after(() => fleet.close());
+    const hosts = await fleet.enroll(16);
+    for (const h of hosts) h.start();
+    await until('every host acknowledged its first report', () => hosts.every((h) => h.acks.length > 0));
+    const driver = new Load(hosts);
+    t.after(() => {
+      driver.stop();
+    });
+    const healths = (): Promise<number[]> => Promise.all(fleet.replicas.map((r) => fleet.health(r)));
+    const everyHost = (what: string, cond: (h: FleetHost) => boolean, timeoutMs = 60_000): Promise<void> => until(`every host ${what}`, () => hosts.every(cond), timeoutMs);
+    driver.allowance = 2;
+    await everyHost('reported two changes', (h) => fullAcked(h) >= 3);
+
+    // A restart (fast shutdown: connections cut, then the server again on the same port) while changes are reported.
+    driver.allowance = 3;
+    await fleet.cluster.restart();
+    const restartedAt = performance.now();
+    await everyHost('acknowledged again after the restart', (h) => h.acks.some((a) => a.at > restartedAt));
+    await until('/healthz 200 on both replicas', async () => (await healths()).every((s) => s === 200), 30_000, 200);
+
+    // A crash: SIGKILL to the postmaster and its backends. While it is down no replica may acknowledge anything.
+    driver.allowance = 4;
+    await fleet.cluster.kill();
+    // An ack of a commit made just before the kill may still be on its way for a moment.
+    const downFrom = performance.now() + 1000;
+    await until('/healthz 503 on both replicas', async () => (await healths()).every((s) => s === 503), 30_000, 200);
+    const failedBefore = hosts.map((h) => h.disconnects);
+    await everyHost('turned away while the database is down', (h) => h.disconnects > (failedBefore[hosts.indexOf(h)] ?? 0), 30_000);
+    const downTo = performance.now();
+    const falseAcks = hosts.flatMap((h) => h.acks.filter((a) => a.at >= downFrom && a.at <= downTo).map((a) => `${h.name} ${a.id} ${a.status}`));
+    assert.deepEqual(falseAcks, [], 'acknowledged while the database was down');
+    await fleet.cluster.start();
+    const startedAt = performance.now();
+    await until('/healthz 200 on both replicas', async () => (await healths()).every((s) => s === 200), 30_000, 200);
+    await everyHost('acknowledged again after the crash', (h) => h.acks.some((a) => a.at > startedAt));
+    // Each duty has a holder again (a lease the database lost with its crash is taken afresh).
+    for (const duty of ['rollout-tick', 'feed-sync', 'recorrelate', 'housekeeping']) {
+      await until(`a replica holding ${duty}`, async () => (await fleet.holder(duty)) !== null, 10_000, 100);
+    }
+
+    driver.allowance = CHANGES;
+    await everyHost('reported every change', (h) => h.changes === CHANGES && fullAcked(h) >= CHANGES + 1);
+    driver.stop();
+    await everyHost('delivered its spool', (h) => h.idle);
+    for (const r of fleet.replicas) assert.ok(fleet.alive(r), `replica ${r.pid} is still running`);
+    const { acks, duplicates } = await assertAcknowledgedStored(fleet, hosts);
+    t.diagnostic(`${hosts.length} hosts; ${acks} reports acknowledged (${duplicates} answered duplicate); nothing acknowledged in the ${Math.round(downTo - downFrom)} ms the database was down`);
+  });
 });

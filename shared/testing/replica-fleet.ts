@@ -203,6 +203,16 @@ export class ReplicaFleet {
     await replica.stop();
   }
 
+  /** Whether the replica's process is still there (it did not die of an error of its own). */
+  alive(replica: ChildCollector): boolean {
+    try {
+      process.kill(replica.pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   /** Enrolls `n` hosts, spread over the replicas, each listing every replica; none runs until start(). */
   async enroll(n: number): Promise<FleetHost[]> {
     const { token } = await this.store().tokens.create({ uses: n, ttlMs: 3_600_000, createdBy: 'cli:test' });
