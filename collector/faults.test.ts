@@ -245,7 +245,8 @@ describe('collector replicas under faults (real processes)', { skip: needs(TOOLS
     await everyHost('reported every change', (h) => h.changes === CHANGES && fullAcked(h) >= CHANGES + 1);
     driver.stop();
     await everyHost('delivered its spool', (h) => h.idle);
-    for (const r of fleet.replicas) assert.ok(fleet.alive(r), `replica ${r.pid} is still running`);
+    for (const r of fleet.replicas) assert.ok(fleet.alive(r), `replica ${r.pid} is still running: ${r.output()}`);
+    if (process.env.DEBUG_FAULTS !== undefined) for (const r of fleet.replicas) t.diagnostic(r.output());
     const { acks, duplicates } = await assertAcknowledgedStored(fleet, hosts);
     t.diagnostic(`${hosts.length} hosts; ${acks} reports acknowledged (${duplicates} answered duplicate); nothing acknowledged in the ${Math.round(downTo - downFrom)} ms the database was down`);
   });
