@@ -191,12 +191,13 @@ describe('collector replicas under faults (real processes)', { skip: needs(TOOLS
       const firstStart = Math.min(...runsOf(w).map((r) => r.start));
       assert.ok(firstStart > lastEnd, `wave ${w} started after wave ${w - 1} had finished`);
     }
-    const started = (await fleet.db.query<{ detail: string }>("SELECT detail FROM audit WHERE action = 'rollout.wave-start' AND target = $1 ORDER BY id", [`rollout:${id}`])).rows.map(
-      (r) => (JSON.parse(r.detail) as { wave: number }).wave,
-    );
+    const starts = (await fleet.db.query<{ detail: string; at: string }>("SELECT detail, at FROM audit WHERE action = 'rollout.wave-start' AND target = $1 ORDER BY id", [`rollout:${id}`])).rows;
+    const started = starts.map((r) => (JSON.parse(r.detail) as { wave: number }).wave);
     assert.deepEqual(started, Array.from({ length: waves }, (_, w) => w), 'every wave started once, in order, none skipped');
+    const first = Date.parse(starts[0]?.at ?? '');
+    const timeline = starts.map((r) => `${((Date.parse(r.at) - first) / 1000).toFixed(1)} s`).join(', ');
     const replayed = hosts.reduce((n, h) => n + h.log.lines.filter((l) => l.code === 'PW_ERR_INSTRUCTION_REPLAYED').length, 0);
-    t.diagnostic(`killed the rollout-tick holder in wave ${killedIn} of ${waves}; the survivor held it ${Math.round(takeoverMs)} ms later (lease ${leaseMs} ms); completed ${Math.round(completedMs)} ms after the kill; ${replayed} re-sent instructions refused as replays`);
+    t.diagnostic(`killed the rollout-tick holder in wave ${killedIn} of ${waves}; the survivor held it ${Math.round(takeoverMs)} ms later (lease ${leaseMs} ms); completed ${Math.round(completedMs)} ms after the kill; waves started at ${timeline}; ${replayed} re-sent instructions refused as replays`);
   });
 
   test('PostgreSQL restarted, then killed, under load: nothing is acknowledged while it is down, /healthz says so, and the collectors resume', async (t) => {
