@@ -6,6 +6,7 @@
  * What must hold is what the agents were told: every report acknowledged as stored,
  * duplicate or unchanged is in the store; every host of a rollout runs its step once, the
  * waves in order, none skipped; while the database is down nothing is acknowledged.
+ * `DEBUG_FAULTS=1` prints what the replicas logged through the PostgreSQL outage.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
