@@ -110,11 +110,11 @@ describe('collector replicas under faults (real processes)', { skip: needs(TOOLS
     await fleet.kill(victim);
     driver.allowance = CHANGES;
 
-    await until(
-      'every host served by the survivor, its changes all acknowledged',
-      () => hosts.every((h) => h.served.at(-1) === survivor.agentUrl && h.changes === CHANGES && fullAcked(h) >= CHANGES + 1 && h.acks.some((a) => a.at > killedAt)),
-      60_000,
-    );
+    const caughtUp = (h: FleetHost): boolean => h.served.at(-1) === survivor.agentUrl && h.changes === CHANGES && fullAcked(h) >= CHANGES + 1 && h.acks.some((a) => a.at > killedAt);
+    await until('every host served by the survivor, its changes all acknowledged', () => hosts.every(caughtUp), 90_000).catch((err: unknown) => {
+      const behind = hosts.filter((h) => !caughtUp(h)).map((h) => ({ host: h.name, served: h.served.length, onSurvivor: h.served.at(-1) === survivor.agentUrl, changes: h.changes, fullAcked: fullAcked(h), spooled: h.agent.spool.size, log: h.log.lines.slice(-3).map((l) => l.msg) }));
+      throw new Error(`${(err as Error).message}: ${JSON.stringify(behind)}`);
+    });
     driver.stop();
     await until('every spool delivered', () => hosts.every((h) => h.idle));
     const moved = onVictim.map((h) => h.served.length);
