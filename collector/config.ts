@@ -50,6 +50,20 @@ const StoreSchema = z.discriminatedUnion('kind', [
 ]);
 export type StoreConfig = z.infer<typeof StoreSchema>;
 
+/**
+ * Several collectors on one PostgreSQL store (services/replicas/duties.ts); not read on SQLite,
+ * where the one process holds every duty.
+ */
+const ReplicasSchema = z.strictObject({
+  /**
+   * A duty's lease (rollout-tick, feed-sync, recorrelate, housekeeping) without renewal: how
+   * long a crashed collector's duties wait before another takes them. Renewed every third of
+   * it, so below a few seconds a collector that stalls (a long GC pause, an overloaded
+   * database) hands its duties on needlessly.
+   */
+  leaseSeconds: z.number().int().min(1).max(300).default(15),
+});
+
 export const CollectorConfigSchema = z.strictObject({
   store: StoreSchema.optional(),
   /** The collector signing key's file; default `collector.key` beside the SQLite file. Needed with a PostgreSQL store. */
@@ -59,6 +73,7 @@ export const CollectorConfigSchema = z.strictObject({
   /** false: `serve` never syncs feeds itself (an offline collector, fed with bundles). */
   feedSync: z.boolean().default(true),
   policy: DuePolicySchema.default(DuePolicySchema.parse({})),
+  replicas: ReplicasSchema.default({ leaseSeconds: 15 }),
 });
 export type CollectorConfig = z.infer<typeof CollectorConfigSchema>;
 

@@ -78,7 +78,7 @@ export interface CollectorOptions {
    * The replicas' lease period: how long a duty's lease (services/replicas/duties.ts) and a
    * replica's heartbeat (services/replicas/liveness.ts) last without renewal, so how long a
    * dead replica's duties wait and its agents stay shown as connected. Renewed every third.
-   * Default 15 s; from 300 ms (tests) to 10 minutes.
+   * Default: the config's `replicas.leaseSeconds` (15 s); from 300 ms (tests) to 10 minutes.
    */
   replicaLeaseMs?: number;
 }
@@ -202,7 +202,7 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
   const logger = options.logger ?? createLogger();
   const config = options.config ?? parseConfig({});
   const { host, port } = parseListen(options.listen ?? DEFAULT_LISTEN);
-  const leaseMs = replicaLeaseMs(options.replicaLeaseMs);
+  const leaseMs = replicaLeaseMs(options.replicaLeaseMs ?? config.replicas.leaseSeconds * 1000);
   const now = options.now ?? (() => new Date());
   // Assigned below; the engine only calls it after a commit, long after the gateway exists.
   let deliver = (_agentId: string): void => undefined;

@@ -336,6 +336,8 @@ const setRollout = (sets: string) => sql(`UPDATE rollouts SET ${sets}, updated_a
 const rolloutQ = {
   insert: sql('INSERT INTO rollouts (id, name, plan, state, created_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
   get: sql('SELECT * FROM rollouts WHERE id = ?'),
+  // SQLite runs one transaction at a time: the row needs no lock there.
+  lock: sql({ sqlite: 'SELECT id FROM rollouts WHERE id = ?', postgres: 'SELECT id FROM rollouts WHERE id = ? FOR UPDATE' }),
   list: sql('SELECT * FROM rollouts ORDER BY created_at DESC, id'),
   byState: sql('SELECT id FROM rollouts WHERE state = ? ORDER BY created_at, id'),
   countByState: sql('SELECT state, count(*) AS n FROM rollouts GROUP BY state'),
@@ -406,6 +408,16 @@ export class RolloutStore {
   async get(id: string): Promise<RolloutRecord | undefined> {
     const r = await this.#ex.get<RolloutRow>(rolloutQ.get, [id]);
     return r === undefined ? undefined : this.#recordOf(r);
+  }
+
+  /**
+   * Inside a transaction: holds the rollout for it until it ends, so one transaction at a
+   * time decides what the rollout does next. PostgreSQL runs transactions side by side
+   * (results arriving on several replicas, a tick beside them); each of them read the wave
+   * as done and the next hosts as pending, and every one sent them their instructions.
+   */
+  async lock(id: string): Promise<void> {
+    await this.#ex.get(rolloutQ.lock, [id]);
   }
 
   async list(): Promise<RolloutRecord[]> {

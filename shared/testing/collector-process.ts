@@ -77,6 +77,8 @@ export interface ChildCollector {
   agentUrl: string;
   /** SIGTERM, then SIGKILL if it has not exited within 10 s. */
   stop(): Promise<void>;
+  /** What it wrote since it started: stderr, and its log on stdout after the line saying where it listens (PATCHWARDEN_LOG_LEVEL=warn); the last 64 KiB. */
+  output(): string;
 }
 
 /**
@@ -91,20 +93,28 @@ export function serveInChild(entry: readonly string[], args: readonly string[], 
     await owned.stop(10_000);
   };
   let output = '';
-  child.stderr.on('data', (d: Buffer) => (output += d.toString('utf8')));
+  const keep = (d: Buffer): void => {
+    output = (output + d.toString('utf8')).slice(-65_536);
+  };
+  child.stderr.on('data', keep);
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       void stop();
       reject(new Error(`serve did not listen within ${options.timeoutMs ?? 60_000} ms: ${output}`));
     }, options.timeoutMs ?? 60_000);
     let buf = '';
+    let listening = false;
     child.stdout.on('data', (d: Buffer) => {
+      if (listening) {
+        keep(d);
+        return;
+      }
       buf += d.toString('utf8');
       const m = /^patchwarden-collector listening on (\S+) \(agents: (\S+)\)$/m.exec(buf);
       if (m === null || child.pid === undefined) return;
       clearTimeout(timer);
-      child.stdout.resume();
-      resolve({ pid: child.pid, url: m[1] ?? '', agentUrl: m[2] ?? '', stop });
+      listening = true;
+      resolve({ pid: child.pid, url: m[1] ?? '', agentUrl: m[2] ?? '', stop, output: () => output });
     });
     void exited.then(() => {
       clearTimeout(timer);

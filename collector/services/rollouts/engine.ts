@@ -357,8 +357,14 @@ export class RolloutEngine {
     // the rollout is its own transaction, and a failure there is the rollout's, not the agent's.
     const rolloutId = await this.#run(async (s): Promise<string | false | null> => {
       if (!(await s.tx.outbox.recordResult(agentId, result, now)) || result.instructionId === null) return false;
+      const found = await s.tx.rollouts.hostByInstruction(result.instructionId, agentId);
+      if (found === undefined) return null;
+      // Read again under the rollout's lock: an advance (expiry) may be judging this host meanwhile.
+      await s.tx.rollouts.lock(found.rolloutId);
       const h = await s.tx.rollouts.hostByInstruction(result.instructionId, agentId);
-      if (h?.state !== 'sent') return null;
+      // Taken already: a result sent again because its ack was lost. The collector that took it
+      // may have died before it advanced the rollout, so this one advances it (nothing, if done).
+      if (h?.state !== 'sent') return found.rolloutId;
       if (result.status !== 'succeeded') {
         await s.tx.rollouts.updateHost(h.rolloutId, agentId, { state: result.status, result, code: result.code, detail: `${result.code ?? result.status}: ${result.message.slice(0, 500)}` }, now);
       } else if ((h.step === 'reboot' || h.step === 'reboot-if-needed') && result.rebootRequired !== false) {
@@ -389,7 +395,8 @@ export class RolloutEngine {
       let moved: boolean;
       try {
         moved = await this.#run(async (s) => {
-          // Read again in the transaction: a result or another report may have moved the host since.
+          // Read again in the transaction, under the rollout's lock: a result or another report may have moved the host since.
+          await s.tx.rollouts.lock(rolloutId);
           const h = (await s.tx.rollouts.awaitingReboot(agentId)).find((x) => x.rolloutId === rolloutId);
           if (h === undefined || !cameBack(h)) return false;
           const result = h.instructionId === null ? null : ((await s.tx.outbox.get(h.instructionId))?.result ?? null);
@@ -550,6 +557,7 @@ export class RolloutEngine {
   }
 
   async #transition(s: Step, id: string, op: RolloutOperation): Promise<RolloutRecord> {
+    await s.tx.rollouts.lock(id);
     const r = await this.#require(s.tx, id);
     const from = TRANSITIONS[op];
     if (!from.includes(r.state)) throw new RolloutStateError(`cannot ${op} rollout ${id}: it is ${r.state} (${op} needs ${from.join(' or ')})`);
@@ -641,6 +649,8 @@ export class RolloutEngine {
   }
 
   async #advance(s: Step, id: string, now: Date): Promise<void> {
+    // One advance of a rollout at a time, over every replica: two would each send the next wave.
+    await s.tx.rollouts.lock(id);
     // Each pass either returns or starts a wave; a wave where every host had nothing to do is done at once.
     for (let guard = 0; guard < 10_000; guard++) {
       const r = await s.tx.rollouts.get(id);
