@@ -244,6 +244,80 @@ describe('HostFindings: a slice whose transaction runs twice is taken in once', 
   });
 });
 
+/**
+ * The store's transactions with the first `failures` commits failing, as when the database
+ * goes away after a slice's statements ran: each such transaction runs and is rolled back.
+ */
+function commitsFailing(store: Store, failures: number): FindingsStore & { failed: () => number } {
+  const a = store.async;
+  let failed = 0;
+  const lost = new Error('Connection terminated unexpectedly (simulated)');
+  return {
+    advisories: a.advisories,
+    advisoryChanges: a.advisoryChanges,
+    epss: a.epss,
+    history: a.history,
+    reports: a.reports,
+    hosts: a.hosts,
+    failed: () => failed,
+    transaction: async <T>(fn: (tx: AsyncStore) => Promise<T>): Promise<T> =>
+      a.transaction(async (tx) => {
+        const result = await fn(tx);
+        if (failed < failures) {
+          failed++;
+          throw lost;
+        }
+        return result;
+      }),
+  };
+}
+
+describe('HostFindings: a slice whose commit failed runs again after a wait', () => {
+  it('every host gets its findings once the database answers again; nothing is counted twice', async (t) => {
+    const { db, fleet, agents } = await fleetWithHosts(t, ['web-1', 'web-2', 'web-3']);
+    const store = commitsFailing(fleet, 3);
+    const hf = new HostFindings({ store, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => NOW, retryMs: 5 });
+    await hf.load();
+    const expected = hf.correlator.findings(rhel, { policy: DEFAULT_POLICY, now: NOW, kev: new Map() });
+    const open = expected.findings.filter((f) => f.status === 'open' || f.status === 'unfixed' || f.status === 'fixed-pending-reboot').length;
+    for (const a of agents.values()) hf.schedule(a.id, a.inventory, packagesHash(a.inventory));
+    await hf.drained();
+    assert.equal(store.failed(), 3, 'three commits failed before one went through');
+    assert.deepEqual(hf.stats, { correlated: 3, failed: 3, fannedOut: 0 });
+    assert.equal(hf.queued, 0);
+    for (const [hostname, a] of agents) {
+      assert.equal((await fleet.async.hosts.get(a.id))?.openFindings, open, hostname);
+      assert.equal(await historyRows(fleet, a.id), expected.findings.length, hostname);
+    }
+    assert.equal(contentRows(db), expected.findings.length, 'the content’s timeline written once');
+  });
+
+  it('a feed change’s fan-out is run again too', async (t) => {
+    const { fleet, agents } = await fleetWithHosts(t, ['web-1', 'web-2']);
+    const store = commitsFailing(fleet, 2);
+    const hf = new HostFindings({ store, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => NOW, retryMs: 5 });
+    await hf.load();
+    await hf.scheduleAll([...agents.values()].map((a) => a.id));
+    await hf.drained();
+    assert.equal(store.failed(), 2);
+    assert.deepEqual(hf.stats, { correlated: 0, failed: 2, fannedOut: 2 });
+    for (const [hostname, a] of agents) assert.ok(((await fleet.async.hosts.get(a.id))?.openFindings ?? 0) > 0, hostname);
+  });
+
+  it('stop() while it waits to run again ends the wait', async (t) => {
+    const { fleet, agents } = await fleetWithHosts(t, ['web-1']);
+    const store = commitsFailing(fleet, 1);
+    const hf = new HostFindings({ store, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => NOW, retryMs: 60_000 });
+    await hf.load();
+    for (const a of agents.values()) hf.schedule(a.id, a.inventory, packagesHash(a.inventory));
+    while (store.failed() === 0) await new Promise((r) => setTimeout(r, 5));
+    const drained = hf.drained();
+    await hf.stop();
+    await drained;
+    assert.equal(hf.stats.correlated, 0, 'the minute-long wait was not sat out');
+  });
+});
+
 describe('finding history over inventory contents: first-seen and resolved are the host’s own', () => {
   const T0 = new Date('2026-11-20T10:00:00.000Z');
   const T1 = new Date('2026-11-21T10:00:00.000Z');

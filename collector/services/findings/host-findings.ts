@@ -116,7 +116,12 @@ export interface HostFindingsOptions {
   logger: Logger;
   correlator?: Correlator;
   now?: () => Date;
+  /** The first wait before a slice whose commit failed runs again; doubled each time, to 30 s. Default 1 s. */
+  retryMs?: number;
 }
+
+/** The longest wait between the runs of a slice whose commit keeps failing (the database is away). */
+const MAX_RETRY_MS = 30_000;
 
 /**
  * How a collector follows the advisory change log. With one collector (SQLite) it does all
@@ -167,6 +172,10 @@ export class HostFindings {
   #waiters: (() => void)[] = [];
   /** Settles when the slice in progress has ended (stop() waits for it before the store closes). */
   #slice: Promise<void> = Promise.resolve();
+  readonly #retryMs: number;
+  /** The wait before the next run of a slice whose commit failed; 0 after a commit. */
+  #backoffMs = 0;
+  #retryTimer: NodeJS.Timeout | undefined;
   /** fannedOut: hosts a feed change's fan-out gave their content's counts (not counted in correlated). */
   stats = { correlated: 0, failed: 0, fannedOut: 0 };
 
@@ -176,6 +185,7 @@ export class HostFindings {
     this.#policy = opts.policy;
     this.#log = opts.logger;
     this.#now = opts.now ?? (() => new Date());
+    this.#retryMs = opts.retryMs ?? 1000;
   }
 
   /** (Re)loads advisories, KEV and feed states from the store; call at start and after a feed import. */
@@ -419,6 +429,11 @@ export class HostFindings {
     this.#counts.clear();
     this.#countsOrder = [];
     this.#fresh.clear();
+    clearTimeout(this.#retryTimer);
+    if (this.#retryTimer !== undefined) {
+      this.#retryTimer = undefined;
+      this.#finish();
+    }
     return this.#slice;
   }
 
@@ -477,18 +492,27 @@ export class HostFindings {
         await this.#sliceOn(tx, work);
       });
     } catch (err) {
-      // The commit itself failed (disk full, I/O error): the slice's hosts keep their
-      // previous findings until their next report or the next start, and the contents
-      // judged in it are not taken as judged (#apply).
+      // The commit itself failed (the database went away, disk full): nothing of the slice
+      // was written, so its work stays queued (#apply) and runs again after a wait that
+      // grows while the failures go on. Dropped, its hosts kept their previous findings
+      // until their next changed report, and a fan-out's hosts until the next feed change.
       failure = { err };
     }
     this.#apply(work, failure === undefined);
     if (failure !== undefined) {
       this.stats.failed++;
-      this.#log.error({ err: failure.err }, 'storing the findings of correlated hosts failed');
-    }
+      this.#backoffMs = Math.min(MAX_RETRY_MS, this.#backoffMs === 0 ? this.#retryMs : this.#backoffMs * 2);
+      this.#log.error({ err: failure.err, retryMs: this.#backoffMs }, `storing the findings of correlated hosts failed; trying again in ${this.#backoffMs} ms`);
+    } else this.#backoffMs = 0;
     if (this.#stopped || (this.#queue.size === 0 && this.#fanOuts.length === 0 && this.#counts.size === 0)) {
       this.#finish();
+      return;
+    }
+    if (failure !== undefined) {
+      this.#retryTimer = setTimeout(() => {
+        this.#retryTimer = undefined;
+        this.#turn();
+      }, this.#backoffMs);
       return;
     }
     setImmediate(() => {
@@ -497,16 +521,16 @@ export class HostFindings {
   }
 
   /**
-   * Takes a slice's work in. Its queue entries, groups and counts are taken out whether it
-   * committed or not (a failed slice is not run again: its hosts keep their previous
-   * findings); what it judged and counted only when it committed.
+   * Takes a slice's work in when it committed: its queue entries, groups and counts are
+   * taken out, what it judged and counted taken in. When it did not, they stay queued for
+   * the slice that runs it again.
    */
   #apply(w: SliceWork, committed: boolean): void {
     if (!this.#stopped) {
-      for (const [id, job] of w.taken) if (this.#queue.get(id) === job) this.#queue.delete(id);
-      this.#fanOuts.splice(0, w.fanOuts);
-      for (const id of this.#countsOrder.splice(this.#countsOrder.length - w.countsTaken)) this.#counts.delete(id);
       if (committed) {
+        for (const [id, job] of w.taken) if (this.#queue.get(id) === job) this.#queue.delete(id);
+        this.#fanOuts.splice(0, w.fanOuts);
+        for (const id of this.#countsOrder.splice(this.#countsOrder.length - w.countsTaken)) this.#counts.delete(id);
         for (const [hash, state] of w.judged) {
           if (state === null) this.#judged.delete(hash);
           else {
@@ -520,6 +544,8 @@ export class HostFindings {
         else for (const id of w.fresh) this.#fresh.add(id);
         this.stats.correlated += w.stats.correlated;
         this.stats.fannedOut += w.stats.fannedOut;
+        // A host that failed in a slice that did not commit is counted when its run again ends.
+        this.stats.failed += w.stats.failed;
       }
       // As scheduleStored, after the slice (whose commit left them to be correlated one by one).
       for (const id of w.requeue) {
@@ -527,7 +553,6 @@ export class HostFindings {
         this.#queue.set(id, { inventory: null });
       }
     }
-    this.stats.failed += w.stats.failed;
     for (const log of w.logs) log();
   }
 
