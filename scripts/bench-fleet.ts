@@ -416,9 +416,10 @@ export async function enrollAgent(url: string, token: string, a: SimAgent, keys:
 
 /**
  * An enrolled agent's connection: challenge, signed hello, welcome (naming no inventory:
- * the agent is new), kept open as the agent's link. A failed one is terminated.
+ * the agent is new; or `inventoryHash`, the one the agent last had stored, when it comes
+ * back), kept open as the agent's link. A failed one is terminated.
  */
-export async function connectAgent(url: string, a: SimAgent, localAddress?: string): Promise<Link> {
+export async function connectAgent(url: string, a: SimAgent, localAddress?: string, inventoryHash: string | null = null): Promise<Link> {
   const { agentId, keys } = a;
   if (agentId === null || keys === null) throw new Error(`agent ${a.index} is not enrolled`);
   const link = await Link.open(url, localAddress);
@@ -430,7 +431,7 @@ export async function connectAgent(url: string, a: SimAgent, localAddress?: stri
         const challenge = await link.expect('challenge');
         link.send(JSON.stringify(helloFrame(String(challenge.nonce), agentId, keys)));
         const welcome = await link.expect('welcome');
-        if (welcome.inventoryHash !== null) throw new Error(`welcome of a new agent names inventory ${JSON.stringify(welcome.inventoryHash)}`);
+        if (welcome.inventoryHash !== inventoryHash) throw new Error(`welcome names inventory ${JSON.stringify(welcome.inventoryHash)}, the agent expected ${JSON.stringify(inventoryHash)}`);
       })(),
       () => {
         link.ws.terminate();
