@@ -908,7 +908,11 @@ export async function settle(url: string, timeoutMs: number): Promise<number | n
   return null;
 }
 
-export async function scrapeMetrics(url: string): Promise<{ connected: number | null; hosts: number | null; stored: number | null; unchanged: number | null }> {
+/**
+ * A collector's /metrics: `connected` is the store's count of connected agents (the whole
+ * fleet's, the same on every replica), `held` the connections this process holds.
+ */
+export async function scrapeMetrics(url: string): Promise<{ connected: number | null; held: number | null; hosts: number | null; stored: number | null; unchanged: number | null }> {
   try {
     const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(10_000) });
     const text = await res.text();
@@ -918,12 +922,13 @@ export async function scrapeMetrics(url: string): Promise<{ connected: number | 
     };
     return {
       connected: value(/^patchwarden_agents_connected (\S+)$/m),
+      held: value(/^patchwarden_agent_connections (\S+)$/m),
       hosts: value(/^patchwarden_hosts_total (\S+)$/m),
       stored: value(/^patchwarden_reports_total\{status="stored"\} (\S+)$/m),
       unchanged: value(/^patchwarden_reports_total\{status="unchanged"\} (\S+)$/m),
     };
   } catch {
-    return { connected: null, hosts: null, stored: null, unchanged: null };
+    return { connected: null, held: null, hosts: null, stored: null, unchanged: null };
   }
 }
 

@@ -20,18 +20,36 @@
  * holding, the connected agents as the collectors count them (/metrics).
  *
  * Each agent holds the LIST of collectors and picks one as agent/daemon does
- * (CollectorRotation: sha256(agentId) mod n, the next after a failure), so replicas behind
- * one store are a change of `startCollectors` alone. Today it is one SQLite collector
- * (dist/collector.js serve, 127.0.0.1:0, a temporary file with the real Debian DSA/DLA lists
- * and KEV loaded, as bench-fleet.ts): it holds at most about 19,000 connections (its own
- * open-file limit), so a larger size is not tried and the section says so.
+ * (CollectorRotation: sha256(agentId) mod n, the next after a failure). Each size runs twice,
+ * each time on a fresh store prepared as bench-fleet.ts does (a token, the real Debian
+ * DSA/DLA lists and KEV): against one SQLite collector (dist/collector.js serve, 127.0.0.1:0),
+ * which holds at most about 19,000 connections (its own open-file limit), so larger sizes
+ * run on PostgreSQL alone; and against REPLICAS collectors (serve --config, one keyFile) on
+ * one throwaway PostgreSQL cluster, into which the prepared store was moved with `store
+ * migrate`. Each replica's connections and RSS are its own (patchwarden_agent_connections
+ * on its /metrics, /proc/PID/status).
+ *
+ * On the replicas two more figures, after the reports:
+ * - instruction delivery across replicas: a sample of the connected agents, spread over
+ *   every worker and so every replica, is sent one signed refresh each, enqueued from this
+ *   process (the outbox's insert and pg_notify, as the CLI or a rollout on another replica
+ *   enqueues); the replica holding the agent pushes it. Each worker says when the frame
+ *   arrived; its agent checks it as agent/daemon does and answers with a result and a
+ *   report. Timed from the start of the enqueue (one machine, one clock).
+ * - takeover: the replica holding the most agents is SIGKILLed while every agent is
+ *   connected; its agents reconnect as agent/daemon does (the next collector of the list,
+ *   a jittered delay within a second) and are served an unchanged report. Timed from the
+ *   kill to the last one served; the survivors' /metrics must then count every agent. The
+ *   rotation sends all of a dead replica's agents to the same next replica: where that one
+ *   could not hold them within its open-file limit (50,000 agents: about 33,000 on one
+ *   process), agents are released first, evenly, and the figure says how many.
  *
  * Baselines from the same run: each phase's time and memory per agent at the smallest size
  * (1.00x at a larger size: the cost per agent did not grow); at the smallest size itself, a
  * ws echo server in its own process driven by the same workers from the same addresses
  * (connect with one round trip, one echo round trip of an unchanged-report frame, its RSS
- * per held connection). Whatever happens, the workers, the echo server and the collectors
- * are killed and the temporary directories removed.
+ * per held connection). Whatever happens, the workers, the echo server, the collectors and
+ * the PostgreSQL cluster are stopped and the temporary directories removed.
  */
 import { ensureBuilt } from './dist-fresh.ts';
 import { type ChildProcess, fork, spawnSync } from 'node:child_process';
@@ -66,6 +84,14 @@ export const DEFAULT_SIZES = [1000, 10_000];
 const AGENTS_PER_ADDRESS = 200;
 /** Descriptors a collector needs besides its agents' sockets (store, WAL, logs, HTTP, Node). */
 const COLLECTOR_FD_MARGIN = 1000;
+/**
+ * Enrollments in flight over the whole fleet: a wave of new hosts, not the whole fleet at
+ * once. Every enrollment takes the one token's row (its use count) for its transaction, so
+ * on PostgreSQL they are committed one after the other; more in flight only queue, and a
+ * queue longer than the gateway's 5 s handshake timeout drops them (an enrollment may
+ * then commit after its agent gave up, leaving it unable to enroll again with that key).
+ */
+const ENROLL_WINDOW = 64;
 /** How long the connected fleet is held before the reports: every connection must still be open after. */
 const HOLD_MS = 5000;
 /** Time for a worker to answer beyond its phase's own deadline before the bench gives up on it. */
@@ -249,7 +275,7 @@ export class Workers {
     const k = this.list.length;
     const share = Math.ceil(agents / k);
     // The gateway's limits hold for the whole fleet at once; each worker takes its part.
-    const windows = { handshake: Math.ceil((2 * HANDSHAKE_CONCURRENCY) / k), full: Math.ceil(FULL_WINDOW / k), unchanged: Math.ceil(UNCHANGED_WINDOW / k) };
+    const windows = { enroll: Math.ceil(ENROLL_WINDOW / k), handshake: Math.ceil((2 * HANDSHAKE_CONCURRENCY) / k), full: Math.ceil(FULL_WINDOW / k), unchanged: Math.ceil(UNCHANGED_WINDOW / k) };
     const answers = await Promise.all(
       this.list.map((w, i) => {
         const first = i * share;
@@ -408,8 +434,14 @@ interface InstructionRun {
   sample: number;
   enqueued: number;
   delivered: number;
-  /** Arrival at the agent minus the enqueue's commit (the promise resolving in the bench), ms. */
+  /**
+   * Arrival at the agent minus the start of the enqueue (its insert and pg_notify
+   * included), ms: an upper bound of commit-to-agent, never below it (the agent may read
+   * the frame before the bench has read the enqueue's answer).
+   */
   latencyMs: { p50: number; p99: number; max: number; min: number };
+  /** The enqueue itself (insert + notify, from the bench's pool), p50 and p99 ms. */
+  enqueueEachMs: { p50: number; p99: number };
   /** Per replica: instructions its agents were sent, and their p99. */
   byReplica: { sent: number; p99: number }[];
   enqueueMs: number;
@@ -436,6 +468,8 @@ interface TakeoverRun {
   /** Connected by the surviving replicas' /metrics after, each and summed; the workers' open connections. */
   survivorsConnected: (number | null)[];
   survivorsTotal: number | null;
+  /** The store's count of connected agents after (still counting the dead replica's until liveness sweeps them). */
+  storeAfter: number | null;
   workersOpen: number;
   survivorsRssMb: number[];
   survivorsPeakRssMb: number[];
@@ -454,8 +488,11 @@ interface SizeRun {
   /** Each collector's idle and peak RSS (before any kill), and its connected agents after the hold. */
   replicas: { idleRssMb: number; peakRssMb: number; connected: number | null }[];
   phases: Record<CollectorPhase, PhaseFigures>;
-  /** Connected agents by the collectors' /metrics after connecting, and again after holding HOLD_MS. */
-  connected: { reported: number | null; afterHold: number | null; heldOpen: number };
+  /**
+   * Connections the collectors hold by their /metrics after connecting, and again after
+   * holding HOLD_MS (summed over replicas); the store's count of connected agents then.
+   */
+  connected: { reported: number | null; afterHold: number | null; store: number | null; heldOpen: number };
   echo: { connect: Summed; roundTrip: Summed; idleRssMb: number; heldRssMb: number; kbPerConnection: number; problems: string[] } | null;
   instructions: InstructionRun | null;
   takeover: TakeoverRun | null;
@@ -463,8 +500,14 @@ interface SizeRun {
   problems: string[];
 }
 
+/** The agent connections each collector process holds, by its /metrics (patchwarden_agent_connections). */
 async function connectedEach(collectors: readonly Collector[]): Promise<(number | null)[]> {
-  return Promise.all(collectors.map(async (c) => (await scrapeMetrics(c.httpUrl)).connected));
+  return Promise.all(collectors.map(async (c) => (await scrapeMetrics(c.httpUrl)).held));
+}
+
+/** The store's count of connected agents (patchwarden_agents_connected), as one collector reads it. */
+async function storeConnected(c: Collector | undefined): Promise<number | null> {
+  return c === undefined ? null : (await scrapeMetrics(c.httpUrl)).connected;
 }
 
 function total(values: readonly (number | null)[]): number | null {
@@ -517,6 +560,7 @@ async function instructionDelivery(workers: Workers, agents: number, pg: NonNull
   const targets = armed.flatMap((r) => r.armed ?? []);
   const problems = armed.flatMap((r) => r.problems.map((p) => `worker ${r.worker}: ${p}`));
   const committed = new Map<string, { at: number; collector: number }>();
+  const enqueueTimes: number[] = [];
   const store = await openPostgresStore({ kind: 'postgres', url: pg.url, maxConnections: ENQUEUE_CONCURRENCY });
   const t0 = now();
   try {
@@ -537,8 +581,10 @@ async function instructionDelivery(workers: Workers, agents: number, pg: NonNull
         dryRun: false,
       };
       const signed = signInstruction(instruction, key.privateKeyPem);
+      const at = now();
       await store.outbox.enqueue({ id, agentId: t.agentId, payload: signed.payload, signature: signed.signature, expiresAt: instruction.expiresAt, rolloutId: null }, issued);
-      committed.set(id, { at: now(), collector: t.collector });
+      committed.set(id, { at, collector: t.collector });
+      enqueueTimes.push(now() - at);
     });
     if (r.failed > 0 || r.timedOut) problems.push(`enqueue: ${r.failed} failed${r.timedOut ? ', deadline reached' : ''}: ${r.errors.join('; ')}`);
   } finally {
@@ -566,6 +612,7 @@ async function instructionDelivery(workers: Workers, agents: number, pg: NonNull
     enqueued: committed.size,
     delivered: latencies.length,
     latencyMs: stats(latencies),
+    enqueueEachMs: { p50: percentile(enqueueTimes.sort((a, b) => a - b), 0.5), p99: percentile(enqueueTimes, 0.99) },
     byReplica: byReplica.map((l) => ({ sent: l.length, p99: percentile(l.sort((a, b) => a - b), 0.99) })),
     enqueueMs,
     problems,
@@ -624,6 +671,7 @@ async function takeover(workers: Workers, agents: number, collectors: readonly C
   const survivors = collectors.filter((_, i) => i !== victim);
   const survivorsConnected = await connectedEach(survivors);
   const survivorsTotal = total(survivorsConnected);
+  const storeAfter = await storeConnected(survivors[0]);
   const workersOpen = waited.reduce((s, r) => s + r.open, 0);
   if (connectedBefore === null || survivorsTotal !== connectedBefore) problems.push(`the surviving replicas count ${survivorsTotal ?? '?'} connected agents; ${connectedBefore ?? '?'} were connected before the kill`);
   if (workersOpen !== connectedBefore) problems.push(`the workers hold ${workersOpen} connections open; ${connectedBefore ?? '?'} were connected before the kill`);
@@ -641,6 +689,7 @@ async function takeover(workers: Workers, agents: number, collectors: readonly C
     failovers: waited.reduce((s, r) => s + r.failovers, 0),
     survivorsConnected,
     survivorsTotal,
+    storeAfter,
     workersOpen,
     survivorsRssMb: survivors.map((c) => rssMiB(c.pid)),
     survivorsPeakRssMb: survivors.map((c) => procStatus(c.pid).hwmMb),
@@ -648,7 +697,7 @@ async function takeover(workers: Workers, agents: number, collectors: readonly C
   };
 }
 
-async function runSize(engine: Engine, agents: number, opts: { collectorJs: string; dataDir: string; base: Inventory; echo: boolean; progress: (line: string) => void }): Promise<SizeRun> {
+export async function runSize(engine: Engine, agents: number, opts: { collectorJs: string; dataDir: string; base: Inventory; echo: boolean; progress: (line: string) => void }): Promise<SizeRun> {
   const { progress } = opts;
   const k = Math.max(2, Math.ceil(agents / MAX_AGENTS_PER_WORKER));
   const temp = ownedTempDir('pw-bench-scale-');
@@ -675,7 +724,7 @@ async function runSize(engine: Engine, agents: number, opts: { collectorJs: stri
     const idleByCollector = collectors.map((c) => rssMiB(c.pid));
     const idleRssMb = idleByCollector.reduce((a, b) => a + b, 0);
     const phases: Partial<Record<CollectorPhase, PhaseFigures>> = {};
-    const connected: SizeRun['connected'] = { reported: null, afterHold: null, heldOpen: 0 };
+    const connected: SizeRun['connected'] = { reported: null, afterHold: null, store: null, heldOpen: 0 };
     let connectedByReplica: (number | null)[] = collectors.map(() => null);
     for (const phase of COLLECTOR_PHASES) {
       progress(`${label}: ${PHASE_NAMES[phase]}, ${k} workers`);
@@ -693,6 +742,8 @@ async function runSize(engine: Engine, agents: number, opts: { collectorJs: stri
         await sleep(HOLD_MS);
         connectedByReplica = await connectedEach(collectors);
         connected.afterHold = total(connectedByReplica);
+        connected.store = await storeConnected(collectors[0]);
+        if (connected.store !== s.count) s.problems.push(`the store counts ${connected.store ?? '?'} connected agents, the workers connected ${s.count}`);
         if (connected.reported !== s.count) s.problems.push(`the collectors count ${connected.reported ?? '?'} connected agents, the workers ${s.count}`);
         if (connected.afterHold !== s.count) s.problems.push(`after ${HOLD_MS / 1000} s the collectors count ${connected.afterHold ?? '?'} connected agents, the workers connected ${s.count}`);
         const over = connectedByReplica.flatMap((n, i) => (n !== null && n > collectorCapacity() ? [`replica ${i + 1} holds ${n} agents, over the ${collectorCapacity()} its open-file limit allows`] : []));
@@ -709,7 +760,7 @@ async function runSize(engine: Engine, agents: number, opts: { collectorJs: stri
       const rssMb = rssByCollector.reduce((a, b) => a + b, 0);
       if (phase !== 'enroll' && s.open !== agents) s.problems.push(`${s.open} of ${agents} connections open after the phase`);
       if (s.failed > 0) s.problems.push(`${s.failed} of ${agents} agents did not complete it`);
-      if (s.failovers > 0) s.problems.push(`${s.failovers} attempts moved to another collector`);
+      if (s.failovers > 0) s.problems.push(`${s.failovers} attempts moved to another collector (${Object.entries(s.statuses).map(([why, n]) => `${n} x ${why}`).join('; ')})`);
       if (phase === 'connect') connected.heldOpen = s.open;
       phases[phase] = {
         ...s,
@@ -825,7 +876,7 @@ function engineFigures<F>(figure: MakeScaleFigure<F>, runs: readonly SizeRun[]):
     figures.push(
       figure('scale', `${at}: connected, as the collector${r.replicas.length > 1 ? 's count' : ' counts'} them`, r.connected.afterHold ?? NaN, 'count', null, {
         aim: (v) => ({ text: `= ${r.agents}`, met: v === r.agents }),
-        note: `/metrics patchwarden_agents_connected: ${r.connected.reported ?? '?'} after connecting, ${r.connected.afterHold ?? '?'} after holding ${HOLD_MS / 1000} s; the workers hold ${r.connected.heldOpen} open from ${r.addresses} loopback addresses; collector peak RSS ${r.peakRssMb.toFixed(0)} MB`,
+        note: `/metrics patchwarden_agent_connections${r.replicas.length > 1 ? ', summed' : ''}: ${r.connected.reported ?? '?'} after connecting, ${r.connected.afterHold ?? '?'} after holding ${HOLD_MS / 1000} s (the store's patchwarden_agents_connected ${r.connected.store ?? '?'}); the workers hold ${r.connected.heldOpen} open from ${r.addresses} loopback addresses; collector peak RSS ${r.peakRssMb.toFixed(0)} MB`,
         invalid: invalid([...r.phases.connect.problems, ...r.problems]),
       }),
     );
@@ -846,10 +897,10 @@ function engineFigures<F>(figure: MakeScaleFigure<F>, runs: readonly SizeRun[]):
     const ins = r.instructions;
     if (ins !== null) {
       figures.push(
-        figure('scale', `${at}: instruction delivery across replicas, p99 (enqueue committed -> frame at the agent)`, ins.latencyMs.p99, 'ms', null, {
+        figure('scale', `${at}: instruction delivery across replicas, p99 (enqueue -> frame at the agent)`, ins.latencyMs.p99, 'ms', null, {
           aim: (v) => ({ text: '< 1000 ms', met: v < 1000 }),
           note:
-            `${ins.delivered} of ${ins.enqueued} delivered (sample ${ins.sample}), enqueued from the bench's own connections (outbox insert + pg_notify) in ${ms(ins.enqueueMs)}; ` +
+            `${ins.delivered} of ${ins.enqueued} delivered (sample ${ins.sample}), enqueued from the bench's own connections (outbox insert + pg_notify, ${ENQUEUE_CONCURRENCY} at a time) in ${ms(ins.enqueueMs)}, each p50 ${ms(ins.enqueueEachMs.p50)} p99 ${ms(ins.enqueueEachMs.p99)}, timed from its start; ` +
             `p50 ${ms(ins.latencyMs.p50)}, p99 ${ms(ins.latencyMs.p99)}, max ${ms(ins.latencyMs.max)}; by replica holding the agent: ${ins.byReplica.map((b, i) => `${i + 1}: ${b.sent} sent, p99 ${ms(b.p99)}`).join('; ')}; ` +
             `each agent checked it (verify.ts), answered with its result and an unchanged report, both acked`,
           invalid: invalid(ins.problems),
@@ -866,7 +917,7 @@ function engineFigures<F>(figure: MakeScaleFigure<F>, runs: readonly SizeRun[]):
             `replica ${tk.victim + 1} held ${tk.moved} of ${tk.connectedBefore} connected agents; each reconnected as agent/daemon does (next in its list, within a jittered second) and had an unchanged report acked: ` +
             `per agent p50 ${ms(tk.perAgentMs.p50)}, p99 ${ms(tk.perAgentMs.p99)}; served by ${tk.servedBy.map((n, i) => (i === tk.victim ? null : `replica ${i + 1}: ${n}`)).filter((x) => x !== null).join(', ')}; ` +
             `${tk.failovers} reconnect attempts failed and moved on${retries.length === 0 ? '' : ` (${retries.map(([s, n]) => `${n} x ${s}`).join('; ').slice(0, 400)})`}; ` +
-            `after: the surviving replicas' /metrics count ${tk.survivorsConnected.map((n) => n ?? '?').join(' + ')} = ${tk.survivorsTotal ?? '?'} connected (the store still marks the dead replica's agents connected until connected_by is done), the workers hold ${tk.workersOpen} open; ` +
+            `after: the surviving replicas' /metrics count ${tk.survivorsConnected.map((n) => n ?? '?').join(' + ')} = ${tk.survivorsTotal ?? '?'} connected (the store's count: ${tk.storeAfter ?? '?'}; it keeps a dead replica's agents marked until replica liveness sweeps them), the workers hold ${tk.workersOpen} open; ` +
             `survivors' RSS ${tk.survivorsRssMb.map((v) => v.toFixed(0)).join(', ')} MB (peak ${tk.survivorsPeakRssMb.map((v) => v.toFixed(0)).join(', ')} MB)` +
             (tk.why === null ? '' : `; ${tk.why}`),
           invalid: invalid(tk.problems),
@@ -952,7 +1003,7 @@ export async function scaleSection<F>(figure: MakeScaleFigure<F>, progress: (lin
     `${relative(ROOT, collectorJs)} serve with the real Debian DSA/DLA lists and KEV${built === null ? '' : `; ${built}`}; ` +
     `one report of each kind per agent (full frames ${(first.frameBytes.full / 1024).toFixed(0)} KB, by reference ${first.frameBytes.byReference} B, unchanged ${first.frameBytes.unchanged} B); ` +
     `time per agent is the phase's first start to last end over the workers divided by the agents; memory per agent is the collectors' RSS over their idle RSS divided by the agents. ` +
-    `On the replicas, after the reports: one signed instruction to each of up to ${INSTRUCTION_SAMPLE} agents enqueued from the bench's own process, timed from the enqueue's commit to the frame at the agent; ` +
+    `On the replicas, after the reports: one signed instruction to each of up to ${INSTRUCTION_SAMPLE} agents enqueued from the bench's own process, timed from the start of the enqueue to the frame at the agent; ` +
     `then a SIGKILL of the replica holding the most agents, timed until every agent it held was served by another. ` +
     `Per agent, time and collector memory: ${linear.join(' || ')}` +
     `. Run time: ${Object.entries(seconds)

@@ -59,8 +59,8 @@ export const InitMessageSchema = z.strictObject({
   dataDir: z.string().min(1),
   /** The 2,000-package inventory of bench.ts (buildInventory), from which the worker builds the fleet's package sets. */
   base: InventorySchema,
-  /** Handshakes, full or by-reference reports, unchanged reports in flight in this worker at most. */
-  windows: z.strictObject({ handshake: z.number().int().min(1), full: z.number().int().min(1), unchanged: z.number().int().min(1) }),
+  /** Enrollments, other handshakes, full or by-reference reports, unchanged reports in flight in this worker at most. */
+  windows: z.strictObject({ enroll: z.number().int().min(1), handshake: z.number().int().min(1), full: z.number().int().min(1), unchanged: z.number().int().min(1) }),
 });
 export type InitMessage = z.infer<typeof InitMessageSchema>;
 
@@ -107,7 +107,10 @@ export const PhaseResultSchema = z.strictObject({
   endedAt: z.number(),
   /** Each completed agent's handshake or ack wait, in ms (the bench merges them for percentiles). */
   latenciesMs: z.array(z.number().min(0)),
-  /** Ack statuses by name (stored, unchanged, ...); empty for handshakes; for takeoverWait, why reconnect attempts failed (each agent then tried the next collector). */
+  /**
+   * Ack statuses by name (stored, unchanged, ...); for handshakes and takeoverWait, why
+   * attempts failed, grouped (each agent then tried the next collector of its list).
+   */
   statuses: z.record(z.string(), count),
   /** Connection attempts that went to the next collector of the agent's list after a failure. */
   failovers: count,

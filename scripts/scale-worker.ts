@@ -91,7 +91,13 @@ function sourceOf(f: Fleet, i: number): string {
  * failure, until it succeeds or every collector of the list has failed once (then the last
  * error). Counts the moves.
  */
-async function viaRotation(rotation: CollectorRotation, attempt: (url: string) => Promise<void>, moves: { failovers: number }): Promise<void> {
+interface Moves {
+  failovers: number;
+  /** Why each attempt that moved on failed, grouped. */
+  why: Map<string, number>;
+}
+
+async function viaRotation(rotation: CollectorRotation, attempt: (url: string) => Promise<void>, moves: Moves): Promise<void> {
   for (;;) {
     try {
       await attempt(rotation.current);
@@ -101,6 +107,8 @@ async function viaRotation(rotation: CollectorRotation, attempt: (url: string) =
       const everyOneFailed = rotation.failed();
       if (everyOneFailed) throw err;
       moves.failovers++;
+      const key = (err as Error).message.replace(/[0-9a-f]{8}-[0-9a-f-]{27}/g, 'ID').slice(0, 200);
+      moves.why.set(key, (moves.why.get(key) ?? 0) + 1);
     }
   }
 }
@@ -141,18 +149,18 @@ function init(msg: InitMessage): WorkerMessage {
 type Outcome = Omit<PhaseResult, 'type' | 'worker' | 'phase' | 'open' | 'openByCollector' | 'cpuSeconds'>;
 
 /** A handshake per agent (`task`), `window` at a time, each timed. */
-async function handshakes(f: Fleet, indexes: readonly number[], deadline: number, task: (i: number, moves: { failovers: number }) => Promise<void>): Promise<Outcome> {
+async function handshakes(f: Fleet, indexes: readonly number[], deadline: number, task: (i: number, moves: Moves) => Promise<void>, window = f.init.windows.handshake): Promise<Outcome> {
   const latencies: number[] = [];
-  const moves = { failovers: 0 };
+  const moves: Moves = { failovers: 0, why: new Map() };
   const startedAt = now();
-  const r = await pool(indexes.length, f.init.windows.handshake, deadline, async (k) => {
+  const r = await pool(indexes.length, window, deadline, async (k) => {
     const t = performance.now();
     await task(indexes[k] as number, moves);
     latencies.push(performance.now() - t);
   });
   const problems = [...r.errors];
   if (r.timedOut) problems.push(`deadline reached with ${indexes.length - r.count - r.failed} not started`);
-  return { count: r.count, failed: indexes.length - r.count, startedAt, endedAt: now(), latenciesMs: latencies, statuses: {}, failovers: moves.failovers, problems };
+  return { count: r.count, failed: indexes.length - r.count, startedAt, endedAt: now(), latenciesMs: latencies, statuses: Object.fromEntries(moves.why), failovers: moves.failovers, problems };
 }
 
 /** One report per connected agent that `can` send it, `window` in flight, each waiting for its ack. */
@@ -193,7 +201,9 @@ function problem(armed: Armed, p: string, into: Map<string, number> = armed.prob
  */
 async function answerInstruction(link: Link, a: SimAgent, m: Msg, collectorPublicKey: string, ledger: Set<string>): Promise<{ instructionId: string }> {
   const startedAt = new Date();
-  const verdict = verifyInstruction(m, { collectorPublicKey, agentId: a.agentId ?? '', now: startedAt, ledger });
+  // The frame is the signed instruction with its message type beside it (shared/protocol.ts).
+  const { type: _type, ...signed } = m;
+  const verdict = verifyInstruction(signed, { collectorPublicKey, agentId: a.agentId ?? '', now: startedAt, ledger });
   if (!verdict.ok) throw new Error(`instruction refused: ${verdict.code} ${verdict.message}`);
   const id = verdict.instruction.id;
   ledger.add(id);
@@ -371,7 +381,7 @@ async function runPhase(f: Fleet, msg: PhaseMessage): Promise<Outcome> {
         const rotation = new CollectorRotation(cfg.collectorUrls, a.hostname);
         const keys = newKeys();
         await viaRotation(rotation, (url) => enrollAgent(url, cfg.token, a, keys, sourceOf(f, i)), moves);
-      });
+      }, cfg.windows.enroll);
     case 'connect': {
       const enrolled = all.filter((i) => agents[i]?.agentId !== null);
       const outcome = await handshakes(f, enrolled, deadline, async (i, moves) => {
