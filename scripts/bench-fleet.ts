@@ -912,7 +912,7 @@ export async function settle(url: string, timeoutMs: number): Promise<number | n
  * A collector's /metrics: `connected` is the store's count of connected agents (the whole
  * fleet's, the same on every replica), `held` the connections this process holds.
  */
-export async function scrapeMetrics(url: string): Promise<{ connected: number | null; held: number | null; hosts: number | null; stored: number | null; unchanged: number | null }> {
+export async function scrapeMetrics(url: string): Promise<{ connected: number | null; held: number | null; hosts: number | null; stored: number | null; unchanged: number | null; collectErrors: number | null }> {
   try {
     const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(10_000) });
     const text = await res.text();
@@ -926,9 +926,11 @@ export async function scrapeMetrics(url: string): Promise<{ connected: number | 
       hosts: value(/^patchwarden_hosts_total (\S+)$/m),
       stored: value(/^patchwarden_reports_total\{status="stored"\} (\S+)$/m),
       unchanged: value(/^patchwarden_reports_total\{status="unchanged"\} (\S+)$/m),
+      // A failed collect hook leaves its gauges at the last scrape's values.
+      collectErrors: value(/^patchwarden_metrics_collect_errors (\S+)$/m),
     };
   } catch {
-    return { connected: null, held: null, hosts: null, stored: null, unchanged: null };
+    return { connected: null, held: null, hosts: null, stored: null, unchanged: null, collectErrors: null };
   }
 }
 

@@ -54,6 +54,7 @@
 import { ensureBuilt } from './dist-fresh.ts';
 import { type ChildProcess, fork, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import pg from 'pg';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { readCollectorKey } from '../collector/signing-key.ts';
@@ -544,6 +545,25 @@ function stats(sorted: readonly number[]): { p50: number; p99: number; max: numb
 }
 
 /**
+ * Hosts in the PostgreSQL store, asked directly (the bench's own connection), and the
+ * enrolled agents that have none: how many reports the store holds for each and the
+ * inventory hash it recorded, to tell a report never stored from a host row lost.
+ */
+async function hostsInStore(url: string): Promise<string> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const hosts = await client.query<{ n: string }>('SELECT count(*) AS n FROM hosts');
+    const missing = await client.query<{ id: string; reports: string; hash: string | null }>(
+      'SELECT a.id, (SELECT count(*) FROM reports r WHERE r.agent_id = a.id) AS reports, a.last_inventory_hash AS hash FROM agents a WHERE NOT EXISTS (SELECT 1 FROM hosts h WHERE h.agent_id = a.id) ORDER BY a.id LIMIT 5',
+    );
+    return `${hosts.rows[0]?.n ?? '?'} hosts; agents without one: ${missing.rows.map((r) => `${r.id} (${r.reports} reports, last inventory ${r.hash?.slice(0, 12) ?? 'none'})`).join(', ') || 'none'}`;
+  } finally {
+    await client.end();
+  }
+}
+
+/**
  * Delivery across replicas: a sample of connected agents, spread over every worker (and so
  * over every replica), is sent one signed `refresh` instruction each, enqueued from this
  * process through the store as the CLI or another replica's rollout tick would (the
@@ -785,7 +805,16 @@ export async function runSize(engine: Engine, agents: number, opts: { collectorJ
     const hosts = Math.max(...counted.map((m) => m.hosts ?? NaN));
     if (stored !== acked.stored) problems.push(`the collectors count ${stored ?? '?'} stored reports, the workers were acked ${acked.stored}`);
     if (unchanged !== acked.unchanged) problems.push(`the collectors count ${unchanged ?? '?'} unchanged reports, the workers were acked ${acked.unchanged}`);
-    if (hosts !== agents) problems.push(`the store holds ${Number.isNaN(hosts) ? '?' : hosts} hosts for ${agents} agents`);
+    if (hosts !== agents) {
+      // Once more, a moment later, and what the store itself says, to tell a stale gauge from a lost host.
+      await sleep(2000);
+      const again = await Promise.all(collectors.map((c) => scrapeMetrics(c.httpUrl)));
+      const direct = started.postgres === null ? null : await hostsInStore(started.postgres.url);
+      problems.push(
+        `the store holds ${Number.isNaN(hosts) ? '?' : hosts} hosts for ${agents} agents (by each collector's /metrics: ${counted.map((m) => `${m.hosts ?? '?'}, ${m.collectErrors ?? '?'} collect errors`).join('; ')}; ` +
+          `2 s later ${again.map((m) => `${m.hosts ?? '?'}, ${m.collectErrors ?? '?'} collect errors`).join('; ')}${direct === null ? '' : `; the database itself ${direct}`})`,
+      );
+    }
 
     let instructions: InstructionRun | null = null;
     let takeoverRun: TakeoverRun | null = null;
