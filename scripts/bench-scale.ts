@@ -92,7 +92,7 @@ const COLLECTOR_FD_MARGIN = 1000;
  * queue longer than the gateway's 5 s handshake timeout drops them (an enrollment may
  * then commit after its agent gave up, leaving it unable to enroll again with that key).
  */
-const ENROLL_WINDOW = 64;
+const ENROLL_WINDOW = 32;
 /** How long the connected fleet is held before the reports: every connection must still be open after. */
 const HOLD_MS = 5000;
 /** Time for a worker to answer beyond its phase's own deadline before the bench gives up on it. */
