@@ -115,7 +115,8 @@ const PHASE_NAMES: Record<CollectorPhase, string> = {
  * the reconnects of a killed replica's agents).
  */
 const DEADLINE_PER_AGENT_MS: Record<Phase, number> = {
-  enroll: 20,
+  // PostgreSQL commits one token's enrollments one after the other: 37/s on the shared machine.
+  enroll: 40,
   connect: 10,
   full: 40,
   byReference: 10,

@@ -86,17 +86,17 @@ function sourceOf(f: Fleet, i: number): string {
   return f.init.addresses[i % f.init.addresses.length] as string;
 }
 
-/**
- * Tries `attempt` on the rotation's current collector, moving to the next after each
- * failure, until it succeeds or every collector of the list has failed once (then the last
- * error). Counts the moves.
- */
 interface Moves {
   failovers: number;
   /** Why each attempt that moved on failed, grouped. */
   why: Map<string, number>;
 }
 
+/**
+ * Tries `attempt` on the rotation's current collector, moving to the next after each
+ * failure, until it succeeds or every collector of the list has failed once (then the last
+ * error). Counts the moves.
+ */
 async function viaRotation(rotation: CollectorRotation, attempt: (url: string) => Promise<void>, moves: Moves): Promise<void> {
   for (;;) {
     try {
@@ -186,7 +186,6 @@ async function reports(f: Fleet, deadline: number, window: number, frame: (a: Si
   return { count: r.statuses[want] ?? 0, failed: f.agents.length - (r.statuses[want] ?? 0), startedAt, endedAt, latenciesMs: r.samples, statuses: r.statuses, failovers: 0, problems };
 }
 
-
 function problem(armed: Armed, p: string, into: Map<string, number> = armed.problems): void {
   const key = p.replace(/[0-9a-f]{8}-[0-9a-f-]{27}/g, 'ID').slice(0, 200);
   into.set(key, (into.get(key) ?? 0) + 1);
@@ -196,8 +195,8 @@ function problem(armed: Armed, p: string, into: Map<string, number> = armed.prob
  * What agent/daemon does with an instruction frame: checks it as the executor does
  * (agent/executor/verify.ts: the pinned key, its own id, not expired), runs it (a refresh:
  * nothing to run here), sends its result and waits for the ack, then sends a fresh report
- * (unchanged: the inventory is the same) and waits for that ack. `arrived`: when the
- * frame was read, for the delivery latency.
+ * (unchanged: the inventory is the same) and waits for that ack. The caller takes the
+ * arrival time before it, for the delivery latency.
  */
 async function answerInstruction(link: Link, a: SimAgent, m: Msg, collectorPublicKey: string, ledger: Set<string>): Promise<{ instructionId: string }> {
   const startedAt = new Date();
