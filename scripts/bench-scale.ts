@@ -138,6 +138,8 @@ const PG_POOL = 10;
 const INSTRUCTION_SAMPLE = 2000;
 /** Instructions being enqueued at once from the bench's own connections, as a rollout tick or an operator's CLI would. */
 const ENQUEUE_CONCURRENCY = 4;
+/** How long the survivors' connection counts may take to settle after the last moved agent was served. */
+const SURVIVOR_SETTLE_MS = 30_000;
 /** Uneven spread of sha256(agentId) mod n: a replica may hold this much over its even share. */
 const SPREAD_SLACK = 1.05;
 
@@ -688,13 +690,21 @@ async function takeover(workers: Workers, agents: number, collectors: readonly C
   if (served.length !== watched) problems.push(`${watched - served.length} of the ${watched} agents of replica ${victim + 1} were not served by another replica`);
   // The survivors' gateways count their connections; the store still shows the dead
   // replica's agents as connected until `connected_by` and replica liveness are done.
-  await sleep(1000);
+  // A connection a survivor authenticated after its agent had given up on it (a handshake
+  // timeout on the agent's side) is counted until the survivor sees it close: read until
+  // the counts settle, at most SURVIVOR_SETTLE_MS.
   const survivors = collectors.filter((_, i) => i !== victim);
-  const survivorsConnected = await connectedEach(survivors);
+  const settleFrom = performance.now();
+  let survivorsConnected = await connectedEach(survivors);
+  while (total(survivorsConnected) !== connectedBefore && performance.now() - settleFrom < SURVIVOR_SETTLE_MS) {
+    await sleep(1000);
+    survivorsConnected = await connectedEach(survivors);
+  }
+  const settledMs = performance.now() - settleFrom;
   const survivorsTotal = total(survivorsConnected);
   const storeAfter = await storeConnected(survivors[0]);
   const workersOpen = waited.reduce((s, r) => s + r.open, 0);
-  if (connectedBefore === null || survivorsTotal !== connectedBefore) problems.push(`the surviving replicas count ${survivorsTotal ?? '?'} connected agents; ${connectedBefore ?? '?'} were connected before the kill`);
+  if (connectedBefore === null || survivorsTotal !== connectedBefore) problems.push(`${(settledMs / 1000).toFixed(0)} s after the last was served the surviving replicas count ${survivorsTotal ?? '?'} connected agents; ${connectedBefore ?? '?'} were connected before the kill`);
   if (workersOpen !== connectedBefore) problems.push(`the workers hold ${workersOpen} connections open; ${connectedBefore ?? '?'} were connected before the kill`);
   return {
     victim,
