@@ -74,6 +74,9 @@ describe('createCollector', () => {
     assert.match(metrics, /^patchwarden_reports_total\{status="stored"\} 1$/m);
     assert.match(metrics, /^patchwarden_reports_total\{status="unchanged"\} 1$/m);
     assert.match(metrics, /^patchwarden_report_ingest_seconds_count 2$/m);
+    // The connection this process holds, beside the store's count of connected agents.
+    assert.match(metrics, /^patchwarden_agent_connections 1$/m);
+    assert.match(metrics, /^patchwarden_agents_connected 1$/m);
     await client.close();
   });
 

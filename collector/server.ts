@@ -239,6 +239,8 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
     const findings = collector.findings;
     let checkpointFailures = 0;
     metrics.registry.onCollect(() => {
+      // The store's agents_connected is the fleet's; this is the process's own, per replica.
+      metrics.agentConnections.set(gateway?.connectedAgents ?? 0);
       metrics.findingsQueue.set(findings.queued);
       if (checkpointer !== null) {
         metrics.walFrames.set(checkpointer.stats.walFrames);

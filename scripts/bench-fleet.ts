@@ -416,9 +416,10 @@ export async function enrollAgent(url: string, token: string, a: SimAgent, keys:
 
 /**
  * An enrolled agent's connection: challenge, signed hello, welcome (naming no inventory:
- * the agent is new), kept open as the agent's link. A failed one is terminated.
+ * the agent is new; or `inventoryHash`, the one the agent last had stored, when it comes
+ * back), kept open as the agent's link. A failed one is terminated.
  */
-export async function connectAgent(url: string, a: SimAgent, localAddress?: string): Promise<Link> {
+export async function connectAgent(url: string, a: SimAgent, localAddress?: string, inventoryHash: string | null = null): Promise<Link> {
   const { agentId, keys } = a;
   if (agentId === null || keys === null) throw new Error(`agent ${a.index} is not enrolled`);
   const link = await Link.open(url, localAddress);
@@ -430,7 +431,7 @@ export async function connectAgent(url: string, a: SimAgent, localAddress?: stri
         const challenge = await link.expect('challenge');
         link.send(JSON.stringify(helloFrame(String(challenge.nonce), agentId, keys)));
         const welcome = await link.expect('welcome');
-        if (welcome.inventoryHash !== null) throw new Error(`welcome of a new agent names inventory ${JSON.stringify(welcome.inventoryHash)}`);
+        if (welcome.inventoryHash !== inventoryHash) throw new Error(`welcome names inventory ${JSON.stringify(welcome.inventoryHash)}, the agent expected ${JSON.stringify(inventoryHash)}`);
       })(),
       () => {
         link.ws.terminate();
@@ -907,7 +908,11 @@ export async function settle(url: string, timeoutMs: number): Promise<number | n
   return null;
 }
 
-export async function scrapeMetrics(url: string): Promise<{ connected: number | null; hosts: number | null; stored: number | null; unchanged: number | null }> {
+/**
+ * A collector's /metrics: `connected` is the store's count of connected agents (the whole
+ * fleet's, the same on every replica), `held` the connections this process holds.
+ */
+export async function scrapeMetrics(url: string): Promise<{ connected: number | null; held: number | null; hosts: number | null; stored: number | null; unchanged: number | null; collectErrors: number | null }> {
   try {
     const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(10_000) });
     const text = await res.text();
@@ -917,12 +922,15 @@ export async function scrapeMetrics(url: string): Promise<{ connected: number | 
     };
     return {
       connected: value(/^patchwarden_agents_connected (\S+)$/m),
+      held: value(/^patchwarden_agent_connections (\S+)$/m),
       hosts: value(/^patchwarden_hosts_total (\S+)$/m),
       stored: value(/^patchwarden_reports_total\{status="stored"\} (\S+)$/m),
       unchanged: value(/^patchwarden_reports_total\{status="unchanged"\} (\S+)$/m),
+      // A failed collect hook leaves its gauges at the last scrape's values.
+      collectErrors: value(/^patchwarden_metrics_collect_errors (\S+)$/m),
     };
   } catch {
-    return { connected: null, hosts: null, stored: null, unchanged: null };
+    return { connected: null, held: null, hosts: null, stored: null, unchanged: null, collectErrors: null };
   }
 }
 

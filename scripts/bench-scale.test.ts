@@ -6,7 +6,9 @@ import type { Inventory } from '../shared/protocol.ts';
 import { startCollector } from '../shared/testing/collector-harness.ts';
 import { hostInventory } from '../shared/testing/daemon-fixtures.ts';
 import { DATA_DIR, readData } from '../shared/testing/data.ts';
-import { sizesFromEnv, Workers } from './bench-scale.ts';
+import { needs, TOOLS } from '../shared/testing/system-tools.ts';
+import { REPLICAS, runSize, sizesFromEnv, Workers } from './bench-scale.ts';
+import { ensureBuilt } from './dist-fresh.ts';
 
 /** A ws URL nobody listens on: a port just released. */
 async function deadUrl(): Promise<string> {
@@ -84,5 +86,56 @@ describe('scale worker', () => {
     assert.ok(worker !== undefined);
     await assert.rejects(worker.request({ type: 'phase', phase: 'stampede', deadlineMs: 1000 }, 60_000), /unreadable message from the bench/);
     await assert.rejects(worker.request({ type: 'phase', phase: 'enroll', deadlineMs: 1000 }, 60_000), /phase enroll before init/);
+  });
+});
+
+describe('the scale bench on PostgreSQL replicas', { skip: needs(TOOLS.postgres) }, () => {
+  it('holds the fleet over three replicas, delivers instructions across them, and moves a SIGKILLed replica\'s agents to the others', async () => {
+    const agents = 64;
+    const base: Inventory = { ...(await hostInventory()), packageFormat: 'deb', packages: parseDpkgStatus(readData('host-inventory', 'debian12-host.dpkg-status.gz')) };
+    const { path: collectorJs } = ensureBuilt('collector');
+    const r = await runSize('postgres', agents, { collectorJs, dataDir: DATA_DIR, base, echo: false, progress: () => undefined });
+
+    // Each phase first: its problems name the cause (a refused report) of a count below.
+    for (const [phase, p] of Object.entries(r.phases)) {
+      assert.deepEqual(p.problems, [], phase);
+      assert.equal(p.count, agents, phase);
+      assert.equal(p.rssByCollector.length, REPLICAS, phase);
+    }
+    assert.deepEqual(r.problems, []);
+    // Each replica's own connections (its /metrics), summed: the whole fleet, and the store agrees.
+    assert.equal(r.replicas.length, REPLICAS);
+    assert.ok(r.replicas.every((rep) => rep.connected !== null && rep.connected > 0), JSON.stringify(r.replicas));
+    assert.equal(r.replicas.reduce((s, rep) => s + (rep.connected ?? 0), 0), agents);
+    assert.equal(r.connected.afterHold, agents);
+    assert.equal(r.connected.store, agents);
+    assert.ok(r.replicas.every((rep) => rep.peakRssMb > 0 && rep.peakRssMb < 1024), JSON.stringify(r.replicas));
+
+    // Every agent of the sample got its instruction, whichever replica held it, enqueued elsewhere.
+    const ins = r.instructions;
+    assert.ok(ins !== null);
+    assert.deepEqual(ins.problems, []);
+    assert.equal(ins.sample, agents);
+    assert.equal(ins.enqueued, agents);
+    assert.equal(ins.delivered, agents);
+    assert.ok(ins.latencyMs.min >= 0 && Number.isFinite(ins.latencyMs.p99) && ins.latencyMs.p99 <= ins.latencyMs.max && ins.latencyMs.max < 30_000, JSON.stringify(ins.latencyMs));
+    assert.deepEqual(
+      ins.byReplica.map((b) => b.sent),
+      r.replicas.map((rep) => rep.connected),
+    );
+
+    // The killed replica's agents, every one, were served by the two others; none was lost.
+    const tk = r.takeover;
+    assert.ok(tk !== null);
+    assert.deepEqual(tk.problems, []);
+    assert.equal(tk.trimmed, 0);
+    assert.equal(tk.moved, r.replicas[tk.victim]?.connected);
+    assert.equal(tk.served, tk.moved);
+    assert.equal(tk.servedBy[tk.victim], 0);
+    assert.equal(tk.servedBy.reduce((s, n) => s + n, 0), tk.moved);
+    assert.equal(tk.connectedBefore, agents);
+    assert.equal(tk.survivorsTotal, agents);
+    assert.equal(tk.workersOpen, agents);
+    assert.ok(tk.allMs > 0 && Number.isFinite(tk.allMs) && tk.perAgentMs.p50 <= tk.allMs, JSON.stringify(tk));
   });
 });

@@ -607,7 +607,7 @@ const USAGE = `usage: npm run bench -- [--only ${SECTIONS.join(',')}] [--json] [
   PW_BENCH_FLEET_CPU_PROF=DIR: the fleet's collector writes a V8 CPU profile (node --cpu-prof) into DIR
   PW_BENCH_FLEET_COLLECTOR=FILE: run that collector build instead of dist/collector.js (not rebuilt)
   PW_BENCH_CORRELATE_SIZES=N,N,...: inventory sizes of the correlate-scale section (default 10000,100000,200000)
-  PW_BENCH_FANOUT=HOSTS,CONTENTS: size of the fanout section (default 10000,2000)\n  PW_BENCH_STORE=AGENTS,CONTENTS,ROUNDS: size of the store-hotpaths section (default 1000,40,10)\n  PW_BENCH_SCALE=N,N,...: fleet sizes of the scale section, agents driven from worker processes (default 1000,10000)\n`;
+  PW_BENCH_FANOUT=HOSTS,CONTENTS: size of the fanout section (default 10000,2000)\n  PW_BENCH_STORE=AGENTS,CONTENTS,ROUNDS: size of the store-hotpaths section (default 1000,40,10)\n  PW_BENCH_SCALE=N,N,...: fleet sizes of the scale section, agents driven from worker processes against one SQLite collector (sizes it can hold) and 3 PostgreSQL replicas (default 1000,10000)\n`;
 
 function parseCommandLine(): { only?: string; json: boolean; data: string; help: boolean; 'fleet-agents': string } | null {
   try {

@@ -10,9 +10,30 @@ import { InventorySchema } from '../shared/protocol.ts';
 /**
  * What a worker does on `phase`: the collector phases in the order the bench runs them,
  * the echo-server baseline (connect and hold, one round trip each), and `release`, which
- * closes every connection the worker holds.
+ * closes every connection the worker holds (or `keep` of them).
+ *
+ * Across replicas (PostgreSQL), two exchanges each in two steps, with the bench acting in
+ * between: `instructionArm` picks a sample of connected agents and says who they are (the
+ * bench then enqueues one signed instruction for each, from its own process), and
+ * `instructionWait` answers when each has arrived (and been answered with a result) or the
+ * deadline passed; `takeoverArm` watches the agents connected to `victimUrl` (the bench
+ * then SIGKILLs that replica), and `takeoverWait` answers when each has reconnected to
+ * another replica and been served an unchanged report.
  */
-export const PHASES = ['enroll', 'connect', 'full', 'byReference', 'unchanged', 'echoConnect', 'echoRoundTrip', 'release'] as const;
+export const PHASES = [
+  'enroll',
+  'connect',
+  'full',
+  'byReference',
+  'unchanged',
+  'instructionArm',
+  'instructionWait',
+  'takeoverArm',
+  'takeoverWait',
+  'echoConnect',
+  'echoRoundTrip',
+  'release',
+] as const;
 export type Phase = (typeof PHASES)[number];
 
 /**
@@ -38,8 +59,8 @@ export const InitMessageSchema = z.strictObject({
   dataDir: z.string().min(1),
   /** The 2,000-package inventory of bench.ts (buildInventory), from which the worker builds the fleet's package sets. */
   base: InventorySchema,
-  /** Handshakes, full or by-reference reports, unchanged reports in flight in this worker at most. */
-  windows: z.strictObject({ handshake: z.number().int().min(1), full: z.number().int().min(1), unchanged: z.number().int().min(1) }),
+  /** Enrollments, other handshakes, full or by-reference reports, unchanged reports in flight in this worker at most. */
+  windows: z.strictObject({ enroll: z.number().int().min(1), handshake: z.number().int().min(1), full: z.number().int().min(1), unchanged: z.number().int().min(1) }),
 });
 export type InitMessage = z.infer<typeof InitMessageSchema>;
 
@@ -50,6 +71,14 @@ export const PhaseMessageSchema = z.strictObject({
   deadlineMs: z.number().int().min(1),
   /** The echo server, for echoConnect. */
   echoUrl: z.url({ protocol: /^ws$/ }).optional(),
+  /** instructionArm: agents of this worker to arm at most, spread over its connected ones. */
+  sample: count.optional(),
+  /** instructionArm: the key the instructions are signed with (base64url raw ed25519), which the agents check as agent/daemon does. */
+  collectorPublicKey: z.string().min(1).optional(),
+  /** takeoverArm: the replica about to be killed. */
+  victimUrl: z.url({ protocol: /^wss?$/ }).optional(),
+  /** release: connections to keep open (the first ones of this worker); default none. */
+  keep: count.optional(),
 });
 export type PhaseMessage = z.infer<typeof PhaseMessageSchema>;
 
@@ -78,7 +107,10 @@ export const PhaseResultSchema = z.strictObject({
   endedAt: z.number(),
   /** Each completed agent's handshake or ack wait, in ms (the bench merges them for percentiles). */
   latenciesMs: z.array(z.number().min(0)),
-  /** Ack statuses by name (stored, unchanged, ...); empty for handshakes. */
+  /**
+   * Ack statuses by name (stored, unchanged, ...); for handshakes and takeoverWait, why
+   * attempts failed, grouped (each agent then tried the next collector of its list).
+   */
   statuses: z.record(z.string(), count),
   /** Connection attempts that went to the next collector of the agent's list after a failure. */
   failovers: count,
@@ -88,6 +120,15 @@ export const PhaseResultSchema = z.strictObject({
   cpuSeconds: z.number().min(0),
   /** What went wrong, grouped: `N x message`. */
   problems: z.array(z.string()),
+  /** Open connections by the collector (index in collectorUrls) they are held by, after the phase. */
+  openByCollector: z.array(count),
+  /** instructionArm: the armed agents, with the index of the collector holding each one's connection. */
+  armed: z.array(z.strictObject({ agentId: z.uuid(), collector: count })).optional(),
+  /** instructionWait: when each instruction frame arrived at its agent (ms since the epoch, as startedAt). */
+  arrivals: z.array(z.strictObject({ instructionId: z.uuid(), at: z.number() })).optional(),
+  /** takeoverArm: agents watched; takeoverWait: when each watched agent was served again (ms since the epoch), and by which collector. */
+  watched: count.optional(),
+  served: z.array(z.strictObject({ at: z.number(), collector: count })).optional(),
 });
 export type PhaseResult = z.infer<typeof PhaseResultSchema>;
 

@@ -168,6 +168,7 @@ describe('createMetrics', { skip: needs(TOOLS.prometheusClient) }, () => {
     const fams = parseWithPrometheusClient(await m.registry.render());
     const names = fams.map((f) => f.name).sort();
     assert.deepEqual(names, [
+      'patchwarden_agent_connections',
       'patchwarden_agents_connected',
       'patchwarden_auth_refused',
       'patchwarden_feed_age_seconds',

@@ -256,6 +256,7 @@ export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 /**
  * The collector's metrics. Names (documented in collector/http/README.md):
  * - patchwarden_agents_connected (gauge): agents with an open, authenticated connection
+ * - patchwarden_agent_connections (gauge): authenticated agent connections this collector process holds (each replica its own)
  * - patchwarden_reports_total{status} (counter): reports by ack status: stored, unchanged, duplicate, rejected
  * - patchwarden_report_ingest_seconds (histogram): from a report's arrival to its ack
  * - patchwarden_hosts_total (gauge): hosts that have reported at least once
@@ -274,6 +275,7 @@ export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 export interface CollectorMetrics {
   readonly registry: Registry;
   readonly agentsConnected: Gauge;
+  readonly agentConnections: Gauge;
   readonly reportsTotal: Counter<'status'>;
   readonly reportIngestSeconds: Histogram;
   readonly hostsTotal: Gauge;
@@ -299,6 +301,7 @@ export function createMetrics(): CollectorMetrics {
   return {
     registry,
     agentsConnected: registry.gauge('patchwarden_agents_connected', 'Agents with an open, authenticated connection.'),
+    agentConnections: registry.gauge('patchwarden_agent_connections', 'Authenticated agent connections held by this collector process (each replica counts its own).'),
     reportsTotal: registry.counter('patchwarden_reports_total', 'Reports received, by ack status (stored, unchanged, duplicate, rejected).', ['status']),
     reportIngestSeconds: registry.histogram('patchwarden_report_ingest_seconds', 'Seconds from a report arriving to its ack (validation, transaction, commit).'),
     hostsTotal: registry.gauge('patchwarden_hosts_total', 'Hosts that have reported at least once.'),
