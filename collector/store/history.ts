@@ -1,5 +1,5 @@
 /**
- * Finding history and accepted risks. First-seen is kept from the first report that
+ * Finding history. First-seen is kept from the first report that
  * raised a finding until it stops applying (resolved), so time-to-remediate is
  * `resolved - first_seen`; a finding that comes back starts a new clock.
  *
@@ -166,22 +166,6 @@ const dropTexts = sql('DELETE FROM content_finding_texts WHERE content = ? AND N
 const insertException = sql(
   'INSERT INTO exceptions (advisory, package, host, owner, reason, expires, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id',
 );
-// Both run for every correlated host, thousands of times in a burst of reports.
-const hostExceptions = sql('SELECT advisory, package, owner, reason, expires FROM exceptions WHERE (host IS NULL OR host = ?) AND expires > ? ORDER BY id');
-const fleetExceptionsQuery = sql('SELECT advisory, package, owner, reason, expires FROM exceptions WHERE host IS NULL AND expires > ? ORDER BY id');
-
-interface ExceptionRow {
-  advisory: string;
-  package: string | null;
-  owner: string;
-  reason: string;
-  expires: string;
-}
-
-function riskException(r: ExceptionRow): RiskException {
-  return { advisory: r.advisory, package: r.package ?? undefined, owner: r.owner, reason: r.reason, expires: r.expires };
-}
-
 /**
  * Deletes a content's findings timeline when nobody needs it: no host's history is laid over
  * it and the content itself is gone (the reports naming it were pruned). Called where either
@@ -467,16 +451,6 @@ export class FindingHistoryStore {
       e.createdBy ?? null,
     ]);
     return Number(r?.id);
-  }
-
-  /** Fleet-wide exceptions (no host) that have not expired: what applies to a host with none of its own. */
-  async fleetExceptions(now: Date): Promise<RiskException[]> {
-    return (await this.#scope.ex.all<ExceptionRow>(fleetExceptionsQuery, [now.toISOString()])).map(riskException);
-  }
-
-  /** Exceptions for this host (and fleet-wide ones) that have not expired. */
-  async exceptions(host: string, now: Date): Promise<RiskException[]> {
-    return (await this.#scope.ex.all<ExceptionRow>(hostExceptions, [host, now.toISOString()])).map(riskException);
   }
 }
 
