@@ -21,10 +21,9 @@
  */
 import type { Finding } from '../../shared/protocol.ts';
 import { historyKey, type HistoryEntry, type RiskException } from '../domain/correlate/findings.ts';
-import type { Db } from './db.ts';
 import type { PartScope } from './part-scope.ts';
 import type { SqlExecutor } from './sql/executor.ts';
-import { sql, sqliteText } from './sql/query.ts';
+import { sql } from './sql/query.ts';
 
 interface TimelineRow {
   advisory: string;
@@ -166,21 +165,6 @@ const dropTexts = sql('DELETE FROM content_finding_texts WHERE content = ? AND N
 const insertException = sql(
   'INSERT INTO exceptions (advisory, package, host, owner, reason, expires, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id',
 );
-/**
- * Deletes a content's findings timeline when nobody needs it: no host's history is laid over
- * it and the content itself is gone (the reports naming it were pruned). Called where either
- * can stop: a host moving on (switchContent) and a content pruned (reports.ts, still on
- * better-sqlite3's calls: this synchronous form is its, over the same query texts).
- */
-export function orphanTimelineDropper(db: Db): (content: string) => void {
-  const timelineRows = db.prepare<[string, string, string]>(sqliteText(dropTimeline));
-  const texts = db.prepare<[string, string]>(sqliteText(dropTexts));
-  return (content) => {
-    timelineRows.run(content, content, content);
-    texts.run(content, content);
-  };
-}
-
 /** One write of a correlation: a finding that applies (upsert) or one that stopped applying (resolve). */
 type Write =
   | { kind: 'upsert'; advisory: string; package: string; firstSeen: string; status: string; finding: string }
@@ -433,7 +417,11 @@ export class FindingHistoryStore {
     await this.#scope.atomic((s) => writeOwn(s.ex, host, writes, nowIso));
   }
 
-  /** Deletes a content's timeline and texts if nobody needs them any more (see orphanTimelineDropper). */
+  /**
+   * Deletes a content's findings timeline and texts when nobody needs them: no host's history
+   * is laid over it and the content itself is gone (the reports naming it were pruned).
+   * Called where either can stop: a host moving on (switchContent) and a content pruned (reports.ts).
+   */
   async dropOrphanTimeline(content: string): Promise<void> {
     await this.#scope.atomic((s) => dropOn(s.ex, content));
   }
