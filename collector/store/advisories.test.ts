@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
@@ -11,6 +12,7 @@ import { Correlator } from '../domain/correlate/correlator.ts';
 import { DEFAULT_POLICY } from '../domain/correlate/policy.ts';
 import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixtures.ts';
 import { parseFeedPath } from '../services/feeds/import.ts';
+import { importFeedPath } from '../services/feeds/store-import.ts';
 import { type Advisory, type KevEntry, type Severity } from '../domain/feeds/types.ts';
 import type { AdvisoryStore } from './advisories.ts';
 import { openDatabase } from './db.ts';
@@ -253,6 +255,66 @@ onEachEngine('AdvisoryStore advisories', (engine) => {
     assert.equal(a.added + b.added, 300);
     assert.equal(a.updated + b.updated + a.unchanged + b.unchanged, 300);
     assert.equal((await dumpRows(db)).advisories, 300);
+  });
+});
+
+onEachEngine('AdvisoryStore feed input with U+0000', (engine) => {
+  const NUL = '\u0000';
+  const sample = (): Record<string, unknown> => JSON.parse(readFileSync(dataPath('osv', 'samples', 'ALSA-2022_4587.json'), 'utf8')) as Record<string, unknown>;
+  const kevEntry = (cveID: string, vendorProject: string): Record<string, string> => ({
+    cveID,
+    vendorProject,
+    product: 'Widget',
+    vulnerabilityName: 'Acme Widget flaw',
+    dateAdded: '2099-01-01',
+    shortDescription: 'A flaw.',
+    requiredAction: 'Patch.',
+    dueDate: '2099-01-21',
+    knownRansomwareCampaignUse: 'Unknown',
+    notes: '',
+  });
+  const vendorOf = sql('SELECT vendor_project FROM kev WHERE cve = ?');
+
+  // A NUL in JSON text arrives as the escape `\u0000`: PostgreSQL's text and jsonb refuse it, SQLite takes it.
+  test('a feed file with NUL in its records imports whole minus the bad record, the same on both engines, with the reasons reported', async (t) => {
+    const { store, sql: db } = await engine.open(t);
+    const dir = await tempDir(t);
+    const osvPath = join(dir, 'osv.jsonl');
+    const lines = [sample(), { ...sample(), id: 'ALSA-2022:9001', summary: `Important: pcs${NUL} update` }, { ...sample(), id: `ALSA-2022:90${NUL}02` }];
+    await writeFile(osvPath, lines.map((l) => JSON.stringify(l)).join('\n'));
+    const osv = await importFeedPath(store.advisories, osvPath, { name: 'hostile-osv', now: NOW });
+    assert.deepEqual(osv.advisories, { added: 2, updated: 0, unchanged: 0 });
+    assert.equal(osv.parsed.report.warningCount('PW_ERR_FEED_FORMAT'), 2, 'one summary repaired, one record refused');
+    assert.deepEqual(
+      (await all(store.advisories)).map((a) => [a.id, a.summary]),
+      [
+        ['ALSA-2022:4587', 'Important: pcs security update'],
+        ['ALSA-2022:9001', 'Important: pcs\uFFFD update'],
+      ],
+    );
+    assert.deepEqual(await affectedRows(db, 'ALSA-2022:9001'), ['AlmaLinux:9/pcs', 'AlmaLinux:9/pcs-snmp'], 'the affected view reads the repaired advisory (a jsonb cast on PostgreSQL)');
+
+    const kevPath = join(dir, 'kev.json');
+    await writeFile(kevPath, JSON.stringify({ catalogVersion: '2099.01.01', vulnerabilities: [kevEntry('CVE-2099-0001', 'Acme'), kevEntry('CVE-2099-0002', `Ac${NUL}me`), kevEntry(`CVE-2099-0003${NUL}`, 'Acme')] }));
+    const kev = await importFeedPath(store.advisories, kevPath, { name: 'hostile-kev', now: NOW });
+    assert.deepEqual(kev.kev, { added: 2, updated: 0, unchanged: 0 });
+    assert.equal(kev.parsed.report.warningCount('PW_ERR_FEED_FORMAT'), 2, 'one vendor repaired, one entry skipped');
+    assert.deepEqual([...(await store.advisories.kev()).keys()].sort(), ['CVE-2099-0001', 'CVE-2099-0002']);
+    assert.deepEqual(await db.get(vendorOf, ['CVE-2099-0002']), { vendor_project: 'Ac\uFFFDme' });
+  });
+
+  test('what the parsing boundary keeps out: on PostgreSQL a NUL reaching the store fails the whole import, and nothing of it stays', async (t) => {
+    const { store: { advisories: store }, sql: db } = await engine.open(t);
+    const good = realAlma9Osv('ALSA-2026:42736');
+    const hostile = { ...realAlma9Osv('ALSA-2025:1681'), summary: `bind${NUL}` };
+    const importing = store.importAdvisories(ALMA9, [good, hostile], NOW);
+    if (engine.name === 'sqlite') {
+      // SQLite holds it: the reason the rule sits at the parsing boundary, before either engine.
+      assert.equal((await importing).added, 2);
+      return;
+    }
+    await assert.rejects(importing);
+    assert.deepEqual([await store.feeds(), (await dumpRows(db)).advisories], [[], 0]);
   });
 });
 
