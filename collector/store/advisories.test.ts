@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import Database from 'better-sqlite3';
 import { dataPath } from '../../shared/testing/data.ts';
+import { kevCatalogEntry } from '../../shared/testing/feed-fixtures.ts';
 import { onEachEngine } from '../../shared/testing/store-engines.ts';
 import { asyncAdvisories, dumpRows, realAlma9Osv } from '../../shared/testing/store-fixtures.ts';
 import { Correlator } from '../domain/correlate/correlator.ts';
@@ -261,18 +262,7 @@ onEachEngine('AdvisoryStore advisories', (engine) => {
 onEachEngine('AdvisoryStore feed input with U+0000', (engine) => {
   const NUL = '\u0000';
   const sample = (): Record<string, unknown> => JSON.parse(readFileSync(dataPath('osv', 'samples', 'ALSA-2022_4587.json'), 'utf8')) as Record<string, unknown>;
-  const kevEntry = (cveID: string, vendorProject: string): Record<string, string> => ({
-    cveID,
-    vendorProject,
-    product: 'Widget',
-    vulnerabilityName: 'Acme Widget flaw',
-    dateAdded: '2099-01-01',
-    shortDescription: 'A flaw.',
-    requiredAction: 'Patch.',
-    dueDate: '2099-01-21',
-    knownRansomwareCampaignUse: 'Unknown',
-    notes: '',
-  });
+  const kevEntry = (cveID: string, vendorProject: string): Record<string, string> => kevCatalogEntry({ cveID, vendorProject });
   const vendorOf = sql('SELECT vendor_project FROM kev WHERE cve = ?');
 
   // A NUL in JSON text arrives as the escape `\u0000`: PostgreSQL's text and jsonb refuse it, SQLite takes it.

@@ -4,6 +4,7 @@ import { gunzipSync } from 'node:zlib';
 import { describe, it } from 'node:test';
 import { FeedFormatError } from '../../../shared/errors.ts';
 import { dataPath } from '../../../shared/testing/data.ts';
+import { kevCatalogEntry } from '../../../shared/testing/feed-fixtures.ts';
 import type { FeedFormat } from './detect.ts';
 import { NUL_REPLACED } from './nul.ts';
 import { parseFeedRecord } from './parse.ts';
@@ -13,22 +14,9 @@ const NUL = '\u0000';
 
 const osv = (): Record<string, unknown> => JSON.parse(readFileSync(dataPath('osv', 'samples', 'ALSA-2022_4587.json'), 'utf8')) as Record<string, unknown>;
 const osvAffected = (name: string, fixed: string, ecosystem = 'AlmaLinux:9'): unknown[] => [{ package: { ecosystem, name }, ranges: [{ type: 'ECOSYSTEM', events: [{ introduced: '0' }, { fixed }] }] }];
-const kevEntry = (over: Record<string, string>): Record<string, string> => ({
-  cveID: 'CVE-2099-0001',
-  vendorProject: 'Acme',
-  product: 'Widget',
-  vulnerabilityName: 'Acme Widget flaw',
-  dateAdded: '2099-01-01',
-  shortDescription: 'A flaw.',
-  requiredAction: 'Patch.',
-  dueDate: '2099-01-21',
-  knownRansomwareCampaignUse: 'Unknown',
-  notes: '',
-  ...over,
-});
 const KEV_CSV_HEADER = 'cveID,vendorProject,product,vulnerabilityName,dateAdded,shortDescription,requiredAction,dueDate,knownRansomwareCampaignUse,notes,cwes';
 const kevCsv = (over: Record<string, string>): string => {
-  const e = kevEntry(over);
+  const e = kevCatalogEntry(over);
   return `${KEV_CSV_HEADER}\n${[e.cveID, e.vendorProject, e.product, e.vulnerabilityName, e.dateAdded, e.shortDescription, e.requiredAction, e.dueDate, e.knownRansomwareCampaignUse, e.notes, ''].map((c) => `"${c}"`).join(',')}\n`;
 };
 const secdb = (name: string, version: string, id: string): unknown => ({ distroversion: 'v3.21', reponame: 'main', packages: [{ pkg: { name, secfixes: { [version]: [id] } } }] });
@@ -62,12 +50,12 @@ const ROWS: { format: FeedFormat; field: string; record: () => unknown; outcome:
   { format: 'osv', field: 'a package name', record: () => ({ ...osv(), affected: osvAffected(`pc${NUL}s`, '0.11.1-10.el9') }), outcome: 'part dropped' },
   { format: 'osv', field: 'a fixed version', record: () => ({ ...osv(), affected: osvAffected('pcs', `0.11.1-10${NUL}.el9`) }), outcome: 'part dropped' },
   { format: 'osv', field: 'an ecosystem', record: () => ({ ...osv(), affected: osvAffected('pcs', '0.11.1-10.el9', `AlmaLinux:9${NUL}`) }), outcome: 'part dropped' },
-  { format: 'kev-json', field: 'vendorProject', record: () => ({ vulnerabilities: [kevEntry({ vendorProject: `Ac${NUL}me` })] }), outcome: { replaced: { field: (o) => o.kev[0]?.vendorProject, expected: 'Ac\uFFFDme' } } },
-  { format: 'kev-json', field: 'product', record: () => ({ vulnerabilities: [kevEntry({ product: `Wid${NUL}get` })] }), outcome: { replaced: { field: (o) => o.kev[0]?.product, expected: 'Wid\uFFFDget' } } },
-  { format: 'kev-json', field: 'knownRansomwareCampaignUse', record: () => ({ vulnerabilities: [kevEntry({ knownRansomwareCampaignUse: `Kno${NUL}wn` })] }), outcome: { replaced: { field: (o) => o.kev[0]?.knownRansomwareCampaignUse, expected: 'Kno\uFFFDwn' } } },
-  { format: 'kev-json', field: 'shortDescription', record: () => ({ vulnerabilities: [kevEntry({ shortDescription: `A${NUL}flaw` })] }), outcome: 'not stored' },
-  { format: 'kev-json', field: 'cveID', record: () => ({ vulnerabilities: [kevEntry({ cveID: `CVE-2099-0001${NUL}` })] }), outcome: 'skipped' },
-  { format: 'kev-json', field: 'dateAdded', record: () => ({ vulnerabilities: [kevEntry({ dateAdded: `2099-01-01${NUL}` })] }), outcome: 'skipped' },
+  { format: 'kev-json', field: 'vendorProject', record: () => ({ vulnerabilities: [kevCatalogEntry({ vendorProject: `Ac${NUL}me` })] }), outcome: { replaced: { field: (o) => o.kev[0]?.vendorProject, expected: 'Ac\uFFFDme' } } },
+  { format: 'kev-json', field: 'product', record: () => ({ vulnerabilities: [kevCatalogEntry({ product: `Wid${NUL}get` })] }), outcome: { replaced: { field: (o) => o.kev[0]?.product, expected: 'Wid\uFFFDget' } } },
+  { format: 'kev-json', field: 'knownRansomwareCampaignUse', record: () => ({ vulnerabilities: [kevCatalogEntry({ knownRansomwareCampaignUse: `Kno${NUL}wn` })] }), outcome: { replaced: { field: (o) => o.kev[0]?.knownRansomwareCampaignUse, expected: 'Kno\uFFFDwn' } } },
+  { format: 'kev-json', field: 'shortDescription', record: () => ({ vulnerabilities: [kevCatalogEntry({ shortDescription: `A${NUL}flaw` })] }), outcome: 'not stored' },
+  { format: 'kev-json', field: 'cveID', record: () => ({ vulnerabilities: [kevCatalogEntry({ cveID: `CVE-2099-0001${NUL}` })] }), outcome: 'skipped' },
+  { format: 'kev-json', field: 'dateAdded', record: () => ({ vulnerabilities: [kevCatalogEntry({ dateAdded: `2099-01-01${NUL}` })] }), outcome: 'skipped' },
   { format: 'kev-csv', field: 'vendorProject', record: () => kevCsv({ vendorProject: `Ac${NUL}me` }), outcome: { replaced: { field: (o) => o.kev[0]?.vendorProject, expected: 'Ac\uFFFDme' } } },
   { format: 'kev-csv', field: 'product', record: () => kevCsv({ product: `Wid${NUL}get` }), outcome: { replaced: { field: (o) => o.kev[0]?.product, expected: 'Wid\uFFFDget' } } },
   { format: 'kev-csv', field: 'knownRansomwareCampaignUse', record: () => kevCsv({ knownRansomwareCampaignUse: `Kno${NUL}wn` }), outcome: { replaced: { field: (o) => o.kev[0]?.knownRansomwareCampaignUse, expected: 'Kno\uFFFDwn' } } },

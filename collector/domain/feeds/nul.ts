@@ -48,14 +48,19 @@ function nulAt(value: unknown, path: string): string | null {
   return null;
 }
 
-function repaired(report: FeedReport, where: string, fields: readonly string[]): void {
-  report.warn(where, new FeedFormatError(`${fields.join(', ')} held U+0000 (NUL), which the store cannot hold: replaced with U+FFFD; record kept`));
-  report.count(NUL_REPLACED, fields.length);
-}
-
-function skipped(report: FeedReport, where: string, field: string): void {
-  report.warn(where, new FeedFormatError(`${field} holds U+0000 (NUL), which the store cannot hold; record skipped`));
-  report.count(NUL_SKIPPED);
+/** `kept` (its free text in `fields` already repaired) goes to `out` unless a NUL is left anywhere in it; either way the report says so. */
+function keepOrSkip<T>(out: T[], kept: T, root: string, fields: readonly string[], report: FeedReport, where: string): void {
+  const at = nulAt(kept, root);
+  if (at !== null) {
+    report.warn(where, new FeedFormatError(`${at} holds U+0000 (NUL), which the store cannot hold; record skipped`));
+    report.count(NUL_SKIPPED);
+    return;
+  }
+  if (fields.length > 0) {
+    report.warn(where, new FeedFormatError(`${fields.join(', ')} held U+0000 (NUL), which the store cannot hold: replaced with U+FFFD; record kept`));
+    report.count(NUL_REPLACED, fields.length);
+  }
+  out.push(kept);
 }
 
 /** The advisories with their free text's NULs replaced; one with a NUL anywhere else is left out. */
@@ -73,13 +78,7 @@ export function advisoriesWithoutNul(advisories: readonly Advisory[], report: Fe
       kept = { ...kept, affected: a.affected.map((p) => (p.note?.includes(NUL) === true ? { ...p, note: clean(p.note) } : p)) };
       fields.push('affected note');
     }
-    const at = nulAt(kept, 'advisory');
-    if (at !== null) {
-      skipped(report, where, at);
-      continue;
-    }
-    if (fields.length > 0) repaired(report, where, fields);
-    out.push(kept);
+    keepOrSkip(out, kept, 'advisory', fields, report, where);
   }
   return out;
 }
@@ -99,13 +98,7 @@ export function kevWithoutNul(entries: readonly KevEntry[], report: FeedReport, 
             product: clean(e.product),
             knownRansomwareCampaignUse: e.knownRansomwareCampaignUse === null ? null : clean(e.knownRansomwareCampaignUse),
           };
-    const at = nulAt(kept, 'kev');
-    if (at !== null) {
-      skipped(report, where, at);
-      continue;
-    }
-    if (fields.length > 0) repaired(report, where, fields);
-    out.push(kept);
+    keepOrSkip(out, kept, 'kev', fields, report, where);
   }
   return out;
 }
