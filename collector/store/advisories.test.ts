@@ -1,18 +1,20 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import Database from 'better-sqlite3';
-import { dataPath, readData } from '../../shared/testing/data.ts';
+import { dataPath } from '../../shared/testing/data.ts';
+import { kevCatalogEntry } from '../../shared/testing/feed-fixtures.ts';
 import { onEachEngine } from '../../shared/testing/store-engines.ts';
-import { asyncAdvisories, dumpRows } from '../../shared/testing/store-fixtures.ts';
+import { asyncAdvisories, dumpRows, realAlma9Osv } from '../../shared/testing/store-fixtures.ts';
 import { Correlator } from '../domain/correlate/correlator.ts';
 import { DEFAULT_POLICY } from '../domain/correlate/policy.ts';
 import { inventoryOf, rhel95Packages } from '../../shared/testing/correlate-fixtures.ts';
 import { parseFeedPath } from '../services/feeds/import.ts';
-import { parseOsv } from '../domain/feeds/osv.ts';
-import { FeedReport, type Advisory, type KevEntry, type Severity } from '../domain/feeds/types.ts';
+import { importFeedPath } from '../services/feeds/store-import.ts';
+import { type Advisory, type KevEntry, type Severity } from '../domain/feeds/types.ts';
 import type { AdvisoryStore } from './advisories.ts';
 import { openDatabase } from './db.ts';
 import { MIGRATIONS } from './migrations.ts';
@@ -26,15 +28,6 @@ async function tempDir(t: TestContext): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'pw-store-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   return dir;
-}
-
-let almaLines: string[] | undefined;
-/** One real record of the AlmaLinux 9 export, parsed. */
-function realOsv(id: string): Advisory {
-  almaLines ??= readData('osv', 'almalinux9.osv.jsonl.gz').split('\n');
-  const line = almaLines.find((l) => l.includes(`"id":"${id}"`));
-  assert.ok(line !== undefined, `${id} is in almalinux9.osv.jsonl.gz`);
-  return parseOsv(JSON.parse(line), new FeedReport(), id);
 }
 
 let almaParsed: Promise<Advisory[]> | undefined;
@@ -125,8 +118,8 @@ onEachEngine('AdvisoryStore advisories', (engine) => {
 
   test('an updated advisory replaces its affected rows; other advisories keep theirs', async (t) => {
     const { store: { advisories: store }, sql: db } = await engine.open(t);
-    const bind = realOsv('ALSA-2025:1681');
-    const other = realOsv('ALSA-2026:42736');
+    const bind = realAlma9Osv('ALSA-2025:1681');
+    const other = realAlma9Osv('ALSA-2026:42736');
     await store.importAdvisories(ALMA9, [bind, other], NOW);
     const otherRows = await affectedRows(db, other.id);
     assert.ok((await affectedRows(db, bind.id)).length > 3, 'the real bind advisory lists many rpms');
@@ -142,7 +135,7 @@ onEachEngine('AdvisoryStore advisories', (engine) => {
 
   test('an id given twice in one import is compared with its first copy, and its last copy is stored', async (t) => {
     const { store: { advisories: store } } = await engine.open(t);
-    const bind = realOsv('ALSA-2025:1681');
+    const bind = realAlma9Osv('ALSA-2025:1681');
     const changed: Advisory = { ...bind, modified: '2026-11-01T00:00:00.000Z' };
     const r = await store.importAdvisories(ALMA9, [bind, bind, changed], NOW);
     assert.deepEqual([r.added, r.updated, r.unchanged, r.changed.length], [1, 1, 1, 2]);
@@ -154,7 +147,7 @@ onEachEngine('AdvisoryStore advisories', (engine) => {
 
   test('an advisory moved to another feed leaves the first feed\'s coverage', async (t) => {
     const { store: { advisories: store } } = await engine.open(t);
-    const bind = realOsv('ALSA-2025:1681');
+    const bind = realAlma9Osv('ALSA-2025:1681');
     await store.importAdvisories(ALMA9, [bind], NOW);
     const r = await store.importAdvisories({ source: 'mirror', kind: 'osv', location: null }, [{ ...bind, modified: '2026-11-01T00:00:00.000Z' }], NOW);
     assert.equal(r.updated, 1);
@@ -164,7 +157,7 @@ onEachEngine('AdvisoryStore advisories', (engine) => {
 
   test('a withdrawn advisory stays stored but leaves the correlation index and raises no finding', async (t) => {
     const { store: { advisories: store }, sql: db } = await engine.open(t);
-    const bind = realOsv('ALSA-2025:1681');
+    const bind = realAlma9Osv('ALSA-2025:1681');
     await store.importAdvisories(ALMA9, [bind], NOW);
     assert.ok((await findingsFor(store, bind.id)).includes('bind-libs 32:9.16.23-24.el9_5 -> 32:9.16.23-24.el9_5.3'));
     const withdrawn: Advisory = { ...bind, withdrawn: '2026-11-20T00:00:00.000Z' };
@@ -177,7 +170,7 @@ onEachEngine('AdvisoryStore advisories', (engine) => {
 
   test('recordFeedError keeps the last good data; the next good import clears the error', async (t) => {
     const { store: { advisories: store }, sql: db } = await engine.open(t);
-    await store.importAdvisories(ALMA9, [realOsv('ALSA-2025:1681')], NOW);
+    await store.importAdvisories(ALMA9, [realAlma9Osv('ALSA-2025:1681')], NOW);
     const before = await dumpRows(db);
     const failedAt = new Date('2026-11-27T00:00:00.000Z');
     await store.recordFeedError({ ...ALMA9, kind: 'unknown' }, 'cut.jsonl.gz: gzip data is truncated or corrupt (PW_ERR_FEED_FORMAT)', failedAt);
@@ -187,7 +180,7 @@ onEachEngine('AdvisoryStore advisories', (engine) => {
     assert.equal(feed.kind, 'osv', 'the failed attempt does not rename what the feed holds');
     assert.equal(feed.records, 1);
     assert.equal(feed.checkedAt, NOW.toISOString(), 'a failed attempt is no check: staleness keeps counting');
-    await store.importAdvisories(ALMA9, [realOsv('ALSA-2025:1681')], failedAt);
+    await store.importAdvisories(ALMA9, [realAlma9Osv('ALSA-2025:1681')], failedAt);
     assert.equal((await store.feeds())[0]?.lastError, null);
   });
 
@@ -212,7 +205,7 @@ onEachEngine('AdvisoryStore advisories', (engine) => {
   test('validators, check times and bundle times are kept per feed; the signature moves with imports only', async (t) => {
     const { store: { advisories: store } } = await engine.open(t);
     assert.deepEqual(await store.feedsSignature(), { feeds: 0, lastImport: '' });
-    await store.importAdvisories(ALMA9, [realOsv('ALSA-2025:1681')], NOW);
+    await store.importAdvisories(ALMA9, [realAlma9Osv('ALSA-2025:1681')], NOW);
     const signature = await store.feedsSignature();
     assert.deepEqual(signature, { feeds: 1, lastImport: NOW.toISOString() });
     await store.setFeedValidators(ALMA9.source, '"etag-1"', 'Wed, 26 Nov 2026 18:00:00 GMT');
@@ -228,13 +221,13 @@ onEachEngine('AdvisoryStore advisories', (engine) => {
 
   test('a failure half-way through rolls the whole feed back, feed row included', async (t) => {
     const { store: { advisories: store }, sql: db } = await engine.open(t);
-    await store.importAdvisories(ALMA9, [realOsv('ALSA-2025:1681')], NOW);
+    await store.importAdvisories(ALMA9, [realAlma9Osv('ALSA-2025:1681')], NOW);
     const before = await dumpRows(db);
     const changes = await db.get<{ n: number }>(changeCount);
     const feedsBefore = await store.feeds();
-    const good = realOsv('ALSA-2026:42736');
+    const good = realAlma9Osv('ALSA-2026:42736');
     // What a parser bug would hand over: the store's NOT NULL catches it mid-transaction.
-    const broken = { ...realOsv('ALSA-2025:1681'), id: 'ALSA-BROKEN', severity: null as unknown as Severity };
+    const broken = { ...realAlma9Osv('ALSA-2025:1681'), id: 'ALSA-BROKEN', severity: null as unknown as Severity };
     await assert.rejects(store.importAdvisories({ ...ALMA9, kind: 'osv+broken' }, [good, broken], new Date('2026-11-27T00:00:00.000Z')), { code: NOT_NULL[engine.name] });
     assert.deepEqual(await dumpRows(db), before);
     assert.deepEqual(await store.feeds(), feedsBefore);
@@ -243,7 +236,7 @@ onEachEngine('AdvisoryStore advisories', (engine) => {
 
   test('a bundle is stored whole or not at all', async (t) => {
     const { store: { advisories: store }, sql: db } = await engine.open(t);
-    const bind = realOsv('ALSA-2025:1681');
+    const bind = realAlma9Osv('ALSA-2025:1681');
     const feeds = [
       { feed: ALMA9, advisories: [bind], kev: [] },
       { feed: { source: 'broken', kind: 'osv', location: null }, advisories: [{ ...bind, id: 'ALSA-BROKEN', severity: null as unknown as Severity }], kev: [] },
@@ -266,10 +259,59 @@ onEachEngine('AdvisoryStore advisories', (engine) => {
   });
 });
 
+onEachEngine('AdvisoryStore feed input with U+0000', (engine) => {
+  const NUL = '\u0000';
+  const sample = (): Record<string, unknown> => JSON.parse(readFileSync(dataPath('osv', 'samples', 'ALSA-2022_4587.json'), 'utf8')) as Record<string, unknown>;
+  const kevEntry = (cveID: string, vendorProject: string): Record<string, string> => kevCatalogEntry({ cveID, vendorProject });
+  const vendorOf = sql('SELECT vendor_project FROM kev WHERE cve = ?');
+
+  // A NUL in JSON text arrives as the escape `\u0000`: PostgreSQL's text and jsonb refuse it, SQLite takes it.
+  test('a feed file with NUL in its records imports whole minus the bad record, the same on both engines, with the reasons reported', async (t) => {
+    const { store, sql: db } = await engine.open(t);
+    const dir = await tempDir(t);
+    const osvPath = join(dir, 'osv.jsonl');
+    const lines = [sample(), { ...sample(), id: 'ALSA-2022:9001', summary: `Important: pcs${NUL} update` }, { ...sample(), id: `ALSA-2022:90${NUL}02` }];
+    await writeFile(osvPath, lines.map((l) => JSON.stringify(l)).join('\n'));
+    const osv = await importFeedPath(store.advisories, osvPath, { name: 'hostile-osv', now: NOW });
+    assert.deepEqual(osv.advisories, { added: 2, updated: 0, unchanged: 0 });
+    assert.equal(osv.parsed.report.warningCount('PW_ERR_FEED_FORMAT'), 2, 'one summary repaired, one record refused');
+    assert.deepEqual(
+      (await all(store.advisories)).map((a) => [a.id, a.summary]),
+      [
+        ['ALSA-2022:4587', 'Important: pcs security update'],
+        ['ALSA-2022:9001', 'Important: pcs\uFFFD update'],
+      ],
+    );
+    assert.deepEqual(await affectedRows(db, 'ALSA-2022:9001'), ['AlmaLinux:9/pcs', 'AlmaLinux:9/pcs-snmp'], 'the affected view reads the repaired advisory (a jsonb cast on PostgreSQL)');
+
+    const kevPath = join(dir, 'kev.json');
+    await writeFile(kevPath, JSON.stringify({ catalogVersion: '2099.01.01', vulnerabilities: [kevEntry('CVE-2099-0001', 'Acme'), kevEntry('CVE-2099-0002', `Ac${NUL}me`), kevEntry(`CVE-2099-0003${NUL}`, 'Acme')] }));
+    const kev = await importFeedPath(store.advisories, kevPath, { name: 'hostile-kev', now: NOW });
+    assert.deepEqual(kev.kev, { added: 2, updated: 0, unchanged: 0 });
+    assert.equal(kev.parsed.report.warningCount('PW_ERR_FEED_FORMAT'), 2, 'one vendor repaired, one entry skipped');
+    assert.deepEqual([...(await store.advisories.kev()).keys()].sort(), ['CVE-2099-0001', 'CVE-2099-0002']);
+    assert.deepEqual(await db.get(vendorOf, ['CVE-2099-0002']), { vendor_project: 'Ac\uFFFDme' });
+  });
+
+  test('what the parsing boundary keeps out: on PostgreSQL a NUL reaching the store fails the whole import, and nothing of it stays', async (t) => {
+    const { store: { advisories: store }, sql: db } = await engine.open(t);
+    const good = realAlma9Osv('ALSA-2026:42736');
+    const hostile = { ...realAlma9Osv('ALSA-2025:1681'), summary: `bind${NUL}` };
+    const importing = store.importAdvisories(ALMA9, [good, hostile], NOW);
+    if (engine.name === 'sqlite') {
+      // SQLite holds it: the reason the rule sits at the parsing boundary, before either engine.
+      assert.equal((await importing).added, 2);
+      return;
+    }
+    await assert.rejects(importing);
+    assert.deepEqual([await store.feeds(), (await dumpRows(db)).advisories], [[], 0]);
+  });
+});
+
 onEachEngine('AdvisoryStore feed removal', (engine) => {
   test('feed remove deletes the feed, its advisories, KEV entries and coverage, with its audit row; an unknown name is refused', async (t) => {
     const { store: { advisories: store }, sql: db } = await engine.open(t);
-    await store.importFeed(ALMA9, [realOsv('ALSA-2025:1681'), realOsv('ALSA-2026:42736')], [], NOW);
+    await store.importFeed(ALMA9, [realAlma9Osv('ALSA-2025:1681'), realAlma9Osv('ALSA-2026:42736')], [], NOW);
     const kev: KevEntry = { cve: 'CVE-2024-1086', dateAdded: '2024-05-30', dueDate: '2024-06-20', vendorProject: 'Linux', product: 'Kernel', knownRansomwareCampaignUse: 'Known' };
     await store.importKev({ source: 'kev', kind: 'kev-json', location: null }, [kev], NOW);
     await assert.rejects(store.removeFeed('nope', 'cli:test', NOW), { code: 'PW_ERR_FEED_UNKNOWN' });

@@ -16,6 +16,7 @@ import type { EpssImport } from './epss.ts';
 import { type FeedRemoved, removeFeed } from './feed-removal.ts';
 import type { PartScope } from './part-scope.ts';
 import type { SqlExecutor } from './sql/executor.ts';
+import { upsertBatched } from './sql/batched.ts';
 import { sql } from './sql/query.ts';
 
 /** Rows a paged read takes per statement. */
@@ -95,7 +96,7 @@ const upsertAdvisory = sql(`INSERT INTO advisories (feed, source, id, hash, seve
   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ${ADVISORY_CONFLICT}`);
 const upsertAdvisories = sql({
   postgres: `INSERT INTO advisories (feed, source, id, hash, severity, published, modified, withdrawn, data)
-    SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[]) ${ADVISORY_CONFLICT}`,
+    SELECT ?::text, u.* FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[]) AS u ${ADVISORY_CONFLICT}`,
 });
 const upsertFeed = sql(
   `INSERT INTO feeds (source, kind, location, checked_at) VALUES (?, ?, ?, ?)
@@ -119,7 +120,7 @@ const KEV_CONFLICT = `ON CONFLICT (feed, cve) DO UPDATE SET date_added = exclude
 const putKev = sql(`INSERT INTO kev (feed, cve, date_added, due_date, vendor_project, product, ransomware) VALUES (?, ?, ?, ?, ?, ?, ?) ${KEV_CONFLICT}`);
 const putKevs = sql({
   postgres: `INSERT INTO kev (feed, cve, date_added, due_date, vendor_project, product, ransomware)
-    SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[]) ${KEV_CONFLICT}`,
+    SELECT ?::text, u.* FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[]) AS u ${KEV_CONFLICT}`,
 });
 const recordError = sql(
   `INSERT INTO feeds (source, kind, location, last_error) VALUES (?, ?, ?, ?)
@@ -165,31 +166,6 @@ function advisoryRow(feed: string, a: Advisory): AdvisoryRow {
 const keyOf = (source: string, id: string): string => `${source}\u0000${id}`;
 
 /**
- * The import's accounting over the rows as stored before it, one advisory at a time in the
- * batch's order: the same as SQLite's loop, where an id given twice is compared with its
- * first copy. `stored` is updated as it goes; the rows to write come back, the last copy
- * of an id winning.
- */
-function planAdvisories(
-  feed: string,
-  advisories: readonly Advisory[],
-  stored: Map<string, { hash: string; feed: string }>,
-  result: ImportResult,
-  touched: Set<string>,
-): AdvisoryRow[] {
-  const writes = new Map<string, AdvisoryRow>();
-  for (const a of advisories) {
-    const row = advisoryRow(feed, a);
-    const key = keyOf(a.source, a.id);
-    if (!tally(stored.get(key), row, result, touched)) continue;
-    stored.set(key, { hash: row.hash, feed });
-    writes.set(key, row);
-    result.changed.push(a);
-  }
-  return [...writes.values()];
-}
-
-/**
  * Counts an advisory against what is stored under its id (added, updated or unchanged, and
  * the feed it moves from), the same on both engines; true when its row is to be written.
  */
@@ -230,27 +206,22 @@ async function storeAdvisoriesSqlite(ex: SqlExecutor, feed: string, advisories: 
 }
 
 async function storeAdvisoriesPostgres(ex: SqlExecutor, feed: string, advisories: readonly Advisory[], result: ImportResult, touched: Set<string>): Promise<void> {
-  const stored = new Map<string, { hash: string; feed: string }>();
-  for (let i = 0; i < advisories.length; i += PG_BATCH) {
-    const batch = advisories.slice(i, i + PG_BATCH);
-    const rows = await ex.all<{ source: string; id: string; hash: string; feed: string }>(getHashes, [batch.map((a) => a.source), batch.map((a) => a.id)]);
-    for (const r of rows) stored.set(keyOf(r.source, r.id), { hash: r.hash, feed: r.feed });
-  }
-  const writes = planAdvisories(feed, advisories, stored, result, touched);
-  for (let i = 0; i < writes.length; i += PG_BATCH) {
-    const b = writes.slice(i, i + PG_BATCH);
-    await ex.run(upsertAdvisories, [
-      b.map((r) => r.feed),
-      b.map((r) => r.source),
-      b.map((r) => r.id),
-      b.map((r) => r.hash),
-      b.map((r) => r.severity),
-      b.map((r) => r.published),
-      b.map((r) => r.modified),
-      b.map((r) => r.withdrawn),
-      b.map((r) => r.data),
-    ]);
-  }
+  const items = advisories.map((advisory) => ({ advisory, row: advisoryRow(feed, advisory) }));
+  await upsertBatched<(typeof items)[number], { source: string; id: string; hash: string; feed: string }>(ex, items, {
+    size: PG_BATCH,
+    key: (x) => keyOf(x.row.source, x.row.id),
+    read: getHashes,
+    readParams: (batch) => [batch.map((x) => x.row.source), batch.map((x) => x.row.id)],
+    storedKey: (r) => keyOf(r.source, r.id),
+    judge: (old, { advisory, row }) => {
+      if (!tally(old, row, result, touched)) return undefined;
+      result.changed.push(advisory);
+      return { source: row.source, id: row.id, hash: row.hash, feed };
+    },
+    write: upsertAdvisories,
+    leading: [feed],
+    columns: [(x) => x.row.source, (x) => x.row.id, (x) => x.row.hash, (x) => x.row.severity, (x) => x.row.published, (x) => x.row.modified, (x) => x.row.withdrawn, (x) => x.row.data],
+  });
 }
 
 async function storeKevSqlite(ex: SqlExecutor, feed: string, entries: readonly KevEntry[], counts: KevCounts): Promise<void> {
@@ -267,37 +238,25 @@ async function storeKevSqlite(ex: SqlExecutor, feed: string, entries: readonly K
 }
 
 async function storeKevPostgres(ex: SqlExecutor, feed: string, entries: readonly KevEntry[], counts: KevCounts): Promise<void> {
-  const stored = new Map<string, KevRow>();
-  for (let i = 0; i < entries.length; i += PG_BATCH) {
-    const rows = await ex.all<KevRow & { cve: string }>(getKevs, [feed, entries.slice(i, i + PG_BATCH).map((e) => e.cve)]);
-    for (const r of rows) stored.set(r.cve, r);
-  }
-  // As SQLite's loop: a CVE given twice is compared with its first copy, and its last copy is stored.
-  const writes = new Map<string, KevEntry>();
-  for (const e of entries) {
-    const old = stored.get(e.cve);
-    if (sameKev(old, e)) {
-      counts.unchanged++;
-      continue;
-    }
-    if (old === undefined) counts.added++;
-    else counts.updated++;
-    stored.set(e.cve, kevRow(e));
-    writes.set(e.cve, e);
-  }
-  const rows = [...writes.values()];
-  for (let i = 0; i < rows.length; i += PG_BATCH) {
-    const b = rows.slice(i, i + PG_BATCH);
-    await ex.run(putKevs, [
-      b.map(() => feed),
-      b.map((e) => e.cve),
-      b.map((e) => e.dateAdded),
-      b.map((e) => e.dueDate),
-      b.map((e) => e.vendorProject),
-      b.map((e) => e.product),
-      b.map((e) => e.knownRansomwareCampaignUse),
-    ]);
-  }
+  await upsertBatched<KevEntry, KevRow & { cve: string }>(ex, entries, {
+    size: PG_BATCH,
+    key: (e) => e.cve,
+    read: getKevs,
+    readParams: (batch) => [feed, batch.map((e) => e.cve)],
+    storedKey: (r) => r.cve,
+    judge: (old, e) => {
+      if (sameKev(old, e)) {
+        counts.unchanged++;
+        return undefined;
+      }
+      if (old === undefined) counts.added++;
+      else counts.updated++;
+      return { cve: e.cve, ...kevRow(e) };
+    },
+    write: putKevs,
+    leading: [feed],
+    columns: [(e) => e.cve, (e) => e.dateAdded, (e) => e.dueDate, (e) => e.vendorProject, (e) => e.product, (e) => e.knownRansomwareCampaignUse],
+  });
 }
 
 export class AdvisoryStore {

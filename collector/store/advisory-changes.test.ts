@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { readData } from '../../shared/testing/data.ts';
 import { onEachEngine } from '../../shared/testing/store-engines.ts';
-import { parseOsv } from '../domain/feeds/osv.ts';
-import { FeedReport, type Advisory } from '../domain/feeds/types.ts';
+import { realAlma9Osv } from '../../shared/testing/store-fixtures.ts';
+import type { Advisory } from '../domain/feeds/types.ts';
 import { CHANGES_PER_READ } from './advisory-changes.ts';
 import type { SqlDatabase } from './sql/executor.ts';
 import { sql } from './sql/query.ts';
@@ -11,14 +10,6 @@ import { sql } from './sql/query.ts';
 const NOW = new Date('2026-11-26T18:00:00.000Z');
 const AT = NOW.toISOString();
 const ALMA9 = { source: 'almalinux9', kind: 'osv', location: null };
-
-let almaLines: string[] | undefined;
-function realOsv(id: string): Advisory {
-  almaLines ??= readData('osv', 'almalinux9.osv.jsonl.gz').split('\n');
-  const line = almaLines.find((l) => l.includes(`"id":"${id}"`));
-  assert.ok(line !== undefined, `${id} is in almalinux9.osv.jsonl.gz`);
-  return parseOsv(JSON.parse(line), new FeedReport(), id);
-}
 
 const agent = sql('INSERT INTO agents (id, public_key, hostname, enrolled_at, revoked_at, connected) VALUES (?, ?, ?, ?, ?, 0)');
 const content = sql('INSERT INTO inventory_contents (hash, ecosystem, package_count, packages, created_at) VALUES (?, ?, 1, ?, ?)');
@@ -53,8 +44,8 @@ onEachEngine('AdvisoryChanges', (engine) => {
     const changes = store.advisoryChanges;
     assert.equal(await changes.lastSeq(), 0);
     assert.deepEqual(await changes.since(0), { seq: 0, advisories: [], kev: false, feeds: false, more: false });
-    const bind = realOsv('ALSA-2025:1681');
-    const other = realOsv('ALSA-2026:42736');
+    const bind = realAlma9Osv('ALSA-2025:1681');
+    const other = realAlma9Osv('ALSA-2026:42736');
     await store.advisories.importAdvisories(ALMA9, [bind, other], NOW);
     const updated: Advisory = { ...bind, modified: '2026-11-01T00:00:00.000Z' };
     await store.advisories.importAdvisories(ALMA9, [updated], NOW);

@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 import type { EpssScore, EpssSet } from '../domain/feeds/epss.ts';
 import { FEED_WRITE_LOCK, type FeedInfo, lockFeedWrites } from './advisories.ts';
 import type { PartScope } from './part-scope.ts';
+import { putBatched } from './sql/batched.ts';
 import { sql } from './sql/query.ts';
 
 export const EPSS_MIGRATION = `
@@ -114,10 +115,7 @@ export class EpssStore {
         await ex.run(deleteMeta);
         await ex.run(deleteScores);
         if (ex.dialect === 'postgres') {
-          for (let i = 0; i < set.entries.length; i += PG_BATCH) {
-            const batch = set.entries.slice(i, i + PG_BATCH);
-            await ex.run(putScores, [batch.map((e) => e.cve), batch.map((e) => String(e.score)), batch.map((e) => String(e.percentile))]);
-          }
+          await putBatched(ex, putScores, set.entries, PG_BATCH, [(e) => e.cve, (e) => String(e.score), (e) => String(e.percentile)]);
         } else for (const e of set.entries) await ex.run(putScore, [e.cve, e.score, e.percentile]);
         await ex.run(putMeta, [feed.source, set.modelVersion, set.scoreDate, set.entries.length, hash, nowIso]);
         // Another feed that held the set before holds none now.

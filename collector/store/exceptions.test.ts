@@ -24,6 +24,12 @@ onEachEngine('ExceptionStore', (engine) => {
       fleetWide: [{ advisory: 'ALSA-2025:1', package: undefined, owner: 'sec', reason: 'waf', expires: '2026-12-10T00:00:00.000Z' }],
       byHost: new Map([['agent-1', [{ advisory: 'ALSA-2025:2', package: 'bind', owner: 'ops', reason: 'lab', expires: '2027-01-01T00:00:00.000Z' }]]]),
     });
+    assert.deepEqual(await store.exceptions.forHost('agent-1', NOW), [
+      { advisory: 'ALSA-2025:1', package: undefined, owner: 'sec', reason: 'waf', expires: '2026-12-10T00:00:00.000Z' },
+      { advisory: 'ALSA-2025:2', package: 'bind', owner: 'ops', reason: 'lab', expires: '2027-01-01T00:00:00.000Z' },
+    ]);
+    assert.deepEqual(await store.exceptions.forHost('agent-2', LATER), [], 'another host: the fleet-wide one only, expired by then');
+    assert.deepEqual(await store.exceptions.fleetWide(NOW), [{ advisory: 'ALSA-2025:1', package: undefined, owner: 'sec', reason: 'waf', expires: '2026-12-10T00:00:00.000Z' }]);
     assert.deepEqual(await store.exceptions.signature(NOW), { inForce: 2, lastId: own, soonestExpiry: '2026-12-10T00:00:00.000Z' });
     assert.deepEqual(await store.exceptions.signature(LATER), { inForce: 1, lastId: own, soonestExpiry: '2027-01-01T00:00:00.000Z' }, 'an expired one drops out');
 
@@ -62,6 +68,7 @@ onEachEngine('ExceptionStore', (engine) => {
   test('an empty table: nothing in force, a zero signature', async (t) => {
     const { store } = await engine.open(t);
     assert.deepEqual(await store.exceptions.inForce(NOW), { fleetWide: [], byHost: new Map() });
+    assert.deepEqual([await store.exceptions.forHost('agent-1', NOW), await store.exceptions.fleetWide(NOW)], [[], []]);
     assert.deepEqual(await store.exceptions.signature(NOW), { inForce: 0, lastId: 0, soonestExpiry: '' });
     assert.deepEqual(await store.exceptions.all(), []);
   });

@@ -1,6 +1,7 @@
 /**
  * Accepted risks (table `exceptions`): adding and ending them with their audit row, the
- * list `exception list` prints, and the ones in force as the fleet-wide counts read them.
+ * list `exception list` prints, and the ones in force as the fleet-wide counts and each
+ * host's correlation read them (the only reads of the table).
  * An exception is never deleted: ending one moves its expiry to now, so the record stays.
  * On the shared executor (SQLite and PostgreSQL, issue 12); each change and its audit row are
  * one atomic step.
@@ -62,6 +63,9 @@ const end = sql('UPDATE exceptions SET expires = ? WHERE id = ? AND expires > ?'
 const all = sql('SELECT id, advisory, package, host, owner, reason, expires, created_at AS "createdAt", created_by AS "createdBy" FROM exceptions ORDER BY id');
 const signature = sql('SELECT count(*) AS n, max(id) AS last, min(expires) AS soonest FROM exceptions WHERE expires > ?');
 const inForce = sql('SELECT advisory, package, host, owner, reason, expires FROM exceptions WHERE expires > ? ORDER BY id');
+// Both run for every correlated host, thousands of times in a burst of reports.
+const inForceFor = sql('SELECT advisory, package, host, owner, reason, expires FROM exceptions WHERE (host IS NULL OR host = ?) AND expires > ? ORDER BY id');
+const inForceFleetWide = sql('SELECT advisory, package, host, owner, reason, expires FROM exceptions WHERE host IS NULL AND expires > ? ORDER BY id');
 
 export class ExceptionStore {
   readonly #scope: PartScope;
@@ -105,6 +109,16 @@ export class ExceptionStore {
   async signature(now: Date): Promise<ExceptionsSignature> {
     const r = await this.#scope.ex.get<{ n: number; last: number | null; soonest: string | null }>(signature, [now.toISOString()]);
     return { inForce: r?.n ?? 0, lastId: r?.last ?? 0, soonestExpiry: r?.soonest ?? '' };
+  }
+
+  /** The exceptions in force for one host: the fleet-wide ones and its own, in the order they were added. */
+  async forHost(host: string, now: Date): Promise<RiskException[]> {
+    return (await this.#scope.ex.all<ExceptionRow>(inForceFor, [host, now.toISOString()])).map(riskException);
+  }
+
+  /** The fleet-wide exceptions in force: what applies to a host with none of its own. */
+  async fleetWide(now: Date): Promise<RiskException[]> {
+    return (await this.#scope.ex.all<ExceptionRow>(inForceFleetWide, [now.toISOString()])).map(riskException);
   }
 
   /** The exceptions that have not expired, fleet-wide ones apart from each host's own, each list in the order they were added. */

@@ -236,7 +236,7 @@ onEachEngine('FindingHistoryStore', (engine) => {
     assert.ok([...rows.values()].every((e) => e.firstSeen === T0 && e.resolvedAt === null && e.status === 'open'));
   });
 
-  test('exceptions: a host’s own and the fleet’s, in force until they expire', async (t) => {
+  test('addException: a host’s own and the fleet’s, in force (as the exceptions part reads them) until they expire', async (t) => {
     const { store } = await engine.open(t);
     const h = store.history;
     const NOW = new Date(T1);
@@ -245,11 +245,11 @@ onEachEngine('FindingHistoryStore', (engine) => {
     await h.addException({ advisory: 'A-3', owner: 'sec', reason: 'expired', expires: T0 }, NOW);
     await h.addException({ advisory: 'A-4', host: 'web-2', owner: 'ops', reason: 'another host', expires: T3 }, NOW);
     assert.ok(own > fleet, 'ids are the rows’ own, in order');
-    assert.deepEqual(await h.fleetExceptions(NOW), [{ advisory: 'A-1', package: undefined, owner: 'sec', reason: 'waf', expires: T3 }]);
-    assert.deepEqual(await h.exceptions('web-1', NOW), [
+    assert.deepEqual(await store.exceptions.fleetWide(NOW), [{ advisory: 'A-1', package: undefined, owner: 'sec', reason: 'waf', expires: T3 }]);
+    assert.deepEqual(await store.exceptions.forHost('web-1', NOW), [
       { advisory: 'A-1', package: undefined, owner: 'sec', reason: 'waf', expires: T3 },
       { advisory: 'A-2', package: 'bash', owner: 'ops', reason: 'not reachable', expires: T3 },
     ]);
-    assert.deepEqual(await h.exceptions('web-1', new Date(T3)), [], 'none past its expiry');
+    assert.deepEqual(await store.exceptions.forHost('web-1', new Date(T3)), [], 'none past its expiry');
   });
 });

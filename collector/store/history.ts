@@ -1,5 +1,5 @@
 /**
- * Finding history and accepted risks. First-seen is kept from the first report that
+ * Finding history. First-seen is kept from the first report that
  * raised a finding until it stops applying (resolved), so time-to-remediate is
  * `resolved - first_seen`; a finding that comes back starts a new clock.
  *
@@ -21,10 +21,9 @@
  */
 import type { Finding } from '../../shared/protocol.ts';
 import { historyKey, type HistoryEntry, type RiskException } from '../domain/correlate/findings.ts';
-import type { Db } from './db.ts';
 import type { PartScope } from './part-scope.ts';
 import type { SqlExecutor } from './sql/executor.ts';
-import { sql, sqliteText } from './sql/query.ts';
+import { sql } from './sql/query.ts';
 
 interface TimelineRow {
   advisory: string;
@@ -166,37 +165,6 @@ const dropTexts = sql('DELETE FROM content_finding_texts WHERE content = ? AND N
 const insertException = sql(
   'INSERT INTO exceptions (advisory, package, host, owner, reason, expires, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id',
 );
-// Both run for every correlated host, thousands of times in a burst of reports.
-const hostExceptions = sql('SELECT advisory, package, owner, reason, expires FROM exceptions WHERE (host IS NULL OR host = ?) AND expires > ? ORDER BY id');
-const fleetExceptionsQuery = sql('SELECT advisory, package, owner, reason, expires FROM exceptions WHERE host IS NULL AND expires > ? ORDER BY id');
-
-interface ExceptionRow {
-  advisory: string;
-  package: string | null;
-  owner: string;
-  reason: string;
-  expires: string;
-}
-
-function riskException(r: ExceptionRow): RiskException {
-  return { advisory: r.advisory, package: r.package ?? undefined, owner: r.owner, reason: r.reason, expires: r.expires };
-}
-
-/**
- * Deletes a content's findings timeline when nobody needs it: no host's history is laid over
- * it and the content itself is gone (the reports naming it were pruned). Called where either
- * can stop: a host moving on (switchContent) and a content pruned (reports.ts, still on
- * better-sqlite3's calls: this synchronous form is its, over the same query texts).
- */
-export function orphanTimelineDropper(db: Db): (content: string) => void {
-  const timelineRows = db.prepare<[string, string, string]>(sqliteText(dropTimeline));
-  const texts = db.prepare<[string, string]>(sqliteText(dropTexts));
-  return (content) => {
-    timelineRows.run(content, content, content);
-    texts.run(content, content);
-  };
-}
-
 /** One write of a correlation: a finding that applies (upsert) or one that stopped applying (resolve). */
 type Write =
   | { kind: 'upsert'; advisory: string; package: string; firstSeen: string; status: string; finding: string }
@@ -449,7 +417,11 @@ export class FindingHistoryStore {
     await this.#scope.atomic((s) => writeOwn(s.ex, host, writes, nowIso));
   }
 
-  /** Deletes a content's timeline and texts if nobody needs them any more (see orphanTimelineDropper). */
+  /**
+   * Deletes a content's findings timeline and texts when nobody needs them: no host's history
+   * is laid over it and the content itself is gone (the reports naming it were pruned).
+   * Called where either can stop: a host moving on (switchContent) and a content pruned (reports.ts).
+   */
   async dropOrphanTimeline(content: string): Promise<void> {
     await this.#scope.atomic((s) => dropOn(s.ex, content));
   }
@@ -467,16 +439,6 @@ export class FindingHistoryStore {
       e.createdBy ?? null,
     ]);
     return Number(r?.id);
-  }
-
-  /** Fleet-wide exceptions (no host) that have not expired: what applies to a host with none of its own. */
-  async fleetExceptions(now: Date): Promise<RiskException[]> {
-    return (await this.#scope.ex.all<ExceptionRow>(fleetExceptionsQuery, [now.toISOString()])).map(riskException);
-  }
-
-  /** Exceptions for this host (and fleet-wide ones) that have not expired. */
-  async exceptions(host: string, now: Date): Promise<RiskException[]> {
-    return (await this.#scope.ex.all<ExceptionRow>(hostExceptions, [host, now.toISOString()])).map(riskException);
   }
 }
 

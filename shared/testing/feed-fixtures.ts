@@ -181,3 +181,20 @@ export function withCatalogueBase(t: TestContext, base: string): void {
     else process.env.PW_FEED_CATALOGUE_BASE = before;
   });
 }
+
+/** One entry of a CISA KEV JSON catalog, every field CISA writes, with `over` in place of any. */
+export function kevCatalogEntry(over: Record<string, string> = {}): Record<string, string> {
+  return {
+    cveID: 'CVE-2099-0001',
+    vendorProject: 'Acme',
+    product: 'Widget',
+    vulnerabilityName: 'Acme Widget flaw',
+    dateAdded: '2099-01-01',
+    shortDescription: 'A flaw.',
+    requiredAction: 'Patch.',
+    dueDate: '2099-01-21',
+    knownRansomwareCampaignUse: 'Unknown',
+    notes: '',
+    ...over,
+  };
+}

@@ -48,9 +48,8 @@ export function almaInventory(hostname: string, opts: { rebootRequired?: boolean
 
 export interface Fixture {
   db: Db;
-  /** The store the app runs on (openCollector's, in memory); `fleet` is the same object seen as its fleet parts. */
+  /** The store the app runs on (openCollector's, in memory). */
   store: Store;
-  fleet: Store;
   correlator: Correlator;
   metrics: CollectorMetrics;
   tokens: ApiTokenStore;
@@ -80,7 +79,6 @@ export async function makeFixture(opts: { feeds?: boolean; feedsAt?: Date; authL
   const collector = await openCollector({ store: { kind: 'sqlite', path: ':memory:' }, now: () => clock.now });
   const store = sqliteSide(collector);
   const db = store.db;
-  const fleet: Store = store;
   const correlator = new Correlator();
   if (opts.feeds !== false) {
     const at = opts.feedsAt ?? new Date(NOW.getTime() - 3600_000);
@@ -121,7 +119,7 @@ export async function makeFixture(opts: { feeds?: boolean; feedsAt?: Date; authL
   const close = () => {
     void collector.close();
   };
-  return { db, store, fleet, correlator, metrics, tokens, app, clock, revokedAgents, errors, logs, bearer, addHost, close };
+  return { db, store, correlator, metrics, tokens, app, clock, revokedAgents, errors, logs, bearer, addHost, close };
 }
 
 export function auth(token: string): { headers: Record<string, string> } {

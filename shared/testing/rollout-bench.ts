@@ -77,9 +77,8 @@ export interface Bench {
   dir: string;
   path: string;
   db: Db;
-  /** The store over db (storeOn); `fleet` is the same object seen as its fleet parts. */
+  /** The store over db (storeOn). */
   store: Store;
-  fleet: Store;
   /** The outbox on the asynchronous store (store.async.outbox). */
   outbox: InstructionOutbox;
   engine: RolloutEngine;
@@ -112,7 +111,7 @@ export async function makeBench(t: TestContext, opts: { advisories?: readonly Ad
   // correlator over the fixtures' advisories, judged at the bench's clock).
   const wire = (collector: OpenedCollector): void => {
     const store = sqliteSide(collector);
-    Object.assign(bench, { db: store.db, store, fleet: store, outbox: store.async.outbox, engine: collector.rollouts, findings: findingsOf });
+    Object.assign(bench, { db: store.db, store, outbox: store.async.outbox, engine: collector.rollouts, findings: findingsOf });
   };
   const findingsOf = async (agentId: string): Promise<Finding[]> => {
     const inv = await bench.store.async.reports.latestInventory(agentId);

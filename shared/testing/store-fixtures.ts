@@ -6,11 +6,15 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseOsv } from '../../collector/domain/feeds/osv.ts';
+import { type Advisory, FeedReport } from '../../collector/domain/feeds/types.ts';
 import { openDatabase, type Db } from '../../collector/store/db.ts';
 import type { SqlDatabase, SqlExecutor } from '../../collector/store/sql/executor.ts';
 import { type Query, sql } from '../../collector/store/sql/query.ts';
 import { type AsyncStore, type Store, storeOn } from '../../collector/store/store.ts';
 import { generateKeyPair } from '../signing.ts';
+import { readData } from './data.ts';
 
 /** A migrated database file in a new temp directory; closed and removed after the test. */
 export async function tempDatabase(t: TestContext, name: string): Promise<{ db: Db; path: string }> {
@@ -32,6 +36,15 @@ export function asyncAdvisories(db: Db): AsyncStore['advisories'] {
 /** The asynchronous store's EPSS scores over a connection a test holds. */
 export function asyncEpss(db: Db): AsyncStore['epss'] {
   return storeOn(db).async.epss;
+}
+
+let almaLines: string[] | undefined;
+/** One real record of the AlmaLinux 9 OSV export, parsed (the feed-import tests' advisories). */
+export function realAlma9Osv(id: string): Advisory {
+  almaLines ??= readData('osv', 'almalinux9.osv.jsonl.gz').split('\n');
+  const line = almaLines.find((l) => l.includes(`"id":"${id}"`));
+  assert.ok(line !== undefined, `${id} is in almalinux9.osv.jsonl.gz`);
+  return parseOsv(JSON.parse(line), new FeedReport(), id);
 }
 
 /** The clock the fleet store tests run at. */

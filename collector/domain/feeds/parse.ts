@@ -11,6 +11,7 @@ import { parseDebianTracker } from './debian-tracker.ts';
 import { parseEpssCsv, type EpssSet } from './epss.ts';
 import type { FeedFormat } from './detect.ts';
 import { parseKevCsv, parseKevJson } from './kev.ts';
+import { advisoriesWithoutNul, kevWithoutNul } from './nul.ts';
 import { parseOsv } from './osv.ts';
 import { parseUbuntuOval } from './ubuntu-oval.ts';
 import { FeedFormatError } from '../../../shared/errors.ts';
@@ -28,7 +29,13 @@ function text(record: unknown, name: string): string {
   return record;
 }
 
+/** Every record of every format passes here on its way to a store: held to the U+0000 rule (nul.ts) once, for all formats. */
 export function parseFeedRecord(format: FeedFormat, record: unknown, report: FeedReport, name: string): ParsedRecord {
+  const parsed = parseAny(format, record, report, name);
+  return { ...parsed, advisories: advisoriesWithoutNul(parsed.advisories, report, name), kev: kevWithoutNul(parsed.kev, report, name) };
+}
+
+function parseAny(format: FeedFormat, record: unknown, report: FeedReport, name: string): ParsedRecord {
   switch (format) {
     case 'osv':
       return { advisories: [parseOsv(record, report, name)], kev: [] };

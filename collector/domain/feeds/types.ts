@@ -3,6 +3,9 @@
  * parsers guarantee their output passes these schemas; the store may re-validate data it
  * reads back (a hand-edited database, an older migration) with the same schemas.
  *
+ * Free text refuses U+0000 (shared/text.ts): the parsers' output is held to it in nul.ts, and
+ * a feed bundle's lines, read with these schemas, are too.
+ *
  * Ranges have OSV `ECOSYSTEM` semantics, evaluated with the distribution's own version
  * rules (dpkg, rpm, apk): affected when introduced <= v < fixed, or
  * introduced <= v <= lastAffected; introduced `"0"` means from the first version; no
@@ -11,6 +14,7 @@
 import * as z from 'zod';
 import { PACKAGE_NAME, SeveritySchema, VERSION } from '../../../shared/protocol.ts';
 import type { PatchwardenError } from '../../../shared/errors.ts';
+import { noNul } from '../../../shared/text.ts';
 import { compileModulePattern, MAX_MODULE_PATTERN } from './livepatch-pattern.ts';
 
 export { SeveritySchema, type Severity } from '../../../shared/protocol.ts';
@@ -66,7 +70,7 @@ export const AffectedPackageSchema = z
      */
     notAffected: z.boolean(),
     /** Why there is no fix, when the source says (CSAF `no_fix_planned`): shown in the finding's `why`. */
-    note: z.string().min(1).max(1024).optional(),
+    note: noNul(z.string().min(1).max(1024)).optional(),
     /**
      * `package` names a BINARY package, matched against that binary's own installed version
      * (Ubuntu OVAL's dpkginfo tests); otherwise it is the ecosystem's advisory key (a deb
@@ -100,7 +104,7 @@ export const AdvisorySchema = z.strictObject({
   id: advisoryId,
   /** CVE ids and other ids of the same vulnerability, sorted, without duplicates. */
   aliases: z.array(advisoryId).max(ADVISORY_LIMITS.aliases),
-  summary: z.string().max(ADVISORY_LIMITS.summary).nullable(),
+  summary: noNul(z.string().max(ADVISORY_LIMITS.summary)).nullable(),
   severity: SeveritySchema,
   published: isoDateTime.nullable(),
   modified: isoDateTime.nullable(),
@@ -116,10 +120,10 @@ export const KevEntrySchema = z.strictObject({
   cve: z.string().regex(CVE_ID),
   dateAdded: z.iso.date(),
   dueDate: z.iso.date(),
-  vendorProject: z.string().min(1).max(ADVISORY_LIMITS.name),
-  product: z.string().min(1).max(ADVISORY_LIMITS.name),
+  vendorProject: noNul(z.string().min(1).max(ADVISORY_LIMITS.name)),
+  product: noNul(z.string().min(1).max(ADVISORY_LIMITS.name)),
   /** CISA's words, `Known` or `Unknown`; null when the catalog does not say. */
-  knownRansomwareCampaignUse: z.string().max(64).nullable(),
+  knownRansomwareCampaignUse: noNul(z.string().max(64)).nullable(),
 });
 export type KevEntry = z.infer<typeof KevEntrySchema>;
 

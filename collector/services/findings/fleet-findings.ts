@@ -167,7 +167,7 @@ export class FleetFindings {
     const key = agentId;
     const feeds = await this.#advisories.feeds();
     const history = await this.#history.history(key);
-    const exceptions = await this.#history.exceptions(key, now);
+    const exceptions = await this.#d.store.exceptions.forHost(key, now);
     const findings = this.#d.correlator.findings(inventory, {
       policy: this.#d.policy,
       now,

@@ -201,6 +201,7 @@ function retrying(store: Store): FindingsStore {
     advisoryChanges: a.advisoryChanges,
     epss: a.epss,
     history: a.history,
+    exceptions: a.exceptions,
     reports: a.reports,
     hosts: a.hosts,
     transaction: async <T>(fn: (tx: AsyncStore) => Promise<T>): Promise<T> =>

@@ -104,10 +104,10 @@ const SLICE_MS = 10;
 const FANOUT_SLICE_MS = 50;
 
 /** What HostFindings reads and writes: the advisories and their change log, EPSS, finding history, the fleet's reports and hosts, and transactions for its slices, refreshes and fan-outs. */
-export type FindingsStore = Pick<AsyncStore, 'advisories' | 'advisoryChanges' | 'epss' | 'history' | 'reports' | 'hosts' | 'transaction'>;
+export type FindingsStore = Pick<AsyncStore, 'advisories' | 'advisoryChanges' | 'epss' | 'history' | 'exceptions' | 'reports' | 'hosts' | 'transaction'>;
 
 /** The parts a correlation reads and writes: the root's outside a transaction, a transaction's inside one. */
-type Parts = Pick<AsyncStore, 'history' | 'reports' | 'hosts'>;
+type Parts = Pick<AsyncStore, 'history' | 'exceptions' | 'reports' | 'hosts'>;
 
 export interface HostFindingsOptions {
   /** The store the caller opened (`store.async`), or the parts of it HostFindings reads and writes. */
@@ -310,7 +310,7 @@ export class HostFindings {
     if (inventory === undefined) return undefined;
     const history = known ?? (await parts.history.history(agentId));
     const now = this.#now();
-    const exceptions = await parts.history.exceptions(agentId, now);
+    const exceptions = await parts.exceptions.forHost(agentId, now);
     const doc = this.correlator.findings(inventory, {
       policy: this.#policy,
       now,
@@ -700,7 +700,7 @@ export class HostFindings {
       await tx.history.recordContent(f.hash, buildFindings(matches.filter((m) => only.has(m.package)), { policy: this.#policy, now, kev, epss, history: previous }), now, previous);
     }
     // Its counts, as a host with no exceptions of its own has them (first-seen plays no part when due dates run from publication).
-    const fleetWide = buildFindings(matches, { policy: this.#policy, now, kev, epss, exceptions: await tx.history.fleetExceptions(now) });
+    const fleetWide = buildFindings(matches, { policy: this.#policy, now, kev, epss, exceptions: await tx.exceptions.fleetWide(now) });
     // With clockStart first-seen (or an advisory with no publication date) a due date is the host's own.
     if (this.#policy.clockStart !== 'published' || fleetWide.some((x) => isActionable(x.status) && x.published === null)) return { waiting, counts: null, requeue: waiting };
     const open = fleetWide.filter((x) => isActionable(x.status)).length;

@@ -8,7 +8,7 @@ import type { Finding } from '../../../shared/protocol.ts';
 import type { Advisory } from '../../domain/feeds/types.ts';
 import type { FeedCoverage } from '../../domain/correlate/coverage.ts';
 import type { FeedState } from '../../domain/correlate/correlator.ts';
-import type { EpssScore, KevInfo } from '../../domain/correlate/findings.ts';
+import type { EpssScore, KevInfo, RiskException } from '../../domain/correlate/findings.ts';
 import type { FindingHistoryStore } from '../../store/history.ts';
 import type { AsyncStore } from '../../store/store.ts';
 
@@ -23,7 +23,7 @@ export interface StoredEvidence {
   feedErrors: string[];
 }
 
-export type RecordedScansStore = Pick<AsyncStore, 'advisories' | 'epss' | 'history' | 'audit' | 'transaction'>;
+export type RecordedScansStore = Pick<AsyncStore, 'advisories' | 'epss' | 'history' | 'exceptions' | 'audit' | 'transaction'>;
 
 export class RecordedScans {
   readonly #store: RecordedScansStore;
@@ -45,9 +45,8 @@ export class RecordedScans {
   }
 
   /** The host's history and its exceptions in force, keyed by machine id (else hostname). */
-  async historyOf(hostKey: string, now: Date): Promise<{ history: Awaited<ReturnType<FindingHistoryStore['history']>>; exceptions: Awaited<ReturnType<FindingHistoryStore['exceptions']>> }> {
-    const h = this.#store.history;
-    return { history: await h.history(hostKey), exceptions: await h.exceptions(hostKey, now) };
+  async historyOf(hostKey: string, now: Date): Promise<{ history: Awaited<ReturnType<FindingHistoryStore['history']>>; exceptions: RiskException[] }> {
+    return { history: await this.#store.history.history(hostKey), exceptions: await this.#store.exceptions.forHost(hostKey, now) };
   }
 
   /** Writes the findings to the host's history and the audit row (`scan.record`), together or not at all. */
