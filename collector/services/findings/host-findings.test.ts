@@ -260,6 +260,7 @@ function commitsFailing(store: Store, failures: number): FindingsStore & { faile
     history: a.history,
     reports: a.reports,
     hosts: a.hosts,
+    exceptions: a.exceptions,
     failed: () => failed,
     transaction: async <T>(fn: (tx: AsyncStore) => Promise<T>): Promise<T> =>
       a.transaction(async (tx) => {
