@@ -20,7 +20,7 @@
  * holding, the connected agents as the collectors count them (/metrics).
  *
  * Each agent holds the LIST of collectors and picks one as agent/daemon does
- * (CollectorRotation: sha256(agentId) mod n, the next after a failure). Each size runs twice,
+ * (CollectorRotation: its own ranking of the list by sha256 of its id and each URL, the next in it after a failure). Each size runs twice,
  * each time on a fresh store prepared as bench-fleet.ts does (a token, the real Debian
  * DSA/DLA lists and KEV): against one SQLite collector (dist/collector.js serve, 127.0.0.1:0),
  * which holds at most about 19,000 connections (its own open-file limit), so larger sizes
@@ -140,7 +140,7 @@ const INSTRUCTION_SAMPLE = 2000;
 const ENQUEUE_CONCURRENCY = 4;
 /** How long the survivors' connection counts may take to settle after the last moved agent was served. */
 const SURVIVOR_SETTLE_MS = 30_000;
-/** Uneven spread of sha256(agentId) mod n: a replica may hold this much over its even share. */
+/** Uneven spread of the agents' rankings: a replica may hold this much over its even share. */
 const SPREAD_SLACK = 1.05;
 
 export type Engine = 'sqlite' | 'postgres';

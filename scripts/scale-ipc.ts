@@ -53,7 +53,7 @@ export const InitMessageSchema = z.strictObject({
   agents: z.number().int().min(1).max(MAX_AGENTS_PER_WORKER),
   /** Loopback source addresses; agent i connects from addresses[i mod length]. */
   addresses: z.array(z.ipv4()).min(1),
-  /** The fleet's collectors (replicas): each agent starts at sha256(agentId) mod n, as agent/daemon does. */
+  /** The fleet's collectors (replicas): each agent starts at the top of its own ranking (CollectorRotation), as agent/daemon does. */
   collectorUrls: z.array(z.url({ protocol: /^wss?$/ })).min(1),
   token: z.string().min(1),
   dataDir: z.string().min(1),

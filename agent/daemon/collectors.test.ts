@@ -18,7 +18,20 @@ describe('CollectorRotation', () => {
     assert.equal(new CollectorRotation(URLS, id).current, new CollectorRotation(URLS, id).current);
   });
 
-  // Each step: what happened, then [whether every collector has failed since the last connection, the offset of the current one from the start].
+  test('the agents of a collector that fails spread evenly over the others', () => {
+    const next = new Map<string, number>();
+    for (let i = 0; i < 3000; i++) {
+      const r = new CollectorRotation(URLS, `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`);
+      if (r.current !== URLS[1]) continue;
+      r.failed();
+      next.set(r.current, (next.get(r.current) ?? 0) + 1);
+    }
+    const moved = [...next.values()].reduce((a, b) => a + b, 0);
+    assert.deepEqual([...next.keys()].sort(), [URLS[0], URLS[2]]);
+    for (const [url, n] of next) assert.ok(n > moved * 0.4 && n < moved * 0.6, `${url}: ${n} of ${moved}`);
+  });
+
+  // Each step: what happened, then [whether every collector has failed since the last connection, the place of the current one in the agent's order].
   const cases: { name: string; urls: string[]; steps: ('failed' | 'connected')[]; want: [boolean | null, number][] }[] = [
     {
       name: 'moves on after each failure, and says so once all have failed',
@@ -37,11 +50,11 @@ describe('CollectorRotation', () => {
   for (const c of cases) {
     test(c.name, () => {
       const r = new CollectorRotation(c.urls, 'agent-1');
-      const start = c.urls.indexOf(r.current);
+      assert.deepEqual([...r.order].sort(), [...c.urls].sort(), 'every collector is in the order once');
+      assert.equal(r.current, r.order[0]);
       c.steps.forEach((step, i) => {
         const all = step === 'failed' ? r.failed() : (r.connected(), null);
-        const offset = (c.urls.indexOf(r.current) - start + c.urls.length) % c.urls.length;
-        assert.deepEqual([all, offset], c.want[i], `step ${i + 1}: ${step}`);
+        assert.deepEqual([all, r.order.indexOf(r.current)], c.want[i], `step ${i + 1}: ${step}`);
       });
     });
   }
