@@ -37,12 +37,13 @@
  *   arrived; its agent checks it as agent/daemon does and answers with a result and a
  *   report. Timed from the start of the enqueue (one machine, one clock).
  * - takeover: the replica holding the most agents is SIGKILLed while every agent is
- *   connected; its agents reconnect as agent/daemon does (the next collector of the list,
- *   a jittered delay within a second) and are served an unchanged report. Timed from the
- *   kill to the last one served; the survivors' /metrics must then count every agent. The
- *   rotation sends all of a dead replica's agents to the same next replica: where that one
- *   could not hold them within its open-file limit (50,000 agents: about 33,000 on one
- *   process), agents are released first, evenly, and the figure says how many.
+ *   connected; its agents reconnect as agent/daemon does (the next collector of their own
+ *   ranking of the list, a jittered delay within a second) and are served an unchanged
+ *   report. Timed from the kill to the last one served; the survivors' /metrics must then
+ *   count every agent. The rankings spread a dead replica's agents over the survivors:
+ *   where those could not hold them within their open-file limit (50,000 agents: about
+ *   25,000 on each of two processes), agents are released first, evenly, and the figure
+ *   says how many.
  *
  * Baselines from the same run: each phase's time and memory per agent at the smallest size
  * (1.00x at a larger size: the cost per agent did not grow); at the smallest size itself, a
@@ -644,19 +645,21 @@ async function instructionDelivery(workers: Workers, agents: number, pg: NonNull
 
 /**
  * SIGKILL of the replica holding the most agents while every agent is connected; each of
- * its agents reconnects as agent/daemon does (the next collector of its list, a jittered
- * delay within the first second) and is served an unchanged report. The rotation sends
- * every agent of the dead replica to the same next one (until it refuses them): when that
- * one cannot hold them within its open-file limit, agents are released first, evenly over
- * the fleet, so that it can; the figure says how many.
+ * its agents reconnects as agent/daemon does (the next collector of its own ranking, a
+ * jittered delay within the first second) and is served an unchanged report. The rankings
+ * spread the dead replica's agents over the others: when those cannot hold them within their
+ * open-file limit, agents are released first, evenly over the fleet, so that they can; the
+ * figure says how many.
  */
 async function takeover(workers: Workers, agents: number, collectors: readonly Collector[], collectorPublicKey: string, progress: (line: string) => void): Promise<TakeoverRun> {
   const problems: string[] = [];
   let perReplica = await connectedEach(collectors);
   const victim = perReplica.reduce<number>((best, v, i) => ((v ?? -1) > (perReplica[best] ?? -1) ? i : best), 0);
-  const next = (victim + 1) % collectors.length;
   const capacity = collectorCapacity();
-  const both = (perReplica[victim] ?? 0) + (perReplica[next] ?? 0);
+  // Each survivor takes its share of the dead replica's agents on top of its own.
+  const share = (perReplica[victim] ?? 0) / Math.max(1, collectors.length - 1);
+  const next = perReplica.reduce<number>((best, v, i) => (i !== victim && (best === victim || (v ?? 0) > (perReplica[best] ?? 0)) ? i : best), victim === 0 ? 1 : 0);
+  const both = Math.ceil((perReplica[next] ?? 0) + share);
   let trimmed = 0;
   let why: string | null = null;
   if (both > capacity) {
@@ -664,7 +667,7 @@ async function takeover(workers: Workers, agents: number, collectors: readonly C
     const released = await workers.each('release', agents, (i) => ({ keep: Math.floor((workers.counts[i] ?? 0) * keepShare) }));
     const open = released.reduce((s, r) => s + r.open, 0);
     trimmed = agents - open;
-    why = `replica ${next + 1}, next in every list after replica ${victim + 1}, would hold ${both} agents, over the ${capacity} its open-file limit allows (ulimit -n ${openFileLimit()}): ${trimmed} agents were released first`;
+    why = `replica ${next + 1}, with its share of replica ${victim + 1}'s agents, would hold about ${both}, over the ${capacity} its open-file limit allows (ulimit -n ${openFileLimit()}): ${trimmed} agents were released first`;
     progress(`scale ${agents}: takeover: ${why}`);
     await sleep(2000);
     perReplica = await connectedEach(collectors);
@@ -688,8 +691,8 @@ async function takeover(workers: Workers, agents: number, collectors: readonly C
   const retries: Record<string, number> = {};
   for (const r of waited) for (const [s, n] of Object.entries(r.statuses)) retries[s] = (retries[s] ?? 0) + n;
   if (served.length !== watched) problems.push(`${watched - served.length} of the ${watched} agents of replica ${victim + 1} were not served by another replica`);
-  // The survivors' gateways count their connections; the store still shows the dead
-  // replica's agents as connected until `connected_by` and replica liveness are done.
+  // The survivors' gateways count their connections; the store shows the dead replica's
+  // agents as connected until the housekeeping holder sweeps its marks (a lease period).
   // A connection a survivor authenticated after its agent had given up on it (a handshake
   // timeout on the agent's side) is counted until the survivor sees it close: read until
   // the counts settle, at most SURVIVOR_SETTLE_MS.
