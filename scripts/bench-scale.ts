@@ -62,7 +62,7 @@ import { readCollectorKey } from '../collector/signing-key.ts';
 import { openPostgresStore } from '../collector/store/store.ts';
 import { type Instruction, signInstruction } from '../shared/instructions.ts';
 import { rssMiB, serveInChild, type ChildCollector } from '../shared/testing/collector-process.ts';
-import { OwnedChild, ownedTempDir } from '../shared/testing/owned-child.ts';
+import { atExit, OwnedChild, ownedTempDir } from '../shared/testing/owned-child.ts';
 import { type Postgres, startPostgres } from '../shared/testing/postgres.ts';
 import { needs, TOOLS } from '../shared/testing/system-tools.ts';
 import type { Inventory } from '../shared/protocol.ts';
@@ -370,15 +370,14 @@ async function startCollectors(engine: Engine, collectorJs: string, dir: string,
   }
   const cluster: Postgres = await startPostgres({ durable: true });
   // startPostgres quits the server if this process exits without stop(); its directory goes too.
-  const removeCluster = (): void => {
+  const forgetCluster = atExit(() => {
     rmSync(cluster.socketDir, { recursive: true, force: true });
-  };
-  process.once('exit', removeCluster);
+  });
   const collectors: Collector[] = [];
   const stop = async (): Promise<void> => {
     await Promise.all(collectors.map((c) => c.stop()));
     await cluster.stop();
-    process.off('exit', removeCluster);
+    forgetCluster();
   };
   try {
     cli(collectorJs, dir, ['store', 'migrate', '--from', dbPath, '--to', cluster.url]);

@@ -3,9 +3,19 @@ import { spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { OwnedChild, ownedTempDir } from './owned-child.ts';
+import { atExit, OwnedChild, ownedTempDir } from './owned-child.ts';
 
 const node = (code: string): OwnedChild => new OwnedChild(spawn(process.execPath, ['-e', code], { stdio: 'ignore' }));
+
+describe('atExit', () => {
+  it('one exit listener serves any number of hooks, and goes when the last is forgotten', () => {
+    const before = process.listenerCount('exit');
+    const forgets = Array.from({ length: 20 }, () => atExit(() => undefined));
+    assert.equal(process.listenerCount('exit'), before + 1);
+    for (const forget of forgets) forget();
+    assert.equal(process.listenerCount('exit'), before);
+  });
+});
 
 describe('OwnedChild', () => {
   it('says how a child that ends by itself ended', async () => {

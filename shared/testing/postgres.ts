@@ -19,6 +19,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { POSTGRES_USER, postgresBinDir, userIds } from './system-tools.ts';
+import { atExit } from './owned-child.ts';
 
 const run = promisify(execFile);
 
@@ -143,7 +144,7 @@ export async function startPostgres(options: StartOptions = {}): Promise<Postgre
     const pid = postmasterPid(dataDir);
     if (pid !== undefined) signal(pid, 'SIGQUIT');
   };
-  process.once('exit', onExit);
+  const forgetExit = atExit(onExit);
 
   try {
     if (process.getuid?.() === 0) {
@@ -155,7 +156,7 @@ export async function startPostgres(options: StartOptions = {}): Promise<Postgre
     const init = asOwner(join(bin, 'initdb'), ['-D', dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C', '--no-sync', '--no-instructions']);
     await run(init.file, init.args, { cwd: dir, timeout: timeoutMs, env: { ...process.env, LC_ALL: 'C' } });
   } catch (err) {
-    process.removeListener('exit', onExit);
+    forgetExit();
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
@@ -265,7 +266,7 @@ export async function startPostgres(options: StartOptions = {}): Promise<Postgre
       }
     }
   } catch (err) {
-    process.removeListener('exit', onExit);
+    forgetExit();
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
@@ -279,7 +280,7 @@ export async function startPostgres(options: StartOptions = {}): Promise<Postgre
       if (removed) return;
       await shutdown('SIGINT');
       removed = true;
-      process.removeListener('exit', onExit);
+      forgetExit();
       rmSync(dir, { recursive: true, force: true });
     },
     async restart() {
