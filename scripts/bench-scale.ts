@@ -325,6 +325,8 @@ interface Collector {
   httpUrl: string;
   agentUrl: string;
   stop(): Promise<void>;
+  /** Its first error-level log lines. */
+  errors(): string[];
 }
 
 /** Whether the process still runs (a collector that died mid-phase invalidates every figure after). */
@@ -363,7 +365,7 @@ function cli(collectorJs: string, dir: string, args: readonly string[]): void {
 async function startCollectors(engine: Engine, collectorJs: string, dir: string, dataDir: string, agents: number): Promise<Started> {
   const dbPath = join(dir, 'collector.db');
   const token = prepareStore(collectorJs, dir, dbPath, dataDir, agents, 'bench scale');
-  const asCollector = (c: ChildCollector): Collector => ({ pid: c.pid, httpUrl: c.url, agentUrl: c.agentUrl, stop: () => c.stop() });
+  const asCollector = (c: ChildCollector): Collector => ({ pid: c.pid, httpUrl: c.url, agentUrl: c.agentUrl, stop: () => c.stop(), errors: () => c.errors() });
   if (engine === 'sqlite') {
     const c = asCollector(await serveInChild([collectorJs], ['--db', dbPath, '--listen', '127.0.0.1:0'], { cwd: dir }));
     return { collectors: [c], token, engine: 'one SQLite collector', postgres: null, stop: () => c.stop() };
@@ -579,7 +581,10 @@ async function instructionDelivery(workers: Workers, agents: number, pg: NonNull
   const sample = Math.min(agents, INSTRUCTION_SAMPLE);
   const deadlineMs = 60_000 + sample * DEADLINE_PER_AGENT_MS.instructionArm;
   progress(`scale ${agents}: one signed instruction to each of ${sample} agents, enqueued from the bench, pushed by the replica holding each`);
-  const armed = await workers.each('instructionArm', sample, (i) => ({ sample: Math.ceil((sample * (workers.counts[i] ?? 0)) / agents), collectorPublicKey: key.publicKey }), deadlineMs);
+  // Each worker's share of the sample by its agents, the rounding's remainder to the first ones: exactly `sample` in all.
+  const shares = workers.counts.map((n) => Math.floor((sample * n) / agents));
+  for (let i = 0, left = sample - shares.reduce((x, y) => x + y, 0); left > 0; i = (i + 1) % shares.length, left--) shares[i] = (shares[i] ?? 0) + 1;
+  const armed = await workers.each('instructionArm', sample, (i) => ({ sample: shares[i] ?? 0, collectorPublicKey: key.publicKey }), deadlineMs);
   const targets = armed.flatMap((r) => r.armed ?? []);
   const problems = armed.flatMap((r) => r.problems.map((p) => `worker ${r.worker}: ${p}`));
   const committed = new Map<string, { at: number; collector: number }>();
@@ -828,6 +833,12 @@ export async function runSize(engine: Engine, agents: number, opts: { collectorJ
           `2 s later ${again.map((m) => `${m.hosts ?? '?'}, ${m.collectErrors ?? '?'} collect errors`).join('; ')}${direct === null ? '' : `; the database itself ${direct}`})`,
       );
     }
+
+    // A refusal such as PW_ERR_STORE names no cause to the agent: the collector's log does.
+    collectors.forEach((c, i) => {
+      const lines = c.errors();
+      if (lines.length > 0) problems.push(`collector ${i + 1} logged ${lines.length >= 20 ? '20 or more' : lines.length} errors before the takeover, first: ${lines.slice(0, 2).map((l) => l.slice(0, 800)).join(' | ')}`);
+    });
 
     let instructions: InstructionRun | null = null;
     let takeoverRun: TakeoverRun | null = null;

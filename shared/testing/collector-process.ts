@@ -79,7 +79,12 @@ export interface ChildCollector {
   stop(): Promise<void>;
   /** What it wrote since it started: stderr, and its log on stdout after the line saying where it listens (PATCHWARDEN_LOG_LEVEL=warn); the last 64 KiB. */
   output(): string;
+  /** Its first error-level log lines (pino level 50 and up), kept apart: a bench's warnings would push them out of output(). */
+  errors(): string[];
 }
+
+/** Error-level lines kept per collector. */
+const KEPT_ERRORS = 20;
 
 /**
  * Runs `node ENTRY... serve ARGS` (ENTRY: `['--import', 'tsx', 'collector/main.ts']` or a
@@ -93,8 +98,15 @@ export function serveInChild(entry: readonly string[], args: readonly string[], 
     await owned.stop(10_000);
   };
   let output = '';
+  const errors: string[] = [];
+  let partial = '';
   const keep = (d: Buffer): void => {
-    output = (output + d.toString('utf8')).slice(-65_536);
+    const text = d.toString('utf8');
+    output = (output + text).slice(-65_536);
+    if (errors.length >= KEPT_ERRORS) return;
+    const lines = (partial + text).split('\n');
+    partial = (lines.pop() ?? '').slice(-65_536);
+    for (const line of lines) if (errors.length < KEPT_ERRORS && /"level":(5|6)\d/.test(line)) errors.push(line.slice(0, 4000));
   };
   child.stderr.on('data', keep);
   return new Promise((resolve, reject) => {
@@ -114,7 +126,7 @@ export function serveInChild(entry: readonly string[], args: readonly string[], 
       if (m === null || child.pid === undefined) return;
       clearTimeout(timer);
       listening = true;
-      resolve({ pid: child.pid, url: m[1] ?? '', agentUrl: m[2] ?? '', stop, output: () => output });
+      resolve({ pid: child.pid, url: m[1] ?? '', agentUrl: m[2] ?? '', stop, output: () => output, errors: () => [...errors] });
     });
     void exited.then(() => {
       clearTimeout(timer);
