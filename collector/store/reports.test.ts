@@ -344,6 +344,36 @@ onEachEngine('Reports.ingestBatch (one commit for the reports of one event-loop 
     assert.equal((await fleet.reports.latestInventory(b))?.host.hostname, 'b');
   });
 
+  test('batches storing the same new contents at once, each in its own order: every report is stored, and each answer is its own report’s', async (t) => {
+    const { store: fleet, sql: db } = await engine.open(t);
+    // Six contents (the kernel is part of a content), eight batches of six agents each, every
+    // batch naming the contents in another order: on PostgreSQL two of them once deadlocked
+    // on each other's new content rows, and a report came back PW_ERR_STORE.
+    const contents = Array.from({ length: 6 }, (_, k): Inventory => ({ ...rhel, kernel: { ...rhel.kernel, release: `5.14.0-503.${k}.1.el9_5.x86_64` } }));
+    const batches = await Promise.all(
+      Array.from({ length: 8 }, async (_, b) =>
+        Promise.all(
+          contents.map(async (_, j) => {
+            const inv = contents[(j + b) % contents.length] as Inventory;
+            const hostname = `b${b}-h${j}`;
+            const inventory = { ...inv, host: { ...inv.host, hostname } };
+            return { agentId: await enroll(fleet, hostname), reportId: randomUUID(), hash: inventoryHash(inventory), inventory };
+          }),
+        ),
+      ),
+    );
+    const answers = await Promise.all(batches.map((items, b) => fleet.reports.ingestBatch(b % 2 === 0 ? items : [...items].reverse(), NOW)));
+    batches.forEach((items, b) => {
+      const sent = b % 2 === 0 ? items : [...items].reverse();
+      assert.deepEqual(
+        answers[b]?.map((r) => ('error' in r ? `error ${(r.error as Error).message}` : r.status === 'stored' ? r.contentHash : r.status)),
+        sent.map((it) => packagesHash(it.inventory)),
+        `batch ${b}`,
+      );
+    });
+    assert.deepEqual([await count(db, 'reports'), await count(db, 'hosts'), await count(db, 'inventory_contents')], [48, 48, 6]);
+  });
+
   test('a report whose write fails (not a refusal) fails alone: the others of the batch are stored', async (t) => {
     const { store: fleet, sql: db } = await engine.open(t);
     const [a, bad, b] = [await enroll(fleet, 'a'), await enroll(fleet, 'bad'), await enroll(fleet, 'b')];

@@ -254,20 +254,27 @@ export class Reports {
         throw error;
       }
     }
+    const { order, from } = ex.dialect === 'postgres' ? contentOrder(items) : { order: items, from: null };
     let done: ({ result: IngestResult; seen: SetSeen | undefined } | { error: unknown })[] | undefined;
-    if (ex.dialect === 'postgres' && !inTransaction(ex)) done = await this.#batchWithoutSavepoints(items, now);
+    if (ex.dialect === 'postgres' && !inTransaction(ex)) done = await this.#batchWithoutSavepoints(order, now);
     done ??= await this.#scope.atomic(async (s) => {
       const out: ({ result: IngestResult; seen: SetSeen | undefined } | { error: unknown })[] = [];
-      for (const it of items) {
+      for (const it of order) {
         try {
           out.push(await s.atomic((one) => ingestIn(one, it.agentId, it.reportId, it.hash, it.inventory, now, it.set)));
         } catch (error) {
+          // Lost to a concurrent transaction (a deadlock, a content pruned meanwhile): the
+          // whole batch runs again, as any transaction does. As its item's error, the agent
+          // was refused a report that only had to be sent again.
+          if (lostToConcurrent(error)) throw error;
           out.push({ error });
         }
       }
       return out;
     });
-    return done.map((d) => {
+    const ran = done;
+    const inOrder = from === null ? ran : items.map((_, i) => ran[from.indexOf(i)] ?? { error: new Error('a report of the batch has no result') });
+    return inOrder.map((d) => {
       if ('error' in d) return d;
       if (d.seen !== undefined) this.#rememberSet(d.seen.hash, d.seen.packages, d.seen.json);
       return d.result;
@@ -392,6 +399,24 @@ export class Reports {
       warnings: env.warnings,
     };
   }
+}
+
+/**
+ * A batch's reports in the order PostgreSQL writes them: by content. Two batches running at
+ * once (on two replicas, or two connections of one) that store the same new contents in
+ * different orders each wait for the other's uncommitted row, and PostgreSQL kills one as a
+ * deadlock; in one order they queue instead. Kept as they came when an agent has two
+ * reports in the batch (their order is the agent's).
+ */
+function contentOrder(items: readonly IngestItem[]): { order: readonly IngestItem[]; from: number[] | null } {
+  if (items.length < 2 || new Set(items.map((it) => it.agentId)).size !== items.length) return { order: items, from: null };
+  const keyed = items.map((it, i) => {
+    // The set's hash is computed here once and passed on: the report's statement needs it too.
+    const set = it.set ?? packageSetRef(it.inventory.packages);
+    return { it: { ...it, set }, key: packagesHash(it.inventory, set.hash), i };
+  });
+  keyed.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.i - b.i));
+  return { order: keyed.map((k) => k.it), from: keyed.map((k) => k.i) };
 }
 
 /** A report's statement failed inside a batch run without savepoints (Reports.#batchWithoutSavepoints). */
