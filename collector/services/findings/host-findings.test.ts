@@ -64,6 +64,19 @@ async function historyRows(store: Store, agentId: string): Promise<number> {
   return (await store.async.history.history(agentId)).size;
 }
 
+/** The findings a host counts as open: the statuses its openFindings column counts. */
+function openCount(expected: Findings): number {
+  return expected.findings.filter((f) => f.status === 'open' || f.status === 'unfixed' || f.status === 'fixed-pending-reboot').length;
+}
+
+/** Every host has its open count and its whole history from its correlation. */
+async function assertEveryHostJudged(fleet: Store, agents: ReadonlyMap<string, { id: string }>, open: number, expected: Findings): Promise<void> {
+  for (const [hostname, a] of agents) {
+    assert.equal((await fleet.async.hosts.get(a.id))?.openFindings, open, hostname);
+    assert.equal(await historyRows(fleet, a.id), expected.findings.length, hostname);
+  }
+}
+
 function contentRows(db: Db): number {
   return db.prepare<[], number>('SELECT count(*) FROM content_findings').pluck().get() ?? 0;
 }
@@ -80,7 +93,7 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
       const { db, fleet, agents } = await fleetWithHosts(t, names);
       const hf = await loadedFindings(fleet, new FailingFor(new Set(c.failing)));
       const expected = hf.correlator.findings(rhel, { policy: DEFAULT_POLICY, now: NOW, kev: new Map() });
-      const open = expected.findings.filter((f) => f.status === 'open' || f.status === 'unfixed' || f.status === 'fixed-pending-reboot').length;
+      const open = openCount(expected);
       assert.ok(open > 0, 'the real RHEL 9.5 image has open AlmaLinux findings');
       for (const a of agents.values()) hf.schedule(a.id, a.inventory, packagesHash(a.inventory));
       await hf.drained();
@@ -225,7 +238,7 @@ describe('HostFindings: a slice whose transaction runs twice is taken in once', 
     const hf = new HostFindings({ store: retrying(fleet), policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => NOW });
     await hf.load();
     const expected = hf.correlator.findings(rhel, { policy: DEFAULT_POLICY, now: NOW, kev: new Map() });
-    const open = expected.findings.filter((f) => f.status === 'open' || f.status === 'unfixed' || f.status === 'fixed-pending-reboot').length;
+    const open = openCount(expected);
     // By content first, as at start: one group of four hosts.
     await hf.scheduleAll([...agents.values()].map((a) => a.id));
     await hf.drained();
@@ -236,10 +249,7 @@ describe('HostFindings: a slice whose transaction runs twice is taken in once', 
     await hf.drained();
     assert.deepEqual(hf.stats, { correlated: 4, failed: 0, fannedOut: 4 });
     assert.equal(hf.queued, 0);
-    for (const [hostname, a] of agents) {
-      assert.equal((await fleet.async.hosts.get(a.id))?.openFindings, open, hostname);
-      assert.equal(await historyRows(fleet, a.id), expected.findings.length, hostname);
-    }
+    await assertEveryHostJudged(fleet, agents, open, expected);
     assert.equal(contentRows(db), expected.findings.length, 'the content’s timeline written once');
     assert.equal(db.inTransaction, false, 'no transaction is left open');
   });
@@ -281,16 +291,13 @@ describe('HostFindings: a slice whose commit failed runs again after a wait', ()
     const hf = new HostFindings({ store, policy: DEFAULT_POLICY, logger: createLogger({ level: 'silent' }), now: () => NOW, retryMs: 5 });
     await hf.load();
     const expected = hf.correlator.findings(rhel, { policy: DEFAULT_POLICY, now: NOW, kev: new Map() });
-    const open = expected.findings.filter((f) => f.status === 'open' || f.status === 'unfixed' || f.status === 'fixed-pending-reboot').length;
+    const open = openCount(expected);
     for (const a of agents.values()) hf.schedule(a.id, a.inventory, packagesHash(a.inventory));
     await hf.drained();
     assert.equal(store.failed(), 3, 'three commits failed before one went through');
     assert.deepEqual(hf.stats, { correlated: 3, failed: 3, fannedOut: 0 });
     assert.equal(hf.queued, 0);
-    for (const [hostname, a] of agents) {
-      assert.equal((await fleet.async.hosts.get(a.id))?.openFindings, open, hostname);
-      assert.equal(await historyRows(fleet, a.id), expected.findings.length, hostname);
-    }
+    await assertEveryHostJudged(fleet, agents, open, expected);
     assert.equal(contentRows(db), expected.findings.length, 'the content’s timeline written once');
   });
 
