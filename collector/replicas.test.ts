@@ -7,14 +7,14 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { describe, test, type TestContext } from 'node:test';
 import { type Instruction, signInstruction } from '../shared/instructions.ts';
 import { TestAgent, newKeys } from '../shared/testing/fake-agent.ts';
 import { almaInventory } from '../shared/testing/http-fixture.ts';
-import { startPostgres } from '../shared/testing/postgres.ts';
+import { type Postgres, startPostgres } from '../shared/testing/postgres.ts';
 import { type ReplicaChild, replicaInChild } from '../shared/testing/replica-child.ts';
 import { needs, TOOLS } from '../shared/testing/system-tools.ts';
-import { parseConfig } from './config.ts';
+import { type CollectorConfig, parseConfig } from './config.ts';
 import { createLogger } from './logger.ts';
 import { type Collector, createCollector } from './server.ts';
 import { DUTIES } from './services/replicas/duties.ts';
@@ -24,15 +24,21 @@ import { readCollectorKey } from './signing-key.ts';
 
 const HOUR = 3_600_000;
 
+/** A throwaway cluster and a directory for the collectors' key, removed after the test, and the config every replica shares. */
+async function site(t: TestContext): Promise<{ cluster: Postgres; dir: string; keyFile: string; config: CollectorConfig }> {
+  const cluster = await startPostgres();
+  t.after(() => cluster.stop());
+  const dir = mkdtempSync(join(tmpdir(), 'pw-replicas-'));
+  t.after(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const keyFile = join(dir, 'collector.key');
+  return { cluster, dir, keyFile, config: parseConfig({ feedSync: false, keyFile, store: { kind: 'postgres', url: cluster.url } }) };
+}
+
 describe('several collectors on one PostgreSQL database', { skip: needs(TOOLS.postgres) }, () => {
   test('an instruction enqueued on one replica reaches the agent connected to another; duties pass on when a replica stops', async (t) => {
-    const cluster = await startPostgres();
-    t.after(() => cluster.stop());
-    const dir = mkdtempSync(join(tmpdir(), 'pw-replicas-'));
-    t.after(() => {
-      rmSync(dir, { recursive: true, force: true });
-    });
-    const config = parseConfig({ feedSync: false, keyFile: join(dir, 'collector.key'), store: { kind: 'postgres', url: cluster.url } });
+    const { dir, config } = await site(t);
     // The tick is an hour apart: only the notification can bring the instruction in time.
     const open = (): Promise<Collector> => createCollector({ dbPath: join(dir, 'unused.db'), listen: '127.0.0.1:0', config, logger: createLogger({ level: 'silent' }), rolloutTickMs: HOUR });
     const a = await open();
@@ -95,15 +101,8 @@ describe('several collectors on one PostgreSQL database', { skip: needs(TOOLS.po
 
   for (const housekeeper of ['survivor', 'victim'] as const) {
     test(`a replica killed without a word: the survivor marks its agents disconnected a lease period later; the agent reconnecting is the survivor's (housekeeping held by the ${housekeeper})`, async (t) => {
-      const cluster = await startPostgres();
-      t.after(() => cluster.stop());
-      const dir = mkdtempSync(join(tmpdir(), 'pw-replicas-'));
-      t.after(() => {
-        rmSync(dir, { recursive: true, force: true });
-      });
-      const keyFile = join(dir, 'collector.key');
+      const { cluster, dir, keyFile, config } = await site(t);
       const leaseMs = 1500;
-      const config = parseConfig({ feedSync: false, keyFile, store: { kind: 'postgres', url: cluster.url } });
       // The first to start takes every duty. When the victim holds housekeeping, the survivor sweeps only after that lease passes on.
       const startSurvivor = async (): Promise<Collector> => {
         const c = await createCollector({ dbPath: join(dir, 'unused.db'), listen: '127.0.0.1:0', config, logger: createLogger({ level: 'silent' }), rolloutTickMs: HOUR, replicaLeaseMs: leaseMs });
@@ -166,13 +165,7 @@ describe('several collectors on one PostgreSQL database', { skip: needs(TOOLS.po
   }
 
   test('a replica that closes clears its own agents\' marks at once, and leaves the others\'', async (t) => {
-    const cluster = await startPostgres();
-    t.after(() => cluster.stop());
-    const dir = mkdtempSync(join(tmpdir(), 'pw-replicas-'));
-    t.after(() => {
-      rmSync(dir, { recursive: true, force: true });
-    });
-    const config = parseConfig({ feedSync: false, keyFile: join(dir, 'collector.key'), store: { kind: 'postgres', url: cluster.url } });
+    const { dir, config } = await site(t);
     const open = (): Promise<Collector> => createCollector({ dbPath: join(dir, 'unused.db'), listen: '127.0.0.1:0', config, logger: createLogger({ level: 'silent' }), rolloutTickMs: HOUR });
     const a = await open();
     t.after(() => a.close());

@@ -201,6 +201,12 @@ describe('HostFindings: queued hosts are correlated in slices, one commit per sl
   });
 });
 
+/** The parts HostFindings reads and writes, as the store has them; the doubles below replace its transactions. */
+function findingsParts(store: Store): Omit<FindingsStore, 'transaction'> {
+  const a = store.async;
+  return { advisories: a.advisories, advisoryChanges: a.advisoryChanges, epss: a.epss, history: a.history, exceptions: a.exceptions, reports: a.reports, hosts: a.hosts };
+}
+
 /**
  * The store's transactions as PostgreSQL may run them: a transaction that loses to a
  * concurrent one is run again from the start (POSTGRES.md). Here every transaction's
@@ -210,13 +216,7 @@ function retrying(store: Store): FindingsStore {
   const a = store.async;
   const retry = new Error('serialization failure (simulated)');
   return {
-    advisories: a.advisories,
-    advisoryChanges: a.advisoryChanges,
-    epss: a.epss,
-    history: a.history,
-    exceptions: a.exceptions,
-    reports: a.reports,
-    hosts: a.hosts,
+    ...findingsParts(store),
     transaction: async <T>(fn: (tx: AsyncStore) => Promise<T>): Promise<T> =>
       a.transaction(async (tx) => {
         await tx
@@ -264,13 +264,7 @@ function commitsFailing(store: Store, failures: number): FindingsStore & { faile
   let failed = 0;
   const lost = new Error('Connection terminated unexpectedly (simulated)');
   return {
-    advisories: a.advisories,
-    advisoryChanges: a.advisoryChanges,
-    epss: a.epss,
-    history: a.history,
-    reports: a.reports,
-    hosts: a.hosts,
-    exceptions: a.exceptions,
+    ...findingsParts(store),
     failed: () => failed,
     transaction: async <T>(fn: (tx: AsyncStore) => Promise<T>): Promise<T> =>
       a.transaction(async (tx) => {
