@@ -265,8 +265,8 @@ export async function createCollector(options: CollectorOptions): Promise<Collec
       now,
       ...options.gateway,
       instructions: {
-        pendingFor: (agentId, at) => store.outbox.pendingFor(agentId, at),
-        markSent: (id, at) => store.outbox.markSent(id, at),
+        pendingFor: (agentIds, at) => store.outbox.pendingForAgents(agentIds, at),
+        markSent: (ids, at) => store.outbox.markManySent(ids, at),
         // The engine records the result in the outbox too, and moves the rollout on.
         recordResult: (agentId, result) => {
           metrics.instructionResultsTotal.inc({ status: result.status });

@@ -49,11 +49,14 @@ export const AGENT_PATH = '/v1/agent';
  */
 export const PRE_AUTH_MAX_PAYLOAD = 4096;
 
+/** Connections one read of the outbox serves at most (its agent ids are one parameter). */
+const DELIVERY_RUN = 1000;
+
 /** Where the gateway finds instructions to send and puts their results (the rollout outbox). */
 export interface InstructionChannel {
-  /** Signed instructions for the agent that have no result yet and have not expired, oldest first. */
-  pendingFor(agentId: string, now: Date): Promise<readonly { id: string; payload: string; signature: string }[]>;
-  markSent(id: string, now: Date): Promise<void>;
+  /** Signed instructions for these agents that have no result yet and have not expired, oldest first. */
+  pendingFor(agentIds: readonly string[], now: Date): Promise<readonly { id: string; agentId: string; payload: string; signature: string }[]>;
+  markSent(ids: readonly string[], now: Date): Promise<void>;
   /** false when the instruction is unknown or another agent's (the result is logged, not stored). */
   recordResult(agentId: string, result: InstructionResult, now: Date): Promise<boolean>;
 }
@@ -178,6 +181,10 @@ export class Gateway {
   };
   #nextId = 1;
   #closed = false;
+  /** Connections whose pending instructions are to be read: one read serves all of them (#deliverQueued). */
+  readonly #toDeliver = new Set<Session>();
+  /** The delivery run in progress, null when none is. */
+  #delivering: Promise<void> | null = null;
   readonly stats: GatewayStats = { connections: 0, authenticated: 0, enrolled: 0, reports: { stored: 0, unchanged: 0, duplicate: 0, 'packages-unknown': 0 }, heldSetFrames: 0, refused: {} };
 
   constructor(options: GatewayOptions) {
@@ -308,25 +315,59 @@ export class Gateway {
    */
   deliverInstructions(agentId: string): void {
     const s = this.#byAgent.get(agentId);
-    if (s !== undefined) void this.#deliver(s);
+    if (s !== undefined) this.#deliver(s);
   }
 
-  /** Never rejects: a failure is logged, and the instructions stay queued for the next connection. */
-  async #deliver(s: Session): Promise<void> {
+  /**
+   * Queues the connection for the next delivery run. A burst of notifications or a reconnection wave costs a read of the
+   * outbox per run, not per agent: per agent, 16,000 agents reconnecting to a replica queued
+   * as many round trips in its pool, ahead of the instructions of the agents already there.
+   */
+  #deliver(s: Session): void {
+    if (this.#opts.instructions === undefined || s.agentId === null || s.closing) return;
+    this.#toDeliver.add(s);
+    this.#delivering ??= this.#deliverQueued();
+  }
+
+  /** Delivery runs until nothing is queued; the connections queued while one reads wait for the next. */
+  async #deliverQueued(): Promise<void> {
+    for (;;) {
+      // The rest of this event-loop turn's notifications and welcomes join the run.
+      await new Promise<void>((resolve) => {
+        setImmediate(resolve);
+      });
+      if (this.#toDeliver.size === 0) {
+        this.#delivering = null;
+        return;
+      }
+      const run = [...this.#toDeliver].slice(0, DELIVERY_RUN);
+      for (const s of run) this.#toDeliver.delete(s);
+      await this.#deliverRun(run);
+    }
+  }
+
+  /** Never rejects: a failure is logged, and the instructions stay queued for the next connection or tick. */
+  async #deliverRun(run: readonly Session[]): Promise<void> {
     const channel = this.#opts.instructions;
-    if (channel === undefined || s.agentId === null || s.closing) return;
+    if (channel === undefined) return;
+    const byAgent = new Map<string, Session>();
+    for (const s of run) if (s.agentId !== null && !s.closing) byAgent.set(s.agentId, s);
+    if (byAgent.size === 0) return;
     const now = this.#opts.now();
+    const sent: string[] = [];
     try {
-      for (const entry of await channel.pendingFor(s.agentId, now)) {
-        // Checked and marked with no await between: two deliveries at once send each instruction once.
-        if (s.sent.has(entry.id)) continue;
+      for (const entry of await channel.pendingFor([...byAgent.keys()], now)) {
+        const s = byAgent.get(entry.agentId);
+        // Closed or replaced while the outbox was read: its next connection is sent the entry.
+        if (s === undefined || s.closing || s.sent.has(entry.id)) continue;
         s.sent.add(entry.id);
         this.#send(s, instructionMessage(entry));
-        await channel.markSent(entry.id, now);
+        sent.push(entry.id);
         s.log.info({ instructionId: entry.id }, 'instruction sent');
       }
+      await channel.markSent(sent, now);
     } catch (err) {
-      s.log.error({ err }, 'could not send the pending instructions; they stay queued for the next connection');
+      this.#opts.logger.error({ err, agents: byAgent.size, sent: sent.length }, 'could not send the pending instructions; they stay queued for the next connection or tick');
     }
   }
 
@@ -338,6 +379,7 @@ export class Gateway {
     // Reports waiting for their shared commit are stored and acked before the goodbye.
     if (this.#batch.length > 0) await this.#flush();
     await this.#flushing;
+    await this.#delivering;
     for (const server of this.#servers) server.off('upgrade', this.#onUpgrade);
     const closed = [...this.#sessions].map(
       (s) =>
@@ -581,7 +623,8 @@ export class Gateway {
     await this.#mark(agentId, () => this.#opts.store.agents.markConnected(agentId, this.#opts.replica, now));
     s.log.info('agent connected');
     this.#send(s, welcomeMessage(agentId, this.#opts.heartbeatSeconds, inventoryHash));
-    await this.#deliver(s);
+    // Not awaited: the connection's next frame need not wait for a run serving other connections too.
+    this.#deliver(s);
   }
 
   async #report(s: Session, agentId: string, id: string, hash: string, inventory: Inventory | null, set: PackageSetRef | undefined, arrived: bigint): Promise<void> {

@@ -89,6 +89,33 @@ onEachEngine('InstructionOutbox', (engine) => {
     assert.deepEqual((await new InstructionOutbox(db).pendingFor(a2, at(12))).map((e) => e.id), [e3.id], 'the outbox survives a restart');
   });
 
+  test('reads many agents\' pending entries in one statement, each agent\'s as pendingFor has them, and marks many sent', async (t) => {
+    const { store, sql: db } = await engine.open(t);
+    const outbox = store.outbox;
+    const ids = await agents(db, 'alma-1', 'alma-2', 'alma-3');
+    const [a1 = '', a2 = '', a3 = ''] = ids;
+    const entries = [entry(a1, 60), entry(a2, 60), entry(a1, 60), entry(a3, 10), entry(a2, 60)];
+    for (const [i, e] of entries.entries()) await outbox.enqueue({ ...e, rolloutId: null }, at(i % 2));
+    const many = await outbox.pendingForAgents([a1, a2, a3, "x' OR '1'='1", '"]'], at(5));
+    for (const a of ids) {
+      assert.deepEqual(
+        many.filter((e) => e.agentId === a),
+        await outbox.pendingFor(a, at(5)),
+        `${a}: the same entries in the same order`,
+      );
+    }
+    assert.equal(many.length, entries.length, 'a hostile id matches nothing and breaks nothing');
+    assert.deepEqual(await outbox.pendingForAgents([], at(5)), []);
+    assert.deepEqual((await outbox.pendingForAgents([a3], at(10))).map((e) => e.id), [], 'expired entries are not read');
+
+    await outbox.markSent(entries[0]?.id ?? '', at(6));
+    await outbox.markManySent([entries[0]?.id ?? '', entries[1]?.id ?? '', 'no-such-id'], at(7));
+    await outbox.markManySent([], at(8));
+    assert.equal((await outbox.get(entries[0]?.id ?? ''))?.sentAt, at(6).toISOString(), 'the first delivery time is kept');
+    assert.equal((await outbox.get(entries[1]?.id ?? ''))?.sentAt, at(7).toISOString());
+    assert.equal((await outbox.get(entries[2]?.id ?? ''))?.sentAt, null, 'entries not named stay unsent');
+  });
+
   test('entries enqueued at the same instant stay in the order they were enqueued (rowid on SQLite, seq on PostgreSQL)', async (t) => {
     const { store, sql: db } = await engine.open(t);
     const [a1 = ''] = await agents(db, 'alma-1');

@@ -85,11 +85,23 @@ const outboxQ = {
       WHERE agent_id = ? AND result_at IS NULL AND expired_at IS NULL AND withdrawn_at IS NULL AND expires_at > ?
       ORDER BY enqueued_at, seq`,
   }),
+  pendingForAgents: sql({
+    sqlite: `SELECT * FROM instruction_outbox
+      WHERE agent_id IN (SELECT value FROM json_each(?)) AND result_at IS NULL AND expired_at IS NULL AND withdrawn_at IS NULL AND expires_at > ?
+      ORDER BY enqueued_at, rowid`,
+    postgres: `SELECT * FROM instruction_outbox
+      WHERE agent_id = ANY (?::text[]) AND result_at IS NULL AND expired_at IS NULL AND withdrawn_at IS NULL AND expires_at > ?
+      ORDER BY enqueued_at, seq`,
+  }),
   unsentAgents: sql(`SELECT DISTINCT agent_id FROM instruction_outbox
     WHERE sent_at IS NULL AND result_at IS NULL AND expired_at IS NULL AND withdrawn_at IS NULL AND expires_at > ?`),
   pendingAgents: sql(`SELECT DISTINCT agent_id FROM instruction_outbox
     WHERE result_at IS NULL AND expired_at IS NULL AND withdrawn_at IS NULL AND expires_at > ? ORDER BY agent_id`),
   markSent: sql('UPDATE instruction_outbox SET sent_at = coalesce(sent_at, ?) WHERE id = ?'),
+  markManySent: sql({
+    sqlite: 'UPDATE instruction_outbox SET sent_at = coalesce(sent_at, ?) WHERE id IN (SELECT value FROM json_each(?))',
+    postgres: 'UPDATE instruction_outbox SET sent_at = coalesce(sent_at, ?) WHERE id = ANY (?::text[])',
+  }),
   byId: sql('SELECT * FROM instruction_outbox WHERE id = ?'),
   setResult: sql('UPDATE instruction_outbox SET result_at = ?, result = ? WHERE id = ? AND result_at IS NULL'),
   expire: sql('UPDATE instruction_outbox SET expired_at = ? WHERE expires_at <= ? AND result_at IS NULL AND expired_at IS NULL AND withdrawn_at IS NULL'),
@@ -140,6 +152,22 @@ export class InstructionOutbox {
   }
 
   /**
+   * pendingFor for many agents in one statement, oldest first: the gateway reads for every
+   * agent it was told about in one event-loop turn at once (a reconnection wave, a burst of
+   * notifications) instead of a round trip each.
+   */
+  async pendingForAgents(agentIds: readonly string[], now: Date): Promise<OutboxEntry[]> {
+    if (agentIds.length === 0) return [];
+    const rows = await this.#ex.all<OutboxRow>(outboxQ.pendingForAgents, [this.#list(agentIds), now.toISOString()]);
+    return rows.map((r) => ({ id: r.id, agentId: r.agent_id, payload: r.payload, signature: r.signature, expiresAt: r.expires_at }));
+  }
+
+  /** A list parameter: an array on PostgreSQL, JSON text for SQLite's json_each. */
+  #list(values: readonly string[]): string | readonly string[] {
+    return this.#ex.dialect === 'postgres' ? [...values] : JSON.stringify(values);
+  }
+
+  /**
    * Agents with instructions never sent: enqueued by another process (the CLI) on the same
    * database, which cannot reach the serving collector's connections.
    */
@@ -155,6 +183,12 @@ export class InstructionOutbox {
   /** The first delivery time is kept: a re-send after a reconnect does not restart the reboot grace. */
   async markSent(id: string, now: Date): Promise<void> {
     await this.#ex.run(outboxQ.markSent, [now.toISOString(), id]);
+  }
+
+  /** markSent for many entries in one statement. */
+  async markManySent(ids: readonly string[], now: Date): Promise<void> {
+    if (ids.length === 0) return;
+    await this.#ex.run(outboxQ.markManySent, [now.toISOString(), this.#list(ids)]);
   }
 
   /**
